@@ -1,0 +1,215 @@
+"""The probe layer: the only code that looks at the real machine. It returns an Environment.
+
+Probes run concurrently. The target interpreter is asked about itself by a small script run as a
+subprocess (it never imports torch: torch's version, CUDA and ABI are read from its files). Only an
+installed FlashAttention is imported, each variant in its own subprocess, so that a segfault in an
+extension becomes a finding instead of a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from flashdoctor.environment import Environment, FlashInstall
+from flashdoctor.probe.binary import cuda_archs, cxx11_abi
+from flashdoctor.probe.system import (
+    Probed,
+    probe_gcc,
+    probe_ninja,
+    probe_nvidia,
+    probe_resources,
+    probe_toolkit,
+    run,
+)
+
+IMPORT_TIMEOUT = 180.0
+
+# What a user's code imports for each variant (the import test).
+IMPORT_STATEMENTS = {
+    "flash-attn": "import flash_attn\nfrom flash_attn import flash_attn_func",
+    "flash-attn-3": "try:\n    import flash_attn_interface\nexcept ImportError:\n    import flash_attn_3",
+    "flash-attn-4": "import flash_attn.cute\nfrom flash_attn.cute import flash_attn_func",
+}
+
+
+class InterpreterError(Exception):
+    """The target interpreter cannot be run at all (a usage error: --python names no Python)."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    ok: bool
+    error: str | None
+    crashed: bool
+
+
+def interp_probe(python: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    script = resources.files("flashdoctor.probe").joinpath("_interp.py")
+    with resources.as_file(script) as path:
+        rc, out, err = run([python, str(path)], env=environ, timeout=60)
+    if rc in (126, 127):
+        raise InterpreterError(f"cannot run the target interpreter {python}: {err.strip()}")
+    if rc != 0:
+        raise InterpreterError(f"the target interpreter {python} failed to run the probe (exit {rc}): {err.strip()[-300:]}")
+    try:
+        data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError) as exc:
+        raise InterpreterError(f"the target interpreter {python} printed no probe result: {exc}") from None
+    return data
+
+
+def import_test(python: str, dist: str, environ: Mapping[str, str]) -> ImportResult:
+    """Import an installed variant in a fresh interpreter. A signal (segfault, abort) is a crash."""
+    code = IMPORT_STATEMENTS[canonicalize_name(dist)]
+    rc, _out, err = run([python, "-c", code], env=environ, timeout=IMPORT_TIMEOUT)
+    if rc == 0:
+        return ImportResult(True, None, False)
+    crashed = rc < 0 or rc in (134, 139)
+    if rc < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        err = (err.rstrip() + f"\n[the interpreter was killed by {name}]").strip()
+    elif rc == 124:
+        err = err + f"\n[import did not finish within {IMPORT_TIMEOUT:.0f}s]"
+    return ImportResult(False, err.strip()[-4000:], crashed)
+
+
+def _from_interp(data: dict[str, Any]) -> Probed:
+    r = Probed(notes=list(data.get("notes", [])))
+    for k in ("python", "python_abi", "platform", "glibc", "env_manager", "python_executable"):
+        r.values[k] = data.get(k)
+    t = data.get("torch") or {}
+    if not t.get("installed"):
+        r.values.update(torch=None, torch_cuda=None, torch_hip=None, cxx11abi=None, torch_arch_list=None)
+        return r
+    r.values["torch"] = t.get("version")
+    if not t.get("version"):
+        r.unknown.add("torch")
+    r.values["torch_cuda"] = t.get("cuda")
+    r.values["torch_hip"] = t.get("hip")
+    return r
+
+
+def probe_environment(
+    python: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    import_tests: bool = True,
+    deep: bool = False,
+) -> Environment:
+    """Probe this machine and the target interpreter (default: the running one)."""
+    environ = dict(os.environ if environ is None else environ)
+    python = python or sys.executable
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        f_interp = pool.submit(interp_probe, python, environ)
+        f_nvidia = pool.submit(probe_nvidia, environ)
+        f_tool = pool.submit(probe_toolkit, environ)
+        f_gcc = pool.submit(probe_gcc, environ)
+        f_ninja = pool.submit(probe_ninja, environ, python)
+        f_res = pool.submit(probe_resources, environ)
+        data = f_interp.result()  # InterpreterError propagates: a usage error
+        parts = [_from_interp(data)]
+        t = data.get("torch") or {}
+        # Torch facts read from its binaries, concurrently with the import tests below.
+        f_abi = pool.submit(cxx11_abi, t["libc10"]) if t.get("libc10") else None
+        f_tarch = pool.submit(cuda_archs, t["libtorch_cuda"]) if t.get("libtorch_cuda") else None
+        flash = data.get("flash") or []
+        f_imports = {
+            fl["dist"]: pool.submit(import_test, python, fl["dist"], environ) for fl in flash if import_tests
+        }
+        f_archs = {
+            fl["dist"]: [pool.submit(cuda_archs, p) for p in fl.get("extensions", [])] for fl in flash
+        }
+        deep_data = pool.submit(_deep_torch, python, environ) if deep and t.get("installed") else None
+        for f in (f_nvidia, f_tool, f_gcc, f_ninja, f_res):
+            parts.append(f.result())
+        installed = []
+        for fl in flash:
+            res = f_imports[fl["dist"]].result() if fl["dist"] in f_imports else None
+            archs: set[str] = set()
+            any_read = False
+            for fut in f_archs[fl["dist"]]:
+                a = fut.result()
+                if a is not None:
+                    any_read = True
+                    archs.update(a)
+            installed.append(
+                FlashInstall(
+                    dist=canonicalize_name(fl["dist"]),
+                    version=fl.get("version"),
+                    import_ok=None if res is None else res.ok,
+                    import_error=None if res is None else res.error,
+                    import_crashed=False if res is None else res.crashed,
+                    module_path=fl.get("module_path"),
+                    extension_path=(fl.get("extensions") or [None])[0],
+                    archs=tuple(sorted(archs)) if any_read else None,
+                )
+            )
+        extra = Probed(values={"installed": tuple(installed)})
+        if f_abi is not None:
+            extra.values["cxx11abi"] = f_abi.result()
+        if f_tarch is not None:
+            ta = f_tarch.result()
+            extra.values["torch_arch_list"] = ta if ta else None
+        if deep_data is not None:
+            d = deep_data.result()
+            extra.notes.extend(d.notes)
+            extra.values.update(d.values)
+        parts.append(extra)
+    values: dict[str, Any] = {}
+    notes: list[str] = []
+    unknown: set[str] = set()
+    for p in parts:
+        values.update(p.values)
+        notes.extend(p.notes)
+        unknown |= p.unknown
+    if values.get("torch") and values.get("cxx11abi") is None:
+        unknown.add("cxx11abi")
+    values["notes"] = tuple(notes)
+    return Environment(**values, unknown=frozenset(unknown))
+
+
+DEEP_SCRIPT = r"""
+import json, torch
+out = {"cxx11abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI), "version": torch.__version__,
+       "cuda": torch.version.cuda, "hip": getattr(torch.version, "hip", None)}
+try:
+    out["arch_list"] = torch.cuda.get_arch_list() if torch.cuda.is_available() else None
+    out["cuda_available"] = torch.cuda.is_available()
+    out["bf16"] = [torch.cuda.get_device_capability(i) >= (8, 0) for i in range(torch.cuda.device_count())] if out["cuda_available"] else []
+except Exception as exc:
+    out["error"] = repr(exc)
+print(json.dumps(out))
+"""
+
+
+def _deep_torch(python: str, environ: Mapping[str, str]) -> Probed:
+    """--deep: import torch (seconds) to confirm what was read from its files."""
+    r = Probed()
+    rc, out, err = run([python, "-c", DEEP_SCRIPT], env=environ, timeout=IMPORT_TIMEOUT)
+    if rc != 0:
+        r.notes.append(f"--deep: importing torch failed: {err.strip().splitlines()[-1] if err.strip() else rc}")
+        return r
+    try:
+        d = json.loads(out.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        r.notes.append("--deep: no result from torch")
+        return r
+    r.values["cxx11abi"] = d.get("cxx11abi")
+    if d.get("arch_list"):
+        r.values["torch_arch_list"] = tuple(d["arch_list"])
+    if d.get("error"):
+        r.notes.append(f"--deep: {d['error']}")
+    return r

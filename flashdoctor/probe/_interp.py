@@ -1,0 +1,169 @@
+# Runs inside the *target* interpreter as `python _interp.py`. Standard library only, Python >= 3.8.
+# It must never import torch or flash_attn (that costs seconds and can crash): it reads files instead.
+# Prints one JSON object on stdout.
+import json
+import os
+import platform
+import re
+import sys
+import sysconfig
+
+try:
+    import importlib.metadata as md
+except ImportError:  # pragma: no cover - Python < 3.8
+    md = None  # type: ignore[assignment]
+import importlib.util
+
+out = {"notes": []}
+
+
+def note(msg):
+    out["notes"].append(msg)
+
+
+out["python"] = "%d.%d" % sys.version_info[:2]
+out["python_full"] = platform.python_version()
+out["python_executable"] = sys.executable
+impl = {"cpython": "cp", "pypy": "pp"}.get(sys.implementation.name, sys.implementation.name)
+gil_disabled = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+out["python_abi"] = "%s%d%d%s" % (impl, sys.version_info[0], sys.version_info[1], "t" if gil_disabled else "")
+out["platform"] = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+try:
+    libc, ver = platform.libc_ver()
+    out["glibc"] = ver if libc == "glibc" and ver else None
+except Exception as exc:  # platform.libc_ver reads the executable; it can fail on odd systems
+    out["glibc"] = None
+    note("glibc: %s" % exc)
+if sys.platform.startswith("linux") and not out["glibc"]:
+    try:
+        out["glibc"] = os.confstr("CS_GNU_LIBC_VERSION").split()[1]
+    except (ValueError, OSError, IndexError, AttributeError):
+        pass
+
+# -- environment manager ------------------------------------------------------------------------
+prefix = sys.prefix
+manager = None
+cfg = os.path.join(prefix, "pyvenv.cfg")
+if os.path.isdir(os.path.join(prefix, "conda-meta")):
+    manager = "conda"
+elif os.path.isfile(cfg):
+    try:
+        with open(cfg, encoding="utf-8", errors="replace") as fh:
+            manager = "uv" if re.search(r"^uv\s*=", fh.read(), re.M) else "pip"
+    except OSError:
+        manager = "pip"
+else:
+    manager = "pip"
+out["env_manager"] = manager
+out["has_pip"] = importlib.util.find_spec("pip") is not None
+out["in_venv"] = sys.prefix != getattr(sys, "base_prefix", sys.prefix)
+
+
+def dist_version(name):
+    if md is None:
+        return None
+    try:
+        return md.version(name)
+    except Exception:
+        return None
+
+
+def find_spec(name):
+    try:
+        return importlib.util.find_spec(name)
+    except Exception as exc:  # a broken parent package can raise here
+        note("find_spec(%s): %s" % (name, exc))
+        return None
+
+
+# -- torch, without importing it ----------------------------------------------------------------
+torch = {"installed": False}
+spec = find_spec("torch")
+if spec is not None and spec.origin:
+    tdir = os.path.dirname(spec.origin)
+    torch["installed"] = True
+    torch["dir"] = tdir
+    vfile = os.path.join(tdir, "version.py")
+    try:
+        with open(vfile, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        for key, name in (("version", "__version__"), ("cuda", "cuda"), ("hip", "hip"), ("git", "git_version")):
+            m = re.search(r"^%s\s*(?::\s*[^=]+)?=\s*(.+)$" % re.escape(name), text, re.M)
+            if m:
+                val = m.group(1).strip()
+                if val in ("None", "'None'"):
+                    torch[key] = None
+                else:
+                    torch[key] = val.strip("'\"")
+    except OSError as exc:
+        note("torch/version.py: %s" % exc)
+    if not torch.get("version"):
+        torch["version"] = dist_version("torch")
+    libdir = os.path.join(tdir, "lib")
+    for cand in ("libc10.so", "libc10.dylib", "c10.dll"):
+        p = os.path.join(libdir, cand)
+        if os.path.exists(p):
+            torch["libc10"] = p
+            break
+    for cand in ("libtorch_cuda.so", "torch_cuda.dll"):
+        p = os.path.join(libdir, cand)
+        if os.path.exists(p):
+            torch["libtorch_cuda"] = p
+            break
+out["torch"] = torch
+
+# -- installed FlashAttention -------------------------------------------------------------------
+# dist name -> (top-level modules to look for, extension module basenames)
+FLASH = {
+    "flash-attn": (["flash_attn"], ["flash_attn_2_cuda"]),
+    "flash_attn_3": (["flash_attn_interface", "flash_attn_3"], ["flash_attn_3_cuda", "_C", "flash_attn_3._C"]),
+    "flash-attn-4": (["flash_attn.cute"], []),
+}
+EXT_SUFFIXES = (".so", ".pyd", ".dylib")
+flash = []
+for dist, (mods, exts) in FLASH.items():
+    version = dist_version(dist)
+    files = []
+    location = None
+    if version is not None and md is not None:
+        try:
+            d = md.distribution(dist)
+            location = str(d.locate_file(""))
+            for f in d.files or []:
+                s = str(f)
+                base = os.path.basename(s)
+                if s.endswith(EXT_SUFFIXES) and any(base.startswith(e.split(".")[-1]) for e in exts):
+                    files.append(str(d.locate_file(f)))
+        except Exception as exc:
+            note("%s metadata: %s" % (dist, exc))
+    module_path = None
+    for mod in mods:
+        if "." in mod and version is None:
+            continue  # flash_attn.cute exists inside flash-attn 2.8.3 too; only the FA4 dist counts
+        s = find_spec(mod.split(".")[0]) if "." in mod else find_spec(mod)
+        if s is not None:
+            module_path = s.origin if s.origin and s.origin != "namespace" else (list(s.submodule_search_locations or []) or [None])[0]
+            break
+    if version is None and module_path is None:
+        continue
+    if version is None and module_path:
+        # importable without metadata (a source checkout on sys.path): read __version__
+        init = module_path if module_path.endswith(".py") else os.path.join(module_path, "__init__.py")
+        try:
+            with open(init, encoding="utf-8", errors="replace") as fh:
+                m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)", fh.read(), re.M)
+                version = m.group(1) if m else None
+        except OSError:
+            pass
+        if module_path and not files:
+            root = os.path.dirname(os.path.dirname(init))
+            try:
+                for name in os.listdir(root):
+                    if name.endswith(EXT_SUFFIXES) and any(name.startswith(e) for e in exts):
+                        files.append(os.path.join(root, name))
+            except OSError:
+                pass
+    flash.append({"dist": dist, "version": version, "module_path": module_path, "extensions": files, "location": location})
+out["flash"] = flash
+
+print(json.dumps(out))

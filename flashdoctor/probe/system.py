@@ -1,0 +1,274 @@
+"""Probes of the machine: NVIDIA driver and GPUs, CUDA toolkits, host compiler, ninja, resources.
+
+Every function fails soft: what cannot be found out is returned as None plus a note.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from flashdoctor.environment import GPU, Nvcc
+
+SUBPROCESS_TIMEOUT = 20.0
+
+
+@dataclass
+class Probed:
+    """Partial results of one probe: the Environment field values and notes."""
+
+    values: dict[str, object] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    unknown: set[str] = field(default_factory=set)
+
+
+def run(cmd: list[str], env: Mapping[str, str] | None = None, timeout: float = SUBPROCESS_TIMEOUT) -> tuple[int, str, str]:
+    """Run a command; a missing executable or a timeout is a result (rc 127 / 124), never an exception."""
+    try:
+        p = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        return 127, "", f"{cmd[0]}: not found"
+    except PermissionError as exc:
+        return 126, "", f"{cmd[0]}: {exc}"
+    except subprocess.TimeoutExpired:
+        return 124, "", f"{cmd[0]}: timed out after {timeout:.0f}s"
+    except OSError as exc:
+        return 126, "", f"{cmd[0]}: {exc}"
+    return p.returncode, p.stdout, p.stderr
+
+
+# -- NVIDIA ---------------------------------------------------------------------------------------
+def _driver_from_files() -> str | None:
+    for path in ("/sys/module/nvidia/version", "/proc/driver/nvidia/version"):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
+        except OSError:
+            continue
+        m = re.search(r"(\d+\.\d+(?:\.\d+)?)", text)
+        if m:
+            return m.group(1)
+    return None
+
+
+def visible_filter(gpus: list[GPU], cuda_visible: str | None) -> list[GPU]:
+    """Apply CUDA_VISIBLE_DEVICES (indices, GPU-UUIDs or unique UUID prefixes; the list stops at the
+    first invalid entry, as the CUDA runtime does). Visible GPUs are renumbered from 0."""
+    if cuda_visible is None:
+        return gpus
+    out: list[GPU] = []
+    for tok in (t.strip() for t in cuda_visible.split(",")):
+        if not tok:
+            break
+        match: GPU | None = None
+        if re.fullmatch(r"\d+", tok):
+            match = next((g for g in gpus if g.index == int(tok)), None)
+        elif tok.upper().startswith(("GPU-", "MIG-")):
+            cands = [g for g in gpus if g.uuid and g.uuid.upper().startswith(tok.upper())]
+            match = cands[0] if len(cands) == 1 else None
+        if match is None or match in out:
+            break
+        out.append(match)
+    return [GPU(index=i, name=g.name, capability=g.capability, memory_gb=g.memory_gb, uuid=g.uuid) for i, g in enumerate(out)]
+
+
+def probe_nvidia(environ: Mapping[str, str]) -> Probed:
+    """Driver version (sysfs/proc first, then NVML), the driver's CUDA, and every GPU via NVML."""
+    r = Probed()
+    driver = _driver_from_files()
+    gpus: list[GPU] = []
+    driver_cuda: str | None = None
+    try:
+        import pynvml
+    except ImportError:
+        pynvml = None
+        r.notes.append("nvidia-ml-py is not importable: GPUs not enumerated")
+    if pynvml is not None:
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as exc:
+            # No driver / library not found is the normal state of a CPU machine.
+            r.notes.append(f"NVML: {exc}")
+        else:
+            try:
+                if driver is None:
+                    d = pynvml.nvmlSystemGetDriverVersion()
+                    driver = d.decode() if isinstance(d, bytes) else str(d)
+                try:
+                    cv = pynvml.nvmlSystemGetCudaDriverVersion_v2()
+                    driver_cuda = f"{cv // 1000}.{(cv % 1000) // 10}"
+                except pynvml.NVMLError as exc:
+                    r.notes.append(f"NVML CUDA driver version: {exc}")
+                for i in range(pynvml.nvmlDeviceGetCount()):
+                    try:
+                        h = pynvml.nvmlDeviceGetHandleByIndex(i)
+                        name = pynvml.nvmlDeviceGetName(h)
+                        name = name.decode() if isinstance(name, bytes) else str(name)
+                        major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(h)
+                        mem = pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30
+                        uuid = pynvml.nvmlDeviceGetUUID(h)
+                        uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+                        gpus.append(GPU(index=i, name=name, capability=f"{major}.{minor}", memory_gb=round(mem, 1), uuid=uuid))
+                    except pynvml.NVMLError as exc:
+                        r.notes.append(f"NVML GPU {i}: {exc}")
+            finally:
+                try:
+                    pynvml.nvmlShutdown()
+                except pynvml.NVMLError:
+                    pass
+    if driver is None and not gpus:
+        r.values.update(driver=None, gpus=(), driver_cuda=None)
+        return r
+    r.values["driver"] = driver
+    if driver_cuda is None and driver is not None:
+        from flashdoctor.knowledge import driver_max_cuda
+
+        driver_cuda = driver_max_cuda(driver)
+    r.values["driver_cuda"] = driver_cuda
+    r.values["gpus"] = tuple(visible_filter(gpus, environ.get("CUDA_VISIBLE_DEVICES")))
+    if environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        r.notes.append(f"CUDA_VISIBLE_DEVICES={environ['CUDA_VISIBLE_DEVICES']}")
+    return r
+
+
+# -- CUDA toolkit and build tools --------------------------------------------------------------------
+def nvcc_version(path: str) -> str | None:
+    rc, out, _ = run([path, "--version"])
+    if rc != 0:
+        return None
+    m = re.search(r"release (\d+\.\d+)", out)
+    return m.group(1) if m else None
+
+
+def _exe(name: str) -> str:
+    return name + ".exe" if os.name == "nt" else name
+
+
+def build_cuda_home(environ: Mapping[str, str]) -> tuple[str | None, str]:
+    """The CUDA_HOME a torch extension build would use, and why: torch.utils.cpp_extension takes
+    CUDA_HOME, then CUDA_PATH, then the directory of `nvcc` on PATH, then /usr/local/cuda."""
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if environ.get(var):
+            return environ[var], var
+    which = shutil.which(_exe("nvcc"), path=environ.get("PATH"))
+    if which:
+        return os.path.dirname(os.path.dirname(os.path.realpath(which))), "nvcc on PATH"
+    if os.path.exists("/usr/local/cuda"):
+        return "/usr/local/cuda", "default /usr/local/cuda"
+    return None, "none"
+
+
+def probe_toolkit(environ: Mapping[str, str]) -> Probed:
+    r = Probed()
+    cands: list[str] = []
+    which = shutil.which(_exe("nvcc"), path=environ.get("PATH"))
+    if which:
+        cands.append(which)
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if environ.get(var):
+            cands.append(os.path.join(environ[var], "bin", _exe("nvcc")))
+    cands += ["/usr/local/cuda/bin/nvcc", *sorted(glob.glob("/usr/local/cuda-*/bin/nvcc")), "/opt/cuda/bin/nvcc"]
+    seen: dict[str, str] = {}
+    for c in cands:
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            real = os.path.realpath(c)
+            seen.setdefault(real, c)
+    nvccs = [Nvcc(path=p, version=nvcc_version(p)) for p in seen.values()]
+    home, why = build_cuda_home(environ)
+    r.values["cuda_home"] = home
+    r.values["cuda_home_headers"] = None if home is None else os.path.isfile(os.path.join(home, "include", "cuda_runtime.h"))
+    r.values["nvccs"] = tuple(nvccs)
+    build_nvcc = os.path.join(home, "bin", _exe("nvcc")) if home else None
+    if build_nvcc and os.path.isfile(build_nvcc):
+        real = os.path.realpath(build_nvcc)
+        ver = next((n.version for n in nvccs if os.path.realpath(n.path) == real), None) or nvcc_version(build_nvcc)
+        r.values["nvcc"] = ver
+        r.values["nvcc_path"] = build_nvcc
+    else:
+        r.values["nvcc"] = None
+        r.values["nvcc_path"] = None
+        if home:
+            r.notes.append(f"CUDA_HOME ({why}) = {home} has no bin/nvcc")
+    return r
+
+
+def probe_gcc(environ: Mapping[str, str]) -> Probed:
+    r = Probed()
+    cxx = environ.get("CXX") or "g++"
+    rc, out, err = run([cxx, "-dumpfullversion", "-dumpversion"], env=environ)
+    if rc == 0 and re.match(r"\d+", out.strip()):
+        r.values["gcc"] = out.strip()
+    elif rc == 127:
+        r.values["gcc"] = None
+    else:
+        r.unknown.add("gcc")
+        r.notes.append(f"{cxx}: {err.strip()[:200]}")
+    return r
+
+
+def probe_ninja(environ: Mapping[str, str], python: str) -> Probed:
+    bindir = os.path.dirname(python)
+    found = shutil.which(_exe("ninja"), path=environ.get("PATH")) or shutil.which(_exe("ninja"), path=bindir)
+    return Probed(values={"ninja": bool(found)})
+
+
+def _cgroup_memory_gb() -> float | None:
+    """Memory still allowed by a cgroup limit (Docker/Kubernetes), if any."""
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            with open(limit_file) as fh:
+                limit = fh.read().strip()
+            with open(usage_file) as fh:
+                usage = int(fh.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 2**60:
+            return None
+        return max(0.0, (int(limit) - usage) / 2**30)
+    return None
+
+
+def probe_resources(environ: Mapping[str, str]) -> Probed:
+    r = Probed()
+    try:
+        r.values["cpus"] = len(os.sched_getaffinity(0))  # type: ignore[attr-defined,unused-ignore]
+    except (AttributeError, OSError):
+        r.values["cpus"] = os.cpu_count()
+    mem: float | None = None
+    try:
+        with open("/proc/meminfo") as fh:
+            m = re.search(r"^MemAvailable:\s+(\d+) kB", fh.read(), re.M)
+            if m:
+                mem = int(m.group(1)) / 2**20
+    except OSError:
+        pass
+    cg = _cgroup_memory_gb()
+    if cg is not None:
+        mem = cg if mem is None else min(mem, cg)
+    if mem is None:
+        r.unknown.add("memory_gb")
+    r.values["memory_gb"] = None if mem is None else round(mem, 1)
+    build_dir = environ.get("TMPDIR") or tempfile.gettempdir()
+    try:
+        r.values["disk_free_gb"] = round(shutil.disk_usage(build_dir).free / 2**30, 1)
+    except OSError as exc:
+        r.unknown.add("disk_free_gb")
+        r.notes.append(f"disk usage of {build_dir}: {exc}")
+    return r

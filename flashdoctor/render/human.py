@@ -1,0 +1,57 @@
+"""Human report: a compact ✓ / ! / ✗ list, then one line per variant. -v adds evidence."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from flashdoctor.findings import CheckReport, Status
+from flashdoctor.knowledge import variant_info
+from flashdoctor.render.console import STATUS_MARK, VERDICT_STYLE
+
+
+def _machine_line(report: CheckReport) -> str:
+    env = report.environment
+
+    def k(key: str, text: str | None) -> str:
+        return "?" if not env.known(key) else (text or "none")
+
+    parts = [
+        f"Python {k('python', env.python)} ({k('platform', env.platform)})",
+        f"torch {k('torch', env.torch)}",
+        f"driver {k('driver', env.driver)}",
+        f"nvcc {k('nvcc', env.nvcc)}",
+    ]
+    return " · ".join(parts)
+
+
+def render_check(report: CheckReport, console: Console, verbose: bool = False) -> None:
+    src = "" if report.source == "probe" else f" [dim]({escape(report.source)})[/]"
+    console.print(f"[bold]flashdoctor check[/]{src}: {escape(_machine_line(report))}")
+    for f in report.findings:
+        if f.status is Status.SKIP and not verbose:
+            continue
+        mark, style = STATUS_MARK[f.status.value]
+        scope = f"[dim]{f.variant}[/] " if f.variant else ""
+        console.print(f" [{style}]{mark}[/] {scope}{escape(f.message)} [dim]\\[{f.code}][/]")
+        if verbose and f.evidence:
+            console.print(f"     [dim]evidence:[/] {escape(f.evidence)}")
+        if f.fix and f.status in (Status.WARN, Status.FAIL):
+            console.print(f"     [dim]fix:[/] {escape(f.fix)}")
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("variant")
+    table.add_column("verdict")
+    table.add_column("why / next step", overflow="fold")
+    for v, vv in report.verdicts.items():
+        style = VERDICT_STYLE[vv.verdict.value]
+        why = "; ".join(vv.reasons[:3] if not verbose else vv.reasons)
+        if vv.fix and vv.verdict.value != "ready":
+            why += f" → {vv.fix}"
+        table.add_row(f"{v} ({variant_info(v).dist})", f"[{style}]{vv.verdict.value}[/]", escape(why))
+    console.print()
+    console.print(table)
+    if verbose and report.environment.notes:
+        console.print("[dim]probe notes:[/]")
+        for n in report.environment.notes:
+            console.print(f"  [dim]- {escape(n)}[/]")
