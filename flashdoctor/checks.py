@@ -709,7 +709,10 @@ class _Ctx:
     findings: tuple[Finding, ...]
 
     def bad(
-        self, variant: Variant, codes: Iterable[str] | None = None, statuses: tuple[Status, ...] = (Status.FAIL,)
+        self,
+        variant: Variant,
+        codes: Iterable[str] | None = None,
+        statuses: tuple[Status, ...] = (Status.FAIL,),
     ) -> list[Finding]:
         return [
             f
