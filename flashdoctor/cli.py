@@ -76,6 +76,109 @@ def _write_json(path: str, data: object) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+# -- cluster preflight options (issue 9; logic in flashdoctor/cluster/) ---------------------------------
+def distributed_options(f):  # type: ignore[no-untyped-def]
+    opts = [
+        click.option(
+            "--distributed",
+            is_flag=True,
+            help="Check every rank of a torchrun / srun job; rank 0 prints one cluster report (README 'Cluster preflight').",
+        ),
+        click.option(
+            "--smoke", is_flag=True, help="With --distributed: also run the smoke test on each rank's GPU."
+        ),
+        click.option(
+            "--timeout",
+            "join_timeout",
+            type=click.FloatRange(min=0.1),
+            default=60.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="With --distributed: how long rank 0 waits for every rank to join before naming the missing.",
+        ),
+        click.option(
+            "--rank-timeout",
+            type=click.FloatRange(min=0.1),
+            default=900.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="With --distributed: how long a rank's check (and smoke test) may take before it is reported unfinished.",
+        ),
+        click.option(
+            "--target-for-rank",
+            multiple=True,
+            metavar="RANK=FILE",
+            help="With --distributed: this rank checks a target spec instead of its machine (repeatable). "
+            "FLASHDOCTOR_TARGET in a rank's environment does the same.",
+        ),
+        click.option(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="With --distributed: rank 0 also writes the JSON cluster report to FILE.",
+        ),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _distributed_check(
+    *,
+    python: str | None,
+    target: str | None,
+    as_json: bool,
+    verbose: bool,
+    strict: bool,
+    require: tuple[Variant, ...],
+    save_target: str | None,
+    deep: bool,
+    no_import_test: bool,
+    smoke: bool,
+    join_timeout: float,
+    rank_timeout: float,
+    target_for_rank: tuple[str, ...],
+    output: str | None,
+) -> int:
+    from flashdoctor.cluster.launch import parse_target_for_rank
+    from flashdoctor.cluster.protocol import Timeouts
+    from flashdoctor.cluster.rank import RankOptions
+    from flashdoctor.cluster.run import run_distributed_check
+
+    if target and python:
+        raise UsageError("--target and --python exclude each other: a target spec describes another machine")
+    if python and not os.path.exists(python):
+        raise UsageError(f"--python {python}: no such file")
+    opts = RankOptions(
+        python=python,
+        target=target,
+        target_for_rank=parse_target_for_rank(target_for_rank),
+        strict=strict,
+        require=require,
+        deep=deep,
+        import_tests=not no_import_test,
+        smoke=smoke,
+        save_target=save_target,
+    )
+    code = run_distributed_check(
+        opts,
+        timeouts=Timeouts(join_s=join_timeout, rank_s=rank_timeout),
+        as_json=as_json,
+        verbose=verbose,
+        output=output,
+        environ=os.environ,
+    )
+    # Leave at once, without interpreter teardown: torchrun stops the other ranks as soon as one
+    # exits non-zero, and a stop that lands in a rank's teardown (Python has dropped its signal
+    # handlers by then) would replace that rank's exit code with SIGTERM.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+# -- end of cluster preflight options ---------------------------------------------------------------
+
+
 # -- check ----------------------------------------------------------------------------------------
 @cli.command()
 @python_option
@@ -92,6 +195,7 @@ def _write_json(path: str, data: object) -> None:
 @click.option("--save-target", metavar="FILE", help="Write the probed machine as a target spec.")
 @click.option("--deep", is_flag=True, help="Also import torch (seconds) to confirm ABI and arch list.")
 @click.option("--no-import-test", is_flag=True, help="Do not import installed FlashAttention builds.")
+@distributed_options
 def check(
     python: str | None,
     target: str | None,
@@ -102,9 +206,34 @@ def check(
     save_target: str | None,
     deep: bool,
     no_import_test: bool,
+    distributed: bool = False,
+    smoke: bool = False,
+    join_timeout: float = 60.0,
+    rank_timeout: float = 900.0,
+    target_for_rank: tuple[str, ...] = (),
+    output: str | None = None,
 ) -> int:
     """Say per variant (fa2, fa3, fa4) whether FlashAttention is ready, installable, buildable or
     unsupported here, and what to fix."""
+    if distributed:  # cluster preflight (issue 9)
+        return _distributed_check(
+            python=python,
+            target=target,
+            as_json=as_json,
+            verbose=verbose,
+            strict=strict,
+            require=require,
+            save_target=save_target,
+            deep=deep,
+            no_import_test=no_import_test,
+            smoke=smoke,
+            join_timeout=join_timeout,
+            rank_timeout=rank_timeout,
+            target_for_rank=target_for_rank,
+            output=output,
+        )
+    if smoke or target_for_rank or output:
+        raise UsageError("--smoke, --target-for-rank and --output are options of --distributed")
     from flashdoctor.checks import run_checks
     from flashdoctor.render.github import annotation_lines, in_github_actions, summary_markdown
     from flashdoctor.render.report_json import report_to_json

@@ -1,0 +1,252 @@
+"""The rank exchange, run with one thread per rank over torch's in-process HashStore.
+
+The data plane between threads is an in-process Collective (a gloo group needs one process per rank;
+the real gloo path is exercised by the torchrun tests in test_cluster_system.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from flashdoctor.cluster.launch import LaunchInfo
+from flashdoctor.cluster.protocol import Gathered, SessionError, Timeouts, run_session
+from flashdoctor.cluster.report import JoinInfo, RankResult
+from flashdoctor.cluster.torch_glue import import_dist
+
+FAST = Timeouts(join_s=0.6, rank_s=0.8, poll_s=0.01)
+
+
+def new_store() -> Any:
+    return import_dist().HashStore()
+
+
+def info(rank: int, world: int) -> LaunchInfo:
+    return LaunchInfo("env", rank, world, rank, 0, world, "127.0.0.1", 1, False, "test.0")
+
+
+class ThreadGroup:
+    """A Collective shared by threads: gather and broadcast through a barrier."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.lock = threading.Lock()
+        self.barrier: threading.Barrier | None = None
+        self.payloads: dict[int, bytes] = {}
+        self.code: int | None = None
+        self.opened: list[tuple[int, int]] = []
+
+    def __call__(self, index: int, size: int) -> Any:
+        if self.fail:
+            raise RuntimeError("gloo: connection refused")
+        with self.lock:
+            self.opened.append((index, size))
+            if self.barrier is None:
+                self.barrier = threading.Barrier(size, timeout=5)
+        group = self
+
+        class Member:
+            def gather(self, payload: bytes) -> list[bytes] | None:
+                group.payloads[index] = payload
+                assert group.barrier is not None
+                group.barrier.wait()
+                return [group.payloads[i] for i in range(size)] if index == 0 else None
+
+            def broadcast(self, code: int | None) -> int:
+                if index == 0:
+                    group.code = code
+                assert group.barrier is not None
+                group.barrier.wait()
+                assert group.code is not None
+                return group.code
+
+            def close(self) -> None:
+                pass
+
+        return Member()
+
+
+def work_ok(rank: int, code: int = 0) -> Callable[[], RankResult]:
+    return lambda: RankResult(rank=rank, host=f"h{rank}", exit_code=code)
+
+
+class Cluster:
+    def __init__(
+        self, world: int, collective: ThreadGroup | None = None, finish_code: int | None = None
+    ) -> None:
+        self.world = world
+        self.store = new_store()
+        self.collective = collective or ThreadGroup()
+        self.outcomes: dict[int, Any] = {}
+        self.gathered: Gathered | None = None
+        self.finish_code = finish_code
+        self.threads: list[threading.Thread] = []
+
+    def finish(self, g: Gathered) -> int:
+        self.gathered = g
+        if self.finish_code is not None:
+            return self.finish_code
+        bad = g.missing or g.unfinished or any(r.exit_code for r in g.results.values())
+        return 1 if bad else 0
+
+    def start(
+        self, rank: int, work: Callable[[], RankResult] | None = None, timeouts: Timeouts = FAST
+    ) -> None:
+        def body() -> None:
+            try:
+                self.outcomes[rank] = run_session(
+                    info(rank, self.world),
+                    self.store,
+                    JoinInfo(rank=rank, host=f"h{rank}", pid=rank),
+                    work or work_ok(rank),
+                    self.collective,
+                    self.finish,
+                    timeouts,
+                )
+            except SessionError as exc:
+                self.outcomes[rank] = exc
+
+        t = threading.Thread(target=body, daemon=True)
+        self.threads.append(t)
+        t.start()
+
+    def join(self, bound: float = 10.0) -> float:
+        t0 = time.monotonic()
+        for t in self.threads:
+            t.join(timeout=bound)
+            assert not t.is_alive(), "a rank did not return within the bound"
+        return time.monotonic() - t0
+
+
+def test_all_ranks_gather_and_share_the_outcome() -> None:
+    c = Cluster(4)
+    for r in range(4):
+        c.start(r, work_ok(r, code=1 if r == 2 else 0))
+    c.join()
+    assert c.outcomes == {0: 1, 1: 1, 2: 1, 3: 1}
+    g = c.gathered
+    assert g is not None and g.transport == "gloo" and g.missing == () and g.unfinished == ()
+    assert sorted(g.results) == [0, 1, 2, 3] and g.results[2].exit_code == 1
+    assert {r: j.host for r, j in g.joins.items()} == {0: "h0", 1: "h1", 2: "h2", 3: "h3"}
+    assert c.collective.opened and all(size == 4 for _, size in c.collective.opened)
+
+
+def test_success_is_zero_everywhere() -> None:
+    c = Cluster(3)
+    for r in range(3):
+        c.start(r)
+    c.join()
+    assert c.outcomes == {0: 0, 1: 0, 2: 0}
+
+
+def test_a_rank_that_never_joins_is_named_after_the_bound() -> None:
+    c = Cluster(4)
+    for r in (0, 1, 2):
+        c.start(r)
+    elapsed = c.join()
+    assert elapsed < FAST.join_s + 3
+    assert c.gathered is not None and c.gathered.missing == (3,)
+    assert c.outcomes == {0: 1, 1: 1, 2: 1}
+    assert c.collective.opened and all(
+        size == 3 for _, size in c.collective.opened
+    )  # the group of the present
+
+
+def test_a_late_rank_learns_it_was_reported_missing() -> None:
+    c = Cluster(3)
+    for r in (0, 1):
+        c.start(r)
+    time.sleep(FAST.join_s + 0.3)
+    c.start(2)
+    c.join()
+    assert isinstance(c.outcomes[2], SessionError) and "joined after" in str(c.outcomes[2])
+    assert c.gathered is not None and c.gathered.missing == (2,)
+
+
+def test_a_hung_rank_is_unfinished_and_still_exits() -> None:
+    hang = threading.Event()
+
+    def stuck() -> RankResult:
+        hang.wait(30)  # a probe that never returns
+        return RankResult(rank=2)
+
+    c = Cluster(4)
+    for r in range(4):
+        c.start(r, stuck if r == 2 else None)
+    elapsed = c.join()
+    hang.set()
+    assert elapsed < FAST.join_s + FAST.rank_s + 3
+    assert c.gathered is not None and c.gathered.unfinished == (2,) and 2 not in c.gathered.results
+    assert isinstance(c.outcomes[2], SessionError) and "did not finish" in str(c.outcomes[2])
+    assert [c.outcomes[r] for r in (0, 1, 3)] == [1, 1, 1]
+
+
+def test_rank_zero_hung_still_coordinates() -> None:
+    hang = threading.Event()
+
+    def stuck() -> RankResult:
+        hang.wait(30)
+        return RankResult(rank=0)
+
+    c = Cluster(2)
+    c.start(0, stuck)
+    c.start(1)
+    c.join()
+    hang.set()
+    assert c.gathered is not None and c.gathered.unfinished == (0,) and sorted(c.gathered.results) == [1]
+    assert c.outcomes == {0: 1, 1: 1}
+
+
+def test_a_crashing_rank_becomes_an_error_result() -> None:
+    def boom() -> RankResult:
+        raise KeyError("gpus")
+
+    c = Cluster(2)
+    c.start(0)
+    c.start(1, boom)
+    c.join()
+    res = c.gathered.results[1] if c.gathered else None
+    assert res is not None and res.error is not None and "unexpected error KeyError" in res.error
+    assert c.outcomes == {0: 1, 1: 1}
+
+
+def test_failed_collective_falls_back_to_the_store() -> None:
+    c = Cluster(3, collective=ThreadGroup(fail=True))
+    for r in range(3):
+        c.start(r, work_ok(r, code=1 if r == 1 else 0))
+    c.join()
+    g = c.gathered
+    assert (
+        g is not None
+        and g.transport == "store"
+        and g.transport_error is not None
+        and "connection refused" in g.transport_error
+    )
+    assert sorted(g.results) == [0, 1, 2] and g.results[1].exit_code == 1
+    assert c.outcomes == {0: 1, 1: 1, 2: 1}  # the others read the outcome from the store
+
+
+def test_without_rank_zero_the_others_give_up_within_the_bound() -> None:
+    # Under torchrun the agent hosts the store, so the others connect even when rank 0 never starts.
+    c = Cluster(3)
+    c.start(1)
+    c.start(2)
+    elapsed = c.join()
+    assert elapsed < 2 * FAST.join_s + 3
+    for r in (1, 2):
+        assert isinstance(c.outcomes[r], SessionError) and "rank 0 did not say who joined" in str(
+            c.outcomes[r]
+        )
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_tiny_worlds(world: int) -> None:
+    c = Cluster(world)
+    for r in range(world):
+        c.start(r)
+    c.join()
+    assert c.outcomes == dict.fromkeys(range(world), 0)
