@@ -260,6 +260,8 @@ def test_smoke_failure_counts() -> None:
     doc = cluster_report_to_json(rep)
     validate(doc)
     assert doc["smoke"] is True and doc["ranks"][1]["smoke_passed"] is False
+    row1 = next(line for line in render(rep).splitlines() if line.startswith("1 "))
+    assert row1.split()[-4:] == ["failed", "failed", "(exit", "1)"]  # smoke column, then the result
 
 
 def test_store_fallback_warns() -> None:
@@ -280,3 +282,49 @@ def test_rank_result_survives_json_round_trip_and_junk() -> None:
 def test_every_rank_appears_once(world: int) -> None:
     rep = report({0: result(0)}, world=world, joins=joins(1), missing=list(range(1, world)))
     assert [e.rank for e in rep.ranks] == list(range(world))
+
+
+# -- human rendering -----------------------------------------------------------------------------------
+def render(rep: ClusterReport, **kw: Any) -> str:
+    import io
+
+    from rich.console import Console
+
+    from flashdoctor.render.cluster import render_cluster
+
+    buf = io.StringIO()
+    render_cluster(rep, Console(file=buf, width=200, no_color=True, highlight=False), **kw)
+    return buf.getvalue()
+
+
+def test_human_report_names_ranks_drift_and_outcome() -> None:
+    res = {r: result(r, device=str(r)) for r in range(3)}
+    res[3] = result(3, "old-driver", host="n2", device="3")
+    out = render(report(res, world=5, joins={**joins(4), 3: JoinInfo(rank=3, host="n2")}, missing=[4]))
+    lines = out.splitlines()
+    assert lines[0].startswith("flashdoctor cluster check: 5 ranks on 2 hosts (torchrun, rendezvous n1:29500")
+    row3 = next(line for line in lines if line.startswith("3 "))
+    assert "n2" in row3 and "A100" in row3 and "2.8.0+cu128" in row3 and "failed (exit 1)" in row3
+    assert next(line for line in lines if line.startswith("4 ")).rstrip().endswith("missing")
+    assert " ✗ torch: 2.11.0+cu130 on 3 of 4; odd one(s) out: rank 3 2.8.0+cu128" in out
+    assert "rank 4 never joined within 60 s" in out and "[cluster-rank-missing]" in out
+    assert "[driver-too-old]" in out
+    assert lines[-1].startswith("cluster: FAILED — 1 failed, 1 missing, ") and lines[-1].endswith("exit 1 on every rank")
+
+
+def test_human_report_of_a_clean_cluster_and_verbose_details() -> None:
+    rep = report({r: result(r, device=str(r)) for r in range(2)})
+    out = render(rep)
+    assert "drift" not in out
+    assert out.splitlines()[-1] == "cluster: passed — exit 0 on every rank"
+    verbose = render(rep, verbose=True)
+    assert "rank 1 (host n1, GPU 1)" in verbose and "[gpu-found]" in verbose
+
+
+def test_human_report_tie_and_strict() -> None:
+    res = {0: result(0), 1: result(1, python="3.11")}
+    out = render(report(res))
+    assert "Python: no majority — 3.12 (cp312) on rank 0; 3.11 (cp311) on rank 1" in out
+    res = {0: result(0, device="0"), 1: result(1, device="1", driver="580.65.06")}
+    assert render(report(res)).splitlines()[-1].startswith("cluster: passed (1 field drift)")
+    assert "FAILED" in render(report(res, strict=True), strict=True).splitlines()[-1]
