@@ -267,7 +267,8 @@ def _case_result(
         if crash is not None:
             status = CaseStatus.CRASH if crash["event"] == "crash" else CaseStatus.TIMEOUT
             if crash.get("case") == case.name and crash.get("phase") == "check":
-                return CaseResult(gpu.index, backend, case, status, _crash_reason(crash), crash["event"])
+                tail = str(crash.get("stderr_tail") or "").strip()[-1500:] or None
+                return CaseResult(gpu.index, backend, case, status, _crash_reason(crash), crash["event"], error=tail)
             return CaseResult(
                 gpu.index,
                 backend,

@@ -145,7 +145,8 @@ def write_fakes(
 def runner_env(*paths: Path) -> dict[str, str]:
     """The environment for a runner (or a flashdoctor CLI process) that sees the fakes and this repo."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([*(str(p) for p in paths), str(REPO)])
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([*(str(p) for p in paths), str(REPO), *inherited])
     env.pop("CUDA_VISIBLE_DEVICES", None)
     return env
 
