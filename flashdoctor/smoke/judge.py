@@ -40,11 +40,11 @@ from flashdoctor.smoke.report import (
 SMOKE_CODES: dict[str, str] = {
     "smoke-ok": "A backend passed every case it could run on a GPU (errors within tolerance).",
     "smoke-numerics": "Output or gradients disagree with the fp32 reference beyond the tolerance (or are inf/nan).",
-    "smoke-error": "A backend raised an unexpected exception on an input it should take.",
+    "smoke-error": "A backend raised an unexpected exception on an input it should take (a failure for a variant, a warning for SDPA).",
     "smoke-crash": "A backend killed the interpreter (a signal); the remaining backends ran in a fresh process.",
     "smoke-timeout": "A backend did not finish within the time limit.",
-    "smoke-import-error": "An installed variant does not import in the target interpreter.",
-    "smoke-not-installed": "A variant asked for (--variant) is not installed.",
+    "smoke-import-error": "An installed variant does not import in the target interpreter (or crashes importing).",
+    "smoke-not-installed": "A variant asked for (`--variant`) is not installed.",
     "smoke-not-compiled": "A head dim or dtype is not compiled in this build (a minimal build): skipped, not a failure.",
     "smoke-unsupported-gpu": "The variant cannot run on this GPU (e.g. FA2 before Ampere).",
     "smoke-arch-missing": "The binary has no code for this GPU ('no kernel image is available').",
@@ -55,7 +55,7 @@ SMOKE_CODES: dict[str, str] = {
     "smoke-input-check": "What a variant answers to wrong input (fp32 tensors, head dim 512): a clear error is expected.",
     "smoke-skipped": "Nothing could run: torch sees no GPU, or torch is not installed (exit 0).",
     "smoke-torch-import-error": "torch is installed in the target interpreter but does not import.",
-    "smoke-runner-failed": "The smoke runner died before it could run anything.",
+    "smoke-runner-failed": "The smoke runner died outside any backend's call (start-up, between backends).",
 }
 
 

@@ -672,3 +672,11 @@ def test_read_events_drops_a_torn_last_line(tmp_path: Any) -> None:
     p.write_text('{"event": "start"}\nnot json\n{"no_event": 1}\n{"event": "torch", "version": "2.1')
     assert read_events(str(p)) == [{"event": "start"}]
     assert read_events(str(tmp_path / "missing.jsonl")) == []
+
+
+def test_readme_documents_every_smoke_code() -> None:
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    for code, meaning in SMOKE_CODES.items():
+        assert f"| `{code}` | {meaning} |" in readme, code
