@@ -22,9 +22,10 @@ from flashdoctor.errors import UsageError
 
 @dataclass(frozen=True)
 class SmokeOutcome:
-    """What the cluster report needs from a smoke test: pass/fail and its JSON document."""
+    """What the cluster report needs from a smoke test: passed (True), failed (False) or skipped
+    (None: nothing could run, e.g. no GPU), and its JSON document."""
 
-    passed: bool
+    passed: bool | None
     document: dict[str, Any]
 
 
@@ -35,40 +36,25 @@ class SmokeRunner(Protocol):
     def __call__(self, python: str, environ: Mapping[str, str], gpu: int | None) -> SmokeOutcome: ...
 
 
-def smoke_passed(report: Any, document: Mapping[str, Any]) -> bool:
-    """Pass/fail of a ``flashdoctor.smoke`` SmokeReport. The one place that knows its shape: an
-    ``exit_code`` (method or attribute, 0 = passed), else ``ok`` / ``passed``, else the same keys in
-    its JSON document."""
-    code = getattr(report, "exit_code", None)
-    if callable(code):
-        code = code()
-    if isinstance(code, int) and not isinstance(code, bool):
-        return code == 0
-    for attr in ("ok", "passed"):
-        val = getattr(report, attr, None)
-        if isinstance(val, bool):
-            return val
-    if isinstance(document.get("exit_code"), int):
-        return int(document["exit_code"]) == 0
-    for key in ("ok", "passed"):
-        if isinstance(document.get(key), bool):
-            return bool(document[key])
-    return False  # a result we cannot read is not a pass
+def smoke_passed(report: Any) -> bool | None:
+    """Pass/fail of a ``flashdoctor.smoke.SmokeReport``: ``exit_code()`` 0 passes, unless the report
+    was ``skipped`` (nothing could run), which is neither."""
+    if report.exit_code() != 0:
+        return False
+    return None if getattr(report, "skipped", False) else True
 
 
 def default_smoke_runner(variants: tuple[Variant, ...] | None = None) -> SmokeRunner:
-    """The real smoke test: ``flashdoctor.smoke.run_smoke(python, environ, gpu=None, variants=None)``
-    returning a SmokeReport with ``to_json()``. Raises UsageError when this build has no smoke module,
-    before any rank joins (every rank fails the same way, at once)."""
+    """The real smoke test, ``flashdoctor.smoke.run_smoke``, limited to ``variants`` (--require) if
+    given. Raises UsageError when this installation has no smoke module, before any rank joins."""
     try:
-        from flashdoctor.smoke import run_smoke  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
+        from flashdoctor.smoke import run_smoke
+    except ImportError as exc:  # pragma: no cover - the smoke module ships with flashdoctor
         raise UsageError(f"--smoke needs flashdoctor.smoke, which this installation lacks ({exc})") from None
 
     def runner(python: str, environ: Mapping[str, str], gpu: int | None) -> SmokeOutcome:
         rep = run_smoke(python, environ, gpu=gpu, variants=list(variants) if variants else None)
-        doc = rep.to_json()
-        return SmokeOutcome(passed=smoke_passed(rep, doc), document=doc)
+        return SmokeOutcome(passed=smoke_passed(rep), document=rep.to_json())
 
     return runner
 
@@ -167,27 +153,24 @@ def run_rank(
             return failed(f"cannot write {path}: {exc.strerror or exc}", check=doc, **kw)
     smoke_doc: dict[str, Any] | None = None
     smoke_ok: bool | None = None
-    if opts.smoke:
-        if target:
-            smoke_doc = {"skipped": "a target spec describes another machine: nothing to run"}
-        elif smoke_runner is None:
-            smoke_doc = {"skipped": "no smoke runner"}
-        else:
-            try:
-                out = smoke_runner(
-                    opts.python or sys.executable, rank_environ, 0 if assignment.has_gpu else None
-                )
-                smoke_doc, smoke_ok = out.document, out.passed
-            except Exception as exc:  # a crashing smoke test is a failed smoke test, reported, not a hang
-                smoke_doc, smoke_ok = {"error": f"{type(exc).__name__}: {exc}"}, False
-            if smoke_ok is False:
-                code = max(code, 1)
+    smoke_error: str | None = None
+    # A target spec describes another machine: there is nothing to run the smoke test on.
+    if opts.smoke and not target and smoke_runner is not None:
+        gpu = 0 if assignment.has_gpu else None
+        try:
+            out = smoke_runner(opts.python or sys.executable, rank_environ, gpu)
+            smoke_doc, smoke_ok = out.document, out.passed
+        except Exception as exc:  # a smoke test that cannot even start fails, reported, not a hang
+            smoke_error, smoke_ok = f"{type(exc).__name__}: {exc}", False
+        if smoke_ok is False:
+            code = max(code, 1)
     return dataclasses.replace(
         base,
         **kw,
         check=doc,
         smoke=smoke_doc,
         smoke_passed=smoke_ok,
+        smoke_error=smoke_error,
         exit_code=code,
         elapsed_s=round(clock() - t0, 3),
     )

@@ -85,6 +85,7 @@ class RankResult:
     check: dict[str, Any] | None = None
     smoke: dict[str, Any] | None = None
     smoke_passed: bool | None = None
+    smoke_error: str | None = None  # the smoke test could not run at all
     exit_code: int = 0
     error: str | None = None
     elapsed_s: float | None = None
@@ -104,6 +105,7 @@ class RankResult:
             "check": self.check,
             "smoke": self.smoke,
             "smoke_passed": self.smoke_passed,
+            "smoke_error": self.smoke_error,
         }
 
     @staticmethod
@@ -124,6 +126,7 @@ class RankResult:
             check=opt("check", dict),
             smoke=opt("smoke", dict),
             smoke_passed=opt("smoke_passed", bool),
+            smoke_error=opt("smoke_error", str),
             exit_code=code if isinstance(code, int) and not isinstance(code, bool) else 1,
             error=opt("error", str),
             elapsed_s=opt("elapsed_s", (int, float)),
@@ -361,6 +364,7 @@ class RankEntry:
             "check": r.check if r else None,
             "smoke": r.smoke if r else None,
             "smoke_passed": r.smoke_passed if r else None,
+            "smoke_error": r.smoke_error if r else None,
         }
 
 
@@ -409,6 +413,14 @@ def _failing_findings(check: Mapping[str, Any], strict: bool) -> list[Mapping[st
         and f.get("status") in bad
         and (f.get("variant") is None or f.get("variant") in relevant)
     ]
+
+
+def _smoke_reason(doc: Mapping[str, Any] | None) -> str:
+    """The first failing smoke finding, if the document has one."""
+    for f in (doc or {}).get("findings") or []:
+        if isinstance(f, Mapping) and f.get("status") == "fail":
+            return f": {f.get('message')} [{f.get('code')}]"
+    return ""
 
 
 def _infer_host(rank: int, joins: Mapping[int, JoinInfo]) -> str | None:
@@ -512,8 +524,10 @@ def build_cluster_report(
                 reasons = [
                     f"{f.get('message')} [{f.get('code')}]" for f in _failing_findings(e.result.check, strict)
                 ]
-            if e.result.smoke_passed is False:
-                reasons.append("its smoke test failed")
+            if e.result.smoke_error is not None:
+                reasons.append(f"its smoke test could not run: {e.result.smoke_error}")
+            elif e.result.smoke_passed is False:
+                reasons.append("its smoke test failed" + _smoke_reason(e.result.smoke))
             if not reasons:
                 reasons.append(f"its check exited {e.result.exit_code} (a --require not met)")
             findings.append(

@@ -62,7 +62,16 @@ def render_cluster(
             row.append(f"[{VERDICT_STYLE.get(vv, 'white')}]{vv}[/]" if vv else "-")
         if report.smoke:
             sp = e.result.smoke_passed if e.result else None
-            row.append("[green]passed[/]" if sp else "[bold red]failed[/]" if sp is False else "[dim]-[/]")
+            ran = e.result is not None and e.result.smoke is not None
+            row.append(
+                "[green]passed[/]"
+                if sp
+                else "[bold red]failed[/]"
+                if sp is False
+                else "[dim]skipped[/]"
+                if ran
+                else "-"
+            )
         status = e.status.value
         if e.status is RankStatus.FAILED and e.result is not None:
             status += f" (exit {e.result.exit_code})"

@@ -145,12 +145,12 @@ def test_torchrun_four_ranks_with_drift_and_a_failing_rank(tmp_path: Path, targe
 
 
 @pytest.mark.timeout(120)
-def test_torchrun_static_rendezvous_clean_cluster_exits_zero_everywhere(tmp_path: Path) -> None:
+def test_torchrun_static_rendezvous_clean_cluster_with_smoke_exits_zero_everywhere(tmp_path: Path) -> None:
     port = free_port()
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "4",
         "--master-addr", "127.0.0.1", "--master-port", str(port),
-        RANK_EXIT, str(tmp_path / "rc"), *FD, "--json",
+        RANK_EXIT, str(tmp_path / "rc"), *FD, "--json", "--smoke",
     ]  # fmt: skip
     p = subprocess.run(cmd, env=base_env(), capture_output=True, text=True, timeout=100)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -160,6 +160,14 @@ def test_torchrun_static_rendezvous_clean_cluster_exits_zero_everywhere(tmp_path
     assert doc["exit_code"] == 0 and doc["drift"] == [] and doc["rendezvous"] == f"127.0.0.1:{port}"
     assert [r["status"] for r in doc["ranks"]] == ["ok"] * 4
     assert [f["code"] for f in doc["findings"]] == ["cluster-ranks-ok"]
+    # --smoke ran the real smoke test on every rank; without a GPU it is skipped, which passes.
+    assert doc["smoke"] is True
+    for r in doc["ranks"]:
+        assert (r["smoke"]["schema"], r["smoke"]["status"], r["smoke_passed"]) == (
+            "flashdoctor/smoke/1",
+            "skipped",
+            None,
+        )
 
 
 def launch_env_ranks(

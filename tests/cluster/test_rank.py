@@ -182,15 +182,15 @@ def test_failing_or_crashing_smoke_fails_the_rank() -> None:
     res = run_rank(launch(0), RankOptions(smoke=True), {}, "n1", Smoke(passed=False), node.count, node.probe)
     assert (res.smoke_passed, res.exit_code) == (False, 1)
     res = run_rank(launch(0), RankOptions(smoke=True), {}, "n1", Smoke(crash=True), node.count, node.probe)
-    assert res.smoke_passed is False and res.exit_code == 1
-    assert res.smoke == {"error": "RuntimeError: CUDA error: no kernel image is available"}
+    assert res.smoke_passed is False and res.exit_code == 1 and res.smoke is None
+    assert res.smoke_error == "RuntimeError: CUDA error: no kernel image is available"
 
 
 def test_smoke_is_skipped_for_a_target_and_without_gpu_gets_none() -> None:
     smoke = Smoke()
     opts = RankOptions(smoke=True, target=str(TARGETS / "h100.json"))
     res = run_rank(launch(0), opts, {}, "n1", smoke, lambda e: 0)
-    assert smoke.calls == [] and res.smoke_passed is None and res.smoke is not None and "skipped" in res.smoke
+    assert smoke.calls == [] and res.smoke_passed is None and res.smoke is None
     run_rank(
         launch(0), RankOptions(smoke=True), {}, "n1", smoke, lambda e: 0, lambda *a: target_env("cpu-box")
     )
@@ -198,26 +198,30 @@ def test_smoke_is_skipped_for_a_target_and_without_gpu_gets_none() -> None:
 
 
 @pytest.mark.parametrize(
-    ("report", "doc", "passed"),
+    ("report", "passed"),
     [
-        (SimpleNamespace(exit_code=lambda: 0), {}, True),
-        (SimpleNamespace(exit_code=1), {}, False),
-        (SimpleNamespace(ok=True), {}, True),
-        (SimpleNamespace(passed=False), {}, False),
-        (object(), {"exit_code": 0}, True),
-        (object(), {"ok": False}, False),
-        (object(), {}, False),
+        (SimpleNamespace(exit_code=lambda: 0, skipped=False), True),
+        (SimpleNamespace(exit_code=lambda: 1, skipped=False), False),
+        (SimpleNamespace(exit_code=lambda: 0, skipped=True), None),
+        (SimpleNamespace(exit_code=lambda: 1, skipped=True), False),
     ],
 )
-def test_smoke_passed_reads_the_smoke_report(report: object, doc: dict[str, Any], passed: bool) -> None:
-    assert smoke_passed(report, doc) is passed
+def test_smoke_passed_reads_the_smoke_report(report: object, passed: bool | None) -> None:
+    assert smoke_passed(report) is passed
 
 
-def test_default_smoke_runner_without_the_smoke_module() -> None:
-    try:
-        import flashdoctor.smoke  # noqa: F401
-    except ImportError:
-        with pytest.raises(UsageError, match=r"flashdoctor\.smoke"):
-            default_smoke_runner()
-    else:  # pragma: no cover - once the smoke module lands
-        assert callable(default_smoke_runner())
+def test_default_smoke_runner_calls_run_smoke_on_the_ranks_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flashdoctor.smoke
+
+    calls: list[tuple[str, dict[str, str], int | None, Any]] = []
+
+    def fake_run_smoke(
+        python: str, environ: Mapping[str, str], gpu: int | None = None, variants: Any = None
+    ) -> Any:
+        calls.append((python, dict(environ), gpu, variants))
+        return SimpleNamespace(exit_code=lambda: 1, skipped=False, to_json=lambda: {"status": "failed"})
+
+    monkeypatch.setattr(flashdoctor.smoke, "run_smoke", fake_run_smoke)
+    out = default_smoke_runner(("fa2",))("/py", {"CUDA_VISIBLE_DEVICES": "3"}, 0)
+    assert calls == [("/py", {"CUDA_VISIBLE_DEVICES": "3"}, 0, ["fa2"])]
+    assert (out.passed, out.document) == (False, {"status": "failed"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from flashdoctor.cluster.report import (
     drift_fields,
     drift_values,
 )
-from flashdoctor.findings import Status
+from flashdoctor.findings import Finding, Status
 from flashdoctor.render.report_json import report_to_json, schema_validator
 from tests.conftest import target_env
 
@@ -238,28 +239,52 @@ def test_two_ranks_on_one_gpu_fail() -> None:
 
 
 def test_rank_without_gpu_warns() -> None:
-    res = {
-        0: result(0, device="0"),
-        1: RankResult(
-            **{
-                **result(1).__dict__,
-                "device_note": "local rank 1 has no GPU of its own: 1 visible on this host",
-            }
-        ),
-    }
+    note = "local rank 1 has no GPU of its own: 1 visible on this host"
+    res = {0: result(0, device="0"), 1: dataclasses.replace(result(1), device_note=note)}
     rep = report(res)
     assert ("cluster-no-gpu-for-rank", Status.WARN) in [(f.code, f.status) for f in rep.findings]
 
 
-def test_smoke_failure_counts() -> None:
-    r1 = RankResult(
-        **{**result(1).__dict__, "smoke": {"passed": False}, "smoke_passed": False, "exit_code": 1}
+def failed_smoke_doc() -> dict[str, Any]:
+    from flashdoctor.smoke import SmokeReport
+
+    bad = Finding(
+        "smoke-numerics",
+        Status.FAIL,
+        "fa2 output disagrees with the fp32 reference (max err 0.5 > 0.02)",
+        subject="fa2 @ GPU 0",
     )
-    rep = report({0: result(0), 1: r1}, smoke=True)
-    assert "its smoke test failed" in next(f.message for f in rep.findings if f.code == "cluster-rank-failed")
+    rep = SmokeReport(
+        python="/py",
+        device="cuda",
+        torch="2.11.0+cu130",
+        skipped_reason=None,
+        gpus=(),
+        backends=(),
+        cases=(),
+        results=(),
+        input_checks=(),
+        findings=(bad,),
+        elapsed_s=3.0,
+    )
+    assert rep.exit_code() == 1
+    return rep.to_json()
+
+
+def test_smoke_failure_counts() -> None:
+    r1 = dataclasses.replace(result(1), smoke=failed_smoke_doc(), smoke_passed=False, exit_code=1)
+    r2 = dataclasses.replace(
+        result(2), smoke_passed=False, smoke_error="UsageError: GPU 0 is not visible", exit_code=1
+    )
+    rep = report({0: result(0), 1: r1, 2: r2}, smoke=True)
+    msgs = [f.message for f in rep.findings if f.code == "cluster-rank-failed"]
+    assert "its smoke test failed: fa2 output disagrees with the fp32 reference" in msgs[0]
+    assert msgs[0].endswith("[smoke-numerics]")
+    assert "its smoke test could not run: UsageError: GPU 0 is not visible" in msgs[1]
     doc = cluster_report_to_json(rep)
     validate(doc)
     assert doc["smoke"] is True and doc["ranks"][1]["smoke_passed"] is False
+    assert doc["ranks"][2]["smoke_error"] == "UsageError: GPU 0 is not visible"
     row1 = next(line for line in render(rep).splitlines() if line.startswith("1 "))
     assert row1.split()[-4:] == ["failed", "failed", "(exit", "1)"]  # smoke column, then the result
 
@@ -309,7 +334,9 @@ def test_human_report_names_ranks_drift_and_outcome() -> None:
     assert " ✗ torch: 2.11.0+cu130 on 3 of 4; odd one(s) out: rank 3 2.8.0+cu128" in out
     assert "rank 4 never joined within 60 s" in out and "[cluster-rank-missing]" in out
     assert "[driver-too-old]" in out
-    assert lines[-1].startswith("cluster: FAILED — 1 failed, 1 missing, ") and lines[-1].endswith("exit 1 on every rank")
+    assert lines[-1].startswith("cluster: FAILED — 1 failed, 1 missing, ") and lines[-1].endswith(
+        "exit 1 on every rank"
+    )
 
 
 def test_human_report_of_a_clean_cluster_and_verbose_details() -> None:
