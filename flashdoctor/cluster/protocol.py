@@ -210,11 +210,15 @@ class _Ending:
         self.on_outcome(code)
         self.store.add(self.keys.left, 1)
         deadline = self.clock() + min(self.t.join_s, EXIT_BARRIER_S)
-        while (
-            self.store.add(self.keys.left, 0) < self.store.add(self.keys.joined, 0)
-            and self.clock() < deadline
-        ):
-            self.sleep(self.t.poll_s)
+        try:
+            while (
+                self.store.add(self.keys.left, 0) < self.store.add(self.keys.joined, 0)
+                and self.clock() < deadline
+            ):
+                self.sleep(self.t.poll_s)
+        except Exception:
+            # The store went away: its host (rank 0) saw everybody leave and left. The outcome is known.
+            return
 
     def wait_outcome_and_leave(self) -> int | None:
         """For a rank outside the gather (late, unfinished, failed collective): rank 0's outcome

@@ -204,6 +204,54 @@ def finish(procs: list[subprocess.Popen[str]], bound: float) -> list[tuple[int, 
     return out
 
 
+def free_slurm_job_id() -> tuple[int, int]:
+    """A job id whose derived rendezvous port (15000 + id % 10000) is free here."""
+    for job in range(4242, 4242 + 10000, 37):
+        port = 15000 + job % 10000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return job, port
+    raise AssertionError("no free port in 15000-24999")
+
+
+@pytest.mark.timeout(60)
+def test_slurm_tasks_without_torchrun() -> None:
+    # What srun gives each task: no MASTER_ADDR/PORT, the rendezvous comes from the step's node list and
+    # the job id; the node name from SLURMD_NODENAME.
+    job, port = free_slurm_job_id()
+    procs = []
+    for r in range(2):
+        env = base_env()
+        env.update(
+            SLURM_PROCID=str(r),
+            SLURM_NTASKS="2",
+            SLURM_LOCALID=str(r),
+            SLURM_NODEID="0",
+            SLURM_JOB_ID=str(job),
+            SLURM_STEP_ID="0",
+            SLURM_STEP_NODELIST="localhost",
+            SLURM_JOB_NODELIST="localhost,gpu[01-03]",
+            SLURMD_NODENAME="nodeA",
+        )
+        procs.append(
+            subprocess.Popen(
+                [*FD, "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    results = finish(procs, 45)
+    assert [rc for rc, _, _ in results] == [0, 0], results[0][2][-2000:]
+    doc = json.loads(results[0][1])
+    validate(doc)
+    assert (doc["launcher"], doc["rendezvous"], doc["hosts"]) == ("slurm", f"localhost:{port}", ["nodeA"])
+    assert [(r["rank"], r["local_rank"], r["node_rank"], r["status"]) for r in doc["ranks"]] == [
+        (0, 0, 0, "ok"),
+        (1, 1, 0, "ok"),
+    ]
+
+
 @pytest.mark.timeout(60)
 def test_without_rank_zero_every_rank_gives_up_and_says_why() -> None:
     port = free_port()
@@ -282,3 +330,47 @@ def test_save_target_needs_a_rank_placeholder(
         no_launcher.setenv(k, v)
     code, err = run_main(["check", "--distributed", "--save-target", "node.json"], capsys)
     assert code == 2 and "{rank}" in err
+
+
+def test_the_check_path_stays_torch_free() -> None:
+    # torch.distributed is imported on the --distributed path only: a plain check (and loading the
+    # cluster modules) must not pay for torch.
+    code = (
+        "import sys\n"
+        "import flashdoctor.cluster.launch, flashdoctor.cluster.report, flashdoctor.cluster.protocol\n"
+        "import flashdoctor.cluster.rank, flashdoctor.cluster.run, flashdoctor.render.cluster\n"
+        "from flashdoctor.cli import cli\n"
+        "rc = cli.main(['check', '--no-import-test'], standalone_mode=False)\n"
+        "print(rc, 'torch' in sys.modules)\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], env=base_env(), capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "0 False"
+
+
+@pytest.mark.timeout(120)
+def test_gpu_cluster_script_runs_on_cpu_ranks(tmp_path: Path) -> None:
+    # The issue-10 script, with 2 CPU ranks: the clean run passes, the drift run fails on every rank.
+    env = {**base_env(), "NPROC": "2", "PYTHON": sys.executable}
+    p = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_cluster.sh"), str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = tmp_path / "out"
+    assert rank_codes(out / "clean" / "rc", 2) == {0: 0, 1: 0}
+    assert rank_codes(out / "drift" / "rc", 2) == {0: 1, 1: 1}
+    clean = json.loads((out / "clean" / "cluster.json").read_text())
+    drift = json.loads((out / "drift" / "cluster.json").read_text())
+    validate(clean)
+    validate(drift)
+    assert clean["exit_code"] == 0 and drift["exit_code"] == 1
+    assert {d["field"] for d in drift["drift"]} >= {"torch", "flash-attn"}
+    summary = (out / "summary.txt").read_text()
+    assert "== clean: torchrun exit 0" in summary and "== drift: torchrun exit 1" in summary
+    assert "flashdoctor cluster check: 2 ranks" in (out / "clean" / "report.txt").read_text()

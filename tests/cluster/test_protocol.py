@@ -250,3 +250,26 @@ def test_tiny_worlds(world: int) -> None:
         c.start(r)
     c.join()
     assert c.outcomes == dict.fromkeys(range(world), 0)
+
+
+def test_leaving_survives_the_store_host_leaving_first() -> None:
+    # Rank 0 hosts the store (no torchrun agent): once it has seen everybody leave it exits, and the
+    # others' last polls fail. The outcome is already known, so that is not an error.
+    from flashdoctor.cluster.protocol import Keys, _Ending
+
+    store = new_store()
+    keys = Keys("test.0")
+    store.add(keys.joined, 2)
+
+    class GoneAfterLeaving:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def add(self, key: str, value: int) -> int:
+            if key == keys.left and value == 0:
+                raise RuntimeError("Failed to recv, got 0 bytes. Connection was likely closed.")
+            return int(store.add(key, value))
+
+    seen: list[int] = []
+    _Ending(GoneAfterLeaving(), keys, FAST, time.monotonic, time.sleep, seen.append).leave(1)
+    assert seen == [1] and store.add(keys.left, 0) == 1
