@@ -13,10 +13,13 @@
 #                brought along) are installed with --no-deps into OUTDIR/fa-site, put on PYTHONPATH
 #                for all ranks, and run 1 is repeated with a FlashAttention build present.
 # Each run writes OUTDIR/<run>/{report.txt,cluster.json,stderr.txt,rc/rank-N.rc}; OUTDIR/summary.txt
-# has torchrun's exit code, every rank's exit code and the report's verdicts per run.
+# (appended to on every call) has torchrun's exit code, every rank's exit code and the report's
+# verdicts per run.
 #
-# Environment: NPROC (default: the number of GPUs; set it to run more ranks than GPUs, e.g. on a
-# one-GPU machine), PYTHON (default python3), RUN_TIMEOUT seconds per run (default 240).
+# Environment: RUNS (default "clean drift flash": which runs, e.g. RUNS=flash for a second call),
+# NPROC (default: the number of GPUs; set it to run more ranks than GPUs, e.g. on a
+# one-GPU machine), PYTHON (default python3), RUN_TIMEOUT seconds per run (default 400; a rank may
+# take RUN_TIMEOUT - 40 s, above the smoke test's own 300 s limit).
 # NVLink multicast stays off (the GPU machine's rules): NCCL_NVLS_ENABLE=0,
 # TORCH_SYMM_MEM_DISABLE_MULTICAST=1, NVSHMEM_DISABLE_NVLS=1. flashdoctor itself uses gloo, not NCCL.
 set -uo pipefail
@@ -30,7 +33,8 @@ WHEELHOUSE=${2:-}
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
-RUN_TIMEOUT=${RUN_TIMEOUT:-240}
+RUN_TIMEOUT=${RUN_TIMEOUT:-400}
+RUNS=" ${RUNS:-clean drift flash} "
 
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -53,7 +57,7 @@ SUMMARY="$OUT/summary.txt"
     echo "GPUs: $GPUS, ranks: $NPROC, smoke: ${SMOKE[*]:-absent (flashdoctor.smoke not in this tree)}"
     nvidia-smi --query-gpu=index,name,driver_version --format=csv,noheader 2>/dev/null
     "$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)" 2>/dev/null
-} >"$SUMMARY" 2>&1
+} >>"$SUMMARY" 2>&1
 
 run() {  # run NAME PYTHONPATH [extra flashdoctor args...]
     local name=$1 pypath=$2
@@ -63,7 +67,7 @@ run() {  # run NAME PYTHONPATH [extra flashdoctor args...]
     local t0=$SECONDS
     PYTHONPATH="$pypath" timeout "$RUN_TIMEOUT" "$PY" -m torch.distributed.run --standalone --nproc-per-node "$NPROC" \
         scripts/rank_exit.py "$dir/rc" \
-        "$PY" -m flashdoctor check --distributed "${SMOKE[@]}" --rank-timeout $((RUN_TIMEOUT - 30)) \
+        "$PY" -m flashdoctor check --distributed "${SMOKE[@]}" --rank-timeout $((RUN_TIMEOUT - 40)) \
         --output "$dir/cluster.json" "$@" \
         >"$dir/report.txt" 2>"$dir/stderr.txt"
     local rc=$?
@@ -91,12 +95,13 @@ EOF
 }
 
 # 1. clean
-run clean "$ROOT"
+[[ $RUNS == *" clean "* ]] && run clean "$ROOT"
 
 # 2. drift on purpose: the last rank checks this machine's spec with another torch and a broken flash-attn.
-mkdir -p "$OUT/targets"
-PYTHONPATH="$ROOT" "$PY" -m flashdoctor check --no-import-test --save-target "$OUT/targets/node.json" >/dev/null 2>&1
-"$PY" - "$OUT/targets/node.json" "$OUT/targets/drifted.json" <<'EOF'
+if [[ $RUNS == *" drift "* ]]; then
+    mkdir -p "$OUT/targets"
+    PYTHONPATH="$ROOT" "$PY" -m flashdoctor check --no-import-test --save-target "$OUT/targets/node.json" >/dev/null 2>&1
+    "$PY" - "$OUT/targets/node.json" "$OUT/targets/drifted.json" <<'EOF'
 import json, sys
 spec = json.load(open(sys.argv[1]))
 spec["torch"] = "2.10.0+cu128"
@@ -105,15 +110,18 @@ spec["installed"] = {"flash-attn": {"version": "2.8.3+cu12torch2.10cxx11abiTRUE"
                                     "import_error": "ImportError: undefined symbol: _ZN3c104cuda9SetDeviceEi"}}
 json.dump(spec, open(sys.argv[2], "w"), indent=2)
 EOF
-run drift "$ROOT" --target-for-rank "$((NPROC - 1))=$OUT/targets/drifted.json"
+    run drift "$ROOT" --target-for-rank "$((NPROC - 1))=$OUT/targets/drifted.json"
+fi
 
 # 3. with a FlashAttention build present on every rank (optional).
-if [ -n "$WHEELHOUSE" ]; then
+if [[ $RUNS == *" flash "* ]] && [ -n "$WHEELHOUSE" ]; then
     rm -rf "$OUT/fa-site"
-    if "$PY" -m pip install --no-index --no-deps --target "$OUT/fa-site" "$WHEELHOUSE"/*.whl >"$OUT/fa-install.txt" 2>&1; then
+    mapfile -t WHEELS < <(find "$WHEELHOUSE" -name '*.whl' | sort)  # also flashdoctor build's DIR/<fingerprint>/
+    if [ ${#WHEELS[@]} -gt 0 ] &&
+        "$PY" -m pip install --no-index --no-deps --target "$OUT/fa-site" "${WHEELS[@]}" >"$OUT/fa-install.txt" 2>&1; then
         run flash "$OUT/fa-site:$ROOT"
     else
-        echo -e "\n== flash: pip install from $WHEELHOUSE failed (see fa-install.txt)" >>"$SUMMARY"
+        echo -e "\n== flash: no wheel in $WHEELHOUSE, or pip install failed (see fa-install.txt)" >>"$SUMMARY"
     fi
 fi
 

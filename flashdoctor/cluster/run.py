@@ -53,6 +53,10 @@ def run_distributed_check(
         smoke_runner = default_smoke_runner(opts.require or None)
     if opts.save_target and launch.world_size > 1 and "{rank}" not in opts.save_target:
         raise UsageError("--save-target with --distributed writes one file per rank: put {rank} in its name")
+    if output and launch.rank == 0:
+        parent = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            raise UsageError(f"-o {output}: {parent} is not a writable directory")
     from flashdoctor.cluster import torch_glue
 
     torch_glue.import_dist()  # UsageError without torch, before anything waits

@@ -374,3 +374,12 @@ def test_gpu_cluster_script_runs_on_cpu_ranks(tmp_path: Path) -> None:
     summary = (out / "summary.txt").read_text()
     assert "== clean: torchrun exit 0" in summary and "== drift: torchrun exit 1" in summary
     assert "flashdoctor cluster check: 2 ranks" in (out / "clean" / "report.txt").read_text()
+
+
+def test_unwritable_output_is_a_usage_error_before_waiting(
+    no_launcher: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for k, v in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}.items():
+        no_launcher.setenv(k, v)
+    code, err = run_main(["check", "--distributed", "-o", str(tmp_path / "no" / "such" / "c.json")], capsys)
+    assert code == 2 and "is not a writable directory" in err
