@@ -206,10 +206,10 @@ class _Ending:
             on_outcome,
         )
 
-    def leave(self, code: int) -> None:
+    def leave(self, code: int, bound: float | None = None) -> None:
         self.on_outcome(code)
         self.store.add(self.keys.left, 1)
-        deadline = self.clock() + min(self.t.join_s, EXIT_BARRIER_S)
+        deadline = self.clock() + (min(self.t.join_s, EXIT_BARRIER_S) if bound is None else bound)
         try:
             while (
                 self.store.add(self.keys.left, 0) < self.store.add(self.keys.joined, 0)
@@ -356,7 +356,10 @@ def _coordinate(
     if coll is not None:
         with contextlib.suppress(Exception):  # the others fall back to the store's copy
             coll.broadcast(code)
-    ending.leave(code)
+    # After a failed gather the others may still sit in theirs until the collective's timeout
+    # (--timeout) before they read the outcome from the store: wait for them that long, since a
+    # self-hosted store goes away with rank 0.
+    ending.leave(code, bound=None if coll is not None else t.join_s + EXIT_BARRIER_S)
     if coll is not None:
         _close(coll)
     return code
