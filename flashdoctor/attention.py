@@ -350,6 +350,8 @@ def _log_decision(call: AttentionCall, decision: Decision) -> None:
             f"FlashAttention: using {decision.backend} ({title}) for {call.dtype}, head_dim {call.head_dim} "
             f"on {where}: {decision.reason}",
         )
+    elif not decision.order:
+        _log_once(logging.INFO, "FlashAttention: standard attention (PyTorch SDPA), as requested")
     elif call.mask and call.device == "cuda":
         _log_once(
             logging.INFO,
@@ -360,9 +362,31 @@ def _log_decision(call: AttentionCall, decision: Decision) -> None:
 
 
 def _repeat_kv(x: Tensor, heads: int) -> Tensor:
-    # (B, H_kv, S, D) -> (B, heads, S, D): each KV head serves heads // H_kv query heads, in order.
-    n = heads // x.shape[1]
-    return x if n == 1 else x.repeat_interleave(n, dim=1)
+    # (B, S, H_kv, D) -> (B, S, heads, D): each KV head serves heads // H_kv query heads, in order.
+    n = heads // x.shape[2]
+    return x if n == 1 else x.repeat_interleave(n, dim=2)
+
+
+def _cudnn_layout(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(batch, seq, heads, dim) tensors in a layout torch's cuDNN backend takes.
+
+    torch's check_cudnn_layout (sdp_utils.cpp, some versions) accepts the packed QKV layout (views
+    into one (batch, seq, 3*heads*dim) projection, what FlashAttention's self-attention produces)
+    or each tensor contiguous in (batch, seq, heads, dim); anything else is copied into the latter.
+    """
+
+    def packed(t: Tensor) -> bool:
+        h, d = t.shape[2], t.shape[3]
+        return (
+            t.stride(3) == 1
+            and t.stride(2) == d
+            and t.stride(1) == 3 * h * d
+            and t.stride(0) == t.shape[1] * 3 * h * d
+        )
+
+    if packed(q) and packed(k) and packed(v):
+        return q, k, v
+    return q.contiguous(), k.contiguous(), v.contiguous()
 
 
 def _supports_enable_gqa() -> bool:
@@ -430,13 +454,15 @@ def _run(
         if isinstance(out, (tuple, list)):  # FA4 always, FA3 in some versions: (out, lse)
             out = out[0]
     else:
-        qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         kwargs: dict[str, Any] = {}
-        if qt.shape[1] != kt.shape[1]:
+        if q.shape[2] != k.shape[2]:
             if spec.native_gqa and _supports_enable_gqa():
                 kwargs["enable_gqa"] = True
             else:
-                kt, vt = _repeat_kv(kt, qt.shape[1]), _repeat_kv(vt, qt.shape[1])
+                k, v = _repeat_kv(k, q.shape[2]), _repeat_kv(v, q.shape[2])
+        if spec.sdpa_backend == "CUDNN_ATTENTION":
+            q, k, v = _cudnn_layout(q, k, v)
+        qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if spec.sdpa_backend is None:
             out = F.scaled_dot_product_attention(
                 qt, kt, vt, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=causal, scale=scale, **kwargs
