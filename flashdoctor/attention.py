@@ -137,9 +137,9 @@ def _import_backend(name: str) -> tuple[Callable[..., Any] | None, str | None, s
             # A wheel for another torch/CUDA: undefined symbol, libcudart.so.N missing, ...
             errors.append(f"{module_name} does not import: {str(exc).splitlines()[0] if str(exc) else exc!r}")
             continue
-        fn = getattr(module, "flash_attn_func", None)
+        fn = getattr(module, spec.function or "flash_attn_func", None)
         if fn is None:
-            errors.append(f"{module_name} has no flash_attn_func")
+            errors.append(f"{module_name} has no {spec.function}")
             continue
         return fn, None, _dist_version(spec.variant) if spec.variant else None
     return None, "; ".join(errors) or "not installed", None

@@ -35,6 +35,7 @@ class BackendSpec:
     kind: str  # "flash-attn" | "sdpa"
     variant: Variant | None
     modules: tuple[str, ...]
+    function: str | None
     sdpa_backend: str | None
     min_capability: tuple[int, int] | None
     dtypes: tuple[str, ...]
@@ -74,6 +75,7 @@ def backend_spec(name: str) -> BackendSpec:
         kind=raw["kind"],
         variant=variant,
         modules=tuple(raw.get("modules", ())),
+        function=raw.get("function"),
         sdpa_backend=raw.get("sdpa_backend"),
         min_capability=min_cc,
         dtypes=dtypes,
