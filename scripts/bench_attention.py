@@ -52,12 +52,19 @@ from flashdoctor.attention import (  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # Substrings of kernel names that belong to attention, by family (profiler names, lower-cased).
+# Each kernel counts for the first family that matches.
 KERNEL_FAMILIES = (
     ("flash", ("flash",)),  # FA2/FA3/FA4 and torch's flash kernels; cuDNN's fused SDPA names say flash too
     ("cudnn", ("cudnn", "sdpa")),
-    ("mem-efficient", ("fmha", "efficient", "cutlassf", "cutlassb")),
+    ("mem-efficient", ("cutlassf", "cutlassb", "efficient")),  # torch's fmha_cutlassF/B kernels
+    ("fmha", ("fmha",)),  # other fused multi-head attention kernels (cuDNN/cuBLASLt naming)
     ("softmax", ("softmax",)),
 )
+
+
+def kernel_family(name: str) -> str | None:
+    low = name.lower()
+    return next((fam for fam, subs in KERNEL_FAMILIES if any(s in low for s in subs)), None)
 
 
 # -- models ----------------------------------------------------------------------------------------
@@ -169,11 +176,9 @@ def attention_kernels(fn: Callable[[], object], device: torch.device) -> dict[st
         low = name.lower()
         if device.type != "cuda" and not low.startswith("aten::"):
             continue
-        if any(s in low for _, subs in KERNEL_FAMILIES for s in subs) or "attention" in low:
+        if kernel_family(name) or "attention" in low:
             names[name] = names.get(name, 0) + 1
-    families = sorted(
-        {fam for n in names for fam, subs in KERNEL_FAMILIES if any(s in n.lower() for s in subs)}
-    )
+    families = sorted({fam for n in names if (fam := kernel_family(n))})
     return {"kernels": dict(sorted(names.items(), key=lambda kv: -kv[1])), "families": families}
 
 
@@ -281,8 +286,8 @@ def bench_models(args: argparse.Namespace, device: torch.device, dtype: torch.dt
             fams = r["attention_kernels"]["families"]
             checks.append(
                 {
-                    "check": f"{r['variant']}: the profiler shows flash or cuDNN attention kernels",
-                    "ok": bool({"flash", "cudnn"} & set(fams)),
+                    "check": f"{r['variant']}: the profiler shows flash, cuDNN or fmha attention kernels",
+                    "ok": bool({"flash", "cudnn", "fmha"} & set(fams)),
                     "value": fams,
                 }
             )
