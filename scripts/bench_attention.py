@@ -213,7 +213,11 @@ def bench_models(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     }
     auto, names = replace_with_flash_attention(copy.deepcopy(base))
     variants["flashdoctor (auto)"] = auto  # type: ignore[assignment]
-    usable = [s.name for s in available_backends(device) if s.usable and s.name != dispatch.FALLBACK]
+    usable = [
+        s.name
+        for s in available_backends(device)
+        if s.usable and s.name != dispatch.FALLBACK and (args.backends is None or s.name in args.backends)
+    ]
     if not args.quick:
         for name in usable:
             forced, _ = replace_with_flash_attention(copy.deepcopy(base), backend=name)
@@ -353,9 +357,9 @@ def padding_checks(
 
 
 # -- flash_attention on every backend ------------------------------------------------------------------
-def kernel_checks(device: torch.device, quick: bool) -> list[dict[str, Any]]:
+def kernel_checks(device: torch.device, quick: bool, only: tuple[str, ...] | None) -> list[dict[str, Any]]:
     """Each usable backend, forced, for real: output and gradients against fp32 math attention."""
-    statuses = [s for s in available_backends(device) if s.usable]
+    statuses = [s for s in available_backends(device) if s.usable and (only is None or s.name in only)]
     dtypes = ["bf16"] if quick else ["bf16", "fp16"]
     dims = [64] if quick else [64, 128, 100]  # 100: not a multiple of 8, padded internally
     cases = [("plain", 16, False, 0.0), ("gqa 16/4", 4, False, 0.0), ("causal", 16, True, 0.0)]
@@ -492,6 +496,13 @@ def print_report(result: dict[str, Any]) -> None:
     print(f"total {result['seconds']:.1f} s")
 
 
+def backend_list(text: str) -> tuple[str, ...]:
+    try:
+        return dispatch.parse_order(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -506,6 +517,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--quick", action="store_true", help="a small model, few iterations, no forced backends")
+    ap.add_argument(
+        "--backends",
+        metavar="LIST",
+        type=backend_list,
+        help="time and check only these backends (e.g. sdpa-cudnn,sdpa-flash,sdpa); default: every usable one",
+    )
     ap.add_argument("--json", metavar="PATH", help="write the full result here")
     ap.add_argument("-v", "--verbose", action="store_true", help="show flashdoctor.attention's log")
     args = ap.parse_args(argv)
@@ -549,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     result["models"] = bench_models(args, device, dtype)
     checks = list(result["models"]["checks"])
     checks += padding_checks(args, device, dtype)
-    checks += kernel_checks(device, args.quick)
+    checks += kernel_checks(device, args.quick, args.backends)
     result["checks"] = checks
     result["ok"] = all(c["ok"] for c in checks)
     result["seconds"] = time.perf_counter() - t0
