@@ -140,9 +140,13 @@ def check(
 
 # -- wheels / install (wheel index and selection; issue "Wheel index and selection") -----------------
 def variant_options(f):  # type: ignore[no-untyped-def]
-    f = click.option("--fa4", "variant", flag_value="fa4", help="FlashAttention-4 (flash-attn-4, CuTe DSL).")(f)
+    f = click.option("--fa4", "variant", flag_value="fa4", help="FlashAttention-4 (flash-attn-4, CuTe DSL).")(
+        f
+    )
     f = click.option("--fa3", "variant", flag_value="fa3", help="FlashAttention-3 (flash-attn-3, Hopper).")(f)
-    return click.option("--fa2", "variant", flag_value="fa2", default=True, help="FlashAttention-2 (default).")(f)
+    return click.option(
+        "--fa2", "variant", flag_value="fa2", default=True, help="FlashAttention-2 (default)."
+    )(f)
 
 
 def index_option(f):  # type: ignore[no-untyped-def]
@@ -159,7 +163,10 @@ def selection_options(f):  # type: ignore[no-untyped-def]
         "--allow-community", is_flag=True, help="Also consider community builds (after official ones)."
     )(f)
     return click.option(
-        "--version", "version_spec", metavar="SPEC", help="Only versions matching SPEC ('2.8.3', '>=2.7,<2.8')."
+        "--version",
+        "version_spec",
+        metavar="SPEC",
+        help="Only versions matching SPEC ('2.8.3', '>=2.7,<2.8').",
     )(f)
 
 
@@ -222,8 +229,12 @@ def _version_spec(text: str | None):  # type: ignore[no-untyped-def]
 
 @cli.command()
 @variant_options
-@click.option("--coverage", is_flag=True, help="Per platform: which torch × CUDA × Python cells have a wheel.")
-@click.option("--all", "show_all", is_flag=True, help="List every wheel of the variant, not only the nearest.")
+@click.option(
+    "--coverage", is_flag=True, help="Per platform: which torch × CUDA × Python cells have a wheel."
+)
+@click.option(
+    "--all", "show_all", is_flag=True, help="List every wheel of the variant, not only the nearest."
+)
 @click.option("--limit", default=25, show_default=True, help="Rows of fitting and of rejected wheels shown.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @selection_options
@@ -253,10 +264,15 @@ def wheels(
         from flashdoctor.wheels.coverage import coverage as compute_coverage
 
         if python or target or version_spec:
-            raise UsageError("--coverage describes every torch × CUDA × Python cell: it takes no machine or --version")
+            raise UsageError(
+                "--coverage describes every torch × CUDA × Python cell: it takes no machine or --version"
+            )
         cov = compute_coverage(index, variant)
         if as_json:
-            doc = {"variant": variant, "platforms": {p: [c.to_json() for c in cells] for p, cells in cov.items()}}
+            doc = {
+                "variant": variant,
+                "platforms": {p: [c.to_json() for c in cells] for p, cells in cov.items()},
+            }
             click.echo(json.dumps(doc, indent=1))
         else:
             render_coverage(cov, make_console(), variant)
