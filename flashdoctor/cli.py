@@ -288,7 +288,7 @@ def wheels(
             "index": index.origin,
             "total": len(sel.fits) + len(sel.misses),
             "fits": [e.ref().to_json() for e in (sel.fits if rows is None else sel.fits[:rows])],
-            "rejected": [r.to_json() for r in sel.rejections(rows)],
+            "rejected": [r.to_json() for r in sel.rejections(rows, None if rows is None else 3)],
         }
         click.echo(json.dumps(doc, indent=2))
     else:

@@ -62,14 +62,16 @@ def render_candidates(sel: Selection, console: Console, limit: int | None, sourc
         if limit is not None and i >= limit:
             break
         table.add_row("[green]✓[/]" if i else "[bold green]★[/]", escape(e.label), escape(e.source), "")
-    misses = sel.misses if limit is None else sel.misses[:limit]
+    misses = sel.nearest_misses(limit, None if limit is None else 3)
     for e, codes in misses:
         why = "; ".join(reason_text(c, e, sel.target, sel.spec) for c in codes)
         table.add_row("[red]✗[/]", escape(e.label), escape(e.source), escape(why))
     console.print(table)
     hidden = (0 if limit is None else max(0, len(sel.fits) - limit)) + len(sel.misses) - len(misses)
     if hidden:
-        console.print(f"[dim]{hidden} more not shown (--all shows every wheel)[/]")
+        console.print(
+            f"[dim]{hidden} more not shown: the nearest misses come first, at most 3 alike (--all shows every wheel)[/]"
+        )
     if sel.best is not None:
         console.print(f"★ = what `flashdoctor install --{sel.variant}` would choose")
 

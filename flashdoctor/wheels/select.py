@@ -28,9 +28,9 @@ newer minor); then higher listing confidence; then the newer release.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags
@@ -77,6 +77,7 @@ _CONFIDENCE = {"high": 0, None: 1, "medium": 2, "low": 3}
 SDPA = "PyTorch SDPA (torch.nn.functional.scaled_dot_product_attention)"
 MAX_ALTERNATIVES = 5
 MAX_REJECTED = 20
+PER_KIND = 3
 
 
 # -- the target, precomputed once per Environment ---------------------------------------------------
@@ -206,6 +207,11 @@ def evaluate(
     allow_community: bool = False,
 ) -> tuple[str, ...]:
     """The rejection codes of one entry (empty: it fits). Fast: no strings are formatted here."""
+    return (*machine_codes(entry, t), *policy_codes(entry, spec, allow_community))
+
+
+def machine_codes(entry: IndexEntry, t: Target) -> list[str]:
+    """The codes that depend only on what the wheel was built for (its ``build_signature``)."""
     codes: list[str] = []
     n = entry.name
     # Python and platform, by tags
@@ -251,13 +257,54 @@ def evaluate(
             need = None
         if need is not None and t.driver_cuda < need:
             codes.append("driver-too-old")
+    return codes
+
+
+def policy_codes(entry: IndexEntry, spec: SpecifierSet | None, allow_community: bool) -> list[str]:
+    """The codes that depend on the publisher and the user's options, not on the machine."""
+    codes = []
     if entry.yanked:
         codes.append("yanked")
     if entry.community and not allow_community:
         codes.append("community")
     if spec is not None and not spec.contains(entry.version, prereleases=True):
         codes.append("version-excluded")
-    return tuple(codes)
+    return codes
+
+
+def build_signature(entry: IndexEntry) -> tuple[object, ...]:
+    """Everything ``machine_codes`` reads. ~5000 FA2 wheels have ~900 signatures: selection evaluates
+    each signature once."""
+    n = entry.name
+    return (
+        n.variant,
+        n.pythons,
+        n.platforms,
+        n.torch,
+        entry.torch_spec,
+        entry.cuda_mm[0] if entry.cuda_mm else None,
+        entry.abi,
+        entry.glibc,
+        entry.archs,
+        entry.requires_python,
+    )
+
+
+@lru_cache(maxsize=16)
+def _groups(index: WheelIndex, variant: Variant) -> tuple[tuple[IndexEntry, ...], ...]:
+    groups: dict[tuple[object, ...], list[IndexEntry]] = {}
+    for e in index.for_variant(variant):
+        groups.setdefault(build_signature(e), []).append(e)
+    return tuple(tuple(es) for es in groups.values())
+
+
+@lru_cache(maxsize=16)
+def _version_ranks(index: WheelIndex) -> dict[Version, int]:
+    """Every version and release of the index numbered in ascending order (cheap sort keys)."""
+    versions = {e.version for e in index.entries} | {
+        e.release for e in index.entries if e.release is not None
+    }
+    return {v: i for i, v in enumerate(sorted(versions))}
 
 
 def _only_glibc(platforms: frozenset[str], t: Target) -> bool:
@@ -392,15 +439,9 @@ class _Neg:
         return hash(self.v)
 
 
-def _miss_key(item: tuple[IndexEntry, tuple[str, ...]]) -> tuple[object, ...]:
-    entry, codes = item
-    return (
-        sum(_DISTANCE.get(c, 5) for c in codes),
-        len(codes),
-        _Neg(entry.version),
-        entry.rank,
-        entry.filename,
-    )
+@lru_cache(maxsize=1024)
+def _distance(codes: tuple[str, ...]) -> int:
+    return sum(_DISTANCE.get(c, 5) for c in codes)
 
 
 # -- selection --------------------------------------------------------------------------------------
@@ -412,19 +453,50 @@ class Selection:
     variant: Variant
     target: Target
     fits: tuple[IndexEntry, ...]
-    misses: tuple[tuple[IndexEntry, tuple[str, ...]], ...]
+    unsorted_misses: tuple[tuple[IndexEntry, tuple[str, ...]], ...]
     spec: SpecifierSet | None
     allow_community: bool
+    ranks: Mapping[Version, int]
 
     @property
     def best(self) -> IndexEntry | None:
         return self.fits[0] if self.fits else None
 
-    def rejections(self, limit: int | None = MAX_REJECTED) -> tuple[Rejection, ...]:
-        misses = self.misses if limit is None else self.misses[:limit]
+    @cached_property
+    def misses(self) -> tuple[tuple[IndexEntry, tuple[str, ...]], ...]:
+        """Rejected entries with their codes, nearest miss first (sorted on first use only: ``check``
+        needs just the best fit)."""
+        ranks = self.ranks
+
+        def key(item: tuple[IndexEntry, tuple[str, ...]]) -> tuple[object, ...]:
+            e, codes = item
+            return (_distance(codes), len(codes), -ranks.get(e.version, 0), e.rank, e.filename)
+
+        return tuple(sorted(self.unsorted_misses, key=key))
+
+    def nearest_misses(
+        self, limit: int | None = MAX_REJECTED, per_kind: int | None = PER_KIND
+    ) -> list[tuple[IndexEntry, tuple[str, ...]]]:
+        """The nearest misses, at most ``per_kind`` with the same set of reasons (so that twenty
+        community rebuilds do not hide the one wheel that misses by the torch version)."""
+        out: list[tuple[IndexEntry, tuple[str, ...]]] = []
+        kinds: dict[tuple[str, ...], int] = {}
+        for e, codes in self.misses:
+            if limit is not None and len(out) >= limit:
+                break
+            if per_kind is not None:
+                if kinds.get(codes, 0) >= per_kind:
+                    continue
+                kinds[codes] = kinds.get(codes, 0) + 1
+            out.append((e, codes))
+        return out
+
+    def rejections(
+        self, limit: int | None = MAX_REJECTED, per_kind: int | None = PER_KIND
+    ) -> tuple[Rejection, ...]:
         return tuple(
             Rejection(e.label, tuple(reason_text(c, e, self.target, self.spec) for c in codes))
-            for e, codes in misses
+            for e, codes in self.nearest_misses(limit, per_kind)
         )
 
 
@@ -461,15 +533,17 @@ def select_wheels(
     spec = parse_version_spec(version_spec)
     fits: list[IndexEntry] = []
     misses: list[tuple[IndexEntry, tuple[str, ...]]] = []
-    for e in index.for_variant(variant) if entries is None else entries:
-        codes = evaluate(e, t, spec, allow_community)
-        if codes:
-            misses.append((e, codes))
-        else:
-            fits.append(e)
+    groups = _groups(index, variant) if entries is None else tuple((e,) for e in entries)
+    for group in groups:
+        machine = machine_codes(group[0], t)
+        for e in group:
+            codes = (*machine, *policy_codes(e, spec, allow_community))
+            if codes:
+                misses.append((e, codes))
+            else:
+                fits.append(e)
     fits.sort(key=lambda e: preference_key(e, t))
-    misses.sort(key=_miss_key)
-    return Selection(variant, t, tuple(fits), tuple(misses), spec, allow_community)
+    return Selection(variant, t, tuple(fits), tuple(misses), spec, allow_community, _version_ranks(index))
 
 
 def find_wheel(
@@ -574,7 +648,7 @@ def make_plan(
                 *hints,
                 *notes,
             ),
-            blockers=blockers or ("no-wheel",),
+            blockers=blockers,
         )
     build_blockers = tuple(c for c in vv.blockers)
     build_msgs = [
@@ -679,26 +753,28 @@ def what_would_fit(sel: Selection) -> list[str]:
     """Sentences about wheels that miss by one thing, e.g. "official wheels exist for torch 2.8 with
     this CUDA, ABI and Python". Community near misses are named when community is not allowed."""
     t = sel.target
+    buckets: dict[tuple[str, bool], list[IndexEntry]] = {}
+    community_fits: list[IndexEntry] = []
+    for e, codes in sel.unsorted_misses:
+        if codes == ("community",):
+            community_fits.append(e)
+            continue
+        rest = [c for c in codes if c != "community"]
+        if len(rest) == 1:
+            buckets.setdefault((rest[0], e.community), []).append(e)
     out: list[str] = []
-    community_fits = [e for e, codes in sel.misses if codes == ("community",)]
+    if community_fits:
+        best = min(community_fits, key=lambda e: preference_key(e, t))
+        out.append(f"community wheels fit (e.g. {best.filename} from {best.source}): rerun with --allow-community")
     for code in _HINT_ORDER:
         for community in (False, True):
-            group = [
-                e
-                for e, codes in sel.misses
-                if e.community == community and tuple(c for c in codes if c != "community") == (code,)
-            ]
+            group = buckets.get((code, community))
             if not group:
                 continue
             who = "community" if community else "official"
             if community and not sel.allow_community:
                 who += " (--allow-community)"
             out.append(_hint(code, who, group, t, sel.spec))
-    if community_fits:
-        best = min(community_fits, key=lambda e: preference_key(e, t))
-        out.insert(
-            0, f"community wheels fit (e.g. {best.filename} from {best.source}): rerun with --allow-community"
-        )
     return out
 
 
