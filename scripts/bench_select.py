@@ -60,7 +60,9 @@ def main() -> int:
     print(f"load (per-entry parsing, schema pass cached): {load_cached:7.1f} ms")
     print(f"load (first time, with the JSON Schema pass): {load_validated:7.1f} ms")
     print()
-    print(f"{'target':12} {'fa2 wheels':>10} {'select ms':>10} {'plan ms':>9} {'baseline ms':>12} {'ratio':>6}")
+    print(
+        f"{'target':12} {'fa2 wheels':>10} {'select ms':>10} {'plan ms':>9} {'baseline ms':>12} {'ratio':>6}"
+    )
     worst = 0.0
     filenames = [e.filename for e in index.for_variant("fa2")]
     for name in TARGETS:
@@ -76,7 +78,9 @@ def main() -> int:
         plan_ms = median_ms(lambda env=env: make_plan(env, "fa2", index), args.repeats)
         base_ms = median_ms(plain_filter, args.repeats)
         worst = max(worst, sel_ms)
-        print(f"{name:12} {len(filenames):10} {sel_ms:10.1f} {plan_ms:9.1f} {base_ms:12.1f} {sel_ms / base_ms:6.2f}")
+        print(
+            f"{name:12} {len(filenames):10} {sel_ms:10.1f} {plan_ms:9.1f} {base_ms:12.1f} {sel_ms / base_ms:6.2f}"
+        )
     print()
     print(f"slowest selection {worst:.1f} ms: {worst / GOAL_MS:.2f} of the {GOAL_MS:.0f} ms goal")
     return 0 if worst < GOAL_MS else 1

@@ -23,7 +23,8 @@ rejection codes"):
 
 Preference among the wheels that fit: the newest version; then official over the PyTorch index over
 community; then a certain ABI over an inferred one; then the CUDA closest to torch's (exact, older minor,
-newer minor); then higher listing confidence; then the newer release.
+newer minor); then higher listing confidence; then a known glibc need (a manylinux copy) over an unknown
+one; then the newer release of the same file.
 """
 
 from __future__ import annotations
@@ -415,6 +416,8 @@ def preference_key(entry: IndexEntry, t: Target) -> tuple[object, ...]:
         1 if "abi" in entry.inferred else 0,
         _cuda_distance(entry, t),
         _CONFIDENCE.get(entry.confidence, 1),
+        # an auditwheel copy whose manylinux tag states its glibc need beats a linux_* copy of unknown need
+        0 if entry.glibc is not None or t.os != "linux" else 1,
         _Neg(entry.release or Version("0")),
         entry.filename,
         entry.url_or_template,
@@ -765,7 +768,9 @@ def what_would_fit(sel: Selection) -> list[str]:
     out: list[str] = []
     if community_fits:
         best = min(community_fits, key=lambda e: preference_key(e, t))
-        out.append(f"community wheels fit (e.g. {best.filename} from {best.source}): rerun with --allow-community")
+        out.append(
+            f"community wheels fit (e.g. {best.filename} from {best.source}): rerun with --allow-community"
+        )
     for code in _HINT_ORDER:
         for community in (False, True):
             group = buckets.get((code, community))
