@@ -97,7 +97,10 @@ def test_derived_fields(built: dict[str, Any], filename: str) -> None:
 def test_pytorch_index_rows(built: dict[str, Any]) -> None:
     fa3 = entries(built, "flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl")
     assert len(fa3) == 1
-    assert fa3[0]["url"] == "https://download.pytorch.org/whl/cu130/flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl"
+    assert (
+        fa3[0]["url"]
+        == "https://download.pytorch.org/whl/cu130/flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl"
+    )
     assert derived(fa3[0]) == {
         "cuda": "13.0",
         "archs": ["sm_90a"],
@@ -136,7 +139,9 @@ def test_unknown_source_is_refused() -> None:
 
 
 def test_rows_that_are_not_flashattention_wheels_are_skipped() -> None:
-    row = dict(json.loads((LISTINGS / "wheels_official.json").read_text())[0], filename="flash_attn-2.8.3.tar.gz")
+    row = dict(
+        json.loads((LISTINGS / "wheels_official.json").read_text())[0], filename="flash_attn-2.8.3.tar.gz"
+    )
     assert builder.entry_from_row(row) is None
 
 
@@ -145,7 +150,12 @@ def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     child = dict(os.environ if env is None else env)
     child["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=child, timeout=120, check=False
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env=child,
+        timeout=120,
+        check=False,
     )
 
 

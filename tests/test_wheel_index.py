@@ -43,7 +43,9 @@ def test_committed_index_holds_every_listed_wheel(doc: dict[str, Any]) -> None:
     for w in doc["wheels"]:
         counts[w["source"]] = counts.get(w["source"], 0) + 1
     # every row of the three listing files became an entry (all are FlashAttention wheels)
-    listed = inputs["wheels_official.json"] + inputs["wheels_pytorch_index.json"] + inputs["wheels_community.json"]
+    listed = (
+        inputs["wheels_official.json"] + inputs["wheels_pytorch_index.json"] + inputs["wheels_community.json"]
+    )
     assert sum(n for s, n in counts.items() if s != "pypi") == listed
     assert counts["official"] == inputs["wheels_official.json"]
     assert counts["pytorch-index"] == inputs["wheels_pytorch_index.json"]
