@@ -8,12 +8,18 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flashdoctor import __version__
 from flashdoctor.environment import VARIANTS, Environment, TargetSpecError, Variant, load_target
 from flashdoctor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FlashdoctorError, UsageError
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+
+    from flashdoctor.checks import WheelFinder
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -170,7 +176,7 @@ def selection_options(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
-def _check_wheel_finder():  # type: ignore[no-untyped-def]
+def _check_wheel_finder() -> WheelFinder | None:
     """The wheel finder for check's verdicts, or None (with a note) when no index can be found."""
     from flashdoctor.wheels import WheelIndexError, default_index_path, wheel_finder
 
@@ -221,7 +227,7 @@ def install(
     return 1 if plan.action == "unsupported" else 0
 
 
-def _version_spec(text: str | None):  # type: ignore[no-untyped-def]
+def _version_spec(text: str | None) -> SpecifierSet | None:
     from flashdoctor.wheels import parse_version_spec
 
     return parse_version_spec(text)
@@ -269,7 +275,7 @@ def wheels(
             )
         cov = compute_coverage(index, variant)
         if as_json:
-            doc = {
+            doc: dict[str, Any] = {
                 "variant": variant,
                 "platforms": {p: [c.to_json() for c in cells] for p, cells in cov.items()},
             }
