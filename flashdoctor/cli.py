@@ -264,15 +264,15 @@ def wheels(
     from flashdoctor.render.console import make_console
     from flashdoctor.wheels import load_index, select_wheels
 
+    if coverage and (python or target or version_spec):
+        raise UsageError(
+            "--coverage describes every torch × CUDA × Python cell: it takes no machine or --version"
+        )
     index = load_index(index_path)
     if coverage:
         from flashdoctor.render.wheels import render_coverage
         from flashdoctor.wheels.coverage import coverage as compute_coverage
 
-        if python or target or version_spec:
-            raise UsageError(
-                "--coverage describes every torch × CUDA × Python cell: it takes no machine or --version"
-            )
         cov = compute_coverage(index, variant)
         if as_json:
             doc: dict[str, Any] = {

@@ -27,7 +27,7 @@ from packaging.utils import parse_wheel_filename  # noqa: E402
 from flashdoctor.environment import load_target  # noqa: E402
 from flashdoctor.wheels import index as index_mod  # noqa: E402
 from flashdoctor.wheels import make_plan, select_wheels  # noqa: E402
-from flashdoctor.wheels.select import target_of  # noqa: E402
+from flashdoctor.wheels.select import supported_tags  # noqa: E402
 
 TARGETS = ("h100", "a100", "rtx4090", "b200", "rtx5090", "jetson-orin")
 GOAL_MS = 100.0
@@ -67,7 +67,7 @@ def main() -> int:
     filenames = [e.filename for e in index.for_variant("fa2")]
     for name in TARGETS:
         env = load_target(str(ROOT / "tests" / "targets" / f"{name}.json"))
-        tags = target_of(env).tags or frozenset()
+        tags = supported_tags(env)
 
         def plain_filter(tags=tags) -> None:  # type: ignore[no-untyped-def]
             for f in filenames:

@@ -37,7 +37,9 @@ def main() -> int:
     kinds: dict[str, list[str]] = defaultdict(list)
     for arch, cells in theirs.items():
         platform = PLATFORM[arch]
-        by_key = {(c.torch, c.cuda.replace(".", ""), "cp" + c.python.replace(".", "")): c for c in mine[platform]}
+        by_key = {
+            (c.torch, c.cuda.replace(".", ""), "cp" + c.python.replace(".", "")): c for c in mine[platform]
+        }
         for cell in cells:
             total += 1
             key = (cell["torch"], cell["cuda"], cell["python"])
@@ -51,9 +53,13 @@ def main() -> int:
                 agree += 1
                 continue
             for s in sorted(other - ours):
-                kinds[f"they list {s}, flashdoctor does not"].append(f"{platform} torch {key[0]} cu{key[1]} {key[2]}")
+                kinds[f"they list {s}, flashdoctor does not"].append(
+                    f"{platform} torch {key[0]} cu{key[1]} {key[2]}"
+                )
             for s in sorted(ours - other):
-                kinds[f"flashdoctor finds {s}, they do not"].append(f"{platform} torch {key[0]} cu{key[1]} {key[2]}")
+                kinds[f"flashdoctor finds {s}, they do not"].append(
+                    f"{platform} torch {key[0]} cu{key[1]} {key[2]}"
+                )
     print(f"{agree}/{total} cells agree")
     for kind, cells in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
         print(f"- {kind}: {len(cells)} cells, e.g. " + "; ".join(cells[: args.examples]))

@@ -92,8 +92,7 @@ class Target:
     glibc: tuple[int, int] | None
     python: Version | None
     pairs: frozenset[tuple[str, str]] | None  # supported (interpreter, abi)
-    platforms: frozenset[str] | None
-    tags: frozenset[Tag] | None
+    platforms: frozenset[str] | None  # supported platform tags, "any" included
     torch_state: str  # "cuda" | "unknown" | "missing" | "cpu" | "rocm"
     torch_mm: tuple[int, int] | None
     torch_version: Version | None  # public
@@ -125,6 +124,27 @@ def linux_platforms(arch: str, glibc: tuple[int, int] | None) -> list[str]:
 
 
 @lru_cache(maxsize=64)
+def python_pairs(py: tuple[int, int], abi: str) -> frozenset[tuple[str, str]]:
+    """The (interpreter, abi) pairs packaging.tags accepts for this CPython (its own tag rules: abi3 for
+    every older minor, not for free-threaded builds; py3*-none). The platform part is checked apart."""
+    interp = f"cp{py[0]}{py[1]}"
+    tags = [*cpython_tags(py, abis=[abi], platforms=["x"]), *compatible_tags(py, interp, ["x"])]
+    return frozenset((t.interpreter, t.abi) for t in tags)
+
+
+def supported_tags(env: Environment) -> frozenset[Tag]:
+    """Every tag this environment accepts (for comparisons with plain tag filtering)."""
+    t = target_of(env)
+    py = major_minor(env.python)
+    if py is None or t.platforms is None:
+        return frozenset()
+    abi = env.python_abi or f"cp{py[0]}{py[1]}"
+    plats = sorted(t.platforms - {"any"})
+    interp = f"cp{py[0]}{py[1]}"
+    return frozenset([*cpython_tags(py, abis=[abi], platforms=plats), *compatible_tags(py, interp, plats)])
+
+
+@lru_cache(maxsize=1024)
 def target_of(env: Environment) -> Target:
     unknowns: list[str] = []
     os_, arch = env.os, env.machine
@@ -141,16 +161,10 @@ def target_of(env: Environment) -> Target:
         platforms = [env.platform]
     py = major_minor(env.python) if env.python else None
     pairs: frozenset[tuple[str, str]] | None = None
-    tags: frozenset[Tag] | None = None
     if py is None:
         unknowns.append("python")
     else:
-        abi = env.python_abi or f"cp{py[0]}{py[1]}"
-        interp = f"cp{py[0]}{py[1]}"
-        plats = platforms if platforms is not None else ["any"]
-        tag_list = [*cpython_tags(py, abis=[abi], platforms=plats), *compatible_tags(py, interp, plats)]
-        tags = frozenset(tag_list)
-        pairs = frozenset((t.interpreter, t.abi) for t in tag_list)
+        pairs = python_pairs(py, env.python_abi or f"cp{py[0]}{py[1]}")
     if not env.known("torch"):
         state = "unknown"
         unknowns.append("torch")
@@ -178,7 +192,6 @@ def target_of(env: Environment) -> Target:
         python=None if py is None else Version(f"{py[0]}.{py[1]}"),
         pairs=pairs,
         platforms=None if platforms is None else frozenset([*platforms, "any"]),
-        tags=tags,
         torch_state=state,
         torch_mm=env.torch_mm,
         torch_version=None if tv is None else Version(tv.public),
