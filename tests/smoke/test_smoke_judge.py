@@ -140,6 +140,23 @@ def seed(**kw: Any) -> Case:
             CaseStatus.SKIP,
         ),
         ("torch.OutOfMemoryError: CUDA out of memory.", "sdpa-math", LONG, H100, "oom", CaseStatus.SKIP),
+        # a build that says it left something out, in words other than "head dim" or "dtype"
+        (
+            "RuntimeError: causal kernels were not built (minimal)",
+            "fa2",
+            SEED,
+            H100,
+            "not_compiled",
+            CaseStatus.SKIP,
+        ),
+        (
+            "TypeError: got an unexpected keyword argument 'enable_gqa'",
+            "sdpa-flash",
+            SEED,
+            H100,
+            "no_kernel",
+            CaseStatus.SKIP,
+        ),
         (
             "RuntimeError: CUDA error: an illegal memory access was encountered",
             "fa2",
