@@ -138,6 +138,10 @@ class Runner:
             return None, None
 
     # -- helpers ------------------------------------------------------------------------------------
+    def skipped(self, backend):
+        """Left out by flashdoctor: done in an earlier run, or crashed ("*": on every GPU)."""
+        return (self.gpu, backend) in self.skip or ("*", backend) in self.skip
+
     def sync(self):
         if self.cuda:
             self.torch.cuda.synchronize(self.dev)
@@ -497,7 +501,7 @@ class Runner:
         bases = {}
         check = cfg.get("check", True)
         for case in cases:
-            if all((self.gpu, b) in self.skip for b in backends):
+            if all(self.skipped(b) for b in backends):
                 break
             ev.emit("case_start", gpu=self.gpu, backend="reference", case=case["name"], phase="reference")
             try:
@@ -509,7 +513,7 @@ class Runner:
                 bases.pop(case["name"], None)
                 self._free()
         for backend in backends:
-            if (self.gpu, backend) in self.skip:
+            if self.skipped(backend):
                 continue
             kind = "sdpa" if backend.startswith("sdpa-") else "variant"
             if kind == "variant":

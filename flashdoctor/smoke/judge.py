@@ -289,6 +289,7 @@ def _case_result(
     tol = tolerance_for(case.dtype)
     chk = log.checks.get(key)
     crash = log.crashes.get((gpu.index, backend))
+    elsewhere = next((c for (g, b), c in log.crashes.items() if b == backend and g != gpu.index), None)
     if chk is None:
         if (gpu.index, case.name) in log.ref_failed:
             return CaseResult(
@@ -312,6 +313,15 @@ def _case_result(
                 case,
                 CaseStatus.NOT_RUN,
                 f"not run: {backend} {crash['event']}ed earlier ({crash.get('case') or crash.get('phase')})",
+            )
+        if elsewhere is not None:
+            where = log.gpus[elsewhere["gpu"]].label if elsewhere.get("gpu") in log.gpus else "another GPU"
+            return CaseResult(
+                gpu.index,
+                backend,
+                case,
+                CaseStatus.NOT_RUN,
+                f"not run: {backend} {elsewhere['event']}ed on {where}",
             )
         return CaseResult(gpu.index, backend, case, CaseStatus.NOT_RUN, "not run")
     if not chk.get("ok"):

@@ -697,3 +697,23 @@ def test_readme_documents_every_smoke_code() -> None:
     readme = (REPO / "README.md").read_text()
     for code, meaning in SMOKE_CODES.items():
         assert f"| `{code}` | {meaning} |" in readme, code
+
+
+def test_a_crash_on_one_gpu_leaves_the_backend_out_on_the_others() -> None:
+    ev = base_events({"fa2": FA2})
+    ev.append({"event": "gpu", "gpu": 1, "name": H100.name, "capability": "9.0", "memory_gb": 79.1})
+    ev.append(
+        {
+            "event": "crash",
+            "gpu": 0,
+            "backend": "fa2",
+            "case": "seed",
+            "phase": "check",
+            "signal": "SIGSEGV",
+            "rc": -11,
+        }
+    )
+    r = judge(ev, backends=("sdpa-math", "fa2"))
+    other = next(x for x in r.results if x.gpu == 1 and x.backend == "fa2" and x.case.name == "seed")
+    assert other.status is CaseStatus.NOT_RUN
+    assert other.reason == "not run: fa2 crashed on GPU 0 NVIDIA H100 80GB HBM3 (sm_90)"
