@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import REPO, runner_env, write_fakes
+from smoke_fakes import REPO, runner_env, write_fakes
 
 from flashdoctor.render.report_json import load_schema
 

@@ -692,7 +692,7 @@ def test_read_events_drops_a_torn_last_line(tmp_path: Any) -> None:
 
 
 def test_readme_documents_every_smoke_code() -> None:
-    from conftest import REPO
+    from smoke_fakes import REPO
 
     readme = (REPO / "README.md").read_text()
     for code, meaning in SMOKE_CODES.items():
