@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from smoke_fakes import REPO
 
 pytestmark = pytest.mark.system
 
