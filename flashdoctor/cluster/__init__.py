@@ -14,4 +14,5 @@ The flow mirrors the single-machine check:
   process group that carries the rank documents to rank 0.
 - ``report``: the cluster report value (per-rank verdicts, drift across ranks, cluster findings,
   exit code) built from fed rank documents, and its JSON form. Pure.
+- ``run``: the wiring for the CLI; ``flashdoctor.render.cluster`` renders the report for humans.
 """
