@@ -212,3 +212,17 @@ def test_bad_python_is_a_usage_error(bad: str):
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert "Traceback" not in p.stderr
     assert "flashdoctor: error:" in p.stderr
+
+
+@pytest.mark.system
+def test_fa4_namespace_package_is_not_taken_for_fa2(tmp_path: Path):
+    site = tmp_path / "site"
+    (site / "flash_attn" / "cute").mkdir(parents=True)
+    (site / "flash_attn" / "cute" / "__init__.py").write_text("raise ImportError('needs the CUTLASS DSL')\n")
+    info = site / "flash_attn_4-4.0.0b36.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flash-attn-4\nVersion: 4.0.0b36\n")
+    (info / "RECORD").write_text("flash_attn/cute/__init__.py,,\n")
+    env = probe_environment(python=sys.executable, environ=child_env(PYTHONPATH=str(site)), import_tests=False)
+    assert [i.dist for i in env.installed] == ["flash-attn-4"]
+    assert env.installed[0].version == "4.0.0b36"

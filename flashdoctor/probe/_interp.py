@@ -158,6 +158,10 @@ for dist, (mods, exts) in FLASH.items():
             break
     if version is None and module_path is None:
         continue
+    if version is None and not (module_path or "").endswith("__init__.py"):
+        # Without metadata only a regular package counts: flash-attn-4 installs flash_attn/cute into a
+        # namespace package `flash_attn`, which is not an FA2 install.
+        continue
     if version is None and module_path:
         # importable without metadata (a source checkout on sys.path): read __version__
         init = module_path if module_path.endswith(".py") else os.path.join(module_path, "__init__.py")
