@@ -277,7 +277,7 @@ def _install_and_verify(
             )
             rc, out = run_installer(cmd, ctx.environ, log)
             mid = read_state(ctx.python, ctx.environ, (dist,))
-            added = tuple(sorted(set(mid.dists) - set(state.dists)))
+            added = tuple(sorted(set(mid.dists) - set(state.dists) - {dist}))
             if rc != 0:
                 warnings.append(
                     f"could not add the missing dependencies {', '.join(missing)} (exit {rc}; offline?); "
@@ -290,7 +290,7 @@ def _install_and_verify(
             warnings.append(f"not installed (dependencies of {dist}): {', '.join(missing)}")
     after = read_state(ctx.python, ctx.environ, (dist,))
     now = after.dist(dist)
-    if now is None or now.version != art.info.version:
+    if now is None or not _same_version(now.version, art.info.version):
         steps.add("verify version", False, f"{dist} is {now.version if now else 'missing'}")
         raise _Failed(f"after the install {dist} is {now.version if now else 'not installed'}, not {art.info.version}", "")
     if after.torch != state.torch:
@@ -317,6 +317,15 @@ def _install_and_verify(
     else:
         steps.add("smoke test", True, "skipped: no GPU")
     return added, smoke, warnings
+
+
+def _same_version(a: str | None, b: str | None) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return a is not None and b is not None and Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
 
 
 def ctx_variant(art: Artifact) -> Variant:

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from flashdoctor.install.cache import fsync_dir
 from flashdoctor.install.pip import Installer, run_installer
 from flashdoctor.install.target import TargetState, read_state
@@ -162,7 +164,7 @@ def restore(
     state = read_state(installer.python, environ, (backup.dist,))
     now = state.dist(backup.dist)
     version = now.version if now else None
-    if version != backup.version:
+    if not _same(version, backup.version):
         problems.append(f"{backup.dist} is {version or 'not installed'} after the restore, expected {backup.version or 'not installed'}")
     for p in backup.new_paths:
         if os.path.exists(p):
@@ -171,6 +173,15 @@ def restore(
         if a in state.dists:
             problems.append(f"{a}, added by the install, is still installed")
     return RestoreResult(ok=not problems, version=version, problems=tuple(problems), log=tuple(notes))
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
 
 
 def discard(backup: Backup) -> None:
