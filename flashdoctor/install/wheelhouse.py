@@ -1,13 +1,18 @@
 """Wheelhouses: directories of wheels (local or shared) that are read before the network and written
 after a download or a build, and the locally built wheels in them.
 
-A wheel from the index is found in a wheelhouse by its exact file name (and checked against the index's
-sha256 when there is one). A wheel built by flashdoctor (issue "source builds") has a local version label
-(``flash_attn-2.8.3.post2+fd.sm90.hd128.bf16-cp312-cp312-linux_x86_64.whl``) that no index knows; it is
-found by its *build record*: a JSON file next to it, ``<wheel file name>.flashdoctor.json``, or the same
-document inside the wheel as ``<name>-<version>.dist-info/flashdoctor.json``. The record names the
-environment the wheel was built for, and :func:`match_build` decides whether it fits this one. The
-format is described in README "Wheelhouse and build records".
+Two kinds of entries live in a wheelhouse DIR (README "Wheelhouse"):
+
+    DIR/<wheel file name>                   a wheel from an index, found by its exact name (and checked
+                                            against the index's sha256); also what ``pip --find-links``
+                                            reads. flashdoctor writes downloads here.
+    DIR/<fingerprint id>/<wheel>            a wheel built by ``flashdoctor build`` (issue "source builds"),
+    DIR/<fingerprint id>/build.json         with its manifest (schema ``flashdoctor/built-wheel/1``)
+
+A locally built wheel has a local version label (``flash_attn-2.8.3.post2+fd.sm90.hd128.bf16-...whl``)
+that no index knows, and its name says nothing of torch, CUDA or the C++ ABI; it is matched by the
+fingerprint in its manifest (:func:`match_build`), never by its name. The manifest is written last by
+the builder, so a manifest always points at a complete wheel.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import contextlib
 import json
 import os
 import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +32,8 @@ from flashdoctor.environment import VARIANT_DIST, Environment, Variant, major_mi
 from flashdoctor.install.cache import fsync_dir, sha256_file
 from flashdoctor.plan import WheelRef
 
-BUILD_SCHEMA = "flashdoctor/build/1"
-RECORD_SUFFIX = ".flashdoctor.json"
+BUILD_SCHEMA = "flashdoctor/built-wheel/1"
+MANIFEST = "build.json"
 
 
 @dataclass(frozen=True)
@@ -39,75 +43,65 @@ class LocalBuild:
     dist: str
     variant: Variant
     version: str
-    record: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        fp: dict[str, Any] = self.manifest.get("fingerprint") or {}
+        return fp
 
     def ref(self) -> WheelRef:
+        sha = self.manifest.get("sha256")
         return WheelRef(
             filename=self.filename,
             url=self.path.resolve().as_uri(),
-            sha256=self.record.get("sha256"),
+            sha256=sha if isinstance(sha, str) and len(sha) == 64 else None,
             source="wheelhouse",
             version=self.version,
         )
 
 
-def _read_record(path: Path) -> dict[str, Any] | None:
-    side = path.with_name(path.name + RECORD_SUFFIX)
-    text: str | None = None
-    if side.is_file():
-        with contextlib.suppress(OSError):
-            text = side.read_text(encoding="utf-8")
-    if text is None:
-        try:
-            with zipfile.ZipFile(path) as zf:
-                for n in zf.namelist():
-                    if n.count("/") == 1 and n.endswith(".dist-info/flashdoctor.json"):
-                        text = zf.read(n).decode("utf-8")
-                        break
-        except (OSError, zipfile.BadZipFile):
-            return None
-    if text is None:
-        return None
-    try:
-        rec = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(rec, dict) or rec.get("schema") != BUILD_SCHEMA or not isinstance(rec.get("fingerprint"), dict):
-        return None
-    return rec
+def _archs(values: Any) -> set[int]:
+    out = set()
+    for a in values or []:
+        text = str(a).lower().removeprefix("sm_").removeprefix("compute_")
+        if text.isdigit():
+            out.add(int(text))
+    return out
 
 
-def match_build(record: dict[str, Any], env: Environment, variant: Variant) -> list[str]:
-    """Why a build record does not fit ``env`` (empty: it fits). Pure."""
-    fp: dict[str, Any] = record.get("fingerprint") or {}
+def match_build(fp: dict[str, Any], env: Environment, variant: Variant) -> list[str]:
+    """Why a build fingerprint does not fit ``env`` (empty: it fits). Pure.
+
+    The rules follow the facts behind the builder's fingerprint: torch major.minor (FA2 links
+    libtorch's C++ API, which changes between minors), torch's CUDA major (libcudart.so.<major>), the
+    C++ ABI, the Python ABI and platform, a glibc no newer than this one, and SASS for every GPU here.
+    """
     why: list[str] = []
-    if record.get("variant") != variant:
-        why.append(f"built for {record.get('variant')}, not {variant}")
-    if fp.get("python_abi") and env.python_abi and fp["python_abi"] != env.python_abi:
-        why.append(f"built for {fp['python_abi']}, this Python is {env.python_abi}")
-    if fp.get("platform") and env.platform and fp["platform"] != env.platform:
-        why.append(f"built for {fp['platform']}, this is {env.platform}")
-    bt, et = major_minor(fp.get("torch")), env.torch_mm
-    if bt is None or et is None:
-        why.append("torch version unknown on one side")
+    if fp.get("variant") != variant:
+        why.append(f"built for {fp.get('variant')}, not {variant}")
+    if env.python_abi and fp.get("python_abi") != env.python_abi:
+        why.append(f"built for {fp.get('python_abi')}, this Python is {env.python_abi}")
+    if env.platform and fp.get("platform") != env.platform:
+        why.append(f"built for {fp.get('platform')}, this is {env.platform}")
+    bt, et = major_minor(str(fp.get("torch"))), env.torch_mm
+    if et is None:
+        why.append("this environment has no torch")
     elif bt != et:
         why.append(f"built against torch {fp.get('torch')}, this torch is {env.torch} (the minor must match)")
-    bc, ec = major_minor(fp.get("torch_cuda")), env.torch_cuda_mm
-    if bc != ec:
-        why.append(f"built for torch CUDA {fp.get('torch_cuda')}, this torch has CUDA {env.torch_cuda}")
+    bc = major_minor(str(fp["cuda"])) if fp.get("cuda") is not None else None
+    ec = env.torch_cuda_mm
+    if (bc is None) != (ec is None) or (bc is not None and ec is not None and bc[0] != ec[0]):
+        why.append(f"built for CUDA {fp.get('cuda')}, this torch has CUDA {env.torch_cuda or 'none'}")
     if fp.get("cxx11abi") is not None and env.cxx11abi is not None and bool(fp["cxx11abi"]) != env.cxx11abi:
         why.append(f"built with CXX11 ABI {fp['cxx11abi']}, this torch uses {env.cxx11abi}")
-    archs = fp.get("archs")
-    if isinstance(archs, list) and env.gpus:
-        sass = {int(a[3:]) for a in archs if isinstance(a, str) and a.startswith("sm_") and a[3:].isdigit()}
-        ptx = {int(a[8:]) for a in archs if isinstance(a, str) and a.startswith("compute_") and a[8:].isdigit()}
-        for g in env.gpus:
-            sm = g.sm
-            if sm is None:
-                continue
-            if sm in sass or any(p <= sm for p in ptx):
-                continue
-            why.append(f"has no code for {g.label} (built for {', '.join(archs)})")
+    bg, eg = major_minor(fp.get("glibc")), major_minor(env.glibc)
+    if bg is not None and eg is not None and bg > eg:
+        why.append(f"built on glibc {fp.get('glibc')}, this system has {env.glibc}")
+    archs = _archs(fp.get("archs"))
+    for g in env.gpus:
+        if g.sm is not None and g.sm not in archs:
+            why.append(f"has no code for {g.label} (built for {', '.join(f'sm_{a}' for a in sorted(archs)) or 'nothing'})")
     return why
 
 
@@ -132,33 +126,36 @@ class Wheelhouse:
         return p
 
     def local_builds(self, variant: Variant) -> list[LocalBuild]:
+        """Every complete flashdoctor-built wheel of ``variant`` here (unreadable entries skipped)."""
         dist = VARIANT_DIST[variant]
-        out = []
+        out: list[LocalBuild] = []
         if not self.root.is_dir():
             return out
-        for p in sorted(self.root.glob("*.whl")):
+        for mpath in sorted(self.root.glob(f"*/{MANIFEST}")):
             try:
-                name, version, _b, _t = parse_wheel_filename(p.name)
-            except InvalidWheelFilename:
+                m = json.loads(mpath.read_text(encoding="utf-8"))
+                if not isinstance(m, dict) or m.get("schema") != BUILD_SCHEMA or not isinstance(m.get("fingerprint"), dict):
+                    continue
+                whl = mpath.parent / str(m["wheel"])
+                name, version, _b, _t = parse_wheel_filename(whl.name)
+            except (OSError, ValueError, KeyError, TypeError, InvalidWheelFilename):
                 continue
-            if canonicalize_name(name) != dist:
+            if canonicalize_name(name) != dist or not whl.is_file():
                 continue
-            rec = _read_record(p)
-            if rec is None:
-                continue
-            out.append(LocalBuild(p, p.name, dist, variant, str(version), rec))
+            out.append(LocalBuild(whl, whl.name, dist, variant, str(version), m))
         return out
 
     def best_build(self, env: Environment, variant: Variant) -> tuple[LocalBuild | None, list[tuple[str, list[str]]]]:
-        """The newest local build that fits ``env``, and why the others do not."""
+        """The newest local build that fits ``env`` (the least restricted profile first), and why the
+        others do not."""
         fits, rejected = [], []
         for b in self.local_builds(variant):
-            why = match_build(b.record, env, variant)
+            why = match_build(b.fingerprint, env, variant)
             if why:
                 rejected.append((b.filename, why))
             else:
                 fits.append(b)
-        fits.sort(key=_sort_key, reverse=True)
+        fits.sort(key=lambda b: (_sort_key(b), -len(str(b.fingerprint.get("profile", "")))), reverse=True)
         return (fits[0] if fits else None), rejected
 
     def add(self, src: Path, filename: str) -> Path | None:
