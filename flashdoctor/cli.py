@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import sys
 import traceback
 from collections.abc import Sequence
@@ -63,7 +62,9 @@ def resolve_environment(
     if python and not os.path.exists(python):
         raise UsageError(f"--python {python}: no such file")
     try:
-        return probe_environment(python=python, environ=os.environ, import_tests=import_tests, deep=deep), "probe"
+        return probe_environment(
+            python=python, environ=os.environ, import_tests=import_tests, deep=deep
+        ), "probe"
     except InterpreterError as exc:
         raise UsageError(str(exc)) from None
 
@@ -107,11 +108,11 @@ def check(
     """Say per variant (fa2, fa3, fa4) whether FlashAttention is ready, installable, buildable or
     unsupported here, and what to fix."""
     from flashdoctor.checks import run_checks
-    from flashdoctor.render.github import annotations, in_github_actions, summary_markdown
+    from flashdoctor.render.github import annotation_lines, in_github_actions, summary_markdown
     from flashdoctor.render.report_json import report_to_json
 
     env, source = resolve_environment(python, target, import_tests=not no_import_test, deep=deep)
-    report = run_checks(env, source=source)
+    report = run_checks(env, source=source, wheel_finder=_check_wheel_finder())
     if save_target:
         _write_json(save_target, env.to_target())
     code = report.exit_code(strict=strict, require=require)
@@ -127,7 +128,7 @@ def check(
             if vv.verdict.value != "ready":
                 click.echo(f"--require {v}: {v} is {vv.verdict.value}, not ready", err=True)
     if in_github_actions(os.environ):
-        for line in annotations(report):
+        for line in annotation_lines(report):
             click.echo(line)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
@@ -139,14 +140,128 @@ def check(
     return code
 
 
+# -- wheels / install (wheel index and selection; issue "Wheel index and selection") -----------------
+def variant_options(f):  # type: ignore[no-untyped-def]
+    f = click.option("--fa4", "variant", flag_value="fa4", help="FlashAttention-4 (flash-attn-4, CuTe DSL).")(
+        f
+    )
+    f = click.option("--fa3", "variant", flag_value="fa3", help="FlashAttention-3 (flash-attn-3, Hopper).")(f)
+    return click.option(
+        "--fa2", "variant", flag_value="fa2", default=True, help="FlashAttention-2 (default)."
+    )(f)
+
+
+def index_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--index",
+        "index_path",
+        metavar="FILE",
+        help="Select from this wheel index instead of the bundled wheels_index.json.",
+    )(f)
+
+
+def selection_options(f):  # type: ignore[no-untyped-def]
+    f = click.option(
+        "--allow-community", is_flag=True, help="Also consider community builds (after official ones)."
+    )(f)
+    return click.option(
+        "--version",
+        "version_spec",
+        metavar="SPEC",
+        help="Only versions matching SPEC ('2.8.3', '>=2.7,<2.8').",
+    )(f)
+
+
+def _check_wheel_finder():  # type: ignore[no-untyped-def]
+    """The wheel finder for check's verdicts, or None (with a note) when no index can be found."""
+    from flashdoctor.wheels import WheelIndexError, default_index_path, wheel_finder
+
+    try:
+        path = default_index_path()
+    except WheelIndexError as exc:
+        click.echo(f"flashdoctor: {exc.message}; verdicts do not consider prebuilt wheels", err=True)
+        return None
+    return wheel_finder(str(path))
+
+
+def _version_spec(text: str | None):  # type: ignore[no-untyped-def]
+    from flashdoctor.wheels import parse_version_spec
+
+    return parse_version_spec(text)
+
+
+@cli.command()
+@variant_options
+@click.option(
+    "--coverage", is_flag=True, help="Per platform: which torch × CUDA × Python cells have a wheel."
+)
+@click.option(
+    "--all", "show_all", is_flag=True, help="List every wheel of the variant, not only the nearest."
+)
+@click.option("--limit", default=25, show_default=True, help="Rows of fitting and of rejected wheels shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@selection_options
+@index_option
+@python_option
+@target_option
+def wheels(
+    variant: Variant,
+    coverage: bool,
+    show_all: bool,
+    limit: int,
+    as_json: bool,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+    python: str | None,
+    target: str | None,
+) -> int:
+    """List the prebuilt wheels for this machine (or --target): those that fit, best first, and the
+    others with the reasons they were rejected."""
+    from flashdoctor.render.console import make_console
+    from flashdoctor.wheels import load_index, select_wheels
+
+    index = load_index(index_path)
+    if coverage:
+        from flashdoctor.render.wheels import render_coverage
+        from flashdoctor.wheels.coverage import coverage as compute_coverage
+
+        if python or target or version_spec:
+            raise UsageError(
+                "--coverage describes every torch × CUDA × Python cell: it takes no machine or --version"
+            )
+        cov = compute_coverage(index, variant)
+        if as_json:
+            doc = {
+                "variant": variant,
+                "platforms": {p: [c.to_json() for c in cells] for p, cells in cov.items()},
+            }
+            click.echo(json.dumps(doc, indent=1))
+        else:
+            render_coverage(cov, make_console(), variant)
+        return 0
+    spec = _version_spec(version_spec)
+    env, source = resolve_environment(python, target, import_tests=False)
+    sel = select_wheels(env, variant, index, spec, allow_community)
+    rows = None if show_all else limit
+    if as_json:
+        doc = {
+            "variant": variant,
+            "source": source,
+            "index": index.origin,
+            "total": len(sel.fits) + len(sel.misses),
+            "fits": [e.ref().to_json() for e in (sel.fits if rows is None else sel.fits[:rows])],
+            "rejected": [r.to_json() for r in sel.rejections(rows, None if rows is None else 3)],
+        }
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        from flashdoctor.render.wheels import render_candidates
+
+        render_candidates(sel, make_console(), rows, source=source)
+    return 0
+
+
 # == install / lock (issue 4; logic in flashdoctor/install/) ========================================
-def _variant_options(f):  # type: ignore[no-untyped-def]
-    f = click.option("--fa4", "variant", flag_value="fa4", help="FA4 (flash-attn-4, CuTe DSL).")(f)
-    f = click.option("--fa3", "variant", flag_value="fa3", help="FA3 (flash-attn-3, Hopper).")(f)
-    f = click.option("--fa2", "variant", flag_value="fa2", default=True, help="FA2 (flash-attn), the default.")(f)
-    return f
-
-
 def _fetch_options(f):  # type: ignore[no-untyped-def]
     f = click.option(
         "--allow-http", is_flag=True, help="Allow plain-http URLs (a trusted mirror on your own network); loopback always may."
@@ -161,18 +276,22 @@ def _fetch_options(f):  # type: ignore[no-untyped-def]
 
 
 def _install_plan(
-    env: Environment, variant: Variant, plan_file: str | None, version_spec: str | None, allow_community: bool
+    env: Environment,
+    variant: Variant,
+    plan_file: str | None,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
 ):  # type: ignore[no-untyped-def]
-    """The plan: from --plan FILE, else from the wheel selector (issue 3)."""
+    """The plan: from --plan FILE (a reviewed --dry-run --json), else from the wheel selector."""
     if plan_file:
         from flashdoctor.install.prepare import load_plan
 
         return load_plan(plan_file)
-    try:
-        from flashdoctor.wheels import load_index, make_plan  # type: ignore[attr-defined]
-    except ImportError:
-        raise UsageError("this flashdoctor has no wheel selector yet: pass --plan FILE") from None
-    return make_plan(env, variant, load_index(), version_spec=version_spec, allow_community=allow_community)
+    from flashdoctor.wheels import load_index, make_plan
+
+    spec = _version_spec(version_spec)
+    return make_plan(env, variant, load_index(index_path), version_spec=spec, allow_community=allow_community)
 
 
 def _fetch_setup(wheelhouse: str | None, index_url: str | None, allow_http: bool, progress: bool):  # type: ignore[no-untyped-def]
@@ -201,36 +320,41 @@ def _fetch_setup(wheelhouse: str | None, index_url: str | None, allow_http: bool
 
 
 @cli.command()
-@_variant_options
+@variant_options
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan (--dry-run) or the result as JSON.")
+@selection_options
+@index_option
 @python_option
 @target_option
 @_fetch_options
-@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before changing the environment (non-interactive use).")
 @click.option("--plan", "plan_file", metavar="FILE", help="Install exactly this plan (as printed by --dry-run --json).")
-@click.option("--version", "version_spec", metavar="SPEC", help="Pin the FlashAttention version, e.g. '==2.8.3'.")
-@click.option("--allow-community", is_flag=True, help="Also consider community-built wheels.")
 @click.option("--no-deps", "no_deps", is_flag=True, help="Do not add missing dependencies of the wheel (torch is never touched).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the installer output on failure.")
 def install(
     variant: Variant,
+    dry_run: bool,
+    as_json: bool,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
     python: str | None,
     target: str | None,
     wheelhouse: str | None,
     index_url: str | None,
     allow_http: bool,
-    dry_run: bool,
     yes: bool,
     plan_file: str | None,
-    version_spec: str | None,
-    allow_community: bool,
     no_deps: bool,
-    as_json: bool,
     verbose: bool,
 ) -> int:
-    """Install the FlashAttention wheel that fits this machine, verify it (import, then the smoke test on
-    a GPU), and restore the previous state if anything fails."""
+    """Install the FlashAttention variant that fits this machine: the prebuilt wheel (or a matching local
+    build from --wheelhouse), verified by an import and, on a GPU, the smoke test; anything failing restores
+    the previous state.
+
+    With --dry-run, print the plan: action wheel | build | none | unsupported, the wheel, the
+    alternatives and why every near miss was rejected. Exit 1 when the plan is 'unsupported'."""
     from flashdoctor.install.executor import InstallContext, execute
     from flashdoctor.install.prepare import smoke_hook, with_local_build
     from flashdoctor.render.console import make_console
@@ -239,24 +363,31 @@ def install(
     if target and not dry_run:
         raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
     fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
-    env, _source = resolve_environment(python, target)
-    plan = _install_plan(env, variant, plan_file, version_spec, allow_community)
+    env, source = resolve_environment(python, target, import_tests=True)
+    plan = _install_plan(env, variant, plan_file, version_spec, allow_community, index_path)
     plan, notes = with_local_build(plan, env, houses)
     if dry_run or plan.action != "wheel":
-        doc = plan.to_json()
-        if notes:
-            doc["wheelhouse_notes"] = notes
         if as_json:
+            doc = plan.to_json()
+            if notes:
+                doc["wheelhouse_notes"] = notes
             click.echo(json.dumps(doc, indent=2))
         else:
-            click.echo(f"plan for {plan.variant}: {plan.action}")
-            if plan.wheel:
-                click.echo(f"  wheel {plan.wheel.filename}\n  from  {plan.wheel.url}\n  sha256 {plan.wheel.sha256 or '(none in the index)'}")
-            for r in (*plan.reasons, *notes):
-                click.echo(f"  - {r}")
-        if dry_run:
-            return 0
-        return 0 if plan.action == "none" else 1
+            from flashdoctor.render.wheels import render_plan
+
+            console = make_console()
+            render_plan(plan, console, source=source)
+            for n in notes:
+                console.print(f"  wheelhouse: {n}", markup=False)
+        if dry_run or plan.action == "none":
+            return 1 if plan.action == "unsupported" else 0
+        if plan.action == "build":
+            click.echo(
+                "flashdoctor: no prebuilt wheel fits; build one with `flashdoctor build --wheelhouse DIR`, "
+                "then install it with `flashdoctor install --wheelhouse DIR`",
+                err=True,
+            )
+        return 1
     py = python or sys.executable
     if not yes:
         if not sys.stdin.isatty():
@@ -282,25 +413,26 @@ def install(
 
 
 @cli.command()
-@_variant_options
+@variant_options
+@selection_options
+@index_option
 @python_option
 @target_option
 @_fetch_options
 @click.option("--plan", "plan_file", metavar="FILE", help="Lock exactly this plan (as printed by install --dry-run --json).")
-@click.option("--version", "version_spec", metavar="SPEC", help="Pin the FlashAttention version, e.g. '==2.8.3'.")
-@click.option("--allow-community", is_flag=True, help="Also consider community-built wheels.")
 @click.option("-o", "--output", metavar="FILE", help="Write the requirements file here (default: standard output).")
 @click.option("--json", "as_json", is_flag=True, help="Print the locked entry as JSON.")
 def lock(
     variant: Variant,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
     python: str | None,
     target: str | None,
     wheelhouse: str | None,
     index_url: str | None,
     allow_http: bool,
     plan_file: str | None,
-    version_spec: str | None,
-    allow_community: bool,
     output: str | None,
     as_json: bool,
 ) -> int:
@@ -310,8 +442,8 @@ def lock(
     from flashdoctor.install.lock import LockEntry, lock_text
 
     fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
-    env, source = resolve_environment(python, target)
-    plan = _install_plan(env, variant, plan_file, version_spec, allow_community)
+    env, source = resolve_environment(python, target, import_tests=False)
+    plan = _install_plan(env, variant, plan_file, version_spec, allow_community, index_path)
     from flashdoctor.install.prepare import with_local_build
 
     plan, _notes = with_local_build(plan, env, houses)
@@ -347,7 +479,6 @@ def lock(
 
 # == end install / lock =============================================================================
 
-
 # -- entry point ------------------------------------------------------------------------------------
 def _crash_log(exc: BaseException) -> str | None:
     try:
@@ -358,7 +489,9 @@ def _crash_log(exc: BaseException) -> str | None:
         path = os.path.join(d, "crash.log")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(f"flashdoctor {__version__}\n")
-            fh.write(f"python {sys.version}\nplatform {platform.platform()}\n")
+            # os.uname, not platform.platform(): the latter runs `uname -p` in a subprocess
+            uname = " ".join(os.uname()) if hasattr(os, "uname") else sys.platform
+            fh.write(f"python {sys.version}\nplatform {uname}\n")
             fh.write(f"argv {sys.argv}\ntime {datetime.datetime.now().isoformat()}\n\n")
             fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
         return path
@@ -370,7 +503,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point. User errors: one message and their exit code; bugs: exit 3 with a
     log to paste into an issue; Ctrl-C: 130."""
     try:
-        rv = cli.main(args=list(argv) if argv is not None else None, prog_name="flashdoctor", standalone_mode=False)
+        rv = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="flashdoctor", standalone_mode=False
+        )
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

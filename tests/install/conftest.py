@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from install_helpers import FaultServer
+
+from tests.install.install_helpers import FaultServer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import child_env, reset_flash
-from install_helpers import FaultServer, make_wheel, sha256_of
 from packaging.version import Version
+
+from tests.install.conftest import child_env, reset_flash
+from tests.install.install_helpers import FaultServer, make_wheel, sha256_of
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 

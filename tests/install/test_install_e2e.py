@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from install_helpers import FaultServer, make_wheel, sha256_of
 from packaging.version import Version
 
 from flashdoctor.environment import GPU, Environment
@@ -19,6 +18,7 @@ from flashdoctor.install.executor import InstallContext, SmokeOutcome, execute
 from flashdoctor.install.fetch import FetchOptions
 from flashdoctor.install.wheelhouse import Wheelhouse
 from flashdoctor.plan import Plan, WheelRef
+from tests.install.install_helpers import FaultServer, make_wheel, sha256_of
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 

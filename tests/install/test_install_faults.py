@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import child_env
-from install_helpers import FaultServer, make_wheel, sha256_of
 
 from flashdoctor.install.cache import WheelCache
 from flashdoctor.install.download import (
@@ -30,6 +28,8 @@ from flashdoctor.install.download import (
 )
 from flashdoctor.install.fetch import ChecksumError, FetchOptions, obtain
 from flashdoctor.plan import WheelRef
+from tests.install.conftest import child_env
+from tests.install.install_helpers import FaultServer, make_wheel, sha256_of
 
 pytestmark = pytest.mark.system
 
