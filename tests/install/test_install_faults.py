@@ -328,3 +328,31 @@ def test_download_policy_defaults_are_bounded() -> None:
     p = DownloadPolicy()
     assert 0 < p.retries <= 10 and p.backoff_max <= 60 and p.read_timeout <= 120 and p.max_redirects <= 30
     assert os.environ.get("GITHUB_TOKEN") is None  # conftest keeps tests away from a real token
+
+
+# -- --index-url: a PEP 503 mirror on loopback ------------------------------------------------------------
+def _mirror(server: FaultServer, wheel: Path, sha: str | None) -> str:
+    frag = f"#sha256={sha}" if sha else ""
+    page = f'<html><body><a href="../../files/{wheel.name}{frag}">{wheel.name}</a></body></html>'.encode()
+    server.add("/simple/flash-attn/", page)
+    server.add(f"/files/{wheel.name}", wheel.read_bytes())
+    return server.url("/simple")
+
+
+def test_mirror_serves_the_planned_wheel(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+    ref = ref_for("https://github.com/never/contacted/" + wheel.name, wheel, sha=False)
+    index = _mirror(server, wheel, sha256_of(wheel))
+    art = obtain(ref, FetchOptions(cache=WheelCache(tmp_path / "c"), policy=FAST, index_url=index), {}, "flash-attn")
+    assert art.origin == "download" and art.sha256_from == "index"  # the mirror's #sha256= counts
+    assert art.ref.url == server.url(f"/files/{wheel.name}")
+
+
+def test_mirror_without_the_file_or_with_another_digest(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+    index = _mirror(server, wheel, "0" * 64)
+    opts = FetchOptions(cache=WheelCache(tmp_path / "c"), policy=FAST, index_url=index)
+    with pytest.raises(DownloadError, match="refusing a wheel that differs"):
+        obtain(ref_for("https://github.com/x/" + wheel.name, wheel), opts, {}, "flash-attn")
+    other = WheelRef("flash_attn-9.9.9-cp311-cp311-linux_x86_64.whl", "https://github.com/x/y.whl", None, "official", "9.9.9")
+    with pytest.raises(DownloadError, match="is not on the index"):
+        obtain(other, opts, {}, "flash-attn")
+    assert_cache_clean(tmp_path / "c")
