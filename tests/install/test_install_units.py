@@ -171,13 +171,22 @@ def test_simple_index_pages() -> None:
     assert parse_simple_page(js, "https://m/simple/x/")[0].url == "https://m/simple/a.whl"
 
 
+def _smoke_report(findings: tuple[object, ...] = (), skipped: str | None = None):  # type: ignore[no-untyped-def]
+    from flashdoctor.smoke.report import SmokeReport
+
+    return SmokeReport(
+        python="/v/bin/python", device="cuda", torch="2.11.0+cu130", skipped_reason=skipped, gpus=(), backends=(),
+        cases=(), results=(), input_checks=(), findings=findings, elapsed_s=3.0,  # type: ignore[arg-type]
+    )
+
+
 def test_smoke_report_adapter() -> None:
-    class Report:
-        ok = False
-        summary = "fa2: max abs error 0.5"
+    """The real SmokeReport of issue 5, as the executor's SmokeOutcome."""
+    from flashdoctor.findings import Finding, Status
 
-        def to_json(self) -> dict[str, object]:
-            return {"variants": {"fa2": {"ok": False}}}
-
-    out = smoke_outcome(Report())
-    assert not out.ok and out.summary == "fa2: max abs error 0.5" and out.details["report"]["variants"]["fa2"]["ok"] is False
+    bad = Finding("smoke-numerics", Status.FAIL, "fa2 bf16 forward: max abs error 0.5 > 0.02", subject="fa2 @ GPU 0")
+    out = smoke_outcome(_smoke_report((bad,)), "fa2")
+    assert not out.ok and out.summary == "fa2 bf16 forward: max abs error 0.5 > 0.02"
+    assert out.details["report"]["status"] == "failed"
+    skipped = smoke_outcome(_smoke_report(skipped="torch sees no GPU"), "fa2")
+    assert skipped.ok and skipped.summary == "skipped: torch sees no GPU"
