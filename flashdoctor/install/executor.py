@@ -20,7 +20,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -158,7 +158,7 @@ class _Steps:
 
 
 def env_lock_key(prefix: str) -> str:
-    return "env-" + hashlib.sha256(os.path.realpath(prefix).encode()).hexdigest()[:16]
+    return "env-" + hashlib.sha256(os.path.abspath(prefix).encode()).hexdigest()[:16]
 
 
 def _log_path(ctx: InstallContext) -> Path | None:
@@ -173,7 +173,7 @@ def _log_path(ctx: InstallContext) -> Path | None:
 
 def fetch_for_plan(plan: Plan, ctx: InstallContext) -> Artifact:
     assert plan.wheel is not None
-    return obtain(plan.wheel, replace(ctx.fetch, on_wait=ctx.fetch.on_wait), ctx.environ, VARIANT_DIST[plan.variant])
+    return obtain(plan.wheel, ctx.fetch, ctx.environ, VARIANT_DIST[plan.variant])
 
 
 def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
@@ -202,11 +202,10 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
         sha256_from=art.sha256_from, log=str(log) if log else None,
     )
     cache = ctx.fetch.cache
-    lock_key = env_lock_key(os.path.dirname(os.path.dirname(os.path.realpath(ctx.python))))
-    waited = []
-
+    # The environment's directory from the interpreter's path as given: a venv's bin/python is a symlink
+    # to the base interpreter, so resolving it would make every venv of that Python share one lock.
+    lock_key = env_lock_key(os.path.dirname(os.path.dirname(os.path.abspath(ctx.python))))
     def on_wait() -> None:
-        waited.append(1)
         if ctx.on_wait is not None:
             ctx.on_wait("another flashdoctor install into this environment is running; waiting for it")
 

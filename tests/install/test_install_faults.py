@@ -356,3 +356,19 @@ def test_mirror_without_the_file_or_with_another_digest(server: FaultServer, whe
     with pytest.raises(DownloadError, match="is not on the index"):
         obtain(other, opts, {}, "flash-attn")
     assert_cache_clean(tmp_path / "c")
+
+
+def test_progress_bar_shows_size_speed_and_eta_on_a_terminal(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from flashdoctor.render.install import RichProgress
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=120, color_system=None)
+    url = server.add("/w.whl", wheel.read_bytes(), script=["drop:131072", "ok"])
+    download(url, tmp_path / "w.part", policy=FAST, progress=RichProgress(console), name=wheel.name)
+    out = buf.getvalue()
+    size_kb = f"{wheel.stat().st_size / 1000:.1f}"
+    assert wheel.name in out and f"{size_kb}/{size_kb} kB" in out and "/s" in out, out[-400:]
