@@ -232,3 +232,23 @@ def test_offline_install_of_a_local_build_from_the_wheelhouse(fresh_venv: Path, 
     doc = json.loads(r.stdout)
     assert doc["status"] == "installed" and doc["origin"] == "local" and doc["sha256_from"] == "index"
     assert pip_list(fresh_venv)["flash-attn"] == str(Version(local_v))
+
+
+def test_gpu_machine_plan_with_the_real_selector_uses_the_local_build(tmp_path: Path) -> None:
+    """The H100 of the GPU machine (tests/targets/h100.json: torch 2.11, no official wheel): the selector
+    plans a build, and a fingerprinted local build in --wheelhouse turns it into an offline wheel install."""
+    targets = Path(__file__).resolve().parents[1] / "targets"
+    wh = tmp_path / "wh" / "5f1c0ffee0ddba11"
+    w = make_wheel(wh, version="2.8.3.post2+fd.sm90.hd128.bf16", tag="cp312-cp312-linux_x86_64")
+    fp = {"variant": "fa2", "version": "2.8.3.post2", "torch": "2.11", "cuda": "13", "cxx11abi": True, "python_abi": "cp312",
+          "platform": "linux_x86_64", "glibc": "2.39", "archs": [90], "profile": "fd.sm90.hd128.bf16"}
+    (wh / "build.json").write_text(json.dumps({"schema": "flashdoctor/built-wheel/1", "wheel": w.name, "sha256": sha256_of(w), "fingerprint": fp}))
+    base = ["install", "--fa2", "--target", str(targets / "h100.json"), "--dry-run", "--json"]
+    r = fd(*base)
+    assert r.returncode == 0 and json.loads(r.stdout)["action"] == "build"
+    r = fd(*base, "--wheelhouse", str(tmp_path / "wh"))
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["action"] == "wheel", r.stdout + r.stderr
+    assert doc["wheel"]["filename"] == w.name and doc["wheel"]["source"] == "wheelhouse" and doc["wheel"]["sha256"] == sha256_of(w)
+    r = fd("install", "--fa2", "--target", str(targets / "a100.json"), "--wheelhouse", str(tmp_path / "wh"), "--dry-run", "--json")
+    assert json.loads(r.stdout)["action"] != "wheel" or json.loads(r.stdout)["wheel"]["source"] != "wheelhouse"
