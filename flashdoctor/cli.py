@@ -19,6 +19,9 @@ from flashdoctor.environment import VARIANT_DIST, VARIANTS, Environment, TargetS
 from flashdoctor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FlashdoctorError, UsageError
 
 if TYPE_CHECKING:
+    from flashdoctor.install.fetch import FetchOptions
+    from flashdoctor.install.wheelhouse import Wheelhouse
+    from flashdoctor.plan import Plan
     from flashdoctor.smoke import SmokeReport
 
 
@@ -303,7 +306,7 @@ def _install_plan(
     version_spec: str | None,
     allow_community: bool,
     index_path: str | None,
-):  # type: ignore[no-untyped-def]
+) -> Plan:
     """The plan: from --plan FILE (a reviewed --dry-run --json), else from the wheel selector."""
     if plan_file:
         from flashdoctor.install.prepare import load_plan
@@ -315,7 +318,9 @@ def _install_plan(
     return make_plan(env, variant, load_index(index_path), version_spec=spec, allow_community=allow_community)
 
 
-def _fetch_setup(wheelhouse: str | None, index_url: str | None, allow_http: bool, progress: bool):  # type: ignore[no-untyped-def]
+def _fetch_setup(
+    wheelhouse: str | None, index_url: str | None, allow_http: bool, progress: bool
+) -> tuple[FetchOptions, list[Wheelhouse]]:
     from flashdoctor.install.cache import WheelCache, default_cache_root
     from flashdoctor.install.download import DownloadPolicy, check_url
     from flashdoctor.install.fetch import FetchOptions

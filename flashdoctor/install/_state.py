@@ -1,3 +1,5 @@
+# mypy: ignore-errors
+# (a script run by the target interpreter, like probe/_interp.py; not a module of the package)
 # Runs inside the *target* interpreter as `python _state.py DIST [DIST...]`. Standard library only,
 # Python >= 3.8; it imports nothing of the packages it describes. Prints one JSON object: where the
 # environment installs things, whether it has pip / is uv-managed, every installed distribution with its

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -165,7 +165,7 @@ class _Session(requests.Session):
         return target
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        super().rebuild_auth(prepared_request, response)  # strips Authorization on a host change
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]  # strips Authorization on a host change
         if prepared_request.url and not _wants_token(prepared_request.url, self.policy.token_hosts):
             prepared_request.headers.pop("Authorization", None)
 
@@ -362,7 +362,7 @@ def _receive(
         progress.start(name, total, st.have)
     first = mode == "wb"
     try:
-        fh: BinaryIO = open(dest, mode)  # noqa: SIM115 - closed below, errors need the path
+        fh: IO[bytes] = open(dest, mode)  # noqa: SIM115 - closed below, errors need the path
     except OSError as exc:
         raise _disk_error(exc, dest) from None
     try:

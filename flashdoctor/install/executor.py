@@ -377,7 +377,7 @@ def _roll_back(
     return InstallResult(
         status, message=message, installed=rr.version, steps=tuple(steps.done), diagnoses=diagnoses,
         warnings=tuple(warnings), error=output[-4000:] if output else what, hint=hint, added=added,
-        **base,  # type: ignore[arg-type]
+        **base,
     )
 
 

@@ -78,10 +78,9 @@ def obtain(ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str], dist: 
             raise DownloadError(f"{p} does not exist")
         return _checked(p, ref, "local", url=str(p))
     if opts.wheelhouse is not None:
-        p = opts.wheelhouse.find(ref.filename)
-        if p is not None:
-            art = _checked(p, ref, "wheelhouse", url=str(p))  # a wrong file there fails loudly, not silently
-            return art
+        found = opts.wheelhouse.find(ref.filename)
+        if found is not None:
+            return _checked(found, ref, "wheelhouse", url=str(found))  # a wrong file there fails loudly
     hit = _cache_lookup(ref, opts.cache)
     if hit is not None:
         return hit
