@@ -91,7 +91,7 @@ def main() -> None:
             print("creating a venv with torch==2.13.0 ...", flush=True)
             subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
             py = str(work / "venv" / "bin" / "python")
-            subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "torch==2.13.0"], check=True)
+            subprocess.run([py, "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check", "torch==2.13.0"], check=True)
         tag = subprocess.run(
             [py, "-c", "import sys,sysconfig;v='cp%d%d'%sys.version_info[:2];print(v+'-'+v+'-'+sysconfig.get_platform().replace('-','_').replace('.','_'))"],
             capture_output=True, text=True, check=True,

@@ -38,12 +38,13 @@ def _venv_python(d: Path) -> Path:
 @pytest.fixture(scope="session")
 def torch_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real venv with the CPU torch==2.13.0 (pinned: an open range would download GBs), shared by
-    the session. Tests reset flash-attn state with ``fresh_venv``."""
+    the session. Tests reset flash-attn state with ``fresh_venv``. --no-compile: byte-compiling torch's
+    thousands of modules is most of the install time, and nothing here imports torch."""
     d = tmp_path_factory.mktemp("venv") / "env"
     subprocess.run([sys.executable, "-m", "venv", str(d)], check=True)
     py = _venv_python(d)
     r = subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "torch==2.13.0"],
+        [str(py), "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check", "torch==2.13.0"],
         capture_output=True,
         text=True,
     )
