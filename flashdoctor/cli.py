@@ -19,6 +19,9 @@ from flashdoctor.environment import VARIANT_DIST, VARIANTS, Environment, TargetS
 from flashdoctor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FlashdoctorError, UsageError
 
 if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+
+    from flashdoctor.checks import WheelFinder
     from flashdoctor.install.fetch import FetchOptions
     from flashdoctor.install.wheelhouse import Wheelhouse
     from flashdoctor.plan import Plan
@@ -196,7 +199,7 @@ def selection_options(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
-def _check_wheel_finder():  # type: ignore[no-untyped-def]
+def _check_wheel_finder() -> WheelFinder | None:
     """The wheel finder for check's verdicts, or None (with a note) when no index can be found."""
     from flashdoctor.wheels import WheelIndexError, default_index_path, wheel_finder
 
@@ -208,7 +211,7 @@ def _check_wheel_finder():  # type: ignore[no-untyped-def]
     return wheel_finder(str(path))
 
 
-def _version_spec(text: str | None):  # type: ignore[no-untyped-def]
+def _version_spec(text: str | None) -> SpecifierSet | None:
     from flashdoctor.wheels import parse_version_spec
 
     return parse_version_spec(text)
@@ -245,18 +248,18 @@ def wheels(
     from flashdoctor.render.console import make_console
     from flashdoctor.wheels import load_index, select_wheels
 
+    if coverage and (python or target or version_spec):
+        raise UsageError(
+            "--coverage describes every torch × CUDA × Python cell: it takes no machine or --version"
+        )
     index = load_index(index_path)
     if coverage:
         from flashdoctor.render.wheels import render_coverage
         from flashdoctor.wheels.coverage import coverage as compute_coverage
 
-        if python or target or version_spec:
-            raise UsageError(
-                "--coverage describes every torch × CUDA × Python cell: it takes no machine or --version"
-            )
         cov = compute_coverage(index, variant)
         if as_json:
-            doc = {
+            doc: dict[str, Any] = {
                 "variant": variant,
                 "platforms": {p: [c.to_json() for c in cells] for p, cells in cov.items()},
             }

@@ -98,7 +98,7 @@ def build(args: argparse.Namespace, fetcher: Fetcher) -> dict:  # type: ignore[t
                     rows.extend(got)
                     inputs.append({"name": f"simple:{page}", "entries": len(got), "fetched": fetched})
     if not args.no_pypi:
-        for name, src in sources.items():
+        for src in sources.values():
             if src["kind"] != "pypi-json":
                 continue
             try:
@@ -108,7 +108,6 @@ def build(args: argparse.Namespace, fetcher: Fetcher) -> dict:  # type: ignore[t
             got = builder.rows_from_pypi(src["project"], files, fetched)
             rows.extend(got)
             inputs.append({"name": f"pypi:{src['project']}", "entries": len(got), "fetched": fetched})
-            del name
     return builder.assemble(rows, built_from, inputs, sources)
 
 

@@ -94,16 +94,13 @@ def render_coverage(cov: Mapping[str, Sequence[Cell]], console: Console, variant
         for (torch, cuda), by_py in rows.items():
             marks = []
             for py in pythons:
-                c = by_py.get(py)
-                marks.append(
-                    ""
-                    if c is None
-                    else "[green]O[/]"
-                    if c.has_official
-                    else "[yellow]c[/]"
-                    if c.has_any
-                    else "[dim]·[/]"
-                )
+                cell = by_py.get(py)
+                if cell is None:
+                    marks.append("")
+                elif cell.has_official:
+                    marks.append("[green]O[/]")
+                else:
+                    marks.append("[yellow]c[/]" if cell.has_any else "[dim]·[/]")
             table.add_row(torch, cuda, *marks)
         console.print(table)
         n_off = sum(c.has_official for c in cells)

@@ -7,6 +7,7 @@ The install helper calls :func:`make_plan`; ``check`` gets its verdicts' wheels 
 
 from __future__ import annotations
 
+from flashdoctor.checks import WheelFinder
 from flashdoctor.environment import Environment, Variant
 from flashdoctor.wheels.index import IndexEntry, WheelIndex, WheelIndexError, default_index_path, load_index
 from flashdoctor.wheels.parse import WheelName, WheelNameError, parse_wheel_name
@@ -20,7 +21,7 @@ from flashdoctor.wheels.select import (
 )
 
 
-def wheel_finder(index_path: str | None = None, allow_community: bool = False):  # type: ignore[no-untyped-def]
+def wheel_finder(index_path: str | None = None, allow_community: bool = False) -> WheelFinder:
     """A checks.WheelFinder over the index at ``index_path`` (default: the bundled index), loaded at
     the first call."""
 

@@ -110,7 +110,9 @@ def entry_from_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
         major = name.cuda[0] if name.cuda else None
         archs, a_inf = fa2_archs(name.public_version, cuda, major)
         entry["archs"] = list(archs)
-        if a_inf or source != "official":  # community builders' arch lists are not published: default assumed
+        # inferred when the CUDA it follows from is, and always for community builds (their arch lists are
+        # not published: the default is assumed)
+        if a_inf or "cuda" in inferred or source != "official":
             inferred.append("archs")
     elif name.variant == "fa3":
         entry["archs"] = list(FA3_ARCHS)

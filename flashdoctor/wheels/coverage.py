@@ -11,7 +11,7 @@ from flashdoctor import knowledge
 from flashdoctor.environment import Environment, Variant
 from flashdoctor.wheels.derive import torch_pip_cxx11abi
 from flashdoctor.wheels.index import IndexEntry, WheelIndex
-from flashdoctor.wheels.select import evaluate, preference_key, target_of
+from flashdoctor.wheels.select import build_signature, machine_codes, policy_codes, preference_key, target_of
 
 PLATFORMS = ("linux_x86_64", "linux_aarch64", "win_amd64")
 # A current Linux: coverage asks "is there a wheel for this torch", not "for this old OS".
@@ -76,21 +76,23 @@ def grid() -> list[tuple[str, str, str]]:
 
 def coverage(index: WheelIndex, variant: Variant = "fa2") -> dict[str, list[Cell]]:
     """Per platform, every cell of the grid with the wheels that would be chosen there."""
-    # Entries are bucketed by the torch minor in their name, so that each cell evaluates only the
-    # wheels that could fit it (plus those with no torch in the name).
-    by_torch: dict[tuple[int, int] | None, list[IndexEntry]] = defaultdict(list)
+    # Entries are bucketed by the torch minor in their name (each cell evaluates only the wheels that
+    # could fit it, plus those with no torch in the name), and within a bucket by build signature.
+    buckets: dict[tuple[int, int] | None, dict[tuple[object, ...], list[IndexEntry]]] = defaultdict(dict)
     for e in index.for_variant(variant):
-        by_torch[e.name.torch].append(e)
+        buckets[e.name.torch].setdefault(build_signature(e), []).append(e)
     out: dict[str, list[Cell]] = {}
     for platform in PLATFORMS:
         cells = []
         for torch, cuda, py in grid():
-            env = cell_environment(platform, torch, cuda, py)
-            t = target_of(env)
+            t = target_of(cell_environment(platform, torch, cuda, py))
             mm = (int(torch.split(".")[0]), int(torch.split(".")[1]))
-            fits = [
-                e for e in (*by_torch.get(mm, ()), *by_torch.get(None, ())) if not evaluate(e, t, None, True)
-            ]
+            fits: list[IndexEntry] = []
+            for groups in (buckets.get(mm, {}), buckets.get(None, {})):
+                for group in groups.values():
+                    if machine_codes(group[0], t):
+                        continue
+                    fits.extend(e for e in group if not policy_codes(e, None, True))
             fits.sort(key=lambda e: preference_key(e, t))
             official = [e.filename for e in fits if not e.community]
             community = sorted({e.source for e in fits if e.community})

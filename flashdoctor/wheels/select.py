@@ -23,7 +23,8 @@ rejection codes"):
 
 Preference among the wheels that fit: the newest version; then official over the PyTorch index over
 community; then a certain ABI over an inferred one; then the CUDA closest to torch's (exact, older minor,
-newer minor); then higher listing confidence; then the newer release.
+newer minor); then higher listing confidence; then a known glibc need (a manylinux copy) over an unknown
+one; then, within one source, the newer release of the same file.
 """
 
 from __future__ import annotations
@@ -91,8 +92,7 @@ class Target:
     glibc: tuple[int, int] | None
     python: Version | None
     pairs: frozenset[tuple[str, str]] | None  # supported (interpreter, abi)
-    platforms: frozenset[str] | None
-    tags: frozenset[Tag] | None
+    platforms: frozenset[str] | None  # supported platform tags, "any" included
     torch_state: str  # "cuda" | "unknown" | "missing" | "cpu" | "rocm"
     torch_mm: tuple[int, int] | None
     torch_version: Version | None  # public
@@ -124,6 +124,27 @@ def linux_platforms(arch: str, glibc: tuple[int, int] | None) -> list[str]:
 
 
 @lru_cache(maxsize=64)
+def python_pairs(py: tuple[int, int], abi: str) -> frozenset[tuple[str, str]]:
+    """The (interpreter, abi) pairs packaging.tags accepts for this CPython (its own tag rules: abi3 for
+    every older minor, not for free-threaded builds; py3*-none). The platform part is checked apart."""
+    interp = f"cp{py[0]}{py[1]}"
+    tags = [*cpython_tags(py, abis=[abi], platforms=["x"]), *compatible_tags(py, interp, ["x"])]
+    return frozenset((t.interpreter, t.abi) for t in tags)
+
+
+def supported_tags(env: Environment) -> frozenset[Tag]:
+    """Every tag this environment accepts (for comparisons with plain tag filtering)."""
+    t = target_of(env)
+    py = major_minor(env.python)
+    if py is None or t.platforms is None:
+        return frozenset()
+    abi = env.python_abi or f"cp{py[0]}{py[1]}"
+    plats = sorted(t.platforms - {"any"})
+    interp = f"cp{py[0]}{py[1]}"
+    return frozenset([*cpython_tags(py, abis=[abi], platforms=plats), *compatible_tags(py, interp, plats)])
+
+
+@lru_cache(maxsize=1024)
 def target_of(env: Environment) -> Target:
     unknowns: list[str] = []
     os_, arch = env.os, env.machine
@@ -140,16 +161,10 @@ def target_of(env: Environment) -> Target:
         platforms = [env.platform]
     py = major_minor(env.python) if env.python else None
     pairs: frozenset[tuple[str, str]] | None = None
-    tags: frozenset[Tag] | None = None
     if py is None:
         unknowns.append("python")
     else:
-        abi = env.python_abi or f"cp{py[0]}{py[1]}"
-        interp = f"cp{py[0]}{py[1]}"
-        plats = platforms if platforms is not None else ["any"]
-        tag_list = [*cpython_tags(py, abis=[abi], platforms=plats), *compatible_tags(py, interp, plats)]
-        tags = frozenset(tag_list)
-        pairs = frozenset((t.interpreter, t.abi) for t in tag_list)
+        pairs = python_pairs(py, env.python_abi or f"cp{py[0]}{py[1]}")
     if not env.known("torch"):
         state = "unknown"
         unknowns.append("torch")
@@ -177,7 +192,6 @@ def target_of(env: Environment) -> Target:
         python=None if py is None else Version(f"{py[0]}.{py[1]}"),
         pairs=pairs,
         platforms=None if platforms is None else frozenset([*platforms, "any"]),
-        tags=tags,
         torch_state=state,
         torch_mm=env.torch_mm,
         torch_version=None if tv is None else Version(tv.public),
@@ -415,6 +429,9 @@ def preference_key(entry: IndexEntry, t: Target) -> tuple[object, ...]:
         1 if "abi" in entry.inferred else 0,
         _cuda_distance(entry, t),
         _CONFIDENCE.get(entry.confidence, 1),
+        # an auditwheel copy whose manylinux tag states its glibc need beats a linux_* copy of unknown need
+        0 if entry.glibc is not None or t.os != "linux" else 1,
+        entry.source,  # release tags of different repositories do not compare: only within one
         _Neg(entry.release or Version("0")),
         entry.filename,
         entry.url_or_template,
@@ -579,7 +596,8 @@ def make_plan(
     inst = env.installed_variant(variant)
 
     if vv.verdict is Verdict.UNSUPPORTED:
-        alt = f"Use {SDPA}" + ("" if variant == "fa2" else ", or another variant") + "."
+        # the verdict's fix names the working alternative (PyTorch SDPA, or another variant)
+        alt = vv.fix or f"Use {SDPA}."
         return Plan("unsupported", variant, reasons=(*vv.reasons, alt), blockers=vv.blockers)
     if vv.verdict is Verdict.READY and inst is not None:
         v = parse_version(inst.version)
@@ -765,7 +783,9 @@ def what_would_fit(sel: Selection) -> list[str]:
     out: list[str] = []
     if community_fits:
         best = min(community_fits, key=lambda e: preference_key(e, t))
-        out.append(f"community wheels fit (e.g. {best.filename} from {best.source}): rerun with --allow-community")
+        out.append(
+            f"community wheels fit (e.g. {best.filename} from {best.source}): rerun with --allow-community"
+        )
     for code in _HINT_ORDER:
         for community in (False, True):
             group = buckets.get((code, community))

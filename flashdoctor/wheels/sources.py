@@ -167,10 +167,7 @@ class Fetcher:
         for version, files in releases.items():
             for f in files:
                 if public:
-                    url = (
-                        f"https://files.pythonhosted.org/packages/{f.get('python_version', 'source')}/"
-                        f"{project[0]}/{project}/{f['filename']}"
-                    )
+                    url = pypi_predictable_url(project, f.get("python_version") or "source", f["filename"])
                 else:
                     url = urljoin(doc_url, f["url"])
                 out.append(
@@ -186,6 +183,12 @@ class Fetcher:
                     }
                 )
         return out
+
+
+def pypi_predictable_url(project: str, python_version: str, filename: str) -> str:
+    """PyPI's documented stable URL for a file (warehouse integration guide, "Predictable URLs"): it
+    redirects to the file's hashed location on files.pythonhosted.org."""
+    return f"https://files.pythonhosted.org/packages/{python_version}/{project[0]}/{project}/{filename}"
 
 
 def _same_host(url: str, base: str) -> bool:
