@@ -514,6 +514,7 @@ def lock(
 # -- smoke and bench (issue 5) ----------------------------------------------------------------------
 _F = TypeVar("_F", bound=Callable[..., Any])
 
+
 def _target_python(python: str | None) -> str:
     if python and not os.path.exists(python):
         raise UsageError(f"--python {python}: no such file")

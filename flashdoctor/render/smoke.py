@@ -117,6 +117,23 @@ def render_smoke(report: SmokeReport, console: Console, verbose: bool = False) -
     imp = f"torch import {report.torch_import_s:.1f} s; " if report.torch_import_s is not None else ""
     runs = f"{report.runs} runner process" + ("es" if report.runs != 1 else "")
     console.print(f"smoke {verdict} in {report.elapsed_s:.1f} s ({imp}{runs})")
+    parts = [
+        f"{_phase_label(k)} {v:.1f} s"
+        for k, v in report.phases.items()
+        if k not in ("torch_import_s", "runner_s")
+    ]
+    if parts:
+        console.print("[dim]time: " + escape(", ".join(parts)) + "[/]")
+
+
+def _phase_label(key: str) -> str:
+    name = key[:-2] if key.endswith("_s") else key
+    if name == "setup":
+        return "set-up (variants, CUDA, references)"
+    try:
+        return backend_short(name)
+    except KeyError:
+        return name
 
 
 def _render_findings(

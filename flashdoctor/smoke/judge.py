@@ -40,11 +40,11 @@ from flashdoctor.smoke.report import (
 SMOKE_CODES: dict[str, str] = {
     "smoke-ok": "A backend passed every case it could run on a GPU (errors within tolerance).",
     "smoke-numerics": "Output or gradients disagree with the fp32 reference beyond the tolerance (or are inf/nan).",
-    "smoke-error": "A backend raised an unexpected exception on an input it should take.",
+    "smoke-error": "A backend raised an unexpected exception on an input it should take (a failure for a variant, a warning for SDPA).",
     "smoke-crash": "A backend killed the interpreter (a signal); the remaining backends ran in a fresh process.",
     "smoke-timeout": "A backend did not finish within the time limit.",
-    "smoke-import-error": "An installed variant does not import in the target interpreter.",
-    "smoke-not-installed": "A variant asked for (--variant) is not installed.",
+    "smoke-import-error": "An installed variant does not import in the target interpreter (or crashes importing).",
+    "smoke-not-installed": "A variant asked for (`--variant`) is not installed.",
     "smoke-not-compiled": "A head dim or dtype is not compiled in this build (a minimal build): skipped, not a failure.",
     "smoke-unsupported-gpu": "The variant cannot run on this GPU (e.g. FA2 before Ampere).",
     "smoke-arch-missing": "The binary has no code for this GPU ('no kernel image is available').",
@@ -55,7 +55,7 @@ SMOKE_CODES: dict[str, str] = {
     "smoke-input-check": "What a variant answers to wrong input (fp32 tensors, head dim 512): a clear error is expected.",
     "smoke-skipped": "Nothing could run: torch sees no GPU, or torch is not installed (exit 0).",
     "smoke-torch-import-error": "torch is installed in the target interpreter but does not import.",
-    "smoke-runner-failed": "The smoke runner died before it could run anything.",
+    "smoke-runner-failed": "The smoke runner died outside any backend's call (start-up, between backends).",
 }
 
 
@@ -123,6 +123,14 @@ def classify_error(
         return Classified("no_kernel_image", CaseStatus.ERROR, f"the binary has no code for {where}")
     if cat == "oom":
         return Classified("oom", CaseStatus.SKIP, "out of memory at this shape")
+    if cat == "not_compiled":
+        if aot:
+            return Classified(
+                "not_compiled",
+                CaseStatus.SKIP,
+                f"head dim {case.head_dim} / {case.dtype} not compiled in this build",
+            )
+        return Classified("unsupported_input", CaseStatus.SKIP, "does not take this input here")
     if cat == "dtype" or (cat == "head_dim" and case.dtype == "fp32"):
         if case.dtype == "fp32":
             return Classified("unsupported_input", CaseStatus.SKIP, "takes fp16/bf16 only, not fp32")
@@ -239,6 +247,33 @@ def parse_events(events: Iterable[dict[str, Any]]) -> EventLog:
     return log
 
 
+def phase_times(events: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Where the runner's time went (seconds, from the events' timestamps): the torch import, the set-up
+    (variant imports, CUDA start, references) and each backend (all GPUs and runs added up)."""
+    out: dict[str, float] = {}
+    started: dict[tuple[Any, str], float] = {}
+    torch_t: float | None = None
+    setup_done = False
+    for e in events:
+        kind, t = e.get("event"), e.get("t")
+        if kind == "torch" and "torch_import_s" not in out:
+            out["torch_import_s"] = float(e.get("import_s") or 0.0)
+            torch_t = float(t) if t is not None else None
+        elif kind == "backend_start" and t is not None:
+            if not setup_done and torch_t is not None:
+                out["setup_s"] = round(float(t) - torch_t, 3)
+                setup_done = True
+            started[(e.get("gpu"), str(e.get("backend")))] = float(t)
+        elif kind == "backend_done" and t is not None:
+            t0 = started.pop((e.get("gpu"), str(e.get("backend"))), None)
+            if t0 is not None:
+                key = f"{e.get('backend')}_s"
+                out[key] = round(out.get(key, 0.0) + float(t) - t0, 3)
+        elif kind == "run" and e.get("elapsed_s") is not None:
+            out["runner_s"] = round(out.get("runner_s", 0.0) + float(e["elapsed_s"]), 3)
+    return out
+
+
 # -- results ----------------------------------------------------------------------------------------
 def _fmt(x: float) -> str:
     return f"{x:.1e}"
@@ -254,6 +289,7 @@ def _case_result(
     tol = tolerance_for(case.dtype)
     chk = log.checks.get(key)
     crash = log.crashes.get((gpu.index, backend))
+    elsewhere = next((c for (g, b), c in log.crashes.items() if b == backend and g != gpu.index), None)
     if chk is None:
         if (gpu.index, case.name) in log.ref_failed:
             return CaseResult(
@@ -268,13 +304,24 @@ def _case_result(
             status = CaseStatus.CRASH if crash["event"] == "crash" else CaseStatus.TIMEOUT
             if crash.get("case") == case.name and crash.get("phase") == "check":
                 tail = str(crash.get("stderr_tail") or "").strip()[-1500:] or None
-                return CaseResult(gpu.index, backend, case, status, _crash_reason(crash), crash["event"], error=tail)
+                return CaseResult(
+                    gpu.index, backend, case, status, _crash_reason(crash), crash["event"], error=tail
+                )
             return CaseResult(
                 gpu.index,
                 backend,
                 case,
                 CaseStatus.NOT_RUN,
                 f"not run: {backend} {crash['event']}ed earlier ({crash.get('case') or crash.get('phase')})",
+            )
+        if elsewhere is not None:
+            where = log.gpus[elsewhere["gpu"]].label if elsewhere.get("gpu") in log.gpus else "another GPU"
+            return CaseResult(
+                gpu.index,
+                backend,
+                case,
+                CaseStatus.NOT_RUN,
+                f"not run: {backend} {elsewhere['event']}ed on {where}",
             )
         return CaseResult(gpu.index, backend, case, CaseStatus.NOT_RUN, "not run")
     if not chk.get("ok"):
@@ -679,4 +726,5 @@ def judge_smoke(
         torch_import_s=import_s,
         runs=max(log.runs, 1),
         notes=tuple(dict.fromkeys(log.notes)),
+        phases=phase_times(events),
     )

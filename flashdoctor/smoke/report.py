@@ -201,6 +201,9 @@ class SmokeReport:
     torch_import_s: float | None = None
     runs: int = 1  # runner processes started (more than one after a crash)
     notes: tuple[str, ...] = ()
+    phases: dict[str, float] = field(
+        default_factory=dict
+    )  # seconds: torch_import_s, setup_s, <backend>_s, runner_s
 
     @property
     def skipped(self) -> bool:
@@ -253,6 +256,7 @@ class SmokeReport:
             "input_checks": [c.to_json() for c in self.input_checks],
             "findings": [f.to_json() for f in self.findings],
             "notes": list(self.notes),
+            "phases": dict(self.phases),
         }
 
 

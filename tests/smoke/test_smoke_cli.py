@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import REPO, runner_env, write_fakes
+from smoke_fakes import REPO, runner_env, write_fakes
 
 from flashdoctor.render.report_json import load_schema
 
@@ -157,3 +157,14 @@ def test_check_smoke_adds_the_smoke_key() -> None:
     assert doc["smoke"]["status"] == "skipped"  # no GPU here
     jsonschema.validate(doc["smoke"], load_schema("smoke-report.schema.json"))
     assert p.returncode == doc["exit_code"]
+
+
+def test_flashdoctor_never_imports_torch_itself() -> None:
+    code = (
+        "import sys, flashdoctor.cli, flashdoctor.smoke, flashdoctor.render.smoke, flashdoctor.render.plot\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=runner_env(), timeout=60
+    )
+    assert p.returncode == 0, p.stderr

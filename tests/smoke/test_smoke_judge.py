@@ -140,6 +140,23 @@ def seed(**kw: Any) -> Case:
             CaseStatus.SKIP,
         ),
         ("torch.OutOfMemoryError: CUDA out of memory.", "sdpa-math", LONG, H100, "oom", CaseStatus.SKIP),
+        # a build that says it left something out, in words other than "head dim" or "dtype"
+        (
+            "RuntimeError: causal kernels were not built (minimal)",
+            "fa2",
+            SEED,
+            H100,
+            "not_compiled",
+            CaseStatus.SKIP,
+        ),
+        (
+            "TypeError: got an unexpected keyword argument 'enable_gqa'",
+            "sdpa-flash",
+            SEED,
+            H100,
+            "no_kernel",
+            CaseStatus.SKIP,
+        ),
         (
             "RuntimeError: CUDA error: an illegal memory access was encountered",
             "fa2",
@@ -672,3 +689,31 @@ def test_read_events_drops_a_torn_last_line(tmp_path: Any) -> None:
     p.write_text('{"event": "start"}\nnot json\n{"no_event": 1}\n{"event": "torch", "version": "2.1')
     assert read_events(str(p)) == [{"event": "start"}]
     assert read_events(str(tmp_path / "missing.jsonl")) == []
+
+
+def test_readme_documents_every_smoke_code() -> None:
+    from smoke_fakes import REPO
+
+    readme = (REPO / "README.md").read_text()
+    for code, meaning in SMOKE_CODES.items():
+        assert f"| `{code}` | {meaning} |" in readme, code
+
+
+def test_a_crash_on_one_gpu_leaves_the_backend_out_on_the_others() -> None:
+    ev = base_events({"fa2": FA2})
+    ev.append({"event": "gpu", "gpu": 1, "name": H100.name, "capability": "9.0", "memory_gb": 79.1})
+    ev.append(
+        {
+            "event": "crash",
+            "gpu": 0,
+            "backend": "fa2",
+            "case": "seed",
+            "phase": "check",
+            "signal": "SIGSEGV",
+            "rc": -11,
+        }
+    )
+    r = judge(ev, backends=("sdpa-math", "fa2"))
+    other = next(x for x in r.results if x.gpu == 1 and x.backend == "fa2" and x.case.name == "seed")
+    assert other.status is CaseStatus.NOT_RUN
+    assert other.reason == "not run: fa2 crashed on GPU 0 NVIDIA H100 80GB HBM3 (sm_90)"

@@ -11,11 +11,7 @@ them; the faults (a wrong scale, a segfault, an abort at import, a hang) are rea
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -149,14 +145,3 @@ def runner_env(*paths: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([*(str(p) for p in paths), str(REPO), *inherited])
     env.pop("CUDA_VISIBLE_DEVICES", None)
     return env
-
-
-@pytest.fixture
-def fakes(tmp_path: Path) -> Callable[..., Path]:
-    def make(name: str = "fakes", **kw: object) -> Path:
-        return write_fakes(tmp_path / name, **kw)  # type: ignore[arg-type]
-
-    return make
-
-
-PYTHON = sys.executable
