@@ -216,3 +216,20 @@ def test_failing_smoke_test_on_a_gpu_rolls_back(fresh_venv: Path, server: FaultS
     assert calls == [(str(fresh_venv), "fa2")]
     assert res.status == "rolled-back" and "smoke test" in res.message
     assert "flash-attn" not in pip_list(fresh_venv)
+
+
+def test_ctrl_c_during_verification_restores_then_propagates(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
+    """Ctrl-C (KeyboardInterrupt) after the install changed the environment: restored, then re-raised (exit 130)."""
+    old = make_wheel(tmp_path / "old", version=V_OLD)
+    assert execute(plan_for(server.add("/o.whl", old.read_bytes()), old, V_OLD), context(fresh_venv, tmp_path)).status == "installed"
+    before = tree_digest(site_packages(fresh_venv))
+    w = make_wheel(tmp_path / "w", version=V_GOOD)
+
+    def smoke(python: str, environ: object, variant: str) -> SmokeOutcome:
+        raise KeyboardInterrupt
+
+    env = Environment(gpus=(GPU(index=0, name="NVIDIA H100 80GB HBM3", capability="9.0"),))
+    with pytest.raises(KeyboardInterrupt):
+        execute(plan_for(server.add("/w.whl", w.read_bytes()), w, V_GOOD), context(fresh_venv, tmp_path, env=env, smoke=smoke))
+    assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
+    assert tree_digest(site_packages(fresh_venv)) == before
