@@ -20,6 +20,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -183,34 +184,41 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
     if plan.action != "wheel" or plan.wheel is None:
         return InstallResult("nothing-to-do", variant, dist, f"the plan is {plan.action!r}: no wheel to install")
     log = _log_path(ctx)
-    try:
-        art = fetch_for_plan(plan, ctx)
-        if art.info.name != dist:
-            raise DownloadError(f"{plan.wheel.filename} is a wheel of {art.info.name}, not of {dist}")
-    except DownloadError as exc:
-        steps.add("fetch", False, exc.message)
-        return InstallResult(
-            "download-failed", variant, dist, exc.message, wheel=plan.wheel, steps=tuple(steps.done),
-            error=exc.message, hint=exc.hint, log=None,
-        )
-    steps.add("fetch", True, f"{art.origin}: {art.url}" + (" (resumed)" if art.resumed else ""))
-    warnings: list[str] = []
-    if art.sha256_from == "computed":
-        warnings.append(f"the index publishes no sha256 for {plan.wheel.filename}; computed from the verified download: {art.sha256}")
-    base = dict(
-        variant=variant, dist=dist, wheel=plan.wheel, origin=art.origin, sha256=art.sha256,
-        sha256_from=art.sha256_from, log=str(log) if log else None,
-    )
     cache = ctx.fetch.cache
     # The environment's directory from the interpreter's path as given: a venv's bin/python is a symlink
     # to the base interpreter, so resolving it would make every venv of that Python share one lock.
     lock_key = env_lock_key(os.path.dirname(os.path.dirname(os.path.abspath(ctx.python))))
+
     def on_wait() -> None:
         if ctx.on_wait is not None:
             ctx.on_wait("another flashdoctor install into this environment is running; waiting for it")
 
-    with cache.lock(lock_key, on_wait=on_wait):
-        state = read_state(ctx.python, ctx.environ, (dist,))
+    with cache.lock(lock_key, on_wait=on_wait), ThreadPoolExecutor(max_workers=1) as pool:
+        # Reading the target (a subprocess) overlaps the fetch; nothing is changed before both are done.
+        f_state = pool.submit(read_state, ctx.python, ctx.environ, (dist,))
+        try:
+            art = fetch_for_plan(plan, ctx)
+            if art.info.name != dist:
+                raise DownloadError(f"{plan.wheel.filename} is a wheel of {art.info.name}, not of {dist}")
+        except DownloadError as exc:
+            steps.add("fetch", False, exc.message)
+            with contextlib.suppress(Exception):
+                f_state.result()
+            return InstallResult(
+                "download-failed", variant, dist, exc.message, wheel=plan.wheel, steps=tuple(steps.done),
+                error=exc.message, hint=exc.hint, log=None,
+            )
+        steps.add("fetch", True, f"{art.origin}: {art.url}" + (" (resumed)" if art.resumed else ""))
+        warnings: list[str] = []
+        if art.sha256_from == "computed":
+            warnings.append(
+                f"the index publishes no sha256 for {plan.wheel.filename}; computed from the verified download: {art.sha256}"
+            )
+        base = dict(
+            variant=variant, dist=dist, wheel=plan.wheel, origin=art.origin, sha256=art.sha256,
+            sha256_from=art.sha256_from, log=str(log) if log else None,
+        )
+        state = f_state.result()
         before = state.dist(dist)
         previous = before.version if before else None
         installer = choose_installer(state, ctx.environ, ctx.python)
@@ -287,7 +295,10 @@ def _install_and_verify(
                 steps.add("dependencies", True, f"added {', '.join(added) or 'nothing'}")
         elif missing:
             warnings.append(f"not installed (dependencies of {dist}): {', '.join(missing)}")
-    after = read_state(ctx.python, ctx.environ, (dist,))
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the import check runs alongside the version read-back
+        f_import = pool.submit(import_test, ctx.python, dist, ctx.environ)
+        after = read_state(ctx.python, ctx.environ, (dist,))
+        res = f_import.result()
     now = after.dist(dist)
     if now is None or not _same_version(now.version, art.info.version):
         steps.add("verify version", False, f"{dist} is {now.version if now else 'missing'}")
@@ -296,7 +307,6 @@ def _install_and_verify(
         steps.add("verify torch", False, f"torch {state.torch} -> {after.torch}")
         raise _Failed(f"torch changed from {state.torch} to {after.torch} during the install", "")
     steps.add("verify version", True, f"{dist} {now.version}, torch {after.torch} unchanged")
-    res = import_test(ctx.python, dist, ctx.environ)
     if not res.ok:
         steps.add("import check", False, (res.error or "").strip().splitlines()[-1:][0] if res.error else "failed")
         raise _Failed(
