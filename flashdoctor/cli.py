@@ -328,6 +328,7 @@ def _fetch_setup(
     from flashdoctor.install.download import DownloadPolicy, check_url
     from flashdoctor.install.fetch import FetchOptions
     from flashdoctor.install.prepare import wheelhouse_paths
+    from flashdoctor.install.wheelhouse import Wheelhouse
     from flashdoctor.render.console import make_console
     from flashdoctor.render.install import RichProgress
 
@@ -337,11 +338,15 @@ def _fetch_setup(
         except FlashdoctorError as exc:
             raise UsageError(f"--index-url: {exc.message}", hint=exc.hint) from None
     houses = wheelhouse_paths((wheelhouse,) if wheelhouse else ())
+    # `flashdoctor build` without --wheelhouse stores into <cache>/wheelhouse: local builds are found there too.
+    default_house = default_cache_root(os.environ).parent / "wheelhouse"
+    if default_house.is_dir() and all(h.root != default_house for h in houses):
+        houses.append(Wheelhouse(default_house))
     err = make_console(stderr=True)
     return FetchOptions(
         cache=WheelCache(default_cache_root(os.environ)),
         policy=DownloadPolicy(allow_http=allow_http),
-        wheelhouse=houses[0] if houses else None,
+        wheelhouse=houses[0] if wheelhouse else None,
         index_url=index_url,
         progress=RichProgress(err) if progress and err.is_terminal else None,
         on_wait=lambda: click.echo("flashdoctor: another process is downloading this wheel; waiting for it", err=True),

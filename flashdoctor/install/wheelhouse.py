@@ -28,6 +28,7 @@ from typing import Any
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from flashdoctor.archs import runs_on
 from flashdoctor.environment import VARIANT_DIST, Environment, Variant, major_minor, parse_version
 from flashdoctor.install.cache import fsync_dir, sha256_file
 from flashdoctor.plan import WheelRef
@@ -98,10 +99,12 @@ def match_build(fp: dict[str, Any], env: Environment, variant: Variant) -> list[
     bg, eg = major_minor(fp.get("glibc")), major_minor(env.glibc)
     if bg is not None and eg is not None and bg > eg:
         why.append(f"built on glibc {fp.get('glibc')}, this system has {env.glibc}")
-    archs = _archs(fp.get("archs"))
+    # Build archs, not GPU capabilities: sm_80 SASS runs on sm_86/87/89 GPUs, sm_100 on sm_103, sm_120 on
+    # sm_121 (same major, not newer minor), which flashdoctor.archs.runs_on knows.
+    archs = [f"sm_{a}" for a in sorted(_archs(fp.get("archs")))]
     for g in env.gpus:
-        if g.sm is not None and g.sm not in archs:
-            why.append(f"has no code for {g.label} (built for {', '.join(f'sm_{a}' for a in sorted(archs)) or 'nothing'})")
+        if g.sm is not None and runs_on(archs, g.sm) == "no":
+            why.append(f"has no code for {g.label} (built for {', '.join(archs) or 'nothing'})")
     return why
 
 

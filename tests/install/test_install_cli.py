@@ -252,3 +252,9 @@ def test_gpu_machine_plan_with_the_real_selector_uses_the_local_build(tmp_path: 
     assert doc["wheel"]["filename"] == w.name and doc["wheel"]["source"] == "wheelhouse" and doc["wheel"]["sha256"] == sha256_of(w)
     r = fd("install", "--fa2", "--target", str(targets / "a100.json"), "--wheelhouse", str(tmp_path / "wh"), "--dry-run", "--json")
     assert json.loads(r.stdout)["action"] != "wheel" or json.loads(r.stdout)["wheel"]["source"] != "wheelhouse"
+    # `flashdoctor build` without --wheelhouse stores into the cache's wheelhouse: found without the option
+    default = cache_root().parent / "wheelhouse"
+    default.parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "wh").rename(default)
+    doc = json.loads(fd(*base).stdout)
+    assert doc["action"] == "wheel" and doc["wheel"]["filename"] == w.name

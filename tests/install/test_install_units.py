@@ -58,6 +58,11 @@ def test_local_build_rejections(change: dict[str, object], reason: str) -> None:
 def test_local_build_needs_code_for_every_gpu() -> None:
     env = h100().replace(gpus=(GPU(index=0, name="NVIDIA A100", capability="8.0"),))
     assert any("no code for GPU 0 NVIDIA A100 (sm_80)" in w for w in match_build(H100_BUILD, env, "fa2"))
+    # build archs, not capabilities: the sm_80 build runs on an RTX 4090 (sm_89), not on an H100
+    sm80 = dict(H100_BUILD, archs=[80], profile="fd.sm80.hd128.bf16")
+    ada = h100().replace(gpus=(GPU(index=0, name="NVIDIA GeForce RTX 4090", capability="8.9"),))
+    assert match_build(sm80, ada, "fa2") == []
+    assert match_build(sm80, h100(), "fa2") == ["has no code for GPU 0 NVIDIA H100 80GB HBM3 (sm_90) (built for sm_80)"]
     assert match_build(H100_BUILD, h100(), "fa3") == ["built for fa2, not fa3"]
 
 
