@@ -8,18 +8,23 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import click
 
 from flashdoctor import __version__
-from flashdoctor.environment import VARIANTS, Environment, TargetSpecError, Variant, load_target
+from flashdoctor.environment import VARIANT_DIST, VARIANTS, Environment, TargetSpecError, Variant, load_target
 from flashdoctor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FlashdoctorError, UsageError
 
 if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 
     from flashdoctor.checks import WheelFinder
+    from flashdoctor.install.fetch import FetchOptions
+    from flashdoctor.install.wheelhouse import Wheelhouse
+    from flashdoctor.plan import Plan
     from flashdoctor.smoke import SmokeReport
 
 
@@ -337,45 +342,6 @@ def _check_wheel_finder() -> WheelFinder | None:
     return wheel_finder(str(path))
 
 
-@cli.command()
-@variant_options
-@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (README 'Install plan').")
-@selection_options
-@index_option
-@python_option
-@target_option
-def install(
-    variant: Variant,
-    dry_run: bool,
-    as_json: bool,
-    version_spec: str | None,
-    allow_community: bool,
-    index_path: str | None,
-    python: str | None,
-    target: str | None,
-) -> int:
-    """Install the FlashAttention variant that fits this machine (a prebuilt wheel, else a source build).
-
-    With --dry-run, print the plan: action wheel | build | none | unsupported, the wheel, the
-    alternatives and why every near miss was rejected. Exit 1 when the plan is 'unsupported'."""
-    from flashdoctor.wheels import load_index, make_plan
-
-    if not dry_run:
-        raise UsageError("installing is not wired yet", hint="use --dry-run to see the plan")
-    spec = _version_spec(version_spec)
-    env, source = resolve_environment(python, target, import_tests=True)
-    plan = make_plan(env, variant, load_index(index_path), version_spec=spec, allow_community=allow_community)
-    if as_json:
-        click.echo(json.dumps(plan.to_json(), indent=2))
-    else:
-        from flashdoctor.render.console import make_console
-        from flashdoctor.render.wheels import render_plan
-
-        render_plan(plan, make_console(), source=source)
-    return 1 if plan.action == "unsupported" else 0
-
-
 def _version_spec(text: str | None) -> SpecifierSet | None:
     from flashdoctor.wheels import parse_version_spec
 
@@ -451,6 +417,236 @@ def wheels(
 
         render_candidates(sel, make_console(), rows, source=source)
     return 0
+
+
+
+# == install / lock (issue 4; logic in flashdoctor/install/) ========================================
+def _fetch_options(f):  # type: ignore[no-untyped-def]
+    f = click.option(
+        "--allow-http", is_flag=True, help="Allow plain-http URLs (a trusted mirror on your own network); loopback always may."
+    )(f)
+    f = click.option("--index-url", metavar="URL", help="A PEP 503 mirror to fetch the planned wheel from instead of its origin.")(f)
+    f = click.option(
+        "--wheelhouse",
+        metavar="DIR",
+        help="A directory of wheels read before the network and written after a download (offline / cluster use).",
+    )(f)
+    return f
+
+
+def _install_plan(
+    env: Environment,
+    variant: Variant,
+    plan_file: str | None,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+) -> Plan:
+    """The plan: from --plan FILE (a reviewed --dry-run --json), else from the wheel selector."""
+    if plan_file:
+        from flashdoctor.install.prepare import load_plan
+
+        return load_plan(plan_file)
+    from flashdoctor.wheels import load_index, make_plan
+
+    spec = _version_spec(version_spec)
+    return make_plan(env, variant, load_index(index_path), version_spec=spec, allow_community=allow_community)
+
+
+def _fetch_setup(
+    wheelhouse: str | None, index_url: str | None, allow_http: bool, progress: bool
+) -> tuple[FetchOptions, list[Wheelhouse]]:
+    from flashdoctor.install.cache import WheelCache, default_cache_root
+    from flashdoctor.install.download import DownloadPolicy, check_url
+    from flashdoctor.install.fetch import FetchOptions
+    from flashdoctor.install.prepare import wheelhouse_paths
+    from flashdoctor.install.wheelhouse import Wheelhouse
+    from flashdoctor.render.console import make_console
+    from flashdoctor.render.install import RichProgress
+
+    if index_url:
+        try:
+            check_url(index_url, allow_http)
+        except FlashdoctorError as exc:
+            raise UsageError(f"--index-url: {exc.message}", hint=exc.hint) from None
+    houses = wheelhouse_paths((wheelhouse,) if wheelhouse else ())
+    # `flashdoctor build` without --wheelhouse stores into <cache>/wheelhouse: local builds are found there too.
+    default_house = default_cache_root(os.environ).parent / "wheelhouse"
+    if default_house.is_dir() and all(h.root != default_house for h in houses):
+        houses.append(Wheelhouse(default_house))
+    err = make_console(stderr=True)
+    return FetchOptions(
+        cache=WheelCache(default_cache_root(os.environ)),
+        policy=DownloadPolicy(allow_http=allow_http),
+        wheelhouse=houses[0] if wheelhouse else None,
+        index_url=index_url,
+        progress=RichProgress(err) if progress and err.is_terminal else None,
+        on_wait=lambda: click.echo("flashdoctor: another process is downloading this wheel; waiting for it", err=True),
+    ), houses
+
+
+@cli.command()
+@variant_options
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan (--dry-run) or the result as JSON.")
+@selection_options
+@index_option
+@python_option
+@target_option
+@_fetch_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before changing the environment (non-interactive use).")
+@click.option("--plan", "plan_file", metavar="FILE", help="Install exactly this plan (as printed by --dry-run --json).")
+@click.option("--no-deps", "no_deps", is_flag=True, help="Do not add missing dependencies of the wheel (torch is never touched).")
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke test on the GPU after the import check.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the installer output on failure.")
+def install(
+    variant: Variant,
+    dry_run: bool,
+    as_json: bool,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+    python: str | None,
+    target: str | None,
+    wheelhouse: str | None,
+    index_url: str | None,
+    allow_http: bool,
+    yes: bool,
+    plan_file: str | None,
+    no_deps: bool,
+    no_smoke: bool,
+    verbose: bool,
+) -> int:
+    """Install the FlashAttention variant that fits this machine: the prebuilt wheel (or a matching local
+    build from --wheelhouse), verified by an import and, on a GPU, the smoke test; anything failing restores
+    the previous state.
+
+    With --dry-run, print the plan: action wheel | build | none | unsupported, the wheel, the
+    alternatives and why every near miss was rejected. Exit 1 when the plan is 'unsupported'."""
+    from flashdoctor.install.executor import InstallContext, execute
+    from flashdoctor.install.prepare import smoke_hook, with_local_build
+    from flashdoctor.render.console import make_console
+    from flashdoctor.render.install import render_install
+
+    if target and not dry_run:
+        raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
+    fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
+    env, source = resolve_environment(python, target, import_tests=True)
+    plan = _install_plan(env, variant, plan_file, version_spec, allow_community, index_path)
+    plan, notes = with_local_build(plan, env, houses)
+    if dry_run or plan.action != "wheel":
+        if as_json:
+            doc = plan.to_json()
+            if notes:
+                doc["wheelhouse_notes"] = notes
+            click.echo(json.dumps(doc, indent=2))
+        else:
+            from flashdoctor.render.wheels import render_plan
+
+            console = make_console()
+            render_plan(plan, console, source=source)
+            for n in notes:
+                console.print(f"  wheelhouse: {n}", markup=False)
+        if dry_run or plan.action == "none":
+            return 1 if plan.action == "unsupported" else 0
+        if plan.action == "build":
+            click.echo(
+                "flashdoctor: no prebuilt wheel fits; build one with `flashdoctor build --wheelhouse DIR`, "
+                "then install it with `flashdoctor install --wheelhouse DIR`",
+                err=True,
+            )
+        return 1
+    py = python or sys.executable
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not a terminal, so flashdoctor cannot ask: pass --yes to install without asking")
+        assert plan.wheel is not None
+        click.confirm(f"Install {plan.wheel.filename} into {py}?", default=True, abort=True)
+    ctx = InstallContext(
+        python=py,
+        environ=os.environ,
+        fetch=fetch,
+        env=env,
+        smoke=None if no_smoke else smoke_hook(),
+        install_deps=not no_deps,
+        log_dir=fetch.cache.root.parent / "logs",
+        on_wait=lambda msg: click.echo(f"flashdoctor: {msg}", err=True),
+    )
+    result = execute(plan, ctx)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        render_install(result, make_console(), verbose=verbose)
+    return result.exit_code
+
+
+@cli.command()
+@variant_options
+@selection_options
+@index_option
+@python_option
+@target_option
+@_fetch_options
+@click.option("--plan", "plan_file", metavar="FILE", help="Lock exactly this plan (as printed by install --dry-run --json).")
+@click.option("-o", "--output", metavar="FILE", help="Write the requirements file here (default: standard output).")
+@click.option("--json", "as_json", is_flag=True, help="Print the locked entry as JSON.")
+def lock(
+    variant: Variant,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+    python: str | None,
+    target: str | None,
+    wheelhouse: str | None,
+    index_url: str | None,
+    allow_http: bool,
+    plan_file: str | None,
+    output: str | None,
+    as_json: bool,
+) -> int:
+    """Write a requirements line with the exact URL and --hash=sha256: for the planned wheel, so that
+    `pip install --require-hashes -r FILE` reproduces the install without flashdoctor."""
+    from flashdoctor.install.fetch import obtain
+    from flashdoctor.install.lock import LockEntry, lock_text
+
+    fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
+    env, source = resolve_environment(python, target, import_tests=False)
+    plan = _install_plan(env, variant, plan_file, version_spec, allow_community, index_path)
+    from flashdoctor.install.prepare import with_local_build
+
+    plan, _notes = with_local_build(plan, env, houses)
+    if plan.action != "wheel" or plan.wheel is None:
+        raise FlashdoctorError(f"nothing to lock: the plan for {plan.variant} is {plan.action!r}", hint="; ".join(plan.reasons) or None)
+    ref, sha_from = plan.wheel, "index"
+    if index_url or not ref.sha256:
+        # No digest in the index (or a mirror whose URL we must write): fetch, verify it is the wheel, hash it.
+        art = obtain(ref, fetch, os.environ, VARIANT_DIST[plan.variant])
+        url = art.ref.url if art.origin in ("download", "cache") else ref.url
+        ref, sha_from = replace(ref, url=url, sha256=art.sha256), art.sha256_from
+    assert ref.sha256 is not None
+    if unquote(urlsplit(ref.url).path).rsplit("/", 1)[-1] != ref.filename:
+        raise FlashdoctorError(
+            f"cannot lock {ref.url}: pip reads the wheel's name from the URL, and it does not end in {ref.filename}"
+        )
+    entry = LockEntry(plan.variant, ref, ref.sha256, sha_from)
+    text = lock_text([entry], env, source)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    if as_json:
+        click.echo(json.dumps({"entries": [entry.to_json()], "output": output}, indent=2))
+    elif not output:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"wrote {output}: {entry.dist} {ref.version} (sha256 {'from the index' if sha_from == 'index' else 'computed from the download'})")
+    return 0
+
+
+# == end install / lock =============================================================================
+
 
 # -- smoke and bench (issue 5) ----------------------------------------------------------------------
 _F = TypeVar("_F", bound=Callable[..., Any])

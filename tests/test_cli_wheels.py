@@ -137,7 +137,7 @@ def test_bad_index_is_a_clear_usage_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("install",), "installing is not wired yet"),
+        (("install", "--target", "T"), "--target describes another machine"),
         (
             ("install", "--dry-run", "--version", "two", "--target", "T"),
             "--version 'two' is not a version specifier",
