@@ -137,6 +137,137 @@ def check(
     return code
 
 
+# -- build (source builds: flashdoctor/build/) --------------------------------------------------------
+_FA3_FLAGS = ("backward", "split", "paged-kv", "append-kv", "local", "softcap", "pack-gqa", "fp8", "varlen", "cluster")
+
+
+def _fa3_flags(f):  # type: ignore[no-untyped-def]
+    for name in reversed(_FA3_FLAGS):
+        f = click.option(
+            f"--no-{name}",
+            "disable",
+            flag_value=name,
+            multiple=True,
+            help=f"FA3: do not compile the {name} kernels (its FLASH_ATTENTION_DISABLE_* switch).",
+        )(f)
+    return f
+
+
+@cli.command()
+@click.option("--fa2", "variant", flag_value="fa2", default=True, help="Build FA2 (flash-attn) from its sdist (default).")
+@click.option("--fa3", "variant", flag_value="fa3", help="Build FA3 from a flash-attention checkout's hopper/.")
+@click.option("--source", metavar="PATH|URL", help="FA2: sdist archive or source tree; FA3: checkout or git URL.")
+@click.option("--ref", metavar="TAG", help="FA3: git tag or branch of --source URL.")
+@click.option("--flash-version", metavar="VER", help="FA2 sdist version to fetch from PyPI (default: newest known).")
+@click.option("--arch", metavar="LIST", help="Compute capabilities to build for, e.g. 80,90 (default: the GPUs here).")
+@click.option("--head-dims", metavar="LIST", help="Only these head dims, e.g. 64,128 (minimal build).")
+@click.option("--dtypes", metavar="LIST", help="Only these dtypes: fp16, bf16 (minimal build).")
+@_fa3_flags
+@click.option("--max-jobs", type=click.IntRange(1, 1024), help="Parallel compile jobs (MAX_JOBS; default from cores and memory).")
+@click.option("--nvcc-threads", type=click.IntRange(1, 64), help="Threads per nvcc (NVCC_THREADS; default: one per arch, ≤ 4).")
+@click.option("--wheelhouse", metavar="DIR", help="Store the wheel here, keyed by fingerprint (and reuse one found here).")
+@click.option("--log", "log", metavar="FILE", help="Build log file (default: in flashdoctor's cache).")
+@click.option("--work-dir", metavar="DIR", help="Unpack and build here (kept); default: a temporary directory.")
+@click.option("--keep-work", is_flag=True, help="Keep the temporary build directory after a successful build.")
+@click.option("--rebuild", is_flag=True, help="Build even if a wheel for this fingerprint exists.")
+@click.option("--ignore-preflight", is_flag=True, help="Start the build despite blocking preflight findings.")
+@click.option("--index-url", metavar="URL", default="https://pypi.org/simple", show_default=True, help="PEP 691 index for the sdist.")
+@python_option
+@target_option
+@click.option("--dry-run", is_flag=True, help="Print the build plan (env vars, unit count, preflight) and stop.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the plan and every preflight finding.")
+def build(
+    variant: str,
+    source: str | None,
+    ref: str | None,
+    flash_version: str | None,
+    arch: str | None,
+    head_dims: str | None,
+    dtypes: str | None,
+    disable: tuple[str, ...],
+    max_jobs: int | None,
+    nvcc_threads: int | None,
+    wheelhouse: str | None,
+    log: str | None,
+    work_dir: str | None,
+    keep_work: bool,
+    rebuild: bool,
+    ignore_preflight: bool,
+    index_url: str,
+    python: str | None,
+    target: str | None,
+    dry_run: bool,
+    as_json: bool,
+    verbose: bool,
+) -> int:
+    """Build a FlashAttention wheel from source that fits this machine and model: only the GPUs'
+    architectures (--arch), only the head dims and dtypes you use (--head-dims, --dtypes), MAX_JOBS
+    that fit the memory, a progress bar, and a diagnosis when it fails. The wheel goes to the
+    wheelhouse, keyed by an environment fingerprint, so other machines install it instead."""
+    from pathlib import Path
+
+    from flashdoctor.build.api import BuildOptions, plan_build
+    from flashdoctor.build.api import build as run_build
+    from flashdoctor.build.plan import BuildRequest
+    from flashdoctor.build.profile import parse_archs, parse_dtypes, parse_head_dims
+    from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL
+    from flashdoctor.render.build import outcome_to_json, render_outcome
+    from flashdoctor.render.console import make_console
+
+    request = BuildRequest(
+        variant=variant,  # type: ignore[arg-type]
+        archs=parse_archs(arch) if arch else None,
+        head_dims=parse_head_dims(head_dims) if head_dims else None,
+        dtypes=parse_dtypes(dtypes) if dtypes else None,
+        disable=tuple(dict.fromkeys(disable)),
+        max_jobs=max_jobs,
+        nvcc_threads=nvcc_threads,
+    )
+    if ref and variant != "fa3":
+        raise UsageError("--ref is for --fa3 git sources")
+    opts = BuildOptions(
+        request=request,
+        source=source,
+        version=flash_version,
+        ref=ref,
+        wheelhouse=Path(wheelhouse).expanduser() if wheelhouse else None,
+        log=Path(log).expanduser() if log else None,
+        work_dir=Path(work_dir).expanduser() if work_dir else None,
+        keep_work=keep_work,
+        rebuild=rebuild,
+        ignore_preflight=ignore_preflight,
+        index_url=index_url,
+    )
+    env, _src = resolve_environment(python, target, import_tests=False)
+    console = make_console(stderr=as_json)
+    tools = None
+    if not target:
+        from flashdoctor.probe.buildtools import probe_build_tools
+
+        tools = probe_build_tools(python or sys.executable, os.environ)
+    if dry_run or target:
+        outcome = plan_build(env, opts, tools)
+    else:
+        from flashdoctor.build.runner import LineProgress, RichProgress
+
+        progress = (
+            RichProgress(console, f"{variant} build")
+            if console.is_terminal
+            else LineProgress(lambda line: console.print(line, markup=False, highlight=False))
+        )
+        outcome = run_build(
+            env, opts, python or sys.executable, tools, progress=progress, say=lambda m: console.print(f"[dim]{m}[/]")
+        )
+    code = {"planned": 0, "cached": 0, "built": 0, "blocked": EXIT_FAILED, "failed": EXIT_INSTALL}[outcome.status]
+    if as_json:
+        click.echo(json.dumps(outcome_to_json(outcome, code), indent=2))
+    else:
+        render_outcome(outcome, console, verbose=verbose or dry_run or bool(target))
+    return code
+# -- end build --------------------------------------------------------------------------------------
+
+
 # -- entry point ------------------------------------------------------------------------------------
 def _crash_log(exc: BaseException) -> str | None:
     try:
