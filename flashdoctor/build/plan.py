@@ -141,13 +141,13 @@ def map_arch(variant: BuildVariant, sm: int, nvcc: str | None, subject: str) -> 
             return ArchTarget(sm, None, "no", f"no FA2 code runs on sm_{sm}: {why}, so there is no PTX to JIT either", subject)
         a = max(cands)
         nv = major_minor(nvcc)
-        need = major_minor(mins[a])
+        need = major_minor(mins.get(a))
         if nv is not None and need is not None and nv < need:
             return ArchTarget(
                 sm,
                 None,
                 "no",
-                f"sm_{a} code needs nvcc ≥ {mins[a]} (setup.py drops the arch silently with nvcc {nvcc})",
+                f"sm_{a} code needs nvcc ≥ {mins.get(a)} (setup.py drops the arch silently with nvcc {nvcc})",
                 subject,
             )
         if a == sm:
