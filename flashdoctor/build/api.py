@@ -129,7 +129,7 @@ def resolve_version(opts: BuildOptions) -> str:
             if v is None:
                 raise UsageError(f"--source {opts.source}: not an FA2 sdist or source tree (no flash_attn/__init__.py version)")
             if opts.version and opts.version != v:
-                raise UsageError(f"--version {opts.version} but --source {opts.source} is flash-attn {v}")
+                raise UsageError(f"--flash-version {opts.version} but --source {opts.source} is flash-attn {v}")
             return v
         return opts.version or str(build_data()["fa2"]["newest_known"])
     if opts.source and not src_mod.is_git_url(opts.source):

@@ -392,7 +392,7 @@ def _plan_fa2(
         notes.append(f"flash-attn {version} is not in flashdoctor's table: unit counts unknown, sources built as they are")
     n_default = len(data["archs"])
     jobs = plan_jobs(
-        len(units) + 1 if units else 2 * len(data["archs"]),
+        len(units) + 1 if units else 73,  # unknown version: assume 2.8's 72 kernels + flash_api.cpp
         len(archs),
         env.cpus,
         env.memory_gb,
@@ -411,7 +411,7 @@ def _plan_fa2(
         unit_count=len(units) * len(archs),
         default_unit_count=all_units * n_default,
         arch_only_unit_count=all_units * len(archs),
-        edges=len(units) + 1,
+        edges=len(units) + 1 if units else 0,
         jobs=jobs,
         env=envvars,
         edit_sources=layout is not None,

@@ -307,6 +307,8 @@ def run_build(
         finally:
             if proc.poll() is None:
                 _stop(proc)
+            if proc.stdout is not None:
+                proc.stdout.close()
     progress.close()
     seconds = clock() - start
     if rc == 0:
