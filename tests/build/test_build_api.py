@@ -79,5 +79,5 @@ def test_dry_run_reads_the_version_from_the_archive(tmp_path: Path) -> None:
     assert out.plan.version == "2.7.4.post1" and out.plan.arch_only_unit_count == 84
     from flashdoctor.errors import UsageError
 
-    with pytest.raises(UsageError, match="--flash-version 2.8.3 but --source"):
+    with pytest.raises(UsageError, match=r"--flash-version 2\.8\.3 but --source"):
         plan_build(target_env("h100"), _opts(tmp_path, archive, version="2.8.3"))

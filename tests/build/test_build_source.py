@@ -26,7 +26,6 @@ from flashdoctor.build.source import (
     unpack,
 )
 from flashdoctor.errors import NetworkError, UsageError
-from tests.build.sdist import fa2_sdist, fa2_tree  # noqa: F401  (fixtures)
 
 
 def make_sdist(version: str = "2.8.3.post2", extra: dict[str, bytes] | None = None, cutlass: bool = True) -> bytes:
