@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.build.fake_sdist import make_fake_sdist
+from tests.test_build.fake_sdist import make_fake_sdist
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ROOT / "tests" / "targets"

@@ -13,7 +13,7 @@ import pytest
 from flashdoctor.build.api import BuildOptions, build, plan_build
 from flashdoctor.build.plan import BuildRequest
 from flashdoctor.build.runner import LineProgress
-from tests.build.fake_sdist import make_fake_sdist
+from tests.test_build.fake_sdist import make_fake_sdist
 from tests.conftest import target_env
 
 

@@ -16,7 +16,7 @@ import pytest
 from flashdoctor.build.edit import SETUP, STATIC_SWITCH, SourceEditError, edit_fa2_tree, setup_units
 from flashdoctor.build.plan import fa2_layout
 from flashdoctor.build.profile import Profile
-from tests.build.sdist import VERSION
+from tests.test_build.sdist import VERSION
 
 LAYOUT = fa2_layout(VERSION)
 MINIMAL = Profile("fa2", (90,), (128,), ("bf16",))

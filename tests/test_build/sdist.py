@@ -36,6 +36,25 @@ def fa2_sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return download(ref, cache)
 
 
+@pytest.fixture(scope="session")
+def fa2_pristine(fa2_sdist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist unpacked once per session; never edited."""
+    return unpack(fa2_sdist, tmp_path_factory.mktemp("pristine"))
+
+
+# What the edit and setup.py need of the tree (the whole sdist is 70 MB unpacked, mostly CUTLASS).
+_PARTS = ("setup.py", "README.md", "flash_attn", "csrc/flash_attn", "csrc/cutlass/include/cutlass/cutlass.h", "hopper/setup.py")
+
+
 @pytest.fixture()
-def fa2_tree(fa2_sdist: Path, tmp_path: Path) -> Path:
-    return unpack(fa2_sdist, tmp_path / "src")
+def fa2_tree(fa2_pristine: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the parts of the real sdist that the tests edit or run."""
+    dest = tmp_path / "src" / fa2_pristine.name
+    for part in _PARTS:
+        src, dst = fa2_pristine / part, dest / part
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst)
+        else:
+            shutil.copyfile(src, dst)
+    return dest
