@@ -7,13 +7,22 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import click
 
 from flashdoctor import __version__
-from flashdoctor.environment import VARIANTS, Environment, TargetSpecError, Variant, load_target
+from flashdoctor.environment import VARIANT_DIST, VARIANTS, Environment, TargetSpecError, Variant, load_target
 from flashdoctor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FlashdoctorError, UsageError
+
+if TYPE_CHECKING:
+    from flashdoctor.install.fetch import FetchOptions
+    from flashdoctor.install.wheelhouse import Wheelhouse
+    from flashdoctor.plan import Plan
+    from flashdoctor.smoke import SmokeReport
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -92,6 +101,7 @@ def _write_json(path: str, data: object) -> None:
 @click.option("--save-target", metavar="FILE", help="Write the probed machine as a target spec.")
 @click.option("--deep", is_flag=True, help="Also import torch (seconds) to confirm ABI and arch list.")
 @click.option("--no-import-test", is_flag=True, help="Do not import installed FlashAttention builds.")
+@click.option("--smoke", "smoke", is_flag=True, help="Also run the smoke test (README 'Smoke test'); adds a 'smoke' key to --json.")
 def check(
     python: str | None,
     target: str | None,
@@ -102,6 +112,7 @@ def check(
     save_target: str | None,
     deep: bool,
     no_import_test: bool,
+    smoke: bool = False,
 ) -> int:
     """Say per variant (fa2, fa3, fa4) whether FlashAttention is ready, installable, buildable or
     unsupported here, and what to fix."""
@@ -109,18 +120,33 @@ def check(
     from flashdoctor.render.github import annotation_lines, in_github_actions, summary_markdown
     from flashdoctor.render.report_json import report_to_json
 
+    if smoke and target:
+        raise UsageError("--smoke runs kernels on this machine; it cannot be combined with --target")
     env, source = resolve_environment(python, target, import_tests=not no_import_test, deep=deep)
-    report = run_checks(env, source=source)
+    report = run_checks(env, source=source, wheel_finder=_check_wheel_finder())
     if save_target:
         _write_json(save_target, env.to_target())
     code = report.exit_code(strict=strict, require=require)
+    smoke_report = _check_smoke(python) if smoke else None  # -- smoke (issue 5)
+    if smoke_report is not None:
+        import dataclasses
+
+        report = dataclasses.replace(report, extra={**report.extra, "smoke": smoke_report.to_json()})
+        code = max(code, smoke_report.exit_code())
     if as_json:
-        click.echo(json.dumps(report_to_json(report, strict=strict, require=require), indent=2))
+        doc = report_to_json(report, strict=strict, require=require)
+        doc["exit_code"] = code
+        click.echo(json.dumps(doc, indent=2))
     else:
         from flashdoctor.render.console import make_console
         from flashdoctor.render.human import render_check
 
         render_check(report, make_console(), verbose=verbose)
+        if smoke_report is not None:
+            from flashdoctor.render.smoke import render_smoke
+
+            make_console().print()
+            render_smoke(smoke_report, make_console(), verbose=verbose)
         for v in require:
             vv = report.verdicts[v]
             if vv.verdict.value != "ready":
@@ -267,6 +293,513 @@ def build(
         render_outcome(outcome, console, verbose=verbose or dry_run or bool(target))
     return code
 # -- end build --------------------------------------------------------------------------------------
+# -- wheels / install (wheel index and selection; issue "Wheel index and selection") -----------------
+def variant_options(f):  # type: ignore[no-untyped-def]
+    f = click.option("--fa4", "variant", flag_value="fa4", help="FlashAttention-4 (flash-attn-4, CuTe DSL).")(
+        f
+    )
+    f = click.option("--fa3", "variant", flag_value="fa3", help="FlashAttention-3 (flash-attn-3, Hopper).")(f)
+    return click.option(
+        "--fa2", "variant", flag_value="fa2", default=True, help="FlashAttention-2 (default)."
+    )(f)
+
+
+def index_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--index",
+        "index_path",
+        metavar="FILE",
+        help="Select from this wheel index instead of the bundled wheels_index.json.",
+    )(f)
+
+
+def selection_options(f):  # type: ignore[no-untyped-def]
+    f = click.option(
+        "--allow-community", is_flag=True, help="Also consider community builds (after official ones)."
+    )(f)
+    return click.option(
+        "--version",
+        "version_spec",
+        metavar="SPEC",
+        help="Only versions matching SPEC ('2.8.3', '>=2.7,<2.8').",
+    )(f)
+
+
+def _check_wheel_finder():  # type: ignore[no-untyped-def]
+    """The wheel finder for check's verdicts, or None (with a note) when no index can be found."""
+    from flashdoctor.wheels import WheelIndexError, default_index_path, wheel_finder
+
+    try:
+        path = default_index_path()
+    except WheelIndexError as exc:
+        click.echo(f"flashdoctor: {exc.message}; verdicts do not consider prebuilt wheels", err=True)
+        return None
+    return wheel_finder(str(path))
+
+
+def _version_spec(text: str | None):  # type: ignore[no-untyped-def]
+    from flashdoctor.wheels import parse_version_spec
+
+    return parse_version_spec(text)
+
+
+@cli.command()
+@variant_options
+@click.option(
+    "--coverage", is_flag=True, help="Per platform: which torch × CUDA × Python cells have a wheel."
+)
+@click.option(
+    "--all", "show_all", is_flag=True, help="List every wheel of the variant, not only the nearest."
+)
+@click.option("--limit", default=25, show_default=True, help="Rows of fitting and of rejected wheels shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@selection_options
+@index_option
+@python_option
+@target_option
+def wheels(
+    variant: Variant,
+    coverage: bool,
+    show_all: bool,
+    limit: int,
+    as_json: bool,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+    python: str | None,
+    target: str | None,
+) -> int:
+    """List the prebuilt wheels for this machine (or --target): those that fit, best first, and the
+    others with the reasons they were rejected."""
+    from flashdoctor.render.console import make_console
+    from flashdoctor.wheels import load_index, select_wheels
+
+    index = load_index(index_path)
+    if coverage:
+        from flashdoctor.render.wheels import render_coverage
+        from flashdoctor.wheels.coverage import coverage as compute_coverage
+
+        if python or target or version_spec:
+            raise UsageError(
+                "--coverage describes every torch × CUDA × Python cell: it takes no machine or --version"
+            )
+        cov = compute_coverage(index, variant)
+        if as_json:
+            doc = {
+                "variant": variant,
+                "platforms": {p: [c.to_json() for c in cells] for p, cells in cov.items()},
+            }
+            click.echo(json.dumps(doc, indent=1))
+        else:
+            render_coverage(cov, make_console(), variant)
+        return 0
+    spec = _version_spec(version_spec)
+    env, source = resolve_environment(python, target, import_tests=False)
+    sel = select_wheels(env, variant, index, spec, allow_community)
+    rows = None if show_all else limit
+    if as_json:
+        doc = {
+            "variant": variant,
+            "source": source,
+            "index": index.origin,
+            "total": len(sel.fits) + len(sel.misses),
+            "fits": [e.ref().to_json() for e in (sel.fits if rows is None else sel.fits[:rows])],
+            "rejected": [r.to_json() for r in sel.rejections(rows, None if rows is None else 3)],
+        }
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        from flashdoctor.render.wheels import render_candidates
+
+        render_candidates(sel, make_console(), rows, source=source)
+    return 0
+
+
+# == install / lock (issue 4; logic in flashdoctor/install/) ========================================
+def _fetch_options(f):  # type: ignore[no-untyped-def]
+    f = click.option(
+        "--allow-http", is_flag=True, help="Allow plain-http URLs (a trusted mirror on your own network); loopback always may."
+    )(f)
+    f = click.option("--index-url", metavar="URL", help="A PEP 503 mirror to fetch the planned wheel from instead of its origin.")(f)
+    f = click.option(
+        "--wheelhouse",
+        metavar="DIR",
+        help="A directory of wheels read before the network and written after a download (offline / cluster use).",
+    )(f)
+    return f
+
+
+def _install_plan(
+    env: Environment,
+    variant: Variant,
+    plan_file: str | None,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+) -> Plan:
+    """The plan: from --plan FILE (a reviewed --dry-run --json), else from the wheel selector."""
+    if plan_file:
+        from flashdoctor.install.prepare import load_plan
+
+        return load_plan(plan_file)
+    from flashdoctor.wheels import load_index, make_plan
+
+    spec = _version_spec(version_spec)
+    return make_plan(env, variant, load_index(index_path), version_spec=spec, allow_community=allow_community)
+
+
+def _fetch_setup(
+    wheelhouse: str | None, index_url: str | None, allow_http: bool, progress: bool
+) -> tuple[FetchOptions, list[Wheelhouse]]:
+    from flashdoctor.install.cache import WheelCache, default_cache_root
+    from flashdoctor.install.download import DownloadPolicy, check_url
+    from flashdoctor.install.fetch import FetchOptions
+    from flashdoctor.install.prepare import wheelhouse_paths
+    from flashdoctor.render.console import make_console
+    from flashdoctor.render.install import RichProgress
+
+    if index_url:
+        try:
+            check_url(index_url, allow_http)
+        except FlashdoctorError as exc:
+            raise UsageError(f"--index-url: {exc.message}", hint=exc.hint) from None
+    houses = wheelhouse_paths((wheelhouse,) if wheelhouse else ())
+    err = make_console(stderr=True)
+    return FetchOptions(
+        cache=WheelCache(default_cache_root(os.environ)),
+        policy=DownloadPolicy(allow_http=allow_http),
+        wheelhouse=houses[0] if houses else None,
+        index_url=index_url,
+        progress=RichProgress(err) if progress and err.is_terminal else None,
+        on_wait=lambda: click.echo("flashdoctor: another process is downloading this wheel; waiting for it", err=True),
+    ), houses
+
+
+@cli.command()
+@variant_options
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan (--dry-run) or the result as JSON.")
+@selection_options
+@index_option
+@python_option
+@target_option
+@_fetch_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before changing the environment (non-interactive use).")
+@click.option("--plan", "plan_file", metavar="FILE", help="Install exactly this plan (as printed by --dry-run --json).")
+@click.option("--no-deps", "no_deps", is_flag=True, help="Do not add missing dependencies of the wheel (torch is never touched).")
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke test on the GPU after the import check.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the installer output on failure.")
+def install(
+    variant: Variant,
+    dry_run: bool,
+    as_json: bool,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+    python: str | None,
+    target: str | None,
+    wheelhouse: str | None,
+    index_url: str | None,
+    allow_http: bool,
+    yes: bool,
+    plan_file: str | None,
+    no_deps: bool,
+    no_smoke: bool,
+    verbose: bool,
+) -> int:
+    """Install the FlashAttention variant that fits this machine: the prebuilt wheel (or a matching local
+    build from --wheelhouse), verified by an import and, on a GPU, the smoke test; anything failing restores
+    the previous state.
+
+    With --dry-run, print the plan: action wheel | build | none | unsupported, the wheel, the
+    alternatives and why every near miss was rejected. Exit 1 when the plan is 'unsupported'."""
+    from flashdoctor.install.executor import InstallContext, execute
+    from flashdoctor.install.prepare import smoke_hook, with_local_build
+    from flashdoctor.render.console import make_console
+    from flashdoctor.render.install import render_install
+
+    if target and not dry_run:
+        raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
+    fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
+    env, source = resolve_environment(python, target, import_tests=True)
+    plan = _install_plan(env, variant, plan_file, version_spec, allow_community, index_path)
+    plan, notes = with_local_build(plan, env, houses)
+    if dry_run or plan.action != "wheel":
+        if as_json:
+            doc = plan.to_json()
+            if notes:
+                doc["wheelhouse_notes"] = notes
+            click.echo(json.dumps(doc, indent=2))
+        else:
+            from flashdoctor.render.wheels import render_plan
+
+            console = make_console()
+            render_plan(plan, console, source=source)
+            for n in notes:
+                console.print(f"  wheelhouse: {n}", markup=False)
+        if dry_run or plan.action == "none":
+            return 1 if plan.action == "unsupported" else 0
+        if plan.action == "build":
+            click.echo(
+                "flashdoctor: no prebuilt wheel fits; build one with `flashdoctor build --wheelhouse DIR`, "
+                "then install it with `flashdoctor install --wheelhouse DIR`",
+                err=True,
+            )
+        return 1
+    py = python or sys.executable
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not a terminal, so flashdoctor cannot ask: pass --yes to install without asking")
+        assert plan.wheel is not None
+        click.confirm(f"Install {plan.wheel.filename} into {py}?", default=True, abort=True)
+    ctx = InstallContext(
+        python=py,
+        environ=os.environ,
+        fetch=fetch,
+        env=env,
+        smoke=None if no_smoke else smoke_hook(),
+        install_deps=not no_deps,
+        log_dir=fetch.cache.root.parent / "logs",
+        on_wait=lambda msg: click.echo(f"flashdoctor: {msg}", err=True),
+    )
+    result = execute(plan, ctx)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        render_install(result, make_console(), verbose=verbose)
+    return result.exit_code
+
+
+@cli.command()
+@variant_options
+@selection_options
+@index_option
+@python_option
+@target_option
+@_fetch_options
+@click.option("--plan", "plan_file", metavar="FILE", help="Lock exactly this plan (as printed by install --dry-run --json).")
+@click.option("-o", "--output", metavar="FILE", help="Write the requirements file here (default: standard output).")
+@click.option("--json", "as_json", is_flag=True, help="Print the locked entry as JSON.")
+def lock(
+    variant: Variant,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+    python: str | None,
+    target: str | None,
+    wheelhouse: str | None,
+    index_url: str | None,
+    allow_http: bool,
+    plan_file: str | None,
+    output: str | None,
+    as_json: bool,
+) -> int:
+    """Write a requirements line with the exact URL and --hash=sha256: for the planned wheel, so that
+    `pip install --require-hashes -r FILE` reproduces the install without flashdoctor."""
+    from flashdoctor.install.fetch import obtain
+    from flashdoctor.install.lock import LockEntry, lock_text
+
+    fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
+    env, source = resolve_environment(python, target, import_tests=False)
+    plan = _install_plan(env, variant, plan_file, version_spec, allow_community, index_path)
+    from flashdoctor.install.prepare import with_local_build
+
+    plan, _notes = with_local_build(plan, env, houses)
+    if plan.action != "wheel" or plan.wheel is None:
+        raise FlashdoctorError(f"nothing to lock: the plan for {plan.variant} is {plan.action!r}", hint="; ".join(plan.reasons) or None)
+    ref, sha_from = plan.wheel, "index"
+    if index_url or not ref.sha256:
+        # No digest in the index (or a mirror whose URL we must write): fetch, verify it is the wheel, hash it.
+        art = obtain(ref, fetch, os.environ, VARIANT_DIST[plan.variant])
+        url = art.ref.url if art.origin in ("download", "cache") else ref.url
+        ref, sha_from = replace(ref, url=url, sha256=art.sha256), art.sha256_from
+    assert ref.sha256 is not None
+    if unquote(urlsplit(ref.url).path).rsplit("/", 1)[-1] != ref.filename:
+        raise FlashdoctorError(
+            f"cannot lock {ref.url}: pip reads the wheel's name from the URL, and it does not end in {ref.filename}"
+        )
+    entry = LockEntry(plan.variant, ref, ref.sha256, sha_from)
+    text = lock_text([entry], env, source)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    if as_json:
+        click.echo(json.dumps({"entries": [entry.to_json()], "output": output}, indent=2))
+    elif not output:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"wrote {output}: {entry.dist} {ref.version} (sha256 {'from the index' if sha_from == 'index' else 'computed from the download'})")
+    return 0
+
+
+# == end install / lock =============================================================================
+
+
+# -- smoke and bench (issue 5) ----------------------------------------------------------------------
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+def _target_python(python: str | None) -> str:
+    if python and not os.path.exists(python):
+        raise UsageError(f"--python {python}: no such file")
+    return python or sys.executable
+
+
+def _check_smoke(python: str | None) -> SmokeReport:
+    from flashdoctor.smoke import run_smoke
+
+    return run_smoke(_target_python(python), os.environ)
+
+
+def _device_option(f: _F) -> _F:
+    # Hidden testing mode: toy shapes on CPU torch, so CI runs the real runner without a GPU.
+    return click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", hidden=True)(f)
+
+
+def _gpu_option(f: _F) -> _F:
+    return click.option("--gpu", type=click.IntRange(min=0), metavar="N", help="Run on GPU N only (torch's numbering).")(f)
+
+
+def _output_option(f: _F) -> _F:
+    return click.option("-o", "--output", metavar="FILE", help="Also write the JSON report to FILE.")(f)
+
+
+SMOKE_BACKEND_CHOICES = ("fa2", "fa3", "fa4", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa-math")
+
+
+@cli.command()
+@python_option
+@_gpu_option
+@click.option(
+    "--variant",
+    "variants",
+    type=click.Choice(SMOKE_BACKEND_CHOICES),
+    multiple=True,
+    help="Only this backend (repeatable): fa2, fa3, fa4 or an SDPA backend. A variant named here must be installed.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON report.")
+@_output_option
+@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, metavar="S", help="Limit for the whole test, in seconds.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every row and the evidence.")
+@_device_option
+def smoke(
+    python: str | None,
+    gpu: int | None,
+    variants: tuple[str, ...],
+    as_json: bool,
+    output: str | None,
+    timeout: float,
+    verbose: bool,
+    device: str,
+) -> int:
+    """Run every installed FlashAttention variant and PyTorch's SDPA backends on this GPU, forward and
+    backward, against an fp32 reference; prove the kernel ran and time it. Exit 1 on a failure."""
+    from flashdoctor.smoke import run_smoke
+
+    report = run_smoke(_target_python(python), os.environ, gpu=gpu, variants=variants or None, device=device, timeout=timeout)
+    doc = report.to_json()
+    if output:
+        _write_json(output, doc)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        from flashdoctor.render.console import make_console
+        from flashdoctor.render.smoke import render_smoke
+
+        render_smoke(report, make_console(), verbose=verbose)
+    return report.exit_code()
+
+
+@cli.command()
+@python_option
+@_gpu_option
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--seqlen", type=int, default=196, show_default=True)
+@click.option("--heads", type=int, default=16, show_default=True)
+@click.option("--kv-heads", type=int, default=None, help="Key/value heads for GQA/MQA  [default: --heads]")
+@click.option("--head-dim", type=int, default=64, show_default=True)
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
+@click.option("--causal", is_flag=True, help="Causal (autoregressive) mask.")
+@click.option(
+    "--backend",
+    "backends",
+    type=click.Choice(SMOKE_BACKEND_CHOICES),
+    multiple=True,
+    help="Only this backend (repeatable; SDPA math always runs as the baseline).",
+)
+@click.option("--repeats", type=click.IntRange(min=1, max=1000), default=10, show_default=True, help="Timed batches; the median is reported.")
+@click.option("--forward-only", is_flag=True, help="Skip the forward+backward timing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON report.")
+@_output_option
+@click.option("--plot", metavar="FILE.png", help="Draw the comparison (needs matplotlib: the 'plot' extra).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True, metavar="S")
+@click.option("-v", "--verbose", is_flag=True, help="Also list backends that are not installed.")
+@_device_option
+def bench(
+    python: str | None,
+    gpu: int | None,
+    batch: int,
+    seqlen: int,
+    heads: int,
+    kv_heads: int | None,
+    head_dim: int,
+    dtype: str,
+    causal: bool,
+    backends: tuple[str, ...],
+    repeats: int,
+    forward_only: bool,
+    as_json: bool,
+    output: str | None,
+    plot: str | None,
+    timeout: float,
+    verbose: bool,
+    device: str,
+) -> int:
+    """Time every available attention backend at one shape: forward and forward+backward, TFLOP/s,
+    % of the GPU's measured bf16 matmul peak, peak memory; the fastest is marked and recommended."""
+    from flashdoctor.smoke import Case, run_bench
+    from flashdoctor.smoke.bench import validate_shape
+
+    problem = validate_shape(batch, seqlen, heads, kv_heads, head_dim, dtype)
+    if problem:
+        raise UsageError(problem)
+    if plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                "--plot needs matplotlib, which is not installed", hint="pip install 'flashdoctor[plot]'"
+            ) from None
+    case = Case("bench", batch, seqlen, heads, head_dim, dtype=dtype, causal=causal, kv_heads=kv_heads)  # type: ignore[arg-type]
+    report = run_bench(
+        _target_python(python),
+        os.environ,
+        case,
+        gpu=gpu,
+        backends=backends or None,
+        device=device,
+        timeout=timeout,
+        repeats=repeats,
+        backward=not forward_only,
+    )
+    doc = report.to_json()
+    if output:
+        _write_json(output, doc)
+    if plot and not report.skipped_reason:
+        from flashdoctor.render.plot import plot_bench
+
+        plot_bench(report, plot)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        from flashdoctor.render.console import make_console
+        from flashdoctor.render.smoke import render_bench
+
+        render_bench(report, make_console(), verbose=verbose)
+        if plot and not report.skipped_reason:
+            click.echo(f"plot written to {plot}")
+    return report.exit_code()
 
 
 # -- entry point ------------------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+"""Rendering for `flashdoctor install` / `lock`: the download progress bar and the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from flashdoctor.install.executor import InstallResult
+from flashdoctor.render.console import STATUS_MARK
+
+STATUS_STYLE = {
+    "installed": "bold green",
+    "nothing-to-do": "green",
+    "rolled-back": "bold red",
+    "restore-failed": "bold red",
+    "refused": "bold red",
+    "download-failed": "bold red",
+}
+
+
+class RichProgress:
+    """The downloader's Progress on a rich bar: size, speed, ETA. Only used on a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self._p = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task: Any = None
+        self._started = False
+
+    def start(self, name: str, total: int | None, done: int) -> None:
+        if not self._started:
+            self._p.start()
+            self._started = True
+        if self._task is None:
+            self._task = self._p.add_task(name, total=total, completed=done)
+        else:
+            self._p.reset(self._task, total=total, completed=done, description=name)
+
+    def update(self, done: int) -> None:
+        if self._task is not None:
+            self._p.update(self._task, completed=done)
+
+    def stop(self) -> None:
+        if self._started:
+            self._p.stop()
+            self._started = False
+            self._task = None
+
+
+def render_install(result: InstallResult, console: Console, verbose: bool = False) -> None:
+    style = STATUS_STYLE.get(result.status, "bold")
+    console.print(f"[bold]flashdoctor install[/] {result.variant}: [{style}]{escape(result.status)}[/] — {escape(result.message)}")
+    for s in result.steps:
+        mark, mstyle = STATUS_MARK["ok" if s.ok else "fail"]
+        console.print(f" [{mstyle}]{mark}[/] {s.name:<15} {escape(s.detail)} [dim]{s.seconds:.1f}s[/]")
+    if result.sha256:
+        src = "from the index" if result.sha256_from == "index" else "computed: the index has none"
+        console.print(f"   [dim]sha256 {result.sha256} ({src})[/]")
+    for w in result.warnings:
+        mark, mstyle = STATUS_MARK["warn"]
+        console.print(f" [{mstyle}]{mark}[/] {escape(w)}")
+    for d in result.diagnoses:
+        console.print(f" [red]diagnosis[/] {escape(d.message)} [dim]\\[{d.code}][/]")
+        console.print(f"     [dim]evidence:[/] {escape(d.evidence)}")
+        console.print(f"     [dim]fix:[/] {escape(d.fix)}")
+    if result.status not in ("installed", "nothing-to-do") and result.error and (verbose or not result.diagnoses):
+        tail = "\n".join(result.error.strip().splitlines()[-12:])
+        console.print("[dim]" + escape(tail) + "[/]")
+    if result.hint:
+        console.print(f"   [dim]hint:[/] {escape(result.hint)}")
+    if result.log and result.status != "installed":
+        console.print(f"   [dim]installer log: {escape(result.log)}[/]")
