@@ -217,7 +217,8 @@ def build(
     cmd = build_command(python, str(tree.setup_dir), str(dist))
     run_env = {**environ, **plan.env}
     fewer = str(max(1, plan.jobs.max_jobs // 2))
-    say(f"building {plan.edges} compile steps with MAX_JOBS={plan.jobs.max_jobs}; log: {log}")
+    steps = f"{plan.edges} compile steps" if plan.edges else "the sources as they are"
+    say(f"building {steps} with MAX_JOBS={plan.jobs.max_jobs}; log: {log}")
     result = run_build(
         cmd,
         run_env,

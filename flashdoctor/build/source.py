@@ -133,40 +133,31 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def download(ref: SdistRef, dest_dir: Path, session: Any = None) -> Path:
-    """Download ``ref`` into ``dest_dir`` (reused when present with the right sha256), atomically."""
-    from filelock import FileLock
+def download(ref: SdistRef, cache_dir: Path, policy: Any = None, sleep: Any = time.sleep) -> Path:
+    """Download ``ref`` into the content-addressed artifact cache at ``cache_dir`` (the installer's
+    WheelCache: verified on every hit, locked, atomic) with the installer's downloader (bounded
+    retries, resume, https-only except loopback). Returns the cached file."""
+    from flashdoctor.install.cache import WheelCache
+    from flashdoctor.install.download import DownloadPolicy
+    from flashdoctor.install.download import download as fetch
 
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / ref.filename
-    with FileLock(str(dest) + ".lock", timeout=600):
-        if dest.exists() and (ref.sha256 is None or sha256_file(dest) == ref.sha256):
-            return dest
-        session = session or _session()
-        r = _get(session, ref.url, stream=True)
-        if r.status_code != 200:
-            raise NetworkError(f"GET {ref.url}: HTTP {r.status_code}")
-        tmp = dest.with_name(dest.name + f".part{os.getpid()}")
-        h = hashlib.sha256()
-        try:
-            with open(tmp, "wb") as fh:
-                for block in r.iter_content(CHUNK):
-                    fh.write(block)
-                    h.update(block)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise NetworkError(f"download of {ref.url} failed: {exc}") from None
-        except Exception as exc:  # requests' stream errors (connection reset mid-body)
-            tmp.unlink(missing_ok=True)
-            raise NetworkError(f"download of {ref.url} failed: {type(exc).__name__}: {exc}") from None
-        if ref.sha256 and h.hexdigest() != ref.sha256:
+    cache = WheelCache(cache_dir)
+    if ref.sha256 and (hit := cache.get(sha256=ref.sha256, filename=ref.filename)) is not None:
+        return hit.path
+    key = hashlib.sha256(ref.url.encode()).hexdigest()[:32]
+    with cache.lock(key):
+        if ref.sha256 and (hit := cache.get(sha256=ref.sha256, filename=ref.filename)) is not None:
+            return hit.path
+        tmp = cache.tmp_path(key)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        res = fetch(ref.url, tmp, policy=policy or DownloadPolicy(expect_zip=False), name=ref.filename, sleep=sleep)
+        if ref.sha256 and res.sha256 != ref.sha256.lower():
             tmp.unlink(missing_ok=True)
             raise NetworkError(
-                f"{ref.filename}: sha256 {h.hexdigest()[:16]}… does not match the index's {ref.sha256[:16]}…",
+                f"{ref.filename}: sha256 {res.sha256[:16]}… does not match the index's {ref.sha256[:16]}…",
                 hint="a broken download or a tampered mirror; try again",
             )
-        os.replace(tmp, dest)
-        return dest
+        return cache.commit(tmp, res.sha256, ref.filename, url=ref.url).path
 
 
 def _safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
@@ -236,7 +227,7 @@ def resolve_fa2(
     work.mkdir(parents=True, exist_ok=True)
     if source is None:
         ref = find_sdist(version, index_url, session=session)
-        archive = download(ref, cache / "sdists", session=session)
+        archive = download(ref, cache / "wheels")  # the installer's artifact cache
         return fa2_tree(unpack(archive, work / "src"), f"pypi:{ref.filename}", True)
     path = Path(source).expanduser()
     if not path.exists():

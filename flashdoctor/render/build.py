@@ -94,9 +94,10 @@ def render_outcome(outcome: BuildOutcome, console: Console, verbose: bool = Fals
         console.print(f"[green]✓ already built[/] for this fingerprint: {escape(str(outcome.wheel.path))}")
     elif outcome.status == "built" and run is not None:
         wheel = outcome.wheel.path if outcome.wheel else "?"
+        units = f" ({len(outcome.plan.units)} kernel units)" if outcome.plan and outcome.plan.units else ""
         console.print(
-            f"[green]✓ built[/] in {run.seconds:.0f} s, {run.steps_done} of {run.steps_total} ninja steps "
-            f"({len(outcome.plan.units) if outcome.plan else '?'} kernel units): {escape(str(wheel))}"
+            f"[green]✓ built[/] in {run.seconds:.0f} s, {run.steps_done} of {run.steps_total} ninja steps{units}: "
+            f"{escape(str(wheel))}"
         )
         console.print(f"  [dim]log:[/] {escape(str(outcome.log_path))}")
     elif outcome.status == "failed" and run is not None:

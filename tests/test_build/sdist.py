@@ -31,8 +31,12 @@ def fa2_sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
             pytest.skip(f"offline and no carried {FILENAME}: {exc.message}")
         ref = SdistRef(FILENAME, "offline://", SHA256, VERSION)
     assert ref.sha256 == SHA256, "PyPI's digest of the sdist changed"
-    if carried:
-        shutil.copyfile(CARRY, cache / FILENAME)  # download() checks the digest and reuses it
+    if carried:  # seed the content-addressed cache; download() re-hashes it and reuses it
+        from flashdoctor.install.cache import WheelCache
+
+        seeded = WheelCache(cache).path_for(SHA256, FILENAME)
+        seeded.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(CARRY, seeded)
     return download(ref, cache)
 
 

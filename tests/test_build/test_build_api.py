@@ -13,8 +13,8 @@ import pytest
 from flashdoctor.build.api import BuildOptions, build, plan_build
 from flashdoctor.build.plan import BuildRequest
 from flashdoctor.build.runner import LineProgress
-from tests.test_build.fake_sdist import make_fake_sdist
 from tests.conftest import target_env
+from tests.test_build.fake_sdist import make_fake_sdist
 
 
 def _opts(tmp: Path, archive: Path, **kw: object) -> BuildOptions:

@@ -88,3 +88,40 @@ def test_check_reports_the_build_profile_of_an_installed_wheel(tmp_path: Path) -
     path.write_text(json.dumps(spec))
     p = fd("check", "--target", str(path))
     assert "flash-attn 2.8.3.post2+fd.sm90.hd128.bf16 (flashdoctor build profile sm90.hd128.bf16)" in p.stdout
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_install_from_source_builds_then_plans_the_local_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """install --from-source hands the installer a Plan for the wheel just built (file URL + sha256)."""
+    import hashlib
+
+    from flashdoctor.cli import _plan_from_source
+    from flashdoctor.plan import Plan
+    from tests.conftest import target_env
+
+    monkeypatch.setenv("FLASHDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    archive = make_fake_sdist(tmp_path)
+    args = (target_env("h100"), "fa2", None, "h100.json", False, True, str(tmp_path / "wh"), str(archive), None, "90", None, None, None, None)
+    plan = _plan_from_source(*args)
+    assert isinstance(plan, Plan) and plan.action == "wheel" and plan.wheel is not None
+    from urllib.parse import unquote, urlsplit
+
+    path = Path(unquote(urlsplit(plan.wheel.url).path))
+    assert path.parent.parent == tmp_path / "wh" and plan.wheel.source == "wheelhouse"
+    assert plan.wheel.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert plan.wheel.version == "0.0.1+fd.sm90" and "built from source" in plan.reasons[0]
+    again = _plan_from_source(*args)
+    assert isinstance(again, Plan) and again.wheel == plan.wheel and "already built" in again.reasons[0]
+
+
+@pytest.mark.system
+def test_install_from_source_stops_at_preflight_on_a_cpu_torch(tmp_path: Path) -> None:
+    archive = make_fake_sdist(tmp_path)
+    p = fd("install", "--from-source", "--source", str(archive), "--arch", "90", "--yes", env={"FLASHDOCTOR_CACHE_DIR": str(tmp_path)})
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "torch-cpu-only" in p.stdout and "not started" in p.stdout
+    p = fd("install", "--head-dims", "128", "--yes")
+    assert p.returncode == 2 and "need --from-source" in p.stderr
+    p = fd("install", "--fa4", "--from-source", "--yes")
+    assert p.returncode == 2 and "nothing to build" in p.stderr

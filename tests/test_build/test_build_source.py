@@ -107,9 +107,9 @@ def test_find_and_download_verified_and_cached(index: Index, tmp_path: Path) -> 
     assert ref.filename == "flash_attn-2.8.3.post2.tar.gz" and ref.url.startswith(index.url + "/files/")
     path = download(ref, tmp_path / "cache")
     assert path.read_bytes() == body
-    download(ref, tmp_path / "cache")
+    assert path == tmp_path / "cache" / "sha256" / ref.sha256[:2] / ref.sha256 / ref.filename  # type: ignore[index]
+    assert download(ref, tmp_path / "cache") == path
     assert index.hits["/files/flash_attn-2.8.3.post2.tar.gz"] == 1  # the second call used the cache
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["flash_attn-2.8.3.post2.tar.gz", "flash_attn-2.8.3.post2.tar.gz.lock"]
 
 
 def test_a_wrong_digest_leaves_nothing_behind(index: Index, tmp_path: Path) -> None:
@@ -117,7 +117,20 @@ def test_a_wrong_digest_leaves_nothing_behind(index: Index, tmp_path: Path) -> N
     ref = find_sdist("2.8.3.post2", index_url=f"{index.url}/simple")
     with pytest.raises(NetworkError, match="sha256"):
         download(ref, tmp_path)
-    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith(".lock")] == []
+
+
+def test_a_flaky_file_server_is_retried(index: Index, tmp_path: Path) -> None:
+    from flashdoctor.install.download import DownloadPolicy
+
+    body = make_sdist()
+    index.publish("2.8.3.post2", body)
+    ref = find_sdist("2.8.3.post2", index_url=f"{index.url}/simple")
+    index.routes["/files/flash_attn-2.8.3.post2.tar.gz"] = (502, "text/plain", b"bad gateway")
+    naps: list[float] = []
+    with pytest.raises(NetworkError, match="failed after 3 attempts"):
+        download(ref, tmp_path, policy=DownloadPolicy(expect_zip=False, retries=2), sleep=naps.append)
+    assert index.hits["/files/flash_attn-2.8.3.post2.tar.gz"] == 3 and len(naps) == 2
 
 
 def test_server_errors_are_retried_then_reported(index: Index) -> None:
