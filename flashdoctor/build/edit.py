@@ -220,7 +220,7 @@ def fp16_switch(dtypes: tuple[str, ...], label: str) -> str:
     cond = "(COND)" if only == "bf16" else "!(COND)"
     elem = "cutlass::bfloat16_t" if only == "bf16" else "cutlass::half_t"
     msg = _c_string(
-        f"FlashAttention was built by {MARK} ({label}) for {only} only: {other} inputs have no compiled kernel. "
+        f"FlashAttention was built by {MARK} ({label}) for dtype {only} only: {other} inputs have no compiled kernel. "
         f"Rebuild with flashdoctor build --fa2 --dtypes fp16,bf16, or pass {only} tensors"
     )
     lines = [
