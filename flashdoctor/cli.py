@@ -326,7 +326,7 @@ def _plan_from_source(
     build_dtypes: str | None,
     build_max_jobs: int | None,
     build_nvcc_threads: int | None,
-) -> object:
+) -> Plan | int:
     """`install --from-source`: build (or find in the wheelhouse) the wheel for this fingerprint and
     return the install Plan for it; an int is the exit code when there is nothing to install."""
     from pathlib import Path
@@ -632,7 +632,8 @@ def install(
         )  # fmt: skip
         if isinstance(built, int):
             return built
-        plan, notes = built, []  # type: ignore[assignment]
+        plan = built
+        notes: list[str] = []
     elif any((build_source, build_ref, build_arch, build_head_dims, build_dtypes, build_max_jobs, build_nvcc_threads)):
         raise UsageError("--source/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads need --from-source")
     else:
