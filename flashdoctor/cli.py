@@ -298,6 +298,230 @@ def check(
     return code
 
 
+# -- build (source builds: flashdoctor/build/) --------------------------------------------------------
+_FA3_FLAGS = ("backward", "split", "paged-kv", "append-kv", "local", "softcap", "pack-gqa", "fp8", "varlen", "cluster")
+
+
+def _fa3_flags(f):  # type: ignore[no-untyped-def]
+    for name in reversed(_FA3_FLAGS):
+        f = click.option(
+            f"--no-{name}",
+            "disable",
+            flag_value=name,
+            multiple=True,
+            help=f"FA3: do not compile the {name} kernels (its FLASH_ATTENTION_DISABLE_* switch).",
+        )(f)
+    return f
+
+
+@cli.command()
+@click.option("--fa2", "variant", flag_value="fa2", default=True, help="Build FA2 (flash-attn) from its sdist (default).")
+@click.option("--fa3", "variant", flag_value="fa3", help="Build FA3 from a flash-attention checkout's hopper/.")
+@click.option("--source", metavar="PATH|URL", help="FA2: sdist archive or source tree; FA3: checkout or git URL.")
+@click.option("--ref", metavar="TAG", help="FA3: git tag or branch of --source URL.")
+@click.option("--flash-version", metavar="VER", help="FA2 sdist version to fetch from PyPI (default: newest known).")
+@click.option("--arch", metavar="LIST", help="Compute capabilities to build for, e.g. 80,90 (default: the GPUs here).")
+@click.option("--head-dims", metavar="LIST", help="Only these head dims, e.g. 64,128 (minimal build).")
+@click.option("--dtypes", metavar="LIST", help="Only these dtypes: fp16, bf16 (minimal build).")
+@_fa3_flags
+@click.option("--max-jobs", type=click.IntRange(1, 1024), help="Parallel compile jobs (MAX_JOBS; default from cores and memory).")
+@click.option("--nvcc-threads", type=click.IntRange(1, 64), help="Threads per nvcc (NVCC_THREADS; default: one per arch, ≤ 4).")
+@click.option("--wheelhouse", metavar="DIR", help="Store the wheel here, keyed by fingerprint (and reuse one found here).")
+@click.option("--log", "log", metavar="FILE", help="Build log file (default: in flashdoctor's cache).")
+@click.option("--work-dir", metavar="DIR", help="Unpack and build here (kept); default: a temporary directory.")
+@click.option("--keep-work", is_flag=True, help="Keep the temporary build directory after a successful build.")
+@click.option("--rebuild", is_flag=True, help="Build even if a wheel for this fingerprint exists.")
+@click.option("--ignore-preflight", is_flag=True, help="Start the build despite blocking preflight findings.")
+@click.option("--index-url", metavar="URL", default="https://pypi.org/simple", show_default=True, help="PEP 691 index for the sdist.")
+@python_option
+@target_option
+@click.option("--dry-run", is_flag=True, help="Print the build plan (env vars, unit count, preflight) and stop.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the plan and every preflight finding.")
+def build(
+    variant: str,
+    source: str | None,
+    ref: str | None,
+    flash_version: str | None,
+    arch: str | None,
+    head_dims: str | None,
+    dtypes: str | None,
+    disable: tuple[str, ...],
+    max_jobs: int | None,
+    nvcc_threads: int | None,
+    wheelhouse: str | None,
+    log: str | None,
+    work_dir: str | None,
+    keep_work: bool,
+    rebuild: bool,
+    ignore_preflight: bool,
+    index_url: str,
+    python: str | None,
+    target: str | None,
+    dry_run: bool,
+    as_json: bool,
+    verbose: bool,
+) -> int:
+    """Build a FlashAttention wheel from source that fits this machine and model: only the GPUs'
+    architectures (--arch), only the head dims and dtypes you use (--head-dims, --dtypes), MAX_JOBS
+    that fit the memory, a progress bar, and a diagnosis when it fails. The wheel goes to the
+    wheelhouse, keyed by an environment fingerprint, so other machines install it instead."""
+    from pathlib import Path
+
+    from flashdoctor.build.api import BuildOptions, plan_build
+    from flashdoctor.build.api import build as run_build
+    from flashdoctor.build.plan import BuildRequest
+    from flashdoctor.build.profile import parse_archs, parse_dtypes, parse_head_dims
+    from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL
+    from flashdoctor.render.build import outcome_to_json, render_outcome
+    from flashdoctor.render.console import make_console
+
+    request = BuildRequest(
+        variant=variant,  # type: ignore[arg-type]
+        archs=parse_archs(arch) if arch else None,
+        head_dims=parse_head_dims(head_dims) if head_dims else None,
+        dtypes=parse_dtypes(dtypes) if dtypes else None,
+        disable=tuple(dict.fromkeys(disable)),
+        max_jobs=max_jobs,
+        nvcc_threads=nvcc_threads,
+    )
+    if ref and variant != "fa3":
+        raise UsageError("--ref is for --fa3 git sources")
+    opts = BuildOptions(
+        request=request,
+        source=source,
+        version=flash_version,
+        ref=ref,
+        wheelhouse=Path(wheelhouse).expanduser() if wheelhouse else None,
+        log=Path(log).expanduser() if log else None,
+        work_dir=Path(work_dir).expanduser() if work_dir else None,
+        keep_work=keep_work,
+        rebuild=rebuild,
+        ignore_preflight=ignore_preflight,
+        index_url=index_url,
+    )
+    env, _src = resolve_environment(python, target, import_tests=False)
+    console = make_console(stderr=as_json)
+    tools = None
+    if not target:
+        from flashdoctor.probe.buildtools import probe_build_tools
+
+        tools = probe_build_tools(python or sys.executable, os.environ)
+    if dry_run or target:
+        outcome = plan_build(env, opts, tools)
+    else:
+        from flashdoctor.build.runner import LineProgress, RichProgress
+
+        progress = (
+            RichProgress(console, f"{variant} build")
+            if console.is_terminal
+            else LineProgress(lambda line: console.print(line, markup=False, highlight=False))
+        )
+        outcome = run_build(
+            env, opts, python or sys.executable, tools, progress=progress, say=lambda m: console.print(f"[dim]{m}[/]")
+        )
+    code = {"planned": 0, "cached": 0, "built": 0, "blocked": EXIT_FAILED, "failed": EXIT_INSTALL}[outcome.status]
+    if as_json:
+        click.echo(json.dumps(outcome_to_json(outcome, code), indent=2))
+    else:
+        render_outcome(outcome, console, verbose=verbose or dry_run or bool(target))
+    return code
+
+def source_build_options(f):  # type: ignore[no-untyped-def]
+    """`install --from-source`: the build options that shape the wheel (the rest: `flashdoctor build`)."""
+    for opt in reversed(
+        [
+            click.option("--from-source", is_flag=True, help="Build the wheel from source first (README 'Source builds')."),
+            click.option("--source", "build_source", metavar="PATH|URL", help="With --from-source: sdist, tree, checkout or git URL."),
+            click.option("--ref", "build_ref", metavar="TAG", help="With --from-source --fa3: git tag or branch."),
+            click.option("--arch", "build_arch", metavar="LIST", help="With --from-source: compute capabilities (default: the GPUs)."),
+            click.option("--head-dims", "build_head_dims", metavar="LIST", help="With --from-source: only these head dims."),
+            click.option("--dtypes", "build_dtypes", metavar="LIST", help="With --from-source: only these dtypes."),
+            click.option("--max-jobs", "build_max_jobs", type=click.IntRange(1, 1024), help="With --from-source: MAX_JOBS."),
+            click.option("--nvcc-threads", "build_nvcc_threads", type=click.IntRange(1, 64), help="With --from-source: NVCC_THREADS."),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+def _plan_from_source(
+    env: Environment,
+    variant: Variant,
+    python: str | None,
+    target: str | None,
+    dry_run: bool,
+    as_json: bool,
+    wheelhouse: str | None,
+    build_source: str | None,
+    build_ref: str | None,
+    build_arch: str | None,
+    build_head_dims: str | None,
+    build_dtypes: str | None,
+    build_max_jobs: int | None,
+    build_nvcc_threads: int | None,
+) -> Plan | int:
+    """`install --from-source`: build (or find in the wheelhouse) the wheel for this fingerprint and
+    return the install Plan for it; an int is the exit code when there is nothing to install."""
+    from pathlib import Path
+
+    from packaging.utils import parse_wheel_filename
+
+    from flashdoctor.build.api import BuildOptions, plan_build
+    from flashdoctor.build.api import build as run_build
+    from flashdoctor.build.plan import BuildRequest
+    from flashdoctor.build.profile import parse_archs, parse_dtypes, parse_head_dims
+    from flashdoctor.build.runner import LineProgress, RichProgress
+    from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL
+    from flashdoctor.plan import Plan, WheelRef
+    from flashdoctor.render.build import outcome_to_json, render_outcome
+    from flashdoctor.render.console import make_console
+
+    if variant == "fa4":
+        raise UsageError("FA4 is pure Python: there is nothing to build", hint="flashdoctor install --fa4")
+    request = BuildRequest(
+        variant=variant,
+        archs=parse_archs(build_arch) if build_arch else None,
+        head_dims=parse_head_dims(build_head_dims) if build_head_dims else None,
+        dtypes=parse_dtypes(build_dtypes) if build_dtypes else None,
+        max_jobs=build_max_jobs,
+        nvcc_threads=build_nvcc_threads,
+    )
+    opts = BuildOptions(
+        request=request,
+        source=build_source,
+        ref=build_ref,
+        wheelhouse=Path(wheelhouse).expanduser() if wheelhouse else None,
+    )
+    tools = None
+    if not target:
+        from flashdoctor.probe.buildtools import probe_build_tools
+
+        tools = probe_build_tools(python or sys.executable, os.environ)
+    console = make_console(stderr=as_json)
+    codes = {"planned": 0, "cached": 0, "built": 0, "blocked": EXIT_FAILED, "failed": EXIT_INSTALL}
+    if dry_run:
+        outcome = plan_build(env, opts, tools)
+        if as_json:
+            click.echo(json.dumps(outcome_to_json(outcome, codes[outcome.status]), indent=2))
+        else:
+            render_outcome(outcome, console, verbose=True)
+        return codes[outcome.status]
+    progress = (
+        RichProgress(console, f"{variant} build")
+        if console.is_terminal
+        else LineProgress(lambda line: console.print(line, markup=False, highlight=False))
+    )
+    outcome = run_build(env, opts, python or sys.executable, tools, progress=progress, say=lambda m: console.print(f"[dim]{m}[/]"))
+    render_outcome(outcome, console)
+    if outcome.status not in ("built", "cached") or outcome.wheel is None:
+        return codes[outcome.status]
+    w = outcome.wheel
+    _, version, _, _ = parse_wheel_filename(w.filename)
+    ref = WheelRef(filename=w.filename, url=w.path.resolve().as_uri(), sha256=w.sha256, source="wheelhouse", version=str(version))
+    why = "built from source by flashdoctor" if outcome.status == "built" else "already built for this fingerprint"
+    return Plan(action="wheel", variant=variant, wheel=ref, reasons=(f"{why}: {w.path}",))
+# -- end build --------------------------------------------------------------------------------------
 # -- wheels / install (wheel index and selection; issue "Wheel index and selection") -----------------
 def variant_options(f):  # type: ignore[no-untyped-def]
     f = click.option("--fa4", "variant", flag_value="fa4", help="FlashAttention-4 (flash-attn-4, CuTe DSL).")(
@@ -499,6 +723,7 @@ def _fetch_setup(
 @click.option("--no-deps", "no_deps", is_flag=True, help="Do not add missing dependencies of the wheel (torch is never touched).")
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke test on the GPU after the import check.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the installer output on failure.")
+@source_build_options
 def install(
     variant: Variant,
     dry_run: bool,
@@ -516,6 +741,14 @@ def install(
     no_deps: bool,
     no_smoke: bool,
     verbose: bool,
+    from_source: bool,
+    build_source: str | None,
+    build_ref: str | None,
+    build_arch: str | None,
+    build_head_dims: str | None,
+    build_dtypes: str | None,
+    build_max_jobs: int | None,
+    build_nvcc_threads: int | None,
 ) -> int:
     """Install the FlashAttention variant that fits this machine: the prebuilt wheel (or a matching local
     build from --wheelhouse), verified by an import and, on a GPU, the smoke test; anything failing restores
@@ -532,8 +765,20 @@ def install(
         raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
     fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
     env, source = resolve_environment(python, target, import_tests=True)
-    plan = _install_plan(env, variant, plan_file, version_spec, allow_community, index_path)
-    plan, notes = with_local_build(plan, env, houses)
+    if from_source:
+        built = _plan_from_source(
+            env, variant, python, target, dry_run, as_json, wheelhouse, build_source, build_ref,
+            build_arch, build_head_dims, build_dtypes, build_max_jobs, build_nvcc_threads,
+        )  # fmt: skip
+        if isinstance(built, int):
+            return built
+        plan = built
+        notes: list[str] = []
+    elif any((build_source, build_ref, build_arch, build_head_dims, build_dtypes, build_max_jobs, build_nvcc_threads)):
+        raise UsageError("--source/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads need --from-source")
+    else:
+        plan = _install_plan(env, variant, plan_file, version_spec, allow_community, index_path)
+        plan, notes = with_local_build(plan, env, houses)
     if dry_run or plan.action != "wheel":
         if as_json:
             doc = plan.to_json()

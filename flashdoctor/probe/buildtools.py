@@ -1,0 +1,69 @@
+"""Probe of what a source build needs inside the target interpreter: torch importable (the build runs
+with --no-build-isolation, so setup.py imports the installed torch), and the Python packages
+setup.py imports (setuptools, packaging, pip, wheel) or setuptools' setup_requires would fetch.
+
+Importing torch takes seconds: this runs only for ``flashdoctor build``, never for ``check``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from flashdoctor.probe.system import run
+
+BUILD_MODULES = ("setuptools", "packaging", "pip", "wheel", "psutil", "ninja")
+
+SCRIPT = r"""
+import importlib, json, sys
+out = {"modules": {}, "torch": {}}
+for name in sys.argv[1:]:
+    try:
+        m = importlib.import_module(name)
+        out["modules"][name] = str(getattr(m, "__version__", "") or "present")
+    except Exception as exc:
+        out["modules"][name] = None
+try:
+    import torch
+    from torch.utils import cpp_extension
+    out["torch"] = {"ok": True, "version": torch.__version__, "cuda": torch.version.cuda,
+                    "cxx11abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
+                    "cuda_home": cpp_extension.CUDA_HOME}
+except Exception as exc:
+    out["torch"] = {"ok": False, "error": type(exc).__name__ + ": " + str(exc)}
+print(json.dumps(out))
+"""
+
+
+@dataclass(frozen=True)
+class BuildTools:
+    """``modules``: name -> version (None = not importable). ``torch_ok`` None = not probed."""
+
+    modules: Mapping[str, str | None] = field(default_factory=dict)
+    torch_ok: bool | None = None
+    torch_error: str | None = None
+    torch_version: str | None = None
+    torch_cuda: str | None = None
+    cxx11abi: bool | None = None
+    torch_cuda_home: str | None = None  # what torch.utils.cpp_extension will use
+
+
+def probe_build_tools(python: str, environ: Mapping[str, str], timeout: float = 180.0) -> BuildTools:
+    rc, out, err = run([python, "-c", SCRIPT, *BUILD_MODULES], env=environ, timeout=timeout)
+    if rc != 0:
+        return BuildTools(torch_ok=False, torch_error=(err.strip() or f"exit {rc}")[-500:])
+    try:
+        d = json.loads(out.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return BuildTools(torch_ok=False, torch_error="the build-tools probe printed nothing")
+    t = d.get("torch") or {}
+    return BuildTools(
+        modules=dict(d.get("modules") or {}),
+        torch_ok=bool(t.get("ok")),
+        torch_error=t.get("error"),
+        torch_version=t.get("version"),
+        torch_cuda=t.get("cuda"),
+        cxx11abi=t.get("cxx11abi"),
+        torch_cuda_home=t.get("cuda_home"),
+    )

@@ -1,0 +1,117 @@
+"""Human and JSON forms of a source build: the plan (--dry-run), preflight findings, the outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from flashdoctor import __version__
+from flashdoctor.build.api import BuildOutcome
+from flashdoctor.build.plan import BuildPlan
+from flashdoctor.findings import Status
+from flashdoctor.render.console import STATUS_MARK
+
+BUILD_SCHEMA_ID = "flashdoctor/build/1"
+
+
+def outcome_to_json(outcome: BuildOutcome, exit_code: int) -> dict[str, Any]:
+    return {"schema": BUILD_SCHEMA_ID, "flashdoctor": __version__, **outcome.to_json(), "exit_code": exit_code}
+
+
+def render_plan(plan: BuildPlan, console: Console, command: tuple[str, ...] = ()) -> None:
+    title = "FA2 (flash-attn)" if plan.variant == "fa2" else "FA3 (flash_attn_3, hopper/)"
+    console.print(f"[bold]Build plan[/]: {title} {escape(plan.version)} → local version [cyan]+{escape(plan.label)}[/]")
+    if plan.targets:
+        console.print(" targets:")
+        for t in plan.targets:
+            mark, style = STATUS_MARK["ok" if t.runs == "native" else "fail"]
+            console.print(f"  [{style}]{mark}[/] {escape(t.subject)}: {escape(t.note)}")
+    archs = ", ".join(f"sm_{a}" for a in plan.profile.archs)
+    n_arch = len(plan.profile.archs)
+    if plan.variant == "fa2" and plan.units:
+        console.print(
+            f" compile units: {len(plan.units)} kernel unit(s) × {n_arch} arch(s) ({archs}) = [bold]{plan.unit_count}[/]"
+            f" (arch-only build {plan.arch_only_unit_count}, upstream default {plan.default_unit_count}:"
+            f" [bold]{plan.reduction:.0f}× fewer[/])"
+        )
+        console.print(f" ninja steps: {plan.edges} compiles (+ flash_api.cpp) and a link")
+        for u in plan.units:
+            console.print(f"   [dim]{escape(u)}[/]")
+    else:
+        console.print(
+            f" compile units: [bold]{plan.unit_count}[/] for {archs} (upstream default {plan.default_unit_count}:"
+            f" {plan.reduction:.1f}× fewer)"
+        )
+    console.print(f" parallelism: MAX_JOBS={plan.jobs.max_jobs} NVCC_THREADS={plan.jobs.nvcc_threads}")
+    for r in plan.jobs.reasons:
+        console.print(f"   [dim]{escape(r)}[/]")
+    console.print(" environment:")
+    for k, v in plan.env.items():
+        console.print(f"   {escape(k)}={escape(v)}")
+    if plan.edit_sources:
+        what = "kernel list and head-dim/dtype dispatch" if plan.profile.narrowed else "setup_requires and bdist_wheel import only"
+        console.print(f" source edits: setup.py and static_switch.h ({what}; see README 'Source builds')")
+    if command:
+        console.print(f" command: {escape(' '.join(command))}")
+    for n in plan.notes:
+        console.print(f" [dim]note:[/] {escape(n)}")
+
+
+def render_findings(outcome: BuildOutcome, console: Console, verbose: bool = False) -> None:
+    shown = [f for f in outcome.findings if verbose or f.status in (Status.FAIL, Status.WARN)]
+    if not outcome.findings:
+        return
+    bad = sum(f.status is Status.FAIL for f in outcome.findings)
+    console.print(f"[bold]Preflight[/]: {len(outcome.findings)} check(s), {bad} blocking")
+    for f in shown:
+        mark, style = STATUS_MARK[f.status.value]
+        console.print(f" [{style}]{mark}[/] {escape(f.message)} [dim]\\[{f.code}][/]")
+        if f.evidence and (verbose or f.status is Status.FAIL):
+            console.print(f"     [dim]evidence:[/] {escape(f.evidence)}")
+        if f.fix and f.status in (Status.WARN, Status.FAIL):
+            console.print(f"     [dim]fix:[/] {escape(f.fix)}")
+
+
+def render_outcome(outcome: BuildOutcome, console: Console, verbose: bool = False) -> None:
+    if outcome.plan is not None and (outcome.status in ("planned", "blocked") or verbose):
+        render_plan(outcome.plan, console, outcome.command)
+    render_findings(outcome, console, verbose)
+    fp = outcome.fingerprint
+    if fp is not None:
+        abi = {True: "cxx11abi", False: "pre-cxx11 abi", None: "abi ?"}[fp.cxx11abi]
+        console.print(
+            f"[bold]Fingerprint[/] {fp.id}: torch {fp.torch}, CUDA {fp.cuda}, {abi}, {fp.python_abi}, "
+            f"{fp.platform}, glibc {fp.glibc or '-'}, {fp.profile}"
+        )
+    for n in outcome.notes:
+        console.print(f"[dim]note:[/] {escape(n)}")
+    run = outcome.run
+    if outcome.status == "blocked":
+        console.print("[red]✗ not started[/]: fix the blocking preflight findings above (or --ignore-preflight).")
+    elif outcome.status == "cached" and outcome.wheel is not None:
+        console.print(f"[green]✓ already built[/] for this fingerprint: {escape(str(outcome.wheel.path))}")
+    elif outcome.status == "built" and run is not None:
+        wheel = outcome.wheel.path if outcome.wheel else "?"
+        units = f" ({len(outcome.plan.units)} kernel units)" if outcome.plan and outcome.plan.units else ""
+        console.print(
+            f"[green]✓ built[/] in {run.seconds:.0f} s, {run.steps_done} of {run.steps_total} ninja steps{units}: "
+            f"{escape(str(wheel))}"
+        )
+        console.print(f"  [dim]log:[/] {escape(str(outcome.log_path))}")
+    elif outcome.status == "failed" and run is not None:
+        console.print(
+            f"[red]✗ build failed[/] (exit {run.returncode}) after {run.seconds:.0f} s, "
+            f"{run.steps_done} of {run.steps_total or '?'} ninja steps"
+        )
+        if run.first_error is not None:
+            console.print(f"  [bold]first error[/] (log line {run.first_error.line_no}):")
+            for line in run.first_error.text.splitlines():
+                console.print(f"    {escape(line)}")
+        for d in run.diagnoses[:2]:
+            console.print(f"  [yellow]cause[/]: {escape(d.message)} [dim]\\[{d.code}][/]")
+            console.print(f"  [dim]fix:[/] {escape(d.fix)}")
+        if not run.diagnoses:
+            console.print("  [dim]fix:[/] read the first error above; `flashdoctor explain LOG` may know it.")
+        console.print(f"  [dim]log:[/] {escape(str(outcome.log_path))}")
