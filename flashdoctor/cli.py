@@ -137,6 +137,68 @@ def check(
     return code
 
 
+# -- explain (issue 7) ----------------------------------------------------------------------------
+EXPLAIN_MAX_BYTES = 256 * 1024 * 1024  # beyond this, the head and the tail of the log are read
+
+
+def _read_log(path: str | None) -> tuple[bytes, str]:
+    """The log's bytes and a name for it: a file, or stdin for '-' / no argument on a pipe."""
+    if path is None or path == "-":
+        if path is None and sys.stdin.isatty():
+            raise UsageError(
+                "give a log file, or pipe one in",
+                hint="flashdoctor explain build.log   |   pip install flash-attn 2>&1 | flashdoctor explain -",
+            )
+        stream = sys.stdin.buffer
+        data = stream.read(EXPLAIN_MAX_BYTES + 1)
+        if len(data) > EXPLAIN_MAX_BYTES:
+            tail = b""
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                tail = (tail + chunk)[-EXPLAIN_MAX_BYTES // 2 :]
+            data = data[: EXPLAIN_MAX_BYTES // 2] + b"\n" + tail
+        return data, "<stdin>"
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > EXPLAIN_MAX_BYTES:
+                head = fh.read(EXPLAIN_MAX_BYTES // 2)
+                fh.seek(size - EXPLAIN_MAX_BYTES // 2)
+                return head + b"\n" + fh.read(), path
+            return fh.read(), path
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a log file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+@cli.command()
+@click.argument("log", required=False, metavar="[FILE | -]")
+@python_option
+@target_option
+@click.option("--json", "as_json", is_flag=True, help="Print {\"diagnoses\": [...]} as JSON.")
+@click.option("--no-probe", is_flag=True, help="Do not probe this machine: explain the log alone (generic fixes).")
+@click.option("-v", "--verbose", is_flag=True, help="Also show where each diagnosis is documented.")
+def explain(log: str | None, python: str | None, target: str | None, as_json: bool, no_probe: bool, verbose: bool) -> int:
+    """Name the cause of a FlashAttention failure log (pip, uv, setup.py, ninja, import or runtime),
+    its evidence line and the fix for this machine (or --target). Exit 0 when a cause is found, 1 when
+    nothing is recognised."""
+    from flashdoctor.explain import explain_bytes
+
+    if no_probe and (python or target):
+        raise UsageError("--no-probe excludes --python and --target")
+    data, name = _read_log(log)
+    env = None if no_probe else resolve_environment(python, target, import_tests=False)[0]
+    expl = explain_bytes(data, env, key_lines=verbose or None)
+    if as_json:
+        click.echo(json.dumps(expl.to_json(), indent=2, ensure_ascii=False))
+    else:
+        from flashdoctor.render.console import make_console
+        from flashdoctor.render.explain import render_explanation
+
+        render_explanation(expl, make_console(), name, verbose=verbose)
+    return 0 if expl.recognised else 1
+
+
 # -- entry point ------------------------------------------------------------------------------------
 def _crash_log(exc: BaseException) -> str | None:
     try:
