@@ -11,8 +11,16 @@ from dataclasses import dataclass
 
 from flashdoctor import knowledge
 from flashdoctor.archs import runs_on, sort_archs
-from flashdoctor.environment import VARIANTS, GPU, Environment, FlashInstall, Variant, major_minor, parse_version
-from flashdoctor.findings import CheckReport, Finding, Status, Verdict, VariantVerdict
+from flashdoctor.environment import (
+    GPU,
+    VARIANTS,
+    Environment,
+    FlashInstall,
+    Variant,
+    major_minor,
+    parse_version,
+)
+from flashdoctor.findings import CheckReport, Finding, Status, VariantVerdict, Verdict
 
 # code -> one line for the README table. Codes ending in "-ok"/"-found" are the passing form of a check.
 CODES: dict[str, str] = {
@@ -119,7 +127,14 @@ def check_gpus(env: Environment) -> list[Finding]:
     for g, label in gpu_groups(env.gpus):
         mem = f", {g.memory_gb:.0f} GB" if g.memory_gb else ""
         count = label.split(":", 1)[1].split("×")[0].strip() + " × " if label.startswith("GPUs") else ""
-        out.append(_f("gpu-found", Status.OK, f"{count}{g.name or 'GPU'} compute capability {_cc(g)}{mem}", subject=label))
+        out.append(
+            _f(
+                "gpu-found",
+                Status.OK,
+                f"{count}{g.name or 'GPU'} compute capability {_cc(g)}{mem}",
+                subject=label,
+            )
+        )
         if g.bf16 is False:
             out.append(
                 _f(
@@ -166,7 +181,10 @@ def check_gpu_support(env: Environment) -> list[Finding]:
                     )
                     fix = "Use FA2 or PyTorch SDPA" if g.cc and g.cc >= (8, 0) else "Use PyTorch SDPA"
                     if g.cc and g.cc[0] >= 10:
-                        why, fix = "FA3 has no Blackwell kernels", "Use FA4 (flashdoctor install --fa4) or FA2 2.7.3+"
+                        why, fix = (
+                            "FA3 has no Blackwell kernels",
+                            "Use FA4 (flashdoctor install --fa4) or FA2 2.7.3+",
+                        )
                 else:
                     why = "FA4 targets Hopper and Blackwell (sm90/sm100)"
                     fix = "Use FA2 or PyTorch SDPA" if g.cc and g.cc >= (8, 0) else "Use PyTorch SDPA"
@@ -206,7 +224,9 @@ def check_driver(env: Environment) -> list[Finding]:
     if tc is None or dc is None:
         return [_f("driver-ok", Status.SKIP, f"driver {env.driver}: its CUDA level is unknown")]
     need = knowledge.driver_min_for_cuda(env.torch_cuda)
-    evidence = f"driver {env.driver} supports CUDA ≤ {env.driver_cuda}; torch {env.torch} uses CUDA {env.torch_cuda}"
+    evidence = (
+        f"driver {env.driver} supports CUDA ≤ {env.driver_cuda}; torch {env.torch} uses CUDA {env.torch_cuda}"
+    )
     if dc[0] < tc[0]:
         return [
             _f(
@@ -229,7 +249,14 @@ def check_driver(env: Environment) -> list[Finding]:
                 fix=f"Upgrade the NVIDIA driver to ≥ {need}.",
             )
         ]
-    return [_f("driver-ok", Status.OK, f"NVIDIA driver {env.driver} supports CUDA ≤ {env.driver_cuda}", evidence=evidence)]
+    return [
+        _f(
+            "driver-ok",
+            Status.OK,
+            f"NVIDIA driver {env.driver} supports CUDA ≤ {env.driver_cuda}",
+            evidence=evidence,
+        )
+    ]
 
 
 # -- torch ----------------------------------------------------------------------------------------
@@ -300,22 +327,26 @@ def check_nvcc(env: Environment) -> list[Finding]:
                 fix=f"Install CUDA toolkit {tc[0]}.x and point CUDA_HOME at it, or use a torch built for CUDA {nv[0]}.",
             )
         )
-    for variant in ("fa2", "fa3"):
-        info = knowledge.variant_info(variant)  # type: ignore[arg-type]
-        inst = env.installed_variant(variant)  # type: ignore[arg-type]
+    build_variants: tuple[Variant, ...] = ("fa2", "fa3")
+    for variant in build_variants:
+        info = knowledge.variant_info(variant)
+        inst = env.installed_variant(variant)
         minimum = info.nvcc_min(inst.version if inst else None)
-        if minimum and nv is not None and nv < major_minor(minimum):  # type: ignore[operator]
+        min_mm = major_minor(minimum)
+        if min_mm is not None and nv is not None and nv < min_mm:
             out.append(
                 _f(
                     "nvcc-too-old",
                     Status.WARN,
                     f"nvcc {env.nvcc} is older than {info.title}'s minimum {minimum}",
-                    variant=variant,  # type: ignore[arg-type]
+                    variant=variant,
                     fix=f"Install CUDA toolkit ≥ {info.nvcc_recommended or minimum} and set CUDA_HOME.",
                 )
             )
     if not out:
-        out.append(_f("nvcc-ok", Status.OK, f"nvcc {env.nvcc}" + (f" at {env.nvcc_path}" if env.nvcc_path else "")))
+        out.append(
+            _f("nvcc-ok", Status.OK, f"nvcc {env.nvcc}" + (f" at {env.nvcc_path}" if env.nvcc_path else ""))
+        )
     return out
 
 
@@ -346,7 +377,13 @@ def check_cuda_home(env: Environment) -> list[Finding]:
             )
         )
     path_nvcc = env.nvccs[0]
-    if env.nvcc_path and path_nvcc.path != env.nvcc_path and path_nvcc.version and env.nvcc and path_nvcc.version != env.nvcc:
+    if (
+        env.nvcc_path
+        and path_nvcc.path != env.nvcc_path
+        and path_nvcc.version
+        and env.nvcc
+        and path_nvcc.version != env.nvcc
+    ):
         out.append(
             _f(
                 "cuda-home-mismatch",
@@ -623,7 +660,15 @@ def _check_one_install(env: Environment, inst: FlashInstall, diagnose: ImportDia
     if not out:
         how = "imports" if inst.import_ok else "import not tested"
         archs = f"; code for {', '.join(sort_archs(inst.archs))}" if inst.archs else ""
-        out.append(_f("flash-attn-ok", Status.OK, f"{label} {how}{archs}", variant=variant, evidence=inst.extension_path))
+        out.append(
+            _f(
+                "flash-attn-ok",
+                Status.OK,
+                f"{label} {how}{archs}",
+                variant=variant,
+                evidence=inst.extension_path,
+            )
+        )
     return out
 
 
@@ -663,7 +708,12 @@ class _Ctx:
     env: Environment
     findings: tuple[Finding, ...]
 
-    def bad(self, variant: Variant, codes: Iterable[str] | None = None, statuses=(Status.FAIL,)) -> list[Finding]:  # type: ignore[no-untyped-def]
+    def bad(
+        self,
+        variant: Variant,
+        codes: Iterable[str] | None = None,
+        statuses: tuple[Status, ...] = (Status.FAIL,),
+    ) -> list[Finding]:
         return [
             f
             for f in self.findings
@@ -673,7 +723,9 @@ class _Ctx:
         ]
 
 
-def verdict_for(variant: Variant, env: Environment, findings: tuple[Finding, ...], wheel_finder: WheelFinder | None) -> VariantVerdict:
+def verdict_for(
+    variant: Variant, env: Environment, findings: tuple[Finding, ...], wheel_finder: WheelFinder | None
+) -> VariantVerdict:
     ctx = _Ctx(env, findings)
     info = knowledge.variant_info(variant)
     inst = env.installed_variant(variant)
@@ -704,9 +756,11 @@ def verdict_for(variant: Variant, env: Environment, findings: tuple[Finding, ...
     if inst is not None and inst.import_ok is not False:
         own = ctx.bad(variant, {"flash-attn-arch-missing", "flash-attn-import-error"})
         if not own and not torch_blockers:
-            reasons = [f"{inst.dist} {inst.version} installed"]
-            reasons.append("imports" if inst.import_ok else "import not tested (target spec)")
-            return VariantVerdict(variant, Verdict.READY, tuple(reasons), installed=installed)
+            ready = (
+                f"{inst.dist} {inst.version} installed",
+                "imports" if inst.import_ok else "import not tested (target spec)",
+            )
+            return VariantVerdict(variant, Verdict.READY, ready, installed=installed)
 
     reasons: list[str] = []
     if inst is not None:
@@ -746,7 +800,9 @@ def verdict_for(variant: Variant, env: Environment, findings: tuple[Finding, ...
             fix=f"flashdoctor install --{variant}",
             installed=installed,
         )
-    build_bad = [f for f in ctx.bad(variant, BUILD_BLOCKERS, (Status.FAIL, Status.WARN)) if f.code != "ninja-missing"]
+    build_bad = [
+        f for f in ctx.bad(variant, BUILD_BLOCKERS, (Status.FAIL, Status.WARN)) if f.code != "ninja-missing"
+    ]
     build_bad = [f for f in build_bad if f.code != "build-memory-low" or "OOM" in f.message]
     reasons.append("no prebuilt wheel fits" if wheel_finder else "no wheel index consulted")
     reasons.extend(f.message for f in build_bad)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import sys
 import traceback
 from collections.abc import Sequence
@@ -61,7 +60,9 @@ def resolve_environment(
     if python and not os.path.exists(python):
         raise UsageError(f"--python {python}: no such file")
     try:
-        return probe_environment(python=python, environ=os.environ, import_tests=import_tests, deep=deep), "probe"
+        return probe_environment(
+            python=python, environ=os.environ, import_tests=import_tests, deep=deep
+        ), "probe"
     except InterpreterError as exc:
         raise UsageError(str(exc)) from None
 
@@ -105,7 +106,7 @@ def check(
     """Say per variant (fa2, fa3, fa4) whether FlashAttention is ready, installable, buildable or
     unsupported here, and what to fix."""
     from flashdoctor.checks import run_checks
-    from flashdoctor.render.github import annotations, in_github_actions, summary_markdown
+    from flashdoctor.render.github import annotation_lines, in_github_actions, summary_markdown
     from flashdoctor.render.report_json import report_to_json
 
     env, source = resolve_environment(python, target, import_tests=not no_import_test, deep=deep)
@@ -125,7 +126,7 @@ def check(
             if vv.verdict.value != "ready":
                 click.echo(f"--require {v}: {v} is {vv.verdict.value}, not ready", err=True)
     if in_github_actions(os.environ):
-        for line in annotations(report):
+        for line in annotation_lines(report):
             click.echo(line)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
@@ -209,7 +210,9 @@ def _crash_log(exc: BaseException) -> str | None:
         path = os.path.join(d, "crash.log")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(f"flashdoctor {__version__}\n")
-            fh.write(f"python {sys.version}\nplatform {platform.platform()}\n")
+            # os.uname, not platform.platform(): the latter runs `uname -p` in a subprocess
+            uname = " ".join(os.uname()) if hasattr(os, "uname") else sys.platform
+            fh.write(f"python {sys.version}\nplatform {uname}\n")
             fh.write(f"argv {sys.argv}\ntime {datetime.datetime.now().isoformat()}\n\n")
             fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
         return path
@@ -221,7 +224,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point. User errors: one message and their exit code; bugs: exit 3 with a
     log to paste into an issue; Ctrl-C: 130."""
     try:
-        rv = cli.main(args=list(argv) if argv is not None else None, prog_name="flashdoctor", standalone_mode=False)
+        rv = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="flashdoctor", standalone_mode=False
+        )
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

@@ -325,7 +325,11 @@ def _gpu_from_json(i: int, raw: Any) -> GPU:
             'a compute capability such as "9.0"',
         )
     mem = raw.get("memory_gb")
-    _expect(mem is None or (isinstance(mem, (int, float)) and not isinstance(mem, bool)), f"{key}.memory_gb", "a number")
+    _expect(
+        mem is None or (isinstance(mem, (int, float)) and not isinstance(mem, bool)),
+        f"{key}.memory_gb",
+        "a number",
+    )
     name = raw.get("name")
     _expect(name is None or isinstance(name, str), f"{key}.name", "a string")
     idx = raw.get("index", i)
@@ -412,7 +416,9 @@ def environment_from_target(spec: Mapping[str, Any]) -> Environment:
         if values.get(key) is not None:
             _expect(parse_version(values[key]) is not None, key, "a version string")
     if "cxx11abi" in spec:
-        _expect(spec["cxx11abi"] is None or isinstance(spec["cxx11abi"], bool), "cxx11abi", "true, false or null")
+        _expect(
+            spec["cxx11abi"] is None or isinstance(spec["cxx11abi"], bool), "cxx11abi", "true, false or null"
+        )
         values["cxx11abi"] = spec["cxx11abi"]
     if "cuda_home_headers" in spec:
         _expect(
@@ -434,7 +440,9 @@ def environment_from_target(spec: Mapping[str, Any]) -> Environment:
     for key in ("memory_gb", "disk_free_gb"):
         if key in spec:
             val = spec[key]
-            _expect(val is None or (isinstance(val, (int, float)) and not isinstance(val, bool)), key, "a number")
+            _expect(
+                val is None or (isinstance(val, (int, float)) and not isinstance(val, bool)), key, "a number"
+            )
             values[key] = None if val is None else float(val)
     if "torch_arch_list" in spec:
         val = spec["torch_arch_list"]
@@ -496,11 +504,15 @@ def load_target(path: str) -> Environment:
     except OSError as exc:
         raise TargetSpecError(f"cannot read target spec {path}: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
-        raise TargetSpecError(f"target spec {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        raise TargetSpecError(
+            f"target spec {path} is not valid JSON: {exc.msg} at line {exc.lineno}"
+        ) from None
     return environment_from_target(spec)
 
 
-def describe(env: Environment, keys: Iterable[str] = ("python", "platform", "torch", "driver", "nvcc")) -> str:
+def describe(
+    env: Environment, keys: Iterable[str] = ("python", "platform", "torch", "driver", "nvcc")
+) -> str:
     parts = []
     for k in keys:
         parts.append(f"{k}={'?' if not env.known(k) else getattr(env, k)}")

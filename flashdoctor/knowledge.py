@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -18,7 +18,7 @@ from packaging.version import Version
 from flashdoctor.environment import Variant, major_minor, parse_version
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_data(name: str) -> Any:
     """Load flashdoctor/data/<name>.json (cached)."""
     text = resources.files("flashdoctor").joinpath("data", f"{name}.json").read_text(encoding="utf-8")
@@ -67,7 +67,7 @@ def _cc(text: str) -> tuple[int, int]:
     return mm
 
 
-@lru_cache(maxsize=None)
+@cache
 def variant_info(name: Variant) -> VariantInfo:
     raw = load_data("variants")["variants"][name]
     return VariantInfo(
@@ -114,7 +114,11 @@ def driver_min_for_cuda(cuda: str) -> str | None:
     if exact:
         return str(exact)
     # A release missing from the table: use the nearest older row of the same major.
-    older = [r for r in load_data("cuda_drivers")["toolkits"] if (rm := major_minor(r["cuda"])) and rm[0] == mm[0] and rm <= mm]
+    older = [
+        r
+        for r in load_data("cuda_drivers")["toolkits"]
+        if (rm := major_minor(r["cuda"])) and rm[0] == mm[0] and rm <= mm
+    ]
     return str(older[-1]["linux"]) if older else None
 
 

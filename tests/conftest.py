@@ -18,11 +18,15 @@ TARGETS = Path(__file__).parent / "targets"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "system: touches the real system (subprocesses, venvs, loopback servers)")
+    config.addinivalue_line(
+        "markers", "system: touches the real system (subprocesses, venvs, loopback servers)"
+    )
 
 
 @pytest.fixture(autouse=True)
-def _isolate(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolate(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     home = tmp_path_factory.mktemp("home")
     for var in ("HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
         monkeypatch.setenv(var, str(home / var.lower()) if var != "HOME" else str(home))

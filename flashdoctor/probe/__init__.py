@@ -59,7 +59,9 @@ def interp_probe(python: str, environ: Mapping[str, str]) -> dict[str, Any]:
     if rc in (126, 127):
         raise InterpreterError(f"cannot run the target interpreter {python}: {err.strip()}")
     if rc != 0:
-        raise InterpreterError(f"the target interpreter {python} failed to run the probe (exit {rc}): {err.strip()[-300:]}")
+        raise InterpreterError(
+            f"the target interpreter {python} failed to run the probe (exit {rc}): {err.strip()[-300:]}"
+        )
     try:
         data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError) as exc:
@@ -129,9 +131,7 @@ def probe_environment(
         f_imports = {
             fl["dist"]: pool.submit(import_test, python, fl["dist"], environ) for fl in flash if import_tests
         }
-        f_archs = {
-            fl["dist"]: [pool.submit(cuda_archs, p) for p in fl.get("extensions", [])] for fl in flash
-        }
+        f_archs = {fl["dist"]: [pool.submit(cuda_archs, p) for p in fl.get("extensions", [])] for fl in flash}
         deep_data = pool.submit(_deep_torch, python, environ) if deep and t.get("installed") else None
         for f in (f_nvidia, f_tool, f_gcc, f_ninja, f_res):
             parts.append(f.result())
@@ -200,7 +200,9 @@ def _deep_torch(python: str, environ: Mapping[str, str]) -> Probed:
     r = Probed()
     rc, out, err = run([python, "-c", DEEP_SCRIPT], env=environ, timeout=IMPORT_TIMEOUT)
     if rc != 0:
-        r.notes.append(f"--deep: importing torch failed: {err.strip().splitlines()[-1] if err.strip() else rc}")
+        r.notes.append(
+            f"--deep: importing torch failed: {err.strip().splitlines()[-1] if err.strip() else rc}"
+        )
         return r
     try:
         d = json.loads(out.strip().splitlines()[-1])

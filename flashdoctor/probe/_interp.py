@@ -87,7 +87,12 @@ if spec is not None and spec.origin:
     try:
         with open(vfile, encoding="utf-8", errors="replace") as fh:
             text = fh.read()
-        for key, name in (("version", "__version__"), ("cuda", "cuda"), ("hip", "hip"), ("git", "git_version")):
+        for key, name in (
+            ("version", "__version__"),
+            ("cuda", "cuda"),
+            ("hip", "hip"),
+            ("git", "git_version"),
+        ):
             m = re.search(r"^%s\s*(?::\s*[^=]+)?=\s*(.+)$" % re.escape(name), text, re.M)
             if m:
                 val = m.group(1).strip()
@@ -116,7 +121,10 @@ out["torch"] = torch
 # dist name -> (top-level modules to look for, extension module basenames)
 FLASH = {
     "flash-attn": (["flash_attn"], ["flash_attn_2_cuda"]),
-    "flash_attn_3": (["flash_attn_interface", "flash_attn_3"], ["flash_attn_3_cuda", "_C", "flash_attn_3._C"]),
+    "flash_attn_3": (
+        ["flash_attn_interface", "flash_attn_3"],
+        ["flash_attn_3_cuda", "_C", "flash_attn_3._C"],
+    ),
     "flash-attn-4": (["flash_attn.cute"], []),
 }
 EXT_SUFFIXES = (".so", ".pyd", ".dylib")
@@ -142,7 +150,11 @@ for dist, (mods, exts) in FLASH.items():
             continue  # flash_attn.cute exists inside flash-attn 2.8.3 too; only the FA4 dist counts
         s = find_spec(mod.split(".")[0]) if "." in mod else find_spec(mod)
         if s is not None:
-            module_path = s.origin if s.origin and s.origin != "namespace" else (list(s.submodule_search_locations or []) or [None])[0]
+            module_path = (
+                s.origin
+                if s.origin and s.origin != "namespace"
+                else (list(s.submodule_search_locations or []) or [None])[0]
+            )
             break
     if version is None and module_path is None:
         continue
@@ -163,7 +175,15 @@ for dist, (mods, exts) in FLASH.items():
                         files.append(os.path.join(root, name))
             except OSError:
                 pass
-    flash.append({"dist": dist, "version": version, "module_path": module_path, "extensions": files, "location": location})
+    flash.append(
+        {
+            "dist": dist,
+            "version": version,
+            "module_path": module_path,
+            "extensions": files,
+            "location": location,
+        }
+    )
 out["flash"] = flash
 
 print(json.dumps(out))

@@ -4,7 +4,7 @@ Fat binary layout (what nvcc embeds in the `.nv_fatbin` ELF section / `.nv_fatb`
 observed in files produced by nvcc 12.x/13.0 and checked in tests against objects nvcc builds:
   container header (16 bytes): magic 0xBA55ED50 (u32), version 1 (u16), header size 16 (u16), size (u64)
   entry header: kind (u16: 1 PTX, 2 ELF/SASS), version (u16), header size (u32), payload size (u64),
-                ..., arch (u32 at +28, e.g. 90), flags (u32 at +32; 0x100000 = arch-specific "a",
+                ..., arch (u32 at +28, e.g. 90), flags (u64 at +40; 0x100000 = arch-specific "a",
                 0x200000 = family-specific "f")
 Entries are walked by their sizes, so a 1 GB libtorch_cuda.so costs a few thousand small reads.
 """
@@ -48,11 +48,12 @@ def _walk(mm: mmap.mmap, start: int, stop: int) -> set[str]:
     while pos != -1:
         total = struct.unpack_from("<Q", mm, pos + 8)[0]
         p, end = pos + 16, min(pos + 16 + total, stop)
-        while p + 36 <= end:
+        while p + 48 <= end:
             kind, _ver, hsize = struct.unpack_from("<HHI", mm, p)
             payload = struct.unpack_from("<Q", mm, p + 8)[0]
-            arch, flags = struct.unpack_from("<II", mm, p + 28)
-            if hsize < 36 or kind not in (KIND_PTX, KIND_ELF):
+            arch = struct.unpack_from("<I", mm, p + 28)[0]
+            flags = struct.unpack_from("<Q", mm, p + 40)[0]
+            if hsize < 48 or kind not in (KIND_PTX, KIND_ELF):
                 break  # not an entry we understand: stop this container, keep the others
             suffix = "a" if flags & FLAG_ARCH_SPECIFIC else ("f" if flags & FLAG_FAMILY else "")
             archs.add(f"{'sm' if kind == KIND_ELF else 'compute'}_{arch}{suffix}")

@@ -5,6 +5,7 @@ Every function fails soft: what cannot be found out is returned as None plus a n
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -28,7 +29,9 @@ class Probed:
     unknown: set[str] = field(default_factory=set)
 
 
-def run(cmd: list[str], env: Mapping[str, str] | None = None, timeout: float = SUBPROCESS_TIMEOUT) -> tuple[int, str, str]:
+def run(
+    cmd: list[str], env: Mapping[str, str] | None = None, timeout: float = SUBPROCESS_TIMEOUT
+) -> tuple[int, str, str]:
     """Run a command; a missing executable or a timeout is a result (rc 127 / 124), never an exception."""
     try:
         p = subprocess.run(
@@ -83,7 +86,10 @@ def visible_filter(gpus: list[GPU], cuda_visible: str | None) -> list[GPU]:
         if match is None or match in out:
             break
         out.append(match)
-    return [GPU(index=i, name=g.name, capability=g.capability, memory_gb=g.memory_gb, uuid=g.uuid) for i, g in enumerate(out)]
+    return [
+        GPU(index=i, name=g.name, capability=g.capability, memory_gb=g.memory_gb, uuid=g.uuid)
+        for i, g in enumerate(out)
+    ]
 
 
 def probe_nvidia(environ: Mapping[str, str]) -> Probed:
@@ -122,14 +128,20 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
                         mem = pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30
                         uuid = pynvml.nvmlDeviceGetUUID(h)
                         uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
-                        gpus.append(GPU(index=i, name=name, capability=f"{major}.{minor}", memory_gb=round(mem, 1), uuid=uuid))
+                        gpus.append(
+                            GPU(
+                                index=i,
+                                name=name,
+                                capability=f"{major}.{minor}",
+                                memory_gb=round(mem, 1),
+                                uuid=uuid,
+                            )
+                        )
                     except pynvml.NVMLError as exc:
                         r.notes.append(f"NVML GPU {i}: {exc}")
             finally:
-                try:
+                with contextlib.suppress(pynvml.NVMLError):
                     pynvml.nvmlShutdown()
-                except pynvml.NVMLError:
-                    pass
     if driver is None and not gpus:
         r.values.update(driver=None, gpus=(), driver_cuda=None)
         return r
@@ -181,7 +193,11 @@ def probe_toolkit(environ: Mapping[str, str]) -> Probed:
     for var in ("CUDA_HOME", "CUDA_PATH"):
         if environ.get(var):
             cands.append(os.path.join(environ[var], "bin", _exe("nvcc")))
-    cands += ["/usr/local/cuda/bin/nvcc", *sorted(glob.glob("/usr/local/cuda-*/bin/nvcc")), "/opt/cuda/bin/nvcc"]
+    cands += [
+        "/usr/local/cuda/bin/nvcc",
+        *sorted(glob.glob("/usr/local/cuda-*/bin/nvcc")),
+        "/opt/cuda/bin/nvcc",
+    ]
     seen: dict[str, str] = {}
     for c in cands:
         if os.path.isfile(c) and os.access(c, os.X_OK):
@@ -190,12 +206,16 @@ def probe_toolkit(environ: Mapping[str, str]) -> Probed:
     nvccs = [Nvcc(path=p, version=nvcc_version(p)) for p in seen.values()]
     home, why = build_cuda_home(environ)
     r.values["cuda_home"] = home
-    r.values["cuda_home_headers"] = None if home is None else os.path.isfile(os.path.join(home, "include", "cuda_runtime.h"))
+    r.values["cuda_home_headers"] = (
+        None if home is None else os.path.isfile(os.path.join(home, "include", "cuda_runtime.h"))
+    )
     r.values["nvccs"] = tuple(nvccs)
     build_nvcc = os.path.join(home, "bin", _exe("nvcc")) if home else None
     if build_nvcc and os.path.isfile(build_nvcc):
         real = os.path.realpath(build_nvcc)
-        ver = next((n.version for n in nvccs if os.path.realpath(n.path) == real), None) or nvcc_version(build_nvcc)
+        ver = next((n.version for n in nvccs if os.path.realpath(n.path) == real), None) or nvcc_version(
+            build_nvcc
+        )
         r.values["nvcc"] = ver
         r.values["nvcc_path"] = build_nvcc
     else:

@@ -16,7 +16,7 @@ def _escape_prop(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def annotations(report: CheckReport) -> list[str]:
+def annotation_lines(report: CheckReport) -> list[str]:
     lines = []
     for f in report.findings:
         if f.status not in (Status.WARN, Status.FAIL):
