@@ -507,7 +507,7 @@ _KEY_RX = _trie_regex(_KEY_WORDS)
 _EXC_LINE = re.compile(r"^\s*(?:[\w.]+\.)?\w*(?:Error|Exception|Exit|Interrupt)\b(?::|$)")
 _ERRORISH = re.compile(r"\berror\b|\bfatal\b|\bFAILED\b|\bfailed\b", re.IGNORECASE)
 _WARNINGISH = re.compile(
-    r"\bwarn(?:ing)?\b|deprecat|\b0 errors?\b|-Werror|error[-_]?(?:handl|check)", re.IGNORECASE
+    r"warn(?:ings?)?\b|deprecat|\b0 errors?\b|-Werror|error[-_]?(?:handl|check)", re.IGNORECASE
 )
 KEY_LINES_MAX = 8
 KEY_LINE_BUDGET = 2000
@@ -548,7 +548,13 @@ def find_key_lines(data: bytes, low: bytes | None = None, limit: int = KEY_LINES
             top = [*top[: limit - 1], last_exc]
         top.sort(key=lambda s: s[1])
         return [KeyLine(_line_number(data, s), t) for _sc, s, t in top]
-    # Nothing error-like: the end of the log is where a failure usually is.
+    # Nothing error-like: the end of the log is where a failure usually is (warnings left out).
     lines = data.rstrip(b"\n").split(b"\n")
-    tail = [(i, raw) for i, raw in enumerate(lines) if raw.strip()][-5:]
-    return [KeyLine(i + 1, _decode(raw).strip()[:EVIDENCE_MAX]) for i, raw in tail]
+    first = max(0, len(lines) - 200)
+    tail = [
+        (i, t)
+        for i, t in ((i, _decode(raw).strip()) for i, raw in enumerate(lines[first:], start=first))
+        if t
+    ]
+    quiet = [(i, t) for i, t in tail if not _WARNINGISH.search(t)]
+    return [KeyLine(i + 1, t[:EVIDENCE_MAX]) for i, t in (quiet or tail)[-5:]]

@@ -154,3 +154,11 @@ def test_readme_documents_every_code_from_the_data() -> None:
     documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", section, re.MULTILINE))
     assert documented == set(KB.codes)
     assert mod.table() in section, "README table is stale: run scripts/failure_codes_md.py"
+
+
+@pytest.mark.parametrize("sid", sorted(SIGS))
+def test_every_pattern_has_an_example(sid: str) -> None:
+    # Each pattern is exercised by an example, so the keyword-soundness check above covers it too.
+    sig = SIGS[sid]
+    for p in sig.patterns:
+        assert any(p.search(ex) for ex in sig.examples), f"{sid}: no example for {p.pattern!r}"
