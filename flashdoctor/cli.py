@@ -176,10 +176,14 @@ def _read_log(path: str | None) -> tuple[bytes, str]:
 @click.argument("log", required=False, metavar="[FILE | -]")
 @python_option
 @target_option
-@click.option("--json", "as_json", is_flag=True, help="Print {\"diagnoses\": [...]} as JSON.")
-@click.option("--no-probe", is_flag=True, help="Do not probe this machine: explain the log alone (generic fixes).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"diagnoses": [...]} as JSON.')
+@click.option(
+    "--no-probe", is_flag=True, help="Do not probe this machine: explain the log alone (generic fixes)."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Also show where each diagnosis is documented.")
-def explain(log: str | None, python: str | None, target: str | None, as_json: bool, no_probe: bool, verbose: bool) -> int:
+def explain(
+    log: str | None, python: str | None, target: str | None, as_json: bool, no_probe: bool, verbose: bool
+) -> int:
     """Name the cause of a FlashAttention failure log (pip, uv, setup.py, ninja, import or runtime),
     its evidence line and the fix for this machine (or --target). Exit 0 when a cause is found, 1 when
     nothing is recognised."""

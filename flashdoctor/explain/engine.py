@@ -109,7 +109,8 @@ _ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[
 def normalise(data: bytes) -> bytes:
     """UTF-16 -> UTF-8, no ANSI escapes, "\\n" line ends. Other bytes are left for errors="replace"."""
     head = data[:4096]
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+    # UTF-16 (mostly ASCII, so about every other byte is NUL): with a BOM, or little-endian without one.
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and head[2:].count(0) >= 0.2 * len(head[2:]):
         data = data.decode("utf-16", errors="replace").encode("utf-8")
     elif (
         len(head) >= 64
@@ -419,7 +420,8 @@ def explain_bytes(
 
     cands = list(chosen.values())
     # A bare build failure: add what this machine would break a build with.
-    if env is not None and not has_cause and "build" in scan.contexts:
+    has_symptom = any(c.sig.role == "symptom" for c in best.values())
+    if env is not None and not has_cause and has_symptom and "build" in scan.contexts:
         for code, message, fix in _machine_causes(env, variant):
             if code in chosen or code not in kb.codes:
                 continue
