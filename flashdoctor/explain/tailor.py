@@ -161,7 +161,8 @@ class Tailor:
         if key == "nvcc_recommended":
             return info.nvcc_recommended
         if key == "gcc_max":
-            mx = kb.gcc_max_for_nvcc(self._nvcc()) if self._nvcc() else None
+            nvcc = self._nvcc()
+            mx = kb.gcc_max_for_nvcc(nvcc) if nvcc else None
             return None if mx is None else str(mx)
         if key == "wheel":
             return self._wheel()
@@ -173,8 +174,8 @@ class Tailor:
                 or not (self.field("platform") or "").startswith("linux")
             ):
                 return None
-            cu, mm, abi, cp, plat = parts
-            return f"flash_attn-<version>+cu{cu}torch{mm}cxx11abi{abi}-{cp}-{cp}-{plat}.whl"
+            cu, torch_mm, abi, cp, plat = parts
+            return f"flash_attn-<version>+cu{cu}torch{torch_mm}cxx11abi{abi}-{cp}-{cp}-{plat}.whl"
         if key == "wheel_url":
             return self.facts.get("wheel_url")
         if env is None:
