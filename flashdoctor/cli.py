@@ -8,12 +8,18 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flashdoctor import __version__
 from flashdoctor.environment import VARIANTS, Environment, TargetSpecError, Variant, load_target
 from flashdoctor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FlashdoctorError, UsageError
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+
+    from flashdoctor.checks import WheelFinder
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -110,7 +116,7 @@ def check(
     from flashdoctor.render.report_json import report_to_json
 
     env, source = resolve_environment(python, target, import_tests=not no_import_test, deep=deep)
-    report = run_checks(env, source=source)
+    report = run_checks(env, source=source, wheel_finder=_check_wheel_finder())
     if save_target:
         _write_json(save_target, env.to_target())
     code = report.exit_code(strict=strict, require=require)
@@ -136,6 +142,166 @@ def check(
             except OSError as exc:
                 click.echo(f"flashdoctor: cannot append to GITHUB_STEP_SUMMARY: {exc}", err=True)
     return code
+
+
+# -- wheels / install (wheel index and selection; issue "Wheel index and selection") -----------------
+def variant_options(f):  # type: ignore[no-untyped-def]
+    f = click.option("--fa4", "variant", flag_value="fa4", help="FlashAttention-4 (flash-attn-4, CuTe DSL).")(
+        f
+    )
+    f = click.option("--fa3", "variant", flag_value="fa3", help="FlashAttention-3 (flash-attn-3, Hopper).")(f)
+    return click.option(
+        "--fa2", "variant", flag_value="fa2", default=True, help="FlashAttention-2 (default)."
+    )(f)
+
+
+def index_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--index",
+        "index_path",
+        metavar="FILE",
+        help="Select from this wheel index instead of the bundled wheels_index.json.",
+    )(f)
+
+
+def selection_options(f):  # type: ignore[no-untyped-def]
+    f = click.option(
+        "--allow-community", is_flag=True, help="Also consider community builds (after official ones)."
+    )(f)
+    return click.option(
+        "--version",
+        "version_spec",
+        metavar="SPEC",
+        help="Only versions matching SPEC ('2.8.3', '>=2.7,<2.8').",
+    )(f)
+
+
+def _check_wheel_finder() -> WheelFinder | None:
+    """The wheel finder for check's verdicts, or None (with a note) when no index can be found."""
+    from flashdoctor.wheels import WheelIndexError, default_index_path, wheel_finder
+
+    try:
+        path = default_index_path()
+    except WheelIndexError as exc:
+        click.echo(f"flashdoctor: {exc.message}; verdicts do not consider prebuilt wheels", err=True)
+        return None
+    return wheel_finder(str(path))
+
+
+@cli.command()
+@variant_options
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (README 'Install plan').")
+@selection_options
+@index_option
+@python_option
+@target_option
+def install(
+    variant: Variant,
+    dry_run: bool,
+    as_json: bool,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+    python: str | None,
+    target: str | None,
+) -> int:
+    """Install the FlashAttention variant that fits this machine (a prebuilt wheel, else a source build).
+
+    With --dry-run, print the plan: action wheel | build | none | unsupported, the wheel, the
+    alternatives and why every near miss was rejected. Exit 1 when the plan is 'unsupported'."""
+    from flashdoctor.wheels import load_index, make_plan
+
+    if not dry_run:
+        raise UsageError("installing is not wired yet", hint="use --dry-run to see the plan")
+    spec = _version_spec(version_spec)
+    env, source = resolve_environment(python, target, import_tests=True)
+    plan = make_plan(env, variant, load_index(index_path), version_spec=spec, allow_community=allow_community)
+    if as_json:
+        click.echo(json.dumps(plan.to_json(), indent=2))
+    else:
+        from flashdoctor.render.console import make_console
+        from flashdoctor.render.wheels import render_plan
+
+        render_plan(plan, make_console(), source=source)
+    return 1 if plan.action == "unsupported" else 0
+
+
+def _version_spec(text: str | None) -> SpecifierSet | None:
+    from flashdoctor.wheels import parse_version_spec
+
+    return parse_version_spec(text)
+
+
+@cli.command()
+@variant_options
+@click.option(
+    "--coverage", is_flag=True, help="Per platform: which torch × CUDA × Python cells have a wheel."
+)
+@click.option(
+    "--all", "show_all", is_flag=True, help="List every wheel of the variant, not only the nearest."
+)
+@click.option("--limit", default=25, show_default=True, help="Rows of fitting and of rejected wheels shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@selection_options
+@index_option
+@python_option
+@target_option
+def wheels(
+    variant: Variant,
+    coverage: bool,
+    show_all: bool,
+    limit: int,
+    as_json: bool,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+    python: str | None,
+    target: str | None,
+) -> int:
+    """List the prebuilt wheels for this machine (or --target): those that fit, best first, and the
+    others with the reasons they were rejected."""
+    from flashdoctor.render.console import make_console
+    from flashdoctor.wheels import load_index, select_wheels
+
+    if coverage and (python or target or version_spec):
+        raise UsageError(
+            "--coverage describes every torch × CUDA × Python cell: it takes no machine or --version"
+        )
+    index = load_index(index_path)
+    if coverage:
+        from flashdoctor.render.wheels import render_coverage
+        from flashdoctor.wheels.coverage import coverage as compute_coverage
+
+        cov = compute_coverage(index, variant)
+        if as_json:
+            doc: dict[str, Any] = {
+                "variant": variant,
+                "platforms": {p: [c.to_json() for c in cells] for p, cells in cov.items()},
+            }
+            click.echo(json.dumps(doc, indent=1))
+        else:
+            render_coverage(cov, make_console(), variant)
+        return 0
+    spec = _version_spec(version_spec)
+    env, source = resolve_environment(python, target, import_tests=False)
+    sel = select_wheels(env, variant, index, spec, allow_community)
+    rows = None if show_all else limit
+    if as_json:
+        doc = {
+            "variant": variant,
+            "source": source,
+            "index": index.origin,
+            "total": len(sel.fits) + len(sel.misses),
+            "fits": [e.ref().to_json() for e in (sel.fits if rows is None else sel.fits[:rows])],
+            "rejected": [r.to_json() for r in sel.rejections(rows, None if rows is None else 3)],
+        }
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        from flashdoctor.render.wheels import render_candidates
+
+        render_candidates(sel, make_console(), rows, source=source)
+    return 0
 
 
 # -- explain (issue 7) ----------------------------------------------------------------------------
