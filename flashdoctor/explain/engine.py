@@ -380,12 +380,18 @@ def explain_bytes(
         wheel_finder=wheel_finder,
     )
 
-    # Best signature per code, by role.
+    # Best signature per code, by role. A symptom never reuses a line that already gave a cause (the
+    # OOM line "'cicc' died due to signal 9" is not also "the compiler error to look at").
+    qualified = [
+        (sig, scan.hits[sig.id])
+        for sig in kb.signatures
+        if sig.id in scan.hits and _qualifies(sig, scan, env)
+    ]
+    cause_offsets = {hit.offset for sig, hit in qualified if sig.role == "cause"}
     best: dict[str, _Cand] = {}
     fallbacks: dict[str, _Cand] = {}
-    for sig in kb.signatures:
-        hit = scan.hits.get(sig.id)
-        if hit is None or not _qualifies(sig, scan, env):
+    for sig, hit in qualified:
+        if sig.role == "symptom" and hit.offset in cause_offsets:
             continue
         pool = fallbacks if sig.role == "fallback" else best
         cur = pool.get(sig.code)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from flashdoctor import knowledge as kb
 from flashdoctor.environment import Environment, Variant, major_minor
@@ -35,18 +36,24 @@ def _gpus_sm(env: Environment | None) -> list[int]:
     return [g.sm for g in env.gpus if g.sm is not None]
 
 
-# Named machine predicates a fix alternative may require ("env": "<name>").
-ENV_PREDICATES: dict[str, Callable[[Environment | None], bool]] = {
-    "no_torch": lambda env: env is not None and env.known("torch") and env.torch is None,
-    "gpu_pre_ampere": lambda env: bool(_gpus_sm(env)) and all(sm < 80 for sm in _gpus_sm(env)),
-    "gpu_not_hopper": lambda env: bool(_gpus_sm(env)) and all(sm != 90 for sm in _gpus_sm(env)),
-    "torch_cpu": lambda env: (
+def _torch_cpu(env: Environment | None) -> bool:
+    return (
         env is not None
         and bool(env.torch)
         and env.known("torch_cuda")
         and env.torch_cuda is None
         and not env.torch_hip
-    ),
+    )
+
+
+# Named machine predicates a fix alternative may require ("env": "<name>").
+ENV_PREDICATES: dict[str, Callable[[Tailor], bool]] = {
+    "no_torch": lambda t: t.env is not None and t.env.known("torch") and t.env.torch is None,
+    "gpu_pre_ampere": lambda t: bool(_gpus_sm(t.env)) and all(sm < 80 for sm in _gpus_sm(t.env)),
+    "gpu_not_hopper": lambda t: bool(_gpus_sm(t.env)) and all(sm != 90 for sm in _gpus_sm(t.env)),
+    "torch_cpu": lambda t: _torch_cpu(t.env),
+    # The wheel selector ran for this machine and found no prebuilt wheel: advice must not say "install the wheel".
+    "no_wheel_fits": lambda t: t.wheel_lookup == (True, None),
 }
 
 
@@ -129,13 +136,16 @@ class Tailor:
             return self.env.nvcc
         return self.facts.get("nvcc_log")
 
-    def _wheel(self) -> str | None:
+    @cached_property
+    def wheel_lookup(self) -> tuple[bool, str | None]:
+        """(the selector answered, the wheel it picked). A selector that fails (no index, network)
+        did not answer: that is not "no wheel fits"."""
         if self.wheel_finder is None or self.env is None:
-            return None
+            return False, None
         try:
-            return self.wheel_finder(self.env, self.variant)
+            return True, self.wheel_finder(self.env, self.variant)
         except (FlashdoctorError, OSError):
-            return None
+            return False, None
 
     def field(self, key: str) -> str | None:
         env = self.env
@@ -165,7 +175,7 @@ class Tailor:
             mx = kb.gcc_max_for_nvcc(nvcc) if nvcc else None
             return None if mx is None else str(mx)
         if key == "wheel":
-            return self._wheel()
+            return self.wheel_lookup[1]
         if key == "fa2_wheel_label":
             parts = [self.field(k) for k in ("cuda_major", "torch_mm", "abi", "cp", "platform")]
             if (
@@ -250,7 +260,7 @@ class Tailor:
         for alt in alternatives:
             if any(c not in self.contexts for c in alt.when):
                 continue
-            if alt.env is not None and not ENV_PREDICATES[alt.env](self.env):
+            if alt.env is not None and not ENV_PREDICATES[alt.env](self):
                 continue
             text = self.render(alt.text, captures)
             if text is not None:

@@ -48,6 +48,16 @@ def test_json_document_for_a_target_machine():
     assert doc["recognised"] is True and doc["log"]["lines"] == 5
 
 
+def test_fixes_name_the_wheel_the_selector_picks_for_the_target():
+    log = str(SAMPLES / "import-undefined-symbol.log")
+    a100 = json.loads(run("explain", log, "--target", target("a100"), "--json").output)["diagnoses"][0]
+    assert a100["code"] == "torch-abi-mismatch"
+    assert "+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl" in a100["fix"]
+    # torch 2.11 has no official FA2 wheel: the fix says to rebuild instead of naming one.
+    h100 = json.loads(run("explain", log, "--target", target("h100"), "--json").output)["diagnoses"][0]
+    assert "No prebuilt flash-attn wheel fits" in h100["fix"] and "--from-source" in h100["fix"]
+
+
 def test_human_output_shows_evidence_and_fix():
     out = run("explain", str(SAMPLES / "pip-404-compile-error.log"), "--no-probe").output
     assert "wheel-download-failed" in out and "HTTP Error 404" in out and "fix:" in out

@@ -132,6 +132,8 @@ def test_symptoms_alone_are_still_an_answer_and_follow_causes_otherwise():
     diags = explain_text("ImportError: flash_attn_2_cuda.so: invalid ELF header\n" + UNDEF)
     assert [d.code for d in diags] == ["torch-abi-mismatch", "flash-attn-import-error"]
     assert diags[1].consequence_of == "torch-abi-mismatch"
+    # ... but a symptom read off the cause's own line is not repeated.
+    assert codes(UNDEF) == ["torch-abi-mismatch"]
 
 
 def test_confidences_are_sorted_and_in_range():
@@ -172,8 +174,11 @@ def test_abi_fix_names_the_wheel_from_the_selector_for_this_machine():
     def broken(env, variant):
         raise NetworkError("index unreachable")
 
-    assert "cu13torch2.11" in explain_text(UNDEF, env, wheel_finder=lambda e, v: None)[0].fix
     assert "cu13torch2.11" in explain_text(UNDEF, env, wheel_finder=broken)[0].fix
+    # The selector answered "no wheel fits" (official FA2 wheels stop at torch 2.10): rebuild, don't
+    # send the user looking for a wheel that does not exist.
+    fix = explain_text(UNDEF, env, wheel_finder=lambda e, v: None)[0].fix
+    assert "No prebuilt flash-attn wheel fits" in fix and "--from-source" in fix
     # No machine: general advice, no unfilled template field.
     assert "{" not in explain_text(UNDEF)[0].fix
 
@@ -279,8 +284,20 @@ def test_explain_output_helper_and_renderers():
         explain_output(UNDEF + "\nninja: build stopped: x", None, limit=None), make_console(buf), limit=1
     )
     out = buf.getvalue()
-    assert "torch-abi-mismatch" in out and "SetDeviceEi" in out and "2 more" in out
+    assert "torch-abi-mismatch" in out and "SetDeviceEi" in out and "1 more" in out
     assert explain_output("") == [] and format_diagnoses([]) == ""
+
+
+def test_check_names_the_wheel_when_it_has_a_wheel_finder():
+    from flashdoctor.checks import run_checks
+
+    env = target_env("a100").replace(
+        installed=(FlashInstall(dist="flash-attn", version="2.5.7", import_ok=False, import_error=UNDEF),)
+    )
+    wheel = "flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
+    report = run_checks(env, wheel_finder=lambda e, v: wheel if v == "fa2" else None)
+    f = next(f for f in report.findings if f.code == "flash-attn-import-error")
+    assert wheel in (f.fix or "")
 
 
 def test_check_explains_a_failed_import_with_the_engine():
