@@ -107,6 +107,7 @@ def test_signature_example_found_by_the_engine(sid: str) -> None:
         "wheel_guess": "Guessing wheel URL:  https://github.com/Dao-AILab/flash-attention/releases/download/v2.8.3/x.whl",
         "rocm": "torch.__version__  = 2.2.0+rocm5.7",
         "source_tree": '  File "/home/me/src/flash-attention/flash_attn/__init__.py", line 3, in <module>',
+        "flash_call": "    out, q, k, v, out_padded, softmax_lse, S_dmask, rng_state = flash_attn_cuda.varlen_fwd(",
     }
     log = "\n".join([*(context_lines[c] for c in sig.contexts), sig.examples[0]])
     assert sig.code in [d.code for d in explain_text(log)]
