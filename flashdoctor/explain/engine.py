@@ -154,8 +154,52 @@ class _Hit:
 @dataclass
 class _Scan:
     hits: dict[str, _Hit]  # signature id -> first qualifying match
-    contexts: set[str]
     facts: dict[str, str]
+
+
+class LogContexts:
+    """Whether the log shows a context (a build, Windows, ROCm, FA3, ...), decided on first use.
+
+    Contexts are read lazily with bytes.find rather than in the keyword scan: most logs need only a
+    few of them, and an absent context's keywords would otherwise cost the scan on every position.
+    """
+
+    def __init__(self, data: bytes, low: bytes, kb: Knowledge, env: Environment | None) -> None:
+        self._data, self._low, self._kb, self._env = data, low, kb, env
+        self._known: dict[str, bool] = {}
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str) or name not in self._kb.contexts:
+            return False
+        if name not in self._known:
+            self._known[name] = self._evaluate(name)
+        return self._known[name]
+
+    def true(self) -> frozenset[str]:
+        """The contexts evaluated so far that hold."""
+        return frozenset(n for n, v in self._known.items() if v)
+
+    def _evaluate(self, name: str) -> bool:
+        ctx = self._kb.contexts[name]
+        if ctx.env and env_matches(self._env, ctx.env):
+            return True
+        low = self._low
+        for kw in ctx.keywords:
+            pos = low.find(kw)
+            if pos < 0:
+                continue
+            if ctx.pattern is None:
+                return True
+            for _ in range(KEYWORD_LINE_BUDGET):
+                start = low.rfind(b"\n", 0, pos) + 1
+                end = low.find(b"\n", pos)
+                end = len(low) if end < 0 else end
+                if ctx.pattern.search(_decode(self._data[start:end])):
+                    return True
+                pos = low.find(kw, end)
+                if pos < 0:
+                    break
+        return False
 
 
 _CONTROLS = {c: "\ufffd" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F]}
@@ -172,26 +216,19 @@ def _scan(data: bytes, low: bytes, kb: Knowledge, env: Environment | None) -> _S
     for sig in kb.signatures:
         for kw in sig.keywords:
             by_kw.setdefault(kw, []).append(sig)
-    ctx_by_kw: dict[bytes, list[str]] = {}
-    for ctx in kb.contexts.values():
-        for kw in ctx.keywords:
-            ctx_by_kw.setdefault(kw, []).append(ctx.name)
     fact_by_kw: dict[bytes, list[str]] = {}
     for fact in kb.facts.values():
         for kw in fact.keywords:
             fact_by_kw.setdefault(kw, []).append(fact.name)
 
     hits: dict[str, _Hit] = {}
-    contexts = {c.name for c in kb.contexts.values() if c.env and env_matches(env, c.env)}
     facts: dict[str, str] = {}
-    budget = dict.fromkeys([*by_kw, *ctx_by_kw, *fact_by_kw], KEYWORD_LINE_BUDGET)
+    budget = dict.fromkeys([*by_kw, *fact_by_kw], KEYWORD_LINE_BUDGET)
 
     def alive(kw: bytes) -> bool:
         if budget.get(kw, 0) <= 0:
             return False
         if any(s.id not in hits for s in by_kw.get(kw, ())):
-            return True
-        if any(c not in contexts for c in ctx_by_kw.get(kw, ())):
             return True
         return any(f not in facts for f in fact_by_kw.get(kw, ()))
 
@@ -231,16 +268,6 @@ def _scan(data: bytes, low: bytes, kb: Knowledge, env: Environment | None) -> _S
                     if sig.condition and not CONDITIONS[sig.condition](sm.groupdict(), env):
                         continue
                     hits[sig.id] = _Hit(start, line, sm)
-                for name in ctx_by_kw.get(kw, ()):
-                    if name in contexts:
-                        continue
-                    pattern = kb.contexts[name].pattern
-                    if pattern is not None:
-                        if line is None:
-                            line = _decode(data[start:end])
-                        if not pattern.search(line):
-                            continue
-                    contexts.add(name)
                 for name in fact_by_kw.get(kw, ()):
                     if name in facts:
                         continue
@@ -257,7 +284,7 @@ def _scan(data: bytes, low: bytes, kb: Knowledge, env: Environment | None) -> _S
             live = [kw for kw in live if alive(kw)]
             rx = _trie_regex(live)
             dead_hits = 0
-    return _Scan(hits=hits, contexts=contexts, facts=facts)
+    return _Scan(hits=hits, facts=facts)
 
 
 def match_naive(text: str) -> dict[str, int]:
@@ -301,15 +328,15 @@ class _Cand:
     fix: str | None = None
 
 
-def _qualifies(sig: Signature, scan: _Scan, env: Environment | None) -> bool:
-    if any(c not in scan.contexts for c in sig.contexts):
+def _qualifies(sig: Signature, contexts: LogContexts, env: Environment | None) -> bool:
+    if any(c not in contexts for c in sig.contexts):
         return False
     if sig.env_if and not env_matches(env, sig.env_if):
         return False
     return not (sig.env_unless and env_matches_any(env, sig.env_unless))
 
 
-def _variant(contexts: set[str] | frozenset[str]) -> Variant:
+def _variant(contexts: LogContexts) -> Variant:
     if "fa3" in contexts:
         return "fa3"
     if "fa4" in contexts:
@@ -371,22 +398,17 @@ def explain_bytes(
     low = data.lower()  # ASCII-only lower-casing: offsets stay valid
     kb = knowledge()
     scan = _scan(data, low, kb, env)
-    variant = _variant(scan.contexts)
-    tailor = Tailor(
-        env=env,
-        variant=variant,
-        facts=scan.facts,
-        contexts=frozenset(scan.contexts),
-        wheel_finder=wheel_finder,
-    )
+    contexts = LogContexts(data, low, kb, env)
 
     # Best signature per code, by role. A symptom never reuses a line that already gave a cause (the
     # OOM line "'cicc' died due to signal 9" is not also "the compiler error to look at").
     qualified = [
         (sig, scan.hits[sig.id])
         for sig in kb.signatures
-        if sig.id in scan.hits and _qualifies(sig, scan, env)
+        if sig.id in scan.hits and _qualifies(sig, contexts, env)
     ]
+    variant = _variant(contexts) if qualified else "fa2"
+    tailor = Tailor(env=env, variant=variant, facts=scan.facts, contexts=contexts, wheel_finder=wheel_finder)
     cause_offsets = {hit.offset for sig, hit in qualified if sig.role == "cause"}
     best: dict[str, _Cand] = {}
     fallbacks: dict[str, _Cand] = {}
@@ -403,7 +425,7 @@ def explain_bytes(
     has_cause = any(c.sig.role == "cause" for c in best.values())
     chosen = dict(best)
     if not best:
-        succeeded = "success" in scan.contexts
+        succeeded = "success" in contexts
         if not succeeded:
             chosen.update(fallbacks)
 
@@ -427,7 +449,7 @@ def explain_bytes(
     cands = list(chosen.values())
     # A bare build failure: add what this machine would break a build with.
     has_symptom = any(c.sig.role == "symptom" for c in best.values())
-    if env is not None and not has_cause and has_symptom and "build" in scan.contexts:
+    if env is not None and not has_cause and has_symptom and "build" in contexts:
         for code, message, fix in _machine_causes(env, variant):
             if code in chosen or code not in kb.codes:
                 continue
@@ -484,7 +506,7 @@ def explain_bytes(
         lines=data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0),
         size=len(data),
         variant=variant,
-        contexts=frozenset(scan.contexts),
+        contexts=contexts.true(),
     )
 
 

@@ -13,7 +13,7 @@ Nothing here touches the system.
 from __future__ import annotations
 
 import string
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -109,7 +109,7 @@ class Tailor:
     env: Environment | None
     variant: Variant
     facts: Mapping[str, str]
-    contexts: frozenset[str]
+    contexts: Container[str]
     wheel_finder: WheelFinder | None = None
 
     # -- fields -------------------------------------------------------------------------------
