@@ -235,9 +235,17 @@ class Tailor:
                 else None
             )
         if key == "cuda_home_hint":
-            if self._known("nvcc_path") and env.nvcc_path and "/bin/" in env.nvcc_path.replace("\\", "/"):
-                return env.nvcc_path.replace("\\", "/").rsplit("/bin/", 1)[0]
-            return None
+            # A toolkit root to export as CUDA_HOME: the probed CUDA_HOME when it has the headers, else
+            # a toolkit directory among the nvccs found (the parent of nvcc on PATH may be /usr/local).
+            if self._known("cuda_home") and env.cuda_home and env.cuda_home_headers:
+                return env.cuda_home
+            roots = [
+                n.path.replace("\\", "/").rsplit("/bin/", 1)[0]
+                for n in env.nvccs
+                if "/bin/" in n.path.replace("\\", "/")
+            ]
+            toolkits = [r for r in roots if "cuda" in r.rsplit("/", 1)[-1].lower() and r != env.cuda_home]
+            return toolkits[0] if self._known("nvccs") and toolkits else None
         return None
 
     # -- templates ----------------------------------------------------------------------------

@@ -308,3 +308,23 @@ def test_check_explains_a_failed_import_with_the_engine():
     assert f.status is Status.FAIL
     assert "built for another torch version" in f.message
     assert "cu13torch2.11cxx11abiTRUE" in (f.fix or "")
+
+
+def test_cuda_home_hint_prefers_a_toolkit_directory():
+    log = "OSError: CUDA_HOME environment variable is not set. Please set it to your CUDA install root."
+    env = environment_from_target(
+        {
+            "nvcc": "12.8",
+            "nvcc_path": "/usr/local/bin/nvcc",
+            "cuda_home": "/usr/local",
+            "cuda_home_headers": False,
+            "torch": "2.7.1+cu128",
+            "nvccs": [
+                {"path": "/usr/local/bin/nvcc", "version": "12.8"},
+                {"path": "/usr/local/cuda-12.8/bin/nvcc", "version": "12.8"},
+            ],
+        }
+    )
+    assert "export CUDA_HOME=/usr/local/cuda-12.8" in explain_text(log, env)[0].fix
+    fix = explain_text(log, env, wheel_finder=lambda e, v: None)[0].fix
+    assert fix.startswith("No prebuilt wheel fits") and "CUDA_HOME=/usr/local/cuda-12.8" in fix
