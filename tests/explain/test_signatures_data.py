@@ -11,6 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from flashdoctor.environment import environment_from_target
 from flashdoctor.explain.engine import explain_text
 from flashdoctor.explain.signatures import Signature, knowledge
 from flashdoctor.explain.tailor import ENV_PREDICATES, Tailor
@@ -99,8 +100,7 @@ def test_signature_example_found_by_the_engine(sid: str) -> None:
     # The engine (prefilter, contexts, conditions) finds the example once its required contexts are in
     # the log: the code is reported.
     sig = SIGS[sid]
-    if sig.env_if or sig.role == "fallback":
-        pytest.skip("needs a machine / only without other findings; covered in test_engine")
+    env = environment_from_target(dict(sig.env_if)) if sig.env_if else None
     context_lines = {
         "build": "Building wheel for flash-attn (setup.py) ... error",
         "build_requirements": "  Getting requirements to build wheel ... error",
@@ -110,7 +110,7 @@ def test_signature_example_found_by_the_engine(sid: str) -> None:
         "flash_call": "    out, q, k, v, out_padded, softmax_lse, S_dmask, rng_state = flash_attn_cuda.varlen_fwd(",
     }
     log = "\n".join([*(context_lines[c] for c in sig.contexts), sig.examples[0]])
-    assert sig.code in [d.code for d in explain_text(log)]
+    assert sig.code in [d.code for d in explain_text(log, env)]
 
 
 @pytest.mark.parametrize("sid", sorted(SIGS))
