@@ -9,8 +9,9 @@ How a log is read (designed for 10 MB in well under a second, see scripts/bench_
    (errors="replace") and only the signatures owning a keyword present in the line run their
    patterns. A keyword that keeps hitting is retired after a budget, so a log with 100 000 "error"
    lines costs a bounded amount.
-3. Contexts (is this a build? Windows? ROCm? FA3?) and facts (the torch version setup.py printed) are
-   read by the same scan; a signature may require a context anywhere in the log.
+3. Facts (the torch version setup.py printed) are read by the same scan. Contexts (is this a build?
+   Windows? ROCm? FA3?) are decided on first use with bytes.find: a signature may require a context
+   anywhere in the log, a fix may depend on one, and most logs need only a few.
 4. Ranking: per code the strongest signature wins; a code that "yields to" another found code (a
    consequence, e.g. network-unreachable after setup.py's wheel download failed) is ranked after it;
    symptoms (build-failed, ...) come after causes and say which cause they follow from; fallbacks
@@ -30,6 +31,8 @@ from flashdoctor.explain.signatures import Knowledge, Signature, knowledge
 from flashdoctor.explain.tailor import CONDITIONS, Tailor, WheelFinder, env_matches, env_matches_any
 
 KEYWORD_LINE_BUDGET = 300  # candidate lines one keyword may contribute before it is retired
+LONG_LINE = 64 * 1024  # a "line" longer than this (a log without line breaks) is read in windows
+LONG_LINE_WINDOW = 4096  # bytes kept on each side of a keyword inside such a line
 DEAD_HITS_BEFORE_REBUILD = 64  # candidate lines holding only retired keywords before the regex is rebuilt
 EVIDENCE_MAX = 400  # characters of evidence kept around the match
 MACHINE_CONFIDENCE = 0.55  # a machine-derived cause of a bare build failure
@@ -86,8 +89,8 @@ class Explanation:
     key_lines: tuple[KeyLine, ...]
     lines: int
     size: int
-    variant: Variant
-    contexts: frozenset[str] = field(default_factory=frozenset)
+    variant: Variant  # the variant the fixes refer to (from the log: FA3's hopper/, FA4's cute; else fa2)
+    contexts: frozenset[str] = field(default_factory=frozenset)  # contexts looked at that hold
 
     @property
     def recognised(self) -> bool:
@@ -122,6 +125,9 @@ def normalise(data: bytes) -> bytes:
         data = _ANSI.sub(b"", data)
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    # A log pasted as a JSON/Python string literal has escaped line breaks and (almost) no real ones.
+    if len(data) > 1024 and data.count(b"\n") * 4096 < len(data) and data.count(b"\\n") > 8:
+        data = data.replace(b"\\r\\n", b"\n").replace(b"\\n", b"\n").replace(b'\\"', b'"')
     return data
 
 
@@ -246,6 +252,10 @@ def _scan(data: bytes, low: bytes, kb: Knowledge, env: Environment | None) -> _S
         if end < 0:
             end = size
         pos = end + 1
+        if end - start > LONG_LINE:  # no line breaks to speak of: look around this keyword only
+            start = max(start, m.start() - LONG_LINE_WINDOW)
+            end = min(end, m.end() + LONG_LINE_WINDOW)
+            pos = m.end()
         seg = low[start:end]
         present = [kw for kw in live if kw in seg and alive(kw)]
         if not present:

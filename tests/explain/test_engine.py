@@ -328,3 +328,21 @@ def test_cuda_home_hint_prefers_a_toolkit_directory():
     assert "export CUDA_HOME=/usr/local/cuda-12.8" in explain_text(log, env)[0].fix
     fix = explain_text(log, env, wheel_finder=lambda e, v: None)[0].fix
     assert fix.startswith("No prebuilt wheel fits") and "CUDA_HOME=/usr/local/cuda-12.8" in fix
+
+
+def test_a_log_without_line_breaks_is_read_in_windows_and_fast():
+    import time
+
+    blob = ("x" * 200 + " warning: nothing ") * 20000  # ~4 MB on one line
+    data = (blob + UNDEF + " " + blob + " Killed ninja: build stopped").encode()
+    t = time.perf_counter()
+    diags = explain_bytes(data).diagnoses
+    assert time.perf_counter() - t < 5  # a bound, not a benchmark: quadratic behaviour would take minutes
+    assert [d.code for d in diags][:1] == ["torch-abi-mismatch"] and diags[0].line == 1
+    assert len(diags[0].evidence) <= 405
+
+
+def test_a_log_pasted_as_a_string_literal_is_split_on_escaped_line_breaks():
+    text = "\\n".join(["Building wheel for flash-attn (setup.py) ... error", *(["noise"] * 300), UNDEF])
+    diags = explain_text(text)
+    assert diags[0].code == "torch-abi-mismatch" and diags[0].line == 302
