@@ -7,8 +7,8 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 
     from flashdoctor.checks import WheelFinder
+    from flashdoctor.smoke import SmokeReport
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -98,6 +99,7 @@ def _write_json(path: str, data: object) -> None:
 @click.option("--save-target", metavar="FILE", help="Write the probed machine as a target spec.")
 @click.option("--deep", is_flag=True, help="Also import torch (seconds) to confirm ABI and arch list.")
 @click.option("--no-import-test", is_flag=True, help="Do not import installed FlashAttention builds.")
+@click.option("--smoke", "smoke", is_flag=True, help="Also run the smoke test (README 'Smoke test'); adds a 'smoke' key to --json.")
 def check(
     python: str | None,
     target: str | None,
@@ -108,6 +110,7 @@ def check(
     save_target: str | None,
     deep: bool,
     no_import_test: bool,
+    smoke: bool = False,
 ) -> int:
     """Say per variant (fa2, fa3, fa4) whether FlashAttention is ready, installable, buildable or
     unsupported here, and what to fix."""
@@ -115,18 +118,33 @@ def check(
     from flashdoctor.render.github import annotation_lines, in_github_actions, summary_markdown
     from flashdoctor.render.report_json import report_to_json
 
+    if smoke and target:
+        raise UsageError("--smoke runs kernels on this machine; it cannot be combined with --target")
     env, source = resolve_environment(python, target, import_tests=not no_import_test, deep=deep)
     report = run_checks(env, source=source, wheel_finder=_check_wheel_finder())
     if save_target:
         _write_json(save_target, env.to_target())
     code = report.exit_code(strict=strict, require=require)
+    smoke_report = _check_smoke(python) if smoke else None  # -- smoke (issue 5)
+    if smoke_report is not None:
+        import dataclasses
+
+        report = dataclasses.replace(report, extra={**report.extra, "smoke": smoke_report.to_json()})
+        code = max(code, smoke_report.exit_code())
     if as_json:
-        click.echo(json.dumps(report_to_json(report, strict=strict, require=require), indent=2))
+        doc = report_to_json(report, strict=strict, require=require)
+        doc["exit_code"] = code
+        click.echo(json.dumps(doc, indent=2))
     else:
         from flashdoctor.render.console import make_console
         from flashdoctor.render.human import render_check
 
         render_check(report, make_console(), verbose=verbose)
+        if smoke_report is not None:
+            from flashdoctor.render.smoke import render_smoke
+
+            make_console().print()
+            render_smoke(smoke_report, make_console(), verbose=verbose)
         for v in require:
             vv = report.verdicts[v]
             if vv.verdict.value != "ready":
@@ -302,6 +320,171 @@ def wheels(
 
         render_candidates(sel, make_console(), rows, source=source)
     return 0
+
+# -- smoke and bench (issue 5) ----------------------------------------------------------------------
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _target_python(python: str | None) -> str:
+    if python and not os.path.exists(python):
+        raise UsageError(f"--python {python}: no such file")
+    return python or sys.executable
+
+
+def _check_smoke(python: str | None) -> SmokeReport:
+    from flashdoctor.smoke import run_smoke
+
+    return run_smoke(_target_python(python), os.environ)
+
+
+def _device_option(f: _F) -> _F:
+    # Hidden testing mode: toy shapes on CPU torch, so CI runs the real runner without a GPU.
+    return click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", hidden=True)(f)
+
+
+def _gpu_option(f: _F) -> _F:
+    return click.option("--gpu", type=click.IntRange(min=0), metavar="N", help="Run on GPU N only (torch's numbering).")(f)
+
+
+def _output_option(f: _F) -> _F:
+    return click.option("-o", "--output", metavar="FILE", help="Also write the JSON report to FILE.")(f)
+
+
+SMOKE_BACKEND_CHOICES = ("fa2", "fa3", "fa4", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa-math")
+
+
+@cli.command()
+@python_option
+@_gpu_option
+@click.option(
+    "--variant",
+    "variants",
+    type=click.Choice(SMOKE_BACKEND_CHOICES),
+    multiple=True,
+    help="Only this backend (repeatable): fa2, fa3, fa4 or an SDPA backend. A variant named here must be installed.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON report.")
+@_output_option
+@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, metavar="S", help="Limit for the whole test, in seconds.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every row and the evidence.")
+@_device_option
+def smoke(
+    python: str | None,
+    gpu: int | None,
+    variants: tuple[str, ...],
+    as_json: bool,
+    output: str | None,
+    timeout: float,
+    verbose: bool,
+    device: str,
+) -> int:
+    """Run every installed FlashAttention variant and PyTorch's SDPA backends on this GPU, forward and
+    backward, against an fp32 reference; prove the kernel ran and time it. Exit 1 on a failure."""
+    from flashdoctor.smoke import run_smoke
+
+    report = run_smoke(_target_python(python), os.environ, gpu=gpu, variants=variants or None, device=device, timeout=timeout)
+    doc = report.to_json()
+    if output:
+        _write_json(output, doc)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        from flashdoctor.render.console import make_console
+        from flashdoctor.render.smoke import render_smoke
+
+        render_smoke(report, make_console(), verbose=verbose)
+    return report.exit_code()
+
+
+@cli.command()
+@python_option
+@_gpu_option
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--seqlen", type=int, default=196, show_default=True)
+@click.option("--heads", type=int, default=16, show_default=True)
+@click.option("--kv-heads", type=int, default=None, help="Key/value heads for GQA/MQA  [default: --heads]")
+@click.option("--head-dim", type=int, default=64, show_default=True)
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
+@click.option("--causal", is_flag=True, help="Causal (autoregressive) mask.")
+@click.option(
+    "--backend",
+    "backends",
+    type=click.Choice(SMOKE_BACKEND_CHOICES),
+    multiple=True,
+    help="Only this backend (repeatable; SDPA math always runs as the baseline).",
+)
+@click.option("--repeats", type=click.IntRange(min=1, max=1000), default=10, show_default=True, help="Timed batches; the median is reported.")
+@click.option("--forward-only", is_flag=True, help="Skip the forward+backward timing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON report.")
+@_output_option
+@click.option("--plot", metavar="FILE.png", help="Draw the comparison (needs matplotlib: the 'plot' extra).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True, metavar="S")
+@click.option("-v", "--verbose", is_flag=True, help="Also list backends that are not installed.")
+@_device_option
+def bench(
+    python: str | None,
+    gpu: int | None,
+    batch: int,
+    seqlen: int,
+    heads: int,
+    kv_heads: int | None,
+    head_dim: int,
+    dtype: str,
+    causal: bool,
+    backends: tuple[str, ...],
+    repeats: int,
+    forward_only: bool,
+    as_json: bool,
+    output: str | None,
+    plot: str | None,
+    timeout: float,
+    verbose: bool,
+    device: str,
+) -> int:
+    """Time every available attention backend at one shape: forward and forward+backward, TFLOP/s,
+    % of the GPU's measured bf16 matmul peak, peak memory; the fastest is marked and recommended."""
+    from flashdoctor.smoke import Case, run_bench
+    from flashdoctor.smoke.bench import validate_shape
+
+    problem = validate_shape(batch, seqlen, heads, kv_heads, head_dim, dtype)
+    if problem:
+        raise UsageError(problem)
+    if plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                "--plot needs matplotlib, which is not installed", hint="pip install 'flashdoctor[plot]'"
+            ) from None
+    case = Case("bench", batch, seqlen, heads, head_dim, dtype=dtype, causal=causal, kv_heads=kv_heads)  # type: ignore[arg-type]
+    report = run_bench(
+        _target_python(python),
+        os.environ,
+        case,
+        gpu=gpu,
+        backends=backends or None,
+        device=device,
+        timeout=timeout,
+        repeats=repeats,
+        backward=not forward_only,
+    )
+    doc = report.to_json()
+    if output:
+        _write_json(output, doc)
+    if plot and not report.skipped_reason:
+        from flashdoctor.render.plot import plot_bench
+
+        plot_bench(report, plot)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        from flashdoctor.render.console import make_console
+        from flashdoctor.render.smoke import render_bench
+
+        render_bench(report, make_console(), verbose=verbose)
+        if plot and not report.skipped_reason:
+            click.echo(f"plot written to {plot}")
+    return report.exit_code()
 
 
 # -- explain (issue 7) ----------------------------------------------------------------------------

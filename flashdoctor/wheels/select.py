@@ -24,7 +24,7 @@ rejection codes"):
 Preference among the wheels that fit: the newest version; then official over the PyTorch index over
 community; then a certain ABI over an inferred one; then the CUDA closest to torch's (exact, older minor,
 newer minor); then higher listing confidence; then a known glibc need (a manylinux copy) over an unknown
-one; then the newer release of the same file.
+one; then, within one source, the newer release of the same file.
 """
 
 from __future__ import annotations
@@ -431,6 +431,7 @@ def preference_key(entry: IndexEntry, t: Target) -> tuple[object, ...]:
         _CONFIDENCE.get(entry.confidence, 1),
         # an auditwheel copy whose manylinux tag states its glibc need beats a linux_* copy of unknown need
         0 if entry.glibc is not None or t.os != "linux" else 1,
+        entry.source,  # release tags of different repositories do not compare: only within one
         _Neg(entry.release or Version("0")),
         entry.filename,
         entry.url_or_template,
@@ -595,7 +596,8 @@ def make_plan(
     inst = env.installed_variant(variant)
 
     if vv.verdict is Verdict.UNSUPPORTED:
-        alt = f"Use {SDPA}" + ("" if variant == "fa2" else ", or another variant") + "."
+        # the verdict's fix names the working alternative (PyTorch SDPA, or another variant)
+        alt = vv.fix or f"Use {SDPA}."
         return Plan("unsupported", variant, reasons=(*vv.reasons, alt), blockers=vv.blockers)
     if vv.verdict is Verdict.READY and inst is not None:
         v = parse_version(inst.version)

@@ -1,0 +1,57 @@
+"""``bench --plot FILE.png``: the bench as a bar chart. matplotlib is the optional ``plot`` extra."""
+
+from __future__ import annotations
+
+from flashdoctor.errors import UsageError
+from flashdoctor.smoke.bench import BenchReport
+
+
+def plot_bench(report: BenchReport, path: str) -> None:
+    """Two panels, forward and forward+backward: time per backend, TFLOP/s on each bar, the fastest
+    in green. Raises UsageError when matplotlib is missing or the file cannot be written."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed; never opens a window
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError(
+            "--plot needs matplotlib, which is not installed",
+            hint="pip install 'flashdoctor[plot]' (or pip install matplotlib)",
+        ) from None
+    rows = [r for r in report.rows if r.status == "ok"]
+    if not rows:
+        raise UsageError("--plot: no backend ran, nothing to draw")
+    panels = [("forward", "fwd_ms", "fwd_tflops", "fastest_fwd")]
+    if any(r.fwd_bwd_ms for r in rows):
+        panels.append(("forward + backward", "fwd_bwd_ms", "fwd_bwd_tflops", "fastest_fwd_bwd"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 0.6 * len(rows) + 1.8), squeeze=False)
+    for ax, (title, ms_key, tf_key, fast_key) in zip(axes[0], panels):
+        shown = [r for r in rows if getattr(r, ms_key)]
+        names = [r.title + (f" {r.version}" if r.version else "") for r in shown]
+        times = [getattr(r, ms_key) for r in shown]
+        colors = ["#2a9d3f" if getattr(r, fast_key) else "#7f8c9a" for r in shown]
+        bars = ax.barh(names, times, color=colors)
+        ax.invert_yaxis()
+        ax.set_xlabel("ms (lower is better)")
+        ax.set_title(title)
+        for bar, r in zip(bars, shown):
+            tf = getattr(r, tf_key)
+            if tf is not None:
+                ax.text(
+                    bar.get_width(),
+                    bar.get_y() + bar.get_height() / 2,
+                    f" {tf:.0f} TFLOP/s" if tf >= 10 else f" {tf:.2f} TFLOP/s",
+                    va="center",
+                    fontsize=8,
+                )
+        ax.set_xlim(0, max(times) * 1.35)
+    where = report.gpu.name if report.gpu is not None else "?"
+    fig.suptitle(f"flashdoctor bench: {report.case.label} on {where} (torch {report.torch})", fontsize=10)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as exc:
+        raise UsageError(f"--plot: cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
