@@ -99,7 +99,12 @@ def _write_json(path: str, data: object) -> None:
 @click.option("--save-target", metavar="FILE", help="Write the probed machine as a target spec.")
 @click.option("--deep", is_flag=True, help="Also import torch (seconds) to confirm ABI and arch list.")
 @click.option("--no-import-test", is_flag=True, help="Do not import installed FlashAttention builds.")
-@click.option("--smoke", "smoke", is_flag=True, help="Also run the smoke test (README 'Smoke test'); adds a 'smoke' key to --json.")
+@click.option(
+    "--smoke",
+    "smoke",
+    is_flag=True,
+    help="Also run the smoke test (README 'Smoke test'); adds a 'smoke' key to --json.",
+)
 def check(
     python: str | None,
     target: str | None,
@@ -321,6 +326,7 @@ def wheels(
         render_candidates(sel, make_console(), rows, source=source)
     return 0
 
+
 # -- smoke and bench (issue 5) ----------------------------------------------------------------------
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -343,7 +349,9 @@ def _device_option(f: _F) -> _F:
 
 
 def _gpu_option(f: _F) -> _F:
-    return click.option("--gpu", type=click.IntRange(min=0), metavar="N", help="Run on GPU N only (torch's numbering).")(f)
+    return click.option(
+        "--gpu", type=click.IntRange(min=0), metavar="N", help="Run on GPU N only (torch's numbering)."
+    )(f)
 
 
 def _output_option(f: _F) -> _F:
@@ -365,7 +373,14 @@ SMOKE_BACKEND_CHOICES = ("fa2", "fa3", "fa4", "sdpa-flash", "sdpa-cudnn", "sdpa-
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON report.")
 @_output_option
-@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, metavar="S", help="Limit for the whole test, in seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    metavar="S",
+    help="Limit for the whole test, in seconds.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show every row and the evidence.")
 @_device_option
 def smoke(
@@ -382,7 +397,9 @@ def smoke(
     backward, against an fp32 reference; prove the kernel ran and time it. Exit 1 on a failure."""
     from flashdoctor.smoke import run_smoke
 
-    report = run_smoke(_target_python(python), os.environ, gpu=gpu, variants=variants or None, device=device, timeout=timeout)
+    report = run_smoke(
+        _target_python(python), os.environ, gpu=gpu, variants=variants or None, device=device, timeout=timeout
+    )
     doc = report.to_json()
     if output:
         _write_json(output, doc)
@@ -413,7 +430,13 @@ def smoke(
     multiple=True,
     help="Only this backend (repeatable; SDPA math always runs as the baseline).",
 )
-@click.option("--repeats", type=click.IntRange(min=1, max=1000), default=10, show_default=True, help="Timed batches; the median is reported.")
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1, max=1000),
+    default=10,
+    show_default=True,
+    help="Timed batches; the median is reported.",
+)
 @click.option("--forward-only", is_flag=True, help="Skip the forward+backward timing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON report.")
 @_output_option
