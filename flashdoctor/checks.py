@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from flashdoctor import knowledge
 from flashdoctor.archs import runs_on, sort_archs
@@ -556,10 +557,12 @@ def check_platform(env: Environment) -> list[Finding]:
 ImportDiagnoser = Callable[[str, Environment], "tuple[str, str] | None"]
 
 
-def _default_import_diagnosis(text: str, env: Environment) -> tuple[str, str] | None:
+def _default_import_diagnosis(
+    text: str, env: Environment, wheel_finder: WheelFinder | None = None
+) -> tuple[str, str] | None:
     from flashdoctor.explain import explain_text
 
-    diags = explain_text(text, env)
+    diags = explain_text(text, env, wheel_finder=wheel_finder)
     if not diags:
         return None
     return diags[0].message, diags[0].fix
@@ -825,7 +828,10 @@ def run_checks(
     findings: list[Finding] = []
     for check in ALL_CHECKS:
         findings.extend(check(env))
-    findings.extend(check_installed(env, diagnose))
+    # A failed import is explained by the failure-log engine; with a wheel finder its fix names the wheel.
+    findings.extend(
+        check_installed(env, diagnose or partial(_default_import_diagnosis, wheel_finder=wheel_finder))
+    )
     frozen = tuple(findings)
     verdicts = {v: verdict_for(v, env, frozen, wheel_finder) for v in VARIANTS}
     return CheckReport(environment=env, source=source, findings=frozen, verdicts=verdicts)

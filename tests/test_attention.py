@@ -604,7 +604,9 @@ def test_cudnn_layout_keeps_packed_projections_and_copies_the_rest() -> None:
     q, k, v = packed.unbind(2)  # views into one (batch, seq, 3*heads*dim) projection
     assert attention._cudnn_layout(q, k, v) == (q, k, v)
     assert all(a is b for a, b in zip(attention._cudnn_layout(q, k, v), (q, k, v)))
-    kv = torch.randn(2, 5, 2 * 4 * 8).unflatten(-1, (2, 4, 8))  # cross-attention key/value: not a cuDNN layout
+    kv = torch.randn(2, 5, 2 * 4 * 8).unflatten(
+        -1, (2, 4, 8)
+    )  # cross-attention key/value: not a cuDNN layout
     out = attention._cudnn_layout(q, kv[:, :, 0], kv[:, :, 1])
     assert all(t.is_contiguous() for t in out)
     assert torch.equal(out[1], kv[:, :, 0]) and torch.equal(out[0], q)

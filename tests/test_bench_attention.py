@@ -18,7 +18,15 @@ def test_bench_attention_quick_cpu_run(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_attention.py"), "--device", "cpu", "--quick", "--json", str(out)],
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_attention.py"),
+            "--device",
+            "cpu",
+            "--quick",
+            "--json",
+            str(out),
+        ],
         env=env,
         capture_output=True,
         text=True,

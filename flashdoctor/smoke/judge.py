@@ -427,6 +427,18 @@ _FIX = {
 }
 
 
+def _explained_fix(error: str | None, default: str | None) -> str | None:
+    """The failure-log engine's reading of an error (what `flashdoctor explain` says), else ``default``."""
+    if not error:
+        return default
+    from flashdoctor.explain import explain_text
+
+    diags = explain_text(error)
+    if not diags:
+        return default
+    return f"[{diags[0].code}] {diags[0].message}. {diags[0].fix}"
+
+
 def _variant_of(backend: str) -> Any:
     return backend if backend in VARIANT_BACKENDS else None
 
@@ -463,7 +475,9 @@ def _backend_findings(
                 status,
                 msg,
                 evidence=first.error,
-                fix=_FIX.get(code),
+                fix=_explained_fix(first.error, _FIX.get(code))
+                if code in ("smoke-error", "smoke-crash")
+                else _FIX.get(code),
                 variant=_variant_of(backend),
                 subject=_subject(backend, gpu),
             )
@@ -642,7 +656,10 @@ def judge_smoke(
                         "  ", " "
                     ),
                     evidence=info.import_error,
-                    fix="Run `flashdoctor explain` on the error, or `flashdoctor check` for the mismatch.",
+                    fix=_explained_fix(
+                        info.import_error,
+                        "Run `flashdoctor explain` on the error, or `flashdoctor check` for the mismatch.",
+                    ),
                     variant=_variant_of(b),
                     subject=b,
                 )

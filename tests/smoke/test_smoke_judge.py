@@ -518,6 +518,9 @@ def test_import_failures() -> None:
     assert codes == {("smoke-import-error", "fa2"), ("smoke-import-error", "fa3")}
     msg = next(f.message for f in r.findings if f.variant == "fa3")
     assert "the interpreter died (SIGABRT)" in msg
+    # The import error goes through the failure-log engine (flashdoctor explain): its cause and fix.
+    fix = next(f.fix for f in r.findings if f.variant == "fa2")
+    assert fix is not None and fix.startswith("[torch-abi-mismatch]")
     assert not [x for x in r.results if x.backend in ("fa2", "fa3")]
 
 

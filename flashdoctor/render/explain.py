@@ -1,0 +1,110 @@
+"""Rendering of diagnoses: the `flashdoctor explain` report, and a short block for other commands.
+
+install, build, smoke (and anything that captures a failing subprocess) show why it failed with::
+
+    from flashdoctor.explain import explain_output
+    from flashdoctor.render.explain import render_diagnoses, format_diagnoses
+
+    diags = explain_output(captured_output, env)
+    render_diagnoses(diags, console)          # rich, on the terminal
+    hint = format_diagnoses(diags)            # plain text, e.g. for InstallError(..., hint=hint)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+
+from flashdoctor.explain.engine import Diagnosis, Explanation
+
+EVIDENCE_STYLE = "bold red"
+
+
+def _header(d: Diagnosis, rank: int) -> str:
+    if d.consequence_of:
+        mark, style, note = "↳", "yellow", f" [dim](consequence of {escape(d.consequence_of)})[/]"
+    elif rank == 0:
+        mark, style, note = "✗", "red", ""
+    else:
+        mark, style, note = "?", "yellow", " [dim](also possible)[/]"
+    return (
+        f" [{style}]{mark}[/] [bold]{escape(d.code)}[/] [dim]{d.confidence:.2f}[/]{note}: {escape(d.message)}"
+    )
+
+
+def _evidence_line(d: Diagnosis) -> str:
+    where = f"line {d.line}" if d.line is not None else ("machine" if d.basis == "machine" else "log")
+    return f"     [dim]{where} │[/] [{EVIDENCE_STYLE}]{escape(d.evidence)}[/]"
+
+
+def render_diagnoses(
+    diags: Sequence[Diagnosis], console: Console, limit: int | None = 3, title: str | None = None
+) -> None:
+    """A short block: each diagnosis with its evidence line (highlighted) and fix."""
+    shown = list(diags if limit is None else diags[:limit])
+    if not shown:
+        return
+    if title:
+        console.print(f"[bold]{escape(title)}[/]")
+    for i, d in enumerate(shown):
+        console.print(_header(d, i))
+        if d.evidence:
+            console.print(_evidence_line(d))
+        console.print(f"     [dim]fix:[/] {escape(d.fix)}")
+    rest = len(diags) - len(shown)
+    if rest > 0:
+        console.print(f" [dim]… {rest} more (flashdoctor explain shows all)[/]")
+
+
+def format_diagnoses(diags: Sequence[Diagnosis], limit: int | None = 3) -> str:
+    """The same block as plain text (no markup), for error messages, hints and log files."""
+    lines = []
+    for d in diags if limit is None else diags[:limit]:
+        after = f" (consequence of {d.consequence_of})" if d.consequence_of else ""
+        lines.append(f"[{d.code}]{after} {d.message}")
+        if d.evidence:
+            where = f"line {d.line}" if d.line is not None else d.basis
+            lines.append(f"  {where}: {d.evidence}")
+        lines.append(f"  fix: {d.fix}")
+    return "\n".join(lines)
+
+
+def render_explanation(expl: Explanation, console: Console, source: str, verbose: bool = False) -> None:
+    """The `flashdoctor explain` report."""
+    size = f"{expl.lines:,} lines" if expl.lines != 1 else "1 line"
+    if not expl.recognised:
+        if expl.size == 0:
+            console.print(
+                f"[bold]flashdoctor explain[/] {escape(source)}: the log is empty - nothing to explain."
+            )
+            console.print(
+                "  Capture the failing command's output, e.g.: pip install flash-attn 2>&1 | tee install.log"
+            )
+            return
+        console.print(
+            f"[bold]flashdoctor explain[/] {escape(source)} ({size}): [yellow]no known failure recognised[/]."
+        )
+        if expl.key_lines:
+            console.print(" The lines most likely to matter:")
+            for k in expl.key_lines:
+                console.print(f"   [dim]{k.line:>7} │[/] [{EVIDENCE_STYLE}]{escape(k.text)}[/]")
+        console.print(
+            " [dim]Run flashdoctor check for this machine's state; a log with the full pip/build output "
+            "(pip install -v ... 2>&1 | tee log) gives more to go on.[/]"
+        )
+        return
+    causes = [d for d in expl.diagnoses if not d.consequence_of]
+    what = "cause" if len(causes) == 1 else "possible causes"
+    console.print(f"[bold]flashdoctor explain[/] {escape(source)} ({size}): {len(causes)} {what}, best first")
+    render_diagnoses(expl.diagnoses, console, limit=None)
+    if verbose:
+        console.print()
+        for d in expl.diagnoses:
+            if d.source:
+                console.print(f" [dim]{escape(d.code)}: known from {escape(d.source)}[/]")
+        if expl.key_lines:
+            console.print(" [dim]Other lines that look like errors:[/]")
+            for k in expl.key_lines:
+                console.print(f"   [dim]{k.line:>7} │ {escape(k.text)}[/]")
