@@ -8,18 +8,22 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import click
 
 from flashdoctor import __version__
-from flashdoctor.environment import VARIANTS, Environment, TargetSpecError, Variant, load_target
+from flashdoctor.environment import VARIANT_DIST, VARIANTS, Environment, TargetSpecError, Variant, load_target
 from flashdoctor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FlashdoctorError, UsageError
 
 if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 
     from flashdoctor.checks import WheelFinder
+    from flashdoctor.install.fetch import FetchOptions
+    from flashdoctor.install.wheelhouse import Wheelhouse
     from flashdoctor.plan import Plan
     from flashdoctor.smoke import SmokeReport
 
@@ -640,7 +644,256 @@ def wheels(
 
 
 
-# == install / lock (issue 4; logic in flashdoctor/install/) =================================# -- smoke and bench (issue 5) ----------------------------------------------------------------------
+# == install / lock (issue 4; logic in flashdoctor/install/) ========================================
+def _fetch_options(f):  # type: ignore[no-untyped-def]
+    f = click.option(
+        "--allow-http", is_flag=True, help="Allow plain-http URLs (a trusted mirror on your own network); loopback always may."
+    )(f)
+    f = click.option("--index-url", metavar="URL", help="A PEP 503 mirror to fetch the planned wheel from instead of its origin.")(f)
+    f = click.option(
+        "--wheelhouse",
+        metavar="DIR",
+        help="A directory of wheels read before the network and written after a download (offline / cluster use).",
+    )(f)
+    return f
+
+
+def _install_plan(
+    env: Environment,
+    variant: Variant,
+    plan_file: str | None,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+) -> Plan:
+    """The plan: from --plan FILE (a reviewed --dry-run --json), else from the wheel selector."""
+    if plan_file:
+        from flashdoctor.install.prepare import load_plan
+
+        return load_plan(plan_file)
+    from flashdoctor.wheels import load_index, make_plan
+
+    spec = _version_spec(version_spec)
+    return make_plan(env, variant, load_index(index_path), version_spec=spec, allow_community=allow_community)
+
+
+def _fetch_setup(
+    wheelhouse: str | None, index_url: str | None, allow_http: bool, progress: bool
+) -> tuple[FetchOptions, list[Wheelhouse]]:
+    from flashdoctor.install.cache import WheelCache, default_cache_root
+    from flashdoctor.install.download import DownloadPolicy, check_url
+    from flashdoctor.install.fetch import FetchOptions
+    from flashdoctor.install.prepare import wheelhouse_paths
+    from flashdoctor.install.wheelhouse import Wheelhouse
+    from flashdoctor.render.console import make_console
+    from flashdoctor.render.install import RichProgress
+
+    if index_url:
+        try:
+            check_url(index_url, allow_http)
+        except FlashdoctorError as exc:
+            raise UsageError(f"--index-url: {exc.message}", hint=exc.hint) from None
+    houses = wheelhouse_paths((wheelhouse,) if wheelhouse else ())
+    # `flashdoctor build` without --wheelhouse stores into <cache>/wheelhouse: local builds are found there too.
+    default_house = default_cache_root(os.environ).parent / "wheelhouse"
+    if default_house.is_dir() and all(h.root != default_house for h in houses):
+        houses.append(Wheelhouse(default_house))
+    err = make_console(stderr=True)
+    return FetchOptions(
+        cache=WheelCache(default_cache_root(os.environ)),
+        policy=DownloadPolicy(allow_http=allow_http),
+        wheelhouse=houses[0] if wheelhouse else None,
+        index_url=index_url,
+        progress=RichProgress(err) if progress and err.is_terminal else None,
+        on_wait=lambda: click.echo("flashdoctor: another process is downloading this wheel; waiting for it", err=True),
+    ), houses
+
+
+@cli.command()
+@variant_options
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan (--dry-run) or the result as JSON.")
+@selection_options
+@index_option
+@python_option
+@target_option
+@_fetch_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before changing the environment (non-interactive use).")
+@click.option("--plan", "plan_file", metavar="FILE", help="Install exactly this plan (as printed by --dry-run --json).")
+@click.option("--no-deps", "no_deps", is_flag=True, help="Do not add missing dependencies of the wheel (torch is never touched).")
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke test on the GPU after the import check.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the installer output on failure.")
+@source_build_options
+def install(
+    variant: Variant,
+    dry_run: bool,
+    as_json: bool,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+    python: str | None,
+    target: str | None,
+    wheelhouse: str | None,
+    index_url: str | None,
+    allow_http: bool,
+    yes: bool,
+    plan_file: str | None,
+    no_deps: bool,
+    no_smoke: bool,
+    verbose: bool,
+    from_source: bool,
+    build_source: str | None,
+    build_ref: str | None,
+    build_arch: str | None,
+    build_head_dims: str | None,
+    build_dtypes: str | None,
+    build_max_jobs: int | None,
+    build_nvcc_threads: int | None,
+) -> int:
+    """Install the FlashAttention variant that fits this machine: the prebuilt wheel (or a matching local
+    build from --wheelhouse), verified by an import and, on a GPU, the smoke test; anything failing restores
+    the previous state.
+
+    With --dry-run, print the plan: action wheel | build | none | unsupported, the wheel, the
+    alternatives and why every near miss was rejected. Exit 1 when the plan is 'unsupported'."""
+    from flashdoctor.install.executor import InstallContext, execute
+    from flashdoctor.install.prepare import smoke_hook, with_local_build
+    from flashdoctor.render.console import make_console
+    from flashdoctor.render.install import render_install
+
+    if target and not dry_run:
+        raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
+    fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
+    env, source = resolve_environment(python, target, import_tests=True)
+    if from_source:
+        built = _plan_from_source(
+            env, variant, python, target, dry_run, as_json, wheelhouse, build_source, build_ref,
+            build_arch, build_head_dims, build_dtypes, build_max_jobs, build_nvcc_threads,
+        )  # fmt: skip
+        if isinstance(built, int):
+            return built
+        plan = built
+        notes: list[str] = []
+    elif any((build_source, build_ref, build_arch, build_head_dims, build_dtypes, build_max_jobs, build_nvcc_threads)):
+        raise UsageError("--source/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads need --from-source")
+    else:
+        plan = _install_plan(env, variant, plan_file, version_spec, allow_community, index_path)
+        plan, notes = with_local_build(plan, env, houses)
+    if dry_run or plan.action != "wheel":
+        if as_json:
+            doc = plan.to_json()
+            if notes:
+                doc["wheelhouse_notes"] = notes
+            click.echo(json.dumps(doc, indent=2))
+        else:
+            from flashdoctor.render.wheels import render_plan
+
+            console = make_console()
+            render_plan(plan, console, source=source)
+            for n in notes:
+                console.print(f"  wheelhouse: {n}", markup=False)
+        if dry_run or plan.action == "none":
+            return 1 if plan.action == "unsupported" else 0
+        if plan.action == "build":
+            click.echo(
+                "flashdoctor: no prebuilt wheel fits; build one with `flashdoctor build --wheelhouse DIR`, "
+                "then install it with `flashdoctor install --wheelhouse DIR`",
+                err=True,
+            )
+        return 1
+    py = python or sys.executable
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not a terminal, so flashdoctor cannot ask: pass --yes to install without asking")
+        assert plan.wheel is not None
+        click.confirm(f"Install {plan.wheel.filename} into {py}?", default=True, abort=True)
+    ctx = InstallContext(
+        python=py,
+        environ=os.environ,
+        fetch=fetch,
+        env=env,
+        smoke=None if no_smoke else smoke_hook(),
+        install_deps=not no_deps,
+        log_dir=fetch.cache.root.parent / "logs",
+        on_wait=lambda msg: click.echo(f"flashdoctor: {msg}", err=True),
+    )
+    result = execute(plan, ctx)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        render_install(result, make_console(), verbose=verbose)
+    return result.exit_code
+
+
+@cli.command()
+@variant_options
+@selection_options
+@index_option
+@python_option
+@target_option
+@_fetch_options
+@click.option("--plan", "plan_file", metavar="FILE", help="Lock exactly this plan (as printed by install --dry-run --json).")
+@click.option("-o", "--output", metavar="FILE", help="Write the requirements file here (default: standard output).")
+@click.option("--json", "as_json", is_flag=True, help="Print the locked entry as JSON.")
+def lock(
+    variant: Variant,
+    version_spec: str | None,
+    allow_community: bool,
+    index_path: str | None,
+    python: str | None,
+    target: str | None,
+    wheelhouse: str | None,
+    index_url: str | None,
+    allow_http: bool,
+    plan_file: str | None,
+    output: str | None,
+    as_json: bool,
+) -> int:
+    """Write a requirements line with the exact URL and --hash=sha256: for the planned wheel, so that
+    `pip install --require-hashes -r FILE` reproduces the install without flashdoctor."""
+    from flashdoctor.install.fetch import obtain
+    from flashdoctor.install.lock import LockEntry, lock_text
+
+    fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
+    env, source = resolve_environment(python, target, import_tests=False)
+    plan = _install_plan(env, variant, plan_file, version_spec, allow_community, index_path)
+    from flashdoctor.install.prepare import with_local_build
+
+    plan, _notes = with_local_build(plan, env, houses)
+    if plan.action != "wheel" or plan.wheel is None:
+        raise FlashdoctorError(f"nothing to lock: the plan for {plan.variant} is {plan.action!r}", hint="; ".join(plan.reasons) or None)
+    ref, sha_from = plan.wheel, "index"
+    if index_url or not ref.sha256:
+        # No digest in the index (or a mirror whose URL we must write): fetch, verify it is the wheel, hash it.
+        art = obtain(ref, fetch, os.environ, VARIANT_DIST[plan.variant])
+        url = art.ref.url if art.origin in ("download", "cache") else ref.url
+        ref, sha_from = replace(ref, url=url, sha256=art.sha256), art.sha256_from
+    assert ref.sha256 is not None
+    if unquote(urlsplit(ref.url).path).rsplit("/", 1)[-1] != ref.filename:
+        raise FlashdoctorError(
+            f"cannot lock {ref.url}: pip reads the wheel's name from the URL, and it does not end in {ref.filename}"
+        )
+    entry = LockEntry(plan.variant, ref, ref.sha256, sha_from)
+    text = lock_text([entry], env, source)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    if as_json:
+        click.echo(json.dumps({"entries": [entry.to_json()], "output": output}, indent=2))
+    elif not output:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"wrote {output}: {entry.dist} {ref.version} (sha256 {'from the index' if sha_from == 'index' else 'computed from the download'})")
+    return 0
+
+
+# == end install / lock =============================================================================
+
+
+# -- smoke and bench (issue 5) ----------------------------------------------------------------------
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -662,9 +915,7 @@ def _device_option(f: _F) -> _F:
 
 
 def _gpu_option(f: _F) -> _F:
-    return click.option(
-        "--gpu", type=click.IntRange(min=0), metavar="N", help="Run on GPU N only (torch's numbering)."
-    )(f)
+    return click.option("--gpu", type=click.IntRange(min=0), metavar="N", help="Run on GPU N only (torch's numbering).")(f)
 
 
 def _output_option(f: _F) -> _F:
@@ -686,14 +937,7 @@ SMOKE_BACKEND_CHOICES = ("fa2", "fa3", "fa4", "sdpa-flash", "sdpa-cudnn", "sdpa-
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON report.")
 @_output_option
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=300.0,
-    show_default=True,
-    metavar="S",
-    help="Limit for the whole test, in seconds.",
-)
+@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, metavar="S", help="Limit for the whole test, in seconds.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every row and the evidence.")
 @_device_option
 def smoke(
@@ -710,9 +954,7 @@ def smoke(
     backward, against an fp32 reference; prove the kernel ran and time it. Exit 1 on a failure."""
     from flashdoctor.smoke import run_smoke
 
-    report = run_smoke(
-        _target_python(python), os.environ, gpu=gpu, variants=variants or None, device=device, timeout=timeout
-    )
+    report = run_smoke(_target_python(python), os.environ, gpu=gpu, variants=variants or None, device=device, timeout=timeout)
     doc = report.to_json()
     if output:
         _write_json(output, doc)
@@ -743,13 +985,7 @@ def smoke(
     multiple=True,
     help="Only this backend (repeatable; SDPA math always runs as the baseline).",
 )
-@click.option(
-    "--repeats",
-    type=click.IntRange(min=1, max=1000),
-    default=10,
-    show_default=True,
-    help="Timed batches; the median is reported.",
-)
+@click.option("--repeats", type=click.IntRange(min=1, max=1000), default=10, show_default=True, help="Timed batches; the median is reported.")
 @click.option("--forward-only", is_flag=True, help="Skip the forward+backward timing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON report.")
 @_output_option
@@ -821,6 +1057,55 @@ def bench(
         if plot and not report.skipped_reason:
             click.echo(f"plot written to {plot}")
     return report.exit_code()
+
+
+# -- entry point ------------------------------------------------------------------------------------
+def _crash_log(exc: BaseException) -> str | None:
+    try:
+        from platformdirs import user_log_dir
+
+        d = user_log_dir("flashdoctor", appauthor=False)
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, "crash.log")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(f"flashdoctor {__version__}\n")
+            # os.uname, not platform.platform(): the latter runs `uname -p` in a subprocess
+            uname = " ".join(os.uname()) if hasattr(os, "uname") else sys.platform
+            fh.write(f"python {sys.version}\nplatform {uname}\n")
+            fh.write(f"argv {sys.argv}\ntime {datetime.datetime.now().isoformat()}\n\n")
+            fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        return path
+    except OSError:
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point. User errors: one message and their exit code; bugs: exit 3 with a
+    log to paste into an issue; Ctrl-C: 130."""
+    try:
+        rv = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="flashdoctor", standalone_mode=False
+        )
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("\nflashdoctor: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except FlashdoctorError as exc:
+        click.echo(f"flashdoctor: error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"  hint: {exc.hint}", err=True)
+        sys.exit(exc.return_code)
+    except Exception as exc:
+        log = _crash_log(exc)
+        click.echo(f"flashdoctor: an unexpected error has occurred: {type(exc).__name__}: {exc}", err=True)
+        if log:
+            click.echo(f"  the traceback is in {log}; please attach it to an issue", err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 # -- explain (issue 7) ----------------------------------------------------------------------------
@@ -899,52 +1184,3 @@ def explain(
 
         render_explanation(expl, make_console(), name, verbose=verbose)
     return 0 if expl.recognised else 1
-
-
-# -- entry point ------------------------------------------------------------------------------------
-def _crash_log(exc: BaseException) -> str | None:
-    try:
-        from platformdirs import user_log_dir
-
-        d = user_log_dir("flashdoctor", appauthor=False)
-        os.makedirs(d, exist_ok=True)
-        path = os.path.join(d, "crash.log")
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(f"flashdoctor {__version__}\n")
-            # os.uname, not platform.platform(): the latter runs `uname -p` in a subprocess
-            uname = " ".join(os.uname()) if hasattr(os, "uname") else sys.platform
-            fh.write(f"python {sys.version}\nplatform {uname}\n")
-            fh.write(f"argv {sys.argv}\ntime {datetime.datetime.now().isoformat()}\n\n")
-            fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-        return path
-    except OSError:
-        return None
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point. User errors: one message and their exit code; bugs: exit 3 with a
-    log to paste into an issue; Ctrl-C: 130."""
-    try:
-        rv = cli.main(
-            args=list(argv) if argv is not None else None, prog_name="flashdoctor", standalone_mode=False
-        )
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("\nflashdoctor: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except FlashdoctorError as exc:
-        click.echo(f"flashdoctor: error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"  hint: {exc.hint}", err=True)
-        sys.exit(exc.return_code)
-    except Exception as exc:
-        log = _crash_log(exc)
-        click.echo(f"flashdoctor: an unexpected error has occurred: {type(exc).__name__}: {exc}", err=True)
-        if log:
-            click.echo(f"  the traceback is in {log}; please attach it to an issue", err=True)
-        sys.exit(EXIT_INTERNAL)
-    sys.exit(rv if isinstance(rv, int) else 0)
