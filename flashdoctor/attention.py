@@ -315,16 +315,23 @@ def _decide_cached(
     available: tuple[tuple[str, str | None], ...],
     order: tuple[str, ...] | None,
     failed: frozenset[str],
+    versions: tuple[tuple[str, str | None], ...] = (),
 ) -> Decision:
-    return dispatch.decide(call, dict(available), order, failed)
+    return dispatch.decide(call, dict(available), order, failed, dict(versions))
 
 
 def _decide(call: AttentionCall, backend: str | Sequence[str] | None) -> Decision:
     # Every input of the decision is read here, on each call (flags can be toggled at runtime);
     # the decision itself is cached.
     failed = frozenset(name for name, key in _FAILED if key == _failure_key(call))
-    available = tuple(sorted(_availability(call.device).items()))
-    return _decide_cached(call, available, _order_override(backend), failed)
+    availability = _availability(call.device)
+    available = tuple(sorted(availability.items()))
+    versions = tuple(
+        (name, _import_backend(name)[2])
+        for name, why in available
+        if why is None and dispatch.backend_spec(name).kind == "flash-attn"
+    )
+    return _decide_cached(call, available, _order_override(backend), failed, versions)
 
 
 def select_backend(

@@ -151,7 +151,39 @@ def _variant_gpu_reason(variant: Variant, cc: tuple[int, int]) -> str | None:
     return None
 
 
-def why_not(name: str, call: AttentionCall, available: Mapping[str, str | None] | None = None) -> str | None:
+# FA2's head-dim dispatch (csrc/flash_attn/src/static_switch.h HEADDIM_SWITCH, 2.8.x): a head dim runs
+# on the smallest of these kernels that is >= it.
+FA2_HEAD_DIM_KERNELS = (32, 64, 96, 128, 192, 256)
+
+
+def build_profile_reason(version: str | None, call: AttentionCall) -> str | None:
+    """Why a flashdoctor minimal build (local label "fd.sm90.hd128.bf16") has no kernel for `call`.
+
+    The same label `check` reports: a build narrowed to some head dims / dtypes raises for the others,
+    so the dispatcher skips it for them instead of failing at the first call."""
+    from flashdoctor.build.profile import parse_label
+    from flashdoctor.environment import parse_version
+
+    v = parse_version(version)
+    info = parse_label(v.local if v is not None else None)
+    if info is None:
+        return None
+    if info.dtypes is not None and call.dtype not in info.dtypes:
+        return f"this build ({v.local}) has {'/'.join(info.dtypes)} kernels only"  # type: ignore[union-attr]
+    if info.head_dims is not None:
+        bucket = next((b for b in FA2_HEAD_DIM_KERNELS if call.head_dim <= b), None)
+        if bucket not in info.head_dims:
+            dims = "/".join(str(h) for h in info.head_dims)
+            return f"this build ({v.local}) has head dim {dims} kernels only, none for {call.head_dim}"  # type: ignore[union-attr]
+    return None
+
+
+def why_not(
+    name: str,
+    call: AttentionCall,
+    available: Mapping[str, str | None] | None = None,
+    versions: Mapping[str, str | None] | None = None,
+) -> str | None:
     """Why `name` cannot run `call` (None: it can). Reasons are phrased without the backend's name,
     so that one cause shared by every backend reads as one sentence."""
     spec = backend_spec(name)
@@ -189,6 +221,8 @@ def why_not(name: str, call: AttentionCall, available: Mapping[str, str | None] 
         )
     if available is None or name not in available:
         return "not probed"
+    if available[name] is None and versions and spec.variant is not None:
+        return build_profile_reason(versions.get(name), call)
     return available[name]
 
 
@@ -241,13 +275,15 @@ def decide(
     available: Mapping[str, str | None],
     order: Sequence[str] | None = None,
     failed: frozenset[str] = frozenset(),
+    versions: Mapping[str, str | None] | None = None,
 ) -> Decision:
     """Pick the backend for `call`.
 
     `available` maps a backend to None when it is importable/enabled in this process, else to why
     not ("flash_attn is not installed"); a backend missing from it counts as unavailable. `order`
     overrides the per-GPU order (the fallback is always tried last). `failed` names backends that
-    already raised for this kind of call at runtime.
+    already raised for this kind of call at runtime. `versions` (backend -> installed version) lets
+    a flashdoctor minimal build be skipped for the head dims and dtypes it does not contain.
     """
     tried = tuple(order) if order is not None else default_order(call.capability, call.rocm)
     tried = tuple(b for b in tried if b != FALLBACK)
@@ -255,7 +291,7 @@ def decide(
     candidates: list[str] = []
     for name in tried:
         why = (
-            "it raised an error earlier in this process" if name in failed else why_not(name, call, available)
+            "it raised an error earlier in this process" if name in failed else why_not(name, call, available, versions)
         )
         if why is None:
             candidates.append(name)

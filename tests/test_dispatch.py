@@ -234,3 +234,25 @@ def test_backend_statuses_on_cpu_and_t4() -> None:
     }
     t4 = backend_statuses("cuda", T4, ALL)
     assert [s.name for s in t4 if s.usable] == ["sdpa"]
+
+
+def test_minimal_build_is_skipped_for_what_it_does_not_contain():
+    from flashdoctor.dispatch import AttentionCall, decide
+
+    avail = {"fa2": None, "sdpa-flash": None}
+    versions = {"fa2": "2.8.3.post2+fd.sm90.hd128.bf16"}
+    order = ["fa2", "sdpa-flash"]
+
+    def pick(head_dim: int, dtype: str) -> str:
+        call = AttentionCall(device="cuda", capability=(9, 0), dtype=dtype, head_dim=head_dim, seq_q=196, seq_k=196)
+        return decide(call, avail, order, versions=versions).backend
+
+    assert pick(128, "bf16") == "fa2"
+    assert pick(100, "bf16") == "fa2"  # upstream runs 97..128 on the 128 kernel
+    assert pick(64, "bf16") == "sdpa-flash"
+    assert pick(128, "fp16") == "sdpa-flash"
+    call = AttentionCall(device="cuda", capability=(9, 0), dtype="bf16", head_dim=64)
+    why = dict(decide(call, avail, order, versions=versions).rejected)["fa2"]
+    assert "fd.sm90.hd128.bf16" in why and "64" in why
+    # an official build (no flashdoctor label) is not narrowed
+    assert decide(call, avail, order, versions={"fa2": "2.8.3"}).backend == "fa2"
