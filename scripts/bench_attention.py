@@ -213,6 +213,9 @@ def bench_models(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     }
     auto, names = replace_with_flash_attention(copy.deepcopy(base))
     variants["flashdoctor (auto)"] = auto  # type: ignore[assignment]
+    # The same without torch's fused encoder-layer inference path: FlashAttention's own choice in eval too.
+    unfused, _ = replace_with_flash_attention(copy.deepcopy(base), native_fast_path=False)
+    variants["flashdoctor (auto, unfused)"] = unfused  # type: ignore[assignment]
     usable = [
         s.name
         for s in available_backends(device)
@@ -220,7 +223,7 @@ def bench_models(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     ]
     if not args.quick:
         for name in usable:
-            forced, _ = replace_with_flash_attention(copy.deepcopy(base), backend=name)
+            forced, _ = replace_with_flash_attention(copy.deepcopy(base), backend=name, native_fast_path=False)
             variants[f"flashdoctor [{name}]"] = forced  # type: ignore[assignment]
 
     head_dim = args.embed // args.heads

@@ -47,7 +47,7 @@ if [ "$NPROC" -lt 1 ]; then
     exit 2
 fi
 SMOKE=()
-if PYTHONPATH="$ROOT" "$PY" -c "import flashdoctor.smoke" 2>/dev/null; then
+if PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c "import flashdoctor.smoke" 2>/dev/null; then
     SMOKE=(--smoke)
 fi
 
@@ -100,7 +100,7 @@ EOF
 # 2. drift on purpose: the last rank checks this machine's spec with another torch and a broken flash-attn.
 if [[ $RUNS == *" drift "* ]]; then
     mkdir -p "$OUT/targets"
-    PYTHONPATH="$ROOT" "$PY" -m flashdoctor check --no-import-test --save-target "$OUT/targets/node.json" >/dev/null 2>&1
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m flashdoctor check --no-import-test --save-target "$OUT/targets/node.json" >/dev/null 2>&1
     "$PY" - "$OUT/targets/node.json" "$OUT/targets/drifted.json" <<'EOF'
 import json, sys
 spec = json.load(open(sys.argv[1]))

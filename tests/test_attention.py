@@ -331,7 +331,10 @@ def encoder(
 @pytest.mark.parametrize("batch_first", [True, False])
 @pytest.mark.parametrize("mode", ["train", "eval", "eval-no-grad"])
 @pytest.mark.parametrize("padded", [False, True])
-def test_replacement_in_a_transformer_encoder(batch_first: bool, mode: str, padded: bool) -> None:
+@pytest.mark.parametrize("native_fast_path", [False, True])
+def test_replacement_in_a_transformer_encoder(
+    batch_first: bool, mode: str, padded: bool, native_fast_path: bool
+) -> None:
     model = encoder(batch_first)
     model.train(mode == "train")
     x = torch.randn(B, L, E) if batch_first else torch.randn(L, B, E)
@@ -340,7 +343,7 @@ def test_replacement_in_a_transformer_encoder(batch_first: bool, mode: str, padd
         kpm = torch.zeros(B, L, dtype=torch.bool)
         kpm[0, -3:] = True  # left-aligned padding: what the nested-tensor fast path takes
     baseline = copy.deepcopy(model)
-    replaced_model, names = replace_with_flash_attention(model)
+    replaced_model, names = replace_with_flash_attention(model, native_fast_path=native_fast_path)
     assert replaced_model is model
     assert names == ["layers.0.self_attn", "layers.1.self_attn"]
     assert all(isinstance(layer.self_attn, FlashAttention) for layer in model.layers)
@@ -365,14 +368,16 @@ def test_replacement_in_a_transformer_encoder(batch_first: bool, mode: str, padd
         for (n1, p1), (n2, p2) in zip(baseline.named_parameters(), model.named_parameters()):
             assert n1 == n2
             torch.testing.assert_close(p2.grad, p1.grad, msg=n1)
-    # The replaced layers really ran FlashAttention, also where torch would have fused the layer.
-    assert backend_usage().get("sdpa", 0) == (0 if padded else 2)
+    # The replaced layers really ran FlashAttention, also where torch would have fused the layer,
+    # unless torch's fused inference path was kept (the default): then eval without grad is torch's.
+    fused = native_fast_path and mode == "eval-no-grad" and batch_first  # torch fuses batch_first only
+    assert backend_usage().get("sdpa", 0) == (0 if padded or fused else 2)
 
 
 def test_fused_fast_path_and_nested_tensors_are_turned_off_only_where_replaced() -> None:
     model = nn.Sequential(encoder(), encoder())
     assert model[0].use_nested_tensor
-    _, names = replace_with_flash_attention(model[0])
+    _, names = replace_with_flash_attention(model[0], native_fast_path=False)
     assert names == ["layers.0.self_attn", "layers.1.self_attn"]
     assert not model[0].use_nested_tensor and model[1].use_nested_tensor
     assert all(layer.activation_relu_or_gelu == 0 for layer in model[0].layers)
@@ -610,3 +615,10 @@ def test_cudnn_layout_keeps_packed_projections_and_copies_the_rest() -> None:
     out = attention._cudnn_layout(q, kv[:, :, 0], kv[:, :, 1])
     assert all(t.is_contiguous() for t in out)
     assert torch.equal(out[1], kv[:, :, 0]) and torch.equal(out[0], q)
+
+
+def test_default_keeps_torchs_fused_inference_path() -> None:
+    model = encoder()
+    replace_with_flash_attention(model)
+    assert model.use_nested_tensor
+    assert all(layer.activation_relu_or_gelu == 1 for layer in model.layers)

@@ -37,7 +37,12 @@ def test_bench_attention_quick_cpu_run(tmp_path: Path) -> None:
     assert result["schema"] == "flashdoctor/bench-attention/1" and result["ok"] is True
     assert result["models"]["replaced"] == ["layers.0.self_attn", "layers.1.self_attn"]
     rows = {r["variant"]: r for r in result["models"]["rows"]}
-    assert set(rows) == {"naive attention", "nn.MultiheadAttention", "flashdoctor (auto)"}
+    assert set(rows) == {
+        "naive attention",
+        "nn.MultiheadAttention",
+        "flashdoctor (auto)",
+        "flashdoctor (auto, unfused)",
+    }
     for r in rows.values():
         assert r["forward_ms"] > 0 and r["forward_backward_ms"] > 0
         assert len(r["forward_ms_runs"]) == result["shape"]["iters"]
@@ -46,7 +51,10 @@ def test_bench_attention_quick_cpu_run(tmp_path: Path) -> None:
     # Every call of every layer, eval and training: warm-ups + timed runs, the checked eval forward,
     # the checked training step and the profiled one (no memory runs on a CPU).
     shape = result["shape"]
-    assert auto["backends_used"] == {"sdpa": shape["layers"] * (2 * (shape["warmup"] + shape["iters"]) + 3)}
+    unfused = rows["flashdoctor (auto, unfused)"]
+    assert unfused["backends_used"] == {"sdpa": shape["layers"] * (2 * (shape["warmup"] + shape["iters"]) + 3)}
+    # By default torch's fused encoder-layer path serves eval without grad: only training calls dispatch.
+    assert auto["backends_used"] == {"sdpa": shape["layers"] * ((shape["warmup"] + shape["iters"]) + 2)}
     assert auto["rel_err_out"] < 1e-5 and auto["rel_err_input_grad"] < 1e-5
     assert rows["naive attention"]["rel_err_out"] < 1e-5
     assert result["models"]["decision"]["backend"] == "sdpa"
