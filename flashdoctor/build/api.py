@@ -216,7 +216,11 @@ def build(
     dist.mkdir(parents=True, exist_ok=True)
     cmd = build_command(python, str(tree.setup_dir), str(dist))
     run_env = {**environ, **plan.env}
-    fewer = str(max(1, plan.jobs.max_jobs // 2))
+    # What only the build knows, for the fixes of its failure (explain.tailor.CALLER_FIELDS): the MAX_JOBS
+    # it ran with and, when there is one, a smaller value to try after an OOM kill.
+    diag_fields = {"jobs_used": str(plan.jobs.max_jobs)}
+    if plan.jobs.max_jobs > 1:
+        diag_fields["fewer_jobs"] = str(plan.jobs.max_jobs // 2)
     steps = f"{plan.edges} compile steps" if plan.edges else "the sources as they are"
     say(f"building {steps} with MAX_JOBS={plan.jobs.max_jobs}; log: {log}")
     result = run_build(
@@ -226,7 +230,7 @@ def build(
         log,
         progress,
         diag_env=env,
-        diag_fields={"max_jobs": str(plan.jobs.max_jobs), "fewer_jobs": fewer},
+        diag_fields=diag_fields,
     )
     if not result.ok:
         return BuildOutcome(

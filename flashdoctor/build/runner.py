@@ -1,6 +1,6 @@
 """Run a build command: everything it prints goes to a log file, ninja's ``[N/M]`` lines drive a
 progress display with an ETA, and a failure is summarised as the first real compiler error plus a
-diagnosis (flashdoctor.explain, then the build signatures in data/build_signatures.json) with a fix.
+diagnosis with a fix from flashdoctor.explain (data/signatures.json), tailored with the build's MAX_JOBS.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
 from flashdoctor.environment import Environment
-from flashdoctor.knowledge import load_data
+from flashdoctor.explain import Diagnosis, explain_text
 
 # ninja's default status line, "[3/8] /usr/local/cuda/bin/nvcc ... -c .../flash_fwd_hdim128_bf16_sm80.cu ..."
 _NINJA = re.compile(r"^\s*\[(\d+)/(\d+)\]\s*(.*)$")
@@ -180,53 +179,11 @@ def first_error(lines: Sequence[str]) -> FirstError | None:
     return None
 
 
-@dataclass(frozen=True)
-class Diagnosis:
-    code: str
-    message: str
-    fix: str
-    evidence: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message, "fix": self.fix, "evidence": self.evidence}
-
-
-@lru_cache(maxsize=1)
-def _build_signatures() -> tuple[tuple[str, tuple[re.Pattern[str], ...], str, str], ...]:
-    raw = load_data("build_signatures")["signatures"]
-    return tuple(
-        (s["code"], tuple(re.compile(p, re.IGNORECASE) for p in s["patterns"]), s["message"], s["fix"]) for s in raw
-    )
-
-
 def diagnose(text: str, env: Environment | None = None, fields: Mapping[str, str] | None = None) -> list[Diagnosis]:
-    """Diagnoses of a build log, most specific first: the explain engine's, then the build signatures'."""
-    from flashdoctor.explain import explain_text
-
-    out: list[Diagnosis] = []
-    seen: set[str] = set()
-    for d in explain_text(text, env):
-        out.append(Diagnosis(d.code, d.message, d.fix, d.evidence))
-        seen.add(d.code)
-    values = {"max_jobs": "?", "fewer_jobs": "2"}
-    values.update(fields or {})
-    lines = text.splitlines()
-    for code, pats, msg, fix in _build_signatures():
-        if code in seen:
-            continue
-        for line in lines:
-            if _CONSEQUENCES.search(line):
-                continue
-            if any(p.search(line) for p in pats):
-                out.append(Diagnosis(code, msg.format_map(_Default(values)), fix.format_map(_Default(values)), line.strip()[:300]))
-                seen.add(code)
-                break
-    return out
-
-
-class _Default(dict):  # type: ignore[type-arg]
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
+    """Diagnoses of a build log, best first: the explain engine's (data/signatures.json, the one place
+    for failure knowledge). ``fields`` are what only the build knows, for the fixes: ``jobs_used`` (the
+    MAX_JOBS it ran with) and ``fewer_jobs`` (a smaller value to try), see explain.tailor.CALLER_FIELDS."""
+    return explain_text(text, env, fields=fields)
 
 
 # -- running ------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ How a log is read (designed for 10 MB in well under a second, see scripts/bench_
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -341,6 +341,8 @@ class _Cand:
 def _qualifies(sig: Signature, contexts: LogContexts, env: Environment | None) -> bool:
     if any(c not in contexts for c in sig.contexts):
         return False
+    if any(c in contexts for c in sig.contexts_unless):
+        return False
     if sig.env_if and not env_matches(env, sig.env_if):
         return False
     return not (sig.env_unless and env_matches_any(env, sig.env_unless))
@@ -402,8 +404,12 @@ def explain_bytes(
     env: Environment | None = None,
     wheel_finder: WheelFinder | None = None,
     key_lines: bool | None = None,
+    fields: Mapping[str, str] | None = None,
 ) -> Explanation:
-    """Explain a log given as bytes (any encoding; undecodable bytes become U+FFFD)."""
+    """Explain a log given as bytes (any encoding; undecodable bytes become U+FFFD).
+
+    ``fields``: fix-template values the caller knows and the machine does not (the build passes
+    ``jobs_used`` and ``fewer_jobs``: see flashdoctor.explain.tailor.CALLER_FIELDS)."""
     data = normalise(bytes(data))
     low = data.lower()  # ASCII-only lower-casing: offsets stay valid
     kb = knowledge()
@@ -418,7 +424,14 @@ def explain_bytes(
         if sig.id in scan.hits and _qualifies(sig, contexts, env)
     ]
     variant = _variant(contexts) if qualified else "fa2"
-    tailor = Tailor(env=env, variant=variant, facts=scan.facts, contexts=contexts, wheel_finder=wheel_finder)
+    tailor = Tailor(
+        env=env,
+        variant=variant,
+        facts=scan.facts,
+        contexts=contexts,
+        wheel_finder=wheel_finder,
+        fields=dict(fields or {}),
+    )
     cause_offsets = {hit.offset for sig, hit in qualified if sig.role == "cause"}
     best: dict[str, _Cand] = {}
     fallbacks: dict[str, _Cand] = {}
@@ -521,12 +534,14 @@ def explain_bytes(
 
 
 def explain_text(
-    text: str, env: Environment | None = None, wheel_finder: WheelFinder | None = None
+    text: str,
+    env: Environment | None = None,
+    wheel_finder: WheelFinder | None = None,
+    fields: Mapping[str, str] | None = None,
 ) -> list[Diagnosis]:
     """Diagnoses for a log, best first (empty when nothing is recognised). Never raises on any text."""
-    return list(
-        explain_bytes(text.encode("utf-8", errors="replace"), env, wheel_finder, key_lines=False).diagnoses
-    )
+    data = text.encode("utf-8", errors="replace")
+    return list(explain_bytes(data, env, wheel_finder, key_lines=False, fields=fields).diagnoses)
 
 
 # -- the lines most likely to matter (when nothing is recognised) --------------------------------

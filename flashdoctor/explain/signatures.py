@@ -57,6 +57,7 @@ class Signature:
     keywords: tuple[bytes, ...]
     patterns: tuple[re.Pattern[str], ...]
     contexts: tuple[str, ...]
+    contexts_unless: tuple[str, ...]
     env_if: Mapping[str, Any]
     env_unless: Mapping[str, Any]
     condition: str | None
@@ -118,6 +119,7 @@ def knowledge() -> Knowledge:
                 keywords=_kw(s["keywords"]),
                 patterns=tuple(re.compile(p, flags) for p in s["patterns"]),
                 contexts=tuple(s.get("contexts", ())),
+                contexts_unless=tuple(s.get("contexts_unless", ())),
                 env_if=dict(s.get("env_if", {})),
                 env_unless=dict(s.get("env_unless", {})),
                 condition=s.get("condition"),

@@ -3,15 +3,17 @@
 A fix in data/signatures.json is a list of alternatives. The first alternative whose fields are all
 known (and whose contexts and machine predicate hold) is used, so a probed machine or a --target gets
 "MAX_JOBS=2 (23 GB available)" and a bare log gets the general advice. Field values come from the
-machine first, then from facts read in the log (setup.py prints torch.__version__), then from the
-signature's own regex captures (named groups) — captures are about the failing line, so they win
-for the names they define.
+signature's own regex captures (named groups) first — captures are about the failing line — then from
+the fields the caller passes (what only it knows: the build passes ``jobs_used``, the MAX_JOBS the
+failed build ran with, and ``fewer_jobs``, a smaller value), then from the machine, then from facts
+read in the log (setup.py prints torch.__version__).
 
 Nothing here touches the system.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +27,12 @@ from flashdoctor.explain.signatures import FixAlternative
 # (env, variant) -> one wheel file name (or a short description) that fits, or None. The same shape as
 # flashdoctor.checks.WheelFinder: the wheel selector plugs in here.
 WheelFinder = Callable[[Environment, Variant], "str | None"]
+
+# Fields a fix template may name that only a caller knows (passed as ``fields``; unknown otherwise).
+CALLER_FIELDS = {
+    "jobs_used": "the MAX_JOBS the failed build ran with (flashdoctor build)",
+    "fewer_jobs": "a smaller MAX_JOBS for the next build (flashdoctor build)",
+}
 
 # MAX_JOBS above this much memory (at BUILD_GB_PER_JOB each) is flagged when the machine is unknown.
 UNKNOWN_MACHINE_BUILD_GB = 128.0
@@ -111,6 +119,9 @@ class Tailor:
     facts: Mapping[str, str]
     contexts: Container[str]
     wheel_finder: WheelFinder | None = None
+    # Field values the caller knows and the machine does not (e.g. the build's own MAX_JOBS); they win
+    # over the computed ones. Fields only a caller supplies: CALLER_FIELDS.
+    fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     # -- fields -------------------------------------------------------------------------------
     def _known(self, key: str) -> bool:
@@ -148,6 +159,8 @@ class Tailor:
             return False, None
 
     def field(self, key: str) -> str | None:
+        if key in self.fields:
+            return self.fields[key]
         env = self.env
         info = kb.variant_info(self.variant)
         if key == "variant":

@@ -62,6 +62,63 @@ def test_a_killed_compiler_outranks_the_wheel_miss_and_gets_max_jobs_for_the_mac
     assert "MAX_JOBS=<free GB / 9" in explain_text(log)[0].fix  # no machine: the rule, not a number
 
 
+def test_caller_fields_tailor_the_fix_and_win_over_the_machine():
+    # The build knows the MAX_JOBS it ran with; explain alone does not. Passed as fields, they pick
+    # the build's own alternative; without them the machine's advice stays.
+    log = "[3/73] nvcc -c a.cu\nKilled\nninja: build stopped: subcommand failed."
+    env = target_env("h100")
+    plain = explain_text(log, env)[0]
+    assert plain.code == "build-oom" and "MAX_JOBS=8" in plain.fix and "--max-jobs" not in plain.fix
+    built = explain_text(log, env, fields={"jobs_used": "16", "fewer_jobs": "8"})[0]
+    assert built.code == "build-oom"
+    assert "MAX_JOBS=16" in built.fix and "--max-jobs 8" in built.fix
+    assert explain_output(log, env, fields={"jobs_used": "6", "fewer_jobs": "3"})[0].fix == explain_text(
+        log, env, fields={"jobs_used": "6", "fewer_jobs": "3"}
+    )[0].fix
+    # A field the caller gives replaces the computed one everywhere it is named.
+    stopped = "Building wheel for flash-attn\nninja: build stopped: subcommand failed."
+    assert "MAX_JOBS=5" in explain_text(stopped, env, fields={"max_jobs": "5"})[0].fix
+
+
+def test_gcc_killed_by_the_oom_killer_is_oom_not_a_compiler_crash():
+    log = "[5/73] c++ -c flash_api.cpp\ng++: internal compiler error: Killed (program cc1plus)"
+    assert codes(log)[:1] == ["build-oom"] and "compiler-crash" not in codes(log)
+    assert codes("[5/73] c++ -c x.cpp\ng++: internal compiler error: Segmentation fault")[:1] == ["compiler-crash"]
+
+
+def test_an_arch_the_toolkit_dropped_is_not_an_old_toolkit():
+    assert codes("nvcc fatal   : Unsupported gpu architecture 'compute_70'") == ["nvcc-arch-dropped"]
+    assert codes("nvcc fatal   : Value 'sm_70' is not defined for option 'gpu-code'") == ["nvcc-arch-dropped"]
+    assert codes("nvcc fatal   : Unsupported gpu architecture 'compute_100'") == ["nvcc-too-old"]
+    assert codes("nvcc fatal   : Unsupported gpu architecture 'sm_90a'") == ["nvcc-too-old"]
+    assert codes("nvcc fatal   : Value 'sm_120' is not defined for option 'gpu-code'") == ["nvcc-too-old"]
+    fix = explain_text("nvcc fatal   : Unsupported gpu architecture 'compute_61'", target_env("h100"))[0].fix
+    assert "compute_61" in fix and "FLASH_ATTN_CUDA_ARCHS=90" in fix
+
+
+def test_no_torch_without_build_isolation_is_this_environment_not_isolation():
+    err = "ModuleNotFoundError: No module named 'torch'"
+    ran = "$ /venv/bin/python -m pip wheel --no-build-isolation --no-deps --no-index -v -w dist ."
+    assert codes(f"{ran}\n{err}") == ["missing-build-deps"]
+    assert codes(f"  Getting requirements to build wheel ... error\n{err}")[:1] == ["build-isolation"]
+    # uv's hint suggests the flag; it did not run with it.
+    hint = "hint: `uv pip install torch` into the environment and re-run with `--no-build-isolation`."
+    assert codes(f"{err}\n{hint}")[:1] == ["build-isolation"]
+
+
+def test_setup_requires_that_cannot_be_fetched_is_a_missing_build_dependency():
+    log = "ERROR: Could not find a version that satisfies the requirement psutil (from versions: none)"
+    assert codes(log) == ["missing-build-deps"]
+    assert codes("ERROR: No matching distribution found for flash-attn-4")[:1] == ["no-matching-wheel"]
+
+
+def test_a_kernel_the_narrowed_build_lacks_is_not_a_torch_mismatch():
+    link = "flash_api.cpp:(.text+0x19): undefined reference to `void run_mha_bwd_<cutlass::half_t, 64, true>(Flash_bwd_params&, CUstream_st*)'"
+    d = explain_text(link)[0]
+    assert d.code == "build-kernel-missing" and "run_mha_bwd_<cutlass::half_t, 64, true>" in d.message
+    assert codes("ImportError: x.so: undefined symbol: _ZN3c104cuda9SetDeviceEi")[:1] == ["torch-abi-mismatch"]
+
+
 def test_killed_outside_a_build_is_not_an_oom_build():
     assert "build-oom" not in codes("python train.py\nKilled")
 

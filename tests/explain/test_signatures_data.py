@@ -14,7 +14,7 @@ import pytest
 from flashdoctor.environment import environment_from_target
 from flashdoctor.explain.engine import explain_text
 from flashdoctor.explain.signatures import Signature, knowledge
-from flashdoctor.explain.tailor import ENV_PREDICATES, Tailor
+from flashdoctor.explain.tailor import CALLER_FIELDS, ENV_PREDICATES, Tailor
 
 ROOT = Path(__file__).parents[2]
 DATA = json.loads((ROOT / "flashdoctor" / "data" / "signatures.json").read_text(encoding="utf-8"))
@@ -28,7 +28,7 @@ TAILOR_FIELDS = {
     "gcc_max", "wheel", "fa2_wheel_label", "wheel_url", "abi", "cp", "python", "platform", "glibc", "gcc", "driver",
     "driver_cuda", "python_executable", "python_exe", "memory_gb", "disk_free_gb", "cpus", "max_jobs", "gpu", "sm",
     "archs", "pytorch_index", "cuda_home_hint",
-}  # fmt: skip
+} | set(CALLER_FIELDS)  # fmt: skip
 
 
 def _names(template: str) -> set[str]:
@@ -50,6 +50,8 @@ def test_ids_unique_and_references_exist() -> None:
     for s in KB.signatures:
         assert s.code in KB.codes, s.id
         assert all(c in KB.contexts for c in s.contexts), s.id
+        assert all(c in KB.contexts for c in s.contexts_unless), s.id
+        assert not set(s.contexts) & set(s.contexts_unless), s.id
         for alt in s.fix:
             assert all(c in KB.contexts for c in alt.when), s.id
             assert alt.env is None or alt.env in ENV_PREDICATES, s.id
@@ -108,6 +110,7 @@ def test_signature_example_found_by_the_engine(sid: str) -> None:
         "rocm": "torch.__version__  = 2.2.0+rocm5.7",
         "source_tree": '  File "/home/me/src/flash-attention/flash_attn/__init__.py", line 3, in <module>',
         "flash_call": "    out, q, k, v, out_padded, softmax_lse, S_dmask, rng_state = flash_attn_cuda.varlen_fwd(",
+        "no_isolation": "$ /venv/bin/python -m pip wheel --no-build-isolation --no-deps --no-index -v -w dist .",
     }
     log = "\n".join([*(context_lines[c] for c in sig.contexts), sig.examples[0]])
     assert sig.code in [d.code for d in explain_text(log, env)]

@@ -18,6 +18,7 @@ from flashdoctor.build.runner import (
     parse_ninja_line,
     run_build,
 )
+from tests.conftest import target_env
 
 NVCC_LINE = (
     "  [3/7] /usr/local/cuda/bin/nvcc --generate-dependencies-with-compile --dependency-output "
@@ -85,13 +86,31 @@ def test_first_error_gcc_style_and_python_fallback() -> None:
 
 
 def test_diagnoses_for_common_failures() -> None:
-    oom = diagnose("[3/7] nvcc ...\nKilled\nninja: build stopped", fields={"max_jobs": "8", "fewer_jobs": "4"})
-    assert oom[0].code == "build-oom" and "--max-jobs 4" in oom[0].fix and "8 parallel jobs" in oom[0].message
+    # The explain engine is the one matcher; the build adds what only it knows (its MAX_JOBS).
+    oom = diagnose("[3/7] nvcc ...\nKilled\nninja: build stopped", fields={"jobs_used": "8", "fewer_jobs": "4"})
+    assert oom[0].code == "build-oom" and "--max-jobs 4" in oom[0].fix and "MAX_JOBS=8" in oom[0].fix
+    assert "build-failed" in [d.code for d in oom[1:]]  # "build stopped" follows from the OOM
     gnu = diagnose("host_config.h:143:2: error: #error -- unsupported GNU version! gcc versions later than 15 are not supported!")
-    assert gnu[0].code == "build-host-compiler"
+    assert gnu[0].code == "host-compiler-unsupported" and "NVCC_CCBIN" in gnu[0].fix
     arch = diagnose("nvcc fatal   : Unsupported gpu architecture 'compute_100'")
-    assert arch[0].code == "build-arch-unsupported"
+    assert arch[0].code == "nvcc-too-old" and "12.8" in arch[0].fix
+    dropped = diagnose("nvcc fatal   : Unsupported gpu architecture 'compute_70'")
+    assert dropped[0].code == "nvcc-arch-dropped"
     assert diagnose("nothing to see") == []
+
+
+def test_diagnoses_use_the_machine_and_the_build_log_header() -> None:
+    # The runner's log starts with the pip command: --no-build-isolation, so a missing torch is this
+    # environment's, and the machine (no torch here) tailors the fix.
+    log = (
+        "$ /venv/bin/python -m pip wheel --no-build-isolation --no-deps --no-index -v -w /w/dist /w/src\n"
+        "# MAX_JOBS=4\n"
+        "  ModuleNotFoundError: No module named 'torch'\n"
+        "  Preparing metadata (setup.py) ... error\n"
+    )
+    diags = diagnose(log, target_env("no-torch"))
+    assert diags[0].code == "missing-build-deps" and "build-isolation" not in [d.code for d in diags]
+    assert "--python" in diags[0].fix
 
 
 FAKE_BUILD = textwrap.dedent(
@@ -160,12 +179,13 @@ def test_runner_oom_is_diagnosed_with_a_fix(fake: Path, tmp_path: Path) -> None:
         {"PATH": "/usr/bin:/bin"},
         tmp_path,
         tmp_path / "b.log",
-        diag_fields={"max_jobs": "16", "fewer_jobs": "8"},
+        diag_fields={"jobs_used": "16", "fewer_jobs": "8"},
     )
     assert res.returncode == 1
     assert res.first_error is not None and "signal 9" in res.first_error.text
     assert res.diagnoses and res.diagnoses[0].code == "build-oom"
-    assert "--max-jobs 8" in res.diagnoses[0].fix
+    assert "--max-jobs 8" in res.diagnoses[0].fix and "MAX_JOBS=16" in res.diagnoses[0].fix
+    assert res.diagnoses[0].line is not None  # the engine's evidence line in the log
 
 
 @pytest.mark.system
