@@ -299,7 +299,18 @@ def check(
 
 
 # -- build (source builds: flashdoctor/build/) --------------------------------------------------------
-_FA3_FLAGS = ("backward", "split", "paged-kv", "append-kv", "local", "softcap", "pack-gqa", "fp8", "varlen", "cluster")
+_FA3_FLAGS = (
+    "backward",
+    "split",
+    "paged-kv",
+    "append-kv",
+    "local",
+    "softcap",
+    "pack-gqa",
+    "fp8",
+    "varlen",
+    "cluster",
+)
 
 
 def _fa3_flags(f):  # type: ignore[no-untyped-def]
@@ -315,27 +326,65 @@ def _fa3_flags(f):  # type: ignore[no-untyped-def]
 
 
 @cli.command()
-@click.option("--fa2", "variant", flag_value="fa2", default=True, help="Build FA2 (flash-attn) from its sdist (default).")
-@click.option("--fa3", "variant", flag_value="fa3", help="Build FA3 from a flash-attention checkout's hopper/.")
-@click.option("--source", metavar="PATH|URL", help="FA2: sdist archive or source tree; FA3: checkout or git URL.")
+@click.option(
+    "--fa2",
+    "variant",
+    flag_value="fa2",
+    default=True,
+    help="Build FA2 (flash-attn) from its sdist (default).",
+)
+@click.option(
+    "--fa3", "variant", flag_value="fa3", help="Build FA3 from a flash-attention checkout's hopper/."
+)
+@click.option(
+    "--source", metavar="PATH|URL", help="FA2: sdist archive or source tree; FA3: checkout or git URL."
+)
 @click.option("--ref", metavar="TAG", help="FA3: git tag or branch of --source URL.")
-@click.option("--flash-version", metavar="VER", help="FA2 sdist version to fetch from PyPI (default: newest known).")
-@click.option("--arch", metavar="LIST", help="Compute capabilities to build for, e.g. 80,90 (default: the GPUs here).")
+@click.option(
+    "--flash-version", metavar="VER", help="FA2 sdist version to fetch from PyPI (default: newest known)."
+)
+@click.option(
+    "--arch", metavar="LIST", help="Compute capabilities to build for, e.g. 80,90 (default: the GPUs here)."
+)
 @click.option("--head-dims", metavar="LIST", help="Only these head dims, e.g. 64,128 (minimal build).")
 @click.option("--dtypes", metavar="LIST", help="Only these dtypes: fp16, bf16 (minimal build).")
 @_fa3_flags
-@click.option("--max-jobs", type=click.IntRange(1, 1024), help="Parallel compile jobs (MAX_JOBS; default from cores and memory).")
-@click.option("--nvcc-threads", type=click.IntRange(1, 64), help="Threads per nvcc (NVCC_THREADS; default: one per arch, ≤ 4).")
-@click.option("--wheelhouse", metavar="DIR", help="Store the wheel here, keyed by fingerprint (and reuse one found here).")
+@click.option(
+    "--max-jobs",
+    type=click.IntRange(1, 1024),
+    help="Parallel compile jobs (MAX_JOBS; default from cores and memory).",
+)
+@click.option(
+    "--nvcc-threads",
+    type=click.IntRange(1, 64),
+    help="Threads per nvcc (NVCC_THREADS; default: one per arch, ≤ 4).",
+)
+@click.option(
+    "--wheelhouse",
+    metavar="DIR",
+    help="Store the wheel here, keyed by fingerprint (and reuse one found here).",
+)
 @click.option("--log", "log", metavar="FILE", help="Build log file (default: in flashdoctor's cache).")
-@click.option("--work-dir", metavar="DIR", help="Unpack and build here (kept); default: a temporary directory.")
-@click.option("--keep-work", is_flag=True, help="Keep the temporary build directory after a successful build.")
+@click.option(
+    "--work-dir", metavar="DIR", help="Unpack and build here (kept); default: a temporary directory."
+)
+@click.option(
+    "--keep-work", is_flag=True, help="Keep the temporary build directory after a successful build."
+)
 @click.option("--rebuild", is_flag=True, help="Build even if a wheel for this fingerprint exists.")
 @click.option("--ignore-preflight", is_flag=True, help="Start the build despite blocking preflight findings.")
-@click.option("--index-url", metavar="URL", default="https://pypi.org/simple", show_default=True, help="PEP 691 index for the sdist.")
+@click.option(
+    "--index-url",
+    metavar="URL",
+    default="https://pypi.org/simple",
+    show_default=True,
+    help="PEP 691 index for the sdist.",
+)
 @python_option
 @target_option
-@click.option("--dry-run", is_flag=True, help="Print the build plan (env vars, unit count, preflight) and stop.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the build plan (env vars, unit count, preflight) and stop."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the plan and every preflight finding.")
 def build(
@@ -418,27 +467,68 @@ def build(
             else LineProgress(lambda line: console.print(line, markup=False, highlight=False))
         )
         outcome = run_build(
-            env, opts, python or sys.executable, tools, progress=progress, say=lambda m: console.print(f"[dim]{m}[/]")
+            env,
+            opts,
+            python or sys.executable,
+            tools,
+            progress=progress,
+            say=lambda m: console.print(f"[dim]{m}[/]"),
         )
-    code = {"planned": 0, "cached": 0, "built": 0, "blocked": EXIT_FAILED, "failed": EXIT_INSTALL}[outcome.status]
+    code = {"planned": 0, "cached": 0, "built": 0, "blocked": EXIT_FAILED, "failed": EXIT_INSTALL}[
+        outcome.status
+    ]
     if as_json:
         click.echo(json.dumps(outcome_to_json(outcome, code), indent=2))
     else:
         render_outcome(outcome, console, verbose=verbose or dry_run or bool(target))
     return code
 
+
 def source_build_options(f):  # type: ignore[no-untyped-def]
     """`install --from-source`: the build options that shape the wheel (the rest: `flashdoctor build`)."""
     for opt in reversed(
         [
-            click.option("--from-source", is_flag=True, help="Build the wheel from source first (README 'Source builds')."),
-            click.option("--source", "build_source", metavar="PATH|URL", help="With --from-source: sdist, tree, checkout or git URL."),
-            click.option("--ref", "build_ref", metavar="TAG", help="With --from-source --fa3: git tag or branch."),
-            click.option("--arch", "build_arch", metavar="LIST", help="With --from-source: compute capabilities (default: the GPUs)."),
-            click.option("--head-dims", "build_head_dims", metavar="LIST", help="With --from-source: only these head dims."),
-            click.option("--dtypes", "build_dtypes", metavar="LIST", help="With --from-source: only these dtypes."),
-            click.option("--max-jobs", "build_max_jobs", type=click.IntRange(1, 1024), help="With --from-source: MAX_JOBS."),
-            click.option("--nvcc-threads", "build_nvcc_threads", type=click.IntRange(1, 64), help="With --from-source: NVCC_THREADS."),
+            click.option(
+                "--from-source",
+                is_flag=True,
+                help="Build the wheel from source first (README 'Source builds').",
+            ),
+            click.option(
+                "--source",
+                "build_source",
+                metavar="PATH|URL",
+                help="With --from-source: sdist, tree, checkout or git URL.",
+            ),
+            click.option(
+                "--ref", "build_ref", metavar="TAG", help="With --from-source --fa3: git tag or branch."
+            ),
+            click.option(
+                "--arch",
+                "build_arch",
+                metavar="LIST",
+                help="With --from-source: compute capabilities (default: the GPUs).",
+            ),
+            click.option(
+                "--head-dims",
+                "build_head_dims",
+                metavar="LIST",
+                help="With --from-source: only these head dims.",
+            ),
+            click.option(
+                "--dtypes", "build_dtypes", metavar="LIST", help="With --from-source: only these dtypes."
+            ),
+            click.option(
+                "--max-jobs",
+                "build_max_jobs",
+                type=click.IntRange(1, 1024),
+                help="With --from-source: MAX_JOBS.",
+            ),
+            click.option(
+                "--nvcc-threads",
+                "build_nvcc_threads",
+                type=click.IntRange(1, 64),
+                help="With --from-source: NVCC_THREADS.",
+            ),
         ]
     ):
         f = opt(f)
@@ -512,15 +602,34 @@ def _plan_from_source(
         if console.is_terminal
         else LineProgress(lambda line: console.print(line, markup=False, highlight=False))
     )
-    outcome = run_build(env, opts, python or sys.executable, tools, progress=progress, say=lambda m: console.print(f"[dim]{m}[/]"))
+    outcome = run_build(
+        env,
+        opts,
+        python or sys.executable,
+        tools,
+        progress=progress,
+        say=lambda m: console.print(f"[dim]{m}[/]"),
+    )
     render_outcome(outcome, console)
     if outcome.status not in ("built", "cached") or outcome.wheel is None:
         return codes[outcome.status]
     w = outcome.wheel
     _, version, _, _ = parse_wheel_filename(w.filename)
-    ref = WheelRef(filename=w.filename, url=w.path.resolve().as_uri(), sha256=w.sha256, source="wheelhouse", version=str(version))
-    why = "built from source by flashdoctor" if outcome.status == "built" else "already built for this fingerprint"
+    ref = WheelRef(
+        filename=w.filename,
+        url=w.path.resolve().as_uri(),
+        sha256=w.sha256,
+        source="wheelhouse",
+        version=str(version),
+    )
+    why = (
+        "built from source by flashdoctor"
+        if outcome.status == "built"
+        else "already built for this fingerprint"
+    )
     return Plan(action="wheel", variant=variant, wheel=ref, reasons=(f"{why}: {w.path}",))
+
+
 # -- end build --------------------------------------------------------------------------------------
 # -- wheels / install (wheel index and selection; issue "Wheel index and selection") -----------------
 def variant_options(f):  # type: ignore[no-untyped-def]
@@ -643,13 +752,18 @@ def wheels(
     return 0
 
 
-
 # == install / lock (issue 4; logic in flashdoctor/install/) ========================================
 def _fetch_options(f):  # type: ignore[no-untyped-def]
     f = click.option(
-        "--allow-http", is_flag=True, help="Allow plain-http URLs (a trusted mirror on your own network); loopback always may."
+        "--allow-http",
+        is_flag=True,
+        help="Allow plain-http URLs (a trusted mirror on your own network); loopback always may.",
     )(f)
-    f = click.option("--index-url", metavar="URL", help="A PEP 503 mirror to fetch the planned wheel from instead of its origin.")(f)
+    f = click.option(
+        "--index-url",
+        metavar="URL",
+        help="A PEP 503 mirror to fetch the planned wheel from instead of its origin.",
+    )(f)
     f = click.option(
         "--wheelhouse",
         metavar="DIR",
@@ -705,7 +819,9 @@ def _fetch_setup(
         wheelhouse=houses[0] if wheelhouse else None,
         index_url=index_url,
         progress=RichProgress(err) if progress and err.is_terminal else None,
-        on_wait=lambda: click.echo("flashdoctor: another process is downloading this wheel; waiting for it", err=True),
+        on_wait=lambda: click.echo(
+            "flashdoctor: another process is downloading this wheel; waiting for it", err=True
+        ),
     ), houses
 
 
@@ -718,9 +834,18 @@ def _fetch_setup(
 @python_option
 @target_option
 @_fetch_options
-@click.option("--yes", "-y", is_flag=True, help="Do not ask before changing the environment (non-interactive use).")
-@click.option("--plan", "plan_file", metavar="FILE", help="Install exactly this plan (as printed by --dry-run --json).")
-@click.option("--no-deps", "no_deps", is_flag=True, help="Do not add missing dependencies of the wheel (torch is never touched).")
+@click.option(
+    "--yes", "-y", is_flag=True, help="Do not ask before changing the environment (non-interactive use)."
+)
+@click.option(
+    "--plan", "plan_file", metavar="FILE", help="Install exactly this plan (as printed by --dry-run --json)."
+)
+@click.option(
+    "--no-deps",
+    "no_deps",
+    is_flag=True,
+    help="Do not add missing dependencies of the wheel (torch is never touched).",
+)
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke test on the GPU after the import check.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the installer output on failure.")
 @source_build_options
@@ -774,7 +899,17 @@ def install(
             return built
         plan = built
         notes: list[str] = []
-    elif any((build_source, build_ref, build_arch, build_head_dims, build_dtypes, build_max_jobs, build_nvcc_threads)):
+    elif any(
+        (
+            build_source,
+            build_ref,
+            build_arch,
+            build_head_dims,
+            build_dtypes,
+            build_max_jobs,
+            build_nvcc_threads,
+        )
+    ):
         raise UsageError("--source/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads need --from-source")
     else:
         plan = _install_plan(env, variant, plan_file, version_spec, allow_community, index_path)
@@ -804,7 +939,9 @@ def install(
     py = python or sys.executable
     if not yes:
         if not sys.stdin.isatty():
-            raise UsageError("not a terminal, so flashdoctor cannot ask: pass --yes to install without asking")
+            raise UsageError(
+                "not a terminal, so flashdoctor cannot ask: pass --yes to install without asking"
+            )
         assert plan.wheel is not None
         click.confirm(f"Install {plan.wheel.filename} into {py}?", default=True, abort=True)
     ctx = InstallContext(
@@ -832,8 +969,15 @@ def install(
 @python_option
 @target_option
 @_fetch_options
-@click.option("--plan", "plan_file", metavar="FILE", help="Lock exactly this plan (as printed by install --dry-run --json).")
-@click.option("-o", "--output", metavar="FILE", help="Write the requirements file here (default: standard output).")
+@click.option(
+    "--plan",
+    "plan_file",
+    metavar="FILE",
+    help="Lock exactly this plan (as printed by install --dry-run --json).",
+)
+@click.option(
+    "-o", "--output", metavar="FILE", help="Write the requirements file here (default: standard output)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the locked entry as JSON.")
 def lock(
     variant: Variant,
@@ -861,7 +1005,10 @@ def lock(
 
     plan, _notes = with_local_build(plan, env, houses)
     if plan.action != "wheel" or plan.wheel is None:
-        raise FlashdoctorError(f"nothing to lock: the plan for {plan.variant} is {plan.action!r}", hint="; ".join(plan.reasons) or None)
+        raise FlashdoctorError(
+            f"nothing to lock: the plan for {plan.variant} is {plan.action!r}",
+            hint="; ".join(plan.reasons) or None,
+        )
     ref, sha_from = plan.wheel, "index"
     if index_url or not ref.sha256:
         # No digest in the index (or a mirror whose URL we must write): fetch, verify it is the wheel, hash it.
@@ -886,7 +1033,9 @@ def lock(
     elif not output:
         click.echo(text, nl=False)
     else:
-        click.echo(f"wrote {output}: {entry.dist} {ref.version} (sha256 {'from the index' if sha_from == 'index' else 'computed from the download'})")
+        click.echo(
+            f"wrote {output}: {entry.dist} {ref.version} (sha256 {'from the index' if sha_from == 'index' else 'computed from the download'})"
+        )
     return 0
 
 
@@ -915,7 +1064,9 @@ def _device_option(f: _F) -> _F:
 
 
 def _gpu_option(f: _F) -> _F:
-    return click.option("--gpu", type=click.IntRange(min=0), metavar="N", help="Run on GPU N only (torch's numbering).")(f)
+    return click.option(
+        "--gpu", type=click.IntRange(min=0), metavar="N", help="Run on GPU N only (torch's numbering)."
+    )(f)
 
 
 def _output_option(f: _F) -> _F:
@@ -937,7 +1088,14 @@ SMOKE_BACKEND_CHOICES = ("fa2", "fa3", "fa4", "sdpa-flash", "sdpa-cudnn", "sdpa-
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON report.")
 @_output_option
-@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, metavar="S", help="Limit for the whole test, in seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    metavar="S",
+    help="Limit for the whole test, in seconds.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show every row and the evidence.")
 @_device_option
 def smoke(
@@ -954,7 +1112,9 @@ def smoke(
     backward, against an fp32 reference; prove the kernel ran and time it. Exit 1 on a failure."""
     from flashdoctor.smoke import run_smoke
 
-    report = run_smoke(_target_python(python), os.environ, gpu=gpu, variants=variants or None, device=device, timeout=timeout)
+    report = run_smoke(
+        _target_python(python), os.environ, gpu=gpu, variants=variants or None, device=device, timeout=timeout
+    )
     doc = report.to_json()
     if output:
         _write_json(output, doc)
@@ -985,7 +1145,13 @@ def smoke(
     multiple=True,
     help="Only this backend (repeatable; SDPA math always runs as the baseline).",
 )
-@click.option("--repeats", type=click.IntRange(min=1, max=1000), default=10, show_default=True, help="Timed batches; the median is reported.")
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1, max=1000),
+    default=10,
+    show_default=True,
+    help="Timed batches; the median is reported.",
+)
 @click.option("--forward-only", is_flag=True, help="Skip the forward+backward timing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON report.")
 @_output_option

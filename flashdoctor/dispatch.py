@@ -291,7 +291,9 @@ def decide(
     candidates: list[str] = []
     for name in tried:
         why = (
-            "it raised an error earlier in this process" if name in failed else why_not(name, call, available, versions)
+            "it raised an error earlier in this process"
+            if name in failed
+            else why_not(name, call, available, versions)
         )
         if why is None:
             candidates.append(name)

@@ -26,10 +26,23 @@ from flashdoctor.build.profile import parse_archs, parse_dtypes, parse_head_dims
 from flashdoctor.build.source import unpack  # noqa: E402
 from flashdoctor.environment import environment_from_target  # noqa: E402
 
-GPU_MACHINE = {"python": "3.12", "platform": "linux_x86_64", "torch": "2.11.0+cu130", "nvcc": "13.0", "cpus": 16, "memory_gb": 120}
+GPU_MACHINE = {
+    "python": "3.12",
+    "platform": "linux_x86_64",
+    "torch": "2.11.0+cu130",
+    "nvcc": "13.0",
+    "cpus": 16,
+    "memory_gb": 120,
+}
 
 
-def counted_from_sdist(sdist: Path, version: str, archs: tuple[int, ...], hds: tuple[int, ...] | None, dts: tuple[str, ...] | None) -> int:
+def counted_from_sdist(
+    sdist: Path,
+    version: str,
+    archs: tuple[int, ...],
+    hds: tuple[int, ...] | None,
+    dts: tuple[str, ...] | None,
+) -> int:
     from flashdoctor.build.profile import Profile
 
     layout = fa2_layout(version)
@@ -63,7 +76,10 @@ def main() -> int:
     sdist = a.sdist or ROOT / ".carry" / f"flash_attn-{a.version}.tar.gz"
     real = sdist.is_file()
     print(f"flash-attn {a.version}: compile units (kernel .cu files x architectures)")
-    print(f"{'build':58} {'kernels':>7} {'archs':>5} {'units':>6} {'vs default':>10}" + ("  from setup.py" if real else ""))
+    print(
+        f"{'build':58} {'kernels':>7} {'archs':>5} {'units':>6} {'vs default':>10}"
+        + ("  from setup.py" if real else "")
+    )
     for name, plan in rows:
         n_arch = len(plan.profile.archs)
         line = f"{name:58} {plan.unit_count // n_arch:7d} {n_arch:5d} {plan.unit_count:6d} {default.unit_count / plan.unit_count:9.1f}x"
@@ -71,7 +87,9 @@ def main() -> int:
             line += f"  {counted_from_sdist(sdist, a.version, plan.profile.archs, plan.profile.head_dims, plan.profile.dtypes):6d}"
         print(line)
     ratio = default.unit_count / minimal.unit_count
-    print(f"minimal vs default: {ratio:.0f}x fewer compile units (goal >= 20x: {'met' if ratio >= 20 else 'NOT met'})")
+    print(
+        f"minimal vs default: {ratio:.0f}x fewer compile units (goal >= 20x: {'met' if ratio >= 20 else 'NOT met'})"
+    )
     if not real:
         print(f"(no sdist at {sdist}: counts from flashdoctor's table only; pass --sdist to read setup.py)")
     return 0 if ratio >= 20 else 1

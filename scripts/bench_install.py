@@ -81,7 +81,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=float, default=50.0, help="padding in the wheel (default 50)")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--python", help="an existing venv's python with torch (default: make one with torch==2.13.0)")
+    ap.add_argument(
+        "--python", help="an existing venv's python with torch (default: make one with torch==2.13.0)"
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-install-"))
@@ -91,10 +93,28 @@ def main() -> None:
             print("creating a venv with torch==2.13.0 ...", flush=True)
             subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
             py = str(work / "venv" / "bin" / "python")
-            subprocess.run([py, "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check", "torch==2.13.0"], check=True)
+            subprocess.run(
+                [
+                    py,
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--no-compile",
+                    "--disable-pip-version-check",
+                    "torch==2.13.0",
+                ],
+                check=True,
+            )
         tag = subprocess.run(
-            [py, "-c", "import sys,sysconfig;v='cp%d%d'%sys.version_info[:2];print(v+'-'+v+'-'+sysconfig.get_platform().replace('-','_').replace('.','_'))"],
-            capture_output=True, text=True, check=True,
+            [
+                py,
+                "-c",
+                "import sys,sysconfig;v='cp%d%d'%sys.version_info[:2];print(v+'-'+v+'-'+sysconfig.get_platform().replace('-','_').replace('.','_'))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         (work / "www").mkdir()
         wheel = make_wheel(work / "www", args.size_mb, tag)
@@ -102,10 +122,21 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/{wheel.name}"
         sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
         plan = work / "plan.json"
-        plan.write_text(json.dumps({
-            "action": "wheel", "variant": "fa2",
-            "wheel": {"filename": wheel.name, "url": url, "sha256": sha, "source": "official", "version": VERSION},
-        }))
+        plan.write_text(
+            json.dumps(
+                {
+                    "action": "wheel",
+                    "variant": "fa2",
+                    "wheel": {
+                        "filename": wheel.name,
+                        "url": url,
+                        "sha256": sha,
+                        "source": "official",
+                        "version": VERSION,
+                    },
+                }
+            )
+        )
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["NO_PROXY"] = "127.0.0.1,localhost"
@@ -121,8 +152,26 @@ def main() -> None:
             dt, _ = timed([py, "-m", "pip", "install", url], e)
             base_t.append(dt)
             timed(uninstall, env)
-            e = dict(env, FLASHDOCTOR_CACHE_DIR=str(work / f"fdcache-{rep}"), PIP_CACHE_DIR=str(work / f"pipcache-f{rep}"))
-            dt, p = timed([sys.executable, "-m", "flashdoctor", "install", "--plan", str(plan), "--python", py, "--yes", "--json"], e)
+            e = dict(
+                env,
+                FLASHDOCTOR_CACHE_DIR=str(work / f"fdcache-{rep}"),
+                PIP_CACHE_DIR=str(work / f"pipcache-f{rep}"),
+            )
+            dt, p = timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "flashdoctor",
+                    "install",
+                    "--plan",
+                    str(plan),
+                    "--python",
+                    py,
+                    "--yes",
+                    "--json",
+                ],
+                e,
+            )
             fd_t.append(dt)
             doc = json.loads(p.stdout)
             assert doc["status"] == "installed", doc
@@ -131,7 +180,9 @@ def main() -> None:
             print(f"{rep:>3}  {base_t[-1]:>15.2f}s  {fd_t[-1]:>19.2f}s", flush=True)
         httpd.shutdown()
         mb, mf = statistics.median(base_t), statistics.median(fd_t)
-        print(f"\nmedian: pip install URL {mb:.2f} s, flashdoctor install {mf:.2f} s -> ratio {mf / mb:.2f} (goal <= 1.3)")
+        print(
+            f"\nmedian: pip install URL {mb:.2f} s, flashdoctor install {mf:.2f} s -> ratio {mf / mb:.2f} (goal <= 1.3)"
+        )
         names = list(steps[0])
         med = {n: statistics.median(s.get(n, 0.0) for s in steps) for n in names}
         inside = sum(med.values())

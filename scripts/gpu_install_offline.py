@@ -28,7 +28,9 @@ def fd(py: str, *args: str) -> tuple[int, dict, float, str]:  # type: ignore[typ
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     t0 = time.perf_counter()
-    p = subprocess.run([py, "-m", "flashdoctor", *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    p = subprocess.run(
+        [py, "-m", "flashdoctor", *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+    )
     dt = time.perf_counter() - t0
     try:
         doc = json.loads(p.stdout)
@@ -45,16 +47,22 @@ def main() -> int:
     wh = str(Path(a.wheelhouse).resolve())
     ok = True
 
-    rc, plan, dt, out = fd(a.python, "install", "--fa2", "--python", a.python, "--wheelhouse", wh, "--dry-run", "--json")
+    rc, plan, dt, out = fd(
+        a.python, "install", "--fa2", "--python", a.python, "--wheelhouse", wh, "--dry-run", "--json"
+    )
     wheel = plan.get("wheel") or {}
-    print(f"[1] plan ({dt:.1f}s): action={plan.get('action')} source={wheel.get('source')} wheel={wheel.get('filename')}")
+    print(
+        f"[1] plan ({dt:.1f}s): action={plan.get('action')} source={wheel.get('source')} wheel={wheel.get('filename')}"
+    )
     for n in plan.get("wheelhouse_notes", []):
         print(f"    wheelhouse: {n}")
     if rc != 0 or plan.get("action") != "wheel" or wheel.get("source") != "wheelhouse":
         print(out[-3000:])
         return 1
 
-    rc, res, dt, out = fd(a.python, "install", "--fa2", "--python", a.python, "--wheelhouse", wh, "--yes", "--json")
+    rc, res, dt, out = fd(
+        a.python, "install", "--fa2", "--python", a.python, "--wheelhouse", wh, "--yes", "--json"
+    )
     print(f"[2] install ({dt:.1f}s): status={res.get('status')} exit={rc} installed={res.get('installed')}")
     for s in res.get("steps", []):
         print(f"    {'ok ' if s['ok'] else 'BAD'} {s['name']:<15} {s['seconds']:>6.1f}s  {s['detail']}")

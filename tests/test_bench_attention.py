@@ -52,7 +52,9 @@ def test_bench_attention_quick_cpu_run(tmp_path: Path) -> None:
     # the checked training step and the profiled one (no memory runs on a CPU).
     shape = result["shape"]
     unfused = rows["flashdoctor (auto, unfused)"]
-    assert unfused["backends_used"] == {"sdpa": shape["layers"] * (2 * (shape["warmup"] + shape["iters"]) + 3)}
+    assert unfused["backends_used"] == {
+        "sdpa": shape["layers"] * (2 * (shape["warmup"] + shape["iters"]) + 3)
+    }
     # By default torch's fused encoder-layer path serves eval without grad: only training calls dispatch.
     assert auto["backends_used"] == {"sdpa": shape["layers"] * ((shape["warmup"] + shape["iters"]) + 2)}
     assert auto["rel_err_out"] < 1e-5 and auto["rel_err_input_grad"] < 1e-5

@@ -244,7 +244,9 @@ def test_minimal_build_is_skipped_for_what_it_does_not_contain():
     order = ["fa2", "sdpa-flash"]
 
     def pick(head_dim: int, dtype: str) -> str:
-        call = AttentionCall(device="cuda", capability=(9, 0), dtype=dtype, head_dim=head_dim, seq_q=196, seq_k=196)
+        call = AttentionCall(
+            device="cuda", capability=(9, 0), dtype=dtype, head_dim=head_dim, seq_q=196, seq_k=196
+        )
         return decide(call, avail, order, versions=versions).backend
 
     assert pick(128, "bf16") == "fa2"

@@ -223,6 +223,8 @@ def test_fa4_namespace_package_is_not_taken_for_fa2(tmp_path: Path):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flash-attn-4\nVersion: 4.0.0b36\n")
     (info / "RECORD").write_text("flash_attn/cute/__init__.py,,\n")
-    env = probe_environment(python=sys.executable, environ=child_env(PYTHONPATH=str(site)), import_tests=False)
+    env = probe_environment(
+        python=sys.executable, environ=child_env(PYTHONPATH=str(site)), import_tests=False
+    )
     assert [i.dist for i in env.installed] == ["flash-attn-4"]
     assert env.installed[0].version == "4.0.0b36"

@@ -127,9 +127,13 @@ def resolve_version(opts: BuildOptions) -> str:
                 raise UsageError(f"--source {opts.source}: no such file or directory")
             v = peek_fa2_version(opts.source)
             if v is None:
-                raise UsageError(f"--source {opts.source}: not an FA2 sdist or source tree (no flash_attn/__init__.py version)")
+                raise UsageError(
+                    f"--source {opts.source}: not an FA2 sdist or source tree (no flash_attn/__init__.py version)"
+                )
             if opts.version and opts.version != v:
-                raise UsageError(f"--flash-version {opts.version} but --source {opts.source} is flash-attn {v}")
+                raise UsageError(
+                    f"--flash-version {opts.version} but --source {opts.source} is flash-attn {v}"
+                )
             return v
         return opts.version or str(build_data()["fa2"]["newest_known"])
     if opts.source and not src_mod.is_git_url(opts.source):
@@ -199,7 +203,9 @@ def build(
     work.mkdir(parents=True, exist_ok=True)
     log = opts.log or (cache / "logs" / f"build-{plan.variant}-{plan.label}.log")
     if plan.variant == "fa2":
-        say(f"sources: {'flash-attn ' + version + ' from ' + opts.index_url if not opts.source else opts.source}")
+        say(
+            f"sources: {'flash-attn ' + version + ' from ' + opts.index_url if not opts.source else opts.source}"
+        )
         tree = src_mod.resolve_fa2(opts.source, version, work, cache, opts.index_url)
         layout = fa2_layout(version)
         if plan.edit_sources and layout is not None:
@@ -243,7 +249,9 @@ def build(
     wheel = wheels[0]
     _, wv, _, _ = parse_wheel_filename(wheel.name)
     if wv.local != plan.label:
-        notes.append(f"the wheel's local version is {wv.local!r}, not {plan.label!r}: setup.py ignored FLASH_ATTN_LOCAL_VERSION")
+        notes.append(
+            f"the wheel's local version is {wv.local!r}, not {plan.label!r}: setup.py ignored FLASH_ATTN_LOCAL_VERSION"
+        )
     info = {
         "plan": {k: v for k, v in plan.to_json().items() if k not in ("targets", "jobs_reasons")},
         "source": tree.origin,
@@ -263,4 +271,3 @@ def build(
     return BuildOutcome(
         "built", plan, findings, fp, built, result, tree.origin, tuple(cmd), log, work_kept, tuple(notes)
     )
-

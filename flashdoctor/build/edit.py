@@ -100,17 +100,23 @@ def setup_units(setup_text: str) -> tuple[str, ...]:
         raise SourceEditError(f"setup.py does not parse: {exc}") from None
     lst = find_fa2_sources(tree)
     if lst is None:
-        raise SourceEditError("setup.py has no literal CUDAExtension(name='flash_attn_2_cuda', sources=[...]) list")
+        raise SourceEditError(
+            "setup.py has no literal CUDAExtension(name='flash_attn_2_cuda', sources=[...]) list"
+        )
     return tuple(e.value for e in lst.elts if isinstance(e, ast.Constant) and isinstance(e.value, str))
 
 
-def edit_setup_py(text: str, keep: tuple[str, ...], layout: Fa2Layout, profile: Profile) -> tuple[str, tuple[str, ...]]:
+def edit_setup_py(
+    text: str, keep: tuple[str, ...], layout: Fa2Layout, profile: Profile
+) -> tuple[str, tuple[str, ...]]:
     """Return the edited setup.py and the kernel units it had before. Pure (text in, text out)."""
     src = text.encode("utf-8")
     tree = ast.parse(src)
     lst = find_fa2_sources(tree)
     if lst is None:
-        raise SourceEditError("setup.py has no literal CUDAExtension(name='flash_attn_2_cuda', sources=[...]) list")
+        raise SourceEditError(
+            "setup.py has no literal CUDAExtension(name='flash_attn_2_cuda', sources=[...]) list"
+        )
     entries = [e.value for e in lst.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
     units = tuple(e for e in entries if parse_unit(e) is not None)
     others = [e for e in entries if parse_unit(e) is None]
@@ -199,7 +205,9 @@ def headdim_switch(compiled: tuple[int, ...], all_dims: tuple[int, ...], label: 
             "      return __VA_ARGS__();",
             "    }",
         ]
-    msg_a = _c_string(f"FlashAttention was built by {MARK} ({label}) with head dims {', '.join(map(str, sorted(compiled)))} only: head dim ")
+    msg_a = _c_string(
+        f"FlashAttention was built by {MARK} ({label}) with head dims {', '.join(map(str, sorted(compiled)))} only: head dim "
+    )
     msg_b = _c_string(
         " has no compiled kernel. Rebuild with its head dim, e.g. flashdoctor build --fa2 --head-dims <dims>"
     )
@@ -269,7 +277,9 @@ def edit_fa2_tree(root: Path, layout: Fa2Layout, profile: Profile) -> EditResult
     keep = layout.units(profile.head_dims, profile.dtypes)
     setup_text = setup_path.read_text(encoding="utf-8")
     if MARK in setup_text.splitlines()[0]:
-        raise SourceEditError(f"{setup_path} was already edited by {MARK}: start from a fresh copy of the sources")
+        raise SourceEditError(
+            f"{setup_path} was already edited by {MARK}: start from a fresh copy of the sources"
+        )
     new_setup, before = edit_setup_py(setup_text, keep, layout, profile)
     switch_text = switch_path.read_text(encoding="utf-8")
     new_switch = switch_text

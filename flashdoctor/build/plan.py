@@ -39,7 +39,9 @@ class Fa2Layout:
     static_switch_sha256: tuple[str, ...]
     source: str
 
-    def units(self, head_dims: Iterable[int] | None = None, dtypes: Iterable[str] | None = None) -> tuple[str, ...]:
+    def units(
+        self, head_dims: Iterable[int] | None = None, dtypes: Iterable[str] | None = None
+    ) -> tuple[str, ...]:
         """Kernel units (paths as in setup.py) for a profile, in setup.py's order (kind, causal, hdim, dtype)."""
         hds = set(self.head_dims if head_dims is None else head_dims)
         dts = set(self.dtypes if dtypes is None else dtypes)
@@ -78,7 +80,7 @@ _UNIT_RE = re.compile(build_data()["fa2"]["unit_pattern"])
 
 
 def parse_unit(path: str) -> tuple[str, int, str, bool] | None:
-    """"csrc/flash_attn/src/flash_bwd_hdim128_bf16_causal_sm80.cu" -> ("bwd", 128, "bf16", True)."""
+    """ "csrc/flash_attn/src/flash_bwd_hdim128_bf16_causal_sm80.cu" -> ("bwd", 128, "bf16", True)."""
     m = _UNIT_RE.match(path)
     if not m:
         return None
@@ -119,7 +121,13 @@ class ArchTarget:
     subject: str  # "GPU 0 NVIDIA H100 (sm_90)" or "--arch 86"
 
     def to_json(self) -> dict[str, Any]:
-        return {"sm": self.sm, "build_arch": self.build_arch, "runs": self.runs, "note": self.note, "subject": self.subject}
+        return {
+            "sm": self.sm,
+            "build_arch": self.build_arch,
+            "runs": self.runs,
+            "note": self.note,
+            "subject": self.subject,
+        }
 
 
 def map_arch(variant: BuildVariant, sm: int, nvcc: str | None, subject: str) -> ArchTarget:
@@ -137,8 +145,18 @@ def map_arch(variant: BuildVariant, sm: int, nvcc: str | None, subject: str) -> 
         mins = {int(k): v for k, v in data["archs_nvcc_min"].items()}
         cands = [a for a in archs if runs_on([f"sm_{a}"], sm) == "native"]
         if not cands:
-            why = "FA2 needs sm80 or newer" if sm < 80 else "FA2 compiles SASS for 80/90/100/120 only and no PTX"
-            return ArchTarget(sm, None, "no", f"no FA2 code runs on sm_{sm}: {why}, so there is no PTX to JIT either", subject)
+            why = (
+                "FA2 needs sm80 or newer"
+                if sm < 80
+                else "FA2 compiles SASS for 80/90/100/120 only and no PTX"
+            )
+            return ArchTarget(
+                sm,
+                None,
+                "no",
+                f"no FA2 code runs on sm_{sm}: {why}, so there is no PTX to JIT either",
+                subject,
+            )
         a = max(cands)
         nv = major_minor(nvcc)
         need = major_minor(mins.get(a))
@@ -166,7 +184,9 @@ def map_arch(variant: BuildVariant, sm: int, nvcc: str | None, subject: str) -> 
             f"sm_80 kernels (newer main's hopper/ only) run natively on sm_{sm}; release FA3 is Hopper-only",
             subject,
         )
-    return ArchTarget(sm, None, "no", f"FA3 has no code for sm_{sm} (sm_90a is arch-specific, no PTX)", subject)
+    return ArchTarget(
+        sm, None, "no", f"FA3 has no code for sm_{sm} (sm_90a is arch-specific, no PTX)", subject
+    )
 
 
 def requested_archs(env: Environment, archs: Sequence[int] | None) -> list[tuple[int, str]]:
@@ -225,14 +245,19 @@ def plan_jobs(
         limits.append((max(1, cpus // threads), f"{cpus} cores / {threads} thread(s) per job"))
     if memory_gb is not None:
         limits.append(
-            (max(1, int(memory_gb // gb_per_job)), f"{memory_gb:.0f} GB available / ~{gb_per_job:.0f} GB per job")
+            (
+                max(1, int(memory_gb // gb_per_job)),
+                f"{memory_gb:.0f} GB available / ~{gb_per_job:.0f} GB per job",
+            )
         )
     if cpus is None and memory_gb is None:
         limits.append((2, "cores and memory unknown: a cautious 2"))
     jobs, why = min(limits, key=lambda t: t[0])
     reasons.append(f"MAX_JOBS={jobs}: limited by {why}")
     if memory_gb is not None and memory_gb < gb_per_job:
-        reasons.append(f"warning: {memory_gb:.1f} GB available is below one job's ~{gb_per_job:.0f} GB: expect OOM kills")
+        reasons.append(
+            f"warning: {memory_gb:.1f} GB available is below one job's ~{gb_per_job:.0f} GB: expect OOM kills"
+        )
     return Jobs(jobs, threads, tuple(reasons))
 
 
@@ -305,7 +330,9 @@ def _build_archs(variant: BuildVariant, targets: Sequence[ArchTarget], subject: 
     return tuple(sorted({t.build_arch for t in targets if t.build_arch is not None}))
 
 
-def make_plan(env: Environment, request: BuildRequest, version: str, cuda_home: str | None = None) -> BuildPlan:
+def make_plan(
+    env: Environment, request: BuildRequest, version: str, cuda_home: str | None = None
+) -> BuildPlan:
     """The whole build plan. Raises UsageError for a request that cannot be built as asked
     (an arch no code runs on, a narrowed FA2 build of a version flashdoctor does not know)."""
     data = build_data()
@@ -313,18 +340,24 @@ def make_plan(env: Environment, request: BuildRequest, version: str, cuda_home: 
     notes: list[str] = []
     if req:
         targets = tuple(map_arch(request.variant, sm, env.nvcc, subj) for sm, subj in req)
-        archs = _build_archs(request.variant, targets, "--arch" if request.archs else "the GPUs (or pass --arch)")
+        archs = _build_archs(
+            request.variant, targets, "--arch" if request.archs else "the GPUs (or pass --arch)"
+        )
     else:
         targets = ()
         archs = tuple(int(a) for a in data["fa2"]["archs"]) if request.variant == "fa2" else (90,)
-        notes.append(f"no GPU visible and no --arch: building upstream's default archs {', '.join(map(str, archs))}")
+        notes.append(
+            f"no GPU visible and no --arch: building upstream's default archs {', '.join(map(str, archs))}"
+        )
 
     if request.variant == "fa2":
         return _plan_fa2(env, request, version, archs, targets, notes, cuda_home)
     return _plan_fa3(env, request, version, archs, targets, notes, cuda_home)
 
 
-def _common_env(env: Environment, cuda_home: str | None, jobs: Jobs, label: str, archs: Sequence[int]) -> dict[str, str]:
+def _common_env(
+    env: Environment, cuda_home: str | None, jobs: Jobs, label: str, archs: Sequence[int]
+) -> dict[str, str]:
     out = {
         # Never download a guessed prebuilt wheel instead of building (setup.py CachedWheelsCommand).
         "FLASH_ATTENTION_FORCE_BUILD": "TRUE",
@@ -371,7 +404,9 @@ def _plan_fa2(
         served = [d for d in request.head_dims if d not in head_dims]
         if served:
             notes.append(
-                "head dim(s) " + ", ".join(map(str, served)) + " run on the next larger kernel: "
+                "head dim(s) "
+                + ", ".join(map(str, served))
+                + " run on the next larger kernel: "
                 + ", ".join(map(str, head_dims))
             )
         if set(head_dims) == set(layout.head_dims):
@@ -381,7 +416,9 @@ def _plan_fa2(
         if set(dtypes) == set(layout.dtypes):
             dtypes = None
     if request.disable:
-        raise UsageError("--no-backward/--no-fp8/... are FA3 switches; FA2 has none", hint="use --fa3, or omit them")
+        raise UsageError(
+            "--no-backward/--no-fp8/... are FA3 switches; FA2 has none", hint="use --fa3, or omit them"
+        )
     profile = Profile("fa2", archs, head_dims, dtypes)
     if layout is not None:
         units = layout.units(head_dims, dtypes)
@@ -389,7 +426,9 @@ def _plan_fa2(
     else:
         units = ()
         all_units = 0
-        notes.append(f"flash-attn {version} is not in flashdoctor's table: unit counts unknown, sources built as they are")
+        notes.append(
+            f"flash-attn {version} is not in flashdoctor's table: unit counts unknown, sources built as they are"
+        )
     n_default = len(data["archs"])
     jobs = plan_jobs(
         len(units) + 1 if units else 73,  # unknown version: assume 2.8's 72 kernels + flash_api.cpp
@@ -432,7 +471,9 @@ def _plan_fa3(
     switches: Mapping[str, str] = data["switches"]
     unknown = [f for f in request.disable if f not in FA3_FEATURES]
     if unknown:
-        raise UsageError(f"unknown FA3 feature(s): {', '.join(unknown)}", hint=f"known: {', '.join(FA3_FEATURES)}")
+        raise UsageError(
+            f"unknown FA3 feature(s): {', '.join(unknown)}", hint=f"known: {', '.join(FA3_FEATURES)}"
+        )
     all_hd = tuple(data["head_dims"])
     head_dims = head_dim_buckets(request.head_dims, all_hd) if request.head_dims else None
     if head_dims is not None and set(head_dims) == set(all_hd):
@@ -458,12 +499,16 @@ def _plan_fa3(
     dts = dtypes or ("fp16", "bf16")
     units = fa3_units(disabled, hds, dts, sm80)
     full = fa3_units((), all_hd, ("fp16", "bf16"), True)
-    jobs = plan_jobs(units, 1, env.cpus, env.memory_gb, float(data["gb_per_job"]), request.max_jobs, request.nvcc_threads)
+    jobs = plan_jobs(
+        units, 1, env.cpus, env.memory_gb, float(data["gb_per_job"]), request.max_jobs, request.nvcc_threads
+    )
     envvars = _common_env(env, cuda_home, jobs, profile.label(), archs)
     envvars[data["offline_env"]] = "1"
     for f in sorted(flags):
         envvars[f] = "TRUE"
-    notes.append("FA3 unit counts follow hopper/setup.py's source list in the 2.8.3 sdist; other revisions differ")
+    notes.append(
+        "FA3 unit counts follow hopper/setup.py's source list in the 2.8.3 sdist; other revisions differ"
+    )
     return BuildPlan(
         variant="fa3",
         version=version,

@@ -81,14 +81,27 @@ def _nvcc_findings(env: Environment, plan: BuildPlan) -> list[Finding]:
                     )
                 )
     if not out:
-        out.append(Finding("nvcc-ok", Status.OK, f"nvcc {env.nvcc} fits {info.title} {plan.version}", variant=plan.variant))
+        out.append(
+            Finding(
+                "nvcc-ok",
+                Status.OK,
+                f"nvcc {env.nvcc} fits {info.title} {plan.version}",
+                variant=plan.variant,
+            )
+        )
     return out
 
 
 def _tools_findings(plan: BuildPlan, tools: BuildTools) -> list[Finding]:
     out: list[Finding] = []
     if tools.torch_ok:
-        out.append(Finding("build-torch-ok", Status.OK, f"torch {tools.torch_version} imports (CUDA {tools.torch_cuda or 'none'})"))
+        out.append(
+            Finding(
+                "build-torch-ok",
+                Status.OK,
+                f"torch {tools.torch_version} imports (CUDA {tools.torch_cuda or 'none'})",
+            )
+        )
     elif tools.torch_ok is False:
         last = (tools.torch_error or "").strip().splitlines()[-1:] or ["?"]
         out.append(
@@ -112,7 +125,9 @@ def _tools_findings(plan: BuildPlan, tools: BuildTools) -> list[Finding]:
                     "build-module-missing",
                     Status.FAIL,
                     f"the Python package {name} is missing in the target interpreter",
-                    evidence="setup.py imports it" if name != "pip" else "the build runs `python -m pip wheel`",
+                    evidence="setup.py imports it"
+                    if name != "pip"
+                    else "the build runs `python -m pip wheel`",
                     fix=f"python -m pip install {name}",
                 )
             )
@@ -147,7 +162,11 @@ def fa3_preflight(env: Environment, plan: BuildPlan, facts: Fa3SetupFacts) -> li
                 variant="fa3",
             )
         )
-    missing = sorted(k for k, v in plan.env.items() if k.startswith("FLASH_ATTENTION_DISABLE_") and v == "TRUE" and k not in facts.switches)
+    missing = sorted(
+        k
+        for k, v in plan.env.items()
+        if k.startswith("FLASH_ATTENTION_DISABLE_") and v == "TRUE" and k not in facts.switches
+    )
     if missing:
         out.append(
             Finding(

@@ -26,12 +26,23 @@ _DTYPE_ALIASES = {
 }
 # FA3 feature switches a user can turn off (--no-<name>), in label order. "fp16", "sm80" and the
 # head-dim switches are driven by --dtypes / --arch / --head-dims instead.
-FA3_FEATURES = ("backward", "split", "paged-kv", "append-kv", "local", "softcap", "pack-gqa", "fp8", "varlen", "cluster")
+FA3_FEATURES = (
+    "backward",
+    "split",
+    "paged-kv",
+    "append-kv",
+    "local",
+    "softcap",
+    "pack-gqa",
+    "fp8",
+    "varlen",
+    "cluster",
+)
 LABEL_PREFIX = "fd"
 
 
 def parse_archs(text: str) -> tuple[int, ...]:
-    """"80,90" / "8.0;9.0" / "sm_90,sm_120" -> (80, 90, 120). Raises UsageError on junk."""
+    """ "80,90" / "8.0;9.0" / "sm_90,sm_120" -> (80, 90, 120). Raises UsageError on junk."""
     out: list[int] = []
     for tok in re.split(r"[,;\s]+", text.strip()):
         if not tok:

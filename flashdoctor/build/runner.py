@@ -143,7 +143,9 @@ _ERRORS = [
     re.compile(r"^(?P<loc>\S+?)\((\d+)\): (catastrophic )?error(\s+#\w+-D)?: (?P<msg>.*)$"),  # nvcc / EDG
     re.compile(r"^(?P<loc>nvcc) (fatal|error)\s*: (?P<msg>.*)$"),
     re.compile(r"^(?P<loc>ptxas) (fatal|error)\s*: (?P<msg>.*)$"),
-    re.compile(r"(?P<loc>)(?P<msg>.*(Killed|killed by signal|SIGKILL|Signals\.SIGKILL|out of memory|Cannot allocate memory).*)$"),
+    re.compile(
+        r"(?P<loc>)(?P<msg>.*(Killed|killed by signal|SIGKILL|Signals\.SIGKILL|out of memory|Cannot allocate memory).*)$"
+    ),
     re.compile(r"(?P<loc>)(?P<msg>.*/ld: .*undefined reference.*|.*undefined reference to .*)$"),
     re.compile(r"^(?P<loc>)(?P<msg>(\w+\.)*\w*(Error|Exception): .*)$"),  # Python: setup.py raised
 ]
@@ -172,14 +174,21 @@ def first_error(lines: Sequence[str]) -> FirstError | None:
                 ctx = [line]
                 for nxt in lines[i + 1 : i + 4]:
                     s = nxt.rstrip()
-                    if not s or _NINJA.match(s) or _CONSEQUENCES.search(s) or any(p.search(s.strip()) for p in _ERRORS[:4]):
+                    if (
+                        not s
+                        or _NINJA.match(s)
+                        or _CONSEQUENCES.search(s)
+                        or any(p.search(s.strip()) for p in _ERRORS[:4])
+                    ):
                         break
                     ctx.append(s)
                 return FirstError(i + 1, "\n".join(ctx))
     return None
 
 
-def diagnose(text: str, env: Environment | None = None, fields: Mapping[str, str] | None = None) -> list[Diagnosis]:
+def diagnose(
+    text: str, env: Environment | None = None, fields: Mapping[str, str] | None = None
+) -> list[Diagnosis]:
     """Diagnoses of a build log, best first: the explain engine's (data/signatures.json, the one place
     for failure knowledge). ``fields`` are what only the build knows, for the fixes: ``jobs_used`` (the
     MAX_JOBS it ran with) and ``fewer_jobs`` (a smaller value to try), see explain.tailor.CALLER_FIELDS."""
@@ -225,7 +234,9 @@ def run_build(
     with open(log_path, "w", encoding="utf-8", errors="replace") as log:
         log.write(f"$ {' '.join(cmd)}\n# cwd: {cwd}\n")
         for k in sorted(env):
-            if k in ("MAX_JOBS", "NVCC_THREADS", "CUDA_HOME", "TORCH_CUDA_ARCH_LIST", "PATH") or k.startswith(("FLASH_", "BUILD_")):
+            if k in ("MAX_JOBS", "NVCC_THREADS", "CUDA_HOME", "TORCH_CUDA_ARCH_LIST", "PATH") or k.startswith(
+                ("FLASH_", "BUILD_")
+            ):
                 log.write(f"# {k}={env[k]}\n")
         log.flush()
         try:
@@ -239,7 +250,8 @@ def run_build(
                 text=True,
                 errors="replace",
                 bufsize=1,
-                start_new_session=os.name != "nt",  # Ctrl-C: we stop the whole tree (pip, ninja, nvcc) ourselves
+                start_new_session=os.name
+                != "nt",  # Ctrl-C: we stop the whole tree (pip, ninja, nvcc) ourselves
             )
         except OSError as exc:
             log.write(f"cannot start {cmd[0]}: {exc}\n")

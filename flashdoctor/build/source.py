@@ -86,10 +86,14 @@ def _get(session: Any, url: str, **kw: Any) -> Any:
             r.close()
         if attempt + 1 < ATTEMPTS:
             time.sleep(0.5 * (attempt + 1))
-    raise NetworkError(f"GET {url} failed after {ATTEMPTS} attempts: {last}", hint="check the network, or pass --source FILE")
+    raise NetworkError(
+        f"GET {url} failed after {ATTEMPTS} attempts: {last}", hint="check the network, or pass --source FILE"
+    )
 
 
-def find_sdist(version: str, index_url: str = PYPI_SIMPLE, project: str = "flash-attn", session: Any = None) -> SdistRef:
+def find_sdist(
+    version: str, index_url: str = PYPI_SIMPLE, project: str = "flash-attn", session: Any = None
+) -> SdistRef:
     """Look the sdist of ``project`` ``version`` up in a PEP 691 JSON simple index."""
     session = session or _session()
     url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/"
@@ -121,7 +125,9 @@ def find_sdist(version: str, index_url: str = PYPI_SIMPLE, project: str = "flash
             from urllib.parse import urljoin
 
             href = urljoin(url, href)
-        return SdistRef(filename=name, url=href, sha256=(f.get("hashes") or {}).get("sha256"), version=version)
+        return SdistRef(
+            filename=name, url=href, sha256=(f.get("hashes") or {}).get("sha256"), version=version
+        )
     raise UsageError(f"{project} {version}: no sdist on {index_url}", hint="check --version")
 
 
@@ -150,7 +156,9 @@ def download(ref: SdistRef, cache_dir: Path, policy: Any = None, sleep: Any = ti
             return hit.path
         tmp = cache.tmp_path(key)
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        res = fetch(ref.url, tmp, policy=policy or DownloadPolicy(expect_zip=False), name=ref.filename, sleep=sleep)
+        res = fetch(
+            ref.url, tmp, policy=policy or DownloadPolicy(expect_zip=False), name=ref.filename, sleep=sleep
+        )
         if ref.sha256 and res.sha256 != ref.sha256.lower():
             tmp.unlink(missing_ok=True)
             raise NetworkError(
@@ -198,7 +206,9 @@ def read_version(init_py: Path) -> str | None:
 
 def _copy_tree(src: Path, dest: Path) -> None:
     # Without .git: FA2's setup.py runs `git submodule update` (network) whenever .git exists.
-    shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info"))
+    shutil.copytree(
+        src, dest, symlinks=True, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info")
+    )
 
 
 def fa2_tree(root: Path, origin: str, owned: bool) -> SourceTree:
@@ -241,7 +251,9 @@ def resolve_fa2(
 
 # -- FA3 ----------------------------------------------------------------------------------------------
 def is_git_url(source: str) -> bool:
-    return source.startswith(("http://", "https://", "git@", "ssh://", "file://", "git+")) or source.endswith(".git")
+    return source.startswith(("http://", "https://", "git@", "ssh://", "file://", "git+")) or source.endswith(
+        ".git"
+    )
 
 
 def git_clone(url: str, ref: str, dest: Path, environ: Mapping[str, str] | None = None) -> None:
@@ -252,9 +264,13 @@ def git_clone(url: str, ref: str, dest: Path, environ: Mapping[str, str] | None 
         "--recurse-submodules", "--shallow-submodules", url, str(dest),
     ]  # fmt: skip
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=dict(environ) if environ else None)
+        p = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=1800, env=dict(environ) if environ else None
+        )
     except FileNotFoundError:
-        raise UsageError("git is not installed: cannot clone the FA3 sources", hint="install git, or pass a checkout") from None
+        raise UsageError(
+            "git is not installed: cannot clone the FA3 sources", hint="install git, or pass a checkout"
+        ) from None
     except subprocess.TimeoutExpired:
         shutil.rmtree(dest, ignore_errors=True)
         raise NetworkError(f"git clone {url} did not finish in 30 minutes") from None
@@ -279,11 +295,17 @@ def fa3_tree(root: Path, origin: str) -> SourceTree:
             f"{origin}: csrc/cutlass is empty (the submodule is not checked out)",
             hint="git submodule update --init csrc/cutlass",
         )
-    version = read_version(hopper / "__init__.py") or read_version(hopper / "flash_attn_3" / "__init__.py") or "0+unknown"
+    version = (
+        read_version(hopper / "__init__.py")
+        or read_version(hopper / "flash_attn_3" / "__init__.py")
+        or "0+unknown"
+    )
     return SourceTree("fa3", root, hopper, version, origin, False)
 
 
-def resolve_fa3(source: str | None, ref: str | None, cache: Path, environ: Mapping[str, str] | None = None) -> SourceTree:
+def resolve_fa3(
+    source: str | None, ref: str | None, cache: Path, environ: Mapping[str, str] | None = None
+) -> SourceTree:
     if source is None:
         raise UsageError(
             "FA3 is not on PyPI as source: pass a flash-attention checkout or a git URL",

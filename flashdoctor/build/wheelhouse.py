@@ -98,7 +98,12 @@ def fingerprint(env: Environment, variant: str, version: str, profile: Profile) 
     cmm = env.torch_cuda_mm
     missing = [
         name
-        for name, val in (("torch", tmm), ("torch CUDA", cmm), ("python ABI", env.python_abi), ("platform", env.platform))
+        for name, val in (
+            ("torch", tmm),
+            ("torch CUDA", cmm),
+            ("python ABI", env.python_abi),
+            ("platform", env.platform),
+        )
         if val is None
     ]
     if missing:
@@ -185,7 +190,10 @@ def scan(wheelhouse: Path) -> Iterator[BuiltWheel]:
 def _covers(built: Fingerprint, wanted: Fingerprint) -> bool:
     """A built wheel serves a wanted build when everything but the profile is equal, glibc is not
     newer, and its profile compiled at least the wanted archs, head dims, dtypes and features."""
-    if any(built.key()[k] != wanted.key()[k] for k in ("variant", "torch", "cuda", "cxx11abi", "python_abi", "platform")):
+    if any(
+        built.key()[k] != wanted.key()[k]
+        for k in ("variant", "torch", "cuda", "cxx11abi", "python_abi", "platform")
+    ):
         return False
     if wanted.version and built.version != wanted.version:
         return False

@@ -136,7 +136,9 @@ class WheelCache:
             lk.release()
 
     # -- lookups --------------------------------------------------------------------------------
-    def get(self, sha256: str | None = None, url: str | None = None, filename: str | None = None) -> CacheEntry | None:
+    def get(
+        self, sha256: str | None = None, url: str | None = None, filename: str | None = None
+    ) -> CacheEntry | None:
         """A cached file by content hash, or by the URL it came from. Its bytes are re-hashed: a file
         that no longer matches its name (disk corruption, tampering) is dropped and None returned."""
         if sha256 is None and url is not None:
@@ -160,7 +162,12 @@ class WheelCache:
             rec = json.loads(self._url_record(url).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(rec, dict) or rec.get("url") != url or not rec.get("sha256") or not rec.get("filename"):
+        if (
+            not isinstance(rec, dict)
+            or rec.get("url") != url
+            or not rec.get("sha256")
+            or not rec.get("filename")
+        ):
             return None
         return rec
 

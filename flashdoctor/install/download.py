@@ -210,7 +210,9 @@ def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
 
 def _looks_like_html(head: bytes) -> bool:
     h = head.lstrip()[:64].lower()
-    return h.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or b"<html" in head[:512].lower()
+    return (
+        h.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or b"<html" in head[:512].lower()
+    )
 
 
 def download(
@@ -264,13 +266,24 @@ def download(
                     h["Range"] = f"bytes={st.have}-"
                     if validators.get("etag") or validators.get("last-modified"):
                         h["If-Range"] = validators.get("etag") or validators["last-modified"]
-                with session.get(url, headers=h, stream=True, timeout=(policy.connect_timeout, policy.read_timeout)) as resp:
+                with session.get(
+                    url, headers=h, stream=True, timeout=(policy.connect_timeout, policy.read_timeout)
+                ) as resp:
                     _receive(resp, dest, st, policy, shown, validators, progress, name, on_validators)
                     final_url = redact(resp.url)
                 return DownloadResult(dest, st.have, st.hasher.hexdigest(), attempts, st.resumed, final_url)
-            except (requests.exceptions.SSLError, requests.exceptions.TooManyRedirects, requests.exceptions.InvalidURL) as exc:
+            except (
+                requests.exceptions.SSLError,
+                requests.exceptions.TooManyRedirects,
+                requests.exceptions.InvalidURL,
+            ) as exc:
                 raise _fatal(exc, shown) from None
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError, _Retryable) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+                _Retryable,
+            ) as exc:
                 last_error = _describe(exc)
                 retry_after = exc.retry_after if isinstance(exc, _Retryable) else None
             if attempts > policy.retries:
@@ -341,7 +354,9 @@ def _receive(
             at = st.have
             _unlink(dest)
             st.reset()
-            raise _Retryable(f"server answered a resume at byte {at} with range {resp.headers.get('Content-Range')!r}", 0.0)
+            raise _Retryable(
+                f"server answered a resume at byte {at} with range {resp.headers.get('Content-Range')!r}", 0.0
+            )
         total = cr[1]
         mode = "ab"
         st.resumed = True

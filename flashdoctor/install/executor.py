@@ -119,7 +119,9 @@ class InstallResult:
             "diagnoses": [d.to_json() for d in self.diagnoses],
             "added": list(self.added),
             "warnings": list(self.warnings),
-            "smoke": None if self.smoke is None else {"ok": self.smoke.ok, "summary": self.smoke.summary, **self.smoke.details},
+            "smoke": None
+            if self.smoke is None
+            else {"ok": self.smoke.ok, "summary": self.smoke.summary, **self.smoke.details},
             "error": self.error,
             "hint": self.hint,
             "log": self.log,
@@ -182,7 +184,9 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
     dist = VARIANT_DIST[variant]
     steps = _Steps()
     if plan.action != "wheel" or plan.wheel is None:
-        return InstallResult("nothing-to-do", variant, dist, f"the plan is {plan.action!r}: no wheel to install")
+        return InstallResult(
+            "nothing-to-do", variant, dist, f"the plan is {plan.action!r}: no wheel to install"
+        )
     log = _log_path(ctx)
     cache = ctx.fetch.cache
     # The environment's directory from the interpreter's path as given: a venv's bin/python is a symlink
@@ -205,8 +209,15 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
             with contextlib.suppress(Exception):
                 f_state.result()
             return InstallResult(
-                "download-failed", variant, dist, exc.message, wheel=plan.wheel, steps=tuple(steps.done),
-                error=exc.message, hint=exc.hint, log=None,
+                "download-failed",
+                variant,
+                dist,
+                exc.message,
+                wheel=plan.wheel,
+                steps=tuple(steps.done),
+                error=exc.message,
+                hint=exc.hint,
+                log=None,
             )
         steps.add("fetch", True, f"{art.origin}: {art.url}" + (" (resumed)" if art.resumed else ""))
         warnings: list[str] = []
@@ -215,8 +226,13 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
                 f"the index publishes no sha256 for {plan.wheel.filename}; computed from the verified download: {art.sha256}"
             )
         base = dict(
-            variant=variant, dist=dist, wheel=plan.wheel, origin=art.origin, sha256=art.sha256,
-            sha256_from=art.sha256_from, log=str(log) if log else None,
+            variant=variant,
+            dist=dist,
+            wheel=plan.wheel,
+            origin=art.origin,
+            sha256=art.sha256,
+            sha256_from=art.sha256_from,
+            log=str(log) if log else None,
         )
         state = f_state.result()
         before = state.dist(dist)
@@ -227,15 +243,24 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
         if conflict:
             steps.add("torch guard", False, conflict)
             return InstallResult(
-                "refused", message=conflict, installed=previous, steps=tuple(steps.done), warnings=tuple(warnings),
+                "refused",
+                message=conflict,
+                installed=previous,
+                steps=tuple(steps.done),
+                warnings=tuple(warnings),
                 hint="pick a wheel built for this torch (flashdoctor install --dry-run lists them) or build from source",
                 **base,  # type: ignore[arg-type]
             )
         if before is not None and not before.has_record:
-            msg = f"the installed {dist} {previous} has no RECORD file, so it cannot be backed up and restored"
+            msg = (
+                f"the installed {dist} {previous} has no RECORD file, so it cannot be backed up and restored"
+            )
             steps.add("backup", False, msg)
             return InstallResult(
-                "refused", message=msg, installed=previous, steps=tuple(steps.done),
+                "refused",
+                message=msg,
+                installed=previous,
+                steps=tuple(steps.done),
                 hint=f"remove it with the tool that installed it ({before.installer or 'unknown'}), then run flashdoctor again",
                 **base,  # type: ignore[arg-type]
             )
@@ -250,14 +275,24 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
         discard(backup)
         after = art.info.version
         return InstallResult(
-            "installed", message=f"{dist} {after} installed and verified", installed=after,
-            steps=tuple(steps.done), added=added, warnings=tuple(warnings), smoke=smoke,
+            "installed",
+            message=f"{dist} {after} installed and verified",
+            installed=after,
+            steps=tuple(steps.done),
+            added=added,
+            warnings=tuple(warnings),
+            smoke=smoke,
             **base,  # type: ignore[arg-type]
         )
 
 
 def _install_and_verify(
-    art: Artifact, state: TargetState, installer: Installer, ctx: InstallContext, steps: _Steps, log: Path | None
+    art: Artifact,
+    state: TargetState,
+    installer: Installer,
+    ctx: InstallContext,
+    steps: _Steps,
+    log: Path | None,
 ) -> tuple[tuple[str, ...], SmokeOutcome | None, list[str]]:
     from flashdoctor.probe import import_test
 
@@ -278,7 +313,10 @@ def _install_and_verify(
             cons.write_text(constraints_text(state, everything=True, exclude=(dist,)), encoding="utf-8")
             wh = ctx.fetch.wheelhouse
             cmd = installer.install_cmd(
-                missing, cons, no_deps=False, reinstall=False,
+                missing,
+                cons,
+                no_deps=False,
+                reinstall=False,
                 find_links=[str(wh.root)] if wh is not None and wh.root.is_dir() else [],
                 index_url=ctx.fetch.index_url,
             )
@@ -302,15 +340,21 @@ def _install_and_verify(
     now = after.dist(dist)
     if now is None or not _same_version(now.version, art.info.version):
         steps.add("verify version", False, f"{dist} is {now.version if now else 'missing'}")
-        raise _Failed(f"after the install {dist} is {now.version if now else 'not installed'}, not {art.info.version}", "")
+        raise _Failed(
+            f"after the install {dist} is {now.version if now else 'not installed'}, not {art.info.version}",
+            "",
+        )
     if after.torch != state.torch:
         steps.add("verify torch", False, f"torch {state.torch} -> {after.torch}")
         raise _Failed(f"torch changed from {state.torch} to {after.torch} during the install", "")
     steps.add("verify version", True, f"{dist} {now.version}, torch {after.torch} unchanged")
     if not res.ok:
-        steps.add("import check", False, (res.error or "").strip().splitlines()[-1:][0] if res.error else "failed")
+        steps.add(
+            "import check", False, (res.error or "").strip().splitlines()[-1:][0] if res.error else "failed"
+        )
         raise _Failed(
-            f"importing the new {dist} {art.info.version} failed" + (" (the interpreter crashed)" if res.crashed else ""),
+            f"importing the new {dist} {art.info.version} failed"
+            + (" (the interpreter crashed)" if res.crashed else ""),
             res.error or "",
         )
     steps.add("import check", True, f"import {dist} in a fresh interpreter")
@@ -319,7 +363,9 @@ def _install_and_verify(
         smoke = ctx.smoke(ctx.python, ctx.environ, ctx_variant(art))
         steps.add("smoke test", smoke.ok, smoke.summary)
         if not smoke.ok:
-            raise _Failed(f"the smoke test of {dist} {art.info.version} failed: {smoke.summary}", smoke.summary)
+            raise _Failed(
+                f"the smoke test of {dist} {art.info.version} failed: {smoke.summary}", smoke.summary
+            )
     elif ctx.env.gpus:
         steps.add("smoke test", True, "skipped: not requested")
     else:
@@ -374,7 +420,9 @@ def _roll_back(
         steps.add("rollback", True, f"{backup.dist} {backup.version or '(none)'} restored and checked")
         discard(backup)
         status: Status = "rolled-back"
-        message = f"{what}; the previous state ({backup.dist} {backup.version or 'not installed'}) was restored"
+        message = (
+            f"{what}; the previous state ({backup.dist} {backup.version or 'not installed'}) was restored"
+        )
     else:
         steps.add("rollback", False, "; ".join(rr.problems))
         status = "restore-failed"
@@ -385,8 +433,15 @@ def _roll_back(
     if interrupted:
         raise exc
     return InstallResult(
-        status, message=message, installed=rr.version, steps=tuple(steps.done), diagnoses=diagnoses,
-        warnings=tuple(warnings), error=output[-4000:] if output else what, hint=hint, added=added,
+        status,
+        message=message,
+        installed=rr.version,
+        steps=tuple(steps.done),
+        diagnoses=diagnoses,
+        warnings=tuple(warnings),
+        error=output[-4000:] if output else what,
+        hint=hint,
+        added=added,
         **base,
     )
 

@@ -121,7 +121,9 @@ def _download(ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str]) -> 
         with contextlib.suppress(OSError, ValueError):
             rec = json.loads(side.read_text(encoding="utf-8"))
             if rec.get("url") == ref.url:
-                validators = {k: v for k, v in rec.get("validators", {}).items() if k in ("etag", "last-modified")}
+                validators = {
+                    k: v for k, v in rec.get("validators", {}).items() if k in ("etag", "last-modified")
+                }
         if not validators:
             with contextlib.suppress(OSError):
                 tmp.unlink()

@@ -84,7 +84,9 @@ def resolve_on_index(
     os.close(fd)
     path = Path(name)
     try:
-        download(page, path, policy=replace(policy, expect_zip=False), environ=environ, name=f"{dist} index page")
+        download(
+            page, path, policy=replace(policy, expect_zip=False), environ=environ, name=f"{dist} index page"
+        )
         text = path.read_text(encoding="utf-8", errors="replace")
     finally:
         with contextlib.suppress(OSError):

@@ -95,7 +95,10 @@ def choose_installer(state: TargetState, environ: Mapping[str, str], python: str
 def constraints_text(state: TargetState, everything: bool = False, exclude: Sequence[str] = ()) -> str:
     """Pin torch (and with ``everything`` every other installed distribution but ``exclude``), so that
     an install can only add packages."""
-    lines = ["# written by flashdoctor: the target's torch" + (" and every other distribution" if everything else "")]
+    lines = [
+        "# written by flashdoctor: the target's torch"
+        + (" and every other distribution" if everything else "")
+    ]
     if state.torch:
         lines.append(f"torch=={state.torch}")
     if everything:

@@ -49,15 +49,22 @@ def plan_from_json(doc: Any, where: str = "plan") -> Plan:
             if not isinstance(raw.get(key), str) or not raw[key]:
                 raise UsageError(f"{where}: 'wheel.{key}' must be a non-empty string")
         sha = raw.get("sha256")
-        if sha is not None and (not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha)):
+        if sha is not None and (
+            not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha)
+        ):
             raise UsageError(f"{where}: 'wheel.sha256' must be 64 hex digits or null")
         wheel = WheelRef(
-            filename=raw["filename"], url=raw["url"], sha256=sha.lower() if sha else None,
-            source=str(raw.get("source") or "plan"), version=raw["version"],
+            filename=raw["filename"],
+            url=raw["url"],
+            sha256=sha.lower() if sha else None,
+            source=str(raw.get("source") or "plan"),
+            version=raw["version"],
         )
     if action == "wheel" and wheel is None:
         raise UsageError(f"{where}: action 'wheel' needs a 'wheel'")
-    return Plan(action=action, variant=variant, wheel=wheel, reasons=tuple(str(r) for r in doc.get("reasons") or ()))
+    return Plan(
+        action=action, variant=variant, wheel=wheel, reasons=tuple(str(r) for r in doc.get("reasons") or ())
+    )
 
 
 def with_local_build(plan: Plan, env: Environment, wheelhouses: list[Wheelhouse]) -> tuple[Plan, list[str]]:

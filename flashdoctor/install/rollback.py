@@ -165,7 +165,9 @@ def restore(
     now = state.dist(backup.dist)
     version = now.version if now else None
     if not _same(version, backup.version):
-        problems.append(f"{backup.dist} is {version or 'not installed'} after the restore, expected {backup.version or 'not installed'}")
+        problems.append(
+            f"{backup.dist} is {version or 'not installed'} after the restore, expected {backup.version or 'not installed'}"
+        )
     for p in backup.new_paths:
         if os.path.exists(p):
             problems.append(f"{p} is still there after the restore")

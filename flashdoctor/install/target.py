@@ -49,7 +49,9 @@ def read_state(python: str, environ: Mapping[str, str], dists: tuple[str, ...] =
     with resources.as_file(script) as path:
         rc, out, err = run([python, str(path), *dists], env=environ, timeout=STATE_TIMEOUT)
     if rc != 0:
-        raise InstallError(f"cannot read the target environment with {python} (exit {rc}): {err.strip()[-400:]}")
+        raise InstallError(
+            f"cannot read the target environment with {python} (exit {rc}): {err.strip()[-400:]}"
+        )
     try:
         data = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):

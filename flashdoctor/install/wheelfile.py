@@ -61,9 +61,13 @@ def inspect_wheel(path: Path, filename: str | None = None) -> WheelInfo:
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-            dist_infos = sorted({n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")})
+            dist_infos = sorted(
+                {n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")}
+            )
             if len(dist_infos) != 1:
-                raise NotAWheelError(f"{filename} has {len(dist_infos)} .dist-info directories (one expected)")
+                raise NotAWheelError(
+                    f"{filename} has {len(dist_infos)} .dist-info directories (one expected)"
+                )
             di = dist_infos[0]
             for required in ("METADATA", "WHEEL", "RECORD"):
                 if f"{di}/{required}" not in names:
@@ -124,7 +128,9 @@ def torch_conflict(info: WheelInfo, torch_version: str | None, markers: Mapping[
     return None
 
 
-def missing_requirements(info: WheelInfo, installed: Mapping[str, str], markers: Mapping[str, str]) -> list[str]:
+def missing_requirements(
+    info: WheelInfo, installed: Mapping[str, str], markers: Mapping[str, str]
+) -> list[str]:
     """Requires-Dist entries (torch excluded, extras ignored) that the target does not satisfy."""
     out = []
     for req in info.requirements():

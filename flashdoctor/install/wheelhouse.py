@@ -137,7 +137,11 @@ class Wheelhouse:
         for mpath in sorted(self.root.glob(f"*/{MANIFEST}")):
             try:
                 m = json.loads(mpath.read_text(encoding="utf-8"))
-                if not isinstance(m, dict) or m.get("schema") != BUILD_SCHEMA or not isinstance(m.get("fingerprint"), dict):
+                if (
+                    not isinstance(m, dict)
+                    or m.get("schema") != BUILD_SCHEMA
+                    or not isinstance(m.get("fingerprint"), dict)
+                ):
                     continue
                 whl = mpath.parent / str(m["wheel"])
                 name, version, _b, _t = parse_wheel_filename(whl.name)
@@ -148,7 +152,9 @@ class Wheelhouse:
             out.append(LocalBuild(whl, whl.name, dist, variant, str(version), m))
         return out
 
-    def best_build(self, env: Environment, variant: Variant) -> tuple[LocalBuild | None, list[tuple[str, list[str]]]]:
+    def best_build(
+        self, env: Environment, variant: Variant
+    ) -> tuple[LocalBuild | None, list[tuple[str, list[str]]]]:
         """The newest local build that fits ``env`` (the least restricted profile first), and why the
         others do not."""
         fits, rejected = [], []

@@ -17,12 +17,19 @@ BUILD_SCHEMA_ID = "flashdoctor/build/1"
 
 
 def outcome_to_json(outcome: BuildOutcome, exit_code: int) -> dict[str, Any]:
-    return {"schema": BUILD_SCHEMA_ID, "flashdoctor": __version__, **outcome.to_json(), "exit_code": exit_code}
+    return {
+        "schema": BUILD_SCHEMA_ID,
+        "flashdoctor": __version__,
+        **outcome.to_json(),
+        "exit_code": exit_code,
+    }
 
 
 def render_plan(plan: BuildPlan, console: Console, command: tuple[str, ...] = ()) -> None:
     title = "FA2 (flash-attn)" if plan.variant == "fa2" else "FA3 (flash_attn_3, hopper/)"
-    console.print(f"[bold]Build plan[/]: {title} {escape(plan.version)} → local version [cyan]+{escape(plan.label)}[/]")
+    console.print(
+        f"[bold]Build plan[/]: {title} {escape(plan.version)} → local version [cyan]+{escape(plan.label)}[/]"
+    )
     if plan.targets:
         console.print(" targets:")
         for t in plan.targets:
@@ -51,7 +58,11 @@ def render_plan(plan: BuildPlan, console: Console, command: tuple[str, ...] = ()
     for k, v in plan.env.items():
         console.print(f"   {escape(k)}={escape(v)}")
     if plan.edit_sources:
-        what = "kernel list and head-dim/dtype dispatch" if plan.profile.narrowed else "setup_requires and bdist_wheel import only"
+        what = (
+            "kernel list and head-dim/dtype dispatch"
+            if plan.profile.narrowed
+            else "setup_requires and bdist_wheel import only"
+        )
         console.print(f" source edits: setup.py and static_switch.h ({what}; see README 'Source builds')")
     if command:
         console.print(f" command: {escape(' '.join(command))}")
@@ -89,7 +100,9 @@ def render_outcome(outcome: BuildOutcome, console: Console, verbose: bool = Fals
         console.print(f"[dim]note:[/] {escape(n)}")
     run = outcome.run
     if outcome.status == "blocked":
-        console.print("[red]✗ not started[/]: fix the blocking preflight findings above (or --ignore-preflight).")
+        console.print(
+            "[red]✗ not started[/]: fix the blocking preflight findings above (or --ignore-preflight)."
+        )
     elif outcome.status == "cached" and outcome.wheel is not None:
         console.print(f"[green]✓ already built[/] for this fingerprint: {escape(str(outcome.wheel.path))}")
     elif outcome.status == "built" and run is not None:

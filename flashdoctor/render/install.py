@@ -66,7 +66,9 @@ class RichProgress:
 
 def render_install(result: InstallResult, console: Console, verbose: bool = False) -> None:
     style = STATUS_STYLE.get(result.status, "bold")
-    console.print(f"[bold]flashdoctor install[/] {result.variant}: [{style}]{escape(result.status)}[/] — {escape(result.message)}")
+    console.print(
+        f"[bold]flashdoctor install[/] {result.variant}: [{style}]{escape(result.status)}[/] — {escape(result.message)}"
+    )
     for s in result.steps:
         mark, mstyle = STATUS_MARK["ok" if s.ok else "fail"]
         console.print(f" [{mstyle}]{mark}[/] {s.name:<15} {escape(s.detail)} [dim]{s.seconds:.1f}s[/]")
@@ -80,7 +82,11 @@ def render_install(result: InstallResult, console: Console, verbose: bool = Fals
         console.print(f" [red]diagnosis[/] {escape(d.message)} [dim]\\[{d.code}][/]")
         console.print(f"     [dim]evidence:[/] {escape(d.evidence)}")
         console.print(f"     [dim]fix:[/] {escape(d.fix)}")
-    if result.status not in ("installed", "nothing-to-do") and result.error and (verbose or not result.diagnoses):
+    if (
+        result.status not in ("installed", "nothing-to-do")
+        and result.error
+        and (verbose or not result.diagnoses)
+    ):
         tail = "\n".join(result.error.strip().splitlines()[-12:])
         console.print("[dim]" + escape(tail) + "[/]")
     if result.hint:

@@ -72,9 +72,10 @@ def test_caller_fields_tailor_the_fix_and_win_over_the_machine():
     built = explain_text(log, env, fields={"jobs_used": "16", "fewer_jobs": "8"})[0]
     assert built.code == "build-oom"
     assert "MAX_JOBS=16" in built.fix and "--max-jobs 8" in built.fix
-    assert explain_output(log, env, fields={"jobs_used": "6", "fewer_jobs": "3"})[0].fix == explain_text(
-        log, env, fields={"jobs_used": "6", "fewer_jobs": "3"}
-    )[0].fix
+    assert (
+        explain_output(log, env, fields={"jobs_used": "6", "fewer_jobs": "3"})[0].fix
+        == explain_text(log, env, fields={"jobs_used": "6", "fewer_jobs": "3"})[0].fix
+    )
     # A field the caller gives replaces the computed one everywhere it is named.
     stopped = "Building wheel for flash-attn\nninja: build stopped: subcommand failed."
     assert "MAX_JOBS=5" in explain_text(stopped, env, fields={"max_jobs": "5"})[0].fix
@@ -83,7 +84,9 @@ def test_caller_fields_tailor_the_fix_and_win_over_the_machine():
 def test_gcc_killed_by_the_oom_killer_is_oom_not_a_compiler_crash():
     log = "[5/73] c++ -c flash_api.cpp\ng++: internal compiler error: Killed (program cc1plus)"
     assert codes(log)[:1] == ["build-oom"] and "compiler-crash" not in codes(log)
-    assert codes("[5/73] c++ -c x.cpp\ng++: internal compiler error: Segmentation fault")[:1] == ["compiler-crash"]
+    assert codes("[5/73] c++ -c x.cpp\ng++: internal compiler error: Segmentation fault")[:1] == [
+        "compiler-crash"
+    ]
 
 
 def test_an_arch_the_toolkit_dropped_is_not_an_old_toolkit():
@@ -116,7 +119,9 @@ def test_a_kernel_the_narrowed_build_lacks_is_not_a_torch_mismatch():
     link = "flash_api.cpp:(.text+0x19): undefined reference to `void run_mha_bwd_<cutlass::half_t, 64, true>(Flash_bwd_params&, CUstream_st*)'"
     d = explain_text(link)[0]
     assert d.code == "build-kernel-missing" and "run_mha_bwd_<cutlass::half_t, 64, true>" in d.message
-    assert codes("ImportError: x.so: undefined symbol: _ZN3c104cuda9SetDeviceEi")[:1] == ["torch-abi-mismatch"]
+    assert codes("ImportError: x.so: undefined symbol: _ZN3c104cuda9SetDeviceEi")[:1] == [
+        "torch-abi-mismatch"
+    ]
 
 
 def test_killed_outside_a_build_is_not_an_oom_build():

@@ -44,12 +44,23 @@ def torch_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(d)], check=True)
     py = _venv_python(d)
     r = subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check", "torch==2.13.0"],
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-compile",
+            "--disable-pip-version-check",
+            "torch==2.13.0",
+        ],
         capture_output=True,
         text=True,
     )
     if r.returncode != 0:
-        pytest.skip(f"cannot install torch==2.13.0 into a test venv (offline, no local wheel?): {r.stderr[-500:]}")
+        pytest.skip(
+            f"cannot install torch==2.13.0 into a test venv (offline, no local wheel?): {r.stderr[-500:]}"
+        )
     return py
 
 
@@ -79,6 +90,8 @@ def fresh_venv(torch_venv: Path) -> Path:
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a flashdoctor subprocess: this checkout importable, the test's HOME/XDG."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else str(REPO)
+    env["PYTHONPATH"] = (
+        str(REPO) + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else str(REPO)
+    )
     env.update(extra)
     return env

@@ -18,8 +18,12 @@ from flashdoctor.plan import WheelRef
 
 def main() -> int:
     root, url, filename, version, sha = sys.argv[1:6]
-    ref = WheelRef(filename=filename, url=url, sha256=None if sha == "-" else sha, source="official", version=version)
-    opts = FetchOptions(cache=WheelCache(Path(root)), policy=DownloadPolicy(read_timeout=5, retries=2, backoff=0.05))
+    ref = WheelRef(
+        filename=filename, url=url, sha256=None if sha == "-" else sha, source="official", version=version
+    )
+    opts = FetchOptions(
+        cache=WheelCache(Path(root)), policy=DownloadPolicy(read_timeout=5, retries=2, backoff=0.05)
+    )
     try:
         art = obtain(ref, opts, {}, "flash-attn")
     except Exception as exc:  # report, the test decides

@@ -26,21 +26,31 @@ V = "2.8.3+cu12torch2.13cxx11abiTRUE"
 def fd(*args: str, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "flashdoctor", *args],
-        capture_output=True, text=True, timeout=timeout, env=child_env(NO_PROXY="127.0.0.1,localhost"),
-        stdin=subprocess.DEVNULL, **kw,  # type: ignore[arg-type]
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env(NO_PROXY="127.0.0.1,localhost"),
+        stdin=subprocess.DEVNULL,
+        **kw,  # type: ignore[arg-type]
     )
 
 
 def fd_popen(*args: str, **kw: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "flashdoctor", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(NO_PROXY="127.0.0.1,localhost"),
-        stdin=subprocess.DEVNULL, **kw,  # type: ignore[arg-type]
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(NO_PROXY="127.0.0.1,localhost"),
+        stdin=subprocess.DEVNULL,
+        **kw,  # type: ignore[arg-type]
     )
 
 
 def pip_list(py: Path) -> dict[str, str]:
-    out = subprocess.run([str(py), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(py), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True
+    ).stdout
     return {d["name"].lower(): str(Version(d["version"])) for d in json.loads(out)}
 
 
@@ -48,8 +58,14 @@ def write_plan(tmp: Path, url: str, wheel: Path, sha: bool = True, action: str =
     doc = {
         "action": action,
         "variant": "fa2",
-        "wheel": None if action != "wheel" else {
-            "filename": wheel.name, "url": url, "sha256": sha256_of(wheel) if sha else None, "source": "official", "version": V,
+        "wheel": None
+        if action != "wheel"
+        else {
+            "filename": wheel.name,
+            "url": url,
+            "sha256": sha256_of(wheel) if sha else None,
+            "source": "official",
+            "version": V,
         },
         "reasons": [],
     }
@@ -78,7 +94,9 @@ def test_install_and_json_result(fresh_venv: Path, server: FaultServer, tmp_path
     assert final_files() and final_files()[0].name == w.name  # in the user cache (here: the test's XDG dir)
 
 
-def test_without_yes_and_without_a_terminal_nothing_happens(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
+def test_without_yes_and_without_a_terminal_nothing_happens(
+    fresh_venv: Path, server: FaultServer, tmp_path: Path
+) -> None:
     w = make_wheel(tmp_path / "w", version=V)
     plan = write_plan(tmp_path, server.add("/w.whl", w.read_bytes()), w)
     r = fd("install", "--plan", plan, "--python", str(fresh_venv))
@@ -95,8 +113,16 @@ def test_dry_run_changes_nothing(fresh_venv: Path, server: FaultServer, tmp_path
     assert pip_list(fresh_venv) == before and server.hits("/w.whl") == 0 and not final_files()
 
 
-def test_failed_import_exits_5_with_a_diagnosis(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
-    w = make_wheel(tmp_path / "w", version=V, files={"flash_attn/__init__.py": "raise ImportError('libcudart.so.12: cannot open shared object file: No such file or directory')\n"})
+def test_failed_import_exits_5_with_a_diagnosis(
+    fresh_venv: Path, server: FaultServer, tmp_path: Path
+) -> None:
+    w = make_wheel(
+        tmp_path / "w",
+        version=V,
+        files={
+            "flash_attn/__init__.py": "raise ImportError('libcudart.so.12: cannot open shared object file: No such file or directory')\n"
+        },
+    )
     plan = write_plan(tmp_path, server.add("/w.whl", w.read_bytes()), w)
     r = fd("install", "--plan", plan, "--python", str(fresh_venv), "--yes")
     assert r.returncode == 5, r.stdout + r.stderr
@@ -124,7 +150,9 @@ def test_plain_http_elsewhere_needs_allow_http(tmp_path: Path) -> None:
     assert r.returncode == 2 and "refusing plain http" in r.stderr and "--allow-http" in r.stderr
 
 
-def test_sigkill_mid_download_leaves_env_and_cache_clean(fresh_venv: Path, tmp_path: Path, no_proxy: None) -> None:
+def test_sigkill_mid_download_leaves_env_and_cache_clean(
+    fresh_venv: Path, tmp_path: Path, no_proxy: None
+) -> None:
     w = make_wheel(tmp_path / "w", version=V, pad_bytes=400_000)
     s = FaultServer()
     try:
@@ -133,7 +161,9 @@ def test_sigkill_mid_download_leaves_env_and_cache_clean(fresh_venv: Path, tmp_p
         p = fd_popen("install", "--plan", plan, "--python", str(fresh_venv), "--yes")
         tmp_dir = cache_root() / "tmp"
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(f.suffix == ".part" and f.stat().st_size for f in tmp_dir.glob("*.part")):
+        while time.monotonic() < deadline and not any(
+            f.suffix == ".part" and f.stat().st_size for f in tmp_dir.glob("*.part")
+        ):
             time.sleep(0.05)
         assert any(tmp_dir.glob("*.part")), "the download never started"
         p.send_signal(signal.SIGKILL)
@@ -160,7 +190,9 @@ def test_disk_full_during_the_download(fresh_venv: Path, server: FaultServer, tm
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
     r = fd("install", "--plan", plan, "--python", str(fresh_venv), "--yes", preexec_fn=limit)
-    assert r.returncode == 4 and "cannot write" in r.stdout and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert r.returncode == 4 and "cannot write" in r.stdout and "Traceback" not in r.stderr, (
+        r.stdout + r.stderr
+    )
     assert pip_list(fresh_venv) == before and final_files() == []
     assert not any((cache_root() / "tmp").glob("*"))
 
@@ -168,7 +200,9 @@ def test_disk_full_during_the_download(fresh_venv: Path, server: FaultServer, tm
 def test_two_installs_at_once(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
     w = make_wheel(tmp_path / "w", version=V, pad_bytes=200_000)
     plan = write_plan(tmp_path, server.add("/w.whl", w.read_bytes(), delay_per_chunk=0.1), w)
-    procs = [fd_popen("install", "--plan", plan, "--python", str(fresh_venv), "--yes", "--json") for _ in range(2)]
+    procs = [
+        fd_popen("install", "--plan", plan, "--python", str(fresh_venv), "--yes", "--json") for _ in range(2)
+    ]
     outs = [p.communicate(timeout=180) for p in procs]
     docs = [json.loads(o[0]) for o in outs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -180,7 +214,9 @@ def test_two_installs_at_once(fresh_venv: Path, server: FaultServer, tmp_path: P
     assert len(final_files()) == 1
 
 
-def test_lock_replays_with_a_bare_pip_require_hashes(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
+def test_lock_replays_with_a_bare_pip_require_hashes(
+    fresh_venv: Path, server: FaultServer, tmp_path: Path
+) -> None:
     w = make_wheel(tmp_path / "w", version=V)
     url = server.add("/" + w.name, w.read_bytes())  # pip takes the wheel's name from the URL
     plan = write_plan(tmp_path, url, w, sha=False)  # the index has no sha256: computed from the download
@@ -190,13 +226,23 @@ def test_lock_replays_with_a_bare_pip_require_hashes(fresh_venv: Path, server: F
     text = out.read_text()
     assert f"flash-attn @ {url}" in text and f"--hash=sha256:{sha256_of(w)}" in text
     assert "publishes no sha256" in text
-    p = subprocess.run([str(fresh_venv), "-m", "pip", "install", "--require-hashes", "-r", str(out)], capture_output=True, text=True)
+    p = subprocess.run(
+        [str(fresh_venv), "-m", "pip", "install", "--require-hashes", "-r", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert pip_list(fresh_venv)["flash-attn"] == str(Version(V))
     # and the hash is enforced: other bytes at that URL are refused by pip itself
     reset_flash(fresh_venv)
-    server.routes["/" + w.name].body = make_wheel(tmp_path / "evil", version=V, files={"flash_attn/__init__.py": "evil = 1\n"}).read_bytes()
-    p = subprocess.run([str(fresh_venv), "-m", "pip", "install", "--require-hashes", "-r", str(out)], capture_output=True, text=True)
+    server.routes["/" + w.name].body = make_wheel(
+        tmp_path / "evil", version=V, files={"flash_attn/__init__.py": "evil = 1\n"}
+    ).read_bytes()
+    p = subprocess.run(
+        [str(fresh_venv), "-m", "pip", "install", "--require-hashes", "-r", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode != 0 and "THESE PACKAGES DO NOT MATCH THE HASHES" in p.stdout + p.stderr
     assert "flash-attn" not in pip_list(fresh_venv)
 
@@ -214,16 +260,35 @@ def test_offline_install_of_a_local_build_from_the_wheelhouse(fresh_venv: Path, 
     def add_build(fid: str, torch: str) -> Path:
         w = make_wheel(wh / fid, version=local_v, tag=f"{env.python_abi}-{env.python_abi}-{env.platform}")
         fp = {
-            "variant": "fa2", "version": "2.8.3.post2", "torch": torch, "cuda": None, "cxx11abi": env.cxx11abi,
-            "python_abi": env.python_abi, "platform": env.platform, "glibc": env.glibc, "archs": [], "profile": "fd.cpu.hd128.bf16",
+            "variant": "fa2",
+            "version": "2.8.3.post2",
+            "torch": torch,
+            "cuda": None,
+            "cxx11abi": env.cxx11abi,
+            "python_abi": env.python_abi,
+            "platform": env.platform,
+            "glibc": env.glibc,
+            "archs": [],
+            "profile": "fd.cpu.hd128.bf16",
         }
-        (wh / fid / "build.json").write_text(json.dumps({"schema": "flashdoctor/built-wheel/1", "wheel": w.name, "sha256": sha256_of(w), "fingerprint": fp}))
+        (wh / fid / "build.json").write_text(
+            json.dumps(
+                {
+                    "schema": "flashdoctor/built-wheel/1",
+                    "wheel": w.name,
+                    "sha256": sha256_of(w),
+                    "fingerprint": fp,
+                }
+            )
+        )
         return w
 
     add_build("aaaaaaaaaaaaaaaa", "2.11")
     good = add_build("bbbbbbbbbbbbbbbb", ".".join(env.torch.split(".")[:2]))  # type: ignore[union-attr]
     plan = write_plan(tmp_path, "", good, action="build")
-    r = fd("install", "--plan", plan, "--python", str(fresh_venv), "--wheelhouse", str(wh), "--dry-run", "--json")
+    r = fd(
+        "install", "--plan", plan, "--python", str(fresh_venv), "--wheelhouse", str(wh), "--dry-run", "--json"
+    )
     doc = json.loads(r.stdout)
     assert doc["action"] == "wheel" and doc["wheel"]["source"] == "wheelhouse"
     assert any("built against torch 2.11" in n for n in doc["wheelhouse_notes"])
@@ -240,18 +305,52 @@ def test_gpu_machine_plan_with_the_real_selector_uses_the_local_build(tmp_path: 
     targets = Path(__file__).resolve().parents[1] / "targets"
     wh = tmp_path / "wh" / "5f1c0ffee0ddba11"
     w = make_wheel(wh, version="2.8.3.post2+fd.sm90.hd128.bf16", tag="cp312-cp312-linux_x86_64")
-    fp = {"variant": "fa2", "version": "2.8.3.post2", "torch": "2.11", "cuda": "13", "cxx11abi": True, "python_abi": "cp312",
-          "platform": "linux_x86_64", "glibc": "2.39", "archs": [90], "profile": "fd.sm90.hd128.bf16"}
-    (wh / "build.json").write_text(json.dumps({"schema": "flashdoctor/built-wheel/1", "wheel": w.name, "sha256": sha256_of(w), "fingerprint": fp}))
+    fp = {
+        "variant": "fa2",
+        "version": "2.8.3.post2",
+        "torch": "2.11",
+        "cuda": "13",
+        "cxx11abi": True,
+        "python_abi": "cp312",
+        "platform": "linux_x86_64",
+        "glibc": "2.39",
+        "archs": [90],
+        "profile": "fd.sm90.hd128.bf16",
+    }
+    (wh / "build.json").write_text(
+        json.dumps(
+            {
+                "schema": "flashdoctor/built-wheel/1",
+                "wheel": w.name,
+                "sha256": sha256_of(w),
+                "fingerprint": fp,
+            }
+        )
+    )
     base = ["install", "--fa2", "--target", str(targets / "h100.json"), "--dry-run", "--json"]
     r = fd(*base)
     assert r.returncode == 0 and json.loads(r.stdout)["action"] == "build"
     r = fd(*base, "--wheelhouse", str(tmp_path / "wh"))
     doc = json.loads(r.stdout)
     assert r.returncode == 0 and doc["action"] == "wheel", r.stdout + r.stderr
-    assert doc["wheel"]["filename"] == w.name and doc["wheel"]["source"] == "wheelhouse" and doc["wheel"]["sha256"] == sha256_of(w)
-    r = fd("install", "--fa2", "--target", str(targets / "a100.json"), "--wheelhouse", str(tmp_path / "wh"), "--dry-run", "--json")
-    assert json.loads(r.stdout)["action"] != "wheel" or json.loads(r.stdout)["wheel"]["source"] != "wheelhouse"
+    assert (
+        doc["wheel"]["filename"] == w.name
+        and doc["wheel"]["source"] == "wheelhouse"
+        and doc["wheel"]["sha256"] == sha256_of(w)
+    )
+    r = fd(
+        "install",
+        "--fa2",
+        "--target",
+        str(targets / "a100.json"),
+        "--wheelhouse",
+        str(tmp_path / "wh"),
+        "--dry-run",
+        "--json",
+    )
+    assert (
+        json.loads(r.stdout)["action"] != "wheel" or json.loads(r.stdout)["wheel"]["source"] != "wheelhouse"
+    )
     # `flashdoctor build` without --wheelhouse stores into the cache's wheelhouse: found without the option
     default = cache_root().parent / "wheelhouse"
     default.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,9 @@ BAD_IMPORT = (
 
 
 def pip_list(py: Path) -> dict[str, str]:
-    out = subprocess.run([str(py), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(py), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True
+    ).stdout
     return {d["name"].lower(): str(Version(d["version"])) for d in json.loads(out)}
 
 
@@ -43,7 +45,12 @@ def can_import(py: Path, code: str = "import flash_attn; print(flash_attn.__vers
 
 
 def site_packages(py: Path) -> Path:
-    out = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return Path(out.stdout.strip())
 
 
@@ -64,7 +71,13 @@ def plan_for(url: str, wheel: Path, version: str, sha: bool = True) -> Plan:
     return Plan(
         action="wheel",
         variant="fa2",
-        wheel=WheelRef(filename=wheel.name, url=url, sha256=sha256_of(wheel) if sha else None, source="official", version=version),
+        wheel=WheelRef(
+            filename=wheel.name,
+            url=url,
+            sha256=sha256_of(wheel) if sha else None,
+            source="official",
+            version=version,
+        ),
     )
 
 
@@ -73,7 +86,9 @@ def context(py: Path, tmp: Path, env: Environment | None = None, **kw: object) -
     return InstallContext(
         python=str(py),
         environ={k: v for k, v in __import__("os").environ.items()},
-        fetch=FetchOptions(cache=WheelCache(tmp / "cache"), policy=DownloadPolicy(retries=1, backoff=0.01), **fetch_kw),  # type: ignore[arg-type]
+        fetch=FetchOptions(
+            cache=WheelCache(tmp / "cache"), policy=DownloadPolicy(retries=1, backoff=0.01), **fetch_kw
+        ),  # type: ignore[arg-type]
         env=env or Environment(),
         log_dir=tmp / "logs",
         **kw,  # type: ignore[arg-type]
@@ -96,7 +111,15 @@ def test_install_into_a_fresh_venv(fresh_venv: Path, server: FaultServer, tmp_pa
     assert pip_list(fresh_venv)["torch"] == torch_before
     assert can_import(fresh_venv) == (True, V_GOOD)
     names = [s.name for s in res.steps]
-    assert names == ["fetch", "torch guard", "backup", "install", "verify version", "import check", "smoke test"]
+    assert names == [
+        "fetch",
+        "torch guard",
+        "backup",
+        "install",
+        "verify version",
+        "import check",
+        "smoke test",
+    ]
     assert not list((tmp_path / "cache" / "backups").glob("*/manifest.json"))  # discarded after success
 
 
@@ -115,27 +138,41 @@ def test_failed_import_rolls_back_to_nothing(fresh_venv: Path, server: FaultServ
     assert [s.name for s in res.steps][-2:] == ["import check", "rollback"]
 
 
-def test_failed_import_restores_the_previous_version_exactly(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
+def test_failed_import_restores_the_previous_version_exactly(
+    fresh_venv: Path, server: FaultServer, tmp_path: Path
+) -> None:
     old = make_wheel(tmp_path / "old", version=V_OLD)
-    res = execute(plan_for(server.add("/" + old.name, old.read_bytes()), old, V_OLD), context(fresh_venv, tmp_path))
+    res = execute(
+        plan_for(server.add("/" + old.name, old.read_bytes()), old, V_OLD), context(fresh_venv, tmp_path)
+    )
     assert res.status == "installed"
     sp = site_packages(fresh_venv)
     before = tree_digest(sp)
     assert before and f"flash_attn-{V_OLD}.dist-info/RECORD" in before
 
-    bad = make_wheel(tmp_path / "bad", version=V_GOOD, files={"flash_attn/__init__.py": BAD_IMPORT, "flash_attn/new_only.py": "x = 1\n"})
-    res = execute(plan_for(server.add("/" + bad.name, bad.read_bytes()), bad, V_GOOD), context(fresh_venv, tmp_path))
+    bad = make_wheel(
+        tmp_path / "bad",
+        version=V_GOOD,
+        files={"flash_attn/__init__.py": BAD_IMPORT, "flash_attn/new_only.py": "x = 1\n"},
+    )
+    res = execute(
+        plan_for(server.add("/" + bad.name, bad.read_bytes()), bad, V_GOOD), context(fresh_venv, tmp_path)
+    )
     assert res.status == "rolled-back", res
     assert res.previous == V_OLD and res.installed == V_OLD
     assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
     assert tree_digest(sp) == before  # byte for byte, dist-info included; new_only.py is gone
     assert can_import(fresh_venv) == (True, V_OLD)
     # and pip still knows how to remove it (its RECORD is intact)
-    r = subprocess.run([str(fresh_venv), "-m", "pip", "uninstall", "-y", "flash-attn"], capture_output=True, text=True)
+    r = subprocess.run(
+        [str(fresh_venv), "-m", "pip", "uninstall", "-y", "flash-attn"], capture_output=True, text=True
+    )
     assert r.returncode == 0 and tree_digest(sp) == {}
 
 
-def test_a_wheel_that_needs_another_torch_is_refused_before_anything_changes(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
+def test_a_wheel_that_needs_another_torch_is_refused_before_anything_changes(
+    fresh_venv: Path, server: FaultServer, tmp_path: Path
+) -> None:
     w = make_wheel(tmp_path / "w", version=V_GOOD, requires=["torch==2.8.*", "einops"])
     url = server.add("/" + w.name, w.read_bytes())
     before = pip_list(fresh_venv)
@@ -146,20 +183,36 @@ def test_a_wheel_that_needs_another_torch_is_refused_before_anything_changes(fre
     assert "install" not in [s.name for s in res.steps]
 
 
-def test_missing_dependency_is_added_and_removed_again_on_rollback(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
+def test_missing_dependency_is_added_and_removed_again_on_rollback(
+    fresh_venv: Path, server: FaultServer, tmp_path: Path
+) -> None:
     wh = tmp_path / "wheelhouse"
-    make_wheel(wh, dist="fdtestdep", version="1.0", tag="py3-none-any", files={"fdtestdep/__init__.py": "X = 1\n"}, requires=())
+    make_wheel(
+        wh,
+        dist="fdtestdep",
+        version="1.0",
+        tag="py3-none-any",
+        files={"fdtestdep/__init__.py": "X = 1\n"},
+        requires=(),
+    )
     good = make_wheel(tmp_path / "g", version=V_GOOD, requires=["torch", "fdtestdep>=1.0"])
     ctx = context(fresh_venv, tmp_path, wheelhouse=Wheelhouse(wh))
     res = execute(plan_for(server.add("/g.whl", good.read_bytes()), good, V_GOOD), ctx)
     assert res.status == "installed" and res.added == ("fdtestdep",), res
     assert pip_list(fresh_venv)["fdtestdep"] == "1.0"
-    reset = subprocess.run([str(fresh_venv), "-m", "pip", "uninstall", "-y", "flash-attn", "fdtestdep"], capture_output=True)
+    reset = subprocess.run(
+        [str(fresh_venv), "-m", "pip", "uninstall", "-y", "flash-attn", "fdtestdep"], capture_output=True
+    )
     assert reset.returncode == 0
 
     # (another version: the wheelhouse now holds the good wheel under V_GOOD's name, and a file of the
     # same name with other bytes would be refused as a sha256 mismatch)
-    bad = make_wheel(tmp_path / "b", version=V_NEXT, requires=["torch", "fdtestdep"], files={"flash_attn/__init__.py": BAD_IMPORT})
+    bad = make_wheel(
+        tmp_path / "b",
+        version=V_NEXT,
+        requires=["torch", "fdtestdep"],
+        files={"flash_attn/__init__.py": BAD_IMPORT},
+    )
     res = execute(plan_for(server.add("/b.whl", bad.read_bytes()), bad, V_NEXT), ctx)
     assert res.status == "rolled-back", res
     listed = pip_list(fresh_venv)
@@ -168,7 +221,9 @@ def test_missing_dependency_is_added_and_removed_again_on_rollback(fresh_venv: P
 
 def test_offline_install_from_a_wheelhouse(fresh_venv: Path, tmp_path: Path) -> None:
     w = make_wheel(tmp_path / "wh", version=V_GOOD)
-    dead = "https://github.com/Dao-AILab/flash-attention/releases/download/v2.8.3/" + w.name  # never contacted
+    dead = (
+        "https://github.com/Dao-AILab/flash-attention/releases/download/v2.8.3/" + w.name
+    )  # never contacted
     ctx = context(fresh_venv, tmp_path, wheelhouse=Wheelhouse(tmp_path / "wh"))
     res = execute(plan_for(dead, w, V_GOOD), ctx)
     assert res.status == "installed" and res.origin == "wheelhouse"
@@ -178,18 +233,25 @@ def test_offline_install_from_a_wheelhouse(fresh_venv: Path, tmp_path: Path) -> 
 def test_download_is_written_to_the_wheelhouse(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
     w = make_wheel(tmp_path / "w", version=V_GOOD)
     wh = tmp_path / "shared-wheelhouse"
-    res = execute(plan_for(server.add("/x.whl", w.read_bytes()), w, V_GOOD), context(fresh_venv, tmp_path, wheelhouse=Wheelhouse(wh)))
+    res = execute(
+        plan_for(server.add("/x.whl", w.read_bytes()), w, V_GOOD),
+        context(fresh_venv, tmp_path, wheelhouse=Wheelhouse(wh)),
+    )
     assert res.status == "installed"
     assert (wh / w.name).read_bytes() == w.read_bytes()
     assert [p.name for p in wh.iterdir()] == [w.name]  # no temporary left behind
 
 
-def test_a_different_file_under_the_same_name_in_the_wheelhouse_is_refused(fresh_venv: Path, tmp_path: Path) -> None:
+def test_a_different_file_under_the_same_name_in_the_wheelhouse_is_refused(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
     w = make_wheel(tmp_path / "w", version=V_GOOD)
     make_wheel(tmp_path / "wh", version=V_GOOD, files={"flash_attn/__init__.py": "tampered = True\n"})
     ctx = context(fresh_venv, tmp_path, wheelhouse=Wheelhouse(tmp_path / "wh"))
     res = execute(plan_for("https://github.com/never/contacted/" + w.name, w, V_GOOD), ctx)
-    assert res.status == "download-failed" and "sha256 mismatch" in res.message and "wheelhouse" in res.message
+    assert (
+        res.status == "download-failed" and "sha256 mismatch" in res.message and "wheelhouse" in res.message
+    )
     assert "flash-attn" not in pip_list(fresh_venv)
 
 
@@ -201,7 +263,9 @@ def test_download_failure_changes_nothing(fresh_venv: Path, server: FaultServer,
     assert pip_list(fresh_venv) == before
 
 
-def test_failing_smoke_test_on_a_gpu_rolls_back(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
+def test_failing_smoke_test_on_a_gpu_rolls_back(
+    fresh_venv: Path, server: FaultServer, tmp_path: Path
+) -> None:
     """The GPU is the one thing mocked: an Environment with an H100 and a smoke hook that reports a
     numerical mismatch. Everything else (venv, pip, import, restore) is real."""
     w = make_wheel(tmp_path / "w", version=V_GOOD)
@@ -212,16 +276,26 @@ def test_failing_smoke_test_on_a_gpu_rolls_back(fresh_venv: Path, server: FaultS
         return SmokeOutcome(False, "fa2 bf16 forward: max abs error 0.5 > 0.02")
 
     env = Environment(gpus=(GPU(index=0, name="NVIDIA H100 80GB HBM3", capability="9.0"),))
-    res = execute(plan_for(server.add("/w.whl", w.read_bytes()), w, V_GOOD), context(fresh_venv, tmp_path, env=env, smoke=smoke))
+    res = execute(
+        plan_for(server.add("/w.whl", w.read_bytes()), w, V_GOOD),
+        context(fresh_venv, tmp_path, env=env, smoke=smoke),
+    )
     assert calls == [(str(fresh_venv), "fa2")]
     assert res.status == "rolled-back" and "smoke test" in res.message
     assert "flash-attn" not in pip_list(fresh_venv)
 
 
-def test_ctrl_c_during_verification_restores_then_propagates(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
+def test_ctrl_c_during_verification_restores_then_propagates(
+    fresh_venv: Path, server: FaultServer, tmp_path: Path
+) -> None:
     """Ctrl-C (KeyboardInterrupt) after the install changed the environment: restored, then re-raised (exit 130)."""
     old = make_wheel(tmp_path / "old", version=V_OLD)
-    assert execute(plan_for(server.add("/o.whl", old.read_bytes()), old, V_OLD), context(fresh_venv, tmp_path)).status == "installed"
+    assert (
+        execute(
+            plan_for(server.add("/o.whl", old.read_bytes()), old, V_OLD), context(fresh_venv, tmp_path)
+        ).status
+        == "installed"
+    )
     before = tree_digest(site_packages(fresh_venv))
     w = make_wheel(tmp_path / "w", version=V_GOOD)
 
@@ -230,6 +304,9 @@ def test_ctrl_c_during_verification_restores_then_propagates(fresh_venv: Path, s
 
     env = Environment(gpus=(GPU(index=0, name="NVIDIA H100 80GB HBM3", capability="9.0"),))
     with pytest.raises(KeyboardInterrupt):
-        execute(plan_for(server.add("/w.whl", w.read_bytes()), w, V_GOOD), context(fresh_venv, tmp_path, env=env, smoke=smoke))
+        execute(
+            plan_for(server.add("/w.whl", w.read_bytes()), w, V_GOOD),
+            context(fresh_venv, tmp_path, env=env, smoke=smoke),
+        )
     assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
     assert tree_digest(site_packages(fresh_venv)) == before

@@ -69,11 +69,15 @@ def assert_cache_clean(root: Path) -> None:
 
 
 def fetch(server_url: str, wheel: Path, root: Path, policy: DownloadPolicy = FAST, sha: bool = True):  # type: ignore[no-untyped-def]
-    return obtain(ref_for(server_url, wheel, sha), FetchOptions(cache=WheelCache(root), policy=policy), {}, "flash-attn")
+    return obtain(
+        ref_for(server_url, wheel, sha), FetchOptions(cache=WheelCache(root), policy=policy), {}, "flash-attn"
+    )
 
 
 # -- correct retries -------------------------------------------------------------------------------
-def test_plain_download_lands_in_content_addressed_cache(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+def test_plain_download_lands_in_content_addressed_cache(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
     url = server.add("/w.whl", wheel.read_bytes())
     art = fetch(url, wheel, tmp_path / "c")
     assert art.origin == "download" and art.sha256 == sha256_of(wheel) and art.sha256_from == "index"
@@ -85,7 +89,9 @@ def test_plain_download_lands_in_content_addressed_cache(server: FaultServer, wh
     assert art2.origin == "cache" and server.hits("/w.whl") == 1
 
 
-def test_connection_dropped_mid_body_resumes_with_range(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+def test_connection_dropped_mid_body_resumes_with_range(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
     url = server.add("/w.whl", wheel.read_bytes(), script=["drop:131072", "ok"])
     art = fetch(url, wheel, tmp_path / "c")
     assert art.resumed and art.attempts == 2
@@ -94,7 +100,9 @@ def test_connection_dropped_mid_body_resumes_with_range(server: FaultServer, whe
     assert art.path.read_bytes() == wheel.read_bytes()
 
 
-def test_drop_on_a_server_without_ranges_restarts_cleanly(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+def test_drop_on_a_server_without_ranges_restarts_cleanly(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
     url = server.add("/w.whl", wheel.read_bytes(), script=["drop:100000", "ok"], ranges=False)
     art = fetch(url, wheel, tmp_path / "c")
     assert not art.resumed and art.attempts == 2
@@ -104,7 +112,9 @@ def test_drop_on_a_server_without_ranges_restarts_cleanly(server: FaultServer, w
 def test_500_then_200_is_retried_with_backoff(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
     url = server.add("/w.whl", wheel.read_bytes(), script=["status:500", "status:503", "ok"])
     waits: list[float] = []
-    res = download(url, tmp_path / "x.part", policy=DownloadPolicy(backoff=0.5, backoff_max=8), sleep=waits.append)
+    res = download(
+        url, tmp_path / "x.part", policy=DownloadPolicy(backoff=0.5, backoff_max=8), sleep=waits.append
+    )
     assert res.attempts == 3 and waits == [0.5, 1.0]  # exponential
     assert res.sha256 == sha256_of(wheel)
 
@@ -130,7 +140,9 @@ def test_always_truncated_body_is_a_clear_error(server: FaultServer, wheel: Path
     assert_cache_clean(tmp_path / "c")
 
 
-def test_stalling_server_times_out_then_retry_succeeds(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+def test_stalling_server_times_out_then_retry_succeeds(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
     url = server.add("/w.whl", wheel.read_bytes(), script=["stall:65536", "ok"])
     t0 = time.monotonic()
     art = fetch(url, wheel, tmp_path / "c")
@@ -165,7 +177,9 @@ def test_wrong_bytes_fail_loudly_and_are_deleted(server: FaultServer, wheel: Pat
 
 
 @pytest.mark.parametrize("kind", ["html", "html-octet"])
-def test_html_error_page_served_as_the_wheel(server: FaultServer, wheel: Path, tmp_path: Path, kind: str) -> None:
+def test_html_error_page_served_as_the_wheel(
+    server: FaultServer, wheel: Path, tmp_path: Path, kind: str
+) -> None:
     url = server.add("/w.whl", script=[kind])
     with pytest.raises(NotAWheelError, match="HTML page"):
         fetch(url, wheel, tmp_path / "c", sha=False)
@@ -190,7 +204,9 @@ def test_redirect_loop(server: FaultServer, wheel: Path, tmp_path: Path) -> None
     assert_cache_clean(tmp_path / "c")
 
 
-def test_redirect_to_plain_http_elsewhere_is_refused_before_it_is_followed(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+def test_redirect_to_plain_http_elsewhere_is_refused_before_it_is_followed(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
     server.add("/w.whl", script=["redirect:http://wheels.example.invalid/w.whl"])
     with pytest.raises(DownloadError, match="refusing plain http"):
         fetch(server.url("/w.whl"), wheel, tmp_path / "c")
@@ -211,13 +227,20 @@ def test_url_policy() -> None:
     )
 
 
-def test_github_token_only_to_token_hosts_never_across_redirects(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+def test_github_token_only_to_token_hosts_never_across_redirects(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
     """localhost stands in for github.com, 127.0.0.1 for the storage host it redirects to."""
     secret = "ghp_SECRET_test_token_123"
     server.add("/gh.whl", script=[f"redirect:{server.url('/store.whl')}"])
     server.add("/store.whl", wheel.read_bytes())
     pol = DownloadPolicy(token_hosts=frozenset({"localhost"}), backoff=0.01)
-    res = download(server.url("/gh.whl", host="localhost"), tmp_path / "a.part", policy=pol, environ={"GITHUB_TOKEN": secret})
+    res = download(
+        server.url("/gh.whl", host="localhost"),
+        tmp_path / "a.part",
+        policy=pol,
+        environ={"GITHUB_TOKEN": secret},
+    )
     assert res.sha256 == sha256_of(wheel)
     auth = {p: h.get("authorization") for p, h in server.requests}
     assert auth == {"/gh.whl": f"Bearer {secret}", "/store.whl": None}
@@ -226,11 +249,18 @@ def test_github_token_only_to_token_hosts_never_across_redirects(server: FaultSe
     assert server.requests[-1][1].get("authorization") is None
     # and it is never in a message
     with pytest.raises(DownloadError) as ei:
-        download(server.url("/nope.whl", host="localhost"), tmp_path / "c.part", policy=pol, environ={"GITHUB_TOKEN": secret})
+        download(
+            server.url("/nope.whl", host="localhost"),
+            tmp_path / "c.part",
+            policy=pol,
+            environ={"GITHUB_TOKEN": secret},
+        )
     assert secret not in ei.value.message and secret not in (ei.value.hint or "")
 
 
-def test_proxy_from_the_environment_is_used(server: FaultServer, wheel: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_proxy_from_the_environment_is_used(
+    server: FaultServer, wheel: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """requests' trust_env: HTTP_PROXY is honoured (the loopback server plays the proxy; nothing leaves)."""
     target = "http://wheels.example.invalid/w.whl"
     server.add(target, wheel.read_bytes())  # a proxy receives the absolute URL as the request path
@@ -240,7 +270,9 @@ def test_proxy_from_the_environment_is_used(server: FaultServer, wheel: Path, tm
     assert res.sha256 == sha256_of(wheel) and server.hits(target) == 1
 
 
-def test_corrupted_cache_entry_is_dropped_and_fetched_again(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+def test_corrupted_cache_entry_is_dropped_and_fetched_again(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
     url = server.add("/w.whl", wheel.read_bytes())
     art = fetch(url, wheel, tmp_path / "c")
     art.path.write_bytes(b"bit rot")
@@ -248,7 +280,9 @@ def test_corrupted_cache_entry_is_dropped_and_fetched_again(server: FaultServer,
     assert art2.origin == "download" and art2.path.read_bytes() == wheel.read_bytes()
 
 
-def test_index_without_sha256_is_computed_and_remembered(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+def test_index_without_sha256_is_computed_and_remembered(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
     url = server.add("/w.whl", wheel.read_bytes())
     art = fetch(url, wheel, tmp_path / "c", sha=False)
     assert art.sha256_from == "computed" and art.sha256 == sha256_of(wheel)
@@ -257,9 +291,19 @@ def test_index_without_sha256_is_computed_and_remembered(server: FaultServer, wh
 
 
 # -- processes: disk full, SIGKILL, two at once ----------------------------------------------------------
-def run_driver(root: Path, url: str, wheel: Path, sha: bool = True, **popen_kw: object) -> subprocess.Popen[str]:
+def run_driver(
+    root: Path, url: str, wheel: Path, sha: bool = True, **popen_kw: object
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(DRIVER), str(root), url, wheel.name, "2.8.3+cu12torch2.13cxx11abiTRUE", sha256_of(wheel) if sha else "-"],
+        [
+            sys.executable,
+            str(DRIVER),
+            str(root),
+            url,
+            wheel.name,
+            "2.8.3+cu12torch2.13cxx11abiTRUE",
+            sha256_of(wheel) if sha else "-",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -286,7 +330,9 @@ def test_disk_full_during_the_write(server: FaultServer, wheel: Path, tmp_path: 
     assert issubclass(DiskError, DownloadError)
 
 
-def test_sigkill_mid_download_leaves_nothing_under_a_final_name(wheel: Path, tmp_path: Path, no_proxy: None) -> None:
+def test_sigkill_mid_download_leaves_nothing_under_a_final_name(
+    wheel: Path, tmp_path: Path, no_proxy: None
+) -> None:
     s = FaultServer()
     try:
         url = s.add("/w.whl", wheel.read_bytes(), delay_per_chunk=0.3)  # ~1.5 s for the whole body
@@ -342,23 +388,35 @@ def _mirror(server: FaultServer, wheel: Path, sha: str | None) -> str:
 def test_mirror_serves_the_planned_wheel(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
     ref = ref_for("https://github.com/never/contacted/" + wheel.name, wheel, sha=False)
     index = _mirror(server, wheel, sha256_of(wheel))
-    art = obtain(ref, FetchOptions(cache=WheelCache(tmp_path / "c"), policy=FAST, index_url=index), {}, "flash-attn")
+    art = obtain(
+        ref, FetchOptions(cache=WheelCache(tmp_path / "c"), policy=FAST, index_url=index), {}, "flash-attn"
+    )
     assert art.origin == "download" and art.sha256_from == "index"  # the mirror's #sha256= counts
     assert art.ref.url == server.url(f"/files/{wheel.name}")
 
 
-def test_mirror_without_the_file_or_with_another_digest(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+def test_mirror_without_the_file_or_with_another_digest(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
     index = _mirror(server, wheel, "0" * 64)
     opts = FetchOptions(cache=WheelCache(tmp_path / "c"), policy=FAST, index_url=index)
     with pytest.raises(DownloadError, match="refusing a wheel that differs"):
         obtain(ref_for("https://github.com/x/" + wheel.name, wheel), opts, {}, "flash-attn")
-    other = WheelRef("flash_attn-9.9.9-cp311-cp311-linux_x86_64.whl", "https://github.com/x/y.whl", None, "official", "9.9.9")
+    other = WheelRef(
+        "flash_attn-9.9.9-cp311-cp311-linux_x86_64.whl",
+        "https://github.com/x/y.whl",
+        None,
+        "official",
+        "9.9.9",
+    )
     with pytest.raises(DownloadError, match="is not on the index"):
         obtain(other, opts, {}, "flash-attn")
     assert_cache_clean(tmp_path / "c")
 
 
-def test_progress_bar_shows_size_speed_and_eta_on_a_terminal(server: FaultServer, wheel: Path, tmp_path: Path) -> None:
+def test_progress_bar_shows_size_speed_and_eta_on_a_terminal(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
     import io
 
     from rich.console import Console

@@ -7,7 +7,7 @@ import io
 import tarfile
 from pathlib import Path
 
-SETUP_PY = '''\
+SETUP_PY = """\
 import os, sys
 from setuptools import setup
 
@@ -22,7 +22,7 @@ if "bdist_wheel" in sys.argv:
         sys.exit(1)
     print("  [3/3] c++ -shared flash_api.o a.o -o flash_attn_2_cuda.so", flush=True)
 setup(name="flash_attn", version=version + ("+" + local if local else ""), packages=["flash_attn"])
-'''
+"""
 
 
 def make_fake_sdist(dest: Path, version: str = "0.0.1") -> Path:

@@ -47,7 +47,14 @@ def fa2_pristine(fa2_sdist: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 # What the edit and setup.py need of the tree (the whole sdist is 70 MB unpacked, mostly CUTLASS).
-_PARTS = ("setup.py", "README.md", "flash_attn", "csrc/flash_attn", "csrc/cutlass/include/cutlass/cutlass.h", "hopper/setup.py")
+_PARTS = (
+    "setup.py",
+    "README.md",
+    "flash_attn",
+    "csrc/flash_attn",
+    "csrc/cutlass/include/cutlass/cutlass.h",
+    "hopper/setup.py",
+)
 
 
 @pytest.fixture()

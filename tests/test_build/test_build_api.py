@@ -58,7 +58,10 @@ def test_failed_build_keeps_log_and_sources_and_names_the_error(tmp_path: Path) 
     environ = {**os.environ, "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache"), "FAKE_FAIL": "1"}
     out = build(target_env("h100"), _opts(tmp_path, archive), sys.executable, None, environ)
     assert out.status == "failed" and out.run is not None
-    assert out.run.first_error is not None and 'flash_fwd_kernel.h(42): error: expected a ";"' in out.run.first_error.text
+    assert (
+        out.run.first_error is not None
+        and 'flash_fwd_kernel.h(42): error: expected a ";"' in out.run.first_error.text
+    )
     assert (out.run.steps_done, out.run.steps_total) == (2, 3)
     assert out.work_dir is not None and out.work_dir.is_dir()
     assert not (tmp_path / "wh").exists() or not any((tmp_path / "wh").iterdir())
@@ -66,7 +69,13 @@ def test_failed_build_keeps_log_and_sources_and_names_the_error(tmp_path: Path) 
 
 def test_blocked_build_starts_nothing(tmp_path: Path) -> None:
     archive = make_fake_sdist(tmp_path)
-    out = build(target_env("nvcc-mismatch"), _opts(tmp_path, archive), sys.executable, None, {"FLASHDOCTOR_CACHE_DIR": str(tmp_path)})
+    out = build(
+        target_env("nvcc-mismatch"),
+        _opts(tmp_path, archive),
+        sys.executable,
+        None,
+        {"FLASHDOCTOR_CACHE_DIR": str(tmp_path)},
+    )
     assert out.status == "blocked" and out.run is None
     assert "nvcc-torch-mismatch" in {f.code for f in out.findings}
     assert not (tmp_path / "build.log").exists()

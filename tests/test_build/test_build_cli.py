@@ -17,30 +17,52 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ROOT / "tests" / "targets"
 
 
-def fd(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def fd(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
     e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "flashdoctor", *args], capture_output=True, text=True, env=e, timeout=timeout, cwd=ROOT
+        [sys.executable, "-m", "flashdoctor", *args],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 
 @pytest.mark.system
 def test_dry_plan_for_the_gpu_machine_as_json() -> None:
-    p = fd("build", "--target", str(TARGETS / "h100.json"), "--arch", "90", "--head-dims", "128", "--dtypes", "bf16", "--json")
+    p = fd(
+        "build",
+        "--target",
+        str(TARGETS / "h100.json"),
+        "--arch",
+        "90",
+        "--head-dims",
+        "128",
+        "--dtypes",
+        "bf16",
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["schema"] == "flashdoctor/build/1" and doc["status"] == "planned" and doc["exit_code"] == 0
     plan = doc["plan"]
     assert (plan["unit_count"], plan["arch_only_unit_count"], plan["default_unit_count"]) == (6, 72, 288)
     assert plan["label"] == "fd.sm90.hd128.bf16" and plan["max_jobs"] == 7
-    assert plan["env"]["FLASH_ATTN_CUDA_ARCHS"] == "90" and plan["env"]["FLASH_ATTENTION_FORCE_BUILD"] == "TRUE"
+    assert (
+        plan["env"]["FLASH_ATTN_CUDA_ARCHS"] == "90" and plan["env"]["FLASH_ATTENTION_FORCE_BUILD"] == "TRUE"
+    )
     assert doc["fingerprint"]["torch"] == "2.11" and len(doc["fingerprint"]["id"]) == 16
     assert [f["status"] for f in doc["findings"] if f["status"] == "fail"] == []
 
 
 @pytest.mark.system
 def test_human_dry_plan_and_blocking_preflight() -> None:
-    p = fd("build", "--target", str(TARGETS / "h100.json"), "--head-dims", "128", "--dtypes", "bf16", "--dry-run")
+    p = fd(
+        "build", "--target", str(TARGETS / "h100.json"), "--head-dims", "128", "--dtypes", "bf16", "--dry-run"
+    )
     assert p.returncode == 0
     assert "48× fewer" in p.stdout and "FLASH_ATTN_LOCAL_VERSION=fd.sm90.hd128.bf16" in p.stdout
     p = fd("build", "--target", str(TARGETS / "nvcc-mismatch.json"), "--dry-run")
@@ -69,12 +91,28 @@ def test_bad_input_is_a_clear_message_without_traceback(args: tuple[str, ...], m
 @pytest.mark.slow
 def test_real_build_on_this_machine_with_progress_and_failure(tmp_path: Path) -> None:
     archive = make_fake_sdist(tmp_path)
-    common = ["build", "--source", str(archive), "--arch", "90", "--ignore-preflight", "--work-dir", str(tmp_path / "w")]
+    common = [
+        "build",
+        "--source",
+        str(archive),
+        "--arch",
+        "90",
+        "--ignore-preflight",
+        "--work-dir",
+        str(tmp_path / "w"),
+    ]
     env = {"FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
     p = fd(*common, "--log", str(tmp_path / "ok.log"), env=env)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "[3/3] 100%" in p.stdout and "✓ built" in p.stdout
-    p = fd(*common[:-2], "--work-dir", str(tmp_path / "w2"), "--log", str(tmp_path / "bad.log"), env={**env, "FAKE_FAIL": "1"})
+    p = fd(
+        *common[:-2],
+        "--work-dir",
+        str(tmp_path / "w2"),
+        "--log",
+        str(tmp_path / "bad.log"),
+        env={**env, "FAKE_FAIL": "1"},
+    )
     assert p.returncode == 5, p.stdout + p.stderr
     assert "✗ build failed" in p.stdout and 'flash_fwd_kernel.h(42): error: expected a ";"' in p.stdout
     assert str(tmp_path / "bad.log") in p.stdout
@@ -83,7 +121,9 @@ def test_real_build_on_this_machine_with_progress_and_failure(tmp_path: Path) ->
 @pytest.mark.system
 def test_check_reports_the_build_profile_of_an_installed_wheel(tmp_path: Path) -> None:
     spec = json.loads((TARGETS / "h100.json").read_text())
-    spec["installed"] = {"flash-attn": {"version": "2.8.3.post2+fd.sm90.hd128.bf16", "archs": ["sm_90"], "import_ok": True}}
+    spec["installed"] = {
+        "flash-attn": {"version": "2.8.3.post2+fd.sm90.hd128.bf16", "archs": ["sm_90"], "import_ok": True}
+    }
     path = tmp_path / "h100-built.json"
     path.write_text(json.dumps(spec))
     p = fd("check", "--target", str(path))
@@ -92,7 +132,9 @@ def test_check_reports_the_build_profile_of_an_installed_wheel(tmp_path: Path) -
 
 @pytest.mark.system
 @pytest.mark.slow
-def test_install_from_source_builds_then_plans_the_local_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_install_from_source_builds_then_plans_the_local_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """install --from-source hands the installer a Plan for the wheel just built (file URL + sha256)."""
     import hashlib
 
@@ -102,7 +144,22 @@ def test_install_from_source_builds_then_plans_the_local_wheel(tmp_path: Path, m
 
     monkeypatch.setenv("FLASHDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
     archive = make_fake_sdist(tmp_path)
-    args = (target_env("h100"), "fa2", None, "h100.json", False, True, str(tmp_path / "wh"), str(archive), None, "90", None, None, None, None)
+    args = (
+        target_env("h100"),
+        "fa2",
+        None,
+        "h100.json",
+        False,
+        True,
+        str(tmp_path / "wh"),
+        str(archive),
+        None,
+        "90",
+        None,
+        None,
+        None,
+        None,
+    )
     plan = _plan_from_source(*args)
     assert isinstance(plan, Plan) and plan.action == "wheel" and plan.wheel is not None
     from urllib.parse import unquote, urlsplit
@@ -118,7 +175,16 @@ def test_install_from_source_builds_then_plans_the_local_wheel(tmp_path: Path, m
 @pytest.mark.system
 def test_install_from_source_stops_at_preflight_on_a_cpu_torch(tmp_path: Path) -> None:
     archive = make_fake_sdist(tmp_path)
-    p = fd("install", "--from-source", "--source", str(archive), "--arch", "90", "--yes", env={"FLASHDOCTOR_CACHE_DIR": str(tmp_path)})
+    p = fd(
+        "install",
+        "--from-source",
+        "--source",
+        str(archive),
+        "--arch",
+        "90",
+        "--yes",
+        env={"FLASHDOCTOR_CACHE_DIR": str(tmp_path)},
+    )
     assert p.returncode == 1, p.stdout + p.stderr
     assert "torch-cpu-only" in p.stdout and "not started" in p.stdout
     p = fd("install", "--head-dims", "128", "--yes")

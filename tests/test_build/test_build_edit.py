@@ -75,7 +75,9 @@ def test_a_setup_py_with_another_kernel_list_is_refused(fa2_tree: Path) -> None:
     assert LAYOUT is not None
     setup = fa2_tree / SETUP
     text = setup.read_text()
-    setup.write_text(text.replace('                "csrc/flash_attn/src/flash_fwd_hdim32_fp16_sm80.cu",\n', "", 1))
+    setup.write_text(
+        text.replace('                "csrc/flash_attn/src/flash_fwd_hdim32_fp16_sm80.cu",\n', "", 1)
+    )
     with pytest.raises(SourceEditError, match="71 kernel units, not the 72"):
         edit_fa2_tree(fa2_tree, LAYOUT, MINIMAL)
 
@@ -100,7 +102,12 @@ def test_edited_setup_py_runs_and_reports_the_label(fa2_tree: Path) -> None:
         "PIP_NO_INDEX": "1",
     }
     p = subprocess.run(
-        [sys.executable, "setup.py", "--version"], cwd=fa2_tree, env=env, capture_output=True, text=True, timeout=240
+        [sys.executable, "setup.py", "--version"],
+        cwd=fa2_tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip().splitlines()[-1] == "2.8.3.post2+fd.sm90.hd128.bf16"
@@ -141,7 +148,7 @@ int main(int argc, char** argv) {
 
 def _tu(tmp: Path, include: Path, kernels: list[tuple[str, int]]) -> tuple[int, str, Path]:
     defs = "\n".join(
-        f'template <> void kernel<cutlass::{"bfloat16_t" if dt == "bf16" else "half_t"}, {d}, {c}>() '
+        f"template <> void kernel<cutlass::{'bfloat16_t' if dt == 'bf16' else 'half_t'}, {d}, {c}>() "
         f'{{ std::printf("ran %s %d %d\\n", name<cutlass::{"bfloat16_t" if dt == "bf16" else "half_t"}>(), {d}, {int(c == "true")}); }}'
         for dt, d in kernels
         for c in ("false", "true")
@@ -150,7 +157,10 @@ def _tu(tmp: Path, include: Path, kernels: list[tuple[str, int]]) -> tuple[int, 
     src.write_text(TU % {"defs": defs})
     exe = tmp / "tu"
     p = subprocess.run(
-        ["g++", "-std=c++17", "-O0", f"-I{include}", str(src), "-o", str(exe)], capture_output=True, text=True, timeout=120
+        ["g++", "-std=c++17", "-O0", f"-I{include}", str(src), "-o", str(exe)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return p.returncode, p.stderr, exe
 
@@ -181,7 +191,10 @@ def test_narrowed_dispatch_compiles_links_and_raises_clearly(fa2_tree: Path, tmp
     from flashdoctor.smoke.cases import Case
     from flashdoctor.smoke.judge import classify_error
 
-    for msg, case in ((out, Case("seed", 32, 196, 16, 64)), (out_fp16, Case("f", 1, 128, 16, 128, dtype="fp16"))):
+    for msg, case in (
+        (out, Case("seed", 32, 196, 16, 64)),
+        (out_fp16, Case("f", 1, 128, 16, 128, dtype="fp16")),
+    ):
         verdict = classify_error("RuntimeError: " + msg.removeprefix("error: "), "fa2", case)
         assert verdict.category == "not_compiled", verdict
 

@@ -141,7 +141,9 @@ def test_no_gpu_and_no_arch_builds_upstreams_default_archs() -> None:
 
 # -- kernel units ----------------------------------------------------------------------------------------
 def test_unit_counts_minimal_vs_arch_only_vs_default() -> None:
-    plan = make_plan(target_env("h100"), BuildRequest(archs=(90,), head_dims=(128,), dtypes=("bf16",)), "2.8.3.post2")
+    plan = make_plan(
+        target_env("h100"), BuildRequest(archs=(90,), head_dims=(128,), dtypes=("bf16",)), "2.8.3.post2"
+    )
     assert plan.units == (
         "csrc/flash_attn/src/flash_fwd_hdim128_bf16_sm80.cu",
         "csrc/flash_attn/src/flash_fwd_hdim128_bf16_causal_sm80.cu",
@@ -167,13 +169,20 @@ def test_layouts_of_known_versions() -> None:
     assert len(l27.units()) == 84 and 160 in l27.head_dims
     assert len(l28.units()) == 72
     assert fa2_layout("2.6.3") is None and fa2_layout("2.9.0") is None
-    assert parse_unit("csrc/flash_attn/src/flash_fwd_split_hdim64_fp16_causal_sm80.cu") == ("fwd_split", 64, "fp16", True)
+    assert parse_unit("csrc/flash_attn/src/flash_fwd_split_hdim64_fp16_causal_sm80.cu") == (
+        "fwd_split",
+        64,
+        "fp16",
+        True,
+    )
     assert parse_unit("csrc/flash_attn/flash_api.cpp") is None
 
 
 def test_a_whole_set_of_head_dims_or_dtypes_is_no_narrowing() -> None:
     plan = make_plan(
-        target_env("h100"), BuildRequest(head_dims=(32, 64, 96, 128, 192, 256), dtypes=("fp16", "bf16")), "2.8.3.post2"
+        target_env("h100"),
+        BuildRequest(head_dims=(32, 64, 96, 128, 192, 256), dtypes=("fp16", "bf16")),
+        "2.8.3.post2",
     )
     assert plan.profile.head_dims is None and plan.profile.dtypes is None
     assert plan.unit_count == 72 and plan.label == "fd.sm90"

@@ -12,7 +12,14 @@ from tests.conftest import target_env
 
 MINIMAL = BuildRequest(archs=(90,), head_dims=(128,), dtypes=("bf16",))
 GOOD_TOOLS = BuildTools(
-    modules={"setuptools": "80", "packaging": "24", "pip": "25", "wheel": None, "psutil": None, "ninja": None},
+    modules={
+        "setuptools": "80",
+        "packaging": "24",
+        "pip": "25",
+        "wheel": None,
+        "psutil": None,
+        "ninja": None,
+    },
     torch_ok=True,
     torch_version="2.11.0+cu130",
     torch_cuda="13.0",
@@ -29,7 +36,9 @@ def test_the_gpu_machine_passes() -> None:
     plan = make_plan(env, MINIMAL, "2.8.3.post2")
     found = preflight(env, plan, GOOD_TOOLS)
     assert blocking(found) == ()
-    assert {"torch-ok", "nvcc-ok", "host-compiler-ok", "ninja-ok", "resources-ok", "build-torch-ok"} <= {f.code for f in found}
+    assert {"torch-ok", "nvcc-ok", "host-compiler-ok", "ninja-ok", "resources-ok", "build-torch-ok"} <= {
+        f.code for f in found
+    }
 
 
 def test_nvcc_major_mismatch_blocks_with_a_fix() -> None:
@@ -73,7 +82,9 @@ def test_missing_toolchain_pieces_block() -> None:
 
 
 def test_torch_missing_or_cpu_only_blocks() -> None:
-    assert "torch-missing" in codes(preflight(target_env("no-torch"), make_plan(target_env("no-torch"), MINIMAL, "2.8.3.post2")))
+    assert "torch-missing" in codes(
+        preflight(target_env("no-torch"), make_plan(target_env("no-torch"), MINIMAL, "2.8.3.post2"))
+    )
     box = target_env("cpu-box")
     assert "torch-cpu-only" in codes(preflight(box, make_plan(box, MINIMAL, "2.8.3.post2")))
 
@@ -87,7 +98,11 @@ def test_low_memory_warns_but_does_not_block() -> None:
 
 def test_torch_that_does_not_import_blocks() -> None:
     env = target_env("h100")
-    tools = BuildTools(modules=GOOD_TOOLS.modules, torch_ok=False, torch_error="Traceback...\nImportError: libcudnn.so.9: cannot open")
+    tools = BuildTools(
+        modules=GOOD_TOOLS.modules,
+        torch_ok=False,
+        torch_error="Traceback...\nImportError: libcudnn.so.9: cannot open",
+    )
     found = preflight(env, make_plan(env, MINIMAL, "2.8.3.post2"), tools)
     f = next(f for f in found if f.code == "build-torch-import")
     assert f.status is Status.FAIL and "libcudnn" in (f.evidence or "")
@@ -111,7 +126,9 @@ def test_fa3_toolchain_download_and_unknown_switches() -> None:
     upstream = Fa3SetupFacts(
         offline_switch=True,
         toolchain_download=True,
-        switches=frozenset(f"FLASH_ATTENTION_DISABLE_{s}" for s in ("HDIM64", "HDIM96", "HDIM192", "HDIM256", "SM80")),
+        switches=frozenset(
+            f"FLASH_ATTENTION_DISABLE_{s}" for s in ("HDIM64", "HDIM96", "HDIM192", "HDIM256", "SM80")
+        ),
     )
     assert codes(fa3_preflight(env, plan, upstream)) == ["fa3-toolchain-download"]
     at_128 = target_env("h100", nvcc="12.8", torch="2.8.0+cu128", torch_cuda="12.8")

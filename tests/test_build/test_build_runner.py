@@ -70,16 +70,27 @@ PIP_FAILURE = textwrap.dedent(
 def test_first_error_is_the_compiler_error_not_the_consequences() -> None:
     fe = first_error(PIP_FAILURE.splitlines())
     assert fe is not None
-    assert fe.text.splitlines()[0].strip().startswith('/s/csrc/flash_attn/src/flash_bwd_kernel.h(123): error: identifier "acc_dq_reg"')
+    assert (
+        fe.text.splitlines()[0]
+        .strip()
+        .startswith('/s/csrc/flash_attn/src/flash_bwd_kernel.h(123): error: identifier "acc_dq_reg"')
+    )
     assert "acc_dq_reg(0) = 0;" in fe.text
     assert fe.line_no == 7
 
 
 def test_first_error_gcc_style_and_python_fallback() -> None:
-    gcc = ["noise", "/usr/include/crt/host_config.h:143:2: error: #error -- unsupported GNU version! gcc versions later than 15", "x"]
+    gcc = [
+        "noise",
+        "/usr/include/crt/host_config.h:143:2: error: #error -- unsupported GNU version! gcc versions later than 15",
+        "x",
+    ]
     fe = first_error(gcc)
     assert fe is not None and "unsupported GNU version" in fe.text
-    py = ["Traceback (most recent call last):", "RuntimeError: FlashAttention is only supported on CUDA 11.7 and above."]
+    py = [
+        "Traceback (most recent call last):",
+        "RuntimeError: FlashAttention is only supported on CUDA 11.7 and above.",
+    ]
     fe = first_error(py)
     assert fe is not None and "CUDA 11.7" in fe.text
     assert first_error(["all fine", "ERROR: Failed building wheel for flash_attn"]) is None
@@ -87,10 +98,14 @@ def test_first_error_gcc_style_and_python_fallback() -> None:
 
 def test_diagnoses_for_common_failures() -> None:
     # The explain engine is the one matcher; the build adds what only it knows (its MAX_JOBS).
-    oom = diagnose("[3/7] nvcc ...\nKilled\nninja: build stopped", fields={"jobs_used": "8", "fewer_jobs": "4"})
+    oom = diagnose(
+        "[3/7] nvcc ...\nKilled\nninja: build stopped", fields={"jobs_used": "8", "fewer_jobs": "4"}
+    )
     assert oom[0].code == "build-oom" and "--max-jobs 4" in oom[0].fix and "MAX_JOBS=8" in oom[0].fix
     assert "build-failed" in [d.code for d in oom[1:]]  # "build stopped" follows from the OOM
-    gnu = diagnose("host_config.h:143:2: error: #error -- unsupported GNU version! gcc versions later than 15 are not supported!")
+    gnu = diagnose(
+        "host_config.h:143:2: error: #error -- unsupported GNU version! gcc versions later than 15 are not supported!"
+    )
     assert gnu[0].code == "host-compiler-unsupported" and "NVCC_CCBIN" in gnu[0].fix
     arch = diagnose("nvcc fatal   : Unsupported gpu architecture 'compute_100'")
     assert arch[0].code == "nvcc-too-old" and "12.8" in arch[0].fix
@@ -150,10 +165,20 @@ def fake(tmp_path: Path) -> Path:
 def test_runner_success_logs_everything_and_reports_progress(fake: Path, tmp_path: Path) -> None:
     lines: list[str] = []
     log = tmp_path / "logs" / "build.log"
-    res = run_build([sys.executable, str(fake), "ok"], {"PATH": "/usr/bin:/bin"}, tmp_path, log, LineProgress(lines.append))
+    res = run_build(
+        [sys.executable, str(fake), "ok"],
+        {"PATH": "/usr/bin:/bin"},
+        tmp_path,
+        log,
+        LineProgress(lines.append),
+    )
     assert res.ok and res.returncode == 0
     assert (res.steps_done, res.steps_total) == (4, 4)
-    assert res.compiled == ("flash_api.cpp", "flash_fwd_hdim128_bf16_sm80.cu", "flash_bwd_hdim128_bf16_sm80.cu")
+    assert res.compiled == (
+        "flash_api.cpp",
+        "flash_fwd_hdim128_bf16_sm80.cu",
+        "flash_bwd_hdim128_bf16_sm80.cu",
+    )
     assert [ln.split()[0] for ln in lines] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
     assert "100%" in lines[-1] and "eta 0:00" in lines[-1]
     text = log.read_text()

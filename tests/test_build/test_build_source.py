@@ -28,7 +28,9 @@ from flashdoctor.build.source import (
 from flashdoctor.errors import NetworkError, UsageError
 
 
-def make_sdist(version: str = "2.8.3.post2", extra: dict[str, bytes] | None = None, cutlass: bool = True) -> bytes:
+def make_sdist(
+    version: str = "2.8.3.post2", extra: dict[str, bytes] | None = None, cutlass: bool = True
+) -> bytes:
     """A small archive shaped like the FA2 sdist."""
     top = f"flash_attn-{version}"
     files = {
@@ -160,8 +162,12 @@ def test_unreachable_index_is_a_network_error() -> None:
 
 def test_resolve_from_index_archive_and_directory(index: Index, tmp_path: Path) -> None:
     index.publish("2.8.3.post2", make_sdist())
-    tree = resolve_fa2(None, "2.8.3.post2", tmp_path / "w1", tmp_path / "cache", index_url=f"{index.url}/simple")
-    assert tree.version == "2.8.3.post2" and tree.origin == "pypi:flash_attn-2.8.3.post2.tar.gz" and tree.owned
+    tree = resolve_fa2(
+        None, "2.8.3.post2", tmp_path / "w1", tmp_path / "cache", index_url=f"{index.url}/simple"
+    )
+    assert (
+        tree.version == "2.8.3.post2" and tree.origin == "pypi:flash_attn-2.8.3.post2.tar.gz" and tree.owned
+    )
     archive = tmp_path / "local.tar.gz"
     archive.write_bytes(make_sdist("2.7.4.post1"))
     tree = resolve_fa2(str(archive), "x", tmp_path / "w2", tmp_path / "cache")
@@ -204,7 +210,11 @@ def test_unpack_refuses_paths_outside(tmp_path: Path) -> None:
 def test_fa3_setup_facts_of_the_real_hopper_setup_py(fa2_tree: Path) -> None:
     facts = fa3_setup_facts(fa2_tree / "hopper" / "setup.py")
     assert facts.offline_switch and facts.toolchain_download
-    assert {"FLASH_ATTENTION_DISABLE_HDIM128", "FLASH_ATTENTION_DISABLE_SM80", "FLASH_ATTENTION_DISABLE_BACKWARD"} <= facts.switches
+    assert {
+        "FLASH_ATTENTION_DISABLE_HDIM128",
+        "FLASH_ATTENTION_DISABLE_SM80",
+        "FLASH_ATTENTION_DISABLE_BACKWARD",
+    } <= facts.switches
 
 
 def test_the_fa2_sdists_hopper_folder_is_not_an_fa3_source(fa2_tree: Path) -> None:

@@ -32,9 +32,17 @@ def test_fingerprint_fields_and_stable_id() -> None:
     assert len(fp.id) == 16 and fp.id == fingerprint(target_env("h100"), "fa2", "2.8.3.post2", MIN).id
     # A patch release of torch keeps the id; a minor, the CUDA major, the ABI or the profile change it.
     assert fingerprint(target_env("h100", torch="2.11.1+cu130"), "fa2", "2.8.3.post2", MIN).id == fp.id
-    for change in ({"torch": "2.10.0+cu130"}, {"torch": "2.11.0+cu128", "torch_cuda": "12.8"}, {"cxx11abi": False}, {"python": "3.11"}):
+    for change in (
+        {"torch": "2.10.0+cu130"},
+        {"torch": "2.11.0+cu128", "torch_cuda": "12.8"},
+        {"cxx11abi": False},
+        {"python": "3.11"},
+    ):
         assert fingerprint(target_env("h100", **change), "fa2", "2.8.3.post2", MIN).id != fp.id, change
-    assert fingerprint(target_env("h100"), "fa2", "2.8.3.post2", Profile("fa2", (90,), (64,), ("bf16",))).id != fp.id
+    assert (
+        fingerprint(target_env("h100"), "fa2", "2.8.3.post2", Profile("fa2", (90,), (64,), ("bf16",))).id
+        != fp.id
+    )
 
 
 def test_fingerprint_needs_torch_with_cuda() -> None:
@@ -57,7 +65,9 @@ def test_store_then_find_exact_and_layout(tmp_path: Path) -> None:
     assert built.path == tmp_path / "wh" / fp.id / WHEEL
     manifest = json.loads((tmp_path / "wh" / fp.id / "build.json").read_text())
     assert manifest["schema"] == "flashdoctor/built-wheel/1"
-    assert manifest["wheel"] == WHEEL and manifest["fingerprint"]["id"] == fp.id and manifest["seconds"] == 417
+    assert (
+        manifest["wheel"] == WHEEL and manifest["fingerprint"]["id"] == fp.id and manifest["seconds"] == 417
+    )
     assert len(manifest["sha256"]) == 64
     hit = find([tmp_path / "elsewhere", tmp_path / "wh"], fp)
     assert hit is not None and hit.path == built.path
@@ -67,7 +77,14 @@ def test_a_bigger_build_covers_a_smaller_request(tmp_path: Path) -> None:
     env = target_env("h100")
     big = Profile("fa2", (80, 90), (64, 128), ("fp16", "bf16"))
     fp_big = fingerprint(env, "fa2", "2.8.3.post2", big)
-    store(tmp_path, _wheel(tmp_path, "flash_attn-2.8.3.post2+fd.sm80.sm90.hd64.hd128.fp16.bf16-cp312-cp312-linux_x86_64.whl"), fp_big, {})
+    store(
+        tmp_path,
+        _wheel(
+            tmp_path, "flash_attn-2.8.3.post2+fd.sm80.sm90.hd64.hd128.fp16.bf16-cp312-cp312-linux_x86_64.whl"
+        ),
+        fp_big,
+        {},
+    )
     assert find([tmp_path], fingerprint(env, "fa2", "2.8.3.post2", MIN)) is not None
     wider = Profile("fa2", (90,), (128, 256), ("bf16",))
     assert find([tmp_path], fingerprint(env, "fa2", "2.8.3.post2", wider)) is None
