@@ -16,7 +16,15 @@ import click
 
 from flashdoctor import __version__
 from flashdoctor.environment import VARIANT_DIST, VARIANTS, Environment, TargetSpecError, Variant, load_target
-from flashdoctor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FlashdoctorError, UsageError
+from flashdoctor.errors import (
+    EXIT_FAILED,
+    EXIT_INSTALL,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    FlashdoctorError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
@@ -299,18 +307,31 @@ def check(
 
 
 # -- build (source builds: flashdoctor/build/) --------------------------------------------------------
-_FA3_FLAGS = (
-    "backward",
-    "split",
-    "paged-kv",
-    "append-kv",
-    "local",
-    "softcap",
-    "pack-gqa",
-    "fp8",
-    "varlen",
-    "cluster",
-)
+from flashdoctor.build.profile import FA3_FEATURES as _FA3_FLAGS  # noqa: E402  (light: no I/O)
+
+_BUILD_EXIT = {"planned": 0, "cached": 0, "built": 0, "blocked": EXIT_FAILED, "failed": EXIT_INSTALL}
+
+
+def _run_build(
+    env: Environment, opts: Any, python: str | None, tools: Any, console: Any, variant: str
+) -> Any:
+    """Run a source build with a progress bar on a terminal (plain [N/M] lines otherwise)."""
+    from flashdoctor.build.api import build as run_build
+    from flashdoctor.build.runner import LineProgress, RichProgress
+
+    progress = (
+        RichProgress(console, f"{variant} build")
+        if console.is_terminal
+        else LineProgress(lambda line: console.print(line, markup=False, highlight=False))
+    )
+    return run_build(
+        env,
+        opts,
+        python or sys.executable,
+        tools,
+        progress=progress,
+        say=lambda m: console.print(f"[dim]{m}[/]"),
+    )
 
 
 def _fa3_flags(f):  # type: ignore[no-untyped-def]
@@ -418,10 +439,8 @@ def build(
     from pathlib import Path
 
     from flashdoctor.build.api import BuildOptions, plan_build
-    from flashdoctor.build.api import build as run_build
     from flashdoctor.build.plan import BuildRequest
     from flashdoctor.build.profile import parse_archs, parse_dtypes, parse_head_dims
-    from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL
     from flashdoctor.render.build import outcome_to_json, render_outcome
     from flashdoctor.render.console import make_console
 
@@ -459,24 +478,8 @@ def build(
     if dry_run or target:
         outcome = plan_build(env, opts, tools)
     else:
-        from flashdoctor.build.runner import LineProgress, RichProgress
-
-        progress = (
-            RichProgress(console, f"{variant} build")
-            if console.is_terminal
-            else LineProgress(lambda line: console.print(line, markup=False, highlight=False))
-        )
-        outcome = run_build(
-            env,
-            opts,
-            python or sys.executable,
-            tools,
-            progress=progress,
-            say=lambda m: console.print(f"[dim]{m}[/]"),
-        )
-    code = {"planned": 0, "cached": 0, "built": 0, "blocked": EXIT_FAILED, "failed": EXIT_INSTALL}[
-        outcome.status
-    ]
+        outcome = _run_build(env, opts, python, tools, console, variant)
+    code = _BUILD_EXIT[outcome.status]
     if as_json:
         click.echo(json.dumps(outcome_to_json(outcome, code), indent=2))
     else:
@@ -558,11 +561,8 @@ def _plan_from_source(
     from packaging.utils import parse_wheel_filename
 
     from flashdoctor.build.api import BuildOptions, plan_build
-    from flashdoctor.build.api import build as run_build
     from flashdoctor.build.plan import BuildRequest
     from flashdoctor.build.profile import parse_archs, parse_dtypes, parse_head_dims
-    from flashdoctor.build.runner import LineProgress, RichProgress
-    from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL
     from flashdoctor.plan import Plan, WheelRef
     from flashdoctor.render.build import outcome_to_json, render_outcome
     from flashdoctor.render.console import make_console
@@ -589,7 +589,7 @@ def _plan_from_source(
 
         tools = probe_build_tools(python or sys.executable, os.environ)
     console = make_console(stderr=as_json)
-    codes = {"planned": 0, "cached": 0, "built": 0, "blocked": EXIT_FAILED, "failed": EXIT_INSTALL}
+    codes = _BUILD_EXIT
     if dry_run:
         outcome = plan_build(env, opts, tools)
         if as_json:
@@ -597,19 +597,7 @@ def _plan_from_source(
         else:
             render_outcome(outcome, console, verbose=True)
         return codes[outcome.status]
-    progress = (
-        RichProgress(console, f"{variant} build")
-        if console.is_terminal
-        else LineProgress(lambda line: console.print(line, markup=False, highlight=False))
-    )
-    outcome = run_build(
-        env,
-        opts,
-        python or sys.executable,
-        tools,
-        progress=progress,
-        say=lambda m: console.print(f"[dim]{m}[/]"),
-    )
+    outcome = _run_build(env, opts, python, tools, console, variant)
     render_outcome(outcome, console)
     if outcome.status not in ("built", "cached") or outcome.wheel is None:
         return codes[outcome.status]
