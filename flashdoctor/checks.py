@@ -76,8 +76,8 @@ def _cc(g: GPU) -> str:
     return g.capability or "?"
 
 
-def gpu_groups(gpus: Iterable[GPU]) -> list[tuple[GPU, str]]:
-    """Identical GPUs grouped (an 8-GPU node gives one finding, not eight): (first GPU, label)."""
+def gpu_groups(gpus: Iterable[GPU]) -> list[tuple[GPU, str, int]]:
+    """Identical GPUs grouped (an 8-GPU node gives one finding, not eight): (first GPU, label, count)."""
     groups: dict[tuple[str | None, str | None], list[GPU]] = {}
     for g in gpus:
         groups.setdefault((g.name, g.capability), []).append(g)
@@ -85,10 +85,10 @@ def gpu_groups(gpus: Iterable[GPU]) -> list[tuple[GPU, str]]:
     for members in groups.values():
         g = members[0]
         if len(members) == 1:
-            out.append((g, g.label))
+            out.append((g, g.label, 1))
         else:
             idx = ",".join("?" if m.index is None else str(m.index) for m in members)
-            out.append((g, f"GPUs {idx}: {len(members)} × {g.name or 'unknown'} (sm_{g.sm})"))
+            out.append((g, f"GPUs {idx}: {len(members)} × {g.name or 'unknown'} (sm_{g.sm})", len(members)))
     return out
 
 
@@ -125,9 +125,9 @@ def check_gpus(env: Environment) -> list[Finding]:
             )
         ]
     out = []
-    for g, label in gpu_groups(env.gpus):
+    for g, label, n in gpu_groups(env.gpus):
         mem = f", {g.memory_gb:.0f} GB" if g.memory_gb else ""
-        count = label.split(":", 1)[1].split("×")[0].strip() + " × " if label.startswith("GPUs") else ""
+        count = f"{n} × " if n > 1 else ""
         out.append(
             _f(
                 "gpu-found",
@@ -170,7 +170,7 @@ def check_gpu_support(env: Environment) -> list[Finding]:
     out = []
     for variant in VARIANTS:
         info = knowledge.variant_info(variant)
-        for g, label in gpu_groups(env.gpus):
+        for g, label, _n in gpu_groups(env.gpus):
             st = gpu_support(variant, g)
             if st is Status.FAIL:
                 if variant == "fa2":
@@ -631,7 +631,7 @@ def _check_one_install(env: Environment, inst: FlashInstall, diagnose: ImportDia
         )
         return out
     if inst.archs is not None and env.known("gpus"):
-        for g, glabel in gpu_groups(env.gpus):
+        for g, glabel, _n in gpu_groups(env.gpus):
             if g.sm is None:
                 continue
             r = runs_on(inst.archs, g.sm)
@@ -694,14 +694,14 @@ WheelFinder = Callable[[Environment, Variant], "str | None"]
 
 # Findings that make a source build fail before it starts (they are fixable: the verdict stays
 # "buildable" and lists them as blockers).
+# ninja-missing only slows a build, and build-memory-low blocks it only when not even one nvcc job
+# fits (checked in verdict_for).
 BUILD_BLOCKERS = {
     "nvcc-missing",
     "nvcc-too-old",
     "nvcc-torch-mismatch",
     "host-compiler-unsupported",
     "cuda-home-mismatch",
-    "ninja-missing",
-    "build-memory-low",
     "disk-low",
 }
 
@@ -803,10 +803,10 @@ def verdict_for(
             fix=f"flashdoctor install --{variant}",
             installed=installed,
         )
-    build_bad = [
-        f for f in ctx.bad(variant, BUILD_BLOCKERS, (Status.FAIL, Status.WARN)) if f.code != "ninja-missing"
-    ]
-    build_bad = [f for f in build_bad if f.code != "build-memory-low" or "OOM" in f.message]
+    blocking = set(BUILD_BLOCKERS)
+    if env.memory_gb is not None and env.memory_gb < BUILD_GB_PER_JOB:
+        blocking.add("build-memory-low")
+    build_bad = ctx.bad(variant, blocking, (Status.FAIL, Status.WARN))
     reasons.append("no prebuilt wheel fits" if wheel_finder else "no wheel index consulted")
     reasons.extend(f.message for f in build_bad)
     return VariantVerdict(
