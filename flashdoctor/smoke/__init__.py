@@ -42,13 +42,16 @@ def run_smoke(
     stall_timeout: float | None = STALL_TIMEOUT_S,
     repeats: int = 5,
     input_checks: bool = True,
+    prewarm: bool = True,
 ) -> SmokeReport:
     """Smoke-test every installed variant and PyTorch's SDPA backends in the interpreter ``python``.
 
     ``variants`` limits the backends ("fa2", "fa3", "fa4", "sdpa-flash", "sdpa-cudnn",
     "sdpa-efficient", "sdpa-math"; the fallback sdpa-math always runs, it is the speed-up baseline);
     a variant named here that is not installed is a failure. ``gpu`` picks one GPU (default: each
-    visible one). ``device="cpu"`` is the testing mode (toy shapes, CPU torch). Never raises for what
+    visible one). ``device="cpu"`` is the testing mode (toy shapes, CPU torch). ``prewarm`` compiles
+    cuDNN's attention kernels in background threads while the set-up and the fallback run (README "Smoke
+    test"); it changes how long the smoke takes, not what it checks. Never raises for what
     the target interpreter does: crashes and timeouts are findings in the report.
 
     Raises ValueError for an unknown backend name, flashdoctor.errors.UsageError for a --gpu that
@@ -69,6 +72,7 @@ def run_smoke(
         "input_checks": input_checks,
         "repeats": repeats,
         "min_batch_ms": 0.5,
+        "prewarm": ["sdpa-cudnn"] if prewarm and device == "cuda" else [],
     }
     t0 = time.perf_counter()
     events = run_with_restarts(python, environ, config, timeout, stall_timeout)

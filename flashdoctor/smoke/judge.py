@@ -240,6 +240,11 @@ def parse_events(events: Iterable[dict[str, Any]]) -> EventLog:
             log.matmul[e.get("gpu")] = e
         elif kind == "note":
             log.notes.append(str(e.get("message")))
+        elif kind == "prewarm_done" and e.get("errors"):
+            errors = "; ".join(str(x) for x in e["errors"])
+            log.notes.append(
+                f"background compile of {e.get('backend')} kernels (its checks still ran): {errors}"
+            )
         elif kind == "run":
             log.runs += 1
         elif kind == "done":
@@ -269,6 +274,10 @@ def phase_times(events: Iterable[dict[str, Any]]) -> dict[str, float]:
             if t0 is not None:
                 key = f"{e.get('backend')}_s"
                 out[key] = round(out.get(key, 0.0) + float(t) - t0, 3)
+        elif kind == "prewarm_done" and e.get("elapsed_s") is not None:
+            # Overlapped with the set-up and the fallback's timings: not part of any other phase's sum.
+            key = f"{e.get('backend')}_prewarm_s"
+            out[key] = round(out.get(key, 0.0) + float(e["elapsed_s"]), 3)
         elif kind == "run" and e.get("elapsed_s") is not None:
             out["runner_s"] = round(out.get("runner_s", 0.0) + float(e["elapsed_s"]), 3)
     return out

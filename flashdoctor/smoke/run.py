@@ -199,11 +199,12 @@ def run_with_restarts(
     deadline = time.monotonic() + timeout
     skip: list[list[Any]] = [list(s) for s in config.get("skip", [])]
     skip_variants: list[str] = list(config.get("skip_variants", []))
+    prewarm: list[str] = list(config.get("prewarm", []))
     all_events: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="flashdoctor-smoke-") as workdir:
         for attempt in range(MAX_RUNS):
             left = deadline - time.monotonic()
-            cfg = {**config, "skip": skip, "skip_variants": skip_variants}
+            cfg = {**config, "skip": skip, "skip_variants": skip_variants, "prewarm": prewarm}
             run = run_runner(python, environ, cfg, left, workdir, stall_timeout)
             all_events.extend(run.events)
             sig = _signal_name(run.returncode)
@@ -231,6 +232,19 @@ def run_with_restarts(
                         }
                     )
                 break
+            if prewarm and _prewarm_open(run.events) and deadline - time.monotonic() >= MIN_RESTART_S:
+                # A background cuDNN compile was running: which thread died is unknown. Run again
+                # without it (nothing left out) and let the crash, if it comes back, name its backend.
+                prewarm = []
+                all_events.append(
+                    {
+                        "event": "note",
+                        "message": "the runner died while cuDNN compiled in the background; "
+                        "running again without the background compile",
+                    }
+                )
+                _skip_finished(run.events, skip)
+                continue
             where = in_flight(run.events)
             if where is None or (where.get("phase") == "gpu" and where.get("backend") is None):
                 all_events.append(
@@ -265,18 +279,33 @@ def run_with_restarts(
                 # On every GPU: what crashed one would most likely crash the next, and the
                 # restarts are few.
                 skip.append(["*", where["backend"]])
-            # Backends finished in an earlier run are not run again.
-            for e in run.events:
-                if e.get("event") == "backend_done":
-                    pair = [e.get("gpu"), e.get("backend")]
-                    if pair not in skip:
-                        skip.append(pair)
+            _skip_finished(run.events, skip)
             if deadline - time.monotonic() < MIN_RESTART_S:
                 all_events.append(
                     {"event": "note", "message": "no time left to restart the runner after the crash"}
                 )
                 break
     return all_events
+
+
+def _prewarm_open(events: Sequence[dict[str, Any]]) -> bool:
+    """True when the run's background warm-up started and never finished."""
+    open_ = False
+    for e in events:
+        if e.get("event") == "prewarm_start":
+            open_ = True
+        elif e.get("event") == "prewarm_done":
+            open_ = False
+    return open_
+
+
+def _skip_finished(events: Sequence[dict[str, Any]], skip: list[list[Any]]) -> None:
+    """Backends finished in an earlier run are not run again."""
+    for e in events:
+        if e.get("event") == "backend_done":
+            pair = [e.get("gpu"), e.get("backend")]
+            if pair not in skip:
+                skip.append(pair)
 
 
 def sdpa_names(backends: Sequence[str]) -> dict[str, str]:
