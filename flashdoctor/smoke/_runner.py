@@ -430,15 +430,21 @@ class Runner:
 
     # -- profiler -----------------------------------------------------------------------------------
     def profiler(self):
+        """The autograd profiler (Kineto), CPU + CUDA activities.
+
+        Not torch.profiler.profile: its start checks hasattr(torch, "_inductor"), which imports
+        TorchInductor (1-5 s, a quarter of the smoke's budget) only to read a CUDA-graphs setting.
+        """
         if not self.cfg.get("profile", True):
             return None
         try:
-            from torch.profiler import ProfilerActivity, profile
+            from torch.autograd import profiler as autograd_profiler
 
-            acts = [ProfilerActivity.CPU]
-            if self.cuda:
-                acts.append(ProfilerActivity.CUDA)
-            return profile(activities=acts)
+            kw = {"use_kineto": True}
+            try:
+                return autograd_profiler.profile(use_device="cuda" if self.cuda else None, **kw)
+            except TypeError:  # torch < 2.1 names it use_cuda
+                return autograd_profiler.profile(use_cuda=self.cuda, **kw)
         except Exception as exc:  # no kineto in this build
             self.ev.emit("note", message=f"profiler unavailable: {_err_text(exc)}")
             return None
@@ -452,7 +458,7 @@ class Runner:
         """
         torch = self.torch
         try:
-            events = list(prof.events())
+            events = list(prof.function_events)
         except Exception as exc:
             self.ev.emit("note", message=f"profiler events unavailable: {_err_text(exc)}")
             return {}
@@ -625,7 +631,7 @@ class Runner:
         if prof is None:
             yield
             return
-        from torch.profiler import record_function
+        from torch.autograd.profiler import record_function
 
         with record_function(name):
             yield
@@ -805,7 +811,9 @@ def main(argv):
             runner.dev = torch.device("cuda", gpu)
             torch.cuda.set_device(runner.dev)
         runner.run_gpu(variants, cfg["backends"], cases)
-    ev.emit("done", elapsed_s=round(time.perf_counter() - T0, 3))
+    # Compilers that a profiler or an API can drag in for seconds; the smoke needs neither.
+    heavy = [m for m in ("torch._inductor", "torch._dynamo") if m in sys.modules]
+    ev.emit("done", elapsed_s=round(time.perf_counter() - T0, 3), heavy_imports=heavy)
     return 0
 
 

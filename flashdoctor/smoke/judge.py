@@ -249,6 +249,9 @@ def parse_events(events: Iterable[dict[str, Any]]) -> EventLog:
             log.runs += 1
         elif kind == "done":
             log.done = True
+            if e.get("heavy_imports"):
+                mods = ", ".join(str(m) for m in e["heavy_imports"])
+                log.notes.append(f"the runner imported {mods} (seconds of start-up the smoke does not need)")
     return log
 
 

@@ -110,6 +110,7 @@ def test_warmup_time_is_its_own_phase_and_errors_are_notes() -> None:
             "t": 9.5,
         },
         {"event": "backend_done", "gpu": 0, "backend": "sdpa-math", "t": 10.0},
+        {"event": "done", "elapsed_s": 10.5, "heavy_imports": ["torch._inductor"]},
         {"event": "run", "elapsed_s": 11.0},
     ]
     phases = phase_times(events)
@@ -130,3 +131,4 @@ def test_warmup_time_is_its_own_phase_and_errors_are_notes() -> None:
         elapsed_s=11.0,
     )
     assert any("background compile of sdpa-cudnn kernels" in n and "seed: boom" in n for n in report.notes)
+    assert any("the runner imported torch._inductor" in n for n in report.notes)
