@@ -130,6 +130,8 @@ def _phase_label(key: str) -> str:
     name = key[:-2] if key.endswith("_s") else key
     if name == "setup":
         return "set-up (variants, CUDA, references)"
+    if name == "dynamo_import":
+        return "torch._dynamo import for the variants' custom ops (overlapped)"
     if name.endswith("_prewarm"):
         return f"{_phase_label(name[: -len('_prewarm')] + '_s')} background compile (overlapped)"
     try:

@@ -281,6 +281,9 @@ def phase_times(events: Iterable[dict[str, Any]]) -> dict[str, float]:
             # Overlapped with the set-up and the fallback's timings: not part of any other phase's sum.
             key = f"{e.get('backend')}_prewarm_s"
             out[key] = round(out.get(key, 0.0) + float(e["elapsed_s"]), 3)
+        elif kind == "preimport_done" and e.get("elapsed_s") is not None:
+            # torch._dynamo, imported in the background for the variants' custom ops: overlapped too.
+            out["dynamo_import_s"] = round(out.get("dynamo_import_s", 0.0) + float(e["elapsed_s"]), 3)
         elif kind == "run" and e.get("elapsed_s") is not None:
             out["runner_s"] = round(out.get("runner_s", 0.0) + float(e["elapsed_s"]), 3)
     return out

@@ -109,6 +109,7 @@ def test_warmup_time_is_its_own_phase_and_errors_are_notes() -> None:
             "errors": ["seed: boom"],
             "t": 9.5,
         },
+        {"event": "preimport_done", "module": "torch._dynamo", "elapsed_s": 2.25, "error": None, "t": 7.0},
         {"event": "backend_done", "gpu": 0, "backend": "sdpa-math", "t": 10.0},
         {"event": "done", "elapsed_s": 10.5, "heavy_imports": ["torch._inductor"]},
         {"event": "run", "elapsed_s": 11.0},
@@ -118,6 +119,7 @@ def test_warmup_time_is_its_own_phase_and_errors_are_notes() -> None:
         "torch_import_s": 3.0,
         "setup_s": 2.5,
         "sdpa-cudnn_prewarm_s": 5.5,
+        "dynamo_import_s": 2.25,
         "sdpa-math_s": 4.0,
         "runner_s": 11.0,
     }
