@@ -135,6 +135,7 @@ class Runner:
         self.dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
         self.skip = {(s[0], s[1]) for s in cfg.get("skip", [])}
         self.sdpa_kernel, self.SDPBackend = self._sdpa_api()
+        self.preimport = None  # a background import thread, joined before anything is timed
 
     def _sdpa_api(self):
         try:
@@ -618,6 +619,10 @@ class Runner:
         return passed
 
     def time_cases(self, backend, kind, cases, calls, bases):
+        if self.preimport is not None:
+            # An import holds the GIL for seconds: timings of launch-bound calls must not share it.
+            self.preimport.join(60.0)
+            self.preimport = None
         out = {}
         for case in cases:
             self.ev.emit("case_start", gpu=self.gpu, backend=backend, case=case["name"], phase="time")
@@ -822,11 +827,12 @@ def main(argv):
         # The first call of any torch.library.custom_op (FA2 >= 2.6 and FA3 define theirs that way) runs
         # `import torch._dynamo`, which brings in TorchInductor: 2-4 s on an H100 host, in the middle of
         # the variant's checks. Done here in the background, it overlaps the set-up, where the main
-        # thread mostly waits on the CUDA driver.
+        # thread mostly waits on the CUDA driver; the first timing waits for it (see time_cases).
         preimport = threading.Thread(target=_preimport, args=(ev, "torch._dynamo"), daemon=True)
         preimport.start()
     for gpu in gpus:
         runner = Runner(cfg, ev, torch)
+        runner.preimport = preimport
         runner.gpu = gpu
         if gpu is None:
             runner.dev = torch.device("cpu")
