@@ -87,6 +87,32 @@ def resolve_environment(
         raise UsageError(str(exc)) from None
 
 
+class _EarlyProbes:
+    """resolve_environment (and, for an install about to happen, the target's installed state) started
+    in threads, so that they overlap the imports and set-up that follow. Errors surface where the
+    results are taken, exactly as from a direct call."""
+
+    def __init__(self, python: str | None, target: str | None, *, read_state: bool, variant: Variant) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._python, self._target = python, target
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="flashdoctor-probe")
+        self._env = None if target else self._pool.submit(resolve_environment, python, None, True)
+        self.state = None
+        if read_state and not target and (python is None or os.path.exists(python)):
+            from flashdoctor.environment import VARIANT_DIST
+            from flashdoctor.install.target import read_state as read
+
+            dist = VARIANT_DIST[variant]
+            self.state = self._pool.submit(read, python or sys.executable, os.environ, (dist,))
+        self._pool.shutdown(wait=False)
+
+    def environment(self) -> tuple[Environment, str]:
+        if self._env is None:
+            return resolve_environment(self._python, self._target, import_tests=True)
+        return self._env.result()
+
+
 def _write_json(path: str, data: object) -> None:
     try:
         with open(path, "w", encoding="utf-8") as fh:
@@ -869,15 +895,18 @@ def install(
 
     With --dry-run, print the plan: action wheel | build | none | unsupported, the wheel, the
     alternatives and why every near miss was rejected. Exit 1 when the plan is 'unsupported'."""
+    if target and not dry_run:
+        raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
+    # The probes (subprocesses of the target, NVML) start first and run while the install machinery is
+    # imported; for a small wheel these fixed costs are most of what flashdoctor adds to a bare pip.
+    early = _EarlyProbes(python, target, read_state=not dry_run and yes and not from_source, variant=variant)
     from flashdoctor.install.executor import InstallContext, execute
     from flashdoctor.install.prepare import smoke_hook, with_local_build
     from flashdoctor.render.console import make_console
     from flashdoctor.render.install import render_install
 
-    if target and not dry_run:
-        raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
     fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
-    env, source = resolve_environment(python, target, import_tests=True)
+    env, source = early.environment()
     if from_source:
         built = _plan_from_source(
             env, variant, python, target, dry_run, as_json, wheelhouse, build_source, build_ref,
@@ -941,6 +970,7 @@ def install(
         install_deps=not no_deps,
         log_dir=fetch.cache.root.parent / "logs",
         on_wait=lambda msg: click.echo(f"flashdoctor: {msg}", err=True),
+        early_state=early.state,
     )
     result = execute(plan, ctx)
     if as_json:

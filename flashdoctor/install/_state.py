@@ -24,13 +24,27 @@ def canon(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+_paths = sysconfig.get_paths()
+
+
+def _stamp(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+# Taken before anything is listed: an install or uninstall adds or removes a *.dist-info directory there,
+# which changes the directory's mtime, so a reader can tell later whether this state is still current.
+stamp = [[p, _stamp(p)] for p in sorted({_paths["purelib"], _paths["platlib"]})]
 out = {
     "executable": sys.executable,
     "prefix": sys.prefix,
-    "purelib": sysconfig.get_paths()["purelib"],
-    "platlib": sysconfig.get_paths()["platlib"],
-    "scripts": sysconfig.get_paths()["scripts"],
+    "purelib": _paths["purelib"],
+    "platlib": _paths["platlib"],
+    "scripts": _paths["scripts"],
     "has_pip": importlib.util.find_spec("pip") is not None,
+    "stamp": stamp,
 }
 manager = "pip"
 cfg = os.path.join(sys.prefix, "pyvenv.cfg")

@@ -20,10 +20,10 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from flashdoctor.environment import VARIANT_DIST, Environment, Variant
 from flashdoctor.errors import (
@@ -34,7 +34,6 @@ from flashdoctor.errors import (
     FlashdoctorError,
     InstallError,
 )
-from flashdoctor.explain import Diagnosis, explain_text
 from flashdoctor.install.download import DownloadError
 from flashdoctor.install.fetch import Artifact, FetchOptions, obtain
 from flashdoctor.install.pip import Installer, choose_installer, constraints_text, run_installer
@@ -42,6 +41,9 @@ from flashdoctor.install.rollback import Backup, discard, make_backup, restore
 from flashdoctor.install.target import TargetState, read_state
 from flashdoctor.install.wheelfile import missing_requirements, torch_conflict
 from flashdoctor.plan import Plan, WheelRef
+
+if TYPE_CHECKING:
+    from flashdoctor.explain import Diagnosis
 
 Status = Literal["installed", "rolled-back", "restore-failed", "refused", "download-failed", "nothing-to-do"]
 
@@ -139,6 +141,9 @@ class InstallContext:
     install_deps: bool = True
     log_dir: Path | None = None
     on_wait: Callable[[str], None] | None = None  # told when another install holds the environment
+    # The target's state read ahead (started by the CLI while it probes the machine): used only when it
+    # is still current once the environment lock is held (TargetState.is_current), else read again.
+    early_state: Future[TargetState] | None = None
 
 
 class _Failed(Exception):
@@ -199,7 +204,9 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
 
     with cache.lock(lock_key, on_wait=on_wait), ThreadPoolExecutor(max_workers=1) as pool:
         # Reading the target (a subprocess) overlaps the fetch; nothing is changed before both are done.
-        f_state = pool.submit(read_state, ctx.python, ctx.environ, (dist,))
+        f_state = _usable_early_state(ctx.early_state)
+        if f_state is None:
+            f_state = pool.submit(read_state, ctx.python, ctx.environ, (dist,))
         try:
             art = fetch_for_plan(plan, ctx)
             if art.info.name != dist:
@@ -284,6 +291,17 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
             smoke=smoke,
             **base,  # type: ignore[arg-type]
         )
+
+
+def _usable_early_state(early: Future[TargetState] | None) -> Future[TargetState] | None:
+    """The state read ahead, if it read without error and nothing was installed or removed since."""
+    if early is None:
+        return None
+    try:
+        state = early.result()
+    except Exception:  # read again under the lock, where an error is reported as usual
+        return None
+    return early if state.is_current() else None
 
 
 def _install_and_verify(
@@ -415,6 +433,8 @@ def _roll_back(
         added = tuple(sorted(set(now.dists) - set(state.dists) - {backup.dist}))
     rr = restore(backup, installer, ctx.environ, added=added, log=log)
     env = ctx.env
+    from flashdoctor.explain import explain_text  # the failure path only: its signatures take a while to load
+
     diagnoses = tuple(explain_text(output, env)) if output else ()
     if rr.ok:
         steps.add("rollback", True, f"{backup.dist} {backup.version or '(none)'} restored and checked")

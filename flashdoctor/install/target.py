@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -39,9 +40,29 @@ class TargetState:
     dists: dict[str, str]  # canonical name -> version
     torch: str | None
     described: dict[str, InstalledDist | None] = field(default_factory=dict)
+    # (site directory, mtime in ns) taken by the target before it listed anything: see is_current().
+    stamp: tuple[tuple[str, int | None], ...] = ()
 
     def dist(self, name: str) -> InstalledDist | None:
         return self.described.get(canonicalize_name(name))
+
+    def is_current(self) -> bool:
+        """True when no distribution can have been added or removed since this state was read.
+
+        Installing or removing a distribution creates or deletes its *.dist-info directory in purelib or
+        platlib, which changes that directory's mtime; a state read ahead of time (before the environment
+        lock was taken) is used only while those mtimes are unchanged.
+        """
+        if not self.stamp:
+            return False
+        for path, mtime in self.stamp:
+            try:
+                now: int | None = os.stat(path).st_mtime_ns
+            except OSError:
+                now = None
+            if now != mtime:
+                return False
+        return True
 
 
 def read_state(python: str, environ: Mapping[str, str], dists: tuple[str, ...] = ()) -> TargetState:
@@ -81,4 +102,5 @@ def read_state(python: str, environ: Mapping[str, str], dists: tuple[str, ...] =
         dists=dict(data.get("dists") or {}),
         torch=data.get("torch"),
         described=described,
+        stamp=tuple((str(p), None if m is None else int(m)) for p, m in data.get("stamp") or ()),
     )

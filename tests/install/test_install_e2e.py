@@ -16,6 +16,7 @@ from flashdoctor.install.cache import WheelCache
 from flashdoctor.install.download import DownloadPolicy
 from flashdoctor.install.executor import InstallContext, SmokeOutcome, execute
 from flashdoctor.install.fetch import FetchOptions
+from flashdoctor.install.target import TargetState
 from flashdoctor.install.wheelhouse import Wheelhouse
 from flashdoctor.plan import Plan, WheelRef
 from tests.install.install_helpers import FaultServer, make_wheel, sha256_of
@@ -168,6 +169,34 @@ def test_failed_import_restores_the_previous_version_exactly(
         [str(fresh_venv), "-m", "pip", "uninstall", "-y", "flash-attn"], capture_output=True, text=True
     )
     assert r.returncode == 0 and tree_digest(sp) == {}
+
+
+def test_a_state_read_ahead_is_not_trusted_once_the_environment_changed(
+    fresh_venv: Path, server: FaultServer, tmp_path: Path
+) -> None:
+    """The CLI reads the target's state before it takes the environment lock (to overlap its probes).
+    Read here, then another install lands: the executor must read again, or a failing install would
+    'restore' the empty state it saw and remove the version the other install put there."""
+    from concurrent.futures import Future
+
+    from flashdoctor.install.target import read_state
+
+    early: Future[TargetState] = Future()
+    early.set_result(read_state(str(fresh_venv), dict(__import__("os").environ), ("flash-attn",)))
+    assert early.result().dist("flash-attn") is None and early.result().is_current()
+    old = make_wheel(tmp_path / "old", version=V_OLD)
+    res = execute(
+        plan_for(server.add("/" + old.name, old.read_bytes()), old, V_OLD), context(fresh_venv, tmp_path)
+    )
+    assert res.status == "installed"
+    assert not early.result().is_current()
+    bad = make_wheel(tmp_path / "bad", version=V_GOOD, files={"flash_attn/__init__.py": BAD_IMPORT})
+    res = execute(
+        plan_for(server.add("/" + bad.name, bad.read_bytes()), bad, V_GOOD),
+        context(fresh_venv, tmp_path, early_state=early),
+    )
+    assert res.status == "rolled-back" and res.previous == V_OLD and res.installed == V_OLD, res
+    assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
 
 
 def test_a_wheel_that_needs_another_torch_is_refused_before_anything_changes(

@@ -316,3 +316,44 @@ def test_smoke_report_adapter() -> None:
     assert out.details["report"]["status"] == "failed"
     skipped = smoke_outcome(_smoke_report(skipped="torch sees no GPU"), "fa2")
     assert skipped.ok and skipped.summary == "skipped: torch sees no GPU"
+
+
+def test_a_state_is_current_while_its_site_directories_are_unchanged(tmp_path: Path) -> None:
+    """An install or uninstall adds or removes a *.dist-info directory: the directory's mtime moves."""
+    import os
+
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "torch-2.13.0.dist-info").mkdir()
+    stamped = _state(stamp=((str(site), os.stat(site).st_mtime_ns),))
+    assert stamped.is_current()
+    (site / "flash_attn-2.8.3.dist-info").mkdir()
+    os.utime(site, ns=(1, os.stat(site).st_mtime_ns + 1))  # coarse-mtime filesystems: force the step
+    assert not stamped.is_current()
+    assert not _state().is_current()  # no stamp (an older state script): never trusted
+    gone = _state(stamp=((str(tmp_path / "nowhere"), 5),))
+    assert not gone.is_current()
+
+
+def test_an_early_state_is_used_only_when_current_and_readable(tmp_path: Path) -> None:
+    import os
+    from concurrent.futures import Future
+
+    from flashdoctor.install.executor import _usable_early_state
+
+    site = tmp_path / "site"
+    site.mkdir()
+
+    def done(state: TargetState | None, exc: Exception | None = None) -> Future[TargetState]:
+        f: Future[TargetState] = Future()
+        if exc is not None:
+            f.set_exception(exc)
+        else:
+            f.set_result(state)  # type: ignore[arg-type]
+        return f
+
+    current = done(_state(stamp=((str(site), os.stat(site).st_mtime_ns),)))
+    assert _usable_early_state(current) is current
+    assert _usable_early_state(done(_state(stamp=((str(site), 1),)))) is None
+    assert _usable_early_state(done(None, RuntimeError("the target died"))) is None
+    assert _usable_early_state(None) is None
