@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from packaging.utils import canonicalize_name
+
 from flashdoctor.environment import VARIANT_DIST, Environment, Variant
 from flashdoctor.errors import (
     EXIT_FAILED,
@@ -37,7 +39,7 @@ from flashdoctor.errors import (
 from flashdoctor.install.download import DownloadError
 from flashdoctor.install.fetch import Artifact, FetchOptions, obtain
 from flashdoctor.install.pip import Installer, choose_installer, constraints_text, run_installer
-from flashdoctor.install.rollback import Backup, discard, make_backup, restore
+from flashdoctor.install.rollback import Backup, discard, find_interrupted, make_backup, restore
 from flashdoctor.install.target import TargetState, read_state
 from flashdoctor.install.wheelfile import missing_requirements, torch_conflict
 from flashdoctor.plan import Plan, WheelRef
@@ -196,13 +198,22 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
     cache = ctx.fetch.cache
     # The environment's directory from the interpreter's path as given: a venv's bin/python is a symlink
     # to the base interpreter, so resolving it would make every venv of that Python share one lock.
-    lock_key = env_lock_key(os.path.dirname(os.path.dirname(os.path.abspath(ctx.python))))
+    env_dir = os.path.dirname(os.path.dirname(os.path.abspath(ctx.python)))
+    lock_key = env_lock_key(env_dir)
 
     def on_wait() -> None:
         if ctx.on_wait is not None:
             ctx.on_wait("another flashdoctor install into this environment is running; waiting for it")
 
     with cache.lock(lock_key, on_wait=on_wait), ThreadPoolExecutor(max_workers=1) as pool:
+        warnings: list[str] = []
+        # An install into this environment that was killed after its backup left it half-changed: put
+        # back what that install replaced before anything else (the lock says it is not running).
+        interrupted = find_interrupted(cache.root / "backups", os.path.abspath(env_dir))
+        if interrupted:
+            failed = _recover(interrupted, ctx, steps, log, warnings, variant, dist)
+            if failed is not None:
+                return failed
         # Reading the target (a subprocess) overlaps the fetch; nothing is changed before both are done.
         f_state = _usable_early_state(ctx.early_state)
         if f_state is None:
@@ -222,12 +233,12 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
                 exc.message,
                 wheel=plan.wheel,
                 steps=tuple(steps.done),
+                warnings=tuple(warnings),
                 error=exc.message,
                 hint=exc.hint,
                 log=None,
             )
         steps.add("fetch", True, f"{art.origin}: {art.url}" + (" (resumed)" if art.resumed else ""))
-        warnings: list[str] = []
         if art.sha256_from == "computed":
             warnings.append(
                 f"the index publishes no sha256 for {plan.wheel.filename}; computed from the verified download: {art.sha256}"
@@ -268,11 +279,12 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
                 message=msg,
                 installed=previous,
                 steps=tuple(steps.done),
+                warnings=tuple(warnings),
                 hint=f"remove it with the tool that installed it ({before.installer or 'unknown'}), then run flashdoctor again",
                 **base,  # type: ignore[arg-type]
             )
         steps.add("torch guard", True, f"torch {state.torch} stays")
-        backup = make_backup(state, dist, art.info, cache.backup_dir())
+        backup = make_backup(state, dist, art.info, cache.backup_dir(), environment=os.path.abspath(env_dir))
         steps.add("backup", True, f"{len(backup.files)} files of {dist} {previous or '(none)'}")
         try:
             added, smoke, more_warnings = _install_and_verify(art, state, installer, ctx, steps, log)
@@ -291,6 +303,59 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
             smoke=smoke,
             **base,  # type: ignore[arg-type]
         )
+
+
+def _recover(
+    found: list[Backup],
+    ctx: InstallContext,
+    steps: _Steps,
+    log: Path | None,
+    warnings: list[str],
+    variant: Variant,
+    dist: str,
+) -> InstallResult | None:
+    """Restore what interrupted installs replaced (newest first); an InstallResult when that fails."""
+    for b in reversed(found):
+        who = f"an earlier install into this environment (pid {b.pid}, backup {b.root.name})"
+        state = read_state(ctx.python, ctx.environ, (b.dist,))
+        now = state.dist(b.dist)
+        now_v = now.version if now else None
+        if not any(
+            _same_version(now_v, v) or (now_v is None and v is None) for v in (b.installing, b.version)
+        ):
+            # Someone changed the distribution since (neither what was there nor what was coming): putting
+            # the old files back would undo their change. The backup is stale.
+            discard(b)
+            warnings.append(
+                f"{who} was interrupted, but {b.dist} has changed since ({now_v or 'not installed'}); "
+                "its backup was left unused and removed"
+            )
+            continue
+        installer = choose_installer(state, ctx.environ, ctx.python)
+        rr = restore(b, installer, ctx.environ, log=log)
+        if not rr.ok:
+            problems = "; ".join(rr.problems)
+            steps.add("recover", False, problems)
+            return InstallResult(
+                "restore-failed",
+                variant,
+                dist,
+                f"{who} was interrupted, and restoring what it replaced failed: {problems}",
+                steps=tuple(steps.done),
+                warnings=tuple(warnings),
+                error=problems,
+                hint=f"its backup is kept in {b.root} (manifest.json lists every file with its sha256)",
+                log=str(log) if log else None,
+            )
+        discard(b)
+        steps.add("recover", True, f"{b.dist} {b.version or '(none)'} restored from {b.root.name}")
+        since = sorted(set(state.dists) - set(b.dists_before) - {canonicalize_name(b.dist)})
+        warnings.append(
+            f"{who} was interrupted after its backup; what it replaced was restored first "
+            f"({b.dist} {b.version or 'not installed'})"
+            + (f"; installed since that backup and left in place: {', '.join(since)}" if since else "")
+        )
+    return None
 
 
 def _usable_early_state(early: Future[TargetState] | None) -> Future[TargetState] | None:

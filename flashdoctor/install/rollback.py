@@ -2,8 +2,9 @@
 
 Before anything changes, every file that the installed distribution's RECORD lists, plus every existing
 file that the new wheel would overwrite (FA2 2.8.3 ships ``flash_attn/cute/``, which is also FA4's), is
-copied to a backup directory with its sha256 (``manifest.json`` there lets a person restore by hand if
-flashdoctor itself is killed). Restoring means: uninstall the new distribution (and any dependency the
+copied to a backup directory with its sha256 and a ``manifest.json``. If flashdoctor itself is killed
+before it restores or discards the backup, the next install into that environment finds it
+(``find_interrupted``) and restores it first. Restoring means: uninstall the new distribution (and any dependency the
 install added), delete what the new wheel created where nothing was before, copy the saved files back
 (each through a temporary name and a rename), and check every restored file's sha256 and the
 distribution's version in the target interpreter.
@@ -48,6 +49,13 @@ class Backup:
     new_paths: tuple[str, ...]  # files the new wheel creates where there were none
     new_dirs: tuple[str, ...]  # top-level directories the new wheel creates where there were none
 
+    # Who made it, for the recovery of an install that was killed before it could restore or discard
+    # this backup (see find_interrupted): the environment (its directory), and what was installed then.
+    environment: str | None = None
+    dists_before: tuple[str, ...] = ()
+    pid: int | None = None
+    installing: str | None = None  # the version the install was putting in place
+
     def to_json(self) -> dict[str, object]:
         return {
             "dist": self.dist,
@@ -55,7 +63,34 @@ class Backup:
             "files": [f.__dict__ for f in self.files],
             "new_paths": list(self.new_paths),
             "new_dirs": list(self.new_dirs),
+            "environment": self.environment,
+            "dists_before": list(self.dists_before),
+            "pid": self.pid,
+            "installing": self.installing,
         }
+
+    @classmethod
+    def from_manifest(cls, root: Path) -> Backup:
+        """Raises ValueError for a manifest that cannot be read."""
+        try:
+            d = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+            return cls(
+                dist=str(d["dist"]),
+                version=d.get("version"),
+                root=root,
+                files=tuple(
+                    SavedFile(str(f["path"]), str(f["stored"]), str(f["sha256"]), int(f["mode"]))
+                    for f in d["files"]
+                ),
+                new_paths=tuple(str(p) for p in d.get("new_paths", ())),
+                new_dirs=tuple(str(p) for p in d.get("new_dirs", ())),
+                environment=d.get("environment"),
+                dists_before=tuple(str(x) for x in d.get("dists_before", ())),
+                pid=d.get("pid"),
+                installing=d.get("installing"),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"unreadable backup manifest in {root}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -85,7 +120,9 @@ def _copy_hashed(src: str, dst: Path) -> str:
     return h.hexdigest()
 
 
-def make_backup(state: TargetState, dist: str, wheel: WheelInfo | None, root: Path) -> Backup:
+def make_backup(
+    state: TargetState, dist: str, wheel: WheelInfo | None, root: Path, environment: str | None = None
+) -> Backup:
     installed = state.dist(dist)
     paths: list[str] = list(installed.files) if installed else []
     new_paths: list[str] = []
@@ -113,10 +150,38 @@ def make_backup(state: TargetState, dist: str, wheel: WheelInfo | None, root: Pa
         files=tuple(saved),
         new_paths=tuple(new_paths),
         new_dirs=tuple(sorted(new_dirs)),
+        environment=environment,
+        dists_before=tuple(sorted(state.dists)),
+        pid=os.getpid(),
+        installing=wheel.version if wheel is not None else None,
     )
-    (root / "manifest.json").write_text(json.dumps(b.to_json(), indent=1), encoding="utf-8")
+    # Written last, through a temporary name: a manifest exists only for a complete backup.
+    tmp = root / "manifest.json.tmp"
+    tmp.write_text(json.dumps(b.to_json(), indent=1), encoding="utf-8")
+    os.replace(tmp, root / "manifest.json")
     fsync_dir(root)
     return b
+
+
+def find_interrupted(backups: Path, environment: str) -> list[Backup]:
+    """Complete backups of ``environment`` left by installs that never finished (killed between their
+    backup and their restore or discard), oldest first. Call it holding the environment's lock: then
+    no install into it is running, and every backup found is an orphan."""
+    found = []
+    try:
+        dirs = sorted(p for p in backups.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    for d in dirs:
+        if not (d / "manifest.json").is_file():
+            continue  # incomplete (killed while backing up: nothing had changed yet) or another's
+        try:
+            b = Backup.from_manifest(d)
+        except ValueError:
+            continue
+        if b.environment == environment:
+            found.append(b)
+    return found
 
 
 def _sha(path: str) -> str | None:

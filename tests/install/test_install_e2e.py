@@ -19,6 +19,7 @@ from flashdoctor.install.fetch import FetchOptions
 from flashdoctor.install.target import TargetState
 from flashdoctor.install.wheelhouse import Wheelhouse
 from flashdoctor.plan import Plan, WheelRef
+from tests.install.conftest import child_env
 from tests.install.install_helpers import FaultServer, make_wheel, sha256_of
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -84,11 +85,12 @@ def plan_for(url: str, wheel: Path, version: str, sha: bool = True) -> Plan:
 
 def context(py: Path, tmp: Path, env: Environment | None = None, **kw: object) -> InstallContext:
     fetch_kw = {k: kw.pop(k) for k in ("wheelhouse", "index_url") if k in kw}
+    cache_root = Path(str(kw.pop("cache_root", tmp / "cache")))
     return InstallContext(
         python=str(py),
         environ={k: v for k, v in __import__("os").environ.items()},
         fetch=FetchOptions(
-            cache=WheelCache(tmp / "cache"), policy=DownloadPolicy(retries=1, backoff=0.01), **fetch_kw
+            cache=WheelCache(cache_root), policy=DownloadPolicy(retries=1, backoff=0.01), **fetch_kw
         ),  # type: ignore[arg-type]
         env=env or Environment(),
         log_dir=tmp / "logs",
@@ -339,3 +341,108 @@ def test_ctrl_c_during_verification_restores_then_propagates(
         )
     assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
     assert tree_digest(site_packages(fresh_venv)) == before
+
+
+def _site_has(py: Path, version: str) -> bool:
+    return any(site_packages(py).glob(f"flash_attn-{version}.dist-info/RECORD"))
+
+
+def test_an_install_killed_after_its_backup_is_undone_by_the_next_one(
+    fresh_venv: Path, server: FaultServer, tmp_path: Path
+) -> None:
+    """SIGKILL flashdoctor while it verifies a new wheel (pip has already replaced the old one): nothing
+    can restore in that process. The next install into the environment restores the old version from
+    the backup first, then installs its own wheel on top of it."""
+    import os
+    import signal
+    import sys
+    import time
+
+    cache_dir = tmp_path / "fdcache"
+    ctx_cache = {"cache_root": cache_dir / "wheels"}
+    old = make_wheel(tmp_path / "old", version=V_OLD)
+    res = execute(
+        plan_for(server.add("/" + old.name, old.read_bytes()), old, V_OLD),
+        context(fresh_venv, tmp_path, **ctx_cache),
+    )
+    assert res.status == "installed"
+    slow = make_wheel(
+        tmp_path / "slow", version=V_GOOD, files={"flash_attn/__init__.py": "import time\ntime.sleep(120)\n"}
+    )
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps(plan_for(server.add("/" + slow.name, slow.read_bytes()), slow, V_GOOD).to_json())
+    )
+    env = child_env(FLASHDOCTOR_CACHE_DIR=str(cache_dir))
+    cmd = [sys.executable, "-m", "flashdoctor", "install", "--plan", str(plan), "--python", str(fresh_venv)]
+    proc = subprocess.Popen(
+        [*cmd, "--yes", "--json", "--no-smoke"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not _site_has(fresh_venv, V_GOOD) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert _site_has(fresh_venv, V_GOOD), "pip never installed the new wheel"
+        time.sleep(0.5)  # into the import check, which hangs
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    manifests = list((cache_dir / "wheels" / "backups").glob("*/manifest.json"))
+    assert len(manifests) == 1 and json.loads(manifests[0].read_text())["installing"] == V_GOOD
+    assert pip_list(fresh_venv)["flash-attn"] == norm(V_GOOD)  # half-changed: unverified, unrestored
+
+    new = make_wheel(tmp_path / "new", version=V_NEXT)
+    res = execute(
+        plan_for(server.add("/" + new.name, new.read_bytes()), new, V_NEXT),
+        context(fresh_venv, tmp_path, **ctx_cache),
+    )
+    assert res.status == "installed", res
+    assert [s.name for s in res.steps][:2] == ["recover", "fetch"]
+    assert res.previous == V_OLD  # the interrupted install's change was undone before this one began
+    assert any("interrupted after its backup" in w for w in res.warnings), res.warnings
+    assert pip_list(fresh_venv)["flash-attn"] == norm(V_NEXT)
+    assert not list((cache_dir / "wheels" / "backups").glob("*/manifest.json"))
+
+
+def test_a_stale_backup_of_an_interrupted_install_is_not_restored(
+    fresh_venv: Path, server: FaultServer, tmp_path: Path
+) -> None:
+    """After the interrupted install, someone installed another version by hand: putting the old files
+    back would undo their change, so the backup is dropped with a warning."""
+    import os
+
+    from flashdoctor.install.rollback import make_backup
+    from flashdoctor.install.target import read_state
+    from flashdoctor.install.wheelfile import inspect_wheel
+
+    cache = tmp_path / "cache"
+    old = make_wheel(tmp_path / "old", version=V_OLD)
+    assert (
+        execute(
+            plan_for(server.add("/" + old.name, old.read_bytes()), old, V_OLD), context(fresh_venv, tmp_path)
+        ).status
+        == "installed"
+    )
+    good = make_wheel(tmp_path / "good", version=V_GOOD)
+    state = read_state(str(fresh_venv), dict(os.environ), ("flash-attn",))
+    env_dir = os.path.abspath(os.path.dirname(os.path.dirname(os.path.abspath(fresh_venv))))
+    root = cache / "backups" / "20260101-000000-1"
+    root.mkdir(parents=True)
+    make_backup(state, "flash-attn", inspect_wheel(good), root, environment=env_dir)
+    by_hand = make_wheel(tmp_path / "hand", version=V_NEXT)
+    r = subprocess.run(
+        [str(fresh_venv), "-m", "pip", "install", "-q", "--no-deps", str(by_hand)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    res = execute(
+        plan_for(server.add("/" + good.name, good.read_bytes()), good, V_GOOD), context(fresh_venv, tmp_path)
+    )
+    assert res.status == "installed" and res.previous == V_NEXT, res
+    assert any("has changed since" in w for w in res.warnings), res.warnings
+    assert not root.exists()
