@@ -902,8 +902,6 @@ def install(
     early = _EarlyProbes(python, target, read_state=not dry_run and yes and not from_source, variant=variant)
     from flashdoctor.install.executor import InstallContext, execute
     from flashdoctor.install.prepare import smoke_hook, with_local_build
-    from flashdoctor.render.console import make_console
-    from flashdoctor.render.install import render_install
 
     fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
     env, source = early.environment()
@@ -938,6 +936,7 @@ def install(
                 doc["wheelhouse_notes"] = notes
             click.echo(json.dumps(doc, indent=2))
         else:
+            from flashdoctor.render.console import make_console
             from flashdoctor.render.wheels import render_plan
 
             console = make_console()
@@ -976,6 +975,9 @@ def install(
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
+        from flashdoctor.render.console import make_console
+        from flashdoctor.render.install import render_install
+
         render_install(result, make_console(), verbose=verbose)
     return result.exit_code
 
