@@ -1328,16 +1328,6 @@ def _read_log(path: str | None) -> tuple[bytes, str]:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _explain_wheel_finder() -> WheelFinder | None:
-    """The wheel selector over the default index, so fixes name the exact wheel; none without an index."""
-    from flashdoctor.wheels import WheelIndexError, default_index_path, wheel_finder
-
-    try:
-        return wheel_finder(str(default_index_path()))
-    except WheelIndexError:
-        return None
-
-
 @cli.command()
 @click.argument("log", required=False, metavar="[FILE | -]")
 @python_option
@@ -1354,13 +1344,14 @@ def explain(
     its evidence line and the fix for this machine (or --target). Exit 0 when a cause is found, 1 when
     nothing is recognised."""
     from flashdoctor.explain import explain_bytes
+    from flashdoctor.wheels import default_wheel_finder
 
     if no_probe and (python or target):
         raise UsageError("--no-probe excludes --python and --target")
     data, name = _read_log(log)
     env = None if no_probe else resolve_environment(python, target, import_tests=False)[0]
     expl = explain_bytes(
-        data, env, wheel_finder=_explain_wheel_finder() if env else None, key_lines=verbose or None
+        data, env, wheel_finder=default_wheel_finder() if env else None, key_lines=verbose or None
     )
     if as_json:
         click.echo(json.dumps(expl.to_json(), indent=2, ensure_ascii=False))

@@ -12,12 +12,15 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flashdoctor.cluster.launch import DeviceAssignment, LaunchInfo, assign_device, rank_target
 from flashdoctor.cluster.report import RankResult
 from flashdoctor.environment import Environment, TargetSpecError, Variant, load_target
 from flashdoctor.errors import UsageError
+
+if TYPE_CHECKING:
+    from flashdoctor.checks import WheelFinder
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ def run_rank(
     gpu_count: Callable[[Mapping[str, str]], int] = _visible_gpu_count,
     probe: Callable[[str | None, Mapping[str, str], bool, bool], Environment] = _probe,
     clock: Callable[[], float] = time.monotonic,
+    finder: Callable[[], WheelFinder | None] | None = None,
 ) -> RankResult:
     """Check this rank. Errors a user can act on become the rank's ``error`` (rank 0 reports them);
     anything else propagates (the caller turns it into an error result too)."""
@@ -137,7 +141,12 @@ def run_rank(
             source = "probe"
     except UsageError as exc:
         return failed(exc.message)
-    report = run_checks(env, source=source)
+    # The same verdicts as a plain `check`: prebuilt wheels from the index count ("installable").
+    if finder is None:
+        from flashdoctor.wheels import default_wheel_finder
+
+        finder = default_wheel_finder
+    report = run_checks(env, source=source, wheel_finder=finder())
     doc = report_to_json(report, strict=opts.strict, require=opts.require)
     code = report.exit_code(strict=opts.strict, require=opts.require)
     # A target's GPU is the spec's, not a device of this node: no device to own (or to share).

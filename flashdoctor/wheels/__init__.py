@@ -31,6 +31,15 @@ def wheel_finder(index_path: str | None = None, allow_community: bool = False) -
     return find
 
 
+def default_wheel_finder() -> WheelFinder | None:
+    """wheel_finder over the default index (FLASHDOCTOR_WHEELS_INDEX or the bundled one); None when there
+    is no index, so verdicts say "no wheel index consulted" instead of failing."""
+    try:
+        return wheel_finder(str(default_index_path()))
+    except WheelIndexError:
+        return None
+
+
 __all__ = [
     "REJECTION_CODES",
     "IndexEntry",
@@ -40,6 +49,7 @@ __all__ = [
     "WheelName",
     "WheelNameError",
     "default_index_path",
+    "default_wheel_finder",
     "find_wheel",
     "load_index",
     "make_plan",

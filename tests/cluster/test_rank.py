@@ -225,3 +225,30 @@ def test_default_smoke_runner_calls_run_smoke_on_the_ranks_gpu(monkeypatch: pyte
     out = default_smoke_runner(("fa2",))("/py", {"CUDA_VISIBLE_DEVICES": "3"}, 0)
     assert calls == [("/py", {"CUDA_VISIBLE_DEVICES": "3"}, 0, ["fa2"])]
     assert (out.passed, out.document) == (False, {"status": "failed"})
+
+
+def test_rank_verdicts_consult_the_wheel_index_like_check() -> None:
+    """Found on the 2-GPU H100 run: ranks said 'buildable (no wheel index consulted)' where a plain
+    `check` on the same node said 'installable'."""
+    from flashdoctor.checks import run_checks
+    from flashdoctor.wheels import default_wheel_finder
+
+    node = FakeNode()
+    res = run_rank(launch(0), RankOptions(), {}, "n1", gpu_count=node.count, probe=node.probe)
+    assert res.check is not None
+    plain = run_checks(
+        node.probe(None, {"CUDA_VISIBLE_DEVICES": "0"}, True, False), wheel_finder=default_wheel_finder()
+    )
+    want = {v: plain.verdicts[v].verdict for v in plain.verdicts}
+    assert {v: d["verdict"] for v, d in res.check["verdicts"].items()} == want
+    assert want["fa3"] == "installable"  # FA3's prebuilt wheel fits this node: the verdict that was wrong
+    assert not any(
+        "no wheel index consulted" in r for d in res.check["verdicts"].values() for r in d["reasons"]
+    )
+    blind = run_rank(
+        launch(0), RankOptions(), {}, "n1", gpu_count=node.count, probe=node.probe, finder=lambda: None
+    )
+    assert blind.check is not None
+    assert any(
+        "no wheel index consulted" in r for d in blind.check["verdicts"].values() for r in d["reasons"]
+    )
