@@ -74,19 +74,16 @@ def run_smoke(
         "min_batch_ms": 0.5,
         "prewarm": ["sdpa-cudnn"] if prewarm and device == "cuda" else [],
     }
-    t0 = time.perf_counter()
-    events = run_with_restarts(python, environ, config, timeout, stall_timeout)
-    report = judge_smoke(
+    events, elapsed = _run(python, environ, config, timeout, stall_timeout)
+    return judge_smoke(
         events,
         python=python,
         device=device,
         cases=cases,
         backends=backends,
         requested=requested,
-        elapsed_s=time.perf_counter() - t0,
+        elapsed_s=elapsed,
     )
-    _raise_usage(events)
-    return report
 
 
 def run_bench(
@@ -121,19 +118,30 @@ def run_bench(
         "repeats": repeats,
         "min_batch_ms": 1.0,
     }
-    t0 = time.perf_counter()
-    events = run_with_restarts(python, environ, config, timeout, stall_timeout)
-    report = judge_bench(
+    events, elapsed = _run(python, environ, config, timeout, stall_timeout)
+    return judge_bench(
         events,
         python=python,
         device=device,
         case=case,
         backends=names,
         requested=requested,
-        elapsed_s=time.perf_counter() - t0,
+        elapsed_s=elapsed,
     )
+
+
+def _run(
+    python: str,
+    environ: Mapping[str, str],
+    config: Mapping[str, object],
+    timeout: float,
+    stall_timeout: float | None,
+) -> tuple[list[dict[str, object]], float]:
+    """The runner's events (all runs) and the wall time; a usage error it reported (e.g. --gpu) raises."""
+    t0 = time.perf_counter()
+    events = run_with_restarts(python, environ, config, timeout, stall_timeout)
     _raise_usage(events)
-    return report
+    return events, time.perf_counter() - t0
 
 
 def _raise_usage(events: Sequence[dict[str, object]]) -> None:
