@@ -679,6 +679,8 @@ class CudnnWarmup:
         )
         if not self.cases or fwd is None or bwd is None:
             return False
+        if getattr(torch.version, "hip", None) or not torch.backends.cudnn.is_available():
+            return False  # no cuDNN (ROCm, or a build without it): the backend reports why on its own
         self.t0 = time.perf_counter()
         self.runner.ev.emit(
             "prewarm_start", gpu=self.runner.gpu, backend="sdpa-cudnn", cases=[c["name"] for c in self.cases]

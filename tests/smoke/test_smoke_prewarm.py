@@ -31,9 +31,14 @@ class _Collect:
         self.events.append({"event": event, **data})
 
 
-def test_warmup_threads_report_once_and_are_joined() -> None:
-    """With CPU torch every thread fails (no CUDA stream): each error is collected, one done event."""
+def test_warmup_threads_report_once_and_are_joined(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With CPU torch every thread fails (no CUDA stream): each error is collected, one done event.
+    (cuDNN "available" is the one thing faked: a CPU build has none, and the warm-up is skipped then.)"""
     torch = pytest.importorskip("torch")
+    ev0 = _Collect()
+    r0 = _runner.Runner({"device": "cpu", "seed": 0}, ev0, torch)
+    assert _runner.CudnnWarmup(r0, [c.to_json() for c in SMOKE_CASES_CPU]).start() is False  # no cuDNN here
+    monkeypatch.setattr(torch.backends.cudnn, "is_available", lambda: True)
     ev = _Collect()
     runner = _runner.Runner({"device": "cpu", "seed": 0}, ev, torch)
     runner.gpu, runner.dev = None, torch.device("cpu")
