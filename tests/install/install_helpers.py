@@ -204,3 +204,19 @@ class FaultServer:
         h.end_headers()
         with contextlib.suppress(OSError):
             h.wfile.write(body)
+
+
+# The fingerprint `flashdoctor build` writes into a wheelhouse's build.json for the minimal H100 build
+# (flashdoctor/build/wheelhouse.py).
+H100_BUILD = {
+    "variant": "fa2",
+    "version": "2.8.3.post2",
+    "torch": "2.11",
+    "cuda": "13",
+    "cxx11abi": True,
+    "python_abi": "cp312",
+    "platform": "linux_x86_64",
+    "glibc": "2.39",
+    "archs": [90],
+    "profile": "fd.sm90.hd128.bf16",
+}

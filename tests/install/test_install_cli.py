@@ -16,7 +16,7 @@ import pytest
 from packaging.version import Version
 
 from tests.install.conftest import child_env, reset_flash
-from tests.install.install_helpers import FaultServer, make_wheel, sha256_of
+from tests.install.install_helpers import H100_BUILD, FaultServer, make_wheel, sha256_of
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -305,25 +305,13 @@ def test_gpu_machine_plan_with_the_real_selector_uses_the_local_build(tmp_path: 
     targets = Path(__file__).resolve().parents[1] / "targets"
     wh = tmp_path / "wh" / "5f1c0ffee0ddba11"
     w = make_wheel(wh, version="2.8.3.post2+fd.sm90.hd128.bf16", tag="cp312-cp312-linux_x86_64")
-    fp = {
-        "variant": "fa2",
-        "version": "2.8.3.post2",
-        "torch": "2.11",
-        "cuda": "13",
-        "cxx11abi": True,
-        "python_abi": "cp312",
-        "platform": "linux_x86_64",
-        "glibc": "2.39",
-        "archs": [90],
-        "profile": "fd.sm90.hd128.bf16",
-    }
     (wh / "build.json").write_text(
         json.dumps(
             {
                 "schema": "flashdoctor/built-wheel/1",
                 "wheel": w.name,
                 "sha256": sha256_of(w),
-                "fingerprint": fp,
+                "fingerprint": H100_BUILD,
             }
         )
     )

@@ -20,21 +20,7 @@ from flashdoctor.install.wheelfile import inspect_wheel, missing_requirements, t
 from flashdoctor.install.wheelhouse import Wheelhouse, match_build
 from flashdoctor.plan import Plan, WheelRef
 from tests.conftest import target_env
-from tests.install.install_helpers import make_wheel, sha256_of
-
-# The fingerprint wip-build writes for the minimal H100 build (flashdoctor/build/wheelhouse.py).
-H100_BUILD = {
-    "variant": "fa2",
-    "version": "2.8.3.post2",
-    "torch": "2.11",
-    "cuda": "13",
-    "cxx11abi": True,
-    "python_abi": "cp312",
-    "platform": "linux_x86_64",
-    "glibc": "2.39",
-    "archs": [90],
-    "profile": "fd.sm90.hd128.bf16",
-}
+from tests.install.install_helpers import H100_BUILD, make_wheel, sha256_of
 
 
 def h100(**kw: object):  # type: ignore[no-untyped-def]
