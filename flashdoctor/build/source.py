@@ -28,7 +28,6 @@ PYPI_SIMPLE = "https://pypi.org/simple"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 TIMEOUT = 30.0
 ATTEMPTS = 3
-CHUNK = 1 << 20
 
 
 def cache_root(environ: Mapping[str, str] | None = None) -> Path:
@@ -129,14 +128,6 @@ def find_sdist(
             filename=name, url=href, sha256=(f.get("hashes") or {}).get("sha256"), version=version
         )
     raise UsageError(f"{project} {version}: no sdist on {index_url}", hint="check --version")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download(ref: SdistRef, cache_dir: Path, policy: Any = None, sleep: Any = time.sleep) -> Path:

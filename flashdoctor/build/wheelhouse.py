@@ -27,6 +27,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from flashdoctor import __version__
 from flashdoctor.build.profile import Profile, parse_label
 from flashdoctor.environment import Environment, major_minor
+from flashdoctor.install.cache import sha256_file
 
 SCHEMA = "flashdoctor/built-wheel/1"
 MANIFEST = "build.json"
@@ -136,14 +137,6 @@ class BuiltWheel:
         return self.path.name
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def store(wheelhouse: Path, wheel: Path, fp: Fingerprint, build_info: dict[str, Any]) -> BuiltWheel:
     """Copy ``wheel`` into ``wheelhouse/<id>/`` with its manifest (the manifest is written last, so a
     reader that finds build.json finds a complete wheel)."""
@@ -153,7 +146,7 @@ def store(wheelhouse: Path, wheel: Path, fp: Fingerprint, build_info: dict[str, 
     tmp = dest_dir / (wheel.name + f".part{os.getpid()}")
     shutil.copyfile(wheel, tmp)
     os.replace(tmp, dest)
-    digest = _sha256(dest)
+    digest = sha256_file(dest)
     manifest = {
         "schema": SCHEMA,
         "wheel": dest.name,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from flashdoctor.install.cache import fsync_dir
+from flashdoctor.install.cache import fsync_dir, sha256_file
 from flashdoctor.install.pip import Installer, run_installer
 from flashdoctor.install.target import TargetState, read_state
 from flashdoctor.install.wheelfile import WheelInfo
@@ -185,14 +185,10 @@ def find_interrupted(backups: Path, environment: str) -> list[Backup]:
 
 
 def _sha(path: str) -> str | None:
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        return sha256_file(Path(path))
     except OSError:
         return None
-    return h.hexdigest()
 
 
 def restore(

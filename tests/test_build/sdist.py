@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.build.source import SdistRef, download, find_sdist, sha256_file, unpack
+from flashdoctor.build.source import SdistRef, download, find_sdist, unpack
 from flashdoctor.errors import NetworkError
+from flashdoctor.install.cache import sha256_file
 
 VERSION = "2.8.3.post2"
 FILENAME = f"flash_attn-{VERSION}.tar.gz"
