@@ -27,7 +27,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from flashdoctor import __version__
 from flashdoctor.build.profile import Profile, parse_label
 from flashdoctor.environment import Environment, major_minor
-from flashdoctor.install.cache import sha256_file
+from flashdoctor.install.cache import atomic_write_bytes, sha256_file
 
 SCHEMA = "flashdoctor/built-wheel/1"
 MANIFEST = "build.json"
@@ -156,9 +156,7 @@ def store(wheelhouse: Path, wheel: Path, fp: Fingerprint, build_info: dict[str, 
         "flashdoctor": __version__,
         **build_info,
     }
-    tmpm = dest_dir / (MANIFEST + f".part{os.getpid()}")
-    tmpm.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmpm, dest_dir / MANIFEST)
+    atomic_write_bytes(dest_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     return BuiltWheel(dest, fp, digest, manifest)
 
 

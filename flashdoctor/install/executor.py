@@ -39,7 +39,7 @@ from flashdoctor.errors import (
 from flashdoctor.install.download import DownloadError
 from flashdoctor.install.fetch import Artifact, FetchOptions, obtain
 from flashdoctor.install.pip import Installer, choose_installer, constraints_text, run_installer
-from flashdoctor.install.rollback import Backup, discard, find_interrupted, make_backup, restore
+from flashdoctor.install.rollback import Backup, discard, find_interrupted, make_backup, restore, same_version
 from flashdoctor.install.target import TargetState, read_state
 from flashdoctor.install.wheelfile import missing_requirements, torch_conflict
 from flashdoctor.plan import Plan, WheelRef
@@ -209,7 +209,7 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
         warnings: list[str] = []
         # An install into this environment that was killed after its backup left it half-changed: put
         # back what that install replaced before anything else (the lock says it is not running).
-        interrupted = find_interrupted(cache.root / "backups", os.path.abspath(env_dir))
+        interrupted = find_interrupted(cache.root / "backups", env_dir)
         if interrupted:
             failed = _recover(interrupted, ctx, steps, log, warnings, variant, dist)
             if failed is not None:
@@ -224,8 +224,6 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
                 raise DownloadError(f"{plan.wheel.filename} is a wheel of {art.info.name}, not of {dist}")
         except DownloadError as exc:
             steps.add("fetch", False, exc.message)
-            with contextlib.suppress(Exception):
-                f_state.result()
             return InstallResult(
                 "download-failed",
                 variant,
@@ -284,7 +282,7 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
                 **base,  # type: ignore[arg-type]
             )
         steps.add("torch guard", True, f"torch {state.torch} stays")
-        backup = make_backup(state, dist, art.info, cache.backup_dir(), environment=os.path.abspath(env_dir))
+        backup = make_backup(state, dist, art.info, cache.backup_dir(), environment=env_dir)
         steps.add("backup", True, f"{len(backup.files)} files of {dist} {previous or '(none)'}")
         try:
             added, smoke, more_warnings = _install_and_verify(art, state, installer, ctx, steps, log)
@@ -320,9 +318,7 @@ def _recover(
         state = read_state(ctx.python, ctx.environ, (b.dist,))
         now = state.dist(b.dist)
         now_v = now.version if now else None
-        if not any(
-            _same_version(now_v, v) or (now_v is None and v is None) for v in (b.installing, b.version)
-        ):
+        if not any(same_version(now_v, v) for v in (b.installing, b.version)):
             # Someone changed the distribution since (neither what was there nor what was coming): putting
             # the old files back would undo their change. The backup is stale.
             discard(b)
@@ -391,6 +387,7 @@ def _install_and_verify(
             raise _Failed(f"{installer.describe()} install failed (exit {rc})", out)
         steps.add("install", True, f"{installer.describe()} install --no-deps {art.info.filename}")
         added: tuple[str, ...] = ()
+        mid: TargetState | None = None  # the state read after the dependencies step, if it ran
         missing = missing_requirements(art.info, state.dists, state.markers)
         if missing and ctx.install_deps:
             cons.write_text(constraints_text(state, everything=True, exclude=(dist,)), encoding="utf-8")
@@ -418,10 +415,11 @@ def _install_and_verify(
             warnings.append(f"not installed (dependencies of {dist}): {', '.join(missing)}")
     with ThreadPoolExecutor(max_workers=1) as pool:  # the import check runs alongside the version read-back
         f_import = pool.submit(import_test, ctx.python, dist, ctx.environ)
-        after = read_state(ctx.python, ctx.environ, (dist,))
+        # Nothing has changed the environment since a read after the dependencies step.
+        after = mid if mid is not None else read_state(ctx.python, ctx.environ, (dist,))
         res = f_import.result()
     now = after.dist(dist)
-    if now is None or not _same_version(now.version, art.info.version):
+    if now is None or not same_version(now.version, art.info.version):
         steps.add("verify version", False, f"{dist} is {now.version if now else 'missing'}")
         raise _Failed(
             f"after the install {dist} is {now.version if now else 'not installed'}, not {art.info.version}",
@@ -454,15 +452,6 @@ def _install_and_verify(
     else:
         steps.add("smoke test", True, "skipped: no GPU")
     return added, smoke, warnings
-
-
-def _same_version(a: str | None, b: str | None) -> bool:
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return a is not None and b is not None and Version(a) == Version(b)
-    except InvalidVersion:
-        return a == b
 
 
 def ctx_variant(art: Artifact) -> Variant:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from flashdoctor.install.cache import fsync_dir, sha256_file
+from flashdoctor.install.cache import atomic_write_bytes, sha256_file
 from flashdoctor.install.pip import Installer, run_installer
 from flashdoctor.install.target import TargetState, read_state
 from flashdoctor.install.wheelfile import WheelInfo
@@ -156,10 +156,7 @@ def make_backup(
         installing=wheel.version if wheel is not None else None,
     )
     # Written last, through a temporary name: a manifest exists only for a complete backup.
-    tmp = root / "manifest.json.tmp"
-    tmp.write_text(json.dumps(b.to_json(), indent=1), encoding="utf-8")
-    os.replace(tmp, root / "manifest.json")
-    fsync_dir(root)
+    atomic_write_bytes(root / "manifest.json", json.dumps(b.to_json(), indent=1).encode("utf-8"))
     return b
 
 
@@ -225,7 +222,7 @@ def restore(
     state = read_state(installer.python, environ, (backup.dist,))
     now = state.dist(backup.dist)
     version = now.version if now else None
-    if not _same(version, backup.version):
+    if not same_version(version, backup.version):
         problems.append(
             f"{backup.dist} is {version or 'not installed'} after the restore, expected {backup.version or 'not installed'}"
         )
@@ -238,7 +235,8 @@ def restore(
     return RestoreResult(ok=not problems, version=version, problems=tuple(problems), log=tuple(notes))
 
 
-def _same(a: str | None, b: str | None) -> bool:
+def same_version(a: str | None, b: str | None) -> bool:
+    """Equal versions (PEP 440, so 2.8.3 == 2.8.3.0); None ("not installed") equals only None."""
     if a is None or b is None:
         return a is b
     try:
