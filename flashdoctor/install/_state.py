@@ -5,7 +5,6 @@
 # environment installs things, whether it has pip / is uv-managed, every installed distribution with its
 # version, the marker environment (to evaluate Requires-Dist for *this* interpreter), and for each DIST
 # named on the command line the files its RECORD lists (what a rollback must restore).
-import contextlib
 import json
 import os
 import platform
@@ -109,10 +108,6 @@ for want in sys.argv[1:]:
                 if os.path.isfile(p):
                     paths.append(p)
             entry["files"] = paths
-            direct = None
-            with contextlib.suppress(Exception):
-                direct = d.read_text("direct_url.json")
-            entry["direct_url"] = json.loads(direct) if direct else None
     described[canon(want)] = entry
 out["described"] = described
 print(json.dumps(out))

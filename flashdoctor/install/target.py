@@ -7,7 +7,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -24,7 +23,6 @@ class InstalledDist:
     installer: str | None
     files: tuple[str, ...]  # absolute paths of the files its RECORD lists and that exist
     has_record: bool
-    direct_url: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,6 @@ def read_state(python: str, environ: Mapping[str, str], dists: tuple[str, ...] =
             installer=d.get("installer"),
             files=tuple(d.get("files") or ()),
             has_record=bool(d.get("record")),
-            direct_url=d.get("direct_url"),
         )
     return TargetState(
         executable=data["executable"],

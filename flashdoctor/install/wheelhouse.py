@@ -29,8 +29,8 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from flashdoctor.archs import runs_on
-from flashdoctor.environment import VARIANT_DIST, Environment, Variant, major_minor, parse_version
-from flashdoctor.install.cache import fsync_dir, sha256_file
+from flashdoctor.environment import VARIANT_DIST, Environment, Variant, major_minor
+from flashdoctor.install.cache import fsync_dir
 from flashdoctor.plan import WheelRef
 
 BUILD_SCHEMA = "flashdoctor/built-wheel/1"
@@ -119,14 +119,10 @@ class Wheelhouse:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def find(self, filename: str, sha256: str | None = None) -> Path | None:
-        """The wheel of that exact name, if present (and matching ``sha256`` when given)."""
+    def find(self, filename: str) -> Path | None:
+        """The wheel of that exact name, if present (its sha256 is checked by the caller: fetch)."""
         p = self.root / filename
-        if not p.is_file():
-            return None
-        if sha256 and sha256_file(p) != sha256.lower():
-            return None
-        return p
+        return p if p.is_file() else None
 
     def local_builds(self, variant: Variant) -> list[LocalBuild]:
         """Every complete flashdoctor-built wheel of ``variant`` here (unreadable entries skipped)."""
@@ -186,11 +182,3 @@ class Wheelhouse:
                 tmp.unlink()
             return None
         return dst
-
-
-def local_label_profile(version: str) -> str | None:
-    """The build profile in a local version label written by flashdoctor ("fd.sm90.hd128.bf16")."""
-    v = parse_version(version)
-    if v is None or not v.local or not v.local.startswith("fd"):
-        return None
-    return v.local

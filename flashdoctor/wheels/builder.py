@@ -16,7 +16,6 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from flashdoctor import knowledge
 from flashdoctor.wheels.derive import (
@@ -26,7 +25,7 @@ from flashdoctor.wheels.derive import (
     official_cuda_build,
     official_glibc,
 )
-from flashdoctor.wheels.index import INDEX_SCHEMA_ID, index_from_document
+from flashdoctor.wheels.index import INDEX_SCHEMA_ID, index_from_document, render_url
 from flashdoctor.wheels.parse import WheelNameError, parse_wheel_name
 
 LISTING_FILES = ("wheels_official.json", "wheels_pytorch_index.json", "wheels_community.json")
@@ -303,7 +302,7 @@ def assemble(
         template = srcs[entry["source"]].get("url")
         if template and "tag" in entry and "url" in entry:
             fn = entry["filename"]
-            if template.format(tag=entry["tag"], filename=fn, filename_quoted=quote(fn)) == entry["url"]:
+            if render_url(template, entry["tag"], fn) == entry["url"]:
                 del entry["url"]
         if "url" not in entry and not (template and "tag" in entry):
             raise ListingError(f"row {entry['filename']!r}: no url and no release tag to build one")

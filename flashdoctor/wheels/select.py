@@ -29,7 +29,7 @@ one; then, within one source, the newer release of the same file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -543,15 +543,13 @@ def select_wheels(
     index: WheelIndex,
     version_spec: str | SpecifierSet | None = None,
     allow_community: bool = False,
-    entries: Sequence[IndexEntry] | None = None,
 ) -> Selection:
-    """Evaluate every entry of ``variant`` (or the given ``entries``) against ``env``."""
+    """Evaluate every entry of ``variant`` against ``env``."""
     t = target_of(env)
     spec = parse_version_spec(version_spec)
     fits: list[IndexEntry] = []
     misses: list[tuple[IndexEntry, tuple[str, ...]]] = []
-    groups = _groups(index, variant) if entries is None else tuple((e,) for e in entries)
-    for group in groups:
+    for group in _groups(index, variant):
         machine = machine_codes(group[0], t)
         for e in group:
             codes = (*machine, *policy_codes(e, spec, allow_community))
