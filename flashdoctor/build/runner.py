@@ -143,10 +143,12 @@ _ERRORS = [
     re.compile(r"^(?P<loc>\S+?)\((\d+)\): (catastrophic )?error(\s+#\w+-D)?: (?P<msg>.*)$"),  # nvcc / EDG
     re.compile(r"^(?P<loc>nvcc) (fatal|error)\s*: (?P<msg>.*)$"),
     re.compile(r"^(?P<loc>ptxas) (fatal|error)\s*: (?P<msg>.*)$"),
+    # Searched, never anchored with .* on both sides: that made each search quadratic in the line's
+    # length (27 s for 300 nvcc command lines of 3.5k characters on a failed build).
     re.compile(
-        r"(?P<loc>)(?P<msg>.*(Killed|killed by signal|SIGKILL|Signals\.SIGKILL|out of memory|Cannot allocate memory).*)$"
-    ),
-    re.compile(r"(?P<loc>)(?P<msg>.*/ld: .*undefined reference.*|.*undefined reference to .*)$"),
+        r"Killed|killed by signal|SIGKILL|out of memory|Cannot allocate memory"
+    ),  # also Signals.SIGKILL
+    re.compile(r"/ld: .*undefined reference|undefined reference to "),
     re.compile(r"^(?P<loc>)(?P<msg>(\w+\.)*\w*(Error|Exception): .*)$"),  # Python: setup.py raised
 ]
 
