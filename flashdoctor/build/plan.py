@@ -330,9 +330,7 @@ def _build_archs(variant: BuildVariant, targets: Sequence[ArchTarget], subject: 
     return tuple(sorted({t.build_arch for t in targets if t.build_arch is not None}))
 
 
-def make_plan(
-    env: Environment, request: BuildRequest, version: str, cuda_home: str | None = None
-) -> BuildPlan:
+def make_plan(env: Environment, request: BuildRequest, version: str) -> BuildPlan:
     """The whole build plan. Raises UsageError for a request that cannot be built as asked
     (an arch no code runs on, a narrowed FA2 build of a version flashdoctor does not know)."""
     data = build_data()
@@ -351,13 +349,11 @@ def make_plan(
         )
 
     if request.variant == "fa2":
-        return _plan_fa2(env, request, version, archs, targets, notes, cuda_home)
-    return _plan_fa3(env, request, version, archs, targets, notes, cuda_home)
+        return _plan_fa2(env, request, version, archs, targets, notes)
+    return _plan_fa3(env, request, version, archs, targets, notes)
 
 
-def _common_env(
-    env: Environment, cuda_home: str | None, jobs: Jobs, label: str, archs: Sequence[int]
-) -> dict[str, str]:
+def _common_env(env: Environment, jobs: Jobs, label: str, archs: Sequence[int]) -> dict[str, str]:
     out = {
         # Never download a guessed prebuilt wheel instead of building (setup.py CachedWheelsCommand).
         "FLASH_ATTENTION_FORCE_BUILD": "TRUE",
@@ -369,7 +365,7 @@ def _common_env(
         "BUILD_TARGET": "cuda",
         "PYTHONUNBUFFERED": "1",
     }
-    home = cuda_home or env.cuda_home
+    home = env.cuda_home
     if home:
         out["CUDA_HOME"] = home
     return out
@@ -382,7 +378,6 @@ def _plan_fa2(
     archs: tuple[int, ...],
     targets: tuple[ArchTarget, ...],
     notes: list[str],
-    cuda_home: str | None,
 ) -> BuildPlan:
     data = build_data()["fa2"]
     layout = fa2_layout(version)
@@ -439,7 +434,7 @@ def _plan_fa2(
         request.max_jobs,
         request.nvcc_threads,
     )
-    envvars = _common_env(env, cuda_home, jobs, profile.label(), archs)
+    envvars = _common_env(env, jobs, profile.label(), archs)
     envvars[data["arch_switch"]] = ";".join(str(a) for a in archs)
     return BuildPlan(
         variant="fa2",
@@ -465,7 +460,6 @@ def _plan_fa3(
     archs: tuple[int, ...],
     targets: tuple[ArchTarget, ...],
     notes: list[str],
-    cuda_home: str | None,
 ) -> BuildPlan:
     data = build_data()["fa3"]
     switches: Mapping[str, str] = data["switches"]
@@ -502,7 +496,7 @@ def _plan_fa3(
     jobs = plan_jobs(
         units, 1, env.cpus, env.memory_gb, float(data["gb_per_job"]), request.max_jobs, request.nvcc_threads
     )
-    envvars = _common_env(env, cuda_home, jobs, profile.label(), archs)
+    envvars = _common_env(env, jobs, profile.label(), archs)
     envvars[data["offline_env"]] = "1"
     for f in sorted(flags):
         envvars[f] = "TRUE"

@@ -26,10 +26,8 @@ for name in sys.argv[1:]:
         out["modules"][name] = None
 try:
     import torch
-    from torch.utils import cpp_extension
     out["torch"] = {"ok": True, "version": torch.__version__, "cuda": torch.version.cuda,
-                    "cxx11abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
-                    "cuda_home": cpp_extension.CUDA_HOME}
+                    "cxx11abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI)}
 except Exception as exc:
     out["torch"] = {"ok": False, "error": type(exc).__name__ + ": " + str(exc)}
 print(json.dumps(out))
@@ -46,7 +44,6 @@ class BuildTools:
     torch_version: str | None = None
     torch_cuda: str | None = None
     cxx11abi: bool | None = None
-    torch_cuda_home: str | None = None  # what torch.utils.cpp_extension will use
 
 
 def probe_build_tools(python: str, environ: Mapping[str, str], timeout: float = 180.0) -> BuildTools:
@@ -65,5 +62,4 @@ def probe_build_tools(python: str, environ: Mapping[str, str], timeout: float = 
         torch_version=t.get("version"),
         torch_cuda=t.get("cuda"),
         cxx11abi=t.get("cxx11abi"),
-        torch_cuda_home=t.get("cuda_home"),
     )
