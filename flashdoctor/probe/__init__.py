@@ -183,12 +183,9 @@ def probe_environment(
 
 DEEP_SCRIPT = r"""
 import json, torch
-out = {"cxx11abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI), "version": torch.__version__,
-       "cuda": torch.version.cuda, "hip": getattr(torch.version, "hip", None)}
+out = {"cxx11abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI)}
 try:
     out["arch_list"] = torch.cuda.get_arch_list() if torch.cuda.is_available() else None
-    out["cuda_available"] = torch.cuda.is_available()
-    out["bf16"] = [torch.cuda.get_device_capability(i) >= (8, 0) for i in range(torch.cuda.device_count())] if out["cuda_available"] else []
 except Exception as exc:
     out["error"] = repr(exc)
 print(json.dumps(out))
