@@ -323,7 +323,8 @@ def _decide_cached(
 def _decide(call: AttentionCall, backend: str | Sequence[str] | None) -> Decision:
     # Every input of the decision is read here, on each call (flags can be toggled at runtime);
     # the decision itself is cached.
-    failed = frozenset(name for name, key in _FAILED if key == _failure_key(call))
+    fkey = _failure_key(call)
+    failed = frozenset(name for name, key in _FAILED if key == fkey)
     availability = _availability(call.device)
     available = tuple(sorted(availability.items()))
     versions = tuple(
@@ -396,6 +397,7 @@ def _cudnn_layout(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tens
     return q.contiguous(), k.contiguous(), v.contiguous()
 
 
+@cache  # torch's version does not change in a process; this runs on every GQA call
 def _supports_enable_gqa() -> bool:
     from flashdoctor.environment import parse_version
 
