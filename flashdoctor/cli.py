@@ -808,7 +808,7 @@ def _install_plan(
 def _fetch_setup(
     wheelhouse: str | None, index_url: str | None, allow_http: bool, progress: bool
 ) -> tuple[FetchOptions, list[Wheelhouse]]:
-    from flashdoctor.install.cache import WheelCache, default_cache_root
+    from flashdoctor.install.cache import WheelCache, default_cache_root, default_wheelhouse
     from flashdoctor.install.download import DownloadPolicy, check_url
     from flashdoctor.install.fetch import FetchOptions
     from flashdoctor.install.prepare import wheelhouse_paths
@@ -823,7 +823,7 @@ def _fetch_setup(
             raise UsageError(f"--index-url: {exc.message}", hint=exc.hint) from None
     houses = wheelhouse_paths((wheelhouse,) if wheelhouse else ())
     # `flashdoctor build` without --wheelhouse stores into <cache>/wheelhouse: local builds are found there too.
-    default_house = default_cache_root(os.environ).parent / "wheelhouse"
+    default_house = default_wheelhouse(os.environ)
     if default_house.is_dir() and all(h.root != default_house for h in houses):
         houses.append(Wheelhouse(default_house))
     err = make_console(stderr=True)

@@ -27,6 +27,7 @@ from flashdoctor.build.wheelhouse import BuiltWheel, Fingerprint, FingerprintErr
 from flashdoctor.environment import Environment
 from flashdoctor.errors import UsageError
 from flashdoctor.findings import Finding
+from flashdoctor.install.cache import cache_root, default_wheelhouse
 from flashdoctor.probe.buildtools import BuildTools
 
 Status = Literal["planned", "blocked", "cached", "built", "failed"]
@@ -162,10 +163,6 @@ def plan_build(env: Environment, opts: BuildOptions, tools: BuildTools | None = 
     return BuildOutcome(status, plan, findings, fp, command=cmd, notes=tuple(notes))
 
 
-def default_wheelhouse(environ: Mapping[str, str] | None = None) -> Path:
-    return src_mod.cache_root(environ) / "wheelhouse"
-
-
 def build(
     env: Environment,
     opts: BuildOptions,
@@ -191,7 +188,7 @@ def build(
             raise UsageError(str(exc), hint="flashdoctor check shows what is missing") from None
         fp = None
         notes.append(f"{exc}: the wheel is not stored in a wheelhouse")
-    cache = src_mod.cache_root(environ)
+    cache = cache_root(environ)
     houses = [opts.wheelhouse] if opts.wheelhouse else []
     houses.append(default_wheelhouse(environ))
     if fp is not None and not opts.rebuild:

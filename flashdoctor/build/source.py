@@ -30,16 +30,6 @@ TIMEOUT = 30.0
 ATTEMPTS = 3
 
 
-def cache_root(environ: Mapping[str, str] | None = None) -> Path:
-    """flashdoctor's cache: $FLASHDOCTOR_CACHE_DIR, else the platform's user cache dir."""
-    environ = os.environ if environ is None else environ
-    if environ.get("FLASHDOCTOR_CACHE_DIR"):
-        return Path(environ["FLASHDOCTOR_CACHE_DIR"])
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("flashdoctor", appauthor=False))
-
-
 @dataclass(frozen=True)
 class SdistRef:
     filename: str

@@ -38,14 +38,25 @@ class CacheLockTimeout(FlashdoctorError):
     pass
 
 
-def default_cache_root(environ: Mapping[str, str] | None = None) -> Path:
-    """platformdirs' user cache dir (XDG_CACHE_HOME on Linux); FLASHDOCTOR_CACHE_DIR overrides."""
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """flashdoctor's cache: $FLASHDOCTOR_CACHE_DIR, else platformdirs' user cache dir (XDG_CACHE_HOME on
+    Linux). Downloads live in its wheels/, local builds in its wheelhouse/, sources in its sources/."""
     env = os.environ if environ is None else environ
     if env.get("FLASHDOCTOR_CACHE_DIR"):
-        return Path(env["FLASHDOCTOR_CACHE_DIR"]) / "wheels"
+        return Path(env["FLASHDOCTOR_CACHE_DIR"])
     from platformdirs import user_cache_path
 
-    return user_cache_path("flashdoctor", appauthor=False) / "wheels"
+    return user_cache_path("flashdoctor", appauthor=False)
+
+
+def default_cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """The download cache (WheelCache's root)."""
+    return cache_root(environ) / "wheels"
+
+
+def default_wheelhouse(environ: Mapping[str, str] | None = None) -> Path:
+    """Where `flashdoctor build` stores wheels when no --wheelhouse is given."""
+    return cache_root(environ) / "wheelhouse"
 
 
 def sha256_file(path: Path) -> str:
