@@ -100,7 +100,6 @@ class _EarlyProbes:
         self._env = None if target else self._pool.submit(resolve_environment, python, None, True)
         self.state = None
         if read_state and not target and (python is None or os.path.exists(python)):
-            from flashdoctor.environment import VARIANT_DIST
             from flashdoctor.install.target import read_state as read
 
             dist = VARIANT_DIST[variant]

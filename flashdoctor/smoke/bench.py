@@ -13,6 +13,7 @@ from typing import Any
 from flashdoctor import __version__
 from flashdoctor.smoke.cases import (
     BACKENDS,
+    DTYPES,
     FALLBACK,
     Case,
     backend_info,
@@ -62,7 +63,7 @@ def validate_shape(
             return f"--kv-heads must be a positive integer, not {kv_heads}"
         if heads % kv_heads:
             return f"--heads {heads} must be a multiple of --kv-heads {kv_heads} (grouped-query attention)"
-    if dtype not in ("bf16", "fp16", "fp32"):
+    if dtype not in DTYPES:
         return f"--dtype must be bf16, fp16 or fp32, not {dtype}"
     return None
 

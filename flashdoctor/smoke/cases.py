@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flashdoctor.environment import VARIANTS
 from flashdoctor.knowledge import load_data
 
 Dtype = Literal["bf16", "fp16", "fp32"]
@@ -20,7 +21,7 @@ DTYPES: tuple[Dtype, ...] = ("bf16", "fp16", "fp32")
 # then the FlashAttention variants (an installed variant that crashes the runner is re-run last-only).
 BACKENDS: tuple[str, ...] = ("sdpa-math", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "fa2", "fa3", "fa4")
 FALLBACK = "sdpa-math"
-VARIANT_BACKENDS: tuple[str, ...] = ("fa2", "fa3", "fa4")
+VARIANT_BACKENDS: tuple[str, ...] = VARIANTS
 
 
 @dataclass(frozen=True)
@@ -71,20 +72,6 @@ class Case:
             "causal": self.causal,
             "varlen": None if self.varlen is None else list(self.varlen),
         }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Case:
-        return cls(
-            name=str(d["name"]),
-            batch=int(d["batch"]),
-            seqlen=int(d["seqlen"]),
-            heads=int(d["heads"]),
-            head_dim=int(d["head_dim"]),
-            dtype=d["dtype"],
-            causal=bool(d["causal"]),
-            kv_heads=None if d.get("kv_heads") in (None, d["heads"]) else int(d["kv_heads"]),
-            varlen=None if d.get("varlen") is None else tuple(int(x) for x in d["varlen"]),
-        )
 
 
 def _varlen(
