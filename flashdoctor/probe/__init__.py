@@ -29,6 +29,7 @@ from flashdoctor.probe.system import (
     probe_resources,
     probe_toolkit,
     run,
+    signal_name,
 )
 
 IMPORT_TIMEOUT = 180.0
@@ -76,13 +77,8 @@ def import_test(python: str, dist: str, environ: Mapping[str, str]) -> ImportRes
     if rc == 0:
         return ImportResult(True, None, False)
     crashed = rc < 0 or rc in (134, 139)
-    if rc < 0:
-        import signal
-
-        try:
-            name = signal.Signals(-rc).name
-        except ValueError:
-            name = f"signal {-rc}"
+    name = signal_name(rc)
+    if name is not None:
         err = (err.rstrip() + f"\n[the interpreter was killed by {name}]").strip()
     elif rc == 124:
         err = err + f"\n[import did not finish within {IMPORT_TIMEOUT:.0f}s]"

@@ -10,6 +10,7 @@ import glob
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -27,6 +28,16 @@ class Probed:
     values: dict[str, object] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     unknown: set[str] = field(default_factory=set)
+
+
+def signal_name(rc: int | None) -> str | None:
+    """SIGSEGV for a process's return code -11; None when it was not killed by a signal."""
+    if rc is None or rc >= 0:
+        return None
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return f"signal {-rc}"
 
 
 def run(

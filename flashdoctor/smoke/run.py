@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from flashdoctor.probe.system import signal_name
 from flashdoctor.smoke.cases import backend_info
 
 MAX_RUNS = 4  # the first run plus up to three restarts after crashes
@@ -37,15 +38,6 @@ class RunnerRun:
     stderr_tail: str
     elapsed_s: float
     stalled: bool = False  # killed for making no progress (not for the overall limit)
-
-
-def _signal_name(rc: int | None) -> str | None:
-    if rc is None or rc >= 0:
-        return None
-    try:
-        return signal.Signals(-rc).name
-    except ValueError:
-        return f"signal {-rc}"
 
 
 def read_events(path: str) -> list[dict[str, Any]]:
@@ -207,7 +199,7 @@ def run_with_restarts(
             cfg = {**config, "skip": skip, "skip_variants": skip_variants, "prewarm": prewarm}
             run = run_runner(python, environ, cfg, left, workdir, stall_timeout)
             all_events.extend(run.events)
-            sig = _signal_name(run.returncode)
+            sig = signal_name(run.returncode)
             all_events.append(
                 {
                     "event": "run",
