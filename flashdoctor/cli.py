@@ -61,6 +61,14 @@ def target_option(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
+def _check_python_target(python: str | None, target: str | None) -> None:
+    """--python must exist, and describes this machine: it cannot go with --target."""
+    if target and python:
+        raise UsageError("--target and --python exclude each other: a target spec describes another machine")
+    if python and not os.path.exists(python):
+        raise UsageError(f"--python {python}: no such file")
+
+
 def resolve_environment(
     python: str | None,
     target: str | None,
@@ -68,8 +76,7 @@ def resolve_environment(
     deep: bool = False,
 ) -> tuple[Environment, str]:
     """The Environment for a command: from --target, else from the probes."""
-    if target and python:
-        raise UsageError("--target and --python exclude each other: a target spec describes another machine")
+    _check_python_target(python, target)
     if target:
         try:
             return load_target(target), f"target:{target}"
@@ -77,8 +84,6 @@ def resolve_environment(
             raise UsageError(str(exc)) from None
     from flashdoctor.probe import InterpreterError, probe_environment
 
-    if python and not os.path.exists(python):
-        raise UsageError(f"--python {python}: no such file")
     try:
         return probe_environment(
             python=python, environ=os.environ, import_tests=import_tests, deep=deep
@@ -187,10 +192,7 @@ def _distributed_check(
     from flashdoctor.cluster.rank import RankOptions
     from flashdoctor.cluster.run import run_distributed_check
 
-    if target and python:
-        raise UsageError("--target and --python exclude each other: a target spec describes another machine")
-    if python and not os.path.exists(python):
-        raise UsageError(f"--python {python}: no such file")
+    _check_python_target(python, target)
     opts = RankOptions(
         python=python,
         target=target,
@@ -1066,8 +1068,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _target_python(python: str | None) -> str:
-    if python and not os.path.exists(python):
-        raise UsageError(f"--python {python}: no such file")
+    _check_python_target(python, None)
     return python or sys.executable
 
 
