@@ -17,8 +17,6 @@ import click
 from flashdoctor import __version__
 from flashdoctor.environment import VARIANT_DIST, VARIANTS, Environment, TargetSpecError, Variant, load_target
 from flashdoctor.errors import (
-    EXIT_FAILED,
-    EXIT_INSTALL,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -29,6 +27,7 @@ from flashdoctor.errors import (
 if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 
+    from flashdoctor.build.api import BuildOutcome
     from flashdoctor.checks import WheelFinder
     from flashdoctor.install.fetch import FetchOptions
     from flashdoctor.install.wheelhouse import Wheelhouse
@@ -336,12 +335,10 @@ def check(
 # -- build (source builds: flashdoctor/build/) --------------------------------------------------------
 from flashdoctor.build.profile import FA3_FEATURES as _FA3_FLAGS  # noqa: E402  (light: no I/O)
 
-_BUILD_EXIT = {"planned": 0, "cached": 0, "built": 0, "blocked": EXIT_FAILED, "failed": EXIT_INSTALL}
-
 
 def _run_build(
     env: Environment, opts: Any, python: str | None, tools: Any, console: Any, variant: str
-) -> Any:
+) -> BuildOutcome:
     """Run a source build with a progress bar on a terminal (plain [N/M] lines otherwise)."""
     from flashdoctor.build.api import build as run_build
     from flashdoctor.build.runner import LineProgress, RichProgress
@@ -506,12 +503,11 @@ def build(
         outcome = plan_build(env, opts, tools)
     else:
         outcome = _run_build(env, opts, python, tools, console, variant)
-    code = _BUILD_EXIT[outcome.status]
     if as_json:
-        click.echo(json.dumps(outcome_to_json(outcome, code), indent=2))
+        click.echo(json.dumps(outcome_to_json(outcome), indent=2))
     else:
         render_outcome(outcome, console, verbose=verbose or dry_run or bool(target))
-    return code
+    return outcome.exit_code
 
 
 def source_build_options(f):  # type: ignore[no-untyped-def]
@@ -616,18 +612,17 @@ def _plan_from_source(
 
         tools = probe_build_tools(python or sys.executable, os.environ)
     console = make_console(stderr=as_json)
-    codes = _BUILD_EXIT
     if dry_run:
         outcome = plan_build(env, opts, tools)
         if as_json:
-            click.echo(json.dumps(outcome_to_json(outcome, codes[outcome.status]), indent=2))
+            click.echo(json.dumps(outcome_to_json(outcome), indent=2))
         else:
             render_outcome(outcome, console, verbose=True)
-        return codes[outcome.status]
+        return outcome.exit_code
     outcome = _run_build(env, opts, python, tools, console, variant)
     render_outcome(outcome, console)
     if outcome.status not in ("built", "cached") or outcome.wheel is None:
-        return codes[outcome.status]
+        return outcome.exit_code
     w = outcome.wheel
     _, version, _, _ = parse_wheel_filename(w.filename)
     ref = WheelRef(

@@ -25,7 +25,7 @@ from flashdoctor.build.preflight import blocking, fa3_preflight, preflight
 from flashdoctor.build.runner import ProgressSink, RunResult, run_build
 from flashdoctor.build.wheelhouse import BuiltWheel, Fingerprint, FingerprintError, find, fingerprint, store
 from flashdoctor.environment import Environment
-from flashdoctor.errors import UsageError
+from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL, EXIT_OK, UsageError
 from flashdoctor.findings import Finding
 from flashdoctor.install.cache import cache_root, default_wheelhouse
 from flashdoctor.probe.buildtools import BuildTools
@@ -62,6 +62,11 @@ class BuildOutcome:
     work_dir: Path | None = None
     notes: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 planned / cached / built; 1 blocked by preflight; 5 the build failed (README 'Exit codes')."""
+        return {"blocked": EXIT_FAILED, "failed": EXIT_INSTALL}.get(self.status, EXIT_OK)
 
     def to_json(self) -> dict[str, Any]:
         run = self.run

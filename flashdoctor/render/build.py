@@ -16,12 +16,12 @@ from flashdoctor.render.console import STATUS_MARK
 BUILD_SCHEMA_ID = "flashdoctor/build/1"
 
 
-def outcome_to_json(outcome: BuildOutcome, exit_code: int) -> dict[str, Any]:
+def outcome_to_json(outcome: BuildOutcome) -> dict[str, Any]:
     return {
         "schema": BUILD_SCHEMA_ID,
         "flashdoctor": __version__,
         **outcome.to_json(),
-        "exit_code": exit_code,
+        "exit_code": outcome.exit_code,
     }
 
 
