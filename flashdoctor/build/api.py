@@ -151,12 +151,20 @@ def resolve_version(opts: BuildOptions) -> str:
     return opts.ref or "unknown"
 
 
-def plan_build(env: Environment, opts: BuildOptions, tools: BuildTools | None = None) -> BuildOutcome:
-    """The dry run: the plan, preflight findings and fingerprint; nothing is downloaded or built."""
+def _prepare(
+    env: Environment, opts: BuildOptions, tools: BuildTools | None
+) -> tuple[Environment, str, BuildPlan, tuple[Finding, ...]]:
+    """What the dry run and the build both start from: the environment with the torch facts the build
+    tools probe read, the flash-attn version, the plan and its preflight findings."""
     env = with_torch_facts(env, tools)
     version = resolve_version(opts)
     plan = make_plan(env, opts.request, version)
-    findings = preflight(env, plan, tools)
+    return env, version, plan, preflight(env, plan, tools)
+
+
+def plan_build(env: Environment, opts: BuildOptions, tools: BuildTools | None = None) -> BuildOutcome:
+    """The dry run: the plan, preflight findings and fingerprint; nothing is downloaded or built."""
+    env, version, plan, findings = _prepare(env, opts, tools)
     notes: list[str] = []
     fp = None
     try:
@@ -179,10 +187,7 @@ def build(
 ) -> BuildOutcome:
     """Build a wheel (or find one already built for this fingerprint)."""
     environ = dict(os.environ if environ is None else environ)
-    env = with_torch_facts(env, tools)
-    version = resolve_version(opts)
-    plan = make_plan(env, opts.request, version)
-    findings = preflight(env, plan, tools)
+    env, version, plan, findings = _prepare(env, opts, tools)
     notes: list[str] = []
     if blocking(findings) and not opts.ignore_preflight:
         return BuildOutcome("blocked", plan, findings)
