@@ -304,7 +304,8 @@ def describe_call(
 
 
 def _failure_key(call: AttentionCall) -> AttentionCall:
-    # Failures are remembered per kind of call, not per sequence length.
+    # Decisions and failures are per kind of call, not per sequence length: the lengths only matter as
+    # square or not (causal alignment), so this keeps exactly that.
     square = call.seq_q == call.seq_k
     return dataclasses.replace(call, seq_q=0, seq_k=0 if square else 1)
 
@@ -332,7 +333,7 @@ def _decide(call: AttentionCall, backend: str | Sequence[str] | None) -> Decisio
         for name, why in available
         if why is None and dispatch.backend_spec(name).kind == "flash-attn"
     )
-    return _decide_cached(call, available, _order_override(backend), failed, versions)
+    return _decide_cached(fkey, available, _order_override(backend), failed, versions)
 
 
 def select_backend(

@@ -215,9 +215,10 @@ def why_not(
     if call.mask and not spec.masks:
         return "an attention mask (flash kernels take no arbitrary mask)"
     if call.causal and call.seq_q != call.seq_k and not spec.causal_non_square:
+        # No lengths in the text: it is logged once per distinct reason, and decoding grows seq_k by one
+        # a step.
         return (
-            f"causal with seq_q {call.seq_q} != seq_k {call.seq_k} "
-            "(FlashAttention aligns the causal mask bottom-right, SDPA top-left)"
+            "causal with seq_q != seq_k (FlashAttention aligns the causal mask bottom-right, SDPA top-left)"
         )
     if available is None or name not in available:
         return "not probed"

@@ -14,6 +14,7 @@ import logging
 import math
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace as dataclasses_replace
 
 import pytest
 
@@ -622,3 +623,16 @@ def test_default_keeps_torchs_fused_inference_path() -> None:
     replace_with_flash_attention(model)
     assert model.use_nested_tensor
     assert all(layer.activation_relu_or_gelu == 1 for layer in model.layers)
+
+
+def test_decisions_are_cached_per_kind_of_call_not_per_length() -> None:
+    """A decoding loop (seq_q 1, seq_k growing) decides once, not once per step."""
+    base = dispatch.AttentionCall(
+        device="cpu", capability=None, dtype="fp32", head_dim=64, seq_q=1, seq_k=1, causal=True
+    )
+    attention._decide_cached.cache_clear()
+    decisions = {attention._decide(dataclasses_replace(base, seq_k=n), None) for n in range(100, 110)}
+    info = attention._decide_cached.cache_info()
+    assert len(decisions) == 1 and info.misses == 1 and info.hits == 9
+    square = attention._decide(base, None)  # square is another kind of call
+    assert attention._decide_cached.cache_info().misses == 2 and square.backend

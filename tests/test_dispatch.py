@@ -258,3 +258,13 @@ def test_minimal_build_is_skipped_for_what_it_does_not_contain():
     assert "fd.sm90.hd128.bf16" in why and "64" in why
     # an official build (no flashdoctor label) is not narrowed
     assert decide(call, avail, order, versions={"fa2": "2.8.3"}).backend == "fa2"
+
+
+def test_non_square_causal_reason_is_the_same_for_every_length() -> None:
+    """Decoding grows seq_k by one a step: the reason (logged once per distinct text) must not name the
+    lengths, or every step logs a new warning."""
+    reasons = {why_not("sdpa-flash", call(seq_q=1, seq_k=n, causal=True)) for n in range(100, 104)}
+    assert len(reasons) == 1
+    (reason,) = reasons
+    assert reason is not None and "causal with seq_q != seq_k" in reason
+    assert why_not("sdpa-flash", call(seq_q=1, seq_k=1, causal=True), {"sdpa-flash": None}) is None
