@@ -29,12 +29,11 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from flashdoctor.archs import runs_on
+from flashdoctor.build.wheelhouse import MANIFEST
+from flashdoctor.build.wheelhouse import SCHEMA as BUILD_SCHEMA
 from flashdoctor.environment import VARIANT_DIST, Environment, Variant, major_minor
 from flashdoctor.install.cache import fsync_dir
 from flashdoctor.plan import WheelRef
-
-BUILD_SCHEMA = "flashdoctor/built-wheel/1"
-MANIFEST = "build.json"
 
 
 @dataclass(frozen=True)
