@@ -7,7 +7,7 @@ The only flashdoctor module that imports torch (``import flashdoctor`` stays lig
   dtypes and head dims, and why the others do not.
 - ``flash_attention(q, k, v, causal, dropout_p, softmax_scale)``: (batch, seq, heads, head_dim)
   tensors, dispatched to the best backend for the device, dtype and head dim; PyTorch SDPA
-  otherwise (fp32, CPU, older GPUs, masks). The choice is `flashdoctor.dispatch.decide()`, a pure
+  otherwise (fp32, CPU, older GPUs, masks). The choice is `flashdoctor.runtime.dispatch.decide()`, a pure
   function of the call and of what imports here, fed by the same knowledge as ``check``.
 - ``FlashAttention``: a subclass of ``nn.MultiheadAttention`` with the same parameters, state dict,
   call signature and outputs; calls a kernel can take go to ``flash_attention``, the rest (attention
@@ -35,8 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flashdoctor import dispatch, knowledge
-from flashdoctor.dispatch import FALLBACK, AttentionCall, BackendStatus, Decision
+from flashdoctor import knowledge
+from flashdoctor.runtime import dispatch
+from flashdoctor.runtime.dispatch import FALLBACK, AttentionCall, BackendStatus, Decision
 
 __all__ = [
     "FLASH_AVAILABLE",
@@ -400,7 +401,7 @@ def _cudnn_layout(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tens
 
 @cache  # torch's version does not change in a process; this runs on every GQA call
 def _supports_enable_gqa() -> bool:
-    from flashdoctor.environment import parse_version
+    from flashdoctor.knowledge.versions import parse_version
 
     v = parse_version(torch.__version__)
     return v is not None and v.release[:2] >= (2, 5)

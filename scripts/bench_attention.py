@@ -41,7 +41,7 @@ with warnings.catch_warnings():
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from flashdoctor import __version__, dispatch  # noqa: E402
+from flashdoctor import __version__  # noqa: E402
 from flashdoctor.attention import (  # noqa: E402
     available_backends,
     backend_usage,
@@ -49,6 +49,7 @@ from flashdoctor.attention import (  # noqa: E402
     replace_with_flash_attention,
     select_backend,
 )
+from flashdoctor.runtime import dispatch  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # Substrings of kernel names that belong to attention, by family (profiler names, lower-cased).

@@ -20,11 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flashdoctor.build.edit import edit_fa2_tree, setup_units  # noqa: E402
-from flashdoctor.build.plan import BuildRequest, fa2_layout, make_plan  # noqa: E402
-from flashdoctor.build.profile import parse_archs, parse_dtypes, parse_head_dims  # noqa: E402
-from flashdoctor.build.source import unpack  # noqa: E402
-from flashdoctor.environment import environment_from_target  # noqa: E402
+from flashdoctor.actions.source_build.edit import edit_fa2_tree, setup_units  # noqa: E402
+from flashdoctor.actions.source_build.source import unpack  # noqa: E402
+from flashdoctor.decide.source_build.plan import BuildRequest, fa2_layout, make_plan  # noqa: E402
+from flashdoctor.knowledge.profiles import parse_archs, parse_dtypes, parse_head_dims  # noqa: E402
+from flashdoctor.model.target import environment_from_target  # noqa: E402
 
 GPU_MACHINE = {
     "python": "3.12",
@@ -43,7 +43,7 @@ def counted_from_sdist(
     hds: tuple[int, ...] | None,
     dts: tuple[str, ...] | None,
 ) -> int:
-    from flashdoctor.build.profile import Profile
+    from flashdoctor.knowledge.profiles import Profile
 
     layout = fa2_layout(version)
     assert layout is not None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flashdoctor.explain.engine import explain_bytes, match_naive
+from flashdoctor.decide.explain.engine import explain_bytes, match_naive
 
 HEAD = """Collecting flash-attn
   Downloading flash_attn-2.8.3.tar.gz (8.4 MB)

@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flashdoctor.wheels import load_index  # noqa: E402
-from flashdoctor.wheels.coverage import coverage  # noqa: E402
+from flashdoctor.decide.wheels import load_index  # noqa: E402
+from flashdoctor.decide.wheels.coverage import coverage  # noqa: E402
 
 PLATFORM = {"x86_64": "linux_x86_64", "aarch64": "linux_aarch64", "win": "win_amd64"}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flashdoctor.explain.signatures import codes
+from flashdoctor.knowledge.signatures import codes
 
 
 def table() -> str:

@@ -5,7 +5,7 @@
 #
 # Runs `torchrun --nproc-per-node <GPUs> -m flashdoctor check --distributed --smoke` from the
 # repository root:
-#   1. clean   — every rank checks its own GPU (and smoke-tests it, if flashdoctor.smoke is present);
+#   1. clean   — every rank checks its own GPU (and smoke-tests it, if flashdoctor.actions.smoke is present);
 #   2. drift   — the same, with the last rank told a different target on purpose (another torch and a
 #                flash-attn build that does not import): drift is reported, that rank fails, every
 #                rank exits 1;
@@ -47,14 +47,14 @@ if [ "$NPROC" -lt 1 ]; then
     exit 2
 fi
 SMOKE=()
-if PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c "import flashdoctor.smoke" 2>/dev/null; then
+if PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c "import flashdoctor.actions.smoke" 2>/dev/null; then
     SMOKE=(--smoke)
 fi
 
 SUMMARY="$OUT/summary.txt"
 {
     echo "gpu_cluster.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
-    echo "GPUs: $GPUS, ranks: $NPROC, smoke: ${SMOKE[*]:-absent (flashdoctor.smoke not in this tree)}"
+    echo "GPUs: $GPUS, ranks: $NPROC, smoke: ${SMOKE[*]:-absent (flashdoctor.actions.smoke not in this tree)}"
     nvidia-smi --query-gpu=index,name,driver_version --format=csv,noheader 2>/dev/null
     "$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)" 2>/dev/null
 } >>"$SUMMARY" 2>&1

@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from flashdoctor.actions.net.sources import GITHUB_API, PYPI, Fetcher
+from flashdoctor.decide.wheels import builder
 from flashdoctor.errors import FlashdoctorError, NetworkError
-from flashdoctor.wheels import builder
-from flashdoctor.wheels.sources import GITHUB_API, PYPI, Fetcher
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "wheels_index.json"
 PYTORCH_WHL = "https://download.pytorch.org/whl"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.environment import Environment, environment_from_target
+from flashdoctor.model.environment import Environment
+from flashdoctor.model.target import environment_from_target
 
 TARGETS = Path(__file__).parent / "targets"
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from flashdoctor.archs import runs_on, sort_archs
+from flashdoctor.knowledge.archs import runs_on, sort_archs
 
 
 @pytest.mark.parametrize(

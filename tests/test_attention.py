@@ -25,7 +25,7 @@ with warnings.catch_warnings():
 
 from torch import nn
 
-from flashdoctor import attention, dispatch
+from flashdoctor import attention
 from flashdoctor.attention import (
     NOT_AVAILABLE_MESSAGE,
     FlashAttention,
@@ -37,6 +37,7 @@ from flashdoctor.attention import (
     select_backend,
     unpad_sequence_length,
 )
+from flashdoctor.runtime import dispatch
 
 TOL = {"atol": 1e-10, "rtol": 1e-9}  # float64: both sides compute the same math
 

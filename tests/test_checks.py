@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from flashdoctor.checks import CODES, build_jobs, gpu_support, run_checks
-from flashdoctor.environment import GPU, FlashInstall, environment_from_target
-from flashdoctor.findings import Status, Verdict
+from flashdoctor.decide.checks import CODES, build_jobs, gpu_support, run_checks
+from flashdoctor.model.environment import GPU, FlashInstall
+from flashdoctor.model.findings import Status, Verdict
+from flashdoctor.model.target import environment_from_target
 from tests.conftest import target_env
 
 

@@ -112,12 +112,12 @@ def test_save_target_round_trip(tmp_path: Path):
 def test_internal_error_is_reported_with_a_log(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
-    import flashdoctor.checks
+    import flashdoctor.decide.checks
 
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(flashdoctor.checks, "run_checks", boom)
+    monkeypatch.setattr(flashdoctor.decide.checks, "run_checks", boom)
     with pytest.raises(SystemExit) as exc:
         main(["check", "--target", target("h100")])
     assert exc.value.code == 3

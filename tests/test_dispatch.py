@@ -12,11 +12,22 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from flashdoctor import dispatch, knowledge
-from flashdoctor.checks import gpu_support
-from flashdoctor.dispatch import AttentionCall, backend_statuses, decide, default_order, parse_order, why_not
-from flashdoctor.environment import GPU, VARIANTS, environment_from_target
-from flashdoctor.findings import Status
+import flashdoctor
+from flashdoctor import knowledge
+from flashdoctor.decide.checks import gpu_support
+from flashdoctor.knowledge.variants import VARIANTS
+from flashdoctor.model.environment import GPU
+from flashdoctor.model.findings import Status
+from flashdoctor.model.target import environment_from_target
+from flashdoctor.runtime import dispatch
+from flashdoctor.runtime.dispatch import (
+    AttentionCall,
+    backend_statuses,
+    decide,
+    default_order,
+    parse_order,
+    why_not,
+)
 
 H100 = (9, 0)
 A100 = (8, 0)
@@ -44,7 +55,7 @@ def call(cc: tuple[int, int] | None = H100, dtype: str = "bf16", d: int = 64, **
 
 # -- the data ------------------------------------------------------------------------------------
 def test_data_matches_its_schema_and_names_only_known_backends() -> None:
-    root = Path(dispatch.__file__).parent
+    root = Path(flashdoctor.__file__).parent
     schema = json.loads((root / "schemas" / "attention_backends.schema.json").read_text())
     data = knowledge.load_data("attention_backends")
     jsonschema.validate(data, schema)
@@ -237,7 +248,7 @@ def test_backend_statuses_on_cpu_and_t4() -> None:
 
 
 def test_minimal_build_is_skipped_for_what_it_does_not_contain():
-    from flashdoctor.dispatch import AttentionCall, decide
+    from flashdoctor.runtime.dispatch import AttentionCall, decide
 
     avail = {"fa2": None, "sdpa-flash": None}
     versions = {"fa2": "2.8.3.post2+fd.sm90.hd128.bf16"}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flashdoctor.environment import TargetSpecError, environment_from_target, load_target
+from flashdoctor.model.target import TargetSpecError, environment_from_target, load_target
 from flashdoctor.render.report_json import schema_validator
 from tests.conftest import TARGETS
 

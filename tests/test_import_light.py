@@ -41,7 +41,7 @@ def test_importing_every_flashdoctor_module_but_attention_leaves_torch_unloaded(
     proc = _run(PROBE)
     assert proc.returncode == 0, proc.stderr
     loaded = json.loads(proc.stdout.rsplit("RESULT ", 1)[1])
-    assert "flashdoctor.dispatch" in loaded and "flashdoctor.cli" in loaded
+    assert "flashdoctor.runtime.dispatch" in loaded and "flashdoctor.cli" in loaded
     heavy = {name: mods for name, mods in loaded.items() if mods}
     assert heavy == {}, f"these imports pulled in torch/numpy/flash_attn: {heavy}"
 

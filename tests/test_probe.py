@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.environment import GPU
+from flashdoctor.model.environment import GPU
 from flashdoctor.probe import probe_environment
 from flashdoctor.probe.system import probe_toolkit, visible_filter
 
@@ -170,8 +170,8 @@ def test_toolkit_probe_with_fake_nvccs(tmp_path: Path):
     assert r.values["cuda_home_headers"] is True
     versions = {n.version for n in r.values["nvccs"]}  # type: ignore[attr-defined]
     assert {"12.4", "11.8"} <= versions
-    from flashdoctor.checks import run_checks
-    from flashdoctor.environment import environment_from_target
+    from flashdoctor.decide.checks import run_checks
+    from flashdoctor.model.target import environment_from_target
 
     env = environment_from_target({"torch": "2.5.1+cu124"}).replace(
         **{k: r.values[k] for k in ("nvcc", "nvcc_path", "nvccs", "cuda_home", "cuda_home_headers")},

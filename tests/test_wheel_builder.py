@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from flashdoctor.wheels import builder
-from flashdoctor.wheels.index import index_from_document
+from flashdoctor.decide.wheels import builder
+from flashdoctor.decide.wheels.index import index_from_document
 
 ROOT = Path(__file__).resolve().parents[1]
 LISTINGS = ROOT / "tests" / "data" / "wheel_listings"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from flashdoctor.wheels import index as index_mod
-from flashdoctor.wheels.index import (
+from flashdoctor.decide.wheels import index as index_mod
+from flashdoctor.decide.wheels.index import (
     ENV_VAR,
     WheelIndexError,
     default_index_path,

@@ -7,7 +7,7 @@ import pytest
 from packaging.tags import Tag
 from packaging.version import Version
 
-from flashdoctor.wheels.parse import (
+from flashdoctor.decide.wheels.parse import (
     WheelNameError,
     manylinux_glibc,
     parse_cuda_token,

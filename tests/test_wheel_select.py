@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from flashdoctor.environment import Environment, environment_from_target
+from flashdoctor.decide.wheels import REJECTION_CODES, load_index, make_plan, select_wheels
+from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
+from flashdoctor.decide.wheels.select import evaluate, parse_version_spec, reason_text, target_of
 from flashdoctor.errors import UsageError
-from flashdoctor.wheels import REJECTION_CODES, load_index, make_plan, select_wheels
-from flashdoctor.wheels.index import IndexEntry, WheelIndex
-from flashdoctor.wheels.select import evaluate, parse_version_spec, reason_text, target_of
+from flashdoctor.model.environment import Environment
+from flashdoctor.model.target import environment_from_target
 
 ROOT = Path(__file__).resolve().parents[1]
 

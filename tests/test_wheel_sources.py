@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from flashdoctor.actions.net.sources import Fetcher, make_session, pypi_predictable_url
+from flashdoctor.decide.wheels import builder
+from flashdoctor.decide.wheels.index import load_index
 from flashdoctor.errors import NetworkError
-from flashdoctor.wheels import builder
-from flashdoctor.wheels.index import load_index
-from flashdoctor.wheels.sources import Fetcher, make_session, pypi_predictable_url
 from tests.loopback import Response, Server, serve
 
 pytestmark = pytest.mark.system  # real servers on loopback

@@ -19,7 +19,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from flashdoctor.environment import Environment, FlashInstall
+from flashdoctor.model.environment import Environment, FlashInstall
 from flashdoctor.probe.binary import cuda_archs, cxx11_abi
 from flashdoctor.probe.system import (
     Probed,

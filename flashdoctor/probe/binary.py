@@ -78,7 +78,7 @@ def cuda_archs(path: str) -> tuple[str, ...] | None:
                 found = _walk(mm, start, stop)
     except (OSError, ValueError, struct.error):
         return None
-    from flashdoctor.archs import sort_archs
+    from flashdoctor.knowledge.archs import sort_archs
 
     return tuple(sort_archs(found))
 

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flashdoctor.environment import GPU, Nvcc
+from flashdoctor.model.environment import GPU, Nvcc
 
 SUBPROCESS_TIMEOUT = 20.0
 

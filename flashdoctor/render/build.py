@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from flashdoctor import __version__
-from flashdoctor.build.api import BuildOutcome
-from flashdoctor.build.plan import BuildPlan
-from flashdoctor.findings import Status
+from flashdoctor.actions.source_build.api import BuildOutcome
+from flashdoctor.decide.source_build.plan import BuildPlan
+from flashdoctor.model.findings import Status
 from flashdoctor.render.console import STATUS_MARK
 
 BUILD_SCHEMA_ID = "flashdoctor/build/1"

@@ -6,9 +6,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flashdoctor.cluster.report import ClusterReport, RankStatus
-from flashdoctor.environment import VARIANTS
-from flashdoctor.findings import Status
+from flashdoctor.decide.cluster import ClusterReport, RankStatus
+from flashdoctor.knowledge.variants import VARIANTS
+from flashdoctor.model.findings import Status
 from flashdoctor.render.console import STATUS_MARK, VERDICT_STYLE
 
 RANK_STYLE = {

@@ -2,7 +2,7 @@
 
 install, build, smoke (and anything that captures a failing subprocess) show why it failed with::
 
-    from flashdoctor.explain import explain_output
+    from flashdoctor.decide.explain import explain_output
     from flashdoctor.render.explain import render_diagnoses, format_diagnoses
 
     diags = explain_output(captured_output, env)
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.markup import escape
 
-from flashdoctor.explain.engine import Diagnosis, Explanation
+from flashdoctor.decide.explain.engine import Diagnosis, Explanation
 
 EVIDENCE_STYLE = "bold red"
 

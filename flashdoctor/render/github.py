@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from flashdoctor.findings import CheckReport, Status
+from flashdoctor.model.findings import CheckReport, Status
 
 
 def _escape_data(text: str) -> str:

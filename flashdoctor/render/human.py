@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flashdoctor.findings import CheckReport, Status
 from flashdoctor.knowledge import variant_info
+from flashdoctor.model.findings import CheckReport, Status
 from flashdoctor.render.console import STATUS_MARK, VERDICT_STYLE
 
 

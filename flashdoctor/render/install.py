@@ -15,7 +15,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from flashdoctor.install.executor import InstallResult
+from flashdoctor.actions.install.executor import InstallResult
 from flashdoctor.render.console import STATUS_MARK
 
 STATUS_STYLE = {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from flashdoctor.decide.smoke.bench import BenchReport
 from flashdoctor.errors import UsageError
-from flashdoctor.smoke.bench import BenchReport
 
 
 def plot_bench(report: BenchReport, path: str) -> None:

@@ -9,8 +9,8 @@ from importlib import resources
 from typing import Any
 
 from flashdoctor import __version__
-from flashdoctor.environment import Variant
-from flashdoctor.findings import CheckReport
+from flashdoctor.knowledge.variants import Variant
+from flashdoctor.model.findings import CheckReport
 
 CHECK_SCHEMA_ID = "flashdoctor/check/1"
 

@@ -6,11 +6,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flashdoctor.findings import Status
+from flashdoctor.decide.smoke.bench import FLOP_FORMULA, BenchReport
+from flashdoctor.model.cases import backend_short
+from flashdoctor.model.findings import Status
+from flashdoctor.model.smoke import CaseResult, CaseStatus, SmokeReport
 from flashdoctor.render.console import STATUS_MARK
-from flashdoctor.smoke.bench import FLOP_FORMULA, BenchReport
-from flashdoctor.smoke.cases import backend_short
-from flashdoctor.smoke.report import CaseResult, CaseStatus, SmokeReport
 
 CASE_STYLE = {
     "pass": "green",

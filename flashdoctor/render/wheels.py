@@ -8,10 +8,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from flashdoctor.decide.wheels.coverage import Cell
+from flashdoctor.decide.wheels.select import Selection, reason_text
 from flashdoctor.knowledge import variant_info
-from flashdoctor.plan import Plan
-from flashdoctor.wheels.coverage import Cell
-from flashdoctor.wheels.select import Selection, reason_text
+from flashdoctor.model.plan import Plan
 
 ACTION_STYLE = {"wheel": "cyan", "build": "yellow", "none": "bold green", "unsupported": "red"}
 

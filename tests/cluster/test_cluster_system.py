@@ -337,8 +337,8 @@ def test_the_check_path_stays_torch_free() -> None:
     # cluster modules) must not pay for torch.
     code = (
         "import sys\n"
-        "import flashdoctor.cluster.launch, flashdoctor.cluster.report, flashdoctor.cluster.protocol\n"
-        "import flashdoctor.cluster.rank, flashdoctor.cluster.run, flashdoctor.render.cluster\n"
+        "import flashdoctor.actions.cluster.launch, flashdoctor.decide.cluster, flashdoctor.actions.cluster.protocol\n"
+        "import flashdoctor.actions.cluster.rank, flashdoctor.actions.cluster.run, flashdoctor.render.cluster\n"
         "from flashdoctor.cli import cli\n"
         "rc = cli.main(['check', '--no-import-test'], standalone_mode=False)\n"
         "print(rc, 'torch' in sys.modules)\n"

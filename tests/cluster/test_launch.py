@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flashdoctor.cluster.launch import (
+from flashdoctor.actions.cluster.launch import (
     assign_device,
     first_slurm_host,
     launch_from_environ,

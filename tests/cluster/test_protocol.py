@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from flashdoctor.cluster.launch import LaunchInfo
-from flashdoctor.cluster.protocol import Gathered, SessionError, Timeouts, run_session
-from flashdoctor.cluster.report import JoinInfo, RankResult
-from flashdoctor.cluster.torch_glue import import_dist
+from flashdoctor.actions.cluster.launch import LaunchInfo
+from flashdoctor.actions.cluster.protocol import Gathered, SessionError, Timeouts, run_session
+from flashdoctor.actions.cluster.torch_glue import import_dist
+from flashdoctor.decide.cluster import JoinInfo, RankResult
 
 FAST = Timeouts(join_s=0.6, rank_s=0.8, poll_s=0.01)
 
@@ -255,7 +255,7 @@ def test_tiny_worlds(world: int) -> None:
 def test_leaving_survives_the_store_host_leaving_first() -> None:
     # Rank 0 hosts the store (no torchrun agent): once it has seen everybody leave it exits, and the
     # others' last polls fail. The outcome is already known, so that is not an error.
-    from flashdoctor.cluster.protocol import Keys, _Ending
+    from flashdoctor.actions.cluster.protocol import Keys, _Ending
 
     store = new_store()
     keys = Keys("test.0")

@@ -10,10 +10,16 @@ from typing import Any
 
 import pytest
 
-from flashdoctor.cluster.launch import LaunchInfo
-from flashdoctor.cluster.rank import RankOptions, SmokeOutcome, default_smoke_runner, run_rank, smoke_passed
-from flashdoctor.environment import Environment
+from flashdoctor.actions.cluster.launch import LaunchInfo
+from flashdoctor.actions.cluster.rank import (
+    RankOptions,
+    SmokeOutcome,
+    default_smoke_runner,
+    run_rank,
+    smoke_passed,
+)
 from flashdoctor.errors import UsageError
+from flashdoctor.model.environment import Environment
 from tests.conftest import TARGETS, target_env
 
 
@@ -211,7 +217,7 @@ def test_smoke_passed_reads_the_smoke_report(report: object, passed: bool | None
 
 
 def test_default_smoke_runner_calls_run_smoke_on_the_ranks_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    import flashdoctor.smoke
+    import flashdoctor.actions.smoke
 
     calls: list[tuple[str, dict[str, str], int | None, Any]] = []
 
@@ -221,7 +227,7 @@ def test_default_smoke_runner_calls_run_smoke_on_the_ranks_gpu(monkeypatch: pyte
         calls.append((python, dict(environ), gpu, variants))
         return SimpleNamespace(exit_code=lambda: 1, skipped=False, to_json=lambda: {"status": "failed"})
 
-    monkeypatch.setattr(flashdoctor.smoke, "run_smoke", fake_run_smoke)
+    monkeypatch.setattr(flashdoctor.actions.smoke, "run_smoke", fake_run_smoke)
     out = default_smoke_runner(("fa2",))("/py", {"CUDA_VISIBLE_DEVICES": "3"}, 0)
     assert calls == [("/py", {"CUDA_VISIBLE_DEVICES": "3"}, 0, ["fa2"])]
     assert (out.passed, out.document) == (False, {"status": "failed"})
@@ -230,8 +236,8 @@ def test_default_smoke_runner_calls_run_smoke_on_the_ranks_gpu(monkeypatch: pyte
 def test_rank_verdicts_consult_the_wheel_index_like_check() -> None:
     """Found on the 2-GPU H100 run: ranks said 'buildable (no wheel index consulted)' where a plain
     `check` on the same node said 'installable'."""
-    from flashdoctor.checks import run_checks
-    from flashdoctor.wheels import default_wheel_finder
+    from flashdoctor.decide.checks import run_checks
+    from flashdoctor.decide.wheels import default_wheel_finder
 
     node = FakeNode()
     res = run_rank(launch(0), RankOptions(), {}, "n1", gpu_count=node.count, probe=node.probe)

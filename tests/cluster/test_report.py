@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from flashdoctor.checks import run_checks
-from flashdoctor.cluster.report import (
+from flashdoctor.decide.checks import run_checks
+from flashdoctor.decide.cluster import (
     ClusterReport,
     JoinInfo,
     RankResult,
@@ -19,7 +19,7 @@ from flashdoctor.cluster.report import (
     drift_fields,
     drift_values,
 )
-from flashdoctor.findings import Finding, Status
+from flashdoctor.model.findings import Finding, Status
 from flashdoctor.render.report_json import report_to_json, schema_validator
 from tests.conftest import target_env
 
@@ -246,7 +246,7 @@ def test_rank_without_gpu_warns() -> None:
 
 
 def failed_smoke_doc() -> dict[str, Any]:
-    from flashdoctor.smoke import SmokeReport
+    from flashdoctor.actions.smoke import SmokeReport
 
     bad = Finding(
         "smoke-numerics",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flashdoctor.checks import check_installed
-from flashdoctor.environment import Environment, FlashInstall, environment_from_target
-from flashdoctor.explain import explain_bytes, explain_output, explain_text
-from flashdoctor.explain.engine import KEYWORD_LINE_BUDGET, find_key_lines, normalise
-from flashdoctor.findings import Status
+from flashdoctor.decide.checks import check_installed
+from flashdoctor.decide.explain import explain_bytes, explain_output, explain_text
+from flashdoctor.decide.explain.engine import KEYWORD_LINE_BUDGET, find_key_lines, normalise
+from flashdoctor.model.environment import Environment, FlashInstall
+from flashdoctor.model.findings import Status
+from flashdoctor.model.target import environment_from_target
 from flashdoctor.render.console import make_console
 from flashdoctor.render.explain import format_diagnoses, render_diagnoses
 from tests.conftest import target_env
@@ -351,7 +352,7 @@ def test_explain_output_helper_and_renderers():
 
 
 def test_check_names_the_wheel_when_it_has_a_wheel_finder():
-    from flashdoctor.checks import run_checks
+    from flashdoctor.decide.checks import run_checks
 
     env = target_env("a100").replace(
         installed=(FlashInstall(dist="flash-attn", version="2.5.7", import_ok=False, import_error=UNDEF),)

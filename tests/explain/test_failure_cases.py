@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from flashdoctor.environment import environment_from_target
-from flashdoctor.explain import explain_text
+from flashdoctor.decide.explain import explain_text
+from flashdoctor.model.target import environment_from_target
 
 CASES = {
     c["id"]: c for c in json.loads((Path(__file__).parents[1] / "data" / "failure_cases.json").read_text())

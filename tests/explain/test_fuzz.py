@@ -7,9 +7,9 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flashdoctor.explain import explain_bytes, explain_text
-from flashdoctor.explain.engine import normalise
-from flashdoctor.explain.signatures import knowledge
+from flashdoctor.decide.explain import explain_bytes, explain_text
+from flashdoctor.decide.explain.engine import normalise
+from flashdoctor.knowledge.signatures import knowledge
 from tests.conftest import target_env
 
 KB = knowledge()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.explain import explain_bytes
-from flashdoctor.explain.engine import match_naive
-from flashdoctor.explain.signatures import knowledge
+from flashdoctor.decide.explain import explain_bytes
+from flashdoctor.decide.explain.engine import match_naive
+from flashdoctor.knowledge.signatures import knowledge
 from tests.conftest import target_env
 
 SAMPLES = Path(__file__).parents[1] / "data" / "explain"
@@ -64,7 +64,7 @@ def test_sample(name: str) -> None:
 def test_prefilter_finds_what_the_naive_matcher_finds(name: str) -> None:
     # The keyword prefilter is sound: every signature the naive matcher (every pattern on every line)
     # finds is found by the scan, on the same line.
-    from flashdoctor.explain.engine import _scan, normalise
+    from flashdoctor.decide.explain.engine import _scan, normalise
 
     text = (SAMPLES / name).read_text(encoding="utf-8")
     naive = match_naive(text)

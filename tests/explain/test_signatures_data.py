@@ -11,10 +11,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from flashdoctor.environment import environment_from_target
-from flashdoctor.explain.engine import explain_text
-from flashdoctor.explain.signatures import Signature, knowledge
-from flashdoctor.explain.tailor import CALLER_FIELDS, ENV_PREDICATES, Tailor
+from flashdoctor.decide.explain.engine import explain_text
+from flashdoctor.decide.explain.tailor import CALLER_FIELDS, ENV_PREDICATES, Tailor
+from flashdoctor.knowledge.signatures import Signature, knowledge
+from flashdoctor.model.target import environment_from_target
 
 ROOT = Path(__file__).parents[2]
 DATA = json.loads((ROOT / "flashdoctor" / "data" / "signatures.json").read_text(encoding="utf-8"))

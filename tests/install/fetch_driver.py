@@ -10,10 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from flashdoctor.install.cache import WheelCache
-from flashdoctor.install.download import DownloadPolicy
-from flashdoctor.install.fetch import FetchOptions, obtain
-from flashdoctor.plan import WheelRef
+from flashdoctor.actions.cache import WheelCache
+from flashdoctor.actions.fetch import FetchOptions, obtain
+from flashdoctor.actions.net.download import DownloadPolicy
+from flashdoctor.model.plan import WheelRef
 
 
 def main() -> int:

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from flashdoctor.environment import GPU, Environment
-from flashdoctor.install.cache import WheelCache
-from flashdoctor.install.download import DownloadPolicy
-from flashdoctor.install.executor import InstallContext, SmokeOutcome, execute
-from flashdoctor.install.fetch import FetchOptions
-from flashdoctor.install.target import TargetState
-from flashdoctor.install.wheelhouse import Wheelhouse
-from flashdoctor.plan import Plan, WheelRef
+from flashdoctor.actions.cache import WheelCache
+from flashdoctor.actions.fetch import FetchOptions
+from flashdoctor.actions.install.executor import InstallContext, SmokeOutcome, execute
+from flashdoctor.actions.net.download import DownloadPolicy
+from flashdoctor.actions.wheelhouse import Wheelhouse
+from flashdoctor.model.environment import GPU, Environment
+from flashdoctor.model.plan import Plan, WheelRef
+from flashdoctor.probe.state import TargetState
 from tests.install.conftest import child_env
 from tests.install.install_helpers import FaultServer, make_wheel, sha256_of
 
@@ -181,7 +181,7 @@ def test_a_state_read_ahead_is_not_trusted_once_the_environment_changed(
     'restore' the empty state it saw and remove the version the other install put there."""
     from concurrent.futures import Future
 
-    from flashdoctor.install.target import read_state
+    from flashdoctor.probe.state import read_state
 
     early: Future[TargetState] = Future()
     early.set_result(read_state(str(fresh_venv), dict(__import__("os").environ), ("flash-attn",)))
@@ -415,9 +415,9 @@ def test_a_stale_backup_of_an_interrupted_install_is_not_restored(
     back would undo their change, so the backup is dropped with a warning."""
     import os
 
-    from flashdoctor.install.rollback import make_backup
-    from flashdoctor.install.target import read_state
-    from flashdoctor.install.wheelfile import inspect_wheel
+    from flashdoctor.actions.install.rollback import make_backup
+    from flashdoctor.actions.install.wheelfile import inspect_wheel
+    from flashdoctor.probe.state import read_state
 
     cache = tmp_path / "cache"
     old = make_wheel(tmp_path / "old", version=V_OLD)

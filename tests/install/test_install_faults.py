@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.install.cache import WheelCache
-from flashdoctor.install.download import (
+from flashdoctor.actions.cache import WheelCache
+from flashdoctor.actions.fetch import ChecksumError, FetchOptions, obtain
+from flashdoctor.actions.net.download import (
     DiskError,
     DownloadError,
     DownloadPolicy,
@@ -26,8 +27,7 @@ from flashdoctor.install.download import (
     download,
     redact,
 )
-from flashdoctor.install.fetch import ChecksumError, FetchOptions, obtain
-from flashdoctor.plan import WheelRef
+from flashdoctor.model.plan import WheelRef
 from tests.install.conftest import child_env
 from tests.install.install_helpers import FaultServer, make_wheel, sha256_of
 

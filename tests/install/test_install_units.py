@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.environment import GPU
+from flashdoctor.actions.install.lock import LockEntry, lock_text
+from flashdoctor.actions.install.pip import Installer, constraints_text
+from flashdoctor.actions.install.prepare import plan_from_json, smoke_outcome, with_local_build
+from flashdoctor.actions.install.wheelfile import inspect_wheel, missing_requirements, torch_conflict
+from flashdoctor.actions.net.download import NotAWheelError
+from flashdoctor.actions.net.simple_index import parse_simple_page
+from flashdoctor.actions.wheelhouse import Wheelhouse, match_build
 from flashdoctor.errors import UsageError
-from flashdoctor.install.download import NotAWheelError
-from flashdoctor.install.lock import LockEntry, lock_text
-from flashdoctor.install.mirror import parse_simple_page
-from flashdoctor.install.pip import Installer, constraints_text
-from flashdoctor.install.prepare import plan_from_json, smoke_outcome, with_local_build
-from flashdoctor.install.target import TargetState
-from flashdoctor.install.wheelfile import inspect_wheel, missing_requirements, torch_conflict
-from flashdoctor.install.wheelhouse import Wheelhouse, match_build
-from flashdoctor.plan import Plan, WheelRef
+from flashdoctor.model.environment import GPU
+from flashdoctor.model.plan import Plan, WheelRef
+from flashdoctor.probe.state import TargetState
 from tests.conftest import target_env
 from tests.install.install_helpers import H100_BUILD, make_wheel, sha256_of
 
@@ -273,7 +273,7 @@ def test_simple_index_pages() -> None:
 
 
 def _smoke_report(findings: tuple[object, ...] = (), skipped: str | None = None):  # type: ignore[no-untyped-def]
-    from flashdoctor.smoke.report import SmokeReport
+    from flashdoctor.model.smoke import SmokeReport
 
     return SmokeReport(
         python="/v/bin/python",
@@ -292,7 +292,7 @@ def _smoke_report(findings: tuple[object, ...] = (), skipped: str | None = None)
 
 def test_smoke_report_adapter() -> None:
     """The real SmokeReport of issue 5, as the executor's SmokeOutcome."""
-    from flashdoctor.findings import Finding, Status
+    from flashdoctor.model.findings import Finding, Status
 
     bad = Finding(
         "smoke-numerics", Status.FAIL, "fa2 bf16 forward: max abs error 0.5 > 0.02", subject="fa2 @ GPU 0"
@@ -325,7 +325,7 @@ def test_an_early_state_is_used_only_when_current_and_readable(tmp_path: Path) -
     import os
     from concurrent.futures import Future
 
-    from flashdoctor.install.executor import _usable_early_state
+    from flashdoctor.actions.install.executor import _usable_early_state
 
     site = tmp_path / "site"
     site.mkdir()

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.environment import Environment
-from flashdoctor.install.cache import WheelCache
-from flashdoctor.install.executor import InstallContext, execute
-from flashdoctor.install.fetch import FetchOptions
-from flashdoctor.plan import Plan, WheelRef
+from flashdoctor.actions.cache import WheelCache
+from flashdoctor.actions.fetch import FetchOptions
+from flashdoctor.actions.install.executor import InstallContext, execute
+from flashdoctor.model.environment import Environment
+from flashdoctor.model.plan import Plan, WheelRef
 from tests.install.install_helpers import make_wheel, sha256_of
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]

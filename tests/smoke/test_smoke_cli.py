@@ -161,7 +161,7 @@ def test_check_smoke_adds_the_smoke_key() -> None:
 
 def test_flashdoctor_never_imports_torch_itself() -> None:
     code = (
-        "import sys, flashdoctor.cli, flashdoctor.smoke, flashdoctor.render.smoke, flashdoctor.render.plot\n"
+        "import sys, flashdoctor.cli, flashdoctor.actions.smoke, flashdoctor.render.smoke, flashdoctor.render.plot\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     p = subprocess.run(

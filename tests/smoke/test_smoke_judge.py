@@ -8,13 +8,19 @@ from typing import Any
 import jsonschema
 import pytest
 
-from flashdoctor.findings import Status
+from flashdoctor.actions.smoke import _raise_usage
+from flashdoctor.actions.smoke.run import in_flight, read_events
+from flashdoctor.decide.smoke.judge import (
+    SMOKE_CODES,
+    classify_error,
+    judge_smoke,
+    proof_kernel,
+    tolerance_for,
+)
+from flashdoctor.model.cases import BACKENDS, SMOKE_CASES_CUDA, Case, normalise_backends
+from flashdoctor.model.findings import Status
+from flashdoctor.model.smoke import CaseStatus, GpuInfo, TensorError
 from flashdoctor.render.report_json import load_schema
-from flashdoctor.smoke import _raise_usage
-from flashdoctor.smoke.cases import BACKENDS, SMOKE_CASES_CUDA, Case, normalise_backends
-from flashdoctor.smoke.judge import SMOKE_CODES, classify_error, judge_smoke, proof_kernel, tolerance_for
-from flashdoctor.smoke.report import CaseStatus, GpuInfo, TensorError
-from flashdoctor.smoke.run import in_flight, read_events
 
 H100 = GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 79.1)
 T4 = GpuInfo(0, "Tesla T4", "7.5", 15.0)

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from flashdoctor.smoke import _runner
-from flashdoctor.smoke.cases import BACKENDS, SMOKE_CASES_CPU
-from flashdoctor.smoke.judge import judge_smoke, phase_times
-from flashdoctor.smoke.run import run_with_restarts
+from flashdoctor.actions.smoke import _runner
+from flashdoctor.actions.smoke.run import run_with_restarts
+from flashdoctor.decide.smoke.judge import judge_smoke, phase_times
+from flashdoctor.model.cases import BACKENDS, SMOKE_CASES_CPU
 
 
 class _Collect:

@@ -19,9 +19,9 @@ import jsonschema
 import pytest
 from smoke_fakes import runner_env, write_fakes
 
-from flashdoctor.findings import Status
+from flashdoctor.actions.smoke import Case, CaseStatus, SmokeReport, run_bench, run_smoke
+from flashdoctor.model.findings import Status
 from flashdoctor.render.report_json import load_schema
-from flashdoctor.smoke import Case, CaseStatus, SmokeReport, run_bench, run_smoke
 
 pytestmark = pytest.mark.system
 

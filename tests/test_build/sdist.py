@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.build.source import SdistRef, download, find_sdist, unpack
+from flashdoctor.actions.cache import sha256_file
+from flashdoctor.actions.source_build.source import SdistRef, download, find_sdist, unpack
 from flashdoctor.errors import NetworkError
-from flashdoctor.install.cache import sha256_file
 
 VERSION = "2.8.3.post2"
 FILENAME = f"flash_attn-{VERSION}.tar.gz"
@@ -33,7 +33,7 @@ def fa2_sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ref = SdistRef(FILENAME, "offline://", SHA256, VERSION)
     assert ref.sha256 == SHA256, "PyPI's digest of the sdist changed"
     if carried:  # seed the content-addressed cache; download() re-hashes it and reuses it
-        from flashdoctor.install.cache import WheelCache
+        from flashdoctor.actions.cache import WheelCache
 
         seeded = WheelCache(cache).path_for(SHA256, FILENAME)
         seeded.parent.mkdir(parents=True, exist_ok=True)

@@ -139,7 +139,7 @@ def test_install_from_source_builds_then_plans_the_local_wheel(
     import hashlib
 
     from flashdoctor.cli import _plan_from_source
-    from flashdoctor.plan import Plan
+    from flashdoctor.model.plan import Plan
     from tests.conftest import target_env
 
     monkeypatch.setenv("FLASHDOCTOR_CACHE_DIR", str(tmp_path / "cache"))

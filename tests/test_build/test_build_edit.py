@@ -13,9 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.build.edit import SETUP, STATIC_SWITCH, SourceEditError, edit_fa2_tree, setup_units
-from flashdoctor.build.plan import fa2_layout
-from flashdoctor.build.profile import Profile
+from flashdoctor.actions.source_build.edit import (
+    SETUP,
+    STATIC_SWITCH,
+    SourceEditError,
+    edit_fa2_tree,
+    setup_units,
+)
+from flashdoctor.decide.source_build.plan import fa2_layout
+from flashdoctor.knowledge.profiles import Profile
 from tests.test_build.sdist import VERSION
 
 LAYOUT = fa2_layout(VERSION)
@@ -188,8 +194,8 @@ def test_narrowed_dispatch_compiles_links_and_raises_clearly(fa2_tree: Path, tmp
     rc, out_fp16 = _run(exe, "fp16", "128", "0")
     assert rc == 3 and "for dtype bf16 only: fp16 inputs have no compiled kernel" in out_fp16
     # The smoke test reads these errors as "not compiled in this build" (a skip), not as a broken kernel.
-    from flashdoctor.smoke.cases import Case
-    from flashdoctor.smoke.judge import classify_error
+    from flashdoctor.decide.smoke.judge import classify_error
+    from flashdoctor.model.cases import Case
 
     for msg, case in (
         (out, Case("seed", 32, 196, 16, 64)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flashdoctor.build.plan import (
+from flashdoctor.decide.source_build.plan import (
     BuildRequest,
     fa2_layout,
     fa3_units,
@@ -13,7 +13,8 @@ from flashdoctor.build.plan import (
     parse_unit,
     plan_jobs,
 )
-from flashdoctor.build.profile import (
+from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.profiles import (
     Profile,
     head_dim_buckets,
     parse_archs,
@@ -21,7 +22,6 @@ from flashdoctor.build.profile import (
     parse_head_dims,
     parse_label,
 )
-from flashdoctor.errors import UsageError
 from tests.conftest import target_env
 
 

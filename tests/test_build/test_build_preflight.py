@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flashdoctor.build.plan import BuildRequest, make_plan
-from flashdoctor.build.preflight import BUILD_CODES, blocking, fa3_preflight, preflight
-from flashdoctor.build.source import Fa3SetupFacts
-from flashdoctor.checks import CODES
-from flashdoctor.findings import Status
+from flashdoctor.actions.source_build.source import Fa3SetupFacts
+from flashdoctor.decide.checks import CODES
+from flashdoctor.decide.source_build.plan import BuildRequest, make_plan
+from flashdoctor.decide.source_build.preflight import BUILD_CODES, blocking, fa3_preflight, preflight
+from flashdoctor.model.findings import Status
 from flashdoctor.probe.buildtools import BuildTools
 from tests.conftest import target_env
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.build.runner import (
+from flashdoctor.actions.source_build.runner import (
     LineProgress,
     Step,
     diagnose,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.build.source import (
+from flashdoctor.actions.source_build.source import (
     SIMPLE_JSON,
     download,
     fa3_setup_facts,
@@ -123,7 +123,7 @@ def test_a_wrong_digest_leaves_nothing_behind(index: Index, tmp_path: Path) -> N
 
 
 def test_a_flaky_file_server_is_retried(index: Index, tmp_path: Path) -> None:
-    from flashdoctor.install.download import DownloadPolicy
+    from flashdoctor.actions.net.download import DownloadPolicy
 
     body = make_sdist()
     index.publish("2.8.3.post2", body)

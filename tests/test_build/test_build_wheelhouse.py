@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.build.profile import Profile
-from flashdoctor.build.wheelhouse import FingerprintError, find, fingerprint, scan, store
+from flashdoctor.actions.source_build.wheelhouse import FingerprintError, find, fingerprint, scan, store
+from flashdoctor.knowledge.profiles import Profile
 from tests.conftest import target_env
 
 MIN = Profile("fa2", (90,), (128,), ("bf16",))

@@ -1,0 +1,423 @@
+"""The exchange between the ranks, over a key-value store, with every wait bounded.
+
+    every rank      join/<r> (host, pid, ...), then starts its work in a thread
+    rank 0          waits up to --timeout for all joins; publishes ``roster`` (who never joined)
+    every rank      done/<r> = its result when its work is finished
+    rank 0          waits up to --rank-timeout for the joined ranks' results; publishes ``plan``
+                    (participants = the ranks that finished; the rest are unfinished)
+    participants    gather the results to rank 0 over a collective (gloo), rank 0 builds and prints
+                    the report, publishes ``outcome`` and broadcasts the exit code
+    the others      a rank that joined late or did not finish reads that from roster / plan and
+                    exits 1 on its own; no rank waits without a bound
+
+The store says *who* is there (``torch.distributed``'s own env:// rendezvous blocks until everybody
+has joined and cannot name the absent); the collective carries the data. The results also sit in the
+store, so a failed gloo gather (a firewall between nodes, the wrong interface) still yields a report,
+with a warning. This module does not import torch: it is run against any object with the Store
+methods below (torch's TCPStore in production, an in-process store in tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from flashdoctor.actions.cluster.launch import LaunchInfo
+from flashdoctor.decide.cluster import JoinInfo, RankResult
+
+
+class Store(Protocol):
+    """The part of ``torch.distributed.Store`` used here."""
+
+    def set(self, key: str, value: str) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def check(self, keys: list[str]) -> bool: ...
+
+    def add(self, key: str, value: int) -> int: ...
+
+
+class Collective(Protocol):
+    """A process group over the participants (index 0 = rank 0)."""
+
+    def gather(self, payload: bytes) -> list[bytes] | None:
+        """Every participant's payload, in participant order, on index 0; None elsewhere."""
+        ...
+
+    def broadcast(self, code: int | None) -> int:
+        """Index 0's exit code, on every participant."""
+        ...
+
+    def close(self) -> None: ...
+
+
+CollectiveFactory = Callable[[int, int], Collective]  # (index, size) -> Collective
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    join_s: float = 60.0  # --timeout: how long rank 0 waits for every rank to join
+    rank_s: float = 900.0  # --rank-timeout: how long a joined rank's check (and smoke test) may take
+    poll_s: float = 0.1
+
+    def to_json(self) -> dict[str, float]:
+        return {"join_s": self.join_s, "rank_s": self.rank_s}
+
+
+class Keys:
+    def __init__(self, run_id: str) -> None:
+        self.prefix = f"flashdoctor/cluster/{run_id}/"
+
+    def join(self, rank: int) -> str:
+        return f"{self.prefix}join/{rank}"
+
+    def done(self, rank: int) -> str:
+        return f"{self.prefix}done/{rank}"
+
+    @property
+    def joined(self) -> str:
+        return self.prefix + "joined"
+
+    @property
+    def finished(self) -> str:
+        return self.prefix + "finished"
+
+    @property
+    def left(self) -> str:
+        return self.prefix + "left"
+
+    @property
+    def roster(self) -> str:
+        return self.prefix + "roster"
+
+    @property
+    def plan(self) -> str:
+        return self.prefix + "plan"
+
+    @property
+    def outcome(self) -> str:
+        return self.prefix + "outcome"
+
+    @property
+    def collective(self) -> str:
+        return self.prefix + "pg/"
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """What rank 0 knows once the exchange is over: the input of the cluster report."""
+
+    joins: dict[int, JoinInfo]
+    results: dict[int, RankResult]
+    missing: tuple[int, ...]
+    unfinished: tuple[int, ...]
+    transport: str  # "gloo" | "store"
+    transport_error: str | None = None
+
+
+class _Worker(threading.Thread):
+    """The rank's work, in a daemon thread: the main thread keeps the deadlines even when a probe
+    hangs (a wedged driver, an import that never returns), and the process can still exit."""
+
+    def __init__(self, rank: int, work: Callable[[], RankResult]) -> None:
+        super().__init__(name=f"flashdoctor-rank-{rank}", daemon=True)
+        self._rank = rank
+        self._work = work
+        self.result: RankResult | None = None
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.result = self._work()
+        except Exception as exc:  # a bug in one rank must not stall the others: report it
+            tb = traceback.extract_tb(exc.__traceback__)
+            where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
+            self.result = RankResult(
+                rank=self._rank,
+                exit_code=1,
+                error=f"unexpected error {type(exc).__name__}: {exc}{where} (a flashdoctor bug)",
+            )
+        finally:
+            self.finished.set()
+
+
+def _payload(result: RankResult | None) -> bytes:
+    return b"" if result is None else json.dumps(result.to_json()).encode()
+
+
+def _decode(raw: bytes) -> RankResult | None:
+    if not raw:
+        return None
+    return RankResult.from_json(json.loads(raw.decode()))
+
+
+class SessionError(Exception):
+    """This rank cannot go on (no roster, no plan, late, unfinished): the message says why."""
+
+
+def _wait_key(
+    store: Store,
+    key: str,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    poll: float,
+) -> bool:
+    while not store.check([key]):
+        if clock() >= deadline:
+            return False
+        sleep(poll)
+    return True
+
+
+EXIT_BARRIER_S = 10.0
+
+
+class _Ending:
+    """The last step of every rank that joined: learn the outcome, then leave together.
+
+    torchrun stops all workers as soon as one exits non-zero. So no rank exits before every joined
+    rank knows the outcome (and has called ``on_outcome``, which makes the stop end it with that
+    code): each one counts itself in ``left`` and waits, bounded, for the others to do the same.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        keys: Keys,
+        t: Timeouts,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        on_outcome: Callable[[int], None],
+    ) -> None:
+        self.store, self.keys, self.t, self.clock, self.sleep, self.on_outcome = (
+            store,
+            keys,
+            t,
+            clock,
+            sleep,
+            on_outcome,
+        )
+
+    def leave(self, code: int, bound: float | None = None) -> None:
+        self.on_outcome(code)
+        self.store.add(self.keys.left, 1)
+        deadline = self.clock() + (min(self.t.join_s, EXIT_BARRIER_S) if bound is None else bound)
+        try:
+            while (
+                self.store.add(self.keys.left, 0) < self.store.add(self.keys.joined, 0)
+                and self.clock() < deadline
+            ):
+                self.sleep(self.t.poll_s)
+        except Exception:
+            # The store went away: its host (rank 0) saw everybody leave and left. The outcome is known.
+            return
+
+    def wait_outcome_and_leave(self) -> int | None:
+        """For a rank outside the gather (late, unfinished, failed collective): rank 0's outcome
+        from the store, bounded by the time rank 0 may still need (its collective's timeout)."""
+        if not _wait_key(
+            self.store,
+            self.keys.outcome,
+            self.clock() + 2 * self.t.join_s + 10,
+            self.clock,
+            self.sleep,
+            self.t.poll_s,
+        ):
+            return None
+        code = int(self.store.get(self.keys.outcome).decode())
+        self.leave(code)
+        return code
+
+
+def run_session(
+    launch: LaunchInfo,
+    store: Store,
+    join: JoinInfo,
+    work: Callable[[], RankResult],
+    open_collective: CollectiveFactory,
+    finish: Callable[[Gathered], int],
+    timeouts: Timeouts,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_outcome: Callable[[int], None] = lambda code: None,
+) -> int:
+    """Run this rank's part. Returns the exit code every rank shares; raises SessionError when this
+    rank is cut off (late, unfinished, rank 0 gone) — it must then exit 1.
+
+    ``on_outcome(code)`` is called as soon as this rank knows how it will exit, before the exit
+    barrier: the caller makes a launcher's stop request end the process with that code.
+    """
+    keys = Keys(launch.run_id)
+    store.set(keys.join(launch.rank), json.dumps(join.to_json()))
+    store.add(keys.joined, 1)
+    worker = _Worker(launch.rank, work)
+    worker.start()
+    ending = _Ending(store, keys, timeouts, clock, sleep, on_outcome)
+    if launch.rank == 0:
+        return _coordinate(
+            launch, store, keys, worker, open_collective, finish, timeouts, clock, sleep, ending
+        )
+    try:
+        return _follow(launch, store, keys, worker, open_collective, timeouts, clock, sleep, ending)
+    except SessionError:
+        raise
+    except Exception as exc:  # the store's host (rank 0, or torchrun's agent) went away
+        raise SessionError(
+            f"lost the rendezvous store at {launch.rendezvous}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _post_done(store: Store, keys: Keys, rank: int, worker: _Worker) -> None:
+    store.set(keys.done(rank), _payload(worker.result).decode())
+    store.add(keys.finished, 1)
+
+
+def _coordinate(
+    launch: LaunchInfo,
+    store: Store,
+    keys: Keys,
+    worker: _Worker,
+    open_collective: CollectiveFactory,
+    finish: Callable[[Gathered], int],
+    t: Timeouts,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    ending: _Ending,
+) -> int:
+    world = launch.world_size
+    # 1. joins, bounded by --timeout. A counter keeps each poll O(1) for large worlds.
+    deadline = clock() + t.join_s
+    while store.add(keys.joined, 0) < world and clock() < deadline:
+        sleep(t.poll_s)
+    joined = [r for r in range(world) if store.check([keys.join(r)])]
+    missing = [r for r in range(world) if r not in joined]
+    store.set(keys.roster, json.dumps({"joined": joined, "missing": missing}))
+    joins = {r: JoinInfo.from_json(json.loads(store.get(keys.join(r)).decode())) for r in joined}
+
+    # 2. results of the joined ranks, bounded by --rank-timeout.
+    deadline = clock() + t.rank_s
+    posted = False
+    while True:
+        if worker.finished.is_set() and not posted:
+            _post_done(store, keys, 0, worker)
+            posted = True
+        if posted and store.add(keys.finished, 0) >= len(joined):
+            break
+        if clock() >= deadline:
+            break
+        sleep(t.poll_s)
+    unfinished = [r for r in joined if not store.check([keys.done(r)])]
+    participants = sorted({0} | {r for r in joined if r not in unfinished})
+    store.set(
+        keys.plan, json.dumps({"participants": participants, "unfinished": unfinished, "missing": missing})
+    )
+
+    # 3. gather over the collective; the store copies are the fallback.
+    own = worker.result if posted else None
+    results: dict[int, RankResult] = {}
+    transport, transport_error = "gloo", None
+    coll: Collective | None = None
+    try:
+        coll = open_collective(0, len(participants))
+        raw = coll.gather(_payload(own)) or []
+        for r, payload in zip(participants, raw):
+            res = _decode(payload)
+            if res is not None:
+                results[r] = res
+    except Exception as exc:
+        transport, transport_error = "store", f"{type(exc).__name__}: {exc}"[:2000]
+        coll = None
+        results = {}
+        for r in participants:
+            if store.check([keys.done(r)]):
+                res = _decode(store.get(keys.done(r)))
+                if res is not None:
+                    results[r] = res
+    code = finish(
+        Gathered(
+            joins=joins,
+            results=results,
+            missing=tuple(missing),
+            unfinished=tuple(unfinished),
+            transport=transport,
+            transport_error=transport_error,
+        )
+    )
+    # 4. the outcome: in the store first (for the ranks whose collective failed), then broadcast.
+    store.set(keys.outcome, str(code))
+    if coll is not None:
+        with contextlib.suppress(Exception):  # the others fall back to the store's copy
+            coll.broadcast(code)
+    # After a failed gather the others may still sit in theirs until the collective's timeout
+    # (--timeout) before they read the outcome from the store: wait for them that long, since a
+    # self-hosted store goes away with rank 0.
+    ending.leave(code, bound=None if coll is not None else t.join_s + EXIT_BARRIER_S)
+    if coll is not None:
+        _close(coll)
+    return code
+
+
+def _close(coll: Collective) -> None:
+    with contextlib.suppress(Exception):
+        coll.close()
+
+
+def _follow(
+    launch: LaunchInfo,
+    store: Store,
+    keys: Keys,
+    worker: _Worker,
+    open_collective: CollectiveFactory,
+    t: Timeouts,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    ending: _Ending,
+) -> int:
+    r = launch.rank
+    # Rank 0 publishes the roster --timeout after its own start; allow as much again for ranks that
+    # started before it.
+    if not _wait_key(store, keys.roster, clock() + 2 * t.join_s, clock, sleep, t.poll_s):
+        raise SessionError(f"rank 0 did not say who joined within {2 * t.join_s:g} s: is rank 0 running?")
+    roster = json.loads(store.get(keys.roster).decode())
+    if r in roster.get("missing", []):
+        ending.wait_outcome_and_leave()
+        raise SessionError(f"joined after the {t.join_s:g} s deadline (--timeout): rank 0 reports it missing")
+    deadline = clock() + t.rank_s + t.join_s
+    posted = False
+    while True:
+        if worker.finished.is_set() and not posted:
+            _post_done(store, keys, r, worker)
+            posted = True
+        if store.check([keys.plan]):
+            break
+        if clock() >= deadline:
+            raise SessionError("rank 0 did not publish the results plan in time: is rank 0 still running?")
+        sleep(t.poll_s)
+    plan = json.loads(store.get(keys.plan).decode())
+    participants: Sequence[int] = plan.get("participants", [])
+    if r not in participants:
+        ending.wait_outcome_and_leave()
+        raise SessionError(
+            f"its check did not finish within {t.rank_s:g} s (--rank-timeout): rank 0 reports it unfinished"
+        )
+    try:
+        coll = open_collective(list(participants).index(r), len(participants))
+        coll.gather(_payload(worker.result))
+        code = coll.broadcast(None)
+    except Exception:
+        # The collective failed: rank 0 reads the results from the store and publishes the outcome there.
+        got = ending.wait_outcome_and_leave()
+        if got is None:
+            raise SessionError("the gather failed and rank 0 published no outcome") from None
+        return got
+    ending.leave(code)
+    _close(coll)
+    return code

@@ -1,0 +1,133 @@
+"""`flashdoctor check --distributed`: wire the launcher, the store, the rank's work, the report."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from flashdoctor.actions.cluster.launch import LaunchInfo, launch_from_environ
+from flashdoctor.actions.cluster.protocol import Gathered, Keys, SessionError, Timeouts, run_session
+from flashdoctor.actions.cluster.rank import (
+    RankOptions,
+    SmokeRunner,
+    default_smoke_runner,
+    host_name,
+    run_rank,
+)
+from flashdoctor.decide.cluster import JoinInfo, build_cluster_report, cluster_report_to_json
+from flashdoctor.errors import EXIT_FAILED, UsageError
+
+
+def _say(launch: LaunchInfo | None, msg: str) -> None:
+    who = f"rank {launch.rank}: " if launch is not None else ""
+    click.echo(f"flashdoctor: {who}{msg}", err=True)
+
+
+def _keep_outcome_on_sigterm(code: int) -> None:
+    """Once the outcome is known, a stop from the launcher ends this rank with that outcome: torchrun
+    stops the remaining workers as soon as one exits non-zero, which would otherwise turn every other
+    rank's exit code into a signal."""
+
+    def handler(signum: int, frame: Any) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    with contextlib.suppress(ValueError):  # not the main thread (e.g. under a test runner)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def run_distributed_check(
+    opts: RankOptions,
+    *,
+    timeouts: Timeouts,
+    as_json: bool,
+    verbose: bool,
+    output: str | None,
+    environ: Mapping[str, str],
+    smoke_runner: SmokeRunner | None = None,
+) -> int:
+    launch = launch_from_environ(environ)  # UsageError: no launcher
+    if opts.smoke and smoke_runner is None:
+        smoke_runner = default_smoke_runner(opts.require or None)
+    if opts.save_target and launch.world_size > 1 and "{rank}" not in opts.save_target:
+        raise UsageError("--save-target with --distributed writes one file per rank: put {rank} in its name")
+    if output and launch.rank == 0:
+        parent = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            raise UsageError(f"-o {output}: {parent} is not a writable directory")
+    from flashdoctor.actions.cluster import torch_glue
+
+    torch_glue.import_dist()  # UsageError without torch, before anything waits
+    host = host_name(environ)
+    try:
+        store = torch_glue.connect_store(launch, timeouts.join_s)
+    except torch_glue.StoreUnreachable as exc:
+        _say(launch, str(exc))
+        return EXIT_FAILED
+    join = JoinInfo(
+        rank=launch.rank,
+        host=host,
+        pid=os.getpid(),
+        local_rank=launch.local_rank,
+        node_rank=launch.node_rank,
+        local_world_size=launch.local_world_size,
+    )
+    keys = Keys(launch.run_id)
+
+    def work() -> Any:
+        return run_rank(launch, opts, environ, host, smoke_runner)
+
+    def open_collective(index: int, size: int) -> Any:
+        return torch_glue.GlooCollective(store, keys.collective, index, size, timeouts.join_s)
+
+    def finish(g: Gathered) -> int:
+        report = build_cluster_report(
+            launcher=launch.launcher,
+            world_size=launch.world_size,
+            rendezvous=launch.rendezvous,
+            joins=g.joins,
+            results=g.results,
+            missing=g.missing,
+            unfinished=g.unfinished,
+            transport=g.transport,
+            transport_error=g.transport_error,
+            strict=opts.strict,
+            timeouts=timeouts.to_json(),
+            smoke=opts.smoke,
+        )
+        doc = cluster_report_to_json(report, strict=opts.strict)
+        if output:
+            try:
+                with open(output, "w", encoding="utf-8") as fh:
+                    json.dump(doc, fh, indent=2)
+                    fh.write("\n")
+            except OSError as exc:
+                _say(launch, f"cannot write {output}: {exc.strerror or exc}")
+        if as_json:
+            click.echo(json.dumps(doc, indent=2))
+        else:
+            from flashdoctor.render.cluster import render_cluster
+            from flashdoctor.render.console import make_console
+
+            render_cluster(report, make_console(), strict=opts.strict, verbose=verbose)
+        sys.stdout.flush()
+        return int(doc["exit_code"])
+
+    try:
+        code = run_session(
+            launch, store, join, work, open_collective, finish, timeouts, on_outcome=_keep_outcome_on_sigterm
+        )
+    except SessionError as exc:
+        _say(launch, str(exc))
+        code = EXIT_FAILED
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code

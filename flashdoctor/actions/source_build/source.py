@@ -1,0 +1,327 @@
+"""Getting the sources to build: the FA2 sdist from PyPI (cached), a local sdist or checkout, or an FA3
+checkout / git URL + tag. Actions (network, disk, git); the decisions they need are in plan.py.
+
+The sdist is downloaded like any artifact: the index's JSON simple API (PEP 691) gives the file URL
+and its sha256, the file is streamed into the cache and verified before it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from flashdoctor.errors import NetworkError, UsageError
+
+PYPI_SIMPLE = "https://pypi.org/simple"
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+TIMEOUT = 30.0
+ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class SdistRef:
+    filename: str
+    url: str
+    sha256: str | None
+    version: str
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """Sources ready to build. ``setup_dir`` holds the setup.py pip builds (FA3: ``hopper/``)."""
+
+    variant: str
+    root: Path
+    setup_dir: Path
+    version: str
+    origin: str  # "pypi:<file>", "archive:<path>", "dir:<path>", "git:<url>@<ref>"
+    owned: bool  # True when flashdoctor made this copy (it may edit and delete it)
+
+
+def _session() -> Any:
+    import requests
+
+    s = requests.Session()
+    s.headers["User-Agent"] = "flashdoctor"
+    return s
+
+
+def _get(session: Any, url: str, **kw: Any) -> Any:
+    """GET with bounded retries for connection errors and 5xx; 4xx is final."""
+    import requests
+
+    last = ""
+    for attempt in range(ATTEMPTS):
+        try:
+            r = session.get(url, timeout=TIMEOUT, **kw)
+        except requests.RequestException as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            if r.status_code < 500:
+                return r
+            last = f"HTTP {r.status_code}"
+            r.close()
+        if attempt + 1 < ATTEMPTS:
+            time.sleep(0.5 * (attempt + 1))
+    raise NetworkError(
+        f"GET {url} failed after {ATTEMPTS} attempts: {last}", hint="check the network, or pass --source FILE"
+    )
+
+
+def find_sdist(
+    version: str, index_url: str = PYPI_SIMPLE, project: str = "flash-attn", session: Any = None
+) -> SdistRef:
+    """Look the sdist of ``project`` ``version`` up in a PEP 691 JSON simple index."""
+    session = session or _session()
+    url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/"
+    r = _get(session, url, headers={"Accept": SIMPLE_JSON})
+    if r.status_code == 404:
+        raise NetworkError(f"{url}: project {project} not found on the index")
+    if r.status_code != 200:
+        raise NetworkError(f"{url}: HTTP {r.status_code}")
+    try:
+        files = r.json()["files"]
+    except (ValueError, KeyError, TypeError):
+        raise NetworkError(f"{url}: not a JSON simple-index page (PEP 691)") from None
+    want = Version(version)
+    stem = project.replace("-", "_")
+    for f in files:
+        name = f.get("filename", "")
+        m = re.fullmatch(rf"{re.escape(stem)}-(.+)\.tar\.gz", name, re.IGNORECASE)
+        if not m:
+            continue
+        try:
+            if Version(m.group(1)) != want:
+                continue
+        except InvalidVersion:
+            continue
+        if f.get("yanked"):
+            continue
+        href = f.get("url", "")
+        if not href.startswith(("http://", "https://")):
+            from urllib.parse import urljoin
+
+            href = urljoin(url, href)
+        return SdistRef(
+            filename=name, url=href, sha256=(f.get("hashes") or {}).get("sha256"), version=version
+        )
+    raise UsageError(f"{project} {version}: no sdist on {index_url}", hint="check --version")
+
+
+def download(ref: SdistRef, cache_dir: Path, policy: Any = None, sleep: Any = time.sleep) -> Path:
+    """Download ``ref`` into the content-addressed artifact cache at ``cache_dir`` (the installer's
+    WheelCache: verified on every hit, locked, atomic) with the installer's downloader (bounded
+    retries, resume, https-only except loopback). Returns the cached file."""
+    from flashdoctor.actions.cache import WheelCache
+    from flashdoctor.actions.net.download import DownloadPolicy
+    from flashdoctor.actions.net.download import download as fetch
+
+    cache = WheelCache(cache_dir)
+    if ref.sha256 and (hit := cache.get(sha256=ref.sha256, filename=ref.filename)) is not None:
+        return hit.path
+    key = hashlib.sha256(ref.url.encode()).hexdigest()[:32]
+    with cache.lock(key):
+        if ref.sha256 and (hit := cache.get(sha256=ref.sha256, filename=ref.filename)) is not None:
+            return hit.path
+        tmp = cache.tmp_path(key)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        res = fetch(
+            ref.url, tmp, policy=policy or DownloadPolicy(expect_zip=False), name=ref.filename, sleep=sleep
+        )
+        if ref.sha256 and res.sha256 != ref.sha256.lower():
+            tmp.unlink(missing_ok=True)
+            raise NetworkError(
+                f"{ref.filename}: sha256 {res.sha256[:16]}… does not match the index's {ref.sha256[:16]}…",
+                hint="a broken download or a tampered mirror; try again",
+            )
+        return cache.commit(tmp, res.sha256, ref.filename, url=ref.url).path
+
+
+def _safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = os.path.realpath(dest)  # Python < 3.11.4 / 3.12: check each member ourselves
+    for m in tar.getmembers():
+        target = os.path.realpath(os.path.join(root, m.name))
+        if not (target == root or target.startswith(root + os.sep)) or m.issym() or m.islnk() or m.isdev():
+            raise UsageError(f"refusing archive member {m.name!r}: it points outside the archive")
+    tar.extractall(dest)
+
+
+def unpack(archive: Path, dest: Path) -> Path:
+    """Unpack an sdist into ``dest``; returns its single top-level directory."""
+    try:
+        with tarfile.open(archive) as tar:
+            _safe_extract(tar, dest)
+    except (tarfile.TarError, OSError) as exc:
+        raise UsageError(f"{archive}: not a readable source archive ({exc})") from None
+    tops = [p for p in dest.iterdir() if p.is_dir()]
+    if len(tops) != 1:
+        raise UsageError(f"{archive}: expected one top-level directory, found {len(tops)}")
+    return tops[0]
+
+
+_VERSION_RE = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
+
+
+def read_version(init_py: Path) -> str | None:
+    try:
+        m = _VERSION_RE.search(init_py.read_text(encoding="utf-8"))
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    # Without .git: FA2's setup.py runs `git submodule update` (network) whenever .git exists.
+    shutil.copytree(
+        src, dest, symlinks=True, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info")
+    )
+
+
+def fa2_tree(root: Path, origin: str, owned: bool) -> SourceTree:
+    if not (root / "setup.py").is_file() or not (root / "flash_attn" / "__init__.py").is_file():
+        raise UsageError(f"{origin}: not an FA2 source tree (no setup.py and flash_attn/__init__.py)")
+    version = read_version(root / "flash_attn" / "__init__.py")
+    if version is None:
+        raise UsageError(f"{origin}: flash_attn/__init__.py has no __version__")
+    if not (root / "csrc" / "cutlass" / "include" / "cutlass" / "cutlass.h").is_file():
+        raise UsageError(
+            f"{origin}: csrc/cutlass is empty (a git checkout without submodules)",
+            hint="git submodule update --init csrc/cutlass, or use the PyPI sdist (it ships CUTLASS)",
+        )
+    return SourceTree("fa2", root, root, version, origin, owned)
+
+
+def resolve_fa2(
+    source: str | None,
+    version: str,
+    work: Path,
+    cache: Path,
+    index_url: str = PYPI_SIMPLE,
+    session: Any = None,
+) -> SourceTree:
+    """An FA2 tree in ``work`` that flashdoctor owns (it is edited): from PyPI, an archive or a directory."""
+    work.mkdir(parents=True, exist_ok=True)
+    if source is None:
+        ref = find_sdist(version, index_url, session=session)
+        archive = download(ref, cache / "wheels")  # the installer's artifact cache
+        return fa2_tree(unpack(archive, work / "src"), f"pypi:{ref.filename}", True)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise UsageError(f"--source {source}: no such file or directory")
+    if path.is_dir():
+        dest = work / "src" / path.resolve().name
+        _copy_tree(path, dest)
+        return fa2_tree(dest, f"dir:{path}", True)
+    return fa2_tree(unpack(path, work / "src"), f"archive:{path}", True)
+
+
+# -- FA3 ----------------------------------------------------------------------------------------------
+def is_git_url(source: str) -> bool:
+    return source.startswith(("http://", "https://", "git@", "ssh://", "file://", "git+")) or source.endswith(
+        ".git"
+    )
+
+
+def git_clone(url: str, ref: str, dest: Path, environ: Mapping[str, str] | None = None) -> None:
+    """Shallow clone of ``url`` at tag/branch ``ref`` with its submodules (CUTLASS)."""
+    url = url.removeprefix("git+")
+    cmd = [
+        "git", "clone", "--depth", "1", "--branch", ref,
+        "--recurse-submodules", "--shallow-submodules", url, str(dest),
+    ]  # fmt: skip
+    try:
+        p = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=1800, env=dict(environ) if environ else None
+        )
+    except FileNotFoundError:
+        raise UsageError(
+            "git is not installed: cannot clone the FA3 sources", hint="install git, or pass a checkout"
+        ) from None
+    except subprocess.TimeoutExpired:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise NetworkError(f"git clone {url} did not finish in 30 minutes") from None
+    if p.returncode != 0:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise NetworkError(f"git clone {url} --branch {ref} failed: {p.stderr.strip()[-500:]}")
+
+
+def fa3_tree(root: Path, origin: str) -> SourceTree:
+    hopper = root / "hopper"
+    if not (hopper / "setup.py").is_file() and (root / "setup.py").is_file() and root.name == "hopper":
+        root, hopper = root.parent, root
+    if not (hopper / "setup.py").is_file():
+        raise UsageError(f"{origin}: no hopper/setup.py: FA3 builds from a flash-attention checkout")
+    if not any(hopper.glob("*.cu")) and not (hopper / "instantiations").is_dir():
+        raise UsageError(
+            f"{origin}: hopper/ has no CUDA sources (the PyPI sdist ships only its Python files)",
+            hint="use a git checkout: --source https://github.com/Dao-AILab/flash-attention.git --ref <tag>",
+        )
+    if not (root / "csrc" / "cutlass" / "include" / "cutlass" / "cutlass.h").is_file():
+        raise UsageError(
+            f"{origin}: csrc/cutlass is empty (the submodule is not checked out)",
+            hint="git submodule update --init csrc/cutlass",
+        )
+    version = (
+        read_version(hopper / "__init__.py")
+        or read_version(hopper / "flash_attn_3" / "__init__.py")
+        or "0+unknown"
+    )
+    return SourceTree("fa3", root, hopper, version, origin, False)
+
+
+def resolve_fa3(
+    source: str | None, ref: str | None, cache: Path, environ: Mapping[str, str] | None = None
+) -> SourceTree:
+    if source is None:
+        raise UsageError(
+            "FA3 is not on PyPI as source: pass a flash-attention checkout or a git URL",
+            hint="flashdoctor build --fa3 --source https://github.com/Dao-AILab/flash-attention.git --ref <tag>",
+        )
+    if is_git_url(source):
+        if not ref:
+            raise UsageError("--source is a git URL: name the tag or branch with --ref")
+        key = hashlib.sha256(f"{source}@{ref}".encode()).hexdigest()[:16]
+        dest = cache / "git" / key
+        if not (dest / "hopper" / "setup.py").is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(dest, ignore_errors=True)
+            git_clone(source, ref, dest, environ)
+        return fa3_tree(dest, f"git:{source}@{ref}")
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        raise UsageError(f"--source {source}: FA3 needs a checkout directory or a git URL")
+    return fa3_tree(path.resolve(), f"dir:{path}")
+
+
+@dataclass(frozen=True)
+class Fa3SetupFacts:
+    """What hopper/setup.py of this checkout does, read from its text (never executed)."""
+
+    offline_switch: bool
+    toolchain_download: bool  # downloads nvcc/ptxas unless nvcc is exactly 12.8
+    switches: frozenset[str]
+
+
+def fa3_setup_facts(setup_py: Path) -> Fa3SetupFacts:
+    text = setup_py.read_text(encoding="utf-8", errors="replace")
+    return Fa3SetupFacts(
+        offline_switch="FLASH_ATTENTION_OFFLINE_BUILD" in text,
+        toolchain_download=bool(re.search(r"bare_metal_version\s*!=\s*Version\(\"12\.8\"\)", text))
+        and "download_and_copy" in text,
+        switches=frozenset(re.findall(r"FLASH_ATTENTION_DISABLE_[A-Z0-9]+", text)),
+    )

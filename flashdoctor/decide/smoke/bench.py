@@ -1,0 +1,297 @@
+"""The bench: every available backend on one user shape, timed, in TFLOP/s and % of the measured peak.
+
+Pure functions of the runner's events (``bench`` mode), like the smoke's judge. The FLOP count is the
+convention of FlashAttention's own benchmarks, so figures compare with theirs (README "Bench").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flashdoctor import __version__
+from flashdoctor.decide.smoke.judge import _crash_reason, backend_infos, classify_error, parse_events
+from flashdoctor.model.cases import BACKENDS, DTYPES, FALLBACK, Case, backend_info, backend_kind
+from flashdoctor.model.smoke import GpuInfo
+
+BENCH_SCHEMA_ID = "flashdoctor/bench/1"
+
+FLOP_FORMULA = (
+    "forward = 4·B·H·N²·D (QKᵀ and PV: 2·N²·D each per head), halved when causal; "
+    "backward = 2.5 × forward (S recomputed, dV, dP, dQ, dK: 5 matmuls); forward+backward = 3.5 × forward. "
+    "H counts query heads (GQA does not change it); varlen sums N² over the sequences. "
+    "The convention of FlashAttention's benchmarks/benchmark_flash_attention.py."
+)
+
+
+def attention_flops(case: Case, mode: str = "fwd") -> float:
+    """Nominal FLOPs of one attention call (see FLOP_FORMULA). ``mode``: fwd, bwd or fwd_bwd."""
+    if case.varlen is not None:
+        n2 = sum(n * n for n in case.varlen)
+    else:
+        n2 = case.batch * case.seqlen * case.seqlen
+    fwd = 4.0 * n2 * case.heads * case.head_dim
+    if case.causal:
+        fwd /= 2.0
+    factor = {"fwd": 1.0, "bwd": 2.5, "fwd_bwd": 3.5}[mode]
+    return fwd * factor
+
+
+def tflops(case: Case, mode: str, ms: float | None) -> float | None:
+    if not ms or ms <= 0:
+        return None
+    return attention_flops(case, mode) / (ms * 1e-3) / 1e12
+
+
+def validate_shape(
+    batch: int, seqlen: int, heads: int, kv_heads: int | None, head_dim: int, dtype: str
+) -> str | None:
+    """None when the shape can be run; otherwise a sentence saying what is wrong (a usage error)."""
+    for name, val in (("--batch", batch), ("--seqlen", seqlen), ("--heads", heads), ("--head-dim", head_dim)):
+        if val < 1:
+            return f"{name} must be a positive integer, not {val}"
+    if kv_heads is not None:
+        if kv_heads < 1:
+            return f"--kv-heads must be a positive integer, not {kv_heads}"
+        if heads % kv_heads:
+            return f"--heads {heads} must be a multiple of --kv-heads {kv_heads} (grouped-query attention)"
+    if dtype not in DTYPES:
+        return f"--dtype must be bf16, fp16 or fp32, not {dtype}"
+    return None
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    backend: str
+    title: str
+    status: str  # ok | skip | error | crash | timeout | not-installed | import-error
+    reason: str | None = None
+    version: str | None = None
+    fwd_ms: float | None = None
+    fwd_bwd_ms: float | None = None
+    fwd_tflops: float | None = None
+    fwd_bwd_tflops: float | None = None
+    fwd_pct_peak: float | None = None
+    fwd_bwd_pct_peak: float | None = None
+    fwd_peak_mib: float | None = None
+    peak_mib: float | None = None
+    speedup_fwd: float | None = None  # vs the fallback (SDPA math)
+    speedup_fwd_bwd: float | None = None
+    fastest_fwd: bool = False
+    fastest_fwd_bwd: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "title": self.title,
+            "status": self.status,
+            "reason": self.reason,
+            "version": self.version,
+            "fwd_ms": self.fwd_ms,
+            "fwd_bwd_ms": self.fwd_bwd_ms,
+            "fwd_tflops": self.fwd_tflops,
+            "fwd_bwd_tflops": self.fwd_bwd_tflops,
+            "fwd_pct_peak": self.fwd_pct_peak,
+            "fwd_bwd_pct_peak": self.fwd_bwd_pct_peak,
+            "fwd_peak_mib": self.fwd_peak_mib,
+            "peak_mib": self.peak_mib,
+            "speedup_fwd": self.speedup_fwd,
+            "speedup_fwd_bwd": self.speedup_fwd_bwd,
+            "fastest_fwd": self.fastest_fwd,
+            "fastest_fwd_bwd": self.fastest_fwd_bwd,
+        }
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    python: str
+    device: str
+    torch: str | None
+    case: Case
+    gpu: GpuInfo | None
+    matmul_peak_tflops: float | None
+    rows: tuple[BenchRow, ...]
+    recommendation: str | None
+    skipped_reason: str | None
+    elapsed_s: float
+    torch_import_s: float | None = None
+    runs: int = 1
+    notes: tuple[str, ...] = ()
+
+    def exit_code(self) -> int:
+        """1 when an installed variant crashed, timed out, errored or does not import; else 0."""
+        bad = {"crash", "timeout", "error", "import-error"}
+        return 1 if any(r.status in bad and backend_kind(r.backend) == "variant" for r in self.rows) else 0
+
+    def fastest(self, mode: str = "fwd_bwd") -> BenchRow | None:
+        for r in self.rows:
+            if r.fastest_fwd_bwd if mode == "fwd_bwd" else r.fastest_fwd:
+                return r
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": BENCH_SCHEMA_ID,
+            "flashdoctor": __version__,
+            "status": "skipped" if self.skipped_reason else ("failed" if self.exit_code() else "ok"),
+            "exit_code": self.exit_code(),
+            "skipped_reason": self.skipped_reason,
+            "python": self.python,
+            "device": self.device,
+            "torch": self.torch,
+            "gpu": None if self.gpu is None else self.gpu.to_json(),
+            "shape": self.case.to_json() | {"label": self.case.label},
+            "flops": {
+                "formula": FLOP_FORMULA,
+                "fwd": attention_flops(self.case, "fwd"),
+                "fwd_bwd": attention_flops(self.case, "fwd_bwd"),
+            },
+            "matmul_peak_tflops": self.matmul_peak_tflops,
+            "rows": [r.to_json() for r in self.rows],
+            "recommendation": self.recommendation,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "torch_import_s": self.torch_import_s,
+            "runs": self.runs,
+            "notes": list(self.notes),
+        }
+
+
+def _pct(tf: float | None, peak: float | None) -> float | None:
+    return None if tf is None or not peak else 100.0 * tf / peak
+
+
+def recommend(rows: Sequence[BenchRow], gpu: GpuInfo | None, case: Case) -> str | None:
+    """One line: the backend to use at this shape, measured, with the margin over the runner-up."""
+    ok = [r for r in rows if r.status == "ok" and r.fwd_ms]
+    if not ok:
+        return None
+    both = all(r.fwd_bwd_ms for r in ok)
+
+    def key(r: BenchRow) -> float:
+        return float((r.fwd_bwd_ms if both else r.fwd_ms) or 0.0)
+
+    ranked = sorted(ok, key=key)
+    best = ranked[0]
+    where = f"this {gpu.name}" if gpu is not None and gpu.index is not None else "this CPU"
+    mode = "forward+backward" if both else "forward"
+    times = f"{best.fwd_ms:.3g} ms forward" + (
+        f", {best.fwd_bwd_ms:.3g} ms forward+backward" if best.fwd_bwd_ms else ""
+    )
+    line = f"On {where} at {case.label}, use {best.title}: {times}"
+    if len(ranked) > 1:
+        ratio = key(ranked[1]) / key(best)
+        line += f", {ratio:.2f}× faster ({mode}) than {ranked[1].title}"
+    usage = backend_info(best.backend).get("usage")
+    if usage:
+        line += f" — {usage}"
+    fwd_best = min(ok, key=lambda r: r.fwd_ms or float("inf"))
+    if both and fwd_best.backend != best.backend:
+        line += f". Forward only (inference): {fwd_best.title} ({fwd_best.fwd_ms:.3g} ms)"
+    return line + "."
+
+
+def judge_bench(
+    events: Sequence[dict[str, Any]],
+    *,
+    python: str,
+    device: str,
+    case: Case,
+    backends: Sequence[str] = BACKENDS,
+    requested: Iterable[str] | None = None,
+    elapsed_s: float = 0.0,
+) -> BenchReport:
+    log = parse_events(events)
+    infos = backend_infos(log, backends, requested)
+    skipped = None
+    if log.no_torch is not None:
+        skipped = f"torch is not installed in {python}"
+    elif log.torch_failed is not None:
+        skipped = f"torch does not import in {python}: {log.torch_failed[:300]}"
+    elif log.no_gpu is not None:
+        skipped = f"no CUDA GPU visible: {log.no_gpu}"
+    elif log.runner_failed is not None and not log.gpus:
+        skipped = f"the bench runner died before it could run ({log.runner_failed.get('why')})"
+    gpu = next(iter(log.gpus.values()), None)
+    peak_ev = log.matmul.get(gpu.index if gpu else None) if gpu else None
+    peak = float(peak_ev["tflops"]) if peak_ev and peak_ev.get("tflops") else None
+    rows: list[BenchRow] = []
+    if gpu is not None:
+        base = log.timings.get((gpu.index, FALLBACK, case.name), {})
+        for b in backends:
+            info = infos[b]
+            title = info.title
+            if info.kind == "variant":
+                if info.installed is False or info.installed is None:
+                    rows.append(BenchRow(b, title, "not-installed", "not installed"))
+                    continue
+                if not info.import_ok:
+                    rows.append(
+                        BenchRow(b, title, "import-error", str(info.import_error)[:300], info.version)
+                    )
+                    continue
+            key = (gpu.index, b, case.name)
+            t = log.timings.get(key)
+            chk = log.checks.get(key)
+            crash = log.crashes.get((gpu.index, b))
+            if t is None or t.get("error"):
+                if chk is not None and chk.get("not_applicable"):
+                    rows.append(BenchRow(b, title, "skip", str(chk.get("error")), info.version))
+                elif t is not None:
+                    c = classify_error(str(t["error"]), b, case, gpu, t.get("warnings") or ())
+                    status = "skip" if c.status.value == "skip" else "error"
+                    rows.append(BenchRow(b, title, status, c.reason, info.version))
+                elif crash is not None:
+                    rows.append(BenchRow(b, title, crash["event"], _crash_reason(crash), info.version))
+                else:
+                    rows.append(BenchRow(b, title, "skip", "not run", info.version))
+                continue
+            fwd, fb = t.get("fwd_ms"), t.get("fwd_bwd_ms")
+            tf_f, tf_b = tflops(case, "fwd", fwd), tflops(case, "fwd_bwd", fb)
+            rows.append(
+                BenchRow(
+                    b,
+                    title,
+                    "ok",
+                    None,
+                    info.version,
+                    fwd_ms=fwd,
+                    fwd_bwd_ms=fb,
+                    fwd_tflops=tf_f,
+                    fwd_bwd_tflops=tf_b,
+                    fwd_pct_peak=_pct(tf_f, peak),
+                    fwd_bwd_pct_peak=_pct(tf_b, peak),
+                    fwd_peak_mib=t.get("fwd_peak_mib"),
+                    peak_mib=t.get("peak_mib"),
+                    speedup_fwd=(base["fwd_ms"] / fwd) if base.get("fwd_ms") and fwd else None,
+                    speedup_fwd_bwd=(base["fwd_bwd_ms"] / fb) if base.get("fwd_bwd_ms") and fb else None,
+                )
+            )
+        rows = _mark_fastest(rows)
+    return BenchReport(
+        python=python,
+        device=device,
+        torch=None if log.torch is None else log.torch.get("version"),
+        case=case,
+        gpu=gpu,
+        matmul_peak_tflops=peak,
+        rows=tuple(rows),
+        recommendation=recommend(rows, gpu, case),
+        skipped_reason=skipped,
+        elapsed_s=elapsed_s,
+        torch_import_s=None if log.torch is None else log.torch.get("import_s"),
+        runs=max(log.runs, 1),
+        notes=tuple(dict.fromkeys(log.notes + ([str(log.fatal)] if log.fatal else []))),
+    )
+
+
+def _mark_fastest(rows: list[BenchRow]) -> list[BenchRow]:
+    import dataclasses
+
+    ok = [r for r in rows if r.status == "ok"]
+    f = min((r for r in ok if r.fwd_ms), key=lambda r: r.fwd_ms or 0.0, default=None)
+    b = min((r for r in ok if r.fwd_bwd_ms), key=lambda r: r.fwd_bwd_ms or 0.0, default=None)
+    return [
+        dataclasses.replace(r, fastest_fwd=r is f, fastest_fwd_bwd=r is b) if r.status == "ok" else r
+        for r in rows
+    ]

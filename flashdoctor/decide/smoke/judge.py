@@ -1,0 +1,762 @@
+"""Decisions of the smoke test, as pure functions of the runner's events.
+
+The runner (``_runner.py``, in the target interpreter) only measures: errors against the reference,
+exception texts, kernel names, times. Here those events become case results (pass / fail / skip / ...),
+findings with stable codes and a ``SmokeReport``. Nothing here touches the system, so every rule is
+tested on literal event lists; the CPU-mode tests run the same code on a real runner's events.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flashdoctor.knowledge import load_data
+from flashdoctor.model.cases import (
+    BACKENDS,
+    FALLBACK,
+    VARIANT_BACKENDS,
+    Case,
+    applicable,
+    backend_info,
+    backend_kind,
+    backend_title,
+)
+from flashdoctor.model.findings import Finding, Status
+from flashdoctor.model.smoke import (
+    BackendInfo,
+    CaseResult,
+    CaseStatus,
+    GpuInfo,
+    InputCheck,
+    SmokeReport,
+    TensorError,
+    Tolerance,
+)
+
+# code -> one line for the README table. Public interface: never rename one.
+SMOKE_CODES: dict[str, str] = {
+    "smoke-ok": "A backend passed every case it could run on a GPU (errors within tolerance).",
+    "smoke-numerics": "Output or gradients disagree with the fp32 reference beyond the tolerance (or are inf/nan).",
+    "smoke-error": "A backend raised an unexpected exception on an input it should take (a failure for a variant, a warning for SDPA).",
+    "smoke-crash": "A backend killed the interpreter (a signal); the remaining backends ran in a fresh process.",
+    "smoke-timeout": "A backend did not finish within the time limit.",
+    "smoke-import-error": "An installed variant does not import in the target interpreter (or crashes importing).",
+    "smoke-not-installed": "A variant asked for (`--variant`) is not installed.",
+    "smoke-not-compiled": "A head dim or dtype is not compiled in this build (a minimal build): skipped, not a failure.",
+    "smoke-unsupported-gpu": "The variant cannot run on this GPU (e.g. FA2 before Ampere).",
+    "smoke-arch-missing": "The binary has no code for this GPU ('no kernel image is available').",
+    "smoke-unsupported-input": "The input is outside what the backend takes (fp32 for FlashAttention, head dim above 256).",
+    "smoke-sdpa-unavailable": "PyTorch has no kernel of this SDPA backend for this input here.",
+    "smoke-oom": "Out of GPU memory at this shape.",
+    "smoke-no-kernel-proof": "The profiler did not show the backend's own kernel during its calls.",
+    "smoke-input-check": "What a variant answers to wrong input (fp32 tensors, head dim 512): a clear error is expected.",
+    "smoke-skipped": "Nothing could run: torch sees no GPU, or torch is not installed (exit 0).",
+    "smoke-torch-import-error": "torch is installed in the target interpreter but does not import.",
+    "smoke-runner-failed": "The smoke runner died outside any backend's call (start-up, between backends).",
+}
+
+
+# -- knowledge --------------------------------------------------------------------------------------
+def tolerance_for(dtype: str) -> Tolerance:
+    t = load_data("smoke")["tolerances"]["dtypes"][dtype]
+    return Tolerance(out=float(t["out"]), grad=float(t["grad"]))
+
+
+@dataclass(frozen=True)
+class Classified:
+    category: (
+        str  # no_kernel | unsupported_gpu | no_kernel_image | oom | not_compiled | unsupported_input | error
+    )
+    status: CaseStatus
+    reason: str
+
+
+def _signature_category(text: str) -> str | None:
+    for sig in load_data("smoke")["errors"]["signatures"]:
+        if re.search(sig["pattern"], text, re.IGNORECASE):
+            return str(sig["category"])
+    return None
+
+
+def _head_dim_documented(backend: str, head_dim: int) -> tuple[bool, int]:
+    hd = load_data("smoke")["head_dims"].get(backend, {"max": 256, "multiple_of": 8})
+    return head_dim <= int(hd["max"]) and head_dim % int(hd["multiple_of"]) == 0, int(hd["max"])
+
+
+def classify_error(
+    error: str,
+    backend: str,
+    case: Case,
+    gpu: GpuInfo | None = None,
+    warnings: Sequence[str] = (),
+) -> Classified:
+    """What an exception from ``backend`` on ``case`` means: a skip with a reason, or an error.
+
+    An ahead-of-time build (FA2, FA3) that refuses a head dim or dtype inside its documented range was
+    built without it ("not compiled in this build", e.g. a minimal build with only head dim 128); the
+    same refusal outside the range, or from the JIT-compiled FA4, is an unsupported input.
+    """
+    title = backend_title(backend)
+    where = gpu.label if gpu is not None else "this device"
+    why = "; ".join(w for w in warnings if w)[:300]
+    cat = _signature_category(error)
+    short = error[:200]
+    if backend_kind(backend) == "sdpa":
+        if cat == "no_kernel":
+            return Classified(
+                "no_kernel",
+                CaseStatus.SKIP,
+                f"no {title} kernel for this input here" + (f" ({why})" if why else ""),
+            )
+        if cat == "oom":
+            return Classified("oom", CaseStatus.SKIP, "out of memory at this shape")
+        if case.dtype == "fp32" and cat == "dtype":
+            return Classified("unsupported_input", CaseStatus.SKIP, f"{title} takes fp16/bf16 only")
+        return Classified("error", CaseStatus.ERROR, f"raised {short}")
+    aot = bool(backend_info(backend).get("aot", False))
+    if cat == "unsupported_gpu":
+        return Classified("unsupported_gpu", CaseStatus.SKIP, f"cannot run on {where}")
+    if cat == "no_kernel_image":
+        return Classified("no_kernel_image", CaseStatus.ERROR, f"the binary has no code for {where}")
+    if cat == "oom":
+        return Classified("oom", CaseStatus.SKIP, "out of memory at this shape")
+    if cat == "not_compiled":
+        if aot:
+            return Classified(
+                "not_compiled",
+                CaseStatus.SKIP,
+                f"head dim {case.head_dim} / {case.dtype} not compiled in this build",
+            )
+        return Classified("unsupported_input", CaseStatus.SKIP, "does not take this input here")
+    if cat == "dtype" or (cat == "head_dim" and case.dtype == "fp32"):
+        if case.dtype == "fp32":
+            return Classified("unsupported_input", CaseStatus.SKIP, "takes fp16/bf16 only, not fp32")
+        if aot:
+            return Classified("not_compiled", CaseStatus.SKIP, f"{case.dtype} not compiled in this build")
+        return Classified("unsupported_input", CaseStatus.SKIP, f"does not take {case.dtype} here")
+    if cat == "head_dim":
+        documented, hd_max = _head_dim_documented(backend, case.head_dim)
+        if documented and aot:
+            return Classified(
+                "not_compiled", CaseStatus.SKIP, f"head dim {case.head_dim} not compiled in this build"
+            )
+        if not documented:
+            return Classified(
+                "unsupported_input",
+                CaseStatus.SKIP,
+                f"head dim {case.head_dim} is beyond what it takes (≤ {hd_max}, a multiple of 8)",
+            )
+        return Classified(
+            "unsupported_input", CaseStatus.SKIP, f"does not take head dim {case.head_dim} here"
+        )
+    return Classified("error", CaseStatus.ERROR, f"raised {short}")
+
+
+def proof_kernel(backend: str, names: Iterable[str]) -> str | None:
+    """The first of ``names`` that is one of the backend's own kernels (flashdoctor/data/smoke.json
+    kernel_pattern / kernel_exclude), or None."""
+    info = backend_info(backend)
+    inc = re.compile(info["kernel_pattern"], re.IGNORECASE)
+    exc = re.compile(info["kernel_exclude"], re.IGNORECASE) if info.get("kernel_exclude") else None
+    for n in names:
+        if inc.search(n) and not (exc and exc.search(n)):
+            return n
+    return None
+
+
+# -- events -----------------------------------------------------------------------------------------
+Key = tuple[Any, str, str]  # (gpu, backend, case)
+
+
+@dataclass
+class EventLog:
+    """The runner's events, indexed. Shared by the smoke and the bench judges."""
+
+    torch: dict[str, Any] | None = None
+    no_gpu: str | None = None
+    no_torch: str | None = None
+    torch_failed: str | None = None
+    fatal: str | None = None
+    runner_failed: dict[str, Any] | None = None
+    gpus: dict[Any, GpuInfo] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checks: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    kernels: dict[Key, list[str]] = field(default_factory=dict)
+    timings: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    ref_failed: dict[tuple[Any, str], str] = field(default_factory=dict)
+    crashes: dict[tuple[Any, str], dict[str, Any]] = field(
+        default_factory=dict
+    )  # (gpu, backend) -> crash/timeout
+    import_crashes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    input_checks: list[dict[str, Any]] = field(default_factory=list)
+    matmul: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    runs: int = 0
+    done: bool = False
+
+
+def parse_events(events: Iterable[dict[str, Any]]) -> EventLog:
+    log = EventLog()
+    for e in events:
+        kind = e.get("event")
+        key = (e.get("gpu"), str(e.get("backend")), str(e.get("case")))
+        if kind == "torch":
+            log.torch = e
+        elif kind == "no_gpu":
+            log.no_gpu = str(e.get("reason"))
+        elif kind == "no_torch":
+            log.no_torch = str(e.get("error"))
+        elif kind == "torch_import_failed":
+            log.torch_failed = str(e.get("error"))
+        elif kind == "fatal":
+            log.fatal = str(e.get("message"))
+        elif kind == "runner_failed":
+            log.runner_failed = e
+        elif kind == "gpu":
+            log.gpus[e.get("gpu")] = GpuInfo(
+                e.get("gpu"), str(e.get("name")), e.get("capability"), e.get("memory_gb")
+            )
+        elif kind == "variant":
+            log.variants[str(e["backend"])] = e
+        elif kind == "result":
+            log.checks[key] = e
+        elif kind == "kernels":
+            log.kernels[key] = [str(n) for n in e.get("names", [])]
+        elif kind == "timing":
+            log.timings[key] = e
+        elif kind == "reference" and not e.get("ok", True):
+            log.ref_failed[(e.get("gpu"), str(e.get("case")))] = str(e.get("error"))
+        elif kind in ("crash", "timeout"):
+            if e.get("phase") == "import":
+                log.import_crashes[str(e.get("backend"))] = e
+            else:
+                log.crashes[(e.get("gpu"), str(e.get("backend")))] = e
+        elif kind == "input_check":
+            log.input_checks.append(e)
+        elif kind == "matmul_peak":
+            log.matmul[e.get("gpu")] = e
+        elif kind == "note":
+            log.notes.append(str(e.get("message")))
+        elif kind == "prewarm_done" and e.get("errors"):
+            errors = "; ".join(str(x) for x in e["errors"])
+            log.notes.append(
+                f"background compile of {e.get('backend')} kernels (its checks still ran): {errors}"
+            )
+        elif kind == "run":
+            log.runs += 1
+        elif kind == "done":
+            log.done = True
+            if e.get("heavy_imports"):
+                mods = ", ".join(str(m) for m in e["heavy_imports"])
+                log.notes.append(f"the runner imported {mods} (seconds of start-up the smoke does not need)")
+    return log
+
+
+def phase_times(events: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Where the runner's time went (seconds, from the events' timestamps): the torch import, the set-up
+    (variant imports, CUDA start, references) and each backend (all GPUs and runs added up)."""
+    out: dict[str, float] = {}
+    started: dict[tuple[Any, str], float] = {}
+    torch_t: float | None = None
+    setup_done = False
+    for e in events:
+        kind, t = e.get("event"), e.get("t")
+        if kind == "torch" and "torch_import_s" not in out:
+            out["torch_import_s"] = float(e.get("import_s") or 0.0)
+            torch_t = float(t) if t is not None else None
+        elif kind == "backend_start" and t is not None:
+            if not setup_done and torch_t is not None:
+                out["setup_s"] = round(float(t) - torch_t, 3)
+                setup_done = True
+            started[(e.get("gpu"), str(e.get("backend")))] = float(t)
+        elif kind == "backend_done" and t is not None:
+            t0 = started.pop((e.get("gpu"), str(e.get("backend"))), None)
+            if t0 is not None:
+                key = f"{e.get('backend')}_s"
+                out[key] = round(out.get(key, 0.0) + float(t) - t0, 3)
+        elif kind == "prewarm_done" and e.get("elapsed_s") is not None:
+            # Overlapped with the set-up and the fallback's timings: not part of any other phase's sum.
+            key = f"{e.get('backend')}_prewarm_s"
+            out[key] = round(out.get(key, 0.0) + float(e["elapsed_s"]), 3)
+        elif kind == "preimport_done" and e.get("elapsed_s") is not None:
+            # torch._dynamo, imported in the background for the variants' custom ops: overlapped too.
+            out["dynamo_import_s"] = round(out.get("dynamo_import_s", 0.0) + float(e["elapsed_s"]), 3)
+        elif kind == "run" and e.get("elapsed_s") is not None:
+            out["runner_s"] = round(out.get("runner_s", 0.0) + float(e["elapsed_s"]), 3)
+    return out
+
+
+# -- results ----------------------------------------------------------------------------------------
+def _fmt(x: float) -> str:
+    return f"{x:.1e}"
+
+
+def _case_result(
+    log: EventLog,
+    gpu: GpuInfo,
+    backend: str,
+    case: Case,
+) -> CaseResult | None:
+    key = (gpu.index, backend, case.name)
+    tol = tolerance_for(case.dtype)
+    chk = log.checks.get(key)
+    crash = log.crashes.get((gpu.index, backend))
+    elsewhere = next((c for (g, b), c in log.crashes.items() if b == backend and g != gpu.index), None)
+    if chk is None:
+        if (gpu.index, case.name) in log.ref_failed:
+            return CaseResult(
+                gpu.index,
+                backend,
+                case,
+                CaseStatus.SKIP,
+                f"the fp32 reference failed: {log.ref_failed[(gpu.index, case.name)][:200]}",
+                "reference",
+            )
+        if crash is not None:
+            status = CaseStatus.CRASH if crash["event"] == "crash" else CaseStatus.TIMEOUT
+            if crash.get("case") == case.name and crash.get("phase") == "check":
+                tail = str(crash.get("stderr_tail") or "").strip()[-1500:] or None
+                return CaseResult(
+                    gpu.index, backend, case, status, _crash_reason(crash), crash["event"], error=tail
+                )
+            return CaseResult(
+                gpu.index,
+                backend,
+                case,
+                CaseStatus.NOT_RUN,
+                f"not run: {backend} {crash['event']}ed earlier ({crash.get('case') or crash.get('phase')})",
+            )
+        if elsewhere is not None:
+            where = log.gpus[elsewhere["gpu"]].label if elsewhere.get("gpu") in log.gpus else "another GPU"
+            return CaseResult(
+                gpu.index,
+                backend,
+                case,
+                CaseStatus.NOT_RUN,
+                f"not run: {backend} {elsewhere['event']}ed on {where}",
+            )
+        return CaseResult(gpu.index, backend, case, CaseStatus.NOT_RUN, "not run")
+    if not chk.get("ok"):
+        if chk.get("not_applicable"):
+            return CaseResult(
+                gpu.index, backend, case, CaseStatus.SKIP, str(chk.get("error")), "not_applicable"
+            )
+        err = str(chk.get("error"))
+        c = classify_error(err, backend, case, gpu, chk.get("warnings") or ())
+        return CaseResult(gpu.index, backend, case, c.status, c.reason, c.category, error=err)
+    errors = {
+        name: TensorError(
+            max_abs=None if v.get("max_abs") is None else float(v["max_abs"]),
+            ref_max=float(v["ref_max"]),
+            finite=bool(v.get("finite", True)),
+        )
+        for name, v in chk.get("errors", {}).items()
+    }
+    bad = []
+    for name, te in errors.items():
+        limit = tol.out if name == "out" else tol.grad
+        if not te.finite:
+            bad.append(f"{name} has inf/nan")
+        elif te.rel > limit:
+            bad.append(f"{name} error {_fmt(te.rel)} > {_fmt(limit)}")
+    names = log.kernels.get(key)
+    own = None if names is None else proof_kernel(backend, names)
+    proof = None if names is None else own is not None
+    t = log.timings.get(key, {})
+    status = CaseStatus.FAIL if bad else CaseStatus.PASS
+    reason = f"{'; '.join(bad)} ({case.dtype} tolerance)" if bad else None
+    if t.get("error"):
+        note = f"timing failed: {str(t['error'])[:200]}"
+        reason = f"{reason}; {note}" if reason else note
+    elif crash is not None and crash.get("case") == case.name:
+        note = f"{crash['event']} while timing ({_crash_reason(crash)})"
+        reason = f"{reason}; {note}" if reason else note
+        status = CaseStatus.CRASH if crash["event"] == "crash" else CaseStatus.TIMEOUT
+    return CaseResult(
+        gpu.index,
+        backend,
+        case,
+        status,
+        reason,
+        "numerics" if bad else None,
+        errors=errors,
+        tolerance=tol,
+        kernels=tuple(names or ()),
+        kernel=own,
+        kernel_proof=proof,
+        fwd_ms=t.get("fwd_ms"),
+        fwd_bwd_ms=t.get("fwd_bwd_ms"),
+        peak_mib=t.get("peak_mib"),
+    )
+
+
+def _crash_reason(crash: dict[str, Any]) -> str:
+    if crash["event"] == "timeout":
+        if crash.get("stalled"):
+            return f"made no progress for {crash.get('timeout_s', '?')} s (killed)"
+        return f"did not finish within the {crash.get('timeout_s', '?')} s limit (killed)"
+    sig = crash.get("signal") or f"exit {crash.get('rc')}"
+    return f"the interpreter died ({sig})"
+
+
+def _with_speedups(results: list[CaseResult]) -> list[CaseResult]:
+    import dataclasses
+
+    base = {(r.gpu, r.case.name): r for r in results if r.backend == FALLBACK}
+    out = []
+    for r in results:
+        b = base.get((r.gpu, r.case.name))
+        sf = b.fwd_ms / r.fwd_ms if b and b.fwd_ms and r.fwd_ms else None
+        sb = b.fwd_bwd_ms / r.fwd_bwd_ms if b and b.fwd_bwd_ms and r.fwd_bwd_ms else None
+        out.append(dataclasses.replace(r, speedup_fwd=sf, speedup_fwd_bwd=sb))
+    return out
+
+
+# -- findings ---------------------------------------------------------------------------------------
+_CATEGORY_FINDING: dict[str, tuple[str, Status, Status]] = {
+    # category -> (code, status for a variant, status for an SDPA backend)
+    "numerics": ("smoke-numerics", Status.FAIL, Status.FAIL),
+    "error": ("smoke-error", Status.FAIL, Status.WARN),
+    "crash": ("smoke-crash", Status.FAIL, Status.FAIL),
+    "timeout": ("smoke-timeout", Status.FAIL, Status.FAIL),
+    "not_compiled": ("smoke-not-compiled", Status.WARN, Status.WARN),
+    "unsupported_gpu": ("smoke-unsupported-gpu", Status.WARN, Status.WARN),
+    "no_kernel_image": ("smoke-arch-missing", Status.FAIL, Status.FAIL),
+    "unsupported_input": ("smoke-unsupported-input", Status.SKIP, Status.SKIP),
+    "no_kernel": ("smoke-sdpa-unavailable", Status.SKIP, Status.SKIP),
+    "oom": ("smoke-oom", Status.WARN, Status.WARN),
+}
+
+_FIX = {
+    "smoke-numerics": "Reinstall the variant from a wheel built for this torch (flashdoctor install), or rebuild it; report the case if it persists.",
+    "smoke-error": "Run `flashdoctor explain` on the error; reinstall the variant for this torch.",
+    "smoke-crash": "Reinstall the variant built for this torch/CUDA/GPU (flashdoctor install); `flashdoctor check` shows the mismatch.",
+    "smoke-timeout": "Re-run with a longer --timeout (FA4 JIT-compiles its kernels on first use).",
+    "smoke-not-compiled": "Rebuild with the head dims and dtypes your model uses, or use a full wheel.",
+    "smoke-arch-missing": "Rebuild for this GPU's architecture, or install a wheel that includes it.",
+    "smoke-unsupported-gpu": "Use PyTorch SDPA (flash/cuDNN/efficient) on this GPU.",
+    "smoke-oom": "Free GPU memory or run the smoke on an idle GPU (--gpu N).",
+}
+
+
+def _explained_fix(error: str | None, default: str | None) -> str | None:
+    """The failure-log engine's reading of an error (what `flashdoctor explain` says), else ``default``."""
+    if not error:
+        return default
+    from flashdoctor.decide.explain import explain_text
+
+    diags = explain_text(error)
+    if not diags:
+        return default
+    return f"[{diags[0].code}] {diags[0].message}. {diags[0].fix}"
+
+
+def _variant_of(backend: str) -> Any:
+    return backend if backend in VARIANT_BACKENDS else None
+
+
+def _subject(backend: str, gpu: GpuInfo | None) -> str:
+    return backend if gpu is None else f"{backend} @ {gpu.label}"
+
+
+def _backend_findings(
+    backend: str, info: BackendInfo, gpu: GpuInfo, rows: list[CaseResult], profiled: bool
+) -> list[Finding]:
+    findings: list[Finding] = []
+    title = info.title + (f" {info.version}" if info.version else "")
+    kind = backend_kind(backend)
+    groups: dict[str, list[CaseResult]] = {}
+    for r in rows:
+        if r.status is CaseStatus.PASS:
+            continue
+        cat = r.category or r.status.value
+        if r.status in (CaseStatus.CRASH, CaseStatus.TIMEOUT):
+            cat = r.status.value
+        if r.status is CaseStatus.NOT_RUN or cat in ("not_applicable", "reference"):
+            continue
+        groups.setdefault(cat, []).append(r)
+    for cat, rs in groups.items():
+        code, st_var, st_sdpa = _CATEGORY_FINDING.get(cat, ("smoke-error", Status.FAIL, Status.WARN))
+        status = st_var if kind == "variant" else st_sdpa
+        names = ", ".join(r.case.name for r in rs)
+        first = rs[0]
+        msg = f"{title} on {gpu.label}: {first.reason} [{names}]"
+        findings.append(
+            Finding(
+                code,
+                status,
+                msg,
+                evidence=first.error,
+                fix=_explained_fix(first.error, _FIX.get(code))
+                if code in ("smoke-error", "smoke-crash")
+                else _FIX.get(code),
+                variant=_variant_of(backend),
+                subject=_subject(backend, gpu),
+            )
+        )
+    passed = [r for r in rows if r.status is CaseStatus.PASS]
+    if passed and not any(f.status is Status.FAIL for f in findings):
+        speed = [r for r in passed if r.speedup_fwd_bwd]
+        tail = ""
+        if speed and backend != FALLBACK:
+            best = max(speed, key=lambda r: r.speedup_fwd_bwd or 0.0)
+            tail = f"; up to {best.speedup_fwd_bwd:.1f}× the fallback (fwd+bwd, {best.case.name})"
+        ran = [r for r in rows if r.status is not CaseStatus.NOT_RUN]
+        kernels = sorted({k for r in passed for k in r.kernels[:2]})[:4]
+        findings.append(
+            Finding(
+                "smoke-ok",
+                Status.OK,
+                f"{title} on {gpu.label}: {len(passed)}/{len(ran)} cases agree with the fp32 reference{tail}",
+                evidence=("kernels: " + ", ".join(k[:80] for k in kernels)) if kernels else None,
+                variant=_variant_of(backend),
+                subject=_subject(backend, gpu),
+            )
+        )
+    if profiled and passed and backend != FALLBACK and not any(r.kernel_proof for r in passed):
+        seen = sorted({k for r in passed for k in r.kernels[:3]})[:5]
+        findings.append(
+            Finding(
+                "smoke-no-kernel-proof",
+                Status.WARN,
+                f"{title} on {gpu.label}: the profiler showed none of its own kernels during its calls",
+                evidence="kernels seen: " + (", ".join(k[:80] for k in seen) or "none"),
+                fix="Check that the call reaches the variant's extension (not a Python fallback).",
+                variant=_variant_of(backend),
+                subject=_subject(backend, gpu),
+            )
+        )
+    return findings
+
+
+def _input_check_findings(
+    log: EventLog, backends: dict[str, BackendInfo]
+) -> tuple[list[InputCheck], list[Finding]]:
+    checks: list[InputCheck] = []
+    findings: list[Finding] = []
+    seen: set[tuple[str, str]] = set()
+    what = {"fp32": "fp32 tensors", "head_dim_512": "head dim 512"}
+    for e in log.input_checks:
+        ic = InputCheck(
+            e.get("gpu"), str(e["backend"]), str(e["check"]), bool(e.get("raised")), e.get("error")
+        )
+        checks.append(ic)
+        if (ic.backend, ic.check) in seen:
+            continue
+        seen.add((ic.backend, ic.check))
+        title = backends[ic.backend].title if ic.backend in backends else ic.backend
+        if ic.raised:
+            findings.append(
+                Finding(
+                    "smoke-input-check",
+                    Status.OK,
+                    f"{title} refuses {what.get(ic.check, ic.check)} with a clear error: {str(ic.error)[:200]}",
+                    variant=_variant_of(ic.backend),
+                    subject=ic.backend,
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    "smoke-input-check",
+                    Status.SKIP,
+                    f"{title} accepted {what.get(ic.check, ic.check)} without an error",
+                    variant=_variant_of(ic.backend),
+                    subject=ic.backend,
+                )
+            )
+    return checks, findings
+
+
+def backend_infos(
+    log: EventLog, backends: Sequence[str], requested: Iterable[str] | None
+) -> dict[str, BackendInfo]:
+    req = set(requested or ())
+    out: dict[str, BackendInfo] = {}
+    for b in backends:
+        kind = backend_kind(b)
+        if kind == "sdpa":
+            out[b] = BackendInfo(b, kind, backend_title(b), requested=b in req)
+            continue
+        v = log.variants.get(b)
+        if b in log.import_crashes:
+            out[b] = BackendInfo(
+                b,
+                kind,
+                backend_title(b),
+                installed=True,
+                import_ok=False,
+                import_error=_crash_reason(log.import_crashes[b]),
+                requested=b in req,
+            )
+        elif v is None:
+            out[b] = BackendInfo(b, kind, backend_title(b), installed=None, requested=b in req)
+        else:
+            out[b] = BackendInfo(
+                b,
+                kind,
+                backend_title(b),
+                installed=bool(v.get("installed")),
+                version=v.get("version"),
+                import_ok=v.get("import_ok"),
+                import_error=v.get("error"),
+                module=v.get("module"),
+                requested=b in req,
+            )
+    return out
+
+
+def judge_smoke(
+    events: Sequence[dict[str, Any]],
+    *,
+    python: str,
+    device: str,
+    cases: Sequence[Case],
+    backends: Sequence[str] = BACKENDS,
+    requested: Iterable[str] | None = None,
+    elapsed_s: float = 0.0,
+) -> SmokeReport:
+    """The smoke report from the runner's events (and the orchestrator's crash/timeout events)."""
+    log = parse_events(events)
+    infos = backend_infos(log, backends, requested)
+    findings: list[Finding] = []
+    skipped: str | None = None
+    torch_version = None if log.torch is None else log.torch.get("version")
+    import_s = None if log.torch is None else log.torch.get("import_s")
+    if log.no_torch is not None:
+        skipped = f"torch is not installed in {python}"
+    elif log.torch_failed is not None:
+        findings.append(
+            Finding(
+                "smoke-torch-import-error",
+                Status.FAIL,
+                f"torch does not import in {python}: {log.torch_failed[:300]}",
+                fix="Run `flashdoctor check` for the cause.",
+            )
+        )
+    elif log.no_gpu is not None:
+        skipped = f"no CUDA GPU visible: {log.no_gpu}"
+    if log.runner_failed is not None:
+        rf = log.runner_failed
+        w = rf.get("where") or {}
+        during = (
+            f" on GPU {w['gpu']}"
+            if w.get("gpu") is not None
+            else (" during start-up" if not log.gpus else "")
+        )
+        findings.append(
+            Finding(
+                "smoke-runner-failed",
+                Status.FAIL,
+                f"the smoke runner died{during} outside any backend's call ({rf.get('why')})",
+                evidence=str(rf.get("stderr_tail") or "")[-1500:] or None,
+                fix="Run `flashdoctor check` for the cause; the evidence holds the runner's last output.",
+            )
+        )
+    if skipped:
+        findings.append(Finding("smoke-skipped", Status.SKIP, f"smoke test skipped: {skipped}"))
+    # variants: import errors, import crashes, requested but missing
+    for b, info in infos.items():
+        if info.kind != "variant":
+            continue
+        if info.installed and info.import_ok is False:
+            findings.append(
+                Finding(
+                    "smoke-import-error",
+                    Status.FAIL,
+                    f"{info.title} {info.version or ''} is installed but does not import: {str(info.import_error)[:300]}".replace(
+                        "  ", " "
+                    ),
+                    evidence=info.import_error,
+                    fix=_explained_fix(
+                        info.import_error,
+                        "Run `flashdoctor explain` on the error, or `flashdoctor check` for the mismatch.",
+                    ),
+                    variant=_variant_of(b),
+                    subject=b,
+                )
+            )
+        elif info.requested and info.installed is False and not skipped:
+            findings.append(
+                Finding(
+                    "smoke-not-installed",
+                    Status.FAIL,
+                    f"{info.title} was asked for but is not installed in {python}",
+                    fix=f"flashdoctor install --{b}",
+                    variant=_variant_of(b),
+                    subject=b,
+                )
+            )
+    results: list[CaseResult] = []
+    for gpu in log.gpus.values():
+        for b in backends:
+            info = infos[b]
+            if info.kind == "variant" and not (info.installed and info.import_ok):
+                continue
+            for case in cases:
+                if not applicable(b, case):
+                    continue
+                r = _case_result(log, gpu, b, case)
+                if r is not None:
+                    results.append(r)
+    results = _with_speedups(results)
+    for gpu in log.gpus.values():
+        for b in backends:
+            rows = [r for r in results if r.gpu == gpu.index and r.backend == b]
+            if rows:
+                profiled = any((gpu.index, b, r.case.name) in log.kernels for r in rows)
+                findings.extend(_backend_findings(b, infos[b], gpu, rows, profiled))
+    for (gpu_index, b), crash in log.crashes.items():
+        if any(
+            r.gpu == gpu_index and r.backend == b and r.status in (CaseStatus.CRASH, CaseStatus.TIMEOUT)
+            for r in results
+        ):
+            continue  # already a finding through its case
+        g = log.gpus.get(gpu_index)
+        where = g.label if g is not None else "this device"
+        during = str(crash.get("case") or crash.get("phase") or "start-up")
+        if b in infos:
+            title = infos[b].title
+            code = "smoke-crash" if crash["event"] == "crash" else "smoke-timeout"
+        else:
+            title, code = (
+                "the fp32 reference",
+                ("smoke-crash" if crash["event"] == "crash" else "smoke-timeout"),
+            )
+        findings.append(
+            Finding(
+                code,
+                Status.FAIL,
+                f"{title} on {where}: {_crash_reason(crash)} during {during}",
+                evidence=str(crash.get("stderr_tail") or "")[-1500:] or None,
+                fix=_FIX.get(code),
+                variant=_variant_of(b),
+                subject=_subject(b, g),
+            )
+        )
+    checks, check_findings = _input_check_findings(log, infos)
+    findings.extend(check_findings)
+    if log.fatal:
+        findings.append(Finding("smoke-runner-failed", Status.FAIL, log.fatal))
+    order = {Status.FAIL: 0, Status.WARN: 1, Status.OK: 2, Status.SKIP: 3}
+    findings.sort(key=lambda f: order[f.status])
+    return SmokeReport(
+        python=python,
+        device=device,
+        torch=torch_version,
+        skipped_reason=skipped,
+        gpus=tuple(log.gpus.values()),
+        backends=tuple(infos.values()),
+        cases=tuple(cases),
+        results=tuple(results),
+        input_checks=tuple(checks),
+        findings=tuple(findings),
+        elapsed_s=elapsed_s,
+        torch_import_s=import_s,
+        runs=max(log.runs, 1),
+        notes=tuple(dict.fromkeys(log.notes)),
+        phases=phase_times(events),
+    )

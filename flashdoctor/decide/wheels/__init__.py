@@ -1,0 +1,67 @@
+"""Prebuilt wheels: the index (index.py), one filename parser (parse.py), the selector and the install
+plan (select.py), the live fetchers (sources.py) and the index builder (builder.py, derive.py).
+
+The install helper calls :func:`make_plan`; ``check`` gets its verdicts' wheels from
+:func:`wheel_finder`.
+"""
+
+from __future__ import annotations
+
+from flashdoctor.decide.checks import WheelFinder
+from flashdoctor.decide.wheels.index import (
+    IndexEntry,
+    WheelIndex,
+    WheelIndexError,
+    default_index_path,
+    load_index,
+)
+from flashdoctor.decide.wheels.parse import WheelName, WheelNameError, parse_wheel_name
+from flashdoctor.decide.wheels.select import (
+    REJECTION_CODES,
+    Selection,
+    find_wheel,
+    make_plan,
+    parse_version_spec,
+    select_wheels,
+)
+from flashdoctor.knowledge.variants import Variant
+from flashdoctor.model.environment import Environment
+
+
+def wheel_finder(index_path: str | None = None, allow_community: bool = False) -> WheelFinder:
+    """A checks.WheelFinder over the index at ``index_path`` (default: the bundled index), loaded at
+    the first call."""
+
+    def find(env: Environment, variant: Variant) -> str | None:
+        return find_wheel(env, variant, load_index(index_path), allow_community=allow_community)
+
+    return find
+
+
+def default_wheel_finder() -> WheelFinder | None:
+    """wheel_finder over the default index (FLASHDOCTOR_WHEELS_INDEX or the bundled one); None when there
+    is no index, so verdicts say "no wheel index consulted" instead of failing."""
+    try:
+        return wheel_finder(str(default_index_path()))
+    except WheelIndexError:
+        return None
+
+
+__all__ = [
+    "REJECTION_CODES",
+    "IndexEntry",
+    "Selection",
+    "WheelIndex",
+    "WheelIndexError",
+    "WheelName",
+    "WheelNameError",
+    "default_index_path",
+    "default_wheel_finder",
+    "find_wheel",
+    "load_index",
+    "make_plan",
+    "parse_version_spec",
+    "parse_wheel_name",
+    "select_wheels",
+    "wheel_finder",
+]

@@ -1,0 +1,353 @@
+"""Build wheels_index.json: from the stored listing files, or from what the live sources return.
+
+Both paths produce *listing-shaped rows* (the fields of the wheel dataset's files: ``source``,
+``filename``, ``url``, ``release_tag``, ``sha256``, ``evidence``, and what is known about the build)
+and run them through one function, :func:`entry_from_row`, so that the committed index and a live one
+apply the same rules (flashdoctor.decide.wheels.derive).
+
+Nothing here touches the network; flashdoctor.actions.net.sources fetches, this module shapes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from flashdoctor import knowledge
+from flashdoctor.decide.wheels.derive import (
+    FA3_ARCHS,
+    derive_abi,
+    fa2_archs,
+    official_cuda_build,
+    official_glibc,
+)
+from flashdoctor.decide.wheels.index import INDEX_SCHEMA_ID, index_from_document, render_url
+from flashdoctor.decide.wheels.parse import WheelNameError, parse_wheel_name
+
+LISTING_FILES = ("wheels_official.json", "wheels_pytorch_index.json", "wheels_community.json")
+ADDED_LATER_AFTER = datetime.timedelta(days=2)  # an asset uploaded this long after its release
+
+
+class ListingError(ValueError):
+    """A listing file that cannot be read."""
+
+
+def wheel_sources() -> dict[str, dict[str, Any]]:
+    data: dict[str, dict[str, Any]] = knowledge.load_data("wheel_sources")["sources"]
+    return data
+
+
+def _cuda_from_token(token: str | None) -> str | None:
+    """ "126" -> "12.6"; "12" -> None (major only says nothing about the toolkit's minor)."""
+    if not token or len(token) < 3 or not token.isdigit():
+        return None
+    return f"{token[:-1]}.{token[-1]}"
+
+
+def _cuda_from_index_tag(tag: str | None) -> str | None:
+    """ "cu126" -> "12.6" (the torch wheel index a build used)."""
+    if not tag or not tag.startswith("cu"):
+        return None
+    return _cuda_from_token(tag[2:])
+
+
+def entry_from_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """One index entry from a listing-shaped row; None for a file that is not a FlashAttention wheel."""
+    try:
+        name = parse_wheel_name(row["filename"])
+    except WheelNameError:
+        return None
+    source = row["source"]
+    entry: dict[str, Any] = {
+        "filename": name.filename,
+        "source": source,
+        "evidence": row["evidence"],
+        "sha256": row.get("sha256") or None,
+    }
+    if row.get("release_tag"):
+        entry["tag"] = row["release_tag"]
+    if row.get("url"):
+        entry["url"] = row["url"]  # dropped again by assemble() when the source's template gives it
+    inferred: list[str] = []
+    cuda: str | None
+    if name.variant == "fa4":
+        cuda = None
+    elif source == "official":
+        cuda, inf = official_cuda_build(name, row.get("cuda_build"))
+        if inf:
+            inferred.append("cuda")
+    elif source == "pytorch-index":
+        cuda = row.get("cuda_version") or _cuda_from_token(row.get("cuda"))
+    else:
+        cuda = row.get("cuda_build") or row.get("cuda_version") or _cuda_from_token(row.get("cuda"))
+    if cuda:
+        entry["cuda"] = cuda
+
+    # C++ ABI
+    torch_cuda = _cuda_from_index_tag(row.get("torch_cuda_index_used")) if source == "official" else cuda
+    abi, abi_inferred = derive_abi(name, source, torch_cuda, row.get("cxx11abi_inferred"))
+    if abi is not None:
+        entry["abi"] = abi
+        if abi_inferred:
+            inferred.append("abi")
+
+    # glibc: official linux_* wheels need the glibc of the runner that built them.
+    if source == "official" and any(p.startswith("linux_") for p in name.platforms):
+        glibc, g_inf = official_glibc(
+            name.public_version, row.get("built_on"), row.get("in_tag_matrix") is False
+        )
+        entry["glibc"] = glibc
+        if g_inf:
+            inferred.append("glibc")
+
+    # GPU code
+    if name.variant == "fa2":
+        major = name.cuda[0] if name.cuda else None
+        archs, a_inf = fa2_archs(name.public_version, cuda, major)
+        entry["archs"] = list(archs)
+        # inferred when the CUDA it follows from is, and always for community builds (their arch lists are
+        # not published: the default is assumed)
+        if a_inf or "cuda" in inferred or source != "official":
+            inferred.append("archs")
+    elif name.variant == "fa3":
+        entry["archs"] = list(FA3_ARCHS)
+        inferred.append("archs")
+
+    # torch range of wheels whose name has none (FA3 on the LibTorch stable ABI)
+    if name.variant == "fa3" and name.torch is None:
+        stable = knowledge.variant_info("fa3").raw["stable_abi_torch"]
+        entry["torch"] = f">={stable}"
+    if row.get("requires_python"):
+        entry["requires_python"] = row["requires_python"]
+    if row.get("yanked"):
+        entry["yanked"] = True
+    if row.get("confidence") in ("high", "medium", "low"):
+        entry["confidence"] = row["confidence"]
+    if inferred:
+        entry["inferred"] = inferred
+    if row.get("alt_release_tags"):
+        entry["alt_tags"] = list(row["alt_release_tags"])
+    return entry
+
+
+# -- the listing files ------------------------------------------------------------------------------
+def rows_from_listings(directory: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows, inputs) from the dataset's listing files in ``directory``."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise ListingError(f"{d} is not a directory")
+    rows: list[dict[str, Any]] = []
+    inputs = []
+    found = False
+    for fname in LISTING_FILES:
+        p = d / fname
+        if not p.is_file():
+            continue
+        found = True
+        data = p.read_bytes()
+        try:
+            listing = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ListingError(f"{p} is not valid JSON: {exc}") from None
+        if not isinstance(listing, list):
+            raise ListingError(f"{p}: expected a list of wheel rows")
+        for i, row in enumerate(listing):
+            missing = [
+                k for k in ("source", "filename", "evidence") if not isinstance(row, dict) or k not in row
+            ]
+            if missing:
+                raise ListingError(f"{p}: row {i} lacks {', '.join(missing)}")
+        rows.extend(listing)
+        inputs.append({"name": fname, "entries": len(listing), "sha256": hashlib.sha256(data).hexdigest()})
+    if not found:
+        raise ListingError(f"{d} holds none of {', '.join(LISTING_FILES)}")
+    return rows, inputs
+
+
+# -- live sources (already fetched) -----------------------------------------------------------------
+def _parse_time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def rows_from_github_releases(
+    source: str, repo: str, releases: Iterable[Mapping[str, Any]], fetched: str
+) -> list[dict[str, Any]]:
+    """Rows from GitHub Releases API objects (``GET /repos/{repo}/releases``).
+
+    Community repositories rebuild the same filename in later releases: the newest release gives the
+    URL and the others are kept as ``alt_release_tags``. The official repository's assets are all kept
+    (the same filename on two tags is two real files)."""
+    community = source.startswith("community:")
+    rows: list[dict[str, Any]] = []
+    by_name: dict[str, dict[str, Any]] = {}
+    ordered = sorted(
+        (r for r in releases if not r.get("draft")),
+        key=lambda r: r.get("published_at") or r.get("created_at") or "",
+        reverse=True,
+    )
+    for rel in ordered:
+        tag = rel.get("tag_name")
+        published = _parse_time(rel.get("published_at"))
+        for asset in rel.get("assets") or ():
+            fname = asset.get("name") or ""
+            if not fname.endswith(".whl"):
+                continue
+            digest = asset.get("digest") or ""
+            sha = digest.split(":", 1)[1].lower() if digest.startswith("sha256:") else None
+            created = _parse_time(asset.get("created_at"))
+            added_later = bool(published and created and created - published > ADDED_LATER_AFTER)
+            if community and fname in by_name:
+                by_name[fname].setdefault("alt_release_tags", []).append(tag)
+                continue
+            row = {
+                "source": source,
+                "filename": fname,
+                "url": asset.get("browser_download_url"),
+                "release_tag": tag,
+                "sha256": sha,
+                "evidence": f"github-api:{repo} release {tag} asset"
+                + (" (added after the release)" if added_later else "")
+                + f" (fetched {fetched})",
+                "in_tag_matrix": not added_later,
+            }
+            rows.append(row)
+            by_name[fname] = row
+    return rows
+
+
+def rows_from_simple_index(
+    cuda: str, index_url: str, files: Iterable[Mapping[str, Any]], fetched: str
+) -> list[dict[str, Any]]:
+    """Rows from a PEP 503/691 project page of the PyTorch index (one per-CUDA index)."""
+    rows = []
+    for f in files:
+        if not f["filename"].endswith(".whl"):
+            continue
+        rows.append(
+            {
+                "source": "pytorch-index",
+                "filename": f["filename"],
+                "url": f["url"],
+                "sha256": f.get("sha256"),
+                "cuda_version": cuda,
+                "yanked": bool(f.get("yanked")),
+                "confidence": "high",
+                "evidence": f"simple-index:{index_url} (fetched {fetched})",
+            }
+        )
+    return rows
+
+
+def rows_from_pypi(project: str, files: Iterable[Mapping[str, Any]], fetched: str) -> list[dict[str, Any]]:
+    """Rows from the wheels of a PyPI JSON API document (``/pypi/{project}/json``)."""
+    rows = []
+    for f in files:
+        if f.get("packagetype") != "bdist_wheel":
+            continue
+        rows.append(
+            {
+                "source": "pypi",
+                "filename": f["filename"],
+                "url": f["url"],
+                "sha256": f.get("sha256"),
+                "requires_python": f.get("requires_python") or None,
+                "yanked": bool(f.get("yanked")),
+                "evidence": f"pypi-json:{project} {f.get('version', '?')} uploaded {f.get('upload_time', '?')} "
+                f"(fetched {fetched})",
+            }
+        )
+    return rows
+
+
+# -- assembling -------------------------------------------------------------------------------------
+def _sort_key(e: Mapping[str, Any]) -> tuple[Any, ...]:
+    name = parse_wheel_name(e["filename"])
+    return (
+        name.dist,
+        e["source"] != "official",
+        e["source"],
+        name.public_version,
+        e.get("tag") or "",
+        e["filename"],
+        e.get("cuda") or "",
+    )
+
+
+def assemble(
+    rows: Iterable[Mapping[str, Any]],
+    built_from: str,
+    inputs: list[dict[str, Any]],
+    sources: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The index document: entries made from ``rows``, URLs left out where the source's template
+    rebuilds them, duplicates dropped, sorted, and validated by loading it."""
+    srcs = dict(sources or wheel_sources())
+    wheels: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for row in rows:
+        if row["source"] not in srcs:
+            raise ListingError(f"row {row.get('filename')!r}: unknown source {row['source']!r}")
+        entry = entry_from_row(row)
+        if entry is None:
+            continue
+        template = srcs[entry["source"]].get("url")
+        if template and "tag" in entry and "url" in entry:
+            fn = entry["filename"]
+            if render_url(template, entry["tag"], fn) == entry["url"]:
+                del entry["url"]
+        if "url" not in entry and not (template and "tag" in entry):
+            raise ListingError(f"row {entry['filename']!r}: no url and no release tag to build one")
+        key = (entry["filename"], entry.get("url") or entry.get("tag") or "")
+        if key in seen:
+            continue
+        seen.add(key)
+        wheels.append(entry)
+    wheels.sort(key=_sort_key)
+    doc = {
+        "schema": INDEX_SCHEMA_ID,
+        "about": "Prebuilt FlashAttention wheels and where each fact about them comes from. Generated by "
+        "scripts/update_wheels_index.py; do not edit by hand. Field meanings: README 'Wheel index'.",
+        "built_from": built_from,
+        "inputs": inputs,
+        "sources": srcs,
+        "wheels": wheels,
+    }
+    index_from_document(doc, origin="generated index")  # refuse to write an index the loader rejects
+    return doc
+
+
+def dump_index(doc: Mapping[str, Any]) -> str:
+    """Compact and diff-friendly: the header indented, one wheel per line."""
+    head = {k: v for k, v in doc.items() if k != "wheels"}
+    text = json.dumps(head, indent=1, ensure_ascii=False)
+    assert text.endswith("}")
+    lines = [json.dumps(w, separators=(",", ":"), ensure_ascii=False) for w in doc["wheels"]]
+    body = ",\n".join(lines)
+    return text[:-1].rstrip() + ',\n "wheels": [\n' + body + "\n ]\n}\n"
+
+
+def today() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+
+
+__all__ = [
+    "LISTING_FILES",
+    "ListingError",
+    "assemble",
+    "dump_index",
+    "entry_from_row",
+    "rows_from_github_releases",
+    "rows_from_listings",
+    "rows_from_pypi",
+    "rows_from_simple_index",
+    "wheel_sources",
+]

@@ -1,0 +1,358 @@
+"""The wheel index: load wheels_index.json, validate it, and turn each entry into a typed value.
+
+Where the index comes from, first match wins:
+1. an explicit path (``--index FILE``), else ``$FLASHDOCTOR_WHEELS_INDEX``;
+2. ``wheels_index.json`` next to the ``flashdoctor`` package (a checkout or an editable install);
+3. ``<sys.prefix>/share/flashdoctor/wheels_index.json`` (where a regular install puts it).
+
+A bad index is a user error (exit 2) whose message names the entry at fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+import flashdoctor
+from flashdoctor.decide.wheels.parse import WheelName, WheelNameError, parse_wheel_name
+from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.variants import VARIANTS, Variant
+from flashdoctor.knowledge.versions import major_minor
+from flashdoctor.model.plan import WheelRef
+
+INDEX_SCHEMA_ID = "flashdoctor/wheels-index/1"
+INDEX_FILENAME = "wheels_index.json"
+ENV_VAR = "FLASHDOCTOR_WHEELS_INDEX"
+
+
+class WheelIndexError(UsageError):
+    """The wheel index is missing, unreadable, or fails validation."""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    name: str
+    kind: str
+    rank: int
+    community: bool
+    url: str | None  # URL template for entries without their own url
+    title: str | None = None
+    raw: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One wheel of the index, with what its name says (``name``) and what the index adds."""
+
+    name: WheelName
+    source: str
+    evidence: str
+    sha256: str | None
+    url_or_template: str  # the entry's url, or its source's template (see ``url``)
+    tag: str | None
+    cuda: str | None  # CUDA the wheel was built with (or its PyTorch index's CUDA); None = the name's token
+    abi: bool | None  # CXX11 ABI it needs; None = not applicable / unknown
+    glibc: tuple[int, int] | None  # glibc it needs (from the builder's OS, or its manylinux tag)
+    archs: tuple[str, ...] | None  # GPU code it carries; None = unknown or JIT (FA4)
+    torch_spec: SpecifierSet | None  # torch versions it serves, when the name has no torch
+    requires_python: SpecifierSet | None
+    yanked: bool
+    confidence: str | None
+    inferred: frozenset[str]
+    alt_tags: tuple[str, ...]
+    rank: int
+    community: bool
+    # precomputed for the selector
+    version: Version  # public version
+    release: Version | None  # the release tag as a version (tie-break: newer release first)
+    cuda_mm: tuple[int, int | None] | None  # (major, minor or None)
+
+    @property
+    def filename(self) -> str:
+        return self.name.filename
+
+    @property
+    def variant(self) -> Variant | None:
+        return self.name.variant
+
+    @property
+    def url(self) -> str:
+        return render_url(self.url_or_template, self.tag, self.filename)
+
+    def alt_urls(self) -> tuple[str, ...]:
+        """Older rebuilds of the same file (community repositories), newest first."""
+        if "{" not in self.url_or_template:
+            return ()
+        return tuple(render_url(self.url_or_template, t, self.filename) for t in self.alt_tags)
+
+    def ref(self) -> WheelRef:
+        return WheelRef(
+            filename=self.filename,
+            url=self.url,
+            sha256=self.sha256,
+            source=self.source,
+            version=str(self.version),
+        )
+
+    @property
+    def label(self) -> str:
+        """The filename, plus the CUDA index where several entries share one filename (FA3)."""
+        if self.source == "pytorch-index" and self.cuda:
+            return f"{self.filename} (cu{self.cuda.replace('.', '')})"
+        return self.filename
+
+
+def render_url(template: str, tag: str | None, filename: str) -> str:
+    if "{" not in template:
+        return template
+    return template.format(tag=tag, filename=filename, filename_quoted=quote(filename))
+
+
+@dataclass(frozen=True, eq=False)  # identity equality: an index is compared and cached by object
+class WheelIndex:
+    origin: str
+    sources: Mapping[str, SourceInfo]
+    entries: tuple[IndexEntry, ...]
+    built_from: str | None = None
+
+    def for_variant(self, variant: Variant) -> tuple[IndexEntry, ...]:
+        return _by_variant(self)[variant]
+
+
+@lru_cache(maxsize=8)
+def _by_variant(index: WheelIndex) -> dict[Variant, tuple[IndexEntry, ...]]:
+    out: dict[Variant, list[IndexEntry]] = {v: [] for v in VARIANTS}
+    for e in index.entries:
+        if e.variant is not None:
+            out[e.variant].append(e)
+    return {v: tuple(es) for v, es in out.items()}
+
+
+# -- locating ---------------------------------------------------------------------------------------
+def default_index_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if env.get(ENV_VAR):
+        return Path(env[ENV_VAR])
+    here = Path(flashdoctor.__file__).resolve().parent.parent / INDEX_FILENAME  # a checkout
+    if here.is_file():
+        return here
+    installed = Path(sys.prefix) / "share" / "flashdoctor" / INDEX_FILENAME
+    if installed.is_file():
+        return installed
+    raise WheelIndexError(
+        f"no wheel index found (looked for {here} and {installed})",
+        hint=f"pass --index FILE or set {ENV_VAR}; scripts/update_wheels_index.py builds one",
+    )
+
+
+# -- loading ----------------------------------------------------------------------------------------
+def load_schema() -> dict[str, Any]:
+    text = (
+        resources.files("flashdoctor")
+        .joinpath("schemas", "wheels-index.schema.json")
+        .read_text(encoding="utf-8")
+    )
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def load_index(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> WheelIndex:
+    """Load and validate a wheel index (cached per file and modification time)."""
+    p = Path(path) if path is not None else default_index_path(environ)
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise WheelIndexError(f"cannot read wheel index {p}: {exc.strerror or exc}") from None
+    return _load_cached(str(p), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str, _mtime: int, _size: int) -> WheelIndex:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise WheelIndexError(f"cannot read wheel index {path}: {exc.strerror or exc}") from None
+    try:
+        doc = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise WheelIndexError(f"wheel index {path} is not valid JSON{where}: {exc}") from None
+    marker = _validated_marker(data)
+    if marker is not None and marker.exists():
+        return index_from_document(doc, origin=path, validate=False)
+    index = index_from_document(doc, origin=path)
+    if marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass  # a read-only cache only costs the next run another validation
+    return index
+
+
+def _validated_marker(data: bytes) -> Path | None:
+    """A file whose existence says "this exact index passed this exact schema". Schema validation of
+    ~5000 entries takes ~0.5 s; content that passed once is not validated again."""
+    try:
+        from platformdirs import user_cache_dir
+
+        schema = resources.files("flashdoctor").joinpath("schemas", "wheels-index.schema.json").read_bytes()
+        key = hashlib.sha256(data).hexdigest()[:32] + "-" + hashlib.sha256(schema).hexdigest()[:16]
+        return Path(user_cache_dir("flashdoctor", appauthor=False)) / "validated" / f"wheels-index-{key}"
+    except OSError:
+        return None
+
+
+def validate_document(doc: Any, origin: str = "wheel index") -> None:
+    """JSON Schema validation. Raises WheelIndexError naming the first bad entry."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    if error is None:
+        return
+    path = list(error.absolute_path)
+    raise WheelIndexError(f"{origin}: {_where(doc, path)}: {error.message}")
+
+
+def _where(doc: Any, path: list[Any]) -> str:
+    if len(path) >= 2 and path[0] == "wheels" and isinstance(path[1], int):
+        entry = doc["wheels"][path[1]]
+        fn = entry.get("filename") if isinstance(entry, dict) else None
+        rest = ".".join(str(p) for p in path[2:])
+        return (
+            f"entry {path[1]}"
+            + (f" ({fn})" if isinstance(fn, str) else "")
+            + (f", field {rest!r}" if rest else "")
+        )
+    return "top level" if not path else "field " + ".".join(str(p) for p in path)
+
+
+def index_from_document(doc: Any, origin: str = "wheel index", validate: bool = True) -> WheelIndex:
+    """The typed index of a parsed document. ``validate=False`` skips only the JSON Schema pass (for
+    content that passed it before); the per-entry checks (filename, source, url, cuda) always run."""
+    if validate:
+        validate_document(doc, origin)
+    sources = {
+        name: SourceInfo(
+            name=name,
+            kind=raw["kind"],
+            rank=int(raw["rank"]),
+            community=bool(raw["community"]),
+            url=raw.get("url"),
+            title=raw.get("title"),
+            raw=raw,
+        )
+        for name, raw in doc["sources"].items()
+    }
+    entries = []
+    seen: set[tuple[str, str]] = set()
+    for i, raw in enumerate(doc["wheels"]):
+        entry = _entry(raw, sources, lambda: f"{origin}: entry {i} ({raw['filename']})")  # noqa: B023
+        key = (
+            entry.filename,
+            entry.url_or_template if entry.tag is None else f"{entry.tag}/{entry.filename}",
+        )
+        if key in seen:
+            raise WheelIndexError(
+                f"{origin}: entry {i} ({entry.filename}): duplicate of an earlier entry ({entry.url})"
+            )
+        seen.add(key)
+        entries.append(entry)
+    return WheelIndex(
+        origin=origin, sources=sources, entries=tuple(entries), built_from=doc.get("built_from")
+    )
+
+
+def _spec(raw: dict[str, Any], key: str, where: str) -> SpecifierSet | None:
+    if key not in raw:
+        return None
+    try:
+        return SpecifierSet(raw[key])
+    except InvalidSpecifier:
+        raise WheelIndexError(f"{where}: field {key!r}: {raw[key]!r} is not a version specifier") from None
+
+
+@cache
+def _public_version(text: str) -> Version:
+    return Version(text)
+
+
+@cache
+def _release(tag: str) -> Version | None:
+    try:
+        return Version(tag.lstrip("v").split("-")[0])
+    except InvalidVersion:
+        return None
+
+
+@cache
+def _mm(text: str) -> tuple[int, int] | None:
+    return major_minor(text)
+
+
+def _entry(raw: dict[str, Any], sources: Mapping[str, SourceInfo], where: Callable[[], str]) -> IndexEntry:
+    try:
+        name = parse_wheel_name(raw["filename"])
+    except WheelNameError as exc:
+        raise WheelIndexError(f"{where()}: {exc}") from None
+    src = sources.get(raw["source"])
+    if src is None:
+        raise WheelIndexError(f"{where()}: source {raw['source']!r} is not in the index's 'sources' table")
+    tag = raw.get("tag")
+    url = raw.get("url")
+    if url is None:
+        if src.url is None or (tag is None and "{tag}" in src.url):
+            raise WheelIndexError(
+                f"{where()}: no 'url', and source {src.name!r} has no URL template to build one from"
+            )
+        url = src.url
+    cuda = raw.get("cuda")
+    cuda_mm: tuple[int, int | None] | None = name.cuda
+    if cuda is not None:
+        mm = _mm(cuda)
+        cuda_mm = None if mm is None else (mm[0], mm[1] if "." in cuda else None)
+        if cuda_mm is not None and name.cuda is not None and name.cuda[0] != cuda_mm[0]:
+            raise WheelIndexError(
+                f"{where()}: field 'cuda' {cuda!r} contradicts the filename's CUDA {name.cuda_text}"
+            )
+    glibc = _mm(raw["glibc"]) if "glibc" in raw else name.min_glibc
+    archs = raw.get("archs")
+    return IndexEntry(
+        name=name,
+        source=src.name,
+        evidence=raw["evidence"],
+        sha256=raw["sha256"],
+        url_or_template=url,
+        tag=tag,
+        cuda=cuda,
+        abi=raw.get("abi"),
+        glibc=glibc,
+        archs=None if archs is None else tuple(archs),
+        torch_spec=_spec(raw, "torch", where()) if "torch" in raw else None,
+        requires_python=_spec(raw, "requires_python", where()) if "requires_python" in raw else None,
+        yanked=bool(raw.get("yanked", False)),
+        confidence=raw.get("confidence"),
+        inferred=frozenset(raw["inferred"]) if "inferred" in raw else frozenset(),
+        alt_tags=tuple(raw.get("alt_tags", ())),
+        rank=src.rank,
+        community=src.community,
+        version=_public_version(name.version.public),
+        release=_release(tag) if tag else None,
+        cuda_mm=cuda_mm,
+    )

@@ -1,0 +1,158 @@
+"""The attention problems the smoke test and the bench run, and the backends they run them on.
+
+A ``Case`` is one attention call: shapes, dtype, causal or not, GQA, variable length. The smoke's sets
+are chosen to cover what users hit (the seed guide's ViT shape, a long-context shape, causal, GQA,
+varlen, both half-precision dtypes) while fitting the 20 s budget on an H100 (README "Smoke test").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from flashdoctor.knowledge import load_data
+from flashdoctor.knowledge.variants import VARIANTS
+
+Dtype = Literal["bf16", "fp16", "fp32"]
+DTYPES: tuple[Dtype, ...] = ("bf16", "fp16", "fp32")
+
+# Run order: the fallback first (its times are the speed-up baseline), then PyTorch's fused kernels,
+# then the FlashAttention variants (an installed variant that crashes the runner is re-run last-only).
+BACKENDS: tuple[str, ...] = ("sdpa-math", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "fa2", "fa3", "fa4")
+FALLBACK = "sdpa-math"
+VARIANT_BACKENDS: tuple[str, ...] = VARIANTS
+
+
+@dataclass(frozen=True)
+class Case:
+    """One attention call. ``varlen`` holds the sequence lengths of a packed (varlen) batch."""
+
+    name: str
+    batch: int
+    seqlen: int
+    heads: int
+    head_dim: int
+    dtype: Dtype = "bf16"
+    causal: bool = False
+    kv_heads: int | None = None  # None = heads (no GQA)
+    varlen: tuple[int, ...] | None = None
+
+    @property
+    def kv(self) -> int:
+        return self.heads if self.kv_heads is None else self.kv_heads
+
+    @property
+    def gqa(self) -> bool:
+        return self.kv != self.heads
+
+    @property
+    def label(self) -> str:
+        """A compact shape label: 'B32 N196 H16 D64 bf16', '... causal', 'KV4', 'varlen 1+77+512'."""
+        if self.varlen is not None:
+            dims = f"varlen {'+'.join(map(str, self.varlen))} H{self.heads}"
+        else:
+            dims = f"B{self.batch} N{self.seqlen} H{self.heads}"
+        if self.gqa:
+            dims += f" KV{self.kv}"
+        dims += f" D{self.head_dim} {self.dtype}"
+        if self.causal:
+            dims += " causal"
+        return dims
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "batch": self.batch,
+            "seqlen": self.seqlen,
+            "heads": self.heads,
+            "kv_heads": self.kv,
+            "head_dim": self.head_dim,
+            "dtype": self.dtype,
+            "causal": self.causal,
+            "varlen": None if self.varlen is None else list(self.varlen),
+        }
+
+
+def _varlen(
+    name: str, lens: tuple[int, ...], heads: int, head_dim: int, dtype: Dtype = "bf16", causal: bool = True
+) -> Case:
+    return Case(
+        name,
+        batch=len(lens),
+        seqlen=max(lens),
+        heads=heads,
+        head_dim=head_dim,
+        dtype=dtype,
+        causal=causal,
+        varlen=lens,
+    )
+
+
+# The seed guide's shape (ViT-L/16 at 224 px: 196 tokens, 16 heads of 64), a long-context shape at head
+# dim 128, causal and not, fp16, GQA 16/4 and a packed varlen batch (a sequence of 1 token included).
+SMOKE_CASES_CUDA: tuple[Case, ...] = (
+    Case("seed", 32, 196, 16, 64),
+    Case("seed-causal", 32, 196, 16, 64, causal=True),
+    Case("seed-fp16", 32, 196, 16, 64, dtype="fp16"),
+    Case("long", 1, 4096, 16, 128),
+    Case("long-causal", 1, 4096, 16, 128, causal=True),
+    Case("gqa", 2, 1024, 16, 128, causal=True, kv_heads=4),
+    _varlen("varlen", (1, 77, 512, 1000), heads=16, head_dim=128),
+)
+
+# The same structure at toy sizes, for the hidden --device cpu mode that CI runs through a real
+# subprocess with real (CPU) torch. Head dims 16 and 32 let a fake "minimal build" leave one out.
+SMOKE_CASES_CPU: tuple[Case, ...] = (
+    Case("seed", 2, 33, 4, 16),
+    Case("seed-causal", 2, 33, 4, 16, causal=True),
+    Case("seed-fp16", 2, 33, 4, 16, dtype="fp16"),
+    Case("long", 1, 128, 2, 32),
+    Case("long-causal", 1, 128, 2, 32, causal=True),
+    Case("gqa", 2, 40, 4, 16, causal=True, kv_heads=2),
+    _varlen("varlen", (1, 7, 33), heads=2, head_dim=16),
+)
+
+
+def smoke_cases(device: str) -> tuple[Case, ...]:
+    return SMOKE_CASES_CPU if device == "cpu" else SMOKE_CASES_CUDA
+
+
+def applicable(backend: str, case: Case) -> bool:
+    """SDPA has no packed-varlen entry point; every other combination is tried (and may skip)."""
+    return not (case.varlen is not None and backend_kind(backend) == "sdpa")
+
+
+# -- backend knowledge (flashdoctor/data/smoke.json) ---------------------------------------------
+def backend_info(name: str) -> dict[str, Any]:
+    info: dict[str, Any] = load_data("smoke")["backends"][name]
+    return info
+
+
+def backend_kind(name: str) -> str:
+    return str(backend_info(name)["kind"])
+
+
+def backend_title(name: str) -> str:
+    return str(backend_info(name)["title"])
+
+
+def backend_short(name: str) -> str:
+    return str(backend_info(name)["short"])
+
+
+def normalise_backends(names: Iterable[str] | None) -> tuple[str, ...]:
+    """The requested backends in run order, the fallback always included (it is the speed-up baseline).
+
+    Raises ValueError naming an unknown backend.
+    """
+    if names is None:
+        return BACKENDS
+    wanted = set()
+    for n in names:
+        key = n.strip().lower()
+        if key not in BACKENDS:
+            raise ValueError(f"unknown backend {n!r}; known: {', '.join(BACKENDS)}")
+        wanted.add(key)
+    wanted.add(FALLBACK)
+    return tuple(b for b in BACKENDS if b in wanted)

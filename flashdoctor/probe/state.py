@@ -1,0 +1,103 @@
+"""The target environment as the installer needs it: read by a small script run in the target interpreter."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+
+from packaging.utils import canonicalize_name
+
+from flashdoctor.errors import InstallError
+from flashdoctor.probe.system import run
+
+STATE_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class InstalledDist:
+    name: str
+    version: str | None
+    installer: str | None
+    files: tuple[str, ...]  # absolute paths of the files its RECORD lists and that exist
+    has_record: bool
+
+
+@dataclass(frozen=True)
+class TargetState:
+    executable: str
+    prefix: str
+    purelib: str
+    platlib: str
+    scripts: str
+    has_pip: bool
+    env_manager: str
+    markers: dict[str, str]
+    dists: dict[str, str]  # canonical name -> version
+    torch: str | None
+    described: dict[str, InstalledDist | None] = field(default_factory=dict)
+    # (site directory, mtime in ns) taken by the target before it listed anything: see is_current().
+    stamp: tuple[tuple[str, int | None], ...] = ()
+
+    def dist(self, name: str) -> InstalledDist | None:
+        return self.described.get(canonicalize_name(name))
+
+    def is_current(self) -> bool:
+        """True when no distribution can have been added or removed since this state was read.
+
+        Installing or removing a distribution creates or deletes its *.dist-info directory in purelib or
+        platlib, which changes that directory's mtime; a state read ahead of time (before the environment
+        lock was taken) is used only while those mtimes are unchanged.
+        """
+        if not self.stamp:
+            return False
+        for path, mtime in self.stamp:
+            try:
+                now: int | None = os.stat(path).st_mtime_ns
+            except OSError:
+                now = None
+            if now != mtime:
+                return False
+        return True
+
+
+def read_state(python: str, environ: Mapping[str, str], dists: tuple[str, ...] = ()) -> TargetState:
+    script = resources.files("flashdoctor.probe").joinpath("_state.py")
+    with resources.as_file(script) as path:
+        rc, out, err = run([python, str(path), *dists], env=environ, timeout=STATE_TIMEOUT)
+    if rc != 0:
+        raise InstallError(
+            f"cannot read the target environment with {python} (exit {rc}): {err.strip()[-400:]}"
+        )
+    try:
+        data = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise InstallError(f"the target interpreter {python} printed no state") from None
+    described: dict[str, InstalledDist | None] = {}
+    for name, d in (data.get("described") or {}).items():
+        if not d.get("installed"):
+            described[name] = None
+            continue
+        described[name] = InstalledDist(
+            name=name,
+            version=d.get("version"),
+            installer=d.get("installer"),
+            files=tuple(d.get("files") or ()),
+            has_record=bool(d.get("record")),
+        )
+    return TargetState(
+        executable=data["executable"],
+        prefix=data["prefix"],
+        purelib=data["purelib"],
+        platlib=data["platlib"],
+        scripts=data["scripts"],
+        has_pip=bool(data.get("has_pip")),
+        env_manager=data.get("env_manager") or "pip",
+        markers=dict(data.get("markers") or {}),
+        dists=dict(data.get("dists") or {}),
+        torch=data.get("torch"),
+        described=described,
+        stamp=tuple((str(p), None if m is None else int(m)) for p, m in data.get("stamp") or ()),
+    )
