@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flashdoctor.decide.checks import CODES, build_jobs, gpu_support, run_checks
+from flashdoctor.decide.checks import CODES, build_jobs, gpu_support
+from flashdoctor.decide.explain import run_checks
 from flashdoctor.model.environment import GPU, FlashInstall
 from flashdoctor.model.findings import Status, Verdict
 from flashdoctor.model.target import environment_from_target

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from flashdoctor.cli import cli, main
-from flashdoctor.render.report_json import schema_validator
+from flashdoctor.knowledge.schemas import schema_validator
 from tests.conftest import TARGETS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from flashdoctor.knowledge.schemas import schema_validator
 from flashdoctor.model.target import TargetSpecError, environment_from_target, load_target
-from flashdoctor.render.report_json import schema_validator
 from tests.conftest import TARGETS
 
 

@@ -170,7 +170,7 @@ def test_toolkit_probe_with_fake_nvccs(tmp_path: Path):
     assert r.values["cuda_home_headers"] is True
     versions = {n.version for n in r.values["nvccs"]}  # type: ignore[attr-defined]
     assert {"12.4", "11.8"} <= versions
-    from flashdoctor.decide.checks import run_checks
+    from flashdoctor.decide.explain import run_checks
     from flashdoctor.model.target import environment_from_target
 
     env = environment_from_target({"torch": "2.5.1+cu124"}).replace(

@@ -16,7 +16,6 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from flashdoctor.actions.cache import WheelCache, atomic_write_bytes, sha256_file, url_key
-from flashdoctor.actions.install.wheelfile import WheelInfo, inspect_wheel
 from flashdoctor.actions.net.download import (
     DownloadError,
     DownloadPolicy,
@@ -26,6 +25,7 @@ from flashdoctor.actions.net.download import (
     redact,
 )
 from flashdoctor.actions.net.simple_index import resolve_on_index
+from flashdoctor.actions.wheelfile import WheelInfo, inspect_wheel
 from flashdoctor.actions.wheelhouse import Wheelhouse
 from flashdoctor.model.plan import WheelRef
 

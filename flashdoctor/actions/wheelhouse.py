@@ -28,9 +28,9 @@ from typing import Any
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from flashdoctor.actions.built_wheels import MANIFEST
+from flashdoctor.actions.built_wheels import SCHEMA as BUILD_SCHEMA
 from flashdoctor.actions.cache import fsync_dir
-from flashdoctor.actions.source_build.wheelhouse import MANIFEST
-from flashdoctor.actions.source_build.wheelhouse import SCHEMA as BUILD_SCHEMA
 from flashdoctor.knowledge.archs import runs_on
 from flashdoctor.knowledge.variants import VARIANT_DIST, Variant
 from flashdoctor.knowledge.versions import major_minor

@@ -192,6 +192,7 @@ def _distributed_check(
     from flashdoctor.actions.cluster.protocol import Timeouts
     from flashdoctor.actions.cluster.rank import RankOptions
     from flashdoctor.actions.cluster.run import run_distributed_check
+    from flashdoctor.decide.cluster import ClusterReport
 
     _check_python_target(python, target)
     opts = RankOptions(
@@ -205,13 +206,22 @@ def _distributed_check(
         smoke=smoke,
         save_target=save_target,
     )
+
+    def show(report: ClusterReport, doc: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps(doc, indent=2))
+        else:
+            from flashdoctor.render.cluster import render_cluster
+            from flashdoctor.render.console import make_console
+
+            render_cluster(report, make_console(), strict=strict, verbose=verbose)
+
     code = run_distributed_check(
         opts,
         timeouts=Timeouts(join_s=join_timeout, rank_s=rank_timeout),
-        as_json=as_json,
-        verbose=verbose,
         output=output,
         environ=os.environ,
+        show=show,
     )
     # Leave at once, without interpreter teardown: torchrun stops the other ranks as soon as one
     # exits non-zero, and a stop that lands in a rank's teardown (Python has dropped its signal
@@ -286,9 +296,9 @@ def check(
         )
     if target_for_rank or output:
         raise UsageError("--target-for-rank and --output are options of --distributed")
-    from flashdoctor.decide.checks import run_checks
+    from flashdoctor.decide.explain import run_checks
+    from flashdoctor.model.findings import report_to_json
     from flashdoctor.render.github import annotation_lines, in_github_actions, summary_markdown
-    from flashdoctor.render.report_json import report_to_json
 
     if smoke and target:
         raise UsageError("--smoke runs kernels on this machine; it cannot be combined with --target")

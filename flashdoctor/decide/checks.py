@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import partial
 
 from flashdoctor import knowledge
 from flashdoctor.knowledge.archs import runs_on, sort_archs
@@ -144,18 +143,11 @@ def check_gpus(env: Environment) -> list[Finding]:
 
 
 def gpu_support(variant: Variant, g: GPU) -> Status:
-    info = knowledge.variant_info(variant)
     cc = g.cc
     if cc is None:
         return Status.SKIP
-    if cc in info.supported:
-        return Status.OK
-    if cc in info.experimental:
-        return Status.WARN
-    # An unlisted newer minor of a supported major (e.g. a future sm_121) runs the major's SASS.
-    if cc >= info.min_capability and any(s[0] == cc[0] and s <= cc for s in info.supported):
-        return Status.OK
-    return Status.FAIL
+    fit = knowledge.variant_info(variant).gpu_fit(cc)
+    return {"supported": Status.OK, "experimental": Status.WARN, "unsupported": Status.FAIL}[fit]
 
 
 def check_gpu_support(env: Environment) -> list[Finding]:
@@ -551,21 +543,9 @@ def check_platform(env: Environment) -> list[Finding]:
 ImportDiagnoser = Callable[[str, Environment], "tuple[str, str] | None"]
 
 
-def _default_import_diagnosis(
-    text: str, env: Environment, wheel_finder: WheelFinder | None = None
-) -> tuple[str, str] | None:
-    from flashdoctor.decide.explain import explain_text
-
-    diags = explain_text(text, env, wheel_finder=wheel_finder)
-    if not diags:
-        return None
-    return diags[0].message, diags[0].fix
-
-
 def check_installed(env: Environment, diagnose: ImportDiagnoser | None = None) -> list[Finding]:
     if not env.known("installed"):
         return []
-    diagnose = diagnose or _default_import_diagnosis
     out: list[Finding] = []
     for variant in VARIANTS:
         info = knowledge.variant_info(variant)
@@ -596,7 +576,9 @@ def check_installed(env: Environment, diagnose: ImportDiagnoser | None = None) -
     return out
 
 
-def _check_one_install(env: Environment, inst: FlashInstall, diagnose: ImportDiagnoser) -> list[Finding]:
+def _check_one_install(
+    env: Environment, inst: FlashInstall, diagnose: ImportDiagnoser | None
+) -> list[Finding]:
     variant = inst.variant
     label = f"{inst.dist} {inst.version or '?'}"
     if inst.local_label and inst.local_label.startswith("fd."):
@@ -605,7 +587,7 @@ def _check_one_install(env: Environment, inst: FlashInstall, diagnose: ImportDia
     if inst.import_ok is False:
         err = (inst.import_error or "").strip()
         last = err.splitlines()[-1] if err else "no output"
-        cause = diagnose(err, env) if err else None
+        cause = diagnose(err, env) if err and diagnose else None
         msg = f"{label} is installed but does not import"
         if inst.import_crashed:
             msg = f"{label} crashed the interpreter on import"
@@ -822,10 +804,8 @@ def run_checks(
     findings: list[Finding] = []
     for check in ALL_CHECKS:
         findings.extend(check(env))
-    # A failed import is explained by the failure-log engine; with a wheel finder its fix names the wheel.
-    findings.extend(
-        check_installed(env, diagnose or partial(_default_import_diagnosis, wheel_finder=wheel_finder))
-    )
+    # A failed import is explained by ``diagnose`` (the failure-log engine: decide.explain.import_diagnoser).
+    findings.extend(check_installed(env, diagnose))
     frozen = tuple(findings)
     verdicts = {v: verdict_for(v, env, frozen, wheel_finder) for v in VARIANTS}
     return CheckReport(environment=env, source=source, findings=frozen, verdicts=verdicts)

@@ -168,3 +168,89 @@ def parse_label(label: str | None) -> LabelInfo | None:
         else:
             return None
     return LabelInfo(tuple(archs), tuple(hds) or None, tuple(dts) or None, tuple(dis))
+
+
+# -- what an installed build can run ----------------------------------------------------------------
+# The head-dim kernels each variant compiles: a head dim d runs on the smallest kernel >= d
+# (FA2: csrc/flash_attn/src/static_switch.h HEADDIM_SWITCH; FA3: hopper/ instantiations; the per-version
+# lists live in data/build.json).
+_FA3_DTYPES = ("fp16", "bf16", "fp8")
+
+
+def head_dim_kernels(variant: BuildVariant, version: str | None) -> tuple[int, ...]:
+    """The head-dim kernels a full build of ``variant`` at ``version`` has (data/build.json)."""
+    from packaging.specifiers import SpecifierSet
+
+    from flashdoctor.knowledge.data import load_data
+    from flashdoctor.knowledge.versions import parse_version
+
+    data = load_data("build")
+    if variant == "fa3":
+        return tuple(data["fa3"]["head_dims"])
+    v = parse_version(version)
+    rows = data["fa2"]["versions"]
+    if v is not None:
+        public = parse_version(v.public)
+        for row in rows:
+            if public is not None and SpecifierSet(row["versions"]).contains(public, prereleases=True):
+                return tuple(row["head_dims"])
+    return tuple(rows[-1]["head_dims"])
+
+
+@dataclass(frozen=True)
+class BuildCoverage:
+    """What an installed build can run, read from its version's local label (a flashdoctor profile such
+    as ``2.8.3.post2+fd.sm90.hd128.bf16``). One answer for check, smoke, bench and the runtime
+    dispatcher, so that none of them calls into a kernel the build left out."""
+
+    variant: BuildVariant
+    label: str
+    head_dims: tuple[int, ...] | None  # compiled kernel buckets; None = every kernel of the version
+    kernels: tuple[int, ...]  # the version's head-dim kernels
+    dtypes: tuple[str, ...] | None  # None = every dtype of the variant
+    disabled: tuple[str, ...]
+
+    def missing(self, head_dim: int, dtype: str) -> str | None:
+        """Why this build has no kernel for (head_dim, dtype), e.g. "fp16"; None when it has one."""
+        if self.dtypes is not None and dtype not in self.dtypes:
+            return dtype
+        if dtype == "fp8" and "fp8" in self.disabled:
+            return dtype
+        if self.head_dims is not None:
+            bucket = next((k for k in self.kernels if head_dim <= k), None)
+            if bucket not in self.head_dims:
+                return f"head dim {head_dim}"
+        return None
+
+    def describe(self) -> str:
+        parts = []
+        if self.head_dims is not None:
+            parts.append("head dim " + "/".join(map(str, self.head_dims)))
+        if self.dtypes is not None:
+            parts.append("/".join(self.dtypes))
+        return f"{self.label}: " + (", ".join(parts) if parts else "all head dims and dtypes")
+
+
+def build_coverage(variant: str, version: str | None) -> BuildCoverage | None:
+    """The coverage of an installed ``variant`` build from its version; None when the version carries no
+    flashdoctor profile label (an upstream wheel: everything compiled)."""
+    from flashdoctor.knowledge.versions import parse_version
+
+    if variant not in ("fa2", "fa3"):
+        return None
+    v = parse_version(version)
+    info = parse_label(v.local if v is not None else None)
+    if v is None or info is None:
+        return None
+    bv: BuildVariant = "fa3" if variant == "fa3" else "fa2"
+    dtypes = info.dtypes
+    if bv == "fa3" and dtypes is not None and "fp8" not in info.disabled:
+        dtypes = (*dtypes, "fp8")  # FA3's fp8 kernels follow their own switch, not --dtypes
+    return BuildCoverage(
+        variant=bv,
+        label=str(v.local),
+        head_dims=info.head_dims,
+        kernels=head_dim_kernels(bv, str(v)),
+        dtypes=dtypes,
+        disabled=info.disabled,
+    )

@@ -13,6 +13,7 @@ from flashdoctor.knowledge.data import load_data
 from flashdoctor.knowledge.versions import major_minor, parse_version
 
 Variant = Literal["fa2", "fa3", "fa4"]
+GpuFit = Literal["supported", "experimental", "unsupported"]
 VARIANTS: tuple[Variant, ...] = ("fa2", "fa3", "fa4")
 
 # Distribution name (canonical) -> variant. FA3 is published as `flash_attn_3`; FA4 as `flash-attn-4`.
@@ -54,6 +55,18 @@ class VariantInfo:
             if spec.contains(v, prereleases=True):
                 return nvcc
         return self.nvcc_min_rules[-1][1]
+
+    def gpu_fit(self, cc: tuple[int, int]) -> GpuFit:
+        """How this variant stands on a GPU of compute capability ``cc`` (one rule for check and the
+        runtime dispatcher)."""
+        if cc in self.supported:
+            return "supported"
+        if cc in self.experimental:
+            return "experimental"
+        # An unlisted newer minor of a supported major (e.g. a future sm_121) runs the major's SASS.
+        if cc >= self.min_capability and any(s[0] == cc[0] and s <= cc for s in self.supported):
+            return "supported"
+        return "unsupported"
 
     @property
     def needs_nvcc(self) -> bool:

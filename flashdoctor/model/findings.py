@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from flashdoctor import __version__
 from flashdoctor.knowledge.variants import VARIANTS, Variant
 from flashdoctor.model.environment import Environment
 
@@ -109,6 +110,30 @@ def worst(statuses: Iterable[Status]) -> Status:
         if order.index(s) > order.index(result):
             result = s
     return result
+
+
+CHECK_SCHEMA_ID = "flashdoctor/check/1"
+
+
+def report_to_json(
+    report: CheckReport, strict: bool = False, require: Iterable[Variant] = ()
+) -> dict[str, Any]:
+    """The check report's JSON document (README "check --json"; schema check-report.schema.json).
+    ``schema`` changes when a field's meaning changes; fields are only ever added."""
+    env = report.environment
+    return {
+        "schema": CHECK_SCHEMA_ID,
+        "flashdoctor": __version__,
+        "source": report.source,
+        "environment": env.to_target(),
+        "unknown": sorted(env.unknown),
+        "notes": list(env.notes),
+        "findings": [f.to_json() for f in report.findings],
+        "verdicts": {v: vv.to_json() for v, vv in report.verdicts.items()},
+        "summary": report.summary(),
+        "exit_code": report.exit_code(strict=strict, require=require),
+        **report.extra,
+    }
 
 
 __all__ = ["VARIANTS", "CheckReport", "Finding", "Status", "VariantVerdict", "Verdict", "worst"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
+from flashdoctor.model.tools import BuildTools
 from flashdoctor.probe.system import run
 
 BUILD_MODULES = ("setuptools", "packaging", "pip", "wheel", "psutil", "ninja")
@@ -32,18 +32,6 @@ except Exception as exc:
     out["torch"] = {"ok": False, "error": type(exc).__name__ + ": " + str(exc)}
 print(json.dumps(out))
 """
-
-
-@dataclass(frozen=True)
-class BuildTools:
-    """``modules``: name -> version (None = not importable). ``torch_ok`` None = not probed."""
-
-    modules: Mapping[str, str | None] = field(default_factory=dict)
-    torch_ok: bool | None = None
-    torch_error: str | None = None
-    torch_version: str | None = None
-    torch_cuda: str | None = None
-    cxx11abi: bool | None = None
 
 
 def probe_build_tools(python: str, environ: Mapping[str, str], timeout: float = 180.0) -> BuildTools:

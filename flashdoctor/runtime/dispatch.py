@@ -2,7 +2,7 @@
 
 `flashdoctor.attention` (the only module that imports torch) describes each call as an
 `AttentionCall` value and asks `decide()` which backend runs it. The decision reads the same
-knowledge as `check`: a FlashAttention variant runs on a GPU exactly when `checks.gpu_support`
+knowledge as `check`: a FlashAttention variant runs on a GPU exactly when `VariantInfo.gpu_fit`
 does not say FAIL, and its dtypes and head-dim limit come from `data/variants.json`. What only the
 runtime needs (dropout, masks, GQA, the order per GPU) is in `data/attention_backends.json`.
 
@@ -19,7 +19,6 @@ from typing import Any
 from flashdoctor import knowledge
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.knowledge.versions import major_minor
-from flashdoctor.model.environment import GPU
 
 #: Every backend name, best-known first. "sdpa" is the fallback that always works.
 BACKENDS: tuple[str, ...] = ("fa3", "fa2", "fa4", "sdpa-cudnn", "sdpa-flash", "sdpa")
@@ -141,13 +140,9 @@ def padded_head_dim(head_dim: int, multiple: int) -> int:
 
 
 def _variant_gpu_reason(variant: Variant, cc: tuple[int, int]) -> str | None:
-    # The same rule `check` applies (checks.gpu_support), so that check and runtime agree.
-    from flashdoctor.decide.checks import gpu_support
-    from flashdoctor.model.findings import Status
-
-    status = gpu_support(variant, GPU(capability=f"{cc[0]}.{cc[1]}"))
-    if status is Status.FAIL:
-        info = knowledge.variant_info(variant)
+    # The same rule `check` applies (VariantInfo.gpu_fit), so that check and runtime agree.
+    info = knowledge.variant_info(variant)
+    if info.gpu_fit(cc) == "unsupported":
         sms = ", ".join(f"sm_{a}{b}" for a, b in info.supported)
         return f"{info.title} does not run on sm_{cc[0]}{cc[1]} (it targets {sms})"
     return None

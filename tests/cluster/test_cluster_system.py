@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from flashdoctor.cli import main
-from flashdoctor.render.report_json import schema_validator
+from flashdoctor.knowledge.schemas import schema_validator
 
 ROOT = Path(__file__).resolve().parents[2]
 RANK_EXIT = str(ROOT / "scripts" / "rank_exit.py")

@@ -236,7 +236,7 @@ def test_default_smoke_runner_calls_run_smoke_on_the_ranks_gpu(monkeypatch: pyte
 def test_rank_verdicts_consult_the_wheel_index_like_check() -> None:
     """Found on the 2-GPU H100 run: ranks said 'buildable (no wheel index consulted)' where a plain
     `check` on the same node said 'installable'."""
-    from flashdoctor.decide.checks import run_checks
+    from flashdoctor.decide.explain import run_checks
     from flashdoctor.decide.wheels import default_wheel_finder
 
     node = FakeNode()

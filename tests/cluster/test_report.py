@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from flashdoctor.decide.checks import run_checks
 from flashdoctor.decide.cluster import (
     ClusterReport,
     JoinInfo,
@@ -19,8 +18,9 @@ from flashdoctor.decide.cluster import (
     drift_fields,
     drift_values,
 )
-from flashdoctor.model.findings import Finding, Status
-from flashdoctor.render.report_json import report_to_json, schema_validator
+from flashdoctor.decide.explain import run_checks
+from flashdoctor.knowledge.schemas import schema_validator
+from flashdoctor.model.findings import Finding, Status, report_to_json
 from tests.conftest import target_env
 
 

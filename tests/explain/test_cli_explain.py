@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from flashdoctor.cli import cli, main
-from flashdoctor.render.report_json import load_schema
+from flashdoctor.knowledge.schemas import load_schema
 from tests.conftest import TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]

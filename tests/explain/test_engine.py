@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flashdoctor.decide.checks import check_installed
-from flashdoctor.decide.explain import explain_bytes, explain_output, explain_text
+from flashdoctor.decide.explain import explain_bytes, explain_output, explain_text, import_diagnoser
 from flashdoctor.decide.explain.engine import KEYWORD_LINE_BUDGET, find_key_lines, normalise
 from flashdoctor.model.environment import Environment, FlashInstall
 from flashdoctor.model.findings import Status
@@ -352,7 +352,7 @@ def test_explain_output_helper_and_renderers():
 
 
 def test_check_names_the_wheel_when_it_has_a_wheel_finder():
-    from flashdoctor.decide.checks import run_checks
+    from flashdoctor.decide.explain import run_checks
 
     env = target_env("a100").replace(
         installed=(FlashInstall(dist="flash-attn", version="2.5.7", import_ok=False, import_error=UNDEF),)
@@ -367,7 +367,7 @@ def test_check_explains_a_failed_import_with_the_engine():
     env = target_env("h100").replace(
         installed=(FlashInstall(dist="flash-attn", version="2.8.3", import_ok=False, import_error=UNDEF),)
     )
-    f = next(f for f in check_installed(env) if f.code == "flash-attn-import-error")
+    f = next(f for f in check_installed(env, import_diagnoser()) if f.code == "flash-attn-import-error")
     assert f.status is Status.FAIL
     assert "built for another torch version" in f.message
     assert "cu13torch2.11cxx11abiTRUE" in (f.fix or "")

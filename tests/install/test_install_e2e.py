@@ -416,7 +416,7 @@ def test_a_stale_backup_of_an_interrupted_install_is_not_restored(
     import os
 
     from flashdoctor.actions.install.rollback import make_backup
-    from flashdoctor.actions.install.wheelfile import inspect_wheel
+    from flashdoctor.actions.wheelfile import inspect_wheel
     from flashdoctor.probe.state import read_state
 
     cache = tmp_path / "cache"

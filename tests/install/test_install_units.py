@@ -11,9 +11,9 @@ import pytest
 from flashdoctor.actions.install.lock import LockEntry, lock_text
 from flashdoctor.actions.install.pip import Installer, constraints_text
 from flashdoctor.actions.install.prepare import plan_from_json, smoke_outcome, with_local_build
-from flashdoctor.actions.install.wheelfile import inspect_wheel, missing_requirements, torch_conflict
 from flashdoctor.actions.net.download import NotAWheelError
 from flashdoctor.actions.net.simple_index import parse_simple_page
+from flashdoctor.actions.wheelfile import inspect_wheel, missing_requirements, torch_conflict
 from flashdoctor.actions.wheelhouse import Wheelhouse, match_build
 from flashdoctor.errors import UsageError
 from flashdoctor.model.environment import GPU

@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 
 from flashdoctor.decide.smoke.bench import attention_flops, judge_bench, recommend, tflops, validate_shape
+from flashdoctor.knowledge.schemas import load_schema
 from flashdoctor.model.cases import Case
-from flashdoctor.render.report_json import load_schema
 
 LONG8 = Case("bench", 8, 4096, 16, 128)  # the B8 N4096 H16 D128 bf16
 SEED = Case("bench", 32, 196, 16, 64)

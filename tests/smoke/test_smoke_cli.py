@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 from smoke_fakes import REPO, runner_env, write_fakes
 
-from flashdoctor.render.report_json import load_schema
+from flashdoctor.knowledge.schemas import load_schema
 
 pytestmark = pytest.mark.system
 

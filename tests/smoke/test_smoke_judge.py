@@ -17,10 +17,10 @@ from flashdoctor.decide.smoke.judge import (
     proof_kernel,
     tolerance_for,
 )
+from flashdoctor.knowledge.schemas import load_schema
 from flashdoctor.model.cases import BACKENDS, SMOKE_CASES_CUDA, Case, normalise_backends
 from flashdoctor.model.findings import Status
 from flashdoctor.model.smoke import CaseStatus, GpuInfo, TensorError
-from flashdoctor.render.report_json import load_schema
 
 H100 = GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 79.1)
 T4 = GpuInfo(0, "Tesla T4", "7.5", 15.0)

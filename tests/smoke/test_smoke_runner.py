@@ -20,8 +20,8 @@ import pytest
 from smoke_fakes import runner_env, write_fakes
 
 from flashdoctor.actions.smoke import Case, CaseStatus, SmokeReport, run_bench, run_smoke
+from flashdoctor.knowledge.schemas import load_schema
 from flashdoctor.model.findings import Status
-from flashdoctor.render.report_json import load_schema
 
 pytestmark = pytest.mark.system
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flashdoctor.actions.source_build.source import Fa3SetupFacts
 from flashdoctor.decide.checks import CODES
+from flashdoctor.decide.source_build.hopper import Fa3SetupFacts
 from flashdoctor.decide.source_build.plan import BuildRequest, make_plan
 from flashdoctor.decide.source_build.preflight import BUILD_CODES, blocking, fa3_preflight, preflight
 from flashdoctor.model.findings import Status
-from flashdoctor.probe.buildtools import BuildTools
+from flashdoctor.model.tools import BuildTools
 from tests.conftest import target_env
 
 MINIMAL = BuildRequest(archs=(90,), head_dims=(128,), dtypes=("bf16",))

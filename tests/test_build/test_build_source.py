@@ -19,12 +19,12 @@ import pytest
 from flashdoctor.actions.source_build.source import (
     SIMPLE_JSON,
     download,
-    fa3_setup_facts,
     find_sdist,
     resolve_fa2,
     resolve_fa3,
     unpack,
 )
+from flashdoctor.decide.source_build.hopper import fa3_setup_facts
 from flashdoctor.errors import NetworkError, UsageError
 
 
@@ -208,7 +208,7 @@ def test_unpack_refuses_paths_outside(tmp_path: Path) -> None:
 
 
 def test_fa3_setup_facts_of_the_real_hopper_setup_py(fa2_tree: Path) -> None:
-    facts = fa3_setup_facts(fa2_tree / "hopper" / "setup.py")
+    facts = fa3_setup_facts((fa2_tree / "hopper" / "setup.py").read_text())
     assert facts.offline_switch and facts.toolchain_download
     assert {
         "FLASH_ATTENTION_DISABLE_HDIM128",

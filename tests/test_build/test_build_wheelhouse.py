@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.actions.source_build.wheelhouse import FingerprintError, find, fingerprint, scan, store
+from flashdoctor.actions.built_wheels import FingerprintError, find, fingerprint, scan, store
 from flashdoctor.knowledge.profiles import Profile
 from tests.conftest import target_env
 

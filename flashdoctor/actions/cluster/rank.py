@@ -117,8 +117,8 @@ def run_rank(
 ) -> RankResult:
     """Check this rank. Errors a user can act on become the rank's ``error`` (rank 0 reports them);
     anything else propagates (the caller turns it into an error result too)."""
-    from flashdoctor.decide.checks import run_checks
-    from flashdoctor.render.report_json import report_to_json
+    from flashdoctor.decide.explain import run_checks
+    from flashdoctor.model.findings import report_to_json
 
     t0 = clock()
     base = RankResult(rank=launch.rank, host=host, local_rank=launch.local_rank, node_rank=launch.node_rank)

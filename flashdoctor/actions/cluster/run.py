@@ -7,10 +7,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
-
-import click
 
 from flashdoctor.actions.cluster.launch import LaunchInfo, launch_from_environ
 from flashdoctor.actions.cluster.protocol import Gathered, Keys, SessionError, Timeouts, run_session
@@ -21,13 +19,17 @@ from flashdoctor.actions.cluster.rank import (
     host_name,
     run_rank,
 )
-from flashdoctor.decide.cluster import JoinInfo, build_cluster_report, cluster_report_to_json
+from flashdoctor.decide.cluster import ClusterReport, JoinInfo, build_cluster_report, cluster_report_to_json
 from flashdoctor.errors import EXIT_FAILED, UsageError
 
 
-def _say(launch: LaunchInfo | None, msg: str) -> None:
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _say(launch: LaunchInfo | None, msg: str, say: Callable[[str], None] = _stderr) -> None:
     who = f"rank {launch.rank}: " if launch is not None else ""
-    click.echo(f"flashdoctor: {who}{msg}", err=True)
+    say(f"flashdoctor: {who}{msg}")
 
 
 def _keep_outcome_on_sigterm(code: int) -> None:
@@ -48,12 +50,13 @@ def run_distributed_check(
     opts: RankOptions,
     *,
     timeouts: Timeouts,
-    as_json: bool,
-    verbose: bool,
     output: str | None,
     environ: Mapping[str, str],
+    show: Callable[[ClusterReport, dict[str, Any]], None],
     smoke_runner: SmokeRunner | None = None,
 ) -> int:
+    """Run this rank's part of the cluster preflight; rank 0 hands the report to ``show`` (the CLI
+    renders it) and writes ``output``. Returns the exit code every rank agrees on."""
     launch = launch_from_environ(environ)  # UsageError: no launcher
     if opts.smoke and smoke_runner is None:
         smoke_runner = default_smoke_runner(opts.require or None)
@@ -111,13 +114,7 @@ def run_distributed_check(
                     fh.write("\n")
             except OSError as exc:
                 _say(launch, f"cannot write {output}: {exc.strerror or exc}")
-        if as_json:
-            click.echo(json.dumps(doc, indent=2))
-        else:
-            from flashdoctor.render.cluster import render_cluster
-            from flashdoctor.render.console import make_console
-
-            render_cluster(report, make_console(), strict=opts.strict, verbose=verbose)
+        show(report, doc)
         sys.stdout.flush()
         return int(doc["exit_code"])
 

@@ -37,8 +37,8 @@ from flashdoctor.actions.install.rollback import (
     restore,
     same_version,
 )
-from flashdoctor.actions.install.wheelfile import missing_requirements, torch_conflict
 from flashdoctor.actions.net.download import DownloadError
+from flashdoctor.actions.wheelfile import missing_requirements, torch_conflict
 from flashdoctor.errors import (
     EXIT_FAILED,
     EXIT_INSTALL,

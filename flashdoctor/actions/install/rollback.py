@@ -28,7 +28,7 @@ from packaging.version import InvalidVersion, Version
 
 from flashdoctor.actions.cache import atomic_write_bytes, sha256_file
 from flashdoctor.actions.install.pip import Installer, run_installer
-from flashdoctor.actions.install.wheelfile import WheelInfo
+from flashdoctor.actions.wheelfile import WheelInfo
 from flashdoctor.probe.state import TargetState, read_state
 
 

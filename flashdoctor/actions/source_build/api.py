@@ -18,11 +18,7 @@ from typing import Any, Literal
 
 from packaging.utils import parse_wheel_filename
 
-from flashdoctor.actions.cache import cache_root, default_wheelhouse
-from flashdoctor.actions.source_build import edit as edit_mod
-from flashdoctor.actions.source_build import source as src_mod
-from flashdoctor.actions.source_build.runner import ProgressSink, RunResult, run_build
-from flashdoctor.actions.source_build.wheelhouse import (
+from flashdoctor.actions.built_wheels import (
     BuiltWheel,
     Fingerprint,
     FingerprintError,
@@ -30,6 +26,11 @@ from flashdoctor.actions.source_build.wheelhouse import (
     fingerprint,
     store,
 )
+from flashdoctor.actions.cache import cache_root, default_wheelhouse
+from flashdoctor.actions.source_build import edit as edit_mod
+from flashdoctor.actions.source_build import source as src_mod
+from flashdoctor.actions.source_build.runner import ProgressSink, RunResult, run_build
+from flashdoctor.decide.source_build.hopper import fa3_setup_facts
 from flashdoctor.decide.source_build.plan import (
     BuildPlan,
     BuildRequest,
@@ -42,7 +43,7 @@ from flashdoctor.decide.source_build.preflight import blocking, fa3_preflight, p
 from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL, EXIT_OK, UsageError
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import Finding
-from flashdoctor.probe.buildtools import BuildTools
+from flashdoctor.model.tools import BuildTools
 
 Status = Literal["planned", "blocked", "cached", "built", "failed"]
 
@@ -234,7 +235,7 @@ def build(
             notes.extend(res.notes)
     else:
         tree = src_mod.resolve_fa3(opts.source, opts.ref, cache, environ)
-        facts = src_mod.fa3_setup_facts(tree.setup_dir / "setup.py")
+        facts = fa3_setup_facts((tree.setup_dir / "setup.py").read_text(encoding="utf-8", errors="replace"))
         extra = tuple(fa3_preflight(env, plan, facts))
         findings = findings + extra
         if blocking(extra) and not opts.ignore_preflight:

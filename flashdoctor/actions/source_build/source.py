@@ -306,22 +306,3 @@ def resolve_fa3(
     if not path.is_dir():
         raise UsageError(f"--source {source}: FA3 needs a checkout directory or a git URL")
     return fa3_tree(path.resolve(), f"dir:{path}")
-
-
-@dataclass(frozen=True)
-class Fa3SetupFacts:
-    """What hopper/setup.py of this checkout does, read from its text (never executed)."""
-
-    offline_switch: bool
-    toolchain_download: bool  # downloads nvcc/ptxas unless nvcc is exactly 12.8
-    switches: frozenset[str]
-
-
-def fa3_setup_facts(setup_py: Path) -> Fa3SetupFacts:
-    text = setup_py.read_text(encoding="utf-8", errors="replace")
-    return Fa3SetupFacts(
-        offline_switch="FLASH_ATTENTION_OFFLINE_BUILD" in text,
-        toolchain_download=bool(re.search(r"bare_metal_version\s*!=\s*Version\(\"12\.8\"\)", text))
-        and "download_and_copy" in text,
-        switches=frozenset(re.findall(r"FLASH_ATTENTION_DISABLE_[A-Z0-9]+", text)),
-    )

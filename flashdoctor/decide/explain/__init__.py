@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from flashdoctor.decide import checks
+from flashdoctor.decide.checks import ImportDiagnoser
 from flashdoctor.decide.explain.engine import Diagnosis, Explanation, KeyLine, explain_bytes, explain_text
 from flashdoctor.decide.explain.tailor import WheelFinder
 from flashdoctor.model.environment import Environment
+from flashdoctor.model.findings import CheckReport
 
 __all__ = [
     "Diagnosis",
@@ -20,7 +23,29 @@ __all__ = [
     "explain_bytes",
     "explain_output",
     "explain_text",
+    "import_diagnoser",
+    "run_checks",
 ]
+
+
+def import_diagnoser(wheel_finder: WheelFinder | None = None) -> ImportDiagnoser:
+    """checks' ImportDiagnoser backed by this engine: the cause and fix of a failed import; with a
+    wheel finder the fix names the wheel that fits."""
+
+    def diagnose(text: str, env: Environment) -> tuple[str, str] | None:
+        diags = explain_text(text, env, wheel_finder=wheel_finder)
+        return (diags[0].message, diags[0].fix) if diags else None
+
+    return diagnose
+
+
+def run_checks(
+    env: Environment, source: str = "probe", wheel_finder: WheelFinder | None = None
+) -> CheckReport:
+    """Every check and verdict, with failed imports explained by this engine (what `check` runs)."""
+    return checks.run_checks(
+        env, source=source, wheel_finder=wheel_finder, diagnose=import_diagnoser(wheel_finder)
+    )
 
 
 def explain_output(

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from flashdoctor import knowledge
-from flashdoctor.actions.source_build.source import Fa3SetupFacts
 from flashdoctor.decide import checks
+from flashdoctor.decide.source_build.hopper import Fa3SetupFacts
 from flashdoctor.decide.source_build.plan import BuildPlan, build_data
 from flashdoctor.knowledge.versions import major_minor
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import Finding, Status
-from flashdoctor.probe.buildtools import BuildTools
+from flashdoctor.model.tools import BuildTools
 
 # Codes this module adds (README "Build preflight codes"); public interface, never rename.
 BUILD_CODES: dict[str, str] = {
