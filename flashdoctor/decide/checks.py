@@ -6,10 +6,11 @@ Finding codes are public interface, listed in ``CODES`` and in the README: never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from flashdoctor import knowledge
+from flashdoctor.knowledge import codes as code_registry
 from flashdoctor.knowledge.archs import runs_on, sort_archs
 from flashdoctor.knowledge.variants import VARIANTS, Variant
 from flashdoctor.knowledge.versions import major_minor, parse_version
@@ -17,40 +18,7 @@ from flashdoctor.model.environment import GPU, Environment, FlashInstall
 from flashdoctor.model.findings import CheckReport, Finding, Status, VariantVerdict, Verdict
 
 # code -> one line for the README table. Codes ending in "-ok"/"-found" are the passing form of a check.
-CODES: dict[str, str] = {
-    "gpu-found": "An NVIDIA GPU is visible (one finding per GPU).",
-    "no-gpu": "No NVIDIA GPU is visible (no driver, none present, or CUDA_VISIBLE_DEVICES hides them).",
-    "gpu-unsupported": "A visible GPU cannot run this variant (FA2: sm80+; FA3: sm90; FA4: sm90/sm100).",
-    "gpu-experimental": "The variant's code accepts this GPU but it is not the variant's target.",
-    "bf16-unsupported": "A visible GPU has no bf16 (pre-Ampere); fp16 only.",
-    "driver-ok": "The driver supports torch's CUDA.",
-    "driver-too-old": "The driver's newest CUDA is older than torch's CUDA.",
-    "torch-ok": "torch is installed with CUDA.",
-    "torch-missing": "torch is not installed in the target interpreter.",
-    "torch-cpu-only": "torch is a CPU-only build.",
-    "torch-rocm": "torch is a ROCm (HIP) build.",
-    "nvcc-ok": "The nvcc a build would use fits torch and the variant.",
-    "nvcc-missing": "No nvcc found: a source build is impossible (wheels still work).",
-    "nvcc-too-old": "The nvcc a build would use is older than the variant's minimum.",
-    "nvcc-torch-mismatch": "nvcc's CUDA major differs from torch's CUDA major: the build will be refused.",
-    "cuda-home-mismatch": "CUDA_HOME/CUDA_PATH and the nvcc on PATH disagree, or CUDA_HOME has no nvcc.",
-    "host-compiler-ok": "The host C++ compiler is one nvcc accepts.",
-    "host-compiler-unsupported": "The host gcc is newer than the nvcc accepts, or too old for torch extensions.",
-    "ninja-ok": "ninja is available for parallel builds.",
-    "ninja-missing": "ninja is missing: builds are serial and take many hours.",
-    "resources-ok": "Memory and disk suffice for a build.",
-    "build-memory-low": "Too little memory for a parallel source build (nvcc jobs are OOM-killed).",
-    "disk-low": "Too little free disk for a build or an install.",
-    "glibc-too-old": "glibc is older than the official wheels need.",
-    "platform-unsupported": "This OS/architecture has no FlashAttention support.",
-    "python-too-old": "The Python is older than the variant's minimum.",
-    "flash-attn-ok": "The variant is installed, imports, and has code for every visible GPU.",
-    "flash-attn-missing": "The variant is not installed.",
-    "flash-attn-import-error": "The variant is installed but does not import (likely built for another torch/ABI/CUDA).",
-    "flash-attn-arch-missing": "The installed binary has no code for a visible GPU.",
-    "flash-attn-ptx-jit": "The installed binary runs on a visible GPU only through PTX JIT compilation.",
-    "flash-attn-conflict": "Two distributions provide the same files (flash-attn 2.8.3's flash_attn/cute vs flash-attn-4).",
-}
+CODES: Mapping[str, str] = code_registry.codes("finding")  # public interface: data/codes.json
 
 # BF16 needs sm80; build jobs of FA2's kernels need this much memory each. FA2's own setup.py assumes
 # ~9 GB per job when MAX_JOBS is unset (facts.md: min(cpus/2, free GB/9)).

@@ -9,10 +9,11 @@ tested on literal event lists; the CPU-mode tests run the same code on a real ru
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flashdoctor.knowledge import codes as code_registry
 from flashdoctor.knowledge import load_data
 from flashdoctor.model.cases import (
     BACKENDS,
@@ -37,26 +38,7 @@ from flashdoctor.model.smoke import (
 )
 
 # code -> one line for the README table. Public interface: never rename one.
-SMOKE_CODES: dict[str, str] = {
-    "smoke-ok": "A backend passed every case it could run on a GPU (errors within tolerance).",
-    "smoke-numerics": "Output or gradients disagree with the fp32 reference beyond the tolerance (or are inf/nan).",
-    "smoke-error": "A backend raised an unexpected exception on an input it should take (a failure for a variant, a warning for SDPA).",
-    "smoke-crash": "A backend killed the interpreter (a signal); the remaining backends ran in a fresh process.",
-    "smoke-timeout": "A backend did not finish within the time limit.",
-    "smoke-import-error": "An installed variant does not import in the target interpreter (or crashes importing).",
-    "smoke-not-installed": "A variant asked for (`--variant`) is not installed.",
-    "smoke-not-compiled": "A head dim or dtype is not compiled in this build (a minimal build): skipped, not a failure.",
-    "smoke-unsupported-gpu": "The variant cannot run on this GPU (e.g. FA2 before Ampere).",
-    "smoke-arch-missing": "The binary has no code for this GPU ('no kernel image is available').",
-    "smoke-unsupported-input": "The input is outside what the backend takes (fp32 for FlashAttention, head dim above 256).",
-    "smoke-sdpa-unavailable": "PyTorch has no kernel of this SDPA backend for this input here.",
-    "smoke-oom": "Out of GPU memory at this shape.",
-    "smoke-no-kernel-proof": "The profiler did not show the backend's own kernel during its calls.",
-    "smoke-input-check": "What a variant answers to wrong input (fp32 tensors, head dim 512): a clear error is expected.",
-    "smoke-skipped": "Nothing could run: torch sees no GPU, or torch is not installed (exit 0).",
-    "smoke-torch-import-error": "torch is installed in the target interpreter but does not import.",
-    "smoke-runner-failed": "The smoke runner died outside any backend's call (start-up, between backends).",
-}
+SMOKE_CODES: Mapping[str, str] = code_registry.codes("smoke")  # public interface: data/codes.json
 
 
 # -- knowledge --------------------------------------------------------------------------------------

@@ -8,27 +8,21 @@ problem is a Finding with a fix. In a build, the check engine's warnings that do
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from flashdoctor import knowledge
 from flashdoctor.decide import checks
 from flashdoctor.decide.source_build.hopper import Fa3SetupFacts
 from flashdoctor.decide.source_build.plan import BuildPlan, build_data
+from flashdoctor.knowledge import codes as code_registry
 from flashdoctor.knowledge.versions import major_minor
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import Finding, Status
 from flashdoctor.model.tools import BuildTools
 
 # Codes this module adds (README "Build preflight codes"); public interface, never rename.
-BUILD_CODES: dict[str, str] = {
-    "build-torch-ok": "torch imports in the target interpreter (the build uses it: --no-build-isolation).",
-    "build-torch-import": "torch does not import in the target interpreter: setup.py cannot run.",
-    "build-module-missing": "A Python package the build imports (setuptools, packaging, pip, wheel, ...) is missing.",
-    "build-arch-nvcc": "A requested architecture needs a newer nvcc than the one the build would use.",
-    "fa3-offline-switch-missing": "This hopper/setup.py has no offline switch: it would download nvcc/ptxas.",
-    "fa3-toolchain-download": "This hopper/setup.py replaces nvcc by a downloaded one unless nvcc is 12.8.",
-    "fa3-switch-unknown": "A FLASH_ATTENTION_DISABLE_* switch of the profile is not read by this hopper/setup.py.",
-}
+BUILD_CODES: Mapping[str, str] = code_registry.codes("build")  # public interface: data/codes.json
 
 # Check-engine codes that make a build fail outright (warnings in `check`, failures here).
 _FATAL = {

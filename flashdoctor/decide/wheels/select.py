@@ -41,26 +41,14 @@ from flashdoctor import knowledge
 from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
 from flashdoctor.decide.wheels.parse import manylinux_glibc, platform_arch
 from flashdoctor.errors import UsageError
+from flashdoctor.knowledge import codes as code_registry
 from flashdoctor.knowledge.archs import runs_on
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.knowledge.versions import major_minor, parse_version
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.plan import Plan, Rejection, WheelRef
 
-REJECTION_CODES: dict[str, str] = {
-    "no-cuda-torch": "torch is missing, a CPU-only or a ROCm build: prebuilt wheels need a CUDA build of torch.",
-    "torch-mismatch": "Built for another torch major.minor (or, FA3 stable ABI, for torch >= 2.9).",
-    "cuda-mismatch": "Built for another CUDA major than torch's.",
-    "abi-mismatch": "Built for the other C++ ABI (cxx11abi) than torch's.",
-    "python-mismatch": "Built for another Python version or ABI (tag or Requires-Python).",
-    "platform-mismatch": "Built for another OS or CPU architecture.",
-    "glibc-too-old": "Needs a newer glibc than this system has.",
-    "gpu-code-missing": "Carries no code for a visible GPU.",
-    "driver-too-old": "Built with a CUDA major the NVIDIA driver does not support.",
-    "community": "A community build: used only with --allow-community.",
-    "version-excluded": "Outside the --version specifier.",
-    "yanked": "Yanked by its publisher.",
-}
+REJECTION_CODES: Mapping[str, str] = code_registry.codes("rejection")  # public interface: data/codes.json
 # How far a rejection is from fitting, to show the nearest misses first (lower is nearer).
 _DISTANCE = {
     "community": 0,
