@@ -199,7 +199,7 @@ def test_unknown_versions_are_refused_for_narrowed_builds_but_build_whole() -> N
         make_plan(target_env("h100"), BuildRequest(head_dims=(128,)), "2.6.3")
     assert exc.value.hint and "2.8.3.post2" in exc.value.hint
     whole = make_plan(target_env("h100"), BuildRequest(), "2.6.3")
-    assert not whole.edit_sources and whole.units == ()
+    assert not whole.edit_sources and whole.units == () and whole.units_from == "unknown"
     assert any("FLASH_ATTN_CUDA_ARCHS" in n for n in whole.notes)
 
 

@@ -382,6 +382,7 @@ def _plan_fa2(
         env=envvars,
         edit_sources=layout is not None,
         notes=tuple(notes),
+        units_from="table" if layout is not None else "unknown",
     )
 
 
