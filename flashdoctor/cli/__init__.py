@@ -353,7 +353,7 @@ def _run_build(
 ) -> BuildOutcome:
     """Run a source build with a progress bar on a terminal (plain [N/M] lines otherwise)."""
     from flashdoctor.actions.source_build.api import build as run_build
-    from flashdoctor.actions.source_build.runner import LineProgress, RichProgress
+    from flashdoctor.render.progress import LineProgress, RichProgress
 
     progress = (
         RichProgress(console, f"{variant} build")
