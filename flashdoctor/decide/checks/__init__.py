@@ -21,6 +21,7 @@ from flashdoctor.decide.checks.common import (
     CODES,
     INSTALL_DISK_GB,
     OFFICIAL_WHEEL_GLIBC,
+    SDPA,
     build_jobs,
     gpu_groups,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "CODES",
     "INSTALL_DISK_GB",
     "OFFICIAL_WHEEL_GLIBC",
+    "SDPA",
     "ImportDiagnoser",
     "WheelFinder",
     "build_jobs",
