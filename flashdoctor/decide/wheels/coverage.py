@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from flashdoctor import knowledge
-from flashdoctor.decide.wheels.derive import torch_pip_cxx11abi
 from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
 from flashdoctor.decide.wheels.select import (
     build_signature,
@@ -17,6 +16,7 @@ from flashdoctor.decide.wheels.select import (
     preference_key,
     target_of,
 )
+from flashdoctor.knowledge.torch_builds import torch_pip_cxx11abi
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.model.environment import Environment
 

@@ -19,6 +19,7 @@ from flashdoctor.knowledge.versions import parse_version
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import Verdict
 from flashdoctor.model.plan import Plan, WheelRef
+from flashdoctor.model.target import ABI_NOTE, abi_inferred
 
 MAX_ALTERNATIVES = 5
 
@@ -83,6 +84,8 @@ def make_plan(
 
     sel = select_wheels(env, variant, index, spec, allow_community)
     notes = assumption_notes(t)
+    if t.os == "linux" and abi_inferred(env):
+        notes.append(next(n for n in env.notes if n.startswith(ABI_NOTE)))
     blockers = tuple(c for c in vv.blockers if c in ("driver-too-old",))
     if sel.best is not None:
         best = sel.best
