@@ -15,6 +15,7 @@ from flashdoctor.knowledge.variants import VARIANTS
 from flashdoctor.knowledge.versions import major_minor, parse_version
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import Finding, Status
+from flashdoctor.model.target import abi_inferred
 
 PYTORCH_INDEX = "https://download.pytorch.org/whl"
 
@@ -76,7 +77,11 @@ def pytorch_cuda_index(
     if cudas is None:  # not tabulated: the driver's index, same version
         return f"{pip} --force-reinstall torch=={public} --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
     dc = major_minor(driver_cuda)
-    fitting = [c for c in cudas if dc is None or ((m := major_minor(c)) is not None and m <= dc)]
+    if dc is None:  # no driver to fit: the newest CUDA of this release that a known index serves
+        known = {t["cuda"] for t in knowledge.load_data("cuda_drivers")["pytorch_indexes"]}
+        fitting = [c for c in cudas if c in known] or cudas
+    else:
+        fitting = [c for c in cudas if (m := major_minor(c)) is not None and m <= dc]
     if fitting:
         best = max(fitting, key=lambda c: major_minor(c) or (0, 0))
         return f"{pip} --force-reinstall torch=={public} --index-url {PYTORCH_INDEX}/{_tag(best)}"
@@ -147,6 +152,8 @@ def check_torch(env: Environment) -> list[Finding]:
             )
         ]
     abi = {True: "CXX11 ABI", False: "pre-CXX11 ABI", None: "ABI unknown"}[env.cxx11abi]
+    if env.cxx11abi is not None and abi_inferred(env):
+        abi += " inferred from its version"
     if env.torch_hip:
         rocm = [knowledge.variant_info(v) for v in VARIANTS if knowledge.variant_info(v).rocm]
         return [

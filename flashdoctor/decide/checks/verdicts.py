@@ -171,7 +171,8 @@ def consistent_advice(
     for f in findings:
         vv = verdicts.get(f.variant) if f.variant is not None else None
         if vv is not None and vv.verdict is Verdict.UNSUPPORTED and f.code in INSTALL_FIX_CODES and f.fix:
-            title = knowledge.variant_info(vv.variant).short
-            f = dataclasses.replace(f, fix=f"{title} cannot run here ({vv.reasons[0]}): {vv.fix}")
+            alt = vv.fix or f"Use {SDPA}."
+            short = knowledge.variant_info(vv.variant).short
+            f = dataclasses.replace(f, fix=f"{short} cannot run here; {alt[0].lower()}{alt[1:]}")
         out.append(f)
     return tuple(out)
