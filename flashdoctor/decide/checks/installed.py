@@ -94,24 +94,14 @@ def _check_one_install(
                 continue
             r = runs_on(inst.archs, g.sm)
             have = ", ".join(sort_archs(inst.archs)) or "none"
-            if r == "no":
+            if r in ("no", "ptx-jit"):
                 out.append(
                     finding(
-                        "flash-attn-arch-missing",
-                        Status.FAIL,
-                        f"{label} has no code for {g.name} (sm_{g.sm})",
-                        evidence=f"compiled for: {have}",
-                        variant=variant,
-                        subject=glabel,
-                        fix=f"flashdoctor install {flag} --from-source --arch {g.sm}",
-                    )
-                )
-            elif r == "ptx-jit":
-                out.append(
-                    finding(
-                        "flash-attn-ptx-jit",
-                        Status.WARN,
-                        f"{label} runs on {g.name} (sm_{g.sm}) only by JIT-compiling PTX (slow first call)",
+                        "flash-attn-arch-missing" if r == "no" else "flash-attn-ptx-jit",
+                        Status.FAIL if r == "no" else Status.WARN,
+                        f"{label} has no code for {g.name} (sm_{g.sm})"
+                        if r == "no"
+                        else f"{label} runs on {g.name} (sm_{g.sm}) only by JIT-compiling PTX (slow first call)",
                         evidence=f"compiled for: {have}",
                         variant=variant,
                         subject=glabel,

@@ -112,6 +112,11 @@ def verdict_for(
         bad_install = ctx.bad(variant, {"flash-attn-import-error", "flash-attn-arch-missing"})
         reasons.extend(f.message for f in bad_install)
     blockers = [f.code for f in torch_blockers]
+    # flashdoctor never installs torch: where a CUDA torch is missing, its install command comes first
+    torch_fix = next(
+        (f.fix for f in torch_blockers if f.code in ("torch-missing", "torch-cpu-only") and f.fix), None
+    )
+    first = f"{torch_fix}; then " if torch_fix else ""
     reasons.extend(f.message for f in torch_blockers)
 
     if env.torch_hip:
@@ -125,25 +130,21 @@ def verdict_for(
         )
 
     wheel = wheel_finder(env, variant) if wheel_finder else None
-    if wheel:
+    if wheel or not info.needs_nvcc:
+        # A wheel fits; or the variant is pure Python (FA4): installable whenever the machine is supported.
+        why = (
+            f"prebuilt wheel fits: {wheel}"
+            if wheel
+            else f"{info.dist} is pure Python (kernels JIT-compiled at first use)"
+        )
         return VariantVerdict(
             variant,
             Verdict.INSTALLABLE,
-            (*reasons, f"prebuilt wheel fits: {wheel}"),
+            (*reasons, why),
             blockers=tuple(blockers),
-            fix=f"flashdoctor install {flag}",
+            fix=first + f"flashdoctor install {flag}",
             installed=installed,
             wheel=wheel,
-        )
-    if not info.needs_nvcc:
-        # FA4 is pure Python: installable whenever the machine is supported.
-        return VariantVerdict(
-            variant,
-            Verdict.INSTALLABLE,
-            (*reasons, f"{info.dist} is pure Python (kernels JIT-compiled at first use)"),
-            blockers=tuple(blockers),
-            fix=f"flashdoctor install {flag}",
-            installed=installed,
         )
     blocking = set(BUILD_BLOCKERS)
     if env.memory_gb is not None and env.memory_gb < BUILD_GB_PER_JOB:
@@ -156,7 +157,7 @@ def verdict_for(
         Verdict.BUILDABLE,
         tuple(reasons),
         blockers=tuple(dict.fromkeys([*blockers, *(f.code for f in build_bad)])),
-        fix=f"flashdoctor install {flag} --from-source",
+        fix=first + f"flashdoctor install {flag} --from-source",
         installed=installed,
     )
 
