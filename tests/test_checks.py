@@ -398,3 +398,17 @@ def test_torch_ok_says_when_the_abi_was_inferred() -> None:
     f = next(f for f in report.findings if f.code == "torch-ok")
     assert f.message == "torch 2.6.0+cu124 (CUDA 12.4, pre-CXX11 ABI inferred from its version)"
     assert report.environment.notes[0].startswith("cxx11abi inferred from the torch version")
+
+
+def test_a_verdict_that_needs_a_cuda_torch_says_so_first() -> None:
+    """`flashdoctor install` refuses while torch is missing or a CPU build: the verdict's next step starts
+    with the torch command."""
+    fa4 = run_checks(target_env("h100-cpu-torch")).verdicts["fa4"]
+    assert fa4.fix == (
+        "pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130; "
+        "then flashdoctor install --fa4"
+    )
+    fa2 = run_checks(target_env("no-torch")).verdicts["fa2"]
+    assert fa2.fix is not None and fa2.fix.startswith("pip install torch --index-url ")
+    assert fa2.fix.endswith("; then flashdoctor install --fa2 --from-source")
+    assert run_checks(target_env("h100")).verdicts["fa4"].fix == "flashdoctor install --fa4"

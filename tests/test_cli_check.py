@@ -206,7 +206,7 @@ def test_flashdoctor_fixes_parse_with_the_real_cli(name: str) -> None:
     import click
 
     doc = json.loads(run("check", "--target", target(name), "--json").output)
-    for fix in _fixes(doc):
+    for fix in (part for whole in _fixes(doc) for part in whole.split("; then ")):
         if fix.startswith("flashdoctor "):
             args = shlex.split(fix)[1:]
             command = cli.get_command(click.Context(cli), args[0])

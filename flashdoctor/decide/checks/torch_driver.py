@@ -164,7 +164,7 @@ def check_torch(env: Environment) -> list[Finding]:
                 + (", ".join(f"{i.short}'s" for i in rocm) or "no")
                 + " ROCm build applies",
                 evidence=" ".join(i.rocm_note or "" for i in rocm) or None,
-                fix="Build FA2 for ROCm from source (see flash-attention's README, AMD ROCm section).",
+                fix=f"Build {'/'.join(i.short for i in rocm) or 'FA2'} for ROCm from source (see flash-attention's README, AMD ROCm section).",
             )
         ]
     if env.known("torch_cuda") and env.torch_cuda is None:
