@@ -176,7 +176,9 @@ def test_installed_names_are_the_registry_dists():
     from flashdoctor.knowledge.schemas import load_schema
     from flashdoctor.knowledge.variants import DIST_VARIANT
 
-    enum = load_schema("target.schema.json")["properties"]["installed"]["propertyNames"]["enum"]
+    ref = load_schema("target.schema.json")["properties"]["installed"]["propertyNames"]["$ref"]
+    assert ref == "variants.schema.json#/$defs/dist"
+    enum = load_schema("variants.schema.json")["$defs"]["dist"]["enum"]
     registry = {d for v in load_data("variants")["variants"].values() for d in v["dists"]}
     assert set(enum) == registry
     assert {canonicalize_name(d) for d in enum} == set(DIST_VARIANT)
