@@ -412,3 +412,13 @@ def test_a_verdict_that_needs_a_cuda_torch_says_so_first() -> None:
     assert fa2.fix is not None and fa2.fix.startswith("pip install torch --index-url ")
     assert fa2.fix.endswith("; then flashdoctor install --fa2 --from-source")
     assert run_checks(target_env("h100")).verdicts["fa4"].fix == "flashdoctor install --fa4"
+
+
+def test_an_undiagnosed_import_error_fix_is_the_bare_command() -> None:
+    from flashdoctor.decide import checks
+
+    env = target_env(
+        "h100", installed={"flash-attn": {"version": "2.8.3", "import_ok": False, "import_error": "boom"}}
+    )
+    f = next(f for f in checks.run_checks(env).findings if f.code == "flash-attn-import-error")
+    assert f.fix == "flashdoctor install --fa2"  # was "… --fa2 (reinstall a build that matches this torch)"

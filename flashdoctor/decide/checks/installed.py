@@ -84,7 +84,7 @@ def _check_one_install(
                 msg,
                 evidence=last,
                 variant=variant,
-                fix=fix or f"flashdoctor install {flag} (reinstall a build that matches this torch)",
+                fix=fix or f"flashdoctor install {flag}",  # replaces it with a build that matches this torch
             )
         )
         return out
