@@ -18,7 +18,11 @@ from typing import Any, Literal
 
 from packaging.utils import parse_wheel_filename
 
-from flashdoctor.actions.built_wheels import (
+from flashdoctor.actions.cache import cache_root, default_wheelhouse
+from flashdoctor.actions.source_build import edit as edit_mod
+from flashdoctor.actions.source_build import source as src_mod
+from flashdoctor.actions.source_build.runner import ProgressSink, RunResult, run_build
+from flashdoctor.actions.wheelhouse import (
     BuiltWheel,
     Fingerprint,
     FingerprintError,
@@ -26,10 +30,6 @@ from flashdoctor.actions.built_wheels import (
     fingerprint,
     store,
 )
-from flashdoctor.actions.cache import cache_root, default_wheelhouse
-from flashdoctor.actions.source_build import edit as edit_mod
-from flashdoctor.actions.source_build import source as src_mod
-from flashdoctor.actions.source_build.runner import ProgressSink, RunResult, run_build
 from flashdoctor.decide.source_build.hopper import fa3_setup_facts
 from flashdoctor.decide.source_build.plan import (
     BuildPlan,
