@@ -31,7 +31,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,6 +167,21 @@ def own_regular_file(path: Path) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_nlink == 1
 
 
+def acquire(lk: FileLock, timeout: float, on_wait: Callable[[], None] | None = None) -> bool:
+    """Take ``lk``, calling ``on_wait`` once if another process holds it; False after ``timeout``."""
+    try:
+        lk.acquire(timeout=0)
+        return True
+    except Timeout:
+        if on_wait is not None:
+            on_wait()
+    try:
+        lk.acquire(timeout=timeout)
+    except Timeout:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     path: Path
@@ -195,18 +210,11 @@ class WheelCache:
         d = self.root / "locks"
         d.mkdir(parents=True, exist_ok=True)
         lk = FileLock(str(d / f"{key}.lock"))
-        try:
-            lk.acquire(timeout=0)
-        except Timeout:
-            if on_wait is not None:
-                on_wait()
-            try:
-                lk.acquire(timeout=timeout)
-            except Timeout:
-                raise CacheLockTimeout(
-                    f"another flashdoctor process has held {d / (key + '.lock')} for {timeout:.0f}s",
-                    hint="wait for it to finish, or end it; a lock of a dead process frees itself",
-                ) from None
+        if not acquire(lk, timeout, on_wait):
+            raise CacheLockTimeout(
+                f"another flashdoctor process has held {d / (key + '.lock')} for {timeout:.0f}s",
+                hint="wait for it to finish, or end it; a lock of a dead process frees itself",
+            )
         try:
             yield
         finally:

@@ -16,7 +16,7 @@ import pytest
 from packaging.version import Version
 
 from tests.install.conftest import child_env, reset_flash
-from tests.install.install_helpers import H100_BUILD, FaultServer, make_wheel, sha256_of
+from tests.install.install_helpers import H100_BUILD, FaultServer, make_wheel, sha256_of, write_manifest
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -274,16 +274,7 @@ def test_offline_install_of_a_local_build_from_the_wheelhouse(fresh_venv: Path, 
             "archs": [],
             "profile": "fd.cpu.hd128.bf16",
         }
-        (wh / fid / "build.json").write_text(
-            json.dumps(
-                {
-                    "schema": "flashdoctor/built-wheel/1",
-                    "wheel": w.name,
-                    "sha256": sha256_of(w),
-                    "fingerprint": fp,
-                }
-            )
-        )
+        write_manifest(w, fp)
         return w
 
     add_build("aaaaaaaaaaaaaaaa", "2.11")
@@ -308,16 +299,7 @@ def test_gpu_machine_plan_with_the_real_selector_uses_the_local_build(tmp_path: 
     targets = Path(__file__).resolve().parents[1] / "targets"
     wh = tmp_path / "wh" / "5f1c0ffee0ddba11"
     w = make_wheel(wh, version="2.8.3.post2+fd.sm90.hd128.bf16", tag="cp312-cp312-linux_x86_64")
-    (wh / "build.json").write_text(
-        json.dumps(
-            {
-                "schema": "flashdoctor/built-wheel/1",
-                "wheel": w.name,
-                "sha256": sha256_of(w),
-                "fingerprint": H100_BUILD,
-            }
-        )
-    )
+    write_manifest(w, H100_BUILD)
     base = ["install", "--fa2", "--target", str(targets / "h100.json"), "--dry-run", "--json"]
     r = fd(*base)
     assert r.returncode == 0 and json.loads(r.stdout)["action"] == "build"
@@ -355,16 +337,7 @@ def _fa3_build(wh: Path) -> Path:
     d = wh / "3fa3c0ffee0ddba1"
     w = make_wheel(d, dist="flash_attn_3", version="3.0.0+fd.sm90.hd128.bf16", tag="cp312-cp312-linux_x86_64")
     fp = {**H100_BUILD, "variant": "fa3", "version": "3.0.0", "profile": "fd.sm90.hd128.bf16"}
-    (d / "build.json").write_text(
-        json.dumps(
-            {
-                "schema": "flashdoctor/built-wheel/1",
-                "wheel": w.name,
-                "sha256": sha256_of(w),
-                "fingerprint": fp,
-            }
-        )
-    )
+    write_manifest(w, fp)
     return w
 
 

@@ -26,7 +26,7 @@ from flashdoctor.errors import UsageError
 from flashdoctor.model.plan import Plan, WheelRef
 from flashdoctor.probe.state import TargetState
 from tests.conftest import target_env
-from tests.install.install_helpers import H100_BUILD, make_wheel, sha256_of
+from tests.install.install_helpers import H100_BUILD, make_wheel, sha256_of, write_manifest
 
 
 def h100(**kw: object):  # type: ignore[no-untyped-def]
@@ -49,16 +49,7 @@ def _local_build(root: Path, fid: str = "0123456789abcdef", **fp_change: object)
     w = make_wheel(
         wh, dist=dist, version=f"{fpd['version']}+{fpd['profile']}", tag="cp312-cp312-linux_x86_64"
     )
-    (wh / "build.json").write_text(
-        json.dumps(
-            {
-                "schema": "flashdoctor/built-wheel/1",
-                "wheel": w.name,
-                "sha256": sha256_of(w),
-                "fingerprint": fpd,
-            }
-        )
-    )
+    write_manifest(w, fpd)
     return w
 
 

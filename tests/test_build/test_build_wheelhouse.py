@@ -28,23 +28,12 @@ from flashdoctor.actions.wheelhouse import (
 from flashdoctor.knowledge.profiles import Profile
 from flashdoctor.model.environment import GPU
 from tests.conftest import target_env
+from tests.install.install_helpers import H100_BUILD
 
 MIN = Profile("fa2", (90,), (128,), ("bf16",))
 WHEEL = "flash_attn-2.8.3.post2+fd.sm90.hd128.bf16-cp312-cp312-linux_x86_64.whl"
 
-# The fingerprint `flashdoctor build` writes for the minimal H100 build (tests/targets/h100.json).
-H100: dict[str, Any] = {
-    "variant": "fa2",
-    "version": "2.8.3.post2",
-    "torch": "2.11",
-    "cuda": "13",
-    "cxx11abi": True,
-    "python_abi": "cp312",
-    "platform": "linux_x86_64",
-    "glibc": "2.39",
-    "archs": [90],
-    "profile": "fd.sm90.hd128.bf16",
-}
+H100: dict[str, Any] = H100_BUILD  # the fingerprint `flashdoctor build` writes for the minimal H100 build
 A100 = GPU(index=0, name="NVIDIA A100", capability="8.0")
 RTX4090 = GPU(index=0, name="NVIDIA GeForce RTX 4090", capability="8.9")
 UNKNOWN_GPU = GPU(index=0, name="NVIDIA ???", capability=None)

@@ -28,9 +28,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
-from flashdoctor.actions.cache import LOCK_TIMEOUT
+from flashdoctor.actions.cache import LOCK_TIMEOUT, acquire
 from flashdoctor.errors import InstallError
 
 LOCK_NAME = ".flashdoctor-install.lock"
@@ -74,20 +74,15 @@ def environment_lock(
                 continue
         lk = FileLock(str(path), mode=0o664)
         try:
-            try:
-                lk.acquire(timeout=0)
-            except Timeout:
-                if on_wait is not None:
-                    on_wait()
-                lk.acquire(timeout=timeout)
-        except Timeout:
-            raise InstallError(
-                f"another flashdoctor install has held {path} for {timeout:.0f}s",
-                hint="wait for it to finish, or end it; a lock of a dead process frees itself",
-            ) from None
+            took = acquire(lk, timeout, on_wait)
         except OSError as exc:  # read-only prefix, not a directory: the next candidate
             last = exc
             continue
+        if not took:
+            raise InstallError(
+                f"another flashdoctor install has held {path} for {timeout:.0f}s",
+                hint="wait for it to finish, or end it; a lock of a dead process frees itself",
+            )
         try:
             yield path
         finally:
