@@ -165,14 +165,14 @@ class RunResult:
 
 # -- the outcome --------------------------------------------------------------------------------------
 class FingerprintView(Protocol):
-    """What the outcome needs of a build fingerprint (flashdoctor.actions.built_wheels.Fingerprint)."""
+    """What the outcome needs of a build fingerprint (flashdoctor.actions.wheelhouse.Fingerprint)."""
 
     @property
     def id(self) -> str: ...
     @property
     def torch(self) -> str: ...
     @property
-    def cuda(self) -> str: ...
+    def cuda(self) -> str | None: ...
     @property
     def cxx11abi(self) -> bool | None: ...
     @property
@@ -187,7 +187,7 @@ class FingerprintView(Protocol):
 
 
 class WheelView(Protocol):
-    """What the outcome needs of a stored wheel (flashdoctor.actions.built_wheels.BuiltWheel)."""
+    """What the outcome needs of a stored wheel (flashdoctor.actions.wheelhouse.BuiltWheel)."""
 
     @property
     def path(self) -> Path: ...

@@ -19,17 +19,17 @@ from typing import Any
 
 from packaging.utils import parse_wheel_filename
 
-from flashdoctor.actions.built_wheels import (
+from flashdoctor.actions.cache import cache_root, default_wheelhouse
+from flashdoctor.actions.source_build import edit as edit_mod
+from flashdoctor.actions.source_build import source as src_mod
+from flashdoctor.actions.source_build.runner import run_build
+from flashdoctor.actions.wheelhouse import (
     Fingerprint,
     FingerprintError,
     find,
     fingerprint,
     store,
 )
-from flashdoctor.actions.cache import cache_root, default_wheelhouse
-from flashdoctor.actions.source_build import edit as edit_mod
-from flashdoctor.actions.source_build import source as src_mod
-from flashdoctor.actions.source_build.runner import run_build
 from flashdoctor.decide.source_build.hopper import MAX_TEXT, Fa3SetupFacts, fa3_setup_facts
 from flashdoctor.decide.source_build.plan import (
     BuildPlan,
