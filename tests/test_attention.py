@@ -37,7 +37,8 @@ from flashdoctor.attention import (
     select_backend,
     unpad_sequence_length,
 )
-from flashdoctor.runtime import dispatch
+from flashdoctor.runtime import availability, dispatch, kernels, state
+from flashdoctor.runtime import call as runtime_call
 
 TOL = {"atol": 1e-10, "rtol": 1e-9}  # float64: both sides compute the same math
 
@@ -45,8 +46,8 @@ TOL = {"atol": 1e-10, "rtol": 1e-9}  # float64: both sides compute the same math
 @pytest.fixture(autouse=True)
 def _fresh_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv(dispatch.override_env_var(), raising=False)
-    attention._LOGGED.clear()
-    attention._FAILED.clear()
+    state.LOGGED.clear()
+    state.FAILED.clear()
     backend_usage(reset=True)
     torch.manual_seed(0)
     yield
@@ -528,17 +529,17 @@ def test_cpu_reports_no_flash(caplog: pytest.LogCaptureFixture) -> None:
 @pytest.fixture
 def pretend_h100(monkeypatch: pytest.MonkeyPatch) -> None:
     """Describe CPU calls as an H100 with only torch: the one thing that cannot exist here is the GPU."""
-    real = attention.describe_call
+    real = runtime_call.describe_call
 
     def as_gpu(*args: object, **kwargs: object) -> dispatch.AttentionCall:
         import dataclasses
 
         return dataclasses.replace(real(*args, **kwargs), device="cuda", capability=(9, 0))  # type: ignore[arg-type]
 
-    monkeypatch.setattr(attention, "describe_call", as_gpu)
+    monkeypatch.setattr(runtime_call, "describe_call", as_gpu)
     monkeypatch.setattr(
-        attention,
-        "_availability",
+        availability,
+        "availability",
         lambda device_type: {
             "fa3": "not installed",
             "fa2": "not installed",
@@ -609,12 +610,12 @@ def test_padded_keys_masked_out_leave_attention_unchanged() -> None:
 def test_cudnn_layout_keeps_packed_projections_and_copies_the_rest() -> None:
     packed = torch.randn(2, 5, 3 * 4 * 8).unflatten(-1, (3, 4, 8))
     q, k, v = packed.unbind(2)  # views into one (batch, seq, 3*heads*dim) projection
-    assert attention._cudnn_layout(q, k, v) == (q, k, v)
-    assert all(a is b for a, b in zip(attention._cudnn_layout(q, k, v), (q, k, v)))
+    assert kernels.cudnn_layout(q, k, v) == (q, k, v)
+    assert all(a is b for a, b in zip(kernels.cudnn_layout(q, k, v), (q, k, v)))
     kv = torch.randn(2, 5, 2 * 4 * 8).unflatten(
         -1, (2, 4, 8)
     )  # cross-attention key/value: not a cuDNN layout
-    out = attention._cudnn_layout(q, kv[:, :, 0], kv[:, :, 1])
+    out = kernels.cudnn_layout(q, kv[:, :, 0], kv[:, :, 1])
     assert all(t.is_contiguous() for t in out)
     assert torch.equal(out[1], kv[:, :, 0]) and torch.equal(out[0], q)
 
@@ -631,9 +632,9 @@ def test_decisions_are_cached_per_kind_of_call_not_per_length() -> None:
     base = dispatch.AttentionCall(
         device="cpu", capability=None, dtype="fp32", head_dim=64, seq_q=1, seq_k=1, causal=True
     )
-    attention._decide_cached.cache_clear()
-    decisions = {attention._decide(dataclasses_replace(base, seq_k=n), None) for n in range(100, 110)}
-    info = attention._decide_cached.cache_info()
+    runtime_call._decide_cached.cache_clear()
+    decisions = {runtime_call.decide(dataclasses_replace(base, seq_k=n), None) for n in range(100, 110)}
+    info = runtime_call._decide_cached.cache_info()
     assert len(decisions) == 1 and info.misses == 1 and info.hits == 9
-    square = attention._decide(base, None)  # square is another kind of call
-    assert attention._decide_cached.cache_info().misses == 2 and square.backend
+    square = runtime_call.decide(base, None)  # square is another kind of call
+    assert runtime_call._decide_cached.cache_info().misses == 2 and square.backend
