@@ -279,3 +279,73 @@ def test_non_square_causal_reason_is_the_same_for_every_length() -> None:
     (reason,) = reasons
     assert reason is not None and "causal with seq_q != seq_k" in reason
     assert why_not("sdpa-flash", call(seq_q=1, seq_k=1, causal=True), {"sdpa-flash": None}) is None
+
+
+# -- every build's profile (knowledge.profiles.build_coverage): FA2 2.7.x, FA2 2.8.x, FA3 ---------------
+FA3_MINIMAL = (
+    "3.0.0+fd.sm90.hd128.bf16.nosplit.nopagedkv.noappendkv.nolocal.nosoftcap.nopackgqa.nofp8.nocluster"
+)
+FA3_LABEL = FA3_MINIMAL.split("+", 1)[1]
+
+
+def test_an_fa3_minimal_build_is_skipped_for_fp16_and_other_head_dims() -> None:
+    versions = {"fa3": FA3_MINIMAL}
+    order = ("fa3", "sdpa-cudnn")
+    assert decide(call(d=128, causal=True), ALL, order, versions=versions).backend == "fa3"
+    assert decide(call(d=100), ALL, order, versions=versions).backend == "fa3"  # FA3 runs 97..128 on 128
+    fp16 = decide(call(d=128, dtype="fp16", causal=True), ALL, order, versions=versions)
+    assert fp16.backend == "sdpa-cudnn"
+    assert dict(fp16.rejected)["fa3"] == f"fp16 not compiled in this build ({FA3_LABEL})"
+    assert f"skipped fa3: fp16 not compiled in this build ({FA3_LABEL})" in fp16.reason
+    d64 = decide(call(d=64), ALL, order, versions=versions)
+    assert d64.backend == "sdpa-cudnn"
+    assert dict(d64.rejected)["fa3"] == f"head dim 64 not compiled in this build ({FA3_LABEL})"
+    # An upstream FA3 wheel (no flashdoctor label) has every kernel.
+    assert decide(call(d=64, dtype="fp16"), ALL, order, versions={"fa3": "3.0.0"}).backend == "fa3"
+
+
+def test_each_variant_and_version_rounds_head_dims_onto_its_own_kernels() -> None:
+    # FA3 rounds head dims up to 64/96/128/192/256: head dim 32 runs on the 64 kernel. FA2 has a 32 kernel.
+    fa3_hd64 = {"fa3": "3.0.0+fd.sm90.hd64.bf16"}
+    assert why_not("fa3", call(d=32), ALL, fa3_hd64) is None
+    assert why_not("fa2", call(d=32), ALL, {"fa2": "2.8.3+fd.sm90.hd64.bf16"}) == (
+        "head dim 32 not compiled in this build (fd.sm90.hd64.bf16)"
+    )
+    # FA2 2.7.x has a 160 kernel that 2.8.x dropped: 150 runs on it there, on 192 in 2.8.x.
+    assert why_not("fa2", call(A100, d=150), ALL, {"fa2": "2.7.4.post1+fd.sm80.hd160.bf16"}) is None
+    assert why_not("fa2", call(A100, d=150), ALL, {"fa2": "2.8.3+fd.sm80.hd192.bf16"}) is None
+    assert why_not("fa2", call(A100, d=170), ALL, {"fa2": "2.7.4.post1+fd.sm80.hd160.bf16"}) == (
+        "head dim 170 not compiled in this build (fd.sm80.hd160.bf16)"
+    )
+
+
+def test_a_build_without_its_backward_pass_is_skipped_when_gradients_are_needed() -> None:
+    versions = {"fa3": "3.0.0+fd.sm90.hd128.bf16.nobackward"}
+    order = ("fa3", "sdpa-cudnn")
+    assert decide(call(d=128), ALL, order, versions=versions).backend == "fa3"
+    training = decide(call(d=128, grad=True), ALL, order, versions=versions)
+    assert training.backend == "sdpa-cudnn"
+    assert dict(training.rejected)["fa3"] == (
+        "the backward pass not compiled in this build (fd.sm90.hd128.bf16.nobackward)"
+    )
+
+
+def test_backend_statuses_show_the_installed_builds_profile() -> None:
+    versions = {"fa3": FA3_MINIMAL, "fa2": "2.8.3.post2+fd.sm90.hd64.hd128.fp16", "sdpa-cudnn": "2.11.0"}
+    available = {**ALL, "fa4": "flash_attn.cute is not installed"}
+    statuses = {s.name: s for s in backend_statuses("cuda", H100, available, versions)}
+    fa3 = statuses["fa3"]
+    # Usable at its own head dim (128), for bf16 only: the status no longer probes a head dim it lacks.
+    assert fa3.usable and fa3.dtypes == ("bf16",) and fa3.head_dims == (128,)
+    assert fa3.build == f"{FA3_LABEL}: head dim 128, bf16" and fa3.version == FA3_MINIMAL
+    fa2 = statuses["fa2"]
+    assert fa2.usable and fa2.dtypes == ("fp16",) and fa2.head_dims == (64, 128)
+    doc = fa3.to_json()
+    assert doc["head_dims"] == [128] and doc["build"].startswith("fd.sm90.hd128.bf16")
+    # Builds without a label and SDPA backends have no profile.
+    assert statuses["sdpa-cudnn"].build is None and statuses["sdpa-cudnn"].head_dims is None
+    plain = {s.name: s for s in backend_statuses("cuda", H100, ALL, {"fa3": "3.0.0"})}["fa3"]
+    assert plain.dtypes == ("fp16", "bf16") and plain.build is None and plain.to_json()["head_dims"] is None
+    # On a GPU the build does not run on, the reason stays the GPU's.
+    b200 = {s.name: s for s in backend_statuses("cuda", B200, ALL, versions)}["fa3"]
+    assert not b200.usable and b200.why_not == "FlashAttention-3 does not run on sm_100 (it targets sm_90)"

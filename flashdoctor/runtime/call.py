@@ -71,6 +71,7 @@ def describe_call(
         dropout=dropout_p > 0.0,
         mask=mask,
         rocm=availability.is_rocm() and q.device.type == "cuda",
+        grad=torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad),
     )
 
 
