@@ -12,9 +12,12 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace as dataclasses_replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -548,6 +551,103 @@ def pretend_h100(monkeypatch: pytest.MonkeyPatch) -> None:
             "sdpa-flash": None,
         },
     )
+
+
+FA3_MINIMAL = (
+    "3.0.0+fd.sm90.hd128.bf16.nosplit.nopagedkv.noappendkv.nolocal.nosoftcap.nopackgqa.nofp8.nocluster"
+)
+FA3_LABEL = FA3_MINIMAL.split("+", 1)[1]
+# A stand-in for that build's flash_attn_interface: the real import path and calling convention, the
+# kernel name the profiler shows for FA3's forward, and for what the build lacks the real build's crash
+# (a segfault) turned into an error that flash_attention does not catch.
+FAKE_FA3 = """
+import torch
+from torch.profiler import record_function
+
+calls = []
+
+
+def flash_attn_func(q, k, v, softmax_scale=None, causal=False, **kw):
+    if q.dtype != torch.bfloat16 or q.shape[-1] > 128 or q.shape[-1] <= 96:
+        raise SystemError("segfault: no kernel for %s head dim %d in this build" % (q.dtype, q.shape[-1]))
+    calls.append((q.dtype, q.shape[-1], causal))
+    with record_function("cutlass::device_kernel<flash::enable_sm90<flash::FlashAttnFwdSm90<fake>>>"):
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal, scale=softmax_scale,
+            enable_gqa=True,
+        ).transpose(1, 2)
+    return out, None
+"""
+
+
+@pytest.fixture
+def fa3_minimal_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An H100 with torch and an installed FA3 minimal build (head dim 128, bf16): the flash-attn
+    imports and the version label are real (a module and its dist-info on sys.path); only the GPU
+    description of the call and torch's SDPA flags are faked (cuDNN has no CPU kernel: it is off)."""
+    (tmp_path / "flash_attn_interface.py").write_text(FAKE_FA3)
+    dist = tmp_path / f"flash_attn_3-{FA3_MINIMAL}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: flash_attn_3\nVersion: {FA3_MINIMAL}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    availability.import_backend.cache_clear()
+    real = runtime_call.describe_call
+
+    def as_gpu(*args: object, **kwargs: object) -> dispatch.AttentionCall:
+        return dataclasses_replace(real(*args, **kwargs), device="cuda", capability=(9, 0))  # type: ignore[arg-type]
+
+    def found(device_type: str) -> dict[str, str | None]:
+        out = {name: availability.import_backend(name)[1] for name in ("fa3", "fa2", "fa4")}
+        return {
+            **out,
+            "sdpa-cudnn": "disabled (torch.backends.cuda.enable_cudnn_sdp(False))",
+            "sdpa-flash": None,
+        }
+
+    monkeypatch.setattr(runtime_call, "describe_call", as_gpu)
+    monkeypatch.setattr(availability, "availability", found)
+    assert availability.import_backend("fa3")[1:] == (None, FA3_MINIMAL)
+    yield sys.modules["flash_attn_interface"]
+    availability.import_backend.cache_clear()
+    sys.modules.pop("flash_attn_interface", None)
+
+
+def test_an_fa3_minimal_build_runs_what_it_has_and_is_skipped_for_the_rest_with_one_line(
+    fa3_minimal_build: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flashdoctor.attention")
+    q, k, v = (torch.randn(2, 16, 4, 128, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        out = flash_attention(q, k, v, causal=True)
+    assert backend_usage(reset=True) == {"fa3": 1}
+    assert fa3_minimal_build.calls == [(torch.bfloat16, 128, True)]
+    assert any("FlashAttnFwdSm90" in e.name for e in prof.events())
+    torch.testing.assert_close(
+        out.float(), reference(q.float(), k.float(), v.float(), causal=True), atol=2e-2, rtol=2e-2
+    )
+    out.float().sum().backward()  # the build has its backward pass
+    (first,) = [r.getMessage() for r in caplog.records]
+    assert first.startswith("FlashAttention: using fa3 (FlashAttention-3")
+    caplog.clear()
+    # fp16 is not in the build (the real one segfaults): standard order goes on, one line, every call.
+    h = [t.detach().half() for t in (q, k, v)]
+    for _ in range(3):
+        out16 = flash_attention(*h, causal=True)
+    assert out16.dtype == torch.float16 and backend_usage(reset=True) == {"sdpa-flash": 3}
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("FlashAttention: using sdpa-flash") and "for fp16, head_dim 128" in line
+    assert f"skipped fa3: fp16 not compiled in this build ({FA3_LABEL})" in line
+    caplog.clear()
+    # Another head dim: skipped the same way, with its own line; 100 runs on the 128 kernel.
+    small = torch.randn(2, 16, 4, 64, dtype=torch.bfloat16)
+    flash_attention(small, small, small)
+    flash_attention(small, small, small)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert f"skipped fa3: head dim 64 not compiled in this build ({FA3_LABEL})" in line
+    d100 = torch.randn(2, 16, 4, 100, dtype=torch.bfloat16)
+    flash_attention(d100, d100, d100)
+    assert backend_usage(reset=True) == {"sdpa-flash": 2, "fa3": 1}
+    assert fa3_minimal_build.calls[-1] == (torch.bfloat16, 104, False)  # padded to a multiple of 8
 
 
 def test_a_backend_that_torch_refuses_falls_back_once_with_its_reason(

@@ -101,7 +101,8 @@ def test_runtime_and_check_agree_on_every_target_gpu(target: str) -> None:
 
 # -- the order ------------------------------------------------------------------------------------
 def test_order_per_gpu_follows_the_measurements() -> None:
-    assert default_order(H100) == ("sdpa-cudnn", "fa3", "fa4", "fa2", "sdpa-flash")
+    # FA3 before cuDNN: FA3 was faster forward and causal at B8 N4096 H16 D128 bf16 (issue 16's numbers).
+    assert default_order(H100) == ("fa3", "sdpa-cudnn", "fa4", "fa2", "sdpa-flash")
     assert default_order(B200)[0] == "fa4"
     assert default_order(A100)[0] == "fa2"
     assert default_order((8, 9))[0] == "fa2"
@@ -126,14 +127,18 @@ def test_h100_bf16_with_only_torch_uses_sdpa_cudnn() -> None:
     assert "order for sm_90" in d.reason
 
 
-def test_h100_prefers_fa3_over_fa2_when_cudnn_is_disabled() -> None:
+def test_h100_prefers_fa3_then_cudnn_then_fa2() -> None:
+    d = decide(call(causal=True), ALL)
+    assert d.backend == "fa3" and d.reason == (
+        "first usable backend in the order for sm_90 (fa3 > sdpa-cudnn > fa4 > fa2 > sdpa-flash)"
+    )
+    assert d.candidates == ("fa3", "sdpa-cudnn", "fa4", "fa2", "sdpa-flash", "sdpa")
+    no_fa3 = decide(call(), {**ALL, "fa3": "flash_attn_interface is not installed"})
+    assert no_fa3.backend == "sdpa-cudnn"
+    assert "skipped fa3: flash_attn_interface is not installed" in no_fa3.reason
     available = {**ALL, "sdpa-cudnn": "disabled (torch.backends.cuda.enable_cudnn_sdp(False))"}
-    d = decide(call(), available)
-    assert d.backend == "fa3"
-    assert "skipped sdpa-cudnn: disabled" in d.reason
-    assert d.candidates == ("fa3", "fa4", "fa2", "sdpa-flash", "sdpa")
-    no_fa3 = decide(call(), {**available, "fa3": "flash_attn_interface is not installed", "fa4": "no"})
-    assert no_fa3.backend == "fa2"
+    no_cudnn = decide(call(), {**available, "fa3": "flash_attn_interface is not installed", "fa4": "no"})
+    assert no_cudnn.backend == "fa2"
 
 
 def test_fp32_cpu_and_old_gpus_fall_back_with_one_clear_reason() -> None:
@@ -173,12 +178,13 @@ def test_dropout_masks_and_non_square_causal() -> None:
     masked = decide(call(mask=True), ALL)
     assert masked.backend == "sdpa"
     assert masked.reason == "an attention mask (flash kernels take no arbitrary mask)"
-    assert decide(call(causal=True), ALL).backend == "sdpa-cudnn"
+    assert decide(call(causal=True), ALL).backend == "fa3"
+    assert decide(call(causal=True), {**ALL, "fa3": "not installed"}).backend == "sdpa-cudnn"
     decode = decide(call(causal=True, seq_q=1, seq_k=196), ALL)
     assert decode.backend == "sdpa"
     assert "bottom-right" in decode.reason
     # Without causal, different lengths are fine.
-    assert decide(call(seq_q=1, seq_k=196), ALL).backend == "sdpa-cudnn"
+    assert decide(call(seq_q=1, seq_k=196), ALL).backend == "fa3"
 
 
 def test_gqa_is_not_a_reason_to_fall_back() -> None:
@@ -227,7 +233,7 @@ def test_a_backend_missing_from_the_availability_map_is_not_used() -> None:
 # -- statuses --------------------------------------------------------------------------------------
 def test_backend_statuses_on_an_h100_with_only_torch() -> None:
     statuses = {s.name: s for s in backend_statuses("cuda", H100, TORCH_ONLY, {"sdpa-cudnn": "2.11.0"})}
-    assert list(statuses)[:5] == ["sdpa-cudnn", "fa3", "fa4", "fa2", "sdpa-flash"]
+    assert list(statuses)[:5] == ["fa3", "sdpa-cudnn", "fa4", "fa2", "sdpa-flash"]
     assert list(statuses)[-1] == "sdpa"
     assert statuses["sdpa-cudnn"].usable and statuses["sdpa-cudnn"].dtypes == ("fp16", "bf16")
     assert statuses["sdpa-cudnn"].max_head_dim == 128 and statuses["sdpa-cudnn"].version == "2.11.0"
