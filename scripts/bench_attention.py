@@ -214,9 +214,10 @@ def bench_models(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     }
     auto, names = replace_with_flash_attention(copy.deepcopy(base))
     variants["flashdoctor (auto)"] = auto  # type: ignore[assignment]
-    # The same without torch's fused encoder-layer inference path: FlashAttention's own choice in eval too.
-    unfused, _ = replace_with_flash_attention(copy.deepcopy(base), native_fast_path=False)
-    variants["flashdoctor (auto, unfused)"] = unfused  # type: ignore[assignment]
+    # The same with torch's fused encoder-layer inference path kept (native_fast_path=True): eval without
+    # grad runs torch's fused layer, not flashdoctor's kernel (scripts/bench_eval_path.py compares them).
+    fused, _ = replace_with_flash_attention(copy.deepcopy(base), native_fast_path=True)
+    variants["flashdoctor (fused eval)"] = fused  # type: ignore[assignment]
     usable = [
         s.name
         for s in available_backends(device)
@@ -224,9 +225,7 @@ def bench_models(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     ]
     if not args.quick:
         for name in usable:
-            forced, _ = replace_with_flash_attention(
-                copy.deepcopy(base), backend=name, native_fast_path=False
-            )
+            forced, _ = replace_with_flash_attention(copy.deepcopy(base), backend=name)
             variants[f"flashdoctor [{name}]"] = forced  # type: ignore[assignment]
 
     head_dim = args.embed // args.heads
@@ -301,8 +300,8 @@ def bench_models(args: argparse.Namespace, device: torch.device, dtype: torch.dt
                     "value": fams,
                 }
             )
-        # The modules ran (also in eval, where torch's fused layer would have bypassed them), and on
-        # the backend that was chosen or forced, not on a fallback after a refusal.
+        # The modules ran (also in eval, where torch's fused layer would have bypassed them, unless it was
+        # kept on purpose), and on the backend that was chosen or forced, not on a fallback after a refusal.
         ran = r["backends_used"]
         expected = r["variant"][len("flashdoctor [") : -1] if r["variant"].endswith("]") else decision.backend
         if r["variant"].endswith("]"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace as dataclasses_replace
@@ -42,6 +41,8 @@ from flashdoctor.attention import (
 )
 from flashdoctor.runtime import availability, dispatch, kernels, state
 from flashdoctor.runtime import call as runtime_call
+from flashdoctor.runtime import module as runtime_module
+from tests.runtime_fakes import FA3_LABEL, install_fa3_minimal_build
 
 TOL = {"atol": 1e-10, "rtol": 1e-9}  # float64: both sides compute the same math
 
@@ -375,7 +376,7 @@ def test_replacement_in_a_transformer_encoder(
             assert n1 == n2
             torch.testing.assert_close(p2.grad, p1.grad, msg=n1)
     # The replaced layers really ran FlashAttention, also where torch would have fused the layer,
-    # unless torch's fused inference path was kept (the default): then eval without grad is torch's.
+    # unless torch's fused inference path was kept (native_fast_path=True): then eval without grad is torch's.
     fused = native_fast_path and mode == "eval-no-grad" and batch_first  # torch fuses batch_first only
     assert backend_usage().get("sdpa", 0) == (0 if padded or fused else 2)
 
@@ -553,63 +554,10 @@ def pretend_h100(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-FA3_MINIMAL = (
-    "3.0.0+fd.sm90.hd128.bf16.nosplit.nopagedkv.noappendkv.nolocal.nosoftcap.nopackgqa.nofp8.nocluster"
-)
-FA3_LABEL = FA3_MINIMAL.split("+", 1)[1]
-# A stand-in for that build's flash_attn_interface: the real import path and calling convention, the
-# kernel name the profiler shows for FA3's forward, and for what the build lacks the real build's crash
-# (a segfault) turned into an error that flash_attention does not catch.
-FAKE_FA3 = """
-import torch
-from torch.profiler import record_function
-
-calls = []
-
-
-def flash_attn_func(q, k, v, softmax_scale=None, causal=False, **kw):
-    if q.dtype != torch.bfloat16 or q.shape[-1] > 128 or q.shape[-1] <= 96:
-        raise SystemError("segfault: no kernel for %s head dim %d in this build" % (q.dtype, q.shape[-1]))
-    calls.append((q.dtype, q.shape[-1], causal))
-    with record_function("cutlass::device_kernel<flash::enable_sm90<flash::FlashAttnFwdSm90<fake>>>"):
-        out = torch.nn.functional.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal, scale=softmax_scale,
-            enable_gqa=True,
-        ).transpose(1, 2)
-    return out, None
-"""
-
-
 @pytest.fixture
 def fa3_minimal_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """An H100 with torch and an installed FA3 minimal build (head dim 128, bf16): the flash-attn
-    imports and the version label are real (a module and its dist-info on sys.path); only the GPU
-    description of the call and torch's SDPA flags are faked (cuDNN has no CPU kernel: it is off)."""
-    (tmp_path / "flash_attn_interface.py").write_text(FAKE_FA3)
-    dist = tmp_path / f"flash_attn_3-{FA3_MINIMAL}.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: flash_attn_3\nVersion: {FA3_MINIMAL}\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    availability.import_backend.cache_clear()
-    real = runtime_call.describe_call
-
-    def as_gpu(*args: object, **kwargs: object) -> dispatch.AttentionCall:
-        return dataclasses_replace(real(*args, **kwargs), device="cuda", capability=(9, 0))  # type: ignore[arg-type]
-
-    def found(device_type: str) -> dict[str, str | None]:
-        out = {name: availability.import_backend(name)[1] for name in ("fa3", "fa2", "fa4")}
-        return {
-            **out,
-            "sdpa-cudnn": "disabled (torch.backends.cuda.enable_cudnn_sdp(False))",
-            "sdpa-flash": None,
-        }
-
-    monkeypatch.setattr(runtime_call, "describe_call", as_gpu)
-    monkeypatch.setattr(availability, "availability", found)
-    assert availability.import_backend("fa3")[1:] == (None, FA3_MINIMAL)
-    yield sys.modules["flash_attn_interface"]
-    availability.import_backend.cache_clear()
-    sys.modules.pop("flash_attn_interface", None)
+    """An H100 with torch and an installed FA3 minimal build (head dim 128, bf16): tests/runtime_fakes.py."""
+    yield from install_fa3_minimal_build(tmp_path / "site", monkeypatch)
 
 
 def test_an_fa3_minimal_build_runs_what_it_has_and_is_skipped_for_the_rest_with_one_line(
@@ -720,11 +668,44 @@ def test_cudnn_layout_keeps_packed_projections_and_copies_the_rest() -> None:
     assert torch.equal(out[1], kv[:, :, 0]) and torch.equal(out[0], q)
 
 
-def test_default_keeps_torchs_fused_inference_path() -> None:
-    model = encoder()
-    replace_with_flash_attention(model)
-    assert model.use_nested_tensor
-    assert all(layer.activation_relu_or_gelu == 1 for layer in model.layers)
+def _eval_ops(model: nn.Module, x: torch.Tensor) -> set[str]:
+    with torch.no_grad(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        model(x)
+    return {e.name for e in prof.events()}
+
+
+def test_eval_runs_the_flash_kernel_by_default_and_torchs_fused_path_only_when_asked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/runtime.md: after replace_with_flash_attention(model), eval without grad runs flashdoctor's
+    dispatch in every layer (backend_usage counts it, torch's fused layer op does not run);
+    native_fast_path=True keeps torch's fused layer, flashdoctor does not run there, and says so once."""
+    caplog.set_level(logging.INFO, logger="flashdoctor.attention")
+    x = torch.randn(B, L, E)
+    model = encoder(layers=3).eval()
+    assert "aten::_transformer_encoder_layer_fwd" in _eval_ops(copy.deepcopy(model), x)  # torch's own
+    default, _ = replace_with_flash_attention(copy.deepcopy(model))
+    assert not default.use_nested_tensor
+    assert all(layer.activation_relu_or_gelu == 0 for layer in default.layers)
+    backend_usage(reset=True)
+    ops = _eval_ops(default, x)
+    assert backend_usage(reset=True) == {"sdpa": 3}  # on a GPU: fa3, sdpa-cudnn, ... (the decision)
+    assert not {"aten::_transformer_encoder_layer_fwd", "aten::_native_multi_head_attention"} & ops
+    assert not any("fused inference path" in r.getMessage() for r in caplog.records)
+
+    fused, _ = replace_with_flash_attention(copy.deepcopy(model), native_fast_path=True)
+    assert fused.use_nested_tensor and all(layer.activation_relu_or_gelu == 1 for layer in fused.layers)
+    ops = _eval_ops(fused, x)
+    assert backend_usage(reset=True) == {}
+    assert "aten::_transformer_encoder_layer_fwd" in ops
+    kept = [r.getMessage() for r in caplog.records if "fused inference path" in r.getMessage()]
+    assert kept == [runtime_module.FUSED_KEPT_MESSAGE]
+    replace_with_flash_attention(copy.deepcopy(model), native_fast_path=True)
+    assert len([r for r in caplog.records if "fused inference path" in r.getMessage()]) == 1  # once
+    # Training runs flashdoctor's dispatch either way.
+    fused.train()
+    fused(x.clone().requires_grad_(True)).sum().backward()
+    assert backend_usage(reset=True) == {"sdpa": 3}
 
 
 def test_decisions_are_cached_per_kind_of_call_not_per_length() -> None:

@@ -17,6 +17,11 @@ from torch import Tensor, nn
 from flashdoctor.runtime import availability, call, dispatch, state
 from flashdoctor.runtime.dispatch import AttentionCall
 
+FUSED_KEPT_MESSAGE = (
+    "replace_with_flash_attention(native_fast_path=True): nn.TransformerEncoderLayer keeps torch's fused "
+    "inference path, so in eval without grad torch's own attention runs there, not FlashAttention"
+)
+
 
 # -- the module ------------------------------------------------------------------------------------
 class FlashAttention(nn.MultiheadAttention):
@@ -229,7 +234,7 @@ def replace_with_flash_attention(
     model: nn.Module,
     *,
     backend: str | Sequence[str] | None = None,
-    native_fast_path: bool = True,
+    native_fast_path: bool = False,
 ) -> tuple[nn.Module, list[str]]:
     """Replace every ``nn.MultiheadAttention`` in `model` by a ``FlashAttention``, in place.
 
@@ -238,15 +243,21 @@ def replace_with_flash_attention(
     when `model` itself is an nn.MultiheadAttention) and the qualified names replaced; each is
     logged as "Replaced <name> with FlashAttention".
 
+    Eval runs the flash kernel too (the default, ``native_fast_path=False``).
     ``nn.TransformerEncoderLayer`` has a fused inference path (``torch._transformer_encoder_layer_fwd``)
-    that reads ``self_attn``'s weights (the same tensors after replacement) and never calls it. That
-    path already runs SDPA's flash/cuDNN kernels and fuses the whole layer, so by default
-    (``native_fast_path=True``) it is kept: inference without grad goes through it, training through
-    FlashAttention's dispatch. Measured on an H100 (scripts/bench_attention.py, B32 N196 E1024 H16
-    bf16, 6 layers) the fused path's forward took 2.1-3.0 ms against 2.9-4.9 ms with it turned off.
-    With ``native_fast_path=False`` the path is turned off (``activation_relu_or_gelu = 0``, the flag
-    torch itself uses for custom activations) so FlashAttention's kernel choice runs in eval too, and
-    ``nn.TransformerEncoder``'s nested-tensor path is turned off (``use_nested_tensor = False``).
+    that reads ``self_attn``'s weights and never calls it, so for replaced layers that path is turned
+    off (``activation_relu_or_gelu = 0``, the flag torch itself uses for custom activations) and
+    ``nn.TransformerEncoder``'s nested-tensor path, which would hand nested tensors to the layers, is
+    turned off (``use_nested_tensor = False``). Then eval without grad runs flashdoctor's kernel choice
+    (FA3 on an H100 where it is installed), ``backend_usage()`` counts it, and training and eval run
+    the same kernel.
+
+    ``native_fast_path=True`` keeps torch's fused path for eval without grad: it fuses the whole
+    layer and can be faster where attention is a small part of the layer (short sequences; on an
+    H100 at B32 N196 E1024 H16 bf16, 6 layers, its forward took 2.1-3.0 ms against 2.9-4.9 ms), and it
+    skips padded tokens through nested tensors. But there flashdoctor's kernel does not run (torch
+    picks its own SDPA kernel; FA2/FA3/FA4 are never used) and ``backend_usage()`` stays ``{}``; this
+    is logged once. docs/runtime.md has the measurements.
     """
     order = dispatch.parse_order(backend) if backend is not None else None
     if _plain_mha(model):
@@ -284,6 +295,11 @@ def replace_with_flash_attention(
         state.logger.info(
             "replace_with_flash_attention: no nn.MultiheadAttention found in %s", type(model).__name__
         )
+    elif native_fast_path and any(
+        isinstance(m, nn.TransformerEncoderLayer) and isinstance(m.self_attn, FlashAttention)
+        for m in model.modules()
+    ):
+        state.log_once(logging.INFO, FUSED_KEPT_MESSAGE)
     return model, replaced
 
 
