@@ -129,25 +129,35 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed_together(
+    fns: list[Callable[[], object]], device: torch.device, warmup: int, iters: int
+) -> list[list[float]]:
+    """Milliseconds per call of each function, run in turn (A, B, C, A, B, C, ...) so that drift in
+    the machine's speed falls on all of them alike: CUDA events on a GPU, perf_counter on a CPU."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    out: list[list[float]] = [[] for _ in fns]
+    for _ in range(iters):
+        for fn, times in zip(fns, out):
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
 def timed(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> list[float]:
     """Milliseconds per call: CUDA events on a GPU, perf_counter on a CPU."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    out = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            out.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            out.append((time.perf_counter() - t0) * 1e3)
-    return out
+    return timed_together([fn], device, warmup, iters)[0]
 
 
 def peak_mib(fn: Callable[[], object], device: torch.device) -> float | None:

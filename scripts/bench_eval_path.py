@@ -37,13 +37,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "scripts"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     import torch
 
+from bench_attention import timed_together  # noqa: E402
 from torch import nn  # noqa: E402
 
 from flashdoctor import __version__  # noqa: E402
@@ -55,33 +57,6 @@ CPU_SHAPES = ((8, 128, 256, 4), (4, 512, 256, 4), (2, 1024, 512, 8), (4, 196, 10
 GPU_SHAPES = ((32, 196, 1024, 16), (8, 1024, 1024, 16), (2, 4096, 1024, 8), (1, 8192, 2048, 16))
 QUICK_SHAPES = ((2, 24, 64, 4),)
 FUSED_OPS = ("_transformer_encoder_layer_fwd", "_native_multi_head_attention")
-
-
-def timed_together(
-    fns: list[Callable[[], object]], device: torch.device, warmup: int, iters: int
-) -> list[list[float]]:
-    """Milliseconds per call of each function, run in turn (A, B, C, A, B, C, ...) so that drift in
-    the machine's speed falls on all of them alike: CUDA events on a GPU, perf_counter on a CPU."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    out: list[list[float]] = [[] for _ in fns]
-    for _ in range(iters):
-        for fn, times in zip(fns, out):
-            if device.type == "cuda":
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                t0 = time.perf_counter()
-                fn()
-                times.append((time.perf_counter() - t0) * 1e3)
-    return out
 
 
 def what_ran(fn: Callable[[], object], device: torch.device) -> dict[str, Any]:

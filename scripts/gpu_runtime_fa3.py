@@ -32,14 +32,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "scripts"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     import torch
 
 import torch.nn.functional as F  # noqa: E402
+from bench_attention import rel_err  # noqa: E402
 
 from flashdoctor import __version__  # noqa: E402
 from flashdoctor.attention import (  # noqa: E402
@@ -86,11 +88,6 @@ def kernels(device: torch.device, fn: Any) -> list[str]:
     return sorted(
         {e.name for e in prof.events() if not cuda or str(getattr(e, "device_type", "")).endswith("CUDA")}
     )
-
-
-def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
-    x, ref = x.detach().float(), ref.detach().float()
-    return float((x - ref).norm() / ref.norm().clamp_min(1e-12))
 
 
 def one_case(

@@ -49,9 +49,12 @@ def flash_attn_func(q, k, v, softmax_scale=None, causal=False, **kw):
 """
 
 
-def install_fa3_minimal_build(root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """Put the stand-in on sys.path and describe CPU calls as an H100's; yields the imported module."""
-    root.mkdir(parents=True, exist_ok=True)
+@pytest.fixture(name="fa3_minimal_build")
+def fa3_minimal_build_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """An H100 with torch and an installed FA3 minimal build (head dim 128, bf16): the stand-in on
+    sys.path, CPU calls described as an H100's; yields the imported module (its ``calls`` list)."""
+    root = tmp_path / "site"
+    root.mkdir()
     (root / "flash_attn_interface.py").write_text(FAKE_FA3)
     dist = root / f"flash_attn_3-{FA3_MINIMAL}.dist-info"
     dist.mkdir()

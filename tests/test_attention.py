@@ -15,7 +15,6 @@ import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace as dataclasses_replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,7 +41,7 @@ from flashdoctor.attention import (
 from flashdoctor.runtime import availability, dispatch, kernels, state
 from flashdoctor.runtime import call as runtime_call
 from flashdoctor.runtime import module as runtime_module
-from tests.runtime_fakes import FA3_LABEL, install_fa3_minimal_build
+from tests.runtime_fakes import FA3_LABEL, fa3_minimal_build_fixture  # noqa: F401 (a fixture)
 
 TOL = {"atol": 1e-10, "rtol": 1e-9}  # float64: both sides compute the same math
 
@@ -552,12 +551,6 @@ def pretend_h100(monkeypatch: pytest.MonkeyPatch) -> None:
             "sdpa-flash": None,
         },
     )
-
-
-@pytest.fixture
-def fa3_minimal_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """An H100 with torch and an installed FA3 minimal build (head dim 128, bf16): tests/runtime_fakes.py."""
-    yield from install_fa3_minimal_build(tmp_path / "site", monkeypatch)
 
 
 def test_an_fa3_minimal_build_runs_what_it_has_and_is_skipped_for_the_rest_with_one_line(

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +20,30 @@ with warnings.catch_warnings():
 
 from flashdoctor.runtime import availability, dispatch, state
 from flashdoctor.runtime import call as runtime_call
-from tests.runtime_fakes import FA3_FWD_KERNEL, FA3_LABEL, install_fa3_minimal_build
+from tests.runtime_fakes import FA3_FWD_KERNEL, FA3_LABEL, fa3_minimal_build_fixture  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.system
-def test_bench_attention_quick_cpu_run(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+def run_script(name: str, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run scripts/<name>.py with a --json file; returns the process and the JSON it wrote."""
+    out = Path(args[-1]) if args and args[-1].endswith(".json") else None
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "bench_attention.py"),
-            "--device",
-            "cpu",
-            "--quick",
-            "--json",
-            str(out),
-        ],
+        [sys.executable, str(ROOT / "scripts" / f"{name}.py"), *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(out.read_text())
+    return proc, json.loads(out.read_text()) if out is not None else {}
+
+
+@pytest.mark.system
+def test_bench_attention_quick_cpu_run(tmp_path: Path) -> None:
+    out = str(tmp_path / "bench.json")
+    proc, result = run_script("bench_attention", "--device", "cpu", "--quick", "--json", out)
     assert result["schema"] == "flashdoctor/bench-attention/1" and result["ok"] is True
     assert result["models"]["replaced"] == ["layers.0.self_attn", "layers.1.self_attn"]
     rows = {r["variant"]: r for r in result["models"]["rows"]}
@@ -83,11 +80,6 @@ def _script(name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def fa3_minimal_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    yield from install_fa3_minimal_build(tmp_path / "site", monkeypatch)
 
 
 def test_gpu_runtime_fa3_proof_logic_on_a_stand_in_fa3_build(
@@ -137,17 +129,7 @@ def test_gpu_runtime_fa3_says_what_it_needs_without_a_gpu(capsys: pytest.Capture
 def test_bench_eval_path_quick_cpu_run(tmp_path: Path) -> None:
     """Eval after replacement, side by side: torch's fused path runs where it is kept, flashdoctor's
     dispatch where it is not (the default), each seen in the profile and in backend_usage()."""
-    out = tmp_path / "eval.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_eval_path.py"), "--quick", "--json", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(out.read_text())
+    proc, result = run_script("bench_eval_path", "--quick", "--json", str(tmp_path / "eval.json"))
     assert result["schema"] == "flashdoctor/bench-eval-path/1" and result["ok"] is True
     rows = {(r["kind"], r["padded"], r["variant"]): r for r in result["rows"]}
     layers = result["layers"]
