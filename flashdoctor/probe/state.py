@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 
 from packaging.utils import canonicalize_name
 
 from flashdoctor.errors import InstallError
-from flashdoctor.probe.system import run
+from flashdoctor.probe.interpreter import TargetScriptError, run_script, script_file
 
 STATE_TIMEOUT = 60.0
 
@@ -64,17 +62,11 @@ class TargetState:
 
 
 def read_state(python: str, environ: Mapping[str, str], dists: tuple[str, ...] = ()) -> TargetState:
-    script = resources.files("flashdoctor.probe").joinpath("_state.py")
-    with resources.as_file(script) as path:
-        rc, out, err = run([python, str(path), *dists], env=environ, timeout=STATE_TIMEOUT)
-    if rc != 0:
-        raise InstallError(
-            f"cannot read the target environment with {python} (exit {rc}): {err.strip()[-400:]}"
-        )
     try:
-        data = json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise InstallError(f"the target interpreter {python} printed no state") from None
+        with script_file("flashdoctor.probe", "_state.py") as path:
+            data = run_script(python, path, dists, environ, STATE_TIMEOUT, "the state probe")
+    except TargetScriptError as exc:
+        raise InstallError(f"cannot read the target environment: {exc}") from None
     described: dict[str, InstalledDist | None] = {}
     for name, d in (data.get("described") or {}).items():
         if not d.get("installed"):
