@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from flashdoctor import __version__
-from flashdoctor.decide.smoke.judge import _crash_reason, backend_infos, classify_error, parse_events
+from flashdoctor.decide.smoke.classify import classify_error, crash_reason
+from flashdoctor.decide.smoke.events import parse_events
+from flashdoctor.decide.smoke.judge import backend_infos
 from flashdoctor.model.cases import BACKENDS, DTYPES, FALLBACK, Case, backend_info, backend_kind
 from flashdoctor.model.smoke import GpuInfo
 
@@ -233,16 +235,17 @@ def judge_bench(
             key = (gpu.index, b, case.name)
             t = log.timings.get(key)
             chk = log.checks.get(key)
-            crash = log.crashes.get((gpu.index, b))
+            crashes = log.crashes.get((gpu.index, b)) or []
+            crash = crashes[-1] if crashes else None
             if t is None or t.get("error"):
-                if chk is not None and chk.get("not_applicable"):
+                if chk is not None and (chk.get("not_applicable") or chk.get("not_compiled")):
                     rows.append(BenchRow(b, title, "skip", str(chk.get("error")), info.version))
                 elif t is not None:
                     c = classify_error(str(t["error"]), b, case, gpu, t.get("warnings") or ())
                     status = "skip" if c.status.value == "skip" else "error"
                     rows.append(BenchRow(b, title, status, c.reason, info.version))
                 elif crash is not None:
-                    rows.append(BenchRow(b, title, crash["event"], _crash_reason(crash), info.version))
+                    rows.append(BenchRow(b, title, crash["event"], crash_reason(crash), info.version))
                 else:
                     rows.append(BenchRow(b, title, "skip", "not run", info.version))
                 continue
