@@ -230,6 +230,10 @@ def write_site(
         dist(
             "flash_attn_3",
             fa3_version,
-            ["flash_attn_3/__init__.py", "flash_attn_3/_fake_core.py", "flash_attn_3/flash_attn_interface.py"],
+            [
+                "flash_attn_3/__init__.py",
+                "flash_attn_3/_fake_core.py",
+                "flash_attn_3/flash_attn_interface.py",
+            ],
         )
     return root

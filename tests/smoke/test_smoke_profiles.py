@@ -93,7 +93,9 @@ def test_uncovered_cases_are_reported_as_not_compiled(
     )
     # found through the registry's module list (flash_attn_3.flash_attn_interface), version from its dist
     fa3 = report.backend("fa3")
-    assert fa3 is not None and fa3.module == "flash_attn_3.flash_attn_interface" and fa3.version == FA3_MINIMAL
+    assert (
+        fa3 is not None and fa3.module == "flash_attn_3.flash_attn_interface" and fa3.version == FA3_MINIMAL
+    )
     for case in ("seed", "seed-causal", "long", "long-causal", "gqa", "varlen", "wide"):
         assert r[("fa3", case)].status is CaseStatus.PASS, (case, r[("fa3", case)].reason)
     assert r[("fa2", "seed-fp16")].status is CaseStatus.PASS
@@ -122,7 +124,10 @@ def test_a_crash_is_confined_to_its_case(tmp_path: Path) -> None:
     """An upstream FA3 build (no profile label) that segfaults when given fp16, as on the H100: the fp16
     case is the crash; the runner is restarted and every other FA3 case runs and passes."""
     site = write_site(
-        tmp_path / "site", fa2_version="2.8.3", fa3_version="3.0.0", crash_outside={"fa3": {"dtypes": ["bf16"]}}
+        tmp_path / "site",
+        fa2_version="2.8.3",
+        fa3_version="3.0.0",
+        crash_outside={"fa3": {"dtypes": ["bf16"]}},
     )
     r = run_smoke(
         sys.executable, runner_env(site), device="cpu", timeout=150, variants=["fa2", "fa3"], repeats=2
