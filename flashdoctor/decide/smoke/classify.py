@@ -155,6 +155,29 @@ def covered_dtypes(name: str, version: str | None) -> tuple[str, ...] | None:
     return tuple(d for d in ("bf16", "fp16") if d in coverage.dtypes)
 
 
+def version_label(name: str, version: str | None) -> tuple[str, str | None]:
+    """How a report names an installed build: a short label and, for a flashdoctor minimal build, its
+    profile in words. The local label of such a build (3.0.0+fd.sm90.hd128.bf16.nosplit…) is too long
+    for a table or a sentence: "3.0.0 hd128 bf16" and "flashdoctor build with head dim 128, bf16 only"
+    instead (the full version stays in the JSON). Other versions are returned as they are."""
+    if not version:
+        return "", None
+    variant = backend(name).variant
+    coverage = None if variant is None else build_coverage(variant, version)
+    if coverage is None:
+        return version, None
+    public = version.split("+", 1)[0]
+    halves = None if coverage.dtypes is None else "/".join(d for d in coverage.dtypes if d != "fp8")
+    dims = None if coverage.head_dims is None else "/".join(map(str, coverage.head_dims))
+    short = [f"hd{dims}"] if dims else []
+    words = [f"head dim {dims}"] if dims else []
+    if halves:
+        short.append(halves)
+        words.append(halves)
+    profile = "flashdoctor build with " + (", ".join(words) + " only" if words else "every kernel")
+    return " ".join([public, *short]), profile
+
+
 def crash_reason(crash: Mapping[str, Any]) -> str:
     """One line for a crash or a timeout event of the orchestrator."""
     if crash["event"] == "timeout":
@@ -172,26 +195,54 @@ def crash_reason(crash: Mapping[str, Any]) -> str:
     return f"the interpreter died ({sig})"
 
 
-def kernel_label(name: str, limit: int = 60) -> str:
-    """A kernel's name as a table can show it: no return type or argument list, template arguments
-    nested deeper than one level elided ("<…>"), at most ``limit`` characters (ending in "…")."""
-    text = re.sub(r"^void\s+", "", name.strip())
-    out: list[str] = []
+def _template(text: str) -> tuple[str, list[str]]:
+    """ "a::b<X, c<Y>>" -> ("a::b", ["X", "c<Y>"]); no template: (text, [])."""
+    i = text.find("<")
+    if i < 0:
+        return text.strip(), []
+    args: list[str] = []
+    cur: list[str] = []
     depth = 0
-    for ch in text:
-        if ch == "(" and depth == 0:
-            break
+    for ch in text[i:]:
         if ch == "<":
             depth += 1
-            if depth == 2:
-                out.append("<…")
+            if depth == 1:
                 continue
         elif ch == ">":
             depth -= 1
-            if depth == 1:
-                out.append(">")
-                continue
-        if depth < 2:
-            out.append(ch)
-    short = re.sub(r"\s+", " ", "".join(out)).strip()
-    return short if len(short) <= limit else short[: max(1, limit - 1)].rstrip(" ,<:_") + "…"
+            if depth == 0:
+                args.append("".join(cur).strip())
+                break
+        elif ch == "," and depth == 1:
+            args.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    return text[:i].strip(), args
+
+
+def kernel_label(name: str, limit: int = 60) -> str:
+    """A kernel's name as a table can show it in ``limit`` characters: no return type, argument list
+    or launch wrapper (data/smoke.json kernel_wrappers), nested template arguments elided ("<…>"); the
+    longest of these forms that fits, else the bare name cut with "…"."""
+    text = re.sub(r"\(anonymous namespace\)::", "", name.strip())
+    text = re.sub(r"^void\s+", "", text)
+    depth = 0
+    for i, ch in enumerate(text):  # the argument list: the first "(" outside the template arguments
+        depth += ch == "<"
+        depth -= ch == ">"
+        if ch == "(" and depth == 0:
+            text = text[:i]
+            break
+    wrappers = set(load_data("smoke")["kernel_wrappers"]["names"])
+    head, args = _template(text)
+    while args and head.split("::")[-1] in wrappers:
+        head, args = _template(args[0])
+    bare = head.split("::")[-1]
+    inner = ", ".join(a if "<" not in a else _template(a)[0] + "<…>" for a in args)
+    forms = [f"{head}<{inner}>" if args else head, f"{head}<…>" if args else head]
+    forms += [f"{bare}<…>" if args else bare, bare]
+    for form in forms:
+        if len(form) <= limit:
+            return form
+    return bare[: max(1, limit - 1)] + "…"

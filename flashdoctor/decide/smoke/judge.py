@@ -16,6 +16,7 @@ from flashdoctor.decide.smoke.classify import (
     crash_reason,
     proof_kernel,
     tolerance_for,
+    version_label,
 )
 from flashdoctor.decide.smoke.events import EventLog, parse_events, phase_times
 from flashdoctor.knowledge import codes as code_registry
@@ -232,7 +233,8 @@ def _backend_findings(
     backend: str, info: BackendInfo, gpu: GpuInfo, rows: list[CaseResult], profiled: bool
 ) -> list[Finding]:
     findings: list[Finding] = []
-    title = info.title + (f" {info.version}" if info.version else "")
+    label, _ = version_label(backend, info.version)
+    title = info.title + (f" {label}" if label else "")
     kind = backend_kind(backend)
     groups: dict[str, list[CaseResult]] = {}
     for r in rows:
@@ -247,9 +249,15 @@ def _backend_findings(
     for cat, rs in groups.items():
         code, st_var, st_sdpa = _CATEGORY_FINDING.get(cat, ("smoke-error", Status.FAIL, Status.WARN))
         status = st_var if kind == "variant" else st_sdpa
-        names = ", ".join(r.case.name for r in rs)
         first = rs[0]
-        msg = f"{title} on {gpu.label}: {first.reason} [{names}]"
+        by_reason: dict[str | None, list[str]] = {}
+        for r in rs:
+            # What a build left out is said per reason ("fp16", "head dim 64"); other categories by their
+            # first case's reason (numerics differ by case).
+            by_reason.setdefault(r.reason if cat == "not_compiled" else first.reason, []).append(r.case.name)
+        msg = f"{title} on {gpu.label}: " + "; ".join(
+            f"{reason} [{', '.join(names)}]" for reason, names in by_reason.items()
+        )
         findings.append(
             Finding(
                 code,
