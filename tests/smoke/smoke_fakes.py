@@ -237,3 +237,19 @@ def write_site(
             ],
         )
     return root
+
+
+# A stand-in for _runner.py (run as `python FAKE CONFIG`), for tests of the orchestration alone: what
+# follows this head emits events as the real runner would and dies or hangs where the test needs it.
+FAKE_RUNNER_HEAD = """
+import json, os, signal, sys, time
+cfg = json.load(open(sys.argv[2]))
+out = open(cfg["out"], "a")
+def emit(event, **kw):
+    kw["event"] = event
+    kw["t"] = 0.0
+    out.write(json.dumps(kw) + "\\n")
+    out.flush()
+emit("start")
+emit("torch", version="2.13.0", import_s=0.1, cuda_available=True, device_count=1)
+"""

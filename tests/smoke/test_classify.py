@@ -112,3 +112,17 @@ def test_crash_reasons() -> None:
     assert crash_reason(restarted) == (
         "did not finish before the 300 s limit ran out (killed after 41.5 s in runner process 3)"
     )
+
+
+def test_fa3_switches_left_out() -> None:
+    from flashdoctor.decide.smoke.classify import classify_error
+
+    got = not_compiled(("fa3",), SMOKE_CASES_CUDA, {"fa3": "3.0.0+fd.sm90.hd128.bf16.novarlen"})["fa3"]
+    assert got["varlen"] == "not compiled in this build: varlen"
+    long = next(c for c in SMOKE_CASES_CUDA if c.name == "long")
+    c = classify_error("RuntimeError: This flash attention build does not support backward.", "fa3", long)
+    assert (c.category, c.status.value, c.reason) == (
+        "not_compiled",
+        "skip",
+        "not compiled in this build: backward",
+    )

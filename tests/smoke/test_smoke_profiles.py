@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from smoke_fakes import runner_env, write_site
+from smoke_fakes import FAKE_RUNNER_HEAD, runner_env, write_site
 
 from flashdoctor.actions.smoke import Case, CaseStatus, SmokeReport, run_bench, run_smoke
 from flashdoctor.actions.smoke.run import run_with_restarts
@@ -146,18 +146,8 @@ def test_a_crash_is_confined_to_its_case(tmp_path: Path) -> None:
     assert not [x for x in r.results if x.status is CaseStatus.NOT_RUN]
 
 
-FAKE_RUNNER = textwrap.dedent(
+FAKE_RUNNER = FAKE_RUNNER_HEAD + textwrap.dedent(
     """
-    import json, os, signal, sys, time
-    cfg = json.load(open(sys.argv[2]))
-    out = open(cfg["out"], "a")
-    def emit(event, **kw):
-        kw["event"] = event
-        kw["t"] = 0.0
-        out.write(json.dumps(kw) + "\\n")
-        out.flush()
-    emit("start")
-    emit("torch", version="2.13.0", import_s=0.1, cuda_available=True, device_count=1)
     emit("variant", backend="fa3", installed=True, import_ok=True, version="3.0.0")
     emit("gpu", gpu=0, name="fake", capability="9.0", memory_gb=80)
     emit("backend_start", gpu=0, backend="fa3")

@@ -61,28 +61,12 @@ class Runner(measure.Measure):
                 if case["varlen"] and kind == "sdpa":
                     continue
                 if case["name"] in not_compiled:  # never call into a kernel the build left out
-                    ev.emit(
-                        "result",
-                        gpu=self.gpu,
-                        backend=backend,
-                        case=case["name"],
-                        ok=False,
-                        not_compiled=True,
-                        error=str(not_compiled[case["name"]]),
-                    )
+                    self.not_run(backend, case, not_compiled=True, error=str(not_compiled[case["name"]]))
                     continue
                 try:
                     calls[case["name"]] = self.make_call(backend, case, variants)
                 except LookupError as exc:
-                    ev.emit(
-                        "result",
-                        gpu=self.gpu,
-                        backend=backend,
-                        case=case["name"],
-                        ok=False,
-                        not_applicable=True,
-                        error=str(exc),
-                    )
+                    self.not_run(backend, case, not_applicable=True, error=str(exc))
             timed = {}
             if warmup is not None and check and backend == cfg.get("fallback"):
                 # While cuDNN compiles in the background, time the fallback (unprofiled work); its checks
@@ -107,6 +91,10 @@ class Runner(measure.Measure):
             ev.emit("backend_done", gpu=self.gpu, backend=backend)
         if warmup is not None:  # cuDNN was never reached (left out after a crash): no thread outlives the run
             warmup.wait()
+
+    def not_run(self, backend, case, **why):
+        """A case that is not called, as its result: why (not_compiled, not_applicable) and an error text."""
+        self.ev.emit("result", gpu=self.gpu, backend=backend, case=case["name"], ok=False, **why)
 
     def check_cases(self, backend, kind, cases, calls, bases, refs):
         """Forward + backward of each case under the profiler; returns the cases that ran."""

@@ -81,10 +81,13 @@ def classify_error(
         return Classified("oom", CaseStatus.SKIP, "out of memory at this shape")
     if cat == "not_compiled":
         if aot:
+            what = re.search(r"build does not support ([^.\n]+)", error)
             return Classified(
                 "not_compiled",
                 CaseStatus.SKIP,
-                f"head dim {case.head_dim} / {case.dtype} not compiled in this build",
+                f"not compiled in this build: {what.group(1).strip()}"
+                if what
+                else f"head dim {case.head_dim} / {case.dtype} not compiled in this build",
             )
         return Classified("unsupported_input", CaseStatus.SKIP, "does not take this input here")
     if cat == "dtype" or (cat == "head_dim" and case.dtype == "fp32"):
@@ -141,6 +144,8 @@ def not_compiled(
         dtypes = variant_info(variant).dtypes
         for case in cases:
             missing = coverage.missing(case.head_dim, case.dtype) if case.dtype in dtypes else None
+            if missing is None and case.varlen is not None and "varlen" in coverage.disabled:
+                missing = "varlen"  # FA3 --no-varlen
             if missing:
                 out.setdefault(b, {})[case.name] = f"not compiled in this build: {missing}"
     return out
