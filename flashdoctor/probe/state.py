@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -61,12 +65,34 @@ class TargetState:
         return True
 
 
-def read_state(python: str, environ: Mapping[str, str], dists: tuple[str, ...] = ()) -> TargetState:
+def _run_state(python: str, environ: Mapping[str, str], args: list[str]) -> dict[str, Any]:
     try:
         with script_file("flashdoctor.probe", "_state.py") as path:
-            data = run_script(python, path, dists, environ, STATE_TIMEOUT, "the state probe")
+            return run_script(python, path, args, environ, STATE_TIMEOUT, "the state probe")
     except TargetScriptError as exc:
         raise InstallError(f"cannot read the target environment: {exc}") from None
+
+
+def read_owners(
+    python: str, environ: Mapping[str, str], paths: list[str], scratch: str
+) -> dict[str, tuple[str, ...]]:
+    """Which installed distributions (canonical names) list each of ``paths`` (absolute) in their RECORD;
+    paths nobody owns are left out. ``scratch`` is a private directory for the question's file."""
+    fd, qfile = tempfile.mkstemp(prefix="owners-", suffix=".json", dir=scratch)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(paths, fh)
+        data = _run_state(python, environ, ["--owners", qfile])
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(qfile)
+    raw = data.get("owners") or {}
+    asked = set(paths)
+    return {str(p): tuple(str(d) for d in ds) for p, ds in raw.items() if isinstance(ds, list) and p in asked}
+
+
+def read_state(python: str, environ: Mapping[str, str], dists: tuple[str, ...] = ()) -> TargetState:
+    data = _run_state(python, environ, list(dists))
     described: dict[str, InstalledDist | None] = {}
     for name, d in (data.get("described") or {}).items():
         if not d.get("installed"):
