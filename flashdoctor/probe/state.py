@@ -8,13 +8,12 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
 from flashdoctor.errors import InstallError
-from flashdoctor.probe.system import run
+from flashdoctor.probe.interpreter import TargetScriptError, run_script, script_file
 
 STATE_TIMEOUT = 60.0
 
@@ -67,18 +66,11 @@ class TargetState:
 
 
 def _run_state(python: str, environ: Mapping[str, str], args: list[str]) -> dict[str, Any]:
-    script = resources.files("flashdoctor.probe").joinpath("_state.py")
-    with resources.as_file(script) as path:
-        rc, out, err = run([python, str(path), *args], env=environ, timeout=STATE_TIMEOUT)
-    if rc != 0:
-        raise InstallError(
-            f"cannot read the target environment with {python} (exit {rc}): {err.strip()[-400:]}"
-        )
     try:
-        data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise InstallError(f"the target interpreter {python} printed no state") from None
-    return data
+        with script_file("flashdoctor.probe", "_state.py") as path:
+            return run_script(python, path, args, environ, STATE_TIMEOUT, "the state probe")
+    except TargetScriptError as exc:
+        raise InstallError(f"cannot read the target environment: {exc}") from None
 
 
 def read_owners(

@@ -17,13 +17,14 @@ from functools import cache
 from typing import Any
 
 from flashdoctor import knowledge
+from flashdoctor.knowledge.backends import RUNTIME_BACKENDS, RUNTIME_FALLBACK
 from flashdoctor.knowledge.profiles import build_coverage
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.knowledge.versions import major_minor
 
 #: Every backend name, best-known first. "sdpa" is the fallback that always works.
-BACKENDS: tuple[str, ...] = ("fa3", "fa2", "fa4", "sdpa-cudnn", "sdpa-flash", "sdpa")
-FALLBACK = "sdpa"
+BACKENDS: tuple[str, ...] = RUNTIME_BACKENDS
+FALLBACK = RUNTIME_FALLBACK
 #: The flash-class backends (everything but the fallback): what FLASH_AVAILABLE is about.
 FLASH_BACKENDS: tuple[str, ...] = tuple(b for b in BACKENDS if b != FALLBACK)
 
