@@ -233,6 +233,12 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
     prefix = env_prefix(env)
     if prefix and prefix.lower().encode("utf-8", errors="replace") in text_low:
         return Origin(True, f"agrees: this Python environment ({prefix}) is in the log")
-    if log.torch and not log.isolated_build and env.known("torch") and _same_version(log.torch, env.torch):
+    if (
+        log.torch
+        and not log.isolated_build
+        and env.known("torch")
+        and _same_version(log.torch, env.torch)
+        and len(getattr(parse_version(log.torch), "release", ())) >= 3  # "torch 2.8" in prose is anyone's
+    ):
         return Origin(True, f"agrees: torch {log.torch} in the log and here")
     return Origin(False, "unknown: the log does not show that it comes from this machine")

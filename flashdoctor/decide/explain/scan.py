@@ -126,27 +126,36 @@ def joined(line: str, following: Iterable[str]) -> str | None:
     return None if out == line else out
 
 
+def _at_end(m: re.Match[str], line: str) -> bool:
+    return m.end() >= len(line.rstrip())
+
+
 def _cut(m: re.Match[str], line: str) -> bool:
     """A value the pattern captures runs into the end of the line: the wrap may have cut it."""
     end = len(line.rstrip())
-    return m.end() >= end and any(m.end(g) >= end for g, v in m.groupdict().items() if v)
+    return any(m.end(g) >= end for g, v in m.groupdict().items() if v)
 
 
 def search(
     sig: Signature, line: str, following: Callable[[], Iterable[str]], wrap: bool = True
 ) -> tuple[str, re.Match[str]] | None:
     """The signature's match on a line, reading the line's wrapped continuation where that decides
-    (``wrap``: the line holds one of the signature's keywords, so a wrapped match starts on it)."""
+    (``wrap``: the line holds one of the signature's keywords, so a wrapped match starts on it).
+
+    No match on the line, or a match that runs to its end: the line joined with its continuation is
+    tried. A match there wins (the whole value, the whole message as evidence); when there is none, a
+    match whose captured value the line's end cut is dropped (the whole value does not match), any
+    other match stays."""
     m = sig.search(line)
-    if m is not None and not _cut(m, line):
+    if m is not None and not _at_end(m, line):
         return line, m
     whole = joined(line, following()) if wrap else None
     if whole is not None:
         wm = sig.search(whole)
         if wm is not None:
             return whole, wm
-        if m is not None:
-            return None  # the whole value does not match: the cut piece did by accident
+        if m is not None and _cut(m, line):
+            return None
     return None if m is None else (line, m)
 
 
