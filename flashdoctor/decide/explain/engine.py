@@ -51,6 +51,7 @@ __all__ = [
 EVIDENCE_MAX = 400  # characters of evidence kept around the match
 MACHINE_CONFIDENCE = 0.55  # a machine-derived cause of a bare build failure
 YIELD_MARGIN = 0.05  # a consequence ranks at least this far below the code it yields to
+MACHINE_WINDOW = 1 << 20  # bytes at each end of a log read for what it says about its machine
 
 
 @dataclass(frozen=True)
@@ -224,8 +225,12 @@ def explain_bytes(
     low = data.lower()  # ASCII-only lower-casing: offsets stay valid
     kb = knowledge()
     found = scan(data, low, kb)
-    # What the log says about its own machine: contexts read from the log alone.
-    shown: LogMachine = read_machine(found.facts, LogContexts(data, low, kb, None))
+    # What the log says about its own machine: contexts read from the log alone (from its head and
+    # tail: a machine's paths and names show there, and a 10 MB log is not searched once per keyword).
+    head_tail = (
+        low if len(low) <= 2 * MACHINE_WINDOW else low[:MACHINE_WINDOW] + b"\n" + low[-MACHINE_WINDOW:]
+    )
+    shown: LogMachine = read_machine(found.facts, LogContexts(head_tail, head_tail, kb, None))
     origin = decide_origin(env, shown, low, here)
     machine = env if origin.use_machine else None
     contexts = LogContexts(data, low, kb, machine)

@@ -8,7 +8,8 @@ How a log is read (designed for 10 MB in well under a second, see scripts/bench_
    C) finds candidate lines in the ASCII-lower-cased bytes. Only those lines are decoded
    (errors="replace") and only the signatures owning a keyword present in the line run their
    patterns. A keyword that keeps hitting is retired after a budget, so a log with 100 000 "error"
-   lines costs a bounded amount.
+   lines costs a bounded amount. Keywords outside ASCII (prose in other languages) are looked for in
+   short logs only (PROSE_MAX).
 3. A line a terminal (or uv, or a mail client) wrapped is read together with its continuation: when a
    pattern fails on a long line, or a value it captures runs into the line's end (a symbol split over
    two lines), the pattern is tried again on the line joined with the next one or two.
@@ -29,6 +30,10 @@ from flashdoctor.knowledge.signatures import Knowledge, Signature, knowledge
 from flashdoctor.model.environment import Environment
 
 KEYWORD_LINE_BUDGET = 300  # candidate lines one keyword may contribute before it is retired
+FACT_LINE_BUDGET = 64  # the same for a keyword only facts use (a fact is settled in the first lines)
+# Keywords outside ASCII (a report's prose in Chinese) slow the trie walk over every byte by ~15%: they
+# are looked for in logs up to this size (a report in prose is short; a 10 MB build log is not prose).
+PROSE_MAX = 256 * 1024
 LONG_LINE = 64 * 1024  # a "line" longer than this (a log without line breaks) is read in windows
 LONG_LINE_WINDOW = 4096  # bytes kept on each side of a keyword inside such a line
 DEAD_HITS_BEFORE_REBUILD = 64  # candidate lines holding only retired keywords before the regex is rebuilt
@@ -240,9 +245,11 @@ def _following(data: bytes, end: int) -> Callable[[], Iterable[str]]:
 
 def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
     by_kw: dict[bytes, list[Signature]] = {}
+    prose = len(low) <= PROSE_MAX
     for sig in kb.signatures:
         for kw in sig.keywords:
-            by_kw.setdefault(kw, []).append(sig)
+            if prose or kw.isascii():
+                by_kw.setdefault(kw, []).append(sig)
     fact_by_kw: dict[bytes, list[str]] = {}
     for fact in kb.facts.values():
         for kw in fact.keywords:
@@ -254,7 +261,7 @@ def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
     # gives two values at that level (prose naming torch 2.8 and 2.6) does not tell, so it gives none
     fact_values: dict[str, set[str]] = {}
     fact_rank: dict[str, int] = {}
-    budget = dict.fromkeys([*by_kw, *fact_by_kw], KEYWORD_LINE_BUDGET)
+    budget = {kw: KEYWORD_LINE_BUDGET if kw in by_kw else FACT_LINE_BUDGET for kw in [*by_kw, *fact_by_kw]}
 
     def sig_done(sig: Signature) -> bool:
         if sig.condition:
