@@ -157,8 +157,9 @@ def test_real_process_probes_this_machine_and_reads_a_pipe():
     )
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert doc["diagnoses"][0]["code"] == "build-oom"
-    assert "MAX_JOBS=" in doc["diagnoses"][0]["fix"]  # probed: this machine's memory and CPUs
+    assert [d["code"] for d in doc["diagnoses"]][:2] == ["wheel-download-failed", "build-oom"]
+    # The log's torch 2.9.1 is not this machine's: the fix gives the rule, not this machine's numbers.
+    assert "MAX_JOBS=<free GB / 9" in doc["diagnoses"][1]["fix"]
     human = subprocess.run(
         [sys.executable, "-m", "flashdoctor", "explain", str(SAMPLES / "pip-404-then-oom.log")],
         capture_output=True,

@@ -46,7 +46,8 @@ def test_404_then_compile_failure_puts_the_download_first_and_marks_the_build_a_
     assert diags[1].confidence < diags[0].confidence
 
 
-def test_a_killed_compiler_outranks_the_wheel_miss_and_gets_max_jobs_for_the_machine():
+def test_the_wheel_miss_comes_before_the_oom_of_the_build_it_caused():
+    # setup.py found no wheel, so it compiled, and the compile ran out of memory: two causes, in order.
     log = "\n".join(
         [
             GUESS,
@@ -57,13 +58,13 @@ def test_a_killed_compiler_outranks_the_wheel_miss_and_gets_max_jobs_for_the_mac
         ]
     )
     diags = explain_text(log, target_env("cpu-box"), here=True)  # 23 GB, 2 CPUs
-    assert [d.code for d in diags][:2] == ["build-oom", "wheel-download-failed"]
-    assert diags[1].consequence_of == "build-oom"
-    assert "MAX_JOBS=1" in diags[0].fix and "23 GB" in diags[0].fix
-    assert (
-        "MAX_JOBS=8" in explain_text(log, target_env("h100"), here=True)[0].fix
-    )  # 120 GB, 16 CPUs: cpus/2 wins
-    assert "MAX_JOBS=<free GB / 9" in explain_text(log)[0].fix  # no machine: the rule, not a number
+    assert [d.code for d in diags][:2] == ["wheel-download-failed", "build-oom"]
+    assert diags[0].consequence_of is None and diags[1].consequence_of == "wheel-download-failed"
+    assert "MAX_JOBS=1" in diags[1].fix and "23 GB" in diags[1].fix
+    oom = next(d for d in explain_text(log, target_env("h100"), here=True) if d.code == "build-oom")
+    assert "MAX_JOBS=8" in oom.fix  # 120 GB, 16 CPUs: cpus/2 wins
+    oom = next(d for d in explain_text(log) if d.code == "build-oom")
+    assert "MAX_JOBS=<free GB / 9" in oom.fix  # no machine: the rule, not a number
 
 
 def test_caller_fields_tailor_the_fix_and_win_over_the_machine():

@@ -96,7 +96,12 @@ EXPECTED: dict[str, Expect] = {
     # root: extension built for CUDA 11, its runtime is not on the loader path
     "libcudart11-conda-ld-path": Expect("cuda-runtime-mismatch"),
     # root: no cp312 wheel -> source build without ninja (slow distutils backend)
-    "ninja-missing-py312-no-wheel": Expect("ninja-missing"),
+    "ninja-missing-py312-no-wheel": Expect(
+        "ninja-missing",
+        top=2,
+        why="The thread's root cause is two causes in order: no cp312 wheel for 2.5.8 (setup.py's guess fails), "
+        "so a source build, which ran without ninja. The wheel miss ranks first, ninja second.",
+    ),
     # root: setup.py blocked downloading the wheel from GitHub (no proxy)
     "wheel-download-hang-no-proxy": Expect("network-unreachable", top=3, why=STUCK),
     # root: attn_implementation=flash_attention_2 but flash_attn not installed

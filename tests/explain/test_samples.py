@@ -49,6 +49,8 @@ def test_sample(name: str) -> None:
         assert exp["fix_contains"] in expl.diagnoses[0].fix, expl.diagnoses[0].fix
     for code, text in exp.get("evidence", {}).items():
         assert text in next(d for d in expl.diagnoses if d.code == code).evidence
+    for code, text in exp.get("fix", {}).items():
+        assert text in next(d for d in expl.diagnoses if d.code == code).fix
     top = expl.diagnoses[0]
     assert top.line is not None and top.evidence
     # The evidence is the line the number points to.
