@@ -74,6 +74,18 @@ def test_this_python_environment_in_the_log_means_this_machine() -> None:
     assert not explain_bytes(TORCH_SYMBOL.encode(), env).origin.use_machine
 
 
+def test_this_windows_python_environment_in_the_log_means_this_machine() -> None:
+    env = target_env(
+        "h100", platform="win_amd64", python_executable="C:\\Users\\ana\\venv\\Scripts\\python.exe"
+    )
+    log = '  File "C:\\Users\\ana\\venv\\Lib\\site-packages\\flash_attn\\__init__.py", line 3\n' + KILLED
+    assert explain_bytes(log.encode(), env).origin.use_machine
+    repr_log = (
+        "OSError: [Errno 2] No such file or directory: 'C:\\\\Users\\\\ana\\\\venv\\\\Lib\\\\x'\n" + KILLED
+    )
+    assert explain_bytes(repr_log.encode(), env).origin.use_machine
+
+
 def test_a_generic_interpreter_path_identifies_no_machine() -> None:
     assert env_prefix(Environment(python_executable="/usr/bin/python3")) is None
     assert env_prefix(Environment(python_executable="/opt/conda/bin/python")) is None

@@ -231,7 +231,9 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
     if differs:
         return Origin(False, "differs: " + "; ".join(differs))
     prefix = env_prefix(env)
-    if prefix and prefix.lower().encode("utf-8", errors="replace") in text_low:
+    # As the log may write it: with slashes, backslashes, or doubled backslashes (a repr of a Windows path).
+    spellings = {prefix, prefix.replace("/", "\\"), prefix.replace("/", "\\\\")} if prefix else set()
+    if any(p.lower().encode("utf-8", errors="replace") in text_low for p in spellings):
         return Origin(True, f"agrees: this Python environment ({prefix}) is in the log")
     if (
         log.torch
