@@ -43,9 +43,21 @@ class Context:
 
 @dataclass(frozen=True)
 class Fact:
+    """A fact about the log's machine (torch version, Python, nvcc, ...). ``patterns`` are in order of
+    trust: the first pattern that matches anywhere in the log wins over later ones. A pattern captures
+    the value as ``v``, or as ``major`` and ``minor`` (joined with a dot: cpython-310 -> 3.10)."""
+
     name: str
     keywords: tuple[bytes, ...]
-    pattern: re.Pattern[str]
+    patterns: tuple[re.Pattern[str], ...]
+
+    def value(self, m: re.Match[str]) -> str | None:
+        groups = m.groupdict()
+        if groups.get("v"):
+            return groups["v"]
+        if groups.get("major") and groups.get("minor"):
+            return f"{groups['major']}.{groups['minor']}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,11 @@ def knowledge() -> Knowledge:
         for name, c in raw["contexts"].items()
     }
     facts = {
-        name: Fact(name=name, keywords=_kw(f["keywords"]), pattern=re.compile(f["pattern"], re.IGNORECASE))
+        name: Fact(
+            name=name,
+            keywords=_kw(f["keywords"]),
+            patterns=tuple(re.compile(p, re.IGNORECASE) for p in f["patterns"]),
+        )
         for name, f in raw["facts"].items()
     }
     sigs = []

@@ -34,28 +34,54 @@ def target(name: str) -> str:
     return str(TARGETS / f"{name}.json")
 
 
-def test_json_document_for_a_target_machine():
-    assert (
-        code("explain", str(SAMPLES / "build-killed-docker.log"), "--target", target("cpu-box"), "--json")
-        == 0
+def _with_first_line(tmp_path: Path, sample: str, first: str) -> str:
+    log = tmp_path / sample
+    log.write_bytes(first.encode() + b"\n" + (SAMPLES / sample).read_bytes())
+    return str(log)
+
+
+def test_json_document_for_a_target_machine(tmp_path: Path):
+    # pip's line shows the target's torch: the log comes from that machine, so the fix is for it.
+    log = _with_first_line(
+        tmp_path,
+        "build-killed-docker.log",
+        "Requirement already satisfied: torch in /venv/lib/python3.11/site-packages (2.13.0+cpu)",
     )
-    r = run("explain", str(SAMPLES / "build-killed-docker.log"), "--target", target("cpu-box"), "--json")
+    assert code("explain", log, "--target", target("cpu-box"), "--json") == 0
+    r = run("explain", log, "--target", target("cpu-box"), "--json")
     doc = json.loads(r.output)
     jsonschema.validate(doc, load_schema("explain-report.schema.json"))
     first = doc["diagnoses"][0]
     assert set(first) >= {"code", "confidence", "evidence", "message", "fix"}
     assert first["code"] == "build-oom" and "MAX_JOBS=1" in first["fix"]
-    assert doc["recognised"] is True and doc["log"]["lines"] == 5
+    assert doc["recognised"] is True and doc["log"]["lines"] == 6
 
 
-def test_fixes_name_the_wheel_the_selector_picks_for_the_target():
-    log = str(SAMPLES / "import-undefined-symbol.log")
-    a100 = json.loads(run("explain", log, "--target", target("a100"), "--json").output)["diagnoses"][0]
+def test_a_log_that_does_not_show_the_target_gets_no_fix_for_the_target():
+    # The sample could come from any machine: --target describes this one, not the log's.
+    r = run("explain", str(SAMPLES / "build-killed-docker.log"), "--target", target("cpu-box"), "--json")
+    first = json.loads(r.output)["diagnoses"][0]
+    assert first["code"] == "build-oom"
+    assert "MAX_JOBS=1" not in first["fix"] and "23 GB" not in first["fix"]
+    assert "MAX_JOBS=<free GB / 9" in first["fix"]
+
+
+def test_fixes_name_the_wheel_the_selector_picks_for_the_target(tmp_path: Path):
+    a100_log = _with_first_line(tmp_path, "import-undefined-symbol.log", "PyTorch version: 2.8.0+cu128")
+    a100 = json.loads(run("explain", a100_log, "--target", target("a100"), "--json").output)["diagnoses"][0]
     assert a100["code"] == "torch-abi-mismatch"
     assert "+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl" in a100["fix"]
     # torch 2.11 has no official FA2 wheel: the fix says to rebuild instead of naming one.
-    h100 = json.loads(run("explain", log, "--target", target("h100"), "--json").output)["diagnoses"][0]
+    (tmp_path / "h").mkdir()
+    h100_log = _with_first_line(
+        tmp_path / "h", "import-undefined-symbol.log", "PyTorch version: 2.11.0+cu130"
+    )
+    h100 = json.loads(run("explain", h100_log, "--target", target("h100"), "--json").output)["diagnoses"][0]
     assert "No prebuilt flash-attn wheel fits" in h100["fix"] and "--from-source" in h100["fix"]
+    # A torch 2.8 log explained against the h100 target: the fix is for the log's machine, and says so.
+    other = json.loads(run("explain", a100_log, "--target", target("h100"), "--json").output)["diagnoses"][0]
+    assert other["fix"].startswith("For the machine in this log (torch 2.8.0+cu128, cp312, Linux):")
+    assert "2.11" not in other["fix"] and "this machine" not in other["fix"]
 
 
 def test_human_output_shows_evidence_and_fix():
@@ -131,8 +157,9 @@ def test_real_process_probes_this_machine_and_reads_a_pipe():
     )
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert doc["diagnoses"][0]["code"] == "build-oom"
-    assert "MAX_JOBS=" in doc["diagnoses"][0]["fix"]  # probed: this machine's memory and CPUs
+    assert [d["code"] for d in doc["diagnoses"]][:2] == ["wheel-download-failed", "build-oom"]
+    # The log's torch 2.9.1 is not this machine's: the fix gives the rule, not this machine's numbers.
+    assert "MAX_JOBS=<free GB / 9" in doc["diagnoses"][1]["fix"]
     human = subprocess.run(
         [sys.executable, "-m", "flashdoctor", "explain", str(SAMPLES / "pip-404-then-oom.log")],
         capture_output=True,

@@ -21,7 +21,8 @@ GUESS = "Guessing wheel URL:  https://github.com/Dao-AILab/flash-attention/relea
 
 
 def codes(text: str, env: Environment | None = None) -> list[str]:
-    return [d.code for d in explain_text(text, env)]
+    # These rules concern a log from the machine given (flashdoctor's own commands, `explain --here`).
+    return [d.code for d in explain_text(text, env, here=True)]
 
 
 # -- ranking -----------------------------------------------------------------------------------
@@ -45,7 +46,8 @@ def test_404_then_compile_failure_puts_the_download_first_and_marks_the_build_a_
     assert diags[1].confidence < diags[0].confidence
 
 
-def test_a_killed_compiler_outranks_the_wheel_miss_and_gets_max_jobs_for_the_machine():
+def test_the_wheel_miss_comes_before_the_oom_of_the_build_it_caused():
+    # setup.py found no wheel, so it compiled, and the compile ran out of memory: two causes, in order.
     log = "\n".join(
         [
             GUESS,
@@ -55,12 +57,14 @@ def test_a_killed_compiler_outranks_the_wheel_miss_and_gets_max_jobs_for_the_mac
             "ninja: build stopped: subcommand failed.",
         ]
     )
-    diags = explain_text(log, target_env("cpu-box"))  # 23 GB, 2 CPUs
-    assert [d.code for d in diags][:2] == ["build-oom", "wheel-download-failed"]
-    assert diags[1].consequence_of == "build-oom"
-    assert "MAX_JOBS=1" in diags[0].fix and "23 GB" in diags[0].fix
-    assert "MAX_JOBS=8" in explain_text(log, target_env("h100"))[0].fix  # 120 GB, 16 CPUs: cpus/2 wins
-    assert "MAX_JOBS=<free GB / 9" in explain_text(log)[0].fix  # no machine: the rule, not a number
+    diags = explain_text(log, target_env("cpu-box"), here=True)  # 23 GB, 2 CPUs
+    assert [d.code for d in diags][:2] == ["wheel-download-failed", "build-oom"]
+    assert diags[0].consequence_of is None and diags[1].consequence_of == "wheel-download-failed"
+    assert "MAX_JOBS=1" in diags[1].fix and "23 GB" in diags[1].fix
+    oom = next(d for d in explain_text(log, target_env("h100"), here=True) if d.code == "build-oom")
+    assert "MAX_JOBS=8" in oom.fix  # 120 GB, 16 CPUs: cpus/2 wins
+    oom = next(d for d in explain_text(log) if d.code == "build-oom")
+    assert "MAX_JOBS=<free GB / 9" in oom.fix  # no machine: the rule, not a number
 
 
 def test_caller_fields_tailor_the_fix_and_win_over_the_machine():
@@ -68,18 +72,18 @@ def test_caller_fields_tailor_the_fix_and_win_over_the_machine():
     # the build's own alternative; without them the machine's advice stays.
     log = "[3/73] nvcc -c a.cu\nKilled\nninja: build stopped: subcommand failed."
     env = target_env("h100")
-    plain = explain_text(log, env)[0]
+    plain = explain_text(log, env, here=True)[0]
     assert plain.code == "build-oom" and "MAX_JOBS=8" in plain.fix and "--max-jobs" not in plain.fix
-    built = explain_text(log, env, fields={"jobs_used": "16", "fewer_jobs": "8"})[0]
+    built = explain_text(log, env, fields={"jobs_used": "16", "fewer_jobs": "8"}, here=True)[0]
     assert built.code == "build-oom"
     assert "MAX_JOBS=16" in built.fix and "--max-jobs 8" in built.fix
     assert (
         explain_output(log, env, fields={"jobs_used": "6", "fewer_jobs": "3"})[0].fix
-        == explain_text(log, env, fields={"jobs_used": "6", "fewer_jobs": "3"})[0].fix
+        == explain_text(log, env, fields={"jobs_used": "6", "fewer_jobs": "3"}, here=True)[0].fix
     )
     # A field the caller gives replaces the computed one everywhere it is named.
     stopped = "Building wheel for flash-attn\nninja: build stopped: subcommand failed."
-    assert "MAX_JOBS=5" in explain_text(stopped, env, fields={"max_jobs": "5"})[0].fix
+    assert "MAX_JOBS=5" in explain_text(stopped, env, fields={"max_jobs": "5"}, here=True)[0].fix
 
 
 def test_gcc_killed_by_the_oom_killer_is_oom_not_a_compiler_crash():
@@ -96,7 +100,9 @@ def test_an_arch_the_toolkit_dropped_is_not_an_old_toolkit():
     assert codes("nvcc fatal   : Unsupported gpu architecture 'compute_100'") == ["nvcc-too-old"]
     assert codes("nvcc fatal   : Unsupported gpu architecture 'sm_90a'") == ["nvcc-too-old"]
     assert codes("nvcc fatal   : Value 'sm_120' is not defined for option 'gpu-code'") == ["nvcc-too-old"]
-    fix = explain_text("nvcc fatal   : Unsupported gpu architecture 'compute_61'", target_env("h100"))[0].fix
+    fix = explain_text(
+        "nvcc fatal   : Unsupported gpu architecture 'compute_61'", target_env("h100"), here=True
+    )[0].fix
     assert "compute_61" in fix and "FLASH_ATTN_CUDA_ARCHS=90" in fix
 
 
@@ -153,7 +159,9 @@ def test_a_stuck_build_lists_its_possible_causes_only_when_nothing_else_is_found
 def test_windows_build_gets_the_windows_advice():
     log = "PS C:\\proj> pip install flash-attn\n" + STUCK
     assert "Windows" in explain_text(log)[0].fix
-    assert "Windows" in explain_text(STUCK, environment_from_target({"platform": "win_amd64"}))[0].fix
+    assert (
+        "Windows" in explain_text(STUCK, environment_from_target({"platform": "win_amd64"}), here=True)[0].fix
+    )
 
 
 def test_abi_reading_depends_on_the_torch_abi():
@@ -179,7 +187,7 @@ def test_bare_build_failure_gets_the_machines_own_build_blockers():
     log = "Building wheel for flash-attn (setup.py) ... error\nERROR: Failed building wheel for flash-attn"
     assert codes(log) == ["build-failed"]
     env = Environment(gcc="13.2.0", nvcc="12.3", ninja=False, torch="2.5.1+cu124", torch_cuda="12.4")
-    diags = explain_text(log, env)
+    diags = explain_text(log, env, here=True)
     by = {d.code: d for d in diags}
     assert diags[-1].code == "build-failed"
     assert {"host-compiler-unsupported", "ninja-missing"} <= set(by)
@@ -224,11 +232,11 @@ def test_abi_fix_names_the_wheel_from_the_selector_for_this_machine():
         return "flash_attn-2.8.3+cu13torch2.11cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
 
     env = target_env("h100")
-    d = explain_text(UNDEF, env, wheel_finder=finder)[0]
+    d = explain_text(UNDEF, env, wheel_finder=finder, here=True)[0]
     assert calls == [("2.11.0+cu130", "fa2")]
     assert "flash_attn-2.8.3+cu13torch2.11cxx11abiTRUE-cp312-cp312-linux_x86_64.whl" in d.fix
     # Without a selector the fix still names the wheel's tags for this machine.
-    d = explain_text(UNDEF, env)[0]
+    d = explain_text(UNDEF, env, here=True)[0]
     assert "torch 2.11, CUDA 13, cxx11abiTRUE, cp312" in d.fix
     assert "cu13torch2.11cxx11abiTRUE-cp312-cp312-linux_x86_64" in d.fix
     # A selector that finds nothing, or fails on the network, falls back the same way.
@@ -237,10 +245,10 @@ def test_abi_fix_names_the_wheel_from_the_selector_for_this_machine():
     def broken(env, variant):
         raise NetworkError("index unreachable")
 
-    assert "cu13torch2.11" in explain_text(UNDEF, env, wheel_finder=broken)[0].fix
+    assert "cu13torch2.11" in explain_text(UNDEF, env, wheel_finder=broken, here=True)[0].fix
     # The selector answered "no wheel fits" (official FA2 wheels stop at torch 2.10): rebuild, don't
     # send the user looking for a wheel that does not exist.
-    fix = explain_text(UNDEF, env, wheel_finder=lambda e, v: None)[0].fix
+    fix = explain_text(UNDEF, env, wheel_finder=lambda e, v: None, here=True)[0].fix
     assert "No prebuilt flash-attn wheel fits" in fix and "--from-source" in fix
     # No machine: general advice, no unfilled template field.
     assert "{" not in explain_text(UNDEF)[0].fix
@@ -257,17 +265,17 @@ def test_variant_follows_the_log():
 
 def test_gpu_fix_uses_the_machine_gpu():
     line = "RuntimeError: CUDA error: no kernel image is available for execution on the device"
-    assert "FLASH_ATTN_CUDA_ARCHS=120" in explain_text(line, target_env("rtx5090"))[0].fix
+    assert "FLASH_ATTN_CUDA_ARCHS=120" in explain_text(line, target_env("rtx5090"), here=True)[0].fix
     assert (
-        "FLASH_ATTN_CUDA_ARCHS=80" in explain_text(line, target_env("rtx4090"))[0].fix
+        "FLASH_ATTN_CUDA_ARCHS=80" in explain_text(line, target_env("rtx4090"), here=True)[0].fix
     )  # sm_89 runs sm_80 code
-    assert "SDPA" in explain_text(line, target_env("v100"))[0].fix
+    assert "SDPA" in explain_text(line, target_env("v100"), here=True)[0].fix
 
 
 def test_no_torch_on_the_machine_changes_the_isolation_fix():
     line = "ModuleNotFoundError: No module named 'torch'"
     assert "--no-build-isolation" in explain_text(line)[0].fix
-    fix = explain_text(line, target_env("no-torch"))[0].fix
+    fix = explain_text(line, target_env("no-torch"), here=True)[0].fix
     assert "torch is not installed" in fix
 
 
@@ -388,8 +396,8 @@ def test_cuda_home_hint_prefers_a_toolkit_directory():
             ],
         }
     )
-    assert "export CUDA_HOME=/usr/local/cuda-12.8" in explain_text(log, env)[0].fix
-    fix = explain_text(log, env, wheel_finder=lambda e, v: None)[0].fix
+    assert "export CUDA_HOME=/usr/local/cuda-12.8" in explain_text(log, env, here=True)[0].fix
+    fix = explain_text(log, env, wheel_finder=lambda e, v: None, here=True)[0].fix
     assert fix.startswith("No prebuilt wheel fits") and "CUDA_HOME=/usr/local/cuda-12.8" in fix
 
 

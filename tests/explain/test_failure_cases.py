@@ -4,7 +4,8 @@ The expected code of each case was decided by reading its confirmed root cause, 
 engine. Every case must rank its code first, except where the excerpt genuinely cannot tell the causes
 apart; each such exception says why, and then the code must still be among the first `top`.
 Some excerpts carry no evidence of the cause at all, only the environment the poster gave: those
-cases also run with that environment as the machine (as `flashdoctor explain --target` would).
+cases also run with that environment as the log's own machine (as `flashdoctor explain --target X
+--here` would: a target alone tailors only logs that show they come from it).
 """
 
 from __future__ import annotations
@@ -95,7 +96,12 @@ EXPECTED: dict[str, Expect] = {
     # root: extension built for CUDA 11, its runtime is not on the loader path
     "libcudart11-conda-ld-path": Expect("cuda-runtime-mismatch"),
     # root: no cp312 wheel -> source build without ninja (slow distutils backend)
-    "ninja-missing-py312-no-wheel": Expect("ninja-missing"),
+    "ninja-missing-py312-no-wheel": Expect(
+        "ninja-missing",
+        top=2,
+        why="The thread's root cause is two causes in order: no cp312 wheel for 2.5.8 (setup.py's guess fails), "
+        "so a source build, which ran without ninja. The wheel miss ranks first, ninja second.",
+    ),
     # root: setup.py blocked downloading the wheel from GitHub (no proxy)
     "wheel-download-hang-no-proxy": Expect("network-unreachable", top=3, why=STUCK),
     # root: attn_implementation=flash_attention_2 but flash_attn not installed
@@ -126,7 +132,12 @@ EXPECTED: dict[str, Expect] = {
     # root: no Windows wheels -> a 1-1.5 h source build
     "slow-build-windows-wan21": Expect("build-slow"),
     # root: a Windows wheel for torch 2.1 used with torch 2.2
-    "windows-dll-load-wheel-torch-mismatch": Expect("torch-abi-mismatch"),
+    "windows-dll-load-wheel-torch-mismatch": Expect(
+        "torch-abi-mismatch",
+        top=2,
+        why="The excerpt is the bare 'DLL load failed' line, without the reason Windows gives: bare, the "
+        "missing-DLL reading (the CUDA runtime, cuda-runtime-mismatch) ranks first and the torch reading second.",
+    ),
     # root: no Windows wheel -> source build without a CUDA toolkit (no nvcc)
     "windows-nvcc-not-found-py312": Expect("nvcc-missing"),
 }
@@ -143,7 +154,7 @@ def test_every_case_has_an_expectation() -> None:
 def test_case_ranks_its_root_cause(cid: str) -> None:
     case, e = CASES[cid], EXPECTED[cid]
     env = environment_from_target(e.machine) if e.machine else None
-    codes = [d.code for d in explain_text(case["error_excerpt"], env)]
+    codes = [d.code for d in explain_text(case["error_excerpt"], env, here=True)]
     assert e.code in codes[: e.top], f"{cid}: expected {e.code} in the first {e.top}, got {codes}"
 
 

@@ -29,7 +29,7 @@ def test_sample(name: str) -> None:
     exp = EXPECTED[name]
     data = (SAMPLES / name).read_bytes()
     env = target_env(exp["target"]) if "target" in exp else None
-    expl = explain_bytes(data, env)
+    expl = explain_bytes(data, env, here=True)  # a sample's target is the machine it was captured on
     codes = [d.code for d in expl.diagnoses]
     if exp.get("none"):
         assert codes == [], codes
@@ -49,6 +49,8 @@ def test_sample(name: str) -> None:
         assert exp["fix_contains"] in expl.diagnoses[0].fix, expl.diagnoses[0].fix
     for code, text in exp.get("evidence", {}).items():
         assert text in next(d for d in expl.diagnoses if d.code == code).evidence
+    for code, text in exp.get("fix", {}).items():
+        assert text in next(d for d in expl.diagnoses if d.code == code).fix
     top = expl.diagnoses[0]
     assert top.line is not None and top.evidence
     # The evidence is the line the number points to.
@@ -64,13 +66,13 @@ def test_sample(name: str) -> None:
 def test_prefilter_finds_what_the_naive_matcher_finds(name: str) -> None:
     # The keyword prefilter is sound: every signature the naive matcher (every pattern on every line)
     # finds is found by the scan, on the same line.
-    from flashdoctor.decide.explain.engine import _scan, normalise
+    from flashdoctor.decide.explain.scan import normalise, scan
 
     text = (SAMPLES / name).read_text(encoding="utf-8")
     naive = match_naive(text)
     data = normalise(text.encode())
-    scan = _scan(data, data.lower(), knowledge(), None)
-    fast = {sid: data.count(b"\n", 0, hit.offset) + 1 for sid, hit in scan.hits.items()}
+    found = scan(data, data.lower(), knowledge())
+    fast = {sid: data.count(b"\n", 0, hit.offset) + 1 for sid, hit in found.hits.items()}
     conditional = {s.id for s in knowledge().signatures if s.condition}
     assert {k: v for k, v in fast.items() if k not in conditional} == {
         k: v for k, v in naive.items() if k not in conditional

@@ -435,7 +435,7 @@ def _roll_back(
         explain_text,  # the failure path only: its signatures take a while to load
     )
 
-    diagnoses = tuple(explain_text(output, env)) if output else ()
+    diagnoses = tuple(explain_text(output, env, here=True)) if output else ()  # pip ran on this machine
     if rr.ok:
         steps.add("rollback", True, f"{backup.dist} {backup.version or '(none)'} restored and checked")
         discard(backup)

@@ -125,7 +125,7 @@ def diagnose(
     """Diagnoses of a build log, best first: the explain engine's (data/signatures.json, the one place
     for failure knowledge). ``fields`` are what only the build knows, for the fixes: ``jobs_used`` (the
     MAX_JOBS it ran with) and ``fewer_jobs`` (a smaller value to try), see explain.tailor.CALLER_FIELDS."""
-    return explain_text(text, env, fields=fields)
+    return explain_text(text, env, fields=fields, here=True)  # the build ran on ``env``'s machine
 
 
 # -- running ------------------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ def import_diagnoser(wheel_finder: WheelFinder | None = None) -> ImportDiagnoser
     wheel finder the fix names the wheel that fits."""
 
     def diagnose(text: str, env: Environment) -> tuple[str, str] | None:
-        diags = explain_text(text, env, wheel_finder=wheel_finder)
+        # The import ran in this machine's interpreter: its facts tailor the fix.
+        diags = explain_text(text, env, wheel_finder=wheel_finder, here=True)
         return (diags[0].message, diags[0].fix) if diags else None
 
     return diagnose
@@ -54,13 +55,16 @@ def explain_output(
     wheel_finder: WheelFinder | None = None,
     limit: int | None = 3,
     fields: Mapping[str, str] | None = None,
+    *,
+    here: bool = True,
 ) -> list[Diagnosis]:
     """Diagnoses for output captured by another command (pip, a build, an import, a smoke run), best first.
 
     ``limit`` keeps the first few (None: all). ``fields`` passes fix-template values only the caller
-    knows (tailor.CALLER_FIELDS: the build's ``jobs_used`` / ``fewer_jobs``). Pair with
-    flashdoctor.render.explain.render_diagnoses (rich) or format_diagnoses (plain text for an error hint).
+    knows (tailor.CALLER_FIELDS: the build's ``jobs_used`` / ``fewer_jobs``). ``here``: the command ran
+    on ``env``'s machine, so its facts tailor the fixes (the default: captured output is from here).
+    Pair with flashdoctor.render.explain.render_diagnoses (rich) or format_diagnoses (plain text).
     """
     data = output if isinstance(output, bytes) else output.encode("utf-8", errors="replace")
-    diags = list(explain_bytes(data, env, wheel_finder, key_lines=False, fields=fields).diagnoses)
+    diags = list(explain_bytes(data, env, wheel_finder, key_lines=False, fields=fields, here=here).diagnoses)
     return diags if limit is None else diags[:limit]

@@ -1,43 +1,57 @@
 """The matcher: a failure log in, diagnoses out (best first). Never raises on any input.
 
-How a log is read (designed for 10 MB in well under a second, see scripts/bench_explain.py):
+Reading the log (normalisation, the keyword scan, wrapped lines, contexts) is flashdoctor.decide.explain.
+scan; whose machine the log is from, origin; the fix templates, tailor.
 
-1. Bytes are normalised once: UTF-16 (a PowerShell redirect) is re-encoded, ANSI colours and carriage
-   returns are removed; nothing else is decoded up front.
-2. One combined regex of every keyword in the signature data (a trie, so the regex engine walks it in
-   C) finds candidate lines in the ASCII-lower-cased bytes. Only those lines are decoded
-   (errors="replace") and only the signatures owning a keyword present in the line run their
-   patterns. A keyword that keeps hitting is retired after a budget, so a log with 100 000 "error"
-   lines costs a bounded amount.
-3. Facts (the torch version setup.py printed) are read by the same scan. Contexts (is this a build?
-   Windows? ROCm? FA3?) are decided on first use with bytes.find: a signature may require a context
-   anywhere in the log, a fix may depend on one, and most logs need only a few.
-4. Ranking: per code the strongest signature wins; a code that "yields to" another found code (a
-   consequence, e.g. network-unreachable after setup.py's wheel download failed) is ranked after it;
-   symptoms (build-failed, ...) come after causes and say which cause they follow from; fallbacks
-   (build-slow, ...) appear only when nothing else was found; with a machine at hand, a bare build
-   failure also gets the machine's own build blockers (gcc too new for nvcc, no ninja, ...).
+Ranking: per code the strongest signature wins; a code that "yields to" another found code (a
+consequence, e.g. network-unreachable after setup.py's wheel download failed) is ranked after it;
+symptoms (build-failed, ...) come after causes and say which cause they follow from; fallbacks
+(build-slow, ...) appear only when nothing else was found; with the log's machine at hand, a bare build
+failure also gets the machine's own build blockers (gcc too new for nvcc, no ninja, ...).
+
+This machine (the probed Environment or --target) decides matching and fixes only for a log from this
+machine (``here``, or the log's facts agree: see origin); a log from elsewhere is explained as
+`--no-probe` would, with fixes tailored from the facts it shows and saying so.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flashdoctor.decide.explain.keylines import KeyLine, find_key_lines, line_number
+from flashdoctor.decide.explain.origin import LogMachine, Origin, decide_origin, read_machine
+from flashdoctor.decide.explain.scan import (
+    KEYWORD_LINE_BUDGET,
+    Hit,
+    LogContexts,
+    match_naive,
+    normalise,
+    scan,
+)
 from flashdoctor.decide.explain.tailor import CONDITIONS, Tailor, WheelFinder, env_matches, env_matches_any
-from flashdoctor.knowledge.signatures import Knowledge, Signature, knowledge
+from flashdoctor.knowledge.signatures import Signature, knowledge
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.model.environment import Environment
 
-KEYWORD_LINE_BUDGET = 300  # candidate lines one keyword may contribute before it is retired
-LONG_LINE = 64 * 1024  # a "line" longer than this (a log without line breaks) is read in windows
-LONG_LINE_WINDOW = 4096  # bytes kept on each side of a keyword inside such a line
-DEAD_HITS_BEFORE_REBUILD = 64  # candidate lines holding only retired keywords before the regex is rebuilt
+__all__ = [
+    "KEYWORD_LINE_BUDGET",
+    "Diagnosis",
+    "Explanation",
+    "KeyLine",
+    "explain_bytes",
+    "explain_text",
+    "find_key_lines",
+    "match_naive",
+    "normalise",
+]
+
 EVIDENCE_MAX = 400  # characters of evidence kept around the match
 MACHINE_CONFIDENCE = 0.55  # a machine-derived cause of a bare build failure
 YIELD_MARGIN = 0.05  # a consequence ranks at least this far below the code it yields to
+MACHINE_WINDOW = 1 << 20  # bytes at each end of a log read for what it says about its machine
 
 
 @dataclass(frozen=True)
@@ -74,17 +88,12 @@ class Diagnosis:
 
 
 @dataclass(frozen=True)
-class KeyLine:
-    line: int
-    text: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"line": self.line, "text": self.text}
-
-
-@dataclass(frozen=True)
 class Explanation:
-    """The whole answer for one log: diagnoses best first; when none, the lines most likely to matter."""
+    """The whole answer for one log: diagnoses best first; when none, the lines most likely to matter.
+
+    ``origin`` says whether this machine's facts tailored the fixes and why; ``machine`` describes the
+    machine the fixes are for ("this machine", "the machine in this log (torch 2.1.2, cp310)", or ""
+    when the fixes are general)."""
 
     diagnoses: tuple[Diagnosis, ...]
     key_lines: tuple[KeyLine, ...]
@@ -92,6 +101,8 @@ class Explanation:
     size: int
     variant: Variant  # the variant the fixes refer to (from the log: FA3's hopper/, FA4's cute; else fa2)
     contexts: frozenset[str] = field(default_factory=frozenset)  # contexts looked at that hold
+    origin: Origin = field(default_factory=lambda: Origin(False, "no machine"))
+    machine: str = ""
 
     @property
     def recognised(self) -> bool:
@@ -105,213 +116,9 @@ class Explanation:
             "log": {"bytes": self.size, "lines": self.lines},
         }
 
-
-# -- input normalisation --------------------------------------------------------------------------
-_ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-
-
-def normalise(data: bytes) -> bytes:
-    """UTF-16 -> UTF-8, no ANSI escapes, "\\n" line ends. Other bytes are left for errors="replace"."""
-    head = data[:4096]
-    # UTF-16 (mostly ASCII, so about every other byte is NUL): with a BOM, or little-endian without one.
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and head[2:].count(0) >= 0.2 * len(head[2:]):
-        data = data.decode("utf-16", errors="replace").encode("utf-8")
-    elif (
-        len(head) >= 64
-        and head[1::2].count(0) > 0.4 * len(head[1::2])
-        and head[0::2].count(0) < 0.1 * len(head[0::2])
-    ):
-        data = data.decode("utf-16-le", errors="replace").encode("utf-8")
-    if b"\x1b" in data:
-        data = _ANSI.sub(b"", data)
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    # A log pasted as a JSON/Python string literal has escaped line breaks and (almost) no real ones.
-    if len(data) > 1024 and data.count(b"\n") * 4096 < len(data) and data.count(b"\\n") > 8:
-        data = data.replace(b"\\r\\n", b"\n").replace(b"\\n", b"\n").replace(b'\\"', b'"')
-    return data
-
-
-# -- the keyword scan ---------------------------------------------------------------------------------
-def _trie_regex(words: Iterable[bytes]) -> re.Pattern[bytes]:
-    trie: dict[bytes, Any] = {}
-    for w in words:
-        node = trie
-        for b in w:
-            node = node.setdefault(bytes([b]), {})
-        node[b""] = {}
-
-    def build(node: dict[bytes, Any]) -> bytes:
-        branches = [re.escape(k) + build(v) for k, v in sorted(node.items()) if k]
-        if not branches:
-            return b""
-        body = branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
-        return b"(?:" + body + b")?" if b"" in node else body
-
-    return re.compile(build(trie) or b"(?!)")
-
-
-@dataclass
-class _Hit:
-    offset: int  # byte offset of the line start in the normalised log
-    line: str  # the decoded line
-    match: re.Match[str]
-
-
-@dataclass
-class _Scan:
-    hits: dict[str, _Hit]  # signature id -> first qualifying match
-    facts: dict[str, str]
-
-
-class LogContexts:
-    """Whether the log shows a context (a build, Windows, ROCm, FA3, ...), decided on first use.
-
-    Contexts are read lazily with bytes.find rather than in the keyword scan: most logs need only a
-    few of them, and an absent context's keywords would otherwise cost the scan on every position.
-    """
-
-    def __init__(self, data: bytes, low: bytes, kb: Knowledge, env: Environment | None) -> None:
-        self._data, self._low, self._kb, self._env = data, low, kb, env
-        self._known: dict[str, bool] = {}
-
-    def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str) or name not in self._kb.contexts:
-            return False
-        if name not in self._known:
-            self._known[name] = self._evaluate(name)
-        return self._known[name]
-
-    def true(self) -> frozenset[str]:
-        """The contexts evaluated so far that hold."""
-        return frozenset(n for n, v in self._known.items() if v)
-
-    def _evaluate(self, name: str) -> bool:
-        ctx = self._kb.contexts[name]
-        if ctx.env and env_matches(self._env, ctx.env):
-            return True
-        low = self._low
-        for kw in ctx.keywords:
-            pos = low.find(kw)
-            if pos < 0:
-                continue
-            if ctx.pattern is None:
-                return True
-            for _ in range(KEYWORD_LINE_BUDGET):
-                start = low.rfind(b"\n", 0, pos) + 1
-                end = low.find(b"\n", pos)
-                end = len(low) if end < 0 else end
-                if ctx.pattern.search(_decode(self._data[start:end])):
-                    return True
-                pos = low.find(kw, end)
-                if pos < 0:
-                    break
-        return False
-
-
-_CONTROLS = {c: "\ufffd" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F]}
-
-
-def _decode(raw: bytes) -> str:
-    """A log line as text: undecodable bytes and control characters (a lone ESC could still steer a
-    terminal) become U+FFFD."""
-    return raw.decode("utf-8", errors="replace").translate(_CONTROLS)
-
-
-def _scan(data: bytes, low: bytes, kb: Knowledge, env: Environment | None) -> _Scan:
-    by_kw: dict[bytes, list[Signature]] = {}
-    for sig in kb.signatures:
-        for kw in sig.keywords:
-            by_kw.setdefault(kw, []).append(sig)
-    fact_by_kw: dict[bytes, list[str]] = {}
-    for fact in kb.facts.values():
-        for kw in fact.keywords:
-            fact_by_kw.setdefault(kw, []).append(fact.name)
-
-    hits: dict[str, _Hit] = {}
-    facts: dict[str, str] = {}
-    budget = dict.fromkeys([*by_kw, *fact_by_kw], KEYWORD_LINE_BUDGET)
-
-    def alive(kw: bytes) -> bool:
-        if budget.get(kw, 0) <= 0:
-            return False
-        if any(s.id not in hits for s in by_kw.get(kw, ())):
-            return True
-        return any(f not in facts for f in fact_by_kw.get(kw, ()))
-
-    live = [kw for kw in budget if alive(kw)]
-    rx = _trie_regex(live)
-    dead_hits = 0
-    pos = 0
-    size = len(low)
-    while live:
-        m = rx.search(low, pos)
-        if m is None:
-            break
-        start = low.rfind(b"\n", 0, m.start()) + 1
-        end = low.find(b"\n", m.end())
-        if end < 0:
-            end = size
-        pos = end + 1
-        if end - start > LONG_LINE:  # no line breaks to speak of: look around this keyword only
-            start = max(start, m.start() - LONG_LINE_WINDOW)
-            end = min(end, m.end() + LONG_LINE_WINDOW)
-            pos = m.end()
-        seg = low[start:end]
-        present = [kw for kw in live if kw in seg and alive(kw)]
-        if not present:
-            dead_hits += 1
-        else:
-            line: str | None = None
-            for kw in present:
-                budget[kw] -= 1
-            done: set[str] = set()
-            for kw in present:
-                for sig in by_kw.get(kw, ()):
-                    if sig.id in hits or sig.id in done:
-                        continue
-                    done.add(sig.id)
-                    if line is None:
-                        line = _decode(data[start:end])
-                    sm = sig.search(line)
-                    if sm is None:
-                        continue
-                    if sig.condition and not CONDITIONS[sig.condition](sm.groupdict(), env):
-                        continue
-                    hits[sig.id] = _Hit(start, line, sm)
-                for name in fact_by_kw.get(kw, ()):
-                    if name in facts:
-                        continue
-                    if line is None:
-                        line = _decode(data[start:end])
-                    fm = kb.facts[name].pattern.search(line)
-                    if fm is not None:
-                        facts[name] = fm.group("v")
-        if pos >= size:
-            break
-        # Retire keywords with nothing left to find. Rebuilding the regex costs ~5 ms and a wasted
-        # candidate line ~10 us, so rebuild only once retired keywords keep costing lines.
-        if dead_hits >= DEAD_HITS_BEFORE_REBUILD:
-            live = [kw for kw in live if alive(kw)]
-            rx = _trie_regex(live)
-            dead_hits = 0
-    return _Scan(hits=hits, facts=facts)
-
-
-def match_naive(text: str) -> dict[str, int]:
-    """Reference matcher: every signature's patterns over every line, no prefilter, no conditions.
-
-    Returns signature id -> 1-based line of its first match. Tests compare it with the fast scan;
-    scripts/bench_explain.py uses it as the baseline.
-    """
-    out: dict[str, int] = {}
-    lines = normalise(text.encode("utf-8", errors="replace")).split(b"\n")
-    for sig in knowledge().signatures:
-        for i, raw in enumerate(lines):
-            if sig.search(_decode(raw)):
-                out[sig.id] = i + 1
-                break
-    return out
+    def machine_json(self) -> dict[str, Any]:
+        """Which machine the fixes are for (for the `explain --json` document once its schema has it)."""
+        return {**self.origin.to_json(), "fixes_for": self.machine}
 
 
 # -- evidence -----------------------------------------------------------------------------------
@@ -330,7 +137,7 @@ def _evidence(line: str, m: re.Match[str]) -> str:
 @dataclass
 class _Cand:
     sig: Signature
-    hit: _Hit | None
+    hit: Hit | None
     confidence: float
     basis: str = "log"
     consequence_of: str | None = None
@@ -396,42 +203,61 @@ def _machine_causes(env: Environment, variant: Variant) -> list[tuple[str, str, 
     return out
 
 
-def _line_number(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
-
-
 def explain_bytes(
     data: bytes,
     env: Environment | None = None,
     wheel_finder: WheelFinder | None = None,
     key_lines: bool | None = None,
     fields: Mapping[str, str] | None = None,
+    *,
+    here: bool = False,
 ) -> Explanation:
     """Explain a log given as bytes (any encoding; undecodable bytes become U+FFFD).
+
+    ``env`` is this machine (probed, or a --target). ``here``: the log comes from it - the caller ran
+    the failing command on it (flashdoctor's check/install/build/smoke) or the user says so (`explain
+    --here`). Otherwise ``env`` is used only when the log's own facts agree with it (origin.decide_origin);
+    a log from elsewhere gets fixes for the machine it shows.
 
     ``fields``: fix-template values the caller knows and the machine does not (the build passes
     ``jobs_used`` and ``fewer_jobs``: see flashdoctor.decide.explain.tailor.CALLER_FIELDS)."""
     data = normalise(bytes(data))
     low = data.lower()  # ASCII-only lower-casing: offsets stay valid
     kb = knowledge()
-    scan = _scan(data, low, kb, env)
-    contexts = LogContexts(data, low, kb, env)
+    found = scan(data, low, kb)
+    # What the log says about its own machine: contexts read from the log alone (from its head and
+    # tail: a machine's paths and names show there, and a 10 MB log is not searched once per keyword).
+    head_tail = (
+        low if len(low) <= 2 * MACHINE_WINDOW else low[:MACHINE_WINDOW] + b"\n" + low[-MACHINE_WINDOW:]
+    )
+    shown: LogMachine = read_machine(found.facts, LogContexts(head_tail, head_tail, kb, None))
+    origin = decide_origin(env, shown, low, here)
+    machine = env if origin.use_machine else None
+    contexts = LogContexts(data, low, kb, machine)
+
+    hits = dict(found.hits)
+    for sid, candidates in found.conditional.items():
+        sig = next(s for s in kb.signatures if s.id == sid)
+        for hit in candidates:
+            if sig.condition and CONDITIONS[sig.condition](hit.match.groupdict(), machine):
+                hits[sid] = hit
+                break
 
     # Best signature per code, by role. A symptom never reuses a line that already gave a cause (the
     # OOM line "'cicc' died due to signal 9" is not also "the compiler error to look at").
     qualified = [
-        (sig, scan.hits[sig.id])
-        for sig in kb.signatures
-        if sig.id in scan.hits and _qualifies(sig, contexts, env)
+        (sig, hits[sig.id]) for sig in kb.signatures if sig.id in hits and _qualifies(sig, contexts, machine)
     ]
     variant = _variant(contexts) if qualified else "fa2"
+    log_env = None if machine is not None else shown.environment()
     tailor = Tailor(
-        env=env,
+        env=machine or log_env,
         variant=variant,
-        facts=scan.facts,
+        facts=found.facts,
         contexts=contexts,
-        wheel_finder=wheel_finder,
+        wheel_finder=wheel_finder if machine is not None else None,
         fields=dict(fields or {}),
+        log_machine=shown.label() if log_env is not None else "",
     )
     cause_offsets = {hit.offset for sig, hit in qualified if sig.role == "cause"}
     best: dict[str, _Cand] = {}
@@ -473,8 +299,8 @@ def explain_bytes(
     cands = list(chosen.values())
     # A bare build failure: add what this machine would break a build with.
     has_symptom = any(c.sig.role == "symptom" for c in best.values())
-    if env is not None and not has_cause and has_symptom and "build" in contexts:
-        for code, message, fix in _machine_causes(env, variant):
+    if machine is not None and not has_cause and has_symptom and "build" in contexts:
+        for code, message, fix in _machine_causes(machine, variant):
             if code in chosen or code not in kb.codes:
                 continue
             sig = next(s for s in kb.signatures if s.code == code)
@@ -517,7 +343,7 @@ def explain_bytes(
                 evidence=c.evidence or (_evidence(c.hit.line, c.hit.match) if c.hit else ""),
                 message=message,
                 fix=fix,
-                line=_line_number(data, c.hit.offset) if c.hit else None,
+                line=line_number(data, c.hit.offset) if c.hit else None,
                 basis=c.basis,
                 consequence_of=c.consequence_of,
                 source=c.sig.source,
@@ -531,6 +357,8 @@ def explain_bytes(
         size=len(data),
         variant=variant,
         contexts=contexts.true(),
+        origin=origin,
+        machine="this machine" if machine is not None else tailor.log_machine_phrase(),
     )
 
 
@@ -539,78 +367,10 @@ def explain_text(
     env: Environment | None = None,
     wheel_finder: WheelFinder | None = None,
     fields: Mapping[str, str] | None = None,
+    *,
+    here: bool = False,
 ) -> list[Diagnosis]:
-    """Diagnoses for a log, best first (empty when nothing is recognised). Never raises on any text."""
+    """Diagnoses for a log, best first (empty when nothing is recognised). Never raises on any text.
+    ``here``: the log comes from ``env``'s machine (see explain_bytes)."""
     data = text.encode("utf-8", errors="replace")
-    return list(explain_bytes(data, env, wheel_finder, key_lines=False, fields=fields).diagnoses)
-
-
-# -- the lines most likely to matter (when nothing is recognised) --------------------------------
-_KEY_WORDS = (
-    b"error",
-    b"fail",
-    b"fatal",
-    b"traceback",
-    b"exception",
-    b"killed",
-    b"denied",
-    b"not found",
-    b"cannot",
-    b"unable",
-    b"abort",
-)
-_KEY_RX = _trie_regex(_KEY_WORDS)
-_EXC_LINE = re.compile(r"^\s*(?:[\w.]+\.)?\w*(?:Error|Exception|Exit|Interrupt)\b(?::|$)")
-_ERRORISH = re.compile(r"\berror\b|\bfatal\b|\bFAILED\b|\bfailed\b", re.IGNORECASE)
-_WARNINGISH = re.compile(
-    r"warn(?:ings?)?\b|deprecat|\b0 errors?\b|-Werror|error[-_]?(?:handl|check)", re.IGNORECASE
-)
-KEY_LINES_MAX = 8
-KEY_LINE_BUDGET = 2000
-
-
-def find_key_lines(data: bytes, low: bytes | None = None, limit: int = KEY_LINES_MAX) -> list[KeyLine]:
-    """The lines most likely to matter: errors and final exceptions, not warnings. Never empty for a
-    non-empty log (falls back to its last lines)."""
-    low = data.lower() if low is None else low
-    scored: list[tuple[int, int, str]] = []  # (score, line start offset, text)
-    pos, seen, size = 0, 0, len(low)
-    while seen < KEY_LINE_BUDGET:
-        m = _KEY_RX.search(low, pos)
-        if m is None:
-            break
-        start = low.rfind(b"\n", 0, m.start()) + 1
-        end = low.find(b"\n", m.end())
-        end = size if end < 0 else end
-        pos = end + 1
-        seen += 1
-        text = _decode(data[start:end]).strip()
-        if not text or _WARNINGISH.search(text):
-            continue
-        score = 1
-        if _EXC_LINE.search(text):
-            score += 4
-        if _ERRORISH.search(text):
-            score += 3
-        if text.lower().startswith("traceback"):
-            score -= 1
-        scored.append((score, start, text[:EVIDENCE_MAX]))
-        if pos >= size:
-            break
-    if scored:
-        last_exc = max((s for s in scored if s[0] >= 5), key=lambda s: s[1], default=None)
-        top = sorted(scored, key=lambda s: (-s[0], s[1]))[:limit]
-        if last_exc is not None and last_exc not in top:
-            top = [*top[: limit - 1], last_exc]
-        top.sort(key=lambda s: s[1])
-        return [KeyLine(_line_number(data, s), t) for _sc, s, t in top]
-    # Nothing error-like: the end of the log is where a failure usually is (warnings left out).
-    lines = data.rstrip(b"\n").split(b"\n")
-    first = max(0, len(lines) - 200)
-    tail = [
-        (i, t)
-        for i, t in ((i, _decode(raw).strip()) for i, raw in enumerate(lines[first:], start=first))
-        if t
-    ]
-    quiet = [(i, t) for i, t in tail if not _WARNINGISH.search(t)]
-    return [KeyLine(i + 1, t[:EVIDENCE_MAX]) for i, t in (quiet or tail)[-5:]]
+    return list(explain_bytes(data, env, wheel_finder, key_lines=False, fields=fields, here=here).diagnoses)

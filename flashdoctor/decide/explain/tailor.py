@@ -8,6 +8,10 @@ the fields the caller passes (what only it knows: the build passes ``jobs_used``
 failed build ran with, and ``fewer_jobs``, a smaller value), then from the machine, then from facts
 read in the log (setup.py prints torch.__version__).
 
+"The machine" is this one only for a log from it (see origin). For a log from elsewhere it is the
+machine the log shows (its facts as an Environment, everything else unknown, ``log_machine`` naming
+it), and a fix that uses one of its facts says so: "For the machine in this log (torch 2.1.2, cp310):".
+
 Nothing here touches the system.
 """
 
@@ -35,6 +39,16 @@ CALLER_FIELDS = {
     "jobs_used": "the MAX_JOBS the failed build ran with (flashdoctor build)",
     "fewer_jobs": "a smaller MAX_JOBS for the next build (flashdoctor build)",
 }
+
+# Fields that describe a machine (a fix using one is about a particular machine).
+MACHINE_FIELDS = frozenset(
+    {
+        "torch", "torch_mm", "torch_cuda", "cuda_major", "nvcc", "gcc_max", "wheel", "fa2_wheel_label",
+        "abi", "cp", "python", "platform", "glibc", "gcc", "driver", "driver_cuda", "python_executable",
+        "python_exe", "memory_gb", "disk_free_gb", "cpus", "max_jobs", "gpu", "sm", "archs",
+        "pytorch_index", "cuda_home_hint",
+    }
+)  # fmt: skip
 
 # MAX_JOBS above this much memory (at BUILD_GB_PER_JOB each) is flagged when the machine is unknown.
 UNKNOWN_MACHINE_BUILD_GB = 128.0
@@ -79,9 +93,15 @@ def _max_jobs_exceed_memory(captures: Mapping[str, str | None], env: Environment
     return jobs * BUILD_GB_PER_JOB > limit
 
 
+def _nvcc_older_than_torch(captures: Mapping[str, str | None], env: Environment | None) -> bool:
+    found, built = major_minor(captures.get("nvcc_found")), major_minor(captures.get("torch_built"))
+    return found is not None and built is not None and found < built
+
+
 # Named conditions a signature may require of its match ("condition": "<name>").
 CONDITIONS: dict[str, Callable[[Mapping[str, str | None], Environment | None], bool]] = {
     "max_jobs_exceed_memory": _max_jobs_exceed_memory,
+    "nvcc_older_than_torch": _nvcc_older_than_torch,
 }
 
 
@@ -124,6 +144,12 @@ class Tailor:
     # Field values the caller knows and the machine does not (e.g. the build's own MAX_JOBS); they win
     # over the computed ones. Fields only a caller supplies: CALLER_FIELDS.
     fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Set when ``env`` is the machine a log from elsewhere shows (not this one): its facts, e.g.
+    # "torch 2.1.2, cp310". Fixes naming them say which machine they are for.
+    log_machine: str = ""
+
+    def log_machine_phrase(self) -> str:
+        return f"the machine in this log ({self.log_machine})" if self.log_machine else ""
 
     # -- fields -------------------------------------------------------------------------------
     def _known(self, key: str) -> bool:
@@ -153,7 +179,7 @@ class Tailor:
     def wheel_lookup(self) -> tuple[bool, str | None]:
         """(the selector answered, the wheel it picked). A selector that fails (no index, network)
         did not answer: that is not "no wheel fits"."""
-        if self.wheel_finder is None or self.env is None:
+        if self.wheel_finder is None or self.env is None or self.log_machine:
             return False, None
         try:
             return True, self.wheel_finder(self.env, self.variant)
@@ -266,18 +292,24 @@ class Tailor:
     # -- templates ----------------------------------------------------------------------------
     def render(self, template: str, captures: Mapping[str, str | None]) -> str | None:
         """The template with every field filled, or None when one is unknown."""
+        return self._render(template, captures)[0]
+
+    def _render(self, template: str, captures: Mapping[str, str | None]) -> tuple[str | None, bool]:
+        """(the filled template or None, whether a machine's fact filled it)."""
         values: dict[str, str] = {}
+        machine = False
         for name in _field_names(template):
             value = captures.get(name)
             if value is None:
                 value = self.field(name)
+                machine = machine or (name in MACHINE_FIELDS and name not in self.fields)
             if value is None:
-                return None
+                return None, False
             values[name] = value
         try:
-            return template.format_map(values)
+            return template.format_map(values), machine
         except (KeyError, IndexError, ValueError):
-            return None
+            return None, False
 
     def choose_fix(self, alternatives: tuple[FixAlternative, ...], captures: Mapping[str, str | None]) -> str:
         for alt in alternatives:
@@ -285,8 +317,10 @@ class Tailor:
                 continue
             if alt.env is not None and not ENV_PREDICATES[alt.env](self):
                 continue
-            text = self.render(alt.text, captures)
+            text, machine = self._render(alt.text, captures)
             if text is not None:
+                if machine and self.log_machine:
+                    return f"For {self.log_machine_phrase()}: {text}"
                 return text
         # The data tests guarantee a last alternative that needs nothing; never fail on a bad template.
         return alternatives[-1].text

@@ -1,0 +1,246 @@
+"""Whose machine a log comes from, and which machine its fixes are for.
+
+A log pasted into `flashdoctor explain` is often from another machine (a colleague's, a CI runner, an
+issue thread). Tailoring its fix with this machine's facts then gives advice for the wrong machine
+("no wheel fits this machine (torch 2.13.0+cpu)" to a torch 2.1 user). So the probed machine (or
+--target) is used only when the log comes from it:
+
+- the caller says so (``here``): explain run inside a flashdoctor command (check, install, build,
+  smoke) on output it captured, or the user's ``--here``;
+- or the log's own facts agree with the machine: the same torch version, or this Python environment's
+  own directory in the log's paths; and no fact disagrees (another torch, Python, OS, CUDA driver).
+
+Otherwise the fix is tailored from what the log reveals (torch.__version__ lines, wheel names, paths,
+nvcc -V, nvidia-smi) and says so: "for the machine in this log (torch 2.1.2, cp310): ...".
+
+Nothing here touches the system: it compares values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container, Mapping
+from dataclasses import dataclass
+
+from flashdoctor.knowledge.versions import parse_version
+from flashdoctor.model.environment import TARGET_KEYS, Environment
+
+# Facts (data/signatures.json "facts") that describe the log's machine.
+TORCH, PYTHON, NVCC, DRIVER, DRIVER_CUDA, WHEEL_URL = (
+    "torch_log",
+    "python_log",
+    "nvcc_log",
+    "driver_log",
+    "driver_cuda_log",
+    "wheel_url",
+)
+# setup.py's guessed wheel: flash_attn-2.8.3+cu12torch2.6cxx11abiFALSE-cp311-cp311-linux_x86_64.whl
+_GUESS = re.compile(
+    r"\+cu(?P<cu>\d+)torch(?P<torch>\d+\.\d+)cxx11abi(?P<abi>TRUE|FALSE)-(?P<cp>cp3\d+)-cp3\d+t?-(?P<plat>[\w]+)\.whl",
+    re.IGNORECASE,
+)
+# A Python environment directory this generic says nothing about whose it is.
+_GENERIC_PREFIXES = {"/usr", "/usr/local", "/opt/conda", "/root", "/opt", "/", ""}
+
+
+@dataclass(frozen=True)
+class LogMachine:
+    """What a log reveals about the machine it comes from."""
+
+    torch: str | None = None
+    python: str | None = None  # "3.10"
+    os: str | None = None  # "linux" | "windows" | "macos"
+    arch: str | None = None  # "x86_64" | "aarch64"
+    torch_cuda: str | None = None  # from torch's +cuXYZ label
+    nvcc: str | None = None
+    driver: str | None = None
+    driver_cuda: str | None = None
+    cxx11abi: bool | None = None
+    torch_mm_only: str | None = None  # torch major.minor from setup.py's guessed wheel name
+    isolated_build: bool = False  # the torch in the log may be a build-isolation download
+
+    @property
+    def cp(self) -> str | None:
+        return None if self.python is None else "cp" + self.python.replace(".", "")
+
+    @property
+    def platform(self) -> str | None:
+        if self.os == "windows":
+            return "win_amd64"
+        if self.os == "linux" and self.arch:
+            return f"linux_{self.arch}"
+        return None
+
+    @property
+    def known(self) -> bool:
+        return any((self.torch, self.torch_mm_only, self.python, self.nvcc, self.driver, self.os))
+
+    def label(self) -> str:
+        """ "torch 2.1.2, cp310, Linux" - the facts a reader recognises the machine by."""
+        parts = []
+        if self.torch or self.torch_mm_only:
+            parts.append(f"torch {self.torch or self.torch_mm_only}")
+        if self.cp:
+            parts.append(self.cp)
+        if self.nvcc:
+            parts.append(f"nvcc {self.nvcc}")
+        if self.os:
+            parts.append({"linux": "Linux", "windows": "Windows", "macos": "macOS"}[self.os])
+        return ", ".join(parts)
+
+    def environment(self) -> Environment | None:
+        """The facts as an Environment, every other field unknown (None when the log reveals nothing)."""
+        if not self.known:
+            return None
+        values: dict[str, object] = {}
+        torch = self.torch or self.torch_mm_only
+        if torch:
+            values["torch"] = torch
+            if "+" in torch:  # the local label tells the build: +cu121, +cpu, +rocm6.2
+                local = torch.split("+", 1)[1]
+                values["torch_cuda"] = self.torch_cuda
+                values["torch_hip"] = local[4:] if local.startswith("rocm") else None
+        if self.python:
+            values["python"] = self.python
+            values["python_abi"] = self.cp
+        if self.platform:
+            values["platform"] = self.platform
+        for key, value in (
+            ("nvcc", self.nvcc),
+            ("driver", self.driver),
+            ("driver_cuda", self.driver_cuda),
+            ("cxx11abi", self.cxx11abi),
+        ):
+            if value is not None:
+                values[key] = value
+        unknown = frozenset(k for k in TARGET_KEYS if k not in values)
+        return Environment(**values, unknown=unknown)  # type: ignore[arg-type]
+
+
+def read_machine(facts: Mapping[str, str], contexts: Container[str]) -> LogMachine:
+    """The log's machine from its facts and its (log-only) contexts: windows, macos, linux, aarch64."""
+    torch = facts.get(TORCH)
+    torch_cuda = None
+    if torch and "+cu" in torch:
+        digits = torch.split("+cu", 1)[1]
+        if digits.isdigit() and len(digits) >= 3:
+            torch_cuda = f"{digits[:-1]}.{digits[-1]}"
+    python = facts.get(PYTHON)
+    cxx11abi: bool | None = None
+    torch_mm_only = None
+    arch = "aarch64" if "aarch64" in contexts else ("x86_64" if "x86_64" in contexts else None)
+    guess = _GUESS.search(facts.get(WHEEL_URL, ""))
+    if guess:  # setup.py builds the name from the machine it runs on
+        cxx11abi = guess["abi"].upper() == "TRUE"
+        torch_mm_only = None if torch else guess["torch"]
+        python = python or f"3.{guess['cp'][3:]}"
+        if guess["plat"].startswith("linux_"):
+            arch = arch or guess["plat"][len("linux_") :]
+    os = (
+        "windows"
+        if "windows" in contexts
+        else "macos"
+        if "macos" in contexts
+        else "linux"
+        if "linux" in contexts
+        else None
+    )
+    return LogMachine(
+        torch=torch,
+        python=python,
+        os=os,
+        arch=arch if os == "linux" else None,
+        torch_cuda=torch_cuda,
+        nvcc=facts.get(NVCC),
+        driver=facts.get(DRIVER),
+        driver_cuda=facts.get(DRIVER_CUDA),
+        cxx11abi=cxx11abi,
+        torch_mm_only=torch_mm_only,
+        isolated_build="isolated_build" in contexts,
+    )
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Whether the machine's facts may tailor the fixes of a log, and why."""
+
+    use_machine: bool
+    reason: str  # "here" | "agrees: ..." | "differs: ..." | "unknown: ..." | "no machine"
+
+    def to_json(self) -> dict[str, object]:
+        return {"use_machine": self.use_machine, "reason": self.reason}
+
+
+def _same_version(logged: str, actual: str | None) -> bool:
+    """The log's version names the machine's: equal on every component the log gives (2.8 = 2.8.0+cu128;
+    2.8.0+cu126 != 2.8.0+cu128)."""
+    lv, av = parse_version(logged), parse_version(actual)
+    if lv is None or av is None:
+        return False
+    if av.release[: len(lv.release)] != lv.release or (lv.pre or lv.dev) != (av.pre or av.dev):
+        return False
+    return lv.local is None or av.local is None or lv.local == av.local
+
+
+def env_prefix(env: Environment) -> str | None:
+    """The Python environment directory of the probed interpreter (…/venv for …/venv/bin/python), when
+    it is specific enough to identify this machine in a log's paths."""
+    exe = (env.python_executable or "").replace("\\", "/") if env.known("python_executable") else ""
+    parts = exe.rsplit("/", 2)
+    if len(parts) < 3 or parts[1].lower() not in ("bin", "scripts"):
+        return None
+    prefix = parts[0].rstrip("/")
+    if prefix in _GENERIC_PREFIXES or prefix.count("/") < 2:
+        return None
+    return prefix
+
+
+def _os_of(env: Environment) -> str | None:
+    plat = env.platform if env.known("platform") else None
+    if not plat:
+        return None
+    return "windows" if plat.startswith("win") else "macos" if plat.startswith("macosx") else "linux"
+
+
+def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, here: bool) -> Origin:
+    """Use ``env`` for this log's fixes? ``text_low`` is the lower-cased log (for this environment's
+    directory in its paths)."""
+    if env is None:
+        return Origin(False, "no machine")
+    if here:
+        return Origin(True, "here")
+    differs = []
+    if log.torch and not log.isolated_build and env.known("torch"):
+        if not _same_version(log.torch, env.torch):
+            differs.append(f"torch {log.torch} in the log, {env.torch or 'none'} here")
+    elif log.torch_mm_only and env.known("torch") and not _same_version(log.torch_mm_only, env.torch):
+        differs.append(f"torch {log.torch_mm_only} in the log, {env.torch or 'none'} here")
+    if log.python and env.known("python") and env.python and log.python != env.python:
+        differs.append(f"Python {log.python} in the log, {env.python} here")
+    here_os = _os_of(env)
+    if log.os and here_os and log.os != here_os:
+        differs.append(f"{log.os} in the log, {here_os} here")
+    if log.arch and env.known("platform") and env.platform and not env.platform.endswith(log.arch):
+        differs.append(f"{log.arch} in the log, {env.platform} here")
+    if log.nvcc and env.known("nvcc"):
+        found = {n.version for n in env.nvccs} | {env.nvcc}
+        if log.nvcc not in found:
+            differs.append(f"nvcc {log.nvcc} in the log, {env.nvcc or 'none'} here")
+    if log.driver and env.known("driver") and log.driver != env.driver:
+        differs.append(f"driver {log.driver} in the log, {env.driver or 'none'} here")
+    if differs:
+        return Origin(False, "differs: " + "; ".join(differs))
+    prefix = env_prefix(env)
+    # As the log may write it: with slashes, backslashes, or doubled backslashes (a repr of a Windows path).
+    spellings = {prefix, prefix.replace("/", "\\"), prefix.replace("/", "\\\\")} if prefix else set()
+    if any(p.lower().encode("utf-8", errors="replace") in text_low for p in spellings):
+        return Origin(True, f"agrees: this Python environment ({prefix}) is in the log")
+    if (
+        log.torch
+        and not log.isolated_build
+        and env.known("torch")
+        and _same_version(log.torch, env.torch)
+        and len(getattr(parse_version(log.torch), "release", ())) >= 3  # "torch 2.8" in prose is anyone's
+    ):
+        return Origin(True, f"agrees: torch {log.torch} in the log and here")
+    return Origin(False, "unknown: the log does not show that it comes from this machine")

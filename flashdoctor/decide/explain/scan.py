@@ -1,0 +1,361 @@
+"""Reading a log: normalisation, the keyword scan, lazily decided contexts, lines a terminal wrapped.
+
+How a log is read (designed for 10 MB in well under a second, see scripts/bench_explain.py):
+
+1. Bytes are normalised once: UTF-16 (a PowerShell redirect) is re-encoded, ANSI colours and carriage
+   returns are removed; nothing else is decoded up front.
+2. One combined regex of every keyword in the signature data (a trie, so the regex engine walks it in
+   C) finds candidate lines in the ASCII-lower-cased bytes. Only those lines are decoded
+   (errors="replace") and only the signatures owning a keyword present in the line run their
+   patterns. A keyword that keeps hitting is retired after a budget, so a log with 100 000 "error"
+   lines costs a bounded amount. Keywords outside ASCII (prose in other languages) are looked for in
+   short logs only (PROSE_MAX).
+3. A line a terminal (or uv, or a mail client) wrapped is read together with its continuation: when a
+   pattern fails on a long line, or a value it captures runs into the line's end (a symbol split over
+   two lines), the pattern is tried again on the line joined with the next one or two.
+4. Facts (the torch version setup.py printed, ...) are read by the same scan. Contexts (is this a build?
+   Windows? ROCm? FA3?) are decided on first use with bytes.find.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from flashdoctor.decide.explain.tailor import env_matches
+from flashdoctor.knowledge.signatures import Knowledge, Signature, knowledge
+from flashdoctor.model.environment import Environment
+
+KEYWORD_LINE_BUDGET = 300  # candidate lines one keyword may contribute before it is retired
+FACT_LINE_BUDGET = 64  # the same for a keyword only facts use (a fact is settled in the first lines)
+# Keywords outside ASCII (a report's prose in Chinese) slow the trie walk over every byte by ~15%: they
+# are looked for in logs up to this size (a report in prose is short; a 10 MB build log is not prose).
+PROSE_MAX = 256 * 1024
+LONG_LINE = 64 * 1024  # a "line" longer than this (a log without line breaks) is read in windows
+LONG_LINE_WINDOW = 4096  # bytes kept on each side of a keyword inside such a line
+DEAD_HITS_BEFORE_REBUILD = 64  # candidate lines holding only retired keywords before the regex is rebuilt
+WRAP_MIN = 60  # a line at least this long may be one that a terminal wrapped
+WRAP_LINES = 2  # continuation lines read after a wrapped line
+CONDITIONAL_HITS = 32  # matches kept per signature whose condition is judged after the scan
+
+
+# -- input normalisation --------------------------------------------------------------------------
+_ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def normalise(data: bytes) -> bytes:
+    """UTF-16 -> UTF-8, no ANSI escapes, "\\n" line ends. Other bytes are left for errors="replace"."""
+    head = data[:4096]
+    # UTF-16 (mostly ASCII, so about every other byte is NUL): with a BOM, or little-endian without one.
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and head[2:].count(0) >= 0.2 * len(head[2:]):
+        data = data.decode("utf-16", errors="replace").encode("utf-8")
+    elif (
+        len(head) >= 64
+        and head[1::2].count(0) > 0.4 * len(head[1::2])
+        and head[0::2].count(0) < 0.1 * len(head[0::2])
+    ):
+        data = data.decode("utf-16-le", errors="replace").encode("utf-8")
+    if b"\x1b" in data:
+        data = _ANSI.sub(b"", data)
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    # A log pasted as a JSON/Python string literal has escaped line breaks and (almost) no real ones.
+    if len(data) > 1024 and data.count(b"\n") * 4096 < len(data) and data.count(b"\\n") > 8:
+        data = data.replace(b"\\r\\n", b"\n").replace(b"\\n", b"\n").replace(b'\\"', b'"')
+    return data
+
+
+def trie_regex(words: Iterable[bytes]) -> re.Pattern[bytes]:
+    """One regex matching any of ``words``, as a trie (the regex engine walks it in C)."""
+    return _trie_regex(tuple(sorted(set(words))))
+
+
+@lru_cache(maxsize=64)  # the full keyword set is the same for every log: built once
+def _trie_regex(words: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    trie: dict[bytes, Any] = {}
+    for w in words:
+        node = trie
+        for b in w:
+            node = node.setdefault(bytes([b]), {})
+        node[b""] = {}
+
+    def build(node: dict[bytes, Any]) -> bytes:
+        branches = [re.escape(k) + build(v) for k, v in sorted(node.items()) if k]
+        if not branches:
+            return b""
+        body = branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+        return b"(?:" + body + b")?" if b"" in node else body
+
+    return re.compile(build(trie) or b"(?!)")
+
+
+_CONTROLS = {c: "\ufffd" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F]}
+
+
+def decode(raw: bytes) -> str:
+    """A log line as text: undecodable bytes and control characters (a lone ESC could still steer a
+    terminal) become U+FFFD."""
+    return raw.decode("utf-8", errors="replace").translate(_CONTROLS)
+
+
+# -- wrapped lines --------------------------------------------------------------------------------
+_FRAME = re.compile(r'\s*File "')
+
+
+def joined(line: str, following: Iterable[str]) -> str | None:
+    """``line`` with the continuation lines a wrap split off, or None when it does not look wrapped.
+
+    A hard wrap (a terminal's) breaks a long line anywhere and the rest starts at column 0: joined with
+    nothing between. A soft wrap (uv's, a mail client's) breaks at a space and indents the rest deeper:
+    joined with one space."""
+    if not WRAP_MIN <= len(line) <= 2 * LONG_LINE_WINDOW or line[-1:].isspace():
+        return None
+    indent = len(line) - len(line.lstrip())
+    frame = _FRAME.match(line) is not None  # a traceback frame's code line is indented deeper too
+    out = line
+    for nxt in following:
+        body = nxt.lstrip()
+        if not body:
+            break
+        if body == nxt:
+            out += body
+        elif len(nxt) - len(body) > indent and not frame:
+            out += " " + body
+        else:
+            break
+        if len(body) < WRAP_MIN * 0.5:  # a short piece ends the wrapped line
+            break
+    return None if out == line else out
+
+
+def _at_end(m: re.Match[str], line: str) -> bool:
+    return m.end() >= len(line.rstrip())
+
+
+def _cut(m: re.Match[str], line: str) -> bool:
+    """A value the pattern captures runs into the end of the line: the wrap may have cut it."""
+    end = len(line.rstrip())
+    return any(m.end(g) >= end for g, v in m.groupdict().items() if v)
+
+
+def search(
+    sig: Signature, line: str, following: Callable[[], Iterable[str]], wrap: bool = True
+) -> tuple[str, re.Match[str]] | None:
+    """The signature's match on a line, reading the line's wrapped continuation where that decides
+    (``wrap``: the line holds one of the signature's keywords, so a wrapped match starts on it).
+
+    No match on the line, or a match that runs to its end: the line joined with its continuation is
+    tried. A match there wins (the whole value, the whole message as evidence); when there is none, a
+    match whose captured value the line's end cut is dropped (the whole value does not match), any
+    other match stays."""
+    m = sig.search(line)
+    if m is not None and not _at_end(m, line):
+        return line, m
+    whole = joined(line, following()) if wrap else None
+    if whole is not None:
+        wm = sig.search(whole)
+        if wm is not None:
+            return whole, wm
+        if m is not None and _cut(m, line):
+            return None
+    return None if m is None else (line, m)
+
+
+# -- contexts -------------------------------------------------------------------------------------
+class LogContexts:
+    """Whether the log shows a context (a build, Windows, ROCm, FA3, ...), decided on first use.
+
+    Contexts are read lazily with bytes.find rather than in the keyword scan: most logs need only a
+    few of them, and an absent context's keywords would otherwise cost the scan on every position.
+    With ``env`` None only the log decides (what the log says about its own machine)."""
+
+    def __init__(self, data: bytes, low: bytes, kb: Knowledge, env: Environment | None) -> None:
+        self._data, self._low, self._kb, self._env = data, low, kb, env
+        self._known: dict[str, bool] = {}
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str) or name not in self._kb.contexts:
+            return False
+        if name not in self._known:
+            self._known[name] = self._evaluate(name)
+        return self._known[name]
+
+    def true(self) -> frozenset[str]:
+        """The contexts evaluated so far that hold."""
+        return frozenset(n for n, v in self._known.items() if v)
+
+    def _evaluate(self, name: str) -> bool:
+        ctx = self._kb.contexts[name]
+        if ctx.env and env_matches(self._env, ctx.env):
+            return True
+        low = self._low
+        for kw in ctx.keywords:
+            pos = low.find(kw)
+            if pos < 0:
+                continue
+            if ctx.pattern is None:
+                return True
+            for _ in range(KEYWORD_LINE_BUDGET):
+                start = low.rfind(b"\n", 0, pos) + 1
+                end = low.find(b"\n", pos)
+                end = len(low) if end < 0 else end
+                if end - start > LONG_LINE:  # no line breaks to speak of: look around the keyword
+                    start, end = max(start, pos - LONG_LINE_WINDOW), min(end, pos + LONG_LINE_WINDOW)
+                if ctx.pattern.search(decode(self._data[start:end])):
+                    return True
+                pos = low.find(kw, end)
+                if pos < 0:
+                    break
+        return False
+
+
+# -- the keyword scan -----------------------------------------------------------------------------
+@dataclass
+class Hit:
+    offset: int  # byte offset of the line start in the normalised log
+    line: str  # the decoded line (with its wrapped continuation when that was read)
+    match: re.Match[str]
+
+
+@dataclass
+class Scan:
+    hits: dict[str, Hit]  # signature id -> first match (signatures without a condition)
+    facts: dict[str, str]
+    # signature id -> its first matches, for signatures whose condition depends on the machine, which
+    # is decided after the scan (the log's facts say whose machine it is)
+    conditional: dict[str, list[Hit]] = field(default_factory=dict)
+
+
+def _following(data: bytes, end: int) -> Callable[[], Iterable[str]]:
+    def lines() -> Iterable[str]:
+        pos = end + 1
+        for _ in range(WRAP_LINES):
+            if pos >= len(data):
+                return
+            nxt = data.find(b"\n", pos)
+            nxt = len(data) if nxt < 0 else nxt
+            yield decode(data[pos:nxt])
+            pos = nxt + 1
+
+    return lines
+
+
+def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
+    by_kw: dict[bytes, list[Signature]] = {}
+    prose = len(low) <= PROSE_MAX
+    for sig in kb.signatures:
+        for kw in sig.keywords:
+            if prose or kw.isascii():
+                by_kw.setdefault(kw, []).append(sig)
+    fact_by_kw: dict[bytes, list[str]] = {}
+    for fact in kb.facts.values():
+        for kw in fact.keywords:
+            fact_by_kw.setdefault(kw, []).append(fact.name)
+
+    hits: dict[str, Hit] = {}
+    conditional: dict[str, list[Hit]] = {}
+    # fact -> the values found by its most trusted pattern so far, and that pattern's index: a log that
+    # gives two values at that level (prose naming torch 2.8 and 2.6) does not tell, so it gives none
+    fact_values: dict[str, set[str]] = {}
+    fact_rank: dict[str, int] = {}
+    budget = {kw: KEYWORD_LINE_BUDGET if kw in by_kw else FACT_LINE_BUDGET for kw in [*by_kw, *fact_by_kw]}
+
+    def sig_done(sig: Signature) -> bool:
+        if sig.condition:
+            return len(conditional.get(sig.id, ())) >= CONDITIONAL_HITS
+        return sig.id in hits
+
+    def alive(kw: bytes) -> bool:
+        if budget.get(kw, 0) <= 0:
+            return False
+        if any(not sig_done(s) for s in by_kw.get(kw, ())):
+            return True
+        return bool(fact_by_kw.get(kw))
+
+    live = [kw for kw in budget if alive(kw)]
+    rx = trie_regex(live)
+    dead_hits = 0
+    pos = 0
+    size = len(low)
+    while live:
+        m = rx.search(low, pos)
+        if m is None:
+            break
+        start = low.rfind(b"\n", 0, m.start()) + 1
+        end = low.find(b"\n", m.end())
+        if end < 0:
+            end = size
+        pos = end + 1
+        if end - start > LONG_LINE:  # no line breaks to speak of: look around this keyword only
+            start = max(start, m.start() - LONG_LINE_WINDOW)
+            end = min(end, m.end() + LONG_LINE_WINDOW)
+            pos = m.end()
+        seg = low[start:end]
+        present = [kw for kw in live if kw in seg and alive(kw)]
+        if not present:
+            dead_hits += 1
+        else:
+            line: str | None = None
+            for kw in present:
+                budget[kw] -= 1
+            done: set[str] = set()
+            for kw in present:
+                for sig in by_kw.get(kw, ()):
+                    if sig_done(sig) or sig.id in done:
+                        continue
+                    done.add(sig.id)
+                    if line is None:
+                        line = decode(data[start:end])
+                    found = search(sig, line, _following(data, end))
+                    if found is None:
+                        continue
+                    hit = Hit(start, found[0], found[1])
+                    if sig.condition:
+                        conditional.setdefault(sig.id, []).append(hit)
+                    else:
+                        hits[sig.id] = hit
+                for name in fact_by_kw.get(kw, ()):
+                    if line is None:
+                        line = decode(data[start:end])
+                    fact = kb.facts[name]
+                    for rank, pattern in enumerate(
+                        fact.patterns[: fact_rank.get(name, len(fact.patterns) - 1) + 1]
+                    ):
+                        fm = pattern.search(line)
+                        value = fact.value(fm) if fm is not None else None
+                        if value:
+                            if rank < fact_rank.get(name, len(fact.patterns)):
+                                fact_values[name], fact_rank[name] = set(), rank
+                            fact_values[name].add(value)
+                            break
+        if pos >= size:
+            break
+        # Retire keywords with nothing left to find. Rebuilding the regex costs ~5 ms and a wasted
+        # candidate line ~10 us, so rebuild only once retired keywords keep costing lines.
+        if dead_hits >= DEAD_HITS_BEFORE_REBUILD:
+            live = [kw for kw in live if alive(kw)]
+            rx = trie_regex(live)
+            dead_hits = 0
+    facts = {name: next(iter(values)) for name, values in fact_values.items() if len(values) == 1}
+    return Scan(hits=hits, facts=facts, conditional=conditional)
+
+
+def match_naive(text: str) -> dict[str, int]:
+    """Reference matcher: every signature's patterns over every line (and its wrapped continuation, as
+    the scan reads it), no prefilter, no conditions.
+
+    Returns signature id -> 1-based line of its first match. Tests compare it with the fast scan;
+    scripts/bench_explain.py uses it as the baseline.
+    """
+    out: dict[str, int] = {}
+    lines = [decode(raw) for raw in normalise(text.encode("utf-8", errors="replace")).split(b"\n")]
+    for sig in knowledge().signatures:
+        for i, line in enumerate(lines):
+            wrap = any(kw.decode("utf-8") in line.lower() for kw in sig.keywords)
+            if search(sig, line, lambda i=i: lines[i + 1 : i + 1 + WRAP_LINES], wrap):  # type: ignore[misc]
+                out[sig.id] = i + 1
+                break
+    return out

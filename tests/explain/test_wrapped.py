@@ -1,0 +1,74 @@
+"""Lines a terminal (hard wrap) or uv (soft wrap, indented) broke in two are read whole."""
+
+from __future__ import annotations
+
+from flashdoctor.decide.explain import explain_text
+from flashdoctor.decide.explain.scan import WRAP_MIN, joined
+
+HEAD = "ImportError: /home/me/env/lib/python3.10/site-packages/flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: "
+
+
+def test_a_torch_symbol_split_by_the_terminal_is_read_whole():
+    log = HEAD + "undefined symbol: _ZN3c104cuda29c10_cuda_check_impl\nementationEiPKcS2_ib\n"
+    d = explain_text(log)[0]
+    assert d.code == "torch-abi-mismatch" and d.line == 1
+    assert "_ZN3c104cuda29c10_cuda_check_implementationEiPKcS2_ib" in d.message
+    assert d.evidence.endswith("implementationEiPKcS2_ib")
+
+
+def test_a_cxx11_symbol_split_before_its_abi_tag_is_the_abi_mismatch():
+    # Cut before "__cxx11", the first piece reads like any torch symbol; whole, it names the new C++ ABI.
+    log = (
+        HEAD
+        + "undefined symbol: _ZN3c105ErrorC2ENS_14SourceLoca\ntionENSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE"
+    )
+    assert [d.code for d in explain_text(log)] == ["cxx11-abi-mismatch"]
+
+
+def test_a_message_uv_wrapped_with_indentation_is_read_whole():
+    log = (
+        "  ╰─▶ Extra build requirement `torch` was declared with `match-runtime\n"
+        "      = true`, but `flash-attn` does not declare static metadata, making\n"
+        "      runtime-matching impossible\n"
+    )
+    d = explain_text(log)[0]
+    assert d.code == "uv-build-config" and "static metadata" in d.evidence
+
+
+def test_a_value_wrapped_across_lines_is_read_whole():
+    log = (
+        "Discarding file:///w/flash_attn-2.6.3%2Bcu123torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl: has incons\n"
+        "istent version: expected '2.6.3+cu123torch2.4cxx11abifalse', but metadata has '2.6.3'\n"
+    )
+    # The keyword itself is split: not found (a wrap is read forward from the line holding the keyword).
+    assert explain_text(log) == []
+    log = (
+        "Requested flash-attn from file:///w/flash_attn.whl has inconsistent version: expected '2.6.3+cu123torch2\n"
+        ".4cxx11abifalse', but metadata has '2.6.3'\n"
+    )
+    assert [d.code for d in explain_text(log)] == ["wheel-metadata-mismatch"]
+
+
+def test_what_is_not_a_wrap():
+    long = "x" * WRAP_MIN
+    assert joined("short line", ["continues"]) is None
+    assert joined(long + " ", ["continues"]) is None  # a line ending in a space was not cut
+    assert joined(long, ["", "after a blank line"]) is None
+    assert joined(long, ["rest"]) == long + "rest"  # hard wrap: the rest at column 0
+    assert joined("  " + long, ["      rest"]) == "  " + long + " rest"  # soft wrap: deeper indent
+    assert joined("      " + long, ["  shallower"]) is None
+    # A traceback frame and its code line are two lines, however long the frame.
+    frame = (
+        '  File "/home/me/venv/lib/python3.12/site-packages/torch/utils/cpp_extension.py", line 2281, in f'
+    )
+    assert joined(frame, ['    raise RuntimeError("Ninja is required")']) is None
+
+
+def test_a_match_not_cut_by_the_line_end_keeps_its_line():
+    # "Killed" ends a long line and the next starts at column 0: no value is cut, no join is needed.
+    log = (
+        "#12 498.7 "
+        + "[14/73] nvcc -c csrc/flash_attn/src/flash_bwd_hdim192_fp16_sm80.cu Killed\nninja: build stopped"
+    )
+    d = explain_text(log)[0]
+    assert d.code == "build-oom" and d.evidence.endswith("Killed")
