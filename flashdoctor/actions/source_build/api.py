@@ -27,6 +27,7 @@ from flashdoctor.actions.built_wheels import (
     store,
 )
 from flashdoctor.actions.cache import cache_root, default_wheelhouse
+from flashdoctor.actions.net.verification import Verification
 from flashdoctor.actions.source_build import edit as edit_mod
 from flashdoctor.actions.source_build import source as src_mod
 from flashdoctor.actions.source_build.runner import ProgressSink, RunResult, run_build
@@ -61,6 +62,7 @@ class BuildOptions:
     rebuild: bool = False
     ignore_preflight: bool = False
     index_url: str = src_mod.PYPI_SIMPLE
+    allow_http: bool = False  # --allow-http: a plain-http --index-url (a trusted mirror)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class BuildOutcome:
     work_dir: Path | None = None
     notes: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    verification: Verification | None = None  # how a downloaded sdist was checked
 
     @property
     def exit_code(self) -> int:
@@ -103,6 +106,7 @@ class BuildOutcome:
             "first_error": None if run is None or run.first_error is None else run.first_error.text,
             "diagnoses": [] if run is None else [d.to_json() for d in run.diagnoses],
             "notes": list(self.notes),
+            "source_verification": None if self.verification is None else self.verification.to_json(),
         }
 
 
@@ -228,7 +232,9 @@ def build(
         say(
             f"sources: {'flash-attn ' + version + ' from ' + opts.index_url if not opts.source else opts.source}"
         )
-        tree = src_mod.resolve_fa2(opts.source, version, work, cache, opts.index_url)
+        tree = src_mod.resolve_fa2(opts.source, version, work, cache, opts.index_url, opts.allow_http)
+        if tree.verification is not None:
+            notes.append(f"{tree.origin}: {tree.verification.describe()}")
         layout = fa2_layout(version)
         if plan.edit_sources and layout is not None:
             res = edit_mod.edit_fa2_tree(tree.root, layout, plan.profile)
@@ -264,6 +270,7 @@ def build(
         return BuildOutcome(
             "failed", plan, findings, fp, run=result, source=tree.origin, command=tuple(cmd), log_path=log,
             work_dir=work, notes=(*notes, f"the sources and objects are kept in {work}"),
+            verification=tree.verification,
         )  # fmt: skip
     wheels = sorted(dist.glob("*.whl"))
     if len(wheels) != 1:
@@ -291,5 +298,6 @@ def build(
     else:
         work_kept = work
     return BuildOutcome(
-        "built", plan, findings, fp, built, result, tree.origin, tuple(cmd), log, work_kept, tuple(notes)
-    )
+        "built", plan, findings, fp, built, result, tree.origin, tuple(cmd), log, work_kept, tuple(notes),
+        verification=tree.verification,
+    )  # fmt: skip
