@@ -1053,17 +1053,19 @@ def lock(
             hint="; ".join(plan.reasons) or None,
         )
     ref, sha_from = plan.wheel, "index"
+    verification = None
     if index_url or not ref.sha256:
         # No digest in the index (or a mirror whose URL we must write): fetch, verify it is the wheel, hash it.
         art = obtain(ref, fetch, os.environ, VARIANT_DIST[plan.variant])
         url = art.ref.url if art.origin in ("download", "cache") else ref.url
         ref, sha_from = replace(ref, url=url, sha256=art.sha256), art.sha256_from
+        verification = art.verification.to_json()
     assert ref.sha256 is not None
     if unquote(urlsplit(ref.url).path).rsplit("/", 1)[-1] != ref.filename:
         raise FlashdoctorError(
             f"cannot lock {ref.url}: pip reads the wheel's name from the URL, and it does not end in {ref.filename}"
         )
-    entry = LockEntry(plan.variant, ref, ref.sha256, sha_from)
+    entry = LockEntry(plan.variant, ref, ref.sha256, sha_from, verification)
     text = lock_text([entry], env, source)
     if output:
         try:
@@ -1280,8 +1282,13 @@ def _crash_log(exc: BaseException) -> str | None:
             # os.uname, not platform.platform(): the latter runs `uname -p` in a subprocess
             uname = " ".join(os.uname()) if hasattr(os, "uname") else sys.platform
             fh.write(f"python {sys.version}\nplatform {uname}\n")
-            fh.write(f"argv {sys.argv}\ntime {datetime.datetime.now().isoformat()}\n\n")
-            fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            from flashdoctor.actions.net.urls import redact_text  # no credentials in the log
+
+            secrets = (os.environ.get("GITHUB_TOKEN"),)
+            fh.write(redact_text(f"argv {sys.argv}\ntime {datetime.datetime.now().isoformat()}\n\n", secrets))
+            fh.write(
+                redact_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), secrets)
+            )
         return path
     except OSError:
         return None

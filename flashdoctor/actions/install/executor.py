@@ -38,7 +38,7 @@ from flashdoctor.actions.install.rollback import (
     same_version,
 )
 from flashdoctor.actions.net.download import DownloadError
-from flashdoctor.actions.wheelfile import missing_requirements, torch_conflict
+from flashdoctor.actions.wheelfile import dependency_problems, missing_requirements
 from flashdoctor.errors import (
     EXIT_FAILED,
     EXIT_INSTALL,
@@ -102,6 +102,7 @@ class InstallResult:
     error: str | None = None  # the failure, verbatim (tail)
     hint: str | None = None
     log: str | None = None
+    verification: dict[str, Any] | None = None  # how the wheel's bytes were checked (fetch.Artifact)
 
     @property
     def exit_code(self) -> int:
@@ -137,6 +138,7 @@ class InstallResult:
             "error": self.error,
             "hint": self.hint,
             "log": self.log,
+            "verification": self.verification,
             "exit_code": self.exit_code,
         }
 
@@ -256,6 +258,7 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
             origin=art.origin,
             sha256=art.sha256,
             sha256_from=art.sha256_from,
+            verification=art.verification.to_json(),
             log=str(log) if log else None,
         )
         state = f_state.result()
@@ -263,7 +266,7 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
         previous = before.version if before else None
         installer = choose_installer(state, ctx.environ, ctx.python)
         base.update(previous=previous, installer=installer.describe())
-        conflict = torch_conflict(art.info, state.torch, state.markers)
+        conflict = "; ".join(dependency_problems(art.info, state.torch, state.markers, ctx.fetch.policy))
         if conflict:
             steps.add("torch guard", False, conflict)
             return InstallResult(
