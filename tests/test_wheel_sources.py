@@ -288,6 +288,18 @@ def test_pypi_files(other: Server) -> None:
     assert "uploaded 2026-03-01T00:00:00" in rows[1]["evidence"]
 
 
+def test_fa4_urls_are_the_json_apis_hashed_paths_never_the_legacy_path() -> None:
+    """issue 17: the legacy "packages/py3/f/flash-attn-4/<file>" path returned 404 where pip fetched the
+    file from the hashed path the JSON API gives; the committed index must carry the latter."""
+    index = load_index(ROOT / "wheels_index.json")
+    fa4 = index.for_variant("fa4")
+    assert fa4, "the committed index lists FA4 wheels"
+    for e in fa4:
+        assert "/packages/py3/f/flash-attn-4/" not in e.url, e.url
+        assert e.url.startswith("https://files.pythonhosted.org/packages/") and e.url.endswith(e.filename)
+        assert e.sha256 and len(e.sha256) == 64
+
+
 # -- the script, live, end to end ----------------------------------------------------------------------
 def serve_everything(gh: Server, other: Server) -> None:
     sources = builder.wheel_sources()
