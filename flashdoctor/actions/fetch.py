@@ -1,4 +1,4 @@
-"""Get a verified wheel file for a WheelRef: wheelhouse, then cache, then (mirror or) network.
+"""Get a checked wheel file for a WheelRef: wheelhouse, then cache, then (mirror or) network.
 
 Whatever the source, the file handed back has been checked: its sha256 against a published digest when
 one is known (a mismatch deletes the file and fails loudly), and its contents as a wheel of the expected
@@ -10,6 +10,10 @@ PyPI's JSON ``digests``; flashdoctor.actions.net.sources) and the download check
 there is none, or the lookup fails, the file is hashed and recorded, and the artifact says so
 (``Artifact.verification``). With an --index-url mirror the publisher is not asked: the mirror's page
 is the source (an air-gapped mirror is its use).
+
+With ``stage`` (a private directory of this process: the installer's), the file handed back is a copy
+made there, and the checks are of that copy, hashed as it was written: a file in a shared wheelhouse or
+cache that is swapped after its check cannot reach pip, because pip never reads it.
 
 URLs are written to the cache's records and sidecars redacted (no credentials).
 """
@@ -24,8 +28,16 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from flashdoctor.actions.cache import WheelCache, atomic_write_bytes, sha256_file, url_key
+from flashdoctor.actions.cache import (
+    WheelCache,
+    atomic_write_bytes,
+    copy_new,
+    read_bounded,
+    sha256_file,
+    url_key,
+)
 from flashdoctor.actions.net.download import (
+    DiskError,
     DownloadError,
     DownloadPolicy,
     NotAWheelError,
@@ -36,10 +48,10 @@ from flashdoctor.actions.net.http import Http
 from flashdoctor.actions.net.simple_index import resolve_on_index
 from flashdoctor.actions.net.sources import SourceContext, published_digest
 from flashdoctor.actions.net.urls import redact
-from flashdoctor.actions.net.verification import DIGEST_SOURCES, Verification, published, recorded
 from flashdoctor.actions.wheelfile import WheelInfo, inspect_wheel
 from flashdoctor.actions.wheelhouse import Wheelhouse
 from flashdoctor.model.plan import WheelRef
+from flashdoctor.model.verification import DIGEST_SOURCES, Verification, published, recorded
 
 Origin = Literal["wheelhouse", "cache", "download", "local"]
 
@@ -95,36 +107,65 @@ def _checked(
     verification: Verification,
     sha: str | None = None,
     url: str = "",
+    stage: Path | None = None,
 ) -> Artifact:
-    digest = sha or sha256_file(path)
+    """Check ``path`` (or, with ``stage``, a private copy of it made there: the copy is what is checked
+    and handed back) against the published digest and as a wheel of ``ref``."""
+    if stage is not None:
+        try:
+            path, digest = copy_new(path, stage, ref.filename, mode=0o600)
+        except OSError as exc:
+            raise DiskError(
+                f"cannot copy {ref.filename} into {stage}: {exc.strerror or exc}",
+                hint="free disk space in the temporary directory (TMPDIR)",
+            ) from None
+        if sha and digest != sha:
+            path.unlink(missing_ok=True)
+            raise ChecksumError(
+                f"{ref.filename} from {origin} ({url or path}) changed after it was checked: "
+                f"sha256 {sha} when checked, {digest} when copied for the install",
+                hint="another process is writing that file; it was not used",
+            )
+    else:
+        digest = sha or sha256_file(path)
     if not ref.sha256 and verification.published:
         verification = recorded()
     if ref.sha256 and digest != ref.sha256.lower():
+        if stage is not None:
+            path.unlink(missing_ok=True)
         src = DIGEST_SOURCES.get(verification.digest_from or "", "the plan")
         raise ChecksumError(
             f"sha256 mismatch for {ref.filename} from {origin} ({url or path}): "
             f"expected {ref.sha256.lower()}, got {digest}; the expected digest comes from {src}",
             hint="the file is not the one its publisher lists (tampered, or replaced upstream); it was not used",
         )
-    info = inspect_wheel(path, ref.filename)
+    try:
+        info = inspect_wheel(path, ref.filename)
+    except NotAWheelError:
+        if stage is not None:
+            path.unlink(missing_ok=True)
+        raise
     sha_from: Literal["index", "computed"] = "index" if verification.published else "computed"
     return Artifact(path, digest, origin, sha_from, info, url or str(path), ref, verification=verification)
 
 
-def obtain(ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str], dist: str) -> Artifact:
+def obtain(
+    ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str], dist: str, stage: Path | None = None
+) -> Artifact:
+    """The checked wheel for ``ref``; with ``stage`` a private copy in that directory (module docstring)."""
     if ref.url.startswith("file:"):
         p = Path(unquote(urlsplit(ref.url).path))
         if not p.is_file():
             raise DownloadError(f"{p} does not exist")
-        return _checked(p, ref, "local", _local(ref), url=str(p))
+        return _checked(p, ref, "local", _local(ref), url=str(p), stage=stage)
     if opts.wheelhouse is not None:
         found = opts.wheelhouse.find(ref.filename)
         if found is not None:  # a wrong file there fails loudly
-            return _checked(found, ref, "wheelhouse", _local(ref), url=str(found))
+            return _checked(found, ref, "wheelhouse", _local(ref), url=str(found), stage=stage)
     with Http(opts.policy, environ) as http:
         verification = _known(ref)
         if ref.sha256:
-            hit = _cache_lookup(ref, opts.cache, verification)
+            hit = _cache_lookup(ref, opts.cache, verification, stage)
             if hit is not None:
                 return hit
         if opts.index_url:
@@ -138,13 +179,18 @@ def obtain(ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str], dist: 
             ref = on.ref
         elif not ref.sha256:
             ref, verification = _ask_publisher(ref, opts, http)
-        hit = _cache_lookup(ref, opts.cache, verification)
+        hit = _cache_lookup(ref, opts.cache, verification, stage)
         if hit is not None:
             return hit
         art = _download(ref, opts, http, verification)
     if opts.wheelhouse is not None:
         opts.wheelhouse.add(art.path, ref.filename)
-    return art
+    if stage is None:
+        return art
+    staged = _checked(
+        art.path, art.ref, art.origin, art.verification, sha=art.sha256, url=art.url, stage=stage
+    )
+    return replace(staged, attempts=art.attempts, resumed=art.resumed)
 
 
 def _local(ref: WheelRef) -> Verification:
@@ -167,7 +213,9 @@ def _ask_publisher(ref: WheelRef, opts: FetchOptions, http: Http) -> tuple[Wheel
     return replace(ref, sha256=answer.sha256), published(answer.digest_from, answer.where)
 
 
-def _cache_lookup(ref: WheelRef, cache: WheelCache, verification: Verification) -> Artifact | None:
+def _cache_lookup(
+    ref: WheelRef, cache: WheelCache, verification: Verification, stage: Path | None = None
+) -> Artifact | None:
     if ref.sha256:
         e = cache.get(sha256=ref.sha256, filename=ref.filename)
     else:
@@ -176,7 +224,7 @@ def _cache_lookup(ref: WheelRef, cache: WheelCache, verification: Verification) 
     if e is None or e.path.name != ref.filename:
         return None
     try:
-        return _checked(e.path, ref, "cache", verification, sha=e.sha256, url=redact(ref.url))
+        return _checked(e.path, ref, "cache", verification, sha=e.sha256, url=redact(ref.url), stage=stage)
     except NotAWheelError:
         with contextlib.suppress(OSError):
             e.path.unlink()
@@ -191,19 +239,21 @@ def _download(ref: WheelRef, opts: FetchOptions, http: Http, verification: Verif
         hit = _cache_lookup(ref, cache, verification)  # another process may have fetched it while we waited
         if hit is not None:
             return hit
-        tmp = cache.tmp_path(key)
-        side = tmp.with_name(tmp.name + ".json")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
+        cache.clean_stale_tmp()  # partial downloads abandoned long ago (not this key's: it is locked)
+        side = cache.tmp_path(key).with_name(cache.tmp_path(key).name + ".json")
         validators: dict[str, str] = {}
-        with contextlib.suppress(OSError, ValueError):
-            rec = json.loads(side.read_text(encoding="utf-8"))
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            rec = json.loads(read_bounded(side, 1 << 16).decode("utf-8"))
             if rec.get("url") == record_url:
                 validators = {
-                    k: v for k, v in rec.get("validators", {}).items() if k in ("etag", "last-modified")
+                    str(k): str(v)
+                    for k, v in rec.get("validators", {}).items()
+                    if k in ("etag", "last-modified")
                 }
-        if not validators:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        # A partial file is resumed only when it is a regular file this user owns (never a planted link).
+        tmp, resumable = cache.open_part(key, resume=bool(validators))
+        if not resumable:
+            validators = {}
 
         def persist(v: dict[str, str]) -> None:
             with contextlib.suppress(OSError):

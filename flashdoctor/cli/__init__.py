@@ -361,7 +361,7 @@ def _run_build(
 ) -> BuildOutcome:
     """Run a source build with a progress bar on a terminal (plain [N/M] lines otherwise)."""
     from flashdoctor.actions.source_build.api import build as run_build
-    from flashdoctor.actions.source_build.runner import LineProgress, RichProgress
+    from flashdoctor.render.progress import LineProgress, RichProgress
 
     progress = (
         RichProgress(console, f"{variant} build")
@@ -924,19 +924,19 @@ def install(
     # imported; for a small wheel these fixed costs are most of what flashdoctor adds to a bare pip.
     early = _EarlyProbes(python, target, read_state=not dry_run and yes and not from_source, variant=variant)
     from flashdoctor.actions.install.executor import InstallContext, execute
-    from flashdoctor.actions.install.prepare import smoke_hook, with_local_build
+    from flashdoctor.actions.install.prepare import local_build_for_source, resolve_local, smoke_hook
 
     fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
     env, source = early.environment()
     if from_source:
-        built = _plan_from_source(
+        local, notes = local_build_for_source(env, variant, houses, build_arch, build_head_dims, build_dtypes)
+        built = local or _plan_from_source(
             env, variant, python, target, dry_run, as_json, wheelhouse, build_source, build_ref,
             build_arch, build_head_dims, build_dtypes, build_max_jobs, build_nvcc_threads,
         )  # fmt: skip
         if isinstance(built, int):
             return built
         plan = built
-        notes: list[str] = []
     elif any(
         (
             build_source,
@@ -951,7 +951,9 @@ def install(
         raise UsageError("--source/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads need --from-source")
     else:
         plan = _install_plan(env, variant, plan_file, version_spec, allow_community, index_path)
-        plan, notes = with_local_build(plan, env, houses)
+        plan, notes = resolve_local(
+            plan, env, houses, fetch.cache, _version_spec(version_spec), reviewed=bool(plan_file)
+        )
     if dry_run or plan.action != "wheel":
         if as_json:
             doc = plan.to_json()
@@ -1040,6 +1042,7 @@ def lock(
     `pip install --require-hashes -r FILE` reproduces the install without flashdoctor."""
     from flashdoctor.actions.fetch import obtain
     from flashdoctor.actions.install.lock import LockEntry, lock_text
+    from flashdoctor.model.install import digest_wording
 
     fetch, houses = _fetch_setup(wheelhouse, index_url, allow_http, progress=not as_json)
     env, source = resolve_environment(python, target, import_tests=False)
@@ -1078,9 +1081,7 @@ def lock(
     elif not output:
         click.echo(text, nl=False)
     else:
-        click.echo(
-            f"wrote {output}: {entry.dist} {ref.version} (sha256 {'from the index' if sha_from == 'index' else 'computed from the download'})"
-        )
+        click.echo(f"wrote {output}: {entry.dist} {ref.version} ({digest_wording(sha_from)})")
     return 0
 
 

@@ -26,6 +26,22 @@ def _machine_line(report: CheckReport) -> str:
     return " · ".join(parts)
 
 
+def _dtype_line(report: CheckReport, subject: str | None) -> str | None:
+    """Which variants run on this GPU, in which dtypes (the report's ``gpu_support``): shown under each
+    GPU line, also when every check passes."""
+    for group in report.extra.get("gpu_support", ()):
+        if group.get("subject") != subject:
+            continue
+        parts = []
+        for variant, fit in group["variants"].items():
+            if not fit["dtypes"]:
+                continue
+            dtypes = ", ".join(d.replace("-forward", " (forward only)") for d in fit["dtypes"])
+            parts.append(f"{variant} {dtypes}" + (" (experimental)" if fit["fit"] == "experimental" else ""))
+        return "runs: " + " · ".join(parts) if parts else "runs: no FlashAttention variant (use PyTorch SDPA)"
+    return None
+
+
 def render_check(report: CheckReport, console: Console, verbose: bool = False) -> None:
     src = "" if report.source == "probe" else f" [dim]({escape(report.source)})[/]"
     console.print(f"[bold]flashdoctor check[/]{src}: {escape(_machine_line(report))}")
@@ -35,6 +51,8 @@ def render_check(report: CheckReport, console: Console, verbose: bool = False) -
         mark, style = STATUS_MARK[f.status.value]
         scope = f"[dim]{f.variant}[/] " if f.variant else ""
         console.print(f" [{style}]{mark}[/] {scope}{escape(f.message)} [dim]\\[{f.code}][/]")
+        if f.code == "gpu-found" and (line := _dtype_line(report, f.subject)):
+            console.print(f"     [dim]{escape(line)}[/]")
         if verbose and f.evidence:
             console.print(f"     [dim]evidence:[/] {escape(f.evidence)}")
         if f.fix and f.status in (Status.WARN, Status.FAIL):

@@ -15,7 +15,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from flashdoctor.actions.install.executor import InstallResult
+from flashdoctor.model.install import InstallResult
 from flashdoctor.render.console import STATUS_MARK
 
 STATUS_STYLE = {
@@ -73,8 +73,7 @@ def render_install(result: InstallResult, console: Console, verbose: bool = Fals
         mark, mstyle = STATUS_MARK["ok" if s.ok else "fail"]
         console.print(f" [{mstyle}]{mark}[/] {s.name:<15} {escape(s.detail)} [dim]{s.seconds:.1f}s[/]")
     if result.sha256:
-        src = "from the index" if result.sha256_from == "index" else "computed: the index has none"
-        console.print(f"   [dim]sha256 {result.sha256} ({src})[/]")
+        console.print(f"   [dim]{escape(result.sha256_check or '')}: {result.sha256}[/]")
     for w in result.warnings:
         mark, mstyle = STATUS_MARK["warn"]
         console.print(f" [{mstyle}]{mark}[/] {escape(w)}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.install.conftest import no_proxy, server  # noqa: F401  (the fixtures, shared with install)
 from tests.loopback import Server, serve
 
 
@@ -59,11 +60,15 @@ def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
 
 
 @pytest.fixture
-def tls_server(tls_ca: CA, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+def tls_server(tls_ca: CA, monkeypatch: pytest.MonkeyPatch, no_proxy: None) -> Iterator[Server]:  # noqa: F811
     """An HTTPS server on 127.0.0.1 that requests (in this process) trusts; no proxy in the way."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_ca.bundle))
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     with serve(tls=tls_ca.server_context()) as s:
+        yield s
+
+
+@pytest.fixture
+def mirror(no_proxy: None) -> Iterator[Server]:  # noqa: F811
+    """A plain-http loopback server for the publishers' APIs (tests/loopback.py)."""
+    with serve() as s:
         yield s

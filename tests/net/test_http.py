@@ -24,16 +24,6 @@ pytestmark = pytest.mark.system
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> FaultServer:
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    s = FaultServer()
-    yield s  # type: ignore[misc]
-    s.close()
-
-
 # -- issue 15 row 11: a server that sends a byte every so often -------------------------------------------
 def test_a_trickling_body_fails_in_bounded_time_and_says_why(server: FaultServer, tmp_path: Path) -> None:
     """One byte every 0.3 s: no read ever times out (the read timeout is 5 s), so before the fix the

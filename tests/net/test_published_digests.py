@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from flashdoctor.actions.net.sources import GITHUB_API, GITHUB_WEB, KINDS, PYPI
 from flashdoctor.actions.net.sources.base import PYPI_FILES
 from flashdoctor.model.plan import WheelRef
 from tests.install.install_helpers import make_wheel
-from tests.loopback import Response, Server, serve
+from tests.loopback import Response, Server
 
 pytestmark = pytest.mark.system
 
@@ -32,15 +31,6 @@ FA3 = "flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl"
 FA2_VERSION = "2.8.3+cu12torch2.8cxx11abiTRUE"
 FA2 = f"flash_attn-{FA2_VERSION}-cp312-cp312-linux_x86_64.whl"
 FA4 = "flash_attn_4-4.0.0b4-py3-none-any.whl"
-
-
-@pytest.fixture
-def mirror(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    with serve() as s:
-        yield s
 
 
 def sha(p: Path) -> str:

@@ -27,8 +27,8 @@ from packaging.version import InvalidVersion, Version
 from flashdoctor.actions.net.http import Http
 from flashdoctor.actions.net.pep503 import SIMPLE_JSON, ProjectNotFound, fetch_project, is_json_page
 from flashdoctor.actions.net.urls import check_url, redact
-from flashdoctor.actions.net.verification import Verification, published, recorded
 from flashdoctor.errors import NetworkError, UsageError
+from flashdoctor.model.verification import Verification, published, recorded
 
 if TYPE_CHECKING:
     from flashdoctor.actions.net.download import DownloadPolicy

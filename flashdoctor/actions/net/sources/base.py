@@ -59,7 +59,7 @@ class PublishedDigest:
     """What a publisher says about one file. ``sha256`` None: it lists the file without a digest."""
 
     sha256: str | None
-    digest_from: str  # a key of flashdoctor.actions.net.verification.DIGEST_SOURCES
+    digest_from: str  # a key of flashdoctor.model.verification.DIGEST_SOURCES
     where: str  # the page or API document (redacted)
     note: str | None = None
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flashdoctor.model.install import DIGEST_PUBLISHED, DIGEST_RECORDED
+
 Kind = Literal["published-digest", "recorded"]
 
 # Where a published digest came from (``Verification.digest_from``).
@@ -35,8 +37,8 @@ class Verification:
         """One plain line: 'sha256 matches the published digest (...)' or 'sha256 recorded (...)'."""
         if self.published:
             src = DIGEST_SOURCES.get(self.digest_from or "", self.digest_from or "the publisher")
-            return f"sha256 matches the published digest ({src}{', ' + self.where if self.where else ''})"
-        return "sha256 recorded (no published digest)" + (f": {self.note}" if self.note else "")
+            return f"{DIGEST_PUBLISHED} ({src}{', ' + self.where if self.where else ''})"
+        return DIGEST_RECORDED + (f": {self.note}" if self.note else "")
 
     def to_json(self) -> dict[str, Any]:
         return {
