@@ -327,9 +327,12 @@ def serve_everything(gh: Server, other: Server) -> None:
     other.json("/pypi/flash-attn-4/json", PYPI_DOC)
 
 
-def run_script(gh: Server, other: Server, out: Path, token: str) -> subprocess.CompletedProcess[str]:
+def run_script(
+    gh: Server, other: Server, out: Path, token: str, *more: str
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), GITHUB_TOKEN=token)
     args = [
+        *more,
         "--github-api",
         gh.base,
         "--pytorch-index",
@@ -385,3 +388,26 @@ def test_live_build_fails_cleanly(gh: Server, other: Server, tmp_path: Path) -> 
     assert TOKEN not in r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_refresh_one_source_keeps_every_other_entry(gh: Server, other: Server, tmp_path: Path) -> None:
+    """`--refresh pypi` re-reads only FA4 from (a loopback mirror of) PyPI's JSON API: every other line of
+    the committed index stays byte for byte, the FA4 lines are the mirror's, and its input is replaced."""
+    serve_everything(gh, other)
+    out = tmp_path / "wheels_index.json"
+    before = (ROOT / "wheels_index.json").read_text()
+    out.write_text(before)
+    r = run_script(gh, other, out, TOKEN, "--refresh", "pypi")
+    assert r.returncode == 0, r.stderr
+    after = out.read_text()
+    keep = [ln for ln in before.splitlines() if '"source":"pypi"' not in ln and '"name": "pypi:' not in ln]
+    kept = [ln for ln in after.splitlines() if '"source":"pypi"' not in ln and '"name": "pypi:' not in ln]
+    assert len(keep) == len(kept)
+    changed = [(a, b) for a, b in zip(keep, kept) if a != b]
+    assert all('"entries"' in a or '"fetched"' in a for a, _ in changed), changed[:3]  # the pypi input only
+    assert gh.requests == []  # nothing else was read
+    fa4 = sorted(e.filename for e in load_index(out).for_variant("fa4"))
+    assert fa4 == ["flash_attn_4-0.0.1-py3-none-any.whl", "flash_attn_4-4.0.0b2-py3-none-any.whl"]
+    assert all(e.url.startswith(other.base + "/files/") for e in load_index(out).for_variant("fa4"))
+    bad = run_script(gh, other, out, TOKEN, "--refresh", "nope")
+    assert bad.returncode == 2 and "unknown source(s) nope" in bad.stderr
