@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build wheels_index.json, the index of prebuilt FlashAttention wheels flashdoctor selects from.
 
-Two ways:
+Three ways:
 
   # from the live sources (GitHub Releases API, the PyTorch index, PyPI); GITHUB_TOKEN is honoured
   python scripts/update_wheels_index.py
@@ -10,31 +10,51 @@ Two ways:
   # wheels_community.json in DIR); FA4 (not in the listings) still comes from PyPI unless --no-pypi
   python scripts/update_wheels_index.py --from-listings DIR
 
-The committed wheels_index.json is built the second way. The output is validated against
-flashdoctor/schemas/wheels-index.schema.json before it is written.
+  # refresh some sources live in an existing index (--output), keeping every other entry as it is
+  python scripts/update_wheels_index.py --refresh pypi
+
+Every source is read by its kind (flashdoctor.actions.net.sources.KINDS) through flashdoctor's one HTTP
+client. The committed wheels_index.json is built the second way, with FA4 refreshed the third way. The
+output is validated against flashdoctor/schemas/wheels-index.schema.json before it is written.
 Exit codes: 0 written, 2 bad input, 4 a fetch failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flashdoctor.actions.net.sources import GITHUB_API, PYPI, Fetcher
+from flashdoctor.actions.net.http import TOKEN_HOSTS, Http, HttpPolicy
+from flashdoctor.actions.net.sources import (
+    GITHUB_API,
+    PYPI,
+    PYTORCH_WHL,
+    SourceContext,
+    list_source,
+)
+from flashdoctor.actions.net.urls import host_entry
 from flashdoctor.decide.wheels import builder
 from flashdoctor.errors import FlashdoctorError, NetworkError
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "wheels_index.json"
-PYTORCH_WHL = "https://download.pytorch.org/whl"
 
 
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--from-listings", metavar="DIR", help="build from the listing files in DIR")
+    ap.add_argument(
+        "--refresh",
+        metavar="SOURCE",
+        action="append",
+        default=[],
+        help="re-read only this source (repeatable) and keep every other entry of --output as it is",
+    )
     ap.add_argument("--no-pypi", action="store_true", help="leave FA4 (PyPI) out")
     ap.add_argument(
         "--output", "-o", default=str(DEFAULT_OUTPUT), help="where to write (default: %(default)s)"
@@ -49,17 +69,26 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     )
     args = ap.parse_args(argv)
     env = dict(os.environ if environ is None else environ)
-    fetcher = Fetcher(environ=env, github_api=args.github_api, max_pages=args.max_pages)
+    if args.refresh and args.from_listings:
+        print("update_wheels_index: error: --refresh and --from-listings exclude each other", file=sys.stderr)
+        return 2
+    rewrites = {GITHUB_API: args.github_api, PYPI: args.pypi, PYTORCH_WHL: args.pytorch_index}
+    # The token goes to the GitHub API host (the real one, or the one --github-api names) and no other.
+    policy = HttpPolicy(token_hosts=TOKEN_HOSTS | {host_entry(args.github_api)}, allow_http=False)
+    http = Http(policy, env)
+    ctx = SourceContext(http, {k: v for k, v in rewrites.items() if k != v}, max_pages=args.max_pages)
     try:
-        doc = build(args, fetcher)
-    except builder.ListingError as exc:
+        doc = build(args, ctx)
+    except (builder.ListingError, ValueError) as exc:
         print(f"update_wheels_index: error: {exc}", file=sys.stderr)
         return 2
     except FlashdoctorError as exc:
-        print(f"update_wheels_index: error: {fetcher.redact(exc.message)}", file=sys.stderr)
+        print(f"update_wheels_index: error: {http.redact(exc.message)}", file=sys.stderr)
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return exc.return_code
+    finally:
+        http.close()
     text = builder.dump_index(doc)
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
@@ -74,41 +103,48 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     return 0
 
 
-def build(args: argparse.Namespace, fetcher: Fetcher) -> dict:  # type: ignore[type-arg]
+def _live(ctx: SourceContext, names: list[str], fetched: str) -> tuple[list[Any], list[Any]]:
+    sources = builder.wheel_sources()
+    rows: list[Any] = []
+    inputs: list[Any] = []
+    for name in names:
+        try:
+            listing = list_source(ctx, name, sources[name], fetched)
+        except NetworkError as exc:
+            hint = "pass --no-pypi to build without FA4" if sources[name]["kind"] == "pypi-json" else exc.hint
+            raise NetworkError(exc.message, hint=hint) from None
+        rows.extend(listing.rows)
+        inputs.extend(listing.inputs)
+    return rows, inputs
+
+
+def build(args: argparse.Namespace, ctx: SourceContext) -> dict[str, Any]:
     sources = builder.wheel_sources()
     fetched = builder.today()
-    rows: list[dict] = []  # type: ignore[type-arg]
-    inputs: list[dict] = []  # type: ignore[type-arg]
+    if args.refresh:
+        try:
+            doc = json.loads(Path(args.output).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise builder.ListingError(f"cannot read the index to refresh, {args.output}: {exc}") from None
+        unknown = [n for n in args.refresh if n not in sources]
+        if unknown:
+            raise builder.ListingError(
+                f"unknown source(s) {', '.join(unknown)} (known: {', '.join(sources)})"
+            )
+        rows, inputs = _live(ctx, list(args.refresh), fetched)
+        return builder.refresh(doc, args.refresh, rows, inputs, sources)
     if args.from_listings:
         rows, inputs = builder.rows_from_listings(args.from_listings)
         built_from = "listings"
+        names = [n for n, s in sources.items() if s["kind"] == "pypi-json"]  # FA4 is not in the listings
     else:
+        rows, inputs = [], []
         built_from = "live"
-        for name, src in sources.items():
-            if src["kind"] == "github-releases":
-                releases = fetcher.github_releases(src["repo"])
-                got = builder.rows_from_github_releases(name, src["repo"], releases, fetched)
-                rows.extend(got)
-                inputs.append({"name": f"github:{src['repo']}", "entries": len(got), "fetched": fetched})
-            elif src["kind"] == "simple-index":
-                for cuda, url in src["indexes"].items():
-                    url = url.replace(PYTORCH_WHL, args.pytorch_index.rstrip("/"), 1)
-                    page, files = fetcher.simple_project(url, src["project"])
-                    got = builder.rows_from_simple_index(cuda, page, files, fetched)
-                    rows.extend(got)
-                    inputs.append({"name": f"simple:{page}", "entries": len(got), "fetched": fetched})
-    if not args.no_pypi:
-        for src in sources.values():
-            if src["kind"] != "pypi-json":
-                continue
-            try:
-                files = fetcher.pypi_files(src["project"], base=args.pypi)
-            except NetworkError as exc:
-                raise NetworkError(exc.message, hint="pass --no-pypi to build without FA4") from None
-            got = builder.rows_from_pypi(src["project"], files, fetched)
-            rows.extend(got)
-            inputs.append({"name": f"pypi:{src['project']}", "entries": len(got), "fetched": fetched})
-    return builder.assemble(rows, built_from, inputs, sources)
+        names = list(sources)
+    if args.no_pypi:
+        names = [n for n in names if sources[n]["kind"] != "pypi-json"]
+    more_rows, more_inputs = _live(ctx, names, fetched)
+    return builder.assemble(rows + more_rows, built_from, inputs + more_inputs, sources)
 
 
 if __name__ == "__main__":

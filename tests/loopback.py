@@ -1,9 +1,11 @@
 """A real HTTP server on 127.0.0.1 for tests: routes map a path (with query) to a list of canned
-responses, served in order (the last one repeats), and every request is recorded with its headers."""
+responses, served in order (the last one repeats), and every request is recorded with its headers.
+``serve(tls=context)`` serves HTTPS instead (tests/net/conftest.py makes a self-signed CA for it)."""
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,7 +59,7 @@ class Server:
 
 
 @contextmanager
-def serve() -> Iterator[Server]:
+def serve(tls: ssl.SSLContext | None = None) -> Iterator[Server]:
     state = Server()
 
     class Handler(BaseHTTPRequestHandler):
@@ -78,7 +80,10 @@ def serve() -> Iterator[Server]:
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.daemon_threads = True
+    if tls is not None:
+        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+    state.base = f"{'https' if tls else 'http'}://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -1,5 +1,6 @@
-"""The live fetchers and the live index build, against real HTTP servers on 127.0.0.1 that speak the
-GitHub Releases API, PEP 691/503 simple pages and the PyPI JSON API (and misbehave on purpose)."""
+"""The wheel source kinds (listing and digest lookup) and the live index build, against real HTTP servers
+on 127.0.0.1 that speak the GitHub Releases API, PEP 691/503 simple pages and the PyPI JSON API (and
+misbehave on purpose)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ from typing import Any
 
 import pytest
 
-from flashdoctor.actions.net.sources import Fetcher, make_session, pypi_predictable_url
+from flashdoctor.actions.net.http import TOKEN_HOSTS, Http, HttpPolicy
+from flashdoctor.actions.net.pep503 import fetch_project
+from flashdoctor.actions.net.sources import (
+    GITHUB_API,
+    KINDS,
+    PYPI,
+    SourceContext,
+    github_releases,
+    list_source,
+)
 from flashdoctor.decide.wheels import builder
 from flashdoctor.decide.wheels.index import load_index
 from flashdoctor.errors import NetworkError
@@ -86,17 +96,22 @@ def other() -> Iterator[Server]:
         yield s
 
 
-def fetcher(server: Server, token: str | None = TOKEN, retries: int = 2, **kw: Any) -> Fetcher:
+def ctx_for(gh: Server, token: str | None = TOKEN, retries: int = 2, max_pages: int = 50) -> SourceContext:
+    """The kinds' context with the GitHub API (and its token) on ``gh``."""
     env = {"GITHUB_TOKEN": token} if token else {}
-    return Fetcher(
-        environ=env, session=make_session(retries=retries, backoff=0), github_api=server.base, **kw
-    )
+    port = gh.base.rsplit(":", 1)[1]
+    policy = HttpPolicy(retries=retries, backoff=0, token_hosts=TOKEN_HOSTS | {f"127.0.0.1:{port}"})
+    return SourceContext(Http(policy, env), {GITHUB_API: gh.base}, max_pages=max_pages)
+
+
+def releases(gh: Server, repo: str, **kw: Any) -> list[dict[str, Any]]:
+    return github_releases.releases(ctx_for(gh, **kw), repo)
 
 
 # -- GitHub ----------------------------------------------------------------------------------------------
 def test_github_releases_follow_pages_with_the_token(gh: Server) -> None:
-    releases = fetcher(gh).github_releases(OFFICIAL)
-    assert [r["tag_name"] for r in releases] == ["v2.8.3", "v9.9.9-draft", "v2.8.2"]
+    got = releases(gh, OFFICIAL)
+    assert [r["tag_name"] for r in got] == ["v2.8.3", "v9.9.9-draft", "v2.8.2"]
     assert len(gh.requests) == 2
     for req in gh.requests:
         assert req.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -105,24 +120,22 @@ def test_github_releases_follow_pages_with_the_token(gh: Server) -> None:
 
 
 def test_no_token_no_authorization_header(gh: Server) -> None:
-    fetcher(gh, token=None).github_releases(OFFICIAL)
+    releases(gh, OFFICIAL, token=None)
     assert all("Authorization" not in r.headers for r in gh.requests)
 
 
 def test_the_token_goes_to_github_only(gh: Server, other: Server) -> None:
     other.json("/pypi/flash-attn-4/json", {"releases": {}})
     other.route("/whl/cu130/flash-attn-3/", Response(200, "<html><body></body></html>"))
-    f = fetcher(gh)
-    f.pypi_files("flash-attn-4", base=other.base)
-    f.simple_project(other.base + "/whl/cu130", "flash-attn-3")
+    ctx = ctx_for(gh)
+    list_source(ctx, "pypi", {"kind": "pypi-json", "project": "flash-attn-4", "base": other.base}, "x")
+    fetch_project(ctx.http, other.base + "/whl/cu130", "flash-attn-3")
     assert len(other.requests) == 2
     assert all("Authorization" not in r.headers for r in other.requests)
 
 
 def test_rows_from_releases(gh: Server) -> None:
-    rows = builder.rows_from_github_releases(
-        "official", OFFICIAL, fetcher(gh).github_releases(OFFICIAL), "2026-11-25"
-    )
+    rows = github_releases.rows_from_releases("official", OFFICIAL, releases(gh, OFFICIAL), "2026-11-25")
     by_name = {r["filename"]: r for r in rows}
     assert set(by_name) == {FA2, FA2_LATE, FA2_OLD, "SHA256SUMS.txt"} - {"SHA256SUMS.txt"}
     assert by_name[FA2]["sha256"] == "ab" * 32
@@ -135,14 +148,14 @@ def test_rows_from_releases(gh: Server) -> None:
 def test_server_errors_are_retried(gh: Server) -> None:
     path = releases_path("a/b")
     gh.route(path, Response(500, "boom"), Response(503, "busy"), Response(200, []))
-    assert fetcher(gh, retries=3).github_releases("a/b") == []
+    assert releases(gh, "a/b", retries=3) == []
     assert len(gh.hits(path)) == 3
 
 
 def test_persistent_server_error_is_a_network_error(gh: Server) -> None:
     gh.route(releases_path("a/b"), Response(502, "bad gateway"))
     with pytest.raises(NetworkError, match="HTTP 502"):
-        fetcher(gh, retries=1).github_releases("a/b")
+        releases(gh, "a/b", retries=1)
 
 
 def test_error_bodies_never_show_the_token(gh: Server) -> None:
@@ -151,7 +164,7 @@ def test_error_bodies_never_show_the_token(gh: Server) -> None:
         Response(404, f"no such repo (you sent Bearer {TOKEN})", {"Content-Type": "text/plain"}),
     )
     with pytest.raises(NetworkError) as exc:
-        fetcher(gh).github_releases("a/b")
+        releases(gh, "a/b")
     assert "HTTP 404" in exc.value.message
     assert TOKEN not in exc.value.message and "***" in exc.value.message
 
@@ -162,21 +175,21 @@ def test_rate_limit_says_what_to_do(gh: Server) -> None:
         Response(403, {"message": "API rate limit exceeded"}, {"X-RateLimit-Remaining": "0"}),
     )
     with pytest.raises(NetworkError, match="rate limit") as exc:
-        fetcher(gh, token=None).github_releases("a/b")
+        releases(gh, "a/b", token=None)
     assert exc.value.hint is not None and "GITHUB_TOKEN" in exc.value.hint
 
 
 def test_bad_credentials(gh: Server) -> None:
     gh.route(releases_path("a/b"), Response(401, {"message": "Bad credentials"}))
     with pytest.raises(NetworkError, match="HTTP 401 from the GitHub API") as exc:
-        fetcher(gh).github_releases("a/b")
+        releases(gh, "a/b")
     assert exc.value.hint == "check GITHUB_TOKEN"
 
 
 def test_html_instead_of_json(gh: Server) -> None:
     gh.route(releases_path("a/b"), Response(200, "<html>maintenance</html>"))
     with pytest.raises(NetworkError, match="not JSON"):
-        fetcher(gh).github_releases("a/b")
+        releases(gh, "a/b")
 
 
 def test_pagination_is_bounded(gh: Server) -> None:
@@ -184,16 +197,16 @@ def test_pagination_is_bounded(gh: Server) -> None:
         releases_path("a/b"), Response(200, [], {"Link": f'<{{base}}{releases_path("a/b")}>; rel="next"'})
     )
     with pytest.raises(NetworkError, match="more than 3 pages"):
-        fetcher(gh, max_pages=3).github_releases("a/b")
+        releases(gh, "a/b", max_pages=3)
     assert len(gh.hits(releases_path("a/b"))) == 3
 
 
 def test_connection_refused() -> None:
     with serve() as s:
         base = s.base
-    f = Fetcher(session=make_session(retries=0), github_api=base)
-    with pytest.raises(NetworkError, match="failed: ConnectionError"):
-        f.github_releases("a/b")
+    ctx = SourceContext(Http(HttpPolicy(retries=0)), {GITHUB_API: base})
+    with pytest.raises(NetworkError, match="failed after 1 attempts: connection refused"):
+        github_releases.releases(ctx, "a/b")
 
 
 # -- PEP 691 / PEP 503 ---------------------------------------------------------------------------------
@@ -218,15 +231,15 @@ def test_simple_page_json(other: Server) -> None:
             {"Content-Type": "application/vnd.pypi.simple.v1+json"},
         ),
     )
-    page, files = Fetcher().simple_project(other.base + "/whl/cu128", "flash-attn-3")
-    assert page == other.base + "/whl/cu128/flash-attn-3/"
-    assert files[0] == {
-        "filename": FA3,
-        "url": f"{other.base}/whl/{FA3}",
-        "sha256": "cd" * 32,
-        "yanked": False,
-    }
-    assert files[1]["yanked"] is True
+    page, files = fetch_project(Http(), other.base + "/whl/cu128", "flash-attn-3")
+    assert page.url == other.base + "/whl/cu128/flash-attn-3/"
+    assert (files[0].filename, files[0].url, files[0].sha256, files[0].yanked) == (
+        FA3,
+        f"{other.base}/whl/{FA3}",
+        "cd" * 32,
+        False,
+    )
+    assert files[1].yanked is True and files[1].yanked_reason == "bad"
     assert "application/vnd.pypi.simple.v1+json" in other.requests[0].headers["Accept"]
 
 
@@ -237,15 +250,10 @@ def test_simple_page_html(other: Server) -> None:
         f'<a href="old/{FA3}" data-yanked="broken">{FA3}</a>\n</body></html>'
     )
     other.route("/whl/cu128/flash-attn-3/", Response(200, html))
-    _page, files = Fetcher().simple_project(other.base + "/whl/cu128", "flash-attn-3")
-    assert files == [
-        {"filename": FA3, "url": f"{other.base}/whl/cu128/{FA3}", "sha256": "ef" * 32, "yanked": False},
-        {
-            "filename": FA3,
-            "url": f"{other.base}/whl/cu128/flash-attn-3/old/{FA3}",
-            "sha256": None,
-            "yanked": True,
-        },
+    _page, files = fetch_project(Http(), other.base + "/whl/cu128", "flash-attn-3")
+    assert [(f.filename, f.url, f.sha256, f.yanked, f.yanked_reason) for f in files] == [
+        (FA3, f"{other.base}/whl/cu128/{FA3}", "ef" * 32, False, None),
+        (FA3, f"{other.base}/whl/cu128/flash-attn-3/old/{FA3}", None, True, "broken"),
     ]
 
 
@@ -270,8 +278,8 @@ PYPI_DOC = {
 
 def test_pypi_files(other: Server) -> None:
     other.json("/pypi/flash-attn-4/json", PYPI_DOC)
-    files = Fetcher().pypi_files("flash-attn-4", base=other.base)
-    rows = builder.rows_from_pypi("flash-attn-4", files, "2026-11-25")
+    ctx = SourceContext(Http(), {PYPI: other.base})
+    rows = KINDS["pypi-json"].list_rows(ctx, "pypi", {"project": "flash-attn-4"}, "2026-11-25").rows
     assert [(r["filename"], r["url"], r["sha256"], r["yanked"]) for r in rows] == [
         ("flash_attn_4-0.0.1-py3-none-any.whl", f"{other.base}/files/flash_attn_4-0.0.1-py3-none-any.whl", "01" * 32, True),
         ("flash_attn_4-4.0.0b2-py3-none-any.whl", f"{other.base}/files/flash_attn_4-4.0.0b2-py3-none-any.whl", "02" * 32, False),
@@ -280,10 +288,16 @@ def test_pypi_files(other: Server) -> None:
     assert "uploaded 2026-03-01T00:00:00" in rows[1]["evidence"]
 
 
-def test_pypi_predictable_url() -> None:
-    assert pypi_predictable_url("flash-attn-4", "py3", "flash_attn_4-4.0.0b36-py3-none-any.whl") == (
-        "https://files.pythonhosted.org/packages/py3/f/flash-attn-4/flash_attn_4-4.0.0b36-py3-none-any.whl"
-    )
+def test_fa4_urls_are_the_json_apis_hashed_paths_never_the_legacy_path() -> None:
+    """issue 17: the legacy "packages/py3/f/flash-attn-4/<file>" path returned 404 where pip fetched the
+    file from the hashed path the JSON API gives; the committed index must carry the latter."""
+    index = load_index(ROOT / "wheels_index.json")
+    fa4 = index.for_variant("fa4")
+    assert fa4, "the committed index lists FA4 wheels"
+    for e in fa4:
+        assert "/packages/py3/f/flash-attn-4/" not in e.url, e.url
+        assert e.url.startswith("https://files.pythonhosted.org/packages/") and e.url.endswith(e.filename)
+        assert e.sha256 and len(e.sha256) == 64
 
 
 # -- the script, live, end to end ----------------------------------------------------------------------
@@ -313,9 +327,12 @@ def serve_everything(gh: Server, other: Server) -> None:
     other.json("/pypi/flash-attn-4/json", PYPI_DOC)
 
 
-def run_script(gh: Server, other: Server, out: Path, token: str) -> subprocess.CompletedProcess[str]:
+def run_script(
+    gh: Server, other: Server, out: Path, token: str, *more: str
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), GITHUB_TOKEN=token)
     args = [
+        *more,
         "--github-api",
         gh.base,
         "--pytorch-index",
@@ -371,3 +388,26 @@ def test_live_build_fails_cleanly(gh: Server, other: Server, tmp_path: Path) -> 
     assert TOKEN not in r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_refresh_one_source_keeps_every_other_entry(gh: Server, other: Server, tmp_path: Path) -> None:
+    """`--refresh pypi` re-reads only FA4 from (a loopback mirror of) PyPI's JSON API: every other line of
+    the committed index stays byte for byte, the FA4 lines are the mirror's, and its input is replaced."""
+    serve_everything(gh, other)
+    out = tmp_path / "wheels_index.json"
+    before = (ROOT / "wheels_index.json").read_text()
+    out.write_text(before)
+    r = run_script(gh, other, out, TOKEN, "--refresh", "pypi")
+    assert r.returncode == 0, r.stderr
+    after = out.read_text()
+    keep = [ln for ln in before.splitlines() if '"source":"pypi"' not in ln and '"name": "pypi:' not in ln]
+    kept = [ln for ln in after.splitlines() if '"source":"pypi"' not in ln and '"name": "pypi:' not in ln]
+    assert len(keep) == len(kept)
+    changed = [(a, b) for a, b in zip(keep, kept) if a != b]
+    assert all('"entries"' in a or '"fetched"' in a for a, _ in changed), changed[:3]  # the pypi input only
+    assert gh.requests == []  # nothing else was read
+    fa4 = sorted(e.filename for e in load_index(out).for_variant("fa4"))
+    assert fa4 == ["flash_attn_4-0.0.1-py3-none-any.whl", "flash_attn_4-4.0.0b2-py3-none-any.whl"]
+    assert all(e.url.startswith(other.base + "/files/") for e in load_index(out).for_variant("fa4"))
+    bad = run_script(gh, other, out, TOKEN, "--refresh", "nope")
+    assert bad.returncode == 2 and "unknown source(s) nope" in bad.stderr

@@ -1,12 +1,21 @@
 """Get a checked wheel file for a WheelRef: wheelhouse, then cache, then (mirror or) network.
 
-Whatever the source, the file handed back has been checked: its sha256 against the published digest when
-there is one (a mismatch deletes the file and fails loudly), and its contents as a wheel of the expected
+Whatever the source, the file handed back has been checked: its sha256 against a published digest when
+one is known (a mismatch deletes the file and fails loudly), and its contents as a wheel of the expected
 distribution and version (an HTML page saved as .whl never reaches pip or the cache).
+
+Where the plan has no digest, the publisher's is looked up *before* the download (the wheel source kind
+of the plan's source: the GitHub release asset's ``digest``, the index page's ``#sha256=`` fragment,
+PyPI's JSON ``digests``; flashdoctor.actions.net.sources) and the download checked against it. When
+there is none, or the lookup fails, the file is hashed and recorded, and the artifact says so
+(``Artifact.verification``). With an --index-url mirror the publisher is not asked: the mirror's page
+is the source (an air-gapped mirror is its use).
 
 With ``stage`` (a private directory of this process: the installer's), the file handed back is a copy
 made there, and the checks are of that copy, hashed as it was written: a file in a shared wheelhouse or
 cache that is swapped after its check cannot reach pip, because pip never reads it.
+
+URLs are written to the cache's records and sidecars redacted (no credentials).
 """
 
 from __future__ import annotations
@@ -34,12 +43,15 @@ from flashdoctor.actions.net.download import (
     NotAWheelError,
     Progress,
     download,
-    redact,
 )
+from flashdoctor.actions.net.http import Http
 from flashdoctor.actions.net.simple_index import resolve_on_index
+from flashdoctor.actions.net.sources import SourceContext, published_digest
+from flashdoctor.actions.net.urls import redact
 from flashdoctor.actions.wheelfile import WheelInfo, inspect_wheel
 from flashdoctor.actions.wheelhouse import Wheelhouse
 from flashdoctor.model.plan import WheelRef
+from flashdoctor.model.verification import DIGEST_SOURCES, Verification, published, recorded
 
 Origin = Literal["wheelhouse", "cache", "download", "local"]
 
@@ -53,12 +65,24 @@ class Artifact:
     path: Path
     sha256: str
     origin: Origin
-    sha256_from: Literal["index", "computed"]  # "computed": the index had none; we hashed what we got
+    # "index": checked against a digest published before the download (the wheel index, the --index-url
+    # page, or the publisher's own); "computed": none was known, the bytes were hashed and recorded.
+    sha256_from: Literal["index", "computed"]
     info: WheelInfo
     url: str  # the URL it came from (redacted), or the file path
     ref: WheelRef
     attempts: int = 0
     resumed: bool = False
+    verification: Verification = field(default_factory=recorded)
+
+
+@dataclass(frozen=True)
+class DigestLookup:
+    """Ask the publisher for a digest the plan lacks. ``rewrites`` reach the public APIs elsewhere (tests:
+    loopback mirrors of the GitHub API, PyPI and the PyTorch index)."""
+
+    rewrites: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, Mapping[str, object]] | None = None  # default: data/wheel_sources.json
 
 
 @dataclass(frozen=True)
@@ -69,12 +93,18 @@ class FetchOptions:
     index_url: str | None = None
     progress: Progress | None = None
     on_wait: Callable[[], None] | None = None  # another process holds the download lock
+    digests: DigestLookup | None = field(default_factory=DigestLookup)  # None: never ask a publisher
+
+
+def _known(ref: WheelRef) -> Verification:
+    return published("wheel-index") if ref.sha256 else recorded()
 
 
 def _checked(
     path: Path,
     ref: WheelRef,
     origin: Origin,
+    verification: Verification,
     sha: str | None = None,
     url: str = "",
     stage: Path | None = None,
@@ -98,13 +128,16 @@ def _checked(
             )
     else:
         digest = sha or sha256_file(path)
+    if not ref.sha256 and verification.published:
+        verification = recorded()
     if ref.sha256 and digest != ref.sha256.lower():
         if stage is not None:
             path.unlink(missing_ok=True)
+        src = DIGEST_SOURCES.get(verification.digest_from or "", "the plan")
         raise ChecksumError(
             f"sha256 mismatch for {ref.filename} from {origin} ({url or path}): "
-            f"expected {ref.sha256.lower()}, got {digest}",
-            hint="the file is not the one the index lists (tampered, or replaced upstream); it was not used",
+            f"expected {ref.sha256.lower()}, got {digest}; the expected digest comes from {src}",
+            hint="the file is not the one its publisher lists (tampered, or replaced upstream); it was not used",
         )
     try:
         info = inspect_wheel(path, ref.filename)
@@ -112,7 +145,8 @@ def _checked(
         if stage is not None:
             path.unlink(missing_ok=True)
         raise
-    return Artifact(path, digest, origin, "index" if ref.sha256 else "computed", info, url or str(path), ref)
+    sha_from: Literal["index", "computed"] = "index" if verification.published else "computed"
+    return Artifact(path, digest, origin, sha_from, info, url or str(path), ref, verification=verification)
 
 
 def obtain(
@@ -123,45 +157,86 @@ def obtain(
         p = Path(unquote(urlsplit(ref.url).path))
         if not p.is_file():
             raise DownloadError(f"{p} does not exist")
-        return _checked(p, ref, "local", url=str(p), stage=stage)
+        return _checked(p, ref, "local", _local(ref), url=str(p), stage=stage)
     if opts.wheelhouse is not None:
         found = opts.wheelhouse.find(ref.filename)
         if found is not None:  # a wrong file there fails loudly
-            return _checked(found, ref, "wheelhouse", url=str(found), stage=stage)
-    hit = _cache_lookup(ref, opts.cache, stage)
-    if hit is not None:
-        return hit
-    if opts.index_url:
-        ref = resolve_on_index(opts.index_url, ref, dist, opts.policy, environ, opts.cache.root / "tmp")
-        hit = _cache_lookup(ref, opts.cache, stage)
+            return _checked(found, ref, "wheelhouse", _local(ref), url=str(found), stage=stage)
+    with Http(opts.policy, environ) as http:
+        verification = _known(ref)
+        if ref.sha256:
+            hit = _cache_lookup(ref, opts.cache, verification, stage)
+            if hit is not None:
+                return hit
+        if opts.index_url:
+            on = resolve_on_index(opts.index_url, ref, dist, http)
+            if not ref.sha256:
+                verification = (
+                    published("index-url", on.page)
+                    if on.listed_sha256
+                    else recorded(f"the --index-url page {on.page} lists no digest for it")
+                )
+            ref = on.ref
+        elif not ref.sha256:
+            ref, verification = _ask_publisher(ref, opts, http)
+        hit = _cache_lookup(ref, opts.cache, verification, stage)
         if hit is not None:
             return hit
-    art = _download(ref, opts, environ)
+        art = _download(ref, opts, http, verification)
     if opts.wheelhouse is not None:
         opts.wheelhouse.add(art.path, ref.filename)
     if stage is None:
         return art
-    staged = _checked(art.path, art.ref, art.origin, sha=art.sha256, url=art.url, stage=stage)
-    return replace(staged, sha256_from=art.sha256_from, attempts=art.attempts, resumed=art.resumed)
+    staged = _checked(
+        art.path, art.ref, art.origin, art.verification, sha=art.sha256, url=art.url, stage=stage
+    )
+    return replace(staged, attempts=art.attempts, resumed=art.resumed)
 
 
-def _cache_lookup(ref: WheelRef, cache: WheelCache, stage: Path | None = None) -> Artifact | None:
-    e = cache.get(sha256=ref.sha256, filename=ref.filename) if ref.sha256 else cache.get(url=ref.url)
+def _local(ref: WheelRef) -> Verification:
+    return _known(ref) if ref.sha256 else recorded("a local file; no published digest was looked up")
+
+
+def _ask_publisher(ref: WheelRef, opts: FetchOptions, http: Http) -> tuple[WheelRef, Verification]:
+    """The plan's ref with its publisher's digest, and how it will be verified."""
+    if opts.digests is None:
+        return ref, recorded()
+    ctx = SourceContext(http, opts.digests.rewrites)
+    try:
+        answer = published_digest(ctx, ref, opts.digests.sources)
+    except DownloadError as exc:
+        return ref, recorded(f"the digest lookup failed ({exc.message})")
+    if answer is None:
+        return ref, recorded()
+    if answer.sha256 is None:
+        return ref, recorded(answer.note or f"{answer.where} lists no digest for it")
+    return replace(ref, sha256=answer.sha256), published(answer.digest_from, answer.where)
+
+
+def _cache_lookup(
+    ref: WheelRef, cache: WheelCache, verification: Verification, stage: Path | None = None
+) -> Artifact | None:
+    if ref.sha256:
+        e = cache.get(sha256=ref.sha256, filename=ref.filename)
+    else:
+        e = cache.get(url=redact(ref.url))
+        verification = recorded(verification.note or "hashed when it was first downloaded")
     if e is None or e.path.name != ref.filename:
         return None
     try:
-        return _checked(e.path, ref, "cache", sha=e.sha256, url=redact(ref.url), stage=stage)
+        return _checked(e.path, ref, "cache", verification, sha=e.sha256, url=redact(ref.url), stage=stage)
     except NotAWheelError:
         with contextlib.suppress(OSError):
             e.path.unlink()
         return None
 
 
-def _download(ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str]) -> Artifact:
+def _download(ref: WheelRef, opts: FetchOptions, http: Http, verification: Verification) -> Artifact:
     cache = opts.cache
-    key = ref.sha256.lower() if ref.sha256 else "url-" + url_key(ref.url)
+    record_url = redact(ref.url)  # what the cache may write down: no credentials
+    key = ref.sha256.lower() if ref.sha256 else "url-" + url_key(record_url)
     with cache.lock(key, on_wait=opts.on_wait):
-        hit = _cache_lookup(ref, cache)  # another process may have fetched it while we waited
+        hit = _cache_lookup(ref, cache, verification)  # another process may have fetched it while we waited
         if hit is not None:
             return hit
         cache.clean_stale_tmp()  # partial downloads abandoned long ago (not this key's: it is locked)
@@ -169,7 +244,7 @@ def _download(ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str]) -> 
         validators: dict[str, str] = {}
         with contextlib.suppress(OSError, ValueError, AttributeError):
             rec = json.loads(read_bounded(side, 1 << 16).decode("utf-8"))
-            if rec.get("url") == ref.url:
+            if rec.get("url") == record_url:
                 validators = {
                     str(k): str(v)
                     for k, v in rec.get("validators", {}).items()
@@ -182,7 +257,7 @@ def _download(ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str]) -> 
 
         def persist(v: dict[str, str]) -> None:
             with contextlib.suppress(OSError):
-                atomic_write_bytes(side, json.dumps({"url": ref.url, "validators": v}).encode())
+                atomic_write_bytes(side, json.dumps({"url": record_url, "validators": v}).encode())
 
         tries = 0
         try:
@@ -192,20 +267,20 @@ def _download(ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str]) -> 
                     ref.url,
                     tmp,
                     policy=opts.policy,
-                    environ=environ,
                     progress=opts.progress,
                     name=ref.filename,
                     validators=validators,
                     on_validators=persist,
+                    http=http,
                 )
                 if ref.sha256 and res.sha256 != ref.sha256.lower() and res.resumed and tries == 1:
                     # A resumed download may have stitched two versions of a file: once, from zero.
                     tmp.unlink()
                     validators = {}
                     continue
-                art = _checked(tmp, ref, "download", sha=res.sha256, url=res.final_url)
+                art = _checked(tmp, ref, "download", verification, sha=res.sha256, url=res.final_url)
                 break
-            entry = cache.commit(tmp, art.sha256, ref.filename, url=ref.url)
+            entry = cache.commit(tmp, art.sha256, ref.filename, url=record_url)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -213,14 +288,6 @@ def _download(ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str]) -> 
         finally:
             with contextlib.suppress(OSError):
                 side.unlink()
-        return Artifact(
-            entry.path,
-            art.sha256,
-            "download",
-            art.sha256_from,
-            art.info,
-            res.final_url,
-            ref,
-            attempts=res.attempts,
-            resumed=res.resumed,
+        return replace(
+            art, path=entry.path, url=res.final_url, attempts=res.attempts, resumed=res.resumed, ref=ref
         )

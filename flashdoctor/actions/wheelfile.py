@@ -16,7 +16,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from flashdoctor.actions.net.download import NotAWheelError
+from flashdoctor.actions.net.errors import NotAWheelError, RefusedURL
+from flashdoctor.actions.net.http import HttpPolicy
+from flashdoctor.actions.net.urls import check_url, redact
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,57 @@ def torch_conflict(info: WheelInfo, torch_version: str | None, markers: Mapping[
                 "installing it would change torch, which flashdoctor never does"
             )
     return None
+
+
+def _direct_url_problem(url: str, allow_http: bool) -> str | None:
+    """Why a dependency may not be fetched from ``url`` (a PEP 508 direct reference), or None."""
+    scheme = url.split(":", 1)[0].lower()
+    if "+" in scheme:
+        return f"a {scheme.split('+', 1)[0]} checkout, which is neither a file nor verifiable"
+    if scheme == "file":
+        return "a file on the machine that built the wheel"
+    try:
+        check_url(url, allow_http)
+    except RefusedURL as exc:
+        return exc.message
+    return None
+
+
+def dependency_problems(
+    info: WheelInfo,
+    torch_version: str | None,
+    markers: Mapping[str, str],
+    policy: HttpPolicy | None = None,
+) -> list[str]:
+    """Why the wheel's dependencies may not be installed (empty: they may). Checked before anything
+    changes: the torch guard (:func:`torch_conflict`), a dependency on torch from a URL (it would replace
+    torch), and direct-URL requirements (``x @ http://host/x.whl``) that the download policy refuses
+    (plain http to a non-loopback host without --allow-http, VCS and file URLs): the installer would
+    fetch those itself, unverified."""
+    allow_http = policy.allow_http if policy is not None else False
+    problems = []
+    conflict = torch_conflict(info, torch_version, markers)
+    if conflict:
+        problems.append(conflict)
+    env = dict(markers)
+    env["extra"] = ""
+    for req in info.requirements():
+        if not req.url or (req.marker is not None and not req.marker.evaluate(env)):
+            continue
+        shown = redact(req.url)
+        if canonicalize_name(req.name) == "torch":
+            problems.append(
+                f"{info.filename} requires torch from {shown}: installing it would replace torch, "
+                "which flashdoctor never does"
+            )
+            continue
+        why = _direct_url_problem(req.url, allow_http)
+        if why:
+            problems.append(
+                f"{info.filename} requires {req.name} from {shown}, which flashdoctor does not let "
+                f"the installer fetch: {why}"
+            )
+    return problems
 
 
 def missing_requirements(

@@ -53,6 +53,14 @@ def python_option(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
+def allow_http_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--allow-http",
+        is_flag=True,
+        help="Allow plain-http URLs (a trusted mirror on your own network); loopback always may.",
+    )(f)
+
+
 def target_option(f):  # type: ignore[no-untyped-def]
     return click.option(
         "--target",
@@ -437,6 +445,7 @@ def _fa3_flags(f):  # type: ignore[no-untyped-def]
     show_default=True,
     help="PEP 691 index for the sdist.",
 )
+@allow_http_option
 @python_option
 @target_option
 @click.option(
@@ -462,6 +471,7 @@ def build(
     rebuild: bool,
     ignore_preflight: bool,
     index_url: str,
+    allow_http: bool,
     python: str | None,
     target: str | None,
     dry_run: bool,
@@ -491,6 +501,7 @@ def build(
     )
     if ref and variant != "fa3":
         raise UsageError("--ref is for --fa3 git sources")
+    _check_index_url(index_url, allow_http)
     opts = BuildOptions(
         request=request,
         source=source,
@@ -503,6 +514,7 @@ def build(
         rebuild=rebuild,
         ignore_preflight=ignore_preflight,
         index_url=index_url,
+        allow_http=allow_http,
     )
     env, _src = resolve_environment(python, target, import_tests=False)
     console = make_console(stderr=as_json)
@@ -775,12 +787,19 @@ def wheels(
 
 
 # == install / lock (issue 4; logic in flashdoctor/install/) ========================================
+def _check_index_url(index_url: str | None, allow_http: bool) -> None:
+    """--index-url under the download policy: a usage error (nothing is sent) when it is refused."""
+    from flashdoctor.actions.net.urls import check_url
+
+    if index_url:
+        try:
+            check_url(index_url, allow_http)
+        except FlashdoctorError as exc:
+            raise UsageError(f"--index-url: {exc.message}", hint=exc.hint) from None
+
+
 def _fetch_options(f):  # type: ignore[no-untyped-def]
-    f = click.option(
-        "--allow-http",
-        is_flag=True,
-        help="Allow plain-http URLs (a trusted mirror on your own network); loopback always may.",
-    )(f)
+    f = allow_http_option(f)  # type: ignore[no-untyped-call]
     f = click.option(
         "--index-url",
         metavar="URL",
@@ -819,16 +838,12 @@ def _fetch_setup(
     from flashdoctor.actions.cache import WheelCache, default_cache_root, default_wheelhouse
     from flashdoctor.actions.fetch import FetchOptions
     from flashdoctor.actions.install.prepare import wheelhouse_paths
-    from flashdoctor.actions.net.download import DownloadPolicy, check_url
+    from flashdoctor.actions.net.download import DownloadPolicy
     from flashdoctor.actions.wheelhouse import Wheelhouse
     from flashdoctor.render.console import make_console
     from flashdoctor.render.install import RichProgress
 
-    if index_url:
-        try:
-            check_url(index_url, allow_http)
-        except FlashdoctorError as exc:
-            raise UsageError(f"--index-url: {exc.message}", hint=exc.hint) from None
+    _check_index_url(index_url, allow_http)
     houses = wheelhouse_paths((wheelhouse,) if wheelhouse else ())
     # `flashdoctor build` without --wheelhouse stores into <cache>/wheelhouse: local builds are found there too.
     default_house = default_wheelhouse(os.environ)
@@ -1041,17 +1056,19 @@ def lock(
             hint="; ".join(plan.reasons) or None,
         )
     ref, sha_from = plan.wheel, "index"
+    verification = None
     if index_url or not ref.sha256:
         # No digest in the index (or a mirror whose URL we must write): fetch, verify it is the wheel, hash it.
         art = obtain(ref, fetch, os.environ, VARIANT_DIST[plan.variant])
         url = art.ref.url if art.origin in ("download", "cache") else ref.url
         ref, sha_from = replace(ref, url=url, sha256=art.sha256), art.sha256_from
+        verification = art.verification.to_json()
     assert ref.sha256 is not None
     if unquote(urlsplit(ref.url).path).rsplit("/", 1)[-1] != ref.filename:
         raise FlashdoctorError(
             f"cannot lock {ref.url}: pip reads the wheel's name from the URL, and it does not end in {ref.filename}"
         )
-    entry = LockEntry(plan.variant, ref, ref.sha256, sha_from)
+    entry = LockEntry(plan.variant, ref, ref.sha256, sha_from, verification)
     text = lock_text([entry], env, source)
     if output:
         try:
@@ -1266,8 +1283,13 @@ def _crash_log(exc: BaseException) -> str | None:
             # os.uname, not platform.platform(): the latter runs `uname -p` in a subprocess
             uname = " ".join(os.uname()) if hasattr(os, "uname") else sys.platform
             fh.write(f"python {sys.version}\nplatform {uname}\n")
-            fh.write(f"argv {sys.argv}\ntime {datetime.datetime.now().isoformat()}\n\n")
-            fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            from flashdoctor.actions.net.urls import redact_text  # no credentials in the log
+
+            secrets = (os.environ.get("GITHUB_TOKEN"),)
+            fh.write(redact_text(f"argv {sys.argv}\ntime {datetime.datetime.now().isoformat()}\n\n", secrets))
+            fh.write(
+                redact_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), secrets)
+            )
         return path
     except OSError:
         return None

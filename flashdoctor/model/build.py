@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL, EXIT_OK
 from flashdoctor.knowledge.profiles import BuildVariant, Profile
 from flashdoctor.model.findings import Finding
+from flashdoctor.model.verification import Verification
 
 Status = Literal["planned", "blocked", "cached", "built", "failed"]
 
@@ -211,6 +212,7 @@ class BuildOutcome:
     work_dir: Path | None = None
     notes: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    verification: Verification | None = None  # how a downloaded sdist was checked
 
     @property
     def exit_code(self) -> int:
@@ -237,4 +239,5 @@ class BuildOutcome:
             "first_error": None if run is None or run.first_error is None else run.first_error.text,
             "diagnoses": [] if run is None else [d.to_json() for d in run.diagnoses],
             "notes": list(self.notes),
+            "source_verification": None if self.verification is None else self.verification.to_json(),
         }

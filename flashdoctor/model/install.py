@@ -103,6 +103,7 @@ class InstallResult:
     error: str | None = None  # the failure, verbatim (tail)
     hint: str | None = None
     log: str | None = None
+    verification: dict[str, Any] | None = None  # how the wheel's bytes were checked (fetch.Artifact)
 
     @property
     def exit_code(self) -> int:
@@ -144,5 +145,6 @@ class InstallResult:
             "error": self.error,
             "hint": self.hint,
             "log": self.log,
+            "verification": self.verification,
             "exit_code": self.exit_code,
         }

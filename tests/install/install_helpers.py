@@ -78,6 +78,8 @@ class Route:
       "drop:N"        send the headers and N bytes, then cut the connection
       "truncate:N"    announce the full Content-Length, send N bytes, close cleanly
       "stall:N"       send headers and N bytes, then stop sending (until the server is closed)
+      "trickle:S"     send headers, then one byte every S seconds (until the server is closed)
+      "headers-trickle:S"  send the status line, then one header byte every S seconds
       "status:CODE"   answer CODE with a short text body
       "html"          answer 200 with an HTML error page (Content-Type text/html)
       "html-octet"    the same page labelled application/octet-stream
@@ -154,6 +156,9 @@ class FaultServer:
             ctype = "text/html; charset=utf-8" if kind == "html" else "application/octet-stream"
             self._simple(h, 200, HTML_PAGE, ctype)
             return
+        if kind == "headers-trickle":
+            self._trickle(h, b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100000, float(arg), raw=True)
+            return
         body = route.body
         start = 0
         rng = h.headers.get("Range")
@@ -176,6 +181,9 @@ class FaultServer:
             h.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         h.end_headers()
         payload = body[start:]
+        if kind == "trickle":
+            self._trickle(h, payload, float(arg))
+            return
         limit = int(arg) if kind in ("drop", "truncate", "stall") else len(payload)
         try:
             sent = 0
@@ -194,6 +202,20 @@ class FaultServer:
             elif kind == "truncate":
                 h.close_connection = True
         except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+
+    def _trickle(self, h: BaseHTTPRequestHandler, payload: bytes, every: float, raw: bool = False) -> None:
+        """One byte every ``every`` seconds until the payload ends or the server closes."""
+        try:
+            if raw:
+                h.wfile.write(payload[:17])
+                payload = payload[17:]
+            for i in range(len(payload)):
+                if self._stop.wait(every):
+                    return
+                h.wfile.write(payload[i : i + 1])
+                h.wfile.flush()
+        except OSError:
             pass
 
     @staticmethod

@@ -223,7 +223,7 @@ def test_url_policy() -> None:
         with pytest.raises(DownloadError):
             check_url(bad, allow_http=False)
     assert redact("https://u:p@h.example/a.whl?X-Amz-Signature=abc&x=1&token=t") == (
-        "https://h.example/a.whl?X-Amz-Signature=REDACTED&x=1&token=REDACTED"
+        "https://***@h.example/a.whl?X-Amz-Signature=REDACTED&x=1&token=REDACTED"
     )
 
 

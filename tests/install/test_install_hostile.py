@@ -90,17 +90,17 @@ def test_a_wheel_swapped_after_its_check_is_not_what_pip_installs(
         version=V_GOOD,
         files={"flash_attn/__init__.py": init_py(V_GOOD, "EVIL = True\n")},
     ).read_bytes()
-    real_guard = executor.torch_conflict
+    real_guard = executor.dependency_problems  # the guard that runs between the check and pip
     swaps = []
 
-    def swap_then_guard(*args: object, **kw: object) -> str | None:
+    def swap_then_guard(*args: object, **kw: object) -> list[str]:
         tmp = house / "swap.tmp"
         tmp.write_bytes(evil)
         os.replace(tmp, good)  # the attacker's atomic swap
         swaps.append(sha256_of(good))
         return real_guard(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(executor, "torch_conflict", swap_then_guard)
+    monkeypatch.setattr(executor, "dependency_problems", swap_then_guard)
     plan = plan_for("https://github.com/never/contacted/" + good.name, good, V_GOOD)
     legit = plan.wheel.sha256  # type: ignore[union-attr]
     res = executor.execute(plan, context(fresh_venv, tmp_path, wheelhouse=Wheelhouse(house)))

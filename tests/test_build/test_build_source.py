@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from flashdoctor.actions.net.errors import RefusedURL
+from flashdoctor.actions.net.http import Http, HttpPolicy
 from flashdoctor.actions.source_build.source import (
     SIMPLE_JSON,
     download,
+    fetch_sdist,
     find_sdist,
     resolve_fa2,
     resolve_fa3,
@@ -26,6 +29,7 @@ from flashdoctor.actions.source_build.source import (
 )
 from flashdoctor.decide.source_build.hopper import fa3_setup_facts
 from flashdoctor.errors import NetworkError, UsageError
+from tests.test_build.fake_sdist import make_fake_sdist
 
 
 def make_sdist(
@@ -75,7 +79,9 @@ class Index:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def publish(self, version: str, body: bytes, sha: str | None = None, yanked: bool = False) -> None:
+    def publish(
+        self, version: str, body: bytes, sha: str | None = None, yanked: bool = False, hashed: bool = True
+    ) -> None:
         fname = f"flash_attn-{version}.tar.gz"
         self.routes[f"/files/{fname}"] = (200, "application/gzip", body)
         page = json.loads(self.routes.get("/simple/flash-attn/", (200, "", b'{"files": []}'))[2])
@@ -83,7 +89,7 @@ class Index:
             {
                 "filename": fname,
                 "url": f"../../files/{fname}",
-                "hashes": {"sha256": sha or hashlib.sha256(body).hexdigest()},
+                "hashes": {"sha256": sha or hashlib.sha256(body).hexdigest()} if hashed else {},
                 "yanked": yanked,
             }
         )
@@ -137,15 +143,17 @@ def test_a_flaky_file_server_is_retried(index: Index, tmp_path: Path) -> None:
 
 def test_server_errors_are_retried_then_reported(index: Index) -> None:
     index.routes["/simple/flash-attn/"] = (503, "text/plain", b"busy")
+    naps: list[float] = []
+    http = Http(HttpPolicy(retries=2, backoff=0.5), {}, sleep=naps.append)
     with pytest.raises(NetworkError, match="after 3 attempts: HTTP 503"):
-        find_sdist("2.8.3.post2", index_url=f"{index.url}/simple")
-    assert index.hits["/simple/flash-attn/"] == 3
+        find_sdist("2.8.3.post2", index_url=f"{index.url}/simple", http=http)
+    assert index.hits["/simple/flash-attn/"] == 3 and naps == [0.5, 1.0]  # the one retry stack
 
 
 def test_bad_index_answers(index: Index) -> None:
     with pytest.raises(NetworkError, match="not found"):
         find_sdist("2.8.3.post2", index_url=f"{index.url}/simple")
-    index.routes["/simple/flash-attn/"] = (200, "text/html", b"<html>old style</html>")
+    index.routes["/simple/flash-attn/"] = (200, "application/json", b'{"meta": {}}')
     with pytest.raises(NetworkError, match="PEP 691"):
         find_sdist("2.8.3.post2", index_url=f"{index.url}/simple")
     index.routes.pop("/simple/flash-attn/")
@@ -153,6 +161,62 @@ def test_bad_index_answers(index: Index) -> None:
     index.publish("2.8.3.post2", make_sdist(), yanked=True)
     with pytest.raises(UsageError, match="no sdist"):
         find_sdist("2.8.3.post2", index_url=f"{index.url}/simple")
+
+
+def test_an_html_page_lists_the_sdist_too_with_its_published_digest(index: Index, tmp_path: Path) -> None:
+    """One PEP 503/691 reader for every fetch: the sdist finder reads PEP 503 HTML as well as JSON."""
+    body = make_sdist()
+    sha = hashlib.sha256(body).hexdigest()
+    name = "flash_attn-2.8.3.post2.tar.gz"
+    index.routes[f"/files/{name}"] = (200, "application/gzip", body)
+    html = f'<html><body><a href="../../files/{name}#sha256={sha}" data-requires-python="&gt;=3.9">{name}</a>'
+    index.routes["/simple/flash-attn/"] = (200, "text/html", html.encode())
+    ref = find_sdist("2.8.3.post2", index_url=f"{index.url}/simple")
+    got = fetch_sdist(ref, tmp_path / "cache")
+    assert got.path.read_bytes() == body and got.sha256 == sha
+    assert (got.verification.kind, got.verification.digest_from) == ("published-digest", "pep503-page")
+    assert got.verification.describe().startswith("sha256 matches the published digest")
+
+
+def test_an_sdist_listed_without_a_digest_is_recorded_and_says_so(index: Index, tmp_path: Path) -> None:
+    """issue 15 row 5: before, an unhashed sdist was downloaded, cached and unpacked without a word."""
+    body = make_sdist()
+    index.publish("2.8.3.post2", body, hashed=False)
+    tree = resolve_fa2(
+        None, "2.8.3.post2", tmp_path / "w", tmp_path / "cache", index_url=f"{index.url}/simple"
+    )
+    v = tree.verification
+    assert v is not None and v.kind == "recorded"
+    assert v.describe().startswith("sha256 recorded (no published digest)")
+    assert "lists no sha256" in v.describe()
+    sha = hashlib.sha256(body).hexdigest()
+    cached = tmp_path / "cache" / "wheels" / "sha256" / sha[:2] / sha / "flash_attn-2.8.3.post2.tar.gz"
+    assert cached.read_bytes() == body  # hashed and recorded under its digest
+    index.routes.pop("/simple/flash-attn/")
+    index.publish("2.8.3.post2", body)  # now with the digest: "matches"
+    tree = resolve_fa2(
+        None, "2.8.3.post2", tmp_path / "w2", tmp_path / "cache", index_url=f"{index.url}/simple"
+    )
+    assert tree.verification is not None and tree.verification.describe().startswith(
+        "sha256 matches the published digest"
+    )
+
+
+def test_a_plain_http_index_is_refused_before_anything_is_sent(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 15 row 5: `build --index-url http://...` sent the request. The loopback server plays the
+    proxy every plain-http request would go through (nothing leaves loopback)."""
+    monkeypatch.setenv("HTTP_PROXY", index.url)
+    monkeypatch.setenv("NO_PROXY", "")
+    with pytest.raises(RefusedURL, match="refusing plain http") as exc:
+        find_sdist("2.8.3.post2", index_url="http://pypi-mirror.example/simple")
+    assert "--allow-http" in (exc.value.hint or "")
+    assert index.hits == {}
+    index.routes["http://pypi-mirror.example/simple/flash-attn/"] = (200, SIMPLE_JSON, b'{"files": []}')
+    with pytest.raises(UsageError, match="no sdist"):  # --allow-http: a trusted mirror may
+        find_sdist("2.8.3.post2", index_url="http://pypi-mirror.example/simple", allow_http=True)
+    assert index.hits == {"http://pypi-mirror.example/simple/flash-attn/": 1}
 
 
 def test_unreachable_index_is_a_network_error() -> None:
@@ -258,3 +322,58 @@ def test_fa3_from_a_git_url_and_tag(tmp_path: Path) -> None:
         resolve_fa3(url, "v9.9.9", tmp_path / "cache")
     with pytest.raises(UsageError, match="--ref"):
         resolve_fa3(url, None, tmp_path / "cache")
+
+
+# -- the build outcome says which verification happened ----------------------------------------------
+@pytest.mark.system
+@pytest.mark.slow
+@pytest.mark.parametrize("hashed", [False, True])
+def test_build_outcome_says_how_the_sdist_was_verified(index: Index, tmp_path: Path, hashed: bool) -> None:
+    import sys
+
+    from flashdoctor.actions.source_build.api import BuildOptions, build
+    from flashdoctor.decide.source_build.plan import BuildRequest
+    from flashdoctor.render.build import outcome_to_json
+    from tests.conftest import target_env
+
+    body = make_fake_sdist(tmp_path).read_bytes()
+    index.publish("0.0.1", body, hashed=hashed)
+    opts = BuildOptions(
+        request=BuildRequest(archs=(90,)),
+        version="0.0.1",
+        index_url=f"{index.url}/simple",
+        wheelhouse=tmp_path / "wh",
+        log=tmp_path / "build.log",
+    )
+    environ = {**os.environ, "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    out = build(target_env("h100"), opts, sys.executable, None, environ)
+    assert out.status == "built", (out.run and out.run.first_error, out.notes)
+    doc = outcome_to_json(out)
+    text = doc["source_verification"]["text"]
+    want = "sha256 matches the published digest" if hashed else "sha256 recorded (no published digest)"
+    assert text.startswith(want) and doc["source_verification"]["kind"] == (
+        "published-digest" if hashed else "recorded"
+    )
+    assert any(want in n for n in doc["notes"])  # the human output prints the notes
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_build_cli_refuses_a_plain_http_index_unless_allowed(index: Index, tmp_path: Path) -> None:
+    import sys
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "HTTP_PROXY": index.url,  # where a plain-http request would go: the test sees it
+        "NO_PROXY": "",
+        "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    args = ["build", "--index-url", "http://pypi-mirror.example/simple", "--ignore-preflight"]
+    p = subprocess.run(
+        [sys.executable, "-m", "flashdoctor", *args, "--flash-version", "2.8.3.post2"],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "--index-url: refusing plain http" in p.stderr and "--allow-http" in p.stderr
+    assert "Traceback" not in p.stderr and index.hits == {}

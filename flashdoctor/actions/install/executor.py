@@ -47,7 +47,7 @@ from flashdoctor.actions.install.rollback import (
     wheel_target_paths,
 )
 from flashdoctor.actions.net.download import DownloadError
-from flashdoctor.actions.wheelfile import missing_requirements, torch_conflict
+from flashdoctor.actions.wheelfile import dependency_problems, missing_requirements
 from flashdoctor.errors import FlashdoctorError
 from flashdoctor.knowledge.variants import VARIANT_DIST, Variant
 from flashdoctor.model.environment import Environment
@@ -179,6 +179,7 @@ def _locked(plan: Plan, ctx: InstallContext, state: TargetState, stage: Path) ->
         origin=art.origin,
         sha256=art.sha256,
         sha256_from=art.sha256_from,
+        verification=art.verification.to_json(),
         log=str(log) if log else None,
     )
     before = state.dist(dist)
@@ -198,7 +199,7 @@ def _locked(plan: Plan, ctx: InstallContext, state: TargetState, stage: Path) ->
             **base,
         )
 
-    conflict = torch_conflict(art.info, state.torch, state.markers)
+    conflict = "; ".join(dependency_problems(art.info, state.torch, state.markers, ctx.fetch.policy))
     if conflict:
         return refused(
             "torch guard",

@@ -27,6 +27,7 @@ class LockEntry:
     wheel: WheelRef  # with the URL pip must fetch (a mirror's when --index-url was given)
     sha256: str
     sha256_from: str  # "index" | "computed"
+    verification: dict[str, Any] | None = None  # how the digest was checked (fetch.Artifact), when fetched
 
     @property
     def dist(self) -> str:
@@ -44,6 +45,7 @@ class LockEntry:
             "sha256": self.sha256,
             "sha256_from": self.sha256_from,
             "sha256_check": digest_wording(self.sha256_from),
+            "verification": self.verification,
             "requirement": f"{self.dist} @ {self.wheel.url} --hash=sha256:{self.sha256}",
         }
 

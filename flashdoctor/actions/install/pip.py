@@ -20,6 +20,7 @@ from typing import Literal
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from flashdoctor.actions.net.urls import redact_text
 from flashdoctor.errors import InstallError
 from flashdoctor.probe.state import TargetState
 from flashdoctor.probe.system import run
@@ -118,11 +119,12 @@ def run_installer(cmd: list[str], environ: Mapping[str, str], log: Path | None =
     env = dict(environ)
     env.setdefault("PIP_NO_INPUT", "1")
     rc, out, err = run(cmd, env=env, timeout=PIP_TIMEOUT)
-    text = (out + ("\n" if out and err else "") + err).strip()
+    # credentials in an --index-url (and a token) never reach the log or the result
+    text = redact_text((out + ("\n" if out and err else "") + err).strip(), (environ.get("GITHUB_TOKEN"),))
     if log is not None:
         try:
             with open(log, "a", encoding="utf-8") as fh:
-                fh.write("$ " + " ".join(cmd) + f"\n{text}\n[exit {rc}]\n\n")
+                fh.write("$ " + redact_text(" ".join(cmd)) + f"\n{text}\n[exit {rc}]\n\n")
         except OSError:
             pass
     return rc, text

@@ -1,19 +1,11 @@
-"""Download one file over HTTP(S): streamed, bounded retries, resume, and a URL policy.
+"""Download one file: streamed, resumable, through the one HTTP client (flashdoctor.actions.net.http,
+which owns the URL policy, the token scoping, timeouts, deadlines and retries).
 
-Policy (README "Downloads"):
-- https only; plain http for loopback hosts, or everywhere with ``allow_http`` (``--allow-http``).
-  Every redirect hop is checked too, before it is followed.
-- Connect and read timeouts; a stalled server is a read timeout.
-- Retries (bounded, exponential back-off, Retry-After honoured up to the cap) for connection errors,
-  timeouts, bodies cut short and HTTP 5xx / 429. Never for other 4xx, TLS failures, redirect loops,
-  a body that is not a wheel, or a full disk.
 - Resume with ``Range: bytes=N-`` after a cut: a 206 with the right Content-Range appends; anything else
   (200, 416, a wrong range) restarts from zero, so a server without range support costs time, not
   correctness. The final sha256 check catches what slips through.
-- Proxies, .netrc and REQUESTS_CA_BUNDLE from the environment (requests' ``trust_env``).
-- GITHUB_TOKEN is sent only to the hosts in ``TOKEN_HOSTS`` (github.com and api.github.com), only
-  over https (or loopback, for tests), never across a redirect to another host (release assets redirect
-  to signed storage URLs that must not get it), and never printed: messages show redacted URLs only.
+- A body that does not start like a zip archive (an HTML login or error page) fails at once when a
+  wheel is expected.
 
 This module knows nothing of caches or wheels beyond sniffing that a body is a zip archive; the cache
 (flashdoctor.actions.cache) decides where bytes go.
@@ -22,51 +14,34 @@ This module knows nothing of caches or wheels beyond sniffing that a body is a z
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
 
-from flashdoctor import __version__
-from flashdoctor.errors import NetworkError
+from flashdoctor.actions.net.errors import (
+    DiskError,
+    DownloadError,
+    NotAWheelError,
+    OfflineError,
+    RefusedURL,
+)
+from flashdoctor.actions.net.http import RETRY_STATUSES as _RETRY
+from flashdoctor.actions.net.http import TOKEN_HOSTS, Http, HttpPolicy, Retryable, Watch, retry_after
+from flashdoctor.actions.net.urls import check_url, is_loopback, redact
 
-# GITHUB_TOKEN goes to these hosts only (exact match). Release assets are served from
-# github.com/<owner>/<repo>/releases/download/... and api.github.com/repos/.../releases/assets/<id>;
-# both redirect to short-lived signed URLs on *.githubusercontent.com that need no token (and some
-# storage backends reject a request carrying two kinds of credentials), so the token stops there.
-TOKEN_HOSTS: frozenset[str] = frozenset({"github.com", "api.github.com"})
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 ZIP_MAGIC = b"PK\x03\x04"
 
 
-class DownloadError(NetworkError):
-    """A download that failed for good (after retries, or at once when retrying cannot help)."""
-
-
-class DiskError(DownloadError):
-    """The bytes could not be written (disk full, file size limit, permissions)."""
-
-
-class NotAWheelError(DownloadError):
-    """The server answered with something that is not a zip archive (typically an HTML page)."""
-
-
 @dataclass(frozen=True)
-class DownloadPolicy:
-    connect_timeout: float = 15.0
-    read_timeout: float = 60.0
-    retries: int = 4  # attempts after the first
-    backoff: float = 1.0  # first wait in seconds; doubles each retry
-    backoff_max: float = 20.0
-    max_redirects: int = 10
-    allow_http: bool = False
-    token_hosts: frozenset[str] = TOKEN_HOSTS
+class DownloadPolicy(HttpPolicy):
+    """The HTTP policy plus what only a file download needs."""
+
     chunk_size: int = 1 << 16
     expect_zip: bool = True  # fail fast when the body does not start like a zip archive
 
@@ -91,85 +66,6 @@ class DownloadResult:
     final_url: str  # redacted
 
 
-# -- URL policy ---------------------------------------------------------------------------------
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def redact(url: str) -> str:
-    """A URL fit for messages and logs: no user:password, no secret-looking query values."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    query = parts.query
-    if query:
-        secretish = ("token", "sig", "signature", "key", "auth", "credential", "password", "secret")
-        pairs = [
-            (k, "REDACTED" if any(s in k.lower() for s in secretish) else v)
-            for k, v in parse_qsl(query, keep_blank_values=True)
-        ]
-        query = urlencode(pairs)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def check_url(url: str, allow_http: bool) -> None:
-    """Raise DownloadError unless the URL may be fetched under the policy."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise DownloadError(f"not a URL: {redact(url)}") from None
-    if parts.scheme == "https":
-        if not parts.hostname:
-            raise DownloadError(f"URL has no host: {redact(url)}")
-        return
-    if parts.scheme == "http":
-        if allow_http or is_loopback(parts.hostname):
-            return
-        raise DownloadError(
-            f"refusing plain http for {redact(url)}: wheels are only fetched over https",
-            hint="use an https URL, or pass --allow-http if this is a trusted mirror on your own network",
-        )
-    raise DownloadError(f"unsupported URL scheme {parts.scheme!r} in {redact(url)} (https expected)")
-
-
-def _wants_token(url: str, token_hosts: frozenset[str]) -> bool:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    return host in token_hosts and (parts.scheme == "https" or is_loopback(host))
-
-
-class _Session(requests.Session):
-    """requests' Session with the policy applied to every redirect hop."""
-
-    def __init__(self, policy: DownloadPolicy) -> None:
-        super().__init__()
-        self.policy = policy
-        self.max_redirects = policy.max_redirects
-        self.trust_env = True  # proxies, .netrc, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
-
-    def get_redirect_target(self, resp: requests.Response) -> str | None:
-        target = super().get_redirect_target(resp)
-        if target:
-            check_url(urljoin(resp.url, target), self.policy.allow_http)
-        return target
-
-    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]  # strips Authorization on a host change
-        if prepared_request.url and not _wants_token(prepared_request.url, self.policy.token_hosts):
-            prepared_request.headers.pop("Authorization", None)
-
-
 class _State:
     """What has been written to ``dest`` so far (survives an exception in the middle of a body)."""
 
@@ -177,23 +73,18 @@ class _State:
         self.have = 0
         self.hasher = hashlib.sha256()
         self.resumed = False
+        self.final_url = ""
 
     def reset(self) -> None:
         self.have = 0
         self.hasher = hashlib.sha256()
 
 
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-def _retry_after(resp: requests.Response) -> float | None:
-    val = resp.headers.get("Retry-After")
-    if val and val.strip().isdigit():
-        return float(val.strip())
-    return None
+def _looks_like_html(head: bytes) -> bool:
+    h = head.lstrip()[:64].lower()
+    return (
+        h.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or b"<html" in head[:512].lower()
+    )
 
 
 def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
@@ -208,13 +99,6 @@ def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
         return None
 
 
-def _looks_like_html(head: bytes) -> bool:
-    h = head.lstrip()[:64].lower()
-    return (
-        h.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or b"<html" in head[:512].lower()
-    )
-
-
 def download(
     url: str,
     dest: Path,
@@ -226,80 +110,52 @@ def download(
     sleep: Callable[[float], None] = time.sleep,
     validators: dict[str, str] | None = None,
     on_validators: Callable[[dict[str, str]], None] | None = None,
+    http: Http | None = None,
 ) -> DownloadResult:
     """Fetch ``url`` into ``dest`` (a temporary path chosen by the caller), resuming a partial ``dest``
     that is already there when ``validators`` (ETag / Last-Modified of that earlier answer) are given.
 
     On failure ``dest`` is removed and DownloadError raised. ``on_validators`` is called with the
     server's ETag / Last-Modified as soon as they are known, so a caller can persist them for a resume
-    by a later process (this one may be killed).
-    """
+    by a later process (this one may be killed). ``http`` is the client to use (default: a new one with
+    ``policy``, ``environ`` and ``sleep``)."""
+    policy = policy or (http.policy if http is not None and isinstance(http.policy, DownloadPolicy) else None)
     policy = policy or DownloadPolicy()
-    environ = os.environ if environ is None else environ
     check_url(url, policy.allow_http)
     shown = redact(url)
     name = name or Path(urlsplit(url).path).name or "download"
-    headers = {
-        "User-Agent": f"flashdoctor/{__version__} (+requests {requests.__version__})",
-        "Accept-Encoding": "identity",  # byte offsets and Content-Length must mean file bytes
-    }
-    token = environ.get("GITHUB_TOKEN")
-    if token and _wants_token(url, policy.token_hosts):
-        headers["Authorization"] = f"Bearer {token}"
     if validators is None:
         validators = {}
     st = _State()
-    if dest.exists():
-        if validators.get("etag") or validators.get("last-modified"):
-            st.have = _hash_existing(dest, st.hasher)
-        else:
-            dest.unlink()
-    attempts = 0
-    last_error = ""
-    session = _Session(policy)
+    own = http is None
+    client = http if http is not None else Http(policy, environ, sleep)
     try:
-        while True:
-            attempts += 1
-            try:
-                h = dict(headers)
-                if st.have:
-                    h["Range"] = f"bytes={st.have}-"
-                    if validators.get("etag") or validators.get("last-modified"):
-                        h["If-Range"] = validators.get("etag") or validators["last-modified"]
-                with session.get(
-                    url, headers=h, stream=True, timeout=(policy.connect_timeout, policy.read_timeout)
-                ) as resp:
-                    _receive(resp, dest, st, policy, shown, validators, progress, name, on_validators)
-                    final_url = redact(resp.url)
-                return DownloadResult(dest, st.have, st.hasher.hexdigest(), attempts, st.resumed, final_url)
-            except (
-                requests.exceptions.SSLError,
-                requests.exceptions.TooManyRedirects,
-                requests.exceptions.InvalidURL,
-            ) as exc:
-                raise _fatal(exc, shown) from None
-            except (
-                requests.ConnectionError,
-                requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,
-                _Retryable,
-            ) as exc:
-                last_error = _describe(exc)
-                retry_after = exc.retry_after if isinstance(exc, _Retryable) else None
-            if attempts > policy.retries:
-                raise DownloadError(
-                    f"download of {shown} failed after {attempts} attempts: {last_error}",
-                    hint="check the network or proxy (HTTPS_PROXY / NO_PROXY); offline machines can use --wheelhouse DIR",
-                )
-            wait = min(policy.backoff * (2 ** (attempts - 1)), policy.backoff_max)
-            if retry_after is not None:
-                wait = min(max(wait, retry_after), policy.backoff_max)
-            sleep(wait)
+        if dest.exists():
+            if validators.get("etag") or validators.get("last-modified"):
+                st.have = _hash_existing(dest, st.hasher)
+            else:
+                dest.unlink()
+
+        def headers() -> dict[str, str]:
+            h = {"Accept-Encoding": "identity"}  # byte offsets and Content-Length must mean file bytes
+            if st.have:
+                h["Range"] = f"bytes={st.have}-"
+                if validators.get("etag") or validators.get("last-modified"):
+                    h["If-Range"] = validators.get("etag") or validators["last-modified"]
+            return h
+
+        def receive(resp: requests.Response, watch: Watch) -> None:
+            _receive(resp, watch, dest, st, policy, shown, validators, progress, name, on_validators)
+            st.final_url = redact(resp.url)
+
+        _, attempts = client.fetch(url, receive, headers=headers, deadline=policy.deadline)
+        return DownloadResult(dest, st.have, st.hasher.hexdigest(), attempts, st.resumed, st.final_url)
     except BaseException:
         _unlink(dest)
         raise
     finally:
-        session.close()
+        if own:
+            client.close()
         if progress is not None:
             progress.stop()
 
@@ -315,6 +171,7 @@ def _hash_existing(path: Path, hasher: Any) -> int:
 
 def _receive(
     resp: requests.Response,
+    watch: Watch,
     dest: Path,
     st: _State,
     policy: DownloadPolicy,
@@ -325,13 +182,13 @@ def _receive(
     on_validators: Callable[[dict[str, str]], None] | None = None,
 ) -> None:
     status = resp.status_code
-    if status in RETRY_STATUSES:
-        raise _Retryable(f"HTTP {status} {resp.reason}", _retry_after(resp))
+    if status in _RETRY:
+        raise Retryable(f"HTTP {status} {resp.reason}", retry_after(resp))
     if status == 416 and st.have:
         # Our range is past the end: the file changed or our partial is bogus. Start again.
         _unlink(dest)
         st.reset()
-        raise _Retryable("HTTP 416 for a resumed download; restarting from zero", 0.0)
+        raise Retryable("HTTP 416 for a resumed download; restarting from zero", 0.0)
     if status >= 400:
         hint = None
         if status == 404:
@@ -354,7 +211,7 @@ def _receive(
             at = st.have
             _unlink(dest)
             st.reset()
-            raise _Retryable(
+            raise Retryable(
                 f"server answered a resume at byte {at} with range {resp.headers.get('Content-Range')!r}", 0.0
             )
         total = cr[1]
@@ -398,6 +255,7 @@ def _receive(
                 raise _disk_error(exc, dest) from None
             st.hasher.update(chunk)
             st.have += len(chunk)
+            watch.progress(len(chunk))
             if progress is not None:
                 progress.update(st.have)
         try:
@@ -414,10 +272,10 @@ def _receive(
         if st.have > total:
             _unlink(dest)
             st.reset()
-            raise _Retryable(f"body longer than announced ({total} bytes); restarting")
-        raise _Retryable(f"body cut short: {st.have} of {total} bytes")
+            raise Retryable(f"body longer than announced ({total} bytes); restarting")
+        raise Retryable(f"body cut short: {st.have} of {total} bytes")
     if st.have == 0:
-        raise _Retryable("empty body")
+        raise Retryable("empty body")
 
 
 def _disk_error(exc: OSError, dest: Path) -> DiskError:
@@ -428,44 +286,6 @@ def _disk_error(exc: OSError, dest: Path) -> DiskError:
     )
 
 
-def _fatal(exc: Exception, shown: str) -> DownloadError:
-    if isinstance(exc, requests.exceptions.TooManyRedirects):
-        return DownloadError(
-            f"{shown} redirects in a loop (more than the limit of redirects)",
-            hint="the server or a proxy is misconfigured; try the URL in a browser or use a mirror",
-        )
-    if isinstance(exc, requests.exceptions.SSLError):
-        return DownloadError(
-            f"TLS failure for {shown}: {_describe(exc)}",
-            hint="behind a TLS-inspecting proxy, point REQUESTS_CA_BUNDLE at its CA certificate",
-        )
-    return DownloadError(f"cannot fetch {shown}: {_describe(exc)}")
-
-
-def _describe(exc: BaseException) -> str:
-    """One line naming the failure, without URLs (they may carry secrets) or nested reprs."""
-    if isinstance(exc, _Retryable):
-        return str(exc)
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return "the server stopped sending (read timeout)"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "the connection broke mid-body"
-    text = str(exc)
-    if "Read timed out" in text:
-        return "the server stopped sending (read timeout)"
-    if "Connection refused" in text:
-        return "connection refused"
-    if "RemoteDisconnected" in text or "Connection aborted" in text or "Connection reset" in text:
-        return "the server closed the connection"
-    if "IncompleteRead" in text or "Connection broken" in text:
-        return "the connection broke mid-body"
-    if "Name or service not known" in text or "Failed to resolve" in text or "NameResolutionError" in text:
-        return "host name could not be resolved (offline?)"
-    return type(exc).__name__
-
-
 def _unlink(path: Path) -> None:
     try:
         path.unlink()
@@ -473,3 +293,20 @@ def _unlink(path: Path) -> None:
         pass
     except OSError:
         pass
+
+
+__all__ = [
+    "TOKEN_HOSTS",
+    "DiskError",
+    "DownloadError",
+    "DownloadPolicy",
+    "DownloadResult",
+    "NotAWheelError",
+    "OfflineError",
+    "Progress",
+    "RefusedURL",
+    "check_url",
+    "download",
+    "is_loopback",
+    "redact",
+]

@@ -62,6 +62,7 @@ class BuildOptions:
     rebuild: bool = False
     ignore_preflight: bool = False
     index_url: str = src_mod.PYPI_SIMPLE
+    allow_http: bool = False  # --allow-http: a plain-http --index-url (a trusted mirror)
 
 
 def peek_fa2_version(source: str) -> str | None:
@@ -213,7 +214,9 @@ def build(
         say(
             f"sources: {'flash-attn ' + version + ' from ' + opts.index_url if not opts.source else opts.source}"
         )
-        tree = src_mod.resolve_fa2(opts.source, version, work, cache, opts.index_url)
+        tree = src_mod.resolve_fa2(opts.source, version, work, cache, opts.index_url, opts.allow_http)
+        if tree.verification is not None:
+            notes.append(f"{tree.origin}: {tree.verification.describe()}")
         layout = fa2_layout(version)
         if plan.edit_sources and layout is not None:
             res = edit_mod.edit_fa2_tree(tree.root, layout, plan.profile)
@@ -251,6 +254,7 @@ def build(
         return BuildOutcome(
             "failed", plan, findings, fp, run=result, source=tree.origin, command=tuple(cmd), log_path=log,
             work_dir=work, notes=(*notes, f"the sources and objects are kept in {work}"),
+            verification=tree.verification,
         )  # fmt: skip
     wheels = sorted(dist.glob("*.whl"))
     if len(wheels) != 1:
@@ -278,5 +282,6 @@ def build(
     else:
         work_kept = work
     return BuildOutcome(
-        "built", plan, findings, fp, built, result, tree.origin, tuple(cmd), log, work_kept, tuple(notes)
-    )
+        "built", plan, findings, fp, built, result, tree.origin, tuple(cmd), log, work_kept, tuple(notes),
+        verification=tree.verification,
+    )  # fmt: skip

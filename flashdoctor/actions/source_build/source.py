@@ -1,8 +1,11 @@
 """Getting the sources to build: the FA2 sdist from PyPI (cached), a local sdist or checkout, or an FA3
 checkout / git URL + tag. Actions (network, disk, git); the decisions they need are in plan.py.
 
-The sdist is downloaded like any artifact: the index's JSON simple API (PEP 691) gives the file URL
-and its sha256, the file is streamed into the cache and verified before it is used.
+The sdist is fetched like any artifact, under the install policy (https only unless --allow-http; the
+one HTTP client, flashdoctor.actions.net.http): the index's project page (PEP 691 JSON or PEP 503 HTML,
+read by the one parser) gives the file URL and its published sha256; the file is streamed into the
+content-addressed cache and checked against that digest before it is used. An sdist listed without a
+digest is hashed and recorded, and the outcome says so (``SourceTree.verification``).
 """
 
 from __future__ import annotations
@@ -14,20 +17,24 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from flashdoctor.actions.net.http import Http
+from flashdoctor.actions.net.pep503 import SIMPLE_JSON, ProjectNotFound, fetch_project, is_json_page
+from flashdoctor.actions.net.urls import check_url, redact
 from flashdoctor.errors import NetworkError, UsageError
+from flashdoctor.model.verification import Verification, published, recorded
+
+if TYPE_CHECKING:
+    from flashdoctor.actions.net.download import DownloadPolicy
 
 PYPI_SIMPLE = "https://pypi.org/simple"
-SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
-TIMEOUT = 30.0
-ATTEMPTS = 3
+__all__ = ["PYPI_SIMPLE", "SIMPLE_JSON", "SdistRef", "SourceTree", "download", "fetch_sdist", "find_sdist"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,15 @@ class SdistRef:
     url: str
     sha256: str | None
     version: str
+    page: str | None = None  # the index page it was listed on (redacted)
+    digest_from: str | None = None  # "pep691-page" | "pep503-page" when the page lists a digest
+
+
+@dataclass(frozen=True)
+class FetchedSdist:
+    path: Path
+    sha256: str
+    verification: Verification
 
 
 @dataclass(frozen=True)
@@ -48,105 +64,93 @@ class SourceTree:
     version: str
     origin: str  # "pypi:<file>", "archive:<path>", "dir:<path>", "git:<url>@<ref>"
     owned: bool  # True when flashdoctor made this copy (it may edit and delete it)
-
-
-def _session() -> Any:
-    import requests
-
-    s = requests.Session()
-    s.headers["User-Agent"] = "flashdoctor"
-    return s
-
-
-def _get(session: Any, url: str, **kw: Any) -> Any:
-    """GET with bounded retries for connection errors and 5xx; 4xx is final."""
-    import requests
-
-    last = ""
-    for attempt in range(ATTEMPTS):
-        try:
-            r = session.get(url, timeout=TIMEOUT, **kw)
-        except requests.RequestException as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        else:
-            if r.status_code < 500:
-                return r
-            last = f"HTTP {r.status_code}"
-            r.close()
-        if attempt + 1 < ATTEMPTS:
-            time.sleep(0.5 * (attempt + 1))
-    raise NetworkError(
-        f"GET {url} failed after {ATTEMPTS} attempts: {last}", hint="check the network, or pass --source FILE"
-    )
+    verification: Verification | None = None  # how a downloaded sdist was checked (None: local sources)
 
 
 def find_sdist(
-    version: str, index_url: str = PYPI_SIMPLE, project: str = "flash-attn", session: Any = None
+    version: str,
+    index_url: str = PYPI_SIMPLE,
+    project: str = "flash-attn",
+    http: Http | None = None,
+    allow_http: bool = False,
 ) -> SdistRef:
-    """Look the sdist of ``project`` ``version`` up in a PEP 691 JSON simple index."""
-    session = session or _session()
-    url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/"
-    r = _get(session, url, headers={"Accept": SIMPLE_JSON})
-    if r.status_code == 404:
-        raise NetworkError(f"{url}: project {project} not found on the index")
-    if r.status_code != 200:
-        raise NetworkError(f"{url}: HTTP {r.status_code}")
+    """Look the sdist of ``project`` ``version`` up on a simple index (PEP 691 JSON or PEP 503 HTML)."""
+    check_url(index_url, allow_http)
+    client = http or Http(_policy(allow_http))
     try:
-        files = r.json()["files"]
-    except (ValueError, KeyError, TypeError):
-        raise NetworkError(f"{url}: not a JSON simple-index page (PEP 691)") from None
+        page, files = fetch_project(client, index_url, project)
+    except ProjectNotFound:
+        raise NetworkError(f"{redact(index_url)}: project {project} not found on the index") from None
+    finally:
+        if http is None:
+            client.close()
     want = Version(version)
     stem = project.replace("-", "_")
     for f in files:
-        name = f.get("filename", "")
-        m = re.fullmatch(rf"{re.escape(stem)}-(.+)\.tar\.gz", name, re.IGNORECASE)
-        if not m:
+        m = re.fullmatch(rf"{re.escape(stem)}-(.+)\.tar\.gz", f.filename, re.IGNORECASE)
+        if not m or f.yanked:
             continue
         try:
             if Version(m.group(1)) != want:
                 continue
         except InvalidVersion:
             continue
-        if f.get("yanked"):
-            continue
-        href = f.get("url", "")
-        if not href.startswith(("http://", "https://")):
-            from urllib.parse import urljoin
-
-            href = urljoin(url, href)
-        return SdistRef(
-            filename=name, url=href, sha256=(f.get("hashes") or {}).get("sha256"), version=version
-        )
-    raise UsageError(f"{project} {version}: no sdist on {index_url}", hint="check --version")
+        kind = "pep691-page" if is_json_page(page.body, page.content_type) else "pep503-page"
+        return SdistRef(f.filename, f.url, f.sha256, version, page.shown, kind if f.sha256 else None)
+    raise UsageError(f"{project} {version}: no sdist on {redact(index_url)}", hint="check --version")
 
 
-def download(ref: SdistRef, cache_dir: Path, policy: Any = None, sleep: Any = time.sleep) -> Path:
-    """Download ``ref`` into the content-addressed artifact cache at ``cache_dir`` (the installer's
-    WheelCache: verified on every hit, locked, atomic) with the installer's downloader (bounded
-    retries, resume, https-only except loopback). Returns the cached file."""
-    from flashdoctor.actions.cache import WheelCache
+def _policy(allow_http: bool, expect_zip: bool = False) -> DownloadPolicy:
     from flashdoctor.actions.net.download import DownloadPolicy
+
+    return DownloadPolicy(allow_http=allow_http, expect_zip=expect_zip)
+
+
+def fetch_sdist(
+    ref: SdistRef,
+    cache_dir: Path,
+    policy: DownloadPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FetchedSdist:
+    """Download ``ref`` into the content-addressed artifact cache at ``cache_dir`` (the installer's
+    WheelCache: verified on every hit, locked, atomic) with the installer's downloader. The result says
+    whether the bytes matched a published digest or were only hashed and recorded."""
+    from flashdoctor.actions.cache import WheelCache
     from flashdoctor.actions.net.download import download as fetch
 
+    policy = policy or _policy(False)
+    if ref.sha256:
+        verification = published(ref.digest_from or "pep691-page", ref.page)
+    else:
+        verification = recorded(f"{ref.page or 'the index'} lists no sha256 for {ref.filename}")
     cache = WheelCache(cache_dir)
     if ref.sha256 and (hit := cache.get(sha256=ref.sha256, filename=ref.filename)) is not None:
-        return hit.path
-    key = hashlib.sha256(ref.url.encode()).hexdigest()[:32]
+        return FetchedSdist(hit.path, hit.sha256, verification)
+    key = hashlib.sha256(redact(ref.url).encode()).hexdigest()[:32]
     with cache.lock(key):
         if ref.sha256 and (hit := cache.get(sha256=ref.sha256, filename=ref.filename)) is not None:
-            return hit.path
+            return FetchedSdist(hit.path, hit.sha256, verification)
         tmp = cache.tmp_path(key)
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        res = fetch(
-            ref.url, tmp, policy=policy or DownloadPolicy(expect_zip=False), name=ref.filename, sleep=sleep
-        )
+        res = fetch(ref.url, tmp, policy=policy, name=ref.filename, sleep=sleep)
         if ref.sha256 and res.sha256 != ref.sha256.lower():
             tmp.unlink(missing_ok=True)
             raise NetworkError(
                 f"{ref.filename}: sha256 {res.sha256[:16]}… does not match the index's {ref.sha256[:16]}…",
                 hint="a broken download or a tampered mirror; try again",
             )
-        return cache.commit(tmp, res.sha256, ref.filename, url=ref.url).path
+        entry = cache.commit(tmp, res.sha256, ref.filename, url=redact(ref.url))
+        return FetchedSdist(entry.path, entry.sha256, verification)
+
+
+def download(
+    ref: SdistRef,
+    cache_dir: Path,
+    policy: DownloadPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Path:
+    """:func:`fetch_sdist`, the path only."""
+    return fetch_sdist(ref, cache_dir, policy, sleep).path
 
 
 def _safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
@@ -212,14 +216,15 @@ def resolve_fa2(
     work: Path,
     cache: Path,
     index_url: str = PYPI_SIMPLE,
-    session: Any = None,
+    allow_http: bool = False,
 ) -> SourceTree:
     """An FA2 tree in ``work`` that flashdoctor owns (it is edited): from PyPI, an archive or a directory."""
     work.mkdir(parents=True, exist_ok=True)
     if source is None:
-        ref = find_sdist(version, index_url, session=session)
-        archive = download(ref, cache / "wheels")  # the installer's artifact cache
-        return fa2_tree(unpack(archive, work / "src"), f"pypi:{ref.filename}", True)
+        ref = find_sdist(version, index_url, allow_http=allow_http)
+        got = fetch_sdist(ref, cache / "wheels", _policy(allow_http))  # the installer's artifact cache
+        tree = fa2_tree(unpack(got.path, work / "src"), f"pypi:{ref.filename}", True)
+        return replace(tree, verification=got.verification)
     path = Path(source).expanduser()
     if not path.exists():
         raise UsageError(f"--source {source}: no such file or directory")

@@ -3,9 +3,11 @@
 Both paths produce *listing-shaped rows* (the fields of the wheel dataset's files: ``source``,
 ``filename``, ``url``, ``release_tag``, ``sha256``, ``evidence``, and what is known about the build)
 and run them through one function, :func:`entry_from_row`, so that the committed index and a live one
-apply the same rules (flashdoctor.decide.wheels.derive).
+apply the same rules (flashdoctor.decide.wheels.derive). :func:`refresh` replaces the entries of some
+sources in an existing index and keeps every other entry as it is.
 
-Nothing here touches the network; flashdoctor.actions.net.sources fetches, this module shapes.
+Nothing here touches the network: the wheel source kinds (flashdoctor.actions.net.sources, one module
+per kind) fetch and turn what their publishers answer into rows; this module shapes the index.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,6 @@ from flashdoctor.decide.wheels.index import INDEX_SCHEMA_ID, index_from_document
 from flashdoctor.decide.wheels.parse import WheelNameError, parse_wheel_name
 
 LISTING_FILES = ("wheels_official.json", "wheels_pytorch_index.json", "wheels_community.json")
-ADDED_LATER_AFTER = datetime.timedelta(days=2)  # an asset uploaded this long after its release
 
 
 class ListingError(ValueError):
@@ -168,106 +169,6 @@ def rows_from_listings(directory: str | Path) -> tuple[list[dict[str, Any]], lis
     return rows, inputs
 
 
-# -- live sources (already fetched) -----------------------------------------------------------------
-def _parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def rows_from_github_releases(
-    source: str, repo: str, releases: Iterable[Mapping[str, Any]], fetched: str
-) -> list[dict[str, Any]]:
-    """Rows from GitHub Releases API objects (``GET /repos/{repo}/releases``).
-
-    Community repositories rebuild the same filename in later releases: the newest release gives the
-    URL and the others are kept as ``alt_release_tags``. The official repository's assets are all kept
-    (the same filename on two tags is two real files)."""
-    community = source.startswith("community:")
-    rows: list[dict[str, Any]] = []
-    by_name: dict[str, dict[str, Any]] = {}
-    ordered = sorted(
-        (r for r in releases if not r.get("draft")),
-        key=lambda r: r.get("published_at") or r.get("created_at") or "",
-        reverse=True,
-    )
-    for rel in ordered:
-        tag = rel.get("tag_name")
-        published = _parse_time(rel.get("published_at"))
-        for asset in rel.get("assets") or ():
-            fname = asset.get("name") or ""
-            if not fname.endswith(".whl"):
-                continue
-            digest = asset.get("digest") or ""
-            sha = digest.split(":", 1)[1].lower() if digest.startswith("sha256:") else None
-            created = _parse_time(asset.get("created_at"))
-            added_later = bool(published and created and created - published > ADDED_LATER_AFTER)
-            if community and fname in by_name:
-                by_name[fname].setdefault("alt_release_tags", []).append(tag)
-                continue
-            row = {
-                "source": source,
-                "filename": fname,
-                "url": asset.get("browser_download_url"),
-                "release_tag": tag,
-                "sha256": sha,
-                "evidence": f"github-api:{repo} release {tag} asset"
-                + (" (added after the release)" if added_later else "")
-                + f" (fetched {fetched})",
-                "in_tag_matrix": not added_later,
-            }
-            rows.append(row)
-            by_name[fname] = row
-    return rows
-
-
-def rows_from_simple_index(
-    cuda: str, index_url: str, files: Iterable[Mapping[str, Any]], fetched: str
-) -> list[dict[str, Any]]:
-    """Rows from a PEP 503/691 project page of the PyTorch index (one per-CUDA index)."""
-    rows = []
-    for f in files:
-        if not f["filename"].endswith(".whl"):
-            continue
-        rows.append(
-            {
-                "source": "pytorch-index",
-                "filename": f["filename"],
-                "url": f["url"],
-                "sha256": f.get("sha256"),
-                "cuda_version": cuda,
-                "yanked": bool(f.get("yanked")),
-                "confidence": "high",
-                "evidence": f"simple-index:{index_url} (fetched {fetched})",
-            }
-        )
-    return rows
-
-
-def rows_from_pypi(project: str, files: Iterable[Mapping[str, Any]], fetched: str) -> list[dict[str, Any]]:
-    """Rows from the wheels of a PyPI JSON API document (``/pypi/{project}/json``)."""
-    rows = []
-    for f in files:
-        if f.get("packagetype") != "bdist_wheel":
-            continue
-        rows.append(
-            {
-                "source": "pypi",
-                "filename": f["filename"],
-                "url": f["url"],
-                "sha256": f.get("sha256"),
-                "requires_python": f.get("requires_python") or None,
-                "yanked": bool(f.get("yanked")),
-                "evidence": f"pypi-json:{project} {f.get('version', '?')} uploaded {f.get('upload_time', '?')} "
-                f"(fetched {fetched})",
-            }
-        )
-    return rows
-
-
 # -- assembling -------------------------------------------------------------------------------------
 def _sort_key(e: Mapping[str, Any]) -> tuple[Any, ...]:
     name = parse_wheel_name(e["filename"])
@@ -282,15 +183,11 @@ def _sort_key(e: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def assemble(
-    rows: Iterable[Mapping[str, Any]],
-    built_from: str,
-    inputs: list[dict[str, Any]],
-    sources: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The index document: entries made from ``rows``, URLs left out where the source's template
-    rebuilds them, duplicates dropped, sorted, and validated by loading it."""
-    srcs = dict(sources or wheel_sources())
+def _entries(
+    rows: Iterable[Mapping[str, Any]], srcs: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Entries made from ``rows``: URLs left out where the source's template rebuilds them, duplicates
+    dropped (not sorted)."""
     wheels: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     for row in rows:
@@ -311,6 +208,19 @@ def assemble(
             continue
         seen.add(key)
         wheels.append(entry)
+    return wheels
+
+
+def assemble(
+    rows: Iterable[Mapping[str, Any]],
+    built_from: str,
+    inputs: list[dict[str, Any]],
+    sources: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The index document: entries made from ``rows``, URLs left out where the source's template
+    rebuilds them, duplicates dropped, sorted, and validated by loading it."""
+    srcs = dict(sources or wheel_sources())
+    wheels = _entries(rows, srcs)
     wheels.sort(key=_sort_key)
     doc = {
         "schema": INDEX_SCHEMA_ID,
@@ -323,6 +233,40 @@ def assemble(
     }
     index_from_document(doc, origin="generated index")  # refuse to write an index the loader rejects
     return doc
+
+
+def refresh(
+    doc: Mapping[str, Any],
+    names: Sequence[str],
+    rows: Iterable[Mapping[str, Any]],
+    inputs: list[dict[str, Any]],
+    sources: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``doc`` with the entries of the sources ``names`` replaced by entries made from ``rows`` (their
+    live listing); every other entry, and the order of the entries kept, stay exactly as they are. The
+    refreshed sources' configuration is taken from ``sources`` (default: data/wheel_sources.json); an
+    input of the same name is replaced."""
+    current = dict(sources or wheel_sources())
+    unknown = [n for n in names if n not in current]
+    if unknown:
+        raise ListingError(f"unknown source(s) {', '.join(unknown)} (known: {', '.join(current)})")
+    srcs = dict(doc.get("sources") or {})
+    for n in names:
+        srcs[n] = current[n]
+    rows = list(rows)
+    stray = sorted({str(r.get("source")) for r in rows} - set(names))
+    if stray:
+        raise ListingError(f"rows of source(s) {', '.join(stray)} given to refresh {', '.join(names)}")
+    kept = [w for w in doc.get("wheels") or () if w.get("source") not in names]
+    wheels = kept + _entries(rows, srcs)
+    wheels.sort(key=_sort_key)  # stable: the kept entries were in this order already
+    fresh = {i["name"] for i in inputs}
+    out = dict(doc)
+    out["inputs"] = [i for i in doc.get("inputs") or () if i.get("name") not in fresh] + list(inputs)
+    out["sources"] = srcs
+    out["wheels"] = wheels
+    index_from_document(out, origin="refreshed index")
+    return out
 
 
 def dump_index(doc: Mapping[str, Any]) -> str:
@@ -345,9 +289,7 @@ __all__ = [
     "assemble",
     "dump_index",
     "entry_from_row",
-    "rows_from_github_releases",
+    "refresh",
     "rows_from_listings",
-    "rows_from_pypi",
-    "rows_from_simple_index",
     "wheel_sources",
 ]

@@ -1,0 +1,529 @@
+"""The one HTTP client of flashdoctor: every fetch (wheels, a PEP 503 mirror, the sdist, the publishers'
+digests, the index builder's sources) goes through :class:`Http` and its :class:`HttpPolicy`.
+
+Policy (README "Downloads"):
+- https only; plain http for loopback hosts, or everywhere with ``allow_http`` (--allow-http). The host
+  is the one the client connects to (flashdoctor.actions.net.urls). Every redirect hop is checked by the
+  same rule before it is followed.
+- GITHUB_TOKEN goes only to ``token_hosts`` (github.com, api.github.com) by that host, over https, never
+  with a URL that carries its own credentials, never across a redirect to another host, never printed.
+- Timeouts: connect, read (per socket read), a stall deadline (fewer than ``stall_min_bytes`` in
+  ``stall_window`` seconds once the body flows) and an overall deadline for the whole fetch, retries
+  included. A watchdog thread enforces the last two by shutting the socket down, so a server that sends a
+  byte every 20 s (which no read timeout catches) fails in bounded time, with the reason.
+- Retries (bounded, exponential back-off, Retry-After honoured up to ``backoff_max``) for connection
+  errors, timeouts, stalls, bodies cut short and HTTP 429/5xx. Never for other 4xx, TLS failures,
+  redirect loops or policy refusals. A host name that does not resolve is answered at once (OfflineError,
+  with the wheelhouse route in the hint): retrying DNS on an offline machine only wastes the user's time.
+- Pages and JSON documents are read whole but bounded (``max_page_bytes``).
+- Proxies, .netrc and REQUESTS_CA_BUNDLE from the environment (requests' ``trust_env``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from flashdoctor import __version__
+from flashdoctor.actions.net.errors import OFFLINE_HINT, DownloadError, OfflineError, TooLarge
+from flashdoctor.actions.net.urls import Target, check_url, redact, redact_text, token_allowed
+
+# GITHUB_TOKEN goes to these hosts only (exact match). Release assets are served from
+# github.com/<owner>/<repo>/releases/download/... and the API from api.github.com; both redirect
+# downloads to short-lived signed URLs on *.githubusercontent.com that need no token.
+TOKEN_HOSTS: frozenset[str] = frozenset({"github.com", "api.github.com"})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    connect_timeout: float = 15.0
+    read_timeout: float = 60.0  # one socket read
+    retries: int = 4  # attempts after the first
+    backoff: float = 1.0  # first wait in seconds; doubles each retry
+    backoff_max: float = 20.0  # also the most a Retry-After is honoured
+    max_redirects: int = 10
+    allow_http: bool = False
+    token_hosts: frozenset[str] = TOKEN_HOSTS
+    stall_window: float = 30.0  # seconds ...
+    stall_min_bytes: int = 32 * 1024  # ... in which at least this much must arrive once the body flows
+    deadline: float = 3600.0  # a whole file download, retries included
+    page_deadline: float = 120.0  # a page or JSON document, retries included
+    max_page_bytes: int = 32 << 20
+
+
+class Retryable(Exception):
+    """An attempt that failed in a way another attempt may fix."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Page:
+    """A whole (bounded) answer: a PEP 503/691 page, a JSON document."""
+
+    url: str  # the final URL after redirects (unredacted: relative links resolve against it)
+    status: int
+    reason: str
+    headers: CaseInsensitiveDict[str]
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+    @property
+    def shown(self) -> str:
+        return redact(self.url)
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        import json
+
+        try:
+            return json.loads(self.body)
+        except (ValueError, RecursionError):
+            raise DownloadError(f"{self.shown}: the answer is not JSON") from None
+
+    def links(self) -> dict[str, str]:
+        """rel -> URL from a Link header (GitHub's pagination)."""
+        out = {}
+        for link in requests.utils.parse_header_links(self.headers.get("Link", "")):
+            if link.get("rel") and link.get("url"):
+                out[link["rel"]] = link["url"]
+        return out
+
+
+# -- the watchdog ----------------------------------------------------------------------------------
+_ACTIVE = threading.local()
+
+
+class Watch:
+    """Enforces the overall deadline and the stall deadline of one attempt by shutting its sockets down."""
+
+    def __init__(self, deadline_s: float, window: float, min_bytes: int) -> None:
+        self.t0 = time.monotonic()
+        self.deadline_s = deadline_s
+        self.window = window
+        self.min_bytes = min_bytes
+        self.received = 0
+        self.fired: str | None = None  # "deadline" | "stall"
+        self._body_t0: float | None = None
+        self._samples: deque[tuple[float, int]] = deque()
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="flashdoctor-http-watch", daemon=True)
+
+    def __enter__(self) -> Watch:
+        _ACTIVE.watch = self
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _ACTIVE.watch = None
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def add(self, sock: socket.socket | None) -> None:
+        if sock is not None:
+            with self._lock:
+                if self.fired:
+                    _shutdown(sock)
+                self._socks.append(sock)
+
+    def body_started(self) -> None:
+        self._body_t0 = time.monotonic()
+
+    def progress(self, n: int) -> None:
+        self.received += n
+
+    def _run(self) -> None:
+        tick = max(0.05, min(0.5, self.window / 5))
+        while not self._stop.wait(tick):
+            now = time.monotonic()
+            if now - self.t0 >= self.deadline_s:
+                self._fire("deadline")
+                return
+            if self._body_t0 is None:
+                continue
+            self._samples.append((now, self.received))
+            if now - self._body_t0 < self.window:
+                continue
+            while len(self._samples) > 1 and self._samples[1][0] <= now - self.window:
+                self._samples.popleft()
+            if self.received - self._samples[0][1] < self.min_bytes:
+                self._fire("stall")
+                return
+
+    def _fire(self, why: str) -> None:
+        with self._lock:
+            self.fired = why
+            for s in self._socks:
+                _shutdown(s)
+
+    def error(self, shown: str) -> Exception:
+        if self.fired == "deadline":
+            return DownloadError(
+                f"{shown}: no complete answer within {self.deadline_s:.0f} s (the overall deadline); "
+                f"{self.received} bytes arrived in this attempt",
+                hint="a very slow or stuck server or proxy; try again later, or use a mirror or --wheelhouse",
+            )
+        return Retryable(
+            f"the server sent less than {self.min_bytes} bytes in {self.window:.0f} s (stalled; "
+            f"{self.received} bytes in this attempt)"
+        )
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the base method: an SSLSocket's would unwrap
+
+
+def _register(sock: socket.socket | None) -> None:
+    w = getattr(_ACTIVE, "watch", None)
+    if w is not None:
+        w.add(sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _register(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _register(self.sock)  # a kept-alive connection: already connected
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _register(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _register(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter with connections the watchdog can reach."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS managers bring their own connection classes
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+
+class _Session(requests.Session):
+    """requests' Session with the policy applied to every redirect hop."""
+
+    def __init__(self, policy: HttpPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+        self.max_redirects = policy.max_redirects
+        self.trust_env = True  # proxies, .netrc, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+        adapter = _Adapter()
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target:
+            from urllib.parse import urljoin
+
+            check_url(urljoin(resp.url, target), self.policy.allow_http)
+        return target
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]  # strips Authorization on a host change
+        if prepared_request.url:
+            try:
+                keep = token_allowed(check_url(prepared_request.url, True), self.policy.token_hosts)
+            except DownloadError:
+                keep = False
+            if not keep:
+                prepared_request.headers.pop("Authorization", None)
+
+
+# -- the client -------------------------------------------------------------------------------------
+class Http:
+    """One session, one policy. ``environ`` supplies GITHUB_TOKEN (passed in: tests decide what it holds)."""
+
+    def __init__(
+        self,
+        policy: HttpPolicy | None = None,
+        environ: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import os
+
+        self.policy = policy or HttpPolicy()
+        self.environ = os.environ if environ is None else environ
+        self.sleep = sleep
+        self._session: _Session | None = None
+
+    @property
+    def session(self) -> _Session:
+        if self._session is None:
+            self._session = _Session(self.policy)
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> Http:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def token(self) -> str | None:
+        tok = (self.environ.get("GITHUB_TOKEN") or "").strip()
+        return tok or None
+
+    def redact(self, text: str) -> str:
+        return redact_text(text, (self.token,))
+
+    def headers_for(self, target: Target) -> dict[str, str]:
+        h = {"User-Agent": f"flashdoctor/{__version__} (+requests {requests.__version__})"}
+        if self.token and token_allowed(target, self.policy.token_hosts):
+            h["Authorization"] = f"Bearer {self.token}"
+        return h
+
+    # -- one attempt, many attempts ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def _attempt(
+        self, target: Target, headers: Mapping[str, str], remaining: float, shown: str
+    ) -> Iterator[tuple[requests.Response, Watch]]:
+        p = self.policy
+        with Watch(remaining, p.stall_window, p.stall_min_bytes) as watch:
+            try:
+                h = {**self.headers_for(target), **headers}
+                timeout = (min(p.connect_timeout, remaining), p.read_timeout)
+                with self.session.get(target.url, headers=h, stream=True, timeout=timeout) as resp:
+                    watch.add(_response_socket(resp))
+                    watch.body_started()
+                    yield resp, watch
+            except BaseException:
+                if watch.fired:
+                    raise watch.error(shown) from None
+                raise
+            if watch.fired:
+                raise watch.error(shown)
+
+    def fetch(
+        self,
+        url: str,
+        receive: Callable[[requests.Response, Watch], T],
+        *,
+        headers: Mapping[str, str] | Callable[[], Mapping[str, str]] = (lambda: {}),
+        deadline: float | None = None,
+        what: str = "download",
+    ) -> tuple[T, int]:
+        """GET ``url`` under the policy, handing each answer to ``receive`` (which may raise Retryable), with
+        retries. Returns (what ``receive`` returned, attempts)."""
+        p = self.policy
+        target = check_url(url, p.allow_http)
+        shown = redact(url)
+        budget = p.deadline if deadline is None else deadline
+        start = time.monotonic()
+        attempts = 0
+        last = ""
+        while True:
+            attempts += 1
+            remaining = budget - (time.monotonic() - start)
+            if remaining <= 0:
+                raise DownloadError(
+                    f"{what} of {shown} gave up: {budget:.0f} s (the overall deadline) passed after "
+                    f"{attempts - 1} attempts; last: {last}",
+                    hint="check the network or proxy (HTTPS_PROXY / NO_PROXY); offline machines can use --wheelhouse DIR",
+                )
+            retry_after: float | None = None
+            try:
+                h = headers() if callable(headers) else headers
+                with self._attempt(target, h, remaining, shown) as (resp, watch):
+                    return receive(resp, watch), attempts
+            except Retryable as exc:
+                last, retry_after = str(exc), exc.retry_after
+            except requests.exceptions.ConnectionError as exc:
+                if _name_not_resolved(exc):
+                    via = " (through the proxy)" if isinstance(exc, requests.exceptions.ProxyError) else ""
+                    raise OfflineError(
+                        f"cannot reach {target.netloc}{via}: a host name does not resolve (offline, or DNS is down)",
+                        hint=OFFLINE_HINT,
+                    ) from None
+                if isinstance(exc, requests.exceptions.SSLError):
+                    raise _tls_error(exc, shown) from None
+                last = describe(exc)
+            except (requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                last = describe(exc)
+            except requests.exceptions.TooManyRedirects:
+                raise DownloadError(
+                    f"{shown} redirects in a loop (more than {p.max_redirects} redirects)",
+                    hint="the server or a proxy is misconfigured; try the URL in a browser or use a mirror",
+                ) from None
+            except requests.RequestException as exc:
+                raise DownloadError(f"cannot fetch {shown}: {describe(exc)}") from None
+            if attempts > p.retries:
+                raise DownloadError(
+                    f"{what} of {shown} failed after {attempts} attempts: {last}",
+                    hint="check the network or proxy (HTTPS_PROXY / NO_PROXY); offline machines can use --wheelhouse DIR",
+                )
+            wait = min(p.backoff * (2 ** (attempts - 1)), p.backoff_max)
+            if retry_after is not None:
+                wait = min(max(wait, retry_after), p.backoff_max)
+            self.sleep(max(0.0, min(wait, budget - (time.monotonic() - start))))
+
+    def get(
+        self,
+        url: str,
+        *,
+        accept: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+    ) -> Page:
+        """A whole page or document (bounded), retried per the policy. Every status but 429/5xx is handed
+        back (the caller knows what a 404 means); the body of an error answer is bounded too."""
+        limit = self.policy.max_page_bytes if max_bytes is None else max_bytes
+        h = dict(headers or {})
+        if accept:
+            h["Accept"] = accept
+
+        def receive(resp: requests.Response, watch: Watch) -> Page:
+            if resp.status_code in RETRY_STATUSES:
+                raise Retryable(f"HTTP {resp.status_code} {resp.reason}", retry_after(resp))
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise TooLarge(
+                    f"{redact(url)}: the answer is {int(declared)} bytes (at most {limit} accepted)"
+                )
+            chunks, n = [], 0
+            for chunk in resp.iter_content(chunk_size=1 << 16):
+                n += len(chunk)
+                watch.progress(len(chunk))
+                if n > limit:
+                    raise TooLarge(f"{redact(url)}: the answer is larger than {limit} bytes; refusing it")
+                chunks.append(chunk)
+            return Page(resp.url, resp.status_code, resp.reason or "", resp.headers, b"".join(chunks))
+
+        page, _ = self.fetch(url, receive, headers=h, deadline=self.policy.page_deadline, what="request")
+        return page
+
+
+def _response_socket(resp: requests.Response) -> socket.socket | None:
+    conn = getattr(resp.raw, "connection", None) or getattr(resp.raw, "_connection", None)
+    return getattr(conn, "sock", None)
+
+
+def retry_after(resp: requests.Response) -> float | None:
+    """Retry-After in seconds (delta-seconds or an HTTP date), or None."""
+    val = (resp.headers.get("Retry-After") or "").strip()
+    if not val:
+        return None
+    if val.isdigit():
+        return float(val)
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        when = email.utils.parsedate_to_datetime(val)
+        import datetime
+
+        return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+    return None
+
+
+def _name_not_resolved(exc: BaseException) -> bool:
+    from urllib3.exceptions import NameResolutionError
+
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, (NameResolutionError, socket.gaierror)):
+            return True
+        stack.extend([getattr(e, "reason", None), e.__cause__, e.__context__, *getattr(e, "args", ())])
+        stack = [x for x in stack if isinstance(x, BaseException)]
+    return False
+
+
+def _tls_error(exc: Exception, shown: str) -> DownloadError:
+    return DownloadError(
+        f"TLS failure for {shown}: {describe(exc)}",
+        hint="behind a TLS-inspecting proxy, point REQUESTS_CA_BUNDLE at its CA certificate",
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming the failure, without URLs (they may carry secrets) or nested reprs."""
+    if isinstance(exc, Retryable):
+        return str(exc)
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return "the server stopped sending (read timeout)"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the connection broke mid-body"
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "certificate verify failed (the server's certificate is not trusted here)"
+    if "Read timed out" in text:
+        return "the server stopped sending (read timeout)"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "RemoteDisconnected" in text or "Connection aborted" in text or "Connection reset" in text:
+        return "the server closed the connection"
+    if "IncompleteRead" in text or "Connection broken" in text:
+        return "the connection broke mid-body"
+    return type(exc).__name__
+
+
+__all__ = [
+    "RETRY_STATUSES",
+    "TOKEN_HOSTS",
+    "Http",
+    "HttpPolicy",
+    "Page",
+    "Retryable",
+    "Watch",
+    "describe",
+    "retry_after",
+]

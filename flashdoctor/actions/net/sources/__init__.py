@@ -1,0 +1,76 @@
+"""Wheel source kinds: a protocol (flashdoctor.actions.net.sources.base) and this registry.
+
+A new kind is one module implementing :class:`SourceKind` and one line in :data:`KINDS` (its name also
+goes into the ``kind`` enum of schemas/wheels-index.schema.json, which validates data/wheel_sources.json
+entries that use it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flashdoctor import knowledge
+from flashdoctor.actions.net.sources import github_releases, pypi_json, simple_index
+from flashdoctor.actions.net.sources.base import (
+    GITHUB_API,
+    GITHUB_WEB,
+    PYPI,
+    PYTORCH_WHL,
+    Listing,
+    PublishedDigest,
+    SourceContext,
+    SourceKind,
+)
+from flashdoctor.model.plan import WheelRef
+
+KINDS: dict[str, SourceKind] = {
+    "github-releases": github_releases.KIND,
+    "simple-index": simple_index.KIND,
+    "pypi-json": pypi_json.KIND,
+}
+
+
+def wheel_sources() -> dict[str, dict[str, Any]]:
+    """The configured sources (data/wheel_sources.json), by name."""
+    data: dict[str, dict[str, Any]] = knowledge.load_data("wheel_sources")["sources"]
+    return data
+
+
+def kind_of(config: Mapping[str, Any]) -> SourceKind:
+    kind = KINDS.get(str(config.get("kind")))
+    if kind is None:
+        raise KeyError(f"unknown wheel source kind {config.get('kind')!r} (known: {', '.join(KINDS)})")
+    return kind
+
+
+def list_source(ctx: SourceContext, name: str, config: Mapping[str, Any], fetched: str) -> Listing:
+    return kind_of(config).list_rows(ctx, name, config, fetched)
+
+
+def published_digest(
+    ctx: SourceContext, ref: WheelRef, sources: Mapping[str, Mapping[str, Any]] | None = None
+) -> PublishedDigest | None:
+    """The digest the publisher of ``ref`` gives for it, looked up live; None when flashdoctor knows no
+    way to ask (an unknown source, or a URL that is not the publisher's). Network failures raise."""
+    config = (wheel_sources() if sources is None else sources).get(ref.source)
+    if config is None or config.get("kind") not in KINDS:
+        return None
+    return kind_of(config).published_digest(ctx, ref, config)
+
+
+__all__ = [
+    "GITHUB_API",
+    "GITHUB_WEB",
+    "KINDS",
+    "PYPI",
+    "PYTORCH_WHL",
+    "Listing",
+    "PublishedDigest",
+    "SourceContext",
+    "SourceKind",
+    "kind_of",
+    "list_source",
+    "published_digest",
+    "wheel_sources",
+]

@@ -1,0 +1,80 @@
+"""What a wheel source kind is: one module implementing :class:`SourceKind` (list the wheels a source
+publishes as listing rows; look up the digest it publishes for one file), registered by one line in
+flashdoctor.actions.net.sources.KINDS. The index builder (scripts/update_wheels_index.py) and the
+published-digest lookup before a download (flashdoctor.actions.fetch) both go through that registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from flashdoctor.actions.net.http import Http
+from flashdoctor.actions.net.urls import parse
+from flashdoctor.model.plan import WheelRef
+
+GITHUB_API = "https://api.github.com"
+GITHUB_WEB = "https://github.com"
+PYPI = "https://pypi.org"
+PYPI_FILES = "https://files.pythonhosted.org"
+PYTORCH_WHL = "https://download.pytorch.org/whl"
+
+Row = dict[str, Any]  # a listing-shaped row (flashdoctor.decide.wheels.builder.entry_from_row reads it)
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """How the kinds reach their publishers: one HTTP client, and where each public endpoint is reached
+    (``rewrites``: canonical URL prefix -> the URL to use, e.g. a loopback mirror in tests, --github-api)."""
+
+    http: Http
+    rewrites: Mapping[str, str] = field(default_factory=dict)
+    max_pages: int = 50  # GitHub pages of releases per repository at most
+
+    def at(self, url: str) -> str:
+        for prefix, there in self.rewrites.items():
+            p = prefix.rstrip("/")
+            if url == p or url.startswith(p + "/"):
+                return there.rstrip("/") + url[len(p) :]
+        return url
+
+    def same_host(self, url: str, *bases: str) -> bool:
+        """Whether ``url`` goes to the host (and port) of one of ``bases`` (as reached here)."""
+        try:
+            t = parse(url)
+            return any(t.netloc == parse(self.at(b)).netloc for b in bases)
+        except Exception:
+            return False
+
+
+@dataclass
+class Listing:
+    rows: list[Row]
+    inputs: list[dict[str, Any]]  # what was read: {"name", "entries", "fetched"}
+
+
+@dataclass(frozen=True)
+class PublishedDigest:
+    """What a publisher says about one file. ``sha256`` None: it lists the file without a digest."""
+
+    sha256: str | None
+    digest_from: str  # a key of flashdoctor.model.verification.DIGEST_SOURCES
+    where: str  # the page or API document (redacted)
+    note: str | None = None
+
+
+class SourceKind(Protocol):
+    """One kind of wheel source (``kind`` in data/wheel_sources.json)."""
+
+    name: str
+
+    def list_rows(self, ctx: SourceContext, source: str, config: Mapping[str, Any], fetched: str) -> Listing:
+        """Every wheel ``source`` (configured by ``config``) publishes, as listing rows."""
+        ...
+
+    def published_digest(
+        self, ctx: SourceContext, ref: WheelRef, config: Mapping[str, Any]
+    ) -> PublishedDigest | None:
+        """The digest the publisher gives for ``ref``; None when ``ref.url`` is not one of its files."""
+        ...

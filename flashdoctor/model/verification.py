@@ -1,0 +1,58 @@
+"""How a fetched file was verified: against a digest its publisher published before the download, or only
+hashed and recorded (issue "say which verification happened"). A value; renderers word it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from flashdoctor.model.install import DIGEST_PUBLISHED, DIGEST_RECORDED
+
+Kind = Literal["published-digest", "recorded"]
+
+# Where a published digest came from (``Verification.digest_from``).
+DIGEST_SOURCES: dict[str, str] = {
+    "wheel-index": "flashdoctor's wheel index",
+    "index-url": "the --index-url page",
+    "pep503-page": "the index page's #sha256= fragment",
+    "pep691-page": "the index page's PEP 691 hashes",
+    "github-release-asset": "the GitHub release asset's digest",
+    "pypi-json": "PyPI's JSON API",
+}
+
+
+@dataclass(frozen=True)
+class Verification:
+    kind: Kind
+    digest_from: str | None = None  # a key of DIGEST_SOURCES when kind is "published-digest"
+    where: str | None = None  # the page or API document the digest was read from (redacted)
+    note: str | None = None  # why there is no published digest (or what the lookup said)
+
+    @property
+    def published(self) -> bool:
+        return self.kind == "published-digest"
+
+    def describe(self) -> str:
+        """One plain line: 'sha256 matches the published digest (...)' or 'sha256 recorded (...)'."""
+        if self.published:
+            src = DIGEST_SOURCES.get(self.digest_from or "", self.digest_from or "the publisher")
+            return f"{DIGEST_PUBLISHED} ({src}{', ' + self.where if self.where else ''})"
+        return DIGEST_RECORDED + (f": {self.note}" if self.note else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "digest_from": self.digest_from,
+            "where": self.where,
+            "note": self.note,
+            "text": self.describe(),
+        }
+
+
+def published(digest_from: str, where: str | None = None) -> Verification:
+    return Verification("published-digest", digest_from, where)
+
+
+def recorded(note: str | None = None) -> Verification:
+    return Verification("recorded", note=note)
