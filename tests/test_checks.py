@@ -267,7 +267,9 @@ def test_every_code_is_documented_in_readme():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     missing = [c for c in CODES if f"`{c}`" not in readme and c not in PENDING_README]
     assert not missing, f"undocumented finding codes: {missing}"
-    assert not [c for c in PENDING_README if f"`{c}`" in readme], "README documents it now: empty PENDING_README"
+    assert not [c for c in PENDING_README if f"`{c}`" in readme], (
+        "README documents it now: empty PENDING_README"
+    )
 
 
 def test_crashed_import_says_so():

@@ -325,14 +325,14 @@ REASONS = [
      "against a later patch does not load on an earlier one (maintainer, Dao-AILab/flash-attention#931)"),
     ("torch-build-mismatch pre-release", machine("h100", python="3.10", torch="2.2.0a0+6a974be", torch_cuda="12.3"),
      "flash_attn-2.5.8+cu122torch2.2cxx11abiTRUE-cp310-cp310-linux_x86_64.whl", {},
-     "torch-build-mismatch: built against torch 2.2.2; this torch is the pre-release build 2.2.0a0+6a974be: a "
+     "torch-build-mismatch: built against torch 2.2.2; this torch (2.2.0a0+6a974be) is a pre-release build: a "
      "wheel fits it only if built against that very build (release wheels do not fit pre-release, nightly or "
      "vendor builds: build from source)"),
     ("torch-build-mismatch unrecorded", machine("gh200", platform="linux_aarch64", python="3.12",
      torch="2.10.0a0", torch_cuda="13.0", glibc="2.39"),
      "flash_attn-2.8.3+cu13torch2.10cxx11abiTRUE-cp312-cp312-linux_aarch64.whl", {},
-     "torch-build-mismatch: built against a torch 2.10 whose build is not recorded; this torch is the "
-     "pre-release build 2.10.0a0: a wheel fits it only if built against that very build (release wheels do not "
+     "torch-build-mismatch: built against a torch 2.10 whose build is not recorded; this torch (2.10.0a0) is "
+     "a pre-release build: a wheel fits it only if built against that very build (release wheels do not "
      "fit pre-release, nightly or vendor builds: build from source)"),
     ("abi-mismatch", machine("a10", python="3.10", torch="2.4.1+cu121", cxx11abi=False, glibc="2.31"),
      "flash_attn-2.7.4.post1+cu12torch2.4cxx11abiTRUE-cp310-cp310-linux_x86_64.whl", {},

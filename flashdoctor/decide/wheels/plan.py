@@ -129,7 +129,7 @@ def make_plan(
     if tb is not None and not tb.is_release and info.needs_nvcc:
         hints.insert(
             0,
-            f"torch {tb.text} is {tb.what}: release wheels are compiled against PyTorch's releases "
+            f"torch {tb.text} is {tb.kind_words}: release wheels are compiled against PyTorch's releases "
             "and do not load on it (maintainers: build against it from source, Dao-AILab/flash-attention "
             "#836, #709); only a wheel built against this very build would fit, and the index has none",
         )
@@ -211,6 +211,7 @@ def _distinct_refs(entries: Iterable[IndexEntry], best: WheelRef) -> tuple[Wheel
 
 _HINT_ORDER = (
     "version-excluded",
+    "torch-build-mismatch",
     "torch-mismatch",
     "python-mismatch",
     "cuda-mismatch",

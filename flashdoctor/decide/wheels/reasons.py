@@ -98,7 +98,7 @@ def build_mismatch_text(entry: IndexEntry, t: Target) -> str:
         return built
     if not tb.is_release:
         return (
-            f"{built}; this torch is {tb.what}: a wheel fits it only if built against that very build "
+            f"{built}; this torch ({tb.text}) is {tb.kind_words}: a wheel fits it only if built against that very build "
             "(release wheels do not fit pre-release, nightly or vendor builds: build from source)"
         )
     return (

@@ -62,6 +62,16 @@ class TorchBuild:
         return self.kind == "release"
 
     @property
+    def kind_words(self) -> str:
+        """What kind of build it is, for people: "a pre-release build"."""
+        return {
+            "release": "a release",
+            "nightly": "a nightly",
+            "prerelease": "a pre-release build",
+            "vendor": "a vendor build",
+        }[self.kind]
+
+    @property
     def what(self) -> str:
         """How a person names it: "the pre-release build 2.1.0a0+32f93b1"."""
         label = {
