@@ -16,7 +16,7 @@ from rich.progress import (
 )
 
 from flashdoctor.actions.install.executor import InstallResult
-from flashdoctor.render.console import STATUS_MARK
+from flashdoctor.render.console import STATUS_MARK, clean, make_console, print_finding
 
 STATUS_STYLE = {
     "installed": "bold green",
@@ -45,6 +45,7 @@ class RichProgress:
         self._started = False
 
     def start(self, name: str, total: int | None, done: int) -> None:
+        name = escape(clean(name))  # a wheel's name from an index or a plan: untrusted
         if not self._started:
             self._p.start()
             self._started = True
@@ -64,6 +65,12 @@ class RichProgress:
             self._task = None
 
 
+def download_progress(enabled: bool) -> RichProgress | None:
+    """The download bar on standard error when it is a terminal (and ``enabled``), else None."""
+    err = make_console(stderr=True)
+    return RichProgress(err) if enabled and err.is_terminal else None
+
+
 def render_install(result: InstallResult, console: Console, verbose: bool = False) -> None:
     style = STATUS_STYLE.get(result.status, "bold")
     console.print(
@@ -71,17 +78,16 @@ def render_install(result: InstallResult, console: Console, verbose: bool = Fals
     )
     for s in result.steps:
         mark, mstyle = STATUS_MARK["ok" if s.ok else "fail"]
-        console.print(f" [{mstyle}]{mark}[/] {s.name:<15} {escape(s.detail)} [dim]{s.seconds:.1f}s[/]")
+        console.print(
+            f" [{mstyle}]{mark}[/] {escape(s.name):<15} {escape(s.detail)} [dim]{s.seconds:.1f}s[/]"
+        )
     if result.sha256:
         src = "from the index" if result.sha256_from == "index" else "computed: the index has none"
-        console.print(f"   [dim]sha256 {result.sha256} ({src})[/]")
+        console.print(f"   [dim]sha256 {escape(result.sha256)} ({src})[/]")
     for w in result.warnings:
-        mark, mstyle = STATUS_MARK["warn"]
-        console.print(f" [{mstyle}]{mark}[/] {escape(w)}")
+        print_finding(console, "warn", w)
     for d in result.diagnoses:
-        console.print(f" [red]diagnosis[/] {escape(d.message)} [dim]\\[{d.code}][/]")
-        console.print(f"     [dim]evidence:[/] {escape(d.evidence)}")
-        console.print(f"     [dim]fix:[/] {escape(d.fix)}")
+        print_finding(console, "cause", d.message, d.code, details=(("evidence", d.evidence), ("fix", d.fix)))
     if (
         result.status not in ("installed", "nothing-to-do")
         and result.error
