@@ -256,11 +256,12 @@ def read_log(
             first = fh.read(BINARY_SNIFF_BYTES)
             if _looks_binary(first):
                 raise _not_text(path)
+            fh.seek(0)  # one buffer for the log, not the sample and the rest joined
             if st.st_size > window:
-                head = first + fh.read(window // 2 - len(first))
+                head = fh.read(window // 2)
                 fh.seek(st.st_size - window // 2)
                 return head + b"\n" + fh.read(window // 2), path
-            return first + fh.read(window), path
+            return fh.read(window), path
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
 

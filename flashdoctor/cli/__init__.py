@@ -25,7 +25,7 @@ from flashdoctor.cli.options import examples
 from flashdoctor.cli.smoke import bench, smoke
 from flashdoctor.cli.wheels import wheels
 from flashdoctor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FlashdoctorError
-from flashdoctor.render.console import echo
+from flashdoctor.render.text import echo
 
 
 @click.group(

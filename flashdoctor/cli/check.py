@@ -19,7 +19,7 @@ from flashdoctor.cli.options import (
 )
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.variants import VARIANTS, Variant
-from flashdoctor.render.console import echo
+from flashdoctor.render.text import echo
 
 if TYPE_CHECKING:
     from flashdoctor.actions.check import CheckResult

@@ -25,7 +25,7 @@ from flashdoctor.cli.options import (
 )
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.variants import Variant
-from flashdoctor.render.console import echo
+from flashdoctor.render.text import clean, echo
 
 if TYPE_CHECKING:
     from flashdoctor.actions.fetch import FetchOptions
@@ -199,7 +199,7 @@ def install(variant: Variant, **opts: Any) -> int:
                 "not a terminal, so flashdoctor cannot ask: pass --yes to install without asking"
             )
         assert plan.wheel is not None
-        click.confirm(f"Install {plan.wheel.filename} into {py}?", default=True, abort=True)
+        click.confirm(clean(f"Install {plan.wheel.filename} into {py}?"), default=True, abort=True)
     result = service.install(
         plan,
         python=py,

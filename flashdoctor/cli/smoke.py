@@ -17,7 +17,7 @@ from flashdoctor.cli.options import (
     verbose_option,
 )
 from flashdoctor.errors import UsageError
-from flashdoctor.render.console import echo
+from flashdoctor.render.text import echo
 
 SMOKE_BACKEND_CHOICES = ("fa2", "fa3", "fa4", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa-math")
 

@@ -1,9 +1,7 @@
-"""The one rich Console factory, the terminal-safety filter, and the one finding line.
+"""The one rich Console factory and the one finding line.
 
-Colour only on a terminal, NO_COLOR honoured (rich reads it). Untrusted text (server replies, index
-entries, target specs, logs, file names) reaches the terminal only through :func:`clean`: every C0/C1
-control character but newline and tab is shown as a visible symbol, so a string cannot clear the screen,
-set the window title or write the clipboard (OSC 52). rich's own styling is not text and is kept.
+Colour only on a terminal, NO_COLOR honoured (rich reads it). Every text segment a console prints goes
+through render.text.clean (control characters made visible); rich's own styling is not text and is kept.
 """
 
 from __future__ import annotations
@@ -12,21 +10,11 @@ import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-import click
 from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderHook, RenderResult
 from rich.markup import escape
 from rich.segment import Segment
 
-# C0 controls (but \t and \n) -> their Control Pictures symbol (ESC -> ␛, BEL -> ␇, CR -> ␍); DEL -> ␡;
-# C1 controls (U+0080-U+009F: 8-bit CSI, OSC, ...) -> U+FFFD. One cell each, as rich measured them.
-_CONTROLS: dict[int, str] = {c: chr(0x2400 + c) for c in range(0x20) if c not in (0x09, 0x0A)}
-_CONTROLS[0x7F] = "\u2421"
-_CONTROLS.update({c: "\ufffd" for c in range(0x80, 0xA0)})
-
-
-def clean(text: str) -> str:
-    """``text`` safe for a terminal: control characters (but newline and tab) made visible."""
-    return text.translate(_CONTROLS)
+from flashdoctor.render.text import clean
 
 
 class _Clean:
@@ -55,11 +43,6 @@ def make_console(file: TextIO | None = None, stderr: bool = False) -> Console:
     console = Console(file=stream, highlight=False, soft_wrap=True, emoji=False, width=width)
     console.push_render_hook(_CleanHook())
     return console
-
-
-def echo(text: str, err: bool = False, nl: bool = True) -> None:
-    """click.echo for text that may hold untrusted parts (messages naming URLs, files, server replies)."""
-    click.echo(clean(text), err=err, nl=nl)
 
 
 EVIDENCE_STYLE = "bold red"  # the log line a diagnosis rests on

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flashdoctor.model.findings import CheckReport, Status
-from flashdoctor.render.console import clean
+from flashdoctor.render.text import clean
 
 
 def escape_data(text: str) -> str:

@@ -16,7 +16,8 @@ from rich.progress import (
 )
 
 from flashdoctor.actions.install.executor import InstallResult
-from flashdoctor.render.console import STATUS_MARK, clean, make_console, print_finding
+from flashdoctor.render.console import STATUS_MARK, make_console, print_finding
+from flashdoctor.render.text import clean
 
 STATUS_STYLE = {
     "installed": "bold green",

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from flashdoctor.model.envelope import envelope
+# The CLI wraps each document with this before emit(): one implementation, in the model layer.
+from flashdoctor.model.envelope import envelope as document
 
 # json.dumps escapes C0 controls; with ensure_ascii=False it leaves DEL and the C1 controls (8-bit CSI,
 # OSC) raw. Escaped here (\\u0085 is the same string to a JSON reader), so the document is terminal-safe.
@@ -21,18 +22,9 @@ def dumps(doc: Any, indent: int = 2, ensure_ascii: bool = True) -> str:
     return text if ensure_ascii else text.translate(_RAW_CONTROLS)
 
 
-def document(
-    body: Mapping[str, Any],
-    *,
-    command: str,
-    exit_code: int,
-    schema: str | None = None,
-    status: str | None = None,
-) -> dict[str, Any]:
-    """``body`` in the result envelope (model.envelope.envelope)."""
-    return envelope(body, command=command, exit_code=exit_code, schema=schema, status=status)
-
-
 def emit(doc: Mapping[str, Any], indent: int = 2, ensure_ascii: bool = True) -> None:
     """Print a document (already in its envelope) on standard output: valid JSON and nothing else."""
     click.echo(dumps(doc, indent=indent, ensure_ascii=ensure_ascii))
+
+
+__all__ = ["document", "dumps", "emit"]
