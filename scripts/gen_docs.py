@@ -54,7 +54,7 @@ def _command(name: str, cmd: click.Command, parent: click.Context) -> list[str]:
 
 
 def commands_md() -> str:
-    root = click.Context(cli, info_name="flashdoctor")
+    root = click.Context(cli, info_name="flashdoctor", **cli.context_settings)
     names = [n for n in JOURNEY if n in cli.commands] + sorted(set(cli.commands) - set(JOURNEY))
     out = [
         "# Command reference",

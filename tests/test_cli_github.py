@@ -63,3 +63,11 @@ def test_an_unmet_require_is_an_error_annotation_and_the_summary_says_why(tmp_pa
     ok, summary = gha(tmp_path, "check", "--json", "--require", "fa3", "--target", str(TARGETS / "h100.json"))
     assert ok.returncode == 1  # fa3 is installable here, not ready: the same, for fa3
     assert "::error title=flashdoctor --require fa3::fa3 is installable, not ready" in ok.stderr
+
+
+@pytest.mark.slow
+def test_check_smoke_json_stays_valid_json_too(tmp_path: Path) -> None:
+    p, summary = gha(tmp_path, "check", "--smoke", "--json")
+    doc = json.loads(p.stdout)
+    assert doc["exit_code"] == p.returncode and "smoke" in doc
+    assert "::" not in p.stdout and summary.startswith("## flashdoctor check")
