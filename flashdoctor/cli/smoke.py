@@ -17,9 +17,12 @@ from flashdoctor.cli.options import (
     verbose_option,
 )
 from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.variants import VARIANTS
+from flashdoctor.model.cases import BACKENDS
 from flashdoctor.render.text import echo
 
-SMOKE_BACKEND_CHOICES = ("fa2", "fa3", "fa4", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa-math")
+# The smoke test's backend vocabulary (model.cases), variants first: a new variant is a choice for free.
+SMOKE_BACKEND_CHOICES = (*VARIANTS, *(b for b in BACKENDS if b not in VARIANTS))
 
 gpu_options = combine(
     click.option(
