@@ -24,7 +24,7 @@ H100 = str(TARGETS / "h100.json")
 SHARED = (
     "--python", "--target", "--fa2", "--fa3", "--fa4", "--version", "--allow-community", "--index",
     "--wheelhouse", "--index-url", "--allow-http", "--source", "--ref", "--arch", "--head-dims", "--dtypes",
-    "--max-jobs", "--nvcc-threads",
+    "--max-jobs", "--nvcc-threads", "--gpu", "--device",
 )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ import click
 from flashdoctor.cli.options import (
     SOURCE_BUILD_PARAMS,
     build_options,
+    dry_run_option,
     examples,
     index_url_option,
     json_option,
@@ -102,9 +103,7 @@ def _fa3_flags(f: Any) -> Any:
 @index_url_option
 @python_option
 @target_option
-@click.option(
-    "--dry-run", is_flag=True, help="Print the build plan (env vars, unit count, preflight) and stop."
-)
+@dry_run_option("Print the build plan (env vars, unit count, preflight) and stop.")
 @json_option("Print the outcome as JSON.")
 @verbose_option("Show the plan and every preflight finding.")
 def build(variant: Variant, **opts: Any) -> int:

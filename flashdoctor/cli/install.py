@@ -11,6 +11,7 @@ import click
 from flashdoctor.cli.options import (
     SOURCE_BUILD_PARAMS,
     build_options,
+    dry_run_option,
     examples,
     fetch_options,
     json_option,
@@ -133,7 +134,7 @@ def _show_plan(plan: Plan, notes: list[str], source: str, opts: dict[str, Any]) 
     )
 )
 @variant_options()
-@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@dry_run_option("Print the plan and change nothing.")
 @json_option("Print the plan (--dry-run) or the result as JSON.")
 @selection_options
 @python_option

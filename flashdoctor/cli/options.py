@@ -66,6 +66,20 @@ def output_option(help: str) -> Decorator:
     return click.option("-o", "--output", metavar="FILE", help=help)
 
 
+def dry_run_option(help: str) -> Decorator:
+    return click.option("--dry-run", is_flag=True, help=help)
+
+
+# smoke and bench: which GPU; and a hidden testing mode (toy shapes on CPU torch, so CI runs the real
+# runner without a GPU).
+gpu_options = combine(
+    click.option(
+        "--gpu", type=click.IntRange(min=0), metavar="N", help="Run on GPU N only (torch's numbering)."
+    ),
+    click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", hidden=True),
+)
+
+
 def timeout_option(default: float, help: str, name: str = "--timeout", hidden: bool = False) -> Decorator:
     return click.option(
         name,

@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from flashdoctor.cli.options import (
-    combine,
     examples,
+    gpu_options,
     json_option,
     output_option,
     python_option,
@@ -24,13 +24,6 @@ from flashdoctor.render.text import echo
 # The smoke test's backend vocabulary (model.cases), variants first: a new variant is a choice for free.
 SMOKE_BACKEND_CHOICES = (*VARIANTS, *(b for b in BACKENDS if b not in VARIANTS))
 
-gpu_options = combine(
-    click.option(
-        "--gpu", type=click.IntRange(min=0), metavar="N", help="Run on GPU N only (torch's numbering)."
-    ),
-    # Hidden testing mode: toy shapes on CPU torch, so CI runs the real runner without a GPU.
-    click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", hidden=True),
-)
 _REPORT_FILE = "Also write the JSON report to FILE."
 
 
