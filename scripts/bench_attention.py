@@ -129,25 +129,35 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed_together(
+    fns: list[Callable[[], object]], device: torch.device, warmup: int, iters: int
+) -> list[list[float]]:
+    """Milliseconds per call of each function, run in turn (A, B, C, A, B, C, ...) so that drift in
+    the machine's speed falls on all of them alike: CUDA events on a GPU, perf_counter on a CPU."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    out: list[list[float]] = [[] for _ in fns]
+    for _ in range(iters):
+        for fn, times in zip(fns, out):
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
 def timed(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> list[float]:
     """Milliseconds per call: CUDA events on a GPU, perf_counter on a CPU."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    out = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            out.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            out.append((time.perf_counter() - t0) * 1e3)
-    return out
+    return timed_together([fn], device, warmup, iters)[0]
 
 
 def peak_mib(fn: Callable[[], object], device: torch.device) -> float | None:
@@ -214,9 +224,10 @@ def bench_models(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     }
     auto, names = replace_with_flash_attention(copy.deepcopy(base))
     variants["flashdoctor (auto)"] = auto  # type: ignore[assignment]
-    # The same without torch's fused encoder-layer inference path: FlashAttention's own choice in eval too.
-    unfused, _ = replace_with_flash_attention(copy.deepcopy(base), native_fast_path=False)
-    variants["flashdoctor (auto, unfused)"] = unfused  # type: ignore[assignment]
+    # The same with torch's fused encoder-layer inference path kept (native_fast_path=True): eval without
+    # grad runs torch's fused layer, not flashdoctor's kernel (scripts/bench_eval_path.py compares them).
+    fused, _ = replace_with_flash_attention(copy.deepcopy(base), native_fast_path=True)
+    variants["flashdoctor (fused eval)"] = fused  # type: ignore[assignment]
     usable = [
         s.name
         for s in available_backends(device)
@@ -224,9 +235,7 @@ def bench_models(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     ]
     if not args.quick:
         for name in usable:
-            forced, _ = replace_with_flash_attention(
-                copy.deepcopy(base), backend=name, native_fast_path=False
-            )
+            forced, _ = replace_with_flash_attention(copy.deepcopy(base), backend=name)
             variants[f"flashdoctor [{name}]"] = forced  # type: ignore[assignment]
 
     head_dim = args.embed // args.heads
@@ -301,8 +310,8 @@ def bench_models(args: argparse.Namespace, device: torch.device, dtype: torch.dt
                     "value": fams,
                 }
             )
-        # The modules ran (also in eval, where torch's fused layer would have bypassed them), and on
-        # the backend that was chosen or forced, not on a fallback after a refusal.
+        # The modules ran (also in eval, where torch's fused layer would have bypassed them, unless it was
+        # kept on purpose), and on the backend that was chosen or forced, not on a fallback after a refusal.
         ran = r["backends_used"]
         expected = r["variant"][len("flashdoctor [") : -1] if r["variant"].endswith("]") else decision.backend
         if r["variant"].endswith("]"):

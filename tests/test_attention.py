@@ -15,6 +15,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace as dataclasses_replace
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,10 @@ from flashdoctor.attention import (
     select_backend,
     unpad_sequence_length,
 )
-from flashdoctor.runtime import dispatch
+from flashdoctor.runtime import availability, dispatch, kernels, state
+from flashdoctor.runtime import call as runtime_call
+from flashdoctor.runtime import module as runtime_module
+from tests.runtime_fakes import FA3_LABEL, fa3_minimal_build_fixture  # noqa: F401 (a fixture)
 
 TOL = {"atol": 1e-10, "rtol": 1e-9}  # float64: both sides compute the same math
 
@@ -45,8 +49,8 @@ TOL = {"atol": 1e-10, "rtol": 1e-9}  # float64: both sides compute the same math
 @pytest.fixture(autouse=True)
 def _fresh_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv(dispatch.override_env_var(), raising=False)
-    attention._LOGGED.clear()
-    attention._FAILED.clear()
+    state.LOGGED.clear()
+    state.FAILED.clear()
     backend_usage(reset=True)
     torch.manual_seed(0)
     yield
@@ -371,7 +375,7 @@ def test_replacement_in_a_transformer_encoder(
             assert n1 == n2
             torch.testing.assert_close(p2.grad, p1.grad, msg=n1)
     # The replaced layers really ran FlashAttention, also where torch would have fused the layer,
-    # unless torch's fused inference path was kept (the default): then eval without grad is torch's.
+    # unless torch's fused inference path was kept (native_fast_path=True): then eval without grad is torch's.
     fused = native_fast_path and mode == "eval-no-grad" and batch_first  # torch fuses batch_first only
     assert backend_usage().get("sdpa", 0) == (0 if padded or fused else 2)
 
@@ -528,17 +532,17 @@ def test_cpu_reports_no_flash(caplog: pytest.LogCaptureFixture) -> None:
 @pytest.fixture
 def pretend_h100(monkeypatch: pytest.MonkeyPatch) -> None:
     """Describe CPU calls as an H100 with only torch: the one thing that cannot exist here is the GPU."""
-    real = attention.describe_call
+    real = runtime_call.describe_call
 
     def as_gpu(*args: object, **kwargs: object) -> dispatch.AttentionCall:
         import dataclasses
 
         return dataclasses.replace(real(*args, **kwargs), device="cuda", capability=(9, 0))  # type: ignore[arg-type]
 
-    monkeypatch.setattr(attention, "describe_call", as_gpu)
+    monkeypatch.setattr(runtime_call, "describe_call", as_gpu)
     monkeypatch.setattr(
-        attention,
-        "_availability",
+        availability,
+        "availability",
         lambda device_type: {
             "fa3": "not installed",
             "fa2": "not installed",
@@ -547,6 +551,44 @@ def pretend_h100(monkeypatch: pytest.MonkeyPatch) -> None:
             "sdpa-flash": None,
         },
     )
+
+
+def test_an_fa3_minimal_build_runs_what_it_has_and_is_skipped_for_the_rest_with_one_line(
+    fa3_minimal_build: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flashdoctor.attention")
+    q, k, v = (torch.randn(2, 16, 4, 128, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        out = flash_attention(q, k, v, causal=True)
+    assert backend_usage(reset=True) == {"fa3": 1}
+    assert fa3_minimal_build.calls == [(torch.bfloat16, 128, True)]
+    assert any("FlashAttnFwdSm90" in e.name for e in prof.events())
+    torch.testing.assert_close(
+        out.float(), reference(q.float(), k.float(), v.float(), causal=True), atol=2e-2, rtol=2e-2
+    )
+    out.float().sum().backward()  # the build has its backward pass
+    (first,) = [r.getMessage() for r in caplog.records]
+    assert first.startswith("FlashAttention: using fa3 (FlashAttention-3")
+    caplog.clear()
+    # fp16 is not in the build (the real one segfaults): standard order goes on, one line, every call.
+    h = [t.detach().half() for t in (q, k, v)]
+    for _ in range(3):
+        out16 = flash_attention(*h, causal=True)
+    assert out16.dtype == torch.float16 and backend_usage(reset=True) == {"sdpa-flash": 3}
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("FlashAttention: using sdpa-flash") and "for fp16, head_dim 128" in line
+    assert f"skipped fa3: fp16 not compiled in this build ({FA3_LABEL})" in line
+    caplog.clear()
+    # Another head dim: skipped the same way, with its own line; 100 runs on the 128 kernel.
+    small = torch.randn(2, 16, 4, 64, dtype=torch.bfloat16)
+    flash_attention(small, small, small)
+    flash_attention(small, small, small)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert f"skipped fa3: head dim 64 not compiled in this build ({FA3_LABEL})" in line
+    d100 = torch.randn(2, 16, 4, 100, dtype=torch.bfloat16)
+    flash_attention(d100, d100, d100)
+    assert backend_usage(reset=True) == {"sdpa-flash": 2, "fa3": 1}
+    assert fa3_minimal_build.calls[-1] == (torch.bfloat16, 104, False)  # padded to a multiple of 8
 
 
 def test_a_backend_that_torch_refuses_falls_back_once_with_its_reason(
@@ -609,21 +651,54 @@ def test_padded_keys_masked_out_leave_attention_unchanged() -> None:
 def test_cudnn_layout_keeps_packed_projections_and_copies_the_rest() -> None:
     packed = torch.randn(2, 5, 3 * 4 * 8).unflatten(-1, (3, 4, 8))
     q, k, v = packed.unbind(2)  # views into one (batch, seq, 3*heads*dim) projection
-    assert attention._cudnn_layout(q, k, v) == (q, k, v)
-    assert all(a is b for a, b in zip(attention._cudnn_layout(q, k, v), (q, k, v)))
+    assert kernels.cudnn_layout(q, k, v) == (q, k, v)
+    assert all(a is b for a, b in zip(kernels.cudnn_layout(q, k, v), (q, k, v)))
     kv = torch.randn(2, 5, 2 * 4 * 8).unflatten(
         -1, (2, 4, 8)
     )  # cross-attention key/value: not a cuDNN layout
-    out = attention._cudnn_layout(q, kv[:, :, 0], kv[:, :, 1])
+    out = kernels.cudnn_layout(q, kv[:, :, 0], kv[:, :, 1])
     assert all(t.is_contiguous() for t in out)
     assert torch.equal(out[1], kv[:, :, 0]) and torch.equal(out[0], q)
 
 
-def test_default_keeps_torchs_fused_inference_path() -> None:
-    model = encoder()
-    replace_with_flash_attention(model)
-    assert model.use_nested_tensor
-    assert all(layer.activation_relu_or_gelu == 1 for layer in model.layers)
+def _eval_ops(model: nn.Module, x: torch.Tensor) -> set[str]:
+    with torch.no_grad(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        model(x)
+    return {e.name for e in prof.events()}
+
+
+def test_eval_runs_the_flash_kernel_by_default_and_torchs_fused_path_only_when_asked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/runtime.md: after replace_with_flash_attention(model), eval without grad runs flashdoctor's
+    dispatch in every layer (backend_usage counts it, torch's fused layer op does not run);
+    native_fast_path=True keeps torch's fused layer, flashdoctor does not run there, and says so once."""
+    caplog.set_level(logging.INFO, logger="flashdoctor.attention")
+    x = torch.randn(B, L, E)
+    model = encoder(layers=3).eval()
+    assert "aten::_transformer_encoder_layer_fwd" in _eval_ops(copy.deepcopy(model), x)  # torch's own
+    default, _ = replace_with_flash_attention(copy.deepcopy(model))
+    assert not default.use_nested_tensor
+    assert all(layer.activation_relu_or_gelu == 0 for layer in default.layers)
+    backend_usage(reset=True)
+    ops = _eval_ops(default, x)
+    assert backend_usage(reset=True) == {"sdpa": 3}  # on a GPU: fa3, sdpa-cudnn, ... (the decision)
+    assert not {"aten::_transformer_encoder_layer_fwd", "aten::_native_multi_head_attention"} & ops
+    assert not any("fused inference path" in r.getMessage() for r in caplog.records)
+
+    fused, _ = replace_with_flash_attention(copy.deepcopy(model), native_fast_path=True)
+    assert fused.use_nested_tensor and all(layer.activation_relu_or_gelu == 1 for layer in fused.layers)
+    ops = _eval_ops(fused, x)
+    assert backend_usage(reset=True) == {}
+    assert "aten::_transformer_encoder_layer_fwd" in ops
+    kept = [r.getMessage() for r in caplog.records if "fused inference path" in r.getMessage()]
+    assert kept == [runtime_module.FUSED_KEPT_MESSAGE]
+    replace_with_flash_attention(copy.deepcopy(model), native_fast_path=True)
+    assert len([r for r in caplog.records if "fused inference path" in r.getMessage()]) == 1  # once
+    # Training runs flashdoctor's dispatch either way.
+    fused.train()
+    fused(x.clone().requires_grad_(True)).sum().backward()
+    assert backend_usage(reset=True) == {"sdpa": 3}
 
 
 def test_decisions_are_cached_per_kind_of_call_not_per_length() -> None:
@@ -631,9 +706,9 @@ def test_decisions_are_cached_per_kind_of_call_not_per_length() -> None:
     base = dispatch.AttentionCall(
         device="cpu", capability=None, dtype="fp32", head_dim=64, seq_q=1, seq_k=1, causal=True
     )
-    attention._decide_cached.cache_clear()
-    decisions = {attention._decide(dataclasses_replace(base, seq_k=n), None) for n in range(100, 110)}
-    info = attention._decide_cached.cache_info()
+    runtime_call._decide_cached.cache_clear()
+    decisions = {runtime_call.decide(dataclasses_replace(base, seq_k=n), None) for n in range(100, 110)}
+    info = runtime_call._decide_cached.cache_info()
     assert len(decisions) == 1 and info.misses == 1 and info.hits == 9
-    square = attention._decide(base, None)  # square is another kind of call
-    assert attention._decide_cached.cache_info().misses == 2 and square.backend
+    square = runtime_call.decide(base, None)  # square is another kind of call
+    assert runtime_call._decide_cached.cache_info().misses == 2 and square.backend

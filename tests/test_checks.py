@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flashdoctor.decide.checks import CODES, build_jobs, gpu_support
+from flashdoctor.decide.checks import CODES, build_jobs, gpu_support, pytorch_cuda_index
 from flashdoctor.decide.explain import run_checks
 from flashdoctor.model.environment import GPU, FlashInstall
 from flashdoctor.model.findings import Status, Verdict
@@ -278,3 +278,147 @@ def test_crashed_import_says_so():
     )
     f = next(f for f in run_checks(env).findings if f.code == "flash-attn-import-error")
     assert "crashed" in f.message
+
+
+# -- advice consistent with the verdicts (issue 17) --------------------------------------------------------
+INSTALLING = ("flashdoctor install", "flashdoctor build")
+
+
+@pytest.mark.parametrize("name", ["cpu-box", "t4", "v100", "rocm-mi300", "b200", "rtx5090"])
+def test_no_install_or_build_fix_for_an_unsupported_variant(name: str) -> None:
+    """On a GPU-less box every variant is unsupported, yet each finding used to say
+    "fix: flashdoctor install --fa2"."""
+    report = run_checks(target_env(name))
+    unsupported = {v for v, vv in report.verdicts.items() if vv.verdict is Verdict.UNSUPPORTED}
+    assert unsupported
+    for f in report.findings:
+        if f.variant in unsupported:
+            assert not (f.fix or "").startswith(INSTALLING), f.to_json()
+            assert "flashdoctor install --" + f.variant not in (f.fix or ""), f.to_json()
+    for v in unsupported:
+        assert not (report.verdicts[v].fix or "").startswith(INSTALLING)
+
+
+def test_a_missing_unsupported_variant_points_to_what_works() -> None:
+    report = run_checks(target_env("cpu-box"))
+    f = next(f for f in report.findings if f.code == "flash-attn-missing" and f.variant == "fa2")
+    assert (
+        f.fix == "FA2 cannot run here; use PyTorch SDPA (torch.nn.functional.scaled_dot_product_attention)."
+    )
+    # where the variant runs, the fix stays the install command
+    h100 = run_checks(target_env("h100"))
+    f = next(f for f in h100.findings if f.code == "flash-attn-missing" and f.variant == "fa2")
+    assert f.fix == "flashdoctor install --fa2"
+
+
+def test_the_unsupported_verdict_names_the_variants_that_run() -> None:
+    b200 = run_checks(target_env("b200")).verdicts["fa3"]
+    assert b200.verdict is Verdict.UNSUPPORTED
+    assert b200.fix == "Use PyTorch SDPA (torch.nn.functional.scaled_dot_product_attention) or FA2/FA4."
+    cpu = run_checks(target_env("cpu-box")).verdicts["fa3"]
+    assert cpu.fix == "Use PyTorch SDPA (torch.nn.functional.scaled_dot_product_attention)."
+
+
+def test_torch_cpu_only_fix_reinstalls_the_same_version_from_the_drivers_index() -> None:
+    """`pip install torch --index-url …/cu130` answers "Requirement already satisfied" when torch
+    2.13.0+cpu is installed: the fix must force the CUDA build of that same version."""
+    f = next(f for f in run_checks(target_env("h100-cpu-torch")).findings if f.code == "torch-cpu-only")
+    assert f.status is Status.FAIL
+    assert (
+        f.fix
+        == "pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130"
+    )
+    # no driver: the newest CUDA of that release that a known PyTorch index serves
+    f = next(f for f in run_checks(target_env("cpu-box")).findings if f.code == "torch-cpu-only")
+    assert (
+        f.fix
+        == "pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130"
+    )
+
+
+@pytest.mark.parametrize(
+    ("driver_cuda", "torch", "command"),
+    [
+        # nothing installed: the newest index the driver runs
+        ("12.8", None, "pip install torch --index-url https://download.pytorch.org/whl/cu128"),
+        ("11.4", None, "pip install torch --index-url https://download.pytorch.org/whl/cu118"),
+        # the same version, from the newest CUDA it is published for that the driver runs
+        ("13.0", "2.8.0+cpu", "pip install --force-reinstall torch==2.8.0 --index-url https://download.pytorch.org/whl/cu129"),
+        ("12.6", "2.8.0+cpu", "pip install --force-reinstall torch==2.8.0 --index-url https://download.pytorch.org/whl/cu126"),
+        ("12.8", "2.6.0", "pip install --force-reinstall torch==2.6.0 --index-url https://download.pytorch.org/whl/cu126"),
+        # torch 2.8 has no build for a CUDA 12.4 driver: the newest torch on the index it runs
+        ("12.4", "2.8.0+cu128", "pip install --force-reinstall torch --index-url https://download.pytorch.org/whl/cu124"),
+        # a release torch_builds.json does not tabulate: the same version from the driver's index
+        ("12.1", "2.3.1+cpu", "pip install --force-reinstall torch==2.3.1 --index-url https://download.pytorch.org/whl/cu121"),
+        # a nightly comes from the nightly index
+        ("13.0", "2.14.0.dev20261101+cpu", "pip install --force-reinstall --pre torch --index-url https://download.pytorch.org/whl/nightly/cu130"),
+    ],
+)  # fmt: skip
+def test_pytorch_cuda_index(driver_cuda: str, torch: str | None, command: str) -> None:
+    assert pytorch_cuda_index(driver_cuda, torch) == command
+
+
+def test_torch_commands_use_the_target_interpreter() -> None:
+    env = target_env("h100-cpu-torch", python_executable="/home/me/my env/bin/python")
+    assert pytorch_cuda_index("13.0", "2.13.0+cpu", env).startswith(
+        "'/home/me/my env/bin/python' -m pip install --force-reinstall torch==2.13.0 "
+    )
+    uv = env.replace(env_manager="uv")
+    assert pytorch_cuda_index("13.0", None, uv).startswith(
+        "uv pip install --python '/home/me/my env/bin/python' torch "
+    )
+
+
+# -- dtypes per GPU, also when everything passes (issue 17) ------------------------------------------------
+def _support(name: str) -> dict[str, dict[str, object]]:
+    groups = run_checks(target_env(name)).extra["gpu_support"]
+    assert len(groups) == 1
+    return groups[0]["variants"]  # type: ignore[no-any-return]
+
+
+def test_gpu_support_says_which_dtypes_each_variant_runs() -> None:
+    assert _support("h100") == {
+        "fa2": {"fit": "supported", "dtypes": ["fp16", "bf16"]},
+        "fa3": {"fit": "supported", "dtypes": ["fp16", "bf16", "fp8-forward"]},  # fp8: forward, sm90 only
+        "fa4": {"fit": "supported", "dtypes": ["fp16", "bf16"]},
+    }
+    a100 = _support("a100")
+    assert a100["fa3"] == {"fit": "experimental", "dtypes": ["fp16", "bf16"]}  # no fp8 off Hopper
+    t4 = _support("t4")
+    assert all(v == {"fit": "unsupported", "dtypes": []} for v in t4.values())
+    b200 = _support("b200")
+    assert b200["fa3"]["dtypes"] == [] and b200["fa4"]["dtypes"] == ["fp16", "bf16"]
+    assert run_checks(target_env("cpu-box")).extra["gpu_support"] == []
+    groups = run_checks(target_env("a100")).extra["gpu_support"]
+    assert groups[0]["count"] == 8 and groups[0]["subject"].startswith("GPUs 0,1,")
+
+
+def test_torch_ok_says_when_the_abi_was_inferred() -> None:
+    report = run_checks(target_env("torch26-cu124"))
+    f = next(f for f in report.findings if f.code == "torch-ok")
+    assert f.message == "torch 2.6.0+cu124 (CUDA 12.4, pre-CXX11 ABI inferred from its version)"
+    assert report.environment.notes[0].startswith("cxx11abi inferred from the torch version")
+
+
+def test_a_verdict_that_needs_a_cuda_torch_says_so_first() -> None:
+    """`flashdoctor install` refuses while torch is missing or a CPU build: the verdict's next step starts
+    with the torch command."""
+    fa4 = run_checks(target_env("h100-cpu-torch")).verdicts["fa4"]
+    assert fa4.fix == (
+        "pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130; "
+        "then flashdoctor install --fa4"
+    )
+    fa2 = run_checks(target_env("no-torch")).verdicts["fa2"]
+    assert fa2.fix is not None and fa2.fix.startswith("pip install torch --index-url ")
+    assert fa2.fix.endswith("; then flashdoctor install --fa2 --from-source")
+    assert run_checks(target_env("h100")).verdicts["fa4"].fix == "flashdoctor install --fa4"
+
+
+def test_an_undiagnosed_import_error_fix_is_the_bare_command() -> None:
+    from flashdoctor.decide import checks
+
+    env = target_env(
+        "h100", installed={"flash-attn": {"version": "2.8.3", "import_ok": False, "import_error": "boom"}}
+    )
+    f = next(f for f in checks.run_checks(env).findings if f.code == "flash-attn-import-error")
+    assert f.fix == "flashdoctor install --fa2"  # was "… --fa2 (reinstall a build that matches this torch)"

@@ -171,3 +171,111 @@ def test_no_color_and_pipe_output_is_plain():
     )
     assert "\x1b[" not in p.stdout
     assert "✗" in p.stdout
+
+
+# -- what each GPU runs, shown also when every check passes (issue 17) --------------------------------------
+def test_gpu_line_says_which_dtypes_each_variant_runs() -> None:
+    out = run("check", "--target", target("h100")).output
+    lines = out.splitlines()
+    i = next(i for i, ln in enumerate(lines) if "[gpu-found]" in ln)
+    assert (
+        lines[i + 1].strip() == "runs: fa2 fp16, bf16 · fa3 fp16, bf16, fp8 (forward only) · fa4 fp16, bf16"
+    )
+    t4 = run("check", "--target", target("t4")).output
+    assert "runs: no FlashAttention variant (use PyTorch SDPA)" in t4
+    a100 = run("check", "--target", target("rtx4090")).output
+    assert "fa3 fp16, bf16 (experimental)" in a100
+    doc = json.loads(run("check", "--target", target("h100"), "--json").output)
+    schema_validator("check-report.schema.json").validate(doc)
+    assert doc["gpu_support"][0]["variants"]["fa3"]["dtypes"] == ["fp16", "bf16", "fp8-forward"]
+
+
+# -- every fix is a command that works as printed --------------------------------------------------------
+def _fixes(doc: dict) -> list[str]:  # type: ignore[type-arg]
+    out = [f["fix"] for f in doc["findings"] if f["fix"]]
+    out += [v["fix"] for v in doc["verdicts"].values() if v["fix"]]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in TARGETS.glob("*.json")))
+def test_flashdoctor_fixes_parse_with_the_real_cli(name: str) -> None:
+    """A fix that names a flashdoctor command is accepted by flashdoctor's own parser, options and all;
+    a pip fix that installs torch pins the installed version when it replaces one."""
+    import shlex
+
+    import click
+
+    doc = json.loads(run("check", "--target", target(name), "--json").output)
+    for fix in (part for whole in _fixes(doc) for part in whole.split("; then ")):
+        if fix.startswith("flashdoctor "):
+            args = shlex.split(fix)[1:]
+            command = cli.get_command(click.Context(cli), args[0])
+            assert command is not None, fix
+            command.make_context(args[0], args[1:], parent=click.Context(cli))  # raises on a bad option
+        if "torch" in fix and "--index-url https://download.pytorch.org/whl/" in fix:
+            torch = doc["environment"].get("torch")
+            if torch and "--force-reinstall torch==" in fix:
+                assert f"torch=={torch.split('+')[0]} " in fix, fix
+            elif torch:
+                assert "--force-reinstall torch " in fix, (
+                    fix
+                )  # an unpinned reinstall: the newest for the driver
+
+
+def _torch_wheel(out: Path, version: str) -> Path:
+    from tests.install.install_helpers import make_wheel
+
+    return make_wheel(
+        out, dist="torch", version=version, tag="py3-none-any", files={"torch/__init__.py": ""}, requires=()
+    )
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_the_cpu_torch_fix_replaces_the_build_as_printed(tmp_path: Path) -> None:
+    """Run the printed fix with real pip against a loopback copy of the PyTorch cu130 index, in a venv
+    whose torch is 2.13.0+cpu: the old advice changes nothing ("Requirement already satisfied"), the new
+    one installs 2.13.0+cu130."""
+    import shlex
+    from urllib.parse import quote
+
+    from flashdoctor.decide.explain import run_checks
+    from tests.loopback import Response, serve
+
+    venv = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = str(venv / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") and "proxy" not in k.lower()}
+    env |= {"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1"}
+    pip = [py, "-m", "pip", "install", "--no-index", "-q"]
+    subprocess.run([*pip, str(_torch_wheel(tmp_path / "w", "2.13.0+cpu"))], check=True, env=env, timeout=120)
+    cuda = _torch_wheel(tmp_path / "cu130", "2.13.0+cu130")
+
+    def torch_version() -> str:
+        code = "import importlib.metadata as m; print(m.version('torch'))"
+        return subprocess.run(
+            [py, "-c", code], capture_output=True, text=True, env=env, timeout=60
+        ).stdout.strip()
+
+    from tests.conftest import target_env
+
+    fix = next(
+        f.fix
+        for f in run_checks(target_env("h100-cpu-torch", python_executable=py)).findings
+        if f.code == "torch-cpu-only"
+    )
+    assert fix is not None and fix.startswith(f"{py} -m pip install --force-reinstall torch==2.13.0 ")
+    with serve() as srv:
+        href = f"/whl/cu130/{quote(cuda.name)}"
+        srv.route("/whl/cu130/torch/", Response(200, f'<a href="{href}">{cuda.name}</a>'))
+        srv.route(href, Response(200, cuda.read_bytes()))
+        local = lambda cmd: shlex.split(cmd.replace("https://download.pytorch.org", srv.base))  # noqa: E731
+        old = subprocess.run(
+            local(f"{py} -m pip install torch --index-url https://download.pytorch.org/whl/cu130"),
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert old.returncode == 0 and "Requirement already satisfied" in old.stdout
+        assert torch_version() == "2.13.0+cpu"
+        new = subprocess.run(local(fix), capture_output=True, text=True, env=env, timeout=120)
+        assert new.returncode == 0, new.stdout + new.stderr
+    assert torch_version() == "2.13.0+cu130"

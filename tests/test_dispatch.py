@@ -101,7 +101,8 @@ def test_runtime_and_check_agree_on_every_target_gpu(target: str) -> None:
 
 # -- the order ------------------------------------------------------------------------------------
 def test_order_per_gpu_follows_the_measurements() -> None:
-    assert default_order(H100) == ("sdpa-cudnn", "fa3", "fa4", "fa2", "sdpa-flash")
+    # FA3 before cuDNN: FA3 was faster forward and causal at B8 N4096 H16 D128 bf16 (issue 16's numbers).
+    assert default_order(H100) == ("fa3", "sdpa-cudnn", "fa4", "fa2", "sdpa-flash")
     assert default_order(B200)[0] == "fa4"
     assert default_order(A100)[0] == "fa2"
     assert default_order((8, 9))[0] == "fa2"
@@ -126,14 +127,18 @@ def test_h100_bf16_with_only_torch_uses_sdpa_cudnn() -> None:
     assert "order for sm_90" in d.reason
 
 
-def test_h100_prefers_fa3_over_fa2_when_cudnn_is_disabled() -> None:
+def test_h100_prefers_fa3_then_cudnn_then_fa2() -> None:
+    d = decide(call(causal=True), ALL)
+    assert d.backend == "fa3" and d.reason == (
+        "first usable backend in the order for sm_90 (fa3 > sdpa-cudnn > fa4 > fa2 > sdpa-flash)"
+    )
+    assert d.candidates == ("fa3", "sdpa-cudnn", "fa4", "fa2", "sdpa-flash", "sdpa")
+    no_fa3 = decide(call(), {**ALL, "fa3": "flash_attn_interface is not installed"})
+    assert no_fa3.backend == "sdpa-cudnn"
+    assert "skipped fa3: flash_attn_interface is not installed" in no_fa3.reason
     available = {**ALL, "sdpa-cudnn": "disabled (torch.backends.cuda.enable_cudnn_sdp(False))"}
-    d = decide(call(), available)
-    assert d.backend == "fa3"
-    assert "skipped sdpa-cudnn: disabled" in d.reason
-    assert d.candidates == ("fa3", "fa4", "fa2", "sdpa-flash", "sdpa")
-    no_fa3 = decide(call(), {**available, "fa3": "flash_attn_interface is not installed", "fa4": "no"})
-    assert no_fa3.backend == "fa2"
+    no_cudnn = decide(call(), {**available, "fa3": "flash_attn_interface is not installed", "fa4": "no"})
+    assert no_cudnn.backend == "fa2"
 
 
 def test_fp32_cpu_and_old_gpus_fall_back_with_one_clear_reason() -> None:
@@ -173,12 +178,13 @@ def test_dropout_masks_and_non_square_causal() -> None:
     masked = decide(call(mask=True), ALL)
     assert masked.backend == "sdpa"
     assert masked.reason == "an attention mask (flash kernels take no arbitrary mask)"
-    assert decide(call(causal=True), ALL).backend == "sdpa-cudnn"
+    assert decide(call(causal=True), ALL).backend == "fa3"
+    assert decide(call(causal=True), {**ALL, "fa3": "not installed"}).backend == "sdpa-cudnn"
     decode = decide(call(causal=True, seq_q=1, seq_k=196), ALL)
     assert decode.backend == "sdpa"
     assert "bottom-right" in decode.reason
     # Without causal, different lengths are fine.
-    assert decide(call(seq_q=1, seq_k=196), ALL).backend == "sdpa-cudnn"
+    assert decide(call(seq_q=1, seq_k=196), ALL).backend == "fa3"
 
 
 def test_gqa_is_not_a_reason_to_fall_back() -> None:
@@ -227,7 +233,7 @@ def test_a_backend_missing_from_the_availability_map_is_not_used() -> None:
 # -- statuses --------------------------------------------------------------------------------------
 def test_backend_statuses_on_an_h100_with_only_torch() -> None:
     statuses = {s.name: s for s in backend_statuses("cuda", H100, TORCH_ONLY, {"sdpa-cudnn": "2.11.0"})}
-    assert list(statuses)[:5] == ["sdpa-cudnn", "fa3", "fa4", "fa2", "sdpa-flash"]
+    assert list(statuses)[:5] == ["fa3", "sdpa-cudnn", "fa4", "fa2", "sdpa-flash"]
     assert list(statuses)[-1] == "sdpa"
     assert statuses["sdpa-cudnn"].usable and statuses["sdpa-cudnn"].dtypes == ("fp16", "bf16")
     assert statuses["sdpa-cudnn"].max_head_dim == 128 and statuses["sdpa-cudnn"].version == "2.11.0"
@@ -279,3 +285,73 @@ def test_non_square_causal_reason_is_the_same_for_every_length() -> None:
     (reason,) = reasons
     assert reason is not None and "causal with seq_q != seq_k" in reason
     assert why_not("sdpa-flash", call(seq_q=1, seq_k=1, causal=True), {"sdpa-flash": None}) is None
+
+
+# -- every build's profile (knowledge.profiles.build_coverage): FA2 2.7.x, FA2 2.8.x, FA3 ---------------
+FA3_MINIMAL = (
+    "3.0.0+fd.sm90.hd128.bf16.nosplit.nopagedkv.noappendkv.nolocal.nosoftcap.nopackgqa.nofp8.nocluster"
+)
+FA3_LABEL = FA3_MINIMAL.split("+", 1)[1]
+
+
+def test_an_fa3_minimal_build_is_skipped_for_fp16_and_other_head_dims() -> None:
+    versions = {"fa3": FA3_MINIMAL}
+    order = ("fa3", "sdpa-cudnn")
+    assert decide(call(d=128, causal=True), ALL, order, versions=versions).backend == "fa3"
+    assert decide(call(d=100), ALL, order, versions=versions).backend == "fa3"  # FA3 runs 97..128 on 128
+    fp16 = decide(call(d=128, dtype="fp16", causal=True), ALL, order, versions=versions)
+    assert fp16.backend == "sdpa-cudnn"
+    assert dict(fp16.rejected)["fa3"] == f"fp16 not compiled in this build ({FA3_LABEL})"
+    assert f"skipped fa3: fp16 not compiled in this build ({FA3_LABEL})" in fp16.reason
+    d64 = decide(call(d=64), ALL, order, versions=versions)
+    assert d64.backend == "sdpa-cudnn"
+    assert dict(d64.rejected)["fa3"] == f"head dim 64 not compiled in this build ({FA3_LABEL})"
+    # An upstream FA3 wheel (no flashdoctor label) has every kernel.
+    assert decide(call(d=64, dtype="fp16"), ALL, order, versions={"fa3": "3.0.0"}).backend == "fa3"
+
+
+def test_each_variant_and_version_rounds_head_dims_onto_its_own_kernels() -> None:
+    # FA3 rounds head dims up to 64/96/128/192/256: head dim 32 runs on the 64 kernel. FA2 has a 32 kernel.
+    fa3_hd64 = {"fa3": "3.0.0+fd.sm90.hd64.bf16"}
+    assert why_not("fa3", call(d=32), ALL, fa3_hd64) is None
+    assert why_not("fa2", call(d=32), ALL, {"fa2": "2.8.3+fd.sm90.hd64.bf16"}) == (
+        "head dim 32 not compiled in this build (fd.sm90.hd64.bf16)"
+    )
+    # FA2 2.7.x has a 160 kernel that 2.8.x dropped: 150 runs on it there, on 192 in 2.8.x.
+    assert why_not("fa2", call(A100, d=150), ALL, {"fa2": "2.7.4.post1+fd.sm80.hd160.bf16"}) is None
+    assert why_not("fa2", call(A100, d=150), ALL, {"fa2": "2.8.3+fd.sm80.hd192.bf16"}) is None
+    assert why_not("fa2", call(A100, d=170), ALL, {"fa2": "2.7.4.post1+fd.sm80.hd160.bf16"}) == (
+        "head dim 170 not compiled in this build (fd.sm80.hd160.bf16)"
+    )
+
+
+def test_a_build_without_its_backward_pass_is_skipped_when_gradients_are_needed() -> None:
+    versions = {"fa3": "3.0.0+fd.sm90.hd128.bf16.nobackward"}
+    order = ("fa3", "sdpa-cudnn")
+    assert decide(call(d=128), ALL, order, versions=versions).backend == "fa3"
+    training = decide(call(d=128, grad=True), ALL, order, versions=versions)
+    assert training.backend == "sdpa-cudnn"
+    assert dict(training.rejected)["fa3"] == (
+        "the backward pass not compiled in this build (fd.sm90.hd128.bf16.nobackward)"
+    )
+
+
+def test_backend_statuses_show_the_installed_builds_profile() -> None:
+    versions = {"fa3": FA3_MINIMAL, "fa2": "2.8.3.post2+fd.sm90.hd64.hd128.fp16", "sdpa-cudnn": "2.11.0"}
+    available = {**ALL, "fa4": "flash_attn.cute is not installed"}
+    statuses = {s.name: s for s in backend_statuses("cuda", H100, available, versions)}
+    fa3 = statuses["fa3"]
+    # Usable at its own head dim (128), for bf16 only: the status no longer probes a head dim it lacks.
+    assert fa3.usable and fa3.dtypes == ("bf16",) and fa3.head_dims == (128,)
+    assert fa3.build == f"{FA3_LABEL}: head dim 128, bf16" and fa3.version == FA3_MINIMAL
+    fa2 = statuses["fa2"]
+    assert fa2.usable and fa2.dtypes == ("fp16",) and fa2.head_dims == (64, 128)
+    doc = fa3.to_json()
+    assert doc["head_dims"] == [128] and doc["build"].startswith("fd.sm90.hd128.bf16")
+    # Builds without a label and SDPA backends have no profile.
+    assert statuses["sdpa-cudnn"].build is None and statuses["sdpa-cudnn"].head_dims is None
+    plain = {s.name: s for s in backend_statuses("cuda", H100, ALL, {"fa3": "3.0.0"})}["fa3"]
+    assert plain.dtypes == ("fp16", "bf16") and plain.build is None and plain.to_json()["head_dims"] is None
+    # On a GPU the build does not run on, the reason stays the GPU's.
+    b200 = {s.name: s for s in backend_statuses("cuda", B200, ALL, versions)}["fa3"]
+    assert not b200.usable and b200.why_not == "FlashAttention-3 does not run on sm_100 (it targets sm_90)"

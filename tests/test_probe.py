@@ -8,14 +8,18 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import venv
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from flashdoctor.knowledge.backends import variant_imports
 from flashdoctor.model.environment import GPU
-from flashdoctor.probe import probe_environment
+from flashdoctor.probe import import_test, probe_environment
+from flashdoctor.probe.buildtools import probe_build_tools
+from flashdoctor.probe.interpreter import TargetScriptError, run_script, run_target
 from flashdoctor.probe.system import probe_toolkit, visible_filter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,17 +76,138 @@ def test_real_interpreter_and_real_torch():
 
 
 @pytest.mark.system
-def test_interpreter_probe_never_imports_torch():
+def test_interpreter_probe_never_imports_torch(tmp_path: Path):
+    """With the registry's variant table (as probe_environment passes it) and a variant installed."""
+    site = tmp_path / "site"
+    fake_dist(site, "flash-attn", "flash_attn", "2.8.3", "import torch\n")
     script = resources.files("flashdoctor.probe").joinpath("_interp.py")
+    config = json.dumps({"variants": variant_imports()})
     code = (
         "import runpy, sys, io, contextlib\n"
+        f"sys.argv = [{str(script)!r}, {config!r}]\n"
         "buf = io.StringIO()\n"
         "with contextlib.redirect_stdout(buf):\n"
         f"    runpy.run_path({str(script)!r}, run_name='__main__')\n"
+        "print(json.dumps(json.loads(buf.getvalue())['flash']))\n"
         "print('torch' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "False"
+    out = subprocess.run(
+        [sys.executable, "-c", "import json\n" + code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=child_env(PYTHONPATH=str(site)),
+    )
+    flash, loaded = out.stdout.strip().splitlines()[-2:]
+    assert [(f["variant"], f["dist"], f["version"]) for f in json.loads(flash)] == [
+        ("fa2", "flash-attn", "2.8.3")
+    ]
+    assert loaded == "False"
+
+
+@pytest.mark.system
+def test_fa3_is_found_through_the_registry_module_list(tmp_path: Path):
+    """An FA3 laid out as upstream main builds it (flash_attn_3/flash_attn_interface.py, extension
+    flash_attn_3/_C.abi3.so), found by the environment probe and imported by the import test."""
+    site = tmp_path / "site"
+    fake_dist(
+        site,
+        "flash_attn_3",
+        "flash_attn_3",
+        "3.0.0+fd.sm90.hd128.bf16",
+        "",
+        {
+            "flash_attn_3/_C.abi3.so": b"not an ELF",
+            "flash_attn_3/flash_attn_interface.py": b"def flash_attn_func(): pass\n",
+        },
+    )
+    env = probe_environment(python=sys.executable, environ=child_env(PYTHONPATH=str(site)))
+    inst = env.installed_variant("fa3")
+    assert inst is not None and inst.dist == "flash-attn-3" and inst.version == "3.0.0+fd.sm90.hd128.bf16"
+    assert inst.import_ok is True, inst.import_error
+    assert inst.extension_path and inst.extension_path.endswith("_C.abi3.so")
+
+
+# -- the one target-script runner (probe.interpreter) -------------------------------------------------
+@pytest.mark.system
+@pytest.mark.parametrize(
+    ("python", "code", "kind", "message"),
+    [
+        (
+            "/nonexistent/python",
+            "",
+            "no-interpreter",
+            "cannot run the target interpreter /nonexistent/python: No such file",
+        ),
+        (
+            "/etc/hostname",
+            "",
+            "no-interpreter",
+            "cannot run the target interpreter /etc/hostname: ",
+        ),
+        (
+            sys.executable,
+            "import os; os.abort()",
+            "signal",
+            "was killed by SIGABRT while running the test script",
+        ),
+        (
+            sys.executable,
+            "import time; time.sleep(30)",
+            "timeout",
+            "the test script did not finish within 2 s",
+        ),
+        (
+            sys.executable,
+            "raise ImportError('libcudart.so.13: cannot open')",
+            "exit",
+            "(exit 1): ImportError: libcudart.so.13",
+        ),
+        (sys.executable, "print('hello')", "bad-output", "printed no result in the target interpreter"),
+        (sys.executable, "print('[1, 2]')", "bad-output", "its last line is not a JSON object"),
+    ],
+)
+def test_one_error_type_for_every_way_a_script_fails(python: str, code: str, kind: str, message: str):
+    with pytest.raises(TargetScriptError) as info:
+        run_script(python, code, [], child_env(), 2.0, "the test script")
+    assert info.value.kind == kind
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.system
+def test_a_script_result_and_its_arguments():
+    code = "import json, sys\nprint('noise')\nprint(json.dumps({'args': sys.argv[1:]}))\n"
+    assert run_script(sys.executable, code, ["a", "b c"], child_env(), 30, "x") == {"args": ["a", "b c"]}
+
+
+@pytest.mark.system
+def test_a_timeout_kills_what_the_script_started(tmp_path: Path):
+    marker = tmp_path / "child-alive"
+    child = tmp_path / "child.py"
+    child.write_text(f"import time\ntime.sleep(3)\nopen({str(marker)!r}, 'w').close()\n")
+    code = (
+        f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, {str(child)!r}])\ntime.sleep(30)\n"
+    )
+    run = run_target(sys.executable, ["-c", code], child_env(), 1.0, "x")
+    assert run.timed_out and run.failure() is not None and run.elapsed_s < 10
+    time.sleep(4)
+    assert not marker.exists(), "the grandchild outlived the timeout"
+
+
+@pytest.mark.system
+def test_wrapper_shell_exit_codes_are_read_as_signals(tmp_path: Path):
+    wrapper = tmp_path / "python"
+    wrapper.write_text("#!/bin/sh\nexit 139\n")
+    wrapper.chmod(0o755)
+    res = import_test(str(wrapper), "flash-attn", child_env())
+    assert res.crashed and res.error and res.error.endswith("[the interpreter was killed by SIGSEGV]")
+
+
+@pytest.mark.system
+def test_build_tools_probe_reports_a_dead_interpreter():
+    tools = probe_build_tools("/nonexistent/python", child_env())
+    assert tools.torch_ok is False and "cannot run the target interpreter" in str(tools.torch_error)
 
 
 @pytest.mark.system

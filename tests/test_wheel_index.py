@@ -223,3 +223,104 @@ def test_default_index_path(tmp_path: Path) -> None:
     assert default_index_path({}) == COMMITTED  # a checkout: the top-level file
     other = tmp_path / "mine.json"
     assert default_index_path({ENV_VAR: str(other)}) == other
+
+
+# -- hostile input: a clear message (exit 2), never an internal error (issue 15 row 12) -------------------
+TEMPLATES = [
+    ("unknown field", "https://h/{nope}/{filename}", "uses {nope}"),
+    ("positional field", "https://h/{}/{filename}", "uses {}"),
+    ("attribute access", "https://h/{tag.__class__}/{filename}", "uses {tag.__class__}"),
+    ("conversion", "https://h/{tag!r}/{filename}", "uses {tag!r}"),
+    ("format spec", "https://h/{filename:>99999}", "uses {filename:>99999}"),
+    ("unbalanced", "https://h/{tag/{filename}", "is malformed"),
+    ("stray brace", "https://h/}{filename}", "is malformed"),
+]
+
+
+@pytest.mark.parametrize(("template", "message"), [t[1:] for t in TEMPLATES], ids=[t[0] for t in TEMPLATES])
+def test_bad_url_template_of_a_source_is_refused(template: str, message: str) -> None:
+    doc = copy.deepcopy(SMALL)
+    doc["sources"]["official"]["url"] = template  # type: ignore[index]
+    with pytest.raises(WheelIndexError) as exc:
+        index_from_document(doc, origin="t.json")
+    assert exc.value.message.startswith("t.json: source 'official': URL template")
+    assert message in exc.value.message
+    assert exc.value.return_code == 2
+
+
+@pytest.mark.parametrize(("template", "message"), [t[1:] for t in TEMPLATES], ids=[t[0] for t in TEMPLATES])
+def test_bad_url_template_of_an_entry_is_refused(template: str, message: str) -> None:
+    doc = copy.deepcopy(SMALL)
+    doc["wheels"][1]["url"] = template  # type: ignore[index]
+    with pytest.raises(WheelIndexError) as exc:
+        index_from_document(doc, origin="t.json")
+    assert exc.value.message.startswith(f"t.json: entry 1 ({FA3}): URL template")
+    assert message in exc.value.message
+
+
+def test_an_entry_url_template_with_tag_needs_a_tag() -> None:
+    doc = copy.deepcopy(SMALL)
+    doc["wheels"][1]["url"] = "https://h/{tag}/{filename}"  # type: ignore[index]
+    with pytest.raises(WheelIndexError, match="needs a 'tag'"):
+        index_from_document(doc, origin="t.json")
+    doc["wheels"][1]["tag"] = "v1"  # type: ignore[index]
+    index = index_from_document(doc, origin="t.json")
+    assert index.entries[1].url == f"https://h/v1/{FA3}"
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [500, 100_000])
+def test_deeply_nested_index_is_a_clear_error(tmp_path: Path, depth: int) -> None:
+    # 500: parses, and the schema's error message would repr it; 100 000: json itself recurses too deep
+    path = tmp_path / "deep.json"
+    text = json.dumps(SMALL).replace(
+        '"schema": "flashdoctor/wheels-index/1"', f'"about": {_nested(depth)}', 1
+    )
+    text = text.replace("{", '{"schema": "flashdoctor/wheels-index/1", ', 1)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(WheelIndexError) as exc:
+        load_index(path)
+    assert str(path) in exc.value.message
+    assert len(exc.value.message) < 600  # one line, not the nested document
+    assert exc.value.return_code == 2
+
+
+def test_endless_index_file_is_refused_without_reading_it_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_mod, "MAX_INDEX_BYTES", 1000)
+    path = tmp_path / "big.json"
+    path.write_text(" " * 5000 + json.dumps(SMALL), encoding="utf-8")
+    with pytest.raises(WheelIndexError, match="larger than"):
+        load_index(path)
+
+
+@pytest.mark.parametrize("bad", ["template", "nested"])
+@pytest.mark.parametrize("how", ["--index", "env"])
+def test_cli_exits_2_on_a_hostile_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, bad: str, how: str
+) -> None:
+    from flashdoctor.cli import main
+
+    path = tmp_path / "index.json"
+    doc = copy.deepcopy(SMALL)
+    if bad == "template":
+        doc["sources"]["official"]["url"] = "https://h/{nope}/{filename}"  # type: ignore[index]
+        path.write_text(json.dumps(doc), encoding="utf-8")
+    else:
+        path.write_text('{"about": ' + _nested(100_000) + "}", encoding="utf-8")
+    target = str(ROOT / "tests" / "targets" / "h100.json")
+    if how == "env":
+        monkeypatch.setenv(ENV_VAR, str(path))
+        argv = ["check", "--target", target]
+    else:
+        argv = ["wheels", "--index", str(path), "--target", target]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert "Traceback" not in err and "unexpected error" not in err
+    assert ("{nope}" if bad == "template" else "nested too deeply") in err

@@ -413,3 +413,34 @@ def test_rejections_show_variety(index: WheelIndex) -> None:
         kinds[key] = kinds.get(key, 0) + 1
     assert max(kinds.values()) <= 3
     assert len(plan.rejected) == 20
+
+
+# -- a target spec without cxx11abi (issue 18 "Targets") ---------------------------------------------------
+def test_a_spec_without_cxx11abi_gets_the_abi_of_its_torch(index: WheelIndex) -> None:
+    """torch 2.6.0+cu124 is a pre-CXX11 build (PyTorch's builds switched at 2.7, and in 2.6 for CUDA
+    12.6: PR #142064). Without 'cxx11abi' the selector used to leave the ABI unchecked and pick the
+    newest wheel, a cxx11abiTRUE one that fails to import there."""
+    from tests.conftest import target_env
+
+    env = target_env("torch26-cu124")
+    plan = make_plan(env, "fa2", index)
+    assert plan.action == "wheel" and plan.wheel is not None
+    assert (
+        plan.wheel.filename == "flash_attn-2.7.4.post1+cu12torch2.6cxx11abiFALSE-cp312-cp312-linux_x86_64.whl"
+    )
+    assert any(r.startswith("cxx11abi inferred from the torch version") for r in plan.reasons)
+    # every wheel that fits is a pre-CXX11 one
+    assert all(e.abi is False for e in select_wheels(env, "fa2", index).fits)
+    # the label-lies case stays right: 2.8.x "cxx11abiFALSE" wheels for torch 2.6 were built against a
+    # CXX11 torch (inferred) and are refused here
+    sel = select_wheels(env, "fa2", index)
+    lying = [
+        e
+        for e, codes in sel.misses
+        if e.filename.startswith("flash_attn-2.8.3+cu12torch2.6cxx11abiFALSE-cp312")
+    ]
+    assert lying and all("abi-mismatch" in codes for e, codes in sel.misses if e in lying)
+    # a cu126 build of the same torch is CXX11
+    cu126 = target_env("torch26-cu124", torch="2.6.0+cu126")
+    best = select_wheels(cu126, "fa2", index).best
+    assert best is not None and best.abi is True

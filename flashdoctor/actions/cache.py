@@ -5,14 +5,21 @@ Layout under ``root`` (default: platformdirs' user cache dir + "/wheels", e.g. ~
     sha256/<2 hex>/<64 hex>/<filename>   final files; a file is only ever here complete and verified
     urls/<sha256 of the URL>.json        which content a URL gave (for indexes that publish no sha256)
     tmp/<key>.part (+ .json)             downloads in progress; same file system, so the rename is atomic
-    locks/<key>.lock                     filelock files (one per download key, one per target environment)
+    locks/<key>.lock                     filelock files (one per download key)
     backups/<id>/                        the files an install replaces, until it has been verified
+
+(An install's lock belongs to the target environment, not to this cache: see
+flashdoctor.actions.install.envlock.)
 
 A download is written to ``tmp/``, flushed and fsync'ed, its sha256 checked, then ``os.replace``'d into
 ``sha256/`` and the directory fsync'ed. Readers therefore see a complete file or none. Two processes
 that want the same file serialise on its lock; the second finds it in the cache. A process killed
 mid-download leaves at most a ``tmp/*.part``, which the next download of that URL resumes (when the
-server's ETag / Last-Modified still match) or discards.
+server's ETag / Last-Modified still match and it is a regular file this user owns) or discards; one
+nobody resumed for a week is removed by the next download (``clean_stale_tmp``).
+
+Every file is created by the process that writes it (O_EXCL, O_NOFOLLOW, or mkstemp in the destination
+directory), so a link planted under a name flashdoctor will use is removed or refused, never followed.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
+import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +41,8 @@ from filelock import FileLock, Timeout
 from flashdoctor.errors import FlashdoctorError
 
 LOCK_TIMEOUT = 900.0  # another flashdoctor downloading a 500 MB wheel on a slow line
+STALE_TMP_S = 7 * 86400.0  # a partial download nobody resumed for a week is abandoned
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class CacheLockTimeout(FlashdoctorError):
@@ -84,14 +95,22 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name in the same directory and a rename."""
+def _new_temp(directory: Path, name: str) -> tuple[int, Path]:
+    """A new file for ``name`` in ``directory``: mkstemp (O_CREAT|O_EXCL, mode 0600), so a file or a link
+    planted under a predictable temporary name is never opened, let alone followed."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    return fd, Path(tmp)
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` through a new temporary file in the same directory and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd, tmp = _new_temp(path.parent, path.name)
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -99,6 +118,68 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+def copy_new(src: Path, directory: Path, name: str | None = None, mode: int = 0o644) -> tuple[Path, str]:
+    """Copy ``src`` into a file this process creates: ``directory/name`` (O_CREAT|O_EXCL|O_NOFOLLOW: an
+    existing file or link there is an error, never opened), or a new temporary name (mkstemp) for the
+    caller to rename. The sha256 is of the bytes written, computed as they are copied, so it describes
+    the copy even if ``src`` changes meanwhile. Returns (path, sha256); nothing is left on failure."""
+    if name is None:
+        fd, dst = _new_temp(directory, src.name)
+    else:
+        dst = directory / name
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, mode)
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as fo, open(src, "rb") as fi:
+            for block in iter(lambda: fi.read(1 << 20), b""):
+                h.update(block)
+                fo.write(block)
+            fo.flush()
+            os.fchmod(fo.fileno(), mode)
+            os.fsync(fo.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            dst.unlink()
+        raise
+    return dst, h.hexdigest()
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The contents of a small file we did not write (a manifest, a record), refusing more than
+    ``limit`` bytes and links. Raises OSError / ValueError."""
+    fd = os.open(path, os.O_RDONLY | NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes")
+    return data
+
+
+def own_regular_file(path: Path) -> bool:
+    """True when ``path`` is a regular file (not a link) that this user owns, with one name: a partial
+    download another process or person planted (a link to a file of theirs) is never resumed."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_nlink == 1
+
+
+def acquire(lk: FileLock, timeout: float, on_wait: Callable[[], None] | None = None) -> bool:
+    """Take ``lk``, calling ``on_wait`` once if another process holds it; False after ``timeout``."""
+    try:
+        lk.acquire(timeout=0)
+        return True
+    except Timeout:
+        if on_wait is not None:
+            on_wait()
+    try:
+        lk.acquire(timeout=timeout)
+    except Timeout:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -129,18 +210,11 @@ class WheelCache:
         d = self.root / "locks"
         d.mkdir(parents=True, exist_ok=True)
         lk = FileLock(str(d / f"{key}.lock"))
-        try:
-            lk.acquire(timeout=0)
-        except Timeout:
-            if on_wait is not None:
-                on_wait()
-            try:
-                lk.acquire(timeout=timeout)
-            except Timeout:
-                raise CacheLockTimeout(
-                    f"another flashdoctor process has held {d / (key + '.lock')} for {timeout:.0f}s",
-                    hint="wait for it to finish, or end it; a lock of a dead process frees itself",
-                ) from None
+        if not acquire(lk, timeout, on_wait):
+            raise CacheLockTimeout(
+                f"another flashdoctor process has held {d / (key + '.lock')} for {timeout:.0f}s",
+                hint="wait for it to finish, or end it; a lock of a dead process frees itself",
+            )
         try:
             yield
         finally:
@@ -170,7 +244,7 @@ class WheelCache:
 
     def url_record(self, url: str) -> dict[str, Any] | None:
         try:
-            rec = json.loads(self._url_record(url).read_text(encoding="utf-8"))
+            rec = json.loads(read_bounded(self._url_record(url), 1 << 16).decode("utf-8"))
         except (OSError, ValueError):
             return None
         if (
@@ -194,18 +268,56 @@ class WheelCache:
             atomic_write_bytes(self._url_record(url), json.dumps(rec).encode())
         return CacheEntry(final, sha256.lower())
 
-    def clean_stale_tmp(self, max_age_s: float = 7 * 86400) -> None:
-        """Remove partial downloads nobody resumed for a week."""
+    def clean_stale_tmp(self, max_age_s: float = STALE_TMP_S) -> list[str]:
+        """Remove partial downloads (and their records) nobody resumed for ``max_age_s``; links and
+        other things that are not ours are removed too, never followed. Returns the names removed."""
         d = self.root / "tmp"
-        if not d.is_dir():
-            return
+        removed: list[str] = []
+        try:
+            entries = list(d.iterdir())
+        except OSError:
+            return removed
         now = time.time()
-        for p in d.iterdir():
+        for p in entries:
             with contextlib.suppress(OSError):
-                if now - p.stat().st_mtime > max_age_s:
+                st = os.lstat(p)
+                if stat.S_ISDIR(st.st_mode):
+                    continue
+                if stat.S_ISLNK(st.st_mode) or now - st.st_mtime > max_age_s:
                     p.unlink()
+                    removed.append(p.name)
+        return removed
+
+    def open_part(self, key: str, resume: bool) -> tuple[Path, bool]:
+        """The partial download for ``key``, ready for the downloader: the existing one when ``resume``
+        and it is a regular file this user owns (never a link: see own_regular_file), else a new empty
+        file created here with O_EXCL|O_NOFOLLOW. Returns (path, resumable)."""
+        tmp = self.tmp_path(key)
+        tmp.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if resume and own_regular_file(tmp):
+            return tmp, True
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a link is removed, not followed
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600)
+        os.close(fd)
+        return tmp, False
+
+    def has(self, sha256: str | None, url: str, filename: str) -> bool:
+        """Whether the cache holds this wheel (by digest, else by the URL it came from), without reading
+        it: for a plan's "already here"; the fetch re-hashes whatever it uses."""
+        if sha256 is None:
+            rec = self.url_record(url)
+            if rec is None or rec["filename"] != filename:
+                return False
+            sha256 = str(rec["sha256"])
+        return self.path_for(sha256, filename).is_file()
+
+    def backups(self) -> Path:
+        """Where installs keep what they replace until it is verified (flashdoctor.actions.install.rollback)."""
+        return self.root / "backups"
 
     def backup_dir(self) -> Path:
-        d = self.root / "backups" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        d.mkdir(parents=True, exist_ok=False)
+        d = self.backups() / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        d.parent.mkdir(parents=True, exist_ok=True)
+        d.mkdir(mode=0o700)
         return d

@@ -1,8 +1,12 @@
-"""Get a verified wheel file for a WheelRef: wheelhouse, then cache, then (mirror or) network.
+"""Get a checked wheel file for a WheelRef: wheelhouse, then cache, then (mirror or) network.
 
-Whatever the source, the file handed back has been checked: its sha256 against the index's digest when
+Whatever the source, the file handed back has been checked: its sha256 against the published digest when
 there is one (a mismatch deletes the file and fails loudly), and its contents as a wheel of the expected
 distribution and version (an HTML page saved as .whl never reaches pip or the cache).
+
+With ``stage`` (a private directory of this process: the installer's), the file handed back is a copy
+made there, and the checks are of that copy, hashed as it was written: a file in a shared wheelhouse or
+cache that is swapped after its check cannot reach pip, because pip never reads it.
 """
 
 from __future__ import annotations
@@ -10,13 +14,21 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from flashdoctor.actions.cache import WheelCache, atomic_write_bytes, sha256_file, url_key
+from flashdoctor.actions.cache import (
+    WheelCache,
+    atomic_write_bytes,
+    copy_new,
+    read_bounded,
+    sha256_file,
+    url_key,
+)
 from flashdoctor.actions.net.download import (
+    DiskError,
     DownloadError,
     DownloadPolicy,
     NotAWheelError,
@@ -59,48 +71,86 @@ class FetchOptions:
     on_wait: Callable[[], None] | None = None  # another process holds the download lock
 
 
-def _checked(path: Path, ref: WheelRef, origin: Origin, sha: str | None = None, url: str = "") -> Artifact:
-    digest = sha or sha256_file(path)
+def _checked(
+    path: Path,
+    ref: WheelRef,
+    origin: Origin,
+    sha: str | None = None,
+    url: str = "",
+    stage: Path | None = None,
+) -> Artifact:
+    """Check ``path`` (or, with ``stage``, a private copy of it made there: the copy is what is checked
+    and handed back) against the published digest and as a wheel of ``ref``."""
+    if stage is not None:
+        try:
+            path, digest = copy_new(path, stage, ref.filename, mode=0o600)
+        except OSError as exc:
+            raise DiskError(
+                f"cannot copy {ref.filename} into {stage}: {exc.strerror or exc}",
+                hint="free disk space in the temporary directory (TMPDIR)",
+            ) from None
+        if sha and digest != sha:
+            path.unlink(missing_ok=True)
+            raise ChecksumError(
+                f"{ref.filename} from {origin} ({url or path}) changed after it was checked: "
+                f"sha256 {sha} when checked, {digest} when copied for the install",
+                hint="another process is writing that file; it was not used",
+            )
+    else:
+        digest = sha or sha256_file(path)
     if ref.sha256 and digest != ref.sha256.lower():
+        if stage is not None:
+            path.unlink(missing_ok=True)
         raise ChecksumError(
             f"sha256 mismatch for {ref.filename} from {origin} ({url or path}): "
             f"expected {ref.sha256.lower()}, got {digest}",
             hint="the file is not the one the index lists (tampered, or replaced upstream); it was not used",
         )
-    info = inspect_wheel(path, ref.filename)
+    try:
+        info = inspect_wheel(path, ref.filename)
+    except NotAWheelError:
+        if stage is not None:
+            path.unlink(missing_ok=True)
+        raise
     return Artifact(path, digest, origin, "index" if ref.sha256 else "computed", info, url or str(path), ref)
 
 
-def obtain(ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str], dist: str) -> Artifact:
+def obtain(
+    ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str], dist: str, stage: Path | None = None
+) -> Artifact:
+    """The checked wheel for ``ref``; with ``stage`` a private copy in that directory (module docstring)."""
     if ref.url.startswith("file:"):
         p = Path(unquote(urlsplit(ref.url).path))
         if not p.is_file():
             raise DownloadError(f"{p} does not exist")
-        return _checked(p, ref, "local", url=str(p))
+        return _checked(p, ref, "local", url=str(p), stage=stage)
     if opts.wheelhouse is not None:
         found = opts.wheelhouse.find(ref.filename)
-        if found is not None:
-            return _checked(found, ref, "wheelhouse", url=str(found))  # a wrong file there fails loudly
-    hit = _cache_lookup(ref, opts.cache)
+        if found is not None:  # a wrong file there fails loudly
+            return _checked(found, ref, "wheelhouse", url=str(found), stage=stage)
+    hit = _cache_lookup(ref, opts.cache, stage)
     if hit is not None:
         return hit
     if opts.index_url:
         ref = resolve_on_index(opts.index_url, ref, dist, opts.policy, environ, opts.cache.root / "tmp")
-        hit = _cache_lookup(ref, opts.cache)
+        hit = _cache_lookup(ref, opts.cache, stage)
         if hit is not None:
             return hit
     art = _download(ref, opts, environ)
     if opts.wheelhouse is not None:
         opts.wheelhouse.add(art.path, ref.filename)
-    return art
+    if stage is None:
+        return art
+    staged = _checked(art.path, art.ref, art.origin, sha=art.sha256, url=art.url, stage=stage)
+    return replace(staged, sha256_from=art.sha256_from, attempts=art.attempts, resumed=art.resumed)
 
 
-def _cache_lookup(ref: WheelRef, cache: WheelCache) -> Artifact | None:
+def _cache_lookup(ref: WheelRef, cache: WheelCache, stage: Path | None = None) -> Artifact | None:
     e = cache.get(sha256=ref.sha256, filename=ref.filename) if ref.sha256 else cache.get(url=ref.url)
     if e is None or e.path.name != ref.filename:
         return None
     try:
-        return _checked(e.path, ref, "cache", sha=e.sha256, url=redact(ref.url))
+        return _checked(e.path, ref, "cache", sha=e.sha256, url=redact(ref.url), stage=stage)
     except NotAWheelError:
         with contextlib.suppress(OSError):
             e.path.unlink()
@@ -114,19 +164,21 @@ def _download(ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str]) -> 
         hit = _cache_lookup(ref, cache)  # another process may have fetched it while we waited
         if hit is not None:
             return hit
-        tmp = cache.tmp_path(key)
-        side = tmp.with_name(tmp.name + ".json")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
+        cache.clean_stale_tmp()  # partial downloads abandoned long ago (not this key's: it is locked)
+        side = cache.tmp_path(key).with_name(cache.tmp_path(key).name + ".json")
         validators: dict[str, str] = {}
-        with contextlib.suppress(OSError, ValueError):
-            rec = json.loads(side.read_text(encoding="utf-8"))
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            rec = json.loads(read_bounded(side, 1 << 16).decode("utf-8"))
             if rec.get("url") == ref.url:
                 validators = {
-                    k: v for k, v in rec.get("validators", {}).items() if k in ("etag", "last-modified")
+                    str(k): str(v)
+                    for k, v in rec.get("validators", {}).items()
+                    if k in ("etag", "last-modified")
                 }
-        if not validators:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        # A partial file is resumed only when it is a regular file this user owns (never a planted link).
+        tmp, resumable = cache.open_part(key, resume=bool(validators))
+        if not resumable:
+            validators = {}
 
         def persist(v: dict[str, str]) -> None:
             with contextlib.suppress(OSError):

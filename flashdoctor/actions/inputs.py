@@ -16,7 +16,9 @@ import stat
 from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
+from flashdoctor.decide.wheels.index import MAX_INDEX_BYTES
 from flashdoctor.errors import UsageError
+from flashdoctor.model.target import MAX_BYTES as TARGET_SPEC_MAX_BYTES
 
 if TYPE_CHECKING:
     from flashdoctor.decide.checks import WheelFinder
@@ -24,9 +26,9 @@ if TYPE_CHECKING:
     from flashdoctor.model.environment import Environment
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
-TARGET_MAX_BYTES = 1 * MiB  # a target spec is a few KiB
+TARGET_MAX_BYTES = TARGET_SPEC_MAX_BYTES  # 1 MiB: a target spec is a few KiB
 PLAN_MAX_BYTES = 1 * MiB  # a plan is a few KiB
-INDEX_MAX_BYTES = 64 * MiB  # the bundled index is ~2 MiB
+INDEX_MAX_BYTES = MAX_INDEX_BYTES  # 64 MiB: the bundled index is ~2 MiB
 JSON_MAX_DEPTH = 64  # the deepest document flashdoctor reads nests 5 levels
 LOG_WINDOW_BYTES = 256 * MiB  # beyond this, explain reads the head and the tail of a log
 LOG_STREAM_MAX_BYTES = 16 * GiB  # a piped "log" longer than this is an endless stream

@@ -28,6 +28,7 @@ class WheelInfo:
     dist_info: str  # "flash_attn-2.8.3.dist-info"
     root_files: tuple[str, ...]  # archive paths installed into site-packages (purelib/platlib)
     script_files: tuple[str, ...]  # <name>.data/scripts/* basenames
+    data_files: tuple[str, ...] = ()  # <name>.data/data/* paths, installed relative to the prefix
 
     def requirements(self) -> list[Requirement]:
         out = []
@@ -86,7 +87,7 @@ def inspect_wheel(path: Path, filename: str | None = None) -> WheelInfo:
     except InvalidVersion:
         raise NotAWheelError(f"{filename}: METADATA version {version!r} is not a valid version") from None
     data_dir = di[: -len(".dist-info")] + ".data"
-    root_files, scripts = [], []
+    root_files, scripts, data = [], [], []
     for n in names:
         if n.endswith("/"):
             continue
@@ -97,6 +98,8 @@ def inspect_wheel(path: Path, filename: str | None = None) -> WheelInfo:
                 root_files.append(parts[2])
             elif len(parts) == 3 and parts[1] == "scripts":
                 scripts.append(parts[2])
+            elif len(parts) == 3 and parts[1] == "data":
+                data.append(parts[2])
             continue
         root_files.append(n)
     return WheelInfo(
@@ -107,6 +110,7 @@ def inspect_wheel(path: Path, filename: str | None = None) -> WheelInfo:
         dist_info=di,
         root_files=tuple(root_files),
         script_files=tuple(scripts),
+        data_files=tuple(data),
     )
 
 

@@ -1,119 +1,404 @@
-"""Wheelhouses: directories of wheels (local or shared) that are read before the network and written
-after a download or a build, and the locally built wheels in them.
+"""Wheelhouses: directories of wheels (local or shared) read before the network and written after a
+download or a build — the one reader and writer of a wheelhouse and its build.json manifests, and the one
+rule for "this built wheel serves this request" (docs/wheelhouse.md).
 
-Two kinds of entries live in a wheelhouse DIR (README "Wheelhouse"):
+Layout of a wheelhouse DIR:
 
-    DIR/<wheel file name>                   a wheel from an index, found by its exact name (and checked
-                                            against the index's sha256); also what ``pip --find-links``
-                                            reads. flashdoctor writes downloads here.
-    DIR/<fingerprint id>/<wheel>            a wheel built by ``flashdoctor build`` (issue "source builds"),
-    DIR/<fingerprint id>/build.json         with its manifest (schema ``flashdoctor/built-wheel/1``)
+    DIR/<wheel file name>                   a wheel from an index, found by its exact name (its sha256 is
+                                            checked by the fetch); also what ``pip --find-links`` reads.
+    DIR/<fingerprint id>/<wheel>            a wheel built by ``flashdoctor build``,
+    DIR/<fingerprint id>/build.json         with its manifest (schema ``flashdoctor/built-wheel/1``): the
+                                            fingerprint, the profile, the wheel's sha256, how it was built.
 
 A locally built wheel has a local version label (``flash_attn-2.8.3.post2+fd.sm90.hd128.bf16-...whl``)
-that no index knows, and its name says nothing of torch, CUDA or the C++ ABI; it is matched by the
-fingerprint in its manifest (:func:`match_build`), never by its name. The manifest is written last by
-the builder, so a manifest always points at a complete wheel.
+that no index knows, and its name says nothing of torch, CUDA or the C++ ABI: it is matched by the
+fingerprint in its manifest, never by its name. The manifest is written last, so a manifest always
+points at a complete wheel. The id (first 16 hex digits of the sha256 of the fingerprint's key) names the
+directory; a reader matches the fingerprint inside the manifest, whatever the directory is called.
+
+THE MATCH RULE (:func:`serves`; one rule for ``build``, which reuses instead of rebuilding, and for
+``install``, which prefers a local build to a download). A built wheel serves a request when
+
+  1. the variant is the same, and the version is one the request allows (when it names one);
+  2. torch major.minor is the same (FA2/FA3 link libtorch's C++ API, which changes between minors);
+  3. torch's CUDA major is the same (the extension links libcudart.so.<major>); a CPU torch (no CUDA)
+     matches only a build without CUDA;
+  4. the C++ ABI is the same. UNKNOWN IS NOT A VALUE: a build whose ABI was not recorded, or a target
+     whose torch ABI could not be read, matches nothing — a wrong ABI only shows as an undefined symbol
+     at import, and flashdoctor does not guess;
+  5. the Python ABI (cp312) and the platform (linux_x86_64) are the same;
+  6. glibc: a build made on glibc X needs a target whose glibc is known and >= X;
+  7. the profile COVERS the request: its archs run every requested or visible GPU
+     (flashdoctor.knowledge.archs.runs_on: sm_80 SASS runs on sm_86/89, not on sm_90; a GPU of unknown
+     capability is not covered), and it compiled every head dim and dtype the request names and every
+     FA3 feature the request does not do without (flashdoctor.knowledge.profiles.build_coverage; head dim
+     d is served by the smallest compiled kernel >= d). A profile label flashdoctor cannot read covers
+     only a request that names no head dims, dtypes or features.
+
+What differs between the commands is the REQUEST, not the rule: ``build`` asks for the profile it would
+compile (no --head-dims = every kernel, no --dtypes = fp16 and bf16, its --no-* switches), on the archs of
+that profile; ``install`` (and ``install --from-source``) asks for the visible GPUs (or --arch) and for
+the head dims / dtypes the user named, if any. Among the builds that serve, the one with the same
+fingerprint id comes first, then the newest version, then the widest profile.
 """
 
 from __future__ import annotations
 
-import contextlib
+import datetime
+import hashlib
 import json
 import os
-import shutil
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from flashdoctor.actions.built_wheels import MANIFEST
-from flashdoctor.actions.built_wheels import SCHEMA as BUILD_SCHEMA
-from flashdoctor.actions.cache import fsync_dir
+from flashdoctor import __version__
+from flashdoctor.actions.cache import atomic_write_bytes, copy_new, fsync_dir, read_bounded
 from flashdoctor.knowledge.archs import runs_on
+from flashdoctor.knowledge.profiles import (
+    DTYPES,
+    BuildVariant,
+    Profile,
+    build_coverage,
+    head_dim_kernels,
+    parse_label,
+)
 from flashdoctor.knowledge.variants import VARIANT_DIST, Variant
 from flashdoctor.knowledge.versions import major_minor
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.plan import WheelRef
 
+SCHEMA = "flashdoctor/built-wheel/1"
+MANIFEST = "build.json"
+MANIFEST_MAX = 1 << 20  # a build.json is a few KiB; a larger one is not ours
 
+
+# -- the fingerprint ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class LocalBuild:
-    path: Path
-    filename: str
-    dist: str
-    variant: Variant
-    version: str
-    manifest: dict[str, Any]
+class Fingerprint:
+    """What a built wheel depends on (see the module docstring for why each field matters), and what
+    was compiled (variant, version, archs, profile)."""
+
+    variant: str
+    version: str  # the FlashAttention version built (public part)
+    torch: str  # "2.11"
+    cuda: str | None  # "13"; None: a torch without CUDA
+    cxx11abi: bool | None  # None: unknown (matches nothing)
+    python_abi: str  # "cp312"
+    platform: str  # "linux_x86_64"
+    glibc: str | None  # "2.39"; None where there is no glibc
+    archs: tuple[int, ...]
+    profile: str  # the local version label, e.g. "fd.sm90.hd128.bf16"
+
+    def key(self) -> dict[str, Any]:
+        """The fields that make the id (glibc is compared, not hashed)."""
+        return {
+            "variant": self.variant,
+            "version": self.version,
+            "torch": self.torch,
+            "cuda": self.cuda,
+            "cxx11abi": self.cxx11abi,
+            "python_abi": self.python_abi,
+            "platform": self.platform,
+            "archs": list(self.archs),
+            "profile": self.profile,
+        }
 
     @property
-    def fingerprint(self) -> dict[str, Any]:
-        fp: dict[str, Any] = self.manifest.get("fingerprint") or {}
-        return fp
+    def id(self) -> str:
+        blob = json.dumps(self.key(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def ref(self) -> WheelRef:
-        sha = self.manifest.get("sha256")
-        return WheelRef(
-            filename=self.filename,
-            url=self.path.resolve().as_uri(),
-            sha256=sha if isinstance(sha, str) and len(sha) == 64 else None,
-            source="wheelhouse",
-            version=self.version,
+    def to_json(self) -> dict[str, Any]:
+        return {**self.key(), "glibc": self.glibc, "id": self.id}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Fingerprint:
+        """Raises ValueError / KeyError / TypeError for a fingerprint that cannot be read."""
+        abi = d.get("cxx11abi")
+        return cls(
+            variant=str(d["variant"]),
+            version=str(d["version"]),
+            torch=str(d["torch"]),
+            cuda=None if d.get("cuda") is None else str(d["cuda"]),
+            cxx11abi=abi if isinstance(abi, bool) else None,
+            python_abi=str(d["python_abi"]),
+            platform=str(d["platform"]),
+            glibc=None if d.get("glibc") is None else str(d["glibc"]),
+            archs=tuple(sorted(_arch_numbers(d.get("archs")))),
+            profile=str(d.get("profile") or ""),
         )
 
 
-def _archs(values: Any) -> set[int]:
+def _arch_numbers(values: Any) -> set[int]:
+    """90, "90", "sm_90", "sm_90a" -> 90 (manifests written by hand or by older builders)."""
     out = set()
     for a in values or []:
-        text = str(a).lower().removeprefix("sm_").removeprefix("compute_")
+        text = str(a).lower().removeprefix("sm_").removeprefix("compute_").rstrip("af")
         if text.isdigit():
             out.add(int(text))
     return out
 
 
-def match_build(fp: dict[str, Any], env: Environment, variant: Variant) -> list[str]:
-    """Why a build fingerprint does not fit ``env`` (empty: it fits). Pure.
+class FingerprintError(ValueError):
+    """The environment lacks a fact the fingerprint needs (e.g. no torch)."""
 
-    The rules follow the facts behind the builder's fingerprint: torch major.minor (FA2 links
-    libtorch's C++ API, which changes between minors), torch's CUDA major (libcudart.so.<major>), the
-    C++ ABI, the Python ABI and platform, a glibc no newer than this one, and SASS for every GPU here.
-    """
+
+def fingerprint(env: Environment, variant: str, version: str, profile: Profile) -> Fingerprint:
+    """The fingerprint of a build of ``profile`` in ``env``. Raises FingerprintError if a fact is missing."""
+    tmm = env.torch_mm
+    cmm = env.torch_cuda_mm
+    missing = [
+        name
+        for name, val in (
+            ("torch", tmm),
+            ("torch CUDA", cmm),
+            ("python ABI", env.python_abi),
+            ("platform", env.platform),
+        )
+        if val is None
+    ]
+    if missing:
+        raise FingerprintError("cannot fingerprint the build environment: unknown " + ", ".join(missing))
+    assert tmm is not None and cmm is not None
+    return Fingerprint(
+        variant=variant,
+        version=version.split("+", 1)[0],
+        torch=f"{tmm[0]}.{tmm[1]}",
+        cuda=str(cmm[0]),
+        cxx11abi=env.cxx11abi,
+        python_abi=str(env.python_abi),
+        platform=str(env.platform),
+        glibc=_glibc(env.glibc),
+        archs=tuple(sorted(profile.archs)),
+        profile=profile.label(),
+    )
+
+
+def _glibc(text: str | None) -> str | None:
+    gl = major_minor(text) if text else None
+    return None if gl is None else f"{gl[0]}.{gl[1]}"
+
+
+# -- the request and the rule ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Request:
+    """What a wheel must serve: the target's facts and what it must have compiled.
+
+    ``head_dims`` / ``dtypes`` / ``disabled`` None: the request names none (any profile will do);
+    ``disabled`` is the FA3 features the request does without. ``gpus`` are (label, sm) pairs; an sm of
+    None is a GPU of unknown capability."""
+
+    variant: str
+    torch: str | None  # "2.11"; None: no torch
+    cuda: str | None  # torch's CUDA major; None: a torch without CUDA
+    cxx11abi: bool | None
+    python_abi: str | None
+    platform: str | None
+    glibc: str | None
+    gpus: tuple[tuple[str, int | None], ...] = ()
+    versions: SpecifierSet | None = None
+    head_dims: tuple[int, ...] | None = None
+    dtypes: tuple[str, ...] | None = None
+    disabled: tuple[str, ...] | None = None
+    id: str | None = None  # the fingerprint id of the build asked for, when there is one
+
+    @classmethod
+    def for_environment(
+        cls,
+        env: Environment,
+        variant: str,
+        *,
+        versions: SpecifierSet | None = None,
+        archs: Iterable[int] | None = None,
+        head_dims: Iterable[int] | None = None,
+        dtypes: Iterable[str] | None = None,
+    ) -> Request:
+        """What ``install`` asks for: the visible GPUs (or ``archs``), and the head dims / dtypes named."""
+        tmm, cmm = env.torch_mm, env.torch_cuda_mm
+        gpus: tuple[tuple[str, int | None], ...]
+        if archs is not None:
+            gpus = tuple((f"sm_{a}", int(a)) for a in sorted(set(archs)))
+        else:
+            gpus = tuple((g.label, g.sm) for g in env.gpus)
+        return cls(
+            variant=variant,
+            torch=None if tmm is None or env.torch is None else f"{tmm[0]}.{tmm[1]}",
+            cuda=None if cmm is None else str(cmm[0]),
+            cxx11abi=env.cxx11abi,
+            python_abi=env.python_abi,
+            platform=env.platform,
+            glibc=_glibc(env.glibc),
+            gpus=gpus,
+            versions=versions,
+            head_dims=None if head_dims is None else tuple(sorted(set(head_dims))),
+            dtypes=None if dtypes is None else tuple(dtypes),
+        )
+
+    @classmethod
+    def for_build(cls, wanted: Fingerprint) -> Request:
+        """What ``build`` asks for: the profile it would compile, in the environment it would compile it."""
+        info = parse_label(wanted.profile)
+        head_dims: tuple[int, ...] | None = None
+        dtypes: tuple[str, ...] | None = None
+        disabled: tuple[str, ...] | None = None
+        if info is not None:
+            bv: BuildVariant = "fa3" if wanted.variant == "fa3" else "fa2"
+            head_dims = info.head_dims or head_dim_kernels(bv, wanted.version)
+            dtypes = info.dtypes or DTYPES
+            disabled = info.disabled
+        return cls(
+            variant=wanted.variant,
+            torch=wanted.torch,
+            cuda=wanted.cuda,
+            cxx11abi=wanted.cxx11abi,
+            python_abi=wanted.python_abi,
+            platform=wanted.platform,
+            glibc=wanted.glibc,
+            gpus=tuple((f"sm_{a}", a) for a in wanted.archs),
+            versions=SpecifierSet(f"=={wanted.version}") if wanted.version else None,
+            head_dims=head_dims,
+            dtypes=dtypes,
+            disabled=disabled,
+            id=wanted.id,
+        )
+
+
+def serves(fp: Fingerprint, req: Request) -> list[str]:
+    """Why the build ``fp`` does not serve ``req`` (empty: it serves). Pure. The rule: module docstring."""
     why: list[str] = []
-    if fp.get("variant") != variant:
-        why.append(f"built for {fp.get('variant')}, not {variant}")
-    if env.python_abi and fp.get("python_abi") != env.python_abi:
-        why.append(f"built for {fp.get('python_abi')}, this Python is {env.python_abi}")
-    if env.platform and fp.get("platform") != env.platform:
-        why.append(f"built for {fp.get('platform')}, this is {env.platform}")
-    bt, et = major_minor(str(fp.get("torch"))), env.torch_mm
-    if et is None:
+    if fp.variant != req.variant:
+        return [f"built for {fp.variant}, not {req.variant}"]
+    if req.versions is not None and not req.versions.contains(fp.version, prereleases=True):
+        why.append(f"is {fp.variant} {fp.version}, not {req.versions}")
+    if req.torch is None:
         why.append("this environment has no torch")
-    elif bt != et:
-        why.append(f"built against torch {fp.get('torch')}, this torch is {env.torch} (the minor must match)")
-    bc = major_minor(str(fp["cuda"])) if fp.get("cuda") is not None else None
-    ec = env.torch_cuda_mm
-    if (bc is None) != (ec is None) or (bc is not None and ec is not None and bc[0] != ec[0]):
-        why.append(f"built for CUDA {fp.get('cuda')}, this torch has CUDA {env.torch_cuda or 'none'}")
-    if fp.get("cxx11abi") is not None and env.cxx11abi is not None and bool(fp["cxx11abi"]) != env.cxx11abi:
-        why.append(f"built with CXX11 ABI {fp['cxx11abi']}, this torch uses {env.cxx11abi}")
-    bg, eg = major_minor(fp.get("glibc")), major_minor(env.glibc)
-    if bg is not None and eg is not None and bg > eg:
-        why.append(f"built on glibc {fp.get('glibc')}, this system has {env.glibc}")
-    # Build archs, not GPU capabilities: sm_80 SASS runs on sm_86/87/89 GPUs, sm_100 on sm_103, sm_120 on
-    # sm_121 (same major, not newer minor), which flashdoctor.knowledge.archs.runs_on knows.
-    archs = [f"sm_{a}" for a in sorted(_archs(fp.get("archs")))]
-    for g in env.gpus:
-        if g.sm is not None and runs_on(archs, g.sm) == "no":
-            why.append(f"has no code for {g.label} (built for {', '.join(archs) or 'nothing'})")
+    elif fp.torch != req.torch:
+        why.append(f"built against torch {fp.torch}, this torch is {req.torch} (the minor must match)")
+    if fp.cuda != req.cuda:
+        why.append(
+            f"built for CUDA {fp.cuda or 'none'}, this torch has CUDA {req.cuda or 'none'} (the major must match)"
+        )
+    if fp.cxx11abi is None:
+        why.append("its CXX11 ABI was not recorded (unknown matches nothing)")
+    elif req.cxx11abi is None:
+        why.append("this torch's CXX11 ABI is unknown (unknown matches nothing)")
+    elif fp.cxx11abi != req.cxx11abi:
+        why.append(f"built with CXX11 ABI {fp.cxx11abi}, this torch uses {req.cxx11abi}")
+    if fp.python_abi != req.python_abi:
+        why.append(f"built for {fp.python_abi}, this Python is {req.python_abi or 'unknown'}")
+    if fp.platform != req.platform:
+        why.append(f"built for {fp.platform}, this is {req.platform or 'unknown'}")
+    bg, eg = major_minor(fp.glibc), major_minor(req.glibc)
+    if bg is not None and (eg is None or bg > eg):
+        why.append(f"built on glibc {fp.glibc}, this system has {req.glibc or 'no known glibc'}")
+    archs = [f"sm_{a}" for a in fp.archs]
+    for label, sm in req.gpus:
+        if sm is None:
+            why.append(f"cannot tell whether it has code for {label} (compute capability unknown)")
+        elif runs_on(archs, sm) == "no":
+            why.append(f"has no code for {label} (built for {', '.join(archs) or 'nothing'})")
+    why.extend(_profile_gaps(fp, req))
     return why
 
 
-def _sort_key(b: LocalBuild) -> Version:
+def _profile_gaps(fp: Fingerprint, req: Request) -> list[str]:
+    """What the request names that the build's profile did not compile."""
+    if req.head_dims is None and req.dtypes is None and req.disabled is None:
+        return []
+    if parse_label(fp.profile) is None:
+        return [
+            f"its profile {fp.profile or '(none)'} cannot be read, so it cannot be shown to cover the request"
+        ]
+    cov = build_coverage(fp.variant, f"{fp.version}+{fp.profile}")
+    if cov is None:  # a variant that is not built (FA4): nothing narrowed
+        return []
+    gaps: list[str] = []
+    if req.head_dims is not None and cov.head_dims is not None:
+        for d in req.head_dims:
+            bucket = next((k for k in cov.kernels if d <= k), None)
+            if bucket not in cov.head_dims:
+                gaps.append(f"head dim {d}")
+    if req.dtypes is not None and cov.dtypes is not None:
+        gaps += [t for t in req.dtypes if t not in cov.dtypes]
+    if req.disabled is not None:
+        gaps += [f"--no-{f} was not asked" for f in cov.disabled if f not in req.disabled]
+    return [f"its profile {fp.profile} lacks {', '.join(gaps)}"] if gaps else []
+
+
+# -- built wheels ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BuiltWheel:
+    path: Path
+    fingerprint: Fingerprint
+    sha256: str
+    manifest: dict[str, Any]
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+    @property
+    def version(self) -> str:
+        """The wheel's full version, local label included."""
+        return str(parse_wheel_filename(self.path.name)[1])
+
+    def ref(self) -> WheelRef:
+        """The plan's wheel for this build (the fetch checks the file against the manifest's sha256)."""
+        return WheelRef(
+            filename=self.filename,
+            url=self.path.resolve().as_uri(),
+            sha256=self.sha256 if len(self.sha256) == 64 else None,
+            source="wheelhouse",
+            version=self.version,
+        )
+
+    def rank(self, req: Request) -> tuple[bool, Version, tuple[int, int, int, int]]:
+        """Sort key among the builds that serve ``req``: same id, newest version, widest profile."""
+        try:
+            v = Version(self.fingerprint.version)
+        except InvalidVersion:
+            v = Version("0")
+        fp = self.fingerprint
+        info = parse_label(fp.profile)
+        cov = build_coverage(fp.variant, f"{fp.version}+{fp.profile}") if info is not None else None
+        if info is None:
+            width = (0, 0, 0, 0)
+        elif cov is None:
+            width = (1, 1000, 1000, 0)
+        else:
+            width = (
+                1,
+                len(cov.head_dims if cov.head_dims is not None else cov.kernels),
+                len(cov.dtypes) if cov.dtypes is not None else 1000,
+                -len(cov.disabled),
+            )
+        return (req.id is not None and fp.id == req.id, v, width)
+
+
+def _read_manifest(path: Path) -> BuiltWheel | None:
     try:
-        return Version(b.version)
-    except InvalidVersion:  # pragma: no cover - filtered when read
-        return Version("0")
+        m = json.loads(read_bounded(path, MANIFEST_MAX).decode("utf-8"))
+        if not isinstance(m, dict) or m.get("schema") != SCHEMA or not isinstance(m.get("fingerprint"), dict):
+            return None
+        fp = Fingerprint.from_json(m["fingerprint"])
+        whl = path.parent / str(m["wheel"])
+        if whl.parent != path.parent:  # "wheel": "../elsewhere.whl"
+            return None
+        name, _v, _b, _t = parse_wheel_filename(whl.name)
+    except (OSError, ValueError, KeyError, TypeError, InvalidWheelFilename):
+        return None
+    if fp.variant not in VARIANT_DIST or canonicalize_name(name) != VARIANT_DIST[fp.variant]:
+        return None
+    if not whl.is_file():
+        return None
+    sha = m.get("sha256")
+    return BuiltWheel(whl, fp, sha if isinstance(sha, str) else "", m)
 
 
 class Wheelhouse:
@@ -125,61 +410,85 @@ class Wheelhouse:
         p = self.root / filename
         return p if p.is_file() else None
 
-    def local_builds(self, variant: Variant) -> list[LocalBuild]:
-        """Every complete flashdoctor-built wheel of ``variant`` here (unreadable entries skipped)."""
-        dist = VARIANT_DIST[variant]
-        out: list[LocalBuild] = []
+    def builds(self, variant: Variant | None = None) -> Iterator[BuiltWheel]:
+        """Every complete flashdoctor-built wheel here (of ``variant``); unreadable entries skipped."""
         if not self.root.is_dir():
-            return out
+            return
         for mpath in sorted(self.root.glob(f"*/{MANIFEST}")):
-            try:
-                m = json.loads(mpath.read_text(encoding="utf-8"))
-                if (
-                    not isinstance(m, dict)
-                    or m.get("schema") != BUILD_SCHEMA
-                    or not isinstance(m.get("fingerprint"), dict)
-                ):
-                    continue
-                whl = mpath.parent / str(m["wheel"])
-                name, version, _b, _t = parse_wheel_filename(whl.name)
-            except (OSError, ValueError, KeyError, TypeError, InvalidWheelFilename):
-                continue
-            if canonicalize_name(name) != dist or not whl.is_file():
-                continue
-            out.append(LocalBuild(whl, whl.name, dist, variant, str(version), m))
-        return out
-
-    def best_build(
-        self, env: Environment, variant: Variant
-    ) -> tuple[LocalBuild | None, list[tuple[str, list[str]]]]:
-        """The newest local build that fits ``env`` (the least restricted profile first), and why the
-        others do not."""
-        fits, rejected = [], []
-        for b in self.local_builds(variant):
-            why = match_build(b.fingerprint, env, variant)
-            if why:
-                rejected.append((b.filename, why))
-            else:
-                fits.append(b)
-        fits.sort(key=lambda b: (_sort_key(b), -len(str(b.fingerprint.get("profile", "")))), reverse=True)
-        return (fits[0] if fits else None), rejected
+            bw = _read_manifest(mpath)
+            if bw is not None and (variant is None or bw.fingerprint.variant == variant):
+                yield bw
 
     def add(self, src: Path, filename: str) -> Path | None:
-        """Copy a verified wheel in (temporary name + rename). Returns None when the directory cannot be
-        written (a read-only shared wheelhouse is not an error)."""
+        """Copy a verified wheel in (a new temporary file, then a rename). Returns None when the directory
+        cannot be written (a read-only shared wheelhouse is not an error)."""
         dst = self.root / filename
         if dst.is_file():
             return dst
-        tmp = self.root / f".{filename}.tmp-{os.getpid()}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, dst)
-            fsync_dir(self.root)
+            tmp, _sha = copy_new(src, self.root, mode=0o644)
         except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             return None
+        try:
+            os.replace(tmp, dst)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            return None
+        fsync_dir(self.root)
         return dst
+
+
+def scan(wheelhouse: Path) -> Iterator[BuiltWheel]:
+    """Every complete built wheel in ``wheelhouse`` (unreadable or partial entries are skipped)."""
+    return Wheelhouse(wheelhouse).builds()
+
+
+def best(
+    wheelhouses: Iterable[Wheelhouse | Path], req: Request
+) -> tuple[BuiltWheel | None, list[tuple[BuiltWheel, list[str]]]]:
+    """The build that serves ``req`` best (see :meth:`BuiltWheel.rank`), and every other build of the
+    variant with why it does not serve."""
+    fits: list[BuiltWheel] = []
+    rejected: list[tuple[BuiltWheel, list[str]]] = []
+    for wh in wheelhouses:
+        house = wh if isinstance(wh, Wheelhouse) else Wheelhouse(wh)
+        for bw in house.builds(req.variant):  # type: ignore[arg-type]
+            why = serves(bw.fingerprint, req)
+            if why:
+                rejected.append((bw, why))
+            else:
+                fits.append(bw)
+    fits.sort(key=lambda bw: bw.rank(req), reverse=True)
+    return (fits[0] if fits else None), rejected
+
+
+def find(wheelhouses: Iterable[Path], wanted: Fingerprint) -> BuiltWheel | None:
+    """The built wheel that serves a build of ``wanted`` (``flashdoctor build`` reuses it)."""
+    return best(wheelhouses, Request.for_build(wanted))[0]
+
+
+def store(wheelhouse: Path, wheel: Path, fp: Fingerprint, build_info: dict[str, Any]) -> BuiltWheel:
+    """Copy ``wheel`` into ``wheelhouse/<id>/`` with its manifest (the manifest is written last, so a
+    reader that finds build.json finds a complete wheel)."""
+    dest_dir = wheelhouse / fp.id
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / wheel.name
+    tmp, digest = copy_new(wheel, dest_dir, mode=0o644)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(dest_dir)
+    manifest = {
+        "schema": SCHEMA,
+        "wheel": dest.name,
+        "sha256": digest,
+        "fingerprint": fp.to_json(),
+        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "flashdoctor": __version__,
+        **build_info,
+    }
+    atomic_write_bytes(dest_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    return BuiltWheel(dest, fp, digest, manifest)

@@ -27,7 +27,8 @@ from flashdoctor.knowledge.variants import VARIANTS, Variant, variant_info
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from flashdoctor.actions.source_build.api import BuildOptions, BuildOutcome
+    from flashdoctor.actions.source_build.api import BuildOptions
+    from flashdoctor.model.build import BuildOutcome
     from flashdoctor.model.environment import Environment
 
 # The variants with something to compile (FA4 is pure Python).
@@ -48,7 +49,7 @@ def run_source_build(
     from rich.markup import escape
 
     from flashdoctor.actions.install.service import source_build
-    from flashdoctor.actions.source_build.runner import LineProgress, RichProgress
+    from flashdoctor.render.progress import LineProgress, RichProgress
 
     progress = (
         RichProgress(console, f"{variant} build")

@@ -59,12 +59,11 @@ def _selection(opts: dict[str, Any]) -> dict[str, Any]:
 def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Plan | int:
     """`install --from-source`: build (or find built) the wheel, show the outcome; its Plan, or the exit
     code when there is nothing to install."""
-    from flashdoctor.actions.install.service import check_buildable, plan_from_build
+    from flashdoctor.actions.install.service import plan_from_build
     from flashdoctor.cli.build import run_source_build
     from flashdoctor.render.build import outcome_to_json, render_outcome
     from flashdoctor.render.console import make_console
 
-    check_buildable(variant)
     build_opts = build_options(
         variant,
         **{k: opts[k] for k in SOURCE_BUILD_PARAMS},
@@ -181,7 +180,11 @@ def install(variant: Variant, **opts: Any) -> int:
     env, source = early.environment()
     notes: list[str] = []
     if opts["from_source"]:
-        built = _from_source(env, variant, opts)
+        service.check_buildable(variant)
+        local, notes = service.local_build_for_source(
+            env, variant, houses, opts["arch"], opts["head_dims"], opts["dtypes"]
+        )
+        built = local or _from_source(env, variant, opts)
         if isinstance(built, int):
             return built
         plan = built
@@ -190,7 +193,7 @@ def install(variant: Variant, **opts: Any) -> int:
             "--source/--ref/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads need --from-source"
         )
     else:
-        plan, notes = service.resolve_plan(env, variant, houses, **_selection(opts))
+        plan, notes = service.resolve_plan(env, variant, houses, cache=fetch.cache, **_selection(opts))
     if dry_run or plan.action != "wheel":
         return _show_plan(plan, notes, source, opts)
     py = python or sys.executable
@@ -252,7 +255,7 @@ def lock(variant: Variant, **opts: Any) -> int:
 
     fetch, houses = _fetch(opts, progress=not opts["as_json"])
     env, source = resolve_environment(opts["python"], opts["target"], import_tests=False)
-    plan, _notes = service.resolve_plan(env, variant, houses, **_selection(opts))
+    plan, _notes = service.resolve_plan(env, variant, houses, lock=True, **_selection(opts))
     result = service.lock(
         plan, env, source, fetch, index_url=opts["index_url"], output=opts["output"], environ=os.environ
     )
@@ -272,6 +275,7 @@ def lock(variant: Variant, **opts: Any) -> int:
     elif not output:
         echo(result.text, nl=False)
     else:
-        how = "from the index" if entry.sha256_from == "index" else "computed from the download"
-        echo(f"wrote {output}: {entry.dist} {entry.wheel.version} (sha256 {how})")
+        from flashdoctor.model.install import digest_wording
+
+        echo(f"wrote {output}: {entry.dist} {entry.wheel.version} ({digest_wording(entry.sha256_from)})")
     return 0

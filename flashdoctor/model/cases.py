@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from flashdoctor.knowledge import load_data
-from flashdoctor.knowledge.variants import VARIANTS
+from flashdoctor.knowledge.backends import SMOKE_BACKENDS, SMOKE_FALLBACK, backend
 
 Dtype = Literal["bf16", "fp16", "fp32"]
 DTYPES: tuple[Dtype, ...] = ("bf16", "fp16", "fp32")
 
-# Run order: the fallback first (its times are the speed-up baseline), then PyTorch's fused kernels,
-# then the FlashAttention variants (an installed variant that crashes the runner is re-run last-only).
-BACKENDS: tuple[str, ...] = ("sdpa-math", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "fa2", "fa3", "fa4")
-FALLBACK = "sdpa-math"
-VARIANT_BACKENDS: tuple[str, ...] = VARIANTS
+# Run order (knowledge.backends, the one vocabulary): the fallback first (its times are the speed-up
+# baseline), then PyTorch's fused kernels, then the FlashAttention variants.
+BACKENDS: tuple[str, ...] = SMOKE_BACKENDS
+FALLBACK = SMOKE_FALLBACK
+VARIANT_BACKENDS: tuple[str, ...] = tuple(b for b in BACKENDS if backend(b).kind == "variant")
 
 
 @dataclass(frozen=True)
@@ -123,22 +123,31 @@ def applicable(backend: str, case: Case) -> bool:
     return not (case.varlen is not None and backend_kind(backend) == "sdpa")
 
 
-# -- backend knowledge (flashdoctor/data/smoke.json) ---------------------------------------------
+# -- backend knowledge: the vocabulary (knowledge.backends) and the smoke's own (data/smoke.json) ----
 def backend_info(name: str) -> dict[str, Any]:
-    info: dict[str, Any] = load_data("smoke")["backends"][name]
+    """What the smoke knows about a backend: how it is called and how its kernels are recognised
+    (data/smoke.json), with its kind, title, short label and forced SDPBackend from the vocabulary."""
+    word = backend(name)
+    info: dict[str, Any] = {
+        **load_data("smoke")["backends"][name],
+        "kind": word.kind,
+        "title": word.title,
+        "short": word.short,
+        "sdpa": word.sdpa_backend,
+    }
     return info
 
 
 def backend_kind(name: str) -> str:
-    return str(backend_info(name)["kind"])
+    return backend(name).kind
 
 
 def backend_title(name: str) -> str:
-    return str(backend_info(name)["title"])
+    return backend(name).title
 
 
 def backend_short(name: str) -> str:
-    return str(backend_info(name)["short"])
+    return backend(name).short
 
 
 def normalise_backends(names: Iterable[str] | None) -> tuple[str, ...]:

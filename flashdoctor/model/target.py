@@ -1,24 +1,32 @@
-"""The target spec: a JSON file that describes a machine you are not on (README "Target spec"),
-read into an Environment. Untrusted input: every key is checked and an error names the key at fault."""
+"""The target spec: a JSON file that describes a machine you are not on (README "Target spec"), read
+into an Environment. Untrusted input, validated by its JSON Schema (schemas/target.schema.json, the one
+statement of the rules); the first error becomes a message that names the key at fault.
+
+What a user need not spell out is derived: ``python_abi`` from ``python``, ``torch_cuda`` from torch's
+local label, ``driver_cuda`` from the driver table, and ``cxx11abi`` from the torch version where
+PyTorch's own builds tell (a note says so)."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
 from flashdoctor.knowledge.drivers import driver_max_cuda
-from flashdoctor.knowledge.variants import DIST_VARIANT
+from flashdoctor.knowledge.schemas import load_schema, schema_validator
+from flashdoctor.knowledge.torch_builds import cxx11abi_from_version
 from flashdoctor.knowledge.versions import parse_version
 from flashdoctor.model.environment import GPU, TARGET_KEYS, Environment, FlashInstall, Nvcc
 
-SCALAR_STR_KEYS = (
+SCHEMA = "target.schema.json"
+MAX_BYTES = 1 << 20  # a target spec is a few KB; more is not a target spec
+# Keys whose numbers are read as strings ("python": 3.12 is a common slip; keep it readable).
+_NUMBER_AS_TEXT = (
     "python",
-    "python_abi",
-    "platform",
     "glibc",
     "torch",
     "torch_cuda",
@@ -26,84 +34,122 @@ SCALAR_STR_KEYS = (
     "driver",
     "driver_cuda",
     "nvcc",
-    "nvcc_path",
-    "cuda_home",
     "gcc",
-    "env_manager",
-    "python_executable",
 )
+ABI_NOTE = "cxx11abi inferred"  # the start of the note a spec without 'cxx11abi' gets (abi_inferred)
 
 
 class TargetSpecError(ValueError):
     """A target spec that cannot be read. The message names the key at fault."""
 
 
-def _expect(cond: bool, key: str, what: str) -> None:
-    if not cond:
-        raise TargetSpecError(f"target spec: {key!r} must be {what}")
+@cache
+def _validator() -> Any:
+    return schema_validator(SCHEMA)
 
 
-def _gpu_from_json(i: int, raw: Any) -> GPU:
-    key = f"gpus[{i}]"
-    _expect(isinstance(raw, dict), key, "an object with name, capability, memory_gb")
-    cap = raw.get("capability")
-    if cap is not None:
-        if isinstance(cap, (int, float)) and not isinstance(cap, bool):
-            cap = f"{float(cap):.1f}"
-        _expect(
-            isinstance(cap, str) and re.fullmatch(r"\d+\.\d+", cap) is not None,
-            f"{key}.capability",
-            'a compute capability such as "9.0"',
-        )
+def _normalised(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy with numbers read as version strings where a version is expected (the schema's convenience)."""
+    out = dict(spec)
+    for key in _NUMBER_AS_TEXT:
+        val = out.get(key)
+        if isinstance(val, (int, float)) and not isinstance(val, bool):
+            out[key] = str(val)
+    gpus = out.get("gpus")
+    if isinstance(gpus, list):
+        fixed = []
+        for g in gpus:
+            cap = g.get("capability") if isinstance(g, dict) else None
+            if isinstance(cap, (int, float)) and not isinstance(cap, bool):
+                g = {**g, "capability": f"{float(cap):.1f}"}
+            fixed.append(g)
+        out["gpus"] = fixed
+    return out
+
+
+def _key(path: Any) -> str:
+    """["gpus", 0, "capability"] -> "gpus[0].capability"."""
+    text = ""
+    for p in path:
+        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
+    return text
+
+
+def _expect(error: Any) -> str | None:
+    """The schema's wording (x-expect) of the node that failed, or of the nearest enclosing one (a branch
+    of ``oneOf`` reports through its parent)."""
+    e = error
+    while e is not None:
+        if isinstance(e.schema, dict) and "x-expect" in e.schema:
+            return str(e.schema["x-expect"])
+        e = e.parent
+    return None
+
+
+def _message(error: Any, doc: Mapping[str, Any]) -> str:
+    path = list(error.absolute_path)
+    key = _key(path)
+    if error.validator == "additionalProperties" and not path:
+        names = set(load_schema(SCHEMA)["properties"])
+        unexpected = sorted(k for k in doc if k not in names)[:10]
+        return f"target spec: unknown key(s) {', '.join(map(repr, unexpected))}; known keys: {', '.join(TARGET_KEYS)}"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in allowed)[:10]
+        return f"target spec: {key!r} has unknown key(s) {', '.join(map(repr, extra))}; known: {', '.join(allowed)}"
+    if "propertyNames" in error.schema_path:
+        dists = sorted({str(canonicalize_name(n)) for n in error.schema["enum"]})
+        return f"target spec: {key!r} has unknown distribution {error.instance!r} (known: {', '.join(dists)})"
+    expect = _expect(error)
+    if not key:
+        return f"target spec: the document must be {expect or 'a JSON object'}"
+    if expect is not None:
+        return f"target spec: {key!r} must be {expect}"
+    return f"target spec: {key!r}: {error.message[:200]}"
+
+
+def validate_target(spec: Any) -> dict[str, Any]:
+    """The spec, normalised and validated. Raises TargetSpecError naming the first key at fault."""
+    if not isinstance(spec, Mapping):
+        raise TargetSpecError("target spec: the document must be a JSON object")
+    doc = _normalised(spec)
+    import jsonschema
+
+    try:
+        error = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
+    except RecursionError:
+        raise TargetSpecError("target spec: nested too deeply to be a target spec") from None
+    if error is not None:
+        raise TargetSpecError(_message(error, doc))
+    return doc
+
+
+def _gpu(i: int, raw: Mapping[str, Any]) -> GPU:
     mem = raw.get("memory_gb")
-    _expect(
-        mem is None or (isinstance(mem, (int, float)) and not isinstance(mem, bool)),
-        f"{key}.memory_gb",
-        "a number",
-    )
-    name = raw.get("name")
-    _expect(name is None or isinstance(name, str), f"{key}.name", "a string")
-    idx = raw.get("index", i)
-    _expect(isinstance(idx, int), f"{key}.index", "an integer")
-    uuid = raw.get("uuid")
     return GPU(
-        index=idx,
-        name=name,
-        capability=cap,
+        index=raw.get("index", i),
+        name=raw.get("name"),
+        capability=raw.get("capability"),
         memory_gb=None if mem is None else float(mem),
-        uuid=uuid if isinstance(uuid, str) else None,
+        uuid=raw.get("uuid"),
     )
 
 
-def _installed_from_json(raw: Any) -> tuple[FlashInstall, ...]:
-    _expect(isinstance(raw, dict), "installed", 'an object such as {"flash-attn": "2.7.4.post1"}')
+def _installed(raw: Mapping[str, Any]) -> tuple[FlashInstall, ...]:
     out = []
     for dist, val in raw.items():
-        canon = canonicalize_name(str(dist))
-        if canon not in DIST_VARIANT:
-            raise TargetSpecError(
-                f"target spec: 'installed' has unknown distribution {dist!r} "
-                f"(known: {', '.join(sorted(DIST_VARIANT))})"
-            )
+        canon = str(canonicalize_name(dist))
         if val is None:
             continue  # explicitly not installed
         if isinstance(val, str):
             out.append(FlashInstall(dist=canon, version=val))
             continue
-        _expect(isinstance(val, dict), f"installed.{dist}", "a version string or an object")
         archs = val.get("archs")
-        _expect(
-            archs is None or (isinstance(archs, list) and all(isinstance(a, str) for a in archs)),
-            f"installed.{dist}.archs",
-            'a list such as ["sm_80", "sm_90"]',
-        )
-        ok = val.get("import_ok")
-        _expect(ok is None or isinstance(ok, bool), f"installed.{dist}.import_ok", "true, false or null")
         out.append(
             FlashInstall(
                 dist=canon,
                 version=val.get("version"),
-                import_ok=ok,
+                import_ok=val.get("import_ok"),
                 import_error=val.get("import_error"),
                 import_crashed=bool(val.get("import_crashed", False)),
                 module_path=val.get("module_path"),
@@ -114,92 +160,44 @@ def _installed_from_json(raw: Any) -> tuple[FlashInstall, ...]:
     return tuple(out)
 
 
+def _arch(platform: str | None) -> str | None:
+    if platform is None:
+        return None
+    for arch in ("x86_64", "aarch64", "amd64", "arm64"):
+        if platform.endswith(arch):
+            return arch
+    return None
+
+
 def environment_from_target(spec: Mapping[str, Any]) -> Environment:
     """Build an Environment from a target spec. Missing keys become unknown.
 
     Raises TargetSpecError with a message naming the offending key.
     """
-    if not isinstance(spec, Mapping):
-        raise TargetSpecError("target spec: the document must be a JSON object")
-    unexpected = sorted(set(spec) - set(TARGET_KEYS) - {"$schema", "comment", "name"})
-    if unexpected:
-        raise TargetSpecError(
-            f"target spec: unknown key(s) {', '.join(map(repr, unexpected))}; known keys: {', '.join(TARGET_KEYS)}"
-        )
+    doc = validate_target(spec)
     values: dict[str, Any] = {}
-    unknown = {k for k in TARGET_KEYS if k not in spec}
-    for key in SCALAR_STR_KEYS:
-        if key in spec:
-            val = spec[key]
-            if isinstance(val, (int, float)) and not isinstance(val, bool):
-                val = str(val)  # "python": 3.12 is a common slip; keep it readable
-            _expect(val is None or isinstance(val, str), key, "a string or null")
-            values[key] = val
-    if "python" in spec and spec["python"] is not None:
-        _expect(re.fullmatch(r"\d+\.\d+", values["python"]) is not None, "python", 'a version such as "3.12"')
-    if "platform" in spec and spec["platform"] is not None:
-        _expect(
-            re.fullmatch(r"[a-z0-9_]+", values["platform"]) is not None,
-            "platform",
-            'a platform tag such as "linux_x86_64", "linux_aarch64" or "win_amd64"',
-        )
-    for key in ("torch", "torch_cuda", "driver", "nvcc", "gcc", "glibc", "driver_cuda"):
-        if values.get(key) is not None:
-            _expect(parse_version(values[key]) is not None, key, "a version string")
-    if "cxx11abi" in spec:
-        _expect(
-            spec["cxx11abi"] is None or isinstance(spec["cxx11abi"], bool), "cxx11abi", "true, false or null"
-        )
-        values["cxx11abi"] = spec["cxx11abi"]
-    if "cuda_home_headers" in spec:
-        _expect(
-            spec["cuda_home_headers"] is None or isinstance(spec["cuda_home_headers"], bool),
-            "cuda_home_headers",
-            "true, false or null",
-        )
-        values["cuda_home_headers"] = spec["cuda_home_headers"]
-    if "ninja" in spec:
-        _expect(spec["ninja"] is None or isinstance(spec["ninja"], bool), "ninja", "true, false or null")
-        values["ninja"] = spec["ninja"]
-    if "cpus" in spec:
-        _expect(
-            spec["cpus"] is None or (isinstance(spec["cpus"], int) and not isinstance(spec["cpus"], bool)),
-            "cpus",
-            "an integer",
-        )
-        values["cpus"] = spec["cpus"]
-    for key in ("memory_gb", "disk_free_gb"):
-        if key in spec:
-            val = spec[key]
-            _expect(
-                val is None or (isinstance(val, (int, float)) and not isinstance(val, bool)), key, "a number"
-            )
-            values[key] = None if val is None else float(val)
-    if "torch_arch_list" in spec:
-        val = spec["torch_arch_list"]
-        _expect(
-            val is None or (isinstance(val, list) and all(isinstance(a, str) for a in val)),
-            "torch_arch_list",
-            'a list such as ["sm_80", "sm_90"]',
-        )
-        values["torch_arch_list"] = None if val is None else tuple(val)
-    if "gpus" in spec:
-        raw = spec["gpus"]
-        if raw is None:
-            raw = []
-        _expect(isinstance(raw, list), "gpus", "a list of GPUs")
-        values["gpus"] = tuple(_gpu_from_json(i, g) for i, g in enumerate(raw))
-    if "nvccs" in spec:
-        raw = spec["nvccs"] or []
-        _expect(isinstance(raw, list), "nvccs", "a list")
-        values["nvccs"] = tuple(Nvcc(path=str(n.get("path")), version=n.get("version")) for n in raw)
-    if "installed" in spec:
-        values["installed"] = _installed_from_json(spec["installed"] or {})
+    unknown = {k for k in TARGET_KEYS if k not in doc}
+    notes: list[str] = []
+    for key in TARGET_KEYS:
+        if key not in doc:
+            continue
+        val = doc[key]
+        if key == "gpus":
+            val = tuple(_gpu(i, g) for i, g in enumerate(val or ()))
+        elif key == "nvccs":
+            val = tuple(Nvcc(path=n["path"], version=n.get("version")) for n in val or ())
+        elif key == "installed":
+            val = _installed(val or {})
+        elif key == "torch_arch_list":
+            val = None if val is None else tuple(val)
+        elif key in ("memory_gb", "disk_free_gb"):
+            val = None if val is None else float(val)
+        values[key] = val
     # Derived facts a user need not spell out.
-    if values.get("python") and "python_abi" not in spec:
+    if values.get("python") and "python_abi" not in doc:
         values["python_abi"] = "cp" + values["python"].replace(".", "")
         unknown.discard("python_abi")
-    if values.get("torch") and "torch_cuda" not in spec:
+    if values.get("torch") and "torch_cuda" not in doc:
         local = parse_version(values["torch"])
         if local is not None and local.local:
             m = re.fullmatch(r"cu(\d+)(\d)", local.local)
@@ -209,31 +207,58 @@ def environment_from_target(spec: Mapping[str, Any]) -> Environment:
             elif local.local == "cpu":
                 values["torch_cuda"] = None
                 unknown.discard("torch_cuda")
-    if "torch" in spec and spec["torch"] is None:
+    if (
+        values.get("torch")
+        and "cxx11abi" not in doc
+        and not (values.get("platform") or "").startswith(("win", "macosx"))
+    ):
+        guess = cxx11abi_from_version(
+            values["torch"], values.get("torch_cuda"), _arch(values.get("platform"))
+        )
+        if guess.abi is not None:
+            values["cxx11abi"] = guess.abi
+            unknown.discard("cxx11abi")
+            notes.append(f'{ABI_NOTE} from the torch version: {guess.why} (set "cxx11abi" to override)')
+        else:
+            notes.append(f"cxx11abi unknown: not in the target spec, and {guess.why}")
+    if "torch" in doc and doc["torch"] is None:
         # No torch: nothing about torch is unknown any more.
         for k in ("torch_cuda", "torch_hip", "cxx11abi", "torch_arch_list"):
             unknown.discard(k)
-    if "driver" in spec and spec["driver"] is None and "gpus" not in spec:
+    if "driver" in doc and doc["driver"] is None and "gpus" not in doc:
         values["gpus"] = ()
         unknown.discard("gpus")
-    if values.get("driver") and "driver_cuda" not in spec:
+    if values.get("driver") and "driver_cuda" not in doc:
         dc = driver_max_cuda(values["driver"])
         if dc is not None:
             values["driver_cuda"] = dc
             unknown.discard("driver_cuda")
     # Keys that only describe the probing machine stay quietly unknown.
-    return Environment(**values, unknown=frozenset(unknown))
+    return Environment(**values, unknown=frozenset(unknown), notes=tuple(notes))
+
+
+def abi_inferred(env: Environment) -> bool:
+    """Whether ``env.cxx11abi`` was inferred from the torch version (a target spec without it)."""
+    return any(n.startswith(ABI_NOTE) for n in env.notes)
 
 
 def load_target(path: str) -> Environment:
     """Read a target spec file. Raises TargetSpecError (a user error) on any problem."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            spec = json.load(fh)
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise TargetSpecError(f"cannot read target spec {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_BYTES:
+        raise TargetSpecError(f"target spec {path} is larger than {MAX_BYTES >> 20} MiB: not a target spec")
+    try:
+        spec = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise TargetSpecError(f"target spec {path} is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise TargetSpecError(
             f"target spec {path} is not valid JSON: {exc.msg} at line {exc.lineno}"
         ) from None
+    except RecursionError:
+        raise TargetSpecError(f"target spec {path} is nested too deeply to be a target spec") from None
     return environment_from_target(spec)

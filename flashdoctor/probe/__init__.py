@@ -14,13 +14,15 @@ import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from flashdoctor.knowledge.backends import variant_import, variant_imports
+from flashdoctor.knowledge.variants import DIST_VARIANT
 from flashdoctor.model.environment import Environment, FlashInstall
 from flashdoctor.probe.binary import cuda_archs, cxx11_abi
+from flashdoctor.probe.interpreter import TargetScriptError, run_script, run_target, script_file
 from flashdoctor.probe.system import (
     Probed,
     probe_gcc,
@@ -28,22 +30,30 @@ from flashdoctor.probe.system import (
     probe_nvidia,
     probe_resources,
     probe_toolkit,
-    run,
-    signal_name,
 )
 
 IMPORT_TIMEOUT = 180.0
+INTERP_TIMEOUT = 60.0
 
-# What a user's code imports for each variant (the import test).
-IMPORT_STATEMENTS = {
-    "flash-attn": "import flash_attn\nfrom flash_attn import flash_attn_func",
-    "flash-attn-3": "try:\n    import flash_attn_interface\nexcept ImportError:\n    import flash_attn_3",
-    "flash-attn-4": "import flash_attn.cute\nfrom flash_attn.cute import flash_attn_func",
-}
+# What a user's code does to use a variant (the import test): import the first of its modules that
+# exists (knowledge.backends: the registry's list) and take its flash_attn_func.
+IMPORT_CODE = r"""
+import importlib, sys
+function, modules = sys.argv[1], sys.argv[2:]
+for i, name in enumerate(modules):
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        gone = exc.name is not None and (name == exc.name or name.startswith(exc.name + "."))
+        if gone and i + 1 < len(modules):
+            continue
+        raise
+    getattr(module, function)
+    break
+"""
 
-
-class InterpreterError(Exception):
-    """The target interpreter cannot be run at all (a usage error: --python names no Python)."""
+#: The one error of a script run in the target interpreter (``check`` turns it into a usage error).
+InterpreterError = TargetScriptError
 
 
 @dataclass(frozen=True)
@@ -54,35 +64,25 @@ class ImportResult:
 
 
 def interp_probe(python: str, environ: Mapping[str, str]) -> dict[str, Any]:
-    script = resources.files("flashdoctor.probe").joinpath("_interp.py")
-    with resources.as_file(script) as path:
-        rc, out, err = run([python, str(path)], env=environ, timeout=60)
-    if rc in (126, 127):
-        raise InterpreterError(f"cannot run the target interpreter {python}: {err.strip()}")
-    if rc != 0:
-        raise InterpreterError(
-            f"the target interpreter {python} failed to run the probe (exit {rc}): {err.strip()[-300:]}"
-        )
-    try:
-        data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError) as exc:
-        raise InterpreterError(f"the target interpreter {python} printed no probe result: {exc}") from None
-    return data
+    """What the target interpreter says about itself (_interp.py). Raises TargetScriptError."""
+    config = json.dumps({"variants": variant_imports()})
+    with script_file("flashdoctor.probe", "_interp.py") as path:
+        return run_script(python, path, [config], environ, INTERP_TIMEOUT, "the environment probe")
 
 
 def import_test(python: str, dist: str, environ: Mapping[str, str]) -> ImportResult:
     """Import an installed variant in a fresh interpreter. A signal (segfault, abort) is a crash."""
-    code = IMPORT_STATEMENTS[canonicalize_name(dist)]
-    rc, _out, err = run([python, "-c", code], env=environ, timeout=IMPORT_TIMEOUT)
-    if rc == 0:
+    spec = variant_import(DIST_VARIANT[canonicalize_name(dist)])
+    run = run_target(
+        python, ["-c", IMPORT_CODE, spec.function, *spec.modules], environ, IMPORT_TIMEOUT, "the import test"
+    )
+    failure = run.failure()
+    if failure is None:
         return ImportResult(True, None, False)
-    crashed = rc < 0 or rc in (134, 139)
-    name = signal_name(rc)
-    if name is not None:
-        err = (err.rstrip() + f"\n[the interpreter was killed by {name}]").strip()
-    elif rc == 124:
-        err = err + f"\n[import did not finish within {IMPORT_TIMEOUT:.0f}s]"
-    return ImportResult(False, err.strip()[-4000:], crashed)
+    err = run.stderr.strip()
+    if failure.kind != "exit":
+        err = (err + f"\n[{failure.short}]").strip()
+    return ImportResult(False, err[-4000:], failure.kind == "signal")
 
 
 def _from_interp(data: dict[str, Any]) -> Probed:
@@ -191,16 +191,10 @@ print(json.dumps(out))
 def _deep_torch(python: str, environ: Mapping[str, str]) -> Probed:
     """--deep: import torch (seconds) to confirm what was read from its files."""
     r = Probed()
-    rc, out, err = run([python, "-c", DEEP_SCRIPT], env=environ, timeout=IMPORT_TIMEOUT)
-    if rc != 0:
-        r.notes.append(
-            f"--deep: importing torch failed: {err.strip().splitlines()[-1] if err.strip() else rc}"
-        )
-        return r
     try:
-        d = json.loads(out.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        r.notes.append("--deep: no result from torch")
+        d = run_script(python, DEEP_SCRIPT, [], environ, IMPORT_TIMEOUT, "the torch import")
+    except TargetScriptError as exc:
+        r.notes.append(f"--deep: importing torch failed: {exc.short}")
         return r
     r.values["cxx11abi"] = d.get("cxx11abi")
     if d.get("arch_list"):

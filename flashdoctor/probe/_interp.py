@@ -1,6 +1,8 @@
-# Runs inside the *target* interpreter as `python _interp.py`. Standard library only, Python >= 3.8.
-# It must never import torch or flash_attn (that costs seconds and can crash): it reads files instead.
-# Prints one JSON object on stdout.
+# Runs inside the *target* interpreter as `python _interp.py CONFIG_JSON`. Standard library only,
+# Python >= 3.8. It must never import torch or flash_attn (that costs seconds and can crash): it reads
+# files instead. CONFIG_JSON is {"variants": {name: {"dists", "modules", "needs_dist", "extensions"}}}:
+# where each FlashAttention variant lives, from flashdoctor's registry (knowledge.backends), so that no
+# table of names is kept here. Prints one JSON object on stdout.
 import json
 import os
 import platform
@@ -118,19 +120,30 @@ if spec is not None and spec.origin:
 out["torch"] = torch
 
 # -- installed FlashAttention -------------------------------------------------------------------
-# dist name -> (top-level modules to look for, extension module basenames)
-FLASH = {
-    "flash-attn": (["flash_attn"], ["flash_attn_2_cuda"]),
-    "flash_attn_3": (
-        ["flash_attn_interface", "flash_attn_3"],
-        ["flash_attn_3_cuda", "_C", "flash_attn_3._C"],
-    ),
-    "flash-attn-4": (["flash_attn.cute"], []),
-}
+try:
+    CONFIG = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+except ValueError as exc:
+    CONFIG = {}
+    note("bad config: %s" % exc)
+if not CONFIG.get("variants"):
+    note("no variant table was given: installed FlashAttention variants were not looked for")
 EXT_SUFFIXES = (".so", ".pyd", ".dylib")
+
+
+def first_version(dists):
+    for name in dists:
+        v = dist_version(name)
+        if v is not None:
+            return name, v
+    return dists[0], None
+
+
 flash = []
-for dist, (mods, exts) in FLASH.items():
-    version = dist_version(dist)
+for variant, spec in sorted((CONFIG.get("variants") or {}).items()):
+    mods = list(spec.get("modules") or [])
+    # extension basenames: "flash_attn_3._C" is the file _C.*.so inside flash_attn_3/
+    exts = [e.split(".")[-1] for e in spec.get("extensions") or []]
+    dist, version = first_version(list(spec.get("dists") or [variant]))
     files = []
     location = None
     if version is not None and md is not None:
@@ -140,13 +153,13 @@ for dist, (mods, exts) in FLASH.items():
             for f in d.files or []:
                 s = str(f)
                 base = os.path.basename(s)
-                if s.endswith(EXT_SUFFIXES) and any(base.startswith(e.split(".")[-1]) for e in exts):
+                if s.endswith(EXT_SUFFIXES) and any(base.startswith(e) for e in exts):
                     files.append(str(d.locate_file(f)))
         except Exception as exc:
             note("%s metadata: %s" % (dist, exc))
     module_path = None
     for mod in mods:
-        if "." in mod and version is None:
+        if spec.get("needs_dist") and version is None:
             continue  # flash_attn.cute exists inside flash-attn 2.8.3 too; only the FA4 dist counts
         s = find_spec(mod.split(".")[0]) if "." in mod else find_spec(mod)
         if s is not None:
@@ -181,7 +194,8 @@ for dist, (mods, exts) in FLASH.items():
                 pass
     flash.append(
         {
-            "dist": dist,
+            "variant": variant,
+            "dist": (spec.get("dists") or [dist])[0],
             "version": version,
             "module_path": module_path,
             "extensions": files,

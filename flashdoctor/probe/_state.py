@@ -1,10 +1,12 @@
 # mypy: ignore-errors
 # (a script run by the target interpreter, like probe/_interp.py; not a module of the package)
-# Runs inside the *target* interpreter as `python _state.py DIST [DIST...]`. Standard library only,
-# Python >= 3.8; it imports nothing of the packages it describes. Prints one JSON object: where the
-# environment installs things, whether it has pip / is uv-managed, every installed distribution with its
-# version, the marker environment (to evaluate Requires-Dist for *this* interpreter), and for each DIST
-# named on the command line the files its RECORD lists (what a rollback must restore).
+# Runs inside the *target* interpreter as `python _state.py [--owners FILE] DIST [DIST...]`. Standard
+# library only, Python >= 3.8; it imports nothing of the packages it describes. Prints one JSON object:
+# where the environment installs things, whether it has pip / is uv-managed, every installed distribution
+# with its version, the marker environment (to evaluate Requires-Dist for *this* interpreter), for each
+# DIST named on the command line the files its RECORD lists (what a rollback must restore), and with
+# --owners FILE (a JSON list of absolute paths) which installed distributions' RECORDs list each of those
+# paths ("owners": {path: [dist, ...]}, only paths someone owns). Every read is bounded.
 import json
 import os
 import platform
@@ -85,8 +87,47 @@ if md is not None:
 out["dists"] = dists
 out["torch"] = dists.get("torch")
 
+args = sys.argv[1:]
+owners_file = None
+if args[:1] == ["--owners"]:
+    owners_file, args = args[1], args[2:]
+
+MAX_QUERY = 200000  # paths asked about (a wheel's file list)
+MAX_RECORD = 1000000  # RECORD entries read per distribution
+
+
+def _real(path, cache):
+    """realpath of a file, resolving its directory once (cheap for the thousands of files torch has)."""
+    head, tail = os.path.split(os.path.normpath(path))
+    d = cache.get(head)
+    if d is None:
+        d = cache[head] = os.path.realpath(head)
+    return os.path.join(d, tail)
+
+
+if owners_file is not None:
+    with open(owners_file, encoding="utf-8") as fh:
+        query = json.loads(fh.read(64 * 1024 * 1024))[:MAX_QUERY]
+    dirs = {}
+    wanted = {_real(p, dirs): p for p in query if isinstance(p, str)}
+    owners = {}
+    if md is not None and wanted:
+        for d in md.distributions():
+            try:
+                name = canon(d.metadata["Name"] or "")
+                files = d.files or []
+            except Exception:
+                continue
+            for i, f in enumerate(files):
+                if i >= MAX_RECORD:
+                    break
+                asked = wanted.get(_real(str(d.locate_file(f)), dirs))
+                if asked is not None and name not in owners.setdefault(asked, []):
+                    owners[asked].append(name)
+    out["owners"] = owners
+
 described = {}
-for want in sys.argv[1:]:
+for want in args:
     entry = {"installed": False}
     if md is not None:
         try:

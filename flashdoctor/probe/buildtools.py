@@ -7,11 +7,10 @@ Importing torch takes seconds: this runs only for ``flashdoctor build``, never f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from flashdoctor.model.tools import BuildTools
-from flashdoctor.probe.system import run
+from flashdoctor.probe.interpreter import TargetScriptError, run_script
 
 BUILD_MODULES = ("setuptools", "packaging", "pip", "wheel", "psutil", "ninja")
 
@@ -35,13 +34,10 @@ print(json.dumps(out))
 
 
 def probe_build_tools(python: str, environ: Mapping[str, str], timeout: float = 180.0) -> BuildTools:
-    rc, out, err = run([python, "-c", SCRIPT, *BUILD_MODULES], env=environ, timeout=timeout)
-    if rc != 0:
-        return BuildTools(torch_ok=False, torch_error=(err.strip() or f"exit {rc}")[-500:])
     try:
-        d = json.loads(out.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        return BuildTools(torch_ok=False, torch_error="the build-tools probe printed nothing")
+        d = run_script(python, SCRIPT, BUILD_MODULES, environ, timeout, "the build-tools probe")
+    except TargetScriptError as exc:
+        return BuildTools(torch_ok=False, torch_error=str(exc)[-500:])
     t = d.get("torch") or {}
     return BuildTools(
         modules=dict(d.get("modules") or {}),

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
 from flashdoctor.errors import InstallError
-from flashdoctor.probe.system import run
+from flashdoctor.probe.interpreter import TargetScriptError, run_script, script_file
 
 STATE_TIMEOUT = 60.0
 
@@ -63,18 +65,34 @@ class TargetState:
         return True
 
 
-def read_state(python: str, environ: Mapping[str, str], dists: tuple[str, ...] = ()) -> TargetState:
-    script = resources.files("flashdoctor.probe").joinpath("_state.py")
-    with resources.as_file(script) as path:
-        rc, out, err = run([python, str(path), *dists], env=environ, timeout=STATE_TIMEOUT)
-    if rc != 0:
-        raise InstallError(
-            f"cannot read the target environment with {python} (exit {rc}): {err.strip()[-400:]}"
-        )
+def _run_state(python: str, environ: Mapping[str, str], args: list[str]) -> dict[str, Any]:
     try:
-        data = json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise InstallError(f"the target interpreter {python} printed no state") from None
+        with script_file("flashdoctor.probe", "_state.py") as path:
+            return run_script(python, path, args, environ, STATE_TIMEOUT, "the state probe")
+    except TargetScriptError as exc:
+        raise InstallError(f"cannot read the target environment: {exc}") from None
+
+
+def read_owners(
+    python: str, environ: Mapping[str, str], paths: list[str], scratch: str
+) -> dict[str, tuple[str, ...]]:
+    """Which installed distributions (canonical names) list each of ``paths`` (absolute) in their RECORD;
+    paths nobody owns are left out. ``scratch`` is a private directory for the question's file."""
+    fd, qfile = tempfile.mkstemp(prefix="owners-", suffix=".json", dir=scratch)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(paths, fh)
+        data = _run_state(python, environ, ["--owners", qfile])
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(qfile)
+    raw = data.get("owners") or {}
+    asked = set(paths)
+    return {str(p): tuple(str(d) for d in ds) for p, ds in raw.items() if isinstance(ds, list) and p in asked}
+
+
+def read_state(python: str, environ: Mapping[str, str], dists: tuple[str, ...] = ()) -> TargetState:
+    data = _run_state(python, environ, list(dists))
     described: dict[str, InstalledDist | None] = {}
     for name, d in (data.get("described") or {}).items():
         if not d.get("installed"):

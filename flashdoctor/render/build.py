@@ -8,8 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from flashdoctor import __version__
-from flashdoctor.actions.source_build.api import BuildOutcome
-from flashdoctor.decide.source_build.plan import BuildPlan
+from flashdoctor.model.build import BuildOutcome, BuildPlan
 from flashdoctor.model.findings import Status
 from flashdoctor.render.console import STATUS_MARK
 
@@ -44,6 +43,18 @@ def render_plan(plan: BuildPlan, console: Console, command: tuple[str, ...] = ()
             f" [bold]{plan.reduction:.0f}× fewer[/])"
         )
         console.print(f" ninja steps: {plan.edges} compiles (+ flash_api.cpp) and a link")
+        for u in plan.units:
+            console.print(f"   [dim]{escape(u)}[/]")
+    elif plan.variant == "fa3":
+        source = {
+            "checkout": "from the checkout's hopper/setup.py",
+            "estimate": "[yellow]an estimate[/]: no readable hopper/setup.py",
+        }.get(plan.units_from, plan.units_from)
+        console.print(
+            f" compile units: [bold]{plan.unit_count}[/] ninja steps for {archs}, {source}"
+            f" (arch-only build {plan.arch_only_unit_count}, upstream default {plan.default_unit_count}:"
+            f" [bold]{plan.reduction:.1f}× fewer[/])"
+        )
         for u in plan.units:
             console.print(f"   [dim]{escape(u)}[/]")
     else:
@@ -107,11 +118,17 @@ def render_outcome(outcome: BuildOutcome, console: Console, verbose: bool = Fals
         console.print(f"[green]✓ already built[/] for this fingerprint: {escape(str(outcome.wheel.path))}")
     elif outcome.status == "built" and run is not None:
         wheel = outcome.wheel.path if outcome.wheel else "?"
-        units = f" ({len(outcome.plan.units)} kernel units)" if outcome.plan and outcome.plan.units else ""
+        plan = outcome.plan
+        kind = "kernel" if plan is not None and plan.variant == "fa2" else "compile"
+        units = f" ({len(plan.units)} {kind} units)" if plan is not None and plan.units else ""
         console.print(
             f"[green]✓ built[/] in {run.seconds:.0f} s, {run.steps_done} of {run.steps_total} ninja steps{units}: "
             f"{escape(str(wheel))}"
         )
+        if plan is not None and plan.units_from == "checkout" and run.steps_total != plan.edges:
+            console.print(
+                f"  [yellow]![/] ninja ran {run.steps_total} steps where the plan read {plan.edges} from hopper/setup.py"
+            )
         console.print(f"  [dim]log:[/] {escape(str(outcome.log_path))}")
     elif outcome.status == "failed" and run is not None:
         console.print(

@@ -26,6 +26,22 @@ def _machine_line(report: CheckReport) -> str:
     return " · ".join(parts)
 
 
+def _dtype_line(report: CheckReport, subject: str | None) -> str | None:
+    """Which variants run on this GPU, in which dtypes (the report's ``gpu_support``): shown under each
+    GPU line, also when every check passes."""
+    for group in report.extra.get("gpu_support", ()):
+        if group.get("subject") != subject:
+            continue
+        parts = []
+        for variant, fit in group["variants"].items():
+            if not fit["dtypes"]:
+                continue
+            dtypes = ", ".join(d.replace("-forward", " (forward only)") for d in fit["dtypes"])
+            parts.append(f"{variant} {dtypes}" + (" (experimental)" if fit["fit"] == "experimental" else ""))
+        return " · ".join(parts) if parts else "no FlashAttention variant (use PyTorch SDPA)"
+    return None
+
+
 def render_check(report: CheckReport, console: Console, verbose: bool = False) -> None:
     src = "" if report.source == "probe" else f" [dim]({escape(report.source)})[/]"
     console.print(f"[bold]flashdoctor check[/]{src}: {escape(_machine_line(report))}")
@@ -34,13 +50,14 @@ def render_check(report: CheckReport, console: Console, verbose: bool = False) -
             continue
         evidence = f.evidence if verbose and f.evidence else None
         fix = f.fix if f.fix and f.status in (Status.WARN, Status.FAIL) else None
+        runs = _dtype_line(report, f.subject) if f.code == "gpu-found" else None
         print_finding(
             console,
             f.status.value,
             f.message,
             f.code,
             scope=f.variant,
-            details=(("evidence", evidence), ("fix", fix)),
+            details=(("runs", runs), ("evidence", evidence), ("fix", fix)),
         )
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("variant")

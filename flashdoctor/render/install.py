@@ -15,7 +15,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from flashdoctor.actions.install.executor import InstallResult
+from flashdoctor.model.install import InstallResult
 from flashdoctor.render.console import STATUS_MARK, make_console, print_finding
 from flashdoctor.render.text import clean
 
@@ -83,8 +83,7 @@ def render_install(result: InstallResult, console: Console, verbose: bool = Fals
             f" [{mstyle}]{mark}[/] {escape(s.name):<15} {escape(s.detail)} [dim]{s.seconds:.1f}s[/]"
         )
     if result.sha256:
-        src = "from the index" if result.sha256_from == "index" else "computed: the index has none"
-        console.print(f"   [dim]sha256 {escape(result.sha256)} ({src})[/]")
+        console.print(f"   [dim]{escape(result.sha256_check or '')}: {escape(result.sha256)}[/]")
     for w in result.warnings:
         print_finding(console, "warn", w)
     for d in result.diagnoses:

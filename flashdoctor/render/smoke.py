@@ -1,13 +1,27 @@
-"""Human output of the smoke test and the bench: rich tables, then the findings, then one summary line."""
+"""Human output of the smoke test and the bench: tables, then the findings, then one summary line.
+
+Tables are laid out here rather than by rich's own column collapse (which can cut words): every column
+is as wide as its longest line, and when the console is too narrow only the prose columns (reasons,
+backend labels) are re-wrapped, at word boundaries; kernel names are shortened to what the width
+allows. Nothing is wrapped mid-word and no line ends in padding, at 80 columns as at 200.
+"""
 
 from __future__ import annotations
 
-from rich.console import Console
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.padding import Padding
+from rich.segment import Segment, Segments
 from rich.table import Table
+from rich.text import Text
 
 from flashdoctor.decide.smoke.bench import FLOP_FORMULA, BenchReport
-from flashdoctor.model.cases import backend_short
+from flashdoctor.decide.smoke.classify import kernel_label, version_label
+from flashdoctor.model.cases import FALLBACK, backend_short
 from flashdoctor.model.findings import Status
 from flashdoctor.model.smoke import CaseResult, CaseStatus, SmokeReport
 from flashdoctor.render.console import STATUS_MARK
@@ -22,8 +36,105 @@ CASE_STYLE = {
     "not-run": "dim",
 }
 QUIET_CATEGORIES = {"no_kernel", "not_applicable"}  # shown with -v; the findings summarise them
+GAP = 2  # spaces between columns
+LONGEST_WORD = 24  # a longer word in a reason is shortened ("…") so that it cannot force a column wide
+REASON_CHARS = 72  # a table's reason is cut there (at a word); the findings hold the whole text
 
 
+# -- layout -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Col:
+    header: str  # "\n" splits a header over two lines
+    justify: str = "right"
+    wrap: int = 0  # 0: keeps its natural width; 1, 2, ...: re-wrapped at words when too wide, 1 first
+    floor: int = 12  # never narrower than this (nor than its longest word)
+
+
+Cell = tuple[str, str]  # (plain text, rich style)
+
+
+def _lines(text: str) -> list[str]:
+    return text.split("\n") if text else [""]
+
+
+def _longest_word(text: str) -> int:
+    return max((len(w) for w in text.split()), default=0)
+
+
+def _short_words(text: str, limit: int = LONGEST_WORD) -> str:
+    return " ".join(w if len(w) <= limit else w[: limit - 1] + "…" for w in text.split(" "))
+
+
+def fit_widths(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], width: int) -> list[int]:
+    """Column widths that fit ``width``: natural widths, then the wrap columns narrowed in order, each
+    down to its floor or its longest word (never below: no word is cut)."""
+    natural = [
+        max(max(len(ln) for ln in _lines(c.header)), *(len(ln) for r in rows for ln in _lines(r[i][0])))
+        for i, c in enumerate(cols)
+    ]
+    widths = list(natural)
+    gaps = GAP * (len(cols) - 1)
+    for i in sorted((i for i, c in enumerate(cols) if c.wrap), key=lambda i: cols[i].wrap):
+        excess = sum(widths) + gaps - width
+        if excess <= 0:
+            break
+        words = max([_longest_word(cols[i].header)] + [_longest_word(r[i][0]) for r in rows])
+        widths[i] = max(min(natural[i], max(cols[i].floor, words)), widths[i] - excess)
+    return widths
+
+
+def layout(
+    cols: Sequence[Col], rows: Sequence[Sequence[Cell]], widths: Sequence[int], header: bool = True
+) -> Table:
+    """A borderless table of ``widths`` (from fit_widths) whose wrap columns' cells are wrapped at words
+    here: rich only places them."""
+    table = Table(box=None, pad_edge=False, show_header=header, header_style="bold", padding=(0, GAP // 2))
+    for c, w in zip(cols, widths):
+        table.add_column(c.header, justify=c.justify, width=w, no_wrap=True)  # type: ignore[arg-type]
+    for r in rows:
+        cells = []
+        for (text, style), c, w in zip(r, cols, widths):
+            if c.wrap:
+                text = "\n".join(
+                    "\n".join(textwrap.wrap(ln, w, break_long_words=False, break_on_hyphens=False) or [""])
+                    for ln in _lines(text)
+                )
+            cells.append(Text(text, style=style))
+        table.add_row(*cells)
+    return table
+
+
+def print_trimmed(console: Console, renderable: RenderableType) -> None:
+    """Print without the padding a table leaves at the end of its lines."""
+    out: list[Segment] = []
+    for line in console.render_lines(renderable, pad=False):
+        segs = list(line)
+        while segs and not segs[-1].control and not segs[-1].text.strip():
+            segs.pop()
+        if segs:
+            last = segs[-1]
+            segs[-1] = Segment(last.text.rstrip(), last.style, last.control)
+        out.extend(segs)
+        out.append(Segment.line())
+    console.print(Segments(out), end="")
+
+
+def say(console: Console, text: str, style: str = "", indent: int = 0, hang: int = 0) -> None:
+    """One paragraph, wrapped at words to the console's width (``hang``: continuation indent)."""
+    width = max(20, console.width)
+    lines = textwrap.wrap(
+        text,
+        width,
+        initial_indent=" " * indent,
+        subsequent_indent=" " * (indent + hang),
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [""]
+    for ln in lines:
+        console.print(Text(ln, style=style), soft_wrap=True)
+
+
+# -- cells ------------------------------------------------------------------------------------------
 def _ms(x: float | None) -> str:
     if x is None:
         return ""
@@ -33,82 +144,59 @@ def _ms(x: float | None) -> str:
 def _err(x: float | None) -> str:
     if x is None:
         return ""
-    return "inf/nan" if x == float("inf") else f"{x:.1e}"
+    if x == float("inf"):
+        return "inf/nan"
+    mant, exp = f"{x:.1e}".split("e")
+    return f"{mant}e{int(exp)}"  # 2.3e-3, not 2.3e-03
 
 
 def _x(x: float | None) -> str:
     return "" if x is None else f"{x:.1f}×"
 
 
-def _note(r: CaseResult) -> str:
+def _note(r: CaseResult, limit: int) -> str:
     if r.status is CaseStatus.PASS and r.kernels:
-        k = r.kernel or f"(not its own kernel) {r.kernels[0]}"
-        return k if len(k) <= 70 else k[:67] + "..."
-    return r.reason or ""
+        if r.kernel:
+            return kernel_label(r.kernel, limit)
+        return "not its own kernel: " + kernel_label(r.kernels[0], max(8, limit - 20))
+    reason = _short_words(r.reason or "")
+    # An exception's whole text is in the findings below: the table keeps its start.
+    return reason if len(reason) <= REASON_CHARS else textwrap.shorten(reason, REASON_CHARS, placeholder=" …")
+
+
+# -- smoke ------------------------------------------------------------------------------------------
+SMOKE_COLS = (
+    Col("case", "left"),
+    Col("status", "left"),
+    Col("out\nerr"),
+    Col("grad\nerr"),
+    Col("fwd\nms"),
+    Col("fwd+bwd\nms"),
+    Col(f"vs\n{backend_short(FALLBACK).split()[-1].lower()}"),
+    Col("kernel / reason", "left", wrap=1, floor=16),
+)
 
 
 def render_smoke(report: SmokeReport, console: Console, verbose: bool = False) -> None:
     head = f"torch {report.torch or '?'} · {report.python}"
+    console.print(f"[bold]flashdoctor smoke[/]: {escape(head)}", soft_wrap=True)
     if report.skipped:
-        console.print(f"[bold]flashdoctor smoke[/]: {escape(head)}")
-        console.print(f" [dim]-[/] smoke test skipped: {escape(str(report.skipped_reason))} [dim](exit 0)[/]")
+        say(console, f" - smoke test skipped: {report.skipped_reason} (exit 0)")
         _render_findings(report, console, verbose, skip_codes=frozenset({"smoke-skipped"}))
         return
-    console.print(f"[bold]flashdoctor smoke[/]: {escape(head)}")
     ran = {r.case.name for r in report.results}
-    console.print(
-        "[dim]cases: "
-        + escape("; ".join(f"{c.name} = {c.label}" for c in report.cases if c.name in ran))
-        + "[/]"
-    )
+    say(console, "cases: " + "; ".join(f"{c.name} = {c.label}" for c in report.cases if c.name in ran), "dim")
     for gpu in report.gpus:
-        rows = [r for r in report.results if r.gpu == gpu.index]
-        table = Table(
-            title=escape(gpu.label), title_justify="left", header_style="bold", box=None, pad_edge=False
-        )
-        for col, just in (
-            ("backend", "left"),
-            ("case", "left"),
-            ("status", "left"),
-            ("out err", "right"),
-            ("grad err", "right"),
-            ("fwd ms", "right"),
-            ("fwd+bwd ms", "right"),
-            ("vs fallback", "right"),
-            ("kernel / reason", "left"),
-        ):
-            table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
-        hidden = 0
-        for r in rows:
-            if not verbose and r.status is CaseStatus.SKIP and r.category in QUIET_CATEGORIES:
-                hidden += 1
-                continue
-            info = report.backend(r.backend)
-            name = backend_short(r.backend) + (f" {info.version}" if info and info.version else "")
-            style = CASE_STYLE.get(r.status.value, "")
-            table.add_row(
-                escape(name),
-                escape(r.case.name),
-                f"[{style}]{r.status.value}[/]",
-                _err(r.out_rel),
-                _err(r.grad_rel),
-                _ms(r.fwd_ms),
-                _ms(r.fwd_bwd_ms),
-                _x(r.speedup_fwd_bwd),
-                escape(_note(r)),
-            )
         console.print()
-        console.print(table)
-        if hidden:
-            console.print(
-                f"[dim]  ({hidden} rows of backends without a kernel for the input hidden; -v shows them)[/]"
-            )
+        console.print(Text(gpu.label, style="bold"), soft_wrap=True)
+        _smoke_table(report, [r for r in report.results if r.gpu == gpu.index], console, verbose)
     tol = sorted({(r.case.dtype, r.tolerance.out, r.tolerance.grad) for r in report.results if r.tolerance})
     if tol:
-        console.print(
-            "[dim]errors: max|x - ref| / max|ref| against SDPA math in fp32; tolerance (out / grads): "
-            + ", ".join(f"{d} {o:g} / {g:g}" for d, o, g in tol)
-            + "[/]"
+        say(
+            console,
+            "errors: max|x - ref| / max|ref| against SDPA math in fp32; tolerance (out / grads): "
+            + ", ".join(f"{d} {o:g} / {g:g}" for d, o, g in tol),
+            "dim",
         )
     _render_findings(report, console, verbose)
     verdict = {"passed": "[bold green]passed[/]", "failed": "[bold red]failed[/]", "skipped": "skipped"}[
@@ -116,14 +204,62 @@ def render_smoke(report: SmokeReport, console: Console, verbose: bool = False) -
     ]
     imp = f"torch import {report.torch_import_s:.1f} s; " if report.torch_import_s is not None else ""
     runs = f"{report.runs} runner process" + ("es" if report.runs != 1 else "")
-    console.print(f"smoke {verdict} in {report.elapsed_s:.1f} s ({imp}{runs})")
+    console.print(f"smoke {verdict} in {report.elapsed_s:.1f} s ({imp}{runs})", soft_wrap=True)
     parts = [
         f"{_phase_label(k)} {v:.1f} s"
         for k, v in report.phases.items()
         if k not in ("torch_import_s", "runner_s")
     ]
     if parts:
-        console.print("[dim]time: " + escape(", ".join(parts)) + "[/]")
+        say(console, "time: " + ", ".join(parts), "dim")
+
+
+def _smoke_table(report: SmokeReport, rows: list[CaseResult], console: Console, verbose: bool) -> None:
+    """One block per backend: a heading line (name, version, build profile), then its cases."""
+    shown = [
+        r for r in rows if verbose or not (r.status is CaseStatus.SKIP and r.category in QUIET_CATEGORIES)
+    ]
+    hidden = len(rows) - len(shown)
+    cells: dict[int, list[Cell]] = {
+        id(r): [
+            (r.case.name, ""),
+            (r.status.value, CASE_STYLE.get(r.status.value, "")),
+            (_err(r.out_rel), ""),
+            (_err(r.grad_rel), ""),
+            (_ms(r.fwd_ms), ""),
+            (_ms(r.fwd_bwd_ms), ""),
+            (_x(r.speedup_fwd_bwd), ""),
+        ]
+        for r in shown
+    }
+    # What the other columns take decides how much of a kernel's name fits.
+    used = sum(fit_widths(SMOKE_COLS[:-1], list(cells.values()), 10_000)) + GAP * (len(SMOKE_COLS) - 1)
+    limit = max(16, min(70, console.width - used))
+    for r in shown:
+        cells[id(r)].append((_note(r, limit), "" if r.status is CaseStatus.PASS else "dim"))
+    widths = fit_widths(SMOKE_COLS, list(cells.values()), console.width)
+    first = True
+    for name in dict.fromkeys(r.backend for r in shown):
+        group = [r for r in shown if r.backend == name]
+        info = report.backend(name)
+        version = info.version if info else None
+        label, profile = version_label(name, version)
+        if profile:  # a minimal build: its public version and what it has (the full label with -v)
+            label = version if verbose and version else label.split()[0]
+        heading = f"{backend_short(name)} {label}".strip()
+        console.print(
+            Text(heading, style="bold") + Text(f" · {profile}" if profile else "", style="dim"),
+            soft_wrap=True,
+        )
+        print_trimmed(console, layout(SMOKE_COLS, [cells[id(r)] for r in group], widths, header=first))
+        first = False
+    if hidden:
+        say(
+            console,
+            f"  ({hidden} {'row' if hidden == 1 else 'rows'} of backends without a kernel for the input"
+            " hidden; -v shows them)",
+            "dim",
+        )
 
 
 def _phase_label(key: str) -> str:
@@ -154,88 +290,97 @@ def _render_findings(
     console.print()
     for f in shown:
         mark, style = STATUS_MARK[f.status.value]
-        console.print(f" [{style}]{mark}[/] {escape(f.message)} [dim]\\[{f.code}][/]")
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")  # a word wider than the console (a build label) folds, not lost
+        grid.add_row(Text(mark, style=style), Text(f"{f.message} [{f.code}]"))
+        print_trimmed(console, _indent(grid, 1))
         if f.evidence and (verbose or f.status is Status.FAIL):
-            ev = f.evidence.strip().splitlines()
-            for line in ev[-6:]:
-                console.print(f"     [dim]{escape(line)}[/]")
+            for line in f.evidence.strip().splitlines()[-6:]:
+                say(console, line, "dim", indent=5, hang=2)
         if f.fix and f.status in (Status.WARN, Status.FAIL):
-            console.print(f"     [dim]fix:[/] {escape(f.fix)}")
+            say(console, f"fix: {f.fix}", indent=5, hang=5)
+
+
+def _indent(renderable: RenderableType, n: int) -> RenderableType:
+    return Padding(renderable, (0, 0, 0, n))
+
+
+# -- bench ------------------------------------------------------------------------------------------
+BENCH_COLS = (
+    Col("backend", "left", wrap=1, floor=10),
+    Col("fwd\nms"),
+    Col("fwd\nTFLOP/s"),
+    Col("fwd\n% peak"),
+    Col("fwd+bwd\nms"),
+    Col("fwd+bwd\nTFLOP/s"),
+    Col("fwd+bwd\n% peak"),
+    Col("peak\nMiB"),
+    Col("vs\nmath"),
+)
 
 
 def render_bench(report: BenchReport, console: Console, verbose: bool = False) -> None:
     case = report.case
     if report.skipped_reason:
-        console.print(f"[bold]flashdoctor bench[/]: {escape(case.label)}")
-        console.print(f" [dim]-[/] bench skipped: {escape(report.skipped_reason)} [dim](exit 0)[/]")
+        console.print(f"[bold]flashdoctor bench[/]: {escape(case.label)}", soft_wrap=True)
+        say(console, f" - bench skipped: {report.skipped_reason} (exit 0)")
         return
     where = report.gpu.label if report.gpu else "?"
-    peak = (
-        f" · bf16 matmul peak {_tf(report.matmul_peak_tflops)} TFLOP/s (measured)"
-        if report.matmul_peak_tflops
-        else ""
-    )
-    console.print(
-        f"[bold]flashdoctor bench[/]: {escape(case.label)} on {escape(where)} · torch {escape(report.torch or '?')}{peak}"
-    )
-    table = Table(header_style="bold", box=None, pad_edge=False)
-    for col, just in (
-        ("backend", "left"),
-        ("fwd ms", "right"),
-        ("TFLOP/s", "right"),
-        ("% peak", "right"),
-        ("fwd+bwd ms", "right"),
-        ("TFLOP/s", "right"),
-        ("% peak", "right"),
-        ("peak MiB", "right"),
-        ("vs math", "right"),
-        ("note", "left"),
-    ):
-        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
-    for r in report.rows:
-        if r.status == "not-installed" and not verbose:
-            continue
-        name = backend_short(r.backend) + (f" {r.version}" if r.version else "")
-        if r.status != "ok":
-            style = "yellow" if r.status in ("skip", "not-installed") else "red"
-            table.add_row(
-                escape(name),
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                f"[{style}]{r.status}[/] {escape(r.reason or '')}",
-            )
-            continue
-
-        def star(on: bool, text: str) -> str:
-            return f"[bold green]{text} ★[/]" if on else text
-
-        table.add_row(
-            escape(name),
-            star(r.fastest_fwd, _ms(r.fwd_ms)),
-            _tf(r.fwd_tflops),
-            _pct(r.fwd_pct_peak),
-            star(r.fastest_fwd_bwd, _ms(r.fwd_bwd_ms)),
-            _tf(r.fwd_bwd_tflops),
-            _pct(r.fwd_bwd_pct_peak),
-            "" if r.peak_mib is None else f"{r.peak_mib:.0f}",
-            _x(r.speedup_fwd_bwd if r.speedup_fwd_bwd is not None else r.speedup_fwd),
-            "",
+    peak = ""
+    if report.matmul_peak_tflops:
+        peak = f" · bf16 matmul peak {_tf(report.matmul_peak_tflops)} TFLOP/s (measured"
+        peak += ", disturbed: not used)" if report.matmul_peak_reliable is False else ")"
+    say(console, f"flashdoctor bench: {case.label} on {where} · torch {report.torch or '?'}{peak}", "bold")
+    ok = [r for r in report.rows if r.status == "ok"]
+    others = [r for r in report.rows if r.status != "ok" and (verbose or r.status != "not-installed")]
+    profiles: dict[str, str] = {}
+    rows = []
+    for r in ok:
+        label, profile = version_label(r.backend, r.version)
+        if profile:
+            profiles[f"{backend_short(r.backend)} {r.version}"] = profile
+        star = "bold green"
+        rows.append(
+            [
+                (f"{backend_short(r.backend)} {label}".strip(), ""),
+                (_ms(r.fwd_ms) + (" ★" if r.fastest_fwd else ""), star if r.fastest_fwd else ""),
+                (_tf(r.fwd_tflops), ""),
+                (_pct(r.fwd_pct_peak), ""),
+                (_ms(r.fwd_bwd_ms) + (" ★" if r.fastest_fwd_bwd else ""), star if r.fastest_fwd_bwd else ""),
+                (_tf(r.fwd_bwd_tflops), ""),
+                (_pct(r.fwd_bwd_pct_peak), ""),
+                ("" if r.peak_mib is None else f"{r.peak_mib:.0f}", ""),
+                (_x(r.speedup_fwd_bwd if r.speedup_fwd_bwd is not None else r.speedup_fwd), ""),
+            ]
         )
-    console.print(table)
-    console.print(f"[dim]★ fastest. TFLOP/s: {escape(FLOP_FORMULA)}[/]")
+    if rows:
+        print_trimmed(console, layout(BENCH_COLS, rows, fit_widths(BENCH_COLS, rows, console.width)))
+    if others:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        for r in others:
+            label, _ = version_label(r.backend, r.version)
+            style = "yellow" if r.status in ("skip", "not-installed") else "red"
+            grid.add_row(
+                Text(f"{backend_short(r.backend)} {label}".rstrip()),
+                Text(r.status, style=style),
+                Text(r.reason or ""),
+            )
+        print_trimmed(console, _indent(grid, 2))
+    for name, profile in profiles.items():
+        say(console, f"{name}: {profile}" if verbose else f"{name.split('+')[0]}: {profile}", "dim")
+    say(console, f"★ fastest. TFLOP/s: {FLOP_FORMULA}", "dim")
     if report.recommendation:
-        console.print(f"[bold]→[/] {escape(report.recommendation)}")
+        say(console, f"→ {report.recommendation}", hang=2)
     for n in report.notes:
-        console.print(f"[dim]note: {escape(n)}[/]")
+        say(console, f"note: {n}", "dim", hang=6)
     imp = f"torch import {report.torch_import_s:.1f} s; " if report.torch_import_s is not None else ""
     console.print(
-        f"bench took {report.elapsed_s:.1f} s ({imp}{report.runs} runner process{'es' if report.runs != 1 else ''})"
+        f"bench took {report.elapsed_s:.1f} s ({imp}{report.runs} runner process{'es' if report.runs != 1 else ''})",
+        soft_wrap=True,
     )
 
 

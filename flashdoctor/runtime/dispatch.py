@@ -17,12 +17,14 @@ from functools import cache
 from typing import Any
 
 from flashdoctor import knowledge
+from flashdoctor.knowledge.backends import RUNTIME_BACKENDS, RUNTIME_FALLBACK
+from flashdoctor.knowledge.profiles import build_coverage
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.knowledge.versions import major_minor
 
 #: Every backend name, best-known first. "sdpa" is the fallback that always works.
-BACKENDS: tuple[str, ...] = ("fa3", "fa2", "fa4", "sdpa-cudnn", "sdpa-flash", "sdpa")
-FALLBACK = "sdpa"
+BACKENDS: tuple[str, ...] = RUNTIME_BACKENDS
+FALLBACK = RUNTIME_FALLBACK
 #: The flash-class backends (everything but the fallback): what FLASH_AVAILABLE is about.
 FLASH_BACKENDS: tuple[str, ...] = tuple(b for b in BACKENDS if b != FALLBACK)
 
@@ -113,6 +115,7 @@ class AttentionCall:
     dropout: bool = False
     mask: bool = False
     rocm: bool = False
+    grad: bool = False  # a backward pass will follow (autograd records the call)
 
     @property
     def sm(self) -> str:
@@ -148,31 +151,25 @@ def _variant_gpu_reason(variant: Variant, cc: tuple[int, int]) -> str | None:
     return None
 
 
-# FA2's head-dim dispatch (csrc/flash_attn/src/static_switch.h HEADDIM_SWITCH, 2.8.x): a head dim runs
-# on the smallest of these kernels that is >= it.
-FA2_HEAD_DIM_KERNELS = (32, 64, 96, 128, 192, 256)
+def build_reason(name: str, version: str | None, call: AttentionCall) -> str | None:
+    """Why the installed build of `name` (at `version`) has no kernel for `call`, or None.
 
-
-def build_profile_reason(version: str | None, call: AttentionCall) -> str | None:
-    """Why a flashdoctor minimal build (local label "fd.sm90.hd128.bf16") has no kernel for `call`.
-
-    The same label `check` reports: a build narrowed to some head dims / dtypes raises for the others,
-    so the dispatcher skips it for them instead of failing at the first call."""
-    from flashdoctor.knowledge.profiles import parse_label
-    from flashdoctor.knowledge.versions import parse_version
-
-    v = parse_version(version)
-    info = parse_label(v.local if v is not None else None)
-    if info is None:
+    The build's profile is read from its local version label (``2.8.3.post2+fd.sm90.hd128.bf16``,
+    ``3.0.0+fd.sm90.hd128.bf16.nosplit...``) by `knowledge.profiles.build_coverage`, the answer that
+    check, smoke and bench use too: FA2 2.7.x and 2.8.x have their own head-dim kernels, FA3 its own.
+    A build without a label (an upstream wheel) has every kernel of its version."""
+    spec = backend_spec(name)
+    if spec.variant is None:
         return None
-    if info.dtypes is not None and call.dtype not in info.dtypes:
-        return f"this build ({v.local}) has {'/'.join(info.dtypes)} kernels only"  # type: ignore[union-attr]
-    if info.head_dims is not None:
-        bucket = next((b for b in FA2_HEAD_DIM_KERNELS if call.head_dim <= b), None)
-        if bucket not in info.head_dims:
-            dims = "/".join(str(h) for h in info.head_dims)
-            return f"this build ({v.local}) has head dim {dims} kernels only, none for {call.head_dim}"  # type: ignore[union-attr]
-    return None
+    coverage = build_coverage(spec.variant, version)
+    if coverage is None:
+        return None
+    missing = coverage.missing(call.head_dim, call.dtype)
+    if missing is None and call.grad and "backward" in coverage.disabled:
+        missing = "the backward pass"
+    if missing is None:
+        return None
+    return f"{missing} not compiled in this build ({coverage.label})"
 
 
 def why_not(
@@ -219,8 +216,8 @@ def why_not(
         )
     if available is None or name not in available:
         return "not probed"
-    if available[name] is None and versions and spec.variant is not None:
-        return build_profile_reason(versions.get(name), call)
+    if available[name] is None and versions:
+        return build_reason(name, versions.get(name), call)
     return available[name]
 
 
@@ -318,7 +315,10 @@ def decide(
 
 @dataclass(frozen=True)
 class BackendStatus:
-    """One backend on one device: can it run, for which dtypes and head dims, and why not."""
+    """One backend on one device: can it run, for which dtypes and head dims, and why not.
+
+    `build` and `head_dims` come from the installed build's profile (its local version label): a
+    flashdoctor minimal build lists the dtypes and head-dim kernels it has; None = all of them."""
 
     name: str
     title: str
@@ -330,6 +330,8 @@ class BackendStatus:
     dropout: bool
     gqa: bool
     version: str | None = None
+    head_dims: tuple[int, ...] | None = None  # the compiled head-dim kernels; None: every head dim
+    build: str | None = None  # the build's profile ("fd.sm90.hd128.bf16: head dim 128, bf16")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -343,7 +345,13 @@ class BackendStatus:
             "dropout": self.dropout,
             "gqa": self.gqa,
             "version": self.version,
+            "head_dims": None if self.head_dims is None else list(self.head_dims),
+            "build": self.build,
         }
+
+
+#: The head dim a backend's status is probed at when its build is not narrowed to other head dims.
+STATUS_HEAD_DIM = 64
 
 
 def backend_statuses(
@@ -355,9 +363,11 @@ def backend_statuses(
 ) -> tuple[BackendStatus, ...]:
     """Every backend's status on a device, in the device's order (then the rest, then the fallback).
 
-    A backend is usable when it accepts a plain call (no mask, no dropout) for at least one dtype
-    at head dim 64; `dtypes` lists the dtypes it accepts there.
+    A backend is usable when it accepts a plain call (no mask, no dropout) for at least one dtype at
+    head dim 64, or, for a build narrowed to other head dims, at one of those; `dtypes` lists the
+    dtypes it accepts there (a bf16-only build lists bf16 only).
     """
+    versions = versions or {}
     order = default_order(capability, rocm)
     names = [*order, *(b for b in FLASH_BACKENDS if b not in order), FALLBACK]
     out = []
@@ -370,15 +380,20 @@ def backend_statuses(
                 )
             )
             continue
+        version = versions.get(name)
+        coverage = build_coverage(spec.variant, version) if spec.variant is not None else None
+        head_dims = coverage.head_dims if coverage is not None else None
         ok_dtypes: list[str] = []
         first_why: str | None = None
         for dtype in spec.dtypes:
-            call = AttentionCall(device, capability, dtype, 64, rocm=rocm)
-            why = why_not(name, call, available)
-            if why is None:
-                ok_dtypes.append(dtype)
-            elif first_why is None:
-                first_why = why
+            for head_dim in head_dims or (STATUS_HEAD_DIM,):
+                call = AttentionCall(device, capability, dtype, head_dim, rocm=rocm)
+                why = why_not(name, call, available, versions)
+                if why is None:
+                    ok_dtypes.append(dtype)
+                    break
+                if first_why is None:
+                    first_why = why
         out.append(
             BackendStatus(
                 name=name,
@@ -390,7 +405,9 @@ def backend_statuses(
                 head_dim_multiple=spec.head_dim_multiple,
                 dropout=spec.dropout,
                 gqa=True,  # every backend takes fewer KV heads: natively or by repeating them
-                version=(versions or {}).get(name),
+                version=version,
+                head_dims=head_dims,
+                build=coverage.describe() if coverage is not None else None,
             )
         )
     return tuple(out)

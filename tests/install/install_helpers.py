@@ -207,7 +207,7 @@ class FaultServer:
 
 
 # The fingerprint `flashdoctor build` writes into a wheelhouse's build.json for the minimal H100 build
-# (flashdoctor/build/wheelhouse.py).
+# (flashdoctor/actions/wheelhouse.py).
 H100_BUILD = {
     "variant": "fa2",
     "version": "2.8.3.post2",
@@ -220,3 +220,21 @@ H100_BUILD = {
     "archs": [90],
     "profile": "fd.sm90.hd128.bf16",
 }
+
+
+def write_manifest(wheel: Path, fingerprint: dict[str, object]) -> Path:
+    """The build.json `flashdoctor build` writes next to a built wheel (schema flashdoctor/built-wheel/1)."""
+    import json
+
+    m = wheel.parent / "build.json"
+    m.write_text(
+        json.dumps(
+            {
+                "schema": "flashdoctor/built-wheel/1",
+                "wheel": wheel.name,
+                "sha256": sha256_of(wheel),
+                "fingerprint": fingerprint,
+            }
+        )
+    )
+    return m

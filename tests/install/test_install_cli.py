@@ -17,7 +17,7 @@ from packaging.version import Version
 
 from flashdoctor.knowledge.schemas import schema_validator
 from tests.install.conftest import child_env, reset_flash
-from tests.install.install_helpers import H100_BUILD, FaultServer, make_wheel, sha256_of
+from tests.install.install_helpers import H100_BUILD, FaultServer, make_wheel, sha256_of, write_manifest
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -91,6 +91,7 @@ def test_install_and_json_result(fresh_venv: Path, server: FaultServer, tmp_path
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["status"] == "installed" and doc["exit_code"] == 0 and doc["sha256_from"] == "index"
+    assert doc["sha256_check"] == "sha256 matches the published digest"
     schema_validator("install-result.schema.json").validate(doc)  # in the result envelope
     assert (doc["schema"], doc["command"]) == ("flashdoctor/install/1", "install")
     assert pip_list(fresh_venv)["flash-attn"] == str(Version(V))
@@ -228,7 +229,9 @@ def test_lock_replays_with_a_bare_pip_require_hashes(
     assert r.returncode == 0, r.stderr
     text = out.read_text()
     assert f"flash-attn @ {url}" in text and f"--hash=sha256:{sha256_of(w)}" in text
-    assert "publishes no sha256" in text
+    assert "sha256 recorded (no published digest)" in text and "publishes no sha256" in text
+    assert "verified" not in text
+    assert "(sha256 recorded (no published digest))" in r.stdout
     p = subprocess.run(
         [str(fresh_venv), "-m", "pip", "install", "--require-hashes", "-r", str(out)],
         capture_output=True,
@@ -274,16 +277,7 @@ def test_offline_install_of_a_local_build_from_the_wheelhouse(fresh_venv: Path, 
             "archs": [],
             "profile": "fd.cpu.hd128.bf16",
         }
-        (wh / fid / "build.json").write_text(
-            json.dumps(
-                {
-                    "schema": "flashdoctor/built-wheel/1",
-                    "wheel": w.name,
-                    "sha256": sha256_of(w),
-                    "fingerprint": fp,
-                }
-            )
-        )
+        write_manifest(w, fp)
         return w
 
     add_build("aaaaaaaaaaaaaaaa", "2.11")
@@ -308,16 +302,7 @@ def test_gpu_machine_plan_with_the_real_selector_uses_the_local_build(tmp_path: 
     targets = Path(__file__).resolve().parents[1] / "targets"
     wh = tmp_path / "wh" / "5f1c0ffee0ddba11"
     w = make_wheel(wh, version="2.8.3.post2+fd.sm90.hd128.bf16", tag="cp312-cp312-linux_x86_64")
-    (wh / "build.json").write_text(
-        json.dumps(
-            {
-                "schema": "flashdoctor/built-wheel/1",
-                "wheel": w.name,
-                "sha256": sha256_of(w),
-                "fingerprint": H100_BUILD,
-            }
-        )
-    )
+    write_manifest(w, H100_BUILD)
     base = ["install", "--fa2", "--target", str(targets / "h100.json"), "--dry-run", "--json"]
     r = fd(*base)
     assert r.returncode == 0 and json.loads(r.stdout)["action"] == "build"
@@ -348,3 +333,52 @@ def test_gpu_machine_plan_with_the_real_selector_uses_the_local_build(tmp_path: 
     (tmp_path / "wh").rename(default)
     doc = json.loads(fd(*base).stdout)
     assert doc["action"] == "wheel" and doc["wheel"]["filename"] == w.name
+
+
+def _fa3_build(wh: Path) -> Path:
+    """The FA3 build of issue 16 (H100, torch 2.11+cu130, head dim 128, bf16) in a wheelhouse."""
+    d = wh / "3fa3c0ffee0ddba1"
+    w = make_wheel(d, dist="flash_attn_3", version="3.0.0+fd.sm90.hd128.bf16", tag="cp312-cp312-linux_x86_64")
+    fp = {**H100_BUILD, "variant": "fa3", "version": "3.0.0", "profile": "fd.sm90.hd128.bf16"}
+    write_manifest(w, fp)
+    return w
+
+
+def test_install_prefers_a_covering_local_build_to_a_download(tmp_path: Path) -> None:
+    """Issue 16: `install --fa3 --wheelhouse DIR` (DIR holding a fresh build for this machine) planned the
+    remote PyTorch-index wheel and, offline, failed after retrying DNS. The plan now takes the build that
+    is already here, in the dry run (and so for real: one resolution), and says why."""
+    h100 = str(Path(__file__).resolve().parents[1] / "targets" / "h100.json")
+    base = ["install", "--fa3", "--target", h100, "--dry-run"]
+    remote = json.loads(fd(*base, "--json").stdout)
+    assert remote["action"] == "wheel" and remote["wheel"]["source"] == "pytorch-index"
+    w = _fa3_build(tmp_path / "wh")
+    r = fd(*base, "--json", "--wheelhouse", str(tmp_path / "wh"))
+    doc = json.loads(r.stdout)
+    assert (
+        r.returncode == 0 and doc["wheel"]["filename"] == w.name and doc["wheel"]["source"] == "wheelhouse"
+    ), doc
+    assert doc["alternatives"][0]["filename"] == remote["wheel"]["filename"]
+    assert "already here" in doc["reasons"][-1] and "fd.sm90.hd128.bf16" in doc["reasons"][-1]
+    human = fd(*base, "--wheelhouse", str(tmp_path / "wh")).stdout
+    assert "already here" in " ".join(human.split()), human
+    # --from-source with a covering build: offered instead of a new build plan
+    r = fd(
+        *base,
+        "--json",
+        "--from-source",
+        "--head-dims",
+        "128",
+        "--dtypes",
+        "bf16",
+        "--wheelhouse",
+        str(tmp_path / "wh"),
+    )
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["action"] == "wheel" and doc["wheel"]["filename"] == w.name, (
+        r.stdout + r.stderr
+    )
+    assert "no new build" in doc["reasons"][0]
+    # a head dim the build lacks: a new build is planned, as before
+    r = fd(*base, "--json", "--from-source", "--head-dims", "64", "--wheelhouse", str(tmp_path / "wh"))
+    assert json.loads(r.stdout)["status"] == "planned", r.stdout

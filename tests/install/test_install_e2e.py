@@ -13,10 +13,11 @@ from packaging.version import Version
 
 from flashdoctor.actions.cache import WheelCache
 from flashdoctor.actions.fetch import FetchOptions
-from flashdoctor.actions.install.executor import InstallContext, SmokeOutcome, execute
+from flashdoctor.actions.install.executor import InstallContext, execute
 from flashdoctor.actions.net.download import DownloadPolicy
 from flashdoctor.actions.wheelhouse import Wheelhouse
 from flashdoctor.model.environment import GPU, Environment
+from flashdoctor.model.install import SmokeOutcome
 from flashdoctor.model.plan import Plan, WheelRef
 from flashdoctor.probe.state import TargetState
 from tests.install.conftest import child_env

@@ -8,19 +8,25 @@ from pathlib import Path
 
 import pytest
 
+from flashdoctor.actions.cache import WheelCache
 from flashdoctor.actions.install.lock import LockEntry, lock_text
 from flashdoctor.actions.install.pip import Installer, constraints_text
-from flashdoctor.actions.install.prepare import plan_from_json, smoke_outcome, with_local_build
+from flashdoctor.actions.install.prepare import (
+    local_build_for_source,
+    plan_from_json,
+    resolve_local,
+    smoke_outcome,
+    with_local_build,
+)
 from flashdoctor.actions.net.download import NotAWheelError
 from flashdoctor.actions.net.simple_index import parse_simple_page
 from flashdoctor.actions.wheelfile import inspect_wheel, missing_requirements, torch_conflict
-from flashdoctor.actions.wheelhouse import Wheelhouse, match_build
+from flashdoctor.actions.wheelhouse import Wheelhouse
 from flashdoctor.errors import UsageError
-from flashdoctor.model.environment import GPU
 from flashdoctor.model.plan import Plan, WheelRef
 from flashdoctor.probe.state import TargetState
 from tests.conftest import target_env
-from tests.install.install_helpers import H100_BUILD, make_wheel, sha256_of
+from tests.install.install_helpers import H100_BUILD, make_wheel, sha256_of, write_manifest
 
 
 def h100(**kw: object):  # type: ignore[no-untyped-def]
@@ -36,52 +42,28 @@ def h100(**kw: object):  # type: ignore[no-untyped-def]
     return target_env("h100", **base)
 
 
-def test_local_build_fits_the_machine_it_was_built_for() -> None:
-    assert match_build(H100_BUILD, h100(), "fa2") == []
+def _local_build(root: Path, fid: str = "0123456789abcdef", **fp_change: object) -> Path:
+    wh = root / fid
+    fpd = {**H100_BUILD, **fp_change}
+    dist = {"fa2": "flash_attn", "fa3": "flash_attn_3"}[str(fpd["variant"])]
+    w = make_wheel(
+        wh, dist=dist, version=f"{fpd['version']}+{fpd['profile']}", tag="cp312-cp312-linux_x86_64"
+    )
+    write_manifest(w, fpd)
+    return w
 
 
-@pytest.mark.parametrize(
-    ("change", "reason"),
-    [
-        ({"torch": "2.10.0+cu130"}, "minor must match"),
-        ({"torch_cuda": "12.8", "torch": "2.11.0+cu128"}, "this torch has CUDA 12.8"),
-        ({"cxx11abi": False}, "CXX11 ABI"),
-        ({"python": "3.11", "python_abi": "cp311"}, "this Python is cp311"),
-        ({"platform": "linux_aarch64"}, "this is linux_aarch64"),
-        ({"glibc": "2.35"}, "glibc 2.39"),
-    ],
+REMOTE = WheelRef(
+    "flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl",
+    "https://download.pytorch.org/whl/cu130/flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl",
+    None,
+    "pytorch-index",
+    "3.0.0",
 )
-def test_local_build_rejections(change: dict[str, object], reason: str) -> None:
-    why = match_build(H100_BUILD, h100(**change), "fa2")
-    assert why and any(reason in w for w in why), why
-
-
-def test_local_build_needs_code_for_every_gpu() -> None:
-    env = h100().replace(gpus=(GPU(index=0, name="NVIDIA A100", capability="8.0"),))
-    assert any("no code for GPU 0 NVIDIA A100 (sm_80)" in w for w in match_build(H100_BUILD, env, "fa2"))
-    # build archs, not capabilities: the sm_80 build runs on an RTX 4090 (sm_89), not on an H100
-    sm80 = dict(H100_BUILD, archs=[80], profile="fd.sm80.hd128.bf16")
-    ada = h100().replace(gpus=(GPU(index=0, name="NVIDIA GeForce RTX 4090", capability="8.9"),))
-    assert match_build(sm80, ada, "fa2") == []
-    assert match_build(sm80, h100(), "fa2") == [
-        "has no code for GPU 0 NVIDIA H100 80GB HBM3 (sm_90) (built for sm_80)"
-    ]
-    assert match_build(H100_BUILD, h100(), "fa3") == ["built for fa2, not fa3"]
 
 
 def test_build_plan_becomes_the_local_wheel(tmp_path: Path) -> None:
-    wh = tmp_path / "wh" / "0123456789abcdef"
-    w = make_wheel(wh, version="2.8.3.post2+fd.sm90.hd128.bf16", tag="cp312-cp312-linux_x86_64")
-    (wh / "build.json").write_text(
-        json.dumps(
-            {
-                "schema": "flashdoctor/built-wheel/1",
-                "wheel": w.name,
-                "sha256": sha256_of(w),
-                "fingerprint": H100_BUILD,
-            }
-        )
-    )
+    w = _local_build(tmp_path / "wh")
     plan = Plan(action="build", variant="fa2", reasons=("no official wheel for torch 2.11",))
     new, notes = with_local_build(plan, h100(), [Wheelhouse(tmp_path / "wh")])
     assert new.action == "wheel" and new.wheel is not None and notes == []
@@ -89,7 +71,7 @@ def test_build_plan_becomes_the_local_wheel(tmp_path: Path) -> None:
         new.wheel.filename == w.name and new.wheel.sha256 == sha256_of(w) and new.wheel.source == "wheelhouse"
     )
     assert new.wheel.url.startswith("file://") and new.reasons[-1].startswith("a matching local build")
-    # a wheel plan is left alone; on another torch the build is named with its reason
+    # a reviewed wheel plan is left alone; on another torch the build is named with its reason
     assert (
         with_local_build(
             Plan(action="wheel", variant="fa2", wheel=new.wheel), h100(), [Wheelhouse(tmp_path / "wh")]
@@ -98,6 +80,60 @@ def test_build_plan_becomes_the_local_wheel(tmp_path: Path) -> None:
     )
     other, notes = with_local_build(plan, h100(torch="2.10.0+cu130"), [Wheelhouse(tmp_path / "wh")])
     assert other == plan and "built against torch 2.11" in notes[0]
+
+
+def test_a_covering_local_build_is_preferred_to_a_download(tmp_path: Path) -> None:
+    """Issue 16: `install --fa3 --wheelhouse DIR` planned the remote PyTorch-index wheel although DIR held
+    a build for this machine. What is already here comes first, with the reason in the plan."""
+    w = _local_build(tmp_path / "wh", variant="fa3", version="3.0.0", profile="fd.sm90.hd128.bf16")
+    plan = Plan(action="wheel", variant="fa3", wheel=REMOTE, reasons=("the PyTorch index has a wheel",))
+    houses = [Wheelhouse(tmp_path / "nothing-here"), Wheelhouse(tmp_path / "wh")]
+    new, notes = resolve_local(plan, h100(), houses, WheelCache(tmp_path / "cache"))
+    assert new.action == "wheel" and new.wheel is not None and new.wheel.filename == w.name, new
+    assert new.wheel.url.startswith("file://") and new.alternatives[0] == REMOTE and notes == []
+    assert "already here" in new.reasons[-1] and "instead of a download" in new.reasons[-1]
+    assert "fd.sm90.hd128.bf16" in new.reasons[-1]
+    # a reviewed plan (install --plan FILE) keeps its wheel; a --version the build is not is respected
+    assert resolve_local(plan, h100(), houses, reviewed=True)[0] == plan
+    from packaging.specifiers import SpecifierSet
+
+    kept, notes = resolve_local(plan, h100(), houses, versions=SpecifierSet("<3"))
+    assert kept == plan and "not <3" in notes[0]
+
+
+def test_the_planned_wheel_already_here_is_kept_and_said(tmp_path: Path) -> None:
+    _local_build(tmp_path / "wh", variant="fa3", version="3.0.0", profile="fd.sm90.hd128.bf16")
+    plan = Plan(action="wheel", variant="fa3", wheel=REMOTE)
+    # in a wheelhouse under its own name
+    make_wheel(tmp_path / "wh", dist="flash_attn_3", version="3.0.0", tag="cp39-abi3-manylinux_2_28_x86_64")
+    new, _ = resolve_local(plan, h100(), [Wheelhouse(tmp_path / "wh")])
+    assert new.wheel == REMOTE and "is in the wheelhouse" in new.reasons[-1]
+    # in the download cache (recorded by URL: the index has no sha256)
+    cache = WheelCache(tmp_path / "cache")
+    src = make_wheel(
+        tmp_path / "src", dist="flash_attn_3", version="3.0.0", tag="cp39-abi3-manylinux_2_28_x86_64"
+    )
+    part = tmp_path / "p.part"
+    part.write_bytes(src.read_bytes())
+    cache.commit(part, sha256_of(src), REMOTE.filename, url=REMOTE.url)
+    new, _ = resolve_local(plan, h100(), [Wheelhouse(tmp_path / "empty")], cache)
+    assert new.wheel == REMOTE and "the download cache" in new.reasons[-1]
+
+
+def test_from_source_offers_a_covering_build(tmp_path: Path) -> None:
+    """Issue 16: `install --from-source --wheelhouse DIR` planned a new build although DIR held one
+    that covers the request."""
+    w = _local_build(tmp_path / "wh", variant="fa3", version="3.0.0", profile="fd.sm90.hd128.bf16")
+    houses = [Wheelhouse(tmp_path / "wh")]
+    plan, notes = local_build_for_source(h100(), "fa3", houses, head_dims="128", dtypes="bf16")
+    assert plan is not None and plan.wheel is not None and plan.wheel.filename == w.name and notes == []
+    assert "no new build" in plan.reasons[0]
+    assert local_build_for_source(h100(), "fa3", houses)[0] is not None  # nothing named: covered
+    plan, notes = local_build_for_source(h100(), "fa3", houses, head_dims="64")
+    assert plan is None and "lacks head dim 64" in notes[0]
+    plan, notes = local_build_for_source(h100(), "fa3", houses, arch="80")
+    assert plan is None and "no code for sm_80" in notes[0]
+    assert local_build_for_source(h100(), "fa2", houses) == (None, [])
 
 
 def test_incomplete_build_entries_are_ignored(tmp_path: Path) -> None:
@@ -114,7 +150,7 @@ def test_incomplete_build_entries_are_ignored(tmp_path: Path) -> None:
     )
     (tmp_path / "bbbb").mkdir()
     (tmp_path / "bbbb" / "build.json").write_text("{not json")
-    assert Wheelhouse(tmp_path).local_builds("fa2") == []
+    assert list(Wheelhouse(tmp_path).builds("fa2")) == []
 
 
 def test_plan_file_validation() -> None:
@@ -170,6 +206,38 @@ def test_lock_text() -> None:
     lines = text.splitlines()
     assert lines[-2] == f"flash-attn @ {ref.url} \\" and lines[-1] == f"    --hash=sha256:{'ab' * 32}"
     assert "pip install --require-hashes -r" in text and "publishes no sha256" in text
+    assert "sha256 recorded (no published digest)" in text and "verified" not in text
+    published = lock_text([LockEntry("fa2", ref, "ab" * 32, "index")], h100(), "probe")
+    assert "sha256 matches the published digest" in published
+    assert (
+        LockEntry("fa2", ref, "ab" * 32, "computed").to_json()["sha256_check"]
+        == "sha256 recorded (no published digest)"
+    )
+
+
+def test_verification_wording_never_claims_a_digest_nobody_published() -> None:
+    """Issue "Hostile inputs", "Also": one helper decides the words, from how the digest was obtained."""
+    import io
+
+    from rich.console import Console
+
+    from flashdoctor.model.install import InstallResult, digest_wording
+    from flashdoctor.render.install import render_install
+
+    assert digest_wording("index") == digest_wording("mirror") == "sha256 matches the published digest"
+    assert digest_wording("computed") == "sha256 recorded (no published digest)"
+    assert digest_wording(None) is None
+    for sha_from, words in (
+        ("computed", "sha256 recorded (no published digest)"),
+        ("index", "matches the published"),
+    ):
+        res = InstallResult("installed", "fa2", "flash-attn", "flash-attn 2.8.3 installed (import passed)",
+                            sha256="ab" * 32, sha256_from=sha_from)  # fmt: skip
+        buf = io.StringIO()
+        render_install(res, Console(file=buf, width=200, color_system=None))
+        out = buf.getvalue()
+        assert words in out and "verified" not in out, out
+        assert res.to_json()["sha256_check"] == digest_wording(sha_from)
 
 
 def _state(**kw: object) -> TargetState:
@@ -321,11 +389,11 @@ def test_a_state_is_current_while_its_site_directories_are_unchanged(tmp_path: P
     assert not gone.is_current()
 
 
-def test_an_early_state_is_used_only_when_current_and_readable(tmp_path: Path) -> None:
+def test_an_early_state_is_used_only_when_readable(tmp_path: Path) -> None:
     import os
     from concurrent.futures import Future
 
-    from flashdoctor.actions.install.executor import _usable_early_state
+    from flashdoctor.actions.install.executor import _early_state
 
     site = tmp_path / "site"
     site.mkdir()
@@ -338,8 +406,9 @@ def test_an_early_state_is_used_only_when_current_and_readable(tmp_path: Path) -
             f.set_result(state)  # type: ignore[arg-type]
         return f
 
-    current = done(_state(stamp=((str(site), os.stat(site).st_mtime_ns),)))
-    assert _usable_early_state(current) is current
-    assert _usable_early_state(done(_state(stamp=((str(site), 1),)))) is None
-    assert _usable_early_state(done(None, RuntimeError("the target died"))) is None
-    assert _usable_early_state(None) is None
+    current = _state(stamp=((str(site), os.stat(site).st_mtime_ns),))
+    assert _early_state(done(current)) is current and current.is_current()
+    stale = _state(stamp=((str(site), 1),))
+    assert _early_state(done(stale)) is stale and not stale.is_current()  # re-read under the lock
+    assert _early_state(done(None, RuntimeError("the target died"))) is None
+    assert _early_state(None) is None

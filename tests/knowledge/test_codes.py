@@ -32,6 +32,8 @@ def test_cluster_codes_used_by_the_report_are_registered() -> None:
     used = {
         n.value
         for n in ast.walk(tree)
-        if isinstance(n, ast.Constant) and isinstance(n.value, str) and re.fullmatch(r"cluster-[a-z-]+", n.value)
+        if isinstance(n, ast.Constant)
+        and isinstance(n.value, str)
+        and re.fullmatch(r"cluster-[a-z-]+", n.value)
     }
     assert used and used <= set(codes.codes("cluster")), used - set(codes.codes("cluster"))

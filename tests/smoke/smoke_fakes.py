@@ -12,24 +12,55 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
 CORE = '''
+import ctypes
+import json
+import os
+
 import torch
 from torch.profiler import record_function
 
 HEAD_DIMS = None  # a "minimal build": only these head dims were compiled (None = all)
 SCALE_POWER = -0.5  # softmax scale = head_dim ** SCALE_POWER; a wrong build uses -1
+# What a real minimal build does with what it left out: it crashes the interpreter (FA3 given fp16 on
+# the H100). {"dtypes": [...], "max_head_dim": N, "causal": false}: a call outside it segfaults.
+CRASH_OUTSIDE = None
+VARIANT = None  # which fake this is (in the call log)
+DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+
+
+def _log(q, causal):
+    path = os.environ.get("FAKE_FLASH_CALLS")
+    if path:  # every call this fake took, for the tests to read
+        with open(path, "a") as fh:
+            fh.write(json.dumps({"variant": VARIANT, "dtype": DTYPE_NAMES.get(q.dtype), "head_dim": q.shape[-1], "causal": causal}) + "\\n")
+
+
+def _crash_outside(q, causal):
+    c = CRASH_OUTSIDE
+    if c is None:
+        return
+    if (
+        DTYPE_NAMES.get(q.dtype) not in c.get("dtypes", ["fp16", "bf16"])
+        or q.shape[-1] > c.get("max_head_dim", 256)
+        or (causal and c.get("causal", True) is False)
+    ):
+        ctypes.string_at(0)  # SIGSEGV, as a kernel reading what was never compiled
 
 
 def attend(q, k, v, causal):
     """(B, N, H, D) attention in fp32, FlashAttention's conventions: GQA by head groups."""
+    _log(q, causal)
     if q.dtype not in (torch.float16, torch.bfloat16):
         raise RuntimeError("FlashAttention only support fp16 and bf16 data type")
     d = q.shape[-1]
     if d > 256:
         raise RuntimeError("FlashAttention forward only supports head dimension at most 256")
+    _crash_outside(q, causal)
     if HEAD_DIMS is not None and d not in HEAD_DIMS:
         raise RuntimeError("this build has no kernel for head dim %d (built with head dims %s)" % (d, sorted(HEAD_DIMS)))
     with record_function("flash_fwd_kernel_fake"):
@@ -109,15 +140,20 @@ def write_fakes(
     fa4: str | None = None,
     head_dims: set[int] | None = None,
     scale_power: float = -0.5,
+    crash_outside: dict[str, Any] | None = None,
 ) -> Path:
     """Write fake variants under ``root``; returns the directory to put on PYTHONPATH.
 
     ``fa2``: "good" | "segfault" | "hang" | None. ``fa3``: "good" | "abort-on-import" | None.
     ``fa4``: "good" | None. ``head_dims``: the head dims the fake "build" has (others raise).
+    ``crash_outside``: what the fake "build" has ({"dtypes", "max_head_dim", "causal"}); any other call
+    segfaults, as a real minimal build can.
     """
     root.mkdir(parents=True, exist_ok=True)
-    core = CORE.replace("HEAD_DIMS = None", f"HEAD_DIMS = {head_dims!r}").replace(
-        "SCALE_POWER = -0.5", f"SCALE_POWER = {scale_power!r}"
+    core = (
+        CORE.replace("HEAD_DIMS = None", f"HEAD_DIMS = {head_dims!r}")
+        .replace("SCALE_POWER = -0.5", f"SCALE_POWER = {scale_power!r}")
+        .replace("CRASH_OUTSIDE = None", f"CRASH_OUTSIDE = {crash_outside!r}")
     )
     (root / "_fake_core.py").write_text(core)
     pkg = root / "flash_attn"
@@ -145,3 +181,75 @@ def runner_env(*paths: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([*(str(p) for p in paths), str(REPO), *inherited])
     env.pop("CUDA_VISIBLE_DEVICES", None)
     return env
+
+
+def _core(variant: str, crash_outside: dict[str, Any] | None) -> str:
+    return CORE.replace("CRASH_OUTSIDE = None", f"CRASH_OUTSIDE = {crash_outside!r}").replace(
+        "VARIANT = None", f"VARIANT = {variant!r}"
+    )
+
+
+def write_site(
+    root: Path,
+    *,
+    fa2_version: str | None = None,
+    fa3_version: str | None = None,
+    crash_outside: dict[str, dict[str, Any]] | None = None,
+) -> Path:
+    """Installed fakes, as pip leaves them: a site directory with each variant's package and its
+    ``*.dist-info`` (METADATA, RECORD), whose version may carry a flashdoctor build profile
+    (``3.0.0+fd.sm90.hd64.bf16``). FA3 is laid out as upstream main builds it: the package
+    ``flash_attn_3`` with ``flash_attn_3/flash_attn_interface.py`` (no top-level module), so that it is
+    found only through the registry's module list. ``crash_outside`` (variant -> what its "build" has)
+    makes any other call segfault. Returns the directory to put on PYTHONPATH."""
+    root.mkdir(parents=True, exist_ok=True)
+    crash_outside = crash_outside or {}
+
+    def dist(name: str, version: str, files: list[str]) -> None:
+        info = root / f"{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: {version}\n"
+        )
+        (info / "RECORD").write_text("".join(f"{f},,\n" for f in [*files, f"{info.name}/METADATA"]))
+
+    if fa2_version is not None:
+        pkg = root / "flash_attn"
+        pkg.mkdir()
+        (pkg / "_fake_core.py").write_text(_core("fa2", crash_outside.get("fa2")))
+        body = FA2.replace("{body}", "pass").replace("from _fake_core", "from flash_attn._fake_core")
+        (pkg / "__init__.py").write_text(body.replace('__version__ = "2.8.3+fake"', ""))
+        dist("flash_attn", fa2_version, ["flash_attn/__init__.py", "flash_attn/_fake_core.py"])
+    if fa3_version is not None:
+        pkg = root / "flash_attn_3"
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("")
+        (pkg / "_fake_core.py").write_text(_core("fa3", crash_outside.get("fa3")))
+        body = FA3.replace("from _fake_core", "from flash_attn_3._fake_core")
+        (pkg / "flash_attn_interface.py").write_text(body.replace('__version__ = "3.0.0+fake"', ""))
+        dist(
+            "flash_attn_3",
+            fa3_version,
+            [
+                "flash_attn_3/__init__.py",
+                "flash_attn_3/_fake_core.py",
+                "flash_attn_3/flash_attn_interface.py",
+            ],
+        )
+    return root
+
+
+# A stand-in for _runner.py (run as `python FAKE CONFIG`), for tests of the orchestration alone: what
+# follows this head emits events as the real runner would and dies or hangs where the test needs it.
+FAKE_RUNNER_HEAD = """
+import json, os, signal, sys, time
+cfg = json.load(open(sys.argv[2]))
+out = open(cfg["out"], "a")
+def emit(event, **kw):
+    kw["event"] = event
+    kw["t"] = 0.0
+    out.write(json.dumps(kw) + "\\n")
+    out.flush()
+emit("start")
+emit("torch", version="2.13.0", import_s=0.1, cuda_available=True, device_count=1)
+"""

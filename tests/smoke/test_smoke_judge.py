@@ -708,7 +708,7 @@ def test_readme_documents_every_smoke_code() -> None:
         assert f"| `{code}` | {meaning} |" in readme, code
 
 
-def test_a_crash_on_one_gpu_leaves_the_backend_out_on_the_others() -> None:
+def test_a_crash_on_one_gpu_leaves_the_case_out_on_the_others() -> None:
     ev = base_events({"fa2": FA2})
     ev.append({"event": "gpu", "gpu": 1, "name": H100.name, "capability": "9.0", "memory_gb": 79.1})
     ev.append(
@@ -725,4 +725,7 @@ def test_a_crash_on_one_gpu_leaves_the_backend_out_on_the_others() -> None:
     r = judge(ev, backends=("sdpa-math", "fa2"))
     other = next(x for x in r.results if x.gpu == 1 and x.backend == "fa2" and x.case.name == "seed")
     assert other.status is CaseStatus.NOT_RUN
-    assert other.reason == "not run: fa2 crashed on GPU 0 NVIDIA H100 80GB HBM3 (sm_90)"
+    assert other.reason == "not run: fa2 crashed in this case on GPU 0 NVIDIA H100 80GB HBM3 (sm_90)"
+    # A case of the backend that never ran on GPU 1 for another reason (no result at all) says so too.
+    long = next(x for x in r.results if x.gpu == 1 and x.backend == "fa2" and x.case.name == "long")
+    assert long.reason == "not run: fa2 crashed on GPU 0 NVIDIA H100 80GB HBM3 (sm_90)"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from smoke_fakes import FAKE_RUNNER_HEAD
 
 from flashdoctor.actions.smoke import _runner
 from flashdoctor.actions.smoke.run import run_with_restarts
@@ -56,20 +57,10 @@ def test_warmup_threads_report_once_and_are_joined(monkeypatch: pytest.MonkeyPat
     assert done["elapsed_s"] >= 0
 
 
-FAKE_RUNNER = textwrap.dedent(
+FAKE_RUNNER = FAKE_RUNNER_HEAD + textwrap.dedent(
     """
-    import json, os, signal, sys
-    cfg = json.load(open(sys.argv[2]))
     with open(os.environ["CONFIGS_LOG"], "a") as fh:
         fh.write(json.dumps({"prewarm": cfg["prewarm"], "skip": cfg["skip"]}) + "\\n")
-    out = open(cfg["out"], "a")
-    def emit(event, **kw):
-        kw["event"] = event
-        kw["t"] = 0.0
-        out.write(json.dumps(kw) + "\\n")
-        out.flush()
-    emit("start")
-    emit("torch", version="2.13.0", import_s=0.1, cuda_available=True, device_count=1)
     emit("gpu", gpu=0, name="fake", capability="9.0", memory_gb=80)
     if cfg["prewarm"]:
         emit("prewarm_start", gpu=0, backend="sdpa-cudnn", cases=["seed"])

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from flashdoctor.actions.source_build.api import BuildOptions, build, plan_build
-from flashdoctor.actions.source_build.runner import LineProgress
 from flashdoctor.decide.source_build.plan import BuildRequest
+from flashdoctor.render.progress import LineProgress
 from tests.conftest import target_env
 from tests.test_build.fake_sdist import make_fake_sdist
 

@@ -7,7 +7,7 @@ import pytest
 from flashdoctor.decide.source_build.plan import (
     BuildRequest,
     fa2_layout,
-    fa3_units,
+    fa3_units_estimate,
     make_plan,
     map_arch,
     parse_unit,
@@ -199,7 +199,7 @@ def test_unknown_versions_are_refused_for_narrowed_builds_but_build_whole() -> N
         make_plan(target_env("h100"), BuildRequest(head_dims=(128,)), "2.6.3")
     assert exc.value.hint and "2.8.3.post2" in exc.value.hint
     whole = make_plan(target_env("h100"), BuildRequest(), "2.6.3")
-    assert not whole.edit_sources and whole.units == ()
+    assert not whole.edit_sources and whole.units == () and whole.units_from == "unknown"
     assert any("FLASH_ATTN_CUDA_ARCHS" in n for n in whole.notes)
 
 
@@ -213,10 +213,14 @@ def test_fa3_switches_and_offline_build() -> None:
     assert env["FLASH_ATTENTION_OFFLINE_BUILD"] == "1"
     for sw in ("BACKWARD", "FP8", "FP16", "HDIM64", "HDIM96", "HDIM192", "HDIM256", "SM80"):
         assert env[f"FLASH_ATTENTION_DISABLE_{sw}"] == "TRUE"
+    # No checkout read: the units the profile never calls are switched off too, the count is an estimate.
+    assert env["FLASH_ATTENTION_DISABLE_HDIMDIFF64"] == env["FLASH_ATTENTION_DISABLE_HDIMDIFF192"] == "TRUE"
     assert "FLASH_ATTENTION_DISABLE_HDIM128" not in env
     assert plan.label == "fd.sm90.hd128.bf16.nobackward.nofp8"
-    assert plan.unit_count < plan.default_unit_count
-    assert fa3_units((), (64, 96, 128, 192, 256), ("fp16", "bf16"), True) == 133
+    assert plan.units_from == "estimate" and plan.units == ()
+    assert any("the unit count is an estimate" in n for n in plan.notes)
+    assert plan.unit_count < plan.default_unit_count == 293
+    assert fa3_units_estimate((), (64, 96, 128, 192, 256), ("fp16", "bf16"), True) == 293
     with pytest.raises(UsageError, match="FA3 switches"):
         make_plan(target_env("h100"), BuildRequest(disable=("backward",)), "2.8.3.post2")
 

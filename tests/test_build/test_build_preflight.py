@@ -120,23 +120,55 @@ def test_unedited_sources_need_wheel_psutil_ninja_packages() -> None:
     assert "build-module-missing" in codes(preflight(env, edited, no_pip))
 
 
-def test_fa3_toolchain_download_and_unknown_switches() -> None:
+def test_fa3_toolchain_download_follows_the_checkouts_condition() -> None:
     env = target_env("h100")  # nvcc 13.0
     plan = make_plan(env, BuildRequest(variant="fa3", head_dims=(128,)), "3.0.0")
-    upstream = Fa3SetupFacts(
-        offline_switch=True,
-        toolchain_download=True,
-        switches=frozenset(
-            f"FLASH_ATTENTION_DISABLE_{s}" for s in ("HDIM64", "HDIM96", "HDIM192", "HDIM256", "SM80")
-        ),
+    switches = frozenset(
+        f"FLASH_ATTENTION_DISABLE_{s}"
+        for s in ("HDIM64", "HDIM96", "HDIM192", "HDIM256", "SM80", "HDIMDIFF64", "HDIMDIFF192")
     )
-    assert codes(fa3_preflight(env, plan, upstream)) == ["fa3-toolchain-download"]
+    main = Fa3SetupFacts(offline_switch=True, switches=switches, download_when=">=12.3,<13.0,!=12.8")
+    assert codes(fa3_preflight(env, plan, main)) == []  # nvcc 13.0: the system nvcc is used
+    at_126 = target_env("h100", nvcc="12.6", torch="2.8.0+cu126", torch_cuda="12.6")
+    assert codes(fa3_preflight(at_126, plan, main)) == ["fa3-toolchain-download"]
     at_128 = target_env("h100", nvcc="12.8", torch="2.8.0+cu128", torch_cuda="12.8")
-    assert codes(fa3_preflight(at_128, plan, upstream)) == []
-    old = Fa3SetupFacts(offline_switch=False, toolchain_download=True, switches=upstream.switches)
-    assert codes(fa3_preflight(env, plan, old)) == ["fa3-offline-switch-missing"]
-    nobwd = make_plan(env, BuildRequest(variant="fa3", disable=("backward",)), "3.0.0")
-    assert "fa3-switch-unknown" in codes(fa3_preflight(at_128, nobwd, upstream))
+    assert codes(fa3_preflight(at_128, plan, main)) == []
+    older = Fa3SetupFacts(offline_switch=True, switches=switches, download_when=">=12.3,!=12.8")
+    found = fa3_preflight(env, plan, older)
+    assert codes(found) == ["fa3-toolchain-download"]
+    assert ">=12.3,!=12.8" in found[0].message and "13.0" in found[0].message
+    no_switch = Fa3SetupFacts(offline_switch=False, switches=switches, download_when=">=12.3,!=12.8")
+    assert codes(fa3_preflight(env, plan, no_switch)) == ["fa3-offline-switch-missing"]
+    never = Fa3SetupFacts(offline_switch=False, switches=switches, download_when="")
+    assert fa3_preflight(env, plan, never) == []
+
+
+def test_fa3_toolchain_download_unreadable_or_nvcc_unknown_warns() -> None:
+    env = target_env("h100")
+    plan = make_plan(env, BuildRequest(variant="fa3", head_dims=(128,)), "3.0.0")
+    switches = frozenset(k for k in plan.env if k.startswith("FLASH_ATTENTION_DISABLE_"))
+    unread = Fa3SetupFacts(True, switches, download_when=None, download_problem="it calls it from a function")
+    found = fa3_preflight(env, plan, unread)
+    assert codes(found, Status.WARN) == ["fa3-toolchain-download"] and blocking(tuple(found)) == ()
+    assert "from a function" in found[0].message
+    no_nvcc = target_env("h100", nvcc=None)
+    main = Fa3SetupFacts(True, switches, download_when=">=12.3,<13.0,!=12.8")
+    assert codes(fa3_preflight(no_nvcc, plan, main), Status.WARN) == ["fa3-toolchain-download"]
+
+
+def test_fa3_switches_the_checkout_does_not_read() -> None:
+    env = target_env("h100")
+    upstream = frozenset(
+        f"FLASH_ATTENTION_DISABLE_{s}" for s in ("HDIM64", "HDIM96", "HDIM192", "HDIM256", "SM80")
+    )
+    facts = Fa3SetupFacts(offline_switch=True, switches=upstream, download_when="")
+    # A profile switch it does not read blocks; the HDIMDIFF economies it does not read are not set.
+    nobwd = make_plan(env, BuildRequest(variant="fa3", disable=("backward",)), "3.0.0", facts)
+    found = fa3_preflight(env, nobwd, facts)
+    assert codes(found) == ["fa3-switch-unknown"] and "BACKWARD" in found[0].message
+    hd128 = make_plan(env, BuildRequest(variant="fa3", head_dims=(128,)), "3.0.0", facts)
+    assert "FLASH_ATTENTION_DISABLE_HDIMDIFF64" not in hd128.env
+    assert fa3_preflight(env, hd128, facts) == []
 
 
 def test_codes_are_documented_and_distinct_from_check_codes() -> None:

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 
 from flashdoctor.actions.source_build.runner import (
-    LineProgress,
     Step,
     diagnose,
-    eta_seconds,
     first_error,
     parse_ninja_line,
     run_build,
 )
+from flashdoctor.render.progress import LineProgress
 from tests.conftest import target_env
 
 NVCC_LINE = (
@@ -36,12 +35,6 @@ def test_parse_ninja_lines() -> None:
     assert parse_ninja_line("[8/8] c++ -shared a.o b.o -o flash_attn_2_cuda.so") == Step(8, 8, None)
     for junk in ("building 'flash_attn_2_cuda' extension", "[9/8] x", "[0/0]", "see [1/2] below", "[a/b] x"):
         assert parse_ninja_line(junk) is None
-
-
-def test_eta() -> None:
-    assert eta_seconds(0, 7, 10.0) is None
-    assert eta_seconds(2, 8, 100.0) == pytest.approx(300.0)
-    assert eta_seconds(8, 8, 100.0) == 0.0
 
 
 PIP_FAILURE = textwrap.dedent(
@@ -217,3 +210,25 @@ def test_runner_oom_is_diagnosed_with_a_fix(fake: Path, tmp_path: Path) -> None:
 def test_runner_missing_command(tmp_path: Path) -> None:
     res = run_build([str(tmp_path / "no-such-python")], {}, tmp_path, tmp_path / "b.log")
     assert res.returncode == 127 and res.first_error is not None and "cannot start" in res.first_error.text
+
+
+@pytest.mark.system
+def test_runner_emits_started_steps_finished(fake: Path, tmp_path: Path) -> None:
+    from tests.test_build.test_build_fa3 import Recorder
+
+    ok, bad = Recorder(), Recorder()
+    run_build(
+        [sys.executable, str(fake), "ok"],
+        {"PATH": "/usr/bin:/bin"},
+        tmp_path,
+        tmp_path / "a.log",
+        ok,
+        expected_steps=4,
+    )
+    assert ok.events[0] == ("started", 4) and ok.events[-1] == ("finished", True)
+    assert ok.events[2] == ("step", 2, 4, "flash_fwd_hdim128_bf16_sm80.cu")
+    run_build(
+        [sys.executable, str(fake), "error"], {"PATH": "/usr/bin:/bin"}, tmp_path, tmp_path / "b.log", bad
+    )
+    assert bad.events[0] == ("started", None) and bad.events[-1] == ("finished", False)
+    assert [e[0] for e in bad.events].count("step") == 2

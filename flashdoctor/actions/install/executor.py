@@ -1,144 +1,59 @@
 """Carry out an install plan: fetch and verify, back up, install, verify again, or put everything back.
 
-    obtain wheel (wheelhouse -> cache -> mirror/network; sha256 + wheel contents checked)
-    -> refuse a wheel that needs another torch (nothing has changed yet)
-    -> lock the target environment, back up what will be replaced
+    read the target's state; lock the target environment (flashdoctor.actions.install.envlock)
+    -> restore what an install killed after its backup replaced; remove backups killed mid-way
+    -> obtain the wheel as a private copy (wheelhouse -> cache -> mirror/network; the sha256 and the
+       wheel's contents are checked on that copy, and pip is handed that copy, never a shared file)
+    -> refuse a wheel that needs another torch, or that ships files other distributions own
+       (flashdoctor.actions.install.ownership); nothing has changed yet
+    -> back up what will be replaced
     -> <installer> install --no-deps --force-reinstall -c <torch pin> WHEEL
     -> add missing dependencies with every installed distribution pinned (may only add)
     -> verify: version in the target, torch unchanged, import in a subprocess, smoke test on a GPU
     -> on any failure (or Ctrl-C): restore the backup, check the restore, report with a diagnosis
 
-The result is a value (InstallResult); rendering is elsewhere. Download failures come back as status
-"download-failed" (exit 4), failed-and-restored installs as "rolled-back" (exit 5).
+The result is a value (flashdoctor.model.install.InstallResult); rendering is elsewhere. Download
+failures come back as status "download-failed" (exit 4), failed-and-restored installs as "rolled-back"
+(exit 5), a wheel refused before anything changed (or a backup that could not be made) as "refused".
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
 from flashdoctor.actions.fetch import Artifact, FetchOptions, obtain
+from flashdoctor.actions.install.envlock import environment_lock
+from flashdoctor.actions.install.ownership import describe, foreign_files
 from flashdoctor.actions.install.pip import Installer, choose_installer, constraints_text, run_installer
 from flashdoctor.actions.install.rollback import (
     Backup,
+    BackupError,
+    clean_incomplete,
     discard,
     find_interrupted,
     make_backup,
     restore,
     same_version,
+    wheel_target_paths,
 )
 from flashdoctor.actions.net.download import DownloadError
 from flashdoctor.actions.wheelfile import missing_requirements, torch_conflict
-from flashdoctor.errors import (
-    EXIT_FAILED,
-    EXIT_INSTALL,
-    EXIT_NETWORK,
-    EXIT_OK,
-    FlashdoctorError,
-    InstallError,
-)
+from flashdoctor.errors import FlashdoctorError
 from flashdoctor.knowledge.variants import VARIANT_DIST, Variant
 from flashdoctor.model.environment import Environment
-from flashdoctor.model.plan import Plan, WheelRef
-from flashdoctor.probe.state import TargetState, read_state
-
-if TYPE_CHECKING:
-    from flashdoctor.decide.explain import Diagnosis
-
-Status = Literal["installed", "rolled-back", "restore-failed", "refused", "download-failed", "nothing-to-do"]
-
-
-@dataclass(frozen=True)
-class SmokeOutcome:
-    """What the smoke test (issue "smoke and bench") says about the freshly installed variant."""
-
-    ok: bool
-    summary: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-SmokeHook = Callable[[str, Mapping[str, str], Variant], SmokeOutcome]
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    ok: bool
-    detail: str
-    seconds: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "seconds": round(self.seconds, 3)}
-
-
-@dataclass(frozen=True)
-class InstallResult:
-    status: Status
-    variant: Variant
-    dist: str
-    message: str
-    wheel: WheelRef | None = None
-    origin: str | None = None  # wheelhouse | cache | download | local
-    sha256: str | None = None
-    sha256_from: str | None = None  # index | computed
-    previous: str | None = None  # version installed before
-    installed: str | None = None  # version installed after (the restored one after a rollback)
-    installer: str | None = None
-    steps: tuple[Step, ...] = ()
-    diagnoses: tuple[Diagnosis, ...] = ()
-    added: tuple[str, ...] = ()  # dependencies the install added
-    warnings: tuple[str, ...] = ()
-    smoke: SmokeOutcome | None = None
-    error: str | None = None  # the failure, verbatim (tail)
-    hint: str | None = None
-    log: str | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return {
-            "installed": EXIT_OK,
-            "nothing-to-do": EXIT_OK,
-            "download-failed": EXIT_NETWORK,
-            "rolled-back": EXIT_INSTALL,
-            "restore-failed": EXIT_INSTALL,
-            "refused": EXIT_INSTALL,
-        }.get(self.status, EXIT_FAILED)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "variant": self.variant,
-            "dist": self.dist,
-            "message": self.message,
-            "wheel": self.wheel.to_json() if self.wheel else None,
-            "origin": self.origin,
-            "sha256": self.sha256,
-            "sha256_from": self.sha256_from,
-            "previous": self.previous,
-            "installed": self.installed,
-            "installer": self.installer,
-            "steps": [s.to_json() for s in self.steps],
-            "diagnoses": [d.to_json() for d in self.diagnoses],
-            "added": list(self.added),
-            "warnings": list(self.warnings),
-            "smoke": None
-            if self.smoke is None
-            else {"ok": self.smoke.ok, "summary": self.smoke.summary, **self.smoke.details},
-            "error": self.error,
-            "hint": self.hint,
-            "log": self.log,
-            "exit_code": self.exit_code,
-        }
+from flashdoctor.model.install import InstallResult, SmokeHook, SmokeOutcome, Status, Step, digest_published
+from flashdoctor.model.plan import Plan
+from flashdoctor.probe.state import TargetState, read_owners, read_state
 
 
 @dataclass(frozen=True)
@@ -175,10 +90,6 @@ class _Steps:
         self._t = now
 
 
-def env_lock_key(prefix: str) -> str:
-    return "env-" + hashlib.sha256(os.path.abspath(prefix).encode()).hexdigest()[:16]
-
-
 def _log_path(ctx: InstallContext) -> Path | None:
     d = ctx.log_dir
     if d is None:
@@ -189,126 +100,152 @@ def _log_path(ctx: InstallContext) -> Path | None:
     return None
 
 
-def fetch_for_plan(plan: Plan, ctx: InstallContext) -> Artifact:
+def fetch_for_plan(plan: Plan, ctx: InstallContext, stage: Path | None = None) -> Artifact:
     assert plan.wheel is not None
-    return obtain(plan.wheel, ctx.fetch, ctx.environ, VARIANT_DIST[plan.variant])
+    return obtain(plan.wheel, ctx.fetch, ctx.environ, VARIANT_DIST[plan.variant], stage=stage)
 
 
 def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
     variant = plan.variant
     dist = VARIANT_DIST[variant]
-    steps = _Steps()
     if plan.action != "wheel" or plan.wheel is None:
         return InstallResult(
             "nothing-to-do", variant, dist, f"the plan is {plan.action!r}: no wheel to install"
         )
-    log = _log_path(ctx)
-    cache = ctx.fetch.cache
-    # The environment's directory from the interpreter's path as given: a venv's bin/python is a symlink
-    # to the base interpreter, so resolving it would make every venv of that Python share one lock.
-    env_dir = os.path.dirname(os.path.dirname(os.path.abspath(ctx.python)))
-    lock_key = env_lock_key(env_dir)
+    # The state names the environment (its prefix holds the lock); read ahead, it is trusted only if
+    # nothing was installed or removed by the time the lock is held.
+    state = _early_state(ctx.early_state) or read_state(ctx.python, ctx.environ, (dist,))
 
     def on_wait() -> None:
         if ctx.on_wait is not None:
             ctx.on_wait("another flashdoctor install into this environment is running; waiting for it")
 
-    with cache.lock(lock_key, on_wait=on_wait), ThreadPoolExecutor(max_workers=1) as pool:
-        warnings: list[str] = []
-        # An install into this environment that was killed after its backup left it half-changed: put
-        # back what that install replaced before anything else (the lock says it is not running).
-        interrupted = find_interrupted(cache.root / "backups", env_dir)
-        if interrupted:
-            failed = _recover(interrupted, ctx, steps, log, warnings, variant, dist)
-            if failed is not None:
-                return failed
-        # Reading the target (a subprocess) overlaps the fetch; nothing is changed before both are done.
-        f_state = _usable_early_state(ctx.early_state)
-        if f_state is None:
-            f_state = pool.submit(read_state, ctx.python, ctx.environ, (dist,))
-        try:
-            art = fetch_for_plan(plan, ctx)
-            if art.info.name != dist:
-                raise DownloadError(f"{plan.wheel.filename} is a wheel of {art.info.name}, not of {dist}")
-        except DownloadError as exc:
-            steps.add("fetch", False, exc.message)
-            return InstallResult(
-                "download-failed",
-                variant,
-                dist,
-                exc.message,
-                wheel=plan.wheel,
-                steps=tuple(steps.done),
-                warnings=tuple(warnings),
-                error=exc.message,
-                hint=exc.hint,
-                log=None,
-            )
-        steps.add("fetch", True, f"{art.origin}: {art.url}" + (" (resumed)" if art.resumed else ""))
-        if art.sha256_from == "computed":
-            warnings.append(
-                f"the index publishes no sha256 for {plan.wheel.filename}; computed from the verified download: {art.sha256}"
-            )
-        base = dict(
-            variant=variant,
-            dist=dist,
-            wheel=plan.wheel,
-            origin=art.origin,
-            sha256=art.sha256,
-            sha256_from=art.sha256_from,
-            log=str(log) if log else None,
-        )
-        state = f_state.result()
-        before = state.dist(dist)
-        previous = before.version if before else None
-        installer = choose_installer(state, ctx.environ, ctx.python)
-        base.update(previous=previous, installer=installer.describe())
-        conflict = torch_conflict(art.info, state.torch, state.markers)
-        if conflict:
-            steps.add("torch guard", False, conflict)
-            return InstallResult(
-                "refused",
-                message=conflict,
-                installed=previous,
-                steps=tuple(steps.done),
-                warnings=tuple(warnings),
-                hint="pick a wheel built for this torch (flashdoctor install --dry-run lists them) or build from source",
-                **base,  # type: ignore[arg-type]
-            )
-        if before is not None and not before.has_record:
-            msg = (
-                f"the installed {dist} {previous} has no RECORD file, so it cannot be backed up and restored"
-            )
-            steps.add("backup", False, msg)
-            return InstallResult(
-                "refused",
-                message=msg,
-                installed=previous,
-                steps=tuple(steps.done),
-                warnings=tuple(warnings),
-                hint=f"remove it with the tool that installed it ({before.installer or 'unknown'}), then run flashdoctor again",
-                **base,  # type: ignore[arg-type]
-            )
-        steps.add("torch guard", True, f"torch {state.torch} stays")
-        backup = make_backup(state, dist, art.info, cache.backup_dir(), environment=env_dir)
-        steps.add("backup", True, f"{len(backup.files)} files of {dist} {previous or '(none)'}")
-        try:
-            added, smoke, more_warnings = _install_and_verify(art, state, installer, ctx, steps, log)
-            warnings.extend(more_warnings)
-        except BaseException as exc:  # Ctrl-C too: restore, then let it propagate
-            return _roll_back(exc, backup, state, installer, ctx, steps, log, base, warnings)
-        discard(backup)
-        after = art.info.version
+    # The private directory the wheel is copied into (0700, this process's): what pip installs.
+    with (
+        environment_lock(state.prefix, on_wait=on_wait),
+        tempfile.TemporaryDirectory(prefix="flashdoctor-install-") as stage,
+    ):
+        if not state.is_current():
+            state = read_state(ctx.python, ctx.environ, (dist,))
+        return _locked(plan, ctx, state, Path(stage))
+
+
+def _locked(plan: Plan, ctx: InstallContext, state: TargetState, stage: Path) -> InstallResult:
+    assert plan.wheel is not None
+    variant = plan.variant
+    dist = VARIANT_DIST[variant]
+    steps = _Steps()
+    log = _log_path(ctx)
+    cache = ctx.fetch.cache
+    env_dir = state.prefix
+    warnings: list[str] = []
+    # An install into this environment that was killed after its backup left it half-changed: put
+    # back what that install replaced before anything else (the lock says it is not running).
+    interrupted = find_interrupted(cache.backups(), env_dir)
+    if interrupted:
+        failed = _recover(interrupted, ctx, steps, log, warnings, variant, dist)
+        if failed is not None:
+            return failed
+        state = read_state(ctx.python, ctx.environ, (dist,))
+    clean_incomplete(cache.backups(), env_dir)  # killed while backing up: nothing had changed
+    try:
+        art = fetch_for_plan(plan, ctx, stage)
+        if art.info.name != dist:
+            raise DownloadError(f"{plan.wheel.filename} is a wheel of {art.info.name}, not of {dist}")
+    except DownloadError as exc:
+        steps.add("fetch", False, exc.message)
         return InstallResult(
-            "installed",
-            message=f"{dist} {after} installed and verified",
-            installed=after,
+            "download-failed",
+            variant,
+            dist,
+            exc.message,
+            wheel=plan.wheel,
             steps=tuple(steps.done),
-            added=added,
             warnings=tuple(warnings),
-            smoke=smoke,
-            **base,  # type: ignore[arg-type]
+            error=exc.message,
+            hint=exc.hint,
+            log=None,
         )
+    steps.add("fetch", True, f"{art.origin}: {art.url}" + (" (resumed)" if art.resumed else ""))
+    if not digest_published(art.sha256_from):
+        warnings.append(
+            f"no published sha256 for {plan.wheel.filename}: sha256 recorded (no published digest) "
+            f"from what arrived: {art.sha256}"
+        )
+    base: dict[str, Any] = dict(
+        variant=variant,
+        dist=dist,
+        wheel=plan.wheel,
+        origin=art.origin,
+        sha256=art.sha256,
+        sha256_from=art.sha256_from,
+        log=str(log) if log else None,
+    )
+    before = state.dist(dist)
+    previous = before.version if before else None
+    installer = choose_installer(state, ctx.environ, ctx.python)
+    base.update(previous=previous, installer=installer.describe())
+
+    def refused(step: str, message: str, hint: str) -> InstallResult:
+        steps.add(step, False, message)
+        return InstallResult(
+            "refused",
+            message=message,
+            installed=previous,
+            steps=tuple(steps.done),
+            warnings=tuple(warnings),
+            hint=hint,
+            **base,
+        )
+
+    conflict = torch_conflict(art.info, state.torch, state.markers)
+    if conflict:
+        return refused(
+            "torch guard",
+            conflict,
+            "pick a wheel built for this torch (flashdoctor install --dry-run lists them) or build from source",
+        )
+    clashes = foreign_files(
+        dist,
+        read_owners(ctx.python, ctx.environ, wheel_target_paths(art.info, state), str(stage)),
+        state.purelib,
+    )
+    if clashes:
+        return refused(
+            "file guard",
+            describe(dist, art.info.filename, clashes),
+            "use a wheel from the official source, or one flashdoctor built; report the wheel to whoever published it",
+        )
+    if before is not None and not before.has_record:
+        return refused(
+            "backup",
+            f"the installed {dist} {previous} has no RECORD file, so it cannot be backed up and restored",
+            f"remove it with the tool that installed it ({before.installer or 'unknown'}), then run flashdoctor again",
+        )
+    steps.add("torch guard", True, f"torch {state.torch} stays; no file of another distribution replaced")
+    try:
+        backup = make_backup(state, dist, art.info, cache.backup_dir(), environment=env_dir)
+    except BackupError as exc:
+        return refused("backup", exc.message, exc.hint or "")
+    steps.add("backup", True, f"{len(backup.files)} files of {dist} {previous or '(none)'}")
+    try:
+        added, smoke, more_warnings = _install_and_verify(art, state, installer, ctx, steps, log)
+        warnings.extend(more_warnings)
+    except BaseException as exc:  # Ctrl-C too: restore, then let it propagate
+        return _roll_back(exc, backup, state, installer, ctx, steps, log, base, warnings)
+    discard(backup)
+    after = art.info.version
+    checked = "import" + (" and smoke test" if smoke is not None and smoke.ok else "")
+    return InstallResult(
+        "installed",
+        message=f"{dist} {after} installed ({checked} passed)",
+        installed=after,
+        steps=tuple(steps.done),
+        added=added,
+        warnings=tuple(warnings),
+        smoke=smoke,
+        **base,
+    )
 
 
 def _recover(
@@ -362,15 +299,14 @@ def _recover(
     return None
 
 
-def _usable_early_state(early: Future[TargetState] | None) -> Future[TargetState] | None:
-    """The state read ahead, if it read without error and nothing was installed or removed since."""
+def _early_state(early: Future[TargetState] | None) -> TargetState | None:
+    """The state read ahead, if it read without error (under the lock it is used only while current)."""
     if early is None:
         return None
     try:
-        state = early.result()
-    except Exception:  # read again under the lock, where an error is reported as usual
+        return early.result()
+    except Exception:  # read again, where an error is reported as usual
         return None
-    return early if state.is_current() else None
 
 
 def _install_and_verify(
@@ -530,4 +466,4 @@ def _roll_back(
     )
 
 
-__all__ = ["InstallContext", "InstallError", "InstallResult", "SmokeHook", "SmokeOutcome", "Step", "execute"]
+__all__ = ["InstallContext", "execute"]

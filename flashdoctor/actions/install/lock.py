@@ -4,8 +4,9 @@
         --hash=sha256:<64 hex>
 
 `pip install --require-hashes -r FILE` then installs exactly that file or fails. Where the wheel index has no
-sha256 for the wheel, the digest is computed from a verified download (the file is fetched into the cache and
-checked to be a wheel of the right distribution) and the file says so.
+sha256 for the wheel, the digest is recorded from the download (the file is fetched into the cache and checked
+to be a wheel of the right distribution) and the file says so: "sha256 recorded (no published digest)", never
+"verified" (flashdoctor.model.install.digest_wording).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from flashdoctor import __version__
 from flashdoctor.knowledge.variants import VARIANT_DIST, Variant
 from flashdoctor.model.environment import Environment
+from flashdoctor.model.install import digest_published, digest_wording
 from flashdoctor.model.plan import WheelRef
 
 
@@ -41,6 +43,7 @@ class LockEntry:
             "url": self.wheel.url,
             "sha256": self.sha256,
             "sha256_from": self.sha256_from,
+            "sha256_check": digest_wording(self.sha256_from),
             "requirement": f"{self.dist} @ {self.wheel.url} --hash=sha256:{self.sha256}",
         }
 
@@ -55,9 +58,12 @@ def lock_text(entries: list[LockEntry], env: Environment, source: str) -> str:
         "# (flashdoctor itself installs with --no-deps so that torch is never touched; add --no-deps to match it.)",
     ]
     for e in entries:
-        if e.sha256_from == "computed":
+        if digest_published(e.sha256_from):
+            lines.append(f"# {e.wheel.filename}: {digest_wording(e.sha256_from)}.")
+        else:
             lines.append(
-                f"# {e.wheel.filename}: the wheel index publishes no sha256; this one was computed from a verified download."
+                f"# {e.wheel.filename}: {digest_wording(e.sha256_from)}: the wheel index publishes no sha256, "
+                "so this one is the digest of the download."
             )
     lines += [e.line() for e in entries]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,10 @@
-"""Between the plan and the executor: plan files, local builds from a wheelhouse, the smoke hook.
+"""Between the plan and the executor: plan files, what is already here, the smoke hook.
+
+Install resolution prefers what is already here (issue 16): before anything is downloaded — in the dry
+run and for real — a plan whose wheel is already in a wheelhouse or the download cache is kept and says
+so, and otherwise a build in a wheelhouse (--wheelhouse, or the default one `flashdoctor build` stores
+into) that serves this machine (flashdoctor.actions.wheelhouse.serves: same fingerprint, a profile that
+covers the request) replaces a download or a new build, with the reason in the plan's ``reasons``.
 
 Pure except for reading the files it is pointed at.
 """
@@ -10,11 +16,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flashdoctor.actions.install.executor import SmokeHook, SmokeOutcome
-from flashdoctor.actions.wheelhouse import Wheelhouse
+from packaging.specifiers import SpecifierSet
+
+from flashdoctor.actions.cache import WheelCache
+from flashdoctor.actions.wheelhouse import BuiltWheel, Request, Wheelhouse, best
 from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.profiles import parse_archs, parse_dtypes, parse_head_dims
 from flashdoctor.knowledge.variants import VARIANTS, Variant
 from flashdoctor.model.environment import Environment
+from flashdoctor.model.install import SmokeHook, SmokeOutcome
 from flashdoctor.model.plan import Plan, WheelRef
 
 
@@ -62,21 +72,94 @@ def plan_from_json(doc: Any, where: str = "plan") -> Plan:
     )
 
 
-def with_local_build(plan: Plan, env: Environment, wheelhouses: list[Wheelhouse]) -> tuple[Plan, list[str]]:
-    """When no index wheel fits (action "build") but a wheelhouse holds a flashdoctor-built wheel whose
-    fingerprint fits ``env``, install that instead of building. Returns the plan and notes on the local
-    builds that did not fit (why)."""
-    notes: list[str] = []
-    if plan.action != "build":
-        return plan, notes
+def _already_here(ref: WheelRef, wheelhouses: list[Wheelhouse], cache: WheelCache | None) -> str | None:
     for wh in wheelhouses:
-        best, rejected = wh.best_build(env, plan.variant)
-        for name, why in rejected:
-            notes.append(f"{name} in {wh.root} does not fit: {'; '.join(why)}")
-        if best is not None:
-            reason = f"a matching local build is in the wheelhouse: {best.path} (profile {best.fingerprint.get('profile')})"
-            return replace(plan, action="wheel", wheel=best.ref(), reasons=(*plan.reasons, reason)), notes
-    return plan, notes
+        if wh.find(ref.filename) is not None:
+            return f"the wheelhouse {wh.root}"
+    if cache is not None and cache.has(ref.sha256, ref.url, ref.filename):
+        return "the download cache"
+    return None
+
+
+def _rejections(rejected: list[tuple[BuiltWheel, list[str]]]) -> list[str]:
+    return [
+        f"{bw.filename} in {bw.path.parent.parent} does not fit: {'; '.join(why)}" for bw, why in rejected
+    ]
+
+
+def _local_reason(bw: BuiltWheel, what: str) -> str:
+    return (
+        f"a matching local build is already here ({what}): {bw.path} "
+        f"(profile {bw.fingerprint.profile or 'unknown'}); nothing to download"
+    )
+
+
+def resolve_local(
+    plan: Plan,
+    env: Environment,
+    wheelhouses: list[Wheelhouse],
+    cache: WheelCache | None = None,
+    versions: SpecifierSet | None = None,
+    reviewed: bool = False,
+) -> tuple[Plan, list[str]]:
+    """Prefer what is already here (module docstring). A ``reviewed`` plan (install --plan FILE, lock)
+    keeps its wheel; only its action "build" may become a local build. Returns the plan and notes on the
+    local builds that do not serve this machine (why)."""
+    notes: list[str] = []
+    if plan.action not in ("wheel", "build"):
+        return plan, notes
+    if plan.action == "wheel":
+        if reviewed or plan.wheel is None:
+            return plan, notes
+        where = _already_here(plan.wheel, wheelhouses, cache)
+        if where is not None:
+            reason = f"already here: {plan.wheel.filename} is in {where}; nothing to download"
+            return replace(plan, reasons=(*plan.reasons, reason)), notes
+    found, rejected = best(wheelhouses, Request.for_environment(env, plan.variant, versions=versions))
+    notes.extend(_rejections(rejected))
+    if found is None:
+        return plan, notes
+    instead = "instead of a download" if plan.action == "wheel" else "instead of a build"
+    alternatives = (plan.wheel, *plan.alternatives) if plan.wheel is not None else plan.alternatives
+    return replace(
+        plan,
+        action="wheel",
+        wheel=found.ref(),
+        alternatives=alternatives,
+        reasons=(*plan.reasons, _local_reason(found, instead)),
+    ), notes
+
+
+def with_local_build(plan: Plan, env: Environment, wheelhouses: list[Wheelhouse]) -> tuple[Plan, list[str]]:
+    """When a reviewed plan says "build" (no index wheel fits) but a wheelhouse holds a build that serves
+    ``env``, install that instead of building (resolve_local with ``reviewed``)."""
+    return resolve_local(plan, env, wheelhouses, reviewed=True)
+
+
+def local_build_for_source(
+    env: Environment,
+    variant: Variant,
+    wheelhouses: list[Wheelhouse],
+    arch: str | None = None,
+    head_dims: str | None = None,
+    dtypes: str | None = None,
+) -> tuple[Plan | None, list[str]]:
+    """`install --from-source`: a build already here that covers the request (--arch, else the GPUs;
+    --head-dims and --dtypes when given) is installed instead of planning a new build. Returns its plan
+    (None: build) and notes on the builds that do not cover it."""
+    req = Request.for_environment(
+        env,
+        variant,
+        archs=parse_archs(arch) if arch else None,
+        head_dims=parse_head_dims(head_dims) if head_dims else None,
+        dtypes=parse_dtypes(dtypes) if dtypes else None,
+    )
+    found, rejected = best(wheelhouses, req)
+    notes = _rejections(rejected)
+    if found is None:
+        return None, notes
+    reason = _local_reason(found, "no new build; `flashdoctor build --rebuild` builds again")
+    return Plan(action="wheel", variant=variant, wheel=found.ref(), reasons=(reason,)), notes
 
 
 def smoke_hook() -> SmokeHook:

@@ -11,25 +11,38 @@ distribution's version in the target interpreter.
 
 A file-level backup restores the previous state even when its wheel is nowhere to be found (a source
 build, a wheel installed from a since-deleted URL), which "reinstall the old wheel from the cache" cannot.
+
+A backup directory holds ``owner.json`` (the environment, the pid) from its first moment and
+``manifest.json`` from its last: a backup that fails (a full disk) is removed at once and reported; one
+without a manifest that a killed install left behind is removed by the next install into that
+environment (``clean_incomplete``, under the environment's lock, so none of its installs is running).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from flashdoctor.actions.cache import atomic_write_bytes, sha256_file
+from flashdoctor.actions.cache import atomic_write_bytes, copy_new, read_bounded, sha256_file
 from flashdoctor.actions.install.pip import Installer, run_installer
 from flashdoctor.actions.wheelfile import WheelInfo
+from flashdoctor.errors import InstallError
 from flashdoctor.probe.state import TargetState, read_state
+
+OWNER = "owner.json"
+UNOWNED_STALE_S = 86400.0  # an incomplete backup that names no environment (an older flashdoctor's)
+
+
+class BackupError(InstallError):
+    """The backup could not be made (a full disk); nothing was changed and nothing is left behind."""
 
 
 @dataclass(frozen=True)
@@ -102,26 +115,37 @@ class RestoreResult:
 
 
 def wheel_target_paths(wheel: WheelInfo, state: TargetState) -> list[str]:
-    """Where the wheel's files land in the target (purelib for root files, scripts dir for scripts)."""
+    """Where the wheel's files land in the target (purelib for root files, scripts dir for scripts, the
+    prefix for data files)."""
     out = [os.path.normpath(os.path.join(state.purelib, f)) for f in wheel.root_files]
     out += [os.path.normpath(os.path.join(state.scripts, f)) for f in wheel.script_files]
+    out += [os.path.normpath(os.path.join(state.prefix, f)) for f in wheel.data_files]
     return out
-
-
-def _copy_hashed(src: str, dst: Path) -> str:
-    h = hashlib.sha256()
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
-        for block in iter(lambda: fi.read(1 << 20), b""):
-            h.update(block)
-            fo.write(block)
-        fo.flush()
-        os.fsync(fo.fileno())
-    shutil.copystat(src, dst)
-    return h.hexdigest()
 
 
 def make_backup(
     state: TargetState, dist: str, wheel: WheelInfo | None, root: Path, environment: str | None = None
+) -> Backup:
+    """Copy what the install will replace into ``root`` (a new directory). Raises BackupError, with
+    ``root`` removed, when that fails."""
+    try:
+        atomic_write_bytes(
+            root / OWNER, json.dumps({"environment": environment, "pid": os.getpid()}).encode()
+        )
+        return _make_backup(state, dist, wheel, root, environment)
+    except OSError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        installed = state.dist(dist)
+        what = f"{dist} {installed.version}" if installed else f"the files {dist} would replace"
+        raise BackupError(
+            f"cannot back up {what} before replacing it: {exc.strerror or exc}; nothing was changed",
+            hint=f"free disk space where flashdoctor keeps backups ({root.parent}), or point "
+            "FLASHDOCTOR_CACHE_DIR at a disk with room",
+        ) from None
+
+
+def _make_backup(
+    state: TargetState, dist: str, wheel: WheelInfo | None, root: Path, environment: str | None
 ) -> Backup:
     installed = state.dist(dist)
     paths: list[str] = list(installed.files) if installed else []
@@ -141,7 +165,8 @@ def make_backup(
     saved = []
     for i, p in enumerate(dict.fromkeys(paths)):
         stored = f"files/{i:06d}"
-        sha = _copy_hashed(p, root / stored)
+        copy, sha = copy_new(Path(p), root / "files", f"{i:06d}", mode=0o600)
+        shutil.copystat(p, copy)
         saved.append(SavedFile(path=p, stored=stored, sha256=sha, mode=os.stat(p).st_mode & 0o7777))
     b = Backup(
         dist=dist,
@@ -179,6 +204,36 @@ def find_interrupted(backups: Path, environment: str) -> list[Backup]:
         if b.environment == environment:
             found.append(b)
     return found
+
+
+def clean_incomplete(backups: Path, environment: str, now: float | None = None) -> list[str]:
+    """Remove the backups without a manifest that an install into ``environment`` left behind when it
+    was killed while backing up (nothing had changed yet), and those that name no environment and are
+    older than a day. Call it holding the environment's lock. Returns the names removed."""
+    removed: list[str] = []
+    now = time.time() if now is None else now
+    try:
+        dirs = sorted(p for p in backups.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return removed
+    for d in dirs:
+        if (d / "manifest.json").exists():
+            continue
+        try:
+            owner = json.loads(read_bounded(d / OWNER, 1 << 16).decode("utf-8")).get("environment")
+        except (OSError, ValueError, AttributeError):
+            owner = None
+            try:
+                if now - os.lstat(d).st_mtime < UNOWNED_STALE_S:
+                    continue
+            except OSError:
+                continue
+        else:
+            if owner != environment:
+                continue  # another environment's, perhaps being written right now
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d.name)
+    return removed
 
 
 def _sha(path: str) -> str | None:

@@ -20,13 +20,16 @@ from flashdoctor.model.plan import Plan
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from packaging.specifiers import SpecifierSet
+
+    from flashdoctor.actions.cache import WheelCache
     from flashdoctor.actions.fetch import FetchOptions
-    from flashdoctor.actions.install.executor import InstallResult
     from flashdoctor.actions.install.lock import LockEntry
     from flashdoctor.actions.net.download import Progress
-    from flashdoctor.actions.source_build.api import BuildOptions, BuildOutcome
-    from flashdoctor.actions.source_build.runner import ProgressSink
+    from flashdoctor.actions.source_build.api import BuildOptions
     from flashdoctor.actions.wheelhouse import Wheelhouse
+    from flashdoctor.model.build import BuildOutcome, BuildProgress
+    from flashdoctor.model.install import InstallResult
     from flashdoctor.probe.state import TargetState
 
 
@@ -36,7 +39,7 @@ def select_plan(
     variant: Variant,
     *,
     plan_file: str | None,
-    version_spec: str | None,
+    version_spec: SpecifierSet | None,
     allow_community: bool,
     index_path: str | None,
     environ: Mapping[str, str],
@@ -46,21 +49,33 @@ def select_plan(
         from flashdoctor.actions.install.prepare import load_plan
 
         return load_plan(plan_file)
-    from flashdoctor.decide.wheels import make_plan, parse_version_spec
+    from flashdoctor.decide.wheels import make_plan
 
-    spec = parse_version_spec(version_spec)
     index = inputs.load_wheel_index(index_path, environ)
-    return make_plan(env, variant, index, version_spec=spec, allow_community=allow_community)
+    return make_plan(env, variant, index, version_spec=version_spec, allow_community=allow_community)
 
 
 def resolve_plan(
-    env: Environment, variant: Variant, houses: list[Wheelhouse], **selection: Any
+    env: Environment,
+    variant: Variant,
+    houses: list[Wheelhouse],
+    *,
+    version_spec: str | None,
+    cache: WheelCache | None = None,
+    lock: bool = False,
+    **selection: Any,
 ) -> tuple[Plan, list[str]]:
-    """select_plan, then a matching local build from the wheelhouses where no index wheel fits; the
-    notes say why the local builds that did not fit were passed over."""
-    from flashdoctor.actions.install.prepare import with_local_build
+    """select_plan, then what is already here (prepare.resolve_local: a wheel in a wheelhouse or the
+    cache, a local build that serves this machine); ``lock`` keeps the planned wheel (a reviewed plan).
+    The notes say why the local builds that do not serve this machine were passed over."""
+    from flashdoctor.actions.install.prepare import resolve_local, with_local_build
+    from flashdoctor.decide.wheels import parse_version_spec
 
-    return with_local_build(select_plan(env, variant, **selection), env, houses)
+    spec = parse_version_spec(version_spec)
+    plan = select_plan(env, variant, version_spec=spec, **selection)
+    if lock:
+        return with_local_build(plan, env, houses)
+    return resolve_local(plan, env, houses, cache, spec, reviewed=bool(selection["plan_file"]))
 
 
 # -- where wheels come from -----------------------------------------------------------------------------
@@ -132,6 +147,20 @@ def install(
 
 
 # -- source builds (`build` and `install --from-source`) -------------------------------------------------
+def local_build_for_source(
+    env: Environment,
+    variant: Variant,
+    houses: list[Wheelhouse],
+    arch: str | None,
+    head_dims: str | None,
+    dtypes: str | None,
+) -> tuple[Plan | None, list[str]]:
+    """`install --from-source`: a build already in a wheelhouse that covers the request, else None."""
+    from flashdoctor.actions.install import prepare
+
+    return prepare.local_build_for_source(env, variant, houses, arch, head_dims, dtypes)
+
+
 def check_buildable(variant: Variant) -> None:
     if not variant_info(variant).needs_nvcc:
         raise UsageError(
@@ -147,7 +176,7 @@ def source_build(
     *,
     plan_only: bool,
     probe_tools: bool,
-    progress: ProgressSink,
+    progress: BuildProgress,
     say: Callable[[str], Any],
 ) -> BuildOutcome:
     """The build plan (``plan_only``: nothing downloaded or built) or the build; ``probe_tools``: look at

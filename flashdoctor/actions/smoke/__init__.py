@@ -12,9 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from flashdoctor.actions.smoke.run import run_with_restarts, sdpa_names
 from flashdoctor.decide.smoke.bench import BenchReport, judge_bench
+from flashdoctor.decide.smoke.classify import covered_dtypes, not_compiled
 from flashdoctor.decide.smoke.judge import judge_smoke
-from flashdoctor.model.cases import Case, normalise_backends, smoke_cases
+from flashdoctor.knowledge.backends import variant_imports
+from flashdoctor.model.cases import FALLBACK, Case, normalise_backends, smoke_cases
 from flashdoctor.model.smoke import CaseStatus, SmokeReport
+from flashdoctor.probe import interp_probe
+from flashdoctor.probe.interpreter import TargetScriptError
 
 SMOKE_TIMEOUT_S = 300.0  # FA4 JIT-compiles each kernel on first use: minutes, not seconds
 BENCH_TIMEOUT_S = 600.0
@@ -43,6 +47,7 @@ def run_smoke(
     repeats: int = 5,
     input_checks: bool = True,
     prewarm: bool = True,
+    versions: Mapping[str, str | None] | None = None,
 ) -> SmokeReport:
     """Smoke-test every installed variant and PyTorch's SDPA backends in the interpreter ``python``.
 
@@ -52,7 +57,9 @@ def run_smoke(
     visible one). ``device="cpu"`` is the testing mode (toy shapes, CPU torch). ``prewarm`` compiles
     cuDNN's attention kernels in background threads while the set-up and the fallback run (README "Smoke
     test"); it changes how long the smoke takes, not what it checks. Never raises for what
-    the target interpreter does: crashes and timeouts are findings in the report.
+    the target interpreter does: crashes and timeouts are findings in the report. ``versions`` (variant
+    -> installed version; read from the target interpreter when not given) tells which cases a minimal
+    build does not cover (its local version label): those are reported as not compiled, never called.
 
     Raises ValueError for an unknown backend name, flashdoctor.errors.UsageError for a --gpu that
     torch does not see.
@@ -62,11 +69,9 @@ def run_smoke(
     cases = tuple(cases) if cases is not None else smoke_cases(device)
     config = {
         "mode": "smoke",
+        **_common_config(python, environ, backends, cases, versions),
         "device": device,
         "gpu": gpu,
-        "backends": list(backends),
-        "sdpa_names": sdpa_names(backends),
-        "cases": [c.to_json() for c in cases],
         "check": True,
         "profile": True,
         "input_checks": input_checks,
@@ -98,18 +103,18 @@ def run_bench(
     stall_timeout: float | None = STALL_TIMEOUT_S,
     repeats: int = 10,
     backward: bool = True,
+    versions: Mapping[str, str | None] | None = None,
 ) -> BenchReport:
     """Time ``case`` on every available backend (forward, forward+backward, peak memory) and measure
-    the GPU's bf16 matmul peak. One GPU: ``gpu`` or GPU 0."""
+    the GPU's bf16 matmul peak first, on a quiet GPU. One GPU: ``gpu`` or GPU 0. A minimal build that
+    does not cover ``case`` is reported as not compiled, never called (see run_smoke's ``versions``)."""
     requested = None if backends is None else list(backends)
     names = normalise_backends(requested)
     config = {
         "mode": "bench",
+        **_common_config(python, environ, names, (case,), versions),
         "device": device,
         "gpu": 0 if gpu is None and device == "cuda" else gpu,
-        "backends": list(names),
-        "sdpa_names": sdpa_names(names),
-        "cases": [case.to_json()],
         "check": False,
         "profile": False,
         "input_checks": False,
@@ -128,6 +133,40 @@ def run_bench(
         requested=requested,
         elapsed_s=elapsed,
     )
+
+
+def _common_config(
+    python: str,
+    environ: Mapping[str, str],
+    backends: Sequence[str],
+    cases: Sequence[Case],
+    versions: Mapping[str, str | None] | None,
+) -> dict[str, object]:
+    """What the runner is told by flashdoctor's registry: the backends and how to call them, where the
+    variants live, and which cases each installed build does not cover."""
+    if versions is None:
+        versions = installed_versions(python, environ)
+    return {
+        "backends": list(backends),
+        "fallback": FALLBACK,
+        "sdpa_names": sdpa_names(backends),
+        "variants": variant_imports(),
+        "cases": [c.to_json() for c in cases],
+        "not_compiled": not_compiled(backends, cases, versions),
+        "input_dtypes": {
+            b: list(d) for b in backends if (d := covered_dtypes(b, versions.get(b))) is not None
+        },
+    }
+
+
+def installed_versions(python: str, environ: Mapping[str, str]) -> dict[str, str | None]:
+    """Variant -> the version installed in ``python`` (read from its files, nothing imported: ~0.1 s).
+    Empty when the interpreter cannot say; the runner then reports whatever is wrong with it."""
+    try:
+        data = interp_probe(python, environ)
+    except TargetScriptError:
+        return {}
+    return {str(f["variant"]): f.get("version") for f in data.get("flash") or () if f.get("variant")}
 
 
 def _run(

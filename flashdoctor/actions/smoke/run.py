@@ -2,28 +2,36 @@
 
 The runner appends one JSON event a line to a file, flushed after each, so whatever it measured before
 a segfault or a timeout is kept. When it dies (a signal, or an exit without its "done" event), the case
-in flight is recorded as a crash (or timeout) of its backend, and a fresh runner continues with that
-backend left out — one broken variant cannot hide the others' results. This module starts processes;
-the decisions about the events are in ``judge`` (smoke) and ``bench``.
+in flight is recorded as a crash (or timeout), and a fresh runner continues: after a crash in one case,
+with that case left out (the backend's other cases still run: one uncovered input must not hide what
+the build does cover); after a hang, or after a backend's second crashed case, with the backend left out
+— one broken variant cannot hide the others' results. The process itself is started and stopped by the
+probe layer's target-script runner (probe.interpreter); the decisions about the events are in
+``decide.smoke`` (judge, bench).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from flashdoctor.model.cases import backend_info
-from flashdoctor.probe.system import signal_name
+from flashdoctor.probe.interpreter import (
+    TargetScriptError,
+    exit_signal,
+    read_tail,
+    script_file,
+    start,
+    stop,
+)
 
-MAX_RUNS = 4  # the first run plus up to three restarts after crashes
+MAX_RUNS = 6  # the first run plus up to five restarts after crashes
+MAX_CASE_CRASHES = 2  # a backend whose second case crashes too is left out (each restart costs an import)
 MIN_RESTART_S = 5.0  # no restart when less time than this is left
 
 
@@ -38,6 +46,7 @@ class RunnerRun:
     stderr_tail: str
     elapsed_s: float
     stalled: bool = False  # killed for making no progress (not for the overall limit)
+    limit_s: float | None = None  # the time this run was given (what was left of the budget)
 
 
 def read_events(path: str) -> list[dict[str, Any]]:
@@ -60,10 +69,7 @@ def read_events(path: str) -> list[dict[str, Any]]:
 def _tail(path: str, limit: int = 4000) -> str:
     try:
         with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            return fh.read().decode("utf-8", errors="replace")
+            return read_tail(fh, limit)
     except OSError:
         return ""
 
@@ -89,42 +95,35 @@ def run_runner(
     with open(cfg_path, "w", encoding="utf-8") as fh:
         json.dump({**config, "out": events_path}, fh)
     open(events_path, "w").close()
-    script = resources.files("flashdoctor.actions.smoke").joinpath("_runner.py")
     t0 = time.monotonic()
     timed_out = stalled = False
-    with resources.as_file(script) as path, open(out_path, "wb") as out, open(err_path, "wb") as err:
+    runner = script_file("flashdoctor.actions.smoke", "_runner.py")
+    with runner as path, open(out_path, "wb") as out, open(err_path, "wb") as err:
         try:
-            # A session of its own, so that a timeout kills whatever the runner started too (FA4's
-            # JIT compiler, a ptxas).
-            proc = subprocess.Popen(
-                [python, str(path), cfg_path],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                env=dict(environ),
-                start_new_session=True,
+            proc = start(
+                python, [str(path), cfg_path], environ, stdout=out, stderr=err, what="the smoke runner"
             )
-        except OSError as exc:
-            return RunnerRun((), 127, False, "", f"cannot run {python}: {exc}", 0.0)
+        except TargetScriptError as exc:
+            return RunnerRun((), 127, False, "", str(exc), 0.0, limit_s=timeout)
         last_size, last_progress = 0, t0
-        while proc.poll() is None:
-            now = time.monotonic()
-            try:
-                size = os.path.getsize(events_path)
-            except OSError:
-                size = last_size
-            if size != last_size:
-                last_size, last_progress = size, now
-            stalled = stall_timeout is not None and now - last_progress > stall_timeout
-            if now - t0 > timeout or stalled:
-                timed_out = True
+        try:
+            while proc.poll() is None:
+                now = time.monotonic()
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    proc.kill()
-                proc.wait()
-                break
-            time.sleep(0.05)
+                    size = os.path.getsize(events_path)
+                except OSError:
+                    size = last_size
+                if size != last_size:
+                    last_size, last_progress = size, now
+                stalled = stall_timeout is not None and now - last_progress > stall_timeout
+                if now - t0 > timeout or stalled:
+                    timed_out = True
+                    stop(proc)  # with whatever it started (FA4's JIT compiler, a ptxas)
+                    break
+                time.sleep(0.05)
+        except BaseException:  # Ctrl-C: the runner is in a session of its own and would outlive us
+            stop(proc)
+            raise
     return RunnerRun(
         events=tuple(read_events(events_path)),
         returncode=proc.returncode,
@@ -133,6 +132,7 @@ def run_runner(
         stderr_tail=_tail(err_path),
         elapsed_s=time.monotonic() - t0,
         stalled=stalled,
+        limit_s=timeout,
     )
 
 
@@ -180,26 +180,37 @@ def run_with_restarts(
     timeout: float,
     stall_timeout: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the runner until it finishes, restarting it without the backend that crashed or hung.
+    """Run the runner until it finishes, restarting it without what crashed or hung.
 
     ``timeout`` bounds the whole (all runs); ``stall_timeout`` bounds one call (no event for that
-    long): a backend that hangs is recorded as a timeout and the others still run.
+    long): a backend that hangs is recorded as a timeout and the others still run. A crash in one case
+    leaves that case out of the next run (the backend's other cases still run); a backend whose cases
+    crash MAX_CASE_CRASHES times, or that hangs, or that crashes outside a case, is left out.
 
     Returns every event of every run plus the orchestrator's own: "run" (one per process), "crash" /
-    "timeout" (what was in flight when a run died) and "runner_failed" (a death with nothing in flight).
+    "timeout" (what was in flight when a run died; ``timeout_s`` is the limit that run had, ``budget_s``
+    the whole) and "runner_failed" (a death with nothing in flight).
     """
     deadline = time.monotonic() + timeout
     skip: list[list[Any]] = [list(s) for s in config.get("skip", [])]
+    skip_cases: list[list[Any]] = [list(s) for s in config.get("skip_cases", [])]
     skip_variants: list[str] = list(config.get("skip_variants", []))
     prewarm: list[str] = list(config.get("prewarm", []))
+    crashed_cases: dict[str, int] = {}
     all_events: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="flashdoctor-smoke-") as workdir:
         for attempt in range(MAX_RUNS):
             left = deadline - time.monotonic()
-            cfg = {**config, "skip": skip, "skip_variants": skip_variants, "prewarm": prewarm}
+            cfg = {
+                **config,
+                "skip": skip,
+                "skip_cases": skip_cases,
+                "skip_variants": skip_variants,
+                "prewarm": prewarm,
+            }
             run = run_runner(python, environ, cfg, left, workdir, stall_timeout)
             all_events.extend(run.events)
-            sig = signal_name(run.returncode)
+            sig = exit_signal(run.returncode)
             all_events.append(
                 {
                     "event": "run",
@@ -256,27 +267,49 @@ def run_with_restarts(
                     "returncode": run.returncode,
                     "rc": run.returncode,
                     "signal": sig,
-                    "timeout_s": round(stall_timeout if run.stalled and stall_timeout else timeout, 1),
+                    # The limit this run had: the stall limit, or what was left of the budget when it
+                    # started (a restarted runner gets less than the whole).
+                    "timeout_s": round(
+                        stall_timeout if run.stalled and stall_timeout else (run.limit_s or timeout), 1
+                    ),
+                    "budget_s": round(timeout, 1),
+                    "attempt": attempt,
                     "stalled": run.stalled,
                     "stderr_tail": run.stderr_tail,
                 }
             )
             if run.timed_out and deadline - time.monotonic() < MIN_RESTART_S:
                 break  # the time budget is spent
+            backend = where.get("backend")
             if where["phase"] == "import":
-                skip_variants.append(str(where["backend"]))
-            elif where.get("backend") in (None, "reference"):
+                skip_variants.append(str(backend))
+            elif backend in (None, "reference"):
                 break  # not a backend's fault: nothing to leave out
+            elif (
+                not run.timed_out
+                and where.get("case")
+                and where["phase"] in ("check", "time")
+                and crashed_cases.get(str(backend), 0) + 1 < MAX_CASE_CRASHES
+            ):
+                # Leave out the case, on every GPU (what crashed one would crash the next); the
+                # backend's other cases run in the next runner.
+                crashed_cases[str(backend)] = crashed_cases.get(str(backend), 0) + 1
+                skip_cases.append(["*", backend, where["case"]])
             else:
-                # On every GPU: what crashed one would most likely crash the next, and the
-                # restarts are few.
-                skip.append(["*", where["backend"]])
+                skip.append(["*", backend])
             _skip_finished(run.events, skip)
             if deadline - time.monotonic() < MIN_RESTART_S:
                 all_events.append(
                     {"event": "note", "message": "no time left to restart the runner after the crash"}
                 )
                 break
+        else:
+            all_events.append(
+                {
+                    "event": "note",
+                    "message": f"the runner was started {MAX_RUNS} times; what it had not reached was not run",
+                }
+            )
     return all_events
 
 
@@ -301,5 +334,5 @@ def _skip_finished(events: Sequence[dict[str, Any]], skip: list[list[Any]]) -> N
 
 
 def sdpa_names(backends: Sequence[str]) -> dict[str, str]:
-    """Backend name -> torch.nn.attention.SDPBackend member, from flashdoctor/data/smoke.json."""
+    """Backend name -> the torch.nn.attention.SDPBackend member it forces (knowledge.backends)."""
     return {b: str(backend_info(b)["sdpa"]) for b in backends if backend_info(b)["kind"] == "sdpa"}

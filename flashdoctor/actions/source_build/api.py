@@ -1,5 +1,6 @@
 """The source build as one action: plan -> preflight -> wheelhouse lookup -> sources -> edit -> run ->
-store. Returns a BuildOutcome value; renderers print it, the CLI turns it into an exit code.
+store. Returns a BuildOutcome value (flashdoctor.model.build); renderers print it, the CLI turns it into an
+exit code. Progress goes out as events (model.build.BuildProgress); this module draws nothing.
 
 `flashdoctor install --from-source` calls :func:`build` and hands ``outcome.wheel.path`` to the
 installer (see README "Source builds").
@@ -12,25 +13,24 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from packaging.utils import parse_wheel_filename
 
-from flashdoctor.actions.built_wheels import (
-    BuiltWheel,
+from flashdoctor.actions.cache import cache_root, default_wheelhouse
+from flashdoctor.actions.source_build import edit as edit_mod
+from flashdoctor.actions.source_build import source as src_mod
+from flashdoctor.actions.source_build.runner import run_build
+from flashdoctor.actions.wheelhouse import (
     Fingerprint,
     FingerprintError,
     find,
     fingerprint,
     store,
 )
-from flashdoctor.actions.cache import cache_root, default_wheelhouse
-from flashdoctor.actions.source_build import edit as edit_mod
-from flashdoctor.actions.source_build import source as src_mod
-from flashdoctor.actions.source_build.runner import ProgressSink, RunResult, run_build
-from flashdoctor.decide.source_build.hopper import fa3_setup_facts
+from flashdoctor.decide.source_build.hopper import MAX_TEXT, Fa3SetupFacts, fa3_setup_facts
 from flashdoctor.decide.source_build.plan import (
     BuildPlan,
     BuildRequest,
@@ -39,13 +39,14 @@ from flashdoctor.decide.source_build.plan import (
     fa2_layout,
     make_plan,
 )
-from flashdoctor.decide.source_build.preflight import blocking, fa3_preflight, preflight
-from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL, EXIT_OK, UsageError
+from flashdoctor.decide.source_build.preflight import blocking, preflight
+from flashdoctor.errors import UsageError
+from flashdoctor.model.build import BuildOutcome, BuildProgress, Status
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import Finding
 from flashdoctor.model.tools import BuildTools
 
-Status = Literal["planned", "blocked", "cached", "built", "failed"]
+__all__ = ["BuildOptions", "BuildOutcome", "build", "plan_build"]  # BuildOutcome: flashdoctor.model.build
 
 
 @dataclass(frozen=True)
@@ -61,49 +62,6 @@ class BuildOptions:
     rebuild: bool = False
     ignore_preflight: bool = False
     index_url: str = src_mod.PYPI_SIMPLE
-
-
-@dataclass(frozen=True)
-class BuildOutcome:
-    status: Status
-    plan: BuildPlan | None
-    findings: tuple[Finding, ...] = ()
-    fingerprint: Fingerprint | None = None
-    wheel: BuiltWheel | None = None
-    run: RunResult | None = None
-    source: str | None = None  # origin of the sources
-    command: tuple[str, ...] = ()
-    log_path: Path | None = None
-    work_dir: Path | None = None
-    notes: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        """0 planned / cached / built; 1 blocked by preflight; 5 the build failed (README 'Exit codes')."""
-        return {"blocked": EXIT_FAILED, "failed": EXIT_INSTALL}.get(self.status, EXIT_OK)
-
-    def to_json(self) -> dict[str, Any]:
-        run = self.run
-        return {
-            "status": self.status,
-            "plan": None if self.plan is None else self.plan.to_json(),
-            "findings": [f.to_json() for f in self.findings],
-            "fingerprint": None if self.fingerprint is None else self.fingerprint.to_json(),
-            "wheel": None
-            if self.wheel is None
-            else {"path": str(self.wheel.path), "filename": self.wheel.filename, "sha256": self.wheel.sha256},
-            "source": self.source,
-            "command": list(self.command),
-            "log": None if self.log_path is None else str(self.log_path),
-            "work_dir": None if self.work_dir is None else str(self.work_dir),
-            "seconds": None if run is None else round(run.seconds, 1),
-            "steps": None if run is None else {"done": run.steps_done, "total": run.steps_total},
-            "compiled": [] if run is None else list(run.compiled),
-            "first_error": None if run is None or run.first_error is None else run.first_error.text,
-            "diagnoses": [] if run is None else [d.to_json() for d in run.diagnoses],
-            "notes": list(self.notes),
-        }
 
 
 def peek_fa2_version(source: str) -> str | None:
@@ -166,20 +124,45 @@ def resolve_version(opts: BuildOptions) -> str:
     return opts.ref or "unknown"
 
 
+def read_setup_text(path: Path) -> str:
+    """A checkout's hopper/setup.py, read bounded and never through a link flashdoctor did not make."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read {path}: {exc.strerror or exc}",
+            hint="a symbolic link is not followed: point --source at the checkout itself",
+        ) from None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(MAX_TEXT + 1).decode("utf-8", "replace")
+
+
+def local_fa3_checkout(opts: BuildOptions) -> tuple[src_mod.SourceTree, Fa3SetupFacts] | None:
+    """An FA3 --source that is a directory: the checkout (checked) and what its hopper/setup.py does.
+    None for a git URL (read once it is cloned) or no --source."""
+    if opts.request.variant != "fa3" or not opts.source or src_mod.is_git_url(opts.source):
+        return None
+    tree = src_mod.resolve_fa3(opts.source, opts.ref, cache_root())  # a directory: nothing is fetched
+    return tree, fa3_setup_facts(read_setup_text(tree.setup_dir / "setup.py"))
+
+
 def _prepare(
-    env: Environment, opts: BuildOptions, tools: BuildTools | None
+    env: Environment, opts: BuildOptions, tools: BuildTools | None, hopper: Fa3SetupFacts | None = None
 ) -> tuple[Environment, str, BuildPlan, tuple[Finding, ...]]:
     """What the dry run and the build both start from: the environment with the torch facts the build
-    tools probe read, the flash-attn version, the plan and its preflight findings."""
+    tools probe read, the flash-attn version, the plan and its preflight findings (FA3: with what the
+    checkout's hopper/setup.py does, when one was read)."""
     env = with_torch_facts(env, tools)
     version = resolve_version(opts)
-    plan = make_plan(env, opts.request, version)
-    return env, version, plan, preflight(env, plan, tools)
+    plan = make_plan(env, opts.request, version, hopper)
+    return env, version, plan, preflight(env, plan, tools, hopper)
 
 
 def plan_build(env: Environment, opts: BuildOptions, tools: BuildTools | None = None) -> BuildOutcome:
-    """The dry run: the plan, preflight findings and fingerprint; nothing is downloaded or built."""
-    env, version, plan, findings = _prepare(env, opts, tools)
+    """The dry run: the plan, preflight findings and fingerprint; nothing is downloaded or built. An FA3
+    checkout directory is read (its hopper/setup.py); a git URL is not cloned."""
+    checkout = local_fa3_checkout(opts)
+    env, version, plan, findings = _prepare(env, opts, tools, checkout[1] if checkout else None)
     notes: list[str] = []
     fp = None
     try:
@@ -197,12 +180,14 @@ def build(
     python: str,
     tools: BuildTools | None,
     environ: Mapping[str, str] | None = None,
-    progress: ProgressSink | None = None,
+    progress: BuildProgress | None = None,
     say: Callable[[str], Any] = lambda s: None,
 ) -> BuildOutcome:
-    """Build a wheel (or find one already built for this fingerprint)."""
+    """Build a wheel (or find one already built for this fingerprint). ``progress`` receives the build's
+    events; ``say`` one-line messages (the sources, the log)."""
     environ = dict(os.environ if environ is None else environ)
-    env, version, plan, findings = _prepare(env, opts, tools)
+    checkout = local_fa3_checkout(opts)
+    env, version, plan, findings = _prepare(env, opts, tools, checkout[1] if checkout else None)
     notes: list[str] = []
     if blocking(findings) and not opts.ignore_preflight:
         return BuildOutcome("blocked", plan, findings)
@@ -233,12 +218,13 @@ def build(
         if plan.edit_sources and layout is not None:
             res = edit_mod.edit_fa2_tree(tree.root, layout, plan.profile)
             notes.extend(res.notes)
-    else:
+    elif checkout is not None:
+        tree = checkout[0]
+    else:  # a git URL: the plan and preflight are made again from the clone's hopper/setup.py
         tree = src_mod.resolve_fa3(opts.source, opts.ref, cache, environ)
-        facts = fa3_setup_facts((tree.setup_dir / "setup.py").read_text(encoding="utf-8", errors="replace"))
-        extra = tuple(fa3_preflight(env, plan, facts))
-        findings = findings + extra
-        if blocking(extra) and not opts.ignore_preflight:
+        facts = fa3_setup_facts(read_setup_text(tree.setup_dir / "setup.py"))
+        env, version, plan, findings = _prepare(env, opts, tools, facts)
+        if blocking(findings) and not opts.ignore_preflight:
             return BuildOutcome("blocked", plan, findings, fp, source=tree.origin, work_dir=work)
     dist = work / "dist"
     dist.mkdir(parents=True, exist_ok=True)
@@ -259,6 +245,7 @@ def build(
         progress,
         diag_env=env,
         diag_fields=diag_fields,
+        expected_steps=plan.edges or None,
     )
     if not result.ok:
         return BuildOutcome(

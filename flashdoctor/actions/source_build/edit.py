@@ -31,6 +31,7 @@ from pathlib import Path
 
 from flashdoctor import __version__
 from flashdoctor.decide.source_build.plan import Fa2Layout, parse_unit
+from flashdoctor.decide.source_build.setup_eval import call_name
 from flashdoctor.errors import FlashdoctorError
 from flashdoctor.knowledge.profiles import Profile
 
@@ -68,19 +69,10 @@ def _span(starts: list[int], node: ast.AST) -> tuple[int, int]:
     return start, end
 
 
-def _call_name(node: ast.Call) -> str | None:
-    f = node.func
-    if isinstance(f, ast.Name):
-        return f.id
-    if isinstance(f, ast.Attribute):
-        return f.attr
-    return None
-
-
 def find_fa2_sources(tree: ast.AST) -> ast.List | None:
     """The literal ``sources=[...]`` of ``CUDAExtension(name="flash_attn_2_cuda", ...)`` (CUDA branch)."""
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and _call_name(node) == "CUDAExtension":
+        if isinstance(node, ast.Call) and call_name(node) == "CUDAExtension":
             kw = {k.arg: k.value for k in node.keywords if k.arg}
             name = kw.get("name")
             if isinstance(name, ast.Constant) and name.value == "flash_attn_2_cuda":
@@ -135,7 +127,7 @@ def edit_setup_py(
     edits.append((*_span(starts, lst), new_list.encode()))
     # setup_requires=[...] -> [] (see module docstring, edit 3).
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and _call_name(node) == "setup":
+        if isinstance(node, ast.Call) and call_name(node) == "setup":
             for k in node.keywords:
                 if k.arg == "setup_requires":
                     edits.append((*_span(starts, k.value), b"[]"))

@@ -1,6 +1,7 @@
-"""Run a build command: everything it prints goes to a log file, ninja's ``[N/M]`` lines drive a
-progress display with an ETA, and a failure is summarised as the first real compiler error plus a
-diagnosis with a fix from flashdoctor.decide.explain (data/signatures.json), tailored with the build's MAX_JOBS.
+"""Run a build command: everything it prints goes to a log file, ninja's ``[N/M]`` lines become progress
+events (flashdoctor.model.build.BuildProgress: started, step, finished; flashdoctor.render.progress draws
+them), and a failure is summarised as the first real compiler error plus a diagnosis with a fix from
+flashdoctor.decide.explain (data/signatures.json), tailored with the build's MAX_JOBS. Nothing here draws.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from flashdoctor.decide.explain import Diagnosis, explain_text
+from flashdoctor.model.build import BuildProgress, FirstError, RunResult
 from flashdoctor.model.environment import Environment
 
 # ninja's default status line, "[3/8] /usr/local/cuda/bin/nvcc ... -c .../flash_fwd_hdim128_bf16_sm80.cu ..."
@@ -52,81 +53,17 @@ def parse_ninja_line(line: str) -> Step | None:
     return Step(done, total, os.path.basename(src) if src else None)
 
 
-def eta_seconds(done: int, total: int, elapsed: float) -> float | None:
-    """Remaining time at the observed pace; None before the first step finished."""
-    if done <= 0 or total <= 0 or elapsed <= 0:
-        return None
-    return max(0.0, elapsed / done * (total - done))
-
-
-class ProgressSink(Protocol):
-    def step(self, step: Step, elapsed: float) -> None: ...
-    def close(self) -> None: ...
-
-
 class NullProgress:
-    def step(self, step: Step, elapsed: float) -> None:
+    """No one listens."""
+
+    def started(self, total: int | None) -> None:
         pass
 
-    def close(self) -> None:
+    def step(self, done: int, total: int, unit: str | None, elapsed: float) -> None:
         pass
 
-
-def _fmt(sec: float | None) -> str:
-    if sec is None:
-        return "?"
-    sec = int(sec)
-    return f"{sec // 60}:{sec % 60:02d}"
-
-
-class LineProgress:
-    """Plain lines (a log, a pipe, CI): one per ninja step."""
-
-    def __init__(self, write: Callable[[str], Any]) -> None:
-        self.write = write
-
-    def step(self, step: Step, elapsed: float) -> None:
-        pct = 100 * step.done // step.total
-        eta = eta_seconds(step.done, step.total, elapsed)
-        unit = f"  {step.unit}" if step.unit else ""
-        self.write(f"[{step.done}/{step.total}] {pct:3d}%  elapsed {_fmt(elapsed)}  eta {_fmt(eta)}{unit}")
-
-    def close(self) -> None:
+    def finished(self, ok: bool, elapsed: float) -> None:
         pass
-
-
-class RichProgress:
-    """A rich progress bar (a terminal)."""
-
-    def __init__(self, console: Any, description: str) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[unit]}", style="dim"),
-            console=console,
-            transient=False,
-        )
-        self.task = self.progress.add_task(description, total=None, unit="")
-        self.progress.start()
-
-    def step(self, step: Step, elapsed: float) -> None:
-        self.progress.update(self.task, completed=step.done, total=step.total, unit=step.unit or "")
-
-    def close(self) -> None:
-        self.progress.stop()
 
 
 # -- failure summary --------------------------------------------------------------------------------
@@ -155,12 +92,6 @@ _ERRORS = [
 
 # Compiler-like errors first (earliest wins), then OOM kills, link errors, Python exceptions.
 _GROUPS = (_ERRORS[:4], _ERRORS[4:5], _ERRORS[5:6], _ERRORS[6:])
-
-
-@dataclass(frozen=True)
-class FirstError:
-    line_no: int  # 1-based, in the log
-    text: str  # the error line and the lines that show where (source line, caret)
 
 
 def first_error(lines: Sequence[str]) -> FirstError | None:
@@ -198,36 +129,20 @@ def diagnose(
 
 
 # -- running ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RunResult:
-    returncode: int
-    seconds: float
-    log_path: Path
-    steps_done: int
-    steps_total: int
-    compiled: tuple[str, ...]  # source files named by ninja steps, in order
-    first_error: FirstError | None = None
-    diagnoses: tuple[Diagnosis, ...] = ()
-    interrupted: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-
 def run_build(
     cmd: Sequence[str],
     env: Mapping[str, str],
     cwd: Path,
     log_path: Path,
-    progress: ProgressSink | None = None,
+    progress: BuildProgress | None = None,
     diag_env: Environment | None = None,
     diag_fields: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    expected_steps: int | None = None,
 ) -> RunResult:
-    """Run ``cmd``; stdout+stderr go to ``log_path`` line by line; ninja lines feed ``progress``.
-    Ctrl-C stops the whole process group and re-raises KeyboardInterrupt."""
+    """Run ``cmd``; stdout+stderr go to ``log_path`` line by line; ``progress`` gets ``started`` (with
+    ``expected_steps``, the plan's count), a ``step`` per ninja line and ``finished`` (also on failure or
+    Ctrl-C). Ctrl-C stops the whole process group and re-raises KeyboardInterrupt."""
     progress = progress or NullProgress()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = clock()
@@ -258,6 +173,8 @@ def run_build(
         except OSError as exc:
             log.write(f"cannot start {cmd[0]}: {exc}\n")
             return RunResult(127, 0.0, log_path, 0, 0, (), FirstError(1, f"cannot start {cmd[0]}: {exc}"))
+        progress.started(expected_steps)
+        rc: int | None = None
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -268,19 +185,18 @@ def run_build(
                     done, total = max(done, step.done), step.total
                     if step.unit:
                         compiled.append(step.unit)
-                    progress.step(Step(done, total, step.unit), clock() - start)
+                    progress.step(done, total, step.unit, clock() - start)
             rc = proc.wait()
         except KeyboardInterrupt:
             _stop(proc)
             log.write("\n[flashdoctor: interrupted]\n")
-            progress.close()
             raise
         finally:
             if proc.poll() is None:
                 _stop(proc)
             if proc.stdout is not None:
                 proc.stdout.close()
-    progress.close()
+            progress.finished(rc == 0, clock() - start)
     seconds = clock() - start
     if rc == 0:
         return RunResult(0, seconds, log_path, done, total, tuple(compiled))

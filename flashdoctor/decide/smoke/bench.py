@@ -6,12 +6,15 @@ convention of FlashAttention's own benchmarks, so figures compare with theirs (R
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from flashdoctor import __version__
-from flashdoctor.decide.smoke.judge import _crash_reason, backend_infos, classify_error, parse_events
+from flashdoctor.decide.smoke.classify import classify_error, crash_reason
+from flashdoctor.decide.smoke.events import parse_events
+from flashdoctor.decide.smoke.judge import backend_infos
 from flashdoctor.model.cases import BACKENDS, DTYPES, FALLBACK, Case, backend_info, backend_kind
 from flashdoctor.model.smoke import GpuInfo
 
@@ -118,6 +121,10 @@ class BenchReport:
     torch_import_s: float | None = None
     runs: int = 1
     notes: tuple[str, ...] = ()
+    # False when a backend beat the measured matmul peak: the measurement was disturbed and the
+    # "% peak" figures are withheld (None: no peak measured).
+    matmul_peak_reliable: bool | None = None
+    matmul_peak: dict[str, Any] | None = None  # how it was measured: best/median/slowest batch, method
 
     def exit_code(self) -> int:
         """1 when an installed variant crashed, timed out, errored or does not import; else 0."""
@@ -148,6 +155,8 @@ class BenchReport:
                 "fwd_bwd": attention_flops(self.case, "fwd_bwd"),
             },
             "matmul_peak_tflops": self.matmul_peak_tflops,
+            "matmul_peak_reliable": self.matmul_peak_reliable,
+            "matmul_peak": self.matmul_peak,
             "rows": [r.to_json() for r in self.rows],
             "recommendation": self.recommendation,
             "elapsed_s": round(self.elapsed_s, 3),
@@ -233,16 +242,17 @@ def judge_bench(
             key = (gpu.index, b, case.name)
             t = log.timings.get(key)
             chk = log.checks.get(key)
-            crash = log.crashes.get((gpu.index, b))
+            crashes = log.crashes.get((gpu.index, b)) or []
+            crash = crashes[-1] if crashes else None
             if t is None or t.get("error"):
-                if chk is not None and chk.get("not_applicable"):
+                if chk is not None and (chk.get("not_applicable") or chk.get("not_compiled")):
                     rows.append(BenchRow(b, title, "skip", str(chk.get("error")), info.version))
                 elif t is not None:
                     c = classify_error(str(t["error"]), b, case, gpu, t.get("warnings") or ())
                     status = "skip" if c.status.value == "skip" else "error"
                     rows.append(BenchRow(b, title, status, c.reason, info.version))
                 elif crash is not None:
-                    rows.append(BenchRow(b, title, crash["event"], _crash_reason(crash), info.version))
+                    rows.append(BenchRow(b, title, crash["event"], crash_reason(crash), info.version))
                 else:
                     rows.append(BenchRow(b, title, "skip", "not run", info.version))
                 continue
@@ -268,6 +278,35 @@ def judge_bench(
                 )
             )
         rows = _mark_fastest(rows)
+    reliable = None if peak is None else True
+    over = [r for r in rows if max(r.fwd_pct_peak or 0.0, r.fwd_bwd_pct_peak or 0.0) > 100.0]
+    if peak is not None and over:
+        # Attention cannot beat a dense matmul of the same dtype on the same GPU: a "% peak" above 100
+        # means the peak measurement was disturbed (clocks, another process, a busy CPU), not that the
+        # kernel is faster than the hardware. Withhold every % rather than print 248%.
+        reliable = False
+        best = max(over, key=lambda r: max(r.fwd_tflops or 0.0, r.fwd_bwd_tflops or 0.0))
+        top = max(best.fwd_tflops or 0.0, best.fwd_bwd_tflops or 0.0)
+        log.notes.append(
+            f"% peak not shown: {best.title} reached {top:.0f} TFLOP/s, above the measured bf16 matmul "
+            f"peak of {peak:.0f} TFLOP/s, so that measurement was disturbed (another process on the GPU, "
+            "clocks not ramped up) and is not the GPU's peak; run the bench again on an idle GPU"
+        )
+        rows = [dataclasses.replace(r, fwd_pct_peak=None, fwd_bwd_pct_peak=None) for r in rows]
+    detail = None
+    if peak_ev is not None and peak is not None:
+        keys = (
+            "n",
+            "dtype",
+            "tflops",
+            "median_tflops",
+            "min_tflops",
+            "repeats",
+            "inner",
+            "warmup_s",
+            "method",
+        )
+        detail = {k: peak_ev.get(k) for k in keys if k in peak_ev}
     return BenchReport(
         python=python,
         device=device,
@@ -282,12 +321,12 @@ def judge_bench(
         torch_import_s=None if log.torch is None else log.torch.get("import_s"),
         runs=max(log.runs, 1),
         notes=tuple(dict.fromkeys(log.notes + ([str(log.fatal)] if log.fatal else []))),
+        matmul_peak_reliable=reliable,
+        matmul_peak=detail,
     )
 
 
 def _mark_fastest(rows: list[BenchRow]) -> list[BenchRow]:
-    import dataclasses
-
     ok = [r for r in rows if r.status == "ok"]
     f = min((r for r in ok if r.fwd_ms), key=lambda r: r.fwd_ms or 0.0, default=None)
     b = min((r for r in ok if r.fwd_bwd_ms), key=lambda r: r.fwd_bwd_ms or 0.0, default=None)

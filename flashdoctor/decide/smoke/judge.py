@@ -8,20 +8,24 @@ tested on literal event lists; the CPU-mode tests run the same code on a real ru
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from flashdoctor.decide.smoke.classify import (
+    classify_error,
+    crash_reason,
+    proof_kernel,
+    tolerance_for,
+    version_label,
+)
+from flashdoctor.decide.smoke.events import EventLog, parse_events, phase_times
 from flashdoctor.knowledge import codes as code_registry
-from flashdoctor.knowledge import load_data
 from flashdoctor.model.cases import (
     BACKENDS,
     FALLBACK,
     VARIANT_BACKENDS,
     Case,
     applicable,
-    backend_info,
     backend_kind,
     backend_title,
 )
@@ -34,241 +38,21 @@ from flashdoctor.model.smoke import (
     InputCheck,
     SmokeReport,
     TensorError,
-    Tolerance,
 )
+
+__all__ = [
+    "SMOKE_CODES",
+    "backend_infos",
+    "classify_error",
+    "judge_smoke",
+    "parse_events",
+    "phase_times",
+    "proof_kernel",
+    "tolerance_for",
+]
 
 # code -> one line for the README table. Public interface: never rename one.
 SMOKE_CODES: Mapping[str, str] = code_registry.codes("smoke")  # public interface: data/codes.json
-
-
-# -- knowledge --------------------------------------------------------------------------------------
-def tolerance_for(dtype: str) -> Tolerance:
-    t = load_data("smoke")["tolerances"]["dtypes"][dtype]
-    return Tolerance(out=float(t["out"]), grad=float(t["grad"]))
-
-
-@dataclass(frozen=True)
-class Classified:
-    category: (
-        str  # no_kernel | unsupported_gpu | no_kernel_image | oom | not_compiled | unsupported_input | error
-    )
-    status: CaseStatus
-    reason: str
-
-
-def _signature_category(text: str) -> str | None:
-    for sig in load_data("smoke")["errors"]["signatures"]:
-        if re.search(sig["pattern"], text, re.IGNORECASE):
-            return str(sig["category"])
-    return None
-
-
-def _head_dim_documented(backend: str, head_dim: int) -> tuple[bool, int]:
-    hd = load_data("smoke")["head_dims"].get(backend, {"max": 256, "multiple_of": 8})
-    return head_dim <= int(hd["max"]) and head_dim % int(hd["multiple_of"]) == 0, int(hd["max"])
-
-
-def classify_error(
-    error: str,
-    backend: str,
-    case: Case,
-    gpu: GpuInfo | None = None,
-    warnings: Sequence[str] = (),
-) -> Classified:
-    """What an exception from ``backend`` on ``case`` means: a skip with a reason, or an error.
-
-    An ahead-of-time build (FA2, FA3) that refuses a head dim or dtype inside its documented range was
-    built without it ("not compiled in this build", e.g. a minimal build with only head dim 128); the
-    same refusal outside the range, or from the JIT-compiled FA4, is an unsupported input.
-    """
-    title = backend_title(backend)
-    where = gpu.label if gpu is not None else "this device"
-    why = "; ".join(w for w in warnings if w)[:300]
-    cat = _signature_category(error)
-    short = error[:200]
-    if backend_kind(backend) == "sdpa":
-        if cat == "no_kernel":
-            return Classified(
-                "no_kernel",
-                CaseStatus.SKIP,
-                f"no {title} kernel for this input here" + (f" ({why})" if why else ""),
-            )
-        if cat == "oom":
-            return Classified("oom", CaseStatus.SKIP, "out of memory at this shape")
-        if case.dtype == "fp32" and cat == "dtype":
-            return Classified("unsupported_input", CaseStatus.SKIP, f"{title} takes fp16/bf16 only")
-        return Classified("error", CaseStatus.ERROR, f"raised {short}")
-    aot = bool(backend_info(backend).get("aot", False))
-    if cat == "unsupported_gpu":
-        return Classified("unsupported_gpu", CaseStatus.SKIP, f"cannot run on {where}")
-    if cat == "no_kernel_image":
-        return Classified("no_kernel_image", CaseStatus.ERROR, f"the binary has no code for {where}")
-    if cat == "oom":
-        return Classified("oom", CaseStatus.SKIP, "out of memory at this shape")
-    if cat == "not_compiled":
-        if aot:
-            return Classified(
-                "not_compiled",
-                CaseStatus.SKIP,
-                f"head dim {case.head_dim} / {case.dtype} not compiled in this build",
-            )
-        return Classified("unsupported_input", CaseStatus.SKIP, "does not take this input here")
-    if cat == "dtype" or (cat == "head_dim" and case.dtype == "fp32"):
-        if case.dtype == "fp32":
-            return Classified("unsupported_input", CaseStatus.SKIP, "takes fp16/bf16 only, not fp32")
-        if aot:
-            return Classified("not_compiled", CaseStatus.SKIP, f"{case.dtype} not compiled in this build")
-        return Classified("unsupported_input", CaseStatus.SKIP, f"does not take {case.dtype} here")
-    if cat == "head_dim":
-        documented, hd_max = _head_dim_documented(backend, case.head_dim)
-        if documented and aot:
-            return Classified(
-                "not_compiled", CaseStatus.SKIP, f"head dim {case.head_dim} not compiled in this build"
-            )
-        if not documented:
-            return Classified(
-                "unsupported_input",
-                CaseStatus.SKIP,
-                f"head dim {case.head_dim} is beyond what it takes (≤ {hd_max}, a multiple of 8)",
-            )
-        return Classified(
-            "unsupported_input", CaseStatus.SKIP, f"does not take head dim {case.head_dim} here"
-        )
-    return Classified("error", CaseStatus.ERROR, f"raised {short}")
-
-
-def proof_kernel(backend: str, names: Iterable[str]) -> str | None:
-    """The first of ``names`` that is one of the backend's own kernels (flashdoctor/data/smoke.json
-    kernel_pattern / kernel_exclude), or None."""
-    info = backend_info(backend)
-    inc = re.compile(info["kernel_pattern"], re.IGNORECASE)
-    exc = re.compile(info["kernel_exclude"], re.IGNORECASE) if info.get("kernel_exclude") else None
-    for n in names:
-        if inc.search(n) and not (exc and exc.search(n)):
-            return n
-    return None
-
-
-# -- events -----------------------------------------------------------------------------------------
-Key = tuple[Any, str, str]  # (gpu, backend, case)
-
-
-@dataclass
-class EventLog:
-    """The runner's events, indexed. Shared by the smoke and the bench judges."""
-
-    torch: dict[str, Any] | None = None
-    no_gpu: str | None = None
-    no_torch: str | None = None
-    torch_failed: str | None = None
-    fatal: str | None = None
-    runner_failed: dict[str, Any] | None = None
-    gpus: dict[Any, GpuInfo] = field(default_factory=dict)
-    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-    checks: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    kernels: dict[Key, list[str]] = field(default_factory=dict)
-    timings: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    ref_failed: dict[tuple[Any, str], str] = field(default_factory=dict)
-    crashes: dict[tuple[Any, str], dict[str, Any]] = field(
-        default_factory=dict
-    )  # (gpu, backend) -> crash/timeout
-    import_crashes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    input_checks: list[dict[str, Any]] = field(default_factory=list)
-    matmul: dict[Any, dict[str, Any]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    runs: int = 0
-    done: bool = False
-
-
-def parse_events(events: Iterable[dict[str, Any]]) -> EventLog:
-    log = EventLog()
-    for e in events:
-        kind = e.get("event")
-        key = (e.get("gpu"), str(e.get("backend")), str(e.get("case")))
-        if kind == "torch":
-            log.torch = e
-        elif kind == "no_gpu":
-            log.no_gpu = str(e.get("reason"))
-        elif kind == "no_torch":
-            log.no_torch = str(e.get("error"))
-        elif kind == "torch_import_failed":
-            log.torch_failed = str(e.get("error"))
-        elif kind == "fatal":
-            log.fatal = str(e.get("message"))
-        elif kind == "runner_failed":
-            log.runner_failed = e
-        elif kind == "gpu":
-            log.gpus[e.get("gpu")] = GpuInfo(
-                e.get("gpu"), str(e.get("name")), e.get("capability"), e.get("memory_gb")
-            )
-        elif kind == "variant":
-            log.variants[str(e["backend"])] = e
-        elif kind == "result":
-            log.checks[key] = e
-        elif kind == "kernels":
-            log.kernels[key] = [str(n) for n in e.get("names", [])]
-        elif kind == "timing":
-            log.timings[key] = e
-        elif kind == "reference" and not e.get("ok", True):
-            log.ref_failed[(e.get("gpu"), str(e.get("case")))] = str(e.get("error"))
-        elif kind in ("crash", "timeout"):
-            if e.get("phase") == "import":
-                log.import_crashes[str(e.get("backend"))] = e
-            else:
-                log.crashes[(e.get("gpu"), str(e.get("backend")))] = e
-        elif kind == "input_check":
-            log.input_checks.append(e)
-        elif kind == "matmul_peak":
-            log.matmul[e.get("gpu")] = e
-        elif kind == "note":
-            log.notes.append(str(e.get("message")))
-        elif kind == "prewarm_done" and e.get("errors"):
-            errors = "; ".join(str(x) for x in e["errors"])
-            log.notes.append(
-                f"background compile of {e.get('backend')} kernels (its checks still ran): {errors}"
-            )
-        elif kind == "run":
-            log.runs += 1
-        elif kind == "done":
-            log.done = True
-            if e.get("heavy_imports"):
-                mods = ", ".join(str(m) for m in e["heavy_imports"])
-                log.notes.append(f"the runner imported {mods} (seconds of start-up the smoke does not need)")
-    return log
-
-
-def phase_times(events: Iterable[dict[str, Any]]) -> dict[str, float]:
-    """Where the runner's time went (seconds, from the events' timestamps): the torch import, the set-up
-    (variant imports, CUDA start, references) and each backend (all GPUs and runs added up)."""
-    out: dict[str, float] = {}
-    started: dict[tuple[Any, str], float] = {}
-    torch_t: float | None = None
-    setup_done = False
-    for e in events:
-        kind, t = e.get("event"), e.get("t")
-        if kind == "torch" and "torch_import_s" not in out:
-            out["torch_import_s"] = float(e.get("import_s") or 0.0)
-            torch_t = float(t) if t is not None else None
-        elif kind == "backend_start" and t is not None:
-            if not setup_done and torch_t is not None:
-                out["setup_s"] = round(float(t) - torch_t, 3)
-                setup_done = True
-            started[(e.get("gpu"), str(e.get("backend")))] = float(t)
-        elif kind == "backend_done" and t is not None:
-            t0 = started.pop((e.get("gpu"), str(e.get("backend"))), None)
-            if t0 is not None:
-                key = f"{e.get('backend')}_s"
-                out[key] = round(out.get(key, 0.0) + float(t) - t0, 3)
-        elif kind == "prewarm_done" and e.get("elapsed_s") is not None:
-            # Overlapped with the set-up and the fallback's timings: not part of any other phase's sum.
-            key = f"{e.get('backend')}_prewarm_s"
-            out[key] = round(out.get(key, 0.0) + float(e["elapsed_s"]), 3)
-        elif kind == "preimport_done" and e.get("elapsed_s") is not None:
-            # torch._dynamo, imported in the background for the variants' custom ops: overlapped too.
-            out["dynamo_import_s"] = round(out.get("dynamo_import_s", 0.0) + float(e["elapsed_s"]), 3)
-        elif kind == "run" and e.get("elapsed_s") is not None:
-            out["runner_s"] = round(out.get("runner_s", 0.0) + float(e["elapsed_s"]), 3)
-    return out
 
 
 # -- results ----------------------------------------------------------------------------------------
@@ -285,8 +69,8 @@ def _case_result(
     key = (gpu.index, backend, case.name)
     tol = tolerance_for(case.dtype)
     chk = log.checks.get(key)
-    crash = log.crashes.get((gpu.index, backend))
-    elsewhere = next((c for (g, b), c in log.crashes.items() if b == backend and g != gpu.index), None)
+    crashes = log.crashes.get((gpu.index, backend), [])
+    mine = next((c for c in crashes if c.get("case") == case.name), None)
     if chk is None:
         if (gpu.index, case.name) in log.ref_failed:
             return CaseResult(
@@ -297,31 +81,41 @@ def _case_result(
                 f"the fp32 reference failed: {log.ref_failed[(gpu.index, case.name)][:200]}",
                 "reference",
             )
-        if crash is not None:
-            status = CaseStatus.CRASH if crash["event"] == "crash" else CaseStatus.TIMEOUT
-            if crash.get("case") == case.name and crash.get("phase") == "check":
-                tail = str(crash.get("stderr_tail") or "").strip()[-1500:] or None
-                return CaseResult(
-                    gpu.index, backend, case, status, _crash_reason(crash), crash["event"], error=tail
-                )
+        if mine is not None and mine.get("phase") == "check":
+            status = CaseStatus.CRASH if mine["event"] == "crash" else CaseStatus.TIMEOUT
+            tail = str(mine.get("stderr_tail") or "").strip()[-1500:] or None
+            return CaseResult(gpu.index, backend, case, status, crash_reason(mine), mine["event"], error=tail)
+        if crashes:
+            # The backend was left out after its crashes (a hang, a crash outside a case, or too many).
+            last = crashes[-1]
             return CaseResult(
                 gpu.index,
                 backend,
                 case,
                 CaseStatus.NOT_RUN,
-                f"not run: {backend} {crash['event']}ed earlier ({crash.get('case') or crash.get('phase')})",
+                f"not run: {backend} {last['event']}ed earlier ({last.get('case') or last.get('phase')})",
             )
-        if elsewhere is not None:
-            where = log.gpus[elsewhere["gpu"]].label if elsewhere.get("gpu") in log.gpus else "another GPU"
+        elsewhere = [c for (g, b), cs in log.crashes.items() if b == backend and g != gpu.index for c in cs]
+        if elsewhere:
+            same = next((c for c in elsewhere if c.get("case") == case.name), None)
+            first = same or elsewhere[0]
+            where = log.gpus[first["gpu"]].label if first.get("gpu") in log.gpus else "another GPU"
             return CaseResult(
                 gpu.index,
                 backend,
                 case,
                 CaseStatus.NOT_RUN,
-                f"not run: {backend} {elsewhere['event']}ed on {where}",
+                f"not run: {backend} {first['event']}ed"
+                + (" in this case" if same is not None else "")
+                + f" on {where}",
             )
         return CaseResult(gpu.index, backend, case, CaseStatus.NOT_RUN, "not run")
     if not chk.get("ok"):
+        if chk.get("not_compiled"):
+            # Read from the build's profile before the call: the kernel was never called.
+            return CaseResult(
+                gpu.index, backend, case, CaseStatus.SKIP, str(chk.get("error")), "not_compiled"
+            )
         if chk.get("not_applicable"):
             return CaseResult(
                 gpu.index, backend, case, CaseStatus.SKIP, str(chk.get("error")), "not_applicable"
@@ -353,10 +147,10 @@ def _case_result(
     if t.get("error"):
         note = f"timing failed: {str(t['error'])[:200]}"
         reason = f"{reason}; {note}" if reason else note
-    elif crash is not None and crash.get("case") == case.name:
-        note = f"{crash['event']} while timing ({_crash_reason(crash)})"
+    elif mine is not None:
+        note = f"{mine['event']} while timing ({crash_reason(mine)})"
         reason = f"{reason}; {note}" if reason else note
-        status = CaseStatus.CRASH if crash["event"] == "crash" else CaseStatus.TIMEOUT
+        status = CaseStatus.CRASH if mine["event"] == "crash" else CaseStatus.TIMEOUT
     return CaseResult(
         gpu.index,
         backend,
@@ -373,15 +167,6 @@ def _case_result(
         fwd_bwd_ms=t.get("fwd_bwd_ms"),
         peak_mib=t.get("peak_mib"),
     )
-
-
-def _crash_reason(crash: dict[str, Any]) -> str:
-    if crash["event"] == "timeout":
-        if crash.get("stalled"):
-            return f"made no progress for {crash.get('timeout_s', '?')} s (killed)"
-        return f"did not finish within the {crash.get('timeout_s', '?')} s limit (killed)"
-    sig = crash.get("signal") or f"exit {crash.get('rc')}"
-    return f"the interpreter died ({sig})"
 
 
 def _with_speedups(results: list[CaseResult]) -> list[CaseResult]:
@@ -448,7 +233,8 @@ def _backend_findings(
     backend: str, info: BackendInfo, gpu: GpuInfo, rows: list[CaseResult], profiled: bool
 ) -> list[Finding]:
     findings: list[Finding] = []
-    title = info.title + (f" {info.version}" if info.version else "")
+    label, _ = version_label(backend, info.version)
+    title = info.title + (f" {label}" if label else "")
     kind = backend_kind(backend)
     groups: dict[str, list[CaseResult]] = {}
     for r in rows:
@@ -463,9 +249,15 @@ def _backend_findings(
     for cat, rs in groups.items():
         code, st_var, st_sdpa = _CATEGORY_FINDING.get(cat, ("smoke-error", Status.FAIL, Status.WARN))
         status = st_var if kind == "variant" else st_sdpa
-        names = ", ".join(r.case.name for r in rs)
         first = rs[0]
-        msg = f"{title} on {gpu.label}: {first.reason} [{names}]"
+        by_reason: dict[str | None, list[str]] = {}
+        for r in rs:
+            # What a build left out is said per reason ("fp16", "head dim 64"); other categories by their
+            # first case's reason (numerics differ by case).
+            by_reason.setdefault(r.reason if cat == "not_compiled" else first.reason, []).append(r.case.name)
+        msg = f"{title} on {gpu.label}: " + "; ".join(
+            f"{reason} [{', '.join(names)}]" for reason, names in by_reason.items()
+        )
         findings.append(
             Finding(
                 code,
@@ -512,6 +304,26 @@ def _backend_findings(
             )
         )
     return findings
+
+
+def _crash_finding(
+    log: EventLog, infos: Mapping[str, BackendInfo], gpu_index: Any, b: str, crash: dict[str, Any]
+) -> Finding:
+    """A crash or timeout outside any case's row (input checks, between cases, the reference)."""
+    g = log.gpus.get(gpu_index)
+    where = g.label if g is not None else "this device"
+    during = str(crash.get("case") or crash.get("phase") or "start-up")
+    code = "smoke-crash" if crash["event"] == "crash" else "smoke-timeout"
+    title = infos[b].title if b in infos else "the fp32 reference"
+    return Finding(
+        code,
+        Status.FAIL,
+        f"{title} on {where}: {crash_reason(crash)} during {during}",
+        evidence=str(crash.get("stderr_tail") or "")[-1500:] or None,
+        fix=_FIX.get(code),
+        variant=_variant_of(b),
+        subject=_subject(b, g),
+    )
 
 
 def _input_check_findings(
@@ -571,7 +383,7 @@ def backend_infos(
                 backend_title(b),
                 installed=True,
                 import_ok=False,
-                import_error=_crash_reason(log.import_crashes[b]),
+                import_error=crash_reason(log.import_crashes[b]),
                 requested=b in req,
             )
         elif v is None:
@@ -691,34 +503,17 @@ def judge_smoke(
             if rows:
                 profiled = any((gpu.index, b, r.case.name) in log.kernels for r in rows)
                 findings.extend(_backend_findings(b, infos[b], gpu, rows, profiled))
-    for (gpu_index, b), crash in log.crashes.items():
-        if any(
-            r.gpu == gpu_index and r.backend == b and r.status in (CaseStatus.CRASH, CaseStatus.TIMEOUT)
-            for r in results
-        ):
-            continue  # already a finding through its case
-        g = log.gpus.get(gpu_index)
-        where = g.label if g is not None else "this device"
-        during = str(crash.get("case") or crash.get("phase") or "start-up")
-        if b in infos:
-            title = infos[b].title
-            code = "smoke-crash" if crash["event"] == "crash" else "smoke-timeout"
-        else:
-            title, code = (
-                "the fp32 reference",
-                ("smoke-crash" if crash["event"] == "crash" else "smoke-timeout"),
-            )
-        findings.append(
-            Finding(
-                code,
-                Status.FAIL,
-                f"{title} on {where}: {_crash_reason(crash)} during {during}",
-                evidence=str(crash.get("stderr_tail") or "")[-1500:] or None,
-                fix=_FIX.get(code),
-                variant=_variant_of(b),
-                subject=_subject(b, g),
-            )
-        )
+    for (gpu_index, b), crashes in log.crashes.items():
+        for crash in crashes:
+            if any(
+                r.gpu == gpu_index
+                and r.backend == b
+                and r.case.name == crash.get("case")
+                and r.status in (CaseStatus.CRASH, CaseStatus.TIMEOUT)
+                for r in results
+            ):
+                continue  # already a finding through its case
+            findings.append(_crash_finding(log, infos, gpu_index, b, crash))
     checks, check_findings = _input_check_findings(log, infos)
     findings.extend(check_findings)
     if log.fatal:

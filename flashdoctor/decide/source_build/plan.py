@@ -7,21 +7,25 @@ touches the system; ``flashdoctor build --dry-run`` prints this value.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from flashdoctor.decide.source_build.hopper import Fa3SetupFacts, SourceList
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge import load_data
 from flashdoctor.knowledge.archs import runs_on
 from flashdoctor.knowledge.profiles import FA3_FEATURES, BuildVariant, Profile, head_dim_buckets
 from flashdoctor.knowledge.versions import major_minor, parse_version
+from flashdoctor.model.build import ArchTarget, BuildPlan, BuildRequest, Jobs
 from flashdoctor.model.environment import Environment
+
+# The values live in flashdoctor.model.build; named here too for the callers that plan.
+__all__ = ["ArchTarget", "BuildPlan", "BuildRequest", "Jobs", "build_command", "make_plan", "plan_jobs"]
 
 
 def build_data() -> dict[str, Any]:
@@ -88,49 +92,37 @@ def parse_unit(path: str) -> tuple[str, int, str, bool] | None:
     return m.group("kind"), int(m.group("hdim")), m.group("dtype"), bool(m.group("causal"))
 
 
-def fa3_units(disabled: Iterable[str], head_dims: Sequence[int], dtypes: Sequence[str], sm80: bool) -> int:
-    """FA3 compile units, from hopper/setup.py's source-list formula (2.8.3 sdist). An estimate for
-    other revisions: main has added units since (facts.md: ~293 for a full build on main)."""
+def fa3_units_estimate(
+    disabled: Iterable[str],
+    head_dims: Sequence[int],
+    dtypes: Sequence[str],
+    sm80: bool,
+    hdimdiff: Iterable[int] = (64, 192),
+) -> int:
+    """FA3 compile units where no checkout's hopper/setup.py could be read: the formula of its source list at
+    upstream main (2026-08; 293 units for a full build). ``hdimdiff``: the head dims whose "diff" forward
+    units (64 with v 256/512, 192 with v 128) are compiled. Only an estimate: other revisions differ
+    (2.8.3's has 133), and the plan says so."""
     off = set(disabled)
-    fp16 = "fp16" in dtypes
-    dt_fwd90 = 1 + fp16 + ("fp8" not in off)
-    dt_bwd = 1 + fp16
-    split = [""] + (["s"] if "split" not in off else [])
-    paged = [""] + (["p"] if "paged-kv" not in off else [])
+    half = 1 + ("fp16" in dtypes)  # bf16 always
+    dt90 = half + ("fp8" not in off)
+    split = 1 + ("split" not in off)
+    paged = 1 + ("paged-kv" not in off)
     softcap = 1 + ("softcap" not in off)
-    packgqa = [""] + (["g"] if "pack-gqa" not in off else [])
-    fwd90_combos = sum(1 for s, p, g in itertools.product(split, paged, packgqa) if not (g and (p or s)))
-    fwd90 = 2 * dt_fwd90 * fwd90_combos * softcap  # head dims "all" and "diff"
-    bwd90 = len(head_dims) * dt_bwd
-    fwd80 = len(head_dims) * dt_bwd * len(split) * len(paged) if sm80 else 0
-    bwd80 = len(head_dims) * dt_bwd * softcap if sm80 else 0
+    combos = split * paged + ("pack-gqa" not in off)  # pack-gqa only without split and paged-kv
+    diffs = set(hdimdiff)
+    n = len(head_dims)
+    fwd90 = (n * dt90 + (2 * half if 64 in diffs else 0) + (dt90 if 192 in diffs else 0)) * combos * softcap
+    bwd90 = n * half
+    fwd80 = n * half * split * paged if sm80 else 0
+    bwd80 = n * half * softcap if sm80 else 0
     if "backward" in off:
         bwd90 = bwd80 = 0
-    extra = 1 + ("split" not in off) + 1  # flash_api.cpp, flash_fwd_combine.cu, flash_prepare_scheduler.cu
+    extra = 1 + (split > 1) + 1  # flash_api(_stable).cpp, flash_fwd_combine.cu, flash_prepare_scheduler.cu
     return fwd90 + bwd90 + fwd80 + bwd80 + extra
 
 
 # -- architectures ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ArchTarget:
-    """One requested architecture (a GPU or an --arch value) and the code the build gives it."""
-
-    sm: int
-    build_arch: int | None  # the variant's arch that serves it; None = nothing can
-    runs: str  # "native" | "no"
-    note: str
-    subject: str  # "GPU 0 NVIDIA H100 (sm_90)" or "--arch 86"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "sm": self.sm,
-            "build_arch": self.build_arch,
-            "runs": self.runs,
-            "note": self.note,
-            "subject": self.subject,
-        }
-
-
 def map_arch(variant: BuildVariant, sm: int, nvcc: str | None, subject: str) -> ArchTarget:
     """Which of the variant's build archs serves compute capability ``sm``, and why.
 
@@ -202,13 +194,6 @@ def requested_archs(env: Environment, archs: Sequence[int] | None) -> list[tuple
 
 
 # -- resources --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Jobs:
-    max_jobs: int
-    nvcc_threads: int
-    reasons: tuple[str, ...]
-
-
 def plan_jobs(
     edges: int,
     n_archs: int,
@@ -263,66 +248,6 @@ def plan_jobs(
 
 
 # -- the plan ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BuildRequest:
-    """What the user asked for (CLI options), before any decision."""
-
-    variant: BuildVariant = "fa2"
-    archs: tuple[int, ...] | None = None
-    head_dims: tuple[int, ...] | None = None
-    dtypes: tuple[str, ...] | None = None
-    disable: tuple[str, ...] = ()  # FA3 features (--no-backward ...)
-    max_jobs: int | None = None
-    nvcc_threads: int | None = None
-
-
-@dataclass(frozen=True)
-class BuildPlan:
-    variant: BuildVariant
-    version: str
-    profile: Profile
-    targets: tuple[ArchTarget, ...]
-    units: tuple[str, ...]  # FA2 kernel units compiled (empty for FA3: see unit_count)
-    unit_count: int  # kernel compile units × archs
-    default_unit_count: int  # the same for upstream's default build (all units × default archs)
-    arch_only_unit_count: int  # all units, this plan's archs
-    edges: int  # ninja compile steps (kernel units + flash_api.cpp ...)
-    jobs: Jobs
-    env: dict[str, str]  # variables flashdoctor sets for the build
-    edit_sources: bool  # FA2: the unpacked sources are edited (head dims / dtypes narrowed)
-    notes: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return self.profile.label()
-
-    @property
-    def reduction(self) -> float:
-        return self.default_unit_count / max(1, self.unit_count)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "variant": self.variant,
-            "version": self.version,
-            "profile": self.profile.to_json(),
-            "label": self.label,
-            "targets": [t.to_json() for t in self.targets],
-            "units": list(self.units),
-            "unit_count": self.unit_count,
-            "arch_only_unit_count": self.arch_only_unit_count,
-            "default_unit_count": self.default_unit_count,
-            "edges": self.edges,
-            "max_jobs": self.jobs.max_jobs,
-            "nvcc_threads": self.jobs.nvcc_threads,
-            "jobs_reasons": list(self.jobs.reasons),
-            "env": dict(self.env),
-            "edit_sources": self.edit_sources,
-            "notes": list(self.notes),
-            **self.extra,
-        }
-
-
 def _build_archs(variant: BuildVariant, targets: Sequence[ArchTarget], subject: str) -> tuple[int, ...]:
     bad = [t for t in targets if t.build_arch is None]
     if bad:
@@ -331,9 +256,12 @@ def _build_archs(variant: BuildVariant, targets: Sequence[ArchTarget], subject: 
     return tuple(sorted({t.build_arch for t in targets if t.build_arch is not None}))
 
 
-def make_plan(env: Environment, request: BuildRequest, version: str) -> BuildPlan:
+def make_plan(
+    env: Environment, request: BuildRequest, version: str, hopper: Fa3SetupFacts | None = None
+) -> BuildPlan:
     """The whole build plan. Raises UsageError for a request that cannot be built as asked
-    (an arch no code runs on, a narrowed FA2 build of a version flashdoctor does not know)."""
+    (an arch no code runs on, a narrowed FA2 build of a version flashdoctor does not know).
+    ``hopper``: for FA3, what the checkout's own hopper/setup.py does (None: no checkout was read)."""
     data = build_data()
     req = requested_archs(env, request.archs)
     notes: list[str] = []
@@ -351,21 +279,24 @@ def make_plan(env: Environment, request: BuildRequest, version: str) -> BuildPla
 
     if request.variant == "fa2":
         return _plan_fa2(env, request, version, archs, targets, notes)
-    return _plan_fa3(env, request, version, archs, targets, notes)
+    return _plan_fa3(env, request, version, archs, targets, notes, hopper)
 
 
-def _common_env(env: Environment, jobs: Jobs, label: str, archs: Sequence[int]) -> dict[str, str]:
+def _common_env(env: Environment, jobs: Jobs | None, label: str, archs: Sequence[int]) -> dict[str, str]:
+    """The variables of every build (``jobs`` None: without MAX_JOBS / NVCC_THREADS)."""
     out = {
         # Never download a guessed prebuilt wheel instead of building (setup.py CachedWheelsCommand).
         "FLASH_ATTENTION_FORCE_BUILD": "TRUE",
-        "MAX_JOBS": str(jobs.max_jobs),
-        "NVCC_THREADS": str(jobs.nvcc_threads),
+        "MAX_JOBS": "" if jobs is None else str(jobs.max_jobs),
+        "NVCC_THREADS": "" if jobs is None else str(jobs.nvcc_threads),
         "FLASH_ATTN_LOCAL_VERSION": label,
         # setup.py passes its own -gencode flags, so torch ignores this; set it to agree anyway.
         "TORCH_CUDA_ARCH_LIST": ";".join(f"{a // 10}.{a % 10}" for a in archs),
         "BUILD_TARGET": "cuda",
         "PYTHONUNBUFFERED": "1",
     }
+    if jobs is None:
+        del out["MAX_JOBS"], out["NVCC_THREADS"]
     home = env.cuda_home
     if home:
         out["CUDA_HOME"] = home
@@ -451,6 +382,7 @@ def _plan_fa2(
         env=envvars,
         edit_sources=layout is not None,
         notes=tuple(notes),
+        units_from="table" if layout is not None else "unknown",
     )
 
 
@@ -461,6 +393,7 @@ def _plan_fa3(
     archs: tuple[int, ...],
     targets: tuple[ArchTarget, ...],
     notes: list[str],
+    hopper: Fa3SetupFacts | None,
 ) -> BuildPlan:
     data = build_data()["fa3"]
     switches: Mapping[str, str] = data["switches"]
@@ -481,44 +414,116 @@ def _plan_fa3(
         dtypes = None
     disabled = tuple(f for f in FA3_FEATURES if f in request.disable)
     profile = Profile("fa3", archs, head_dims, dtypes, disabled)
+    # What the profile leaves out: a switch this checkout must read (preflight: fa3-switch-unknown).
     flags = {switches[f] for f in disabled}
     if dtypes is not None and "fp16" not in dtypes:
         flags.add(switches["fp16"])
     for hd in all_hd:
         if head_dims is not None and hd not in head_dims:
             flags.add(switches[f"hdim{hd}"])
+    # Units the profile never calls: set where the checkout reads the switch (without it they are compiled).
     sm80 = 80 in archs
-    if not sm80:
-        flags.add(switches["sm80"])
+    spare = set() if sm80 else {switches["sm80"]}
+    for name, hd in data["hdimdiff"].items():
+        if head_dims is not None and hd not in head_dims:
+            spare.add(switches[name])
+    flags |= {f for f in spare if hopper is None or f in hopper.switches}
     hds = head_dims or all_hd
     dts = dtypes or ("fp16", "bf16")
-    units = fa3_units(disabled, hds, dts, sm80)
-    full = fa3_units((), all_hd, ("fp16", "bf16"), True)
+    diffs = [hd for name, hd in data["hdimdiff"].items() if switches[name] not in flags]
+    estimate = fa3_units_estimate(disabled, hds, dts, sm80, diffs)
+    setup_vars = {data["offline_env"]: "1", **{f: "TRUE" for f in sorted(flags)}}
+    base = {**_common_env(env, None, profile.label(), archs), data["offline_env"]: "1"}
+    listed = hopper.source_list({**base, **setup_vars}, env.torch, env.nvcc) if hopper is not None else None
+    if isinstance(listed, SourceList):
+        assert hopper is not None
+        upstream = base  # no FLASH_ATTENTION_DISABLE_* at all
+        arch_only = {**base, **{k: v for k, v in setup_vars.items() if k == switches["sm80"]}}
+        units: tuple[str, ...] = listed.units
+        count = len(units)
+        full = _count(hopper, upstream, env, fa3_units_estimate((), all_hd, ("fp16", "bf16"), True))
+        arch_full = _count(hopper, arch_only, env, full)
+        units_from = "checkout"
+        notes.append(
+            f"compile units: the checkout's own hopper/setup.py source list for this profile"
+            f" (torch {env.torch or '?'}, nvcc {env.nvcc or '?'}): ninja runs one step per unit"
+        )
+        if listed.unknown_names:
+            notes.append(
+                f"{listed.unknown_names} unit name(s) depend on what is not known here (the torch version):"
+                " the count does not"
+            )
+    else:
+        units, count, units_from = (), estimate, "estimate"
+        full = fa3_units_estimate((), all_hd, ("fp16", "bf16"), True)
+        arch_full = fa3_units_estimate((), all_hd, ("fp16", "bf16"), sm80)
+        why = (
+            "no checkout was read (--source DIR names one)"
+            if hopper is None
+            else f"cannot read this revision's source list ({listed})"
+        )
+        notes.append(f"{why}: the unit count is an estimate (hopper/setup.py of upstream main, 2026-08)")
+    if hopper is not None:
+        notes += _toolchain_notes(hopper, env.nvcc)
     jobs = plan_jobs(
-        units, 1, env.cpus, env.memory_gb, float(data["gb_per_job"]), request.max_jobs, request.nvcc_threads
+        count, 1, env.cpus, env.memory_gb, float(data["gb_per_job"]), request.max_jobs, request.nvcc_threads
     )
-    envvars = _common_env(env, jobs, profile.label(), archs)
-    envvars[data["offline_env"]] = "1"
-    for f in sorted(flags):
-        envvars[f] = "TRUE"
-    notes.append(
-        "FA3 unit counts follow hopper/setup.py's source list in the 2.8.3 sdist; other revisions differ"
-    )
+    envvars = {**_common_env(env, jobs, profile.label(), archs), **setup_vars}
     return BuildPlan(
         variant="fa3",
         version=version,
         profile=profile,
         targets=targets,
-        units=(),
-        unit_count=units,
+        units=units,
+        unit_count=count,
         default_unit_count=full,
-        arch_only_unit_count=fa3_units((), all_hd, ("fp16", "bf16"), sm80),
-        edges=units,
+        arch_only_unit_count=arch_full,
+        edges=count,
         jobs=jobs,
         env=envvars,
         edit_sources=False,
         notes=tuple(notes),
+        extra={"fa3_setup": None if hopper is None else fa3_setup_json(hopper)},
+        units_from=units_from,
     )
+
+
+def _count(hopper: Fa3SetupFacts, environ: Mapping[str, str], env: Environment, fallback: int) -> int:
+    listed = hopper.source_list(environ, env.torch, env.nvcc)
+    return len(listed.units) if isinstance(listed, SourceList) else fallback
+
+
+def _toolchain_notes(hopper: Fa3SetupFacts, nvcc: str | None) -> list[str]:
+    """What the checkout's hopper/setup.py does with this nvcc (a download is a preflight finding)."""
+    out = []
+    what = " / ".join(hopper.toolchain) or "nvcc / ptxas"
+    if hopper.download_when == "":
+        out.append("toolchain: this hopper/setup.py never downloads one: it uses the system nvcc")
+    elif hopper.downloads_for(nvcc) is False:
+        out.append(
+            f"toolchain: nvcc {nvcc} is used as is (this hopper/setup.py downloads {what} only for nvcc"
+            f" {hopper.download_when})"
+        )
+    release = major_minor(nvcc)
+    if hopper.cccl_from and release is not None and release >= (major_minor(hopper.cccl_from) or (99, 0)):
+        out.append(
+            f"nvcc ≥ {hopper.cccl_from}: hopper/setup.py adds $CUDA_HOME/include/cccl to the include path"
+        )
+    return out
+
+
+def fa3_setup_json(hopper: Fa3SetupFacts) -> dict[str, Any]:
+    """The facts read from the checkout's hopper/setup.py (plan JSON ``fa3_setup``)."""
+    return {
+        "offline_switch": hopper.offline_switch,
+        "download_when": hopper.download_when,
+        "download_problem": hopper.download_problem,
+        "toolchain": list(hopper.toolchain),
+        "nvcc_min": hopper.nvcc_min,
+        "cccl_from": hopper.cccl_from,
+        "switches": sorted(hopper.switches),
+        "source_problem": hopper.source_problem,
+    }
 
 
 def build_command(python: str, setup_dir: str, dist_dir: str) -> list[str]:

@@ -131,30 +131,51 @@ def _tools_findings(plan: BuildPlan, tools: BuildTools) -> list[Finding]:
 
 
 def fa3_preflight(env: Environment, plan: BuildPlan, facts: Fa3SetupFacts) -> list[Finding]:
+    """What the checkout's own hopper/setup.py does with this nvcc and this plan's switches."""
     out: list[Finding] = []
     data = build_data()["fa3"]
-    nvcc_128 = env.nvcc_mm == (12, 8)
-    if not facts.offline_switch and facts.toolchain_download and not nvcc_128:
+    offline = data["offline_env"]
+    what = " / ".join(facts.toolchain) or "nvcc / ptxas"
+    downloads = facts.downloads_for(env.nvcc)
+    if downloads and not facts.offline_switch:
         out.append(
             Finding(
                 "fa3-offline-switch-missing",
                 Status.FAIL,
-                f"this hopper/setup.py has no {data['offline_env']} switch and downloads nvcc 12.6 / ptxas 12.8 "
-                f"unless nvcc is 12.8 (here {env.nvcc or '?'})",
-                fix="Use a newer flash-attention checkout (it has the offline switch) or CUDA 12.8's nvcc.",
+                f"this hopper/setup.py has no {offline} switch and downloads {what} for nvcc"
+                f" {facts.download_when} (here {env.nvcc})",
+                fix="Use a newer flash-attention checkout (it has the offline switch), or a CUDA toolkit"
+                " outside that range (CUDA_HOME).",
                 variant="fa3",
             )
         )
-    elif facts.toolchain_download and not nvcc_128:
+    elif downloads:
         out.append(
             Finding(
                 "fa3-toolchain-download",
                 Status.FAIL,
-                f"hopper/setup.py swaps nvcc {env.nvcc or '?'} for a downloaded nvcc 12.6 / ptxas 12.8 unless nvcc is 12.8; "
-                f"flashdoctor sets {data['offline_env']}=1 so nothing is downloaded, and then setup.py stops "
-                "(third_party/nvidia/backend/bin/nvcc does not exist)",
+                f"hopper/setup.py swaps nvcc {env.nvcc} for a downloaded {what} for nvcc {facts.download_when};"
+                f" flashdoctor sets {offline}=1 so nothing is downloaded, and then setup.py stops"
+                " (third_party/nvidia/backend/bin/nvcc does not exist)",
+                evidence=f"the condition around download_and_copy(...) in this checkout's hopper/setup.py: nvcc {facts.download_when}",
+                fix="Point CUDA_HOME at a CUDA toolkit outside that range, or use a checkout whose hopper/setup.py"
+                " uses the system nvcc for this release.",
+                variant="fa3",
+            )
+        )
+    elif downloads is None:
+        why = (
+            f"nvcc is unknown here and this hopper/setup.py downloads {what} for nvcc {facts.download_when}"
+            if facts.download_when
+            else f"cannot read when this hopper/setup.py downloads {what}: {facts.download_problem or '?'}"
+        )
+        out.append(
+            Finding(
+                "fa3-toolchain-download",
+                Status.WARN,
+                f"{why}; if it does, the offline build ({offline}=1) stops",
                 evidence=data["toolchain_download_source"],
-                fix="Point CUDA_HOME at a CUDA 12.8 toolkit, or use a checkout whose hopper/setup.py uses the system nvcc.",
+                fix="Read the download condition in hopper/setup.py; use a CUDA toolkit it does not replace.",
                 variant="fa3",
             )
         )

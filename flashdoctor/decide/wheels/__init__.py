@@ -1,5 +1,6 @@
-"""Prebuilt wheels: the index (index.py), one filename parser (parse.py), the selector and the install
-plan (select.py), the live fetchers (sources.py) and the index builder (builder.py, derive.py).
+"""Prebuilt wheels: the index (index.py), one filename parser (parse.py), the selector (select.py, with
+target.py, rules.py and reasons.py), the install plan (plan.py), coverage (coverage.py) and the index
+builder (builder.py, derive.py).
 
 The install helper calls :func:`make_plan`; ``check`` gets its verdicts' wheels from
 :func:`wheel_finder`.
@@ -16,11 +17,11 @@ from flashdoctor.decide.wheels.index import (
     load_index,
 )
 from flashdoctor.decide.wheels.parse import WheelName, WheelNameError, parse_wheel_name
+from flashdoctor.decide.wheels.plan import make_plan
 from flashdoctor.decide.wheels.select import (
     REJECTION_CODES,
     Selection,
     find_wheel,
-    make_plan,
     parse_version_spec,
     select_wheels,
 )

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from flashdoctor import knowledge
-from flashdoctor.decide.wheels.derive import torch_pip_cxx11abi
 from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
 from flashdoctor.decide.wheels.select import (
     build_signature,
@@ -17,7 +16,8 @@ from flashdoctor.decide.wheels.select import (
     preference_key,
     target_of,
 )
-from flashdoctor.knowledge.variants import Variant
+from flashdoctor.knowledge.torch_builds import torch_pip_cxx11abi
+from flashdoctor.knowledge.variants import DEFAULT_VARIANT, Variant
 from flashdoctor.model.environment import Environment
 
 PLATFORMS = ("linux_x86_64", "linux_aarch64", "win_amd64")
@@ -81,7 +81,7 @@ def grid() -> list[tuple[str, str, str]]:
     return out
 
 
-def coverage(index: WheelIndex, variant: Variant = "fa2") -> dict[str, list[Cell]]:
+def coverage(index: WheelIndex, variant: Variant = DEFAULT_VARIANT) -> dict[str, list[Cell]]:
     """Per platform, every cell of the grid with the wheels that would be chosen there."""
     # Entries are bucketed by the torch minor in their name (each cell evaluates only the wheels that
     # could fit it, plus those with no torch in the name), and within a bucket by build signature.

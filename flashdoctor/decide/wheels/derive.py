@@ -11,6 +11,7 @@ from __future__ import annotations
 from packaging.version import Version
 
 from flashdoctor.decide.wheels.parse import WheelName, platform_arch
+from flashdoctor.knowledge.torch_builds import torch_pip_cxx11abi
 from flashdoctor.knowledge.versions import major_minor
 
 # Official Linux wheels are tagged linux_x86_64, so their glibc need is not in the tag: it is the
@@ -27,23 +28,6 @@ BLACKWELL_NVCC = (12, 8)
 # FA3 release builds target Hopper (sm_90a kernels; hopper/setup.py). SM8x kernels exist only on newer
 # main, and whether a given wheel carries them is unknown: assume it does not.
 FA3_ARCHS = ("sm_90a",)
-
-
-def torch_pip_cxx11abi(torch_mm: tuple[int, int] | None, cuda: str | None, arch: str | None) -> bool | None:
-    """The C++ ABI of PyTorch's own pip wheels (dataset README quirk 4): CXX11 ABI from torch 2.7, for
-    torch 2.6 only the CUDA 12.6 builds (PyTorch PR #142064), and always on aarch64."""
-    if arch == "aarch64":
-        return True
-    if torch_mm is None:
-        return None
-    if torch_mm >= (2, 7):
-        return True
-    if torch_mm == (2, 6):
-        cu = major_minor(cuda)
-        if cu is None:
-            return None
-        return cu >= (12, 6)
-    return False
 
 
 def official_glibc(version: Version, built_on: str | None, added_later: bool) -> tuple[str, bool]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import string
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from flashdoctor.model.plan import WheelRef
 INDEX_SCHEMA_ID = "flashdoctor/wheels-index/1"
 INDEX_FILENAME = "wheels_index.json"
 ENV_VAR = "FLASHDOCTOR_WHEELS_INDEX"
+MAX_INDEX_BYTES = 64 << 20  # the bundled index is ~2 MB; a bound keeps /dev/zero from exhausting memory
 
 
 class WheelIndexError(UsageError):
@@ -114,10 +116,35 @@ class IndexEntry:
         return self.filename
 
 
+TEMPLATE_FIELDS = ("tag", "filename", "filename_quoted")
+
+
 def render_url(template: str, tag: str | None, filename: str) -> str:
+    """A URL from a template checked by ``check_template`` (only {tag}, {filename}, {filename_quoted})."""
     if "{" not in template:
         return template
     return template.format(tag=tag, filename=filename, filename_quoted=quote(filename))
+
+
+def check_template(template: str, where: str, tag: str | None = None, has_tag: bool = True) -> None:
+    """Refuse a URL template that ``render_url`` could not fill: an unknown field ({nope}, {0},
+    {tag.__class__}), a conversion or format spec, unbalanced braces, or {tag} where there is no tag."""
+    shown = template if len(template) <= 200 else template[:200] + "…"
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise WheelIndexError(f"{where}: URL template {shown!r} is malformed ({exc})") from None
+    for _text, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in TEMPLATE_FIELDS or spec or conversion:
+            known = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+            raise WheelIndexError(
+                f"{where}: URL template {shown!r} uses {{{field}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}}; a template may use only {known}"
+            )
+        if field == "tag" and not has_tag and tag is None:
+            raise WheelIndexError(f"{where}: URL template {shown!r} needs a 'tag', and the entry has none")
 
 
 @dataclass(frozen=True, eq=False)  # identity equality: an index is compared and cached by object
@@ -184,14 +211,20 @@ def load_index(
 def _load_cached(path: str, _mtime: int, _size: int) -> WheelIndex:
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            data = fh.read(MAX_INDEX_BYTES + 1)
     except OSError as exc:
         raise WheelIndexError(f"cannot read wheel index {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_INDEX_BYTES:
+        raise WheelIndexError(
+            f"wheel index {path} is larger than {MAX_INDEX_BYTES >> 20} MiB: not a wheel index"
+        )
     try:
         doc = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise WheelIndexError(f"wheel index {path} is not valid JSON{where}: {exc}") from None
+    except RecursionError:
+        raise WheelIndexError(f"wheel index {path} is nested too deeply to be a wheel index") from None
     return index_from_bytes(data, doc, origin=path)
 
 
@@ -229,11 +262,17 @@ def validate_document(doc: Any, origin: str = "wheel index") -> None:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(load_schema())
-    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
-    if error is None:
-        return
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+        if error is None:
+            return
+        message = error.message  # the instance's repr: deep for nested input, long for a long string
+    except RecursionError:
+        raise WheelIndexError(f"{origin}: nested too deeply to be a wheel index") from None
+    if len(message) > 300:
+        message = message[:300] + "…"
     path = list(error.absolute_path)
-    raise WheelIndexError(f"{origin}: {_where(doc, path)}: {error.message}")
+    raise WheelIndexError(f"{origin}: {_where(doc, path)}: {message}")
 
 
 def _where(doc: Any, path: list[Any]) -> str:
@@ -254,6 +293,9 @@ def index_from_document(doc: Any, origin: str = "wheel index", validate: bool = 
     content that passed it before); the per-entry checks (filename, source, url, cuda) always run."""
     if validate:
         validate_document(doc, origin)
+    for name, raw in doc["sources"].items():
+        if raw.get("url") is not None:
+            check_template(raw["url"], f"{origin}: source {name!r}")
     sources = {
         name: SourceInfo(
             name=name,
@@ -328,6 +370,8 @@ def _entry(raw: dict[str, Any], sources: Mapping[str, SourceInfo], where: Callab
                 f"{where()}: no 'url', and source {src.name!r} has no URL template to build one from"
             )
         url = src.url
+    elif "{" in url or "}" in url:
+        check_template(url, where(), tag, has_tag=False)
     cuda = raw.get("cuda")
     cuda_mm: tuple[int, int | None] | None = name.cuda
     if cuda is not None:

@@ -1,0 +1,123 @@
+"""The installed FlashAttention builds: missing, failing to import (explained by the failure-log engine
+through an ImportDiagnoser), lacking code for a GPU, or colliding with another variant's files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from packaging.version import Version
+
+from flashdoctor import knowledge
+from flashdoctor.decide.checks.common import finding, gpu_groups
+from flashdoctor.knowledge.archs import runs_on, sort_archs
+from flashdoctor.knowledge.variants import VARIANTS
+from flashdoctor.knowledge.versions import parse_version
+from flashdoctor.model.environment import Environment, FlashInstall
+from flashdoctor.model.findings import Finding, Status
+
+ImportDiagnoser = Callable[[str, Environment], "tuple[str, str] | None"]
+
+
+def check_installed(env: Environment, diagnose: ImportDiagnoser | None = None) -> list[Finding]:
+    if not env.known("installed"):
+        return []
+    out: list[Finding] = []
+    for variant in VARIANTS:
+        info = knowledge.variant_info(variant)
+        inst = env.installed_variant(variant)
+        if inst is None:
+            out.append(
+                finding(
+                    "flash-attn-missing",
+                    Status.WARN,
+                    f"{info.title} ({info.dist}) is not installed",
+                    variant=variant,
+                    fix=f"flashdoctor install {info.cli_flag}",
+                )
+            )
+            continue
+        out.extend(_check_one_install(env, inst, diagnose))
+    for variant in VARIANTS:
+        mine = env.installed_variant(variant)
+        for c in knowledge.variant_info(variant).conflicts:
+            other = env.installed_variant(c.variant)
+            public = parse_version(other.version) if other is not None else None
+            if mine is None or other is None or public is None:
+                continue
+            if c.versions.contains(Version(public.public), prereleases=True):
+                out.append(
+                    finding(
+                        "flash-attn-conflict",
+                        Status.WARN,
+                        f"{knowledge.variant_info(c.variant).dist} {other.version} {c.why}",
+                        variant=variant,
+                        fix=c.fix,
+                    )
+                )
+    return out
+
+
+def _check_one_install(
+    env: Environment, inst: FlashInstall, diagnose: ImportDiagnoser | None
+) -> list[Finding]:
+    variant = inst.variant
+    flag = knowledge.variant_info(variant).cli_flag
+    label = f"{inst.dist} {inst.version or '?'}"
+    if inst.local_label and inst.local_label.startswith("fd."):
+        label += f" (flashdoctor build profile {inst.local_label[3:]})"
+    out: list[Finding] = []
+    if inst.import_ok is False:
+        err = (inst.import_error or "").strip()
+        last = err.splitlines()[-1] if err else "no output"
+        cause = diagnose(err, env) if err and diagnose else None
+        msg = f"{label} is installed but does not import"
+        if inst.import_crashed:
+            msg = f"{label} crashed the interpreter on import"
+        fix = None
+        if cause:
+            msg += f": {cause[0]}"
+            fix = cause[1]
+        out.append(
+            finding(
+                "flash-attn-import-error",
+                Status.FAIL,
+                msg,
+                evidence=last,
+                variant=variant,
+                fix=fix or f"flashdoctor install {flag}",  # replaces it with a build that matches this torch
+            )
+        )
+        return out
+    if inst.archs is not None and env.known("gpus"):
+        for g, glabel, _n in gpu_groups(env.gpus):
+            if g.sm is None:
+                continue
+            r = runs_on(inst.archs, g.sm)
+            have = ", ".join(sort_archs(inst.archs)) or "none"
+            if r in ("no", "ptx-jit"):
+                out.append(
+                    finding(
+                        "flash-attn-arch-missing" if r == "no" else "flash-attn-ptx-jit",
+                        Status.FAIL if r == "no" else Status.WARN,
+                        f"{label} has no code for {g.name} (sm_{g.sm})"
+                        if r == "no"
+                        else f"{label} runs on {g.name} (sm_{g.sm}) only by JIT-compiling PTX (slow first call)",
+                        evidence=f"compiled for: {have}",
+                        variant=variant,
+                        subject=glabel,
+                        fix=f"flashdoctor install {flag} --from-source --arch {g.sm}",
+                    )
+                )
+    if not out:
+        how = "imports" if inst.import_ok else "import not tested"
+        archs = f"; code for {', '.join(sort_archs(inst.archs))}" if inst.archs else ""
+        out.append(
+            finding(
+                "flash-attn-ok",
+                Status.OK,
+                f"{label} {how}{archs}",
+                variant=variant,
+                evidence=inst.extension_path,
+            )
+        )
+    return out

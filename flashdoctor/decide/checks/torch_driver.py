@@ -1,0 +1,179 @@
+"""torch and the NVIDIA driver: is there a CUDA build of torch, and can the driver run its CUDA?
+
+The fixes are commands that work as printed: a CPU build of torch is replaced by the CUDA build of the
+SAME version (``--force-reinstall torch==X``; a bare ``pip install torch`` answers "Requirement already
+satisfied"), from the PyTorch index whose CUDA the driver runs and that publishes that version
+(data/torch_builds.json, data/cuda_drivers.json)."""
+
+from __future__ import annotations
+
+import shlex
+
+from flashdoctor import knowledge
+from flashdoctor.decide.checks.common import finding, has_gpu
+from flashdoctor.knowledge.variants import VARIANTS
+from flashdoctor.knowledge.versions import major_minor, parse_version
+from flashdoctor.model.environment import Environment
+from flashdoctor.model.findings import Finding, Status
+from flashdoctor.model.target import abi_inferred
+
+PYTORCH_INDEX = "https://download.pytorch.org/whl"
+
+
+def _tag(cuda: str) -> str:
+    return "cu" + cuda.replace(".", "")
+
+
+def _index_for_driver(driver_cuda: str | None) -> str:
+    """The newest PyTorch CUDA index a driver can run (the oldest when none fits: minor-version
+    compatibility runs it; the newest when the driver is unknown)."""
+    tags = knowledge.load_data("cuda_drivers")["pytorch_indexes"]
+    dc = major_minor(driver_cuda)
+    best = tags[-1]
+    if dc is not None:
+        fitting = [t for t in tags if (m := major_minor(t["cuda"])) is not None and m <= dc]
+        best = fitting[-1] if fitting else tags[0]
+    return str(best["tag"])
+
+
+def _release_cudas(torch_mm: tuple[int, int]) -> list[str] | None:
+    """The CUDA versions PyTorch publishes this torch minor for (None: not tabulated)."""
+    for rel in knowledge.load_data("torch_builds")["releases"]:
+        if major_minor(rel["torch"]) == torch_mm:
+            return list(rel["cuda"])
+    return None
+
+
+def pip_install(env: Environment | None = None) -> str:
+    """``pip install`` as the target environment runs it: its own interpreter's pip where known, ``uv pip``
+    in a uv-made environment (which may have no pip), else plain ``pip``."""
+    exe = env.python_executable if env is not None else None
+    if env is not None and env.env_manager == "uv":
+        return "uv pip install" + (f" --python {shlex.quote(exe)}" if exe else "")
+    return f"{shlex.quote(exe)} -m pip install" if exe else "pip install"
+
+
+def pytorch_cuda_index(
+    driver_cuda: str | None, torch: str | None = None, env: Environment | None = None
+) -> str:
+    """A command that installs a CUDA build of torch this driver runs.
+
+    Without ``torch`` (none installed): ``pip install torch --index-url …/cuXYZ``. With the installed
+    ``torch`` version: a reinstall of that same version from the index of the newest CUDA that version
+    is published for and the driver runs; where none is, a reinstall of the newest torch on the index the
+    driver runs. Pre-releases come from the nightly index."""
+    pip = pip_install(env)
+    if torch is None:
+        return f"{pip} torch --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
+    v = parse_version(torch)
+    if v is None:
+        return f"{pip} --force-reinstall torch --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
+    if v.is_prerelease:
+        tag = _index_for_driver(driver_cuda)
+        return f"{pip} --force-reinstall --pre torch --index-url {PYTORCH_INDEX}/nightly/{tag}"
+    public = v.public
+    mm = major_minor(public)
+    cudas = _release_cudas(mm) if mm is not None else None
+    if cudas is None:  # not tabulated: the driver's index, same version
+        return f"{pip} --force-reinstall torch=={public} --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
+    dc = major_minor(driver_cuda)
+    if dc is None:  # no driver to fit: the newest CUDA of this release that a known index serves
+        known = {t["cuda"] for t in knowledge.load_data("cuda_drivers")["pytorch_indexes"]}
+        fitting = [c for c in cudas if c in known] or cudas
+    else:
+        fitting = [c for c in cudas if (m := major_minor(c)) is not None and m <= dc]
+    if fitting:
+        best = max(fitting, key=lambda c: major_minor(c) or (0, 0))
+        return f"{pip} --force-reinstall torch=={public} --index-url {PYTORCH_INDEX}/{_tag(best)}"
+    # This torch has no build the driver runs: the newest torch on the index the driver runs.
+    return f"{pip} --force-reinstall torch --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
+
+
+def check_driver(env: Environment) -> list[Finding]:
+    if not env.known("driver") or env.driver is None:
+        return []  # no-gpu covers a missing driver
+    if not env.known("torch_cuda") or env.torch_cuda is None:
+        return [
+            finding("driver-ok", Status.OK, f"NVIDIA driver {env.driver} (CUDA {env.driver_cuda or '?'})")
+        ]
+    tc = env.torch_cuda_mm
+    dc = major_minor(env.driver_cuda)
+    if tc is None or dc is None:
+        return [finding("driver-ok", Status.SKIP, f"driver {env.driver}: its CUDA level is unknown")]
+    need = knowledge.driver_min_for_cuda(env.torch_cuda)
+    evidence = (
+        f"driver {env.driver} supports CUDA ≤ {env.driver_cuda}; torch {env.torch} uses CUDA {env.torch_cuda}"
+    )
+    if dc[0] < tc[0]:
+        return [
+            finding(
+                "driver-too-old",
+                Status.FAIL,
+                f"Driver {env.driver} supports CUDA {env.driver_cuda}, torch needs CUDA {env.torch_cuda}",
+                evidence=evidence,
+                fix=f"Upgrade the NVIDIA driver to ≥ {need}, or install a torch built for CUDA {dc[0]}.x: "
+                + pytorch_cuda_index(env.driver_cuda, env.torch, env),
+            )
+        ]
+    if dc < tc:
+        return [
+            finding(
+                "driver-too-old",
+                Status.WARN,
+                f"Driver {env.driver} (CUDA {env.driver_cuda}) runs torch's CUDA {env.torch_cuda} only through "
+                "minor-version compatibility: PTX JIT fails",
+                evidence=evidence,
+                fix=f"Upgrade the NVIDIA driver to ≥ {need}.",
+            )
+        ]
+    return [
+        finding(
+            "driver-ok",
+            Status.OK,
+            f"NVIDIA driver {env.driver} supports CUDA ≤ {env.driver_cuda}",
+            evidence=evidence,
+        )
+    ]
+
+
+def check_torch(env: Environment) -> list[Finding]:
+    if not env.known("torch"):
+        return [finding("torch-ok", Status.SKIP, "torch unknown (not in the target spec)")]
+    gpu = has_gpu(env)
+    serious = Status.WARN if gpu is False else Status.FAIL
+    if env.torch is None:
+        return [
+            finding(
+                "torch-missing",
+                serious,
+                "torch is not installed in the target interpreter (flashdoctor never installs it)",
+                evidence=f"python {env.python_executable or env.python or '?'}",
+                fix=pytorch_cuda_index(env.driver_cuda, None, env),
+            )
+        ]
+    abi = {True: "CXX11 ABI", False: "pre-CXX11 ABI", None: "ABI unknown"}[env.cxx11abi]
+    if env.cxx11abi is not None and abi_inferred(env):
+        abi += " inferred from its version"
+    if env.torch_hip:
+        rocm = [knowledge.variant_info(v) for v in VARIANTS if knowledge.variant_info(v).rocm]
+        return [
+            finding(
+                "torch-rocm",
+                Status.WARN,
+                f"torch {env.torch} is a ROCm build (HIP {env.torch_hip}): only "
+                + (", ".join(f"{i.short}'s" for i in rocm) or "no")
+                + " ROCm build applies",
+                evidence=" ".join(i.rocm_note or "" for i in rocm) or None,
+                fix=f"Build {'/'.join(i.short for i in rocm) or 'FA2'} for ROCm from source (see flash-attention's README, AMD ROCm section).",
+            )
+        ]
+    if env.known("torch_cuda") and env.torch_cuda is None:
+        return [
+            finding(
+                "torch-cpu-only",
+                serious,
+                f"torch {env.torch} is a CPU-only build: FlashAttention needs a CUDA build of torch",
+                fix=pytorch_cuda_index(env.driver_cuda, env.torch, env),
+            )
+        ]
+    return [finding("torch-ok", Status.OK, f"torch {env.torch} (CUDA {env.torch_cuda or '?'}, {abi})")]

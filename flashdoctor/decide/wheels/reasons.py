@@ -1,0 +1,176 @@
+"""The selector's English: every sentence a person reads about a wheel (why it was rejected, why it fits,
+what to note about it, what would make one fit, which facts were assumed). The codes are public
+(data/codes.json); these sentences are not, and live here apart from the rules that decide."""
+
+from __future__ import annotations
+
+from packaging.specifiers import SpecifierSet
+
+from flashdoctor import knowledge
+from flashdoctor.decide.wheels.index import IndexEntry
+from flashdoctor.decide.wheels.parse import manylinux_glibc, platform_arch
+from flashdoctor.decide.wheels.rules import REJECTION_CODES, gpu_runs, variant_driver_min
+from flashdoctor.decide.wheels.target import Target
+from flashdoctor.knowledge.variants import Variant
+
+
+def reason_text(code: str, entry: IndexEntry, t: Target, spec: SpecifierSet | None = None) -> str:
+    """One rejection as "code: sentence" (the code is public; the sentence is for people)."""
+    n = entry.name
+    if code == "no-cuda-torch":
+        what = {
+            "missing": "torch is not installed",
+            "cpu": "torch is a CPU-only build",
+            "rocm": "torch is a ROCm build",
+        }
+        msg = f"{what.get(t.torch_state, 'torch is unusable')}; this wheel needs a CUDA build of torch"
+    elif code == "torch-mismatch":
+        if n.torch is not None:
+            msg = f"built for torch {n.torch_text}, this is torch {mm_text(t.torch_mm)}"
+        else:
+            msg = f"serves torch {entry.torch_spec} (LibTorch stable ABI), this is torch {t.torch_version}"
+    elif code == "cuda-mismatch":
+        msg = (
+            f"built for CUDA {entry.cuda_mm[0] if entry.cuda_mm else '?'}, torch uses CUDA {mm_text(t.cuda)}"
+        )
+    elif code == "abi-mismatch":
+        label = {True: "CXX11", False: "pre-CXX11"}
+        inferred = " (inferred from how it was built)" if "abi" in entry.inferred else ""
+        msg = f"built for the {label[bool(entry.abi)]} C++ ABI{inferred}, torch uses the {label[bool(t.abi)]} ABI"
+    elif code == "python-mismatch":
+        if entry.requires_python is not None and not (t.pairs is not None and not (n.pythons & t.pairs)):
+            msg = f"requires Python {entry.requires_python}, this is Python {t.python}"
+        else:
+            tags = ", ".join(sorted(f"{i}-{a}" for i, a in n.pythons))
+            msg = f"built for {tags}, this is Python {t.python}"
+    elif code == "platform-mismatch":
+        msg = f"built for {', '.join(sorted(n.platforms))}, this is {_platform_text(t)}"
+    elif code == "glibc-too-old":
+        need = entry.glibc or min(
+            (g for p in n.platforms if (g := manylinux_glibc(p)) is not None and platform_arch(p) == t.arch),
+            default=None,
+        )
+        why = " (built on Ubuntu 22.04)" if entry.source == "official" and need == (2, 35) else ""
+        msg = f"needs glibc {mm_text(need)}{why}, this system has glibc {mm_text(t.glibc)}"
+    elif code == "gpu-code-missing":
+        missing = [sm for sm in t.sms if entry.archs is not None and not gpu_runs(entry.archs, sm)]
+        built = f" (built with CUDA {entry.cuda})" if entry.cuda else ""
+        have = ", ".join(entry.archs or ())
+        msg = f"has no code for sm_{', sm_'.join(map(str, missing))}: carries {have}{built}"
+    elif code == "driver-too-old":
+        need_major = entry.cuda_mm[0] if entry.cuda_mm else None
+        need_txt = mm_text(variant_driver_min(n.variant)) if need_major is None else f"{need_major}.x"
+        drv = knowledge.driver_min_for_major(need_major) if need_major else None
+        msg = (
+            f"needs a driver for CUDA {need_txt}"
+            + (f" (≥ {drv})" if drv else "")
+            + f"; this driver supports CUDA {mm_text(t.driver_cuda)}"
+        )
+    elif code == "community":
+        msg = f"community build ({entry.source}); rerun with --allow-community to consider it"
+    elif code == "version-excluded":
+        msg = f"version {entry.version} is outside --version {spec}"
+    elif code == "yanked":
+        msg = "yanked by its publisher"
+    else:  # pragma: no cover - every code above is handled
+        msg = REJECTION_CODES.get(code, code)
+    return f"{code}: {msg}"
+
+
+def mm_text(mm: tuple[int, int] | None) -> str:
+    return "?" if mm is None else f"{mm[0]}.{mm[1]}"
+
+
+def _platform_text(t: Target) -> str:
+    if t.platforms is None:
+        return "an unknown platform"
+    if t.os == "linux":
+        return f"linux_{t.arch}" + (f" (glibc {mm_text(t.glibc)})" if t.glibc else "")
+    return ", ".join(sorted(p for p in t.platforms if p != "any"))
+
+
+def fit_summary(e: IndexEntry, t: Target) -> str:
+    n = e.name
+    parts = []
+    if n.torch is not None and t.torch_mm is not None:
+        parts.append(f"torch {n.torch_text}")
+    elif e.torch_spec is not None:
+        parts.append(f"torch {e.torch_spec} (stable ABI) ∋ {t.torch_version}")
+    if e.cuda_mm is not None:
+        parts.append(f"CUDA {e.cuda or e.cuda_mm[0]}")
+    if e.abi is not None and t.os == "linux":
+        parts.append(
+            ("CXX11" if e.abi else "pre-CXX11") + " ABI" + (" (inferred)" if "abi" in e.inferred else "")
+        )
+    parts.append("/".join(sorted(f"{i}-{a}" for i, a in n.pythons)))
+    parts.append(", ".join(sorted(n.platforms)))
+    if e.glibc is not None and t.glibc is not None:
+        parts.append(f"glibc {mm_text(e.glibc)} ≤ {mm_text(t.glibc)}")
+    if e.archs is not None and t.sms:
+        parts.append("code for " + ", ".join(f"sm_{sm}" for sm in t.sms))
+    return ", ".join(parts)
+
+
+def entry_notes(e: IndexEntry, variant: Variant) -> list[str]:
+    out = []
+    if e.sha256 is None:
+        out.append("no sha256 is known for this file: the download cannot be checked against a digest")
+    if "abi" in e.inferred and e.name.abi_label is False and e.source == "official":
+        out.append(
+            "its 'cxx11abiFALSE' label means 'ABI not forced': built against a CXX11-ABI torch, so it is "
+            "treated as a CXX11-ABI wheel (inferred from setup.py)"
+        )
+    if e.confidence in ("medium", "low"):
+        out.append(f"listing confidence {e.confidence}: this exact file was not seen at its URL")
+    if knowledge.variant_info(variant).pre_release_only and e.version.is_prerelease:
+        out.append(f"{e.name.dist} publishes only pre-releases: pip needs --pre or this exact version")
+    if e.community:
+        out.append("a community build: not published by the FlashAttention authors")
+    return out
+
+
+def assumption_notes(t: Target) -> list[str]:
+    words = {
+        "glibc": "glibc unknown: assumed new enough for every wheel",
+        "python": "Python unknown: the Python tag was not checked",
+        "platform": "platform unknown: the platform tag was not checked",
+        "torch": "torch unknown: torch version, CUDA and ABI were not checked",
+        "torch_cuda": "torch's CUDA unknown: the CUDA major was not checked",
+        "cxx11abi": "torch's C++ ABI unknown: the ABI was not checked",
+        "gpus": "GPUs unknown: GPU code coverage was not checked",
+    }
+    return [words[u] for u in t.unknowns if u in words]
+
+
+def hint(
+    code: str, who: str, group: list[IndexEntry], example: str, t: Target, spec: SpecifierSet | None
+) -> str:
+    """A sentence about wheels that miss only by ``code`` (``example``: the best of them)."""
+    if code == "torch-mismatch":
+        torches = sorted({e.name.torch for e in group if e.name.torch is not None}, reverse=True)
+        labels = [f"{a}.{b}" for a, b in torches] or sorted({str(e.torch_spec) for e in group})
+        return f"{who} wheels exist for torch {', '.join(labels)} with this CUDA, ABI and Python (e.g. {example})"
+    if code == "python-mismatch":
+        pys = sorted({i for e in group for i, _a in e.name.pythons}, key=lambda s: (len(s), s), reverse=True)
+        return f"{who} wheels exist for {', '.join(pys)} with this torch and CUDA (e.g. {example})"
+    if code == "cuda-mismatch":
+        majors = sorted({e.cuda_mm[0] for e in group if e.cuda_mm is not None}, reverse=True)
+        return (
+            f"{who} wheels exist for CUDA {', '.join(map(str, majors))} builds of torch {mm_text(t.torch_mm)} "
+            f"(e.g. {example})"
+        )
+    if code == "abi-mismatch":
+        other = "CXX11" if t.abi is False else "pre-CXX11"
+        return f"{who} wheels exist only for a {other}-ABI torch (e.g. {example})"
+    if code == "glibc-too-old":
+        return (
+            f"{who} wheels need a newer glibc than {mm_text(t.glibc)} (e.g. {example}): use a newer OS image"
+        )
+    if code == "driver-too-old":
+        return f"{who} wheels need a newer NVIDIA driver (e.g. {example})"
+    if code == "gpu-code-missing":
+        return f"{who} wheels fit except that they carry no code for this GPU (e.g. {example})"
+    if code == "version-excluded":
+        newest = max(e.version for e in group)
+        return f"{who} wheels outside --version {spec} fit (newest {newest}, e.g. {example})"
+    return f"{who} wheels miss only by {code} (e.g. {example})"  # pragma: no cover

@@ -1,0 +1,83 @@
+"""PyTorch's own builds (flashdoctor/data/torch_builds.json): the torch × CUDA × Python grid it
+publishes, and the C++ ABI of its pip wheels, read from a version string where nothing was probed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flashdoctor.knowledge.data import load_data
+from flashdoctor.knowledge.versions import major_minor, parse_version
+
+
+def _rule() -> dict[str, Any]:
+    rule: dict[str, Any] = load_data("torch_builds")["cxx11abi"]
+    return rule
+
+
+def torch_pip_cxx11abi(torch_mm: tuple[int, int] | None, cuda: str | None, arch: str | None) -> bool | None:
+    """The C++ ABI of PyTorch's own pip wheels: CXX11 from torch 2.7, for torch 2.6 only the CUDA 12.6
+    builds (PyTorch PR #142064), always on aarch64; pre-CXX11 before. None: cannot tell (torch 2.6
+    with its CUDA unknown)."""
+    rule = _rule()
+    if arch in rule["cxx11_archs"]:
+        return True
+    if torch_mm is None:
+        return None
+    if torch_mm >= (major_minor(rule["cxx11_from"]) or (99, 0)):
+        return True
+    for minor, cuda_from in rule["cxx11_cuda_from"].items():
+        if torch_mm == major_minor(minor):
+            cu = major_minor(cuda)
+            if cu is None:
+                return None
+            return cu >= (major_minor(cuda_from) or (99, 0))
+    return False
+
+
+@dataclass(frozen=True)
+class AbiGuess:
+    """The ABI a torch version string implies (``abi`` None: it does not tell), and why."""
+
+    abi: bool | None
+    why: str
+
+
+def cxx11abi_from_version(torch: str, torch_cuda: str | None = None, arch: str | None = None) -> AbiGuess:
+    """The C++ ABI of torch ``torch`` ("2.6.0+cu124", "2.7.1", "2.6.0") if it is one of PyTorch's own
+    release wheels. ``torch_cuda`` is its CUDA where the version has no ``+cuXYZ`` label; without either,
+    a plain version is PyPI's default build of that release. Pre-releases, vendor builds (NGC's
+    "2.1.0a0+32f93b1"), ROCm and unknown labels do not tell."""
+    v = parse_version(torch)
+    if v is None:
+        return AbiGuess(None, f"torch {torch!r} is not a version")
+    if v.is_prerelease or v.is_devrelease:
+        return AbiGuess(
+            None, f"torch {torch} is a pre-release or vendor build, whose ABI its version does not tell"
+        )
+    mm = major_minor(v.public)
+    local = v.local
+    cuda = torch_cuda
+    if local is not None:
+        m = re.fullmatch(r"cu(\d+)(\d)", local)
+        if m:
+            cuda = f"{m.group(1)}.{m.group(2)}"
+        elif local != "cpu":
+            return AbiGuess(
+                None, f"torch {torch} is not one of PyTorch's CUDA or CPU builds (label {local!r})"
+            )
+    elif cuda is None and mm is not None:
+        cuda = _rule()["pypi_default_cuda"].get(f"{mm[0]}.{mm[1]}")
+    abi = torch_pip_cxx11abi(mm, cuda, arch)
+    if abi is None:
+        return AbiGuess(None, f"torch {torch}: the ABI of its builds depends on the CUDA, which is unknown")
+    label = "CXX11" if abi else "pre-CXX11"
+    build = f"torch {torch}" + (f" (CUDA {cuda})" if cuda and not local else "")
+    if arch in _rule()["cxx11_archs"]:
+        return AbiGuess(abi, f"{build} is a {label} build: PyTorch's {arch} builds always use the CXX11 ABI")
+    return AbiGuess(
+        abi,
+        f"{build} is a {label} build: PyTorch's pip builds use the CXX11 ABI from torch "
+        f"{_rule()['cxx11_from']}, in 2.6 from CUDA 12.6",
+    )

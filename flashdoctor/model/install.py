@@ -1,0 +1,148 @@
+"""The result of `flashdoctor install` as a value (README "Install"): what the executor did, step by step,
+and how the installed bytes were checked. Produced by flashdoctor.actions.install, drawn by
+flashdoctor.render.install; field names are public interface (the --json form).
+
+How a wheel's sha256 was checked is said in one of two ways, never as "verified" when nobody published
+a digest to compare with (issue "Hostile inputs", "Also"):
+
+    sha256 matches the published digest      the index, the mirror page (#sha256=), a plan file or a
+                                             local build's manifest named the digest before the bytes
+                                             arrived, and the bytes installed have it
+    sha256 recorded (no published digest)    nobody published one: the digest of what arrived is
+                                             recorded (so a lock file pins it from now on)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL, EXIT_NETWORK, EXIT_OK
+from flashdoctor.knowledge.variants import Variant
+from flashdoctor.model.plan import WheelRef
+
+Status = Literal["installed", "rolled-back", "restore-failed", "refused", "download-failed", "nothing-to-do"]
+
+DIGEST_PUBLISHED = "sha256 matches the published digest"
+DIGEST_RECORDED = "sha256 recorded (no published digest)"
+# Where the digest a wheel was checked against came from (Artifact.sha256_from): a publisher's, or none.
+PUBLISHED_SOURCES = frozenset({"index", "mirror"})
+
+
+def digest_published(sha256_from: str | None) -> bool:
+    """Whether the sha256 was compared with a digest someone published before the bytes arrived.
+
+    The one place that reads ``sha256_from`` ("index" / "mirror": published; "computed": hashed what
+    arrived); when the fetched artifact says how it was verified, only this function changes."""
+    return sha256_from in PUBLISHED_SOURCES
+
+
+def digest_wording(sha256_from: str | None) -> str | None:
+    """The words for human output, JSON and lock files; None when no wheel was fetched."""
+    if sha256_from is None:
+        return None
+    return DIGEST_PUBLISHED if digest_published(sha256_from) else DIGEST_RECORDED
+
+
+class DiagnosisLike(Protocol):
+    """A diagnosis of the failure (flashdoctor.decide.explain.Diagnosis), as the result carries it."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def evidence(self) -> str: ...
+    @property
+    def fix(self) -> str: ...
+    def to_json(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class SmokeOutcome:
+    """What the smoke test (issue "smoke and bench") says about the freshly installed variant."""
+
+    ok: bool
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+SmokeHook = Callable[[str, Mapping[str, str], Variant], SmokeOutcome]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "seconds": round(self.seconds, 3)}
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    status: Status
+    variant: Variant
+    dist: str
+    message: str
+    wheel: WheelRef | None = None
+    origin: str | None = None  # wheelhouse | cache | download | local
+    sha256: str | None = None
+    sha256_from: str | None = None  # index | computed
+    previous: str | None = None  # version installed before
+    installed: str | None = None  # version installed after (the restored one after a rollback)
+    installer: str | None = None
+    steps: tuple[Step, ...] = ()
+    diagnoses: tuple[DiagnosisLike, ...] = ()
+    added: tuple[str, ...] = ()  # dependencies the install added
+    warnings: tuple[str, ...] = ()
+    smoke: SmokeOutcome | None = None
+    error: str | None = None  # the failure, verbatim (tail)
+    hint: str | None = None
+    log: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {
+            "installed": EXIT_OK,
+            "nothing-to-do": EXIT_OK,
+            "download-failed": EXIT_NETWORK,
+            "rolled-back": EXIT_INSTALL,
+            "restore-failed": EXIT_INSTALL,
+            "refused": EXIT_INSTALL,
+        }.get(self.status, EXIT_FAILED)
+
+    @property
+    def sha256_check(self) -> str | None:
+        """How the sha256 was checked, in words (see the module docstring)."""
+        return digest_wording(self.sha256_from) if self.sha256 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "variant": self.variant,
+            "dist": self.dist,
+            "message": self.message,
+            "wheel": self.wheel.to_json() if self.wheel else None,
+            "origin": self.origin,
+            "sha256": self.sha256,
+            "sha256_from": self.sha256_from,
+            "sha256_check": self.sha256_check,
+            "previous": self.previous,
+            "installed": self.installed,
+            "installer": self.installer,
+            "steps": [s.to_json() for s in self.steps],
+            "diagnoses": [d.to_json() for d in self.diagnoses],
+            "added": list(self.added),
+            "warnings": list(self.warnings),
+            "smoke": None
+            if self.smoke is None
+            else {"ok": self.smoke.ok, "summary": self.smoke.summary, **self.smoke.details},
+            "error": self.error,
+            "hint": self.hint,
+            "log": self.log,
+            "exit_code": self.exit_code,
+        }

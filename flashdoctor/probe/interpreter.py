@@ -1,0 +1,289 @@
+"""The one way flashdoctor runs a script in the target interpreter and reads what it printed.
+
+Every question put to the target interpreter goes through here: the environment probe (_interp.py),
+the import test, the build-tools probe, the installer's state (_state.py), ``check --deep`` and the smoke
+test's runner (which starts the process here and watches its own event file). A script prints one JSON
+object on its last line; whatever goes wrong is one error type, :class:`TargetScriptError`, whose
+``kind`` says which of five things happened:
+
+- ``no-interpreter``: the path names no program that can be run (missing, not executable, not a binary);
+- ``signal``: the interpreter was killed by a signal (a segfault in an extension, an abort, the OOM
+  killer), also when a wrapper shell reports it as exit 128+N;
+- ``timeout``: it did not finish in time (it is killed with everything it started);
+- ``exit``: it exited non-zero (a traceback: the script or an import failed);
+- ``bad-output``: it exited 0 without a JSON object on its last line (not a Python, or a broken one).
+
+The process runs in a session of its own, so that a timeout kills what it started too (a JIT compiler,
+a ptxas); output is kept in temporary files and only its tail is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal as _signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from flashdoctor.probe.system import signal_name
+
+FailureKind = Literal["no-interpreter", "signal", "timeout", "exit", "bad-output"]
+
+STDOUT_LIMIT = 16 * 2**20  # a script's JSON line (the installer's state lists files: can be large)
+STDERR_LIMIT = 8000  # a traceback's tail
+# Signals a wrapper shell reports as exit 128+N: crashes, and the OOM killer's SIGKILL.
+_SHELL_SIGNALS = {int(s): s.name for s in (_signal.SIGSEGV, _signal.SIGABRT, _signal.SIGBUS, _signal.SIGILL)}
+_SHELL_SIGNALS.update({int(_signal.SIGFPE): "SIGFPE", int(_signal.SIGKILL): "SIGKILL"})
+
+
+class TargetScriptError(Exception):
+    """A script could not be run to a result in the target interpreter; ``str()`` is one clear line."""
+
+    def __init__(
+        self,
+        python: str,
+        what: str,
+        kind: FailureKind,
+        detail: str = "",
+        *,
+        returncode: int | None = None,
+        signal: str | None = None,
+        timeout_s: float | None = None,
+        stderr: str = "",
+    ) -> None:
+        self.python = python
+        self.what = what
+        self.kind: FailureKind = kind
+        self.detail = detail
+        self.returncode = returncode
+        self.signal = signal
+        self.timeout_s = timeout_s
+        self.stderr = stderr
+        super().__init__(self.message)
+
+    @property
+    def short(self) -> str:
+        """What happened, without the interpreter's name: 'the interpreter was killed by SIGSEGV'."""
+        if self.kind == "no-interpreter":
+            return f"cannot run {self.python}: {self.detail}"
+        if self.kind == "signal":
+            return f"the interpreter was killed by {self.signal}"
+        if self.kind == "timeout":
+            return f"did not finish within {self.timeout_s:g} s (killed)"
+        if self.kind == "exit":
+            return f"exit {self.returncode}" + (f": {self.detail}" if self.detail else "")
+        return f"printed no result ({self.detail})" if self.detail else "printed no result"
+
+    @property
+    def message(self) -> str:
+        py = self.python
+        if self.kind == "no-interpreter":
+            return f"cannot run the target interpreter {py}: {self.detail}"
+        if self.kind == "signal":
+            return f"the target interpreter {py} was killed by {self.signal} while running {self.what}"
+        if self.kind == "timeout":
+            return f"{self.what} did not finish within {self.timeout_s:g} s in the target interpreter {py}"
+        if self.kind == "exit":
+            tail = f": {self.detail}" if self.detail else ""
+            return f"{self.what} failed in the target interpreter {py} (exit {self.returncode}){tail}"
+        return f"{self.what} printed no result in the target interpreter {py}" + (
+            f" ({self.detail})" if self.detail else ""
+        )
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def exit_signal(returncode: int | None) -> str | None:
+    """The signal that ended a process: rc -N, or 128+N from a wrapper shell for a crash signal."""
+    name = signal_name(returncode)
+    if name is None and returncode is not None and returncode - 128 in _SHELL_SIGNALS:
+        name = _SHELL_SIGNALS[returncode - 128]
+    return name
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    """One finished run: exit status, output tails, and what (if anything) went wrong."""
+
+    python: str
+    what: str
+    returncode: int | None  # None: it never started
+    stdout: str
+    stderr: str
+    timed_out: bool
+    timeout_s: float
+    elapsed_s: float
+    start_error: str | None = None
+
+    @property
+    def signal(self) -> str | None:
+        return exit_signal(self.returncode)
+
+    def failure(self) -> TargetScriptError | None:
+        """The error for a run that did not exit 0 in time; None when it did."""
+        return classify(
+            self.python,
+            self.what,
+            self.returncode,
+            timed_out=self.timed_out,
+            timeout_s=self.timeout_s,
+            stderr=self.stderr,
+            start_error=self.start_error,
+        )
+
+    def result(self) -> dict[str, Any]:
+        """The JSON object on the last line of its output; raises TargetScriptError otherwise."""
+        failure = self.failure()
+        if failure is not None:
+            raise failure
+        lines = [ln for ln in self.stdout.splitlines() if ln.strip()]
+        if not lines:
+            raise TargetScriptError(self.python, self.what, "bad-output", "no output", returncode=0)
+        try:
+            doc = json.loads(lines[-1])
+        except json.JSONDecodeError as exc:
+            raise TargetScriptError(
+                self.python, self.what, "bad-output", f"its last line is not JSON: {exc}", returncode=0
+            ) from None
+        if not isinstance(doc, dict):
+            raise TargetScriptError(
+                self.python, self.what, "bad-output", "its last line is not a JSON object", returncode=0
+            )
+        return doc
+
+
+def classify(
+    python: str,
+    what: str,
+    returncode: int | None,
+    *,
+    timed_out: bool = False,
+    timeout_s: float | None = None,
+    stderr: str = "",
+    start_error: str | None = None,
+) -> TargetScriptError | None:
+    """The one reading of how a target process ended (None: it exited 0 in time)."""
+    if start_error is not None:
+        return TargetScriptError(python, what, "no-interpreter", start_error, stderr=stderr)
+    if timed_out:
+        return TargetScriptError(
+            python, what, "timeout", returncode=returncode, timeout_s=timeout_s, stderr=stderr
+        )
+    sig = exit_signal(returncode)
+    if sig is not None:
+        return TargetScriptError(python, what, "signal", returncode=returncode, signal=sig, stderr=stderr)
+    if returncode in (126, 127) and not stderr.lstrip().startswith("Traceback"):
+        # A wrapper shell that could not run the interpreter it names.
+        return TargetScriptError(
+            python, what, "no-interpreter", _last_line(stderr) or f"exit {returncode}", stderr=stderr
+        )
+    if returncode:
+        return TargetScriptError(
+            python, what, "exit", _last_line(stderr), returncode=returncode, stderr=stderr
+        )
+    return None
+
+
+def start(
+    python: str,
+    args: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    stdout: IO[bytes] | int | None = subprocess.DEVNULL,
+    stderr: IO[bytes] | int | None = subprocess.DEVNULL,
+    what: str = "a script",
+) -> subprocess.Popen[bytes]:
+    """Start ``python ARGS`` in a session of its own (stdin closed). Raises TargetScriptError
+    (no-interpreter) when ``python`` cannot be started."""
+    try:
+        return subprocess.Popen(
+            [python, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            env=dict(environ),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise TargetScriptError(python, what, "no-interpreter", exc.strerror or str(exc)) from None
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a started process and everything in its session, and reap it."""
+    try:
+        os.killpg(proc.pid, _signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    proc.wait()
+
+
+def read_tail(fh: IO[bytes], limit: int) -> str:
+    """The last ``limit`` bytes written to ``fh``, decoded (bad bytes replaced)."""
+    fh.flush()
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    fh.seek(max(0, size - limit))
+    return fh.read().decode("utf-8", errors="replace")
+
+
+def run_target(
+    python: str, args: Sequence[str], environ: Mapping[str, str], timeout: float, what: str
+) -> TargetRun:
+    """Run ``python ARGS`` to its end or ``timeout``; never raises for what the interpreter does."""
+    t0 = time.monotonic()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            proc = start(python, args, environ, stdout=out, stderr=err, what=what)
+        except TargetScriptError as exc:
+            return TargetRun(python, what, None, "", "", False, timeout, 0.0, start_error=exc.detail)
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            stop(proc)
+        except BaseException:  # Ctrl-C: the child is in its own session and would outlive us
+            stop(proc)
+            raise
+        return TargetRun(
+            python=python,
+            what=what,
+            returncode=proc.returncode,
+            stdout=read_tail(out, STDOUT_LIMIT),
+            stderr=read_tail(err, STDERR_LIMIT),
+            timed_out=timed_out,
+            timeout_s=timeout,
+            elapsed_s=time.monotonic() - t0,
+        )
+
+
+@contextlib.contextmanager
+def script_file(package: str, name: str) -> Iterator[Path]:
+    """The path of a script shipped in ``package`` (a real file, also from a zipped install)."""
+    with resources.as_file(resources.files(package).joinpath(name)) as path:
+        yield Path(path)
+
+
+def run_script(
+    python: str,
+    script: Path | str,
+    args: Sequence[str],
+    environ: Mapping[str, str],
+    timeout: float,
+    what: str,
+) -> dict[str, Any]:
+    """Run a script (a file, or code when ``script`` is a str) in the target interpreter and return
+    the JSON object it printed last. Raises TargetScriptError for anything else."""
+    argv = [str(script)] if isinstance(script, Path) else ["-c", script]
+    return run_target(python, [*argv, *args], environ, timeout, what).result()
