@@ -45,7 +45,10 @@ def _command(name: str, cmd: click.Command, parent: click.Context) -> list[str]:
     out = [f"## `flashdoctor {name}`", "", "```", f"flashdoctor {name} {usage}", "```", ""]
     for paragraph in inspect.cleandoc(cmd.help or "").split("\n\n"):
         out += [" ".join(paragraph.split()), ""]
-    rows = [rec for p in cmd.get_params(ctx) if (rec := p.get_help_record(ctx)) is not None]
+    rows = [rec for p in cmd.params if (rec := p.get_help_record(ctx)) is not None]
+    # click caches each command's help option from the first context that asked: name it from the
+    # group's settings, so the page does not depend on what ran before in this process.
+    rows.append((", ".join(cli.context_settings["help_option_names"]), "Show this message and exit."))
     if rows:
         out += ["| option | what it does |", "|---|---|"]
         out += [f"| `{_cell(opt)}` | {_cell(help_text)} |" for opt, help_text in rows]

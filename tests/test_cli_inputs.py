@@ -83,7 +83,7 @@ def test_a_fifo_with_a_writer_is_read(fifo: str) -> None:
 
 @pytest.mark.parametrize("depth", [65, 5000, 200_000])
 def test_deep_nesting_is_refused(depth: int) -> None:
-    with pytest.raises(UsageError, match="nests deeper than 64 levels"):
+    with pytest.raises(UsageError, match=r"is nested too deeply \(more than 64 levels\)"):
         inputs.parse_json(deep(depth).encode(), "plan x")
     inputs.parse_json(deep(64).encode(), "plan x")  # 64 levels are fine
 
@@ -160,15 +160,18 @@ def test_commands_refuse_hostile_files_with_exit_2(
     cases = [
         (["check", "--target", "/dev/zero"], "target spec /dev/zero holds more than the 1 MiB allowed"),
         (["check", "--target", fifo], "is a FIFO with nothing written to it"),
-        (["check", "--target", str(nested)], "nests deeper than 64 levels"),
+        (["check", "--target", str(nested)], "is nested too deeply (more than 64 levels)"),
         (["check", "--target", str(latin1)], "is not UTF-8 text (byte 0xfc"),
         (["install", "--dry-run", "--target", H100, "--plan", "/dev/zero"], "plan /dev/zero holds more"),
-        (["install", "--dry-run", "--target", H100, "--plan", str(nested)], "nests deeper than 64 levels"),
+        (
+            ["install", "--dry-run", "--target", H100, "--plan", str(nested)],
+            "is nested too deeply (more than 64 levels)",
+        ),
         (["wheels", "--target", H100, "--index", "/dev/zero"], "wheel index /dev/zero holds more than"),
-        (["wheels", "--target", H100, "--index", str(nested)], "nests deeper than 64 levels"),
-        (["lock", "--target", H100, "--plan", str(nested)], "nests deeper than 64 levels"),
+        (["wheels", "--target", H100, "--index", str(nested)], "is nested too deeply (more than 64 levels)"),
+        (["lock", "--target", H100, "--plan", str(nested)], "is nested too deeply (more than 64 levels)"),
         (["explain", "/dev/zero", "--no-probe"], "/dev/zero is not a text log"),
-        (["explain", str(nested), "--target", str(nested)], "nests deeper than 64 levels"),
+        (["explain", str(nested), "--target", str(nested)], "is nested too deeply (more than 64 levels)"),
     ]
     for args, message in cases:
         code, err = run_main(args, capsys)
@@ -185,4 +188,4 @@ def test_the_index_named_by_the_environment_is_bounded_too(
     nested.write_text(json.dumps({"schema": "flashdoctor/wheels-index/1", "x": json.loads(deep(80))}))
     monkeypatch.setenv("FLASHDOCTOR_WHEELS_INDEX", str(nested))
     code, err = run_main(["install", "--dry-run", "--target", H100], capsys)
-    assert code == 2 and "nests deeper than 64 levels" in err
+    assert code == 2 and "is nested too deeply (more than 64 levels)" in err

@@ -118,7 +118,7 @@ def parse_json(data: bytes, where: str, max_depth: int = JSON_MAX_DEPTH) -> Any:
         raise UsageError(
             f"{where} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
         ) from None
-    deep = f"{where} nests deeper than {max_depth} levels: not a document flashdoctor reads"
+    deep = f"{where} is nested too deeply (more than {max_depth} levels)"
     try:
         doc = json.loads(text.removeprefix("\ufeff"))
     except json.JSONDecodeError as exc:
