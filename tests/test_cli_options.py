@@ -183,8 +183,8 @@ def test_the_crash_log_keeps_no_credentials(
     code, _, err = run_main(["check", "--target", H100], capsys)
     assert code == 3
     log = Path(err.split("traceback is in ")[1].split(";")[0]).read_text()
-    assert "RuntimeError: failed to fetch https://mirror.example/simple/?token=REDACTED" in log
-    assert "--index-url=https://mirror.example/simple" in log
+    assert "RuntimeError: failed to fetch https://***@mirror.example/simple/?token=REDACTED" in log
+    assert "--index-url=https://***@mirror.example/simple" in log
     for secret in ("alice", "hunter2", "s3cr3t", "bob", "pa55word"):
         assert secret not in log and secret not in err
     assert oct(Path(err.split("traceback is in ")[1].split(";")[0]).stat().st_mode & 0o777) == "0o600"
