@@ -1,4 +1,4 @@
-"""The default target interpreter is the environment the user is in (probe/interpreter.py), with real
+"""The default target interpreter is the environment the user is in (probe/default_python.py), with real
 directories and executables laid out as venvs, conda envs and PATHs are."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.probe.interpreter import choose_interpreter
+from flashdoctor.probe.default_python import choose_interpreter
 
 
 def _python(prefix: Path, name: str = "python3") -> Path:
