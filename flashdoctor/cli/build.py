@@ -22,7 +22,6 @@ from flashdoctor.cli.options import (
     verbose_option,
     wheelhouse_option,
 )
-from flashdoctor.knowledge.profiles import FA3_FEATURES
 from flashdoctor.knowledge.variants import VARIANTS, Variant, variant_info
 
 if TYPE_CHECKING:
@@ -68,18 +67,6 @@ def run_source_build(
     )
 
 
-def _fa3_flags(f: Any) -> Any:
-    for name in reversed(FA3_FEATURES):
-        f = click.option(
-            f"--no-{name}",
-            "disable",
-            flag_value=name,
-            multiple=True,
-            help=f"FA3: do not compile the {name} kernels (its FLASH_ATTENTION_DISABLE_* switch).",
-        )(f)
-    return f
-
-
 @click.command(
     epilog=examples(
         "flashdoctor build --dry-run                              # the plan: units, MAX_JOBS, preflight",
@@ -91,7 +78,6 @@ def _fa3_flags(f: Any) -> Any:
 @variant_options(BUILDABLE)
 @source_build_options
 @click.option("--flash-version", metavar="VER", help="FA2 sdist version to fetch (default: newest known).")
-@_fa3_flags
 @wheelhouse_option
 @click.option("--log", "log", metavar="FILE", help="Build log file (default: in flashdoctor's cache).")
 @click.option(
@@ -121,7 +107,6 @@ def build(variant: Variant, **opts: Any) -> int:
     build_opts = build_options(
         variant,
         **{k: opts[k] for k in SOURCE_BUILD_PARAMS},
-        disable=opts["disable"],
         wheelhouse=opts["wheelhouse"],
         index_url=opts["index_url"],
         version=opts["flash_version"],

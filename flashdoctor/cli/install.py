@@ -183,7 +183,7 @@ def install(variant: Variant, **opts: Any) -> int:
     if opts["from_source"]:
         service.check_buildable(variant)
         local, notes = service.local_build_for_source(
-            env, variant, houses, opts["arch"], opts["head_dims"], opts["dtypes"]
+            env, variant, houses, opts["arch"], opts["head_dims"], opts["dtypes"], opts["disable"]
         )
         built = local or _from_source(env, variant, opts)
         if isinstance(built, int):
@@ -191,7 +191,7 @@ def install(variant: Variant, **opts: Any) -> int:
         plan = built
     elif any(opts[k] for k in SOURCE_BUILD_PARAMS):
         raise UsageError(
-            "--source/--ref/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads need --from-source"
+            "--source/--ref/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads/--no-* need --from-source"
         )
     else:
         plan, notes = service.resolve_plan(env, variant, houses, cache=fetch.cache, **_selection(opts))

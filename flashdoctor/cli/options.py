@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.profiles import FA3_FEATURES
 from flashdoctor.knowledge.variants import VARIANTS, Variant, variant_info
 
 if TYPE_CHECKING:
@@ -203,8 +204,18 @@ source_build_options = combine(
         type=click.IntRange(1, 64),
         help="Threads per nvcc (NVCC_THREADS; default: one per arch, ≤ 4).",
     ),
+    *(
+        click.option(
+            f"--no-{name}",
+            "disable",
+            flag_value=name,
+            multiple=True,
+            help=f"FA3: do not compile the {name} kernels (its FLASH_ATTENTION_DISABLE_* switch).",
+        )
+        for name in FA3_FEATURES
+    ),
 )
-SOURCE_BUILD_PARAMS = ("source", "ref", "arch", "head_dims", "dtypes", "max_jobs", "nvcc_threads")
+SOURCE_BUILD_PARAMS = ("source", "ref", "arch", "head_dims", "dtypes", "max_jobs", "nvcc_threads", "disable")
 
 
 def build_options(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -162,11 +162,12 @@ def local_build_for_source(
     arch: str | None,
     head_dims: str | None,
     dtypes: str | None,
+    disable: Sequence[str] = (),
 ) -> tuple[Plan | None, list[str]]:
     """`install --from-source`: a build already in a wheelhouse that covers the request, else None."""
     from flashdoctor.actions.install import prepare
 
-    return prepare.local_build_for_source(env, variant, houses, arch, head_dims, dtypes)
+    return prepare.local_build_for_source(env, variant, houses, arch, head_dims, dtypes, disable)
 
 
 def check_buildable(variant: Variant) -> None:
