@@ -52,7 +52,14 @@ def test_dry_run_json_plan_for_a_target() -> None:
     r = run("install", "--dry-run", "--json", "--target", target("a100"))
     assert r.return_value == 0
     doc = json.loads(r.output)
-    assert set(doc) == {"action", "variant", "wheel", "alternatives", "rejected", "reasons", "blockers"}
+    plan_fields = {"action", "variant", "wheel", "alternatives", "rejected", "reasons", "blockers"}
+    assert set(doc) == plan_fields | {"schema", "command", "status", "exit_code"}  # + the result envelope
+    assert (doc["schema"], doc["command"], doc["status"], doc["exit_code"]) == (
+        "flashdoctor/plan/1",
+        "install",
+        "ok",
+        0,
+    )
     assert (doc["action"], doc["variant"]) == ("wheel", "fa2")
     assert doc["wheel"]["filename"] == A100_WHEEL
     assert doc["wheel"]["url"] == (

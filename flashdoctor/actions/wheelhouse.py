@@ -218,8 +218,10 @@ class Request:
         archs: Iterable[int] | None = None,
         head_dims: Iterable[int] | None = None,
         dtypes: Iterable[str] | None = None,
+        disabled: Iterable[str] | None = None,
     ) -> Request:
-        """What ``install`` asks for: the visible GPUs (or ``archs``), and the head dims / dtypes named."""
+        """What ``install`` asks for: the visible GPUs (or ``archs``), and the head dims / dtypes / FA3
+        features done without that are named."""
         tmm, cmm = env.torch_mm, env.torch_cuda_mm
         gpus: tuple[tuple[str, int | None], ...]
         if archs is not None:
@@ -238,6 +240,7 @@ class Request:
             versions=versions,
             head_dims=None if head_dims is None else tuple(sorted(set(head_dims))),
             dtypes=None if dtypes is None else tuple(dtypes),
+            disabled=None if disabled is None else tuple(disabled),
         )
 
     @classmethod

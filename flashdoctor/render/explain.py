@@ -18,41 +18,33 @@ from rich.console import Console
 from rich.markup import escape
 
 from flashdoctor.decide.explain.engine import Diagnosis, Explanation
+from flashdoctor.render.console import EVIDENCE_STYLE, finding_lines
 
-EVIDENCE_STYLE = "bold red"
 
-
-def _header(d: Diagnosis, rank: int) -> str:
+def _diagnosis_lines(d: Diagnosis, rank: int) -> list[str]:
     if d.consequence_of:
-        mark, style, note = "↳", "yellow", f" [dim](consequence of {escape(d.consequence_of)})[/]"
+        status, note = "consequence", f"{d.confidence:.2f}, consequence of {d.consequence_of}"
     elif rank == 0:
-        mark, style, note = "✗", "red", ""
+        status, note = "cause", f"{d.confidence:.2f}"
     else:
-        mark, style, note = "?", "yellow", " [dim](also possible)[/]"
-    return (
-        f" [{style}]{mark}[/] [bold]{escape(d.code)}[/] [dim]{d.confidence:.2f}[/]{note}: {escape(d.message)}"
-    )
-
-
-def _evidence_line(d: Diagnosis) -> str:
+        status, note = "possible", f"{d.confidence:.2f}, also possible"
     where = f"line {d.line}" if d.line is not None else ("machine" if d.basis == "machine" else "log")
-    return f"     [dim]{where} │[/] [{EVIDENCE_STYLE}]{escape(d.evidence)}[/]"
+    details = ((where, d.evidence or None), ("fix", d.fix))
+    return finding_lines(status, d.message, d.code, note=note, details=details, strong=where)
 
 
 def render_diagnoses(
     diags: Sequence[Diagnosis], console: Console, limit: int | None = 3, title: str | None = None
 ) -> None:
-    """A short block: each diagnosis with its evidence line (highlighted) and fix."""
+    """A short block: each diagnosis (the one finding line), its evidence line (highlighted) and fix."""
     shown = list(diags if limit is None else diags[:limit])
     if not shown:
         return
     if title:
         console.print(f"[bold]{escape(title)}[/]")
     for i, d in enumerate(shown):
-        console.print(_header(d, i))
-        if d.evidence:
-            console.print(_evidence_line(d))
-        console.print(f"     [dim]fix:[/] {escape(d.fix)}")
+        for line in _diagnosis_lines(d, i):
+            console.print(line)
     rest = len(diags) - len(shown)
     if rest > 0:
         console.print(f" [dim]… {rest} more (flashdoctor explain shows all)[/]")

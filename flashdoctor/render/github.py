@@ -1,40 +1,94 @@
-"""GitHub Actions output: workflow-command annotations and a Markdown job summary."""
+"""GitHub Actions output: workflow-command annotations and a Markdown job summary that says why.
+
+The runner reads workflow commands from a step's stdout and stderr alike (actions/runner,
+ScriptHandler.cs: one OutputManager on each stream), so with --json the annotations go to stderr and
+stdout stays one JSON document. Untrusted text is escaped per the workflow-command rules (data: % CR LF;
+properties also : and ,) and its other control characters made visible.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from flashdoctor.model.findings import CheckReport, Status
+from flashdoctor.render.text import clean
 
 
-def _escape_data(text: str) -> str:
+def escape_data(text: str) -> str:
     # https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return clean(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
-def _escape_prop(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def annotation_lines(report: CheckReport) -> list[str]:
+def annotation(level: str, title: str, message: str) -> str:
+    return f"::{level} title={escape_property(title)}::{escape_data(message)}"
+
+
+def _not_ready(report: CheckReport, require: Iterable[str]) -> list[tuple[str, str, str]]:
+    """(variant, verdict, why) for each --require variant that is not ready."""
+    out = []
+    for v in require:
+        vv = report.verdicts[v]  # type: ignore[index]
+        if vv.verdict.value != "ready":
+            why = "; ".join(vv.reasons[:3]) + (f" → {vv.fix}" if vv.fix else "")
+            out.append((v, vv.verdict.value, why))
+    return out
+
+
+def annotation_lines(report: CheckReport, require: Iterable[str] = ()) -> list[str]:
     lines = []
+    for v, verdict, why in _not_ready(report, require):
+        lines.append(annotation("error", f"flashdoctor --require {v}", f"{v} is {verdict}, not ready: {why}"))
     for f in report.findings:
         if f.status not in (Status.WARN, Status.FAIL):
             continue
         level = "error" if f.status is Status.FAIL else "warning"
-        title = _escape_prop(f"flashdoctor {f.code}" + (f" ({f.variant})" if f.variant else ""))
+        title = f"flashdoctor {f.code}" + (f" ({f.variant})" if f.variant else "")
         body = f.message + (f" — fix: {f.fix}" if f.fix else "")
-        lines.append(f"::{level} title={title}::{_escape_data(body)}")
+        lines.append(annotation(level, title, body))
     return lines
 
 
+def exit_reasons(
+    report: CheckReport,
+    exit_code: int,
+    *,
+    strict: bool = False,
+    require: Iterable[str] = (),
+    smoke: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Why `check` exits ``exit_code``, one sentence each (empty for 0)."""
+    if exit_code == 0:
+        return []
+    reasons = [
+        f"--require {v}: {v} is {verdict}, not ready ({why})"
+        for v, verdict, why in _not_ready(report, require)
+    ]
+    failed = [f.code for f in report.findings if f.status is Status.FAIL]
+    if failed:
+        reasons.append(f"{len(failed)} failing check(s): {', '.join(dict.fromkeys(failed))}")
+    warned = [f.code for f in report.findings if f.status is Status.WARN]
+    if strict and warned:
+        reasons.append(f"--strict and {len(warned)} warning(s): {', '.join(dict.fromkeys(warned))}")
+    if smoke is not None and smoke.get("exit_code"):
+        reasons.append(f"the smoke test {smoke.get('status', 'failed')} (exit code {smoke['exit_code']})")
+    return reasons or [f"exit code {exit_code}"]
+
+
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return clean(text.replace("|", "\\|").replace("\n", " ").replace("\r", " "))
 
 
-def summary_markdown(report: CheckReport, exit_code: int) -> str:
+def summary_markdown(report: CheckReport, exit_code: int, reasons: Iterable[str] = ()) -> str:
     mark = {"ok": "✅", "warn": "⚠️", "fail": "❌", "skip": "➖"}
     out = ["## flashdoctor check", ""]
+    why = list(reasons)
+    if why:
+        out += [f"**Failed (exit code {exit_code}):**", *(f"- {_md(r)}" for r in why), ""]
     out.append("| variant | verdict | why |")
     out.append("|---|---|---|")
     for v, vv in report.verdicts.items():
@@ -44,9 +98,19 @@ def summary_markdown(report: CheckReport, exit_code: int) -> str:
         if f.status is Status.SKIP:
             continue
         out.append(f"| {mark[f.status.value]} | `{f.code}` | {_md(f.message)} | {_md(f.fix or '')} |")
-    out += ["", f"Exit code: {exit_code}", ""]
+    out += ["", f"Exit code: {exit_code}" + (f" — {_md(why[0])}" if why else ""), ""]
     return "\n".join(out)
 
 
 def in_github_actions(environ: Mapping[str, str]) -> bool:
     return environ.get("GITHUB_ACTIONS") == "true"
+
+
+def append_summary(path: str, text: str) -> str | None:
+    """Append to $GITHUB_STEP_SUMMARY; the error text when that fails."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        return str(exc)
+    return None

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from flashdoctor.knowledge import variant_info
 from flashdoctor.model.findings import CheckReport, Status
-from flashdoctor.render.console import STATUS_MARK, VERDICT_STYLE
+from flashdoctor.render.console import VERDICT_STYLE, print_finding
 
 
 def _machine_line(report: CheckReport) -> str:
@@ -38,7 +38,7 @@ def _dtype_line(report: CheckReport, subject: str | None) -> str | None:
                 continue
             dtypes = ", ".join(d.replace("-forward", " (forward only)") for d in fit["dtypes"])
             parts.append(f"{variant} {dtypes}" + (" (experimental)" if fit["fit"] == "experimental" else ""))
-        return "runs: " + " · ".join(parts) if parts else "runs: no FlashAttention variant (use PyTorch SDPA)"
+        return " · ".join(parts) if parts else "no FlashAttention variant (use PyTorch SDPA)"
     return None
 
 
@@ -48,15 +48,17 @@ def render_check(report: CheckReport, console: Console, verbose: bool = False) -
     for f in report.findings:
         if f.status is Status.SKIP and not verbose:
             continue
-        mark, style = STATUS_MARK[f.status.value]
-        scope = f"[dim]{f.variant}[/] " if f.variant else ""
-        console.print(f" [{style}]{mark}[/] {scope}{escape(f.message)} [dim]\\[{f.code}][/]")
-        if f.code == "gpu-found" and (line := _dtype_line(report, f.subject)):
-            console.print(f"     [dim]{escape(line)}[/]")
-        if verbose and f.evidence:
-            console.print(f"     [dim]evidence:[/] {escape(f.evidence)}")
-        if f.fix and f.status in (Status.WARN, Status.FAIL):
-            console.print(f"     [dim]fix:[/] {escape(f.fix)}")
+        evidence = f.evidence if verbose and f.evidence else None
+        fix = f.fix if f.fix and f.status in (Status.WARN, Status.FAIL) else None
+        runs = _dtype_line(report, f.subject) if f.code == "gpu-found" else None
+        print_finding(
+            console,
+            f.status.value,
+            f.message,
+            f.code,
+            scope=f.variant,
+            details=(("runs", runs), ("evidence", evidence), ("fix", fix)),
+        )
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("variant")
     table.add_column("verdict")
@@ -66,7 +68,7 @@ def render_check(report: CheckReport, console: Console, verbose: bool = False) -
         why = "; ".join(vv.reasons[:3] if not verbose else vv.reasons)
         if vv.fix and vv.verdict.value != "ready":
             why += f" → {vv.fix}"
-        table.add_row(f"{v} ({variant_info(v).dist})", f"[{style}]{vv.verdict.value}[/]", escape(why))
+        table.add_row(f"{v} ({variant_info(v).dist})", f"[{style}]{escape(vv.verdict.value)}[/]", escape(why))
     console.print()
     console.print(table)
     if verbose and report.environment.notes:

@@ -16,7 +16,8 @@ from rich.progress import (
 )
 
 from flashdoctor.model.install import InstallResult
-from flashdoctor.render.console import STATUS_MARK
+from flashdoctor.render.console import STATUS_MARK, make_console, print_finding
+from flashdoctor.render.text import clean
 
 STATUS_STYLE = {
     "installed": "bold green",
@@ -45,6 +46,7 @@ class RichProgress:
         self._started = False
 
     def start(self, name: str, total: int | None, done: int) -> None:
+        name = escape(clean(name))  # a wheel's name from an index or a plan: untrusted
         if not self._started:
             self._p.start()
             self._started = True
@@ -64,6 +66,12 @@ class RichProgress:
             self._task = None
 
 
+def download_progress(enabled: bool) -> RichProgress | None:
+    """The download bar on standard error when it is a terminal (and ``enabled``), else None."""
+    err = make_console(stderr=True)
+    return RichProgress(err) if enabled and err.is_terminal else None
+
+
 def render_install(result: InstallResult, console: Console, verbose: bool = False) -> None:
     style = STATUS_STYLE.get(result.status, "bold")
     console.print(
@@ -71,16 +79,15 @@ def render_install(result: InstallResult, console: Console, verbose: bool = Fals
     )
     for s in result.steps:
         mark, mstyle = STATUS_MARK["ok" if s.ok else "fail"]
-        console.print(f" [{mstyle}]{mark}[/] {s.name:<15} {escape(s.detail)} [dim]{s.seconds:.1f}s[/]")
+        console.print(
+            f" [{mstyle}]{mark}[/] {escape(s.name):<15} {escape(s.detail)} [dim]{s.seconds:.1f}s[/]"
+        )
     if result.sha256:
-        console.print(f"   [dim]{escape(result.sha256_check or '')}: {result.sha256}[/]")
+        console.print(f"   [dim]{escape(result.sha256_check or '')}: {escape(result.sha256)}[/]")
     for w in result.warnings:
-        mark, mstyle = STATUS_MARK["warn"]
-        console.print(f" [{mstyle}]{mark}[/] {escape(w)}")
+        print_finding(console, "warn", w)
     for d in result.diagnoses:
-        console.print(f" [red]diagnosis[/] {escape(d.message)} [dim]\\[{d.code}][/]")
-        console.print(f"     [dim]evidence:[/] {escape(d.evidence)}")
-        console.print(f"     [dim]fix:[/] {escape(d.fix)}")
+        print_finding(console, "cause", d.message, d.code, details=(("evidence", d.evidence), ("fix", d.fix)))
     if (
         result.status not in ("installed", "nothing-to-do")
         and result.error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,17 +17,19 @@ from flashdoctor.model.plan import Plan
 ACTION_STYLE = {"wheel": "cyan", "build": "yellow", "none": "bold green", "unsupported": "red"}
 
 
-def render_plan(plan: Plan, console: Console, source: str = "probe") -> None:
+def render_plan(plan: Plan, console: Console, source: str = "probe", dry_run: bool = True) -> None:
+    """The install plan; ``dry_run`` False when `install` stopped at a plan with no wheel to install."""
     info = variant_info(plan.variant)
     src = "" if source == "probe" else f" [dim]({escape(source)})[/]"
     style = ACTION_STYLE[plan.action]
-    console.print(f"[bold]flashdoctor install --{plan.variant} --dry-run[/]{src}: {info.title} ({info.dist})")
+    command = f"flashdoctor install --{plan.variant}" + (" --dry-run" if dry_run else "")
+    console.print(f"[bold]{command}[/]{src}: {info.title} ({info.dist})")
     console.print(
         f"plan: [{style}]{plan.action}[/]" + (f"  {escape(plan.wheel.filename)}" if plan.wheel else "")
     )
     if plan.wheel:
         console.print(f"  url:    {escape(plan.wheel.url)}")
-        console.print(f"  sha256: {plan.wheel.sha256 or '[dim]unknown[/]'}")
+        console.print(f"  sha256: {escape(plan.wheel.sha256) if plan.wheel.sha256 else '[dim]unknown[/]'}")
         console.print(f"  source: {escape(plan.wheel.source)}, version {escape(plan.wheel.version)}")
     for r in plan.reasons:
         console.print(f"  - {escape(r)}")
@@ -42,7 +45,24 @@ def render_plan(plan: Plan, console: Console, source: str = "probe") -> None:
             console.print(f"  {escape(rej.filename)}")
             for reason in rej.reasons:
                 console.print(f"    [dim]✗ {escape(reason)}[/]")
-    console.print("[dim]nothing was changed (dry run)[/]")
+    console.print("[dim]nothing was changed" + (" (dry run)" if dry_run else "") + "[/]")
+
+
+def candidates_to_json(sel: Selection, limit: int | None, source: str, index: str) -> dict[str, Any]:
+    """`wheels --json` (schema wheels.schema.json, before the envelope)."""
+    return {
+        "variant": sel.variant,
+        "source": source,
+        "index": index,
+        "total": len(sel.fits) + len(sel.misses),
+        "fits": [e.ref().to_json() for e in (sel.fits if limit is None else sel.fits[:limit])],
+        "rejected": [r.to_json() for r in sel.rejections(limit, None if limit is None else 3)],
+    }
+
+
+def coverage_to_json(cov: Mapping[str, Sequence[Cell]], variant: str) -> dict[str, Any]:
+    """`wheels --coverage --json` (schema coverage.schema.json, before the envelope)."""
+    return {"variant": variant, "platforms": {p: [c.to_json() for c in cells] for p, cells in cov.items()}}
 
 
 def render_candidates(sel: Selection, console: Console, limit: int | None, source: str = "probe") -> None:
@@ -83,11 +103,13 @@ def render_coverage(cov: Mapping[str, Sequence[Cell]], console: Console, variant
     )
     for platform, cells in cov.items():
         pythons = sorted({c.python for c in cells}, key=lambda s: tuple(map(int, s.split("."))))
-        table = Table(title=platform, title_justify="left", show_header=True, header_style="bold", box=None)
+        table = Table(
+            title=escape(platform), title_justify="left", show_header=True, header_style="bold", box=None
+        )
         table.add_column("torch")
         table.add_column("CUDA")
         for py in pythons:
-            table.add_column(py, justify="center")
+            table.add_column(escape(py), justify="center")
         rows: dict[tuple[str, str], dict[str, Cell]] = {}
         for c in cells:
             rows.setdefault((c.torch, c.cuda), {})[c.python] = c
@@ -101,10 +123,10 @@ def render_coverage(cov: Mapping[str, Sequence[Cell]], console: Console, variant
                     marks.append("[green]O[/]")
                 else:
                     marks.append("[yellow]c[/]" if cell.has_any else "[dim]·[/]")
-            table.add_row(torch, cuda, *marks)
+            table.add_row(escape(torch), escape(cuda), *marks)
         console.print(table)
         n_off = sum(c.has_official for c in cells)
         n_any = sum(c.has_any for c in cells)
         console.print(
-            f"[dim]{platform}: {n_off}/{len(cells)} cells with an official wheel, {n_any} with any[/]"
+            f"[dim]{escape(platform)}: {n_off}/{len(cells)} cells with an official wheel, {n_any} with any[/]"
         )

@@ -279,6 +279,12 @@ def test_missing_and_hung_ranks_are_named_within_the_bounds(tmp_path: Path) -> N
     assert [out for _, out, _ in results[1:]] == ["", "", ""]  # the report is rank 0's alone
     doc = json.loads(results[0][1])
     validate(doc)
+    assert (doc["schema"], doc["command"], doc["status"], doc["exit_code"]) == (
+        "flashdoctor/cluster/1",
+        "check",
+        "failed",
+        1,
+    )
     assert doc["launcher"] == "env"
     assert [r["status"] for r in doc["ranks"]] == ["ok", "ok", "unfinished", "ok", "missing"]
     host = socket.gethostname()

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from flashdoctor.cli import cli, main
+from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.schemas import load_schema
 from tests.conftest import TARGETS
 
@@ -111,11 +112,19 @@ def test_unrecognised_log_says_so_shows_lines_and_exits_1(tmp_path: Path):
     assert "empty" in run("explain", str(empty), "--no-probe").output
 
 
-def test_binary_junk_is_not_a_traceback(tmp_path: Path):
+def test_binary_junk_is_not_a_text_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    # issue 17: a binary file printed garbage; now a usage error that says why (and no traceback)
     junk = tmp_path / "junk.bin"
     junk.write_bytes(bytes(range(256)) * 64 + "ümlaut €\n".encode("latin-1", errors="replace"))
-    assert code("explain", str(junk), "--no-probe") in (0, 1)
-    assert code("explain", str(junk), "--no-probe", "--json") in (0, 1)
+    assert code("explain", str(junk), "--no-probe") == 2
+    assert "is not a text log" in capsys.readouterr().err
+    assert code("explain", str(junk), "--no-probe", "--json") == 2
+    with pytest.raises(UsageError, match="<stdin> is not a text log"):
+        run("explain", "-", "--no-probe", stdin=junk.read_bytes())
+    # A UTF-16 log (PowerShell's `>`) is full of NUL bytes and is still text.
+    utf16 = tmp_path / "ps.log"
+    utf16.write_bytes((SAMPLES / "import-libc10.log").read_text(encoding="utf-8").encode("utf-16"))
+    assert code("explain", str(utf16), "--no-probe") == 0
 
 
 def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

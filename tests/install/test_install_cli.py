@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
+from flashdoctor.knowledge.schemas import schema_validator
 from tests.install.conftest import child_env, reset_flash
 from tests.install.install_helpers import H100_BUILD, FaultServer, make_wheel, sha256_of, write_manifest
 
@@ -91,6 +92,8 @@ def test_install_and_json_result(fresh_venv: Path, server: FaultServer, tmp_path
     doc = json.loads(r.stdout)
     assert doc["status"] == "installed" and doc["exit_code"] == 0 and doc["sha256_from"] == "index"
     assert doc["sha256_check"] == "sha256 matches the published digest"
+    schema_validator("install-result.schema.json").validate(doc)  # in the result envelope
+    assert (doc["schema"], doc["command"]) == ("flashdoctor/install/1", "install")
     assert pip_list(fresh_venv)["flash-attn"] == str(Version(V))
     assert final_files() and final_files()[0].name == w.name  # in the user cache (here: the test's XDG dir)
 

@@ -138,29 +138,34 @@ def test_install_from_source_builds_then_plans_the_local_wheel(
     """install --from-source hands the installer a Plan for the wheel just built (file URL + sha256)."""
     import hashlib
 
-    from flashdoctor.cli import _plan_from_source
+    from flashdoctor.actions.install.service import plan_from_build
+    from flashdoctor.cli.build import run_source_build
+    from flashdoctor.cli.options import build_options
     from flashdoctor.model.plan import Plan
+    from flashdoctor.render.console import make_console
     from tests.conftest import target_env
 
     monkeypatch.setenv("FLASHDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
     archive = make_fake_sdist(tmp_path)
-    args = (
-        target_env("h100"),
+    opts = build_options(
         "fa2",
-        None,
-        "h100.json",
-        False,
-        True,
-        str(tmp_path / "wh"),
-        str(archive),
-        None,
-        "90",
-        None,
-        None,
-        None,
-        None,
+        source=str(archive),
+        ref=None,
+        arch="90",
+        head_dims=None,
+        dtypes=None,
+        max_jobs=None,
+        nvcc_threads=None,
+        wheelhouse=str(tmp_path / "wh"),
     )
-    plan = _plan_from_source(*args)
+
+    def _plan_from_source() -> Plan | None:  # what install --from-source does for a target (h100.json)
+        outcome = run_source_build(
+            target_env("h100"), opts, None, make_console(), "fa2", plan_only=False, probe_tools=False
+        )
+        return plan_from_build(outcome, "fa2")
+
+    plan = _plan_from_source()
     assert isinstance(plan, Plan) and plan.action == "wheel" and plan.wheel is not None
     from urllib.parse import unquote, urlsplit
 
@@ -168,7 +173,7 @@ def test_install_from_source_builds_then_plans_the_local_wheel(
     assert path.parent.parent == tmp_path / "wh" and plan.wheel.source == "wheelhouse"
     assert plan.wheel.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert plan.wheel.version == "0.0.1+fd.sm90" and "built from source" in plan.reasons[0]
-    again = _plan_from_source(*args)
+    again = _plan_from_source()
     assert isinstance(again, Plan) and again.wheel == plan.wheel and "already built" in again.reasons[0]
 
 

@@ -11,8 +11,7 @@ Pure except for reading the files it is pointed at.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,10 @@ from flashdoctor.model.plan import Plan, WheelRef
 
 def load_plan(path: str) -> Plan:
     """A plan as printed by `flashdoctor install --dry-run --json` (README "Install plan"): review it,
-    then install exactly that with `flashdoctor install --plan FILE`."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except OSError as exc:
-        raise UsageError(f"cannot read plan {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise UsageError(f"plan {path} is not valid JSON: {exc}") from None
-    return plan_from_json(doc, where=f"plan {path}")
+    then install exactly that with `flashdoctor install --plan FILE`. Read with bounds (actions.inputs)."""
+    from flashdoctor.actions.inputs import PLAN_MAX_BYTES, read_json
+
+    return plan_from_json(read_json(path, "plan", PLAN_MAX_BYTES), where=f"plan {path}")
 
 
 def plan_from_json(doc: Any, where: str = "plan") -> Plan:
@@ -149,6 +143,7 @@ def local_build_for_source(
     arch: str | None = None,
     head_dims: str | None = None,
     dtypes: str | None = None,
+    disable: Sequence[str] = (),
 ) -> tuple[Plan | None, list[str]]:
     """`install --from-source`: a build already here that covers the request (--arch, else the GPUs;
     --head-dims and --dtypes when given) is installed instead of planning a new build. Returns its plan
@@ -159,6 +154,7 @@ def local_build_for_source(
         archs=parse_archs(arch) if arch else None,
         head_dims=parse_head_dims(head_dims) if head_dims else None,
         dtypes=parse_dtypes(dtypes) if dtypes else None,
+        disabled=tuple(dict.fromkeys(disable)) if disable else None,
     )
     found, rejected = best(wheelhouses, req)
     notes = _rejections(rejected)

@@ -218,10 +218,16 @@ def _load_cached(path: str, _mtime: int, _size: int) -> WheelIndex:
         raise WheelIndexError(f"wheel index {path} is not valid JSON{where}: {exc}") from None
     except RecursionError:
         raise WheelIndexError(f"wheel index {path} is nested too deeply to be a wheel index") from None
+    return index_from_bytes(data, doc, origin=path)
+
+
+def index_from_bytes(data: bytes, doc: Any, origin: str) -> WheelIndex:
+    """The typed index of ``doc``, parsed from ``data`` by the caller (a user's index is read with
+    bounds by flashdoctor.actions.inputs); the JSON Schema pass is skipped for content that passed it."""
     marker = _validated_marker(data)
     if marker is not None and marker.exists():
-        return index_from_document(doc, origin=path, validate=False)
-    index = index_from_document(doc, origin=path)
+        return index_from_document(doc, origin=origin, validate=False)
+    index = index_from_document(doc, origin=origin)
     if marker is not None:
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)

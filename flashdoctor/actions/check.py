@@ -1,0 +1,127 @@
+"""The `check` service: the environment a command works on (--python / --target, probes started early
+in threads), the checks and verdicts with the default wheel finder, the smoke report merged in, and the
+probed machine saved as a target spec. Returns values; the CLI renders them."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flashdoctor.actions import inputs
+from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.variants import VARIANT_DIST, Variant
+from flashdoctor.model.environment import Environment
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from flashdoctor.actions.smoke import SmokeReport
+    from flashdoctor.model.findings import CheckReport
+    from flashdoctor.probe.state import TargetState
+
+
+def check_python_target(python: str | None, target: str | None) -> None:
+    """--python must exist, and describes this machine: it cannot go with --target."""
+    if target and python:
+        raise UsageError("--target and --python exclude each other: a target spec describes another machine")
+    if python and not os.path.exists(python):
+        raise UsageError(f"--python {python}: no such file")
+
+
+def target_python(python: str | None) -> str:
+    """The interpreter a command runs things in: --python, else the one running flashdoctor."""
+    check_python_target(python, None)
+    return python or sys.executable
+
+
+def resolve_environment(
+    python: str | None,
+    target: str | None,
+    import_tests: bool = True,
+    deep: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Environment, str]:
+    """The Environment for a command and where it came from: "target:FILE", else "probe"."""
+    check_python_target(python, target)
+    if target:
+        return inputs.load_target(target), f"target:{target}"
+    from flashdoctor.probe import InterpreterError, probe_environment
+
+    try:
+        return probe_environment(
+            python=python,
+            environ=os.environ if environ is None else environ,
+            import_tests=import_tests,
+            deep=deep,
+        ), "probe"
+    except InterpreterError as exc:
+        raise UsageError(str(exc)) from None
+
+
+class EarlyProbes:
+    """resolve_environment (and, for an install about to happen, the target's installed state) started
+    in threads, so that they overlap the imports and set-up that follow. Errors surface where the
+    results are taken, exactly as from a direct call."""
+
+    def __init__(self, python: str | None, target: str | None, *, read_state: bool, variant: Variant) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._python, self._target = python, target
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="flashdoctor-probe")
+        self._env = None if target else self._pool.submit(resolve_environment, python, None, True)
+        self.state: Future[TargetState] | None = None
+        if read_state and not target and (python is None or os.path.exists(python)):
+            from flashdoctor.probe.state import read_state as read
+
+            dist = VARIANT_DIST[variant]
+            self.state = self._pool.submit(read, python or sys.executable, os.environ, (dist,))
+        self._pool.shutdown(wait=False)
+
+    def environment(self) -> tuple[Environment, str]:
+        if self._env is None:
+            return resolve_environment(self._python, self._target, import_tests=True)
+        return self._env.result()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    report: CheckReport  # with the smoke report under extra["smoke"] when one ran
+    exit_code: int
+    smoke: SmokeReport | None = None
+
+
+def run_check(
+    *,
+    python: str | None,
+    target: str | None,
+    strict: bool,
+    require: tuple[Variant, ...],
+    save_target: str | None,
+    deep: bool,
+    import_tests: bool,
+    smoke: bool,
+    environ: Mapping[str, str],
+    say: Callable[[str], None],
+) -> CheckResult:
+    """`flashdoctor check` (one machine): the report and the exit code, the smoke test's included."""
+    from flashdoctor.decide.explain import run_checks
+
+    if smoke and target:
+        raise UsageError("--smoke runs kernels on this machine; it cannot be combined with --target")
+    env, source = resolve_environment(python, target, import_tests=import_tests, deep=deep, environ=environ)
+    report = run_checks(env, source=source, wheel_finder=inputs.wheel_finder(environ, say))
+    if save_target:
+        inputs.write_json(save_target, env.to_target())
+    code = report.exit_code(strict=strict, require=require)
+    smoke_report = None
+    if smoke:  # -- smoke (issue 5)
+        from flashdoctor.actions.smoke import run_smoke
+
+        smoke_report = run_smoke(target_python(python), environ)
+        report = dataclasses.replace(report, extra={**report.extra, "smoke": smoke_report.to_json()})
+        code = max(code, smoke_report.exit_code())
+    return CheckResult(report, code, smoke_report)

@@ -1,0 +1,293 @@
+"""The files a user hands flashdoctor: one bounded reader for all of them.
+
+``--target FILE``, ``--plan FILE``, ``--index FILE``, ``$FLASHDOCTOR_WHEELS_INDEX`` and ``explain FILE | -``
+are untrusted. Every read here is bounded in size (a cap per kind of input), never blocks on opening a
+FIFO, reads a device or a pipe as a stream up to the cap, checks UTF-8 and JSON nesting depth, and turns
+each problem into a UsageError (exit 2) that says what was wrong. The files a user names for output are
+written here too (:func:`write_json`).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import stat
+from collections.abc import Callable, Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+from flashdoctor.decide.wheels.index import MAX_INDEX_BYTES
+from flashdoctor.errors import UsageError
+from flashdoctor.model.target import MAX_BYTES as TARGET_SPEC_MAX_BYTES
+
+if TYPE_CHECKING:
+    from flashdoctor.decide.checks import WheelFinder
+    from flashdoctor.decide.wheels import WheelIndex
+    from flashdoctor.model.environment import Environment
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+TARGET_MAX_BYTES = TARGET_SPEC_MAX_BYTES  # 1 MiB: a target spec is a few KiB
+PLAN_MAX_BYTES = 1 * MiB  # a plan is a few KiB
+INDEX_MAX_BYTES = MAX_INDEX_BYTES  # 64 MiB: the bundled index is ~2 MiB
+JSON_MAX_DEPTH = 64  # the deepest document flashdoctor reads nests 5 levels
+LOG_WINDOW_BYTES = 256 * MiB  # beyond this, explain reads the head and the tail of a log
+LOG_STREAM_MAX_BYTES = 16 * GiB  # a piped "log" longer than this is an endless stream
+BINARY_SNIFF_BYTES = 64 * KiB
+_CHUNK = 1 * MiB
+# Control bytes that text logs carry (tab, newlines, form feed, backspace, ESC of colour codes).
+_TEXT_CONTROLS = frozenset(b"\t\n\r\f\b\x1b")
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor} {unit}"
+    return f"{n:,} bytes"
+
+
+def _open(path: str, what: str) -> tuple[IO[bytes], os.stat_result]:
+    """A binary stream on ``path`` and its stat. Opening never waits for a FIFO's writer (a FIFO
+    without one reads as empty); directories and missing files are UsageErrors."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a {what} file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode):
+        os.close(fd)
+        raise UsageError(f"{path} is a directory, not a {what} file")
+    if not stat.S_ISREG(st.st_mode) and hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)  # a pipe or device is read as a stream: wait for its data
+    return os.fdopen(fd, "rb"), st
+
+
+def _read_stream(fh: IO[bytes], limit: int) -> bytes:
+    """Up to ``limit + 1`` bytes (one more than allowed tells "too large")."""
+    parts, n = [], 0
+    while n <= limit:
+        chunk = fh.read(min(_CHUNK, limit + 1 - n))
+        if not chunk:
+            break
+        parts.append(chunk)
+        n += len(chunk)
+    return b"".join(parts)
+
+
+def read_bytes(path: str, what: str, max_bytes: int) -> bytes:
+    """The whole content of a user's file, at most ``max_bytes`` (else a UsageError saying so)."""
+    fh, st = _open(path, what)
+    with fh:
+        if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
+            raise UsageError(
+                f"{what} {path} is {_size(st.st_size)}: more than the {_size(max_bytes)} allowed"
+            )
+        try:
+            data = _read_stream(fh, max_bytes)
+        except OSError as exc:
+            raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise UsageError(
+            f"{what} {path} holds more than the {_size(max_bytes)} allowed"
+            + ("" if stat.S_ISREG(st.st_mode) else " (it is not a regular file: an endless stream?)")
+        )
+    if not data and stat.S_ISFIFO(st.st_mode):
+        raise UsageError(f"{what} {path} is a FIFO with nothing written to it")
+    return data
+
+
+def _depth_ok(doc: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        obj, depth = stack.pop()
+        if isinstance(obj, (dict, list)):
+            if depth > limit:
+                return False
+            values = obj.values() if isinstance(obj, dict) else obj
+            stack.extend((v, depth + 1) for v in values if isinstance(v, (dict, list)))
+    return True
+
+
+def parse_json(data: bytes, where: str, max_depth: int = JSON_MAX_DEPTH) -> Any:
+    """A JSON document from untrusted bytes: UTF-8 (a leading BOM allowed), nested at most
+    ``max_depth`` levels. ``where`` names it in the messages ("target spec FILE")."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{where} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    deep = f"{where} is nested too deeply (more than {max_depth} levels)"
+    try:
+        doc = json.loads(text.removeprefix("\ufeff"))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise UsageError(deep) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise UsageError(f"{where} is not valid JSON: {exc}") from None
+    if not _depth_ok(doc, max_depth):
+        raise UsageError(deep)
+    return doc
+
+
+def read_json(path: str, what: str, max_bytes: int, max_depth: int = JSON_MAX_DEPTH) -> Any:
+    return parse_json(read_bytes(path, what, max_bytes), f"{what} {path}", max_depth)
+
+
+# -- the typed inputs ---------------------------------------------------------------------------------
+def load_target(path: str) -> Environment:
+    """``--target FILE``: a target spec (README "Target spec") as an Environment."""
+    from flashdoctor.model.target import TargetSpecError, environment_from_target
+
+    spec = read_json(path, "target spec", TARGET_MAX_BYTES)
+    try:
+        return environment_from_target(spec)
+    except TargetSpecError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def user_index_path(index_path: str | None, environ: Mapping[str, str]) -> str | None:
+    """The wheel index the user named (``--index FILE``, else ``$FLASHDOCTOR_WHEELS_INDEX``), or None."""
+    from flashdoctor.decide.wheels.index import ENV_VAR
+
+    return index_path or environ.get(ENV_VAR) or None
+
+
+def load_wheel_index(index_path: str | None, environ: Mapping[str, str]) -> WheelIndex:
+    """The wheel index to select from: the user's (bounded read, cached validation), else the bundled one."""
+    from flashdoctor.decide.wheels.index import WheelIndexError, index_from_bytes, load_index
+
+    path = user_index_path(index_path, environ)
+    if path is None:
+        return load_index(None, environ)
+    try:
+        data = read_bytes(path, "wheel index", INDEX_MAX_BYTES)
+        doc = parse_json(data, f"wheel index {path}")
+    except WheelIndexError:
+        raise
+    except UsageError as exc:
+        raise WheelIndexError(exc.message, hint=exc.hint) from None
+    return index_from_bytes(data, doc, origin=path)
+
+
+def wheel_finder(environ: Mapping[str, str], say: Callable[[str], None] | None = None) -> WheelFinder | None:
+    """check's and explain's WheelFinder over the default index (the user's or the bundled one), loaded
+    at its first use; None (after telling ``say``) when there is no index at all."""
+    from flashdoctor.decide.wheels import WheelIndexError, default_index_path, find_wheel
+
+    if user_index_path(None, environ) is None:
+        try:
+            default_index_path(environ)
+        except WheelIndexError as exc:
+            if say is not None:
+                say(f"{exc.message}; verdicts do not consider prebuilt wheels")
+            return None
+    loaded: list[WheelIndex] = []
+
+    def find(env: Environment, variant: Any) -> str | None:
+        if not loaded:
+            loaded.append(load_wheel_index(None, environ))
+        return find_wheel(env, variant, loaded[0])
+
+    return find
+
+
+# -- explain's log --------------------------------------------------------------------------------------
+def _looks_binary(sample: bytes) -> bool:
+    """NUL bytes (as git and grep judge), or more than 10% control bytes a log does not carry. A UTF-16
+    log (PowerShell's ``>``) starts with its byte-order mark and is text (the engine decodes it)."""
+    if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False
+    if b"\0" in sample:
+        return True
+    controls = sum(1 for b in sample if b < 0x20 and b not in _TEXT_CONTROLS)
+    return len(sample) > 0 and controls > len(sample) // 10
+
+
+def _not_text(name: str) -> UsageError:
+    return UsageError(
+        f"{name} is not a text log (it holds binary data)",
+        hint="give flashdoctor explain the captured output of the failing command, e.g. "
+        "pip install flash-attn 2>&1 | tee install.log",
+    )
+
+
+def _tail_window(fh: IO[bytes], first: bytes, name: str, window: int) -> bytes:
+    """Read ``fh`` to its end, keeping the head half of ``window`` and the last half: linear in the
+    stream (a deque of chunks, each byte copied once) and bounded in memory."""
+    half = window // 2
+    head, rest = first[:half], first[half:]
+    tail: collections.deque[bytes] = collections.deque([rest] if rest else [])
+    kept, total = len(rest), len(first)
+    while True:
+        chunk = fh.read(_CHUNK)
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > LOG_STREAM_MAX_BYTES:
+            raise UsageError(
+                f"{name}: more than {_size(LOG_STREAM_MAX_BYTES)} without an end - an endless stream, not a log"
+            )
+        tail.append(chunk)
+        kept += len(chunk)
+        while tail and kept - len(tail[0]) >= half:
+            kept -= len(tail.popleft())
+    last = b"".join(tail)
+    return head + b"\n" + last[-half:]
+
+
+def read_log(
+    path: str | None, stdin: IO[bytes], stdin_is_tty: bool, window: int = LOG_WINDOW_BYTES
+) -> tuple[bytes, str]:
+    """explain's log: its bytes (head and tail when longer than ``window``) and a name for it. ``None`` or
+    "-" read ``stdin``. Binary data and endless streams are UsageErrors."""
+    if path is None or path == "-":
+        if path is None and stdin_is_tty:
+            raise UsageError(
+                "give a log file, or pipe one in",
+                hint="flashdoctor explain build.log   |   pip install flash-attn 2>&1 | flashdoctor explain -",
+            )
+        return _read_log_stream(stdin, "<stdin>", window), "<stdin>"
+    fh, st = _open(path, "log")
+    with fh:
+        try:
+            if not stat.S_ISREG(st.st_mode):
+                return _read_log_stream(fh, path, window), path
+            first = fh.read(BINARY_SNIFF_BYTES)
+            if _looks_binary(first):
+                raise _not_text(path)
+            fh.seek(0)  # one buffer for the log, not the sample and the rest joined
+            if st.st_size > window:
+                head = fh.read(window // 2)
+                fh.seek(st.st_size - window // 2)
+                return head + b"\n" + fh.read(window // 2), path
+            return fh.read(window), path
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _read_log_stream(fh: IO[bytes], name: str, window: int) -> bytes:
+    first = fh.read(BINARY_SNIFF_BYTES)
+    if _looks_binary(first):
+        raise _not_text(name)
+    more = _read_stream(fh, window - len(first))
+    data = first + more
+    if len(data) <= window:
+        return data
+    return _tail_window(fh, data, name, window)
+
+
+# -- output files the user names -------------------------------------------------------------------------
+def write_text(path: str, text: str) -> None:
+    """Write a file the user named (--save-target, -o)."""
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_json(path: str, data: object) -> None:
+    write_text(path, json.dumps(data, indent=2) + "\n")

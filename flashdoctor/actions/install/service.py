@@ -1,0 +1,275 @@
+"""The `install`, `lock` and `build` services: which plan (a --plan file, the selector, a local build in a
+wheelhouse, a source build), where wheels come from (cache, wheelhouses, --index-url, the https
+policy), and the lock flow (hash, URL check). Values in, values out; the CLI renders them."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from flashdoctor.actions import inputs
+from flashdoctor.errors import FlashdoctorError, UsageError
+from flashdoctor.knowledge.variants import VARIANT_DIST, Variant, variant_info
+from flashdoctor.model.environment import Environment
+from flashdoctor.model.plan import Plan
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from packaging.specifiers import SpecifierSet
+
+    from flashdoctor.actions.cache import WheelCache
+    from flashdoctor.actions.fetch import FetchOptions
+    from flashdoctor.actions.install.lock import LockEntry
+    from flashdoctor.actions.net.download import Progress
+    from flashdoctor.actions.source_build.api import BuildOptions
+    from flashdoctor.actions.wheelhouse import Wheelhouse
+    from flashdoctor.model.build import BuildOutcome, BuildProgress
+    from flashdoctor.model.install import InstallResult
+    from flashdoctor.probe.state import TargetState
+
+
+# -- the plan --------------------------------------------------------------------------------------------
+def select_plan(
+    env: Environment,
+    variant: Variant,
+    *,
+    plan_file: str | None,
+    version_spec: SpecifierSet | None,
+    allow_community: bool,
+    index_path: str | None,
+    environ: Mapping[str, str],
+) -> Plan:
+    """The plan: from --plan FILE (a reviewed --dry-run --json), else from the wheel selector."""
+    if plan_file:
+        from flashdoctor.actions.install.prepare import load_plan
+
+        return load_plan(plan_file)
+    from flashdoctor.decide.wheels import make_plan
+
+    index = inputs.load_wheel_index(index_path, environ)
+    return make_plan(env, variant, index, version_spec=version_spec, allow_community=allow_community)
+
+
+def resolve_plan(
+    env: Environment,
+    variant: Variant,
+    houses: list[Wheelhouse],
+    *,
+    version_spec: str | None,
+    cache: WheelCache | None = None,
+    lock: bool = False,
+    **selection: Any,
+) -> tuple[Plan, list[str]]:
+    """select_plan, then what is already here (prepare.resolve_local: a wheel in a wheelhouse or the
+    cache, a local build that serves this machine); ``lock`` keeps the planned wheel (a reviewed plan).
+    The notes say why the local builds that do not serve this machine were passed over."""
+    from flashdoctor.actions.install.prepare import resolve_local, with_local_build
+    from flashdoctor.decide.wheels import parse_version_spec
+
+    spec = parse_version_spec(version_spec)
+    plan = select_plan(env, variant, version_spec=spec, **selection)
+    if lock:
+        return with_local_build(plan, env, houses)
+    return resolve_local(plan, env, houses, cache, spec, reviewed=bool(selection["plan_file"]))
+
+
+# -- where wheels come from -----------------------------------------------------------------------------
+def check_index_url(index_url: str | None, allow_http: bool) -> None:
+    """--index-url under the download policy (install, lock and build): a usage error, with nothing sent,
+    when it is refused."""
+    from flashdoctor.actions.net.urls import check_url
+
+    if index_url:
+        try:
+            check_url(index_url, allow_http)
+        except FlashdoctorError as exc:
+            raise UsageError(f"--index-url: {exc.message}", hint=exc.hint) from None
+
+
+def fetch_setup(
+    wheelhouse: str | None,
+    index_url: str | None,
+    allow_http: bool,
+    environ: Mapping[str, str],
+    progress: Progress | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> tuple[FetchOptions, list[Wheelhouse]]:
+    """The fetch options and the wheelhouses to read: --wheelhouse, then the default one that
+    `flashdoctor build` fills (<cache>/wheelhouse) when it exists."""
+    from flashdoctor.actions.cache import WheelCache, default_cache_root, default_wheelhouse
+    from flashdoctor.actions.fetch import FetchOptions
+    from flashdoctor.actions.install.prepare import wheelhouse_paths
+    from flashdoctor.actions.net.download import DownloadPolicy
+    from flashdoctor.actions.wheelhouse import Wheelhouse
+
+    check_index_url(index_url, allow_http)
+    houses = wheelhouse_paths((wheelhouse,) if wheelhouse else ())
+    default_house = default_wheelhouse(environ)
+    if default_house.is_dir() and all(h.root != default_house for h in houses):
+        houses.append(Wheelhouse(default_house))
+    fetch = FetchOptions(
+        cache=WheelCache(default_cache_root(environ)),
+        policy=DownloadPolicy(allow_http=allow_http),
+        wheelhouse=houses[0] if wheelhouse else None,
+        index_url=index_url,
+        progress=progress,
+        on_wait=on_wait,
+    )
+    return fetch, houses
+
+
+# -- install -------------------------------------------------------------------------------------------
+def install(
+    plan: Plan,
+    *,
+    python: str,
+    env: Environment,
+    fetch: FetchOptions,
+    smoke: bool,
+    install_deps: bool,
+    environ: Mapping[str, str],
+    on_wait: Callable[[str], None],
+    early_state: Future[TargetState] | None,
+) -> InstallResult:
+    """Carry out a wheel plan: verified, import-checked and smoke-tested, or rolled back."""
+    from flashdoctor.actions.install.executor import InstallContext, execute
+    from flashdoctor.actions.install.prepare import smoke_hook
+
+    ctx = InstallContext(
+        python=python,
+        environ=environ,
+        fetch=fetch,
+        env=env,
+        smoke=smoke_hook() if smoke else None,
+        install_deps=install_deps,
+        log_dir=fetch.cache.root.parent / "logs",
+        on_wait=on_wait,
+        early_state=early_state,
+    )
+    return execute(plan, ctx)
+
+
+# -- source builds (`build` and `install --from-source`) -------------------------------------------------
+def local_build_for_source(
+    env: Environment,
+    variant: Variant,
+    houses: list[Wheelhouse],
+    arch: str | None,
+    head_dims: str | None,
+    dtypes: str | None,
+    disable: Sequence[str] = (),
+) -> tuple[Plan | None, list[str]]:
+    """`install --from-source`: a build already in a wheelhouse that covers the request, else None."""
+    from flashdoctor.actions.install import prepare
+
+    return prepare.local_build_for_source(env, variant, houses, arch, head_dims, dtypes, disable)
+
+
+def check_buildable(variant: Variant) -> None:
+    if not variant_info(variant).needs_nvcc:
+        raise UsageError(
+            f"{variant.upper()} is pure Python: there is nothing to build",
+            hint=f"flashdoctor install --{variant}",
+        )
+
+
+def source_build(
+    env: Environment,
+    opts: BuildOptions,
+    python: str | None,
+    *,
+    plan_only: bool,
+    probe_tools: bool,
+    progress: BuildProgress,
+    say: Callable[[str], Any],
+) -> BuildOutcome:
+    """The build plan (``plan_only``: nothing downloaded or built) or the build; ``probe_tools``: look at
+    this machine's compilers (not for a target spec)."""
+    from flashdoctor.actions.source_build.api import build, plan_build
+
+    tools = None
+    if probe_tools:
+        from flashdoctor.probe.buildtools import probe_build_tools
+
+        tools = probe_build_tools(python or sys.executable, os.environ)
+    if plan_only:
+        return plan_build(env, opts, tools)
+    return build(env, opts, python or sys.executable, tools, progress=progress, say=say)
+
+
+def plan_from_build(outcome: BuildOutcome, variant: Variant) -> Plan | None:
+    """`install --from-source`: the install Plan for the wheel just built (or found built for this
+    fingerprint); None when there is none."""
+    from packaging.utils import parse_wheel_filename
+
+    from flashdoctor.model.plan import WheelRef
+
+    if outcome.status not in ("built", "cached") or outcome.wheel is None:
+        return None
+    w = outcome.wheel
+    _, version, _, _ = parse_wheel_filename(w.filename)
+    ref = WheelRef(
+        filename=w.filename,
+        url=w.path.resolve().as_uri(),
+        sha256=w.sha256,
+        source="wheelhouse",
+        version=str(version),
+    )
+    why = (
+        "built from source by flashdoctor"
+        if outcome.status == "built"
+        else "already built for this fingerprint"
+    )
+    return Plan(action="wheel", variant=variant, wheel=ref, reasons=(f"{why}: {w.path}",))
+
+
+# -- lock ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LockResult:
+    entry: LockEntry
+    text: str  # the requirements file
+    output: str | None  # where it was written
+
+
+def lock(
+    plan: Plan,
+    env: Environment,
+    source: str,
+    fetch: FetchOptions,
+    *,
+    index_url: str | None,
+    output: str | None,
+    environ: Mapping[str, str],
+) -> LockResult:
+    """The hashed requirements line for a wheel plan; written to ``output`` when given."""
+    from flashdoctor.actions.fetch import obtain
+    from flashdoctor.actions.install.lock import LockEntry, lock_text
+
+    if plan.action != "wheel" or plan.wheel is None:
+        raise FlashdoctorError(
+            f"nothing to lock: the plan for {plan.variant} is {plan.action!r}",
+            hint="; ".join(plan.reasons) or None,
+        )
+    ref, sha_from = plan.wheel, "index"
+    verification = None
+    if index_url or not ref.sha256:
+        # No digest in the index (or a mirror whose URL we must write): fetch, verify it is the wheel, hash it.
+        art = obtain(ref, fetch, environ, VARIANT_DIST[plan.variant])
+        url = art.ref.url if art.origin in ("download", "cache") else ref.url
+        ref, sha_from = replace(ref, url=url, sha256=art.sha256), art.sha256_from
+        verification = art.verification.to_json()
+    assert ref.sha256 is not None
+    if unquote(urlsplit(ref.url).path).rsplit("/", 1)[-1] != ref.filename:
+        raise FlashdoctorError(
+            f"cannot lock {ref.url}: pip reads the wheel's name from the URL, and it does not end in {ref.filename}"
+        )
+    entry = LockEntry(plan.variant, ref, ref.sha256, sha_from, verification)
+    text = lock_text([entry], env, source)
+    if output:
+        inputs.write_text(output, text)
+    return LockResult(entry, text, output)

@@ -1,0 +1,217 @@
+"""`flashdoctor check` (and its cluster mode, --distributed)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from flashdoctor.cli.options import (
+    combine,
+    examples,
+    json_option,
+    output_option,
+    python_option,
+    target_option,
+    verbose_option,
+)
+from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.variants import VARIANTS, Variant
+from flashdoctor.render.text import echo
+
+if TYPE_CHECKING:
+    from flashdoctor.actions.check import CheckResult
+
+# -- cluster preflight options (issue 9; logic in flashdoctor/actions/cluster/) ---------------------------
+distributed_options = combine(
+    click.option(
+        "--distributed",
+        is_flag=True,
+        help="Check every rank of a torchrun / srun job; rank 0 prints one cluster report (README 'Cluster preflight').",
+    ),
+    click.option(
+        "--join-timeout",
+        type=click.FloatRange(min=0.1),
+        default=60.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="With --distributed: how long rank 0 waits for every rank to join before naming the missing.",
+    ),
+    # The old name of --join-timeout: still accepted, with a warning.
+    click.option("--timeout", "legacy_join_timeout", type=click.FloatRange(min=0.1), hidden=True),
+    click.option(
+        "--rank-timeout",
+        type=click.FloatRange(min=0.1),
+        default=900.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="With --distributed: how long a rank's check (and smoke test) may take before it is reported unfinished.",
+    ),
+    click.option(
+        "--target-for-rank",
+        multiple=True,
+        metavar="RANK=FILE",
+        help="With --distributed: this rank checks a target spec instead of its machine (repeatable). "
+        "FLASHDOCTOR_TARGET in a rank's environment does the same.",
+    ),
+    output_option("With --distributed: rank 0 also writes the JSON cluster report to FILE."),
+)
+
+
+def _join_timeout(ctx: click.Context, join_timeout: float, legacy: float | None) -> float:
+    if legacy is None:
+        return join_timeout
+    if ctx.get_parameter_source("join_timeout") is not click.core.ParameterSource.DEFAULT:
+        raise UsageError("--timeout is the old name of --join-timeout: give only --join-timeout")
+    echo(
+        "flashdoctor: warning: --timeout is deprecated for check --distributed; use --join-timeout", err=True
+    )
+    return legacy
+
+
+def _distributed_check(opts: dict[str, Any], as_json: bool, verbose: bool, join_timeout: float) -> int:
+    from flashdoctor.actions.check import check_python_target
+    from flashdoctor.actions.cluster.launch import parse_target_for_rank
+    from flashdoctor.actions.cluster.protocol import Timeouts
+    from flashdoctor.actions.cluster.rank import RankOptions
+    from flashdoctor.actions.cluster.run import run_distributed_check
+    from flashdoctor.decide.cluster import ClusterReport
+
+    check_python_target(opts["python"], opts["target"])
+    rank_opts = RankOptions(
+        python=opts["python"],
+        target=opts["target"],
+        target_for_rank=parse_target_for_rank(opts["target_for_rank"]),
+        strict=opts["strict"],
+        require=opts["require"],
+        deep=opts["deep"],
+        import_tests=not opts["no_import_test"],
+        smoke=opts["smoke"],
+        save_target=opts["save_target"],
+    )
+
+    def show(report: ClusterReport, doc: dict[str, Any]) -> None:
+        if as_json:
+            from flashdoctor.render.json import document, emit
+
+            emit(document(doc, command="check", exit_code=doc["exit_code"]))
+        else:
+            from flashdoctor.render.cluster import render_cluster
+            from flashdoctor.render.console import make_console
+
+            render_cluster(report, make_console(), strict=opts["strict"], verbose=verbose)
+
+    code = run_distributed_check(
+        rank_opts,
+        timeouts=Timeouts(join_s=join_timeout, rank_s=opts["rank_timeout"]),
+        output=opts["output"],
+        environ=os.environ,
+        show=show,
+    )
+    # Leave at once, without interpreter teardown: torchrun stops the other ranks as soon as one
+    # exits non-zero, and a stop that lands in a rank's teardown (Python has dropped its signal
+    # handlers by then) would replace that rank's exit code with SIGTERM.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _render(
+    result: CheckResult, as_json: bool, verbose: bool, strict: bool, require: tuple[Variant, ...]
+) -> None:
+    from flashdoctor.render import github
+
+    report, code = result.report, result.exit_code
+    if as_json:
+        from flashdoctor.model.findings import report_to_json
+        from flashdoctor.render.json import document, emit
+
+        emit(
+            document(report_to_json(report, strict=strict, require=require), command="check", exit_code=code)
+        )
+    else:
+        from flashdoctor.render.console import make_console
+        from flashdoctor.render.human import render_check
+
+        render_check(report, make_console(), verbose=verbose)
+        if result.smoke is not None:
+            from flashdoctor.render.smoke import render_smoke
+
+            make_console().print()
+            render_smoke(result.smoke, make_console(), verbose=verbose)
+        for v in require:
+            vv = report.verdicts[v]
+            if vv.verdict.value != "ready":
+                echo(f"--require {v}: {v} is {vv.verdict.value}, not ready", err=True)
+    if github.in_github_actions(os.environ):
+        # With --json, stdout is the document: the runner reads workflow commands from stderr too.
+        for line in github.annotation_lines(report, require):
+            click.echo(line, err=as_json)
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            smoke = None if result.smoke is None else result.smoke.to_json()
+            reasons = github.exit_reasons(report, code, strict=strict, require=require, smoke=smoke)
+            error = github.append_summary(summary, github.summary_markdown(report, code, reasons))
+            if error:
+                echo(f"flashdoctor: cannot append to GITHUB_STEP_SUMMARY: {error}", err=True)
+
+
+@click.command(
+    epilog=examples(
+        "flashdoctor check",
+        "flashdoctor check --python ~/venvs/train/bin/python -v",
+        "flashdoctor check --require fa2 --json > preflight.json     # CI preflight",
+        "flashdoctor check --target h100.json                         # another machine, described",
+        "torchrun --nproc-per-node 8 -m flashdoctor check --distributed   # every rank of a job",
+    )
+)
+@python_option
+@target_option
+@json_option("Print the versioned JSON report.")
+@verbose_option("Show evidence, skipped checks and probe notes.")
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
+@click.option(
+    "--require",
+    type=click.Choice(VARIANTS),
+    multiple=True,
+    help="Exit 1 unless this variant is 'ready' (repeatable). The CI preflight.",
+)
+@click.option("--save-target", metavar="FILE", help="Write the probed machine as a target spec.")
+@click.option("--deep", is_flag=True, help="Also import torch (seconds) to confirm ABI and arch list.")
+@click.option("--no-import-test", is_flag=True, help="Do not import installed FlashAttention builds.")
+@click.option(
+    "--smoke",
+    "smoke",
+    is_flag=True,
+    help="Also run the smoke test (README 'Smoke test'); adds a 'smoke' key to --json. "
+    "With --distributed: on each rank's GPU.",
+)
+@distributed_options
+@click.pass_context
+def check(ctx: click.Context, /, **opts: Any) -> int:
+    """Say per variant (fa2, fa3, fa4) whether FlashAttention is ready, installable, buildable or
+    unsupported here, and what to fix."""
+    join_timeout = _join_timeout(ctx, opts.pop("join_timeout"), opts.pop("legacy_join_timeout"))
+    as_json, verbose = opts["as_json"], opts["verbose"]
+    if opts["distributed"]:  # cluster preflight (issue 9)
+        return _distributed_check(opts, as_json, verbose, join_timeout)
+    if opts["target_for_rank"] or opts["output"]:
+        raise UsageError("--target-for-rank and --output are options of --distributed")
+    from flashdoctor.actions.check import run_check
+
+    result = run_check(
+        python=opts["python"],
+        target=opts["target"],
+        strict=opts["strict"],
+        require=opts["require"],
+        save_target=opts["save_target"],
+        deep=opts["deep"],
+        import_tests=not opts["no_import_test"],
+        smoke=opts["smoke"],
+        environ=os.environ,
+        say=lambda message: echo(f"flashdoctor: {message}", err=True),
+    )
+    _render(result, as_json, verbose, opts["strict"], opts["require"])
+    return result.exit_code

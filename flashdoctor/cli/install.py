@@ -1,0 +1,282 @@
+"""`flashdoctor install` and `flashdoctor lock` (services: flashdoctor/actions/install/service.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from flashdoctor.cli.options import (
+    SOURCE_BUILD_PARAMS,
+    build_options,
+    dry_run_option,
+    examples,
+    fetch_options,
+    json_option,
+    output_option,
+    plan_file_option,
+    python_option,
+    selection_options,
+    source_build_options,
+    target_option,
+    variant_options,
+    verbose_option,
+)
+from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.variants import Variant
+from flashdoctor.render.text import clean, echo
+
+if TYPE_CHECKING:
+    from flashdoctor.actions.fetch import FetchOptions
+    from flashdoctor.actions.wheelhouse import Wheelhouse
+    from flashdoctor.model.environment import Environment
+    from flashdoctor.model.plan import Plan
+
+
+def _fetch(opts: dict[str, Any], progress: bool) -> tuple[FetchOptions, list[Wheelhouse]]:
+    from flashdoctor.actions.install.service import fetch_setup
+    from flashdoctor.render.install import download_progress
+
+    return fetch_setup(
+        opts["wheelhouse"],
+        opts["index_url"],
+        opts["allow_http"],
+        os.environ,
+        progress=download_progress(progress),
+        on_wait=lambda: echo(
+            "flashdoctor: another process is downloading this wheel; waiting for it", err=True
+        ),
+    )
+
+
+def _selection(opts: dict[str, Any]) -> dict[str, Any]:
+    keys = ("plan_file", "version_spec", "allow_community", "index_path")
+    return {**{k: opts[k] for k in keys}, "environ": os.environ}
+
+
+def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Plan | int:
+    """`install --from-source`: build (or find built) the wheel, show the outcome; its Plan, or the exit
+    code when there is nothing to install."""
+    from flashdoctor.actions.install.service import plan_from_build
+    from flashdoctor.cli.build import run_source_build
+    from flashdoctor.render.build import outcome_to_json, render_outcome
+    from flashdoctor.render.console import make_console
+
+    build_opts = build_options(
+        variant,
+        **{k: opts[k] for k in SOURCE_BUILD_PARAMS},
+        wheelhouse=opts["wheelhouse"],
+        index_url=opts["index_url"],
+        allow_http=opts["allow_http"],
+    )
+    console = make_console(stderr=opts["as_json"])
+    outcome = run_source_build(
+        env,
+        build_opts,
+        opts["python"],
+        console,
+        variant,
+        plan_only=opts["dry_run"],
+        probe_tools=not opts["target"],
+    )
+    if opts["dry_run"]:
+        if opts["as_json"]:
+            from flashdoctor.render.json import document, emit
+
+            emit(document(outcome_to_json(outcome), command="install", exit_code=outcome.exit_code))
+        else:
+            render_outcome(outcome, console, verbose=True)
+        return outcome.exit_code
+    render_outcome(outcome, console)
+    plan = plan_from_build(outcome, variant)
+    return outcome.exit_code if plan is None else plan
+
+
+def _show_plan(plan: Plan, notes: list[str], source: str, opts: dict[str, Any]) -> int:
+    """The plan (--dry-run, or no wheel to install) and its exit code."""
+    dry_run = opts["dry_run"]
+    code = 1 if plan.action == "unsupported" or (not dry_run and plan.action == "build") else 0
+    if opts["as_json"]:
+        from flashdoctor.model.envelope import PLAN_SCHEMA_ID
+        from flashdoctor.render.json import document, emit
+
+        doc = plan.to_json()
+        if notes:
+            doc["wheelhouse_notes"] = notes
+        emit(document(doc, command="install", exit_code=code, schema=PLAN_SCHEMA_ID))
+    else:
+        from flashdoctor.render.console import make_console
+        from flashdoctor.render.wheels import render_plan
+
+        console = make_console()
+        render_plan(plan, console, source=source, dry_run=dry_run)
+        for n in notes:
+            console.print(f"  wheelhouse: {n}", markup=False)
+    if not dry_run and plan.action == "build":
+        echo(
+            "flashdoctor: no prebuilt wheel fits; build one with `flashdoctor build --wheelhouse DIR`, "
+            "then install it with `flashdoctor install --wheelhouse DIR`",
+            err=True,
+        )
+    return code
+
+
+@click.command(
+    epilog=examples(
+        "flashdoctor install --fa2 --dry-run              # the plan: wheel, alternatives, near misses",
+        "flashdoctor install --fa2 --yes                  # install it; verified or rolled back",
+        "flashdoctor install --fa3 --python ~/venvs/train/bin/python",
+        "flashdoctor install --dry-run --json > plan.json && flashdoctor install --plan plan.json --yes",
+        "flashdoctor install --wheelhouse /shared/wheels --yes   # offline, from a wheelhouse",
+        "flashdoctor install --from-source --arch 90 --head-dims 128 --yes",
+    )
+)
+@variant_options()
+@dry_run_option("Print the plan and change nothing.")
+@json_option("Print the plan (--dry-run) or the result as JSON.")
+@selection_options
+@python_option
+@target_option
+@fetch_options
+@click.option(
+    "--yes", "-y", is_flag=True, help="Do not ask before changing the environment (non-interactive use)."
+)
+@plan_file_option("Install")
+@click.option(
+    "--no-deps",
+    "no_deps",
+    is_flag=True,
+    help="Do not add missing dependencies of the wheel (torch is never touched).",
+)
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke test on the GPU after the import check.")
+@verbose_option("Show the installer output on failure.")
+@click.option(
+    "--from-source", is_flag=True, help="Build the wheel from source first (README 'Source builds')."
+)
+@source_build_options
+def install(variant: Variant, **opts: Any) -> int:
+    """Install the FlashAttention variant that fits this machine: the prebuilt wheel (or a matching local
+    build from --wheelhouse), verified by an import and, on a GPU, the smoke test; anything failing restores
+    the previous state.
+
+    With --dry-run, print the plan: action wheel | build | none | unsupported, the wheel, the
+    alternatives and why every near miss was rejected. Exit 1 when the plan is 'unsupported'.
+
+    --source, --ref, --arch, --head-dims, --dtypes, --max-jobs and --nvcc-threads shape the wheel of
+    --from-source (the other build options: `flashdoctor build`)."""
+    from flashdoctor.actions.check import EarlyProbes
+
+    python, target, dry_run = opts["python"], opts["target"], opts["dry_run"]
+    if target and not dry_run:
+        raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
+    # The probes (subprocesses of the target, NVML) start first and run while the install machinery is
+    # imported; for a small wheel these fixed costs are most of what flashdoctor adds to a bare pip.
+    read_state = not dry_run and opts["yes"] and not opts["from_source"]
+    early = EarlyProbes(python, target, read_state=read_state, variant=variant)
+    from flashdoctor.actions.install import service
+
+    fetch, houses = _fetch(opts, progress=not opts["as_json"])
+    env, source = early.environment()
+    notes: list[str] = []
+    if opts["from_source"]:
+        service.check_buildable(variant)
+        local, notes = service.local_build_for_source(
+            env, variant, houses, opts["arch"], opts["head_dims"], opts["dtypes"], opts["disable"]
+        )
+        built = local or _from_source(env, variant, opts)
+        if isinstance(built, int):
+            return built
+        plan = built
+    elif any(opts[k] for k in SOURCE_BUILD_PARAMS):
+        raise UsageError(
+            "--source/--ref/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads/--no-* need --from-source"
+        )
+    else:
+        plan, notes = service.resolve_plan(env, variant, houses, cache=fetch.cache, **_selection(opts))
+    if dry_run or plan.action != "wheel":
+        return _show_plan(plan, notes, source, opts)
+    py = python or sys.executable
+    if not opts["yes"]:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "not a terminal, so flashdoctor cannot ask: pass --yes to install without asking"
+            )
+        assert plan.wheel is not None
+        click.confirm(clean(f"Install {plan.wheel.filename} into {py}?"), default=True, abort=True)
+    result = service.install(
+        plan,
+        python=py,
+        env=env,
+        fetch=fetch,
+        smoke=not opts["no_smoke"],
+        install_deps=not opts["no_deps"],
+        environ=os.environ,
+        on_wait=lambda msg: echo(f"flashdoctor: {msg}", err=True),
+        early_state=early.state,
+    )
+    if opts["as_json"]:
+        from flashdoctor.model.envelope import INSTALL_SCHEMA_ID
+        from flashdoctor.render.json import document, emit
+
+        emit(
+            document(
+                result.to_json(), command="install", exit_code=result.exit_code, schema=INSTALL_SCHEMA_ID
+            )
+        )
+    else:
+        from flashdoctor.render.console import make_console
+        from flashdoctor.render.install import render_install
+
+        render_install(result, make_console(), verbose=opts["verbose"])
+    return result.exit_code
+
+
+@click.command(
+    epilog=examples(
+        "flashdoctor lock --fa2 -o requirements-flash.txt",
+        "pip install --require-hashes -r requirements-flash.txt    # the same wheel, without flashdoctor",
+        "flashdoctor lock --target h100.json --index-url https://mirror.example/simple --json",
+    )
+)
+@variant_options()
+@selection_options
+@python_option
+@target_option
+@fetch_options
+@plan_file_option("Lock")
+@output_option("Write the requirements file here (default: standard output).")
+@json_option("Print the locked entry as JSON.")
+def lock(variant: Variant, **opts: Any) -> int:
+    """Write a requirements line with the exact URL and --hash=sha256: for the planned wheel, so that
+    `pip install --require-hashes -r FILE` reproduces the install without flashdoctor."""
+    from flashdoctor.actions.check import resolve_environment
+    from flashdoctor.actions.install import service
+
+    fetch, houses = _fetch(opts, progress=not opts["as_json"])
+    env, source = resolve_environment(opts["python"], opts["target"], import_tests=False)
+    plan, _notes = service.resolve_plan(env, variant, houses, lock=True, **_selection(opts))
+    result = service.lock(
+        plan, env, source, fetch, index_url=opts["index_url"], output=opts["output"], environ=os.environ
+    )
+    entry, output = result.entry, result.output
+    if opts["as_json"]:
+        from flashdoctor.model.envelope import LOCK_SCHEMA_ID
+        from flashdoctor.render.json import document, emit
+
+        emit(
+            document(
+                {"entries": [entry.to_json()], "output": output},
+                command="lock",
+                exit_code=0,
+                schema=LOCK_SCHEMA_ID,
+            )
+        )
+    elif not output:
+        echo(result.text, nl=False)
+    else:
+        from flashdoctor.model.install import digest_wording
+
+        echo(f"wrote {output}: {entry.dist} {entry.wheel.version} ({digest_wording(entry.sha256_from)})")
+    return 0

@@ -1,0 +1,278 @@
+"""Every option that more than one command takes, declared once; and the one BuildRequest builder.
+
+A new variant in knowledge/variants (VARIANTS + its title) gets its --faN flag on every command here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import click
+
+from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.profiles import FA3_FEATURES
+from flashdoctor.knowledge.variants import VARIANTS, Variant, variant_info
+
+if TYPE_CHECKING:
+    from flashdoctor.actions.source_build.api import BuildOptions
+    from flashdoctor.knowledge.profiles import BuildVariant
+
+F = TypeVar("F", bound=Callable[..., Any])
+Decorator = Callable[[Any], Any]  # an option decorator, as click.option returns
+
+
+def combine(*decorators: Decorator) -> Decorator:
+    """Apply decorators in the order they would be written above a function (top first)."""
+
+    def apply(f: Any) -> Any:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+def examples(*lines: str) -> str:
+    """A click epilog: an "Examples:" block, kept as written (click's \\b marker stops rewrapping)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# -- the machine ------------------------------------------------------------------------------------------
+python_option = click.option(
+    "--python",
+    "python",
+    metavar="PATH",
+    help="Target interpreter to diagnose / install into (default: the one running flashdoctor).",
+)
+target_option = click.option(
+    "--target",
+    "target",
+    metavar="FILE",
+    help="Describe a machine in JSON instead of probing this one (README 'Target spec').",
+)
+
+
+def json_option(help: str = "Print the versioned JSON document (in the result envelope).") -> Decorator:
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def verbose_option(help: str) -> Decorator:
+    return click.option("-v", "--verbose", is_flag=True, help=help)
+
+
+def output_option(help: str) -> Decorator:
+    return click.option("-o", "--output", metavar="FILE", help=help)
+
+
+def dry_run_option(help: str) -> Decorator:
+    return click.option("--dry-run", is_flag=True, help=help)
+
+
+# smoke and bench: which GPU; and a hidden testing mode (toy shapes on CPU torch, so CI runs the real
+# runner without a GPU).
+gpu_options = combine(
+    click.option(
+        "--gpu", type=click.IntRange(min=0), metavar="N", help="Run on GPU N only (torch's numbering)."
+    ),
+    click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", hidden=True),
+)
+
+
+def timeout_option(default: float, help: str, name: str = "--timeout", hidden: bool = False) -> Decorator:
+    return click.option(
+        name,
+        type=click.FloatRange(min=1),
+        default=default,
+        show_default=not hidden,
+        metavar="SECONDS",
+        help=help,
+        hidden=hidden,
+    )
+
+
+# -- variants: --fa2 / --fa3 / --fa4 from the registry ------------------------------------------------------
+_VARIANT_FLAGS = "flashdoctor.variant_flags"
+
+
+def _record_variant(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value and param.name:
+        ctx.meta.setdefault(_VARIANT_FLAGS, []).append(param.name)
+    return value
+
+
+def variant_options(variants: Sequence[Variant] = VARIANTS, default: Variant = "fa2") -> Decorator:
+    """One flag per variant (its title from the registry); the command receives ``variant``. Two different
+    flags are a usage error: flashdoctor does one variant at a time."""
+
+    def decorate(f: Any) -> Any:
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            chosen = list(dict.fromkeys(click.get_current_context().meta.get(_VARIANT_FLAGS, ())))
+            if len(chosen) > 1:
+                flags = " and ".join(f"--{v}" for v in chosen)
+                raise UsageError(f"{flags}: choose one variant (flashdoctor works on one at a time)")
+            return f(*args, variant=chosen[0] if chosen else default, **kwargs)
+
+        out: Any = wrapper
+        for v in reversed(variants):
+            info = variant_info(v)
+            out = click.option(
+                f"--{v}",
+                v,
+                is_flag=True,
+                expose_value=False,
+                callback=_record_variant,
+                help=f"{info.title}, package {info.dist}" + (" (default)" if v == default else "") + ".",
+            )(out)
+        return out
+
+    return decorate
+
+
+# -- wheel selection ---------------------------------------------------------------------------------------
+selection_options = combine(
+    click.option(
+        "--version",
+        "version_spec",
+        metavar="SPEC",
+        help="Only versions matching SPEC ('2.8.3', '>=2.7,<2.8').",
+    ),
+    click.option(
+        "--allow-community", is_flag=True, help="Also consider community builds (after official ones)."
+    ),
+    click.option(
+        "--index",
+        "index_path",
+        metavar="FILE",
+        help="Select from this wheel index instead of the bundled wheels_index.json.",
+    ),
+)
+
+
+def plan_file_option(verb: str) -> Decorator:
+    return click.option(
+        "--plan",
+        "plan_file",
+        metavar="FILE",
+        help=f"{verb} exactly this plan (as printed by install --dry-run --json).",
+    )
+
+
+# -- where packages come from ------------------------------------------------------------------------------
+wheelhouse_option = click.option(
+    "--wheelhouse",
+    metavar="DIR",
+    help="A directory of wheels: install and lock read it before the network and store downloads in it; "
+    "build stores its wheel there, keyed by an environment fingerprint (and reuses one found there).",
+)
+index_url_option = click.option(
+    "--index-url",
+    metavar="URL",
+    help="A PEP 503/691 simple index to fetch the package from: the wheel (install, lock: instead of its "
+    "origin) or the sdist (build; default https://pypi.org/simple).",
+)
+allow_http_option = click.option(
+    "--allow-http",
+    is_flag=True,
+    help="Allow plain-http URLs (a trusted mirror on your own network); loopback always may.",
+)
+fetch_options = combine(wheelhouse_option, index_url_option, allow_http_option)
+
+# -- source builds: `build` and `install --from-source` ------------------------------------------------------
+source_build_options = combine(
+    click.option(
+        "--source", metavar="PATH|URL", help="FA2: sdist archive or source tree; FA3: checkout or git URL."
+    ),
+    click.option("--ref", metavar="TAG", help="FA3: git tag or branch of a --source URL."),
+    click.option(
+        "--arch",
+        metavar="LIST",
+        help="Compute capabilities to build for, e.g. 80,90 (default: the GPUs here).",
+    ),
+    click.option("--head-dims", metavar="LIST", help="Only these head dims, e.g. 64,128 (minimal build)."),
+    click.option("--dtypes", metavar="LIST", help="Only these dtypes: fp16, bf16 (minimal build)."),
+    click.option(
+        "--max-jobs",
+        type=click.IntRange(1, 1024),
+        help="Parallel compile jobs (MAX_JOBS; default from cores and memory).",
+    ),
+    click.option(
+        "--nvcc-threads",
+        type=click.IntRange(1, 64),
+        help="Threads per nvcc (NVCC_THREADS; default: one per arch, ≤ 4).",
+    ),
+    *(
+        click.option(
+            f"--no-{name}",
+            "disable",
+            flag_value=name,
+            multiple=True,
+            help=f"FA3: do not compile the {name} kernels (its FLASH_ATTENTION_DISABLE_* switch).",
+        )
+        for name in FA3_FEATURES
+    ),
+)
+SOURCE_BUILD_PARAMS = ("source", "ref", "arch", "head_dims", "dtypes", "max_jobs", "nvcc_threads", "disable")
+
+
+def build_options(
+    variant: Variant,
+    *,
+    source: str | None,
+    ref: str | None,
+    arch: str | None,
+    head_dims: str | None,
+    dtypes: str | None,
+    max_jobs: int | None,
+    nvcc_threads: int | None,
+    disable: Sequence[str] = (),
+    wheelhouse: str | None = None,
+    index_url: str | None = None,
+    version: str | None = None,
+    log: str | None = None,
+    work_dir: str | None = None,
+    keep_work: bool = False,
+    rebuild: bool = False,
+    ignore_preflight: bool = False,
+    allow_http: bool = False,
+) -> BuildOptions:
+    """The one parser of the source-build options (`build`, `install --from-source`) into BuildOptions."""
+    from flashdoctor.actions.source_build.api import BuildOptions
+    from flashdoctor.decide.source_build.plan import BuildRequest
+    from flashdoctor.knowledge.profiles import parse_archs, parse_dtypes, parse_head_dims
+
+    request = BuildRequest(
+        variant=cast("BuildVariant", variant),  # check_buildable / the build command's flags ran first
+        archs=parse_archs(arch) if arch else None,
+        head_dims=parse_head_dims(head_dims) if head_dims else None,
+        dtypes=parse_dtypes(dtypes) if dtypes else None,
+        disable=tuple(dict.fromkeys(disable)),
+        max_jobs=max_jobs,
+        nvcc_threads=nvcc_threads,
+    )
+    if ref and variant != "fa3":
+        raise UsageError("--ref is for --fa3 git sources")
+    from flashdoctor.actions.install.service import check_index_url
+
+    check_index_url(index_url, allow_http)
+
+    def path(value: str | None) -> Path | None:
+        return Path(value).expanduser() if value else None
+
+    return BuildOptions(
+        request=request,
+        source=source,
+        version=version,
+        ref=ref,
+        wheelhouse=path(wheelhouse),
+        log=path(log),
+        work_dir=path(work_dir),
+        keep_work=keep_work,
+        rebuild=rebuild,
+        ignore_preflight=ignore_preflight,
+        allow_http=allow_http,
+        **({"index_url": index_url} if index_url else {}),
+    )

@@ -1,0 +1,94 @@
+"""The default target interpreter is the environment the user is in (probe/default_python.py), with real
+directories and executables laid out as venvs, conda envs and PATHs are."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flashdoctor.probe.default_python import choose_interpreter
+
+
+def _python(prefix: Path, name: str = "python3") -> Path:
+    exe = prefix / "bin" / name
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    (prefix / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    return exe
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "own": _python(tmp_path / "tool-venv"),
+        "user": _python(tmp_path / "train-venv"),
+        "conda": _python(tmp_path / "conda" / "envs" / "ml"),
+        "system": _python(tmp_path / "usr", "python3"),
+    }
+
+
+def _own(layout: dict[str, Path]) -> dict[str, str]:
+    return {"own_executable": str(layout["own"]), "own_prefix": str(layout["own"].parents[1])}
+
+
+def test_an_activated_venv_wins(layout: dict[str, Path]) -> None:
+    env = {
+        "VIRTUAL_ENV": str(layout["user"].parents[1]),
+        "CONDA_PREFIX": str(layout["conda"].parents[1]),
+        "PATH": "",
+    }
+    got = choose_interpreter(env, **_own(layout), windows=False)
+    assert (got.path, got.reason) == (str(layout["user"]), "VIRTUAL_ENV")
+    assert "activated virtual environment" in got.describe()
+
+
+def test_then_an_activated_conda_env(layout: dict[str, Path]) -> None:
+    got = choose_interpreter(
+        {"CONDA_PREFIX": str(layout["conda"].parents[1]), "PATH": ""}, **_own(layout), windows=False
+    )
+    assert (got.path, got.reason) == (str(layout["conda"]), "CONDA_PREFIX")
+
+
+def test_flashdoctors_own_venv_on_path_is_skipped_for_the_users_python(layout: dict[str, Path]) -> None:
+    # `.venv/bin/flashdoctor check` with the tool's venv first on PATH and the training venv after it
+    path = os.pathsep.join(
+        [str(layout["own"].parent), str(layout["user"].parent), str(layout["system"].parent)]
+    )
+    got = choose_interpreter({"PATH": path}, **_own(layout), windows=False)
+    assert (got.path, got.reason) == (str(layout["user"]), "PATH")
+
+
+def test_a_link_to_flashdoctors_own_python_is_its_own(layout: dict[str, Path], tmp_path: Path) -> None:
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "python3").symlink_to(layout["own"])
+    path = os.pathsep.join([str(links), str(layout["system"].parent)])
+    got = choose_interpreter({"PATH": path}, **_own(layout), windows=False)
+    assert got.path == str(layout["system"])
+
+
+def test_an_activated_env_without_a_python_falls_through(layout: dict[str, Path], tmp_path: Path) -> None:
+    env = {"VIRTUAL_ENV": str(tmp_path / "gone"), "PATH": str(layout["system"].parent)}
+    assert choose_interpreter(env, **_own(layout), windows=False).reason == "PATH"
+
+
+def test_nothing_else_means_flashdoctors_own(layout: dict[str, Path], tmp_path: Path) -> None:
+    not_exe = tmp_path / "noexec"
+    not_exe.mkdir()
+    (not_exe / "python3").write_text("")  # not executable: not a candidate
+    got = choose_interpreter(
+        {"PATH": os.pathsep.join(["", str(not_exe), str(layout["own"].parent)])},
+        **_own(layout),
+        windows=False,
+    )
+    assert (got.path, got.reason) == (str(layout["own"]), "own")
+
+
+def test_explicit_python_is_kept_as_given(layout: dict[str, Path]) -> None:
+    got = choose_interpreter(
+        {"VIRTUAL_ENV": str(layout["user"].parents[1])}, explicit="/x/python", windows=False
+    )
+    assert (got.path, got.reason) == ("/x/python", "--python")
