@@ -126,6 +126,9 @@ def test_refresh_rebuilds_the_index_into_the_cache_and_later_runs_use_it(
 
     loc = current_index(None, env)
     assert (loc.kind, loc.path, loc.date) == ("refreshed", path, "2027-03-01")
+    from flashdoctor.actions.inputs import load_wheel_index
+
+    assert load_wheel_index(None, env).origin == str(path)  # what wheels, install and check select from
     assert "newer than the bundled index (data of 2026-12-05)" in loc.describe()
     import datetime
 

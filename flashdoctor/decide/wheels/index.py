@@ -23,18 +23,13 @@ from urllib.parse import quote
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from flashdoctor.decide.wheels.location import (
-    ENV_VAR as ENV_VAR,  # re-exported: the index's public names stay where they were
-)
-from flashdoctor.decide.wheels.location import (
-    INDEX_FILENAME as INDEX_FILENAME,
-)
-from flashdoctor.decide.wheels.location import (
-    MAX_INDEX_BYTES,
-    WheelIndexError,
-    default_index_path,
-    document_date,
-)
+# re-exported: the index's public names stay where they were (location.py holds them now)
+from flashdoctor.decide.wheels.location import ENV_VAR as ENV_VAR
+from flashdoctor.decide.wheels.location import INDEX_FILENAME as INDEX_FILENAME
+from flashdoctor.decide.wheels.location import MAX_INDEX_BYTES as MAX_INDEX_BYTES
+from flashdoctor.decide.wheels.location import WheelIndexError as WheelIndexError
+from flashdoctor.decide.wheels.location import default_index_path as default_index_path
+from flashdoctor.decide.wheels.location import document_date
 from flashdoctor.decide.wheels.parse import WheelName, WheelNameError, parse_wheel_name
 from flashdoctor.knowledge.variants import VARIANTS, Variant
 from flashdoctor.knowledge.versions import major_minor

@@ -82,12 +82,26 @@ def document_date(doc: Mapping[str, Any]) -> str | None:
     return str(generated)[:10] if parse_day(generated) is not None else None
 
 
+_WHEELS_AT = (
+    b',\n "wheels": ['  # where scripts/update_wheels_index.py's layout (builder.dump_index) ends the header
+)
+
+
 def file_date(path: Path) -> str | None:
-    """The date of the index at ``path`` (None: unreadable, not an index, or undated)."""
+    """The date of the index at ``path`` (None: unreadable, not an index, or undated). An index in the
+    builder's layout is dated from its header alone; any other is parsed whole."""
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_INDEX_BYTES + 1)
-        doc = json.loads(data) if len(data) <= MAX_INDEX_BYTES else None
+        doc: Any = None
+        cut = data.find(_WHEELS_AT)
+        if cut > 0:
+            try:
+                doc = json.loads(data[:cut] + b"\n}")
+            except ValueError:
+                doc = None
+        if not isinstance(doc, dict) and len(data) <= MAX_INDEX_BYTES:
+            doc = json.loads(data)
     except (OSError, ValueError, RecursionError):
         return None
     return document_date(doc) if isinstance(doc, dict) else None
