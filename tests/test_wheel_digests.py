@@ -5,9 +5,6 @@ alone; and what an index knew carried into a refreshed one."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,7 @@ import pytest
 
 from flashdoctor.decide.wheels import builder, digests
 from flashdoctor.decide.wheels.index import load_index
+from tests.test_wheel_builder import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 LISTINGS = ROOT / "tests" / "data" / "wheel_listings"
@@ -151,18 +149,6 @@ def test_committed_index_digest_coverage() -> None:
     assert len(with_sha) >= 300  # 229 before the published digests were merged (issue 18 counted 227)
     cited = [e for e in with_sha if "sha256 from " in e.evidence]
     assert len(cited) >= 70 and all(e.source != "pytorch-index" for e in cited)
-
-
-def run_script(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.mark.system
