@@ -92,7 +92,9 @@ def _condition(cond: str | None, ctx: dict[str, Any]) -> bool:
     return str(ctx["inputs"][m.group(1)]) == m.group(2)
 
 
-def run_action(inputs: dict[str, str], workdir: Path, environ: dict[str, str], timeout: float = 300) -> ActionRun:
+def run_action(
+    inputs: dict[str, str], workdir: Path, environ: dict[str, str], timeout: float = 300
+) -> ActionRun:
     action = load_action()
     declared = action["inputs"]
     unknown = set(inputs) - set(declared)
@@ -101,7 +103,10 @@ def run_action(inputs: dict[str, str], workdir: Path, environ: dict[str, str], t
     values.update(inputs)
     temp = workdir / "runner-temp"
     temp.mkdir(parents=True, exist_ok=True)
-    files = {n: workdir / f"{n.lower()}.txt" for n in ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STEP_SUMMARY")}
+    files = {
+        n: workdir / f"{n.lower()}.txt"
+        for n in ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STEP_SUMMARY")
+    }
     for f in files.values():
         f.write_text("")
     env = {
@@ -130,7 +135,9 @@ def run_action(inputs: dict[str, str], workdir: Path, environ: dict[str, str], t
             text=True,
             timeout=timeout,
         )
-        run.steps.append({"name": step["name"], "code": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr})
+        run.steps.append(
+            {"name": step["name"], "code": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+        )
         if step.get("id"):
             ctx["steps"][step["id"]] = parse_file_commands(files["GITHUB_OUTPUT"].read_text())
         env.update(parse_file_commands(files["GITHUB_ENV"].read_text()))
