@@ -54,14 +54,14 @@ def test_a_required_variant_that_is_not_ready_fails_the_job_and_says_why(tmp_pat
     )
     assert run.failed and run.outputs["exit-code"] == "1"
     verdicts = json.loads(run.outputs["verdicts"])
-    assert verdicts["fa2"] == run.outputs["fa2"] == "installable"
+    assert verdicts["fa2"] == run.outputs["fa2"] == "buildable"
     # The report is the whole, valid JSON document: annotations did not go into it.
     doc = json.loads((tmp_path / run.outputs["report"]).read_text())
     assert doc["schema"] == "flashdoctor/check/1" and doc["exit_code"] == 1
     # An error annotation that names the variant and why, and a summary that says the same.
     errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("::error")]
-    assert any("fa2" in e and "installable" in e for e in errors), errors
-    assert "fa2" in run.summary and "installable" in run.summary and "not ready" in run.summary
+    assert any("fa2" in e and "buildable" in e for e in errors), errors
+    assert "fa2" in run.summary and "buildable" in run.summary and "not ready" in run.summary
 
 
 def test_a_ready_machine_passes_with_its_verdicts(tmp_path: Path) -> None:
