@@ -144,4 +144,24 @@ done
 step "5. the runtime in venv A"
 timed "runtime" "$WORK/A/bin/python" scripts/gpu_runtime_fa3.py --json "$OUT/runtime.json" > "$OUT/runtime.txt" 2>&1
 echo "exit $?"; tail -n 30 "$OUT/runtime.txt"
+step "6. smoke with FA2 (minimal) and FA3 (minimal) together, empty CUDA kernel cache"
+FA2_WHEEL=$(find .carry/fa2wheel -name 'flash_attn-*.whl' 2>/dev/null | head -1)
+if [[ -n "$FA2_WHEEL" && $(elapsed) -lt 470 ]]; then
+    "$WORK/A/bin/python" -m pip install -q --no-deps --no-index "$FA2_WHEEL" 2>&1 | tail -2
+    CUDA_CACHE_PATH="$WORK/cuda-cache-empty" timed "smoke-fa2-fa3" "${FD[@]}" smoke --python "$WORK/A/bin/python" \
+        > "$OUT/smoke-both.txt" 2>&1
+    echo "exit $?"; tail -n 40 "$OUT/smoke-both.txt"
+fi
+
+step "7. the README's set-up commands, verbatim (offline: pip reads .carry/deps), and check vs collect_env"
+if [[ $(elapsed) -lt 520 ]]; then
+    export PIP_FIND_LINKS="$ROOT/.carry/deps"
+    ( cd /tmp && rm -rf flashdoctor-clone ~/.flashdoctor && git clone -q "$ROOT" flashdoctor-clone 2>/dev/null \
+        || cp -r "$ROOT" flashdoctor-clone; cd flashdoctor-clone && env -u PYTHONPATH bash -c \
+        'python3 -m venv ~/.flashdoctor && ~/.flashdoctor/bin/pip install . > /tmp/readme-pip.log 2>&1; echo "pip exit $?"; tail -2 /tmp/readme-pip.log
+         ~/.flashdoctor/bin/flashdoctor check; echo "check exit $?"' ) > "$OUT/readme.txt" 2>&1
+    head -n 40 "$OUT/readme.txt"
+    timed "bench_check" "$PY" scripts/bench_check.py --repeats 3 > "$OUT/bench_check.txt" 2>&1
+    tail -n 8 "$OUT/bench_check.txt"
+fi
 step "done"; cat "$OUT/times.txt"
