@@ -137,7 +137,7 @@ timed "check-require-fa3" "${FD[@]}" check --python "$WORK/A/bin/python" --requi
 echo "exit $?"; grep -E "fa3|FA3|flash" "$OUT/check.txt" | head -12
 for c in "" "--causal"; do
     timed "bench$c" "${FD[@]}" bench --python "$WORK/A/bin/python" --batch 8 --seqlen 4096 --heads 16 --head-dim 128 \
-        --dtype bf16 $c > "$OUT/bench$c.txt" 2>&1
+        --dtype bf16 --repeats 5 $c > "$OUT/bench$c.txt" 2>&1
     echo "exit $?"; cat "$OUT/bench$c.txt"
 done
 
@@ -161,7 +161,7 @@ if [[ $(elapsed) -lt 520 ]]; then
         'python3 -m venv ~/.flashdoctor && ~/.flashdoctor/bin/pip install . > /tmp/readme-pip.log 2>&1; echo "pip exit $?"; tail -2 /tmp/readme-pip.log
          ~/.flashdoctor/bin/flashdoctor check; echo "check exit $?"' ) > "$OUT/readme.txt" 2>&1
     head -n 40 "$OUT/readme.txt"
-    timed "bench_check" "$PY" scripts/bench_check.py --repeats 3 > "$OUT/bench_check.txt" 2>&1
+    timed "bench_check" "$PY" scripts/bench_check.py --repeats 2 > "$OUT/bench_check.txt" 2>&1
     tail -n 8 "$OUT/bench_check.txt"
 fi
 step "done"; cat "$OUT/times.txt"
