@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from flashdoctor.actions.smoke.run import run_with_restarts, sdpa_names
 from flashdoctor.decide.smoke.bench import BenchReport, judge_bench
-from flashdoctor.decide.smoke.classify import covered_dtypes, not_compiled
+from flashdoctor.decide.smoke.classify import covered_dtypes, covered_head_dim, not_compiled
 from flashdoctor.decide.smoke.judge import judge_smoke
 from flashdoctor.knowledge.backends import variant_imports
 from flashdoctor.model.cases import FALLBACK, Case, normalise_backends, smoke_cases
@@ -155,6 +155,9 @@ def _common_config(
         "not_compiled": not_compiled(backends, cases, versions),
         "input_dtypes": {
             b: list(d) for b in backends if (d := covered_dtypes(b, versions.get(b))) is not None
+        },
+        "input_head_dims": {
+            b: hd for b in backends if (hd := covered_head_dim(b, versions.get(b))) is not None
         },
     }
 

@@ -160,6 +160,17 @@ def covered_dtypes(name: str, version: str | None) -> tuple[str, ...] | None:
     return tuple(d for d in ("bf16", "fp16") if d in coverage.dtypes)
 
 
+def covered_head_dim(name: str, version: str | None) -> int | None:
+    """A head dim an installed build has a kernel for, to feed it wrong input at (its input checks): the
+    smallest compiled kernel of a minimal build; None when it has them all (no profile). An FA3 build
+    without head dim 64 can crash when called at 64, whatever the dtype (measured on an H100)."""
+    variant = backend(name).variant
+    coverage = None if variant is None else build_coverage(variant, version)
+    if coverage is None or coverage.head_dims is None:
+        return None
+    return min(coverage.head_dims)
+
+
 def version_label(name: str, version: str | None) -> tuple[str, str | None]:
     """How a report names an installed build: a short label and, for a flashdoctor minimal build, its
     profile in words. The local label of such a build (3.0.0+fd.sm90.hd128.bf16.nosplit…) is too long
