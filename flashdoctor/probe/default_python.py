@@ -23,20 +23,30 @@ _NAMES_POSIX = ("python3", "python")
 _NAMES_WINDOWS = ("python.exe", "python3.exe")
 
 
+WHY = {
+    "--python": "given with --python",
+    "VIRTUAL_ENV": "the activated virtual environment (VIRTUAL_ENV)",
+    "CONDA_PREFIX": "the activated conda environment (CONDA_PREFIX)",
+    "PATH": "the first Python on PATH that is not flashdoctor's own",
+    "own": "flashdoctor's own (no activated environment and no other Python on PATH)",
+}
+
+
 @dataclass(frozen=True)
 class Interpreter:
     path: str
-    reason: str  # why this one: "--python", "VIRTUAL_ENV", "CONDA_PREFIX", "PATH", "flashdoctor's own"
+    reason: str  # why this one: a key of WHY ("own": flashdoctor's own)
+
+    @property
+    def why(self) -> str:
+        return WHY[self.reason]
 
     def describe(self) -> str:
-        why = {
-            "--python": "given with --python",
-            "VIRTUAL_ENV": "the activated virtual environment (VIRTUAL_ENV)",
-            "CONDA_PREFIX": "the activated conda environment (CONDA_PREFIX)",
-            "PATH": "the first Python on PATH that is not flashdoctor's own",
-            "own": "flashdoctor's own (no activated environment and no other Python on PATH)",
-        }[self.reason]
-        return f"{self.path} ({why})"
+        return f"{self.path} ({self.why})"
+
+    def to_json(self) -> dict[str, str]:
+        """The ``interpreter`` field of a JSON document."""
+        return {"path": self.path, "reason": self.reason, "why": self.why}
 
 
 def _is_exe(p: Path) -> bool:
@@ -67,6 +77,39 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+def _is_venv(prefix: Path) -> bool:
+    return (prefix / "pyvenv.cfg").is_file()
+
+
+MAX_LINKS = 40  # as the kernel's own limit on a chain of symbolic links
+
+
+def _is_own(python: Path, own_prefix: Path, own_executable: Path) -> bool:
+    """Whether running ``python`` runs flashdoctor's own environment. A venv's python is a link to the
+    base interpreter, so resolving it to the end says nothing about which environment it starts: the
+    chain is followed one link at a time, and the first link that lies in a virtual environment decides
+    (Python finds its pyvenv.cfg next to the path it was started by, before resolving links)."""
+    own_venv = _is_venv(own_prefix)
+    seen = 0
+    cur = python
+    while seen < MAX_LINKS:
+        prefix = _prefix_of(cur)
+        if _same(prefix, own_prefix):
+            return True
+        if _is_venv(prefix):
+            return False  # another virtual environment: the user's
+        if not cur.is_symlink():
+            # a base interpreter: flashdoctor's own only when flashdoctor runs in it (not in a venv)
+            return not own_venv and _same(cur, own_executable)
+        try:
+            target = Path(os.readlink(cur))
+        except OSError:
+            return False
+        cur = target if target.is_absolute() else cur.parent / target
+        seen += 1
+    return False
+
+
 def choose_interpreter(
     environ: Mapping[str, str],
     own_executable: str | None = None,
@@ -95,7 +138,7 @@ def choose_interpreter(
             cand = Path(directory) / name
             if not _is_exe(cand):
                 continue
-            if _same(_prefix_of(cand), own) or _same(cand, Path(own_executable)):
+            if _is_own(cand, own, Path(own_executable)):
                 continue  # flashdoctor's own environment: not the user's
             return Interpreter(str(cand), "PATH")
     return Interpreter(own_executable, "own")

@@ -1,0 +1,79 @@
+"""choose_interpreter with pythons laid out as real installs lay them out: a venv's python is a symbolic
+link to the base interpreter, so resolving links to the end cannot tell a venv from its base."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flashdoctor.probe.default_python import choose_interpreter
+
+
+def _base(root: Path) -> Path:
+    """A base interpreter: <root>/bin/python3.12 and the python3 link to it, as a distribution lays out."""
+    exe = root / "bin" / "python3.12"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    (root / "bin" / "python3").symlink_to("python3.12")
+    return exe
+
+
+def _venv(root: Path, base: Path) -> Path:
+    """A venv as `python -m venv` makes it: pyvenv.cfg, and bin/python3 a link to the base interpreter."""
+    (root / "bin").mkdir(parents=True)
+    (root / "pyvenv.cfg").write_text(f"home = {base.parent}\n")
+    (root / "bin" / "python3").symlink_to(base)
+    return root / "bin" / "python3"
+
+
+def test_flashdoctor_in_a_venv_finds_the_system_python_its_venv_links_to(tmp_path: Path) -> None:
+    # pipx / uv tool / `python -m venv .venv`: flashdoctor's venv links to /usr/bin/python3.12, and the
+    # user's torch lives in that system python. It is the user's, not flashdoctor's own.
+    base = _base(tmp_path / "usr")
+    tool = _venv(tmp_path / "tool", base)
+    path = os.pathsep.join([str(tool.parent), str(base.parent)])
+    got = choose_interpreter(
+        {"PATH": path}, own_executable=str(tool), own_prefix=str(tmp_path / "tool"), windows=False
+    )
+    assert (got.path, got.reason) == (str(base.parent / "python3"), "PATH")
+
+
+def test_flashdoctor_in_the_system_python_finds_a_venv_on_path(tmp_path: Path) -> None:
+    base = _base(tmp_path / "usr")
+    user = _venv(tmp_path / "train", base)
+    path = os.pathsep.join([str(base.parent), str(user.parent)])
+    got = choose_interpreter(
+        {"PATH": path}, own_executable=str(base), own_prefix=str(tmp_path / "usr"), windows=False
+    )
+    # the system python3 is flashdoctor's own; the venv that links to it is not
+    assert (got.path, got.reason) == (str(user), "PATH")
+
+
+def test_a_chain_of_links_into_flashdoctors_venv_is_its_own(tmp_path: Path) -> None:
+    base = _base(tmp_path / "usr")
+    tool = _venv(tmp_path / "tool", base)
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "python3").symlink_to(tool)
+    other = _base(tmp_path / "opt")
+    path = os.pathsep.join([str(links), str(other.parent)])
+    got = choose_interpreter(
+        {"PATH": path}, own_executable=str(tool), own_prefix=str(tmp_path / "tool"), windows=False
+    )
+    assert got.path == str(other.parent / "python3")
+
+
+def test_a_link_loop_is_not_followed_forever(tmp_path: Path) -> None:
+    loop = tmp_path / "loop" / "bin"
+    loop.mkdir(parents=True)
+    (loop / "python3").symlink_to(loop / "python")
+    (loop / "python").symlink_to(loop / "python3")
+    base = _base(tmp_path / "usr")
+    got = choose_interpreter(
+        {"PATH": os.pathsep.join([str(loop), str(base.parent)])},
+        own_executable=str(tmp_path / "none" / "python3"),
+        own_prefix=str(tmp_path / "none"),
+        windows=False,
+    )
+    assert got.path == str(base.parent / "python3")  # a dangling loop is no executable
