@@ -11,10 +11,12 @@ import click
 from flashdoctor.cli.options import (
     SOURCE_BUILD_PARAMS,
     build_options,
+    document,
     dry_run_option,
     examples,
     fetch_options,
     json_option,
+    machine,
     output_option,
     plan_file_option,
     python_option,
@@ -83,7 +85,7 @@ def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Pl
     )
     if opts["dry_run"]:
         if opts["as_json"]:
-            from flashdoctor.render.json import document, emit
+            from flashdoctor.render.json import emit
 
             emit(document(outcome_to_json(outcome), command="install", exit_code=outcome.exit_code))
         else:
@@ -100,7 +102,7 @@ def _show_plan(plan: Plan, notes: list[str], source: str, opts: dict[str, Any]) 
     code = 1 if plan.action == "unsupported" or (not dry_run and plan.action == "build") else 0
     if opts["as_json"]:
         from flashdoctor.model.envelope import PLAN_SCHEMA_ID
-        from flashdoctor.render.json import document, emit
+        from flashdoctor.render.json import emit
 
         doc = plan.to_json()
         if notes:
@@ -168,9 +170,10 @@ def install(variant: Variant, **opts: Any) -> int:
     --from-source (the other build options: `flashdoctor build`)."""
     from flashdoctor.actions.check import EarlyProbes
 
-    python, target, dry_run = opts["python"], opts["target"], opts["dry_run"]
+    target, dry_run = opts["target"], opts["dry_run"]
     if target and not dry_run:
         raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
+    python = opts["python"] = machine(opts["python"], target, err=opts["as_json"])
     # The probes (subprocesses of the target, NVML) start first and run while the install machinery is
     # imported; for a small wheel these fixed costs are most of what flashdoctor adds to a bare pip.
     read_state = not dry_run and opts["yes"] and not opts["from_source"]
@@ -197,7 +200,7 @@ def install(variant: Variant, **opts: Any) -> int:
         plan, notes = service.resolve_plan(env, variant, houses, cache=fetch.cache, **_selection(opts))
     if dry_run or plan.action != "wheel":
         return _show_plan(plan, notes, source, opts)
-    py = python or sys.executable
+    py = python or sys.executable  # python is None only with --target, which never gets here
     if not opts["yes"]:
         if not sys.stdin.isatty():
             raise UsageError(
@@ -218,7 +221,7 @@ def install(variant: Variant, **opts: Any) -> int:
     )
     if opts["as_json"]:
         from flashdoctor.model.envelope import INSTALL_SCHEMA_ID
-        from flashdoctor.render.json import document, emit
+        from flashdoctor.render.json import emit
 
         emit(
             document(
@@ -254,8 +257,10 @@ def lock(variant: Variant, **opts: Any) -> int:
     from flashdoctor.actions.check import resolve_environment
     from flashdoctor.actions.install import service
 
+    # standard output may be the requirements file: the interpreter's line goes to standard error
+    python = machine(opts["python"], opts["target"], err=opts["as_json"] or not opts["output"])
     fetch, houses = _fetch(opts, progress=not opts["as_json"])
-    env, source = resolve_environment(opts["python"], opts["target"], import_tests=False)
+    env, source = resolve_environment(python, opts["target"], import_tests=False)
     plan, _notes = service.resolve_plan(env, variant, houses, lock=True, **_selection(opts))
     result = service.lock(
         plan, env, source, fetch, index_url=opts["index_url"], output=opts["output"], environ=os.environ
@@ -263,7 +268,7 @@ def lock(variant: Variant, **opts: Any) -> int:
     entry, output = result.entry, result.output
     if opts["as_json"]:
         from flashdoctor.model.envelope import LOCK_SCHEMA_ID
-        from flashdoctor.render.json import document, emit
+        from flashdoctor.render.json import emit
 
         emit(
             document(

@@ -34,7 +34,11 @@ def test_flashdoctor_in_a_venv_finds_the_system_python_its_venv_links_to(tmp_pat
     tool = _venv(tmp_path / "tool", base)
     path = os.pathsep.join([str(tool.parent), str(base.parent)])
     got = choose_interpreter(
-        {"PATH": path}, own_executable=str(tool), own_prefix=str(tmp_path / "tool"), windows=False
+        {"PATH": path},
+        own_executable=str(tool),
+        own_prefix=str(tmp_path / "tool"),
+        windows=False,
+        own_has_torch=False,
     )
     assert (got.path, got.reason) == (str(base.parent / "python3"), "PATH")
 
@@ -44,7 +48,11 @@ def test_flashdoctor_in_the_system_python_finds_a_venv_on_path(tmp_path: Path) -
     user = _venv(tmp_path / "train", base)
     path = os.pathsep.join([str(base.parent), str(user.parent)])
     got = choose_interpreter(
-        {"PATH": path}, own_executable=str(base), own_prefix=str(tmp_path / "usr"), windows=False
+        {"PATH": path},
+        own_executable=str(base),
+        own_prefix=str(tmp_path / "usr"),
+        windows=False,
+        own_has_torch=False,
     )
     # the system python3 is flashdoctor's own; the venv that links to it is not
     assert (got.path, got.reason) == (str(user), "PATH")
@@ -59,7 +67,11 @@ def test_a_chain_of_links_into_flashdoctors_venv_is_its_own(tmp_path: Path) -> N
     other = _base(tmp_path / "opt")
     path = os.pathsep.join([str(links), str(other.parent)])
     got = choose_interpreter(
-        {"PATH": path}, own_executable=str(tool), own_prefix=str(tmp_path / "tool"), windows=False
+        {"PATH": path},
+        own_executable=str(tool),
+        own_prefix=str(tmp_path / "tool"),
+        windows=False,
+        own_has_torch=False,
     )
     assert got.path == str(other.parent / "python3")
 
@@ -77,3 +89,32 @@ def test_a_link_loop_is_not_followed_forever(tmp_path: Path) -> None:
         windows=False,
     )
     assert got.path == str(base.parent / "python3")  # a dangling loop is no executable
+
+
+def test_flashdoctor_installed_in_the_training_env_first_on_path_checks_that_env(tmp_path: Path) -> None:
+    # a Docker image: pip install flashdoctor into /opt/conda (torch there), no activation, PATH first
+    conda = _base(tmp_path / "opt" / "conda")
+    system = _base(tmp_path / "usr")
+    path = os.pathsep.join([str(conda.parent), str(system.parent)])
+    own = {"own_executable": str(conda), "own_prefix": str(tmp_path / "opt" / "conda"), "windows": False}
+    got = choose_interpreter({"PATH": path}, **own, own_has_torch=True)
+    assert (got.path, got.reason) == (str(conda), "own-torch")
+    # the same environment without torch is a tool's: the user's Python comes next on PATH
+    assert choose_interpreter({"PATH": path}, **own, own_has_torch=False).path == str(
+        system.parent / "python3"
+    )
+
+
+def test_python_dash_m_names_its_interpreter(tmp_path: Path) -> None:
+    base = _base(tmp_path / "usr")
+    user = _venv(tmp_path / "train", base)
+    got = choose_interpreter(
+        {"PATH": str(base.parent), "VIRTUAL_ENV": str(tmp_path / "other")},
+        own_executable=str(user),
+        own_prefix=str(tmp_path / "train"),
+        module_run=True,
+        windows=False,
+    )
+    assert (got.path, got.reason) == (str(user), "python -m")
+    assert got.to_json() == {"path": str(user), "reason": "python -m", "why": got.why}
+    assert "python -m flashdoctor" in got.describe()
