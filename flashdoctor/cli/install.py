@@ -236,10 +236,16 @@ def install(variant: Variant, **opts: Any) -> int:
     return result.exit_code
 
 
+LOCK_FORMATS = ("requirements", "uv", "dockerfile")
+
+
 @click.command(
     epilog=examples(
         "flashdoctor lock --fa2 -o requirements-flash.txt",
         "pip install --require-hashes -r requirements-flash.txt    # the same wheel, without flashdoctor",
+        "flashdoctor lock --format uv           # a pyproject.toml dependency with its #sha256, for uv",
+        "flashdoctor lock --format dockerfile   # a RUN line for a Dockerfile",
+        "flashdoctor lock --format all -o flash # flash.txt, flash.pyproject.toml, flash.Dockerfile",
         "flashdoctor lock --target h100.json --index-url https://mirror.example/simple --json",
     )
 )
@@ -249,39 +255,62 @@ def install(variant: Variant, **opts: Any) -> int:
 @target_option
 @fetch_options
 @plan_file_option("Lock")
-@output_option("Write the requirements file here (default: standard output).")
-@json_option("Print the locked entry as JSON.")
+@click.option(
+    "--format",
+    "lock_format",
+    type=click.Choice([*LOCK_FORMATS, "all"]),
+    default="requirements",
+    show_default=True,
+    help="requirements: a pip requirements file (--hash=sha256:); uv: a pyproject.toml dependency "
+    "'flash-attn @ URL#sha256=...' that uv checks; dockerfile: a RUN line (pip --require-hashes); all: "
+    "the three (with -o BASE: BASE.txt, BASE.pyproject.toml, BASE.Dockerfile).",
+)
+@output_option("Write it to FILE (default: standard output); with --format all, FILE is a base name.")
+@json_option("Print the locked entry, and each format's text, as JSON.")
 def lock(variant: Variant, **opts: Any) -> int:
-    """Write a requirements line with the exact URL and --hash=sha256: for the planned wheel, so that
-    `pip install --require-hashes -r FILE` reproduces the install without flashdoctor."""
+    """Pin the planned wheel by its exact URL and sha256, so that it installs the same without
+    flashdoctor: a requirements line for `pip install --require-hashes -r FILE`, a pyproject.toml
+    dependency for uv, or a Dockerfile RUN line. Each says whether the sha256 matches a published
+    digest or was recorded from the download."""
     from flashdoctor.actions.check import resolve_environment
     from flashdoctor.actions.install import service
 
-    # standard output may be the requirements file: the interpreter's line goes to standard error
+    formats = LOCK_FORMATS if opts["lock_format"] == "all" else (opts["lock_format"],)
+    # standard output may be the locked file: the interpreter's line goes to standard error
     python = machine(opts["python"], opts["target"], err=opts["as_json"] or not opts["output"])
     fetch, houses = _fetch(opts, progress=not opts["as_json"])
     env, source = resolve_environment(python, opts["target"], import_tests=False)
     plan, _notes = service.resolve_plan(env, variant, houses, lock=True, **_selection(opts))
     result = service.lock(
-        plan, env, source, fetch, index_url=opts["index_url"], output=opts["output"], environ=os.environ
+        plan,
+        env,
+        source,
+        fetch,
+        index_url=opts["index_url"],
+        output=opts["output"],
+        environ=os.environ,
+        formats=formats,
     )
-    entry, output = result.entry, result.output
+    entry = result.entry
     if opts["as_json"]:
         from flashdoctor.model.envelope import LOCK_SCHEMA_ID
         from flashdoctor.render.json import emit
 
-        emit(
-            document(
-                {"entries": [entry.to_json()], "output": output},
-                command="lock",
-                exit_code=0,
-                schema=LOCK_SCHEMA_ID,
-            )
-        )
-    elif not output:
-        echo(result.text, nl=False)
+        body = {
+            "entries": [entry.to_json()],
+            "output": result.output,
+            "outputs": dict(result.outputs),
+            "exports": dict(result.exports),
+        }
+        emit(document(body, command="lock", exit_code=0, schema=LOCK_SCHEMA_ID))
+    elif not result.outputs:
+        for i, (name, text) in enumerate(result.exports.items()):
+            if len(result.exports) > 1:
+                echo(("\n" if i else "") + f"# ==> {name} <==")
+            echo(text, nl=False)
     else:
         from flashdoctor.model.install import digest_wording
 
-        echo(f"wrote {output}: {entry.dist} {entry.wheel.version} ({digest_wording(entry.sha256_from)})")
+        for path in result.outputs.values():
+            echo(f"wrote {path}: {entry.dist} {entry.wheel.version} ({digest_wording(entry.sha256_from)})")
     return 0
