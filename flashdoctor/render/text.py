@@ -102,6 +102,11 @@ def wrap_spans(
         if indent + measure(text[start:we]) <= width:
             end = we
             continue
+        if measure(text[ws:we]) > width and indent + measure(text[start:end]) < width:
+            # wider than any line (a URL): no line would keep it whole, so it stays with what it follows
+            # ("url: https://...") and the terminal folds it; what comes after it starts a new line
+            end = we
+            continue
         out.append((indent, start, end))
         indent, start, end = place(ws, we), ws, we
     out.append((indent, start, end))
