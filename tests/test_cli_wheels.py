@@ -53,7 +53,8 @@ def test_dry_run_json_plan_for_a_target() -> None:
     assert r.return_value == 0
     doc = json.loads(r.stdout)
     plan_fields = {"action", "variant", "wheel", "alternatives", "rejected", "reasons", "blockers"}
-    assert set(doc) == plan_fields | {"schema", "command", "status", "exit_code", "interpreter"}  # + the result envelope
+    envelope = {"schema", "command", "status", "exit_code", "interpreter"}
+    assert set(doc) == plan_fields | envelope  # + the result envelope
     assert (doc["schema"], doc["command"], doc["status"], doc["exit_code"]) == (
         "flashdoctor/plan/1",
         "install",
