@@ -22,6 +22,7 @@ from flashdoctor.model.plan import WheelRef
 from tests.conftest import TARGETS
 from tests.install.conftest import child_env
 from tests.install.install_helpers import make_wheel, sha256_of
+from tests.install.test_install_cli import write_plan
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
@@ -146,23 +147,7 @@ def _uninstall(bin_dir: Path) -> None:
 
 
 def _lock_all(tmp_path: Path, url: str, wheel: Path) -> tuple[Path, dict[str, object]]:
-    plan = tmp_path / "plan.json"
-    plan.write_text(
-        json.dumps(
-            {
-                "action": "wheel",
-                "variant": "fa2",
-                "wheel": {
-                    "filename": wheel.name,
-                    "url": url,
-                    "sha256": None,
-                    "source": "official",
-                    "version": V,
-                },
-                "reasons": [],
-            }
-        )
-    )
+    plan = write_plan(tmp_path, url, wheel, sha=False)  # no digest in the index: recorded from the download
     base = tmp_path / "flash"
     cmd = [
         sys.executable,

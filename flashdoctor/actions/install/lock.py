@@ -84,25 +84,29 @@ class LockEntry:
         }
 
 
-def _written_for(env: Environment, source: str) -> str:
+def _head(entries: list[LockEntry], env: Environment, source: str, *how: str) -> list[str]:
+    """The comment every form starts with: the machine it was written for, how to use it, and each
+    wheel's digest wording."""
     torch = env.torch or "none"
     cuda = "" if env.torch_cuda is None else f" (CUDA {env.torch_cuda})"
-    return (
+    return [
         f"# Written by flashdoctor {__version__} for Python {env.python or '?'} ({env.platform or '?'}), "
-        f"torch {torch}{cuda} [{source}]."
-    )
+        f"torch {torch}{cuda} [{source}].",
+        *(f"# {line}" for line in how),
+        *(f"# {e.digest_note()}" for e in entries),
+    ]
 
 
 def lock_text(entries: list[LockEntry], env: Environment, source: str) -> str:
     """The requirements file: a header saying what it is for, then one hashed line per wheel."""
-    lines = [
-        _written_for(env, source),
-        "# Reproduce without flashdoctor:  pip install --require-hashes -r THIS_FILE",
-        "# (flashdoctor itself installs with --no-deps so that torch is never touched; add --no-deps to match it.)",
-    ]
-    lines += [f"# {e.digest_note()}" for e in entries]
-    lines += [e.line() for e in entries]
-    return "\n".join(lines) + "\n"
+    lines = _head(
+        entries,
+        env,
+        source,
+        "Reproduce without flashdoctor:  pip install --require-hashes -r THIS_FILE",
+        "(flashdoctor itself installs with --no-deps so that torch is never touched; add --no-deps to match it.)",
+    )
+    return "\n".join([*lines, *(e.line() for e in entries)]) + "\n"
 
 
 def _toml_string(text: str) -> str:
@@ -115,28 +119,29 @@ def _toml_string(text: str) -> str:
 def uv_text(entries: list[LockEntry], env: Environment, source: str) -> str:
     """A pyproject.toml fragment for uv: the wheel as a direct reference with its #sha256=, which uv
     records in uv.lock and checks on every install (a [tool.uv.sources] url cannot carry a digest)."""
-    lines = [
-        _written_for(env, source),
-        "# For uv: paste this dependency into your pyproject.toml's [project] dependencies as it is; uv records",
-        "# the #sha256 in uv.lock and refuses other bytes on `uv sync`. (`uv add` with it drops the #sha256.)",
-        "# uv resolves the wheel's own dependencies (torch) with your project: keep your torch source as it is.",
-    ]
-    lines += [f"# {e.digest_note()}" for e in entries]
+    lines = _head(
+        entries,
+        env,
+        source,
+        "For uv: paste this dependency into your pyproject.toml's [project] dependencies as it is; uv records",
+        "the #sha256 in uv.lock and refuses other bytes on `uv sync`. (`uv add` with it drops the #sha256.)",
+        "uv resolves the wheel's own dependencies (torch) with your project: keep your torch source as it is.",
+    )
     lines += ["[project]", "dependencies = ["]
     lines += [f"    {_toml_string(e.direct_reference())}," for e in entries]
-    lines += ["]"]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "]"]) + "\n"
 
 
 def dockerfile_text(entries: list[LockEntry], env: Environment, source: str) -> str:
     """A Dockerfile snippet: one RUN that installs the wheel by URL, pip checking its #sha256."""
-    lines = [
-        _written_for(env, source),
-        "# For a Dockerfile (an image whose Python already has this torch): pip checks the #sha256 of the",
-        "# download (--require-hashes); --no-deps leaves torch and the wheel's other dependencies as the",
-        "# image has them (install missing ones, e.g. einops, before).",
-    ]
-    lines += [f"# {e.digest_note()}" for e in entries]
+    lines = _head(
+        entries,
+        env,
+        source,
+        "For a Dockerfile (an image whose Python already has this torch): pip checks the #sha256 of the",
+        "download (--require-hashes); --no-deps leaves torch and the wheel's other dependencies as the",
+        "image has them (install missing ones, e.g. einops, before).",
+    )
     refs = " \\\n    ".join(shlex.quote(e.direct_reference()) for e in entries)
     lines.append(f"RUN python3 -m pip install --no-deps --require-hashes \\\n    {refs}")
     return "\n".join(lines) + "\n"
