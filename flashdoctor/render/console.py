@@ -214,7 +214,7 @@ def _cell_lines(text: str, col: Col, width: int) -> list[str]:
         return _lines(text)
     out: list[str] = []
     for ln in _lines(text):
-        spans = wrap_spans(ln.strip(), width, 0, cell_len, continued=True)
+        spans = wrap_spans(ln.strip(), width, 0, cell_len, continued=True, keep_long=False)
         out.extend(ln.strip()[s:e] for _i, s, e in spans)
     return out
 

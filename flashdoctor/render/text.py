@@ -68,6 +68,7 @@ def wrap_spans(
     hang: int = 0,
     measure: Callable[[str], int] = len,
     continued: bool = False,
+    keep_long: bool = True,
 ) -> list[tuple[int, int, int]]:
     """How to wrap one line of ``text`` (no newline in it) at ``width``: (indent, start, end) per output
     line, the line being ``" " * indent + text[start:end]``. The first line keeps ``text``'s own leading
@@ -75,7 +76,8 @@ def wrap_spans(
     does not fit at ``hang`` gets a line of its own, moved left to end at ``width`` (column 0 at least).
     ``measure`` gives a string's width in cells (rich.cells.cell_len for wide characters). ``continued``:
     the text continues a paragraph, so its first line is placed as the others are (its leading spaces
-    dropped)."""
+    dropped). ``keep_long`` False: a word wider than ``width`` gets a line of its own too (a table cell,
+    whose table may still find room for it to the left)."""
     words: list[tuple[int, int]] = []
     i, n = 0, len(text)
     while i < n:
@@ -102,7 +104,7 @@ def wrap_spans(
         if indent + measure(text[start:we]) <= width:
             end = we
             continue
-        if measure(text[ws:we]) > width and indent + measure(text[start:end]) < width:
+        if keep_long and measure(text[ws:we]) > width and indent + measure(text[start:end]) < width:
             # wider than any line (a URL): no line would keep it whole, so it stays with what it follows
             # ("url: https://...") and the terminal folds it; what comes after it starts a new line
             end = we
