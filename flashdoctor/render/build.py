@@ -153,9 +153,10 @@ def render_outcome(outcome: BuildOutcome, console: Console, verbose: bool = Fals
             print_markup(console, f"  [bold]first error[/] (log line {run.first_error.line_no}):")
             for line in run.first_error.text.splitlines():
                 print_markup(console, f"    {escape(line)}")
-        for d in run.diagnoses[:2]:
-            print_markup(console, f"  [yellow]cause[/]: {escape(d.message)} [dim]\\[{d.code}][/]")
-            print_markup(console, f"  [dim]fix:[/] {escape(d.fix)}")
+        for i, d in enumerate(run.diagnoses[:2]):  # the cause first, then another possible one
+            print_finding(
+                console, "cause" if i == 0 else "possible", d.message, d.code, details=(("fix", d.fix),)
+            )
         if not run.diagnoses:
             print_markup(
                 console, "  [dim]fix:[/] read the first error above; `flashdoctor explain LOG` may know it."
