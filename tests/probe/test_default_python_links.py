@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flashdoctor.probe.default_python import choose_interpreter
+from flashdoctor.probe.default_python import Interpreter, choose_interpreter
 
 
 def _base(root: Path) -> Path:
@@ -27,33 +27,38 @@ def _venv(root: Path, base: Path) -> Path:
     return root / "bin" / "python3"
 
 
+def _choose(
+    path: list[Path],
+    own: Path,
+    own_prefix: Path,
+    environ: dict[str, str] | None = None,
+    own_has_torch: bool = False,
+    module_run: bool = False,
+) -> Interpreter:
+    """choose_interpreter with PATH = the directories of ``path``, flashdoctor running as ``own``."""
+    return choose_interpreter(
+        {"PATH": os.pathsep.join(str(p.parent) for p in path), **(environ or {})},
+        own_executable=str(own),
+        own_prefix=str(own_prefix),
+        windows=False,
+        own_has_torch=own_has_torch,
+        module_run=module_run,
+    )
+
+
 def test_flashdoctor_in_a_venv_finds_the_system_python_its_venv_links_to(tmp_path: Path) -> None:
     # pipx / uv tool / `python -m venv .venv`: flashdoctor's venv links to /usr/bin/python3.12, and the
     # user's torch lives in that system python. It is the user's, not flashdoctor's own.
     base = _base(tmp_path / "usr")
     tool = _venv(tmp_path / "tool", base)
-    path = os.pathsep.join([str(tool.parent), str(base.parent)])
-    got = choose_interpreter(
-        {"PATH": path},
-        own_executable=str(tool),
-        own_prefix=str(tmp_path / "tool"),
-        windows=False,
-        own_has_torch=False,
-    )
+    got = _choose([tool, base], tool, tmp_path / "tool")
     assert (got.path, got.reason) == (str(base.parent / "python3"), "PATH")
 
 
 def test_flashdoctor_in_the_system_python_finds_a_venv_on_path(tmp_path: Path) -> None:
     base = _base(tmp_path / "usr")
     user = _venv(tmp_path / "train", base)
-    path = os.pathsep.join([str(base.parent), str(user.parent)])
-    got = choose_interpreter(
-        {"PATH": path},
-        own_executable=str(base),
-        own_prefix=str(tmp_path / "usr"),
-        windows=False,
-        own_has_torch=False,
-    )
+    got = _choose([base, user], base, tmp_path / "usr")
     # the system python3 is flashdoctor's own; the venv that links to it is not
     assert (got.path, got.reason) == (str(user), "PATH")
 
@@ -65,14 +70,7 @@ def test_a_chain_of_links_into_flashdoctors_venv_is_its_own(tmp_path: Path) -> N
     links.mkdir()
     (links / "python3").symlink_to(tool)
     other = _base(tmp_path / "opt")
-    path = os.pathsep.join([str(links), str(other.parent)])
-    got = choose_interpreter(
-        {"PATH": path},
-        own_executable=str(tool),
-        own_prefix=str(tmp_path / "tool"),
-        windows=False,
-        own_has_torch=False,
-    )
+    got = _choose([links / "python3", other], tool, tmp_path / "tool")
     assert got.path == str(other.parent / "python3")
 
 
@@ -82,12 +80,7 @@ def test_a_link_loop_is_not_followed_forever(tmp_path: Path) -> None:
     (loop / "python3").symlink_to(loop / "python")
     (loop / "python").symlink_to(loop / "python3")
     base = _base(tmp_path / "usr")
-    got = choose_interpreter(
-        {"PATH": os.pathsep.join([str(loop), str(base.parent)])},
-        own_executable=str(tmp_path / "none" / "python3"),
-        own_prefix=str(tmp_path / "none"),
-        windows=False,
-    )
+    got = _choose([loop / "python3", base], tmp_path / "none" / "python3", tmp_path / "none")
     assert got.path == str(base.parent / "python3")  # a dangling loop is no executable
 
 
@@ -95,25 +88,18 @@ def test_flashdoctor_installed_in_the_training_env_first_on_path_checks_that_env
     # a Docker image: pip install flashdoctor into /opt/conda (torch there), no activation, PATH first
     conda = _base(tmp_path / "opt" / "conda")
     system = _base(tmp_path / "usr")
-    path = os.pathsep.join([str(conda.parent), str(system.parent)])
-    own = {"own_executable": str(conda), "own_prefix": str(tmp_path / "opt" / "conda"), "windows": False}
-    got = choose_interpreter({"PATH": path}, **own, own_has_torch=True)
+    prefix = tmp_path / "opt" / "conda"
+    got = _choose([conda, system], conda, prefix, own_has_torch=True)
     assert (got.path, got.reason) == (str(conda), "own-torch")
     # the same environment without torch is a tool's: the user's Python comes next on PATH
-    assert choose_interpreter({"PATH": path}, **own, own_has_torch=False).path == str(
-        system.parent / "python3"
-    )
+    assert _choose([conda, system], conda, prefix).path == str(system.parent / "python3")
 
 
 def test_python_dash_m_names_its_interpreter(tmp_path: Path) -> None:
     base = _base(tmp_path / "usr")
     user = _venv(tmp_path / "train", base)
-    got = choose_interpreter(
-        {"PATH": str(base.parent), "VIRTUAL_ENV": str(tmp_path / "other")},
-        own_executable=str(user),
-        own_prefix=str(tmp_path / "train"),
-        module_run=True,
-        windows=False,
+    got = _choose(
+        [base], user, tmp_path / "train", environ={"VIRTUAL_ENV": str(tmp_path / "other")}, module_run=True
     )
     assert (got.path, got.reason) == (str(user), "python -m")
     assert got.to_json() == {"path": str(user), "reason": "python -m", "why": got.why}
