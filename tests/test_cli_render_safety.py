@@ -117,7 +117,7 @@ def test_a_real_terminal_keeps_its_title_clipboard_and_screen(tmp_path: Path) ->
         assert "verdict" in screen, screen
         assert tmux("display", "-p", "-t", "fd", "#{pane_title}").strip() == title != "pwned"
         assert tmux("list-buffers") == ""  # no clipboard write
-        assert screen.lstrip().startswith("flashdoctor check"), screen  # not cleared
+        assert screen.lstrip().startswith("target:"), screen  # not cleared (the first line names the target)
         assert "NVIDIA H100␛]0;pwned" in screen
         assert "\x1b[" in tmux("capture-pane", "-p", "-e", "-t", "fd")  # rich's colours are kept
     finally:

@@ -11,10 +11,12 @@ from flashdoctor.cli.options import (
     SOURCE_BUILD_PARAMS,
     allow_http_option,
     build_options,
+    document,
     dry_run_option,
     examples,
     index_url_option,
     json_option,
+    machine,
     python_option,
     source_build_options,
     target_option,
@@ -117,14 +119,15 @@ def build(variant: Variant, **opts: Any) -> int:
         ignore_preflight=opts["ignore_preflight"],
         allow_http=opts["allow_http"],
     )
-    python, target, dry_run, as_json = opts["python"], opts["target"], opts["dry_run"], opts["as_json"]
+    target, dry_run, as_json = opts["target"], opts["dry_run"], opts["as_json"]
+    python = machine(opts["python"], target, err=as_json)
     env, _src = resolve_environment(python, target, import_tests=False, environ=os.environ)
     console = make_console(stderr=as_json)
     outcome = run_source_build(
         env, build_opts, python, console, variant, plan_only=dry_run or bool(target), probe_tools=not target
     )
     if as_json:
-        from flashdoctor.render.json import document, emit
+        from flashdoctor.render.json import emit
 
         emit(document(outcome_to_json(outcome), command="build", exit_code=outcome.exit_code))
     else:

@@ -153,6 +153,17 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     assert not [w for w in scanned if w[:1].isspace()]
 
 
+def test_codes_page_documents_every_code_from_the_data() -> None:
+    """docs/codes.md (written by scripts/gen_docs.py from the registry; tests/test_cli_docs.py keeps it
+    current) lists every explain code of the data, and no other."""
+    from flashdoctor.knowledge.codes import kind_title
+
+    page = (ROOT / "docs" / "codes.md").read_text(encoding="utf-8")
+    section = page.split(f"## {kind_title('explain')}\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", section, re.MULTILINE))
+    assert documented == set(KB.codes)
+
+
 @pytest.mark.parametrize("sid", sorted(SIGS))
 def test_every_pattern_has_an_example(sid: str) -> None:
     # Each pattern is exercised by an example, so the keyword-soundness check above covers it too.
