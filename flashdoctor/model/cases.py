@@ -11,8 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from flashdoctor.knowledge import load_data
-from flashdoctor.knowledge.backends import SMOKE_BACKENDS, SMOKE_FALLBACK, backend
+from flashdoctor.knowledge.backends import SMOKE_BACKENDS, SMOKE_FALLBACK, backend, smoke_facts
 
 Dtype = Literal["bf16", "fp16", "fp32"]
 DTYPES: tuple[Dtype, ...] = ("bf16", "fp16", "fp32")
@@ -123,13 +122,14 @@ def applicable(backend: str, case: Case) -> bool:
     return not (case.varlen is not None and backend_kind(backend) == "sdpa")
 
 
-# -- backend knowledge: the vocabulary (knowledge.backends) and the smoke's own (data/smoke.json) ----
+# -- backend knowledge: the vocabulary and the smoke's own facts (knowledge.backends) -----------------
 def backend_info(name: str) -> dict[str, Any]:
     """What the smoke knows about a backend: how it is called and how its kernels are recognised
-    (data/smoke.json), with its kind, title, short label and forced SDPBackend from the vocabulary."""
+    (knowledge.backends.smoke_facts), with its kind, title, short label and forced SDPBackend from the
+    vocabulary."""
     word = backend(name)
     info: dict[str, Any] = {
-        **load_data("smoke")["backends"][name],
+        **smoke_facts(name),
         "kind": word.kind,
         "title": word.title,
         "short": word.short,

@@ -60,8 +60,11 @@ class BackendSpec:
 def backend_spec(name: str) -> BackendSpec:
     raw: dict[str, Any] = knowledge.load_data("attention_backends")["backends"][name]
     variant: Variant | None = raw.get("variant")
+    modules: tuple[str, ...] = ()
+    function: str | None = None
     if variant is not None:
         info = knowledge.variant_info(variant)
+        modules, function = info.modules, info.function  # where the variant lives: the registry's
         # The runtime dispatches only dtypes it can hand back unchanged: FA3's fp8 is forward-only.
         dtypes = tuple(d for d in info.dtypes if d in raw["runtime_dtypes"])
         max_head_dim: int | None = info.max_head_dim
@@ -77,8 +80,8 @@ def backend_spec(name: str) -> BackendSpec:
         title=raw["title"],
         kind=raw["kind"],
         variant=variant,
-        modules=tuple(raw.get("modules", ())),
-        function=raw.get("function"),
+        modules=modules,
+        function=function,
         sdpa_backend=raw.get("sdpa_backend"),
         min_capability=min_cc,
         dtypes=dtypes,

@@ -33,7 +33,7 @@ from flashdoctor.decide.explain.scan import (
 )
 from flashdoctor.decide.explain.tailor import CONDITIONS, Tailor, WheelFinder, env_matches, env_matches_any
 from flashdoctor.knowledge.signatures import Signature, knowledge
-from flashdoctor.knowledge.variants import Variant
+from flashdoctor.knowledge.variants import DEFAULT_VARIANT, VARIANTS, Variant
 from flashdoctor.model.environment import Environment
 
 __all__ = [
@@ -157,11 +157,9 @@ def _qualifies(sig: Signature, contexts: LogContexts, env: Environment | None) -
 
 
 def _variant(contexts: LogContexts) -> Variant:
-    if "fa3" in contexts:
-        return "fa3"
-    if "fa4" in contexts:
-        return "fa4"
-    return "fa2"
+    """The variant a log concerns: the first of the registry's variants (other than the default) whose
+    log context (signatures.json ``contexts``, named after the variant) the log has; else the default."""
+    return next((v for v in VARIANTS if v != DEFAULT_VARIANT and v in contexts), DEFAULT_VARIANT)
 
 
 # Check finding code -> diagnosis code, for the machine's own build blockers.
