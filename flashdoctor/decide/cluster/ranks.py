@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from flashdoctor.model.fields import FieldsJson
+
 
 class RankStatus(str, Enum):
     OK = "ok"  # checked, exit code 0
@@ -19,7 +21,7 @@ class RankStatus(str, Enum):
 
 # -- what the ranks send -----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class JoinInfo:
+class JoinInfo(FieldsJson):
     """What a rank announces when it joins: enough to name it if it never finishes."""
 
     rank: int
@@ -29,36 +31,21 @@ class JoinInfo:
     node_rank: int | None = None
     local_world_size: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rank": self.rank,
-            "host": self.host,
-            "pid": self.pid,
-            "local_rank": self.local_rank,
-            "node_rank": self.node_rank,
-            "local_world_size": self.local_world_size,
-        }
-
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> JoinInfo:
-        def opt_int(k: str) -> int | None:
-            v = d.get(k)
-            return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-        host = d.get("host")
         return JoinInfo(
             rank=int(d["rank"]),
-            host=host if isinstance(host, str) else None,
-            pid=opt_int("pid"),
-            local_rank=opt_int("local_rank"),
-            node_rank=opt_int("node_rank"),
-            local_world_size=opt_int("local_world_size"),
+            host=_opt(d, "host", str),
+            pid=_opt(d, "pid", int),
+            local_rank=_opt(d, "local_rank", int),
+            node_rank=_opt(d, "node_rank", int),
+            local_world_size=_opt(d, "local_world_size", int),
         )
 
 
 @dataclass(frozen=True)
-class RankResult:
-    """One rank's finished work, as sent to rank 0.
+class RankResult(FieldsJson):
+    """One rank's finished work, as sent to rank 0 (its JSON form: the fields in this order).
 
     ``exit_code`` is the rank's own verdict (its check's exit code under --strict/--require, 1 when its
     smoke test failed); ``check`` is its full ``flashdoctor/check/1`` document.
@@ -71,52 +58,37 @@ class RankResult:
     device: str | None = None  # the CUDA_VISIBLE_DEVICES entry this rank owns
     device_note: str | None = None  # why it owns none, when it should
     source: str | None = None  # "probe" or "target:<file>"
+    exit_code: int = 0
+    error: str | None = None
+    elapsed_s: float | None = None
     check: dict[str, Any] | None = None
     smoke: dict[str, Any] | None = None
     smoke_passed: bool | None = None
     smoke_error: str | None = None  # the smoke test could not run at all
-    exit_code: int = 0
-    error: str | None = None
-    elapsed_s: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rank": self.rank,
-            "host": self.host,
-            "local_rank": self.local_rank,
-            "node_rank": self.node_rank,
-            "device": self.device,
-            "device_note": self.device_note,
-            "source": self.source,
-            "exit_code": self.exit_code,
-            "error": self.error,
-            "elapsed_s": self.elapsed_s,
-            "check": self.check,
-            "smoke": self.smoke,
-            "smoke_passed": self.smoke_passed,
-            "smoke_error": self.smoke_error,
-        }
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> RankResult:
-        def opt(k: str, typ: type | tuple[type, ...]) -> Any:
-            v = d.get(k)
-            return v if isinstance(v, typ) and not (typ is int and isinstance(v, bool)) else None
-
-        code = d.get("exit_code")
+        code = _opt(d, "exit_code", int)
         return RankResult(
             rank=int(d["rank"]),
-            host=opt("host", str),
-            local_rank=opt("local_rank", int),
-            node_rank=opt("node_rank", int),
-            device=opt("device", str),
-            device_note=opt("device_note", str),
-            source=opt("source", str),
-            check=opt("check", dict),
-            smoke=opt("smoke", dict),
-            smoke_passed=opt("smoke_passed", bool),
-            smoke_error=opt("smoke_error", str),
-            exit_code=code if isinstance(code, int) and not isinstance(code, bool) else 1,
-            error=opt("error", str),
-            elapsed_s=opt("elapsed_s", (int, float)),
+            host=_opt(d, "host", str),
+            local_rank=_opt(d, "local_rank", int),
+            node_rank=_opt(d, "node_rank", int),
+            device=_opt(d, "device", str),
+            device_note=_opt(d, "device_note", str),
+            source=_opt(d, "source", str),
+            exit_code=1 if code is None else code,
+            error=_opt(d, "error", str),
+            elapsed_s=_opt(d, "elapsed_s", (int, float)),
+            check=_opt(d, "check", dict),
+            smoke=_opt(d, "smoke", dict),
+            smoke_passed=_opt(d, "smoke_passed", bool),
+            smoke_error=_opt(d, "smoke_error", str),
         )
+
+
+def _opt(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...]) -> Any:
+    """``d[key]`` when it has the JSON type ``typ`` (a bool is no int), else None: what another rank sent
+    is read, never trusted."""
+    v = d.get(key)
+    return v if isinstance(v, typ) and not (typ is int and isinstance(v, bool)) else None

@@ -35,6 +35,7 @@ from flashdoctor.decide.explain.tailor import CONDITIONS, Tailor, WheelFinder, e
 from flashdoctor.knowledge.signatures import Signature, knowledge
 from flashdoctor.knowledge.variants import DEFAULT_VARIANT, VARIANTS, Variant
 from flashdoctor.model.environment import Environment
+from flashdoctor.model.fields import FieldsJson
 
 __all__ = [
     "KEYWORD_LINE_BUDGET",
@@ -55,7 +56,7 @@ MACHINE_WINDOW = 1 << 20  # bytes at each end of a log read for what it says abo
 
 
 @dataclass(frozen=True)
-class Diagnosis:
+class Diagnosis(FieldsJson):
     """One cause (or consequence) found in a log. ``code`` is public interface (README "Failure codes").
 
     ``basis`` is "log" when the evidence is a log line (``line`` is its 1-based number), "machine" when
@@ -72,19 +73,6 @@ class Diagnosis:
     basis: str = "log"
     consequence_of: str | None = None
     source: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "confidence": self.confidence,
-            "evidence": self.evidence,
-            "message": self.message,
-            "fix": self.fix,
-            "line": self.line,
-            "basis": self.basis,
-            "consequence_of": self.consequence_of,
-            "source": self.source,
-        }
 
 
 @dataclass(frozen=True)
