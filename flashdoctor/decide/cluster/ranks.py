@@ -3,10 +3,11 @@ work, as plain JSON (ranks on another flashdoctor or Python still compare)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from flashdoctor.model.fields import FieldsJson
 
@@ -33,14 +34,7 @@ class JoinInfo(FieldsJson):
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> JoinInfo:
-        return JoinInfo(
-            rank=int(d["rank"]),
-            host=_opt(d, "host", str),
-            pid=_opt(d, "pid", int),
-            local_rank=_opt(d, "local_rank", int),
-            node_rank=_opt(d, "node_rank", int),
-            local_world_size=_opt(d, "local_world_size", int),
-        )
+        return _read(JoinInfo, d)
 
 
 @dataclass(frozen=True)
@@ -68,27 +62,30 @@ class RankResult(FieldsJson):
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> RankResult:
-        code = _opt(d, "exit_code", int)
-        return RankResult(
-            rank=int(d["rank"]),
-            host=_opt(d, "host", str),
-            local_rank=_opt(d, "local_rank", int),
-            node_rank=_opt(d, "node_rank", int),
-            device=_opt(d, "device", str),
-            device_note=_opt(d, "device_note", str),
-            source=_opt(d, "source", str),
-            exit_code=1 if code is None else code,
-            error=_opt(d, "error", str),
-            elapsed_s=_opt(d, "elapsed_s", (int, float)),
-            check=_opt(d, "check", dict),
-            smoke=_opt(d, "smoke", dict),
-            smoke_passed=_opt(d, "smoke_passed", bool),
-            smoke_error=_opt(d, "smoke_error", str),
-        )
+        return _read(RankResult, d, exit_code=1)  # a rank that sent no exit code failed
 
 
-def _opt(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...]) -> Any:
-    """``d[key]`` when it has the JSON type ``typ`` (a bool is no int), else None: what another rank sent
-    is read, never trusted."""
-    v = d.get(key)
-    return v if isinstance(v, typ) and not (typ is int and isinstance(v, bool)) else None
+# The JSON types of the fields' declared types (the first of "float | None", "dict[str, Any] | None").
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "str": str,
+    "bool": bool,
+    "float": (int, float),
+    "dict": dict,
+}
+
+Sent = TypeVar("Sent", JoinInfo, RankResult)
+
+
+def _read(cls: type[Sent], d: Mapping[str, Any], **missing: Any) -> Sent:
+    """``cls`` from the JSON another rank sent, read and never trusted: ``rank`` must be an int; every other
+    field keeps a value of its declared JSON type (a bool is no int), else ``missing``'s value or None."""
+    values: dict[str, Any] = {"rank": int(d["rank"])}
+    for f in dataclasses.fields(cls):
+        if f.name == "rank":
+            continue
+        typ = _JSON_TYPES[str(f.type).split("|")[0].split("[")[0].strip()]
+        v = d.get(f.name)
+        ok = isinstance(v, typ) and not (typ is int and isinstance(v, bool))
+        values[f.name] = v if ok else missing.get(f.name)
+    return cls(**values)
