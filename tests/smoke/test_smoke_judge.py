@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import jsonschema
 import pytest
 
 from flashdoctor.actions.smoke import _raise_usage
@@ -17,7 +16,7 @@ from flashdoctor.decide.smoke.judge import (
     proof_kernel,
     tolerance_for,
 )
-from flashdoctor.knowledge.schemas import load_schema
+from flashdoctor.knowledge.schemas import schema_validator
 from flashdoctor.model.cases import BACKENDS, SMOKE_CASES_CUDA, Case, normalise_backends
 from flashdoctor.model.findings import Status
 from flashdoctor.model.smoke import CaseStatus, GpuInfo, TensorError
@@ -636,7 +635,7 @@ def test_every_finding_code_is_documented_and_the_json_is_valid() -> None:
     )
     r = judge(ev, backends=("sdpa-math", "fa2"))
     doc = json.loads(json.dumps(r.to_json()))
-    jsonschema.validate(doc, load_schema("smoke-report.schema.json"))
+    schema_validator("smoke-report.schema.json").validate(doc)
     assert {f["code"] for f in doc["findings"]} <= set(SMOKE_CODES)
     assert doc["schema"] == "flashdoctor/smoke/1" and doc["exit_code"] == 1
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flashdoctor.knowledge import load_data
-from flashdoctor.knowledge.backends import backend
+from flashdoctor.knowledge.backends import backend, smoke_facts
 from flashdoctor.knowledge.profiles import build_coverage
 from flashdoctor.knowledge.variants import variant_info
 from flashdoctor.model.cases import Case, backend_info, backend_kind, backend_title
@@ -38,7 +38,7 @@ def _signature_category(text: str) -> str | None:
 
 
 def _head_dim_documented(backend: str, head_dim: int) -> tuple[bool, int]:
-    hd = load_data("smoke")["head_dims"].get(backend, {"max": 256, "multiple_of": 8})
+    hd = smoke_facts(backend).get("head_dims", {"max": 256, "multiple_of": 8})
     return head_dim <= int(hd["max"]) and head_dim % int(hd["multiple_of"]) == 0, int(hd["max"])
 
 

@@ -350,26 +350,18 @@ def _input_check_findings(
             continue
         seen.add((ic.backend, ic.check))
         title = backends[ic.backend].title if ic.backend in backends else ic.backend
-        if ic.raised:
-            findings.append(
-                Finding(
-                    "smoke-input-check",
-                    Status.OK,
-                    f"{title} refuses {what.get(ic.check, ic.check)} with a clear error: {str(ic.error)[:200]}",
-                    variant=_variant_of(ic.backend),
-                    subject=ic.backend,
-                )
+        fed = what.get(ic.check, ic.check)
+        findings.append(
+            Finding(
+                "smoke-input-check",
+                Status.OK if ic.raised else Status.SKIP,
+                f"{title} refuses {fed} with a clear error: {str(ic.error)[:200]}"
+                if ic.raised
+                else f"{title} accepted {fed} without an error",
+                variant=_variant_of(ic.backend),
+                subject=ic.backend,
             )
-        else:
-            findings.append(
-                Finding(
-                    "smoke-input-check",
-                    Status.SKIP,
-                    f"{title} accepted {what.get(ic.check, ic.check)} without an error",
-                    variant=_variant_of(ic.backend),
-                    subject=ic.backend,
-                )
-            )
+        )
     return checks, findings
 
 
