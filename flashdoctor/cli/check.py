@@ -18,6 +18,7 @@ from flashdoctor.cli.options import (
     output_option,
     python_option,
     target_option,
+    timeout_option,
     verbose_option,
 )
 from flashdoctor.errors import UsageError
@@ -34,23 +35,19 @@ distributed_options = combine(
         is_flag=True,
         help="Check every rank of a torchrun / srun job; rank 0 prints one cluster report (README 'Cluster preflight').",
     ),
-    click.option(
-        "--join-timeout",
-        type=click.FloatRange(min=0.1),
-        default=60.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="With --distributed: how long rank 0 waits for every rank to join before naming the missing.",
+    timeout_option(
+        60.0,
+        "With --distributed: how long rank 0 waits for every rank to join before naming the missing.",
+        name="--join-timeout",
+        minimum=0.1,
     ),
     # The old name of --join-timeout: still accepted, with a warning.
     click.option("--timeout", "legacy_join_timeout", type=click.FloatRange(min=0.1), hidden=True),
-    click.option(
-        "--rank-timeout",
-        type=click.FloatRange(min=0.1),
-        default=900.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="With --distributed: how long a rank's check (and smoke test) may take before it is reported unfinished.",
+    timeout_option(
+        900.0,
+        "With --distributed: how long a rank's check (and smoke test) may take before it is reported unfinished.",
+        name="--rank-timeout",
+        minimum=0.1,
     ),
     click.option(
         "--target-for-rank",

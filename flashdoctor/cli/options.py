@@ -16,6 +16,7 @@ import click
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.profiles import FA3_FEATURES
 from flashdoctor.knowledge.variants import VARIANTS, Variant, variant_info
+from flashdoctor.model.cases import BACKENDS
 
 if TYPE_CHECKING:
     from flashdoctor.actions.source_build.api import BuildOptions
@@ -132,11 +133,22 @@ gpu_options = combine(
     click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", hidden=True),
 )
 
+# The smoke test's backend vocabulary (model.cases), variants first: a new variant is a choice for free.
+SMOKE_BACKEND_CHOICES = (*VARIANTS, *(b for b in BACKENDS if b not in VARIANTS))
 
-def timeout_option(default: float, help: str, name: str = "--timeout", hidden: bool = False) -> Decorator:
+
+def backend_option(*decls: str, help: str) -> Decorator:
+    """smoke --variant and bench --backend: the backends to run (repeatable), any of the smoke's."""
+    return click.option(*decls, type=click.Choice(SMOKE_BACKEND_CHOICES), multiple=True, help=help)
+
+
+def timeout_option(
+    default: float, help: str, name: str = "--timeout", hidden: bool = False, minimum: float = 1
+) -> Decorator:
+    """A limit in seconds (--timeout, and the cluster preflight's --join-timeout / --rank-timeout)."""
     return click.option(
         name,
-        type=click.FloatRange(min=1),
+        type=click.FloatRange(min=minimum),
         default=default,
         show_default=not hidden,
         metavar="SECONDS",

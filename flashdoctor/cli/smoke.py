@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from flashdoctor.cli.options import (
+    backend_option,
     document,
     examples,
     gpu_options,
@@ -19,12 +20,7 @@ from flashdoctor.cli.options import (
     verbose_option,
 )
 from flashdoctor.errors import UsageError
-from flashdoctor.knowledge.variants import VARIANTS
-from flashdoctor.model.cases import BACKENDS
 from flashdoctor.render.text import echo
-
-# The smoke test's backend vocabulary (model.cases), variants first: a new variant is a choice for free.
-SMOKE_BACKEND_CHOICES = (*VARIANTS, *(b for b in BACKENDS if b not in VARIANTS))
 
 _REPORT_FILE = "Also write the JSON report to FILE."
 
@@ -48,11 +44,9 @@ def _finish(report: Any, command: str, opts: dict[str, Any]) -> dict[str, Any]:
 )
 @python_option
 @gpu_options
-@click.option(
+@backend_option(
     "--variant",
     "variants",
-    type=click.Choice(SMOKE_BACKEND_CHOICES),
-    multiple=True,
     help="Only this backend (repeatable): fa2, fa3, fa4 or an SDPA backend. A variant named here must be installed.",
 )
 @json_option("Print the versioned JSON report.")
@@ -110,12 +104,8 @@ def smoke(**opts: Any) -> int:
     help="Element type.",
 )
 @click.option("--causal", is_flag=True, help="Causal (autoregressive) mask.")
-@click.option(
-    "--backend",
-    "backends",
-    type=click.Choice(SMOKE_BACKEND_CHOICES),
-    multiple=True,
-    help="Only this backend (repeatable; SDPA math always runs as the baseline).",
+@backend_option(
+    "--backend", "backends", help="Only this backend (repeatable; SDPA math always runs as the baseline)."
 )
 @click.option(
     "--repeats",

@@ -21,6 +21,7 @@ from functools import cache
 from typing import Any, Literal
 
 from flashdoctor.knowledge.data import load_data
+from flashdoctor.knowledge.fields import FieldsJson
 from flashdoctor.knowledge.variants import VARIANTS, Variant, as_variant, variant_info
 
 BackendKind = Literal["variant", "sdpa"]
@@ -93,7 +94,7 @@ def runtime_name(name: str) -> str:
 
 # -- where a variant lives in a target interpreter ---------------------------------------------------
 @dataclass(frozen=True)
-class VariantImport:
+class VariantImport(FieldsJson):
     """How a script in the target interpreter finds a variant (no flashdoctor there: passed as JSON).
 
     ``dists``: the distribution name as registered and with underscores (importlib.metadata of Python
@@ -109,16 +110,6 @@ class VariantImport:
     function: str
     needs_dist: bool
     extensions: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "variant": self.variant,
-            "dists": list(self.dists),
-            "modules": list(self.modules),
-            "function": self.function,
-            "needs_dist": self.needs_dist,
-            "extensions": list(self.extensions),
-        }
 
 
 @cache

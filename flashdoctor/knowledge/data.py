@@ -4,6 +4,7 @@ source. Every other knowledge module reads through :func:`load_data`; nothing he
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -14,3 +15,17 @@ def load_data(name: str) -> Any:
     """Load flashdoctor/data/<name>.json (cached)."""
     text = resources.files("flashdoctor").joinpath("data", f"{name}.json").read_text(encoding="utf-8")
     return json.loads(text)
+
+
+def read_capped(path: str, limit: int, what: str, error: Callable[[str], Exception]) -> bytes:
+    """The bytes of a data file flashdoctor is handed (a target spec, a wheel index), at most ``limit``
+    (whole MiB): ``error`` with one line saying why it cannot be read or that it is too large to be a
+    ``what``."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise error(f"{what} {path} is larger than {limit >> 20} MiB: not a {what}")
+    return data

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL, EXIT_NETWORK, EXIT_OK
 from flashdoctor.knowledge.variants import Variant
+from flashdoctor.model.fields import FieldsJson
 from flashdoctor.model.findings import DiagnosisLike
 from flashdoctor.model.plan import WheelRef
 
@@ -54,6 +55,9 @@ class SmokeOutcome:
     summary: str
     details: dict[str, Any] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "summary": self.summary, **self.details}
+
 
 SmokeHook = Callable[[str, Mapping[str, str], Variant], SmokeOutcome]
 
@@ -70,7 +74,12 @@ class Step:
 
 
 @dataclass(frozen=True)
-class InstallResult:
+class InstallResult(FieldsJson):
+    """The outcome of an install. Its JSON form: each field, then how the digest was checked after
+    ``sha256_from`` and the exit code last."""
+
+    JSON_AFTER: ClassVar[Mapping[str, str]] = {"sha256_from": "sha256_check", "verification": "exit_code"}
+
     status: Status
     variant: Variant
     dist: str
@@ -107,31 +116,3 @@ class InstallResult:
     def sha256_check(self) -> str | None:
         """How the sha256 was checked, in words (see the module docstring)."""
         return digest_wording(self.sha256_from) if self.sha256 else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "variant": self.variant,
-            "dist": self.dist,
-            "message": self.message,
-            "wheel": self.wheel.to_json() if self.wheel else None,
-            "origin": self.origin,
-            "sha256": self.sha256,
-            "sha256_from": self.sha256_from,
-            "sha256_check": self.sha256_check,
-            "previous": self.previous,
-            "installed": self.installed,
-            "installer": self.installer,
-            "steps": [s.to_json() for s in self.steps],
-            "diagnoses": [d.to_json() for d in self.diagnoses],
-            "added": list(self.added),
-            "warnings": list(self.warnings),
-            "smoke": None
-            if self.smoke is None
-            else {"ok": self.smoke.ok, "summary": self.smoke.summary, **self.smoke.details},
-            "error": self.error,
-            "hint": self.hint,
-            "log": self.log,
-            "verification": self.verification,
-            "exit_code": self.exit_code,
-        }

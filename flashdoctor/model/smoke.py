@@ -7,9 +7,10 @@ Pure data with ``to_json``; the JSON document is versioned (``schema``), fields 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 from flashdoctor import __version__
 from flashdoctor.model.cases import VARIANT_BACKENDS, Case
@@ -90,7 +91,9 @@ class BackendInfo(FieldsJson):
 
 
 @dataclass(frozen=True)
-class CaseResult:
+class CaseResult(FieldsJson):
+    JSON_AFTER: ClassVar[Mapping[str, str]] = {"case": "shape"}
+
     gpu: int | None
     backend: str
     case: Case
@@ -119,27 +122,13 @@ class CaseResult:
         rels = [self.errors[k].rel for k in ("dq", "dk", "dv") if k in self.errors]
         return max(rels) if rels else None
 
+    @property
+    def shape(self) -> str:
+        return self.case.label
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "gpu": self.gpu,
-            "backend": self.backend,
-            "case": self.case.name,
-            "shape": self.case.label,
-            "status": self.status.value,
-            "reason": self.reason,
-            "category": self.category,
-            "error": self.error,
-            "errors": {k: v.to_json() for k, v in self.errors.items()},
-            "tolerance": None if self.tolerance is None else self.tolerance.to_json(),
-            "kernels": list(self.kernels),
-            "kernel": self.kernel,
-            "kernel_proof": self.kernel_proof,
-            "fwd_ms": self.fwd_ms,
-            "fwd_bwd_ms": self.fwd_bwd_ms,
-            "peak_mib": self.peak_mib,
-            "speedup_fwd": self.speedup_fwd,
-            "speedup_fwd_bwd": self.speedup_fwd_bwd,
-        }
+        # The case by its name, its shape after it; every other field as it is.
+        return {**super().to_json(), "case": self.case.name}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from flashdoctor.knowledge.data import read_capped
 from flashdoctor.knowledge.drivers import driver_max_cuda
 from flashdoctor.knowledge.schemas import load_schema, schema_validator
 from flashdoctor.knowledge.torch_builds import cxx11abi_from_version
@@ -244,13 +245,7 @@ def abi_inferred(env: Environment) -> bool:
 
 def load_target(path: str) -> Environment:
     """Read a target spec file. Raises TargetSpecError (a user error) on any problem."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise TargetSpecError(f"cannot read target spec {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_BYTES:
-        raise TargetSpecError(f"target spec {path} is larger than {MAX_BYTES >> 20} MiB: not a target spec")
+    data = read_capped(path, MAX_BYTES, "target spec", TargetSpecError)
     try:
         spec = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:

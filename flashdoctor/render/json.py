@@ -17,18 +17,12 @@ _RAW_CONTROLS = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0))}
 
 
 def document(
-    body: Mapping[str, Any],
-    *,
-    command: str,
-    exit_code: int,
-    schema: str | None = None,
-    status: str | None = None,
-    interpreter: Mapping[str, Any] | None = None,
+    body: Mapping[str, Any], *, interpreter: Mapping[str, Any] | None = None, **head: Any
 ) -> dict[str, Any]:
-    """``body`` in its result envelope (model.envelope: one implementation), and the ``interpreter`` the
-    command worked on (path, reason, why; with --target: path null, reason "--target", target) when it
-    has one."""
-    doc = envelope(body, command=command, exit_code=exit_code, schema=schema, status=status)
+    """``body`` in its result envelope (``head``: model.envelope.envelope's keywords, command, exit_code,
+    schema, status; one implementation), and the ``interpreter`` the command worked on (path, reason,
+    why; with --target: path null, reason "--target", target) when it has one."""
+    doc = envelope(body, **head)
     if interpreter is not None and "interpreter" not in doc:
         doc["interpreter"] = dict(interpreter)
     return doc

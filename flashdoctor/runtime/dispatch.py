@@ -18,6 +18,7 @@ from typing import Any
 
 from flashdoctor import knowledge
 from flashdoctor.knowledge.backends import RUNTIME_BACKENDS, RUNTIME_FALLBACK
+from flashdoctor.knowledge.fields import FieldsJson
 from flashdoctor.knowledge.profiles import build_coverage
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.knowledge.versions import major_minor
@@ -314,7 +315,7 @@ def decide(
 
 
 @dataclass(frozen=True)
-class BackendStatus:
+class BackendStatus(FieldsJson):
     """One backend on one device: can it run, for which dtypes and head dims, and why not.
 
     `build` and `head_dims` come from the installed build's profile (its local version label): a
@@ -332,22 +333,6 @@ class BackendStatus:
     version: str | None = None
     head_dims: tuple[int, ...] | None = None  # the compiled head-dim kernels; None: every head dim
     build: str | None = None  # the build's profile ("fd.sm90.hd128.bf16: head dim 128, bf16")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "title": self.title,
-            "usable": self.usable,
-            "why_not": self.why_not,
-            "dtypes": list(self.dtypes),
-            "max_head_dim": self.max_head_dim,
-            "head_dim_multiple": self.head_dim_multiple,
-            "dropout": self.dropout,
-            "gqa": self.gqa,
-            "version": self.version,
-            "head_dims": None if self.head_dims is None else list(self.head_dims),
-            "build": self.build,
-        }
 
 
 #: The head dim a backend's status is probed at when its build is not narrowed to other head dims.

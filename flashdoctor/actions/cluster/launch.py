@@ -114,18 +114,9 @@ def launch_from_environ(environ: Mapping[str, str]) -> LaunchInfo:
         launcher: Launcher = "torchrun" if environ.get("TORCHELASTIC_RUN_ID") else "env"
         run = environ.get("TORCHELASTIC_RUN_ID") or "env"
         restart = environ.get("TORCHELASTIC_RESTART_COUNT") or "0"
-        info = LaunchInfo(
-            launcher=launcher,
-            rank=rank,
-            world_size=world,
-            local_rank=0 if local is None else local,
-            node_rank=_int(environ, "GROUP_RANK"),
-            local_world_size=_int(environ, "LOCAL_WORLD_SIZE"),
-            master_addr=addr,
-            master_port=port,
-            agent_store=environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True",
-            run_id=f"{run}.{restart}",
-        )
+        node_var, local_world_var = "GROUP_RANK", "LOCAL_WORLD_SIZE"
+        agent_store = environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        run_id = f"{run}.{restart}"
     elif environ.get("SLURM_PROCID") is not None:
         rank = _int(environ, "SLURM_PROCID")
         world = _int(environ, "SLURM_NTASKS")
@@ -152,24 +143,28 @@ def launch_from_environ(environ: Mapping[str, str]) -> LaunchInfo:
                 raise UsageError("no rendezvous port: set MASTER_PORT (or SLURM_JOB_ID to derive one)")
             port = SLURM_PORT_BASE + job % SLURM_PORT_SPAN
         local = _int(environ, "SLURM_LOCALID")
-        info = LaunchInfo(
-            launcher="slurm",
-            rank=rank,
-            world_size=world,
-            local_rank=0 if local is None else local,
-            node_rank=_int(environ, "SLURM_NODEID"),
-            local_world_size=_int(environ, "SLURM_NTASKS_PER_NODE"),
-            master_addr=addr,
-            master_port=port,
-            agent_store=False,
-            run_id=f"slurm-{job if job is not None else 'job'}.{environ.get('SLURM_STEP_ID', '0')}",
-        )
+        launcher = "slurm"
+        node_var, local_world_var = "SLURM_NODEID", "SLURM_NTASKS_PER_NODE"
+        agent_store = False
+        run_id = f"slurm-{job if job is not None else 'job'}.{environ.get('SLURM_STEP_ID', '0')}"
     else:
         raise UsageError(
             "--distributed needs a launcher: none of RANK/WORLD_SIZE (torchrun, env://) or "
             "SLURM_PROCID/SLURM_NTASKS (srun) is set",
             hint="torchrun --nproc-per-node <GPUs> -m flashdoctor check --distributed   (README 'Cluster preflight')",
         )
+    info = LaunchInfo(
+        launcher=launcher,
+        rank=rank,
+        world_size=world,
+        local_rank=0 if local is None else local,
+        node_rank=_int(environ, node_var),
+        local_world_size=_int(environ, local_world_var),
+        master_addr=addr,
+        master_port=port,
+        agent_store=agent_store,
+        run_id=run_id,
+    )
     if info.world_size < 1:
         raise UsageError(f"world size {info.world_size} must be at least 1")
     if not 0 <= info.rank < info.world_size:

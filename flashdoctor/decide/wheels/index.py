@@ -31,6 +31,7 @@ from flashdoctor.decide.wheels.location import WheelIndexError as WheelIndexErro
 from flashdoctor.decide.wheels.location import default_index_path as default_index_path
 from flashdoctor.decide.wheels.location import document_date
 from flashdoctor.decide.wheels.parse import WheelName, WheelNameError, parse_wheel_name
+from flashdoctor.knowledge.data import read_capped
 from flashdoctor.knowledge.variants import VARIANTS, Variant
 from flashdoctor.knowledge.versions import major_minor
 from flashdoctor.model.plan import WheelRef
@@ -197,15 +198,7 @@ def load_index(
 
 @lru_cache(maxsize=4)
 def _load_cached(path: str, _mtime: int, _size: int) -> WheelIndex:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_INDEX_BYTES + 1)
-    except OSError as exc:
-        raise WheelIndexError(f"cannot read wheel index {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_INDEX_BYTES:
-        raise WheelIndexError(
-            f"wheel index {path} is larger than {MAX_INDEX_BYTES >> 20} MiB: not a wheel index"
-        )
+    data = read_capped(path, MAX_INDEX_BYTES, "wheel index", WheelIndexError)
     try:
         doc = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
