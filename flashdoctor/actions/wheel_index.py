@@ -17,14 +17,9 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flashdoctor.actions.cache import atomic_write_bytes, cache_root
-from flashdoctor.actions.net.http import TOKEN_HOSTS, Http, HttpPolicy
-from flashdoctor.actions.net.sources import GITHUB_API, SourceContext, live_rows, wheel_sources
-from flashdoctor.actions.net.urls import host_entry
-from flashdoctor.decide.wheels import builder
-from flashdoctor.decide.wheels.digests import DigestConflict
 from flashdoctor.decide.wheels.freshness import stale_index_finding
 from flashdoctor.decide.wheels.location import (
     INDEX_FILENAME,
@@ -34,6 +29,11 @@ from flashdoctor.decide.wheels.location import (
 )
 from flashdoctor.errors import UsageError
 from flashdoctor.model.findings import Finding
+
+if (
+    TYPE_CHECKING
+):  # the network and the builder are imported by a refresh only: `check` reads the index's date
+    from flashdoctor.actions.net.http import Http
 
 REFRESHED_DIR = "index"
 
@@ -124,6 +124,12 @@ def refresh_index(
     each public endpoint is reached (loopback mirrors in tests); ``on_source``: called with each source's
     name before it is read (progress). Network failures raise NetworkError; a digest that changed since
     the index in use, or an index the schema refuses, raise UsageError; nothing is written then."""
+    from flashdoctor.actions.net.http import TOKEN_HOSTS, Http, HttpPolicy
+    from flashdoctor.actions.net.sources import GITHUB_API, SourceContext, live_rows, wheel_sources
+    from flashdoctor.actions.net.urls import host_entry
+    from flashdoctor.decide.wheels import builder
+    from flashdoctor.decide.wheels.digests import DigestConflict
+
     config = wheel_sources()
     names = _names(config, only)
     fetched = today or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
