@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from flashdoctor.decide.wheels.coverage import Cell as CoverageCell
+from flashdoctor.decide.wheels.origin import evidence_reason, wheel_origin
 from flashdoctor.decide.wheels.select import Selection, reason_text
 from flashdoctor.knowledge import variant_info
 from flashdoctor.knowledge.codes import summary
@@ -71,8 +72,11 @@ def _print_miss(console: Console, label: str, source: str | None, reasons: Seque
 
 
 # -- install --dry-run ----------------------------------------------------------------------------------
-def render_plan(plan: Plan, console: Console, source: str = "probe", dry_run: bool = True) -> None:
-    """The install plan; ``dry_run`` False when `install` stopped at a plan with no wheel to install."""
+def render_plan(
+    plan: Plan, console: Console, source: str = "probe", dry_run: bool = True, verbose: bool = False
+) -> None:
+    """The install plan; ``dry_run`` False when `install` stopped at a plan with no wheel to install.
+    The wheel's source is one plain line; the index's evidence for it only with ``verbose`` (-v)."""
     info = variant_info(plan.variant)
     src = "" if source == "probe" else f" [dim]({escape(source)})[/]"
     style = ACTION_STYLE[plan.action]
@@ -83,13 +87,23 @@ def render_plan(plan: Plan, console: Console, source: str = "probe", dry_run: bo
         f"plan: [{style}]{plan.action}[/]" + (f"  {escape(plan.wheel.filename)}" if plan.wheel else ""),
         hang=6,
     )
+    hidden: set[str] = set()
     if plan.wheel:
         w = plan.wheel
+        origin = plan.origin or wheel_origin(w)
+        digest = escape(w.sha256) if w.sha256 else f"[dim]{escape(origin.digest_text)}[/]"
+        print_markup(console, f"  source: {escape(origin.text)}", hang=10)
         print_markup(console, f"  url:    {escape(w.url)}", hang=10)
-        print_markup(console, f"  sha256: {escape(w.sha256) if w.sha256 else '[dim]unknown[/]'}", hang=10)
-        print_markup(console, f"  source: {escape(w.source)}, version {escape(w.version)}", hang=10)
+        print_markup(console, f"  sha256: {digest}", hang=10)
+        if origin.evidence is not None:
+            if verbose:
+                print_markup(console, f"  [dim]evidence: {escape(origin.evidence)}[/]", hang=12)
+            hidden.add(evidence_reason(w.source, origin.evidence))
+        if origin.digest == "none":
+            hidden.add(f"sha256: {origin.digest_text}")
     for r in plan.reasons:
-        print_markup(console, f"  - {escape(r)}", hang=4)
+        if r not in hidden:
+            print_markup(console, f"  - {escape(r)}", hang=4)
     if plan.blockers:
         print_markup(console, f"  blockers: {escape(', '.join(plan.blockers))}", hang=4)
     if plan.alternatives:
