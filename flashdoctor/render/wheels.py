@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -21,6 +21,9 @@ from flashdoctor.knowledge import variant_info
 from flashdoctor.knowledge.codes import summary
 from flashdoctor.model.plan import Plan, Rejection
 from flashdoctor.render.console import Cell, Col, print_markup, print_table
+
+if TYPE_CHECKING:
+    from flashdoctor.actions.wheel_index import RefreshResult
 
 ACTION_STYLE = {"wheel": "cyan", "build": "yellow", "none": "bold green", "unsupported": "red"}
 NEAREST = 5  # nearest misses listed without --all (the install plan's too)
@@ -220,3 +223,41 @@ def render_coverage(cov: Mapping[str, Sequence[CoverageCell]], console: Console,
             f"[dim]{escape(platform)}: {n_off}/{len(cells)} cells with an official wheel, {n_any} with any[/]",
             hang=2,
         )
+
+
+# -- wheels --refresh ---------------------------------------------------------------------------------------
+def render_refresh(result: RefreshResult, console: Console) -> None:
+    """What a refresh read per source, the new index's date and size, and which index later runs use."""
+    print_markup(
+        console,
+        f"[bold]flashdoctor wheels --refresh[/]: read {len(result.sources)} source(s) live",
+        hang=2,
+    )
+    for name in result.sources:
+        records = [i for i in result.inputs if name in (i.get("sources") or ())]
+        total = sum(int(i.get("entries") or 0) for i in records)
+        read = str(records[0].get("name")) if len(records) == 1 else f"{len(records)} listings"
+        print_markup(
+            console,
+            f" [green]✓[/] {escape(name)}: {total} wheel file(s) listed [dim]({escape(read)})[/]",
+            hang=5,
+        )
+    print_markup(
+        console,
+        f"index of {escape(result.generated)}: {result.entries} wheels, {result.with_sha256} with a sha256, "
+        f"written to {escape(str(result.path))}",
+        hang=2,
+    )
+    counts = " · ".join(f"{escape(s)} {n}" for s, n in result.by_source.items())
+    print_markup(console, f"  [dim]by source: {counts}[/]", hang=4)
+    if result.carried_from:
+        print_markup(
+            console,
+            f"  [dim]kept from {escape(result.carried_from)}: the sources not read, and the digests and "
+            "build facts the publishers do not give[/]",
+            hang=4,
+        )
+    if result.in_use is not None:
+        used = result.in_use.path == result.path
+        style = "green" if used else "yellow"
+        print_markup(console, f"[{style}]in use from now on:[/] {escape(result.in_use.describe())}", hang=2)
