@@ -17,6 +17,8 @@ from flashdoctor.actions.net.sources import GITHUB_API, PYPI, PYTORCH_WHL
 from flashdoctor.actions.wheel_index import current_index, index_status, refresh_index
 from flashdoctor.decide.wheels import load_index, select_wheels
 from flashdoctor.errors import NetworkError, UsageError
+from flashdoctor.knowledge.schemas import schema_validator
+from flashdoctor.model.envelope import SCHEMA_FILES
 from flashdoctor.model.target import environment_from_target
 from tests.loopback import Response, Server, serve
 from tests.test_wheel_sources import (
@@ -222,15 +224,22 @@ def mirror_args(gh: Server, other: Server) -> list[str]:
     ]
 
 
-@pytest.mark.slow
-def test_wheels_refresh_command_then_check_reads_the_index_age(
+def refresh_by_command(
     gh: Server, other: Server, tmp_path: Path
-) -> None:
+) -> tuple[dict[str, str], subprocess.CompletedProcess[str], Path]:
+    """`wheels --refresh` on 2027-03-01 against the mirrors of every source: (env, the run, the index)."""
     serve_everything(gh, other)
     env = env_for(tmp_path, FLASHDOCTOR_TODAY="2027-03-01")
     r = cli(env, "wheels", "--refresh", *mirror_args(gh, other))
     assert r.returncode == 0, r.stderr
-    path = tmp_path / "cache" / "index" / "wheels_index.json"
+    return env, r, tmp_path / "cache" / "index" / "wheels_index.json"
+
+
+@pytest.mark.slow
+def test_wheels_refresh_command_then_check_reads_the_index_age(
+    gh: Server, other: Server, tmp_path: Path
+) -> None:
+    env, r, path = refresh_by_command(gh, other, tmp_path)
     doc = json.loads(path.read_text(encoding="utf-8"))
     out = r.stdout
     assert f"index of 2027-03-01: {len(doc['wheels'])} wheels" in out and str(path) in out
@@ -258,6 +267,8 @@ def test_wheels_refresh_command_then_check_reads_the_index_age(
 
     js = cli(env, "wheels", "--refresh", "--json", *mirror_args(gh, other))
     body = json.loads(js.stdout)
+    schema_validator(SCHEMA_FILES[body["schema"]]).validate(body)
+    schema_validator("check-report.schema.json").validate(fresh)
     assert (body["schema"], body["command"], body["entries"]) == (
         "flashdoctor/wheels-refresh/1",
         "wheels",
@@ -270,10 +281,7 @@ def test_wheels_refresh_command_then_check_reads_the_index_age(
 def test_wheels_refresh_on_a_failing_source_keeps_the_index_in_use(
     gh: Server, other: Server, tmp_path: Path
 ) -> None:
-    serve_everything(gh, other)
-    env = env_for(tmp_path, FLASHDOCTOR_TODAY="2027-03-01")
-    assert cli(env, "wheels", "--refresh", *mirror_args(gh, other)).returncode == 0
-    path = tmp_path / "cache" / "index" / "wheels_index.json"
+    env, _r, path = refresh_by_command(gh, other, tmp_path)
     before = path.read_bytes()
     gh.route(releases_path(OFFICIAL), Response(404, "gone"))
     r = cli({**env, "FLASHDOCTOR_TODAY": "2027-04-01"}, "wheels", "--refresh", *mirror_args(gh, other))
