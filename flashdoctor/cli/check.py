@@ -32,7 +32,7 @@ distributed_options = combine(
     click.option(
         "--distributed",
         is_flag=True,
-        help="Check every rank of a torchrun / srun job; rank 0 prints one cluster report (README 'Cluster preflight').",
+        help="Check every rank of a torchrun / srun job; rank 0 prints one cluster report (docs/cluster.md).",
     ),
     click.option(
         "--join-timeout",
@@ -188,7 +188,7 @@ def _render(
     "--smoke",
     "smoke",
     is_flag=True,
-    help="Also run the smoke test (README 'Smoke test'); adds a 'smoke' key to --json. "
+    help="Also run the smoke test (docs/smoke.md); adds a 'smoke' key to --json. "
     "With --distributed: on each rank's GPU.",
 )
 @distributed_options

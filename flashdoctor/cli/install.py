@@ -154,9 +154,7 @@ def _show_plan(plan: Plan, notes: list[str], source: str, opts: dict[str, Any]) 
 )
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke test on the GPU after the import check.")
 @verbose_option("Show the installer output on failure, and the index's evidence for the planned wheel.")
-@click.option(
-    "--from-source", is_flag=True, help="Build the wheel from source first (README 'Source builds')."
-)
+@click.option("--from-source", is_flag=True, help="Build the wheel from source first (docs/build.md).")
 @source_build_options
 def install(variant: Variant, **opts: Any) -> int:
     """Install the FlashAttention variant that fits this machine: the prebuilt wheel (or a matching local
