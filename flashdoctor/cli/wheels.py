@@ -28,7 +28,7 @@ from flashdoctor.knowledge.variants import Variant
         "flashdoctor wheels --target a100.json --version '>=2.7,<2.8'",
         "flashdoctor wheels --coverage           # torch × CUDA × Python cells with a wheel",
         "flashdoctor wheels --refresh            # online: rebuild the index from the publishers",
-        "flashdoctor wheels --refresh --source community:windreamer   # add an opt-in source",
+        "flashdoctor wheels --refresh --only community:windreamer   # add an opt-in source",
     )
 )
 @variant_options()
@@ -52,7 +52,7 @@ from flashdoctor.knowledge.variants import Variant
     "it while it is newer than the bundled one. Nothing is written if a source fails.",
 )
 @click.option(
-    "--source",
+    "--only",
     "sources",
     metavar="NAME",
     multiple=True,
@@ -102,7 +102,7 @@ def wheels(variant: Variant, **opts: Any) -> int:
             raise UsageError(f"--refresh rebuilds the index; it takes no {', '.join(given)}")
         return _refresh(opts["sources"], opts["mirrors"], as_json)
     if opts["sources"] or opts["mirrors"]:
-        raise UsageError("--source and --mirror are options of --refresh")
+        raise UsageError("--only and --mirror are options of --refresh")
     if opts["coverage"] and (python or target or version_spec):
         raise UsageError(
             "--coverage describes every torch × CUDA × Python cell: it takes no machine or --version"

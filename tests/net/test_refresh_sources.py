@@ -296,10 +296,10 @@ def test_wheels_refresh_usage_errors(tmp_path: Path) -> None:
     env = env_for(tmp_path)
     for args, words in (
         (["--refresh", "--target", "x.json"], "--refresh rebuilds the index; it takes no --target"),
-        (["--source", "pypi"], "--source and --mirror are options of --refresh"),
+        (["--only", "pypi"], "--only and --mirror are options of --refresh"),
         (["--refresh", "--mirror", "https://example.org=http://127.0.0.1:9"], "not a public endpoint"),
         (["--refresh", "--mirror", "https://pypi.org"], "expected PUBLIC=URL"),
-        (["--refresh", "--source", "nope"], "unknown wheel source(s) nope"),
+        (["--refresh", "--only", "nope"], "unknown wheel source(s) nope"),
     ):
         r = cli(env, "wheels", *args)
         assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
