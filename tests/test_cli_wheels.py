@@ -52,7 +52,7 @@ def test_dry_run_json_plan_for_a_target() -> None:
     r = run("install", "--dry-run", "--json", "--target", target("a100"))
     assert r.return_value == 0
     doc = json.loads(r.stdout)
-    plan_fields = {"action", "variant", "wheel", "alternatives", "rejected", "reasons", "blockers"}
+    plan_fields = {"action", "variant", "wheel", "alternatives", "rejected", "reasons", "blockers", "origin"}
     envelope = {"schema", "command", "status", "exit_code", "interpreter"}
     assert set(doc) == plan_fields | envelope  # + the result envelope
     assert (doc["schema"], doc["command"], doc["status"], doc["exit_code"]) == (

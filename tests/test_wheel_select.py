@@ -275,7 +275,17 @@ def test_unsupported_gpu_names_sdpa(index: WheelIndex) -> None:
 
 def test_plan_json_has_exactly_the_public_fields(index: WheelIndex) -> None:
     doc = make_plan(machine("a100"), "fa2", index).to_json()
-    assert set(doc) == {"action", "variant", "wheel", "alternatives", "rejected", "reasons", "blockers"}
+    assert set(doc) == {
+        "action",
+        "variant",
+        "wheel",
+        "alternatives",
+        "rejected",
+        "reasons",
+        "blockers",
+        "origin",
+    }
+    assert set(doc["origin"]) == {"text", "community", "digest", "digest_from", "digest_text", "evidence"}
     assert set(doc["wheel"]) == {"filename", "url", "sha256", "source", "version"}
     assert all(set(r) == {"filename", "reasons"} for r in doc["rejected"])
     assert all(set(w) == {"filename", "url", "sha256", "source", "version"} for w in doc["alternatives"])

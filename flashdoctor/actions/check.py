@@ -113,6 +113,26 @@ class CheckResult:
     smoke: SmokeReport | None = None
 
 
+def with_index_freshness(report: CheckReport, environ: Mapping[str, str]) -> CheckReport:
+    """``report`` with the wheel index in use under ``extra["index"]`` and, when it is older than 60 days,
+    the ``wheel-index-stale`` warning (decide.wheels.freshness); as it is when there is no index."""
+    from flashdoctor.actions.wheel_index import current_index, today_of
+    from flashdoctor.decide.wheels import WheelIndexError
+    from flashdoctor.decide.wheels.freshness import index_info, stale_index_finding
+
+    try:
+        location = current_index(None, environ)
+    except WheelIndexError:
+        return report  # no index at all: inputs.wheel_finder said so
+    today = today_of(environ)
+    stale = stale_index_finding(location, today)
+    return dataclasses.replace(
+        report,
+        findings=report.findings if stale is None else (*report.findings, stale),
+        extra={**report.extra, "index": index_info(location, today)},
+    )
+
+
 def run_check(
     *,
     python: str | None,
@@ -143,6 +163,7 @@ def run_check(
         torch_archs=torch_archs or bool(save_target),
     )
     report = run_checks(env, source=source, wheel_finder=inputs.wheel_finder(environ, say))
+    report = with_index_freshness(report, environ)
     if save_target:
         inputs.write_json(save_target, env.to_target())
     code = report.exit_code(strict=strict, require=require)

@@ -36,6 +36,8 @@ if (
     from flashdoctor.actions.net.http import Http
 
 REFRESHED_DIR = "index"
+# YYYY-MM-DD: the day taken as today for the index's age (reproducible output, tests)
+TODAY_VAR = "FLASHDOCTOR_TODAY"
 
 
 def refreshed_index_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -49,15 +51,26 @@ def current_index(index_path: str | None = None, environ: Mapping[str, str] | No
     return locate_index(index_path, environ, refreshed_index_path(environ))
 
 
+def today_of(environ: Mapping[str, str] | None = None) -> datetime.date:
+    """Today (UTC), or the day ``$FLASHDOCTOR_TODAY`` names (YYYY-MM-DD)."""
+    text = (environ or {}).get(TODAY_VAR)
+    if text:
+        try:
+            return datetime.date.fromisoformat(text)
+        except ValueError:
+            raise UsageError(f"${TODAY_VAR}={text[:40]!r} is not a date (YYYY-MM-DD)") from None
+    return datetime.datetime.now(datetime.timezone.utc).date()
+
+
 def index_status(
     index_path: str | None = None,
     environ: Mapping[str, str] | None = None,
     today: datetime.date | None = None,
 ) -> tuple[IndexLocation, Finding | None]:
     """The index in use and, when it is older than 60 days, the ``wheel-index-stale`` finding for
-    ``check`` (decide.wheels.freshness)."""
+    ``check`` (decide.wheels.freshness). ``today``: default :func:`today_of` ``environ``."""
     location = current_index(index_path, environ)
-    day = today or datetime.datetime.now(datetime.timezone.utc).date()
+    day = today or today_of(environ)
     return location, stale_index_finding(location, day)
 
 
@@ -71,6 +84,7 @@ class RefreshResult:
     with_sha256: int
     carried_from: str | None  # the index whose knowledge was kept (None: none could be read)
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    in_use: IndexLocation | None = None  # the index later runs use (the refreshed one while it is newer)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +96,7 @@ class RefreshResult:
             "with_sha256": self.with_sha256,
             "carried_from": self.carried_from,
             "inputs": self.inputs,
+            "in_use": None if self.in_use is None else self.in_use.to_json(),
         }
 
 
@@ -181,7 +196,15 @@ def refresh_index(
         with_sha256=sum(1 for w in doc["wheels"] if w.get("sha256")),
         carried_from=None if previous is None or location is None else str(location.path),
         inputs=inputs,
+        in_use=current_index(None, env),
     )
 
 
-__all__ = ["RefreshResult", "current_index", "index_status", "refresh_index", "refreshed_index_path"]
+__all__ = [
+    "RefreshResult",
+    "current_index",
+    "index_status",
+    "refresh_index",
+    "refreshed_index_path",
+    "today_of",
+]

@@ -34,7 +34,7 @@ distributed_options = combine(
     click.option(
         "--distributed",
         is_flag=True,
-        help="Check every rank of a torchrun / srun job; rank 0 prints one cluster report (README 'Cluster preflight').",
+        help="Check every rank of a torchrun / srun job; rank 0 prints one cluster report (docs/cluster.md).",
     ),
     timeout_option(
         60.0,
@@ -204,7 +204,7 @@ def _render(
     "--smoke",
     "smoke",
     is_flag=True,
-    help="Also run the smoke test (README 'Smoke test'); adds a 'smoke' key to --json. "
+    help="Also run the smoke test (docs/smoke.md); adds a 'smoke' key to --json. "
     "With --distributed: on each rank's GPU.",
 )
 @distributed_options

@@ -113,7 +113,7 @@ def _show_plan(plan: Plan, notes: list[str], source: str, opts: dict[str, Any]) 
         from flashdoctor.render.wheels import render_plan
 
         console = make_console()
-        render_plan(plan, console, source=source, dry_run=dry_run)
+        render_plan(plan, console, source=source, dry_run=dry_run, verbose=bool(opts.get("verbose")))
         for n in notes:
             console.print(f"  wheelhouse: {n}", markup=False)
     if not dry_run and plan.action == "build":
@@ -153,10 +153,8 @@ def _show_plan(plan: Plan, notes: list[str], source: str, opts: dict[str, Any]) 
     help="Do not add missing dependencies of the wheel (torch is never touched).",
 )
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke test on the GPU after the import check.")
-@verbose_option("Show the installer output on failure.")
-@click.option(
-    "--from-source", is_flag=True, help="Build the wheel from source first (README 'Source builds')."
-)
+@verbose_option("Show the installer output on failure, and the index's evidence for the planned wheel.")
+@click.option("--from-source", is_flag=True, help="Build the wheel from source first (docs/build.md).")
 @source_build_options
 def install(variant: Variant, **opts: Any) -> int:
     """Install the FlashAttention variant that fits this machine: the prebuilt wheel (or a matching local

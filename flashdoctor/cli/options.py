@@ -55,7 +55,7 @@ target_option = click.option(
     "--target",
     "target",
     metavar="FILE",
-    help="Describe a machine in JSON instead of probing this one (README 'Target spec').",
+    help="Describe a machine in JSON instead of probing this one (docs/target-spec.md).",
 )
 
 

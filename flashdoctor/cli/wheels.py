@@ -17,7 +17,7 @@ from flashdoctor.cli.options import (
     target_option,
     variant_options,
 )
-from flashdoctor.errors import UsageError
+from flashdoctor.errors import FlashdoctorError, UsageError
 from flashdoctor.knowledge.variants import Variant
 
 
@@ -27,6 +27,8 @@ from flashdoctor.knowledge.variants import Variant
         "flashdoctor wheels --fa3 --all --json",
         "flashdoctor wheels --target a100.json --version '>=2.7,<2.8'",
         "flashdoctor wheels --coverage           # torch × CUDA × Python cells with a wheel",
+        "flashdoctor wheels --refresh            # online: rebuild the index from the publishers",
+        "flashdoctor wheels --refresh --only community:windreamer   # add an opt-in source",
     )
 )
 @variant_options()
@@ -42,6 +44,28 @@ from flashdoctor.knowledge.variants import Variant
     default=25,
     show_default=True,
     help="Rows of fitting and of rejected wheels shown.",
+)
+@click.option(
+    "--refresh",
+    is_flag=True,
+    help="Online: rebuild the wheel index from the live sources into flashdoctor's cache; later runs use "
+    "it while it is newer than the bundled one. Nothing is written if a source fails.",
+)
+@click.option(
+    "--only",
+    "sources",
+    metavar="NAME",
+    multiple=True,
+    help="With --refresh: read only this source (repeatable; an opt-in source such as "
+    "community:windreamer is read only when named); the others' entries are kept.",
+)
+@click.option(
+    "--mirror",
+    "mirrors",
+    metavar="PUBLIC=URL",
+    multiple=True,
+    help="With --refresh: reach a public endpoint (https://api.github.com, https://pypi.org, "
+    "https://download.pytorch.org/whl) at a mirror URL instead (repeatable).",
 )
 @json_option("Print JSON.")
 @selection_options
@@ -61,6 +85,24 @@ def wheels(variant: Variant, **opts: Any) -> int:
         opts["version_spec"],
         opts["as_json"],
     )
+    if opts["refresh"]:
+        given = [
+            flag
+            for flag, key in (
+                ("--coverage", "coverage"),
+                ("--all", "show_all"),
+                ("--python", "python"),
+                ("--target", "target"),
+                ("--version", "version_spec"),
+                ("--index", "index_path"),
+            )
+            if opts[key]
+        ]
+        if given:
+            raise UsageError(f"--refresh rebuilds the index; it takes no {', '.join(given)}")
+        return _refresh(opts["sources"], opts["mirrors"], as_json)
+    if opts["sources"] or opts["mirrors"]:
+        raise UsageError("--only and --mirror are options of --refresh")
     if opts["coverage"] and (python or target or version_spec):
         raise UsageError(
             "--coverage describes every torch × CUDA × Python cell: it takes no machine or --version"
@@ -95,4 +137,60 @@ def wheels(variant: Variant, **opts: Any) -> int:
         from flashdoctor.render.wheels import render_candidates
 
         render_candidates(sel, make_console(), rows, source=source)
+    return 0
+
+
+def _mirrors(pairs: tuple[str, ...]) -> dict[str, str]:
+    """--mirror PUBLIC=URL pairs as the refresh's rewrites (public endpoint -> where it is reached)."""
+    from flashdoctor.actions.net.sources import GITHUB_API, PYPI, PYTORCH_WHL
+
+    known = (GITHUB_API, PYPI, PYTORCH_WHL)
+    out: dict[str, str] = {}
+    for pair in pairs:
+        public, sep, there = pair.partition("=")
+        public = public.rstrip("/")
+        if not sep or not there:
+            raise UsageError(
+                f"--mirror {pair!r}: expected PUBLIC=URL, e.g. https://pypi.org=https://pypi.example"
+            )
+        if public not in known:
+            raise UsageError(
+                f"--mirror {public!r}: not a public endpoint flashdoctor reads",
+                hint=f"known: {', '.join(known)}",
+            )
+        out[public] = there
+    return out
+
+
+def _refresh(sources: tuple[str, ...], mirrors: tuple[str, ...], as_json: bool) -> int:
+    """`wheels --refresh`: the service (actions.wheel_index.refresh_index), then what it read."""
+    from flashdoctor.actions.wheel_index import refresh_index, today_of
+    from flashdoctor.render.console import make_console
+
+    rewrites = _mirrors(mirrors)
+    err = make_console(stderr=True)
+    say = (lambda name: None) if as_json else (lambda name: err.print(f"reading {name} …", markup=False))
+    try:
+        result = refresh_index(
+            sources, os.environ, rewrites=rewrites, today=today_of(os.environ).isoformat(), on_source=say
+        )
+    except FlashdoctorError as exc:
+        # nothing was written: say which index stays in use
+        from flashdoctor.actions.wheel_index import current_index
+
+        try:
+            kept = f"nothing was written; still in use: {current_index(None, os.environ).describe()}"
+        except FlashdoctorError:
+            kept = "nothing was written"
+        exc.hint = f"{exc.hint}; {kept}" if exc.hint else kept
+        raise
+    if as_json:
+        from flashdoctor.model.envelope import REFRESH_SCHEMA_ID
+        from flashdoctor.render.json import emit
+
+        emit(document(result.to_json(), command="wheels", exit_code=0, schema=REFRESH_SCHEMA_ID))
+    else:
+        from flashdoctor.render.wheels import render_refresh
+
+        render_refresh(result, make_console())
     return 0

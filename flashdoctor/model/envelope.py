@@ -27,6 +27,7 @@ INSTALL_SCHEMA_ID = "flashdoctor/install/1"
 LOCK_SCHEMA_ID = "flashdoctor/lock/1"
 WHEELS_SCHEMA_ID = "flashdoctor/wheels/1"
 COVERAGE_SCHEMA_ID = "flashdoctor/coverage/1"
+REFRESH_SCHEMA_ID = "flashdoctor/wheels-refresh/1"
 EXPLAIN_SCHEMA_ID = "flashdoctor/explain/1"
 
 # schema id -> the JSON Schema (flashdoctor/schemas/<file>) that describes the document.
@@ -41,6 +42,7 @@ SCHEMA_FILES: Mapping[str, str] = {
     LOCK_SCHEMA_ID: "lock.schema.json",
     WHEELS_SCHEMA_ID: "wheels.schema.json",
     COVERAGE_SCHEMA_ID: "coverage.schema.json",
+    REFRESH_SCHEMA_ID: "wheels-refresh.schema.json",
     EXPLAIN_SCHEMA_ID: "explain-report.schema.json",
 }
 ENVELOPE_FIELDS = ("schema", "command", "status", "exit_code")

@@ -26,6 +26,28 @@ class WheelRef(FieldsJson):
     version: str
 
 
+DigestState = Literal["known", "at-download", "none"]
+
+
+@dataclass(frozen=True)
+class WheelOrigin(FieldsJson):
+    """Where a planned wheel comes from, for people, and how its download will be checked
+    (flashdoctor.decide.wheels.origin decides it).
+
+    ``text``: one plain line ("PyTorch index download.pytorch.org/whl/cu130 (official)"); ``digest``:
+    "known" (the index has the sha256), "at-download" (the publisher's digest is read before the download:
+    ``digest_from``, a key of flashdoctor.model.verification.DIGEST_SOURCES), "none" (no published digest
+    exists for that URL: the download is hashed and recorded); ``digest_text``: how the sha256 line words
+    it; ``evidence``: the index's research provenance of the entry (``--json`` and ``-v`` only)."""
+
+    text: str
+    community: bool
+    digest: DigestState
+    digest_from: str | None
+    digest_text: str
+    evidence: str | None = None
+
+
 @dataclass(frozen=True)
 class Rejection:
     filename: str
@@ -45,6 +67,7 @@ class Plan:
     reasons: tuple[str, ...] = ()
     blockers: tuple[str, ...] = ()  # check codes that rule the variant out (action "unsupported")
     extra: dict[str, Any] = field(default_factory=dict)
+    origin: WheelOrigin | None = None  # of ``wheel``, when the selector planned it from the index
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,5 +78,6 @@ class Plan:
             "rejected": [r.to_json() for r in self.rejected],
             "reasons": list(self.reasons),
             "blockers": list(self.blockers),
+            **({"origin": self.origin.to_json()} if self.origin is not None else {}),
             **self.extra,
         }

@@ -105,6 +105,15 @@ def render_check(report: CheckReport, console: Console, verbose: bool = False) -
         table = rows(full=False)
     console.print()
     print_table(console, VERDICT_COLS, table)
+    index = report.extra.get("index")
+    if verbose and index:
+        age = "" if index.get("age_days") is None else f", {index['age_days']} days old"
+        print_markup(
+            console,
+            f"[dim]wheel index: {escape(str(index['source']))}, data of {escape(str(index.get('date')))}"
+            f"{age} ({escape(str(index['path']))})[/]",
+            hang=2,
+        )
     if verbose and report.environment.notes:
         console.print("[dim]probe notes:[/]")
         for n in report.environment.notes:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from flashdoctor.decide.wheels.coverage import Cell as CoverageCell
+from flashdoctor.decide.wheels.origin import evidence_reason, wheel_origin
 from flashdoctor.decide.wheels.select import Selection, reason_text
 from flashdoctor.knowledge import variant_info
 from flashdoctor.knowledge.codes import summary
 from flashdoctor.model.plan import Plan, Rejection
 from flashdoctor.render.console import Cell, Col, print_markup, print_table
+
+if TYPE_CHECKING:
+    from flashdoctor.actions.wheel_index import RefreshResult
 
 ACTION_STYLE = {"wheel": "cyan", "build": "yellow", "none": "bold green", "unsupported": "red"}
 NEAREST = 5  # nearest misses listed without --all (the install plan's too)
@@ -71,8 +75,11 @@ def _print_miss(console: Console, label: str, source: str | None, reasons: Seque
 
 
 # -- install --dry-run ----------------------------------------------------------------------------------
-def render_plan(plan: Plan, console: Console, source: str = "probe", dry_run: bool = True) -> None:
-    """The install plan; ``dry_run`` False when `install` stopped at a plan with no wheel to install."""
+def render_plan(
+    plan: Plan, console: Console, source: str = "probe", dry_run: bool = True, verbose: bool = False
+) -> None:
+    """The install plan; ``dry_run`` False when `install` stopped at a plan with no wheel to install.
+    The wheel's source is one plain line; the index's evidence for it only with ``verbose`` (-v)."""
     info = variant_info(plan.variant)
     src = "" if source == "probe" else f" [dim]({escape(source)})[/]"
     style = ACTION_STYLE[plan.action]
@@ -83,13 +90,23 @@ def render_plan(plan: Plan, console: Console, source: str = "probe", dry_run: bo
         f"plan: [{style}]{plan.action}[/]" + (f"  {escape(plan.wheel.filename)}" if plan.wheel else ""),
         hang=6,
     )
+    hidden: set[str] = set()
     if plan.wheel:
         w = plan.wheel
+        origin = plan.origin or wheel_origin(w)
+        digest = escape(w.sha256) if w.sha256 else f"[dim]{escape(origin.digest_text)}[/]"
+        print_markup(console, f"  source: {escape(origin.text)}", hang=10)
         print_markup(console, f"  url:    {escape(w.url)}", hang=10)
-        print_markup(console, f"  sha256: {escape(w.sha256) if w.sha256 else '[dim]unknown[/]'}", hang=10)
-        print_markup(console, f"  source: {escape(w.source)}, version {escape(w.version)}", hang=10)
+        print_markup(console, f"  sha256: {digest}", hang=10)
+        if origin.evidence is not None:
+            if verbose:
+                print_markup(console, f"  [dim]evidence: {escape(origin.evidence)}[/]", hang=12)
+            hidden.add(evidence_reason(w.source, origin.evidence))
+        if origin.digest == "none":
+            hidden.add(f"sha256: {origin.digest_text}")
     for r in plan.reasons:
-        print_markup(console, f"  - {escape(r)}", hang=4)
+        if r not in hidden:
+            print_markup(console, f"  - {escape(r)}", hang=4)
     if plan.blockers:
         print_markup(console, f"  blockers: {escape(', '.join(plan.blockers))}", hang=4)
     if plan.alternatives:
@@ -206,3 +223,41 @@ def render_coverage(cov: Mapping[str, Sequence[CoverageCell]], console: Console,
             f"[dim]{escape(platform)}: {n_off}/{len(cells)} cells with an official wheel, {n_any} with any[/]",
             hang=2,
         )
+
+
+# -- wheels --refresh ---------------------------------------------------------------------------------------
+def render_refresh(result: RefreshResult, console: Console) -> None:
+    """What a refresh read per source, the new index's date and size, and which index later runs use."""
+    print_markup(
+        console,
+        f"[bold]flashdoctor wheels --refresh[/]: read {len(result.sources)} source(s) live",
+        hang=2,
+    )
+    for name in result.sources:
+        records = [i for i in result.inputs if name in (i.get("sources") or ())]
+        total = sum(int(i.get("entries") or 0) for i in records)
+        read = str(records[0].get("name")) if len(records) == 1 else f"{len(records)} listings"
+        print_markup(
+            console,
+            f" [green]✓[/] {escape(name)}: {total} wheel file(s) listed [dim]({escape(read)})[/]",
+            hang=5,
+        )
+    print_markup(
+        console,
+        f"index of {escape(result.generated)}: {result.entries} wheels, {result.with_sha256} with a sha256, "
+        f"written to {escape(str(result.path))}",
+        hang=2,
+    )
+    counts = " · ".join(f"{escape(s)} {n}" for s, n in result.by_source.items())
+    print_markup(console, f"  [dim]by source: {counts}[/]", hang=4)
+    if result.carried_from:
+        print_markup(
+            console,
+            f"  [dim]kept from {escape(result.carried_from)}: the sources not read, and the digests and "
+            "build facts the publishers do not give[/]",
+            hang=4,
+        )
+    if result.in_use is not None:
+        used = result.in_use.path == result.path
+        style = "green" if used else "yellow"
+        print_markup(console, f"[{style}]in use from now on:[/] {escape(result.in_use.describe())}", hang=2)

@@ -5,6 +5,9 @@ of each publisher's API: the GitHub Releases API (official and community reposit
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +17,8 @@ from flashdoctor.actions.net.sources import GITHUB_API, PYPI, PYTORCH_WHL
 from flashdoctor.actions.wheel_index import current_index, index_status, refresh_index
 from flashdoctor.decide.wheels import load_index, select_wheels
 from flashdoctor.errors import NetworkError, UsageError
+from flashdoctor.knowledge.schemas import schema_validator
+from flashdoctor.model.envelope import SCHEMA_FILES
 from flashdoctor.model.target import environment_from_target
 from tests.loopback import Response, Server, serve
 from tests.test_wheel_sources import (
@@ -200,3 +205,102 @@ def test_unknown_source_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unknown wheel source\\(s\\) nope") as exc:
         refresh_index(["nope"], environ=env_for(tmp_path))
     assert exc.value.hint is not None and "community:windreamer" in exc.value.hint
+
+
+# -- the command: `flashdoctor wheels --refresh` as a real process, against the same mirrors ----------------
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    child = dict(os.environ, **env, PYTHONPATH=str(ROOT), COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "flashdoctor", *args], capture_output=True, text=True, env=child, timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+def mirror_args(gh: Server, other: Server) -> list[str]:
+    return [
+        f"--mirror={GITHUB_API}={gh.base}",
+        f"--mirror={PYPI}={other.base}",
+        f"--mirror={PYTORCH_WHL}={other.base}/whl",
+    ]
+
+
+def refresh_by_command(
+    gh: Server, other: Server, tmp_path: Path
+) -> tuple[dict[str, str], subprocess.CompletedProcess[str], Path]:
+    """`wheels --refresh` on 2027-03-01 against the mirrors of every source: (env, the run, the index)."""
+    serve_everything(gh, other)
+    env = env_for(tmp_path, FLASHDOCTOR_TODAY="2027-03-01")
+    r = cli(env, "wheels", "--refresh", *mirror_args(gh, other))
+    assert r.returncode == 0, r.stderr
+    return env, r, tmp_path / "cache" / "index" / "wheels_index.json"
+
+
+@pytest.mark.slow
+def test_wheels_refresh_command_then_check_reads_the_index_age(
+    gh: Server, other: Server, tmp_path: Path
+) -> None:
+    env, r, path = refresh_by_command(gh, other, tmp_path)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    out = r.stdout
+    assert f"index of 2027-03-01: {len(doc['wheels'])} wheels" in out and str(path) in out
+    for name in ("official", "pytorch-index", "pypi", "community:mjun0812"):
+        assert f"✓ {name}: " in out, out
+    assert "community:windreamer" not in out.split("index of")[0]  # opt-in: not read
+    assert (
+        "in use from now on: wheel index: refreshed by `flashdoctor wheels --refresh`, data of 2027-03-01"
+        in out
+    )
+    assert "reading official" in r.stderr  # progress, on standard error
+    assert TOKEN not in out + r.stderr
+
+    # check: the refreshed index is in use and fresh; 61 days later it warns, with the refresh as the fix
+    h100 = str(ROOT / "tests" / "targets" / "h100.json")
+    fresh = json.loads(cli(env, "check", "--target", h100, "--json").stdout)
+    assert fresh["index"] == {
+        "path": str(path), "date": "2027-03-01", "age_days": 0, "source": "refreshed", "stale": False,
+        "stale_after_days": 60,
+    }  # fmt: skip
+    assert "wheel-index-stale" not in [f["code"] for f in fresh["findings"]]
+    later = cli({**env, "FLASHDOCTOR_TODAY": "2027-05-01"}, "check", "--target", h100)
+    assert "[wheel-index-stale]" in later.stdout and "61 days old" in later.stdout
+    assert "fix: flashdoctor wheels --refresh" in later.stdout and later.returncode == 0
+
+    js = cli(env, "wheels", "--refresh", "--json", *mirror_args(gh, other))
+    body = json.loads(js.stdout)
+    schema_validator(SCHEMA_FILES[body["schema"]]).validate(body)
+    schema_validator("check-report.schema.json").validate(fresh)
+    assert (body["schema"], body["command"], body["entries"]) == (
+        "flashdoctor/wheels-refresh/1",
+        "wheels",
+        len(doc["wheels"]),
+    )
+    assert body["in_use"]["kind"] == "refreshed" and js.stderr == ""
+
+
+@pytest.mark.slow
+def test_wheels_refresh_on_a_failing_source_keeps_the_index_in_use(
+    gh: Server, other: Server, tmp_path: Path
+) -> None:
+    env, _r, path = refresh_by_command(gh, other, tmp_path)
+    before = path.read_bytes()
+    gh.route(releases_path(OFFICIAL), Response(404, "gone"))
+    r = cli({**env, "FLASHDOCTOR_TODAY": "2027-04-01"}, "wheels", "--refresh", *mirror_args(gh, other))
+    assert r.returncode == 4, (r.stdout, r.stderr)
+    assert "flashdoctor: error: GET" in r.stderr and "HTTP 404" in r.stderr
+    assert "nothing was written; still in use: wheel index: refreshed" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["wheels_index.json"]
+
+
+def test_wheels_refresh_usage_errors(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    for args, words in (
+        (["--refresh", "--target", "x.json"], "--refresh rebuilds the index; it takes no --target"),
+        (["--only", "pypi"], "--only and --mirror are options of --refresh"),
+        (["--refresh", "--mirror", "https://example.org=http://127.0.0.1:9"], "not a public endpoint"),
+        (["--refresh", "--mirror", "https://pypi.org"], "expected PUBLIC=URL"),
+        (["--refresh", "--only", "nope"], "unknown wheel source(s) nope"),
+    ):
+        r = cli(env, "wheels", *args)
+        assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
+    assert not (tmp_path / "cache").exists()

@@ -22,6 +22,8 @@ GOLDEN = ROOT / "tests" / "golden"
 TARGETS = "tests/targets"
 LOG = "tests/data/explain/import-undefined-symbol.log"
 WIDTHS = (80, 200)
+# the day taken as today (the wheel index's age in `check`): the captures do not change with the calendar
+FIXED_ENV = {"FLASHDOCTOR_TODAY": "2026-12-05"}
 
 # name -> the command line (run from the repository root, with relative paths: nothing varies)
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -66,7 +68,9 @@ def render_in_process(name: str, width: int) -> str:
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        r = CliRunner().invoke(cli, list(COMMANDS[name]), env={"COLUMNS": str(width)}, catch_exceptions=False)
+        r = CliRunner().invoke(
+            cli, list(COMMANDS[name]), env={"COLUMNS": str(width), **FIXED_ENV}, catch_exceptions=False
+        )
     finally:
         os.chdir(cwd)
     return fold(r.stdout, width)
@@ -89,7 +93,7 @@ def capture_in_tmux(name: str, width: int, timeout: float = 60.0) -> str:
             ).stdout
 
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
-        env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT))
+        env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT), **FIXED_ENV)
         cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "flashdoctor", *COMMANDS[name]))
         # The pane may start at tmux's default size and be resized an instant later: wait for the width.
         script = (

@@ -49,12 +49,12 @@ def _raw(name: str, width: int) -> list[str]:
     from click.testing import CliRunner
 
     from flashdoctor.cli import cli
-    from tests.render.golden_cli import ROOT
+    from tests.render.golden_cli import FIXED_ENV, ROOT
 
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        r = CliRunner().invoke(cli, list(COMMANDS[name]), env={"COLUMNS": str(width)})
+        r = CliRunner().invoke(cli, list(COMMANDS[name]), env={"COLUMNS": str(width), **FIXED_ENV})
     finally:
         os.chdir(cwd)
     return r.stdout.splitlines()

@@ -96,7 +96,7 @@ def _github_sources(sources: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     return {str(c["repo"]).lower(): name for name, c in sources.items() if c.get("repo")}
 
 
-def _release_asset(url: str) -> tuple[str, str, str] | None:
+def release_asset(url: str) -> tuple[str, str, str] | None:
     """(owner/repo lower-case, tag, file) of a github.com release asset URL."""
     parts = urlsplit(url)
     if parts.netloc.lower() != "github.com":
@@ -123,7 +123,7 @@ def digest_rows(
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for key, p in published.items():
-        asset = _release_asset(p.url)
+        asset = release_asset(p.url)
         source = repos.get(asset[0]) if asset else None
         if asset is None or source is None:
             stats.unmatched += 1

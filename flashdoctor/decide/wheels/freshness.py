@@ -4,6 +4,7 @@ fits" (``wheel-index-stale``: a wheel published since is unknown to it)."""
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from flashdoctor.decide.checks.common import finding
 from flashdoctor.decide.wheels.location import IndexLocation
@@ -16,6 +17,22 @@ REFRESH_COMMAND = "flashdoctor wheels --refresh"
 def index_age(location: IndexLocation, today: datetime.date) -> int | None:
     """Days between the index's date and ``today``; None when the index has no date."""
     return location.age_days(today)
+
+
+def index_info(
+    location: IndexLocation, today: datetime.date, max_days: int = STALE_AFTER_DAYS
+) -> dict[str, Any]:
+    """``check --json``'s ``index``: the index in use, its date, its age on ``today`` and whether that is
+    too old (``source``: "bundled", "refreshed", "env" or "explicit", as :class:`IndexLocation` says)."""
+    age = index_age(location, today)
+    return {
+        "path": str(location.path),
+        "date": location.date,
+        "age_days": age,
+        "source": location.kind,
+        "stale": age is None or age > max_days,
+        "stale_after_days": max_days,
+    }
 
 
 def stale_index_finding(

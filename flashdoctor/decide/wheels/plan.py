@@ -11,6 +11,7 @@ from packaging.version import Version
 from flashdoctor import knowledge
 from flashdoctor.decide.checks import SDPA, run_checks
 from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
+from flashdoctor.decide.wheels.origin import NO_DIGEST, evidence_reason, wheel_origin
 from flashdoctor.decide.wheels.reasons import assumption_notes, entry_notes, fit_summary, hint
 from flashdoctor.decide.wheels.select import Selection, parse_version_spec, preference_key, select_wheels
 from flashdoctor.decide.wheels.target import target_of
@@ -93,9 +94,11 @@ def make_plan(
     if sel.best is not None:
         best = sel.best
         siblings = python_siblings(sel.fits, best) if t.python is None else []
+        origin = wheel_origin(best.ref(), best.evidence)
         reasons = [
             f"{best.label} fits: {fit_summary(best, t)}",
-            f"source: {best.source}; evidence: {best.evidence}",
+            evidence_reason(best.source, best.evidence),
+            *([f"sha256: {NO_DIGEST}"] if origin.digest == "none" else []),
             *entry_notes(best, variant, t),
             *([python_floor_note(env, variant, best)] if python_floor else []),
             *([siblings_note(best, siblings)] if siblings else []),
@@ -111,6 +114,7 @@ def make_plan(
             rejected=sel.rejections(),
             reasons=tuple(reasons),
             blockers=blockers,
+            origin=origin,
         )
     hints = what_would_fit(sel)
     if not info.needs_nvcc:

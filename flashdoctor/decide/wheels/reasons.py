@@ -143,8 +143,6 @@ def fit_summary(e: IndexEntry, t: Target) -> str:
 
 def entry_notes(e: IndexEntry, variant: Variant, t: Target | None = None) -> list[str]:
     out = []
-    if e.sha256 is None:
-        out.append("no sha256 is known for this file: the download cannot be checked against a digest")
     if "abi" in e.inferred and e.name.abi_label is False and e.source == "official":
         out.append(
             "its 'cxx11abiFALSE' label means 'ABI not forced': built against a CXX11-ABI torch, so it is "
