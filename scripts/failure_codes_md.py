@@ -2,7 +2,7 @@
 """Print the README's "Failure codes" table from flashdoctor/data/signatures.json (the one source).
 
     PYTHONPATH=. python scripts/failure_codes_md.py
-tests/explain/test_signatures_data.py checks that the README holds exactly this table.
+tests/decide/explain/test_signatures_data.py checks that the README holds exactly this table.
 """
 
 from __future__ import annotations
