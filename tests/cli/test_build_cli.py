@@ -131,7 +131,6 @@ def test_check_reports_the_build_profile_of_an_installed_wheel(tmp_path: Path) -
 
 
 @pytest.mark.system
-@pytest.mark.slow
 def test_install_from_source_builds_then_plans_the_local_wheel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,6 +177,7 @@ def test_install_from_source_builds_then_plans_the_local_wheel(
 
 
 @pytest.mark.system
+@pytest.mark.slow
 def test_install_from_source_stops_at_preflight_on_a_cpu_torch(tmp_path: Path) -> None:
     archive = make_fake_sdist(tmp_path)
     p = fd(

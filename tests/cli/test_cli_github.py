@@ -65,7 +65,6 @@ def test_an_unmet_require_is_an_error_annotation_and_the_summary_says_why(tmp_pa
     assert "::error title=flashdoctor --require fa3::fa3 is installable, not ready" in ok.stderr
 
 
-@pytest.mark.slow
 def test_check_smoke_json_stays_valid_json_too(tmp_path: Path) -> None:
     p, summary = gha(tmp_path, "check", "--smoke", "--json")
     doc = json.loads(p.stdout)

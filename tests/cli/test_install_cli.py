@@ -20,7 +20,7 @@ from tests.support.install_helpers import H100_BUILD, FaultServer, make_wheel, s
 from tests.support.paths import TARGETS
 from tests.support.venvs import child_env, reset_flash
 
-pytestmark = [pytest.mark.system, pytest.mark.slow]
+pytestmark = pytest.mark.system
 
 V = "2.8.3+cu12torch2.13cxx11abiTRUE"
 
@@ -85,6 +85,7 @@ def final_files() -> list[Path]:
     return [p for p in d.rglob("*") if p.is_file()] if d.is_dir() else []
 
 
+@pytest.mark.slow
 def test_install_and_json_result(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
     w = make_wheel(tmp_path / "w", version=V)
     plan = write_plan(tmp_path, server.add("/w.whl", w.read_bytes()), w)
@@ -118,6 +119,7 @@ def test_dry_run_changes_nothing(fresh_venv: Path, server: FaultServer, tmp_path
     assert pip_list(fresh_venv) == before and server.hits("/w.whl") == 0 and not final_files()
 
 
+@pytest.mark.slow
 def test_failed_import_exits_5_with_a_diagnosis(
     fresh_venv: Path, server: FaultServer, tmp_path: Path
 ) -> None:
@@ -155,6 +157,7 @@ def test_plain_http_elsewhere_needs_allow_http(tmp_path: Path) -> None:
     assert r.returncode == 2 and "refusing plain http" in r.stderr and "--allow-http" in r.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_mid_download_leaves_env_and_cache_clean(
     fresh_venv: Path, tmp_path: Path, no_proxy: None
 ) -> None:
@@ -202,6 +205,7 @@ def test_disk_full_during_the_download(fresh_venv: Path, server: FaultServer, tm
     assert not any((cache_root() / "tmp").glob("*"))
 
 
+@pytest.mark.slow
 def test_two_installs_at_once(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
     w = make_wheel(tmp_path / "w", version=V, pad_bytes=200_000)
     plan = write_plan(tmp_path, server.add("/w.whl", w.read_bytes(), delay_per_chunk=0.1), w)
@@ -219,6 +223,7 @@ def test_two_installs_at_once(fresh_venv: Path, server: FaultServer, tmp_path: P
     assert len(final_files()) == 1
 
 
+@pytest.mark.slow
 def test_lock_replays_with_a_bare_pip_require_hashes(
     fresh_venv: Path, server: FaultServer, tmp_path: Path
 ) -> None:
@@ -254,6 +259,7 @@ def test_lock_replays_with_a_bare_pip_require_hashes(
     assert "flash-attn" not in pip_list(fresh_venv)
 
 
+@pytest.mark.slow
 def test_offline_install_of_a_local_build_from_the_wheelhouse(fresh_venv: Path, tmp_path: Path) -> None:
     """The GPU-machine path on CPU: the plan says "build" (no index wheel), the wheelhouse holds a
     flashdoctor-built wheel (local label, build.json in the wip-build layout) whose fingerprint fits;
@@ -297,6 +303,7 @@ def test_offline_install_of_a_local_build_from_the_wheelhouse(fresh_venv: Path, 
     assert pip_list(fresh_venv)["flash-attn"] == str(Version(local_v))
 
 
+@pytest.mark.slow
 def test_gpu_machine_plan_with_the_real_selector_uses_the_local_build(tmp_path: Path) -> None:
     """The H100 of the GPU machine (tests/targets/h100.json: torch 2.11, no official wheel): the selector
     plans a build, and a fingerprinted local build in --wheelhouse turns it into an offline wheel install."""
@@ -345,6 +352,7 @@ def _fa3_build(wh: Path) -> Path:
     return w
 
 
+@pytest.mark.slow
 def test_install_prefers_a_covering_local_build_to_a_download(tmp_path: Path) -> None:
     """Issue 16: `install --fa3 --wheelhouse DIR` (DIR holding a fresh build for this machine) planned the
     remote PyTorch-index wheel and, offline, failed after retrying DNS. The plan now takes the build that

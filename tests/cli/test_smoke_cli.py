@@ -39,6 +39,7 @@ def test_smoke_without_gpu_skips_with_a_clear_line() -> None:
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_smoke_tables_and_json_file(tmp_path: Path) -> None:
     root = write_fakes(tmp_path / "fakes", fa2="good", head_dims={16})
     out = tmp_path / "smoke.json"
@@ -58,6 +59,7 @@ def test_smoke_tables_and_json_file(tmp_path: Path) -> None:
     assert doc["status"] == "passed"
 
 
+@pytest.mark.slow
 def test_smoke_json_fails_for_a_missing_requested_variant() -> None:
     p = fd("smoke", "--device", "cpu", "--variant", "fa3", "--json")
     assert p.returncode == 1, p.stderr
@@ -83,6 +85,7 @@ def test_bad_input_is_a_usage_error(args: list[str], message: str) -> None:
     assert message in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_bench_json_and_output(tmp_path: Path) -> None:
     root = write_fakes(tmp_path / "fakes", fa2="good")
     out = tmp_path / "bench.json"
@@ -125,6 +128,7 @@ def test_bench_plot_without_matplotlib_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "b.png").exists()
 
 
+@pytest.mark.slow
 def test_bench_plot(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     png = tmp_path / "bench.png"

@@ -181,6 +181,7 @@ def test_a_script_result_and_its_arguments():
 
 
 @pytest.mark.system
+@pytest.mark.slow
 def test_a_timeout_kills_what_the_script_started(tmp_path: Path):
     marker = tmp_path / "child-alive"
     child = tmp_path / "child.py"

@@ -40,6 +40,7 @@ def run_script(name: str, *args: str) -> tuple[subprocess.CompletedProcess[str],
 
 
 @pytest.mark.system
+@pytest.mark.slow
 def test_bench_attention_quick_cpu_run(tmp_path: Path) -> None:
     out = str(tmp_path / "bench.json")
     proc, result = run_script("bench_attention", "--device", "cpu", "--quick", "--json", out)
@@ -125,6 +126,7 @@ def test_gpu_runtime_fa3_says_what_it_needs_without_a_gpu(capsys: pytest.Capture
 
 
 @pytest.mark.system
+@pytest.mark.slow
 def test_bench_eval_path_quick_cpu_run(tmp_path: Path) -> None:
     """Eval after replacement, side by side: torch's fused path runs where it is kept, flashdoctor's
     dispatch where it is not (the default), each seen in the profile and in backend_usage()."""

@@ -15,6 +15,7 @@ from tests.support.smoke_fakes import REPO
 pytestmark = pytest.mark.system
 
 
+@pytest.mark.slow
 def test_gpu_script_in_cpu_mode(tmp_path: Path) -> None:
     out = tmp_path / "results"
     env = dict(os.environ, PYTHON=sys.executable)

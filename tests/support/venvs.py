@@ -65,7 +65,8 @@ def torch_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @functools.cache
-def _purelib(py: Path) -> Path:
+def site_packages(py: Path) -> Path:
+    """The venv's purelib directory (asked once per interpreter)."""
     out = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True,
@@ -78,7 +79,7 @@ def _purelib(py: Path) -> Path:
 def reset_flash(py: Path) -> None:
     """No flash-attn (nor the test dependency fdtestdep) in the venv; pip uninstalls what pip installed
     (it is run only when there is something for it to uninstall: most tests leave nothing)."""
-    site = _purelib(py)
+    site = site_packages(py)
     if any(site.glob("flash_attn-*.*-info")) or any(site.glob("fdtestdep-*.*-info")):
         subprocess.run(
             [str(py), "-m", "pip", "uninstall", "-y", "-q", "flash-attn", "fdtestdep"],

@@ -29,8 +29,6 @@ LAUNCHER_VARS = (
     "MASTER_PORT",
 )
 
-pytestmark = [pytest.mark.system, pytest.mark.slow]
-
 
 def base_env() -> dict[str, str]:
     env = {
@@ -98,6 +96,8 @@ def validate(doc: dict[str, Any]) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.system
+@pytest.mark.slow
 def test_torchrun_four_ranks_with_drift_and_a_failing_rank(tmp_path: Path, targets: dict[str, str]) -> None:
     out = tmp_path / "cluster.json"
     cmd = [
@@ -145,6 +145,8 @@ def test_torchrun_four_ranks_with_drift_and_a_failing_rank(tmp_path: Path, targe
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.system
+@pytest.mark.slow
 def test_torchrun_static_rendezvous_clean_cluster_with_smoke_exits_zero_everywhere(tmp_path: Path) -> None:
     port = free_port()
     cmd = [
@@ -218,6 +220,8 @@ def free_slurm_job_id() -> tuple[int, int]:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.system
+@pytest.mark.slow
 def test_slurm_tasks_without_torchrun() -> None:
     # What srun gives each task: no MASTER_ADDR/PORT, the rendezvous comes from the step's node list and
     # the job id; the node name from SLURMD_NODENAME.
@@ -253,6 +257,8 @@ def test_slurm_tasks_without_torchrun() -> None:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.system
+@pytest.mark.slow
 def test_without_rank_zero_every_rank_gives_up_and_says_why() -> None:
     port = free_port()
     results = finish(launch_env_ranks([1, 2], 3, port, ["--timeout", "2"]), 45)
@@ -263,6 +269,8 @@ def test_without_rank_zero_every_rank_gives_up_and_says_why() -> None:
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.system
+@pytest.mark.slow
 def test_missing_and_hung_ranks_are_named_within_the_bounds(tmp_path: Path) -> None:
     # 4 of 5 ranks start (rank 0 hosts the store itself: no torchrun agent); rank 4 never comes, and
     # rank 2's probe hangs: its target spec is a FIFO nobody writes, so reading it blocks forever.
@@ -338,6 +346,7 @@ def test_save_target_needs_a_rank_placeholder(
     assert code == 2 and "{rank}" in err
 
 
+@pytest.mark.system
 def test_the_check_path_stays_torch_free() -> None:
     # torch.distributed is imported on the --distributed path only: a plain check (and loading the
     # cluster modules) must not pay for torch.
@@ -357,6 +366,8 @@ def test_the_check_path_stays_torch_free() -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.system
+@pytest.mark.slow
 def test_gpu_cluster_script_runs_on_cpu_ranks(tmp_path: Path) -> None:
     # The issue-10 script, with 2 CPU ranks: the clean run passes, the drift run fails on every rank.
     env = {**base_env(), "NPROC": "2", "PYTHON": sys.executable}

@@ -21,9 +21,9 @@ from flashdoctor.model.install import SmokeOutcome
 from flashdoctor.model.plan import Plan, WheelRef
 from flashdoctor.probe.state import TargetState
 from tests.support.install_helpers import FaultServer, make_wheel, sha256_of
-from tests.support.venvs import child_env
+from tests.support.venvs import child_env, site_packages
 
-pytestmark = [pytest.mark.system, pytest.mark.slow]
+pytestmark = pytest.mark.system
 
 BAD_IMPORT = (
     "raise ImportError('/venv/lib/python3.11/site-packages/flash_attn_2_cuda.cpython-311-x86_64-linux-gnu.so: "
@@ -45,16 +45,6 @@ def norm(v: str) -> str:
 def can_import(py: Path, code: str = "import flash_attn; print(flash_attn.__version__)") -> tuple[bool, str]:
     r = subprocess.run([str(py), "-c", code], capture_output=True, text=True)
     return r.returncode == 0, (r.stdout + r.stderr).strip()
-
-
-def site_packages(py: Path) -> Path:
-    out = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(out.stdout.strip())
 
 
 def tree_digest(root: Path, patterns: tuple[str, ...] = ("flash_attn*",)) -> dict[str, str]:
@@ -104,6 +94,7 @@ V_OLD = "2.8.2+cu12torch2.13cxx11abiTRUE"
 V_NEXT = "2.8.3.post1+cu12torch2.13cxx11abiTRUE"
 
 
+@pytest.mark.slow
 def test_install_into_a_fresh_venv(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
     w = make_wheel(tmp_path / "w", version=V_GOOD)
     url = server.add("/" + w.name, w.read_bytes())
@@ -127,6 +118,7 @@ def test_install_into_a_fresh_venv(fresh_venv: Path, server: FaultServer, tmp_pa
     assert not list((tmp_path / "cache" / "backups").glob("*/manifest.json"))  # discarded after success
 
 
+@pytest.mark.slow
 def test_failed_import_rolls_back_to_nothing(fresh_venv: Path, server: FaultServer, tmp_path: Path) -> None:
     w = make_wheel(tmp_path / "w", version=V_GOOD, files={"flash_attn/__init__.py": BAD_IMPORT})
     url = server.add("/" + w.name, w.read_bytes())
@@ -142,6 +134,7 @@ def test_failed_import_rolls_back_to_nothing(fresh_venv: Path, server: FaultServ
     assert [s.name for s in res.steps][-2:] == ["import check", "rollback"]
 
 
+@pytest.mark.slow
 def test_failed_import_restores_the_previous_version_exactly(
     fresh_venv: Path, server: FaultServer, tmp_path: Path
 ) -> None:
@@ -174,6 +167,7 @@ def test_failed_import_restores_the_previous_version_exactly(
     assert r.returncode == 0 and tree_digest(sp) == {}
 
 
+@pytest.mark.slow
 def test_a_state_read_ahead_is_not_trusted_once_the_environment_changed(
     fresh_venv: Path, server: FaultServer, tmp_path: Path
 ) -> None:
@@ -215,6 +209,7 @@ def test_a_wheel_that_needs_another_torch_is_refused_before_anything_changes(
     assert "install" not in [s.name for s in res.steps]
 
 
+@pytest.mark.slow
 def test_missing_dependency_is_added_and_removed_again_on_rollback(
     fresh_venv: Path, server: FaultServer, tmp_path: Path
 ) -> None:
@@ -295,6 +290,7 @@ def test_download_failure_changes_nothing(fresh_venv: Path, server: FaultServer,
     assert pip_list(fresh_venv) == before
 
 
+@pytest.mark.slow
 def test_failing_smoke_test_on_a_gpu_rolls_back(
     fresh_venv: Path, server: FaultServer, tmp_path: Path
 ) -> None:
@@ -317,6 +313,7 @@ def test_failing_smoke_test_on_a_gpu_rolls_back(
     assert "flash-attn" not in pip_list(fresh_venv)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_verification_restores_then_propagates(
     fresh_venv: Path, server: FaultServer, tmp_path: Path
 ) -> None:
@@ -348,6 +345,7 @@ def _site_has(py: Path, version: str) -> bool:
     return any(site_packages(py).glob(f"flash_attn-{version}.dist-info/RECORD"))
 
 
+@pytest.mark.slow
 def test_an_install_killed_after_its_backup_is_undone_by_the_next_one(
     fresh_venv: Path, server: FaultServer, tmp_path: Path
 ) -> None:
@@ -409,6 +407,7 @@ def test_an_install_killed_after_its_backup_is_undone_by_the_next_one(
     assert not list((cache_dir / "wheels" / "backups").glob("*/manifest.json"))
 
 
+@pytest.mark.slow
 def test_a_stale_backup_of_an_interrupted_install_is_not_restored(
     fresh_venv: Path, server: FaultServer, tmp_path: Path
 ) -> None:

@@ -36,8 +36,6 @@ from tests.actions.install.test_install_e2e import (
 from tests.support.install_helpers import FaultServer, make_wheel, sha256_of
 from tests.support.venvs import child_env, reset_flash
 
-pytestmark = [pytest.mark.system, pytest.mark.slow]
-
 
 def init_py(version: str, extra: str = "") -> str:
     """A flash_attn/__init__.py that passes the import check (flashdoctor.probe.IMPORT_STATEMENTS)."""
@@ -74,6 +72,7 @@ def write_plan(path: Path, wheel: Path, version: str) -> Path:
 
 
 # -- row 2: a shared wheelhouse whose file is swapped between its check and pip ---------------------------
+@pytest.mark.system
 def test_a_wheel_swapped_after_its_check_is_not_what_pip_installs(
     fresh_venv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -136,6 +135,8 @@ def test_the_bytes_checked_are_the_private_copy(tmp_path: Path) -> None:
 
 
 # -- row 3: the lock belongs to the environment, not to the cache ------------------------------------------
+@pytest.mark.system
+@pytest.mark.slow
 def test_two_installs_with_different_caches_serialise(fresh_venv: Path, tmp_path: Path) -> None:
     """A (a wheel whose import fails slowly) and B (a good wheel) install into one environment with
     different FLASHDOCTOR_CACHE_DIR. The old lock lived in the cache: B installed and verified while A
@@ -183,6 +184,7 @@ def test_the_lock_falls_back_when_the_prefix_cannot_hold_it(tmp_path: Path) -> N
 
 # -- row 7: the cache's partial download: a planted link is never followed --------------------------------
 @pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+@pytest.mark.system
 def test_a_planted_partial_download_is_not_resumed_through(
     server: FaultServer, tmp_path: Path, kind: str
 ) -> None:
@@ -205,6 +207,7 @@ def test_a_planted_partial_download_is_not_resumed_through(
     assert [h.get("range") for p, h in server.requests if p == "/w.whl"] == [None]
 
 
+@pytest.mark.system
 def test_abandoned_partial_downloads_are_removed(server: FaultServer, tmp_path: Path) -> None:
     """clean_stale_tmp existed but nothing called it: a week-old tmp/*.part stayed forever."""
     w = make_wheel(tmp_path / "w", version=V_GOOD)
@@ -230,6 +233,7 @@ def _torch_file(py: Path) -> Path:
     return site_packages(py) / "torch" / "version.py"
 
 
+@pytest.mark.system
 def test_a_wheel_that_overwrites_torch_files_is_refused_before_anything_changes(
     fresh_venv: Path, tmp_path: Path
 ) -> None:
@@ -256,6 +260,8 @@ def test_a_wheel_that_overwrites_torch_files_is_refused_before_anything_changes(
     assert "flash-attn" not in pip_list(fresh_venv)
 
 
+@pytest.mark.system
+@pytest.mark.slow
 def test_the_known_fa4_overlap_is_backed_up_and_restored(fresh_venv: Path, tmp_path: Path) -> None:
     """flash-attn 2.8.3 ships flash_attn/cute/, which flash-attn-4 owns: allowed (the rule's known
     overlap), and a failed install puts FA4's files back byte for byte."""
@@ -295,6 +301,8 @@ def test_the_known_fa4_overlap_is_backed_up_and_restored(fresh_venv: Path, tmp_p
 
 
 # -- rows 12 and 13: the backup on a full disk, and backups killed half-way --------------------------------
+@pytest.mark.system
+@pytest.mark.slow
 def test_disk_full_during_the_backup(fresh_venv: Path, tmp_path: Path) -> None:
     """RLIMIT_FSIZE (as in test_install_faults) makes the backup's copy of a 300 kB file fail. The old
     code died with an internal error (exit 3) and left a partial backup; now: a clear refusal, nothing
@@ -323,6 +331,8 @@ def test_disk_full_during_the_backup(fresh_venv: Path, tmp_path: Path) -> None:
     assert list((cache_dir / "wheels" / "backups").iterdir()) == []
 
 
+@pytest.mark.system
+@pytest.mark.slow
 def test_a_backup_killed_half_way_is_removed_by_the_next_install(fresh_venv: Path, tmp_path: Path) -> None:
     """SIGKILL while the backup is being written (nothing changed yet): the old code left that
     directory forever (find_interrupted skips backups without a manifest). The next install into the

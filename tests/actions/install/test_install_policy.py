@@ -77,7 +77,6 @@ def test_dependency_problems_policy(tmp_path: Path) -> None:
 
 
 @pytest.mark.system
-@pytest.mark.slow
 def test_a_plain_http_dependency_is_refused_before_anything_changes(
     fresh_venv: Path, server: FaultServer, tmp_path: Path
 ) -> None:
@@ -105,7 +104,6 @@ SECRET = "s3cr3t-PASSWORD-42"
 
 
 @pytest.mark.system
-@pytest.mark.slow
 def test_index_url_credentials_never_reach_logs_records_or_results(
     fresh_venv: Path, server: FaultServer, tmp_path: Path
 ) -> None:

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.system
 
 
 # -- issue 15 row 11: a server that sends a byte every so often -------------------------------------------
+@pytest.mark.slow
 def test_a_trickling_body_fails_in_bounded_time_and_says_why(server: FaultServer, tmp_path: Path) -> None:
     """One byte every 0.3 s: no read ever times out (the read timeout is 5 s), so before the fix the
     download went on for as long as the server liked. Now the stall deadline ends each attempt."""
@@ -39,6 +40,7 @@ def test_a_trickling_body_fails_in_bounded_time_and_says_why(server: FaultServer
     assert server.hits("/w.whl") == 2 and not (tmp_path / "x.part").exists()
 
 
+@pytest.mark.slow
 def test_the_overall_deadline_covers_retries_and_slow_headers(server: FaultServer, tmp_path: Path) -> None:
     """Headers trickling in (before any body) are bounded by the overall deadline."""
     url = server.add("/slow.whl", script=["headers-trickle:0.2"])

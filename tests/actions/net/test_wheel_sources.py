@@ -390,6 +390,7 @@ def test_live_build_fails_cleanly(gh: Server, other: Server, tmp_path: Path) -> 
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_refresh_one_source_keeps_every_other_entry(gh: Server, other: Server, tmp_path: Path) -> None:
     """`--refresh pypi` re-reads only FA4 from (a loopback mirror of) PyPI's JSON API: every other line of
     the committed index stays byte for byte, the FA4 lines are the mirror's, and its input is replaced."""

@@ -62,6 +62,7 @@ def minimal(tmp_path_factory: pytest.TempPathFactory) -> tuple[SmokeReport, list
     return report, calls(log)
 
 
+@pytest.mark.slow
 def test_minimal_builds_are_called_only_with_what_they_cover(
     minimal: tuple[SmokeReport, list[dict[str, Any]]],
 ) -> None:
@@ -111,6 +112,7 @@ def test_uncovered_cases_are_reported_as_not_compiled(
     assert checks[("fa2", "head_dim_512")].raised and checks[("fa3", "head_dim_512")].raised
 
 
+@pytest.mark.slow
 def test_head_dims_outside_the_profile_are_not_called(tmp_path: Path) -> None:
     site = write_site(
         tmp_path / "site", fa2_version="2.8.3+fd.sm80.hd32.bf16", crash_outside={"fa2": {"max_head_dim": 32}}
@@ -121,6 +123,7 @@ def test_head_dims_outside_the_profile_are_not_called(tmp_path: Path) -> None:
     assert r.runs == 1 and r.exit_code() == 0
 
 
+@pytest.mark.slow
 def test_a_crash_is_confined_to_its_case(tmp_path: Path) -> None:
     """An upstream FA3 build (no profile label) that segfaults when given fp16, as on the H100: the fp16
     case is the crash; the runner is restarted and every other FA3 case runs and passes."""
@@ -163,6 +166,7 @@ FAKE_RUNNER = FAKE_RUNNER_HEAD + textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_restarted_runner_reports_its_own_time_limit(tmp_path: Path) -> None:
     """The second runner has what is left of the budget, and its timeout says so (not the whole)."""
     fake = tmp_path / "fake_python"

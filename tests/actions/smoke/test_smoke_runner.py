@@ -37,6 +37,7 @@ def rows(report: SmokeReport) -> dict[tuple[str, str], Any]:
     return {(r.backend, r.case.name): r for r in report.results}
 
 
+@pytest.mark.slow
 def test_good_install_passes(good: SmokeReport) -> None:
     assert good.status == "passed" and good.exit_code() == 0, [f.message for f in good.findings]
     assert good.runs == 1 and good.device == "cpu" and good.torch and good.torch.startswith("2.")
@@ -103,6 +104,7 @@ def test_json_report_validates(good: SmokeReport) -> None:
     )
 
 
+@pytest.mark.slow
 def test_wrong_results_fail(tmp_path: Path) -> None:
     root = write_fakes(tmp_path / "wrong", fa2="good", scale_power=-1.0)  # softmax scale 1/d, not 1/sqrt(d)
     r = run_smoke(
@@ -116,6 +118,7 @@ def test_wrong_results_fail(tmp_path: Path) -> None:
     assert f.variant == "fa2" and "out error" in f.message
 
 
+@pytest.mark.slow
 def test_crashes_are_isolated(tmp_path: Path) -> None:
     """FA3 aborts on import, FA2 segfaults in every call: both are findings, the rest still runs. A crashed
     case is left out and the runner restarted for the backend's other cases; after its second crashed
@@ -138,6 +141,7 @@ def test_crashes_are_isolated(tmp_path: Path) -> None:
     assert all(x.status is CaseStatus.PASS for x in r.results if x.backend in ("sdpa-math", "sdpa-flash"))
 
 
+@pytest.mark.slow
 def test_a_hang_is_a_timeout_and_the_rest_still_runs(tmp_path: Path) -> None:
     root = write_fakes(tmp_path / "hang", fa2="hang", fa3="good")
     t0 = time.monotonic()
@@ -182,6 +186,7 @@ def test_torch_that_fails_to_import(tmp_path: Path) -> None:
     assert r.findings[0].code == "smoke-torch-import-error" and "libcudart.so.13" in r.findings[0].message
 
 
+@pytest.mark.slow
 def test_bench_on_cpu(tmp_path: Path) -> None:
     root = write_fakes(tmp_path / "fakes", fa2="good")
     case = Case("bench", 2, 64, 4, 16, causal=True)

@@ -28,7 +28,6 @@ def _opts(tmp: Path, archive: Path, **kw: object) -> BuildOptions:
 
 
 @pytest.mark.system
-@pytest.mark.slow
 def test_build_stores_by_fingerprint_then_reuses(tmp_path: Path) -> None:
     archive = make_fake_sdist(tmp_path)
     environ = {**os.environ, "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
@@ -52,7 +51,6 @@ def test_build_stores_by_fingerprint_then_reuses(tmp_path: Path) -> None:
 
 
 @pytest.mark.system
-@pytest.mark.slow
 def test_failed_build_keeps_log_and_sources_and_names_the_error(tmp_path: Path) -> None:
     archive = make_fake_sdist(tmp_path)
     environ = {**os.environ, "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache"), "FAKE_FAIL": "1"}

@@ -96,6 +96,7 @@ def test_editing_twice_is_refused(fa2_tree: Path) -> None:
 
 
 @pytest.mark.system
+@pytest.mark.slow
 def test_edited_setup_py_runs_and_reports_the_label(fa2_tree: Path) -> None:
     """The real setup.py (it imports torch) runs offline with the label flashdoctor sets; the
     wheel package is not needed (setuptools' bdist_wheel) and nothing is fetched."""

@@ -342,7 +342,6 @@ def test_fa3_from_a_git_url_and_tag(tmp_path: Path) -> None:
 
 # -- the build outcome says which verification happened ----------------------------------------------
 @pytest.mark.system
-@pytest.mark.slow
 @pytest.mark.parametrize("hashed", [False, True])
 def test_build_outcome_says_how_the_sdist_was_verified(index: Index, tmp_path: Path, hashed: bool) -> None:
     import sys
@@ -374,7 +373,6 @@ def test_build_outcome_says_how_the_sdist_was_verified(index: Index, tmp_path: P
 
 
 @pytest.mark.system
-@pytest.mark.slow
 def test_build_cli_refuses_a_plain_http_index_unless_allowed(index: Index, tmp_path: Path) -> None:
     import sys
 
