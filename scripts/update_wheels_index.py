@@ -7,21 +7,26 @@ Three ways:
   python scripts/update_wheels_index.py
 
   # from the wheel dataset's listing files (wheels_official.json, wheels_pytorch_index.json,
-  # wheels_community.json in DIR); FA4 (not in the listings) still comes from PyPI unless --no-pypi
-  python scripts/update_wheels_index.py --from-listings DIR
+  # wheels_community.json in DIR) and scripts/data/wheels_community_supplement.json, with the published
+  # digests of scripts/data/published_digests.json merged in by URL; FA4 (not in the listings) still
+  # comes from PyPI unless --no-pypi. --as-of DATE: the day the listings' data were gathered.
+  python scripts/update_wheels_index.py --from-listings DIR --as-of 2026-12-05
 
   # refresh some sources live in an existing index (--output), keeping every other entry as it is
   python scripts/update_wheels_index.py --refresh pypi
 
 Every source is read by its kind (flashdoctor.actions.net.sources.KINDS) through flashdoctor's one HTTP
-client. The committed wheels_index.json is built the second way, with FA4 refreshed the third way. The
-output is validated against flashdoctor/schemas/wheels-index.schema.json before it is written.
-Exit codes: 0 written, 2 bad input, 4 a fetch failed.
+client; an ``opt_in`` source (data/wheel_sources.json) only with --refresh NAME. The committed
+wheels_index.json is built the second way. The output is validated against
+flashdoctor/schemas/wheels-index.schema.json before it is written. Users refresh their own copy with
+`flashdoctor wheels --refresh` (flashdoctor.actions.wheel_index), which applies the same rules.
+Exit codes: 0 written, 2 bad input (a digest disagreement included), 4 a fetch failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -30,19 +35,23 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from flashdoctor.actions.cache import atomic_write_bytes
 from flashdoctor.actions.net.http import TOKEN_HOSTS, Http, HttpPolicy
 from flashdoctor.actions.net.sources import (
     GITHUB_API,
     PYPI,
     PYTORCH_WHL,
     SourceContext,
-    list_source,
+    live_rows,
 )
 from flashdoctor.actions.net.urls import host_entry
-from flashdoctor.decide.wheels import builder
+from flashdoctor.decide.wheels import builder, digests
 from flashdoctor.errors import FlashdoctorError, NetworkError
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "wheels_index.json"
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUTPUT = HERE.parent / "wheels_index.json"
+SUPPLEMENT = HERE / "data" / "wheels_community_supplement.json"
+DIGESTS = HERE / "data" / "published_digests.json"
 
 
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
@@ -56,6 +65,21 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         help="re-read only this source (repeatable) and keep every other entry of --output as it is",
     )
     ap.add_argument("--no-pypi", action="store_true", help="leave FA4 (PyPI) out")
+    ap.add_argument(
+        "--supplement",
+        metavar="FILE",
+        action="append",
+        default=None,
+        help=f"another listing file read with --from-listings (repeatable; 'none' for none; default: "
+        f"{SUPPLEMENT.name})",
+    )
+    ap.add_argument(
+        "--digests",
+        metavar="FILE",
+        default=str(DIGESTS),
+        help="published digests merged in by URL ('none' to skip; default: %(default)s)",
+    )
+    ap.add_argument("--as-of", metavar="DATE", help="the day the listings' data were gathered (YYYY-MM-DD)")
     ap.add_argument(
         "--output", "-o", default=str(DEFAULT_OUTPUT), help="where to write (default: %(default)s)"
     )
@@ -77,8 +101,9 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     policy = HttpPolicy(token_hosts=TOKEN_HOSTS | {host_entry(args.github_api)}, allow_http=False)
     http = Http(policy, env)
     ctx = SourceContext(http, {k: v for k, v in rewrites.items() if k != v}, max_pages=args.max_pages)
+    stats = digests.DigestStats()
     try:
-        doc = build(args, ctx)
+        doc = build(args, ctx, stats)
     except (builder.ListingError, ValueError) as exc:
         print(f"update_wheels_index: error: {exc}", file=sys.stderr)
         return 2
@@ -91,34 +116,37 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         http.close()
     text = builder.dump_index(doc)
     out = Path(args.output)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_bytes(out, text.encode("utf-8"))
     counts: dict[str, int] = {}
     for w in doc["wheels"]:
         counts[w["source"]] = counts.get(w["source"], 0) + 1
     print(f"wrote {out} ({len(doc['wheels'])} wheels, {len(text.encode()) / 1e6:.2f} MB)")
     for src, n in sorted(counts.items()):
         print(f"  {src}: {n}")
+    with_sha = sum(1 for w in doc["wheels"] if w.get("sha256"))
+    print(f"  with a sha256: {with_sha}")
+    if args.from_listings and args.digests != "none":
+        print(
+            f"  published digests: {stats.before} entries had a sha256 from the listings and PyPI; "
+            f"{stats.added} took one, {stats.confirmed} cross-checked, {stats.new_rows} files added, "
+            f"{stats.unmatched} digests of other hosts or forks left out"
+        )
+    for tag, n in (doc.get("dropped") or {}).items():
+        print(f"  dropped {n} claimed wheels of {tag}: its CI could not have run")
     return 0
 
 
 def _live(ctx: SourceContext, names: list[str], fetched: str) -> tuple[list[Any], list[Any]]:
     sources = builder.wheel_sources()
-    rows: list[Any] = []
-    inputs: list[Any] = []
-    for name in names:
-        try:
-            listing = list_source(ctx, name, sources[name], fetched)
-        except NetworkError as exc:
-            hint = "pass --no-pypi to build without FA4" if sources[name]["kind"] == "pypi-json" else exc.hint
-            raise NetworkError(exc.message, hint=hint) from None
-        rows.extend(listing.rows)
-        inputs.extend(listing.inputs)
-    return rows, inputs
+    try:
+        return live_rows(ctx, names, fetched, sources)
+    except NetworkError as exc:
+        pypi = [n for n in names if sources[n]["kind"] == "pypi-json"]
+        hint = "pass --no-pypi to build without FA4" if pypi and "pypi" in exc.message.lower() else exc.hint
+        raise NetworkError(exc.message, hint=hint) from None
 
 
-def build(args: argparse.Namespace, ctx: SourceContext) -> dict[str, Any]:
+def build(args: argparse.Namespace, ctx: SourceContext, stats: digests.DigestStats) -> dict[str, Any]:
     sources = builder.wheel_sources()
     fetched = builder.today()
     if args.refresh:
@@ -133,18 +161,33 @@ def build(args: argparse.Namespace, ctx: SourceContext) -> dict[str, Any]:
             )
         rows, inputs = _live(ctx, list(args.refresh), fetched)
         return builder.refresh(doc, args.refresh, rows, inputs, sources)
+    published = None
     if args.from_listings:
-        rows, inputs = builder.rows_from_listings(args.from_listings)
+        extra = args.supplement if args.supplement is not None else [str(SUPPLEMENT)]
+        extra = [x for x in extra if x != "none"]
+        rows, inputs = builder.rows_from_listings(args.from_listings, extra, args.as_of)
         built_from = "listings"
         names = [n for n, s in sources.items() if s["kind"] == "pypi-json"]  # FA4 is not in the listings
+        if args.digests != "none":
+            data = Path(args.digests).read_bytes()
+            published = digests.published_by_url(json.loads(data))
+            inputs.append(
+                {
+                    "name": Path(args.digests).name,
+                    "entries": len(json.loads(data).get("digests") or ()),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
+            )
     else:
         rows, inputs = [], []
         built_from = "live"
-        names = list(sources)
+        names = [n for n, s in sources.items() if not s.get("opt_in")]
     if args.no_pypi:
         names = [n for n in names if sources[n]["kind"] != "pypi-json"]
     more_rows, more_inputs = _live(ctx, names, fetched)
-    return builder.assemble(rows + more_rows, built_from, inputs + more_inputs, sources)
+    return builder.assemble(
+        rows + more_rows, built_from, inputs + more_inputs, sources, published=published, stats=stats
+    )
 
 
 if __name__ == "__main__":

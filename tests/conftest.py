@@ -20,10 +20,7 @@ import os
 import pytest
 from hypothesis import settings
 
-from flashdoctor.model.environment import Environment
-from flashdoctor.model.target import environment_from_target
 from tests.support.guards import install_loopback_guard, refuse_system
-from tests.support.paths import TARGETS
 
 # Fixtures shared across folders: torch_venv, fresh_venv, server, no_proxy (venvs); tls_ca, tls_server,
 # mirror (tls); fa2_sdist, fa2_pristine, fa2_tree (sdist).
@@ -77,12 +74,3 @@ def _isolate(
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
     if request.node.get_closest_marker("system") is None:
         refuse_system(monkeypatch)
-
-
-def target_env(name: str, **overrides: object) -> Environment:
-    """An Environment from tests/targets/<name>.json, with optional key overrides."""
-    import json
-
-    spec = json.loads((TARGETS / f"{name}.json").read_text())
-    spec.update(overrides)
-    return environment_from_target(spec)

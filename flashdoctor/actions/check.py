@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from flashdoctor.actions.smoke import SmokeReport
     from flashdoctor.model.findings import CheckReport
+    from flashdoctor.probe.default_python import Interpreter
     from flashdoctor.probe.state import TargetState
 
 
@@ -30,6 +31,21 @@ def check_python_target(python: str | None, target: str | None) -> None:
         raise UsageError("--target and --python exclude each other: a target spec describes another machine")
     if python and not os.path.exists(python):
         raise UsageError(f"--python {python}: no such file")
+
+
+def choose_python(
+    python: str | None, target: str | None, environ: Mapping[str, str], module_run: bool = False
+) -> Interpreter | None:
+    """The interpreter a command works on: --python, else the one running ``python -m flashdoctor``
+    (``module_run``), else the environment the user is in (an activated venv or conda env, else the
+    first Python on PATH that is not flashdoctor's own, else flashdoctor's own: probe.default_python);
+    None with --target (a described machine)."""
+    check_python_target(python, target)
+    if target:
+        return None
+    from flashdoctor.probe.default_python import choose_interpreter
+
+    return choose_interpreter(environ, explicit=python, module_run=module_run)
 
 
 def target_python(python: str | None) -> str:
@@ -44,8 +60,10 @@ def resolve_environment(
     import_tests: bool = True,
     deep: bool = False,
     environ: Mapping[str, str] | None = None,
+    torch_archs: bool = False,
 ) -> tuple[Environment, str]:
-    """The Environment for a command and where it came from: "target:FILE", else "probe"."""
+    """The Environment for a command and where it came from: "target:FILE", else "probe".
+    ``torch_archs``: also read torch's CUDA arch list (for an output that shows it: probe_environment)."""
     check_python_target(python, target)
     if target:
         return inputs.load_target(target), f"target:{target}"
@@ -57,6 +75,7 @@ def resolve_environment(
             environ=os.environ if environ is None else environ,
             import_tests=import_tests,
             deep=deep,
+            torch_archs=torch_archs,
         ), "probe"
     except InterpreterError as exc:
         raise UsageError(str(exc)) from None
@@ -106,13 +125,23 @@ def run_check(
     smoke: bool,
     environ: Mapping[str, str],
     say: Callable[[str], None],
+    torch_archs: bool = True,
 ) -> CheckResult:
-    """`flashdoctor check` (one machine): the report and the exit code, the smoke test's included."""
+    """`flashdoctor check` (one machine): the report and the exit code, the smoke test's included.
+    ``torch_archs``: read torch's arch list (the JSON report and --save-target show it; a human report
+    only with -v); --save-target always reads it."""
     from flashdoctor.decide.explain import run_checks
 
     if smoke and target:
         raise UsageError("--smoke runs kernels on this machine; it cannot be combined with --target")
-    env, source = resolve_environment(python, target, import_tests=import_tests, deep=deep, environ=environ)
+    env, source = resolve_environment(
+        python,
+        target,
+        import_tests=import_tests,
+        deep=deep,
+        environ=environ,
+        torch_archs=torch_archs or bool(save_target),
+    )
     report = run_checks(env, source=source, wheel_finder=inputs.wheel_finder(environ, say))
     if save_target:
         inputs.write_json(save_target, env.to_target())

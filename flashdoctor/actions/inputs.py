@@ -156,12 +156,14 @@ def user_index_path(index_path: str | None, environ: Mapping[str, str]) -> str |
 
 
 def load_wheel_index(index_path: str | None, environ: Mapping[str, str]) -> WheelIndex:
-    """The wheel index to select from: the user's (bounded read, cached validation), else the bundled one."""
+    """The wheel index to select from: the user's (bounded read, cached validation), else the refreshed
+    one while it is newer than the bundled one (flashdoctor.actions.wheel_index), else the bundled one."""
+    from flashdoctor.actions.wheel_index import current_index
     from flashdoctor.decide.wheels.index import WheelIndexError, index_from_bytes, load_index
 
     path = user_index_path(index_path, environ)
     if path is None:
-        return load_index(None, environ)
+        return load_index(current_index(None, environ).path)
     try:
         data = read_bytes(path, "wheel index", INDEX_MAX_BYTES)
         doc = parse_json(data, f"wheel index {path}")
@@ -175,11 +177,12 @@ def load_wheel_index(index_path: str | None, environ: Mapping[str, str]) -> Whee
 def wheel_finder(environ: Mapping[str, str], say: Callable[[str], None] | None = None) -> WheelFinder | None:
     """check's and explain's WheelFinder over the default index (the user's or the bundled one), loaded
     at its first use; None (after telling ``say``) when there is no index at all."""
-    from flashdoctor.decide.wheels import WheelIndexError, default_index_path, find_wheel
+    from flashdoctor.actions.wheel_index import current_index
+    from flashdoctor.decide.wheels import WheelIndexError, find_wheel
 
     if user_index_path(None, environ) is None:
         try:
-            default_index_path(environ)
+            current_index(None, environ)
         except WheelIndexError as exc:
             if say is not None:
                 say(f"{exc.message}; verdicts do not consider prebuilt wheels")

@@ -71,6 +71,7 @@ from flashdoctor.knowledge.profiles import (
 from flashdoctor.knowledge.variants import VARIANT_DIST, Variant
 from flashdoctor.knowledge.versions import major_minor
 from flashdoctor.model.environment import Environment
+from flashdoctor.model.fields import FieldsJson
 from flashdoctor.model.plan import WheelRef
 
 SCHEMA = "flashdoctor/built-wheel/1"
@@ -80,7 +81,7 @@ MANIFEST_MAX = 1 << 20  # a build.json is a few KiB; a larger one is not ours
 
 # -- the fingerprint ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Fingerprint:
+class Fingerprint(FieldsJson):
     """What a built wheel depends on (see the module docstring for why each field matters), and what
     was compiled (variant, version, archs, profile)."""
 
@@ -96,18 +97,9 @@ class Fingerprint:
     profile: str  # the local version label, e.g. "fd.sm90.hd128.bf16"
 
     def key(self) -> dict[str, Any]:
-        """The fields that make the id (glibc is compared, not hashed)."""
-        return {
-            "variant": self.variant,
-            "version": self.version,
-            "torch": self.torch,
-            "cuda": self.cuda,
-            "cxx11abi": self.cxx11abi,
-            "python_abi": self.python_abi,
-            "platform": self.platform,
-            "archs": list(self.archs),
-            "profile": self.profile,
-        }
+        """The fields that make the id: every field but glibc (compared, not hashed)."""
+        fields = {k: v for k, v in super().to_json().items() if k != "glibc"}
+        return {**fields, "archs": list(self.archs)}
 
     @property
     def id(self) -> str:
@@ -218,8 +210,10 @@ class Request:
         archs: Iterable[int] | None = None,
         head_dims: Iterable[int] | None = None,
         dtypes: Iterable[str] | None = None,
+        disabled: Iterable[str] | None = None,
     ) -> Request:
-        """What ``install`` asks for: the visible GPUs (or ``archs``), and the head dims / dtypes named."""
+        """What ``install`` asks for: the visible GPUs (or ``archs``), and the head dims / dtypes / FA3
+        features done without that are named."""
         tmm, cmm = env.torch_mm, env.torch_cuda_mm
         gpus: tuple[tuple[str, int | None], ...]
         if archs is not None:
@@ -238,6 +232,7 @@ class Request:
             versions=versions,
             head_dims=None if head_dims is None else tuple(sorted(set(head_dims))),
             dtypes=None if dtypes is None else tuple(dtypes),
+            disabled=None if disabled is None else tuple(disabled),
         )
 
     @classmethod

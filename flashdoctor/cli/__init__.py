@@ -21,7 +21,7 @@ from flashdoctor.cli.build import build
 from flashdoctor.cli.check import check
 from flashdoctor.cli.explain import explain
 from flashdoctor.cli.install import install, lock
-from flashdoctor.cli.options import examples
+from flashdoctor.cli.options import AS_MODULE, examples
 from flashdoctor.cli.smoke import bench, smoke
 from flashdoctor.cli.wheels import wheels
 from flashdoctor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FlashdoctorError
@@ -82,12 +82,16 @@ def _crash_log(exc: BaseException) -> str | None:
         return None
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None, *, as_module: bool = False) -> None:
     """Console-script entry point. User errors: one message and their exit code; bugs: exit 3 with a
-    log to paste into an issue; Ctrl-C: 130."""
+    log to paste into an issue; Ctrl-C: 130. ``as_module``: run as ``python -m flashdoctor`` (that
+    Python is the default target: cli.options.machine)."""
     try:
         rv = cli.main(
-            args=list(argv) if argv is not None else None, prog_name="flashdoctor", standalone_mode=False
+            args=list(argv) if argv is not None else None,
+            prog_name="flashdoctor",
+            standalone_mode=False,
+            obj={AS_MODULE: as_module},
         )
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

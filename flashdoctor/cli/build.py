@@ -11,10 +11,12 @@ from flashdoctor.cli.options import (
     SOURCE_BUILD_PARAMS,
     allow_http_option,
     build_options,
+    document,
     dry_run_option,
     examples,
     index_url_option,
     json_option,
+    machine,
     python_option,
     source_build_options,
     target_option,
@@ -22,7 +24,6 @@ from flashdoctor.cli.options import (
     verbose_option,
     wheelhouse_option,
 )
-from flashdoctor.knowledge.profiles import FA3_FEATURES
 from flashdoctor.knowledge.variants import VARIANTS, Variant, variant_info
 
 if TYPE_CHECKING:
@@ -68,18 +69,6 @@ def run_source_build(
     )
 
 
-def _fa3_flags(f: Any) -> Any:
-    for name in reversed(FA3_FEATURES):
-        f = click.option(
-            f"--no-{name}",
-            "disable",
-            flag_value=name,
-            multiple=True,
-            help=f"FA3: do not compile the {name} kernels (its FLASH_ATTENTION_DISABLE_* switch).",
-        )(f)
-    return f
-
-
 @click.command(
     epilog=examples(
         "flashdoctor build --dry-run                              # the plan: units, MAX_JOBS, preflight",
@@ -91,7 +80,6 @@ def _fa3_flags(f: Any) -> Any:
 @variant_options(BUILDABLE)
 @source_build_options
 @click.option("--flash-version", metavar="VER", help="FA2 sdist version to fetch (default: newest known).")
-@_fa3_flags
 @wheelhouse_option
 @click.option("--log", "log", metavar="FILE", help="Build log file (default: in flashdoctor's cache).")
 @click.option(
@@ -121,7 +109,6 @@ def build(variant: Variant, **opts: Any) -> int:
     build_opts = build_options(
         variant,
         **{k: opts[k] for k in SOURCE_BUILD_PARAMS},
-        disable=opts["disable"],
         wheelhouse=opts["wheelhouse"],
         index_url=opts["index_url"],
         version=opts["flash_version"],
@@ -132,14 +119,15 @@ def build(variant: Variant, **opts: Any) -> int:
         ignore_preflight=opts["ignore_preflight"],
         allow_http=opts["allow_http"],
     )
-    python, target, dry_run, as_json = opts["python"], opts["target"], opts["dry_run"], opts["as_json"]
+    target, dry_run, as_json = opts["target"], opts["dry_run"], opts["as_json"]
+    python = machine(opts["python"], target, err=as_json)
     env, _src = resolve_environment(python, target, import_tests=False, environ=os.environ)
     console = make_console(stderr=as_json)
     outcome = run_source_build(
         env, build_opts, python, console, variant, plan_only=dry_run or bool(target), probe_tools=not target
     )
     if as_json:
-        from flashdoctor.render.json import document, emit
+        from flashdoctor.render.json import emit
 
         emit(document(outcome_to_json(outcome), command="build", exit_code=outcome.exit_code))
     else:

@@ -9,9 +9,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from flashdoctor.cli.options import (
+    announce_machine,
     combine,
+    document,
     examples,
     json_option,
+    machine,
     output_option,
     python_option,
     target_option,
@@ -72,16 +75,15 @@ def _join_timeout(ctx: click.Context, join_timeout: float, legacy: float | None)
 
 
 def _distributed_check(opts: dict[str, Any], as_json: bool, verbose: bool, join_timeout: float) -> int:
-    from flashdoctor.actions.check import check_python_target
     from flashdoctor.actions.cluster.launch import parse_target_for_rank
     from flashdoctor.actions.cluster.protocol import Timeouts
     from flashdoctor.actions.cluster.rank import RankOptions
     from flashdoctor.actions.cluster.run import run_distributed_check
     from flashdoctor.decide.cluster import ClusterReport
 
-    check_python_target(opts["python"], opts["target"])
+    python = machine(opts["python"], opts["target"], err=as_json, announce=False)
     rank_opts = RankOptions(
-        python=opts["python"],
+        python=python,
         target=opts["target"],
         target_for_rank=parse_target_for_rank(opts["target_for_rank"]),
         strict=opts["strict"],
@@ -93,8 +95,9 @@ def _distributed_check(opts: dict[str, Any], as_json: bool, verbose: bool, join_
     )
 
     def show(report: ClusterReport, doc: dict[str, Any]) -> None:
+        announce_machine(err=as_json)  # rank 0's; every rank chose its own
         if as_json:
-            from flashdoctor.render.json import document, emit
+            from flashdoctor.render.json import emit
 
             emit(document(doc, command="check", exit_code=doc["exit_code"]))
         else:
@@ -126,7 +129,7 @@ def _render(
     report, code = result.report, result.exit_code
     if as_json:
         from flashdoctor.model.findings import report_to_json
-        from flashdoctor.render.json import document, emit
+        from flashdoctor.render.json import emit
 
         emit(
             document(report_to_json(report, strict=strict, require=require), command="check", exit_code=code)
@@ -201,8 +204,9 @@ def check(ctx: click.Context, /, **opts: Any) -> int:
         raise UsageError("--target-for-rank and --output are options of --distributed")
     from flashdoctor.actions.check import run_check
 
+    python = machine(opts["python"], opts["target"], err=as_json)
     result = run_check(
-        python=opts["python"],
+        python=python,
         target=opts["target"],
         strict=opts["strict"],
         require=opts["require"],
@@ -212,6 +216,8 @@ def check(ctx: click.Context, /, **opts: Any) -> int:
         smoke=opts["smoke"],
         environ=os.environ,
         say=lambda message: echo(f"flashdoctor: {message}", err=True),
+        # the walk of libtorch_cuda.so for its arch list, only for an output that shows it
+        torch_archs=as_json or verbose or bool(opts["save_target"]) or opts["deep"],
     )
     _render(result, as_json, verbose, opts["strict"], opts["require"])
     return result.exit_code

@@ -11,10 +11,12 @@ import click
 from flashdoctor.cli.options import (
     SOURCE_BUILD_PARAMS,
     build_options,
+    document,
     dry_run_option,
     examples,
     fetch_options,
     json_option,
+    machine,
     output_option,
     plan_file_option,
     python_option,
@@ -83,7 +85,7 @@ def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Pl
     )
     if opts["dry_run"]:
         if opts["as_json"]:
-            from flashdoctor.render.json import document, emit
+            from flashdoctor.render.json import emit
 
             emit(document(outcome_to_json(outcome), command="install", exit_code=outcome.exit_code))
         else:
@@ -100,7 +102,7 @@ def _show_plan(plan: Plan, notes: list[str], source: str, opts: dict[str, Any]) 
     code = 1 if plan.action == "unsupported" or (not dry_run and plan.action == "build") else 0
     if opts["as_json"]:
         from flashdoctor.model.envelope import PLAN_SCHEMA_ID
-        from flashdoctor.render.json import document, emit
+        from flashdoctor.render.json import emit
 
         doc = plan.to_json()
         if notes:
@@ -168,9 +170,10 @@ def install(variant: Variant, **opts: Any) -> int:
     --from-source (the other build options: `flashdoctor build`)."""
     from flashdoctor.actions.check import EarlyProbes
 
-    python, target, dry_run = opts["python"], opts["target"], opts["dry_run"]
+    target, dry_run = opts["target"], opts["dry_run"]
     if target and not dry_run:
         raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
+    python = opts["python"] = machine(opts["python"], target, err=opts["as_json"])
     # The probes (subprocesses of the target, NVML) start first and run while the install machinery is
     # imported; for a small wheel these fixed costs are most of what flashdoctor adds to a bare pip.
     read_state = not dry_run and opts["yes"] and not opts["from_source"]
@@ -183,7 +186,7 @@ def install(variant: Variant, **opts: Any) -> int:
     if opts["from_source"]:
         service.check_buildable(variant)
         local, notes = service.local_build_for_source(
-            env, variant, houses, opts["arch"], opts["head_dims"], opts["dtypes"]
+            env, variant, houses, opts["arch"], opts["head_dims"], opts["dtypes"], opts["disable"]
         )
         built = local or _from_source(env, variant, opts)
         if isinstance(built, int):
@@ -191,13 +194,13 @@ def install(variant: Variant, **opts: Any) -> int:
         plan = built
     elif any(opts[k] for k in SOURCE_BUILD_PARAMS):
         raise UsageError(
-            "--source/--ref/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads need --from-source"
+            "--source/--ref/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads/--no-* need --from-source"
         )
     else:
         plan, notes = service.resolve_plan(env, variant, houses, cache=fetch.cache, **_selection(opts))
     if dry_run or plan.action != "wheel":
         return _show_plan(plan, notes, source, opts)
-    py = python or sys.executable
+    py = python or sys.executable  # python is None only with --target, which never gets here
     if not opts["yes"]:
         if not sys.stdin.isatty():
             raise UsageError(
@@ -218,7 +221,7 @@ def install(variant: Variant, **opts: Any) -> int:
     )
     if opts["as_json"]:
         from flashdoctor.model.envelope import INSTALL_SCHEMA_ID
-        from flashdoctor.render.json import document, emit
+        from flashdoctor.render.json import emit
 
         emit(
             document(
@@ -233,10 +236,16 @@ def install(variant: Variant, **opts: Any) -> int:
     return result.exit_code
 
 
+LOCK_FORMATS = ("requirements", "uv", "dockerfile")
+
+
 @click.command(
     epilog=examples(
         "flashdoctor lock --fa2 -o requirements-flash.txt",
         "pip install --require-hashes -r requirements-flash.txt    # the same wheel, without flashdoctor",
+        "flashdoctor lock --format uv           # a pyproject.toml dependency with its #sha256, for uv",
+        "flashdoctor lock --format dockerfile   # a RUN line for a Dockerfile",
+        "flashdoctor lock --format all -o flash # flash.txt, flash.pyproject.toml, flash.Dockerfile",
         "flashdoctor lock --target h100.json --index-url https://mirror.example/simple --json",
     )
 )
@@ -246,37 +255,62 @@ def install(variant: Variant, **opts: Any) -> int:
 @target_option
 @fetch_options
 @plan_file_option("Lock")
-@output_option("Write the requirements file here (default: standard output).")
-@json_option("Print the locked entry as JSON.")
+@click.option(
+    "--format",
+    "lock_format",
+    type=click.Choice([*LOCK_FORMATS, "all"]),
+    default="requirements",
+    show_default=True,
+    help="requirements: a pip requirements file (--hash=sha256:); uv: a pyproject.toml dependency "
+    "'flash-attn @ URL#sha256=...' that uv checks; dockerfile: a RUN line (pip --require-hashes); all: "
+    "the three (with -o BASE: BASE.txt, BASE.pyproject.toml, BASE.Dockerfile).",
+)
+@output_option("Write it to FILE (default: standard output); with --format all, FILE is a base name.")
+@json_option("Print the locked entry, and each format's text, as JSON.")
 def lock(variant: Variant, **opts: Any) -> int:
-    """Write a requirements line with the exact URL and --hash=sha256: for the planned wheel, so that
-    `pip install --require-hashes -r FILE` reproduces the install without flashdoctor."""
+    """Pin the planned wheel by its exact URL and sha256, so that it installs the same without
+    flashdoctor: a requirements line for `pip install --require-hashes -r FILE`, a pyproject.toml
+    dependency for uv, or a Dockerfile RUN line. Each says whether the sha256 matches a published
+    digest or was recorded from the download."""
     from flashdoctor.actions.check import resolve_environment
     from flashdoctor.actions.install import service
 
+    formats = LOCK_FORMATS if opts["lock_format"] == "all" else (opts["lock_format"],)
+    # standard output may be the locked file: the interpreter's line goes to standard error
+    python = machine(opts["python"], opts["target"], err=opts["as_json"] or not opts["output"])
     fetch, houses = _fetch(opts, progress=not opts["as_json"])
-    env, source = resolve_environment(opts["python"], opts["target"], import_tests=False)
+    env, source = resolve_environment(python, opts["target"], import_tests=False)
     plan, _notes = service.resolve_plan(env, variant, houses, lock=True, **_selection(opts))
     result = service.lock(
-        plan, env, source, fetch, index_url=opts["index_url"], output=opts["output"], environ=os.environ
+        plan,
+        env,
+        source,
+        fetch,
+        index_url=opts["index_url"],
+        output=opts["output"],
+        environ=os.environ,
+        formats=formats,
     )
-    entry, output = result.entry, result.output
+    entry = result.entry
     if opts["as_json"]:
         from flashdoctor.model.envelope import LOCK_SCHEMA_ID
-        from flashdoctor.render.json import document, emit
+        from flashdoctor.render.json import emit
 
-        emit(
-            document(
-                {"entries": [entry.to_json()], "output": output},
-                command="lock",
-                exit_code=0,
-                schema=LOCK_SCHEMA_ID,
-            )
-        )
-    elif not output:
-        echo(result.text, nl=False)
+        body = {
+            "entries": [entry.to_json()],
+            "output": result.output,
+            "outputs": dict(result.outputs),
+            "exports": dict(result.exports),
+        }
+        emit(document(body, command="lock", exit_code=0, schema=LOCK_SCHEMA_ID))
+    elif not result.outputs:
+        for i, (name, text) in enumerate(result.exports.items()):
+            if len(result.exports) > 1:
+                echo(("\n" if i else "") + f"# ==> {name} <==")
+            echo(text, nl=False)
     else:
         from flashdoctor.model.install import digest_wording
 
-        echo(f"wrote {output}: {entry.dist} {entry.wheel.version} ({digest_wording(entry.sha256_from)})")
+        for path in result.outputs.values():
+            echo(f"wrote {path}: {entry.dist} {entry.wheel.version} ({digest_wording(entry.sha256_from)})")
     return 0

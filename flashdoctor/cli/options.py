@@ -6,13 +6,15 @@ A new variant in knowledge/variants (VARIANTS + its title) gets its --faN flag o
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
 from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.profiles import FA3_FEATURES
 from flashdoctor.knowledge.variants import VARIANTS, Variant, variant_info
 
 if TYPE_CHECKING:
@@ -44,7 +46,9 @@ python_option = click.option(
     "--python",
     "python",
     metavar="PATH",
-    help="Target interpreter to diagnose / install into (default: the one running flashdoctor).",
+    help="Target interpreter to diagnose / install into. Default: the environment you are in — the Python "
+    "of `python -m flashdoctor`, else the activated venv or conda env, else the first python3 on PATH that "
+    "is not flashdoctor's own (its own when it has torch). The first line of the output names it.",
 )
 target_option = click.option(
     "--target",
@@ -52,6 +56,55 @@ target_option = click.option(
     metavar="FILE",
     help="Describe a machine in JSON instead of probing this one (README 'Target spec').",
 )
+
+
+_MACHINE = "flashdoctor.machine"
+AS_MODULE = "as_module"  # key of the context's obj: flashdoctor runs as `python -m flashdoctor`
+
+
+def machine(python: str | None, target: str | None, *, err: bool, announce: bool = True) -> str | None:
+    """The interpreter this command works on (actions.check.choose_python), remembered for the JSON
+    document's ``interpreter`` field and, unless ``announce`` is False, named on the first line of the
+    output (``err``: on standard error, where standard output is a document). None with --target."""
+    from flashdoctor.actions.check import choose_python
+
+    ctx = click.get_current_context()
+    as_module = bool((ctx.find_root().obj or {}).get(AS_MODULE))
+    chosen = choose_python(python, target, os.environ, module_run=as_module)
+    if chosen is None:
+        assert target is not None
+        info: dict[str, str | None] = {
+            "path": None,
+            "reason": "--target",
+            "why": f"the machine described in {target}",
+            "target": target,
+        }
+        line = f"target: {target}"
+    else:
+        info, line = dict(chosen.to_json()), f"python: {chosen.describe()}"
+    ctx.meta[_MACHINE] = (info, line)
+    if announce:
+        announce_machine(err)
+    return None if chosen is None else chosen.path
+
+
+def announce_machine(err: bool) -> None:
+    """Print the line that names the interpreter (or the target spec) and why: every human output
+    starts with it."""
+    from flashdoctor.render.text import echo_wrapped
+
+    found = click.get_current_context().meta.get(_MACHINE)
+    if found:
+        line = found[1]
+        echo_wrapped(line, err=err, hang=line.index(" ") + 1)
+
+
+def document(body: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """render.json.document with the ``interpreter`` this command chose (see :func:`machine`)."""
+    from flashdoctor.render.json import document as envelope
+
+    found = click.get_current_context().meta.get(_MACHINE)
+    return envelope(body, interpreter=found[0] if found else None, **kwargs)
 
 
 def json_option(help: str = "Print the versioned JSON document (in the result envelope).") -> Decorator:
@@ -203,8 +256,18 @@ source_build_options = combine(
         type=click.IntRange(1, 64),
         help="Threads per nvcc (NVCC_THREADS; default: one per arch, ≤ 4).",
     ),
+    *(
+        click.option(
+            f"--no-{name}",
+            "disable",
+            flag_value=name,
+            multiple=True,
+            help=f"FA3: do not compile the {name} kernels (its FLASH_ATTENTION_DISABLE_* switch).",
+        )
+        for name in FA3_FEATURES
+    ),
 )
-SOURCE_BUILD_PARAMS = ("source", "ref", "arch", "head_dims", "dtypes", "max_jobs", "nvcc_threads")
+SOURCE_BUILD_PARAMS = ("source", "ref", "arch", "head_dims", "dtypes", "max_jobs", "nvcc_threads", "disable")
 
 
 def build_options(

@@ -8,9 +8,11 @@ from typing import Any
 import click
 
 from flashdoctor.cli.options import (
+    document,
     examples,
     gpu_options,
     json_option,
+    machine,
     output_option,
     python_option,
     timeout_option,
@@ -30,7 +32,6 @@ _REPORT_FILE = "Also write the JSON report to FILE."
 def _finish(report: Any, command: str, opts: dict[str, Any]) -> dict[str, Any]:
     """The report's document in its envelope; written to -o FILE when asked."""
     from flashdoctor.actions.inputs import write_json
-    from flashdoctor.render.json import document
 
     doc = document(report.to_json(), command=command, exit_code=report.exit_code())
     if opts["output"]:
@@ -65,7 +66,7 @@ def smoke(**opts: Any) -> int:
     from flashdoctor.actions.smoke import run_smoke
 
     report = run_smoke(
-        target_python(opts["python"]),
+        target_python(machine(opts["python"], None, err=opts["as_json"])),
         os.environ,
         gpu=opts["gpu"],
         variants=opts["variants"] or None,
@@ -153,7 +154,7 @@ def bench(**opts: Any) -> int:
         "bench", batch, seqlen, heads, head_dim, dtype=dtype, causal=opts["causal"], kv_heads=kv_heads
     )
     report = run_bench(
-        target_python(opts["python"]),
+        target_python(machine(opts["python"], None, err=opts["as_json"])),
         os.environ,
         case,
         gpu=opts["gpu"],

@@ -8,8 +8,10 @@ from typing import Any
 import click
 
 from flashdoctor.cli.options import (
+    document,
     examples,
     json_option,
+    machine,
     python_option,
     selection_options,
     target_option,
@@ -51,7 +53,7 @@ def wheels(variant: Variant, **opts: Any) -> int:
     from flashdoctor.actions.check import resolve_environment
     from flashdoctor.actions.inputs import load_wheel_index
     from flashdoctor.render.console import make_console
-    from flashdoctor.render.json import document, emit
+    from flashdoctor.render.json import emit
 
     python, target, version_spec, as_json = (
         opts["python"],
@@ -79,6 +81,7 @@ def wheels(variant: Variant, **opts: Any) -> int:
     from flashdoctor.decide.wheels import parse_version_spec, select_wheels
 
     spec = parse_version_spec(version_spec)
+    python = machine(python, target, err=as_json)
     env, source = resolve_environment(python, target, import_tests=False, environ=os.environ)
     sel = select_wheels(env, variant, index, spec, opts["allow_community"])
     rows = None if opts["show_all"] else opts["limit"]

@@ -1,6 +1,7 @@
 """The one backend vocabulary: every attention backend name flashdoctor uses, its kind, title and short
-label (data/attention_backends.json "vocabulary"), and where each FlashAttention variant is found in a
-target interpreter (its distributions, the modules that hold ``flash_attn_func``, its extensions).
+label (data/attention_backends.json "vocabulary" for the SDPA kernels; every variant of the registry,
+data/variants.json, is a name too), and where each FlashAttention variant is found in a target
+interpreter (its distributions, the modules that hold ``flash_attn_func``, its extensions: the registry's).
 
 Two users, one set of names:
 
@@ -20,7 +21,7 @@ from functools import cache
 from typing import Any, Literal
 
 from flashdoctor.knowledge.data import load_data
-from flashdoctor.knowledge.variants import Variant, variant_info
+from flashdoctor.knowledge.variants import VARIANTS, Variant, as_variant, variant_info
 
 BackendKind = Literal["variant", "sdpa"]
 
@@ -50,7 +51,12 @@ class Backend:
 
 @cache
 def backend(name: str) -> Backend:
-    """The vocabulary entry of ``name``; KeyError for a name that is not one."""
+    """The vocabulary entry of ``name``; KeyError for a name that is not one. A variant's entry is its
+    registry entry: "FA3 flash_attn_interface" (short label and first module)."""
+    variant = as_variant(name)
+    if variant is not None:
+        info = variant_info(variant)
+        return Backend(name, "variant", f"{info.short} {info.import_name}", info.short, info.name, None, ())
     raw = _vocabulary()["names"][name]
     return Backend(
         name=name,
@@ -63,10 +69,11 @@ def backend(name: str) -> Backend:
     )
 
 
-#: Every name, in the vocabulary's order.
-NAMES: tuple[str, ...] = tuple(_vocabulary()["names"])
-#: What the smoke test and the bench run, in run order; the fallback (their speed-up baseline) first.
-SMOKE_BACKENDS: tuple[str, ...] = tuple(_vocabulary()["smoke"]["order"])
+#: Every name: the variants (registry order), then the SDPA names in the vocabulary's order.
+NAMES: tuple[str, ...] = (*VARIANTS, *_vocabulary()["names"])
+#: What the smoke test and the bench run, in run order; the fallback (their speed-up baseline) first,
+#: the SDPA kernels, then every variant.
+SMOKE_BACKENDS: tuple[str, ...] = (*_vocabulary()["smoke"]["order"], *VARIANTS)
 SMOKE_FALLBACK: str = str(_vocabulary()["smoke"]["fallback"])
 #: What the runtime dispatches to, best-known first; its fallback (torch's own selection) last.
 RUNTIME_BACKENDS: tuple[str, ...] = tuple(load_data("attention_backends")["backends"])
@@ -116,24 +123,29 @@ class VariantImport:
 
 @cache
 def variant_import(variant: Variant) -> VariantImport:
-    raw = _vocabulary()["names"][variant]
-    runtime = load_data("attention_backends")["backends"][variant]
-    dist = variant_info(variant).dist
+    info = variant_info(variant)
     return VariantImport(
         variant=variant,
-        dists=tuple(dict.fromkeys((dist, dist.replace("-", "_")))),
-        modules=tuple(runtime["modules"]),
-        function=str(runtime["function"]),
-        needs_dist=bool(raw["needs_dist"]),
-        extensions=tuple(raw["extensions"]),
+        dists=tuple(dict.fromkeys((info.dist, info.dist.replace("-", "_")))),
+        modules=info.modules,
+        function=info.function,
+        needs_dist=info.requires_dist,
+        extensions=info.extensions,
     )
 
 
 def variant_imports() -> dict[str, dict[str, Any]]:
     """Every variant's :class:`VariantImport` as JSON, for a target-side script's config."""
-    out: dict[str, dict[str, Any]] = {}
-    for name in NAMES:
-        variant = backend(name).variant
-        if variant is not None:
-            out[variant] = variant_import(variant).to_json()
-    return out
+    return {v: variant_import(v).to_json() for v in VARIANTS}
+
+
+# -- what the smoke test knows of a backend's own call -------------------------------------------------
+def smoke_facts(name: str) -> dict[str, Any]:
+    """How the smoke test calls ``name`` and recognises its kernels (usage, kernel_pattern,
+    kernel_exclude, aot, head_dims where documented): a variant's ``smoke`` in data/variants.json, an
+    SDPA kernel's entry in data/smoke.json. KeyError for an unknown name."""
+    variant = as_variant(name)
+    if variant is not None:
+        return dict(variant_info(variant).smoke)
+    facts: dict[str, Any] = load_data("smoke")["backends"][name]
+    return dict(facts)

@@ -3,22 +3,33 @@ host_compilers.json)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
 from packaging.version import Version
 
 from flashdoctor.knowledge.data import load_data
 from flashdoctor.knowledge.versions import major_minor, parse_version
 
 
+def _last_reached(
+    rows: Iterable[Mapping[str, Any]], threshold: Callable[[Mapping[str, Any]], Any], value: Any
+) -> Mapping[str, Any] | None:
+    """The last row of an ascending table whose ``threshold`` ``value`` reaches (None: none, or no value)."""
+    best = None
+    for row in rows:
+        t = threshold(row)
+        if value is not None and t is not None and value >= t:
+            best = row
+    return best
+
+
 def driver_max_cuda(driver: str) -> str | None:
     """Newest CUDA toolkit release the given Linux driver supports (from the release-notes table)."""
-    dv = parse_version(driver)
-    if dv is None:
-        return None
-    best: str | None = None
-    for row in load_data("cuda_drivers")["toolkits"]:
-        if dv >= Version(row["linux"]):
-            best = row["cuda"]
-    return best
+    row = _last_reached(
+        load_data("cuda_drivers")["toolkits"], lambda r: Version(r["linux"]), parse_version(driver)
+    )
+    return None if row is None else str(row["cuda"])
 
 
 def driver_min_for_cuda(cuda: str) -> str | None:
@@ -49,15 +60,10 @@ def driver_min_for_major(major: int) -> str | None:
 
 
 def gcc_max_for_nvcc(nvcc: str) -> int | None:
-    mm = major_minor(nvcc)
-    if mm is None:
-        return None
-    best: int | None = None
-    for row in load_data("host_compilers")["gcc_max"]:
-        rm = major_minor(row["nvcc"])
-        if rm is not None and mm >= rm:
-            best = int(row["gcc_max"])
-    return best
+    row = _last_reached(
+        load_data("host_compilers")["gcc_max"], lambda r: major_minor(r["nvcc"]), major_minor(nvcc)
+    )
+    return None if row is None else int(row["gcc_max"])
 
 
 def gcc_min() -> int:

@@ -86,6 +86,8 @@ class VariantInfo:
     pre_release_only: bool
     build: Mapping[str, Any] | None  # {"rules": "build.json#/fa2", "from": ..., "help": ...}; None: no build
     backends: tuple[str, ...]  # runtime backend names (data/attention_backends.json)
+    smoke: Mapping[str, Any]  # how the smoke test calls it and knows its kernels (aot, usage, head_dims, ...)
+    drift: Mapping[str, Any]  # the cluster check's field for its build (label, status, why, source)
     min_capability: tuple[int, int]
     supported: tuple[tuple[int, int], ...]
     experimental: tuple[tuple[int, int], ...]
@@ -208,6 +210,8 @@ def variant_info(name: Variant) -> VariantInfo:
         pre_release_only=bool(raw["pre_release_only"]),
         build=raw["build"],
         backends=tuple(raw["backends"]),
+        smoke=raw["smoke"],
+        drift=raw["drift"],
         min_capability=_cc(raw["min_capability"]),
         supported=tuple(_cc(c) for c in raw["supported_capabilities"]),
         experimental=tuple(_cc(c) for c in raw["experimental_capabilities"]),
@@ -240,6 +244,11 @@ def variant_info(name: Variant) -> VariantInfo:
         ),
         raw=raw,
     )
+
+
+def as_variant(name: str) -> Variant | None:
+    """``name`` as a variant when the registry has it; None for any other name (a backend, a typo)."""
+    return name if name in VARIANTS else None
 
 
 def variant_for_flag(flag: str) -> Variant | None:

@@ -15,7 +15,8 @@ from typing import Any, Literal, Protocol
 
 from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL, EXIT_OK
 from flashdoctor.knowledge.profiles import BuildVariant, Profile
-from flashdoctor.model.findings import Finding
+from flashdoctor.model.fields import FieldsJson
+from flashdoctor.model.findings import DiagnosisLike, Finding
 from flashdoctor.model.verification import Verification
 
 Status = Literal["planned", "blocked", "cached", "built", "failed"]
@@ -36,7 +37,7 @@ class BuildRequest:
 
 
 @dataclass(frozen=True)
-class ArchTarget:
+class ArchTarget(FieldsJson):
     """One requested architecture (a GPU or an --arch value) and the code the build gives it."""
 
     sm: int
@@ -44,15 +45,6 @@ class ArchTarget:
     runs: str  # "native" | "no"
     note: str
     subject: str  # "GPU 0 NVIDIA H100 (sm_90)" or "--arch 86"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "sm": self.sm,
-            "build_arch": self.build_arch,
-            "runs": self.runs,
-            "note": self.note,
-            "subject": self.subject,
-        }
 
 
 @dataclass(frozen=True)
@@ -128,18 +120,6 @@ class BuildProgress(Protocol):
     def finished(self, ok: bool, elapsed: float) -> None: ...
 
 
-class DiagnosisView(Protocol):
-    """What the outcome needs of a diagnosis (flashdoctor.decide.explain.Diagnosis)."""
-
-    @property
-    def code(self) -> str: ...
-    @property
-    def message(self) -> str: ...
-    @property
-    def fix(self) -> str: ...
-    def to_json(self) -> dict[str, Any]: ...
-
-
 @dataclass(frozen=True)
 class FirstError:
     line_no: int  # 1-based, in the log
@@ -155,7 +135,7 @@ class RunResult:
     steps_total: int
     compiled: tuple[str, ...]  # source files named by ninja steps, in order
     first_error: FirstError | None = None
-    diagnoses: tuple[DiagnosisView, ...] = ()
+    diagnoses: tuple[DiagnosisLike, ...] = ()
     interrupted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

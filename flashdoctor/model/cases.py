@@ -11,8 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from flashdoctor.knowledge import load_data
-from flashdoctor.knowledge.backends import SMOKE_BACKENDS, SMOKE_FALLBACK, backend
+from flashdoctor.knowledge.backends import SMOKE_BACKENDS, SMOKE_FALLBACK, backend, smoke_facts
 
 Dtype = Literal["bf16", "fp16", "fp32"]
 DTYPES: tuple[Dtype, ...] = ("bf16", "fp16", "fp32")
@@ -89,29 +88,40 @@ def _varlen(
     )
 
 
+Shape = tuple[int, int, int, int]  # batch, seqlen, heads, head dim
+
+
+def _smoke_structure(
+    seed: Shape,
+    long: Shape,
+    gqa: Shape,
+    kv_heads: int,
+    varlen: tuple[int, ...],
+    varlen_heads: int,
+    varlen_hd: int,
+) -> tuple[Case, ...]:
+    """The smoke's cases, one structure at any size: a seed shape, causal and in fp16 too; a long-context
+    shape, causal and not; a causal GQA call with ``kv_heads``; a packed varlen batch."""
+    return (
+        Case("seed", *seed),
+        Case("seed-causal", *seed, causal=True),
+        Case("seed-fp16", *seed, dtype="fp16"),
+        Case("long", *long),
+        Case("long-causal", *long, causal=True),
+        Case("gqa", *gqa, causal=True, kv_heads=kv_heads),
+        _varlen("varlen", varlen, heads=varlen_heads, head_dim=varlen_hd),
+    )
+
+
 # The seed guide's shape (ViT-L/16 at 224 px: 196 tokens, 16 heads of 64), a long-context shape at head
-# dim 128, causal and not, fp16, GQA 16/4 and a packed varlen batch (a sequence of 1 token included).
-SMOKE_CASES_CUDA: tuple[Case, ...] = (
-    Case("seed", 32, 196, 16, 64),
-    Case("seed-causal", 32, 196, 16, 64, causal=True),
-    Case("seed-fp16", 32, 196, 16, 64, dtype="fp16"),
-    Case("long", 1, 4096, 16, 128),
-    Case("long-causal", 1, 4096, 16, 128, causal=True),
-    Case("gqa", 2, 1024, 16, 128, causal=True, kv_heads=4),
-    _varlen("varlen", (1, 77, 512, 1000), heads=16, head_dim=128),
+# dim 128, GQA 16/4 and a packed varlen batch (a sequence of 1 token included).
+SMOKE_CASES_CUDA = _smoke_structure(
+    (32, 196, 16, 64), (1, 4096, 16, 128), (2, 1024, 16, 128), 4, (1, 77, 512, 1000), 16, 128
 )
 
 # The same structure at toy sizes, for the hidden --device cpu mode that CI runs through a real
 # subprocess with real (CPU) torch. Head dims 16 and 32 let a fake "minimal build" leave one out.
-SMOKE_CASES_CPU: tuple[Case, ...] = (
-    Case("seed", 2, 33, 4, 16),
-    Case("seed-causal", 2, 33, 4, 16, causal=True),
-    Case("seed-fp16", 2, 33, 4, 16, dtype="fp16"),
-    Case("long", 1, 128, 2, 32),
-    Case("long-causal", 1, 128, 2, 32, causal=True),
-    Case("gqa", 2, 40, 4, 16, causal=True, kv_heads=2),
-    _varlen("varlen", (1, 7, 33), heads=2, head_dim=16),
-)
+SMOKE_CASES_CPU = _smoke_structure((2, 33, 4, 16), (1, 128, 2, 32), (2, 40, 4, 16), 2, (1, 7, 33), 2, 16)
 
 
 def smoke_cases(device: str) -> tuple[Case, ...]:
@@ -123,13 +133,14 @@ def applicable(backend: str, case: Case) -> bool:
     return not (case.varlen is not None and backend_kind(backend) == "sdpa")
 
 
-# -- backend knowledge: the vocabulary (knowledge.backends) and the smoke's own (data/smoke.json) ----
+# -- backend knowledge: the vocabulary and the smoke's own facts (knowledge.backends) -----------------
 def backend_info(name: str) -> dict[str, Any]:
     """What the smoke knows about a backend: how it is called and how its kernels are recognised
-    (data/smoke.json), with its kind, title, short label and forced SDPBackend from the vocabulary."""
+    (knowledge.backends.smoke_facts), with its kind, title, short label and forced SDPBackend from the
+    vocabulary."""
     word = backend(name)
     info: dict[str, Any] = {
-        **load_data("smoke")["backends"][name],
+        **smoke_facts(name),
         "kind": word.kind,
         "title": word.title,
         "short": word.short,

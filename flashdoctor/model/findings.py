@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from flashdoctor import __version__
 from flashdoctor.knowledge.variants import VARIANTS, Variant
@@ -48,6 +48,21 @@ class Finding:
             "variant": self.variant,
             "subject": self.subject,
         }
+
+
+class DiagnosisLike(Protocol):
+    """A diagnosis of a failure (flashdoctor.decide.explain.Diagnosis) as the results of install and
+    build carry it: typed by its shape, so that the model imports no decision."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def evidence(self) -> str: ...
+    @property
+    def fix(self) -> str: ...
+    def to_json(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

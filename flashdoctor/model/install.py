@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL, EXIT_NETWORK, EXIT_OK
 from flashdoctor.knowledge.variants import Variant
+from flashdoctor.model.findings import DiagnosisLike
 from flashdoctor.model.plan import WheelRef
 
 Status = Literal["installed", "rolled-back", "restore-failed", "refused", "download-failed", "nothing-to-do"]
@@ -43,20 +44,6 @@ def digest_wording(sha256_from: str | None) -> str | None:
     if sha256_from is None:
         return None
     return DIGEST_PUBLISHED if digest_published(sha256_from) else DIGEST_RECORDED
-
-
-class DiagnosisLike(Protocol):
-    """A diagnosis of the failure (flashdoctor.decide.explain.Diagnosis), as the result carries it."""
-
-    @property
-    def code(self) -> str: ...
-    @property
-    def message(self) -> str: ...
-    @property
-    def evidence(self) -> str: ...
-    @property
-    def fix(self) -> str: ...
-    def to_json(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from flashdoctor.knowledge.variants import Variant
+from flashdoctor.model.fields import FieldsJson
 
 Action = Literal["wheel", "build", "none", "unsupported"]
 
 
 @dataclass(frozen=True)
-class WheelRef:
+class WheelRef(FieldsJson):
     """One downloadable wheel. ``sha256`` is None when no trustworthy digest is known."""
 
     filename: str
@@ -23,15 +24,6 @@ class WheelRef:
     sha256: str | None
     source: str  # "official" | "pytorch-index" | "pypi" | "community:<owner>" | "wheelhouse" | "local"
     version: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "filename": self.filename,
-            "url": self.url,
-            "sha256": self.sha256,
-            "source": self.source,
-            "version": self.version,
-        }
 
 
 @dataclass(frozen=True)

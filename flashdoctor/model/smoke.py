@@ -13,6 +13,7 @@ from typing import Any
 
 from flashdoctor import __version__
 from flashdoctor.model.cases import VARIANT_BACKENDS, Case
+from flashdoctor.model.fields import FieldsJson
 from flashdoctor.model.findings import Finding, Status
 
 SMOKE_SCHEMA_ID = "flashdoctor/smoke/1"
@@ -53,16 +54,13 @@ class TensorError:
 
 
 @dataclass(frozen=True)
-class Tolerance:
+class Tolerance(FieldsJson):
     out: float
     grad: float
 
-    def to_json(self) -> dict[str, float]:
-        return {"out": self.out, "grad": self.grad}
-
 
 @dataclass(frozen=True)
-class GpuInfo:
+class GpuInfo(FieldsJson):
     index: int | None  # None = the CPU (hidden --device cpu mode)
     name: str
     capability: str | None = None
@@ -75,17 +73,9 @@ class GpuInfo:
         sm = f"sm_{self.capability.replace('.', '')}" if self.capability else "sm_?"
         return f"GPU {self.index} {self.name} ({sm})"
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "name": self.name,
-            "capability": self.capability,
-            "memory_gb": self.memory_gb,
-        }
-
 
 @dataclass(frozen=True)
-class BackendInfo:
+class BackendInfo(FieldsJson):
     """A backend the smoke knows. Variants carry what the target interpreter said about them."""
 
     name: str
@@ -97,19 +87,6 @@ class BackendInfo:
     import_error: str | None = None
     module: str | None = None
     requested: bool = False  # named explicitly (run_smoke(variants=...)): missing is then a failure
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "title": self.title,
-            "installed": self.installed,
-            "version": self.version,
-            "import_ok": self.import_ok,
-            "import_error": self.import_error,
-            "module": self.module,
-            "requested": self.requested,
-        }
 
 
 @dataclass(frozen=True)
@@ -166,7 +143,7 @@ class CaseResult:
 
 
 @dataclass(frozen=True)
-class InputCheck:
+class InputCheck(FieldsJson):
     """A deliberately wrong input fed to a variant (fp32 tensors, head dim 512) and what it answered."""
 
     gpu: int | None
@@ -174,15 +151,6 @@ class InputCheck:
     check: str  # "fp32" | "head_dim_512"
     raised: bool
     error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "gpu": self.gpu,
-            "backend": self.backend,
-            "check": self.check,
-            "raised": self.raised,
-            "error": self.error,
-        }
 
 
 @dataclass(frozen=True)

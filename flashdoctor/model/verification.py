@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flashdoctor.model.fields import FieldsJson
 from flashdoctor.model.install import DIGEST_PUBLISHED, DIGEST_RECORDED
 
 Kind = Literal["published-digest", "recorded"]
@@ -23,7 +24,7 @@ DIGEST_SOURCES: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class Verification:
+class Verification(FieldsJson):
     kind: Kind
     digest_from: str | None = None  # a key of DIGEST_SOURCES when kind is "published-digest"
     where: str | None = None  # the page or API document the digest was read from (redacted)
@@ -41,13 +42,7 @@ class Verification:
         return DIGEST_RECORDED + (f": {self.note}" if self.note else "")
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "digest_from": self.digest_from,
-            "where": self.where,
-            "note": self.note,
-            "text": self.describe(),
-        }
+        return {**super().to_json(), "text": self.describe()}
 
 
 def published(digest_from: str, where: str | None = None) -> Verification:

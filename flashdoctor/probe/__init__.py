@@ -106,8 +106,13 @@ def probe_environment(
     environ: Mapping[str, str] | None = None,
     import_tests: bool = True,
     deep: bool = False,
+    torch_archs: bool = True,
 ) -> Environment:
-    """Probe this machine and the target interpreter (default: the running one)."""
+    """Probe this machine and the target interpreter (default: the running one).
+
+    ``torch_archs``: read torch's CUDA arch list from libtorch_cuda.so's fat binary (a walk of a ~1 GB
+    file: hundreds of milliseconds cold). No decision needs it; without it ``torch_arch_list`` is
+    unknown (not read), and a renderer says so. --deep reads it by importing torch anyway."""
     environ = dict(os.environ if environ is None else environ)
     python = python or sys.executable
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -122,7 +127,9 @@ def probe_environment(
         t = data.get("torch") or {}
         # Torch facts read from its binaries, concurrently with the import tests below.
         f_abi = pool.submit(cxx11_abi, t["libc10"]) if t.get("libc10") else None
-        f_tarch = pool.submit(cuda_archs, t["libtorch_cuda"]) if t.get("libtorch_cuda") else None
+        f_tarch = (
+            pool.submit(cuda_archs, t["libtorch_cuda"]) if torch_archs and t.get("libtorch_cuda") else None
+        )
         flash = data.get("flash") or []
         f_imports = {
             fl["dist"]: pool.submit(import_test, python, fl["dist"], environ) for fl in flash if import_tests
@@ -173,6 +180,8 @@ def probe_environment(
         unknown |= p.unknown
     if values.get("torch") and values.get("cxx11abi") is None:
         unknown.add("cxx11abi")
+    if t.get("libtorch_cuda") and not torch_archs and values.get("torch_arch_list") is None:
+        unknown.add("torch_arch_list")  # not read (see torch_archs), unless --deep read it
     values["notes"] = tuple(notes)
     return Environment(**values, unknown=frozenset(unknown))
 

@@ -1,11 +1,14 @@
 """Which interpreter flashdoctor diagnoses and installs into when --python is not given: the environment
 the user is in, the way uv and pip-audit pick theirs.
 
-1. an activated virtual environment (VIRTUAL_ENV), then an activated conda environment (CONDA_PREFIX);
-2. else the first ``python3`` / ``python`` on PATH that is not flashdoctor's own interpreter — so that
+1. ``python -m flashdoctor``: the Python the user named by running it (as ``python -m pip`` does; also
+   what torchrun starts);
+2. an activated virtual environment (VIRTUAL_ENV), then an activated conda environment (CONDA_PREFIX);
+3. else the first ``python3`` / ``python`` on PATH that is not flashdoctor's own interpreter — so that
    flashdoctor installed as an isolated tool (``pipx install``, ``uv tool install``, its own venv) checks
-   the user's environment, not its own;
-3. else flashdoctor's own interpreter.
+   the user's environment, not its own. flashdoctor's own environment counts as the user's when torch is
+   installed in it (flashdoctor installed into the training environment, first on PATH);
+4. else flashdoctor's own interpreter.
 
 The choice and its reason are printed first by every command that probes (README "Set-up"). Only files
 and the mapping passed in are read: tests give their own PATH and environment.
@@ -23,20 +26,32 @@ _NAMES_POSIX = ("python3", "python")
 _NAMES_WINDOWS = ("python.exe", "python3.exe")
 
 
+WHY = {
+    "--python": "given with --python",
+    "python -m": "the Python that runs `python -m flashdoctor`",
+    "VIRTUAL_ENV": "the activated virtual environment (VIRTUAL_ENV)",
+    "CONDA_PREFIX": "the activated conda environment (CONDA_PREFIX)",
+    "PATH": "the first Python on PATH that is not flashdoctor's own",
+    "own-torch": "the first Python on PATH: flashdoctor's own environment, which has torch",
+    "own": "flashdoctor's own (no activated environment and no other Python on PATH)",
+}
+
+
 @dataclass(frozen=True)
 class Interpreter:
     path: str
-    reason: str  # why this one: "--python", "VIRTUAL_ENV", "CONDA_PREFIX", "PATH", "flashdoctor's own"
+    reason: str  # why this one: a key of WHY ("own": flashdoctor's own)
+
+    @property
+    def why(self) -> str:
+        return WHY[self.reason]
 
     def describe(self) -> str:
-        why = {
-            "--python": "given with --python",
-            "VIRTUAL_ENV": "the activated virtual environment (VIRTUAL_ENV)",
-            "CONDA_PREFIX": "the activated conda environment (CONDA_PREFIX)",
-            "PATH": "the first Python on PATH that is not flashdoctor's own",
-            "own": "flashdoctor's own (no activated environment and no other Python on PATH)",
-        }[self.reason]
-        return f"{self.path} ({why})"
+        return f"{self.path} ({self.why})"
+
+    def to_json(self) -> dict[str, str]:
+        """The ``interpreter`` field of a JSON document."""
+        return {"path": self.path, "reason": self.reason, "why": self.why}
 
 
 def _is_exe(p: Path) -> bool:
@@ -67,19 +82,68 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+def _is_venv(prefix: Path) -> bool:
+    return (prefix / "pyvenv.cfg").is_file()
+
+
+MAX_LINKS = 40  # as the kernel's own limit on a chain of symbolic links
+
+
+def _is_own(python: Path, own_prefix: Path, own_executable: Path) -> bool:
+    """Whether running ``python`` runs flashdoctor's own environment. A venv's python is a link to the
+    base interpreter, so resolving it to the end says nothing about which environment it starts: the
+    chain is followed one link at a time, and the first link that lies in a virtual environment decides
+    (Python finds its pyvenv.cfg next to the path it was started by, before resolving links)."""
+    own_venv = _is_venv(own_prefix)
+    seen = 0
+    cur = python
+    while seen < MAX_LINKS:
+        prefix = _prefix_of(cur)
+        if _same(prefix, own_prefix):
+            return True
+        if _is_venv(prefix):
+            return False  # another virtual environment: the user's
+        if not cur.is_symlink():
+            # a base interpreter: flashdoctor's own only when flashdoctor runs in it (not in a venv)
+            return not own_venv and _same(cur, own_executable)
+        try:
+            target = Path(os.readlink(cur))
+        except OSError:
+            return False
+        cur = target if target.is_absolute() else cur.parent / target
+        seen += 1
+    return False
+
+
+def _own_has_torch() -> bool:
+    """Whether torch is installed in flashdoctor's own environment (found on its path, not imported)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def choose_interpreter(
     environ: Mapping[str, str],
     own_executable: str | None = None,
     own_prefix: str | None = None,
     explicit: str | None = None,
     windows: bool | None = None,
+    module_run: bool = False,
+    own_has_torch: bool | None = None,
 ) -> Interpreter:
-    """The interpreter to diagnose (see the module docstring for the order)."""
+    """The interpreter to diagnose (see the module docstring for the order). ``module_run``: flashdoctor
+    runs as ``python -m flashdoctor``; ``own_has_torch``: whether torch is in flashdoctor's own
+    environment (default: looked up when it matters)."""
     own_executable = own_executable or sys.executable
     own_prefix = own_prefix or sys.prefix
     windows = os.name == "nt" if windows is None else windows
     if explicit:
         return Interpreter(explicit, "--python")
+    if module_run:
+        return Interpreter(own_executable, "python -m")
     for var in ("VIRTUAL_ENV", "CONDA_PREFIX"):
         prefix = environ.get(var, "").strip()
         if prefix:
@@ -95,7 +159,11 @@ def choose_interpreter(
             cand = Path(directory) / name
             if not _is_exe(cand):
                 continue
-            if _same(_prefix_of(cand), own) or _same(cand, Path(own_executable)):
-                continue  # flashdoctor's own environment: not the user's
+            if _is_own(cand, own, Path(own_executable)):
+                if own_has_torch is None:
+                    own_has_torch = _own_has_torch()
+                if own_has_torch:
+                    return Interpreter(own_executable, "own-torch")
+                continue  # flashdoctor's own environment, a tool's: not the user's
             return Interpreter(str(cand), "PATH")
     return Interpreter(own_executable, "own")

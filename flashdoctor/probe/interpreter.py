@@ -68,34 +68,52 @@ class TargetScriptError(Exception):
         self.stderr = stderr
         super().__init__(self.message)
 
+    def _words(self, form: int) -> str:
+        detail = self.detail
+        return _WORDING[self.kind][form].format(
+            python=self.python,
+            what=self.what,
+            signal=self.signal,
+            timeout_s=self.timeout_s,
+            returncode=self.returncode,
+            detail=detail,
+            tail=f": {detail}" if detail else "",
+            paren=f" ({detail})" if detail else "",
+        )
+
     @property
     def short(self) -> str:
         """What happened, without the interpreter's name: 'the interpreter was killed by SIGSEGV'."""
-        if self.kind == "no-interpreter":
-            return f"cannot run {self.python}: {self.detail}"
-        if self.kind == "signal":
-            return f"the interpreter was killed by {self.signal}"
-        if self.kind == "timeout":
-            return f"did not finish within {self.timeout_s:g} s (killed)"
-        if self.kind == "exit":
-            return f"exit {self.returncode}" + (f": {self.detail}" if self.detail else "")
-        return f"printed no result ({self.detail})" if self.detail else "printed no result"
+        return self._words(0)
 
     @property
     def message(self) -> str:
-        py = self.python
-        if self.kind == "no-interpreter":
-            return f"cannot run the target interpreter {py}: {self.detail}"
-        if self.kind == "signal":
-            return f"the target interpreter {py} was killed by {self.signal} while running {self.what}"
-        if self.kind == "timeout":
-            return f"{self.what} did not finish within {self.timeout_s:g} s in the target interpreter {py}"
-        if self.kind == "exit":
-            tail = f": {self.detail}" if self.detail else ""
-            return f"{self.what} failed in the target interpreter {py} (exit {self.returncode}){tail}"
-        return f"{self.what} printed no result in the target interpreter {py}" + (
-            f" ({self.detail})" if self.detail else ""
-        )
+        return self._words(1)
+
+
+# How each kind of failure is told: (short, without the interpreter's name; the full message).
+_WORDING: dict[FailureKind, tuple[str, str]] = {
+    "no-interpreter": (
+        "cannot run {python}: {detail}",
+        "cannot run the target interpreter {python}: {detail}",
+    ),
+    "signal": (
+        "the interpreter was killed by {signal}",
+        "the target interpreter {python} was killed by {signal} while running {what}",
+    ),
+    "timeout": (
+        "did not finish within {timeout_s:g} s (killed)",
+        "{what} did not finish within {timeout_s:g} s in the target interpreter {python}",
+    ),
+    "exit": (
+        "exit {returncode}{tail}",
+        "{what} failed in the target interpreter {python} (exit {returncode}){tail}",
+    ),
+    "bad-output": (
+        "printed no result{paren}",
+        "{what} printed no result in the target interpreter {python}{paren}",
+    ),
+}
 
 
 def _last_line(text: str) -> str:

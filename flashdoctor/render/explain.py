@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from flashdoctor.decide.explain.engine import Diagnosis, Explanation
-from flashdoctor.render.console import EVIDENCE_STYLE, finding_lines
+from flashdoctor.render.console import EVIDENCE_STYLE, print_finding, print_markup
 
 
-def _diagnosis_lines(d: Diagnosis, rank: int) -> list[str]:
+def _print_diagnosis(console: Console, d: Diagnosis, rank: int) -> None:
     if d.consequence_of:
         status, note = "consequence", f"{d.confidence:.2f}, consequence of {d.consequence_of}"
     elif rank == 0:
@@ -30,7 +30,26 @@ def _diagnosis_lines(d: Diagnosis, rank: int) -> list[str]:
         status, note = "possible", f"{d.confidence:.2f}, also possible"
     where = f"line {d.line}" if d.line is not None else ("machine" if d.basis == "machine" else "log")
     details = ((where, d.evidence or None), ("fix", d.fix))
-    return finding_lines(status, d.message, d.code, note=note, details=details, strong=where)
+    print_finding(console, status, d.message, d.code, note=note, details=details, strong=where)
+
+
+def fixes_for(expl: Explanation, target: str | None = None) -> str:
+    """Which machine the fixes are for, and how to change it: "fixes for the machine in this log (torch
+    2.1.2, cp310); pass --here if it is from this machine"."""
+    reason = expl.origin.reason
+    if expl.origin.use_machine:
+        who = "this machine" if target is None else f"the machine in {target}"
+        return f"fixes for {who} ({'--here' if reason == 'here' else reason.removeprefix('agrees: ')})"
+    head = f"fixes for {expl.machine}" if expl.machine else "general fixes"
+    if reason == "no machine":
+        return head + " (--no-probe: this machine was not looked at)"
+    if reason.startswith("differs: "):
+        here = "this machine" if target is None else f"the machine in {target}"
+        return f"{head}, not for {here}: {reason.removeprefix('differs: ')}"
+    if not expl.machine:
+        head += ": the log does not show which machine it comes from"
+    here = "this machine" if target is None else f"the machine in {target}"
+    return f"{head}; pass --here if it is from {here}"
 
 
 def render_diagnoses(
@@ -41,13 +60,12 @@ def render_diagnoses(
     if not shown:
         return
     if title:
-        console.print(f"[bold]{escape(title)}[/]")
+        print_markup(console, f"[bold]{escape(title)}[/]")
     for i, d in enumerate(shown):
-        for line in _diagnosis_lines(d, i):
-            console.print(line)
+        _print_diagnosis(console, d, i)
     rest = len(diags) - len(shown)
     if rest > 0:
-        console.print(f" [dim]… {rest} more (flashdoctor explain shows all)[/]")
+        print_markup(console, f" [dim]… {rest} more (flashdoctor explain shows all)[/]")
 
 
 def format_diagnoses(diags: Sequence[Diagnosis], limit: int | None = 3) -> str:
@@ -63,40 +81,53 @@ def format_diagnoses(diags: Sequence[Diagnosis], limit: int | None = 3) -> str:
     return "\n".join(lines)
 
 
-def render_explanation(expl: Explanation, console: Console, source: str, verbose: bool = False) -> None:
-    """The `flashdoctor explain` report."""
+def render_explanation(
+    expl: Explanation, console: Console, source: str, verbose: bool = False, target: str | None = None
+) -> None:
+    """The `flashdoctor explain` report (``target``: the --target FILE, when one was given)."""
     size = f"{expl.lines:,} lines" if expl.lines != 1 else "1 line"
     if not expl.recognised:
         if expl.size == 0:
-            console.print(
-                f"[bold]flashdoctor explain[/] {escape(source)}: the log is empty - nothing to explain."
+            print_markup(
+                console,
+                f"[bold]flashdoctor explain[/] {escape(source)}: the log is empty - nothing to explain.",
             )
-            console.print(
-                "  Capture the failing command's output, e.g.: pip install flash-attn 2>&1 | tee install.log"
+            print_markup(
+                console,
+                "  Capture the failing command's output, e.g.: pip install flash-attn 2>&1 | tee install.log",
+                hang=2,
             )
             return
-        console.print(
-            f"[bold]flashdoctor explain[/] {escape(source)} ({size}): [yellow]no known failure recognised[/]."
+        print_markup(
+            console,
+            f"[bold]flashdoctor explain[/] {escape(source)} ({size}): [yellow]no known failure recognised[/].",
         )
         if expl.key_lines:
-            console.print(" The lines most likely to matter:")
+            print_markup(console, " The lines most likely to matter:")
             for k in expl.key_lines:
-                console.print(f"   [dim]{k.line:>7} │[/] [{EVIDENCE_STYLE}]{escape(k.text)}[/]")
-        console.print(
+                print_markup(
+                    console, f"   [dim]{k.line:>7} │[/] [{EVIDENCE_STYLE}]{escape(k.text)}[/]", hang=13
+                )
+        print_markup(
+            console,
             " [dim]Run flashdoctor check for this machine's state; a log with the full pip/build output "
-            "(pip install -v ... 2>&1 | tee log) gives more to go on.[/]"
+            "(pip install -v ... 2>&1 | tee log) gives more to go on.[/]",
+            hang=1,
         )
         return
     causes = [d for d in expl.diagnoses if not d.consequence_of]
     what = "cause" if len(causes) == 1 else "possible causes"
-    console.print(f"[bold]flashdoctor explain[/] {escape(source)} ({size}): {len(causes)} {what}, best first")
+    print_markup(
+        console, f"[bold]flashdoctor explain[/] {escape(source)} ({size}): {len(causes)} {what}, best first"
+    )
+    print_markup(console, f"[dim]{escape(fixes_for(expl, target))}[/]", hang=2)
     render_diagnoses(expl.diagnoses, console, limit=None)
     if verbose:
         console.print()
         for d in expl.diagnoses:
             if d.source:
-                console.print(f" [dim]{escape(d.code)}: known from {escape(d.source)}[/]")
+                print_markup(console, f" [dim]{escape(d.code)}: known from {escape(d.source)}[/]", hang=3)
         if expl.key_lines:
-            console.print(" [dim]Other lines that look like errors:[/]")
+            print_markup(console, " [dim]Other lines that look like errors:[/]")
             for k in expl.key_lines:
-                console.print(f"   [dim]{k.line:>7} │ {escape(k.text)}[/]")
+                print_markup(console, f"   [dim]{k.line:>7} │ {escape(k.text)}[/]", hang=13)

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from flashdoctor.knowledge import variant_info
 from flashdoctor.model.findings import CheckReport, Status
-from flashdoctor.render.console import VERDICT_STYLE, print_finding
+from flashdoctor.render.console import (
+    VERDICT_STYLE,
+    Cell,
+    Col,
+    fits,
+    print_finding,
+    print_markup,
+    print_table,
+)
+
+VERDICT_COLS = (
+    Col("variant", "left"),
+    Col("verdict", "left"),
+    Col("why / next step", "left", wrap=1, floor=20, overflow=True),
+)
 
 
 def _machine_line(report: CheckReport) -> str:
@@ -42,9 +55,25 @@ def _dtype_line(report: CheckReport, subject: str | None) -> str | None:
     return None
 
 
+def _arch_line(report: CheckReport, verbose: bool) -> str | None:
+    """torch's CUDA arch list: read from libtorch_cuda.so's fat binary only when the output needs it
+    (-v, --json, --save-target, --deep: probe_environment(torch_archs=...)), so the human `check` says
+    that it was not read rather than spend the walk on every run."""
+    env = report.environment
+    if report.source == "probe" and env.torch_cuda and not env.known("torch_arch_list"):
+        return "torch arch list: not read (use -v)"
+    if verbose and env.torch_cuda and env.known("torch_arch_list"):
+        archs = env.torch_arch_list
+        return "torch arch list: " + (" ".join(archs) if archs else "unreadable")
+    return None
+
+
 def render_check(report: CheckReport, console: Console, verbose: bool = False) -> None:
     src = "" if report.source == "probe" else f" [dim]({escape(report.source)})[/]"
-    console.print(f"[bold]flashdoctor check[/]{src}: {escape(_machine_line(report))}")
+    print_markup(console, f"[bold]flashdoctor check[/]{src}: {escape(_machine_line(report))}", hang=2)
+    arch = _arch_line(report, verbose)
+    if arch:
+        print_markup(console, f"  [dim]{escape(arch)}[/]", hang=4)
     for f in report.findings:
         if f.status is Status.SKIP and not verbose:
             continue
@@ -59,19 +88,24 @@ def render_check(report: CheckReport, console: Console, verbose: bool = False) -
             scope=f.variant,
             details=(("runs", runs), ("evidence", evidence), ("fix", fix)),
         )
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("variant")
-    table.add_column("verdict")
-    table.add_column("why / next step", overflow="fold")
-    for v, vv in report.verdicts.items():
-        style = VERDICT_STYLE[vv.verdict.value]
-        why = "; ".join(vv.reasons[:3] if not verbose else vv.reasons)
-        if vv.fix and vv.verdict.value != "ready":
-            why += f" → {vv.fix}"
-        table.add_row(f"{v} ({variant_info(v).dist})", f"[{style}]{escape(vv.verdict.value)}[/]", escape(why))
+
+    def rows(full: bool) -> list[list[Cell]]:
+        out: list[list[Cell]] = []
+        for v, vv in report.verdicts.items():
+            why = "; ".join(vv.reasons[:3] if not verbose else vv.reasons)
+            if vv.fix and vv.verdict.value != "ready":
+                why += f" → {vv.fix}"
+            label = f"{v} ({variant_info(v).dist})" if full else v
+            out.append([(label, ""), (vv.verdict.value, VERDICT_STYLE[vv.verdict.value]), (why, "")])
+        return out
+
+    # The package names go when they would leave the reasons too little room (the findings name them).
+    table = rows(full=True)
+    if not fits(VERDICT_COLS, table, console.width):
+        table = rows(full=False)
     console.print()
-    console.print(table)
+    print_table(console, VERDICT_COLS, table)
     if verbose and report.environment.notes:
         console.print("[dim]probe notes:[/]")
         for n in report.environment.notes:
-            console.print(f"  [dim]- {escape(n)}[/]")
+            print_markup(console, f"  [dim]- {escape(n)}[/]", hang=4)

@@ -16,7 +16,7 @@ from rich.progress import (
 )
 
 from flashdoctor.model.install import InstallResult
-from flashdoctor.render.console import STATUS_MARK, make_console, print_finding
+from flashdoctor.render.console import STATUS_MARK, make_console, print_finding, print_markup, say
 from flashdoctor.render.text import clean
 
 STATUS_STYLE = {
@@ -74,16 +74,23 @@ def download_progress(enabled: bool) -> RichProgress | None:
 
 def render_install(result: InstallResult, console: Console, verbose: bool = False) -> None:
     style = STATUS_STYLE.get(result.status, "bold")
-    console.print(
-        f"[bold]flashdoctor install[/] {result.variant}: [{style}]{escape(result.status)}[/] — {escape(result.message)}"
+    print_markup(
+        console,
+        f"[bold]flashdoctor install[/] {result.variant}: [{style}]{escape(result.status)}[/] — "
+        f"{escape(result.message)}",
+        hang=2,
     )
     for s in result.steps:
         mark, mstyle = STATUS_MARK["ok" if s.ok else "fail"]
-        console.print(
-            f" [{mstyle}]{mark}[/] {escape(s.name):<15} {escape(s.detail)} [dim]{s.seconds:.1f}s[/]"
+        print_markup(
+            console,
+            f" [{mstyle}]{mark}[/] {escape(s.name):<15} {escape(s.detail)} [dim]{s.seconds:.1f}s[/]",
+            hang=19,
         )
     if result.sha256:
-        console.print(f"   [dim]{escape(result.sha256_check or '')}: {escape(result.sha256)}[/]")
+        print_markup(
+            console, f"   [dim]{escape(result.sha256_check or '')}: {escape(result.sha256)}[/]", hang=5
+        )
     for w in result.warnings:
         print_finding(console, "warn", w)
     for d in result.diagnoses:
@@ -93,9 +100,9 @@ def render_install(result: InstallResult, console: Console, verbose: bool = Fals
         and result.error
         and (verbose or not result.diagnoses)
     ):
-        tail = "\n".join(result.error.strip().splitlines()[-12:])
-        console.print("[dim]" + escape(tail) + "[/]")
+        for line in result.error.strip().splitlines()[-12:]:
+            say(console, line, "dim", hang=2)
     if result.hint:
-        console.print(f"   [dim]hint:[/] {escape(result.hint)}")
+        print_markup(console, f"   [dim]hint:[/] {escape(result.hint)}", hang=9)
     if result.log and result.status != "installed":
-        console.print(f"   [dim]installer log: {escape(result.log)}[/]")
+        print_markup(console, f"   [dim]installer log: {escape(result.log)}[/]", hang=5)

@@ -9,12 +9,29 @@ from typing import Any
 
 import click
 
-# The CLI wraps each document with this before emit(): one implementation, in the model layer.
-from flashdoctor.model.envelope import envelope as document
+from flashdoctor.model.envelope import envelope
 
 # json.dumps escapes C0 controls; with ensure_ascii=False it leaves DEL and the C1 controls (8-bit CSI,
 # OSC) raw. Escaped here (\\u0085 is the same string to a JSON reader), so the document is terminal-safe.
 _RAW_CONTROLS = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0))}
+
+
+def document(
+    body: Mapping[str, Any],
+    *,
+    command: str,
+    exit_code: int,
+    schema: str | None = None,
+    status: str | None = None,
+    interpreter: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``body`` in its result envelope (model.envelope: one implementation), and the ``interpreter`` the
+    command worked on (path, reason, why; with --target: path null, reason "--target", target) when it
+    has one."""
+    doc = envelope(body, command=command, exit_code=exit_code, schema=schema, status=status)
+    if interpreter is not None and "interpreter" not in doc:
+        doc["interpreter"] = dict(interpreter)
+    return doc
 
 
 def dumps(doc: Any, indent: int = 2, ensure_ascii: bool = True) -> str:

@@ -1,6 +1,7 @@
 """Drawing a source build's progress events (flashdoctor.model.build.BuildProgress): a rich bar on a
 terminal, plain ``[N/M]`` lines with an ETA otherwise (a log, a pipe, CI). The build emits the events;
-only this module draws them. Unit names come from the build's output: control characters are stripped."""
+only this module draws them. Unit names come from the build's output: control characters are made
+visible (render.text.clean), as everywhere else."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from flashdoctor.render.text import clean
+
 
 def eta_seconds(done: int, total: int, elapsed: float) -> float | None:
     """Remaining time at the observed pace; None before the first step finished."""
@@ -32,11 +35,6 @@ def _fmt(sec: float | None) -> str:
     return f"{sec // 60}:{sec % 60:02d}"
 
 
-def _clean(text: str | None) -> str:
-    """A unit name as ninja printed it, without control characters (it comes from the build's output)."""
-    return "".join(ch for ch in (text or "") if ch.isprintable())
-
-
 class LineProgress:
     """Plain lines, one per ninja step: ``[3/7]  42%  elapsed 1:05  eta 1:30  flash_fwd_...cu``."""
 
@@ -49,7 +47,7 @@ class LineProgress:
     def step(self, done: int, total: int, unit: str | None, elapsed: float) -> None:
         pct = 100 * done // total if total else 0
         eta = eta_seconds(done, total, elapsed)
-        name = _clean(unit)
+        name = clean(unit or "")
         tail = f"  {name}" if name else ""
         self.write(f"[{done}/{total}] {pct:3d}%  elapsed {_fmt(elapsed)}  eta {_fmt(eta)}{tail}")
 
@@ -82,7 +80,7 @@ class RichProgress:
         self.running = True
 
     def step(self, done: int, total: int, unit: str | None, elapsed: float) -> None:
-        self.progress.update(self.task, completed=done, total=total, unit=_clean(unit))
+        self.progress.update(self.task, completed=done, total=total, unit=clean(unit or ""))
 
     def finished(self, ok: bool, elapsed: float) -> None:
         if self.running:

@@ -9,14 +9,9 @@ allows. Nothing is wrapped mid-word and no line ends in padding, at 80 columns a
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
-from dataclasses import dataclass
 
-from rich.console import Console, RenderableType
+from rich.console import Console
 from rich.markup import escape
-from rich.padding import Padding
-from rich.segment import Segment, Segments
-from rich.table import Table
 from rich.text import Text
 
 from flashdoctor.decide.smoke.bench import FLOP_FORMULA, BenchReport
@@ -24,7 +19,7 @@ from flashdoctor.decide.smoke.classify import kernel_label, version_label
 from flashdoctor.model.cases import FALLBACK, backend_short
 from flashdoctor.model.findings import Status
 from flashdoctor.model.smoke import CaseResult, CaseStatus, SmokeReport
-from flashdoctor.render.console import STATUS_MARK
+from flashdoctor.render.console import GAP, Cell, Col, fit_widths, print_finding, print_table, say
 
 CASE_STYLE = {
     "pass": "green",
@@ -36,102 +31,12 @@ CASE_STYLE = {
     "not-run": "dim",
 }
 QUIET_CATEGORIES = {"no_kernel", "not_applicable"}  # shown with -v; the findings summarise them
-GAP = 2  # spaces between columns
 LONGEST_WORD = 24  # a longer word in a reason is shortened ("…") so that it cannot force a column wide
 REASON_CHARS = 72  # a table's reason is cut there (at a word); the findings hold the whole text
 
 
-# -- layout -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Col:
-    header: str  # "\n" splits a header over two lines
-    justify: str = "right"
-    wrap: int = 0  # 0: keeps its natural width; 1, 2, ...: re-wrapped at words when too wide, 1 first
-    floor: int = 12  # never narrower than this (nor than its longest word)
-
-
-Cell = tuple[str, str]  # (plain text, rich style)
-
-
-def _lines(text: str) -> list[str]:
-    return text.split("\n") if text else [""]
-
-
-def _longest_word(text: str) -> int:
-    return max((len(w) for w in text.split()), default=0)
-
-
 def _short_words(text: str, limit: int = LONGEST_WORD) -> str:
     return " ".join(w if len(w) <= limit else w[: limit - 1] + "…" for w in text.split(" "))
-
-
-def fit_widths(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], width: int) -> list[int]:
-    """Column widths that fit ``width``: natural widths, then the wrap columns narrowed in order, each
-    down to its floor or its longest word (never below: no word is cut)."""
-    natural = [
-        max(max(len(ln) for ln in _lines(c.header)), *(len(ln) for r in rows for ln in _lines(r[i][0])))
-        for i, c in enumerate(cols)
-    ]
-    widths = list(natural)
-    gaps = GAP * (len(cols) - 1)
-    for i in sorted((i for i, c in enumerate(cols) if c.wrap), key=lambda i: cols[i].wrap):
-        excess = sum(widths) + gaps - width
-        if excess <= 0:
-            break
-        words = max([_longest_word(cols[i].header)] + [_longest_word(r[i][0]) for r in rows])
-        widths[i] = max(min(natural[i], max(cols[i].floor, words)), widths[i] - excess)
-    return widths
-
-
-def layout(
-    cols: Sequence[Col], rows: Sequence[Sequence[Cell]], widths: Sequence[int], header: bool = True
-) -> Table:
-    """A borderless table of ``widths`` (from fit_widths) whose wrap columns' cells are wrapped at words
-    here: rich only places them."""
-    table = Table(box=None, pad_edge=False, show_header=header, header_style="bold", padding=(0, GAP // 2))
-    for c, w in zip(cols, widths):
-        table.add_column(c.header, justify=c.justify, width=w, no_wrap=True)  # type: ignore[arg-type]
-    for r in rows:
-        cells = []
-        for (text, style), c, w in zip(r, cols, widths):
-            if c.wrap:
-                text = "\n".join(
-                    "\n".join(textwrap.wrap(ln, w, break_long_words=False, break_on_hyphens=False) or [""])
-                    for ln in _lines(text)
-                )
-            cells.append(Text(text, style=style))
-        table.add_row(*cells)
-    return table
-
-
-def print_trimmed(console: Console, renderable: RenderableType) -> None:
-    """Print without the padding a table leaves at the end of its lines."""
-    out: list[Segment] = []
-    for line in console.render_lines(renderable, pad=False):
-        segs = list(line)
-        while segs and not segs[-1].control and not segs[-1].text.strip():
-            segs.pop()
-        if segs:
-            last = segs[-1]
-            segs[-1] = Segment(last.text.rstrip(), last.style, last.control)
-        out.extend(segs)
-        out.append(Segment.line())
-    console.print(Segments(out), end="")
-
-
-def say(console: Console, text: str, style: str = "", indent: int = 0, hang: int = 0) -> None:
-    """One paragraph, wrapped at words to the console's width (``hang``: continuation indent)."""
-    width = max(20, console.width)
-    lines = textwrap.wrap(
-        text,
-        width,
-        initial_indent=" " * indent,
-        subsequent_indent=" " * (indent + hang),
-        break_long_words=False,
-        break_on_hyphens=False,
-    ) or [""]
-    for ln in lines:
-        console.print(Text(ln, style=style), soft_wrap=True)
 
 
 # -- cells ------------------------------------------------------------------------------------------
@@ -251,7 +156,7 @@ def _smoke_table(report: SmokeReport, rows: list[CaseResult], console: Console, 
             Text(heading, style="bold") + Text(f" · {profile}" if profile else "", style="dim"),
             soft_wrap=True,
         )
-        print_trimmed(console, layout(SMOKE_COLS, [cells[id(r)] for r in group], widths, header=first))
+        print_table(console, SMOKE_COLS, [cells[id(r)] for r in group], widths, header=first)
         first = False
     if hidden:
         say(
@@ -289,21 +194,13 @@ def _render_findings(
         return
     console.print()
     for f in shown:
-        mark, style = STATUS_MARK[f.status.value]
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True)
-        grid.add_column(overflow="fold")  # a word wider than the console (a build label) folds, not lost
-        grid.add_row(Text(mark, style=style), Text(f"{f.message} [{f.code}]"))
-        print_trimmed(console, _indent(grid, 1))
+        evidence = None
         if f.evidence and (verbose or f.status is Status.FAIL):
-            for line in f.evidence.strip().splitlines()[-6:]:
-                say(console, line, "dim", indent=5, hang=2)
-        if f.fix and f.status in (Status.WARN, Status.FAIL):
-            say(console, f"fix: {f.fix}", indent=5, hang=5)
-
-
-def _indent(renderable: RenderableType, n: int) -> RenderableType:
-    return Padding(renderable, (0, 0, 0, n))
+            evidence = "\n".join(f.evidence.strip().splitlines()[-6:])
+        fix = f.fix if f.fix and f.status in (Status.WARN, Status.FAIL) else None
+        print_finding(
+            console, f.status.value, f.message, f.code, details=(("evidence", evidence), ("fix", fix))
+        )
 
 
 # -- bench ------------------------------------------------------------------------------------------
@@ -318,6 +215,9 @@ BENCH_COLS = (
     Col("peak\nMiB"),
     Col("vs\nmath"),
 )
+
+
+OTHER_COLS = (Col("", "left"), Col("", "left"), Col("", "left", wrap=1, floor=16, overflow=True))
 
 
 def render_bench(report: BenchReport, console: Console, verbose: bool = False) -> None:
@@ -355,21 +255,20 @@ def render_bench(report: BenchReport, console: Console, verbose: bool = False) -
             ]
         )
     if rows:
-        print_trimmed(console, layout(BENCH_COLS, rows, fit_widths(BENCH_COLS, rows, console.width)))
+        print_table(console, BENCH_COLS, rows)
     if others:
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(no_wrap=True)
-        grid.add_column(no_wrap=True)
-        grid.add_column(overflow="fold")
+        other_rows: list[list[Cell]] = []
         for r in others:
             label, _ = version_label(r.backend, r.version)
             style = "yellow" if r.status in ("skip", "not-installed") else "red"
-            grid.add_row(
-                Text(f"{backend_short(r.backend)} {label}".rstrip()),
-                Text(r.status, style=style),
-                Text(r.reason or ""),
+            other_rows.append(
+                [
+                    (f"{backend_short(r.backend)} {label}".rstrip(), ""),
+                    (r.status, style),
+                    (r.reason or "", ""),
+                ]
             )
-        print_trimmed(console, _indent(grid, 2))
+        print_table(console, OTHER_COLS, other_rows, header=False, indent=2)
     for name, profile in profiles.items():
         say(console, f"{name}: {profile}" if verbose else f"{name.split('+')[0]}: {profile}", "dim")
     say(console, f"★ fastest. TFLOP/s: {FLOP_FORMULA}", "dim")

@@ -60,8 +60,8 @@ class BackendSpec:
 def backend_spec(name: str) -> BackendSpec:
     raw: dict[str, Any] = knowledge.load_data("attention_backends")["backends"][name]
     variant: Variant | None = raw.get("variant")
-    if variant is not None:
-        info = knowledge.variant_info(variant)
+    info = None if variant is None else knowledge.variant_info(variant)
+    if info is not None:
         # The runtime dispatches only dtypes it can hand back unchanged: FA3's fp8 is forward-only.
         dtypes = tuple(d for d in info.dtypes if d in raw["runtime_dtypes"])
         max_head_dim: int | None = info.max_head_dim
@@ -77,8 +77,8 @@ def backend_spec(name: str) -> BackendSpec:
         title=raw["title"],
         kind=raw["kind"],
         variant=variant,
-        modules=tuple(raw.get("modules", ())),
-        function=raw.get("function"),
+        modules=() if info is None else info.modules,  # where a variant lives: the registry says
+        function=None if info is None else info.function,
         sdpa_backend=raw.get("sdpa_backend"),
         min_capability=min_cc,
         dtypes=dtypes,

@@ -27,8 +27,8 @@ from flashdoctor.actions.wheelhouse import (
 )
 from flashdoctor.knowledge.profiles import Profile
 from flashdoctor.model.environment import GPU
-from tests.conftest import target_env
 from tests.support.install_helpers import H100_BUILD
+from tests.support.targets import target_env
 
 MIN = Profile("fa2", (90,), (128,), ("bf16",))
 WHEEL = "flash_attn-2.8.3.post2+fd.sm90.hd128.bf16-cp312-cp312-linux_x86_64.whl"

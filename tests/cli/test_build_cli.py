@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_sdist import make_fake_sdist
-from tests.support.paths import ROOT
-
-TARGETS = ROOT / "tests" / "targets"
+from tests.support.paths import ROOT, TARGETS
 
 
 def fd(
@@ -127,7 +125,8 @@ def test_check_reports_the_build_profile_of_an_installed_wheel(tmp_path: Path) -
     path = tmp_path / "h100-built.json"
     path.write_text(json.dumps(spec))
     p = fd("check", "--target", str(path))
-    assert "flash-attn 2.8.3.post2+fd.sm90.hd128.bf16 (flashdoctor build profile sm90.hd128.bf16)" in p.stdout
+    text = " ".join(p.stdout.split())  # wrapped at words to the width (80 in a pipe)
+    assert "flash-attn 2.8.3.post2+fd.sm90.hd128.bf16 (flashdoctor build profile sm90.hd128.bf16)" in text
 
 
 @pytest.mark.system
@@ -142,7 +141,7 @@ def test_install_from_source_builds_then_plans_the_local_wheel(
     from flashdoctor.cli.options import build_options
     from flashdoctor.model.plan import Plan
     from flashdoctor.render.console import make_console
-    from tests.conftest import target_env
+    from tests.support.targets import target_env
 
     monkeypatch.setenv("FLASHDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
     archive = make_fake_sdist(tmp_path)

@@ -13,8 +13,7 @@ from click.testing import CliRunner
 
 from flashdoctor.cli import cli, main
 from flashdoctor.knowledge.schemas import schema_validator
-from tests.conftest import TARGETS
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, TARGETS
 
 
 def run(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -27,7 +26,7 @@ def target(name: str) -> str:
 
 def test_json_report_validates_and_carries_the_exit_code():
     r = run("check", "--target", target("old-driver"), "--json")
-    doc = json.loads(r.output)
+    doc = json.loads(r.stdout)
     schema_validator("check-report.schema.json").validate(doc)
     assert doc["schema"] == "flashdoctor/check/1"
     assert doc["exit_code"] == 1
@@ -38,7 +37,7 @@ def test_json_report_validates_and_carries_the_exit_code():
 @pytest.mark.parametrize("name", sorted(p.stem for p in TARGETS.glob("*.json")))
 def test_every_target_renders_both_ways(name: str):
     r = run("check", "--target", target(name), "--json")
-    schema_validator("check-report.schema.json").validate(json.loads(r.output))
+    schema_validator("check-report.schema.json").validate(json.loads(r.stdout))
     human = run("check", "--target", target(name), "-v")
     assert "flashdoctor check" in human.output
     for v in ("fa2", "fa3", "fa4"):
@@ -103,8 +102,8 @@ def test_save_target_round_trip(tmp_path: Path):
     run("check", "--target", target("b200"), "--save-target", str(out))
     saved = json.loads(out.read_text())
     schema_validator("target.schema.json").validate(saved)
-    a = json.loads(run("check", "--target", target("b200"), "--json").output)
-    b = json.loads(run("check", "--target", str(out), "--json").output)
+    a = json.loads(run("check", "--target", target("b200"), "--json").stdout)
+    b = json.loads(run("check", "--target", str(out), "--json").stdout)
     assert a["findings"] == b["findings"] and a["verdicts"] == b["verdicts"]
 
 
@@ -184,7 +183,7 @@ def test_gpu_line_says_which_dtypes_each_variant_runs() -> None:
     assert "runs: no FlashAttention variant (use PyTorch SDPA)" in t4
     a100 = run("check", "--target", target("rtx4090")).output
     assert "fa3 fp16, bf16 (experimental)" in a100
-    doc = json.loads(run("check", "--target", target("h100"), "--json").output)
+    doc = json.loads(run("check", "--target", target("h100"), "--json").stdout)
     schema_validator("check-report.schema.json").validate(doc)
     assert doc["gpu_support"][0]["variants"]["fa3"]["dtypes"] == ["fp16", "bf16", "fp8-forward"]
 
@@ -204,7 +203,7 @@ def test_flashdoctor_fixes_parse_with_the_real_cli(name: str) -> None:
 
     import click
 
-    doc = json.loads(run("check", "--target", target(name), "--json").output)
+    doc = json.loads(run("check", "--target", target(name), "--json").stdout)
     for fix in (part for whole in _fixes(doc) for part in whole.split("; then ")):
         if fix.startswith("flashdoctor "):
             args = shlex.split(fix)[1:]
@@ -256,7 +255,7 @@ def test_the_cpu_torch_fix_replaces_the_build_as_printed(tmp_path: Path) -> None
             [py, "-c", code], capture_output=True, text=True, env=env, timeout=60
         ).stdout.strip()
 
-    from tests.conftest import target_env
+    from tests.support.targets import target_env
 
     fix = next(
         f.fix

@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib.util
 from types import ModuleType
 
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, SCRIPTS
 
 
 def gen_docs() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_docs", ROOT / "scripts" / "gen_docs.py")
+    spec = importlib.util.spec_from_file_location("gen_docs", SCRIPTS / "gen_docs.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -16,10 +16,9 @@ from click.testing import CliRunner
 from flashdoctor.cli import cli
 from flashdoctor.knowledge.schemas import load_schema, schema_validator
 from flashdoctor.model.envelope import SCHEMA_FILES, envelope
-from tests.conftest import TARGETS
-from tests.support.paths import ROOT
+from tests.support.paths import DATA, ROOT, TARGETS
 
-SAMPLES = ROOT / "tests" / "data" / "explain"
+SAMPLES = DATA / "explain"
 A100_WHEEL = "flash_attn-2.8.3.post1+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
 
 

@@ -15,10 +15,9 @@ from click.testing import CliRunner
 from flashdoctor.cli import cli, main
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.schemas import load_schema
-from tests.conftest import TARGETS
-from tests.support.paths import ROOT
+from tests.support.paths import DATA, ROOT, TARGETS
 
-SAMPLES = ROOT / "tests" / "data" / "explain"
+SAMPLES = DATA / "explain"
 
 
 def run(*args: str, stdin: bytes | None = None):  # type: ignore[no-untyped-def]
@@ -50,7 +49,7 @@ def test_json_document_for_a_target_machine(tmp_path: Path):
     )
     assert code("explain", log, "--target", target("cpu-box"), "--json") == 0
     r = run("explain", log, "--target", target("cpu-box"), "--json")
-    doc = json.loads(r.output)
+    doc = json.loads(r.stdout)
     jsonschema.validate(doc, load_schema("explain-report.schema.json"))
     first = doc["diagnoses"][0]
     assert set(first) >= {"code", "confidence", "evidence", "message", "fix"}
@@ -61,7 +60,7 @@ def test_json_document_for_a_target_machine(tmp_path: Path):
 def test_a_log_that_does_not_show_the_target_gets_no_fix_for_the_target():
     # The sample could come from any machine: --target describes this one, not the log's.
     r = run("explain", str(SAMPLES / "build-killed-docker.log"), "--target", target("cpu-box"), "--json")
-    first = json.loads(r.output)["diagnoses"][0]
+    first = json.loads(r.stdout)["diagnoses"][0]
     assert first["code"] == "build-oom"
     assert "MAX_JOBS=1" not in first["fix"] and "23 GB" not in first["fix"]
     assert "MAX_JOBS=<free GB / 9" in first["fix"]
@@ -69,7 +68,7 @@ def test_a_log_that_does_not_show_the_target_gets_no_fix_for_the_target():
 
 def test_fixes_name_the_wheel_the_selector_picks_for_the_target(tmp_path: Path):
     a100_log = _with_first_line(tmp_path, "import-undefined-symbol.log", "PyTorch version: 2.8.0+cu128")
-    a100 = json.loads(run("explain", a100_log, "--target", target("a100"), "--json").output)["diagnoses"][0]
+    a100 = json.loads(run("explain", a100_log, "--target", target("a100"), "--json").stdout)["diagnoses"][0]
     assert a100["code"] == "torch-abi-mismatch"
     assert "+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl" in a100["fix"]
     # torch 2.11 has no official FA2 wheel: the fix says to rebuild instead of naming one.
@@ -77,10 +76,10 @@ def test_fixes_name_the_wheel_the_selector_picks_for_the_target(tmp_path: Path):
     h100_log = _with_first_line(
         tmp_path / "h", "import-undefined-symbol.log", "PyTorch version: 2.11.0+cu130"
     )
-    h100 = json.loads(run("explain", h100_log, "--target", target("h100"), "--json").output)["diagnoses"][0]
+    h100 = json.loads(run("explain", h100_log, "--target", target("h100"), "--json").stdout)["diagnoses"][0]
     assert "No prebuilt flash-attn wheel fits" in h100["fix"] and "--from-source" in h100["fix"]
     # A torch 2.8 log explained against the h100 target: the fix is for the log's machine, and says so.
-    other = json.loads(run("explain", a100_log, "--target", target("h100"), "--json").output)["diagnoses"][0]
+    other = json.loads(run("explain", a100_log, "--target", target("h100"), "--json").stdout)["diagnoses"][0]
     assert other["fix"].startswith("For the machine in this log (torch 2.8.0+cu128, cp312, Linux):")
     assert "2.11" not in other["fix"] and "this machine" not in other["fix"]
 
@@ -96,7 +95,7 @@ def test_stdin_and_dash():
     log = (SAMPLES / "import-libc10.log").read_bytes()
     for args in (["explain", "-", "--no-probe", "--json"], ["explain", "--no-probe", "--json"]):
         r = run(*args, stdin=log)
-        assert json.loads(r.output)["diagnoses"][0]["code"] == "torch-not-imported-first"
+        assert json.loads(r.stdout)["diagnoses"][0]["code"] == "torch-not-imported-first"
 
 
 def test_unrecognised_log_says_so_shows_lines_and_exits_1(tmp_path: Path):
@@ -104,7 +103,7 @@ def test_unrecognised_log_says_so_shows_lines_and_exits_1(tmp_path: Path):
     r = run("explain", str(SAMPLES / "unknown-error.log"), "--no-probe")
     assert "no known failure recognised" in r.output
     assert "ValueError: shard 17 is corrupt" in r.output and "FutureWarning" not in r.output
-    doc = json.loads(run("explain", str(SAMPLES / "unknown-error.log"), "--no-probe", "--json").output)
+    doc = json.loads(run("explain", str(SAMPLES / "unknown-error.log"), "--no-probe", "--json").stdout)
     assert doc["recognised"] is False and doc["diagnoses"] == [] and doc["key_lines"]
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")

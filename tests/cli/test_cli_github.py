@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from flashdoctor.knowledge.schemas import schema_validator
-from tests.conftest import TARGETS
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, TARGETS
 
 pytestmark = pytest.mark.system
 

@@ -16,7 +16,7 @@ import pytest
 from flashdoctor.actions import inputs
 from flashdoctor.cli import main
 from flashdoctor.errors import UsageError
-from tests.conftest import TARGETS
+from tests.support.paths import TARGETS
 
 H100 = str(TARGETS / "h100.json")
 

@@ -17,8 +17,7 @@ from click.testing import CliRunner
 from flashdoctor.cli import cli, main
 from flashdoctor.cli.options import build_options
 from flashdoctor.knowledge.variants import VARIANTS, variant_info
-from tests.conftest import TARGETS
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, TARGETS
 
 H100 = str(TARGETS / "h100.json")
 SHARED = (

@@ -14,8 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from flashdoctor.cli import cli
-from tests.conftest import TARGETS
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, TARGETS
 
 A100_WHEEL = "flash_attn-2.8.3.post1+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
 
@@ -51,9 +50,10 @@ def process(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def test_dry_run_json_plan_for_a_target() -> None:
     r = run("install", "--dry-run", "--json", "--target", target("a100"))
     assert r.return_value == 0
-    doc = json.loads(r.output)
+    doc = json.loads(r.stdout)
     plan_fields = {"action", "variant", "wheel", "alternatives", "rejected", "reasons", "blockers"}
-    assert set(doc) == plan_fields | {"schema", "command", "status", "exit_code"}  # + the result envelope
+    envelope = {"schema", "command", "status", "exit_code", "interpreter"}
+    assert set(doc) == plan_fields | envelope  # + the result envelope
     assert (doc["schema"], doc["command"], doc["status"], doc["exit_code"]) == (
         "flashdoctor/plan/1",
         "install",
@@ -73,18 +73,18 @@ def test_dry_run_json_plan_for_a_target() -> None:
 def test_dry_run_human_plan() -> None:
     r = run("install", "--fa2", "--dry-run", "--target", target("a100"))
     assert r.return_value == 0
-    assert f"plan: wheel  {A100_WHEEL}" in r.output
+    assert f"plan: wheel {A100_WHEEL}" in " ".join(r.output.split())  # wrapped at words to the width
     assert "alternatives:" in r.output and "nearest misses" in r.output
     assert "nothing was changed (dry run)" in r.output
 
 
 def test_variant_flags() -> None:
-    fa3 = json.loads(run("install", "--fa3", "--dry-run", "--json", "--target", target("h100")).output)
+    fa3 = json.loads(run("install", "--fa3", "--dry-run", "--json", "--target", target("h100")).stdout)
     assert fa3["variant"] == "fa3"
     assert fa3["wheel"]["url"] == (
         "https://download.pytorch.org/whl/cu130/flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl"
     )
-    fa4 = json.loads(run("install", "--fa4", "--dry-run", "--json", "--target", target("h100")).output)
+    fa4 = json.loads(run("install", "--fa4", "--dry-run", "--json", "--target", target("h100")).stdout)
     assert fa4["variant"] == "fa4" and fa4["wheel"]["source"] == "pypi"
 
 
@@ -97,11 +97,11 @@ def test_unsupported_exits_1_and_names_sdpa() -> None:
 
 def test_allow_community_and_version(tmp_path: Path) -> None:
     h100 = target("h100")  # torch 2.11 + CUDA 13: no official FA2 wheel
-    assert json.loads(run("install", "--dry-run", "--json", "--target", h100).output)["action"] == "build"
-    doc = json.loads(run("install", "--dry-run", "--json", "--allow-community", "--target", h100).output)
+    assert json.loads(run("install", "--dry-run", "--json", "--target", h100).stdout)["action"] == "build"
+    doc = json.loads(run("install", "--dry-run", "--json", "--allow-community", "--target", h100).stdout)
     assert doc["wheel"]["source"].startswith("community:")
     doc = json.loads(
-        run("install", "--dry-run", "--json", "--version", "<2.8", "--target", target("a100")).output
+        run("install", "--dry-run", "--json", "--version", "<2.8", "--target", target("a100")).stdout
     )
     assert (
         doc["wheel"]["filename"] == "flash_attn-2.7.3+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
@@ -119,7 +119,7 @@ def test_index_option(tmp_path: Path) -> None:
     path = tmp_path / "index.json"
     path.write_text(json.dumps(small), encoding="utf-8")
     doc = json.loads(
-        run("install", "--dry-run", "--json", "--index", str(path), "--target", target("a100")).output
+        run("install", "--dry-run", "--json", "--index", str(path), "--target", target("a100")).stdout
     )
     assert doc["wheel"]["url"] == (
         "https://example.invalid/v2.8.1/flash_attn-2.8.1%2Bcu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
@@ -176,7 +176,7 @@ def test_dry_run_probes_this_interpreter() -> None:
 # -- wheels ---------------------------------------------------------------------------------------------
 def test_wheels_lists_fits_and_misses() -> None:
     r = run("wheels", "--json", "--target", target("a100"), "--limit", "5")
-    doc = json.loads(r.output)
+    doc = json.loads(r.stdout)
     assert doc["variant"] == "fa2" and doc["total"] > 5000
     assert doc["fits"][0]["filename"] == A100_WHEEL
     assert len(doc["fits"]) == 5 and len(doc["rejected"]) == 5
@@ -187,12 +187,12 @@ def test_wheels_lists_fits_and_misses() -> None:
 
 
 def test_wheels_all() -> None:
-    doc = json.loads(run("wheels", "--fa3", "--all", "--json", "--target", target("h100")).output)
+    doc = json.loads(run("wheels", "--fa3", "--all", "--json", "--target", target("h100")).stdout)
     assert len(doc["fits"]) + len(doc["rejected"]) == doc["total"]
 
 
 def test_coverage() -> None:
-    doc = json.loads(run("wheels", "--coverage", "--json").output)
+    doc = json.loads(run("wheels", "--coverage", "--json").stdout)
     assert set(doc["platforms"]) == {"linux_x86_64", "linux_aarch64", "win_amd64"}
 
     def cell(platform: str, torch: str, cuda: str, python: str) -> dict[str, Any]:
@@ -221,11 +221,11 @@ def test_coverage() -> None:
 
 # -- check's verdicts -----------------------------------------------------------------------------------
 def test_check_says_installable_with_the_wheel() -> None:
-    doc = json.loads(run("check", "--json", "--target", target("a100")).output)
+    doc = json.loads(run("check", "--json", "--target", target("a100")).stdout)
     fa2 = doc["verdicts"]["fa2"]
     assert fa2["verdict"] == "installable"
     assert fa2["wheel"] == A100_WHEEL
-    h100 = json.loads(run("check", "--json", "--target", target("h100")).output)["verdicts"]
+    h100 = json.loads(run("check", "--json", "--target", target("h100")).stdout)["verdicts"]
     assert h100["fa2"]["verdict"] == "buildable"  # torch 2.11: no official wheel
     assert h100["fa3"]["wheel"] == "flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl"
 
@@ -236,6 +236,6 @@ def test_check_uses_the_index_named_by_the_environment(tmp_path: Path) -> None:
     path = tmp_path / "empty.json"
     path.write_text(json.dumps(empty), encoding="utf-8")
     doc = json.loads(
-        run("check", "--json", "--target", target("a100"), env={"FLASHDOCTOR_WHEELS_INDEX": str(path)}).output
+        run("check", "--json", "--target", target("a100"), env={"FLASHDOCTOR_WHEELS_INDEX": str(path)}).stdout
     )
     assert doc["verdicts"]["fa2"]["verdict"] == "buildable"

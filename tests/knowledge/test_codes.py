@@ -28,9 +28,10 @@ def test_every_kind_is_served_and_names_are_unique_within_a_kind() -> None:
 
 
 def test_cluster_codes_used_by_the_report_are_registered() -> None:
-    tree = ast.parse((PKG / "decide" / "cluster.py").read_text())
+    trees = [ast.parse(p.read_text()) for p in sorted((PKG / "decide" / "cluster").glob("*.py"))]
     used = {
         n.value
+        for tree in trees
         for n in ast.walk(tree)
         if isinstance(n, ast.Constant)
         and isinstance(n.value, str)

@@ -8,7 +8,7 @@ import pytest
 
 from flashdoctor.knowledge.schemas import schema_validator
 from flashdoctor.model.target import TargetSpecError, environment_from_target, load_target
-from tests.conftest import TARGETS
+from tests.support.paths import TARGETS
 
 
 def test_missing_keys_are_unknown_and_null_means_absent():
@@ -109,7 +109,7 @@ def test_installed_object_form():
         (
             {"installed": {"flash-attention": "2.8.3"}},
             "target spec: 'installed' has unknown distribution 'flash-attention' "
-            "(known: flash-attn, flash-attn-3, flash-attn-4)",
+            "(known: flash-attn, flash-attn-3, flash-attn-4",
         ),
         ({"gpu": []}, "target spec: unknown key(s) 'gpu'; known keys: python, python_abi,"),
         ({"gpus": [{"capabilty": "9.0"}]}, "target spec: 'gpus[0]' has unknown key(s) 'capabilty'"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,8 +31,13 @@ def layout(tmp_path: Path) -> dict[str, Path]:
     }
 
 
-def _own(layout: dict[str, Path]) -> dict[str, str]:
-    return {"own_executable": str(layout["own"]), "own_prefix": str(layout["own"].parents[1])}
+def _own(layout: dict[str, Path]) -> dict[str, Any]:
+    # flashdoctor's own venv as a tool's: no torch in it
+    return {
+        "own_executable": str(layout["own"]),
+        "own_prefix": str(layout["own"].parents[1]),
+        "own_has_torch": False,
+    }
 
 
 def test_an_activated_venv_wins(layout: dict[str, Path]) -> None:

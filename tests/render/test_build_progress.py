@@ -17,7 +17,8 @@ def test_plain_lines_with_eta_and_no_control_characters() -> None:
     p.step(4, 4, "\x1b[31mevil\x07.cu", 125.0)
     p.finished(True, 125.0)
     assert lines[0] == "[1/4]  25%  elapsed 0:30  eta 1:30  flash_fwd_hdim128_bf16_sm90.cu"
-    assert lines[1] == "[4/4] 100%  elapsed 2:05  eta 0:00  [31mevil.cu"
+    # control characters made visible (render.text.clean)
+    assert lines[1] == "[4/4] 100%  elapsed 2:05  eta 0:00  \u241b[31mevil\u2407.cu"
     assert "\x1b" not in "".join(lines) and len(lines) == 2
 
 

@@ -21,8 +21,8 @@ from flashdoctor.render import github
 from flashdoctor.render.console import make_console
 from flashdoctor.render.json import dumps
 from flashdoctor.render.text import clean
-from tests.conftest import TARGETS, target_env
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, TARGETS
+from tests.support.targets import target_env
 
 # OSC 0 (window title), OSC 52 (write the clipboard), ED 2 (clear the screen), an 8-bit CSI.
 EVIL = "\x1b]0;pwned\x1b\\\x1b]52;c;ZXZpbA==\x1b\\\x1b[2J\x07\x9b31m"
@@ -117,7 +117,7 @@ def test_a_real_terminal_keeps_its_title_clipboard_and_screen(tmp_path: Path) ->
         assert "verdict" in screen, screen
         assert tmux("display", "-p", "-t", "fd", "#{pane_title}").strip() == title != "pwned"
         assert tmux("list-buffers") == ""  # no clipboard write
-        assert screen.lstrip().startswith("flashdoctor check"), screen  # not cleared
+        assert screen.lstrip().startswith("target:"), screen  # not cleared (the first line names the target)
         assert "NVIDIA H100␛]0;pwned" in screen
         assert "\x1b[" in tmux("capture-pane", "-p", "-e", "-t", "fd")  # rich's colours are kept
     finally:

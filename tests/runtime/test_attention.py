@@ -41,7 +41,7 @@ from flashdoctor.attention import (
 from flashdoctor.runtime import availability, dispatch, kernels, state
 from flashdoctor.runtime import call as runtime_call
 from flashdoctor.runtime import module as runtime_module
-from tests.runtime.runtime_fakes import FA3_LABEL, fa3_minimal_build_fixture  # noqa: F401 (a fixture)
+from tests.support.runtime_fakes import FA3_LABEL, fa3_minimal_build_fixture  # noqa: F401 (a fixture)
 
 TOL = {"atol": 1e-10, "rtol": 1e-9}  # float64: both sides compute the same math
 

@@ -87,8 +87,8 @@ def test_runtime_and_check_agree_on_every_target_gpu(target: str) -> None:
     for gpu in env.gpus or ():
         if gpu.cc is None:
             continue
-        for variant in VARIANTS:
-            reason = why_not(variant, call(gpu.cc, rocm=rocm), ALL)
+        for variant, name in ((v, b) for v in VARIANTS for b in knowledge.variant_info(v).backends):
+            reason = why_not(name, call(gpu.cc, rocm=rocm), ALL)
             if rocm:
                 assert (reason is None) == knowledge.variant_info(variant).rocm
                 continue

@@ -20,8 +20,8 @@ with warnings.catch_warnings():
 
 from flashdoctor.runtime import availability, dispatch, state
 from flashdoctor.runtime import call as runtime_call
-from tests.runtime.runtime_fakes import FA3_FWD_KERNEL, FA3_LABEL, fa3_minimal_build_fixture  # noqa: F401 (a fixture)
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, SCRIPTS
+from tests.support.runtime_fakes import FA3_FWD_KERNEL, FA3_LABEL, fa3_minimal_build_fixture  # noqa: F401 (a fixture)
 
 
 def run_script(name: str, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
@@ -29,7 +29,7 @@ def run_script(name: str, *args: str) -> tuple[subprocess.CompletedProcess[str],
     out = Path(args[-1]) if args and args[-1].endswith(".json") else None
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / f"{name}.py"), *args],
+        [sys.executable, str(SCRIPTS / f"{name}.py"), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -75,7 +75,7 @@ def test_bench_attention_quick_cpu_run(tmp_path: Path) -> None:
 
 
 def _script(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", SCRIPTS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -86,7 +86,7 @@ def test_gpu_runtime_fa3_proof_logic_on_a_stand_in_fa3_build(
     fa3_minimal_build: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """scripts/gpu_runtime_fa3.py is the lead's proof on the H100; here its checks run against the CPU
-    stand-in of an FA3 minimal build (tests/runtime/runtime_fakes.py: real import, real label, FA3's kernel name
+    stand-in of an FA3 minimal build (tests/support/runtime_fakes.py: real import, real label, FA3's kernel name
     in the profile, a crash for what the build lacks)."""
     script = _script("gpu_runtime_fa3")
     fake = fa3_minimal_build

@@ -9,7 +9,7 @@ from typing import Any
 from flashdoctor.decide.smoke.bench import BenchReport, judge_bench
 from flashdoctor.decide.smoke.classify import not_compiled
 from flashdoctor.decide.smoke.judge import judge_smoke
-from flashdoctor.model.cases import BACKENDS, SMOKE_CASES_CUDA, Case
+from flashdoctor.model.cases import BACKENDS, SMOKE_CASES_CUDA, VARIANT_BACKENDS, Case
 from flashdoctor.model.smoke import SmokeReport
 
 FA3_VERSION = (
@@ -73,7 +73,8 @@ def _head(extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
             "import_ok": True,
             "module": "flash_attn_interface",
         },
-        {"event": "variant", "backend": "fa4", "installed": False},
+        # every other variant of the registry: not installed on this machine
+        *({"event": "variant", "backend": v, "installed": False} for v in VARIANT_BACKENDS if v not in TIMES),
         {"event": "gpu", "gpu": 0, "name": "NVIDIA H100 80GB HBM3", "capability": "9.0", "memory_gb": 79.1},
     ]
 
@@ -82,7 +83,7 @@ def smoke_report() -> SmokeReport:
     ev = _head()
     uncovered = not_compiled(BACKENDS, SMOKE_CASES_CUDA, {"fa2": "2.8.3", "fa3": FA3_VERSION})
     for b in BACKENDS:
-        if b == "fa4":
+        if b not in TIMES:  # not installed here
             continue
         ev.append({"event": "backend_start", "gpu": 0, "backend": b, "t": 8.0})
         for i, case in enumerate(SMOKE_CASES_CUDA):

@@ -52,14 +52,23 @@ def _crash_outside(q, causal):
         ctypes.string_at(0)  # SIGSEGV, as a kernel reading what was never compiled
 
 
+def _crash_before_dtype(q):
+    # {"head_dims": [...]}: a head dim outside the build's kernels segfaults even before the dtype is
+    # looked at (an FA3 minimal build called with fp32 at head dim 64 on the H100)
+    c = CRASH_OUTSIDE
+    if c is not None and "head_dims" in c and q.shape[-1] not in c["head_dims"]:
+        ctypes.string_at(0)
+
+
 def attend(q, k, v, causal):
     """(B, N, H, D) attention in fp32, FlashAttention's conventions: GQA by head groups."""
     _log(q, causal)
-    if q.dtype not in (torch.float16, torch.bfloat16):
-        raise RuntimeError("FlashAttention only support fp16 and bf16 data type")
     d = q.shape[-1]
     if d > 256:
         raise RuntimeError("FlashAttention forward only supports head dimension at most 256")
+    _crash_before_dtype(q)
+    if q.dtype not in (torch.float16, torch.bfloat16):
+        raise RuntimeError("FlashAttention only support fp16 and bf16 data type")
     _crash_outside(q, causal)
     if HEAD_DIMS is not None and d not in HEAD_DIMS:
         raise RuntimeError("this build has no kernel for head dim %d (built with head dims %s)" % (d, sorted(HEAD_DIMS)))

@@ -72,42 +72,20 @@ class Timeouts:
 
 
 class Keys:
+    """The rendezvous store's keys of one run, all under its prefix."""
+
     def __init__(self, run_id: str) -> None:
         self.prefix = f"flashdoctor/cluster/{run_id}/"
+        self.joined, self.finished, self.left, self.roster, self.plan, self.outcome = (
+            self.prefix + name for name in ("joined", "finished", "left", "roster", "plan", "outcome")
+        )
+        self.collective = self.prefix + "pg/"  # the gloo group's own keys below it
 
     def join(self, rank: int) -> str:
         return f"{self.prefix}join/{rank}"
 
     def done(self, rank: int) -> str:
         return f"{self.prefix}done/{rank}"
-
-    @property
-    def joined(self) -> str:
-        return self.prefix + "joined"
-
-    @property
-    def finished(self) -> str:
-        return self.prefix + "finished"
-
-    @property
-    def left(self) -> str:
-        return self.prefix + "left"
-
-    @property
-    def roster(self) -> str:
-        return self.prefix + "roster"
-
-    @property
-    def plan(self) -> str:
-        return self.prefix + "plan"
-
-    @property
-    def outcome(self) -> str:
-        return self.prefix + "outcome"
-
-    @property
-    def collective(self) -> str:
-        return self.prefix + "pg/"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,19 @@
-"""`flashdoctor lock`: a pip requirements file that reproduces the install without flashdoctor.
+"""`flashdoctor lock`: the planned wheel, pinned by URL and sha256, in the forms users install from.
 
     flash-attn @ https://github.com/.../flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl \\
         --hash=sha256:<64 hex>
 
-`pip install --require-hashes -r FILE` then installs exactly that file or fails. Where the wheel index has no
+`pip install --require-hashes -r FILE` then installs exactly that file or fails. The same pin also comes as
+
+- ``uv``: a pyproject.toml dependency, ``"flash-attn @ URL#sha256=<64 hex>"``. uv refuses a fragment in a
+  ``[tool.uv.sources]`` url (so a source entry cannot carry the digest), and takes the PEP 508 direct
+  reference with its ``#sha256=``: ``uv lock`` records it in uv.lock and ``uv sync`` refuses other bytes
+  (observed with uv 0.13, whose ``uv add`` drops the fragment: the snippet says to paste the line;
+  tests/cli/test_cli_lock_exports.py replays it when uv is on PATH);
+- ``dockerfile``: ``RUN python3 -m pip install --no-deps --require-hashes 'flash-attn @ URL#sha256=...'``
+  (pip checks a direct URL's ``#sha256=`` and counts it as the hash --require-hashes asks for).
+
+Where the wheel index has no
 sha256 for the wheel, the digest is recorded from the download (the file is fetched into the cache and checked
 to be a wheel of the right distribution) and the file says so: "sha256 recorded (no published digest)", never
 "verified" (flashdoctor.model.install.digest_wording).
@@ -11,8 +21,11 @@ to be a wheel of the right distribution) and the file says so: "sha256 recorded 
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flashdoctor import __version__
 from flashdoctor.knowledge.variants import VARIANT_DIST, Variant
@@ -36,6 +49,26 @@ class LockEntry:
     def line(self) -> str:
         return f"{self.dist} @ {self.wheel.url} \\\n    --hash=sha256:{self.sha256}"
 
+    @property
+    def pinned_url(self) -> str:
+        """The wheel's URL with its digest as the fragment (``#sha256=``), which pip and uv check."""
+        parts = urlsplit(self.wheel.url)
+        return urlunsplit(parts._replace(fragment=f"sha256={self.sha256}"))
+
+    def direct_reference(self) -> str:
+        """PEP 508: ``flash-attn @ URL#sha256=...`` (a pyproject dependency, a pip argument)."""
+        return f"{self.dist} @ {self.pinned_url}"
+
+    def digest_note(self) -> str:
+        """The wording for the digest: "sha256 matches the published digest" / "sha256 recorded (no
+        published digest)" (model.install.digest_wording), and why when none was published."""
+        if digest_published(self.sha256_from):
+            return f"{self.wheel.filename}: {digest_wording(self.sha256_from)}."
+        return (
+            f"{self.wheel.filename}: {digest_wording(self.sha256_from)}: the wheel index publishes no sha256, "
+            "so this one is the digest of the download."
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "variant": self.variant,
@@ -47,25 +80,77 @@ class LockEntry:
             "sha256_check": digest_wording(self.sha256_from),
             "verification": self.verification,
             "requirement": f"{self.dist} @ {self.wheel.url} --hash=sha256:{self.sha256}",
+            "direct_reference": self.direct_reference(),
         }
+
+
+def _head(entries: list[LockEntry], env: Environment, source: str, *how: str) -> list[str]:
+    """The comment every form starts with: the machine it was written for, how to use it, and each
+    wheel's digest wording."""
+    torch = env.torch or "none"
+    cuda = "" if env.torch_cuda is None else f" (CUDA {env.torch_cuda})"
+    return [
+        f"# Written by flashdoctor {__version__} for Python {env.python or '?'} ({env.platform or '?'}), "
+        f"torch {torch}{cuda} [{source}].",
+        *(f"# {line}" for line in how),
+        *(f"# {e.digest_note()}" for e in entries),
+    ]
 
 
 def lock_text(entries: list[LockEntry], env: Environment, source: str) -> str:
     """The requirements file: a header saying what it is for, then one hashed line per wheel."""
-    torch = env.torch or "none"
-    lines = [
-        f"# Written by flashdoctor {__version__} for Python {env.python or '?'} ({env.platform or '?'}), "
-        f"torch {torch}{'' if env.torch_cuda is None else ' (CUDA ' + env.torch_cuda + ')'} [{source}].",
-        "# Reproduce without flashdoctor:  pip install --require-hashes -r THIS_FILE",
-        "# (flashdoctor itself installs with --no-deps so that torch is never touched; add --no-deps to match it.)",
-    ]
-    for e in entries:
-        if digest_published(e.sha256_from):
-            lines.append(f"# {e.wheel.filename}: {digest_wording(e.sha256_from)}.")
-        else:
-            lines.append(
-                f"# {e.wheel.filename}: {digest_wording(e.sha256_from)}: the wheel index publishes no sha256, "
-                "so this one is the digest of the download."
-            )
-    lines += [e.line() for e in entries]
+    lines = _head(
+        entries,
+        env,
+        source,
+        "Reproduce without flashdoctor:  pip install --require-hashes -r THIS_FILE",
+        "(flashdoctor itself installs with --no-deps so that torch is never touched; add --no-deps to match it.)",
+    )
+    return "\n".join([*lines, *(e.line() for e in entries)]) + "\n"
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's: quotes, backslashes, \\uXXXX)."""
+    import json
+
+    return json.dumps(text)
+
+
+def uv_text(entries: list[LockEntry], env: Environment, source: str) -> str:
+    """A pyproject.toml fragment for uv: the wheel as a direct reference with its #sha256=, which uv
+    records in uv.lock and checks on every install (a [tool.uv.sources] url cannot carry a digest)."""
+    lines = _head(
+        entries,
+        env,
+        source,
+        "For uv: paste this dependency into your pyproject.toml's [project] dependencies as it is; uv records",
+        "the #sha256 in uv.lock and refuses other bytes on `uv sync`. (`uv add` with it drops the #sha256.)",
+        "uv resolves the wheel's own dependencies (torch) with your project: keep your torch source as it is.",
+    )
+    lines += ["[project]", "dependencies = ["]
+    lines += [f"    {_toml_string(e.direct_reference())}," for e in entries]
+    return "\n".join([*lines, "]"]) + "\n"
+
+
+def dockerfile_text(entries: list[LockEntry], env: Environment, source: str) -> str:
+    """A Dockerfile snippet: one RUN that installs the wheel by URL, pip checking its #sha256."""
+    lines = _head(
+        entries,
+        env,
+        source,
+        "For a Dockerfile (an image whose Python already has this torch): pip checks the #sha256 of the",
+        "download (--require-hashes); --no-deps leaves torch and the wheel's other dependencies as the",
+        "image has them (install missing ones, e.g. einops, before).",
+    )
+    refs = " \\\n    ".join(shlex.quote(e.direct_reference()) for e in entries)
+    lines.append(f"RUN python3 -m pip install --no-deps --require-hashes \\\n    {refs}")
     return "\n".join(lines) + "\n"
+
+
+Writer = Callable[[list[LockEntry], Environment, str], str]
+# --format: name -> (writer, the file name suffix `--format all -o BASE` gives it)
+FORMATS: dict[str, tuple[Writer, str]] = {
+    "requirements": (lock_text, ".txt"),
+    "uv": (uv_text, ".pyproject.toml"),
+    "dockerfile": (dockerfile_text, ".Dockerfile"),
+}

@@ -11,7 +11,7 @@ Pure except for reading the files it is pointed at.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,7 @@ def local_build_for_source(
     arch: str | None = None,
     head_dims: str | None = None,
     dtypes: str | None = None,
+    disable: Sequence[str] = (),
 ) -> tuple[Plan | None, list[str]]:
     """`install --from-source`: a build already here that covers the request (--arch, else the GPUs;
     --head-dims and --dtypes when given) is installed instead of planning a new build. Returns its plan
@@ -153,6 +154,7 @@ def local_build_for_source(
         archs=parse_archs(arch) if arch else None,
         head_dims=parse_head_dims(head_dims) if head_dims else None,
         dtypes=parse_dtypes(dtypes) if dtypes else None,
+        disabled=tuple(dict.fromkeys(disable)) if disable else None,
     )
     found, rejected = best(wheelhouses, req)
     notes = _rejections(rejected)

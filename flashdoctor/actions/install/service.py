@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -162,11 +162,12 @@ def local_build_for_source(
     arch: str | None,
     head_dims: str | None,
     dtypes: str | None,
+    disable: Sequence[str] = (),
 ) -> tuple[Plan | None, list[str]]:
     """`install --from-source`: a build already in a wheelhouse that covers the request, else None."""
     from flashdoctor.actions.install import prepare
 
-    return prepare.local_build_for_source(env, variant, houses, arch, head_dims, dtypes)
+    return prepare.local_build_for_source(env, variant, houses, arch, head_dims, dtypes, disable)
 
 
 def check_buildable(variant: Variant) -> None:
@@ -232,7 +233,21 @@ def plan_from_build(outcome: BuildOutcome, variant: Variant) -> Plan | None:
 class LockResult:
     entry: LockEntry
     text: str  # the requirements file
-    output: str | None  # where it was written
+    output: str | None  # -o as given: the file (one format) or the base name (several)
+    exports: Mapping[str, str]  # --format name -> its text, for each asked
+    outputs: Mapping[str, str]  # --format name -> the file it was written to
+
+
+def lock_outputs(output: str | None, formats: Sequence[str]) -> dict[str, str]:
+    """Where each format goes: -o FILE for one format; for several, -o is a base name and each gets its
+    suffix (flash.txt, flash.pyproject.toml, flash.Dockerfile); nothing without -o."""
+    from flashdoctor.actions.install.lock import FORMATS
+
+    if not output:
+        return {}
+    if len(formats) == 1:
+        return {formats[0]: output}
+    return {f: output + FORMATS[f][1] for f in formats}
 
 
 def lock(
@@ -244,10 +259,12 @@ def lock(
     index_url: str | None,
     output: str | None,
     environ: Mapping[str, str],
+    formats: Sequence[str] = ("requirements",),
 ) -> LockResult:
-    """The hashed requirements line for a wheel plan; written to ``output`` when given."""
+    """The planned wheel pinned by URL and sha256, in each of ``formats`` (actions.install.lock.FORMATS:
+    requirements, uv, dockerfile); written per :func:`lock_outputs` when ``output`` is given."""
     from flashdoctor.actions.fetch import obtain
-    from flashdoctor.actions.install.lock import LockEntry, lock_text
+    from flashdoctor.actions.install.lock import FORMATS, LockEntry, lock_text
 
     if plan.action != "wheel" or plan.wheel is None:
         raise FlashdoctorError(
@@ -267,8 +284,11 @@ def lock(
         raise FlashdoctorError(
             f"cannot lock {ref.url}: pip reads the wheel's name from the URL, and it does not end in {ref.filename}"
         )
+    if any(c.isspace() or not c.isprintable() for c in ref.url):
+        raise FlashdoctorError(f"cannot lock {ref.url!r}: a URL with spaces or control characters")
     entry = LockEntry(plan.variant, ref, ref.sha256, sha_from, verification)
-    text = lock_text([entry], env, source)
-    if output:
-        inputs.write_text(output, text)
-    return LockResult(entry, text, output)
+    exports = {f: FORMATS[f][0]([entry], env, source) for f in dict.fromkeys(formats)}
+    outputs = lock_outputs(output, list(exports))
+    for f, path in outputs.items():
+        inputs.write_text(path, exports[f])
+    return LockResult(entry, lock_text([entry], env, source), output, exports, outputs)

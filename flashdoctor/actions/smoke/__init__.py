@@ -7,12 +7,14 @@ test) and the cluster preflight. Importing this package is light: torch is only 
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from flashdoctor.actions.smoke.run import run_with_restarts, sdpa_names
 from flashdoctor.decide.smoke.bench import BenchReport, judge_bench
-from flashdoctor.decide.smoke.classify import covered_dtypes, not_compiled
+from flashdoctor.decide.smoke.classify import covered_dtypes, covered_head_dim, not_compiled
 from flashdoctor.decide.smoke.judge import judge_smoke
 from flashdoctor.knowledge.backends import variant_imports
 from flashdoctor.model.cases import FALLBACK, Case, normalise_backends, smoke_cases
@@ -23,6 +25,7 @@ from flashdoctor.probe.interpreter import TargetScriptError
 SMOKE_TIMEOUT_S = 300.0  # FA4 JIT-compiles each kernel on first use: minutes, not seconds
 BENCH_TIMEOUT_S = 600.0
 STALL_TIMEOUT_S = 120.0  # one call (or one FA4 compile) that makes no progress this long is a hang
+Report = TypeVar("Report", SmokeReport, BenchReport)
 
 __all__ = [
     "BenchReport",
@@ -79,16 +82,8 @@ def run_smoke(
         "min_batch_ms": 0.5,
         "prewarm": ["sdpa-cudnn"] if prewarm and device == "cuda" else [],
     }
-    events, elapsed = _run(python, environ, config, timeout, stall_timeout)
-    return judge_smoke(
-        events,
-        python=python,
-        device=device,
-        cases=cases,
-        backends=backends,
-        requested=requested,
-        elapsed_s=elapsed,
-    )
+    judge = functools.partial(judge_smoke, cases=cases, backends=backends, requested=requested)
+    return _run(judge, python, environ, config, timeout, stall_timeout)
 
 
 def run_bench(
@@ -123,16 +118,8 @@ def run_bench(
         "repeats": repeats,
         "min_batch_ms": 1.0,
     }
-    events, elapsed = _run(python, environ, config, timeout, stall_timeout)
-    return judge_bench(
-        events,
-        python=python,
-        device=device,
-        case=case,
-        backends=names,
-        requested=requested,
-        elapsed_s=elapsed,
-    )
+    judge = functools.partial(judge_bench, case=case, backends=names, requested=requested)
+    return _run(judge, python, environ, config, timeout, stall_timeout)
 
 
 def _common_config(
@@ -156,6 +143,9 @@ def _common_config(
         "input_dtypes": {
             b: list(d) for b in backends if (d := covered_dtypes(b, versions.get(b))) is not None
         },
+        "input_head_dims": {
+            b: hd for b in backends if (hd := covered_head_dim(b, versions.get(b))) is not None
+        },
     }
 
 
@@ -170,17 +160,19 @@ def installed_versions(python: str, environ: Mapping[str, str]) -> dict[str, str
 
 
 def _run(
+    judge: Callable[..., Report],
     python: str,
     environ: Mapping[str, str],
     config: Mapping[str, object],
     timeout: float,
     stall_timeout: float | None,
-) -> tuple[list[dict[str, object]], float]:
-    """The runner's events (all runs) and the wall time; a usage error it reported (e.g. --gpu) raises."""
+) -> Report:
+    """Run the runner (restarted after a crash) and ``judge`` its events (all runs) with the wall time;
+    a usage error it reported (e.g. --gpu) raises."""
     t0 = time.perf_counter()
     events = run_with_restarts(python, environ, config, timeout, stall_timeout)
     _raise_usage(events)
-    return events, time.perf_counter() - t0
+    return judge(events, python=python, device=config["device"], elapsed_s=time.perf_counter() - t0)
 
 
 def _raise_usage(events: Sequence[dict[str, object]]) -> None:

@@ -307,7 +307,8 @@ class Measure:
         # A half dtype the build has (a minimal build must not be called with one it left out).
         covered = self.cfg.get("input_dtypes", {}).get(backend) or ["bf16", "fp16"]
         half = [d for d in (["bf16", "fp16"] if self._bf16_ok() else ["fp16"]) if d in covered]
-        checks = [("fp32", torch.float32, 64)]
+        # ... and a head dim it has: only the dtype is wrong in the fp32 check
+        checks = [("fp32", torch.float32, self.cfg.get("input_head_dims", {}).get(backend) or 64)]
         if half:
             checks.append(("head_dim_512", self.dtypes[half[0]], 512))
         for check, dtype, d in checks:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from packaging.version import InvalidVersion, Version
 
@@ -143,14 +143,9 @@ def fetch_sdist(
         return FetchedSdist(entry.path, entry.sha256, verification)
 
 
-def download(
-    ref: SdistRef,
-    cache_dir: Path,
-    policy: DownloadPolicy | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Path:
-    """:func:`fetch_sdist`, the path only."""
-    return fetch_sdist(ref, cache_dir, policy, sleep).path
+def download(ref: SdistRef, cache_dir: Path, **options: Any) -> Path:
+    """:func:`fetch_sdist` (same ``policy`` and ``sleep`` options), the path only."""
+    return fetch_sdist(ref, cache_dir, **options).path
 
 
 def _safe_extract(tar: tarfile.TarFile, dest: Path) -> None:

@@ -33,8 +33,9 @@ from flashdoctor.decide.explain.scan import (
 )
 from flashdoctor.decide.explain.tailor import CONDITIONS, Tailor, WheelFinder, env_matches, env_matches_any
 from flashdoctor.knowledge.signatures import Signature, knowledge
-from flashdoctor.knowledge.variants import Variant
+from flashdoctor.knowledge.variants import DEFAULT_VARIANT, VARIANTS, Variant
 from flashdoctor.model.environment import Environment
+from flashdoctor.model.fields import FieldsJson
 
 __all__ = [
     "KEYWORD_LINE_BUDGET",
@@ -55,7 +56,7 @@ MACHINE_WINDOW = 1 << 20  # bytes at each end of a log read for what it says abo
 
 
 @dataclass(frozen=True)
-class Diagnosis:
+class Diagnosis(FieldsJson):
     """One cause (or consequence) found in a log. ``code`` is public interface (README "Failure codes").
 
     ``basis`` is "log" when the evidence is a log line (``line`` is its 1-based number), "machine" when
@@ -72,19 +73,6 @@ class Diagnosis:
     basis: str = "log"
     consequence_of: str | None = None
     source: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "confidence": self.confidence,
-            "evidence": self.evidence,
-            "message": self.message,
-            "fix": self.fix,
-            "line": self.line,
-            "basis": self.basis,
-            "consequence_of": self.consequence_of,
-            "source": self.source,
-        }
 
 
 @dataclass(frozen=True)
@@ -157,11 +145,9 @@ def _qualifies(sig: Signature, contexts: LogContexts, env: Environment | None) -
 
 
 def _variant(contexts: LogContexts) -> Variant:
-    if "fa3" in contexts:
-        return "fa3"
-    if "fa4" in contexts:
-        return "fa4"
-    return "fa2"
+    """The variant a log concerns: the first of the registry's variants (other than the default) whose
+    log context (signatures.json ``contexts``, named after the variant) the log has; else the default."""
+    return next((v for v in VARIANTS if v != DEFAULT_VARIANT and v in contexts), DEFAULT_VARIANT)
 
 
 # Check finding code -> diagnosis code, for the machine's own build blockers.

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from flashdoctor.decide.explain.scan import decode, trie_regex
+from flashdoctor.model.fields import FieldsJson
 
 EVIDENCE_MAX = 400  # characters of a line kept
 KEY_LINES_MAX = 8
@@ -35,12 +35,9 @@ _WARNINGISH = re.compile(
 
 
 @dataclass(frozen=True)
-class KeyLine:
+class KeyLine(FieldsJson):
     line: int
     text: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"line": self.line, "text": self.text}
 
 
 def line_number(data: bytes, offset: int) -> int:

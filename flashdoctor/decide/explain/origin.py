@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from flashdoctor.knowledge.versions import parse_version
 from flashdoctor.model.environment import TARGET_KEYS, Environment
+from flashdoctor.model.fields import FieldsJson
 
 # Facts (data/signatures.json "facts") that describe the log's machine.
 TORCH, PYTHON, NVCC, DRIVER, DRIVER_CUDA, WHEEL_URL = (
@@ -161,14 +162,11 @@ def read_machine(facts: Mapping[str, str], contexts: Container[str]) -> LogMachi
 
 
 @dataclass(frozen=True)
-class Origin:
+class Origin(FieldsJson):
     """Whether the machine's facts may tailor the fixes of a log, and why."""
 
     use_machine: bool
     reason: str  # "here" | "agrees: ..." | "differs: ..." | "unknown: ..." | "no machine"
-
-    def to_json(self) -> dict[str, object]:
-        return {"use_machine": self.use_machine, "reason": self.reason}
 
 
 def _same_version(logged: str, actual: str | None) -> bool:

@@ -16,6 +16,7 @@ from flashdoctor.decide.smoke.classify import classify_error, crash_reason
 from flashdoctor.decide.smoke.events import parse_events
 from flashdoctor.decide.smoke.judge import backend_infos
 from flashdoctor.model.cases import BACKENDS, DTYPES, FALLBACK, Case, backend_info, backend_kind
+from flashdoctor.model.fields import FieldsJson
 from flashdoctor.model.smoke import GpuInfo
 
 BENCH_SCHEMA_ID = "flashdoctor/bench/1"
@@ -65,7 +66,7 @@ def validate_shape(
 
 
 @dataclass(frozen=True)
-class BenchRow:
+class BenchRow(FieldsJson):
     backend: str
     title: str
     status: str  # ok | skip | error | crash | timeout | not-installed | import-error
@@ -83,27 +84,6 @@ class BenchRow:
     speedup_fwd_bwd: float | None = None
     fastest_fwd: bool = False
     fastest_fwd_bwd: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "backend": self.backend,
-            "title": self.title,
-            "status": self.status,
-            "reason": self.reason,
-            "version": self.version,
-            "fwd_ms": self.fwd_ms,
-            "fwd_bwd_ms": self.fwd_bwd_ms,
-            "fwd_tflops": self.fwd_tflops,
-            "fwd_bwd_tflops": self.fwd_bwd_tflops,
-            "fwd_pct_peak": self.fwd_pct_peak,
-            "fwd_bwd_pct_peak": self.fwd_bwd_pct_peak,
-            "fwd_peak_mib": self.fwd_peak_mib,
-            "peak_mib": self.peak_mib,
-            "speedup_fwd": self.speedup_fwd,
-            "speedup_fwd_bwd": self.speedup_fwd_bwd,
-            "fastest_fwd": self.fastest_fwd,
-            "fastest_fwd_bwd": self.fastest_fwd_bwd,
-        }
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flashdoctor.knowledge import load_data
-from flashdoctor.knowledge.backends import backend
+from flashdoctor.knowledge.backends import backend, smoke_facts
 from flashdoctor.knowledge.profiles import build_coverage
 from flashdoctor.knowledge.variants import variant_info
 from flashdoctor.model.cases import Case, backend_info, backend_kind, backend_title
@@ -38,7 +38,7 @@ def _signature_category(text: str) -> str | None:
 
 
 def _head_dim_documented(backend: str, head_dim: int) -> tuple[bool, int]:
-    hd = load_data("smoke")["head_dims"].get(backend, {"max": 256, "multiple_of": 8})
+    hd = smoke_facts(backend).get("head_dims", {"max": 256, "multiple_of": 8})
     return head_dim <= int(hd["max"]) and head_dim % int(hd["multiple_of"]) == 0, int(hd["max"])
 
 
@@ -158,6 +158,17 @@ def covered_dtypes(name: str, version: str | None) -> tuple[str, ...] | None:
     if coverage is None or coverage.dtypes is None:
         return None
     return tuple(d for d in ("bf16", "fp16") if d in coverage.dtypes)
+
+
+def covered_head_dim(name: str, version: str | None) -> int | None:
+    """A head dim an installed build has a kernel for, to feed it wrong input at (its input checks): the
+    smallest compiled kernel of a minimal build; None when it has them all (no profile). An FA3 build
+    without head dim 64 can crash when called at 64, whatever the dtype (measured on an H100)."""
+    variant = backend(name).variant
+    coverage = None if variant is None else build_coverage(variant, version)
+    if coverage is None or coverage.head_dims is None:
+        return None
+    return min(coverage.head_dims)
 
 
 def version_label(name: str, version: str | None) -> tuple[str, str | None]:

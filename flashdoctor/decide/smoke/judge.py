@@ -13,6 +13,7 @@ from typing import Any
 
 from flashdoctor.decide.smoke.classify import (
     classify_error,
+    covered_dtypes,
     crash_reason,
     proof_kernel,
     tolerance_for,
@@ -315,10 +316,17 @@ def _crash_finding(
     during = str(crash.get("case") or crash.get("phase") or "start-up")
     code = "smoke-crash" if crash["event"] == "crash" else "smoke-timeout"
     title = infos[b].title if b in infos else "the fp32 reference"
+    status, note = Status.FAIL, ""
+    if during.startswith("input:") and b in infos and covered_dtypes(b, infos[b].version) is not None:
+        # A minimal build fed what it must refuse (its own head dim, fp32; or head dim 512) and died
+        # instead of raising: worth knowing, but no valid call reaches that path — the runtime sends a
+        # build only the head dims and dtypes it has — so it does not fail the build's smoke test.
+        status = Status.WARN
+        note = " (a minimal build crashing on input it must refuse; flashdoctor's runtime never sends it such input)"
     return Finding(
         code,
-        Status.FAIL,
-        f"{title} on {where}: {crash_reason(crash)} during {during}",
+        status,
+        f"{title} on {where}: {crash_reason(crash)} during {during}{note}",
         evidence=str(crash.get("stderr_tail") or "")[-1500:] or None,
         fix=_FIX.get(code),
         variant=_variant_of(b),
@@ -342,26 +350,18 @@ def _input_check_findings(
             continue
         seen.add((ic.backend, ic.check))
         title = backends[ic.backend].title if ic.backend in backends else ic.backend
-        if ic.raised:
-            findings.append(
-                Finding(
-                    "smoke-input-check",
-                    Status.OK,
-                    f"{title} refuses {what.get(ic.check, ic.check)} with a clear error: {str(ic.error)[:200]}",
-                    variant=_variant_of(ic.backend),
-                    subject=ic.backend,
-                )
+        fed = what.get(ic.check, ic.check)
+        findings.append(
+            Finding(
+                "smoke-input-check",
+                Status.OK if ic.raised else Status.SKIP,
+                f"{title} refuses {fed} with a clear error: {str(ic.error)[:200]}"
+                if ic.raised
+                else f"{title} accepted {fed} without an error",
+                variant=_variant_of(ic.backend),
+                subject=ic.backend,
             )
-        else:
-            findings.append(
-                Finding(
-                    "smoke-input-check",
-                    Status.SKIP,
-                    f"{title} accepted {what.get(ic.check, ic.check)} without an error",
-                    variant=_variant_of(ic.backend),
-                    subject=ic.backend,
-                )
-            )
+        )
     return checks, findings
 
 

@@ -277,9 +277,32 @@ def make_plan(
             f"no GPU visible and no --arch: building upstream's default archs {', '.join(map(str, archs))}"
         )
 
+    planning = _Planning(env, request, version, archs, targets, notes)
     if request.variant == "fa2":
-        return _plan_fa2(env, request, version, archs, targets, notes)
-    return _plan_fa3(env, request, version, archs, targets, notes, hopper)
+        return _plan_fa2(planning)
+    return _plan_fa3(planning, hopper)
+
+
+@dataclass(frozen=True)
+class _Planning:
+    """What the planner of each build system starts from, and the fields every plan takes from it."""
+
+    env: Environment
+    request: BuildRequest
+    version: str
+    archs: tuple[int, ...]  # what to compile for
+    targets: tuple[ArchTarget, ...]  # the GPUs / --arch values they serve
+    notes: list[str]  # what the plan says; each planner adds its own
+
+    def plan(self, **fields: Any) -> BuildPlan:
+        """The plan, with the system's own ``fields`` (profile, units, counts, jobs, env, ...)."""
+        return BuildPlan(
+            variant=self.request.variant,
+            version=self.version,
+            targets=self.targets,
+            notes=tuple(self.notes),
+            **fields,
+        )
 
 
 def _common_env(env: Environment, jobs: Jobs | None, label: str, archs: Sequence[int]) -> dict[str, str]:
@@ -303,14 +326,8 @@ def _common_env(env: Environment, jobs: Jobs | None, label: str, archs: Sequence
     return out
 
 
-def _plan_fa2(
-    env: Environment,
-    request: BuildRequest,
-    version: str,
-    archs: tuple[int, ...],
-    targets: tuple[ArchTarget, ...],
-    notes: list[str],
-) -> BuildPlan:
+def _plan_fa2(p: _Planning) -> BuildPlan:
+    env, request, version, archs, notes = p.env, p.request, p.version, p.archs, p.notes
     data = build_data()["fa2"]
     layout = fa2_layout(version)
     v = parse_version(version)
@@ -368,11 +385,8 @@ def _plan_fa2(
     )
     envvars = _common_env(env, jobs, profile.label(), archs)
     envvars[data["arch_switch"]] = ";".join(str(a) for a in archs)
-    return BuildPlan(
-        variant="fa2",
-        version=version,
+    return p.plan(
         profile=profile,
-        targets=targets,
         units=units,
         unit_count=len(units) * len(archs),
         default_unit_count=all_units * n_default,
@@ -381,20 +395,12 @@ def _plan_fa2(
         jobs=jobs,
         env=envvars,
         edit_sources=layout is not None,
-        notes=tuple(notes),
         units_from="table" if layout is not None else "unknown",
     )
 
 
-def _plan_fa3(
-    env: Environment,
-    request: BuildRequest,
-    version: str,
-    archs: tuple[int, ...],
-    targets: tuple[ArchTarget, ...],
-    notes: list[str],
-    hopper: Fa3SetupFacts | None,
-) -> BuildPlan:
+def _plan_fa3(p: _Planning, hopper: Fa3SetupFacts | None) -> BuildPlan:
+    env, request, archs, notes = p.env, p.request, p.archs, p.notes
     data = build_data()["fa3"]
     switches: Mapping[str, str] = data["switches"]
     unknown = [f for f in request.disable if f not in FA3_FEATURES]
@@ -469,11 +475,8 @@ def _plan_fa3(
         count, 1, env.cpus, env.memory_gb, float(data["gb_per_job"]), request.max_jobs, request.nvcc_threads
     )
     envvars = {**_common_env(env, jobs, profile.label(), archs), **setup_vars}
-    return BuildPlan(
-        variant="fa3",
-        version=version,
+    return p.plan(
         profile=profile,
-        targets=targets,
         units=units,
         unit_count=count,
         default_unit_count=full,
@@ -482,7 +485,6 @@ def _plan_fa3(
         jobs=jobs,
         env=envvars,
         edit_sources=False,
-        notes=tuple(notes),
         extra={"fa3_setup": None if hopper is None else fa3_setup_json(hopper)},
         units_from=units_from,
     )

@@ -8,13 +8,16 @@ The install helper calls :func:`make_plan`; ``check`` gets its verdicts' wheels 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flashdoctor.decide.checks import WheelFinder
-from flashdoctor.decide.wheels.index import (
-    IndexEntry,
-    WheelIndex,
+from flashdoctor.decide.wheels.freshness import STALE_AFTER_DAYS, index_age, stale_index_finding
+from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex, load_index
+from flashdoctor.decide.wheels.location import (
+    IndexLocation,
     WheelIndexError,
     default_index_path,
-    load_index,
+    locate_index,
 )
 from flashdoctor.decide.wheels.parse import WheelName, WheelNameError, parse_wheel_name
 from flashdoctor.decide.wheels.plan import make_plan
@@ -39,18 +42,21 @@ def wheel_finder(index_path: str | None = None, allow_community: bool = False) -
     return find
 
 
-def default_wheel_finder() -> WheelFinder | None:
-    """wheel_finder over the default index (FLASHDOCTOR_WHEELS_INDEX or the bundled one); None when there
-    is no index, so verdicts say "no wheel index consulted" instead of failing."""
+def default_wheel_finder(refreshed: Path | None = None) -> WheelFinder | None:
+    """wheel_finder over the default index (FLASHDOCTOR_WHEELS_INDEX, the refreshed index at ``refreshed``
+    while newer, or the bundled one); None when there is no index, so verdicts say "no wheel index
+    consulted" instead of failing."""
     try:
-        return wheel_finder(str(default_index_path()))
+        return wheel_finder(str(default_index_path(refreshed=refreshed)))
     except WheelIndexError:
         return None
 
 
 __all__ = [
     "REJECTION_CODES",
+    "STALE_AFTER_DAYS",
     "IndexEntry",
+    "IndexLocation",
     "Selection",
     "WheelIndex",
     "WheelIndexError",
@@ -59,10 +65,13 @@ __all__ = [
     "default_index_path",
     "default_wheel_finder",
     "find_wheel",
+    "index_age",
     "load_index",
+    "locate_index",
     "make_plan",
     "parse_version_spec",
     "parse_wheel_name",
     "select_wheels",
+    "stale_index_finding",
     "wheel_finder",
 ]

@@ -20,12 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from flashdoctor import knowledge
+from flashdoctor.decide.wheels import digests
 from flashdoctor.decide.wheels.derive import (
     FA3_ARCHS,
     derive_abi,
     fa2_archs,
+    is_claim,
+    never_built,
     official_cuda_build,
     official_glibc,
+    torch_build_of,
 )
 from flashdoctor.decide.wheels.index import INDEX_SCHEMA_ID, index_from_document, render_url
 from flashdoctor.decide.wheels.parse import WheelNameError, parse_wheel_name
@@ -132,23 +136,37 @@ def entry_from_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
         entry["inferred"] = inferred
     if row.get("alt_release_tags"):
         entry["alt_tags"] = list(row["alt_release_tags"])
+    # the torch it was compiled against (decide.wheels.torchbuild), for wheels built against one
+    built = torch_build_of(name, row.get("torch_build_version")) if name.torch is not None else None
+    if built:
+        entry["torch_build"] = built
+    if is_claim(row):
+        entry["claim"] = True
+        if row.get("release_superseded_within_24h_by"):
+            entry["superseded_by"] = row["release_superseded_within_24h_by"]
     return entry
 
 
 # -- the listing files ------------------------------------------------------------------------------
-def rows_from_listings(directory: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(rows, inputs) from the dataset's listing files in ``directory``."""
+def rows_from_listings(
+    directory: str | Path, extra: Sequence[str | Path] = (), as_of: str | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows, inputs) from the dataset's listing files in ``directory`` and the ``extra`` listing files
+    (the same row shape). ``as_of``: the day the listings' data were gathered (each input's
+    ``fetched``, from which the index's age is told)."""
     d = Path(directory)
     if not d.is_dir():
         raise ListingError(f"{d} is not a directory")
     rows: list[dict[str, Any]] = []
     inputs = []
     found = False
-    for fname in LISTING_FILES:
-        p = d / fname
+    for p in [*(d / f for f in LISTING_FILES), *(Path(x) for x in extra)]:
+        in_dir = p.parent == d and p.name in LISTING_FILES
         if not p.is_file():
+            if not in_dir:
+                raise ListingError(f"{p} is not a file")
             continue
-        found = True
+        found = found or in_dir
         data = p.read_bytes()
         try:
             listing = json.loads(data)
@@ -163,7 +181,15 @@ def rows_from_listings(directory: str | Path) -> tuple[list[dict[str, Any]], lis
             if missing:
                 raise ListingError(f"{p}: row {i} lacks {', '.join(missing)}")
         rows.extend(listing)
-        inputs.append({"name": fname, "entries": len(listing), "sha256": hashlib.sha256(data).hexdigest()})
+        record: dict[str, Any] = {
+            "name": p.name,
+            "entries": len(listing),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        if as_of:
+            record["fetched"] = as_of
+        record["sources"] = sorted({str(r["source"]) for r in listing})
+        inputs.append(record)
     if not found:
         raise ListingError(f"{d} holds none of {', '.join(LISTING_FILES)}")
     return rows, inputs
@@ -184,15 +210,22 @@ def _sort_key(e: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _entries(
-    rows: Iterable[Mapping[str, Any]], srcs: Mapping[str, Mapping[str, Any]]
+    rows: Iterable[Mapping[str, Any]],
+    srcs: Mapping[str, Mapping[str, Any]],
+    dropped: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Entries made from ``rows``: URLs left out where the source's template rebuilds them, duplicates
-    dropped (not sorted)."""
+    dropped, claimed wheels whose release's CI could not have run left out (counted by release in
+    ``dropped``); not sorted."""
     wheels: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     for row in rows:
         if row["source"] not in srcs:
             raise ListingError(f"row {row.get('filename')!r}: unknown source {row['source']!r}")
+        if never_built(row) is not None:
+            if dropped is not None:
+                dropped[str(row.get("release_tag"))] = dropped.get(str(row.get("release_tag")), 0) + 1
+            continue
         entry = entry_from_row(row)
         if entry is None:
             continue
@@ -203,7 +236,7 @@ def _entries(
                 del entry["url"]
         if "url" not in entry and not (template and "tag" in entry):
             raise ListingError(f"row {entry['filename']!r}: no url and no release tag to build one")
-        key = (entry["filename"], entry.get("url") or entry.get("tag") or "")
+        key = (entry["source"], entry["filename"], entry.get("url") or entry.get("tag") or "")
         if key in seen:
             continue
         seen.add(key)
@@ -216,21 +249,36 @@ def assemble(
     built_from: str,
     inputs: list[dict[str, Any]],
     sources: Mapping[str, Mapping[str, Any]] | None = None,
+    published: Mapping[str, digests.Published] | None = None,
+    generated: str | None = None,
+    stats: digests.DigestStats | None = None,
 ) -> dict[str, Any]:
-    """The index document: entries made from ``rows``, URLs left out where the source's template
-    rebuilds them, duplicates dropped, sorted, and validated by loading it."""
+    """The index document: entries made from ``rows`` (and, with ``published``, from the files of
+    configured sources only the published digests list), URLs left out where the source's template
+    rebuilds them, duplicates dropped, claimed wheels whose CI could not have run left out, published
+    digests attached by URL, sorted, dated ``generated`` (default: today) and validated by loading it."""
     srcs = dict(sources or wheel_sources())
-    wheels = _entries(rows, srcs)
+    rows = list(rows)
+    stats = stats if stats is not None else digests.DigestStats()
+    if published is not None:
+        rows += digests.digest_rows(published, rows, srcs, stats)
+    dropped: dict[str, int] = {}
+    wheels = _entries(rows, srcs, dropped)
+    if published is not None:
+        digests.attach(wheels, published, srcs, stats)
     wheels.sort(key=_sort_key)
     doc = {
         "schema": INDEX_SCHEMA_ID,
         "about": "Prebuilt FlashAttention wheels and where each fact about them comes from. Generated by "
         "scripts/update_wheels_index.py; do not edit by hand. Field meanings: README 'Wheel index'.",
         "built_from": built_from,
+        "generated": generated or today(),
         "inputs": inputs,
         "sources": srcs,
         "wheels": wheels,
     }
+    if dropped:
+        doc["dropped"] = dict(sorted(dropped.items()))
     index_from_document(doc, origin="generated index")  # refuse to write an index the loader rejects
     return doc
 
@@ -241,11 +289,13 @@ def refresh(
     rows: Iterable[Mapping[str, Any]],
     inputs: list[dict[str, Any]],
     sources: Mapping[str, Mapping[str, Any]] | None = None,
+    generated: str | None = None,
 ) -> dict[str, Any]:
     """``doc`` with the entries of the sources ``names`` replaced by entries made from ``rows`` (their
-    live listing); every other entry, and the order of the entries kept, stay exactly as they are. The
-    refreshed sources' configuration is taken from ``sources`` (default: data/wheel_sources.json); an
-    input of the same name is replaced."""
+    live listing), which keep what ``doc`` knew of the same files (digests, build torch:
+    digests.carry_known); every other entry, and the order of the entries kept, stay exactly as they are.
+    The refreshed sources' configuration is taken from ``sources`` (default: data/wheel_sources.json);
+    an input of the same name is replaced."""
     current = dict(sources or wheel_sources())
     unknown = [n for n in names if n not in current]
     if unknown:
@@ -258,13 +308,21 @@ def refresh(
     if stray:
         raise ListingError(f"rows of source(s) {', '.join(stray)} given to refresh {', '.join(names)}")
     kept = [w for w in doc.get("wheels") or () if w.get("source") not in names]
-    wheels = kept + _entries(rows, srcs)
+    fresh_wheels = _entries(rows, srcs)
+    digests.carry_known(fresh_wheels, doc, srcs)
+    wheels = kept + fresh_wheels
     wheels.sort(key=_sort_key)  # stable: the kept entries were in this order already
     fresh = {i["name"] for i in inputs}
+    retired = set(names)  # an input all of whose sources were read again is history
     out = dict(doc)
-    out["inputs"] = [i for i in doc.get("inputs") or () if i.get("name") not in fresh] + list(inputs)
+    out["inputs"] = [
+        i
+        for i in doc.get("inputs") or ()
+        if i.get("name") not in fresh and not (i.get("sources") and set(i["sources"]) <= retired)
+    ] + list(inputs)
     out["sources"] = srcs
     out["wheels"] = wheels
+    out["generated"] = generated or today()
     index_from_document(out, origin="refreshed index")
     return out
 

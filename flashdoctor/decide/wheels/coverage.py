@@ -56,7 +56,8 @@ class Cell:
 
 def cell_environment(platform: str, torch: str, cuda: str, python: str) -> Environment:
     """A synthetic machine for one cell: PyTorch's own wheel of that torch and CUDA, a current glibc,
-    GPUs and driver unknown (they do not decide whether a wheel exists)."""
+    GPUs and driver unknown (they do not decide whether a wheel exists). The cell is a torch minor: its
+    patch is left unknown, so that no patch of it rules a wheel out (decide.wheels.torchbuild)."""
     arch = platform.split("_", 1)[1] if platform.startswith("linux") else None
     mm = tuple(int(x) for x in torch.split("."))
     abi = torch_pip_cxx11abi((mm[0], mm[1]), cuda, arch) if platform.startswith("linux") else None
@@ -65,7 +66,7 @@ def cell_environment(platform: str, torch: str, cuda: str, python: str) -> Envir
         python_abi="cp" + python.replace(".", ""),
         platform=platform,
         glibc=COVERAGE_GLIBC if platform.startswith("linux") else None,
-        torch=f"{torch}.0+cu{cuda.replace('.', '')}",
+        torch=f"{torch}+cu{cuda.replace('.', '')}",
         torch_cuda=cuda,
         cxx11abi=abi,
         unknown=frozenset({"gpus", "driver", "driver_cuda"}),

@@ -8,6 +8,9 @@ the tags' .github/workflows/publish.yml, and the wheel dataset's README ("Proven
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from packaging.version import Version
 
 from flashdoctor.decide.wheels.parse import WheelName, platform_arch
@@ -17,6 +20,12 @@ from flashdoctor.knowledge.versions import major_minor
 # Official Linux wheels are tagged linux_x86_64, so their glibc need is not in the tag: it is the
 # glibc of the runner that built them (dataset README quirk 6).
 GLIBC_BY_RUNNER = {"ubuntu-20.04": "2.31", "ubuntu-22.04": "2.35", "ubuntu-24.04": "2.39"}
+# When GitHub stopped running jobs on a hosted runner image: a release tagged later whose publish
+# workflow still asked for it built nothing (the ubuntu-20.04 image was fully retired on 2025-04-15,
+# actions/runner-images#11101). v2.8.0 (2025-06-14) still targeted ubuntu-20.04: its matrix-derived
+# wheels were very probably never published, and v2.8.0.post1/.post2 followed within hours
+# (Dao-AILab/flash-attention #1708, #1762; the wheel dataset's README, "entries that are claims").
+RUNNER_RETIRED = {"ubuntu-20.04": "2025-04-15"}
 # publish.yml moved from ubuntu-20.04 to ubuntu-22.04 at v2.8.0.post1 (facts.md: "GLIBC_2.32 not found"
 # for Ubuntu 20.04 users of 2.8.0.post1+).
 OFFICIAL_UBUNTU_2204_SINCE = Version("2.8.0.post1")
@@ -101,6 +110,8 @@ def derive_abi(
         if pip_abi is True:
             return True, True
         return False, False
+    if name.scheme == "dated" and name.abi_label is not None:
+        return name.abi_label, False  # windreamer's label is the ABI of the torch it built against
     if listed_inferred is not None:
         return listed_inferred, True
     return pip_abi, pip_abi is not None
@@ -112,3 +123,30 @@ def _arch(name: WheelName) -> str | None:
         if a:
             return a
     return None
+
+
+def is_claim(row: Mapping[str, Any]) -> bool:
+    """Whether a listing row is only derived from a build matrix: no published copy was seen. Rows of
+    the live sources (an API listing real files) have no ``evidence_kind`` and are never claims."""
+    kind = row.get("evidence_kind")
+    return isinstance(kind, str) and "derived_from_matrix" in kind and "seen" not in kind
+
+
+def never_built(row: Mapping[str, Any]) -> str | None:
+    """Why a claimed wheel cannot exist (its release's CI could not have run), else None."""
+    if not is_claim(row):
+        return None
+    runner = row.get("built_on")
+    retired = RUNNER_RETIRED.get(runner) if isinstance(runner, str) else None
+    tagged = str(row.get("tag_date") or "")[:10]
+    if retired and tagged and tagged > retired:
+        return f"{row.get('release_tag')}'s workflow ran on {runner}, retired on {retired}"
+    return None
+
+
+def torch_build_of(name: WheelName, listed: str | None) -> str | None:
+    """The torch a wheel was compiled against: what the listing records (the build matrix's torch), else
+    what its name spells out in full (kingbri1/bdashore3 "torch2.8.0", windreamer "torch2100")."""
+    if listed:
+        return listed
+    return name.torch_full

@@ -1,9 +1,7 @@
 """The wheel index: load wheels_index.json, validate it, and turn each entry into a typed value.
 
-Where the index comes from, first match wins:
-1. an explicit path (``--index FILE``), else ``$FLASHDOCTOR_WHEELS_INDEX``;
-2. ``wheels_index.json`` next to the ``flashdoctor`` package (a checkout or an editable install);
-3. ``<sys.prefix>/share/flashdoctor/wheels_index.json`` (where a regular install puts it).
+Where the index comes from: location.py (an explicit path, $FLASHDOCTOR_WHEELS_INDEX, a refreshed index
+newer than the bundled one, the bundled one).
 
 A bad index is a user error (exit 2) whose message names the entry at fault.
 """
@@ -14,7 +12,6 @@ import hashlib
 import json
 import os
 import string
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -26,21 +23,19 @@ from urllib.parse import quote
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-import flashdoctor
+# re-exported: the index's public names stay where they were (location.py holds them now)
+from flashdoctor.decide.wheels.location import ENV_VAR as ENV_VAR
+from flashdoctor.decide.wheels.location import INDEX_FILENAME as INDEX_FILENAME
+from flashdoctor.decide.wheels.location import MAX_INDEX_BYTES as MAX_INDEX_BYTES
+from flashdoctor.decide.wheels.location import WheelIndexError as WheelIndexError
+from flashdoctor.decide.wheels.location import default_index_path as default_index_path
+from flashdoctor.decide.wheels.location import document_date
 from flashdoctor.decide.wheels.parse import WheelName, WheelNameError, parse_wheel_name
-from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.variants import VARIANTS, Variant
 from flashdoctor.knowledge.versions import major_minor
 from flashdoctor.model.plan import WheelRef
 
 INDEX_SCHEMA_ID = "flashdoctor/wheels-index/1"
-INDEX_FILENAME = "wheels_index.json"
-ENV_VAR = "FLASHDOCTOR_WHEELS_INDEX"
-MAX_INDEX_BYTES = 64 << 20  # the bundled index is ~2 MB; a bound keeps /dev/zero from exhausting memory
-
-
-class WheelIndexError(UsageError):
-    """The wheel index is missing, unreadable, or fails validation."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +68,9 @@ class IndexEntry:
     yanked: bool
     confidence: str | None
     inferred: frozenset[str]
+    torch_build: str | None  # the torch it was compiled against ("2.3.0", "2.2.0.dev20231106"); None: unknown
+    claim: bool  # derived from a build matrix only: no file was seen published
+    superseded_by: str | None  # a release that replaced this one within a day (its CI may not have finished)
     alt_tags: tuple[str, ...]
     rank: int
     community: bool
@@ -153,6 +151,13 @@ class WheelIndex:
     sources: Mapping[str, SourceInfo]
     entries: tuple[IndexEntry, ...]
     built_from: str | None = None
+    generated: str | None = None  # YYYY-MM-DD the index was written
+    inputs: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def data_date(self) -> str | None:
+        """How old its knowledge is (location.document_date)."""
+        return document_date({"inputs": list(self.inputs), "generated": self.generated})
 
     def for_variant(self, variant: Variant) -> tuple[IndexEntry, ...]:
         return _by_variant(self)[variant]
@@ -165,23 +170,6 @@ def _by_variant(index: WheelIndex) -> dict[Variant, tuple[IndexEntry, ...]]:
         if e.variant is not None:
             out[e.variant].append(e)
     return {v: tuple(es) for v, es in out.items()}
-
-
-# -- locating ---------------------------------------------------------------------------------------
-def default_index_path(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    if env.get(ENV_VAR):
-        return Path(env[ENV_VAR])
-    here = Path(flashdoctor.__file__).resolve().parent.parent / INDEX_FILENAME  # a checkout
-    if here.is_file():
-        return here
-    installed = Path(sys.prefix) / "share" / "flashdoctor" / INDEX_FILENAME
-    if installed.is_file():
-        return installed
-    raise WheelIndexError(
-        f"no wheel index found (looked for {here} and {installed})",
-        hint=f"pass --index FILE or set {ENV_VAR}; scripts/update_wheels_index.py builds one",
-    )
 
 
 # -- loading ----------------------------------------------------------------------------------------
@@ -309,10 +297,11 @@ def index_from_document(doc: Any, origin: str = "wheel index", validate: bool = 
         for name, raw in doc["sources"].items()
     }
     entries = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     for i, raw in enumerate(doc["wheels"]):
         entry = _entry(raw, sources, lambda: f"{origin}: entry {i} ({raw['filename']})")  # noqa: B023
-        key = (
+        key = (  # one repository's tag is not another's: kingbri1 and bdashore3 both have a v2.8.3
+            entry.source,
             entry.filename,
             entry.url_or_template if entry.tag is None else f"{entry.tag}/{entry.filename}",
         )
@@ -323,7 +312,12 @@ def index_from_document(doc: Any, origin: str = "wheel index", validate: bool = 
         seen.add(key)
         entries.append(entry)
     return WheelIndex(
-        origin=origin, sources=sources, entries=tuple(entries), built_from=doc.get("built_from")
+        origin=origin,
+        sources=sources,
+        entries=tuple(entries),
+        built_from=doc.get("built_from"),
+        generated=doc.get("generated"),
+        inputs=tuple(doc.get("inputs") or ()),
     )
 
 
@@ -399,6 +393,9 @@ def _entry(raw: dict[str, Any], sources: Mapping[str, SourceInfo], where: Callab
         yanked=bool(raw.get("yanked", False)),
         confidence=raw.get("confidence"),
         inferred=frozenset(raw["inferred"]) if "inferred" in raw else frozenset(),
+        torch_build=raw.get("torch_build"),
+        claim=bool(raw.get("claim", False)),
+        superseded_by=raw.get("superseded_by"),
         alt_tags=tuple(raw.get("alt_tags", ())),
         rank=src.rank,
         community=src.community,

@@ -13,6 +13,11 @@ scheme                 example                                                  
 ``full-torch``         ``flash_attn-2.8.3+cu128torch2.8.0cxx11abiFALSE-...win_amd64``  torch x.y.z; ABI label
                                                                                     hard-coded (meaningless)
 ``git``                ``flash_attn_3-3.0.0+cu128torch2.10gite2743ab-cp39-abi3-...``  full CUDA, source commit
+``dated``              ``flash_attn_3-3.0.0+20260318.cu128torch2100cxx11abitrue.8afc61-...`` build date, full
+                                                                                    CUDA, torch x.y.z
+                                                                                    packed (2100 = 2.10.0),
+                                                                                    ABI, source commit
+                                                                                    (windreamer's FA3)
 ``plain``              ``flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl``     nothing (CUDA comes from
                                                                                     the index path; FA4 is
                                                                                     pure Python)
@@ -37,13 +42,18 @@ from packaging.version import Version
 from flashdoctor.knowledge.variants import DIST_VARIANT, Variant
 
 Scheme = str  # one of SCHEMES
-SCHEMES = ("cuda-minor", "cuda-major", "no-abi", "full-torch", "git", "plain", "other")
+SCHEMES = ("cuda-minor", "cuda-major", "no-abi", "full-torch", "git", "dated", "plain", "other")
 
 # The local label, after packaging's normalisation (lower case, "-"/"_" -> "."):
 #   cu<digits> torch<major.minor[.patch]> [cxx11abi<true|false>] [git<hex>]
 _LOCAL_RE = re.compile(
     r"^cu(?P<cuda>\d{2,3})torch(?P<torch>\d+\.\d+(?:\.\d+)?)"
     r"(?:cxx11abi(?P<abi>true|false))?(?:git(?P<git>[0-9a-f]+))?$"
+)
+# windreamer/flash-attention3-wheels: <yyyymmdd>.cu<digits>torch<major><minor><patch>cxx11abi<bool>.<hex>
+# (its own index generator reads the torch digits as major = first, patch = last, minor = the middle).
+_DATED_RE = re.compile(
+    r"^(?P<date>\d{8})\.cu(?P<cuda>\d{3})torch(?P<torch>\d{3,4})cxx11abi(?P<abi>true|false)\.(?P<git>[0-9a-f]+)$"
 )
 # manylinux_2_28_x86_64 and the legacy aliases (PEP 600 / 599 / 571 / 513).
 _MANYLINUX_RE = re.compile(r"^manylinux_(\d+)_(\d+)_(.+)$")
@@ -66,7 +76,7 @@ class WheelName:
     scheme: Scheme
     cuda: tuple[int, int | None] | None
     torch: tuple[int, int] | None
-    torch_full: str | None  # "2.8.0" in the full-torch scheme
+    torch_full: str | None  # "2.8.0" in the full-torch and dated schemes
     abi_label: bool | None  # what "cxx11abiTRUE/FALSE" says; None when the name has none
     git: str | None
     tags: frozenset[Tag]
@@ -145,7 +155,16 @@ def parse_wheel_name(filename: str) -> WheelName:
         scheme = "plain"
     else:
         m = _LOCAL_RE.match(local)
-        if m is None:
+        d = _DATED_RE.match(local) if m is None else None
+        if d is not None:
+            scheme = "dated"
+            cuda = parse_cuda_token(d.group("cuda"))
+            digits = d.group("torch")
+            torch = (int(digits[0]), int(digits[1:-1]))
+            torch_full = f"{digits[0]}.{int(digits[1:-1])}.{digits[-1]}"
+            abi = d.group("abi") == "true"
+            git = d.group("git")
+        elif m is None:
             scheme = "other"
         else:
             cuda = parse_cuda_token(m.group("cuda"))

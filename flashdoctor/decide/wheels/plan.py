@@ -17,7 +17,7 @@ from flashdoctor.decide.wheels.target import target_of
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.knowledge.versions import parse_version
 from flashdoctor.model.environment import Environment
-from flashdoctor.model.findings import Verdict
+from flashdoctor.model.findings import CheckReport, VariantVerdict, Verdict
 from flashdoctor.model.plan import Plan, WheelRef
 from flashdoctor.model.target import ABI_NOTE, abi_inferred
 
@@ -44,10 +44,11 @@ def make_plan(
     vv = report.verdicts[variant]
     inst = env.installed_variant(variant)
 
-    if vv.verdict is Verdict.UNSUPPORTED:
-        # the verdict's fix names the working alternative (PyTorch SDPA, or another variant)
-        alt = vv.fix or f"Use {SDPA}."
-        return Plan("unsupported", variant, reasons=(*vv.reasons, alt), blockers=vv.blockers)
+    # Only Python is below the variant's minimum (today's releases'): older releases may have shipped
+    # wheels for it (FA2 2.5.x-2.7.0 had cp38 wheels), so the index is asked before saying unsupported.
+    python_floor = vv.verdict is Verdict.UNSUPPORTED and _only_python_too_old(report, variant, vv.reasons)
+    if vv.verdict is Verdict.UNSUPPORTED and not python_floor:
+        return _unsupported(vv, variant)
     if vv.verdict is Verdict.READY and inst is not None:
         v = parse_version(inst.version)
         if spec is None or (v is not None and spec.contains(Version(v.public), prereleases=True)):
@@ -83,16 +84,21 @@ def make_plan(
         )
 
     sel = select_wheels(env, variant, index, spec, allow_community)
+    if python_floor and sel.best is None:
+        return _unsupported(vv, variant)
     notes = assumption_notes(t)
     if t.os == "linux" and abi_inferred(env):
         notes.append(next(n for n in env.notes if n.startswith(ABI_NOTE)))
     blockers = tuple(c for c in vv.blockers if c in ("driver-too-old",))
     if sel.best is not None:
         best = sel.best
+        siblings = python_siblings(sel.fits, best) if t.python is None else []
         reasons = [
             f"{best.label} fits: {fit_summary(best, t)}",
             f"source: {best.source}; evidence: {best.evidence}",
-            *entry_notes(best, variant),
+            *entry_notes(best, variant, t),
+            *([python_floor_note(env, variant, best)] if python_floor else []),
+            *([siblings_note(best, siblings)] if siblings else []),
             *notes,
         ]
         if len(sel.fits) > 1:
@@ -101,7 +107,7 @@ def make_plan(
             "wheel",
             variant,
             wheel=best.ref(),
-            alternatives=_distinct_refs(sel.fits[1:], best.ref()),
+            alternatives=_distinct_refs([*siblings, *sel.fits[1:]], best.ref()),
             rejected=sel.rejections(),
             reasons=tuple(reasons),
             blockers=blockers,
@@ -118,6 +124,14 @@ def make_plan(
                 *notes,
             ),
             blockers=blockers,
+        )
+    tb = t.torch_build
+    if tb is not None and not tb.is_release and info.needs_nvcc:
+        hints.insert(
+            0,
+            f"torch {tb.text} is {tb.kind_words}: release wheels are compiled against PyTorch's releases "
+            "and do not load on it (maintainers: build against it from source, Dao-AILab/flash-attention "
+            "#836, #709); only a wheel built against this very build would fit, and the index has none",
         )
     build_blockers = tuple(c for c in vv.blockers)
     build_msgs = [
@@ -138,6 +152,49 @@ def make_plan(
     )
 
 
+def _unsupported(vv: VariantVerdict, variant: Variant) -> Plan:
+    # the verdict's fix names the working alternative (PyTorch SDPA, or another variant)
+    alt = vv.fix or f"Use {SDPA}."
+    return Plan("unsupported", variant, reasons=(*vv.reasons, alt), blockers=vv.blockers)
+
+
+def _only_python_too_old(report: CheckReport, variant: Variant, reasons: Iterable[str]) -> bool:
+    """Whether the only reasons the variant cannot run are "Python below its minimum"."""
+    python = {
+        f.message for f in report.findings if f.code == "python-too-old" and f.variant in (None, variant)
+    }
+    rs = set(reasons)
+    return bool(python) and bool(rs) and rs <= python
+
+
+def python_floor_note(env: Environment, variant: Variant, best: IndexEntry) -> str:
+    info = knowledge.variant_info(variant)
+    low = f"{info.python_min[0]}.{info.python_min[1]}"
+    return (
+        f"Python {env.python} is below {info.title}'s minimum today ({low}), but {info.dist} "
+        f"{best.version} shipped wheels for it: pin that release (newer releases need Python ≥ {low})"
+    )
+
+
+def python_siblings(fits: Iterable[IndexEntry], best: IndexEntry) -> list[IndexEntry]:
+    """The same build of ``best`` for other Pythons (its twins that differ only in the Python tag)."""
+    key = _without_python(best)
+    return [e for e in fits if e is not best and e.source == best.source and _without_python(e) == key]
+
+
+def _without_python(e: IndexEntry) -> tuple[object, ...]:
+    n = e.name
+    return (n.dist, str(n.version), n.platforms, e.tag, e.cuda)
+
+
+def siblings_note(best: IndexEntry, siblings: list[IndexEntry]) -> str:
+    tags = sorted({i for e in (best, *siblings) for i, _a in e.name.pythons}, key=lambda s: (len(s), s))
+    return (
+        f"Python unknown: this build exists for {', '.join(tags)}; {best.filename} is one of them "
+        "(the others are the first alternatives): give the target's Python to choose"
+    )
+
+
 def _distinct_refs(entries: Iterable[IndexEntry], best: WheelRef) -> tuple[WheelRef, ...]:
     out: list[WheelRef] = []
     seen = {best.url}
@@ -154,6 +211,7 @@ def _distinct_refs(entries: Iterable[IndexEntry], best: WheelRef) -> tuple[Wheel
 
 _HINT_ORDER = (
     "version-excluded",
+    "torch-build-mismatch",
     "torch-mismatch",
     "python-mismatch",
     "cuda-mismatch",

@@ -11,6 +11,14 @@ from flashdoctor.decide.wheels.index import IndexEntry
 from flashdoctor.decide.wheels.parse import manylinux_glibc, platform_arch
 from flashdoctor.decide.wheels.rules import REJECTION_CODES, gpu_runs, variant_driver_min
 from flashdoctor.decide.wheels.target import Target
+from flashdoctor.decide.wheels.torchbuild import (
+    EXACT,
+    NIGHTLY,
+    OLDER_PATCH,
+    UNKNOWN,
+    build_class,
+    torch_build,
+)
 from flashdoctor.knowledge.variants import Variant
 
 
@@ -29,6 +37,8 @@ def reason_text(code: str, entry: IndexEntry, t: Target, spec: SpecifierSet | No
             msg = f"built for torch {n.torch_text}, this is torch {mm_text(t.torch_mm)}"
         else:
             msg = f"serves torch {entry.torch_spec} (LibTorch stable ABI), this is torch {t.torch_version}"
+    elif code == "torch-build-mismatch":
+        msg = build_mismatch_text(entry, t)
     elif code == "cuda-mismatch":
         msg = (
             f"built for CUDA {entry.cuda_mm[0] if entry.cuda_mm else '?'}, torch uses CUDA {mm_text(t.cuda)}"
@@ -77,6 +87,26 @@ def reason_text(code: str, entry: IndexEntry, t: Target, spec: SpecifierSet | No
     return f"{code}: {msg}"
 
 
+def build_mismatch_text(entry: IndexEntry, t: Target) -> str:
+    tb = t.torch_build
+    built = (
+        f"built against torch {entry.torch_build}"
+        if entry.torch_build
+        else (f"built against a torch {entry.name.torch_text} whose build is not recorded")
+    )
+    if tb is None:  # pragma: no cover - the rule needs torch's build
+        return built
+    if not tb.is_release:
+        return (
+            f"{built}; this torch ({tb.text}) is {tb.kind_words}: a wheel fits it only if built against that very build "
+            "(release wheels do not fit pre-release, nightly or vendor builds: build from source)"
+        )
+    return (
+        f"{built}, a later patch than this torch {tb.text}: a wheel built against a later patch does "
+        "not load on an earlier one (maintainer, Dao-AILab/flash-attention#931)"
+    )
+
+
 def mm_text(mm: tuple[int, int] | None) -> str:
     return "?" if mm is None else f"{mm[0]}.{mm[1]}"
 
@@ -93,7 +123,7 @@ def fit_summary(e: IndexEntry, t: Target) -> str:
     n = e.name
     parts = []
     if n.torch is not None and t.torch_mm is not None:
-        parts.append(f"torch {n.torch_text}")
+        parts.append(f"torch {n.torch_text}" + (f" (built against {e.torch_build})" if e.torch_build else ""))
     elif e.torch_spec is not None:
         parts.append(f"torch {e.torch_spec} (stable ABI) ∋ {t.torch_version}")
     if e.cuda_mm is not None:
@@ -111,7 +141,7 @@ def fit_summary(e: IndexEntry, t: Target) -> str:
     return ", ".join(parts)
 
 
-def entry_notes(e: IndexEntry, variant: Variant) -> list[str]:
+def entry_notes(e: IndexEntry, variant: Variant, t: Target | None = None) -> list[str]:
     out = []
     if e.sha256 is None:
         out.append("no sha256 is known for this file: the download cannot be checked against a digest")
@@ -120,6 +150,37 @@ def entry_notes(e: IndexEntry, variant: Variant) -> list[str]:
             "its 'cxx11abiFALSE' label means 'ABI not forced': built against a CXX11-ABI torch, so it is "
             "treated as a CXX11-ABI wheel (inferred from setup.py)"
         )
+    if e.name.torch is not None and t is not None and t.torch_build is not None:
+        cls = build_class(e.torch_build, t.torch_build)
+        if cls == EXACT and not t.torch_build.is_release:
+            same = "" if e.torch_build == t.torch_build.text else f" (the build {t.torch_build.text} is)"
+            out.append(
+                f"built against torch {e.torch_build}{same}: a wheel built against another build of this "
+                f"pre-release, nightly or vendor torch would not load"
+            )
+        elif cls == OLDER_PATCH:
+            out.append(
+                f"built against torch {e.torch_build}, an earlier patch than this torch "
+                f"{t.torch_build.text}: usually loads; no wheel built against {t.torch_build.text} fits"
+            )
+        elif cls == NIGHTLY:
+            b = torch_build(e.torch_build)
+            out.append(
+                f"built against {b.what if b else e.torch_build}, not a release: it loaded on the release "
+                "in one report and failed in another; no release-built wheel fits"
+            )
+        elif cls == UNKNOWN and e.torch_build is None and t.torch_build.patch is not None:
+            out.append(
+                f"the torch it was built against is not recorded (some torch {e.name.torch_text}): "
+                "a wheel built against a later patch than this torch would not load"
+            )
+    if e.claim:
+        out.append(
+            "derived from the release's build matrix: no published copy of this file was seen "
+            "(the download will tell)"
+        )
+    if e.superseded_by:
+        out.append(f"its release was replaced by {e.superseded_by} within a day")
     if e.confidence in ("medium", "low"):
         out.append(f"listing confidence {e.confidence}: this exact file was not seen at its URL")
     if knowledge.variant_info(variant).pre_release_only and e.version.is_prerelease:
@@ -150,6 +211,19 @@ def hint(
         torches = sorted({e.name.torch for e in group if e.name.torch is not None}, reverse=True)
         labels = [f"{a}.{b}" for a, b in torches] or sorted({str(e.torch_spec) for e in group})
         return f"{who} wheels exist for torch {', '.join(labels)} with this CUDA, ABI and Python (e.g. {example})"
+    if code == "torch-build-mismatch":
+        tb = t.torch_build
+        builds = sorted({e.torch_build or "?" for e in group}, reverse=True)[:4]
+        if tb is not None and not tb.is_release:
+            return (
+                f"{who} wheels exist for torch {mm_text(t.torch_mm)} built against other torch builds "
+                f"({', '.join(builds)}; e.g. {example}); none against {tb.text}: release wheels do not "
+                "fit a pre-release, nightly or vendor torch"
+            )
+        return (
+            f"{who} wheels exist for torch {mm_text(t.torch_mm)} built against a later patch "
+            f"({', '.join(builds)}; e.g. {example}): upgrade torch to that patch, or build"
+        )
     if code == "python-mismatch":
         pys = sorted({i for e in group for i, _a in e.name.pythons}, key=lambda s: (len(s), s), reverse=True)
         return f"{who} wheels exist for {', '.join(pys)} with this torch and CUDA (e.g. {example})"

@@ -7,6 +7,9 @@ README "Wheel rejection codes"):
 - ``torch-mismatch``: an FA2 (or torch-labelled) wheel must match torch's major.minor exactly — a wheel
   for another minor fails with ``undefined symbol: _ZN3c10...``. FA3 stable-ABI wheels (no torch in
   the name) serve torch >= 2.9 (hopper/setup.py TORCH_TARGET_VERSION).
+- ``torch-build-mismatch``: the wheel was compiled against another build of torch's major.minor: a later
+  patch (a 2.2.2-built wheel fails on torch 2.2.0, maintainer in Dao-AILab/flash-attention#931), or —
+  for a pre-release, nightly or vendor torch (NGC, Jetson) — anything but that very build (torchbuild.py).
 - ``cuda-mismatch``: the wheel's CUDA major must be torch's — a cu12 wheel on a cu11 torch fails with
   ``libcudart.so.12: cannot open shared object file``.
 - ``abi-mismatch``: the wheel's C++ ABI must be torch's (``torch._C._GLIBCXX_USE_CXX11_ABI``).
@@ -34,6 +37,7 @@ from flashdoctor import knowledge
 from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
 from flashdoctor.decide.wheels.parse import manylinux_glibc, platform_arch
 from flashdoctor.decide.wheels.target import Target
+from flashdoctor.decide.wheels.torchbuild import build_class
 from flashdoctor.knowledge import codes as code_registry
 from flashdoctor.knowledge.archs import runs_on
 from flashdoctor.knowledge.variants import Variant
@@ -85,6 +89,8 @@ def machine_codes(entry: IndexEntry, t: Target) -> list[str]:
         if n.torch is not None:
             if t.torch_mm is not None and n.torch != t.torch_mm:
                 codes.append("torch-mismatch")
+            elif build_class(entry.torch_build, t.torch_build) is None:
+                codes.append("torch-build-mismatch")
         elif (
             entry.torch_spec is not None
             and t.torch_version is not None
@@ -127,6 +133,7 @@ def build_signature(entry: IndexEntry) -> tuple[object, ...]:
         n.pythons,
         n.platforms,
         n.torch,
+        entry.torch_build,
         entry.torch_spec,
         entry.cuda_mm[0] if entry.cuda_mm else None,
         entry.abi,

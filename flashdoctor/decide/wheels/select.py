@@ -7,10 +7,13 @@ rules.py    the rejection codes of one entry (public: data/codes.json)
 reasons.py  the sentences people read about them
 plan.py     the install plan (make_plan) and what would make a wheel fit
 
-Preference among the wheels that fit: the newest version; then official over the PyTorch index over
-community; then a certain ABI over an inferred one; then the CUDA closest to torch's (exact, older minor,
-newer minor); then higher listing confidence; then a known glibc need (a manylinux copy) over an unknown
-one; then, within one source, the newer release of the same file.
+Preference among the wheels that fit: wheels built against an earlier patch of torch, then those built
+against a nightly, come after the rest (torchbuild.py); then files seen published before entries derived
+only from a build matrix (claims), and a release not replaced within a day before one that was; then the
+newest version; then official over the PyTorch index over community; then one built against this exact
+torch over one whose build torch is not recorded; then a certain ABI over an inferred one; then the CUDA closest to torch's (exact, older minor, newer minor); then
+higher listing confidence; then a known glibc need (a manylinux copy) over an unknown one; then, within
+one source, the newer release of the same file.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from flashdoctor.decide.wheels.rules import (
     version_ranks,
 )
 from flashdoctor.decide.wheels.target import Target, supported_tags, target_of
+from flashdoctor.decide.wheels.torchbuild import EXACT, UNKNOWN, build_class
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.model.environment import Environment
@@ -44,6 +48,7 @@ _DISTANCE = {
     "community": 0,
     "version-excluded": 0,
     "torch-mismatch": 1,
+    "torch-build-mismatch": 1,
     "python-mismatch": 1,
     "cuda-mismatch": 2,
     "abi-mismatch": 2,
@@ -70,9 +75,14 @@ def _cuda_distance(entry: IndexEntry, t: Target) -> int:
 
 def preference_key(entry: IndexEntry, t: Target) -> tuple[object, ...]:
     """Sort key, best first when sorted ascending."""
+    build = build_rank(entry, t)
     return (
+        max(build - UNKNOWN, 0),  # an earlier patch, then a nightly, after the rest
+        1 if entry.claim else 0,
+        1 if entry.superseded_by else 0,
         _Neg(entry.version),
         entry.rank,
+        build,  # then the exact build before an unrecorded one
         1 if "abi" in entry.inferred else 0,
         _cuda_distance(entry, t),
         _CONFIDENCE.get(entry.confidence, 1),
@@ -83,6 +93,16 @@ def preference_key(entry: IndexEntry, t: Target) -> tuple[object, ...]:
         entry.filename,
         entry.url_or_template,
     )
+
+
+def build_rank(entry: IndexEntry, t: Target) -> int:
+    """How the torch the wheel was built against fits torch's (torchbuild.build_class; 0 is best).
+    Wheels without torch in their name (FA3 on the stable ABI, FA4) do not depend on it: they rank as
+    built against this very torch."""
+    if entry.name.torch is None:
+        return EXACT
+    cls = build_class(entry.torch_build, t.torch_build)
+    return UNKNOWN if cls is None else cls
 
 
 class _Neg:

@@ -9,6 +9,7 @@ from functools import lru_cache
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.version import Version
 
+from flashdoctor.decide.wheels.torchbuild import TorchBuild, torch_build
 from flashdoctor.knowledge.versions import major_minor
 from flashdoctor.model.environment import Environment
 
@@ -27,6 +28,7 @@ class Target:
     torch_state: str  # "cuda" | "unknown" | "missing" | "cpu" | "rocm"
     torch_mm: tuple[int, int] | None
     torch_version: Version | None  # public
+    torch_build: TorchBuild | None  # the build (release, nightly, pre-release or vendor); None: unknown
     cuda: tuple[int, int] | None
     abi: bool | None
     sms: tuple[int, ...]  # distinct compute capabilities of the visible GPUs (empty: none known)
@@ -126,6 +128,7 @@ def target_of(env: Environment) -> Target:
         torch_state=state,
         torch_mm=env.torch_mm,
         torch_version=None if tv is None else Version(tv.public),
+        torch_build=torch_build(env.torch) if state == "cuda" else None,
         cuda=env.torch_cuda_mm,
         abi=env.cxx11abi,
         sms=sms,

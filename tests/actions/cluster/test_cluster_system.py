@@ -16,9 +16,9 @@ import pytest
 
 from flashdoctor.cli import main
 from flashdoctor.knowledge.schemas import schema_validator
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, SCRIPTS
 
-RANK_EXIT = str(ROOT / "scripts" / "rank_exit.py")
+RANK_EXIT = str(SCRIPTS / "rank_exit.py")
 LAUNCHER_VARS = (
     "RANK",
     "WORLD_SIZE",
@@ -372,7 +372,7 @@ def test_gpu_cluster_script_runs_on_cpu_ranks(tmp_path: Path) -> None:
     # The issue-10 script, with 2 CPU ranks: the clean run passes, the drift run fails on every rank.
     env = {**base_env(), "NPROC": "2", "PYTHON": sys.executable}
     p = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "gpu_cluster.sh"), str(tmp_path / "out")],
+        ["bash", str(SCRIPTS / "gpu_cluster.sh"), str(tmp_path / "out")],
         env=env,
         capture_output=True,
         text=True,

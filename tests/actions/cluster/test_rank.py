@@ -20,7 +20,8 @@ from flashdoctor.actions.cluster.rank import (
 )
 from flashdoctor.errors import UsageError
 from flashdoctor.model.environment import Environment
-from tests.conftest import TARGETS, target_env
+from tests.support.paths import TARGETS
+from tests.support.targets import target_env
 
 
 def launch(rank: int = 1, local: int | None = None) -> LaunchInfo:

@@ -25,8 +25,8 @@ from flashdoctor.actions.wheelhouse import Wheelhouse
 from flashdoctor.errors import UsageError
 from flashdoctor.model.plan import Plan, WheelRef
 from flashdoctor.probe.state import TargetState
-from tests.conftest import target_env
 from tests.support.install_helpers import H100_BUILD, make_wheel, sha256_of, write_manifest
+from tests.support.targets import target_env
 
 
 def h100(**kw: object):  # type: ignore[no-untyped-def]

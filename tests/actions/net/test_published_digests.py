@@ -230,6 +230,6 @@ def test_fa4_digest_from_the_pypi_json_api(mirror: Server, tmp_path: Path) -> No
 
 
 def test_every_kind_is_registered_and_implements_the_protocol() -> None:
-    assert set(KINDS) == {"github-releases", "simple-index", "pypi-json"}
+    assert set(KINDS) == {"github-releases", "simple-index", "pypi-json", "find-links"}
     for name, kind in KINDS.items():
         assert kind.name == name and callable(kind.list_rows) and callable(kind.published_digest)

@@ -28,7 +28,7 @@ from flashdoctor.decide.wheels import builder
 from flashdoctor.decide.wheels.index import load_index
 from flashdoctor.errors import NetworkError
 from tests.support.loopback import Response, Server, serve
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, SCRIPTS
 
 pytestmark = pytest.mark.system  # real servers on loopback
 
@@ -343,7 +343,7 @@ def run_script(
         str(out),
     ]
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "update_wheels_index.py"), *args],
+        [sys.executable, str(SCRIPTS / "update_wheels_index.py"), *args],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
 

@@ -76,7 +76,7 @@ def test_minimal_builds_are_called_only_with_what_they_cover(
     assert [c for c in real if c["variant"] == "fa3" and c["dtype"] == "fp16"] == []
     assert [c for c in real if c["variant"] == "fa2" and (c["dtype"] == "bf16" or c["head_dim"] > 32)] == []
     assert {(c["dtype"], c["head_dim"]) for c in log if c["variant"] == "fa2" and c not in real} == {
-        ("fp32", 64),
+        ("fp32", 32),  # fp32 at a head dim the build has (its smallest kernel)
         ("fp16", 512),  # head dim 512 in the dtype the build has
     }
 
@@ -110,6 +110,31 @@ def test_uncovered_cases_are_reported_as_not_compiled(
     # The deliberate wrong inputs use a dtype the build has: FA2 refuses head dim 512 in fp16.
     checks = {(c.backend, c.check): c for c in report.input_checks}
     assert checks[("fa2", "head_dim_512")].raised and checks[("fa3", "head_dim_512")].raised
+
+
+def test_input_checks_use_a_head_dim_the_build_has(tmp_path: Path) -> None:
+    """Found on the H100: an FA3 minimal build (head dim 128, bf16) fed fp32 at head dim 64 died (SIGSEGV)
+    in the input check, so `install --fa3 --from-source` rolled back a working build. The fp32 check now
+    runs at a head dim the build has, and the build refuses fp32 with its own error."""
+    site = write_site(
+        tmp_path / "site",
+        fa3_version="3.0.0+fd.sm90.hd128.bf16.nosplit.nopagedkv.nofp8",
+        crash_outside={"fa3": {"dtypes": ["bf16"], "head_dims": [128]}},
+    )
+    h128 = Case("h128", 1, 33, 2, 128)
+    report = run_smoke(
+        sys.executable,
+        runner_env(site),
+        device="cpu",
+        timeout=150,
+        variants=["fa3"],
+        cases=(*SMOKE_CASES_CPU, h128),
+        repeats=2,
+    )
+    assert report.runs == 1 and report.exit_code() == 0, [f.message for f in report.findings]
+    checks = {c.check: c for c in report.input_checks if c.backend == "fa3"}
+    assert checks["fp32"].raised and "fp16 and bf16" in str(checks["fp32"].error)
+    assert rows(report)[("fa3", "h128")].status is CaseStatus.PASS
 
 
 @pytest.mark.slow

@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
 from flashdoctor.actions.smoke import Case, CaseStatus, SmokeReport, run_bench, run_smoke
-from flashdoctor.knowledge.schemas import load_schema
+from flashdoctor.knowledge.schemas import schema_validator
 from flashdoctor.model.findings import Status
 from tests.support.smoke_fakes import runner_env, write_fakes
 
@@ -98,7 +97,7 @@ def test_wrong_input_gets_clear_messages(good: SmokeReport) -> None:
 
 def test_json_report_validates(good: SmokeReport) -> None:
     doc = json.loads(json.dumps(good.to_json()))
-    jsonschema.validate(doc, load_schema("smoke-report.schema.json"))
+    schema_validator("smoke-report.schema.json").validate(doc)
     assert (
         doc["status"] == "passed" and doc["torch_import_s"] > 0 and doc["elapsed_s"] > doc["torch_import_s"]
     )
@@ -206,4 +205,4 @@ def test_bench_on_cpu(tmp_path: Path) -> None:
     assert sum(x.fastest_fwd_bwd for x in r.rows) == 1
     assert r.matmul_peak_tflops and r.matmul_peak_tflops > 0
     assert r.recommendation and r.recommendation.startswith("On this CPU at B2 N64 H4 D16 bf16 causal, use ")
-    jsonschema.validate(json.loads(json.dumps(r.to_json())), load_schema("bench-report.schema.json"))
+    schema_validator("bench-report.schema.json").validate(json.loads(json.dumps(r.to_json())))

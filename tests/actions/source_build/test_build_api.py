@@ -13,8 +13,8 @@ import pytest
 from flashdoctor.actions.source_build.api import BuildOptions, build, plan_build
 from flashdoctor.decide.source_build.plan import BuildRequest
 from flashdoctor.render.progress import LineProgress
-from tests.conftest import target_env
 from tests.support.fake_sdist import make_fake_sdist
+from tests.support.targets import target_env
 
 
 def _opts(tmp: Path, archive: Path, **kw: object) -> BuildOptions:

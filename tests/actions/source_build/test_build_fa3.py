@@ -13,10 +13,10 @@ import pytest
 
 from flashdoctor.actions.source_build.api import BuildOptions, build, plan_build
 from tests.cli.test_build_cli import fd
-from tests.conftest import target_env
 from tests.decide.source_build.test_build_hopper import FOUR, MEASURED
 from tests.support.fake_hopper import make_fake_checkout
 from tests.support.paths import TARGETS
+from tests.support.targets import target_env
 
 NO_FLAGS = [f"--no-{f}" for f in MEASURED.disable]
 

@@ -17,7 +17,7 @@ from flashdoctor.actions.source_build.runner import (
     run_build,
 )
 from flashdoctor.render.progress import LineProgress
-from tests.conftest import target_env
+from tests.support.targets import target_env
 
 NVCC_LINE = (
     "  [3/7] /usr/local/cuda/bin/nvcc --generate-dependencies-with-compile --dependency-output "

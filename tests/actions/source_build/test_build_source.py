@@ -349,7 +349,7 @@ def test_build_outcome_says_how_the_sdist_was_verified(index: Index, tmp_path: P
     from flashdoctor.actions.source_build.api import BuildOptions, build
     from flashdoctor.decide.source_build.plan import BuildRequest
     from flashdoctor.render.build import outcome_to_json
-    from tests.conftest import target_env
+    from tests.support.targets import target_env
 
     body = make_fake_sdist(tmp_path).read_bytes()
     index.publish("0.0.1", body, hashed=hashed)

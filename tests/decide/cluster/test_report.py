@@ -21,7 +21,7 @@ from flashdoctor.decide.cluster import (
 from flashdoctor.decide.explain import run_checks
 from flashdoctor.knowledge.schemas import schema_validator
 from flashdoctor.model.findings import Finding, Status, report_to_json
-from tests.conftest import target_env
+from tests.support.targets import target_env
 
 
 def check_doc(name: str, **overrides: Any) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from flashdoctor.decide.explain import explain_bytes
 from flashdoctor.model.environment import Environment
-from tests.support.paths import ROOT
+from tests.support.paths import DATA, TARGETS
 
-CASES = ROOT / "tests" / "data" / "explain_eval" / "cases.json"
+CASES = DATA / "explain_eval" / "cases.json"
 
 WheelFinder = Callable[[Environment, str], "str | None"]
 
@@ -107,7 +107,7 @@ def main() -> int:
     from flashdoctor.model.target import load_target
 
     finder = default_wheel_finder()
-    envs = {"h100 target": load_target(str(ROOT / "tests" / "targets" / "h100.json"))}
+    envs = {"h100 target": load_target(str(TARGETS / "h100.json"))}
     if not args.no_probe:
         from flashdoctor.probe import probe_environment
 

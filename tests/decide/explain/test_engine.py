@@ -10,7 +10,7 @@ from flashdoctor.model.findings import Status
 from flashdoctor.model.target import environment_from_target
 from flashdoctor.render.console import make_console
 from flashdoctor.render.explain import format_diagnoses, render_diagnoses
-from tests.conftest import target_env
+from tests.support.targets import target_env
 
 UNDEF = (
     "ImportError: /venv/lib/python3.12/site-packages/flash_attn_2_cuda.cpython-312-x86_64-linux-gnu.so: "

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from flashdoctor.decide.explain import explain_bytes, explain_text
 from flashdoctor.decide.explain.engine import normalise
 from flashdoctor.knowledge.signatures import knowledge
-from tests.conftest import target_env
+from tests.support.targets import target_env
 
 KB = knowledge()
 REAL_LINES = [ex for s in KB.signatures for ex in s.examples] + [

@@ -11,8 +11,8 @@ from flashdoctor.decide.explain import explain_bytes, explain_output, explain_te
 from flashdoctor.decide.explain.origin import LogMachine, decide_origin, env_prefix
 from flashdoctor.decide.wheels import default_wheel_finder
 from flashdoctor.model.environment import Environment
-from tests.conftest import target_env
 from tests.decide.explain.foreign import count, tune_cases
+from tests.support.targets import target_env
 
 TORCH_SYMBOL = (
     "ImportError: /home/u/venv/lib/python3.10/site-packages/flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: "

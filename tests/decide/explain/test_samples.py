@@ -10,8 +10,8 @@ import pytest
 from flashdoctor.decide.explain import explain_bytes
 from flashdoctor.decide.explain.engine import match_naive
 from flashdoctor.knowledge.signatures import knowledge
-from tests.conftest import target_env
 from tests.support.paths import DATA
+from tests.support.targets import target_env
 
 SAMPLES = DATA / "explain"
 EXPECTED: dict[str, dict] = json.loads((SAMPLES / "expected.json").read_text(encoding="utf-8"))

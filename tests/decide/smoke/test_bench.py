@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import jsonschema
 import pytest
 
 from flashdoctor.decide.smoke.bench import attention_flops, judge_bench, recommend, tflops, validate_shape
-from flashdoctor.knowledge.schemas import load_schema
+from flashdoctor.knowledge.schemas import schema_validator
 from flashdoctor.model.cases import Case
 
 LONG8 = Case("bench", 8, 4096, 16, 128)  # the B8 N4096 H16 D128 bf16
@@ -124,7 +123,7 @@ def test_bench_rows_fastest_and_recommendation() -> None:
     )
     assert r.exit_code() == 0 and r.matmul_peak_tflops == 790.0
     doc = json.loads(json.dumps(r.to_json()))
-    jsonschema.validate(doc, load_schema("bench-report.schema.json"))
+    schema_validator("bench-report.schema.json").validate(doc)
     assert doc["flops"]["fwd"] == 4 * 8 * 16 * 4096**2 * 128
 
 

@@ -10,8 +10,8 @@ from flashdoctor.decide.source_build.hopper import SourceList, fa3_setup_facts
 from flashdoctor.decide.source_build.plan import BuildRequest, fa3_units_estimate, make_plan
 from flashdoctor.decide.source_build.preflight import blocking, preflight
 from flashdoctor.model.findings import Status
-from tests.conftest import target_env
 from tests.support import hopper_setups as S
+from tests.support.targets import target_env
 
 # The case measured on the H100 (issue 16): head dim 128, bf16, every --no-* switch.
 MEASURED = BuildRequest(

@@ -22,7 +22,7 @@ from flashdoctor.knowledge.profiles import (
     parse_head_dims,
     parse_label,
 )
-from tests.conftest import target_env
+from tests.support.targets import target_env
 
 
 # -- option parsing ------------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ import pytest
 
 from flashdoctor.decide.wheels import builder
 from flashdoctor.decide.wheels.index import index_from_document
-from tests.support.paths import ROOT
+from tests.support.paths import DATA, ROOT, SCRIPTS
 
-LISTINGS = ROOT / "tests" / "data" / "wheel_listings"
-SCRIPT = ROOT / "scripts" / "update_wheels_index.py"
+LISTINGS = DATA / "wheel_listings"
+SCRIPT = SCRIPTS / "update_wheels_index.py"
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,6 @@ EXPECTED = {
     # added to v2.7.4.post1 later: CUDA unknown (only what every build has), newer runner assumed
     "flash_attn-2.7.4.post1+cu12torch2.7cxx11abiTRUE-cp311-cp311-linux_x86_64.whl":
         {"abi": True, "glibc": "2.35", "archs": A2, "inferred": ["glibc", "archs"]},
-    "flash_attn-2.8.0+cu12torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl":
-        {"cuda": "12.9.0", "abi": False, "glibc": "2.31", "archs": A4},
     # aarch64 addition on v2.8.1: the 2.8.x CUDA 12.9 assumed, so Blackwell code too (both inferred)
     "flash_attn-2.8.1+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_aarch64.whl":
         {"cuda": "12.9", "abi": True, "glibc": "2.35", "archs": A4, "inferred": ["cuda", "glibc", "archs"]},
@@ -110,12 +108,36 @@ def test_pytorch_index_rows(built: dict[str, Any]) -> None:
     }
 
 
+def test_claims_of_a_release_whose_ci_could_not_run_are_dropped(built: dict[str, Any]) -> None:
+    # v2.8.0 (tagged 2025-06-14) still built on ubuntu-20.04 runners, retired on 2025-04-15: its
+    # matrix-derived wheels were very probably never published (.post1/.post2 followed within hours)
+    assert entries(built, "flash_attn-2.8.0+cu12torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl") == []
+    assert built["dropped"] == {"v2.8.0": 1}
+
+
+def test_build_torch_claims_and_superseded_releases_are_recorded(built: dict[str, Any]) -> None:
+    e = one(built, "flash_attn-2.6.3+cu123torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl")
+    assert (e["torch_build"], e["claim"]) == ("2.4.0", True)  # matrix-derived: a claim
+    seen = one(built, "flash_attn-2.8.3.post1+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl")
+    assert seen["torch_build"] == "2.8.0" and "claim" not in seen  # seen listed: a published file
+    win = one(built, "flash_attn-2.8.3+cu128torch2.8.0cxx11abiFALSE-cp312-cp312-win_amd64.whl")
+    assert win["torch_build"] == "2.8.0"  # a full-torch name spells its build torch out
+
+
+def test_a_superseded_release_is_marked_on_its_claims() -> None:
+    row = dict(json.loads((LISTINGS / "wheels_official.json").read_text())[0])
+    row.update(release_tag="v2.7.4", release_superseded_within_24h_by="v2.7.4.post1")
+    entry = builder.entry_from_row(row)
+    assert entry is not None and entry["superseded_by"] == "v2.7.4.post1" and entry["claim"] is True
+
+
 def test_urls_are_left_to_the_source_template(built: dict[str, Any]) -> None:
     index = index_from_document(built)
     by_url = {e.url for e in index.entries}
     for path in ("wheels_official.json", "wheels_community.json", "wheels_pytorch_index.json"):
         for row in json.loads((LISTINGS / path).read_text()):
-            assert row["url"] in by_url  # every listed URL comes back out of the index
+            if row.get("release_tag") != "v2.8.0":  # dropped: see above
+                assert row["url"] in by_url  # every listed URL comes back out of the index
     kept = [w for w in built["wheels"] if "url" in w]
     assert {w["source"] for w in kept} == {"pytorch-index"}  # the others are rebuilt from tag + template
 
@@ -162,9 +184,13 @@ def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 @pytest.mark.system
 def test_script_builds_from_listings(tmp_path: Path, built: dict[str, Any]) -> None:
     out = tmp_path / "wheels_index.json"
-    r = run_script("--from-listings", str(LISTINGS), "--no-pypi", "--output", str(out))
+    r = run_script(
+        "--from-listings", str(LISTINGS), "--no-pypi", "--supplement", "none", "--digests", "none",
+        "--output", str(out),
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert f"wrote {out} (21 wheels" in r.stdout
+    assert f"wrote {out} (20 wheels" in r.stdout
+    assert "dropped 1 claimed wheels of v2.8.0: its CI could not have run" in r.stdout
     doc = json.loads(out.read_text())
     assert doc["wheels"] == built["wheels"]
     assert [i["name"] for i in doc["inputs"]] == list(builder.LISTING_FILES)

@@ -18,7 +18,7 @@ from flashdoctor.decide.wheels.index import (
     load_index,
     validate_document,
 )
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, TARGETS
 
 COMMITTED = ROOT / "wheels_index.json"
 
@@ -40,14 +40,23 @@ def test_committed_index_is_valid_and_small(doc: dict[str, Any]) -> None:
 def test_committed_index_holds_every_listed_wheel(doc: dict[str, Any]) -> None:
     inputs = {i["name"]: i["entries"] for i in doc["inputs"]}
     counts: dict[str, int] = {}
+    published: dict[str, int] = {}  # files only the published digests list (their release URLs)
     for w in doc["wheels"]:
         counts[w["source"]] = counts.get(w["source"], 0) + 1
-    # every row of the three listing files became an entry (all are FlashAttention wheels)
+        if w["evidence"].startswith("published_digest:"):
+            published[w["source"]] = published.get(w["source"], 0) + 1
+    # every row of the listing files became an entry (all are FlashAttention wheels), but the claimed
+    # wheels of a release whose CI could not have run (v2.8.0, counted in "dropped")
+    dropped = sum(doc["dropped"].values())
+    assert doc["dropped"] == {"v2.8.0": 38}
     listed = (
-        inputs["wheels_official.json"] + inputs["wheels_pytorch_index.json"] + inputs["wheels_community.json"]
+        inputs["wheels_official.json"]
+        + inputs["wheels_pytorch_index.json"]
+        + inputs["wheels_community.json"]
+        + inputs["wheels_community_supplement.json"]
     )
-    assert sum(n for s, n in counts.items() if s != "pypi") == listed
-    assert counts["official"] == inputs["wheels_official.json"]
+    assert sum(n for s, n in counts.items() if s != "pypi") == listed - dropped + sum(published.values())
+    assert counts["official"] == inputs["wheels_official.json"] - dropped + published.get("official", 0)
     assert counts["pytorch-index"] == inputs["wheels_pytorch_index.json"]
     assert counts.get("pypi", 0) == inputs.get("pypi:flash-attn-4", 0)
 
@@ -312,7 +321,7 @@ def test_cli_exits_2_on_a_hostile_index(
         path.write_text(json.dumps(doc), encoding="utf-8")
     else:
         path.write_text('{"about": ' + _nested(100_000) + "}", encoding="utf-8")
-    target = str(ROOT / "tests" / "targets" / "h100.json")
+    target = str(TARGETS / "h100.json")
     if how == "env":
         monkeypatch.setenv(ENV_VAR, str(path))
         argv = ["check", "--target", target]

@@ -76,11 +76,13 @@ TABLE = [
     # sm_120: 2.8.x wheels were built with CUDA 12.9 (sm_100/sm_120 included); torch 2.7 cp311 exists.
     ("rtx5090 torch2.7 py3.11", machine("rtx5090", python="3.11", torch="2.7.1+cu128", glibc="2.39"), "fa2", {},
      "flash_attn-2.8.3.post1+cu12torch2.7cxx11abiTRUE-cp311-cp311-linux_x86_64.whl", None),
-    # Ubuntu 20.04 (glibc 2.31): 2.8.0.post1+ need 2.35, so 2.8.0 is the newest; torch 2.4's pip wheels
-    # use the old ABI, so the FALSE label (not forced) is a pre-CXX11 build; a 535 driver runs CUDA 12.x.
+    # Ubuntu 20.04 (glibc 2.31): 2.8.0.post1+ need 2.35, and v2.8.0's wheels were never published (its CI
+    # still targeted the retired ubuntu-20.04 runners), so 2.7.4.post1 is the newest, as glibc-2.31 users were
+    # told (#1708); torch 2.4's pip wheels use the old ABI, so the FALSE label (not forced) is a pre-CXX11
+    # build; built against 2.4.0, an earlier patch than 2.4.1; a 535 driver runs CUDA 12.x.
     ("a10 torch2.4+cu121 py3.10 glibc2.31", machine("a10", python="3.10", torch="2.4.1+cu121", cxx11abi=False,
      glibc="2.31", driver="535.183.01", nvcc="12.1"), "fa2", {},
-     "flash_attn-2.8.0+cu12torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl", "/v2.8.0/"),
+     "flash_attn-2.7.4.post1+cu12torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl", "/v2.7.4.post1/"),
     # CUDA 11 torch: cu11 wheels stop at v2.7.3 (v2.7.4 on are cu12 only).
     ("a100 torch2.5+cu118 py3.10", machine("a100", python="3.10", torch="2.5.1+cu118", cxx11abi=False, nvcc="11.8"),
      "fa2", {}, "flash_attn-2.7.3+cu11torch2.5cxx11abiFALSE-cp310-cp310-linux_x86_64.whl", "/v2.7.3/"),
@@ -315,8 +317,23 @@ REASONS = [
     ("cuda-mismatch", machine("a100", python="3.10", torch="2.5.1+cu118", cxx11abi=False),
      "flash_attn-2.8.3.post1+cu12torch2.5cxx11abiFALSE-cp310-cp310-linux_x86_64.whl", {},
      "cuda-mismatch: built for CUDA 12, torch uses CUDA 11.8"),
+    ("torch-build-mismatch", machine("a100", python="3.10", torch="2.2.0+cu121", cxx11abi=False, glibc="2.31"),
+     "flash_attn-2.5.8+cu122torch2.2cxx11abiFALSE-cp310-cp310-linux_x86_64.whl", {},
+     "torch-build-mismatch: built against torch 2.2.2, a later patch than this torch 2.2.0+cu121: a wheel built "
+     "against a later patch does not load on an earlier one (maintainer, Dao-AILab/flash-attention#931)"),
+    ("torch-build-mismatch pre-release", machine("h100", python="3.10", torch="2.2.0a0+6a974be", torch_cuda="12.3"),
+     "flash_attn-2.5.8+cu122torch2.2cxx11abiTRUE-cp310-cp310-linux_x86_64.whl", {},
+     "torch-build-mismatch: built against torch 2.2.2; this torch (2.2.0a0+6a974be) is a pre-release build: a "
+     "wheel fits it only if built against that very build (release wheels do not fit pre-release, nightly or "
+     "vendor builds: build from source)"),
+    ("torch-build-mismatch unrecorded", machine("gh200", platform="linux_aarch64", python="3.12",
+     torch="2.10.0a0", torch_cuda="13.0", glibc="2.39"),
+     "flash_attn-2.8.3+cu13torch2.10cxx11abiTRUE-cp312-cp312-linux_aarch64.whl", {},
+     "torch-build-mismatch: built against a torch 2.10 whose build is not recorded; this torch (2.10.0a0) is "
+     "a pre-release build: a wheel fits it only if built against that very build (release wheels do not "
+     "fit pre-release, nightly or vendor builds: build from source)"),
     ("abi-mismatch", machine("a10", python="3.10", torch="2.4.1+cu121", cxx11abi=False, glibc="2.31"),
-     "flash_attn-2.8.0+cu12torch2.4cxx11abiTRUE-cp310-cp310-linux_x86_64.whl", {},
+     "flash_attn-2.7.4.post1+cu12torch2.4cxx11abiTRUE-cp310-cp310-linux_x86_64.whl", {},
      "abi-mismatch: built for the CXX11 C++ ABI, torch uses the pre-CXX11 ABI"),
     ("abi-mismatch inferred", machine("a100", torch="2.7.1+cu128", cxx11abi=False),
      "flash_attn-2.8.3.post1+cu12torch2.7cxx11abiFALSE-cp312-cp312-linux_x86_64.whl", {},
@@ -418,7 +435,7 @@ def test_a_spec_without_cxx11abi_gets_the_abi_of_its_torch(index: WheelIndex) ->
     """torch 2.6.0+cu124 is a pre-CXX11 build (PyTorch's builds switched at 2.7, and in 2.6 for CUDA
     12.6: PR #142064). Without 'cxx11abi' the selector used to leave the ABI unchecked and pick the
     newest wheel, a cxx11abiTRUE one that fails to import there."""
-    from tests.conftest import target_env
+    from tests.support.targets import target_env
 
     env = target_env("torch26-cu124")
     plan = make_plan(env, "fa2", index)

@@ -7,11 +7,11 @@ entries that use it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flashdoctor import knowledge
-from flashdoctor.actions.net.sources import github_releases, pypi_json, simple_index
+from flashdoctor.actions.net.sources import find_links, github_releases, pypi_json, simple_index
 from flashdoctor.actions.net.sources.base import (
     GITHUB_API,
     GITHUB_WEB,
@@ -28,6 +28,7 @@ KINDS: dict[str, SourceKind] = {
     "github-releases": github_releases.KIND,
     "simple-index": simple_index.KIND,
     "pypi-json": pypi_json.KIND,
+    "find-links": find_links.KIND,
 }
 
 
@@ -45,7 +46,28 @@ def kind_of(config: Mapping[str, Any]) -> SourceKind:
 
 
 def list_source(ctx: SourceContext, name: str, config: Mapping[str, Any], fetched: str) -> Listing:
-    return kind_of(config).list_rows(ctx, name, config, fetched)
+    """What source ``name`` publishes now; each input record names the source it lists."""
+    listing = kind_of(config).list_rows(ctx, name, config, fetched)
+    for record in listing.inputs:
+        record.setdefault("sources", [name])
+    return listing
+
+
+def live_rows(
+    ctx: SourceContext,
+    names: Sequence[str],
+    fetched: str,
+    sources: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows, inputs) of the sources ``names``, read live, in that order."""
+    config = wheel_sources() if sources is None else sources
+    rows: list[dict[str, Any]] = []
+    inputs: list[dict[str, Any]] = []
+    for name in names:
+        listing = list_source(ctx, name, config[name], fetched)
+        rows.extend(listing.rows)
+        inputs.extend(listing.inputs)
+    return rows, inputs
 
 
 def published_digest(
@@ -71,6 +93,7 @@ __all__ = [
     "SourceKind",
     "kind_of",
     "list_source",
+    "live_rows",
     "published_digest",
     "wheel_sources",
 ]

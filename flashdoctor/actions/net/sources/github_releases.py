@@ -128,7 +128,12 @@ def rows_from_releases(source: str, repo: str, rels: Iterable[Mapping[str, Any]]
 
 def release_asset(ctx: SourceContext, url: str) -> tuple[str, str, str] | None:
     """(owner/repo, tag, file name) of a release asset URL on GitHub (as reached here), else None."""
-    web = ctx.at(GITHUB_WEB).rstrip("/")
+    return release_asset_on(ctx.at(GITHUB_WEB), url)
+
+
+def release_asset_on(web: str, url: str) -> tuple[str, str, str] | None:
+    """(owner/repo, tag, file name) of a release asset URL under the GitHub web base ``web``."""
+    web = web.rstrip("/")
     if not url.startswith(web + "/"):
         return None
     parts = urlsplit(url[len(web) :]).path.split("/")

@@ -1,0 +1,181 @@
+"""Keeping the wheel index fresh: ``flashdoctor wheels --refresh`` (online) and which index is in use.
+
+:func:`refresh_index` reads every configured source live (data/wheel_sources.json; an ``opt_in`` source
+only when named) through its kind (flashdoctor.actions.net.sources) and flashdoctor's one HTTP client,
+rebuilds the index with the same rules as the committed one (flashdoctor.decide.wheels.builder), keeps
+what the index in use knew of each file that the publisher does not say (digests, the torch a wheel was
+built against: decide.wheels.digests.carry_known) and the entries of the sources it did not read, checks
+the result against the schema, and writes it atomically to ``<cache>/index/wheels_index.json``
+(``$FLASHDOCTOR_CACHE_DIR``, else platformdirs' user cache dir). Later runs use it while its data are
+newer than the bundled index's (:func:`current_index`, decide.wheels.location).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flashdoctor.actions.cache import atomic_write_bytes, cache_root
+from flashdoctor.actions.net.http import TOKEN_HOSTS, Http, HttpPolicy
+from flashdoctor.actions.net.sources import GITHUB_API, SourceContext, live_rows, wheel_sources
+from flashdoctor.actions.net.urls import host_entry
+from flashdoctor.decide.wheels import builder
+from flashdoctor.decide.wheels.digests import DigestConflict
+from flashdoctor.decide.wheels.freshness import stale_index_finding
+from flashdoctor.decide.wheels.location import (
+    INDEX_FILENAME,
+    MAX_INDEX_BYTES,
+    IndexLocation,
+    locate_index,
+)
+from flashdoctor.errors import UsageError
+from flashdoctor.model.findings import Finding
+
+REFRESHED_DIR = "index"
+
+
+def refreshed_index_path(environ: Mapping[str, str] | None = None) -> Path:
+    """Where a refresh writes its index: ``<cache>/index/wheels_index.json``."""
+    return cache_root(environ) / REFRESHED_DIR / INDEX_FILENAME
+
+
+def current_index(index_path: str | None = None, environ: Mapping[str, str] | None = None) -> IndexLocation:
+    """The index in use: ``--index FILE``, $FLASHDOCTOR_WHEELS_INDEX, the refreshed one while newer than
+    the bundled one, else the bundled one (``.describe()`` says which, for people)."""
+    return locate_index(index_path, environ, refreshed_index_path(environ))
+
+
+def index_status(
+    index_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    today: datetime.date | None = None,
+) -> tuple[IndexLocation, Finding | None]:
+    """The index in use and, when it is older than 60 days, the ``wheel-index-stale`` finding for
+    ``check`` (decide.wheels.freshness)."""
+    location = current_index(index_path, environ)
+    day = today or datetime.datetime.now(datetime.timezone.utc).date()
+    return location, stale_index_finding(location, day)
+
+
+@dataclass
+class RefreshResult:
+    path: Path
+    generated: str
+    sources: list[str]  # the sources read live
+    entries: int
+    by_source: dict[str, int]
+    with_sha256: int
+    carried_from: str | None  # the index whose knowledge was kept (None: none could be read)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "generated": self.generated,
+            "sources": self.sources,
+            "entries": self.entries,
+            "by_source": self.by_source,
+            "with_sha256": self.with_sha256,
+            "carried_from": self.carried_from,
+            "inputs": self.inputs,
+        }
+
+
+def _names(config: Mapping[str, Mapping[str, Any]], only: Sequence[str]) -> list[str]:
+    unknown = [n for n in only if n not in config]
+    if unknown:
+        raise UsageError(
+            f"unknown wheel source(s) {', '.join(unknown)}",
+            hint=f"known: {', '.join(config)}",
+        )
+    if only:
+        return list(dict.fromkeys(only))
+    return [n for n, c in config.items() if not c.get("opt_in")]
+
+
+def _previous(location: IndexLocation | None) -> dict[str, Any] | None:
+    if location is None:
+        return None
+    try:
+        with open(location.path, "rb") as fh:
+            data = fh.read(MAX_INDEX_BYTES + 1)
+        doc = json.loads(data) if len(data) <= MAX_INDEX_BYTES else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("wheels"), list) else None
+
+
+def refresh_index(
+    only: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    rewrites: Mapping[str, str] | None = None,
+    http: Http | None = None,
+    today: str | None = None,
+    max_pages: int = 50,
+    on_source: Callable[[str], None] | None = None,
+) -> RefreshResult:
+    """Rebuild the wheel index from the live sources into flashdoctor's cache (see the module's doc).
+
+    ``only``: the sources to read (default: every source that is not ``opt_in``); ``rewrites``: where
+    each public endpoint is reached (loopback mirrors in tests); ``on_source``: called with each source's
+    name before it is read (progress). Network failures raise NetworkError; a digest that changed since
+    the index in use, or an index the schema refuses, raise UsageError; nothing is written then."""
+    config = wheel_sources()
+    names = _names(config, only)
+    fetched = today or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    env = environ
+    own_http = http is None
+    if http is None:
+        # GITHUB_TOKEN goes to the GitHub API (the real one, or where ``rewrites`` puts it) and no other
+        api = (rewrites or {}).get(GITHUB_API)
+        hosts = {host_entry(api)} if api else set()
+        http = Http(HttpPolicy(token_hosts=TOKEN_HOSTS | hosts), environ)
+    ctx = SourceContext(http, dict(rewrites or {}), max_pages=max_pages)
+    try:
+        rows: list[dict[str, Any]] = []
+        inputs: list[dict[str, Any]] = []
+        for name in names:
+            if on_source is not None:
+                on_source(name)
+            more_rows, more_inputs = live_rows(ctx, [name], fetched, config)
+            rows += more_rows
+            inputs += more_inputs
+    finally:
+        if own_http:
+            http.close()
+    try:
+        location: IndexLocation | None = current_index(None, env)
+    except UsageError:
+        location = None
+    previous = _previous(location)
+    try:
+        if previous is not None:
+            doc = builder.refresh(previous, names, rows, inputs, config, generated=fetched)
+        else:
+            doc = builder.assemble(rows, "live", inputs, config, generated=fetched)
+    except (builder.ListingError, DigestConflict) as exc:
+        raise UsageError(f"wheel index refresh: {exc}") from None
+    if set(names) >= {n for n, c in config.items() if not c.get("opt_in")}:
+        doc["built_from"] = "live"
+    path = refreshed_index_path(env)
+    atomic_write_bytes(path, builder.dump_index(doc).encode("utf-8"))
+    by_source: dict[str, int] = {}
+    for w in doc["wheels"]:
+        by_source[w["source"]] = by_source.get(w["source"], 0) + 1
+    return RefreshResult(
+        path=path,
+        generated=str(doc["generated"]),
+        sources=names,
+        entries=len(doc["wheels"]),
+        by_source=dict(sorted(by_source.items())),
+        with_sha256=sum(1 for w in doc["wheels"] if w.get("sha256")),
+        carried_from=None if previous is None or location is None else str(location.path),
+        inputs=inputs,
+    )
+
+
+__all__ = ["RefreshResult", "current_index", "index_status", "refresh_index", "refreshed_index_path"]

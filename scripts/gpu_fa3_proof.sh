@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The short GPU proof of issue 16 (and issue 17's set-up commands) with wheels already built, in ONE
+# command of about 3 minutes on a freshly started H100 (no network):
+#
+#   bash scripts/gpu_fa3_proof.sh OUTDIR
+#
+# Carried in .carry/: fa3wheel/ and fa2wheel/ (a minimal FA3 and FA2 build, each with its build.json, as
+# `flashdoctor build` stores them: e.g. from scripts/gpu_fa3_journey.sh and scripts/gpu_build_fa2.sh) and
+# deps/ (flashdoctor's dependencies as wheels, for the README's pip install without a network).
+#  1. FIRST, while the machine is fresh: smoke with the FA2 and FA3 minimal builds installed together
+#  2. install --fa3 --from-source (the same profile) into a fresh venv: the covering build in the wheelhouse
+#     is used (no new build), installed, import-checked, smoke-tested
+#  3. check --require fa3; bench B8 N4096 H16 D128 bf16 plain and causal; the runtime's dispatch
+#  4. the README's two set-up commands verbatim, and check vs collect_env
+set -uo pipefail
+[[ $# -ge 1 ]] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
+OUT=$(mkdir -p "$1" && cd "$1" && pwd)
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$PWD
+PY=${PYTHON:-python3}
+WORK=${FD_WORK:-/tmp/fd-fa3-proof}
+rm -rf "$WORK" && mkdir -p "$WORK"
+export PYTHONPATH="$ROOT" PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+export FLASHDOCTOR_CACHE_DIR="$WORK/cache"
+FD=("$PY" -m flashdoctor)
+T0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - T0 )); }
+step() { echo; echo "== $* ($(elapsed) s)"; }
+timed() {
+    local name=$1; shift
+    local s; s=$(date +%s%N)
+    "$@"; local rc=$?
+    printf '%-24s %7.2f s  exit %d\n' "$name" "$(( ($(date +%s%N) - s) / 1000000 ))e-3" "$rc" >> "$OUT/times.txt"
+    return $rc
+}
+: > "$OUT/times.txt"
+uptime > "$OUT/uptime.txt"
+TORCH_SITE=$("$PY" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null)
+fresh_venv() {
+    "$PY" -m venv "$1" && echo "$TORCH_SITE" > "$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_machine_torch.pth"
+}
+FA2=$(find .carry/fa2wheel -name 'flash_attn-*.whl' | head -1)
+FA3=$(find .carry/fa3wheel -name 'flash_attn_3-*.whl' | head -1)
+WH="$WORK/wheelhouse"
+ID=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["fingerprint"]["id"])' .carry/fa3wheel/build.json)
+mkdir -p "$WH/$ID" && cp .carry/fa3wheel/* "$WH/$ID/"
+
+step "1. smoke with FA2 and FA3 minimal builds together, on the freshly started machine"
+fresh_venv "$WORK/S"
+"$WORK/S/bin/python" -m pip install -q --no-deps --no-index "$FA2" "$FA3" 2>&1 | tail -2
+timed "smoke-fa2-fa3" "${FD[@]}" smoke --python "$WORK/S/bin/python" > "$OUT/smoke-both.txt" 2>&1
+echo "exit $?"; cat "$OUT/smoke-both.txt"
+
+step "2. install --fa3 --from-source into a fresh venv A (the covering build is in the wheelhouse)"
+fresh_venv "$WORK/A"
+timed "install-from-source" "${FD[@]}" install --fa3 --from-source --head-dims 128 --dtypes bf16 \
+    --no-split --no-paged-kv --no-append-kv --no-local --no-softcap --no-pack-gqa --no-fp8 --no-cluster \
+    --wheelhouse "$WH" --python "$WORK/A/bin/python" --yes > "$OUT/install-A.txt" 2>&1
+echo "exit $?"; cat "$OUT/install-A.txt"
+
+step "3. check --require fa3, bench, runtime (venv A)"
+timed "check-require-fa3" "${FD[@]}" check --python "$WORK/A/bin/python" --require fa3 > "$OUT/check.txt" 2>&1
+echo "exit $?"; cat "$OUT/check.txt"
+for c in "" "--causal"; do
+    timed "bench$c" "${FD[@]}" bench --python "$WORK/A/bin/python" --batch 8 --seqlen 4096 --heads 16 --head-dim 128 \
+        --dtype bf16 --repeats 5 $c > "$OUT/bench$c.txt" 2>&1
+    echo "exit $?"; cat "$OUT/bench$c.txt"
+done
+timed "runtime" "$WORK/A/bin/python" scripts/gpu_runtime_fa3.py --json "$OUT/runtime.json" > "$OUT/runtime.txt" 2>&1
+echo "exit $?"; cat "$OUT/runtime.txt"
+
+step "4. the README's set-up commands, verbatim, in a fresh clone (pip reads .carry/deps: no network)"
+if [[ $(elapsed) -lt 420 ]]; then
+    export PIP_FIND_LINKS="$ROOT/.carry/deps"
+    rm -rf /tmp/flashdoctor-clone ~/.flashdoctor
+    (git clone -q "$ROOT" /tmp/flashdoctor-clone 2>/dev/null || cp -r "$ROOT" /tmp/flashdoctor-clone)
+    ( cd /tmp/flashdoctor-clone && env -u PYTHONPATH bash -c \
+        'python3 -m venv ~/.flashdoctor && ~/.flashdoctor/bin/pip install . > /tmp/readme-pip.log 2>&1; echo "[pip install exit $?]"; tail -1 /tmp/readme-pip.log
+         ~/.flashdoctor/bin/flashdoctor check; echo "[check exit $?]"' ) > "$OUT/readme.txt" 2>&1
+    cat "$OUT/readme.txt"
+    timed "bench_check" "$PY" scripts/bench_check.py --repeats 2 > "$OUT/bench_check.txt" 2>&1
+    cat "$OUT/bench_check.txt"
+fi
+step "done"; cat "$OUT/times.txt"
