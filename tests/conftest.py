@@ -2,7 +2,8 @@
 
 - Nothing leaves loopback: a socket address or name lookup past 127.0.0.0/8, ::1 and localhost raises
   (tests/support/guards.py), except inside the fixtures that fetch from PyPI; the tests that use those
-  are marked ``network`` here, at collection.
+  are marked ``network`` here, at collection, and ``slow`` (the download and unpacking take seconds, so
+  they stay out of the unit tier).
 - Unit tests may not touch the real system: an autouse guard makes starting a process (subprocess,
   fork, spawn, os.system) or a server (listen) raise unless the test is marked ``system``.
 - ``gpu`` tests are skipped, with the reason, where torch sees no CUDA GPU.
@@ -38,6 +39,34 @@ settings.load_profile(
 install_loopback_guard()
 
 
+def _leaves_system_tests_out(markexpr: str) -> bool:
+    """Whether ``-m markexpr`` deselects every test marked ``system``, whatever its other markers are:
+    the unit tier."""
+    if not markexpr:
+        return False
+    try:
+        from _pytest.mark.expression import Expression
+
+        expr = Expression.compile(markexpr)
+        others = ("slow", "network", "gpu")
+        for n in range(2 ** len(others)):
+            marks = {"system"} | {m for i, m in enumerate(others) if n >> i & 1}
+            if expr.evaluate(lambda name, marks=marks, **kwargs: name in marks):
+                return False
+        return True
+    except Exception:  # a pytest whose private expression API moved: keep xdist's own choice
+        return False
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (addopts): two workers for a run with system tests, which wait on processes and
+    servers; the unit tier (``-m "not slow and not system"``) runs in this process, where starting two
+    workers (each imports torch and collects every test) costs more than it saves (docs/testing.md)."""
+    if _leaves_system_tests_out(config.getoption("markexpr", "")):
+        return 0
+    return None  # xdist's count, capped at 2 by --maxprocesses
+
+
 def _no_gpu_reason() -> str | None:
     """None where torch sees a CUDA GPU, else why the ``gpu`` tests are skipped."""
     try:
@@ -55,6 +84,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.network)
+            item.add_marker(pytest.mark.slow)  # the fixture downloads (PyPI) and unpacks: seconds
         if item.get_closest_marker("gpu") is not None:
             if not checked:
                 no_gpu, checked = _no_gpu_reason(), True

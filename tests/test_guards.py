@@ -78,6 +78,28 @@ def test_fixtures_that_fetch_mark_their_tests_network(request: pytest.FixtureReq
     for item in request.session.items:
         uses = bool(NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())))
         assert uses == (item.get_closest_marker("network") is not None), item.nodeid
+        if uses:  # a download and an unpacking: out of the unit tier
+            assert item.get_closest_marker("slow") is not None, item.nodeid
+
+
+@pytest.mark.parametrize(
+    ("markexpr", "unit_tier"),
+    [
+        ("not slow and not system", True),
+        ("not system", True),
+        ("not (system or slow)", True),
+        ("", False),
+        ("system", False),
+        ("slow", False),
+        ("not slow", False),
+        ("system and not slow", False),
+    ],
+)
+def test_the_unit_tier_runs_in_one_process(markexpr: str, unit_tier: bool) -> None:
+    """-n auto (addopts) is 0 workers exactly where -m leaves the system tests out (tests/conftest.py)."""
+    from tests.conftest import _leaves_system_tests_out
+
+    assert _leaves_system_tests_out(markexpr) is unit_tier
 
 
 def test_hypothesis_is_derandomised_unless_asked() -> None:

@@ -68,6 +68,7 @@ def test_lock_to_standard_output_keeps_the_line_off_the_file(tmp_path: Path) -> 
     assert r.stdout.splitlines()[-3:-1] == ["dependencies = [", r.stdout.splitlines()[-2]]
 
 
+@pytest.mark.slow  # selection over the whole index for every variant: 5-8 s
 def test_wheels_without_torch_summarises_the_rejections() -> None:
     r = run("wheels", "--target", target("no-torch"))
     lines = r.stdout.splitlines()

@@ -112,6 +112,7 @@ def test_uncovered_cases_are_reported_as_not_compiled(
     assert checks[("fa2", "head_dim_512")].raised and checks[("fa3", "head_dim_512")].raised
 
 
+@pytest.mark.slow
 def test_input_checks_use_a_head_dim_the_build_has(tmp_path: Path) -> None:
     """Found on the H100: an FA3 minimal build (head dim 128, bf16) fed fp32 at head dim 64 died (SIGSEGV)
     in the input check, so `install --fa3 --from-source` rolled back a working build. The fp32 check now
