@@ -10,6 +10,8 @@ through the CLI in a subprocess. No network is needed.
     PYTHONPATH=. python scripts/eval_explain.py                 # tune split (cases.json)
     PYTHONPATH=. python scripts/eval_explain.py --holdout -v    # holdout split, list the misses
     PYTHONPATH=. python scripts/eval_explain.py --cases FILE --json
+    PYTHONPATH=. python scripts/eval_explain.py --holdout --summary-only   # the aggregate score only
+    PYTHONPATH=. python scripts/eval_explain.py --dev -v         # dev split (dev.json, built to tune on)
 
 Tune signatures against cases.json only; run --holdout to report, not to tune.
 """
@@ -144,20 +146,32 @@ def main(argv: list[str] | None = None) -> int:
         "--cases", type=Path, help="evaluation file (default: tests/data/explain_eval/cases.json)"
     )
     ap.add_argument("--holdout", action="store_true", help="use holdout.json instead of cases.json")
+    ap.add_argument("--dev", action="store_true", help="use dev.json instead of cases.json")
+    ap.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="print only the aggregate scores (no case ids, no per-code rows): for the holdout split",
+    )
     ap.add_argument("--cli", action="store_true", help="always run the CLI in a subprocess")
     ap.add_argument("-v", "--verbose", action="store_true", help="list each miss (id, expected, got)")
     ap.add_argument("--by-code", action="store_true", help="top-1 hits per first expected code")
     ap.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = ap.parse_args(argv)
 
-    path = args.cases or DATA / ("holdout.json" if args.holdout else "cases.json")
+    default = "holdout.json" if args.holdout else "dev.json" if args.dev else "cases.json"
+    path = args.cases or DATA / default
     doc = json.loads(path.read_text(encoding="utf-8"))
     cases = doc["cases"] if isinstance(doc, dict) else doc
     run, how = make_runner(args.cli)
     res = evaluate(cases, run)
 
+    if args.summary_only:
+        args.verbose = args.by_code = False
+        res["by_confidence"] = {}
     if args.json:
         out = {k: v for k, v in res.items() if k != "rows"}
+        if args.summary_only:
+            out.pop("misses")
         out["file"] = str(path)
         out["runner"] = how
         if not args.verbose:

@@ -233,3 +233,13 @@ def test_every_kind_is_registered_and_implements_the_protocol() -> None:
     assert set(KINDS) == {"github-releases", "simple-index", "pypi-json", "find-links"}
     for name, kind in KINDS.items():
         assert kind.name == name and callable(kind.list_rows) and callable(kind.published_digest)
+
+
+def test_every_configured_source_names_a_registered_kind() -> None:
+    # The schema accepts any kind name (a new kind is its module and its line in KINDS); the registry decides.
+    from flashdoctor.actions.net.sources import kind_of, wheel_sources
+
+    for name, config in wheel_sources().items():
+        assert kind_of(config).name == config["kind"], name
+    with pytest.raises(KeyError, match="unknown wheel source kind 'nope'"):
+        kind_of({"kind": "nope"})

@@ -1,8 +1,9 @@
 """Wheel source kinds: a protocol (flashdoctor.actions.net.sources.base) and this registry.
 
-A new kind is one module implementing :class:`SourceKind` and one line in :data:`KINDS` (its name also
-goes into the ``kind`` enum of schemas/wheels-index.schema.json, which validates data/wheel_sources.json
-entries that use it).
+A new kind is one module implementing :class:`SourceKind` and one line in :data:`KINDS`; a source of
+that kind is one entry in data/wheel_sources.json. The schema (schemas/wheels-index.schema.json) takes
+any kind name and the configuration keys every kind shares (repo, project, packages, indexes, base, root);
+this registry rejects an unknown kind. A kind that needs a key of its own adds it to the schema too.
 """
 
 from __future__ import annotations
