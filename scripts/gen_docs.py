@@ -5,7 +5,7 @@ options, help and examples) and docs/codes.md from the code registry (flashdocto
     python scripts/gen_docs.py           # (re)write both
     python scripts/gen_docs.py --check   # exit 1 when a committed page is stale
 
-tests/test_cli_docs.py fails when the committed pages differ from what this writes.
+tests/cli/test_cli_docs.py fails when the committed pages differ from what this writes.
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from tests.support.paths import ROOT
+
 pytestmark = [pytest.mark.system, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _closure(name: str) -> set[str]:

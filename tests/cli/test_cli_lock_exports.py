@@ -19,10 +19,10 @@ import pytest
 from flashdoctor.actions.install.lock import FORMATS, LockEntry
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.plan import WheelRef
-from tests.conftest import TARGETS
-from tests.install.conftest import child_env
-from tests.install.install_helpers import make_wheel, sha256_of
-from tests.install.test_install_cli import write_plan
+from tests.cli.test_install_cli import write_plan
+from tests.support.install_helpers import make_wheel, sha256_of
+from tests.support.paths import TARGETS
+from tests.support.venvs import child_env
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 

@@ -14,10 +14,9 @@ from click.testing import CliRunner, Result
 
 from flashdoctor.cli import cli
 from flashdoctor.knowledge.schemas import load_schema, schema_validator
-from tests.conftest import TARGETS
+from tests.support.paths import DATA, TARGETS
 
-ROOT = Path(__file__).resolve().parents[2]
-LOG = ROOT / "tests" / "data" / "explain" / "import-undefined-symbol.log"
+LOG = DATA / "explain" / "import-undefined-symbol.log"
 
 
 def run(*args: str) -> Result:
@@ -69,6 +68,7 @@ def test_lock_to_standard_output_keeps_the_line_off_the_file(tmp_path: Path) -> 
     assert r.stdout.splitlines()[-3:-1] == ["dependencies = [", r.stdout.splitlines()[-2]]
 
 
+@pytest.mark.slow  # selection over the whole index for every variant: 5-8 s
 def test_wheels_without_torch_summarises_the_rejections() -> None:
     r = run("wheels", "--target", target("no-torch"))
     lines = r.stdout.splitlines()

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from flashdoctor.probe import probe_environment
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.system
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _fatbin(arch: int) -> bytes:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from rich.cells import cell_len
 
-ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = ROOT / "tests" / "golden"
+from tests.support.paths import GOLDEN, ROOT
+
 TARGETS = "tests/targets"
 LOG = "tests/data/explain/import-undefined-symbol.log"
 WIDTHS = (80, 200)

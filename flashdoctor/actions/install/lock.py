@@ -9,7 +9,7 @@
   ``[tool.uv.sources]`` url (so a source entry cannot carry the digest), and takes the PEP 508 direct
   reference with its ``#sha256=``: ``uv lock`` records it in uv.lock and ``uv sync`` refuses other bytes
   (observed with uv 0.13, whose ``uv add`` drops the fragment: the snippet says to paste the line;
-  tests/install/test_lock_exports.py replays it when uv is on PATH);
+  tests/cli/test_cli_lock_exports.py replays it when uv is on PATH);
 - ``dockerfile``: ``RUN python3 -m pip install --no-deps --require-hashes 'flash-attn @ URL#sha256=...'``
   (pip checks a direct URL's ``#sha256=`` and counts it as the hash --require-hashes asks for).
 

@@ -1,0 +1,414 @@
+"""Pure parts of the installer, fed values: build-record matching, plan files, lock text, constraints,
+simple-index parsing, wheel metadata checks. No processes, no network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flashdoctor.actions.cache import WheelCache
+from flashdoctor.actions.install.lock import LockEntry, lock_text
+from flashdoctor.actions.install.pip import Installer, constraints_text
+from flashdoctor.actions.install.prepare import (
+    local_build_for_source,
+    plan_from_json,
+    resolve_local,
+    smoke_outcome,
+    with_local_build,
+)
+from flashdoctor.actions.net.download import NotAWheelError
+from flashdoctor.actions.net.simple_index import parse_simple_page
+from flashdoctor.actions.wheelfile import inspect_wheel, missing_requirements, torch_conflict
+from flashdoctor.actions.wheelhouse import Wheelhouse
+from flashdoctor.errors import UsageError
+from flashdoctor.model.plan import Plan, WheelRef
+from flashdoctor.probe.state import TargetState
+from tests.support.install_helpers import H100_BUILD, make_wheel, sha256_of, write_manifest
+from tests.support.targets import target_env
+
+
+def h100(**kw: object):  # type: ignore[no-untyped-def]
+    base = dict(
+        torch="2.11.0+cu130",
+        torch_cuda="13.0",
+        cxx11abi=True,
+        python="3.12",
+        platform="linux_x86_64",
+        glibc="2.39",
+    )
+    base.update(kw)
+    return target_env("h100", **base)
+
+
+def _local_build(root: Path, fid: str = "0123456789abcdef", **fp_change: object) -> Path:
+    wh = root / fid
+    fpd = {**H100_BUILD, **fp_change}
+    dist = {"fa2": "flash_attn", "fa3": "flash_attn_3"}[str(fpd["variant"])]
+    w = make_wheel(
+        wh, dist=dist, version=f"{fpd['version']}+{fpd['profile']}", tag="cp312-cp312-linux_x86_64"
+    )
+    write_manifest(w, fpd)
+    return w
+
+
+REMOTE = WheelRef(
+    "flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl",
+    "https://download.pytorch.org/whl/cu130/flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl",
+    None,
+    "pytorch-index",
+    "3.0.0",
+)
+
+
+def test_build_plan_becomes_the_local_wheel(tmp_path: Path) -> None:
+    w = _local_build(tmp_path / "wh")
+    plan = Plan(action="build", variant="fa2", reasons=("no official wheel for torch 2.11",))
+    new, notes = with_local_build(plan, h100(), [Wheelhouse(tmp_path / "wh")])
+    assert new.action == "wheel" and new.wheel is not None and notes == []
+    assert (
+        new.wheel.filename == w.name and new.wheel.sha256 == sha256_of(w) and new.wheel.source == "wheelhouse"
+    )
+    assert new.wheel.url.startswith("file://") and new.reasons[-1].startswith("a matching local build")
+    # a reviewed wheel plan is left alone; on another torch the build is named with its reason
+    assert (
+        with_local_build(
+            Plan(action="wheel", variant="fa2", wheel=new.wheel), h100(), [Wheelhouse(tmp_path / "wh")]
+        )[0].wheel
+        == new.wheel
+    )
+    other, notes = with_local_build(plan, h100(torch="2.10.0+cu130"), [Wheelhouse(tmp_path / "wh")])
+    assert other == plan and "built against torch 2.11" in notes[0]
+
+
+def test_a_covering_local_build_is_preferred_to_a_download(tmp_path: Path) -> None:
+    """Issue 16: `install --fa3 --wheelhouse DIR` planned the remote PyTorch-index wheel although DIR held
+    a build for this machine. What is already here comes first, with the reason in the plan."""
+    w = _local_build(tmp_path / "wh", variant="fa3", version="3.0.0", profile="fd.sm90.hd128.bf16")
+    plan = Plan(action="wheel", variant="fa3", wheel=REMOTE, reasons=("the PyTorch index has a wheel",))
+    houses = [Wheelhouse(tmp_path / "nothing-here"), Wheelhouse(tmp_path / "wh")]
+    new, notes = resolve_local(plan, h100(), houses, WheelCache(tmp_path / "cache"))
+    assert new.action == "wheel" and new.wheel is not None and new.wheel.filename == w.name, new
+    assert new.wheel.url.startswith("file://") and new.alternatives[0] == REMOTE and notes == []
+    assert "already here" in new.reasons[-1] and "instead of a download" in new.reasons[-1]
+    assert "fd.sm90.hd128.bf16" in new.reasons[-1]
+    # a reviewed plan (install --plan FILE) keeps its wheel; a --version the build is not is respected
+    assert resolve_local(plan, h100(), houses, reviewed=True)[0] == plan
+    from packaging.specifiers import SpecifierSet
+
+    kept, notes = resolve_local(plan, h100(), houses, versions=SpecifierSet("<3"))
+    assert kept == plan and "not <3" in notes[0]
+
+
+def test_the_planned_wheel_already_here_is_kept_and_said(tmp_path: Path) -> None:
+    _local_build(tmp_path / "wh", variant="fa3", version="3.0.0", profile="fd.sm90.hd128.bf16")
+    plan = Plan(action="wheel", variant="fa3", wheel=REMOTE)
+    # in a wheelhouse under its own name
+    make_wheel(tmp_path / "wh", dist="flash_attn_3", version="3.0.0", tag="cp39-abi3-manylinux_2_28_x86_64")
+    new, _ = resolve_local(plan, h100(), [Wheelhouse(tmp_path / "wh")])
+    assert new.wheel == REMOTE and "is in the wheelhouse" in new.reasons[-1]
+    # in the download cache (recorded by URL: the index has no sha256)
+    cache = WheelCache(tmp_path / "cache")
+    src = make_wheel(
+        tmp_path / "src", dist="flash_attn_3", version="3.0.0", tag="cp39-abi3-manylinux_2_28_x86_64"
+    )
+    part = tmp_path / "p.part"
+    part.write_bytes(src.read_bytes())
+    cache.commit(part, sha256_of(src), REMOTE.filename, url=REMOTE.url)
+    new, _ = resolve_local(plan, h100(), [Wheelhouse(tmp_path / "empty")], cache)
+    assert new.wheel == REMOTE and "the download cache" in new.reasons[-1]
+
+
+def test_from_source_offers_a_covering_build(tmp_path: Path) -> None:
+    """Issue 16: `install --from-source --wheelhouse DIR` planned a new build although DIR held one
+    that covers the request."""
+    w = _local_build(tmp_path / "wh", variant="fa3", version="3.0.0", profile="fd.sm90.hd128.bf16")
+    houses = [Wheelhouse(tmp_path / "wh")]
+    plan, notes = local_build_for_source(h100(), "fa3", houses, head_dims="128", dtypes="bf16")
+    assert plan is not None and plan.wheel is not None and plan.wheel.filename == w.name and notes == []
+    assert "no new build" in plan.reasons[0]
+    assert local_build_for_source(h100(), "fa3", houses)[0] is not None  # nothing named: covered
+    plan, notes = local_build_for_source(h100(), "fa3", houses, head_dims="64")
+    assert plan is None and "lacks head dim 64" in notes[0]
+    plan, notes = local_build_for_source(h100(), "fa3", houses, arch="80")
+    assert plan is None and "no code for sm_80" in notes[0]
+    assert local_build_for_source(h100(), "fa2", houses) == (None, [])
+
+
+def test_incomplete_build_entries_are_ignored(tmp_path: Path) -> None:
+    d = tmp_path / "aaaa"
+    d.mkdir()
+    (d / "build.json").write_text(
+        json.dumps(
+            {
+                "schema": "flashdoctor/built-wheel/1",
+                "wheel": "flash_attn-2.8.3-cp312-cp312-linux_x86_64.whl",
+                "fingerprint": H100_BUILD,
+            }
+        )
+    )
+    (tmp_path / "bbbb").mkdir()
+    (tmp_path / "bbbb" / "build.json").write_text("{not json")
+    assert list(Wheelhouse(tmp_path).builds("fa2")) == []
+
+
+def test_plan_file_validation() -> None:
+    ok = plan_from_json(
+        {
+            "action": "wheel",
+            "variant": "fa2",
+            "wheel": {"filename": "a.whl", "url": "https://x/a.whl", "sha256": "A" * 64, "version": "1"},
+        }
+    )
+    assert ok.wheel is not None and ok.wheel.sha256 == "a" * 64
+    for bad, msg in [
+        ([], "JSON object"),
+        ({"action": "pip", "variant": "fa2"}, "'action'"),
+        ({"action": "wheel", "variant": "fa2"}, "needs a 'wheel'"),
+        (
+            {
+                "action": "wheel",
+                "variant": "fa2",
+                "wheel": {"filename": "a.whl", "url": "u", "version": "1", "sha256": "xyz"},
+            },
+            "64 hex",
+        ),
+        (
+            {"action": "wheel", "variant": "fa2", "wheel": {"filename": "", "url": "u", "version": "1"}},
+            "wheel.filename",
+        ),
+    ]:
+        with pytest.raises(UsageError, match=msg):
+            plan_from_json(bad)
+
+
+def test_plan_round_trips_through_its_json() -> None:
+    p = Plan(
+        action="wheel",
+        variant="fa3",
+        wheel=WheelRef("f.whl", "https://h/f.whl", None, "pytorch-index", "3.0.0"),
+        reasons=("r",),
+    )
+    q = plan_from_json(json.loads(json.dumps(p.to_json())))
+    assert (q.action, q.variant, q.wheel, q.reasons) == (p.action, p.variant, p.wheel, p.reasons)
+
+
+def test_lock_text() -> None:
+    ref = WheelRef(
+        "flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl",
+        "https://github.com/D/f/releases/download/v2.8.3/flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl",
+        None,
+        "official",
+        "2.8.3",
+    )
+    text = lock_text([LockEntry("fa2", ref, "ab" * 32, "computed")], h100(), "probe")
+    lines = text.splitlines()
+    assert lines[-2] == f"flash-attn @ {ref.url} \\" and lines[-1] == f"    --hash=sha256:{'ab' * 32}"
+    assert "pip install --require-hashes -r" in text and "publishes no sha256" in text
+    assert "sha256 recorded (no published digest)" in text and "verified" not in text
+    published = lock_text([LockEntry("fa2", ref, "ab" * 32, "index")], h100(), "probe")
+    assert "sha256 matches the published digest" in published
+    assert (
+        LockEntry("fa2", ref, "ab" * 32, "computed").to_json()["sha256_check"]
+        == "sha256 recorded (no published digest)"
+    )
+
+
+def test_verification_wording_never_claims_a_digest_nobody_published() -> None:
+    """Issue "Hostile inputs", "Also": one helper decides the words, from how the digest was obtained."""
+    import io
+
+    from rich.console import Console
+
+    from flashdoctor.model.install import InstallResult, digest_wording
+    from flashdoctor.render.install import render_install
+
+    assert digest_wording("index") == digest_wording("mirror") == "sha256 matches the published digest"
+    assert digest_wording("computed") == "sha256 recorded (no published digest)"
+    assert digest_wording(None) is None
+    for sha_from, words in (
+        ("computed", "sha256 recorded (no published digest)"),
+        ("index", "matches the published"),
+    ):
+        res = InstallResult("installed", "fa2", "flash-attn", "flash-attn 2.8.3 installed (import passed)",
+                            sha256="ab" * 32, sha256_from=sha_from)  # fmt: skip
+        buf = io.StringIO()
+        render_install(res, Console(file=buf, width=200, color_system=None))
+        out = buf.getvalue()
+        assert words in out and "verified" not in out, out
+        assert res.to_json()["sha256_check"] == digest_wording(sha_from)
+
+
+def _state(**kw: object) -> TargetState:
+    base = dict(
+        executable="/p",
+        prefix="/",
+        purelib="/s",
+        platlib="/s",
+        scripts="/b",
+        has_pip=True,
+        env_manager="pip",
+        markers={"python_version": "3.12", "sys_platform": "linux", "platform_machine": "x86_64"},
+        dists={"torch": "2.11.0+cu130", "numpy": "2.1.0", "weird": "not a version", "flash-attn": "2.7.0"},
+        torch="2.11.0+cu130",
+    )
+    base.update(kw)
+    return TargetState(**base)  # type: ignore[arg-type]
+
+
+def test_constraints_pin_torch_and_optionally_everything() -> None:
+    assert constraints_text(_state()).splitlines()[1:] == ["torch==2.11.0+cu130"]
+    everything = constraints_text(_state(), everything=True, exclude=("flash_attn",)).splitlines()[1:]
+    assert everything == [
+        "torch==2.11.0+cu130",
+        "numpy==2.1.0",
+    ]  # legacy versions and the dist itself left out
+
+
+def test_installer_commands() -> None:
+    pip = Installer("pip", "/v/bin/python")
+    cmd = pip.install_cmd(["/c/f.whl"], Path("/t/c.txt"))
+    assert (
+        cmd[:4] == ["/v/bin/python", "-m", "pip", "install"]
+        and "--no-deps" in cmd
+        and "--force-reinstall" in cmd
+    )
+    assert cmd[-3:] == ["-c", "/t/c.txt", "/c/f.whl"]
+    uv = Installer("uv", "/v/bin/python", "/usr/bin/uv")
+    assert uv.install_cmd(["f.whl"], None)[:5] == [
+        "/usr/bin/uv",
+        "pip",
+        "install",
+        "--python",
+        "/v/bin/python",
+    ]
+    assert uv.uninstall_cmd(["flash-attn"]) == [
+        "/usr/bin/uv",
+        "pip",
+        "uninstall",
+        "--python",
+        "/v/bin/python",
+        "flash-attn",
+    ]
+
+
+def test_torch_guard_and_missing_requirements(tmp_path: Path) -> None:
+    markers = _state().markers
+    w = inspect_wheel(
+        make_wheel(
+            tmp_path,
+            requires=[
+                "torch>=2.4",
+                "einops",
+                "numpy>=2",
+                "pywin32; sys_platform == 'win32'",
+                "pytest; extra == 'test'",
+            ],
+        )
+    )
+    assert torch_conflict(w, "2.11.0+cu130", markers) is None
+    assert "target has none" in (torch_conflict(w, None, markers) or "")
+    assert missing_requirements(w, _state().dists, markers) == ["einops"]
+    w2 = inspect_wheel(make_wheel(tmp_path / "b", requires=["torch==2.8.0"]))
+    assert "requires torch==2.8.0" in (torch_conflict(w2, "2.11.0+cu130", markers) or "")
+
+
+def test_inspect_wheel_refuses_non_wheels(tmp_path: Path) -> None:
+    w = make_wheel(tmp_path)
+    html = tmp_path / "x" / w.name
+    html.parent.mkdir()
+    html.write_bytes(b"<!DOCTYPE html><html><body>Sign in</body></html>")
+    with pytest.raises(NotAWheelError, match="HTML page"):
+        inspect_wheel(html)
+    info = inspect_wheel(w)
+    assert info.name == "flash-attn" and "flash_attn/__init__.py" in info.root_files
+    with pytest.raises(NotAWheelError, match="not a wheel file name"):
+        inspect_wheel(w, "flash_attn.zip")
+
+
+def test_simple_index_pages() -> None:
+    html = """<html><body>
+      <a href="../../packages/ab/flash_attn-2.8.3-cp312-cp312-linux_x86_64.whl#sha256=ABCDEF">flash_attn-2.8.3</a>
+      <a href="https://files.example/flash_attn-2.8.2.tar.gz">sdist</a></body></html>"""
+    files = parse_simple_page(html, "https://mirror.example/simple/flash-attn/")
+    assert (
+        files[0].filename == "flash_attn-2.8.3-cp312-cp312-linux_x86_64.whl" and files[0].sha256 == "abcdef"
+    )
+    assert files[0].url == "https://mirror.example/packages/ab/flash_attn-2.8.3-cp312-cp312-linux_x86_64.whl"
+    js = json.dumps({"files": [{"filename": "a.whl", "url": "../a.whl", "hashes": {"sha256": "ff"}}]})
+    assert parse_simple_page(js, "https://m/simple/x/")[0].url == "https://m/simple/a.whl"
+
+
+def _smoke_report(findings: tuple[object, ...] = (), skipped: str | None = None):  # type: ignore[no-untyped-def]
+    from flashdoctor.model.smoke import SmokeReport
+
+    return SmokeReport(
+        python="/v/bin/python",
+        device="cuda",
+        torch="2.11.0+cu130",
+        skipped_reason=skipped,
+        gpus=(),
+        backends=(),
+        cases=(),
+        results=(),
+        input_checks=(),
+        findings=findings,
+        elapsed_s=3.0,  # type: ignore[arg-type]
+    )
+
+
+def test_smoke_report_adapter() -> None:
+    """The real SmokeReport of issue 5, as the executor's SmokeOutcome."""
+    from flashdoctor.model.findings import Finding, Status
+
+    bad = Finding(
+        "smoke-numerics", Status.FAIL, "fa2 bf16 forward: max abs error 0.5 > 0.02", subject="fa2 @ GPU 0"
+    )
+    out = smoke_outcome(_smoke_report((bad,)), "fa2")
+    assert not out.ok and out.summary == "fa2 bf16 forward: max abs error 0.5 > 0.02"
+    assert out.details["report"]["status"] == "failed"
+    skipped = smoke_outcome(_smoke_report(skipped="torch sees no GPU"), "fa2")
+    assert skipped.ok and skipped.summary == "skipped: torch sees no GPU"
+
+
+def test_a_state_is_current_while_its_site_directories_are_unchanged(tmp_path: Path) -> None:
+    """An install or uninstall adds or removes a *.dist-info directory: the directory's mtime moves."""
+    import os
+
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "torch-2.13.0.dist-info").mkdir()
+    stamped = _state(stamp=((str(site), os.stat(site).st_mtime_ns),))
+    assert stamped.is_current()
+    (site / "flash_attn-2.8.3.dist-info").mkdir()
+    os.utime(site, ns=(1, os.stat(site).st_mtime_ns + 1))  # coarse-mtime filesystems: force the step
+    assert not stamped.is_current()
+    assert not _state().is_current()  # no stamp (an older state script): never trusted
+    gone = _state(stamp=((str(tmp_path / "nowhere"), 5),))
+    assert not gone.is_current()
+
+
+def test_an_early_state_is_used_only_when_readable(tmp_path: Path) -> None:
+    import os
+    from concurrent.futures import Future
+
+    from flashdoctor.actions.install.executor import _early_state
+
+    site = tmp_path / "site"
+    site.mkdir()
+
+    def done(state: TargetState | None, exc: Exception | None = None) -> Future[TargetState]:
+        f: Future[TargetState] = Future()
+        if exc is not None:
+            f.set_exception(exc)
+        else:
+            f.set_result(state)  # type: ignore[arg-type]
+        return f
+
+    current = _state(stamp=((str(site), os.stat(site).st_mtime_ns),))
+    assert _early_state(done(current)) is current and current.is_current()
+    stale = _state(stamp=((str(site), 1),))
+    assert _early_state(done(stale)) is stale and not stale.is_current()  # re-read under the lock
+    assert _early_state(done(None, RuntimeError("the target died"))) is None
+    assert _early_state(None) is None

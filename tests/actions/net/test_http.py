@@ -1,0 +1,136 @@
+"""The one HTTP client (flashdoctor.actions.net.http) against real servers on 127.0.0.1: deadlines that
+a trickling server cannot dodge (issue 15 row 11), Retry-After, bounded pages, redirects checked by the
+same policy, and a machine without network answered at once (issue 16)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flashdoctor.actions.net.download import DownloadPolicy, download
+from flashdoctor.actions.net.errors import OFFLINE_HINT, DownloadError, RefusedURL, TooLarge
+from flashdoctor.actions.net.http import Http, HttpPolicy
+from tests.support.install_helpers import FaultServer, make_wheel
+from tests.support.loopback import Response, serve
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.system
+
+
+# -- issue 15 row 11: a server that sends a byte every so often -------------------------------------------
+@pytest.mark.slow
+def test_a_trickling_body_fails_in_bounded_time_and_says_why(server: FaultServer, tmp_path: Path) -> None:
+    """One byte every 0.3 s: no read ever times out (the read timeout is 5 s), so before the fix the
+    download went on for as long as the server liked. Now the stall deadline ends each attempt."""
+    wheel = make_wheel(tmp_path / "w", pad_bytes=100_000)
+    url = server.add("/w.whl", wheel.read_bytes(), script=["trickle:0.3"])
+    policy = DownloadPolicy(read_timeout=5, retries=1, backoff=0.01, stall_window=1.5, stall_min_bytes=1024)
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError) as exc:
+        download(url, tmp_path / "x.part", policy=policy)
+    took = time.monotonic() - t0
+    assert took < 8, took  # 2 attempts x ~1.5 s, not the ~8 h the body would take
+    assert "stalled" in exc.value.message and "less than 1024 bytes in 2 s" in exc.value.message
+    assert server.hits("/w.whl") == 2 and not (tmp_path / "x.part").exists()
+
+
+@pytest.mark.slow
+def test_the_overall_deadline_covers_retries_and_slow_headers(server: FaultServer, tmp_path: Path) -> None:
+    """Headers trickling in (before any body) are bounded by the overall deadline."""
+    url = server.add("/slow.whl", script=["headers-trickle:0.2"])
+    policy = DownloadPolicy(read_timeout=5, retries=3, backoff=0.01, deadline=2.0)
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match=r"overall deadline"):
+        download(url, tmp_path / "x.part", policy=policy)
+    assert time.monotonic() - t0 < 6
+
+
+def test_the_default_policy_bounds_a_stalled_download() -> None:
+    p = DownloadPolicy()
+    assert p.stall_window <= 60 and p.stall_min_bytes >= 1024 and p.deadline <= 4 * 3600
+    # a byte every 20 s is < stall_min_bytes per window: each attempt ends after ~stall_window
+    worst = (p.retries + 1) * (p.stall_window + 1) + p.retries * p.backoff_max
+    assert worst < 300
+
+
+# -- retries -----------------------------------------------------------------------------------------
+def test_429_and_5xx_honour_retry_after_up_to_the_cap() -> None:
+    import email.utils
+
+    later = email.utils.formatdate(time.time() + 5, usegmt=True)
+    with serve() as s:
+        s.route("/a", Response(429, "slow down", {"Retry-After": "3"}), Response(200, "{}"))
+        s.route("/b", Response(503, "busy", {"Retry-After": "100"}), Response(200, "{}"))
+        s.route("/c", Response(503, "busy", {"Retry-After": later}), Response(200, "{}"))
+        s.route("/d", Response(500, "boom"), Response(502, "boom"), Response(200, "{}"))
+        naps: list[float] = []
+        http = Http(HttpPolicy(backoff=0.5, backoff_max=8), {}, sleep=naps.append)
+        for path in ("/a", "/b", "/c", "/d"):
+            assert http.get(s.base + path).status == 200
+    assert naps[0] == 3.0  # Retry-After (seconds) above the back-off
+    assert naps[1] == 8.0  # capped
+    assert 3.0 < naps[2] <= 5.0  # an HTTP date
+    assert naps[3:] == [0.5, 1.0]  # plain exponential back-off
+
+
+def test_pages_are_bounded(server: FaultServer) -> None:
+    server.add("/big", b"x" * 200_000)
+    http = Http(HttpPolicy(max_page_bytes=100_000, retries=0))
+    with pytest.raises(TooLarge, match="at most 100000"):
+        http.get(server.url("/big"))
+
+
+def test_a_redirect_to_a_confusable_url_is_refused_before_it_is_followed(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    server.add("/r.whl", script=["redirect:http://127.0.0.1:9\\@github.com/x.whl"])
+    with pytest.raises(RefusedURL, match="backslash"):
+        download(server.url("/r.whl"), tmp_path / "x.part", policy=DownloadPolicy(retries=0))
+
+
+# -- issue 16: an offline machine gets a fast, clear answer ----------------------------------------------
+def _unshare_ok() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _unshare_ok(), reason="needs `unshare -rn` (a network namespace without network)")
+def test_offline_machine_fails_fast_and_names_the_wheelhouse_route(tmp_path: Path) -> None:
+    """A real machine without network: a process in an empty network namespace (no interfaces, so name
+    resolution fails). `lock` of the FA3 wheel from download.pytorch.org tries the digest lookup and the
+    download once each, not five times with back-off (15 s before the fix), and says what to do."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache"),
+        "NO_PROXY": "*",
+    }
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        env.pop(var, None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "flashdoctor",
+        "lock",
+        "--fa3",
+        "--target",
+        str(ROOT / "tests/targets/h100.json"),
+    ]
+    t0 = time.monotonic()
+    p = subprocess.run(["unshare", "-rn", *cmd], capture_output=True, text=True, env=env, timeout=120)
+    took = time.monotonic() - t0
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert "download.pytorch.org" in p.stderr and "does not resolve" in p.stderr
+    assert (
+        "flashdoctor install --wheelhouse DIR" in p.stderr
+        and "flashdoctor install --wheelhouse DIR" in OFFLINE_HINT
+    )
+    assert "attempts" not in p.stderr and "Traceback" not in p.stderr
+    assert took < 8, took

@@ -1,0 +1,414 @@
+"""The wheel source kinds (listing and digest lookup) and the live index build, against real HTTP servers
+on 127.0.0.1 that speak the GitHub Releases API, PEP 691/503 simple pages and the PyPI JSON API (and
+misbehave on purpose)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flashdoctor.actions.net.http import TOKEN_HOSTS, Http, HttpPolicy
+from flashdoctor.actions.net.pep503 import fetch_project
+from flashdoctor.actions.net.sources import (
+    GITHUB_API,
+    KINDS,
+    PYPI,
+    SourceContext,
+    github_releases,
+    list_source,
+)
+from flashdoctor.decide.wheels import builder
+from flashdoctor.decide.wheels.index import load_index
+from flashdoctor.errors import NetworkError
+from tests.support.loopback import Response, Server, serve
+from tests.support.paths import ROOT, SCRIPTS
+
+pytestmark = pytest.mark.system  # real servers on loopback
+
+TOKEN = "ghp_TESTTOKEN0123456789secret"
+OFFICIAL = "Dao-AILab/flash-attention"
+GH = "https://github.com/Dao-AILab/flash-attention/releases/download"
+FA2 = "flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
+FA2_LATE = "flash_attn-2.8.3+cu13torch2.10cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
+FA2_OLD = "flash_attn-2.8.2+cu12torch2.7cxx11abiFALSE-cp311-cp311-linux_x86_64.whl"
+FA3 = "flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl"
+
+
+def releases_path(repo: str, page: int | None = None) -> str:
+    return f"/repos/{repo}/releases?per_page=100" + (f"&page={page}" if page else "")
+
+
+def asset(name: str, tag: str, created: str, digest: str | None = None) -> dict[str, Any]:
+    a = {
+        "name": name,
+        "browser_download_url": f"{GH}/{tag}/{name.replace('+', '%2B')}",
+        "created_at": created,
+    }
+    if digest:
+        a["digest"] = digest
+    return a
+
+
+PAGE1 = [
+    {
+        "tag_name": "v2.8.3",
+        "published_at": "2025-08-14T23:00:00Z",
+        "assets": [
+            asset(FA2, "v2.8.3", "2025-08-15T01:00:00Z", "sha256:" + "ab" * 32),
+            asset(FA2_LATE, "v2.8.3", "2025-10-01T00:00:00Z"),  # uploaded weeks later
+            asset("SHA256SUMS.txt", "v2.8.3", "2025-08-15T01:00:00Z"),
+        ],
+    },
+    {"tag_name": "v9.9.9-draft", "draft": True, "published_at": None, "assets": []},
+]
+PAGE2 = [
+    {
+        "tag_name": "v2.8.2",
+        "published_at": "2025-07-10T00:00:00Z",
+        "assets": [asset(FA2_OLD, "v2.8.2", "2025-07-10T02:00:00Z")],
+    }
+]
+
+
+@pytest.fixture
+def gh() -> Iterator[Server]:
+    with serve() as s:
+        s.route(
+            releases_path(OFFICIAL),
+            Response(
+                200, PAGE1, {"Link": f'<{{base}}{releases_path(OFFICIAL, 2)}>; rel="next", <x>; rel="last"'}
+            ),
+        )
+        s.json(releases_path(OFFICIAL, 2), PAGE2)
+        yield s
+
+
+@pytest.fixture
+def other() -> Iterator[Server]:
+    with serve() as s:
+        yield s
+
+
+def ctx_for(gh: Server, token: str | None = TOKEN, retries: int = 2, max_pages: int = 50) -> SourceContext:
+    """The kinds' context with the GitHub API (and its token) on ``gh``."""
+    env = {"GITHUB_TOKEN": token} if token else {}
+    port = gh.base.rsplit(":", 1)[1]
+    policy = HttpPolicy(retries=retries, backoff=0, token_hosts=TOKEN_HOSTS | {f"127.0.0.1:{port}"})
+    return SourceContext(Http(policy, env), {GITHUB_API: gh.base}, max_pages=max_pages)
+
+
+def releases(gh: Server, repo: str, **kw: Any) -> list[dict[str, Any]]:
+    return github_releases.releases(ctx_for(gh, **kw), repo)
+
+
+# -- GitHub ----------------------------------------------------------------------------------------------
+def test_github_releases_follow_pages_with_the_token(gh: Server) -> None:
+    got = releases(gh, OFFICIAL)
+    assert [r["tag_name"] for r in got] == ["v2.8.3", "v9.9.9-draft", "v2.8.2"]
+    assert len(gh.requests) == 2
+    for req in gh.requests:
+        assert req.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert req.headers["Accept"] == "application/vnd.github+json"
+        assert req.headers["User-Agent"].startswith("flashdoctor/")
+
+
+def test_no_token_no_authorization_header(gh: Server) -> None:
+    releases(gh, OFFICIAL, token=None)
+    assert all("Authorization" not in r.headers for r in gh.requests)
+
+
+def test_the_token_goes_to_github_only(gh: Server, other: Server) -> None:
+    other.json("/pypi/flash-attn-4/json", {"releases": {}})
+    other.route("/whl/cu130/flash-attn-3/", Response(200, "<html><body></body></html>"))
+    ctx = ctx_for(gh)
+    list_source(ctx, "pypi", {"kind": "pypi-json", "project": "flash-attn-4", "base": other.base}, "x")
+    fetch_project(ctx.http, other.base + "/whl/cu130", "flash-attn-3")
+    assert len(other.requests) == 2
+    assert all("Authorization" not in r.headers for r in other.requests)
+
+
+def test_rows_from_releases(gh: Server) -> None:
+    rows = github_releases.rows_from_releases("official", OFFICIAL, releases(gh, OFFICIAL), "2026-11-25")
+    by_name = {r["filename"]: r for r in rows}
+    assert set(by_name) == {FA2, FA2_LATE, FA2_OLD, "SHA256SUMS.txt"} - {"SHA256SUMS.txt"}
+    assert by_name[FA2]["sha256"] == "ab" * 32
+    assert by_name[FA2]["in_tag_matrix"] is True
+    assert by_name[FA2_LATE]["in_tag_matrix"] is False
+    assert "(added after the release)" in by_name[FA2_LATE]["evidence"]
+    assert by_name[FA2_OLD]["sha256"] is None
+
+
+def test_server_errors_are_retried(gh: Server) -> None:
+    path = releases_path("a/b")
+    gh.route(path, Response(500, "boom"), Response(503, "busy"), Response(200, []))
+    assert releases(gh, "a/b", retries=3) == []
+    assert len(gh.hits(path)) == 3
+
+
+def test_persistent_server_error_is_a_network_error(gh: Server) -> None:
+    gh.route(releases_path("a/b"), Response(502, "bad gateway"))
+    with pytest.raises(NetworkError, match="HTTP 502"):
+        releases(gh, "a/b", retries=1)
+
+
+def test_error_bodies_never_show_the_token(gh: Server) -> None:
+    gh.route(
+        releases_path("a/b"),
+        Response(404, f"no such repo (you sent Bearer {TOKEN})", {"Content-Type": "text/plain"}),
+    )
+    with pytest.raises(NetworkError) as exc:
+        releases(gh, "a/b")
+    assert "HTTP 404" in exc.value.message
+    assert TOKEN not in exc.value.message and "***" in exc.value.message
+
+
+def test_rate_limit_says_what_to_do(gh: Server) -> None:
+    gh.route(
+        releases_path("a/b"),
+        Response(403, {"message": "API rate limit exceeded"}, {"X-RateLimit-Remaining": "0"}),
+    )
+    with pytest.raises(NetworkError, match="rate limit") as exc:
+        releases(gh, "a/b", token=None)
+    assert exc.value.hint is not None and "GITHUB_TOKEN" in exc.value.hint
+
+
+def test_bad_credentials(gh: Server) -> None:
+    gh.route(releases_path("a/b"), Response(401, {"message": "Bad credentials"}))
+    with pytest.raises(NetworkError, match="HTTP 401 from the GitHub API") as exc:
+        releases(gh, "a/b")
+    assert exc.value.hint == "check GITHUB_TOKEN"
+
+
+def test_html_instead_of_json(gh: Server) -> None:
+    gh.route(releases_path("a/b"), Response(200, "<html>maintenance</html>"))
+    with pytest.raises(NetworkError, match="not JSON"):
+        releases(gh, "a/b")
+
+
+def test_pagination_is_bounded(gh: Server) -> None:
+    gh.route(
+        releases_path("a/b"), Response(200, [], {"Link": f'<{{base}}{releases_path("a/b")}>; rel="next"'})
+    )
+    with pytest.raises(NetworkError, match="more than 3 pages"):
+        releases(gh, "a/b", max_pages=3)
+    assert len(gh.hits(releases_path("a/b"))) == 3
+
+
+def test_connection_refused() -> None:
+    with serve() as s:
+        base = s.base
+    ctx = SourceContext(Http(HttpPolicy(retries=0)), {GITHUB_API: base})
+    with pytest.raises(NetworkError, match="failed after 1 attempts: connection refused"):
+        github_releases.releases(ctx, "a/b")
+
+
+# -- PEP 691 / PEP 503 ---------------------------------------------------------------------------------
+def test_simple_page_json(other: Server) -> None:
+    other.route(
+        "/whl/cu128/flash-attn-3/",
+        Response(
+            200,
+            {
+                "meta": {"api-version": "1.1"},
+                "name": "flash-attn-3",
+                "files": [
+                    {"filename": FA3, "url": f"../../{FA3}", "hashes": {"sha256": "cd" * 32}},
+                    {
+                        "filename": "flash_attn_3-3.0.0.tar.gz",
+                        "url": "x.tar.gz",
+                        "hashes": {},
+                        "yanked": "bad",
+                    },
+                ],
+            },
+            {"Content-Type": "application/vnd.pypi.simple.v1+json"},
+        ),
+    )
+    page, files = fetch_project(Http(), other.base + "/whl/cu128", "flash-attn-3")
+    assert page.url == other.base + "/whl/cu128/flash-attn-3/"
+    assert (files[0].filename, files[0].url, files[0].sha256, files[0].yanked) == (
+        FA3,
+        f"{other.base}/whl/{FA3}",
+        "cd" * 32,
+        False,
+    )
+    assert files[1].yanked is True and files[1].yanked_reason == "bad"
+    assert "application/vnd.pypi.simple.v1+json" in other.requests[0].headers["Accept"]
+
+
+def test_simple_page_html(other: Server) -> None:
+    html = (
+        "<!DOCTYPE html><html><body><h1>Links for flash-attn-3</h1>\n"
+        f'<a href="/whl/cu128/{FA3.replace("+", "%2B")}#sha256={"ef" * 32}">{FA3}</a><br/>\n'
+        f'<a href="old/{FA3}" data-yanked="broken">{FA3}</a>\n</body></html>'
+    )
+    other.route("/whl/cu128/flash-attn-3/", Response(200, html))
+    _page, files = fetch_project(Http(), other.base + "/whl/cu128", "flash-attn-3")
+    assert [(f.filename, f.url, f.sha256, f.yanked, f.yanked_reason) for f in files] == [
+        (FA3, f"{other.base}/whl/cu128/{FA3}", "ef" * 32, False, None),
+        (FA3, f"{other.base}/whl/cu128/flash-attn-3/old/{FA3}", None, True, "broken"),
+    ]
+
+
+# -- PyPI JSON -----------------------------------------------------------------------------------------
+PYPI_DOC = {
+    "info": {"name": "flash-attn-4", "version": "4.0.0b2"},
+    "releases": {
+        "0.0.1": [{"filename": "flash_attn_4-0.0.1-py3-none-any.whl", "url": "/files/flash_attn_4-0.0.1-py3-none-any.whl",
+                   "digests": {"sha256": "01" * 32}, "yanked": True, "requires_python": ">=3.10",
+                   "packagetype": "bdist_wheel", "python_version": "py3", "upload_time": "2026-02-09T17:45:40"}],
+        "4.0.0b2": [
+            {"filename": "flash_attn_4-4.0.0b2-py3-none-any.whl", "url": "../../files/flash_attn_4-4.0.0b2-py3-none-any.whl",
+             "digests": {"sha256": "02" * 32}, "yanked": False, "requires_python": ">=3.10",
+             "packagetype": "bdist_wheel", "python_version": "py3", "upload_time": "2026-03-01T00:00:00"},
+            {"filename": "flash_attn_4-4.0.0b2.tar.gz", "url": "/files/flash_attn_4-4.0.0b2.tar.gz",
+             "digests": {"sha256": "03" * 32}, "yanked": False, "requires_python": ">=3.10",
+             "packagetype": "sdist", "python_version": "source", "upload_time": "2026-03-01T00:00:00"},
+        ],
+    },
+}  # fmt: skip
+
+
+def test_pypi_files(other: Server) -> None:
+    other.json("/pypi/flash-attn-4/json", PYPI_DOC)
+    ctx = SourceContext(Http(), {PYPI: other.base})
+    rows = KINDS["pypi-json"].list_rows(ctx, "pypi", {"project": "flash-attn-4"}, "2026-11-25").rows
+    assert [(r["filename"], r["url"], r["sha256"], r["yanked"]) for r in rows] == [
+        ("flash_attn_4-0.0.1-py3-none-any.whl", f"{other.base}/files/flash_attn_4-0.0.1-py3-none-any.whl", "01" * 32, True),
+        ("flash_attn_4-4.0.0b2-py3-none-any.whl", f"{other.base}/files/flash_attn_4-4.0.0b2-py3-none-any.whl", "02" * 32, False),
+    ]  # fmt: skip
+    assert rows[1]["requires_python"] == ">=3.10"
+    assert "uploaded 2026-03-01T00:00:00" in rows[1]["evidence"]
+
+
+def test_fa4_urls_are_the_json_apis_hashed_paths_never_the_legacy_path() -> None:
+    """issue 17: the legacy "packages/py3/f/flash-attn-4/<file>" path returned 404 where pip fetched the
+    file from the hashed path the JSON API gives; the committed index must carry the latter."""
+    index = load_index(ROOT / "wheels_index.json")
+    fa4 = index.for_variant("fa4")
+    assert fa4, "the committed index lists FA4 wheels"
+    for e in fa4:
+        assert "/packages/py3/f/flash-attn-4/" not in e.url, e.url
+        assert e.url.startswith("https://files.pythonhosted.org/packages/") and e.url.endswith(e.filename)
+        assert e.sha256 and len(e.sha256) == 64
+
+
+# -- the script, live, end to end ----------------------------------------------------------------------
+def serve_everything(gh: Server, other: Server) -> None:
+    sources = builder.wheel_sources()
+    for _name, src in sources.items():
+        if src["kind"] == "github-releases" and src["repo"] != OFFICIAL:
+            gh.json(releases_path(src["repo"]), [])
+    mjun = "mjun0812/flash-attention-prebuild-wheels"
+    rebuilt = "flash_attn-2.8.3+cu130torch2.11-cp312-cp312-linux_x86_64.whl"
+    mjun_url = "https://github.com/mjun0812/flash-attention-prebuild-wheels/releases/download"
+    gh.json(
+        releases_path(mjun),
+        [
+            {"tag_name": "v0.9.4", "published_at": "2026-05-01T00:00:00Z", "assets": [
+                {"name": rebuilt, "browser_download_url": f"{mjun_url}/v0.9.4/{rebuilt}", "created_at": "2026-05-01T00:00:00Z"}]},
+            {"tag_name": "v0.9.1", "published_at": "2026-04-01T00:00:00Z", "assets": [
+                {"name": rebuilt, "browser_download_url": f"{mjun_url}/v0.9.1/{rebuilt}", "created_at": "2026-04-01T00:00:00Z"}]},
+        ],
+    )  # fmt: skip
+    for cuda in sources["pytorch-index"]["indexes"]:
+        tag = "cu" + cuda.replace(".", "")
+        other.route(
+            f"/whl/{tag}/flash-attn-3/",
+            Response(200, f'<a href="../{FA3}#sha256={"0f" * 32}">{FA3}</a>'),
+        )
+    other.json("/pypi/flash-attn-4/json", PYPI_DOC)
+
+
+def run_script(
+    gh: Server, other: Server, out: Path, token: str, *more: str
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GITHUB_TOKEN=token)
+    args = [
+        *more,
+        "--github-api",
+        gh.base,
+        "--pytorch-index",
+        other.base + "/whl",
+        "--pypi",
+        other.base,
+        "--output",
+        str(out),
+    ]
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / "update_wheels_index.py"), *args],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_live_build_end_to_end(gh: Server, other: Server, tmp_path: Path) -> None:
+    serve_everything(gh, other)
+    out = tmp_path / "wheels_index.json"
+    r = run_script(gh, other, out, TOKEN)
+    assert r.returncode == 0, r.stderr
+    assert TOKEN not in r.stdout + r.stderr
+    assert all(req.headers.get("Authorization") == f"Bearer {TOKEN}" for req in gh.requests)
+    assert all("Authorization" not in req.headers for req in other.requests)
+
+    index = load_index(out)
+    assert index.built_from == "live"
+    by = {(e.filename, e.cuda if e.source == "pytorch-index" else None): e for e in index.entries}
+    fa2 = by[(FA2, None)]
+    assert (fa2.sha256, fa2.url, fa2.glibc) == ("ab" * 32, f"{GH}/v2.8.3/{FA2.replace('+', '%2B')}", (2, 35))
+    late = by[(FA2_LATE, None)]
+    assert "glibc" in late.inferred and late.archs == ("sm_80", "sm_90", "sm_100", "sm_120")
+    old = by[(FA2_OLD, None)]
+    assert old.abi is True and "abi" in old.inferred  # FALSE label, torch 2.7: a CXX11-ABI build
+    mjun = by[("flash_attn-2.8.3+cu130torch2.11-cp312-cp312-linux_x86_64.whl", None)]
+    assert mjun.tag == "v0.9.4" and mjun.alt_tags == ("v0.9.1",)
+    assert mjun.alt_urls() == (mjun.url.replace("v0.9.4", "v0.9.1"),)
+    fa3 = [e for e in index.entries if e.filename == FA3]
+    assert sorted(e.cuda for e in fa3) == ["12.6", "12.8", "12.9", "13.0"]  # type: ignore[type-var]
+    assert all(e.sha256 == "0f" * 32 and e.url.startswith(other.base + "/whl/") for e in fa3)
+    fa4 = sorted(e.filename for e in index.for_variant("fa4"))
+    assert fa4 == ["flash_attn_4-0.0.1-py3-none-any.whl", "flash_attn_4-4.0.0b2-py3-none-any.whl"]
+    doc = json.loads(out.read_text())
+    assert {i["name"] for i in doc["inputs"]} >= {f"github:{OFFICIAL}", "pypi:flash-attn-4"}
+
+
+def test_live_build_fails_cleanly(gh: Server, other: Server, tmp_path: Path) -> None:
+    serve_everything(gh, other)
+    gh.route(releases_path(OFFICIAL), Response(401, {"message": f"Bad credentials {TOKEN}"}))
+    out = tmp_path / "wheels_index.json"
+    r = run_script(gh, other, out, TOKEN)
+    assert r.returncode == 4
+    assert "HTTP 401 from the GitHub API" in r.stderr and "check GITHUB_TOKEN" in r.stderr
+    assert TOKEN not in r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_refresh_one_source_keeps_every_other_entry(gh: Server, other: Server, tmp_path: Path) -> None:
+    """`--refresh pypi` re-reads only FA4 from (a loopback mirror of) PyPI's JSON API: every other line of
+    the committed index stays byte for byte, the FA4 lines are the mirror's, and its input is replaced."""
+    serve_everything(gh, other)
+    out = tmp_path / "wheels_index.json"
+    before = (ROOT / "wheels_index.json").read_text()
+    out.write_text(before)
+    r = run_script(gh, other, out, TOKEN, "--refresh", "pypi")
+    assert r.returncode == 0, r.stderr
+    after = out.read_text()
+    keep = [ln for ln in before.splitlines() if '"source":"pypi"' not in ln and '"name": "pypi:' not in ln]
+    kept = [ln for ln in after.splitlines() if '"source":"pypi"' not in ln and '"name": "pypi:' not in ln]
+    assert len(keep) == len(kept)
+    changed = [(a, b) for a, b in zip(keep, kept) if a != b]
+    assert all('"entries"' in a or '"fetched"' in a for a, _ in changed), changed[:3]  # the pypi input only
+    assert gh.requests == []  # nothing else was read
+    fa4 = sorted(e.filename for e in load_index(out).for_variant("fa4"))
+    assert fa4 == ["flash_attn_4-0.0.1-py3-none-any.whl", "flash_attn_4-4.0.0b2-py3-none-any.whl"]
+    assert all(e.url.startswith(other.base + "/files/") for e in load_index(out).for_variant("fa4"))
+    bad = run_script(gh, other, out, TOKEN, "--refresh", "nope")
+    assert bad.returncode == 2 and "unknown source(s) nope" in bad.stderr

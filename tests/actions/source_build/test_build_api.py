@@ -1,0 +1,90 @@
+"""The build action end to end with the real pip on a fake FA2 sdist: progress, the wheel stored by
+fingerprint, the second build found in the wheelhouse, a failure summarised, preflight blocking."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from flashdoctor.actions.source_build.api import BuildOptions, build, plan_build
+from flashdoctor.decide.source_build.plan import BuildRequest
+from flashdoctor.render.progress import LineProgress
+from tests.support.fake_sdist import make_fake_sdist
+from tests.support.targets import target_env
+
+
+def _opts(tmp: Path, archive: Path, **kw: object) -> BuildOptions:
+    return BuildOptions(
+        request=BuildRequest(archs=(90,)),
+        source=str(archive),
+        wheelhouse=tmp / "wh",
+        log=tmp / "build.log",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.system
+def test_build_stores_by_fingerprint_then_reuses(tmp_path: Path) -> None:
+    archive = make_fake_sdist(tmp_path)
+    environ = {**os.environ, "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    env = target_env("h100")  # the machine as a value; the build itself runs this interpreter's pip
+    lines: list[str] = []
+    out = build(env, _opts(tmp_path, archive), sys.executable, None, environ, LineProgress(lines.append))
+    assert out.status == "built", (out.run and out.run.first_error, out.notes)
+    assert out.wheel is not None and out.fingerprint is not None
+    assert out.wheel.path.parent == tmp_path / "wh" / out.fingerprint.id
+    assert out.wheel.filename == "flash_attn-0.0.1+fd.sm90-py3-none-any.whl"
+    manifest = json.loads((out.wheel.path.parent / "build.json").read_text())
+    assert manifest["fingerprint"]["profile"] == "fd.sm90" and manifest["source"].startswith("archive:")
+    assert [ln.split()[0] for ln in lines] == ["[1/3]", "[2/3]", "[3/3]"]
+    log = (tmp_path / "build.log").read_text()
+    assert "FLASH_ATTENTION_FORCE_BUILD=TRUE" in log and "--no-build-isolation" in log
+    assert out.work_dir is None  # the temporary build directory is gone after success
+
+    again = build(env, _opts(tmp_path, archive), sys.executable, None, environ)
+    assert again.status == "cached" and again.wheel is not None and again.wheel.path == out.wheel.path
+    assert again.run is None
+
+
+@pytest.mark.system
+def test_failed_build_keeps_log_and_sources_and_names_the_error(tmp_path: Path) -> None:
+    archive = make_fake_sdist(tmp_path)
+    environ = {**os.environ, "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache"), "FAKE_FAIL": "1"}
+    out = build(target_env("h100"), _opts(tmp_path, archive), sys.executable, None, environ)
+    assert out.status == "failed" and out.run is not None
+    assert (
+        out.run.first_error is not None
+        and 'flash_fwd_kernel.h(42): error: expected a ";"' in out.run.first_error.text
+    )
+    assert (out.run.steps_done, out.run.steps_total) == (2, 3)
+    assert out.work_dir is not None and out.work_dir.is_dir()
+    assert not (tmp_path / "wh").exists() or not any((tmp_path / "wh").iterdir())
+
+
+def test_blocked_build_starts_nothing(tmp_path: Path) -> None:
+    archive = make_fake_sdist(tmp_path)
+    out = build(
+        target_env("nvcc-mismatch"),
+        _opts(tmp_path, archive),
+        sys.executable,
+        None,
+        {"FLASHDOCTOR_CACHE_DIR": str(tmp_path)},
+    )
+    assert out.status == "blocked" and out.run is None
+    assert "nvcc-torch-mismatch" in {f.code for f in out.findings}
+    assert not (tmp_path / "build.log").exists()
+
+
+def test_dry_run_reads_the_version_from_the_archive(tmp_path: Path) -> None:
+    archive = make_fake_sdist(tmp_path, "2.7.4.post1")
+    out = plan_build(target_env("h100"), _opts(tmp_path, archive))
+    assert out.status == "planned" and out.plan is not None
+    assert out.plan.version == "2.7.4.post1" and out.plan.arch_only_unit_count == 84
+    from flashdoctor.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"--flash-version 2\.8\.3 but --source"):
+        plan_build(target_env("h100"), _opts(tmp_path, archive, version="2.8.3"))

@@ -1,0 +1,340 @@
+"""The wheelhouse: the environment fingerprint, the layout other machines read, and THE match rule
+(flashdoctor.actions.wheelhouse.serves) that `build` (reuse) and `install` (prefer a local build) share —
+as a table (docs/wheelhouse.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.specifiers import SpecifierSet
+
+from flashdoctor.actions.cache import atomic_write_bytes
+from flashdoctor.actions.wheelhouse import (
+    Fingerprint,
+    FingerprintError,
+    Request,
+    Wheelhouse,
+    best,
+    find,
+    fingerprint,
+    scan,
+    serves,
+    store,
+)
+from flashdoctor.knowledge.profiles import Profile
+from flashdoctor.model.environment import GPU
+from tests.support.install_helpers import H100_BUILD
+from tests.support.targets import target_env
+
+MIN = Profile("fa2", (90,), (128,), ("bf16",))
+WHEEL = "flash_attn-2.8.3.post2+fd.sm90.hd128.bf16-cp312-cp312-linux_x86_64.whl"
+
+H100: dict[str, Any] = H100_BUILD  # the fingerprint `flashdoctor build` writes for the minimal H100 build
+A100 = GPU(index=0, name="NVIDIA A100", capability="8.0")
+RTX4090 = GPU(index=0, name="NVIDIA GeForce RTX 4090", capability="8.9")
+UNKNOWN_GPU = GPU(index=0, name="NVIDIA ???", capability=None)
+
+
+def fp(**change: Any) -> Fingerprint:
+    return Fingerprint.from_json({**H100, **change})
+
+
+def req(env: dict[str, Any] | None = None, gpus: tuple[GPU, ...] | None = None, **kw: Any) -> Request:
+    e = target_env("h100", **(env or {}))
+    if gpus is not None:
+        e = e.replace(gpus=gpus)
+    return Request.for_environment(e, kw.pop("variant", "fa2"), **kw)
+
+
+# (case, built fingerprint change, request, None = serves / a words of the reason it does not)
+RULE: list[tuple[str, dict[str, Any], Request, str | None]] = [
+    ("the machine it was built on", {}, req(), None),
+    ("1 another variant", {}, req(variant="fa3"), "built for fa2, not fa3"),
+    ("1 the version asked", {}, req(versions=SpecifierSet("==2.8.3.post2")), None),
+    ("1 another version asked", {}, req(versions=SpecifierSet("==2.8.2")), "not ==2.8.2"),
+    ("2 a torch patch release", {}, req({"torch": "2.11.1+cu130"}), None),
+    ("2 another torch minor", {}, req({"torch": "2.10.0+cu130"}), "minor must match"),
+    ("2 no torch", {}, req({"torch": None, "torch_cuda": None}), "has no torch"),
+    ("3 another CUDA major", {}, req({"torch": "2.11.0+cu128", "torch_cuda": "12.8"}), "CUDA 12"),
+    ("3 a CUDA minor", {}, req({"torch": "2.11.0+cu131", "torch_cuda": "13.1"}), None),
+    ("3 a CPU torch", {}, req({"torch": "2.11.0+cpu", "torch_cuda": None}), "CUDA none"),
+    ("3 a CPU build on a CPU torch", {"cuda": None, "archs": []}, req({"torch_cuda": None}, gpus=()), None),
+    ("4 the other ABI", {}, req({"cxx11abi": False}), "CXX11 ABI True, this torch uses False"),
+    ("4 the target's ABI unknown", {}, req({"cxx11abi": None}), "ABI is unknown"),
+    ("4 the build's ABI unknown", {"cxx11abi": None}, req(), "was not recorded"),
+    ("4 both unknown", {"cxx11abi": None}, req({"cxx11abi": None}), "unknown matches nothing"),
+    ("5 another Python", {}, req({"python": "3.11", "python_abi": "cp311"}), "this Python is cp311"),
+    ("5 another platform", {}, req({"platform": "linux_aarch64"}), "this is linux_aarch64"),
+    ("6 an older glibc", {}, req({"glibc": "2.35"}), "glibc 2.39, this system has 2.35"),
+    ("6 a newer glibc", {}, req({"glibc": "2.41"}), None),
+    ("6 a build without glibc", {"glibc": None}, req({"glibc": "2.17"}), None),
+    ("7 an A100", {}, req(gpus=(A100,)), "no code for GPU 0 NVIDIA A100 (sm_80)"),
+    (
+        "7 sm_80 SASS on an RTX 4090",
+        {"archs": [80], "profile": "fd.sm80.hd128.bf16"},
+        req(gpus=(RTX4090,)),
+        None,
+    ),
+    ("7 sm_80 SASS on an H100", {"archs": [80], "profile": "fd.sm80.hd128.bf16"}, req(), "(built for sm_80)"),
+    ("7 a GPU of unknown capability", {}, req(gpus=(UNKNOWN_GPU,)), "compute capability unknown"),
+    ("7 --arch instead of the GPUs", {}, req(gpus=(A100,), archs=(90,)), None),
+    ("7 the head dim asked", {}, req(head_dims=(128,), dtypes=("bf16",)), None),
+    ("7 a head dim served by the 128 kernel", {}, req(head_dims=(100,)), None),
+    ("7 a head dim not compiled", {}, req(head_dims=(64,)), "lacks head dim 64"),
+    ("7 a dtype not compiled", {}, req(dtypes=("fp16",)), "lacks fp16"),
+    ("7 a full profile covers any", {"profile": "fd.sm90"}, req(head_dims=(64, 256), dtypes=("fp16",)), None),
+    ("7 an unreadable profile, nothing named", {"profile": "fd.cpu.hd128.bf16"}, req(), None),
+    (
+        "7 an unreadable profile, a head dim named",
+        {"profile": "fd.cpu"},
+        req(head_dims=(128,)),
+        "cannot be read",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "request_", "reason"), RULE, ids=[r[0] for r in RULE])
+def test_the_match_rule(case: str, change: dict[str, Any], request_: Request, reason: str | None) -> None:
+    why = serves(fp(**change), request_)
+    if reason is None:
+        assert why == [], why
+    else:
+        assert why and any(reason in w for w in why), why
+
+
+FA3 = {**H100, "variant": "fa3", "version": "3.0.0b1", "profile": "fd.sm90.hd128.bf16.nosplit.nofp8"}
+
+
+@pytest.mark.parametrize(
+    ("disabled", "reason"),
+    [
+        (None, None),  # install names no feature
+        (("split", "fp8"), None),  # a build request that does without them
+        (("split", "fp8", "local"), None),
+        (("split",), "--no-fp8 was not asked"),
+        ((), "--no-split was not asked"),
+    ],
+)
+def test_fa3_features_are_part_of_the_profile(disabled: tuple[str, ...] | None, reason: str | None) -> None:
+    r = Request(**{**vars(req(variant="fa3")), "disabled": disabled})
+    why = serves(Fingerprint.from_json(FA3), r)
+    assert (why == []) if reason is None else any(reason in w for w in why), why
+
+
+def test_build_and_install_share_the_rule() -> None:
+    """One rule: for a built fingerprint, `build` (reuse) and `install --from-source --head-dims ...`
+    (prefer a local build) give the same verdict for the same request. The old readers disagreed on an
+    unknown ABI and on archs that run a GPU without being in the request."""
+    env = target_env("h100")
+    for profile in (
+        MIN,
+        Profile("fa2", (90,), (64, 128), ("fp16", "bf16")),
+        Profile("fa2", (90,), (256,), None),
+    ):
+        wanted = fingerprint(env, "fa2", "2.8.3.post2", profile)
+        as_build = Request.for_build(wanted)
+        as_install = Request.for_environment(
+            env,
+            "fa2",
+            versions=SpecifierSet("==2.8.3.post2"),
+            head_dims=profile.head_dims,
+            dtypes=profile.dtypes or ("fp16", "bf16"),
+        )
+        for change in (
+            {},
+            {"cxx11abi": None},
+            {"profile": "fd.sm90"},
+            {"archs": [80, 90], "profile": "fd.sm80.sm90.hd128.bf16"},
+        ):
+            built = fp(**change)
+            assert (serves(built, as_build) == []) == (serves(built, as_install) == []), (profile, change)
+
+
+def test_build_asks_for_every_kernel_unless_narrowed() -> None:
+    """`build` without --head-dims asks for the full profile: a minimal build does not serve it, and
+    install (which names nothing) takes that minimal build."""
+    env = target_env("h100")
+    full = fingerprint(env, "fa2", "2.8.3.post2", Profile("fa2", (90,), None, None))
+    why = serves(fp(), Request.for_build(full))
+    assert why and "lacks head dim 32" in why[-1] and "fp16" in why[-1]
+    assert serves(fp(profile="fd.sm90"), Request.for_build(fingerprint(env, "fa2", "2.8.3.post2", MIN))) == []
+    assert serves(fp(), req()) == []
+
+
+# -- fingerprint and layout ------------------------------------------------------------------------
+def test_fingerprint_fields_and_stable_id() -> None:
+    f = fingerprint(target_env("h100"), "fa2", "2.8.3.post2", MIN)
+    assert f.key() == {**{k: v for k, v in H100.items() if k != "glibc"}}
+    assert f.glibc == "2.39" and Fingerprint.from_json(f.to_json()) == f
+    assert len(f.id) == 16 and f.id == fingerprint(target_env("h100"), "fa2", "2.8.3.post2", MIN).id
+    # A patch release of torch keeps the id; a minor, the CUDA major, the ABI or the profile change it.
+    assert fingerprint(target_env("h100", torch="2.11.1+cu130"), "fa2", "2.8.3.post2", MIN).id == f.id
+    for change in (
+        {"torch": "2.10.0+cu130"},
+        {"torch": "2.11.0+cu128", "torch_cuda": "12.8"},
+        {"cxx11abi": False},
+        {"python": "3.11"},
+    ):
+        assert fingerprint(target_env("h100", **change), "fa2", "2.8.3.post2", MIN).id != f.id, change
+    other = Profile("fa2", (90,), (64,), ("bf16",))
+    assert fingerprint(target_env("h100"), "fa2", "2.8.3.post2", other).id != f.id
+
+
+def test_fingerprint_needs_torch_with_cuda() -> None:
+    with pytest.raises(FingerprintError, match="torch CUDA"):
+        fingerprint(target_env("cpu-box"), "fa2", "2.8.3.post2", MIN)
+    with pytest.raises(FingerprintError, match="torch"):
+        fingerprint(target_env("no-torch"), "fa2", "2.8.3.post2", MIN)
+
+
+def _wheel(tmp: Path, name: str = WHEEL) -> Path:
+    p = tmp / "dist" / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
+    return p
+
+
+def test_store_then_find_exact_and_layout(tmp_path: Path) -> None:
+    f = fingerprint(target_env("h100"), "fa2", "2.8.3.post2", MIN)
+    built = store(tmp_path / "wh", _wheel(tmp_path), f, {"seconds": 417})
+    assert built.path == tmp_path / "wh" / f.id / WHEEL
+    manifest = json.loads((tmp_path / "wh" / f.id / "build.json").read_text())
+    assert manifest["schema"] == "flashdoctor/built-wheel/1"
+    assert manifest["wheel"] == WHEEL and manifest["fingerprint"]["id"] == f.id and manifest["seconds"] == 417
+    assert len(manifest["sha256"]) == 64
+    hit = find([tmp_path / "elsewhere", tmp_path / "wh"], f)
+    assert hit is not None and hit.path == built.path
+    assert sorted(p.name for p in (tmp_path / "wh" / f.id).iterdir()) == [
+        "build.json",
+        WHEEL,
+    ]  # no temporaries
+    ref = hit.ref()
+    assert (
+        ref.source == "wheelhouse"
+        and ref.version == "2.8.3.post2+fd.sm90.hd128.bf16"
+        and ref.sha256 == manifest["sha256"]
+    )
+
+
+def test_a_bigger_build_covers_a_smaller_request(tmp_path: Path) -> None:
+    env = target_env("h100")
+    big = Profile("fa2", (80, 90), (64, 128), ("fp16", "bf16"))
+    store(
+        tmp_path,
+        _wheel(
+            tmp_path, "flash_attn-2.8.3.post2+fd.sm80.sm90.hd64.hd128.fp16.bf16-cp312-cp312-linux_x86_64.whl"
+        ),
+        fingerprint(env, "fa2", "2.8.3.post2", big),
+        {},
+    )
+    assert find([tmp_path], fingerprint(env, "fa2", "2.8.3.post2", MIN)) is not None
+    wider = Profile("fa2", (90,), (128, 256), ("bf16",))
+    assert find([tmp_path], fingerprint(env, "fa2", "2.8.3.post2", wider)) is None
+    other_torch = target_env("h100", torch="2.10.0+cu130")
+    assert find([tmp_path], fingerprint(other_torch, "fa2", "2.8.3.post2", MIN)) is None
+    older_glibc = target_env("h100", glibc="2.35")
+    assert find([tmp_path], fingerprint(older_glibc, "fa2", "2.8.3.post2", MIN)) is None
+
+
+def test_ranking_same_id_then_newest_then_widest(tmp_path: Path) -> None:
+    env = target_env("h100")
+    narrow = store(tmp_path, _wheel(tmp_path), fingerprint(env, "fa2", "2.8.3.post2", MIN), {})
+    wide_profile = Profile("fa2", (90,), (64, 128), ("fp16", "bf16"))
+    wide = store(
+        tmp_path,
+        _wheel(tmp_path, "flash_attn-2.8.3.post2+fd.sm90.hd64.hd128.fp16.bf16-cp312-cp312-linux_x86_64.whl"),
+        fingerprint(env, "fa2", "2.8.3.post2", wide_profile),
+        {},
+    )
+    older = store(
+        tmp_path,
+        _wheel(tmp_path, "flash_attn-2.8.2+fd.sm90-cp312-cp312-linux_x86_64.whl"),
+        fingerprint(env, "fa2", "2.8.2", Profile("fa2", (90,), None, None)),
+        {},
+    )
+    assert best([tmp_path], req())[0] == wide  # install: newest version, then the widest profile
+    assert find([tmp_path], fingerprint(env, "fa2", "2.8.3.post2", MIN)) == narrow  # build: its own id first
+    assert best([tmp_path], req(versions=SpecifierSet("<2.8.3")))[0] == older
+
+
+def test_partial_foreign_or_hostile_entries_are_skipped(tmp_path: Path) -> None:
+    f = fingerprint(target_env("h100"), "fa2", "2.8.3.post2", MIN)
+    (tmp_path / f.id).mkdir()
+    (tmp_path / f.id / WHEEL).write_bytes(b"x")  # a copy in progress: no build.json yet
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "build.json").write_text("{not json")
+    (tmp_path / "huge").mkdir()
+    (tmp_path / "huge" / "build.json").write_text(" " * (2 << 20) + "{}")  # bounded read: refused
+    (tmp_path / "escape").mkdir()
+    (tmp_path / "escape" / "build.json").write_text(
+        json.dumps({"schema": "flashdoctor/built-wheel/1", "wheel": "../" + WHEEL, "fingerprint": H100})
+    )
+    (tmp_path / WHEEL).write_bytes(b"x")
+    (tmp_path / "other-dist").mkdir()
+    (tmp_path / "other-dist" / "torch-2.11.0-cp312-cp312-linux_x86_64.whl").write_bytes(b"x")
+    (tmp_path / "other-dist" / "build.json").write_text(
+        json.dumps(
+            {
+                "schema": "flashdoctor/built-wheel/1",
+                "wheel": "torch-2.11.0-cp312-cp312-linux_x86_64.whl",
+                "fingerprint": H100,
+            }
+        )
+    )
+    assert list(scan(tmp_path)) == []
+    assert find([tmp_path], f) is None
+
+
+def test_a_manifest_in_any_directory_is_read_by_its_fingerprint(tmp_path: Path) -> None:
+    """The directory name is informative: hand-copied entries (another name) are still found."""
+    d = tmp_path / "copied-by-hand"
+    w = _wheel(d.parent, WHEEL)
+    d.mkdir()
+    w.rename(d / WHEEL)
+    (d / "build.json").write_text(
+        json.dumps(
+            {"schema": "flashdoctor/built-wheel/1", "wheel": WHEEL, "sha256": "ab" * 32, "fingerprint": H100}
+        )
+    )
+    (found,) = scan(tmp_path)
+    assert found.fingerprint == fp() and best([Wheelhouse(tmp_path)], req())[0] == found
+
+
+# -- files created exclusively, links never followed (issue "Hostile inputs", row 7) ----------------------
+def _victim(tmp_path: Path) -> Path:
+    v = tmp_path / "victim.txt"
+    v.write_text("precious\n")
+    return v
+
+
+def test_wheelhouse_add_never_follows_a_planted_temporary_name(tmp_path: Path) -> None:
+    """The old code wrote through `.<wheel>.tmp-<pid>`: a link planted there had its target
+    overwritten, and the wheelhouse entry became that link."""
+    victim = _victim(tmp_path)
+    house = tmp_path / "wh"
+    house.mkdir()
+    src = _wheel(tmp_path)
+    os.symlink(victim, house / f".{WHEEL}.tmp-{os.getpid()}")
+    assert Wheelhouse(house).add(src, WHEEL) == house / WHEEL
+    assert victim.read_text() == "precious\n"
+    assert not (house / WHEEL).is_symlink() and (house / WHEEL).read_bytes() == src.read_bytes()
+
+
+def test_store_and_manifest_writes_never_follow_planted_names(tmp_path: Path) -> None:
+    victim = _victim(tmp_path)
+    f = fingerprint(target_env("h100"), "fa2", "2.8.3.post2", MIN)
+    d = tmp_path / "wh" / f.id
+    d.mkdir(parents=True)
+    os.symlink(victim, d / f"{WHEEL}.part{os.getpid()}")  # the old store's temporary name
+    os.symlink(victim, d / f".build.json.tmp-{os.getpid()}")  # the old atomic_write_bytes's
+    built = store(tmp_path / "wh", _wheel(tmp_path), f, {})
+    assert victim.read_text() == "precious\n"
+    assert not built.path.is_symlink() and not (d / "build.json").is_symlink()
+    out = tmp_path / "rec.json"
+    os.symlink(victim, tmp_path / f".rec.json.tmp-{os.getpid()}")
+    atomic_write_bytes(out, b"{}")
+    assert victim.read_text() == "precious\n" and out.read_bytes() == b"{}"

@@ -1,0 +1,306 @@
+"""`flashdoctor wheels --refresh` (flashdoctor.actions.wheel_index.refresh_index) against loopback mirrors
+of each publisher's API: the GitHub Releases API (official and community repositories), PEP 503/691 pages
+(the PyTorch index), PyPI's JSON API, and a find-links page tree (the opt-in FA3 community index)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flashdoctor.actions.net.sources import GITHUB_API, PYPI, PYTORCH_WHL
+from flashdoctor.actions.wheel_index import current_index, index_status, refresh_index
+from flashdoctor.decide.wheels import load_index, select_wheels
+from flashdoctor.errors import NetworkError, UsageError
+from flashdoctor.knowledge.schemas import schema_validator
+from flashdoctor.model.envelope import SCHEMA_FILES
+from flashdoctor.model.target import environment_from_target
+from tests.actions.net.test_wheel_sources import (
+    FA2,
+    FA2_OLD,
+    FA3,
+    OFFICIAL,
+    PAGE1,
+    PAGE2,
+    TOKEN,
+    releases_path,
+    serve_everything,
+)
+from tests.support.loopback import Response, Server, serve
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.system  # real servers on loopback
+
+PAGES = "https://windreamer.github.io/flash-attention3-wheels/"
+WR_TAG = "2026.06.01-abc1234"
+WR_FILE = "flash_attn_3-3.0.0+20260601.cu128torch2100cxx11abitrue.abc123-cp39-abi3-linux_x86_64.whl"
+WR_URL = (
+    f"https://github.com/windreamer/flash-attention3-wheels/releases/download/{WR_TAG}/"
+    + WR_FILE.replace("+", "%2B")
+)
+
+
+def committed_sha(filename: str, tag: str) -> str:
+    doc = json.loads((ROOT / "wheels_index.json").read_text(encoding="utf-8"))
+    return next(str(w["sha256"]) for w in doc["wheels"] if w["filename"] == filename and w.get("tag") == tag)
+
+
+@pytest.fixture
+def gh(no_proxy: None) -> Iterator[Server]:
+    # GitHub's asset digest of FA2 on v2.8.3 is the one the committed index has from published sources
+    page1 = json.loads(json.dumps(PAGE1).replace("ab" * 32, committed_sha(FA2, "v2.8.3")))
+    with serve() as s:
+        s.route(
+            releases_path(OFFICIAL),
+            Response(200, page1, {"Link": f'<{{base}}{releases_path(OFFICIAL, 2)}>; rel="next"'}),
+        )
+        s.json(releases_path(OFFICIAL, 2), PAGE2)
+        yield s
+
+
+@pytest.fixture
+def other(no_proxy: None) -> Iterator[Server]:
+    with serve() as s:
+        yield s
+
+
+def serve_pages(other: Server) -> None:
+    other.route(
+        "/flash-attention3-wheels/",
+        Response(
+            200,
+            '<html><a href="favicon.svg">i</a> <a href="cu128_torch2100/index.html">View Wheels</a></html>',
+        ),
+    )
+    other.route(
+        "/flash-attention3-wheels/cu128_torch2100/index.html",
+        Response(200, f'<html><ul><li><a href="{WR_URL}">{WR_FILE}</a></li></ul></html>'),
+    )
+
+
+def rewrites(gh: Server, other: Server) -> dict[str, str]:
+    return {
+        GITHUB_API: gh.base,
+        PYPI: other.base,
+        PYTORCH_WHL: other.base + "/whl",
+        PAGES: other.base + "/flash-attention3-wheels/",
+    }
+
+
+def env_for(tmp_path: Path, **more: str) -> dict[str, str]:
+    return {"FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache"), "GITHUB_TOKEN": TOKEN, **more}
+
+
+def test_refresh_rebuilds_the_index_into_the_cache_and_later_runs_use_it(
+    gh: Server, other: Server, tmp_path: Path
+) -> None:
+    serve_everything(gh, other)
+    serve_pages(other)
+    env = env_for(tmp_path)
+    read: list[str] = []
+    result = refresh_index(
+        environ=env, rewrites=rewrites(gh, other), today="2027-03-01", on_source=read.append
+    )
+
+    path = tmp_path / "cache" / "index" / "wheels_index.json"
+    assert result.path == path and path.is_file()
+    assert [p.name for p in path.parent.iterdir()] == ["wheels_index.json"]  # atomic: no temporary left
+    assert "community:windreamer" not in read  # opt-in: read only when named
+    assert not [r for r in other.requests if "flash-attention3-wheels" in r.path]
+    assert result.carried_from == str(ROOT / "wheels_index.json")
+
+    index = load_index(path)  # validated against the schema
+    assert (index.built_from, index.generated, index.data_date) == ("live", "2027-03-01", "2027-03-01")
+    by = {(e.source, e.filename, e.tag): e for e in index.entries}
+    fa2 = by[("official", FA2, "v2.8.3")]
+    assert fa2.sha256 == committed_sha(FA2, "v2.8.3")  # the publisher's digest, agreeing with the index's
+    assert fa2.evidence.startswith("github-api:") and "carried" not in fa2.evidence
+    old = by[("official", FA2_OLD, "v2.8.2")]  # GitHub recorded no digest: the bundled index's is kept
+    assert old.sha256 and "sha256 carried from the index of 2026-12-05" in old.evidence
+    assert old.torch_build == "2.7.1" and not old.claim
+    assert not [e for e in index.entries if e.source == "official" and e.tag not in ("v2.8.3", "v2.8.2")]
+    assert [e for e in index.entries if e.source == "community:windreamer"]  # kept from the bundled index
+    fa3 = [e for e in index.entries if e.filename == FA3]
+    assert sorted(str(e.cuda) for e in fa3) == ["12.6", "12.8", "12.9", "13.0"]
+    assert index.for_variant("fa4")
+
+    loc = current_index(None, env)
+    assert (loc.kind, loc.path, loc.date) == ("refreshed", path, "2027-03-01")
+    from flashdoctor.actions.inputs import load_wheel_index
+
+    assert load_wheel_index(None, env).origin == str(path)  # what wheels, install and check select from
+    assert "newer than the bundled index (data of 2026-12-05)" in loc.describe()
+    import datetime
+
+    _loc, stale = index_status(None, env, datetime.date(2027, 3, 2))
+    assert stale is None
+
+    assert all(r.headers.get("Authorization") == f"Bearer {TOKEN}" for r in gh.requests), [
+        (r.path, r.headers.get("Authorization")) for r in gh.requests
+    ]
+    assert all("Authorization" not in r.headers for r in other.requests)
+
+
+def test_the_opt_in_fa3_community_index_when_named(gh: Server, other: Server, tmp_path: Path) -> None:
+    serve_pages(other)
+    env = env_for(tmp_path)
+    result = refresh_index(
+        ["community:windreamer"], environ=env, rewrites=rewrites(gh, other), today="2027-03-01"
+    )
+    assert result.sources == ["community:windreamer"] and gh.requests == []
+    index = load_index(result.path)
+    wr = [e for e in index.entries if e.source == "community:windreamer"]
+    assert [(e.filename, e.tag, e.url) for e in wr] == [(WR_FILE, WR_TAG, WR_URL)]
+    e = wr[0]
+    assert e.evidence.startswith(
+        f"find-links:{other.base}/flash-attention3-wheels/cu128_torch2100/index.html"
+    )
+    assert (e.cuda, e.torch_build, e.abi) == ("12.8", "2.10.0", True)
+    # the other sources' entries are the bundled index's, so the index's data are no newer: not used
+    assert current_index(None, env).kind == "bundled"
+    h100 = environment_from_target(
+        {"python": "3.12", "platform": "linux_x86_64", "glibc": "2.35", "torch": "2.10.0+cu128",
+         "cxx11abi": True, "gpus": [{"name": "NVIDIA H100", "capability": "9.0"}], "installed": {}}
+    )  # fmt: skip
+    fits = select_wheels(h100, "fa3", index, allow_community=True).fits
+    assert e in fits and fits[0].source == "pytorch-index"  # the PyTorch index's stable-ABI wheel first
+    assert e not in select_wheels(h100, "fa3", index).fits  # community: opt-in again at selection
+
+
+def test_a_digest_that_changed_is_refused_and_nothing_is_written(
+    gh: Server, other: Server, tmp_path: Path
+) -> None:
+    serve_everything(gh, other)
+    doc = json.loads((ROOT / "wheels_index.json").read_text(encoding="utf-8"))
+    for w in doc["wheels"]:
+        if w["filename"] == FA2 and w.get("tag") == "v2.8.3":
+            w["sha256"] = "cd" * 32  # the index in use says another digest than the publisher now does
+    previous = tmp_path / "previous.json"
+    previous.write_text(json.dumps(doc), encoding="utf-8")
+    env = env_for(tmp_path, FLASHDOCTOR_WHEELS_INDEX=str(previous))
+    with pytest.raises(UsageError, match="changed digest since the index in use") as exc:
+        refresh_index(environ=env, rewrites=rewrites(gh, other), today="2027-03-01")
+    assert "cd" * 32 in exc.value.message and committed_sha(FA2, "v2.8.3") in exc.value.message
+    assert not (tmp_path / "cache" / "index").exists()
+
+
+def test_a_failing_source_writes_nothing(gh: Server, other: Server, tmp_path: Path) -> None:
+    serve_everything(gh, other)
+    other.route("/pypi/flash-attn-4/json", Response(503, "down"))
+    env = env_for(tmp_path)
+    from flashdoctor.actions.net.http import Http, HttpPolicy
+
+    http = Http(HttpPolicy(retries=0, backoff=0), env)
+    with pytest.raises(NetworkError, match="503"):
+        refresh_index(environ=env, rewrites=rewrites(gh, other), http=http, today="2027-03-01")
+    assert not (tmp_path / "cache" / "index").exists()
+
+
+def test_unknown_source_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown wheel source\\(s\\) nope") as exc:
+        refresh_index(["nope"], environ=env_for(tmp_path))
+    assert exc.value.hint is not None and "community:windreamer" in exc.value.hint
+
+
+# -- the command: `flashdoctor wheels --refresh` as a real process, against the same mirrors ----------------
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    child = dict(os.environ, **env, PYTHONPATH=str(ROOT), COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "flashdoctor", *args], capture_output=True, text=True, env=child, timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+def mirror_args(gh: Server, other: Server) -> list[str]:
+    return [
+        f"--mirror={GITHUB_API}={gh.base}",
+        f"--mirror={PYPI}={other.base}",
+        f"--mirror={PYTORCH_WHL}={other.base}/whl",
+    ]
+
+
+def refresh_by_command(
+    gh: Server, other: Server, tmp_path: Path
+) -> tuple[dict[str, str], subprocess.CompletedProcess[str], Path]:
+    """`wheels --refresh` on 2027-03-01 against the mirrors of every source: (env, the run, the index)."""
+    serve_everything(gh, other)
+    env = env_for(tmp_path, FLASHDOCTOR_TODAY="2027-03-01")
+    r = cli(env, "wheels", "--refresh", *mirror_args(gh, other))
+    assert r.returncode == 0, r.stderr
+    return env, r, tmp_path / "cache" / "index" / "wheels_index.json"
+
+
+@pytest.mark.slow
+def test_wheels_refresh_command_then_check_reads_the_index_age(
+    gh: Server, other: Server, tmp_path: Path
+) -> None:
+    env, r, path = refresh_by_command(gh, other, tmp_path)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    out = r.stdout
+    assert f"index of 2027-03-01: {len(doc['wheels'])} wheels" in out and str(path) in out
+    for name in ("official", "pytorch-index", "pypi", "community:mjun0812"):
+        assert f"✓ {name}: " in out, out
+    assert "community:windreamer" not in out.split("index of")[0]  # opt-in: not read
+    assert (
+        "in use from now on: wheel index: refreshed by `flashdoctor wheels --refresh`, data of 2027-03-01"
+        in out
+    )
+    assert "reading official" in r.stderr  # progress, on standard error
+    assert TOKEN not in out + r.stderr
+
+    # check: the refreshed index is in use and fresh; 61 days later it warns, with the refresh as the fix
+    h100 = str(ROOT / "tests" / "targets" / "h100.json")
+    fresh = json.loads(cli(env, "check", "--target", h100, "--json").stdout)
+    assert fresh["index"] == {
+        "path": str(path), "date": "2027-03-01", "age_days": 0, "source": "refreshed", "stale": False,
+        "stale_after_days": 60,
+    }  # fmt: skip
+    assert "wheel-index-stale" not in [f["code"] for f in fresh["findings"]]
+    later = cli({**env, "FLASHDOCTOR_TODAY": "2027-05-01"}, "check", "--target", h100)
+    assert "[wheel-index-stale]" in later.stdout and "61 days old" in later.stdout
+    assert "fix: flashdoctor wheels --refresh" in later.stdout and later.returncode == 0
+
+    js = cli(env, "wheels", "--refresh", "--json", *mirror_args(gh, other))
+    body = json.loads(js.stdout)
+    schema_validator(SCHEMA_FILES[body["schema"]]).validate(body)
+    schema_validator("check-report.schema.json").validate(fresh)
+    assert (body["schema"], body["command"], body["entries"]) == (
+        "flashdoctor/wheels-refresh/1",
+        "wheels",
+        len(doc["wheels"]),
+    )
+    assert body["in_use"]["kind"] == "refreshed" and js.stderr == ""
+
+
+@pytest.mark.slow
+def test_wheels_refresh_on_a_failing_source_keeps_the_index_in_use(
+    gh: Server, other: Server, tmp_path: Path
+) -> None:
+    env, _r, path = refresh_by_command(gh, other, tmp_path)
+    before = path.read_bytes()
+    gh.route(releases_path(OFFICIAL), Response(404, "gone"))
+    r = cli({**env, "FLASHDOCTOR_TODAY": "2027-04-01"}, "wheels", "--refresh", *mirror_args(gh, other))
+    assert r.returncode == 4, (r.stdout, r.stderr)
+    assert "flashdoctor: error: GET" in r.stderr and "HTTP 404" in r.stderr
+    assert "nothing was written; still in use: wheel index: refreshed" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["wheels_index.json"]
+
+
+def test_wheels_refresh_usage_errors(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    for args, words in (
+        (["--refresh", "--target", "x.json"], "--refresh rebuilds the index; it takes no --target"),
+        (["--only", "pypi"], "--only and --mirror are options of --refresh"),
+        (["--refresh", "--mirror", "https://example.org=http://127.0.0.1:9"], "not a public endpoint"),
+        (["--refresh", "--mirror", "https://pypi.org"], "expected PUBLIC=URL"),
+        (["--refresh", "--only", "nope"], "unknown wheel source(s) nope"),
+    ):
+        r = cli(env, "wheels", *args)
+        assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
+    assert not (tmp_path / "cache").exists()

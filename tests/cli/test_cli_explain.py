@@ -1,0 +1,186 @@
+"""`flashdoctor explain` through click's runner and as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from flashdoctor.cli import cli, main
+from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.schemas import load_schema
+from tests.support.paths import DATA, ROOT, TARGETS
+
+SAMPLES = DATA / "explain"
+
+
+def run(*args: str, stdin: bytes | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, list(args), input=stdin, catch_exceptions=False)
+
+
+def code(*args: str) -> int:
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    return int(exc.value.code or 0)
+
+
+def target(name: str) -> str:
+    return str(TARGETS / f"{name}.json")
+
+
+def _with_first_line(tmp_path: Path, sample: str, first: str) -> str:
+    log = tmp_path / sample
+    log.write_bytes(first.encode() + b"\n" + (SAMPLES / sample).read_bytes())
+    return str(log)
+
+
+def test_json_document_for_a_target_machine(tmp_path: Path):
+    # pip's line shows the target's torch: the log comes from that machine, so the fix is for it.
+    log = _with_first_line(
+        tmp_path,
+        "build-killed-docker.log",
+        "Requirement already satisfied: torch in /venv/lib/python3.11/site-packages (2.13.0+cpu)",
+    )
+    assert code("explain", log, "--target", target("cpu-box"), "--json") == 0
+    r = run("explain", log, "--target", target("cpu-box"), "--json")
+    doc = json.loads(r.stdout)
+    jsonschema.validate(doc, load_schema("explain-report.schema.json"))
+    first = doc["diagnoses"][0]
+    assert set(first) >= {"code", "confidence", "evidence", "message", "fix"}
+    assert first["code"] == "build-oom" and "MAX_JOBS=1" in first["fix"]
+    assert doc["recognised"] is True and doc["log"]["lines"] == 6
+
+
+def test_a_log_that_does_not_show_the_target_gets_no_fix_for_the_target():
+    # The sample could come from any machine: --target describes this one, not the log's.
+    r = run("explain", str(SAMPLES / "build-killed-docker.log"), "--target", target("cpu-box"), "--json")
+    first = json.loads(r.stdout)["diagnoses"][0]
+    assert first["code"] == "build-oom"
+    assert "MAX_JOBS=1" not in first["fix"] and "23 GB" not in first["fix"]
+    assert "MAX_JOBS=<free GB / 9" in first["fix"]
+
+
+def test_fixes_name_the_wheel_the_selector_picks_for_the_target(tmp_path: Path):
+    a100_log = _with_first_line(tmp_path, "import-undefined-symbol.log", "PyTorch version: 2.8.0+cu128")
+    a100 = json.loads(run("explain", a100_log, "--target", target("a100"), "--json").stdout)["diagnoses"][0]
+    assert a100["code"] == "torch-abi-mismatch"
+    assert "+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl" in a100["fix"]
+    # torch 2.11 has no official FA2 wheel: the fix says to rebuild instead of naming one.
+    (tmp_path / "h").mkdir()
+    h100_log = _with_first_line(
+        tmp_path / "h", "import-undefined-symbol.log", "PyTorch version: 2.11.0+cu130"
+    )
+    h100 = json.loads(run("explain", h100_log, "--target", target("h100"), "--json").stdout)["diagnoses"][0]
+    assert "No prebuilt flash-attn wheel fits" in h100["fix"] and "--from-source" in h100["fix"]
+    # A torch 2.8 log explained against the h100 target: the fix is for the log's machine, and says so.
+    other = json.loads(run("explain", a100_log, "--target", target("h100"), "--json").stdout)["diagnoses"][0]
+    assert other["fix"].startswith("For the machine in this log (torch 2.8.0+cu128, cp312, Linux):")
+    assert "2.11" not in other["fix"] and "this machine" not in other["fix"]
+
+
+def test_human_output_shows_evidence_and_fix():
+    out = run("explain", str(SAMPLES / "pip-404-compile-error.log"), "--no-probe").output
+    assert "wheel-download-failed" in out and "HTTP Error 404" in out and "fix:" in out
+    assert "consequence of wheel-download-failed" in out
+    assert out.index("wheel-download-failed") < out.index("build-failed")
+
+
+def test_stdin_and_dash():
+    log = (SAMPLES / "import-libc10.log").read_bytes()
+    for args in (["explain", "-", "--no-probe", "--json"], ["explain", "--no-probe", "--json"]):
+        r = run(*args, stdin=log)
+        assert json.loads(r.stdout)["diagnoses"][0]["code"] == "torch-not-imported-first"
+
+
+def test_unrecognised_log_says_so_shows_lines_and_exits_1(tmp_path: Path):
+    assert code("explain", str(SAMPLES / "unknown-error.log"), "--no-probe") == 1
+    r = run("explain", str(SAMPLES / "unknown-error.log"), "--no-probe")
+    assert "no known failure recognised" in r.output
+    assert "ValueError: shard 17 is corrupt" in r.output and "FutureWarning" not in r.output
+    doc = json.loads(run("explain", str(SAMPLES / "unknown-error.log"), "--no-probe", "--json").stdout)
+    assert doc["recognised"] is False and doc["diagnoses"] == [] and doc["key_lines"]
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    assert code("explain", str(empty), "--no-probe") == 1
+    assert "empty" in run("explain", str(empty), "--no-probe").output
+
+
+def test_binary_junk_is_not_a_text_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    # issue 17: a binary file printed garbage; now a usage error that says why (and no traceback)
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(range(256)) * 64 + "ümlaut €\n".encode("latin-1", errors="replace"))
+    assert code("explain", str(junk), "--no-probe") == 2
+    assert "is not a text log" in capsys.readouterr().err
+    assert code("explain", str(junk), "--no-probe", "--json") == 2
+    with pytest.raises(UsageError, match="<stdin> is not a text log"):
+        run("explain", "-", "--no-probe", stdin=junk.read_bytes())
+    # A UTF-16 log (PowerShell's `>`) is full of NUL bytes and is still text.
+    utf16 = tmp_path / "ps.log"
+    utf16.write_bytes((SAMPLES / "import-libc10.log").read_text(encoding="utf-8").encode("utf-16"))
+    assert code("explain", str(utf16), "--no-probe") == 0
+
+
+def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert code("explain", str(tmp_path / "missing.log"), "--no-probe") == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert code("explain", str(tmp_path), "--no-probe") == 2
+    assert "directory" in capsys.readouterr().err
+    assert code("explain", str(SAMPLES / "import-libc10.log"), "--no-probe", "--target", target("h100")) == 2
+    assert code("explain", str(SAMPLES / "import-libc10.log"), "--target", str(tmp_path / "nope.json")) == 2
+    assert code("explain", str(SAMPLES / "import-libc10.log"), "--target", target("h100")) == 0
+    assert (
+        code(
+            "explain",
+            str(SAMPLES / "import-libc10.log"),
+            "--target",
+            target("h100"),
+            "--python",
+            sys.executable,
+        )
+        == 2
+    )
+
+
+def test_verbose_lists_sources():
+    r = run("explain", str(SAMPLES / "import-glibc.log"), "--no-probe", "-v")
+    assert "known from" in r.output and "flash-attention#1708" in r.output
+
+
+@pytest.mark.system
+def test_real_process_probes_this_machine_and_reads_a_pipe():
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    log = (SAMPLES / "pip-404-then-oom.log").read_bytes()
+    p = subprocess.run(
+        [sys.executable, "-m", "flashdoctor", "explain", "-", "--json"],
+        input=log,
+        capture_output=True,
+        timeout=120,
+        env=env,
+    )
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert [d["code"] for d in doc["diagnoses"]][:2] == ["wheel-download-failed", "build-oom"]
+    # The log's torch 2.9.1 is not this machine's: the fix gives the rule, not this machine's numbers.
+    assert "MAX_JOBS=<free GB / 9" in doc["diagnoses"][1]["fix"]
+    human = subprocess.run(
+        [sys.executable, "-m", "flashdoctor", "explain", str(SAMPLES / "pip-404-then-oom.log")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert human.returncode == 0 and "build-oom" in human.stdout and "\x1b[" not in human.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "flashdoctor", "explain", "/nonexistent/log"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

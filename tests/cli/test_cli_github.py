@@ -1,0 +1,71 @@
+"""`check` under GitHub Actions as the runner runs it (real processes, GITHUB_* files): --json stays one
+JSON document on stdout with the annotations on stderr (the runner reads workflow commands from both
+streams), an unmet --require is an ::error that names why, and the step summary says why it failed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flashdoctor.knowledge.schemas import schema_validator
+from tests.support.paths import ROOT, TARGETS
+
+pytestmark = pytest.mark.system
+
+
+def gha(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    summary = tmp_path / "step_summary.md"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary))
+    p = subprocess.run(
+        [sys.executable, "-m", "flashdoctor", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    return p, summary.read_text(encoding="utf-8") if summary.exists() else ""
+
+
+def test_json_stays_valid_json_with_annotations_on_stderr(tmp_path: Path) -> None:
+    p, summary = gha(tmp_path, "check", "--json", "--target", str(TARGETS / "t4.json"))
+    assert p.returncode == 0  # the T4's findings concern variants that are neither installed nor required
+    doc = json.loads(p.stdout)  # the whole of stdout: one document
+    schema_validator("check-report.schema.json").validate(doc)
+    assert "::" not in p.stdout
+    assert "::error title=flashdoctor gpu-unsupported (fa2)::" in p.stderr
+    assert "::warning title=flashdoctor bf16-unsupported::" in p.stderr
+    assert "Exit code: 0" in summary and "Failed" not in summary
+    p, summary = gha(tmp_path, "check", "--json", "--target", str(TARGETS / "old-driver.json"))
+    assert p.returncode == 1 and json.loads(p.stdout)["exit_code"] == 1
+    assert "::error title=flashdoctor driver-too-old::" in p.stderr
+    assert "**Failed (exit code 1):**" in summary and "failing check(s): driver-too-old" in summary
+
+
+def test_human_output_keeps_annotations_on_stdout(tmp_path: Path) -> None:
+    p, _ = gha(tmp_path, "check", "--target", str(TARGETS / "t4.json"))
+    assert "::error title=flashdoctor gpu-unsupported (fa2)::" in p.stdout
+
+
+def test_an_unmet_require_is_an_error_annotation_and_the_summary_says_why(tmp_path: Path) -> None:
+    # h100.json: FA2 has no prebuilt wheel for torch 2.11 (buildable), nothing fails otherwise
+    p, summary = gha(tmp_path, "check", "--json", "--require", "fa2", "--target", str(TARGETS / "h100.json"))
+    assert p.returncode == 1
+    assert json.loads(p.stdout)["exit_code"] == 1
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("::error")]
+    assert errors and errors[0].startswith(
+        "::error title=flashdoctor --require fa2::fa2 is buildable, not ready: "
+    )
+    assert "no prebuilt wheel fits" in errors[0]
+    assert "- --require fa2: fa2 is buildable, not ready (no prebuilt wheel fits" in summary
+    assert "Exit code: 1 — --require fa2: fa2 is buildable" in summary
+    ok, summary = gha(tmp_path, "check", "--json", "--require", "fa3", "--target", str(TARGETS / "h100.json"))
+    assert ok.returncode == 1  # fa3 is installable here, not ready: the same, for fa3
+    assert "::error title=flashdoctor --require fa3::fa3 is installable, not ready" in ok.stderr
+
+
+def test_check_smoke_json_stays_valid_json_too(tmp_path: Path) -> None:
+    p, summary = gha(tmp_path, "check", "--smoke", "--json")
+    doc = json.loads(p.stdout)
+    assert doc["exit_code"] == p.returncode and "smoke" in doc
+    assert "::" not in p.stdout and summary.startswith("## flashdoctor check")

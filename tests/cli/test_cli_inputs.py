@@ -1,0 +1,191 @@
+"""The one bounded reader of user input (flashdoctor/actions/inputs.py), on its own and through the
+commands that read --target, --plan, --index, FLASHDOCTOR_WHEELS_INDEX and explain FILE / - (issue 15
+rows 10, 12, 14): endless streams, FIFOs, deep nesting, non-UTF-8 bytes -> exit 2 with the reason."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from flashdoctor.actions import inputs
+from flashdoctor.cli import main
+from flashdoctor.errors import UsageError
+from tests.support.paths import TARGETS
+
+H100 = str(TARGETS / "h100.json")
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    return int(exc.value.code or 0), capsys.readouterr().err
+
+
+def deep(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> str:
+    path = tmp_path / "fifo.json"
+    os.mkfifo(path)
+    return str(path)
+
+
+# -- the reader ----------------------------------------------------------------------------------------
+def test_size_cap_of_a_regular_file_is_checked_before_reading(tmp_path: Path) -> None:
+    big = tmp_path / "big.json"
+    with open(big, "wb") as fh:
+        fh.truncate(inputs.TARGET_MAX_BYTES + 1)  # sparse: nothing to read, only the size says no
+    with pytest.raises(UsageError, match=r"target spec .* is 1,048,577 bytes: more than the 1 MiB allowed"):
+        inputs.read_bytes(str(big), "target spec", inputs.TARGET_MAX_BYTES)
+
+
+def test_an_endless_device_is_cut_at_the_cap() -> None:
+    t0 = time.monotonic()
+    with pytest.raises(UsageError, match=r"more than the 1 MiB allowed .*not a regular file"):
+        inputs.read_bytes("/dev/zero", "target spec", inputs.TARGET_MAX_BYTES)
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_fifo_without_a_writer_does_not_block(fifo: str) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(UsageError, match="is a FIFO with nothing written to it"):
+        inputs.read_bytes(fifo, "plan", inputs.PLAN_MAX_BYTES)
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_fifo_with_a_writer_is_read(fifo: str) -> None:
+    def write() -> None:
+        with open(fifo, "w") as fh:
+            fh.write('{"ok": true}')
+
+    # The writer blocks in open() until a reader comes; the reader opens without waiting, so the writer
+    # may arrive after the first read: retry until its data is there (bounded).
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    for _ in range(200):
+        try:
+            assert inputs.read_json(fifo, "plan", inputs.PLAN_MAX_BYTES) == {"ok": True}
+            break
+        except UsageError:
+            time.sleep(0.01)
+    else:
+        pytest.fail("the FIFO's data never arrived")
+    t.join(5)
+
+
+@pytest.mark.parametrize("depth", [65, 5000, 200_000])
+def test_deep_nesting_is_refused(depth: int) -> None:
+    with pytest.raises(UsageError, match=r"is nested too deeply \(more than 64 levels\)"):
+        inputs.parse_json(deep(depth).encode(), "plan x")
+    inputs.parse_json(deep(64).encode(), "plan x")  # 64 levels are fine
+
+
+def test_bad_bytes_and_bad_json_say_why() -> None:
+    with pytest.raises(UsageError, match=r"not UTF-8 text \(byte 0xff at offset 9\)"):
+        inputs.parse_json(b'{"torch":\xff}', "target spec t.json")
+    with pytest.raises(UsageError, match=r"not valid JSON: .* at line 2"):
+        inputs.parse_json(b"{\n  ]", "plan p.json")
+    with pytest.raises(UsageError, match="not valid JSON"):
+        inputs.parse_json(b"1" * 5000, "plan p.json")  # more digits than Python converts
+    assert inputs.parse_json(b'\xef\xbb\xbf{"a": 1}', "x") == {"a": 1}  # a UTF-8 BOM is fine
+
+
+def test_directories_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="is a directory, not a plan file"):
+        inputs.read_bytes(str(tmp_path), "plan", 10)
+    with pytest.raises(UsageError, match=r"cannot read plan .*No such file"):
+        inputs.read_bytes(str(tmp_path / "nope"), "plan", 10)
+
+
+# -- explain's log -------------------------------------------------------------------------------------
+def test_log_window_keeps_head_and_tail() -> None:
+    data = b"".join(b"line %08d\n" % i for i in range(200_000))  # 2.8 MB
+    got, name = inputs.read_log("-", io.BytesIO(data), False, window=1 << 20)
+    half = (1 << 20) // 2
+    assert name == "<stdin>" and got == data[:half] + b"\n" + data[-half:]
+    small, _ = inputs.read_log("-", io.BytesIO(b"short log\n"), False, window=1 << 20)
+    assert small == b"short log\n"
+
+
+def test_log_from_a_pipe_is_read_in_linear_time() -> None:
+    """issue 15 row 14: 600 MB piped took 49 s (the tail buffer was re-copied for every 1 MB chunk).
+    A deque of chunks copies each byte once: the same 600 MB now reads in about a second."""
+    r, w = os.pipe()
+    chunk = (b"x" * 1023 + b"\n") * 1024  # 1 MiB of log lines per write
+    total = 600 << 20
+
+    def feed() -> None:
+        with os.fdopen(w, "wb") as fh:
+            for _ in range(total // len(chunk)):
+                fh.write(chunk)
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    with os.fdopen(r, "rb") as fh:
+        data, _ = inputs.read_log("-", fh, False)
+    elapsed = time.monotonic() - t0
+    t.join(30)
+    assert len(data) == inputs.LOG_WINDOW_BYTES + 1
+    assert elapsed < 30, f"{elapsed:.1f} s for 600 MB"  # ~1 s idle; the old loop took 49-150 s
+
+
+def test_binary_and_endless_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UsageError, match="/dev/zero is not a text log"):
+        inputs.read_log("/dev/zero", io.BytesIO(), False)
+    monkeypatch.setattr(inputs, "LOG_STREAM_MAX_BYTES", 8 << 20)
+    endless = io.BytesIO(b"yes\n" * (4 << 20))  # 16 MB of text, more than the (patched) bound
+    with pytest.raises(UsageError, match="an endless stream, not a log"):
+        inputs.read_log("-", endless, False, window=1 << 20)
+    with pytest.raises(UsageError, match="give a log file, or pipe one in"):
+        inputs.read_log(None, io.BytesIO(), True)
+
+
+# -- through the commands ---------------------------------------------------------------------------------
+def test_commands_refuse_hostile_files_with_exit_2(
+    tmp_path: Path, fifo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nested = tmp_path / "nested.json"
+    nested.write_text(deep(100_000))
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"torch": "2.8 ü"}'.encode("latin-1"))
+    cases = [
+        (["check", "--target", "/dev/zero"], "target spec /dev/zero holds more than the 1 MiB allowed"),
+        (["check", "--target", fifo], "is a FIFO with nothing written to it"),
+        (["check", "--target", str(nested)], "is nested too deeply (more than 64 levels)"),
+        (["check", "--target", str(latin1)], "is not UTF-8 text (byte 0xfc"),
+        (["install", "--dry-run", "--target", H100, "--plan", "/dev/zero"], "plan /dev/zero holds more"),
+        (
+            ["install", "--dry-run", "--target", H100, "--plan", str(nested)],
+            "is nested too deeply (more than 64 levels)",
+        ),
+        (["wheels", "--target", H100, "--index", "/dev/zero"], "wheel index /dev/zero holds more than"),
+        (["wheels", "--target", H100, "--index", str(nested)], "is nested too deeply (more than 64 levels)"),
+        (["lock", "--target", H100, "--plan", str(nested)], "is nested too deeply (more than 64 levels)"),
+        (["explain", "/dev/zero", "--no-probe"], "/dev/zero is not a text log"),
+        (["explain", str(nested), "--target", str(nested)], "is nested too deeply (more than 64 levels)"),
+    ]
+    for args, message in cases:
+        code, err = run_main(args, capsys)
+        assert code == 2 and message in err and "Traceback" not in err, (args, code, err)
+
+
+def test_the_index_named_by_the_environment_is_bounded_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLASHDOCTOR_WHEELS_INDEX", "/dev/zero")
+    code, err = run_main(["check", "--target", H100], capsys)
+    assert code == 2 and "wheel index /dev/zero holds more than the 64 MiB allowed" in err
+    nested = tmp_path / "nested.json"
+    nested.write_text(json.dumps({"schema": "flashdoctor/wheels-index/1", "x": json.loads(deep(80))}))
+    monkeypatch.setenv("FLASHDOCTOR_WHEELS_INDEX", str(nested))
+    code, err = run_main(["install", "--dry-run", "--target", H100], capsys)
+    assert code == 2 and "is nested too deeply (more than 64 levels)" in err

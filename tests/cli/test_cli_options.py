@@ -1,0 +1,189 @@
+"""The command tree: each shared option declared once (one meaning everywhere), variant flags from the
+registry, examples in every --help, and the issue-17 CLI fixes (two variant flags, a negative --limit,
+--join-timeout, "dry run" only for a dry run); the crash log keeps no credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from flashdoctor.cli import cli, main
+from flashdoctor.cli.options import build_options
+from flashdoctor.knowledge.variants import VARIANTS, variant_info
+from tests.support.paths import ROOT, TARGETS
+
+H100 = str(TARGETS / "h100.json")
+SHARED = (
+    "--python", "--target", "--fa2", "--fa3", "--fa4", "--version", "--allow-community", "--index",
+    "--wheelhouse", "--index-url", "--allow-http", "--source", "--ref", "--arch", "--head-dims", "--dtypes",
+    "--max-jobs", "--nvcc-threads", "--gpu", "--device",
+)  # fmt: skip
+
+
+def options_by_name() -> dict[str, list[tuple[str, click.Option]]]:
+    out: dict[str, list[tuple[str, click.Option]]] = {}
+    for name, cmd in cli.commands.items():
+        for p in cmd.params:
+            if isinstance(p, click.Option):
+                for opt in p.opts:
+                    out.setdefault(opt, []).append((name, p))
+    return out
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return int(exc.value.code or 0), out.out, out.err
+
+
+def test_each_shared_option_has_one_declaration() -> None:
+    seen = options_by_name()
+    for opt in SHARED:
+        uses = seen[opt]
+        assert len(uses) >= 2, f"{opt} is not shared"
+        first = uses[0][1]
+        for command, p in uses[1:]:
+            same = (p.name, p.help, p.metavar, repr(p.type), p.is_flag, p.hidden)
+            assert same == (
+                first.name,
+                first.help,
+                first.metavar,
+                repr(first.type),
+                first.is_flag,
+                first.hidden,
+            ), f"{opt} differs between {uses[0][0]} and {command}"
+    # --index-url: one meaning (the simple index to fetch the package from) for install, lock and build
+    assert {c for c, _ in seen["--index-url"]} == {"install", "lock", "build"}
+    assert "PEP 503/691 simple index" in (seen["--index-url"][0][1].help or "")
+
+
+def test_variant_flags_come_from_the_registry() -> None:
+    seen = options_by_name()
+    for v in VARIANTS:
+        for command, p in seen[f"--{v}"]:
+            assert variant_info(v).title in (p.help or ""), (command, v)
+    assert {c for c, _ in seen["--fa4"]} == {"install", "lock", "wheels"}  # FA4 has nothing to build
+    assert {c for c, _ in seen["--fa2"]} == {"install", "lock", "wheels", "build"}
+
+
+def test_every_command_has_examples_in_its_help() -> None:
+    for name in [*cli.commands, None]:
+        args = [name, "--help"] if name else ["--help"]
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0 and "Examples:\n  " in r.output, name
+        assert "\b" not in r.output
+
+
+def test_two_variant_flags_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(["install", "--fa2", "--fa3", "--dry-run", "--target", H100], capsys)
+    assert code == 2 and "--fa2 and --fa3: choose one variant" in err
+    code, _, err = run_main(["wheels", "--fa4", "--fa3", "--target", H100], capsys)
+    assert code == 2 and "choose one" in err
+    code, out, _ = run_main(["install", "--fa3", "--fa3", "--dry-run", "--json", "--target", H100], capsys)
+    assert code == 0 and json.loads(out)["variant"] == "fa3"  # the same flag twice is one choice
+    code, _, err = run_main(["build", "--fa4", "--dry-run", "--target", H100], capsys)
+    assert code == 2 and "No such option '--fa4'" in err
+
+
+def test_a_negative_limit_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(["wheels", "--limit", "-3", "--target", H100], capsys)
+    assert code == 2 and "-3 is not in the range x>=0" in err
+
+
+def test_the_old_timeout_of_check_distributed_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    # No launcher in the environment: the distributed check stops with a usage error, after the warning.
+    code, _, err = run_main(["check", "--distributed", "--timeout", "5"], capsys)
+    assert code == 2 and "--timeout is deprecated for check --distributed; use --join-timeout" in err
+    code, _, err = run_main(["check", "--distributed", "--timeout", "5", "--join-timeout", "6"], capsys)
+    assert code == 2 and "give only --join-timeout" in err
+    assert "--timeout" not in CliRunner().invoke(cli, ["check", "--help"]).output.replace("-timeout", "")
+
+
+def test_one_build_options_parser() -> None:
+    from flashdoctor.actions.source_build.source import PYPI_SIMPLE
+
+    opts = build_options(
+        "fa2",
+        source=None,
+        ref=None,
+        arch="80,90",
+        head_dims="128",
+        dtypes="bf16",
+        max_jobs=4,
+        nvcc_threads=None,
+    )
+    assert (
+        opts.request.archs == (80, 90) and opts.request.head_dims == (128,) and opts.index_url == PYPI_SIMPLE
+    )
+    mirror = build_options(
+        "fa3", source=None, ref="v1", arch=None, head_dims=None, dtypes=None, max_jobs=None, nvcc_threads=None,
+        index_url="https://mirror.example/simple", disable=("fp8", "fp8"),
+    )  # fmt: skip
+    assert mirror.index_url == "https://mirror.example/simple" and mirror.request.disable == ("fp8",)
+    with pytest.raises(Exception, match="--ref is for --fa3"):
+        build_options(
+            "fa2",
+            source=None,
+            ref="v1",
+            arch=None,
+            head_dims=None,
+            dtypes=None,
+            max_jobs=None,
+            nvcc_threads=None,
+        )
+
+
+@pytest.mark.system
+def test_install_without_dry_run_never_says_dry_run(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps({"action": "build", "variant": "fa2", "wheel": None, "reasons": ["no wheel fits"]})
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    fd = [sys.executable, "-m", "flashdoctor", "install", "--plan", str(plan), "--python", sys.executable]
+    p = subprocess.run([*fd, "--yes"], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 1, p.stderr
+    assert "flashdoctor install --fa2:" in p.stdout and "nothing was changed\n" in p.stdout
+    assert "dry run" not in p.stdout + p.stderr and "--dry-run" not in p.stdout
+    assert "no prebuilt wheel fits" in p.stderr
+    d = subprocess.run([*fd, "--dry-run"], capture_output=True, text=True, env=env, timeout=120)
+    assert (
+        d.returncode == 0
+        and "install --fa2 --dry-run" in d.stdout
+        and "nothing was changed (dry run)" in d.stdout
+    )
+
+
+def test_the_crash_log_keeps_no_credentials(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import flashdoctor.decide.checks
+
+    def boom(*a: object, **k: object) -> None:
+        raise RuntimeError("failed to fetch https://alice:hunter2@mirror.example/simple/?token=s3cr3t")
+
+    monkeypatch.setattr(flashdoctor.decide.checks, "run_checks", boom)
+    argv = [
+        "flashdoctor",
+        "check",
+        "--target",
+        H100,
+        "--index-url=https://bob:pa55word@mirror.example/simple",
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    code, _, err = run_main(["check", "--target", H100], capsys)
+    assert code == 3
+    log = Path(err.split("traceback is in ")[1].split(";")[0]).read_text()
+    assert "RuntimeError: failed to fetch https://***@mirror.example/simple/?token=REDACTED" in log
+    assert "--index-url=https://***@mirror.example/simple" in log
+    for secret in ("alice", "hunter2", "s3cr3t", "bob", "pa55word"):
+        assert secret not in log and secret not in err
+    assert oct(Path(err.split("traceback is in ")[1].split(";")[0]).stat().st_mode & 0o777) == "0o600"

@@ -1,0 +1,172 @@
+"""`flashdoctor smoke`, `flashdoctor bench` and `check --smoke` as a user runs them: real processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flashdoctor.knowledge.schemas import schema_validator
+from tests.support.smoke_fakes import REPO, runner_env, write_fakes
+
+pytestmark = pytest.mark.system
+
+
+def fd(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flashdoctor", *args],
+        capture_output=True,
+        text=True,
+        env=env or runner_env(),
+        cwd=REPO,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_smoke_without_gpu_skips_with_a_clear_line() -> None:
+    p = fd("smoke")
+    assert p.returncode == 0, p.stderr
+    text = " ".join(p.stdout.split())  # prose is wrapped at words to the width (80 in a pipe)
+    assert "smoke test skipped: no CUDA GPU visible: torch" in text and "CPU-only build (exit 0)" in text
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.slow
+def test_smoke_tables_and_json_file(tmp_path: Path) -> None:
+    root = write_fakes(tmp_path / "fakes", fa2="good", head_dims={16})
+    out = tmp_path / "smoke.json"
+    p = fd("smoke", "--device", "cpu", "--variant", "fa2", "-o", str(out), env=runner_env(root))
+    assert p.returncode == 0, p.stdout + p.stderr
+    text = " ".join(p.stdout.split())  # prose is wrapped at words to the width
+    assert "cases: seed = B2 N33 H4 D16 bf16" in text
+    assert "FA2 2.8.3+fake" in text and "flash_fwd_kernel_fake" in text
+    assert "head dim 32 not compiled in this build" in text and "[smoke-not-compiled]" in text
+    assert (
+        "refuses fp32 tensors with a clear error: RuntimeError: FlashAttention only support fp16 and bf16 data type"
+        in text
+    )
+    assert "smoke passed in " in text and "torch import" in text
+    doc = json.loads(out.read_text())
+    schema_validator("smoke-report.schema.json").validate(doc)
+    assert doc["status"] == "passed"
+
+
+@pytest.mark.slow
+def test_smoke_json_fails_for_a_missing_requested_variant() -> None:
+    p = fd("smoke", "--device", "cpu", "--variant", "fa3", "--json")
+    assert p.returncode == 1, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["status"] == "failed" and doc["exit_code"] == 1
+    assert [f["code"] for f in doc["findings"] if f["status"] == "fail"] == ["smoke-not-installed"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bench", "--heads", "16", "--kv-heads", "3"], "--heads 16 must be a multiple of --kv-heads 3"),
+        (["bench", "--batch", "0"], "--batch must be a positive integer, not 0"),
+        (["bench", "--dtype", "int8"], "Invalid value for '--dtype'"),
+        (["smoke", "--variant", "fa5"], "Invalid value for '--variant'"),
+        (["smoke", "--python", "/nonexistent/python"], "--python /nonexistent/python: no such file"),
+        (["check", "--smoke", "--target", "tests/targets/h100.json"], "--smoke runs kernels on this machine"),
+    ],
+)
+def test_bad_input_is_a_usage_error(args: list[str], message: str) -> None:
+    p = fd(*args)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert message in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.slow
+def test_bench_json_and_output(tmp_path: Path) -> None:
+    root = write_fakes(tmp_path / "fakes", fa2="good")
+    out = tmp_path / "bench.json"
+    p = fd(
+        "bench",
+        "--device",
+        "cpu",
+        "--batch",
+        "1",
+        "--seqlen",
+        "48",
+        "--heads",
+        "2",
+        "--head-dim",
+        "16",
+        "--causal",
+        "--repeats",
+        "3",
+        "--json",
+        "-o",
+        str(out),
+        env=runner_env(root),
+    )
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc == json.loads(out.read_text())
+    schema_validator("bench-report.schema.json").validate(doc)
+    assert doc["shape"]["label"] == "B1 N48 H2 D16 bf16 causal"
+    assert {r["backend"]: r["status"] for r in doc["rows"]}["fa2"] == "ok"
+    assert sum(r["fastest_fwd"] for r in doc["rows"]) == 1 and doc["recommendation"]
+
+
+def test_bench_plot_without_matplotlib_is_a_clear_error(tmp_path: Path) -> None:
+    hide = tmp_path / "nompl" / "matplotlib"
+    hide.mkdir(parents=True)
+    (hide / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    p = fd("bench", "--device", "cpu", "--plot", str(tmp_path / "b.png"), env=runner_env(tmp_path / "nompl"))
+    assert p.returncode == 2
+    assert "--plot needs matplotlib" in p.stderr and "flashdoctor[plot]" in p.stderr
+    assert not (tmp_path / "b.png").exists()
+
+
+@pytest.mark.slow
+def test_bench_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "bench.png"
+    p = fd(
+        "bench",
+        "--device",
+        "cpu",
+        "--batch",
+        "1",
+        "--seqlen",
+        "48",
+        "--heads",
+        "2",
+        "--head-dim",
+        "16",
+        "--repeats",
+        "2",
+        "--plot",
+        str(png),
+    )
+    assert p.returncode == 0, p.stderr
+    assert f"plot written to {png}" in p.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_check_smoke_adds_the_smoke_key() -> None:
+    p = fd("check", "--smoke", "--json", "--no-import-test")
+    doc = json.loads(p.stdout)
+    assert doc["smoke"]["schema"] == "flashdoctor/smoke/1"
+    assert doc["smoke"]["status"] == "skipped"  # no GPU here
+    schema_validator("smoke-report.schema.json").validate(doc["smoke"])
+    assert p.returncode == doc["exit_code"]
+
+
+def test_flashdoctor_never_imports_torch_itself() -> None:
+    code = (
+        "import sys, flashdoctor.cli, flashdoctor.actions.smoke, flashdoctor.render.smoke, flashdoctor.render.plot\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=runner_env(), timeout=60
+    )
+    assert p.returncode == 0, p.stderr

@@ -1,0 +1,416 @@
+"""Checks and verdicts, fed target specs of real machine kinds (no probing)."""
+
+from __future__ import annotations
+
+import pytest
+
+from flashdoctor.decide.checks import CODES, build_jobs, gpu_support, pytorch_cuda_index
+from flashdoctor.decide.explain import run_checks
+from flashdoctor.model.environment import GPU, FlashInstall
+from flashdoctor.model.findings import Status, Verdict
+from flashdoctor.model.target import environment_from_target
+from tests.support.targets import target_env
+
+
+def codes(report, status=None, variant="any"):  # type: ignore[no-untyped-def]
+    return {
+        f.code
+        for f in report.findings
+        if (status is None or f.status is status) and (variant == "any" or f.variant == variant)
+    }
+
+
+def verdicts(report):  # type: ignore[no-untyped-def]
+    return {v: vv.verdict.value for v, vv in report.verdicts.items()}
+
+
+# Each row: target, codes that must fail/warn, expected verdicts (no wheel index consulted here:
+# wheel availability is the selector's business and is tested with it).
+MACHINES = [
+    (
+        "cpu-box",
+        {"no-gpu": Status.WARN, "torch-cpu-only": Status.WARN},
+        ("unsupported", "unsupported", "unsupported"),
+        0,
+    ),
+    (
+        "t4",
+        {"gpu-unsupported": Status.FAIL, "bf16-unsupported": Status.WARN},
+        ("unsupported", "unsupported", "unsupported"),
+        0,
+    ),
+    (
+        "v100",
+        {"gpu-unsupported": Status.FAIL, "bf16-unsupported": Status.WARN},
+        ("unsupported", "unsupported", "unsupported"),
+        0,
+    ),
+    ("a100", {"gpu-experimental": Status.WARN}, ("buildable", "buildable", "installable"), 0),
+    ("rtx4090", {"gpu-experimental": Status.WARN}, ("buildable", "buildable", "installable"), 0),
+    ("h100", {}, ("buildable", "buildable", "installable"), 0),
+    ("h200", {}, ("buildable", "buildable", "installable"), 0),
+    ("b200", {"gpu-unsupported": Status.FAIL}, ("buildable", "unsupported", "installable"), 0),
+    (
+        "rtx5090",
+        {"gpu-unsupported": Status.FAIL, "gpu-experimental": Status.WARN},
+        ("buildable", "unsupported", "installable"),
+        0,
+    ),
+    (
+        "jetson-orin",
+        {"gpu-experimental": Status.WARN, "driver-too-old": Status.WARN},
+        ("buildable", "buildable", "installable"),
+        0,
+    ),
+    (
+        "rocm-mi300",
+        {"torch-rocm": Status.WARN, "no-gpu": Status.WARN},
+        ("unsupported", "unsupported", "unsupported"),
+        0,
+    ),
+    ("old-driver", {"driver-too-old": Status.FAIL}, ("buildable", "buildable", "installable"), 1),
+    ("nvcc-mismatch", {"nvcc-torch-mismatch": Status.WARN}, ("buildable", "buildable", "installable"), 0),
+    ("no-torch", {"torch-missing": Status.FAIL}, ("buildable", "buildable", "installable"), 1),
+]
+
+
+@pytest.mark.parametrize(("name", "expected", "verdict", "exit_code"), MACHINES, ids=[m[0] for m in MACHINES])
+def test_machine_table(name, expected, verdict, exit_code):  # type: ignore[no-untyped-def]
+    report = run_checks(target_env(name), source=f"target:{name}")
+    for code, status in expected.items():
+        assert code in codes(report, status), (code, [f.to_json() for f in report.findings])
+    assert tuple(verdicts(report).values()) == verdict
+    assert report.exit_code() == exit_code
+    for f in report.findings:
+        assert f.code in CODES
+        if f.status in (Status.WARN, Status.FAIL):
+            assert f.fix, f"{f.code} has no fix"
+
+
+def test_t4_names_sdpa_as_the_working_alternative():
+    report = run_checks(target_env("t4"))
+    fa2 = report.verdicts["fa2"]
+    assert fa2.verdict is Verdict.UNSUPPORTED
+    assert "sm80" in fa2.reasons[0]
+    assert "scaled_dot_product_attention" in (fa2.fix or "")
+    assert "gpu-unsupported" in fa2.blockers
+
+
+def test_fa3_on_ampere_is_experimental_but_fa3_on_blackwell_points_to_fa4():
+    a100 = run_checks(target_env("a100"))
+    assert "gpu-experimental" in codes(a100, Status.WARN, "fa3")
+    b200 = run_checks(target_env("b200"))
+    f = next(f for f in b200.findings if f.code == "gpu-unsupported" and f.variant == "fa3")
+    assert "FA4" in (f.fix or "")
+
+
+def test_identical_gpus_are_grouped():
+    report = run_checks(target_env("a100"))
+    found = [f for f in report.findings if f.code == "gpu-found"]
+    assert len(found) == 1 and found[0].message.startswith("8 × NVIDIA A100")
+
+
+def test_variant_findings_do_not_fail_the_check_unless_installed_or_required():
+    report = run_checks(target_env("b200"))  # FA3 is unsupported on Blackwell
+    assert report.exit_code() == 0
+    assert report.exit_code(require=["fa3"]) == 1
+    assert report.exit_code(require=["fa2"]) == 1  # not installed: not ready
+
+
+def test_strict_turns_warnings_into_failure():
+    report = run_checks(target_env("nvcc-mismatch"))
+    assert report.exit_code() == 0
+    assert report.exit_code(strict=True) == 1
+
+
+def test_driver_major_too_old_fix_names_driver_and_torch_index():
+    report = run_checks(target_env("old-driver"))
+    f = next(f for f in report.findings if f.code == "driver-too-old")
+    assert "570.26" in (f.fix or "")  # CUDA 12.8 needs driver >= 570.26
+    assert "cu118" in (f.fix or "")  # a 470 driver runs CUDA 11.x: the newest torch index it can use
+
+
+def test_ready_when_installed_and_importing_with_code_for_the_gpu():
+    env = target_env(
+        "h100",
+        installed={"flash-attn": {"version": "2.8.3", "import_ok": True, "archs": ["sm_80", "sm_90"]}},
+    )
+    report = run_checks(env)
+    assert report.verdicts["fa2"].verdict is Verdict.READY
+    assert "flash-attn-ok" in codes(report, Status.OK)
+    assert report.exit_code(require=["fa2"]) == 0
+
+
+def test_arch_missing_for_blackwell_in_a_27_build():
+    # 2.7.x wheels were built with CUDA 12.4: no sm_100 code (facts.md)
+    env = target_env(
+        "b200",
+        installed={"flash-attn": {"version": "2.7.4.post1", "import_ok": True, "archs": ["sm_80", "sm_90"]}},
+    )
+    report = run_checks(env)
+    assert "flash-attn-arch-missing" in codes(report, Status.FAIL, "fa2")
+    assert report.verdicts["fa2"].verdict is not Verdict.READY
+    assert report.exit_code() == 1  # installed and broken: counts
+
+
+def test_ptx_only_is_a_warning():
+    env = target_env(
+        "rtx4090", installed={"flash-attn": {"version": "2.8.3", "import_ok": True, "archs": ["compute_80"]}}
+    )
+    report = run_checks(env)
+    assert "flash-attn-ptx-jit" in codes(report, Status.WARN, "fa2")
+
+
+def test_import_error_is_diagnosed_as_torch_mismatch():
+    err = (
+        'Traceback (most recent call last):\n  File "<string>", line 1\n'
+        "ImportError: /venv/lib/python3.12/site-packages/flash_attn_2_cuda.cpython-312-x86_64-linux-gnu.so: "
+        "undefined symbol: _ZN3c104cuda9SetDeviceEi"
+    )
+    env = target_env(
+        "h100", installed={"flash-attn": {"version": "2.7.4.post1", "import_ok": False, "import_error": err}}
+    )
+    report = run_checks(env)
+    f = next(f for f in report.findings if f.code == "flash-attn-import-error")
+    assert f.status is Status.FAIL and f.variant == "fa2"
+    assert "torch" in f.message
+    assert f.evidence and "undefined symbol" in f.evidence
+    assert report.exit_code() == 1
+
+
+def test_local_build_profile_label_is_reported():
+    env = target_env(
+        "h100",
+        installed={
+            "flash-attn": {"version": "2.8.3.post2+fd.sm90.hd128.bf16", "import_ok": True, "archs": ["sm_90"]}
+        },
+    )
+    report = run_checks(env)
+    ok = next(f for f in report.findings if f.code == "flash-attn-ok")
+    assert "sm90.hd128.bf16" in ok.message
+
+
+def test_host_compiler_too_new_for_nvcc():
+    report = run_checks(target_env("h100", nvcc="12.4", torch="2.5.1+cu124", torch_cuda="12.4", gcc="14.2.0"))
+    f = next(f for f in report.findings if f.code == "host-compiler-unsupported")
+    assert "gcc-13" in (f.fix or "")
+
+
+def test_nvcc_too_old_per_variant():
+    report = run_checks(
+        target_env("h100", nvcc="12.2", torch="2.5.1+cu121", torch_cuda="12.1", driver="550.54.15")
+    )
+    assert "nvcc-too-old" in codes(report, Status.WARN, "fa3")  # FA3 needs 12.3
+    assert "nvcc-too-old" not in codes(report, Status.WARN, "fa2")
+    assert "nvcc-too-old" in report.verdicts["fa3"].blockers
+
+
+def test_resources_low_memory_and_disk():
+    report = run_checks(target_env("h100", memory_gb=6, disk_free_gb=1))
+    assert "build-memory-low" in codes(report, Status.WARN)
+    assert "disk-low" in codes(report, Status.FAIL)
+    assert report.exit_code() == 1
+
+
+def test_glibc_too_old_warns_for_official_wheels():
+    report = run_checks(target_env("a100", glibc="2.31"))
+    assert "glibc-too-old" in codes(report, Status.WARN)
+
+
+def test_missing_keys_skip_instead_of_guessing():
+    env = environment_from_target({"gpus": [{"name": "NVIDIA H100", "capability": "9.0"}]})
+    report = run_checks(env)
+    assert {f.code for f in report.findings if f.status is Status.SKIP} >= {"torch-ok", "nvcc-ok"}
+    assert report.exit_code() == 0
+
+
+def test_gpu_support_table():
+    def g(cap: str) -> GPU:
+        return GPU(capability=cap)
+
+    assert gpu_support("fa2", g("7.5")) is Status.FAIL
+    assert gpu_support("fa2", g("8.6")) is Status.OK
+    assert gpu_support("fa2", g("12.0")) is Status.OK
+    assert gpu_support("fa3", g("9.0")) is Status.OK
+    assert gpu_support("fa3", g("8.0")) is Status.WARN
+    assert gpu_support("fa3", g("10.0")) is Status.FAIL
+    assert gpu_support("fa4", g("10.0")) is Status.OK
+    assert gpu_support("fa4", g("7.0")) is Status.FAIL
+
+
+def test_build_jobs_rule():
+    assert build_jobs(125, 16) == 8  # cpus/2
+    assert build_jobs(40, 64) == 4  # memory / 9 GB
+    assert build_jobs(5, 8) == 0
+    assert build_jobs(None, 8) is None
+
+
+def test_flash_attn_4_conflict_with_283():
+    env = target_env(
+        "h100",
+        installed={
+            "flash-attn": {"version": "2.8.3", "import_ok": True},
+            "flash-attn-4": {"version": "4.0.0b36", "import_ok": True},
+        },
+    )
+    assert "flash-attn-conflict" in codes(run_checks(env), Status.WARN, "fa4")
+
+
+def test_crashed_import_says_so():
+    env = target_env("h100").replace(
+        installed=(
+            FlashInstall(
+                dist="flash-attn",
+                version="2.8.3",
+                import_ok=False,
+                import_error="[the interpreter was killed by SIGSEGV]",
+                import_crashed=True,
+            ),
+        )
+    )
+    f = next(f for f in run_checks(env).findings if f.code == "flash-attn-import-error")
+    assert "crashed" in f.message
+
+
+# -- advice consistent with the verdicts (issue 17) --------------------------------------------------------
+INSTALLING = ("flashdoctor install", "flashdoctor build")
+
+
+@pytest.mark.parametrize("name", ["cpu-box", "t4", "v100", "rocm-mi300", "b200", "rtx5090"])
+def test_no_install_or_build_fix_for_an_unsupported_variant(name: str) -> None:
+    """On a GPU-less box every variant is unsupported, yet each finding used to say
+    "fix: flashdoctor install --fa2"."""
+    report = run_checks(target_env(name))
+    unsupported = {v for v, vv in report.verdicts.items() if vv.verdict is Verdict.UNSUPPORTED}
+    assert unsupported
+    for f in report.findings:
+        if f.variant in unsupported:
+            assert not (f.fix or "").startswith(INSTALLING), f.to_json()
+            assert "flashdoctor install --" + f.variant not in (f.fix or ""), f.to_json()
+    for v in unsupported:
+        assert not (report.verdicts[v].fix or "").startswith(INSTALLING)
+
+
+def test_a_missing_unsupported_variant_points_to_what_works() -> None:
+    report = run_checks(target_env("cpu-box"))
+    f = next(f for f in report.findings if f.code == "flash-attn-missing" and f.variant == "fa2")
+    assert (
+        f.fix == "FA2 cannot run here; use PyTorch SDPA (torch.nn.functional.scaled_dot_product_attention)."
+    )
+    # where the variant runs, the fix stays the install command
+    h100 = run_checks(target_env("h100"))
+    f = next(f for f in h100.findings if f.code == "flash-attn-missing" and f.variant == "fa2")
+    assert f.fix == "flashdoctor install --fa2"
+
+
+def test_the_unsupported_verdict_names_the_variants_that_run() -> None:
+    b200 = run_checks(target_env("b200")).verdicts["fa3"]
+    assert b200.verdict is Verdict.UNSUPPORTED
+    assert b200.fix == "Use PyTorch SDPA (torch.nn.functional.scaled_dot_product_attention) or FA2/FA4."
+    cpu = run_checks(target_env("cpu-box")).verdicts["fa3"]
+    assert cpu.fix == "Use PyTorch SDPA (torch.nn.functional.scaled_dot_product_attention)."
+
+
+def test_torch_cpu_only_fix_reinstalls_the_same_version_from_the_drivers_index() -> None:
+    """`pip install torch --index-url …/cu130` answers "Requirement already satisfied" when torch
+    2.13.0+cpu is installed: the fix must force the CUDA build of that same version."""
+    f = next(f for f in run_checks(target_env("h100-cpu-torch")).findings if f.code == "torch-cpu-only")
+    assert f.status is Status.FAIL
+    assert (
+        f.fix
+        == "pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130"
+    )
+    # no driver: the newest CUDA of that release that a known PyTorch index serves
+    f = next(f for f in run_checks(target_env("cpu-box")).findings if f.code == "torch-cpu-only")
+    assert (
+        f.fix
+        == "pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130"
+    )
+
+
+@pytest.mark.parametrize(
+    ("driver_cuda", "torch", "command"),
+    [
+        # nothing installed: the newest index the driver runs
+        ("12.8", None, "pip install torch --index-url https://download.pytorch.org/whl/cu128"),
+        ("11.4", None, "pip install torch --index-url https://download.pytorch.org/whl/cu118"),
+        # the same version, from the newest CUDA it is published for that the driver runs
+        ("13.0", "2.8.0+cpu", "pip install --force-reinstall torch==2.8.0 --index-url https://download.pytorch.org/whl/cu129"),
+        ("12.6", "2.8.0+cpu", "pip install --force-reinstall torch==2.8.0 --index-url https://download.pytorch.org/whl/cu126"),
+        ("12.8", "2.6.0", "pip install --force-reinstall torch==2.6.0 --index-url https://download.pytorch.org/whl/cu126"),
+        # torch 2.8 has no build for a CUDA 12.4 driver: the newest torch on the index it runs
+        ("12.4", "2.8.0+cu128", "pip install --force-reinstall torch --index-url https://download.pytorch.org/whl/cu124"),
+        # a release torch_builds.json does not tabulate: the same version from the driver's index
+        ("12.1", "2.3.1+cpu", "pip install --force-reinstall torch==2.3.1 --index-url https://download.pytorch.org/whl/cu121"),
+        # a nightly comes from the nightly index
+        ("13.0", "2.14.0.dev20261101+cpu", "pip install --force-reinstall --pre torch --index-url https://download.pytorch.org/whl/nightly/cu130"),
+    ],
+)  # fmt: skip
+def test_pytorch_cuda_index(driver_cuda: str, torch: str | None, command: str) -> None:
+    assert pytorch_cuda_index(driver_cuda, torch) == command
+
+
+def test_torch_commands_use_the_target_interpreter() -> None:
+    env = target_env("h100-cpu-torch", python_executable="/home/me/my env/bin/python")
+    assert pytorch_cuda_index("13.0", "2.13.0+cpu", env).startswith(
+        "'/home/me/my env/bin/python' -m pip install --force-reinstall torch==2.13.0 "
+    )
+    uv = env.replace(env_manager="uv")
+    assert pytorch_cuda_index("13.0", None, uv).startswith(
+        "uv pip install --python '/home/me/my env/bin/python' torch "
+    )
+
+
+# -- dtypes per GPU, also when everything passes (issue 17) ------------------------------------------------
+def _support(name: str) -> dict[str, dict[str, object]]:
+    groups = run_checks(target_env(name)).extra["gpu_support"]
+    assert len(groups) == 1
+    return groups[0]["variants"]  # type: ignore[no-any-return]
+
+
+def test_gpu_support_says_which_dtypes_each_variant_runs() -> None:
+    assert _support("h100") == {
+        "fa2": {"fit": "supported", "dtypes": ["fp16", "bf16"]},
+        "fa3": {"fit": "supported", "dtypes": ["fp16", "bf16", "fp8-forward"]},  # fp8: forward, sm90 only
+        "fa4": {"fit": "supported", "dtypes": ["fp16", "bf16"]},
+    }
+    a100 = _support("a100")
+    assert a100["fa3"] == {"fit": "experimental", "dtypes": ["fp16", "bf16"]}  # no fp8 off Hopper
+    t4 = _support("t4")
+    assert all(v == {"fit": "unsupported", "dtypes": []} for v in t4.values())
+    b200 = _support("b200")
+    assert b200["fa3"]["dtypes"] == [] and b200["fa4"]["dtypes"] == ["fp16", "bf16"]
+    assert run_checks(target_env("cpu-box")).extra["gpu_support"] == []
+    groups = run_checks(target_env("a100")).extra["gpu_support"]
+    assert groups[0]["count"] == 8 and groups[0]["subject"].startswith("GPUs 0,1,")
+
+
+def test_torch_ok_says_when_the_abi_was_inferred() -> None:
+    report = run_checks(target_env("torch26-cu124"))
+    f = next(f for f in report.findings if f.code == "torch-ok")
+    assert f.message == "torch 2.6.0+cu124 (CUDA 12.4, pre-CXX11 ABI inferred from its version)"
+    assert report.environment.notes[0].startswith("cxx11abi inferred from the torch version")
+
+
+def test_a_verdict_that_needs_a_cuda_torch_says_so_first() -> None:
+    """`flashdoctor install` refuses while torch is missing or a CPU build: the verdict's next step starts
+    with the torch command."""
+    fa4 = run_checks(target_env("h100-cpu-torch")).verdicts["fa4"]
+    assert fa4.fix == (
+        "pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130; "
+        "then flashdoctor install --fa4"
+    )
+    fa2 = run_checks(target_env("no-torch")).verdicts["fa2"]
+    assert fa2.fix is not None and fa2.fix.startswith("pip install torch --index-url ")
+    assert fa2.fix.endswith("; then flashdoctor install --fa2 --from-source")
+    assert run_checks(target_env("h100")).verdicts["fa4"].fix == "flashdoctor install --fa4"
+
+
+def test_an_undiagnosed_import_error_fix_is_the_bare_command() -> None:
+    from flashdoctor.decide import checks
+
+    env = target_env(
+        "h100", installed={"flash-attn": {"version": "2.8.3", "import_ok": False, "import_error": "boom"}}
+    )
+    f = next(f for f in checks.run_checks(env).findings if f.code == "flash-attn-import-error")
+    assert f.fix == "flashdoctor install --fa2"  # was "… --fa2 (reinstall a build that matches this torch)"

@@ -1,0 +1,170 @@
+"""Fixes for the right machine: this machine's facts tailor a fix only for a log from this machine
+(decide.explain.origin); a log from elsewhere gets fixes for the machine it shows, and says so."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from flashdoctor.decide.explain import explain_bytes, explain_output, explain_text
+from flashdoctor.decide.explain.origin import LogMachine, decide_origin, env_prefix
+from flashdoctor.decide.wheels import default_wheel_finder
+from flashdoctor.model.environment import Environment
+from tests.decide.explain.foreign import count, tune_cases
+from tests.support.targets import target_env
+
+TORCH_SYMBOL = (
+    "ImportError: /home/u/venv/lib/python3.10/site-packages/flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: "
+    "undefined symbol: _ZN3c104cuda9SetDeviceEi"
+)
+KILLED = "[3/73] nvcc -c a.cu\nKilled\nninja: build stopped: subcommand failed."
+TARGETS = [
+    "h100", "h200", "b200", "a100", "rtx4090", "rtx5090", "t4", "v100", "rocm-mi300", "cpu-box",
+    "no-torch", "jetson-orin", "old-driver", "nvcc-mismatch",
+]  # fmt: skip
+
+
+# -- the measure: logs from public threads, explained with a machine at hand ----------------------------
+@pytest.mark.parametrize("name", TARGETS)
+def test_no_fix_names_the_target_for_a_log_from_elsewhere(name: str) -> None:
+    # Before: 68 diagnoses of the 98 tune logs named the h100 target's torch, Python, GPU, wheel...
+    found = count(tune_cases(), target_env(name), default_wheel_finder())
+    assert found == [], found[:3]
+
+
+@pytest.mark.system
+def test_no_fix_names_this_probed_machine_for_a_log_from_elsewhere() -> None:
+    from flashdoctor.probe import probe_environment
+
+    env = probe_environment(python=None, environ=os.environ, import_tests=False)
+    found = count(tune_cases(), env, default_wheel_finder())
+    assert found == [], found[:3]
+
+
+# -- when the machine is used -----------------------------------------------------------------------
+def test_a_log_that_shows_nothing_of_its_machine_is_not_tailored_unless_here() -> None:
+    env = target_env("h100")
+    expl = explain_bytes(KILLED.encode(), env)
+    assert not expl.origin.use_machine and expl.origin.reason.startswith("unknown")
+    assert "MAX_JOBS=<free GB / 9" in expl.diagnoses[0].fix and expl.machine == ""
+    here = explain_bytes(KILLED.encode(), env, here=True)
+    assert here.origin.use_machine and here.origin.reason == "here" and here.machine == "this machine"
+    assert "MAX_JOBS=8" in here.diagnoses[0].fix
+
+
+def test_the_same_torch_in_the_log_means_this_machine() -> None:
+    log = "torch.__version__  = 2.11.0+cu130\n" + KILLED
+    expl = explain_bytes(log.encode(), target_env("h100"))
+    assert expl.origin.use_machine and "torch 2.11.0+cu130" in expl.origin.reason
+    assert "MAX_JOBS=8" in expl.diagnoses[0].fix
+
+
+def test_this_python_environment_in_the_log_means_this_machine() -> None:
+    env = target_env("h100", python_executable="/home/ana/proj/.venv/bin/python")
+    log = TORCH_SYMBOL.replace("/home/u/venv/lib/python3.10", "/home/ana/proj/.venv/lib/python3.12").replace(
+        "cpython-310", "cpython-312"
+    )
+    expl = explain_bytes(log.encode(), env, wheel_finder=lambda e, v: None)
+    assert expl.origin.use_machine and "/home/ana/proj/.venv" in expl.origin.reason
+    assert expl.diagnoses[0].fix.startswith(
+        "No prebuilt flash-attn wheel fits this machine (torch 2.11.0+cu130"
+    )
+    # Another Python in the log (3.10) outweighs nothing else: it is not this environment.
+    assert not explain_bytes(TORCH_SYMBOL.encode(), env).origin.use_machine
+
+
+def test_this_windows_python_environment_in_the_log_means_this_machine() -> None:
+    env = target_env(
+        "h100", platform="win_amd64", python_executable="C:\\Users\\ana\\venv\\Scripts\\python.exe"
+    )
+    log = '  File "C:\\Users\\ana\\venv\\Lib\\site-packages\\flash_attn\\__init__.py", line 3\n' + KILLED
+    assert explain_bytes(log.encode(), env).origin.use_machine
+    repr_log = (
+        "OSError: [Errno 2] No such file or directory: 'C:\\\\Users\\\\ana\\\\venv\\\\Lib\\\\x'\n" + KILLED
+    )
+    assert explain_bytes(repr_log.encode(), env).origin.use_machine
+
+
+def test_a_generic_interpreter_path_identifies_no_machine() -> None:
+    assert env_prefix(Environment(python_executable="/usr/bin/python3")) is None
+    assert env_prefix(Environment(python_executable="/opt/conda/bin/python")) is None
+    assert env_prefix(Environment(python_executable="/home/me/venv/bin/python")) == "/home/me/venv"
+    assert (
+        env_prefix(Environment(python_executable="C:\\Users\\me\\venv\\Scripts\\python.exe"))
+        == "C:/Users/me/venv"
+    )
+
+
+def test_a_log_from_another_machine_gets_a_fix_for_that_machine_and_says_so() -> None:
+    log = "torch.__version__  = 2.1.2+cu121\n" + TORCH_SYMBOL
+    expl = explain_bytes(log.encode(), target_env("h100"), wheel_finder=lambda e, v: "never-used.whl")
+    assert not expl.origin.use_machine
+    assert "torch 2.1.2+cu121 in the log, 2.11.0+cu130 here" in expl.origin.reason
+    assert expl.machine == "the machine in this log (torch 2.1.2+cu121, cp310, Linux)"
+    fix = expl.diagnoses[0].fix
+    assert fix.startswith("For the machine in this log (torch 2.1.2+cu121, cp310, Linux): ")
+    assert "torch 2.1.2+cu121" in fix and "2.11" not in fix and "never-used" not in fix
+    assert "this machine" not in fix
+
+
+@pytest.mark.parametrize(
+    ("log", "reason"),
+    [
+        (
+            "C:\\Users\\me\\venv\\Lib\\site-packages\\flash_attn\\x.py\n" + KILLED,
+            "windows in the log, linux here",
+        ),
+        ("Python 3.9.18\n" + KILLED, "Python 3.9 in the log, 3.12 here"),
+        ("Cuda compilation tools, release 11.8, V11.8.89\n" + KILLED, "nvcc 11.8 in the log"),
+        (
+            "| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   CUDA Version: 12.2 |\n" + KILLED,
+            "driver 535",
+        ),
+    ],
+)
+def test_a_fact_that_disagrees_means_another_machine(log: str, reason: str) -> None:
+    expl = explain_bytes(log.encode(), target_env("h100"))
+    assert not expl.origin.use_machine and reason in expl.origin.reason, expl.origin.reason
+    assert "MAX_JOBS=8" not in expl.diagnoses[0].fix
+
+
+def test_a_torch_downloaded_for_an_isolated_build_does_not_speak_for_the_machine() -> None:
+    env = target_env("h100", python_executable="/home/ana/venv/bin/python")
+    log = (
+        "  Installing build dependencies ... done\n"
+        "      torch.__version__  = 2.9.0+cu128\n"
+        '  File "/home/ana/venv/lib/python3.12/site-packages/pip/_internal/x.py", line 1\n' + KILLED
+    )
+    expl = explain_bytes(log.encode(), env)
+    assert expl.origin.use_machine, expl.origin.reason
+
+
+def test_a_log_that_moves_torch_tells_where_it_moved_and_two_prints_tell_nothing() -> None:
+    log = (
+        "It worked after going from torch 2.8.0 to 2.7.0; then vllm came and torch is 2.6.0:\n" + TORCH_SYMBOL
+    )
+    assert explain_bytes(log.encode(), None).machine == "the machine in this log (torch 2.6.0, cp310, Linux)"
+    two = "torch.__version__ = 2.6.0\n" + "torch.__version__ = 2.7.0\n" + TORCH_SYMBOL
+    expl = explain_bytes(two.encode(), None)
+    assert "torch" not in expl.machine and "2.6" not in expl.diagnoses[0].fix
+    # "torch 2.8" in prose does not identify this machine (any torch 2.8 user writes it)
+    prose = "Torch 2.8, CUDA 12.9\n" + KILLED
+    assert not explain_bytes(prose.encode(), target_env("a100")).origin.use_machine
+
+
+def test_decide_origin_without_a_machine_or_with_here() -> None:
+    shown = LogMachine(torch="2.1.2", python="3.10", os="linux")
+    assert decide_origin(None, shown, b"", here=True).use_machine is False
+    assert decide_origin(target_env("h100"), shown, b"", here=True).use_machine is True
+    assert decide_origin(target_env("h100"), shown, b"", here=False).reason.startswith("differs")
+
+
+# -- callers that ran the command on this machine ------------------------------------------------------
+def test_output_captured_by_a_flashdoctor_command_is_from_this_machine() -> None:
+    # explain_output serves the commands' own captured output; check's import diagnoser is covered by
+    # test_engine.test_check_explains_a_failed_import_with_the_engine (its fix names this machine's wheel).
+    env = target_env("cpu-box")
+    assert "MAX_JOBS=1" in explain_output(KILLED, env)[0].fix
+    assert "MAX_JOBS=1" in explain_text(KILLED, env, here=True)[0].fix
+    assert "MAX_JOBS=1" not in explain_text(KILLED, env)[0].fix

@@ -1,0 +1,171 @@
+"""The signature data itself: schema, sources, every signature's examples, the prefilter's soundness,
+fix templates that always render, codes documented in the README."""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+
+import jsonschema
+import pytest
+
+from flashdoctor.decide.explain.engine import explain_text
+from flashdoctor.decide.explain.tailor import CALLER_FIELDS, ENV_PREDICATES, Tailor
+from flashdoctor.knowledge.signatures import Signature, knowledge
+from flashdoctor.model.target import environment_from_target
+from tests.support.paths import ROOT
+
+DATA = json.loads((ROOT / "flashdoctor" / "data" / "signatures.json").read_text(encoding="utf-8"))
+SCHEMA = json.loads((ROOT / "flashdoctor" / "schemas" / "signatures.schema.json").read_text(encoding="utf-8"))
+KB = knowledge()
+SIGS = {s.id: s for s in KB.signatures}
+
+# Fields Tailor.field computes (a template may name these or a named group of the signature's patterns).
+TAILOR_FIELDS = {
+    "variant", "dist", "torch", "torch_mm", "torch_cuda", "cuda_major", "nvcc", "nvcc_min", "nvcc_recommended",
+    "gcc_max", "wheel", "fa2_wheel_label", "wheel_url", "abi", "cp", "python", "platform", "glibc", "gcc", "driver",
+    "driver_cuda", "python_executable", "python_exe", "memory_gb", "disk_free_gb", "cpus", "max_jobs", "gpu", "sm",
+    "archs", "pytorch_index", "cuda_home_hint",
+} | set(CALLER_FIELDS)  # fmt: skip
+
+
+def _names(template: str) -> set[str]:
+    return {name for _l, name, _s, _c in string.Formatter().parse(template) if name}
+
+
+def _groups(sig: Signature) -> set[str]:
+    return {g for p in sig.patterns for g in p.groupindex}
+
+
+def test_schema_valid() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.validate(DATA, SCHEMA)
+
+
+def test_ids_unique_and_references_exist() -> None:
+    ids = [s["id"] for s in DATA["signatures"]]
+    assert len(ids) == len(set(ids))
+    for s in KB.signatures:
+        assert s.code in KB.codes, s.id
+        assert all(c in KB.contexts for c in s.contexts), s.id
+        assert all(c in KB.contexts for c in s.contexts_unless), s.id
+        assert not set(s.contexts) & set(s.contexts_unless), s.id
+        for alt in s.fix:
+            assert all(c in KB.contexts for c in alt.when), s.id
+            assert alt.env is None or alt.env in ENV_PREDICATES, s.id
+    for info in KB.codes.values():
+        assert all(d in KB.codes for d in info.yields_to), info.code
+    used = {s.code for s in KB.signatures}
+    assert used == set(KB.codes), f"codes without a signature: {set(KB.codes) - used}"
+
+
+def test_yields_to_has_no_cycle() -> None:
+    graph = {c: set(i.yields_to) for c, i in KB.codes.items()}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph[start]:
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    assert not [c for c in graph if reaches(c, c, set())]
+
+
+def test_symptoms_rank_below_every_cause() -> None:
+    causes = [s.confidence for s in KB.signatures if s.role == "cause"]
+    symptoms = [s.confidence for s in KB.signatures if s.role == "symptom"]
+    assert max(symptoms) < min(causes)
+
+
+def test_every_signature_cites_a_source() -> None:
+    for s in KB.signatures:
+        assert re.search(
+            r"#\d+|\.py|\.cpp|\.h\b|facts\.md|\d+\.\d+|pip|torch|CUDA|ninja|Linux|conda|Windows", s.source
+        ), s.id
+
+
+@pytest.mark.parametrize("sid", sorted(SIGS))
+def test_signature_examples(sid: str) -> None:
+    sig = SIGS[sid]
+    for ex in sig.examples:
+        assert sig.search(ex), f"{sid} does not match its example {ex!r}"
+        # The prefilter is sound for it: the line holds one of the signature's keywords.
+        assert any(kw.decode() in ex.lower() for kw in sig.keywords), f"{sid}: no keyword in {ex!r}"
+    for ex in sig.counter_examples:
+        assert not sig.search(ex), f"{sid} matches its counter-example {ex!r}"
+
+
+@pytest.mark.parametrize("sid", sorted(SIGS))
+def test_signature_example_found_by_the_engine(sid: str) -> None:
+    # The engine (prefilter, contexts, conditions) finds the example once its required contexts are in
+    # the log: the code is reported.
+    sig = SIGS[sid]
+    env = environment_from_target(dict(sig.env_if)) if sig.env_if else None
+    context_lines = {
+        "build": "Building wheel for flash-attn (setup.py) ... error",
+        "build_requirements": "  Getting requirements to build wheel ... error",
+        "wheel_guess": "Guessing wheel URL:  https://github.com/Dao-AILab/flash-attention/releases/download/v2.8.3/x.whl",
+        "rocm": "torch.__version__  = 2.2.0+rocm5.7",
+        "source_tree": '  File "/home/me/src/flash-attention/flash_attn/__init__.py", line 3, in <module>',
+        "flash_call": "    out, q, k, v, out_padded, softmax_lse, S_dmask, rng_state = flash_attn_cuda.varlen_fwd(",
+        "no_isolation": "$ /venv/bin/python -m pip wheel --no-build-isolation --no-deps --no-index -v -w dist .",
+        "fa4": '  File "/venv/lib/python3.12/site-packages/flash_attn/cute/interface.py", line 9, in <module>',
+        "macos": "  /private/var/folders/3p/T/pip-install-x/flash-attn_0/setup.py:106: UserWarning: warn",
+        "build_talk": "Every time I compile flash-attn:",
+    }
+    log = "\n".join([*(context_lines[c] for c in sig.contexts), sig.examples[0]])
+    # env_if/env_unless describe the machine the log comes from
+    assert sig.code in [d.code for d in explain_text(log, env, here=True)]
+
+
+@pytest.mark.parametrize("sid", sorted(SIGS))
+def test_templates_name_known_fields_and_the_last_fix_needs_no_machine(sid: str) -> None:
+    sig = SIGS[sid]
+    groups = _groups(sig)
+    assert _names(sig.message) <= groups | TAILOR_FIELDS, sid
+    for alt in sig.fix:
+        assert _names(alt.text) <= groups | TAILOR_FIELDS, (sid, alt.text)
+    # With no machine and no facts, the last alternative renders for every example (only always-known
+    # fields or captures of the matching pattern).
+    last = sig.fix[-1]
+    assert not last.when and last.env is None, sid
+    tailor = Tailor(env=None, variant="fa2", facts={}, contexts=frozenset())
+    for ex in sig.examples:
+        m = sig.search(ex)
+        assert m is not None
+        assert tailor.render(last.text, m.groupdict()) is not None, (sid, last.text)
+        assert tailor.render(sig.message, m.groupdict()) is not None, (sid, sig.message)
+
+
+def test_keywords_are_lowercase_literals_and_few() -> None:
+    scanned = {kw for s in KB.signatures for kw in s.keywords} | {
+        kw for f in KB.facts.values() for kw in f.keywords
+    }
+    contexts = {kw for c in KB.contexts.values() for kw in c.keywords}
+    assert all(w == w.lower() for w in scanned | contexts)
+    # The scan's cost grows with its keyword trie (signatures and facts); keep that vocabulary deliberate.
+    # Context keywords are not in the trie (a context is looked up with bytes.find on first use).
+    assert len(scanned) < 220
+    assert len(contexts) < 120
+    # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
+    assert not [w for w in scanned if w[:1].isspace()]
+
+
+def test_codes_page_documents_every_code_from_the_data() -> None:
+    """docs/codes.md (written by scripts/gen_docs.py from the registry; tests/cli/test_cli_docs.py keeps it
+    current) lists every explain code of the data, and no other."""
+    from flashdoctor.knowledge.codes import kind_title
+
+    page = (ROOT / "docs" / "codes.md").read_text(encoding="utf-8")
+    section = page.split(f"## {kind_title('explain')}\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", section, re.MULTILINE))
+    assert documented == set(KB.codes)
+
+
+@pytest.mark.parametrize("sid", sorted(SIGS))
+def test_every_pattern_has_an_example(sid: str) -> None:
+    # Each pattern is exercised by an example, so the keyword-soundness check above covers it too.
+    sig = SIGS[sid]
+    for p in sig.patterns:
+        assert any(p.search(ex) for ex in sig.examples), f"{sid}: no example for {p.pattern!r}"

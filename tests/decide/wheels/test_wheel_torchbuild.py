@@ -1,0 +1,203 @@
+"""The torch a wheel was built against (issue 18, "Selection"): pre-release, nightly and vendor torch builds
+are their own cells; a wheel built against a later patch is rejected; the exact patch is preferred;
+claims rank below published files; per-release Python ranges; Python unknown; and what people read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flashdoctor.decide.wheels import load_index, make_plan, select_wheels
+from flashdoctor.decide.wheels.index import WheelIndex
+from flashdoctor.decide.wheels.torchbuild import (
+    EXACT,
+    NIGHTLY,
+    OLDER_PATCH,
+    UNKNOWN,
+    build_class,
+    torch_build,
+)
+from flashdoctor.model.environment import Environment
+from flashdoctor.model.target import environment_from_target
+from tests.support.paths import ROOT
+
+
+@pytest.fixture(scope="module")
+def index() -> WheelIndex:
+    return load_index(ROOT / "wheels_index.json")
+
+
+def env(**spec: Any) -> Environment:
+    base: dict[str, Any] = {"python": "3.10", "platform": "linux_x86_64", "glibc": "2.35", "installed": {}}
+    base.update(spec)
+    return environment_from_target(base)
+
+
+# -- the build of a torch version string -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "kind", "key"),
+    [
+        ("2.3.0", "release", "2.3.0"),
+        ("2.3.0+cu121", "release", "2.3.0"),  # PyTorch's own CUDA flavour of the release
+        ("2.6.0+cpu", "release", "2.6.0"),
+        ("2.8.0.dev20250319+cu128", "nightly", "2.8.0.dev20250319"),
+        ("2.1.0a0+32f93b1", "prerelease", "2.1.0a0+32f93b1"),  # NGC 23.10
+        ("2.10.0a0", "prerelease", "2.10.0a0"),  # GB10 / DGX Spark
+        ("2.0.0+nv23.05", "vendor", "2.0.0+nv23.5"),  # Jetson (PEP 440 normalises the label)
+        ("2.6.0a0+df5bbc09d1.nv24.11", "prerelease", "2.6.0a0+df5bbc09d1.nv24.11"),
+        # NGC 23.12 is the nightly of 2023-11-06 (maintainer, Dao-AILab/flash-attention#836)
+        ("2.2.0a0+81ea7a4", "prerelease", "2.2.0.dev20231106"),
+    ],
+)
+def test_torch_build_kinds(text: str, kind: str, key: str) -> None:
+    tb = torch_build(text)
+    assert tb is not None and (tb.kind, tb.key) == (kind, key)
+
+
+def test_not_a_version() -> None:
+    assert torch_build("not-a-version") is None and torch_build(None) is None
+
+
+@pytest.mark.parametrize(
+    ("built", "torch", "expected"),
+    [
+        ("2.2.0", "2.2.0", EXACT),
+        ("2.2.2", "2.2.0", None),  # a later patch does not load on an earlier one (#931)
+        ("2.3.0", "2.3.1", OLDER_PATCH),
+        ("2.4.0.dev20240512", "2.4.0", NIGHTLY),
+        ("2.4.0", "2.4", UNKNOWN),  # the torch's patch is not known
+        (None, "2.7.1", UNKNOWN),
+        ("2.2.2", "2.2.0a0+6a974be", None),  # a pre-release takes only its very build
+        (None, "2.10.0a0", None),
+        ("2.2.0.dev20231106", "2.2.0a0+81ea7a4", EXACT),
+        ("2.8.0.dev20250301", "2.8.0.dev20250319+cu128", None),
+        ("2.0.1", "2.0.0+nv23.05", None),
+    ],
+)
+def test_build_class(built: str | None, torch: str, expected: int | None) -> None:
+    assert build_class(built, torch_build(torch)) == expected
+
+
+# -- selection on the committed index -----------------------------------------------------------------
+NGC = {"glibc": "2.35", "cxx11abi": True}
+
+
+@pytest.mark.parametrize(
+    ("torch", "cuda", "arch", "why"),
+    [
+        ("2.1.0a0+32f93b1", "12.2", "linux_x86_64", "a pre-release build"),
+        ("2.2.0a0+6a974be", "12.3", "linux_x86_64", "a pre-release build"),
+        ("2.10.0a0", "13.0", "linux_aarch64", "a pre-release build"),
+        ("2.8.0.dev20250319+cu128", None, "linux_x86_64", "a nightly"),
+        ("2.0.0+nv23.05", "11.4", "linux_aarch64", "a vendor build"),
+    ],
+)
+def test_a_pre_release_or_vendor_torch_gets_a_build_and_is_told_why(
+    index: WheelIndex, torch: str, cuda: str | None, arch: str, why: str
+) -> None:
+    spec = dict(NGC, python="3.10" if arch == "linux_x86_64" else "3.12", torch=torch, platform=arch)
+    if cuda:
+        spec["torch_cuda"] = cuda
+    plan = make_plan(env(**spec), "fa2", index)
+    assert plan.action == "build", plan.reasons
+    first = plan.reasons[1]
+    assert f"torch {torch} is {why}: release wheels are compiled against PyTorch's releases" in first
+    assert any("torch-build-mismatch" in r for rej in plan.rejected for r in rej.reasons)
+
+
+def test_ngc_23_12_takes_the_wheels_built_against_its_nightly(index: WheelIndex) -> None:
+    plan = make_plan(env(torch="2.2.0a0+81ea7a4", torch_cuda="12.3", **NGC), "fa2", index)
+    assert plan.action == "wheel" and plan.wheel is not None
+    assert (
+        plan.wheel.filename == "flash_attn-2.5.1.post1+cu122torch2.2cxx11abiTRUE-cp310-cp310-linux_x86_64.whl"
+    )
+    assert any(
+        "built against torch 2.2.0.dev20231106 (the build 2.2.0a0+81ea7a4 is)" in r for r in plan.reasons
+    )
+
+
+def test_a_wheel_built_against_a_later_patch_is_rejected(index: WheelIndex) -> None:
+    # pip torch 2.2.0 (pre-CXX11): 2.5.8+ torch-2.2 wheels were built against 2.2.2 (#931); 2.5.2-2.5.7
+    # against 2.2.0; 2.5.0/2.5.1 against nightlies
+    sel = select_wheels(env(torch="2.2.0+cu118", cxx11abi=False), "fa2", index)
+    assert sel.best is not None and sel.best.torch_build == "2.2.0"
+    built = {e.torch_build for e in sel.fits}
+    assert "2.2.2" not in built
+    misses = dict((e.filename, codes) for e, codes in sel.misses)
+    assert misses["flash_attn-2.5.8+cu118torch2.2cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"] == (
+        "torch-build-mismatch",
+    )
+
+
+def test_the_exact_patch_beats_a_newer_release_built_against_an_earlier_patch(index: WheelIndex) -> None:
+    # torch 2.3.0: 2.5.8 and 2.5.9.post1 were built against 2.3.0; 2.6.0+ against 2.3.1 (a later patch: out)
+    sel = select_wheels(env(torch="2.3.0+cu121", cxx11abi=False, glibc="2.31"), "fa2", index)
+    assert sel.best is not None
+    assert (
+        sel.best.filename == "flash_attn-2.5.9.post1+cu122torch2.3cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"
+    )
+    # torch 2.3.1: the 2.3.1-built 2.7.4.post1 beats nothing older, and an earlier-patch wheel is noted
+    sel = select_wheels(env(torch="2.3.1+cu121", cxx11abi=False, glibc="2.31"), "fa2", index)
+    assert sel.best is not None and sel.best.torch_build == "2.3.1"
+
+
+def test_an_earlier_patch_or_a_nightly_build_fits_but_says_so(index: WheelIndex) -> None:
+    plan = make_plan(env(torch="2.4.1+cu121", cxx11abi=False), "fa2", index)
+    assert plan.action == "wheel" and plan.wheel is not None
+    assert any("an earlier patch than this torch 2.4.1+cu121: usually loads" in r for r in plan.reasons)
+    # only nightly-built wheels for torch 2.6 on CUDA 11: 2.7.1.post1..2.7.3 (built against 2.6.0.dev20241001)
+    plan = make_plan(env(torch="2.6.0+cu118", cxx11abi=False, torch_cuda="11.8"), "fa2", index)
+    assert plan.action == "wheel" and plan.wheel is not None, plan.reasons
+    assert any("built against the nightly 2.6.0.dev20241001, not a release" in r for r in plan.reasons)
+
+
+def test_v2_8_0_is_gone_and_glibc_2_31_gets_2_7_4_post1(index: WheelIndex) -> None:
+    assert not [e for e in index.entries if e.tag == "v2.8.0"]
+    plan = make_plan(env(python="3.12", torch="2.6.0+cu124", cxx11abi=False, glibc="2.31"), "fa2", index)
+    assert plan.wheel is not None and plan.wheel.filename.startswith("flash_attn-2.7.4.post1+")
+
+
+def test_claims_rank_below_published_files(index: WheelIndex) -> None:
+    sel = select_wheels(env(python="3.12", torch="2.7.1+cu126"), "fa2", index)
+    assert sel.best is not None and not sel.best.claim
+    seen = [e for e in sel.fits if not e.claim]
+    claims = [e for e in sel.fits if e.claim]
+    assert seen and claims and sel.fits.index(seen[-1]) < sel.fits.index(claims[0])
+
+
+def test_old_releases_serve_python_3_8(index: WheelIndex) -> None:
+    """issue 18: a cp38 user was told FA2 is unsupported; 2.5.x-2.7.0 shipped cp38 wheels."""
+    plan = make_plan(env(python="3.8", torch="2.2.0", torch_cuda="11.8", cxx11abi=False), "fa2", index)
+    assert plan.action == "wheel" and plan.wheel is not None
+    assert "-cp38-cp38-" in plan.wheel.filename
+    assert any(
+        "Python 3.8 is below FlashAttention-2's minimum today (3.9), but flash-attn" in r
+        for r in plan.reasons
+    )
+    # no cp38 wheel for torch 2.6: still unsupported (today's sources need Python >= 3.9)
+    plan = make_plan(env(python="3.8", torch="2.6.0+cu124", cxx11abi=False), "fa2", index)
+    assert plan.action == "unsupported" and "python-too-old" in plan.blockers
+
+
+def test_python_unknown_does_not_commit_to_one_cpxy(index: WheelIndex) -> None:
+    e = environment_from_target(
+        {"platform": "linux_x86_64", "torch": "2.6.0+cu124", "cxx11abi": False, "installed": {}}
+    )
+    plan = make_plan(e, "fa2", index)
+    assert plan.action == "wheel" and plan.wheel is not None
+    note = next(r for r in plan.reasons if r.startswith("Python unknown: this build exists for"))
+    assert "cp39, cp310, cp311, cp312, cp313" in note
+    twins = [a.filename for a in plan.alternatives[:4]]
+    stem = plan.wheel.filename.split("-cp")[0]
+    assert all(f.startswith(stem + "-cp") for f in twins), twins
+
+
+def test_windows_community_wheels_of_bdashore3(index: WheelIndex) -> None:
+    e = env(python="3.10", platform="win_amd64", glibc=None, torch="2.3.0+cu121", torch_cuda="12.1")
+    plan = make_plan(e, "fa2", index, allow_community=True)
+    assert plan.wheel is not None and plan.wheel.source == "community:bdashore3"
+    assert (
+        plan.wheel.filename == "flash_attn-2.5.9.post1+cu122torch2.3.0cxx11abiFALSE-cp310-cp310-win_amd64.whl"
+    )
+    assert any("derived from the release's build matrix" in r for r in plan.reasons)

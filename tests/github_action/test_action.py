@@ -1,0 +1,130 @@
+"""The GitHub Action (action.yml) run as the runner runs it (tests/github_action/runner.py): inputs, outputs,
+annotations, the step summary and a valid JSON report, on real target specs and on this very machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.github_action.runner import load_action, parse_file_commands, run_action
+from tests.support.paths import ROOT, TARGETS
+
+pytestmark = pytest.mark.system
+
+
+def _environ() -> dict[str, str]:
+    """The job's environment: flashdoctor and its Python on PATH (install: false), nothing of GitHub's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_"))}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def test_action_file_is_valid_for_github() -> None:
+    exe = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    assert exe, "check-jsonschema is part of the test extra"
+    for schema, path in (
+        ("vendor.github-actions", ROOT / "action.yml"),
+        ("vendor.github-workflows", ROOT / "docs" / "examples" / "gpu-preflight.yml"),
+    ):
+        proc = subprocess.run(
+            [exe, "--builtin-schema", schema, str(path)], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_input_is_used_and_every_output_is_set(tmp_path: Path) -> None:
+    action = load_action()
+    text = (ROOT / "action.yml").read_text()
+    for name in action["inputs"]:
+        assert f"inputs.{name}" in text, f"input {name} is declared but never used"
+    run = run_action({"install": "false", "target": str(TARGETS / "h100.json")}, tmp_path, _environ())
+    assert set(run.outputs) == set(action["outputs"])
+    assert all(run.outputs[k] != "" for k in run.outputs), run.outputs
+
+
+def test_a_required_variant_that_is_not_ready_fails_the_job_and_says_why(tmp_path: Path) -> None:
+    run = run_action(
+        {"install": "false", "target": str(TARGETS / "h100.json"), "require": "fa2"}, tmp_path, _environ()
+    )
+    assert run.failed and run.outputs["exit-code"] == "1"
+    verdicts = json.loads(run.outputs["verdicts"])
+    assert verdicts["fa2"] == run.outputs["fa2"] == "buildable"
+    # The report is the whole, valid JSON document: annotations did not go into it.
+    doc = json.loads((tmp_path / run.outputs["report"]).read_text())
+    assert doc["schema"] == "flashdoctor/check/1" and doc["exit_code"] == 1
+    # An error annotation that names the variant and why, and a summary that says the same.
+    errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("::error")]
+    assert any("fa2" in e and "buildable" in e for e in errors), errors
+    assert "fa2" in run.summary and "buildable" in run.summary and "not ready" in run.summary
+
+
+def test_a_ready_machine_passes_with_its_verdicts(tmp_path: Path) -> None:
+    run = run_action({"install": "false", "target": str(TARGETS / "h100.json")}, tmp_path, _environ())
+    assert not run.failed and run.outputs["exit-code"] == "0"
+    assert set(json.loads(run.outputs["verdicts"])) == {"fa2", "fa3", "fa4"}
+
+
+def test_this_gpu_less_machine_is_checked_for_real(tmp_path: Path) -> None:
+    run = run_action(
+        {"install": "false", "require": "fa2, fa3", "python": sys.executable}, tmp_path, _environ()
+    )
+    assert run.failed and run.outputs["exit-code"] == "1"
+    assert run.outputs["fa2"] == run.outputs["fa3"] == "unsupported"
+    assert any(line.startswith("::error") for line in run.stderr.splitlines())
+
+
+def test_bad_input_is_a_clear_failure(tmp_path: Path) -> None:
+    run = run_action({"install": "false", "target": str(tmp_path / "nope.json")}, tmp_path, _environ())
+    assert run.failed and run.outputs["exit-code"] == "2"
+    assert "nope.json" in run.stderr
+
+
+def test_file_command_parser_reads_both_forms() -> None:
+    assert parse_file_commands("a=1\nb<<EOF\nx\ny\nEOF\nc=z=1\n") == {"a": "1", "b": "x\ny", "c": "z=1"}
+
+
+@pytest.mark.slow
+def test_the_install_step_installs_flashdoctor_into_its_own_venv(tmp_path: Path) -> None:
+    run = run_action({"target": str(TARGETS / "h100.json")}, tmp_path, _environ(), timeout=600)
+    assert run.steps[0]["name"] == "Install flashdoctor" and run.steps[0]["code"] == 0, run.steps[0][
+        "stderr"
+    ][-2000:]
+    assert not run.failed, run.stderr[-2000:]
+    assert (tmp_path / "runner-temp" / "flashdoctor-venv" / "bin" / "flashdoctor").exists()
+
+
+def test_the_run_scripts_pass_shellcheck() -> None:
+    exe = shutil.which("shellcheck")
+    if exe is None:
+        pytest.skip("shellcheck is not installed (Debian: apt install shellcheck)")
+    for step in load_action()["runs"]["steps"]:
+        script = step["run"].replace("${{", "$((").replace("}}", "))")
+        proc = subprocess.run(
+            [exe, "-s", "bash", "-"], input=script, text=True, capture_output=True, timeout=60
+        )
+        assert proc.returncode == 0, f"{step['name']}: {proc.stdout}"
+
+
+def test_actionlint_accepts_a_workflow_that_uses_the_action(tmp_path: Path) -> None:
+    exe = shutil.which("actionlint")
+    if exe is None:
+        pytest.skip("actionlint is not installed (a Go program: https://github.com/rhysd/actionlint)")
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    shutil.copy(ROOT / "action.yml", tmp_path / "action.yml")
+    shutil.copy(ROOT / "docs" / "examples" / "gpu-preflight.yml", tmp_path / ".github" / "workflows")
+    (tmp_path / ".github" / "actionlint.yaml").write_text("self-hosted-runner:\n  labels: [gpu]\n")
+    (tmp_path / ".github" / "workflows" / "local.yml").write_text(
+        "name: local\non: [push]\njobs:\n  preflight:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: actions/checkout@v4\n      - id: fa\n        uses: ./\n        with:\n"
+        "          require: fa2\n          smoke: 'true'\n"
+        '      - run: echo "${{ steps.fa.outputs.fa2 }} ${{ steps.fa.outputs.exit-code }}"\n'
+    )
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, timeout=60)
+    proc = subprocess.run([exe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

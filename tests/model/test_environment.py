@@ -1,0 +1,241 @@
+"""Target specs: parsing, validation messages, derivations, round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flashdoctor.knowledge.schemas import schema_validator
+from flashdoctor.model.target import TargetSpecError, environment_from_target, load_target
+from tests.support.paths import TARGETS
+
+
+def test_missing_keys_are_unknown_and_null_means_absent():
+    env = environment_from_target({"torch": None, "driver": None})
+    assert env.torch is None and env.known("torch")
+    assert env.known("torch_cuda")  # no torch: nothing about it is unknown
+    assert env.gpus == () and env.known("gpus")  # no driver: no GPUs
+    assert not env.known("nvcc")
+
+
+def test_derivations():
+    env = environment_from_target({"python": "3.12", "torch": "2.8.0+cu128", "driver": "570.86.15"})
+    assert env.python_abi == "cp312"
+    assert env.torch_cuda == "12.8"
+    assert env.driver_cuda == "12.8"
+    assert env.torch_mm == (2, 8)
+    cpu = environment_from_target({"torch": "2.13.0+cpu"})
+    assert cpu.torch_cuda is None and cpu.known("torch_cuda")
+
+
+@pytest.mark.parametrize(
+    ("spec", "key"),
+    [
+        ({"python": "three"}, "python"),
+        ({"gpus": [{"capability": "nine"}]}, "gpus[0].capability"),
+        ({"gpus": {"name": "x"}}, "gpus"),
+        ({"cpus": "16"}, "cpus"),
+        ({"cxx11abi": "yes"}, "cxx11abi"),
+        ({"installed": {"flash-attention": "2.8.3"}}, "flash-attention"),
+        ({"torch": "latest"}, "torch"),
+        ({"gpu": []}, "gpu"),
+        # rules the schema states and the old hand-written reader did not check
+        ({"cpus": 0}, "cpus"),
+        ({"env_manager": "poetry"}, "env_manager"),
+        ({"gpus": [{"capabilty": "9.0"}]}, "gpus[0]"),
+        ({"gpus": [{"uuid": 5}]}, "gpus[0].uuid"),
+        ({"nvccs": [{"version": "12.4"}]}, "nvccs[0]"),
+        ({"installed": {"flash-attn": {"archz": ["sm_90"]}}}, "installed.flash-attn"),
+        ({"installed": {"flash-attn": {"archs": "sm_90"}}}, "installed.flash-attn.archs"),
+        ({"installed": {"flash-attn": 2.8}}, "installed.flash-attn"),
+        ({"torch_arch_list": ["ampere"]}, "torch_arch_list[0]"),
+        ({"memory_gb": -1}, "memory_gb"),
+    ],
+)
+def test_bad_specs_name_the_key(spec, key):  # type: ignore[no-untyped-def]
+    with pytest.raises(TargetSpecError) as exc:
+        environment_from_target(spec)
+    assert key in str(exc.value)
+
+
+def test_load_target_errors(tmp_path):  # type: ignore[no-untyped-def]
+    with pytest.raises(TargetSpecError, match="cannot read"):
+        load_target(str(tmp_path / "nope.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(TargetSpecError, match="not valid JSON"):
+        load_target(str(bad))
+    lst = tmp_path / "list.json"
+    lst.write_text("[]")
+    with pytest.raises(TargetSpecError, match="JSON object"):
+        load_target(str(lst))
+
+
+@pytest.mark.parametrize("path", sorted(TARGETS.glob("*.json")), ids=lambda p: p.stem)
+def test_round_trip_and_schema(path):  # type: ignore[no-untyped-def]
+    spec = json.loads(path.read_text())
+    schema_validator("target.schema.json").validate(spec)
+    env = environment_from_target(spec)
+    again = environment_from_target(env.to_target())
+    # notes say what was inferred from the spec; the written form states it, so only the notes differ
+    assert again.replace(notes=()) == env.replace(notes=())
+    schema_validator("target.schema.json").validate(env.to_target())
+
+
+def test_installed_object_form():
+    env = environment_from_target(
+        {
+            "installed": {
+                "flash_attn": {"version": "2.8.3+fd.sm90.hd128.bf16", "import_ok": True, "archs": ["sm_90"]}
+            }
+        }
+    )
+    inst = env.installed_variant("fa2")
+    assert inst is not None and inst.local_label == "fd.sm90.hd128.bf16"
+    assert inst.archs == ("sm_90",)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"python": "three"}, "target spec: 'python' must be a version such as \"3.12\""),
+        (
+            {"gpus": [{"capability": "nine"}]},
+            "'gpus[0].capability' must be a compute capability such as \"9.0\"",
+        ),
+        ({"cpus": "16"}, "target spec: 'cpus' must be an integer ≥ 1"),
+        ({"cxx11abi": "yes"}, "target spec: 'cxx11abi' must be true, false or null"),
+        (
+            {"installed": {"flash-attention": "2.8.3"}},
+            "target spec: 'installed' has unknown distribution 'flash-attention' "
+            "(known: flash-attn, flash-attn-3, flash-attn-4",
+        ),
+        ({"gpu": []}, "target spec: unknown key(s) 'gpu'; known keys: python, python_abi,"),
+        ({"gpus": [{"capabilty": "9.0"}]}, "target spec: 'gpus[0]' has unknown key(s) 'capabilty'"),
+    ],
+)
+def test_messages_keep_their_style(spec, message):  # type: ignore[no-untyped-def]
+    with pytest.raises(TargetSpecError) as exc:
+        environment_from_target(spec)
+    assert str(exc.value).startswith(message) or message in str(exc.value)
+
+
+def test_numbers_are_read_as_versions():
+    env = environment_from_target({"python": 3.12, "gpus": [{"capability": 9}], "torch": "2.8.0+cu128"})
+    assert env.python == "3.12" and env.python_abi == "cp312"
+    assert env.gpus[0].capability == "9.0"
+
+
+SPECS = [
+    {},
+    {"python": "3.12", "torch": None, "driver": None},
+    {"cpus": 0},
+    {"cpus": 1},
+    {"env_manager": "poetry"},
+    {"env_manager": "uv"},
+    {"gpus": [{"capabilty": "9.0"}]},
+    {"gpus": [{"capability": "9.0", "index": 3, "uuid": "GPU-1"}]},
+    {"gpus": [{"capability": "9.0", "index": -1}]},
+    {"nvccs": [{"version": "12.4"}]},
+    {"nvccs": [{"path": "/usr/local/cuda/bin/nvcc", "version": "12.4"}]},
+    {"nvccs": None},
+    {"installed": {"flash_attn_3": {"version": "3.0.0", "import_ok": True}}},
+    {"installed": {"flash-attn": {"archz": []}}},
+    {"installed": {"Flash-Attn": "2.8.3"}},
+    {"torch": "2.x"},
+    {"torch": "latest"},
+    {"python_abi": "cp313t"},
+    {"python_abi": "CP 3.13"},
+    {"platform": "Linux x86_64"},
+    {"memory_gb": 0},
+    {"disk_free_gb": -0.5},
+    {"name": "x", "comment": "y", "$schema": "z"},
+    {"name": 5},
+]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[json.dumps(s)[:40] for s in SPECS])
+def test_the_schema_is_the_one_statement_of_the_rules(spec):  # type: ignore[no-untyped-def]
+    """The reader accepts a spec exactly when the JSON Schema does (the old reader checked ~190
+    hand-written lines and disagreed with its schema: it let env_manager 'poetry', cpus 0 and GPU keys
+    with typos through)."""
+    schema_ok = schema_validator("target.schema.json").is_valid(spec)
+    try:
+        environment_from_target(spec)
+        reader_ok = True
+    except TargetSpecError:
+        reader_ok = False
+    assert reader_ok == schema_ok
+
+
+def test_installed_names_are_the_registry_dists():
+    from packaging.utils import canonicalize_name
+
+    from flashdoctor.knowledge.data import load_data
+    from flashdoctor.knowledge.schemas import load_schema
+    from flashdoctor.knowledge.variants import DIST_VARIANT
+
+    ref = load_schema("target.schema.json")["properties"]["installed"]["propertyNames"]["$ref"]
+    assert ref == "variants.schema.json#/$defs/dist"
+    enum = load_schema("variants.schema.json")["$defs"]["dist"]["enum"]
+    registry = {d for v in load_data("variants")["variants"].values() for d in v["dists"]}
+    assert set(enum) == registry
+    assert {canonicalize_name(d) for d in enum} == set(DIST_VARIANT)
+
+
+# -- cxx11abi inferred from the torch version (issue 18 "Targets") ----------------------------------------
+@pytest.mark.parametrize(
+    ("spec", "abi"),
+    [
+        ({"torch": "2.6.0+cu124"}, False),  # PyPI/PyTorch cu124 builds of 2.6: pre-CXX11
+        ({"torch": "2.6.0+cu118"}, False),
+        ({"torch": "2.6.0"}, False),  # PyPI's 2.6.0 is the CUDA 12.4 build
+        ({"torch": "2.6.0", "torch_cuda": "12.6"}, True),
+        ({"torch": "2.6.0+cu126"}, True),  # PyTorch PR #142064
+        ({"torch": "2.5.1+cu124"}, False),
+        ({"torch": "2.4.0"}, False),
+        ({"torch": "2.7.0+cu118"}, True),  # every build from 2.7
+        ({"torch": "2.11.0+cu130"}, True),
+        ({"torch": "2.5.1+cu124", "platform": "linux_aarch64"}, True),  # aarch64 builds always CXX11
+        ({"torch": "2.13.0+cpu"}, True),
+        ({"torch": "2.5.1+cpu"}, False),
+        ({"torch": "2.6.0+cpu"}, None),  # 2.6's ABI depends on the CUDA: a CPU build does not tell
+        ({"torch": "2.1.0a0+32f93b1"}, None),  # NGC: a vendor pre-release build
+        ({"torch": "2.10.0.dev20251101+cu130"}, None),  # a nightly
+        ({"torch": "2.6.0+rocm6.2.4"}, None),
+        ({"torch": "2.6.0+cu124", "platform": "win_amd64"}, None),  # no C++ ABI question on Windows
+    ],
+)
+def test_cxx11abi_is_inferred_from_the_torch_version(spec, abi):  # type: ignore[no-untyped-def]
+    env = environment_from_target(spec)
+    assert env.cxx11abi is abi
+    assert env.known("cxx11abi") is (abi is not None)
+    if abi is not None:
+        assert env.notes and env.notes[0].startswith("cxx11abi inferred from the torch version")
+        assert ("pre-CXX11 build" if abi is False else " CXX11 build") in env.notes[0]
+    elif not spec.get("platform", "").startswith("win"):
+        assert env.notes and env.notes[0].startswith("cxx11abi unknown")
+
+
+def test_an_explicit_cxx11abi_wins_and_is_not_noted():
+    env = environment_from_target({"torch": "2.6.0+cu124", "cxx11abi": True})
+    assert env.cxx11abi is True and env.notes == ()
+    unknown = environment_from_target({"torch": "2.6.0+cu124", "cxx11abi": None})
+    assert unknown.cxx11abi is None and unknown.notes == ()
+
+
+# -- reading the file: bounded, UTF-8, not too deep (a one-line error, exit 2) ----------------------------
+def test_load_target_refuses_hostile_files(tmp_path):  # type: ignore[no-untyped-def]
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"gpus": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(TargetSpecError, match="nested too deeply"):
+        load_target(str(deep))
+    latin = tmp_path / "latin1.json"
+    latin.write_bytes('{"name": "caf\xe9"}'.encode("latin-1"))
+    with pytest.raises(TargetSpecError, match="not UTF-8"):
+        load_target(str(latin))
+    big = tmp_path / "big.json"
+    big.write_text("{}" + " " * (1 << 20))
+    with pytest.raises(TargetSpecError, match="larger than"):
+        load_target(str(big))

@@ -1,0 +1,355 @@
+"""The probes against the real machine: the real interpreter and torch, fake packages that really
+crash, fake toolkits on PATH, other interpreters."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import venv
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from flashdoctor.knowledge.backends import variant_imports
+from flashdoctor.model.environment import GPU
+from flashdoctor.probe import import_test, probe_environment
+from flashdoctor.probe.buildtools import probe_build_tools
+from flashdoctor.probe.interpreter import TargetScriptError, run_script, run_target
+from flashdoctor.probe.system import probe_toolkit, visible_filter
+from tests.support.paths import ROOT
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *[p for p in [extra.pop("PYTHONPATH", "")] if p]])
+    env.update(extra)
+    return env
+
+
+def fake_dist(
+    site: Path, dist: str, module: str, version: str, init: str, extra_files: dict[str, bytes] | None = None
+) -> None:
+    """A real installed distribution (dist-info with METADATA and RECORD) in ``site``."""
+    pkg = site / module
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(init)
+    files = [f"{module}/__init__.py"]
+    for name, data in (extra_files or {}).items():
+        (site / name).write_bytes(data)
+        files.append(name)
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "RECORD").write_text(
+        "".join(f"{f},,\n" for f in [*files, f"{info.name}/METADATA", f"{info.name}/RECORD"])
+    )
+
+
+def test_visible_filter_indices_uuids_and_stop_rule():
+    gpus = [GPU(index=i, name=f"g{i}", capability="9.0", uuid=f"GPU-{i}aaa-{i}") for i in range(4)]
+    assert [g.name for g in visible_filter(gpus, "2,0")] == ["g2", "g0"]
+    assert [g.index for g in visible_filter(gpus, "2,0")] == [0, 1]  # renumbered, as CUDA does
+    assert [g.name for g in visible_filter(gpus, "GPU-3aaa")] == ["g3"]
+    assert visible_filter(gpus, "") == []
+    assert visible_filter(gpus, "-1") == []
+    assert [g.name for g in visible_filter(gpus, "1,7,2")] == ["g1"]  # stops at the first invalid entry
+    assert visible_filter(gpus, None) == gpus
+
+
+@pytest.mark.system
+def test_real_interpreter_and_real_torch():
+    torch = pytest.importorskip("torch")
+    env = probe_environment(python=sys.executable, environ=child_env())
+    assert env.python == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert env.torch == torch.__version__
+    assert env.torch_cuda == torch.version.cuda
+    assert env.cxx11abi is bool(torch._C._GLIBCXX_USE_CXX11_ABI)
+    assert env.platform and env.platform.startswith("linux")
+    assert env.cpus and env.cpus >= 1
+    assert env.known("gpus")
+
+
+@pytest.mark.system
+def test_interpreter_probe_never_imports_torch(tmp_path: Path):
+    """With the registry's variant table (as probe_environment passes it) and a variant installed."""
+    site = tmp_path / "site"
+    fake_dist(site, "flash-attn", "flash_attn", "2.8.3", "import torch\n")
+    script = resources.files("flashdoctor.probe").joinpath("_interp.py")
+    config = json.dumps({"variants": variant_imports()})
+    code = (
+        "import runpy, sys, io, contextlib\n"
+        f"sys.argv = [{str(script)!r}, {config!r}]\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        f"    runpy.run_path({str(script)!r}, run_name='__main__')\n"
+        "print(json.dumps(json.loads(buf.getvalue())['flash']))\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import json\n" + code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=child_env(PYTHONPATH=str(site)),
+    )
+    flash, loaded = out.stdout.strip().splitlines()[-2:]
+    assert [(f["variant"], f["dist"], f["version"]) for f in json.loads(flash)] == [
+        ("fa2", "flash-attn", "2.8.3")
+    ]
+    assert loaded == "False"
+
+
+@pytest.mark.system
+def test_fa3_is_found_through_the_registry_module_list(tmp_path: Path):
+    """An FA3 laid out as upstream main builds it (flash_attn_3/flash_attn_interface.py, extension
+    flash_attn_3/_C.abi3.so), found by the environment probe and imported by the import test."""
+    site = tmp_path / "site"
+    fake_dist(
+        site,
+        "flash_attn_3",
+        "flash_attn_3",
+        "3.0.0+fd.sm90.hd128.bf16",
+        "",
+        {
+            "flash_attn_3/_C.abi3.so": b"not an ELF",
+            "flash_attn_3/flash_attn_interface.py": b"def flash_attn_func(): pass\n",
+        },
+    )
+    env = probe_environment(python=sys.executable, environ=child_env(PYTHONPATH=str(site)))
+    inst = env.installed_variant("fa3")
+    assert inst is not None and inst.dist == "flash-attn-3" and inst.version == "3.0.0+fd.sm90.hd128.bf16"
+    assert inst.import_ok is True, inst.import_error
+    assert inst.extension_path and inst.extension_path.endswith("_C.abi3.so")
+
+
+# -- the one target-script runner (probe.interpreter) -------------------------------------------------
+@pytest.mark.system
+@pytest.mark.parametrize(
+    ("python", "code", "kind", "message"),
+    [
+        (
+            "/nonexistent/python",
+            "",
+            "no-interpreter",
+            "cannot run the target interpreter /nonexistent/python: No such file",
+        ),
+        (
+            "/etc/hostname",
+            "",
+            "no-interpreter",
+            "cannot run the target interpreter /etc/hostname: ",
+        ),
+        (
+            sys.executable,
+            "import os; os.abort()",
+            "signal",
+            "was killed by SIGABRT while running the test script",
+        ),
+        (
+            sys.executable,
+            "import time; time.sleep(30)",
+            "timeout",
+            "the test script did not finish within 2 s",
+        ),
+        (
+            sys.executable,
+            "raise ImportError('libcudart.so.13: cannot open')",
+            "exit",
+            "(exit 1): ImportError: libcudart.so.13",
+        ),
+        (sys.executable, "print('hello')", "bad-output", "printed no result in the target interpreter"),
+        (sys.executable, "print('[1, 2]')", "bad-output", "its last line is not a JSON object"),
+    ],
+)
+def test_one_error_type_for_every_way_a_script_fails(python: str, code: str, kind: str, message: str):
+    with pytest.raises(TargetScriptError) as info:
+        run_script(python, code, [], child_env(), 2.0, "the test script")
+    assert info.value.kind == kind
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.system
+def test_a_script_result_and_its_arguments():
+    code = "import json, sys\nprint('noise')\nprint(json.dumps({'args': sys.argv[1:]}))\n"
+    assert run_script(sys.executable, code, ["a", "b c"], child_env(), 30, "x") == {"args": ["a", "b c"]}
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_a_timeout_kills_what_the_script_started(tmp_path: Path):
+    marker = tmp_path / "child-alive"
+    child = tmp_path / "child.py"
+    child.write_text(f"import time\ntime.sleep(3)\nopen({str(marker)!r}, 'w').close()\n")
+    code = (
+        f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, {str(child)!r}])\ntime.sleep(30)\n"
+    )
+    run = run_target(sys.executable, ["-c", code], child_env(), 1.0, "x")
+    assert run.timed_out and run.failure() is not None and run.elapsed_s < 10
+    time.sleep(4)
+    assert not marker.exists(), "the grandchild outlived the timeout"
+
+
+@pytest.mark.system
+def test_wrapper_shell_exit_codes_are_read_as_signals(tmp_path: Path):
+    wrapper = tmp_path / "python"
+    wrapper.write_text("#!/bin/sh\nexit 139\n")
+    wrapper.chmod(0o755)
+    res = import_test(str(wrapper), "flash-attn", child_env())
+    assert res.crashed and res.error and res.error.endswith("[the interpreter was killed by SIGSEGV]")
+
+
+@pytest.mark.system
+def test_build_tools_probe_reports_a_dead_interpreter():
+    tools = probe_build_tools("/nonexistent/python", child_env())
+    assert tools.torch_ok is False and "cannot run the target interpreter" in str(tools.torch_error)
+
+
+@pytest.mark.system
+def test_segfaulting_flash_attn_is_a_finding_not_a_crash(tmp_path: Path):
+    site = tmp_path / "site"
+    fake_dist(site, "flash-attn", "flash_attn", "2.8.3", "import ctypes\nctypes.string_at(0)\n")
+    p = subprocess.run(
+        [sys.executable, "-m", "flashdoctor", "check", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(PYTHONPATH=str(site)),
+    )
+    assert p.returncode == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    doc = json.loads(p.stdout)
+    f = next(f for f in doc["findings"] if f["code"] == "flash-attn-import-error")
+    assert f["status"] == "fail" and f["variant"] == "fa2"
+    assert "crashed" in f["message"]
+    assert "SIGSEGV" in f["evidence"]
+    assert doc["environment"]["installed"]["flash-attn"]["import_crashed"] is True
+
+
+@pytest.mark.system
+def test_installed_extension_archs_are_read_without_import(tmp_path: Path):
+    nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    if not Path(nvcc).exists():
+        pytest.skip("nvcc not available")
+    src = tmp_path / "k.cu"
+    src.write_text('__global__ void k(float* x){x[0]=1;}\nextern "C" void l(float*x){k<<<1,1>>>(x);}\n')
+    so = tmp_path / "ext.so"
+    subprocess.run(
+        [
+            nvcc,
+            "-shared",
+            "-Xcompiler",
+            "-fPIC",
+            "-gencode",
+            "arch=compute_80,code=sm_80",
+            "-o",
+            str(so),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    site = tmp_path / "site"
+    ext = f"flash_attn_2_cuda.cpython-{sys.version_info[0]}{sys.version_info[1]}-x86_64-linux-gnu.so"
+    fake_dist(
+        site,
+        "flash-attn",
+        "flash_attn",
+        "2.7.4.post1",
+        "raise ImportError('not a real build')\n",
+        {ext: so.read_bytes()},
+    )
+    env = probe_environment(python=sys.executable, environ=child_env(PYTHONPATH=str(site)))
+    inst = env.installed_variant("fa2")
+    assert inst is not None and inst.version == "2.7.4.post1"
+    assert inst.archs == ("sm_80",)
+    assert inst.extension_path and inst.extension_path.endswith(ext)
+    assert inst.import_ok is False and "not a real build" in (inst.import_error or "")
+
+
+@pytest.mark.system
+def test_toolkit_probe_with_fake_nvccs(tmp_path: Path):
+    def fake_toolkit(root: Path, release: str, headers: bool) -> None:
+        (root / "bin").mkdir(parents=True)
+        nv = root / "bin" / "nvcc"
+        nv.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {release}, V{release}.1'\n")
+        nv.chmod(0o755)
+        if headers:
+            (root / "include").mkdir()
+            (root / "include" / "cuda_runtime.h").write_text("")
+
+    fake_toolkit(tmp_path / "cuda-12.4", "12.4", True)
+    fake_toolkit(tmp_path / "cuda-11.8", "11.8", True)
+    environ = {
+        "PATH": f"{tmp_path / 'cuda-11.8' / 'bin'}:/usr/bin:/bin",
+        "CUDA_HOME": str(tmp_path / "cuda-12.4"),
+    }
+    r = probe_toolkit(environ)
+    assert r.values["nvcc"] == "12.4"  # CUDA_HOME wins, as in torch.utils.cpp_extension
+    assert r.values["cuda_home_headers"] is True
+    versions = {n.version for n in r.values["nvccs"]}  # type: ignore[attr-defined]
+    assert {"12.4", "11.8"} <= versions
+    from flashdoctor.decide.explain import run_checks
+    from flashdoctor.model.target import environment_from_target
+
+    env = environment_from_target({"torch": "2.5.1+cu124"}).replace(
+        **{k: r.values[k] for k in ("nvcc", "nvcc_path", "nvccs", "cuda_home", "cuda_home_headers")},
+        unknown=frozenset(),
+    )
+    f = [f for f in run_checks(env).findings if f.code == "cuda-home-mismatch"]
+    assert f and "11.8" in f[0].message
+
+
+@pytest.mark.system
+def test_other_interpreter_without_torch(tmp_path: Path):
+    venv.EnvBuilder(with_pip=False).create(tmp_path / "v")
+    py = tmp_path / "v" / "bin" / "python"
+    env = probe_environment(python=str(py), environ=child_env())
+    assert env.torch is None and env.known("torch")
+    assert env.python_executable and env.python_executable.startswith(str(tmp_path))
+    p = subprocess.run(
+        [sys.executable, "-m", "flashdoctor", "check", "--python", str(py), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(),
+    )
+    doc = json.loads(p.stdout)
+    assert any(f["code"] == "torch-missing" for f in doc["findings"])
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("bad", ["/nonexistent/python", "/bin/true", "/etc/hostname"])
+def test_bad_python_is_a_usage_error(bad: str):
+    p = subprocess.run(
+        [sys.executable, "-m", "flashdoctor", "check", "--python", bad],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr
+    assert "flashdoctor: error:" in p.stderr
+
+
+@pytest.mark.system
+def test_fa4_namespace_package_is_not_taken_for_fa2(tmp_path: Path):
+    site = tmp_path / "site"
+    (site / "flash_attn" / "cute").mkdir(parents=True)
+    (site / "flash_attn" / "cute" / "__init__.py").write_text("raise ImportError('needs the CUTLASS DSL')\n")
+    info = site / "flash_attn_4-4.0.0b36.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flash-attn-4\nVersion: 4.0.0b36\n")
+    (info / "RECORD").write_text("flash_attn/cute/__init__.py,,\n")
+    env = probe_environment(
+        python=sys.executable, environ=child_env(PYTHONPATH=str(site)), import_tests=False
+    )
+    assert [i.dist for i in env.installed] == ["flash-attn-4"]
+    assert env.installed[0].version == "4.0.0b36"
