@@ -8,7 +8,9 @@ All three are fresh processes of the same interpreter, run in turn, and the medi
 - collect_env     PyTorch's own environment report.
 
 Goal (issue 17): check <= 0.10 x collect_env on a GPU machine.
-Usage: python scripts/bench_check.py [--repeats N] [--python PATH]
+Usage: python scripts/bench_check.py [--repeats N] [--python PATH] [--flashdoctor PATH]
+(--flashdoctor: flashdoctor's console script in its own venv, as the README installs it; it is given
+--python PATH. Default: `PATH -m flashdoctor` with this checkout on PYTHONPATH.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ GOAL = 0.10
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     t0 = time.perf_counter()
     p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False)
-    return time.perf_counter() - t0, p.returncode
+    dt = time.perf_counter() - t0
+    if b"Traceback (most recent call last)" in p.stderr:  # a crash is not a timing
+        sys.stderr.write(p.stderr.decode("utf-8", "replace")[-2000:])
+        return dt, 99
+    return dt, p.returncode
 
 
 def main() -> int:
@@ -37,13 +43,18 @@ def main() -> int:
     ap.add_argument(
         "--python", default=sys.executable, help="interpreter that has torch (and runs all three)"
     )
+    ap.add_argument("--flashdoctor", help="flashdoctor's console script (its own venv); given --python")
     args = ap.parse_args()
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    # `python -m flashdoctor` checks the Python that runs it: the one with torch.
+    if args.flashdoctor:
+        fd = [args.flashdoctor, "check", "--python", args.python]
+    else:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+        # `python -m flashdoctor` checks the Python that runs it: the one with torch.
+        fd = [args.python, "-m", "flashdoctor", "check"]
     runs = {
-        "flashdoctor check": [args.python, "-m", "flashdoctor", "check"],
-        "flashdoctor check --json": [args.python, "-m", "flashdoctor", "check", "--json"],
+        "flashdoctor check": fd,
+        "flashdoctor check --json": [*fd, "--json"],
         "torch collect_env": [args.python, "-m", "torch.utils.collect_env"],
     }
     for cmd in runs.values():  # warm the page cache for all of them before measuring

@@ -22,7 +22,10 @@ WORK=${FD_WORK:-/tmp/fd-fa3-proof}
 rm -rf "$WORK" && mkdir -p "$WORK"
 export PYTHONPATH="$ROOT" PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 export FLASHDOCTOR_CACHE_DIR="$WORK/cache"
-FD=("$PY" -m flashdoctor)
+# flashdoctor in its own venv with its declared dependencies (from .carry/deps: no network), as a user has it
+"$PY" -m venv "$WORK/fd" && "$WORK/fd/bin/pip" install -q --no-index --find-links "$ROOT/.carry/deps" "$ROOT" \
+    > "$WORK/fd-pip.log" 2>&1 || { echo "cannot install flashdoctor into $WORK/fd"; tail -5 "$WORK/fd-pip.log"; }
+FD=("$WORK/fd/bin/flashdoctor")
 T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 )); }
 step() { echo; echo "== $* ($(elapsed) s)"; }
@@ -73,12 +76,14 @@ step "4. the README's set-up commands, verbatim, in a fresh clone (pip reads .ca
 if [[ $(elapsed) -lt 420 ]]; then
     export PIP_FIND_LINKS="$ROOT/.carry/deps"
     rm -rf /tmp/flashdoctor-clone ~/.flashdoctor
-    (git clone -q "$ROOT" /tmp/flashdoctor-clone 2>/dev/null || cp -r "$ROOT" /tmp/flashdoctor-clone)
+    # a copy of this tree as it is (a clone would take the repository's HEAD, which need not be this tree)
+    cp -r "$ROOT" /tmp/flashdoctor-clone && rm -rf /tmp/flashdoctor-clone/.carry /tmp/flashdoctor-clone/.venv
+    echo "python3 on PATH: $(command -v python3); VIRTUAL_ENV=${VIRTUAL_ENV:-}" > "$OUT/readme.txt"
     ( cd /tmp/flashdoctor-clone && env -u PYTHONPATH bash -c \
         'python3 -m venv ~/.flashdoctor && ~/.flashdoctor/bin/pip install . > /tmp/readme-pip.log 2>&1; echo "[pip install exit $?]"; tail -1 /tmp/readme-pip.log
-         ~/.flashdoctor/bin/flashdoctor check; echo "[check exit $?]"' ) > "$OUT/readme.txt" 2>&1
+         ~/.flashdoctor/bin/flashdoctor check; echo "[check exit $?]"' ) >> "$OUT/readme.txt" 2>&1
     cat "$OUT/readme.txt"
-    timed "bench_check" "$PY" scripts/bench_check.py --repeats 2 > "$OUT/bench_check.txt" 2>&1
+    timed "bench_check" "$PY" scripts/bench_check.py --repeats 5 --flashdoctor "$WORK/fd/bin/flashdoctor" > "$OUT/bench_check.txt" 2>&1
     cat "$OUT/bench_check.txt"
 fi
 step "done"; cat "$OUT/times.txt"

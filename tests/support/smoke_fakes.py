@@ -55,8 +55,11 @@ def _crash_outside(q, causal):
 def _crash_before_dtype(q):
     # {"head_dims": [...]}: a head dim outside the build's kernels segfaults even before the dtype is
     # looked at (an FA3 minimal build called with fp32 at head dim 64 on the H100)
+    # {"fp32": "crash"}: fp32 segfaults too, at any head dim (the same FA3 minimal build, at head dim 128)
     c = CRASH_OUTSIDE
     if c is not None and "head_dims" in c and q.shape[-1] not in c["head_dims"]:
+        ctypes.string_at(0)
+    if c is not None and c.get("fp32") == "crash" and DTYPE_NAMES.get(q.dtype) == "fp32":
         ctypes.string_at(0)
 
 

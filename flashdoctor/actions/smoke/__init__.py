@@ -14,7 +14,12 @@ from typing import TypeVar
 
 from flashdoctor.actions.smoke.run import run_with_restarts, sdpa_names
 from flashdoctor.decide.smoke.bench import BenchReport, judge_bench
-from flashdoctor.decide.smoke.classify import covered_dtypes, covered_head_dim, not_compiled
+from flashdoctor.decide.smoke.classify import (
+    covered_dtypes,
+    covered_head_dim,
+    not_compiled,
+    skips_input_checks,
+)
 from flashdoctor.decide.smoke.judge import judge_smoke
 from flashdoctor.knowledge.backends import variant_imports
 from flashdoctor.model.cases import FALLBACK, Case, normalise_backends, smoke_cases
@@ -146,6 +151,7 @@ def _common_config(
         "input_head_dims": {
             b: hd for b in backends if (hd := covered_head_dim(b, versions.get(b))) is not None
         },
+        "input_skip": [b for b in backends if skips_input_checks(b, versions.get(b))],
     }
 
 

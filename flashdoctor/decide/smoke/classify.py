@@ -171,6 +171,14 @@ def covered_head_dim(name: str, version: str | None) -> int | None:
     return min(coverage.head_dims)
 
 
+def skips_input_checks(name: str, version: str | None) -> bool:
+    """Whether the installed build of ``name`` is not fed input it must refuse: a minimal build of a
+    variant whose registry entry says ``minimal_input_checks: false`` (it dies instead of refusing)."""
+    if covered_dtypes(name, version) is None:  # not a minimal build (or not a variant)
+        return False
+    return smoke_facts(name).get("minimal_input_checks", True) is False
+
+
 def version_label(name: str, version: str | None) -> tuple[str, str | None]:
     """How a report names an installed build: a short label and, for a flashdoctor minimal build, its
     profile in words. The local label of such a build (3.0.0+fd.sm90.hd128.bf16.nosplit…) is too long

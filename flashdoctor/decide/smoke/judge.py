@@ -342,6 +342,21 @@ def _input_check_findings(
     seen: set[tuple[str, str]] = set()
     what = {"fp32": "fp32 tensors", "head_dim_512": "head dim 512"}
     for e in log.input_checks:
+        if e.get("skipped"):
+            b = str(e["backend"])
+            info = backends.get(b)
+            findings.append(
+                Finding(
+                    "smoke-input-check",
+                    Status.SKIP,
+                    f"{info.title if info else b}: not fed fp32 tensors or head dim 512 — a minimal build of "
+                    "this variant has no branch that refuses them (it dies); flashdoctor's runtime never "
+                    "sends it such input",
+                    variant=_variant_of(b),
+                    subject=b,
+                )
+            )
+            continue
         ic = InputCheck(
             e.get("gpu"), str(e["backend"]), str(e["check"]), bool(e.get("raised")), e.get("error")
         )

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from flashdoctor.cli import cli
 from flashdoctor.decide.wheels.origin import NO_DIGEST, evidence_reason, wheel_origin
 from flashdoctor.model.plan import WheelRef
-from tests.conftest import TARGETS
+from tests.support.paths import TARGETS
 
 FA3 = "flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl"
 FA3_URL = f"https://download.pytorch.org/whl/cu130/{FA3}"
