@@ -313,4 +313,8 @@ def lock(variant: Variant, **opts: Any) -> int:
 
         for path in result.outputs.values():
             echo(f"wrote {path}: {entry.dist} {entry.wheel.version} ({digest_wording(entry.sha256_from)})")
+        if entry.credentials_removed:
+            from flashdoctor.actions.install.lock import credentials_note
+
+            echo(credentials_note([entry.credentials_removed]) or "")
     return 0
