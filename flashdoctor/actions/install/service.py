@@ -280,7 +280,6 @@ def lock(
         url = art.ref.url if art.origin in ("download", "cache") else ref.url
         ref, sha_from = replace(ref, url=url, sha256=art.sha256), art.sha256_from
         verification = art.verification.to_json()
-    assert ref.sha256 is not None
     # A mirror's link resolves against the --index-url, user:password included: pip finds those in netrc
     # or a keyring; the lock (a file anyone may read, or the terminal) never carries them.
     removed = None
@@ -288,6 +287,7 @@ def lock(
         target, clean = parse(ref.url), redact(ref.url, drop_userinfo=True)
         if target.userinfo or parse_qsl(urlsplit(clean).query) != parse_qsl(urlsplit(ref.url).query):
             removed, ref = target.netloc, replace(ref, url=clean)
+    assert ref.sha256 is not None
     if unquote(urlsplit(ref.url).path).rsplit("/", 1)[-1] != ref.filename:
         raise FlashdoctorError(
             f"cannot lock {ref.url}: pip reads the wheel's name from the URL, and it does not end in {ref.filename}"
