@@ -41,15 +41,18 @@ class SwapInALink:
         pass
 
 
+def _served_wheel_and_victim(server: FaultServer, tmp_path: Path) -> tuple[Path, str, Path, bytes]:
+    w = make_wheel(tmp_path / "w")
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"precious " * 100)
+    return w, server.add("/w.whl", w.read_bytes()), victim, victim.read_bytes()
+
+
 @pytest.mark.parametrize("kind", ["symlink", "hardlink"])
 def test_the_downloader_never_writes_through_a_link_swapped_in(
     server: FaultServer, tmp_path: Path, kind: str
 ) -> None:
-    w = make_wheel(tmp_path / "w")
-    url = server.add("/w.whl", w.read_bytes())
-    victim = tmp_path / "victim.bin"
-    victim.write_bytes(b"precious " * 100)
-    before = victim.read_bytes()
+    _w, url, victim, before = _served_wheel_and_victim(server, tmp_path)
     dest = tmp_path / "x.part"
     dest.touch(mode=0o600)  # what the cache's open_part made
     with pytest.raises(DiskError, match=r"cannot write x\.part"):
@@ -62,11 +65,7 @@ def test_the_downloader_never_writes_through_a_link_swapped_in(
 def test_a_resumable_looking_link_is_neither_read_nor_resumed(
     server: FaultServer, tmp_path: Path, kind: str
 ) -> None:
-    w = make_wheel(tmp_path / "w")
-    url = server.add("/w.whl", w.read_bytes())
-    victim = tmp_path / "victim.bin"
-    victim.write_bytes(b"precious " * 100)
-    before = victim.read_bytes()
+    w, url, victim, before = _served_wheel_and_victim(server, tmp_path)
     dest = tmp_path / "x.part"
     _plant(kind, victim, dest)
     res = download(url, dest, policy=FAST, validators={"etag": '"v1"'})
