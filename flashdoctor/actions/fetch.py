@@ -94,10 +94,11 @@ class FetchOptions:
     progress: Progress | None = None
     on_wait: Callable[[], None] | None = None  # another process holds the download lock
     digests: DigestLookup | None = field(default_factory=DigestLookup)  # None: never ask a publisher
+    digest_from: str = "wheel-index"  # where a planned sha256 came from (a --plan file: "plan-file")
 
 
-def _known(ref: WheelRef) -> Verification:
-    return published("wheel-index") if ref.sha256 else recorded()
+def _known(ref: WheelRef, opts: FetchOptions) -> Verification:
+    return published(opts.digest_from) if ref.sha256 else recorded()
 
 
 def _checked(
@@ -157,13 +158,13 @@ def obtain(
         p = Path(unquote(urlsplit(ref.url).path))
         if not p.is_file():
             raise DownloadError(f"{p} does not exist")
-        return _checked(p, ref, "local", _local(ref), url=str(p), stage=stage)
+        return _checked(p, ref, "local", _local(ref, opts), url=str(p), stage=stage)
     if opts.wheelhouse is not None:
         found = opts.wheelhouse.find(ref.filename)
         if found is not None:  # a wrong file there fails loudly
-            return _checked(found, ref, "wheelhouse", _local(ref), url=str(found), stage=stage)
+            return _checked(found, ref, "wheelhouse", _local(ref, opts), url=str(found), stage=stage)
     with Http(opts.policy, environ) as http:
-        verification = _known(ref)
+        verification = _known(ref, opts)
         if ref.sha256:
             hit = _cache_lookup(ref, opts.cache, verification, stage)
             if hit is not None:
@@ -193,8 +194,8 @@ def obtain(
     return replace(staged, attempts=art.attempts, resumed=art.resumed)
 
 
-def _local(ref: WheelRef) -> Verification:
-    return _known(ref) if ref.sha256 else recorded("a local file; no published digest was looked up")
+def _local(ref: WheelRef, opts: FetchOptions) -> Verification:
+    return _known(ref, opts) if ref.sha256 else recorded("a local file; no published digest was looked up")
 
 
 def _ask_publisher(ref: WheelRef, opts: FetchOptions, http: Http) -> tuple[WheelRef, Verification]:

@@ -6,11 +6,13 @@ saved under a .whl name, a truncated archive or a wheel of another project fails
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
@@ -145,6 +147,12 @@ def _direct_url_problem(url: str, allow_http: bool) -> str | None:
         check_url(url, allow_http)
     except RefusedURL as exc:
         return exc.message
+    fragment = urlsplit(url).fragment
+    if not any(re.fullmatch(r"sha256=[0-9a-fA-F]{64}", part) for part in fragment.split("&")):
+        return (
+            "a direct URL without a #sha256= digest: the installer would take whatever bytes it is sent "
+            "(with #sha256=<64 hex> it checks them)"
+        )
     return None
 
 
@@ -157,8 +165,8 @@ def dependency_problems(
     """Why the wheel's dependencies may not be installed (empty: they may). Checked before anything
     changes: the torch guard (:func:`torch_conflict`), a dependency on torch from a URL (it would replace
     torch), and direct-URL requirements (``x @ http://host/x.whl``) that the download policy refuses
-    (plain http to a non-loopback host without --allow-http, VCS and file URLs): the installer would
-    fetch those itself, unverified."""
+    (plain http to a non-loopback host without --allow-http, VCS and file URLs) or that carry no
+    ``#sha256=`` digest: the installer would fetch those itself, unverified."""
     allow_http = policy.allow_http if policy is not None else False
     problems = []
     conflict = torch_conflict(info, torch_version, markers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,7 @@ def _fetch(opts: dict[str, Any], progress: bool) -> tuple[FetchOptions, list[Whe
     from flashdoctor.actions.install.service import fetch_setup
     from flashdoctor.render.install import download_progress
 
-    return fetch_setup(
+    fetch, houses = fetch_setup(
         opts["wheelhouse"],
         opts["index_url"],
         opts["allow_http"],
@@ -51,6 +52,9 @@ def _fetch(opts: dict[str, Any], progress: bool) -> tuple[FetchOptions, list[Whe
             "flashdoctor: another process is downloading this wheel; waiting for it", err=True
         ),
     )
+    if opts.get("plan_file"):  # a digest in a --plan file is named as coming from it
+        fetch = dataclasses.replace(fetch, digest_from="plan-file")
+    return fetch, houses
 
 
 def _selection(opts: dict[str, Any]) -> dict[str, Any]:
@@ -311,4 +315,8 @@ def lock(variant: Variant, **opts: Any) -> int:
 
         for path in result.outputs.values():
             echo(f"wrote {path}: {entry.dist} {entry.wheel.version} ({digest_wording(entry.sha256_from)})")
+        if entry.credentials_removed:
+            from flashdoctor.actions.install.lock import credentials_note
+
+            echo(credentials_note([entry.credentials_removed]) or "")
     return 0

@@ -15,6 +15,7 @@ Kind = Literal["published-digest", "recorded"]
 # Where a published digest came from (``Verification.digest_from``).
 DIGEST_SOURCES: dict[str, str] = {
     "wheel-index": "flashdoctor's wheel index",
+    "plan-file": "the plan file",
     "index-url": "the --index-url page",
     "pep503-page": "the index page's #sha256= fragment",
     "pep691-page": "the index page's PEP 691 hashes",

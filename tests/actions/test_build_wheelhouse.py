@@ -311,30 +311,79 @@ def _victim(tmp_path: Path) -> Path:
     return v
 
 
-def test_wheelhouse_add_never_follows_a_planted_temporary_name(tmp_path: Path) -> None:
+class PlantedNames:
+    """Plants links at exactly the temporary names the code uses now, whatever its naming scheme: tempfile's
+    random names are made deterministic (each mkstemp starts from the same sequence), a first run in a
+    scratch directory records every name that ``os.replace`` moves into place, and :meth:`plant` puts a
+    link to the victim at each of them (relative to the same root) before the real run. Code that opened
+    such a name without O_EXCL/O_NOFOLLOW would write through the link; mkstemp steps to the next name."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import tempfile
+
+        self.moved: list[str] = []
+        monkeypatch.setattr(
+            tempfile, "_get_candidate_names", lambda: iter([f"fdtest{i}" for i in range(100)])
+        )
+        real_replace = os.replace
+
+        def replace(src: Any, dst: Any, **kw: Any) -> None:
+            self.moved.append(os.fspath(src))
+            real_replace(src, dst, **kw)
+
+        monkeypatch.setattr(os, "replace", replace)
+
+    def discover(self, scratch: Path, run: Any) -> list[str]:
+        """The temporary names (relative to ``scratch``) that ``run(scratch)`` moved into place."""
+        self.moved.clear()
+        run(scratch)
+        names = [os.path.relpath(m, scratch) for m in self.moved]
+        assert names and not any(n.startswith("..") for n in names), self.moved  # the test can fail
+        self.moved.clear()
+        return names
+
+    @staticmethod
+    def plant(root: Path, names: list[str], victim: Path) -> None:
+        for n in names:
+            (root / n).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(victim, root / n)
+
+
+def test_wheelhouse_add_never_follows_a_planted_temporary_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The old code wrote through `.<wheel>.tmp-<pid>`: a link planted there had its target
-    overwritten, and the wheelhouse entry became that link."""
+    overwritten, and the wheelhouse entry became that link. The links go where the code writes now."""
     victim = _victim(tmp_path)
-    house = tmp_path / "wh"
-    house.mkdir()
     src = _wheel(tmp_path)
-    os.symlink(victim, house / f".{WHEEL}.tmp-{os.getpid()}")
+    names = PlantedNames(monkeypatch)
+
+    def add(house: Path) -> None:
+        house.mkdir()
+        assert Wheelhouse(house).add(src, WHEEL) == house / WHEEL
+
+    planted = names.discover(tmp_path / "scratch", add)
+    house = tmp_path / "wh"
+    names.plant(house, planted, victim)
     assert Wheelhouse(house).add(src, WHEEL) == house / WHEEL
     assert victim.read_text() == "precious\n"
     assert not (house / WHEEL).is_symlink() and (house / WHEEL).read_bytes() == src.read_bytes()
 
 
-def test_store_and_manifest_writes_never_follow_planted_names(tmp_path: Path) -> None:
+def test_store_and_manifest_writes_never_follow_planted_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     victim = _victim(tmp_path)
     f = fingerprint(target_env("h100"), "fa2", "2.8.3.post2", MIN)
-    d = tmp_path / "wh" / f.id
-    d.mkdir(parents=True)
-    os.symlink(victim, d / f"{WHEEL}.part{os.getpid()}")  # the old store's temporary name
-    os.symlink(victim, d / f".build.json.tmp-{os.getpid()}")  # the old atomic_write_bytes's
-    built = store(tmp_path / "wh", _wheel(tmp_path), f, {})
+    names = PlantedNames(monkeypatch)
+    wheel = _wheel(tmp_path)
+    planted = names.discover(tmp_path / "scratch", lambda root: store(root, wheel, f, {}))
+    names.plant(tmp_path / "wh", planted, victim)
+    built = store(tmp_path / "wh", wheel, f, {})
     assert victim.read_text() == "precious\n"
+    d = tmp_path / "wh" / f.id
     assert not built.path.is_symlink() and not (d / "build.json").is_symlink()
-    out = tmp_path / "rec.json"
-    os.symlink(victim, tmp_path / f".rec.json.tmp-{os.getpid()}")
-    atomic_write_bytes(out, b"{}")
-    assert victim.read_text() == "precious\n" and out.read_bytes() == b"{}"
+    planted = names.discover(tmp_path / "scratch2", lambda root: atomic_write_bytes(root / "rec.json", b"{}"))
+    names.plant(tmp_path / "rec", planted, victim)
+    atomic_write_bytes(tmp_path / "rec" / "rec.json", b"{}")
+    assert victim.read_text() == "precious\n" and (tmp_path / "rec" / "rec.json").read_bytes() == b"{}"

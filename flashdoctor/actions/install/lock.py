@@ -41,6 +41,7 @@ class LockEntry:
     sha256: str
     sha256_from: str  # "index" | "computed"
     verification: dict[str, Any] | None = None  # how the digest was checked (fetch.Artifact), when fetched
+    credentials_removed: str | None = None  # the host whose user:password was taken out of the URL
 
     @property
     def dist(self) -> str:
@@ -81,7 +82,20 @@ class LockEntry:
             "verification": self.verification,
             "requirement": f"{self.dist} @ {self.wheel.url} --hash=sha256:{self.sha256}",
             "direct_reference": self.direct_reference(),
+            "credentials_removed": self.credentials_removed is not None,
         }
+
+
+def credentials_note(hosts: list[str]) -> str | None:
+    """The one line that says credentials were taken out of the locked URLs, and how pip gets them."""
+    if not hosts:
+        return None
+    names = ", ".join(dict.fromkeys(hosts))
+    return (
+        f"The credentials for {names} were removed from the URLs (never written down); pip finds them in "
+        "~/.netrc or a keyring (keyring), or in PIP_INDEX_URL=https://user:password@host/... when the files "
+        "lie under that index."
+    )
 
 
 def _head(entries: list[LockEntry], env: Environment, source: str, *how: str) -> list[str]:
@@ -89,11 +103,13 @@ def _head(entries: list[LockEntry], env: Environment, source: str, *how: str) ->
     wheel's digest wording."""
     torch = env.torch or "none"
     cuda = "" if env.torch_cuda is None else f" (CUDA {env.torch_cuda})"
+    note = credentials_note([e.credentials_removed for e in entries if e.credentials_removed])
     return [
         f"# Written by flashdoctor {__version__} for Python {env.python or '?'} ({env.platform or '?'}), "
         f"torch {torch}{cuda} [{source}].",
         *(f"# {line}" for line in how),
         *(f"# {e.digest_note()}" for e in entries),
+        *([f"# {note}"] if note else []),
     ]
 
 

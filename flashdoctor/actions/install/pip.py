@@ -20,6 +20,7 @@ from typing import Literal
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from flashdoctor.actions.net.download import open_own_file
 from flashdoctor.actions.net.urls import redact_text
 from flashdoctor.errors import InstallError
 from flashdoctor.probe.state import TargetState
@@ -123,7 +124,9 @@ def run_installer(cmd: list[str], environ: Mapping[str, str], log: Path | None =
     text = redact_text((out + ("\n" if out and err else "") + err).strip(), (environ.get("GITHUB_TOKEN"),))
     if log is not None:
         try:
-            with open(log, "a", encoding="utf-8") as fh:
+            # never through a link planted at the (predictable) log name; private to this user
+            fd = open_own_file(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
                 fh.write("$ " + redact_text(" ".join(cmd)) + f"\n{text}\n[exit {rc}]\n\n")
         except OSError:
             pass

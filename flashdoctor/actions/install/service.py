@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from flashdoctor.actions import inputs
 from flashdoctor.errors import FlashdoctorError, UsageError
@@ -265,6 +265,7 @@ def lock(
     requirements, uv, dockerfile); written per :func:`lock_outputs` when ``output`` is given."""
     from flashdoctor.actions.fetch import obtain
     from flashdoctor.actions.install.lock import FORMATS, LockEntry, lock_text
+    from flashdoctor.actions.net.urls import parse, redact
 
     if plan.action != "wheel" or plan.wheel is None:
         raise FlashdoctorError(
@@ -279,6 +280,13 @@ def lock(
         url = art.ref.url if art.origin in ("download", "cache") else ref.url
         ref, sha_from = replace(ref, url=url, sha256=art.sha256), art.sha256_from
         verification = art.verification.to_json()
+    # A mirror's link resolves against the --index-url, user:password included: pip finds those in netrc
+    # or a keyring; the lock (a file anyone may read, or the terminal) never carries them.
+    removed = None
+    if not ref.url.startswith("file:"):
+        target, clean = parse(ref.url), redact(ref.url, drop_userinfo=True)
+        if target.userinfo or parse_qsl(urlsplit(clean).query) != parse_qsl(urlsplit(ref.url).query):
+            removed, ref = target.netloc, replace(ref, url=clean)
     assert ref.sha256 is not None
     if unquote(urlsplit(ref.url).path).rsplit("/", 1)[-1] != ref.filename:
         raise FlashdoctorError(
@@ -286,7 +294,7 @@ def lock(
         )
     if any(c.isspace() or not c.isprintable() for c in ref.url):
         raise FlashdoctorError(f"cannot lock {ref.url!r}: a URL with spaces or control characters")
-    entry = LockEntry(plan.variant, ref, ref.sha256, sha_from, verification)
+    entry = LockEntry(plan.variant, ref, ref.sha256, sha_from, verification, removed)
     exports = {f: FORMATS[f][0]([entry], env, source) for f in dict.fromkeys(formats)}
     outputs = lock_outputs(output, list(exports))
     for f, path in outputs.items():

@@ -13,8 +13,10 @@ This module knows nothing of caches or wheels beyond sniffing that a body is a z
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -160,9 +162,28 @@ def download(
             progress.stop()
 
 
+def open_own_file(path: Path, flags: int, mode: int = 0o600) -> int:
+    """``os.open(path, flags)`` that never follows a link at ``path`` (O_NOFOLLOW) and gives a descriptor
+    only for a regular file this user owns with one name (checked with fstat on what was opened, so a link
+    or a file swapped in after an earlier check is refused, not written through). OSError otherwise."""
+    fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), mode)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+        os.close(fd)
+        raise OSError(errno.EPERM, "not a regular file of this user with one name (refusing to use it)")
+    return fd
+
+
 def _hash_existing(path: Path, hasher: Any) -> int:
+    """The bytes of a partial download, hashed; 0 (and the name removed) when it is not a regular file of
+    ours: a link planted there is neither read nor resumed."""
+    try:
+        fd = open_own_file(path, os.O_RDONLY)
+    except OSError:
+        _unlink(path)
+        return 0
     n = 0
-    with open(path, "rb") as fh:
+    with os.fdopen(fd, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             hasher.update(block)
             n += len(block)
@@ -234,7 +255,12 @@ def _receive(
         progress.start(name, total, st.have)
     first = mode == "wb"
     try:
-        fh: IO[bytes] = open(dest, mode)  # noqa: SIM115 - closed below, errors need the path
+        # O_NOFOLLOW and an fstat check: a link swapped in after the cache made the file is not followed;
+        # truncated only once it is known to be ours.
+        fd = open_own_file(dest, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "ab" else 0))
+        if mode == "wb":
+            os.ftruncate(fd, 0)
+        fh: IO[bytes] = os.fdopen(fd, mode)
     except OSError as exc:
         raise _disk_error(exc, dest) from None
     try:
@@ -308,5 +334,6 @@ __all__ = [
     "check_url",
     "download",
     "is_loopback",
+    "open_own_file",
     "redact",
 ]

@@ -149,9 +149,11 @@ def host_entry(url: str) -> str:
 
 
 # -- the redactor ------------------------------------------------------------------------------------
-def redact(url: str) -> str:
-    """A URL fit for messages, logs and records: credentials replaced by ***, secret-looking query values
-    by REDACTED, no fragment. The host shown is the one the HTTP client would connect to."""
+def redact(url: str, *, drop_userinfo: bool = False) -> str:
+    """A URL fit for messages, logs and records: credentials replaced by *** (left out entirely with
+    ``drop_userinfo``, for a URL another client such as pip will fetch: it finds them in netrc or a keyring),
+    secret-looking query values by REDACTED, no fragment. The host shown is the one the HTTP client would
+    connect to."""
     try:
         prepared = requests.PreparedRequest()
         prepared.prepare_url(url, None)
@@ -167,7 +169,7 @@ def redact(url: str) -> str:
     netloc = f"[{host}]" if ":" in host else host
     if port:
         netloc += f":{port}"
-    if "@" in parts.netloc:
+    if "@" in parts.netloc and not drop_userinfo:
         netloc = "***@" + netloc
     query = parts.query
     if query:

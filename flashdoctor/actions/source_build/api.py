@@ -224,7 +224,7 @@ def build(
     elif checkout is not None:
         tree = checkout[0]
     else:  # a git URL: the plan and preflight are made again from the clone's hopper/setup.py
-        tree = src_mod.resolve_fa3(opts.source, opts.ref, cache, environ)
+        tree = src_mod.resolve_fa3(opts.source, opts.ref, cache, environ, opts.allow_http)
         facts = fa3_setup_facts(read_setup_text(tree.setup_dir / "setup.py"))
         env, version, plan, findings = _prepare(env, opts, tools, facts)
         if blocking(findings) and not opts.ignore_preflight:

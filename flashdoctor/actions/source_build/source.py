@@ -21,12 +21,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from packaging.version import InvalidVersion, Version
 
+from flashdoctor.actions.net.errors import RefusedURL
 from flashdoctor.actions.net.http import Http
 from flashdoctor.actions.net.pep503 import SIMPLE_JSON, ProjectNotFound, fetch_project, is_json_page
-from flashdoctor.actions.net.urls import check_url, redact
+from flashdoctor.actions.net.urls import check_url, parse, redact, redact_text
 from flashdoctor.errors import NetworkError, UsageError
 from flashdoctor.model.verification import Verification, published, recorded
 
@@ -237,27 +239,72 @@ def is_git_url(source: str) -> bool:
     )
 
 
-def git_clone(url: str, ref: str, dest: Path, environ: Mapping[str, str] | None = None) -> None:
-    """Shallow clone of ``url`` at tag/branch ``ref`` with its submodules (CUTLASS)."""
+def check_git_url(url: str, allow_http: bool) -> str:
+    """The git URL ``url`` (without ``git+``) when the download policy lets it be cloned: https (or plain
+    http to loopback, or anywhere with --allow-http) under the same check as every download (the host as
+    the client connects; no parser tricks), ssh (``ssh://`` or ``user@host:path``), or a local path or
+    ``file://`` URL; never git:// or a remote helper (``ext::``). A usage error otherwise,
+    before anything is sent. Credentials in the URL are used by git and never shown (redact_text)."""
     url = url.removeprefix("git+")
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("http", "https"):
+        try:
+            check_url(url, allow_http)
+        except RefusedURL as exc:
+            raise UsageError(f"--source: {exc.message}", hint=exc.hint) from None
+    elif scheme not in ("file", "ssh") and not (
+        scheme == "" and "::" not in url
+    ):  # "": a path or user@host:path
+        raise UsageError(
+            f"--source: refusing {redact_text(url)}: git over {scheme or 'this kind of URL'} is not "
+            "authenticated or encrypted; flashdoctor clones over https or ssh",
+            hint="use the https URL of the repository, or a local checkout",
+        )
+    return url
+
+
+def git_clone(
+    url: str, ref: str, dest: Path, environ: Mapping[str, str] | None = None, allow_http: bool = False
+) -> None:
+    """Shallow clone of ``url`` at tag/branch ``ref`` with its submodules (CUTLASS). Submodules follow the
+    same policy: no plain http (unless --allow-http or the URL itself is plain http to loopback), no git://."""
+    url = check_git_url(url, allow_http)
+    shown = redact_text(url)
+    http_ok = allow_http or url.lower().startswith("http://")
     cmd = [
-        "git", "clone", "--depth", "1", "--branch", ref,
+        "git", "-c", f"protocol.http.allow={'always' if http_ok else 'never'}", "-c", "protocol.git.allow=never",
+        "clone", "--depth", "1", "--branch", ref,
         "--recurse-submodules", "--shallow-submodules", url, str(dest),
     ]  # fmt: skip
+    env = {**(os.environ if environ is None else environ), "GIT_TERMINAL_PROMPT": "0"}
     try:
-        p = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=1800, env=dict(environ) if environ else None
-        )
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     except FileNotFoundError:
         raise UsageError(
             "git is not installed: cannot clone the FA3 sources", hint="install git, or pass a checkout"
         ) from None
     except subprocess.TimeoutExpired:
         shutil.rmtree(dest, ignore_errors=True)
-        raise NetworkError(f"git clone {url} did not finish in 30 minutes") from None
+        raise NetworkError(f"git clone {shown} did not finish in 30 minutes") from None
     if p.returncode != 0:
         shutil.rmtree(dest, ignore_errors=True)
-        raise NetworkError(f"git clone {url} --branch {ref} failed: {p.stderr.strip()[-500:]}")
+        err = redact_text(p.stderr.strip()[-500:], [_password(url)])
+        raise NetworkError(f"git clone {shown} --branch {ref} failed: {err}")
+    if url.lower().startswith(("http://", "https://")) and parse(url).userinfo:
+        # git wrote the URL, user:password included, into the clone's .git/config: keep it without them
+        # (the clone is reused, never fetched again).
+        subprocess.run(
+            ["git", "-C", str(dest), "remote", "set-url", "origin", redact(url, drop_userinfo=True)],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+
+
+def _password(url: str) -> str | None:
+    """The password in ``url``, so that git's own messages can be cleaned of it too."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 def fa3_tree(root: Path, origin: str) -> SourceTree:
@@ -285,7 +332,11 @@ def fa3_tree(root: Path, origin: str) -> SourceTree:
 
 
 def resolve_fa3(
-    source: str | None, ref: str | None, cache: Path, environ: Mapping[str, str] | None = None
+    source: str | None,
+    ref: str | None,
+    cache: Path,
+    environ: Mapping[str, str] | None = None,
+    allow_http: bool = False,
 ) -> SourceTree:
     if source is None:
         raise UsageError(
@@ -293,6 +344,7 @@ def resolve_fa3(
             hint="flashdoctor build --fa3 --source https://github.com/Dao-AILab/flash-attention.git --ref <tag>",
         )
     if is_git_url(source):
+        check_git_url(source, allow_http)
         if not ref:
             raise UsageError("--source is a git URL: name the tag or branch with --ref")
         key = hashlib.sha256(f"{source}@{ref}".encode()).hexdigest()[:16]
@@ -300,8 +352,8 @@ def resolve_fa3(
         if not (dest / "hopper" / "setup.py").is_file():
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(dest, ignore_errors=True)
-            git_clone(source, ref, dest, environ)
-        return fa3_tree(dest, f"git:{source}@{ref}")
+            git_clone(source, ref, dest, environ, allow_http)
+        return fa3_tree(dest, f"git:{redact_text(source)}@{ref}")  # the origin is shown and stored
     path = Path(source).expanduser()
     if not path.is_dir():
         raise UsageError(f"--source {source}: FA3 needs a checkout directory or a git URL")

@@ -55,8 +55,8 @@ def test_dependency_problems_policy(tmp_path: Path) -> None:
     reqs = [
         "torch",
         "a @ http://deps.example/a-1.0-py3-none-any.whl",
-        "b @ http://127.0.0.1:9/b-1.0-py3-none-any.whl",  # loopback may be http
-        "c @ https://deps.example/c-1.0-py3-none-any.whl",
+        f"b @ http://127.0.0.1:9/b-1.0-py3-none-any.whl#sha256={'b' * 64}",  # loopback may be http
+        f"c @ https://deps.example/c-1.0-py3-none-any.whl#sha256={'c' * 64}",
         "d @ git+https://github.com/x/d.git",
         "e @ file:///tmp/e-1.0-py3-none-any.whl",
         "torch @ https://download.pytorch.org/whl/cpu/torch-2.0.0-cp311-cp311-linux_x86_64.whl ; python_version >= '3'",
@@ -73,7 +73,25 @@ def test_dependency_problems_policy(tmp_path: Path) -> None:
     assert "requires torch from https://download.pytorch.org/" in text and "replace torch" in text
     assert not any(k in text for k in (" b from", " c from", " f from", " g from"))
     allowed = dependency_problems(info, "2.13.0+cpu", MARKERS, HttpPolicy(allow_http=True))
-    assert len(allowed) == 3 and not any(" a from" in p for p in allowed)  # --allow-http: a trusted mirror
+    assert len(allowed) == 4 and not any("plain http" in p for p in allowed)  # --allow-http: a trusted mirror
+    assert any(" a from" in p and "without a #sha256=" in p for p in allowed)  # but still no digest
+
+
+def test_a_direct_url_dependency_needs_a_sha256(tmp_path: Path) -> None:
+    """Row 4's remainder: `x @ https://host/x.whl` met the https rule, and pip fetched it unchecked. Only
+    a direct URL with #sha256= (which pip checks) may be left to the installer."""
+    reqs = [
+        "torch",
+        "c @ https://deps.example/c-1.0-py3-none-any.whl",
+        "h @ https://deps.example/h-1.0-py3-none-any.whl#sha256=" + "0" * 63,  # not a digest
+        "i @ http://127.0.0.1:9/i-1.0-py3-none-any.whl",  # loopback, still no digest
+        f"j @ https://deps.example/j-1.0-py3-none-any.whl#sha256={'a' * 64}",
+        f"k @ https://deps.example/k-1.0-py3-none-any.whl#egg=k&sha256={'a' * 64}",
+    ]
+    info = inspect_wheel(make_wheel(tmp_path, requires=reqs))
+    problems = dependency_problems(info, "2.13.0+cpu", MARKERS, HttpPolicy())
+    assert [p.split(" from ")[0].rsplit(" ", 1)[1] for p in problems] == ["c", "h", "i"], problems
+    assert all("without a #sha256= digest" in p for p in problems)
 
 
 @pytest.mark.system

@@ -1,0 +1,99 @@
+"""issue 15 row 6, the lock file: `lock --index-url https://user:SECRET@host/simple` used to pin the page
+link resolved against the credentialed index URL, so the password went into the lock file (0644) or onto
+standard output. The credentials are used to fetch (the TLS mirror sees Basic auth) and never written: the
+locked URL carries no userinfo, and the output says once that they were removed and how pip gets them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.install.install_helpers import make_wheel, sha256_of
+from tests.loopback import Response, Server
+from tests.net.conftest import CA
+
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "s3cr3t-LOCK-99"
+V = "2.8.3+cu12torch2.13cxx11abiTRUE"
+
+
+def _run(
+    tls_server: Server, tls_ca: CA, tmp_path: Path, *extra: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    w = make_wheel(tmp_path / "w", version=V)
+    digest = sha256_of(w)
+    tls_server.route(f"/files/{w.name}", Response(200, w.read_bytes()))
+    page = f'<a href="../../files/{w.name}#sha256={digest}">{w.name}</a>'  # the #sha256 page route
+    tls_server.route("/simple/flash-attn/", Response(200, page))
+    plan = {
+        "schema": "flashdoctor/plan/1",
+        "action": "wheel",
+        "variant": "fa2",
+        "wheel": {
+            "filename": w.name,
+            "url": f"https://github.com/Dao-AILab/flash-attention/releases/download/v2.8.3/{w.name}",
+            "sha256": None,
+            "source": "official",
+            "version": V,
+        },
+        "reasons": [],
+    }
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "REQUESTS_CA_BUNDLE": str(tls_ca.bundle),
+        "NO_PROXY": "127.0.0.1,localhost",
+        "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        env.pop(var, None)
+    index_url = f"https://user:{SECRET}@127.0.0.1:{tls_server.base.rsplit(':', 1)[1]}/simple"
+    args = ["lock", "--plan", str(tmp_path / "plan.json"), "--target", str(ROOT / "tests/targets/h100.json")]
+    p = subprocess.run(
+        [sys.executable, "-m", "flashdoctor", *args, "--index-url", index_url, *extra],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    basic = "Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode()
+    assert any(r.headers.get("Authorization") == basic for r in tls_server.requests)  # used to fetch
+    assert SECRET not in p.stdout + p.stderr
+    return p, w
+
+
+def _check_lock_text(text: str, wheel: Path, port: str) -> None:
+    assert SECRET not in text and "@127.0.0.1" not in text
+    assert f"flash-attn @ https://127.0.0.1:{port}/files/{wheel.name}" in text  # no userinfo
+    assert len([line for line in text.splitlines() if "credentials" in line]) == 1, text  # said once
+    assert "removed" in text and "netrc" in text and "keyring" in text and "PIP_INDEX_URL" in text
+
+
+def test_lock_to_a_file_writes_no_credentials(tls_server: Server, tls_ca: CA, tmp_path: Path) -> None:
+    out = tmp_path / "flash.lock"
+    p, w = _run(tls_server, tls_ca, tmp_path, "-o", str(out))
+    _check_lock_text(out.read_text(), w, tls_server.base.rsplit(":", 1)[1])
+    assert "credentials" in p.stdout + p.stderr  # the terminal is told too
+
+
+def test_lock_to_stdout_and_json_print_no_credentials(tls_server: Server, tls_ca: CA, tmp_path: Path) -> None:
+    p, w = _run(tls_server, tls_ca, tmp_path, "--format", "all")
+    port = tls_server.base.rsplit(":", 1)[1]
+    chunks = p.stdout.split("# ==> ")[1:]
+    assert len(chunks) == 3
+    for chunk in chunks:
+        _check_lock_text(chunk, w, port)
+    tls_server.requests.clear()
+    (tmp_path / "j").mkdir()
+    p, w = _run(tls_server, tls_ca, tmp_path / "j", "--json")
+    doc = json.loads(p.stdout)
+    entry = doc["entries"][0]
+    assert entry["url"] == f"https://127.0.0.1:{port}/files/{w.name}"
+    assert entry["credentials_removed"] is True
