@@ -28,6 +28,8 @@ Status = Literal["installed", "rolled-back", "restore-failed", "refused", "downl
 
 DIGEST_PUBLISHED = "sha256 matches the published digest"
 DIGEST_RECORDED = "sha256 recorded (no published digest)"
+# A flashdoctor-built wheel from a wheelhouse: checked against the digest its build recorded (build.json).
+DIGEST_BUILD_RECORD = "sha256 matches flashdoctor's record of the build"
 # Where the digest a wheel was checked against came from (Artifact.sha256_from): a publisher's, or none.
 PUBLISHED_SOURCES = frozenset({"index", "mirror"})
 
@@ -115,4 +117,6 @@ class InstallResult(FieldsJson):
     @property
     def sha256_check(self) -> str | None:
         """How the sha256 was checked, in words (see the module docstring)."""
+        if self.sha256 and (self.verification or {}).get("digest_from") == "build-record":
+            return DIGEST_BUILD_RECORD
         return digest_wording(self.sha256_from) if self.sha256 else None

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from flashdoctor.model.fields import FieldsJson
-from flashdoctor.model.install import DIGEST_PUBLISHED, DIGEST_RECORDED
+from flashdoctor.model.install import DIGEST_BUILD_RECORD, DIGEST_PUBLISHED, DIGEST_RECORDED
 
 Kind = Literal["published-digest", "recorded"]
 
 # Where a published digest came from (``Verification.digest_from``).
 DIGEST_SOURCES: dict[str, str] = {
     "wheel-index": "flashdoctor's wheel index",
+    "build-record": "build.json, written by the flashdoctor build that made the wheel",
     "plan-file": "the plan file",
     "index-url": "the --index-url page",
     "pep503-page": "the index page's #sha256= fragment",
@@ -37,6 +38,8 @@ class Verification(FieldsJson):
 
     def describe(self) -> str:
         """One plain line: 'sha256 matches the published digest (...)' or 'sha256 recorded (...)'."""
+        if self.published and self.digest_from == "build-record":
+            return f"{DIGEST_BUILD_RECORD} ({DIGEST_SOURCES['build-record']}; no publisher's digest)"
         if self.published:
             src = DIGEST_SOURCES.get(self.digest_from or "", self.digest_from or "the publisher")
             return f"{DIGEST_PUBLISHED} ({src}{', ' + self.where if self.where else ''})"

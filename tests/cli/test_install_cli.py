@@ -301,6 +301,11 @@ def test_offline_install_of_a_local_build_from_the_wheelhouse(fresh_venv: Path, 
     doc = json.loads(r.stdout)
     assert doc["status"] == "installed" and doc["origin"] == "local" and doc["sha256_from"] == "index"
     assert pip_list(fresh_venv)["flash-attn"] == str(Version(local_v))
+    # Checked against the digest its build recorded, and said so: nobody published it (H100 run, 2026-12-05:
+    # the wheelhouse install printed "sha256 matches the published digest").
+    assert doc["sha256_check"] == "sha256 matches flashdoctor's record of the build"
+    assert doc["verification"]["digest_from"] == "build-record"
+    assert "no publisher's digest" in doc["verification"]["text"]
 
 
 @pytest.mark.slow
