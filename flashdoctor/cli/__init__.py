@@ -102,9 +102,10 @@ def main(argv: Sequence[str] | None = None, *, as_module: bool = False) -> None:
         echo("\nflashdoctor: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except FlashdoctorError as exc:
-        echo(f"flashdoctor: error: {exc.message}", err=True)
+        # Redacted here too: whatever raised it should have, but no credential reaches the terminal anyway.
+        echo(_redacted(f"flashdoctor: error: {exc.message}"), err=True)
         if exc.hint:
-            echo(f"  hint: {exc.hint}", err=True)
+            echo(_redacted(f"  hint: {exc.hint}"), err=True)
         sys.exit(exc.return_code)
     except Exception as exc:
         log = _crash_log(exc)

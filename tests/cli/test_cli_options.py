@@ -187,3 +187,25 @@ def test_the_crash_log_keeps_no_credentials(
     for secret in ("alice", "hunter2", "s3cr3t", "bob", "pa55word"):
         assert secret not in log and secret not in err
     assert oct(Path(err.split("traceback is in ")[1].split(";")[0]).stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_user_error_that_names_a_credentialed_url_is_printed_redacted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The catch-all: a FlashdoctorError whose raiser forgot to redact still reaches the terminal without the
+    # password, the secret query value or the GITHUB_TOKEN value.
+    import flashdoctor.decide.checks
+    from flashdoctor.errors import NetworkError
+
+    def boom(*a: object, **k: object) -> None:
+        raise NetworkError(
+            "cannot reach https://carol:opensesame@mirror.example/simple/?token=t0ps3cret",
+            hint="retry with ghp_fake0token0value later",
+        )
+
+    monkeypatch.setattr(flashdoctor.decide.checks, "run_checks", boom)
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_fake0token0value")
+    code, _, err = run_main(["check", "--target", H100], capsys)
+    assert code == 4 and "https://***@mirror.example/simple/?token=REDACTED" in err
+    for secret in ("carol", "opensesame", "t0ps3cret", "ghp_fake0token0value"):
+        assert secret not in err

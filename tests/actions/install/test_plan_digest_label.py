@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.install.install_helpers import FaultServer, make_wheel, sha256_of
+from tests.support.install_helpers import FaultServer, make_wheel, sha256_of
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.system
 
-ROOT = Path(__file__).resolve().parents[2]
 V = "2.8.3+cu12torch2.13cxx11abiTRUE"
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.install.install_helpers import make_wheel, sha256_of
-from tests.loopback import Response, Server
-from tests.net.conftest import CA
+from tests.support.install_helpers import make_wheel, sha256_of
+from tests.support.loopback import Response, Server
+from tests.support.paths import ROOT
+from tests.support.tls import CA
 
 pytestmark = pytest.mark.system
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-LOCK-99"
 V = "2.8.3+cu12torch2.13cxx11abiTRUE"
 

@@ -15,10 +15,10 @@ import pytest
 from flashdoctor.actions.source_build.api import BuildOptions, build
 from flashdoctor.actions.source_build.source import resolve_fa3
 from flashdoctor.errors import NetworkError, UsageError
-from tests.conftest import target_env
-from tests.test_build.fake_hopper import make_fake_checkout
-from tests.test_build.test_build_hopper import MEASURED
-from tests.test_build.test_build_source import _git
+from tests.actions.source_build.test_build_source import _git
+from tests.decide.source_build.test_build_hopper import MEASURED
+from tests.support.fake_hopper import make_fake_checkout
+from tests.support.targets import target_env
 
 SECRET = "s3cr3t-GIT-77"
 NO_GIT = {"PATH": "/nonexistent", "HOME": "/nonexistent"}  # git cannot run: a refusal comes first
