@@ -196,7 +196,7 @@ class BuildOutcome:
 
     @property
     def exit_code(self) -> int:
-        """0 planned / cached / built; 1 blocked by preflight; 5 the build failed (README 'Exit codes')."""
+        """0 planned / cached / built; 1 blocked by preflight; 5 the build failed (docs/json.md 'Exit codes')."""
         return {"blocked": EXIT_FAILED, "failed": EXIT_INSTALL}.get(self.status, EXIT_OK)
 
     def to_json(self) -> dict[str, Any]:

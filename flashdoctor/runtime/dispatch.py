@@ -95,7 +95,7 @@ def backend_spec(name: str) -> BackendSpec:
 
 
 def override_env_var() -> str:
-    """The environment variable that overrides the order (README 'Attention runtime')."""
+    """The environment variable that overrides the order (docs/runtime.md)."""
     return str(knowledge.load_data("attention_backends")["override_env"])
 
 

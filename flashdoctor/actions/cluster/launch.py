@@ -151,7 +151,7 @@ def launch_from_environ(environ: Mapping[str, str]) -> LaunchInfo:
         raise UsageError(
             "--distributed needs a launcher: none of RANK/WORLD_SIZE (torchrun, env://) or "
             "SLURM_PROCID/SLURM_NTASKS (srun) is set",
-            hint="torchrun --nproc-per-node <GPUs> -m flashdoctor check --distributed   (README 'Cluster preflight')",
+            hint="torchrun --nproc-per-node <GPUs> -m flashdoctor check --distributed   (docs/cluster.md)",
         )
     info = LaunchInfo(
         launcher=launcher,

@@ -25,7 +25,7 @@ def check_gpus(env: Environment) -> list[Finding]:
                 f"No NVIDIA GPU ({why}): FlashAttention cannot run here; verdicts are for this machine.",
                 evidence=f"driver={env.driver or 'none'}",
                 fix="Run on a GPU machine, or plan for one: flashdoctor check --target FILE "
-                "(a JSON description of that machine; README 'Target spec').",
+                "(a JSON description of that machine; docs/target-spec.md).",
             )
         ]
     out = []

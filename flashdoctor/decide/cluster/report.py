@@ -313,7 +313,7 @@ def build_cluster_report(
                 d.status,
                 msg,
                 evidence=d.why,
-                fix="Install the same build on every node, e.g. from one shared --wheelhouse (README 'Cluster preflight').",
+                fix="Install the same build on every node, e.g. from one shared --wheelhouse (docs/cluster.md).",
                 subject=d.field,
             )
         )
