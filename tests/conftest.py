@@ -38,6 +38,10 @@ settings.load_profile(
 
 install_loopback_guard()
 
+# "Today", for the wheel index's 60-day staleness warning, is the bundled index's own date in every test
+# (subprocesses inherit it): the suite gives the same answers next year. Tests of the warning set their own.
+os.environ.setdefault("FLASHDOCTOR_TODAY", "2026-12-05")
+
 
 def _leaves_system_tests_out(markexpr: str) -> bool:
     """Whether ``-m markexpr`` deselects every test marked ``system``, whatever its other markers are:
