@@ -154,7 +154,6 @@ def run_check(
 
     if smoke and target:
         raise UsageError("--smoke runs kernels on this machine; it cannot be combined with --target")
-    finder = inputs.wheel_finder(environ, say, prefetch=True)  # the index loads while the probe runs
     env, source = resolve_environment(
         python,
         target,
@@ -163,7 +162,7 @@ def run_check(
         environ=environ,
         torch_archs=torch_archs or bool(save_target),
     )
-    report = run_checks(env, source=source, wheel_finder=finder)
+    report = run_checks(env, source=source, wheel_finder=inputs.wheel_finder(environ, say))
     report = with_index_freshness(report, environ)
     if save_target:
         inputs.write_json(save_target, env.to_target())

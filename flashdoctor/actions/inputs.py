@@ -14,7 +14,6 @@ import json
 import os
 import stat
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
 from flashdoctor.decide.wheels.index import MAX_INDEX_BYTES
@@ -175,13 +174,9 @@ def load_wheel_index(index_path: str | None, environ: Mapping[str, str]) -> Whee
     return index_from_bytes(data, doc, origin=path)
 
 
-def wheel_finder(
-    environ: Mapping[str, str], say: Callable[[str], None] | None = None, *, prefetch: bool = False
-) -> WheelFinder | None:
+def wheel_finder(environ: Mapping[str, str], say: Callable[[str], None] | None = None) -> WheelFinder | None:
     """check's and explain's WheelFinder over the default index (the user's or the bundled one), loaded
-    at its first use — or, with ``prefetch``, at once in a thread (check: while the probe waits for its
-    subprocesses; parsing the index's 5,000 file names is most of what check computes); a failure to
-    load is raised at the first use either way. None (after telling ``say``) when there is no index."""
+    at its first use; None (after telling ``say``) when there is no index at all."""
     from flashdoctor.actions.wheel_index import current_index
     from flashdoctor.decide.wheels import WheelIndexError, find_wheel
 
@@ -193,15 +188,10 @@ def wheel_finder(
                 say(f"{exc.message}; verdicts do not consider prebuilt wheels")
             return None
     loaded: list[WheelIndex] = []
-    early: Future[WheelIndex] | None = None
-    if prefetch:
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flashdoctor-index")
-        early = pool.submit(load_wheel_index, None, environ)
-        pool.shutdown(wait=False)
 
     def find(env: Environment, variant: Any) -> str | None:
         if not loaded:
-            loaded.append(early.result() if early is not None else load_wheel_index(None, environ))
+            loaded.append(load_wheel_index(None, environ))
         return find_wheel(env, variant, loaded[0])
 
     return find
