@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -119,24 +118,6 @@ def _distributed_check(opts: dict[str, Any], as_json: bool, verbose: bool, join_
     os._exit(code)
 
 
-def _import_renderer_meanwhile(as_json: bool) -> None:
-    """Import the renderer (rich: ~0.2 s) in a thread while the probe waits for its subprocesses (the
-    target interpreter, nvcc, gcc); `_render` then finds it imported. Python's per-module import locks
-    make the later import wait for this one if it is not finished."""
-    import threading
-
-    name = "flashdoctor.render.json" if as_json else "flashdoctor.render.human"
-
-    def load() -> None:
-        try:
-            importlib.import_module(name)
-            importlib.import_module("flashdoctor.render.console")
-        except Exception:  # the import in _render raises it where it is handled
-            pass
-
-    threading.Thread(target=load, name="flashdoctor-import-renderer", daemon=True).start()
-
-
 def _render(
     result: CheckResult, as_json: bool, verbose: bool, strict: bool, require: tuple[Variant, ...]
 ) -> None:
@@ -221,7 +202,6 @@ def check(ctx: click.Context, /, **opts: Any) -> int:
     from flashdoctor.actions.check import run_check
 
     python = machine(opts["python"], opts["target"], err=as_json)
-    _import_renderer_meanwhile(as_json)
     result = run_check(
         python=python,
         target=opts["target"],
