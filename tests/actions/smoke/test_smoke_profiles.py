@@ -113,25 +113,33 @@ def test_uncovered_cases_are_reported_as_not_compiled(
     assert checks[("fa2", "head_dim_512")].raised and not [b for b, _ in checks if b == "fa3"]
 
 
+def _smoke_one_minimal_build(
+    tmp_path: Path, variant: str, version: str, build_has: dict[str, Any]
+) -> SmokeReport:
+    """The smoke test of one fake minimal build (``build_has``: what it has kernels for; any other call
+    segfaults) over the CPU cases and a head-dim-128 case."""
+    site = write_site(
+        tmp_path / "site", **{f"{variant}_version": version}, crash_outside={variant: build_has}
+    )
+    h128 = Case("h128", 1, 33, 2, 128)
+    return run_smoke(
+        sys.executable,
+        runner_env(site),
+        device="cpu",
+        timeout=150,
+        variants=[variant],
+        cases=(*SMOKE_CASES_CPU, h128),
+        repeats=2,
+    )
+
+
 @pytest.mark.slow
 def test_input_checks_use_a_head_dim_the_build_has(tmp_path: Path) -> None:
     """Found on the H100: an FA3 minimal build (head dim 128, bf16) fed fp32 at head dim 64 died (SIGSEGV)
     in the input check, so `install --fa3 --from-source` rolled back a working build. A minimal FA2 build
     is fed fp32 at a head dim it has, and refuses it with its own error."""
-    site = write_site(
-        tmp_path / "site",
-        fa2_version="2.8.3+fd.sm90.hd128.bf16",
-        crash_outside={"fa2": {"dtypes": ["bf16"], "head_dims": [128]}},
-    )
-    h128 = Case("h128", 1, 33, 2, 128)
-    report = run_smoke(
-        sys.executable,
-        runner_env(site),
-        device="cpu",
-        timeout=150,
-        variants=["fa2"],
-        cases=(*SMOKE_CASES_CPU, h128),
-        repeats=2,
+    report = _smoke_one_minimal_build(
+        tmp_path, "fa2", "2.8.3+fd.sm90.hd128.bf16", {"dtypes": ["bf16"], "head_dims": [128]}
     )
     assert report.runs == 1 and report.exit_code() == 0, [f.message for f in report.findings]
     checks = {c.check: c for c in report.input_checks if c.backend == "fa2"}
@@ -145,20 +153,11 @@ def test_a_minimal_fa3_build_is_not_fed_input_it_must_refuse(tmp_path: Path) -> 
     SIGSEGV on fp32 at its own head dim 128 too, so the smoke test restarted its runner (19.4 s with FA2).
     The registry says so (variants.json fa3 smoke.minimal_input_checks: false): such a build is not called
     with wrong input at all — no crash, no restart — and the report says why."""
-    site = write_site(
-        tmp_path / "site",
-        fa3_version="3.0.0+fd.sm90.hd128.bf16.nosplit.nopagedkv.nofp8",
-        crash_outside={"fa3": {"dtypes": ["bf16"], "head_dims": [128], "fp32": "crash"}},
-    )
-    h128 = Case("h128", 1, 33, 2, 128)
-    report = run_smoke(
-        sys.executable,
-        runner_env(site),
-        device="cpu",
-        timeout=150,
-        variants=["fa3"],
-        cases=(*SMOKE_CASES_CPU, h128),
-        repeats=2,
+    report = _smoke_one_minimal_build(
+        tmp_path,
+        "fa3",
+        "3.0.0+fd.sm90.hd128.bf16.nosplit.nopagedkv.nofp8",
+        {"dtypes": ["bf16"], "head_dims": [128], "fp32": "crash"},
     )
     assert report.runs == 1 and report.exit_code() == 0, [f.message for f in report.findings]
     assert not [c for c in report.input_checks if c.backend == "fa3"]
