@@ -26,20 +26,10 @@ ROOT=$PWD
 PY=${PYTHON:-python3}
 WORK=${FD_WORK:-/tmp/fd-fa3-journey}
 rm -rf "$WORK" && mkdir -p "$WORK"
-export PYTHONPATH="$ROOT" PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-export FLASHDOCTOR_CACHE_DIR="$WORK/cache"
+export PYTHONPATH="$ROOT"
+# shellcheck source=scripts/gpu_common.sh
+source "$ROOT/scripts/gpu_common.sh"
 FD=("$PY" -m flashdoctor)
-T0=$(date +%s)
-elapsed() { echo $(( $(date +%s) - T0 )); }
-step() { echo; echo "== $* ($(elapsed) s)"; }
-timed() {  # timed NAME CMD...: runs CMD, records its wall time in OUT/times.txt
-    local name=$1; shift
-    local s; s=$(date +%s%N)
-    "$@"; local rc=$?
-    printf '%-28s %7.2f s  exit %d\n' "$name" "$(( ($(date +%s%N) - s) / 1000000 ))e-3" "$rc" >> "$OUT/times.txt"
-    return $rc
-}
-: > "$OUT/times.txt"
 
 step "machine"
 {

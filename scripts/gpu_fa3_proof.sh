@@ -20,23 +20,13 @@ ROOT=$PWD
 PY=${PYTHON:-python3}
 WORK=${FD_WORK:-/tmp/fd-fa3-proof}
 rm -rf "$WORK" && mkdir -p "$WORK"
-export PYTHONPATH="$ROOT" PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-export FLASHDOCTOR_CACHE_DIR="$WORK/cache"
+export PYTHONPATH="$ROOT"
+# shellcheck source=scripts/gpu_common.sh
+source "$ROOT/scripts/gpu_common.sh"
 # flashdoctor in its own venv with its declared dependencies (from .carry/deps: no network), as a user has it
 "$PY" -m venv "$WORK/fd" && "$WORK/fd/bin/pip" install -q --no-index --find-links "$ROOT/.carry/deps" "$ROOT" \
     > "$WORK/fd-pip.log" 2>&1 || { echo "cannot install flashdoctor into $WORK/fd"; tail -5 "$WORK/fd-pip.log"; }
 FD=("$WORK/fd/bin/flashdoctor")
-T0=$(date +%s)
-elapsed() { echo $(( $(date +%s) - T0 )); }
-step() { echo; echo "== $* ($(elapsed) s)"; }
-timed() {
-    local name=$1; shift
-    local s; s=$(date +%s%N)
-    "$@"; local rc=$?
-    printf '%-24s %7.2f s  exit %d\n' "$name" "$(( ($(date +%s%N) - s) / 1000000 ))e-3" "$rc" >> "$OUT/times.txt"
-    return $rc
-}
-: > "$OUT/times.txt"
 uptime > "$OUT/uptime.txt"
 TORCH_SITE=$("$PY" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null)
 fresh_venv() {
