@@ -45,7 +45,6 @@ fingerprint id comes first, then the newest version, then the widest profile.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -70,9 +69,9 @@ from flashdoctor.knowledge.profiles import (
 )
 from flashdoctor.knowledge.variants import VARIANT_DIST, Variant
 from flashdoctor.knowledge.versions import major_minor
+from flashdoctor.model.build import BuiltWheel as BuiltWheel  # values; re-exported, imported from here too
+from flashdoctor.model.build import Fingerprint as Fingerprint
 from flashdoctor.model.environment import Environment
-from flashdoctor.model.fields import FieldsJson
-from flashdoctor.model.plan import WheelRef
 
 SCHEMA = "flashdoctor/built-wheel/1"
 MANIFEST = "build.json"
@@ -80,63 +79,6 @@ MANIFEST_MAX = 1 << 20  # a build.json is a few KiB; a larger one is not ours
 
 
 # -- the fingerprint ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Fingerprint(FieldsJson):
-    """What a built wheel depends on (see the module docstring for why each field matters), and what
-    was compiled (variant, version, archs, profile)."""
-
-    variant: str
-    version: str  # the FlashAttention version built (public part)
-    torch: str  # "2.11"
-    cuda: str | None  # "13"; None: a torch without CUDA
-    cxx11abi: bool | None  # None: unknown (matches nothing)
-    python_abi: str  # "cp312"
-    platform: str  # "linux_x86_64"
-    glibc: str | None  # "2.39"; None where there is no glibc
-    archs: tuple[int, ...]
-    profile: str  # the local version label, e.g. "fd.sm90.hd128.bf16"
-
-    def key(self) -> dict[str, Any]:
-        """The fields that make the id: every field but glibc (compared, not hashed)."""
-        fields = {k: v for k, v in super().to_json().items() if k != "glibc"}
-        return {**fields, "archs": list(self.archs)}
-
-    @property
-    def id(self) -> str:
-        blob = json.dumps(self.key(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.key(), "glibc": self.glibc, "id": self.id}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Fingerprint:
-        """Raises ValueError / KeyError / TypeError for a fingerprint that cannot be read."""
-        abi = d.get("cxx11abi")
-        return cls(
-            variant=str(d["variant"]),
-            version=str(d["version"]),
-            torch=str(d["torch"]),
-            cuda=None if d.get("cuda") is None else str(d["cuda"]),
-            cxx11abi=abi if isinstance(abi, bool) else None,
-            python_abi=str(d["python_abi"]),
-            platform=str(d["platform"]),
-            glibc=None if d.get("glibc") is None else str(d["glibc"]),
-            archs=tuple(sorted(_arch_numbers(d.get("archs")))),
-            profile=str(d.get("profile") or ""),
-        )
-
-
-def _arch_numbers(values: Any) -> set[int]:
-    """90, "90", "sm_90", "sm_90a" -> 90 (manifests written by hand or by older builders)."""
-    out = set()
-    for a in values or []:
-        text = str(a).lower().removeprefix("sm_").removeprefix("compute_").rstrip("af")
-        if text.isdigit():
-            out.add(int(text))
-    return out
-
-
 class FingerprintError(ValueError):
     """The environment lacks a fact the fingerprint needs (e.g. no torch)."""
 
@@ -327,55 +269,6 @@ def _profile_gaps(fp: Fingerprint, req: Request) -> list[str]:
 
 
 # -- built wheels ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BuiltWheel:
-    path: Path
-    fingerprint: Fingerprint
-    sha256: str
-    manifest: dict[str, Any]
-
-    @property
-    def filename(self) -> str:
-        return self.path.name
-
-    @property
-    def version(self) -> str:
-        """The wheel's full version, local label included."""
-        return str(parse_wheel_filename(self.path.name)[1])
-
-    def ref(self) -> WheelRef:
-        """The plan's wheel for this build (the fetch checks the file against the manifest's sha256)."""
-        return WheelRef(
-            filename=self.filename,
-            url=self.path.resolve().as_uri(),
-            sha256=self.sha256 if len(self.sha256) == 64 else None,
-            source="wheelhouse",
-            version=self.version,
-        )
-
-    def rank(self, req: Request) -> tuple[bool, Version, tuple[int, int, int, int]]:
-        """Sort key among the builds that serve ``req``: same id, newest version, widest profile."""
-        try:
-            v = Version(self.fingerprint.version)
-        except InvalidVersion:
-            v = Version("0")
-        fp = self.fingerprint
-        info = parse_label(fp.profile)
-        cov = build_coverage(fp.variant, f"{fp.version}+{fp.profile}") if info is not None else None
-        if info is None:
-            width = (0, 0, 0, 0)
-        elif cov is None:
-            width = (1, 1000, 1000, 0)
-        else:
-            width = (
-                1,
-                len(cov.head_dims if cov.head_dims is not None else cov.kernels),
-                len(cov.dtypes) if cov.dtypes is not None else 1000,
-                -len(cov.disabled),
-            )
-        return (req.id is not None and fp.id == req.id, v, width)
-
-
 def _read_manifest(path: Path) -> BuiltWheel | None:
     try:
         m = json.loads(read_bounded(path, MANIFEST_MAX).decode("utf-8"))
@@ -439,10 +332,33 @@ def scan(wheelhouse: Path) -> Iterator[BuiltWheel]:
     return Wheelhouse(wheelhouse).builds()
 
 
+def rank(bw: BuiltWheel, req: Request) -> tuple[bool, Version, tuple[int, int, int, int]]:
+    """Sort key among the builds that serve ``req``: same id, newest version, widest profile."""
+    try:
+        v = Version(bw.fingerprint.version)
+    except InvalidVersion:
+        v = Version("0")
+    fp = bw.fingerprint
+    info = parse_label(fp.profile)
+    cov = build_coverage(fp.variant, f"{fp.version}+{fp.profile}") if info is not None else None
+    if info is None:
+        width = (0, 0, 0, 0)
+    elif cov is None:
+        width = (1, 1000, 1000, 0)
+    else:
+        width = (
+            1,
+            len(cov.head_dims if cov.head_dims is not None else cov.kernels),
+            len(cov.dtypes) if cov.dtypes is not None else 1000,
+            -len(cov.disabled),
+        )
+    return (req.id is not None and fp.id == req.id, v, width)
+
+
 def best(
     wheelhouses: Iterable[Wheelhouse | Path], req: Request
 ) -> tuple[BuiltWheel | None, list[tuple[BuiltWheel, list[str]]]]:
-    """The build that serves ``req`` best (see :meth:`BuiltWheel.rank`), and every other build of the
+    """The build that serves ``req`` best (see :func:`rank`), and every other build of the
     variant with why it does not serve."""
     fits: list[BuiltWheel] = []
     rejected: list[tuple[BuiltWheel, list[str]]] = []
@@ -454,7 +370,7 @@ def best(
                 rejected.append((bw, why))
             else:
                 fits.append(bw)
-    fits.sort(key=lambda bw: bw.rank(req), reverse=True)
+    fits.sort(key=lambda bw: rank(bw, req), reverse=True)
     return (fits[0] if fits else None), rejected
 
 

@@ -2,21 +2,27 @@
 a build emits. Decisions (flashdoctor.decide.source_build) make the plan, the action
 (flashdoctor.actions.source_build) runs it and returns a BuildOutcome, renderers draw both and the events.
 
-What the outcome carries from higher layers (the wheelhouse's fingerprint and stored wheel, the explain
-engine's diagnoses) is typed here by the shape the outcome needs (Protocols), never by an import.
+The wheelhouse's values (a build's Fingerprint, a stored BuiltWheel) live here, so that the outcome carries
+them as they are; flashdoctor.actions.wheelhouse reads and writes them. What the outcome carries from a higher
+layer (the explain engine's diagnoses) is typed by the shape it needs (a Protocol), never by an import.
 Field names of the ``to_json`` forms are public interface (``build --json``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from packaging.utils import parse_wheel_filename
 
 from flashdoctor.errors import EXIT_FAILED, EXIT_INSTALL, EXIT_OK
 from flashdoctor.knowledge.profiles import BuildVariant, Profile
 from flashdoctor.model.fields import FieldsJson
 from flashdoctor.model.findings import DiagnosisLike, Finding
+from flashdoctor.model.plan import WheelRef
 from flashdoctor.model.verification import Verification
 
 Status = Literal["planned", "blocked", "cached", "built", "failed"]
@@ -145,37 +151,90 @@ class RunResult:
 
 
 # -- the outcome --------------------------------------------------------------------------------------
-class FingerprintView(Protocol):
-    """What the outcome needs of a build fingerprint (flashdoctor.actions.wheelhouse.Fingerprint)."""
+@dataclass(frozen=True)
+class Fingerprint(FieldsJson):
+    """What a built wheel depends on (flashdoctor.actions.wheelhouse's docstring says why each field
+    matters), and what was compiled (variant, version, archs, profile)."""
+
+    variant: str
+    version: str  # the FlashAttention version built (public part)
+    torch: str  # "2.11"
+    cuda: str | None  # "13"; None: a torch without CUDA
+    cxx11abi: bool | None  # None: unknown (matches nothing)
+    python_abi: str  # "cp312"
+    platform: str  # "linux_x86_64"
+    glibc: str | None  # "2.39"; None where there is no glibc
+    archs: tuple[int, ...]
+    profile: str  # the local version label, e.g. "fd.sm90.hd128.bf16"
+
+    def key(self) -> dict[str, Any]:
+        """The fields that make the id: every field but glibc (compared, not hashed)."""
+        fields = {k: v for k, v in super().to_json().items() if k != "glibc"}
+        return {**fields, "archs": list(self.archs)}
 
     @property
-    def id(self) -> str: ...
-    @property
-    def torch(self) -> str: ...
-    @property
-    def cuda(self) -> str | None: ...
-    @property
-    def cxx11abi(self) -> bool | None: ...
-    @property
-    def python_abi(self) -> str: ...
-    @property
-    def platform(self) -> str: ...
-    @property
-    def glibc(self) -> str | None: ...
-    @property
-    def profile(self) -> str: ...
-    def to_json(self) -> dict[str, Any]: ...
+    def id(self) -> str:
+        blob = json.dumps(self.key(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.key(), "glibc": self.glibc, "id": self.id}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Fingerprint:
+        """Raises ValueError / KeyError / TypeError for a fingerprint that cannot be read."""
+        abi = d.get("cxx11abi")
+        return cls(
+            variant=str(d["variant"]),
+            version=str(d["version"]),
+            torch=str(d["torch"]),
+            cuda=None if d.get("cuda") is None else str(d["cuda"]),
+            cxx11abi=abi if isinstance(abi, bool) else None,
+            python_abi=str(d["python_abi"]),
+            platform=str(d["platform"]),
+            glibc=None if d.get("glibc") is None else str(d["glibc"]),
+            archs=tuple(sorted(_arch_numbers(d.get("archs")))),
+            profile=str(d.get("profile") or ""),
+        )
 
 
-class WheelView(Protocol):
-    """What the outcome needs of a stored wheel (flashdoctor.actions.wheelhouse.BuiltWheel)."""
+def _arch_numbers(values: Any) -> set[int]:
+    """90, "90", "sm_90", "sm_90a" -> 90 (manifests written by hand or by older builders)."""
+    out = set()
+    for a in values or []:
+        text = str(a).lower().removeprefix("sm_").removeprefix("compute_").rstrip("af")
+        if text.isdigit():
+            out.add(int(text))
+    return out
+
+
+@dataclass(frozen=True)
+class BuiltWheel:
+    """A wheel stored in a wheelhouse with its build.json manifest (flashdoctor.actions.wheelhouse)."""
+
+    path: Path
+    fingerprint: Fingerprint
+    sha256: str
+    manifest: dict[str, Any]
 
     @property
-    def path(self) -> Path: ...
+    def filename(self) -> str:
+        return self.path.name
+
     @property
-    def filename(self) -> str: ...
-    @property
-    def sha256(self) -> str: ...
+    def version(self) -> str:
+        """The wheel's full version, local label included."""
+        return str(parse_wheel_filename(self.path.name)[1])
+
+    def ref(self) -> WheelRef:
+        """The plan's wheel for this build (the fetch checks the file against the manifest's sha256)."""
+        return WheelRef(
+            filename=self.filename,
+            url=self.path.resolve().as_uri(),
+            sha256=self.sha256 if len(self.sha256) == 64 else None,
+            source="wheelhouse",
+            version=self.version,
+        )
 
 
 @dataclass(frozen=True)
@@ -183,8 +242,8 @@ class BuildOutcome:
     status: Status
     plan: BuildPlan | None
     findings: tuple[Finding, ...] = ()
-    fingerprint: FingerprintView | None = None
-    wheel: WheelView | None = None
+    fingerprint: Fingerprint | None = None
+    wheel: BuiltWheel | None = None
     run: RunResult | None = None
     source: str | None = None  # origin of the sources
     command: tuple[str, ...] = ()
