@@ -80,9 +80,7 @@ def render_plan(plan: BuildPlan, console: Console, command: tuple[str, ...] = ()
             if plan.profile.narrowed
             else "setup_requires and bdist_wheel import only"
         )
-        print_markup(
-            console, f" source edits: setup.py and static_switch.h ({what}; see docs/build.md)"
-        )
+        print_markup(console, f" source edits: setup.py and static_switch.h ({what}; see docs/build.md)")
     if command:
         print_markup(console, f" command: {escape(' '.join(command))}")
     for n in plan.notes:

@@ -407,7 +407,9 @@ def test_refresh_one_source_keeps_every_other_entry(gh: Server, other: Server, t
     changed = [(a, b) for a, b in zip(keep, kept) if a != b]
     # the pypi input only, and the index's date (the day of the refresh: it differs once the committed index
     # is older than today)
-    assert all(any(k in a for k in ('"entries"', '"fetched"', '"generated"')) for a, _ in changed), changed[:3]
+    assert all(any(k in a for k in ('"entries"', '"fetched"', '"generated"')) for a, _ in changed), changed[
+        :3
+    ]
     assert gh.requests == []  # nothing else was read
     fa4 = sorted(e.filename for e in load_index(out).for_variant("fa4"))
     assert fa4 == ["flash_attn_4-0.0.1-py3-none-any.whl", "flash_attn_4-4.0.0b2-py3-none-any.whl"]
