@@ -30,9 +30,8 @@ from flashdoctor.decide.wheels.location import (
 from flashdoctor.errors import UsageError
 from flashdoctor.model.findings import Finding
 
-if (
-    TYPE_CHECKING
-):  # the network and the builder are imported by a refresh only: `check` reads the index's date
+# The network and the builder are imported by a refresh only (refresh_index): `check` reads the index's date.
+if TYPE_CHECKING:
     from flashdoctor.actions.net.http import Http
 
 REFRESHED_DIR = "index"

@@ -42,10 +42,13 @@ def digest_published(sha256_from: str | None) -> bool:
     return sha256_from in PUBLISHED_SOURCES
 
 
-def digest_wording(sha256_from: str | None) -> str | None:
-    """The words for human output, JSON and lock files; None when no wheel was fetched."""
+def digest_wording(sha256_from: str | None, digest_from: str | None = None) -> str | None:
+    """The words for human output, JSON and lock files; None when no wheel was fetched. ``digest_from``
+    (Verification.digest_from): "build-record" is a flashdoctor build checked against its own record."""
     if sha256_from is None:
         return None
+    if digest_from == "build-record":
+        return DIGEST_BUILD_RECORD
     return DIGEST_PUBLISHED if digest_published(sha256_from) else DIGEST_RECORDED
 
 
@@ -117,6 +120,5 @@ class InstallResult(FieldsJson):
     @property
     def sha256_check(self) -> str | None:
         """How the sha256 was checked, in words (see the module docstring)."""
-        if self.sha256 and (self.verification or {}).get("digest_from") == "build-record":
-            return DIGEST_BUILD_RECORD
-        return digest_wording(self.sha256_from) if self.sha256 else None
+        digest_from = (self.verification or {}).get("digest_from")
+        return digest_wording(self.sha256_from, digest_from) if self.sha256 else None
