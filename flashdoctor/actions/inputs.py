@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from flashdoctor.decide.wheels.index import MAX_INDEX_BYTES
+from flashdoctor.decide.wheels.index import MAX_INDEX_BYTES, Keep
 from flashdoctor.errors import UsageError
 from flashdoctor.model.target import MAX_BYTES as TARGET_SPEC_MAX_BYTES
 
@@ -155,15 +155,19 @@ def user_index_path(index_path: str | None, environ: Mapping[str, str]) -> str |
     return index_path or environ.get(ENV_VAR) or None
 
 
-def load_wheel_index(index_path: str | None, environ: Mapping[str, str]) -> WheelIndex:
+def load_wheel_index(
+    index_path: str | None, environ: Mapping[str, str], keep: Keep | None = None
+) -> WheelIndex:
     """The wheel index to select from: the user's (bounded read, cached validation), else the refreshed
-    one while it is newer than the bundled one (flashdoctor.actions.wheel_index), else the bundled one."""
+    one while it is newer than the bundled one (flashdoctor.actions.wheel_index), else the bundled one.
+    ``keep``: parse only the entries whose filename it keeps, where the content passed validation before
+    (decide.wheels.index.index_from_bytes)."""
     from flashdoctor.actions.wheel_index import current_index
     from flashdoctor.decide.wheels.index import WheelIndexError, index_from_bytes, load_index
 
     path = user_index_path(index_path, environ)
     if path is None:
-        return load_index(current_index(None, environ).path)
+        return load_index(current_index(None, environ).path, keep=keep)
     try:
         data = read_bytes(path, "wheel index", INDEX_MAX_BYTES)
         doc = parse_json(data, f"wheel index {path}")
@@ -171,14 +175,17 @@ def load_wheel_index(index_path: str | None, environ: Mapping[str, str]) -> Whee
         raise
     except UsageError as exc:
         raise WheelIndexError(exc.message, hint=exc.hint) from None
-    return index_from_bytes(data, doc, origin=path)
+    return index_from_bytes(data, doc, origin=path, keep=keep)
 
 
 def wheel_finder(environ: Mapping[str, str], say: Callable[[str], None] | None = None) -> WheelFinder | None:
-    """check's and explain's WheelFinder over the default index (the user's or the bundled one), loaded
-    at its first use; None (after telling ``say``) when there is no index at all."""
+    """The WheelFinder of check, explain and a cluster rank over the default index (the user's, the
+    refreshed or the bundled one), loaded at its first use and then only the entries whose tags the
+    environment accepts (target.TagFilter: the best fit is the same); None (after telling ``say``) when
+    there is no index at all."""
     from flashdoctor.actions.wheel_index import current_index
     from flashdoctor.decide.wheels import WheelIndexError, find_wheel
+    from flashdoctor.decide.wheels.target import tag_filter
 
     if user_index_path(None, environ) is None:
         try:
@@ -187,12 +194,13 @@ def wheel_finder(environ: Mapping[str, str], say: Callable[[str], None] | None =
             if say is not None:
                 say(f"{exc.message}; verdicts do not consider prebuilt wheels")
             return None
-    loaded: list[WheelIndex] = []
+    loaded: dict[Keep, WheelIndex] = {}
 
     def find(env: Environment, variant: Any) -> str | None:
-        if not loaded:
-            loaded.append(load_wheel_index(None, environ))
-        return find_wheel(env, variant, loaded[0])
+        keep = tag_filter(env)
+        if keep not in loaded:
+            loaded[keep] = load_wheel_index(None, environ, keep)
+        return find_wheel(env, variant, loaded[keep])
 
     return find
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+from flashdoctor.decide.checks import WheelFinder
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.target import environment_from_target
-from tests.support.paths import TARGETS
+from tests.support.paths import ROOT, TARGETS
 
 
 def target_env(name: str, **overrides: object) -> Environment:
@@ -14,3 +15,13 @@ def target_env(name: str, **overrides: object) -> Environment:
     spec = json.loads((TARGETS / f"{name}.json").read_text())
     spec.update(overrides)
     return environment_from_target(spec)
+
+
+def bundled_finder() -> WheelFinder:
+    """check's WheelFinder over the bundled index (a user's or refreshed index never leaks in)."""
+    from flashdoctor.actions.inputs import wheel_finder
+    from flashdoctor.decide.wheels.location import ENV_VAR
+
+    finder = wheel_finder({ENV_VAR: str(ROOT / "wheels_index.json")})
+    assert finder is not None
+    return finder

@@ -146,11 +146,11 @@ def run_rank(
     except UsageError as exc:
         return failed(exc.message)
     # The same verdicts as a plain `check`: prebuilt wheels from the index count ("installable").
-    if finder is None:
-        from flashdoctor.decide.wheels import default_wheel_finder
+    from flashdoctor.actions.inputs import wheel_finder
 
-        finder = default_wheel_finder
-    report = run_checks(env, source=source, wheel_finder=finder())
+    report = run_checks(
+        env, source=source, wheel_finder=wheel_finder(rank_environ) if finder is None else finder()
+    )
     doc = report_to_json(report, strict=opts.strict, require=opts.require)
     code = report.exit_code(strict=opts.strict, require=opts.require)
     # A target's GPU is the spec's, not a device of this node: no device to own (or to share).

@@ -36,6 +36,8 @@ from flashdoctor.knowledge.variants import VARIANTS, Variant
 from flashdoctor.knowledge.versions import major_minor
 from flashdoctor.model.plan import WheelRef
 
+Keep = Callable[[str], bool]  # a test on an entry's filename (hashable: it keys the load cache)
+
 INDEX_SCHEMA_ID = "flashdoctor/wheels-index/1"
 
 
@@ -154,6 +156,7 @@ class WheelIndex:
     built_from: str | None = None
     generated: str | None = None  # YYYY-MM-DD the index was written
     inputs: tuple[Mapping[str, Any], ...] = ()
+    subset: bool = False  # only the entries a filename filter kept (index_from_document's ``keep``)
 
     @property
     def data_date(self) -> str | None:
@@ -185,19 +188,21 @@ def load_schema() -> dict[str, Any]:
 
 
 def load_index(
-    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    keep: Keep | None = None,
 ) -> WheelIndex:
-    """Load and validate a wheel index (cached per file and modification time)."""
+    """Load and validate a wheel index (cached per file, modification time and ``keep``)."""
     p = Path(path) if path is not None else default_index_path(environ)
     try:
         st = p.stat()
     except OSError as exc:
         raise WheelIndexError(f"cannot read wheel index {p}: {exc.strerror or exc}") from None
-    return _load_cached(str(p), st.st_mtime_ns, st.st_size)
+    return _load_cached(str(p), st.st_mtime_ns, st.st_size, keep)
 
 
 @lru_cache(maxsize=4)
-def _load_cached(path: str, _mtime: int, _size: int) -> WheelIndex:
+def _load_cached(path: str, _mtime: int, _size: int, keep: Keep | None) -> WheelIndex:
     data = read_capped(path, MAX_INDEX_BYTES, "wheel index", WheelIndexError)
     try:
         doc = json.loads(data)
@@ -206,15 +211,17 @@ def _load_cached(path: str, _mtime: int, _size: int) -> WheelIndex:
         raise WheelIndexError(f"wheel index {path} is not valid JSON{where}: {exc}") from None
     except RecursionError:
         raise WheelIndexError(f"wheel index {path} is nested too deeply to be a wheel index") from None
-    return index_from_bytes(data, doc, origin=path)
+    return index_from_bytes(data, doc, origin=path, keep=keep)
 
 
-def index_from_bytes(data: bytes, doc: Any, origin: str) -> WheelIndex:
+def index_from_bytes(data: bytes, doc: Any, origin: str, keep: Keep | None = None) -> WheelIndex:
     """The typed index of ``doc``, parsed from ``data`` by the caller (a user's index is read with
-    bounds by flashdoctor.actions.inputs); the JSON Schema pass is skipped for content that passed it."""
+    bounds by flashdoctor.actions.inputs). Content that passed the whole parse once (the schema and
+    every entry) is not validated again, and of it only the entries ``keep`` keeps are parsed; content
+    not seen before is parsed whole (``keep`` then changes nothing a selection finds)."""
     marker = _validated_marker(data)
     if marker is not None and marker.exists():
-        return index_from_document(doc, origin=origin, validate=False)
+        return index_from_document(doc, origin=origin, validate=False, keep=keep)
     index = index_from_document(doc, origin=origin)
     if marker is not None:
         try:
@@ -226,13 +233,18 @@ def index_from_bytes(data: bytes, doc: Any, origin: str) -> WheelIndex:
 
 
 def _validated_marker(data: bytes) -> Path | None:
-    """A file whose existence says "this exact index passed this exact schema". Schema validation of
-    ~5000 entries takes ~0.5 s; content that passed once is not validated again."""
+    """A file whose existence says "this exact index passed the whole parse of this exact code": its
+    key hashes the content, the schema and the two modules that check entries (this one and parse.py),
+    so an upgrade validates again. Validating ~5000 entries takes ~0.5 s; content that passed once is not
+    validated again, and a selection may then parse only the entries it can use."""
     try:
         from platformdirs import user_cache_dir
 
-        schema = resources.files("flashdoctor").joinpath("schemas", "wheels-index.schema.json").read_bytes()
-        key = hashlib.sha256(data).hexdigest()[:32] + "-" + hashlib.sha256(schema).hexdigest()[:16]
+        pkg = resources.files("flashdoctor")
+        code = hashlib.sha256(pkg.joinpath("schemas", "wheels-index.schema.json").read_bytes())
+        for module in ("index.py", "parse.py"):
+            code.update(pkg.joinpath("decide", "wheels", module).read_bytes())
+        key = hashlib.sha256(data).hexdigest()[:32] + "-" + code.hexdigest()[:16]
         return Path(user_cache_dir("flashdoctor", appauthor=False)) / "validated" / f"wheels-index-{key}"
     except OSError:
         return None
@@ -269,10 +281,16 @@ def _where(doc: Any, path: list[Any]) -> str:
     return "top level" if not path else "field " + ".".join(str(p) for p in path)
 
 
-def index_from_document(doc: Any, origin: str = "wheel index", validate: bool = True) -> WheelIndex:
-    """The typed index of a parsed document. ``validate=False`` skips only the JSON Schema pass (for
-    content that passed it before); the per-entry checks (filename, source, url, cuda) always run."""
+def index_from_document(
+    doc: Any, origin: str = "wheel index", validate: bool = True, keep: Keep | None = None
+) -> WheelIndex:
+    """The typed index of a parsed document. ``validate=False`` skips the JSON Schema pass (for content
+    that passed it before); the per-entry checks (filename, source, url, cuda) run on every entry
+    parsed. ``keep`` (only with ``validate=False``: content known whole and sound) parses just the
+    entries whose filename it keeps, e.g. target.TagFilter; the index is then a ``subset``."""
     if validate:
+        if keep is not None:
+            raise ValueError("keep= is for content validated before (validate=False)")
         validate_document(doc, origin)
     for name, raw in doc["sources"].items():
         if raw.get("url") is not None:
@@ -292,6 +310,8 @@ def index_from_document(doc: Any, origin: str = "wheel index", validate: bool = 
     entries = []
     seen: set[tuple[str, str, str]] = set()
     for i, raw in enumerate(doc["wheels"]):
+        if keep is not None and not keep(raw["filename"]):
+            continue
         entry = _entry(raw, sources, lambda: f"{origin}: entry {i} ({raw['filename']})")  # noqa: B023
         key = (  # one repository's tag is not another's: kingbri1 and bdashore3 both have a v2.8.3
             entry.source,
@@ -311,6 +331,7 @@ def index_from_document(doc: Any, origin: str = "wheel index", validate: bool = 
         built_from=doc.get("built_from"),
         generated=doc.get("generated"),
         inputs=tuple(doc.get("inputs") or ()),
+        subset=keep is not None,
     )
 
 

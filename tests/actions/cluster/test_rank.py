@@ -237,14 +237,14 @@ def test_default_smoke_runner_calls_run_smoke_on_the_ranks_gpu(monkeypatch: pyte
 def test_rank_verdicts_consult_the_wheel_index_like_check() -> None:
     """Found on the 2-GPU H100 run: ranks said 'buildable (no wheel index consulted)' where a plain
     `check` on the same node said 'installable'."""
+    from flashdoctor.actions.inputs import wheel_finder
     from flashdoctor.decide.explain import run_checks
-    from flashdoctor.decide.wheels import default_wheel_finder
 
     node = FakeNode()
     res = run_rank(launch(0), RankOptions(), {}, "n1", gpu_count=node.count, probe=node.probe)
     assert res.check is not None
     plain = run_checks(
-        node.probe(None, {"CUDA_VISIBLE_DEVICES": "0"}, True, False), wheel_finder=default_wheel_finder()
+        node.probe(None, {"CUDA_VISIBLE_DEVICES": "0"}, True, False), wheel_finder=wheel_finder({})
     )
     want = {v: plain.verdicts[v].verdict for v in plain.verdicts}
     assert {v: d["verdict"] for v, d in res.check["verdicts"].items()} == want

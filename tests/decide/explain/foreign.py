@@ -103,10 +103,10 @@ def main() -> int:
     ap.add_argument("--show", type=int, default=5)
     ap.add_argument("--no-probe", action="store_true", help="only the h100 target")
     args = ap.parse_args()
-    from flashdoctor.decide.wheels import default_wheel_finder
     from flashdoctor.model.target import load_target
+    from tests.support.targets import bundled_finder
 
-    finder = default_wheel_finder()
+    finder = bundled_finder()
     envs = {"h100 target": load_target(str(TARGETS / "h100.json"))}
     if not args.no_probe:
         from flashdoctor.probe import probe_environment

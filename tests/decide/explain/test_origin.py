@@ -9,10 +9,9 @@ import pytest
 
 from flashdoctor.decide.explain import explain_bytes, explain_output, explain_text
 from flashdoctor.decide.explain.origin import LogMachine, decide_origin, env_prefix
-from flashdoctor.decide.wheels import default_wheel_finder
 from flashdoctor.model.environment import Environment
 from tests.decide.explain.foreign import count, tune_cases
-from tests.support.targets import target_env
+from tests.support.targets import bundled_finder, target_env
 
 TORCH_SYMBOL = (
     "ImportError: /home/u/venv/lib/python3.10/site-packages/flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: "
@@ -29,7 +28,7 @@ TARGETS = [
 @pytest.mark.parametrize("name", TARGETS)
 def test_no_fix_names_the_target_for_a_log_from_elsewhere(name: str) -> None:
     # Before: 68 diagnoses of the 98 tune logs named the h100 target's torch, Python, GPU, wheel...
-    found = count(tune_cases(), target_env(name), default_wheel_finder())
+    found = count(tune_cases(), target_env(name), bundled_finder())
     assert found == [], found[:3]
 
 
@@ -38,7 +37,7 @@ def test_no_fix_names_this_probed_machine_for_a_log_from_elsewhere() -> None:
     from flashdoctor.probe import probe_environment
 
     env = probe_environment(python=None, environ=os.environ, import_tests=False)
-    found = count(tune_cases(), env, default_wheel_finder())
+    found = count(tune_cases(), env, bundled_finder())
     assert found == [], found[:3]
 
 
