@@ -34,11 +34,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from filelock import FileLock, Timeout
+from typing import TYPE_CHECKING, Any
 
 from flashdoctor.errors import FlashdoctorError
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 LOCK_TIMEOUT = 900.0  # another flashdoctor downloading a 500 MB wheel on a slow line
 STALE_TMP_S = 7 * 86400.0  # a partial download nobody resumed for a week is abandoned
@@ -169,6 +170,8 @@ def own_regular_file(path: Path) -> bool:
 
 def acquire(lk: FileLock, timeout: float, on_wait: Callable[[], None] | None = None) -> bool:
     """Take ``lk``, calling ``on_wait`` once if another process holds it; False after ``timeout``."""
+    from filelock import Timeout  # imported where locks are taken: `check` never takes one
+
     try:
         lk.acquire(timeout=0)
         return True
@@ -209,6 +212,8 @@ class WheelCache:
         """Hold ``locks/<key>.lock``. ``on_wait`` is called once if another process holds it."""
         d = self.root / "locks"
         d.mkdir(parents=True, exist_ok=True)
+        from filelock import FileLock
+
         lk = FileLock(str(d / f"{key}.lock"))
         if not acquire(lk, timeout, on_wait):
             raise CacheLockTimeout(
