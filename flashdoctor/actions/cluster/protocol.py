@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from flashdoctor.actions.cluster.launch import LaunchInfo
-from flashdoctor.decide.cluster import JoinInfo, RankResult
+from flashdoctor.decide.cluster import Gathered, JoinInfo, RankResult
 
 
 class Store(Protocol):
@@ -86,18 +86,6 @@ class Keys:
 
     def done(self, rank: int) -> str:
         return f"{self.prefix}done/{rank}"
-
-
-@dataclass(frozen=True)
-class Gathered:
-    """What rank 0 knows once the exchange is over: the input of the cluster report."""
-
-    joins: dict[int, JoinInfo]
-    results: dict[int, RankResult]
-    missing: tuple[int, ...]
-    unfinished: tuple[int, ...]
-    transport: str  # "gloo" | "store"
-    transport_error: str | None = None
 
 
 class _Worker(threading.Thread):

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from flashdoctor.actions.cluster.launch import LaunchInfo
-from flashdoctor.actions.cluster.protocol import Gathered, SessionError, Timeouts, run_session
+from flashdoctor.actions.cluster.protocol import SessionError, Timeouts, run_session
 from flashdoctor.actions.cluster.torch_glue import import_dist
-from flashdoctor.decide.cluster import JoinInfo, RankResult
+from flashdoctor.decide.cluster import Gathered, JoinInfo, RankResult
 
 FAST = Timeouts(join_s=0.6, rank_s=0.8, poll_s=0.01)
 
