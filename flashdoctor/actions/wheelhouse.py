@@ -83,40 +83,40 @@ class FingerprintError(ValueError):
     """The environment lacks a fact the fingerprint needs (e.g. no torch)."""
 
 
+def environment_facts(env: Environment) -> dict[str, Any]:
+    """What a built wheel is matched on, as ``env`` gives it (rules 2-6 above), by the names Fingerprint
+    and Request share: torch major.minor, torch's CUDA major, the C++ ABI, the Python ABI, the platform and
+    glibc major.minor; None where ``env`` does not know (no torch: torch None; a CPU torch: cuda None)."""
+    tmm, cmm, gl = env.torch_mm, env.torch_cuda_mm, major_minor(env.glibc) if env.glibc else None
+    return {
+        "torch": None if tmm is None else f"{tmm[0]}.{tmm[1]}",
+        "cuda": None if cmm is None else str(cmm[0]),
+        "cxx11abi": env.cxx11abi,
+        "python_abi": env.python_abi,
+        "platform": env.platform,
+        "glibc": None if gl is None else f"{gl[0]}.{gl[1]}",
+    }
+
+
 def fingerprint(env: Environment, variant: str, version: str, profile: Profile) -> Fingerprint:
     """The fingerprint of a build of ``profile`` in ``env``. Raises FingerprintError if a fact is missing."""
-    tmm = env.torch_mm
-    cmm = env.torch_cuda_mm
-    missing = [
-        name
-        for name, val in (
-            ("torch", tmm),
-            ("torch CUDA", cmm),
-            ("python ABI", env.python_abi),
-            ("platform", env.platform),
-        )
-        if val is None
-    ]
+    facts = environment_facts(env)
+    needed = (
+        ("torch", "torch"),
+        ("torch CUDA", "cuda"),
+        ("python ABI", "python_abi"),
+        ("platform", "platform"),
+    )
+    missing = [name for name, key in needed if facts[key] is None]
     if missing:
         raise FingerprintError("cannot fingerprint the build environment: unknown " + ", ".join(missing))
-    assert tmm is not None and cmm is not None
     return Fingerprint(
         variant=variant,
         version=version.split("+", 1)[0],
-        torch=f"{tmm[0]}.{tmm[1]}",
-        cuda=str(cmm[0]),
-        cxx11abi=env.cxx11abi,
-        python_abi=str(env.python_abi),
-        platform=str(env.platform),
-        glibc=_glibc(env.glibc),
+        **facts,
         archs=tuple(sorted(profile.archs)),
         profile=profile.label(),
     )
-
-
-def _glibc(text: str | None) -> str | None:
-    gl = major_minor(text) if text else None
-    return None if gl is None else f"{gl[0]}.{gl[1]}"
 
 
 # -- the request and the rule ------------------------------------------------------------------------
@@ -156,7 +156,6 @@ class Request:
     ) -> Request:
         """What ``install`` asks for: the visible GPUs (or ``archs``), and the head dims / dtypes / FA3
         features done without that are named."""
-        tmm, cmm = env.torch_mm, env.torch_cuda_mm
         gpus: tuple[tuple[str, int | None], ...]
         if archs is not None:
             gpus = tuple((f"sm_{a}", int(a)) for a in sorted(set(archs)))
@@ -164,12 +163,7 @@ class Request:
             gpus = tuple((g.label, g.sm) for g in env.gpus)
         return cls(
             variant=variant,
-            torch=None if tmm is None or env.torch is None else f"{tmm[0]}.{tmm[1]}",
-            cuda=None if cmm is None else str(cmm[0]),
-            cxx11abi=env.cxx11abi,
-            python_abi=env.python_abi,
-            platform=env.platform,
-            glibc=_glibc(env.glibc),
+            **environment_facts(env),
             gpus=gpus,
             versions=versions,
             head_dims=None if head_dims is None else tuple(sorted(set(head_dims))),

@@ -40,7 +40,7 @@ def _entry(sha256_from: str) -> LockEntry:
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_every_form_carries_the_digest_and_its_wording(fmt: str) -> None:
-    write = FORMATS[fmt][0]
+    write = FORMATS[fmt].text
     env = Environment(python="3.12", platform="linux_x86_64", torch="2.8.0+cu128", torch_cuda="12.8")
     recorded = write([_entry("computed")], env, "probe")
     published = write([_entry("index")], env, "probe")
@@ -52,7 +52,7 @@ def test_every_form_carries_the_digest_and_its_wording(fmt: str) -> None:
 
 def test_the_uv_form_is_toml_with_a_direct_reference_and_its_hash() -> None:
     e = _entry("index")
-    doc = tomllib.loads(FORMATS["uv"][0]([e], Environment(), "probe"))
+    doc = tomllib.loads(FORMATS["uv"].text([e], Environment(), "probe"))
     assert doc == {"project": {"dependencies": [f"flash-attn @ {e.wheel.url}#sha256={'ab' * 32}"]}}
 
 
@@ -61,7 +61,7 @@ def test_the_dockerfile_form_quotes_the_url_for_the_shell() -> None:
     e = LockEntry(
         "fa2", WheelRef(e.wheel.filename, e.wheel.url + "?a=$(id)&b='", None, "x", "2"), "cd" * 32, "index"
     )
-    text = FORMATS["dockerfile"][0]([e], Environment(), "probe")
+    text = FORMATS["dockerfile"].text([e], Environment(), "probe")
     run = _run_line(text)
     import shlex
 
@@ -180,7 +180,7 @@ def test_requirements_and_dockerfile_replay_with_pip_and_refuse_other_bytes(
     url = loopback.add(w)
     base, doc = _lock_all(tmp_path, url, w)
     sha = sha256_of(w)
-    files = {f: Path(str(base) + FORMATS[f][1]) for f in FORMATS}
+    files = {f: Path(str(base) + FORMATS[f].suffix) for f in FORMATS}
     for f, path in files.items():
         text = path.read_text()
         assert sha in text and RECORDED in text, (f, text)
@@ -226,7 +226,7 @@ def test_the_uv_form_replays_with_uv_sync_and_refuses_other_bytes(loopback: Stat
     w = make_wheel(tmp_path / "w", version=V, tag="py3-none-any", requires=())
     url = loopback.add(w)
     base, _doc = _lock_all(tmp_path, url, w)
-    snippet = tomllib.loads(Path(str(base) + FORMATS["uv"][1]).read_text())
+    snippet = tomllib.loads(Path(str(base) + FORMATS["uv"].suffix).read_text())
     deps = snippet["project"]["dependencies"]
     assert deps == [f"flash-attn @ {url}#sha256={sha256_of(w)}"]
 

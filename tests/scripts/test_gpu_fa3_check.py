@@ -10,6 +10,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
+from flashdoctor.decide.smoke.events import RunInfo
 from flashdoctor.decide.smoke.judge import judge_smoke
 from flashdoctor.model.cases import SMOKE_CASES_CUDA
 from tests.support.golden_reports import FA3_VERSION, bench_report, smoke_report
@@ -46,9 +47,7 @@ def unprofiled() -> dict[str, Any]:
                 {**k, "event": "timing", "fwd_ms": 0.1},
             ]
     ev += [{"event": "done"}, {"event": "run", "attempt": 1, "returncode": 0}]
-    return judge_smoke(
-        ev, python="p", device="cuda", cases=SMOKE_CASES_CUDA, backends=("sdpa-math", "fa3")
-    ).to_json()
+    return judge_smoke(ev, RunInfo("p", "cuda", ("sdpa-math", "fa3")), cases=SMOKE_CASES_CUDA).to_json()
 
 
 def test_the_checker_reads_the_reports(tmp_path: Path) -> None:

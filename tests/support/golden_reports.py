@@ -8,6 +8,7 @@ from typing import Any
 
 from flashdoctor.decide.smoke.bench import BenchReport, judge_bench
 from flashdoctor.decide.smoke.classify import not_compiled
+from flashdoctor.decide.smoke.events import RunInfo
 from flashdoctor.decide.smoke.judge import judge_smoke
 from flashdoctor.model.cases import BACKENDS, SMOKE_CASES_CUDA, VARIANT_BACKENDS, Case
 from flashdoctor.model.smoke import SmokeReport
@@ -152,12 +153,7 @@ def smoke_report() -> SmokeReport:
         {"event": "run", "attempt": 0, "returncode": 0, "elapsed_s": 13.1},
     ]
     return judge_smoke(
-        ev,
-        python="/venv/bin/python",
-        device="cuda",
-        cases=SMOKE_CASES_CUDA,
-        backends=BACKENDS,
-        elapsed_s=13.4,
+        ev, RunInfo("/venv/bin/python", "cuda", BACKENDS, elapsed_s=13.4), cases=SMOKE_CASES_CUDA
     )
 
 
@@ -226,6 +222,4 @@ def bench_report(peak_tflops: float = 790.0) -> BenchReport:
         {"event": "done", "elapsed_s": 40.2},
         {"event": "run", "attempt": 0, "returncode": 0, "elapsed_s": 41.0},
     ]
-    return judge_bench(
-        ev, python="/venv/bin/python", device="cuda", case=BENCH_CASE, backends=BACKENDS, elapsed_s=41.3
-    )
+    return judge_bench(ev, RunInfo("/venv/bin/python", "cuda", BACKENDS, elapsed_s=41.3), case=BENCH_CASE)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from flashdoctor.actions.cluster.launch import LaunchInfo
-from flashdoctor.decide.cluster import JoinInfo, RankResult
+from flashdoctor.decide.cluster import Gathered, JoinInfo, RankResult
 
 
 class Store(Protocol):
@@ -88,18 +88,6 @@ class Keys:
         return f"{self.prefix}done/{rank}"
 
 
-@dataclass(frozen=True)
-class Gathered:
-    """What rank 0 knows once the exchange is over: the input of the cluster report."""
-
-    joins: dict[int, JoinInfo]
-    results: dict[int, RankResult]
-    missing: tuple[int, ...]
-    unfinished: tuple[int, ...]
-    transport: str  # "gloo" | "store"
-    transport_error: str | None = None
-
-
 class _Worker(threading.Thread):
     """The rank's work, in a daemon thread: the main thread keeps the deadlines even when a probe
     hangs (a wedged driver, an import that never returns), and the process can still exit."""
@@ -140,49 +128,39 @@ class SessionError(Exception):
     """This rank cannot go on (no roster, no plan, late, unfinished): the message says why."""
 
 
-def _wait_key(
-    store: Store,
-    key: str,
-    deadline: float,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
-    poll: float,
-) -> bool:
-    while not store.check([key]):
-        if clock() >= deadline:
-            return False
-        sleep(poll)
-    return True
-
-
 EXIT_BARRIER_S = 10.0
 
 
-class _Ending:
-    """The last step of every rank that joined: learn the outcome, then leave together.
+@dataclass(frozen=True)
+class _Session:
+    """One rank's run: what every step of the exchange shares (its place, the store, the bounds, the
+    clock), and the last step of every rank that joined: learn the outcome, then leave together.
 
     torchrun stops all workers as soon as one exits non-zero. So no rank exits before every joined
     rank knows the outcome (and has called ``on_outcome``, which makes the stop end it with that
     code): each one counts itself in ``left`` and waits, bounded, for the others to do the same.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        keys: Keys,
-        t: Timeouts,
-        clock: Callable[[], float],
-        sleep: Callable[[float], None],
-        on_outcome: Callable[[int], None],
-    ) -> None:
-        self.store, self.keys, self.t, self.clock, self.sleep, self.on_outcome = (
-            store,
-            keys,
-            t,
-            clock,
-            sleep,
-            on_outcome,
-        )
+    launch: LaunchInfo
+    store: Store
+    keys: Keys
+    t: Timeouts
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    on_outcome: Callable[[int], None]
+
+    def wait_key(self, key: str, within: float) -> bool:
+        """Whether ``key`` appears in the store within ``within`` seconds."""
+        deadline = self.clock() + within
+        while not self.store.check([key]):
+            if self.clock() >= deadline:
+                return False
+            self.sleep(self.t.poll_s)
+        return True
+
+    def post_done(self, worker: _Worker) -> None:
+        self.store.set(self.keys.done(self.launch.rank), _payload(worker.result).decode())
+        self.store.add(self.keys.finished, 1)
 
     def leave(self, code: int, bound: float | None = None) -> None:
         self.on_outcome(code)
@@ -201,14 +179,7 @@ class _Ending:
     def wait_outcome_and_leave(self) -> int | None:
         """For a rank outside the gather (late, unfinished, failed collective): rank 0's outcome
         from the store, bounded by the time rank 0 may still need (its collective's timeout)."""
-        if not _wait_key(
-            self.store,
-            self.keys.outcome,
-            self.clock() + 2 * self.t.join_s + 10,
-            self.clock,
-            self.sleep,
-            self.t.poll_s,
-        ):
+        if not self.wait_key(self.keys.outcome, 2 * self.t.join_s + 10):
             return None
         code = int(self.store.get(self.keys.outcome).decode())
         self.leave(code)
@@ -233,18 +204,15 @@ def run_session(
     ``on_outcome(code)`` is called as soon as this rank knows how it will exit, before the exit
     barrier: the caller makes a launcher's stop request end the process with that code.
     """
-    keys = Keys(launch.run_id)
-    store.set(keys.join(launch.rank), json.dumps(join.to_json()))
-    store.add(keys.joined, 1)
+    s = _Session(launch, store, Keys(launch.run_id), timeouts, clock, sleep, on_outcome)
+    store.set(s.keys.join(launch.rank), json.dumps(join.to_json()))
+    store.add(s.keys.joined, 1)
     worker = _Worker(launch.rank, work)
     worker.start()
-    ending = _Ending(store, keys, timeouts, clock, sleep, on_outcome)
     if launch.rank == 0:
-        return _coordinate(
-            launch, store, keys, worker, open_collective, finish, timeouts, clock, sleep, ending
-        )
+        return _coordinate(s, worker, open_collective, finish)
     try:
-        return _follow(launch, store, keys, worker, open_collective, timeouts, clock, sleep, ending)
+        return _follow(s, worker, open_collective)
     except SessionError:
         raise
     except Exception as exc:  # the store's host (rank 0, or torchrun's agent) went away
@@ -253,28 +221,15 @@ def run_session(
         ) from None
 
 
-def _post_done(store: Store, keys: Keys, rank: int, worker: _Worker) -> None:
-    store.set(keys.done(rank), _payload(worker.result).decode())
-    store.add(keys.finished, 1)
-
-
 def _coordinate(
-    launch: LaunchInfo,
-    store: Store,
-    keys: Keys,
-    worker: _Worker,
-    open_collective: CollectiveFactory,
-    finish: Callable[[Gathered], int],
-    t: Timeouts,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
-    ending: _Ending,
+    s: _Session, worker: _Worker, open_collective: CollectiveFactory, finish: Callable[[Gathered], int]
 ) -> int:
-    world = launch.world_size
+    store, keys, t, clock = s.store, s.keys, s.t, s.clock
+    world = s.launch.world_size
     # 1. joins, bounded by --timeout. A counter keeps each poll O(1) for large worlds.
     deadline = clock() + t.join_s
     while store.add(keys.joined, 0) < world and clock() < deadline:
-        sleep(t.poll_s)
+        s.sleep(t.poll_s)
     joined = [r for r in range(world) if store.check([keys.join(r)])]
     missing = [r for r in range(world) if r not in joined]
     store.set(keys.roster, json.dumps({"joined": joined, "missing": missing}))
@@ -285,13 +240,13 @@ def _coordinate(
     posted = False
     while True:
         if worker.finished.is_set() and not posted:
-            _post_done(store, keys, 0, worker)
+            s.post_done(worker)
             posted = True
         if posted and store.add(keys.finished, 0) >= len(joined):
             break
         if clock() >= deadline:
             break
-        sleep(t.poll_s)
+        s.sleep(t.poll_s)
     unfinished = [r for r in joined if not store.check([keys.done(r)])]
     participants = sorted({0} | {r for r in joined if r not in unfinished})
     store.set(
@@ -337,7 +292,7 @@ def _coordinate(
     # After a failed gather the others may still sit in theirs until the collective's timeout
     # (--timeout) before they read the outcome from the store: wait for them that long, since a
     # self-hosted store goes away with rank 0.
-    ending.leave(code, bound=None if coll is not None else t.join_s + EXIT_BARRIER_S)
+    s.leave(code, bound=None if coll is not None else t.join_s + EXIT_BARRIER_S)
     if coll is not None:
         _close(coll)
     return code
@@ -348,41 +303,32 @@ def _close(coll: Collective) -> None:
         coll.close()
 
 
-def _follow(
-    launch: LaunchInfo,
-    store: Store,
-    keys: Keys,
-    worker: _Worker,
-    open_collective: CollectiveFactory,
-    t: Timeouts,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
-    ending: _Ending,
-) -> int:
-    r = launch.rank
+def _follow(s: _Session, worker: _Worker, open_collective: CollectiveFactory) -> int:
+    store, keys, t, clock = s.store, s.keys, s.t, s.clock
+    r = s.launch.rank
     # Rank 0 publishes the roster --timeout after its own start; allow as much again for ranks that
     # started before it.
-    if not _wait_key(store, keys.roster, clock() + 2 * t.join_s, clock, sleep, t.poll_s):
+    if not s.wait_key(keys.roster, 2 * t.join_s):
         raise SessionError(f"rank 0 did not say who joined within {2 * t.join_s:g} s: is rank 0 running?")
     roster = json.loads(store.get(keys.roster).decode())
     if r in roster.get("missing", []):
-        ending.wait_outcome_and_leave()
+        s.wait_outcome_and_leave()
         raise SessionError(f"joined after the {t.join_s:g} s deadline (--timeout): rank 0 reports it missing")
     deadline = clock() + t.rank_s + t.join_s
     posted = False
     while True:
         if worker.finished.is_set() and not posted:
-            _post_done(store, keys, r, worker)
+            s.post_done(worker)
             posted = True
         if store.check([keys.plan]):
             break
         if clock() >= deadline:
             raise SessionError("rank 0 did not publish the results plan in time: is rank 0 still running?")
-        sleep(t.poll_s)
+        s.sleep(t.poll_s)
     plan = json.loads(store.get(keys.plan).decode())
     participants: Sequence[int] = plan.get("participants", [])
     if r not in participants:
-        ending.wait_outcome_and_leave()
+        s.wait_outcome_and_leave()
         raise SessionError(
             f"its check did not finish within {t.rank_s:g} s (--rank-timeout): rank 0 reports it unfinished"
         )
@@ -392,10 +338,10 @@ def _follow(
         code = coll.broadcast(None)
     except Exception:
         # The collective failed: rank 0 reads the results from the store and publishes the outcome there.
-        got = ending.wait_outcome_and_leave()
+        got = s.wait_outcome_and_leave()
         if got is None:
             raise SessionError("the gather failed and rank 0 published no outcome") from None
         return got
-    ending.leave(code)
+    s.leave(code)
     _close(coll)
     return code

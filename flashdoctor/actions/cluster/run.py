@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flashdoctor.actions.cluster.launch import LaunchInfo, launch_from_environ
-from flashdoctor.actions.cluster.protocol import Gathered, Keys, SessionError, Timeouts, run_session
+from flashdoctor.actions.cluster.protocol import Keys, SessionError, Timeouts, run_session
 from flashdoctor.actions.cluster.rank import (
     RankOptions,
     SmokeRunner,
@@ -19,7 +19,13 @@ from flashdoctor.actions.cluster.rank import (
     host_name,
     run_rank,
 )
-from flashdoctor.decide.cluster import ClusterReport, JoinInfo, build_cluster_report, cluster_report_to_json
+from flashdoctor.decide.cluster import (
+    ClusterReport,
+    Gathered,
+    JoinInfo,
+    build_cluster_report,
+    cluster_report_to_json,
+)
 from flashdoctor.errors import EXIT_FAILED, UsageError
 
 
@@ -93,15 +99,10 @@ def run_distributed_check(
 
     def finish(g: Gathered) -> int:
         report = build_cluster_report(
+            g,
             launcher=launch.launcher,
             world_size=launch.world_size,
             rendezvous=launch.rendezvous,
-            joins=g.joins,
-            results=g.results,
-            missing=g.missing,
-            unfinished=g.unfinished,
-            transport=g.transport,
-            transport_error=g.transport_error,
             strict=opts.strict,
             timeouts=timeouts.to_json(),
             smoke=opts.smoke,

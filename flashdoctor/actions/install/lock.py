@@ -21,6 +21,7 @@ to be a wheel of the right distribution) and the file says so: "sha256 recorded 
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,60 +114,81 @@ def _head(entries: list[LockEntry], env: Environment, source: str, *how: str) ->
     ]
 
 
-def lock_text(entries: list[LockEntry], env: Environment, source: str) -> str:
-    """The requirements file: a header saying what it is for, then one hashed line per wheel."""
-    lines = _head(
-        entries,
-        env,
-        source,
-        "Reproduce without flashdoctor:  pip install --require-hashes -r THIS_FILE",
-        "(flashdoctor itself installs with --no-deps so that torch is never touched; add --no-deps to match it.)",
-    )
-    return "\n".join([*lines, *(e.line() for e in entries)]) + "\n"
-
-
 def _toml_string(text: str) -> str:
     """A TOML basic string (JSON's escapes are TOML's: quotes, backslashes, \\uXXXX)."""
-    import json
-
     return json.dumps(text)
 
 
-def uv_text(entries: list[LockEntry], env: Environment, source: str) -> str:
-    """A pyproject.toml fragment for uv: the wheel as a direct reference with its #sha256=, which uv
-    records in uv.lock and checks on every install (a [tool.uv.sources] url cannot carry a digest)."""
-    lines = _head(
-        entries,
-        env,
-        source,
-        "For uv: paste this dependency into your pyproject.toml's [project] dependencies as it is; uv records",
-        "the #sha256 in uv.lock and refuses other bytes on `uv sync`. (`uv add` with it drops the #sha256.)",
-        "uv resolves the wheel's own dependencies (torch) with your project: keep your torch source as it is.",
-    )
-    lines += ["[project]", "dependencies = ["]
-    lines += [f"    {_toml_string(e.direct_reference())}," for e in entries]
-    return "\n".join([*lines, "]"]) + "\n"
+def _requirements_body(entries: list[LockEntry]) -> list[str]:
+    """One hashed line per wheel."""
+    return [e.line() for e in entries]
 
 
-def dockerfile_text(entries: list[LockEntry], env: Environment, source: str) -> str:
-    """A Dockerfile snippet: one RUN that installs the wheel by URL, pip checking its #sha256."""
-    lines = _head(
-        entries,
-        env,
-        source,
-        "For a Dockerfile (an image whose Python already has this torch): pip checks the #sha256 of the",
-        "download (--require-hashes); --no-deps leaves torch and the wheel's other dependencies as the",
-        "image has them (install missing ones, e.g. einops, before).",
-    )
+def _uv_body(entries: list[LockEntry]) -> list[str]:
+    """The wheel as a direct reference with its #sha256=, which uv records in uv.lock and checks on
+    every install (a [tool.uv.sources] url cannot carry a digest)."""
+    return [
+        "[project]",
+        "dependencies = [",
+        *(f"    {_toml_string(e.direct_reference())}," for e in entries),
+        "]",
+    ]
+
+
+def _dockerfile_body(entries: list[LockEntry]) -> list[str]:
+    """One RUN that installs the wheel by URL, pip checking its #sha256."""
     refs = " \\\n    ".join(shlex.quote(e.direct_reference()) for e in entries)
-    lines.append(f"RUN python3 -m pip install --no-deps --require-hashes \\\n    {refs}")
-    return "\n".join(lines) + "\n"
+    return [f"RUN python3 -m pip install --no-deps --require-hashes \\\n    {refs}"]
 
 
-Writer = Callable[[list[LockEntry], Environment, str], str]
-# --format: name -> (writer, the file name suffix `--format all -o BASE` gives it)
-FORMATS: dict[str, tuple[Writer, str]] = {
-    "requirements": (lock_text, ".txt"),
-    "uv": (uv_text, ".pyproject.toml"),
-    "dockerfile": (dockerfile_text, ".Dockerfile"),
+@dataclass(frozen=True)
+class LockForm:
+    """One form the lock is written in (--format): the head every form starts with (:func:`_head`),
+    its own lines there on how to use it, then its body."""
+
+    suffix: str  # the file name suffix `--format all -o BASE` gives it
+    how: tuple[str, ...]
+    body: Callable[[list[LockEntry]], list[str]]
+
+    def text(self, entries: list[LockEntry], env: Environment, source: str) -> str:
+        return "\n".join([*_head(entries, env, source, *self.how), *self.body(entries)]) + "\n"
+
+
+# --format: name -> its form
+FORMATS: dict[str, LockForm] = {
+    # a pip requirements file
+    "requirements": LockForm(
+        ".txt",
+        (
+            "Reproduce without flashdoctor:  pip install --require-hashes -r THIS_FILE",
+            "(flashdoctor itself installs with --no-deps so that torch is never touched; add --no-deps to match it.)",
+        ),
+        _requirements_body,
+    ),
+    # a pyproject.toml fragment for uv
+    "uv": LockForm(
+        ".pyproject.toml",
+        (
+            "For uv: paste this dependency into your pyproject.toml's [project] dependencies as it is; uv records",
+            "the #sha256 in uv.lock and refuses other bytes on `uv sync`. (`uv add` with it drops the #sha256.)",
+            "uv resolves the wheel's own dependencies (torch) with your project: keep your torch source as it is.",
+        ),
+        _uv_body,
+    ),
+    # a Dockerfile snippet
+    "dockerfile": LockForm(
+        ".Dockerfile",
+        (
+            "For a Dockerfile (an image whose Python already has this torch): pip checks the #sha256 of the",
+            "download (--require-hashes); --no-deps leaves torch and the wheel's other dependencies as the",
+            "image has them (install missing ones, e.g. einops, before).",
+        ),
+        _dockerfile_body,
+    ),
 }
+
+
+def lock_text(entries: list[LockEntry], env: Environment, source: str) -> str:
+    """The requirements file (the form `lock` reports in every case): the head, then one hashed line
+    per wheel."""
+    return FORMATS["requirements"].text(entries, env, source)

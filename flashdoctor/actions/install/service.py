@@ -247,7 +247,7 @@ def lock_outputs(output: str | None, formats: Sequence[str]) -> dict[str, str]:
         return {}
     if len(formats) == 1:
         return {formats[0]: output}
-    return {f: output + FORMATS[f][1] for f in formats}
+    return {f: output + FORMATS[f].suffix for f in formats}
 
 
 def lock(
@@ -295,7 +295,7 @@ def lock(
     if any(c.isspace() or not c.isprintable() for c in ref.url):
         raise FlashdoctorError(f"cannot lock {ref.url!r}: a URL with spaces or control characters")
     entry = LockEntry(plan.variant, ref, ref.sha256, sha_from, verification, removed)
-    exports = {f: FORMATS[f][0]([entry], env, source) for f in dict.fromkeys(formats)}
+    exports = {f: FORMATS[f].text([entry], env, source) for f in dict.fromkeys(formats)}
     outputs = lock_outputs(output, list(exports))
     for f, path in outputs.items():
         inputs.write_text(path, exports[f])

@@ -7,6 +7,7 @@ test) and the cluster preflight. Importing this package is light: torch is only 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,6 +21,7 @@ from flashdoctor.decide.smoke.classify import (
     not_compiled,
     skips_input_checks,
 )
+from flashdoctor.decide.smoke.events import RunInfo
 from flashdoctor.decide.smoke.judge import judge_smoke
 from flashdoctor.knowledge.backends import variant_imports
 from flashdoctor.model.cases import FALLBACK, Case, normalise_backends, smoke_cases
@@ -87,8 +89,8 @@ def run_smoke(
         "min_batch_ms": 0.5,
         "prewarm": ["sdpa-cudnn"] if prewarm and device == "cuda" else [],
     }
-    judge = functools.partial(judge_smoke, cases=cases, backends=backends, requested=requested)
-    return _run(judge, python, environ, config, timeout, stall_timeout)
+    judge = functools.partial(judge_smoke, cases=cases)
+    return _run(judge, RunInfo(python, device, backends, requested), environ, config, timeout, stall_timeout)
 
 
 def run_bench(
@@ -123,8 +125,8 @@ def run_bench(
         "repeats": repeats,
         "min_batch_ms": 1.0,
     }
-    judge = functools.partial(judge_bench, case=case, backends=names, requested=requested)
-    return _run(judge, python, environ, config, timeout, stall_timeout)
+    judge = functools.partial(judge_bench, case=case)
+    return _run(judge, RunInfo(python, device, names, requested), environ, config, timeout, stall_timeout)
 
 
 def _common_config(
@@ -166,8 +168,8 @@ def installed_versions(python: str, environ: Mapping[str, str]) -> dict[str, str
 
 
 def _run(
-    judge: Callable[..., Report],
-    python: str,
+    judge: Callable[[Sequence[dict[str, object]], RunInfo], Report],
+    run: RunInfo,
     environ: Mapping[str, str],
     config: Mapping[str, object],
     timeout: float,
@@ -176,9 +178,9 @@ def _run(
     """Run the runner (restarted after a crash) and ``judge`` its events (all runs) with the wall time;
     a usage error it reported (e.g. --gpu) raises."""
     t0 = time.perf_counter()
-    events = run_with_restarts(python, environ, config, timeout, stall_timeout)
+    events = run_with_restarts(run.python, environ, config, timeout, stall_timeout)
     _raise_usage(events)
-    return judge(events, python=python, device=config["device"], elapsed_s=time.perf_counter() - t0)
+    return judge(events, dataclasses.replace(run, elapsed_s=time.perf_counter() - t0))
 
 
 def _raise_usage(events: Sequence[dict[str, object]]) -> None:

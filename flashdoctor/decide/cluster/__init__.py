@@ -4,7 +4,8 @@ Pure: built from the documents the ranks sent (plain JSON, so that ranks on anot
 Python still compare) and from what the rendezvous saw (who joined, who never finished). The JSON form
 is public interface (README "Cluster report JSON", schema flashdoctor/schemas/cluster-report.schema.json).
 
-- :mod:`.ranks`: what the ranks send (JoinInfo, RankResult) and a rank's status;
+- :mod:`.ranks`: what the ranks send (JoinInfo, RankResult), what rank 0 gathered of them (Gathered)
+  and a rank's status;
 - :mod:`.drift`: the fields compared across ranks and the vote (drift judgement);
 - :mod:`.report`: the report's assembly (entries, findings, exit code, JSON form).
 """
@@ -12,7 +13,7 @@ is public interface (README "Cluster report JSON", schema flashdoctor/schemas/cl
 from __future__ import annotations
 
 from flashdoctor.decide.cluster.drift import Drift, DriftField, compute_drift, drift_fields, drift_values
-from flashdoctor.decide.cluster.ranks import JoinInfo, RankResult, RankStatus
+from flashdoctor.decide.cluster.ranks import Gathered, JoinInfo, RankResult, RankStatus
 from flashdoctor.decide.cluster.report import (
     CLUSTER_SCHEMA_ID,
     ClusterReport,
@@ -26,6 +27,7 @@ __all__ = [
     "ClusterReport",
     "Drift",
     "DriftField",
+    "Gathered",
     "JoinInfo",
     "RankEntry",
     "RankResult",

@@ -1,5 +1,6 @@
 """What the ranks of a cluster check send rank 0: a rank's status, its join announcement and its finished
-work, as plain JSON (ranks on another flashdoctor or Python still compare)."""
+work, as plain JSON (ranks on another flashdoctor or Python still compare); and what rank 0 has of them
+once the exchange is over."""
 
 from __future__ import annotations
 
@@ -63,6 +64,19 @@ class RankResult(FieldsJson):
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> RankResult:
         return _read(RankResult, d, exit_code=1)  # a rank that sent no exit code failed
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """What rank 0 knows once the exchange is over (actions.cluster.protocol): the input of the cluster
+    report."""
+
+    joins: Mapping[int, JoinInfo]
+    results: Mapping[int, RankResult]
+    missing: tuple[int, ...] = ()  # never joined within --timeout
+    unfinished: tuple[int, ...] = ()  # joined, sent no result within --rank-timeout
+    transport: str = "gloo"  # "gloo" | "store" (the gloo gather failed; the store's copies were read)
+    transport_error: str | None = None
 
 
 # The JSON types of the fields' declared types (the first of "float | None", "dict[str, Any] | None").

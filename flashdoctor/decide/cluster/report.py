@@ -9,7 +9,7 @@ from typing import Any
 
 from flashdoctor import __version__
 from flashdoctor.decide.cluster.drift import Drift, DriftField, compute_drift, drift_values, gpu_text
-from flashdoctor.decide.cluster.ranks import JoinInfo, RankResult, RankStatus
+from flashdoctor.decide.cluster.ranks import Gathered, JoinInfo, RankResult, RankStatus
 from flashdoctor.knowledge.variants import DIST_VARIANT, VARIANTS
 from flashdoctor.model.findings import Finding, Status
 
@@ -162,24 +162,20 @@ def _join_text(ranks: Iterable[int]) -> str:
 
 
 def build_cluster_report(
+    gathered: Gathered,
     *,
     launcher: str,
     world_size: int,
     rendezvous: str,
-    joins: Mapping[int, JoinInfo],
-    results: Mapping[int, RankResult],
-    missing: Iterable[int] = (),
-    unfinished: Iterable[int] = (),
-    transport: str = "gloo",
-    transport_error: str | None = None,
     strict: bool = False,
     timeouts: Mapping[str, float] | None = None,
     smoke: bool = False,
     fields: Sequence[DriftField] | None = None,
 ) -> ClusterReport:
     """Assemble the report from what rank 0 received. Every rank of the world appears exactly once."""
-    missing_set = set(missing)
-    unfinished_set = set(unfinished) - missing_set
+    joins, results, transport = gathered.joins, gathered.results, gathered.transport
+    missing_set = set(gathered.missing)
+    unfinished_set = set(gathered.unfinished) - missing_set
     tmo = dict(timeouts or {})
     entries: list[RankEntry] = []
     for rank in range(world_size):
@@ -324,7 +320,7 @@ def build_cluster_report(
                 "cluster-gloo-failed",
                 Status.WARN,
                 "the gloo gather over torch.distributed failed; the ranks' results were read from the rendezvous store",
-                evidence=transport_error,
+                evidence=gathered.transport_error,
                 fix="Check that the nodes reach each other on the interface gloo picks (GLOO_SOCKET_IFNAME).",
             )
         )

@@ -7,15 +7,15 @@ convention of FlashAttention's own benchmarks, so figures compare with theirs (R
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from flashdoctor import __version__
 from flashdoctor.decide.smoke.classify import classify_error, crash_reason
-from flashdoctor.decide.smoke.events import parse_events
+from flashdoctor.decide.smoke.events import RunInfo, parse_events
 from flashdoctor.decide.smoke.judge import backend_infos
-from flashdoctor.model.cases import BACKENDS, DTYPES, FALLBACK, Case, backend_info, backend_kind
+from flashdoctor.model.cases import DTYPES, FALLBACK, Case, backend_info, backend_kind
 from flashdoctor.model.fields import FieldsJson
 from flashdoctor.model.smoke import GpuInfo
 
@@ -180,26 +180,13 @@ def recommend(rows: Sequence[BenchRow], gpu: GpuInfo | None, case: Case) -> str 
     return line + "."
 
 
-def judge_bench(
-    events: Sequence[dict[str, Any]],
-    *,
-    python: str,
-    device: str,
-    case: Case,
-    backends: Sequence[str] = BACKENDS,
-    requested: Iterable[str] | None = None,
-    elapsed_s: float = 0.0,
-) -> BenchReport:
+def judge_bench(events: Sequence[dict[str, Any]], run: RunInfo, *, case: Case) -> BenchReport:
     log = parse_events(events)
-    infos = backend_infos(log, backends, requested)
-    skipped = None
-    if log.no_torch is not None:
-        skipped = f"torch is not installed in {python}"
-    elif log.torch_failed is not None:
-        skipped = f"torch does not import in {python}: {log.torch_failed[:300]}"
-    elif log.no_gpu is not None:
-        skipped = f"no CUDA GPU visible: {log.no_gpu}"
-    elif log.runner_failed is not None and not log.gpus:
+    backends = run.backends
+    infos = backend_infos(log, run)
+    not_run = log.not_run(run.python)
+    skipped = None if not_run is None else not_run[1]
+    if skipped is None and log.runner_failed is not None and not log.gpus:
         skipped = f"the bench runner died before it could run ({log.runner_failed.get('why')})"
     gpu = next(iter(log.gpus.values()), None)
     peak_ev = log.matmul.get(gpu.index if gpu else None) if gpu else None
@@ -288,8 +275,8 @@ def judge_bench(
         )
         detail = {k: peak_ev.get(k) for k in keys if k in peak_ev}
     return BenchReport(
-        python=python,
-        device=device,
+        python=run.python,
+        device=run.device,
         torch=None if log.torch is None else log.torch.get("version"),
         case=case,
         gpu=gpu,
@@ -297,7 +284,7 @@ def judge_bench(
         rows=tuple(rows),
         recommendation=recommend(rows, gpu, case),
         skipped_reason=skipped,
-        elapsed_s=elapsed_s,
+        elapsed_s=run.elapsed_s,
         torch_import_s=None if log.torch is None else log.torch.get("import_s"),
         runs=max(log.runs, 1),
         notes=tuple(dict.fromkeys(log.notes + ([str(log.fatal)] if log.fatal else []))),

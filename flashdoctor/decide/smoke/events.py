@@ -1,15 +1,29 @@
-"""The runner's event stream, indexed: one ``EventLog`` shared by the smoke and the bench judges, and
-where the runner's time went. Pure functions of the events (the runner only measures)."""
+"""The runner's event stream, indexed: one ``EventLog`` shared by the smoke and the bench judges, the
+``RunInfo`` both judge it with, and where the runner's time went. Pure functions of the events (the
+runner only measures)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flashdoctor.model.cases import BACKENDS
 from flashdoctor.model.smoke import GpuInfo
 
 Key = tuple[Any, str, str]  # (gpu, backend, case)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run of the runner, besides its events: where it ran, what it was told to run and what the
+    user asked for. The smoke's and the bench's judges take it with the events."""
+
+    python: str  # the target interpreter
+    device: str  # "cuda", or "cpu" (the testing mode)
+    backends: Sequence[str] = BACKENDS  # what the runner was told to run
+    requested: Sequence[str] | None = None  # what the user named (None: nothing in particular)
+    elapsed_s: float = 0.0  # the wall time of the whole run, restarts included
 
 
 @dataclass
@@ -37,6 +51,17 @@ class EventLog:
     notes: list[str] = field(default_factory=list)
     runs: int = 0
     done: bool = False
+
+    def not_run(self, python: str) -> tuple[str, str] | None:
+        """Why the runner could run no backend at all, as (what, sentence): what is "no-torch",
+        "torch-failed" or "no-gpu"; None when it got as far as the GPUs."""
+        if self.no_torch is not None:
+            return "no-torch", f"torch is not installed in {python}"
+        if self.torch_failed is not None:
+            return "torch-failed", f"torch does not import in {python}: {self.torch_failed[:300]}"
+        if self.no_gpu is not None:
+            return "no-gpu", f"no CUDA GPU visible: {self.no_gpu}"
+        return None
 
 
 def parse_events(events: Iterable[dict[str, Any]]) -> EventLog:

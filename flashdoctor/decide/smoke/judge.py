@@ -8,7 +8,7 @@ tested on literal event lists; the CPU-mode tests run the same code on a real ru
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flashdoctor.decide.smoke.classify import (
@@ -19,10 +19,9 @@ from flashdoctor.decide.smoke.classify import (
     tolerance_for,
     version_label,
 )
-from flashdoctor.decide.smoke.events import EventLog, parse_events, phase_times
+from flashdoctor.decide.smoke.events import EventLog, RunInfo, parse_events, phase_times
 from flashdoctor.knowledge import codes as code_registry
 from flashdoctor.model.cases import (
-    BACKENDS,
     FALLBACK,
     VARIANT_BACKENDS,
     Case,
@@ -380,12 +379,11 @@ def _input_check_findings(
     return checks, findings
 
 
-def backend_infos(
-    log: EventLog, backends: Sequence[str], requested: Iterable[str] | None
-) -> dict[str, BackendInfo]:
-    req = set(requested or ())
+def backend_infos(log: EventLog, run: RunInfo) -> dict[str, BackendInfo]:
+    """What the runner found of each backend it was told to run, and whether the user asked for it."""
+    req = set(run.requested or ())
     out: dict[str, BackendInfo] = {}
-    for b in backends:
+    for b in run.backends:
         kind = backend_kind(b)
         if kind == "sdpa":
             out[b] = BackendInfo(b, kind, backend_title(b), requested=b in req)
@@ -418,36 +416,27 @@ def backend_infos(
     return out
 
 
-def judge_smoke(
-    events: Sequence[dict[str, Any]],
-    *,
-    python: str,
-    device: str,
-    cases: Sequence[Case],
-    backends: Sequence[str] = BACKENDS,
-    requested: Iterable[str] | None = None,
-    elapsed_s: float = 0.0,
-) -> SmokeReport:
+def judge_smoke(events: Sequence[dict[str, Any]], run: RunInfo, *, cases: Sequence[Case]) -> SmokeReport:
     """The smoke report from the runner's events (and the orchestrator's crash/timeout events)."""
     log = parse_events(events)
-    infos = backend_infos(log, backends, requested)
+    python, backends = run.python, run.backends
+    infos = backend_infos(log, run)
     findings: list[Finding] = []
     skipped: str | None = None
     torch_version = None if log.torch is None else log.torch.get("version")
     import_s = None if log.torch is None else log.torch.get("import_s")
-    if log.no_torch is not None:
-        skipped = f"torch is not installed in {python}"
-    elif log.torch_failed is not None:
+    not_run = log.not_run(python)
+    if not_run is not None and not_run[0] == "torch-failed":  # a failure, not a skip
         findings.append(
             Finding(
                 "smoke-torch-import-error",
                 Status.FAIL,
-                f"torch does not import in {python}: {log.torch_failed[:300]}",
+                not_run[1],
                 fix="Run `flashdoctor check` for the cause.",
             )
         )
-    elif log.no_gpu is not None:
-        skipped = f"no CUDA GPU visible: {log.no_gpu}"
+    elif not_run is not None:
+        skipped = not_run[1]
     if log.runner_failed is not None:
         rf = log.runner_failed
         w = rf.get("where") or {}
@@ -537,7 +526,7 @@ def judge_smoke(
     findings.sort(key=lambda f: order[f.status])
     return SmokeReport(
         python=python,
-        device=device,
+        device=run.device,
         torch=torch_version,
         skipped_reason=skipped,
         gpus=tuple(log.gpus.values()),
@@ -546,7 +535,7 @@ def judge_smoke(
         results=tuple(results),
         input_checks=tuple(checks),
         findings=tuple(findings),
-        elapsed_s=elapsed_s,
+        elapsed_s=run.elapsed_s,
         torch_import_s=import_s,
         runs=max(log.runs, 1),
         notes=tuple(dict.fromkeys(log.notes)),

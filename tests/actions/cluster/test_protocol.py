@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from flashdoctor.actions.cluster.launch import LaunchInfo
-from flashdoctor.actions.cluster.protocol import Gathered, SessionError, Timeouts, run_session
+from flashdoctor.actions.cluster.protocol import SessionError, Timeouts, run_session
 from flashdoctor.actions.cluster.torch_glue import import_dist
-from flashdoctor.decide.cluster import JoinInfo, RankResult
+from flashdoctor.decide.cluster import Gathered, JoinInfo, RankResult
 
 FAST = Timeouts(join_s=0.6, rank_s=0.8, poll_s=0.01)
 
@@ -255,7 +255,7 @@ def test_tiny_worlds(world: int) -> None:
 def test_leaving_survives_the_store_host_leaving_first() -> None:
     # Rank 0 hosts the store (no torchrun agent): once it has seen everybody leave it exits, and the
     # others' last polls fail. The outcome is already known, so that is not an error.
-    from flashdoctor.actions.cluster.protocol import Keys, _Ending
+    from flashdoctor.actions.cluster.protocol import Keys, _Session
 
     store = new_store()
     keys = Keys("test.0")
@@ -271,5 +271,5 @@ def test_leaving_survives_the_store_host_leaving_first() -> None:
             return int(store.add(key, value))
 
     seen: list[int] = []
-    _Ending(GoneAfterLeaving(), keys, FAST, time.monotonic, time.sleep, seen.append).leave(1)
+    _Session(info(1, 2), GoneAfterLeaving(), keys, FAST, time.monotonic, time.sleep, seen.append).leave(1)
     assert seen == [1] and store.add(keys.left, 0) == 1

@@ -19,6 +19,7 @@ import pytest
 
 from flashdoctor.actions.smoke import _runner
 from flashdoctor.actions.smoke.run import run_with_restarts
+from flashdoctor.decide.smoke.events import RunInfo
 from flashdoctor.decide.smoke.judge import judge_smoke, phase_times
 from flashdoctor.model.cases import BACKENDS, SMOKE_CASES_CPU
 from tests.support.smoke_fakes import FAKE_RUNNER_HEAD
@@ -120,13 +121,7 @@ def test_warmup_time_is_its_own_phase_and_errors_are_notes() -> None:
         "runner_s": 11.0,
     }
     report = judge_smoke(
-        events,
-        python=sys.executable,
-        device="cuda",
-        cases=SMOKE_CASES_CPU,
-        backends=("sdpa-math",),
-        requested=None,
-        elapsed_s=11.0,
+        events, RunInfo(sys.executable, "cuda", ("sdpa-math",), elapsed_s=11.0), cases=SMOKE_CASES_CPU
     )
     assert any("background compile of sdpa-cudnn kernels" in n and "seed: boom" in n for n in report.notes)
     assert any("the runner imported torch._inductor" in n for n in report.notes)

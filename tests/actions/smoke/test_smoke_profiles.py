@@ -19,6 +19,7 @@ import pytest
 
 from flashdoctor.actions.smoke import Case, CaseStatus, SmokeReport, run_bench, run_smoke
 from flashdoctor.actions.smoke.run import run_with_restarts
+from flashdoctor.decide.smoke.events import RunInfo
 from flashdoctor.decide.smoke.judge import judge_smoke
 from flashdoctor.model.cases import SMOKE_CASES_CPU
 from flashdoctor.model.findings import Status
@@ -234,10 +235,8 @@ def test_a_restarted_runner_reports_its_own_time_limit(tmp_path: Path) -> None:
     assert 5.0 < timeout["timeout_s"] < 9.9  # what was left after the first runner's crash
     report = judge_smoke(
         events,
-        python=str(fake),
-        device="cuda",
+        RunInfo(str(fake), "cuda", ("fa3",)),
         cases=[c for c in SMOKE_CASES_CPU if c.name in ("seed-fp16", "long")],
-        backends=("fa3",),
     )
     r = rows(report)
     assert r[("fa3", "seed-fp16")].status is CaseStatus.CRASH

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
 
 from flashdoctor.decide.cluster import (
     ClusterReport,
+    Gathered,
     JoinInfo,
     RankResult,
     RankStatus,
@@ -47,14 +49,30 @@ def joins(n: int, host: str = "n1", lws: int | None = None) -> dict[int, JoinInf
     return {r: JoinInfo(rank=r, host=host, pid=100 + r, local_rank=r, local_world_size=lws) for r in range(n)}
 
 
-def report(results: dict[int, RankResult], world: int | None = None, **kw: Any) -> ClusterReport:
+default_joins = joins  # report()'s own parameter is called joins
+
+
+def report(
+    results: dict[int, RankResult],
+    world: int | None = None,
+    *,
+    joins: dict[int, JoinInfo] | None = None,
+    missing: Iterable[int] = (),
+    unfinished: Iterable[int] = (),
+    transport: str = "gloo",
+    transport_error: str | None = None,
+    **kw: Any,
+) -> ClusterReport:
+    """The report of ``world`` ranks (default: one per result; every rank joined unless ``joins``);
+    ``kw``: build_cluster_report's options."""
     world = world if world is not None else len(results)
+    joined = joins if joins is not None else default_joins(world)
+    g = Gathered(joined, results, tuple(missing), tuple(unfinished), transport, transport_error)
     return build_cluster_report(
+        g,
         launcher="torchrun",
         world_size=world,
         rendezvous="n1:29500",
-        joins=kw.pop("joins", joins(world)),
-        results=results,
         timeouts={"join_s": 60.0, "rank_s": 900.0},
         **kw,
     )

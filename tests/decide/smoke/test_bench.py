@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from flashdoctor.decide.smoke.bench import attention_flops, judge_bench, recommend, tflops, validate_shape
+from flashdoctor.decide.smoke.events import RunInfo
 from flashdoctor.knowledge.schemas import schema_validator
 from flashdoctor.model.cases import Case
 
@@ -105,7 +106,7 @@ FACTS = {  # facts.md, H100: forward / forward+backward ms at B8 N4096 H16 D128 
 
 def test_bench_rows_fastest_and_recommendation() -> None:
     r = judge_bench(
-        events_h100({**FACTS, "fa2": (2.85, 11.0)}, {"fa2": FA2}), python="python3", device="cuda", case=LONG8
+        events_h100({**FACTS, "fa2": (2.85, 11.0)}, {"fa2": FA2}), RunInfo("python3", "cuda"), case=LONG8
     )
     rows = {x.backend: x for x in r.rows}
     cudnn = rows["sdpa-cudnn"]
@@ -130,8 +131,7 @@ def test_bench_rows_fastest_and_recommendation() -> None:
 def test_recommendation_names_a_different_inference_winner() -> None:
     r = judge_bench(
         events_h100({"sdpa-math": (1.0, 2.0), "sdpa-flash": (0.05, 0.30), "sdpa-cudnn": (0.036, 0.40)}),
-        python="p",
-        device="cuda",
+        RunInfo("p", "cuda"),
         case=SEED,
     )
     assert r.fastest("fwd_bwd").backend == "sdpa-flash"  # type: ignore[union-attr]
@@ -162,9 +162,7 @@ def test_skips_and_errors_in_the_bench() -> None:
             },
         },
     )
-    r = judge_bench(
-        ev, python="p", device="cuda", case=fp32, backends=("sdpa-math", "sdpa-cudnn", "fa2", "fa3")
-    )
+    r = judge_bench(ev, RunInfo("p", "cuda", ("sdpa-math", "sdpa-cudnn", "fa2", "fa3")), case=fp32)
     rows = {x.backend: x for x in r.rows}
     assert (rows["sdpa-cudnn"].status, rows["fa2"].status, rows["fa3"].status) == ("skip", "skip", "error")
     assert rows["fa2"].reason == "takes fp16/bf16 only, not fp32"
@@ -177,8 +175,7 @@ def test_bench_skipped_without_gpu() -> None:
             {"event": "torch", "version": "2.13.0+cpu"},
             {"event": "no_gpu", "reason": "torch 2.13.0+cpu is a CPU-only build"},
         ],
-        python="p",
-        device="cuda",
+        RunInfo("p", "cuda"),
         case=SEED,
     )
     assert r.skipped_reason == "no CUDA GPU visible: torch 2.13.0+cpu is a CPU-only build"

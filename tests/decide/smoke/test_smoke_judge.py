@@ -9,6 +9,7 @@ import pytest
 
 from flashdoctor.actions.smoke import _raise_usage
 from flashdoctor.actions.smoke.run import in_flight, read_events
+from flashdoctor.decide.smoke.events import RunInfo
 from flashdoctor.decide.smoke.judge import (
     SMOKE_CODES,
     classify_error,
@@ -329,15 +330,7 @@ def judge(
     requested: list[str] | None = None,
     backends: tuple[str, ...] = ("sdpa-math", "sdpa-cudnn", "fa2"),
 ) -> Any:
-    return judge_smoke(
-        events,
-        python="/venv/bin/python",
-        device="cuda",
-        cases=CASES,
-        backends=backends,
-        requested=requested,
-        elapsed_s=12.5,
-    )
+    return judge_smoke(events, RunInfo("/venv/bin/python", "cuda", backends, requested, 12.5), cases=CASES)
 
 
 def test_all_pass_with_speedups_and_kernels() -> None:
