@@ -113,6 +113,7 @@ def test_signature_example_found_by_the_engine(sid: str) -> None:
         "fa4": '  File "/venv/lib/python3.12/site-packages/flash_attn/cute/interface.py", line 9, in <module>',
         "macos": "  /private/var/folders/3p/T/pip-install-x/flash-attn_0/setup.py:106: UserWarning: warn",
         "build_talk": "Every time I compile flash-attn:",
+        "pre_ampere_gpu": "GPU: Tesla T4 (15 GB)",
     }
     log = "\n".join([*(context_lines[c] for c in sig.contexts), sig.examples[0]])
     # env_if/env_unless describe the machine the log comes from
@@ -146,7 +147,7 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     assert all(w == w.lower() for w in scanned | contexts)
     # The scan's cost grows with its keyword trie (signatures and facts); keep that vocabulary deliberate.
     # Context keywords are not in the trie (a context is looked up with bytes.find on first use).
-    assert len(scanned) < 220
+    assert len(scanned) < 232
     assert len(contexts) < 120
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
