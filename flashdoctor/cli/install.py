@@ -29,6 +29,7 @@ from flashdoctor.cli.options import (
 )
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.variants import Variant
+from flashdoctor.model.install import LOCK_FORMS
 from flashdoctor.render.text import clean, echo
 
 if TYPE_CHECKING:
@@ -238,9 +239,6 @@ def install(variant: Variant, **opts: Any) -> int:
     return result.exit_code
 
 
-LOCK_FORMATS = ("requirements", "uv", "dockerfile")
-
-
 @click.command(
     epilog=examples(
         "flashdoctor lock --fa2 -o requirements-flash.txt",
@@ -260,7 +258,7 @@ LOCK_FORMATS = ("requirements", "uv", "dockerfile")
 @click.option(
     "--format",
     "lock_format",
-    type=click.Choice([*LOCK_FORMATS, "all"]),
+    type=click.Choice([*LOCK_FORMS, "all"]),
     default="requirements",
     show_default=True,
     help="requirements: a pip requirements file (--hash=sha256:); uv: a pyproject.toml dependency "
@@ -277,7 +275,7 @@ def lock(variant: Variant, **opts: Any) -> int:
     from flashdoctor.actions.check import resolve_environment
     from flashdoctor.actions.install import service
 
-    formats = LOCK_FORMATS if opts["lock_format"] == "all" else (opts["lock_format"],)
+    formats = LOCK_FORMS if opts["lock_format"] == "all" else (opts["lock_format"],)
     # standard output may be the locked file: the interpreter's line goes to standard error
     python = machine(opts["python"], opts["target"], err=opts["as_json"] or not opts["output"])
     fetch, houses = _fetch(opts, progress=not opts["as_json"])

@@ -24,6 +24,9 @@ from flashdoctor.model.fields import FieldsJson
 from flashdoctor.model.findings import DiagnosisLike
 from flashdoctor.model.plan import WheelRef
 
+#: The forms `lock` writes (public: `lock --format`); actions.install.lock.FORMATS writes each.
+LOCK_FORMS = ("requirements", "uv", "dockerfile")
+
 Status = Literal["installed", "rolled-back", "restore-failed", "refused", "download-failed", "nothing-to-do"]
 
 DIGEST_PUBLISHED = "sha256 matches the published digest"

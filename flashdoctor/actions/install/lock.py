@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 from flashdoctor import __version__
 from flashdoctor.knowledge.variants import VARIANT_DIST, Variant
 from flashdoctor.model.environment import Environment
-from flashdoctor.model.install import digest_published, digest_wording
+from flashdoctor.model.install import LOCK_FORMS, digest_published, digest_wording
 from flashdoctor.model.plan import WheelRef
 
 
@@ -186,6 +186,8 @@ FORMATS: dict[str, LockForm] = {
         _dockerfile_body,
     ),
 }
+if tuple(FORMATS) != LOCK_FORMS:  # pragma: no cover - the names are model.install's, the writers here
+    raise AssertionError(f"lock forms {tuple(FORMATS)} are not model.install.LOCK_FORMS {LOCK_FORMS}")
 
 
 def lock_text(entries: list[LockEntry], env: Environment, source: str) -> str:
