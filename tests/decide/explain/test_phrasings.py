@@ -139,3 +139,82 @@ def test_a_missing_flash_attn_submodule_is_another_version_not_a_missing_package
 @pytest.mark.parametrize("log", ["No module named 'flash_attn'", "No module named 'flash_attn.cute'"])
 def test_flash_attn_itself_or_fa4_missing_is_still_not_installed(log: str) -> None:
     assert codes("ModuleNotFoundError: " + log)[0] == "flash-attn-missing"
+
+
+# -- generalised from the dev3 split: FA3/FA4, vendored kernels, runtime call contracts ------------------
+@pytest.mark.parametrize(
+    "log",
+    [
+        "FA version 3 is not supported due to FA3 is only supported on devices with compute capability >= 8",
+        "flash_attn at sgl-kernel is only supported on sm90 and above",
+        "RuntimeError: Expected is_sm90 || is_sm8x || is_sm75 to be true, but got false.",
+        "[Bug]: FATAL: FlashAttention requires building with sm version sm80-sm90, but",
+        "The default kernel is Hopper-only and crashes on non-Hopper Nvidia GPUs (RTX3090 in my case)",
+    ],
+)
+def test_a_capability_floor_in_any_library_s_words_is_the_gpu(log: str) -> None:
+    assert codes(log)[0] == "gpu-unsupported"
+
+
+def test_a_supported_gpu_statement_is_not_a_failure() -> None:
+    assert codes("FA3 runs on H100, which is supported on sm90 and above GPUs fine") == []
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "RuntimeError: No such operator xformers_flash::flash_fwd - did you forget to build xformers?",
+        "ValueError: This flash attention build does not support tanh softcapping",
+    ],
+)
+def test_kernels_left_out_of_a_build_are_a_missing_kernel(log: str) -> None:
+    assert codes(log)[0] == "build-kernel-missing"
+
+
+def test_xformers_saying_torch_has_no_flash_kernel_is_the_torch_build() -> None:
+    assert (
+        codes("RuntimeError: USE_FLASH_ATTENTION was not enabled for build.")[0]
+        == "torch-sdpa-flash-unavailable"
+    )
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "cutlass.base_dsl.common.DSLRuntimeError: Failed to create dynamic if",
+        "flash-attn-cute now imports cutlass.utils.ampere_helpers which requires nvidia-cutlass-dsl>=4.4.1",
+    ],
+)
+def test_cute_dsl_compile_errors_and_stated_dsl_floors_are_the_dsl(log: str) -> None:
+    assert codes(log)[0] == "fa4-cute-dsl-mismatch"
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "RuntimeError: Paged KV cache block size must be divisible by 256",
+        "RuntimeError: cu_seqlens_q must have shape (batch_size + 1)",
+        "RuntimeError: cu_seqlens_q must have dtype int32",
+        "AttributeError: kernel does not define attribute path 'flash_attn_interface._wrapped_flash_attn_forward'",
+    ],
+)
+def test_a_broken_call_contract_is_the_api_not_the_dtype(log: str) -> None:
+    assert codes(log)[0] == "flash-attn-api-mismatch"
+
+
+def test_alibi_slopes_outside_fp32_are_the_dtype() -> None:
+    assert codes("RuntimeError: alibi_slopes must have dtype fp32")[0] == "dtype-unsupported"
+
+
+def test_a_build_that_is_always_building_is_slow() -> None:
+    assert codes("flash_attn is always building , what's the matter?") == ["build-slow"]
+
+
+def test_an_msvc_error_on_a_cutlass_type_is_the_host_compiler() -> None:
+    log = 'error C2039: "is_unsigned_v" is not a member of "cutlass::platform"'
+    assert codes(log)[0] == "host-compiler-unsupported"
+
+
+def test_setup_failing_to_read_nvcc_under_cuda_home_is_no_nvcc() -> None:
+    log = "    _, bare_metal_version = get_cuda_bare_metal_version(CUDA_HOME)\nFileNotFoundError"
+    assert codes(log)[0] == "nvcc-missing"
