@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from flashdoctor.actions.smoke import SmokeReport
     from flashdoctor.model.findings import CheckReport
     from flashdoctor.probe.default_python import Interpreter
+    from flashdoctor.probe.interpreter import Launched
     from flashdoctor.probe.state import TargetState
 
 
@@ -61,9 +62,11 @@ def resolve_environment(
     deep: bool = False,
     environ: Mapping[str, str] | None = None,
     torch_archs: bool = False,
+    launched: Launched | None = None,
 ) -> tuple[Environment, str]:
     """The Environment for a command and where it came from: "target:FILE", else "probe".
-    ``torch_archs``: also read torch's CUDA arch list (for an output that shows it: probe_environment)."""
+    ``torch_archs``: also read torch's CUDA arch list (for an output that shows it: probe_environment);
+    ``launched``: the environment probe already started for ``python`` (launch_probe)."""
     check_python_target(python, target)
     if target:
         return inputs.load_target(target), f"target:{target}"
@@ -76,9 +79,20 @@ def resolve_environment(
             import_tests=import_tests,
             deep=deep,
             torch_archs=torch_archs,
+            launched=launched,
         ), "probe"
     except InterpreterError as exc:
         raise UsageError(str(exc)) from None
+
+
+def launch_probe(python: str | None, target: str | None, environ: Mapping[str, str]) -> Launched | None:
+    """Start the target interpreter's environment probe now, so that it runs while the rest of the
+    command is imported and the wheel index read (None with --target: nothing to probe)."""
+    if target or (python is not None and not os.path.exists(python)):
+        return None  # resolve_environment says what is wrong
+    from flashdoctor.probe import launch_interp
+
+    return launch_interp(python or sys.executable, environ)
 
 
 class EarlyProbes:
@@ -150,10 +164,14 @@ def run_check(
     """`flashdoctor check` (one machine): the report and the exit code, the smoke test's included.
     ``torch_archs``: read torch's arch list (the JSON report and --save-target show it; a human report
     only with -v); --save-target always reads it."""
-    from flashdoctor.decide.explain import run_checks
-
     if smoke and target:
         raise UsageError("--smoke runs kernels on this machine; it cannot be combined with --target")
+    launched = launch_probe(python, target, environ)  # first: it runs while what follows is imported
+    from flashdoctor.decide.explain import run_checks
+
+    if launched is not None:
+        inputs.read_wheel_index_ahead(environ)  # while the probe runs
+
     env, source = resolve_environment(
         python,
         target,
@@ -161,6 +179,7 @@ def run_check(
         deep=deep,
         environ=environ,
         torch_archs=torch_archs or bool(save_target),
+        launched=launched,
     )
     report = run_checks(env, source=source, wheel_finder=inputs.wheel_finder(environ, say))
     report = with_index_freshness(report, environ)

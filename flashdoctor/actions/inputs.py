@@ -10,6 +10,7 @@ written here too (:func:`write_json`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import stat
@@ -176,6 +177,18 @@ def load_wheel_index(
     except UsageError as exc:
         raise WheelIndexError(exc.message, hint=exc.hint) from None
     return index_from_bytes(data, doc, origin=path, keep=keep)
+
+
+def read_wheel_index_ahead(environ: Mapping[str, str]) -> None:
+    """Read and parse the default index's JSON now (cached for load_wheel_index), while a probe runs;
+    a user's index (--index, $FLASHDOCTOR_WHEELS_INDEX) is read where it is used. Errors are left for
+    that use to report."""
+    from flashdoctor.actions.wheel_index import current_index
+    from flashdoctor.decide.wheels.index import WheelIndexError, read_index_document
+
+    if user_index_path(None, environ) is None:
+        with contextlib.suppress(WheelIndexError):
+            read_index_document(current_index(None, environ).path)
 
 
 def wheel_finder(environ: Mapping[str, str], say: Callable[[str], None] | None = None) -> WheelFinder | None:

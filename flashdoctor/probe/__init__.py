@@ -8,6 +8,7 @@ extension becomes a finding instead of a crash.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -22,7 +23,7 @@ from flashdoctor.knowledge.backends import variant_import, variant_imports
 from flashdoctor.knowledge.variants import DIST_VARIANT
 from flashdoctor.model.environment import Environment, FlashInstall
 from flashdoctor.probe.binary import cuda_archs, cxx11_abi
-from flashdoctor.probe.interpreter import TargetScriptError, run_script, run_target, script_file
+from flashdoctor.probe.interpreter import Launched, TargetScriptError, run_script, run_target, script_file
 from flashdoctor.probe.system import (
     Probed,
     probe_gcc,
@@ -63,11 +64,19 @@ class ImportResult:
     crashed: bool
 
 
-def interp_probe(python: str, environ: Mapping[str, str]) -> dict[str, Any]:
-    """What the target interpreter says about itself (_interp.py). Raises TargetScriptError."""
+def launch_interp(python: str, environ: Mapping[str, str]) -> Launched:
+    """Start the environment probe (_interp.py) in the target interpreter now; ``interp_probe`` takes
+    its answer. Started first, it runs while flashdoctor imports the rest of itself."""
+    stack = contextlib.ExitStack()
+    path = stack.enter_context(script_file("flashdoctor.probe", "_interp.py"))
     config = json.dumps({"variants": variant_imports()})
-    with script_file("flashdoctor.probe", "_interp.py") as path:
-        return run_script(python, path, [config], environ, INTERP_TIMEOUT, "the environment probe")
+    return Launched(python, [str(path), config], environ, INTERP_TIMEOUT, "the environment probe", stack)
+
+
+def interp_probe(python: str, environ: Mapping[str, str], launched: Launched | None = None) -> dict[str, Any]:
+    """What the target interpreter says about itself (_interp.py), from ``launched`` when it was
+    started before (launch_interp). Raises TargetScriptError."""
+    return (launched or launch_interp(python, environ)).finish().result()
 
 
 def import_test(python: str, dist: str, environ: Mapping[str, str]) -> ImportResult:
@@ -107,16 +116,18 @@ def probe_environment(
     import_tests: bool = True,
     deep: bool = False,
     torch_archs: bool = True,
+    launched: Launched | None = None,
 ) -> Environment:
     """Probe this machine and the target interpreter (default: the running one).
 
     ``torch_archs``: read torch's CUDA arch list from libtorch_cuda.so's fat binary (a walk of a ~1 GB
     file: hundreds of milliseconds cold). No decision needs it; without it ``torch_arch_list`` is
-    unknown (not read), and a renderer says so. --deep reads it by importing torch anyway."""
+    unknown (not read), and a renderer says so. --deep reads it by importing torch anyway.
+    ``launched``: the environment probe, started earlier for this ``python`` (launch_interp)."""
     environ = dict(os.environ if environ is None else environ)
     python = python or sys.executable
     with ThreadPoolExecutor(max_workers=8) as pool:
-        f_interp = pool.submit(interp_probe, python, environ)
+        f_interp = pool.submit(interp_probe, python, environ, launched)
         f_nvidia = pool.submit(probe_nvidia, environ)
         f_tool = pool.submit(probe_toolkit, environ)
         f_gcc = pool.submit(probe_gcc, environ)

@@ -255,35 +255,72 @@ def read_tail(fh: IO[bytes], limit: int) -> str:
     return fh.read().decode("utf-8", errors="replace")
 
 
+class Launched:
+    """A target process started ahead of when its answer is needed (``launch``): it runs on its own
+    core while the caller goes on (imports, reading the wheel index). ``finish`` waits for it; output
+    goes to private temporary files, read bounded. Cleanup (``stack``) runs when it finishes."""
+
+    def __init__(
+        self,
+        python: str,
+        args: Sequence[str],
+        environ: Mapping[str, str],
+        timeout: float,
+        what: str,
+        stack: contextlib.ExitStack | None = None,
+    ) -> None:
+        self.python, self.what, self.timeout = python, what, timeout
+        self._stack = stack or contextlib.ExitStack()
+        self._t0 = time.monotonic()
+        self._out = self._stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - the stack closes it
+        self._err = self._stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - the stack closes it
+        self._start_error: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        try:
+            self._proc = start(python, args, environ, stdout=self._out, stderr=self._err, what=what)
+        except TargetScriptError as exc:
+            self._start_error = exc.detail
+
+    def finish(self) -> TargetRun:
+        """Wait for the process (to ``timeout`` after its start) and read what it wrote."""
+        with self._stack:
+            proc = self._proc
+            if proc is None:
+                return TargetRun(
+                    self.python, self.what, None, "", "", False, self.timeout, 0.0, self._start_error
+                )
+            timed_out = False
+            try:
+                proc.wait(timeout=max(0.0, self.timeout - (time.monotonic() - self._t0)))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                stop(proc)
+            except BaseException:  # Ctrl-C: the child is in its own session and would outlive us
+                stop(proc)
+                raise
+            return TargetRun(
+                python=self.python,
+                what=self.what,
+                returncode=proc.returncode,
+                stdout=read_tail(self._out, STDOUT_LIMIT),
+                stderr=read_tail(self._err, STDERR_LIMIT),
+                timed_out=timed_out,
+                timeout_s=self.timeout,
+                elapsed_s=time.monotonic() - self._t0,
+            )
+
+    def cancel(self) -> None:
+        """Stop it (a caller that will not ``finish``: an error on the way)."""
+        with self._stack:
+            if self._proc is not None and self._proc.poll() is None:
+                stop(self._proc)
+
+
 def run_target(
     python: str, args: Sequence[str], environ: Mapping[str, str], timeout: float, what: str
 ) -> TargetRun:
     """Run ``python ARGS`` to its end or ``timeout``; never raises for what the interpreter does."""
-    t0 = time.monotonic()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            proc = start(python, args, environ, stdout=out, stderr=err, what=what)
-        except TargetScriptError as exc:
-            return TargetRun(python, what, None, "", "", False, timeout, 0.0, start_error=exc.detail)
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            stop(proc)
-        except BaseException:  # Ctrl-C: the child is in its own session and would outlive us
-            stop(proc)
-            raise
-        return TargetRun(
-            python=python,
-            what=what,
-            returncode=proc.returncode,
-            stdout=read_tail(out, STDOUT_LIMIT),
-            stderr=read_tail(err, STDERR_LIMIT),
-            timed_out=timed_out,
-            timeout_s=timeout,
-            elapsed_s=time.monotonic() - t0,
-        )
+    return Launched(python, args, environ, timeout, what).finish()
 
 
 @contextlib.contextmanager

@@ -17,9 +17,9 @@ import pytest
 
 from flashdoctor.knowledge.backends import variant_imports
 from flashdoctor.model.environment import GPU
-from flashdoctor.probe import import_test, probe_environment
+from flashdoctor.probe import import_test, launch_interp, probe_environment
 from flashdoctor.probe.buildtools import probe_build_tools
-from flashdoctor.probe.interpreter import TargetScriptError, run_script, run_target
+from flashdoctor.probe.interpreter import Launched, TargetScriptError, run_script, run_target
 from flashdoctor.probe.system import probe_toolkit, visible_filter
 from tests.support.paths import ROOT
 
@@ -353,3 +353,47 @@ def test_fa4_namespace_package_is_not_taken_for_fa2(tmp_path: Path):
     )
     assert [i.dist for i in env.installed] == ["flash-attn-4"]
     assert env.installed[0].version == "4.0.0b36"
+
+
+# -- a probe started ahead of its use -----------------------------------------------------------------
+@pytest.mark.system
+def test_a_launched_script_runs_while_the_caller_goes_on(tmp_path: Path):
+    stamp = tmp_path / "ran"
+    code = f"import json, time\nopen({str(stamp)!r}, 'w').close()\nprint(json.dumps({{'ok': 1}}))\n"
+    launched = Launched(sys.executable, ["-c", code], child_env(), 30, "x")
+    deadline = time.monotonic() + 20
+    while not stamp.exists() and time.monotonic() < deadline:  # it runs before anyone waits for it
+        time.sleep(0.02)
+    assert stamp.exists()
+    assert launched.finish().result() == {"ok": 1}
+
+
+@pytest.mark.system
+def test_a_launched_script_times_out_from_its_start_and_cancel_stops_it():
+    slow = Launched(sys.executable, ["-c", "import time; time.sleep(30)"], child_env(), 1.0, "x")
+    time.sleep(1.2)  # the timeout counts from the start: finishing now waits no longer
+    t0 = time.monotonic()
+    run = slow.finish()
+    assert run.timed_out and time.monotonic() - t0 < 5
+    other = Launched(sys.executable, ["-c", "import time; time.sleep(30)"], child_env(), 60, "x")
+    other.cancel()
+    assert other._proc is not None and other._proc.poll() is not None
+
+
+@pytest.mark.system
+def test_a_launch_that_cannot_start_is_the_same_error_as_a_run(tmp_path: Path):
+    gone = str(tmp_path / "no-python")
+    with pytest.raises(TargetScriptError) as launched:
+        Launched(gone, ["-c", "pass"], child_env(), 5, "x").finish().result()
+    with pytest.raises(TargetScriptError) as direct:
+        run_target(gone, ["-c", "pass"], child_env(), 5, "x").result()
+    assert launched.value.kind == direct.value.kind == "no-interpreter"
+
+
+@pytest.mark.system
+def test_the_environment_probe_launched_early_gives_the_same_environment():
+    env = child_env()
+    early = probe_environment(sys.executable, env, False, launched=launch_interp(sys.executable, env))
+    plain = probe_environment(sys.executable, env, False)
+    assert early.python == plain.python and early.torch == plain.torch and early.platform == plain.platform
+    assert early.installed == plain.installed

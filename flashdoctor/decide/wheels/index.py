@@ -201,8 +201,24 @@ def load_index(
     return _load_cached(str(p), st.st_mtime_ns, st.st_size, keep)
 
 
+def read_index_document(path: str | os.PathLike[str]) -> tuple[bytes, Any]:
+    """The bytes and parsed JSON of the index at ``path`` (cached per file and modification time, so
+    that reading it ahead of its use, while a probe runs, serves the load_index that follows)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise WheelIndexError(f"cannot read wheel index {path}: {exc.strerror or exc}") from None
+    return _document(str(path), st.st_mtime_ns, st.st_size)
+
+
 @lru_cache(maxsize=4)
 def _load_cached(path: str, _mtime: int, _size: int, keep: Keep | None) -> WheelIndex:
+    data, doc = _document(path, _mtime, _size)
+    return index_from_bytes(data, doc, origin=path, keep=keep)
+
+
+@lru_cache(maxsize=2)
+def _document(path: str, _mtime: int, _size: int) -> tuple[bytes, Any]:
     data = read_capped(path, MAX_INDEX_BYTES, "wheel index", WheelIndexError)
     try:
         doc = json.loads(data)
@@ -211,7 +227,7 @@ def _load_cached(path: str, _mtime: int, _size: int, keep: Keep | None) -> Wheel
         raise WheelIndexError(f"wheel index {path} is not valid JSON{where}: {exc}") from None
     except RecursionError:
         raise WheelIndexError(f"wheel index {path} is nested too deeply to be a wheel index") from None
-    return index_from_bytes(data, doc, origin=path, keep=keep)
+    return data, doc
 
 
 def index_from_bytes(data: bytes, doc: Any, origin: str, keep: Keep | None = None) -> WheelIndex:

@@ -145,3 +145,15 @@ def test_load_index_caches_per_filter() -> None:
     a, b = tag_filter(ENVS[0]), tag_filter(ENVS[-2])
     assert load_index(COMMITTED, keep=a) is load_index(COMMITTED, keep=a)
     assert a != b and load_index(COMMITTED, keep=b) is not load_index(COMMITTED, keep=a)
+
+
+def test_the_document_read_ahead_serves_the_load(tmp_path: Path) -> None:
+    path = tmp_path / "index.json"
+    path.write_bytes(COMMITTED.read_bytes())
+    data, doc = index_mod.read_index_document(path)
+    hits = index_mod._document.cache_info().hits
+    index = load_index(path, keep=tag_filter(ENVS[0]))
+    assert index_mod._document.cache_info().hits == hits + 1  # not read nor parsed again
+    assert data == COMMITTED.read_bytes() and len(doc["wheels"]) >= len(index.entries)
+    path.write_text("{}", encoding="utf-8")  # another content (and size): read anew
+    assert index_mod.read_index_document(path)[1] == {}
