@@ -218,3 +218,157 @@ def test_an_msvc_error_on_a_cutlass_type_is_the_host_compiler() -> None:
 def test_setup_failing_to_read_nvcc_under_cuda_home_is_no_nvcc() -> None:
     log = "    _, bare_metal_version = get_cuda_bare_metal_version(CUDA_HOME)\nFileNotFoundError"
     assert codes(log)[0] == "nvcc-missing"
+
+
+# -- dev4: the common causes in the words of titles, prose and other FlashAttention builds ------------
+@pytest.mark.parametrize(
+    ("log", "code"),
+    [
+        (
+            "ImportError: DLL load failed while importing flashattn_hopper_cuda: Die angegebene Prozedur wurde "
+            "nicht gefunden.",
+            "torch-abi-mismatch",
+        ),
+        (
+            "ImportError: DLL load failed while importing flashattn_hopper_cuda: The specified module could not "
+            "be found.",
+            "cuda-runtime-mismatch",
+        ),
+    ],
+)
+def test_a_dll_error_of_any_flash_attention_extension_is_read_like_fa2s(log: str, code: str) -> None:
+    assert codes(log)[0] == code
+
+
+def test_a_bare_dll_error_of_fa3_reads_like_fa2s() -> None:
+    got = codes("DLL load failed while importing flashattn_hopper_cuda")
+    assert got and got == codes("DLL load failed while importing flash_attn_2_cuda")
+
+
+def test_an_undefined_symbol_named_without_the_so_file_or_the_symbol_is_the_torch_abi() -> None:
+    log = "ImportError: flash_attn_2_cuda undefined symbol after upgrading torch to 2.6.0"
+    assert codes(log)[0] == "torch-abi-mismatch"
+
+
+def test_an_undefined_c_symbol_without_the_so_file_stays_unread_as_torch() -> None:
+    assert "torch-abi-mismatch" not in codes("flash_attn_2_cuda: undefined symbol: cudaLaunchKernelExC")
+
+
+@pytest.mark.parametrize(
+    ("log", "code"),
+    [
+        ("the new wheels fail to run with glibc 2.31 on our cluster", "glibc-too-old"),
+        ("we need a build compatible with glibc versions earlier than 2.32", "glibc-too-old"),
+        ("GLIBCXX error when importing flash_attn on the login node", "libstdcxx-too-old"),
+    ],
+)
+def test_glibc_and_glibcxx_named_in_prose_are_the_system_libraries(log: str, code: str) -> None:
+    assert codes(log)[0] == code
+
+
+def test_a_glibc_version_line_is_not_a_failure() -> None:
+    assert codes("ldd (Ubuntu GLIBC 2.35-0ubuntu3.8) 2.35\nglibc 2.35 detected") == []
+
+
+@pytest.mark.parametrize(
+    "log",
+    ["flash-attn won't build on gcc 14 either", "with gcc 13 it still fails on flash_attn"],
+)
+def test_a_gcc_version_the_build_fails_with_is_the_host_compiler(log: str) -> None:
+    assert codes(log)[0] == "host-compiler-unsupported"
+
+
+def test_gcc_compile_lines_are_not_the_host_compiler() -> None:
+    log = "gcc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0\nx86_64-linux-gnu-gcc -pthread -fPIC -c csrc/flash_api.cpp\n"
+    assert codes(log) == []
+
+
+@pytest.mark.parametrize(
+    "log",
+    ["FlashAttention is not supported on V100 GPUs", "flash attention 2 not supported on Turing cards"],
+)
+def test_a_pre_ampere_gpu_named_as_unsupported_is_the_gpu(log: str) -> None:
+    assert codes(log)[0] == "gpu-unsupported"
+
+
+@pytest.mark.parametrize(
+    "log",
+    ["flash-attn only supports `bfloat16` or `float16`", "flash_attn requires dtype of fp16 or bf16"],
+)
+def test_the_dtype_floor_in_prose_is_the_dtype(log: str) -> None:
+    assert codes(log)[0] == "dtype-unsupported"
+
+
+def test_a_bfloat16_model_load_is_not_a_dtype_error() -> None:
+    assert (
+        codes(
+            'model = AutoModel.from_pretrained(p, torch_dtype=torch.bfloat16, attn_implementation="flash_attention_2")'
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "flash attention does not support head_dim larger than 128 on this GPU",
+        "This flash attention build does not support headdim not being a multiple of 32.",
+        "Cannot use FlashAttention-2 backend for head size 80.",
+    ],
+)
+def test_head_dims_in_other_words_are_the_head_dim(log: str) -> None:
+    got = codes(log)
+    assert got[0] == "head-dim-unsupported"
+    assert "build-kernel-missing" not in got
+
+
+def test_a_missing_extension_of_a_flash_attention_fork_is_the_extension() -> None:
+    assert codes("ModuleNotFoundError: No module named 'my_fa_3_cuda'")[0] == "extension-not-built"
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "uv cannot build it because torch is not declared as a build dependency of flash-attn",
+        "flash-attn doesn't declare torch as a build dependency",
+    ],
+)
+def test_torch_not_declared_as_a_build_dependency_is_build_isolation(log: str) -> None:
+    assert codes(log)[0] == "build-isolation"
+
+
+def test_not_providing_prebuilt_wheels_is_no_matching_wheel() -> None:
+    assert codes("flash-attn is not providing pre-built wheels for torch 2.10 yet")[0] == "no-matching-wheel"
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "the flash_attn_cuda module was removed in 2.7.3 and our import fails",
+        "ImportError: Requires Flash-Attention version >=2.7.1,<=2.7.4 but got 2.8.3.",
+    ],
+)
+def test_a_removed_name_or_a_version_pin_of_the_caller_is_the_api(log: str) -> None:
+    assert codes(log)[0] == "flash-attn-api-mismatch"
+
+
+def test_uninstall_lines_are_not_a_removed_name() -> None:
+    log = "  Successfully uninstalled flash_attn-2.7.3\nRemoved build tracker: '/tmp/pip-build-tracker-x'\n"
+    assert codes(log) == []
+
+
+def test_an_unknown_cute_function_is_the_dsl() -> None:
+    assert (
+        codes("RuntimeError: Unknown function cutlass___call___flash_attn_fwd")[0] == "fa4-cute-dsl-mismatch"
+    )
+
+
+def test_a_cutlass_header_missing_without_a_space_is_the_submodule() -> None:
+    assert codes("csrc/flash_api.cpp:5: fatal error: cute/tensor.hpp:No such file or directory")[0] == (
+        "missing-build-deps"
+    )
+
+
+def test_a_cuda_floor_stated_in_prose_is_nvcc_too_old() -> None:
+    log = "flash-attn can only be installed on CUDA 11.7 and above, we have 11.3"
+    assert codes(log)[0] == "nvcc-too-old"
