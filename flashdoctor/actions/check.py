@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from flashdoctor.actions import inputs
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.variants import VARIANT_DIST, Variant
 from flashdoctor.model.environment import Environment
@@ -69,7 +68,9 @@ def resolve_environment(
     ``launched``: the environment probe already started for ``python`` (launch_probe)."""
     check_python_target(python, target)
     if target:
-        return inputs.load_target(target), f"target:{target}"
+        from flashdoctor.actions.inputs import load_target
+
+        return load_target(target), f"target:{target}"
     from flashdoctor.probe import InterpreterError, probe_environment
 
     try:
@@ -167,6 +168,7 @@ def run_check(
     if smoke and target:
         raise UsageError("--smoke runs kernels on this machine; it cannot be combined with --target")
     launched = launch_probe(python, target, environ)  # first: it runs while what follows is imported
+    from flashdoctor.actions import inputs
     from flashdoctor.decide.explain import run_checks
 
     if launched is not None:
