@@ -25,6 +25,7 @@ step "bench_check: check vs collect_env, $REPEATS runs each"
 "$PY" scripts/bench_check.py --repeats "$REPEATS" --flashdoctor "$WORK/fd/bin/flashdoctor" --python "$PY" \
     | tee "$OUT/bench_check.txt"
 step "where check's time goes (one run each)"
+cd "$WORK" || exit 2  # not the checkout: `-m flashdoctor` must find the installed package, not ./flashdoctor
 "$WORK/fd/bin/python" -X importtime -m flashdoctor check --python "$PY" > /dev/null 2> "$OUT/importtime.txt"
 "$WORK/fd/bin/python" -m cProfile -o "$WORK/check.prof" -m flashdoctor check --python "$PY" > /dev/null
 "$WORK/fd/bin/python" -c "import pstats, sys; p = pstats.Stats(sys.argv[1], stream=sys.stdout); \
