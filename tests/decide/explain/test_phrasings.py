@@ -496,3 +496,83 @@ def test_glibc_required_as_a_symbol_version_in_prose_is_glibc_too_old() -> None:
 )
 def test_the_new_phrasings_stay_quiet_on_logs_that_are_not_failures(log: str) -> None:
     assert codes(log) == []
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "However, the standalone `flash-attn` does not support V100 , so errors are expected.",
+        "[Bug]: As V100 does not support FlashAttention, it is not possible to run the gemma model",
+        "flash-attn doesn't support the T4 (Turing), use sdpa",
+    ],
+)
+def test_a_pre_ampere_gpu_the_library_does_not_support_is_gpu_unsupported(log: str) -> None:
+    assert codes(log)[0] == "gpu-unsupported"
+
+
+def test_dll_load_failed_for_an_extension_is_the_torch_abi() -> None:
+    log = "[Bug] ImportError: DLL load failed for flash_attn_2_cuda breaking core nodes (ComfyUI Desktop App)"
+    assert codes(log)[0] == "torch-abi-mismatch"
+
+
+def test_a_build_that_fails_to_find_torch_in_prose_is_build_isolation() -> None:
+    log = (
+        "due to a pip setup install error for flash_attn relating to a failure of that module to find torch."
+    )
+    assert codes(log)[0] == "build-isolation"
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "[bug] build is verrrrrrrrrrrrrrrrrrrry slow",
+        "the build process is still very slow, with CPU usage below 1%",
+    ],
+)
+def test_a_build_said_to_be_slow_is_build_slow(log: str) -> None:
+    assert codes(log)[0] == "build-slow"
+
+
+def test_plans_for_prebuilt_wheels_is_no_matching_wheel() -> None:
+    log = "Do you have any plans for releasing prebuilt wheel for PyTorch 2.8 on aarch64?"
+    assert codes(log)[0] == "no-matching-wheel"
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "Cannot compile on win10, 16gb ram, out of memory",
+        "Starting from 3.5gb available, compiling hits the 16gb ceiling and fails.",
+    ],
+)
+def test_a_build_out_of_memory_in_prose_is_build_oom(log: str) -> None:
+    assert codes(log)[0] == "build-oom"
+
+
+def test_a_failed_build_in_a_plain_python_image_has_no_nvcc() -> None:
+    log = (
+        "FROM python:3.10-slim\nRUN pip install flash-attn --no-build-isolation\n"
+        "  Preparing metadata (setup.py): finished with status 'error'\n"
+        "  × python setup.py egg_info did not run successfully.\n"
+    )
+    assert codes(log)[0] == "nvcc-missing"
+
+
+def test_a_cuda_floor_on_macos_is_the_platform() -> None:
+    log = (
+        "It seems that FlashAttention is only supported on CUDA 11.6 and above. The latest version of CUDA (12.3)"
+        " can't be downloaded for MacOS."
+    )
+    assert codes(log)[0] == "platform-unsupported"
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "FROM python:3.11-slim\nRUN pip install requests\nSuccessfully installed requests-2.32.3\n",
+        "flash-attn does not support this head dimension yet, padding to 64\n",
+        "We have no plans for releasing a Python 2 build.\n",
+    ],
+)
+def test_the_dev6_phrasings_stay_quiet_on_logs_that_are_not_failures(log: str) -> None:
+    assert codes(log) == []
