@@ -115,6 +115,7 @@ def test_log_window_keeps_head_and_tail() -> None:
     assert small == b"short log\n"
 
 
+@pytest.mark.slow  # ~2.7 s: it feeds hundreds of MB through the reader
 def test_log_from_a_pipe_is_read_in_linear_time() -> None:
     """issue 15 row 14: 600 MB piped took 49 s (the tail buffer was re-copied for every 1 MB chunk).
     A deque of chunks copies each byte once: the same 600 MB now reads in about a second."""

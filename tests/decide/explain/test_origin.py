@@ -25,7 +25,13 @@ TARGETS = [
 
 
 # -- the measure: logs from public threads, explained with a machine at hand ----------------------------
-@pytest.mark.parametrize("name", TARGETS)
+# Four machines of different kinds in the unit tier; every target in the full suite (~1 s each).
+UNIT_TARGETS = ("h100", "cpu-box", "no-torch", "rocm-mi300")
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in UNIT_TARGETS else pytest.param(n, marks=pytest.mark.slow) for n in TARGETS]
+)
 def test_no_fix_names_the_target_for_a_log_from_elsewhere(name: str) -> None:
     # Before: 68 diagnoses of the 98 tune logs named the h100 target's torch, Python, GPU, wheel...
     found = count(tune_cases(), target_env(name), bundled_finder())
