@@ -163,15 +163,24 @@ def test_sigkill_mid_download_leaves_env_and_cache_clean(
 ) -> None:
     w = make_wheel(tmp_path / "w", version=V, pad_bytes=400_000)
     s = FaultServer()
+    tmp_dir = cache_root() / "tmp"
+
+    def part_started() -> bool:
+        for f in tmp_dir.glob("*.part"):
+            try:
+                if f.stat().st_size:
+                    return True
+            except FileNotFoundError:  # gone between the listing and the look (CI saw it once)
+                continue
+        return False
+
+    p = None
     try:
         plan = write_plan(tmp_path, s.add("/w.whl", w.read_bytes(), delay_per_chunk=0.4), w)
         before = pip_list(fresh_venv)
         p = fd_popen("install", "--plan", plan, "--python", str(fresh_venv), "--yes")
-        tmp_dir = cache_root() / "tmp"
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(
-            f.suffix == ".part" and f.stat().st_size for f in tmp_dir.glob("*.part")
-        ):
+        while time.monotonic() < deadline and not part_started():
             time.sleep(0.05)
         assert any(tmp_dir.glob("*.part")), "the download never started"
         p.send_signal(signal.SIGKILL)
@@ -185,6 +194,9 @@ def test_sigkill_mid_download_leaves_env_and_cache_clean(
         assert "(resumed)" in json.loads(r.stdout)["steps"][0]["detail"]
         assert not any(tmp_dir.glob("*.part"))
     finally:
+        if p is not None and p.poll() is None:  # a failed assertion must not leave it running
+            p.kill()
+            p.communicate(timeout=10)
         s.close()
 
 
