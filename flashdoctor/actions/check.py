@@ -89,8 +89,9 @@ def resolve_environment(
 def launch_probe(python: str | None, target: str | None, environ: Mapping[str, str]) -> Launched | None:
     """Start the target interpreter's environment probe now, so that it runs while the rest of the
     command is imported and the wheel index read (None with --target: nothing to probe)."""
-    if target or (python is not None and not os.path.exists(python)):
-        return None  # resolve_environment says what is wrong
+    check_python_target(python, target)
+    if target:
+        return None
     from flashdoctor.probe import launch_interp
 
     return launch_interp(python or sys.executable, environ)

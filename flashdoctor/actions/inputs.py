@@ -168,7 +168,7 @@ def load_wheel_index(
 
     path = user_index_path(index_path, environ)
     if path is None:
-        return load_index(current_index(None, environ).path, keep=keep)
+        return load_index(current_index(None, environ, dated=False).path, keep=keep)
     try:
         data = read_bytes(path, "wheel index", INDEX_MAX_BYTES)
         doc = parse_json(data, f"wheel index {path}")
@@ -188,7 +188,7 @@ def read_wheel_index_ahead(environ: Mapping[str, str]) -> None:
 
     if user_index_path(None, environ) is None:
         with contextlib.suppress(WheelIndexError):
-            read_index_document(current_index(None, environ).path)
+            read_index_document(current_index(None, environ, dated=False).path)
 
 
 def wheel_finder(environ: Mapping[str, str], say: Callable[[str], None] | None = None) -> WheelFinder | None:
@@ -202,7 +202,7 @@ def wheel_finder(environ: Mapping[str, str], say: Callable[[str], None] | None =
 
     if user_index_path(None, environ) is None:
         try:
-            current_index(None, environ)
+            current_index(None, environ, dated=False)
         except WheelIndexError as exc:
             if say is not None:
                 say(f"{exc.message}; verdicts do not consider prebuilt wheels")

@@ -44,10 +44,13 @@ def refreshed_index_path(environ: Mapping[str, str] | None = None) -> Path:
     return cache_root(environ) / REFRESHED_DIR / INDEX_FILENAME
 
 
-def current_index(index_path: str | None = None, environ: Mapping[str, str] | None = None) -> IndexLocation:
+def current_index(
+    index_path: str | None = None, environ: Mapping[str, str] | None = None, dated: bool = True
+) -> IndexLocation:
     """The index in use: ``--index FILE``, $FLASHDOCTOR_WHEELS_INDEX, the refreshed one while newer than
-    the bundled one, else the bundled one (``.describe()`` says which, for people)."""
-    return locate_index(index_path, environ, refreshed_index_path(environ))
+    the bundled one, else the bundled one (``.describe()`` says which, for people). ``dated=False``: a
+    caller that needs only the path (locate_index reads no date unless two indexes must be compared)."""
+    return locate_index(index_path, environ, refreshed_index_path(environ), dated=dated)
 
 
 def today_of(environ: Mapping[str, str] | None = None) -> datetime.date:

@@ -194,21 +194,22 @@ def load_index(
 ) -> WheelIndex:
     """Load and validate a wheel index (cached per file, modification time and ``keep``)."""
     p = Path(path) if path is not None else default_index_path(environ)
-    try:
-        st = p.stat()
-    except OSError as exc:
-        raise WheelIndexError(f"cannot read wheel index {p}: {exc.strerror or exc}") from None
-    return _load_cached(str(p), st.st_mtime_ns, st.st_size, keep)
+    return _load_cached(*_cache_key(p), keep)
 
 
 def read_index_document(path: str | os.PathLike[str]) -> tuple[bytes, Any]:
     """The bytes and parsed JSON of the index at ``path`` (cached per file and modification time, so
     that reading it ahead of its use, while a probe runs, serves the load_index that follows)."""
+    return _document(*_cache_key(path))
+
+
+def _cache_key(path: str | os.PathLike[str]) -> tuple[str, int, int]:
+    """What the load caches are keyed on: the path, its modification time and size."""
     try:
         st = os.stat(path)
     except OSError as exc:
         raise WheelIndexError(f"cannot read wheel index {path}: {exc.strerror or exc}") from None
-    return _document(str(path), st.st_mtime_ns, st.st_size)
+    return str(path), st.st_mtime_ns, st.st_size
 
 
 @lru_cache(maxsize=4)
