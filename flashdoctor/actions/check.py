@@ -169,21 +169,25 @@ def run_check(
     if smoke and target:
         raise UsageError("--smoke runs kernels on this machine; it cannot be combined with --target")
     launched = launch_probe(python, target, environ)  # first: it runs while what follows is imported
-    from flashdoctor.actions import inputs
-    from flashdoctor.decide.explain import run_checks
+    try:
+        from flashdoctor.actions import inputs
+        from flashdoctor.decide.explain import run_checks
 
-    if launched is not None:
-        inputs.read_wheel_index_ahead(environ)  # while the probe runs
-
-    env, source = resolve_environment(
-        python,
-        target,
-        import_tests=import_tests,
-        deep=deep,
-        environ=environ,
-        torch_archs=torch_archs or bool(save_target),
-        launched=launched,
-    )
+        if launched is not None:
+            inputs.read_wheel_index_ahead(environ)  # while the probe runs
+        env, source = resolve_environment(
+            python,
+            target,
+            import_tests=import_tests,
+            deep=deep,
+            environ=environ,
+            torch_archs=torch_archs or bool(save_target),
+            launched=launched,
+        )
+    except BaseException:  # Ctrl-C or an error before the probe's answer was taken: stop it
+        if launched is not None:
+            launched.cancel()
+        raise
     report = run_checks(env, source=source, wheel_finder=inputs.wheel_finder(environ, say))
     report = with_index_freshness(report, environ)
     if save_target:

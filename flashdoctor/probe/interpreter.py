@@ -256,9 +256,10 @@ def read_tail(fh: IO[bytes], limit: int) -> str:
 
 
 class Launched:
-    """A target process started ahead of when its answer is needed (``launch``): it runs on its own
-    core while the caller goes on (imports, reading the wheel index). ``finish`` waits for it; output
-    goes to private temporary files, read bounded. Cleanup (``stack``) runs when it finishes."""
+    """A target process started when this is made, ahead of when its answer is needed: it runs on its
+    own core while the caller goes on (imports, reading the wheel index). ``finish`` waits for it,
+    ``cancel`` stops it; output goes to private temporary files, read bounded. Cleanup (``stack``) runs
+    at either. run_target is ``Launched(...).finish()``."""
 
     def __init__(
         self,
@@ -310,7 +311,8 @@ class Launched:
             )
 
     def cancel(self) -> None:
-        """Stop it (a caller that will not ``finish``: an error on the way)."""
+        """Stop it (a caller that will not ``finish``: an error or Ctrl-C on the way; the child is in a
+        session of its own, so the terminal's Ctrl-C does not reach it). Harmless after ``finish``."""
         with self._stack:
             if self._proc is not None and self._proc.poll() is None:
                 stop(self._proc)

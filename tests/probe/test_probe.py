@@ -397,3 +397,10 @@ def test_the_environment_probe_launched_early_gives_the_same_environment():
     plain = probe_environment(sys.executable, env, False)
     assert early.python == plain.python and early.torch == plain.torch and early.platform == plain.platform
     assert early.installed == plain.installed
+
+
+@pytest.mark.system
+def test_cancel_after_finish_is_harmless():
+    launched = Launched(sys.executable, ["-c", "print('{}')"], child_env(), 30, "x")
+    assert launched.finish().result() == {}
+    launched.cancel()  # run_check cancels on any error, also after the probe's answer was taken
