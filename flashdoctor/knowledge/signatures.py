@@ -31,6 +31,7 @@ class CodeInfo:
     cause: str
     fix: str
     yields_to: tuple[str, ...]
+    resembles_when: tuple[str, ...] = ()  # contexts of which one must hold to offer it by resemblance
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,9 @@ def _kw(words: list[str]) -> tuple[bytes, ...]:
 def knowledge() -> Knowledge:
     raw = load_data("signatures")
     codes = {
-        code: CodeInfo(code, c["title"], c["cause"], c["fix"], tuple(c["yields_to"]))
+        code: CodeInfo(
+            code, c["title"], c["cause"], c["fix"], tuple(c["yields_to"]), tuple(c.get("resembles_when", ()))
+        )
         for code, c in raw["codes"].items()
     }
     contexts = {

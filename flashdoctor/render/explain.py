@@ -22,7 +22,9 @@ from flashdoctor.render.console import EVIDENCE_STYLE, print_finding, print_mark
 
 
 def _print_diagnosis(console: Console, d: Diagnosis, rank: int) -> None:
-    if d.consequence_of:
+    if d.basis == "resemblance":
+        status, note = "possible", f"{d.confidence:.2f}, by resemblance only"
+    elif d.consequence_of:
         status, note = "consequence", f"{d.confidence:.2f}, consequence of {d.consequence_of}"
     elif rank == 0:
         status, note = "cause", f"{d.confidence:.2f}"
@@ -102,6 +104,12 @@ def render_explanation(
             console,
             f"[bold]flashdoctor explain[/] {escape(source)} ({size}): [yellow]no known failure recognised[/].",
         )
+        if expl.diagnoses:  # resemblances: no signature matched, the wording is close to a known cause
+            print_markup(
+                console, " Closest known causes by wording (a guess: check them against the log):", hang=1
+            )
+            print_markup(console, f"[dim]{escape(fixes_for(expl, target))}[/]", hang=2)
+            render_diagnoses(expl.diagnoses, console, limit=None)
         if expl.key_lines:
             print_markup(console, " The lines most likely to matter:")
             for k in expl.key_lines:

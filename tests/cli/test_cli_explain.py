@@ -184,3 +184,19 @@ def test_real_process_probes_this_machine_and_reads_a_pipe():
         env=env,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_a_log_no_signature_matches_gets_a_labelled_guess_and_exit_1(tmp_path: Path):
+    # Words no signature anticipated: the closest known cause is offered as a guess, and explain still
+    # says (exit 1, status "unrecognised") that no known failure was recognised.
+    log = tmp_path / "prose.txt"
+    log.write_text("FlashAttention fails on my Turing card (T4), is it supported?\n")
+    assert code("explain", str(log), "--no-probe") == 1
+    human = " ".join(run("explain", str(log), "--no-probe").stdout.split())  # unwrapped
+    assert "no known failure recognised" in human
+    assert "Closest known causes by wording" in human and "by resemblance only" in human
+    assert "gpu-unsupported" in human
+    doc = json.loads(run("explain", str(log), "--no-probe", "--json").stdout)
+    jsonschema.validate(doc, load_schema("explain-report.schema.json"))
+    assert doc["status"] == "unrecognised" and doc["recognised"] is False and doc["exit_code"] == 1
+    assert [(d["code"], d["basis"]) for d in doc["diagnoses"]][:1] == [("gpu-unsupported", "resemblance")]

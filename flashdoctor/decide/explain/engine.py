@@ -23,6 +23,7 @@ from typing import Any
 
 from flashdoctor.decide.explain.keylines import KeyLine, find_key_lines, line_number
 from flashdoctor.decide.explain.origin import LogMachine, Origin, decide_origin, read_machine
+from flashdoctor.decide.explain.resemble import Resemblance, resemble
 from flashdoctor.decide.explain.scan import (
     KEYWORD_LINE_BUDGET,
     Hit,
@@ -60,7 +61,8 @@ class Diagnosis(FieldsJson):
     """One cause (or consequence) found in a log. ``code`` is public interface (README "Failure codes").
 
     ``basis`` is "log" when the evidence is a log line (``line`` is its 1-based number), "machine" when
-    the log only shows a failure and the cause comes from the probed machine or --target.
+    the log only shows a failure and the cause comes from the probed machine or --target, "resemblance"
+    when no signature matched and the log's words only resemble this cause (decide.explain.resemble).
     ``consequence_of`` names the code this one follows from, when it does.
     """
 
@@ -94,7 +96,8 @@ class Explanation:
 
     @property
     def recognised(self) -> bool:
-        return bool(self.diagnoses)
+        """A known failure was found (a resemblance alone is a guess, not a recognition)."""
+        return any(d.basis != "resemblance" for d in self.diagnoses)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +135,7 @@ class _Cand:
     evidence: str | None = None
     message: str | None = None
     fix: str | None = None
+    line: int | None = None  # the evidence's line when there is no hit (a resemblance)
 
 
 def _qualifies(sig: Signature, contexts: LogContexts, env: Environment | None) -> bool:
@@ -187,6 +191,32 @@ def _machine_causes(env: Environment, variant: Variant) -> list[tuple[str, str, 
             continue  # "only N jobs" makes a build slow, not killed
         out.append((_MACHINE_CODES[f.code], f.message, f.fix))
     return out
+
+
+def _may_resemble(code: str, contexts: LogContexts) -> bool:
+    """Whether a log no signature matched may be offered ``code`` by resemblance: one of the code's
+    resembles_when contexts holds (a build-only cause needs a log that shows or talks about a build)."""
+    need = knowledge().codes[code].resembles_when
+    return not need or any(c in contexts for c in need)
+
+
+def _resembling(r: Resemblance, tailor: Tailor) -> _Cand:
+    """A candidate for a known cause the log only resembles (nothing matched): said so, and offered
+    with the fix of the signature its words are closest to."""
+    info = knowledge().codes[r.code]
+    return _Cand(
+        sig=r.signature,
+        hit=None,
+        confidence=r.confidence,
+        basis="resemblance",
+        evidence=r.text[:EVIDENCE_MAX],
+        message=(
+            f"{info.title.rstrip('.')} (by resemblance {r.score:.2f}: no known failure matched; the log's "
+            f"wording is close to this cause's). {info.cause}"
+        ),
+        fix=tailor.choose_fix(r.signature.fix, {}),
+        line=r.line,
+    )
 
 
 def explain_bytes(
@@ -303,6 +333,10 @@ def explain_bytes(
             )
             chosen[code] = cands[-1]
 
+    if not cands and "success" not in contexts:
+        text = data.decode("utf-8", errors="replace")
+        cands = [_resembling(r, tailor) for r in resemble(text, lambda code: _may_resemble(code, contexts))]
+
     causes = [c for c in cands if c.sig.role != "symptom"]
     causes.sort(key=lambda c: (-c.confidence, c.hit.offset if c.hit else -1))
     symptoms = [c for c in cands if c.sig.role == "symptom"]
@@ -329,13 +363,14 @@ def explain_bytes(
                 evidence=c.evidence or (_evidence(c.hit.line, c.hit.match) if c.hit else ""),
                 message=message,
                 fix=fix,
-                line=line_number(data, c.hit.offset) if c.hit else None,
+                line=line_number(data, c.hit.offset) if c.hit else c.line,
                 basis=c.basis,
                 consequence_of=c.consequence_of,
                 source=c.sig.source,
             )
         )
-    want_key_lines = (not diagnoses) if key_lines is None else key_lines
+    recognised = any(d.basis != "resemblance" for d in diagnoses)
+    want_key_lines = (not recognised) if key_lines is None else key_lines
     return Explanation(
         diagnoses=tuple(diagnoses),
         key_lines=tuple(find_key_lines(data, low)) if want_key_lines else (),

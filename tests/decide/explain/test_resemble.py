@@ -1,0 +1,113 @@
+"""The resemblance fallback: a log no signature matches is offered the known cause its words are close to,
+labelled as a guess; logs that report no failure, and build causes for logs that show no build, get nothing."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from flashdoctor.decide.explain import explain_bytes
+from flashdoctor.decide.explain import resemble as res
+from flashdoctor.knowledge.schemas import load_schema
+from flashdoctor.knowledge.signatures import knowledge
+
+
+def explain(text: str):  # type: ignore[no-untyped-def]
+    return explain_bytes(text.encode(), None)
+
+
+# Reports in words no signature anticipated (checked below: no signature matches them).
+PARAPHRASES = [
+    ("FlashAttention fails on my Turing card (T4), is it supported?", "gpu-unsupported"),
+    ("compiling flash_attn with many jobs used up the memory and the ssh session froze", "build-oom"),
+]
+
+
+@pytest.mark.parametrize(("log", "code"), PARAPHRASES)
+def test_a_paraphrase_is_offered_the_cause_it_resembles(log: str, code: str) -> None:
+    expl = explain(log)
+    first = expl.diagnoses[0]
+    assert (first.code, first.basis) == (code, "resemblance")
+    assert all(d.basis == "resemblance" for d in expl.diagnoses)
+    assert first.confidence <= res.CONFIDENCE_CAP
+    assert "by resemblance" in first.message and first.fix
+    assert first.line == 1 and first.evidence == log
+    # A guess is not a recognition: explain still says nothing was recognised (exit 1) and shows the key lines.
+    assert not expl.recognised
+    assert expl.key_lines
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "export CUDA_HOME=/usr/local/cuda-12.4\nexport PATH=$CUDA_HOME/bin:$PATH\n",
+        "Collecting flash-attn\n  Downloading flash_attn-2.8.3.tar.gz (8.4 MB)\nSuccessfully installed flash-attn-2.8.3\n",
+        "flash-attn does not support this head dimension yet, padding to 64\n",
+        "FA3 runs on H100, which is supported on sm90 and above GPUs fine",
+        "ValueError: shard 17 is corrupt\n",
+        "Traceback (most recent call last):\n  File \"run.py\", line 12, in <module>\nKeyError: 'input_ids'\n",
+        "",
+    ],
+)
+def test_logs_that_report_no_flash_attention_failure_are_offered_nothing(log: str) -> None:
+    assert explain(log).diagnoses == ()
+
+
+def test_a_build_cause_is_not_offered_for_a_log_that_shows_no_build() -> None:
+    # Close to build-oom in words, but nothing says a build or an install ran.
+    log = "the machine dies: it eats all 32 GB of RAM and gets killed"
+    assert "build-oom" in {r.code for r in res.resemble(log)}  # the words alone
+    assert "build-oom" not in [d.code for d in explain(log).diagnoses]  # resembles_when: build, build_talk
+
+
+def test_a_matched_signature_leaves_no_room_for_resemblance() -> None:
+    expl = explain(
+        "ImportError: flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: undefined symbol: _ZN3c104cuda9SetDeviceEi"
+    )
+    assert expl.recognised and all(d.basis == "log" for d in expl.diagnoses)
+
+
+def test_the_runner_up_is_offered_only_when_close() -> None:
+    for log, _code in PARAPHRASES:
+        found = res.resemble(log)
+        assert 1 <= len(found) <= 2
+        assert all(r.score >= res.THRESHOLD for r in found)
+        if len(found) == 2:
+            assert found[0].score - found[1].score <= res.MARGIN
+
+
+def test_the_json_report_validates_with_a_resemblance() -> None:
+    expl = explain(PARAPHRASES[0][0])
+    doc = {
+        "schema": "flashdoctor/explain/1",
+        "command": "explain",
+        "status": "unrecognised",
+        "exit_code": 1,
+        **expl.to_json(),
+        "machine": expl.machine_json(),
+    }
+    jsonschema.validate(json.loads(json.dumps(doc)), load_schema("explain-report.schema.json"))
+    assert doc["recognised"] is False and doc["diagnoses"][0]["basis"] == "resemblance"
+
+
+def test_resembles_when_names_known_contexts_and_codes_with_cause_signatures() -> None:
+    kb = knowledge()
+    cause_codes = {s.code for s in kb.signatures if s.role == "cause"}
+    gated = {code: info.resembles_when for code, info in kb.codes.items() if info.resembles_when}
+    assert gated, "the build causes are gated"
+    for code, contexts in gated.items():
+        assert code in cause_codes
+        assert set(contexts) <= set(kb.contexts), code
+
+
+def test_words_drop_glue_and_short_tokens() -> None:
+    assert res.words("The build of flash_attn failed: nvcc is too old (CUDA 11.4)") == [
+        "build",
+        "flash_attn",
+        "nvcc",
+        "too",
+        "old",
+        "cuda",
+    ]
