@@ -60,9 +60,15 @@ packages lib usr local home root
 _STOP = frozenset(_STOP_WORDS.split())
 
 
+# The parts of a wheel's file name (Python, ABI and platform tags, local version labels): any log about a
+# wheel has them, whatever went wrong with it.
+_TAG = re.compile(r"(?:cp|py|cu)\d+\w*|(?:many)?linux\w*|win_amd64|macosx\w*|x86_64|aarch64|abi3|whl")
+
+
 def words(text: str) -> list[str]:
-    """The words of ``text`` that can tell causes apart (lower case, 3+ characters, no glue)."""
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+    """The words of ``text`` that can tell causes apart (lower case, 3+ characters, no glue, no wheel
+    tags)."""
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP and not _TAG.fullmatch(w)]
 
 
 def _vector(bag: Mapping[str, int], idf: Mapping[str, float]) -> dict[str, float]:
