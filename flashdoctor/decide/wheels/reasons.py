@@ -89,11 +89,12 @@ def reason_text(code: str, entry: IndexEntry, t: Target, spec: SpecifierSet | No
 
 def build_mismatch_text(entry: IndexEntry, t: Target) -> str:
     tb = t.torch_build
-    built = (
-        f"built against torch {entry.torch_build}"
-        if entry.torch_build
-        else (f"built against a torch {entry.name.torch_text} whose build is not recorded")
-    )
+    if entry.torch_build:
+        built = f"built against torch {entry.torch_build}"
+    elif entry.name.torch is None and entry.torch_spec is not None:
+        built = f"built on the stable ABI for torch releases {entry.torch_spec}"
+    else:
+        built = f"built against a torch {entry.name.torch_text} whose build is not recorded"
     if tb is None:  # pragma: no cover - the rule needs torch's build
         return built
     if not tb.is_release:
@@ -212,6 +213,12 @@ def hint(
     if code == "torch-build-mismatch":
         tb = t.torch_build
         builds = sorted({e.torch_build or "?" for e in group}, reverse=True)[:4]
+        if tb is not None and not tb.is_release and all(e.name.torch is None for e in group):
+            specs = ", ".join(sorted({str(e.torch_spec) for e in group}))
+            return (
+                f"{who} stable-ABI wheels exist for torch releases {specs} (e.g. {example}); "
+                f"{tb.text} is {tb.kind_words}: release wheels do not fit it, build from source"
+            )
         if tb is not None and not tb.is_release:
             return (
                 f"{who} wheels exist for torch {mm_text(t.torch_mm)} built against other torch builds "

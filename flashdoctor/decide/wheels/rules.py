@@ -9,7 +9,8 @@ README "Wheel rejection codes"):
   the name) serve torch >= 2.9 (hopper/setup.py TORCH_TARGET_VERSION).
 - ``torch-build-mismatch``: the wheel was compiled against another build of torch's major.minor: a later
   patch (a 2.2.2-built wheel fails on torch 2.2.0, maintainer in Dao-AILab/flash-attention#931), or —
-  for a pre-release, nightly or vendor torch (NGC, Jetson) — anything but that very build (torchbuild.py).
+  for a pre-release, nightly or vendor torch (NGC, Jetson) — anything but that very build (torchbuild.py);
+  a stable-ABI wheel (built against no particular torch) does not fit such a torch either.
 - ``cuda-mismatch``: the wheel's CUDA major must be torch's — a cu12 wheel on a cu11 torch fails with
   ``libcudart.so.12: cannot open shared object file``.
 - ``abi-mismatch``: the wheel's C++ ABI must be torch's (``torch._C._GLIBCXX_USE_CXX11_ABI``).
@@ -91,12 +92,13 @@ def machine_codes(entry: IndexEntry, t: Target) -> list[str]:
                 codes.append("torch-mismatch")
             elif build_class(entry.torch_build, t.torch_build) is None:
                 codes.append("torch-build-mismatch")
-        elif (
-            entry.torch_spec is not None
-            and t.torch_version is not None
-            and not entry.torch_spec.contains(t.torch_version, prereleases=True)
-        ):
-            codes.append("torch-mismatch")
+        elif entry.torch_spec is not None and t.torch_version is not None:
+            if not entry.torch_spec.contains(t.torch_version, prereleases=True):
+                codes.append("torch-mismatch")
+            elif t.torch_build is not None and not t.torch_build.is_release:
+                # The stable ABI is a promise between releases; a pre-release, nightly or vendor torch
+                # is its own cell, as for every other wheel (built against no torch build of its own).
+                codes.append("torch-build-mismatch")
         if entry.cuda_mm is not None and t.cuda is not None and entry.cuda_mm[0] != t.cuda[0]:
             codes.append("cuda-mismatch")
         if entry.abi is not None and t.abi is not None and t.os == "linux" and entry.abi != t.abi:

@@ -201,3 +201,21 @@ def test_windows_community_wheels_of_bdashore3(index: WheelIndex) -> None:
         plan.wheel.filename == "flash_attn-2.5.9.post1+cu122torch2.3.0cxx11abiFALSE-cp310-cp310-win_amd64.whl"
     )
     assert any("derived from the release's build matrix" in r for r in plan.reasons)
+
+
+@pytest.mark.parametrize("torch", ["2.10.0.dev20251101+cu126", "2.10.0a0+a5436a5"])
+def test_a_stable_abi_wheel_does_not_fit_a_pre_release_torch_either(index: WheelIndex, torch: str) -> None:
+    # FA3's stable-ABI wheels serve torch *releases* >= 2.9; a nightly or an NGC build of 2.10 is its own
+    # cell (KellerJordan/modded-nanogpt#145: a GH200 on a 2.10 nightly had to build FA3).
+    spec = dict(python="3.12", platform="linux_aarch64", torch=torch, torch_cuda="12.6", cxx11abi=True)
+    spec["gpus"] = [{"name": "NVIDIA GH200", "capability": "9.0"}]
+    plan = make_plan(env(**spec), "fa3", index)
+    assert plan.action == "build", plan.reasons
+    stable = [rej for rej in plan.rejected if rej.filename.startswith("flash_attn_3-3.0.0-cp39-abi3")]
+    assert stable and all(any("torch-build-mismatch" in r for r in rej.reasons) for rej in stable)
+    assert any("stable-ABI wheels exist for torch releases >=2.9" in r for r in plan.reasons)
+    # The same machine on the 2.10.0 release takes the stable-ABI wheel.
+    spec["torch"] = "2.10.0+cu126"
+    release = make_plan(env(**spec), "fa3", index)
+    assert release.action == "wheel" and release.wheel is not None
+    assert release.wheel.filename.startswith("flash_attn_3-3.0.0-cp39-abi3-manylinux_2_34_aarch64")
