@@ -86,7 +86,7 @@ def make_plan(
 
     sel = select_wheels(env, variant, index, spec, allow_community)
     if python_floor and sel.best is None:
-        return _unsupported(vv, variant)
+        return _python_floor_unsupported(vv, variant, index, sel)
     notes = assumption_notes(t)
     if t.os == "linux" and abi_inferred(env):
         notes.append(next(n for n in env.notes if n.startswith(ABI_NOTE)))
@@ -153,6 +153,37 @@ def make_plan(
             *notes,
         ),
         blockers=build_blockers,
+    )
+
+
+def _python_floor_unsupported(
+    vv: VariantVerdict, variant: Variant, index: WheelIndex, sel: Selection
+) -> Plan:
+    """Python is below today's minimum and no older release's wheel fits: say which release was the
+    last for this Python, what its wheels missed by, and the ways out."""
+    t = sel.target
+    info = knowledge.variant_info(variant)
+    older = [e for e in index.for_variant(variant) if t.pairs is not None and e.name.pythons & t.pairs]
+    last = max((e.version for e in older), default=None)
+    reasons = list(vv.reasons)
+    if last is not None:
+        reasons.append(
+            f"{info.dist} {last} is the last release with wheels for Python {t.python}, and none of its "
+            "or earlier releases' wheels fits this torch (the nearest misses are listed)"
+        )
+        reasons.extend(what_would_fit(sel))
+        # The release to build: the last that shipped wheels for this torch minor (its sources build with
+        # it), else the last for this Python.
+        same_torch = [e.version for e in older if e.name.torch is not None and e.name.torch == t.torch_mm]
+        build = max(same_torch, default=last)
+        reasons.append(
+            f"ways out: a Python ≥ {info.python_min[0]}.{info.python_min[1]} environment; or build {info.dist} "
+            f"{build} from source yourself (pip install '{info.dist}=={build}' --no-build-isolation: "
+            "flashdoctor builds only releases for supported Pythons)"
+        )
+    reasons.append(vv.fix or f"Use {SDPA}.")
+    return Plan(
+        "unsupported", variant, rejected=sel.rejections(), reasons=tuple(reasons), blockers=vv.blockers
     )
 
 

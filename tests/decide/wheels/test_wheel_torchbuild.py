@@ -219,3 +219,17 @@ def test_a_stable_abi_wheel_does_not_fit_a_pre_release_torch_either(index: Wheel
     release = make_plan(env(**spec), "fa3", index)
     assert release.action == "wheel" and release.wheel is not None
     assert release.wheel.filename.startswith("flash_attn_3-3.0.0-cp39-abi3-manylinux_2_34_aarch64")
+
+
+def test_python_below_the_floor_with_no_fitting_old_wheel_says_which_release_and_why(
+    index: WheelIndex,
+) -> None:
+    # datawhalechina/self-llm#440: Python 3.8, torch 2.0.0: the cp38 wheels for torch 2.0 (2.6.3) were
+    # built against 2.0.1. Unsupported stays the verdict, but the plan names the release and the misses.
+    plan = make_plan(env(python="3.8", torch="2.0.0+cu118", glibc="2.31", cxx11abi=False), "fa2", index)
+    assert plan.action == "unsupported" and "python-too-old" in plan.blockers
+    text = "\n".join(plan.reasons)
+    assert "is the last release with wheels for Python 3.8" in text
+    assert "built against a later patch (2.0.1" in text
+    assert "pip install 'flash-attn==2.6.3' --no-build-isolation" in text
+    assert any(r.filename.startswith("flash_attn-2.6.3+cu118torch2.0") for r in plan.rejected)
