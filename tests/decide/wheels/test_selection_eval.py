@@ -37,6 +37,7 @@ def evaluator() -> ModuleType:
     return mod
 
 
+@pytest.mark.slow  # 4 s: a plan for each of 61 environments
 @pytest.mark.parametrize("name", sorted(FLOORS))
 def test_the_selector_keeps_its_score_on_real_environments(evaluator: ModuleType, name: str) -> None:
     cases = json.loads((EVAL / name).read_text(encoding="utf-8"))["cases"]
