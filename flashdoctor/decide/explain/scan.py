@@ -46,8 +46,17 @@ CONDITIONAL_HITS = 32  # matches kept per signature whose condition is judged af
 _ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
 
+_QUOTES = (
+    ("\u2019".encode(), b"'"),
+    ("\u2018".encode(), b"'"),
+    ("\u201c".encode(), b'"'),
+    ("\u201d".encode(), b'"'),
+)
+
+
 def normalise(data: bytes) -> bytes:
-    """UTF-16 -> UTF-8, no ANSI escapes, "\\n" line ends. Other bytes are left for errors="replace"."""
+    """UTF-16 -> UTF-8, no ANSI escapes, "\\n" line ends, ASCII quotes. Other bytes are left for
+    errors="replace"."""
     head = data[:4096]
     # UTF-16 (mostly ASCII, so about every other byte is NUL): with a BOM, or little-endian without one.
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) and head[2:].count(0) >= 0.2 * len(head[2:]):
@@ -62,6 +71,10 @@ def normalise(data: bytes) -> bytes:
         data = _ANSI.sub(b"", data)
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    # Prose pasted from an editor or a web page: typographic quotes ("couldn’t") read as ASCII ones.
+    if b"\xe2\x80" in data:
+        for curly, plain in _QUOTES:
+            data = data.replace(curly, plain)
     # A log pasted as a JSON/Python string literal has escaped line breaks and (almost) no real ones.
     if len(data) > 1024 and data.count(b"\n") * 4096 < len(data) and data.count(b"\\n") > 8:
         data = data.replace(b"\\r\\n", b"\n").replace(b"\\n", b"\n").replace(b'\\"', b'"')

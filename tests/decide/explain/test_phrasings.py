@@ -576,3 +576,61 @@ def test_a_cuda_floor_on_macos_is_the_platform() -> None:
 )
 def test_the_dev6_phrasings_stay_quiet_on_logs_that_are_not_failures(log: str) -> None:
     assert codes(log) == []
+
+
+@pytest.mark.parametrize(
+    ("log", "code"),
+    [
+        # dev7 and dev8 (the second and third fresh rounds): the same facts in the words users wrote
+        ("pip install flash-attn has been running for the past 2.5 hours, is that normal?", "build-slow"),
+        ("My bad: torch is on 12.1 but nvcc is on 11.8, that's why the build failed", "nvcc-torch-mismatch"),
+        ("Fixed it by downgrading torch to 2.4.1, flash_attn imports again", "torch-abi-mismatch"),
+        ("我的显卡是P40，装不上 flash-attn", "gpu-unsupported"),
+        ("My GPU is a Tesla V100 and pip install flash-attn fails", "gpu-unsupported"),
+        ("There is no prebuilt wheel for flash-attn 2.5.8 compatible with torch 2.4", "no-matching-wheel"),
+        ("RuntimeError: Flash attention is currently required.", "flash-attn-missing"),
+        ("their interface no longer accepts window_size_left", "flash-attn-api-mismatch"),
+        ("Failed while getting requirments to build wheel for flash-attn", "build-isolation"),
+        ("FlashAttention supports only float16 and bfloat16 inputs", "dtype-unsupported"),
+        (
+            "torch warns me that flash attention is missing in the Windows build",
+            "torch-sdpa-flash-unavailable",
+        ),
+        ("ModuleNotFoundError: No module named 'fused_dense_lib'", "extension-not-built"),
+        (
+            "ImportError: you need flash_attn package version to be greater or equal than 2.1.0. "
+            "Detected version 2.0.9.",
+            "flash-attn-api-mismatch",
+        ),
+        (
+            "I couldn\u2019t find flash_attn-2.3.2+cu124torch2.6cxx11abiFALSE-cp310-cp310-linux_x86_64.whl",
+            "wheel-download-failed",
+        ),
+        ("ImportError: cannot import name 'packaging' from 'pkg_resources'", "setuptools-incompatible"),
+        (
+            "zipfile.BadZipFile: File is not a zip file (flash_attn-2.8.3-cp312-cp312-win_amd64.whl)",
+            "wheel-file-corrupt",
+        ),
+    ],
+)
+def test_the_fresh_rounds_phrasings(log: str, code: str) -> None:
+    assert codes(log)[:1] == [code]
+
+
+def test_packaging_missing_in_an_isolated_build_is_the_isolation() -> None:
+    log = (
+        "  Getting requirements to build wheel ... error\n"
+        "      ModuleNotFoundError: No module named 'packaging'\n"
+    )
+    assert codes(log)[0] == "build-isolation"
+    # With --no-build-isolation, packaging really is missing from the environment.
+    assert codes("pip install flash-attn --no-build-isolation\n" + log)[0] == "missing-build-deps"
+
+
+def test_a_not_installed_notice_yields_to_the_real_error() -> None:
+    log = (
+        "Flash Attn is not installed!\n"
+        "RuntimeError: CUDA error: no kernel image is available for execution on the device\n"
+    )
+    assert codes(log)[0] == "gpu-unsupported"
+    assert codes("Flash Attn is not installed!\n") == ["flash-attn-missing"]
