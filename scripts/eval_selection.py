@@ -15,6 +15,10 @@ A miss is one of:
   unsupported   the plan says the variant cannot run here at all;
   coverage      (tag on other misses) the confirmed wheel is not in the index at all.
 
+Of the other-wheel misses, those that pick the confirmed wheel's exact cell (source, tags, torch minor,
+CUDA major, ABI) built against the same torch (or against the target's torch) are counted apart: a newer
+release of what the thread saw work.
+
 The plan comes from flashdoctor itself, in-process (its index loader and ``make_plan``, wherever the
 package keeps them); if those cannot be imported the CLI runs in a subprocess with the target written to
 a temporary file. Nothing touches the network.
@@ -213,6 +217,28 @@ def judge(case: dict[str, Any], out: Outcome, index_names: set[str] | None) -> V
     return Verdict(True, "right", gap)
 
 
+def same_build(case: dict[str, Any], out: Outcome, entries: dict[str, Any]) -> bool:
+    """Whether an other-wheel pick is the confirmed wheel's exact cell (source, Python and platform tags,
+    torch minor, CUDA major, C++ ABI) built against the same torch as a confirmed wheel, or against the
+    target's own torch: a newer release of what the thread saw work. Unverified all the same."""
+    pick = entries.get(out.wheel or "")
+    if pick is None:
+        return False
+
+    def cell(e: Any) -> tuple[Any, ...]:
+        n = e.name
+        return (e.source, n.pythons, n.platforms, n.torch, e.cuda_mm[0] if e.cuda_mm else None, e.abi)
+
+    torch = str(case.get("target", {}).get("torch") or "").split("+")[0]
+    for name in case["expected"].get("filename_any", []):
+        good = entries.get(name)
+        if good is None or cell(good) != cell(pick):
+            continue
+        if pick.torch_build and (pick.torch_build == good.torch_build or pick.torch_build == torch):
+            return True
+    return False
+
+
 def expected_text(exp: dict[str, Any]) -> str:
     parts = []
     if exp.get("action") == "wheel":
@@ -304,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         v = judge(case, out, names)
         results.append((case, out, v))
 
+    entries = {e.filename: e for e in _entries(runner.index)} if isinstance(runner, InProcess) else {}
+    same = [c["id"] for c, o, v in results if v.kind == "other-wheel" and same_build(c, o, entries)]
     total = len(results)
     right = sum(1 for _, _, v in results if v.right)
     kinds: dict[str, int] = {}
@@ -322,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         "score": round(right / total, 4) if total else None,
         "lenient_right": right + kinds.get("other-wheel", 0) + kinds.get("conservative", 0),
         "misses_by_kind": kinds,
+        "other_wheel_same_build": len(same),
         "coverage_gaps": sum(1 for _, _, v in results if v.coverage_gap),
         "by_confidence": {k: {"right": a, "total": b} for k, (a, b) in sorted(by_conf.items())},
         "selector": runner.describe(),
@@ -359,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         "lenient (other-wheel and conservative counted right): "
         f"{numbers['lenient_right']}/{total}; coverage gaps: {numbers['coverage_gaps']}"
     )
+    if entries:
+        print(
+            f"other-wheel picks of the confirmed wheel's cell built against the same torch: {len(same)}"
+            + (f" ({', '.join(same)})" if same and args.verbose else "")
+        )
     return 0
 
 
