@@ -27,8 +27,9 @@ from flashdoctor.model.environment import TARGET_KEYS, Environment
 from flashdoctor.model.fields import FieldsJson
 
 # Facts (data/signatures.json "facts") that describe the log's machine.
-TORCH, PYTHON, NVCC, DRIVER, DRIVER_CUDA, WHEEL_URL = (
+TORCH, TORCH_INDEX_CUDA, PYTHON, NVCC, DRIVER, DRIVER_CUDA, WHEEL_URL = (
     "torch_log",
+    "torch_index_cuda_log",
     "python_log",
     "nvcc_log",
     "driver_log",
@@ -52,7 +53,7 @@ class LogMachine:
     python: str | None = None  # "3.10"
     os: str | None = None  # "linux" | "windows" | "macos"
     arch: str | None = None  # "x86_64" | "aarch64"
-    torch_cuda: str | None = None  # from torch's +cuXYZ label
+    torch_cuda: str | None = None  # from torch's +cuXYZ label, or the PyTorch index it came from
     nvcc: str | None = None
     driver: str | None = None
     driver_cuda: str | None = None
@@ -126,6 +127,8 @@ def read_machine(facts: Mapping[str, str], contexts: Container[str]) -> LogMachi
         digits = torch.split("+cu", 1)[1]
         if digits.isdigit() and len(digits) >= 3:
             torch_cuda = f"{digits[:-1]}.{digits[-1]}"
+    # torch installed from PyTorch's index for one CUDA (--index-url .../whl/cu118)
+    torch_cuda = torch_cuda or facts.get(TORCH_INDEX_CUDA)
     python = facts.get(PYTHON)
     cxx11abi: bool | None = None
     torch_mm_only = None
@@ -213,6 +216,14 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
             differs.append(f"torch {log.torch} in the log, {env.torch or 'none'} here")
     elif log.torch_mm_only and env.known("torch") and not _same_version(log.torch_mm_only, env.torch):
         differs.append(f"torch {log.torch_mm_only} in the log, {env.torch or 'none'} here")
+    if (
+        log.torch_cuda
+        and not log.isolated_build
+        and env.known("torch_cuda")
+        and env.torch_cuda
+        and log.torch_cuda != env.torch_cuda
+    ):
+        differs.append(f"torch for CUDA {log.torch_cuda} in the log, CUDA {env.torch_cuda} here")
     if log.python and env.known("python") and env.python and log.python != env.python:
         differs.append(f"Python {log.python} in the log, {env.python} here")
     here_os = _os_of(env)

@@ -173,3 +173,23 @@ def test_output_captured_by_a_flashdoctor_command_is_from_this_machine() -> None
     assert "MAX_JOBS=1" in explain_output(KILLED, env)[0].fix
     assert "MAX_JOBS=1" in explain_text(KILLED, env, here=True)[0].fix
     assert "MAX_JOBS=1" not in explain_text(KILLED, env)[0].fix
+
+
+def test_python_and_torch_cuda_written_as_settings_tell_the_log_apart() -> None:
+    # ai-windows-whl#22: "PyTorch=2.11.0, Python=3.13" against a cp312 machine with torch 2.11.0.
+    env = target_env("h100")
+    log = (
+        "The FlashAttention (FA=2.8.3, PyTorch=2.11.0, Python=3.13, CUDA=13.0) wheel does not work\n"
+        "ImportError: DLL load failed while importing flash_attn_2_cuda: The specified procedure could not be found."
+    )
+    expl = explain_bytes(log.encode(), env, bundled_finder())
+    assert not expl.origin.use_machine and "Python 3.13 in the log" in expl.origin.reason
+    # deepseek-ocr#70: torch 2.6.0 from PyTorch's cu118 index is not this cu124 torch 2.6.0.
+    log = (
+        "libcudart.so.12: cannot open shared object file: No such file or directory\n"
+        "pip install torch==2.6.0 --index-url https://download.pytorch.org/whl/cu118\n"
+    )
+    expl = explain_bytes(log.encode(), target_env("v100"), bundled_finder())
+    assert (
+        not expl.origin.use_machine and "torch for CUDA 11.8 in the log, CUDA 12.4 here" in expl.origin.reason
+    )
