@@ -32,6 +32,15 @@ def tune_cases() -> list[dict[str, object]]:
     return list(json.loads(CASES.read_text(encoding="utf-8"))["cases"])
 
 
+def tuning_cases() -> list[dict[str, object]]:
+    """The cases of every tuning split (cases.json, dev*.json); never a holdout split."""
+    out: list[dict[str, object]] = []
+    for path in sorted(CASES.parent.glob("*.json")):
+        if not path.name.startswith("holdout"):
+            out.extend(json.loads(path.read_text(encoding="utf-8"))["cases"])
+    return out
+
+
 def machine_facts(env: Environment, finder: WheelFinder | None = None) -> set[str]:
     """Strings that, in a fix, can only have come from ``env``."""
     facts = {"this machine"}

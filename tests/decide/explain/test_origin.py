@@ -10,7 +10,7 @@ import pytest
 from flashdoctor.decide.explain import explain_bytes, explain_output, explain_text
 from flashdoctor.decide.explain.origin import LogMachine, decide_origin, env_prefix
 from flashdoctor.model.environment import Environment
-from tests.decide.explain.foreign import count, tune_cases
+from tests.decide.explain.foreign import count, tune_cases, tuning_cases
 from tests.support.targets import bundled_finder, target_env
 
 TORCH_SYMBOL = (
@@ -36,6 +36,21 @@ def test_no_fix_names_the_target_for_a_log_from_elsewhere(name: str) -> None:
     # Before: 68 diagnoses of the 98 tune logs named the h100 target's torch, Python, GPU, wheel...
     found = count(tune_cases(), target_env(name), bundled_finder())
     assert found == [], found[:3]
+
+
+# Logs that agree with a target on everything they show (read one by one): the target's facts apply.
+AGREEING = {
+    # "torch 2.6.0/cu124" in the title, nothing else about the machine: the v100 target has torch 2.6.0+cu124
+    "v100": {"axolotl-3142-undefined-symbol-title"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TARGETS)
+def test_no_fix_names_the_target_for_a_log_of_any_tuning_split(name: str) -> None:
+    # Every tuning split (434 logs; tests never read the holdout splits).
+    found = count(tuning_cases(), target_env(name), bundled_finder())
+    assert {f.case for f in found} <= AGREEING.get(name, set()), found[:3]
 
 
 @pytest.mark.system
