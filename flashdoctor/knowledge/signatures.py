@@ -32,7 +32,6 @@ class CodeInfo:
     fix: str
     yields_to: tuple[str, ...]
     resembles_when: tuple[str, ...] = ()  # contexts of which one must hold to offer it by resemblance
-    phrases: tuple[str, ...] = ()  # how real reports word it (resemblance vocabulary)
 
 
 @dataclass(frozen=True)
@@ -106,13 +105,7 @@ def knowledge() -> Knowledge:
     raw = load_data("signatures")
     codes = {
         code: CodeInfo(
-            code,
-            c["title"],
-            c["cause"],
-            c["fix"],
-            tuple(c["yields_to"]),
-            tuple(c.get("resembles_when", ())),
-            tuple(p["text"] for p in c.get("phrases", ())),
+            code, c["title"], c["cause"], c["fix"], tuple(c["yields_to"]), tuple(c.get("resembles_when", ()))
         )
         for code, c in raw["codes"].items()
     }

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from flashdoctor.knowledge.signatures import Knowledge, Signature, knowledge
+from flashdoctor.knowledge.signatures import Signature, knowledge
 
 THRESHOLD = 0.2  # cosine a code needs to be offered
 MARGIN = 0.04  # a runner-up this close to the best is offered too
@@ -92,36 +92,22 @@ def _sig_texts(sig: Signature) -> Iterable[str]:
 class _Model:
     idf: Mapping[str, float]
     codes: Mapping[str, dict[str, float]]  # code -> its unit vector
-    signatures: tuple[tuple[Signature, dict[str, float]], ...]  # each signature's own vector
+    signatures: tuple[tuple[Signature, dict[str, float]], ...]  # each cause signature's own vector
 
 
-# The roles whose signatures' words speak for a cause (a fallback's own words - "Building wheel for
-# flash-attn" - are in every build log; its phrases still count; a symptom is never offered).
-ROLES = ("cause",)
-
-
-def build_model(kb: Knowledge) -> _Model:
-    """Each code's words (its signatures' examples and messages, its title and its phrases) as tf-idf
-    vectors over the codes."""
+@lru_cache(maxsize=1)
+def _model() -> _Model:
+    kb = knowledge()
     bags: dict[str, Counter[str]] = {}
     sig_bags: list[tuple[Signature, Counter[str]]] = []
     for sig in kb.signatures:
-        if sig.role not in ROLES:
+        if sig.role != "cause":
             continue
         bag = Counter(w for text in _sig_texts(sig) for w in words(text))
         sig_bags.append((sig, bag))
         bags.setdefault(sig.code, Counter()).update(bag)
-    for code, info in kb.codes.items():
-        if code not in bags and info.phrases:  # a fallback known by its phrases (build-slow)
-            own = next((g for g in kb.signatures if g.code == code and g.role != "symptom"), None)
-            if own is None:
-                continue
-            sig_bags.append((own, Counter(w for phrase in info.phrases for w in words(phrase))))
-            bags[code] = Counter()
     for code, bag in bags.items():
-        info = kb.codes[code]
-        bag.update(words(info.title))
-        bag.update(w for phrase in info.phrases for w in words(phrase))
+        bag.update(words(kb.codes[code].title))
     df: Counter[str] = Counter()
     for bag in bags.values():
         df.update(bag.keys())
@@ -132,11 +118,6 @@ def build_model(kb: Knowledge) -> _Model:
         codes={code: _vector(bag, idf) for code, bag in bags.items()},
         signatures=tuple((sig, _vector(bag, idf)) for sig, bag in sig_bags),
     )
-
-
-@lru_cache(maxsize=1)
-def _model() -> _Model:
-    return build_model(knowledge())
 
 
 @dataclass(frozen=True)
@@ -174,16 +155,14 @@ def _best_line(text: str, vec: Mapping[str, float], idf: Mapping[str, float]) ->
     return best[1], best[2]
 
 
-def resemble(
-    text: str, allowed: Callable[[str], bool] = lambda code: True, model: _Model | None = None
-) -> list[Resemblance]:
+def resemble(text: str, allowed: Callable[[str], bool] = lambda code: True) -> list[Resemblance]:
     """The known causes ``text`` resembles (best first; at most two, usually none). ``allowed(code)``
     says whether the code may be offered for this log (the engine checks the code's resembles_when
     contexts); a text that reports no failure gets nothing."""
     window = _window(text)
     if not any(_FAILURE.search(ln) and not _HANDLED.search(ln) for ln in window.split("\n")[:LINES_MAX]):
         return []
-    model = model or _model()
+    model = _model()
     lv = _vector(Counter(words(window)), model.idf)
     if not lv:
         return []
