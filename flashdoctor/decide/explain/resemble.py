@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from flashdoctor.knowledge.signatures import Signature, knowledge
+from flashdoctor.knowledge.signatures import Knowledge, Signature, knowledge
 
 THRESHOLD = 0.2  # cosine a code needs to be offered
 MARGIN = 0.04  # a runner-up this close to the best is offered too
@@ -95,9 +95,10 @@ class _Model:
     signatures: tuple[tuple[Signature, dict[str, float]], ...]  # each cause signature's own vector
 
 
-@lru_cache(maxsize=1)
-def _model() -> _Model:
-    kb = knowledge()
+def build_model(kb: Knowledge) -> _Model:
+    """Each code's words (its cause signatures' examples and messages, and its title) as tf-idf vectors
+    over the codes. A fallback's words ("Building wheel for flash-attn") are in every build log, and a
+    symptom is never offered: only cause signatures count."""
     bags: dict[str, Counter[str]] = {}
     sig_bags: list[tuple[Signature, Counter[str]]] = []
     for sig in kb.signatures:
@@ -118,6 +119,11 @@ def _model() -> _Model:
         codes={code: _vector(bag, idf) for code, bag in bags.items()},
         signatures=tuple((sig, _vector(bag, idf)) for sig, bag in sig_bags),
     )
+
+
+@lru_cache(maxsize=1)
+def _model() -> _Model:
+    return build_model(knowledge())
 
 
 @dataclass(frozen=True)
@@ -155,14 +161,16 @@ def _best_line(text: str, vec: Mapping[str, float], idf: Mapping[str, float]) ->
     return best[1], best[2]
 
 
-def resemble(text: str, allowed: Callable[[str], bool] = lambda code: True) -> list[Resemblance]:
+def resemble(
+    text: str, allowed: Callable[[str], bool] = lambda code: True, model: _Model | None = None
+) -> list[Resemblance]:
     """The known causes ``text`` resembles (best first; at most two, usually none). ``allowed(code)``
     says whether the code may be offered for this log (the engine checks the code's resembles_when
     contexts); a text that reports no failure gets nothing."""
     window = _window(text)
     if not any(_FAILURE.search(ln) and not _HANDLED.search(ln) for ln in window.split("\n")[:LINES_MAX]):
         return []
-    model = _model()
+    model = model or _model()
     lv = _vector(Counter(words(window)), model.idf)
     if not lv:
         return []
