@@ -36,6 +36,21 @@ def torch_pip_cxx11abi(torch_mm: tuple[int, int] | None, cuda: str | None, arch:
     return False
 
 
+def pypi_default_cuda(torch: str, platform: str | None) -> str | None:
+    """The CUDA of PyPI's own build of torch ``torch`` on ``platform`` (a plain release version such as
+    "2.10.0", no local label): what ``pip install torch==2.10.0`` gives there. None where PyPI's build is
+    not a CUDA build or the data does not say (data/torch_builds.json ``pypi_default_cuda``)."""
+    rule = _rule()
+    v = parse_version(torch)
+    if v is None or v.local is not None or v.is_prerelease or v.is_devrelease:
+        return None
+    if platform not in rule["pypi_default_cuda_platforms"]:
+        return None
+    mm = major_minor(v.public)
+    cuda: str | None = rule["pypi_default_cuda"].get(f"{mm[0]}.{mm[1]}") if mm else None
+    return cuda
+
+
 @dataclass(frozen=True)
 class AbiGuess:
     """The ABI a torch version string implies (``abi`` None: it does not tell), and why."""

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from flashdoctor.knowledge.data import read_capped
 from flashdoctor.knowledge.drivers import driver_max_cuda
 from flashdoctor.knowledge.schemas import load_schema, schema_validator
-from flashdoctor.knowledge.torch_builds import cxx11abi_from_version
+from flashdoctor.knowledge.torch_builds import cxx11abi_from_version, pypi_default_cuda
 from flashdoctor.knowledge.versions import parse_version
 from flashdoctor.model.environment import GPU, TARGET_KEYS, Environment, FlashInstall, Nvcc
 
@@ -38,6 +38,7 @@ _NUMBER_AS_TEXT = (
     "gcc",
 )
 ABI_NOTE = "cxx11abi inferred"  # the start of the note a spec without 'cxx11abi' gets (abi_inferred)
+CUDA_NOTE = "torch_cuda inferred"  # the same for 'torch_cuda' (a plain torch version: PyPI's build)
 
 
 class TargetSpecError(ValueError):
@@ -208,6 +209,14 @@ def environment_from_target(spec: Mapping[str, Any]) -> Environment:
             elif local.local == "cpu":
                 values["torch_cuda"] = None
                 unknown.discard("torch_cuda")
+        elif local is not None and (cuda := pypi_default_cuda(values["torch"], values.get("platform"))):
+            values["torch_cuda"] = cuda
+            unknown.discard("torch_cuda")
+            notes.append(
+                f"{CUDA_NOTE} from the torch version: torch {values['torch']} with no +cu label is PyPI's "
+                f'build, which for {values.get("platform")} is the CUDA {cuda} build (set "torch_cuda" '
+                "to override)"
+            )
     if (
         values.get("torch")
         and "cxx11abi" not in doc
@@ -236,6 +245,11 @@ def environment_from_target(spec: Mapping[str, Any]) -> Environment:
             unknown.discard("driver_cuda")
     # Keys that only describe the probing machine stay quietly unknown.
     return Environment(**values, unknown=frozenset(unknown), notes=tuple(notes))
+
+
+def cuda_inferred(env: Environment) -> bool:
+    """Whether ``env.torch_cuda`` was inferred from a plain torch version (a target spec without it)."""
+    return any(n.startswith(CUDA_NOTE) for n in env.notes)
 
 
 def abi_inferred(env: Environment) -> bool:

@@ -218,6 +218,32 @@ def test_cxx11abi_is_inferred_from_the_torch_version(spec, abi):  # type: ignore
         assert env.notes and env.notes[0].startswith("cxx11abi unknown")
 
 
+# -- torch_cuda inferred from a plain torch version: PyPI's own build (its wheel metadata) -------------------
+@pytest.mark.parametrize(
+    ("spec", "cuda"),
+    [
+        ({"torch": "2.10.0", "platform": "linux_x86_64"}, "12.8"),  # nvidia-cuda-runtime-cu12==12.8.90
+        ({"torch": "2.7.1", "platform": "linux_x86_64"}, "12.6"),
+        ({"torch": "2.11.0", "platform": "linux_x86_64"}, "13.0"),  # cuda-toolkit==13.0.2
+        ({"torch": "2.10.0+cu130", "platform": "linux_x86_64"}, "13.0"),  # the label says it
+        ({"torch": "2.10.0", "platform": "win_amd64"}, None),  # PyPI's Windows torch is a CPU build
+        ({"torch": "2.10.0", "platform": "linux_aarch64"}, None),  # CPU on PyPI before 2.11: not in the data
+        ({"torch": "2.10.0"}, None),  # no platform: no telling which build
+        ({"torch": "2.10.0.dev20251101", "platform": "linux_x86_64"}, None),  # a nightly is not PyPI's
+        ({"torch": "2.5.1", "platform": "linux_x86_64"}, None),  # 2.5 has no .metadata to read: not listed
+    ],
+)
+def test_torch_cuda_is_inferred_for_pypis_own_build(spec, cuda):  # type: ignore[no-untyped-def]
+    env = environment_from_target(spec)
+    assert env.torch_cuda == cuda
+    noted = [n for n in env.notes if n.startswith("torch_cuda inferred")]
+    assert bool(noted) is (cuda is not None and "+cu" not in spec["torch"])
+    if noted:
+        assert f"is the CUDA {cuda} build" in noted[0]
+    explicit = environment_from_target({**spec, "torch_cuda": "11.8"})
+    assert explicit.torch_cuda == "11.8" and not [n for n in explicit.notes if n.startswith("torch_cuda")]
+
+
 def test_an_explicit_cxx11abi_wins_and_is_not_noted():
     env = environment_from_target({"torch": "2.6.0+cu124", "cxx11abi": True})
     assert env.cxx11abi is True and env.notes == ()

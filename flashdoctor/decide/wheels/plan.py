@@ -20,7 +20,7 @@ from flashdoctor.knowledge.versions import parse_version
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import CheckReport, VariantVerdict, Verdict
 from flashdoctor.model.plan import Plan, WheelRef
-from flashdoctor.model.target import ABI_NOTE, abi_inferred
+from flashdoctor.model.target import ABI_NOTE, CUDA_NOTE, abi_inferred, cuda_inferred
 
 MAX_ALTERNATIVES = 5
 
@@ -90,6 +90,8 @@ def make_plan(
     notes = assumption_notes(t)
     if t.os == "linux" and abi_inferred(env):
         notes.append(next(n for n in env.notes if n.startswith(ABI_NOTE)))
+    if cuda_inferred(env):
+        notes.append(next(n for n in env.notes if n.startswith(CUDA_NOTE)))
     blockers = tuple(c for c in vv.blockers if c in ("driver-too-old",))
     if sel.best is not None:
         best = sel.best

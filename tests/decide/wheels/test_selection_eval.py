@@ -21,8 +21,9 @@ EVAL = DATA / "selection_eval"
 # file -> (cases, right floor, the unsafe picks that remain, each explained)
 FLOORS = {
     "cases.json": (38, 30, set()),
-    # The target gives torch 2.10.0 without its CUDA: the CUDA 13 wheel is picked, while the thread
-    # (a CUDA 12 torch, by the look of it) had to build. flashdoctor says the CUDA was not checked.
+    # The thread pinned flash-attn 2.8.3, which has no CUDA 12 wheel for torch 2.10, and built; the
+    # target does not carry the pin, and for PyPI's torch 2.10.0 (CUDA 12.8, inferred) the plan picks
+    # 2.8.1's cu12 torch-2.10 wheel (before that inference: 2.8.3's CUDA 13 wheel, unchecked CUDA).
     "fresh.json": (23, 17, {"linux-torch2.10.0-vllm0.17-source-build"}),
     # Frozen before it was scored: 10/13 (the 3 misses pick a newer release or another copy of the cell).
     "fresh2.json": (13, 10, set()),
