@@ -17,7 +17,7 @@ machine (``here``, or the log's facts agree: see origin); a log from elsewhere i
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,10 @@ class Diagnosis(FieldsJson):
     source: str | None = None
 
 
+def _recognised(diagnoses: Iterable[Diagnosis]) -> bool:
+    return any(d.basis != "resemblance" for d in diagnoses)
+
+
 @dataclass(frozen=True)
 class Explanation:
     """The whole answer for one log: diagnoses best first; when none, the lines most likely to matter.
@@ -97,7 +101,7 @@ class Explanation:
     @property
     def recognised(self) -> bool:
         """A known failure was found (a resemblance alone is a guess, not a recognition)."""
-        return any(d.basis != "resemblance" for d in self.diagnoses)
+        return _recognised(self.diagnoses)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -369,8 +373,7 @@ def explain_bytes(
                 source=c.sig.source,
             )
         )
-    recognised = any(d.basis != "resemblance" for d in diagnoses)
-    want_key_lines = (not recognised) if key_lines is None else key_lines
+    want_key_lines = (not _recognised(diagnoses)) if key_lines is None else key_lines
     return Explanation(
         diagnoses=tuple(diagnoses),
         key_lines=tuple(find_key_lines(data, low)) if want_key_lines else (),

@@ -11,7 +11,7 @@ offered, with a runner-up within ``MARGIN`` of it; both are labelled as resembla
 1 ("nothing recognised").
 
 The constants were chosen on the tuning splits' logs that the signatures of their day did not recognise
-(scripts/eval_explain.py; docs/explain.md gives the figures), never on the holdout splits.
+(scripts/eval_resemblance.py; docs/explain.md gives the figures), never on the holdout splits.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def _window(text: str) -> str:
 
 def _best_line(text: str, vec: Mapping[str, float], idf: Mapping[str, float]) -> tuple[int | None, str]:
     best: tuple[float, int | None, str] = (0.0, None, "")
-    for i, line in enumerate(text.split("\n")[:LINES_MAX], start=1):
+    for i, line in enumerate(text.split("\n", LINES_MAX)[:LINES_MAX], start=1):
         lv = _vector(Counter(words(line)), idf)
         if not lv:
             continue
