@@ -46,8 +46,12 @@ def pypi_default_cuda(torch: str, platform: str | None) -> str | None:
         return None
     if platform not in rule["pypi_default_cuda_platforms"]:
         return None
-    mm = major_minor(v.public)
-    cuda: str | None = rule["pypi_default_cuda"].get(f"{mm[0]}.{mm[1]}") if mm else None
+    return _pypi_cuda(major_minor(v.public))
+
+
+def _pypi_cuda(mm: tuple[int, int] | None) -> str | None:
+    """The CUDA of PyPI's Linux x86_64 build of torch ``mm`` (None: not in the data)."""
+    cuda: str | None = _rule()["pypi_default_cuda"].get(f"{mm[0]}.{mm[1]}") if mm else None
     return cuda
 
 
@@ -82,8 +86,8 @@ def cxx11abi_from_version(torch: str, torch_cuda: str | None = None, arch: str |
             return AbiGuess(
                 None, f"torch {torch} is not one of PyTorch's CUDA or CPU builds (label {local!r})"
             )
-    elif cuda is None and mm is not None:
-        cuda = _rule()["pypi_default_cuda"].get(f"{mm[0]}.{mm[1]}")
+    elif cuda is None:
+        cuda = _pypi_cuda(mm)
     abi = torch_pip_cxx11abi(mm, cuda, arch)
     if abi is None:
         return AbiGuess(None, f"torch {torch}: the ABI of its builds depends on the CUDA, which is unknown")
