@@ -190,7 +190,7 @@ def test_a_log_no_signature_matches_gets_a_labelled_guess_and_exit_1(tmp_path: P
     # Words no signature anticipated: the closest known cause is offered as a guess, and explain still
     # says (exit 1, status "unrecognised") that no known failure was recognised.
     log = tmp_path / "prose.txt"
-    log.write_text("FlashAttention fails on my Turing card (T4), is it supported?\n")
+    log.write_text("no kernel for my old card? compute capability 7.5 here\n")
     assert code("explain", str(log), "--no-probe") == 1
     human = " ".join(run("explain", str(log), "--no-probe").stdout.split())  # unwrapped
     assert "no known failure recognised" in human

@@ -634,3 +634,21 @@ def test_a_not_installed_notice_yields_to_the_real_error() -> None:
     )
     assert codes(log)[0] == "gpu-unsupported"
     assert codes("Flash Attn is not installed!\n") == ["flash-attn-missing"]
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "Flash attention fails on my Quadro RTX 8000 with an error",
+        "got errors when enabling flash attention on 8x V100",
+        "V100 上 flash attention 报错",
+    ],
+)
+def test_a_flash_attention_failure_on_a_named_pre_ampere_gpu_is_the_gpu(log: str) -> None:
+    assert codes(log)[:1] == ["gpu-unsupported"]
+
+
+def test_the_named_old_gpu_comes_after_a_cause_the_log_shows() -> None:
+    assert "gpu-unsupported" not in codes("Flash attention fails on my A100 with an error")  # Ampere
+    log = "flash-attn build fails on my V100 box\nKilled\nninja: build stopped: subcommand failed.\n"
+    assert codes(log)[0] == "build-oom"

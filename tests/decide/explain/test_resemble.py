@@ -20,7 +20,7 @@ def explain(text: str):  # type: ignore[no-untyped-def]
 
 # Reports in words no signature anticipated (checked below: no signature matches them).
 PARAPHRASES = [
-    ("FlashAttention fails on my Turing card (T4), is it supported?", "gpu-unsupported"),
+    ("no kernel for my old card? compute capability 7.5 here", "gpu-unsupported"),
     ("compiling flash_attn with many jobs used up the memory and the ssh session froze", "build-oom"),
 ]
 
