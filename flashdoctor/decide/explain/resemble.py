@@ -38,7 +38,7 @@ _PLACEHOLDER = re.compile(r"\{\w+\}")
 # nothing is offered for one that does not ("export CUDA_HOME=..." resembles cuda-home-missing, but is no failure).
 # The CJK words: "problem", "need", "error report".
 _FAILURE = re.compile(
-    r"error|fail|fatal|exception|traceback|killed|\bdie[sd]?\b|freez|froze|abort|crash|segmentation|denied|invalid|cannot|"
+    r"error|fail|fatal|exception|traceback|killed|\bdie[sd]?\b|freez|froze|abort|crash|segmentation|denied|invalid|"
     r"can ?not|unable|couldn't|could not|not (?:found|supported|available|compatible|work|working|installed)|"
     r"unsupported|incompatible|doesn'?t (?:work|support|run)|does not (?:work|support|run)|won'?t|"
     r"no (?:module|such|kernel|matching)|missing|undefined|out of memory|\boom\b|hang|stuck|forever|hours|"
@@ -46,9 +46,7 @@ _FAILURE = re.compile(
     re.IGNORECASE,
 )
 # ... unless the line says the condition was handled ("..., padding to 64", "falling back to SDPA").
-_HANDLED = re.compile(
-    r"padding to|falling back|fall(?:s|ing)? back to|using \S+ instead|\bwarn", re.IGNORECASE
-)
+_HANDLED = re.compile(r"padding to|falling back|falls? back to|using \S+ instead|\bwarn", re.IGNORECASE)
 # Words that say nothing about a cause: English glue and a traceback's furniture.
 _STOP_WORDS = """
 the and for with this that from not are was were has have had you your but can could would should
