@@ -202,6 +202,17 @@ def version_label(name: str, version: str | None) -> tuple[str, str | None]:
     return " ".join([public, *short]), profile
 
 
+EVIDENCE_CHARS = 1500  # of a dead process's stderr, kept as a finding's evidence
+
+
+def crash_evidence(event: Mapping[str, Any]) -> str | None:
+    """A dead process's stderr as evidence: from faulthandler's "Fatal Python error" header when it shows
+    one (the error and the stack come first, the loaded-module list last), else its last characters."""
+    text = str(event.get("stderr_tail") or "").strip()
+    at = text.rfind("Fatal Python error")
+    return (text[at : at + EVIDENCE_CHARS] if at >= 0 else text[-EVIDENCE_CHARS:]) or None
+
+
 def crash_reason(crash: Mapping[str, Any]) -> str:
     """One line for a crash or a timeout event of the orchestrator."""
     if crash["event"] == "timeout":

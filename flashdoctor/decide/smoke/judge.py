@@ -14,6 +14,7 @@ from typing import Any
 from flashdoctor.decide.smoke.classify import (
     classify_error,
     covered_dtypes,
+    crash_evidence,
     crash_reason,
     proof_kernel,
     tolerance_for,
@@ -83,8 +84,15 @@ def _case_result(
             )
         if mine is not None and mine.get("phase") == "check":
             status = CaseStatus.CRASH if mine["event"] == "crash" else CaseStatus.TIMEOUT
-            tail = str(mine.get("stderr_tail") or "").strip()[-1500:] or None
-            return CaseResult(gpu.index, backend, case, status, crash_reason(mine), mine["event"], error=tail)
+            return CaseResult(
+                gpu.index,
+                backend,
+                case,
+                status,
+                crash_reason(mine),
+                mine["event"],
+                error=crash_evidence(mine),
+            )
         if crashes:
             # The backend was left out after its crashes (a hang, a crash outside a case, or too many).
             last = crashes[-1]
@@ -326,7 +334,7 @@ def _crash_finding(
         code,
         status,
         f"{title} on {where}: {crash_reason(crash)} during {during}{note}",
-        evidence=str(crash.get("stderr_tail") or "")[-1500:] or None,
+        evidence=crash_evidence(crash),
         fix=_FIX.get(code),
         variant=_variant_of(b),
         subject=_subject(b, g),
@@ -450,7 +458,7 @@ def judge_smoke(events: Sequence[dict[str, Any]], run: RunInfo, *, cases: Sequen
                 "smoke-runner-failed",
                 Status.FAIL,
                 f"the smoke runner died{during} outside any backend's call ({rf.get('why')})",
-                evidence=str(rf.get("stderr_tail") or "")[-1500:] or None,
+                evidence=crash_evidence(rf),
                 fix="Run `flashdoctor check` for the cause; the evidence holds the runner's last output.",
             )
         )

@@ -6,6 +6,7 @@ import pytest
 
 from flashdoctor.decide.smoke.classify import (
     covered_dtypes,
+    crash_evidence,
     crash_reason,
     kernel_label,
     not_compiled,
@@ -126,3 +127,20 @@ def test_fa3_switches_left_out() -> None:
         "skip",
         "not compiled in this build: backward",
     )
+
+
+def test_crash_evidence_keeps_faulthandlers_header_however_long_the_stack() -> None:
+    # A checkout at a longer path made the stack longer: the last 1,500 characters began "mentation fault".
+    stack = "".join(
+        f'  File "/tmp/tmp.x1y2z3/flashdoctor/actions/smoke/_runner.py", line {i}, in run\n'
+        for i in range(40)
+    )
+    stderr = (
+        "warming up\nFatal Python error: Segmentation fault\n\nCurrent thread (most recent call first):\n"
+        + stack
+    )
+    stderr += "\nExtension modules: torch._C, torch._C._fft (total: 2)\n"
+    ev = crash_evidence({"stderr_tail": stderr})
+    assert ev is not None and ev.startswith("Fatal Python error: Segmentation fault") and len(ev) == 1500
+    assert crash_evidence({"stderr_tail": "x" * 2000 + "\nKilled"}) == ("x" * 2000 + "\nKilled")[-1500:]
+    assert crash_evidence({"stderr_tail": "  \n"}) is None and crash_evidence({}) is None
