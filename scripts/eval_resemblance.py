@@ -3,11 +3,13 @@
 
 Each tuning split dev2.json, dev3.json, ... was scored before any signature was tuned on it. This script
 takes, per split, the signature data of the commit that added the split (its knowledge before tuning, read
-with ``git show``; today's resembles_when gates added), explains the split's logs with today's engine and that knowledge, and for the logs no
-signature recognised counts what the resemblance fallback offers first: the right code, a wrong one, or
-nothing. Holdout splits are never read. Needs the repository's git history.
+with ``git show``; today's resembles_when gates added) and the resemblance corpus built from every other
+tuning split (leave one split out: the split's own logs are never in it), explains the split's logs with
+today's engine and that knowledge, and for the logs no signature recognised counts what the resemblance
+fallback offers first: the right code, a wrong one, or nothing. ``--no-corpus`` measures the signatures'
+words alone. Holdout splits are never read. Needs the repository's git history.
 
-    PYTHONPATH=. python scripts/eval_resemblance.py [--threshold 0.2] [--margin 0.04] [-v]
+    PYTHONPATH=. python scripts/eval_resemblance.py [--threshold 0.1] [--margin 0.04] [--no-corpus] [-v]
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import build_resemblance  # noqa: E402
 
 from flashdoctor.decide.explain import engine  # noqa: E402
 from flashdoctor.decide.explain import resemble as res  # noqa: E402
@@ -49,10 +53,13 @@ def knowledge_before(split: Path) -> dict[str, Any] | None:
     return raw
 
 
-def with_knowledge(raw: dict[str, Any]) -> None:
-    """Make ``raw`` the knowledge every module reads (knowledge() is cached once per process)."""
-    sigs.load_data = lambda name: raw  # type: ignore[assignment]
+def with_knowledge(raw: dict[str, Any], corpus: dict[str, Any]) -> None:
+    """Make ``raw`` the signature data and ``corpus`` the resemblance corpus every module reads (both
+    are cached once per process)."""
+    data = {"signatures": raw, "resemblance": corpus}
+    sigs.load_data = data.__getitem__  # type: ignore[assignment]
     sigs.knowledge.cache_clear()
+    sigs.resemblance_corpus.cache_clear()
     res._model.cache_clear()
 
 
@@ -60,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threshold", type=float, default=res.THRESHOLD)
     ap.add_argument("--margin", type=float, default=res.MARGIN)
+    ap.add_argument("--no-corpus", action="store_true", help="the signatures' words alone")
     ap.add_argument("-v", "--verbose", action="store_true", help="list each unrecognised log's outcome")
     args = ap.parse_args(argv)
     res.THRESHOLD, res.MARGIN = args.threshold, args.margin
@@ -71,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         if raw is None:
             print(f"{split.name}: not in git history; skipped")
             continue
-        with_knowledge(raw)
+        corpus = build_resemblance.build(exclude=split.stem)
+        if args.no_corpus:
+            corpus["codes"] = {}
+        with_knowledge(raw, corpus)
         counts = {"right": 0, "wrong": 0, "nothing": 0}
         for case in json.loads(split.read_text(encoding="utf-8"))["cases"]:
             expl = engine.explain_bytes(case["log"].encode("utf-8"), None)

@@ -158,3 +158,19 @@ def knowledge() -> Knowledge:
 def codes() -> Mapping[str, CodeInfo]:
     """The public diagnosis codes (README "Failure codes"), in the order of the data file."""
     return knowledge().codes
+
+
+@dataclass(frozen=True)
+class ResemblanceCorpus:
+    """Words of real failure logs whose cause was confirmed, per code (data/resemblance.json: built by
+    scripts/build_resemblance.py from the tuning splits of explain's evaluation set, never a holdout).
+    ``weight`` scales them against the signatures' own words in the resemblance model."""
+
+    weight: float
+    codes: Mapping[str, Mapping[str, float]]
+
+
+@lru_cache(maxsize=1)
+def resemblance_corpus() -> ResemblanceCorpus:
+    raw = load_data("resemblance")
+    return ResemblanceCorpus(weight=float(raw["weight"]), codes=raw["codes"])

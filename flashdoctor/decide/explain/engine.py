@@ -394,7 +394,9 @@ def explain_text(
     *,
     here: bool = False,
 ) -> list[Diagnosis]:
-    """Diagnoses for a log, best first (empty when nothing is recognised). Never raises on any text.
+    """Diagnoses for a log, best first (empty when nothing is recognised: the callers — install, build,
+    smoke, check — report a cause, and a resemblance is only a guess). Never raises on any text.
     ``here``: the log comes from ``env``'s machine (see explain_bytes)."""
     data = text.encode("utf-8", errors="replace")
-    return list(explain_bytes(data, env, wheel_finder, key_lines=False, fields=fields, here=here).diagnoses)
+    expl = explain_bytes(data, env, wheel_finder, key_lines=False, fields=fields, here=here)
+    return list(expl.diagnoses) if expl.recognised else []

@@ -3,15 +3,18 @@
 Real users paste known failures in words no signature anticipated ("the V100 is not supported", a title
 and three lines of prose, another library's message for the same fact). When nothing matched, the log is
 compared with what flashdoctor knows about each cause: the example lines of the code's signatures, their
-messages and the code's title (all from flashdoctor/data/signatures.json: no second source). Each code is
+messages and the code's title (flashdoctor/data/signatures.json), and the words of real logs whose cause
+a thread confirmed (flashdoctor/data/resemblance.json, built by scripts/build_resemblance.py from the
+tuning splits of explain's evaluation set; scaled down against the signatures' own words). Each code is
 one bag of words weighted by how particular a word is to few codes (tf-idf over the codes); the log is
 one bag of words (its head and tail); the score is their cosine. A code scoring at least ``THRESHOLD`` is
 offered, with a runner-up within ``MARGIN`` of it; both are labelled as resemblance, not recognition
 (`Diagnosis.basis == "resemblance"`, confidence at most ``CONFIDENCE_CAP``), and `explain` still exits
 1 ("nothing recognised").
 
-The constants were chosen on the tuning splits' logs that the signatures of their day did not recognise
-(scripts/eval_resemblance.py; docs/explain.md gives the figures), never on the holdout splits.
+The constants were chosen on the tuning splits' logs that the signatures of their day did not recognise,
+each split scored with a corpus that leaves its own logs out (scripts/eval_resemblance.py; docs/explain.md
+gives the figures), never on the holdout splits.
 """
 
 from __future__ import annotations
@@ -23,9 +26,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from flashdoctor.knowledge.signatures import Knowledge, Signature, knowledge
+from flashdoctor.knowledge.signatures import (
+    Knowledge,
+    ResemblanceCorpus,
+    Signature,
+    knowledge,
+    resemblance_corpus,
+)
 
-THRESHOLD = 0.2  # cosine a code needs to be offered
+THRESHOLD = 0.11  # cosine a code needs to be offered
 MARGIN = 0.04  # a runner-up this close to the best is offered too
 CONFIDENCE_CAP = 0.4  # a resemblance never claims more than this
 HEAD_CHARS = 8192  # of a long log, its head and tail are compared (errors and titles live there)
@@ -69,8 +78,12 @@ def words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in _STOP and not _TAG.fullmatch(w)]
 
 
-def _vector(bag: Mapping[str, int], idf: Mapping[str, float]) -> dict[str, float]:
-    weights = {w: (1.0 + math.log(n)) * idf[w] for w, n in bag.items() if idf.get(w, 0.0) > 0.0}
+def _vector(bag: Mapping[str, float], idf: Mapping[str, float]) -> dict[str, float]:
+    """Unit tf-idf vector of a bag of word counts (sublinear: 1 + ln n; a weight below 1, a corpus word
+    scaled down, counts as itself)."""
+    weights = {
+        w: (1.0 + math.log(n) if n >= 1 else n) * idf[w] for w, n in bag.items() if idf.get(w, 0.0) > 0.0
+    }
     norm = math.sqrt(sum(x * x for x in weights.values())) or 1.0
     return {w: x / norm for w, x in weights.items()}
 
@@ -93,10 +106,28 @@ class _Model:
     signatures: tuple[tuple[Signature, dict[str, float]], ...]  # each cause signature's own vector
 
 
-def build_model(kb: Knowledge) -> _Model:
-    """Each code's words (its cause signatures' examples and messages, and its title) as tf-idf vectors
-    over the codes. A fallback's words ("Building wheel for flash-attn") are in every build log, and a
-    symptom is never offered: only cause signatures count."""
+def corpus_words(logs: Iterable[tuple[str, str]], min_logs: int) -> dict[str, dict[str, float]]:
+    """The resemblance corpus from real logs whose cause was confirmed, ``(code, log)`` pairs: per code,
+    each word's weight summed over its logs (1 + ln of its count in the log's compared window), keeping
+    only words found in at least ``min_logs`` logs of any code (a word of one thread is that thread's)."""
+    per_log = [(code, Counter(words(_window(log)))) for code, log in logs]
+    seen: Counter[str] = Counter()
+    for _code, bag in per_log:
+        seen.update(bag.keys())
+    out: dict[str, dict[str, float]] = {}
+    for code, bag in per_log:
+        mine = out.setdefault(code, {})
+        for w, n in bag.items():
+            if seen[w] >= min_logs:
+                mine[w] = mine.get(w, 0.0) + 1.0 + math.log(n)
+    return {code: {w: round(x, 3) for w, x in sorted(ws.items())} for code, ws in sorted(out.items()) if ws}
+
+
+def build_model(kb: Knowledge, corpus: ResemblanceCorpus | None = None) -> _Model:
+    """Each code's words (its cause signatures' examples and messages, and its title, plus the words of
+    real logs of that cause from ``corpus``, scaled by its weight) as tf-idf vectors over the codes. A
+    fallback's words ("Building wheel for flash-attn") are in every build log, and a symptom is never
+    offered: only cause signatures count."""
     bags: dict[str, Counter[str]] = {}
     sig_bags: list[tuple[Signature, Counter[str]]] = []
     for sig in kb.signatures:
@@ -107,21 +138,28 @@ def build_model(kb: Knowledge) -> _Model:
         bags.setdefault(sig.code, Counter()).update(bag)
     for code, bag in bags.items():
         bag.update(words(kb.codes[code].title))
+    weighted: dict[str, dict[str, float]] = {code: dict(bag) for code, bag in bags.items()}
+    if corpus is not None:
+        for code, ws in corpus.codes.items():
+            if code in weighted:  # a code the signatures no longer name is not offered
+                mine = weighted[code]
+                for w, x in ws.items():
+                    mine[w] = mine.get(w, 0.0) + corpus.weight * x
     df: Counter[str] = Counter()
-    for bag in bags.values():
-        df.update(bag.keys())
-    n = len(bags)
+    for ws in weighted.values():
+        df.update(ws.keys())
+    n = len(weighted)
     idf = {w: math.log((1 + n) / (1 + k)) for w, k in df.items()}
     return _Model(
         idf=idf,
-        codes={code: _vector(bag, idf) for code, bag in bags.items()},
+        codes={code: _vector(ws, idf) for code, ws in weighted.items()},
         signatures=tuple((sig, _vector(bag, idf)) for sig, bag in sig_bags),
     )
 
 
 @lru_cache(maxsize=1)
 def _model() -> _Model:
-    return build_model(knowledge())
+    return build_model(knowledge(), resemblance_corpus())
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,18 @@ labelled as a guess; logs that report no failure, and build causes for logs that
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 
 import jsonschema
 import pytest
 
-from flashdoctor.decide.explain import explain_bytes
+from flashdoctor.decide.explain import explain_bytes, explain_text
 from flashdoctor.decide.explain import resemble as res
 from flashdoctor.knowledge.schemas import load_schema
-from flashdoctor.knowledge.signatures import knowledge
+from flashdoctor.knowledge.signatures import ResemblanceCorpus, knowledge, resemblance_corpus
+from tests.support.paths import ROOT, SCRIPTS
 
 
 def explain(text: str):  # type: ignore[no-untyped-def]
@@ -53,6 +56,12 @@ def test_a_paraphrase_is_offered_the_cause_it_resembles(log: str, code: str) -> 
 )
 def test_logs_that_report_no_flash_attention_failure_are_offered_nothing(log: str) -> None:
     assert explain(log).diagnoses == ()
+
+
+def test_the_services_that_report_a_cause_get_no_guess() -> None:
+    # install, build, smoke and check read a failure with explain_text: a resemblance is not a cause.
+    log = PARAPHRASES[0][0]
+    assert explain(log).diagnoses and explain_text(log) == []
 
 
 def test_a_build_cause_is_not_offered_for_a_log_that_shows_no_build() -> None:
@@ -111,3 +120,59 @@ def test_words_drop_glue_and_short_tokens() -> None:
         "old",
         "cuda",
     ]
+
+
+def _build_resemblance():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("build_resemblance", SCRIPTS / "build_resemblance.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_corpus_is_what_the_generator_writes_from_the_tuning_splits_only() -> None:
+    mod = _build_resemblance()
+    committed = (ROOT / "flashdoctor" / "data" / "resemblance.json").read_text(encoding="utf-8")
+    assert committed == mod.render(mod.build()), "stale: run python scripts/build_resemblance.py"
+    doc = json.loads(committed)
+    jsonschema.validate(doc, load_schema("resemblance.schema.json"))
+    assert doc["source"]["splits"] and not any(s.startswith("holdout") for s in doc["source"]["splits"])
+    # Leaving a split out leaves its logs out (what scripts/eval_resemblance.py relies on).
+    without = mod.build(exclude="dev8")
+    assert "dev8" not in without["source"]["splits"] and without["source"]["logs"] < doc["source"]["logs"]
+
+
+def test_the_corpus_names_known_codes_and_only_cause_codes_are_offered() -> None:
+    kb = knowledge()
+    cause_codes = {s.code for s in kb.signatures if s.role == "cause"}
+    assert set(resemblance_corpus().codes) <= set(kb.codes)
+    # build-slow's signatures are fallbacks: its real logs' words do not make it a cause to offer.
+    assert "build-slow" in resemblance_corpus().codes
+    assert set(res.build_model(kb, resemblance_corpus()).codes) == cause_codes
+
+
+def test_corpus_words_keep_words_of_several_logs_weighted_per_log() -> None:
+    logs = [
+        ("build-oom", "nvcc killed, nvcc killed again: out of memory"),
+        ("build-oom", "the compiler was killed (memory)"),
+        ("nvcc-missing", "nvcc not found; thread-specific-word"),
+    ]
+    got = res.corpus_words(logs, min_logs=2)
+    assert got == {
+        "build-oom": {
+            "killed": round(1 + math.log(2), 3) + 1.0,
+            "memory": 2.0,
+            "nvcc": round(1 + math.log(2), 3),
+        },
+        "nvcc-missing": {"nvcc": 1.0},
+    }
+    assert res.corpus_words(logs, min_logs=4) == {}
+
+
+def test_the_corpus_moves_a_log_towards_the_cause_of_real_logs_like_it() -> None:
+    kb = knowledge()
+    log = "compiling flash attention: the box froze, dmesg shows oom-killer picked cc1plus"
+    corpus = ResemblanceCorpus(weight=1.0, codes={"build-oom": {"dmesg": 5.0, "cc1plus": 5.0, "froze": 5.0}})
+    plain = {r.code: r.score for r in res.resemble(log, model=res.build_model(kb))}
+    helped = {r.code: r.score for r in res.resemble(log, model=res.build_model(kb, corpus))}
+    assert helped.get("build-oom", 0.0) > plain.get("build-oom", 0.0)
