@@ -4,7 +4,8 @@ right answers than when the floor was set.
 
 cases.json (38) was scored while the selector changed; fresh.json (23) was frozen before it was first
 scored: 16/23 right then (2 unsafe, 1 unsupported), 17/23 after the pre-release rule covered stable-ABI
-wheels (docs/install.md). fresh2.json (13) likewise: 10/13 at its first scoring, no unsafe pick."""
+wheels (docs/install.md). fresh2.json (13) likewise: 10/13 at its first scoring, no unsafe pick;
+fresh3.json (12) 5/12 (12/12 lenient)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ FLOORS = {
     "fresh.json": (23, 17, {"linux-torch2.10.0-vllm0.17-source-build"}),
     # Frozen before it was scored: 10/13 (the 3 misses pick a newer release or another copy of the cell).
     "fresh2.json": (13, 10, set()),
+    # Frozen before it was scored: 5/12, no unsafe pick; 4 misses are wheels the index lacks (Astral's
+    # index, sdbds' Windows builds, 2.3.x cu117), 3 a newer release of the confirmed wheel's cell.
+    "fresh3.json": (12, 5, set()),
 }
 
 
