@@ -41,6 +41,8 @@ _GUESS = re.compile(
     r"\+cu(?P<cu>\d+)torch(?P<torch>\d+\.\d+)cxx11abi(?P<abi>TRUE|FALSE)-(?P<cp>cp3\d+)-cp3\d+t?-(?P<plat>[\w]+)\.whl",
     re.IGNORECASE,
 )
+# "torch 2.6.0-cu126": a local label written with a dash.
+_DASH_LABEL = re.compile(r"-(cu\d+|cpu|rocm[\d.]+)$")
 # A Python environment directory this generic says nothing about whose it is.
 _GENERIC_PREFIXES = {"/usr", "/usr/local", "/opt/conda", "/root", "/opt", "/", ""}
 
@@ -122,6 +124,8 @@ class LogMachine:
 def read_machine(facts: Mapping[str, str], contexts: Container[str]) -> LogMachine:
     """The log's machine from its facts and its (log-only) contexts: windows, macos, linux, aarch64."""
     torch = facts.get(TORCH)
+    if torch:  # "2.6.0-cu126" in prose is the local label "+cu126"
+        torch = _DASH_LABEL.sub(r"+\1", torch)
     torch_cuda = None
     if torch and "+cu" in torch:
         digits = torch.split("+cu", 1)[1]

@@ -208,3 +208,7 @@ def test_python_and_torch_cuda_written_as_settings_tell_the_log_apart() -> None:
     assert (
         not expl.origin.use_machine and "torch for CUDA 11.8 in the log, CUDA 12.4 here" in expl.origin.reason
     )
+    # pytorch#152790: "torch 2.6.0-cu126" is the cu126 build, not this cu124 one.
+    log = "undefined symbol _ZN3c105ErrorC2ENS_14SourceLocationESs on torch 2.6.0-cu126; cu124 exports it\n"
+    expl = explain_bytes(log.encode(), target_env("v100"), bundled_finder())
+    assert not expl.origin.use_machine and "torch 2.6.0+cu126 in the log" in expl.origin.reason
