@@ -652,3 +652,16 @@ def test_the_named_old_gpu_comes_after_a_cause_the_log_shows() -> None:
     assert "gpu-unsupported" not in codes("Flash attention fails on my A100 with an error")  # Ampere
     log = "flash-attn build fails on my V100 box\nKilled\nninja: build stopped: subcommand failed.\n"
     assert codes(log)[0] == "build-oom"
+
+
+def test_a_2x_name_undefined_where_the_log_installs_1x_is_the_api_not_a_missing_package() -> None:
+    # dev9: the code moved to flash-attn 2; the instructions still installed 1.x.
+    log = (
+        "$ pip install flash_attn==1.0.9\n"
+        '  File "model.py", line 88, in forward\n'
+        "    out = flash_attn_varlen_qkvpacked_func(qkv, cu_seqlens, max_s, 0.0)\n"
+        "NameError: name 'flash_attn_varlen_qkvpacked_func' is not defined\n"
+    )
+    assert codes(log)[0] == "flash-attn-api-mismatch"
+    # Without 1.x in the log, a guarded import that failed still reads as flash-attn missing.
+    assert codes(log.split("\n", 1)[1])[0] == "flash-attn-missing"

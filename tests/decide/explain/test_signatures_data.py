@@ -114,6 +114,7 @@ def test_signature_example_found_by_the_engine(sid: str) -> None:
         "macos": "  /private/var/folders/3p/T/pip-install-x/flash-attn_0/setup.py:106: UserWarning: warn",
         "build_talk": "Every time I compile flash-attn:",
         "pre_ampere_gpu": "GPU: Tesla T4 (15 GB)",
+        "fa1_installed": 'pip3 install --no-build-isolation "flash-attn<2"',
     }
     log = "\n".join([*(context_lines[c] for c in sig.contexts), sig.examples[0]])
     # env_if/env_unless describe the machine the log comes from
@@ -148,7 +149,7 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # The scan's cost grows with its keyword trie (signatures and facts); keep that vocabulary deliberate.
     # Context keywords are not in the trie (a context is looked up with bytes.find on first use).
     assert len(scanned) < 285
-    assert len(contexts) < 120
+    assert len(contexts) < 125
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
 
