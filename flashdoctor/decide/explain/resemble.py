@@ -136,6 +136,14 @@ def build_model(kb: Knowledge, corpus: ResemblanceCorpus | None = None) -> _Mode
         bag = Counter(w for text in _sig_texts(sig) for w in words(text))
         sig_bags.append((sig, bag))
         bags.setdefault(sig.code, Counter()).update(bag)
+    # A code whose signatures only say what the log shows (build-slow: "a build is running") is offered
+    # when its data says in which logs (resembles_when): its words are its title and its real logs'.
+    for code, info in kb.codes.items():
+        if code not in bags and info.resembles_when:
+            own = [sig for sig in kb.signatures if sig.code == code]
+            if own:
+                bags[code] = Counter()
+                sig_bags.extend((sig, Counter(words(_PLACEHOLDER.sub(" ", sig.message)))) for sig in own)
     for code, bag in bags.items():
         bag.update(words(kb.codes[code].title))
     weighted: dict[str, dict[str, float]] = {code: dict(bag) for code, bag in bags.items()}
