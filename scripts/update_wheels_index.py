@@ -7,9 +7,11 @@ Three ways:
   python scripts/update_wheels_index.py
 
   # from the wheel dataset's listing files (wheels_official.json, wheels_pytorch_index.json,
-  # wheels_community.json in DIR) and scripts/data/wheels_community_supplement.json, with the published
-  # digests of scripts/data/published_digests.json merged in by URL; FA4 (not in the listings) still
-  # comes from PyPI unless --no-pypi. --as-of DATE: the day the listings' data were gathered.
+  # wheels_community.json in DIR) and the supplements in scripts/data/ (wheels_community_supplement.json,
+  # wheels_official_pre25.json), with the published digests of scripts/data/published_digests.json merged
+  # in by URL and the release asset listing scripts/data/release_assets.json applied (claimed wheels a
+  # release did not carry are left out); FA4 (not in the listings) still comes from PyPI unless --no-pypi.
+  # --as-of DATE: the day the listings' data were gathered.
   python scripts/update_wheels_index.py --from-listings DIR --as-of 2026-12-05
 
   # refresh some sources live in an existing index (--output), keeping every other entry as it is
@@ -50,8 +52,13 @@ from flashdoctor.errors import FlashdoctorError, NetworkError
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE.parent / "wheels_index.json"
-SUPPLEMENT = HERE / "data" / "wheels_community_supplement.json"
+# Listing rows the dataset lacks: bdashore3's Windows wheels, the official releases before v2.5.0.
+SUPPLEMENTS = (
+    HERE / "data" / "wheels_community_supplement.json",
+    HERE / "data" / "wheels_official_pre25.json",
+)
 DIGESTS = HERE / "data" / "published_digests.json"
+ASSETS = HERE / "data" / "release_assets.json"
 
 
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
@@ -70,14 +77,22 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         metavar="FILE",
         action="append",
         default=None,
-        help=f"another listing file read with --from-listings (repeatable; 'none' for none; default: "
-        f"{SUPPLEMENT.name})",
+        help="another listing file read with --from-listings (repeatable; 'none' for none; default: "
+        + ", ".join(p.name for p in SUPPLEMENTS)
+        + ")",
     )
     ap.add_argument(
         "--digests",
         metavar="FILE",
         default=str(DIGESTS),
         help="published digests merged in by URL ('none' to skip; default: %(default)s)",
+    )
+    ap.add_argument(
+        "--assets",
+        metavar="FILE",
+        default=str(ASSETS),
+        help="a release asset listing: claimed wheels a release did not carry are left out ('none' to "
+        "skip; default: %(default)s)",
     )
     ap.add_argument("--as-of", metavar="DATE", help="the day the listings' data were gathered (YYYY-MM-DD)")
     ap.add_argument(
@@ -132,7 +147,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
             f"{stats.unmatched} digests of other hosts or forks left out"
         )
     for tag, n in (doc.get("dropped") or {}).items():
-        print(f"  dropped {n} claimed wheels of {tag}: its CI could not have run")
+        print(f"  dropped {n} claimed wheels of {tag}: never published")
     return 0
 
 
@@ -162,8 +177,9 @@ def build(args: argparse.Namespace, ctx: SourceContext, stats: digests.DigestSta
         rows, inputs = _live(ctx, list(args.refresh), fetched)
         return builder.refresh(doc, args.refresh, rows, inputs, sources)
     published = None
+    assets = None
     if args.from_listings:
-        extra = args.supplement if args.supplement is not None else [str(SUPPLEMENT)]
+        extra = args.supplement if args.supplement is not None else [str(p) for p in SUPPLEMENTS]
         extra = [x for x in extra if x != "none"]
         rows, inputs = builder.rows_from_listings(args.from_listings, extra, args.as_of)
         built_from = "listings"
@@ -178,6 +194,16 @@ def build(args: argparse.Namespace, ctx: SourceContext, stats: digests.DigestSta
                     "sha256": hashlib.sha256(data).hexdigest(),
                 }
             )
+        if args.assets != "none":
+            data = Path(args.assets).read_bytes()
+            assets = json.loads(data)
+            inputs.append(
+                {
+                    "name": Path(args.assets).name,
+                    "entries": sum(len(v) for v in assets["releases"].values()),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
+            )
     else:
         rows, inputs = [], []
         built_from = "live"
@@ -186,7 +212,13 @@ def build(args: argparse.Namespace, ctx: SourceContext, stats: digests.DigestSta
         names = [n for n in names if sources[n]["kind"] != "pypi-json"]
     more_rows, more_inputs = _live(ctx, names, fetched)
     return builder.assemble(
-        rows + more_rows, built_from, inputs + more_inputs, sources, published=published, stats=stats
+        rows + more_rows,
+        built_from,
+        inputs + more_inputs,
+        sources,
+        published=published,
+        stats=stats,
+        assets=assets,
     )
 
 

@@ -195,6 +195,42 @@ def rows_from_listings(
     return rows, inputs
 
 
+# -- a release asset listing ------------------------------------------------------------------------
+def apply_release_assets(
+    rows: Iterable[Mapping[str, Any]], listing: Mapping[str, Any], dropped: dict[str, int]
+) -> list[dict[str, Any]]:
+    """``rows`` checked against what each release carried on ``listing["as_of"]`` (a listing made from
+    the Releases API: ``{"source", "cite", "as_of", "releases": {tag: [filename, ...]}}``). A row of the
+    listing's source whose release was tagged by then is seen published when its file is listed (the
+    citation joins its evidence); a claimed row (derived from the build matrix only) whose file the
+    release did not carry was never published: left out and counted by release in ``dropped``. Rows of
+    other sources and of later releases pass unchanged."""
+    releases: Mapping[str, Sequence[str]] = listing["releases"]
+    as_of = str(listing["as_of"])
+    cite = f"seen_listed:{listing['cite']} ({as_of})"
+    listed = {tag: {f.lower() for f in files} for tag, files in releases.items()}
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        tag = row.get("release_tag")
+        tagged = str(row.get("tag_date") or "")[:10]
+        if row.get("source") != listing["source"] or tag not in listed or not tagged or tagged > as_of:
+            out.append(dict(row))
+            continue
+        if str(row["filename"]).lower() in listed[tag]:
+            seen = dict(row)
+            seen["evidence"] = f"{row['evidence']}; {cite}"
+            seen["evidence_all"] = [*(row.get("evidence_all") or [row["evidence"]]), cite]
+            kind = str(row.get("evidence_kind") or "")
+            if is_claim(row):
+                seen["evidence_kind"] = f"{kind}+seen_listed"
+            out.append(seen)
+        elif is_claim(row):
+            dropped[str(tag)] = dropped.get(str(tag), 0) + 1
+        else:
+            out.append(dict(row))  # seen elsewhere (added to the release later, or another copy)
+    return out
+
+
 # -- assembling -------------------------------------------------------------------------------------
 def _sort_key(e: Mapping[str, Any]) -> tuple[Any, ...]:
     name = parse_wheel_name(e["filename"])
@@ -252,17 +288,20 @@ def assemble(
     published: Mapping[str, digests.Published] | None = None,
     generated: str | None = None,
     stats: digests.DigestStats | None = None,
+    assets: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The index document: entries made from ``rows`` (and, with ``published``, from the files of
     configured sources only the published digests list), URLs left out where the source's template
-    rebuilds them, duplicates dropped, claimed wheels whose CI could not have run left out, published
-    digests attached by URL, sorted, dated ``generated`` (default: today) and validated by loading it."""
+    rebuilds them, duplicates dropped, claimed wheels never published left out (their release's CI could
+    not have run, or, with ``assets``, a release asset listing shows the release did not carry them),
+    published digests attached by URL, sorted, dated ``generated`` (default: today) and validated by
+    loading it."""
     srcs = dict(sources or wheel_sources())
-    rows = list(rows)
+    dropped: dict[str, int] = {}
+    rows = list(rows) if assets is None else apply_release_assets(rows, assets, dropped)
     stats = stats if stats is not None else digests.DigestStats()
     if published is not None:
         rows += digests.digest_rows(published, rows, srcs, stats)
-    dropped: dict[str, int] = {}
     wheels = _entries(rows, srcs, dropped)
     if published is not None:
         digests.attach(wheels, published, srcs, stats)

@@ -186,11 +186,11 @@ def test_script_builds_from_listings(tmp_path: Path, built: dict[str, Any]) -> N
     out = tmp_path / "wheels_index.json"
     r = run_script(
         "--from-listings", str(LISTINGS), "--no-pypi", "--supplement", "none", "--digests", "none",
-        "--output", str(out),
+        "--assets", "none", "--output", str(out),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert f"wrote {out} (20 wheels" in r.stdout
-    assert "dropped 1 claimed wheels of v2.8.0: its CI could not have run" in r.stdout
+    assert "dropped 1 claimed wheels of v2.8.0: never published" in r.stdout
     doc = json.loads(out.read_text())
     assert doc["wheels"] == built["wheels"]
     assert [i["name"] for i in doc["inputs"]] == list(builder.LISTING_FILES)
@@ -220,3 +220,57 @@ def test_script_refuses_bad_listings(tmp_path: Path, setup: str, message: str) -
     assert message in r.stderr
     assert "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def _row(
+    tag: str, filename: str, kind: str = "derived_from_matrix", date: str = "2025-01-02T00:00:00Z"
+) -> dict[str, Any]:
+    return {
+        "source": "official",
+        "filename": filename,
+        "release_tag": tag,
+        "evidence": f"derived_from_matrix:Dao-AILab/flash-attention@{tag}:.github/workflows/publish.yml",
+        "evidence_kind": kind,
+        "tag_date": date,
+    }
+
+
+def test_a_release_asset_listing_marks_listed_claims_seen_and_drops_the_rest() -> None:
+    listed = "flash_attn-2.7.0.post2+cu12torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"
+    absent = "flash_attn-2.7.0.post2+cu12torch2.4cxx11abiTRUE-cp310-cp310-linux_x86_64.whl"
+    listing = {
+        "source": "official",
+        "cite": "someone/listing@abc:assets.csv",
+        "as_of": "2025-08-15",
+        "releases": {"v2.7.0.post2": [listed.replace("cxx11abiFALSE", "cxx11abifalse")], "v2.7.0": []},
+    }
+    rows = [
+        _row("v2.7.0.post2", listed),
+        _row("v2.7.0.post2", absent),
+        _row("v2.7.0", "flash_attn-2.7.0+cu12torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"),
+        # seen elsewhere (an asset added later): kept though the listing lacks it
+        _row("v2.7.0.post2", absent.replace("cp310", "cp311"), kind="seen_listed"),
+        # a release tagged after the listing's day, and another source: not judged
+        _row(
+            "v2.8.3.post1",
+            "flash_attn-2.8.3+cu12torch2.9cxx11abiTRUE-cp312-cp312-linux_x86_64.whl",
+            date="2026-06-10",
+        ),
+        {
+            **_row("v2.7.0", "flash_attn-2.7.0+cu124torch2.4-cp310-cp310-linux_x86_64.whl"),
+            "source": "community:mjun0812",
+        },
+    ]
+    dropped: dict[str, int] = {}
+    out = builder.apply_release_assets(rows, listing, dropped)
+    assert dropped == {"v2.7.0.post2": 1, "v2.7.0": 1}
+    assert [r["filename"] for r in out] == [rows[i]["filename"] for i in (0, 3, 4, 5)]
+    seen = out[0]
+    assert seen["evidence_kind"] == "derived_from_matrix+seen_listed"
+    assert "seen_listed:someone/listing@abc:assets.csv (2025-08-15)" in seen["evidence"]
+    assert out[1:] == rows[3:]  # unchanged
+    # The index that results holds the listed claim as seen (no longer a claim) and says what was dropped.
+    doc = builder.assemble(rows, "listings", [], assets=listing, generated="2026-12-06")
+    assert doc["dropped"] == {"v2.7.0.post2": 1, "v2.7.0": 1}
+    entry = next(w for w in doc["wheels"] if w["filename"] == listed)
+    assert "claim" not in entry
