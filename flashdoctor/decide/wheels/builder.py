@@ -298,11 +298,11 @@ def assemble(
     loading it."""
     srcs = dict(sources or wheel_sources())
     dropped: dict[str, int] = {}
-    rows = list(rows) if assets is None else apply_release_assets(rows, assets, dropped)
+    kept = [dict(r) for r in rows] if assets is None else apply_release_assets(rows, assets, dropped)
     stats = stats if stats is not None else digests.DigestStats()
     if published is not None:
-        rows += digests.digest_rows(published, rows, srcs, stats)
-    wheels = _entries(rows, srcs, dropped)
+        kept += digests.digest_rows(published, kept, srcs, stats)
+    wheels = _entries(kept, srcs, dropped)
     if published is not None:
         digests.attach(wheels, published, srcs, stats)
     wheels.sort(key=_sort_key)
