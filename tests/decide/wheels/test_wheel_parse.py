@@ -50,6 +50,10 @@ CASES = {
     "flash_attn-2.8.3+cu128torch2.8.0cxx11abiFALSE-cp312-cp312-win_amd64.whl": (
         "full-torch", "flash-attn", "2.8.3", (12, 8), (2, 8), "2.8.0", False, None, {"cp312-cp312-win_amd64"},
     ),
+    # sdbds: the same, with its build variant after the ABI label
+    "flash_attn-2.8.2+cu128torch2.7.1cxx11abiFALSEfullbackward-cp311-cp311-win_amd64.whl": (
+        "full-torch", "flash-attn", "2.8.2", (12, 8), (2, 7), "2.7.1", False, None, {"cp311-cp311-win_amd64"},
+    ),
     # PyTorch index FA3: nothing in a local label (the CUDA is in the index path)
     "flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl": (
         "plain", "flash-attn-3", "3.0.0", None, None, None, None, None, {"cp39-abi3-manylinux_2_28_x86_64"},
