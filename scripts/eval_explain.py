@@ -126,8 +126,15 @@ def evaluate(cases: list[dict[str, Any]], run: Runner) -> dict[str, Any]:
             "top1": sum(r["top1"] for r in sub),
             "top3": sum(r["top3"] for r in sub),
         }
+    # Cases whose confirmed cause no code names (expected []): always a top-1 miss; the best explain can do
+    # there is to name nothing rather than a wrong code.
+    uncoded = [r for r in rows if not r["expected"]]
     return {
         "cases": n,
+        "uncoded": len(uncoded),
+        "uncoded_quiet": sum(r["none"] for r in uncoded),
+        "coded_top1": top1,
+        "coded_cases": n - len(uncoded),
         "top1": top1,
         "top1_pct": pct(top1),
         "top3": top3,
@@ -184,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  top-1: {res['top1']}/{n} ({res['top1_pct']}%)")
     print(f"  top-3: {res['top3']}/{n} ({res['top3_pct']}%)")
     print(f"  no diagnosis: {res['no_diagnosis']}")
+    print(
+        f"  cases no code names: {res['uncoded']} (nothing named for {res['uncoded_quiet']}); "
+        f"top-1 on the others: {res['coded_top1']}/{res['coded_cases']}"
+    )
     print(f"  median time per log: {res['median_ms']} ms")
     for conf, c in res["by_confidence"].items():
         print(f"  {conf}: top-1 {c['top1']}/{c['cases']}, top-3 {c['top3']}/{c['cases']}")
