@@ -22,6 +22,7 @@ DIGEST_SOURCES: dict[str, str] = {
     "pep691-page": "the index page's PEP 691 hashes",
     "github-release-asset": "the GitHub release asset's digest",
     "pypi-json": "PyPI's JSON API",
+    "huggingface-lfs": "the Hugging Face repository's Git LFS sha256",
 }
 
 

@@ -173,6 +173,32 @@ def test_the_opt_in_fa3_community_index_when_named(gh: Server, other: Server, tm
     assert e not in select_wheels(h100, "fa3", index).fits  # community: opt-in again at selection
 
 
+def test_an_opt_in_huggingface_repository_when_named(gh: Server, other: Server, tmp_path: Path) -> None:
+    repo = "lldacing/flash-attention-windows-wheel"
+    name = "flash_attn-2.7.4.post1+cu128torch2.7.0cxx11abiFALSE-cp312-cp312-win_amd64.whl"
+    other.json(
+        f"/api/models/{repo}/tree/main?recursive=true",
+        [{"type": "file", "path": name, "oid": "9" * 40, "lfs": {"oid": "cd" * 32, "size": 1}}],
+    )
+    env = env_for(tmp_path)
+    result = refresh_index(
+        ["community:lldacing"],
+        environ=env,
+        rewrites={**rewrites(gh, other), "https://huggingface.co": other.base},
+        today="2027-03-01",
+    )
+    assert result.sources == ["community:lldacing"] and gh.requests == []
+    hf = [e for e in load_index(result.path).entries if e.source == "community:lldacing"]
+    assert [(e.filename, e.sha256) for e in hf] == [
+        (name, "cd" * 32)
+    ]  # the live listing replaced the bundled
+    assert hf[0].url == f"https://huggingface.co/{repo}/resolve/main/{name.replace('+', '%2B')}"
+    win = environment_from_target(
+        {"python": "3.12", "platform": "win_amd64", "torch": "2.7.0+cu128", "installed": {}}
+    )
+    assert hf[0] in select_wheels(win, "fa2", load_index(result.path), allow_community=True).fits
+
+
 def test_a_digest_that_changed_is_refused_and_nothing_is_written(
     gh: Server, other: Server, tmp_path: Path
 ) -> None:

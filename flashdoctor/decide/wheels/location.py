@@ -8,7 +8,8 @@ First match wins:
    editable install), else ``<sys.prefix>/share/flashdoctor/wheels_index.json`` (a regular install).
 
 An index's date is the oldest day one of its listings was read (``inputs[].fetched``; an input without
-one, such as the published digests, does not count), else the day it was generated (``generated``); an
+one, such as the published digests, does not count, nor one that lists only opt-in sources, whose wheels
+are used only with --allow-community and read by a refresh only when named), else the day it was generated (``generated``); an
 index that says neither has no date.
 """
 
@@ -71,10 +72,22 @@ def parse_day(text: str | None) -> datetime.date | None:
         return None
 
 
+def _opt_in_only(record: Mapping[str, Any], sources: Any) -> bool:
+    """Whether an input lists only opt-in sources (read by a refresh only when named, used only with
+    --allow-community): their data's age does not make the index stale."""
+    names = record.get("sources")
+    if not isinstance(names, list) or not names or not isinstance(sources, Mapping):
+        return False
+    return all(isinstance(sources.get(n), Mapping) and sources[n].get("opt_in") is True for n in names)
+
+
 def document_date(doc: Mapping[str, Any]) -> str | None:
     """The date of an index document's knowledge (see the module's doc)."""
     inputs = doc.get("inputs")
-    dates = [i.get("fetched") for i in inputs or () if isinstance(i, Mapping)]
+    sources = doc.get("sources")
+    dates = [
+        i.get("fetched") for i in inputs or () if isinstance(i, Mapping) and not _opt_in_only(i, sources)
+    ]
     days = [str(d)[:10] for d in dates if parse_day(d) is not None]
     if days:
         return min(days)

@@ -4,7 +4,8 @@ The install plan names its wheel's source in one line ("PyTorch index download.p
 (official)"); the index's research provenance of the entry (its ``evidence``) stays in ``--json`` and
 ``-v``. The sha256 line says what will really happen: the index's digest, else the digest the publisher
 publishes for that URL, read before the download by flashdoctor.actions.fetch (a PEP 503/691 page's
-``#sha256=``, a GitHub release asset's ``digest``, PyPI's JSON ``digests``), else none: the download is
+``#sha256=``, a GitHub release asset's ``digest``, PyPI's JSON ``digests``, a Hugging Face file's Git LFS
+sha256), else none: the download is
 hashed and recorded and cannot be checked. Which publisher is asked follows the same rule as the lookup
 (flashdoctor.actions.net.sources, by the source's kind in data/wheel_sources.json and the URL's host).
 """
@@ -20,12 +21,14 @@ from flashdoctor.decide.wheels.digests import release_asset
 from flashdoctor.model.plan import DigestState, WheelOrigin, WheelRef
 
 PYPI_HOSTS = ("pypi.org", "files.pythonhosted.org")
+HUGGINGFACE_HOST = "huggingface.co"
 
 # digest_from (a key of flashdoctor.model.verification.DIGEST_SOURCES) -> how the plan words it
 AT_DOWNLOAD = {
     "pep503-page": "read from the index page when downloaded",
     "github-release-asset": "read from the GitHub release asset when downloaded (where GitHub records one)",
     "pypi-json": "read from PyPI's JSON API when downloaded",
+    "huggingface-lfs": "read from the Hugging Face repository's file listing when downloaded (its Git LFS sha256)",
 }
 NO_DIGEST = "none published for this file: the download cannot be checked against a digest (it is hashed and recorded)"
 
@@ -41,7 +44,13 @@ def _where(url: str) -> str:
     return (parts.netloc + parts.path.rsplit("/", 1)[0]).rstrip("/")
 
 
-def _digest_from(kind: str | None, url: str) -> str | None:
+def _hf_repo_file(config: Mapping[str, Any], url: str) -> bool:
+    """Whether ``url`` downloads a file of the configured Hugging Face repository."""
+    base = str(config.get("base") or f"https://{HUGGINGFACE_HOST}").rstrip("/")
+    return url.startswith(f"{base}/{config.get('repo')}/resolve/")
+
+
+def _digest_from(kind: str | None, url: str, config: Mapping[str, Any] | None = None) -> str | None:
     """Where the publisher's digest for ``url`` is read at download time (None: nowhere)."""
     parts = urlsplit(url)
     if parts.scheme != "https":
@@ -52,6 +61,8 @@ def _digest_from(kind: str | None, url: str) -> str | None:
         return "github-release-asset" if release_asset(url) is not None else None
     if kind == "pypi-json":
         return "pypi-json" if parts.netloc.lower() in PYPI_HOSTS else None
+    if kind == "huggingface-repo" and config is not None:
+        return "huggingface-lfs" if _hf_repo_file(config, url) else None
     return None
 
 
@@ -73,6 +84,8 @@ def _text(ref: WheelRef, config: Mapping[str, Any] | None) -> str:
         return f"{name} {_where(ref.url)} ({who})"
     if kind == "pypi-json":
         return f"PyPI project {config.get('project') or ref.filename.split('-')[0]} ({who})"
+    if kind == "huggingface-repo" and _hf_repo_file(config, ref.url):
+        return f"Hugging Face repository {config.get('repo')} ({who})"
     return f"{_where(ref.url)} ({ref.source}, {who})"
 
 
@@ -90,7 +103,7 @@ def wheel_origin(
     if ref.sha256:
         state, digest_from, words = "known", "wheel-index", "from flashdoctor's wheel index"
     else:
-        digest_from = _digest_from(kind, ref.url)
+        digest_from = _digest_from(kind, ref.url, config)
         state = "at-download" if digest_from else "none"
         words = AT_DOWNLOAD[digest_from] if digest_from else NO_DIGEST
     return WheelOrigin(

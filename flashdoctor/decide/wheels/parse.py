@@ -45,10 +45,11 @@ Scheme = str  # one of SCHEMES
 SCHEMES = ("cuda-minor", "cuda-major", "no-abi", "full-torch", "git", "dated", "plain", "other")
 
 # The local label, after packaging's normalisation (lower case, "-"/"_" -> "."):
-#   cu<digits> torch<major.minor[.patch]> [cxx11abi<true|false>] [fullbackward] [git<hex>]
-# ("fullbackward": sdbds' Windows builds name their build variant after the ABI label)
+#   [d<yyyymmdd>[.]] cu<digits> torch<major.minor[.patch]> [cxx11abi<true|false>] [fullbackward] [git<hex>]
+# ("fullbackward": sdbds' Windows builds name their build variant after the ABI label; "d20260328":
+# Wildminder's Windows builds put their build date first)
 _LOCAL_RE = re.compile(
-    r"^cu(?P<cuda>\d{2,3})torch(?P<torch>\d+\.\d+(?:\.\d+)?)"
+    r"^(?:d\d{8}\.?)?cu(?P<cuda>\d{2,3})torch(?P<torch>\d+\.\d+(?:\.\d+)?)"
     r"(?:cxx11abi(?P<abi>true|false))?(?:fullbackward)?(?:git(?P<git>[0-9a-f]+))?$"
 )
 # windreamer/flash-attention3-wheels: <yyyymmdd>.cu<digits>torch<major><minor><patch>cxx11abi<bool>.<hex>

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -18,7 +19,7 @@ from flashdoctor.actions.cache import WheelCache
 from flashdoctor.actions.fetch import Artifact, ChecksumError, DigestLookup, FetchOptions, obtain
 from flashdoctor.actions.net.download import DownloadPolicy
 from flashdoctor.actions.net.sources import GITHUB_API, GITHUB_WEB, KINDS, PYPI
-from flashdoctor.actions.net.sources.base import PYPI_FILES
+from flashdoctor.actions.net.sources.base import HUGGINGFACE, PYPI_FILES
 from flashdoctor.model.plan import WheelRef
 from tests.support.install_helpers import make_wheel
 from tests.support.loopback import Response, Server
@@ -44,6 +45,7 @@ def fetch(mirror: Server, ref: WheelRef, tmp: Path, dist: str, **opts: object) -
             GITHUB_WEB: mirror.base,
             PYPI: mirror.base,
             PYPI_FILES: mirror.base,
+            HUGGINGFACE: mirror.base,
         }
     )
     o = FetchOptions(WheelCache(tmp / "cache"), FAST, digests=lookup, **opts)  # type: ignore[arg-type]
@@ -229,8 +231,54 @@ def test_fa4_digest_from_the_pypi_json_api(mirror: Server, tmp_path: Path) -> No
     assert mirror.requests[0].path == "/pypi/flash-attn-4/4.0.0b4/json"
 
 
+# -- a Hugging Face repository (Windows community builds) ------------------------------------------------------
+HF_REPO = "lldacing/flash-attention-windows-wheel"
+
+
+def hf_wheel(mirror: Server, tmp: Path, lfs: str | None) -> WheelRef:
+    wheel = make_wheel(
+        tmp / "hf", version="2.7.4.post1+cu128torch2.7.0cxx11abiFALSE", tag="cp312-cp312-win_amd64"
+    )
+    path = f"/{HF_REPO}/resolve/main/{wheel.name.replace('+', '%2B')}"
+    mirror.route(path, Response(200, wheel.read_bytes()))
+    entry: dict[str, object] = {"type": "file", "path": wheel.name, "oid": "9" * 40, "size": 1}
+    if lfs:
+        entry["lfs"] = {"oid": lfs, "size": 1, "pointerSize": 134}
+    mirror.json(f"/api/models/{HF_REPO}/tree/main", [entry])
+    return WheelRef(wheel.name, mirror.base + path, None, "community:lldacing", "2.7.4.post1")
+
+
+def test_a_huggingface_wheel_is_checked_against_its_lfs_sha256(mirror: Server, tmp_path: Path) -> None:
+    ref = hf_wheel(mirror, tmp_path, None)
+    good = hashlib.sha256(mirror.routes[urlsplit(ref.url).path][0].payload()[0]).hexdigest()
+    mirror.json(
+        f"/api/models/{HF_REPO}/tree/main",
+        [{"type": "file", "path": ref.filename, "oid": "9" * 40, "lfs": {"oid": good, "size": 1}}],
+    )
+    art = fetch(mirror, ref, tmp_path, "flash-attn")
+    assert (art.verification.kind, art.verification.digest_from) == ("published-digest", "huggingface-lfs")
+    assert art.sha256 == good
+    assert mirror.requests[0].path == f"/api/models/{HF_REPO}/tree/main"
+
+
+def test_a_huggingface_wheel_whose_bytes_differ_from_its_lfs_sha256_is_refused(
+    mirror: Server, tmp_path: Path
+) -> None:
+    ref = hf_wheel(mirror, tmp_path, "0" * 64)
+    with pytest.raises(ChecksumError):
+        fetch(mirror, ref, tmp_path, "flash-attn")
+    assert not list((tmp_path / "cache").rglob("*.whl"))
+
+
+def test_a_huggingface_file_without_lfs_is_recorded_and_says_why(mirror: Server, tmp_path: Path) -> None:
+    ref = hf_wheel(mirror, tmp_path, None)
+    art = fetch(mirror, ref, tmp_path, "flash-attn")
+    assert art.verification.kind == "recorded"
+    assert "not stored with Git LFS" in art.verification.describe()
+
+
 def test_every_kind_is_registered_and_implements_the_protocol() -> None:
-    assert set(KINDS) == {"github-releases", "simple-index", "pypi-json", "find-links"}
+    assert set(KINDS) == {"github-releases", "simple-index", "pypi-json", "find-links", "huggingface-repo"}
     for name, kind in KINDS.items():
         assert kind.name == name and callable(kind.list_rows) and callable(kind.published_digest)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from flashdoctor.actions.net.errors import DownloadError
 from flashdoctor.actions.net.http import TOKEN_HOSTS, Http, HttpPolicy
 from flashdoctor.actions.net.pep503 import fetch_project
 from flashdoctor.actions.net.sources import (
@@ -416,3 +417,81 @@ def test_refresh_one_source_keeps_every_other_entry(gh: Server, other: Server, t
     assert all(e.url.startswith(other.base + "/files/") for e in load_index(out).for_variant("fa4"))
     bad = run_script(gh, other, out, TOKEN, "--refresh", "nope")
     assert bad.returncode == 2 and "unknown source(s) nope" in bad.stderr
+
+
+# -- Hugging Face --------------------------------------------------------------------------------------------
+HF_REPO = "lldacing/flash-attention-windows-wheel"
+HF_WHEEL = "flash_attn-2.7.4.post1+cu128torch2.7.0cxx11abiFALSE-cp312-cp312-win_amd64.whl"
+HF_TREE = f"/api/models/{HF_REPO}/tree/main?recursive=true"
+
+
+def hf_entry(path: str, lfs: str | None) -> dict[str, Any]:
+    e: dict[str, Any] = {"type": "file", "path": path, "size": 123, "oid": "9" * 40}
+    if lfs:
+        e["lfs"] = {"oid": lfs, "size": 123, "pointerSize": 134}
+    return e
+
+
+def test_huggingface_repo_files_with_their_lfs_sha256(other: Server) -> None:
+    other.route(
+        HF_TREE,
+        Response(
+            200,
+            [
+                {"type": "directory", "path": "old", "oid": "8" * 40},
+                hf_entry(HF_WHEEL, "AB" * 32),
+                hf_entry("README.md", None),
+            ],
+            {"Link": f'<{{base}}/api/models/{HF_REPO}/tree/main?recursive=true&cursor=2>; rel="next"'},
+        ),
+    )
+    other.json(
+        f"/api/models/{HF_REPO}/tree/main?recursive=true&cursor=2",
+        [hf_entry("old/flash_attn-2.7.0.post2+cu124torch2.4.0cxx11abiFALSE-cp310-cp310-win_amd64.whl", None)],
+    )
+    ctx = SourceContext(Http(), {"https://huggingface.co": other.base})
+    listing = KINDS["huggingface-repo"].list_rows(ctx, "community:lldacing", {"repo": HF_REPO}, "2026-12-06")
+    rows = listing.rows
+    # the canonical download URL ('+' quoted), whatever host answered the listing
+    assert [(r["filename"], r["url"], r["sha256"]) for r in rows] == [
+        (
+            HF_WHEEL,
+            f"https://huggingface.co/{HF_REPO}/resolve/main/{HF_WHEEL.replace('+', '%2B')}",
+            "ab" * 32,
+        ),
+        (
+            "flash_attn-2.7.0.post2+cu124torch2.4.0cxx11abiFALSE-cp310-cp310-win_amd64.whl",
+            f"https://huggingface.co/{HF_REPO}/resolve/main/old/flash_attn-2.7.0.post2%2Bcu124torch2.4.0cxx11abiFALSE-cp310-cp310-win_amd64.whl",
+            None,  # not stored with LFS: its oid is a Git blob id, not a sha256 of the file
+        ),
+    ]
+    assert rows[0]["evidence"] == f"huggingface-api:{HF_REPO} {HF_WHEEL} (fetched 2026-12-06)"
+    assert listing.inputs == [{"name": f"huggingface:{HF_REPO}", "entries": 2, "fetched": "2026-12-06"}]
+    # and the index builder makes entries of them
+    entries = [builder.entry_from_row(r) for r in rows]
+    assert all(e is not None and e["url"].startswith("https://huggingface.co/") for e in entries)
+
+
+def test_huggingface_pages_stay_on_the_host_and_are_bounded(other: Server) -> None:
+    # A "next" link to another host is not followed; a listing that never ends stops at max_pages.
+    other.route(
+        HF_TREE,
+        Response(200, [hf_entry(HF_WHEEL, None)], {"Link": '<https://elsewhere.example/x>; rel="next"'}),
+    )
+    ctx = SourceContext(Http(), {"https://huggingface.co": other.base})
+    rows = KINDS["huggingface-repo"].list_rows(ctx, "community:lldacing", {"repo": HF_REPO}, "d").rows
+    assert len(rows) == 1 and len(other.requests) == 1
+    other.route(HF_TREE, Response(200, [], {"Link": f'<{{base}}{HF_TREE}>; rel="next"'}))
+    ctx = SourceContext(Http(), {"https://huggingface.co": other.base}, max_pages=3)
+    with pytest.raises(DownloadError, match=r"more than 3 pages"):
+        KINDS["huggingface-repo"].list_rows(ctx, "community:lldacing", {"repo": HF_REPO}, "d")
+
+
+def test_huggingface_errors_are_clear(other: Server) -> None:
+    ctx = SourceContext(Http(HttpPolicy(retries=0, backoff=0)), {"https://huggingface.co": other.base})
+    other.route(HF_TREE, Response(200, "<html>not json</html>", {"Content-Type": "text/html"}))
+    with pytest.raises(DownloadError, match=r"the answer is not JSON"):
+        KINDS["huggingface-repo"].list_rows(ctx, "community:lldacing", {"repo": HF_REPO}, "d")
+    other.route(HF_TREE, Response(404, "Repository not found"))
+    with pytest.raises(DownloadError, match=r"HTTP 404"):
+        KINDS["huggingface-repo"].list_rows(ctx, "community:lldacing", {"repo": HF_REPO}, "d")

@@ -62,6 +62,7 @@ def test_committed_index_holds_every_listed_wheel(doc: dict[str, Any]) -> None:
         + inputs["wheels_pytorch_index.json"]
         + inputs["wheels_community.json"]
         + inputs["wheels_community_supplement.json"]
+        + inputs["wheels_community_hf.json"]
     )
     assert sum(n for s, n in counts.items() if s != "pypi") == listed - dropped + sum(published.values())
     assert counts["official"] == official_rows - dropped + published.get("official", 0)
@@ -76,8 +77,12 @@ def test_committed_index_entries_are_complete() -> None:
         assert e.url.startswith("https://"), e.filename
         assert e.evidence
         if e.source.startswith(("official", "community:")):
-            repo = index.sources[e.source].raw["repo"]  # type: ignore[index]
-            assert e.url.startswith(f"https://github.com/{repo}/releases/download/{e.tag}/"), e.url
+            src = index.sources[e.source]
+            repo = src.raw["repo"]  # type: ignore[index]
+            if src.kind == "huggingface-repo":  # the Hub's download URL of the file
+                assert e.url.startswith(f"https://huggingface.co/{repo}/resolve/main/"), e.url
+            else:
+                assert e.url.startswith(f"https://github.com/{repo}/releases/download/{e.tag}/"), e.url
         if e.variant == "fa2":
             assert e.archs and "sm_80" in e.archs, e.filename  # every FA2 build has Ampere code
             assert e.cuda_mm is not None and e.name.torch is not None

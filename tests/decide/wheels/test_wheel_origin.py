@@ -50,6 +50,18 @@ def test_github_release_and_pypi_wheels_without_a_sha256() -> None:
     assert community.digest_from == "github-release-asset"
 
 
+def test_a_huggingface_wheel_reads_its_lfs_sha256_at_download() -> None:
+    name = "flash_attn-2.7.4.post1+cu128torch2.7.0cxx11abiFALSE-cp312-cp312-win_amd64.whl"
+    repo = "lldacing/flash-attention-windows-wheel"
+    url = f"https://huggingface.co/{repo}/resolve/main/{name.replace('+', '%2B')}"
+    o = wheel_origin(ref(name, url, "community:lldacing"))
+    assert o.text == f"Hugging Face repository {repo} (community build)"
+    assert (o.digest, o.digest_from, o.community) == ("at-download", "huggingface-lfs", True)
+    # a file of another repository on the same host is not this source's: nothing to read it from
+    other = wheel_origin(ref(name, url.replace(repo, "someone/else"), "community:lldacing"))
+    assert (other.digest, other.digest_from) == ("none", None)
+
+
 def test_a_known_sha256_comes_from_the_index() -> None:
     o = wheel_origin(ref(FA2, FA2_URL, "official", SHA))
     assert (o.digest, o.digest_from) == ("known", "wheel-index")

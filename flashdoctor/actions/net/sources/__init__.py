@@ -12,10 +12,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flashdoctor import knowledge
-from flashdoctor.actions.net.sources import find_links, github_releases, pypi_json, simple_index
+from flashdoctor.actions.net.sources import (
+    find_links,
+    github_releases,
+    huggingface_repo,
+    pypi_json,
+    simple_index,
+)
 from flashdoctor.actions.net.sources.base import (
     GITHUB_API,
     GITHUB_WEB,
+    HUGGINGFACE,
     PYPI,
     PYTORCH_WHL,
     Listing,
@@ -30,6 +37,7 @@ KINDS: dict[str, SourceKind] = {
     "simple-index": simple_index.KIND,
     "pypi-json": pypi_json.KIND,
     "find-links": find_links.KIND,
+    "huggingface-repo": huggingface_repo.KIND,
 }
 
 
@@ -85,6 +93,7 @@ def published_digest(
 __all__ = [
     "GITHUB_API",
     "GITHUB_WEB",
+    "HUGGINGFACE",
     "KINDS",
     "PYPI",
     "PYTORCH_WHL",

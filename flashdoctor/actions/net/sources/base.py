@@ -19,6 +19,7 @@ GITHUB_WEB = "https://github.com"
 PYPI = "https://pypi.org"
 PYPI_FILES = "https://files.pythonhosted.org"
 PYTORCH_WHL = "https://download.pytorch.org/whl"
+HUGGINGFACE = "https://huggingface.co"
 
 Row = dict[str, Any]  # a listing-shaped row (flashdoctor.decide.wheels.builder.entry_from_row reads it)
 
