@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 
-from tests.support.paths import ROOT, SCRIPTS
+from tests.support.paths import ROOT, load_script
 
 
 def gen_docs() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_docs", SCRIPTS / "gen_docs.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("gen_docs")
 
 
 def test_committed_pages_are_what_the_generator_writes() -> None:

@@ -3,7 +3,6 @@ to end, scripts/gpu_runtime_fa3.py's checks against a stand-in FA3 build (the GP
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ with warnings.catch_warnings():
 
 from flashdoctor.runtime import availability, dispatch, state
 from flashdoctor.runtime import call as runtime_call
-from tests.support.paths import ROOT, SCRIPTS
+from tests.support.paths import ROOT, SCRIPTS, load_script
 from tests.support.runtime_fakes import FA3_FWD_KERNEL, FA3_LABEL, fa3_minimal_build_fixture  # noqa: F401 (a fixture)
 
 
@@ -75,11 +74,7 @@ def test_bench_attention_quick_cpu_run(tmp_path: Path) -> None:
 
 
 def _script(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", SCRIPTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name)
 
 
 def test_gpu_runtime_fa3_proof_logic_on_a_stand_in_fa3_build(

@@ -3,7 +3,6 @@ labelled as a guess; logs that report no failure, and build causes for logs that
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
@@ -14,7 +13,7 @@ from flashdoctor.decide.explain import explain_bytes, explain_text
 from flashdoctor.decide.explain import resemble as res
 from flashdoctor.knowledge.schemas import load_schema
 from flashdoctor.knowledge.signatures import ResemblanceCorpus, knowledge, resemblance_corpus
-from tests.support.paths import ROOT, SCRIPTS
+from tests.support.paths import ROOT, load_script
 
 
 def explain(text: str):  # type: ignore[no-untyped-def]
@@ -130,11 +129,7 @@ def test_words_drop_glue_and_short_tokens() -> None:
 
 
 def _build_resemblance():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("build_resemblance", SCRIPTS / "build_resemblance.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("build_resemblance")
 
 
 def test_the_corpus_is_what_the_generator_writes_from_the_tuning_splits_only() -> None:

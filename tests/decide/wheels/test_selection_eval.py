@@ -9,14 +9,12 @@ fresh3.json (12) 5/12 (12/12 lenient)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from types import ModuleType
 
 import pytest
 
-from tests.support.paths import DATA, ROOT
+from tests.support.paths import DATA, ROOT, load_script
 
 EVAL = DATA / "selection_eval"
 # file -> (cases, right floor, the unsafe picks that remain, each explained)
@@ -39,12 +37,7 @@ FLOORS = {
 
 @pytest.fixture(scope="module")
 def evaluator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("eval_selection", ROOT / "scripts" / "eval_selection.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["eval_selection"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("eval_selection", register=True)
 
 
 @pytest.mark.slow  # 4 s: a plan for each of 61 environments
