@@ -47,7 +47,7 @@ def _where(url: str) -> str:
 def _hf_repo_file(config: Mapping[str, Any], url: str) -> bool:
     """Whether ``url`` downloads a file of the configured Hugging Face repository."""
     base = str(config.get("base") or f"https://{HUGGINGFACE_HOST}").rstrip("/")
-    return url.startswith(f"{base}/{config.get('repo')}/resolve/")
+    return url.startswith(f"{base}/{config.get('repo')}/resolve/main/")  # the branch the source lists
 
 
 def _digest_from(kind: str | None, url: str, config: Mapping[str, Any] | None = None) -> str | None:

@@ -60,6 +60,9 @@ def test_a_huggingface_wheel_reads_its_lfs_sha256_at_download() -> None:
     # a file of another repository on the same host is not this source's: nothing to read it from
     other = wheel_origin(ref(name, url.replace(repo, "someone/else"), "community:lldacing"))
     assert (other.digest, other.digest_from) == ("none", None)
+    # nor is one of another branch (the source lists main's files, and the lookup reads main's tree)
+    branch = wheel_origin(ref(name, url.replace("/resolve/main/", "/resolve/dev/"), "community:lldacing"))
+    assert (branch.digest, branch.digest_from) == ("none", None)
 
 
 def test_a_known_sha256_comes_from_the_index() -> None:
