@@ -8,7 +8,7 @@ Three ways:
 
   # from the wheel dataset's listing files (wheels_official.json, wheels_pytorch_index.json,
   # wheels_community.json in DIR) and the supplements in scripts/data/ (wheels_community_supplement.json,
-  # wheels_community_hf.json, wheels_official_pre25.json), with the published digests of scripts/data/published_digests.json merged
+  # wheels_community_opt_in.json, wheels_official_pre25.json), with the published digests of scripts/data/published_digests.json merged
   # in by URL and the release asset listing scripts/data/release_assets.json applied (claimed wheels a
   # release did not carry are left out); FA4 (not in the listings) still comes from PyPI unless --no-pypi.
   # --as-of DATE: the day the listings' data were gathered.
@@ -52,11 +52,11 @@ from flashdoctor.errors import FlashdoctorError, NetworkError
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE.parent / "wheels_index.json"
-# Listing rows the dataset lacks: community wheels (GitHub releases; Hugging Face repositories, opt-in
-# sources, in a file of their own), the official releases before v2.5.0.
+# Listing rows the dataset lacks: community wheels (GitHub releases; the opt-in sources — Hugging Face
+# repositories, Astral's index — in a file of their own), the official releases before v2.5.0.
 SUPPLEMENTS = (
     HERE / "data" / "wheels_community_supplement.json",
-    HERE / "data" / "wheels_community_hf.json",
+    HERE / "data" / "wheels_community_opt_in.json",
     HERE / "data" / "wheels_official_pre25.json",
 )
 DIGESTS = HERE / "data" / "published_digests.json"

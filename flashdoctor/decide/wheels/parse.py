@@ -57,6 +57,8 @@ _LOCAL_RE = re.compile(
 _DATED_RE = re.compile(
     r"^(?P<date>\d{8})\.cu(?P<cuda>\d{3})torch(?P<torch>\d{3,4})cxx11abi(?P<abi>true|false)\.(?P<git>[0-9a-f]+)$"
 )
+# Astral's GPU wheel index spells the same label with dots: cu.13.0.torch.2.11 (read as cu130torch2.11).
+_DOTTED_RE = re.compile(r"^cu\.(\d+)\.(\d+)\.torch\.(\d+\.\d+(?:\.\d+)?)$")
 # manylinux_2_28_x86_64 and the legacy aliases (PEP 600 / 599 / 571 / 513).
 _MANYLINUX_RE = re.compile(r"^manylinux_(\d+)_(\d+)_(.+)$")
 _LEGACY_MANYLINUX = {"manylinux2014": (2, 17), "manylinux2010": (2, 12), "manylinux1": (2, 5)}
@@ -156,6 +158,9 @@ def parse_wheel_name(filename: str) -> WheelName:
     if local is None:
         scheme = "plain"
     else:
+        dotted = _DOTTED_RE.match(local)
+        if dotted is not None:
+            local = f"cu{dotted.group(1)}{dotted.group(2)}torch{dotted.group(3)}"
         m = _LOCAL_RE.match(local)
         d = _DATED_RE.match(local) if m is None else None
         if d is not None:

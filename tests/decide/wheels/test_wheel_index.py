@@ -62,7 +62,7 @@ def test_committed_index_holds_every_listed_wheel(doc: dict[str, Any]) -> None:
         + inputs["wheels_pytorch_index.json"]
         + inputs["wheels_community.json"]
         + inputs["wheels_community_supplement.json"]
-        + inputs["wheels_community_hf.json"]
+        + inputs["wheels_community_opt_in.json"]
     )
     assert sum(n for s, n in counts.items() if s != "pypi") == listed - dropped + sum(published.values())
     assert counts["official"] == official_rows - dropped + published.get("official", 0)
@@ -78,11 +78,15 @@ def test_committed_index_entries_are_complete() -> None:
         assert e.evidence
         if e.source.startswith(("official", "community:")):
             src = index.sources[e.source]
-            repo = src.raw["repo"]  # type: ignore[index]
+            raw = src.raw or {}
             if src.kind == "huggingface-repo":  # the Hub's download URL of the file
-                assert e.url.startswith(f"https://huggingface.co/{repo}/resolve/main/"), e.url
+                assert e.url.startswith(f"https://huggingface.co/{raw['repo']}/resolve/main/"), e.url
+            elif src.kind == "simple-index":  # Astral's index: content-addressed files on its host
+                assert e.url.startswith("https://wheels.astral.sh/artifacts/" + (e.sha256 or "?") + "/"), (
+                    e.url
+                )
             else:
-                assert e.url.startswith(f"https://github.com/{repo}/releases/download/{e.tag}/"), e.url
+                assert e.url.startswith(f"https://github.com/{raw['repo']}/releases/download/{e.tag}/"), e.url
         if e.variant == "fa2":
             assert e.archs and "sm_80" in e.archs, e.filename  # every FA2 build has Ampere code
             assert e.cuda_mm is not None and e.name.torch is not None
@@ -346,3 +350,14 @@ def test_cli_exits_2_on_a_hostile_index(
     assert exc.value.code == 2, err
     assert "Traceback" not in err and "unexpected error" not in err
     assert ("{nope}" if bad == "template" else "nested too deeply") in err
+
+
+def test_opt_in_sources_rank_after_the_community_builds_released_on_github() -> None:
+    # Same version, same cell: mjun0812's aarch64 wheel for torch 2.11 + CUDA 13 before Astral's copy.
+    index = load_index(COMMITTED)
+    opt_in = {n for n, s in index.sources.items() if (s.raw or {}).get("opt_in")}
+    assert {"community:astral", "community:lldacing", "community:wildminder", "community:kijai"} <= opt_in
+    github = [s.rank for n, s in index.sources.items() if s.community and s.kind == "github-releases"]
+    assert all(index.sources[n].rank > max(github) for n in opt_in - {"community:windreamer"})
+    astral = [e for e in index.entries if e.source == "community:astral"]
+    assert astral and all(e.sha256 and e.name.torch == (2, 11) and e.cuda_mm == (13, 0) for e in astral)

@@ -54,6 +54,10 @@ CASES = {
     "flash_attn-2.8.2+cu128torch2.7.1cxx11abiFALSEfullbackward-cp311-cp311-win_amd64.whl": (
         "full-torch", "flash-attn", "2.8.2", (12, 8), (2, 7), "2.7.1", False, None, {"cp311-cp311-win_amd64"},
     ),
+    # Astral's GPU index: the mjun0812 label written with dots
+    "flash_attn-2.8.3+cu.13.0.torch.2.11-cp312-cp312-manylinux_2_24_x86_64.whl": (
+        "no-abi", "flash-attn", "2.8.3", (13, 0), (2, 11), None, None, None, {"cp312-cp312-manylinux_2_24_x86_64"},
+    ),
     # PyTorch index FA3: nothing in a local label (the CUDA is in the index path)
     "flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl": (
         "plain", "flash-attn-3", "3.0.0", None, None, None, None, None, {"cp39-abi3-manylinux_2_28_x86_64"},
