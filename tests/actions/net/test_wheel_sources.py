@@ -495,3 +495,20 @@ def test_huggingface_errors_are_clear(other: Server) -> None:
     other.route(HF_TREE, Response(404, "Repository not found"))
     with pytest.raises(DownloadError, match=r"HTTP 404"):
         KINDS["huggingface-repo"].list_rows(ctx, "community:lldacing", {"repo": HF_REPO}, "d")
+
+
+def test_astrals_index_lists_content_addressed_files_with_dotted_labels(other: Server) -> None:
+    # wheels.astral.sh/simple/cu130/flash-attn/ links files stored under /artifacts/<sha256>/.
+    name = "flash_attn-2.8.3+cu.13.0.torch.2.11-cp312-cp312-manylinux_2_24_x86_64.whl"
+    digest = "a7" * 32
+    other.route(
+        "/simple/cu130/flash-attn/",
+        Response(200, f'<a href="/artifacts/{digest}/{name.replace("+", "%2B")}#sha256={digest}">{name}</a>'),
+    )
+    config = {"project": "flash-attn", "indexes": {"13.0": "https://wheels.astral.sh/simple/cu130"}}
+    ctx = SourceContext(Http(), {"https://wheels.astral.sh": other.base})
+    rows = KINDS["simple-index"].list_rows(ctx, "community:astral", config, "2026-12-06").rows
+    assert [(r["filename"], r["sha256"], r["cuda_version"]) for r in rows] == [(name, digest, "13.0")]
+    entry = builder.entry_from_row(rows[0])
+    assert entry is not None and entry["cuda"] == "13.0" and entry["sha256"] == digest
+    assert entry["url"].endswith(f"/artifacts/{digest}/{name.replace('+', '%2B')}")
