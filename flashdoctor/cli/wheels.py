@@ -65,7 +65,8 @@ from flashdoctor.knowledge.variants import Variant
     metavar="PUBLIC=URL",
     multiple=True,
     help="With --refresh: reach a public endpoint (https://api.github.com, https://pypi.org, "
-    "https://download.pytorch.org/whl) at a mirror URL instead (repeatable).",
+    "https://download.pytorch.org/whl, https://huggingface.co, or a configured source's host) at a "
+    "mirror URL instead (repeatable).",
 )
 @json_option("Print JSON.")
 @selection_options
@@ -142,9 +143,9 @@ def wheels(variant: Variant, **opts: Any) -> int:
 
 def _mirrors(pairs: tuple[str, ...]) -> dict[str, str]:
     """--mirror PUBLIC=URL pairs as the refresh's rewrites (public endpoint -> where it is reached)."""
-    from flashdoctor.actions.net.sources import GITHUB_API, PYPI, PYTORCH_WHL
+    from flashdoctor.actions.net.sources import public_endpoints
 
-    known = (GITHUB_API, PYPI, PYTORCH_WHL)
+    known = public_endpoints()
     out: dict[str, str] = {}
     for pair in pairs:
         public, sep, there = pair.partition("=")

@@ -331,3 +331,20 @@ def test_wheels_refresh_usage_errors(tmp_path: Path) -> None:
         r = cli(env, "wheels", *args)
         assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
     assert not (tmp_path / "cache").exists()
+
+
+def test_every_endpoint_a_source_reads_can_be_mirrored() -> None:
+    # One list, derived from the kinds and the configured sources: the Hub, Astral's index and
+    # windreamer's pages as well as GitHub, PyPI and the PyTorch index.
+    from flashdoctor.actions.net.sources import public_endpoints, wheel_sources
+    from flashdoctor.cli.wheels import _mirrors
+
+    known = public_endpoints()
+    for config in wheel_sources().values():
+        for url in [config.get("base"), config.get("root"), *(config.get("indexes") or {}).values()]:
+            if url:
+                assert any(url == e or url.startswith(e + "/") for e in known), url
+    assert _mirrors(("https://huggingface.co=http://127.0.0.1:9", "https://wheels.astral.sh/=http://x")) == {
+        "https://huggingface.co": "http://127.0.0.1:9",
+        "https://wheels.astral.sh": "http://x",
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from flashdoctor import knowledge
 from flashdoctor.actions.net.sources import (
@@ -45,6 +46,21 @@ def wheel_sources() -> dict[str, dict[str, Any]]:
     """The configured sources (data/wheel_sources.json), by name."""
     data: dict[str, dict[str, Any]] = knowledge.load_data("wheel_sources")["sources"]
     return data
+
+
+def public_endpoints() -> tuple[str, ...]:
+    """The public endpoints the kinds and the configured sources read (what a refresh may reach at a
+    mirror instead): the APIs the kinds know, then the host of each source's own base, root or index
+    that none of those covers (Astral's index, windreamer's pages)."""
+    out = [GITHUB_API, PYPI, PYTORCH_WHL, HUGGINGFACE]
+    for config in wheel_sources().values():
+        urls = [config.get("base"), config.get("root"), *(config.get("indexes") or {}).values()]
+        for url in urls:
+            if not isinstance(url, str) or any(url == e or url.startswith(e + "/") for e in out):
+                continue
+            parts = urlsplit(url)
+            out.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(dict.fromkeys(out))
 
 
 def kind_of(config: Mapping[str, Any]) -> SourceKind:
@@ -104,6 +120,7 @@ __all__ = [
     "kind_of",
     "list_source",
     "live_rows",
+    "public_endpoints",
     "published_digest",
     "wheel_sources",
 ]
