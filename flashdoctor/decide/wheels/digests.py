@@ -107,6 +107,19 @@ def release_asset(url: str) -> tuple[str, str, str] | None:
     return f"{p[1]}/{p[2]}".lower(), unquote(p[5]), unquote(p[6])
 
 
+HUGGINGFACE_REVISION = "main"  # the branch a Hugging Face source is listed and looked up on
+
+
+def huggingface_file(base: str, repo: str, url: str) -> str | None:
+    """The path in Hugging Face repository ``repo`` (on ``base``, e.g. https://huggingface.co) that ``url``
+    downloads (``{base}/{repo}/resolve/main/{path}``), else None."""
+    prefix = f"{base.rstrip('/')}/{repo}/resolve/{HUGGINGFACE_REVISION}/"
+    if not url.startswith(prefix):
+        return None
+    path = unquote(urlsplit(url[len(prefix) :]).path)
+    return path if path and ".." not in path.split("/") else None
+
+
 def digest_rows(
     published: Mapping[str, Published],
     rows: Iterable[Mapping[str, Any]],

@@ -161,7 +161,7 @@ class WheelIndex:
     @property
     def data_date(self) -> str | None:
         """How old its knowledge is (location.document_date)."""
-        sources = {n: dict(s.raw or {}) for n, s in self.sources.items()}
+        sources = {n: s.raw or {} for n, s in self.sources.items()}
         return document_date({"inputs": list(self.inputs), "generated": self.generated, "sources": sources})
 
     def for_variant(self, variant: Variant) -> tuple[IndexEntry, ...]:

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flashdoctor.decide.wheels.builder import wheel_sources
-from flashdoctor.decide.wheels.digests import release_asset
+from flashdoctor.decide.wheels.digests import huggingface_file, release_asset
 from flashdoctor.model.plan import DigestState, WheelOrigin, WheelRef
 
 PYPI_HOSTS = ("pypi.org", "files.pythonhosted.org")
@@ -45,9 +45,9 @@ def _where(url: str) -> str:
 
 
 def _hf_repo_file(config: Mapping[str, Any], url: str) -> bool:
-    """Whether ``url`` downloads a file of the configured Hugging Face repository."""
-    base = str(config.get("base") or f"https://{HUGGINGFACE_HOST}").rstrip("/")
-    return url.startswith(f"{base}/{config.get('repo')}/resolve/main/")  # the branch the source lists
+    """Whether ``url`` downloads a file of the configured Hugging Face repository (as the lookup reads it)."""
+    base = str(config.get("base") or f"https://{HUGGINGFACE_HOST}")
+    return huggingface_file(base, str(config.get("repo")), url) is not None
 
 
 def _digest_from(kind: str | None, url: str, config: Mapping[str, Any] | None = None) -> str | None:

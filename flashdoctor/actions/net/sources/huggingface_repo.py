@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 from flashdoctor.actions.net.errors import DownloadError
 from flashdoctor.actions.net.sources.base import (
@@ -25,9 +25,9 @@ from flashdoctor.actions.net.sources.base import (
     SourceContext,
 )
 from flashdoctor.actions.net.urls import redact
+from flashdoctor.decide.wheels.digests import HUGGINGFACE_REVISION, huggingface_file
 from flashdoctor.model.plan import WheelRef
 
-REVISION = "main"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -37,16 +37,7 @@ def _base(config: Mapping[str, Any]) -> str:
 
 def download_url(base: str, repo: str, path: str) -> str:
     """The Hub's download URL of ``path`` in ``repo`` (each path segment quoted: '+' as %2B)."""
-    return f"{base}/{repo}/resolve/{REVISION}/{quote(path, safe='/')}"
-
-
-def file_of(base: str, repo: str, url: str) -> str | None:
-    """The path in ``repo`` that ``url`` downloads (``{base}/{repo}/resolve/main/{path}``), else None."""
-    prefix = f"{base}/{repo}/resolve/{REVISION}/"
-    if not url.startswith(prefix):
-        return None
-    path = unquote(urlsplit(url[len(prefix) :]).path)
-    return path if path and ".." not in path.split("/") else None
+    return f"{base}/{repo}/resolve/{HUGGINGFACE_REVISION}/{quote(path, safe='/')}"
 
 
 def _tree(ctx: SourceContext, url: str, allow_404: bool = False) -> tuple[list[dict[str, Any]], str]:
@@ -107,7 +98,7 @@ class HuggingfaceRepo:
     def list_rows(self, ctx: SourceContext, source: str, config: Mapping[str, Any], fetched: str) -> Listing:
         repo = config["repo"]
         base = _base(config)
-        url = f"{ctx.at(base)}/api/models/{repo}/tree/{REVISION}?recursive=true"
+        url = f"{ctx.at(base)}/api/models/{repo}/tree/{HUGGINGFACE_REVISION}?recursive=true"
         entries, _shown = _tree(ctx, url)
         rows = rows_from_tree(source, repo, base, entries, fetched)
         return Listing(rows, [{"name": f"huggingface:{repo}", "entries": len(rows), "fetched": fetched}])
@@ -119,11 +110,13 @@ class HuggingfaceRepo:
         base = _base(config)
         if not ctx.same_host(ref.url, base):
             return None
-        path = file_of(ctx.at(base), repo, ref.url) or file_of(base, repo, ref.url)
+        path = huggingface_file(ctx.at(base), repo, ref.url) or huggingface_file(base, repo, ref.url)
         if path is None:
             return None
         folder = path.rsplit("/", 1)[0] if "/" in path else ""
-        url = f"{ctx.at(base)}/api/models/{repo}/tree/{REVISION}" + (f"/{quote(folder)}" if folder else "")
+        url = f"{ctx.at(base)}/api/models/{repo}/tree/{HUGGINGFACE_REVISION}" + (
+            f"/{quote(folder)}" if folder else ""
+        )
         entries, where = _tree(ctx, url, allow_404=True)
         for e in entries:
             if e.get("path") == path:
