@@ -26,11 +26,13 @@ from flashdoctor.decide.explain.origin import LogMachine, Origin, decide_origin,
 from flashdoctor.decide.explain.resemble import Resemblance, resemble
 from flashdoctor.decide.explain.scan import (
     KEYWORD_LINE_BUDGET,
+    PROSE_MAX,
     Hit,
     LogContexts,
     match_naive,
     normalise,
     scan,
+    scan_unwrapped,
 )
 from flashdoctor.decide.explain.tailor import CONDITIONS, Tailor, WheelFinder, env_matches, env_matches_any
 from flashdoctor.knowledge.signatures import Signature, knowledge
@@ -245,6 +247,8 @@ def explain_bytes(
     low = data.lower()  # ASCII-only lower-casing: offsets stay valid
     kb = knowledge()
     found = scan(data, low, kb)
+    if len(data) <= PROSE_MAX:  # a report someone pasted (a build log is not reflowed)
+        found = scan_unwrapped(data, kb, found)
     # What the log says about its own machine: contexts read from the log alone (from its head and
     # tail: a machine's paths and names show there, and a 10 MB log is not searched once per keyword).
     head_tail = (

@@ -12,7 +12,10 @@ How a log is read (designed for 10 MB in well under a second, see scripts/bench_
    short logs only (PROSE_MAX).
 3. A line a terminal (or uv, or a mail client) wrapped is read together with its continuation: when a
    pattern fails on a long line, or a value it captures runs into the line's end (a symbol split over
-   two lines), the pattern is tried again on the line joined with the next one or two.
+   two lines), the pattern is tried again on the line joined with the next one or two. A report up to
+   PROSE_MAX is also read with every long line joined to the next (unwrap: once with a space, as a
+   word wrap leaves it, once without, as a terminal cuts), so a keyword or message cut in two by
+   a reflow is found; what the log's own lines say comes first.
 4. Facts (the torch version setup.py printed, ...) are read by the same scan. Contexts (is this a build?
    Windows? ROCm? FA3?) are decided on first use with bytes.find.
 """
@@ -20,6 +23,7 @@ How a log is read (designed for 10 MB in well under a second, see scripts/bench_
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -240,6 +244,9 @@ class Scan:
     # signature id -> its first matches, for signatures whose condition depends on the machine, which
     # is decided after the scan (the log's facts say whose machine it is)
     conditional: dict[str, list[Hit]] = field(default_factory=dict)
+    # signatures whose only match captured a value the line's end cut, and whose wrapped continuation
+    # did not match: the whole value is not theirs (a joined view must not revive them)
+    cut: frozenset[str] = frozenset()
 
 
 def _following(data: bytes, end: int) -> Callable[[], Iterable[str]]:
@@ -270,6 +277,7 @@ def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
 
     hits: dict[str, Hit] = {}
     conditional: dict[str, list[Hit]] = {}
+    cut: set[str] = set()
     # fact -> the values found by its most trusted pattern so far, and that pattern's index: a log that
     # gives two values at that level (prose naming torch 2.8 and 2.6) does not tell, so it gives none
     fact_values: dict[str, set[str]] = {}
@@ -324,6 +332,9 @@ def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
                         line = decode(data[start:end])
                     found = search(sig, line, _following(data, end))
                     if found is None:
+                        cut_match = sig.search(line)
+                        if cut_match is not None and _cut(cut_match, line):
+                            cut.add(sig.id)
                         continue
                     hit = Hit(start, found[0], found[1])
                     if sig.condition:
@@ -353,7 +364,67 @@ def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
             rx = trie_regex(live)
             dead_hits = 0
     facts = {name: next(iter(values)) for name, values in fact_values.items() if len(values) == 1}
-    return Scan(hits=hits, facts=facts, conditional=conditional)
+    return Scan(hits=hits, facts=facts, conditional=conditional, cut=frozenset(cut))
+
+
+# -- a log whose every long line was wrapped ----------------------------------------------------------
+def unwrap(data: bytes, hard: bool) -> tuple[bytes, tuple[int, ...]]:
+    """The log with the line breaks a wrap may have made taken out, and where they were.
+
+    A break qualifies after a line of at least WRAP_MIN characters that does not end in a space, before
+    a non-empty line. ``hard`` (a terminal cut the line anywhere): the break is removed where the next
+    line starts at column 0. Otherwise (a word wrap: a browser, a mail client, a blog's reflowed text)
+    it becomes a space, so offsets do not move. Returns the view and, for ``hard``, the offsets in
+    ``data`` of the removed breaks (ascending)."""
+    out = bytearray()
+    removed: list[int] = []
+    start = 0
+    size = len(data)
+    while start < size:
+        end = data.find(b"\n", start)
+        if end < 0:
+            out += data[start:]
+            break
+        nxt = data[end + 1 : end + 2]
+        long = end - start >= WRAP_MIN and data[end - 1 : end] not in (b" ", b"\t")
+        out += data[start:end]
+        if long and nxt and nxt != b"\n" and (not hard or nxt not in (b" ", b"\t")):
+            if hard:
+                removed.append(end)
+            else:
+                out += b" "
+        else:
+            out += b"\n"
+        start = end + 1
+    return bytes(out), tuple(removed)
+
+
+def scan_unwrapped(data: bytes, kb: Knowledge, found: Scan) -> Scan:
+    """``found`` (the scan of ``data``) with what the log says once its wrapped lines are joined again:
+    signatures and facts the wrap hid (a keyword or a message cut in two) are read from the joined
+    views, the word-wrapped one first; what the log's own lines gave is kept. Offsets stay ``data``'s."""
+    hits = dict(found.hits)
+    conditional = {k: list(v) for k, v in found.conditional.items()}
+    facts = dict(found.facts)
+    for hard in (False, True):
+        view, removed = unwrap(data, hard)
+        if view == data:
+            continue
+        again = scan(view, view.lower(), kb)
+        at = [r - i for i, r in enumerate(removed)]  # where each removed break sits in the view
+
+        def back(offset: int, at: list[int] = at) -> int:
+            return offset + bisect_right(at, offset)
+
+        for sid, hit in again.hits.items():
+            if sid not in hits and sid not in found.cut:
+                hits[sid] = Hit(back(hit.offset), hit.line, hit.match)
+        for sid, more in again.conditional.items():
+            if sid not in conditional and sid not in found.cut:
+                conditional[sid] = [Hit(back(h.offset), h.line, h.match) for h in more]
+        for name, value in again.facts.items():
+            facts.setdefault(name, value)
+    return Scan(hits=hits, facts=facts, conditional=conditional, cut=found.cut)
 
 
 def match_naive(text: str) -> dict[str, int]:

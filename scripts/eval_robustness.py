@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""How much of explain's hits survive the ways people mangle a log when they paste it.
+
+Every tuning split's log that explain already gets right (top-1, without probing the machine) is
+changed the way a paste, a web page or a terminal changes text, and explained again; the script prints,
+per change, how many keep the right code first. The holdouts are never read (they are for the
+generalisation figure, scripts/eval_explain.py).
+
+Changes: ``wrap80`` (a word wrap at 80 columns: a browser, a mail client, a blog's reflow), ``hard100``
+and ``hard60`` (a terminal cut every line at 100 / 60 columns), ``head600`` and ``head300`` (only the first
+600 / 300 characters: an excerpt), ``last3`` (only the last three lines), ``flat`` (every line break a
+space), ``nopaths`` (absolute paths replaced), ``lower`` (lower case).
+
+    python scripts/eval_robustness.py [--change NAME ...] [--json] [-v]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flashdoctor.decide.explain import explain_bytes  # noqa: E402
+
+DATA = ROOT / "tests" / "data" / "explain_eval"
+TUNING = ("cases.json", *(p.name for p in sorted(DATA.glob("dev*.json"))))
+
+
+def _word_wrap(text: str, width: int) -> str:
+    return "\n".join(
+        textwrap.fill(ln, width, break_long_words=True, break_on_hyphens=False) if len(ln) > width else ln
+        for ln in text.splitlines()
+    )
+
+
+def _hard_wrap(text: str, width: int) -> str:
+    out: list[str] = []
+    for ln in text.splitlines():
+        while len(ln) > width:
+            out.append(ln[:width])
+            ln = ln[width:]
+        out.append(ln)
+    return "\n".join(out)
+
+
+CHANGES: dict[str, Callable[[str], str]] = {
+    "wrap80": lambda t: _word_wrap(t, 80),
+    "hard100": lambda t: _hard_wrap(t, 100),
+    "hard60": lambda t: _hard_wrap(t, 60),
+    "head600": lambda t: t[:600],
+    "head300": lambda t: t[:300],
+    "last3": lambda t: "\n".join(t.strip().splitlines()[-3:]),
+    "flat": lambda t: " ".join(t.split()),
+    "nopaths": lambda t: re.sub(r"(/[\w.+-]+){2,}", "<path>", t),
+    "lower": str.lower,
+}
+
+
+def first(text: str) -> str | None:
+    codes = [d.code for d in explain_bytes(text.encode("utf-8"), None).diagnoses]
+    return codes[0] if codes else None
+
+
+def measure(changes: list[str], files: tuple[str, ...] = TUNING) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {c: {"kept": 0, "logs": 0, "lost": []} for c in changes}
+    for name in files:
+        for case in json.loads((DATA / name).read_text(encoding="utf-8"))["cases"]:
+            expected = case["expected"]
+            if not expected or first(case["log"]) not in expected:
+                continue  # only what explain gets right as pasted
+            for change in changes:
+                row = out[change]
+                row["logs"] = int(row["logs"]) + 1  # type: ignore[call-overload]
+                got = first(CHANGES[change](case["log"]))
+                if got in expected:
+                    row["kept"] = int(row["kept"]) + 1  # type: ignore[call-overload]
+                else:
+                    row["lost"].append(f"{name}:{case['id']} -> {got}")  # type: ignore[attr-defined]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--change", action="append", choices=sorted(CHANGES), help="only this change (repeatable)"
+    )
+    ap.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    ap.add_argument("-v", "--verbose", action="store_true", help="list the logs each change loses")
+    args = ap.parse_args(argv)
+    res = measure(args.change or list(CHANGES))
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    for change, row in res.items():
+        kept, logs = int(row["kept"]), int(row["logs"])  # type: ignore[call-overload]
+        print(f"{change:8s} {kept}/{logs} kept ({100 * kept / max(logs, 1):.1f}%)")
+        if args.verbose:
+            for lost in row["lost"]:  # type: ignore[attr-defined]
+                print(f"    {lost}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
