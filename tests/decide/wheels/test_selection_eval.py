@@ -5,7 +5,7 @@ right answers than when the floor was set.
 cases.json (38) was scored while the selector changed; fresh.json (23) was frozen before it was first
 scored: 16/23 right then (2 unsafe, 1 unsupported), 17/23 after the pre-release rule covered stable-ABI
 wheels (docs/install.md). fresh2.json (13) likewise: 10/13 at its first scoring, no unsafe pick;
-fresh3.json (12) 5/12 (12/12 lenient)."""
+fresh3.json (12) 5/12 (12/12 lenient); fresh5.json (2) 1/2."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ FLOORS = {
     "fresh3.json": (12, 6, set()),
     # From Q&A pages and blogs rather than GitHub threads (the pages corpus had little): 2/2 at first scoring.
     "fresh4.json": (2, 2, set()),
+    # Frozen before it was scored: 1/2. The miss is contested: the project said "no current flash-attn
+    # wheels exist" for torch 2.10 + CUDA 13 + cp313 on aarch64 (a DGX Spark) and built; the index holds
+    # v2.8.1's official cu13torch2.10 cp313 aarch64 asset, pinned with its sha256 in NVIDIA-NeMo/RL's uv.lock.
+    "fresh5.json": (2, 1, {"stamp-dgx-spark-py313-torch2.10-cu130-aarch64-source-build"}),
 }
 
 
