@@ -17,6 +17,7 @@ from typing import Any, Literal, cast, get_args
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from flashdoctor.knowledge.data import load_data
 from flashdoctor.knowledge.versions import major_minor, parse_version
@@ -71,6 +72,16 @@ class Conflict:
 
 
 @dataclass(frozen=True)
+class TorchApiFloor:
+    """Releases (``versions``) whose Python code needs torch >= ``torch`` in full; ``what`` fails below."""
+
+    versions: SpecifierSet
+    torch: tuple[int, int]
+    what: str
+    source: str
+
+
+@dataclass(frozen=True)
 class VariantInfo:
     name: Variant
     title: str
@@ -96,6 +107,7 @@ class VariantInfo:
     unsupported_advice: tuple[GpuAdvice, ...]
     build_archs: tuple[str, ...]
     nvcc_min_rules: tuple[tuple[SpecifierSet, str, str], ...]
+    torch_api_rules: tuple[TorchApiFloor, ...]
     nvcc_recommended: str | None
     python_min: tuple[int, int]
     dtypes: tuple[str, ...]
@@ -127,6 +139,11 @@ class VariantInfo:
             if spec.contains(v, prereleases=True):
                 return nvcc
         return self.nvcc_min_rules[-1][1]
+
+    def torch_api_floor(self, version: Version) -> TorchApiFloor | None:
+        """The torch a release's Python code needs beyond the torch its wheel was built for (None: no
+        such rule for it)."""
+        return next((r for r in self.torch_api_rules if r.versions.contains(version, prereleases=True)), None)
 
     def gpu_fit(self, cc: tuple[int, int]) -> GpuFit:
         """How this variant stands on a GPU of compute capability ``cc`` (one rule for check and the
@@ -227,6 +244,10 @@ def variant_info(name: Variant) -> VariantInfo:
         ),
         build_archs=tuple(raw["build_archs"]),
         nvcc_min_rules=tuple((SpecifierSet(r["versions"]), r["nvcc"], r["source"]) for r in raw["nvcc_min"]),
+        torch_api_rules=tuple(
+            TorchApiFloor(SpecifierSet(r["versions"]), _cc(r["torch"]), r["what"], r["source"])
+            for r in raw.get("torch_api_min", ())
+        ),
         nvcc_recommended=raw.get("nvcc_recommended"),
         python_min=_cc(raw["python_min"]),
         dtypes=tuple(raw["dtypes"]),

@@ -88,6 +88,7 @@ def _check_one_install(
             )
         )
         return out
+    out.extend(_torch_api(env, inst, label, flag))
     if inst.archs is not None and env.known("gpus"):
         for g, glabel, _n in gpu_groups(env.gpus):
             if g.sm is None:
@@ -121,3 +122,29 @@ def _check_one_install(
             )
         )
     return out
+
+
+def _torch_api(env: Environment, inst: FlashInstall, label: str, flag: str) -> list[Finding]:
+    """A release that imports but calls, in part of its Python code, a torch API this torch lacks."""
+    version = parse_version(inst.version)
+    torch_mm = env.torch_mm
+    if version is None or torch_mm is None:
+        return []
+    floor = knowledge.variant_info(inst.variant).torch_api_floor(Version(version.public))
+    if floor is None or torch_mm >= floor.torch:
+        return []
+    need = f"{floor.torch[0]}.{floor.torch[1]}"
+    specs = list(floor.versions)
+    older = f" --version '<{specs[0].version}'" if len(specs) == 1 and specs[0].operator == ">=" else ""
+    return [
+        finding(
+            "flash-attn-torch-api",
+            Status.WARN,
+            f"{label} needs torch >= {need} for part of its Python code, this torch is "
+            f"{torch_mm[0]}.{torch_mm[1]}: {floor.what}",
+            evidence=floor.source,
+            variant=inst.variant,
+            fix=f"upgrade torch to >= {need}, or install a release that runs whole on this torch: "
+            f"flashdoctor install {flag}{older}",
+        )
+    ]

@@ -12,7 +12,13 @@ from flashdoctor import knowledge
 from flashdoctor.decide.checks import SDPA, run_checks
 from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
 from flashdoctor.decide.wheels.origin import NO_DIGEST, evidence_reason, wheel_origin
-from flashdoctor.decide.wheels.reasons import assumption_notes, entry_notes, fit_summary, hint
+from flashdoctor.decide.wheels.reasons import (
+    assumption_notes,
+    entry_notes,
+    fit_summary,
+    hint,
+    torch_api_passed_over,
+)
 from flashdoctor.decide.wheels.select import Selection, parse_version_spec, preference_key, select_wheels
 from flashdoctor.decide.wheels.target import target_of
 from flashdoctor.knowledge.variants import Variant
@@ -102,6 +108,7 @@ def make_plan(
             evidence_reason(best.source, best.evidence),
             *([f"sha256: {NO_DIGEST}"] if origin.digest == "none" else []),
             *entry_notes(best, variant, t),
+            *filter(None, [torch_api_passed_over(best, sel.fits, t)]),
             *([python_floor_note(env, variant, best)] if python_floor else []),
             *([siblings_note(best, siblings)] if siblings else []),
             *notes,

@@ -4,12 +4,14 @@ what to note about it, what would make one fit, which facts were assumed). The c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from packaging.specifiers import SpecifierSet
 
 from flashdoctor import knowledge
 from flashdoctor.decide.wheels.index import IndexEntry
 from flashdoctor.decide.wheels.parse import manylinux_glibc, platform_arch
-from flashdoctor.decide.wheels.rules import REJECTION_CODES, gpu_runs, variant_driver_min
+from flashdoctor.decide.wheels.rules import REJECTION_CODES, gpu_runs, torch_api_short, variant_driver_min
 from flashdoctor.decide.wheels.target import Target
 from flashdoctor.decide.wheels.torchbuild import (
     EXACT,
@@ -173,6 +175,12 @@ def entry_notes(e: IndexEntry, variant: Variant, t: Target | None = None) -> lis
                 f"the torch it was built against is not recorded (some torch {e.name.torch_text}): "
                 "a wheel built against a later patch than this torch would not load"
             )
+    short = torch_api_short(e, t) if t is not None else None
+    if short is not None and t is not None and t.torch_mm is not None:
+        out.append(
+            f"{e.name.dist} {e.version} needs torch >= {mm_text(short.torch)} for part of its Python code: "
+            f"{short.what}; this torch is {mm_text(t.torch_mm)} and no release that runs whole on it fits"
+        )
     if e.claim:
         out.append(
             "derived from the release's build matrix: no published copy of this file was seen "
@@ -253,3 +261,20 @@ def hint(
         newest = max(e.version for e in group)
         return f"{who} wheels outside --version {spec} fit (newest {newest}, e.g. {example})"
     return f"{who} wheels miss only by {code} (e.g. {example})"  # pragma: no cover
+
+
+def torch_api_passed_over(best: IndexEntry, fits: Iterable[IndexEntry], t: Target) -> str | None:
+    """Why newer fitting releases were ranked after ``best``: part of their Python code needs a newer torch."""
+    newer = sorted(
+        {e.version for e in fits if e.version > best.version and torch_api_short(e, t)}, reverse=True
+    )
+    if not newer or t.torch_mm is None or torch_api_short(best, t) is not None:
+        return None
+    short = torch_api_short(next(e for e in fits if e.version == newer[0]), t)
+    assert short is not None
+    return (
+        f"newer releases fit too ({', '.join(str(v) for v in newer[:3])}) but need torch >= "
+        f"{mm_text(short.torch)} for part of their Python code (releases {short.versions}: {short.what}); "
+        f"this torch is {mm_text(t.torch_mm)}, so {best.version}, the newest release that runs whole on it, "
+        "comes first (--version picks another)"
+    )

@@ -41,7 +41,7 @@ from flashdoctor.decide.wheels.target import Target
 from flashdoctor.decide.wheels.torchbuild import build_class
 from flashdoctor.knowledge import codes as code_registry
 from flashdoctor.knowledge.archs import runs_on
-from flashdoctor.knowledge.variants import Variant
+from flashdoctor.knowledge.variants import TorchApiFloor, Variant
 
 REJECTION_CODES: Mapping[str, str] = code_registry.codes("rejection")  # public interface: data/codes.json
 
@@ -112,6 +112,14 @@ def machine_codes(entry: IndexEntry, t: Target) -> list[str]:
         if need is not None and t.driver_cuda < need:
             codes.append("driver-too-old")
     return codes
+
+
+def torch_api_short(entry: IndexEntry, t: Target) -> TorchApiFloor | None:
+    """The rule by which this torch is too old for part of the release's Python code (None: it is not)."""
+    if t.torch_mm is None:
+        return None
+    floor = knowledge.variant_info(entry.name.variant).torch_api_floor(entry.version)
+    return floor if floor is not None and t.torch_mm < floor.torch else None
 
 
 def policy_codes(entry: IndexEntry, spec: SpecifierSet | None, allow_community: bool) -> list[str]:

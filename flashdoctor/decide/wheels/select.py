@@ -9,8 +9,9 @@ plan.py     the install plan (make_plan) and what would make a wheel fit
 
 Preference among the wheels that fit: wheels built against an earlier patch of torch, then those built
 against a nightly, come after the rest (torchbuild.py); then files seen published before entries derived
-only from a build matrix (claims), and a release not replaced within a day before one that was; then the
-newest version; then official over the PyTorch index over community; then one built against this exact
+only from a build matrix (claims), and a release not replaced within a day before one that was; then a
+release whose whole Python package runs on this torch before one that needs a newer torch for part of it
+(flash-attn 2.8's Triton ops need torch 2.6: variants.json ``torch_api_min``); then the newest version; then official over the PyTorch index over community; then one built against this exact
 torch over one whose build torch is not recorded; then a certain ABI over an inferred one; then the CUDA closest to torch's (exact, older minor, newer minor); then
 higher listing confidence; then a known glibc need (a manylinux copy) over an unknown one; then, within
 one source, the newer release of the same file.
@@ -34,6 +35,7 @@ from flashdoctor.decide.wheels.rules import (
     groups_of,
     machine_codes,
     policy_codes,
+    torch_api_short,
     version_ranks,
 )
 from flashdoctor.decide.wheels.target import Target, supported_tags, target_of
@@ -80,6 +82,7 @@ def preference_key(entry: IndexEntry, t: Target) -> tuple[object, ...]:
         max(build - UNKNOWN, 0),  # an earlier patch, then a nightly, after the rest
         1 if entry.claim else 0,
         1 if entry.superseded_by else 0,
+        1 if torch_api_short(entry, t) else 0,
         _Neg(entry.version),
         entry.rank,
         build,  # then the exact build before an unrecorded one
@@ -250,4 +253,5 @@ __all__ = [
     "select_wheels",
     "supported_tags",
     "target_of",
+    "torch_api_short",
 ]

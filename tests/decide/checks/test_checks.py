@@ -256,6 +256,27 @@ def test_flash_attn_4_conflict_with_283():
     assert "flash-attn-conflict" in codes(run_checks(env), Status.WARN, "fa4")
 
 
+@pytest.mark.parametrize(
+    ("torch", "flash_attn", "warned"),
+    [
+        ("2.5.1+cu124", "2.8.3", True),  # 2.8's Triton ops call torch.library.wrap_triton (torch 2.6)
+        ("2.4.1+cu121", "2.8.3.post1+cu12torch2.4cxx11abiFALSE", True),
+        ("2.5.1+cu124", "2.7.4.post1", False),
+        ("2.6.0+cu124", "2.8.3", False),
+    ],
+)
+def test_a_release_whose_python_code_needs_a_newer_torch_is_a_warning(torch, flash_attn, warned):
+    env = target_env(
+        "h100", torch=torch, installed={"flash-attn": {"version": flash_attn, "import_ok": True}}
+    )
+    found = [f for f in run_checks(env).findings if f.code == "flash-attn-torch-api"]
+    assert bool(found) is warned
+    if warned:
+        f = found[0]
+        assert f.status is Status.WARN and "wrap_triton" in f.message and "torch >= 2.6" in f.message
+        assert f.fix is not None and "flashdoctor install --fa2 --version '<2.8'" in f.fix
+
+
 def test_crashed_import_says_so():
     env = target_env("h100").replace(
         installed=(

@@ -26,13 +26,16 @@ FLOORS = {
     # The thread pinned flash-attn 2.8.3, which has no CUDA 12 wheel for torch 2.10, and built; the
     # target does not carry the pin, and for PyPI's torch 2.10.0 (CUDA 12.8, inferred) the plan picks
     # 2.8.1's cu12 torch-2.10 wheel (before that inference: 2.8.3's CUDA 13 wheel, unchecked CUDA).
-    "fresh.json": (23, 17, {"linux-torch2.10.0-vllm0.17-source-build"}),
+    # 18 since flash-attn 2.8 ranks after 2.7.4.post1 on torch < 2.6 (its Triton ops need torch 2.6).
+    "fresh.json": (23, 18, {"linux-torch2.10.0-vllm0.17-source-build"}),
     # Frozen before it was scored: 10/13 (the 3 misses pick a newer release or another copy of the cell).
-    "fresh2.json": (13, 10, set()),
+    # 11 since the torch 2.6 rule for flash-attn 2.8 (above).
+    "fresh2.json": (13, 11, set()),
     # Frozen before it was scored: 5/12, no unsafe pick; 4 misses were wheels the index lacked (Astral's
     # index, sdbds' Windows builds, 2.3.x cu117, v2.8.3.post1's aarch64 CUDA 13 asset), 3 a newer release
     # of the confirmed wheel's cell. 6/12 once the index held that asset (its digest, in a lock file).
-    "fresh3.json": (12, 6, set()),
+    # 8 since the torch 2.6 rule for flash-attn 2.8 (above).
+    "fresh3.json": (12, 8, set()),
     # From Q&A pages and blogs rather than GitHub threads (the pages corpus had little): 2/2 at first scoring.
     "fresh4.json": (2, 2, set()),
     # Frozen before it was scored: 1/2. The miss is contested: the project said "no current flash-attn

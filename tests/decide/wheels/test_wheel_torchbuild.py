@@ -236,3 +236,24 @@ def test_python_below_the_floor_with_no_fitting_old_wheel_says_which_release_and
     assert "built against a later patch (2.0.1" in text
     assert "pip install 'flash-attn==2.6.3' --no-build-isolation" in text
     assert any(r.filename.startswith("flash_attn-2.6.3+cu118torch2.0") for r in plan.rejected)
+
+
+def test_a_release_whose_python_code_needs_a_newer_torch_ranks_after_one_that_runs_whole(
+    index: WheelIndex,
+) -> None:
+    # flash-attn 2.8's Triton ops call torch.library.wrap_triton (torch 2.6): its torch 2.5 wheels load,
+    # but rotary / layer norm fail (Dao-AILab/flash-attention#2037). On torch 2.5, 2.7.4.post1 comes first.
+    plan = make_plan(env(torch="2.5.1+cu124", cxx11abi=False), "fa2", index)
+    assert plan.wheel is not None and plan.wheel.filename.startswith("flash_attn-2.7.4.post1+cu12torch2.5"), (
+        plan
+    )
+    why = next(r for r in plan.reasons if r.startswith("newer releases fit too"))
+    assert "2.8.3.post1" in why and "torch >= 2.6" in why and "wrap_triton" in why
+    # Asked for 2.8.3 anyway: it is the pick, and the plan says what will not run.
+    plan = make_plan(env(torch="2.5.1+cu124", cxx11abi=False), "fa2", index, version_spec="==2.8.3")
+    assert plan.wheel is not None and plan.wheel.filename.startswith("flash_attn-2.8.3+cu12torch2.5")
+    assert any("needs torch >= 2.6 for part of its Python code" in r for r in plan.reasons)
+    # torch 2.7 runs 2.8 whole: the newest release, and no such note.
+    plan = make_plan(env(torch="2.7.1+cu126"), "fa2", index)
+    assert plan.wheel is not None and plan.wheel.filename.startswith("flash_attn-2.8.3"), plan.wheel
+    assert not any("torch >= 2.6" in r for r in plan.reasons)
