@@ -115,6 +115,7 @@ def test_signature_example_found_by_the_engine(sid: str) -> None:
         "build_talk": "Every time I compile flash-attn:",
         "pre_ampere_gpu": "GPU: Tesla T4 (15 GB)",
         "fa1_installed": 'pip3 install --no-build-isolation "flash-attn<2"',
+        "unpad_input": "    x, indices, cu_seqlens, max_seqlen = unpad_input(x, mask)",
     }
     log = "\n".join([*(context_lines[c] for c in sig.contexts), sig.examples[0]])
     # env_if/env_unless describe the machine the log comes from
@@ -148,8 +149,9 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     assert all(w == w.lower() for w in scanned | contexts)
     # The scan's cost grows with its keyword trie (signatures and facts); keep that vocabulary deliberate.
     # Context keywords are not in the trie (a context is looked up with bytes.find on first use).
-    assert len(scanned) < 295  # 292 (dev10): bench_explain 0.68 -> 0.71-0.73 s on 10 MB, side by side
-    assert len(contexts) < 125
+    # 296 after dev11, 292 after dev10 (273 before): bench_explain on 10 MB 0.65-0.73 s, side by side 0.68.
+    assert len(scanned) < 300
+    assert len(contexts) < 130
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
 
