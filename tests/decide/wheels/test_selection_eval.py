@@ -5,7 +5,7 @@ right answers than when the floor was set.
 cases.json (38) was scored while the selector changed; fresh.json (23) was frozen before it was first
 scored: 16/23 right then (2 unsafe, 1 unsupported), 17/23 after the pre-release rule covered stable-ABI
 wheels (docs/install.md). fresh2.json (13) likewise: 10/13 at its first scoring, no unsafe pick;
-fresh3.json (12) 5/12 (12/12 lenient); fresh5.json (2) 1/2."""
+fresh3.json (12) 5/12 (12/12 lenient); fresh5.json (2) 1/2; fresh6.json (8) 2/8 (8/8 lenient)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ FLOORS = {
     # wheels exist" for torch 2.10 + CUDA 13 + cp313 on aarch64 (a DGX Spark) and built; the index holds
     # v2.8.1's official cu13torch2.10 cp313 aarch64 asset, pinned with its sha256 in NVIDIA-NeMo/RL's uv.lock.
     "fresh5.json": (2, 1, {"stamp-dgx-spark-py313-torch2.10-cu130-aarch64-source-build"}),
+    # From lock files, requirements and install scripts that pin a wheel with its torch (frozen before it was
+    # scored): 2/8, 8/8 lenient, no unsafe pick; 5 of the 6 misses pick the confirmed cell's newest release.
+    "fresh6.json": (8, 2, set()),
 }
 
 
