@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from flashdoctor.decide.explain import explain_text
 from flashdoctor.decide.explain.scan import WRAP_MIN, joined
 
@@ -35,18 +37,40 @@ def test_a_message_uv_wrapped_with_indentation_is_read_whole():
     assert d.code == "uv-build-config" and "static metadata" in d.evidence
 
 
-def test_a_value_wrapped_across_lines_is_read_whole():
-    log = (
+# A wrap that cuts the keyword itself (the log read with its wrapped lines joined again finds it), a value
+# cut by a terminal, and messages a browser, a blog or a mail client reflowed at word boundaries (the next
+# piece starts at column 0).
+WRAPPED = {
+    "keyword cut": (
         "Discarding file:///w/flash_attn-2.6.3%2Bcu123torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl: has incons\n"
-        "istent version: expected '2.6.3+cu123torch2.4cxx11abifalse', but metadata has '2.6.3'\n"
-    )
-    # The keyword itself is split: the log read with its wrapped lines joined again finds it.
-    assert [d.code for d in explain_text(log)] == ["wheel-metadata-mismatch"]
-    log = (
+        "istent version: expected '2.6.3+cu123torch2.4cxx11abifalse', but metadata has '2.6.3'\n",
+        "wheel-metadata-mismatch",
+    ),
+    "value cut": (
         "Requested flash-attn from file:///w/flash_attn.whl has inconsistent version: expected '2.6.3+cu123torch2\n"
-        ".4cxx11abifalse', but metadata has '2.6.3'\n"
-    )
-    assert [d.code for d in explain_text(log)] == ["wheel-metadata-mismatch"]
+        ".4cxx11abifalse', but metadata has '2.6.3'\n",
+        "wheel-metadata-mismatch",
+    ),
+    "word wrap": (
+        "ImportError: This modeling file requires the following packages that were not\n"
+        "found in your environment: flash_attn. Run `pip install flash_attn`\n",
+        "flash-attn-missing",
+    ),
+    "word wrap, traceback": (
+        "    from flash_attn.flash_attn_interface import\n"
+        "flash_attn_unpadded_qkvpacked_func\n"
+        "ImportError: cannot import name 'flash_attn_unpadded_qkvpacked_func' from\n"
+        "'flash_attn.flash_attn_interface' (/home/u/env/lib/python3.10/\n"
+        "site-packages/flash_attn/flash_attn_interface.py)\n",
+        "flash-attn-api-mismatch",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRAPPED))
+def test_a_wrapped_message_is_read_whole(case: str) -> None:
+    log, first = WRAPPED[case]
+    assert [d.code for d in explain_text(log)][:1] == [first]
 
 
 def test_what_is_not_a_wrap():
@@ -72,24 +96,6 @@ def test_a_match_not_cut_by_the_line_end_keeps_its_line():
     )
     d = explain_text(log)[0]
     assert d.code == "build-oom" and d.evidence.endswith("Killed")
-
-
-def test_a_word_wrapped_report_is_read_as_one_text():
-    # A browser, a blog or a mail client reflowed the message at word boundaries: the message is cut
-    # between its words, and the next piece starts at column 0.
-    log = (
-        "ImportError: This modeling file requires the following packages that were not\n"
-        "found in your environment: flash_attn. Run `pip install flash_attn`\n"
-    )
-    assert [d.code for d in explain_text(log)] == ["flash-attn-missing"]
-    log = (
-        "    from flash_attn.flash_attn_interface import\n"
-        "flash_attn_unpadded_qkvpacked_func\n"
-        "ImportError: cannot import name 'flash_attn_unpadded_qkvpacked_func' from\n"
-        "'flash_attn.flash_attn_interface' (/home/u/env/lib/python3.10/\n"
-        "site-packages/flash_attn/flash_attn_interface.py)\n"
-    )
-    assert [d.code for d in explain_text(log)][:1] == ["flash-attn-api-mismatch"]
 
 
 def test_the_joined_views_of_a_log():
