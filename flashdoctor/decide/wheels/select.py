@@ -11,10 +11,11 @@ Preference among the wheels that fit: wheels built against an earlier patch of t
 against a nightly, come after the rest (torchbuild.py); then files seen published before entries derived
 only from a build matrix (claims), and a release not replaced within a day before one that was; then a
 release whose whole Python package runs on this torch before one that needs a newer torch for part of it
-(flash-attn 2.8's Triton ops need torch 2.6: variants.json ``torch_api_min``); then the newest version; then official over the PyTorch index over community; then one built against this exact
-torch over one whose build torch is not recorded; then a certain ABI over an inferred one; then the CUDA closest to torch's (exact, older minor, newer minor); then
-higher listing confidence; then a known glibc need (a manylinux copy) over an unknown one; then, within
-one source, the newer release of the same file.
+(flash-attn 2.8's Triton ops need torch 2.6: variants.json ``torch_api_min``); then the newest version;
+then official over the PyTorch index over community; then one built against this exact torch over one
+whose build torch is not recorded; then a certain ABI over an inferred one; then the CUDA closest to
+torch's (exact, older minor, newer minor); then higher listing confidence; then a known glibc need (a
+manylinux copy) over an unknown one; then, within one source, the newer release of the same file.
 """
 
 from __future__ import annotations
