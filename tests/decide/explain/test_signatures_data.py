@@ -149,8 +149,9 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     assert all(w == w.lower() for w in scanned | contexts)
     # The scan's cost grows with its keyword trie (signatures and facts); keep that vocabulary deliberate.
     # Context keywords are not in the trie (a context is looked up with bytes.find on first use).
-    # 296 after dev11, 292 after dev10 (273 before): bench_explain on 10 MB 0.65-0.73 s, side by side 0.68.
-    assert len(scanned) < 300
+    # 300 after dev14 (273 at the start of that stop): bench_explain on 10 MB 0.71-0.75 s, side by side
+    # 0.67-0.68 s with the signatures of the stop's start.
+    assert len(scanned) < 305
     assert len(contexts) < 130
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
