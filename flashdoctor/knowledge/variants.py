@@ -140,10 +140,13 @@ class VariantInfo:
                 return nvcc
         return self.nvcc_min_rules[-1][1]
 
-    def torch_api_floor(self, version: Version) -> TorchApiFloor | None:
-        """The torch a release's Python code needs beyond the torch its wheel was built for (None: no
-        such rule for it)."""
-        return next((r for r in self.torch_api_rules if r.versions.contains(version, prereleases=True)), None)
+    def torch_api_floor(self, version: Version, torch_mm: tuple[int, int]) -> TorchApiFloor | None:
+        """The rule by which torch ``torch_mm`` is too old for part of release ``version``'s Python code
+        (None: no rule for the release, or this torch is new enough). One rule for the selector and check."""
+        floor = next(
+            (r for r in self.torch_api_rules if r.versions.contains(version, prereleases=True)), None
+        )
+        return floor if floor is not None and torch_mm < floor.torch else None
 
     def gpu_fit(self, cc: tuple[int, int]) -> GpuFit:
         """How this variant stands on a GPU of compute capability ``cc`` (one rule for check and the

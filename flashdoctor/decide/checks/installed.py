@@ -130,8 +130,8 @@ def _torch_api(env: Environment, inst: FlashInstall, label: str, flag: str) -> l
     torch_mm = env.torch_mm
     if version is None or torch_mm is None:
         return []
-    floor = knowledge.variant_info(inst.variant).torch_api_floor(Version(version.public))
-    if floor is None or torch_mm >= floor.torch:
+    floor = knowledge.variant_info(inst.variant).torch_api_floor(Version(version.public), torch_mm)
+    if floor is None:
         return []
     need = f"{floor.torch[0]}.{floor.torch[1]}"
     specs = list(floor.versions)

@@ -265,13 +265,13 @@ def hint(
 
 def torch_api_passed_over(best: IndexEntry, fits: Iterable[IndexEntry], t: Target) -> str | None:
     """Why newer fitting releases were ranked after ``best``: part of their Python code needs a newer torch."""
-    newer = sorted(
-        {e.version for e in fits if e.version > best.version and torch_api_short(e, t)}, reverse=True
-    )
-    if not newer or t.torch_mm is None or torch_api_short(best, t) is not None:
+    if t.torch_mm is None or torch_api_short(best, t) is not None:
         return None
-    short = torch_api_short(next(e for e in fits if e.version == newer[0]), t)
-    assert short is not None
+    passed = {e.version: s for e in fits if e.version > best.version and (s := torch_api_short(e, t))}
+    if not passed:
+        return None
+    newer = sorted(passed, reverse=True)
+    short = passed[newer[0]]
     return (
         f"newer releases fit too ({', '.join(str(v) for v in newer[:3])}) but need torch >= "
         f"{mm_text(short.torch)} for part of their Python code (releases {short.versions}: {short.what}); "

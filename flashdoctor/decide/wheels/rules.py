@@ -118,8 +118,7 @@ def torch_api_short(entry: IndexEntry, t: Target) -> TorchApiFloor | None:
     """The rule by which this torch is too old for part of the release's Python code (None: it is not)."""
     if t.torch_mm is None:
         return None
-    floor = knowledge.variant_info(entry.name.variant).torch_api_floor(entry.version)
-    return floor if floor is not None and t.torch_mm < floor.torch else None
+    return knowledge.variant_info(entry.name.variant).torch_api_floor(entry.version, t.torch_mm)
 
 
 def policy_codes(entry: IndexEntry, spec: SpecifierSet | None, allow_community: bool) -> list[str]:
