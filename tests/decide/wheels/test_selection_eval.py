@@ -5,7 +5,8 @@ right answers than when the floor was set.
 cases.json (38) was scored while the selector changed; fresh.json (23) was frozen before it was first
 scored: 16/23 right then (2 unsafe, 1 unsupported), 17/23 after the pre-release rule covered stable-ABI
 wheels (docs/install.md). fresh2.json (13) likewise: 10/13 at its first scoring, no unsafe pick;
-fresh3.json (12) 5/12 (12/12 lenient); fresh5.json (2) 1/2; fresh6.json (8) 2/8 (8/8 lenient)."""
+fresh3.json (12) 5/12 (12/12 lenient); fresh5.json (2) 1/2; fresh6.json (8) 2/8 (8/8 lenient); fresh7.json
+(3) 2/3 (3/3 lenient)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ FLOORS = {
     # From lock files, requirements and install scripts that pin a wheel with its torch (frozen before it was
     # scored): 2/8, 8/8 lenient, no unsafe pick; 5 of the 6 misses pick the confirmed cell's newest release.
     "fresh6.json": (8, 2, set()),
+    # Frozen before it was scored: 2/3, no unsafe pick; the miss built for NGC 24.02's torch 2.3.0a0+ebedce2,
+    # for which flash-attn 2.5.6's torch-2.3 wheels were compiled (against the nightly that build is).
+    "fresh7.json": (3, 2, set()),
 }
 
 
