@@ -100,3 +100,9 @@ def cxx11abi_from_version(torch: str, torch_cuda: str | None = None, arch: str |
         f"{build} is a {label} build: PyTorch's pip builds use the CXX11 ABI from torch "
         f"{_rule()['cxx11_from']}, in 2.6 from CUDA 12.6",
     )
+
+
+def same_build_as() -> dict[str, str]:
+    """Vendor torch builds that are one PyTorch nightly's code (data/torch_builds.json ``same_build_as``):
+    vendor version string -> that nightly's version, as the FlashAttention maintainers matched them."""
+    return {b["vendor"]: b["nightly"] for b in load_data("torch_builds")["same_build_as"]["builds"]}

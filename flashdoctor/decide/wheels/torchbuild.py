@@ -13,7 +13,8 @@ spells out). What the evidence says about loading it on another build of the sam
   another (#931/#966, 2.5.7 on torch 2.3.0): it fits, ranked after every release-built wheel;
 - a *pre-release, nightly or vendor* torch (NGC's ``2.1.0a0+32f93b1``, ``2.8.0.dev20250319``, Jetson's
   ``2.0.0+nv23.05``) is its own cell: release wheels do not fit it ("compile from source",
-  maintainer in #836, #709), so only a wheel built against that very build fits.
+  maintainer in #836, #709), so only a wheel built against that very build fits - or against the nightly
+  the maintainers built for it (NGC 23.12, 24.02, 24.05: data/torch_builds.json ``same_build_as``).
 
 Pure functions of version strings; the selector (rules.py, select.py) calls them.
 """
@@ -26,12 +27,10 @@ from functools import lru_cache
 
 from packaging.version import InvalidVersion, Version
 
+from flashdoctor.knowledge.torch_builds import same_build_as
+
 # Local labels of PyTorch's own builds: the CUDA / CPU / ROCm / XPU flavour of one release.
 _OWN_LABEL = re.compile(r"^(cu\d+|cpu|rocm[\d.]+|xpu)$")
-# Vendor builds whose torch is the same code as a PyTorch nightly, by the maintainer's word: a wheel built
-# against that nightly fits them. "nvcr 23.12 uses pytorch nightly 2.2.0.dev20231106. flash-attn compiled
-# wheels with pytorch nightly up to version 2.5.1" (tridao, Dao-AILab/flash-attention#836).
-SAME_BUILD_AS: dict[str, str] = {"2.2.0a0+81ea7a4": "2.2.0.dev20231106"}
 
 KINDS = ("release", "nightly", "prerelease", "vendor")
 
@@ -102,7 +101,9 @@ def torch_build(text: str | None) -> TorchBuild | None:
     else:
         kind = "release"
     key = v.public if kind in ("release", "nightly") else str(v)
-    key = SAME_BUILD_AS.get(key, key)
+    # A vendor build that is one nightly's code (NGC 23.12's 2.2.0a0+81ea7a4 is 2.2.0.dev20231106, by the
+    # maintainers' word: data/torch_builds.json same_build_as): a wheel built against that nightly fits it.
+    key = same_build_as().get(key, key)
     return TorchBuild(text.strip(), v, kind, key)
 
 

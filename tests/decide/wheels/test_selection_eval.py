@@ -48,7 +48,8 @@ FLOORS = {
     "fresh6.json": (8, 2, set()),
     # Frozen before it was scored: 2/3, no unsafe pick; the miss built for NGC 24.02's torch 2.3.0a0+ebedce2,
     # for which flash-attn 2.5.6's torch-2.3 wheels were compiled (against the nightly that build is).
-    "fresh7.json": (3, 2, set()),
+    # 3 since data/torch_builds.json says which nightly NGC 24.02, 24.05 (and 23.12) are.
+    "fresh7.json": (3, 3, set()),
 }
 
 

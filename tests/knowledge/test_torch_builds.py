@@ -1,0 +1,33 @@
+"""data/torch_builds.json: valid against its schema, and the vendor builds it says are a nightly's code are
+read that way by the selector (a wheel built against that nightly is "this exact torch" for them)."""
+
+from __future__ import annotations
+
+from flashdoctor.decide.wheels.torchbuild import EXACT, build_class, torch_build
+from flashdoctor.knowledge.data import load_data
+from flashdoctor.knowledge.schemas import schema_validator
+from flashdoctor.knowledge.torch_builds import same_build_as
+
+
+def test_the_data_fits_its_schema() -> None:
+    errors = list(schema_validator("torch-builds.schema.json").iter_errors(load_data("torch_builds")))
+    assert not errors, [e.message for e in errors]
+
+
+def test_a_vendor_build_and_its_nightly_are_one_build() -> None:
+    pairs = same_build_as()
+    assert pairs["2.3.0a0+ebedce2"] == "2.3.0.dev20240105"  # NGC 24.02 (flash-attention 6e2fa307)
+    for vendor, nightly in pairs.items():
+        t = torch_build(vendor)
+        assert t is not None and not t.is_release
+        assert build_class(nightly, t) == EXACT
+        # another nightly of the same minor still does not fit the vendor build
+        other = nightly[:-2] + ("01" if not nightly.endswith("01") else "02")
+        assert build_class(other, t) is None
+
+
+def test_a_vendor_build_not_in_the_data_stays_its_own_cell() -> None:
+    t = torch_build("2.1.0a0+32f93b1")  # NGC 23.xx: the maintainers said build from source (#836)
+    assert t is not None
+    assert build_class("2.1.0", t) is None
+    assert build_class("2.1.0a0+32f93b1", t) == EXACT
