@@ -152,9 +152,10 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # 300 after dev14 (273 at the start of that stop): bench_explain on 10 MB 0.71-0.75 s, side by side
     # 0.67-0.68 s with the signatures of the stop's start. 338 after dev15 (prose about speed-ups,
     # reproducibility and the network; 347 with Japanese and Korean build-time prose): 0.76-0.77 s, side
-    # by side 0.74-0.80 s with the 300.
-    assert len(scanned) < 350
-    assert len(contexts) < 155
+    # by side 0.74-0.80 s with the 300. 365 after dev16 (old AMD GPUs and non-CUDA accelerators in prose):
+    # 0.80-0.81 s, side by side 0.73 s with the 300 (the goal is < 1 s).
+    assert len(scanned) < 370
+    assert len(contexts) < 165
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
 
