@@ -106,3 +106,12 @@ def same_build_as() -> dict[str, str]:
     """Vendor torch builds that are one PyTorch nightly's code (data/torch_builds.json ``same_build_as``):
     vendor version string -> that nightly's version, as the FlashAttention maintainers matched them."""
     return {b["vendor"]: b["nightly"] for b in load_data("torch_builds")["same_build_as"]["builds"]}
+
+
+def vendor_container(vendor: str) -> str | None:
+    """The container a vendor torch build of ``same_build_as`` ships in ("NGC PyTorch 24.02"), or None."""
+    for b in load_data("torch_builds")["same_build_as"]["builds"]:
+        if b["vendor"] == vendor:
+            container: str = b["container"]
+            return container
+    return None

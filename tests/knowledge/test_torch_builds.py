@@ -31,3 +31,25 @@ def test_a_vendor_build_not_in_the_data_stays_its_own_cell() -> None:
     assert t is not None
     assert build_class("2.1.0", t) is None
     assert build_class("2.1.0a0+32f93b1", t) == EXACT
+
+
+def test_the_plan_says_which_container_a_vendor_build_is() -> None:
+    from flashdoctor.decide.wheels import load_index, make_plan
+    from flashdoctor.model.target import environment_from_target
+    from tests.support.paths import ROOT
+
+    env = environment_from_target(
+        {
+            "python": "3.10",
+            "platform": "linux_x86_64",
+            "glibc": "2.35",
+            "torch": "2.3.0a0+ebedce2",
+            "torch_cuda": "12.3",
+            "cxx11abi": True,
+            "installed": {},
+        }
+    )
+    plan = make_plan(env, "fa2", load_index(ROOT / "wheels_index.json"))
+    assert plan.action == "wheel", plan.reasons
+    assert plan.wheel is not None and "torch2.3cxx11abiTRUE" in plan.wheel.filename
+    assert any("NGC PyTorch 24.02" in r for r in plan.reasons), plan.reasons

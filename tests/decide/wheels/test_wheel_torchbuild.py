@@ -113,7 +113,9 @@ def test_ngc_23_12_takes_the_wheels_built_against_its_nightly(index: WheelIndex)
         plan.wheel.filename == "flash_attn-2.5.1.post1+cu122torch2.2cxx11abiTRUE-cp310-cp310-linux_x86_64.whl"
     )
     assert any(
-        "built against torch 2.2.0.dev20231106 (the build 2.2.0a0+81ea7a4 is)" in r for r in plan.reasons
+        "built against torch 2.2.0.dev20231106, the nightly that 2.2.0a0+81ea7a4 (NGC PyTorch 23.12) is built from"
+        in r
+        for r in plan.reasons
     )
 
 
