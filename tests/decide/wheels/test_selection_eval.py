@@ -6,7 +6,7 @@ cases.json (38) was scored while the selector changed; fresh.json (23) was froze
 scored: 16/23 right then (2 unsafe, 1 unsupported), 17/23 after the pre-release rule covered stable-ABI
 wheels (docs/install.md). fresh2.json (13) likewise: 10/13 at its first scoring, no unsafe pick;
 fresh3.json (12) 5/12 (12/12 lenient); fresh5.json (2) 1/2; fresh6.json (8) 2/8 (8/8 lenient); fresh7.json
-(3) 2/3 (3/3 lenient)."""
+(3) 2/3 (3/3 lenient); fresh8.json (3) 3/3."""
 
 from __future__ import annotations
 
@@ -50,6 +50,9 @@ FLOORS = {
     # for which flash-attn 2.5.6's torch-2.3 wheels were compiled (against the nightly that build is).
     # 3 since data/torch_builds.json says which nightly NGC 24.02, 24.05 (and 23.12) are.
     "fresh7.json": (3, 3, set()),
+    # From install scripts and lock files that pin an official wheel next to their torch (frozen before it was
+    # scored): 3/3.
+    "fresh8.json": (3, 3, set()),
 }
 
 
