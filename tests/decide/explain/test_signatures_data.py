@@ -111,6 +111,7 @@ def test_signature_example_found_by_the_engine(sid: str) -> None:
         "flash_call": "    out, q, k, v, out_padded, softmax_lse, S_dmask, rng_state = flash_attn_cuda.varlen_fwd(",
         "no_isolation": "$ /venv/bin/python -m pip wheel --no-build-isolation --no-deps --no-index -v -w dist .",
         "fa4": '  File "/venv/lib/python3.12/site-packages/flash_attn/cute/interface.py", line 9, in <module>',
+        "fa3": '  File "/venv/lib/python3.12/site-packages/flash_attn_3/flash_attn_interface.py", line 2, in <module>',
         "macos": "  /private/var/folders/3p/T/pip-install-x/flash-attn_0/setup.py:106: UserWarning: warn",
         "build_talk": "Every time I compile flash-attn:",
         "pre_ampere_gpu": "GPU: Tesla T4 (15 GB)",
@@ -153,8 +154,9 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # 0.67-0.68 s with the signatures of the stop's start. 338 after dev15 (prose about speed-ups,
     # reproducibility and the network; 347 with Japanese and Korean build-time prose): 0.76-0.77 s, side
     # by side 0.74-0.80 s with the 300. 365 after dev16 (old AMD GPUs and non-CUDA accelerators in prose):
-    # 0.80-0.81 s, side by side 0.73 s with the 300 (the goal is < 1 s).
-    assert len(scanned) < 370
+    # 0.80-0.81 s, side by side 0.73 s with the 300 (the goal is < 1 s). 375 after dev17 (FA3 return value,
+    # flash-attn said to be missing): 0.87-0.88 s, side by side 0.75-0.79 s with the 300.
+    assert len(scanned) < 380
     assert len(contexts) < 165
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
