@@ -117,6 +117,7 @@ def test_signature_example_found_by_the_engine(sid: str) -> None:
         "pre_ampere_gpu": "GPU: Tesla T4 (15 GB)",
         "fa1_installed": 'pip3 install --no-build-isolation "flash-attn<2"',
         "unpad_input": "    x, indices, cu_seqlens, max_seqlen = unpad_input(x, mask)",
+        "fa_listed": "flash-attn                2.8.3",
     }
     log = "\n".join([*(context_lines[c] for c in sig.contexts), sig.examples[0]])
     # env_if/env_unless describe the machine the log comes from
