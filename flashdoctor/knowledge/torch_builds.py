@@ -102,16 +102,18 @@ def cxx11abi_from_version(torch: str, torch_cuda: str | None = None, arch: str |
     )
 
 
-def same_build_as() -> dict[str, str]:
-    """Vendor torch builds that are one PyTorch nightly's code (data/torch_builds.json ``same_build_as``):
-    vendor version string -> that nightly's version, as the FlashAttention maintainers matched them."""
-    return {b["vendor"]: b["nightly"] for b in load_data("torch_builds")["same_build_as"]["builds"]}
+@dataclass(frozen=True)
+class VendorBuild:
+    """A vendor torch build that is one PyTorch nightly's code (data/torch_builds.json ``same_build_as``)."""
+
+    nightly: str  # the nightly's version ("2.3.0.dev20240105")
+    container: str  # where it ships ("NGC PyTorch 24.02")
 
 
-def vendor_container(vendor: str) -> str | None:
-    """The container a vendor torch build of ``same_build_as`` ships in ("NGC PyTorch 24.02"), or None."""
-    for b in load_data("torch_builds")["same_build_as"]["builds"]:
-        if b["vendor"] == vendor:
-            container: str = b["container"]
-            return container
-    return None
+def vendor_builds() -> dict[str, VendorBuild]:
+    """Vendor version string -> the nightly it is built from and its container, as the FlashAttention
+    maintainers matched them."""
+    return {
+        b["vendor"]: VendorBuild(b["nightly"], b["container"])
+        for b in load_data("torch_builds")["same_build_as"]["builds"]
+    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flashdoctor.decide.wheels.torchbuild import EXACT, build_class, torch_build
 from flashdoctor.knowledge.data import load_data
 from flashdoctor.knowledge.schemas import schema_validator
-from flashdoctor.knowledge.torch_builds import same_build_as
+from flashdoctor.knowledge.torch_builds import vendor_builds
 
 
 def test_the_data_fits_its_schema() -> None:
@@ -15,9 +15,10 @@ def test_the_data_fits_its_schema() -> None:
 
 
 def test_a_vendor_build_and_its_nightly_are_one_build() -> None:
-    pairs = same_build_as()
-    assert pairs["2.3.0a0+ebedce2"] == "2.3.0.dev20240105"  # NGC 24.02 (flash-attention 6e2fa307)
-    for vendor, nightly in pairs.items():
+    builds = vendor_builds()
+    assert builds["2.3.0a0+ebedce2"].nightly == "2.3.0.dev20240105"  # NGC 24.02 (flash-attention 6e2fa307)
+    for vendor, build in builds.items():
+        nightly = build.nightly
         t = torch_build(vendor)
         assert t is not None and not t.is_release
         assert build_class(nightly, t) == EXACT

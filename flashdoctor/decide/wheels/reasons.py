@@ -21,7 +21,7 @@ from flashdoctor.decide.wheels.torchbuild import (
     build_class,
     torch_build,
 )
-from flashdoctor.knowledge.torch_builds import vendor_container
+from flashdoctor.knowledge.torch_builds import vendor_builds
 from flashdoctor.knowledge.variants import Variant
 
 
@@ -158,12 +158,9 @@ def entry_notes(e: IndexEntry, variant: Variant, t: Target | None = None) -> lis
             if e.torch_build == t.torch_build.text:
                 same = ""
             else:  # a vendor build that is this nightly's code (data/torch_builds.json same_build_as)
-                where = vendor_container(t.torch_build.text)
-                same = (
-                    f", the nightly that {t.torch_build.text}"
-                    + (f" ({where})" if where else "")
-                    + " is built from"
-                )
+                vendor = vendor_builds().get(t.torch_build.text)
+                where = f" ({vendor.container})" if vendor is not None else ""
+                same = f", the nightly that {t.torch_build.text}{where} is built from"
             out.append(
                 f"built against torch {e.torch_build}{same}: a wheel built against another build of this "
                 f"pre-release, nightly or vendor torch would not load"

@@ -27,7 +27,7 @@ from functools import lru_cache
 
 from packaging.version import InvalidVersion, Version
 
-from flashdoctor.knowledge.torch_builds import same_build_as
+from flashdoctor.knowledge.torch_builds import vendor_builds
 
 # Local labels of PyTorch's own builds: the CUDA / CPU / ROCm / XPU flavour of one release.
 _OWN_LABEL = re.compile(r"^(cu\d+|cpu|rocm[\d.]+|xpu)$")
@@ -103,7 +103,8 @@ def torch_build(text: str | None) -> TorchBuild | None:
     key = v.public if kind in ("release", "nightly") else str(v)
     # A vendor build that is one nightly's code (NGC 23.12's 2.2.0a0+81ea7a4 is 2.2.0.dev20231106, by the
     # maintainers' word: data/torch_builds.json same_build_as): a wheel built against that nightly fits it.
-    key = same_build_as().get(key, key)
+    same = vendor_builds().get(key)
+    key = same.nightly if same is not None else key
     return TorchBuild(text.strip(), v, kind, key)
 
 
