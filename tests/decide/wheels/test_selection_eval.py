@@ -6,7 +6,7 @@ cases.json (38) was scored while the selector changed; fresh.json (23) was froze
 scored: 16/23 right then (2 unsafe, 1 unsupported), 17/23 after the pre-release rule covered stable-ABI
 wheels (docs/install.md). fresh2.json (13) likewise: 10/13 at its first scoring, no unsafe pick;
 fresh3.json (12) 5/12 (12/12 lenient); fresh5.json (2) 1/2; fresh6.json (8) 2/8 (8/8 lenient); fresh7.json
-(3) 2/3 (3/3 lenient); fresh8.json (3) 3/3."""
+(3) 2/3 (3/3 lenient); fresh8.json (3) 3/3; fresh9.json (3) 2/3 (3/3 lenient)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ FLOORS = {
     # From install scripts and lock files that pin an official wheel next to their torch (frozen before it was
     # scored): 3/3.
     "fresh8.json": (3, 3, set()),
+    # From build scripts, a README and a merged PR that pin a wheel next to their torch (frozen before it was
+    # scored): 2/3, 3/3 lenient, no unsafe pick; the miss picks v2.8.3.post1's official cu13 torch-2.9 asset
+    # where the project pinned mjun0812's community build of the same cell.
+    "fresh9.json": (3, 2, set()),
 }
 
 
