@@ -160,7 +160,10 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # flash attention" on an old GPU and a crashed ptxas; measured again side by side, new first: 0.79-0.81 s
     # against 0.71-0.75 s with the 300 (the trie itself walks 10 MB in the same 0.38-0.39 s with either
     # vocabulary: the rest is context look-ups over the whole log and more keywords per candidate line).
-    assert len(scanned) < 385
+    # 401 with the messages read from the sources of flash-attention, transformers, diffusers, Transformer
+    # Engine, xformers, ComfyUI, sglang, flashinfer and unsloth (keywords already in the vocabulary reused where
+    # a message holds one): 0.80-0.81 s against 0.80-0.81 s with the 381, side by side, new first.
+    assert len(scanned) < 405
     assert len(contexts) < 165
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
