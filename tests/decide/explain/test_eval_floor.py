@@ -28,7 +28,7 @@ FLOORS = {
     "dev4.json": (57, 57, 57),
     "dev5.json": (51, 51, 51),
     "dev6.json": (32, 30, 31),
-    "dev7.json": (43, 35, 35),
+    "dev7.json": (43, 37, 38),
     "dev8.json": (24, 23, 23),
     "dev9.json": (16, 15, 15),
     "dev10.json": (9, 9, 9),
@@ -37,11 +37,12 @@ FLOORS = {
     "dev13.json": (11, 9, 9),
     "dev14.json": (19, 16, 16),
     "dev15.json": (29, 22, 22),
-    "dev16.json": (28, 25, 25),
+    "dev16.json": (28, 26, 26),
     "dev17.json": (33, 29, 29),
-    # 10: a resemblance tie on a "possible" label (ring-flash-attn's 2-dim LSE) went to kernel-runtime-error when
-    # the source-derived signatures brought their example messages into the resemblance vocabulary.
-    "dev18.json": (20, 10, 11),
+    # A resemblance tie on a "possible" label (ring-flash-attn's 2-dim LSE) went to kernel-runtime-error when the
+    # source-derived signatures brought their example messages into the resemblance vocabulary; 15 once five of
+    # its logs had a code (source-toolchain-mismatch).
+    "dev18.json": (20, 15, 16),
     "dev19.json": (15, 12, 12),
 }
 

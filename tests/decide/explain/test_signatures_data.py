@@ -162,8 +162,9 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # vocabulary: the rest is context look-ups over the whole log and more keywords per candidate line).
     # 401 with the messages read from the sources of flash-attention, transformers, diffusers, Transformer
     # Engine, xformers, ComfyUI, sglang, flashinfer and unsloth (keywords already in the vocabulary reused where
-    # a message holds one): 0.80-0.81 s against 0.80-0.81 s with the 381, side by side, new first.
-    assert len(scanned) < 405
+    # a message holds one): 0.80-0.81 s against 0.80-0.81 s with the 381, side by side, new first. 407 with
+    # torch.utils.cpp_extension's messages and the source-toolchain-mismatch signatures.
+    assert len(scanned) < 410
     assert len(contexts) < 165
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
