@@ -281,6 +281,26 @@ def test_no_torch_on_the_machine_changes_the_isolation_fix():
     assert "torch is not installed" in fix
 
 
+def test_a_script_whose_own_import_of_torch_fails_is_not_a_build_isolation():
+    # Produced on the GPU machine: a venv that does not see the machine's torch runs a script.
+    log = (
+        "Traceback (most recent call last):\n"
+        '  File "/tmp/t3.py", line 1, in <module>\n'
+        "    import sys, torch\n"
+        "ModuleNotFoundError: No module named 'torch'\n"
+    )
+    assert "build-isolation" not in [d.code for d in explain_text(log)]
+    # ... while setup.py's own import of torch in a build still is, and so is the bare line.
+    build = (
+        "  Getting requirements to build wheel ... error\n"
+        '    File "/tmp/pip-install-x/flash-attn_0/setup.py", line 19, in <module>\n'
+        "      import torch\n"
+        "  ModuleNotFoundError: No module named 'torch'\n"
+    )
+    assert explain_text(build)[0].code == "build-isolation"
+    assert explain_text("ModuleNotFoundError: No module named 'torch'")[0].code == "build-isolation"
+
+
 def test_facts_from_the_log_fill_fixes_without_a_machine():
     log = "torch.__version__  = 2.3.1+cu121\nRuntimeError: FlashAttention is only supported on CUDA 11.6 and above."
     d = explain_text(log)[0]
