@@ -163,8 +163,10 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # 401 with the messages read from the sources of flash-attention, transformers, diffusers, Transformer
     # Engine, xformers, ComfyUI, sglang, flashinfer and unsloth (keywords already in the vocabulary reused where
     # a message holds one): 0.80-0.81 s against 0.80-0.81 s with the 381, side by side, new first. 407 with
-    # torch.utils.cpp_extension's messages and the source-toolchain-mismatch signatures.
-    assert len(scanned) < 410
+    # torch.utils.cpp_extension's messages and the source-toolchain-mismatch signatures; 420 with the CuTe DSL's
+    # own driver, arch and NVVM messages (FA4); 426 with ROCm's (ROCM_HOME, GPU_ARCHS, torch's AOTriton warnings):
+    # bench_explain 0.82-0.84 s, the same as with 404 and with the session's starting 381 (0.84-0.85 s).
+    assert len(scanned) < 430
     assert len(contexts) < 165
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
