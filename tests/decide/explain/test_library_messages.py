@@ -6,7 +6,8 @@ own is the hardest case: no traceback, no versions, no context.
 The score when this set was added (126 messages of transformers, diffusers, unsloth, LLaMA-Factory, Transformer
 Engine, xformers, ComfyUI, vLLM, sglang, flashinfer and flash-attn's setup.py): 69 first with the signatures of
 that day, 99 after the messages became signatures. With FA4's CuTe DSL stack and ROCm's messages added (227):
-120 with the day's starting signatures, 182 now. The misses are mostly notices that name no failure by
+120 with the day's starting signatures, 182 then; with the installers (pip, uv, poetry, pdm, pixi, conda,
+mamba), Windows and Jetson (311): 176 with the day's starting signatures, 256 now. The misses are mostly notices that name no failure by
 themselves (an informational 'Cannot use FlashAttention backend because ...', 'Auto set MAX_JOBS'), where the
 cause has to come from the rest of the log."""
 
@@ -23,20 +24,32 @@ from tests.support.paths import DATA
 # library -> messages explain names right first, when the floor was set
 FLOORS = {
     "comfyui": 3,
+    "conda": 1,
+    "cpython": 2,
     "diffusers": 5,
-    "flash-attn": 28,
+    "flash-attn": 30,
     "flash-attn-3": 3,
     "flash-attn-4": 26,
     "flashinfer-python": 2,
+    "git (Git for Windows)": 1,
+    "jetson-containers": 0,
     "llamafactory": 6,
+    "mamba": 1,
+    "ninja": 1,
     "nvidia-cutlass-dsl": 18,
+    "pdm": 3,
+    "pip": 20,
+    "pixi": 3,
+    "poetry": 4,
     "quack-kernels": 0,
+    "setuptools": 4,
     "sgl-kernel": 2,
     "sglang": 1,
-    "torch": 17,
+    "torch": 30,
     "transformer-engine": 8,
     "transformers": 29,
     "unsloth": 4,
+    "uv": 19,
     "vllm": 6,
     "vllm-flash-attn": 2,
     "xformers": 22,

@@ -165,8 +165,11 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # a message holds one): 0.80-0.81 s against 0.80-0.81 s with the 381, side by side, new first. 407 with
     # torch.utils.cpp_extension's messages and the source-toolchain-mismatch signatures; 420 with the CuTe DSL's
     # own driver, arch and NVVM messages (FA4); 426 with ROCm's (ROCM_HOME, GPU_ARCHS, torch's AOTriton warnings):
-    # bench_explain 0.82-0.84 s, the same as with 404 and with the session's starting 381 (0.84-0.85 s).
-    assert len(scanned) < 430
+    # bench_explain 0.82-0.84 s, the same as with 404 and with the session's starting 381 (0.84-0.85 s). 451 with
+    # the installers' (pip, uv, pdm, pixi, conda) and Windows/Jetson messages, each keyword chosen so that it does
+    # not sit on a build log's every line ('cutlass' and '__cuda' did: include paths, -D__CUDA_NO_HALF... flags):
+    # 0.81-0.85 s against 0.79 s with the session's starting 381, side by side, new first.
+    assert len(scanned) < 455
     assert len(contexts) < 165
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
