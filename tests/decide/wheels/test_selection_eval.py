@@ -6,11 +6,13 @@ cases.json (38) was scored while the selector changed; fresh.json (23) was froze
 scored: 16/23 right then (2 unsafe, 1 unsupported), 17/23 after the pre-release rule covered stable-ABI
 wheels (docs/install.md). fresh2.json (13) likewise: 10/13 at its first scoring, no unsafe pick;
 fresh3.json (12) 5/12 (12/12 lenient); fresh5.json (2) 1/2; fresh6.json (8) 2/8 (8/8 lenient); fresh7.json
-(3) 2/3 (3/3 lenient); fresh8.json (3) 3/3; fresh9.json (3) 2/3 (3/3 lenient)."""
+(3) 2/3 (3/3 lenient); fresh8.json (3) 3/3; fresh9.json (3) 2/3 (3/3 lenient). fresh8 and fresh9 each lost
+one case that repeated an earlier set's environment (the same file at the same commit)."""
 
 from __future__ import annotations
 
 import json
+import re
 from types import ModuleType
 
 import pytest
@@ -51,12 +53,13 @@ FLOORS = {
     # 3 since data/torch_builds.json says which nightly NGC 24.02, 24.05 (and 23.12) are.
     "fresh7.json": (3, 3, set()),
     # From install scripts and lock files that pin an official wheel next to their torch (frozen before it was
-    # scored): 3/3.
-    "fresh8.json": (3, 3, set()),
+    # scored): 3/3; 2/2 once the case that repeated fresh6's setup.sh left.
+    "fresh8.json": (2, 2, set()),
     # From build scripts, a README and a merged PR that pin a wheel next to their torch (frozen before it was
     # scored): 2/3, 3/3 lenient, no unsafe pick; the miss picks v2.8.3.post1's official cu13 torch-2.9 asset
-    # where the project pinned mjun0812's community build of the same cell.
-    "fresh9.json": (3, 2, set()),
+    # where the project pinned mjun0812's community build of the same cell. 1/2 once the case that repeated
+    # fresh8's SimPO README left.
+    "fresh9.json": (2, 1, set()),
 }
 
 
@@ -78,3 +81,29 @@ def test_the_selector_keeps_its_score_on_real_environments(evaluator: ModuleType
     unsafe = {cid for cid, v in verdicts.items() if not v.right and v.kind == "unsafe"}
     assert unsafe <= known_unsafe, unsafe
     assert right >= floor, {cid: v.kind for cid, v in verdicts.items() if not v.right}
+
+
+def _source(text: str) -> str:
+    """An environment's source, however it is written: a thread (owner/repo#N or its URL) or a file at a commit
+    (owner/repo@SHA:path or its blob URL)."""
+    s = text.strip().lower()
+    m = re.search(r"github\.com/([\w.-]+/[\w.-]+)/(?:issues|pull|discussions)/(\d+)", s)
+    if m:
+        return f"{m.group(1)}#{m.group(2)}"
+    m = re.search(r"github\.com/([\w.-]+/[\w.-]+)/blob/([0-9a-f]{7,40})/([^\s#?]+)", s) or re.match(
+        r"([\w.-]+/[\w.-]+)@([0-9a-f]{7,40}):(\S+)", s
+    )
+    return f"{m.group(1)}@{m.group(2)[:12]}:{m.group(3)}" if m else s
+
+
+def test_no_environment_source_is_in_two_sets() -> None:
+    # A set frozen before scoring measures something only with environments no earlier set holds: fresh8 and
+    # fresh9 each repeated one (the same file at the same commit, its source written another way), removed
+    # 2026-12-06. One thread may hold several users' environments within one set.
+    seen: dict[str, str] = {}
+    clashes = []
+    for path in sorted(EVAL.glob("*.json")):
+        keys = {_source(c["source"]) for c in json.loads(path.read_text(encoding="utf-8"))["cases"]}
+        clashes += [f"{k}: {seen[k]} and {path.name}" for k in keys if k in seen]
+        seen.update({k: path.name for k in keys if k not in seen})
+    assert not clashes, clashes
