@@ -5,12 +5,12 @@ alone measures them); only their sources are read, to keep every thread in one s
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from flashdoctor.decide.explain import explain_bytes
 from tests.support.paths import DATA
+from tests.support.sources import source_key
 
 EVAL = DATA / "explain_eval"
 
@@ -65,15 +65,6 @@ def test_top1_and_top3_do_not_fall_below_the_floor(split: str) -> None:
     assert top3 >= top3_floor, misses
 
 
-def _thread(source: str) -> str:
-    """A case's thread, however its source is written (owner/repo#N or the thread's URL)."""
-    s = source.strip().lower()
-    m = re.search(r"github\.com/([\w.-]+/[\w.-]+)/(?:issues|pull|discussions)/(\d+)", s)
-    if m:
-        return f"{m.group(1)}#{m.group(2)}"
-    return s
-
-
 def test_no_thread_is_in_two_splits() -> None:
     # A held-out score means something only when no log of its threads was tuned on: 33 of holdout.json's
     # threads were once also in dev-dev6 (a log of each), found and removed 2026-12-06.
@@ -81,7 +72,7 @@ def test_no_thread_is_in_two_splits() -> None:
     clashes = []
     for path in sorted(EVAL.glob("*.json")):
         for case in json.loads(path.read_text(encoding="utf-8"))["cases"]:
-            thread = _thread(case["source"])
+            thread = source_key(case["source"])
             if thread in seen:
                 clashes.append(f"{thread}: {seen[thread]} and {path.name}")
             seen.setdefault(thread, path.name)

@@ -12,12 +12,12 @@ one case that repeated an earlier set's environment (the same file at the same c
 from __future__ import annotations
 
 import json
-import re
 from types import ModuleType
 
 import pytest
 
 from tests.support.paths import DATA, ROOT, load_script
+from tests.support.sources import source_key
 
 EVAL = DATA / "selection_eval"
 # file -> (cases, right floor, the unsafe picks that remain, each explained)
@@ -83,19 +83,6 @@ def test_the_selector_keeps_its_score_on_real_environments(evaluator: ModuleType
     assert right >= floor, {cid: v.kind for cid, v in verdicts.items() if not v.right}
 
 
-def _source(text: str) -> str:
-    """An environment's source, however it is written: a thread (owner/repo#N or its URL) or a file at a commit
-    (owner/repo@SHA:path or its blob URL)."""
-    s = text.strip().lower()
-    m = re.search(r"github\.com/([\w.-]+/[\w.-]+)/(?:issues|pull|discussions)/(\d+)", s)
-    if m:
-        return f"{m.group(1)}#{m.group(2)}"
-    m = re.search(r"github\.com/([\w.-]+/[\w.-]+)/blob/([0-9a-f]{7,40})/([^\s#?]+)", s) or re.match(
-        r"([\w.-]+/[\w.-]+)@([0-9a-f]{7,40}):(\S+)", s
-    )
-    return f"{m.group(1)}@{m.group(2)[:12]}:{m.group(3)}" if m else s
-
-
 def test_no_environment_source_is_in_two_sets() -> None:
     # A set frozen before scoring measures something only with environments no earlier set holds: fresh8 and
     # fresh9 each repeated one (the same file at the same commit, its source written another way), removed
@@ -103,7 +90,7 @@ def test_no_environment_source_is_in_two_sets() -> None:
     seen: dict[str, str] = {}
     clashes = []
     for path in sorted(EVAL.glob("*.json")):
-        keys = {_source(c["source"]) for c in json.loads(path.read_text(encoding="utf-8"))["cases"]}
+        keys = {source_key(c["source"]) for c in json.loads(path.read_text(encoding="utf-8"))["cases"]}
         clashes += [f"{k}: {seen[k]} and {path.name}" for k in keys if k in seen]
         seen.update({k: path.name for k in keys if k not in seen})
     assert not clashes, clashes
