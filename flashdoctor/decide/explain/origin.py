@@ -8,7 +8,8 @@ issue thread). Tailoring its fix with this machine's facts then gives advice for
 - the caller says so (``here``): explain run inside a flashdoctor command (check, install, build,
   smoke) on output it captured, or the user's ``--here``;
 - or the log's own facts agree with the machine: the same torch version, or this Python environment's
-  own directory in the log's paths; and no fact disagrees (another torch, Python, OS, CUDA driver).
+  own directory in the log's paths; and no fact disagrees (another torch, Python, OS, CUDA driver, or a
+  GPU older than Ampere named in a log while every GPU here is Ampere or newer).
 
 Otherwise the fix is tailored from what the log reveals (torch.__version__ lines, wheel names, paths,
 nvcc -V, nvidia-smi) and says so: "for the machine in this log (torch 2.1.2, cp310): ...".
@@ -62,6 +63,7 @@ class LogMachine:
     cxx11abi: bool | None = None
     torch_mm_only: str | None = None  # torch major.minor from setup.py's guessed wheel name
     isolated_build: bool = False  # the torch in the log may be a build-isolation download
+    old_gpu: bool = False  # the log names a GPU older than Ampere (context pre_ampere_gpu)
 
     @property
     def cp(self) -> str | None:
@@ -165,6 +167,7 @@ def read_machine(facts: Mapping[str, str], contexts: Container[str]) -> LogMachi
         cxx11abi=cxx11abi,
         torch_mm_only=torch_mm_only,
         isolated_build="isolated_build" in contexts,
+        old_gpu="pre_ampere_gpu" in contexts,
     )
 
 
@@ -241,6 +244,10 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
             differs.append(f"nvcc {log.nvcc} in the log, {env.nvcc or 'none'} here")
     if log.driver and env.known("driver") and log.driver != env.driver:
         differs.append(f"driver {log.driver} in the log, {env.driver or 'none'} here")
+    ccs = [g.cc for g in env.gpus] if env.known("gpus") else []
+    if log.old_gpu and ccs and all(cc is not None and cc >= (8, 0) for cc in ccs):
+        names = ", ".join(sorted({g.name or "?" for g in env.gpus}))
+        differs.append(f"a GPU older than Ampere in the log, {names} here")
     if differs:
         return Origin(False, "differs: " + "; ".join(differs))
     prefix = env_prefix(env)

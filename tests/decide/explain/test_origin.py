@@ -141,12 +141,31 @@ def test_a_log_from_another_machine_gets_a_fix_for_that_machine_and_says_so() ->
             "| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   CUDA Version: 12.2 |\n" + KILLED,
             "driver 535",
         ),
+        # The torch agrees, the GPU does not (dev20's ComfyUI log: torch 2.8.0+cu128 on an RTX 2080 Ti).
+        (
+            "torch.__version__  = 2.11.0+cu130\nDevice: cuda:0 NVIDIA GeForce RTX 2080 Ti : cudaMallocAsync\n"
+            + KILLED,
+            "a GPU older than Ampere in the log, NVIDIA H100 80GB HBM3 here",
+        ),
+        # Python's own build line on Windows, with no drive path
+        (
+            "Python version: 3.12.9 (tags/v3.12.9:fdb8142, Feb  4 2025) [MSC v.1942 64 bit (AMD64)]\n"
+            + KILLED,
+            "windows in the log, linux here",
+        ),
     ],
 )
 def test_a_fact_that_disagrees_means_another_machine(log: str, reason: str) -> None:
     expl = explain_bytes(log.encode(), target_env("h100"))
     assert not expl.origin.use_machine and reason in expl.origin.reason, expl.origin.reason
     assert "MAX_JOBS=8" not in expl.diagnoses[0].fix
+
+
+def test_an_old_gpu_in_a_log_agrees_with_a_machine_that_has_one() -> None:
+    log = "torch.__version__  = 2.11.0+cu130\nDevice: cuda:0 Tesla V100-SXM2-32GB\n" + KILLED
+    v100 = target_env("h100", gpus=[{"name": "Tesla V100-SXM2-32GB", "capability": "7.0"}])
+    assert explain_bytes(log.encode(), v100).origin.use_machine
+    assert not explain_bytes(log.encode(), target_env("h100")).origin.use_machine
 
 
 def test_a_torch_downloaded_for_an_isolated_build_does_not_speak_for_the_machine() -> None:

@@ -168,8 +168,10 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # bench_explain 0.82-0.84 s, the same as with 404 and with the session's starting 381 (0.84-0.85 s). 451 with
     # the installers' (pip, uv, pdm, pixi, conda) and Windows/Jetson messages, each keyword chosen so that it does
     # not sit on a build log's every line ('cutlass' and '__cuda' did: include paths, -D__CUDA_NO_HALF... flags):
-    # 0.81-0.85 s against 0.79 s with the session's starting 381, side by side, new first.
-    assert len(scanned) < 455
+    # 0.81-0.85 s against 0.79 s with the session's starting 381, side by side, new first. 458 with tensors left on
+    # the CPU, libraries turning FlashAttention off for a GPU, Transformer Engine's and unsloth's notices and
+    # Chinese prose about a slowdown: 0.82-0.83 s against 0.81-0.84 s with the 451, side by side, new first.
+    assert len(scanned) < 460
     assert len(contexts) < 165
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
