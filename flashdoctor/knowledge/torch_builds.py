@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from flashdoctor.knowledge.data import load_data
@@ -117,3 +118,38 @@ def vendor_builds() -> dict[str, VendorBuild]:
         b["vendor"]: VendorBuild(b["nightly"], b["container"])
         for b in load_data("torch_builds")["same_build_as"]["builds"]
     }
+
+
+@dataclass(frozen=True)
+class NightlyBreak:
+    """Wheels built against a nightly of ``minor`` older than ``built_before`` do not load on that
+    minor's releases: ``symbol`` is gone from them (data/torch_builds.json ``abi_across_builds``)."""
+
+    minor: tuple[int, int]
+    built_before: str
+    symbol: str
+    why: str
+
+
+@cache
+def nightly_breaks() -> tuple[NightlyBreak, ...]:
+    out = []
+    for b in load_data("torch_builds")["abi_across_builds"]["nightly_breaks"]:
+        mm = major_minor(b["minor"])
+        assert mm is not None, b["minor"]  # the schema's pattern
+        out.append(NightlyBreak(mm, b["built_before"], b["symbol"], b["why"]))
+    return tuple(out)
+
+
+@cache
+def measured_patches() -> dict[tuple[int, int], tuple[int, ...]]:
+    """torch minor -> the release patches whose exported C++ symbols were compared and found to serve one
+    another's extensions (data/torch_builds.json ``abi_across_builds.release_patches.measured``)."""
+    out: dict[tuple[int, int], tuple[int, ...]] = {}
+    for group in load_data("torch_builds")["abi_across_builds"]["release_patches"]["measured"]:
+        versions = [parse_version(v) for v in group.split("-")]
+        for v in versions:
+            assert v is not None, group  # the schema's pattern
+            mm = (v.release[0], v.release[1])
+            out[mm] = tuple(sorted({*out.get(mm, ()), v.release[2]}))
+    return out

@@ -16,9 +16,11 @@ from flashdoctor.decide.wheels.target import Target
 from flashdoctor.decide.wheels.torchbuild import (
     EXACT,
     NIGHTLY,
-    OLDER_PATCH,
+    OTHER_PATCH,
     UNKNOWN,
     build_class,
+    nightly_break,
+    patches_measured,
     torch_build,
 )
 from flashdoctor.knowledge.torch_builds import vendor_builds
@@ -105,9 +107,13 @@ def build_mismatch_text(entry: IndexEntry, t: Target) -> str:
             f"{built}; this torch ({tb.text}) is {tb.kind_words}: a wheel fits it only if built against that very build "
             "(release wheels do not fit pre-release, nightly or vendor builds: build from source)"
         )
+    b = torch_build(entry.torch_build)
+    brk = nightly_break(b, tb) if b is not None else None
+    if brk is None:  # pragma: no cover - a release torch rejects only a nightly with a recorded break
+        return f"{built}: it does not load on this torch {tb.text}"
     return (
-        f"{built}, a later patch than this torch {tb.text}: a wheel built against a later patch does "
-        "not load on an earlier one (maintainer, Dao-AILab/flash-attention#931)"
+        f"{built}, a nightly from before a change in torch {mm_text(brk.minor)}'s exported symbols "
+        f"({brk.why}): it imports {brk.symbol}, which this torch {tb.text} does not export"
     )
 
 
@@ -165,10 +171,18 @@ def entry_notes(e: IndexEntry, variant: Variant, t: Target | None = None) -> lis
                 f"built against torch {e.torch_build}{same}: a wheel built against another build of this "
                 f"pre-release, nightly or vendor torch would not load"
             )
-        elif cls == OLDER_PATCH:
+        elif cls == OTHER_PATCH:
+            b = torch_build(e.torch_build)
+            if b is not None and patches_measured(b, t.torch_build):
+                why = "both export the same C++ symbols (measured on PyTorch's wheels), so it loads"
+            else:
+                why = (
+                    "the patches of every torch minor measured export the same C++ symbols, so it should "
+                    "load (this pair was not measured)"
+                )
             out.append(
-                f"built against torch {e.torch_build}, an earlier patch than this torch "
-                f"{t.torch_build.text}: usually loads; no wheel built against {t.torch_build.text} fits"
+                f"built against torch {e.torch_build}, another patch than this torch {t.torch_build.text}: "
+                f"{why}; no wheel built against {t.torch_build.text} fits"
             )
         elif cls == NIGHTLY:
             b = torch_build(e.torch_build)
@@ -179,7 +193,7 @@ def entry_notes(e: IndexEntry, variant: Variant, t: Target | None = None) -> lis
         elif cls == UNKNOWN and e.torch_build is None and t.torch_build.patch is not None:
             out.append(
                 f"the torch it was built against is not recorded (some torch {e.name.torch_text}): "
-                "a wheel built against a later patch than this torch would not load"
+                "built against a release patch it loads; against an early nightly it may not"
             )
     short = torch_api_short(e, t) if t is not None else None
     if short is not None and t is not None and t.torch_mm is not None:
@@ -240,8 +254,9 @@ def hint(
                 "fit a pre-release, nightly or vendor torch"
             )
         return (
-            f"{who} wheels exist for torch {mm_text(t.torch_mm)} built against a later patch "
-            f"({', '.join(builds)}; e.g. {example}): upgrade torch to that patch, or build"
+            f"{who} wheels exist for torch {mm_text(t.torch_mm)} built against nightlies whose symbols "
+            f"the release lacks ({', '.join(builds)}; e.g. {example}): pick another flash-attn release, "
+            "or build"
         )
     if code == "python-mismatch":
         pys = sorted({i for e in group for i, _a in e.name.pythons}, key=lambda s: (len(s), s), reverse=True)

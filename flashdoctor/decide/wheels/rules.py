@@ -7,10 +7,12 @@ README "Wheel rejection codes"):
 - ``torch-mismatch``: an FA2 (or torch-labelled) wheel must match torch's major.minor exactly — a wheel
   for another minor fails with ``undefined symbol: _ZN3c10...``. FA3 stable-ABI wheels (no torch in
   the name) serve torch >= 2.9 (hopper/setup.py TORCH_TARGET_VERSION).
-- ``torch-build-mismatch``: the wheel was compiled against another build of torch's major.minor: a later
-  patch (a 2.2.2-built wheel fails on torch 2.2.0, maintainer in Dao-AILab/flash-attention#931), or —
-  for a pre-release, nightly or vendor torch (NGC, Jetson) — anything but that very build (torchbuild.py);
-  a stable-ABI wheel (built against no particular torch) does not fit such a torch either.
+- ``torch-build-mismatch``: the wheel was compiled against another build of torch's major.minor whose
+  symbols this torch lacks: a nightly from before a recorded symbol change (torch-2.3 wheels built on
+  early-2024 nightlies import c10::cuda::SetDevice(int), gone from the 2.3 releases), or — for a
+  pre-release, nightly or vendor torch (NGC, Jetson) — anything but that very build (torchbuild.py); a
+  stable-ABI wheel (built against no particular torch) does not fit such a torch either. Another release
+  patch of the minor fits (the patches export the same symbols: data/torch_builds.json).
 - ``cuda-mismatch``: the wheel's CUDA major must be torch's — a cu12 wheel on a cu11 torch fails with
   ``libcudart.so.12: cannot open shared object file``.
 - ``abi-mismatch``: the wheel's C++ ABI must be torch's (``torch._C._GLIBCXX_USE_CXX11_ABI``).

@@ -7,7 +7,7 @@ rules.py    the rejection codes of one entry (public: data/codes.json)
 reasons.py  the sentences people read about them
 plan.py     the install plan (make_plan) and what would make a wheel fit
 
-Preference among the wheels that fit: wheels built against an earlier patch of torch, then those built
+Preference among the wheels that fit: wheels built against another patch of torch, then those built
 against a nightly, come after the rest (torchbuild.py); then files seen published before entries derived
 only from a build matrix (claims), and a release not replaced within a day before one that was; then a
 release whose whole Python package runs on this torch before one that needs a newer torch for part of it
@@ -80,7 +80,7 @@ def preference_key(entry: IndexEntry, t: Target) -> tuple[object, ...]:
     """Sort key, best first when sorted ascending."""
     build = build_rank(entry, t)
     return (
-        max(build - UNKNOWN, 0),  # an earlier patch, then a nightly, after the rest
+        max(build - UNKNOWN, 0),  # another patch, then a nightly, after the rest
         1 if entry.claim else 0,
         1 if entry.superseded_by else 0,
         1 if torch_api_short(entry, t) else 0,

@@ -2,15 +2,17 @@
 
 A wheel whose name says "torch2.3" was compiled against one particular torch: the index records it
 (``torch_build``: the listings' ``torch_build_version``, or the torch x.y.z a full-torch or dated name
-spells out). What the evidence says about loading it on another build of the same minor:
+spells out). Whether it loads on another build of the same minor is measured on torch's own exported
+symbols (data/torch_builds.json ``abi_across_builds``):
 
-- a wheel built against a *later patch* fails on an earlier one: "Wheels are built for torch 2.2.2 and
-  torch 2.3.0. Looks like it's not compatible with 2.2.0" (maintainer, Dao-AILab/flash-attention#931);
-  it is rejected (``torch-build-mismatch``);
-- one built against an *earlier patch* usually loads (one report of a failure, #1027): it fits, ranked
-  after a wheel built against the exact patch;
-- one built against a *nightly* of the minor loaded on the release in one report (#975) and failed in
-  another (#931/#966, 2.5.7 on torch 2.3.0): it fits, ranked after every release-built wheel;
+- the *release patches* of one minor export the same C++ symbols (a later patch only adds some that
+  FlashAttention does not use), so a wheel built against *another patch*, earlier or later, fits: it
+  ranks after one built against the exact patch. (Until 2026-12 a later patch was rejected, after a
+  maintainer's "not compatible with 2.2.0" in Dao-AILab/flash-attention#931; 2.2.0 exports the missing
+  symbol of that report, like 2.2.2, so that failure was not patch skew.)
+- one built against a *nightly* of the minor fits a release, ranked after every release-built wheel,
+  unless the data records a break: a nightly older than a symbol change (torch-2.3 wheels built on
+  nightlies before 2024-02-08 import c10::cuda::SetDevice(int), which 2.3's releases do not export).
 - a *pre-release, nightly or vendor* torch (NGC's ``2.1.0a0+32f93b1``, ``2.8.0.dev20250319``, Jetson's
   ``2.0.0+nv23.05``) is its own cell: release wheels do not fit it ("compile from source",
   maintainer in #836, #709), so only a wheel built against that very build fits - or against the nightly
@@ -27,7 +29,7 @@ from functools import lru_cache
 
 from packaging.version import InvalidVersion, Version
 
-from flashdoctor.knowledge.torch_builds import vendor_builds
+from flashdoctor.knowledge.torch_builds import NightlyBreak, measured_patches, nightly_breaks, vendor_builds
 
 # Local labels of PyTorch's own builds: the CUDA / CPU / ROCm / XPU flavour of one release.
 _OWN_LABEL = re.compile(r"^(cu\d+|cpu|rocm[\d.]+|xpu)$")
@@ -109,11 +111,13 @@ def torch_build(text: str | None) -> TorchBuild | None:
 
 
 # Fit classes of a wheel's build torch on the torch at hand, best first (ranks of the preference key).
-EXACT, UNKNOWN, OLDER_PATCH, NIGHTLY = 0, 1, 2, 3
+# Another release patch fits (data: the patches export the same symbols) but ranks after the exact one:
+# the conservative order, which the confirmed environments also favour.
+EXACT, UNKNOWN, OTHER_PATCH, NIGHTLY = 0, 1, 2, 3
 CLASS_WORDS = {
     EXACT: "built against this exact torch",
     UNKNOWN: "the torch it was built against is not recorded",
-    OLDER_PATCH: "built against an earlier patch of this torch",
+    OTHER_PATCH: "built against another patch of this torch",
     NIGHTLY: "built against a nightly of this torch minor",
 }
 
@@ -129,9 +133,23 @@ def build_class(built: str | None, t: TorchBuild | None) -> int | None:
     if b is None:
         return UNKNOWN
     if not b.is_release:
-        return NIGHTLY
+        return None if nightly_break(b, t) is not None else NIGHTLY
     if b.mm != t.mm or t.patch is None or b.patch is None:
         return UNKNOWN
-    if b.patch == t.patch:
-        return EXACT
-    return OLDER_PATCH if b.patch < t.patch else None
+    return EXACT if b.patch == t.patch else OTHER_PATCH
+
+
+def patches_measured(b: TorchBuild, t: TorchBuild) -> bool:
+    """Whether the exported symbols of both release patches were compared and found the same (data)."""
+    measured = measured_patches().get(t.mm, ())
+    return b.mm == t.mm and b.patch in measured and t.patch in measured
+
+
+def nightly_break(b: TorchBuild, t: TorchBuild) -> NightlyBreak | None:
+    """The recorded break by which a wheel built against nightly ``b`` does not load on release ``t``."""
+    if b.kind != "nightly" or b.mm != t.mm:
+        return None
+    for brk in nightly_breaks():
+        if brk.minor == b.mm and b.version < Version(brk.built_before):
+            return brk
+    return None

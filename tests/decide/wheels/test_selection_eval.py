@@ -6,8 +6,9 @@ cases.json (38) was scored while the selector changed; fresh.json (23) was froze
 scored: 16/23 right then (2 unsafe, 1 unsupported), 17/23 after the pre-release rule covered stable-ABI
 wheels (docs/install.md). fresh2.json (13) likewise: 10/13 at its first scoring, no unsafe pick;
 fresh3.json (12) 5/12 (12/12 lenient); fresh5.json (2) 1/2; fresh6.json (8) 2/8 (8/8 lenient); fresh7.json
-(3) 2/3 (3/3 lenient); fresh8.json (3) 3/3; fresh9.json (3) 2/3 (3/3 lenient). fresh8 and fresh9 each lost
-one case that repeated an earlier set's environment (the same file at the same commit)."""
+(3) 2/3 (3/3 lenient); fresh8.json (3) 3/3; fresh9.json (3) 2/3 (3/3 lenient); fresh10.json (4) 0/4 (4/4
+lenient). fresh8 and fresh9 each lost one case that repeated an earlier set's environment (the same file at
+the same commit)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ FLOORS = {
     # The thread pinned flash-attn 2.8.3, which has no CUDA 12 wheel for torch 2.10, and built; the
     # target does not carry the pin, and for PyPI's torch 2.10.0 (CUDA 12.8, inferred) the plan picks
     # 2.8.1's cu12 torch-2.10 wheel (before that inference: 2.8.3's CUDA 13 wheel, unchecked CUDA).
-    # 18 since flash-attn 2.8 ranks after 2.7.4.post1 on torch < 2.6 (its Triton ops need torch 2.6).
-    "fresh.json": (23, 18, {"linux-torch2.10.0-vllm0.17-source-build"}),
+    # 18 since flash-attn 2.8 ranks after 2.7.4.post1 on torch < 2.6 (its Triton ops need torch 2.6). 19 since
+    # a wheel built against a later torch patch fits (the patches export the same symbols: Python 3.8 on
+    # torch 2.0.0 takes 2.6.3's cp38 wheel built against 2.0.1, as the thread did).
+    "fresh.json": (23, 19, {"linux-torch2.10.0-vllm0.17-source-build"}),
     # Frozen before it was scored: 10/13 (the 3 misses pick a newer release or another copy of the cell).
     # 11 since the torch 2.6 rule for flash-attn 2.8 (above).
     "fresh2.json": (13, 11, set()),
@@ -60,6 +63,12 @@ FLOORS = {
     # where the project pinned mjun0812's community build of the same cell. 1/2 once the case that repeated
     # fresh8's SimPO README left.
     "fresh9.json": (2, 1, set()),
+    # From install scripts and Dockerfiles that pin a wheel next to their torch (frozen before it was scored):
+    # 0/4, 4/4 lenient, no unsafe pick: a newer community Windows build of the cell (bdashore3's 2.7.1.post1
+    # ranks 4th), a newer official release of the cell (2.3.4's cu117 wheel ranks 26th), a self-built
+    # Windows wheel the index cannot hold, and NGC 24.07's torch 2.4.0a0 (its own cell: a build, where the
+    # Dockerfile's import check passed with the release-built 2.7.4.post1 wheel).
+    "fresh10.json": (4, 0, set()),
 }
 
 

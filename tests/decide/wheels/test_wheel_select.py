@@ -327,10 +327,12 @@ REASONS = [
     ("cuda-mismatch", machine("a100", python="3.10", torch="2.5.1+cu118", cxx11abi=False),
      "flash_attn-2.8.3.post1+cu12torch2.5cxx11abiFALSE-cp310-cp310-linux_x86_64.whl", {},
      "cuda-mismatch: built for CUDA 12, torch uses CUDA 11.8"),
-    ("torch-build-mismatch", machine("a100", python="3.10", torch="2.2.0+cu121", cxx11abi=False, glibc="2.31"),
-     "flash_attn-2.5.8+cu122torch2.2cxx11abiFALSE-cp310-cp310-linux_x86_64.whl", {},
-     "torch-build-mismatch: built against torch 2.2.2, a later patch than this torch 2.2.0+cu121: a wheel built "
-     "against a later patch does not load on an earlier one (maintainer, Dao-AILab/flash-attention#931)"),
+    ("torch-build-mismatch", machine("a100", python="3.10", torch="2.3.0+cu121", cxx11abi=False, glibc="2.31"),
+     "flash_attn-2.5.7+cu122torch2.3cxx11abiFALSE-cp310-cp310-linux_x86_64.whl", {},
+     "torch-build-mismatch: built against torch 2.3.0.dev20240207, a nightly from before a change in torch "
+     "2.3's exported symbols (c10::cuda::SetDevice(int) became SetDevice(DeviceIndex) on 2.3's main branch "
+     "after the 2024-02-07 nightly; the 2.3.0 and 2.3.1 releases export only the new one): it imports "
+     "_ZN3c104cuda9SetDeviceEi, which this torch 2.3.0+cu121 does not export"),
     ("torch-build-mismatch pre-release", machine("h100", python="3.10", torch="2.2.0a0+6a974be", torch_cuda="12.3"),
      "flash_attn-2.5.8+cu122torch2.2cxx11abiTRUE-cp310-cp310-linux_x86_64.whl", {},
      "torch-build-mismatch: built against torch 2.2.2; this torch (2.2.0a0+6a974be) is a pre-release build: a "

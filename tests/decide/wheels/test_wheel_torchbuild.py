@@ -1,5 +1,6 @@
 """The torch a wheel was built against (issue 18, "Selection"): pre-release, nightly and vendor torch builds
-are their own cells; a wheel built against a later patch is rejected; the exact patch is preferred;
+are their own cells; a wheel built against another release patch fits (the patches export the same
+symbols), one built against a nightly from before a recorded symbol change does not; the exact patch is preferred;
 claims rank below published files; per-release Python ranges; Python unknown; and what people read."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from flashdoctor.decide.wheels.index import WheelIndex
 from flashdoctor.decide.wheels.torchbuild import (
     EXACT,
     NIGHTLY,
-    OLDER_PATCH,
+    OTHER_PATCH,
     UNKNOWN,
     build_class,
     torch_build,
@@ -63,9 +64,13 @@ def test_not_a_version() -> None:
     ("built", "torch", "expected"),
     [
         ("2.2.0", "2.2.0", EXACT),
-        ("2.2.2", "2.2.0", None),  # a later patch does not load on an earlier one (#931)
-        ("2.3.0", "2.3.1", OLDER_PATCH),
+        ("2.2.2", "2.2.0", OTHER_PATCH),  # 2.2.0 and 2.2.2 export the same symbols (measured)
+        ("2.3.0", "2.3.1", OTHER_PATCH),
+        ("2.0.1", "2.0.0+cu118", OTHER_PATCH),  # a later patch: it only adds symbols
         ("2.4.0.dev20240512", "2.4.0", NIGHTLY),
+        ("2.3.0.dev20240207", "2.3.0", None),  # imports SetDevice(int), which 2.3's releases lack
+        ("2.3.0.dev20240105", "2.3.1+cu121", None),
+        ("2.3.0.dev20240301", "2.3.0", NIGHTLY),  # after the change: no recorded break
         ("2.4.0", "2.4", UNKNOWN),  # the torch's patch is not known
         (None, "2.7.1", UNKNOWN),
         ("2.2.2", "2.2.0a0+6a974be", None),  # a pre-release takes only its very build
@@ -119,21 +124,45 @@ def test_ngc_23_12_takes_the_wheels_built_against_its_nightly(index: WheelIndex)
     )
 
 
-def test_a_wheel_built_against_a_later_patch_is_rejected(index: WheelIndex) -> None:
-    # pip torch 2.2.0 (pre-CXX11): 2.5.8+ torch-2.2 wheels were built against 2.2.2 (#931); 2.5.2-2.5.7
-    # against 2.2.0; 2.5.0/2.5.1 against nightlies
+def test_a_wheel_built_against_a_later_patch_fits_after_the_exact_patch(index: WheelIndex) -> None:
+    # pip torch 2.2.0 (pre-CXX11): 2.5.8+ torch-2.2 wheels were built against 2.2.2, 2.5.2-2.5.7 against
+    # 2.2.0, 2.5.0/2.5.1 against nightlies. 2.2.0 and 2.2.2 export the same symbols: all fit, the exact
+    # patch first.
+    plan = make_plan(env(torch="2.2.0+cu118", cxx11abi=False), "fa2", index)
     sel = select_wheels(env(torch="2.2.0+cu118", cxx11abi=False), "fa2", index)
     assert sel.best is not None and sel.best.torch_build == "2.2.0"
-    built = {e.torch_build for e in sel.fits}
-    assert "2.2.2" not in built
-    misses = dict((e.filename, codes) for e, codes in sel.misses)
-    assert misses["flash_attn-2.5.8+cu118torch2.2cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"] == (
-        "torch-build-mismatch",
+    assert any(
+        e.filename == "flash_attn-2.5.8+cu118torch2.2cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"
+        for e in sel.fits
+    )
+    pinned = make_plan(env(torch="2.2.0+cu118", cxx11abi=False), "fa2", index, version_spec="==2.5.8")
+    assert pinned.wheel is not None and pinned.wheel.filename.startswith("flash_attn-2.5.8+cu118torch2.2")
+    assert any(
+        "built against torch 2.2.2, another patch than this torch 2.2.0+cu118: both export the same C++ symbols "
+        "(measured on PyTorch's wheels), so it loads" in r
+        for r in pinned.reasons
+    ), pinned.reasons
+    assert plan.wheel is not None
+
+
+def test_a_wheel_built_against_an_early_nightly_is_rejected_and_says_which_symbol(index: WheelIndex) -> None:
+    # flash-attn 2.5.7's torch-2.3 wheels were built against 2.3.0.dev20240207 (#931, #966)
+    pinned = make_plan(env(torch="2.3.0+cu121", cxx11abi=False), "fa2", index, version_spec="==2.5.7")
+    assert pinned.wheel is None or not pinned.wheel.filename.startswith("flash_attn-2.5.7+cu122torch2.3")
+    reasons = [
+        r
+        for rej in pinned.rejected
+        if rej.filename.startswith("flash_attn-2.5.7+cu122torch2.3")
+        for r in rej.reasons
+    ]
+    assert (
+        reasons
+        and "imports _ZN3c104cuda9SetDeviceEi, which this torch 2.3.0+cu121 does not export" in reasons[0]
     )
 
 
 def test_the_exact_patch_beats_a_newer_release_built_against_an_earlier_patch(index: WheelIndex) -> None:
-    # torch 2.3.0: 2.5.8 and 2.5.9.post1 were built against 2.3.0; 2.6.0+ against 2.3.1 (a later patch: out)
+    # torch 2.3.0: 2.5.8 and 2.5.9.post1 were built against 2.3.0; 2.6.0+ against 2.3.1 (fits, ranked after)
     sel = select_wheels(env(torch="2.3.0+cu121", cxx11abi=False, glibc="2.31"), "fa2", index)
     assert sel.best is not None
     assert (
@@ -147,7 +176,10 @@ def test_the_exact_patch_beats_a_newer_release_built_against_an_earlier_patch(in
 def test_an_earlier_patch_or_a_nightly_build_fits_but_says_so(index: WheelIndex) -> None:
     plan = make_plan(env(torch="2.4.1+cu121", cxx11abi=False), "fa2", index)
     assert plan.action == "wheel" and plan.wheel is not None
-    assert any("an earlier patch than this torch 2.4.1+cu121: usually loads" in r for r in plan.reasons)
+    assert any(
+        "another patch than this torch 2.4.1+cu121: both export the same C++ symbols" in r
+        for r in plan.reasons
+    ), plan.reasons
     # only nightly-built wheels for torch 2.6 on CUDA 11: 2.7.1.post1..2.7.3 (built against 2.6.0.dev20241001)
     plan = make_plan(env(torch="2.6.0+cu118", cxx11abi=False, torch_cuda="11.8"), "fa2", index)
     assert plan.action == "wheel" and plan.wheel is not None, plan.reasons
@@ -166,9 +198,12 @@ def test_claims_rank_below_published_files(index: WheelIndex) -> None:
     e = env(python="3.11", platform="win_amd64", torch="2.4.0+cu124")
     sel = select_wheels(e, "fa2", index, allow_community=True)
     assert sel.best is not None and not sel.best.claim
-    seen = [e for e in sel.fits if not e.claim]
-    claims = [e for e in sel.fits if e.claim]
-    assert seen and claims and sel.fits.index(seen[-1]) < sel.fits.index(claims[0])
+    # Among the wheels built against this torch's patch (or an unrecorded one) - wheels built against
+    # another patch rank after them all, claims or not.
+    same = [e for e in sel.fits if e.torch_build in (None, "2.4.0")]
+    seen = [e for e in same if not e.claim]
+    claims = [e for e in same if e.claim]
+    assert seen and claims and same.index(seen[-1]) < same.index(claims[0])
 
 
 def test_old_releases_serve_python_3_8(index: WheelIndex) -> None:
@@ -226,18 +261,14 @@ def test_a_stable_abi_wheel_does_not_fit_a_pre_release_torch_either(index: Wheel
     assert release.wheel.filename.startswith("flash_attn_3-3.0.0-cp39-abi3-manylinux_2_34_aarch64")
 
 
-def test_python_below_the_floor_with_no_fitting_old_wheel_says_which_release_and_why(
-    index: WheelIndex,
-) -> None:
-    # datawhalechina/self-llm#440: Python 3.8, torch 2.0.0: the cp38 wheels for torch 2.0 (2.6.3) were
-    # built against 2.0.1. Unsupported stays the verdict, but the plan names the release and the misses.
+def test_python_below_the_floor_takes_the_last_release_with_its_wheels(index: WheelIndex) -> None:
+    # Python 3.8, torch 2.0.0: the cp38 wheels for torch 2.0 (2.6.3, the last with torch-2.0 wheels) were
+    # built against 2.0.1, a later patch that only adds symbols: the wheel fits, and the plan says why.
     plan = make_plan(env(python="3.8", torch="2.0.0+cu118", glibc="2.31", cxx11abi=False), "fa2", index)
-    assert plan.action == "unsupported" and "python-too-old" in plan.blockers
+    assert plan.action == "wheel" and plan.wheel is not None
+    assert plan.wheel.filename == "flash_attn-2.6.3+cu118torch2.0cxx11abiFALSE-cp38-cp38-linux_x86_64.whl"
     text = "\n".join(plan.reasons)
-    assert "is the last release with wheels for Python 3.8" in text
-    assert "built against a later patch (2.0.1" in text
-    assert "pip install 'flash-attn==2.6.3' --no-build-isolation" in text
-    assert any(r.filename.startswith("flash_attn-2.6.3+cu118torch2.0") for r in plan.rejected)
+    assert "built against torch 2.0.1, another patch than this torch 2.0.0+cu118" in text
 
 
 def test_a_release_whose_python_code_needs_a_newer_torch_ranks_after_one_that_runs_whole(
