@@ -170,8 +170,9 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # not sit on a build log's every line ('cutlass' and '__cuda' did: include paths, -D__CUDA_NO_HALF... flags):
     # 0.81-0.85 s against 0.79 s with the session's starting 381, side by side, new first. 458 with tensors left on
     # the CPU, libraries turning FlashAttention off for a GPU, Transformer Engine's and unsloth's notices and
-    # Chinese prose about a slowdown: 0.82-0.83 s against 0.81-0.84 s with the 451, side by side, new first.
-    assert len(scanned) < 460
+    # Chinese prose about a slowdown: 0.82-0.83 s against 0.81-0.84 s with the 451, side by side, new first;
+    # 460 with torch's dispatcher message for flash-attn's CUDA-only ops: 0.82-0.83 s against 0.80-0.81 s.
+    assert len(scanned) < 465
     assert len(contexts) < 165
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
