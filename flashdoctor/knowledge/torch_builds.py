@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from packaging.version import Version
+
 from flashdoctor.knowledge.data import load_data
 from flashdoctor.knowledge.versions import major_minor, parse_version
 
@@ -126,7 +128,7 @@ class NightlyBreak:
     minor's releases: ``symbol`` is gone from them (data/torch_builds.json ``abi_across_builds``)."""
 
     minor: tuple[int, int]
-    built_before: str
+    built_before: Version
     symbol: str
     why: str
 
@@ -135,9 +137,9 @@ class NightlyBreak:
 def nightly_breaks() -> tuple[NightlyBreak, ...]:
     out = []
     for b in load_data("torch_builds")["abi_across_builds"]["nightly_breaks"]:
-        mm = major_minor(b["minor"])
-        assert mm is not None, b["minor"]  # the schema's pattern
-        out.append(NightlyBreak(mm, b["built_before"], b["symbol"], b["why"]))
+        mm, before = major_minor(b["minor"]), parse_version(b["built_before"])
+        assert mm is not None and before is not None, b  # the schema's patterns
+        out.append(NightlyBreak(mm, before, b["symbol"], b["why"]))
     return tuple(out)
 
 

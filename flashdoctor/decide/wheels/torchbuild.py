@@ -114,12 +114,6 @@ def torch_build(text: str | None) -> TorchBuild | None:
 # Another release patch fits (data: the patches export the same symbols) but ranks after the exact one:
 # the conservative order, which the confirmed environments also favour.
 EXACT, UNKNOWN, OTHER_PATCH, NIGHTLY = 0, 1, 2, 3
-CLASS_WORDS = {
-    EXACT: "built against this exact torch",
-    UNKNOWN: "the torch it was built against is not recorded",
-    OTHER_PATCH: "built against another patch of this torch",
-    NIGHTLY: "built against a nightly of this torch minor",
-}
 
 
 def build_class(built: str | None, t: TorchBuild | None) -> int | None:
@@ -150,6 +144,6 @@ def nightly_break(b: TorchBuild, t: TorchBuild) -> NightlyBreak | None:
     if b.kind != "nightly" or b.mm != t.mm:
         return None
     for brk in nightly_breaks():
-        if brk.minor == b.mm and b.version < Version(brk.built_before):
+        if brk.minor == b.mm and b.version < brk.built_before:
             return brk
     return None
