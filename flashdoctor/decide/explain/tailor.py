@@ -26,6 +26,7 @@ from functools import cached_property
 from flashdoctor import knowledge as kb
 from flashdoctor.errors import FlashdoctorError
 from flashdoctor.knowledge.signatures import FixAlternative
+from flashdoctor.knowledge.torch_symbols import exporting_releases, measured_span
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.knowledge.versions import major_minor
 from flashdoctor.model.environment import Environment
@@ -38,6 +39,13 @@ WheelFinder = Callable[[Environment, Variant], "str | None"]
 CALLER_FIELDS = {
     "jobs_used": "the MAX_JOBS the failed build ran with (flashdoctor build)",
     "fewer_jobs": "a smaller MAX_JOBS for the next build (flashdoctor build)",
+}
+
+# Fields computed from the signature's captures and knowledge (about the log, not a machine).
+CAPTURE_FIELDS: dict[str, Callable[[Mapping[str, str | None]], str | None]] = {
+    # the torch releases that export the missing symbol (data/torch_symbols.json)
+    "symbol_torches": lambda caps: exporting_releases(caps.get("symbol") or ""),
+    "torches_measured": lambda caps: measured_span(),
 }
 
 # Fields that describe a machine (a fix using one is about a particular machine).
@@ -300,7 +308,9 @@ class Tailor:
         machine = False
         for name in _field_names(template):
             value = captures.get(name)
-            if value is None:
+            if value is None and name in CAPTURE_FIELDS:
+                value = CAPTURE_FIELDS[name](captures)
+            elif value is None:
                 value = self.field(name)
                 machine = machine or (name in MACHINE_FIELDS and name not in self.fields)
             if value is None:

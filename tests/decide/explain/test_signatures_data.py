@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from flashdoctor.decide.explain.engine import explain_text
-from flashdoctor.decide.explain.tailor import CALLER_FIELDS, ENV_PREDICATES, Tailor
+from flashdoctor.decide.explain.tailor import CALLER_FIELDS, CAPTURE_FIELDS, ENV_PREDICATES, Tailor
 from flashdoctor.knowledge.signatures import Signature, knowledge
 from flashdoctor.model.target import environment_from_target
 from tests.support.paths import ROOT
@@ -27,7 +27,7 @@ TAILOR_FIELDS = {
     "gcc_max", "wheel", "fa2_wheel_label", "wheel_url", "abi", "cp", "python", "platform", "glibc", "gcc", "driver",
     "driver_cuda", "python_executable", "python_exe", "memory_gb", "disk_free_gb", "cpus", "max_jobs", "gpu", "sm",
     "archs", "pytorch_index", "cuda_home_hint",
-} | set(CALLER_FIELDS)  # fmt: skip
+} | set(CALLER_FIELDS) | set(CAPTURE_FIELDS)  # fmt: skip
 
 
 def _names(template: str) -> set[str]:
