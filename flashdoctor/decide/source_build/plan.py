@@ -122,14 +122,43 @@ def fa3_units_estimate(
     return fwd90 + bwd90 + fwd80 + bwd80 + extra
 
 
+def _via_torch(
+    sm: int, need: Mapping[str, str], nvcc: str | None, torch: str | None, subject: str
+) -> ArchTarget:
+    """An FA2 arch setup.py has no switch for, compiled by torch's cpp_extension instead."""
+    for tool, version in (("nvcc", nvcc), ("torch", torch)):
+        have, want = major_minor(version), major_minor(need[tool])
+        if have is not None and want is not None and have < want:
+            return ArchTarget(
+                sm,
+                None,
+                "no",
+                f"sm_{sm} is named only by {tool} ≥ {need[tool]} ({tool} {version} here): FA2's setup.py has "
+                "no switch for it and torch's cpp_extension compiles it",
+                subject,
+            )
+    return ArchTarget(
+        sm,
+        sm,
+        "native",
+        f"sm_{sm} SASS, native: FA2's setup.py has no switch for it, so torch's cpp_extension compiles it "
+        "(TORCH_CUDA_ARCH_LIST)",
+        subject,
+    )
+
+
 # -- architectures ----------------------------------------------------------------------------------
-def map_arch(variant: BuildVariant, sm: int, nvcc: str | None, subject: str) -> ArchTarget:
+def map_arch(
+    variant: BuildVariant, sm: int, nvcc: str | None, subject: str, torch: str | None = None
+) -> ArchTarget:
     """Which of the variant's build archs serves compute capability ``sm``, and why.
 
     FA2's setup.py emits ``-gencode arch=compute_XX,code=sm_XX`` for XX in 80/90/100/120 only: SASS,
     no PTX. SASS for sm_XY runs natively on the same major with minor >= Y (flashdoctor.knowledge.archs), so
     8.6/8.7/8.9 run the sm_80 code, 10.3 the sm_100 code, 12.1 the sm_120 code. With no PTX there is
-    no JIT fallback: a GPU none of them covers (sm_110, pre-Ampere) gets no kernel at all.
+    no JIT fallback: a GPU none of them covers (pre-Ampere) gets no kernel at all. sm_110 (Jetson Thor)
+    has no switch in setup.py but is compiled by torch's cpp_extension when setup.py passes no -gencode
+    (``archs_via_torch`` in data/build.json; needs nvcc 13.0 and torch 2.9, which know the name).
     FA3 compiles sm_90a (arch-specific: exactly 9.0) plus, on newer main, sm_80 for 8.x.
     """
     if variant == "fa2":
@@ -137,11 +166,14 @@ def map_arch(variant: BuildVariant, sm: int, nvcc: str | None, subject: str) -> 
         archs = [int(a) for a in data["archs"]]
         mins = {int(k): v for k, v in data["archs_nvcc_min"].items()}
         cands = [a for a in archs if runs_on([f"sm_{a}"], sm) == "native"]
+        via_torch = data["archs_via_torch"].get(str(sm))
+        if not cands and via_torch is not None:
+            return _via_torch(sm, via_torch, nvcc, torch, subject)
         if not cands:
             why = (
                 "FA2 needs sm80 or newer"
                 if sm < 80
-                else "FA2 compiles SASS for 80/90/100/120 only and no PTX"
+                else "FA2 compiles SASS for 80/90/100/110/120 only and no PTX"
             )
             return ArchTarget(
                 sm,
@@ -266,7 +298,7 @@ def make_plan(
     req = requested_archs(env, request.archs)
     notes: list[str] = []
     if req:
-        targets = tuple(map_arch(request.variant, sm, env.nvcc, subj) for sm, subj in req)
+        targets = tuple(map_arch(request.variant, sm, env.nvcc, subj, env.torch) for sm, subj in req)
         archs = _build_archs(
             request.variant, targets, "--arch" if request.archs else "the GPUs (or pass --arch)"
         )
@@ -313,7 +345,8 @@ def _common_env(env: Environment, jobs: Jobs | None, label: str, archs: Sequence
         "MAX_JOBS": "" if jobs is None else str(jobs.max_jobs),
         "NVCC_THREADS": "" if jobs is None else str(jobs.nvcc_threads),
         "FLASH_ATTN_LOCAL_VERSION": label,
-        # setup.py passes its own -gencode flags, so torch ignores this; set it to agree anyway.
+        # setup.py passes its own -gencode flags and torch then ignores this; it compiles these archs when
+        # setup.py passes none (FA2's archs_via_torch, data/build.json).
         "TORCH_CUDA_ARCH_LIST": ";".join(f"{a // 10}.{a % 10}" for a in archs),
         "BUILD_TARGET": "cuda",
         "PYTHONUNBUFFERED": "1",
@@ -385,6 +418,22 @@ def _plan_fa2(p: _Planning) -> BuildPlan:
     )
     envvars = _common_env(env, jobs, profile.label(), archs)
     envvars[data["arch_switch"]] = ";".join(str(a) for a in archs)
+    by_torch = [a for a in archs if str(a) in data["archs_via_torch"]]
+    if by_torch:
+        if v is not None and v < Version(data["arch_switch_since"]):
+            raise UsageError(
+                f"flash-attn {version} predates FLASH_ATTN_CUDA_ARCHS ({data['arch_switch_since']}): it always "
+                f"passes sm_80 code to nvcc, so torch never compiles sm_{by_torch[0]}",
+                hint=f"build flash-attn {data['arch_switch_since']} or later",
+            )
+        # Name only archs setup.py has no switch for: it then passes no -gencode at all, and torch's
+        # cpp_extension compiles every arch of TORCH_CUDA_ARCH_LIST (data/build.json archs_via_torch).
+        envvars[data["arch_switch"]] = ";".join(map(str, by_torch))
+        notes.append(
+            f"sm_{', sm_'.join(map(str, by_torch))}: FA2's setup.py has no switch for it; "
+            f"{data['arch_switch']}={envvars[data['arch_switch']]} makes setup.py pass no -gencode, and torch's "
+            f"cpp_extension compiles TORCH_CUDA_ARCH_LIST={envvars['TORCH_CUDA_ARCH_LIST']} instead"
+        )
     return p.plan(
         profile=profile,
         units=units,

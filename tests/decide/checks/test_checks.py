@@ -62,6 +62,14 @@ MACHINES = [
         ("buildable", "buildable", "installable"),
         0,
     ),
+    # Jetson Thor (sm_110): FA2 builds for it (torch's cpp_extension compiles sm_110: docs/build.md); FA3 has no
+    # Blackwell kernels; FA4 runs there but does not target it. Before stop 28 FA2 was "unsupported" here.
+    (
+        "jetson-thor",
+        {"gpu-unsupported": Status.FAIL, "gpu-experimental": Status.WARN},
+        ("buildable", "unsupported", "installable"),
+        0,
+    ),
     (
         "rocm-mi300",
         {"torch-rocm": Status.WARN, "no-gpu": Status.WARN},

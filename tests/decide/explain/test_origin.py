@@ -20,7 +20,7 @@ TORCH_SYMBOL = (
 KILLED = "[3/73] nvcc -c a.cu\nKilled\nninja: build stopped: subcommand failed."
 TARGETS = [
     "h100", "h200", "b200", "a100", "rtx4090", "rtx5090", "t4", "v100", "rocm-mi300", "cpu-box",
-    "no-torch", "jetson-orin", "old-driver", "nvcc-mismatch", "torch26-cu124", "h100-cpu-torch",
+    "no-torch", "jetson-orin", "old-driver", "nvcc-mismatch", "torch26-cu124", "h100-cpu-torch", "jetson-thor",
 ]  # fmt: skip
 
 
@@ -43,6 +43,9 @@ AGREEING = {
     # "torch 2.6.0/cu124" in the title, nothing else about the machine: the v100 target has torch 2.6.0+cu124
     "v100": {"axolotl-3142-undefined-symbol-title"},
     "torch26-cu124": {"axolotl-3142-undefined-symbol-title"},
+    # "PyTorch: 2.9.1+cu130", "CUDA version: 13.0", "Python 3.12" and nothing else: the jetson-thor target has
+    # torch 2.9.1 for CUDA 13.0 on Python 3.12
+    "jetson-thor": {"fa-2118-libcudart12-cu130"},
 }
 
 

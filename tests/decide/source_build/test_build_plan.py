@@ -99,11 +99,51 @@ def test_fa2_arch_mapping(sm: int, build: int, native_note: str) -> None:
     assert native_note in t.note
 
 
-@pytest.mark.parametrize(("sm", "why"), [(75, "needs sm80"), (110, "no PTX"), (70, "needs sm80")])
+@pytest.mark.parametrize(("sm", "why"), [(75, "needs sm80"), (70, "needs sm80"), (130, "no PTX")])
 def test_fa2_arch_without_code_explains_there_is_no_ptx_to_jit(sm: int, why: str) -> None:
     t = map_arch("fa2", sm, "13.0", "x")
     assert t.build_arch is None and t.runs == "no"
     assert why in t.note and "JIT" in t.note
+
+
+def test_jetson_thor_is_compiled_by_torchs_cpp_extension() -> None:
+    # FA2's setup.py has no switch for sm_110; torch compiles it when setup.py passes no -gencode
+    t = map_arch("fa2", 110, "13.0", "GPU 0", "2.9.1")
+    assert (t.build_arch, t.runs) == (110, "native") and "cpp_extension" in t.note
+    # nvcc 12.9 calls Thor sm_101; torch 2.8's cpp_extension does not know 11.0
+    old_nvcc = map_arch("fa2", 110, "12.9", "GPU 0", "2.9.1")
+    assert old_nvcc.build_arch is None and "nvcc ≥ 13.0" in old_nvcc.note
+    old_torch = map_arch("fa2", 110, "13.0", "GPU 0", "2.8.0+cu129")
+    assert old_torch.build_arch is None and "torch ≥ 2.9" in old_torch.note
+
+
+def test_a_thor_build_names_no_arch_setup_py_knows_and_lets_torch_compile_them_all() -> None:
+    plan = make_plan(target_env("jetson-thor"), BuildRequest(), "2.8.3.post2")
+    assert plan.profile.archs == (110,)
+    assert (plan.env["FLASH_ATTN_CUDA_ARCHS"], plan.env["TORCH_CUDA_ARCH_LIST"]) == ("110", "11.0")
+    # with an arch setup.py knows beside it, setup.py must still pass no -gencode: torch compiles both
+    both = make_plan(target_env("h100"), BuildRequest(archs=(90, 110)), "2.8.3.post2")
+    assert (both.env["FLASH_ATTN_CUDA_ARCHS"], both.env["TORCH_CUDA_ARCH_LIST"]) == ("110", "9.0;11.0")
+    assert any("cpp_extension compiles TORCH_CUDA_ARCH_LIST=9.0;11.0" in n for n in both.notes)
+    # before FLASH_ATTN_CUDA_ARCHS (2.7.3) setup.py always passes sm_80 code, so torch adds nothing
+    with pytest.raises(UsageError, match="predates FLASH_ATTN_CUDA_ARCHS"):
+        make_plan(target_env("jetson-thor"), BuildRequest(), "2.7.2")
+
+
+def test_torch_compiles_the_arch_list_only_when_the_extension_names_no_arch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mechanism the Thor build relies on, in the installed torch itself: with no arch among the
+    extension's nvcc flags (FA2's setup.py given FLASH_ATTN_CUDA_ARCHS=110) torch adds TORCH_CUDA_ARCH_LIST's."""
+    from torch.utils.cpp_extension import _get_cuda_arch_flags
+
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0;11.0")
+    fa2_flags = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "--use_fast_math", "--threads", "4"]
+    assert set(_get_cuda_arch_flags(fa2_flags)) == {
+        "-gencode=arch=compute_90,code=sm_90",
+        "-gencode=arch=compute_110,code=sm_110",
+    }
+    assert _get_cuda_arch_flags([*fa2_flags, "-gencode", "arch=compute_80,code=sm_80"]) == []
 
 
 def test_blackwell_needs_nvcc_12_8() -> None:
@@ -129,8 +169,8 @@ def test_archs_come_from_the_gpus_present() -> None:
 def test_an_unbuildable_arch_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="sm_75"):
         make_plan(target_env("t4"), BuildRequest(), "2.8.3.post2")
-    with pytest.raises(UsageError, match="sm_110"):
-        make_plan(target_env("h100"), BuildRequest(archs=(90, 110)), "2.8.3.post2")
+    with pytest.raises(UsageError, match="sm_110"):  # Thor's name before nvcc 13.0 is sm_101
+        make_plan(target_env("h100", nvcc="12.9"), BuildRequest(archs=(90, 110)), "2.8.3.post2")
 
 
 def test_no_gpu_and_no_arch_builds_upstreams_default_archs() -> None:

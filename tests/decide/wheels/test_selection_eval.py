@@ -7,7 +7,7 @@ scored: 16/23 right then (2 unsafe, 1 unsupported), 17/23 after the pre-release 
 wheels (docs/install.md). fresh2.json (13) likewise: 10/13 at its first scoring, no unsafe pick;
 fresh3.json (12) 5/12 (12/12 lenient); fresh5.json (2) 1/2; fresh6.json (8) 2/8 (8/8 lenient); fresh7.json
 (3) 2/3 (3/3 lenient); fresh8.json (3) 3/3; fresh9.json (3) 2/3 (3/3 lenient); fresh10.json (4) 0/4 (4/4
-lenient). fresh8 and fresh9 each lost one case that repeated an earlier set's environment (the same file at
+lenient); fresh11.json (6) 2/6 (5/6 lenient). fresh8 and fresh9 each lost one case that repeated an earlier set's environment (the same file at
 the same commit)."""
 
 from __future__ import annotations
@@ -69,6 +69,13 @@ FLOORS = {
     # Windows wheel the index cannot hold, and NGC 24.07's torch 2.4.0a0 (its own cell: a build, where the
     # Dockerfile's import check passed with the release-built 2.7.4.post1 wheel).
     "fresh10.json": (4, 0, set()),
+    # From install scripts, setup docs, a Modal config and a Dockerfile that pin a wheel next to their torch
+    # (frozen before it was scored): 2/6, 5/6 lenient. The lenient miss was a bug: FA2 was "unsupported" on a
+    # Jetson Thor (sm_110, "needs an Ampere or newer GPU"); the project built 2.8.3 for it, which torch's
+    # cpp_extension compiles when FA2's setup.py is given no arch it knows (data/build.json archs_via_torch).
+    # 3/6 since; two misses pick mjun0812's manylinux-tagged wheel of the same release and cell as the pinned
+    # linux_x86_64 one, one kingbri1's 2.8.3 where the project pinned its 2.7.4.post1.
+    "fresh11.json": (6, 3, set()),
 }
 
 
