@@ -141,6 +141,10 @@ def choose_interpreter(
     own_prefix = own_prefix or sys.prefix
     windows = os.name == "nt" if windows is None else windows
     if explicit:
+        # A path is the user's, relative to where they ran flashdoctor: builds and installs run elsewhere
+        # (abspath, not resolve: a venv's python is a link that must stay one). A bare name stays a name.
+        if os.sep in explicit or (os.altsep is not None and os.altsep in explicit):
+            explicit = os.path.abspath(explicit)
         return Interpreter(explicit, "--python")
     if module_run:
         return Interpreter(own_executable, "python -m")

@@ -4,6 +4,7 @@ directories and executables laid out as venvs, conda envs and PATHs are."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,17 @@ def test_explicit_python_is_kept_as_given(layout: dict[str, Path]) -> None:
         {"VIRTUAL_ENV": str(layout["user"].parents[1])}, explicit="/x/python", windows=False
     )
     assert (got.path, got.reason) == ("/x/python", "--python")
+
+
+def test_a_relative_python_path_is_taken_from_where_flashdoctor_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a build runs pip in the unpacked sources: `--python .venv/bin/python` failed there with "cannot start
+    # .venv/bin/python" (found running a build by hand). The link is kept (a venv's python is one).
+    venv_python = tmp_path / ".venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(sys.executable)
+    monkeypatch.chdir(tmp_path)
+    got = choose_interpreter({}, explicit=".venv/bin/python", windows=False)
+    assert got.path == str(venv_python)
+    assert choose_interpreter({}, explicit="python3.11", windows=False).path == "python3.11"  # a name: PATH
