@@ -29,7 +29,7 @@ FLOORS = {
     "diffusers": 5,
     "flash-attn": 30,
     "flash-attn-3": 3,
-    "flash-attn-4": 26,
+    "flash-attn-4": 29,
     "flashinfer-python": 2,
     "git (Git for Windows)": 1,
     "jetson-containers": 0,
