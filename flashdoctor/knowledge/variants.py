@@ -105,7 +105,6 @@ class VariantInfo:
     experimental_note: str | None
     experimental_fix: str | None
     unsupported_advice: tuple[GpuAdvice, ...]
-    build_archs: tuple[str, ...]
     nvcc_min_rules: tuple[tuple[SpecifierSet, str, str], ...]
     torch_api_rules: tuple[TorchApiFloor, ...]
     nvcc_recommended: str | None
@@ -245,7 +244,6 @@ def variant_info(name: Variant) -> VariantInfo:
             )
             for r in raw["unsupported_gpu"]
         ),
-        build_archs=tuple(raw["build_archs"]),
         nvcc_min_rules=tuple((SpecifierSet(r["versions"]), r["nvcc"], r["source"]) for r in raw["nvcc_min"]),
         torch_api_rules=tuple(
             TorchApiFloor(SpecifierSet(r["versions"]), _cc(r["torch"]), r["what"], r["source"])

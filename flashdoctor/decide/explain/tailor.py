@@ -134,8 +134,10 @@ def env_matches_any(env: Environment | None, want: Mapping[str, object]) -> bool
 
 
 def fa2_build_arch(sm: int) -> int:
-    """The FLASH_ATTN_CUDA_ARCHS value that covers a GPU: SASS for sm_XY runs on the same major, minor >= Y."""
-    archs = sorted(int(a) for a in kb.variant_info("fa2").build_archs)
+    """The FLASH_ATTN_CUDA_ARCHS value that covers a GPU, from the build rules the build plan reads
+    (data/build.json): SASS for sm_XY runs on the same major, minor >= Y; a GPU none covers is named as
+    itself (sm_110: setup.py then passes no -gencode and torch compiles it)."""
+    archs = sorted(int(a) for a in kb.load_data("build")["fa2"]["archs"])
     fitting = [a for a in archs if a // 10 == sm // 10 and a <= sm]
     return fitting[-1] if fitting else sm
 
