@@ -14,6 +14,7 @@ from typing import Any
 from packaging.version import Version
 
 from flashdoctor.decide.wheels.parse import WheelName, platform_arch
+from flashdoctor.knowledge.data import load_data
 from flashdoctor.knowledge.torch_builds import torch_pip_cxx11abi
 from flashdoctor.knowledge.versions import major_minor
 
@@ -30,10 +31,6 @@ RUNNER_RETIRED = {"ubuntu-20.04": "2025-04-15"}
 # for Ubuntu 20.04 users of 2.8.0.post1+).
 OFFICIAL_UBUNTU_2204_SINCE = Version("2.8.0.post1")
 
-# FA2 setup.py: before v2.7.3 it compiled sm_80 (+ sm_90 with nvcc >= 11.8); from v2.7.3 the default
-# FLASH_ATTN_CUDA_ARCHS is 80;90;100;120, and 100/120 are only added with nvcc >= 12.8.
-FA2_BLACKWELL_SINCE = Version("2.7.3")
-BLACKWELL_NVCC = (12, 8)
 # FA3 release builds target Hopper (sm_90a kernels; hopper/setup.py). SM8x kernels exist only on newer
 # main, and whether a given wheel carries them is unknown: assume it does not.
 FA3_ARCHS = ("sm_90a",)
@@ -52,18 +49,22 @@ def official_glibc(version: Version, built_on: str | None, added_later: bool) ->
 def fa2_archs(
     version: Version, cuda_build: str | None, cuda_major: int | None
 ) -> tuple[tuple[str, ...], bool]:
-    """(SASS archs, inferred) of an FA2 wheel built with the default arch list."""
+    """(SASS archs, inferred) of an FA2 wheel built with the default arch list, by the build rules the
+    build plan reads (data/build.json): before FLASH_ATTN_CUDA_ARCHS (2.7.3) setup.py compiled sm_80 and
+    sm_90; from it, the default archs whose nvcc minimum the build's CUDA meets. Official wheels are built
+    with nvcc >= 11.8, so sm_80 and sm_90 are in every one."""
+    rules = load_data("build")["fa2"]
     base = ("sm_80", "sm_90")
-    if version < FA2_BLACKWELL_SINCE:
+    if version < Version(rules["arch_switch_since"]):
         return base, cuda_build is None
     cu = major_minor(cuda_build)
-    if cu is None and cuda_major is not None and cuda_major > BLACKWELL_NVCC[0]:
-        cu = (cuda_major, 0)  # any CUDA 13.x is >= 12.8
+    if cu is None and cuda_major is not None and cuda_major >= 13:
+        cu = (cuda_major, 0)  # a CUDA 13.x build meets every minimum of the 12.x era
     if cu is None:
         return base, True  # unknown nvcc: only what every build has
-    if cu >= BLACKWELL_NVCC:
-        return (*base, "sm_100", "sm_120"), cuda_build is None
-    return base, cuda_build is None
+    mins = rules["archs_nvcc_min"]
+    archs = [a for a in rules["archs"] if (min_cu := major_minor(mins.get(str(a)))) is None or cu >= min_cu]
+    return tuple(f"sm_{a}" for a in archs), cuda_build is None
 
 
 def official_cuda_build(name: WheelName, listed: str | None) -> tuple[str | None, bool]:
