@@ -4,7 +4,8 @@ the host compiler nvcc accepts, ninja. They matter for source builds only; prebu
 from __future__ import annotations
 
 from flashdoctor import knowledge
-from flashdoctor.decide.checks.common import finding
+from flashdoctor.decide.checks.common import finding, gpu_groups
+from flashdoctor.knowledge.fa2_build import fa2_build_arch
 from flashdoctor.knowledge.variants import VARIANTS
 from flashdoctor.knowledge.versions import major_minor, parse_version
 from flashdoctor.model.environment import Environment
@@ -56,12 +57,37 @@ def check_nvcc(env: Environment) -> list[Finding]:
                     fix=f"Install CUDA toolkit ≥ {info.nvcc_recommended or minimum} and set CUDA_HOME.",
                 )
             )
+    out.extend(_fa2_arch_nvcc(env, nv))
     if not out:
         out.append(
             finding(
                 "nvcc-ok", Status.OK, f"nvcc {env.nvcc}" + (f" at {env.nvcc_path}" if env.nvcc_path else "")
             )
         )
+    return out
+
+
+def _fa2_arch_nvcc(env: Environment, nv: tuple[int, int] | None) -> list[Finding]:
+    """A GPU whose FA2 code this nvcc cannot compile (sm_100/sm_120 need 12.8, Thor's sm_110 13.0): the
+    build plan's rule (knowledge.fa2_build), so check does not call a build 'buildable' that build refuses."""
+    if nv is None or not env.known("gpus"):
+        return []
+    out = []
+    for g, label, _n in gpu_groups(env.gpus):
+        found = fa2_build_arch(g.sm) if g.sm is not None else None
+        need = major_minor(found.nvcc) if found is not None else None
+        if found is not None and need is not None and nv < need:
+            out.append(
+                finding(
+                    "nvcc-too-old",
+                    Status.WARN,
+                    f"nvcc {env.nvcc} cannot compile FA2's sm_{found.arch} code for {g.name} (sm_{g.sm}): "
+                    f"it needs nvcc ≥ {found.nvcc}",
+                    variant="fa2",
+                    subject=label,
+                    fix=f"Install CUDA toolkit ≥ {found.nvcc} and set CUDA_HOME, or install a prebuilt wheel.",
+                )
+            )
     return out
 
 

@@ -25,6 +25,7 @@ from functools import cached_property
 
 from flashdoctor import knowledge as kb
 from flashdoctor.errors import FlashdoctorError
+from flashdoctor.knowledge.fa2_build import fa2_build_arch as kb_fa2_build_arch
 from flashdoctor.knowledge.signatures import FixAlternative
 from flashdoctor.knowledge.torch_symbols import exporting_releases, measured_span
 from flashdoctor.knowledge.variants import Variant
@@ -134,12 +135,10 @@ def env_matches_any(env: Environment | None, want: Mapping[str, object]) -> bool
 
 
 def fa2_build_arch(sm: int) -> int:
-    """The FLASH_ATTN_CUDA_ARCHS value that covers a GPU, from the build rules the build plan reads
-    (data/build.json): SASS for sm_XY runs on the same major, minor >= Y; a GPU none covers is named as
-    itself (sm_110: setup.py then passes no -gencode and torch compiles it)."""
-    archs = sorted(int(a) for a in kb.load_data("build")["fa2"]["archs"])
-    fitting = [a for a in archs if a // 10 == sm // 10 and a <= sm]
-    return fitting[-1] if fitting else sm
+    """The FLASH_ATTN_CUDA_ARCHS value that covers a GPU (the build plan's rule, knowledge.fa2_build); a GPU
+    none covers is named as itself."""
+    found = kb_fa2_build_arch(sm)
+    return found.arch if found is not None else sm
 
 
 @dataclass(frozen=True)

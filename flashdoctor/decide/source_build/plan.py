@@ -18,7 +18,7 @@ from packaging.version import Version
 from flashdoctor.decide.source_build.hopper import Fa3SetupFacts, SourceList
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge import load_data
-from flashdoctor.knowledge.archs import runs_on
+from flashdoctor.knowledge.fa2_build import Fa2Arch, fa2_build_arch
 from flashdoctor.knowledge.profiles import FA3_FEATURES, BuildVariant, Profile, head_dim_buckets
 from flashdoctor.knowledge.versions import major_minor, parse_version
 from flashdoctor.model.build import ArchTarget, BuildPlan, BuildRequest, Jobs
@@ -122,18 +122,16 @@ def fa3_units_estimate(
     return fwd90 + bwd90 + fwd80 + bwd80 + extra
 
 
-def _via_torch(
-    sm: int, need: Mapping[str, str], nvcc: str | None, torch: str | None, subject: str
-) -> ArchTarget:
+def _via_torch(sm: int, found: Fa2Arch, nvcc: str | None, torch: str | None, subject: str) -> ArchTarget:
     """An FA2 arch setup.py has no switch for, compiled by torch's cpp_extension instead."""
-    for tool, version in (("nvcc", nvcc), ("torch", torch)):
-        have, want = major_minor(version), major_minor(need[tool])
+    for tool, version, need in (("nvcc", nvcc, found.nvcc), ("torch", torch, found.torch)):
+        have, want = major_minor(version), major_minor(need)
         if have is not None and want is not None and have < want:
             return ArchTarget(
                 sm,
                 None,
                 "no",
-                f"sm_{sm} is named only by {tool} ≥ {need[tool]} ({tool} {version} here): FA2's setup.py has "
+                f"sm_{sm} is named only by {tool} ≥ {need} ({tool} {version} here): FA2's setup.py has "
                 "no switch for it and torch's cpp_extension compiles it",
                 subject,
             )
@@ -162,35 +160,26 @@ def map_arch(
     FA3 compiles sm_90a (arch-specific: exactly 9.0) plus, on newer main, sm_80 for 8.x.
     """
     if variant == "fa2":
-        data = build_data()["fa2"]
-        archs = [int(a) for a in data["archs"]]
-        mins = {int(k): v for k, v in data["archs_nvcc_min"].items()}
-        cands = [a for a in archs if runs_on([f"sm_{a}"], sm) == "native"]
-        via_torch = data["archs_via_torch"].get(str(sm))
-        if not cands and via_torch is not None:
-            return _via_torch(sm, via_torch, nvcc, torch, subject)
-        if not cands:
-            why = (
-                "FA2 needs sm80 or newer"
-                if sm < 80
-                else "FA2 compiles SASS for 80/90/100/110/120 only and no PTX"
-            )
+        found = fa2_build_arch(sm)
+        if found is None:
+            why = "FA2 needs sm80 or newer" if sm < 80 else "no FA2 arch covers it"
             return ArchTarget(
                 sm,
                 None,
                 "no",
-                f"no FA2 code runs on sm_{sm}: {why}, so there is no PTX to JIT either",
+                f"no FA2 code runs on sm_{sm}: {why}, and FA2 emits no PTX to JIT",
                 subject,
             )
-        a = max(cands)
-        nv = major_minor(nvcc)
-        need = major_minor(mins.get(a))
+        if found.via_torch:
+            return _via_torch(sm, found, nvcc, torch, subject)
+        a = found.arch
+        nv, need = major_minor(nvcc), major_minor(found.nvcc)
         if nv is not None and need is not None and nv < need:
             return ArchTarget(
                 sm,
                 None,
                 "no",
-                f"sm_{a} code needs nvcc ≥ {mins.get(a)} (setup.py drops the arch silently with nvcc {nvcc})",
+                f"sm_{a} code needs nvcc ≥ {found.nvcc} (setup.py drops the arch silently with nvcc {nvcc})",
                 subject,
             )
         if a == sm:

@@ -443,3 +443,22 @@ def test_an_undiagnosed_import_error_fix_is_the_bare_command() -> None:
     )
     f = next(f for f in checks.run_checks(env).findings if f.code == "flash-attn-import-error")
     assert f.fix == "flashdoctor install --fa2"  # was "… --fa2 (reinstall a build that matches this torch)"
+
+
+@pytest.mark.parametrize(
+    ("capability", "nvcc", "needs"), [("12.0", "12.4", "12.8"), ("11.0", "12.8", "13.0")]
+)
+def test_a_build_this_nvcc_cannot_compile_for_the_gpu_is_not_called_ready_to_build(capability, nvcc, needs):  # type: ignore[no-untyped-def]
+    # check said "buildable" with no blocker where the build plan refuses: sm_120 needs nvcc 12.8, sm_110 13.0
+    env = target_env(
+        "h100",
+        gpus=[{"name": "GPU", "capability": capability}],
+        nvcc=nvcc,
+        torch="2.9.1+cu128",
+        torch_cuda="12.8",
+    )
+    fa2 = run_checks(env).verdicts["fa2"]
+    assert fa2.verdict is Verdict.BUILDABLE and "nvcc-too-old" in fa2.blockers
+    assert any(f"needs nvcc ≥ {needs}" in r for r in fa2.reasons)
+    ok = run_checks(target_env("h100", gpus=[{"name": "GPU", "capability": capability}], nvcc="13.0"))
+    assert "nvcc-too-old" not in ok.verdicts["fa2"].blockers
