@@ -23,7 +23,8 @@ README "Wheel rejection codes"):
 - ``gpu-code-missing``: the wheel has no code for a visible GPU (2.7.x wheels were built with CUDA 12.4:
   no sm_100 / sm_120).
 - ``driver-too-old``: the driver must support the CUDA major the wheel was built with (minor-version
-  compatibility covers the minor).
+  compatibility covers the minor). Not where the driver is too old for torch's own CUDA: that blocks
+  every variant (check's finding, the plan's blocker), and the wheel named is the one that fits after.
 - ``no-cuda-torch``: torch is missing, a CPU build or a ROCm build.
 - ``community`` (needs --allow-community), ``version-excluded`` (outside --version), ``yanked``.
 """
@@ -108,7 +109,9 @@ def machine_codes(entry: IndexEntry, t: Target) -> list[str]:
     # GPU code and driver
     if entry.archs is not None and t.sms and not all(gpu_runs(entry.archs, sm) for sm in t.sms):
         codes.append("gpu-code-missing")
-    if t.driver_cuda is not None:
+    # A driver too old for torch's own CUDA is the machine's problem, not the wheel's (check's driver-too-old
+    # blocks every variant there): the wheel that fits once the driver is upgraded is still the one to name.
+    if t.driver_cuda is not None and not (t.cuda is not None and t.driver_cuda < (t.cuda[0], 0)):
         need: tuple[int, int] | None
         need = (entry.cuda_mm[0], 0) if entry.cuda_mm is not None else variant_driver_min(n.variant)
         if need is not None and t.driver_cuda < need:

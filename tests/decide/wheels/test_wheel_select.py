@@ -371,11 +371,10 @@ REASONS = [
     ("gpu-code-missing fa3 on blackwell", machine("b200", torch="2.9.0+cu128"),
      "flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl", {"cuda": "12.8"},
      "gpu-code-missing: has no code for sm_100: carries sm_90a (built with CUDA 12.8)"),
-    ("driver-too-old", machine("h100", torch="2.9.0+cu130", driver="575.57.08", glibc="2.39"),
-     "flash_attn-2.8.3+cu13torch2.9cxx11abiTRUE-cp312-cp312-linux_x86_64.whl", {"tag": "v2.8.3"},
-     "driver-too-old: needs a driver for CUDA 13.x (≥ 580.65.06); this driver supports CUDA 12.9"),
-    ("driver-too-old fa4", machine("h100", driver="470.256.02"), "flash_attn_4-4.0.0b36-py3-none-any.whl", {},
-     "driver-too-old: needs a driver for CUDA 12.0; this driver supports CUDA 11.4"),
+    # A wheel's driver need is its own only where torch's CUDA runs on the driver (else the machine's blocker)
+    ("driver-too-old fa4", machine("h100", torch="2.5.1+cu118", cxx11abi=False, driver="520.61.05"),
+     "flash_attn_4-4.0.0b36-py3-none-any.whl", {},
+     "driver-too-old: needs a driver for CUDA 12.0; this driver supports CUDA 11.8"),
     ("no-cuda-torch", machine("a100", torch="2.8.0+cpu"),
      "flash_attn-2.8.3.post1+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl", {},
      "no-cuda-torch: torch is a CPU-only build; this wheel needs a CUDA build of torch"),
@@ -471,3 +470,16 @@ def test_a_spec_without_cxx11abi_gets_the_abi_of_its_torch(index: WheelIndex) ->
     cu126 = target_env("torch26-cu124", torch="2.6.0+cu126")
     best = select_wheels(cu126, "fa2", index).best
     assert best is not None and best.abi is True
+
+
+def test_a_driver_too_old_for_torch_itself_blocks_the_machine_and_the_plan_still_names_the_wheel(
+    index: WheelIndex,
+) -> None:
+    # check calls FA2/FA4 installable with the blocker driver-too-old (torch's CUDA 13 on a CUDA 12.9 driver);
+    # the plan said "build" for FA2 (hours, and failing the same way) and "unsupported" for FA4
+    env = machine("h100", torch="2.9.0+cu130", driver="575.57.08", glibc="2.39")
+    e = entry(index, "flash_attn-2.8.3+cu13torch2.9cxx11abiTRUE-cp312-cp312-linux_x86_64.whl", tag="v2.8.3")
+    assert not evaluate(e, target_of(env), allow_community=False)
+    for variant in ("fa2", "fa4"):
+        plan = make_plan(env, variant, index)
+        assert plan.action == "wheel" and "driver-too-old" in plan.blockers, (variant, plan.reasons)
