@@ -104,7 +104,7 @@ def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Pl
 def _show_plan(plan: Plan, notes: list[str], source: str, opts: dict[str, Any]) -> int:
     """The plan (--dry-run, or no wheel to install) and its exit code."""
     dry_run = opts["dry_run"]
-    code = 1 if plan.action == "unsupported" or (not dry_run and plan.action == "build") else 0
+    code = plan_exit_code(plan, dry_run)
     if opts["as_json"]:
         from flashdoctor.model.envelope import PLAN_SCHEMA_ID
         from flashdoctor.render.json import emit
@@ -127,7 +127,24 @@ def _show_plan(plan: Plan, notes: list[str], source: str, opts: dict[str, Any]) 
             "then install it with `flashdoctor install --wheelhouse DIR`",
             err=True,
         )
+    if not dry_run and plan.action == "wheel" and plan.blockers:
+        echo(
+            f"flashdoctor: nothing installed: fix {', '.join(plan.blockers)} first (flashdoctor check says how); "
+            "the wheel would not run until then",
+            err=True,
+        )
     return code
+
+
+def plan_exit_code(plan: Plan, dry_run: bool) -> int:
+    """1 where the plan installs nothing although asked to: the variant cannot run here, a build is needed,
+    or a wheel fits but the machine blocks it (a driver too old for torch itself: installing it would only
+    fail the smoke test)."""
+    if plan.action == "unsupported":
+        return 1
+    if dry_run:
+        return 0
+    return 1 if plan.action == "build" or (plan.action == "wheel" and plan.blockers) else 0
 
 
 @click.command(
@@ -201,7 +218,7 @@ def install(variant: Variant, **opts: Any) -> int:
         )
     else:
         plan, notes = service.resolve_plan(env, variant, houses, cache=fetch.cache, **_selection(opts))
-    if dry_run or plan.action != "wheel":
+    if dry_run or plan.action != "wheel" or plan.blockers:
         return _show_plan(plan, notes, source, opts)
     py = python or sys.executable  # python is None only with --target, which never gets here
     if not opts["yes"]:
