@@ -12,7 +12,7 @@ from flashdoctor.decide.checks import run_checks
 from flashdoctor.decide.source_build.plan import make_plan
 from flashdoctor.errors import UsageError
 from flashdoctor.model.build import BuildRequest
-from tests.support.targets import target_env
+from tests.support.targets import one_gpu
 
 CAPABILITIES = ["8.0", "8.6", "8.7", "8.9", "9.0", "10.0", "10.3", "11.0", "12.0", "12.1"]
 NVCCS = ["11.8", "12.3", "12.4", "12.8", "12.9", "13.0"]
@@ -24,13 +24,7 @@ VERSIONS = {"fa2": "2.8.3.post2", "fa3": "3.0.0"}
 def test_a_clean_buildable_verdict_is_a_plan_the_build_accepts(capability: str) -> None:
     checked = 0
     for nvcc, (torch, torch_cuda) in itertools.product(NVCCS, TORCHES):
-        env = target_env(
-            "h100",
-            gpus=[{"name": "GPU", "capability": capability}],
-            nvcc=nvcc,
-            torch=torch,
-            torch_cuda=torch_cuda,
-        )
+        env = one_gpu(capability, torch, torch_cuda, nvcc=nvcc)
         for variant, verdict in run_checks(env).verdicts.items():
             if variant not in VERSIONS or verdict.verdict.value != "buildable" or verdict.blockers:
                 continue

@@ -11,7 +11,7 @@ import pytest
 from flashdoctor.decide.checks import run_checks
 from flashdoctor.decide.wheels import load_index, make_plan
 from tests.support.paths import ROOT
-from tests.support.targets import bundled_finder, target_env
+from tests.support.targets import bundled_finder, one_gpu
 
 GPUS = ["8.0", "8.9", "9.0", "10.0", "12.0"]
 DRIVERS = ["470.182.03", "535.104.05", "575.57.08", "580.65.06"]  # CUDA 11.4, 12.2, 12.9, 13.0
@@ -24,13 +24,7 @@ ACTION = {"installable": "wheel", "buildable": "build", "unsupported": "unsuppor
 def test_the_verdict_is_the_plan(capability: str) -> None:
     index, finder = load_index(ROOT / "wheels_index.json"), bundled_finder()
     for driver, (torch, torch_cuda) in itertools.product(DRIVERS, TORCHES):
-        env = target_env(
-            "h100",
-            gpus=[{"name": "GPU", "capability": capability}],
-            driver=driver,
-            torch=torch,
-            torch_cuda=torch_cuda,
-        )
+        env = one_gpu(capability, torch, torch_cuda, driver=driver)
         verdicts = run_checks(env, wheel_finder=finder).verdicts
         for variant in ("fa2", "fa3", "fa4"):
             verdict, plan = verdicts[variant], make_plan(env, variant, index)

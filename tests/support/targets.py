@@ -17,6 +17,13 @@ def target_env(name: str, **overrides: object) -> Environment:
     return environment_from_target(spec)
 
 
+def one_gpu(capability: str, torch: str, torch_cuda: str, **overrides: object) -> Environment:
+    """The h100 target with one GPU of compute capability ``capability`` and the given torch (a machine of a
+    grid that check, install and build must judge alike)."""
+    gpus = [{"name": "GPU", "capability": capability}]
+    return target_env("h100", gpus=gpus, torch=torch, torch_cuda=torch_cuda, **overrides)
+
+
 def bundled_finder() -> WheelFinder:
     """check's WheelFinder over the bundled index (a user's or refreshed index never leaks in)."""
     from flashdoctor.actions.inputs import wheel_finder

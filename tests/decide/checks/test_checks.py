@@ -9,7 +9,7 @@ from flashdoctor.decide.explain import run_checks
 from flashdoctor.model.environment import GPU, FlashInstall
 from flashdoctor.model.findings import Status, Verdict
 from flashdoctor.model.target import environment_from_target
-from tests.support.targets import target_env
+from tests.support.targets import one_gpu, target_env
 
 
 def codes(report, status=None, variant="any"):  # type: ignore[no-untyped-def]
@@ -450,15 +450,8 @@ def test_an_undiagnosed_import_error_fix_is_the_bare_command() -> None:
 )
 def test_a_build_this_nvcc_cannot_compile_for_the_gpu_is_not_called_ready_to_build(capability, nvcc, needs):  # type: ignore[no-untyped-def]
     # check said "buildable" with no blocker where the build plan refuses: sm_120 needs nvcc 12.8, sm_110 13.0
-    env = target_env(
-        "h100",
-        gpus=[{"name": "GPU", "capability": capability}],
-        nvcc=nvcc,
-        torch="2.9.1+cu128",
-        torch_cuda="12.8",
-    )
-    fa2 = run_checks(env).verdicts["fa2"]
+    fa2 = run_checks(one_gpu(capability, "2.9.1+cu128", "12.8", nvcc=nvcc)).verdicts["fa2"]
     assert fa2.verdict is Verdict.BUILDABLE and "nvcc-too-old" in fa2.blockers
     assert any(f"needs nvcc ≥ {needs}" in r for r in fa2.reasons)
-    ok = run_checks(target_env("h100", gpus=[{"name": "GPU", "capability": capability}], nvcc="13.0"))
+    ok = run_checks(one_gpu(capability, "2.11.0+cu130", "13.0", nvcc="13.0"))
     assert "nvcc-too-old" not in ok.verdicts["fa2"].blockers
