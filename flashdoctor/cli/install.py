@@ -102,7 +102,7 @@ def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Pl
 
 
 def _show_plan(plan: Plan, notes: list[str], source: str, opts: dict[str, Any]) -> int:
-    """The plan (--dry-run, or no wheel to install) and its exit code."""
+    """The plan (--dry-run, no wheel to install, or a wheel the machine blocks) and its exit code."""
     dry_run = opts["dry_run"]
     code = plan_exit_code(plan, dry_run)
     if opts["as_json"]:
