@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # a failing check, an unmet --require, a failed smoke test
 EXIT_USAGE = 2  # bad options or input (an unreadable --target, a --python that is no Python)
@@ -21,6 +23,10 @@ class FlashdoctorError(Exception):
         self.message = message
         self.hint = hint
 
+    def text(self) -> str:
+        """How the command line prints it: the message, then the hint on its own line."""
+        return f"flashdoctor: error: {self.message}" + (f"\n  hint: {self.hint}" if self.hint else "")
+
 
 class UsageError(FlashdoctorError):
     return_code = EXIT_USAGE
@@ -32,3 +38,29 @@ class NetworkError(FlashdoctorError):
 
 class InstallError(FlashdoctorError):
     return_code = EXIT_INSTALL
+
+
+# The import names of the dependencies in pyproject.toml (a test keeps the two equal). One that cannot be
+# imported is a broken install of flashdoctor (`pip install --no-deps`, a checkout on PYTHONPATH), not a bug.
+DEPENDENCY_MODULES = {
+    "click": "click",
+    "packaging": "packaging",
+    "pynvml": "nvidia-ml-py",
+    "requests": "requests",
+    "rich": "rich",
+    "jsonschema": "jsonschema",
+    "platformdirs": "platformdirs",
+    "filelock": "filelock",
+}
+
+
+def missing_dependency(exc: BaseException) -> UsageError | None:
+    """The error to print when ``exc`` is the import of one of flashdoctor's dependencies failing."""
+    name = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    dist = DEPENDENCY_MODULES.get((name or "").partition(".")[0])
+    if dist is None:
+        return None
+    return UsageError(
+        f"flashdoctor's dependency {dist} is not installed in {sys.executable}",
+        hint=f"{sys.executable} -m pip install {dist} (or reinstall flashdoctor without --no-deps)",
+    )

@@ -2,7 +2,8 @@
 
 One module per command group (check, install + lock, build, wheels, smoke + bench, explain); the options
 they share are declared once in options.py. This module holds the group and the entry point: user errors
-are one message and their exit code, bugs exit 3 with a crash log (credentials redacted), Ctrl-C 130.
+are one message and their exit code, bugs exit 3 with a crash log (credentials redacted), a dependency
+that cannot be imported exit 2 with the pip command, Ctrl-C 130.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from flashdoctor.cli.install import install, lock
 from flashdoctor.cli.options import AS_MODULE, examples
 from flashdoctor.cli.smoke import bench, smoke
 from flashdoctor.cli.wheels import wheels
-from flashdoctor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FlashdoctorError
+from flashdoctor.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    FlashdoctorError,
+    missing_dependency,
+)
 from flashdoctor.render.text import echo
 
 
@@ -78,7 +85,7 @@ def _crash_log(exc: BaseException) -> str | None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(_redacted(text))
         return path
-    except OSError:
+    except (OSError, ImportError):  # the crash report itself must not crash (platformdirs missing)
         return None
 
 
@@ -103,11 +110,13 @@ def main(argv: Sequence[str] | None = None, *, as_module: bool = False) -> None:
         sys.exit(EXIT_INTERRUPTED)
     except FlashdoctorError as exc:
         # Redacted here too: whatever raised it should have, but no credential reaches the terminal anyway.
-        echo(_redacted(f"flashdoctor: error: {exc.message}"), err=True)
-        if exc.hint:
-            echo(_redacted(f"  hint: {exc.hint}"), err=True)
+        echo(_redacted(exc.text()), err=True)
         sys.exit(exc.return_code)
     except Exception as exc:
+        missing = missing_dependency(exc)
+        if missing:
+            echo(missing.text(), err=True)
+            sys.exit(missing.return_code)
         log = _crash_log(exc)
         echo(
             _redacted(f"flashdoctor: an unexpected error has occurred: {type(exc).__name__}: {exc}"), err=True

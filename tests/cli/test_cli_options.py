@@ -209,3 +209,54 @@ def test_a_user_error_that_names_a_credentialed_url_is_printed_redacted(
     assert code == 4 and "https://***@mirror.example/simple/?token=REDACTED" in err
     for secret in ("carol", "opensesame", "t0ps3cret", "ghp_fake0token0value"):
         assert secret not in err
+
+
+def test_the_dependency_modules_are_pyprojects_dependencies() -> None:
+    import tomllib
+    from packaging.requirements import Requirement
+
+    from flashdoctor.errors import DEPENDENCY_MODULES
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert sorted(DEPENDENCY_MODULES.values()) == sorted(Requirement(d).name for d in deps)
+    for module in DEPENDENCY_MODULES:
+        __import__(module)  # each import name is the one its distribution provides
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("module", ["platformdirs", "rich", "click"])
+def test_a_dependency_that_cannot_be_imported_is_named_with_the_pip_command(
+    tmp_path: Path, module: str
+) -> None:
+    # Seen on the GPU machine: flashdoctor run from a checkout (PYTHONPATH) in a Python without platformdirs
+    # crashed in `check`, and its crash report crashed too, on the same import. A real interpreter here, with
+    # the module made unimportable the way Python itself does it (None in sys.modules).
+    # click is imported before main() runs: `python -m flashdoctor` reports it (flashdoctor/__main__.py).
+    code = (
+        f"import runpy, sys; sys.modules[{module!r}] = None\n"
+        f"sys.argv = ['flashdoctor', 'check', '--target', {H100!r}]\n"
+        "runpy.run_module('flashdoctor', run_name='__main__')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FLASHDOCTOR_CACHE_DIR"}
+    env.update(PYTHONPATH=str(ROOT), NO_COLOR="1", HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "c"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr and "unexpected error" not in p.stderr
+    assert f"flashdoctor's dependency {module} is not installed in {sys.executable}" in p.stderr
+    assert f"{sys.executable} -m pip install {module}" in p.stderr
+
+
+def test_the_crash_report_survives_platformdirs_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # the crash log's directory comes from platformdirs; the report of the bug is printed without it
+    import flashdoctor.decide.checks
+
+    def boom(*a: object, **k: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(flashdoctor.decide.checks, "run_checks", boom)
+    monkeypatch.setitem(sys.modules, "platformdirs", None)
+    monkeypatch.setenv("FLASHDOCTOR_CACHE_DIR", str(tmp_path))
+    code, _, err = run_main(["check", "--target", H100], capsys)
+    assert code == 3 and "RuntimeError: a bug" in err and "traceback is in" not in err
