@@ -15,6 +15,7 @@ from packaging.version import Version
 
 from flashdoctor.decide.wheels.parse import WheelName, platform_arch
 from flashdoctor.knowledge.data import load_data
+from flashdoctor.knowledge.fa2_build import fa2_default_archs
 from flashdoctor.knowledge.torch_builds import torch_pip_cxx11abi
 from flashdoctor.knowledge.versions import major_minor
 
@@ -62,9 +63,7 @@ def fa2_archs(
         cu = (cuda_major, 0)  # a CUDA 13.x build meets every minimum of the 12.x era
     if cu is None:
         return base, True  # unknown nvcc: only what every build has
-    mins = rules["archs_nvcc_min"]
-    archs = [a for a in rules["archs"] if (min_cu := major_minor(mins.get(str(a)))) is None or cu >= min_cu]
-    return tuple(f"sm_{a}" for a in archs), cuda_build is None
+    return tuple(f"sm_{a}" for a in fa2_default_archs(cu)), cuda_build is None
 
 
 def official_cuda_build(name: WheelName, listed: str | None) -> tuple[str | None, bool]:

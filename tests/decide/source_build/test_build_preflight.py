@@ -173,3 +173,21 @@ def test_fa3_switches_the_checkout_does_not_read() -> None:
 
 def test_codes_are_documented_and_distinct_from_check_codes() -> None:
     assert not set(BUILD_CODES) & set(CODES)
+
+
+def test_an_arch_the_nvcc_found_later_cannot_compile_blocks() -> None:
+    # A plan made where nvcc was unknown (so make_plan could not refuse the arch), checked against the nvcc the
+    # build will run: sm_120 needs 12.8 (setup.py would drop it silently), sm_110 (compiled by torch's
+    # cpp_extension) 13.0 — the same minimums the plan and check read (knowledge.fa2_build).
+    for arch, old, new, why in (
+        (120, "12.4", "12.8", "drops it silently"),
+        (110, "12.8", "13.0", "cpp_extension"),
+    ):
+        unknown = target_env("h100", nvcc=None, torch="2.9.1+cu128", torch_cuda="12.8", gpus=[])
+        plan = make_plan(unknown, BuildRequest(archs=(arch,)), "2.8.3.post2")
+        env = target_env("h100", nvcc=old, torch="2.9.1+cu128", torch_cuda="12.8", gpus=[])
+        found = [f for f in preflight(env, plan) if f.code == "build-arch-nvcc"]
+        assert len(found) == 1 and found[0].status is Status.FAIL, (arch, found)
+        assert f"sm_{arch} needs nvcc ≥ {new}" in found[0].message and why in found[0].message
+        ok = target_env("h100", nvcc=new, torch="2.9.1+cu128", torch_cuda="12.8", gpus=[])
+        assert not [f for f in preflight(ok, plan) if f.code == "build-arch-nvcc"]
