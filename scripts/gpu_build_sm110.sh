@@ -4,6 +4,7 @@
 # plan, the build for LIMIT seconds (the full one takes longer), the -gencode flags in the build.ninja that
 # setup.py and torch's cpp_extension wrote, and the architectures of the objects compiled by then.
 #   bash scripts/gpu_build_sm110.sh OUT [LIMIT]      # the sdist carried in .carry/ (PyPI's file)
+# FD_WHEELHOUSE: where the wheel is kept (default: a scratch folder).
 set -u
 OUT=${1:?usage: gpu_build_sm110.sh OUTDIR [LIMIT_SECONDS]}
 LIMIT=${2:-270}
@@ -18,7 +19,7 @@ echo "$SHA256  $SDIST" | sha256sum -c - || { echo "the carried sdist is not PyPI
 "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" --version | tail -1
 
 ARGS=(build --fa2 --source "$SDIST" --arch 110 --head-dims 128 --dtypes bf16 --max-jobs 8
-      --work-dir "$WORK/work" --wheelhouse "$WORK/wheelhouse" --log "$OUT/build.log")
+      --work-dir "$WORK/work" --wheelhouse "${FD_WHEELHOUSE:-$WORK/wheelhouse}" --log "$OUT/build.log")
 "$PY" -m flashdoctor "${ARGS[@]}" --dry-run > "$OUT/plan.txt" 2>&1
 echo "dry-run exit $?"
 grep -E "FLASH_ATTN_CUDA_ARCHS|TORCH_CUDA_ARCH_LIST|sm_110" "$OUT/plan.txt"

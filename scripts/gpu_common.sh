@@ -1,5 +1,5 @@
 # Shared by the GPU-machine journey scripts (scripts/gpu_fa3_journey.sh, scripts/gpu_fa3_proof.sh); sourced,
-# not run. Expects OUT (the output folder) and WORK (a scratch folder) set; sets T0 and the helpers below,
+# not run. Expects OUT (the output folder), WORK (a scratch folder), ROOT (the checkout) and PY set; sets T0 and the helpers below,
 # and the environment every step runs in (no network: pip reads carried wheels only).
 export PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 export FLASHDOCTOR_CACHE_DIR="$WORK/cache"
@@ -14,3 +14,20 @@ timed() {  # timed NAME CMD...: runs CMD, records its wall time and exit code in
     return $rc
 }
 : > "$OUT/times.txt"
+use_carried_deps() {  # flashdoctor's dependencies the machine's python lacks, from .carry/deps onto PYTHONPATH
+    local missing
+    missing=$(PYTHONPATH="$ROOT" "$PY" -c 'import importlib.util
+from flashdoctor.errors import DEPENDENCY_MODULES as D
+print(" ".join(d for m, d in D.items() if importlib.util.find_spec(m) is None))')
+    if [[ -n "$missing" ]]; then
+        echo "flashdoctor's dependencies missing here: $missing -> from .carry/deps into $WORK/deps"
+        # shellcheck disable=SC2086
+        "$PY" -m pip install -q --no-index --find-links "$ROOT/.carry/deps" --target "$WORK/deps" $missing 2>&1 | tail -2
+        export PYTHONPATH="$ROOT:$WORK/deps"
+    fi
+}
+fresh_venv() {  # fresh_venv DIR: a new venv that sees the machine's torch (and nothing installed into another venv)
+    local site
+    site=$("$PY" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))')
+    "$PY" -m venv "$1" && echo "$site" > "$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_machine_torch.pth"
+}

@@ -38,22 +38,7 @@ step "machine"
     "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" --version | tail -1
     echo "cores $(nproc); flashdoctor $(git rev-parse --short HEAD 2>/dev/null)"
 } 2>&1 | tee "$OUT/machine.txt"
-missing=$("$PY" - <<'PY'
-import importlib.util
-print(" ".join(m for m in ("click", "packaging", "pynvml", "requests", "rich", "jsonschema", "platformdirs", "filelock")
-               if importlib.util.find_spec(m) is None))
-PY
-)
-if [[ -n "$missing" ]]; then
-    echo "flashdoctor's dependencies missing here: $missing -> from .carry/deps into $WORK/deps"
-    "$PY" -m pip install -q --no-index --find-links .carry/deps --target "$WORK/deps" \
-        click packaging nvidia-ml-py requests rich jsonschema platformdirs filelock 2>&1 | tail -2
-    export PYTHONPATH="$ROOT:$WORK/deps"
-fi
-TORCH_SITE=$("$PY" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))')
-fresh_venv() {  # a new venv that sees the machine's torch (and nothing installed into another venv)
-    "$PY" -m venv "$1" && echo "$TORCH_SITE" > "$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_machine_torch.pth"
-}
+use_carried_deps
 SRC_TAR=$(find .carry -maxdepth 1 -name 'flash-attention-hopper-*.tar.gz' | sort | head -1)
 mkdir -p "$WORK/src" && tar -xzf "$SRC_TAR" -C "$WORK/src"
 SRC=$(find "$WORK/src" -maxdepth 2 -type d -name hopper | head -1)

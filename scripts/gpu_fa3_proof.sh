@@ -28,10 +28,6 @@ source "$ROOT/scripts/gpu_common.sh"
     > "$WORK/fd-pip.log" 2>&1 || { echo "cannot install flashdoctor into $WORK/fd"; tail -5 "$WORK/fd-pip.log"; }
 FD=("$WORK/fd/bin/flashdoctor")
 uptime > "$OUT/uptime.txt"
-TORCH_SITE=$("$PY" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null)
-fresh_venv() {
-    "$PY" -m venv "$1" && echo "$TORCH_SITE" > "$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_machine_torch.pth"
-}
 FA2=$(find .carry/fa2wheel -name 'flash_attn-*.whl' | head -1)
 FA3=$(find .carry/fa3wheel -name 'flash_attn_3-*.whl' | head -1)
 WH="$WORK/wheelhouse"
