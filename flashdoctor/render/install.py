@@ -88,9 +88,9 @@ def render_install(result: InstallResult, console: Console, verbose: bool = Fals
             hang=19,
         )
     if result.sha256:
-        print_markup(
-            console, f"   [dim]{escape(result.sha256_check or '')}: {escape(result.sha256)}[/]", hang=5
-        )
+        # the verification's own words name where the digest came from ("... (the plan file)")
+        checked = (result.verification or {}).get("text") or result.sha256_check or ""
+        print_markup(console, f"   [dim]{escape(checked)}: {escape(result.sha256)}[/]", hang=5)
     for w in result.warnings:
         print_finding(console, "warn", w)
     for d in result.diagnoses:

@@ -238,6 +238,15 @@ def test_verification_wording_never_claims_a_digest_nobody_published() -> None:
         out = buf.getvalue()
         assert words in out and "verified" not in out, out
         assert res.to_json()["sha256_check"] == digest_wording(sha_from)
+    # Where the digest came from is said too (seen on the GPU machine: a plan file's digest was printed as
+    # just "sha256 matches the published digest").
+    from flashdoctor.model.verification import published
+
+    res = InstallResult("rolled-back", "fa2", "flash-attn", "the smoke test failed", sha256="ab" * 32,
+                        sha256_from="index", verification=published("plan-file").to_json())  # fmt: skip
+    buf = io.StringIO()
+    render_install(res, Console(file=buf, width=200, color_system=None))
+    assert f"sha256 matches the published digest (the plan file): {'ab' * 32}" in buf.getvalue()
 
 
 def _state(**kw: object) -> TargetState:
