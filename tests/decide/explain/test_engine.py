@@ -439,3 +439,28 @@ def test_a_log_pasted_as_a_string_literal_is_split_on_escaped_line_breaks():
     text = "\\n".join(["Building wheel for flash-attn (setup.py) ... error", *(["noise"] * 300), UNDEF])
     diags = explain_text(text)
     assert diags[0].code == "torch-abi-mismatch" and diags[0].line == 302
+
+
+def test_flashdoctors_own_no_code_for_this_gpu_messages_are_recognised():
+    # Seen on the GPU machine (2026-12-06): an FA2 build for sm_110 only, installed on an H100, failed the smoke
+    # test with "the binary has no code for GPU 0 ... (sm_90)", and explain on install's output recognised
+    # nothing. The smoke classifier's own words are explained here, with check's and the wheelhouse's.
+    from flashdoctor.decide.smoke.classify import classify_error
+    from flashdoctor.model.cases import SMOKE_CASES_CUDA
+    from flashdoctor.model.smoke import GpuInfo
+
+    gpu = GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 79.1)
+    smoke = classify_error(
+        "RuntimeError: CUDA error: no kernel image is available for execution on the device",
+        "fa2",
+        SMOKE_CASES_CUDA[0],
+        gpu,
+    ).reason
+    assert "no code for" in smoke
+    for line in (
+        f" ✗ smoke test      FA2 flash_attn 2.8.3.post2 hd128 bf16: {smoke} 10.0s",
+        "flashdoctor install fa2: rolled-back — the smoke test of flash-attn 2.8.3.post2+fd.sm110 failed: FA2 on"
+        " GPU 0 NVIDIA H100 80GB HBM3 (sm_90): the binary has no code for GPU 0 NVIDIA H100 80GB HBM3 (sm_90)",
+        "flash_attn-2.8.3+fd.sm110-cp312-cp312-linux_x86_64.whl has no code for sm_90 (built for sm_110)",
+    ):
+        assert [d.code for d in explain_text(line)][:1] == ["gpu-unsupported"], line
