@@ -7,7 +7,7 @@ scored: 16/23 right then (2 unsafe, 1 unsupported), 17/23 after the pre-release 
 wheels (docs/install.md). fresh2.json (13) likewise: 10/13 at its first scoring, no unsafe pick;
 fresh3.json (12) 5/12 (12/12 lenient); fresh5.json (2) 1/2; fresh6.json (8) 2/8 (8/8 lenient); fresh7.json
 (3) 2/3 (3/3 lenient); fresh8.json (3) 3/3; fresh9.json (3) 2/3 (3/3 lenient); fresh10.json (4) 0/4 (4/4
-lenient); fresh11.json (6) 2/6 (5/6 lenient); fresh12.json (5) 2/5 (5/5 lenient); fresh13.json (4) 1/4 (4/4 lenient). fresh8 and fresh9 each lost one case that repeated an earlier set's environment (the same file at
+lenient); fresh11.json (6) 2/6 (5/6 lenient); fresh12.json (5) 2/5 (5/5 lenient); fresh13.json (4) 1/4 (4/4 lenient); fresh14.json (6) 4/6 (6/6 lenient). fresh8 and fresh9 each lost one case that repeated an earlier set's environment (the same file at
 the same commit)."""
 
 from __future__ import annotations
@@ -86,6 +86,12 @@ FLOORS = {
     # cell (2.7.4.post1 over 2.7.3 on torch 2.6 and over 2.8.3 on torch 2.4; 2.8.3.post1's official wheel
     # where a Space pinned a community copy of 2.8.3).
     "fresh13.json": (4, 1, set()),
+    # From repository files pinned to a commit (a training record with its run logs, Dockerfiles, a Modal image,
+    # a pip freeze, a migration guide; frozen before it was scored): 4/6, 6/6 lenient, no unsafe pick. Misses:
+    # ModelTC's own FA3 3.0.0b1 cp39 wheel is in no source the index reads (mjun0812's FA3 build of that cell is
+    # picked), and 2.7.4.post1 on torch 2.5 where the environment held 2.8.3.post1 (whose Triton ops need torch
+    # 2.6; flash_attn_func itself runs).
+    "fresh14.json": (6, 4, set()),
 }
 
 
