@@ -55,8 +55,9 @@ plan = {"schema": "flashdoctor/plan/1", "action": "wheel", "variant": "fa2",
 pathlib.Path(sys.argv[2]).write_text(json.dumps(plan, indent=1))
 print(plan["wheel"]["filename"], plan["wheel"]["sha256"][:16])
 PY
-state() {  # every file of V with its size and digest, and pip's view
-    (cd "$WORK/V" && find . -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum) > "$1.files"
+state() {  # every file of V with its digest, and pip's view; the install lock stays by design (docs/wheelhouse.md)
+    (cd "$WORK/V" && find . -type f ! -name '*.pyc' ! -path ./.flashdoctor-install.lock -print0 | sort -z \
+        | xargs -0 sha256sum) > "$1.files"
     "$V" -m pip list --format=freeze > "$1.pip" 2>/dev/null
 }
 state "$WORK/before"
