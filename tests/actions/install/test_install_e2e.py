@@ -312,6 +312,24 @@ def test_failing_smoke_test_on_a_gpu_rolls_back(
     assert res.status == "rolled-back" and "smoke test" in res.message
     assert "flash-attn" not in pip_list(fresh_venv)
 
+    # The smoke test's words for a binary without this GPU's code (an sm_110-only build on an H100, GPU machine
+    # 2026-12-06): the rollback's diagnosis names the cause and the fix, as for a failed pip.
+    def no_code(python: str, environ: object, variant: str) -> SmokeOutcome:
+        return SmokeOutcome(
+            False,
+            "FA2 flash_attn 2.8.3.post2 hd128 bf16 on GPU 0 NVIDIA H100 80GB HBM3 (sm_90): the binary has no "
+            "code for GPU 0 NVIDIA H100 80GB HBM3 (sm_90) [long, long-causal, gqa, varlen]",
+        )
+
+    machine = Environment(gpus=env.gpus, cpus=16, memory_gb=125.0)  # the fix's MAX_JOBS needs both
+    res = execute(
+        plan_for(server.add("/w2.whl", w.read_bytes()), w, V_GOOD),
+        context(fresh_venv, tmp_path, env=machine, smoke=no_code),
+    )
+    assert res.status == "rolled-back" and "flash-attn" not in pip_list(fresh_venv)
+    assert [d.code for d in res.diagnoses][:1] == ["gpu-unsupported"], res.diagnoses
+    assert "sm_90" in (res.diagnoses[0].fix or "")
+
 
 @pytest.mark.slow
 def test_ctrl_c_during_verification_restores_then_propagates(
