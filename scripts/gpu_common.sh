@@ -1,6 +1,16 @@
-# Shared by the GPU-machine journey scripts (scripts/gpu_fa3_journey.sh, scripts/gpu_fa3_proof.sh); sourced,
-# not run. Expects OUT (the output folder), WORK (a scratch folder), ROOT (the checkout) and PY set; sets T0 and the helpers below,
-# and the environment every step runs in (no network: pip reads carried wheels only).
+# Shared by the GPU-machine journey scripts (gpu_fa3_journey.sh, gpu_fa3_proof.sh, gpu_wrong_arch_install.sh);
+# sourced with the script's arguments, not run:  source "$(dirname "$0")/gpu_common.sh" "$@"
+# Takes OUTDIR (the first argument), moves to the checkout's root and sets OUT, ROOT, PY ($PYTHON or python3),
+# WORK ($FD_WORK or /tmp/fd-<script>, emptied), PYTHONPATH (the checkout), T0 and the helpers below, and the
+# environment every step runs in (no network: pip reads carried wheels only).
+[[ $# -ge 1 ]] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
+OUT=$(mkdir -p "$1" && cd "$1" && pwd)
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$PWD
+PY=${PYTHON:-python3}
+WORK=${FD_WORK:-/tmp/fd-$(basename "$0" .sh)}
+rm -rf "$WORK" && mkdir -p "$WORK"
+export PYTHONPATH="$ROOT"
 export PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 export FLASHDOCTOR_CACHE_DIR="$WORK/cache"
 T0=$(date +%s)

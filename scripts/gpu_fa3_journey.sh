@@ -19,16 +19,8 @@
 #  5. the runtime (scripts/gpu_runtime_fa3.py in venv A): FA3 for bf16/128 causal, a fallback for fp16
 # The built wheel is copied to OUTDIR/fa3-wheel.tar for a later run (its name has a '+').
 set -uo pipefail
-[[ $# -ge 1 ]] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
-OUT=$(mkdir -p "$1" && cd "$1" && pwd)
-cd "$(dirname "$0")/.." || exit 2
-ROOT=$PWD
-PY=${PYTHON:-python3}
-WORK=${FD_WORK:-/tmp/fd-fa3-journey}
-rm -rf "$WORK" && mkdir -p "$WORK"
-export PYTHONPATH="$ROOT"
 # shellcheck source=scripts/gpu_common.sh
-source "$ROOT/scripts/gpu_common.sh"
+source "$(dirname "$0")/gpu_common.sh" "$@"
 FD=("$PY" -m flashdoctor)
 
 step "machine"

@@ -13,16 +13,8 @@
 #  3. check --require fa3; bench B8 N4096 H16 D128 bf16 plain and causal; the runtime's dispatch
 #  4. the README's two set-up commands verbatim, and check vs collect_env
 set -uo pipefail
-[[ $# -ge 1 ]] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
-OUT=$(mkdir -p "$1" && cd "$1" && pwd)
-cd "$(dirname "$0")/.." || exit 2
-ROOT=$PWD
-PY=${PYTHON:-python3}
-WORK=${FD_WORK:-/tmp/fd-fa3-proof}
-rm -rf "$WORK" && mkdir -p "$WORK"
-export PYTHONPATH="$ROOT"
 # shellcheck source=scripts/gpu_common.sh
-source "$ROOT/scripts/gpu_common.sh"
+source "$(dirname "$0")/gpu_common.sh" "$@"
 # flashdoctor in its own venv with its declared dependencies (from .carry/deps: no network), as a user has it
 "$PY" -m venv "$WORK/fd" && "$WORK/fd/bin/pip" install -q --no-index --find-links "$ROOT/.carry/deps" "$ROOT" \
     > "$WORK/fd-pip.log" 2>&1 || { echo "cannot install flashdoctor into $WORK/fd"; tail -5 "$WORK/fd-pip.log"; }

@@ -16,15 +16,8 @@
 #     named; V's files and `pip list` compared with those before
 #  5. check --python V (fa2 not installed) and explain on the install's output
 set -uo pipefail
-[[ $# -ge 1 ]] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
-OUT=$(mkdir -p "$1" && cd "$1" && pwd)
-cd "$(dirname "$0")/.." || exit 2
-ROOT=$PWD
-PY=${PYTHON:-python3}
-WORK=${FD_WORK:-/tmp/fd-wrong-arch}
-rm -rf "$WORK" && mkdir -p "$WORK"
 # shellcheck source=scripts/gpu_common.sh
-source "$ROOT/scripts/gpu_common.sh"
+source "$(dirname "$0")/gpu_common.sh" "$@"
 export PIP_FIND_LINKS="$ROOT/.carry/deps"
 
 step "1. flashdoctor in its own venv"
