@@ -24,11 +24,11 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
 from flashdoctor.knowledge.versions import parse_version
-from flashdoctor.model.environment import TARGET_KEYS, Environment
+from flashdoctor.model.environment import GPU, TARGET_KEYS, Environment
 from flashdoctor.model.fields import FieldsJson
 
 # Facts (data/signatures.json "facts") that describe the log's machine.
-TORCH, TORCH_INDEX_CUDA, PYTHON, NVCC, DRIVER, DRIVER_CUDA, WHEEL_URL = (
+TORCH, TORCH_INDEX_CUDA, PYTHON, NVCC, DRIVER, DRIVER_CUDA, WHEEL_URL, GPU_CC, GPU_NAME = (
     "torch_log",
     "torch_index_cuda_log",
     "python_log",
@@ -36,6 +36,8 @@ TORCH, TORCH_INDEX_CUDA, PYTHON, NVCC, DRIVER, DRIVER_CUDA, WHEEL_URL = (
     "driver_log",
     "driver_cuda_log",
     "wheel_url",
+    "gpu_cc_log",
+    "gpu_name_log",
 )
 # setup.py's guessed wheel: flash_attn-2.8.3+cu12torch2.6cxx11abiFALSE-cp311-cp311-linux_x86_64.whl
 _GUESS = re.compile(
@@ -64,6 +66,12 @@ class LogMachine:
     torch_mm_only: str | None = None  # torch major.minor from setup.py's guessed wheel name
     isolated_build: bool = False  # the torch in the log may be a build-isolation download
     old_gpu: bool = False  # the log names a GPU older than Ampere (context pre_ampere_gpu)
+    gpu_cc: str | None = None  # "9.0": the GPU the log ran on, where it says so (one GPU kind only)
+    gpu_name: str | None = None
+
+    @property
+    def gpu(self) -> GPU | None:
+        return None if self.gpu_cc is None else GPU(index=0, name=self.gpu_name, capability=self.gpu_cc)
 
     @property
     def cp(self) -> str | None:
@@ -79,7 +87,9 @@ class LogMachine:
 
     @property
     def known(self) -> bool:
-        return any((self.torch, self.torch_mm_only, self.python, self.nvcc, self.driver, self.os))
+        return any(
+            (self.torch, self.torch_mm_only, self.python, self.nvcc, self.driver, self.os, self.gpu_cc)
+        )
 
     def label(self) -> str:
         """ "torch 2.1.2, cp310, Linux" - the facts a reader recognises the machine by."""
@@ -92,6 +102,8 @@ class LogMachine:
             parts.append(f"nvcc {self.nvcc}")
         if self.os:
             parts.append({"linux": "Linux", "windows": "Windows", "macos": "macOS"}[self.os])
+        if self.gpu is not None and self.gpu.sm is not None:
+            parts.append(f"{self.gpu_name + ' ' if self.gpu_name else ''}(sm_{self.gpu.sm})")
         return ", ".join(parts)
 
     def environment(self) -> Environment | None:
@@ -119,6 +131,8 @@ class LogMachine:
         ):
             if value is not None:
                 values[key] = value
+        if self.gpu is not None:
+            values["gpus"] = (self.gpu,)
         unknown = frozenset(k for k in TARGET_KEYS if k not in values)
         return Environment(**values, unknown=unknown)  # type: ignore[arg-type]
 
@@ -168,6 +182,8 @@ def read_machine(facts: Mapping[str, str], contexts: Container[str]) -> LogMachi
         torch_mm_only=torch_mm_only,
         isolated_build="isolated_build" in contexts,
         old_gpu="pre_ampere_gpu" in contexts,
+        gpu_cc=facts.get(GPU_CC),
+        gpu_name=facts.get(GPU_NAME) if facts.get(GPU_CC) else None,
     )
 
 
@@ -245,9 +261,12 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
     if log.driver and env.known("driver") and log.driver != env.driver:
         differs.append(f"driver {log.driver} in the log, {env.driver or 'none'} here")
     ccs = [g.cc for g in env.gpus] if env.known("gpus") else []
+    names = ", ".join(sorted({g.name or "?" for g in env.gpus})) if ccs else ""
     if log.old_gpu and ccs and all(cc is not None and cc >= (8, 0) for cc in ccs):
-        names = ", ".join(sorted({g.name or "?" for g in env.gpus}))
         differs.append(f"a GPU older than Ampere in the log, {names} here")
+    logged = log.gpu
+    if logged is not None and ccs and logged.cc not in ccs:
+        differs.append(f"{log.gpu_name or 'a GPU'} (sm_{logged.sm}) in the log, {names} here")
     if differs:
         return Origin(False, "differs: " + "; ".join(differs))
     prefix = env_prefix(env)

@@ -235,3 +235,69 @@ def test_python_and_torch_cuda_written_as_settings_tell_the_log_apart() -> None:
     log = "undefined symbol _ZN3c105ErrorC2ENS_14SourceLocationESs on torch 2.6.0-cu126; cu124 exports it\n"
     expl = explain_bytes(log.encode(), target_env("v100"), bundled_finder())
     assert not expl.origin.use_machine and "torch 2.6.0+cu126 in the log" in expl.origin.reason
+
+
+# -- the log's GPU ------------------------------------------------------------------------------------
+NO_CODE = (
+    "the smoke test failed: FA2 on GPU 0 NVIDIA H100 80GB HBM3 (sm_90): the binary has no code for GPU 0 NVIDIA"
+    " H100 80GB HBM3 (sm_90)"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "name", "cc"),
+    [
+        (NO_CODE, "NVIDIA H100 80GB HBM3", "9.0"),  # flashdoctor's own smoke test
+        (  # torch's warning for a GPU its build has no kernels for
+            "UserWarning: NVIDIA GeForce RTX 5090 with CUDA capability sm_120 is not compatible with the current"
+            " PyTorch installation.",
+            "NVIDIA GeForce RTX 5090",
+            "12.0",
+        ),
+        (  # torch's warning for a GPU older than its oldest arch
+            "UserWarning: Found GPU0 Tesla V100-SXM2-16GB which is of cuda capability 7.0.",
+            "Tesla V100-SXM2-16GB",
+            "7.0",
+        ),
+        (
+            "  Device 0: NVIDIA GeForce RTX 3090, compute capability 8.6, VMM: yes",
+            "NVIDIA GeForce RTX 3090",
+            "8.6",
+        ),
+    ],
+)
+def test_the_gpu_a_log_ran_on_is_read_from_it(line: str, name: str, cc: str) -> None:
+    sm = cc.replace(".", "")
+    assert (
+        explain_bytes(f"{line}\n{KILLED}".encode(), None).machine
+        == f"the machine in this log ({name} (sm_{sm}))"
+    )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[12/73] nvcc -c csrc/flash_attn/src/flash_fwd_hdim128_bf16_sm80.cu -gencode arch=compute_90,code=sm_90",
+        "RuntimeError: FlashAttention only supports Ampere GPUs or newer.",
+        "FA2 needs compute capability 8.0+ (Ampere or newer)",
+        # two different GPUs: which one failed is not said
+        "NVIDIA A100-SXM4-80GB with CUDA capability sm_80 ok\nNVIDIA GeForce RTX 5090 with CUDA capability sm_120 is"
+        " not compatible",
+    ],
+)
+def test_a_kernel_name_a_requirement_or_two_gpus_name_no_gpu(line: str) -> None:
+    assert "sm_" not in explain_bytes(f"{line}\n{KILLED}".encode(), None).machine
+
+
+def test_another_gpu_in_the_log_means_another_machine_and_the_fix_is_for_the_logs_gpu() -> None:
+    # The same torch as the A100 target, but the log ran on an H100: the fix names the H100's arch.
+    log = f"torch.__version__  = 2.8.0+cu128\n{NO_CODE}"
+    expl = explain_bytes(log.encode(), target_env("a100"))
+    assert not expl.origin.use_machine
+    assert "NVIDIA H100 80GB HBM3 (sm_90) in the log, NVIDIA A100-SXM4-80GB here" in expl.origin.reason
+    fix = expl.diagnoses[0].fix
+    assert expl.diagnoses[0].code == "gpu-unsupported"
+    assert "FLASH_ATTN_CUDA_ARCHS=90" in fix and "A100" not in fix and "=80" not in fix
+    # On an H100 with that torch the log is this machine's: its fix is sized to it (MAX_JOBS).
+    here = explain_bytes(log.replace("2.8.0+cu128", "2.11.0+cu130").encode(), target_env("h100"))
+    assert here.origin.use_machine and "FLASH_ATTN_CUDA_ARCHS=90 MAX_JOBS=" in here.diagnoses[0].fix

@@ -172,7 +172,9 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # the CPU, libraries turning FlashAttention off for a GPU, Transformer Engine's and unsloth's notices and
     # Chinese prose about a slowdown: 0.82-0.83 s against 0.81-0.84 s with the 451, side by side, new first;
     # 460 with torch's dispatcher message for flash-attn's CUDA-only ops: 0.82-0.83 s against 0.80-0.81 s.
-    assert len(scanned) < 465
+    # 466 with flashdoctor's own "has no code for" and the log's GPU (torch's "with CUDA capability sm_120",
+    # "(sm_90)" after a GPU name): 0.81-0.81 s against 0.80-0.82 s with the 460, side by side, alternating.
+    assert len(scanned) < 470
     assert len(contexts) < 165
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
