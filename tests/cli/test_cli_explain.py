@@ -101,7 +101,8 @@ def test_stdin_and_dash():
 def test_unrecognised_log_says_so_shows_lines_and_exits_1(tmp_path: Path):
     assert code("explain", str(SAMPLES / "unknown-error.log"), "--no-probe") == 1
     r = run("explain", str(SAMPLES / "unknown-error.log"), "--no-probe")
-    assert "no known failure recognised" in r.output
+    # the header wraps at 80 columns after the log's path, whose length depends on where the checkout is
+    assert "no known failure recognised" in " ".join(r.output.split())
     assert "ValueError: shard 17 is corrupt" in r.output and "FutureWarning" not in r.output
     doc = json.loads(run("explain", str(SAMPLES / "unknown-error.log"), "--no-probe", "--json").stdout)
     assert doc["recognised"] is False and doc["diagnoses"] == [] and doc["key_lines"]

@@ -162,7 +162,7 @@ def _lock_all(tmp_path: Path, url: str, wheel: Path) -> tuple[Path, dict[str, ob
     env = child_env(NO_PROXY="127.0.0.1,localhost")
     r = subprocess.run([*cmd, "--format", "all", "-o", str(base)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("target: ")  # the first line names the machine
+    assert r.stdout.startswith("target:")  # the first line names the machine (a long path wraps)
     assert "wrote " in r.stdout and RECORDED in r.stdout
     j = subprocess.run(
         [*cmd, "--format", "all", "-o", str(base), "--json"], capture_output=True, text=True, env=env
