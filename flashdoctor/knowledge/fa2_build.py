@@ -26,10 +26,10 @@ def fa2_build_arch(sm: int) -> Fa2Arch | None:
     cands = [a for a in data["archs"] if runs_on([f"sm_{a}"], sm) == "native"]
     if cands:
         a = max(cands)
-        return Fa2Arch(a, data["archs_nvcc_min"].get(str(a)), None, False)
+        return Fa2Arch(a, fa2_arch_nvcc(a), None, False)
     via = data["archs_via_torch"].get(str(sm))
     if via is not None:
-        return Fa2Arch(sm, via["nvcc"], via["torch"], True)
+        return Fa2Arch(sm, fa2_arch_nvcc(sm), via["torch"], True)
     return None
 
 

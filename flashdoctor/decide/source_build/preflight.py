@@ -16,7 +16,7 @@ from flashdoctor.decide import checks
 from flashdoctor.decide.source_build.hopper import Fa3SetupFacts
 from flashdoctor.decide.source_build.plan import BuildPlan, build_data
 from flashdoctor.knowledge import codes as code_registry
-from flashdoctor.knowledge.fa2_build import fa2_arch_nvcc
+from flashdoctor.knowledge.fa2_build import fa2_build_arch
 from flashdoctor.knowledge.versions import major_minor
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import Finding, Status
@@ -65,17 +65,18 @@ def _nvcc_findings(env: Environment, plan: BuildPlan) -> list[Finding]:
         )
     if plan.variant == "fa2":
         for a in plan.profile.archs:
-            need = fa2_arch_nvcc(a)
-            if need and nv is not None and nv < (major_minor(need) or (0, 0)):
+            found = fa2_build_arch(a)  # a build arch serves itself
+            need = found.nvcc if found is not None else None
+            if found is not None and need and nv is not None and nv < (major_minor(need) or (0, 0)):
                 out.append(
                     Finding(
                         "build-arch-nvcc",
                         Status.FAIL,
                         f"sm_{a} needs nvcc ≥ {need}; with nvcc {env.nvcc} "
                         + (
-                            "FA2's setup.py drops it silently"
-                            if a in build_data()["fa2"]["archs"]
-                            else "torch's cpp_extension cannot compile it"
+                            "torch's cpp_extension cannot compile it"
+                            if found.via_torch
+                            else "FA2's setup.py drops it silently"
                         ),
                         fix=f"Install CUDA toolkit ≥ {need}, or build without --arch {a}.",
                         variant="fa2",
