@@ -9,7 +9,11 @@ generalisation figure, scripts/eval_explain.py).
 Changes: ``wrap80`` (a word wrap at 80 columns: a browser, a mail client, a blog's reflow), ``hard100``
 and ``hard60`` (a terminal cut every line at 100 / 60 columns), ``head600`` and ``head300`` (only the first
 600 / 300 characters: an excerpt), ``last3`` (only the last three lines), ``flat`` (every line break a
-space), ``nopaths`` (absolute paths replaced), ``lower`` (lower case).
+space), ``nopaths`` (absolute paths replaced), ``lower`` (lower case); a web page's text: ``html`` (HTML
+entities, as in a page's source or an API's HTML body), ``nbsp`` (every space a no-break space),
+``zwsp`` (a zero-width space after every underscore: a page's soft breaks in long names); a prefix a
+tool writes before every line: ``quote`` (a Markdown quote), ``rank`` (torchrun's "[rank0]: "),
+``gha`` (a GitHub Actions timestamp), ``docker`` (a BuildKit step and its seconds).
 
     python scripts/eval_robustness.py [--change NAME ...] [--json] [-v]
 """
@@ -17,6 +21,7 @@ space), ``nopaths`` (absolute paths replaced), ``lower`` (lower case).
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import re
 import sys
@@ -60,6 +65,15 @@ CHANGES: dict[str, Callable[[str], str]] = {
     "flat": lambda t: " ".join(t.split()),
     "nopaths": lambda t: re.sub(r"(/[\w.+-]+){2,}", "<path>", t),
     "lower": str.lower,
+    "html": lambda t: html.escape(t, quote=True),
+    "nbsp": lambda t: t.replace(" ", "\u00a0"),
+    "zwsp": lambda t: t.replace("_", "_\u200b"),
+    "quote": lambda t: "\n".join("> " + ln for ln in t.splitlines()),
+    "rank": lambda t: "\n".join("[rank0]: " + ln for ln in t.splitlines()),
+    "gha": lambda t: "\n".join(
+        f"2026-12-06T18:00:{i % 60:02d}.1234567Z {ln}" for i, ln in enumerate(t.splitlines())
+    ),
+    "docker": lambda t: "\n".join(f"#12 {10 + 0.37 * i:.3f} {ln}" for i, ln in enumerate(t.splitlines())),
 }
 
 

@@ -58,9 +58,61 @@ _QUOTES = (
 )
 
 
+# Text copied from a web page (a report up to PROSE_MAX): no-break and other Unicode spaces read as
+# spaces; zero-width characters (a page's soft breaks inside long identifiers) and byte-order marks vanish.
+_SPACES = tuple(c.encode() for c in "\u00a0\u2007\u2009\u202f\u3000")
+_INVISIBLE = tuple(c.encode() for c in "\u200b\u200c\u200d\u2060\ufeff")
+# A page's source, an e-mail or an API's HTML body: the entities a log's text turns into. &amp; last,
+# so that one level of escaping is undone ("&amp;lt;" stays "&lt;").
+_ENTITY = re.compile(rb"&(?:lt|gt|quot|apos|nbsp|#39|#x27|#34|#x22);")
+_ENTITIES = (
+    (b"&lt;", b"<"),
+    (b"&gt;", b">"),
+    (b"&quot;", b'"'),
+    (b"&#34;", b'"'),
+    (b"&#x22;", b'"'),
+    (b"&apos;", b"'"),
+    (b"&#39;", b"'"),
+    (b"&#x27;", b"'"),
+    (b"&nbsp;", b" "),
+    (b"&amp;", b"&"),
+)
+# What a tool writes before every line of a program's output: torchrun's "[rank0]:" / "[default0]:",
+# a GitHub Actions log's timestamp, a BuildKit step and its seconds ("#12 45.67 "), srun --label's
+# "0: ", journald's "Dec 06 12:00:01 host python[42]: ", a Markdown quote. Removed where most of the
+# log's first lines carry the same one, so the signatures read the program's own lines.
+_LINE_PREFIXES = tuple(
+    re.compile(rb"^" + p, re.MULTILINE)
+    for p in (
+        rb"(?:\[rank\d+\]: ?|\[default\d+\]:)",
+        rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z ",
+        rb"#\d+ \d+\.\d+ ",
+        rb"\d{1,4}: ",
+        rb"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d [\w.-]+ [\w./-]+(?:\[\d+\])?: ",
+        rb"> ?",
+    )
+)
+PREFIX_SAMPLE_LINES = 400  # lines looked at to decide whether the log carries a per-line prefix
+PREFIX_SHARE = 0.6  # the share of those (non-empty) lines that must carry it
+
+
+def _strip_line_prefix(data: bytes) -> bytes:
+    sample = [
+        ln
+        for ln in data[: 200 * PREFIX_SAMPLE_LINES].split(b"\n", PREFIX_SAMPLE_LINES)[:PREFIX_SAMPLE_LINES]
+        if ln.strip()
+    ]
+    if len(sample) < 3:
+        return data
+    for prefix in _LINE_PREFIXES:
+        if sum(1 for ln in sample if prefix.match(ln)) >= PREFIX_SHARE * len(sample):
+            return prefix.sub(b"", data)
+    return data
+
+
 def normalise(data: bytes) -> bytes:
-    """UTF-16 -> UTF-8, no ANSI escapes, "\\n" line ends, ASCII quotes. Other bytes are left for
-    errors="replace"."""
+    """UTF-16 -> UTF-8, no ANSI escapes, "\\n" line ends, ASCII quotes and spaces, no HTML entities, no
+    per-line prefix a tool added. Other bytes are left for errors="replace". The line count stays."""
     head = data[:4096]
     # UTF-16 (mostly ASCII, so about every other byte is NUL): with a BOM, or little-endian without one.
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) and head[2:].count(0) >= 0.2 * len(head[2:]):
@@ -79,10 +131,19 @@ def normalise(data: bytes) -> bytes:
     if b"\xe2\x80" in data:
         for curly, plain in _QUOTES:
             data = data.replace(curly, plain)
+    # (Only in a report's size: a page's text is short, and each look costs ~7 ms on a 10 MB build log.)
+    if len(data) <= PROSE_MAX and any(c in data for c in _SPACES + _INVISIBLE):
+        for space in _SPACES:
+            data = data.replace(space, b" ")
+        for invisible in _INVISIBLE:
+            data = data.replace(invisible, b"")
     # A log pasted as a JSON/Python string literal has escaped line breaks and (almost) no real ones.
     if len(data) > 1024 and data.count(b"\n") * 4096 < len(data) and data.count(b"\\n") > 8:
         data = data.replace(b"\\r\\n", b"\n").replace(b"\\n", b"\n").replace(b'\\"', b'"')
-    return data
+    if _ENTITY.search(data):
+        for entity, char in _ENTITIES:
+            data = data.replace(entity, char)
+    return _strip_line_prefix(data)
 
 
 def trie_regex(words: Iterable[bytes]) -> re.Pattern[bytes]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from flashdoctor.decide.checks import check_installed
 from flashdoctor.decide.explain import explain_bytes, explain_output, explain_text, import_diagnoser
 from flashdoctor.decide.explain.engine import KEYWORD_LINE_BUDGET, find_key_lines, normalise
@@ -318,6 +320,46 @@ def test_utf16_crlf_ansi_and_junk_bytes():
     junk = b"\xff\xfe\xfd garbage \x00\x01\n" + UNDEF.encode() + b"\n\xc3\x28 invalid utf-8"
     assert [d.code for d in explain_bytes(junk).diagnoses][:1] == ["torch-abi-mismatch"]
     assert normalise(b"a\r\nb\rc") == b"a\nb\nc"
+
+
+def test_a_web_pages_entities_and_spaces_read_as_the_log():
+    assert normalise(b"File &quot;x.py&quot;, a &lt; b &amp;&amp; c &#39;d&#x27; &amp;lt;") == (
+        b"File \"x.py\", a < b && c 'd' &lt;"
+    )
+    assert normalise("a\u00a0b\u202fc\u3000d".encode()) == b"a b c d"
+    assert normalise("flash_\u200battn\ufeff".encode()) == b"flash_attn"
+    assert normalise(b"a & b; c && d") == b"a & b; c && d"  # no entity: left as it is
+    escaped = UNDEF.replace("'", "&#39;").replace('"', "&quot;")
+    assert [d.code for d in explain_bytes(escaped.encode()).diagnoses][:1] == ["torch-abi-mismatch"]
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "[rank0]: ",
+        "[default3]:",
+        "2026-12-06T18:00:01.1234567Z ",
+        "#12 45.678 ",
+        "0: ",
+        "> ",
+        "Dec  6 12:00:01 gpu01 python3[4242]: ",
+    ],
+)
+def test_a_prefix_on_every_line_is_read_past(prefix: str):
+    lines = [
+        "Traceback (most recent call last):",
+        '  File "train.py", line 3, in <module>',
+        "ImportError: " + UNDEF,
+    ]
+    data = "\n".join(prefix + ln for ln in lines).encode()
+    assert normalise(data) == "\n".join(lines).encode()
+    d = explain_bytes(data).diagnoses[0]
+    assert (d.code, d.line) == ("torch-abi-mismatch", 3)
+
+
+def test_a_prefix_on_a_few_lines_stays():
+    data = b"> python train.py\nTraceback (most recent call last):\nImportError: x\nsomething\n0: one\n"
+    assert normalise(data) == data
 
 
 def test_control_characters_never_reach_the_evidence():
