@@ -303,8 +303,9 @@ def explain_bytes(
         if not succeeded:
             chosen.update(fallbacks)
 
-    # Consequences rank after what they follow from (only log evidence dominates).
-    log_codes = {code for code, c in chosen.items() if c.basis == "log"}
+    # Consequences rank after what they follow from (only log evidence dominates, and a symptom
+    # dominates nothing: it ranks after the causes anyway).
+    log_codes = {code for code, c in chosen.items() if c.basis == "log" and c.sig.role != "symptom"}
     for _ in range(len(chosen)):
         changed = False
         for code, cand in chosen.items():

@@ -235,7 +235,7 @@ def search(
     whole = joined(line, following()) if wrap else None
     if whole is not None:
         wm = sig.search(whole)
-        if wm is not None:
+        if wm is not None and wm.start() < len(line):  # a match that starts on a later line is that line's
             return whole, wm
         if m is not None and _cut(m, line):
             return None

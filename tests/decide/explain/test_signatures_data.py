@@ -174,8 +174,13 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # 460 with torch's dispatcher message for flash-attn's CUDA-only ops: 0.82-0.83 s against 0.80-0.81 s.
     # 466 with flashdoctor's own "has no code for" and the log's GPU (torch's "with CUDA capability sm_120",
     # "(sm_90)" after a GPU name): 0.81-0.81 s against 0.80-0.82 s with the 460, side by side, alternating.
-    assert len(scanned) < 470
-    assert len(contexts) < 165
+    # 470 with CMake's "No CMAKE_CUDA_COMPILER could be found" and the Qwen remote code's "please install
+    # FlashAttention" warnings; the GPUs before Ampere that the pre_ampere_gpu context's pattern named but
+    # its keywords missed (P100, P40, Pascal, K80: 163 -> 167 context keywords): 0.86-0.88 s against
+    # 0.82-0.86 s with the 466, side by side, alternating (HTML entities and a tool's line prefixes undone
+    # in the same change; Unicode spaces only in a report's size, as they cost ~70 ms on 10 MB).
+    assert len(scanned) < 475
+    assert len(contexts) < 170
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
 

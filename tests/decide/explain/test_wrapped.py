@@ -106,3 +106,17 @@ def test_the_joined_views_of_a_log():
     assert soft == text.replace(b"a\nrest", b"a rest") and none == ()
     hard, removed = unwrap(text, hard=True)
     assert hard == text.replace(b"a\nrest", b"arest") and removed == (WRAP_MIN,)
+
+
+def test_a_match_that_starts_on_the_next_line_is_that_lines():
+    # Qwen's remote code prints its long warnings in a row; read with its continuation, the first line
+    # also "holds" the second's message. The second is the cause (flash_attn does not import), on line 2.
+    log = (
+        "Warning: import flash_attn rotary fail, please install FlashAttention rotary to get higher efficiency "
+        "https://github.com/Dao-AILab/flash-attention/tree/main/csrc/rotary\n"
+        "Warning: import flash_attn fail, please install FlashAttention to get higher efficiency "
+        "https://github.com/Dao-AILab/flash-attention\n"
+    )
+    ds = explain_text(log)
+    assert [(d.code, d.line) for d in ds] == [("flash-attn-missing", 2), ("extension-not-built", 1)]
+    assert ds[1].consequence_of == "flash-attn-missing"
