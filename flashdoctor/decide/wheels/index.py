@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -77,6 +77,9 @@ class IndexEntry:
     alt_tags: tuple[str, ...]
     rank: int
     community: bool
+    # a community build of a version newer than every release of its package (a snapshot of unreleased
+    # code): the newest release's version, else None
+    unreleased: Version | None
     # precomputed for the selector
     version: Version  # public version
     release: Version | None  # the release tag as a version (tie-break: newer release first)
@@ -327,10 +330,11 @@ def index_from_document(
     }
     entries = []
     seen: set[tuple[str, str, str]] = set()
+    newest = newest_releases(doc["wheels"], sources)  # of the whole document, also for a subset
     for i, raw in enumerate(doc["wheels"]):
         if keep is not None and not keep(raw["filename"]):
             continue
-        entry = _entry(raw, sources, lambda: f"{origin}: entry {i} ({raw['filename']})")  # noqa: B023
+        entry = _entry(raw, sources, lambda: f"{origin}: entry {i} ({raw['filename']})", newest)  # noqa: B023
         key = (  # one repository's tag is not another's: kingbri1 and bdashore3 both have a v2.8.3
             entry.source,
             entry.filename,
@@ -367,6 +371,16 @@ def _public_version(text: str) -> Version:
     return Version(text)
 
 
+def _unreleased(
+    public: str, filename: str, src: SourceInfo, newest: Mapping[tuple[str, int], Version] | None
+) -> Version | None:
+    if not src.community or not newest:
+        return None
+    version = _public_version(public)
+    released = newest.get((filename.partition("-")[0].lower(), version.major))
+    return released if released is not None and version > released else None
+
+
 @cache
 def _release(tag: str) -> Version | None:
     try:
@@ -380,7 +394,42 @@ def _mm(text: str) -> tuple[int, int] | None:
     return major_minor(text)
 
 
-def _entry(raw: dict[str, Any], sources: Mapping[str, SourceInfo], where: Callable[[], str]) -> IndexEntry:
+def newest_releases(
+    wheels: Iterable[Mapping[str, Any]], sources: Mapping[str, SourceInfo]
+) -> dict[tuple[str, int], Version]:
+    """The newest version each package's own publishers (the sources that are not community ones) have
+    wheels of, by the filename's distribution name. A community build of a newer version is a snapshot of
+    code no release has (wildminder's "2.8.4+d20260328" while flash-attention's newest is 2.8.3.post1)."""
+    texts: set[tuple[str, str]] = set()
+    for raw in wheels:
+        src = sources.get(raw["source"])
+        if src is None or src.community:
+            continue
+        dist, _, rest = raw["filename"].partition("-")
+        texts.add((dist.lower(), rest.partition("-")[0].partition("+")[0]))
+    out: dict[tuple[str, int], Version] = {}
+    for dist, text in texts:
+        v = _version_or_none(text)
+        if v is not None:  # per major version: flash_attn 3.0.0b1 (an FA3 name) is no newer FA2
+            key = (dist, v.major)
+            out[key] = max(v, out.get(key, v))
+    return out
+
+
+@cache
+def _version_or_none(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def _entry(
+    raw: dict[str, Any],
+    sources: Mapping[str, SourceInfo],
+    where: Callable[[], str],
+    newest: Mapping[tuple[str, int], Version] | None = None,
+) -> IndexEntry:
     try:
         name = parse_wheel_name(raw["filename"])
     except WheelNameError as exc:
@@ -431,6 +480,7 @@ def _entry(raw: dict[str, Any], sources: Mapping[str, SourceInfo], where: Callab
         alt_tags=tuple(raw.get("alt_tags", ())),
         rank=src.rank,
         community=src.community,
+        unreleased=_unreleased(name.version.public, raw["filename"], src, newest),
         version=_public_version(name.version.public),
         release=_release(tag) if tag else None,
         cuda_mm=cuda_mm,

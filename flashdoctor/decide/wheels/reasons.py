@@ -208,6 +208,11 @@ def entry_notes(e: IndexEntry, variant: Variant, t: Target | None = None) -> lis
         )
     if e.superseded_by:
         out.append(f"its release was replaced by {e.superseded_by} within a day")
+    if e.unreleased is not None:
+        out.append(
+            f"{e.name.dist} {e.version} is newer than its newest release ({e.unreleased}): a build of unreleased "
+            "code, ranked after the builds of a release"
+        )
     if e.confidence in ("medium", "low"):
         out.append(f"listing confidence {e.confidence}: this exact file was not seen at its URL")
     if knowledge.variant_info(variant).pre_release_only and e.version.is_prerelease:

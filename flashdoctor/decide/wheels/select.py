@@ -84,6 +84,7 @@ def preference_key(entry: IndexEntry, t: Target) -> tuple[object, ...]:
         1 if entry.claim else 0,
         1 if entry.superseded_by else 0,
         1 if torch_api_short(entry, t) else 0,
+        1 if entry.unreleased else 0,  # a snapshot of unreleased code after the builds of a release
         _Neg(entry.version),
         entry.rank,
         build,  # then the exact build before an unrecorded one

@@ -24,9 +24,11 @@ EVAL = DATA / "selection_eval"
 # file -> (cases, right floor, the unsafe picks that remain, each explained)
 FLOORS = {
     # 30 until the Hugging Face sources: for a Windows torch 2.12 + cu132 target (community allowed) the
-    # pick is now Wildminder's 2.8.4 cu130 wheel built against torch 2.12.0, newer than the confirmed
-    # mjun0812 2.8.3 cu132 one (the same cell; counted "other-wheel", right in the lenient score).
-    "cases.json": (38, 29, set()),
+    # pick was Wildminder's 2.8.4 cu130 wheel built against torch 2.12.0, newer than the confirmed
+    # mjun0812 2.8.3 cu132 one (the same cell; counted "other-wheel", right in the lenient score). 30 again
+    # since a build of unreleased code (2.8.4: flash-attention's newest release is 2.8.3.post1) ranks after
+    # the builds of a release.
+    "cases.json": (38, 30, set()),
     # The thread pinned flash-attn 2.8.3, which has no CUDA 12 wheel for torch 2.10, and built; the
     # target does not carry the pin, and for PyPI's torch 2.10.0 (CUDA 12.8, inferred) the plan picks
     # 2.8.1's cu12 torch-2.10 wheel (before that inference: 2.8.3's CUDA 13 wheel, unchecked CUDA).

@@ -12,6 +12,7 @@ import pytest
 
 from flashdoctor.decide.wheels import REJECTION_CODES, load_index, make_plan, select_wheels
 from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
+from flashdoctor.decide.wheels.reasons import entry_notes
 from flashdoctor.decide.wheels.select import evaluate, parse_version_spec, reason_text, target_of
 from flashdoctor.errors import UsageError
 from flashdoctor.model.environment import Environment
@@ -306,6 +307,49 @@ def test_official_wins_over_a_community_build_with_a_closer_cuda(index: WheelInd
     sel = select_wheels(machine("b200", torch="2.9.0+cu129"), "fa2", index, allow_community=True)
     assert sel.best is not None and sel.best.source == "official"
     assert any(e.filename == "flash_attn-2.8.3+cu129torch2.9-cp312-cp312-linux_x86_64.whl" for e in sel.fits)
+
+
+def test_a_build_of_unreleased_code_ranks_after_a_build_of_a_release(index: WheelIndex) -> None:
+    # wildminder's 2.8.4+d20260328 is a snapshot of flash-attention's main (its newest release is
+    # 2.8.3.post1); mjun0812's 2.8.3 build for the same Windows torch 2.12 comes first, the snapshot is kept
+    # as a fit and its caveat says why it is not first.
+    snapshot = entry(
+        index, "flash_attn-2.8.4+d20260328cu130torch2.12.0cxx11abiTRUE-cp313-cp313-win_amd64.whl"
+    )
+    assert str(snapshot.unreleased) == "2.8.3.post1"
+    assert entry(index, "flash_attn-2.8.3+cu132torch2.12-cp313-cp313-win_amd64.whl").unreleased is None
+    win = machine("rtx5090", python="3.13", platform="win_amd64", glibc=None, torch="2.12.0+cu132")
+    sel = select_wheels(win, "fa2", index, allow_community=True)
+    assert sel.best is not None and sel.best.version.public == "2.8.3" and sel.best.unreleased is None
+    assert snapshot in sel.fits
+    notes = " ".join(entry_notes(snapshot, "fa2", target_of(win)))
+    assert "newer than its newest release (2.8.3.post1)" in notes
+
+
+def test_what_counts_as_released_is_read_from_the_publishers_own_entries() -> None:
+    from flashdoctor.decide.wheels.index import SourceInfo, newest_releases
+
+    src = {
+        "official": SourceInfo("official", "github", 0, False, None),
+        "community:x": SourceInfo("community:x", "github", 5, True, None),
+    }
+    rows = [
+        {
+            "source": "official",
+            "filename": "flash_attn-2.8.3.post1+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl",
+        },
+        {
+            "source": "official",
+            "filename": "flash_attn-2.7.4+cu12torch2.6cxx11abiTRUE-cp312-cp312-linux_x86_64.whl",
+        },
+        {"source": "community:x", "filename": "flash_attn-2.9.0-cp312-cp312-linux_x86_64.whl"},
+        {"source": "official", "filename": "flash_attn_3-3.0.0-cp39-abi3-linux_x86_64.whl"},
+    ]
+    newest = newest_releases(rows, src)
+    assert {k: str(v) for k, v in newest.items()} == {
+        ("flash_attn", 2): "2.8.3.post1",
+        ("flash_attn_3", 3): "3.0.0",
+    }
 
 
 def test_a_false_label_alone_serves_a_cxx11_torch(index: WheelIndex) -> None:
