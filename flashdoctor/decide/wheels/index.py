@@ -33,7 +33,7 @@ from flashdoctor.decide.wheels.location import document_date
 from flashdoctor.decide.wheels.parse import WheelName, WheelNameError, parse_wheel_name
 from flashdoctor.knowledge.data import read_capped
 from flashdoctor.knowledge.variants import VARIANTS, Variant
-from flashdoctor.knowledge.versions import major_minor
+from flashdoctor.knowledge.versions import major_minor, parse_version
 from flashdoctor.model.plan import WheelRef
 
 Keep = Callable[[str], bool]  # a test on an entry's filename (hashable: it keys the load cache)
@@ -372,11 +372,10 @@ def _public_version(text: str) -> Version:
 
 
 def _unreleased(
-    public: str, filename: str, src: SourceInfo, newest: Mapping[tuple[str, int], Version] | None
+    version: Version, filename: str, src: SourceInfo, newest: Mapping[tuple[str, int], Version] | None
 ) -> Version | None:
     if not src.community or not newest:
         return None
-    version = _public_version(public)
     released = newest.get((filename.partition("-")[0].lower(), version.major))
     return released if released is not None and version > released else None
 
@@ -409,19 +408,11 @@ def newest_releases(
         texts.add((dist.lower(), rest.partition("-")[0].partition("+")[0]))
     out: dict[tuple[str, int], Version] = {}
     for dist, text in texts:
-        v = _version_or_none(text)
+        v = parse_version(text)
         if v is not None:  # per major version: flash_attn 3.0.0b1 (an FA3 name) is no newer FA2
             key = (dist, v.major)
             out[key] = max(v, out.get(key, v))
     return out
-
-
-@cache
-def _version_or_none(text: str) -> Version | None:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
 
 
 def _entry(
@@ -458,6 +449,7 @@ def _entry(
             )
     glibc = _mm(raw["glibc"]) if "glibc" in raw else name.min_glibc
     archs = raw.get("archs")
+    version = _public_version(name.version.public)
     return IndexEntry(
         name=name,
         source=src.name,
@@ -480,8 +472,8 @@ def _entry(
         alt_tags=tuple(raw.get("alt_tags", ())),
         rank=src.rank,
         community=src.community,
-        unreleased=_unreleased(name.version.public, raw["filename"], src, newest),
-        version=_public_version(name.version.public),
+        unreleased=_unreleased(version, raw["filename"], src, newest),
+        version=version,
         release=_release(tag) if tag else None,
         cuda_mm=cuda_mm,
     )
