@@ -7,8 +7,9 @@ issue thread). Tailoring its fix with this machine's facts then gives advice for
 
 - the caller says so (``here``): explain run inside a flashdoctor command (check, install, build,
   smoke) on output it captured, or the user's ``--here``;
-- or the log's own facts agree with the machine: the same torch version, or this Python environment's
-  own directory in the log's paths; and no fact disagrees (another torch, Python, OS, CUDA driver, or a
+- or the log's own facts agree with the machine: the same torch version and one more fact (its Python,
+  GPU, nvcc or driver; one released torch is on many machines), or this Python environment's own directory
+  in the log's paths; and no fact disagrees (another torch, Python, OS, CUDA driver, or a
   GPU older than Ampere named in a log while every GPU here is Ampere or newer).
 
 Otherwise the fix is tailored from what the log reveals (torch.__version__ lines, wheel names, paths,
@@ -281,5 +282,29 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
         and _same_version(log.torch, env.torch)
         and len(getattr(parse_version(log.torch), "release", ())) >= 3  # "torch 2.8" in prose is anyone's
     ):
-        return Origin(True, f"agrees: torch {log.torch} in the log and here")
+        # One released torch is on many machines: a second fact of the log must name this one too.
+        also = _also_agrees(env, log, ccs)
+        if also:
+            return Origin(True, f"agrees: torch {log.torch} and {also} in the log and here")
+        return Origin(
+            False,
+            f"unknown: torch {log.torch} is in the log and here, but nothing else the log shows names this "
+            "machine (--here says it does)",
+        )
     return Origin(False, "unknown: the log does not show that it comes from this machine")
+
+
+def _also_agrees(env: Environment, log: LogMachine, ccs: list[tuple[int, int] | None]) -> str | None:
+    """A fact of the log besides its torch that names ``env`` (its Python, GPU, nvcc or driver), if any.
+    Called once nothing disagrees, so a fact the log shows here is one that matched."""
+    if log.python and env.known("python") and env.python:
+        return f"Python {log.python}"
+    if log.gpu is not None and ccs:
+        return f"{log.gpu_name or 'the GPU'} (sm_{log.gpu.sm})"
+    if log.old_gpu and ccs:
+        return "a GPU older than Ampere"
+    if log.nvcc and env.known("nvcc"):
+        return f"nvcc {log.nvcc}"
+    if log.driver and env.known("driver"):
+        return f"driver {log.driver}"
+    return None

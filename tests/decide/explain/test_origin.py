@@ -39,10 +39,9 @@ def test_no_fix_names_the_target_for_a_log_from_elsewhere(name: str) -> None:
 
 
 # Logs that agree with a target on everything they show (read one by one): the target's facts apply.
+# (axolotl#3142's title "torch 2.6.0/cu124" and nothing else agreed with the v100 and torch26-cu124 targets
+# until one torch alone stopped naming a machine.)
 AGREEING = {
-    # "torch 2.6.0/cu124" in the title, nothing else about the machine: the v100 target has torch 2.6.0+cu124
-    "v100": {"axolotl-3142-undefined-symbol-title"},
-    "torch26-cu124": {"axolotl-3142-undefined-symbol-title"},
     # "PyTorch: 2.9.1+cu130", "CUDA version: 13.0", "Python 3.12" and nothing else: the jetson-thor target has
     # torch 2.9.1 for CUDA 13.0 on Python 3.12
     "jetson-thor": {"fa-2118-libcudart12-cu130"},
@@ -77,11 +76,33 @@ def test_a_log_that_shows_nothing_of_its_machine_is_not_tailored_unless_here() -
     assert "MAX_JOBS=8" in here.diagnoses[0].fix
 
 
-def test_the_same_torch_in_the_log_means_this_machine() -> None:
+def test_the_same_torch_and_python_in_the_log_mean_this_machine() -> None:
+    log = "torch.__version__  = 2.11.0+cu130\nPython 3.12.3\n" + KILLED
+    expl = explain_bytes(log.encode(), target_env("h100"))
+    assert expl.origin.use_machine and "torch 2.11.0+cu130 and Python 3.12" in expl.origin.reason
+    assert "MAX_JOBS=8" in expl.diagnoses[0].fix
+
+
+@pytest.mark.parametrize(
+    ("extra", "agrees"),
+    [
+        ("GPU 0: NVIDIA H100 80GB HBM3 (sm_90)\n", "NVIDIA H100 80GB HBM3 (sm_90)"),
+        ("Cuda compilation tools, release 13.0, V13.0.88\n", "nvcc 13.0"),
+    ],
+)
+def test_the_same_torch_and_another_fact_mean_this_machine(extra: str, agrees: str) -> None:
+    log = "torch.__version__  = 2.11.0+cu130\n" + extra + KILLED
+    expl = explain_bytes(log.encode(), target_env("h100"))
+    assert expl.origin.use_machine and agrees in expl.origin.reason, expl.origin.reason
+
+
+def test_the_same_torch_alone_does_not_mean_this_machine() -> None:
+    # A released torch is on many machines (axolotl#3142's "torch 2.6.0/cu124" title on the torch 2.6 target).
     log = "torch.__version__  = 2.11.0+cu130\n" + KILLED
     expl = explain_bytes(log.encode(), target_env("h100"))
-    assert expl.origin.use_machine and "torch 2.11.0+cu130" in expl.origin.reason
-    assert "MAX_JOBS=8" in expl.diagnoses[0].fix
+    assert not expl.origin.use_machine and "--here" in expl.origin.reason, expl.origin.reason
+    assert "MAX_JOBS=8" not in expl.diagnoses[0].fix
+    assert explain_bytes(log.encode(), target_env("h100"), here=True).origin.use_machine
 
 
 def test_this_python_environment_in_the_log_means_this_machine() -> None:
