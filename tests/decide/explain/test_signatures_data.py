@@ -182,7 +182,9 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # 477 with the CuTe DSL's IR verifier ("IR Verification Failed", "'cute.copy' op expects"), vLLM's
     # "package is not found", MSVC's math constants and xFormers' "query.stride(-1) > 1": 0.93 / 1.06 s against
     # 0.90 / 1.06 s with the 470, side by side (a busy box: both above the 0.86-0.88 s measured at stop 30).
-    assert len(scanned) < 480
+    # 480 with a non-tensor argument in a flash_attn call and hipcc's unknown LLVM option: 1.11 / 1.04 / 0.92 s
+    # against 1.06 / 0.93 / 1.08 s with the 470, side by side, alternating (the same, within this box's noise).
+    assert len(scanned) < 485
     assert len(contexts) < 170
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
