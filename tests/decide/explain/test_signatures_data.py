@@ -184,7 +184,9 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # 0.90 / 1.06 s with the 470, side by side (a busy box: both above the 0.86-0.88 s measured at stop 30).
     # 480 with a non-tensor argument in a flash_attn call and hipcc's unknown LLVM option: 1.11 / 1.04 / 0.92 s
     # against 1.06 / 0.93 / 1.08 s with the 470, side by side, alternating (the same, within this box's noise).
-    assert len(scanned) < 485
+    # 485 with FA3's DPX intrinsics, vLLM's cmake -j, "please install flash", and prose that sees no
+    # difference with FlashAttention (measured in the note below).
+    assert len(scanned) < 490
     assert len(contexts) < 170
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
