@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,7 +31,12 @@ def check_python_target(python: str | None, target: str | None) -> None:
     if target and python:
         raise UsageError("--target and --python exclude each other: a target spec describes another machine")
     if python and not os.path.exists(python):
-        raise UsageError(f"--python {python}: no such file")
+        from flashdoctor.probe.default_python import is_bare_name
+
+        if not is_bare_name(python):
+            raise UsageError(f"--python {python}: no such file")
+        if shutil.which(python) is None:  # a name is a command, as in a shell: python3, python3.12
+            raise UsageError(f"--python {python}: no such file, and no such command on PATH")
 
 
 def choose_python(

@@ -47,7 +47,8 @@ python_option = click.option(
     "--python",
     "python",
     metavar="PATH",
-    help="Target interpreter to diagnose / install into. Default: the environment you are in — the Python "
+    help="Target interpreter to diagnose / install into: a path, or a command name (python3.12) looked up on "
+    "PATH. Default: the environment you are in — the Python "
     "of `python -m flashdoctor`, else the activated venv or conda env, else the first python3 on PATH that "
     "is not flashdoctor's own (its own when it has torch). The first line of the output names it.",
 )

@@ -17,6 +17,7 @@ and the mapping passed in are read: tests give their own PATH and environment.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -125,6 +126,11 @@ def _own_has_torch() -> bool:
         return False
 
 
+def is_bare_name(python: str) -> bool:
+    """``python3.11`` (a command name), not ``./python`` or ``.venv/bin/python`` (a path)."""
+    return os.sep not in python and (os.altsep is None or os.altsep not in python)
+
+
 def choose_interpreter(
     environ: Mapping[str, str],
     own_executable: str | None = None,
@@ -142,9 +148,13 @@ def choose_interpreter(
     windows = os.name == "nt" if windows is None else windows
     if explicit:
         # A path is the user's, relative to where they ran flashdoctor: builds and installs run elsewhere
-        # (abspath, not resolve: a venv's python is a link that must stay one). A bare name stays a name.
-        if os.sep in explicit or (os.altsep is not None and os.altsep in explicit):
+        # (abspath, not resolve: a venv's python is a link that must stay one). A bare name is a command,
+        # found on PATH as a shell would (`--python python3`); else a file of that name here.
+        if not is_bare_name(explicit):
             explicit = os.path.abspath(explicit)
+        else:
+            on_path = shutil.which(explicit, path=environ["PATH"]) if environ.get("PATH") else None
+            explicit = on_path or (os.path.abspath(explicit) if os.path.exists(explicit) else explicit)
         return Interpreter(explicit, "--python")
     if module_run:
         return Interpreter(own_executable, "python -m")

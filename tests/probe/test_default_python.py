@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from flashdoctor.actions.check import check_python_target
+from flashdoctor.errors import UsageError
 from flashdoctor.probe.default_python import choose_interpreter
 
 
@@ -112,4 +114,31 @@ def test_a_relative_python_path_is_taken_from_where_flashdoctor_ran(
     monkeypatch.chdir(tmp_path)
     got = choose_interpreter({}, explicit=".venv/bin/python", windows=False)
     assert got.path == str(venv_python)
-    assert choose_interpreter({}, explicit="python3.11", windows=False).path == "python3.11"  # a name: PATH
+    assert choose_interpreter({}, explicit="python3.11", windows=False).path == "python3.11"  # no PATH
+
+
+def test_a_bare_python_name_is_a_command_found_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--python python3` answered "no such file" on the GPU machine (scripts/gpu_check_speed.sh): a name is
+    # looked up on PATH, as a shell does, before a file of that name in the current directory.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "python3.99"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "python3.99").write_text("not this one")
+    monkeypatch.chdir(here)
+    got = choose_interpreter({"PATH": str(bin_dir)}, explicit="python3.99", windows=False)
+    assert (got.path, got.reason) == (str(exe), "--python")
+    assert choose_interpreter({"PATH": str(tmp_path)}, explicit="python3.99", windows=False).path == str(
+        here / "python3.99"
+    )
+    monkeypatch.setenv("PATH", str(bin_dir))
+    check_python_target("python3.99", None)  # valid: a command on PATH
+    with pytest.raises(UsageError, match="no such command on PATH"):
+        check_python_target("python3.98", None)
+    with pytest.raises(UsageError, match=r"--python \./python3\.98: no such file$"):
+        check_python_target("./python3.98", None)
