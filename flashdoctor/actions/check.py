@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,13 +29,13 @@ def check_python_target(python: str | None, target: str | None) -> None:
     """--python must exist, and describes this machine: it cannot go with --target."""
     if target and python:
         raise UsageError("--target and --python exclude each other: a target spec describes another machine")
-    if python and not os.path.exists(python):
-        from flashdoctor.probe.default_python import is_bare_name
+    if python:
+        from flashdoctor.probe.default_python import is_bare_name, locate_python
 
-        if not is_bare_name(python):
-            raise UsageError(f"--python {python}: no such file")
-        if shutil.which(python) is None:  # a name is a command, as in a shell: python3, python3.12
-            raise UsageError(f"--python {python}: no such file, and no such command on PATH")
+        # a bare name is a command, as in a shell: python3, python3.12
+        if locate_python(python, os.environ.get("PATH", os.defpath)) is None:
+            also = ", and no such command on PATH" if is_bare_name(python) else ""
+            raise UsageError(f"--python {python}: no such file{also}")
 
 
 def choose_python(

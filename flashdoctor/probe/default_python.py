@@ -131,6 +131,18 @@ def is_bare_name(python: str) -> bool:
     return os.sep not in python and (os.altsep is None or os.altsep not in python)
 
 
+def locate_python(python: str, path: str | None) -> str | None:
+    """The file ``--python`` names, or None where there is none. A path is the user's, relative to where
+    they ran flashdoctor: builds and installs run elsewhere (abspath, not resolve: a venv's python is a
+    link that must stay one). A bare name is a command, found on ``path`` (PATH) as a shell would
+    (`--python python3`); else a file of that name here."""
+    if is_bare_name(python) and path:
+        on_path = shutil.which(python, path=path)
+        if on_path:
+            return on_path
+    return os.path.abspath(python) if os.path.exists(python) else None
+
+
 def choose_interpreter(
     environ: Mapping[str, str],
     own_executable: str | None = None,
@@ -147,15 +159,11 @@ def choose_interpreter(
     own_prefix = own_prefix or sys.prefix
     windows = os.name == "nt" if windows is None else windows
     if explicit:
-        # A path is the user's, relative to where they ran flashdoctor: builds and installs run elsewhere
-        # (abspath, not resolve: a venv's python is a link that must stay one). A bare name is a command,
-        # found on PATH as a shell would (`--python python3`); else a file of that name here.
-        if not is_bare_name(explicit):
-            explicit = os.path.abspath(explicit)
-        else:
-            on_path = shutil.which(explicit, path=environ["PATH"]) if environ.get("PATH") else None
-            explicit = on_path or (os.path.abspath(explicit) if os.path.exists(explicit) else explicit)
-        return Interpreter(explicit, "--python")
+        # one that names no file is kept as given (a path made absolute), for the caller's message
+        named = locate_python(explicit, environ.get("PATH"))
+        if named is None and not is_bare_name(explicit):
+            named = os.path.abspath(explicit)
+        return Interpreter(named or explicit, "--python")
     if module_run:
         return Interpreter(own_executable, "python -m")
     for var in ("VIRTUAL_ENV", "CONDA_PREFIX"):
