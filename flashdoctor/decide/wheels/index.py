@@ -372,11 +372,11 @@ def _public_version(text: str) -> Version:
 
 
 def _unreleased(
-    version: Version, filename: str, src: SourceInfo, newest: Mapping[tuple[str, int], Version] | None
+    version: Version, filename: str, src: SourceInfo, newest: Mapping[tuple[str, int], Version]
 ) -> Version | None:
     if not src.community or not newest:
         return None
-    released = newest.get((filename.partition("-")[0].lower(), version.major))
+    released = newest.get((_dist_key(filename), version.major))
     return released if released is not None and version > released else None
 
 
@@ -393,6 +393,11 @@ def _mm(text: str) -> tuple[int, int] | None:
     return major_minor(text)
 
 
+def _dist_key(filename: str) -> str:
+    """A wheel's distribution as newest_releases and _unreleased key it: the filename's first field."""
+    return filename.partition("-")[0].lower()
+
+
 def newest_releases(
     wheels: Iterable[Mapping[str, Any]], sources: Mapping[str, SourceInfo]
 ) -> dict[tuple[str, int], Version]:
@@ -404,8 +409,8 @@ def newest_releases(
         src = sources.get(raw["source"])
         if src is None or src.community:
             continue
-        dist, _, rest = raw["filename"].partition("-")
-        texts.add((dist.lower(), rest.partition("-")[0].partition("+")[0]))
+        rest = raw["filename"].partition("-")[2]
+        texts.add((_dist_key(raw["filename"]), rest.partition("-")[0].partition("+")[0]))
     out: dict[tuple[str, int], Version] = {}
     for dist, text in texts:
         v = parse_version(text)
@@ -419,7 +424,7 @@ def _entry(
     raw: dict[str, Any],
     sources: Mapping[str, SourceInfo],
     where: Callable[[], str],
-    newest: Mapping[tuple[str, int], Version] | None = None,
+    newest: Mapping[tuple[str, int], Version],
 ) -> IndexEntry:
     try:
         name = parse_wheel_name(raw["filename"])
