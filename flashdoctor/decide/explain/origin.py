@@ -7,8 +7,9 @@ issue thread). Tailoring its fix with this machine's facts then gives advice for
 
 - the caller says so (``here``): explain run inside a flashdoctor command (check, install, build,
   smoke) on output it captured, or the user's ``--here``;
-- or the log's own facts agree with the machine: the same torch version and one more fact (its Python,
-  GPU, nvcc or driver; one released torch is on many machines), or this Python environment's own directory
+- or the log's own facts agree with the machine: the same torch version and two more facts (the CUDA
+  that torch was built for, its Python, GPU, nvcc or driver; one released torch is on many machines, and
+  so is one Python), or this Python environment's own directory
   in the log's paths; and no fact disagrees (another torch, Python, OS, CUDA driver, or a
   GPU older than Ampere named in a log while every GPU here is Ampere or newer).
 
@@ -282,29 +283,39 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
         and _same_version(log.torch, env.torch)
         and len(getattr(parse_version(log.torch), "release", ())) >= 3  # "torch 2.8" in prose is anyone's
     ):
-        # One released torch is on many machines: a second fact of the log must name this one too.
+        # One released torch is on many machines, and so is one Python: two more facts of the log must
+        # name this machine too (its torch's CUDA build, Python, GPU, nvcc or driver).
         also = _also_agrees(env, log, ccs)
-        if also:
-            return Origin(True, f"agrees: torch {log.torch} and {also} in the log and here")
+        if len(also) >= 2:
+            return Origin(True, f"agrees: {_and([f'torch {log.torch}', *also])} in the log and here")
         return Origin(
             False,
-            f"unknown: torch {log.torch} is in the log and here, but nothing else the log shows names this "
-            "machine (--here says it does)",
+            f"unknown: {_and([f'torch {log.torch}', *also])} {'are' if also else 'is'} in the log and here, "
+            "but nothing else the log shows names this machine (--here says it does)",
         )
     return Origin(False, "unknown: the log does not show that it comes from this machine")
 
 
-def _also_agrees(env: Environment, log: LogMachine, ccs: list[tuple[int, int] | None]) -> str | None:
-    """A fact of the log besides its torch that names ``env`` (its Python, GPU, nvcc or driver), if any.
-    Called once nothing disagrees, so a fact the log shows here is one that matched."""
+def _and(items: list[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _also_agrees(env: Environment, log: LogMachine, ccs: list[tuple[int, int] | None]) -> list[str]:
+    """The facts of the log besides its torch release that name ``env``: the CUDA its torch was built for,
+    its Python, GPU, nvcc and driver. Called once nothing disagrees, so a fact the log shows here is one
+    that matched."""
+    found = []
+    if log.torch_cuda and not log.isolated_build and env.known("torch_cuda") and env.torch_cuda:
+        found.append(f"CUDA {log.torch_cuda}")
     if log.python and env.known("python") and env.python:
-        return f"Python {log.python}"
+        found.append(f"Python {log.python}")
     if log.gpu is not None and ccs:
-        return f"{log.gpu_name or 'the GPU'} (sm_{log.gpu.sm})"
-    if log.old_gpu and ccs:
-        return "a GPU older than Ampere"
+        found.append(f"{log.gpu_name or 'the GPU'} (sm_{log.gpu.sm})")
+    elif log.old_gpu and ccs:
+        found.append("a GPU older than Ampere")
     if log.nvcc and env.known("nvcc"):
-        return f"nvcc {log.nvcc}"
+        found.append(f"nvcc {log.nvcc}")
     if log.driver and env.known("driver"):
-        return f"driver {log.driver}"
-    return None
+        found.append(f"driver {log.driver}")
+    return found

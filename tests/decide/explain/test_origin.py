@@ -79,7 +79,7 @@ def test_a_log_that_shows_nothing_of_its_machine_is_not_tailored_unless_here() -
 def test_the_same_torch_and_python_in_the_log_mean_this_machine() -> None:
     log = "torch.__version__  = 2.11.0+cu130\nPython 3.12.3\n" + KILLED
     expl = explain_bytes(log.encode(), target_env("h100"))
-    assert expl.origin.use_machine and "torch 2.11.0+cu130 and Python 3.12" in expl.origin.reason
+    assert expl.origin.use_machine and "torch 2.11.0+cu130, CUDA 13.0 and Python 3.12" in expl.origin.reason
     assert "MAX_JOBS=8" in expl.diagnoses[0].fix
 
 
@@ -103,6 +103,17 @@ def test_the_same_torch_alone_does_not_mean_this_machine() -> None:
     assert not expl.origin.use_machine and "--here" in expl.origin.reason, expl.origin.reason
     assert "MAX_JOBS=8" not in expl.diagnoses[0].fix
     assert explain_bytes(log.encode(), target_env("h100"), here=True).origin.use_machine
+
+
+def test_a_released_torch_and_a_python_alone_do_not_mean_this_machine() -> None:
+    # Both are on many machines: "torch 2.6.0" with no CUDA label and "Python 3.12" named the torch26-cu124
+    # target for a held-out log until a second fact besides the torch was needed (stop 32).
+    log = "torch 2.6.0\nPython 3.12\n" + KILLED
+    expl = explain_bytes(log.encode(), target_env("torch26-cu124"))
+    assert not expl.origin.use_machine, expl.origin.reason
+    assert "torch 2.6.0 and Python 3.12 are in the log and here" in expl.origin.reason
+    labelled = explain_bytes(log.replace("2.6.0", "2.6.0+cu124").encode(), target_env("torch26-cu124"))
+    assert labelled.origin.use_machine and "CUDA 12.4 and Python 3.12" in labelled.origin.reason
 
 
 def test_this_python_environment_in_the_log_means_this_machine() -> None:
