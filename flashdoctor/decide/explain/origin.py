@@ -7,8 +7,8 @@ issue thread). Tailoring its fix with this machine's facts then gives advice for
 
 - the caller says so (``here``): explain run inside a flashdoctor command (check, install, build,
   smoke) on output it captured, or the user's ``--here``;
-- or the log's own facts agree with the machine: the same torch version and two more facts (the CUDA
-  that torch was built for, its Python, GPU, nvcc or driver; one released torch is on many machines, and
+- or the log's own facts agree with the machine: the same torch version and two more facts (the build
+  its label names (+cu124, +cpu), its Python, GPU, nvcc or driver; one released torch is on many machines, and
   so is one Python), or this Python environment's own directory
   in the log's paths; and no fact disagrees (another torch, Python, OS, CUDA driver, or a
   GPU older than Ampere named in a log while every GPU here is Ampere or newer).
@@ -302,12 +302,17 @@ def _and(items: list[str]) -> str:
 
 
 def _also_agrees(env: Environment, log: LogMachine, ccs: list[tuple[int, int] | None]) -> list[str]:
-    """The facts of the log besides its torch release that name ``env``: the CUDA its torch was built for,
-    its Python, GPU, nvcc and driver. Called once nothing disagrees, so a fact the log shows here is one
+    """The facts of the log besides its torch release that name ``env``: the CUDA its torch was built for
+    (or its +cpu / +rocm label), its Python, GPU, nvcc and driver. Called once nothing disagrees, so a fact the log shows here is one
     that matched."""
     found = []
-    if log.torch_cuda and not log.isolated_build and env.known("torch_cuda") and env.torch_cuda:
+    local = log.torch.partition("+")[2] if log.torch else ""
+    if log.isolated_build:
+        pass  # the torch in the log may be a download for the build, not the machine's
+    elif log.torch_cuda and env.known("torch_cuda") and env.torch_cuda:
         found.append(f"CUDA {log.torch_cuda}")
+    elif local and env.known("torch") and (env.torch or "").partition("+")[2] == local:
+        found.append(f"its +{local} build")  # torch's +cpu / +rocm6.2 label, as the machine's
     if log.python and env.known("python") and env.python:
         found.append(f"Python {log.python}")
     if log.gpu is not None and ccs:
