@@ -53,11 +53,23 @@ def _in_process() -> tuple[Runner, str] | None:
             continue
     if fn is None:
         return None
+    kwargs = _releases_kwargs()
 
     def run(data: bytes) -> list[str]:
-        return [d.code for d in fn(data, None).diagnoses]
+        return [d.code for d in fn(data, None, **kwargs).diagnoses]
 
     return run, f"in-process ({origin})"
+
+
+def _releases_kwargs() -> dict[str, Any]:
+    """What `explain --no-probe` passes besides the log: the bundled index's release table (where this
+    flashdoctor has one; older code has none and gets nothing)."""
+    try:
+        from flashdoctor.decide.wheels.index import release_torch
+    except ImportError:
+        return {}
+    doc = json.loads((ROOT / "wheels_index.json").read_text(encoding="utf-8"))
+    return {"releases": release_torch(doc["wheels"])}
 
 
 def _subprocess() -> tuple[Runner, str]:

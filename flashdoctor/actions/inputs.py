@@ -23,6 +23,7 @@ from flashdoctor.model.target import MAX_BYTES as TARGET_SPEC_MAX_BYTES
 
 if TYPE_CHECKING:
     from flashdoctor.decide.checks import WheelFinder
+    from flashdoctor.decide.explain.engine import Releases
     from flashdoctor.decide.wheels import WheelIndex
     from flashdoctor.model.environment import Environment
 
@@ -216,6 +217,20 @@ def wheel_finder(environ: Mapping[str, str], say: Callable[[str], None] | None =
         return find_wheel(env, variant, loaded[keep])
 
     return find
+
+
+def release_table(environ: Mapping[str, str]) -> Releases | None:
+    """explain's release table: the newest torch each flash-attn release's build matrix made wheels for,
+    read from the default index (the user's, the refreshed or the bundled one); None when there is none."""
+    from flashdoctor.actions.wheel_index import current_index
+    from flashdoctor.decide.wheels.index import WheelIndexError, read_index_document, release_torch
+
+    try:
+        doc = read_index_document(current_index(None, environ, dated=False).path)[1]
+    except (WheelIndexError, UsageError):
+        return None
+    wheels = doc.get("wheels") if isinstance(doc, dict) else None
+    return release_torch(wheels) if isinstance(wheels, list) else None
 
 
 # -- explain's log --------------------------------------------------------------------------------------

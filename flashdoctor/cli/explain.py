@@ -49,7 +49,7 @@ def explain(log: str | None, **opts: Any) -> int:
     log shows it or --here says so, else the machine the log describes. Exit 0 when a cause is found, 1
     when nothing is recognised, 2 when FILE is not a text log."""
     from flashdoctor.actions.check import resolve_environment
-    from flashdoctor.actions.inputs import read_log, wheel_finder
+    from flashdoctor.actions.inputs import read_log, release_table, wheel_finder
     from flashdoctor.decide.explain import explain_bytes
 
     python, target, verbose, as_json = opts["python"], opts["target"], opts["verbose"], opts["as_json"]
@@ -61,7 +61,10 @@ def explain(log: str | None, **opts: Any) -> int:
         python = machine(python, target, err=as_json)
         env = resolve_environment(python, target, import_tests=False)[0]
     finder = wheel_finder(os.environ) if env else None
-    expl = explain_bytes(data, env, wheel_finder=finder, key_lines=verbose or None, here=opts["here"])
+    releases = release_table(os.environ)  # the index's knowledge, with or without a machine
+    expl = explain_bytes(
+        data, env, wheel_finder=finder, key_lines=verbose or None, here=opts["here"], releases=releases
+    )
     code = 0 if expl.recognised else 1
     if as_json:
         from flashdoctor.model.envelope import EXPLAIN_SCHEMA_ID

@@ -30,7 +30,9 @@ def _print_diagnosis(console: Console, d: Diagnosis, rank: int) -> None:
         status, note = "cause", f"{d.confidence:.2f}"
     else:
         status, note = "possible", f"{d.confidence:.2f}, also possible"
-    where = f"line {d.line}" if d.line is not None else ("machine" if d.basis == "machine" else "log")
+    where = (
+        f"line {d.line}" if d.line is not None else (d.basis if d.basis in ("machine", "versions") else "log")
+    )
     details = ((where, d.evidence or None), ("fix", d.fix))
     print_finding(console, status, d.message, d.code, note=note, details=details, strong=where)
 

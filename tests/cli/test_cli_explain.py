@@ -201,3 +201,23 @@ def test_a_log_no_signature_matches_gets_a_labelled_guess_and_exit_1(tmp_path: P
     jsonschema.validate(doc, load_schema("explain-report.schema.json"))
     assert doc["status"] == "unrecognised" and doc["recognised"] is False and doc["exit_code"] == 1
     assert [(d["code"], d["basis"]) for d in doc["diagnoses"]][:1] == [("gpu-unsupported", "resemblance")]
+
+
+def test_a_bare_build_failure_of_an_old_release_is_named_from_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # The index in use (here the bundled one, named as a user's index would be) says which torch each release's build matrix made wheels for.
+    log = tmp_path / "old-release.log"
+    log.write_text(
+        "Collecting flash-attn==2.5.8\n  torch.__version__  = 2.6.0+cu124\n"
+        "  RuntimeError: Error compiling objects for extension\n  ERROR: Failed building wheel for flash-attn\n"
+    )
+    monkeypatch.setenv("FLASHDOCTOR_WHEELS_INDEX", str(ROOT / "wheels_index.json"))
+    r = run("explain", str(log), "--no-probe", "--json")
+    doc = json.loads(r.stdout)
+    jsonschema.validate(doc, load_schema("explain-report.schema.json"))
+    first = doc["diagnoses"][0]
+    assert (first["code"], first["basis"], first["line"]) == ("source-toolchain-mismatch", "versions", None)
+    assert "wheels up to torch 2.3" in first["message"] and "flash-attn==2.8.3" in first["fix"]
+    human = run("explain", str(log), "--no-probe").stdout
+    assert "versions: flash-attn 2.5.8 and torch 2.6.0+cu124 in the log" in " ".join(human.split())

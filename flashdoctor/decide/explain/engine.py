@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from packaging.version import Version
+
 from flashdoctor.decide.explain.keylines import KeyLine, find_key_lines, line_number
 from flashdoctor.decide.explain.origin import LogMachine, Origin, decide_origin, read_machine
 from flashdoctor.decide.explain.resemble import Resemblance, resemble
@@ -37,6 +39,7 @@ from flashdoctor.decide.explain.scan import (
 from flashdoctor.decide.explain.tailor import CONDITIONS, Tailor, WheelFinder, env_matches, env_matches_any
 from flashdoctor.knowledge.signatures import Signature, knowledge
 from flashdoctor.knowledge.variants import DEFAULT_VARIANT, VARIANTS, Variant
+from flashdoctor.knowledge.versions import major_minor, parse_version
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.fields import FieldsJson
 
@@ -54,6 +57,12 @@ __all__ = [
 
 EVIDENCE_MAX = 400  # characters of evidence kept around the match
 MACHINE_CONFIDENCE = 0.55  # a machine-derived cause of a bare build failure
+VERSIONS_CONFIDENCE = 0.6  # a bare build failure of a flash-attn release far older than the log's torch
+SKEW_MINORS = 2  # how many torch minor versions past a release's newest make its sources "far older"
+FLASH_ATTN_FACT, TORCH_FACT = "flash_attn_log", "torch_log"
+VERSIONS_SOURCE = "the wheel index: each flash-attn release's build matrix (.github/workflows/publish.yml)"
+# flash-attn release (its base version) -> the newest torch (major, minor) its build matrix made wheels for
+Releases = Mapping[Version, tuple[int, int]]
 YIELD_MARGIN = 0.05  # a consequence ranks at least this far below the code it yields to
 MACHINE_WINDOW = 1 << 20  # bytes at each end of a log read for what it says about its machine
 
@@ -63,8 +72,10 @@ class Diagnosis(FieldsJson):
     """One cause (or consequence) found in a log. ``code`` is public interface (README "Failure codes").
 
     ``basis`` is "log" when the evidence is a log line (``line`` is its 1-based number), "machine" when
-    the log only shows a failure and the cause comes from the probed machine or --target, "resemblance"
-    when no signature matched and the log's words only resemble this cause (decide.explain.resemble).
+    the log only shows a failure and the cause comes from the probed machine or --target, "versions"
+    when the log only shows a failed build and the cause comes from the versions it names (a flash-attn
+    release far older than its torch), "resemblance" when no signature matched and the log's words only
+    resemble this cause (decide.explain.resemble).
     ``consequence_of`` names the code this one follows from, when it does.
     """
 
@@ -142,6 +153,7 @@ class _Cand:
     message: str | None = None
     fix: str | None = None
     line: int | None = None  # the evidence's line when there is no hit (a resemblance)
+    source: str | None = None  # where the cause is documented, when not the signature's source
 
 
 def _qualifies(sig: Signature, contexts: LogContexts, env: Environment | None) -> bool:
@@ -225,6 +237,33 @@ def _resembling(r: Resemblance, tailor: Tailor) -> _Cand:
     )
 
 
+def version_skew(
+    fa_text: str | None, torch_text: str | None, releases: Releases
+) -> tuple[str, str, str] | None:
+    """(evidence, message, fix) when the flash-attn release a build log names is far older than its torch:
+    the release's wheels stop ``SKEW_MINORS`` or more torch minor versions before it, and a newer release
+    made wheels for that torch. None otherwise (unknown versions, the newest releases, a near miss)."""
+    fa, torch = parse_version(fa_text or ""), major_minor(torch_text or "")
+    if fa is None or torch is None:
+        return None
+    base = Version(fa.base_version)
+    top = releases.get(base)
+    if top is None or torch[0] != top[0] or torch[1] < top[1] + SKEW_MINORS:
+        return None
+    newer = [r for r, t in releases.items() if r > base and t >= torch]
+    if not newer:
+        return None
+    want = f"{torch[0]}.{torch[1]}"
+    return (
+        f"flash-attn {fa_text} and torch {torch_text} in the log",
+        f"flash-attn {base} is far older than torch {want}: its release made wheels up to torch "
+        f"{top[0]}.{top[1]}, and its sources are not written for a torch {torch[1] - top[1]} minor versions "
+        "newer (the log shows only that the build failed)",
+        f"Use a flash-attn release made for torch {want}: flash-attn=={max(newer)} (flashdoctor install --fa2 "
+        f"picks its wheel), or keep flash-attn {base} with torch {top[0]}.{top[1]}.",
+    )
+
+
 def explain_bytes(
     data: bytes,
     env: Environment | None = None,
@@ -233,6 +272,7 @@ def explain_bytes(
     fields: Mapping[str, str] | None = None,
     *,
     here: bool = False,
+    releases: Releases | None = None,
 ) -> Explanation:
     """Explain a log given as bytes (any encoding; undecodable bytes become U+FFFD).
 
@@ -242,7 +282,11 @@ def explain_bytes(
     a log from elsewhere gets fixes for the machine it shows.
 
     ``fields``: fix-template values the caller knows and the machine does not (the build passes
-    ``jobs_used`` and ``fewer_jobs``: see flashdoctor.decide.explain.tailor.CALLER_FIELDS)."""
+    ``jobs_used`` and ``fewer_jobs``: see flashdoctor.decide.explain.tailor.CALLER_FIELDS).
+
+    ``releases``: the newest torch each flash-attn release's build matrix made wheels for (the wheel
+    index's decide.wheels.index.release_torch); with it, a bare build failure of a release far older
+    than the log's torch is named as such (basis "versions")."""
     data = normalise(bytes(data))
     low = data.lower()  # ASCII-only lower-casing: offsets stay valid
     kb = knowledge()
@@ -342,6 +386,27 @@ def explain_bytes(
             )
             chosen[code] = cands[-1]
 
+    if releases and not has_cause and has_symptom and "build" in contexts:
+        torch = found.facts.get(TORCH_FACT) or (machine.torch if machine is not None else None)
+        skew = version_skew(found.facts.get(FLASH_ATTN_FACT), torch, releases)
+        code = "source-toolchain-mismatch"
+        if skew is not None and code not in chosen:
+            evidence, message, fix = skew
+            sig = next(s for s in kb.signatures if s.code == code and s.role == "cause")
+            cands.append(
+                _Cand(
+                    sig=sig,
+                    hit=None,
+                    confidence=VERSIONS_CONFIDENCE,
+                    basis="versions",
+                    evidence=evidence,
+                    message=message,
+                    fix=fix,
+                    source=VERSIONS_SOURCE,
+                )
+            )
+            chosen[code] = cands[-1]
+
     if not cands and "success" not in contexts:
         text = data.decode("utf-8", errors="replace")
         cands = [_resembling(r, tailor) for r in resemble(text, lambda code: _may_resemble(code, contexts))]
@@ -375,7 +440,7 @@ def explain_bytes(
                 line=line_number(data, c.hit.offset) if c.hit else c.line,
                 basis=c.basis,
                 consequence_of=c.consequence_of,
-                source=c.sig.source,
+                source=c.source or c.sig.source,
             )
         )
     want_key_lines = (not _recognised(diagnoses)) if key_lines is None else key_lines
@@ -398,10 +463,13 @@ def explain_text(
     fields: Mapping[str, str] | None = None,
     *,
     here: bool = False,
+    releases: Releases | None = None,
 ) -> list[Diagnosis]:
     """Diagnoses for a log, best first (empty when nothing is recognised: the callers — install, build,
     smoke, check — report a cause, and a resemblance is only a guess). Never raises on any text.
     ``here``: the log comes from ``env``'s machine (see explain_bytes)."""
     data = text.encode("utf-8", errors="replace")
-    expl = explain_bytes(data, env, wheel_finder, key_lines=False, fields=fields, here=here)
+    expl = explain_bytes(
+        data, env, wheel_finder, key_lines=False, fields=fields, here=here, releases=releases
+    )
     return list(expl.diagnoses) if expl.recognised else []

@@ -420,6 +420,28 @@ def newest_releases(
     return out
 
 
+def release_torch(wheels: Iterable[Any]) -> dict[Version, tuple[int, int]]:
+    """The newest torch (major, minor) each FlashAttention-2 release's own build matrix made wheels for,
+    by release (its .postN rebuilds count as it: 2.7.4.post1 is 2.7.4). Entries the release's workflow
+    did not derive (a lock file's or a rebuilder's copy of the name) do not count: they say nothing of
+    which torch the release's sources were written for."""
+    out: dict[Version, tuple[int, int]] = {}
+    for raw in wheels:  # a user's index is read unvalidated here: skip what is not an entry
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("filename"), str):
+            continue
+        if "derived_from_matrix:" not in str(raw.get("evidence", "")):
+            continue
+        try:
+            name = parse_wheel_name(raw["filename"])
+        except WheelNameError:
+            continue
+        if name.variant != "fa2" or name.torch is None:
+            continue
+        release = Version(name.public_version.base_version)
+        out[release] = max(name.torch, out.get(release, name.torch))
+    return out
+
+
 def _entry(
     raw: dict[str, Any],
     sources: Mapping[str, SourceInfo],

@@ -187,8 +187,11 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # 485 with FA3's DPX intrinsics, vLLM's cmake -j, "please install flash", and prose that sees no
     # difference with FlashAttention: on bench_explain's 10 MB log, timed part by part in one process, the
     # keyword search took 0.176 s with the 470 and with these 483, the signature patterns 0.139 / 0.138 s
-    # (end to end the box gave 0.90-1.06 s against 0.92-1.17 s: its noise).
-    assert len(scanned) < 490
+    # (end to end the box gave 0.90-1.06 s against 0.92-1.17 s: its noise). 495 with the CuTe DSL's argument
+    # check, transformers' float32 load warning, a Chinese "fwd() arguments do not match" and the flash-attn
+    # release a log builds (flash_attn_log): 0.859-0.871 s against 0.859-0.864 s with the 488, side by side,
+    # alternating (stop 32).
+    assert len(scanned) < 500
     assert len(contexts) < 170
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
