@@ -193,13 +193,18 @@ def test_cute_dsl_compile_errors_and_stated_dsl_floors_are_the_dsl(log: str) -> 
     "log",
     [
         "RuntimeError: Paged KV cache block size must be divisible by 256",
-        "RuntimeError: cu_seqlens_q must have shape (batch_size + 1)",
         "RuntimeError: cu_seqlens_q must have dtype int32",
         "AttributeError: kernel does not define attribute path 'flash_attn_interface._wrapped_flash_attn_forward'",
     ],
 )
 def test_a_broken_call_contract_is_the_api_not_the_dtype(log: str) -> None:
     assert codes(log)[0] == "flash-attn-api-mismatch"
+
+
+def test_cu_seqlens_of_the_wrong_shape_are_the_caller_s_run_time_bug() -> None:
+    # Three of four tuning logs with it: a padding-free collator's extra dimension, a 4-D mask, a dropped
+    # mask reset (a model or library bug at run time); the fourth, a transformers/flash-attn pair.
+    assert codes("RuntimeError: cu_seqlens_q must have shape (batch_size + 1)")[0] == "kernel-runtime-error"
 
 
 def test_alibi_slopes_outside_fp32_are_the_dtype() -> None:
