@@ -69,7 +69,7 @@ def _releases_kwargs() -> dict[str, Any]:
     except ImportError:
         return {}
     doc = json.loads((ROOT / "wheels_index.json").read_text(encoding="utf-8"))
-    return {"releases": release_torch(doc["wheels"])}
+    return {"releases": release_torch(doc)}
 
 
 def _subprocess() -> tuple[Runner, str]:

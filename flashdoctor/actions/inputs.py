@@ -220,8 +220,8 @@ def wheel_finder(environ: Mapping[str, str], say: Callable[[str], None] | None =
 
 
 def release_table(environ: Mapping[str, str]) -> Releases | None:
-    """explain's release table: the newest torch each flash-attn release's build matrix made wheels for,
-    read from the default index (the user's, the refreshed or the bundled one); None when there is none."""
+    """explain's release table: the newest torch each flash-attn release has wheels for from its own
+    publishers, read from the default index (the user's, the refreshed or the bundled one); None when there is none."""
     from flashdoctor.actions.wheel_index import current_index
     from flashdoctor.decide.wheels.index import WheelIndexError, read_index_document, release_torch
 
@@ -229,8 +229,7 @@ def release_table(environ: Mapping[str, str]) -> Releases | None:
         doc = read_index_document(current_index(None, environ, dated=False).path)[1]
     except (WheelIndexError, UsageError):
         return None
-    wheels = doc.get("wheels") if isinstance(doc, dict) else None
-    return release_torch(wheels) if isinstance(wheels, list) else None
+    return release_torch(doc) or None
 
 
 # -- explain's log --------------------------------------------------------------------------------------

@@ -60,8 +60,10 @@ MACHINE_CONFIDENCE = 0.55  # a machine-derived cause of a bare build failure
 VERSIONS_CONFIDENCE = 0.6  # a bare build failure of a flash-attn release far older than the log's torch
 SKEW_MINORS = 2  # how many torch minor versions past a release's newest make its sources "far older"
 FLASH_ATTN_FACT, TORCH_FACT = "flash_attn_log", "torch_log"
-VERSIONS_SOURCE = "the wheel index: each flash-attn release's build matrix (.github/workflows/publish.yml)"
-# flash-attn release (its base version) -> the newest torch (major, minor) its build matrix made wheels for
+VERSIONS_SOURCE = (
+    "the wheel index: the wheels each flash-attn release's own publishers made (its release page)"
+)
+# flash-attn release (its base version) -> the newest torch (major, minor) its publishers made wheels for
 Releases = Mapping[Version, tuple[int, int]]
 YIELD_MARGIN = 0.05  # a consequence ranks at least this far below the code it yields to
 MACHINE_WINDOW = 1 << 20  # bytes at each end of a log read for what it says about its machine
@@ -284,8 +286,8 @@ def explain_bytes(
     ``fields``: fix-template values the caller knows and the machine does not (the build passes
     ``jobs_used`` and ``fewer_jobs``: see flashdoctor.decide.explain.tailor.CALLER_FIELDS).
 
-    ``releases``: the newest torch each flash-attn release's build matrix made wheels for (the wheel
-    index's decide.wheels.index.release_torch); with it, a bare build failure of a release far older
+    ``releases``: the newest torch each flash-attn release has wheels for from its own publishers (the
+    wheel index's decide.wheels.index.release_torch); with it, a bare build failure of a release far older
     than the log's torch is named as such (basis "versions")."""
     data = normalise(bytes(data))
     low = data.lower()  # ASCII-only lower-casing: offsets stay valid

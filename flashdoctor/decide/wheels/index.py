@@ -420,16 +420,25 @@ def newest_releases(
     return out
 
 
-def release_torch(wheels: Iterable[Any]) -> dict[Version, tuple[int, int]]:
-    """The newest torch (major, minor) each FlashAttention-2 release's own build matrix made wheels for,
-    by release (its .postN rebuilds count as it: 2.7.4.post1 is 2.7.4). Entries the release's workflow
-    did not derive (a lock file's or a rebuilder's copy of the name) do not count: they say nothing of
-    which torch the release's sources were written for."""
+def release_torch(doc: Any) -> dict[Version, tuple[int, int]]:
+    """The newest torch (major, minor) each FlashAttention-2 release has wheels for from its own publishers
+    (the sources of ``doc`` that are not community rebuilds: its release page, as its build matrix claims
+    or as listed), by release (its .postN rebuilds count as it: 2.7.4.post1 is 2.7.4). A community build of
+    an old release for a newer torch says nothing of which torch the release's sources were written for.
+    ``doc`` is a parsed index document (the bundled, refreshed or a user's), read here without validation:
+    what is not an entry is skipped."""
+    sources = doc.get("sources") if isinstance(doc, Mapping) else None
+    wheels = doc.get("wheels") if isinstance(doc, Mapping) else None
+    if not isinstance(sources, Mapping) or not isinstance(wheels, list):
+        return {}
+    own = {n for n, src in sources.items() if isinstance(src, Mapping) and src.get("community") is False}
     out: dict[Version, tuple[int, int]] = {}
-    for raw in wheels:  # a user's index is read unvalidated here: skip what is not an entry
-        if not isinstance(raw, Mapping) or not isinstance(raw.get("filename"), str):
-            continue
-        if "derived_from_matrix:" not in str(raw.get("evidence", "")):
+    for raw in wheels:
+        if (
+            not isinstance(raw, Mapping)
+            or raw.get("source") not in own
+            or not isinstance(raw.get("filename"), str)
+        ):
             continue
         try:
             name = parse_wheel_name(raw["filename"])

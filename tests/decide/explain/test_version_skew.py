@@ -13,7 +13,6 @@ from flashdoctor.decide.explain.engine import version_skew
 from flashdoctor.decide.wheels.index import release_torch
 from tests.support.paths import ROOT
 
-MATRIX = "derived_from_matrix:Dao-AILab/flash-attention@v{v}:.github/workflows/publish.yml"
 RELEASES = {
     Version("2.5.8"): (2, 3),
     Version("2.6.3"): (2, 4),
@@ -83,31 +82,31 @@ def test_two_releases_in_one_log_name_none() -> None:
     ]
 
 
-def test_the_release_table_counts_only_each_release_s_own_build_matrix() -> None:
-    wheels = [
-        {"filename": "flash_attn-2.5.8+cu122torch2.3cxx11abiFALSE-cp310-cp310-linux_x86_64.whl",
-         "evidence": MATRIX.format(v="2.5.8")},
-        {"filename": "flash_attn-2.5.8+cu122torch2.2cxx11abiFALSE-cp310-cp310-linux_x86_64.whl",
-         "evidence": MATRIX.format(v="2.5.8")},
-        # a rebuilder's listing of a name the release never built does not widen its range
-        {"filename": "flash_attn-2.5.8+cu12torch2.8cxx11abiFALSE-cp310-cp310-linux_x86_64.whl",
-         "evidence": "seen_listed:someone/nix-pkgs@abc:hashes.nix"},
-        {"filename": "flash_attn-2.7.4.post1+cu12torch2.6cxx11abiTRUE-cp311-cp311-linux_x86_64.whl",
-         "evidence": MATRIX.format(v="2.7.4.post1")},
-        # FA3 and junk are skipped (a user's index is read unvalidated)
-        {"filename": "flash_attn_3-3.0.0b1+20250911.cu128torch280cxx11abitrue.dfb664-cp39-abi3-linux_x86_64.whl",
-         "evidence": MATRIX.format(v="3.0.0b1")},
-        {"filename": "not a wheel", "evidence": MATRIX.format(v="x")},
-        "junk",
-        {"evidence": MATRIX.format(v="y")},
-    ]  # fmt: skip
-    assert release_torch(wheels) == {Version("2.5.8"): (2, 3), Version("2.7.4"): (2, 6)}
+def test_the_release_table_counts_only_the_release_s_own_publishers() -> None:
+    doc = {
+        "sources": {"official": {"community": False}, "community:someone": {"community": True}, "odd": "junk"},
+        "wheels": [
+            {"source": "official", "filename": "flash_attn-2.5.8+cu122torch2.3cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"},
+            {"source": "official", "filename": "flash_attn-2.5.8+cu122torch2.2cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"},
+            # a community rebuild of an old release for a newer torch does not widen its range
+            {"source": "community:someone", "filename": "flash_attn-2.5.8+cu128torch2.8-cp310-cp310-linux_x86_64.whl"},
+            {"source": "official", "filename": "flash_attn-2.7.4.post1+cu12torch2.6cxx11abiTRUE-cp311-cp311-linux_x86_64.whl"},
+            # FA3, junk and entries of unknown sources are skipped (a user's index is read unvalidated)
+            {"source": "official", "filename": "flash_attn_3-3.0.0b1+20250911.cu128torch280cxx11abitrue.dfb664-cp39-abi3-linux_x86_64.whl"},
+            {"source": "official", "filename": "not a wheel"},
+            {"source": "odd", "filename": "flash_attn-2.6.3+cu123torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"},
+            "junk",
+            {"source": "official"},
+        ],
+    }  # fmt: skip
+    assert release_torch(doc) == {Version("2.5.8"): (2, 3), Version("2.7.4"): (2, 6)}
+    assert release_torch({"wheels": "x"}) == {} and release_torch([]) == {}
 
 
 def test_the_bundled_index_gives_the_known_ranges() -> None:
     doc = json.loads((ROOT / "wheels_index.json").read_text(encoding="utf-8"))
-    table = release_torch(doc["wheels"])
-    # the publish workflows of v2.5.8 (torch 2.0-2.3), v2.6.3 (2.0-2.4) and v2.7.4.post1 (2.2-2.6)
+    table = release_torch(doc)
+    # v2.5.8's release page has wheels for torch 2.0-2.3, v2.6.3's for 2.0-2.4, v2.7.4.post1's up to 2.7
     assert table[Version("2.5.8")] == (2, 3) and table[Version("2.6.3")] == (2, 4)
-    assert table[Version("2.7.4")] == (2, 6)
+    assert table[Version("2.7.4")] == (2, 7)
     assert max(table) >= Version("2.8.3")
