@@ -69,7 +69,8 @@ def _releases_kwargs() -> dict[str, Any]:
     except ImportError:
         return {}
     doc = json.loads((ROOT / "wheels_index.json").read_text(encoding="utf-8"))
-    return {"releases": release_torch(doc)}
+    table = release_torch(doc)
+    return {"releases": lambda: table}
 
 
 def _subprocess() -> tuple[Runner, str]:

@@ -61,9 +61,13 @@ def explain(log: str | None, **opts: Any) -> int:
         python = machine(python, target, err=as_json)
         env = resolve_environment(python, target, import_tests=False)[0]
     finder = wheel_finder(os.environ) if env else None
-    releases = release_table(os.environ)  # the index's knowledge, with or without a machine
     expl = explain_bytes(
-        data, env, wheel_finder=finder, key_lines=verbose or None, here=opts["here"], releases=releases
+        data,
+        env,
+        wheel_finder=finder,
+        key_lines=verbose or None,
+        here=opts["here"],
+        releases=lambda: release_table(os.environ),  # the index's knowledge, with or without a machine
     )
     code = 0 if expl.recognised else 1
     if as_json:

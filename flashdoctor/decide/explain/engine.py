@@ -17,7 +17,7 @@ machine (``here``, or the log's facts agree: see origin); a log from elsewhere i
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,8 @@ VERSIONS_SOURCE = (
 )
 # flash-attn release (its base version) -> the newest torch (major, minor) its publishers made wheels for
 Releases = Mapping[Version, tuple[int, int]]
+# Loads that table at its first use (reading the wheel index costs ~0.25 s: only a bare build failure needs it)
+ReleaseTable = Callable[[], Releases | None]
 YIELD_MARGIN = 0.05  # a consequence ranks at least this far below the code it yields to
 MACHINE_WINDOW = 1 << 20  # bytes at each end of a log read for what it says about its machine
 
@@ -274,7 +276,7 @@ def explain_bytes(
     fields: Mapping[str, str] | None = None,
     *,
     here: bool = False,
-    releases: Releases | None = None,
+    releases: ReleaseTable | None = None,
 ) -> Explanation:
     """Explain a log given as bytes (any encoding; undecodable bytes become U+FFFD).
 
@@ -286,9 +288,9 @@ def explain_bytes(
     ``fields``: fix-template values the caller knows and the machine does not (the build passes
     ``jobs_used`` and ``fewer_jobs``: see flashdoctor.decide.explain.tailor.CALLER_FIELDS).
 
-    ``releases``: the newest torch each flash-attn release has wheels for from its own publishers (the
-    wheel index's decide.wheels.index.release_torch); with it, a bare build failure of a release far older
-    than the log's torch is named as such (basis "versions")."""
+    ``releases``: loads the newest torch each flash-attn release has wheels for from its own publishers
+    (the wheel index's decide.wheels.index.release_torch), called only for a bare build failure; with it,
+    one of a release far older than the log's torch is named as such (basis "versions")."""
     data = normalise(bytes(data))
     low = data.lower()  # ASCII-only lower-casing: offsets stay valid
     kb = knowledge()
@@ -388,11 +390,13 @@ def explain_bytes(
             )
             chosen[code] = cands[-1]
 
-    if releases and not has_cause and has_symptom and "build" in contexts:
+    code = "source-toolchain-mismatch"
+    fa_text = found.facts.get(FLASH_ATTN_FACT)
+    if releases and fa_text and code not in chosen and not has_cause and has_symptom and "build" in contexts:
         torch = found.facts.get(TORCH_FACT) or (machine.torch if machine is not None else None)
-        skew = version_skew(found.facts.get(FLASH_ATTN_FACT), torch, releases)
-        code = "source-toolchain-mismatch"
-        if skew is not None and code not in chosen:
+        table = releases()
+        skew = version_skew(fa_text, torch, table) if table else None
+        if skew is not None:
             evidence, message, fix = skew
             sig = next(s for s in kb.signatures if s.code == code and s.role == "cause")
             cands.append(
@@ -465,13 +469,10 @@ def explain_text(
     fields: Mapping[str, str] | None = None,
     *,
     here: bool = False,
-    releases: Releases | None = None,
 ) -> list[Diagnosis]:
     """Diagnoses for a log, best first (empty when nothing is recognised: the callers — install, build,
     smoke, check — report a cause, and a resemblance is only a guess). Never raises on any text.
     ``here``: the log comes from ``env``'s machine (see explain_bytes)."""
     data = text.encode("utf-8", errors="replace")
-    expl = explain_bytes(
-        data, env, wheel_finder, key_lines=False, fields=fields, here=here, releases=releases
-    )
+    expl = explain_bytes(data, env, wheel_finder, key_lines=False, fields=fields, here=here)
     return list(expl.diagnoses) if expl.recognised else []

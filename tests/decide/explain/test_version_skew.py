@@ -60,7 +60,7 @@ def test_no_skew_without_a_far_older_release_and_a_newer_one(fa: str | None, tor
 
 
 def test_a_bare_build_failure_of_an_old_release_ranks_the_skew_first() -> None:
-    expl = explain_bytes(BARE_BUILD.encode(), None, releases=RELEASES)
+    expl = explain_bytes(BARE_BUILD.encode(), None, releases=lambda: RELEASES)
     first, second = expl.diagnoses[:2]
     assert (first.code, first.basis, first.line) == ("source-toolchain-mismatch", "versions", None)
     assert "wheel index" in (first.source or "")
@@ -71,13 +71,13 @@ def test_a_bare_build_failure_of_an_old_release_ranks_the_skew_first() -> None:
 
 def test_a_cause_the_log_shows_wins_over_the_versions() -> None:
     log = BARE_BUILD.replace("  RuntimeError", "  [12/73] nvcc -c a.cu\n  Killed\n  RuntimeError")
-    codes = [d.code for d in explain_bytes(log.encode(), None, releases=RELEASES).diagnoses]
+    codes = [d.code for d in explain_bytes(log.encode(), None, releases=lambda: RELEASES).diagnoses]
     assert codes[0] == "build-oom" and "source-toolchain-mismatch" not in codes
 
 
 def test_two_releases_in_one_log_name_none() -> None:
     log = "Attempting uninstall: flash-attn==2.8.3\n" + BARE_BUILD
-    assert [d.code for d in explain_bytes(log.encode(), None, releases=RELEASES).diagnoses] == [
+    assert [d.code for d in explain_bytes(log.encode(), None, releases=lambda: RELEASES).diagnoses] == [
         "build-failed"
     ]
 
