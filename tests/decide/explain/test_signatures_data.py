@@ -193,8 +193,12 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # alternating (stop 32). 499 with FlashAttention's "... must have contiguous last dimension" checks and
     # kernel faults told in prose (an illegal memory access, "IMAs", NaNs, wrong results): 0.856-0.864 s against
     # 0.859-0.868 s with the 495, side by side, alternating. 500 with the kernels hub's "Torch version (X) does
-    # not match environment Torch version (Y)": 0.863-0.865 s against 0.859-0.922 s with the 499.
-    assert len(scanned) < 510
+    # not match environment Torch version (Y)": 0.863-0.865 s against 0.859-0.922 s with the 499. 511 with the
+    # caller-integration-bug signatures (a caller's custom-op arity, its attention module's missing attribute,
+    # regression prose), FlashAttention under autocast, a caller asserting its flash_attn import, a raw
+    # extension's graph break, "X is the latest supported" and Chinese "cannot find rotary_emb": 0.879-0.886 s
+    # against 0.906-0.953 s with the 500, side by side, alternating (stop 33).
+    assert len(scanned) < 520
     assert len(contexts) < 170
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
