@@ -55,6 +55,8 @@ _FAILURE = re.compile(
     re.IGNORECASE,
 )
 # ... unless the line says the condition was handled ("..., padding to 64", "falling back to SDPA").
+# A deprecation notice's line as Python prints it ("...: FutureWarning: ...", DeprecationWarning): not compared.
+_DEPRECATION = re.compile(r"^[^\n]*\b(?:Future|Deprecation)Warning:[^\n]*$", re.MULTILINE)
 _HANDLED = re.compile(r"padding to|falling back|falls? back to|using \S+ instead|\bwarn", re.IGNORECASE)
 # Words that say nothing about a cause: English glue and a traceback's furniture.
 _STOP_WORDS = """
@@ -187,10 +189,12 @@ class Resemblance:
 
 
 def _window(text: str) -> str:
-    """The part of the log compared: all of it, or of a long log its head and tail."""
-    if len(text) <= HEAD_CHARS + TAIL_CHARS:
-        return text
-    return text[:HEAD_CHARS] + "\n" + text[-TAIL_CHARS:]
+    """The part of the log compared: all of it, or of a long log its head and tail; without deprecation
+    notices (a FutureWarning that torch.cuda.amp.autocast is deprecated is in countless logs and names no
+    failure, yet its words are a cause's: "autocast" is dtype-unsupported's)."""
+    if len(text) > HEAD_CHARS + TAIL_CHARS:
+        text = text[:HEAD_CHARS] + "\n" + text[-TAIL_CHARS:]
+    return _DEPRECATION.sub("", text)
 
 
 def _best_line(text: str, vec: Mapping[str, float], idf: Mapping[str, float]) -> tuple[int | None, str]:
