@@ -55,9 +55,9 @@ _FAILURE = re.compile(
     re.IGNORECASE,
 )
 # ... unless the line says the condition was handled ("..., padding to 64", "falling back to SDPA").
+_HANDLED = re.compile(r"padding to|falling back|falls? back to|using \S+ instead|\bwarn", re.IGNORECASE)
 # A deprecation notice's line as Python prints it ("...: FutureWarning: ...", DeprecationWarning): not compared.
 _DEPRECATION = re.compile(r"^[^\n]*\b(?:Future|Deprecation)Warning:[^\n]*$", re.MULTILINE)
-_HANDLED = re.compile(r"padding to|falling back|falls? back to|using \S+ instead|\bwarn", re.IGNORECASE)
 # Words that say nothing about a cause: English glue and a traceback's furniture.
 _STOP_WORDS = """
 the and for with this that from not are was were has have had you your but can could would should
@@ -201,7 +201,7 @@ def _best_line(text: str, vec: Mapping[str, float], idf: Mapping[str, float]) ->
     best: tuple[float, int | None, str] = (0.0, None, "")
     for i, line in enumerate(text.split("\n", LINES_MAX)[:LINES_MAX], start=1):
         lv = _vector(Counter(words(line)), idf)
-        if not lv:
+        if not lv or _DEPRECATION.match(line):
             continue
         score = _cosine(lv, vec)
         if score > best[0]:

@@ -61,6 +61,24 @@ def test_logs_that_report_no_flash_attention_failure_are_offered_nothing(log: st
     assert explain(log).diagnoses == ()
 
 
+def test_a_deprecation_notice_is_not_compared() -> None:
+    # torch's "torch.cuda.amp.autocast(args...) is deprecated" FutureWarning is in countless logs and names no
+    # failure; its words ("autocast", "amp") are dtype-unsupported's. Neither a log nor the corpus counts them,
+    # and the line is never offered as the evidence.
+    notice = (
+        "/venv/lib/python3.11/site-packages/torch/amp/autocast_mode.py:265: FutureWarning: "
+        "`torch.cuda.amp.autocast(args...)` is deprecated. Please use `torch.amp.autocast('cuda', args...)` instead."
+    )
+    log = notice + "\nValueError: shard 17 is corrupt"
+    assert "autocast" not in res.words(res._window(log))
+    assert "autocast" not in res.corpus_words([("dtype-unsupported", log)], 1)["dtype-unsupported"]
+    prose = "flash attention fails with float32 tensors, only fp16 and bf16 are supported"
+    assert [r.code for r in res.resemble(notice + "\n" + prose)] == ["dtype-unsupported"]
+    model = res._model()
+    weak = "the run fails with a float error"  # closer to the cause than nothing, farther than the notice
+    assert res._best_line(notice + "\n" + weak, model.codes["dtype-unsupported"], model.idf) == (2, weak)
+
+
 def test_the_services_that_report_a_cause_get_no_guess() -> None:
     # install, build, smoke and check read a failure with explain_text: a resemblance is not a cause.
     log = PARAPHRASES[0][0]
