@@ -13,7 +13,8 @@ space), ``nopaths`` (absolute paths replaced), ``lower`` (lower case); a web pag
 entities, as in a page's source or an API's HTML body), ``nbsp`` (every space a no-break space),
 ``zwsp`` (a zero-width space after every underscore: a page's soft breaks in long names); a prefix a
 tool writes before every line: ``quote`` (a Markdown quote), ``rank`` (torchrun's "[rank0]: "),
-``gha`` (a GitHub Actions timestamp), ``docker`` (a BuildKit step and its seconds).
+``gha`` (a GitHub Actions timestamp), ``docker`` (a BuildKit step and its seconds), ``ray`` (a Ray actor's
+"(Name pid=N) "), ``k8s`` (kubectl logs --prefix's "[pod/name/container] ").
 
     python scripts/eval_robustness.py [--change NAME ...] [--json] [-v]
 """
@@ -74,6 +75,8 @@ CHANGES: dict[str, Callable[[str], str]] = {
         f"2026-12-06T18:00:{i % 60:02d}.1234567Z {ln}" for i, ln in enumerate(t.splitlines())
     ),
     "docker": lambda t: "\n".join(f"#12 {10 + 0.37 * i:.3f} {ln}" for i, ln in enumerate(t.splitlines())),
+    "ray": lambda t: "\n".join(f"(RayWorkerWrapper pid=2931625) {ln}" for ln in t.splitlines()),
+    "k8s": lambda t: "\n".join(f"[pod/train-0/trainer] {ln}" for ln in t.splitlines()),
 }
 
 

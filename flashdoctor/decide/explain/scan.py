@@ -79,8 +79,9 @@ _ENTITIES = (
 )
 # What a tool writes before every line of a program's output: torchrun's "[rank0]:" / "[default0]:",
 # a GitHub Actions log's timestamp, a BuildKit step and its seconds ("#12 45.67 "), srun --label's
-# "0: ", journald's "Dec 06 12:00:01 host python[42]: ", a Markdown quote. Removed where most of the
-# log's first lines carry the same one, so the signatures read the program's own lines.
+# "0: ", journald's "Dec 06 12:00:01 host python[42]: ", Ray's "(WorkerName pid=42) " (one per actor, nested
+# actors' side by side), kubectl logs --prefix's "[pod/name/container] ", a Markdown quote. Removed where most of
+# the log's first lines carry the same one, so the signatures read the program's own lines.
 _LINE_PREFIXES = tuple(
     re.compile(rb"^" + p, re.MULTILINE)
     for p in (
@@ -89,6 +90,8 @@ _LINE_PREFIXES = tuple(
         rb"#\d+ \d+\.\d+ ",
         rb"\d{1,4}: ",
         rb"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d [\w.-]+ [\w./-]+(?:\[\d+\])?: ",
+        rb"(?:\([\w.:-]+ pid=\d+(?:, ip=[\d.]+)?\) ?)+",
+        rb"\[pod/[\w.-]+/[\w.-]+\] ",
         rb"> ?",
     )
 )

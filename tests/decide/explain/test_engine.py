@@ -343,6 +343,9 @@ def test_a_web_pages_entities_and_spaces_read_as_the_log():
         "0: ",
         "> ",
         "Dec  6 12:00:01 gpu01 python3[4242]: ",
+        "(RayWorkerWrapper pid=2931625) ",
+        "(vLLMHttpServer pid=2930657) (EngineCore_DP0 pid=2931625, ip=10.0.0.7) ",
+        "[pod/train-0/trainer] ",
     ],
 )
 def test_a_prefix_on_every_line_is_read_past(prefix: str):
