@@ -370,9 +370,10 @@ def explain_bytes(
             break
 
     cands = list(chosen.values())
-    # A bare build failure: add what this machine would break a build with.
-    has_symptom = any(c.sig.role == "symptom" for c in best.values())
-    if machine is not None and not has_cause and has_symptom and "build" in contexts:
+    # A bare build failure (the log shows only that a build failed): add what this machine would break a
+    # build with, and a flash-attn release far older than the log's torch.
+    bare_build = not has_cause and any(c.sig.role == "symptom" for c in best.values()) and "build" in contexts
+    if machine is not None and bare_build:
         for code, message, fix in _machine_causes(machine, variant):
             if code in chosen or code not in kb.codes:
                 continue
@@ -392,7 +393,7 @@ def explain_bytes(
 
     code = "source-toolchain-mismatch"
     fa_text = found.facts.get(FLASH_ATTN_FACT)
-    if releases and fa_text and code not in chosen and not has_cause and has_symptom and "build" in contexts:
+    if releases and fa_text and code not in chosen and bare_build:
         torch = found.facts.get(TORCH_FACT) or (machine.torch if machine is not None else None)
         table = releases()
         skew = version_skew(fa_text, torch, table) if table else None
