@@ -222,9 +222,11 @@ def _may_resemble(code: str, contexts: LogContexts) -> bool:
     return not need or any(c in contexts for c in need)
 
 
-def _resembling(r: Resemblance, tailor: Tailor) -> _Cand:
+def _resembling(r: Resemblance) -> _Cand:
     """A candidate for a known cause the log only resembles (nothing matched): said so, and offered
-    with the fix of the signature its words are closest to."""
+    with the cause's own general fix. Not the fix of the signature its words are closest to: that one is
+    written for the message the signature matches (a diffusers mask, a GPU arch the log names), and a
+    guess has neither that message nor its captures."""
     info = knowledge().codes[r.code]
     return _Cand(
         sig=r.signature,
@@ -236,7 +238,7 @@ def _resembling(r: Resemblance, tailor: Tailor) -> _Cand:
             f"{info.title.rstrip('.')} (by resemblance {r.score:.2f}: no known failure matched; the log's "
             f"wording is close to this cause's). {info.cause}"
         ),
-        fix=tailor.choose_fix(r.signature.fix, {}),
+        fix=info.fix,
         line=r.line,
     )
 
@@ -416,7 +418,7 @@ def explain_bytes(
 
     if not cands and "success" not in contexts:
         text = data.decode("utf-8", errors="replace")
-        cands = [_resembling(r, tailor) for r in resemble(text, lambda code: _may_resemble(code, contexts))]
+        cands = [_resembling(r) for r in resemble(text, lambda code: _may_resemble(code, contexts))]
 
     causes = [c for c in cands if c.sig.role != "symptom"]
     causes.sort(key=lambda c: (-c.confidence, c.hit.offset if c.hit else -1))

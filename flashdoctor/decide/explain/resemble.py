@@ -175,7 +175,7 @@ def _model() -> _Model:
 @dataclass(frozen=True)
 class Resemblance:
     """A known cause the log's words are close to: ``signature`` is the code's signature they are
-    closest to (its fix is offered), ``line``/``text`` the log line most like the code (1-based)."""
+    closest to, ``line``/``text`` the log line most like the code (1-based)."""
 
     code: str
     score: float

@@ -99,6 +99,16 @@ def test_a_matched_signature_leaves_no_room_for_resemblance() -> None:
     assert expl.recognised and all(d.basis == "log" for d in expl.diagnoses)
 
 
+@pytest.mark.parametrize(("log", "code"), PARAPHRASES)
+def test_a_guess_offers_the_cause_s_general_fix(log: str, code: str) -> None:
+    # Not the fix of the signature whose words are closest: that one is written for the message the
+    # signature matches and may need its captures (an AlphaFold log on a GTX 1650 was told to "leave {arch}
+    # out of TORCH_CUDA_ARCH_LIST", and a log naming no diffusers to use "the diffusers release before").
+    for diagnosis in explain(log).diagnoses:
+        assert diagnosis.fix == knowledge().codes[diagnosis.code].fix
+        assert "{" not in diagnosis.fix
+
+
 def test_the_runner_up_is_offered_only_when_close() -> None:
     for log, _code in PARAPHRASES:
         found = res.resemble(log)
