@@ -200,8 +200,11 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # against 0.906-0.953 s with the 500, side by side, alternating (stop 33). 518 with xformers' "device=cpu
     # (supported: {'cuda'})", "no ... wheel for torch X", Wan's FLASH_ATTN_2_AVAILABLE assertion, diffusers'
     # "attn_mask is not supported for flash-attn 2", prose "XAttention has no `y` attribute" and FA3's
-    # flash_attn_3.flash_attn_interface layout: 0.896-0.947 s against 0.892-0.928 s with the 500.
-    assert len(scanned) < 520
+    # flash_attn_3.flash_attn_interface layout: 0.896-0.947 s against 0.892-0.928 s with the 500. 522 with a
+    # library's "unsupported on this GPU generation", prose that flash-attn must be installed after torch, an
+    # attn_implementation the caller drops and FA1 checkpoint keys in state_dict: 0.925-0.941 s against
+    # 0.905-0.937 s with the 518, side by side, alternating (session 34).
+    assert len(scanned) < 525
     assert len(contexts) < 170
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
