@@ -203,8 +203,11 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # flash_attn_3.flash_attn_interface layout: 0.896-0.947 s against 0.892-0.928 s with the 500. 522 with a
     # library's "unsupported on this GPU generation", prose that flash-attn must be installed after torch, an
     # attn_implementation the caller drops and FA1 checkpoint keys in state_dict: 0.925-0.941 s against
-    # 0.905-0.937 s with the 518, side by side, alternating (session 34).
-    assert len(scanned) < 525
+    # 0.905-0.937 s with the 518, side by side, alternating (session 34). 526 with dev42's FA4 "returns incorrect
+    # values", "does not compile with CUDA 11.8", "<model> has a bug when using flash-attention" and dev41's
+    # Chinese "only supports A100" and "unknown symbol" after a torch upgrade: 0.887-1.034 s against 0.900-1.259 s
+    # with the 522, six runs each, side by side, alternating (a noisy box; best 0.887 against 0.900 s).
+    assert len(scanned) < 530
     assert len(contexts) < 170
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
