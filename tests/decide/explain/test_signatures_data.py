@@ -206,8 +206,11 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # 0.905-0.937 s with the 518, side by side, alternating (session 34). 526 with dev42's FA4 "returns incorrect
     # values", "does not compile with CUDA 11.8", "<model> has a bug when using flash-attention" and dev41's
     # Chinese "only supports A100" and "unknown symbol" after a torch upgrade: 0.887-1.034 s against 0.900-1.259 s
-    # with the 522, six runs each, side by side, alternating (a noisy box; best 0.887 against 0.900 s).
-    assert len(scanned) < 530
+    # with the 522, six runs each, side by side, alternating (a noisy box; best 0.887 against 0.900 s). 531 with
+    # compile-unsupported (Dynamo's two wordings of an untraceable builtin, a fake tensor's missing storage, the
+    # ONNX exporters' three messages; "onnx" alone would sit on every nvcc line's -DONNX_NAMESPACE):
+    # 0.888-0.907 s against 0.890-0.923 s with the 526, four runs each, side by side, alternating (session 35).
+    assert len(scanned) < 535
     assert len(contexts) < 170
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
