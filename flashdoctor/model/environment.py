@@ -46,6 +46,7 @@ TARGET_KEYS: tuple[str, ...] = (
     "memory_gb",
     "disk_free_gb",
     "installed",
+    "dependents",
     "env_manager",
     "python_executable",
 )
@@ -146,6 +147,24 @@ class FlashInstall:
 
 
 @dataclass(frozen=True)
+class Dependent:
+    """An installed distribution that declares a requirement on a FlashAttention distribution: one of its
+    Requires-Dist lines as written (PEP 508, markers included), e.g. transformer-engine 1.4.0 with
+    ``flash-attn<=2.4.2,>=2.0.6``. Installing a version outside it would break that distribution."""
+
+    dist: str
+    version: str | None
+    requires: str
+
+    @property
+    def label(self) -> str:
+        return self.dist if self.version is None else f"{self.dist} {self.version}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dist": self.dist, "version": self.version, "requires": self.requires}
+
+
+@dataclass(frozen=True)
 class Environment:
     """One machine + interpreter. Built by the probes or from a target spec; never mutated."""
 
@@ -172,6 +191,7 @@ class Environment:
     memory_gb: float | None = None  # available memory
     disk_free_gb: float | None = None
     installed: tuple[FlashInstall, ...] = ()
+    dependents: tuple[Dependent, ...] = ()  # what installed distributions require of FlashAttention
     env_manager: str | None = None  # "pip" | "uv" | "conda"
     python_executable: str | None = None
     unknown: frozenset[str] = field(default_factory=frozenset)
@@ -240,6 +260,8 @@ class Environment:
                     out[key] = [{"path": n.path, "version": n.version} for n in val]
             elif key == "installed":
                 out[key] = {i.dist: i.to_json() for i in val}
+            elif key == "dependents":
+                out[key] = [d.to_json() for d in val]
             elif key == "torch_arch_list":
                 out[key] = None if val is None else list(val)
             elif key in ("nvcc_path", "env_manager", "python_executable", "python_abi") and val is None:

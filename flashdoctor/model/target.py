@@ -14,14 +14,16 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from flashdoctor.knowledge.data import read_capped
 from flashdoctor.knowledge.drivers import driver_max_cuda
 from flashdoctor.knowledge.schemas import load_schema, schema_validator
 from flashdoctor.knowledge.torch_builds import cxx11abi_from_version, pypi_default_cuda
+from flashdoctor.knowledge.variants import DIST_VARIANT
 from flashdoctor.knowledge.versions import parse_version
-from flashdoctor.model.environment import GPU, TARGET_KEYS, Environment, FlashInstall, Nvcc
+from flashdoctor.model.environment import GPU, TARGET_KEYS, Dependent, Environment, FlashInstall, Nvcc
 
 SCHEMA = "target.schema.json"
 MAX_BYTES = 1 << 20  # a target spec is a few KB; more is not a target spec
@@ -162,6 +164,24 @@ def _installed(raw: Mapping[str, Any]) -> tuple[FlashInstall, ...]:
     return tuple(out)
 
 
+def _dependents(raw: list[Mapping[str, Any]]) -> tuple[Dependent, ...]:
+    """'dependents': each 'requires' must be a PEP 508 requirement on a FlashAttention distribution."""
+    out = []
+    for i, d in enumerate(raw):
+        where = f"target spec: 'dependents[{i}].requires'"
+        try:
+            req = Requirement(d["requires"])
+        except InvalidRequirement as exc:
+            raise TargetSpecError(
+                f"{where} is not a PEP 508 requirement: {str(exc).splitlines()[0][:200]}"
+            ) from None
+        if canonicalize_name(req.name) not in DIST_VARIANT:
+            known = ", ".join(sorted(DIST_VARIANT))
+            raise TargetSpecError(f"{where} names {req.name!r}, not a FlashAttention distribution ({known})")
+        out.append(Dependent(str(canonicalize_name(d["dist"])), d.get("version"), d["requires"]))
+    return tuple(out)
+
+
 def _arch(platform: str | None) -> str | None:
     if platform is None:
         return None
@@ -190,6 +210,8 @@ def environment_from_target(spec: Mapping[str, Any]) -> Environment:
             val = tuple(Nvcc(path=n["path"], version=n.get("version")) for n in val or ())
         elif key == "installed":
             val = _installed(val or {})
+        elif key == "dependents":
+            val = _dependents(val or [])
         elif key == "torch_arch_list":
             val = None if val is None else tuple(val)
         elif key in ("memory_gb", "disk_free_gb"):

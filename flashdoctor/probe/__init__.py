@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 
 from flashdoctor.knowledge.backends import variant_import, variant_imports
 from flashdoctor.knowledge.variants import DIST_VARIANT
-from flashdoctor.model.environment import Environment, FlashInstall
+from flashdoctor.model.environment import Dependent, Environment, FlashInstall
 from flashdoctor.probe.binary import cuda_archs, cxx11_abi
 from flashdoctor.probe.interpreter import Launched, TargetScriptError, run_script, run_target, script_file
 from flashdoctor.probe.system import (
@@ -171,7 +171,12 @@ def probe_environment(
                     archs=tuple(sorted(archs)) if any_read else None,
                 )
             )
-        extra = Probed(values={"installed": tuple(installed)})
+        dependents = tuple(
+            Dependent(str(d["dist"]), d.get("version"), str(d["requires"]))
+            for d in data.get("dependents") or ()
+            if isinstance(d, dict) and d.get("dist") and d.get("requires")
+        )
+        extra = Probed(values={"installed": tuple(installed), "dependents": dependents})
         if f_abi is not None:
             extra.values["cxx11abi"] = f_abi.result()
         if f_tarch is not None:

@@ -204,4 +204,77 @@ for variant, spec in sorted((CONFIG.get("variants") or {}).items()):
     )
 out["flash"] = flash
 
+# -- what installed distributions require of FlashAttention -------------------------------------
+# Every distribution's Requires-Dist lines that name a FlashAttention distribution, as written (markers
+# included: flashdoctor evaluates them). Only the metadata headers are read (they come before the
+# description), at most METADATA_CAP bytes of each; the first distribution of a name on sys.path wins, as
+# for imports.
+METADATA_CAP = 256 * 1024
+
+
+def canon(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+wanted = set()
+for spec in (CONFIG.get("variants") or {}).values():
+    wanted.update(canon(d) for d in spec.get("dists") or ())
+
+
+def headers(dist):
+    """The metadata headers of an installed distribution (its METADATA or PKG-INFO; an .egg-info may be
+    that file itself), bounded."""
+    base = getattr(dist, "_path", None)  # PathDistribution: the .dist-info / .egg-info path
+    if base is None:
+        return None
+    base = str(base)
+    files = (
+        [base] if os.path.isfile(base) else [os.path.join(base, "METADATA"), os.path.join(base, "PKG-INFO")]
+    )
+    for path in files:
+        data = b""
+        try:
+            with open(path, "rb") as fh:
+                while len(data) < METADATA_CAP:  # the headers end at the first empty line
+                    chunk = fh.read(4096)
+                    data += chunk
+                    if not chunk or b"\n\n" in data or b"\n\r\n" in data:
+                        break
+        except OSError:
+            continue
+        return re.split(r"\r?\n\r?\n", data.decode("utf-8", "replace"), maxsplit=1)[0]
+    return None
+
+
+dependents = []
+if md is not None and wanted:
+    seen = set()
+    try:
+        found = list(md.distributions())
+    except Exception as exc:
+        found = []
+        note("installed distributions: %s" % exc)
+    for d in found:
+        text = headers(d)
+        m = re.search(r"^Name:[ \t]*(\S+)", text or "", re.M | re.I)
+        name = canon(m.group(1)) if m else None
+        if name is None or name in seen:
+            continue  # a later copy of a name on sys.path is shadowed
+        seen.add(name)
+        if name in wanted or "flash" not in text.lower():
+            continue
+        version = None
+        requires = []
+        for line in text.splitlines():
+            key, _, val = line.partition(":")
+            key = key.strip().lower()
+            if key == "version" and version is None:
+                version = val.strip()
+            elif key == "requires-dist":
+                r = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", val)
+                if r and canon(r.group(1)) in wanted:
+                    requires.append(val.strip())
+        dependents.extend({"dist": name, "version": version, "requires": r} for r in requires)
+out["dependents"] = dependents
+
 print(json.dumps(out))

@@ -100,7 +100,7 @@ def coverage(index: WheelIndex, variant: Variant = DEFAULT_VARIANT) -> dict[str,
                 for group in groups.values():
                     if machine_codes(group[0], t):
                         continue
-                    fits.extend(e for e in group if not policy_codes(e, None, True))
+                    fits.extend(e for e in group if not policy_codes(e, None, True, t))
             fits.sort(key=lambda e: preference_key(e, t))
             official = [e.filename for e in fits if not e.community]
             community = sorted({e.source for e in fits if e.community})

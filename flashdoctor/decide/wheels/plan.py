@@ -14,9 +14,12 @@ from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
 from flashdoctor.decide.wheels.origin import NO_DIGEST, evidence_reason, wheel_origin
 from flashdoctor.decide.wheels.reasons import (
     assumption_notes,
+    build_allowed,
     entry_notes,
     fit_summary,
     hint,
+    required_passed_over,
+    required_text,
     torch_api_passed_over,
 )
 from flashdoctor.decide.wheels.select import Selection, parse_version_spec, preference_key, select_wheels
@@ -108,7 +111,13 @@ def make_plan(
             evidence_reason(best.source, best.evidence),
             *([f"sha256: {NO_DIGEST}"] if origin.digest == "none" else []),
             *entry_notes(best, variant, t),
-            *filter(None, [torch_api_passed_over(best, sel.fits, t)]),
+            *filter(
+                None,
+                [
+                    torch_api_passed_over(best, sel.fits, t),
+                    required_passed_over(best, sel.unsorted_misses, t),
+                ],
+            ),
             *([python_floor_note(env, variant, best)] if python_floor else []),
             *([siblings_note(best, siblings)] if siblings else []),
             *notes,
@@ -158,6 +167,7 @@ def make_plan(
             "no prebuilt wheel fits this machine",
             *hints,
             f"plan: build {info.dist} from source for this torch (flashdoctor install --{variant} --from-source)",
+            *([f"{required_text(t.required)}: {build_allowed(variant)}"] if t.required else []),
             *(f"fix before building: {m}" for m in dict.fromkeys(build_msgs)),
             *notes,
         ),
@@ -255,6 +265,7 @@ def _distinct_refs(entries: Iterable[IndexEntry], best: WheelRef) -> tuple[Wheel
 
 _HINT_ORDER = (
     "version-excluded",
+    "required-by-installed",
     "torch-build-mismatch",
     "torch-mismatch",
     "python-mismatch",

@@ -11,8 +11,14 @@ from packaging.specifiers import SpecifierSet
 from flashdoctor import knowledge
 from flashdoctor.decide.wheels.index import IndexEntry
 from flashdoctor.decide.wheels.parse import manylinux_glibc, platform_arch
-from flashdoctor.decide.wheels.rules import REJECTION_CODES, gpu_runs, torch_api_short, variant_driver_min
-from flashdoctor.decide.wheels.target import Target
+from flashdoctor.decide.wheels.rules import (
+    REJECTION_CODES,
+    gpu_runs,
+    refused_by,
+    torch_api_short,
+    variant_driver_min,
+)
+from flashdoctor.decide.wheels.target import Required, Target
 from flashdoctor.decide.wheels.torchbuild import (
     EXACT,
     NIGHTLY,
@@ -85,6 +91,8 @@ def reason_text(code: str, entry: IndexEntry, t: Target, spec: SpecifierSet | No
         msg = f"community build ({entry.source}); rerun with --allow-community to consider it"
     elif code == "version-excluded":
         msg = f"version {entry.version} is outside --version {spec}"
+    elif code == "required-by-installed":
+        msg = f"version {entry.version}, but {required_text(refused_by(entry, t))}"
     elif code == "yanked":
         msg = "yanked by its publisher"
     else:  # pragma: no cover - every code above is handled
@@ -286,6 +294,12 @@ def hint(
     if code == "version-excluded":
         newest = max(e.version for e in group)
         return f"{who} wheels outside --version {spec} fit (newest {newest}, e.g. {example})"
+    if code == "required-by-installed":
+        newest = max(e.version for e in group)
+        return (
+            f"{who} wheels fit but for versions installed distributions rule out (newest {newest}, e.g. "
+            f"{example}): upgrade or remove those distributions to use them"
+        )
     return f"{who} wheels miss only by {code} (e.g. {example})"  # pragma: no cover
 
 
@@ -304,3 +318,32 @@ def torch_api_passed_over(best: IndexEntry, fits: Iterable[IndexEntry], t: Targe
         f"this torch is {mm_text(t.torch_mm)}, so {best.version}, the newest release that runs whole on it, "
         "comes first (--version picks another)"
     )
+
+
+def required_text(required: Iterable[Required]) -> str:
+    """ "transformer-engine 1.4.0 requires flash-attn<=2.4.2,>=2.0.6; …" (installed distributions)."""
+    return "; ".join(dict.fromkeys(r.text for r in required))
+
+
+def required_passed_over(
+    best: IndexEntry, misses: Iterable[tuple[IndexEntry, tuple[str, ...]]], t: Target
+) -> str | None:
+    """Why newer wheels that fit this machine were not chosen: installed distributions rule them out."""
+    if not t.required:
+        return None
+    newer = {
+        e.version for e, codes in misses if codes == ("required-by-installed",) and e.version > best.version
+    }
+    if not newer:
+        return None
+    shown = ", ".join(str(v) for v in sorted(newer, reverse=True)[:3])
+    return (
+        f"newer releases fit this machine too ({shown}) but {required_text(t.required)}: {best.version}, the "
+        "newest release they allow, comes first (installing a newer one would break them)"
+    )
+
+
+def build_allowed(variant: Variant | None) -> str:
+    """How to build a version installed distributions allow (the source build makes the newest otherwise)."""
+    pin = "--flash-version V" if variant == "fa2" else "--ref TAG"
+    return f"build a version they allow (flashdoctor build --{variant} {pin})"

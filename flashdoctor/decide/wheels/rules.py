@@ -27,6 +27,9 @@ README "Wheel rejection codes"):
   every variant (check's finding, the plan's blocker), and the wheel named is the one that fits after.
 - ``no-cuda-torch``: torch is missing, a CPU build or a ROCm build.
 - ``community`` (needs --allow-community), ``version-excluded`` (outside --version), ``yanked``.
+- ``required-by-installed``: an installed distribution requires another version (its Requires-Dist on
+  the FlashAttention distribution, e.g. transformer-engine's ``flash-attn<=2.4.2``): installing this one
+  would break it (``pip check`` would say so).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from packaging.version import Version
 from flashdoctor import knowledge
 from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
 from flashdoctor.decide.wheels.parse import manylinux_glibc, platform_arch
-from flashdoctor.decide.wheels.target import Target
+from flashdoctor.decide.wheels.target import Required, Target
 from flashdoctor.decide.wheels.torchbuild import build_class
 from flashdoctor.knowledge import codes as code_registry
 from flashdoctor.knowledge.archs import runs_on
@@ -66,7 +69,7 @@ def evaluate(
     allow_community: bool = False,
 ) -> tuple[str, ...]:
     """The rejection codes of one entry (empty: it fits). Fast: no strings are formatted here."""
-    return (*machine_codes(entry, t), *policy_codes(entry, spec, allow_community))
+    return (*machine_codes(entry, t), *policy_codes(entry, spec, allow_community, t))
 
 
 def machine_codes(entry: IndexEntry, t: Target) -> list[str]:
@@ -126,8 +129,9 @@ def torch_api_short(entry: IndexEntry, t: Target) -> TorchApiFloor | None:
     return knowledge.variant_info(entry.name.variant).torch_api_floor(entry.version, t.torch_mm)
 
 
-def policy_codes(entry: IndexEntry, spec: SpecifierSet | None, allow_community: bool) -> list[str]:
-    """The codes that depend on the publisher and the user's options, not on the machine."""
+def policy_codes(entry: IndexEntry, spec: SpecifierSet | None, allow_community: bool, t: Target) -> list[str]:
+    """The codes that depend on the publisher, the user's options and what installed distributions
+    require of FlashAttention, not on the machine."""
     codes = []
     if entry.yanked:
         codes.append("yanked")
@@ -135,7 +139,14 @@ def policy_codes(entry: IndexEntry, spec: SpecifierSet | None, allow_community: 
         codes.append("community")
     if spec is not None and not spec.contains(entry.version, prereleases=True):
         codes.append("version-excluded")
+    if t.required and refused_by(entry, t):
+        codes.append("required-by-installed")
     return codes
+
+
+def refused_by(entry: IndexEntry, t: Target) -> tuple[Required, ...]:
+    """The installed distributions' requirements this entry's version falls outside."""
+    return tuple(r for r in t.required if not r.allows(entry.name.dist, entry.version))
 
 
 def build_signature(entry: IndexEntry) -> tuple[object, ...]:

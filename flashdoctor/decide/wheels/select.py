@@ -50,6 +50,7 @@ from flashdoctor.model.plan import Rejection
 _DISTANCE = {
     "community": 0,
     "version-excluded": 0,
+    "required-by-installed": 0,
     "torch-mismatch": 1,
     "torch-build-mismatch": 1,
     "python-mismatch": 1,
@@ -223,7 +224,7 @@ def select_wheels(
     for group in groups_of(index, variant):
         machine = machine_codes(group[0], t)
         for e in group:
-            codes = (*machine, *policy_codes(e, spec, allow_community))
+            codes = (*machine, *policy_codes(e, spec, allow_community, t))
             if codes:
                 misses.append((e, codes))
             else:

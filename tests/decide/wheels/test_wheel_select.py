@@ -425,6 +425,13 @@ REASONS = [
     ("community", machine("a100"), "flash_attn-2.8.3+cu128torch2.8-cp312-cp312-linux_x86_64.whl", {},
      "community: community build (community:mjun0812); rerun with --allow-community to consider it"),
     ("yanked", machine("h100"), "flash_attn_4-0.0.1-py3-none-any.whl", {}, "yanked: yanked by its publisher"),
+    # Transformer Engine's setup.py (2024) declared install_requires flash-attn>=2.0.6,<=2.5.8,!=2.0.9,!=2.1.0
+    # (earlier releases <=2.4.2): a wheel above it would break the installed transformer-engine
+    ("required-by-installed", machine("a100", dependents=[{"dist": "transformer-engine", "version": None,
+     "requires": "flash-attn!=2.0.9,!=2.1.0,<=2.5.8,>=2.0.6"}]),
+     "flash_attn-2.8.3.post1+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl", {},
+     "required-by-installed: version 2.8.3.post1, but transformer-engine (installed) requires "
+     "flash-attn!=2.0.9,!=2.1.0,<=2.5.8,>=2.0.6"),
 ]  # fmt: skip
 
 
