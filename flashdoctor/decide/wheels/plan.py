@@ -167,7 +167,11 @@ def make_plan(
             "no prebuilt wheel fits this machine",
             *hints,
             f"plan: build {info.dist} from source for this torch (flashdoctor install --{variant} --from-source)",
-            *([f"{required_text(t.required)}: {build_allowed(variant)}"] if t.required else []),
+            *(
+                [f"{required_text(mine)}: {build_allowed(variant)}"]
+                if (mine := t.required_of(info.dist))
+                else []
+            ),
             *(f"fix before building: {m}" for m in dict.fromkeys(build_msgs)),
             *notes,
         ),

@@ -331,14 +331,13 @@ def required_passed_over(
     """Why newer wheels that fit this machine were not chosen: installed distributions rule them out."""
     if not t.required:
         return None
-    newer = {
-        e.version for e, codes in misses if codes == ("required-by-installed",) and e.version > best.version
-    }
+    newer = [e for e, codes in misses if codes == ("required-by-installed",) and e.version > best.version]
     if not newer:
         return None
-    shown = ", ".join(str(v) for v in sorted(newer, reverse=True)[:3])
+    shown = ", ".join(str(v) for v in sorted({e.version for e in newer}, reverse=True)[:3])
+    by = [r for e in newer for r in refused_by(e, t)]
     return (
-        f"newer releases fit this machine too ({shown}) but {required_text(t.required)}: {best.version}, the "
+        f"newer releases fit this machine too ({shown}) but {required_text(by)}: {best.version}, the "
         "newest release they allow, comes first (installing a newer one would break them)"
     )
 

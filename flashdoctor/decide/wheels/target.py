@@ -56,6 +56,10 @@ class Target:
     unknowns: tuple[str, ...]  # environment facts the selection had to assume
     required: tuple[Required, ...] = ()  # what installed distributions require of FlashAttention
 
+    def required_of(self, dist: str) -> tuple[Required, ...]:
+        """What installed distributions require of this FlashAttention distribution."""
+        return tuple(r for r in self.required if r.dist == canonicalize_name(dist))
+
 
 @dataclass(frozen=True)
 class TagFilter:

@@ -222,3 +222,13 @@ def test_the_cli_keeps_to_a_target_specs_dependents(tmp_path: Path) -> None:
     doc = json.loads(p.stdout)
     assert doc["action"] == "wheel" and doc["wheel"]["version"] == "2.4.2"
     assert any("transformer-engine 1.4.0 (installed) requires" in r for r in doc["reasons"])
+
+
+def test_a_plan_names_only_what_is_required_of_its_own_distribution(index: WheelIndex) -> None:
+    both = [te(), te("flash-attn-3<3.0.0")]
+    wheel = make_plan(environment_from_target(spec(dependents=both)), "fa2", index)
+    note = next(r for r in wheel.reasons if r.startswith("newer releases fit this machine too"))
+    assert "requires flash-attn!=2.0.9" in note and "flash-attn-3" not in note
+    build = make_plan(environment_from_target(spec(torch="2.3.1+cu121", dependents=both)), "fa2", index)
+    lines = [r for r in build.reasons if "build a version they allow" in r]
+    assert len(lines) == 1 and "flash-attn-3" not in lines[0]
