@@ -19,7 +19,6 @@ from flashdoctor.decide.wheels.reasons import (
     fit_summary,
     hint,
     required_passed_over,
-    required_text,
     torch_api_passed_over,
 )
 from flashdoctor.decide.wheels.select import Selection, parse_version_spec, preference_key, select_wheels
@@ -29,6 +28,7 @@ from flashdoctor.knowledge.versions import parse_version
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import CheckReport, VariantVerdict, Verdict
 from flashdoctor.model.plan import Plan, WheelRef
+from flashdoctor.model.requirements import required_text
 from flashdoctor.model.target import ABI_NOTE, CUDA_NOTE, abi_inferred, cuda_inferred
 
 MAX_ALTERNATIVES = 5

@@ -18,7 +18,7 @@ from flashdoctor.decide.wheels.rules import (
     torch_api_short,
     variant_driver_min,
 )
-from flashdoctor.decide.wheels.target import Required, Target
+from flashdoctor.decide.wheels.target import Target
 from flashdoctor.decide.wheels.torchbuild import (
     EXACT,
     NIGHTLY,
@@ -31,6 +31,7 @@ from flashdoctor.decide.wheels.torchbuild import (
 )
 from flashdoctor.knowledge.torch_builds import vendor_builds
 from flashdoctor.knowledge.variants import Variant
+from flashdoctor.model.requirements import required_text
 
 
 def reason_text(code: str, entry: IndexEntry, t: Target, spec: SpecifierSet | None = None) -> str:
@@ -318,11 +319,6 @@ def torch_api_passed_over(best: IndexEntry, fits: Iterable[IndexEntry], t: Targe
         f"this torch is {mm_text(t.torch_mm)}, so {best.version}, the newest release that runs whole on it, "
         "comes first (--version picks another)"
     )
-
-
-def required_text(required: Iterable[Required]) -> str:
-    """ "transformer-engine 1.4.0 requires flash-attn<=2.4.2,>=2.0.6; …" (installed distributions)."""
-    return "; ".join(dict.fromkeys(r.text for r in required))
 
 
 def required_passed_over(

@@ -43,11 +43,12 @@ from packaging.version import Version
 from flashdoctor import knowledge
 from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
 from flashdoctor.decide.wheels.parse import manylinux_glibc, platform_arch
-from flashdoctor.decide.wheels.target import Required, Target
+from flashdoctor.decide.wheels.target import Target
 from flashdoctor.decide.wheels.torchbuild import build_class
 from flashdoctor.knowledge import codes as code_registry
 from flashdoctor.knowledge.archs import runs_on
 from flashdoctor.knowledge.variants import TorchApiFloor, Variant
+from flashdoctor.model.requirements import Required
 
 REJECTION_CODES: Mapping[str, str] = code_registry.codes("rejection")  # public interface: data/codes.json
 

@@ -20,8 +20,9 @@ from packaging.version import Version
 
 from flashdoctor.decide.wheels import find_wheel, load_index, make_plan, select_wheels
 from flashdoctor.decide.wheels.index import WheelIndex
-from flashdoctor.decide.wheels.target import marker_environment, required_of, target_of
+from flashdoctor.decide.wheels.target import target_of
 from flashdoctor.model.environment import Dependent, Environment
+from flashdoctor.model.requirements import marker_environment, required_of
 from flashdoctor.model.target import TargetSpecError, environment_from_target
 from flashdoctor.probe import probe_environment
 from tests.support.install_helpers import make_wheel
@@ -232,3 +233,22 @@ def test_a_plan_names_only_what_is_required_of_its_own_distribution(index: Wheel
     build = make_plan(environment_from_target(spec(torch="2.3.1+cu121", dependents=both)), "fa2", index)
     lines = [r for r in build.reasons if "build a version they allow" in r]
     assert len(lines) == 1 and "flash-attn-3" not in lines[0]
+
+
+def test_checks_verdict_names_the_limit_where_no_wheel_fits(index: WheelIndex) -> None:
+    from flashdoctor.decide.checks import run_checks
+
+    def finder(e: Environment, v: Any) -> str | None:
+        return find_wheel(e, v, index)
+
+    limited = run_checks(
+        environment_from_target(spec(torch="2.3.1+cu121", dependents=[te()])), wheel_finder=finder
+    )
+    vv = limited.verdicts["fa2"]
+    assert vv.verdict.value == "buildable"
+    assert vv.reasons[-1] == (
+        "installed packages limit its version: transformer-engine 1.4.0 (installed) requires "
+        "flash-attn!=2.0.9,!=2.1.0,<=2.4.2,>=2.0.6"
+    )
+    free = run_checks(environment_from_target(spec(torch="2.3.1+cu121")), wheel_finder=finder)
+    assert free.verdicts["fa2"].verdict.value == "installable"
