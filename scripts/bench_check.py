@@ -8,9 +8,11 @@ All three are fresh processes of the same interpreter, run in turn, and the medi
 - collect_env     PyTorch's own environment report.
 
 Goal (issue 17): check <= 0.10 x collect_env on a GPU machine.
-Usage: python scripts/bench_check.py [--repeats N] [--python PATH] [--flashdoctor PATH]
+Usage: python scripts/bench_check.py [--repeats N] [--python PATH] [--flashdoctor PATH] [--baseline PATH]
 (--flashdoctor: flashdoctor's console script in its own venv, as the README installs it; it is given
---python PATH. Default: `PATH -m flashdoctor` with this checkout on PYTHONPATH.)
+--python PATH. Default: `PATH -m flashdoctor` with this checkout on PYTHONPATH. --baseline: another
+flashdoctor's console script, e.g. an earlier commit's, timed in the same rounds: `check` against
+`check`, side by side.)
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def main() -> int:
         "--python", default=sys.executable, help="interpreter that has torch (and runs all three)"
     )
     ap.add_argument("--flashdoctor", help="flashdoctor's console script (its own venv); given --python")
+    ap.add_argument("--baseline", help="another flashdoctor's console script, timed in the same rounds")
     args = ap.parse_args()
     env = dict(os.environ)
     if args.flashdoctor:
@@ -57,6 +60,9 @@ def main() -> int:
         "flashdoctor check --json": [*fd, "--json"],
         "torch collect_env": [args.python, "-m", "torch.utils.collect_env"],
     }
+    if args.baseline:
+        runs["baseline check"] = [args.baseline, "check", "--python", args.python]
+        runs["baseline check --json"] = [args.baseline, "check", "--json", "--python", args.python]
     for cmd in runs.values():  # warm the page cache for all of them before measuring
         timed(cmd, env)
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -77,6 +83,10 @@ def main() -> int:
         ratio = med[name] / base
         verdict = ("met" if ratio <= GOAL else "NOT met") if name == "flashdoctor check" else "for reference"
         print(f"ratio {name} / collect_env = {ratio:.3f}  (goal <= {GOAL:.2f}: {verdict})")
+    if args.baseline:
+        for name in ("check", "check --json"):
+            new, old = med[f"flashdoctor {name}"], med[f"baseline {name}"]
+            print(f"flashdoctor {name} / baseline {name} = {new / old:.3f}  ({(new - old) * 1000:+.0f} ms)")
     return 0
 
 

@@ -6,6 +6,8 @@
 # flashdoctor in its own venv (dependencies from .carry/deps, as the README installs it), then
 # scripts/bench_check.py: `flashdoctor check` against `python -m torch.utils.collect_env`, side by side,
 # REPEATS runs each (default 11); then where check's time goes (cProfile and -X importtime of one run).
+# BASELINE_SRC=DIR (another checkout, e.g. `git archive` of an earlier commit unpacked under .carry/):
+# installed into a venv of its own and timed in the same rounds (bench_check.py --baseline).
 set -uo pipefail
 [[ $# -ge 1 ]] || { echo "usage: $0 OUTDIR [REPEATS]" >&2; exit 2; }
 OUT=$(mkdir -p "$1" && cd "$1" && pwd)
@@ -19,10 +21,17 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 source "$ROOT/scripts/gpu_common.sh"
 "$PY" -m venv "$WORK/fd" && "$WORK/fd/bin/pip" install -q --no-index --find-links "$ROOT/.carry/deps" "$ROOT" \
     > "$WORK/fd-pip.log" 2>&1 || { echo "cannot install flashdoctor into $WORK/fd"; tail -5 "$WORK/fd-pip.log"; exit 1; }
+BASELINE=
+if [[ -n "${BASELINE_SRC:-}" ]]; then
+    "$PY" -m venv "$WORK/base" && "$WORK/base/bin/pip" install -q --no-index --find-links "$ROOT/.carry/deps" \
+        "$BASELINE_SRC" > "$WORK/base-pip.log" 2>&1 \
+        || { echo "cannot install the baseline $BASELINE_SRC"; tail -5 "$WORK/base-pip.log"; exit 1; }
+    BASELINE="$WORK/base/bin/flashdoctor"
+fi
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$OUT/machine.txt" 2>&1
 uptime >> "$OUT/machine.txt"
 step "bench_check: check vs collect_env, $REPEATS runs each"
-"$PY" scripts/bench_check.py --repeats "$REPEATS" --flashdoctor "$WORK/fd/bin/flashdoctor" --python "$PY" \
+"$PY" scripts/bench_check.py --repeats "$REPEATS" --flashdoctor "$WORK/fd/bin/flashdoctor" --python "$PY" ${BASELINE:+--baseline "$BASELINE"} \
     | tee "$OUT/bench_check.txt"
 step "where check's time goes (one run each)"
 cd "$WORK" || exit 2  # not the checkout: `-m flashdoctor` must find the installed package, not ./flashdoctor
