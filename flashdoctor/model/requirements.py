@@ -87,6 +87,12 @@ def required_of(env: Environment) -> tuple[Required, ...]:
     return tuple(out)
 
 
+def of_dist(required: Iterable[Required], dist: str) -> tuple[Required, ...]:
+    """Those of ``required`` that are requirements on ``dist`` (any spelling)."""
+    canon = canonicalize_name(dist)
+    return tuple(r for r in required if r.dist == canon)
+
+
 def required_text(required: Iterable[Required]) -> str:
     """ "transformer-engine 1.4.0 (installed) requires flash-attn<=2.4.2,>=2.0.6; …"."""
     return "; ".join(dict.fromkeys(r.text for r in required))

@@ -13,7 +13,7 @@ from flashdoctor.decide.checks.gpu import gpu_support
 from flashdoctor.knowledge.variants import VARIANTS, Variant
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import Finding, Status, VariantVerdict, Verdict
-from flashdoctor.model.requirements import required_of, required_text
+from flashdoctor.model.requirements import of_dist, required_of, required_text
 
 WheelFinder = Callable[[Environment, Variant], "str | None"]
 
@@ -152,7 +152,7 @@ def verdict_for(
         blocking.add("build-memory-low")
     build_bad = ctx.bad(variant, blocking, (Status.FAIL, Status.WARN))
     reasons.append("no prebuilt wheel fits" if wheel_finder else "no wheel index consulted")
-    limits = [r for r in required_of(env) if r.dist == info.dist] if wheel_finder else []
+    limits = of_dist(required_of(env), info.dist) if wheel_finder else ()
     if limits:
         reasons.append(f"installed packages limit its version: {required_text(limits)}")
     reasons.extend(f.message for f in build_bad)

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from flashdoctor.decide.wheels.torchbuild import TorchBuild, torch_build
 from flashdoctor.knowledge.versions import major_minor
 from flashdoctor.model.environment import Environment
-from flashdoctor.model.requirements import Required, required_of
+from flashdoctor.model.requirements import Required, of_dist, required_of
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class Target:
 
     def required_of(self, dist: str) -> tuple[Required, ...]:
         """What installed distributions require of this FlashAttention distribution."""
-        return tuple(r for r in self.required if r.dist == canonicalize_name(dist))
+        return of_dist(self.required, dist)
 
 
 @dataclass(frozen=True)
