@@ -7,7 +7,7 @@ scored: 16/23 right then (2 unsafe, 1 unsupported), 17/23 after the pre-release 
 wheels (docs/install.md). fresh2.json (13) likewise: 10/13 at its first scoring, no unsafe pick;
 fresh3.json (12) 5/12 (12/12 lenient); fresh5.json (2) 1/2; fresh6.json (8) 2/8 (8/8 lenient); fresh7.json
 (3) 2/3 (3/3 lenient); fresh8.json (3) 3/3; fresh9.json (3) 2/3 (3/3 lenient); fresh10.json (4) 0/4 (4/4
-lenient); fresh11.json (6) 2/6 (5/6 lenient); fresh12.json (5) 2/5 (5/5 lenient); fresh13.json (4) 1/4 (4/4 lenient); fresh14.json (6) 4/6 (6/6 lenient). fresh8 and fresh9 each lost one case that repeated an earlier set's environment (the same file at
+lenient); fresh11.json (6) 2/6 (5/6 lenient); fresh12.json (5) 2/5 (5/5 lenient); fresh13.json (4) 1/4 (4/4 lenient); fresh14.json (6) 4/6 (6/6 lenient); fresh15.json (7) 2/7 (6/7 lenient). fresh8 and fresh9 each lost one case that repeated an earlier set's environment (the same file at
 the same commit)."""
 
 from __future__ import annotations
@@ -94,6 +94,14 @@ FLOORS = {
     # picked), and 2.7.4.post1 on torch 2.5 where the environment held 2.8.3.post1 (whose Triton ops need torch
     # 2.6; flash_attn_func itself runs).
     "fresh14.json": (6, 4, set()),
+    # Installed packages that declare a requirement on flash-attn (stop 36; frozen before it was scored, the
+    # selector already keeping to such requirements): 2/7, 6/7 lenient, no unsafe pick. Misses: 2.6.3 over the
+    # 2.3.3 a thread pinned (its dependent, axolotl's requirement, sits behind an extra and allows both); the
+    # PyTorch index's FA3 wheel where a merged PR took windreamer's (same torch, no dependent rules either out);
+    # the official 2.8.3 torch-2.10 wheel where a PR took mjun0812's copy; a build where a torch-2.10 wheel was
+    # seen running on torch 2.11 (the torch-minor rule); and nothing to do where 2.7.4.post1 was installed and
+    # Transformer Engine 1.12's limit (<= 2.6.3) is checked only at run time, not declared in its metadata.
+    "fresh15.json": (7, 2, set()),
 }
 
 
