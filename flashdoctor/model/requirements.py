@@ -14,6 +14,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from flashdoctor.knowledge.versions import parse_version
 from flashdoctor.model.environment import Dependent, Environment
 
 
@@ -91,6 +92,15 @@ def of_dist(required: Iterable[Required], dist: str) -> tuple[Required, ...]:
     """Those of ``required`` that are requirements on ``dist`` (any spelling)."""
     canon = canonicalize_name(dist)
     return tuple(r for r in required if r.dist == canon)
+
+
+def ruled_out(required: Iterable[Required], dist: str, version: str | None) -> tuple[Required, ...]:
+    """The requirements on ``dist`` that ``version`` (an installed one; its local label ignored) falls outside."""
+    v = parse_version(version)
+    if v is None:
+        return ()
+    public = Version(v.public)
+    return tuple(r for r in of_dist(required, dist) if not r.allows(r.dist, public))
 
 
 def required_text(required: Iterable[Required]) -> str:

@@ -14,6 +14,7 @@ from flashdoctor.knowledge.variants import VARIANTS
 from flashdoctor.knowledge.versions import parse_version
 from flashdoctor.model.environment import Environment, FlashInstall
 from flashdoctor.model.findings import Finding, Status
+from flashdoctor.model.requirements import required_of, required_text, ruled_out
 
 ImportDiagnoser = Callable[[str, Environment], "tuple[str, str] | None"]
 
@@ -89,6 +90,7 @@ def _check_one_install(
         )
         return out
     out.extend(_torch_api(env, inst, label, flag))
+    out.extend(_outside_required(env, inst, label, flag))
     if inst.archs is not None and env.known("gpus"):
         for g, glabel, _n in gpu_groups(env.gpus):
             if g.sm is None:
@@ -122,6 +124,22 @@ def _check_one_install(
             )
         )
     return out
+
+
+def _outside_required(env: Environment, inst: FlashInstall, label: str, flag: str) -> list[Finding]:
+    """An installed version that an installed package's requirement rules out (pip installs it anyway)."""
+    broken = ruled_out(required_of(env), inst.dist, inst.version) if env.dependents else ()
+    if not broken:
+        return []
+    return [
+        finding(
+            "flash-attn-outside-required",
+            Status.WARN,
+            f"{label} is installed, but {required_text(broken)}",
+            variant=inst.variant,
+            fix=f"flashdoctor install {flag} (it picks a version inside what installed packages require)",
+        )
+    ]
 
 
 def _torch_api(env: Environment, inst: FlashInstall, label: str, flag: str) -> list[Finding]:

@@ -28,7 +28,7 @@ from flashdoctor.knowledge.versions import parse_version
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import CheckReport, VariantVerdict, Verdict
 from flashdoctor.model.plan import Plan, WheelRef
-from flashdoctor.model.requirements import required_text
+from flashdoctor.model.requirements import required_text, ruled_out
 from flashdoctor.model.target import ABI_NOTE, CUDA_NOTE, abi_inferred, cuda_inferred
 
 MAX_ALTERNATIVES = 5
@@ -59,11 +59,12 @@ def make_plan(
     python_floor = vv.verdict is Verdict.UNSUPPORTED and _only_python_too_old(report, variant, vv.reasons)
     if vv.verdict is Verdict.UNSUPPORTED and not python_floor:
         return _unsupported(vv, variant)
-    if vv.verdict is Verdict.READY and inst is not None:
+    t = target_of(env)
+    outside = ruled_out(t.required, info.dist, inst.version) if inst is not None else ()
+    if vv.verdict is Verdict.READY and inst is not None and not outside:
         v = parse_version(inst.version)
         if spec is None or (v is not None and spec.contains(Version(v.public), prereleases=True)):
             return Plan("none", variant, reasons=(*vv.reasons, "nothing to do"))
-    t = target_of(env)
     if t.torch_state in ("missing", "cpu"):
         fix = next(
             (f.fix for f in report.findings if f.code in ("torch-missing", "torch-cpu-only") and f.fix), None
@@ -97,6 +98,8 @@ def make_plan(
     if python_floor and sel.best is None:
         return _python_floor_unsupported(vv, variant, index, sel)
     notes = assumption_notes(t)
+    if inst is not None and outside:
+        notes.append(f"{inst.dist} {inst.version} is installed, but {required_text(outside)}: it is replaced")
     if t.os == "linux" and abi_inferred(env):
         notes.append(next(n for n in env.notes if n.startswith(ABI_NOTE)))
     if cuda_inferred(env):

@@ -252,3 +252,24 @@ def test_checks_verdict_names_the_limit_where_no_wheel_fits(index: WheelIndex) -
     )
     free = run_checks(environment_from_target(spec(torch="2.3.1+cu121")), wheel_finder=finder)
     assert free.verdicts["fa2"].verdict.value == "installable"
+
+
+def test_an_installed_version_outside_them_is_a_warning_and_is_replaced(index: WheelIndex) -> None:
+    from flashdoctor.decide.checks import run_checks
+
+    outside = environment_from_target(
+        spec(installed={"flash-attn": {"version": "2.5.8", "import_ok": True}}, dependents=[te()])
+    )
+    found = [f for f in run_checks(outside).findings if f.code == "flash-attn-outside-required"]
+    assert [(f.status.value, f.message) for f in found] == [
+        ("warn", "flash-attn 2.5.8 is installed, but transformer-engine 1.4.0 (installed) requires "
+                 "flash-attn!=2.0.9,!=2.1.0,<=2.4.2,>=2.0.6")
+    ]  # fmt: skip
+    plan = make_plan(outside, "fa2", index)
+    assert plan.action == "wheel" and plan.wheel is not None and plan.wheel.version.startswith("2.4.2")
+    assert any(r.startswith("flash-attn 2.5.8 is installed, but transformer-engine") for r in plan.reasons)
+    inside = environment_from_target(
+        spec(installed={"flash-attn": {"version": "2.4.2", "import_ok": True}}, dependents=[te()])
+    )
+    assert not [f for f in run_checks(inside).findings if f.code == "flash-attn-outside-required"]
+    assert make_plan(inside, "fa2", index).action == "none"
