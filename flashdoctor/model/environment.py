@@ -150,18 +150,25 @@ class FlashInstall:
 class Dependent:
     """An installed distribution that declares a requirement on a FlashAttention distribution: one of its
     Requires-Dist lines as written (PEP 508, markers included), e.g. transformer-engine 1.4.0 with
-    ``flash-attn<=2.4.2,>=2.0.6``. Installing a version outside it would break that distribution."""
+    ``flash-attn<=2.4.2,>=2.0.6``. Installing a version outside it would break that distribution. With
+    ``checked="run-time"`` the range is one the library checks when it loads (it declares nothing)."""
 
     dist: str
     version: str | None
     requires: str
+    checked: str = (
+        "metadata"  # "run-time": the library checks it when it loads (knowledge/run_time_limits.py)
+    )
 
     @property
     def label(self) -> str:
         return self.dist if self.version is None else f"{self.dist} {self.version}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"dist": self.dist, "version": self.version, "requires": self.requires}
+        d: dict[str, Any] = {"dist": self.dist, "version": self.version, "requires": self.requires}
+        if self.checked != "metadata":
+            d["checked"] = self.checked
+        return d
 
 
 @dataclass(frozen=True)

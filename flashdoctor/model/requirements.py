@@ -32,6 +32,10 @@ class Required:
 
     @property
     def text(self) -> str:
+        if self.by.checked == "run-time":
+            return (
+                f"{self.by.label} (installed) accepts only {self.dist}{self.spec} (it checks when it loads)"
+            )
         return f"{self.by.label} (installed) requires {self.dist}{self.spec}"
 
 

@@ -178,7 +178,14 @@ def _dependents(raw: list[Mapping[str, Any]]) -> tuple[Dependent, ...]:
         if canonicalize_name(req.name) not in DIST_VARIANT:
             known = ", ".join(sorted(DIST_VARIANT))
             raise TargetSpecError(f"{where} names {req.name!r}, not a FlashAttention distribution ({known})")
-        out.append(Dependent(str(canonicalize_name(d["dist"])), d.get("version"), d["requires"]))
+        out.append(
+            Dependent(
+                str(canonicalize_name(d["dist"])),
+                d.get("version"),
+                d["requires"],
+                d.get("checked", "metadata"),
+            )
+        )
     return tuple(out)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from flashdoctor.knowledge import run_time_limits
 from flashdoctor.knowledge.backends import variant_import, variant_imports
 from flashdoctor.knowledge.variants import DIST_VARIANT
 from flashdoctor.model.environment import Dependent, Environment, FlashInstall
@@ -69,7 +70,7 @@ def launch_interp(python: str, environ: Mapping[str, str]) -> Launched:
     its answer. Started first, it runs while flashdoctor imports the rest of itself."""
     stack = contextlib.ExitStack()
     path = stack.enter_context(script_file("flashdoctor.probe", "_interp.py"))
-    config = json.dumps({"variants": variant_imports()})
+    config = json.dumps({"variants": variant_imports(), "watch": list(run_time_limits.watched())})
     return Launched(python, [str(path), config], environ, INTERP_TIMEOUT, "the environment probe", stack)
 
 
@@ -175,6 +176,11 @@ def probe_environment(
             Dependent(str(d["dist"]), d.get("version"), str(d["requires"]))
             for d in data.get("dependents") or ()
             if isinstance(d, dict) and d.get("dist") and d.get("requires")
+        ) + tuple(
+            Dependent(dist, str(version), limit.requires, "run-time")
+            for dist, version in sorted((data.get("watched") or {}).items())
+            if isinstance(version, str)
+            for limit in run_time_limits.limits_for(dist, version)
         )
         extra = Probed(values={"installed": tuple(installed), "dependents": dependents})
         if f_abi is not None:

@@ -219,6 +219,9 @@ def canon(name):
 wanted = set()
 for spec in (CONFIG.get("variants") or {}).values():
     wanted.update(canon(d) for d in spec.get("dists") or ())
+# libraries whose installed release is reported (flashdoctor knows ranges they check only at run time)
+watch = set(canon(d) for d in CONFIG.get("watch") or ())
+watched = {}
 
 
 def headers(dist):
@@ -261,6 +264,9 @@ if md is not None and wanted:
         if name is None or name in seen:
             continue  # a later copy of a name on sys.path is shadowed
         seen.add(name)
+        if name in watch:
+            v = re.search(r"^Version:[ \t]*(\S+)", text, re.M | re.I)
+            watched[name] = v.group(1) if v else None
         if name in wanted or "flash" not in text.lower():
             continue
         version = None
@@ -276,5 +282,6 @@ if md is not None and wanted:
                     requires.append(val.strip())
         dependents.extend({"dist": name, "version": version, "requires": r} for r in requires)
 out["dependents"] = dependents
+out["watched"] = watched
 
 print(json.dumps(out))

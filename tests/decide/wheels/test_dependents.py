@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -273,3 +274,41 @@ def test_an_installed_version_outside_them_is_a_warning_and_is_replaced(index: W
     )
     assert not [f for f in run_checks(inside).findings if f.code == "flash-attn-outside-required"]
     assert make_plan(inside, "fa2", index).action == "none"
+
+
+# -- ranges a library checks only when it loads (data/run_time_limits.json) ------------------------------
+def test_a_range_checked_at_run_time_keeps_the_plan_inside_it(index: WheelIndex) -> None:
+    te2 = {
+        "dist": "transformer-engine",
+        "version": "2.0.0",
+        "requires": "flash-attn>=2.1.1,<=2.7.3",
+        "checked": "run-time",
+    }
+    env = environment_from_target(spec(torch="2.6.0+cu124", python="3.11", dependents=[te2]))
+    assert env.to_target()["dependents"] == [te2]
+    plan = make_plan(env, "fa2", index)
+    assert plan.wheel is not None and plan.wheel.version == "2.7.3"
+    assert (
+        plan.rejected[0]
+        .reasons[0]
+        .endswith(
+            "but transformer-engine 2.0.0 (installed) accepts only flash-attn<=2.7.3,>=2.1.1 (it checks when it loads)"
+        )
+    )
+    with pytest.raises(TargetSpecError, match=re.escape("'dependents[0].checked' must be")):
+        environment_from_target(spec(dependents=[{**te2, "checked": "sometimes"}]))
+
+
+@pytest.mark.system
+def test_the_probe_turns_an_installed_transformer_engine_into_its_run_time_range(tmp_path: Path) -> None:
+    info = tmp_path / "transformer_engine-2.0.0+7f2afaa.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: transformer_engine\nVersion: 2.0.0+7f2afaa\nRequires-Dist: pydantic\n"
+    )
+    env = probe_environment(
+        python=sys.executable, environ=child_env(PYTHONPATH=str(tmp_path)), import_tests=False
+    )
+    assert [d for d in env.dependents if d.dist == "transformer-engine"] == [
+        Dependent("transformer-engine", "2.0.0+7f2afaa", "flash-attn>=2.1.1,<=2.7.3", "run-time")
+    ]
