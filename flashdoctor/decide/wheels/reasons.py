@@ -332,9 +332,14 @@ def required_passed_over(
         return None
     shown = ", ".join(str(v) for v in sorted({e.version for e in newer}, reverse=True)[:3])
     by = [r for e in newer for r in refused_by(e, t)]
+    why = (
+        "a newer one would leave their FlashAttention path off"
+        if all(r.by.checked == "run-time" for r in by)
+        else "installing a newer one would break them"
+    )
     return (
         f"newer releases fit this machine too ({shown}) but {required_text(by)}: {best.version}, the "
-        "newest release they allow, comes first (installing a newer one would break them)"
+        f"newest release they allow, comes first ({why})"
     )
 
 

@@ -288,6 +288,10 @@ def test_a_range_checked_at_run_time_keeps_the_plan_inside_it(index: WheelIndex)
     assert env.to_target()["dependents"] == [te2]
     plan = make_plan(env, "fa2", index)
     assert plan.wheel is not None and plan.wheel.version == "2.7.3"
+    assert any(
+        r.endswith("comes first (a newer one would leave their FlashAttention path off)")
+        for r in plan.reasons
+    )
     assert (
         plan.rejected[0]
         .reasons[0]
