@@ -5,6 +5,7 @@ installed releases of these libraries, and each matching range becomes a ``depen
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -20,26 +21,39 @@ class RunTimeLimit:
     versions: SpecifierSet
     requires: str
     source: str
+    unless_file: str | None = None  # a path prefix in the library's RECORD that means it does not apply
 
 
 @cache
 def run_time_limits() -> tuple[RunTimeLimit, ...]:
     return tuple(
-        RunTimeLimit(x["dist"], SpecifierSet(x["versions"]), x["requires"], x["source"])
+        RunTimeLimit(x["dist"], SpecifierSet(x["versions"]), x["requires"], x["source"], x.get("unless_file"))
         for x in load_data("run_time_limits")["limits"]
     )
 
 
-def watched() -> tuple[str, ...]:
-    """The libraries whose installed release the environment probe reports."""
-    return tuple(dict.fromkeys(x.dist for x in run_time_limits()))
+def watched() -> dict[str, list[str]]:
+    """The libraries whose installed release the environment probe reports, each with the path prefixes
+    whose presence in its RECORD it reports too (``unless_file``)."""
+    out: dict[str, list[str]] = {}
+    for x in run_time_limits():
+        files = out.setdefault(x.dist, [])
+        if x.unless_file and x.unless_file not in files:
+            files.append(x.unless_file)
+    return out
 
 
-def limits_for(dist: str, version: str | None) -> tuple[RunTimeLimit, ...]:
-    """The ranges that apply to this installed release (a local label such as NGC's '+7f2afaa' is ignored)."""
+def limits_for(dist: str, version: str | None, present: Iterable[str] = ()) -> tuple[RunTimeLimit, ...]:
+    """The ranges that apply to this installed release (a local label such as NGC's '+7f2afaa' is ignored),
+    less those whose ``unless_file`` is among ``present`` (xformers with its own bundled FlashAttention)."""
     v = parse_version(version)
     if v is None:
         return ()
+    have = set(present)
     return tuple(
-        x for x in run_time_limits() if x.dist == dist and x.versions.contains(v.public, prereleases=True)
+        x
+        for x in run_time_limits()
+        if x.dist == dist
+        and x.versions.contains(v.public, prereleases=True)
+        and (x.unless_file is None or x.unless_file not in have)
     )

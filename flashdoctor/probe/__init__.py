@@ -70,7 +70,7 @@ def launch_interp(python: str, environ: Mapping[str, str]) -> Launched:
     its answer. Started first, it runs while flashdoctor imports the rest of itself."""
     stack = contextlib.ExitStack()
     path = stack.enter_context(script_file("flashdoctor.probe", "_interp.py"))
-    config = json.dumps({"variants": variant_imports(), "watch": list(run_time_limits.watched())})
+    config = json.dumps({"variants": variant_imports(), "watch": run_time_limits.watched()})
     return Launched(python, [str(path), config], environ, INTERP_TIMEOUT, "the environment probe", stack)
 
 
@@ -177,10 +177,10 @@ def probe_environment(
             for d in data.get("dependents") or ()
             if isinstance(d, dict) and d.get("dist") and d.get("requires")
         ) + tuple(
-            Dependent(dist, str(version), limit.requires, "run-time")
-            for dist, version in sorted((data.get("watched") or {}).items())
-            if isinstance(version, str)
-            for limit in run_time_limits.limits_for(dist, version)
+            Dependent(dist, w["version"], limit.requires, "run-time")
+            for dist, w in sorted((data.get("watched") or {}).items())
+            if isinstance(w, dict) and isinstance(w.get("version"), str)
+            for limit in run_time_limits.limits_for(dist, w["version"], w.get("present") or ())
         )
         extra = Probed(values={"installed": tuple(installed), "dependents": dependents})
         if f_abi is not None:

@@ -219,9 +219,27 @@ def canon(name):
 wanted = set()
 for spec in (CONFIG.get("variants") or {}).values():
     wanted.update(canon(d) for d in spec.get("dists") or ())
-# libraries whose installed release is reported (flashdoctor knows ranges they check only at run time)
-watch = set(canon(d) for d in CONFIG.get("watch") or ())
+# libraries whose installed release is reported (flashdoctor knows ranges they check only when they load),
+# each with the path prefixes whose presence in its RECORD is reported too
+watch = {canon(d): list(files or ()) for d, files in (CONFIG.get("watch") or {}).items()}
 watched = {}
+MAX_RECORD_ROWS = 50000
+
+
+def present_files(dist, prefixes):
+    """Which of ``prefixes`` start a path in the distribution's RECORD (bounded)."""
+    if not prefixes:
+        return []
+    found = set()
+    try:
+        for i, f in enumerate(dist.files or ()):
+            if i >= MAX_RECORD_ROWS:
+                break
+            path = str(f)
+            found.update(p for p in prefixes if path.startswith(p))
+    except Exception as exc:
+        note("RECORD: %s" % exc)
+    return sorted(found)
 
 
 def headers(dist):
@@ -266,7 +284,7 @@ if md is not None and wanted:
         seen.add(name)
         if name in watch:
             v = re.search(r"^Version:[ \t]*(\S+)", text, re.M | re.I)
-            watched[name] = v.group(1) if v else None
+            watched[name] = {"version": v.group(1) if v else None, "present": present_files(d, watch[name])}
         if name in wanted or "flash" not in text.lower():
             continue
         version = None

@@ -25,13 +25,14 @@ def test_the_data_is_valid_and_every_range_names_a_flashattention_distribution()
 
 def test_no_release_of_a_library_falls_under_two_ranges() -> None:
     probes = [f"{a}.{b}.0" for a in range(1, 4) for b in range(0, 25)]
+    probes += [f"0.0.{b}{post}" for b in range(20, 40) for post in ("", ".post1", ".post2", ".post3")]
     for x, y in combinations(run_time_limits(), 2):
         if x.dist == y.dist:
             assert not [v for v in probes if v in x.versions and v in y.versions], (x, y)
 
 
 def test_which_ranges_apply_to_an_installed_release() -> None:
-    assert watched() == ("transformer-engine",)
+    assert watched() == {"transformer-engine": [], "xformers": ["xformers/_C_flashattention"]}
     assert [x.requires for x in limits_for("transformer-engine", "1.12.0+7f2afaa")] == [
         "flash-attn>=2.1.1,<=2.6.3"
     ]
@@ -39,4 +40,14 @@ def test_which_ranges_apply_to_an_installed_release() -> None:
     assert [x.requires for x in limits_for("transformer-engine", "2.14.1")] == ["flash-attn>=2.1.1,<=2.8.3"]
     assert limits_for("transformer-engine", "1.11.0") == ()  # declared in its metadata: the probe reads that
     assert limits_for("transformer-engine", "2.19.0") == ()  # not read yet: not limited
-    assert limits_for("transformer-engine", None) == () and limits_for("xformers", "0.0.30") == ()
+    assert limits_for("transformer-engine", None) == () and limits_for("vllm", "0.8.0") == ()
+    # xformers: the first three numbers are compared up to 0.0.31 (2.8.0.post2 passes 0.0.31's <= (2, 8, 0))
+    assert [x.requires for x in limits_for("xformers", "0.0.31.post1")] == ["flash-attn>=2.7.1,<2.8.1"]
+    assert limits_for("xformers", "0.0.31.post1")[0].versions.contains("0.0.31.post1")
+    assert [x.requires for x in limits_for("xformers", "0.0.29")] == ["flash-attn>=2.6.3,<2.7.3"]
+    assert [x.requires for x in limits_for("xformers", "0.0.29.post3")] == ["flash-attn>=2.7.1,<2.7.3"]
+    assert [x.requires for x in limits_for("xformers", "0.0.33.post1+cu128")] == ["flash-attn>=2.7.1,<=2.8.4"]
+    assert (
+        limits_for("xformers", "0.0.31", present=["xformers/_C_flashattention"]) == ()
+    )  # its own bundled copy
+    assert limits_for("xformers", "0.0.24") == () and limits_for("xformers", "0.0.36") == ()

@@ -333,7 +333,7 @@ def required_passed_over(
     shown = ", ".join(str(v) for v in sorted({e.version for e in newer}, reverse=True)[:3])
     by = [r for e in newer for r in refused_by(e, t)]
     why = (
-        "a newer one would leave their FlashAttention path off"
+        "they refuse a newer one when they load"
         if all(r.by.checked == "run-time" for r in by)
         else "installing a newer one would break them"
     )

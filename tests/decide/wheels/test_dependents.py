@@ -288,10 +288,7 @@ def test_a_range_checked_at_run_time_keeps_the_plan_inside_it(index: WheelIndex)
     assert env.to_target()["dependents"] == [te2]
     plan = make_plan(env, "fa2", index)
     assert plan.wheel is not None and plan.wheel.version == "2.7.3"
-    assert any(
-        r.endswith("comes first (a newer one would leave their FlashAttention path off)")
-        for r in plan.reasons
-    )
+    assert any(r.endswith("comes first (they refuse a newer one when they load)") for r in plan.reasons)
     assert (
         plan.rejected[0]
         .reasons[0]
@@ -316,3 +313,24 @@ def test_the_probe_turns_an_installed_transformer_engine_into_its_run_time_range
     assert [d for d in env.dependents if d.dist == "transformer-engine"] == [
         Dependent("transformer-engine", "2.0.0+7f2afaa", "flash-attn>=2.1.1,<=2.7.3", "run-time")
     ]
+
+
+@pytest.mark.system
+def test_xformers_range_counts_only_without_its_bundled_flashattention(tmp_path: Path) -> None:
+    def install(site: Path, bundled: bool) -> None:
+        info = site / "xformers-0.0.31.post1.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: xformers\nVersion: 0.0.31.post1\nRequires-Dist: torch\n"
+        )
+        files = ["xformers/__init__.py", *(["xformers/_C_flashattention.so"] if bundled else [])]
+        (info / "RECORD").write_text("".join(f"{f},,\n" for f in files))
+
+    expected = Dependent("xformers", "0.0.31.post1", "flash-attn>=2.7.1,<2.8.1", "run-time")
+    for bundled, want in ((False, [expected]), (True, [])):
+        site = tmp_path / ("bundled" if bundled else "plain")
+        install(site, bundled)
+        env = probe_environment(
+            python=sys.executable, environ=child_env(PYTHONPATH=str(site)), import_tests=False
+        )
+        assert [d for d in env.dependents if d.dist == "xformers"] == want
