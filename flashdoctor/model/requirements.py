@@ -67,11 +67,16 @@ def marker_environment(env: Environment) -> dict[str, str]:
     }
 
 
-@lru_cache(maxsize=256)
 def required_of(env: Environment) -> tuple[Required, ...]:
     """The version ranges installed distributions require of FlashAttention here. A requirement that does
     not parse is passed over (the installer could not read it either); one whose marker cannot be
-    decided on the target's facts counts."""
+    decided on the target's facts counts. Without dependents (the common case) nothing is parsed or
+    cached: check and the selector ask for every variant."""
+    return _required_of(env) if env.dependents else ()
+
+
+@lru_cache(maxsize=256)
+def _required_of(env: Environment) -> tuple[Required, ...]:
     out = []
     markers: dict[str, str] | None = None
     for dep in env.dependents:

@@ -282,23 +282,21 @@ if md is not None and wanted:
         if name is None or name in seen:
             continue  # a later copy of a name on sys.path is shadowed
         seen.add(name)
-        if name in watch:
-            v = re.search(r"^Version:[ \t]*(\S+)", text, re.M | re.I)
-            watched[name] = {"version": v.group(1) if v else None, "present": present_files(d, watch[name])}
-        if name in wanted or "flash" not in text.lower():
+        is_watched = name in watch
+        if not is_watched and (name in wanted or "flash" not in text.lower()):
             continue
-        version = None
-        requires = []
+        v = re.search(r"^Version:[ \t]*(\S+)", text, re.M | re.I)
+        version = v.group(1) if v else None
+        if is_watched:
+            watched[name] = {"version": version, "present": present_files(d, watch[name])}
+        if name in wanted:
+            continue
         for line in text.splitlines():
             key, _, val = line.partition(":")
-            key = key.strip().lower()
-            if key == "version" and version is None:
-                version = val.strip()
-            elif key == "requires-dist":
+            if key.strip().lower() == "requires-dist":
                 r = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", val)
                 if r and canon(r.group(1)) in wanted:
-                    requires.append(val.strip())
-        dependents.extend({"dist": name, "version": version, "requires": r} for r in requires)
+                    dependents.append({"dist": name, "version": version, "requires": val.strip()})
 out["dependents"] = dependents
 out["watched"] = watched
 

@@ -128,7 +128,7 @@ def _check_one_install(
 
 def _outside_required(env: Environment, inst: FlashInstall, label: str, flag: str) -> list[Finding]:
     """An installed version that an installed package's requirement rules out (pip installs it anyway)."""
-    broken = ruled_out(required_of(env), inst.dist, inst.version) if env.dependents else ()
+    broken = ruled_out(required_of(env), inst.dist, inst.version)
     if not broken:
         return []
     return [

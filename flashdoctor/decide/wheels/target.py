@@ -166,5 +166,5 @@ def target_of(env: Environment) -> Target:
         sms=sms,
         driver_cuda=dc,
         unknowns=tuple(unknowns),
-        required=required_of(env) if env.dependents else (),
+        required=required_of(env),
     )
