@@ -404,3 +404,34 @@ def test_cancel_after_finish_is_harmless():
     launched = Launched(sys.executable, ["-c", "print('{}')"], child_env(), 30, "x")
     assert launched.finish().result() == {}
     launched.cancel()  # run_check cancels on any error, also after the probe's answer was taken
+
+
+# -- waiting for a target process ---------------------------------------------------------------------
+@pytest.mark.system
+@pytest.mark.parametrize("pidfd", ["pidfd", "no pidfd_open", "pidfd_open refused"])
+def test_waiting_gives_the_exit_or_the_timeout_with_and_without_a_pidfd(
+    monkeypatch: pytest.MonkeyPatch, pidfd: str
+):
+    """interpreter.wait wakes on a pidfd where Linux has one, and is Popen.wait(timeout) elsewhere (other
+    systems, kernels before 5.3): the same answers either way."""
+    from flashdoctor.probe import interpreter
+
+    if pidfd == "no pidfd_open":
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
+    elif pidfd == "pidfd_open refused":
+
+        def refused(pid: int, flags: int = 0) -> int:
+            raise OSError(38, "Function not implemented")  # ENOSYS: a kernel before 5.3
+
+        monkeypatch.setattr(os, "pidfd_open", refused, raising=False)
+    done = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    interpreter.wait(done, 30)
+    assert done.returncode == 3
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            interpreter.wait(slow, 0.3)
+        assert slow.poll() is None  # still running: the caller decides (Launched.finish kills it)
+    finally:
+        interpreter.stop(slow)
+    assert slow.returncode is not None
