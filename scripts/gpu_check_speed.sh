@@ -15,10 +15,9 @@ REPEATS=${2:-11}
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
 PY=$(command -v "${PYTHON:-python3}")
-WORK=${FD_WORK:-/tmp/fd-check-speed}
-rm -rf "$WORK" && mkdir -p "$WORK"
 # shellcheck source=scripts/gpu_common.sh
-source "$ROOT/scripts/gpu_common.sh"
+source "$ROOT/scripts/gpu_common.sh"  # sets WORK (emptied), step, ... and PYTHONPATH=the checkout:
+unset PYTHONPATH  # ... which would make every console script below import ./flashdoctor, not its venv's copy
 "$PY" -m venv "$WORK/fd" && "$WORK/fd/bin/pip" install -q --no-index --find-links "$ROOT/.carry/deps" "$ROOT" \
     > "$WORK/fd-pip.log" 2>&1 || { echo "cannot install flashdoctor into $WORK/fd"; tail -5 "$WORK/fd-pip.log"; exit 1; }
 BASELINE=
@@ -30,6 +29,11 @@ if [[ -n "${BASELINE_SRC:-}" ]]; then
 fi
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$OUT/machine.txt" 2>&1
 uptime >> "$OUT/machine.txt"
+for venv in "$WORK/fd" ${BASELINE:+"$WORK/base"}; do  # each must run its own installed, compiled copy
+    (cd "$WORK" && "$venv/bin/python" -c 'import sys, flashdoctor; print(sys.argv[1], "imports", flashdoctor.__file__)' \
+        "$venv") | tee -a "$OUT/machine.txt"
+    grep -q "^$venv imports $venv/lib/" "$OUT/machine.txt" || { echo "$venv does not import its own flashdoctor"; exit 1; }
+done
 step "bench_check: check vs collect_env, $REPEATS runs each"
 "$PY" scripts/bench_check.py --repeats "$REPEATS" --flashdoctor "$WORK/fd/bin/flashdoctor" --python "$PY" ${BASELINE:+--baseline "$BASELINE"} \
     | tee "$OUT/bench_check.txt"
