@@ -230,7 +230,11 @@ def test_cxx11abi_is_inferred_from_the_torch_version(spec, abi):  # type: ignore
         ({"torch": "2.10.0", "platform": "linux_aarch64"}, None),  # CPU on PyPI before 2.11: not in the data
         ({"torch": "2.10.0"}, None),  # no platform: no telling which build
         ({"torch": "2.10.0.dev20251101", "platform": "linux_x86_64"}, None),  # a nightly is not PyPI's
-        ({"torch": "2.5.1", "platform": "linux_x86_64"}, None),  # 2.5 has no .metadata to read: not listed
+        ({"torch": "2.5.1", "platform": "linux_x86_64"}, "12.4"),  # the wheel's METADATA: cu12==12.4.127
+        ({"torch": "2.4.0", "platform": "linux_x86_64"}, "12.1"),  # nvidia-cuda-runtime-cu12==12.1.105
+        ({"torch": "2.1.2", "platform": "linux_x86_64"}, "12.1"),
+        ({"torch": "2.0.1", "platform": "linux_x86_64"}, "11.7"),  # nvidia-cuda-runtime-cu11==11.7.99
+        ({"torch": "1.12.1", "platform": "linux_x86_64"}, None),  # not read: not in the data
     ],
 )
 def test_torch_cuda_is_inferred_for_pypis_own_build(spec, cuda):  # type: ignore[no-untyped-def]
