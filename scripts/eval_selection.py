@@ -29,6 +29,9 @@ Usage:
 
   --code DIR   the flashdoctor tree to evaluate (put first on sys.path; default: this repository).
   --cli        skip the in-process path and run the CLI for every case.
+  --pinned     where a wheel was confirmed, plan with its release given as ``--version ==X`` (what a user
+               runs whose project pins that release): whether the selector then finds the confirmed
+               copy. A second measure, not the score: the release is read off the answer.
 """
 
 from __future__ import annotations
@@ -68,7 +71,19 @@ class Outcome:
     error: str | None = None
 
 
+def pinned_spec(case: dict[str, Any]) -> str | None:
+    """``==X`` for the release of the case's first confirmed wheel (the public version: no local label),
+    or None where no wheel was confirmed."""
+    names = case["expected"].get("filename_any") or []
+    if case["expected"].get("action") != "wheel" or not names:
+        return None
+    version = names[0].removesuffix(".whl").split("-")[1]
+    return "==" + version.split("+")[0]
+
+
 class InProcess:
+    pinned = False
+
     def __init__(self, index_path: str | None) -> None:
         self.plan_mod = _first_module(_PLAN_MODULES, ("make_plan", "load_index", "select_wheels"))
         self.target_mod = _first_module(_TARGET_MODULES, ("environment_from_target",))
@@ -88,7 +103,8 @@ class InProcess:
         env = self.target_mod.environment_from_target(case["target"])
         variant = case.get("variant", "fa2")
         community = bool(case.get("allow_community", False))
-        plan = self.plan_mod.make_plan(env, variant, self.index, allow_community=community)
+        spec = pinned_spec(case) if self.pinned else None
+        plan = self.plan_mod.make_plan(env, variant, self.index, spec, allow_community=community)
         data = plan.to_json()
         out = _outcome_from_json(data)
         try:
@@ -104,6 +120,8 @@ class InProcess:
 
 
 class ViaCli:
+    pinned = False
+
     def __init__(self, code: Path, index_path: str | None, python: str) -> None:
         self.code = code
         self.index_path = index_path
@@ -129,6 +147,9 @@ class ViaCli:
         cmd.append("--" + case.get("variant", "fa2"))
         if case.get("allow_community"):
             cmd.append("--allow-community")
+        spec = pinned_spec(case) if self.pinned else None
+        if spec:
+            cmd += ["--version", spec]
         if self.index_path:
             cmd += ["--index", self.index_path]
         envvars = dict(os.environ, PYTHONPATH=str(self.code))
@@ -292,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--cli", action="store_true", help="run the CLI in a subprocess instead of in-process")
     ap.add_argument("--only", action="append", default=[], help="case id (repeatable)")
+    ap.add_argument(
+        "--pinned",
+        action="store_true",
+        help="give a confirmed wheel's release as --version (a second measure)",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="say why each miss happened")
     ap.add_argument("--json", action="store_true", help="print the numbers (and per-case results) as JSON")
     args = ap.parse_args(argv)
@@ -316,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             print(f"in-process selector unavailable ({exc}); using the CLI", file=sys.stderr)
             runner = ViaCli(code, index_path, sys.executable)
+    runner.pinned = args.pinned
     names = runner.filenames()
 
     results = []
@@ -324,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
             out = runner.run(case)
         except Exception as exc:
             if isinstance(runner, InProcess):  # a changed signature: the CLI still speaks the same JSON
-                out = ViaCli(code, index_path, sys.executable).run(case)
+                cli = ViaCli(code, index_path, sys.executable)
+                cli.pinned = args.pinned
+                out = cli.run(case)
             else:
                 out = Outcome("error", error=str(exc))
         v = judge(case, out, names)
@@ -354,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         "coverage_gaps": sum(1 for _, _, v in results if v.coverage_gap),
         "by_confidence": {k: {"right": a, "total": b} for k, (a, b) in sorted(by_conf.items())},
         "selector": runner.describe(),
+        "pinned": args.pinned,
     }
 
     if args.json:
