@@ -290,3 +290,20 @@ def test_a_release_whose_python_code_needs_a_newer_torch_ranks_after_one_that_ru
     plan = make_plan(env(torch="2.7.1+cu126"), "fa2", index)
     assert plan.wheel is not None and plan.wheel.filename.startswith("flash_attn-2.8.3"), plan.wheel
     assert not any("torch >= 2.6" in r for r in plan.reasons)
+
+
+@pytest.mark.parametrize(
+    ("torch", "version", "cuda"),
+    [("2.5.1", "==2.7.1.post4", "+cu12torch2.5"), ("2.0.1", "==2.3.3", "+cu11")],
+)
+def test_a_plain_torch_version_is_pypis_build_and_its_cuda_major_is_checked(
+    index: WheelIndex, torch: str, version: str, cuda: str
+) -> None:
+    """A target spec's plain torch 2.5.1 is PyPI's CUDA 12.4 build (its wheel's METADATA): 2.7.1.post4's cu11
+    wheel for torch 2.5 needs libcudart.so.11, which that torch does not ship. Before torch 2.0-2.5 were in
+    data/torch_builds.json the CUDA was unknown and the cu11 wheel was picked (r1v, fresh.json)."""
+    e = env(python="3.11", torch=torch, cxx11abi=False)
+    assert e.torch_cuda is not None
+    plan = make_plan(e, "fa2", index, version)
+    assert plan.action == "wheel" and plan.wheel is not None and cuda in plan.wheel.filename
+    assert "torch's CUDA unknown" not in " ".join(plan.reasons)
