@@ -47,9 +47,11 @@ def pypi_default_cuda(torch: str, platform: str | None) -> str | None:
     v = parse_version(torch)
     if v is None or v.local is not None or v.is_prerelease or v.is_devrelease:
         return None
-    if platform not in rule["pypi_default_cuda_platforms"]:
+    first = major_minor(rule["pypi_default_cuda_platforms"].get(platform or "") or "")
+    mm = major_minor(v.public)
+    if first is None or mm is None or mm < first:  # a CPU build there (Windows; aarch64 before 2.11)
         return None
-    return _pypi_cuda(major_minor(v.public))
+    return _pypi_cuda(mm)
 
 
 def _pypi_cuda(mm: tuple[int, int] | None) -> str | None:

@@ -228,6 +228,7 @@ def test_cxx11abi_is_inferred_from_the_torch_version(spec, abi):  # type: ignore
         ({"torch": "2.10.0+cu130", "platform": "linux_x86_64"}, "13.0"),  # the label says it
         ({"torch": "2.10.0", "platform": "win_amd64"}, None),  # PyPI's Windows torch is a CPU build
         ({"torch": "2.10.0", "platform": "linux_aarch64"}, None),  # CPU on PyPI before 2.11: not in the data
+        ({"torch": "2.11.0", "platform": "linux_aarch64"}, "13.0"),  # from 2.11 a CUDA build there too
         ({"torch": "2.10.0"}, None),  # no platform: no telling which build
         ({"torch": "2.10.0.dev20251101", "platform": "linux_x86_64"}, None),  # a nightly is not PyPI's
         ({"torch": "2.5.1", "platform": "linux_x86_64"}, "12.4"),  # the wheel's METADATA: cu12==12.4.127
