@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import select
 import signal as _signal
@@ -260,7 +261,7 @@ def wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        if not poller.poll(max(0, int(timeout * 1000 + 0.999))):
+        if not poller.poll(max(0, math.ceil(timeout * 1000)) if math.isfinite(timeout) else None):
             raise subprocess.TimeoutExpired(proc.args, timeout)
     finally:
         os.close(fd)

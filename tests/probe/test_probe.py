@@ -427,6 +427,9 @@ def test_waiting_gives_the_exit_or_the_timeout_with_and_without_a_pidfd(
     done = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     interpreter.wait(done, 30)
     assert done.returncode == 3
+    unbounded = subprocess.Popen([sys.executable, "-c", "raise SystemExit(4)"])
+    interpreter.wait(unbounded, float("inf"))  # no limit at all: waits for the exit
+    assert unbounded.returncode == 4
     slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
     try:
         with pytest.raises(subprocess.TimeoutExpired):
