@@ -42,7 +42,7 @@ def make_site(root: Path, n: int) -> None:
 
 def config(tree: Path) -> str:
     env = dict(os.environ, PYTHONPATH=str(tree))
-    code = "import json; from flashdoctor.knowledge.backends import variant_imports; print(json.dumps({'variants': variant_imports()}))"
+    code = "from flashdoctor.probe import interp_config; print(interp_config())"  # as launch_interp passes it
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout

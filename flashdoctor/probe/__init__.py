@@ -65,13 +65,20 @@ class ImportResult:
     crashed: bool
 
 
+def interp_config() -> str:
+    """The environment probe's argument (JSON): the variant table it looks for and the libraries whose
+    installed release it reports (knowledge.run_time_limits.watched)."""
+    return json.dumps({"variants": variant_imports(), "watch": run_time_limits.watched()})
+
+
 def launch_interp(python: str, environ: Mapping[str, str]) -> Launched:
     """Start the environment probe (_interp.py) in the target interpreter now; ``interp_probe`` takes
     its answer. Started first, it runs while flashdoctor imports the rest of itself."""
     stack = contextlib.ExitStack()
     path = stack.enter_context(script_file("flashdoctor.probe", "_interp.py"))
-    config = json.dumps({"variants": variant_imports(), "watch": run_time_limits.watched()})
-    return Launched(python, [str(path), config], environ, INTERP_TIMEOUT, "the environment probe", stack)
+    return Launched(
+        python, [str(path), interp_config()], environ, INTERP_TIMEOUT, "the environment probe", stack
+    )
 
 
 def interp_probe(python: str, environ: Mapping[str, str], launched: Launched | None = None) -> dict[str, Any]:

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from flashdoctor.knowledge.backends import variant_imports
 from flashdoctor.model.environment import GPU
-from flashdoctor.probe import import_test, launch_interp, probe_environment
+from flashdoctor.probe import import_test, interp_config, launch_interp, probe_environment
 from flashdoctor.probe.buildtools import probe_build_tools
 from flashdoctor.probe.interpreter import Launched, TargetScriptError, run_script, run_target
 from flashdoctor.probe.system import probe_toolkit, visible_filter
@@ -80,7 +79,7 @@ def test_interpreter_probe_never_imports_torch(tmp_path: Path):
     site = tmp_path / "site"
     fake_dist(site, "flash-attn", "flash_attn", "2.8.3", "import torch\n")
     script = resources.files("flashdoctor.probe").joinpath("_interp.py")
-    config = json.dumps({"variants": variant_imports()})
+    config = interp_config()
     code = (
         "import runpy, sys, io, contextlib\n"
         f"sys.argv = [{str(script)!r}, {config!r}]\n"
