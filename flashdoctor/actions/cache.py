@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flashdoctor.errors import FlashdoctorError
+from flashdoctor.model.verification import is_sha256
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -185,6 +186,13 @@ def acquire(lk: FileLock, timeout: float, on_wait: Callable[[], None] | None = N
     return True
 
 
+def _check_key(key: str) -> None:
+    """A cache key is a sha256, or a url_key (32 hex digits), bare or after "url-"; ValueError otherwise."""
+    bare = key.removeprefix("url-")
+    if not (is_sha256(key) or (len(bare) == 32 and set(bare) <= set("0123456789abcdef"))):
+        raise ValueError(f"not a cache key: {key!r}")
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     path: Path
@@ -196,11 +204,17 @@ class WheelCache:
         self.root = Path(root)
 
     # -- paths ----------------------------------------------------------------------------------
+    # Every name under root is built from a sha256 (or "url-" and a url_key), never from other text: a
+    # digest read from a publisher ("../../x") would otherwise name a path outside the cache.
     def path_for(self, sha256: str, filename: str) -> Path:
         sha256 = sha256.lower()
+        _check_key(sha256)
+        if not filename or "/" in filename or filename in (".", ".."):
+            raise ValueError(f"not a file name: {filename!r}")
         return self.root / "sha256" / sha256[:2] / sha256 / filename
 
     def tmp_path(self, key: str) -> Path:
+        _check_key(key)
         return self.root / "tmp" / f"{key}.part"
 
     def _url_record(self, url: str) -> Path:
@@ -210,6 +224,7 @@ class WheelCache:
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float = LOCK_TIMEOUT, on_wait: Any = None) -> Iterator[None]:
         """Hold ``locks/<key>.lock``. ``on_wait`` is called once if another process holds it."""
+        _check_key(key)
         d = self.root / "locks"
         d.mkdir(parents=True, exist_ok=True)
         from filelock import FileLock
@@ -238,7 +253,10 @@ class WheelCache:
             sha256, filename = rec["sha256"], rec["filename"]
         if sha256 is None or filename is None:
             return None
-        p = self.path_for(sha256, filename)
+        try:
+            p = self.path_for(sha256, filename)
+        except ValueError:
+            return None
         if not p.is_file():
             return None
         if sha256_file(p) != sha256.lower():
@@ -315,7 +333,10 @@ class WheelCache:
             if rec is None or rec["filename"] != filename:
                 return False
             sha256 = str(rec["sha256"])
-        return self.path_for(sha256, filename).is_file()
+        try:
+            return self.path_for(sha256, filename).is_file()
+        except ValueError:
+            return False
 
     def backups(self) -> Path:
         """Where installs keep what they replace until it is verified (flashdoctor.actions.install.rollback)."""

@@ -51,7 +51,13 @@ from flashdoctor.actions.net.urls import redact
 from flashdoctor.actions.wheelfile import WheelInfo, inspect_wheel
 from flashdoctor.actions.wheelhouse import Wheelhouse
 from flashdoctor.model.plan import WheelRef
-from flashdoctor.model.verification import DIGEST_SOURCES, Verification, published, recorded
+from flashdoctor.model.verification import (
+    DIGEST_SOURCES,
+    Verification,
+    is_sha256,
+    published,
+    recorded,
+)
 
 Origin = Literal["wheelhouse", "cache", "download", "local"]
 
@@ -167,6 +173,7 @@ def obtain(
             return _checked(found, ref, "wheelhouse", _local(ref, opts), url=str(found), stage=stage)
     with Http(opts.policy, environ) as http:
         verification = _known(ref, opts)
+        _refuse_malformed(ref, verification)
         if ref.sha256:
             hit = _cache_lookup(ref, opts.cache, verification, stage)
             if hit is not None:
@@ -182,6 +189,7 @@ def obtain(
             ref = on.ref
         elif not ref.sha256:
             ref, verification = _ask_publisher(ref, opts, http)
+        _refuse_malformed(ref, verification)
         hit = _cache_lookup(ref, opts.cache, verification, stage)
         if hit is not None:
             return hit
@@ -194,6 +202,18 @@ def obtain(
         art.path, art.ref, art.origin, art.verification, sha=art.sha256, url=art.url, stage=stage
     )
     return replace(staged, attempts=art.attempts, resumed=art.resumed)
+
+
+def _refuse_malformed(ref: WheelRef, verification: Verification) -> None:
+    """A digest that is not 64 hex digits (an index page's ``#sha256=../../x``) is refused before it is
+    compared or used: it can match no file, and the cache names paths by digests."""
+    if ref.sha256 and not is_sha256(ref.sha256.lower()):
+        src = DIGEST_SOURCES.get(verification.digest_from or "", "the plan")
+        where = f" ({verification.where})" if verification.where else ""
+        raise ChecksumError(
+            f"{src}{where} gives {ref.filename} a sha256 that is not one ({ref.sha256[:80]!r}): refusing it",
+            hint="the index or publisher lists a malformed digest; nothing was downloaded",
+        )
 
 
 def _local(ref: WheelRef, opts: FetchOptions) -> Verification:

@@ -4,6 +4,7 @@ hashed and recorded (issue "say which verification happened"). A value; renderer
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -11,6 +12,7 @@ from flashdoctor.model.fields import FieldsJson
 from flashdoctor.model.install import DIGEST_BUILD_RECORD, DIGEST_PUBLISHED, DIGEST_RECORDED
 
 Kind = Literal["published-digest", "recorded"]
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 # Where a published digest came from (``Verification.digest_from``).
 DIGEST_SOURCES: dict[str, str] = {
@@ -48,6 +50,13 @@ class Verification(FieldsJson):
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "text": self.describe()}
+
+
+def is_sha256(value: object) -> bool:
+    """Whether ``value`` is a sha256 digest as flashdoctor writes one: 64 lower-case hex digits. A digest
+    read from a publisher (an index page's ``#sha256=``, an API's JSON) is untrusted text until it is one;
+    the download cache names directories by it."""
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
 
 
 def published(digest_from: str, where: str | None = None) -> Verification:

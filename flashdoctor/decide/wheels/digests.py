@@ -13,7 +13,6 @@ Each digest an entry takes names where it came from in the entry's ``evidence``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +20,9 @@ from urllib.parse import unquote, urldefrag, urlsplit
 
 from flashdoctor.decide.wheels.index import render_url
 from flashdoctor.decide.wheels.parse import WheelNameError, parse_wheel_name
+from flashdoctor.model.verification import is_sha256
 
 DIGESTS_SCHEMA = "flashdoctor/published-digests/1"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_CITED = 2  # citations written into an entry's evidence (the rest are counted)
 
 
@@ -70,7 +69,7 @@ def published_by_url(doc: Mapping[str, Any]) -> dict[str, Published]:
     conflicts: list[str] = []
     for i, rec in enumerate(doc.get("digests") or ()):
         sha = str(rec.get("sha256") or "").lower()
-        if not _HEX64.match(sha):
+        if not is_sha256(sha):
             raise DigestConflict(f"published digests: record {i} ({rec.get('filename')}): not a sha256")
         cites = [f"{s.get('kind')} {s.get('where')}" for s in rec.get("sources") or () if s.get("where")]
         for url in [rec.get("url"), *(rec.get("other_urls") or ())]:

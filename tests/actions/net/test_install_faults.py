@@ -430,3 +430,38 @@ def test_progress_bar_shows_size_speed_and_eta_on_a_terminal(
     out = buf.getvalue()
     size_kb = f"{wheel.stat().st_size / 1000:.1f}"
     assert wheel.name in out and f"{size_kb}/{size_kb} kB" in out and "/s" in out, out[-400:]
+
+
+def test_a_mirror_digest_that_is_a_path_never_names_a_file_outside_the_cache(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
+    """A hostile --index-url page's ``#sha256=../../../victim``: the cache named its paths by that text, so
+    a used cache (sha256/ present) deleted victim/<wheel name> and put lock files outside its root."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / wheel.name).write_text("not yours to delete")
+    root = tmp_path / "a" / "b" / "c"
+    (root / "sha256").mkdir(parents=True)
+    index = _mirror(server, wheel, "../../../victim")
+    opts = FetchOptions(cache=WheelCache(root), policy=FAST, index_url=index)
+    with pytest.raises(ChecksumError, match="not one") as err:
+        obtain(ref_for("https://github.com/never/" + wheel.name, wheel, sha=False), opts, {}, "flash-attn")
+    assert "--index-url page" in err.value.message
+    assert (victim / wheel.name).read_text() == "not yours to delete"
+    outside = [p for p in tmp_path.rglob("*") if p.is_file() and root not in p.parents]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in outside) == [
+        f"src/{wheel.name}",
+        f"victim/{wheel.name}",
+    ]
+    assert server.hits(f"/files/{wheel.name}") == 0  # refused before the download
+
+
+def test_the_cache_refuses_keys_and_names_that_are_not_its_own(tmp_path: Path) -> None:
+    cache = WheelCache(tmp_path / "c")
+    for key in ("../x", "a" * 63, "url-../../x", "A" * 64 + "/.."):
+        with pytest.raises(ValueError, match="not a cache key"):
+            cache.tmp_path(key)
+    with pytest.raises(ValueError, match="not a file name"):
+        cache.path_for("a" * 64, "../x.whl")
+    assert cache.get(sha256="../../x", filename="x.whl") is None
+    assert cache.tmp_path("url-" + "0" * 32).name == "url-" + "0" * 32 + ".part"

@@ -11,7 +11,6 @@ Digest lookup for one file: the tree of the file's folder, that file's ``lfs.oid
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -27,8 +26,7 @@ from flashdoctor.actions.net.sources.base import (
 from flashdoctor.actions.net.urls import redact
 from flashdoctor.decide.wheels.digests import HUGGINGFACE_REVISION, huggingface_file
 from flashdoctor.model.plan import WheelRef
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+from flashdoctor.model.verification import is_sha256
 
 
 def _base(config: Mapping[str, Any]) -> str:
@@ -69,7 +67,7 @@ def _tree(ctx: SourceContext, url: str, allow_404: bool = False) -> tuple[list[d
 def _lfs_sha(entry: Mapping[str, Any]) -> str | None:
     lfs = entry.get("lfs")
     oid = lfs.get("oid") if isinstance(lfs, dict) else None
-    return oid.lower() if isinstance(oid, str) and _SHA256.match(oid.lower()) else None
+    return oid.lower() if isinstance(oid, str) and is_sha256(oid.lower()) else None
 
 
 def rows_from_tree(
