@@ -34,7 +34,15 @@ from flashdoctor.actions.net.errors import (
     RefusedURL,
 )
 from flashdoctor.actions.net.http import RETRY_STATUSES as _RETRY
-from flashdoctor.actions.net.http import TOKEN_HOSTS, Http, HttpPolicy, Retryable, Watch, retry_after
+from flashdoctor.actions.net.http import (
+    TOKEN_HOSTS,
+    Http,
+    HttpPolicy,
+    Retryable,
+    Watch,
+    raw_chunks,
+    retry_after,
+)
 from flashdoctor.actions.net.urls import check_url, is_loopback, redact
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -264,7 +272,7 @@ def _receive(
     except OSError as exc:
         raise _disk_error(exc, dest) from None
     try:
-        for chunk in resp.iter_content(chunk_size=policy.chunk_size):
+        for chunk in raw_chunks(resp, policy.chunk_size):
             if not chunk:
                 continue
             if first:

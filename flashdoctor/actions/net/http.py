@@ -448,6 +448,23 @@ class Http:
         return page
 
 
+def raw_chunks(resp: requests.Response, chunk_size: int) -> Iterator[bytes]:
+    """The body as the server sent it, Content-Encoding not undone (``iter_content`` inflates gzip even
+    where identity was asked): a file's bytes, length and digest are the ones on the wire, as pip stores
+    them, and a small gzip stream cannot fill the disk. Failures are raised as requests raises them."""
+    from urllib3.exceptions import ProtocolError, ReadTimeoutError
+    from urllib3.exceptions import SSLError as Urllib3SSLError
+
+    try:
+        yield from resp.raw.stream(chunk_size, decode_content=False)
+    except ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from None
+    except ReadTimeoutError as exc:
+        raise requests.exceptions.ConnectionError(exc) from None
+    except Urllib3SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from None
+
+
 def _response_socket(resp: requests.Response) -> socket.socket | None:
     conn = getattr(resp.raw, "connection", None) or getattr(resp.raw, "_connection", None)
     return getattr(conn, "sock", None)
@@ -525,5 +542,6 @@ __all__ = [
     "Retryable",
     "Watch",
     "describe",
+    "raw_chunks",
     "retry_after",
 ]

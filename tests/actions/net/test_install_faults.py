@@ -5,6 +5,7 @@ Each fault must end in a correct retry or a clear error, and never leave a parti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -465,3 +466,27 @@ def test_the_cache_refuses_keys_and_names_that_are_not_its_own(tmp_path: Path) -
         cache.path_for("a" * 64, "../x.whl")
     assert cache.get(sha256="../../x", filename="x.whl") is None
     assert cache.tmp_path("url-" + "0" * 32).name == "url-" + "0" * 32 + ".part"
+
+
+# -- Content-Encoding: the bytes on the wire are the file ------------------------------------------------
+def test_a_gzip_labelled_download_is_stored_as_sent_not_inflated(tmp_path: Path) -> None:
+    """A server that labels a body Content-Encoding: gzip (though identity was asked): the file is the
+    bytes sent, as pip stores them. Inflating it wrote 60 MB to disk for 60 KB received (a hostile server's
+    gzip stream of a zip header and zeros inflates to whatever it likes), and five attempts of it."""
+    import gzip
+
+    from tests.support.loopback import Response, serve
+
+    body = gzip.compress(b"PK\x03\x04" + bytes(60 << 20), compresslevel=9)
+    with serve() as srv:
+        srv.route("/w.whl", Response(200, body, {"Content-Encoding": "gzip"}))
+        with pytest.raises(NotAWheelError, match="not a zip archive"):
+            download(srv.base + "/w.whl", tmp_path / "w.part", policy=FAST, sleep=lambda s: None)
+        assert len(srv.hits("/w.whl")) == 1
+        # An sdist that a server labels Content-Encoding: gzip (a common misconfiguration): its bytes and
+        # sha256 are the file's, so they match the digest its index publishes.
+        sdist = gzip.compress(b"a tar archive" * 1000)
+        srv.route("/s.tar.gz", Response(200, sdist, {"Content-Encoding": "gzip"}))
+        res = download(srv.base + "/s.tar.gz", tmp_path / "s.part", policy=DownloadPolicy(expect_zip=False))
+        assert res.sha256 == hashlib.sha256(sdist).hexdigest() and res.size == len(sdist)
+        assert (tmp_path / "s.part").read_bytes() == sdist
