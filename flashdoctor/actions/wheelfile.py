@@ -22,6 +22,10 @@ from flashdoctor.actions.net.errors import NotAWheelError, RefusedURL
 from flashdoctor.actions.net.http import HttpPolicy
 from flashdoctor.actions.net.urls import check_url, redact
 
+# METADATA is read whole, so bounded: a zip member's size is whatever its writer chose (16 MiB of deflated
+# "A" is 16 KiB on disk); flash-attn's is a few KiB, the largest on PyPI a few MiB.
+MAX_METADATA = 16 << 20
+
 
 @dataclass(frozen=True)
 class WheelInfo:
@@ -77,7 +81,11 @@ def inspect_wheel(path: Path, filename: str | None = None) -> WheelInfo:
             for required in ("METADATA", "WHEEL", "RECORD"):
                 if f"{di}/{required}" not in names:
                     raise NotAWheelError(f"{filename} lacks {di}/{required}: a broken or incomplete wheel")
-            meta = HeaderParser().parsestr(zf.read(f"{di}/METADATA").decode("utf-8", "replace"))
+            with zf.open(f"{di}/METADATA") as fh:
+                raw = fh.read(MAX_METADATA + 1)
+            if len(raw) > MAX_METADATA:
+                raise NotAWheelError(f"{filename}: {di}/METADATA is larger than {MAX_METADATA >> 20} MiB")
+            meta = HeaderParser().parsestr(raw.decode("utf-8", "replace"))
     except zipfile.BadZipFile as exc:
         raise NotAWheelError(f"{filename} is a damaged zip archive: {exc}") from None
     name, version = meta.get("Name"), meta.get("Version")
