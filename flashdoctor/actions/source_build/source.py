@@ -150,16 +150,36 @@ def download(ref: SdistRef, cache_dir: Path, **options: Any) -> Path:
     return fetch_sdist(ref, cache_dir, **options).path
 
 
+# What a source archive may unpack to, far above an FA2 sdist (about 8 MB of gzip, CUTLASS included). An
+# archive past either bound (a gzip bomb, a million empty files) is refused before anything is written.
+MAX_UNPACKED_BYTES = 4 << 30
+MAX_MEMBERS = 200_000
+
+
+def _bounded_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    for m in tar:  # read one header at a time: the count is checked before the next is read
+        members.append(m)
+        total += max(m.size, 0)
+        if len(members) > MAX_MEMBERS:
+            raise UsageError(f"refusing the archive: more than {MAX_MEMBERS} members")
+        if total > MAX_UNPACKED_BYTES:
+            raise UsageError(f"refusing the archive: it unpacks to more than {MAX_UNPACKED_BYTES >> 20} MiB")
+    return members
+
+
 def _safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    members = _bounded_members(tar)
     if hasattr(tarfile, "data_filter"):
-        tar.extractall(dest, filter="data")
+        tar.extractall(dest, members=members, filter="data")
         return
     root = os.path.realpath(dest)  # Python < 3.11.4 / 3.12: check each member ourselves
-    for m in tar.getmembers():
+    for m in members:
         target = os.path.realpath(os.path.join(root, m.name))
         if not (target == root or target.startswith(root + os.sep)) or m.issym() or m.islnk() or m.isdev():
             raise UsageError(f"refusing archive member {m.name!r}: it points outside the archive")
-    tar.extractall(dest)
+    tar.extractall(dest, members=members)
 
 
 def unpack(archive: Path, dest: Path) -> Path:

@@ -391,3 +391,36 @@ def test_build_cli_refuses_a_plain_http_index_unless_allowed(index: Index, tmp_p
     assert p.returncode == 2, p.stdout + p.stderr
     assert "--index-url: refusing plain http" in p.stderr and "--allow-http" in p.stderr
     assert "Traceback" not in p.stderr and index.hits == {}
+
+
+def _tar_gz(path: Path, members: dict[str, bytes]) -> Path:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_unpack_refuses_an_archive_that_inflates_past_its_bounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tar.gz bomb (zeros compress about 1000:1) or a million empty members filled the disk or its
+    inodes: nothing bounded what an sdist from a mirror or --source unpacked. Bounds lowered here so the
+    test writes megabytes, not gigabytes; nothing past them is written."""
+    import flashdoctor.actions.source_build.source as source
+
+    monkeypatch.setattr(source, "MAX_UNPACKED_BYTES", 1 << 20)
+    bomb = _tar_gz(tmp_path / "bomb.tar.gz", {"p/a": bytes(600_000), "p/b": bytes(600_000)})
+    with pytest.raises(UsageError, match="more than 1 MiB"):
+        unpack(bomb, tmp_path / "d1")
+    assert not (tmp_path / "d1").exists() or not any((tmp_path / "d1").rglob("*"))
+    monkeypatch.setattr(source, "MAX_MEMBERS", 50)
+    many = _tar_gz(tmp_path / "many.tar.gz", {f"p/{i}": b"" for i in range(51)})
+    with pytest.raises(UsageError, match="more than 50 members"):
+        unpack(many, tmp_path / "d2")
+    assert not (tmp_path / "d2").exists() or not any((tmp_path / "d2").rglob("*"))
+    ok = _tar_gz(tmp_path / "ok.tar.gz", {f"p/{i}": bytes(10_000) for i in range(50)})
+    assert unpack(ok, tmp_path / "d3") == tmp_path / "d3" / "p"
