@@ -91,12 +91,16 @@ def _distributed_check(opts: dict[str, Any], as_json: bool, verbose: bool, join_
         save_target=opts["save_target"],
     )
 
+    def enveloped(doc: dict[str, Any]) -> dict[str, Any]:
+        """The cluster report in its result envelope: what --json prints and -o FILE holds."""
+        return document(doc, command="check", exit_code=doc["exit_code"])
+
     def show(report: ClusterReport, doc: dict[str, Any]) -> None:
         announce_machine(err=as_json)  # rank 0's; every rank chose its own
         if as_json:
             from flashdoctor.render.json import emit
 
-            emit(document(doc, command="check", exit_code=doc["exit_code"]))
+            emit(enveloped(doc))
         else:
             from flashdoctor.render.cluster import render_cluster
             from flashdoctor.render.console import make_console
@@ -109,6 +113,7 @@ def _distributed_check(opts: dict[str, Any], as_json: bool, verbose: bool, join_
         output=opts["output"],
         environ=os.environ,
         show=show,
+        document=enveloped,
     )
     # Leave at once, without interpreter teardown: torchrun stops the other ranks as soon as one
     # exits non-zero, and a stop that lands in a rank's teardown (Python has dropped its signal

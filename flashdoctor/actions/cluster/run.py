@@ -60,9 +60,11 @@ def run_distributed_check(
     environ: Mapping[str, str],
     show: Callable[[ClusterReport, dict[str, Any]], None],
     smoke_runner: SmokeRunner | None = None,
+    document: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> int:
     """Run this rank's part of the cluster preflight; rank 0 hands the report to ``show`` (the CLI
-    renders it) and writes ``output``. Returns the exit code every rank agrees on."""
+    renders it) and writes ``output``: the report as ``document`` makes it (the CLI's result envelope, so
+    the file is the document ``--json`` prints). Returns the exit code every rank agrees on."""
     launch = launch_from_environ(environ)  # UsageError: no launcher
     if opts.smoke and smoke_runner is None:
         smoke_runner = default_smoke_runner(opts.require or None)
@@ -108,6 +110,8 @@ def run_distributed_check(
             smoke=opts.smoke,
         )
         doc = cluster_report_to_json(report, strict=opts.strict)
+        if document is not None:
+            doc = document(doc)
         if output:
             try:
                 with open(output, "w", encoding="utf-8") as fh:

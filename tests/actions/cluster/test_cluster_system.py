@@ -118,6 +118,9 @@ def test_torchrun_four_ranks_with_drift_and_a_failing_rank(tmp_path: Path, targe
 
     doc = json.loads(out.read_text())
     validate(doc)
+    # -o FILE holds the document --json prints: in its result envelope, with the interpreter.
+    schema_validator("envelope.schema.json").validate(doc)
+    assert (doc["command"], doc["status"], doc["interpreter"]["reason"]) == ("check", "failed", "python -m")
     assert (doc["launcher"], doc["world_size"], doc["transport"], doc["exit_code"]) == (
         "torchrun",
         4,
