@@ -186,8 +186,8 @@ def install(variant: Variant, **opts: Any) -> int:
     With --dry-run, print the plan: action wheel | build | none | unsupported, the wheel, the
     alternatives and why every near miss was rejected. Exit 1 when the plan is 'unsupported'.
 
-    --source, --ref, --arch, --head-dims, --dtypes, --max-jobs and --nvcc-threads shape the wheel of
-    --from-source (the other build options: `flashdoctor build`)."""
+    --source, --ref, --arch, --head-dims, --dtypes, --max-jobs, --nvcc-threads and FA3's --no-* switches
+    shape the wheel of --from-source (the other build options: `flashdoctor build`)."""
     from flashdoctor.actions.check import EarlyProbes
 
     target, dry_run = opts["target"], opts["dry_run"]
