@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from flashdoctor.decide.wheels.index import MAX_INDEX_BYTES, Keep
 from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.data import strict_json
 from flashdoctor.model.target import MAX_BYTES as TARGET_SPEC_MAX_BYTES
 
 if TYPE_CHECKING:
@@ -122,12 +123,12 @@ def parse_json(data: bytes, where: str, max_depth: int = JSON_MAX_DEPTH) -> Any:
         ) from None
     deep = f"{where} is nested too deeply (more than {max_depth} levels)"
     try:
-        doc = json.loads(text.removeprefix("\ufeff"))
+        doc = strict_json(text.removeprefix("\ufeff"))
     except json.JSONDecodeError as exc:
         raise UsageError(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
     except RecursionError:
         raise UsageError(deep) from None
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+    except ValueError as exc:  # NaN / Infinity, or an integer of more digits than Python converts
         raise UsageError(f"{where} is not valid JSON: {exc}") from None
     if not _depth_ok(doc, max_depth):
         raise UsageError(deep)

@@ -17,6 +17,17 @@ def load_data(name: str) -> Any:
     return json.loads(text)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def strict_json(text: str | bytes) -> Any:
+    """json.loads for a document a user hands flashdoctor: NaN, Infinity and -Infinity (which Python's
+    reader takes, and no JSON reader does) are refused with a ValueError, so that no document read from
+    one can make flashdoctor print JSON that is not JSON."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
 def read_capped(path: str, limit: int, what: str, error: Callable[[str], Exception]) -> bytes:
     """The bytes of a data file flashdoctor is handed (a target spec, a wheel index), at most ``limit``
     (whole MiB): ``error`` with one line saying why it cannot be read or that it is too large to be a

@@ -17,7 +17,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from flashdoctor.knowledge.data import read_capped
+from flashdoctor.knowledge.data import read_capped, strict_json
 from flashdoctor.knowledge.drivers import driver_max_cuda
 from flashdoctor.knowledge.schemas import load_schema, schema_validator
 from flashdoctor.knowledge.torch_builds import cxx11abi_from_version, pypi_default_cuda
@@ -290,7 +290,7 @@ def load_target(path: str) -> Environment:
     """Read a target spec file. Raises TargetSpecError (a user error) on any problem."""
     data = read_capped(path, MAX_BYTES, "target spec", TargetSpecError)
     try:
-        spec = json.loads(data.decode("utf-8"))
+        spec = strict_json(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise TargetSpecError(f"target spec {path} is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
@@ -299,4 +299,6 @@ def load_target(path: str) -> Environment:
         ) from None
     except RecursionError:
         raise TargetSpecError(f"target spec {path} is nested too deeply to be a target spec") from None
+    except ValueError as exc:  # NaN / Infinity (strict_json), or an integer too long to convert
+        raise TargetSpecError(f"target spec {path} is not valid JSON: {exc}") from None
     return environment_from_target(spec)

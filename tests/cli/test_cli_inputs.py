@@ -98,6 +98,16 @@ def test_bad_bytes_and_bad_json_say_why() -> None:
     assert inputs.parse_json(b'\xef\xbb\xbf{"a": 1}', "x") == {"a": 1}  # a UTF-8 BOM is fine
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(constant: str) -> None:
+    """Python's json reader takes them; a spec with "memory_gb": NaN then made check --json print NaN,
+    which no JSON reader (jq, JSON.parse) accepts."""
+    with pytest.raises(
+        UsageError, match=rf"target spec t.json is not valid JSON: {constant} is not a JSON number"
+    ):
+        inputs.parse_json(f'{{"memory_gb": {constant}}}'.encode(), "target spec t.json")
+
+
 def test_directories_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="is a directory, not a plan file"):
         inputs.read_bytes(str(tmp_path), "plan", 10)
@@ -156,6 +166,8 @@ def test_commands_refuse_hostile_files_with_exit_2(
 ) -> None:
     nested = tmp_path / "nested.json"
     nested.write_text(deep(100_000))
+    nan = tmp_path / "nan.json"
+    nan.write_text('{"memory_gb": NaN}')
     latin1 = tmp_path / "latin1.json"
     latin1.write_bytes('{"torch": "2.8 ü"}'.encode("latin-1"))
     cases = [
@@ -163,6 +175,7 @@ def test_commands_refuse_hostile_files_with_exit_2(
         (["check", "--target", fifo], "is a FIFO with nothing written to it"),
         (["check", "--target", str(nested)], "is nested too deeply (more than 64 levels)"),
         (["check", "--target", str(latin1)], "is not UTF-8 text (byte 0xfc"),
+        (["check", "--json", "--target", str(nan)], "is not valid JSON: NaN is not a JSON number"),
         (["install", "--dry-run", "--target", H100, "--plan", "/dev/zero"], "plan /dev/zero holds more"),
         (
             ["install", "--dry-run", "--target", H100, "--plan", str(nested)],

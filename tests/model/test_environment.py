@@ -70,6 +70,10 @@ def test_load_target_errors(tmp_path):  # type: ignore[no-untyped-def]
     lst.write_text("[]")
     with pytest.raises(TargetSpecError, match="JSON object"):
         load_target(str(lst))
+    nan = tmp_path / "nan.json"  # the cluster rank's reader (FLASHDOCTOR_TARGET) refuses it too
+    nan.write_text('{"gpus": [{"memory_gb": Infinity}]}')
+    with pytest.raises(TargetSpecError, match="not valid JSON: Infinity is not a JSON number"):
+        load_target(str(nan))
 
 
 @pytest.mark.parametrize("path", sorted(TARGETS.glob("*.json")), ids=lambda p: p.stem)
