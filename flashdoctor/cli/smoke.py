@@ -133,12 +133,9 @@ def bench(**opts: Any) -> int:
         raise UsageError(problem)
     plot = opts["plot"]
     if plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError(
-                "--plot needs matplotlib, which is not installed", hint="pip install 'flashdoctor[plot]'"
-            ) from None
+        from flashdoctor.render.plot import check_plot_path
+
+        check_plot_path(plot)  # before the bench: it takes minutes on a GPU
     batch, seqlen, heads, kv_heads, head_dim, dtype = shape
     case = Case(
         "bench", batch, seqlen, heads, head_dim, dtype=dtype, causal=opts["causal"], kv_heads=kv_heads

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from flashdoctor.decide.smoke.bench import BenchReport
 from flashdoctor.errors import UsageError
 
 
-def plot_bench(report: BenchReport, path: str) -> None:
-    """Two panels, forward and forward+backward: time per backend, TFLOP/s on each bar, the fastest
-    in green. Raises UsageError when matplotlib is missing or the file cannot be written."""
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -19,6 +20,29 @@ def plot_bench(report: BenchReport, path: str) -> None:
             "--plot needs matplotlib, which is not installed",
             hint="pip install 'flashdoctor[plot]' (or pip install matplotlib)",
         ) from None
+    return plt
+
+
+def check_plot_path(path: str) -> None:
+    """Before the bench runs: matplotlib is installed and ``path`` ends in an image format it writes
+    (it infers the format from the extension: another one raised ValueError, a missing one made it
+    write PATH.png while the output named PATH). Raises UsageError otherwise."""
+    _pyplot()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    ext = os.path.splitext(path)[1][1:].lower()
+    if ext not in formats:
+        what = f".{ext} is not an image format matplotlib writes" if ext else "the file name has no extension"
+        raise UsageError(
+            f"--plot {path}: {what}", hint=f"end it in one of: {', '.join('.' + f for f in sorted(formats))}"
+        )
+
+
+def plot_bench(report: BenchReport, path: str) -> None:
+    """Two panels, forward and forward+backward: time per backend, TFLOP/s on each bar, the fastest
+    in green. Raises UsageError when matplotlib is missing or the file cannot be written."""
+    plt = _pyplot()
     rows = [r for r in report.rows if r.status == "ok"]
     if not rows:
         raise UsageError("--plot: no backend ran, nothing to draw")

@@ -126,6 +126,21 @@ def test_bench_plot_without_matplotlib_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "b.png").exists()
 
 
+def test_bench_plot_to_a_file_matplotlib_cannot_write_is_a_usage_error(tmp_path: Path) -> None:
+    """--plot bench.json crashed (exit 3: matplotlib's ValueError) after the whole bench had run, and
+    --plot bench (no extension) wrote bench.png while the output said "plot written to bench"."""
+    pytest.importorskip("matplotlib")
+    for name, message in (
+        ("bench.json", ".json is not an image format matplotlib writes"),
+        ("bench", "the file name has no extension"),
+    ):
+        p = fd("bench", "--device", "cpu", "--plot", str(tmp_path / name))
+        assert p.returncode == 2, p.stderr
+        assert f"--plot {tmp_path / name}: {message}" in p.stderr and ".png" in p.stderr
+        assert "unexpected error" not in p.stderr and not p.stdout  # refused before the bench ran
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_bench_plot(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
