@@ -22,7 +22,7 @@ from flashdoctor.cli.build import build
 from flashdoctor.cli.check import check
 from flashdoctor.cli.explain import explain
 from flashdoctor.cli.install import install, lock
-from flashdoctor.cli.options import AS_MODULE, examples
+from flashdoctor.cli.options import AS_MODULE, examples, refuse_empty_values
 from flashdoctor.cli.smoke import bench, smoke
 from flashdoctor.cli.wheels import wheels
 from flashdoctor.errors import (
@@ -52,6 +52,7 @@ def cli() -> None:
 
 for _command in (check, build, wheels, install, lock, smoke, bench, explain):
     cli.add_command(_command)
+refuse_empty_values(cli.commands.values())  # --target "" is an error, not "no --target"
 
 
 # -- entry point ------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -40,6 +40,32 @@ def combine(*decorators: Decorator) -> Decorator:
 def examples(*lines: str) -> str:
     """A click epilog: an "Examples:" block, kept as written (click's \\b marker stops rewrapping)."""
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# -- values ------------------------------------------------------------------------------------------------
+class NonEmptyText(click.types.StringParamType):
+    """click's STRING, but an empty value is a usage error. Every command read ``--target ""`` (an unset
+    shell variable: ``--target "$SPEC"``) as no --target at all, and so for ``--python``, ``--plan``,
+    ``--index``, ``--wheelhouse``, ``--version``...: check probed this machine instead of the described
+    one, and install --plan "" --yes installed a fresh plan instead of the one named."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = super().convert(value, param, ctx)
+        if text == "":
+            self.fail("must not be empty", param, ctx)
+        return text
+
+
+NON_EMPTY = NonEmptyText()
+
+
+def refuse_empty_values(commands: Iterable[click.Command]) -> None:
+    """Give every text option and argument of ``commands`` (declared with click's default STRING type)
+    the NON_EMPTY type: one rule for all of them, and for every option added later."""
+    for command in commands:
+        for param in command.params:
+            if param.type is click.STRING:
+                param.type = NON_EMPTY
 
 
 # -- the machine ------------------------------------------------------------------------------------------

@@ -98,6 +98,27 @@ def test_a_negative_limit_is_refused(capsys: pytest.CaptureFixture[str]) -> None
     assert code == 2 and "-3 is not in the range x>=0" in err
 
 
+def test_an_empty_value_is_a_usage_error_not_a_missing_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--target "$SPEC"` with SPEC unset: check probed this machine instead of the described one;
+    `install --plan "" --yes` would install a fresh plan instead of the one named (issue: CLI audit)."""
+    cases = [
+        ["check", "--target", ""],
+        ["check", "--python", ""],
+        ["wheels", "--index", ""],
+        ["install", "--dry-run", "--target", H100, "--plan", ""],
+        ["install", "--dry-run", "--target", H100, "--wheelhouse", ""],
+        ["lock", "--target", H100, "--version", ""],
+        ["explain", ""],
+    ]
+    for args in cases:
+        code, out, err = run_main(args, capsys)
+        assert code == 2 and "must not be empty" in err and not out, (args, code, err)
+    # every text option and argument, of every command, declared now or later
+    for name, cmd in cli.commands.items():
+        for p in cmd.params:
+            assert p.type is not click.STRING, (name, p.name)
+
+
 def test_the_old_timeout_of_check_distributed_warns(capsys: pytest.CaptureFixture[str]) -> None:
     # No launcher in the environment: the distributed check stops with a usage error, after the warning.
     code, _, err = run_main(["check", "--distributed", "--timeout", "5"], capsys)
