@@ -9,6 +9,7 @@ that cannot be imported exit 2 with the pip command, Ctrl-C 130.
 from __future__ import annotations
 
 import datetime
+import io
 import os
 import re
 import sys
@@ -90,10 +91,19 @@ def _crash_log(exc: BaseException) -> str | None:
         return None
 
 
+def _replace_unencodable() -> None:
+    """Standard output and error that cannot encode a character (an ASCII or Latin-1 locale,
+    PYTHONIOENCODING=ascii) print '?' for it: "✓" and "·" made every command crash with exit 3."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="replace")
+
+
 def main(argv: Sequence[str] | None = None, *, as_module: bool = False) -> None:
     """Console-script entry point. User errors: one message and their exit code; bugs: exit 3 with a
     log to paste into an issue; Ctrl-C: 130. ``as_module``: run as ``python -m flashdoctor`` (that
     Python is the default target: cli.options.machine)."""
+    _replace_unencodable()
     try:
         rv = cli.main(
             args=list(argv) if argv is not None else None,

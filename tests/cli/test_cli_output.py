@@ -6,6 +6,9 @@ without torch summarises; `explain` says whose machine its fixes are for, and --
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -14,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from flashdoctor.cli import cli
 from flashdoctor.knowledge.schemas import load_schema, schema_validator
-from tests.support.paths import DATA, TARGETS
+from tests.support.paths import DATA, ROOT, TARGETS
 
 LOG = DATA / "explain" / "import-undefined-symbol.log"
 
@@ -125,3 +128,29 @@ def test_here_excludes_no_probe(capsys: pytest.CaptureFixture[str]) -> None:
         main(["explain", str(LOG), "--no-probe", "--here"])
     assert exc.value.code == 2
     assert "--no-probe excludes --python, --target and --here" in capsys.readouterr().err
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_an_output_that_cannot_encode_the_marks_is_not_a_crash(encoding: str) -> None:
+    """With an ASCII or Latin-1 standard output, the first "·" or "✓" raised UnicodeEncodeError: every
+    command ended with exit 3 and "an unexpected error has occurred"."""
+    env = {**os.environ, "PYTHONIOENCODING": encoding}
+    for args in (
+        ("check", "--target", target("h100")),
+        ("install", "--dry-run", "--target", target("h100")),
+        ("explain", "--no-probe", str(LOG)),
+        ("explain", "--no-probe", "--json", str(LOG)),
+    ):
+        p = subprocess.run(
+            [sys.executable, "-m", "flashdoctor", *args],
+            capture_output=True,
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        err = p.stderr.decode(encoding, "replace")
+        assert p.returncode in (0, 1) and "unexpected error" not in err, (args, p.returncode, err)
+        if "--json" in args:
+            json.loads(p.stdout)  # still a document (click writes UTF-8 where it finds ASCII)
