@@ -220,6 +220,11 @@ def judge_bench(events: Sequence[dict[str, Any]], run: RunInfo, *, case: Case) -
                     rows.append(BenchRow(b, title, status, c.reason, info.version))
                 elif crash is not None:
                     rows.append(BenchRow(b, title, crash["event"], crash_reason(crash), info.version))
+                elif (failed := log.ref_failed.get((gpu.index, case.name))) is not None:
+                    # the runner could not even make the inputs (out of memory, a size torch refuses)
+                    first = (failed.strip().splitlines() or [""])[0][:200]
+                    reason = f"the inputs of this shape could not be created: {first}"
+                    rows.append(BenchRow(b, title, "skip", reason, info.version))
                 else:
                     rows.append(BenchRow(b, title, "skip", "not run", info.version))
                 continue

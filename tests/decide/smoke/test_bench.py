@@ -128,6 +128,21 @@ def test_bench_rows_fastest_and_recommendation() -> None:
     assert doc["flops"]["fwd"] == 4 * 8 * 16 * 4096**2 * 128
 
 
+def test_inputs_that_cannot_be_created_are_the_reason_of_every_row() -> None:
+    """A shape too large for the device (or for torch: --batch 99999999999999999999) failed in the
+    runner's input set-up; every row said "skip: not run", with the error nowhere in the output."""
+    ev = events_h100({}, {"fa2": FA2})
+    oom = "OutOfMemoryError: CUDA out of memory. Tried to allocate 2048.00 GiB"
+    ev.insert(-1, {"event": "reference", "gpu": 0, "case": "bench", "ok": False, "error": oom})
+    r = judge_bench(ev, RunInfo("p", "cuda"), case=Case("bench", 100_000, 65_536, 16, 128))
+    rows = {x.backend: x for x in r.rows}
+    for b in ("sdpa-math", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "fa2"):
+        assert rows[b].status == "skip", b
+        assert rows[b].reason == f"the inputs of this shape could not be created: {oom}", b
+    assert r.recommendation is None and r.exit_code() == 0  # no backend is at fault
+    schema_validator("bench-report.schema.json").validate(json.loads(json.dumps(r.to_json())))
+
+
 def test_recommendation_names_a_different_inference_winner() -> None:
     r = judge_bench(
         events_h100({"sdpa-math": (1.0, 2.0), "sdpa-flash": (0.05, 0.30), "sdpa-cudnn": (0.036, 0.40)}),
