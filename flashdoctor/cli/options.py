@@ -346,6 +346,15 @@ def build_options(
     )
     if ref and variant != "fa3":
         raise UsageError("--ref is for --fa3 git sources")
+    if version is not None:
+        from packaging.version import InvalidVersion, Version
+
+        if variant != "fa2":
+            raise UsageError("--flash-version is for --fa2 sdists (an FA3 build takes --source and --ref)")
+        try:
+            version = str(Version(version))  # the sdist's own spelling: v2.8.3 -> 2.8.3
+        except InvalidVersion:
+            raise UsageError(f"--flash-version {version!r} is not a version (e.g. 2.8.3)") from None
     from flashdoctor.actions.install.service import check_index_url
 
     check_index_url(index_url, allow_http)

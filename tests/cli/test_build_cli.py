@@ -77,6 +77,10 @@ def test_human_dry_plan_and_blocking_preflight() -> None:
         (("--flash-version", "2.6.3", "--head-dims", "128"), "does not know this version"),
         (("--arch", "75"), "no FA2 code runs on sm_75"),
         (("--ref", "v1"), "--ref is for --fa3"),
+        # was taken: a plan for "flash-attn abc" with 0 compile units, exit 0; with --fa3, ignored
+        (("--flash-version", "abc"), "--flash-version 'abc' is not a version (e.g. 2.8.3)"),
+        (("--flash-version", "2.x", "--dry-run"), "--flash-version '2.x' is not a version"),
+        (("--fa3", "--flash-version", "2.8.3"), "--flash-version is for --fa2 sdists"),
     ],
 )
 def test_bad_input_is_a_clear_message_without_traceback(args: tuple[str, ...], message: str) -> None:
