@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from flashdoctor.cli.options import (
+    Seconds,
     announce_machine,
     combine,
     document,
@@ -42,7 +43,7 @@ distributed_options = combine(
         minimum=0.1,
     ),
     # The old name of --join-timeout: still accepted, with a warning.
-    click.option("--timeout", "legacy_join_timeout", type=click.FloatRange(min=0.1), hidden=True),
+    click.option("--timeout", "legacy_join_timeout", type=Seconds(min=0.1), hidden=True),
     timeout_option(
         900.0,
         "With --distributed: how long a rank's check (and smoke test) may take before it is reported unfinished.",

@@ -6,6 +6,7 @@ A new variant in knowledge/variants (VARIANTS + its title) gets its --faN flag o
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -169,13 +170,24 @@ def backend_option(*decls: str, help: str) -> Decorator:
     return click.option(*decls, type=click.Choice(SMOKE_BACKEND_CHOICES), multiple=True, help=help)
 
 
+class Seconds(click.FloatRange):
+    """A FloatRange that refuses "nan": every comparison with NaN is false, so click's range let it
+    through and the limit never struck (smoke --timeout nan ran with no overall limit)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
+
+
 def timeout_option(
     default: float, help: str, name: str = "--timeout", hidden: bool = False, minimum: float = 1
 ) -> Decorator:
     """A limit in seconds (--timeout, and the cluster preflight's --join-timeout / --rank-timeout)."""
     return click.option(
         name,
-        type=click.FloatRange(min=minimum),
+        type=Seconds(min=minimum),
         default=default,
         show_default=not hidden,
         metavar="SECONDS",

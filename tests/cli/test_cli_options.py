@@ -119,6 +119,19 @@ def test_an_empty_value_is_a_usage_error_not_a_missing_option(capsys: pytest.Cap
             assert p.type is not click.STRING, (name, p.name)
 
 
+def test_a_timeout_of_nan_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """click's FloatRange(min=1) lets "nan" through (NaN < 1 is false) and no deadline compares past it."""
+    for args in (
+        ["smoke", "--timeout", "nan"],
+        ["bench", "--timeout", "NaN"],
+        ["check", "--distributed", "--join-timeout", "nan"],
+        ["check", "--distributed", "--rank-timeout", "nan"],
+        ["check", "--distributed", "--timeout", "nan"],
+    ):
+        code, out, err = run_main(args, capsys)
+        assert code == 2 and "is not a number of seconds" in err and not out, (args, err)
+
+
 def test_the_old_timeout_of_check_distributed_warns(capsys: pytest.CaptureFixture[str]) -> None:
     # No launcher in the environment: the distributed check stops with a usage error, after the warning.
     code, _, err = run_main(["check", "--distributed", "--timeout", "5"], capsys)
