@@ -11,6 +11,12 @@ EXIT_INTERNAL = 3  # a bug in flashdoctor: the traceback is saved to a log file
 EXIT_NETWORK = 4  # a download failed (after retries)
 EXIT_INSTALL = 5  # an install or build failed; the environment was restored
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM: `timeout`, `docker stop`, a CI job cancelled
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, as Ctrl-C is: everything that cleans up after Ctrl-C (an
+    install's rollback, a build's process group, a probe's child in its own session) does so after it."""
 
 
 class FlashdoctorError(Exception):

@@ -3,7 +3,7 @@
 One module per command group (check, install + lock, build, wheels, smoke + bench, explain); the options
 they share are declared once in options.py. This module holds the group and the entry point: user errors
 are one message and their exit code, bugs exit 3 with a crash log (credentials redacted), a dependency
-that cannot be imported exit 2 with the pip command, Ctrl-C 130.
+that cannot be imported exit 2 with the pip command, Ctrl-C 130, SIGTERM 143 (after the same clean-up).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import datetime
 import io
 import os
 import re
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -29,8 +30,10 @@ from flashdoctor.cli.wheels import wheels
 from flashdoctor.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     FlashdoctorError,
+    Terminated,
     missing_dependency,
 )
 from flashdoctor.render.text import echo
@@ -99,11 +102,28 @@ def _replace_unencodable() -> None:
             stream.reconfigure(errors="replace")
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None, *, as_module: bool = False) -> None:
     """Console-script entry point. User errors: one message and their exit code; bugs: exit 3 with a
-    log to paste into an issue; Ctrl-C: 130. ``as_module``: run as ``python -m flashdoctor`` (that
-    Python is the default target: cli.options.machine)."""
+    log to paste into an issue; Ctrl-C: 130; SIGTERM: 143, after the clean-up Ctrl-C gets (Python's
+    default would end the process at once: an install half done, a probe's child left running).
+    ``as_module``: run as ``python -m flashdoctor`` (that Python is the default target: cli.options.machine)."""
     _replace_unencodable()
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (an embedding program): its handler stays
+        previous = None
+    try:
+        _main(argv, as_module=as_module)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None, *, as_module: bool) -> None:
     try:
         rv = cli.main(
             args=list(argv) if argv is not None else None,
@@ -116,7 +136,11 @@ def main(argv: Sequence[str] | None = None, *, as_module: bool = False) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:
+        # click turns a KeyboardInterrupt (and so a Terminated) into Abort, the interrupt its cause
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            echo("\nflashdoctor: terminated (SIGTERM)", err=True)
+            sys.exit(EXIT_TERMINATED)
         echo("\nflashdoctor: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except FlashdoctorError as exc:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -294,3 +296,46 @@ def test_the_crash_report_survives_platformdirs_missing(
     monkeypatch.setenv("FLASHDOCTOR_CACHE_DIR", str(tmp_path))
     code, _, err = run_main(["check", "--target", H100], capsys)
     assert code == 3 and "RuntimeError: a bug" in err and "traceback is in" not in err
+
+
+@pytest.mark.system
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+def test_sigterm_cleans_up_as_ctrl_c_does_and_exits_143(tmp_path: Path) -> None:
+    """`timeout`, `docker stop` and a cancelled CI job send SIGTERM. Python's default ended flashdoctor at
+    once, and a probe's interpreter (in a session of its own, so no signal of the terminal reaches it)
+    went on running; now SIGTERM is handled as Ctrl-C is: the child is stopped, exit 143."""
+    pidfile = tmp_path / "child.pid"
+    hang = tmp_path / "python"
+    hang.write_text(f'#!/bin/sh\necho $$ > "{pidfile}"\nexec sleep 300\n')
+    hang.chmod(0o755)
+    env = {**os.environ, "HOME": str(tmp_path), "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flashdoctor", "check", "--python", str(hang)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        for _ in range(600):  # the probe has started (bounded: 60 s)
+            if pidfile.is_file() and pidfile.read_text().strip():
+                break
+            time.sleep(0.1)
+        child = int(pidfile.read_text())
+        os.kill(child, 0)  # running
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    for _ in range(50):  # the child was killed and reaped by flashdoctor; gone within 5 s
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the probe's interpreter outlived flashdoctor")
