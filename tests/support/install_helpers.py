@@ -156,6 +156,17 @@ class FaultServer:
             ctype = "text/html; charset=utf-8" if kind == "html" else "application/octet-stream"
             self._simple(h, 200, HTML_PAGE, ctype)
             return
+        if kind == "endless":  # a zip header, then zeros with no Content-Length, up to ARG MiB (a bound)
+            self._endless(h, int(arg) << 20)
+            return
+        if kind == "huge-length":  # announces ARG bytes, sends the body
+            h.send_response(200)
+            h.send_header("Content-Type", "application/octet-stream")
+            h.send_header("Content-Length", arg)
+            h.end_headers()
+            with contextlib.suppress(OSError):
+                h.wfile.write(route.body)
+            return
         if kind == "headers-trickle":
             self._trickle(h, b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100000, float(arg), raw=True)
             return
@@ -203,6 +214,17 @@ class FaultServer:
                 h.close_connection = True
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass
+
+    def _endless(self, h: BaseHTTPRequestHandler, limit: int) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/octet-stream")
+        h.end_headers()
+        h.close_connection = True
+        sent, block = 0, b"PK\x03\x04" + bytes(65532)
+        with contextlib.suppress(OSError):  # the client hangs up: what the test wants
+            while sent < limit and not self._stop.is_set():
+                h.wfile.write(block)
+                sent += len(block)
 
     def _trickle(self, h: BaseHTTPRequestHandler, payload: bytes, every: float, raw: bool = False) -> None:
         """One byte every ``every`` seconds until the payload ends or the server closes."""

@@ -54,6 +54,9 @@ class DownloadPolicy(HttpPolicy):
 
     chunk_size: int = 1 << 16
     expect_zip: bool = True  # fail fast when the body does not start like a zip archive
+    # The most one file may be: FlashAttention's largest wheels are about 1 GB, an sdist 8 MB. A server
+    # that announces more is refused before the body; one that sends more (no Content-Length) when it does.
+    max_file_bytes: int = 4 << 30
 
 
 class Progress(Protocol):
@@ -244,6 +247,8 @@ def _receive(
                 f"server answered a resume at byte {at} with range {resp.headers.get('Content-Range')!r}", 0.0
             )
         total = cr[1]
+        if total is not None and total > policy.max_file_bytes:
+            raise DownloadError(_too_large(shown, total, policy))
         mode = "ab"
         st.resumed = True
     else:
@@ -252,6 +257,8 @@ def _receive(
         st.reset()  # a 200: the whole file again (Range unsupported, or If-Range said it changed)
         cl = resp.headers.get("Content-Length")
         total = int(cl) if cl and cl.isdigit() else None
+        if total is not None and total > policy.max_file_bytes:
+            raise DownloadError(_too_large(shown, total, policy))
         mode = "wb"
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if policy.expect_zip and ctype in ("text/html", "application/xhtml+xml"):
@@ -289,6 +296,10 @@ def _receive(
                 raise _disk_error(exc, dest) from None
             st.hasher.update(chunk)
             st.have += len(chunk)
+            if st.have > policy.max_file_bytes:
+                _unlink(dest)
+                st.reset()
+                raise DownloadError(_too_large(shown, None, policy))
             watch.progress(len(chunk))
             if progress is not None:
                 progress.update(st.have)
@@ -310,6 +321,11 @@ def _receive(
         raise Retryable(f"body cut short: {st.have} of {total} bytes")
     if st.have == 0:
         raise Retryable("empty body")
+
+
+def _too_large(shown: str, announced: int | None, policy: DownloadPolicy) -> str:
+    what = f"announces {announced} bytes" if announced is not None else "sent more"
+    return f"{shown} {what}: more than any wheel or sdist ({policy.max_file_bytes >> 20} MiB); not downloaded"
 
 
 def _disk_error(exc: OSError, dest: Path) -> DiskError:

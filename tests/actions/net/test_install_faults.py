@@ -490,3 +490,33 @@ def test_a_gzip_labelled_download_is_stored_as_sent_not_inflated(tmp_path: Path)
         res = download(srv.base + "/s.tar.gz", tmp_path / "s.part", policy=DownloadPolicy(expect_zip=False))
         assert res.sha256 == hashlib.sha256(sdist).hexdigest() and res.size == len(sdist)
         assert (tmp_path / "s.part").read_bytes() == sdist
+
+
+# -- a file has a most: a server cannot fill the disk ---------------------------------------------------
+def test_a_body_past_the_largest_file_is_refused_as_it_arrives(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
+    """No Content-Length and no end (a zip header, then zeros): the download stops at the policy's most,
+    deletes what it wrote and does not try again. Before, only the hour's deadline ended it."""
+    import dataclasses
+
+    small = dataclasses.replace(FAST, max_file_bytes=2 << 20)
+    url = server.add("/endless.whl", script=["endless:64"])
+    with pytest.raises(DownloadError, match="sent more: more than any wheel or sdist") as ei:
+        download(url, tmp_path / "w.part", policy=small, sleep=lambda s: None)
+    assert ei.value.return_code == 4
+    assert server.hits("/endless.whl") == 1  # not retried
+    assert not (tmp_path / "w.part").exists()
+
+
+def test_an_announced_size_past_the_largest_file_is_refused_before_the_body(
+    server: FaultServer, wheel: Path, tmp_path: Path
+) -> None:
+    url = server.add("/huge.whl", body=wheel.read_bytes(), script=[f"huge-length:{8 << 30}"])
+    with pytest.raises(DownloadError, match=f"announces {8 << 30} bytes"):
+        fetch(url, wheel, tmp_path / "c")
+    assert server.hits("/huge.whl") == 1
+    assert_cache_clean(tmp_path / "c")
+    # the default most is far above any real wheel: the same file of its true size downloads
+    ok = server.add("/ok.whl", body=wheel.read_bytes())
+    assert fetch(ok, wheel, tmp_path / "c2").path.read_bytes() == wheel.read_bytes()
