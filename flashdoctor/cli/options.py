@@ -144,8 +144,24 @@ def verbose_option(help: str) -> Decorator:
     return click.option("-v", "--verbose", is_flag=True, help=help)
 
 
+def _writable_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """-o FILE where FILE can be written, said at once: a report path in a missing directory failed only
+    after the whole run (a bench of minutes, a cluster's check)."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    parent = path.parent
+    if path.is_dir():
+        raise click.BadParameter(f"{value} is a directory", ctx, param)
+    if not parent.is_dir():
+        raise click.BadParameter(f"{parent} is not a directory", ctx, param)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write in {parent}", ctx, param)
+    return value
+
+
 def output_option(help: str) -> Decorator:
-    return click.option("-o", "--output", metavar="FILE", help=help)
+    return click.option("-o", "--output", metavar="FILE", callback=_writable_file, help=help)
 
 
 def dry_run_option(help: str) -> Decorator:

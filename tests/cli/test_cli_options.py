@@ -339,3 +339,24 @@ def test_sigterm_cleans_up_as_ctrl_c_does_and_exits_143(tmp_path: Path) -> None:
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the probe's interpreter outlived flashdoctor")
+
+
+def test_an_output_file_that_cannot_be_written_is_refused_before_the_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`-o` is checked when the options are read: `bench -o /missing/dir/x.json` ran the whole bench and
+    failed only at the end (issue: CLI audit)."""
+    missing = tmp_path / "missing" / "r.json"
+    for args in (
+        ["bench", "-o", str(missing)],
+        ["smoke", "-o", str(missing)],
+        ["lock", "--target", H100, "-o", str(missing)],
+        ["smoke", "-o", str(tmp_path)],  # a directory
+    ):
+        code, _, err = run_main(args, capsys)
+        assert code == 2 and ("is not a directory" in err or "is a directory" in err), (args, err)
+    # a new file in a directory that can be written passes, as given
+    from flashdoctor.cli.options import _writable_file
+
+    ok = str(tmp_path / "ok.json")
+    assert _writable_file(click.Context(cli), click.Option(["-o"]), ok) == ok
