@@ -60,6 +60,11 @@ def render_plan(plan: BuildPlan, console: Console, command: tuple[str, ...] = ()
         )
         for u in plan.units:
             print_markup(console, f"   [dim]{escape(u)}[/]")
+    elif plan.variant == "fa2" and not plan.default_unit_count:
+        # a release not in flashdoctor's table (plan.notes says so): "0 ... 0.0× fewer" would be a count
+        print_markup(
+            console, f" compile units: [yellow]unknown[/] for {archs} (the release's sources, as they are)"
+        )
     else:
         print_markup(
             console,

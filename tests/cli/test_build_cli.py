@@ -66,6 +66,11 @@ def test_human_dry_plan_and_blocking_preflight() -> None:
     p = fd("build", "--target", str(TARGETS / "nvcc-mismatch.json"), "--dry-run")
     assert p.returncode == 1
     assert "nvcc-torch-mismatch" in p.stdout and "fix:" in p.stdout
+    # a release flashdoctor's table lacks: its unit count is unknown, not "0 ... 0.0× fewer"
+    p = fd("build", "--target", str(TARGETS / "h100.json"), "--flash-version", "9.9.9", "--dry-run")
+    assert p.returncode == 0, p.stderr
+    assert "compile units: unknown for sm_90" in p.stdout and "0.0×" not in p.stdout
+    assert "not in flashdoctor's table" in p.stdout
 
 
 @pytest.mark.system
