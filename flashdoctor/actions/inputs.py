@@ -319,6 +319,17 @@ def _read_log_stream(fh: IO[bytes], name: str, window: int) -> bytes:
 
 
 # -- output files the user names -------------------------------------------------------------------------
+def check_output_path(path: str) -> None:
+    """UsageError unless ``path`` names a file that can be written: checked before a run (a bench of
+    minutes, a cluster's check), not found out at its end."""
+    p = os.path.expanduser(path)
+    if os.path.isdir(p):
+        raise UsageError(f"{path} is a directory")
+    parent = os.path.dirname(os.path.abspath(p))
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{parent} is not a writable directory")
+
+
 def write_text(path: str, text: str) -> None:
     """Write a file the user named (--save-target, -o)."""
     try:

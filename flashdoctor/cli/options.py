@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
+from flashdoctor.actions.inputs import check_output_path
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.profiles import FA3_FEATURES
 from flashdoctor.knowledge.variants import VARIANTS, Variant, variant_info
@@ -147,16 +148,11 @@ def verbose_option(help: str) -> Decorator:
 def _writable_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """-o FILE where FILE can be written, said at once: a report path in a missing directory failed only
     after the whole run (a bench of minutes, a cluster's check)."""
-    if value is None:
-        return None
-    path = Path(value).expanduser()
-    parent = path.parent
-    if path.is_dir():
-        raise click.BadParameter(f"{value} is a directory", ctx, param)
-    if not parent.is_dir():
-        raise click.BadParameter(f"{parent} is not a directory", ctx, param)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise click.BadParameter(f"cannot write in {parent}", ctx, param)
+    if value is not None:
+        try:
+            check_output_path(value)
+        except UsageError as exc:
+            raise click.BadParameter(exc.message, ctx, param) from None
     return value
 
 

@@ -354,7 +354,7 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_the_run(
         ["smoke", "-o", str(tmp_path)],  # a directory
     ):
         code, _, err = run_main(args, capsys)
-        assert code == 2 and ("is not a directory" in err or "is a directory" in err), (args, err)
+        assert code == 2 and ("is not a writable directory" in err or "is a directory" in err), (args, err)
     # a new file in a directory that can be written passes, as given
     from flashdoctor.cli.options import _writable_file
 

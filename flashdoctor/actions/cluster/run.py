@@ -19,6 +19,7 @@ from flashdoctor.actions.cluster.rank import (
     host_name,
     run_rank,
 )
+from flashdoctor.actions.inputs import check_output_path
 from flashdoctor.decide.cluster import (
     ClusterReport,
     Gathered,
@@ -71,9 +72,7 @@ def run_distributed_check(
     if opts.save_target and launch.world_size > 1 and "{rank}" not in opts.save_target:
         raise UsageError("--save-target with --distributed writes one file per rank: put {rank} in its name")
     if output and launch.rank == 0:
-        parent = os.path.dirname(os.path.abspath(output))
-        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-            raise UsageError(f"-o {output}: {parent} is not a writable directory")
+        check_output_path(output)  # also when called without the CLI (which checks -o as it parses)
     from flashdoctor.actions.cluster import torch_glue
 
     torch_glue.import_dist()  # UsageError without torch, before anything waits
