@@ -25,6 +25,17 @@ setup(name="flash_attn", version=version + ("+" + local if local else ""), packa
 """
 
 
+def tar_gz_bytes(members: dict[str, bytes]) -> bytes:
+    """A .tar.gz of regular files (name -> bytes), in memory."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def make_fake_sdist(dest: Path, version: str = "0.0.1") -> Path:
     top = f"flash_attn-{version}"
     files = {
@@ -32,12 +43,6 @@ def make_fake_sdist(dest: Path, version: str = "0.0.1") -> Path:
         f"{top}/flash_attn/__init__.py": f'__version__ = "{version}"\n'.encode(),
         f"{top}/csrc/cutlass/include/cutlass/cutlass.h": b"#pragma once\n",
     }
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
     path = dest / f"{top}.tar.gz"
-    path.write_bytes(buf.getvalue())
+    path.write_bytes(tar_gz_bytes(files))
     return path

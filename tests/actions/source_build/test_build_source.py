@@ -29,7 +29,7 @@ from flashdoctor.actions.source_build.source import (
 )
 from flashdoctor.decide.source_build.hopper import fa3_setup_facts
 from flashdoctor.errors import NetworkError, UsageError
-from tests.support.fake_sdist import make_fake_sdist
+from tests.support.fake_sdist import make_fake_sdist, tar_gz_bytes
 from tests.support.paths import ROOT
 
 
@@ -45,13 +45,7 @@ def make_sdist(
     if cutlass:
         files[f"{top}/csrc/cutlass/include/cutlass/cutlass.h"] = b"#pragma once\n"
     files.update(extra or {})
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return tar_gz_bytes(files)
 
 
 class Index:
@@ -394,13 +388,7 @@ def test_build_cli_refuses_a_plain_http_index_unless_allowed(index: Index, tmp_p
 
 
 def _tar_gz(path: Path, members: dict[str, bytes]) -> Path:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
+    path.write_bytes(tar_gz_bytes(members))
     return path
 
 
