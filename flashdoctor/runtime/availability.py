@@ -6,6 +6,7 @@ Each flash-attn backend is imported once per process; SDPA backends are asked of
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from functools import cache
@@ -134,11 +135,30 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
     return torch.device(device)
 
 
+def _missing_cuda_device(dev: torch.device) -> str | None:
+    """Why `dev` names no CUDA device torch can use here (None: it does, or it is not a CUDA device)."""
+    if dev.type != "cuda":
+        return None
+    if not torch.cuda.is_available():
+        return f"no CUDA device is visible to torch {torch.__version__}"
+    count = torch.cuda.device_count()
+    if dev.index is not None and not 0 <= dev.index < count:
+        return f"{dev} does not exist (torch sees {count} CUDA device{'s' if count != 1 else ''})"
+    return None
+
+
 def available_backends(device: torch.device | str | None = None) -> tuple[BackendStatus, ...]:
     """Every backend's status on `device` (default: the current CUDA device, else the CPU), in the
     order flash_attention() tries them; the standard-attention fallback is last and always usable.
     An installed flashdoctor minimal build shows its profile (`build`, `head_dims`, `dtypes`)."""
     dev = _resolve_device(device)
+    missing = _missing_cuda_device(dev)
+    if missing is not None:
+        # No such GPU here: say so for every flash backend (nothing is imported) instead of raising.
+        return tuple(
+            s if s.name == FALLBACK else dataclasses.replace(s, usable=False, why_not=missing)
+            for s in dispatch.backend_statuses(dev.type, None, {}, rocm=is_rocm())
+        )
     available = availability(dev.type)
     found: dict[str, str | None] = {}
     if dev.type == "cuda":
@@ -157,5 +177,6 @@ def available_backends(device: torch.device | str | None = None) -> tuple[Backen
 
 
 def flash_available(device: torch.device | str | None = None) -> bool:
-    """True when a flash-class kernel runs on `device` (default: the current CUDA device)."""
+    """True when a flash-class kernel runs on `device` (default: the current CUDA device); False for a
+    CUDA device that is not there (no GPU, or an index past the last one)."""
     return any(s.usable for s in available_backends(device) if s.name != FALLBACK)
