@@ -71,9 +71,12 @@ def import_backend(name: str) -> tuple[Callable[..., Any] | None, str | None, st
             else:
                 errors.append(f"{module_name} does not import: {exc}")
             continue
-        except (ImportError, OSError, RuntimeError, AttributeError) as exc:
-            # A wheel for another torch/CUDA: undefined symbol, libcudart.so.N missing, ...
-            errors.append(f"{module_name} does not import: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+        except Exception as exc:
+            # A wheel for another torch/CUDA: undefined symbol, libcudart.so.N missing, ... or any other
+            # error a broken install raises at import: the backend is unusable, the call falls back.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            kind = "" if isinstance(exc, (ImportError, OSError)) else f"{type(exc).__name__}: "
+            errors.append(f"{module_name} does not import: {kind}{first or repr(exc)}")
             continue
         fn = getattr(module, spec.function or "flash_attn_func", None)
         if fn is None:
