@@ -221,6 +221,17 @@ class FlashAttention(nn.MultiheadAttention):
 
 
 # -- the model rewrite -----------------------------------------------------------------------------
+_TAKEN_OVER = (
+    "in_proj_weight",
+    "q_proj_weight",
+    "k_proj_weight",
+    "v_proj_weight",
+    "in_proj_bias",
+    "bias_k",
+    "bias_v",
+)
+
+
 def _plain_mha(module: nn.Module) -> bool:
     # Subclasses with their own forward keep it: replacing them would drop their behaviour.
     return (
@@ -228,6 +239,32 @@ def _plain_mha(module: nn.Module) -> bool:
         and not isinstance(module, FlashAttention)
         and type(module).forward is nn.MultiheadAttention.forward
     )
+
+
+def _why_kept(module: nn.MultiheadAttention) -> str | None:
+    """Why a plain nn.MultiheadAttention cannot be taken over without dropping behaviour (None: it can).
+
+    A new module shares only parameters: a weight computed from others (torch.nn.utils.parametrize,
+    torch.nn.utils.prune) is not one, and hooks or a forward set on the instance (offloading wrappers
+    do that) are calls the new module would never make."""
+    for name in _TAKEN_OVER:
+        if getattr(module, name, None) is not None and name not in module._parameters:
+            return f"{name} is computed (parametrized or pruned), not a parameter FlashAttention can share"
+    if "forward" in vars(module):
+        return "its forward is replaced on the instance (a wrapper FlashAttention would not call)"
+    hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    if any(getattr(module, h, None) for h in hooks):
+        return "it has forward or backward hooks, which FlashAttention would not call"
+    return None
+
+
+def _kept(name: str, module: nn.Module) -> bool:
+    """True (and logged) when `module` is a plain nn.MultiheadAttention that is left as it is."""
+    assert isinstance(module, nn.MultiheadAttention)
+    why = _why_kept(module)
+    if why is not None:
+        state.logger.info("replace_with_flash_attention: kept %s (nn.MultiheadAttention): %s", name, why)
+    return why is not None
 
 
 def replace_with_flash_attention(
@@ -241,7 +278,9 @@ def replace_with_flash_attention(
     The new modules take over the old ones' parameters (same tensors, so device, dtype, tied
     weights and optimizer state are kept) and train/eval mode. Returns the model (a new module only
     when `model` itself is an nn.MultiheadAttention) and the qualified names replaced; each is
-    logged as "Replaced <name> with FlashAttention".
+    logged as "Replaced <name> with FlashAttention". A module that cannot be taken over without
+    dropping behaviour is left as it is: a subclass with its own forward, and (logged with the
+    reason) a parametrized or pruned weight, hooks, or a forward set on the instance.
 
     Eval runs the flash kernel too (the default, ``native_fast_path=False``).
     ``nn.TransformerEncoderLayer`` has a fused inference path (``torch._transformer_encoder_layer_fwd``)
@@ -262,11 +301,14 @@ def replace_with_flash_attention(
     order = dispatch.parse_order(backend) if backend is not None else None
     if _plain_mha(model):
         assert isinstance(model, nn.MultiheadAttention)
+        if _kept("model", model):
+            return model, []
         new = FlashAttention.from_multihead_attention(model, backend=order)
         _log_replacement("model", new)
         return new, ["model"]
     replaced: list[str] = []
     done: dict[int, FlashAttention] = {}  # a module used in two places stays one module
+    kept: set[int] = set()  # modules left as they are (_why_kept), logged once each
     for parent_name, parent in list(model.named_modules(remove_duplicate=False)):
         # _modules, not named_children(): a module registered twice (tied) must be swapped twice.
         for child_name, child in list(parent._modules.items()):
@@ -278,10 +320,13 @@ def replace_with_flash_attention(
             if not _plain_mha(child):
                 continue
             assert isinstance(child, nn.MultiheadAttention)
+            name = f"{parent_name}.{child_name}" if parent_name else child_name
+            if id(child) in kept or _kept(name, child):
+                kept.add(id(child))
+                continue
             new = FlashAttention.from_multihead_attention(child, backend=order)
             done[id(child)] = new
             setattr(parent, child_name, new)
-            name = f"{parent_name}.{child_name}" if parent_name else child_name
             replaced.append(name)
             _log_replacement(name, new)
     for module in () if native_fast_path else model.modules():
@@ -291,7 +336,7 @@ def replace_with_flash_attention(
             isinstance(getattr(layer, "self_attn", None), FlashAttention) for layer in module.layers
         ):
             module.use_nested_tensor = False
-    if not replaced:
+    if not replaced and not kept:
         state.logger.info(
             "replace_with_flash_attention: no nn.MultiheadAttention found in %s", type(model).__name__
         )

@@ -1,0 +1,136 @@
+"""replace_with_flash_attention on modules it cannot take over without dropping behaviour.
+
+A pruned or parametrized weight is computed, not a parameter the new module could share; hooks and a
+forward replaced on the instance (what offloading wrappers do) are calls the new module would not
+make. Such modules are left as they are, with a log line, and the rest of the model is still
+rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
+    import torch
+
+from torch import nn
+from torch.nn.utils import parametrize, prune
+
+from flashdoctor.attention import FlashAttention, backend_usage, replace_with_flash_attention
+from flashdoctor.runtime import dispatch, state
+
+E, H = 16, 4
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv(dispatch.override_env_var(), raising=False)
+    state.LOGGED.clear()
+    state.FAILED.clear()
+    backend_usage(reset=True)
+    torch.manual_seed(0)
+    yield
+
+
+class Scaled(nn.Module):
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * 0.5
+
+
+def pruned() -> nn.MultiheadAttention:
+    mha = nn.MultiheadAttention(E, H, batch_first=True)
+    prune.l1_unstructured(mha, "in_proj_weight", amount=0.5)
+    return mha
+
+
+def parametrized() -> nn.MultiheadAttention:
+    mha = nn.MultiheadAttention(E, H, batch_first=True)
+    parametrize.register_parametrization(mha, "in_proj_weight", Scaled())
+    return mha
+
+
+def hooked() -> nn.MultiheadAttention:
+    mha = nn.MultiheadAttention(E, H, batch_first=True)
+    mha.register_forward_hook(lambda module, args, out: (out[0] * 2, out[1]))
+    return mha
+
+
+def pre_hooked() -> nn.MultiheadAttention:
+    mha = nn.MultiheadAttention(E, H, batch_first=True)
+    mha.register_forward_pre_hook(lambda module, args: tuple(a * 3 for a in args))
+    return mha
+
+
+def wrapped_forward() -> nn.MultiheadAttention:
+    mha = nn.MultiheadAttention(E, H, batch_first=True)
+    plain = mha.forward
+
+    def forward(*args: object, **kwargs: object) -> object:  # an offloading hook's wrapper
+        out = plain(*args, **kwargs)  # type: ignore[arg-type]
+        return out[0] + 1, out[1]
+
+    mha.forward = forward  # type: ignore[method-assign]
+    return mha
+
+
+KEPT = {
+    "pruned": (pruned, "in_proj_weight is computed (parametrized or pruned)"),
+    "parametrized": (parametrized, "in_proj_weight is computed (parametrized or pruned)"),
+    "forward-hook": (hooked, "it has forward or backward hooks"),
+    "forward-pre-hook": (pre_hooked, "it has forward or backward hooks"),
+    "instance-forward": (wrapped_forward, "its forward is replaced on the instance"),
+}
+
+
+class Model(nn.Module):
+    def __init__(self, odd: nn.MultiheadAttention) -> None:
+        super().__init__()
+        self.first = nn.MultiheadAttention(E, H, batch_first=True)
+        self.odd = odd
+        self.last = nn.MultiheadAttention(E, H, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for attn in (self.first, self.odd, self.last):
+            x = attn(x, x, x, need_weights=False)[0]
+        return x
+
+
+@pytest.mark.parametrize("kind", list(KEPT))
+def test_a_module_it_cannot_take_over_is_kept_with_its_behaviour_and_the_rest_is_replaced(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: a pruned or parametrized weight raised TypeError half-way through the rewrite (the
+    modules before it already replaced); hooks and a wrapped forward were silently dropped."""
+    make, why = KEPT[kind]
+    model = Model(make())
+    odd = model.odd
+    x = torch.randn(2, 5, E)
+    with torch.no_grad():
+        want = model(x)
+    caplog.set_level(logging.INFO, logger="flashdoctor.attention")
+    same, names = replace_with_flash_attention(model)
+    assert same is model and names == ["first", "last"]
+    assert model.odd is odd and not isinstance(model.odd, FlashAttention)
+    assert isinstance(model.first, FlashAttention) and isinstance(model.last, FlashAttention)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), want)
+    kept = [r.getMessage() for r in caplog.records if "kept odd" in r.getMessage()]
+    assert len(kept) == 1 and why in kept[0], kept
+
+
+@pytest.mark.parametrize("kind", list(KEPT))
+def test_a_bare_module_it_cannot_take_over_is_returned_as_it_is(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    make, why = KEPT[kind]
+    mha = make()
+    caplog.set_level(logging.INFO, logger="flashdoctor.attention")
+    same, names = replace_with_flash_attention(mha)
+    assert same is mha and names == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("replace_with_flash_attention: kept model") and why in m for m in messages)
