@@ -134,3 +134,11 @@ def test_a_flash_attn_that_does_not_import_is_unusable_with_its_error_and_calls_
         1, 2
     )
     torch.testing.assert_close(out, ref)
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_an_index_past_the_last_is_not_flash_capable() -> None:
+    count = torch.cuda.device_count()
+    assert flash_available(f"cuda:{count}") is False
+    (why,) = {s.why_not for s in available_backends(f"cuda:{count}") if s.name != "sdpa"}
+    assert why is not None and why.startswith(f"cuda:{count} does not exist")

@@ -175,3 +175,22 @@ def test_the_gpu_dispatch_path_keeps_the_semantics(
     out.float().sum().backward()
     flash = d == dv and not (causal and lq != lk)
     assert backend_usage() == ({"sdpa-flash": 1} if flash else {"sdpa": 1})
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("causal", [False, True])
+def test_on_a_gpu_whatever_kernel_runs_keeps_the_semantics(shape: tuple[int, ...], causal: bool) -> None:
+    """The same comparison on the real GPU, bf16, whichever backend the dispatcher picks there (FA3,
+    SDPA cuDNN, SDPA flash, ... or standard attention for non-square causal calls)."""
+    lq, lk, h, hk, d, dv = shape
+    q, k, v = (t.cuda().requires_grad_(True) for t in qkv(lq, lk, h, hk, d, dv, dtype=torch.bfloat16))
+    out = flash_attention(q, k, v, causal=causal, softmax_scale=0.3)
+    assert out.shape == (2, lq, h, dv) and out.dtype == torch.bfloat16 and out.is_cuda
+    cpu = [t.detach().cpu() for t in (q, k, v)]
+    torch.testing.assert_close(out.double().cpu(), naive(*cpu, causal, 0.3), atol=2e-2, rtol=2e-2)
+    out.float().sum().backward()
+    assert all(t.grad is not None and torch.isfinite(t.grad.float()).all() for t in (q, k, v))
+    (ran,) = backend_usage()
+    if causal and lq != lk:
+        assert ran == "sdpa"  # FlashAttention kernels align causal masks bottom-right: not used
