@@ -264,9 +264,12 @@ def _recover(
         state = read_state(ctx.python, ctx.environ, (b.dist,))
         now = state.dist(b.dist)
         now_v = now.version if now else None
-        if not any(same_version(now_v, v) for v in (b.installing, b.version)):
-            # Someone changed the distribution since (neither what was there nor what was coming): putting
-            # the old files back would undo their change. The backup is stale.
+        # Not installed at all is a state the interrupted install passes through (pip's --force-reinstall
+        # takes the old version away before it writes the new one; a restore uninstalls the new one before
+        # it copies the old one back): that is restored, never taken for a change by hand.
+        if now_v is not None and not any(same_version(now_v, v) for v in (b.installing, b.version)):
+            # Someone installed another version since (neither what was there nor what was coming):
+            # putting the old files back would undo their change. The backup is stale.
             discard(b)
             warnings.append(
                 f"{who} was interrupted, but {b.dist} has changed since ({now_v or 'not installed'}); "

@@ -1,0 +1,107 @@
+"""A bad day: kills at every phase, broken caches and odd environments, against real venvs and real pip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from flashdoctor.actions.install.executor import execute
+from flashdoctor.actions.install.rollback import make_backup
+from flashdoctor.actions.wheelfile import inspect_wheel
+from flashdoctor.model.install import InstallResult
+from flashdoctor.probe.state import read_state
+from tests.actions.install.test_install_e2e import (
+    BAD_IMPORT,
+    V_GOOD,
+    V_NEXT,
+    V_OLD,
+    context,
+    norm,
+    pip_list,
+    plan_for,
+    site_packages,
+    tree_digest,
+)
+from tests.actions.install.test_install_hostile import fd_install, init_py, write_plan
+from tests.support.install_helpers import make_wheel
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+
+def _install(py: Path, wheel: Path, version: str, tmp: Path, **kw: object) -> InstallResult:
+    return execute(plan_for(wheel.resolve().as_uri(), wheel, version), context(py, tmp, **kw))
+
+
+def test_a_restore_killed_after_its_uninstall_is_finished_by_the_next_install(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
+    """An install failed and its restore was killed right after it uninstalled the new wheel (or pip was
+    killed between uninstalling the old version and writing the new one): flash-attn is not installed
+    at all. That is a state the interrupted install passes through, not a change by hand."""
+    cache = tmp_path / "cache"
+    old = make_wheel(tmp_path / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)})
+    assert _install(fresh_venv, old, V_OLD, tmp_path, cache_root=cache).status == "installed"
+    before = tree_digest(site_packages(fresh_venv))
+    good = make_wheel(tmp_path / "good", version=V_GOOD)
+    state = read_state(str(fresh_venv), dict(os.environ), ("flash-attn",))
+    root = cache / "backups" / "20260101-000000-1"
+    root.mkdir(parents=True)
+    make_backup(state, "flash-attn", inspect_wheel(good), root, environment=state.prefix)
+    for cmd in (["install", "--no-deps", "--force-reinstall", str(good)], ["uninstall", "-y", "flash-attn"]):
+        r = subprocess.run([str(fresh_venv), "-m", "pip", "-q", *cmd], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    assert "flash-attn" not in pip_list(fresh_venv)
+    bad = make_wheel(tmp_path / "bad", version=V_NEXT, files={"flash_attn/__init__.py": BAD_IMPORT})
+    res = _install(fresh_venv, bad, V_NEXT, tmp_path, cache_root=cache)
+    assert [s.name for s in res.steps][:1] == ["recover"], (res.warnings, res.previous)
+    assert any("interrupted after its backup" in w for w in res.warnings), res.warnings
+    assert res.status == "rolled-back" and res.previous == V_OLD, res
+    assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
+    assert tree_digest(site_packages(fresh_venv)) == before
+    assert not root.exists()
+
+
+def test_pip_killed_half_way_through_the_install_is_undone_by_the_next_install(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
+    """SIGKILL flashdoctor and its pip after pip moved the old flash-attn aside (its ``~lash_attn``
+    stash) and before the new one's metadata is in place: nothing is installed. The old code took that
+    for a change by hand and deleted the backup, so the old version was gone for good (here: the next
+    install fails its import check and rolls back to "not installed"). Now it is restored first."""
+    cache_dir = tmp_path / "fdc"
+    ctx_cache = {"cache_root": cache_dir / "wheels"}
+    old = make_wheel(tmp_path / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)})
+    assert _install(fresh_venv, old, V_OLD, tmp_path, **ctx_cache).status == "installed"
+    site = site_packages(fresh_venv)
+    before = tree_digest(site)
+    new = make_wheel(tmp_path / "new", version=V_GOOD, pad_bytes=40_000_000)  # pip takes a while to write it
+    p = fd_install(
+        write_plan(tmp_path / "plan.json", new, V_GOOD), fresh_venv, cache_dir, start_new_session=True
+    )
+    old_info = site / f"flash_attn-{V_OLD}.dist-info"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and p.poll() is None and old_info.exists():
+            time.sleep(0.002)
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+    try:
+        assert not old_info.exists(), "pip never began the install"
+        assert "flash-attn" not in pip_list(fresh_venv)  # killed between the old version and the new
+        again = make_wheel(tmp_path / "again", version=V_NEXT, files={"flash_attn/__init__.py": BAD_IMPORT})
+        res = _install(fresh_venv, again, V_NEXT, tmp_path, **ctx_cache)
+        assert [s.name for s in res.steps][:1] == ["recover"], res.warnings
+        assert res.status == "rolled-back" and res.previous == V_OLD, (res.warnings, res.previous)
+        assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
+        assert tree_digest(site) == before
+        assert not list((cache_dir / "wheels" / "backups").iterdir())
+    finally:
+        for stash in site.glob("~lash_attn*"):  # pip's own leftovers of the kill (not flashdoctor's)
+            shutil.rmtree(stash, ignore_errors=True)
