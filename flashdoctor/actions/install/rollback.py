@@ -201,9 +201,18 @@ def find_interrupted(backups: Path, environment: str) -> list[Backup]:
             b = Backup.from_manifest(d)
         except ValueError:
             continue
-        if b.environment == environment:
+        if same_environment(b.environment, environment):
             found.append(b)
     return found
+
+
+def same_environment(recorded: object, environment: str) -> bool:
+    """Whether a backup's recorded environment is ``environment``: one directory, whatever path reached it
+    (sys.prefix keeps the path the interpreter was started by, so a venv reached through a symlink once
+    and by its real path the next time names itself twice; its lock file is one, <prefix>/LOCK_NAME)."""
+    if not isinstance(recorded, str) or not recorded:
+        return False
+    return recorded == environment or os.path.realpath(recorded) == os.path.realpath(environment)
 
 
 def clean_incomplete(backups: Path, environment: str, now: float | None = None) -> list[str]:
@@ -229,7 +238,7 @@ def clean_incomplete(backups: Path, environment: str, now: float | None = None) 
             except OSError:
                 continue
         else:
-            if owner != environment:
+            if not same_environment(owner, environment):
                 continue  # another environment's, perhaps being written right now
         shutil.rmtree(d, ignore_errors=True)
         removed.append(d.name)

@@ -105,3 +105,45 @@ def test_pip_killed_half_way_through_the_install_is_undone_by_the_next_install(
     finally:
         for stash in site.glob("~lash_attn*"):  # pip's own leftovers of the kill (not flashdoctor's)
             shutil.rmtree(stash, ignore_errors=True)
+
+
+def test_an_install_killed_through_a_linked_path_is_recovered_through_the_real_one(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
+    """The same environment reached by two paths (a symlink to the venv: ``--python`` through it once,
+    the activated venv's real path the next time) is one environment, with one lock. Its interrupted
+    install's backup named the path it was reached by; the next install, through the other path, did not
+    recognise it: the unverified wheel stayed, was backed up as "the previous version", and the real
+    previous version's backup was left behind for ever."""
+    cache_dir = tmp_path / "fdc"
+    ctx_cache = {"cache_root": cache_dir / "wheels"}
+    linked = tmp_path / "linked-env"
+    linked.symlink_to(fresh_venv.parent.parent, target_is_directory=True)
+    linked_py = linked / "bin" / fresh_venv.name
+    old = make_wheel(tmp_path / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)})
+    assert _install(fresh_venv, old, V_OLD, tmp_path, **ctx_cache).status == "installed"
+    before = tree_digest(site_packages(fresh_venv))
+    hangs = make_wheel(
+        tmp_path / "hangs",
+        version=V_GOOD,
+        files={"flash_attn/__init__.py": init_py(V_GOOD, "import time\ntime.sleep(120)\n")},
+    )
+    p = fd_install(
+        write_plan(tmp_path / "plan.json", hangs, V_GOOD), linked_py, cache_dir, start_new_session=True
+    )
+    new_info = site_packages(fresh_venv) / f"flash_attn-{V_GOOD}.dist-info" / "RECORD"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and p.poll() is None and not new_info.exists():
+            time.sleep(0.05)
+        time.sleep(0.5)  # into the import check, which hangs
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+    assert pip_list(fresh_venv)["flash-attn"] == norm(V_GOOD)  # unverified, unrestored
+    bad = make_wheel(tmp_path / "bad", version=V_NEXT, files={"flash_attn/__init__.py": BAD_IMPORT})
+    res = _install(fresh_venv, bad, V_NEXT, tmp_path, **ctx_cache)
+    assert [s.name for s in res.steps][:1] == ["recover"], res.warnings
+    assert res.status == "rolled-back" and res.previous == V_OLD, (res.status, res.previous)
+    assert tree_digest(site_packages(fresh_venv)) == before
+    assert not list((cache_dir / "wheels" / "backups").iterdir())
