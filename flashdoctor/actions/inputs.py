@@ -15,6 +15,7 @@ import json
 import os
 import stat
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from flashdoctor.decide.wheels.index import MAX_INDEX_BYTES, Keep
@@ -331,10 +332,29 @@ def check_output_path(path: str) -> None:
 
 
 def write_text(path: str, text: str) -> None:
-    """Write a file the user named (--save-target, -o)."""
+    """Write a file the user named (--save-target, -o), whole or not at all: a regular file (or a new one)
+    is written beside itself under a temporary name and renamed over it, so a full disk or a kill never
+    leaves it cut short (a lock file's head without its hash line installs nothing, and says nothing) and
+    the previous file stays until the new one is complete. Its mode is kept (a new one gets the umask's);
+    through a link, the file the link names is replaced. Anything else (a FIFO, /dev/stdout) is written to."""
+    from flashdoctor.actions.cache import atomic_write_bytes  # only when a file is written
+
     try:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            return
+        if st is not None:
+            mode = stat.S_IMODE(st.st_mode)
+        else:
+            umask = os.umask(0o022)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        atomic_write_bytes(Path(os.path.realpath(path)), text.encode("utf-8"), mode=mode)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 

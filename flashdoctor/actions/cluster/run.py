@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -112,12 +111,12 @@ def run_distributed_check(
         if document is not None:
             doc = document(doc)
         if output:
+            from flashdoctor.actions.inputs import write_json
+
             try:
-                with open(output, "w", encoding="utf-8") as fh:
-                    json.dump(doc, fh, indent=2)
-                    fh.write("\n")
-            except OSError as exc:
-                _say(launch, f"cannot write {output}: {exc.strerror or exc}")
+                write_json(output, doc)  # whole or not at all
+            except UsageError as exc:
+                _say(launch, exc.message)
         show(report, doc)
         sys.stdout.flush()
         return int(doc["exit_code"])

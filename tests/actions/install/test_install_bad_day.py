@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +32,9 @@ from tests.actions.install.test_install_e2e import (
     tree_digest,
 )
 from tests.actions.install.test_install_hostile import fd_install, init_py, write_plan
-from tests.support.install_helpers import make_wheel
+from tests.support.install_helpers import make_wheel, sha256_of
+from tests.support.paths import TARGETS
+from tests.support.venvs import child_env
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -147,3 +152,42 @@ def test_an_install_killed_through_a_linked_path_is_recovered_through_the_real_o
     assert res.status == "rolled-back" and res.previous == V_OLD, (res.status, res.previous)
     assert tree_digest(site_packages(fresh_venv)) == before
     assert not list((cache_dir / "wheels" / "backups").iterdir())
+
+
+def test_a_lock_that_cannot_be_written_whole_leaves_the_previous_one(tmp_path: Path) -> None:
+    """`flashdoctor lock -o FILE` over last week's lock, on a disk that fills up (RLIMIT_FSIZE, as in
+    test_disk_full_during_the_backup) half-way through the new text: the old code truncated FILE first,
+    so it reported the failure and left a lock cut short (its head only: `pip install --require-hashes -r`
+    then installs nothing and succeeds) where a good one was. Now the file is replaced whole, or not at all."""
+    w = make_wheel(tmp_path / "w", version=V_GOOD, tag="py3-none-any", requires=())
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(plan_for("https://example.invalid/" + w.name, w, V_GOOD).to_json()))
+    out = tmp_path / "flash.lock.txt"
+    previous = "flash-attn @ https://example.invalid/old.whl \\\n    --hash=sha256:" + "0" * 64 + "\n"
+    out.write_text(previous)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))  # the lock's text is longer
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "flashdoctor",
+        "lock",
+        "--plan",
+        str(plan),
+        "--target",
+        str(TARGETS / "h100.json"),
+    ]
+    r = subprocess.run(
+        [*cmd, "-o", str(out)], capture_output=True, text=True, env=child_env(), preexec_fn=limit
+    )
+    assert r.returncode == 2 and "cannot write" in r.stderr and "Traceback" not in r.stderr, (
+        r.stdout,
+        r.stderr,
+    )
+    assert out.read_text() == previous
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".flash.lock")] == []  # no temporary left
+    r = subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True, env=child_env())
+    assert r.returncode == 0, r.stderr
+    assert sha256_of(w) in out.read_text()
