@@ -18,6 +18,8 @@
 #  4. check --require fa3 (venv A) -> ready; bench at B8 N4096 H16 D128 bf16, plain and --causal
 #  5. the runtime (scripts/gpu_runtime_fa3.py in venv A): FA3 for bf16/128 causal, a fallback for fp16
 # The built wheel is copied to OUTDIR/fa3-wheel.tar for a later run (its name has a '+').
+# FD_JOURNEY_CORE=1: steps 1, 4 and 5 only (the user's journey: install from source, check, bench, the runtime),
+# for a session with little device time left.
 set -uo pipefail
 # shellcheck source=scripts/gpu_common.sh
 source "$(dirname "$0")/gpu_common.sh" "$@"
@@ -60,6 +62,8 @@ WHEEL=$(find "$WH" -name 'flash_attn_3-*.whl' | head -1)
 echo "wheel: $WHEEL"
 [[ -n "$WHEEL" ]] && tar -C "$(dirname "$WHEEL")" -cf "$OUT/fa3-wheel.tar" .
 
+core() { [[ "${FD_JOURNEY_CORE:-0}" == 1 ]]; }
+if ! core; then
 step "2. install --fa3 into a fresh venv B from the same wheelhouse"
 fresh_venv "$WORK/B"
 timed "install-from-wheelhouse" "${FD[@]}" install --fa3 --wheelhouse "$WH" --python "$WORK/B/bin/python" --yes \
@@ -98,6 +102,7 @@ PY
     "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("status:", d.get("status"), "| sha256_check:", d.get("sha256_check"), "| verification:", json.dumps(d.get("verification")))' "$OUT/install-C.json" | tee "$OUT/install-C.txt"
     grep -c "flash-attn-3" "$WORK/http.log" | sed 's/^/index page and wheel requests: /'
 fi
+fi  # core
 
 step "4. check --require fa3; bench plain and causal (venv A)"
 timed "check-require-fa3" "${FD[@]}" check --python "$WORK/A/bin/python" --require fa3 > "$OUT/check.txt" 2>&1
@@ -113,7 +118,7 @@ timed "runtime" "$WORK/A/bin/python" scripts/gpu_runtime_fa3.py --json "$OUT/run
 echo "exit $?"; tail -n 30 "$OUT/runtime.txt"
 step "6. smoke with FA2 (minimal) and FA3 (minimal) together, empty CUDA kernel cache"
 FA2_WHEEL=$(find .carry/fa2wheel -name 'flash_attn-*.whl' 2>/dev/null | head -1)
-if [[ -n "$FA2_WHEEL" && $(elapsed) -lt 470 ]]; then
+if ! core && [[ -n "$FA2_WHEEL" && $(elapsed) -lt 470 ]]; then
     "$WORK/A/bin/python" -m pip install -q --no-deps --no-index "$FA2_WHEEL" 2>&1 | tail -2
     CUDA_CACHE_PATH="$WORK/cuda-cache-empty" timed "smoke-fa2-fa3" "${FD[@]}" smoke --python "$WORK/A/bin/python" \
         > "$OUT/smoke-both.txt" 2>&1
@@ -121,7 +126,7 @@ if [[ -n "$FA2_WHEEL" && $(elapsed) -lt 470 ]]; then
 fi
 
 step "7. the README's set-up commands, verbatim (offline: pip reads .carry/deps), and check vs collect_env"
-if [[ $(elapsed) -lt 520 ]]; then
+if ! core && [[ $(elapsed) -lt 520 ]]; then
     export PIP_FIND_LINKS="$ROOT/.carry/deps"
     ( cd /tmp && rm -rf flashdoctor-clone ~/.flashdoctor && git clone -q "$ROOT" flashdoctor-clone 2>/dev/null \
         || cp -r "$ROOT" flashdoctor-clone; cd flashdoctor-clone && env -u PYTHONPATH bash -c \
