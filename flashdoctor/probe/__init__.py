@@ -24,7 +24,14 @@ from flashdoctor.knowledge.backends import variant_import, variant_imports
 from flashdoctor.knowledge.variants import DIST_VARIANT
 from flashdoctor.model.environment import Dependent, Environment, FlashInstall
 from flashdoctor.probe.binary import cuda_archs, cxx11_abi
-from flashdoctor.probe.interpreter import Launched, TargetScriptError, run_script, run_target, script_file
+from flashdoctor.probe.interpreter import (
+    Launched,
+    TargetScriptError,
+    run_script,
+    run_target,
+    script_file,
+    stopped_on_interrupt,
+)
 from flashdoctor.probe.system import (
     Probed,
     probe_gcc,
@@ -134,7 +141,9 @@ def probe_environment(
     ``launched``: the environment probe, started earlier for this ``python`` (launch_interp)."""
     environ = dict(os.environ if environ is None else environ)
     python = python or sys.executable
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    # stopped_on_interrupt leaves first: a Ctrl-C or SIGTERM stops the target scripts the workers wait on,
+    # then the pool is joined (at once, not when each script times out)
+    with ThreadPoolExecutor(max_workers=8) as pool, stopped_on_interrupt():
         f_interp = pool.submit(interp_probe, python, environ, launched)
         f_nvidia = pool.submit(probe_nvidia, environ)
         f_tool = pool.submit(probe_toolkit, environ)

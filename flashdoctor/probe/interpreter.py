@@ -27,6 +27,7 @@ import select
 import signal as _signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -226,7 +227,7 @@ def start(
     """Start ``python ARGS`` in a session of its own (stdin closed). Raises TargetScriptError
     (no-interpreter) when ``python`` cannot be started."""
     try:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [python, *args],
             stdin=subprocess.DEVNULL,
             stdout=stdout,
@@ -236,16 +237,50 @@ def start(
         )
     except OSError as exc:
         raise TargetScriptError(python, what, "no-interpreter", exc.strerror or str(exc)) from None
+    with _STARTED_LOCK:
+        _STARTED.add(proc)
+    return proc
+
+
+# Every target script started and not yet reaped: a Ctrl-C or SIGTERM that reaches the main thread while
+# worker threads wait on them (probe_environment's pool) stops them all, or leaving the pool would wait
+# for each to time out (INTERP_TIMEOUT) and the child, in a session of its own, would outlive us.
+_STARTED: set[subprocess.Popen[bytes]] = set()
+_STARTED_LOCK = threading.Lock()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """Kill a started process and everything in its session, and reap it."""
-    try:
-        os.killpg(proc.pid, _signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+    if proc.returncode is None:  # never signal a reaped pid: it may be another process's now
+        try:
+            os.killpg(proc.pid, _signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
     proc.wait()
+    with _STARTED_LOCK:
+        _STARTED.discard(proc)
+
+
+def stop_started() -> None:
+    """Stop every target script this process started that is still running."""
+    with _STARTED_LOCK:
+        procs = list(_STARTED)
+    for proc in procs:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def stopped_on_interrupt() -> Iterator[None]:
+    """Around code whose worker threads wait on target scripts: on Ctrl-C or SIGTERM (an exception that is
+    not an Exception) in the main thread, stop them all before the threads are joined."""
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException:
+        stop_started()
+        raise
 
 
 def wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -257,6 +292,8 @@ def wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
         fd = os.pidfd_open(proc.pid)  # type: ignore[attr-defined,unused-ignore]  # Linux only
     except (AttributeError, OSError):
         proc.wait(timeout=timeout)
+        with _STARTED_LOCK:
+            _STARTED.discard(proc)
         return
     try:
         poller = select.poll()
@@ -266,6 +303,8 @@ def wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
     finally:
         os.close(fd)
     proc.wait()  # it has exited: reap it
+    with _STARTED_LOCK:
+        _STARTED.discard(proc)
 
 
 def read_tail(fh: IO[bytes], limit: int) -> str:

@@ -300,10 +300,22 @@ def test_the_crash_report_survives_platformdirs_missing(
 
 @pytest.mark.system
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
-def test_sigterm_cleans_up_as_ctrl_c_does_and_exits_143(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "said", "delay"),
+    [
+        (signal.SIGTERM, 143, "terminated (SIGTERM)", 0.0),
+        (signal.SIGTERM, 143, "terminated (SIGTERM)", 0.5),
+        (signal.SIGINT, 130, "interrupted", 0.2),
+    ],
+)
+def test_sigterm_and_ctrl_c_stop_the_probe_and_exit_at_once(
+    tmp_path: Path, sig: signal.Signals, code: int, said: str, delay: float
+) -> None:
     """`timeout`, `docker stop` and a cancelled CI job send SIGTERM. Python's default ended flashdoctor at
-    once, and a probe's interpreter (in a session of its own, so no signal of the terminal reaches it)
-    went on running; now SIGTERM is handled as Ctrl-C is: the child is stopped, exit 143."""
+    once and the probe's interpreter (in a session of its own, so no signal of the terminal reaches it)
+    went on running. And Ctrl-C (or now SIGTERM) that reached the main thread while a worker thread waited
+    on the probe left flashdoctor waiting for the probe's timeout. Now: the child is stopped, the exit at
+    once (143, or 130 for Ctrl-C), wherever the main thread was (``delay``)."""
     pidfile = tmp_path / "child.pid"
     hang = tmp_path / "python"
     hang.write_text(f'#!/bin/sh\necho $$ > "{pidfile}"\nexec sleep 300\n')
@@ -316,6 +328,7 @@ def test_sigterm_cleans_up_as_ctrl_c_does_and_exits_143(tmp_path: Path) -> None:
         env=env,
         text=True,
     )
+    child = None
     try:
         for _ in range(600):  # the probe has started (bounded: 60 s)
             if pidfile.is_file() and pidfile.read_text().strip():
@@ -323,13 +336,15 @@ def test_sigterm_cleans_up_as_ctrl_c_does_and_exits_143(tmp_path: Path) -> None:
             time.sleep(0.1)
         child = int(pidfile.read_text())
         os.kill(child, 0)  # running
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)  # the probe's own timeout is longer
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 143, err
-    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+            proc.communicate()
+    assert proc.returncode == code, err
+    assert said in err and "Traceback" not in err
     for _ in range(50):  # the child was killed and reaped by flashdoctor; gone within 5 s
         try:
             os.kill(child, 0)
