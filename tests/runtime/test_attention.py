@@ -13,7 +13,6 @@ import copy
 import logging
 import math
 import warnings
-from collections.abc import Iterator
 from dataclasses import replace as dataclasses_replace
 from typing import Any
 
@@ -38,22 +37,12 @@ from flashdoctor.attention import (
     select_backend,
     unpad_sequence_length,
 )
-from flashdoctor.runtime import availability, dispatch, kernels, state
 from flashdoctor.runtime import call as runtime_call
+from flashdoctor.runtime import dispatch, kernels
 from flashdoctor.runtime import module as runtime_module
-from tests.support.runtime_fakes import FA3_LABEL, fa3_minimal_build_fixture  # noqa: F401 (a fixture)
+from tests.support.runtime_fakes import FA3_LABEL, fa3_minimal_build_fixture, pretend_h100  # noqa: F401 (a fixture)
 
 TOL = {"atol": 1e-10, "rtol": 1e-9}  # float64: both sides compute the same math
-
-
-@pytest.fixture(autouse=True)
-def _fresh_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv(dispatch.override_env_var(), raising=False)
-    state.LOGGED.clear()
-    state.FAILED.clear()
-    backend_usage(reset=True)
-    torch.manual_seed(0)
-    yield
 
 
 def pair(
@@ -529,28 +518,10 @@ def test_cpu_reports_no_flash(caplog: pytest.LogCaptureFixture) -> None:
 
 
 # -- the forced-backend path, run for real on torch's CPU kernels -------------------------------------
-@pytest.fixture
-def pretend_h100(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Describe CPU calls as an H100 with only torch: the one thing that cannot exist here is the GPU."""
-    real = runtime_call.describe_call
-
-    def as_gpu(*args: object, **kwargs: object) -> dispatch.AttentionCall:
-        import dataclasses
-
-        return dataclasses.replace(real(*args, **kwargs), device="cuda", capability=(9, 0))  # type: ignore[arg-type]
-
-    monkeypatch.setattr(runtime_call, "describe_call", as_gpu)
-    monkeypatch.setattr(
-        availability,
-        "availability",
-        lambda device_type: {
-            "fa3": "not installed",
-            "fa2": "not installed",
-            "fa4": "not installed",
-            "sdpa-cudnn": None,
-            "sdpa-flash": None,
-        },
-    )
+@pytest.fixture(name="pretend_h100")
+def pretend_h100_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU calls described as an H100's with only torch: the one thing that cannot exist here is the GPU."""
+    pretend_h100(monkeypatch)
 
 
 def test_an_fa3_minimal_build_runs_what_it_has_and_is_skipped_for_the_rest_with_one_line(

@@ -20,17 +20,8 @@ with warnings.catch_warnings():
 
 from flashdoctor import attention
 from flashdoctor.attention import available_backends, backend_usage, flash_attention, flash_available
-from flashdoctor.runtime import availability, dispatch, state
+from flashdoctor.runtime import availability
 from flashdoctor.runtime import call as runtime_call
-
-
-@pytest.fixture(autouse=True)
-def _fresh_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv(dispatch.override_env_var(), raising=False)
-    state.LOGGED.clear()
-    state.FAILED.clear()
-    backend_usage(reset=True)
-    yield
 
 
 def _no_imports(name: str) -> object:

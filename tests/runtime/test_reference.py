@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,18 +20,7 @@ with warnings.catch_warnings():
     import torch
 
 from flashdoctor.attention import backend_usage, flash_attention
-from flashdoctor.runtime import availability, dispatch, state
-from flashdoctor.runtime import call as runtime_call
-
-
-@pytest.fixture(autouse=True)
-def _fresh_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv(dispatch.override_env_var(), raising=False)
-    state.LOGGED.clear()
-    state.FAILED.clear()
-    backend_usage(reset=True)
-    torch.manual_seed(0)
-    yield
+from tests.support.runtime_fakes import pretend_h100
 
 
 def naive(
@@ -135,29 +123,11 @@ def test_dropout_zero_is_deterministic_and_dropout_applies_as_given() -> None:
     assert not torch.allclose(flash_attention(q, k, v, dropout_p=0.5), a)
 
 
-@pytest.fixture
-def pretend_h100(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(name="pretend_h100")
+def pretend_h100_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
     """CPU calls described as an H100's with only torch (no flash-attn): SDPA's forced kernels run on
     torch's CPU kernels; cuDNN has none, so it is reported off."""
-    real = runtime_call.describe_call
-
-    def as_gpu(*args: object, **kwargs: object) -> dispatch.AttentionCall:
-        import dataclasses
-
-        return dataclasses.replace(real(*args, **kwargs), device="cuda", capability=(9, 0))  # type: ignore[arg-type]
-
-    monkeypatch.setattr(runtime_call, "describe_call", as_gpu)
-    monkeypatch.setattr(
-        availability,
-        "availability",
-        lambda device_type: {
-            "fa3": "not installed",
-            "fa2": "not installed",
-            "fa4": "not installed",
-            "sdpa-cudnn": "disabled",
-            "sdpa-flash": None,
-        },
-    )
+    pretend_h100(monkeypatch, cudnn="disabled")
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))

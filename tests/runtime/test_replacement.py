@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,20 +20,9 @@ with warnings.catch_warnings():
 from torch import nn
 from torch.nn.utils import parametrize, prune
 
-from flashdoctor.attention import FlashAttention, backend_usage, replace_with_flash_attention
-from flashdoctor.runtime import dispatch, state
+from flashdoctor.attention import FlashAttention, replace_with_flash_attention
 
 E, H = 16, 4
-
-
-@pytest.fixture(autouse=True)
-def _fresh_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv(dispatch.override_env_var(), raising=False)
-    state.LOGGED.clear()
-    state.FAILED.clear()
-    backend_usage(reset=True)
-    torch.manual_seed(0)
-    yield
 
 
 class Scaled(nn.Module):

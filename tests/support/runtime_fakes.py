@@ -49,6 +49,28 @@ def flash_attn_func(q, k, v, softmax_scale=None, causal=False, **kw):
 """
 
 
+def describe_as_h100(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU calls described as an H100's (sm_90): the one thing that cannot exist here is the GPU."""
+    real = runtime_call.describe_call
+
+    def as_gpu(*args: object, **kwargs: object) -> dispatch.AttentionCall:
+        import dataclasses
+
+        return dataclasses.replace(real(*args, **kwargs), device="cuda", capability=(9, 0))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtime_call, "describe_call", as_gpu)
+
+
+def pretend_h100(monkeypatch: pytest.MonkeyPatch, cudnn: str | None = None) -> None:
+    """An H100 with only torch (no flash-attn): SDPA's forced kernels run on torch's CPU kernels. ``cudnn``:
+    why SDPA's cuDNN backend is off (None: reported on)."""
+    describe_as_h100(monkeypatch)
+    off = dict.fromkeys(("fa3", "fa2", "fa4"), "not installed")
+    monkeypatch.setattr(
+        availability, "availability", lambda device_type: {**off, "sdpa-cudnn": cudnn, "sdpa-flash": None}
+    )
+
+
 @pytest.fixture(name="fa3_minimal_build")
 def fa3_minimal_build_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """An H100 with torch and an installed FA3 minimal build (head dim 128, bf16): the stand-in on
@@ -61,12 +83,7 @@ def fa3_minimal_build_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: flash_attn_3\nVersion: {FA3_MINIMAL}\n")
     monkeypatch.syspath_prepend(str(root))
     availability.import_backend.cache_clear()
-    real = runtime_call.describe_call
-
-    def as_gpu(*args: object, **kwargs: object) -> dispatch.AttentionCall:
-        import dataclasses
-
-        return dataclasses.replace(real(*args, **kwargs), device="cuda", capability=(9, 0))  # type: ignore[arg-type]
+    describe_as_h100(monkeypatch)
 
     def found(device_type: str) -> dict[str, str | None]:
         out = {name: availability.import_backend(name)[1] for name in ("fa3", "fa2", "fa4")}
@@ -76,7 +93,6 @@ def fa3_minimal_build_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             "sdpa-flash": None,
         }
 
-    monkeypatch.setattr(runtime_call, "describe_call", as_gpu)
     monkeypatch.setattr(availability, "availability", found)
     assert availability.import_backend("fa3")[1:] == (None, FA3_MINIMAL)
     try:
