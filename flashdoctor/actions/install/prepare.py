@@ -20,12 +20,14 @@ from packaging.specifiers import SpecifierSet
 
 from flashdoctor.actions.cache import WheelCache
 from flashdoctor.actions.wheelhouse import BuiltWheel, Request, Wheelhouse, best
+from flashdoctor.decide.wheels.parse import WheelNameError, parse_wheel_name
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.profiles import parse_archs, parse_dtypes, parse_head_dims
 from flashdoctor.knowledge.variants import VARIANTS, Variant
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.install import SmokeHook, SmokeOutcome
 from flashdoctor.model.plan import Plan, WheelRef
+from flashdoctor.model.verification import is_sha256
 
 
 def load_plan(path: str) -> Plan:
@@ -54,10 +56,14 @@ def plan_from_json(doc: Any, where: str = "plan") -> Plan:
             if not isinstance(raw.get(key), str) or not raw[key]:
                 raise UsageError(f"{where}: 'wheel.{key}' must be a non-empty string")
         sha = raw.get("sha256")
-        if sha is not None and (
-            not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha)
-        ):
+        if sha is not None and not (isinstance(sha, str) and is_sha256(sha.lower())):
             raise UsageError(f"{where}: 'wheel.sha256' must be 64 hex digits or null")
+        try:  # a FlashAttention wheel's file name, no path: it names files in wheelhouses and the cache
+            named = parse_wheel_name(raw["filename"]).variant
+        except WheelNameError as exc:
+            raise UsageError(f"{where}: 'wheel.filename': {exc}") from None
+        if named is not None and named != variant:
+            raise UsageError(f"{where}: 'wheel.filename' is a {named} wheel, and the plan is for {variant}")
         wheel = WheelRef(
             filename=raw["filename"],
             url=raw["url"],

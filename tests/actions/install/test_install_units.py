@@ -153,15 +153,33 @@ def test_incomplete_build_entries_are_ignored(tmp_path: Path) -> None:
     assert list(Wheelhouse(tmp_path).builds("fa2")) == []
 
 
+FA2_WHEEL = "flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
+
+
 def test_plan_file_validation() -> None:
     ok = plan_from_json(
         {
             "action": "wheel",
             "variant": "fa2",
-            "wheel": {"filename": "a.whl", "url": "https://x/a.whl", "sha256": "A" * 64, "version": "1"},
+            "wheel": {
+                "filename": FA2_WHEEL,
+                "url": "https://x/a.whl",
+                "sha256": "A" * 64,
+                "version": "2.8.3",
+            },
         }
     )
     assert ok.wheel is not None and ok.wheel.sha256 == "a" * 64
+    # the file name names files in wheelhouses and the cache: a FlashAttention wheel's name, no path
+    for name, msg in [
+        ("../x.whl", "not a valid wheel filename"),
+        ("flash_attn-2.8.3-cp312-cp312-linux_x86_64.a/../../b.whl", "not a valid wheel filename"),
+        ("numpy-1.0-py3-none-any.whl", "not a FlashAttention wheel"),
+        ("flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl", "is a fa3 wheel, and the plan is for fa2"),
+    ]:
+        wheel = {"filename": name, "url": "https://x/a.whl", "version": "2.8.3"}
+        with pytest.raises(UsageError, match=msg):
+            plan_from_json({"action": "wheel", "variant": "fa2", "wheel": wheel})
     for bad, msg in [
         ([], "JSON object"),
         ({"action": "pip", "variant": "fa2"}, "'action'"),
@@ -170,7 +188,7 @@ def test_plan_file_validation() -> None:
             {
                 "action": "wheel",
                 "variant": "fa2",
-                "wheel": {"filename": "a.whl", "url": "u", "version": "1", "sha256": "xyz"},
+                "wheel": {"filename": FA2_WHEEL, "url": "u", "version": "1", "sha256": "xyz"},
             },
             "64 hex",
         ),
@@ -187,7 +205,13 @@ def test_plan_round_trips_through_its_json() -> None:
     p = Plan(
         action="wheel",
         variant="fa3",
-        wheel=WheelRef("f.whl", "https://h/f.whl", None, "pytorch-index", "3.0.0"),
+        wheel=WheelRef(
+            "flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl",
+            "https://h/f.whl",
+            None,
+            "pytorch-index",
+            "3.0.0",
+        ),
         reasons=("r",),
     )
     q = plan_from_json(json.loads(json.dumps(p.to_json())))
