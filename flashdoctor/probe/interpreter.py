@@ -258,6 +258,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
     proc.wait()
+    _forget(proc)
+
+
+def _forget(proc: subprocess.Popen[bytes]) -> None:
+    """``proc`` is reaped: stop_started has nothing more to do with it."""
     with _STARTED_LOCK:
         _STARTED.discard(proc)
 
@@ -292,8 +297,7 @@ def wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
         fd = os.pidfd_open(proc.pid)  # type: ignore[attr-defined,unused-ignore]  # Linux only
     except (AttributeError, OSError):
         proc.wait(timeout=timeout)
-        with _STARTED_LOCK:
-            _STARTED.discard(proc)
+        _forget(proc)
         return
     try:
         poller = select.poll()
@@ -303,8 +307,7 @@ def wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
     finally:
         os.close(fd)
     proc.wait()  # it has exited: reap it
-    with _STARTED_LOCK:
-        _STARTED.discard(proc)
+    _forget(proc)
 
 
 def read_tail(fh: IO[bytes], limit: int) -> str:

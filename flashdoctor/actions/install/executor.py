@@ -272,7 +272,7 @@ def _recover(
             # putting the old files back would undo their change. The backup is stale.
             discard(b)
             warnings.append(
-                f"{who} was interrupted, but {b.dist} has changed since ({now_v or 'not installed'}); "
+                f"{who} was interrupted, but {b.dist} has changed since ({now_v}); "
                 "its backup was left unused and removed"
             )
             continue
