@@ -97,7 +97,7 @@ def decide(call: AttentionCall, backend: str | Sequence[str] | None) -> Decision
     """The decision for `call`. Every input is read here, on each call (flags can be toggled at
     runtime); the decision itself is cached per kind of call."""
     fkey = _failure_key(call)
-    failed = frozenset(name for name, key in state.FAILED if key == fkey)
+    failed = state.failed_for(fkey)
     found = availability.availability(call.device)
     available = tuple(sorted(found.items()))
     versions = tuple(sorted(availability.versions(found).items()))
@@ -180,7 +180,7 @@ def flash_attention(
             if name == FALLBACK:
                 raise
             # The knowledge said yes but this torch/kernel build said no: remember, warn once, go on.
-            state.FAILED.add((name, _failure_key(call)))
+            state.record_failure(name, _failure_key(call))
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             state.log_once(
                 logging.WARNING,
@@ -188,6 +188,6 @@ def flash_attention(
                 f"({first}); trying the next backend",
             )
             continue
-        state.USAGE[name] += 1
+        state.count_use(name)
         return out
     raise AssertionError("unreachable: the fallback either returns or raises")  # pragma: no cover

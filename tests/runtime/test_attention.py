@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import sys
+import threading
 import warnings
 from dataclasses import replace as dataclasses_replace
 from typing import Any
@@ -38,7 +40,7 @@ from flashdoctor.attention import (
     unpad_sequence_length,
 )
 from flashdoctor.runtime import call as runtime_call
-from flashdoctor.runtime import dispatch, kernels
+from flashdoctor.runtime import dispatch, kernels, state
 from flashdoctor.runtime import module as runtime_module
 from tests.support.runtime_fakes import FA3_LABEL, fa3_minimal_build_fixture, pretend_h100  # noqa: F401 (a fixture)
 
@@ -683,3 +685,54 @@ def test_decisions_are_cached_per_kind_of_call_not_per_length() -> None:
     assert len(decisions) == 1 and info.misses == 1 and info.hits == 9
     square = runtime_call.decide(base, None)  # square is another kind of call
     assert runtime_call._decide_cached.cache_info().misses == 2 and square.backend
+
+
+def test_threads_recording_failures_while_others_decide_do_not_break_a_call(pretend_h100: None) -> None:
+    """Models call attention from several threads. One thread's backend failing (recorded for its kind of
+    call) while another thread decides used to raise "Set changed size during iteration" in the reader."""
+    gpu = dispatch.AttentionCall(
+        device="cuda", capability=(9, 0), dtype="bf16", head_dim=128, seq_q=4, seq_k=4
+    )
+    errors: list[str] = []
+    done = threading.Event()
+
+    def record() -> None:
+        for i in range(100_000):  # bounded; stops as soon as the decider is done
+            if done.is_set():
+                return
+            state.record_failure("fa2", dataclasses_replace(gpu, head_dim=8 + i))
+
+    def decide() -> None:
+        try:
+            for _ in range(2_000):
+                runtime_call.decide(gpu, None)
+        except Exception as exc:  # the old reader's RuntimeError
+            errors.append(repr(exc))
+        finally:
+            done.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=record), threading.Thread(target=decide)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == [] and len(state.FAILED) > 10
+    # what was recorded is what later calls of that kind skip
+    state.record_failure("sdpa-cudnn", runtime_call._failure_key(gpu))
+    assert state.failed_for(runtime_call._failure_key(gpu)) == {"sdpa-cudnn"}
+    assert "sdpa-cudnn" not in runtime_call.decide(gpu, None).candidates
+    # usage counted from several threads adds up
+    q = torch.randn(1, 4, 2, 16)
+    workers = [
+        threading.Thread(target=lambda: [flash_attention(q, q, q) for _ in range(50)]) for _ in range(4)
+    ]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=60)
+    assert sum(backend_usage().values()) == 200
