@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -19,7 +18,7 @@ from packaging.utils import canonicalize_name
 
 from flashdoctor.knowledge.data import read_capped, strict_json
 from flashdoctor.knowledge.drivers import driver_max_cuda
-from flashdoctor.knowledge.schemas import load_schema, schema_validator
+from flashdoctor.knowledge.schemas import error_expect, error_key, first_error, load_schema
 from flashdoctor.knowledge.torch_builds import cxx11abi_from_version, pypi_default_cuda
 from flashdoctor.knowledge.variants import DIST_VARIANT
 from flashdoctor.knowledge.versions import parse_version
@@ -47,11 +46,6 @@ class TargetSpecError(ValueError):
     """A target spec that cannot be read. The message names the key at fault."""
 
 
-@cache
-def _validator() -> Any:
-    return schema_validator(SCHEMA)
-
-
 def _normalised(spec: Mapping[str, Any]) -> dict[str, Any]:
     """A copy with numbers read as version strings where a version is expected (the schema's convenience)."""
     out = dict(spec)
@@ -71,28 +65,9 @@ def _normalised(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _key(path: Any) -> str:
-    """["gpus", 0, "capability"] -> "gpus[0].capability"."""
-    text = ""
-    for p in path:
-        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
-    return text
-
-
-def _expect(error: Any) -> str | None:
-    """The schema's wording (x-expect) of the node that failed, or of the nearest enclosing one (a branch
-    of ``oneOf`` reports through its parent)."""
-    e = error
-    while e is not None:
-        if isinstance(e.schema, dict) and "x-expect" in e.schema:
-            return str(e.schema["x-expect"])
-        e = e.parent
-    return None
-
-
 def _message(error: Any, doc: Mapping[str, Any]) -> str:
     path = list(error.absolute_path)
-    key = _key(path)
+    key = error_key(error)
     if error.validator == "additionalProperties" and not path:
         names = set(load_schema(SCHEMA)["properties"])
         unexpected = sorted(k for k in doc if k not in names)[:10]
@@ -104,7 +79,7 @@ def _message(error: Any, doc: Mapping[str, Any]) -> str:
     if "propertyNames" in error.schema_path:
         dists = sorted({str(canonicalize_name(n)) for n in error.schema["enum"]})
         return f"target spec: {key!r} has unknown distribution {error.instance!r} (known: {', '.join(dists)})"
-    expect = _expect(error)
+    expect = error_expect(error)
     if not key:
         return f"target spec: the document must be {expect or 'a JSON object'}"
     if expect is not None:
@@ -117,10 +92,8 @@ def validate_target(spec: Any) -> dict[str, Any]:
     if not isinstance(spec, Mapping):
         raise TargetSpecError("target spec: the document must be a JSON object")
     doc = _normalised(spec)
-    import jsonschema
-
     try:
-        error = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
+        error = first_error(SCHEMA, doc)
     except RecursionError:
         raise TargetSpecError("target spec: nested too deeply to be a target spec") from None
     if error is not None:

@@ -23,11 +23,11 @@ from flashdoctor.actions.wheelhouse import BuiltWheel, Request, Wheelhouse, best
 from flashdoctor.decide.wheels.parse import WheelNameError, parse_wheel_name
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.profiles import parse_archs, parse_dtypes, parse_head_dims
-from flashdoctor.knowledge.variants import VARIANTS, Variant
+from flashdoctor.knowledge.schemas import error_expect, error_key, first_error, missing_property
+from flashdoctor.knowledge.variants import Variant
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.install import SmokeHook, SmokeOutcome
 from flashdoctor.model.plan import Plan, WheelRef
-from flashdoctor.model.verification import is_sha256
 
 
 def load_plan(path: str) -> Plan:
@@ -38,44 +38,56 @@ def load_plan(path: str) -> Plan:
     return plan_from_json(read_json(path, "plan", PLAN_MAX_BYTES), where=f"plan {path}")
 
 
+PLAN_SCHEMA = "plan.schema.json"
+PLAN_INPUT = "/$defs/input"  # what a plan file must hold: the one statement of the rules
+
+
+def _plan_error(error: Any, where: str) -> str:
+    key = error_key(error)
+    missing = missing_property(error)
+    if missing is not None:
+        why = error_expect(error, "x-why")
+        name = f"{key}.{missing}" if key else missing
+        return f"{where}: {name!r} is missing" + (f": {why}" if why else "")
+    expect = error_expect(error)
+    if not key:
+        return f"{where}: must be {expect or 'a JSON object'}"
+    if error.validator == "enum":
+        got = repr(error.instance)[:80]
+        return f"{where}: {key!r} must be one of {', '.join(map(str, error.validator_value))} (got {got})"
+    if expect is not None:
+        return f"{where}: {key!r} must be {expect}"
+    return f"{where}: {key!r}: {error.message[:200]}"
+
+
 def plan_from_json(doc: Any, where: str = "plan") -> Plan:
-    if not isinstance(doc, dict):
-        raise UsageError(f"{where}: must be a JSON object")
-    action = doc.get("action")
-    if action not in ("wheel", "build", "none", "unsupported"):
-        raise UsageError(f"{where}: 'action' must be one of wheel, build, none, unsupported (got {action!r})")
-    variant = doc.get("variant")
-    if variant not in VARIANTS:
-        raise UsageError(f"{where}: 'variant' must be one of {', '.join(VARIANTS)} (got {variant!r})")
+    """A plan file's plan: validated by plan.schema.json#/$defs/input, then its wheel's file name must be
+    a FlashAttention wheel's name of the plan's variant (it names files in wheelhouses and the cache)."""
+    try:
+        error = first_error(PLAN_SCHEMA, doc, PLAN_INPUT)
+    except RecursionError:
+        raise UsageError(f"{where}: nested too deeply to be a plan") from None
+    if error is not None:
+        raise UsageError(_plan_error(error, where))
+    variant: Variant = doc["variant"]
     wheel = None
     raw = doc.get("wheel")
     if raw is not None:
-        if not isinstance(raw, dict):
-            raise UsageError(f"{where}: 'wheel' must be an object")
-        for key in ("filename", "url", "version"):
-            if not isinstance(raw.get(key), str) or not raw[key]:
-                raise UsageError(f"{where}: 'wheel.{key}' must be a non-empty string")
-        sha = raw.get("sha256")
-        if sha is not None and not (isinstance(sha, str) and is_sha256(sha.lower())):
-            raise UsageError(f"{where}: 'wheel.sha256' must be 64 hex digits or null")
-        try:  # a FlashAttention wheel's file name, no path: it names files in wheelhouses and the cache
+        try:
             named = parse_wheel_name(raw["filename"]).variant
         except WheelNameError as exc:
             raise UsageError(f"{where}: 'wheel.filename': {exc}") from None
         if named is not None and named != variant:
             raise UsageError(f"{where}: 'wheel.filename' is a {named} wheel, and the plan is for {variant}")
+        sha = raw.get("sha256")
         wheel = WheelRef(
             filename=raw["filename"],
             url=raw["url"],
             sha256=sha.lower() if sha else None,
-            source=str(raw.get("source") or "plan"),
+            source=raw.get("source") or "plan",
             version=raw["version"],
         )
-    if action == "wheel" and wheel is None:
-        raise UsageError(f"{where}: action 'wheel' needs a 'wheel'")
-    return Plan(
-        action=action, variant=variant, wheel=wheel, reasons=tuple(str(r) for r in doc.get("reasons") or ())
-    )
+    return Plan(action=doc["action"], variant=variant, wheel=wheel, reasons=tuple(doc.get("reasons") or ()))
 
 
 def _already_here(ref: WheelRef, wheelhouses: list[Wheelhouse], cache: WheelCache | None) -> str | None:

@@ -23,6 +23,7 @@ from flashdoctor.actions.net.simple_index import parse_simple_page
 from flashdoctor.actions.wheelfile import inspect_wheel, missing_requirements, torch_conflict
 from flashdoctor.actions.wheelhouse import Wheelhouse
 from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.schemas import first_error
 from flashdoctor.model.plan import Plan, WheelRef
 from flashdoctor.probe.state import TargetState
 from tests.support.install_helpers import H100_BUILD, make_wheel, sha256_of, write_manifest
@@ -180,10 +181,22 @@ def test_plan_file_validation() -> None:
         wheel = {"filename": name, "url": "https://x/a.whl", "version": "2.8.3"}
         with pytest.raises(UsageError, match=msg):
             plan_from_json({"action": "wheel", "variant": "fa2", "wheel": wheel})
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
     for bad, msg in [
         ([], "JSON object"),
         ({"action": "pip", "variant": "fa2"}, "'action'"),
-        ({"action": "wheel", "variant": "fa2"}, "needs a 'wheel'"),
+        ({"action": "wheel", "variant": "fa2"}, "'wheel' is missing: action 'wheel' needs a wheel"),
+        ({"action": "wheel", "variant": "fa2", "wheel": None}, "action 'wheel' needs a wheel"),
+        ({"variant": "fa2"}, "'action' is missing"),
+        ({"action": "build", "variant": "fa5"}, "'variant' must be one of fa2, fa3, fa4 \\(got 'fa5'\\)"),
+        ({"action": "build", "variant": "fa2", "reasons": [1]}, "'reasons\\[0\\]' must be a string"),
+        (
+            {"action": "wheel", "variant": "fa2", "wheel": {"filename": FA2_WHEEL, "url": "u"}},
+            "'wheel.version' is missing",
+        ),
+        ({"action": "build", "variant": "fa2", "reasons": deep}, "nested too deeply"),
         (
             {
                 "action": "wheel",
@@ -214,7 +227,9 @@ def test_plan_round_trips_through_its_json() -> None:
         ),
         reasons=("r",),
     )
-    q = plan_from_json(json.loads(json.dumps(p.to_json())))
+    doc = json.loads(json.dumps(p.to_json()))
+    assert first_error("plan.schema.json", doc, "/$defs/input") is None
+    q = plan_from_json(doc)
     assert (q.action, q.variant, q.wheel, q.reasons) == (p.action, p.variant, p.wheel, p.reasons)
 
 
