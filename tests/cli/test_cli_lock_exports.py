@@ -20,8 +20,7 @@ from flashdoctor.actions.install.lock import FORMATS, LockEntry
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.plan import WheelRef
 from tests.cli.test_install_cli import write_plan
-from tests.support.install_helpers import make_wheel, sha256_of
-from tests.support.paths import TARGETS
+from tests.support.install_helpers import lock_h100_cmd, make_wheel, sha256_of
 from tests.support.venvs import child_env
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
@@ -149,16 +148,7 @@ def _uninstall(bin_dir: Path) -> None:
 def _lock_all(tmp_path: Path, url: str, wheel: Path) -> tuple[Path, dict[str, object]]:
     plan = write_plan(tmp_path, url, wheel, sha=False)  # no digest in the index: recorded from the download
     base = tmp_path / "flash"
-    cmd = [
-        sys.executable,
-        "-m",
-        "flashdoctor",
-        "lock",
-        "--plan",
-        str(plan),
-        "--target",
-        str(TARGETS / "h100.json"),
-    ]
+    cmd = lock_h100_cmd(plan)
     env = child_env(NO_PROXY="127.0.0.1,localhost")
     r = subprocess.run([*cmd, "--format", "all", "-o", str(base)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr

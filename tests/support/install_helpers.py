@@ -7,6 +7,7 @@ import base64
 import contextlib
 import hashlib
 import socket
+import sys
 import threading
 import time
 import zipfile
@@ -63,6 +64,22 @@ def make_wheel(
         for k, v in members.items():
             zf.writestr(k, v)
     return path
+
+
+def lock_h100_cmd(plan: Path) -> list[str]:
+    """`flashdoctor lock --plan PLAN --target h100.json` in a child interpreter (add -o, --format ...)."""
+    from tests.support.paths import TARGETS
+
+    return [
+        sys.executable,
+        "-m",
+        "flashdoctor",
+        "lock",
+        "--plan",
+        str(plan),
+        "--target",
+        str(TARGETS / "h100.json"),
+    ]
 
 
 def sha256_of(path: Path) -> str:

@@ -8,7 +8,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -32,8 +31,7 @@ from tests.actions.install.test_install_e2e import (
     tree_digest,
 )
 from tests.actions.install.test_install_hostile import fd_install, init_py, write_plan
-from tests.support.install_helpers import make_wheel, sha256_of
-from tests.support.paths import TARGETS
+from tests.support.install_helpers import lock_h100_cmd, make_wheel, sha256_of
 from tests.support.venvs import child_env
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -169,16 +167,7 @@ def test_a_lock_that_cannot_be_written_whole_leaves_the_previous_one(tmp_path: P
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))  # the lock's text is longer
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "flashdoctor",
-        "lock",
-        "--plan",
-        str(plan),
-        "--target",
-        str(TARGETS / "h100.json"),
-    ]
+    cmd = lock_h100_cmd(plan)
     r = subprocess.run(
         [*cmd, "-o", str(out)], capture_output=True, text=True, env=child_env(), preexec_fn=limit
     )
