@@ -375,3 +375,28 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_the_run(
 
     ok = str(tmp_path / "ok.json")
     assert _writable_file(click.Context(cli), click.Option(["-o"]), ok) == ok
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_a_reader_that_closes_stdout_early_gets_exit_1_and_no_traceback() -> None:
+    """`flashdoctor wheels --all | head -1`: the pipe closes while 2 MB are still to be written. The output
+    was cut: exit 1 (click's convention, docs/json.md), nothing on stderr (no traceback, no 'Exception ignored')."""
+    p = subprocess.Popen(
+        [sys.executable, "-m", "flashdoctor", "wheels", "--all", "--target", str(TARGETS / "h100.json")],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert p.stdout is not None and p.stderr is not None
+    assert p.stdout.readline()
+    p.stdout.close()
+    try:
+        err = p.stderr.read().decode()
+        rc = p.wait(timeout=120)
+    finally:
+        p.kill()
+        p.stderr.close()
+    assert rc == 1 and err == "", (rc, err[-2000:])
