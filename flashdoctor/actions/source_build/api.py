@@ -229,8 +229,8 @@ def build(
         env, version, plan, findings = _prepare(env, opts, tools, facts)
         if blocking(findings) and not opts.ignore_preflight:
             return BuildOutcome("blocked", plan, findings, fp, source=tree.origin, work_dir=work)
-    dist = work / "dist"
-    dist.mkdir(parents=True, exist_ok=True)
+    # A directory of this build's own: a --work-dir used again still holds the last build's wheel.
+    dist = Path(tempfile.mkdtemp(prefix="dist-", dir=work))
     cmd = build_command(python, str(tree.setup_dir), str(dist))
     run_env = {**environ, **plan.env}
     # What only the build knows, for the fixes of its failure (explain.tailor.CALLER_FIELDS): the MAX_JOBS
@@ -273,6 +273,7 @@ def build(
     }
     if fp is not None:
         built = store(opts.wheelhouse or default_wheelhouse(environ), wheel, fp, info)
+        shutil.rmtree(dist, ignore_errors=True)  # the wheel is in the wheelhouse now
     else:
         built = None
         notes.append(f"wheel: {wheel}")

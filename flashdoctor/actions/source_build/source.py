@@ -169,30 +169,32 @@ def _bounded_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
     return members
 
 
-def _safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+def _safe_extract(tar: tarfile.TarFile, dest: Path) -> list[tarfile.TarInfo]:
     members = _bounded_members(tar)
     if hasattr(tarfile, "data_filter"):
         tar.extractall(dest, members=members, filter="data")
-        return
+        return members
     root = os.path.realpath(dest)  # Python < 3.11.4 / 3.12: check each member ourselves
     for m in members:
         target = os.path.realpath(os.path.join(root, m.name))
         if not (target == root or target.startswith(root + os.sep)) or m.issym() or m.islnk() or m.isdev():
             raise UsageError(f"refusing archive member {m.name!r}: it points outside the archive")
     tar.extractall(dest, members=members)
+    return members
 
 
 def unpack(archive: Path, dest: Path) -> Path:
-    """Unpack an sdist into ``dest``; returns its single top-level directory."""
+    """Unpack an sdist into ``dest``; returns its single top-level directory. The archive's own members
+    name it: ``dest`` may hold an earlier build's tree (a --work-dir used again)."""
     try:
         with tarfile.open(archive) as tar:
-            _safe_extract(tar, dest)
+            members = _safe_extract(tar, dest)
     except (tarfile.TarError, OSError) as exc:
         raise UsageError(f"{archive}: not a readable source archive ({exc})") from None
-    tops = [p for p in dest.iterdir() if p.is_dir()]
-    if len(tops) != 1:
+    tops = sorted({m.name.removeprefix("./").split("/", 1)[0] for m in members} - {"", "."})
+    if len(tops) != 1 or not (dest / tops[0]).is_dir():
         raise UsageError(f"{archive}: expected one top-level directory, found {len(tops)}")
-    return tops[0]
+    return dest / tops[0]
 
 
 _VERSION_RE = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
@@ -247,6 +249,12 @@ def resolve_fa2(
         raise UsageError(f"--source {source}: no such file or directory")
     if path.is_dir():
         dest = work / "src" / path.resolve().name
+        if path.resolve().is_relative_to(dest.resolve()):
+            raise UsageError(
+                f"--source {source} is inside the build's own copy {dest}: choose another --work-dir"
+            )
+        if dest.exists():
+            shutil.rmtree(dest)  # an earlier build's copy (a --work-dir used again): copied afresh
         _copy_tree(path, dest)
         return fa2_tree(dest, f"dir:{path}", True)
     return fa2_tree(unpack(path, work / "src"), f"archive:{path}", True)

@@ -88,3 +88,40 @@ def test_dry_run_reads_the_version_from_the_archive(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match=r"--flash-version 2\.8\.3 but --source"):
         plan_build(target_env("h100"), _opts(tmp_path, archive, version="2.8.3"))
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_a_reused_work_dir_builds_again(tmp_path: Path) -> None:
+    """`--work-dir DIR` is kept after a build, so the next build into it finds the last one's files. The
+    old code then failed after the whole compile ("the build succeeded but left 2 wheel(s)": the previous
+    profile's wheel was still in DIR/dist), or crashed with exit 3 copying a source directory over its
+    earlier copy (FileExistsError), or refused an sdist of another version ("found 2" top directories)."""
+    import tarfile
+
+    environ = {**os.environ, "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    env, work = target_env("h100"), tmp_path / "w"
+    archive = make_fake_sdist(tmp_path)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "tree", filter="data")
+    tree = tmp_path / "tree" / "flash_attn-0.0.1"
+    newer = make_fake_sdist(tmp_path, "0.0.2")
+    for source, arch, wheel in (
+        (archive, 90, "flash_attn-0.0.1+fd.sm90-py3-none-any.whl"),
+        (archive, 80, "flash_attn-0.0.1+fd.sm80-py3-none-any.whl"),
+        (tree, 90, "flash_attn-0.0.1+fd.sm90-py3-none-any.whl"),
+        (tree, 90, "flash_attn-0.0.1+fd.sm90-py3-none-any.whl"),
+        (newer, 90, "flash_attn-0.0.2+fd.sm90-py3-none-any.whl"),
+    ):
+        opts = BuildOptions(
+            request=BuildRequest(archs=(arch,)),
+            source=str(source),
+            wheelhouse=tmp_path / "wh",
+            log=tmp_path / "build.log",
+            work_dir=work,
+            rebuild=True,
+        )
+        out = build(env, opts, sys.executable, None, environ)
+        assert out.status == "built", (source, arch, out.run and out.run.first_error)
+        assert out.wheel is not None and out.wheel.filename == wheel and out.work_dir == work
+    assert [p.name for p in work.iterdir()] == ["src"]  # each wheel went to the wheelhouse, not kept twice
