@@ -45,8 +45,10 @@ fingerprint id comes first, then the newest version, then the widest profile.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -374,11 +376,16 @@ def find(wheelhouses: Iterable[Path], wanted: Fingerprint) -> BuiltWheel | None:
 
 
 def store(wheelhouse: Path, wheel: Path, fp: Fingerprint, build_info: dict[str, Any]) -> BuiltWheel:
-    """Copy ``wheel`` into ``wheelhouse/<id>/`` with its manifest (the manifest is written last, so a
-    reader that finds build.json finds a complete wheel)."""
+    """Copy ``wheel`` into ``wheelhouse/<id>/`` with its manifest. A manifest always describes the wheel
+    beside it: an earlier one goes before its wheel is replaced, the new one is written last, and the
+    wheel goes again when its manifest cannot be written (a full disk). ``<id>`` that is a link or not a
+    directory is never written through. Raises OSError."""
     dest_dir = wheelhouse / fp.id
     dest_dir.mkdir(parents=True, exist_ok=True)
+    if not stat.S_ISDIR(os.lstat(dest_dir).st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "a link in the wheelhouse, not its directory", str(dest_dir))
     dest = dest_dir / wheel.name
+    (dest_dir / MANIFEST).unlink(missing_ok=True)
     tmp, digest = copy_new(wheel, dest_dir, mode=0o644)
     try:
         os.replace(tmp, dest)
@@ -395,5 +402,9 @@ def store(wheelhouse: Path, wheel: Path, fp: Fingerprint, build_info: dict[str, 
         "flashdoctor": __version__,
         **build_info,
     }
-    atomic_write_bytes(dest_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    try:
+        atomic_write_bytes(dest_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
     return BuiltWheel(dest, fp, digest, manifest)

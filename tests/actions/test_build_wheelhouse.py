@@ -387,3 +387,65 @@ def test_store_and_manifest_writes_never_follow_planted_names(
     names.plant(tmp_path / "rec", planted, victim)
     atomic_write_bytes(tmp_path / "rec" / "rec.json", b"{}")
     assert victim.read_text() == "precious\n" and (tmp_path / "rec" / "rec.json").read_bytes() == b"{}"
+
+
+def test_store_never_writes_through_a_linked_entry_nor_leaves_a_wheel_without_its_manifest(
+    tmp_path: Path,
+) -> None:
+    """A shared wheelhouse where `<id>` is a link to someone's directory: the old code wrote the wheel and
+    a build.json into that directory. Where build.json is a directory, the wheel stayed behind without a
+    manifest (an entry no reader serves, taking a wheel's space). Both are OSErrors for the caller now."""
+    f = fingerprint(target_env("h100"), "fa2", "2.8.3.post2", MIN)
+    wheel = _wheel(tmp_path)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (tmp_path / "wh").mkdir()
+    (tmp_path / "wh" / f.id).symlink_to(victim)
+    with pytest.raises(OSError):
+        store(tmp_path / "wh", wheel, f, {})
+    assert list(victim.iterdir()) == []
+    (tmp_path / "wh" / f.id).unlink()
+    (tmp_path / "wh" / f.id / "build.json").mkdir(parents=True)
+    with pytest.raises(OSError):
+        store(tmp_path / "wh", wheel, f, {})
+    assert [p.name for p in (tmp_path / "wh" / f.id).iterdir()] == ["build.json"]
+
+
+@pytest.mark.system
+def test_a_rebuild_on_a_full_disk_leaves_no_manifest_that_lies_about_its_wheel(tmp_path: Path) -> None:
+    """`build --rebuild` stores a new wheel under the old one's name. The old code replaced the wheel and
+    then wrote the manifest: on a disk that filled up in between (RLIMIT_FSIZE here, as in
+    test_install_bad_day) the old build.json stayed, naming the new wheel with the old wheel's sha256 and
+    profile. Now the old manifest goes first and the new wheel goes again if its manifest cannot be written:
+    the entry is gone, never wrong."""
+    import resource
+    import subprocess
+    import sys
+
+    from tests.support.venvs import child_env
+
+    f = fingerprint(target_env("h100"), "fa2", "2.8.3.post2", MIN)
+    old = store(tmp_path / "wh", _wheel(tmp_path), f, {})
+    new = tmp_path / "new" / WHEEL
+    new.parent.mkdir()
+    new.write_bytes(b"PK\x05\x06" + b"\1" * 18)  # another wheel of the same name (the rebuild)
+    script = (
+        "import sys, json; from pathlib import Path\n"
+        "from flashdoctor.actions.wheelhouse import Fingerprint, store\n"
+        "store(Path(sys.argv[1]), Path(sys.argv[2]), Fingerprint.from_json(json.loads(sys.argv[3])), {})\n"
+    )
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))  # the wheel fits, its manifest does not
+
+    r = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "wh"), str(new), json.dumps(f.to_json())],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        preexec_fn=limit,
+    )
+    assert r.returncode != 0 and "File too large" in r.stderr, r.stderr
+    entry = old.path.parent
+    assert not (entry / "build.json").exists() and not (entry / WHEEL).exists(), list(entry.iterdir())
+    assert list(scan(tmp_path / "wh")) == []

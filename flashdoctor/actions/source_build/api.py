@@ -40,7 +40,7 @@ from flashdoctor.decide.source_build.plan import (
     make_plan,
 )
 from flashdoctor.decide.source_build.preflight import blocking, preflight
-from flashdoctor.errors import UsageError
+from flashdoctor.errors import InstallError, UsageError
 from flashdoctor.model.build import BuildOutcome, BuildProgress, Status
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import Finding
@@ -272,7 +272,15 @@ def build(
         "steps": result.steps_total,
     }
     if fp is not None:
-        built = store(opts.wheelhouse or default_wheelhouse(environ), wheel, fp, info)
+        house = opts.wheelhouse or default_wheelhouse(environ)
+        try:
+            built = store(house, wheel, fp, info)
+        except OSError as exc:  # a full disk, a read-only share, a broken entry: the wheel stays here
+            raise InstallError(
+                f"the build succeeded but its wheel cannot be stored in {house}: {exc.strerror or exc}"
+                + (f" ({exc.filename})" if exc.filename else ""),
+                hint=f"the wheel is kept: {wheel} (the sources in {work})",
+            ) from None
         shutil.rmtree(dist, ignore_errors=True)  # the wheel is in the wheelhouse now
     else:
         built = None

@@ -125,3 +125,27 @@ def test_a_reused_work_dir_builds_again(tmp_path: Path) -> None:
         assert out.status == "built", (source, arch, out.run and out.run.first_error)
         assert out.wheel is not None and out.wheel.filename == wheel and out.work_dir == work
     assert [p.name for p in work.iterdir()] == ["src"]  # each wheel went to the wheelhouse, not kept twice
+
+
+@pytest.mark.system
+def test_a_wheel_that_cannot_be_stored_is_a_build_failure_that_keeps_it(tmp_path: Path) -> None:
+    """The wheelhouse cannot take the wheel (a full disk, a read-only share, here a file where its entry's
+    directory goes): the old code crashed after the whole compile (exit 3, "an unexpected error") and
+    never said where the wheel was. Now it is a build failure (exit 5) that names the wheel it kept."""
+    from flashdoctor.errors import EXIT_INSTALL, FlashdoctorError
+
+    archive = make_fake_sdist(tmp_path)
+    environ = {**os.environ, "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    env = target_env("h100")
+    planned = plan_build(env, _opts(tmp_path, archive))
+    assert planned.fingerprint is not None
+    (tmp_path / "wh").mkdir()
+    (tmp_path / "wh" / planned.fingerprint.id).write_text("not a directory\n")
+    with pytest.raises(FlashdoctorError) as exc:
+        build(env, _opts(tmp_path, archive), sys.executable, None, environ)
+    err = exc.value
+    assert err.return_code == EXIT_INSTALL and "cannot be stored in" in err.message, err.text()
+    kept = [Path(w) for w in (err.hint or "").split() if w.endswith(".whl")]
+    assert (
+        len(kept) == 1 and kept[0].is_file() and kept[0].name == "flash_attn-0.0.1+fd.sm90-py3-none-any.whl"
+    )
