@@ -378,9 +378,14 @@ def resolve_fa3(
         key = hashlib.sha256(f"{source}@{ref}".encode()).hexdigest()[:16]
         dest = cache / "git" / key
         if not (dest / "hopper" / "setup.py").is_file():
+            # Cloned beside it and renamed once git has finished: a clone stopped half-way (Ctrl-C, a
+            # kill, while CUTLASS came) is never taken for a checkout, and the next run starts it again.
+            partial = dest.with_name(key + ".partial")
             dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(partial, ignore_errors=True)
+            git_clone(source, ref, partial, environ, allow_http)
             shutil.rmtree(dest, ignore_errors=True)
-            git_clone(source, ref, dest, environ, allow_http)
+            os.replace(partial, dest)
         return fa3_tree(dest, f"git:{redact_text(source)}@{ref}")  # the origin is shown and stored
     path = Path(source).expanduser()
     if not path.is_dir():

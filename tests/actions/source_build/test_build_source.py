@@ -334,6 +334,81 @@ def test_fa3_from_a_git_url_and_tag(tmp_path: Path) -> None:
         resolve_fa3(url, None, tmp_path / "cache")
 
 
+@pytest.mark.system
+def test_a_clone_killed_half_way_is_not_taken_for_a_checkout(tmp_path: Path) -> None:
+    """Ctrl-C or a kill while git fetched CUTLASS (minutes, after the superproject's checkout) left the
+    cache's clone with hopper/setup.py but no submodule. The old code reused any clone with a setup.py,
+    so every later `build --fa3 --source URL --ref TAG` failed with "csrc/cutlass is empty" in a cache
+    directory the user never named. A clone is now put in place only once git has finished it."""
+    import signal
+    import sys
+    import time
+
+    from tests.support.venvs import child_env
+
+    cutlass = tmp_path / "cutlass"
+    (cutlass / "include" / "cutlass").mkdir(parents=True)
+    (cutlass / "include" / "cutlass" / "cutlass.h").write_text("#pragma once\n")
+    _git("init", "-q", "-b", "main", cwd=cutlass)
+    _git("add", "-A", cwd=cutlass)
+    _git("commit", "-qm", "cutlass", cwd=cutlass)
+    repo = tmp_path / "flash-attention"
+    (repo / "hopper" / "instantiations").mkdir(parents=True)
+    (repo / "hopper" / "setup.py").write_text('import os\nos.getenv("FLASH_ATTENTION_OFFLINE_BUILD")\n')
+    (repo / "hopper" / "__init__.py").write_text('__version__ = "3.0.0"\n')
+    (repo / "hopper" / "instantiations" / "flash_fwd_hdim128_bf16_sm90.cu").write_text("// kernel\n")
+    _git("init", "-q", "-b", "main", cwd=repo)
+    _git(
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        f"file://{cutlass}",
+        "csrc/cutlass",
+        cwd=repo,
+    )
+    submodule = "ssh://example.invalid/cutlass.git"  # the clone reaches it through git's ssh command
+    _git("config", "-f", ".gitmodules", "submodule.csrc/cutlass.url", submodule, cwd=repo)
+    _git("add", "-A", cwd=repo)
+    _git("commit", "-qm", "fa3", cwd=repo)
+    _git("tag", "v3.0.0", cwd=repo)
+    url, cache = f"file://{repo}", tmp_path / "cache"
+    fetching = tmp_path / "fetching-cutlass"
+    hang = tmp_path / "ssh.sh"
+    hang.write_text(f"#!/bin/sh\ntouch {fetching}\nexec sleep 60\n")
+    hang.chmod(0o755)
+    code = "import sys, pathlib; from flashdoctor.actions.source_build.source import resolve_fa3\n"
+    code += "resolve_fa3(sys.argv[1], 'v3.0.0', pathlib.Path(sys.argv[2]))\n"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, url, str(cache)],
+        env=child_env(GIT_SSH_COMMAND=str(hang)),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not fetching.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fetching.exists(), "git never reached the submodule"
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)  # flashdoctor, git and the "ssh" at once
+        child.wait()
+    assert list((cache / "git").rglob("hopper/setup.py")), "the superproject was checked out"
+    environ = {
+        **os.environ,
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": f"url.file://{cutlass}.insteadOf",
+        "GIT_CONFIG_VALUE_0": submodule,
+        "GIT_CONFIG_KEY_1": "protocol.file.allow",
+        "GIT_CONFIG_VALUE_1": "always",
+    }
+    tree = resolve_fa3(url, "v3.0.0", cache, environ)
+    assert (tree.root / "csrc" / "cutlass" / "include" / "cutlass" / "cutlass.h").is_file()
+    assert tree.version == "3.0.0"
+
+
 # -- the build outcome says which verification happened ----------------------------------------------
 @pytest.mark.system
 @pytest.mark.parametrize("hashed", [False, True])
