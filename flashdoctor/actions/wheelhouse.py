@@ -39,7 +39,8 @@ What differs between the commands is the REQUEST, not the rule: ``build`` asks f
 compile (no --head-dims = every kernel, no --dtypes = fp16 and bf16, its --no-* switches), on the archs of
 that profile; ``install`` (and ``install --from-source``) asks for the visible GPUs (or --arch) and for
 the head dims / dtypes the user named, if any. Among the builds that serve, the one with the same
-fingerprint id comes first, then the newest version, then the widest profile.
+fingerprint id comes first, then the newest version, then the widest profile; the one taken is hashed,
+and one whose bytes are not those its manifest records is passed over (listed with why).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from flashdoctor import __version__
-from flashdoctor.actions.cache import atomic_write_bytes, copy_new, fsync_dir, read_bounded
+from flashdoctor.actions.cache import atomic_write_bytes, copy_new, fsync_dir, read_bounded, sha256_file
 from flashdoctor.knowledge.archs import runs_on
 from flashdoctor.knowledge.profiles import (
     DTYPES,
@@ -367,7 +368,29 @@ def best(
             else:
                 fits.append(bw)
     fits.sort(key=lambda bw: rank(bw, req), reverse=True)
-    return (fits[0] if fits else None), rejected
+    for bw in fits:  # the best first; its bytes are read only now, and only until one is whole
+        why = _not_recorded(bw)
+        if not why:
+            return bw, rejected
+        rejected.append((bw, why))
+    return None, rejected
+
+
+def _not_recorded(bw: BuiltWheel) -> list[str]:
+    """Why the wheel's bytes are not the ones its build.json records (empty: they are, or it records no
+    digest): a copy cut short or changed since is not served."""
+    if not bw.sha256:
+        return []
+    try:
+        digest = sha256_file(bw.path)
+    except OSError as exc:
+        return [f"its wheel {bw.filename} cannot be read: {exc.strerror or exc}"]
+    if digest == bw.sha256.lower():
+        return []
+    return [
+        f"its wheel {bw.filename} is not the one build.json records (sha256 {bw.sha256[:16]}…): "
+        "cut short or changed since"
+    ]
 
 
 def find(wheelhouses: Iterable[Path], wanted: Fingerprint) -> BuiltWheel | None:

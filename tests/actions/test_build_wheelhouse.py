@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from flashdoctor.actions.cache import atomic_write_bytes
+from flashdoctor.actions.cache import atomic_write_bytes, sha256_file
 from flashdoctor.actions.wheelhouse import (
+    BuiltWheel,
     Fingerprint,
     FingerprintError,
     Request,
@@ -240,16 +241,22 @@ def test_a_bigger_build_covers_a_smaller_request(tmp_path: Path) -> None:
     assert find([tmp_path], fingerprint(older_glibc, "fa2", "2.8.3.post2", MIN)) is None
 
 
-def test_ranking_same_id_then_newest_then_widest(tmp_path: Path) -> None:
+def _narrow_and_wide(tmp_path: Path) -> tuple[BuiltWheel, BuiltWheel]:
+    """Two builds for the H100 in ``tmp_path``: the minimal profile and a wider one of the same version."""
     env = target_env("h100")
     narrow = store(tmp_path, _wheel(tmp_path), fingerprint(env, "fa2", "2.8.3.post2", MIN), {})
-    wide_profile = Profile("fa2", (90,), (64, 128), ("fp16", "bf16"))
     wide = store(
         tmp_path,
         _wheel(tmp_path, "flash_attn-2.8.3.post2+fd.sm90.hd64.hd128.fp16.bf16-cp312-cp312-linux_x86_64.whl"),
-        fingerprint(env, "fa2", "2.8.3.post2", wide_profile),
+        fingerprint(env, "fa2", "2.8.3.post2", Profile("fa2", (90,), (64, 128), ("fp16", "bf16"))),
         {},
     )
+    return narrow, wide
+
+
+def test_ranking_same_id_then_newest_then_widest(tmp_path: Path) -> None:
+    env = target_env("h100")
+    narrow, wide = _narrow_and_wide(tmp_path)
     older = store(
         tmp_path,
         _wheel(tmp_path, "flash_attn-2.8.2+fd.sm90-cp312-cp312-linux_x86_64.whl"),
@@ -297,7 +304,12 @@ def test_a_manifest_in_any_directory_is_read_by_its_fingerprint(tmp_path: Path) 
     w.rename(d / WHEEL)
     (d / "build.json").write_text(
         json.dumps(
-            {"schema": "flashdoctor/built-wheel/1", "wheel": WHEEL, "sha256": "ab" * 32, "fingerprint": H100}
+            {
+                "schema": "flashdoctor/built-wheel/1",
+                "wheel": WHEEL,
+                "sha256": sha256_file(d / WHEEL),
+                "fingerprint": H100,
+            }
         )
     )
     (found,) = scan(tmp_path)
@@ -449,3 +461,28 @@ def test_a_rebuild_on_a_full_disk_leaves_no_manifest_that_lies_about_its_wheel(t
     entry = old.path.parent
     assert not (entry / "build.json").exists() and not (entry / WHEEL).exists(), list(entry.iterdir())
     assert list(scan(tmp_path / "wh")) == []
+
+
+def test_a_build_whose_wheel_is_not_the_one_its_manifest_records_does_not_serve(tmp_path: Path) -> None:
+    """A wheel cut short (a copy into a shared wheelhouse stopped half-way) or a build.json whose sha256 is
+    not its wheel's: the old code served it, so `build` said "already built" (exit 0) for ever and
+    `install` chose it and then failed the digest check of its copy. Now it is listed with why, and the
+    next build that serves (or a new build, which replaces the entry) is taken instead."""
+    env = target_env("h100")
+    narrow, wide = _narrow_and_wide(tmp_path)
+    assert best([tmp_path], req())[0] == wide
+    wide.path.write_bytes(wide.path.read_bytes()[:10])  # cut short
+    chosen, rejected = best([tmp_path], req())
+    assert chosen == narrow
+    assert [(bw, why) for bw, why in rejected] == [
+        (
+            wide,
+            [
+                f"its wheel {wide.path.name} is not the one build.json records (sha256 {wide.sha256[:16]}…): cut short or changed since"
+            ],
+        )
+    ]
+    m = narrow.path.parent / "build.json"
+    m.write_text(m.read_text().replace(narrow.sha256, "ab" * 32))  # the manifest lies
+    assert best([tmp_path], req())[0] is None
+    assert find([tmp_path], fingerprint(env, "fa2", "2.8.3.post2", MIN)) is None  # build builds again
