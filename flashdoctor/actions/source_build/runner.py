@@ -16,7 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from flashdoctor.actions.net.download import open_own_file
 from flashdoctor.decide.explain import Diagnosis, explain_text
+from flashdoctor.errors import UsageError
 from flashdoctor.model.build import BuildProgress, FirstError, RunResult
 from flashdoctor.model.environment import Environment
 
@@ -144,11 +146,11 @@ def run_build(
     ``expected_steps``, the plan's count), a ``step`` per ninja line and ``finished`` (also on failure or
     Ctrl-C). Ctrl-C stops the whole process group and re-raises KeyboardInterrupt."""
     progress = progress or NullProgress()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _open_log(log_path)
     start = clock()
     done = total = 0
     compiled: list[str] = []
-    with open(log_path, "w", encoding="utf-8", errors="replace") as log:
+    with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as log:
         log.write(f"$ {' '.join(cmd)}\n# cwd: {cwd}\n")
         for k in sorted(env):
             if k in ("MAX_JOBS", "NVCC_THREADS", "CUDA_HOME", "TORCH_CUDA_ARCH_LIST", "PATH") or k.startswith(
@@ -212,6 +214,22 @@ def run_build(
         first_error(lines),
         tuple(diagnose(text, diag_env, diag_fields)),
     )
+
+
+def _open_log(path: Path) -> int:
+    """The log, emptied, as the install log is opened: never through a link planted at its predictable
+    name (<cache>/logs/build-<variant>-<profile>.log), only a regular file of this user. UsageError
+    (exit 2) before anything runs when it cannot be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = open_own_file(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the build log {path}: {exc.strerror or exc}",
+            hint="--log FILE names a regular file of yours (a link is not followed)",
+        ) from None
+    os.ftruncate(fd, 0)
+    return fd
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

@@ -232,3 +232,27 @@ def test_runner_emits_started_steps_finished(fake: Path, tmp_path: Path) -> None
     )
     assert bad.events[0] == ("started", None) and bad.events[-1] == ("finished", False)
     assert [e[0] for e in bad.events].count("step") == 2
+
+
+@pytest.mark.system
+def test_the_log_is_never_written_through_a_link_and_a_bad_log_is_a_usage_error(tmp_path: Path) -> None:
+    """The default log has a predictable name (<cache>/logs/build-fa2-<profile>.log): the old code opened it
+    with open(..., "w"), so a link planted there had its target emptied and overwritten with the build's
+    output; and a --log that cannot be written (a directory) crashed with exit 3. The install log already
+    refused both (open_own_file); the build log is opened the same way and a refusal is exit 2."""
+    from flashdoctor.errors import UsageError
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    log = tmp_path / "logs" / "build-fa2-fd.sm90.log"
+    log.parent.mkdir()
+    log.symlink_to(victim)
+    cmd = [sys.executable, "-c", "print('[1/1] c++ -c a.cpp')"]
+    for bad in (log, tmp_path):
+        with pytest.raises(UsageError, match="cannot write the build log"):
+            run_build(cmd, {}, tmp_path, bad)
+    assert victim.read_text() == "precious\n"
+    log.unlink()
+    log.write_text("an earlier build's log\n")
+    assert run_build(cmd, {}, tmp_path, log).ok
+    assert "an earlier build" not in log.read_text() and "[1/1]" in log.read_text()
