@@ -257,31 +257,64 @@ def probe_ninja(environ: Mapping[str, str], python: str) -> Probed:
     return Probed(values={"ninja": bool(found)})
 
 
-def _cgroup_memory_gb() -> float | None:
+CGROUP_ROOT = "/sys/fs/cgroup"  # a container's own cgroup (v2: its namespace root; v1: per controller)
+
+
+def _read_cgroup(root: str, *names: str) -> list[str] | None:
+    """The stripped contents of files under a cgroup root, or None where one is missing or unreadable."""
+    out = []
+    for name in names:
+        try:
+            with open(os.path.join(root, name)) as fh:
+                out.append(fh.read(4096).strip())
+        except (OSError, UnicodeDecodeError):
+            return None
+    return out
+
+
+def _cgroup_memory_gb(root: str = CGROUP_ROOT) -> float | None:
     """Memory still allowed by a cgroup limit (Docker/Kubernetes), if any."""
     for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+        ("memory.max", "memory.current"),
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
     ):
-        try:
-            with open(limit_file) as fh:
-                limit = fh.read().strip()
-            with open(usage_file) as fh:
-                usage = int(fh.read().strip())
-        except (OSError, ValueError):
+        found = _read_cgroup(root, limit_file, usage_file)
+        if found is None or not found[1].isdigit():
             continue
+        limit, usage = found[0], int(found[1])
         if limit == "max" or not limit.isdigit() or int(limit) >= 2**60:
             return None
         return max(0.0, (int(limit) - usage) / 2**30)
     return None
 
 
+def _cgroup_cpus(root: str = CGROUP_ROOT) -> int | None:
+    """CPUs a cgroup CPU quota allows (Docker's --cpus, a Kubernetes CPU limit), rounded up; None without one.
+    A quota spreads over every core the process may use, so jobs sized from the cores alone run throttled."""
+    for files in (("cpu.max",), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        found = _read_cgroup(root, *files)
+        if found is None:
+            continue
+        words = " ".join(found).split()  # v2: "QUOTA PERIOD" in one file; v1: one number in each of two
+        if len(words) != 2 or not all(w.isdigit() for w in words) or int(words[1]) == 0:
+            return None  # "max" / -1: no quota; anything else: not a quota we can read
+        quota, period = int(words[0]), int(words[1])
+        return max(1, -(-quota // period))
+    return None
+
+
 def probe_resources(environ: Mapping[str, str]) -> Probed:
     r = Probed()
+    cpus: int | None
     try:
-        r.values["cpus"] = len(os.sched_getaffinity(0))  # type: ignore[attr-defined,unused-ignore]
+        cpus = len(os.sched_getaffinity(0))  # type: ignore[attr-defined,unused-ignore]
     except (AttributeError, OSError):
-        r.values["cpus"] = os.cpu_count()
+        cpus = os.cpu_count()
+    quota = _cgroup_cpus()
+    if quota is not None and cpus is not None and quota < cpus:
+        r.notes.append(f"a cgroup CPU quota allows {quota} of the {cpus} CPUs this process may run on")
+        cpus = quota
+    r.values["cpus"] = cpus
     mem: float | None = None
     try:
         with open("/proc/meminfo") as fh:

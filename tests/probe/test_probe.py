@@ -437,3 +437,40 @@ def test_waiting_gives_the_exit_or_the_timeout_with_and_without_a_pidfd(
     finally:
         interpreter.stop(slow)
     assert slow.returncode is not None
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({"cpu.max": "400000 100000\n"}, 4),  # docker --cpus 4 (cgroup v2)
+        ({"cpu.max": "150000 100000\n"}, 2),  # --cpus 1.5: rounded up
+        ({"cpu.max": "max 100000\n"}, None),  # no quota
+        ({"cpu/cpu.cfs_quota_us": "800000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 8),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu.max": "garbage\n"}, None),
+        ({"cpu.max": "5 0\n"}, None),
+        ({}, None),
+    ],
+)
+def test_a_cgroup_cpu_quota_is_read_as_the_cpus_a_build_may_use(
+    tmp_path: Path, files: dict[str, str], cpus: int | None
+) -> None:
+    """A container limited to 4 CPUs on a 128-core host: build jobs are sized from 4, not 128."""
+    from flashdoctor.probe.system import _cgroup_cpus, _cgroup_memory_gb
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert _cgroup_cpus(str(tmp_path)) == cpus
+    (tmp_path / "memory.max").write_text(str(6 * 2**30))
+    (tmp_path / "memory.current").write_text(str(2 * 2**30))
+    assert _cgroup_memory_gb(str(tmp_path)) == 4.0
+
+
+def test_the_probe_takes_the_smaller_of_the_cores_and_the_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flashdoctor.probe import system
+
+    monkeypatch.setattr(system, "_cgroup_cpus", lambda: 1)
+    r = system.probe_resources(dict(os.environ))
+    assert r.values["cpus"] == 1
+    assert any("cgroup CPU quota allows 1 of the" in n for n in r.notes) or len(os.sched_getaffinity(0)) == 1
