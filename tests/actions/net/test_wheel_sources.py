@@ -512,3 +512,25 @@ def test_astrals_index_lists_content_addressed_files_with_dotted_labels(other: S
     entry = builder.entry_from_row(rows[0])
     assert entry is not None and entry["cuda"] == "13.0" and entry["sha256"] == digest
     assert entry["url"].endswith(f"/artifacts/{digest}/{name.replace('+', '%2B')}")
+
+
+def test_malformed_releases_and_assets_are_skipped_not_a_crash(gh: Server) -> None:
+    # A broken or hostile API answer: releases and assets of the wrong shape are left out (as the other
+    # kinds leave out entries they cannot read), never an internal error.
+    good = asset(FA2, "v2.8.3", "2025-08-15T01:00:00Z", "sha256:" + "ab" * 32)
+    gh.json(
+        releases_path("a/b"),
+        [
+            {"tag_name": "v2.8.3", "published_at": 5, "created_at": None,
+             "assets": [good, "str", {"name": 7}, {"name": FA2_OLD, "browser_download_url": 5,
+                                                    "created_at": [], "digest": {"sha256": "x"}}]},
+            {"tag_name": "v1", "published_at": "2025-01-01T00:00:00Z", "assets": 5},
+            {"tag_name": 5, "assets": [asset(FA2_LATE, "v9", "2025-08-15T01:00:00Z")]},
+            {"tag_name": "v2", "draft": False, "published_at": {"x": 1}, "assets": None},
+        ],
+    )  # fmt: skip
+    rows = github_releases.rows_from_releases("official", "a/b", releases(gh, "a/b"), "2026-11-25")
+    assert [(r["filename"], r["release_tag"], r["url"], r["sha256"]) for r in rows] == [
+        (FA2, "v2.8.3", good["browser_download_url"], "ab" * 32),
+        (FA2_OLD, "v2.8.3", None, None),
+    ]

@@ -70,8 +70,13 @@ def releases(ctx: SourceContext, repo: str) -> list[dict[str, Any]]:
     return out
 
 
-def _parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
+def _text(value: Any) -> str | None:
+    """A string field of an API object; anything else (a broken or hostile answer) reads as absent."""
+    return value if isinstance(value, str) and value else None
+
+
+def _parse_time(text: Any) -> datetime.datetime | None:
+    if not isinstance(text, str) or not text:
         return None
     try:
         return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -89,21 +94,23 @@ def rows_from_releases(source: str, repo: str, rels: Iterable[Mapping[str, Any]]
 
     Community repositories rebuild the same filename in later releases: the newest release gives the
     URL and the others are kept as ``alt_release_tags``. The official repository's assets are all kept
-    (the same filename on two tags is two real files)."""
+    (the same filename on two tags is two real files). A release without a tag name, an asset without a
+    file name, or a field of the wrong type is read as absent: the answer is untrusted."""
     community = source.startswith("community:")
     rows: list[Row] = []
     by_name: dict[str, Row] = {}
     ordered = sorted(
-        (r for r in rels if not r.get("draft")),
-        key=lambda r: r.get("published_at") or r.get("created_at") or "",
+        (r for r in rels if not r.get("draft") and _text(r.get("tag_name"))),
+        key=lambda r: _text(r.get("published_at")) or _text(r.get("created_at")) or "",
         reverse=True,
     )
     for rel in ordered:
-        tag = rel.get("tag_name")
+        tag = rel["tag_name"]
         published = _parse_time(rel.get("published_at"))
-        for asset in rel.get("assets") or ():
-            fname = asset.get("name") or ""
-            if not fname.endswith(".whl"):
+        assets = rel.get("assets")
+        for asset in assets if isinstance(assets, list) else ():
+            fname = _text(asset.get("name")) if isinstance(asset, dict) else None
+            if fname is None or not fname.endswith(".whl"):
                 continue
             created = _parse_time(asset.get("created_at"))
             added_later = bool(published and created and created - published > ADDED_LATER_AFTER)
@@ -113,7 +120,7 @@ def rows_from_releases(source: str, repo: str, rels: Iterable[Mapping[str, Any]]
             row = {
                 "source": source,
                 "filename": fname,
-                "url": asset.get("browser_download_url"),
+                "url": _text(asset.get("browser_download_url")),
                 "release_tag": tag,
                 "sha256": _digest(asset),
                 "evidence": f"github-api:{repo} release {tag} asset"
