@@ -193,13 +193,48 @@ def test_html_instead_of_json(gh: Server) -> None:
         releases(gh, "a/b")
 
 
+def endless(server: Server, path: str, pages: int = 6) -> list[str]:
+    """``pages`` distinct pages from ``path``, each linking the next (as a listing that never ends)."""
+    paths = [path] + [f"{path}&page={n}" for n in range(2, pages + 1)]
+    for here, there in zip(paths, [*paths[1:], paths[-1] + "0"]):
+        server.route(here, Response(200, [], {"Link": f'<{{base}}{there}>; rel="next"'}))
+    return paths
+
+
 def test_pagination_is_bounded(gh: Server) -> None:
-    gh.route(
-        releases_path("a/b"), Response(200, [], {"Link": f'<{{base}}{releases_path("a/b")}>; rel="next"'})
-    )
+    paths = endless(gh, releases_path("a/b"))
     with pytest.raises(NetworkError, match="more than 3 pages"):
         releases(gh, "a/b", max_pages=3)
-    assert len(gh.hits(releases_path("a/b"))) == 3
+    assert [r.path for r in gh.requests] == paths[:3]
+
+
+def test_pagination_that_loops_stops_at_the_first_page_read_again(gh: Server) -> None:
+    # Page 2 links back to page 1: refused at once, not re-read up to max_pages (each read spends the
+    # API's rate limit: 60 an hour without a token).
+    first, second = releases_path("a/b"), releases_path("a/b", 2)
+    gh.route(first, Response(200, [], {"Link": f'<{{base}}{second}>; rel="next"'}))
+    gh.route(second, Response(200, [], {"Link": f'<{{base}}{first}>; rel="next"'}))
+    with pytest.raises(NetworkError, match="the pages loop") as exc:
+        releases(gh, "a/b")
+    assert [r.path for r in gh.requests] == [first, second]
+    assert exc.value.message.startswith(f"{gh.base}{second}: ")
+
+
+def test_a_next_page_on_another_host_is_refused_and_gets_no_token(gh: Server, other: Server) -> None:
+    # GitHub's Link header names api.github.com: a "next" page elsewhere would put another host's answer
+    # into the official listing (and the listing cut short there must not replace the index's entries).
+    other.json("/x", [{"tag_name": "v6.6.6", "assets": [asset(FA2, "v6.6.6", "2025-08-15T01:00:00Z")]}])
+    gh.route(releases_path("a/b"), Response(200, [], {"Link": f'<{other.base}/x>; rel="next"'}))
+    with pytest.raises(NetworkError, match="the next page is on another host") as exc:
+        releases(gh, "a/b")
+    assert other.requests == [] and TOKEN not in exc.value.message
+    assert "127.0.0.1:" + other.base.rsplit(":", 1)[1] in exc.value.message
+
+
+def test_a_relative_next_link_is_read_against_the_page(gh: Server) -> None:
+    gh.route(releases_path("a/b"), Response(200, [], {"Link": '<?per_page=100&page=2>; rel="next"'}))
+    gh.json("/repos/a/b/releases?per_page=100&page=2", [{"tag_name": "v1", "assets": []}])
+    assert [r["tag_name"] for r in releases(gh, "a/b")] == ["v1"]
 
 
 def test_connection_refused() -> None:
@@ -473,15 +508,23 @@ def test_huggingface_repo_files_with_their_lfs_sha256(other: Server) -> None:
 
 
 def test_huggingface_pages_stay_on_the_host_and_are_bounded(other: Server) -> None:
-    # A "next" link to another host is not followed; a listing that never ends stops at max_pages.
+    # A "next" link to another host is refused (the listing cut short there would replace the index's
+    # entries of the source with fewer); a listing that loops or never ends stops, with the reason.
     other.route(
         HF_TREE,
         Response(200, [hf_entry(HF_WHEEL, None)], {"Link": '<https://elsewhere.example/x>; rel="next"'}),
     )
     ctx = SourceContext(Http(), {"https://huggingface.co": other.base})
-    rows = KINDS["huggingface-repo"].list_rows(ctx, "community:lldacing", {"repo": HF_REPO}, "d").rows
-    assert len(rows) == 1 and len(other.requests) == 1
+    with pytest.raises(
+        DownloadError, match=r"the next page is on another host \(https://elsewhere.example/x\)"
+    ):
+        KINDS["huggingface-repo"].list_rows(ctx, "community:lldacing", {"repo": HF_REPO}, "d")
+    assert len(other.requests) == 1
     other.route(HF_TREE, Response(200, [], {"Link": f'<{{base}}{HF_TREE}>; rel="next"'}))
+    with pytest.raises(DownloadError, match=r"the pages loop"):
+        KINDS["huggingface-repo"].list_rows(ctx, "community:lldacing", {"repo": HF_REPO}, "d")
+    assert len(other.requests) == 2
+    endless(other, HF_TREE)
     ctx = SourceContext(Http(), {"https://huggingface.co": other.base}, max_pages=3)
     with pytest.raises(DownloadError, match=r"more than 3 pages"):
         KINDS["huggingface-repo"].list_rows(ctx, "community:lldacing", {"repo": HF_REPO}, "d")

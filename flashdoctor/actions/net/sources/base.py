@@ -6,12 +6,14 @@ published-digest lookup before a download (flashdoctor.actions.fetch) both go th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urljoin
 
-from flashdoctor.actions.net.http import Http
-from flashdoctor.actions.net.urls import parse
+from flashdoctor.actions.net.errors import DownloadError
+from flashdoctor.actions.net.http import Http, Page
+from flashdoctor.actions.net.urls import parse, redact
 from flashdoctor.model.plan import WheelRef
 
 GITHUB_API = "https://api.github.com"
@@ -31,7 +33,7 @@ class SourceContext:
 
     http: Http
     rewrites: Mapping[str, str] = field(default_factory=dict)
-    max_pages: int = 50  # GitHub pages of releases per repository at most
+    max_pages: int = 50  # pages of one paged listing (a repository's releases, a Hub tree) at most
 
     def at(self, url: str) -> str:
         for prefix, there in self.rewrites.items():
@@ -47,6 +49,34 @@ class SourceContext:
             return any(t.netloc == parse(self.at(b)).netloc for b in bases)
         except Exception:
             return False
+
+
+def follow_pages(ctx: SourceContext, url: str, get: Callable[[str], Page]) -> Iterator[Page]:
+    """The pages of one paged listing (GitHub's releases, the Hub's tree): ``url``, then each page's
+    ``Link: rel="next"`` (resolved against the page), read with ``get``. A next page on another host than
+    ``url`` (as the HTTP client connects), one already read (the pages loop) or past ``ctx.max_pages``
+    raises DownloadError: a listing cut short must not replace the index's entries of its source, and
+    another host's answer is not the publisher's."""
+    shown = redact(url)
+    read: set[str] = set()
+    next_url: str | None = url
+    while next_url is not None:
+        if len(read) >= ctx.max_pages:
+            raise DownloadError(f"{shown}: more than {ctx.max_pages} pages; refusing to go on")
+        read.add(next_url)
+        page = get(next_url)
+        yield page
+        following = page.links().get("next")
+        if not following:
+            return
+        following = urljoin(page.url, following)
+        if not ctx.same_host(following, url):
+            raise DownloadError(
+                f"{page.shown}: the next page is on another host ({redact(following)}); refusing to follow it"
+            )
+        if following in read:
+            raise DownloadError(f"{page.shown}: the pages loop (the next page is one already read)")
+        next_url = following
 
 
 @dataclass

@@ -23,6 +23,7 @@ from flashdoctor.actions.net.sources.base import (
     PublishedDigest,
     Row,
     SourceContext,
+    follow_pages,
 )
 from flashdoctor.actions.net.urls import redact
 from flashdoctor.model.plan import WheelRef
@@ -52,21 +53,14 @@ def api_get(ctx: SourceContext, url: str, allow_404: bool = False) -> Page:
 
 
 def releases(ctx: SourceContext, repo: str) -> list[dict[str, Any]]:
-    """All releases of ``owner/name``, following Link: rel="next" (bounded by ``ctx.max_pages``)."""
-    url: str | None = f"{ctx.at(GITHUB_API)}/repos/{repo}/releases?per_page=100"
+    """All releases of ``owner/name``, following Link: rel="next" on the API's host (base.follow_pages)."""
+    url = f"{ctx.at(GITHUB_API)}/repos/{repo}/releases?per_page=100"
     out: list[dict[str, Any]] = []
-    for _ in range(ctx.max_pages):
-        if url is None:
-            break
-        page = api_get(ctx, url)
+    for page in follow_pages(ctx, url, lambda u: api_get(ctx, u)):
         doc = page.json()
         if not isinstance(doc, list):
             raise DownloadError(f"GET {page.shown}: expected a list of releases")
         out.extend(r for r in doc if isinstance(r, dict))
-        url = page.links().get("next")
-    else:
-        if url is not None:
-            raise DownloadError(f"{repo}: more than {ctx.max_pages} pages of releases; refusing to go on")
     return out
 
 

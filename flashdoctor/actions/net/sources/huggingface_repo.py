@@ -22,6 +22,7 @@ from flashdoctor.actions.net.sources.base import (
     PublishedDigest,
     Row,
     SourceContext,
+    follow_pages,
 )
 from flashdoctor.actions.net.urls import redact
 from flashdoctor.decide.wheels.digests import HUGGINGFACE_REVISION, huggingface_file
@@ -39,14 +40,11 @@ def download_url(base: str, repo: str, path: str) -> str:
 
 
 def _tree(ctx: SourceContext, url: str, allow_404: bool = False) -> tuple[list[dict[str, Any]], str]:
-    """Every entry of a tree listing (pages followed, bounded); the first page's URL, redacted."""
+    """Every entry of a tree listing (pages followed on the same host: base.follow_pages); the first
+    page's URL, redacted."""
     out: list[dict[str, Any]] = []
     shown = redact(url)
-    next_url: str | None = url
-    for _ in range(ctx.max_pages):
-        if next_url is None:
-            break
-        page = ctx.http.get(next_url, accept="application/json")
+    for page in follow_pages(ctx, url, lambda u: ctx.http.get(u, accept="application/json")):
         if page.status == 404 and allow_404 and not out:
             return [], shown
         if page.status != 200:
@@ -55,12 +53,6 @@ def _tree(ctx: SourceContext, url: str, allow_404: bool = False) -> tuple[list[d
         if not isinstance(doc, list):
             raise DownloadError(f"GET {page.shown}: not a Hugging Face tree listing")
         out.extend(e for e in doc if isinstance(e, dict))
-        following = page.links().get("next")
-        # the next page of the same listing, on the same host (never a link elsewhere)
-        next_url = following if following and ctx.same_host(following, url) else None
-    else:
-        if next_url is not None:
-            raise DownloadError(f"{shown}: more than {ctx.max_pages} pages; refusing to go on")
     return out, shown
 
 
