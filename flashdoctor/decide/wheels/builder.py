@@ -251,10 +251,12 @@ def _entries(
     dropped: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Entries made from ``rows``: URLs left out where the source's template rebuilds them, duplicates
-    dropped, claimed wheels whose release's CI could not have run left out (counted by release in
+    dropped (a copy with a digest gives it to one without; two different digests for one file raise
+    DigestConflict, listing them all), claimed wheels whose release's CI could not have run left out (counted by release in
     ``dropped``); not sorted."""
     wheels: list[dict[str, Any]] = []
-    seen: set[tuple[str, str, str]] = set()
+    seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+    twice: list[str] = []
     for row in rows:
         if row["source"] not in srcs:
             raise ListingError(f"row {row.get('filename')!r}: unknown source {row['source']!r}")
@@ -273,10 +275,21 @@ def _entries(
         if "url" not in entry and not (template and "tag" in entry):
             raise ListingError(f"row {entry['filename']!r}: no url and no release tag to build one")
         key = (entry["source"], entry["filename"], entry.get("url") or entry.get("tag") or "")
-        if key in seen:
+        first = seen.get(key)
+        if first is not None:
+            if first["sha256"] and entry["sha256"] and first["sha256"] != entry["sha256"]:
+                where = entry.get("url") or f"{entry['filename']} of {entry.get('tag')}"
+                twice.append(f"{where} ({entry['source']}): {first['sha256']} and {entry['sha256']}")
+            elif entry["sha256"] and not first["sha256"]:
+                first["sha256"], first["evidence"] = entry["sha256"], entry["evidence"]
             continue
-        seen.add(key)
+        seen[key] = entry
         wheels.append(entry)
+    if twice:
+        raise digests.DigestConflict(
+            f"{len(twice)} file(s) listed twice with different digests (the index never guesses between "
+            "them):\n  " + "\n  ".join(twice)
+        )
     return wheels
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from flashdoctor.decide.wheels import builder
+from flashdoctor.decide.wheels.digests import DigestConflict
 from flashdoctor.decide.wheels.index import index_from_document
 from tests.support.paths import DATA, ROOT, SCRIPTS
 
@@ -274,3 +275,27 @@ def test_a_release_asset_listing_marks_listed_claims_seen_and_drops_the_rest() -
     assert doc["dropped"] == {"v2.7.0.post2": 1, "v2.7.0": 1}
     entry = next(w for w in doc["wheels"] if w["filename"] == listed)
     assert "claim" not in entry
+
+
+def test_one_file_listed_twice_with_two_digests_is_refused_never_a_guess() -> None:
+    # A page (or JSON document) that lists one file at one URL twice with different digests: the index
+    # does not pick the first one silently; it stops with both, as for any other digest disagreement.
+    url = "https://download.pytorch.org/whl/cu128/flash_attn_3-3.0.9-cp39-abi3-manylinux_2_28_x86_64.whl"
+    row = {
+        "source": "pytorch-index", "filename": url.rsplit("/", 1)[1], "url": url, "sha256": "0f" * 32,
+        "cuda_version": "12.8", "evidence": "simple-index:page",
+    }  # fmt: skip
+    twin = dict(row, sha256="1f" * 32)
+    for build in (
+        lambda rows: builder.assemble(rows, "live", []),
+        lambda rows: builder.refresh(json.loads((ROOT / "wheels_index.json").read_text()), ["pytorch-index"], rows, []),
+    ):  # fmt: skip
+        with pytest.raises(DigestConflict, match="listed twice with different digests") as exc:
+            build([row, twin])
+        assert "0f" * 32 in str(exc.value) and "1f" * 32 in str(exc.value) and url in str(exc.value)
+        # the same digest twice, or a copy without one, is one entry
+        assert [
+            w["sha256"]
+            for w in build([row, dict(row), dict(row, sha256=None)])["wheels"]
+            if w.get("url") == url
+        ] == ["0f" * 32]
