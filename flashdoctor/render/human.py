@@ -107,7 +107,10 @@ def render_check(report: CheckReport, console: Console, verbose: bool = False) -
     print_table(console, VERDICT_COLS, table)
     index = report.extra.get("index")
     if verbose and index:
-        age = "" if index.get("age_days") is None else f", {index['age_days']} days old"
+        days = index.get("age_days")
+        age = (
+            "" if days is None else f", {days} days old" if days >= 0 else f", dated {-days} days after today"
+        )
         print_markup(
             console,
             f"[dim]wheel index: {escape(str(index['source']))}, data of {escape(str(index.get('date')))}"

@@ -1,5 +1,6 @@
 """How old the wheel index in use is, and the ``check`` finding when it is too old to trust for "no wheel
-fits" (``wheel-index-stale``: a wheel published since is unknown to it)."""
+fits" (``wheel-index-stale``: a wheel published since is unknown to it), or its age is unknown (no date, or
+a date after today: a wrong clock here or where it was written)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,33 @@ from flashdoctor.model.findings import Finding, Status
 
 STALE_AFTER_DAYS = 60
 REFRESH_COMMAND = "flashdoctor wheels --refresh"
+CLOCK_SLACK_DAYS = 1  # an index dated a day after today is a time zone away; more is a wrong clock
 
 
 def index_age(location: IndexLocation, today: datetime.date) -> int | None:
-    """Days between the index's date and ``today``; None when the index has no date."""
+    """Days between the index's date and ``today`` (negative: dated after today); None when the index
+    has no date."""
     return location.age_days(today)
+
+
+def _trusted(age: int | None, max_days: int) -> bool:
+    """Whether an index of this age is fresh: dated, at most ``max_days`` old, and not from the future."""
+    return age is not None and -CLOCK_SLACK_DAYS <= age <= max_days
 
 
 def index_info(
     location: IndexLocation, today: datetime.date, max_days: int = STALE_AFTER_DAYS
 ) -> dict[str, Any]:
     """``check --json``'s ``index``: the index in use, its date, its age on ``today`` and whether that is
-    too old (``source``: "bundled", "refreshed", "env" or "explicit", as :class:`IndexLocation` says)."""
+    too old or of an unknown age (``source``: "bundled", "refreshed", "env" or "explicit", as
+    :class:`IndexLocation` says)."""
     age = index_age(location, today)
     return {
         "path": str(location.path),
         "date": location.date,
         "age_days": age,
         "source": location.kind,
-        "stale": age is None or age > max_days,
+        "stale": not _trusted(age, max_days),
         "stale_after_days": max_days,
     }
 
@@ -38,10 +47,10 @@ def index_info(
 def stale_index_finding(
     location: IndexLocation, today: datetime.date, max_days: int = STALE_AFTER_DAYS
 ) -> Finding | None:
-    """A warning when the index in use is older than ``max_days`` (or has no date); None when it is
-    fresh enough."""
+    """A warning when the index in use is older than ``max_days``, has no date, or is dated after
+    ``today`` (by more than CLOCK_SLACK_DAYS); None when it is fresh enough."""
     age = index_age(location, today)
-    if age is not None and age <= max_days:
+    if _trusted(age, max_days):
         return None
     which = {
         "explicit": "given with --index",
@@ -51,6 +60,11 @@ def stale_index_finding(
     }.get(location.kind, location.kind)
     if age is None:
         message = f"the wheel index in use ({which}) does not say how old it is"
+    elif age < 0:
+        message = (
+            f"the wheel index in use ({which}) is dated {location.date}, {-age} days after today ({today}): "
+            "a clock (this machine's, or the one that wrote it) is wrong, so how old its data are is unknown"
+        )
     else:
         message = (
             f"the wheel index in use ({which}, data of {location.date}) is {age} days old: wheels "

@@ -27,6 +27,8 @@ WHERE = Path("wheels_index.json")
         ("2026-12-05", "2027-02-03", 60, False),
         ("2026-12-05", "2027-02-04", 61, True),
         (None, "2027-02-04", None, True),
+        ("2026-12-06", "2026-12-05", -1, False),  # a day ahead: a time zone
+        ("2027-12-05", "2026-12-05", -365, True),  # a year ahead: a wrong clock, the age is unknown
     ],
 )
 def test_index_info(date: str | None, today: str, age: int | None, stale: bool) -> None:
@@ -61,3 +63,23 @@ def test_check_report_warns_on_an_old_index_and_says_how_to_refresh(tmp_path: Pa
     )
     assert "wheel-index-stale" not in [f.code for f in fresh.findings]
     assert fresh.extra["index"]["stale"] is False
+
+
+def test_check_report_on_an_index_dated_after_today(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from flashdoctor.render.human import render_check
+
+    env = environment_from_target({"python": "3.12", "platform": "linux_x86_64", "installed": {}})
+    environ = {"FLASHDOCTOR_CACHE_DIR": str(tmp_path)}
+    day = DAY(str(current_index(None, environ).date))
+    environ["FLASHDOCTOR_TODAY"] = (day - datetime.timedelta(days=30)).isoformat()  # the clock is behind
+    report = with_index_freshness(run_checks(env, source="target:x"), environ)
+    assert report.extra["index"]["age_days"] == -30 and report.extra["index"]["stale"] is True
+    (stale,) = [f for f in report.findings if f.code == "wheel-index-stale"]
+    assert "30 days after today" in stale.message and "a clock" in stale.message
+    out = io.StringIO()
+    render_check(report, Console(file=out, width=200), verbose=True)
+    assert "dated 30 days after today" in out.getvalue() and "-30 days" not in out.getvalue()

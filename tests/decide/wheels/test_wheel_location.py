@@ -117,3 +117,16 @@ def test_undated_or_explicit_index_findings() -> None:
     assert f is not None and "does not say how old it is" in f.message
     f = stale_index_finding(location("2020-01-01", "explicit"), DAY("2027-01-01"))
     assert f is not None and f.fix is not None and f.fix.startswith(f"rebuild {COMMITTED}")
+
+
+def test_an_index_dated_after_today_is_not_fresh() -> None:
+    # A refresh on a machine whose clock ran ahead (or a hand-made index) dates the index in the future: its
+    # age is unknown, not "fresh for ever". A day ahead is a time zone, not a wrong clock.
+    assert stale_index_finding(location("2027-01-02", "refreshed"), DAY("2027-01-01")) is None
+    f = stale_index_finding(location("2030-06-01", "refreshed"), DAY("2027-01-01"))
+    assert f is not None and f.code == "wheel-index-stale" and f.status is Status.WARN
+    assert f.message == (
+        "the wheel index in use (refreshed) is dated 2030-06-01, 1247 days after today (2027-01-01): a clock "
+        "(this machine's, or the one that wrote it) is wrong, so how old its data are is unknown"
+    )
+    assert f.fix is not None and f.fix.startswith("flashdoctor wheels --refresh (online")
