@@ -171,7 +171,16 @@ def load_wheel_index(
 
     path = user_index_path(index_path, environ)
     if path is None:
-        return load_index(current_index(None, environ, dated=False).path, keep=keep)
+        location = current_index(None, environ, dated=False)
+        try:
+            return load_index(location.path, keep=keep)
+        except WheelIndexError as exc:
+            if location.kind == "refreshed" and exc.hint is None:
+                exc.hint = (
+                    "flashdoctor wheels --refresh wrote it: run that again (online) to rewrite it, or "
+                    f"delete {location.path} to use the bundled index"
+                )
+            raise
     try:
         data = read_bytes(path, "wheel index", INDEX_MAX_BYTES)
         doc = parse_json(data, f"wheel index {path}")

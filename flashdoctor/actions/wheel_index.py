@@ -13,7 +13,6 @@ newer than the bundled index's (:func:`current_index`, decide.wheels.location).
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,6 @@ from flashdoctor.actions.cache import atomic_write_bytes, cache_root
 from flashdoctor.decide.wheels.freshness import stale_index_finding
 from flashdoctor.decide.wheels.location import (
     INDEX_FILENAME,
-    MAX_INDEX_BYTES,
     IndexLocation,
     locate_index,
 )
@@ -114,16 +112,23 @@ def _names(config: Mapping[str, Mapping[str, Any]], only: Sequence[str]) -> list
     return [n for n, c in config.items() if not c.get("opt_in")]
 
 
-def _previous(location: IndexLocation | None) -> dict[str, Any] | None:
-    if location is None:
-        return None
-    try:
-        with open(location.path, "rb") as fh:
-            data = fh.read(MAX_INDEX_BYTES + 1)
-        doc = json.loads(data) if len(data) <= MAX_INDEX_BYTES else None
-    except (OSError, ValueError, RecursionError):
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("wheels"), list) else None
+def _previous(location: IndexLocation | None) -> tuple[dict[str, Any], Path] | None:
+    """The index whose knowledge a refresh keeps, and its path: the index in use when it loads (schema
+    and entry checks), else the bundled one (a refreshed index broken on disk is replaced, not built on,
+    and not dropped with every entry of the sources not read), else None."""
+    from flashdoctor.decide.wheels.index import load_index, read_index_document
+    from flashdoctor.decide.wheels.location import WheelIndexError, bundled_index_path
+
+    for path in (None if location is None else location.path, bundled_index_path()):
+        if path is None:
+            continue
+        try:
+            load_index(path)
+            doc = read_index_document(path)[1]
+        except WheelIndexError:
+            continue
+        return doc, path
+    return None
 
 
 def refresh_index(
@@ -174,7 +179,8 @@ def refresh_index(
         location: IndexLocation | None = current_index(None, env)
     except UsageError:
         location = None
-    previous = _previous(location)
+    found = _previous(location)
+    previous, carried_from = (None, None) if found is None else found
     try:
         if previous is not None:
             doc = builder.refresh(previous, names, rows, inputs, config, generated=fetched)
@@ -196,7 +202,7 @@ def refresh_index(
         entries=len(doc["wheels"]),
         by_source=dict(sorted(by_source.items())),
         with_sha256=sum(1 for w in doc["wheels"] if w.get("sha256")),
-        carried_from=None if previous is None or location is None else str(location.path),
+        carried_from=None if carried_from is None else str(carried_from),
         inputs=inputs,
         in_use=current_index(None, env),
     )

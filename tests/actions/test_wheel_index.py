@@ -348,3 +348,55 @@ def test_every_endpoint_a_source_reads_can_be_mirrored() -> None:
         "https://huggingface.co": "http://127.0.0.1:9",
         "https://wheels.astral.sh": "http://x",
     }
+
+
+def broken_refreshed_index(tmp_path: Path, how: str) -> Path:
+    """A refreshed index in the cache, dated after the bundled one, whose header reads but whose body is
+    broken (``how``: "json", cut off mid-entry as by a disk fault; "schema", valid JSON with an entry the
+    schema refuses)."""
+    text = (ROOT / "wheels_index.json").read_text(encoding="utf-8")
+    doc = json.loads(text)
+    for i in doc["inputs"]:
+        if i.get("fetched"):
+            i["fetched"] = "2027-02-01"
+    doc["generated"] = "2027-02-01"
+    if how == "schema":
+        doc["wheels"][0]["sha256"] = "zz"
+    from flashdoctor.decide.wheels.builder import dump_index
+
+    out = dump_index(doc)
+    if how == "json":
+        out = out[: len(out) // 2]
+    path = tmp_path / "cache" / "index" / "wheels_index.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(out, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("how", ["json", "schema"])
+def test_a_broken_refreshed_index_says_how_to_recover_and_the_next_refresh_replaces_it(
+    gh: Server, other: Server, tmp_path: Path, how: str
+) -> None:
+    from flashdoctor.actions.inputs import load_wheel_index
+    from flashdoctor.decide.wheels import WheelIndexError
+
+    path = broken_refreshed_index(tmp_path, how)
+    env = env_for(tmp_path)
+    assert current_index(None, env).kind == "refreshed"
+    with pytest.raises(WheelIndexError) as exc:
+        load_wheel_index(None, env)
+    assert exc.value.hint is not None
+    assert "flashdoctor wheels --refresh" in exc.value.hint and f"delete {path}" in exc.value.hint
+
+    # refreshing one source keeps every other entry of the best index it can read: the bundled one, not
+    # nothing (an index of FA4 wheels alone, newer than the bundled one, would be used from then on)
+    serve_everything(gh, other)
+    result = refresh_index(["pypi"], environ=env, rewrites=rewrites(gh, other), today="2027-03-01")
+    assert result.carried_from == str(ROOT / "wheels_index.json")
+    bundled = load_index(ROOT / "wheels_index.json")
+    index = load_index(path)  # the broken file replaced (its data no newer than the bundled index's)
+    assert load_wheel_index(None, env).origin == str(ROOT / "wheels_index.json")
+    assert {e.source for e in index.entries} == {e.source for e in bundled.entries}
+    assert len([e for e in index.entries if e.source != "pypi"]) == len(
+        [e for e in bundled.entries if e.source != "pypi"]
+    )
