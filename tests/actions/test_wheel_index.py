@@ -400,3 +400,27 @@ def test_a_broken_refreshed_index_says_how_to_recover_and_the_next_refresh_repla
     assert len([e for e in index.entries if e.source != "pypi"]) == len(
         [e for e in bundled.entries if e.source != "pypi"]
     )
+
+
+@pytest.mark.parametrize(
+    ("href", "words"),
+    [
+        (f"../{FA3}#sha256=zz", "the digest 'zz' is not a sha256 (64 hex digits)"),
+        (f"javascript:{FA3}", "the URL 'javascript:" + FA3 + "' is not http(s)"),
+        (f"file:///etc/{FA3}", "the URL 'file:///etc/" + FA3 + "' is not http(s)"),
+    ],
+)
+def test_a_publishers_bad_link_or_digest_names_the_page(
+    gh: Server, other: Server, tmp_path: Path, href: str, words: str
+) -> None:
+    # What a page says is the publisher's: the refresh stops naming the page and the file, not an entry
+    # number of an index the user never wrote.
+    serve_everything(gh, other)
+    other.route("/whl/cu128/flash-attn-3/", Response(200, f'<a href="{href}">{FA3}</a>'))
+    with pytest.raises(UsageError) as exc:
+        refresh_index(
+            ["pytorch-index"], environ=env_for(tmp_path), rewrites=rewrites(gh, other), today="2027-03-01"
+        )
+    assert f"simple-index:{other.base}/whl/cu128/flash-attn-3/" in exc.value.message
+    assert words in exc.value.message and FA3 in exc.value.message
+    assert not (tmp_path / "cache" / "index").exists()

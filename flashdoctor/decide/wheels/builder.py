@@ -33,6 +33,7 @@ from flashdoctor.decide.wheels.derive import (
 )
 from flashdoctor.decide.wheels.index import INDEX_SCHEMA_ID, index_from_document, render_url
 from flashdoctor.decide.wheels.parse import WheelNameError, parse_wheel_name
+from flashdoctor.model.verification import is_sha256
 
 LISTING_FILES = ("wheels_official.json", "wheels_pytorch_index.json", "wheels_community.json")
 
@@ -245,6 +246,20 @@ def _sort_key(e: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def _check_published(entry: Mapping[str, Any]) -> None:
+    """The fields a publisher's page or document fills with its own text (the file's URL and digest), as
+    the index's schema takes them; else ListingError naming the file and where it was read (its
+    evidence), so that a bad link or digest is the publisher's, not "entry N" of an index."""
+    url, sha = entry.get("url"), entry["sha256"]
+    bad = None
+    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        bad = f"the URL {str(url)[:200]!r} is not http(s)"
+    elif sha is not None and not (isinstance(sha, str) and is_sha256(sha)):
+        bad = f"the digest {str(sha)[:80]!r} is not a sha256 (64 hex digits)"
+    if bad:
+        raise ListingError(f"{entry['evidence']}: {entry['filename']}: {bad}")
+
+
 def _entries(
     rows: Iterable[Mapping[str, Any]],
     srcs: Mapping[str, Mapping[str, Any]],
@@ -267,6 +282,7 @@ def _entries(
         entry = entry_from_row(row)
         if entry is None:
             continue
+        _check_published(entry)
         template = srcs[entry["source"]].get("url")
         if template and "tag" in entry and "url" in entry:
             fn = entry["filename"]

@@ -577,3 +577,12 @@ def test_malformed_releases_and_assets_are_skipped_not_a_crash(gh: Server) -> No
         (FA2, "v2.8.3", good["browser_download_url"], "ab" * 32),
         (FA2_OLD, "v2.8.3", None, None),
     ]
+
+
+def test_pypi_fields_of_the_wrong_type_read_as_absent(other: Server) -> None:
+    f = PYPI_DOC["releases"]["4.0.0b2"][0]  # type: ignore[index]
+    other.json("/pypi/flash-attn-4/json", {"releases": {"4.0.0b2": [dict(f, requires_python=5)]}})
+    ctx = SourceContext(Http(), {PYPI: other.base})
+    (row,) = KINDS["pypi-json"].list_rows(ctx, "pypi", {"project": "flash-attn-4"}, "d").rows
+    assert row["requires_python"] is None
+    assert builder.entry_from_row(row) is not None

@@ -82,7 +82,7 @@ def rows_from_document(
                     "filename": f["filename"],
                     "url": file_url(doc_url, f, public),
                     "sha256": _sha(f),
-                    "requires_python": f.get("requires_python") or None,
+                    "requires_python": rp if isinstance(rp := f.get("requires_python"), str) and rp else None,
                     "yanked": bool(f.get("yanked")),
                     "evidence": f"pypi-json:{project} {version} uploaded {f.get('upload_time', '?')} "
                     f"(fetched {fetched})",
