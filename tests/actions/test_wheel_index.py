@@ -424,3 +424,20 @@ def test_a_publishers_bad_link_or_digest_names_the_page(
     assert f"simple-index:{other.base}/whl/cu128/flash-attn-3/" in exc.value.message
     assert words in exc.value.message and FA3 in exc.value.message
     assert not (tmp_path / "cache" / "index").exists()
+
+
+def test_a_mirrors_credentials_are_used_and_never_written(gh: Server, other: Server, tmp_path: Path) -> None:
+    """--mirror https://user:password@mirror/...: the refresh reads through it; the index written to the cache
+    (mode 0644) holds the files' URLs without the user:password@ (netrc or a keyring gives them to a download)."""
+    serve_everything(gh, other)
+    secret = "s3cret-pw"
+    through = {k: v.replace("://", f"://user:{secret}@", 1) for k, v in rewrites(gh, other).items()}
+    result = refresh_index(environ=env_for(tmp_path), rewrites=through, today="2027-03-01")
+    text = result.path.read_text(encoding="utf-8")
+    assert secret not in text and "user:" not in text
+    mirrored = [e.url for e in load_index(result.path).entries if e.url and e.url.startswith(other.base)]
+    assert mirrored  # the mirror's files, at the mirror, without the credentials
+    import base64
+
+    basic = "Basic " + base64.b64encode(f"user:{secret}".encode()).decode()
+    assert other.requests and all(r.headers.get("Authorization") == basic for r in other.requests)

@@ -31,6 +31,7 @@ from flashdoctor.actions.net.sources.base import (
     SourceContext,
     SourceKind,
 )
+from flashdoctor.actions.net.urls import redact
 from flashdoctor.model.plan import WheelRef
 
 KINDS: dict[str, SourceKind] = {
@@ -90,6 +91,11 @@ def live_rows(
     inputs: list[dict[str, Any]] = []
     for name in names:
         listing = list_source(ctx, name, config[name], fetched)
+        for row in listing.rows:
+            # a --mirror URL's user:password@ is used to read it, never written: files are then fetched with
+            # the credentials of netrc or a keyring, as pip does (docs/wheel-index.md)
+            if isinstance(row.get("url"), str):
+                row["url"] = redact(row["url"], drop_userinfo=True)
         rows.extend(listing.rows)
         inputs.extend(listing.inputs)
     return rows, inputs
