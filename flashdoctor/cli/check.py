@@ -24,7 +24,7 @@ from flashdoctor.cli.options import (
 )
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.variants import VARIANTS, Variant
-from flashdoctor.render.text import echo
+from flashdoctor.render.text import commands_paused, echo, in_github_actions
 
 if TYPE_CHECKING:
     from flashdoctor.actions.check import CheckResult
@@ -141,17 +141,19 @@ def _render(
         from flashdoctor.render.console import make_console
         from flashdoctor.render.human import render_check
 
-        render_check(report, make_console(), verbose=verbose)
-        if result.smoke is not None:
-            from flashdoctor.render.smoke import render_smoke
+        # GPU names, versions and paths: shown in a CI log, never run as workflow commands
+        with commands_paused():
+            render_check(report, make_console(), verbose=verbose)
+            if result.smoke is not None:
+                from flashdoctor.render.smoke import render_smoke
 
-            make_console().print()
-            render_smoke(result.smoke, make_console(), verbose=verbose)
+                make_console().print()
+                render_smoke(result.smoke, make_console(), verbose=verbose)
         for v in require:
             vv = report.verdicts[v]
             if vv.verdict.value != "ready":
                 echo(f"--require {v}: {v} is {vv.verdict.value}, not ready", err=True)
-    if github.in_github_actions(os.environ):
+    if in_github_actions(os.environ):
         # With --json, stdout is the document: the runner reads workflow commands from stderr too.
         for line in github.annotation_lines(report, require):
             click.echo(line, err=as_json)

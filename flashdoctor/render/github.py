@@ -102,10 +102,6 @@ def summary_markdown(report: CheckReport, exit_code: int, reasons: Iterable[str]
     return "\n".join(out)
 
 
-def in_github_actions(environ: Mapping[str, str]) -> bool:
-    return environ.get("GITHUB_ACTIONS") == "true"
-
-
 def append_summary(path: str, text: str) -> str | None:
     """Append to $GITHUB_STEP_SUMMARY; the error text when that fails."""
     try:

@@ -30,6 +30,9 @@ def document(
 
 def dumps(doc: Any, indent: int = 2, ensure_ascii: bool = True) -> str:
     text = json.dumps(doc, indent=indent, ensure_ascii=ensure_ascii)
+    # "##[" only occurs inside strings; GitHub's runner runs `##[name]...` anywhere in a line of a log as
+    # a workflow command (render.text.commands_paused), "##\u005b" is the same string to a JSON reader.
+    text = text.replace("##[", "##\\u005b")
     return text if ensure_ascii else text.translate(_RAW_CONTROLS)
 
 

@@ -15,9 +15,12 @@ Also the width policy and the one word wrapper (render.console wraps styled text
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TextIO
 
 import click
@@ -126,13 +129,46 @@ def wrap(text: str, width: int, hang: int = 0) -> list[str]:
     return lines
 
 
+def in_github_actions(environ: Mapping[str, str] | None = None) -> bool:
+    environ = os.environ if environ is None else environ
+    return environ.get("GITHUB_ACTIONS") == "true"
+
+
+# What GitHub's runner reads as a workflow command in a line of a step's output, on stdout and stderr
+# alike (actions/runner, ActionCommand.cs): `::name` after leading blanks, and `##[name]` (the legacy
+# form) anywhere in the line.
+_WORKFLOW_COMMAND = re.compile(r"^\s*::|##\[", re.MULTILINE)
+
+
+@contextmanager
+def commands_paused(err: bool = False) -> Iterator[None]:
+    """In GitHub Actions, what is printed inside is shown by the runner and never run as a workflow
+    command: it is framed by ``::stop-commands::TOKEN`` and ``::TOKEN::``, a random token that the
+    text cannot know. Elsewhere, nothing is added."""
+    if not in_github_actions():
+        yield
+        return
+    token = secrets.token_hex(16)
+    click.echo(f"::stop-commands::{token}", err=err)
+    try:
+        yield
+    finally:
+        click.echo(f"::{token}::", err=err)
+
+
 def echo(text: str, err: bool = False, nl: bool = True) -> None:
-    """click.echo for text that may hold untrusted parts (messages naming URLs, files, server replies)."""
-    click.echo(clean(text), err=err, nl=nl)
+    """click.echo for text that may hold untrusted parts (messages naming URLs, files, server replies);
+    in GitHub Actions, text that the runner would run as a workflow command is shown instead
+    (:func:`commands_paused`; the resume needs a line of its own, so such text ends its line)."""
+    text = clean(text)
+    if in_github_actions() and _WORKFLOW_COMMAND.search(text):
+        with commands_paused(err):
+            click.echo(text, err=err)
+    else:
+        click.echo(text, err=err, nl=nl)
 
 
 def echo_wrapped(text: str, err: bool = False, hang: int = 0) -> None:
     """:func:`echo`, wrapped at words to the width of its stream (no rich: cheap for every command)."""
     stream = sys.stderr if err else sys.stdout
-    for line in wrap(clean(text), stream_width(stream), hang):
-        click.echo(line, err=err)
+    echo("\n".join(wrap(clean(text), stream_width(stream), hang)), err=err)

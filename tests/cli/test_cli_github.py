@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from flashdoctor.knowledge.schemas import schema_validator
+from tests.github_action.runner import workflow_commands
 from tests.support.paths import ROOT, TARGETS
 
 pytestmark = pytest.mark.system
@@ -69,3 +71,30 @@ def test_check_smoke_json_stays_valid_json_too(tmp_path: Path) -> None:
     doc = json.loads(p.stdout)
     assert doc["exit_code"] == p.returncode and "smoke" in doc
     assert "::" not in p.stdout and summary.startswith("## flashdoctor check")
+
+
+def test_untrusted_text_never_becomes_a_workflow_command(tmp_path: Path) -> None:
+    # What the runner reads as a command (tests/github_action/runner.py: workflow_commands): `::name` at a
+    # line's start (a newline in a gcc version), `##[name]` anywhere in a line (a GPU name, a file name).
+    # Unframed, the file name's ##[stop-commands] silenced every annotation after it and the GPU name's
+    # ##[add-mask] hid "NVIDIA" in the rest of the job's log.
+    spec = json.loads((TARGETS / "h100.json").read_text())
+    spec["gpus"][0]["name"] = "NVIDIA H100 ##[add-mask]NVIDIA"
+    spec["gcc"] = "13.3.0\n::error title=forged::all good"
+    target = tmp_path / "##[stop-commands]gone.json"
+    target.write_text(json.dumps(spec), encoding="utf-8")
+    for args in ((), ("--json",), ("-v",)):
+        p, _ = gha(tmp_path, "check", *args, "--require", "fa2", "--target", str(target))
+        assert p.returncode == 1, p.stderr
+        commands = workflow_commands(p.stdout) + workflow_commands(p.stderr)
+        pauses = [data for name, _, data in commands if name == "stop-commands"]
+        assert all(re.fullmatch("[0-9a-f]{32}", token) for token in pauses), (args, pauses)  # ours only
+        commands = [c for c in commands if c[0] != "stop-commands"]
+        assert all(name in ("error", "warning") for name, _, _ in commands), (args, commands)
+        assert all(props.startswith("title=flashdoctor ") for _, props, _ in commands), (args, commands)
+        assert ("error", "title=flashdoctor --require fa2") in [c[:2] for c in commands], (args, commands)
+        assert "##[stop-commands]gone.json" in p.stdout + p.stderr  # shown, not run
+        if "--json" not in args:
+            assert "NVIDIA H100 ##[add-mask]NVIDIA" in p.stdout
+    p, _ = gha(tmp_path, "check", "--json", "--target", str(target))
+    assert json.loads(p.stdout)["environment"]["gpus"][0]["name"] == spec["gpus"][0]["name"]  # the same data

@@ -69,6 +69,66 @@ def parse_file_commands(text: str) -> dict[str, str]:
     return out
 
 
+# The runner's registered workflow commands (actions/runner, ActionCommandManager.cs: its command
+# extensions plus stop-commands).
+REGISTERED = frozenset(
+    [
+        "set-env",
+        "set-output",
+        "save-state",
+        "add-mask",
+        "add-path",
+        "add-matcher",
+        "remove-matcher",
+        "debug",
+        "warning",
+        "error",
+        "notice",
+        "group",
+        "endgroup",
+        "echo",
+        "stop-commands",
+    ]
+)
+
+
+def _parse_command(line: str, names: set[str]) -> tuple[str, str, str] | None:
+    """(name, properties, data) when the runner reads ``line`` as a workflow command (actions/runner,
+    ActionCommand.cs): `::name[ props]::data` after leading blanks (TryParseV2), else
+    `##[name[ props]]data` anywhere in the line (TryParse, the legacy form). Nothing is unescaped."""
+    text = line.lstrip()
+    if text.startswith("::") and (end := text.find("::", 2)) >= 0:
+        name, _, props = text[2:end].partition(" ")
+        if name in names:
+            return name, props, text[end + 2 :]
+    if (start := line.find("##[")) >= 0 and (end := line.find("]", start)) >= 0:
+        name, _, props = line[start + 3 : end].partition(" ")
+        if name in names:
+            return name, props, line[end + 1 :]
+    return None
+
+
+def workflow_commands(output: str) -> list[tuple[str, str, str]]:
+    """The workflow commands the runner runs from a step's output, in order, as (name, properties,
+    data); ::stop-commands::TOKEN (listed) pauses the others until ::TOKEN:: (ActionCommandManager.cs).
+    The runner pauses both streams at once; they are read here one at a time."""
+    names, stop, out = set(REGISTERED), None, []
+    for line in output.splitlines():
+        parsed = _parse_command(line, names)
+        if parsed is None:
+            continue
+        if stop is not None:
+            if parsed[0] == stop:
+                names.discard(stop)
+                stop = None
+        else:
+            out.append(parsed)
+            if parsed[0] == "stop-commands":
+                stop = parsed[2]
+                names.add(stop)
+    return out
+
+
 def _evaluate(expr: str, ctx: dict[str, Any]) -> str:
     if m := re.fullmatch(r"inputs\.([\w-]+)", expr):
         return str(ctx["inputs"][m.group(1)])

@@ -146,3 +146,7 @@ def test_json_escapes_the_c1_controls_it_would_leave_raw() -> None:
     text = dumps({"evidence": "a\x9b31m\x7f\x1b"}, ensure_ascii=False)
     assert "\x9b" not in text and "\x7f" not in text and "\x1b" not in text
     assert json.loads(text) == {"evidence": "a\x9b31m\x7f\x1b"}
+    # GitHub's runner runs `##[name]` anywhere in a line of a log: escaped, the same string to a reader
+    for ascii_only in (True, False):
+        text = dumps({"name": "H100 ##[add-mask]x \\##["}, ensure_ascii=ascii_only)
+        assert "##[" not in text and json.loads(text) == {"name": "H100 ##[add-mask]x \\##["}
