@@ -85,6 +85,16 @@ def test_bad_input_is_a_clear_failure(tmp_path: Path) -> None:
     assert "nope.json" in run.stderr
 
 
+def test_the_report_goes_to_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
+    # Before: bash could not open the file, so flashdoctor never ran and exit-code was 1 ("a failing check").
+    path = "reports/preflight/check.json"
+    run = run_action(
+        {"install": "false", "target": str(TARGETS / "h100.json"), "json-path": path}, tmp_path, _environ()
+    )
+    assert not run.failed and run.outputs["exit-code"] == "0", run.stderr
+    assert run.outputs["report"] == path and json.loads((tmp_path / path).read_text())["exit_code"] == 0
+
+
 def test_file_command_parser_reads_both_forms() -> None:
     assert parse_file_commands("a=1\nb<<EOF\nx\ny\nEOF\nc=z=1\n") == {"a": "1", "b": "x\ny", "c": "z=1"}
 
