@@ -95,6 +95,19 @@ def test_the_report_goes_to_a_folder_that_does_not_exist_yet(tmp_path: Path) -> 
     assert run.outputs["report"] == path and json.loads((tmp_path / path).read_text())["exit_code"] == 0
 
 
+def test_an_output_value_cannot_write_other_outputs(tmp_path: Path) -> None:
+    # A json-path built from an expression may hold a newline; written as `report=VALUE`, its second line
+    # was an output of its own (here a forged exit-code). Now such a value is a `name<<DELIMITER` block.
+    path = "check\nexit-code=0\n.json"
+    run = run_action(
+        {"install": "false", "target": str(TARGETS / "h100.json"), "require": "fa2", "json-path": path},
+        tmp_path,
+        _environ(),
+    )
+    assert run.failed and run.outputs["exit-code"] == "1" and run.outputs["report"] == path
+    assert json.loads((tmp_path / path).read_text())["exit_code"] == 1
+
+
 def test_file_command_parser_reads_both_forms() -> None:
     assert parse_file_commands("a=1\nb<<EOF\nx\ny\nEOF\nc=z=1\n") == {"a": "1", "b": "x\ny", "c": "z=1"}
 
