@@ -36,7 +36,7 @@ from flashdoctor.errors import (
     Terminated,
     missing_dependency,
 )
-from flashdoctor.render.text import echo
+from flashdoctor.render.text import echo, in_github_actions
 
 
 @click.group(
@@ -123,6 +123,15 @@ def main(argv: Sequence[str] | None = None, *, as_module: bool = False) -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _annotate(text: str, code: int) -> None:
+    """In GitHub Actions, the error that ends a command is an ::error annotation too, so that the run's
+    page says why, not only "Process completed with exit code 2"."""
+    if in_github_actions():
+        from flashdoctor.render.github import annotation
+
+        click.echo(annotation("error", f"flashdoctor (exit code {code})", text), err=True)
+
+
 def _main(argv: Sequence[str] | None, *, as_module: bool) -> None:
     try:
         rv = cli.main(
@@ -135,7 +144,9 @@ def _main(argv: Sequence[str] | None, *, as_module: bool) -> None:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+        code = exc.exit_code if exc.exit_code else EXIT_USAGE
+        _annotate(f"flashdoctor: error: {exc.format_message()}", code)
+        sys.exit(code)
     except (KeyboardInterrupt, click.exceptions.Abort) as exc:
         # click turns a KeyboardInterrupt (and so a Terminated) into Abort, the interrupt its cause
         if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
@@ -146,18 +157,20 @@ def _main(argv: Sequence[str] | None, *, as_module: bool) -> None:
     except FlashdoctorError as exc:
         # Redacted here too: whatever raised it should have, but no credential reaches the terminal anyway.
         echo(_redacted(exc.text()), err=True)
+        _annotate(_redacted(exc.text()), exc.return_code)
         sys.exit(exc.return_code)
     except Exception as exc:
         missing = missing_dependency(exc)
         if missing:
             echo(missing.text(), err=True)
+            _annotate(missing.text(), missing.return_code)
             sys.exit(missing.return_code)
         log = _crash_log(exc)
-        echo(
-            _redacted(f"flashdoctor: an unexpected error has occurred: {type(exc).__name__}: {exc}"), err=True
-        )
+        text = _redacted(f"flashdoctor: an unexpected error has occurred: {type(exc).__name__}: {exc}")
+        echo(text, err=True)
         if log:
             echo(f"  the traceback is in {log}; please attach it to an issue", err=True)
+        _annotate(text, EXIT_INTERNAL)
         sys.exit(EXIT_INTERNAL)
     sys.exit(rv if isinstance(rv, int) else 0)
 

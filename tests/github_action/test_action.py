@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.github_action.runner import load_action, parse_file_commands, run_action
+from tests.github_action.runner import load_action, parse_file_commands, run_action, workflow_commands
 from tests.support.paths import ROOT, TARGETS
 
 pytestmark = pytest.mark.system
@@ -83,6 +83,13 @@ def test_bad_input_is_a_clear_failure(tmp_path: Path) -> None:
     run = run_action({"install": "false", "target": str(tmp_path / "nope.json")}, tmp_path, _environ())
     assert run.failed and run.outputs["exit-code"] == "2"
     assert "nope.json" in run.stderr
+    # ... and an annotation says it on the run's page (before: only "exit code 2" there)
+    errors = [data for name, _, data in workflow_commands(run.stderr) if name == "error"]
+    assert any("cannot read target spec" in e and "nope.json" in e for e in errors), run.stderr
+    run = run_action({"install": "false", "require": "fa2 fa5"}, tmp_path, _environ())
+    assert run.failed and run.outputs["exit-code"] == "2"
+    errors = [data for name, _, data in workflow_commands(run.stderr) if name == "error"]
+    assert any("'fa5' is not one of" in e for e in errors), run.stderr
 
 
 def test_the_report_goes_to_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
