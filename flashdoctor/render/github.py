@@ -39,16 +39,24 @@ def _not_ready(report: CheckReport, require: Iterable[str]) -> list[tuple[str, s
     return out
 
 
+def _smoke_findings(report: CheckReport) -> list[dict[str, Any]]:
+    """The smoke test's findings (``check --smoke``: its report is under extra["smoke"], as JSON)."""
+    smoke = report.extra.get("smoke") or {}
+    return list(smoke.get("findings") or [])
+
+
 def annotation_lines(report: CheckReport, require: Iterable[str] = ()) -> list[str]:
+    """An ::error for each unmet --require and each failing finding, the smoke test's included; a
+    ::warning for each warning."""
     lines = []
     for v, verdict, why in _not_ready(report, require):
         lines.append(annotation("error", f"flashdoctor --require {v}", f"{v} is {verdict}, not ready: {why}"))
-    for f in report.findings:
-        if f.status not in (Status.WARN, Status.FAIL):
+    for f in [f.to_json() for f in report.findings] + _smoke_findings(report):
+        if f["status"] not in (Status.WARN.value, Status.FAIL.value):
             continue
-        level = "error" if f.status is Status.FAIL else "warning"
-        title = f"flashdoctor {f.code}" + (f" ({f.variant})" if f.variant else "")
-        body = f.message + (f" — fix: {f.fix}" if f.fix else "")
+        level = "error" if f["status"] == Status.FAIL.value else "warning"
+        title = f"flashdoctor {f['code']}" + (f" ({f['variant']})" if f.get("variant") else "")
+        body = f["message"] + (f" — fix: {f['fix']}" if f.get("fix") else "")
         lines.append(annotation(level, title, body))
     return lines
 
@@ -75,7 +83,11 @@ def exit_reasons(
     if strict and warned:
         reasons.append(f"--strict and {len(warned)} warning(s): {', '.join(dict.fromkeys(warned))}")
     if smoke is not None and smoke.get("exit_code"):
-        reasons.append(f"the smoke test {smoke.get('status', 'failed')} (exit code {smoke['exit_code']})")
+        codes = [f["code"] for f in smoke.get("findings") or [] if f.get("status") == Status.FAIL.value]
+        reasons.append(
+            f"the smoke test {smoke.get('status', 'failed')} (exit code {smoke['exit_code']})"
+            + (f": {', '.join(dict.fromkeys(codes))}" if codes else "")
+        )
     return reasons or [f"exit code {exit_code}"]
 
 

@@ -1,0 +1,38 @@
+"""render.github: the annotations and the step summary of `check` in GitHub Actions."""
+
+from __future__ import annotations
+
+from flashdoctor.model.findings import CheckReport, Finding, Status
+from flashdoctor.render import github
+from tests.support.targets import target_env
+
+
+def test_a_failed_smoke_test_is_an_error_annotation_that_says_what_failed() -> None:
+    # `check --smoke` exits 1 when the smoke test fails; before, no annotation named the failure (the
+    # smoke report's findings were left out), so the run's page showed only the exit code.
+    numerics = Finding(
+        code="smoke-numerics",
+        status=Status.FAIL,
+        message="FA2 flash_attn: output differs from the fp32 reference (max error 0.5)",
+        fix="Reinstall the variant",
+        variant="fa2",
+        subject="fa2 @ GPU 0",
+    )
+    proof = Finding(
+        code="smoke-no-kernel-proof", status=Status.WARN, message="no FA3 kernel seen", variant="fa3"
+    )
+    passed = Finding(code="smoke-ok", status=Status.OK, message="SDPA math passed")
+    smoke = {"status": "failed", "exit_code": 1, "findings": [f.to_json() for f in (numerics, proof, passed)]}
+    report = CheckReport(
+        environment=target_env("h100"), findings=(), verdicts={}, source="probe", extra={"smoke": smoke}
+    )
+    assert github.annotation_lines(report) == [
+        "::error title=flashdoctor smoke-numerics (fa2)::FA2 flash_attn: output differs from the fp32 "
+        "reference (max error 0.5) — fix: Reinstall the variant",
+        "::warning title=flashdoctor smoke-no-kernel-proof (fa3)::no FA3 kernel seen",
+    ]
+    reasons = github.exit_reasons(report, 1, smoke=smoke)
+    assert reasons == ["the smoke test failed (exit code 1): smoke-numerics"]
+    assert "- the smoke test failed (exit code 1): smoke-numerics" in github.summary_markdown(
+        report, 1, reasons
+    )
