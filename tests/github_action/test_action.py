@@ -92,6 +92,18 @@ def test_bad_input_is_a_clear_failure(tmp_path: Path) -> None:
     assert any("'fa5' is not one of" in e for e in errors), run.stderr
 
 
+def test_a_switch_that_is_neither_true_nor_false_is_bad_input(tmp_path: Path) -> None:
+    # Before: `strict: yes` (or `smoke: on`) was silently false, and the preflight passed without it.
+    t4 = str(TARGETS / "t4.json")  # exit 0, or 1 with --strict (bf16-unsupported is a warning)
+    run = run_action({"install": "false", "target": t4, "strict": "yes"}, tmp_path, _environ())
+    assert run.failed and run.outputs["exit-code"] == "2"
+    errors = [data for name, _, data in workflow_commands(run.stderr) if name == "error"]
+    assert any("strict" in e and "true or false" in e for e in errors), run.stderr
+    # GitHub's own comparison (`if: inputs.install == 'true'`) ignores case; so do the switches now
+    run = run_action({"install": "false", "target": t4, "strict": "True"}, tmp_path, _environ())
+    assert run.failed and run.outputs["exit-code"] == "1"
+
+
 def test_the_report_goes_to_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
     # Before: bash could not open the file, so flashdoctor never ran and exit-code was 1 ("a failing check").
     path = "reports/preflight/check.json"
