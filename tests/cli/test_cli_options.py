@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from flashdoctor.cli import cli, main
 from flashdoctor.cli.options import build_options
 from flashdoctor.knowledge.variants import VARIANTS, variant_info
+from tests.support.hung_python import gone, hung_python, started
 from tests.support.paths import ROOT, TARGETS
 
 H100 = str(TARGETS / "h100.json")
@@ -316,10 +317,7 @@ def test_sigterm_and_ctrl_c_stop_the_probe_and_exit_at_once(
     went on running. And Ctrl-C (or now SIGTERM) that reached the main thread while a worker thread waited
     on the probe left flashdoctor waiting for the probe's timeout. Now: the child is stopped, the exit at
     once (143, or 130 for Ctrl-C), wherever the main thread was (``delay``)."""
-    pidfile = tmp_path / "child.pid"
-    hang = tmp_path / "python"
-    hang.write_text(f'#!/bin/sh\necho $$ > "{pidfile}"\nexec sleep 300\n')
-    hang.chmod(0o755)
+    hang, pidfile = hung_python(tmp_path)
     env = {**os.environ, "HOME": str(tmp_path), "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "flashdoctor", "check", "--python", str(hang)],
@@ -328,14 +326,8 @@ def test_sigterm_and_ctrl_c_stop_the_probe_and_exit_at_once(
         env=env,
         text=True,
     )
-    child = None
     try:
-        for _ in range(600):  # the probe has started (bounded: 60 s)
-            if pidfile.is_file() and pidfile.read_text().strip():
-                break
-            time.sleep(0.1)
-        child = int(pidfile.read_text())
-        os.kill(child, 0)  # running
+        child = started(pidfile)
         time.sleep(delay)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)  # the probe's own timeout is longer
@@ -345,15 +337,7 @@ def test_sigterm_and_ctrl_c_stop_the_probe_and_exit_at_once(
             proc.communicate()
     assert proc.returncode == code, err
     assert said in err and "Traceback" not in err
-    for _ in range(50):  # the child was killed and reaped by flashdoctor; gone within 5 s
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(child, signal.SIGKILL)
-        pytest.fail("the probe's interpreter outlived flashdoctor")
+    assert gone(child), "the probe's interpreter outlived flashdoctor"  # killed and reaped by flashdoctor
 
 
 def test_an_output_file_that_cannot_be_written_is_refused_before_the_run(

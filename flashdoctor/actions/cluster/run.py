@@ -27,6 +27,7 @@ from flashdoctor.decide.cluster import (
     cluster_report_to_json,
 )
 from flashdoctor.errors import EXIT_FAILED, UsageError
+from flashdoctor.probe.interpreter import stop_started
 
 
 def _stderr(msg: str) -> None:
@@ -44,6 +45,7 @@ def _keep_outcome_on_sigterm(code: int) -> None:
     rank's exit code into a signal."""
 
     def handler(signum: int, frame: Any) -> None:
+        stop_started()  # a probe still hung in a session of its own (an unfinished rank's)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -128,6 +130,10 @@ def run_distributed_check(
     except SessionError as exc:
         _say(launch, str(exc))
         code = EXIT_FAILED
+    finally:
+        # The rank's probe and smoke test run in sessions of their own, which no launcher's stop or
+        # terminal's Ctrl-C reaches: stop what is still running (a hung probe, a stop mid-check).
+        stop_started()
     sys.stdout.flush()
     sys.stderr.flush()
     return code

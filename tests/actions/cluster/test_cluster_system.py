@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from flashdoctor.cli import main
 from flashdoctor.knowledge.schemas import schema_validator
+from tests.support.hung_python import gone, hung_python, started
 from tests.support.paths import ROOT, SCRIPTS
 
 RANK_EXIT = str(SCRIPTS / "rank_exit.py")
@@ -403,3 +405,29 @@ def test_unwritable_output_is_a_usage_error_before_waiting(
         no_launcher.setenv(k, v)
     code, err = run_main(["check", "--distributed", "-o", str(tmp_path / "no" / "such" / "c.json")], capsys)
     assert code == 2 and "is not a writable directory" in err
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.system
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigterm", "unfinished"])
+def test_a_rank_leaves_no_probe_running(tmp_path: Path, how: str) -> None:
+    """The probe's interpreter runs in a session of its own, so neither a launcher's stop nor a terminal's
+    Ctrl-C reaches it. A rank stopped mid-check (SIGTERM), or one that gave up on its hung probe
+    (--rank-timeout), left it running after the rank had exited."""
+    hang, pidfile = hung_python(tmp_path)
+    rank_timeout = "2" if how == "unfinished" else "60"
+    args = ["--python", str(hang), "--join-timeout", "5", "--rank-timeout", rank_timeout]
+    (proc,) = launch_env_ranks([0], 1, free_port(), args)
+    try:
+        child = started(pidfile)
+        if how == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=40)  # the probe's own timeout is longer
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == (143 if how == "sigterm" else 1), err
+    assert "Traceback" not in err
+    assert gone(child), "the probe's interpreter outlived the rank"

@@ -1,0 +1,43 @@
+"""A `--python` that never answers, and the checks around it: the probe's interpreter it stands for runs
+in a session of its own, so a test can see whether flashdoctor stops it or leaves it running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def hung_python(directory: Path) -> tuple[Path, Path]:
+    """An executable ``python`` in ``directory`` that writes its pid to the returned pid file and sleeps."""
+    pidfile = directory / "child.pid"
+    hang = directory / "python"
+    hang.write_text(f'#!/bin/sh\necho $$ > "{pidfile}"\nexec sleep 300\n')
+    hang.chmod(0o755)
+    return hang, pidfile
+
+
+def started(pidfile: Path, within: float = 60.0) -> int:
+    """The pid of the hung interpreter once it runs (bounded)."""
+    deadline = time.monotonic() + within
+    while not (pidfile.is_file() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline, "the probe never started"
+        time.sleep(0.1)
+    pid = int(pidfile.read_text())
+    os.kill(pid, 0)  # running
+    return pid
+
+
+def gone(pid: int, within: float = 5.0) -> bool:
+    """Whether ``pid`` has exited (and been reaped) within ``within`` seconds; one still running is killed,
+    so that the test leaves nothing behind either."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    return False
