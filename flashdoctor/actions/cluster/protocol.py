@@ -30,6 +30,7 @@ from typing import Protocol
 
 from flashdoctor.actions.cluster.launch import LaunchInfo
 from flashdoctor.decide.cluster import Gathered, JoinInfo, RankResult
+from flashdoctor.knowledge.data import strict_json
 
 
 class Store(Protocol):
@@ -118,10 +119,24 @@ def _payload(result: RankResult | None) -> bytes:
     return b"" if result is None else json.dumps(result.to_json()).encode()
 
 
-def _decode(raw: bytes) -> RankResult | None:
+def _decode(raw: bytes, rank: int) -> RankResult | None:
+    """What rank ``rank`` sent (None: nothing): another flashdoctor, a bug or anyone who can write to the
+    store may send anything, which then is that rank's error, not rank 0's crash."""
     if not raw:
         return None
-    return RankResult.from_json(json.loads(raw.decode()))
+    try:
+        return RankResult.from_json(strict_json(raw))
+    except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON (a ValueError), no rank, too deep
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        return RankResult(rank=rank, exit_code=1, error=f"sent a result rank 0 cannot read: {why}")
+
+
+def _join(raw: bytes, rank: int) -> JoinInfo:
+    """A rank's join announcement; an unreadable one names only the rank."""
+    try:
+        return JoinInfo.from_json(strict_json(raw))
+    except (ValueError, RecursionError):
+        return JoinInfo(rank=rank)
 
 
 class SessionError(Exception):
@@ -233,7 +248,7 @@ def _coordinate(
     joined = [r for r in range(world) if store.check([keys.join(r)])]
     missing = [r for r in range(world) if r not in joined]
     store.set(keys.roster, json.dumps({"joined": joined, "missing": missing}))
-    joins = {r: JoinInfo.from_json(json.loads(store.get(keys.join(r)).decode())) for r in joined}
+    joins = {r: _join(store.get(keys.join(r)), r) for r in joined}
 
     # 2. results of the joined ranks, bounded by --rank-timeout.
     deadline = clock() + t.rank_s
@@ -262,7 +277,7 @@ def _coordinate(
         coll = open_collective(0, len(participants))
         raw = coll.gather(_payload(own)) or []
         for r, payload in zip(participants, raw):
-            res = _decode(payload)
+            res = _decode(payload, r)
             if res is not None:
                 results[r] = res
     except Exception as exc:
@@ -271,7 +286,7 @@ def _coordinate(
         results = {}
         for r in participants:
             if store.check([keys.done(r)]):
-                res = _decode(store.get(keys.done(r)))
+                res = _decode(store.get(keys.done(r)), r)
                 if res is not None:
                     results[r] = res
     code = finish(

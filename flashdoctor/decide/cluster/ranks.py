@@ -10,7 +10,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
+from flashdoctor.knowledge.schemas import error_key, first_error
+from flashdoctor.model.envelope import SCHEMA_FILES
 from flashdoctor.model.fields import FieldsJson
+from flashdoctor.model.findings import CHECK_SCHEMA_ID
+from flashdoctor.model.smoke import SMOKE_SCHEMA_ID
 
 
 class RankStatus(str, Enum):
@@ -63,7 +67,24 @@ class RankResult(FieldsJson):
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> RankResult:
-        return _read(RankResult, d, exit_code=1)  # a rank that sent no exit code failed
+        """Raises ValueError for a document without its rank. A check or smoke document off its schema is
+        dropped and becomes the rank's error: the report reads them, and carries them as what they claim."""
+        res = _read(RankResult, d, exit_code=1)  # a rank that sent no exit code failed
+        problems: dict[str, str] = {}
+        for name, schema_id in (("check", CHECK_SCHEMA_ID), ("smoke", SMOKE_SCHEMA_ID)):
+            why = _off_schema(schema_id, getattr(res, name))
+            if why is not None:
+                problems[name] = f"its {name} document does not follow {schema_id}: {why}"
+        if not problems:
+            return res
+        error = "; ".join([res.error, *problems.values()] if res.error else problems.values())
+        return dataclasses.replace(
+            res,
+            check=None if "check" in problems else res.check,
+            smoke=None if "smoke" in problems else res.smoke,
+            error=error,
+            exit_code=1,
+        )
 
 
 @dataclass(frozen=True)
@@ -91,10 +112,28 @@ _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
 Sent = TypeVar("Sent", JoinInfo, RankResult)
 
 
+def _off_schema(schema_id: str, doc: Mapping[str, Any] | None) -> str | None:
+    """Why ``doc`` (None: not sent) does not follow the schema of ``schema_id``: the first error, where."""
+    if doc is None:
+        return None
+    try:
+        error = first_error(SCHEMA_FILES[schema_id], doc)
+    except RecursionError:
+        return "nested too deeply to check"
+    if error is None:
+        return None
+    key = error_key(error)
+    return (f"{key}: " if key else "") + str(error.message)[:200]
+
+
 def _read(cls: type[Sent], d: Mapping[str, Any], **missing: Any) -> Sent:
-    """``cls`` from the JSON another rank sent, read and never trusted: ``rank`` must be an int; every other
-    field keeps a value of its declared JSON type (a bool is no int), else ``missing``'s value or None."""
-    values: dict[str, Any] = {"rank": int(d["rank"])}
+    """``cls`` from the JSON another rank sent, read and never trusted: ``rank`` must be a rank number (else
+    ValueError); every other field keeps a value of its declared JSON type (a bool is no int), else
+    ``missing``'s value or None."""
+    rank = d.get("rank") if isinstance(d, Mapping) else None
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
+        raise ValueError(f"no rank number in {str(d)[:80]}")
+    values: dict[str, Any] = {"rank": rank}
     for f in dataclasses.fields(cls):
         if f.name == "rank":
             continue

@@ -32,8 +32,9 @@ def info(rank: int, world: int) -> LaunchInfo:
 class ThreadGroup:
     """A Collective shared by threads: gather and broadcast through a barrier."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, sent: dict[int, bytes] | None = None) -> None:
         self.fail = fail
+        self.sent = sent or {}  # what a participant sends instead of its payload
         self.lock = threading.Lock()
         self.barrier: threading.Barrier | None = None
         self.payloads: dict[int, bytes] = {}
@@ -51,7 +52,7 @@ class ThreadGroup:
 
         class Member:
             def gather(self, payload: bytes) -> list[bytes] | None:
-                group.payloads[index] = payload
+                group.payloads[index] = group.sent.get(index, payload)
                 assert group.barrier is not None
                 group.barrier.wait()
                 return [group.payloads[i] for i in range(size)] if index == 0 else None
@@ -211,6 +212,20 @@ def test_a_crashing_rank_becomes_an_error_result() -> None:
     c.join()
     res = c.gathered.results[1] if c.gathered else None
     assert res is not None and res.error is not None and "unexpected error KeyError" in res.error
+    assert c.outcomes == {0: 1, 1: 1}
+
+
+@pytest.mark.parametrize("sent", [b"not json", b"[1]", b'{"rank": "one"}', b"[" * 100_000])
+def test_an_unreadable_result_is_that_ranks_error(sent: bytes) -> None:
+    # Another flashdoctor, a bug, anyone who can write to the rendezvous: rank 0 crashed on it (exit 3,
+    # no report) and the others waited for an outcome that never came.
+    c = Cluster(2, collective=ThreadGroup(sent={1: sent}))
+    c.start(0)
+    c.start(1)
+    c.join()
+    res = c.gathered.results[1] if c.gathered else None
+    assert res is not None and res.rank == 1 and res.exit_code == 1
+    assert res.error is not None and res.error.startswith("sent a result rank 0 cannot read")
     assert c.outcomes == {0: 1, 1: 1}
 
 

@@ -321,6 +321,43 @@ def test_rank_result_survives_json_round_trip_and_junk() -> None:
     assert (junk.exit_code, junk.host, junk.check) == (1, None, None)  # unreadable code = failure
 
 
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        {"environment": "a string"},
+        {"verdicts": ["fa2"]},
+        {"findings": [["fail"]]},
+        {"environment": {**target_env("h100").to_target(), "torch": ["2.8.0"]}},
+    ],
+    ids=["environment", "verdicts", "findings", "torch"],
+)
+def test_a_check_document_off_its_schema_is_the_ranks_error(breakage: dict[str, Any]) -> None:
+    """What a rank sends is read, never trusted (another flashdoctor, a bug, anyone who can write to the
+    store): a check document of another shape crashed rank 0 (AttributeError, unhashable list) or went into
+    the report, which promises flashdoctor/check/1 documents."""
+    sent = {**result(1).to_json(), "check": {**check_doc("h100"), **breakage}}
+    rep = report({0: result(0), 1: RankResult.from_json(sent)})
+    assert rep.entry(1).status is RankStatus.ERROR and rep.exit_code() == 1
+    msg = next(f.message for f in rep.findings if f.code == "cluster-rank-error")
+    assert "its check document does not follow flashdoctor/check/1" in msg
+    validate(cluster_report_to_json(rep))
+    assert "cluster: FAILED" in render(rep, verbose=True)
+
+
+def test_a_smoke_document_off_its_schema_is_the_ranks_error() -> None:
+    sent = {**result(1).to_json(), "smoke": {"findings": "none"}, "smoke_passed": True}
+    rep = report({0: result(0), 1: RankResult.from_json(sent)}, smoke=True)
+    assert rep.entry(1).status is RankStatus.ERROR
+    assert "its smoke document does not follow flashdoctor/smoke/1" in rep.entry(1).result.error  # type: ignore[union-attr]
+    validate(cluster_report_to_json(rep))
+
+
+@pytest.mark.parametrize("sent", [[1], {"rank": "one"}, {"rank": True}, {"host": "n1"}])
+def test_a_result_without_a_rank_is_refused_with_a_value_error(sent: Any) -> None:
+    with pytest.raises(ValueError, match="rank"):
+        RankResult.from_json(sent)
+
+
 @pytest.mark.parametrize("world", [1, 2, 5])
 def test_every_rank_appears_once(world: int) -> None:
     rep = report({0: result(0)}, world=world, joins=joins(1), missing=list(range(1, world)))
