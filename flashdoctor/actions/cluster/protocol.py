@@ -247,7 +247,7 @@ def _coordinate(
         s.sleep(t.poll_s)
     joined = [r for r in range(world) if store.check([keys.join(r)])]
     missing = [r for r in range(world) if r not in joined]
-    store.set(keys.roster, json.dumps({"joined": joined, "missing": missing}))
+    store.set(keys.roster, json.dumps({"joined": joined, "missing": missing, "world_size": world}))
     joins = {r: _join(store.get(keys.join(r)), r) for r in joined}
 
     # 2. results of the joined ranks, bounded by --rank-timeout.
@@ -263,6 +263,11 @@ def _coordinate(
             break
         s.sleep(t.poll_s)
     unfinished = [r for r in joined if not store.check([keys.done(r)])]
+    # Every join counted here set its key first: more joins than keys of ranks 0..world-1 are processes
+    # started with another WORLD_SIZE, or as a rank already taken (counted now, not at the roster, so that
+    # one that came later is counted too).
+    counted = store.add(keys.joined, 0)
+    extra_joins = max(0, counted - sum(1 for r in range(world) if store.check([keys.join(r)])))
     participants = sorted({0} | {r for r in joined if r not in unfinished})
     store.set(
         keys.plan, json.dumps({"participants": participants, "unfinished": unfinished, "missing": missing})
@@ -297,6 +302,7 @@ def _coordinate(
             unfinished=tuple(unfinished),
             transport=transport,
             transport_error=transport_error,
+            extra_joins=extra_joins,
         )
     )
     # 4. the outcome: in the store first (for the ranks whose collective failed), then broadcast.
@@ -326,6 +332,13 @@ def _follow(s: _Session, worker: _Worker, open_collective: CollectiveFactory) ->
     if not s.wait_key(keys.roster, 2 * t.join_s):
         raise SessionError(f"rank 0 did not say who joined within {2 * t.join_s:g} s: is rank 0 running?")
     roster = json.loads(store.get(keys.roster).decode())
+    world = roster.get("world_size", s.launch.world_size)
+    if r >= world:  # rank 0 has no place for it: it reports the extra join, this rank says why
+        s.wait_outcome_and_leave()
+        raise SessionError(
+            f"rank 0 counts a world of {world} ranks; this rank was started as rank {r} of "
+            f"{s.launch.world_size} (WORLD_SIZE): the ranks disagree on the job's size"
+        )
     if r in roster.get("missing", []):
         s.wait_outcome_and_leave()
         raise SessionError(f"joined after the {t.join_s:g} s deadline (--timeout): rank 0 reports it missing")

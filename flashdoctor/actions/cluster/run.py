@@ -90,6 +90,7 @@ def run_distributed_check(
         local_rank=launch.local_rank,
         node_rank=launch.node_rank,
         local_world_size=launch.local_world_size,
+        world_size=launch.world_size,
     )
     keys = Keys(launch.run_id)
 

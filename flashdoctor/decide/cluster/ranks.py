@@ -36,6 +36,7 @@ class JoinInfo(FieldsJson):
     local_rank: int | None = None
     node_rank: int | None = None
     local_world_size: int | None = None
+    world_size: int | None = None  # the WORLD_SIZE it was started with (rank 0 compares it with its own)
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> JoinInfo:
@@ -98,6 +99,7 @@ class Gathered:
     unfinished: tuple[int, ...] = ()  # joined, sent no result within --rank-timeout
     transport: str = "gloo"  # "gloo" | "store" (the gloo gather failed; the store's copies were read)
     transport_error: str | None = None
+    extra_joins: int = 0  # processes that joined beyond ranks 0..world-1, or as a rank already taken
 
 
 # The JSON types of the fields' declared types (the first of "float | None", "dict[str, Any] | None").

@@ -156,6 +156,12 @@ def _infer_host(rank: int, joins: Mapping[int, JoinInfo]) -> str | None:
     return hosts.pop() if len(hosts) == 1 else None
 
 
+_WORLD_FIX = (
+    "Start every rank with the same WORLD_SIZE and a rank of its own (torchrun sets both; under srun, "
+    "RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS, or leave them unset)."
+)
+
+
 def _join_text(ranks: Iterable[int]) -> str:
     rs = list(ranks)
     return ("rank " if len(rs) == 1 else "ranks ") + ", ".join(map(str, rs))
@@ -194,6 +200,7 @@ def build_cluster_report(
                 RankEntry(rank, RankStatus.OK if res.exit_code == 0 else RankStatus.FAILED, join, res)
             )
 
+    by_rank = {e.rank: e for e in entries}
     findings: list[Finding] = []
     for e in entries:
         if e.status is RankStatus.MISSING:
@@ -268,6 +275,35 @@ def build_cluster_report(
                 )
             )
 
+    # Ranks started for another job size: the report (and its "passed") is about rank 0's world only.
+    others: dict[int, list[int]] = {}
+    for r, j in sorted(joins.items()):
+        if j.world_size is not None and j.world_size != world_size:
+            others.setdefault(j.world_size, []).append(r)
+    for size, ranks in sorted(others.items()):
+        named = ", ".join(by_rank[r].label() for r in ranks) if len(ranks) <= 3 else _join_text(ranks)
+        findings.append(
+            Finding(
+                "cluster-world-size-mismatch",
+                Status.FAIL,
+                f"{named} {'was' if len(ranks) == 1 else 'were'} started with WORLD_SIZE {size}, rank 0 with "
+                f"{world_size}: the ranks disagree on the job's size",
+                fix=_WORLD_FIX,
+                subject=f"WORLD_SIZE {size}",
+            )
+        )
+    if gathered.extra_joins:
+        n = gathered.extra_joins
+        findings.append(
+            Finding(
+                "cluster-world-size-mismatch",
+                Status.FAIL,
+                f"{n} more process{'es' if n != 1 else ''} joined than ranks 0-{world_size - 1}: started with "
+                "another WORLD_SIZE, or as a rank already taken",
+                fix=_WORLD_FIX,
+            )
+        )
+
     # Two ranks of one host on the same GPU: NCCL refuses it ("Duplicate GPU detected").
     owners: dict[tuple[str, str], list[int]] = {}
     for e in entries:
@@ -294,7 +330,6 @@ def build_cluster_report(
         if e.result is not None and e.result.check is not None
     }
     drift = compute_drift(checked, fields)
-    by_rank = {e.rank: e for e in entries}
     for d in drift:
         if d.majority is not None:
             odd = "; ".join(f"{by_rank[r].label()}: {d.value_of(r)}" for r in d.odd)

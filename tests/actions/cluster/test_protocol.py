@@ -95,14 +95,21 @@ class Cluster:
         return 1 if bad else 0
 
     def start(
-        self, rank: int, work: Callable[[], RankResult] | None = None, timeouts: Timeouts = FAST
+        self,
+        rank: int,
+        work: Callable[[], RankResult] | None = None,
+        timeouts: Timeouts = FAST,
+        world: int | None = None,
     ) -> None:
+        """Start ``rank``; ``world``: the world size it was started with, if not the cluster's."""
+        world = world or self.world
+
         def body() -> None:
             try:
                 self.outcomes[rank] = run_session(
-                    info(rank, self.world),
+                    info(rank, world),
                     self.store,
-                    JoinInfo(rank=rank, host=f"h{rank}", pid=rank),
+                    JoinInfo(rank=rank, host=f"h{rank}", pid=rank, world_size=world),
                     work or work_ok(rank),
                     self.collective,
                     self.finish,
@@ -184,6 +191,23 @@ def test_a_hung_rank_is_unfinished_and_still_exits() -> None:
     assert c.gathered is not None and c.gathered.unfinished == (2,) and 2 not in c.gathered.results
     assert isinstance(c.outcomes[2], SessionError) and "did not finish" in str(c.outcomes[2])
     assert [c.outcomes[r] for r in (0, 1, 3)] == [1, 1, 1]
+
+
+def test_ranks_started_with_another_world_size_are_seen() -> None:
+    # Rank 1 was told WORLD_SIZE=3 and rank 2 exists only in its world: each exited 0 with rank 0's report
+    # "passed" while the job they were started for has a rank nobody checked.
+    c = Cluster(2)
+    c.start(2, world=3)
+    c.start(1, world=3)
+    time.sleep(0.1)  # both joined before rank 0 counts the joins
+    c.start(0)
+    c.join()
+    g = c.gathered
+    assert g is not None and g.joins[1].world_size == 3 and g.extra_joins == 1
+    stray = c.outcomes[2]
+    assert isinstance(stray, SessionError)
+    assert "rank 0 counts a world of 2 ranks; this rank was started as rank 2 of 3 (WORLD_SIZE)" in str(stray)
+    assert c.outcomes[0] == c.outcomes[1]
 
 
 def test_rank_zero_hung_still_coordinates() -> None:

@@ -61,13 +61,14 @@ def report(
     unfinished: Iterable[int] = (),
     transport: str = "gloo",
     transport_error: str | None = None,
+    extra_joins: int = 0,
     **kw: Any,
 ) -> ClusterReport:
     """The report of ``world`` ranks (default: one per result; every rank joined unless ``joins``);
     ``kw``: build_cluster_report's options."""
     world = world if world is not None else len(results)
     joined = joins if joins is not None else default_joins(world)
-    g = Gathered(joined, results, tuple(missing), tuple(unfinished), transport, transport_error)
+    g = Gathered(joined, results, tuple(missing), tuple(unfinished), transport, transport_error, extra_joins)
     return build_cluster_report(
         g,
         launcher="torchrun",
@@ -246,6 +247,24 @@ def test_a_rank_error_is_reported() -> None:
         f.message for f in rep.findings if f.code == "cluster-rank-error"
     )
     validate(cluster_report_to_json(rep))
+
+
+def test_ranks_that_disagree_on_the_world_size_fail() -> None:
+    started = {r: dataclasses.replace(j, world_size=3 if r == 1 else 2) for r, j in joins(2).items()}
+    rep = report({0: result(0), 1: result(1)}, joins=started)
+    f = next(f for f in rep.findings if f.code == "cluster-world-size-mismatch")
+    assert f.status is Status.FAIL and rep.exit_code() == 1
+    assert (
+        f.message
+        == "rank 1 (host n1) was started with WORLD_SIZE 3, rank 0 with 2: the ranks disagree on the job's size"
+    )
+    validate(cluster_report_to_json(rep))
+    extra = report({0: result(0), 1: result(1)}, extra_joins=2)
+    f = next(f for f in extra.findings if f.code == "cluster-world-size-mismatch")
+    assert f.message.startswith("2 more processes joined than ranks 0-1")
+    assert extra.exit_code() == 1
+    same = {r: dataclasses.replace(j, world_size=2) for r, j in joins(2).items()}
+    assert report({0: result(0), 1: result(1)}, joins=same).exit_code() == 0
 
 
 def test_two_ranks_on_one_gpu_fail() -> None:
