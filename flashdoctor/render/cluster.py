@@ -137,7 +137,9 @@ def render_cluster(
         extra = f" ({', '.join(parts)})" if parts else ""
         print_markup(console, f"[bold green]cluster: passed[/]{escape(extra)} — exit 0 on every rank")
     else:
+        # No rank and no drift failed: a finding about the cluster did (two ranks on one GPU), else a warning.
+        blamed = parts or sorted({f.code for f in report.findings if f.status is Status.FAIL})
         print_markup(
             console,
-            f"[bold red]cluster: FAILED[/] — {escape(', '.join(parts) or 'warnings under --strict')}; exit {code} on every rank",
+            f"[bold red]cluster: FAILED[/] — {escape(', '.join(blamed) or 'warnings under --strict')}; exit {code} on every rank",
         )

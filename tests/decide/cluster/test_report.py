@@ -273,6 +273,8 @@ def test_two_ranks_on_one_gpu_fail() -> None:
     shared = [f for f in rep.findings if f.code == "cluster-gpu-shared"]
     assert len(shared) == 1 and shared[0].message.startswith("ranks 0, 1 on host n1")
     assert rep.exit_code() == 1
+    # The last line says why: it blamed "warnings under --strict", without --strict and with no warning.
+    assert render(rep).splitlines()[-1] == "cluster: FAILED — cluster-gpu-shared; exit 1 on every rank"
 
 
 def test_rank_without_gpu_warns() -> None:
