@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from flashdoctor.actions.check import CheckResult
 
 # -- cluster preflight options (issue 9; logic in flashdoctor/actions/cluster/) ---------------------------
+# The join timeout is also the rendezvous store's and the gloo group's: torch cannot hold "inf" (OverflowError)
+# and times out at once past about 1e10 s (its clock overflows). A week is longer than any launch takes.
+JOIN_TIMEOUT_MAX_S = 7 * 24 * 3600
 distributed_options = combine(
     click.option(
         "--distributed",
@@ -41,9 +44,12 @@ distributed_options = combine(
         "With --distributed: how long rank 0 waits for every rank to join before naming the missing.",
         name="--join-timeout",
         minimum=0.1,
+        maximum=JOIN_TIMEOUT_MAX_S,
     ),
     # The old name of --join-timeout: still accepted, with a warning.
-    click.option("--timeout", "legacy_join_timeout", type=Seconds(min=0.1), hidden=True),
+    click.option(
+        "--timeout", "legacy_join_timeout", type=Seconds(min=0.1, max=JOIN_TIMEOUT_MAX_S), hidden=True
+    ),
     timeout_option(
         900.0,
         "With --distributed: how long a rank's check (and smoke test) may take before it is reported unfinished.",

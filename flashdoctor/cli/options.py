@@ -194,12 +194,17 @@ class Seconds(click.FloatRange):
 
 
 def timeout_option(
-    default: float, help: str, name: str = "--timeout", hidden: bool = False, minimum: float = 1
+    default: float,
+    help: str,
+    name: str = "--timeout",
+    hidden: bool = False,
+    minimum: float = 1,
+    maximum: float | None = None,
 ) -> Decorator:
     """A limit in seconds (--timeout, and the cluster preflight's --join-timeout / --rank-timeout)."""
     return click.option(
         name,
-        type=Seconds(min=minimum),
+        type=Seconds(min=minimum, max=maximum),
         default=default,
         show_default=not hidden,
         metavar="SECONDS",

@@ -342,6 +342,19 @@ def test_bad_target_for_rank(no_launcher: pytest.MonkeyPatch, capsys: pytest.Cap
     assert code == 2 and "expected RANK=FILE" in err
 
 
+@pytest.mark.parametrize("option", ["--join-timeout", "--timeout"])
+@pytest.mark.parametrize("seconds", ["inf", "1e15"])
+def test_a_join_timeout_torch_cannot_hold_is_a_usage_error(
+    no_launcher: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], option: str, seconds: str
+) -> None:
+    # It becomes the store's and the gloo group's timeout: "inf" crashed (exit 3, OverflowError), 1e10
+    # made torch time out at once ("rank 0 cannot host the rendezvous store").
+    for k, v in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}.items():
+        no_launcher.setenv(k, v)
+    code, err = run_main(["check", "--distributed", option, seconds], capsys)
+    assert code == 2 and "0.1<=x<=604800" in err, err
+
+
 def test_save_target_needs_a_rank_placeholder(
     no_launcher: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
