@@ -3,11 +3,14 @@
 The runner reads workflow commands from a step's stdout and stderr alike (actions/runner,
 ScriptHandler.cs: one OutputManager on each stream), so with --json the annotations go to stderr and
 stdout stays one JSON document. Untrusted text is escaped per the workflow-command rules (data: % CR LF;
-properties also : and ,) and its other control characters made visible.
+properties also : and ,) and its other control characters made visible; in the Markdown summary it is
+text only: no link, image, HTML tag or emphasis of its own.
 """
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -91,8 +94,15 @@ def exit_reasons(
     return reasons or [f"exit code {exit_code}"]
 
 
+_MARKDOWN = re.compile(r"([\\`*_\[\]|~])")  # what starts code, emphasis, a link or image, a table cell
+
+
 def _md(text: str) -> str:
-    return clean(text.replace("|", "\\|").replace("\n", " ").replace("\r", " "))
+    """Untrusted text (a GPU name, a version, an error) as literal text in a Markdown table cell: HTML
+    escaped (GitHub renders some tags), Markdown's punctuation backslash-escaped (GFM allows it before any
+    ASCII punctuation, so it renders as itself), on one line."""
+    one_line = clean(text.replace("\n", " ").replace("\r", " "))
+    return _MARKDOWN.sub(r"\\\1", html.escape(one_line, quote=False))
 
 
 def summary_markdown(report: CheckReport, exit_code: int, reasons: Iterable[str] = ()) -> str:
