@@ -183,7 +183,7 @@ def _render(
 )
 @python_option
 @target_option
-@json_option("Print the versioned JSON report.")
+@json_option("Print the versioned JSON report.", frame=False)
 @verbose_option("Show evidence, skipped checks and probe notes.")
 @click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
 @click.option(

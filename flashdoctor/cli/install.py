@@ -283,7 +283,7 @@ def install(variant: Variant, **opts: Any) -> int:
     "the three (with -o BASE: BASE.txt, BASE.pyproject.toml, BASE.Dockerfile).",
 )
 @output_option("Write it to FILE (default: standard output); with --format all, FILE is a base name.")
-@json_option("Print the locked entry, and each format's text, as JSON.")
+@json_option("Print the locked entry, and each format's text, as JSON.", frame=False)
 def lock(variant: Variant, **opts: Any) -> int:
     """Pin the planned wheel by its exact URL and sha256, so that it installs the same without
     flashdoctor: a requirements line for `pip install --require-hashes -r FILE`, a pyproject.toml

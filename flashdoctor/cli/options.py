@@ -19,6 +19,7 @@ from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.profiles import FA3_FEATURES
 from flashdoctor.knowledge.variants import VARIANTS, Variant, variant_info
 from flashdoctor.model.cases import BACKENDS
+from flashdoctor.render.text import commands_paused
 
 if TYPE_CHECKING:
     from flashdoctor.actions.source_build.api import BuildOptions
@@ -137,8 +138,22 @@ def document(body: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
     return envelope(body, interpreter=found[0] if found else None, **kwargs)
 
 
-def json_option(help: str = "Print the versioned JSON document (in the result envelope).") -> Decorator:
-    return click.option("--json", "as_json", is_flag=True, help=help)
+def _frame_human_output(ctx: click.Context, param: click.Parameter, as_json: bool) -> bool:
+    """In GitHub Actions, a command's human output (log lines, server replies, names: untrusted text) is
+    shown and never run as a workflow command: it is framed (render.text.commands_paused) until the
+    command's context ends. JSON needs no frame (render.json escapes what the runner would read)."""
+    if not as_json:
+        ctx.with_resource(commands_paused())
+    return as_json
+
+
+def json_option(
+    help: str = "Print the versioned JSON document (in the result envelope).", frame: bool = True
+) -> Decorator:
+    """--json. ``frame=False`` for a command whose human output frames itself (check: its annotations
+    must run) or is data meant for a file (lock's requirements text)."""
+    callback = _frame_human_output if frame else None
+    return click.option("--json", "as_json", is_flag=True, help=help, callback=callback)
 
 
 def verbose_option(help: str) -> Decorator:

@@ -98,3 +98,24 @@ def test_untrusted_text_never_becomes_a_workflow_command(tmp_path: Path) -> None
             assert "NVIDIA H100 ##[add-mask]NVIDIA" in p.stdout
     p, _ = gha(tmp_path, "check", "--json", "--target", str(target))
     assert json.loads(p.stdout)["environment"]["gpus"][0]["name"] == spec["gpus"][0]["name"]  # the same data
+
+
+def test_a_logs_lines_shown_by_explain_are_never_run_as_workflow_commands(tmp_path: Path) -> None:
+    """explain quotes the log's lines; a log is untrusted (a build's output, a pasted issue). Unframed, a
+    quoted `##[add-mask]NVIDIA` hid "NVIDIA" in the rest of the job's log. Every command's human output is
+    framed in GitHub Actions; --json needs no frame and stays one JSON document."""
+    log = tmp_path / "build.log"
+    log.write_text(
+        "ImportError: ##[add-mask]NVIDIA flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: undefined symbol: "
+        "_ZN3c104cuda9SetDeviceEi\n::error title=forged::all good\n",
+        encoding="utf-8",
+    )
+    for args in (("explain", str(log), "--no-probe"), ("wheels", "--target", str(TARGETS / "h100.json"))):
+        p, _ = gha(tmp_path, *args)
+        assert p.returncode == 0, p.stderr
+        commands = workflow_commands(p.stdout) + workflow_commands(p.stderr)
+        assert [name for name, _, _ in commands] == ["stop-commands"], (args, commands)
+        assert re.fullmatch("[0-9a-f]{32}", commands[0][2])
+    assert "##[add-mask]NVIDIA" in gha(tmp_path, "explain", str(log), "--no-probe")[0].stdout  # shown
+    p, _ = gha(tmp_path, "explain", str(log), "--no-probe", "--json")
+    assert json.loads(p.stdout)["diagnoses"] and workflow_commands(p.stdout) == []
