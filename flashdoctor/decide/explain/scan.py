@@ -7,8 +7,8 @@ How a log is read (designed for 10 MB in well under a second, see scripts/bench_
 2. One combined regex of every keyword in the signature data (a trie, so the regex engine walks it in
    C) finds candidate lines in the ASCII-lower-cased bytes. Only those lines are decoded
    (errors="replace") and only the signatures owning a keyword present in the line run their
-   patterns. A keyword that keeps hitting is retired after a budget, so a log with 100 000 "error"
-   lines costs a bounded amount. Keywords outside ASCII (prose in other languages) are looked for in
+   patterns. A keyword that keeps hitting is retired after a budget (a long line costs more of it: see
+   line_cost), so a log with 100 000 "error" lines costs a bounded amount. Keywords outside ASCII (prose in other languages) are looked for in
    short logs only (PROSE_MAX).
 3. A line a terminal (or uv, or a mail client) wrapped is read together with its continuation: when a
    pattern fails on a long line, or a value it captures runs into the line's end (a symbol split over
@@ -33,16 +33,18 @@ from flashdoctor.decide.explain.tailor import env_matches
 from flashdoctor.knowledge.signatures import Knowledge, Signature, knowledge
 from flashdoctor.model.environment import Environment
 
-KEYWORD_LINE_BUDGET = 300  # candidate lines one keyword may contribute before it is retired
+KEYWORD_LINE_BUDGET = 300  # candidate lines one keyword may contribute before it is retired (see line_cost)
 FACT_LINE_BUDGET = 64  # the same for a keyword only facts use (a fact is settled in the first lines)
+LINE_COST_UNIT = 1024  # a candidate line this long costs a keyword's budget one line (see line_cost)
 # Keywords outside ASCII (a report's prose in Chinese) slow the trie walk over every byte by ~15%: they
 # are looked for in logs up to this size (a report in prose is short; a 10 MB build log is not prose).
 PROSE_MAX = 256 * 1024
-LONG_LINE = 64 * 1024  # a "line" longer than this (a log without line breaks) is read in windows
-LONG_LINE_WINDOW = 4096  # bytes kept on each side of a keyword inside such a line
+LONG_LINE = 8 * 1024  # a "line" longer than this (a log without line breaks) is read in windows
+LONG_LINE_WINDOW = 1024  # bytes kept on each side of a keyword inside such a line
 DEAD_HITS_BEFORE_REBUILD = 64  # candidate lines holding only retired keywords before the regex is rebuilt
 WRAP_MIN = 60  # a line at least this long may be one that a terminal wrapped
 WRAP_LINES = 2  # continuation lines read after a wrapped line
+WRAP_PIECE = 512  # bytes of each continuation line read (a wrap leaves a terminal's row, not a megabyte)
 CONDITIONAL_HITS = 32  # matches kept per signature whose condition is judged after the scan
 
 
@@ -232,17 +234,25 @@ def search(
     tried. A match there wins (the whole value, the whole message as evidence); when there is none, a
     match whose captured value the line's end cut is dropped (the whole value does not match), any
     other match stays."""
+    return _search(sig, line, following, wrap)[0]
+
+
+def _search(
+    sig: Signature, line: str, following: Callable[[], Iterable[str]], wrap: bool = True
+) -> tuple[tuple[str, re.Match[str]] | None, bool]:
+    """:func:`search`, and whether a match on the line was dropped because the line's end cut its value
+    (each pattern runs once: on a long line one search may take long)."""
     m = sig.search(line)
     if m is not None and not _at_end(m, line):
-        return line, m
+        return (line, m), False
     whole = joined(line, following()) if wrap else None
     if whole is not None:
         wm = sig.search(whole)
         if wm is not None and wm.start() < len(line):  # a match that starts on a later line is that line's
-            return whole, wm
+            return (whole, wm), False
         if m is not None and _cut(m, line):
-            return None
-    return None if m is None else (line, m)
+            return None, True
+    return (None if m is None else (line, m)), False
 
 
 # -- contexts -------------------------------------------------------------------------------------
@@ -279,12 +289,14 @@ class LogContexts:
                 continue
             if ctx.pattern is None:
                 return True
-            for _ in range(KEYWORD_LINE_BUDGET):
+            spent = 0
+            while spent < KEYWORD_LINE_BUDGET:
                 start = low.rfind(b"\n", 0, pos) + 1
                 end = low.find(b"\n", pos)
                 end = len(low) if end < 0 else end
                 if end - start > LONG_LINE:  # no line breaks to speak of: look around the keyword
                     start, end = max(start, pos - LONG_LINE_WINDOW), min(end, pos + LONG_LINE_WINDOW)
+                spent += line_cost(end - start)
                 if ctx.pattern.search(decode(self._data[start:end])):
                     return True
                 pos = low.find(kw, end)
@@ -313,16 +325,37 @@ class Scan:
     cut: frozenset[str] = frozenset()
 
 
-def _following(data: bytes, end: int) -> Callable[[], Iterable[str]]:
+def line_cost(size: int) -> int:
+    """What reading a candidate line of ``size`` bytes (with the continuation a wrap may add) costs each of
+    its keywords' budgets: one line up to LINE_COST_UNIT, and the square of its length in those units beyond.
+    A pattern's time may grow with the square of the text it searches (``[\\w.-]+==`` tried at every position
+    of one long word), so the budget bounds the time a keyword's patterns take, whatever its lines' lengths."""
+    units = -(-size // LINE_COST_UNIT)
+    return max(1, units * units)
+
+
+def _continuation(data: bytes, end: int) -> list[tuple[int, int]]:
+    """Where the lines after the one ending at ``end`` lie that a wrap may have split off it: up to
+    WRAP_LINES of them, each at most WRAP_PIECE bytes (a longer line is no wrapped piece: its head is read
+    and nothing after it)."""
+    spans = []
+    pos = end + 1
+    for _ in range(WRAP_LINES):
+        if pos >= len(data):
+            break
+        nxt = data.find(b"\n", pos, pos + WRAP_PIECE + 1)
+        if nxt < 0:
+            spans.append((pos, min(len(data), pos + WRAP_PIECE)))
+            break
+        spans.append((pos, nxt))
+        pos = nxt + 1
+    return spans
+
+
+def _following(spans: list[tuple[int, int]], data: bytes) -> Callable[[], Iterable[str]]:
     def lines() -> Iterable[str]:
-        pos = end + 1
-        for _ in range(WRAP_LINES):
-            if pos >= len(data):
-                return
-            nxt = data.find(b"\n", pos)
-            nxt = len(data) if nxt < 0 else nxt
-            yield decode(data[pos:nxt])
-            pos = nxt + 1
+        for start, end in spans:
+            yield decode(data[start:end])
 
     return lines
 
@@ -384,8 +417,10 @@ def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
             dead_hits += 1
         else:
             line: str | None = None
+            after = _continuation(data, end) if end - start >= WRAP_MIN else []
+            cost = line_cost(end - start + sum(e - s for s, e in after))
             for kw in present:
-                budget[kw] -= 1
+                budget[kw] -= cost
             done: set[str] = set()
             for kw in present:
                 for sig in by_kw.get(kw, ()):
@@ -394,10 +429,9 @@ def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
                     done.add(sig.id)
                     if line is None:
                         line = decode(data[start:end])
-                    found = search(sig, line, _following(data, end))
+                    found, was_cut = _search(sig, line, _following(after, data))
                     if found is None:
-                        cut_match = sig.search(line)
-                        if cut_match is not None and _cut(cut_match, line):
+                        if was_cut:
                             cut.add(sig.id)
                         continue
                     hit = Hit(start, found[0], found[1])
