@@ -246,8 +246,11 @@ def release_table(environ: Mapping[str, str]) -> Releases | None:
 # -- explain's log --------------------------------------------------------------------------------------
 def _looks_binary(sample: bytes) -> bool:
     """NUL bytes (as git and grep judge), or more than 10% control bytes a log does not carry. A UTF-16
-    log (PowerShell's ``>``) starts with its byte-order mark and is text (the engine decodes it)."""
-    if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+    log (PowerShell's ``>`` writes a byte-order mark first; one without is little-endian) is text: the
+    engine decodes it."""
+    from flashdoctor.decide.explain.scan import utf16
+
+    if sample.startswith((b"\xff\xfe", b"\xfe\xff")) or utf16(sample) is not None:
         return False
     if b"\0" in sample:
         return True
@@ -261,6 +264,18 @@ def _not_text(name: str) -> UsageError:
         hint="give flashdoctor explain the captured output of the failing command, e.g. "
         "pip install flash-attn 2>&1 | tee install.log",
     )
+
+
+def _head_and_tail(head: bytes, tail: bytes) -> bytes:
+    """The head and the tail of a log too long to read whole, a line break between them, in the log's
+    encoding: in a UTF-16 log a newline of two bytes, and each part cut to whole code units (the log
+    ends on one, so the tail starts on one when its length is even)."""
+    from flashdoctor.decide.explain.scan import utf16
+
+    if utf16(head) is None:
+        return head + b"\n" + tail
+    newline = "\n".encode("utf-16-be" if head.startswith(b"\xfe\xff") else "utf-16-le")
+    return head[: len(head) - len(head) % 2] + newline + tail[len(tail) % 2 :]
 
 
 def _tail_window(fh: IO[bytes], first: bytes, name: str, window: int) -> bytes:
@@ -284,7 +299,7 @@ def _tail_window(fh: IO[bytes], first: bytes, name: str, window: int) -> bytes:
         while tail and kept - len(tail[0]) >= half:
             kept -= len(tail.popleft())
     last = b"".join(tail)
-    return head + b"\n" + last[-half:]
+    return _head_and_tail(head, last[-half:])
 
 
 def read_log(
@@ -311,7 +326,7 @@ def read_log(
             if st.st_size > window:
                 head = fh.read(window // 2)
                 fh.seek(st.st_size - window // 2)
-                return head + b"\n" + fh.read(window // 2), path
+                return _head_and_tail(head, fh.read(window // 2)), path
             return fh.read(window), path
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -4,6 +4,7 @@ rows 10, 12, 14): endless streams, FIFOs, deep nesting, non-UTF-8 bytes -> exit 
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import pytest
 
 from flashdoctor.actions import inputs
 from flashdoctor.cli import main
+from flashdoctor.decide.explain import explain_bytes
 from flashdoctor.errors import UsageError
 from tests.support.paths import TARGETS
 
@@ -123,6 +125,33 @@ def test_log_window_keeps_head_and_tail() -> None:
     assert name == "<stdin>" and got == data[:half] + b"\n" + data[-half:]
     small, _ = inputs.read_log("-", io.BytesIO(b"short log\n"), False, window=1 << 20)
     assert small == b"short log\n"
+
+
+UNDEF = "ImportError: flash_attn_2_cuda.so: undefined symbol: _ZN3c104cuda9SetDeviceEi"
+
+
+@pytest.mark.parametrize("bom", [codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, b""], ids=["le", "be", "no-bom"])
+@pytest.mark.parametrize("source", ["file", "pipe"])
+@pytest.mark.parametrize("window", [1 << 20, (1 << 20) + 2])  # halves of an even and an odd length
+def test_a_utf16_log_longer_than_the_window_keeps_its_tail(
+    tmp_path: Path, bom: bytes, source: str, window: int
+) -> None:
+    # With a BOM (PowerShell's redirect) or without (little-endian, as the engine reads it): the head and
+    # the tail are joined with a newline of the log's own encoding, the tail starting on a whole character.
+    text = "".join(f"line {i:08d}\n" for i in range(100_000)) + UNDEF + "\n"
+    data = bom + text.encode("utf-16-be" if bom == codecs.BOM_UTF16_BE else "utf-16-le")
+    if source == "file":
+        (tmp_path / "build.log").write_bytes(data)
+        got, _ = inputs.read_log(str(tmp_path / "build.log"), io.BytesIO(), False, window=window)
+    else:
+        got, _ = inputs.read_log("-", io.BytesIO(data), False, window=window)
+    assert len(got) < len(data)
+    assert [d.code for d in explain_bytes(got).diagnoses][:1] == ["torch-abi-mismatch"]
+
+
+def test_a_utf16_log_without_a_byte_order_mark_is_text() -> None:
+    data = (UNDEF + "\r\n").encode("utf-16-le")
+    assert inputs.read_log("-", io.BytesIO(data), False)[0] == data
 
 
 @pytest.mark.slow  # ~2.7 s: it feeds hundreds of MB through the reader

@@ -115,19 +115,28 @@ def _strip_line_prefix(data: bytes) -> bytes:
     return data
 
 
-def normalise(data: bytes) -> bytes:
-    """UTF-16 -> UTF-8, no ANSI escapes, "\\n" line ends, ASCII quotes and spaces, no HTML entities, no
-    per-line prefix a tool added. Other bytes are left for errors="replace". The line count stays."""
+def utf16(data: bytes) -> str | None:
+    """The codec of a log written in UTF-16 (mostly ASCII, so about every other byte is NUL): "utf-16" with
+    a byte-order mark (PowerShell's redirect), "utf-16-le" without one; None for any other log. Judged on
+    its first 4 KiB."""
     head = data[:4096]
-    # UTF-16 (mostly ASCII, so about every other byte is NUL): with a BOM, or little-endian without one.
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) and head[2:].count(0) >= 0.2 * len(head[2:]):
-        data = data.decode("utf-16", errors="replace").encode("utf-8")
-    elif (
+        return "utf-16"
+    if (
         len(head) >= 64
         and head[1::2].count(0) > 0.4 * len(head[1::2])
         and head[0::2].count(0) < 0.1 * len(head[0::2])
     ):
-        data = data.decode("utf-16-le", errors="replace").encode("utf-8")
+        return "utf-16-le"
+    return None
+
+
+def normalise(data: bytes) -> bytes:
+    """UTF-16 -> UTF-8, no ANSI escapes, "\\n" line ends, ASCII quotes and spaces, no HTML entities, no
+    per-line prefix a tool added. Other bytes are left for errors="replace". The line count stays."""
+    codec = utf16(data)
+    if codec is not None:
+        data = data.decode(codec, errors="replace").encode("utf-8")
     if b"\x1b" in data:
         data = _ANSI.sub(b"", data)
     if b"\r" in data:
