@@ -10,10 +10,12 @@ from typing import Any
 import click
 
 from flashdoctor.model.envelope import envelope
+from flashdoctor.render.text import BIDI_CONTROLS
 
-# json.dumps escapes C0 controls; with ensure_ascii=False it leaves DEL and the C1 controls (8-bit CSI,
-# OSC) raw. Escaped here (\\u0085 is the same string to a JSON reader), so the document is terminal-safe.
-_RAW_CONTROLS = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0))}
+# json.dumps escapes C0 controls; with ensure_ascii=False it leaves DEL, the C1 controls (8-bit CSI, OSC)
+# and the bidi overrides raw. Escaped here (\\u0085 is the same string to a JSON reader), so the document is
+# terminal-safe.
+_RAW_CONTROLS = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), *BIDI_CONTROLS)}
 
 
 def document(

@@ -1,7 +1,8 @@
 """Terminal-safe text without rich (light enough for every command's start): untrusted strings (server
 replies, index entries, target specs, logs, file names) reach a terminal only through :func:`clean`.
 Every C0/C1 control character but newline and tab is shown as a visible symbol, so a string cannot clear
-the screen, set the window title or write the clipboard (OSC 52).
+the screen, set the window title or write the clipboard (OSC 52); nor can it reorder what the reader sees
+(Unicode's bidi overrides and isolates).
 
 Also the width policy and the one word wrapper (render.console wraps styled text with the same one):
 
@@ -25,11 +26,15 @@ from typing import TextIO
 
 import click
 
+# Unicode's bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): a terminal that
+# does bidi shows the text after one reordered ("Trojan Source"), so what is read is not what is there.
+BIDI_CONTROLS = (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
 # C0 controls (but \t and \n) -> their Control Pictures symbol (ESC -> ␛, BEL -> ␇, CR -> ␍); DEL -> ␡;
-# C1 controls (U+0080-U+009F: 8-bit CSI, OSC, ...) -> U+FFFD. One cell each, as rich measured them.
+# C1 controls (U+0080-U+009F: 8-bit CSI, OSC, ...) and the bidi controls -> U+FFFD. One cell each, as rich
+# measured them.
 _CONTROLS: dict[int, str] = {c: chr(0x2400 + c) for c in range(0x20) if c not in (0x09, 0x0A)}
 _CONTROLS[0x7F] = "\u2421"
-_CONTROLS.update({c: "\ufffd" for c in range(0x80, 0xA0)})
+_CONTROLS.update({c: "\ufffd" for c in (*range(0x80, 0xA0), *BIDI_CONTROLS)})
 
 DEFAULT_WIDTH = 80  # off a terminal, without COLUMNS
 MIN_WIDTH = 20  # narrower than this, wrapping helps nobody

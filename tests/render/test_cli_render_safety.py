@@ -150,3 +150,23 @@ def test_json_escapes_the_c1_controls_it_would_leave_raw() -> None:
     for ascii_only in (True, False):
         text = dumps({"name": "H100 ##[add-mask]x \\##["}, ensure_ascii=ascii_only)
         assert "##[" not in text and json.loads(text) == {"name": "H100 ##[add-mask]x \\##["}
+
+
+# Unicode's bidirectional embeddings, overrides and isolates (the "Trojan Source" characters): a log line
+# holding U+202E is shown right to left by a terminal that does bidi, so what the reader sees is not the text.
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_bidi_controls_of_a_log_never_reach_the_terminal_or_the_json_raw(tmp_path: Path) -> None:
+    assert not any(c in clean("a" + BIDI + "b") for c in BIDI)
+    log = tmp_path / "build.log"
+    evidence = "ImportError: x.so: undefined symbol: _ZN3c104cuda9SetDeviceEi \u202etxt.exe"
+    log.write_text(evidence + "\n", encoding="utf-8")
+    out = io.StringIO()
+    from flashdoctor.decide.explain import explain_bytes
+    from flashdoctor.render.explain import render_explanation
+
+    render_explanation(explain_bytes(log.read_bytes()), make_console(file=out), str(log))
+    assert "SetDeviceEi" in out.getvalue() and "\u202e" not in out.getvalue()
+    text = dumps({"evidence": evidence + BIDI}, ensure_ascii=False)
+    assert not any(c in text for c in BIDI) and json.loads(text) == {"evidence": evidence + BIDI}
