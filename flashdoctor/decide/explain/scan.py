@@ -332,6 +332,8 @@ class Scan:
     # signatures whose only match captured a value the line's end cut, and whose wrapped continuation
     # did not match: the whole value is not theirs (a joined view must not revive them)
     cut: frozenset[str] = frozenset()
+    # facts the log gives two values of (two machines' torch): unknown, and no joined view revives one
+    ambiguous: frozenset[str] = frozenset()
 
 
 def line_cost(size: int) -> int:
@@ -471,7 +473,8 @@ def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
             rx = trie_regex(live)
             dead_hits = 0
     facts = {name: next(iter(values)) for name, values in fact_values.items() if len(values) == 1}
-    return Scan(hits=hits, facts=facts, conditional=conditional, cut=frozenset(cut))
+    ambiguous = frozenset(name for name, values in fact_values.items() if len(values) > 1)
+    return Scan(hits=hits, facts=facts, conditional=conditional, cut=frozenset(cut), ambiguous=ambiguous)
 
 
 # -- a log whose every long line was wrapped ----------------------------------------------------------
@@ -509,7 +512,9 @@ def unwrap(data: bytes, hard: bool) -> tuple[bytes, tuple[int, ...]]:
 def scan_unwrapped(data: bytes, kb: Knowledge, found: Scan) -> Scan:
     """``found`` (the scan of ``data``) with what the log says once its wrapped lines are joined again:
     signatures and facts the wrap hid (a keyword or a message cut in two) are read from the joined
-    views, the word-wrapped one first; what the log's own lines gave is kept. Offsets stay ``data``'s."""
+    views, the word-wrapped one first; what the log's own lines gave is kept, and a fact they give two
+    values of stays unknown (a joined line holds both, and its first alone would speak). Offsets stay
+    ``data``'s."""
     hits = dict(found.hits)
     conditional = {k: list(v) for k, v in found.conditional.items()}
     facts = dict(found.facts)
@@ -530,8 +535,9 @@ def scan_unwrapped(data: bytes, kb: Knowledge, found: Scan) -> Scan:
             if sid not in conditional and sid not in found.cut:
                 conditional[sid] = [Hit(back(h.offset), h.line, h.match) for h in more]
         for name, value in again.facts.items():
-            facts.setdefault(name, value)
-    return Scan(hits=hits, facts=facts, conditional=conditional, cut=found.cut)
+            if name not in found.ambiguous:
+                facts.setdefault(name, value)
+    return Scan(hits=hits, facts=facts, conditional=conditional, cut=found.cut, ambiguous=found.ambiguous)
 
 
 def match_naive(text: str) -> dict[str, int]:

@@ -228,6 +228,20 @@ def test_a_log_that_moves_torch_tells_where_it_moved_and_two_prints_tell_nothing
     assert not explain_bytes(prose.encode(), target_env("a100")).origin.use_machine
 
 
+def test_two_machines_torch_in_long_lines_tell_nothing_either() -> None:
+    # A log of two nodes, one with this machine's torch: the two values leave the torch unknown, also once
+    # the long lines are read joined as a word wrap would have left them (the joined line's first value
+    # alone named this machine's torch as the failing node's).
+    log = (
+        "node-a: Requirement already satisfied: torch in /venv/lib/python3.11/site-packages (2.13.0+cpu)\n"
+        "node-b: Requirement already satisfied: torch in /opt/env/lib/python3.10/site-packages (2.1.2+cu121)\n"
+        "node-b: " + TORCH_SYMBOL
+    )
+    expl = explain_bytes(log.encode(), target_env("cpu-box"))
+    assert not expl.origin.use_machine and "torch" not in expl.machine
+    assert "2.13.0" not in expl.diagnoses[0].fix and "2.1.2" not in expl.diagnoses[0].fix
+
+
 def test_decide_origin_without_a_machine_or_with_here() -> None:
     shown = LogMachine(torch="2.1.2", python="3.10", os="linux")
     assert decide_origin(None, shown, b"", here=True).use_machine is False
