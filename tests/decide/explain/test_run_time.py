@@ -3,8 +3,8 @@
 Some signature patterns take time quadratic in the text they search (``(?P<pkg>[\\w.-]+==...) has no wheels``
 is tried at every position of a long word: 35 s on one 64 KiB line of ``_`` at stop 39). The scan bounds
 what they see (scan.line_cost, the continuation a wrap may add); these logs are built from the worst
-signatures measured then. The bounds are generous (a slow, shared machine), far below the minutes or hours
-the unbounded scan took.
+signatures measured then. The bound is generous (a slow, shared machine: the worst case here takes about
+9 s on the 2-core development box), far below the minutes or hours the unbounded scan took on each log.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from flashdoctor.decide.explain import explain_bytes
 from flashdoctor.decide.explain.scan import KEYWORD_LINE_BUDGET
 
-BOUND_S = 20.0
+BOUND_S = 40.0
 pytestmark = pytest.mark.slow  # a few seconds each: the bounds are what they prove
 # The keywords of the signatures whose patterns were slowest on a long run of one character (stop 39):
 # uv-no-matching-tag, not-a-supported-wheel, pip-conflict-flash-attn-range.
@@ -51,4 +51,5 @@ def test_a_context_pattern_on_long_lines():
     # its pattern is the slowest of all on a keyword followed by spaces.
     cause = "ImportError: cannot import name 'flash_attn_varlen_func' from 'transformers.modeling_flash_attention_utils'"
     lines = [kw + " " * 4000 + "x" for kw in ("flash-attn", "flash_attn", "flash-attention")]
-    assert _timed("\n".join([cause, *lines * 100]).encode()) < BOUND_S
+    # 900 lines: without the budget every one is read (39 s for 300 of them at stop 39, so minutes here)
+    assert _timed("\n".join([cause, *lines * 300]).encode()) < BOUND_S
