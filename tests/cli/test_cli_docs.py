@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from types import ModuleType
 
 from tests.support.paths import ROOT, load_script
@@ -34,3 +36,43 @@ def test_the_pages_cover_every_command_option_and_code() -> None:
     for kind_codes in registry().values():
         for code in kind_codes:
             assert f"| `{code}` |" in codes
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _pages() -> list[Path]:
+    return [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_every_relative_link_in_the_docs_names_a_file_and_heading_that_exist() -> None:
+    broken = []
+    for page in _pages():
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):
+                continue  # https://, mailto:
+            path, _, anchor = target.partition("#")
+            linked = page.parent / path if path else page
+            if not linked.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md":
+                headings = re.findall(r"^#+ (.*)$", linked.read_text(encoding="utf-8"), re.M)
+                if anchor not in {_slug(h) for h in headings}:
+                    broken.append(f"{page.name}: {target} (no such heading)")
+    assert broken == []
+
+
+def test_every_docs_page_the_docs_and_the_data_cite_exists() -> None:
+    """A knowledge entry's `source` or a page that sends the reader to docs/X.md names a page that is there
+    (CHANGELOG.md is history: it may name a page that went)."""
+    pages = [p for p in _pages() if p.name != "CHANGELOG.md"]
+    cited = [*pages, ROOT / "action.yml", *sorted((ROOT / "flashdoctor" / "data").glob("*.json"))]
+    missing = sorted(
+        f"{path.name}: {ref}"
+        for path in cited
+        for ref in set(re.findall(r"\bdocs/[\w./-]+\.(?:md|yml)\b", path.read_text(encoding="utf-8")))
+        if not (ROOT / ref).exists()
+    )
+    assert missing == []
