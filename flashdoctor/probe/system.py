@@ -123,14 +123,25 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
         else:
             try:
                 if driver is None:
-                    d = pynvml.nvmlSystemGetDriverVersion()
-                    driver = d.decode() if isinstance(d, bytes) else str(d)
+                    try:
+                        d = pynvml.nvmlSystemGetDriverVersion()
+                        driver = d.decode() if isinstance(d, bytes) else str(d)
+                    except pynvml.NVMLError as exc:
+                        r.notes.append(f"NVML driver version: {exc}")
+                        r.unknown.add("driver")
                 try:
                     cv = pynvml.nvmlSystemGetCudaDriverVersion_v2()
                     driver_cuda = f"{cv // 1000}.{(cv % 1000) // 10}"
                 except pynvml.NVMLError as exc:
                     r.notes.append(f"NVML CUDA driver version: {exc}")
-                for i in range(pynvml.nvmlDeviceGetCount()):
+                try:
+                    count = pynvml.nvmlDeviceGetCount()
+                except pynvml.NVMLError as exc:
+                    # the driver answers but cannot list its GPUs (one fallen off the bus): unknown, not none
+                    r.notes.append(f"NVML GPU count: {exc}")
+                    r.unknown.add("gpus")
+                    count = 0
+                for i in range(count):
                     try:
                         h = pynvml.nvmlDeviceGetHandleByIndex(i)
                         name = pynvml.nvmlDeviceGetName(h)
@@ -153,7 +164,7 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
             finally:
                 with contextlib.suppress(pynvml.NVMLError):
                     pynvml.nvmlShutdown()
-    if driver is None and not gpus:
+    if driver is None and not gpus and not r.unknown:
         r.values.update(driver=None, gpus=(), driver_cuda=None)
         return r
     r.values["driver"] = driver
@@ -162,6 +173,8 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
 
         driver_cuda = driver_max_cuda(driver)
     r.values["driver_cuda"] = driver_cuda
+    if driver_cuda is None and "driver" in r.unknown:
+        r.unknown.add("driver_cuda")
     r.values["gpus"] = tuple(visible_filter(gpus, environ.get("CUDA_VISIBLE_DEVICES")))
     if environ.get("CUDA_VISIBLE_DEVICES") is not None:
         r.notes.append(f"CUDA_VISIBLE_DEVICES={environ['CUDA_VISIBLE_DEVICES']}")

@@ -15,7 +15,11 @@ _FIT_STATUS = {"supported": Status.OK, "experimental": Status.WARN, "unsupported
 
 def check_gpus(env: Environment) -> list[Finding]:
     if not env.known("gpus"):
-        return [finding("gpu-found", Status.SKIP, "GPUs unknown (not in the target spec)")]
+        return [
+            finding(
+                "gpu-found", Status.SKIP, "GPUs unknown (not in the target spec, or NVML could not list them)"
+            )
+        ]
     if not env.gpus:
         why = "no NVIDIA driver" if env.known("driver") and env.driver is None else "no GPU visible"
         return [
