@@ -56,7 +56,8 @@ class Interpreter:
 
 
 def _is_exe(p: Path) -> bool:
-    return p.is_file() and os.access(p, os.X_OK)
+    # os.path.isfile, not Path.is_file: that raises for a PATH entry it may not look into (EACCES)
+    return os.path.isfile(p) and os.access(p, os.X_OK)
 
 
 def _env_python(prefix: str, windows: bool) -> Path | None:
@@ -84,7 +85,7 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def _is_venv(prefix: Path) -> bool:
-    return (prefix / "pyvenv.cfg").is_file()
+    return os.path.isfile(prefix / "pyvenv.cfg")
 
 
 MAX_LINKS = 40  # as the kernel's own limit on a chain of symbolic links

@@ -142,3 +142,12 @@ def test_a_bare_python_name_is_a_command_found_on_path(
         check_python_target("python3.98", None)
     with pytest.raises(UsageError, match=r"--python \./python3\.98: no such file$"):
         check_python_target("./python3.98", None)
+
+
+def test_a_path_entry_that_cannot_be_looked_at_is_skipped(layout: dict[str, Path], tmp_path: Path) -> None:
+    # a PATH entry (or VIRTUAL_ENV) whose stat fails with an error other than "no such file": a name too
+    # long here, a directory of another user's (EACCES) for a user who is not root; check ended with exit 3
+    unreadable = str(tmp_path / ("x" * 300))
+    env = {"VIRTUAL_ENV": unreadable, "PATH": os.pathsep.join([unreadable, str(layout["system"].parent)])}
+    got = choose_interpreter(env, **_own(layout), windows=False)
+    assert (got.path, got.reason) == (str(layout["system"]), "PATH")
