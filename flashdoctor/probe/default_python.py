@@ -61,7 +61,7 @@ def _is_exe(p: Path) -> bool:
 
 
 def _env_python(prefix: str, windows: bool) -> Path | None:
-    root = Path(prefix)
+    root = Path(os.path.abspath(prefix))
     candidates = (
         [root / "Scripts" / "python.exe", root / "python.exe"]
         if windows
@@ -140,7 +140,7 @@ def locate_python(python: str, path: str | None) -> str | None:
     if is_bare_name(python) and path:
         on_path = shutil.which(python, path=path)
         if on_path:
-            return on_path
+            return os.path.abspath(on_path)  # a relative PATH entry (".") gives a relative one
     return os.path.abspath(python) if os.path.exists(python) else None
 
 
@@ -179,7 +179,8 @@ def choose_interpreter(
         if not directory:
             continue
         for name in names:
-            cand = Path(directory) / name
+            # absolute (not resolved): "." would give "python3", which running looks up on PATH again
+            cand = Path(os.path.abspath(directory)) / name
             if not _is_exe(cand):
                 continue
             if _is_own(cand, own, Path(own_executable)):

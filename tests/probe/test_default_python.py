@@ -151,3 +151,21 @@ def test_a_path_entry_that_cannot_be_looked_at_is_skipped(layout: dict[str, Path
     env = {"VIRTUAL_ENV": unreadable, "PATH": os.pathsep.join([unreadable, str(layout["system"].parent)])}
     got = choose_interpreter(env, **_own(layout), windows=False)
     assert (got.path, got.reason) == (str(layout["system"]), "PATH")
+
+
+def test_a_relative_path_entry_gives_the_interpreter_an_absolute_path(
+    layout: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PATH=.:... (or venv/bin) gave "python3" / "venv/bin/python3": a bare name that running it looks up on
+    # PATH again (another Python), and a relative path that a build, run in another directory, cannot start
+    user_bin, user_prefix = layout["user"].parent, layout["user"].parents[1]
+    for entry, cwd in ((".", user_bin), ("bin", user_prefix)):
+        monkeypatch.chdir(cwd)
+        path = os.pathsep.join([str(layout["own"].parent), entry, str(layout["system"].parent)])
+        got = choose_interpreter({"PATH": path}, **_own(layout), windows=False)
+        assert (got.path, got.reason) == (str(layout["user"]), "PATH")
+    got = choose_interpreter({"VIRTUAL_ENV": ".", "PATH": ""}, **_own(layout), windows=False)
+    assert (got.path, got.reason) == (str(layout["user"]), "VIRTUAL_ENV")
+    monkeypatch.chdir(user_bin)
+    got = choose_interpreter({"PATH": "."}, explicit="python3", windows=False)
+    assert (got.path, got.reason) == (str(layout["user"]), "--python")
