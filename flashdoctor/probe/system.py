@@ -6,6 +6,7 @@ Every function fails soft: what cannot be found out is returned as None plus a n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import os
 import re
@@ -13,8 +14,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from flashdoctor.model.environment import GPU, Nvcc
 
@@ -79,9 +81,10 @@ def _driver_from_files() -> str | None:
     return None
 
 
-def visible_filter(gpus: list[GPU], cuda_visible: str | None) -> list[GPU]:
-    """Apply CUDA_VISIBLE_DEVICES (indices, GPU-UUIDs or unique UUID prefixes; the list stops at the
-    first invalid entry, as the CUDA runtime does). Visible GPUs are renumbered from 0."""
+def visible_filter(gpus: list[GPU], cuda_visible: str | None, migs: Sequence[GPU] = ()) -> list[GPU]:
+    """Apply CUDA_VISIBLE_DEVICES (indices, GPU-UUIDs, MIG-UUIDs of ``migs`` (the MIG devices, each with its
+    parent's index and capability) or unique UUID prefixes; the list stops at the first invalid entry, as
+    the CUDA runtime does). Visible GPUs are renumbered from 0."""
     if cuda_visible is None:
         return gpus
     out: list[GPU] = []
@@ -92,7 +95,8 @@ def visible_filter(gpus: list[GPU], cuda_visible: str | None) -> list[GPU]:
         if re.fullmatch(r"\d+", tok):
             match = next((g for g in gpus if g.index == int(tok)), None)
         elif tok.upper().startswith(("GPU-", "MIG-")):
-            cands = [g for g in gpus if g.uuid and g.uuid.upper().startswith(tok.upper())]
+            pool = migs if tok.upper().startswith("MIG-") else gpus
+            cands = [g for g in pool if g.uuid and g.uuid.upper().startswith(tok.upper())]
             match = cands[0] if len(cands) == 1 else None
         if match is None or match in out:
             break
@@ -103,11 +107,41 @@ def visible_filter(gpus: list[GPU], cuda_visible: str | None) -> list[GPU]:
     ]
 
 
+def _mig_devices(pynvml: Any, handle: Any, gpu: GPU) -> list[GPU]:
+    """The MIG devices of a GPU in MIG mode (none for one without MIG: NVML says "not supported"), each
+    the GPU itself (index, capability) with the device's name, memory and MIG-UUID."""
+    try:
+        if pynvml.nvmlDeviceGetMigMode(handle)[0] != pynvml.NVML_DEVICE_MIG_ENABLE:
+            return []
+        slots = pynvml.nvmlDeviceGetMaxMigDeviceCount(handle)
+    except pynvml.NVMLError:
+        return []
+    out = []
+    for j in range(slots):
+        try:
+            h = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, j)
+            name = pynvml.nvmlDeviceGetName(h)
+            uuid = pynvml.nvmlDeviceGetUUID(h)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30
+        except pynvml.NVMLError:  # an empty slot
+            continue
+        out.append(
+            dataclasses.replace(
+                gpu,
+                name=name.decode() if isinstance(name, bytes) else str(name),
+                memory_gb=round(mem, 1),
+                uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
+            )
+        )
+    return out
+
+
 def probe_nvidia(environ: Mapping[str, str]) -> Probed:
     """Driver version (sysfs/proc first, then NVML), the driver's CUDA, and every GPU via NVML."""
     r = Probed()
     driver = _driver_from_files()
     gpus: list[GPU] = []
+    migs: list[GPU] = []
     driver_cuda: str | None = None
     try:
         import pynvml
@@ -159,6 +193,7 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
                                 uuid=uuid,
                             )
                         )
+                        migs.extend(_mig_devices(pynvml, h, gpus[-1]))
                     except pynvml.NVMLError as exc:
                         r.notes.append(f"NVML GPU {i}: {exc}")
             finally:
@@ -175,7 +210,7 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
     r.values["driver_cuda"] = driver_cuda
     if driver_cuda is None and "driver" in r.unknown:
         r.unknown.add("driver_cuda")
-    r.values["gpus"] = tuple(visible_filter(gpus, environ.get("CUDA_VISIBLE_DEVICES")))
+    r.values["gpus"] = tuple(visible_filter(gpus, environ.get("CUDA_VISIBLE_DEVICES"), migs))
     if environ.get("CUDA_VISIBLE_DEVICES") is not None:
         r.notes.append(f"CUDA_VISIBLE_DEVICES={environ['CUDA_VISIBLE_DEVICES']}")
     return r

@@ -11,13 +11,17 @@ from flashdoctor.probe import system
 
 
 class FakeNVML:
-    """The pynvml calls probe_nvidia makes, answering for ``gpus`` (name, capability, GiB, uuid); a name
-    in ``fail`` raises NVML_ERROR_UNKNOWN there."""
+    """The pynvml calls probe_nvidia makes, answering for ``gpus`` (name, capability, GiB, uuid) and the MIG
+    devices of each (``migs``: GPU index -> [(name, GiB, uuid)], MIG mode on for those); a name in ``fail``
+    raises NVML_ERROR_UNKNOWN there. A GPU's handle is its index, a MIG device's (index, slot)."""
 
     def __init__(
-        self, gpus: list[tuple[str, tuple[int, int], float, str]], fail: tuple[str, ...] = ()
+        self,
+        gpus: list[tuple[str, tuple[int, int], float, str]],
+        fail: tuple[str, ...] = (),
+        migs: dict[int, list[tuple[str, float, str]]] | None = None,
     ) -> None:
-        self.gpus, self.fail = gpus, fail
+        self.gpus, self.fail, self.migs = gpus, fail, migs or {}
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(system, "_driver_from_files", lambda: None)
@@ -32,6 +36,9 @@ class FakeNVML:
             "nvmlDeviceGetCudaComputeCapability",
             "nvmlDeviceGetMemoryInfo",
             "nvmlDeviceGetUUID",
+            "nvmlDeviceGetMigMode",
+            "nvmlDeviceGetMaxMigDeviceCount",
+            "nvmlDeviceGetMigDeviceHandleByIndex",
         ):
             monkeypatch.setattr(pynvml, name, self._call(name))
 
@@ -61,17 +68,34 @@ class FakeNVML:
     def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
         return i
 
-    def nvmlDeviceGetName(self, h: int) -> str:
-        return self.gpus[h][0]
+    def _mig(self, h: Any) -> tuple[str, float, str]:
+        return self.migs[h[0]][h[1]]
+
+    def nvmlDeviceGetName(self, h: Any) -> str:
+        return self._mig(h)[0] if isinstance(h, tuple) else self.gpus[h][0]
 
     def nvmlDeviceGetCudaComputeCapability(self, h: int) -> tuple[int, int]:
         return self.gpus[h][1]
 
-    def nvmlDeviceGetMemoryInfo(self, h: int) -> Any:
-        return type("Memory", (), {"total": int(self.gpus[h][2] * 2**30)})()
+    def nvmlDeviceGetMemoryInfo(self, h: Any) -> Any:
+        gib = self._mig(h)[1] if isinstance(h, tuple) else self.gpus[h][2]
+        return type("Memory", (), {"total": int(gib * 2**30)})()
 
-    def nvmlDeviceGetUUID(self, h: int) -> str:
-        return self.gpus[h][3]
+    def nvmlDeviceGetUUID(self, h: Any) -> str:
+        return self._mig(h)[2] if isinstance(h, tuple) else self.gpus[h][3]
+
+    def nvmlDeviceGetMigMode(self, h: int) -> list[int]:
+        if h not in self.migs:  # what a GPU without MIG answers
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return [pynvml.NVML_DEVICE_MIG_ENABLE] * 2
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h: int) -> int:
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h: int, j: int) -> tuple[int, int]:
+        if j >= len(self.migs[h]):  # an empty slot
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+        return (h, j)
 
 
 H100 = ("NVIDIA H100 80GB HBM3", (9, 0), 79.6, "GPU-5a8e1c2e-0000-1111-2222-333344445555")
@@ -99,3 +123,31 @@ def test_a_fake_nvml_lists_its_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     r = system.probe_nvidia({})
     assert [(g.name, g.capability) for g in r.values["gpus"]] == [("NVIDIA H100 80GB HBM3", "9.0")]
     assert not r.unknown
+
+
+MIG_A = "MIG-0d1c2b3a-aaaa-5555-8888-000000000001"
+MIG_B = "MIG-0d1c2b3a-bbbb-5555-8888-000000000002"
+
+
+def test_mig_devices_named_in_cuda_visible_devices_are_the_gpus_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Slurm or Kubernetes job given MIG slices (CUDA_VISIBLE_DEVICES=MIG-<uuid>) saw no GPU at all: the
+    list was matched against the physical GPUs' GPU-<uuid> only. Each MIG device is its parent's GPU (its
+    compute capability) with the slice's memory."""
+    other = ("NVIDIA H100 80GB HBM3", (9, 0), 79.6, "GPU-99999999-0000-1111-2222-333344445555")
+    migs = {
+        0: [
+            ("NVIDIA H100 80GB HBM3 MIG 1g.10gb", 9.8, MIG_A),
+            ("NVIDIA H100 80GB HBM3 MIG 3g.40gb", 39.4, MIG_B),
+        ]
+    }
+    FakeNVML([H100, other], migs=migs).install(monkeypatch)
+    r = system.probe_nvidia({"CUDA_VISIBLE_DEVICES": f"{MIG_B},{MIG_A[:17]}"})
+    got = [(g.index, g.name, g.capability, g.memory_gb, g.uuid) for g in r.values["gpus"]]
+    assert got == [
+        (0, "NVIDIA H100 80GB HBM3 MIG 3g.40gb", "9.0", 39.4, MIG_B),
+        (1, "NVIDIA H100 80GB HBM3 MIG 1g.10gb", "9.0", 9.8, MIG_A),
+    ]
+    # indices and GPU- uuids still name the physical GPUs; an unknown MIG uuid stops the list
+    r = system.probe_nvidia({"CUDA_VISIBLE_DEVICES": "1,MIG-ffff,0"})
+    assert [g.uuid for g in r.values["gpus"]] == [other[3]]
+    assert [g.uuid for g in system.probe_nvidia({}).values["gpus"]] == [H100[3], other[3]]
