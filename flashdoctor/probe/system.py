@@ -277,6 +277,9 @@ def probe_toolkit(environ: Mapping[str, str]) -> Probed:
         )
         r.values["nvcc"] = ver
         r.values["nvcc_path"] = build_nvcc
+        if ver is None:  # there is one, but `nvcc --version` failed, hung or printed no "release X.Y"
+            r.unknown.add("nvcc")
+            r.notes.append(f"{build_nvcc} --version: its release could not be read")
     else:
         r.values["nvcc"] = None
         r.values["nvcc_path"] = None

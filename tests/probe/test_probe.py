@@ -306,6 +306,20 @@ def test_toolkit_probe_with_fake_nvccs(tmp_path: Path):
 
 
 @pytest.mark.system
+def test_an_nvcc_whose_release_cannot_be_read_is_unknown_not_missing(tmp_path: Path) -> None:
+    """An nvcc that prints an unexpected version text (a wrapper script) or fails was reported as "No nvcc
+    found ... install the CUDA toolkit" on a machine that has one: its version is unknown, with a note."""
+    (tmp_path / "bin").mkdir()
+    nv = tmp_path / "bin" / "nvcc"
+    nv.write_text("#!/bin/sh\necho 'nvcc wrapper 1.0'\n")
+    nv.chmod(0o755)
+    r = probe_toolkit({"PATH": "/usr/bin:/bin", "CUDA_HOME": str(tmp_path)})
+    assert r.values["nvcc"] is None and r.values["nvcc_path"] == str(nv)
+    assert "nvcc" in r.unknown
+    assert any(str(nv) in n and "version" in n for n in r.notes), r.notes
+
+
+@pytest.mark.system
 def test_other_interpreter_without_torch(tmp_path: Path):
     venv.EnvBuilder(with_pip=False).create(tmp_path / "v")
     py = tmp_path / "v" / "bin" / "python"

@@ -14,7 +14,13 @@ from flashdoctor.model.findings import Finding, Status
 
 def check_nvcc(env: Environment) -> list[Finding]:
     if not env.known("nvcc"):
-        return [finding("nvcc-ok", Status.SKIP, "nvcc unknown (not in the target spec)")]
+        return [
+            finding(
+                "nvcc-ok",
+                Status.SKIP,
+                "nvcc unknown (not in the target spec, or its version could not be read)",
+            )
+        ]
     if env.nvcc is None:
         return [
             finding(
