@@ -67,6 +67,17 @@ distributed_options = combine(
 )
 
 
+def _refuse_cluster_options(ctx: click.Context) -> None:
+    """The options of --distributed given without it: a usage error, not silently ignored."""
+    given = [
+        "--timeout" if name == "legacy_join_timeout" else f"--{name.replace('_', '-')}"
+        for name in ("target_for_rank", "output", "join_timeout", "rank_timeout", "legacy_join_timeout")
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    ]
+    if given:
+        raise UsageError(f"{', '.join(given)}: options of --distributed (a cluster preflight) only")
+
+
 def _join_timeout(ctx: click.Context, join_timeout: float, legacy: float | None) -> float:
     if legacy is None:
         return join_timeout
@@ -207,12 +218,12 @@ def _render(
 def check(ctx: click.Context, /, **opts: Any) -> int:
     """Say per variant (fa2, fa3, fa4) whether FlashAttention is ready, installable, buildable or
     unsupported here, and what to fix."""
+    if not opts["distributed"]:
+        _refuse_cluster_options(ctx)
     join_timeout = _join_timeout(ctx, opts.pop("join_timeout"), opts.pop("legacy_join_timeout"))
     as_json, verbose = opts["as_json"], opts["verbose"]
     if opts["distributed"]:  # cluster preflight (issue 9)
         return _distributed_check(opts, as_json, verbose, join_timeout)
-    if opts["target_for_rank"] or opts["output"]:
-        raise UsageError("--target-for-rank and --output are options of --distributed")
     from flashdoctor.actions.check import run_check
 
     python = machine(opts["python"], opts["target"], err=as_json)

@@ -330,11 +330,21 @@ def test_distributed_without_a_launcher(
     assert code == 2 and "--distributed needs a launcher" in err and "torchrun --nproc-per-node" in err
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--target-for-rank", "1=x.json"], "--target-for-rank"),
+        (["-o", "report.json"], "--output"),
+        (["--join-timeout", "5"], "--join-timeout"),  # was ignored in silence
+        (["--rank-timeout", "5"], "--rank-timeout"),
+        (["--timeout", "5"], "--timeout"),
+    ],
+)
 def test_cluster_options_need_distributed(
-    no_launcher: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    no_launcher: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], named: str
 ) -> None:
-    code, err = run_main(["check", "--target-for-rank", "1=x.json"], capsys)
-    assert code == 2 and "options of --distributed" in err
+    code, err = run_main(["check", *args], capsys)
+    assert code == 2 and f"{named}: options of --distributed" in err and "warning" not in err
 
 
 def test_bad_target_for_rank(no_launcher: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
