@@ -225,6 +225,10 @@ def judge_bench(events: Sequence[dict[str, Any]], run: RunInfo, *, case: Case) -
                     first = (failed.strip().splitlines() or [""])[0][:200]
                     reason = f"the inputs of this shape could not be created: {first}"
                     rows.append(BenchRow(b, title, "skip", reason, info.version))
+                elif ref_crashes := log.crashes.get((gpu.index, "reference")):
+                    # ... or died making them (the OOM killer's SIGKILL, a segfault, a hang)
+                    reason = f"the inputs of this shape could not be created: {crash_reason(ref_crashes[-1])}"
+                    rows.append(BenchRow(b, title, "skip", reason, info.version))
                 else:
                     rows.append(BenchRow(b, title, "skip", "not run", info.version))
                 continue

@@ -143,6 +143,38 @@ def test_inputs_that_cannot_be_created_are_the_reason_of_every_row() -> None:
     schema_validator("bench-report.schema.json").validate(json.loads(json.dumps(r.to_json())))
 
 
+def test_a_runner_killed_while_creating_the_inputs_is_the_reason_of_every_row() -> None:
+    """The OOM killer's SIGKILL (or a segfault) while the runner made the inputs of a large shape: the
+    orchestrator records a crash of "reference", and every row said "skip: not run", the signal nowhere."""
+    ev = events_h100({}, {"fa2": FA2})[:-1]  # no "done": the runner died
+    ev.append(
+        {"event": "case_start", "gpu": 0, "backend": "reference", "case": "bench", "phase": "reference"}
+    )
+    ev.append({"event": "run", "attempt": 0, "returncode": -9, "signal": "SIGKILL", "timed_out": False})
+    ev.append(
+        {
+            "event": "crash",
+            "gpu": 0,
+            "backend": "reference",
+            "case": "bench",
+            "phase": "reference",
+            "returncode": -9,
+            "rc": -9,
+            "signal": "SIGKILL",
+            "stderr_tail": "",
+        }
+    )
+    r = judge_bench(ev, RunInfo("p", "cuda"), case=Case("bench", 64, 65_536, 64, 256))
+    for row in r.rows:
+        if row.status != "not-installed":
+            assert (row.status, row.reason) == (
+                "skip",
+                "the inputs of this shape could not be created: the interpreter died (SIGKILL)",
+            ), row.backend
+    assert r.exit_code() == 0  # no backend is at fault
+    schema_validator("bench-report.schema.json").validate(json.loads(json.dumps(r.to_json())))
+
+
 def test_recommendation_names_a_different_inference_winner() -> None:
     r = judge_bench(
         events_h100({"sdpa-math": (1.0, 2.0), "sdpa-flash": (0.05, 0.30), "sdpa-cudnn": (0.036, 0.40)}),
