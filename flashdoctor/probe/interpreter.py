@@ -3,7 +3,8 @@
 Every question put to the target interpreter goes through here: the environment probe (_interp.py),
 the import test, the build-tools probe, the installer's state (_state.py), ``check --deep`` and the smoke
 test's runner (which starts the process here and watches its own event file). A script prints one JSON
-object on its last line; whatever goes wrong is one error type, :class:`TargetScriptError`, whose
+object on its last line (behind whatever a sitecustomize or a .pth wrote there at start-up without a
+newline); whatever goes wrong is one error type, :class:`TargetScriptError`, whose
 ``kind`` says which of five things happened:
 
 - ``no-interpreter``: the path names no program that can be run (missing, not executable, not a binary);
@@ -172,15 +173,35 @@ class TargetRun:
             raise TargetScriptError(self.python, self.what, "bad-output", "no output", returncode=0)
         try:
             doc = json.loads(lines[-1])
-        except json.JSONDecodeError as exc:
-            raise TargetScriptError(
-                self.python, self.what, "bad-output", f"its last line is not JSON: {exc}", returncode=0
-            ) from None
+        except (ValueError, RecursionError) as exc:  # not JSON, or nested deeper than Python's stack
+            doc = _after_banner(lines[-1])
+            if doc is None:
+                raise TargetScriptError(
+                    self.python, self.what, "bad-output", f"its last line is not JSON: {exc}", returncode=0
+                ) from None
         if not isinstance(doc, dict):
             raise TargetScriptError(
                 self.python, self.what, "bad-output", "its last line is not a JSON object", returncode=0
             )
         return doc
+
+
+def _after_banner(line: str) -> dict[str, Any] | None:
+    """The JSON object that ends ``line`` behind text written before it without a newline (a
+    sitecustomize or a .pth printing a banner at start-up); None when no object ends it."""
+    decoder = json.JSONDecoder()
+    start = line.find("{", 1)  # the whole line is not JSON
+    for _ in range(64):  # a banner's braces, not every brace of a huge line
+        if start < 0:
+            break
+        try:
+            doc, end = decoder.raw_decode(line, start)
+        except (ValueError, RecursionError):
+            doc, end = None, -1
+        if isinstance(doc, dict) and line[end:].strip() == "":
+            return doc
+        start = line.find("{", start + 1)
+    return None
 
 
 def classify(

@@ -180,6 +180,20 @@ def test_a_script_result_and_its_arguments():
 
 
 @pytest.mark.system
+def test_a_start_up_banner_without_a_newline_does_not_hide_the_result(tmp_path: Path):
+    """A sitecustomize (or a .pth) that writes to stdout at start-up without a newline (a conda or
+    module banner) put the script's JSON at the end of its line: "printed no result" for every probe."""
+    (tmp_path / "sitecustomize.py").write_text("import sys; sys.stdout.write('env {activated} ')\n")
+    code = "import json\nprint(json.dumps({'ok': True, 'nested': {'a': [1]}}))\n"
+    env = child_env(PYTHONPATH=str(tmp_path))
+    assert run_script(sys.executable, code, [], env, 30, "x") == {"ok": True, "nested": {"a": [1]}}
+    with pytest.raises(TargetScriptError, match="its last line is not JSON"):
+        run_script(sys.executable, "print('a {not json}')", [], env, 30, "x")
+    with pytest.raises(TargetScriptError, match="its last line is not JSON"):  # was a RecursionError
+        run_script(sys.executable, "print('[' * 100000)", [], child_env(), 30, "x")
+
+
+@pytest.mark.system
 @pytest.mark.slow
 def test_a_timeout_kills_what_the_script_started(tmp_path: Path):
     marker = tmp_path / "child-alive"

@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from flashdoctor.actions.smoke import Case, CaseStatus, SmokeReport, run_bench, run_smoke
+from flashdoctor.actions.smoke import (
+    Case,
+    CaseStatus,
+    SmokeReport,
+    installed_versions,
+    run_bench,
+    run_smoke,
+)
 from flashdoctor.actions.smoke.run import run_with_restarts
 from flashdoctor.decide.smoke.events import RunInfo
 from flashdoctor.decide.smoke.judge import judge_smoke
@@ -38,6 +45,17 @@ def rows(report: SmokeReport) -> dict[tuple[str, str], Any]:
 
 def calls(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_build_profiles_are_read_past_a_start_up_banner(tmp_path: Path) -> None:
+    """A sitecustomize writing a banner to stdout without a newline made the environment probe's answer
+    unreadable: the smoke then knew no build profile and called a minimal build with what it left out
+    (a segfault on a real one)."""
+    site = write_site(tmp_path / "site", fa2_version=FA2_MINIMAL)
+    banner = tmp_path / "banner"
+    banner.mkdir()
+    (banner / "sitecustomize.py").write_text("import sys; sys.stdout.write('(base) ')\n")
+    assert installed_versions(sys.executable, runner_env(banner, site)) == {"fa2": FA2_MINIMAL}
 
 
 @pytest.fixture(scope="module")
