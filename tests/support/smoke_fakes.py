@@ -142,6 +142,7 @@ BODIES = {
     "good": "pass",
     "segfault": "import ctypes; ctypes.string_at(0)",
     "hang": "import time; time.sleep(600)",
+    "fp32-out": "return attend(q, k, v, causal)[0].float()",  # right values, the wrong dtype
 }
 
 
@@ -156,7 +157,7 @@ def write_fakes(
 ) -> Path:
     """Write fake variants under ``root``; returns the directory to put on PYTHONPATH.
 
-    ``fa2``: "good" | "segfault" | "hang" | None. ``fa3``: "good" | "abort-on-import" | None.
+    ``fa2``: "good" | "segfault" | "hang" | "fp32-out" | None. ``fa3``: "good" | "abort-on-import" | None.
     ``fa4``: "good" | None. ``head_dims``: the head dims the fake "build" has (others raise).
     ``crash_outside``: what the fake "build" has ({"dtypes", "max_head_dim", "causal"}); any other call
     segfaults, as a real minimal build can.

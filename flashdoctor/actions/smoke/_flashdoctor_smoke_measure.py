@@ -230,7 +230,8 @@ class Measure:
         return out.detach(), [g.detach() for g in grads]
 
     def check(self, backend, kind, case, call, base, ref):
-        """One forward + backward; the max abs error and the reference's max of out, dq, dk, dv."""
+        """One forward + backward; the max abs error and the reference's max of out, dq, dk, dv, and the
+        output's dtype (bf16, fp16, fp32, or torch's name)."""
         torch = self.torch
         dtype = self.dtypes[case["dtype"]]
         q, k, v = [self.native(kind, x, dtype).requires_grad_() for x in base[:3]]
@@ -254,6 +255,8 @@ class Measure:
                 }
         errors = {}
         ref_out, ref_grads = ref
+        names = {v: k for k, v in self.dtypes.items()}
+        out_dtype = names.get(out.dtype, str(out.dtype).replace("torch.", ""))
         for name, got, want in zip(("out", "dq", "dk", "dv"), [out, *grads], [ref_out, *ref_grads]):
             got = self.common(kind, got).float()
             all_finite = bool(torch.isfinite(got).all().item())
@@ -263,7 +266,7 @@ class Measure:
                 "ref_max": float(want.abs().max().item()),
                 "finite": all_finite,
             }
-        return {"ok": True, "errors": errors}
+        return {"ok": True, "errors": errors, "out_dtype": out_dtype}
 
     def time_case(self, kind, case, call, base):
         torch = self.torch

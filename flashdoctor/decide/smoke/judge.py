@@ -140,6 +140,9 @@ def _case_result(
         for name, v in chk.get("errors", {}).items()
     }
     bad = []
+    out_dtype = chk.get("out_dtype")
+    if out_dtype is not None and out_dtype != case.dtype:
+        bad.append(f"out is {out_dtype}, not {case.dtype} like its inputs")
     for name, te in errors.items():
         limit = tol.out if name == "out" else tol.grad
         if not te.finite:

@@ -118,6 +118,23 @@ def test_wrong_results_fail(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_an_output_of_the_wrong_dtype_fails(tmp_path: Path) -> None:
+    """A kernel that returns fp32 for bf16/fp16 inputs (right values, wrong dtype) passed every case: the
+    check compared values in fp32 only. Code using it gets tensors of another dtype than its own."""
+    root = write_fakes(tmp_path / "fp32", fa2="fp32-out")
+    r = run_smoke(
+        sys.executable, runner_env(root), device="cpu", timeout=120, variants=["fa2"], input_checks=False
+    )
+    assert r.exit_code() == 1 and r.variant_ok("fa2") is False
+    seed = rows(r)[("fa2", "seed")]
+    assert seed.status is CaseStatus.FAIL and seed.category == "numerics"
+    assert seed.reason == "out is fp32, not bf16 like its inputs (bf16 tolerance)"
+    assert rows(r)[("fa2", "seed-fp16")].reason == "out is fp32, not fp16 like its inputs (fp16 tolerance)"
+    assert rows(r)[("fa2", "varlen")].status is CaseStatus.PASS  # the fake's varlen keeps the dtype
+    assert all(x.status is CaseStatus.PASS for x in r.results if x.backend == "sdpa-math")
+
+
+@pytest.mark.slow
 def test_crashes_are_isolated(tmp_path: Path) -> None:
     """FA3 aborts on import, FA2 segfaults in every call: both are findings, the rest still runs. A crashed
     case is left out and the runner restarted for the backend's other cases; after its second crashed
