@@ -32,6 +32,7 @@ from flashdoctor.decide.wheels.location import default_index_path as default_ind
 from flashdoctor.decide.wheels.location import document_date
 from flashdoctor.decide.wheels.parse import WheelName, WheelNameError, parse_wheel_name
 from flashdoctor.knowledge.data import read_capped
+from flashdoctor.knowledge.schemas import first_error
 from flashdoctor.knowledge.variants import VARIANTS, Variant
 from flashdoctor.knowledge.versions import major_minor, parse_version
 from flashdoctor.model.plan import WheelRef
@@ -181,14 +182,7 @@ def _by_variant(index: WheelIndex) -> dict[Variant, tuple[IndexEntry, ...]]:
 
 
 # -- loading ----------------------------------------------------------------------------------------
-def load_schema() -> dict[str, Any]:
-    text = (
-        resources.files("flashdoctor")
-        .joinpath("schemas", "wheels-index.schema.json")
-        .read_text(encoding="utf-8")
-    )
-    data: dict[str, Any] = json.loads(text)
-    return data
+SCHEMA = "wheels-index.schema.json"
 
 
 def load_index(
@@ -262,7 +256,7 @@ def _validated_marker(data: bytes) -> Path | None:
         from platformdirs import user_cache_dir
 
         pkg = resources.files("flashdoctor")
-        code = hashlib.sha256(pkg.joinpath("schemas", "wheels-index.schema.json").read_bytes())
+        code = hashlib.sha256(pkg.joinpath("schemas", SCHEMA).read_bytes())
         for module in ("index.py", "parse.py"):
             code.update(pkg.joinpath("decide", "wheels", module).read_bytes())
         key = hashlib.sha256(data).hexdigest()[:32] + "-" + code.hexdigest()[:16]
@@ -272,12 +266,10 @@ def _validated_marker(data: bytes) -> Path | None:
 
 
 def validate_document(doc: Any, origin: str = "wheel index") -> None:
-    """JSON Schema validation. Raises WheelIndexError naming the first bad entry."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(load_schema())
+    """JSON Schema validation (knowledge.schemas.first_error). Raises WheelIndexError naming the first bad
+    entry."""
     try:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+        error = first_error(SCHEMA, doc)
         if error is None:
             return
         message = error.message  # the instance's repr: deep for nested input, long for a long string
