@@ -48,8 +48,10 @@ class Store(Protocol):
 class Collective(Protocol):
     """A process group over the participants (index 0 = rank 0)."""
 
-    def gather(self, payload: bytes) -> list[bytes] | None:
-        """Every participant's payload, in participant order, on index 0; None elsewhere."""
+    def gather(self, payload: bytes, limit: int) -> list[tuple[int, bytes]] | None:
+        """Every participant's (size, payload), in participant order, on index 0; None elsewhere. The sizes
+        go first: a payload over ``limit`` bytes is not sent (every participant sees the same sizes, so
+        each skips it alike), and index 0 gets its size with b""."""
         ...
 
     def broadcast(self, code: int | None) -> int:
@@ -115,13 +117,27 @@ class _Worker(threading.Thread):
             self.finished.set()
 
 
+# The most a rank's result may take (a real one is 5-10 KB, a few 100 KB at most): rank 0 reads no more
+# from any rank, over gloo or from the store.
+MAX_RESULT_BYTES = 4 * 1024 * 1024
+
+
 def _payload(result: RankResult | None) -> bytes:
     return b"" if result is None else json.dumps(result.to_json()).encode()
 
 
-def _decode(raw: bytes, rank: int) -> RankResult | None:
-    """What rank ``rank`` sent (None: nothing): another flashdoctor, a bug or anyone who can write to the
-    store may send anything, which then is that rank's error, not rank 0's crash."""
+def _decode(raw: bytes, rank: int, size: int | None = None) -> RankResult | None:
+    """What rank ``rank`` sent (None: nothing), ``size`` bytes (``raw``'s when not given; b"" when it was
+    too large to send): another flashdoctor, a bug or anyone who can write to the store may send
+    anything, which then is that rank's error, not rank 0's crash (or its memory)."""
+    size = len(raw) if size is None else size
+    if size > MAX_RESULT_BYTES:
+        return RankResult(
+            rank=rank,
+            exit_code=1,
+            error=f"its result is {size:,} bytes, over the {MAX_RESULT_BYTES // 2**20} MiB "
+            f"({MAX_RESULT_BYTES:,} bytes) rank 0 reads from a rank: not sent",
+        )
     if not raw:
         return None
     try:
@@ -174,7 +190,10 @@ class _Session:
         return True
 
     def post_done(self, worker: _Worker) -> None:
-        self.store.set(self.keys.done(self.launch.rank), _payload(worker.result).decode())
+        payload = _payload(worker.result)
+        if len(payload) > MAX_RESULT_BYTES:  # the store's copy says so instead
+            payload = _payload(_decode(payload, self.launch.rank))
+        self.store.set(self.keys.done(self.launch.rank), payload.decode())
         self.store.add(self.keys.finished, 1)
 
     def leave(self, code: int, bound: float | None = None) -> None:
@@ -280,9 +299,9 @@ def _coordinate(
     coll: Collective | None = None
     try:
         coll = open_collective(0, len(participants))
-        raw = coll.gather(_payload(own)) or []
-        for r, payload in zip(participants, raw):
-            res = _decode(payload, r)
+        raw = coll.gather(_payload(own), MAX_RESULT_BYTES) or []
+        for r, (size, payload) in zip(participants, raw):
+            res = _decode(payload, r, size)
             if res is not None:
                 results[r] = res
     except Exception as exc:
@@ -362,7 +381,7 @@ def _follow(s: _Session, worker: _Worker, open_collective: CollectiveFactory) ->
         )
     try:
         coll = open_collective(list(participants).index(r), len(participants))
-        coll.gather(_payload(worker.result))
+        coll.gather(_payload(worker.result), MAX_RESULT_BYTES)
         code = coll.broadcast(None)
     except Exception:
         # The collective failed: rank 0 reads the results from the store and publishes the outcome there.

@@ -90,22 +90,24 @@ class GlooCollective:
             timeout=datetime.timedelta(seconds=timeout_s),
         )
 
-    def gather(self, payload: bytes) -> list[bytes] | None:
+    def gather(self, payload: bytes, limit: int) -> list[tuple[int, bytes]] | None:
+        """The sizes over all_gather, then each payload point to point, exactly its bytes: a gather pads
+        every buffer to the largest, so one rank's big payload cost rank 0 that much for every rank."""
         torch, dist = self.torch, self.dist
         n = torch.tensor([len(payload)], dtype=torch.int64)
         sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(self.size)]
         dist.all_gather(sizes, n)
         lengths = [int(s.item()) for s in sizes]
-        width = max(1, *lengths)
-        buf = torch.zeros(width, dtype=torch.uint8)
-        if payload:
-            buf[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
-        if self.index == 0:
-            out = [torch.zeros(width, dtype=torch.uint8) for _ in range(self.size)]
-            dist.gather(buf, gather_list=out, dst=0)
-            return [bytes(t[:ln].tolist()) for t, ln in zip(out, lengths)]
-        dist.gather(buf, dst=0)
-        return None
+        if self.index != 0:
+            if 0 < len(payload) <= limit:
+                dist.send(torch.frombuffer(bytearray(payload), dtype=torch.uint8), dst=0)
+            return None
+        bufs = {i: bytearray(ln) for i, ln in enumerate(lengths) if i > 0 and 0 < ln <= limit}
+        works = [dist.irecv(torch.frombuffer(b, dtype=torch.uint8), src=i) for i, b in bufs.items()]
+        for work in works:
+            work.wait()
+        own = payload if len(payload) <= limit else b""
+        return [(lengths[0], own)] + [(ln, bytes(bufs.get(i, b""))) for i, ln in enumerate(lengths) if i > 0]
 
     def broadcast(self, code: int | None) -> int:
         torch = self.torch

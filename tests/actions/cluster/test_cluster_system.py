@@ -454,3 +454,50 @@ def test_a_rank_leaves_no_probe_running(tmp_path: Path, how: str) -> None:
     assert proc.returncode == (143 if how == "sigterm" else 1), err
     assert "Traceback" not in err
     assert gone(child), "the probe's interpreter outlived the rank"
+
+
+# A rank whose work returns a result of some MB (a broken rank; a hostile one sends what it likes): the CLI
+# run as a rank, with only its work replaced.
+OVERSIZED_RANK = (
+    "import sys\n"
+    "import flashdoctor.actions.cluster.run as run\n"
+    "from flashdoctor.decide.cluster import RankResult\n"
+    "run.run_rank = lambda launch, *a: RankResult(rank=launch.rank, host='big', error='x' * 5_000_000)\n"
+    "from flashdoctor.cli import main\n"
+    "main(sys.argv[1:])\n"
+)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.system
+@pytest.mark.slow
+def test_an_oversized_result_is_that_ranks_error_not_rank_zeros_memory() -> None:
+    # The gloo gather padded every rank's buffer to the largest payload: one rank's 5 MB made rank 0 hold
+    # 5 MB for every rank of the world. Now the sizes come first and no rank sends more than the limit.
+    port = free_port()
+    args = ["--join-timeout", "10", "--json"]
+    procs = launch_env_ranks([0, 2], 3, port, args)
+    env = base_env()
+    env.update(RANK="1", WORLD_SIZE="3", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    procs.insert(
+        1,
+        subprocess.Popen(
+            [sys.executable, "-c", OVERSIZED_RANK, "check", "--distributed", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+    )
+    t0 = time.monotonic()
+    results = finish(procs, 60)
+    assert [rc for rc, _, _ in results] == [1, 1, 1], results[0][2][-2000:] + results[1][2][-2000:]
+    assert time.monotonic() - t0 < 45  # nobody waited for the bytes that were never sent
+    doc = json.loads(results[0][1])
+    validate(doc)
+    assert doc["transport"] == "gloo"  # the others' results still came over gloo
+    assert [r["status"] for r in doc["ranks"]] == ["ok", "error", "ok"]
+    err = doc["ranks"][1]["error"]
+    assert "5,000,2" in err and "over the 4 MiB" in err and "x" * 100 not in err
+    errors = [f for f in doc["findings"] if f["code"] == "cluster-rank-error"]
+    assert [f["subject"] for f in errors] == ["rank 1"]

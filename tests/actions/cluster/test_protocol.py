@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from flashdoctor.actions.cluster.launch import LaunchInfo
-from flashdoctor.actions.cluster.protocol import SessionError, Timeouts, run_session
+from flashdoctor.actions.cluster.protocol import MAX_RESULT_BYTES, Keys, SessionError, Timeouts, run_session
 from flashdoctor.actions.cluster.torch_glue import import_dist
 from flashdoctor.decide.cluster import Gathered, JoinInfo, RankResult
 
@@ -40,6 +40,7 @@ class ThreadGroup:
         self.payloads: dict[int, bytes] = {}
         self.code: int | None = None
         self.opened: list[tuple[int, int]] = []
+        self.received: list[bytes] = []  # what index 0 took in
 
     def __call__(self, index: int, size: int) -> Any:
         if self.fail:
@@ -51,11 +52,15 @@ class ThreadGroup:
         group = self
 
         class Member:
-            def gather(self, payload: bytes) -> list[bytes] | None:
+            def gather(self, payload: bytes, limit: int) -> list[tuple[int, bytes]] | None:
                 group.payloads[index] = group.sent.get(index, payload)
                 assert group.barrier is not None
                 group.barrier.wait()
-                return [group.payloads[i] for i in range(size)] if index == 0 else None
+                if index != 0:
+                    return None
+                sent = [group.payloads[i] for i in range(size)]
+                group.received.extend(p for p in sent if len(p) <= limit)
+                return [(len(p), p if len(p) <= limit else b"") for p in sent]
 
             def broadcast(self, code: int | None) -> int:
                 if index == 0:
@@ -251,6 +256,35 @@ def test_an_unreadable_result_is_that_ranks_error(sent: bytes) -> None:
     assert res is not None and res.rank == 1 and res.exit_code == 1
     assert res.error is not None and res.error.startswith("sent a result rank 0 cannot read")
     assert c.outcomes == {0: 1, 1: 1}
+
+
+def big(rank: int) -> Callable[[], RankResult]:
+    """A rank whose result is some MB (a broken rank)."""
+    return lambda: RankResult(rank=rank, error="x" * (MAX_RESULT_BYTES + 1))
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_an_oversized_result_is_that_ranks_error_over_either_transport(fail: bool) -> None:
+    # Every rank's buffer was padded to the largest: one rank's MBs cost rank 0 that much for every rank.
+    c = Cluster(3, collective=ThreadGroup(fail=fail))
+    for r in range(3):
+        c.start(r, big(r) if r == 1 else None)
+    c.join()
+    g = c.gathered
+    assert g is not None and g.transport == ("store" if fail else "gloo")
+    assert sorted(g.results) == [0, 1, 2] and [g.results[r].exit_code for r in (0, 2)] == [0, 0]
+    err = g.results[1].error
+    assert err is not None and "over the 4 MiB (4,194,304 bytes)" in err and len(err) < 400
+    assert all(len(p) < 10_000 for p in c.collective.received)
+    assert c.outcomes == {0: 1, 1: 1, 2: 1}
+
+
+def test_a_rank_posts_no_oversized_store_copy() -> None:
+    c = Cluster(2)
+    c.start(0)
+    c.start(1, big(1))
+    c.join()
+    assert len(c.store.get(Keys("test.0").done(1))) < 1000
 
 
 def test_failed_collective_falls_back_to_the_store() -> None:
