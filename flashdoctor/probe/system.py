@@ -15,6 +15,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,8 +218,8 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
 
 
 # -- CUDA toolkit and build tools --------------------------------------------------------------------
-def nvcc_version(path: str) -> str | None:
-    rc, out, _ = run([path, "--version"])
+def nvcc_version(path: str, timeout: float = SUBPROCESS_TIMEOUT) -> str | None:
+    rc, out, _ = run([path, "--version"], timeout=timeout)
     if rc != 0:
         return None
     m = re.search(r"release (\d+\.\d+)", out)
@@ -243,7 +244,9 @@ def build_cuda_home(environ: Mapping[str, str]) -> tuple[str | None, str]:
     return None, "none"
 
 
-def probe_toolkit(environ: Mapping[str, str]) -> Probed:
+def probe_toolkit(environ: Mapping[str, str], timeout: float = SUBPROCESS_TIMEOUT) -> Probed:
+    """Every nvcc found and the one a build would use. Their ``--version`` runs together, so that several
+    that hang cost one ``timeout``, not one each."""
     r = Probed()
     cands: list[str] = []
     which = shutil.which(_exe("nvcc"), path=environ.get("PATH"))
@@ -262,19 +265,23 @@ def probe_toolkit(environ: Mapping[str, str]) -> Probed:
         if os.path.isfile(c) and os.access(c, os.X_OK):
             real = os.path.realpath(c)
             seen.setdefault(real, c)
-    nvccs = [Nvcc(path=p, version=nvcc_version(p)) for p in seen.values()]
     home, why = build_cuda_home(environ)
+    build_nvcc = os.path.join(home, "bin", _exe("nvcc")) if home else None
+    build_found = bool(build_nvcc and os.path.isfile(build_nvcc))
+    asked = list(seen.values())
+    if build_nvcc and build_found and os.path.realpath(build_nvcc) not in seen:
+        asked.append(build_nvcc)  # one that is not executable: asked too, its failure read as unknown
+    with ThreadPoolExecutor(max_workers=max(1, len(asked))) as pool:
+        version = dict(zip(asked, pool.map(lambda p: nvcc_version(p, timeout), asked)))
+    nvccs = [Nvcc(path=p, version=version[p]) for p in seen.values()]
     r.values["cuda_home"] = home
     r.values["cuda_home_headers"] = (
         None if home is None else os.path.isfile(os.path.join(home, "include", "cuda_runtime.h"))
     )
     r.values["nvccs"] = tuple(nvccs)
-    build_nvcc = os.path.join(home, "bin", _exe("nvcc")) if home else None
-    if build_nvcc and os.path.isfile(build_nvcc):
+    if build_nvcc and build_found:
         real = os.path.realpath(build_nvcc)
-        ver = next((n.version for n in nvccs if os.path.realpath(n.path) == real), None) or nvcc_version(
-            build_nvcc
-        )
+        ver = version[seen[real]] if real in seen else version[build_nvcc]
         r.values["nvcc"] = ver
         r.values["nvcc_path"] = build_nvcc
         if ver is None:  # there is one, but `nvcc --version` failed, hung or printed no "release X.Y"

@@ -502,3 +502,30 @@ def test_the_probe_takes_the_smaller_of_the_cores_and_the_quota(monkeypatch: pyt
     r = system.probe_resources(dict(os.environ))
     assert r.values["cpus"] == 1
     assert any("cgroup CPU quota allows 1 of the" in n for n in r.notes) or len(os.sched_getaffinity(0)) == 1
+
+
+@pytest.mark.system
+def test_hanging_nvccs_are_waited_for_once_not_one_after_another(tmp_path: Path) -> None:
+    """Several nvccs that hang (on PATH, CUDA_HOME, CUDA_PATH) were asked one after another, each to its
+    timeout (and the build's again), so `check` waited a minute or more. They are asked together: the
+    probe takes one timeout, and each is still an nvcc of unknown release."""
+    paths = []
+    for name in ("path", "home", "cuda-path"):
+        (tmp_path / name / "bin").mkdir(parents=True)
+        nv = tmp_path / name / "bin" / "nvcc"
+        nv.write_text("#!/bin/sh\nexec sleep 30\n")
+        nv.chmod(0o755)
+        paths.append(nv)
+    environ = {
+        "PATH": f"{paths[0].parent}:/usr/bin:/bin",
+        "CUDA_HOME": str(tmp_path / "home"),
+        "CUDA_PATH": str(tmp_path / "cuda-path"),
+    }
+    t0 = time.monotonic()
+    r = probe_toolkit(environ, timeout=1.0)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 2.5, f"{elapsed:.1f} s: the nvccs were waited for one after another"
+    listed = {n.path: n.version for n in r.values["nvccs"]}  # type: ignore[attr-defined]
+    assert {str(p) for p in paths} <= set(listed) and all(listed[str(p)] is None for p in paths)
+    assert r.values["nvcc"] is None and r.values["nvcc_path"] == str(paths[1]) and "nvcc" in r.unknown
+    assert any(str(paths[1]) in n and "release could not be read" in n for n in r.notes), r.notes
