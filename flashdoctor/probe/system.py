@@ -69,6 +69,9 @@ def run(
 
 
 # -- NVIDIA ---------------------------------------------------------------------------------------
+LEGACY_MIG = "MIG-GPU-"  # a MIG device named as before driver R470: MIG-GPU-<gpu uuid>/<gi>/<ci>
+
+
 def _driver_from_files() -> str | None:
     for path in ("/sys/module/nvidia/version", "/proc/driver/nvidia/version"):
         try:
@@ -82,10 +85,16 @@ def _driver_from_files() -> str | None:
     return None
 
 
-def visible_filter(gpus: list[GPU], cuda_visible: str | None, migs: Sequence[GPU] = ()) -> list[GPU]:
+def visible_filter(
+    gpus: list[GPU],
+    cuda_visible: str | None,
+    migs: Sequence[GPU] = (),
+    legacy_migs: Mapping[str, GPU] | None = None,
+) -> list[GPU]:
     """Apply CUDA_VISIBLE_DEVICES (indices, GPU-UUIDs, MIG-UUIDs of ``migs`` (the MIG devices, each with its
-    parent's index and capability) or unique UUID prefixes; the list stops at the first invalid entry, as
-    the CUDA runtime does). Visible GPUs are renumbered from 0."""
+    parent's index and capability) or unique UUID prefixes, and the pre-R470 names of MIG devices,
+    ``MIG-GPU-<uuid>/<gi>/<ci>``, keys of ``legacy_migs`` (upper case); the list stops at the first invalid
+    entry, as the CUDA runtime does). Visible GPUs are renumbered from 0."""
     if cuda_visible is None:
         return gpus
     out: list[GPU] = []
@@ -95,6 +104,8 @@ def visible_filter(gpus: list[GPU], cuda_visible: str | None, migs: Sequence[GPU
         match: GPU | None = None
         if re.fullmatch(r"\d+", tok):
             match = next((g for g in gpus if g.index == int(tok)), None)
+        elif tok.upper().startswith(LEGACY_MIG):
+            match = (legacy_migs or {}).get(tok.upper())
         elif tok.upper().startswith(("GPU-", "MIG-")):
             pool = migs if tok.upper().startswith("MIG-") else gpus
             cands = [g for g in pool if g.uuid and g.uuid.upper().startswith(tok.upper())]
@@ -108,9 +119,10 @@ def visible_filter(gpus: list[GPU], cuda_visible: str | None, migs: Sequence[GPU
     ]
 
 
-def _mig_devices(pynvml: Any, handle: Any, gpu: GPU) -> list[GPU]:
+def _mig_devices(pynvml: Any, handle: Any, gpu: GPU) -> list[tuple[GPU, str | None]]:
     """The MIG devices of a GPU in MIG mode (none for one without MIG: NVML says "not supported"), each
-    the GPU itself (index, capability) with the device's name, memory and MIG-UUID."""
+    the GPU itself (index, capability) with the device's name, memory and MIG-UUID, and its pre-R470 name
+    (MIG-GPU-<uuid>/<gi>/<ci>, upper case; None where NVML does not give the instance ids)."""
     try:
         if pynvml.nvmlDeviceGetMigMode(handle)[0] != pynvml.NVML_DEVICE_MIG_ENABLE:
             return []
@@ -126,14 +138,18 @@ def _mig_devices(pynvml: Any, handle: Any, gpu: GPU) -> list[GPU]:
             mem = pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30
         except pynvml.NVMLError:  # an empty slot
             continue
-        out.append(
-            dataclasses.replace(
-                gpu,
-                name=name.decode() if isinstance(name, bytes) else str(name),
-                memory_gb=round(mem, 1),
-                uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
-            )
+        try:
+            ids = (pynvml.nvmlDeviceGetGpuInstanceId(h), pynvml.nvmlDeviceGetComputeInstanceId(h))
+            legacy: str | None = f"MIG-{gpu.uuid}/{ids[0]}/{ids[1]}".upper()
+        except (pynvml.NVMLError, AttributeError):  # AttributeError: an nvidia-ml-py without them
+            legacy = None
+        mig = dataclasses.replace(
+            gpu,
+            name=name.decode() if isinstance(name, bytes) else str(name),
+            memory_gb=round(mem, 1),
+            uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
         )
+        out.append((mig, legacy))
     return out
 
 
@@ -142,7 +158,7 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
     r = Probed()
     driver = _driver_from_files()
     gpus: list[GPU] = []
-    migs: list[GPU] = []
+    migs: list[tuple[GPU, str | None]] = []
     driver_cuda: str | None = None
     try:
         import pynvml
@@ -211,9 +227,17 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
     r.values["driver_cuda"] = driver_cuda
     if driver_cuda is None and "driver" in r.unknown:
         r.unknown.add("driver_cuda")
-    r.values["gpus"] = tuple(visible_filter(gpus, environ.get("CUDA_VISIBLE_DEVICES"), migs))
-    if environ.get("CUDA_VISIBLE_DEVICES") is not None:
-        r.notes.append(f"CUDA_VISIBLE_DEVICES={environ['CUDA_VISIBLE_DEVICES']}")
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    legacy = {name: mig for mig, name in migs if name is not None}
+    r.values["gpus"] = tuple(visible_filter(gpus, visible, [mig for mig, _ in migs], legacy))
+    if visible is not None:
+        r.notes.append(f"CUDA_VISIBLE_DEVICES={visible}")
+        if LEGACY_MIG in visible.upper() and any(name is None for _, name in migs):
+            r.unknown.add("gpus")
+            r.notes.append(
+                f"CUDA_VISIBLE_DEVICES names MIG devices as {LEGACY_MIG}<uuid>/<gi>/<ci>, and NVML did not give"
+                " the GPU and compute instance ids of every MIG device: which GPUs are visible is unknown"
+            )
     return r
 
 

@@ -12,16 +12,18 @@ from flashdoctor.probe import system
 
 class FakeNVML:
     """The pynvml calls probe_nvidia makes, answering for ``gpus`` (name, capability, GiB, uuid) and the MIG
-    devices of each (``migs``: GPU index -> [(name, GiB, uuid)], MIG mode on for those); a name in ``fail``
-    raises NVML_ERROR_UNKNOWN there. A GPU's handle is its index, a MIG device's (index, slot)."""
+    devices of each (``migs``: GPU index -> [(name, GiB, uuid)], MIG mode on for those, and ``mig_ids``:
+    (index, slot) -> (GPU instance id, compute instance id), "not supported" for one not in it); a name in
+    ``fail`` raises NVML_ERROR_UNKNOWN there. A GPU's handle is its index, a MIG device's (index, slot)."""
 
     def __init__(
         self,
         gpus: list[tuple[str, tuple[int, int], float, str]],
         fail: tuple[str, ...] = (),
         migs: dict[int, list[tuple[str, float, str]]] | None = None,
+        mig_ids: dict[tuple[int, int], tuple[int, int]] | None = None,
     ) -> None:
-        self.gpus, self.fail, self.migs = gpus, fail, migs or {}
+        self.gpus, self.fail, self.migs, self.mig_ids = gpus, fail, migs or {}, mig_ids or {}
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(system, "_driver_from_files", lambda: None)
@@ -39,6 +41,8 @@ class FakeNVML:
             "nvmlDeviceGetMigMode",
             "nvmlDeviceGetMaxMigDeviceCount",
             "nvmlDeviceGetMigDeviceHandleByIndex",
+            "nvmlDeviceGetGpuInstanceId",
+            "nvmlDeviceGetComputeInstanceId",
         ):
             monkeypatch.setattr(pynvml, name, self._call(name))
 
@@ -97,6 +101,17 @@ class FakeNVML:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
         return (h, j)
 
+    def _ids(self, h: tuple[int, int]) -> tuple[int, int]:
+        if h not in self.mig_ids:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return self.mig_ids[h]
+
+    def nvmlDeviceGetGpuInstanceId(self, h: tuple[int, int]) -> int:
+        return self._ids(h)[0]
+
+    def nvmlDeviceGetComputeInstanceId(self, h: tuple[int, int]) -> int:
+        return self._ids(h)[1]
+
 
 H100 = ("NVIDIA H100 80GB HBM3", (9, 0), 79.6, "GPU-5a8e1c2e-0000-1111-2222-333344445555")
 
@@ -151,3 +166,36 @@ def test_mig_devices_named_in_cuda_visible_devices_are_the_gpus_seen(monkeypatch
     r = system.probe_nvidia({"CUDA_VISIBLE_DEVICES": "1,MIG-ffff,0"})
     assert [g.uuid for g in r.values["gpus"]] == [other[3]]
     assert [g.uuid for g in system.probe_nvidia({}).values["gpus"]] == [H100[3], other[3]]
+
+
+def test_mig_devices_in_the_pre_r470_form_are_matched_by_gpu_and_instance_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CUDA_VISIBLE_DEVICES=MIG-GPU-<gpu uuid>/<gi>/<ci> (how drivers before R470 named MIG devices, still
+    in older job scripts) matched nothing, so the job saw no GPU. It names the MIG device of that GPU with
+    those GPU and compute instance ids (NVML's)."""
+    migs = {
+        0: [
+            ("NVIDIA H100 80GB HBM3 MIG 1g.10gb", 9.8, MIG_A),
+            ("NVIDIA H100 80GB HBM3 MIG 3g.40gb", 39.4, MIG_B),
+        ]
+    }
+    FakeNVML([H100], migs=migs, mig_ids={(0, 0): (7, 0), (0, 1): (2, 0)}).install(monkeypatch)
+    legacy_b = f"MIG-{H100[3]}/2/0"
+    r = system.probe_nvidia({"CUDA_VISIBLE_DEVICES": f"{legacy_b},MIG-{H100[3].lower()}/7/0"})
+    assert [(g.index, g.uuid, g.memory_gb) for g in r.values["gpus"]] == [(0, MIG_B, 39.4), (1, MIG_A, 9.8)]
+    assert not r.unknown
+    # no such instance: the list stops there, as CUDA's does
+    r = system.probe_nvidia({"CUDA_VISIBLE_DEVICES": f"MIG-{H100[3]}/3/0,{legacy_b}"})
+    assert r.values["gpus"] == () and not r.unknown
+
+
+def test_a_pre_r470_mig_name_without_the_instance_ids_leaves_the_gpus_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where NVML does not give the MIG devices' instance ids, such a name cannot be matched: the GPUs are
+    unknown (a note says why), not "no GPU"."""
+    FakeNVML([H100], migs={0: [("NVIDIA H100 80GB HBM3 MIG 1g.10gb", 9.8, MIG_A)]}).install(monkeypatch)
+    r = system.probe_nvidia({"CUDA_VISIBLE_DEVICES": f"MIG-{H100[3]}/7/0"})
+    assert "gpus" in r.unknown
+    assert any("MIG-GPU-" in n and "instance" in n for n in r.notes), r.notes
