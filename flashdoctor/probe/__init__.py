@@ -90,8 +90,17 @@ def launch_interp(python: str, environ: Mapping[str, str]) -> Launched:
 
 def interp_probe(python: str, environ: Mapping[str, str], launched: Launched | None = None) -> dict[str, Any]:
     """What the target interpreter says about itself (_interp.py), from ``launched`` when it was
-    started before (launch_interp). Raises TargetScriptError."""
-    return (launched or launch_interp(python, environ)).finish().result()
+    started before (launch_interp). Raises TargetScriptError, also for a Python 2 (unsupported)."""
+    data = (launched or launch_interp(python, environ)).finish().result()
+    version = str(data.get("python") or "")
+    if version.partition(".")[0] in ("1", "2"):
+        raise TargetScriptError(
+            python,
+            "the environment probe",
+            "unsupported",
+            f"Python {version} at {python}: flashdoctor probes Python 3 interpreters only",
+        )
+    return data
 
 
 def import_test(python: str, dist: str, environ: Mapping[str, str]) -> ImportResult:

@@ -2,13 +2,18 @@
 # Python >= 3.8. It must never import torch or flash_attn (that costs seconds and can crash): it reads
 # files instead. CONFIG_JSON is {"variants": {name: {"dists", "modules", "needs_dist", "extensions"}}}:
 # where each FlashAttention variant lives, from flashdoctor's registry (knowledge.backends), so that no
-# table of names is kept here. Prints one JSON object on stdout.
+# table of names is kept here. Prints one JSON object on stdout. The file must parse in Python 2: there
+# it says only which Python it is (flashdoctor refuses it) and stops before anything Python 3 needs.
 import json
 import os
 import platform
 import re
 import sys
 import sysconfig
+
+if sys.version_info[0] < 3:
+    print(json.dumps({"python": "%d.%d" % tuple(sys.version_info[:2]), "python_executable": sys.executable}))
+    sys.exit(0)
 
 try:
     import importlib.metadata as md

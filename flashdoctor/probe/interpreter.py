@@ -13,6 +13,7 @@ newline); whatever goes wrong is one error type, :class:`TargetScriptError`, who
 - ``timeout``: it did not finish in time (it is killed with everything it started);
 - ``exit``: it exited non-zero (a traceback: the script or an import failed);
 - ``bad-output``: it exited 0 without a JSON object on its last line (not a Python, or a broken one).
+- ``unsupported``: it is a Python flashdoctor does not probe (Python 2: the environment probe says so).
 
 The process runs in a session of its own, so that a timeout kills what it started too (a JIT compiler,
 a ptxas); output is kept in temporary files and only its tail is read.
@@ -38,7 +39,7 @@ from typing import IO, Any, Literal
 
 from flashdoctor.probe.system import signal_name
 
-FailureKind = Literal["no-interpreter", "signal", "timeout", "exit", "bad-output"]
+FailureKind = Literal["no-interpreter", "signal", "timeout", "exit", "bad-output", "unsupported"]
 
 STDOUT_LIMIT = 16 * 2**20  # a script's JSON line (the installer's state lists files: can be large)
 STDERR_LIMIT = 8000  # a traceback's tail
@@ -117,6 +118,7 @@ _WORDING: dict[FailureKind, tuple[str, str]] = {
         "printed no result{paren}",
         "{what} printed no result in the target interpreter {python}{paren}",
     ),
+    "unsupported": ("{detail}", "{detail}"),
 }
 
 

@@ -366,6 +366,47 @@ def test_bad_python_is_a_usage_error(bad: str):
     assert "flashdoctor: error:" in p.stderr
 
 
+def _python2() -> str | None:
+    """A Python 2 on PATH that runs (a pyenv shim may be there without one behind it)."""
+    for name in ("python2", "python2.7"):
+        found = shutil.which(name)
+        if found and subprocess.run([found, "-c", "pass"], capture_output=True, timeout=30).returncode == 0:
+            return found
+    return None
+
+
+def _fake_python2(directory: Path) -> Path:
+    """An interpreter that says it is Python 2.7 (sys.version_info) and runs the script it is given."""
+    fake = directory / "python"
+    shim = "import runpy, sys; sys.version_info = (2, 7, 18, 'final', 0); sys.argv = sys.argv[1:]; "
+    shim += "runpy.run_path(sys.argv[0], run_name='__main__')"
+    fake.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "{shim}" "$@"\n')
+    fake.chmod(0o755)
+    return fake
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("kind", ["fake", "real"])
+@pytest.mark.parametrize("command", ["check", "smoke"])
+def test_a_python_2_is_refused_with_a_clear_message(tmp_path: Path, kind: str, command: str) -> None:
+    """`check --python` at a Python 2 failed with the probe's raw traceback (`AttributeError` / `ImportError:
+    No module named util`), `smoke` with the runner's SyntaxError; each says which Python it is and that
+    only Python 3 is probed."""
+    py = _fake_python2(tmp_path) if kind == "fake" else _python2()
+    if py is None:
+        pytest.skip("no Python 2 on PATH")
+    p = subprocess.run(
+        [sys.executable, "-m", "flashdoctor", command, "--python", str(py)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert f"Python 2.7 at {py}: flashdoctor probes Python 3 interpreters only" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and "Error" not in p.stderr
+
+
 @pytest.mark.system
 def test_fa4_namespace_package_is_not_taken_for_fa2(tmp_path: Path):
     site = tmp_path / "site"

@@ -159,10 +159,15 @@ def _common_config(
 
 def installed_versions(python: str, environ: Mapping[str, str]) -> dict[str, str | None]:
     """Variant -> the version installed in ``python`` (read from its files, nothing imported: ~0.1 s).
-    Empty when the interpreter cannot say; the runner then reports whatever is wrong with it."""
+    Empty when the interpreter cannot say; the runner then reports whatever is wrong with it. A Python 2
+    is a usage error (the runner would fail on its syntax)."""
     try:
         data = interp_probe(python, environ)
-    except TargetScriptError:
+    except TargetScriptError as exc:
+        if exc.kind == "unsupported":
+            from flashdoctor.errors import UsageError
+
+            raise UsageError(str(exc)) from None
         return {}
     return {str(f["variant"]): f.get("version") for f in data.get("flash") or () if f.get("variant")}
 
