@@ -113,6 +113,9 @@ class FlashInstall:
 
     ``import_ok`` is None when the import was not tried (a target spec, or probing skipped it).
     ``archs`` lists the code found in the extension: "sm_90" for SASS, "compute_90" for PTX.
+    ``metadata_dirs``: every metadata folder of the distribution in its directory, where there is more than
+    one (a half-finished upgrade); ``module_version``, then, the ``__version__`` its package's files say.
+    Probed only (not in a target spec).
     """
 
     dist: str
@@ -123,6 +126,8 @@ class FlashInstall:
     module_path: str | None = None
     extension_path: str | None = None
     archs: tuple[str, ...] | None = None
+    metadata_dirs: tuple[str, ...] = ()
+    module_version: str | None = None
 
     @property
     def variant(self) -> Variant:

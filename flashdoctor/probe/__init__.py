@@ -195,6 +195,8 @@ def probe_environment(
                     module_path=fl.get("module_path"),
                     extension_path=(fl.get("extensions") or [None])[0],
                     archs=tuple(sorted(archs)) if any_read else None,
+                    metadata_dirs=tuple(str(d) for d in fl.get("metadata_dirs") or ()),
+                    module_version=fl.get("module_version"),
                 )
             )
         dependents = tuple(

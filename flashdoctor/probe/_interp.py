@@ -143,6 +143,20 @@ def first_version(dists):
     return dists[0], None
 
 
+def init_version(path):
+    """The ``__version__ = "..."`` a package's __init__.py sets (None without one)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)", fh.read(), re.M)
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
+def canon(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 flash = []
 for variant, spec in sorted((CONFIG.get("variants") or {}).items()):
     mods = list(spec.get("modules") or [])
@@ -183,12 +197,7 @@ for variant, spec in sorted((CONFIG.get("variants") or {}).items()):
     if version is None and module_path:
         # importable without metadata (a source checkout on sys.path): read __version__
         init = module_path if module_path.endswith(".py") else os.path.join(module_path, "__init__.py")
-        try:
-            with open(init, encoding="utf-8", errors="replace") as fh:
-                m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)", fh.read(), re.M)
-                version = m.group(1) if m else None
-        except OSError:
-            pass
+        version = init_version(init)
         if module_path and not files:
             root = os.path.dirname(os.path.dirname(init))
             try:
@@ -197,6 +206,21 @@ for variant, spec in sorted((CONFIG.get("variants") or {}).items()):
                         files.append(os.path.join(root, name))
             except OSError:
                 pass
+    # more than one metadata folder of the distribution in its directory (a half-finished upgrade or
+    # uninstall: pip then reports one of them); with them, the version the package's own files say
+    metadata_dirs = []
+    module_version = None
+    if location is not None:
+        try:
+            metadata_dirs = sorted(
+                os.path.join(location, n)
+                for n in os.listdir(location)
+                if n.endswith((".dist-info", ".egg-info")) and canon(n.split("-")[0]) == canon(dist)
+            )
+        except OSError as exc:
+            note("%s: %s" % (location, exc))
+    if len(metadata_dirs) > 1 and module_path and module_path.endswith("__init__.py"):
+        module_version = init_version(module_path)
     flash.append(
         {
             "variant": variant,
@@ -205,6 +229,8 @@ for variant, spec in sorted((CONFIG.get("variants") or {}).items()):
             "module_path": module_path,
             "extensions": files,
             "location": location,
+            "metadata_dirs": metadata_dirs if len(metadata_dirs) > 1 else [],
+            "module_version": module_version,
         }
     )
 out["flash"] = flash
@@ -215,10 +241,6 @@ out["flash"] = flash
 # description), at most METADATA_CAP bytes of each; the first distribution of a name on sys.path wins, as
 # for imports.
 METADATA_CAP = 256 * 1024
-
-
-def canon(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 wanted = set()

@@ -570,3 +570,28 @@ def test_hanging_nvccs_are_waited_for_once_not_one_after_another(tmp_path: Path)
     assert {str(p) for p in paths} <= set(listed) and all(listed[str(p)] is None for p in paths)
     assert r.values["nvcc"] is None and r.values["nvcc_path"] == str(paths[1]) and "nvcc" in r.unknown
     assert any(str(paths[1]) in n and "release could not be read" in n for n in r.notes), r.notes
+
+
+@pytest.mark.system
+def test_two_metadata_folders_of_one_flash_attn_are_a_warning_naming_the_stale_one(tmp_path: Path) -> None:
+    """A half-finished upgrade leaves flash_attn-2.7.4.dist-info beside flash_attn-2.8.3.dist-info in one
+    site-packages: pip reports either, and uninstalls by the wrong RECORD. `check` said nothing; it warns,
+    naming the folder whose version is not the package's files' to remove."""
+    from flashdoctor.decide.explain import run_checks
+
+    site = tmp_path / "site"
+    fake_dist(site, "flash-attn", "flash_attn", "2.8.3", "__version__ = '2.8.3'\n")
+    stale = site / "flash_attn-2.7.4.dist-info"
+    stale.mkdir()
+    (stale / "METADATA").write_text("Metadata-Version: 2.1\nName: flash-attn\nVersion: 2.7.4\n")
+    (stale / "RECORD").write_text("flash_attn/__init__.py,,\n")
+    env = probe_environment(
+        python=sys.executable, environ=child_env(PYTHONPATH=str(site)), import_tests=False, torch_archs=False
+    )
+    found = [f for f in run_checks(env).findings if f.code == "flash-attn-duplicate-metadata"]
+    assert len(found) == 1, [f.code for f in run_checks(env).findings]
+    assert found[0].status.value == "warn"
+    assert (
+        "flash_attn-2.7.4.dist-info" in found[0].message and "flash_attn-2.8.3.dist-info" in found[0].message
+    )
+    assert found[0].fix and f"rm -r {stale}" in found[0].fix and "2.8.3.dist-info" not in found[0].fix

@@ -3,6 +3,8 @@ through an ImportDiagnoser), lacking code for a GPU, or colliding with another v
 
 from __future__ import annotations
 
+import os
+import shlex
 from collections.abc import Callable
 
 from packaging.version import Version
@@ -66,7 +68,7 @@ def _check_one_install(
     label = f"{inst.dist} {inst.version or '?'}"
     if inst.local_label and inst.local_label.startswith("fd."):
         label += f" (flashdoctor build profile {inst.local_label[3:]})"
-    out: list[Finding] = []
+    out: list[Finding] = _duplicate_metadata(inst, label, flag)
     if inst.import_ok is False:
         err = (inst.import_error or "").strip()
         last = err.splitlines()[-1] if err else "no output"
@@ -111,7 +113,7 @@ def _check_one_install(
                         fix=f"flashdoctor install {flag} --from-source --arch {g.sm}",
                     )
                 )
-    if not out:
+    if all(f.code == "flash-attn-duplicate-metadata" for f in out):
         how = "imports" if inst.import_ok else "import not tested"
         archs = f"; code for {', '.join(sort_archs(inst.archs))}" if inst.archs else ""
         out.append(
@@ -124,6 +126,43 @@ def _check_one_install(
             )
         )
     return out
+
+
+def _duplicate_metadata(inst: FlashInstall, label: str, flag: str) -> list[Finding]:
+    """Two or more metadata folders of one distribution in one directory (an upgrade or uninstall cut
+    short): pip reports one of them and uninstalls by its RECORD. The stale ones are those whose version
+    is not the package's own ``__version__``; without one that matches, all of them go, then a reinstall."""
+    if len(inst.metadata_dirs) < 2:
+        return []
+
+    def version_of(path: str) -> str:
+        return (
+            os.path.basename(path)
+            .removesuffix(".dist-info")
+            .removesuffix(".egg-info")
+            .partition("-")[2]
+            .split("-")[0]
+        )
+
+    names = ", ".join(os.path.basename(d) for d in inst.metadata_dirs)
+    where = os.path.dirname(inst.metadata_dirs[0])
+    keep = [d for d in inst.metadata_dirs if version_of(d) == inst.module_version]
+    if len(keep) == 1:
+        stale = [d for d in inst.metadata_dirs if d not in keep]
+        fix = f"rm -r {' '.join(shlex.quote(d) for d in stale)} (its files are {inst.module_version}'s)"
+    else:
+        quoted = " ".join(shlex.quote(d) for d in inst.metadata_dirs)
+        fix = f"rm -r {quoted}, then flashdoctor install {flag} (which of them its files are is unknown)"
+    return [
+        finding(
+            "flash-attn-duplicate-metadata",
+            Status.WARN,
+            f"{label}: {len(inst.metadata_dirs)} metadata folders in {where} ({names}), left by an upgrade or"
+            " uninstall cut short; pip reports one of them",
+            variant=inst.variant,
+            fix=fix,
+        )
+    ]
 
 
 def _outside_required(env: Environment, inst: FlashInstall, label: str, flag: str) -> list[Finding]:
