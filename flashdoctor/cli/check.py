@@ -16,6 +16,7 @@ from flashdoctor.cli.options import (
     examples,
     json_option,
     machine,
+    names,
     output_option,
     python_option,
     target_option,
@@ -199,7 +200,7 @@ def _render(
 @click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
 @click.option(
     "--require",
-    type=click.Choice(VARIANTS),
+    type=names(VARIANTS),
     multiple=True,
     help="Exit 1 unless this variant is 'ready' (repeatable). The CI preflight.",
 )

@@ -192,9 +192,15 @@ gpu_options = combine(
 SMOKE_BACKEND_CHOICES = (*VARIANTS, *(b for b in BACKENDS if b not in VARIANTS))
 
 
+def names(choices: Sequence[str]) -> click.Choice[str]:
+    """The type of every option that takes variant (or backend) names: any case, as users write them
+    (FA2, fa2; the Action's `require: FA2` too); the command gets the registry's spelling."""
+    return click.Choice(choices, case_sensitive=False)
+
+
 def backend_option(*decls: str, help: str) -> Decorator:
     """smoke --variant and bench --backend: the backends to run (repeatable), any of the smoke's."""
-    return click.option(*decls, type=click.Choice(SMOKE_BACKEND_CHOICES), multiple=True, help=help)
+    return click.option(*decls, type=names(SMOKE_BACKEND_CHOICES), multiple=True, help=help)
 
 
 class Seconds(click.FloatRange):

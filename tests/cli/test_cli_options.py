@@ -96,6 +96,29 @@ def test_two_variant_flags_are_a_usage_error(capsys: pytest.CaptureFixture[str])
     assert code == 2 and "No such option '--fa4'" in err
 
 
+def test_variant_and_backend_names_are_read_in_any_case(capsys: pytest.CaptureFixture[str]) -> None:
+    """Users write FA2 / FA3 (as the docs title them); `check --require FA2` was a usage error (exit 2)
+    and so was the Action's `require: FA2`. Every option that takes variant names reads them in any case
+    and hands the command the registry's spelling."""
+    code, _, err = run_main(["check", "--target", H100, "--require", "FA2"], capsys)
+    assert code == 1 and "--require fa2: fa2 is buildable, not ready" in err, err
+    takes_variants = [
+        (name, p)
+        for name, cmd in cli.commands.items()
+        for p in cmd.params
+        if isinstance(p.type, click.Choice) and set(VARIANTS) <= set(p.type.choices)
+    ]
+    assert {(name, p.name) for name, p in takes_variants} == {
+        ("check", "require"),
+        ("smoke", "variants"),
+        ("bench", "backends"),
+    }
+    for _, p in takes_variants:
+        assert p.type.convert("FA3", p, None) == "fa3"
+    code, _, err = run_main(["check", "--target", H100, "--require", "FA5"], capsys)
+    assert code == 2 and "'FA5' is not one of" in err
+
+
 def test_a_negative_limit_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_main(["wheels", "--limit", "-3", "--target", H100], capsys)
     assert code == 2 and "-3 is not in the range x>=0" in err

@@ -64,6 +64,19 @@ def test_a_required_variant_that_is_not_ready_fails_the_job_and_says_why(tmp_pat
     assert "fa2" in run.summary and "buildable" in run.summary and "not ready" in run.summary
 
 
+def test_required_variants_are_read_in_any_case(tmp_path: Path) -> None:
+    # Before: `require: FA2` (as the docs title the variants) was bad input, exit code 2.
+    run = run_action(
+        {"install": "false", "target": str(TARGETS / "h100.json"), "require": "FA2, Fa3"},
+        tmp_path,
+        _environ(),
+    )
+    assert run.failed and run.outputs["exit-code"] == "1", run.stderr
+    errors = [data for name, _, data in workflow_commands(run.stderr) if name == "error"]
+    assert any("fa2 is buildable, not ready" in e for e in errors), run.stderr
+    assert any("fa3 is installable, not ready" in e for e in errors), run.stderr
+
+
 def test_a_ready_machine_passes_with_its_verdicts(tmp_path: Path) -> None:
     run = run_action({"install": "false", "target": str(TARGETS / "h100.json")}, tmp_path, _environ())
     assert not run.failed and run.outputs["exit-code"] == "0"
