@@ -127,6 +127,33 @@ def test_the_report_goes_to_a_folder_that_does_not_exist_yet(tmp_path: Path) -> 
     assert run.outputs["report"] == path and json.loads((tmp_path / path).read_text())["exit_code"] == 0
 
 
+def test_an_empty_json_path_is_the_default(tmp_path: Path) -> None:
+    # `json-path: ${{ inputs.report }}` with the input unset: bash's "No such file or directory" and
+    # exit-code 1 ("a failing check"), flashdoctor never ran. Empty is the default now, as for `python`.
+    run = run_action(
+        {"install": "false", "target": str(TARGETS / "h100.json"), "json-path": ""}, tmp_path, _environ()
+    )
+    assert not run.failed and run.outputs["exit-code"] == "0", run.stderr
+    default = load_action()["inputs"]["json-path"]["default"]
+    assert run.outputs["report"] == default and json.loads((tmp_path / default).read_text())["exit_code"] == 0
+
+
+def test_a_json_path_that_cannot_be_written_is_bad_input(tmp_path: Path) -> None:
+    # Before: bash's own error ("reports: Is a directory") and exit-code 1, as if a check had failed.
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "a-file").write_text("")
+    for path, why in (("reports", "is a folder"), ("a-file/check.json", "cannot be written")):
+        run = run_action(
+            {"install": "false", "target": str(TARGETS / "h100.json"), "json-path": path},
+            tmp_path,
+            _environ(),
+        )
+        assert run.failed and run.outputs["exit-code"] == "2", (path, run.stderr)
+        errors = [data for name, _, data in workflow_commands(run.stderr) if name == "error"]
+        assert any("json-path" in e and why in e for e in errors), (path, run.stderr)
+        assert "bash:" not in run.stderr and "mkdir:" not in run.stderr, run.stderr
+
+
 def test_an_output_value_cannot_write_other_outputs(tmp_path: Path) -> None:
     # A json-path built from an expression may hold a newline; written as `report=VALUE`, its second line
     # was an output of its own (here a forged exit-code). Now such a value is a `name<<DELIMITER` block.
