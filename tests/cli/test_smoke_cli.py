@@ -71,6 +71,8 @@ def test_smoke_json_fails_for_a_missing_requested_variant() -> None:
     [
         (["bench", "--heads", "16", "--kv-heads", "3"], "--heads 16 must be a multiple of --kv-heads 3"),
         (["bench", "--batch", "0"], "--batch must be a positive integer, not 0"),
+        # Before: torch refused the shape inside the runner, a skip row and exit 0
+        (["bench", "--seqlen", str(2**40)], "the inputs alone (q, k and v) would take 196,608 TiB"),
         (["bench", "--dtype", "int8"], "Invalid value for '--dtype'"),
         (["smoke", "--variant", "fa5"], "Invalid value for '--variant'"),
         (["smoke", "--python", "/nonexistent/python"], "--python /nonexistent/python: no such file"),

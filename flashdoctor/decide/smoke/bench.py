@@ -48,6 +48,14 @@ def tflops(case: Case, mode: str, ms: float | None) -> float | None:
     return attention_flops(case, mode) / (ms * 1e-3) / 1e12
 
 
+# The largest shape bench runs: its inputs alone (q, k, v) within 4 TiB. No GPU holds that (the largest
+# have 288 GB; 1 TB is announced), so nothing a GPU could run is refused, and a shape beyond it (--seqlen
+# 2**40) is a usage error instead of a row that torch refused inside the runner.
+TiB = 1 << 40
+MAX_INPUT_BYTES = 4 * TiB
+_ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+
+
 def validate_shape(
     batch: int, seqlen: int, heads: int, kv_heads: int | None, head_dim: int, dtype: str
 ) -> str | None:
@@ -62,6 +70,15 @@ def validate_shape(
             return f"--heads {heads} must be a multiple of --kv-heads {kv_heads} (grouped-query attention)"
     if dtype not in DTYPES:
         return f"--dtype must be bf16, fp16 or fp32, not {dtype}"
+    kv = heads if kv_heads is None else kv_heads
+    size = batch * seqlen * (heads + 2 * kv) * head_dim * _ELEMENT_BYTES[dtype]
+    if size > MAX_INPUT_BYTES:
+        kv_flag = "" if kv_heads is None else f" --kv-heads {kv_heads}"
+        return (
+            f"--batch {batch} --seqlen {seqlen} --heads {heads}{kv_flag} --head-dim {head_dim} --dtype {dtype}: "
+            f"the inputs alone (q, k and v) would take {size / TiB:,.0f} TiB; "
+            f"no GPU holds more than {MAX_INPUT_BYTES // TiB} TiB"
+        )
     return None
 
 

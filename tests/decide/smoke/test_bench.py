@@ -58,6 +58,28 @@ def test_flop_formula_parts() -> None:
         ),
         ((32, 196, 16, 0, 64, "bf16"), "--kv-heads must be a positive integer, not 0"),
         ((32, 196, 16, None, 64, "int8"), "--dtype must be bf16, fp16 or fp32, not int8"),
+        # A million tokens of a 70B model's attention (GQA 64/8, D128): 21 GB of inputs, run as asked...
+        ((1, 2**20, 64, 8, 128, "bf16"), None),
+        # ... and so is one whose q, k and v fill a 192 GiB GPU (4M tokens × 64 heads × 3 × 128 × 2 bytes),
+        ((1, 2**22, 64, None, 128, "bf16"), None),
+        # and one of exactly 4 TiB of inputs (2**32 tokens × (2 + 2 × 1) heads × 128 × 2 bytes)
+        ((1, 2**32, 2, 1, 128, "bf16"), None),
+        (
+            (2, 2**32, 2, 1, 128, "bf16"),
+            "--batch 2 --seqlen 4294967296 --heads 2 --kv-heads 1 --head-dim 128 --dtype bf16: the inputs "
+            "alone (q, k and v) would take 8 TiB; no GPU holds more than 4 TiB",
+        ),
+        # Before: torch refused such shapes inside the runner, a skip row and exit 0
+        (
+            (1, 2**40, 16, None, 64, "bf16"),
+            "--batch 1 --seqlen 1099511627776 --heads 16 --head-dim 64 --dtype bf16: the inputs alone (q, k "
+            "and v) would take 6,144 TiB; no GPU holds more than 4 TiB",
+        ),
+        (
+            (2**20, 2**20, 2**20, 1, 2**20, "fp32"),
+            "--batch 1048576 --seqlen 1048576 --heads 1048576 --kv-heads 1 --head-dim 1048576 --dtype fp32: "
+            "the inputs alone (q, k and v) would take 4,398,054,899,712 TiB; no GPU holds more than 4 TiB",
+        ),
     ],
 )
 def test_validate_shape(args: tuple[Any, ...], problem: str | None) -> None:
