@@ -295,8 +295,11 @@ def probe_toolkit(environ: Mapping[str, str], timeout: float = SUBPROCESS_TIMEOU
     asked = list(seen.values())
     if build_nvcc and build_found and os.path.realpath(build_nvcc) not in seen:
         asked.append(build_nvcc)  # one that is not executable: asked too, its failure read as unknown
-    with ThreadPoolExecutor(max_workers=max(1, len(asked))) as pool:
-        version = dict(zip(asked, pool.map(lambda p: nvcc_version(p, timeout), asked)))
+    if len(asked) > 1:
+        with ThreadPoolExecutor(max_workers=len(asked)) as pool:
+            version = dict(zip(asked, pool.map(lambda p: nvcc_version(p, timeout), asked)))
+    else:  # the usual machine: one nvcc (or none), asked without starting a thread
+        version = {p: nvcc_version(p, timeout) for p in asked}
     nvccs = [Nvcc(path=p, version=version[p]) for p in seen.values()]
     r.values["cuda_home"] = home
     r.values["cuda_home_headers"] = (
