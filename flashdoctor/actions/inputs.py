@@ -246,8 +246,8 @@ def release_table(environ: Mapping[str, str]) -> Releases | None:
 # -- explain's log --------------------------------------------------------------------------------------
 def _looks_binary(sample: bytes) -> bool:
     """NUL bytes (as git and grep judge), or more than 10% control bytes a log does not carry. A UTF-16
-    log (PowerShell's ``>`` writes a byte-order mark first; one without is little-endian) is text: the
-    engine decodes it."""
+    log (PowerShell's ``>`` writes a byte-order mark first; one without may be either byte order) is
+    text: the engine decodes it."""
     from flashdoctor.decide.explain.scan import utf16
 
     if sample.startswith((b"\xff\xfe", b"\xfe\xff")) or utf16(sample) is not None:
@@ -272,9 +272,12 @@ def _head_and_tail(head: bytes, tail: bytes) -> bytes:
     ends on one, so the tail starts on one when its length is even)."""
     from flashdoctor.decide.explain.scan import utf16
 
-    if utf16(head) is None:
+    codec = utf16(head)
+    if codec is None:
         return head + b"\n" + tail
-    newline = "\n".encode("utf-16-be" if head.startswith(b"\xfe\xff") else "utf-16-le")
+    if codec == "utf-16":  # the byte-order mark says which
+        codec = "utf-16-be" if head.startswith(b"\xfe\xff") else "utf-16-le"
+    newline = "\n".encode(codec)
     return head[: len(head) - len(head) % 2] + newline + tail[len(tail) % 2 :]
 
 

@@ -121,10 +121,12 @@ def test_binary_junk_is_not_a_text_log(tmp_path: Path, capsys: pytest.CaptureFix
     assert code("explain", str(junk), "--no-probe", "--json") == 2
     with pytest.raises(UsageError, match="<stdin> is not a text log"):
         run("explain", "-", "--no-probe", stdin=junk.read_bytes())
-    # A UTF-16 log (PowerShell's `>`) is full of NUL bytes and is still text.
+    # A UTF-16 log (PowerShell's `>`) is full of NUL bytes and is still text, with a byte-order mark or
+    # without one in either byte order.
     utf16 = tmp_path / "ps.log"
-    utf16.write_bytes((SAMPLES / "import-libc10.log").read_text(encoding="utf-8").encode("utf-16"))
-    assert code("explain", str(utf16), "--no-probe") == 0
+    for codec in ("utf-16", "utf-16-le", "utf-16-be"):
+        utf16.write_bytes((SAMPLES / "import-libc10.log").read_text(encoding="utf-8").encode(codec))
+        assert code("explain", str(utf16), "--no-probe") == 0, codec
 
 
 def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -130,16 +130,25 @@ def test_log_window_keeps_head_and_tail() -> None:
 UNDEF = "ImportError: flash_attn_2_cuda.so: undefined symbol: _ZN3c104cuda9SetDeviceEi"
 
 
-@pytest.mark.parametrize("bom", [codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, b""], ids=["le", "be", "no-bom"])
+@pytest.mark.parametrize(
+    ("bom", "codec"),
+    [
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+        (b"", "utf-16-le"),
+        (b"", "utf-16-be"),
+    ],
+    ids=["le", "be", "le-no-bom", "be-no-bom"],
+)
 @pytest.mark.parametrize("source", ["file", "pipe"])
 @pytest.mark.parametrize("window", [1 << 20, (1 << 20) + 2])  # halves of an even and an odd length
 def test_a_utf16_log_longer_than_the_window_keeps_its_tail(
-    tmp_path: Path, bom: bytes, source: str, window: int
+    tmp_path: Path, bom: bytes, codec: str, source: str, window: int
 ) -> None:
-    # With a BOM (PowerShell's redirect) or without (little-endian, as the engine reads it): the head and
-    # the tail are joined with a newline of the log's own encoding, the tail starting on a whole character.
+    # With a BOM (PowerShell's redirect) or without (either byte order, as the engine reads it): the head
+    # and the tail are joined with a newline of the log's own encoding, the tail starting on a whole character.
     text = "".join(f"line {i:08d}\n" for i in range(100_000)) + UNDEF + "\n"
-    data = bom + text.encode("utf-16-be" if bom == codecs.BOM_UTF16_BE else "utf-16-le")
+    data = bom + text.encode(codec)
     if source == "file":
         (tmp_path / "build.log").write_bytes(data)
         got, _ = inputs.read_log(str(tmp_path / "build.log"), io.BytesIO(), False, window=window)
@@ -149,8 +158,9 @@ def test_a_utf16_log_longer_than_the_window_keeps_its_tail(
     assert [d.code for d in explain_bytes(got).diagnoses][:1] == ["torch-abi-mismatch"]
 
 
-def test_a_utf16_log_without_a_byte_order_mark_is_text() -> None:
-    data = (UNDEF + "\r\n").encode("utf-16-le")
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_a_utf16_log_without_a_byte_order_mark_is_text(codec: str) -> None:
+    data = (UNDEF + "\r\n").encode(codec)
     assert inputs.read_log("-", io.BytesIO(data), False)[0] == data
 
 

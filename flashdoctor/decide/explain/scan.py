@@ -117,17 +117,17 @@ def _strip_line_prefix(data: bytes) -> bytes:
 
 def utf16(data: bytes) -> str | None:
     """The codec of a log written in UTF-16 (mostly ASCII, so about every other byte is NUL): "utf-16" with
-    a byte-order mark (PowerShell's redirect), "utf-16-le" without one; None for any other log. Judged on
-    its first 4 KiB."""
+    a byte-order mark (PowerShell's redirect), "utf-16-le" or "utf-16-be" without one (the NULs in the odd
+    or the even bytes); None for any other log. Judged on its first 4 KiB."""
     head = data[:4096]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) and head[2:].count(0) >= 0.2 * len(head[2:]):
         return "utf-16"
-    if (
-        len(head) >= 64
-        and head[1::2].count(0) > 0.4 * len(head[1::2])
-        and head[0::2].count(0) < 0.1 * len(head[0::2])
-    ):
-        return "utf-16-le"
+    if len(head) >= 64:
+        even, odd = head[0::2].count(0) / len(head[0::2]), head[1::2].count(0) / len(head[1::2])
+        if odd > 0.4 and even < 0.1:
+            return "utf-16-le"
+        if even > 0.4 and odd < 0.1:
+            return "utf-16-be"
     return None
 
 

@@ -312,7 +312,7 @@ def test_facts_from_the_log_fill_fixes_without_a_machine():
 # -- input ---------------------------------------------------------------------------------------
 def test_utf16_crlf_ansi_and_junk_bytes():
     text = "noise\r\n\x1b[31mERROR: \x1b[0m" + UNDEF + "\r\nmore\r\n"
-    for data in (text.encode("utf-16"), text.encode("utf-16-le"), text.encode()):
+    for data in (text.encode("utf-16"), text.encode("utf-16-le"), text.encode("utf-16-be"), text.encode()):
         expl = explain_bytes(data)
         assert [d.code for d in expl.diagnoses][:1] == ["torch-abi-mismatch"], data[:20]
         assert expl.diagnoses[0].line == 2
