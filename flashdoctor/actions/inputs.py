@@ -9,6 +9,7 @@ written here too (:func:`write_json`).
 
 from __future__ import annotations
 
+import codecs
 import collections
 import contextlib
 import json
@@ -16,7 +17,7 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from flashdoctor.decide.wheels.index import MAX_INDEX_BYTES, Keep
 from flashdoctor.errors import UsageError
@@ -25,6 +26,7 @@ from flashdoctor.model.target import MAX_BYTES as TARGET_SPEC_MAX_BYTES
 
 if TYPE_CHECKING:
     from flashdoctor.decide.checks import WheelFinder
+    from flashdoctor.decide.explain import Skipped
     from flashdoctor.decide.explain.engine import Releases
     from flashdoctor.decide.wheels import WheelIndex
     from flashdoctor.model.environment import Environment
@@ -34,7 +36,11 @@ TARGET_MAX_BYTES = TARGET_SPEC_MAX_BYTES  # 1 MiB: a target spec is a few KiB
 PLAN_MAX_BYTES = 1 * MiB  # a plan is a few KiB
 INDEX_MAX_BYTES = MAX_INDEX_BYTES  # 64 MiB: the bundled index is ~2 MiB
 JSON_MAX_DEPTH = 64  # the deepest document flashdoctor reads nests 5 levels
-LOG_WINDOW_BYTES = 256 * MiB  # beyond this, explain reads the head and the tail of a log
+# Beyond this, explain reads the head and the tail of a log (a build log of a few hundred MB takes ~25 s
+# to scan whole; 32 MiB, ~2 s): the head is its first eighth (the command, the versions), the tail the
+# rest (the errors are at the end; ninja stops at the first failed job).
+LOG_WINDOW_BYTES = 32 * MiB
+LOG_HEAD_SHARE = 8
 LOG_STREAM_MAX_BYTES = 16 * GiB  # a piped "log" longer than this is an endless stream
 BINARY_SNIFF_BYTES = 64 * KiB
 _CHUNK = 1 * MiB
@@ -266,26 +272,77 @@ def _not_text(name: str) -> UsageError:
     )
 
 
-def _head_and_tail(head: bytes, tail: bytes) -> bytes:
-    """The head and the tail of a log too long to read whole, a line break between them, in the log's
-    encoding: in a UTF-16 log a newline of two bytes, and each part cut to whole code units (the log
-    ends on one, so the tail starts on one when its length is even)."""
+class Log(NamedTuple):
+    """explain's log as read: its bytes (the head and the tail of a long one), a name for it, and what was
+    skipped between them."""
+
+    data: bytes
+    name: str
+    skipped: Skipped | None = None
+
+
+def _newline(head: bytes) -> bytes:
+    """A line break in the log's encoding (judged on its head, as the engine judges it)."""
     from flashdoctor.decide.explain.scan import utf16
 
     codec = utf16(head)
-    if codec is None:
-        return head + b"\n" + tail
     if codec == "utf-16":  # the byte-order mark says which
         codec = "utf-16-be" if head.startswith(b"\xfe\xff") else "utf-16-le"
-    newline = "\n".encode(codec)
-    return head[: len(head) - len(head) % 2] + newline + tail[len(tail) % 2 :]
+    return "\n".encode(codec or "ascii")
 
 
-def _tail_window(fh: IO[bytes], first: bytes, name: str, window: int) -> bytes:
-    """Read ``fh`` to its end, keeping the head half of ``window`` and the last half: linear in the
-    stream (a deque of chunks, each byte copied once) and bounded in memory."""
-    half = window // 2
-    head, rest = first[:half], first[half:]
+class _Breaks:
+    """Line breaks counted over consecutive chunks of a log, as scan.normalise reads them ("\\r\\n", a
+    lone "\\r", "\\n"), in the log's encoding: the lines of a part that is not read."""
+
+    def __init__(self, newline: bytes) -> None:
+        codec = {b"\n\0": "utf-16-le", b"\0\n": "utf-16-be"}.get(newline)
+        self.decoder = codecs.getincrementaldecoder(codec)(errors="replace") if codec else None
+        self.count = self.bytes = 0
+        self.cr = False
+
+    def feed(self, chunk: bytes) -> None:
+        self.bytes += len(chunk)
+        data = self.decoder.decode(chunk).encode("utf-8") if self.decoder else chunk
+        if data:
+            self.count += data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+            self.count -= self.cr and data.startswith(b"\n")
+            self.cr = data.endswith(b"\r")
+
+
+def _whole_lines(head: bytes, newline: bytes) -> bytes:
+    """``head`` up to its last line break (on a whole code unit); empty when it has none."""
+    end = head.rfind(newline)
+    while end > 0 and end % len(newline):
+        end = head.rfind(newline, 0, end)
+    return head[: end + len(newline)] if end >= 0 else b""
+
+
+def _tail_start(region: bytes, offset: int, keep: int, newline: bytes) -> int:
+    """Where the tail starts in ``region`` (which starts at ``offset`` in the log): its last ``keep`` bytes,
+    from a whole code unit, past a line break it would start with (the break ends a line of the middle)."""
+    i = max(0, len(region) - keep)
+    i += (offset + i) % len(newline)
+    return i + len(newline) if region.startswith(newline, i) else i
+
+
+def _skipped(head: bytes, middle: _Breaks, newline: bytes) -> Skipped:
+    from flashdoctor.decide.explain import Skipped
+
+    lines = _Breaks(newline)
+    lines.feed(head)
+    return Skipped(after_line=lines.count, lines=middle.count, bytes=middle.bytes)
+
+
+def _tail_window(fh: IO[bytes], first: bytes, name: str, window: int) -> Log:
+    """Read ``fh`` to its end, keeping the head (whole lines of the first ``window // 8`` bytes) and the
+    last bytes up to ``window``, counting the lines of the middle: linear in the stream (a deque of
+    chunks, each byte copied once) and bounded in memory."""
+    newline = _newline(first)
+    head = _whole_lines(first[: window // LOG_HEAD_SHARE], newline)
+    keep = window - window // LOG_HEAD_SHARE
+    middle = _Breaks(newline)
+    rest = first[len(head) :]
     tail: collections.deque[bytes] = collections.deque([rest] if rest else [])
     kept, total = len(rest), len(first)
     while True:
@@ -299,50 +356,66 @@ def _tail_window(fh: IO[bytes], first: bytes, name: str, window: int) -> bytes:
             )
         tail.append(chunk)
         kept += len(chunk)
-        while tail and kept - len(tail[0]) >= half:
-            kept -= len(tail.popleft())
+        while tail and kept - len(tail[0]) >= keep:
+            kept -= len(tail[0])
+            middle.feed(tail.popleft())
     last = b"".join(tail)
-    return _head_and_tail(head, last[-half:])
+    start = _tail_start(last, total - len(last), keep, newline)
+    middle.feed(last[:start])
+    return Log(head + last[start:], name, _skipped(head, middle, newline))
 
 
-def read_log(
-    path: str | None, stdin: IO[bytes], stdin_is_tty: bool, window: int = LOG_WINDOW_BYTES
-) -> tuple[bytes, str]:
-    """explain's log: its bytes (head and tail when longer than ``window``) and a name for it. ``None`` or
-    "-" read ``stdin``. Binary data and endless streams are UsageErrors."""
+def read_log(path: str | None, stdin: IO[bytes], stdin_is_tty: bool, window: int | None = None) -> Log:
+    """explain's log: its bytes, a name for it and what was skipped. Longer than ``window`` (default
+    LOG_WINDOW_BYTES), only its head and its tail are read: the middle is read only to count its lines
+    (a regular file's too, so the evidence has its line number in the whole log). ``None`` or "-" read
+    ``stdin``. Binary data, endless streams and files that cannot be read are UsageErrors."""
+    window = LOG_WINDOW_BYTES if window is None else window
     if path is None or path == "-":
         if path is None and stdin_is_tty:
             raise UsageError(
                 "give a log file, or pipe one in",
                 hint="flashdoctor explain build.log   |   pip install flash-attn 2>&1 | flashdoctor explain -",
             )
-        return _read_log_stream(stdin, "<stdin>", window), "<stdin>"
+        return _read_log_stream(stdin, "<stdin>", window)
     fh, st = _open(path, "log")
     with fh:
         try:
             if not stat.S_ISREG(st.st_mode):
-                return _read_log_stream(fh, path, window), path
+                return _read_log_stream(fh, path, window)
             first = fh.read(BINARY_SNIFF_BYTES)
             if _looks_binary(first):
                 raise _not_text(path)
             fh.seek(0)  # one buffer for the log, not the sample and the rest joined
-            if st.st_size > window:
-                head = fh.read(window // 2)
-                fh.seek(st.st_size - window // 2)
-                return _head_and_tail(head, fh.read(window // 2)), path
-            return fh.read(window), path
+            if st.st_size <= window:
+                return Log(fh.read(window), path)
+            newline = _newline(first)
+            head = _whole_lines(fh.read(window // LOG_HEAD_SHARE), newline)
+            keep = window - window // LOG_HEAD_SHARE
+            region = st.st_size - keep - len(newline)  # the tail and the code unit before it
+            fh.seek(region)
+            last = fh.read(st.st_size - region)
+            start = region + _tail_start(last, region, keep, newline)
+            middle = _Breaks(newline)
+            fh.seek(len(head))
+            while middle.bytes < start - len(head):
+                chunk = fh.read(min(_CHUNK, start - len(head) - middle.bytes))
+                if not chunk:  # the file was cut short while read
+                    break
+                middle.feed(chunk)
+            return Log(head + last[start - region :], path, _skipped(head, middle, newline))
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _read_log_stream(fh: IO[bytes], name: str, window: int) -> bytes:
+def _read_log_stream(fh: IO[bytes], name: str, window: int) -> Log:
     first = fh.read(BINARY_SNIFF_BYTES)
     if _looks_binary(first):
         raise _not_text(name)
     more = _read_stream(fh, window - len(first))
     data = first + more
     if len(data) <= window:
-        return data
+        return Log(data, name)
     return _tail_window(fh, data, name, window)
 
 

@@ -55,7 +55,7 @@ def explain(log: str | None, **opts: Any) -> int:
     python, target, verbose, as_json = opts["python"], opts["target"], opts["verbose"], opts["as_json"]
     if opts["no_probe"] and (python or target or opts["here"]):
         raise UsageError("--no-probe excludes --python, --target and --here")
-    data, name = read_log(log, sys.stdin.buffer, sys.stdin.isatty())
+    data, name, skipped = read_log(log, sys.stdin.buffer, sys.stdin.isatty())
     env = None
     if not opts["no_probe"]:
         python = machine(python, target, err=as_json)
@@ -68,6 +68,7 @@ def explain(log: str | None, **opts: Any) -> int:
         key_lines=verbose or None,
         here=opts["here"],
         releases=lambda: release_table(os.environ),  # the index's knowledge, with or without a machine
+        skipped=skipped,
     )
     code = 0 if expl.recognised else 1
     if as_json:

@@ -85,6 +85,18 @@ def format_diagnoses(diags: Sequence[Diagnosis], limit: int | None = 3) -> str:
     return "\n".join(lines)
 
 
+def _print_skipped(expl: Explanation, console: Console) -> None:
+    """What a long log's head and tail left out (nothing for a log read whole)."""
+    s = expl.skipped
+    if s is not None:
+        print_markup(
+            console,
+            f"[yellow]the middle of this long log was not read[/]: {s.lines:,} lines "
+            f"({s.bytes / 1e6:,.0f} MB) after line {s.after_line:,}; the lines after it keep their numbers",
+            hang=2,
+        )
+
+
 def render_explanation(
     expl: Explanation, console: Console, source: str, verbose: bool = False, target: str | None = None
 ) -> None:
@@ -106,6 +118,7 @@ def render_explanation(
             console,
             f"[bold]flashdoctor explain[/] {escape(source)} ({size}): [yellow]no known failure recognised[/].",
         )
+        _print_skipped(expl, console)
         if expl.diagnoses:  # resemblances: no signature matched, the wording is close to a known cause
             print_markup(
                 console, " Closest known causes by wording (a guess: check them against the log):", hang=1
@@ -130,6 +143,7 @@ def render_explanation(
     print_markup(
         console, f"[bold]flashdoctor explain[/] {escape(source)} ({size}): {len(causes)} {what}, best first"
     )
+    _print_skipped(expl, console)
     print_markup(console, f"[dim]{escape(fixes_for(expl, target))}[/]", hang=2)
     render_diagnoses(expl.diagnoses, console, limit=None)
     if verbose:

@@ -129,6 +129,31 @@ def test_binary_junk_is_not_a_text_log(tmp_path: Path, capsys: pytest.CaptureFix
         assert code("explain", str(utf16), "--no-probe") == 0, codec
 
 
+def test_a_long_logs_middle_is_skipped_and_the_report_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # A log longer than the window (the real one is 32 MiB) is read head and tail: the error near its end is
+    # still found, at its line in the whole log, and both reports say what was skipped.
+    from flashdoctor.actions import inputs
+
+    monkeypatch.setattr(inputs, "LOG_WINDOW_BYTES", 1 << 20)
+    undef = "ImportError: flash_attn_2_cuda.so: undefined symbol: _ZN3c104cuda9SetDeviceEi"
+    log = tmp_path / "build.log"
+    log.write_text("".join(f"[{i}/300000] nvcc -c kernel_{i}.cu\n" for i in range(1, 300_001)) + undef + "\n")
+    for args in ((str(log),), ("-",)):
+        stdin = log.read_bytes() if args == ("-",) else None
+        doc = json.loads(run("explain", *args, "--no-probe", "--json", stdin=stdin).stdout)
+        jsonschema.validate(doc, load_schema("explain-report.schema.json"))
+        assert [(d["code"], d["line"]) for d in doc["diagnoses"]] == [("torch-abi-mismatch", 300_001)]
+        skipped = doc["log"]["skipped"]
+        assert doc["log"]["lines"] == 300_001 and skipped["bytes"] > log.stat().st_size - (1 << 20)
+        assert 0 < skipped["after_line"] < skipped["after_line"] + skipped["lines"] < 300_001
+        out = " ".join(run("explain", *args, "--no-probe", stdin=stdin).output.split())
+        assert "line 300001" in out and f"{skipped['lines']:,} lines" in out and "not read" in out
+    small = json.loads(run("explain", str(SAMPLES / "import-libc10.log"), "--no-probe", "--json").stdout)
+    assert small["log"]["skipped"] is None
+
+
 def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert code("explain", str(tmp_path / "missing.log"), "--no-probe") == 2
     assert "cannot read" in capsys.readouterr().err

@@ -120,14 +120,56 @@ def test_directories_and_missing_files(tmp_path: Path) -> None:
 # -- explain's log -------------------------------------------------------------------------------------
 def test_log_window_keeps_head_and_tail() -> None:
     data = b"".join(b"line %08d\n" % i for i in range(200_000))  # 2.8 MB
-    got, name = inputs.read_log("-", io.BytesIO(data), False, window=1 << 20)
-    half = (1 << 20) // 2
-    assert name == "<stdin>" and got == data[:half] + b"\n" + data[-half:]
-    small, _ = inputs.read_log("-", io.BytesIO(b"short log\n"), False, window=1 << 20)
-    assert small == b"short log\n"
+    got = inputs.read_log("-", io.BytesIO(data), False, window=1 << 20)
+    head = (1 << 20) // 8 // 14 * 14  # whole lines of 14 bytes
+    tail = (1 << 20) - (1 << 20) // 8
+    assert got.name == "<stdin>" and got.data == data[:head] + data[-tail:]
+    assert got.skipped is not None and got.skipped.to_json() == {
+        "after_line": head // 14,
+        "lines": (len(data) - tail - head) // 14,
+        "bytes": len(data) - tail - head,
+    }
+    small = inputs.read_log("-", io.BytesIO(b"short log\n"), False, window=1 << 20)
+    assert small.data == b"short log\n" and small.skipped is None
 
 
 UNDEF = "ImportError: flash_attn_2_cuda.so: undefined symbol: _ZN3c104cuda9SetDeviceEi"
+
+
+def _read(tmp_path: Path, data: bytes, source: str, window: int) -> inputs.Log:
+    if source == "file":
+        (tmp_path / "build.log").write_bytes(data)
+        return inputs.read_log(str(tmp_path / "build.log"), io.BytesIO(), False, window=window)
+    return inputs.read_log("-", io.BytesIO(data), False, window=window)
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16", "utf-16-be"])
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("source", ["file", "pipe"])
+def test_a_long_logs_middle_is_skipped_and_its_lines_keep_their_numbers(
+    tmp_path: Path, codec: str, ending: str, source: str
+) -> None:
+    # The head (whole lines) and the tail are read; the middle is only counted, so the evidence in the
+    # tail has its line number in the whole log, and the log's line count is the whole log's.
+    text = ending.join([*(f"line {i:08d}" for i in range(1, 200_001)), UNDEF, "the end"]) + ending
+    data = text.encode(codec)
+    got = _read(tmp_path, data, source, 1 << 20)
+    assert got.skipped is not None and len(got.data) <= 1 << 20
+    assert len(got.data) + got.skipped.bytes == len(data)
+    expl = explain_bytes(got.data, key_lines=True, skipped=got.skipped)
+    assert [(d.code, d.line) for d in expl.diagnoses][:1] == [("torch-abi-mismatch", 200_001)]
+    assert expl.lines == 200_002 and expl.skipped == got.skipped
+    assert (200_001, UNDEF) in [(k.line, k.text) for k in expl.key_lines]
+
+
+@pytest.mark.parametrize("shift", range(16))
+def test_the_tail_may_start_anywhere_in_a_line(tmp_path: Path, shift: int) -> None:
+    # Windows one byte apart put the tail's first byte on every byte of a "\r\n" line (15 bytes).
+    text = "".join(f"line {i:08d}\r\n" for i in range(1, 20_001)) + UNDEF + "\r\n"
+    got = _read(tmp_path, text.encode(), "file", (1 << 16) + shift)
+    expl = explain_bytes(got.data, skipped=got.skipped)
+    assert [(d.code, d.line) for d in expl.diagnoses][:1] == [("torch-abi-mismatch", 20_001)]
+    assert expl.lines == 20_001
 
 
 @pytest.mark.parametrize(
@@ -149,11 +191,7 @@ def test_a_utf16_log_longer_than_the_window_keeps_its_tail(
     # and the tail are joined with a newline of the log's own encoding, the tail starting on a whole character.
     text = "".join(f"line {i:08d}\n" for i in range(100_000)) + UNDEF + "\n"
     data = bom + text.encode(codec)
-    if source == "file":
-        (tmp_path / "build.log").write_bytes(data)
-        got, _ = inputs.read_log(str(tmp_path / "build.log"), io.BytesIO(), False, window=window)
-    else:
-        got, _ = inputs.read_log("-", io.BytesIO(data), False, window=window)
+    got = _read(tmp_path, data, source, window).data
     assert len(got) < len(data)
     assert [d.code for d in explain_bytes(got).diagnoses][:1] == ["torch-abi-mismatch"]
 
@@ -161,7 +199,7 @@ def test_a_utf16_log_longer_than_the_window_keeps_its_tail(
 @pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
 def test_a_utf16_log_without_a_byte_order_mark_is_text(codec: str) -> None:
     data = (UNDEF + "\r\n").encode(codec)
-    assert inputs.read_log("-", io.BytesIO(data), False)[0] == data
+    assert inputs.read_log("-", io.BytesIO(data), False).data == data
 
 
 @pytest.mark.slow  # ~2.7 s: it feeds hundreds of MB through the reader
@@ -181,10 +219,11 @@ def test_log_from_a_pipe_is_read_in_linear_time() -> None:
     t.start()
     t0 = time.monotonic()
     with os.fdopen(r, "rb") as fh:
-        data, _ = inputs.read_log("-", fh, False)
+        log = inputs.read_log("-", fh, False)
     elapsed = time.monotonic() - t0
     t.join(30)
-    assert len(data) == inputs.LOG_WINDOW_BYTES + 1
+    assert log.skipped is not None and len(log.data) <= inputs.LOG_WINDOW_BYTES
+    assert len(log.data) + log.skipped.bytes == total and log.skipped.lines > 0
     assert elapsed < 30, f"{elapsed:.1f} s for 600 MB"  # ~1 s idle; the old loop took 49-150 s
 
 

@@ -10,7 +10,14 @@ from collections.abc import Mapping
 
 from flashdoctor.decide import checks
 from flashdoctor.decide.checks import ImportDiagnoser
-from flashdoctor.decide.explain.engine import Diagnosis, Explanation, KeyLine, explain_bytes, explain_text
+from flashdoctor.decide.explain.engine import (
+    Diagnosis,
+    Explanation,
+    KeyLine,
+    Skipped,
+    explain_bytes,
+    explain_text,
+)
 from flashdoctor.decide.explain.tailor import WheelFinder
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.findings import CheckReport
@@ -19,6 +26,7 @@ __all__ = [
     "Diagnosis",
     "Explanation",
     "KeyLine",
+    "Skipped",
     "WheelFinder",
     "explain_bytes",
     "explain_output",

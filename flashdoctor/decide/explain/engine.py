@@ -94,6 +94,21 @@ class Diagnosis(FieldsJson):
     source: str | None = None
 
 
+@dataclass(frozen=True)
+class Skipped(FieldsJson):
+    """The middle of a log too long to read whole (actions.inputs.read_log reads its head and its tail):
+    ``bytes`` not read after line ``after_line`` (the head ends on a whole line), holding ``lines`` line
+    breaks. The lines after it are numbered as in the whole log."""
+
+    after_line: int
+    lines: int
+    bytes: int
+
+    def renumber(self, line: int) -> int:
+        """A line number of the head and tail as read -> its number in the whole log."""
+        return line + self.lines if line > self.after_line else line
+
+
 def _recognised(diagnoses: Iterable[Diagnosis]) -> bool:
     return any(d.basis != "resemblance" for d in diagnoses)
 
@@ -114,6 +129,7 @@ class Explanation:
     contexts: frozenset[str] = field(default_factory=frozenset)  # contexts looked at that hold
     origin: Origin = field(default_factory=lambda: Origin(False, "no machine"))
     machine: str = ""
+    skipped: Skipped | None = None  # the middle of a long log, not read
 
     @property
     def recognised(self) -> bool:
@@ -125,7 +141,11 @@ class Explanation:
             "diagnoses": [d.to_json() for d in self.diagnoses],
             "recognised": self.recognised,
             "key_lines": [k.to_json() for k in self.key_lines],
-            "log": {"bytes": self.size, "lines": self.lines},
+            "log": {
+                "bytes": self.size,
+                "lines": self.lines,
+                "skipped": None if self.skipped is None else self.skipped.to_json(),
+            },
         }
 
     def machine_json(self) -> dict[str, Any]:
@@ -279,6 +299,7 @@ def explain_bytes(
     *,
     here: bool = False,
     releases: ReleaseTable | None = None,
+    skipped: Skipped | None = None,
 ) -> Explanation:
     """Explain a log given as bytes (any encoding; undecodable bytes become U+FFFD).
 
@@ -292,7 +313,9 @@ def explain_bytes(
 
     ``releases``: loads the newest torch each flash-attn release has wheels for from its own publishers
     (the wheel index's decide.wheels.index.release_torch), called only for a bare build failure; with it,
-    one of a release far older than the log's torch is named as such (basis "versions")."""
+    one of a release far older than the log's torch is named as such (basis "versions").
+
+    ``skipped``: ``data`` is the head and the tail of a longer log; its lines are numbered as in that log."""
     data = normalise(bytes(data))
     low = data.lower()  # ASCII-only lower-casing: offsets stay valid
     kb = knowledge()
@@ -446,23 +469,33 @@ def explain_bytes(
                 evidence=c.evidence or (_evidence(c.hit.line, c.hit.match) if c.hit else ""),
                 message=message,
                 fix=fix,
-                line=line_number(data, c.hit.offset) if c.hit else c.line,
+                line=_renumber(line_number(data, c.hit.offset) if c.hit else c.line, skipped),
                 basis=c.basis,
                 consequence_of=c.consequence_of,
                 source=c.source or c.sig.source,
             )
         )
     want_key_lines = (not _recognised(diagnoses)) if key_lines is None else key_lines
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
     return Explanation(
         diagnoses=tuple(diagnoses),
-        key_lines=tuple(find_key_lines(data, low)) if want_key_lines else (),
-        lines=data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0),
+        key_lines=tuple(
+            KeyLine(skipped.renumber(k.line), k.text) if skipped else k for k in find_key_lines(data, low)
+        )
+        if want_key_lines
+        else (),
+        lines=skipped.renumber(lines) if skipped else lines,
         size=len(data),
         variant=variant,
         contexts=contexts.true(),
         origin=origin,
         machine="this machine" if machine is not None else tailor.log_machine_phrase(),
+        skipped=skipped,
     )
+
+
+def _renumber(line: int | None, skipped: Skipped | None) -> int | None:
+    return line if line is None or skipped is None else skipped.renumber(line)
 
 
 def explain_text(
