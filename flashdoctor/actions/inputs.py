@@ -102,9 +102,14 @@ def read_bytes(path: str, what: str, max_bytes: int) -> bytes:
             f"{what} {path} holds more than the {_size(max_bytes)} allowed"
             + ("" if stat.S_ISREG(st.st_mode) else " (it is not a regular file: an endless stream?)")
         )
+    _written_to(data, path, what, st)
+    return data
+
+
+def _written_to(data: bytes, path: str, what: str, st: os.stat_result) -> None:
+    """A UsageError for a FIFO that gave nothing: no writer had it open (the open did not wait for one)."""
     if not data and stat.S_ISFIFO(st.st_mode):
         raise UsageError(f"{what} {path} is a FIFO with nothing written to it")
-    return data
 
 
 def _depth_ok(doc: Any, limit: int) -> bool:
@@ -382,7 +387,9 @@ def read_log(path: str | None, stdin: IO[bytes], stdin_is_tty: bool, window: int
     with fh:
         try:
             if not stat.S_ISREG(st.st_mode):
-                return _read_log_stream(fh, path, window)
+                log = _read_log_stream(fh, path, window)
+                _written_to(log.data, path, "log", st)
+                return log
             first = fh.read(BINARY_SNIFF_BYTES)
             if _looks_binary(first):
                 raise _not_text(path)

@@ -270,6 +270,22 @@ def test_commands_refuse_hostile_files_with_exit_2(
         assert code == 2 and message in err and "Traceback" not in err, (args, code, err)
 
 
+def test_explain_refuses_a_log_it_cannot_read_with_exit_2(
+    tmp_path: Path, fifo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A FIFO nobody writes to was "the log is empty" (exit 1), unlike every other input read here.
+    cases = [
+        (fifo, "is a FIFO with nothing written to it"),
+        (str(tmp_path), "is a directory, not a log file"),
+        ("/dev/zero", "/dev/zero is not a text log"),
+        ("/proc/self/mem", "cannot read /proc/self/mem: Input/output error"),  # unreadable, even for root
+    ]
+    for log, message in cases:
+        for json_flag in ([], ["--json"]):
+            code, err = run_main(["explain", log, "--no-probe", *json_flag], capsys)
+            assert code == 2 and message in err and "Traceback" not in err, (log, code, err)
+
+
 def test_the_index_named_by_the_environment_is_bounded_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
