@@ -319,6 +319,29 @@ def test_wheels_refresh_on_a_failing_source_keeps_the_index_in_use(
     assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["wheels_index.json"]
 
 
+def test_a_source_whose_pages_add_up_past_its_budget_fails_and_writes_nothing(
+    gh: Server, other: Server, tmp_path: Path
+) -> None:
+    # Each page is within the bound of one page (32 MiB) and the count within 50 pages, but the official
+    # listing grows without end (40 pages of 4 MiB: 160 MiB): the refresh stops once a source's pages
+    # add up to 64 MiB (a real listing is a few MB), exit 4 as for any failing source.
+    serve_everything(gh, other)
+    big = b"[" + b" " * (4 << 20) + b"]"  # a JSON list of no release
+    paths = [releases_path(OFFICIAL)] + [releases_path(OFFICIAL, n) for n in range(2, 41)]
+    for here, there in zip(paths, paths[1:]):
+        gh.route(here, Response(200, big, {"Link": f'<{{base}}{there}>; rel="next"'}))
+    gh.route(paths[-1], Response(200, big))
+    env = env_for(tmp_path, FLASHDOCTOR_TODAY="2027-03-01")
+    r = cli(env, "wheels", "--refresh", *mirror_args(gh, other))
+    assert r.returncode == 4, (r.stdout, r.stderr[-2000:])
+    assert "wheel source official: its pages add up to more than 64 MiB" in r.stderr, r.stderr
+    assert "nothing was written; still in use: wheel index: bundled" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    # 15 pages read (60 MiB), the 16th refused by the length it announces, the rest never asked for
+    assert [p for p in paths if gh.hits(p)] == paths[:16]
+    assert not (tmp_path / "cache" / "index").exists()
+
+
 def test_wheels_refresh_usage_errors(tmp_path: Path) -> None:
     env = env_for(tmp_path)
     for args, words in (

@@ -15,7 +15,8 @@ Policy (README "Downloads"):
   errors, timeouts, stalls, bodies cut short and HTTP 429/5xx. Never for other 4xx, TLS failures,
   redirect loops or policy refusals. A host name that does not resolve is answered at once (OfflineError,
   with the wheelhouse route in the hint): retrying DNS on an offline machine only wastes the user's time.
-- Pages and JSON documents are read whole but bounded (``max_page_bytes``).
+- Pages and JSON documents are read whole but bounded (``max_page_bytes``); the pages read inside
+  :meth:`Http.budget` (a wheel source's listing) are bounded together too.
 - Proxies, .netrc and REQUESTS_CA_BUNDLE from the environment (requests' ``trust_env``).
 """
 
@@ -280,6 +281,33 @@ class _Session(requests.Session):
                 prepared_request.headers.pop("Authorization", None)
 
 
+@dataclass
+class _Budget:
+    """What the pages read under :meth:`Http.budget` may add up to."""
+
+    limit: int
+    what: str
+    hint: str | None = None
+    used: int = 0
+
+    def spend(self, n: int, url: str) -> None:
+        self.check(n, url)
+        self.used += n
+
+    def check(self, more: int, url: str) -> None:
+        """TooLarge when ``more`` bytes on top of those read would pass the limit."""
+        if self.used + more > self.limit:
+            raise TooLarge(
+                f"{self.what}: its pages add up to more than {_size(self.limit)} (at {redact(url)}); "
+                "refusing to read more",
+                hint=self.hint,
+            )
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
+
+
 # -- the client -------------------------------------------------------------------------------------
 class Http:
     """One session, one policy. ``environ`` supplies GITHUB_TOKEN (passed in: tests decide what it holds)."""
@@ -296,6 +324,17 @@ class Http:
         self.environ = os.environ if environ is None else environ
         self.sleep = sleep
         self._session: _Session | None = None
+        self._budget: _Budget | None = None
+
+    @contextlib.contextmanager
+    def budget(self, limit: int, what: str, hint: str | None = None) -> Iterator[None]:
+        """Bound the pages :meth:`get` reads inside this block to ``limit`` bytes in all (each is still
+        bounded by ``max_page_bytes``), every attempt's bytes counted: past it, TooLarge names ``what``."""
+        outer, self._budget = self._budget, _Budget(limit, what, hint)
+        try:
+            yield
+        finally:
+            self._budget = outer
 
     @property
     def session(self) -> _Session:
@@ -423,6 +462,7 @@ class Http:
         """A whole page or document (bounded), retried per the policy. Every status but 429/5xx is handed
         back (the caller knows what a 404 means); the body of an error answer is bounded too."""
         limit = self.policy.max_page_bytes if max_bytes is None else max_bytes
+        budget = self._budget
         h = dict(headers or {})
         if accept:
             h["Accept"] = accept
@@ -435,12 +475,16 @@ class Http:
                 raise TooLarge(
                     f"{redact(url)}: the answer is {int(declared)} bytes (at most {limit} accepted)"
                 )
+            if budget is not None and declared.isdigit():
+                budget.check(int(declared), url)
             chunks, n = [], 0
             for chunk in resp.iter_content(chunk_size=1 << 16):
                 n += len(chunk)
                 watch.progress(len(chunk))
                 if n > limit:
                     raise TooLarge(f"{redact(url)}: the answer is larger than {limit} bytes; refusing it")
+                if budget is not None:
+                    budget.spend(len(chunk), url)
                 chunks.append(chunk)
             return Page(resp.url, resp.status_code, resp.reason or "", resp.headers, b"".join(chunks))
 

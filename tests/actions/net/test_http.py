@@ -86,6 +86,26 @@ def test_pages_are_bounded(server: FaultServer) -> None:
         http.get(server.url("/big"))
 
 
+def test_pages_read_under_a_budget_are_bounded_together(server: FaultServer) -> None:
+    # Each page is within max_page_bytes; together they pass the budget (a wheel source's listing): the
+    # page that would pass it is refused, by its announced length or, without one, as its bytes arrive.
+    server.add("/p", b"x" * 40_000)
+    server.add("/endless", script=["endless:1"])  # 1 MiB, no Content-Length
+    http = Http(HttpPolicy(max_page_bytes=2 << 20, retries=0))
+    with http.budget(100_000, "wheel source x", hint="a hint"):
+        assert len(http.get(server.url("/p")).body) == len(http.get(server.url("/p")).body) == 40_000
+        with pytest.raises(
+            TooLarge, match=r"^wheel source x: its pages add up to more than 100000 bytes"
+        ) as exc:
+            http.get(server.url("/p"))
+        assert exc.value.hint == "a hint" and str(server.port) in exc.value.message
+    with http.budget(100_000, "wheel source y"), pytest.raises(TooLarge, match="wheel source y: its pages"):
+        http.get(server.url("/endless"))
+    for _ in range(3):  # outside a budget each page is bounded on its own
+        http.get(server.url("/p"))
+    assert server.hits("/p") == 6 and server.hits("/endless") == 1
+
+
 def test_a_redirect_to_a_confusable_url_is_refused_before_it_is_followed(
     server: FaultServer, tmp_path: Path
 ) -> None:

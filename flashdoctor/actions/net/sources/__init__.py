@@ -24,6 +24,7 @@ from flashdoctor.actions.net.sources.base import (
     GITHUB_API,
     GITHUB_WEB,
     HUGGINGFACE,
+    MAX_SOURCE_BYTES,
     PYPI,
     PYTORCH_WHL,
     Listing,
@@ -72,8 +73,11 @@ def kind_of(config: Mapping[str, Any]) -> SourceKind:
 
 
 def list_source(ctx: SourceContext, name: str, config: Mapping[str, Any], fetched: str) -> Listing:
-    """What source ``name`` publishes now; each input record names the source it lists."""
-    listing = kind_of(config).list_rows(ctx, name, config, fetched)
+    """What source ``name`` publishes now; each input record names the source it lists. Its pages add up to
+    ``ctx.max_bytes`` at most (TooLarge past it: a listing cut short must not replace the source's entries)."""
+    hint = "a real listing is a few MB: the server (or the --mirror) sends something else"
+    with ctx.http.budget(ctx.max_bytes, f"wheel source {name}", hint):
+        listing = kind_of(config).list_rows(ctx, name, config, fetched)
     for record in listing.inputs:
         record.setdefault("sources", [name])
     return listing
@@ -117,6 +121,7 @@ __all__ = [
     "GITHUB_WEB",
     "HUGGINGFACE",
     "KINDS",
+    "MAX_SOURCE_BYTES",
     "PYPI",
     "PYTORCH_WHL",
     "Listing",

@@ -23,6 +23,11 @@ PYPI_FILES = "https://files.pythonhosted.org"
 PYTORCH_WHL = "https://download.pytorch.org/whl"
 HUGGINGFACE = "https://huggingface.co"
 
+# What one source's listing may add up to, all its pages together (each page is bounded on its own by the
+# HTTP client): the largest real one, the official releases in GitHub's API (~4,300 assets of ~2 KB), is
+# about 10 MB. A server that pages on without end is refused here, not after 50 pages of 32 MiB.
+MAX_SOURCE_BYTES = 64 << 20
+
 Row = dict[str, Any]  # a listing-shaped row (flashdoctor.decide.wheels.builder.entry_from_row reads it)
 
 
@@ -34,6 +39,7 @@ class SourceContext:
     http: Http
     rewrites: Mapping[str, str] = field(default_factory=dict)
     max_pages: int = 50  # pages of one paged listing (a repository's releases, a Hub tree) at most
+    max_bytes: int = MAX_SOURCE_BYTES  # the pages of one source's listing, all together, at most
 
     def at(self, url: str) -> str:
         for prefix, there in self.rewrites.items():
