@@ -7,7 +7,7 @@ what the index in use knew of each file that the publisher does not say (digests
 built against: decide.wheels.digests.carry_known) and the entries of the sources it did not read, checks
 the result against the schema, and writes it atomically to ``<cache>/index/wheels_index.json``
 (``$FLASHDOCTOR_CACHE_DIR``, else platformdirs' user cache dir). Later runs use it while its data are
-newer than the bundled index's (:func:`current_index`, decide.wheels.location).
+newer than the bundled index's and not dated after today (:func:`current_index`, decide.wheels.location).
 """
 
 from __future__ import annotations
@@ -46,9 +46,11 @@ def current_index(
     index_path: str | None = None, environ: Mapping[str, str] | None = None, dated: bool = True
 ) -> IndexLocation:
     """The index in use: ``--index FILE``, $FLASHDOCTOR_WHEELS_INDEX, the refreshed one while newer than
-    the bundled one, else the bundled one (``.describe()`` says which, for people). ``dated=False``: a
-    caller that needs only the path (locate_index reads no date unless two indexes must be compared)."""
-    return locate_index(index_path, environ, refreshed_index_path(environ), dated=dated)
+    the bundled one and not dated after today (:func:`today_of`), else the bundled one (``.describe()``
+    says which, for people). ``dated=False``: a caller that needs only the path (locate_index reads no
+    date unless two indexes must be compared)."""
+    today = today_of(environ)
+    return locate_index(index_path, environ, refreshed_index_path(environ), dated=dated, today=today)
 
 
 def today_of(environ: Mapping[str, str] | None = None) -> datetime.date:

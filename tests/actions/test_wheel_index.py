@@ -93,7 +93,14 @@ def rewrites(gh: Server, other: Server) -> dict[str, str]:
 
 
 def env_for(tmp_path: Path, **more: str) -> dict[str, str]:
-    return {"FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache"), "GITHUB_TOKEN": TOKEN, **more}
+    """The environment of a refresh on 2027-03-01 (the day the tests refresh on: an index dated after
+    today is not used)."""
+    return {
+        "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache"),
+        "GITHUB_TOKEN": TOKEN,
+        "FLASHDOCTOR_TODAY": "2027-03-01",
+        **more,
+    }
 
 
 def test_refresh_rebuilds_the_index_into_the_cache_and_later_runs_use_it(
@@ -256,7 +263,7 @@ def refresh_by_command(
 ) -> tuple[dict[str, str], subprocess.CompletedProcess[str], Path]:
     """`wheels --refresh` on 2027-03-01 against the mirrors of every source: (env, the run, the index)."""
     serve_everything(gh, other)
-    env = env_for(tmp_path, FLASHDOCTOR_TODAY="2027-03-01")
+    env = env_for(tmp_path)
     r = cli(env, "wheels", "--refresh", *mirror_args(gh, other))
     assert r.returncode == 0, r.stderr
     return env, r, tmp_path / "cache" / "index" / "wheels_index.json"
@@ -331,8 +338,7 @@ def test_a_source_whose_pages_add_up_past_its_budget_fails_and_writes_nothing(
     for here, there in zip(paths, paths[1:]):
         gh.route(here, Response(200, big, {"Link": f'<{{base}}{there}>; rel="next"'}))
     gh.route(paths[-1], Response(200, big))
-    env = env_for(tmp_path, FLASHDOCTOR_TODAY="2027-03-01")
-    r = cli(env, "wheels", "--refresh", *mirror_args(gh, other))
+    r = cli(env_for(tmp_path), "wheels", "--refresh", *mirror_args(gh, other))
     assert r.returncode == 4, (r.stdout, r.stderr[-2000:])
     assert "wheel source official: its pages add up to more than 64 MiB" in r.stderr, r.stderr
     assert "nothing was written; still in use: wheel index: bundled" in r.stderr

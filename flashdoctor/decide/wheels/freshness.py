@@ -8,12 +8,11 @@ import datetime
 from typing import Any
 
 from flashdoctor.decide.checks.common import finding
-from flashdoctor.decide.wheels.location import IndexLocation
+from flashdoctor.decide.wheels.location import CLOCK_SLACK_DAYS, IndexLocation
 from flashdoctor.model.findings import Finding, Status
 
 STALE_AFTER_DAYS = 60
 REFRESH_COMMAND = "flashdoctor wheels --refresh"
-CLOCK_SLACK_DAYS = 1  # an index dated a day after today is a time zone away; more is a wrong clock
 
 
 def index_age(location: IndexLocation, today: datetime.date) -> int | None:
@@ -48,10 +47,11 @@ def stale_index_finding(
     location: IndexLocation, today: datetime.date, max_days: int = STALE_AFTER_DAYS
 ) -> Finding | None:
     """A warning when the index in use is older than ``max_days``, has no date, or is dated after
-    ``today`` (by more than CLOCK_SLACK_DAYS); None when it is fresh enough."""
+    ``today`` (by more than CLOCK_SLACK_DAYS), or when a refreshed index was passed over because it is
+    dated after today (``location.ahead``); None when it is fresh enough."""
     age = index_age(location, today)
     if _trusted(age, max_days):
-        return None
+        return None if location.ahead is None else _ahead_finding(location, location.ahead, today)
     which = {
         "explicit": "given with --index",
         "env": "from $FLASHDOCTOR_WHEELS_INDEX",
@@ -78,3 +78,19 @@ def stale_index_finding(
         else f"rebuild {location.path} (scripts/update_wheels_index.py), or drop it and run {REFRESH_COMMAND}"
     )
     return finding("wheel-index-stale", Status.WARN, message, evidence=str(location.path), fix=fix)
+
+
+def _ahead_finding(location: IndexLocation, ahead: IndexLocation, today: datetime.date) -> Finding:
+    """The refreshed index ``ahead`` is dated after ``today``: not trusted to be newer, so ``location``
+    (the bundled index) is in use."""
+    days = -(index_age(ahead, today) or 0)
+    message = (
+        f"a refreshed wheel index is dated {ahead.date}, {days} days after today ({today}): a clock (this "
+        "machine's, or the one that wrote it) is wrong, so it is not trusted to be newer; the bundled index "
+        f"(data of {location.date}) is in use"
+    )
+    fix = (
+        f"{REFRESH_COMMAND} (online, with this machine's clock right: rewrites it dated today; later runs "
+        "use it)"
+    )
+    return finding("wheel-index-stale", Status.WARN, message, evidence=str(ahead.path), fix=fix)

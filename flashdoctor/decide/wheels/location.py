@@ -3,7 +3,9 @@
 First match wins:
 1. an explicit path (``--index FILE``), else ``$FLASHDOCTOR_WHEELS_INDEX``;
 2. the index ``flashdoctor wheels --refresh`` wrote into flashdoctor's cache, when its knowledge is newer
-   than the bundled one's (the caller says where that file is: flashdoctor.actions.net.sources.refresh);
+   than the bundled one's (the caller says where that file is: flashdoctor.actions.wheel_index) and not
+   dated after today (by more than CLOCK_SLACK_DAYS: a clock that ran ahead wrote that date, which then
+   cannot be trusted to be newer);
 3. the bundled index: ``wheels_index.json`` next to the ``flashdoctor`` package (a checkout or an
    editable install), else ``<sys.prefix>/share/flashdoctor/wheels_index.json`` (a regular install).
 
@@ -29,6 +31,7 @@ from flashdoctor.errors import UsageError
 
 INDEX_FILENAME = "wheels_index.json"
 ENV_VAR = "FLASHDOCTOR_WHEELS_INDEX"
+CLOCK_SLACK_DAYS = 1  # an index dated a day after today is a time zone away; more is a wrong clock
 MAX_INDEX_BYTES = 64 << 20  # the bundled index is ~2.5 MB; a bound keeps /dev/zero from exhausting memory
 
 
@@ -39,12 +42,14 @@ class WheelIndexError(UsageError):
 @dataclass(frozen=True)
 class IndexLocation:
     """The index in use: its file, why it was chosen (``kind``: "explicit", "env", "refreshed",
-    "bundled"), its date (None: it says none) and a note on the one it was preferred to."""
+    "bundled"), its date (None: it says none) and a note on the one it was preferred to; ``ahead``: the
+    refreshed index passed over because it is dated after today (``check`` warns of it)."""
 
     path: Path
     kind: str
     date: str | None
     note: str | None = None
+    ahead: IndexLocation | None = None
 
     def describe(self) -> str:
         """One line for people: "wheel index: refreshed, data of 2026-12-20 (<path>); newer than ..."."""
@@ -70,6 +75,13 @@ def parse_day(text: str | None) -> datetime.date | None:
         return datetime.date.fromisoformat(str(text)[:10]) if text else None
     except ValueError:
         return None
+
+
+def after_today(date: str | None, today: datetime.date) -> bool:
+    """Whether ``date`` lies after ``today`` by more than CLOCK_SLACK_DAYS (a wrong clock, here or where
+    it was written)."""
+    d = parse_day(date)
+    return d is not None and (d - today).days > CLOCK_SLACK_DAYS
 
 
 def _opt_in_only(record: Mapping[str, Any], sources: Any) -> bool:
@@ -133,9 +145,11 @@ def locate_index(
     environ: Mapping[str, str] | None = None,
     refreshed: Path | None = None,
     dated: bool = True,
+    today: datetime.date | None = None,
 ) -> IndexLocation:
     """The index in use (see the module's doc). ``refreshed``: where a refresh writes its index.
-    ``dated=False`` reads no file's date unless two indexes must be compared."""
+    ``dated=False`` reads no file's date unless two indexes must be compared. ``today``: a refreshed
+    index dated after it is not newer (None: the dates alone decide)."""
     env = os.environ if environ is None else environ
     if explicit is not None:
         p = Path(explicit)
@@ -147,13 +161,17 @@ def locate_index(
     if refreshed is not None and refreshed.is_file():
         b_date = file_date(bundled) if bundled is not None else None
         r_date = file_date(refreshed)
-        newer = r_date is not None and (b_date is None or r_date > b_date)
+        ahead = today is not None and after_today(r_date, today)
+        newer = r_date is not None and (b_date is None or r_date > b_date) and not ahead
         if newer or bundled is None:
             note = f"newer than the bundled index (data of {b_date})" if bundled is not None else None
             return IndexLocation(refreshed, "refreshed", r_date, note)
-        if bundled is not None:
-            why = f"a refreshed index of {r_date} is not newer" if r_date else "a refreshed index is undated"
-            return IndexLocation(bundled, "bundled", b_date, f"{why} ({refreshed})")
+        if ahead:
+            why = f"a refreshed index dated {r_date}, after today ({today}), is not trusted to be newer"
+            passed = IndexLocation(refreshed, "refreshed", r_date)
+            return IndexLocation(bundled, "bundled", b_date, f"{why} ({refreshed})", ahead=passed)
+        why = f"a refreshed index of {r_date} is not newer" if r_date else "a refreshed index is undated"
+        return IndexLocation(bundled, "bundled", b_date, f"{why} ({refreshed})")
     if bundled is None:
         looked = Path(flashdoctor.__file__).resolve().parent.parent / INDEX_FILENAME
         installed = Path(sys.prefix) / "share" / "flashdoctor" / INDEX_FILENAME

@@ -83,3 +83,31 @@ def test_check_report_on_an_index_dated_after_today(tmp_path: Path) -> None:
     out = io.StringIO()
     render_check(report, Console(file=out, width=200), verbose=True)
     assert "dated 30 days after today" in out.getvalue() and "-30 days" not in out.getvalue()
+
+
+def test_check_on_a_refreshed_index_dated_after_today_uses_the_bundled_one_and_warns(tmp_path: Path) -> None:
+    # The refreshed index (dated 2027-06-01 by a clock that ran ahead) no longer wins over the newer bundled
+    # one by that date; check says so, with the refresh (dated today) as the fix.
+    from tests.decide.wheels.test_wheel_location import index_file
+
+    env = environment_from_target({"python": "3.12", "platform": "linux_x86_64", "installed": {}})
+    (tmp_path / "index").mkdir()
+    ahead = index_file(tmp_path / "index" / "wheels_index.json", "2027-06-01", ["2027-06-01"])
+    environ = {"FLASHDOCTOR_CACHE_DIR": str(tmp_path), "FLASHDOCTOR_TODAY": "2026-12-20"}
+    assert current_index(None, environ).kind == "bundled"
+    report = with_index_freshness(run_checks(env, source="target:x"), environ)
+    assert report.extra["index"]["source"] == "bundled" and report.extra["index"]["stale"] is False
+    (stale,) = [f for f in report.findings if f.code == "wheel-index-stale"]
+    assert stale.message == (
+        "a refreshed wheel index is dated 2027-06-01, 163 days after today (2026-12-20): a clock (this "
+        "machine's, or the one that wrote it) is wrong, so it is not trusted to be newer; the bundled index "
+        "(data of 2026-12-05) is in use"
+    )
+    assert stale.evidence == str(ahead)
+    assert stale.fix is not None and stale.fix.startswith("flashdoctor wheels --refresh (online")
+    # once today reaches its date, the refreshed index is newer and in use again
+    later = {**environ, "FLASHDOCTOR_TODAY": "2027-06-01"}
+    assert current_index(None, later).kind == "refreshed"
+    assert "wheel-index-stale" not in [
+        f.code for f in with_index_freshness(run_checks(env, source="t"), later).findings
+    ]

@@ -76,6 +76,23 @@ def test_an_older_or_undated_refreshed_index_is_not(tmp_path: Path) -> None:
     assert locate_index(None, {}, tmp_path / "absent.json").kind == "bundled"
 
 
+def test_a_refreshed_index_dated_after_today_does_not_win_by_its_date(tmp_path: Path) -> None:
+    # A refresh on a machine whose clock ran half a year ahead dated its index 2027-06-01; today is
+    # 2026-12-20. That date cannot be trusted to be newer than the bundled index's (2026-12-05): the bundled
+    # one is in use, and says which index it was preferred to and why.
+    ahead = index_file(tmp_path / "wheels_index.json", "2027-06-01", ["2027-06-01"])
+    loc = locate_index(None, {}, ahead, today=DAY("2026-12-20"))
+    assert (loc.path, loc.kind, loc.date) == (COMMITTED, "bundled", "2026-12-05")
+    assert loc.ahead == IndexLocation(ahead, "refreshed", "2027-06-01")
+    assert (
+        loc.note
+        == f"a refreshed index dated 2027-06-01, after today (2026-12-20), is not trusted to be newer ({ahead})"
+    )
+    # a day ahead is a time zone, not a wrong clock: still newer; without a today, dates alone decide
+    assert locate_index(None, {}, ahead, today=DAY("2027-05-31")).kind == "refreshed"
+    assert locate_index(None, {}, ahead).kind == "refreshed"
+
+
 def test_explicit_and_environment_win(tmp_path: Path) -> None:
     other = index_file(tmp_path / "mine.json", "2025-01-01", [])
     refreshed = index_file(tmp_path / "r.json", "2027-02-01", [])
