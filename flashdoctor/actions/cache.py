@@ -18,6 +18,9 @@ mid-download leaves at most a ``tmp/*.part``, which the next download of that UR
 server's ETag / Last-Modified still match and it is a regular file this user owns) or discards; one
 nobody resumed for a week is removed by the next download (``clean_stale_tmp``).
 
+A writer killed between its temporary and the rename leaves the temporary (``.<name>.<8 chars>.tmp``); a
+writer given ``stale_after`` (the refreshed wheel index) removes those of its file older than that first.
+
 Every file is created by the process that writes it (O_EXCL, O_NOFOLLOW, or mkstemp in the destination
 directory), so a link planted under a name flashdoctor will use is removed or refused, never followed.
 """
@@ -28,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 import time
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
 
 LOCK_TIMEOUT = 900.0  # another flashdoctor downloading a 500 MB wheel on a slow line
 STALE_TMP_S = 7 * 86400.0  # a partial download nobody resumed for a week is abandoned
+STALE_WRITE_S = 86400.0  # a temporary of atomic_write_bytes this old was left by a writer killed mid-write
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -104,9 +109,33 @@ def _new_temp(directory: Path, name: str) -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` through a new temporary file in the same directory and a rename."""
+def _remove_stale_temps(path: Path, max_age_s: float) -> None:
+    """Remove the temporaries :func:`_new_temp` made for ``path`` (``.<name>.<mkstemp's 8 characters>.tmp``)
+    that are older than ``max_age_s``: left by a writer killed before its rename (a write takes seconds).
+    A link of that name is removed, never followed; a file of another user, a directory or another name is
+    left alone."""
+    ours = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}\.tmp")
+    try:
+        names = [n for n in os.listdir(path.parent) if ours.fullmatch(n)]
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        p = path.parent / name
+        with contextlib.suppress(OSError):
+            st = os.lstat(p)
+            mine = stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid())
+            if mine and now - st.st_mtime > max_age_s:
+                p.unlink()
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, stale_after: float | None = None) -> None:
+    """Write ``data`` to ``path`` through a new temporary file in the same directory and a rename.
+    ``stale_after`` (seconds; for a file in flashdoctor's own directories): first remove the temporaries
+    of ``path`` that old, which writers killed mid-write left."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if stale_after is not None:
+        _remove_stale_temps(path, stale_after)
     fd, tmp = _new_temp(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as fh:

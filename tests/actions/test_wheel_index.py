@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -429,6 +430,61 @@ def test_a_broken_refreshed_index_says_how_to_recover_and_the_next_refresh_repla
     assert len([e for e in index.entries if e.source != "pypi"]) == len(
         [e for e in bundled.entries if e.source != "pypi"]
     )
+
+
+# A child that writes the refreshed index as a refresh does and is killed between writing the temporary
+# and renaming it (os.replace made to wait): what a kill -9 mid-write leaves.
+KILLED_MID_WRITE = """
+import sys, time
+from pathlib import Path
+from flashdoctor.actions import cache
+
+def wait(src, dst):
+    print("written", flush=True)
+    time.sleep(60)
+
+cache.os.replace = wait
+cache.atomic_write_bytes(Path(sys.argv[1]), b"{}")
+"""
+
+
+@pytest.mark.slow
+def test_a_temporary_left_by_a_write_killed_midway_is_removed_by_the_next_refresh(
+    gh: Server, other: Server, tmp_path: Path
+) -> None:
+    env = env_for(tmp_path)
+    index_dir = tmp_path / "cache" / "index"
+    target = index_dir / "wheels_index.json"
+    with subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_WRITE, str(target)],
+        stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    ) as child:  # fmt: skip
+        assert child.stdout is not None and child.stdout.readline().strip() == "written"
+        child.kill()
+    assert child.returncode == -9
+    (left,) = index_dir.iterdir()  # never renamed, never removed
+    assert left.name.startswith(".wheels_index.json.") and left.name.endswith(".tmp")
+    day_ago = time.time() - 2 * 86400
+    os.utime(left, (day_ago, day_ago))
+    # beside it: a temporary of a write going on now (kept), a link of the same pattern (removed, its target
+    # untouched) and a file of another name (kept)
+    busy = index_dir / ".wheels_index.json.busy0123.tmp"
+    busy.write_text("{}")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine")
+    link = index_dir / ".wheels_index.json.link0123.tmp"
+    link.symlink_to(outside)
+    os.utime(link, (day_ago, day_ago), follow_symlinks=False)
+    notes = index_dir / "notes.tmp"
+    notes.write_text("x")
+    os.utime(notes, (day_ago, day_ago))
+
+    serve_everything(gh, other)
+    refresh_index(["pypi"], environ=env, rewrites=rewrites(gh, other), today="2027-03-01")
+    assert sorted(p.name for p in index_dir.iterdir()) == sorted(
+        [busy.name, "notes.tmp", "wheels_index.json"]
+    )
+    assert outside.read_text() == "mine"
 
 
 @pytest.mark.parametrize(
