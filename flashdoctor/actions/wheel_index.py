@@ -88,6 +88,7 @@ class RefreshResult:
     carried_from: str | None  # the index whose knowledge was kept (None: none could be read)
     inputs: list[dict[str, Any]] = field(default_factory=list)
     in_use: IndexLocation | None = None  # the index later runs use (the refreshed one while it is newer)
+    unlisted: dict[str, int] = field(default_factory=dict)  # source -> its entries kept: it listed no wheel
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +101,7 @@ class RefreshResult:
             "carried_from": self.carried_from,
             "inputs": self.inputs,
             "in_use": None if self.in_use is None else self.in_use.to_json(),
+            "unlisted": self.unlisted,
         }
 
 
@@ -166,15 +168,12 @@ def refresh_index(
         hosts = {host_entry(api)} if api else set()
         http = Http(HttpPolicy(token_hosts=TOKEN_HOSTS | hosts), environ)
     ctx = SourceContext(http, dict(rewrites or {}), max_pages=max_pages)
+    listed: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     try:
-        rows: list[dict[str, Any]] = []
-        inputs: list[dict[str, Any]] = []
         for name in names:
             if on_source is not None:
                 on_source(name)
-            more_rows, more_inputs = live_rows(ctx, [name], fetched, config)
-            rows += more_rows
-            inputs += more_inputs
+            listed[name] = live_rows(ctx, [name], fetched, config)
     finally:
         if own_http:
             http.close()
@@ -184,14 +183,26 @@ def refresh_index(
         location = None
     found = _previous(location)
     previous, carried_from = (None, None) if found is None else found
+    # A source that listed no wheel where the index in use has entries of it (a broken or emptied mirror, a
+    # listing cut short upstream) does not erase them: its entries are kept as they were, and said.
+    unlisted: dict[str, int] = {}
+    for name, (got, _inputs) in listed.items():
+        had = (
+            0 if previous is None else sum(1 for w in previous.get("wheels") or () if w.get("source") == name)
+        )
+        if not got and had:
+            unlisted[name] = had
+    taken = [n for n in names if n not in unlisted]
+    rows = [r for n in taken for r in listed[n][0]]
+    inputs = [i for n in taken for i in listed[n][1]]
     try:
         if previous is not None:
-            doc = builder.refresh(previous, names, rows, inputs, config, generated=fetched)
+            doc = builder.refresh(previous, taken, rows, inputs, config, generated=fetched)
         else:
             doc = builder.assemble(rows, "live", inputs, config, generated=fetched)
     except (builder.ListingError, DigestConflict) as exc:
         raise UsageError(f"wheel index refresh: {exc}") from None
-    if set(names) >= {n for n, c in config.items() if not c.get("opt_in")}:
+    if set(taken) >= {n for n, c in config.items() if not c.get("opt_in")}:
         doc["built_from"] = "live"
     path = refreshed_index_path(env)
     # a refresh killed mid-write left its temporary: the next one removes it (after a day: not one being written)
@@ -209,6 +220,7 @@ def refresh_index(
         carried_from=None if carried_from is None else str(carried_from),
         inputs=inputs,
         in_use=current_index(None, env),
+        unlisted=unlisted,
     )
 
 

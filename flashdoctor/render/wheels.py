@@ -234,6 +234,14 @@ def render_refresh(result: RefreshResult, console: Console) -> None:
         hang=2,
     )
     for name in result.sources:
+        if name in result.unlisted:
+            print_markup(
+                console,
+                f" [yellow]![/] {escape(name)}: listed no wheel file; its {result.unlisted[name]} entries of the "
+                "index it was refreshed from are kept (an emptied or broken listing does not erase them)",
+                hang=5,
+            )
+            continue
         records = [i for i in result.inputs if name in (i.get("sources") or ())]
         total = sum(int(i.get("entries") or 0) for i in records)
         read = str(records[0].get("name")) if len(records) == 1 else f"{len(records)} listings"

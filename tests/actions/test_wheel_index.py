@@ -526,3 +526,30 @@ def test_a_mirrors_credentials_are_used_and_never_written(gh: Server, other: Ser
 
     basic = "Basic " + base64.b64encode(f"user:{secret}".encode()).decode()
     assert other.requests and all(r.headers.get("Authorization") == basic for r in other.requests)
+
+
+@pytest.mark.slow
+def test_a_source_that_lists_no_wheel_keeps_its_entries_and_says_so(
+    gh: Server, other: Server, tmp_path: Path
+) -> None:
+    """A mirror answering `[]` for a repository the index has wheels of (an emptied or broken listing) used
+    to erase them all; they are kept as they were, and the refresh says so in both forms."""
+    serve_everything(gh, other)
+    gh.json(releases_path("kingbri1/flash-attention"), [])
+    bundled = json.loads((ROOT / "wheels_index.json").read_text(encoding="utf-8"))["wheels"]
+    had = [w for w in bundled if w["source"] == "community:kingbri1"]
+    assert had  # the bundled index has this source's wheels: the case needs them
+    env = env_for(tmp_path)
+    r = cli(env, "wheels", "--refresh", "--json", *mirror_args(gh, other))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["unlisted"] == {"community:kingbri1": len(had)}
+    schema_validator(SCHEMA_FILES[doc["schema"]]).validate(doc)
+    written = json.loads((tmp_path / "cache" / "index" / "wheels_index.json").read_text(encoding="utf-8"))
+    assert [w for w in written["wheels"] if w["source"] == "community:kingbri1"] == had
+    assert written["built_from"] != "live"  # one source's listing was not taken
+
+    human = cli(env, "wheels", "--refresh", *mirror_args(gh, other))
+    assert human.returncode == 0, human.stderr
+    assert f"! community:kingbri1: listed no wheel file; its {len(had)} entries" in human.stdout
+    assert "✓ community:bdashore3: 1 wheel file(s) listed" in human.stdout

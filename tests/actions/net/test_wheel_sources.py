@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -339,9 +340,17 @@ def test_fa4_urls_are_the_json_apis_hashed_paths_never_the_legacy_path() -> None
 # -- the script, live, end to end ----------------------------------------------------------------------
 def serve_everything(gh: Server, other: Server) -> None:
     sources = builder.wheel_sources()
-    for _name, src in sources.items():
+    bundled = json.loads((ROOT / "wheels_index.json").read_text(encoding="utf-8"))["wheels"]
+    for name, src in sources.items():
         if src["kind"] == "github-releases" and src["repo"] != OFFICIAL:
-            gh.json(releases_path(src["repo"]), [])
+            # one release with one of its files (a listing of none keeps the source's entries as they were)
+            w = next(w for w in bundled if w["source"] == name)
+            url = f"https://github.com/{src['repo']}/releases/download/{w['tag']}/{quote(w['filename'])}"
+            gh.json(
+                releases_path(src["repo"]),
+                [{"tag_name": w["tag"], "published_at": "2026-05-01T00:00:00Z", "assets": [
+                    {"name": w["filename"], "browser_download_url": url, "created_at": "2026-05-01T00:00:00Z"}]}],
+            )  # fmt: skip
     mjun = "mjun0812/flash-attention-prebuild-wheels"
     rebuilt = "flash_attn-2.8.3+cu130torch2.11-cp312-cp312-linux_x86_64.whl"
     mjun_url = "https://github.com/mjun0812/flash-attention-prebuild-wheels/releases/download"
