@@ -101,6 +101,8 @@ class Route:
       "html"          answer 200 with an HTML error page (Content-Type text/html)
       "html-octet"    the same page labelled application/octet-stream
       "redirect:PATH" 302 to PATH (absolute "http://..." allowed)
+      "redirect-endless:PATH"  302 to PATH with a body that does not end (64 KiB blocks, ``delay_per_chunk``
+                      apart, up to 1 GiB, no Content-Length)
     """
 
     body: bytes = b""
@@ -168,6 +170,17 @@ class FaultServer:
             h.send_header("Location", arg)
             h.send_header("Content-Length", "0")
             h.end_headers()
+            return
+        if kind == "redirect-endless":
+            h.send_response(302)
+            h.send_header("Location", arg)
+            h.end_headers()
+            h.close_connection = True
+            with contextlib.suppress(OSError):  # the client hangs up: what the test wants
+                for _ in range(1 << 14):
+                    if self._stop.wait(route.delay_per_chunk):
+                        return
+                    h.wfile.write(bytes(65536))
             return
         if kind in ("html", "html-octet"):
             ctype = "text/html; charset=utf-8" if kind == "html" else "application/octet-stream"

@@ -16,7 +16,8 @@ Policy (README "Downloads"):
   redirect loops or policy refusals. A host name that does not resolve is answered at once (OfflineError,
   with the wheelhouse route in the hint): retrying DNS on an offline machine only wastes the user's time.
 - Pages and JSON documents are read whole but bounded (``max_page_bytes``); the pages read inside
-  :meth:`Http.budget` (a wheel source's listing) are bounded together too.
+  :meth:`Http.budget` (a wheel source's listing) are bounded together too. A redirect's body is never
+  read (its connection is closed).
 - Proxies, .netrc and REQUESTS_CA_BUNDLE from the environment (requests' ``trust_env``).
 """
 
@@ -268,6 +269,9 @@ class _Session(requests.Session):
             from urllib.parse import urljoin
 
             check_url(urljoin(resp.url, target), self.policy.allow_http)
+            # requests reads a redirect's whole body into memory before it follows (no size bound, no
+            # stall deadline): closed unread instead, so that a redirect with an endless body costs nothing.
+            resp.raw.close()
         return target
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:

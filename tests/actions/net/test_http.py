@@ -154,3 +154,21 @@ def test_offline_machine_fails_fast_and_names_the_wheelhouse_route(tmp_path: Pat
     )
     assert "attempts" not in p.stderr and "Traceback" not in p.stderr
     assert took < 8, took
+
+
+def test_a_redirect_with_an_endless_body_is_followed_without_reading_it(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """requests reads a redirect's whole body into memory before it follows the redirect: a 302 that
+    never ends held the fetch until the overall deadline (memory growing all the while). Its body is not
+    read now: the redirect is followed at once."""
+    wheel = make_wheel(tmp_path / "w")
+    server.add("/w.whl", wheel.read_bytes())
+    server.add("/r.whl", script=["redirect-endless:/w.whl"], delay_per_chunk=0.01)
+    policy = DownloadPolicy(retries=0, deadline=4.0)
+    t0 = time.monotonic()
+    res = download(server.url("/r.whl"), tmp_path / "x.part", policy=policy)
+    assert res.size == wheel.stat().st_size and res.final_url.endswith("/w.whl")
+    assert time.monotonic() - t0 < 3
+    page = Http(HttpPolicy(retries=0, page_deadline=4.0)).get(server.url("/r.whl"))
+    assert page.status == 200 and page.body == wheel.read_bytes()
