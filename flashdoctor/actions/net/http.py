@@ -19,6 +19,8 @@ Policy (README "Downloads"):
   :meth:`Http.budget` (a wheel source's listing) are bounded together too. A redirect's body is never
   read (its connection is closed).
 - Proxies, .netrc and REQUESTS_CA_BUNDLE from the environment (requests' ``trust_env``).
+  A mirror's own credentials (.netrc, user:password in the URL) follow a redirect only on the same host and
+  port (or from http to https), as requests has them.
 """
 
 from __future__ import annotations
@@ -275,8 +277,11 @@ class _Session(requests.Session):
         return target
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]  # strips Authorization on a host change
-        if prepared_request.url:
+        # requests strips Authorization on a change of host, port or scheme (then adds .netrc's for the new
+        # host): a mirror's own credentials follow a redirect on its host. The bearer token has its own rule.
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        auth = prepared_request.headers.get("Authorization")
+        if prepared_request.url and isinstance(auth, str) and auth.startswith("Bearer "):
             try:
                 keep = token_allowed(check_url(prepared_request.url, True), self.policy.token_hosts)
             except DownloadError:

@@ -111,3 +111,37 @@ def test_userinfo_that_names_github_does_not_get_the_token(tls_server: Server, t
     res = download(url, tmp_path / "x.part", policy=FAST, environ={"GITHUB_TOKEN": TOKEN})
     assert res.size == wheel.stat().st_size and res.final_url.startswith("https://***@127.0.0.1:")
     assert tls_server.requests and no_token_seen(tls_server)
+
+
+def test_a_mirrors_credentials_follow_a_redirect_on_its_host_only(
+    mirror: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mirror's own credentials (.netrc, or user:password in --index-url) went with the first request
+    only: every redirect dropped them, even one to the same host (a missing trailing slash, Artifactory's
+    and devpi's file redirects), so the next answer was 401. They follow a redirect on the same host and
+    port, as requests has them; never one to another host, and GITHUB_TOKEN keeps its own rule."""
+    from flashdoctor.actions.net.http import Http, HttpPolicy
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login mirror-user password mirror-pw\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    other = mirror.base.replace("127.0.0.1", "localhost")
+    mirror.route("/simple/flash-attn", Response(301, "", {"Location": "/simple/flash-attn/"}))
+    mirror.route("/simple/flash-attn/", Response(200, "<html></html>"))
+    mirror.route("/away", Response(302, "", {"Location": other + "/simple/flash-attn/"}))
+    with Http(HttpPolicy(retries=0), {"GITHUB_TOKEN": TOKEN}) as http:
+        http.get(mirror.base + "/simple/flash-attn")
+        http.get(other.replace("http://", "http://u:pw@") + "/simple/flash-attn")  # no .netrc entry
+        http.get(mirror.base + "/away")
+    auth = [(r.path, r.headers.get("Authorization", "")) for r in mirror.requests]
+    netrc_basic, url_basic = "Basic bWlycm9yLXVzZXI6bWlycm9yLXB3", "Basic dTpwdw=="
+    assert auth == [
+        ("/simple/flash-attn", netrc_basic),
+        ("/simple/flash-attn/", netrc_basic),
+        ("/simple/flash-attn", url_basic),
+        ("/simple/flash-attn/", url_basic),
+        ("/away", netrc_basic),
+        ("/simple/flash-attn/", ""),  # localhost: another host, and no .netrc entry for it
+    ]
+    assert no_token_seen(mirror)
