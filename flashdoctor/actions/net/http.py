@@ -18,7 +18,8 @@ Policy (README "Downloads"):
 - Pages and JSON documents are read whole but bounded (``max_page_bytes``); the pages read inside
   :meth:`Http.budget` (a wheel source's listing) are bounded together too. A redirect's body is never
   read (its connection is closed).
-- Proxies, .netrc and REQUESTS_CA_BUNDLE from the environment (requests' ``trust_env``).
+- Proxies, .netrc and REQUESTS_CA_BUNDLE from the environment (requests' ``trust_env``); a CA bundle
+  named there that does not exist is a usage error (exit 2) before anything is sent.
   A mirror's own credentials (.netrc, user:password in the URL) follow a redirect only on the same host and
   port (or from http to https), as requests has them.
 """
@@ -44,6 +45,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from flashdoctor import __version__
 from flashdoctor.actions.net.errors import OFFLINE_HINT, DownloadError, OfflineError, TooLarge
 from flashdoctor.actions.net.urls import Target, check_url, redact, redact_text, token_allowed
+from flashdoctor.errors import UsageError
 
 # GITHUB_TOKEN goes to these hosts only (exact match). Release assets are served from
 # github.com/<owner>/<repo>/releases/download/... and the API from api.github.com; both redirect
@@ -367,6 +369,20 @@ class Http:
         tok = (self.environ.get("GITHUB_TOKEN") or "").strip()
         return tok or None
 
+    def _check_ca_bundle(self, url: str) -> None:
+        """UsageError when the environment names a CA bundle that is not there (requests raises a bare
+        OSError for it, at every https request)."""
+        import os
+
+        verify = self.session.merge_environment_settings(url, {}, None, None, None)["verify"]
+        if isinstance(verify, str) and not os.path.exists(verify):
+            var = "REQUESTS_CA_BUNDLE" if os.environ.get("REQUESTS_CA_BUNDLE") else "CURL_CA_BUNDLE"
+            raise UsageError(
+                f"${var}={verify} names no file or directory: no https answer can be verified without it",
+                hint="point it at the CA certificate (PEM) of your proxy or mirror, or unset it to use the "
+                "bundled certificates",
+            )
+
     def redact(self, text: str) -> str:
         return redact_text(text, (self.token,))
 
@@ -411,6 +427,8 @@ class Http:
         p = self.policy
         target = check_url(url, p.allow_http)
         shown = redact(url)
+        if target.scheme == "https":
+            self._check_ca_bundle(target.url)
         budget = p.deadline if deadline is None else deadline
         start = time.monotonic()
         attempts = 0

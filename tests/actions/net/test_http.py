@@ -172,3 +172,20 @@ def test_a_redirect_with_an_endless_body_is_followed_without_reading_it(
     assert time.monotonic() - t0 < 3
     page = Http(HttpPolicy(retries=0, page_deadline=4.0)).get(server.url("/r.whl"))
     assert page.status == 200 and page.body == wheel.read_bytes()
+
+
+@pytest.mark.parametrize("var", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_a_ca_bundle_that_is_not_there_is_a_usage_error_naming_it(
+    var: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests raises a bare OSError for a CA bundle path that does not exist: every https fetch ended in
+    exit 3 ("an unexpected error", a crash log) for a typo in the variable. Now exit 2, naming it."""
+    from flashdoctor.errors import UsageError
+
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(var, str(tmp_path / "corp-ca.pem"))
+    with serve() as s, pytest.raises(UsageError) as exc:
+        Http(HttpPolicy(retries=0)).get(s.base.replace("http://", "https://") + "/x")
+    assert f"${var}" in exc.value.message and "corp-ca.pem" in exc.value.message
+    assert exc.value.return_code == 2 and exc.value.hint
