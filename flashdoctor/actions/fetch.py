@@ -159,9 +159,18 @@ def _checked(
 
 
 def obtain(
-    ref: WheelRef, opts: FetchOptions, environ: Mapping[str, str], dist: str, stage: Path | None = None
+    ref: WheelRef,
+    opts: FetchOptions,
+    environ: Mapping[str, str],
+    dist: str,
+    stage: Path | None = None,
+    pin: bool = False,
 ) -> Artifact:
-    """The checked wheel for ``ref``; with ``stage`` a private copy in that directory (module docstring)."""
+    """The checked wheel for ``ref``; with ``stage`` a private copy in that directory (module docstring).
+
+    ``pin`` (lock): the artifact's URL and digest are written down for other machines, so they must be
+    the URL pip will fetch and the digest of what it serves: with an --index-url the mirror is asked for
+    its URL even when the cache holds the file."""
     if ref.url.startswith("file:"):
         p = Path(unquote(urlsplit(ref.url).path))
         if not p.is_file():
@@ -174,7 +183,7 @@ def obtain(
     with Http(opts.policy, environ) as http:
         verification = _known(ref, opts)
         _refuse_malformed(ref, verification)
-        if ref.sha256:
+        if ref.sha256 and not (pin and opts.index_url):
             hit = _cache_lookup(ref, opts.cache, verification, stage)
             if hit is not None:
                 return hit

@@ -276,7 +276,7 @@ def lock(
     verification = None
     if index_url or not ref.sha256:
         # No digest in the index (or a mirror whose URL we must write): fetch, verify it is the wheel, hash it.
-        art = obtain(ref, fetch, environ, VARIANT_DIST[plan.variant])
+        art = obtain(ref, fetch, environ, VARIANT_DIST[plan.variant], pin=True)
         url = art.ref.url if art.origin in ("download", "cache") else ref.url
         ref, sha_from = replace(ref, url=url, sha256=art.sha256), art.sha256_from
         verification = art.verification.to_json()
