@@ -169,14 +169,15 @@ def obtain(
     """The checked wheel for ``ref``; with ``stage`` a private copy in that directory (module docstring).
 
     ``pin`` (lock): the artifact's URL and digest are written down for other machines, so they must be
-    the URL pip will fetch and the digest of what it serves: with an --index-url the mirror is asked for
-    its URL even when the cache holds the file."""
+    the URL pip will fetch and the digest of what it serves: a wheelhouse file of that name (a local
+    rebuild, perhaps) is not what the URL serves, and with an --index-url the mirror is asked for its URL
+    even when the cache holds the file."""
     if ref.url.startswith("file:"):
         p = Path(unquote(urlsplit(ref.url).path))
         if not p.is_file():
             raise DownloadError(f"{p} does not exist")
         return _checked(p, ref, "local", _local(ref, opts), url=str(p), stage=stage)
-    if opts.wheelhouse is not None:
+    if opts.wheelhouse is not None and not pin:
         found = opts.wheelhouse.find(ref.filename)
         if found is not None:  # a wrong file there fails loudly
             return _checked(found, ref, "wheelhouse", _local(ref, opts), url=str(found), stage=stage)

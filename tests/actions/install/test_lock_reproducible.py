@@ -50,3 +50,23 @@ def test_a_mirror_lock_names_the_mirror_when_the_wheel_is_already_cached(
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     urls = [json.loads(p.stdout)["entries"][0]["url"] for p in (first, second)]
     assert urls == [server.url(f"/files/{w.name}")] * 2
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_a_lock_pins_what_its_url_serves_not_a_wheelhouse_copy(server: FaultServer, tmp_path: Path) -> None:
+    """No published digest, and a wheel of that name in --wheelhouse (a local rebuild): the lock wrote
+    the served URL with the digest of the wheelhouse file, so `pip install --require-hashes` fails on
+    every machine that fetches the URL."""
+    served = make_wheel(tmp_path / "served", version=V)
+    local = make_wheel(tmp_path / "house", version=V, files={"flash_attn/__init__.py": "# rebuilt\n"})
+    assert served.name == local.name and sha256_of(served) != sha256_of(local)
+    server.add(f"/files/{served.name}", served.read_bytes())
+    plan = _plan(tmp_path, served, None)
+    doc = json.loads(Path(plan).read_text())
+    doc["wheel"]["url"] = server.url(f"/files/{served.name}")
+    Path(plan).write_text(json.dumps(doc))
+    p = _lock(tmp_path, "--plan", plan, "--wheelhouse", str(tmp_path / "house"), "--json")
+    assert p.returncode == 0, p.stderr
+    entry = json.loads(p.stdout)["entries"][0]
+    assert (entry["url"], entry["sha256"]) == (server.url(f"/files/{served.name}"), sha256_of(served))
