@@ -103,7 +103,9 @@ class FetchOptions:
     digest_from: str = "wheel-index"  # where a planned sha256 came from (a --plan file: "plan-file")
 
 
-def _known(ref: WheelRef, opts: FetchOptions) -> Verification:
+def known_verification(ref: WheelRef, opts: FetchOptions) -> Verification:
+    """Where the digest ``ref`` carries came from (a flashdoctor build's record, the wheel index, a plan
+    file); "recorded" when it carries none."""
     if ref.sha256 and ref.source == "wheelhouse":  # a flashdoctor build: its build.json recorded the digest
         return published("build-record")
     return published(opts.digest_from) if ref.sha256 else recorded()
@@ -182,7 +184,7 @@ def obtain(
         if found is not None:  # a wrong file there fails loudly
             return _checked(found, ref, "wheelhouse", _local(ref, opts), url=str(found), stage=stage)
     with Http(opts.policy, environ) as http:
-        verification = _known(ref, opts)
+        verification = known_verification(ref, opts)
         _refuse_malformed(ref, verification)
         if ref.sha256 and not (pin and opts.index_url):
             hit = _cache_lookup(ref, opts.cache, verification, stage)
@@ -227,7 +229,11 @@ def _refuse_malformed(ref: WheelRef, verification: Verification) -> None:
 
 
 def _local(ref: WheelRef, opts: FetchOptions) -> Verification:
-    return _known(ref, opts) if ref.sha256 else recorded("a local file; no published digest was looked up")
+    return (
+        known_verification(ref, opts)
+        if ref.sha256
+        else recorded("a local file; no published digest was looked up")
+    )
 
 
 def _ask_publisher(ref: WheelRef, opts: FetchOptions, http: Http) -> tuple[WheelRef, Verification]:

@@ -326,10 +326,8 @@ def lock(variant: Variant, **opts: Any) -> int:
                 echo(("\n" if i else "") + f"# ==> {name} <==")
             echo(text, nl=False)
     else:
-        from flashdoctor.model.install import digest_wording
-
         for path in result.outputs.values():
-            echo(f"wrote {path}: {entry.dist} {entry.wheel.version} ({digest_wording(entry.sha256_from)})")
+            echo(f"wrote {path}: {entry.dist} {entry.wheel.version} ({entry.sha256_check})")
         if entry.credentials_removed:
             from flashdoctor.actions.install.lock import credentials_note
 

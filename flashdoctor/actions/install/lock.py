@@ -43,6 +43,7 @@ class LockEntry:
     sha256_from: str  # "index" | "computed"
     verification: dict[str, Any] | None = None  # how the digest was checked (fetch.Artifact), when fetched
     credentials_removed: str | None = None  # the host whose user:password was taken out of the URL
+    digest_from: str | None = None  # where the digest came from (a key of model.verification.DIGEST_SOURCES)
 
     @property
     def dist(self) -> str:
@@ -61,13 +62,18 @@ class LockEntry:
         """PEP 508: ``flash-attn @ URL#sha256=...`` (a pyproject dependency, a pip argument)."""
         return f"{self.dist} @ {self.pinned_url}"
 
+    @property
+    def sha256_check(self) -> str:
+        """The wording for the digest (model.install.digest_wording): "sha256 matches the published
+        digest", "sha256 matches flashdoctor's record of the build", "sha256 recorded (no published digest)"."""
+        return digest_wording(self.sha256_from, self.digest_from) or ""
+
     def digest_note(self) -> str:
-        """The wording for the digest: "sha256 matches the published digest" / "sha256 recorded (no
-        published digest)" (model.install.digest_wording), and why when none was published."""
+        """The wording for the digest, and why when none was published."""
         if digest_published(self.sha256_from):
-            return f"{self.wheel.filename}: {digest_wording(self.sha256_from)}."
+            return f"{self.wheel.filename}: {self.sha256_check}."
         return (
-            f"{self.wheel.filename}: {digest_wording(self.sha256_from)}: the wheel index publishes no sha256, "
+            f"{self.wheel.filename}: {self.sha256_check}: the wheel index publishes no sha256, "
             "so this one is the digest of the download."
         )
 
@@ -79,7 +85,7 @@ class LockEntry:
             "url": self.wheel.url,
             "sha256": self.sha256,
             "sha256_from": self.sha256_from,
-            "sha256_check": digest_wording(self.sha256_from),
+            "sha256_check": self.sha256_check,
             "verification": self.verification,
             "requirement": f"{self.dist} @ {self.wheel.url} --hash=sha256:{self.sha256}",
             "direct_reference": self.direct_reference(),

@@ -263,7 +263,7 @@ def lock(
 ) -> LockResult:
     """The planned wheel pinned by URL and sha256, in each of ``formats`` (actions.install.lock.FORMATS:
     requirements, uv, dockerfile); written per :func:`lock_outputs` when ``output`` is given."""
-    from flashdoctor.actions.fetch import obtain
+    from flashdoctor.actions.fetch import known_verification, obtain
     from flashdoctor.actions.install.lock import FORMATS, LockEntry, lock_text
     from flashdoctor.actions.net.urls import parse, redact
 
@@ -274,12 +274,13 @@ def lock(
         )
     ref, sha_from = plan.wheel, "index"
     verification = None
+    digest_from = known_verification(ref, fetch).digest_from  # a build's record, the wheel index, a plan file
     if index_url or not ref.sha256:
         # No digest in the index (or a mirror whose URL we must write): fetch, verify it is the wheel, hash it.
         art = obtain(ref, fetch, environ, VARIANT_DIST[plan.variant], pin=True)
         url = art.ref.url if art.origin in ("download", "cache") else ref.url
         ref, sha_from = replace(ref, url=url, sha256=art.sha256), art.sha256_from
-        verification = art.verification.to_json()
+        verification, digest_from = art.verification.to_json(), art.verification.digest_from
     # A mirror's link resolves against the --index-url, user:password included: pip finds those in netrc
     # or a keyring; the lock (a file anyone may read, or the terminal) never carries them.
     removed = None
@@ -294,7 +295,7 @@ def lock(
         )
     if any(c.isspace() or not c.isprintable() for c in ref.url):
         raise FlashdoctorError(f"cannot lock {ref.url!r}: a URL with spaces or control characters")
-    entry = LockEntry(plan.variant, ref, ref.sha256, sha_from, verification, removed)
+    entry = LockEntry(plan.variant, ref, ref.sha256, sha_from, verification, removed, digest_from)
     exports = {f: FORMATS[f].text([entry], env, source) for f in dict.fromkeys(formats)}
     outputs = lock_outputs(output, list(exports))
     for f, path in outputs.items():
