@@ -148,7 +148,10 @@ def _decode(raw: bytes, rank: int, size: int | None = None) -> RankResult | None
 
 
 def _join(raw: bytes, rank: int) -> JoinInfo:
-    """A rank's join announcement; an unreadable one names only the rank."""
+    """A rank's join announcement; an unreadable one (or one over the result bound: a real one is a few
+    hundred bytes) names only the rank."""
+    if len(raw) > MAX_RESULT_BYTES:
+        return JoinInfo(rank=rank)
     try:
         return JoinInfo.from_json(strict_json(raw))
     except (ValueError, RecursionError):

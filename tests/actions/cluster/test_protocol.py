@@ -6,6 +6,7 @@ the real gloo path is exercised by the torchrun tests in test_cluster_system.py)
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -346,3 +347,16 @@ def test_leaving_survives_the_store_host_leaving_first() -> None:
     seen: list[int] = []
     _Session(info(1, 2), GoneAfterLeaving(), keys, FAST, time.monotonic, time.sleep, seen.append).leave(1)
     assert seen == [1] and store.add(keys.left, 0) == 1
+
+
+def test_an_oversized_join_announcement_is_read_as_unreadable() -> None:
+    # A rank (or anyone who can write to the rendezvous) announcing itself in MBs: rank 0 parsed it whole
+    # and its report carried the MBs (here a host name); past the result bound it names only the rank.
+    c = Cluster(2, finish_code=0)
+    keys = Keys("test.0")
+    c.store.set(keys.join(1), json.dumps({"rank": 1, "host": "h" * (MAX_RESULT_BYTES + 1)}))
+    c.store.add(keys.joined, 1)
+    c.start(0)
+    c.join()
+    g = c.gathered
+    assert g is not None and 1 in g.joins and g.joins[1].host is None
