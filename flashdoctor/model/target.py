@@ -2,8 +2,8 @@
 into an Environment. Untrusted input, validated by its JSON Schema (schemas/target.schema.json, the one
 statement of the rules); the first error becomes a message that names the key at fault.
 
-What a user need not spell out is derived: ``python_abi`` from ``python``, ``torch_cuda`` from torch's
-local label, ``driver_cuda`` from the driver table, and ``cxx11abi`` from the torch version where
+What a user need not spell out is derived: ``python_abi`` from ``python``, ``torch_cuda`` (and for a
+ROCm build ``torch_hip``) from torch's local label, ``driver_cuda`` from the driver table, and ``cxx11abi`` from the torch version where
 PyTorch's own builds tell (a note says so)."""
 
 from __future__ import annotations
@@ -201,6 +201,11 @@ def environment_from_target(spec: Mapping[str, Any]) -> Environment:
     if values.get("python") and "python_abi" not in doc:
         values["python_abi"] = "cp" + values["python"].replace(".", "")
         unknown.discard("python_abi")
+    rocm = re.search(r"\+rocm(\d+(?:\.\d+)*)$", values.get("torch") or "")
+    if rocm and "torch_hip" not in doc:
+        # A ROCm build ("2.5.1+rocm6.2"): torch.version.hip is set, torch.version.cuda is None.
+        values["torch_hip"] = rocm.group(1)
+        unknown.discard("torch_hip")
     if values.get("torch") and "torch_cuda" not in doc:
         local = parse_version(values["torch"])
         if local is not None and local.local:
@@ -208,7 +213,7 @@ def environment_from_target(spec: Mapping[str, Any]) -> Environment:
             if m:
                 values["torch_cuda"] = f"{m.group(1)}.{m.group(2)}"
                 unknown.discard("torch_cuda")
-            elif local.local == "cpu":
+            elif local.local == "cpu" or rocm:
                 values["torch_cuda"] = None
                 unknown.discard("torch_cuda")
         elif local is not None and (cuda := pypi_default_cuda(values["torch"], values.get("platform"))):

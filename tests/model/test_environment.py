@@ -29,6 +29,16 @@ def test_derivations():
     assert cpu.torch_cuda is None and cpu.known("torch_cuda")
 
 
+def test_a_rocm_label_derives_torch_hip():
+    # torch.version.cuda is None on a ROCm build: a spec naming only "torch" must not read as a CUDA torch
+    env = environment_from_target({"torch": "2.5.1+rocm6.2"})
+    assert env.torch_hip == "6.2" and env.known("torch_hip")
+    assert env.torch_cuda is None and env.known("torch_cuda")
+    assert environment_from_target({"torch": "2.6.0+rocm6.2.4"}).torch_hip == "6.2.4"
+    explicit = environment_from_target({"torch": "2.5.1+rocm6.2", "torch_hip": "6.2.41133"})
+    assert explicit.torch_hip == "6.2.41133"
+
+
 @pytest.mark.parametrize(
     ("spec", "key"),
     [

@@ -180,6 +180,19 @@ def test_no_wheel_means_a_build_and_says_what_would_fit(index: WheelIndex) -> No
     assert plan.rejected and all(r.reasons for r in plan.rejected)
 
 
+def test_a_rocm_torch_named_only_by_its_version_gets_no_cuda_wheel(index: WheelIndex) -> None:
+    # what a ROCm user writes (or pastes from pip list): the +rocm label alone, no torch_hip
+    env = machine(
+        "h100",
+        torch="2.5.1+rocm6.2",
+        driver=None,
+        gpus=[{"name": "AMD Instinct MI300X", "capability": "9.4"}],
+    )
+    plan = make_plan(env, "fa2", index)
+    assert plan.action != "wheel", plan.wheel
+    assert any("ROCm" in r for r in plan.reasons)
+
+
 def test_build_plan_carries_the_build_blockers(index: WheelIndex) -> None:
     env = machine("h100", torch="2.11.0+cu130", glibc="2.39", nvcc=None)
     plan = make_plan(env, "fa2", index)
