@@ -17,6 +17,9 @@ from flashdoctor.model.requirements import of_dist, required_of, required_text
 
 WheelFinder = Callable[[Environment, Variant], "str | None"]
 
+# What a ROCm torch is told (its verdict, and the plan install --dry-run shows).
+ROCM_BUILD = "ROCm: no prebuilt wheels; build flash-attn for ROCm from source"
+
 # Findings that make a source build fail before it starts (they are fixable: the verdict stays
 # "buildable" and lists them as blockers).
 # ninja-missing only slows a build, and build-memory-low blocks it only when not even one nvcc job
@@ -124,7 +127,7 @@ def verdict_for(
         return VariantVerdict(
             variant,
             Verdict.BUILDABLE,
-            (*reasons, "ROCm: no prebuilt wheels; build flash-attn for ROCm from source"),
+            (*reasons, ROCM_BUILD),
             blockers=tuple(blockers),
             fix="See flash-attention's README, AMD ROCm section.",
             installed=installed,

@@ -10,6 +10,7 @@ from packaging.version import Version
 
 from flashdoctor import knowledge
 from flashdoctor.decide.checks import SDPA, run_checks
+from flashdoctor.decide.checks.verdicts import ROCM_BUILD
 from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
 from flashdoctor.decide.wheels.origin import NO_DIGEST, evidence_reason, wheel_origin
 from flashdoctor.decide.wheels.reasons import (
@@ -84,15 +85,9 @@ def make_plan(
             blockers=("torch-missing",) if t.torch_state == "missing" else ("torch-cpu-only",),
         )
     if t.torch_state == "rocm":
-        return Plan(
-            "build",
-            variant,
-            reasons=(
-                "ROCm: there are no prebuilt wheels; build flash-attn for ROCm from source",
-                *vv.reasons,
-            ),
-            blockers=vv.blockers,
-        )
+        # The buildable verdict of a ROCm torch says already that there are no wheels (verdicts.py).
+        rocm = () if vv.verdict is Verdict.BUILDABLE else (ROCM_BUILD,)
+        return Plan("build", variant, reasons=(*rocm, *vv.reasons), blockers=vv.blockers)
 
     sel = select_wheels(env, variant, index, spec, allow_community)
     if python_floor and sel.best is None:

@@ -193,6 +193,16 @@ def test_a_rocm_torch_named_only_by_its_version_gets_no_cuda_wheel(index: WheelI
     assert any("ROCm" in r for r in plan.reasons)
 
 
+def test_a_rocm_plan_says_once_that_there_are_no_wheels(index: WheelIndex) -> None:
+    mi300x = {"name": "AMD Instinct MI300X", "capability": "9.4"}
+    env = machine("h100", torch="2.5.1+rocm6.2", torch_hip="6.2", driver=None, gpus=[mi300x])
+    plan = make_plan(env, "fa2", index)
+    assert plan.action == "build"
+    assert [r for r in plan.reasons if "prebuilt wheels" in r] == [
+        "ROCm: no prebuilt wheels; build flash-attn for ROCm from source"
+    ]
+
+
 def test_build_plan_carries_the_build_blockers(index: WheelIndex) -> None:
     env = machine("h100", torch="2.11.0+cu130", glibc="2.39", nvcc=None)
     plan = make_plan(env, "fa2", index)
