@@ -95,8 +95,10 @@ def _check_one_install(
     out.extend(_outside_required(env, inst, label, flag))
     if inst.archs is not None and env.known("gpus"):
         for g, glabel, _n in gpu_groups(env.gpus):
-            if g.sm is None:
+            if g.sm is None or g.cc is None:
                 continue
+            if knowledge.variant_info(variant).gpu_fit(g.cc) == "unsupported":
+                continue  # no build has code for it (check_gpu_support's gpu-unsupported says so)
             r = runs_on(inst.archs, g.sm)
             have = ", ".join(sort_archs(inst.archs)) or "none"
             if r in ("no", "ptx-jit"):

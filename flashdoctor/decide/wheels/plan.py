@@ -93,6 +93,12 @@ def make_plan(
     if python_floor and sel.best is None:
         return _python_floor_unsupported(vv, variant, index, sel)
     notes = assumption_notes(t)
+    # Mixed GPUs, one of which the variant never runs on (otherwise it is unsupported above): say so.
+    notes.extend(
+        f"{f.message}; {info.short} runs on the other GPUs only"
+        for f in report.findings
+        if f.code == "gpu-unsupported" and f.variant == variant
+    )
     if inst is not None and outside:
         notes.append(f"{inst.dist} {inst.version} is installed, but {required_text(outside)}: it is replaced")
     if t.os == "linux" and abi_inferred(env):

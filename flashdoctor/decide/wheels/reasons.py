@@ -15,6 +15,7 @@ from flashdoctor.decide.wheels.rules import (
     REJECTION_CODES,
     gpu_runs,
     refused_by,
+    served_sms,
     torch_api_short,
     variant_driver_min,
 )
@@ -75,7 +76,8 @@ def reason_text(code: str, entry: IndexEntry, t: Target, spec: SpecifierSet | No
         why = " (built on Ubuntu 22.04)" if entry.source == "official" and need == (2, 35) else ""
         msg = f"needs glibc {mm_text(need)}{why}, this system has glibc {mm_text(t.glibc)}"
     elif code == "gpu-code-missing":
-        missing = [sm for sm in t.sms if entry.archs is not None and not gpu_runs(entry.archs, sm)]
+        served = served_sms(n.variant, t.sms)
+        missing = [sm for sm in served if entry.archs is not None and not gpu_runs(entry.archs, sm)]
         built = f" (built with CUDA {entry.cuda})" if entry.cuda else ""
         have = ", ".join(entry.archs or ())
         msg = f"has no code for sm_{', sm_'.join(map(str, missing))}: carries {have}{built}"
@@ -156,7 +158,7 @@ def fit_summary(e: IndexEntry, t: Target) -> str:
     if e.glibc is not None and t.glibc is not None:
         parts.append(f"glibc {mm_text(e.glibc)} ≤ {mm_text(t.glibc)}")
     if e.archs is not None and t.sms:
-        parts.append("code for " + ", ".join(f"sm_{sm}" for sm in t.sms))
+        parts.append("code for " + ", ".join(f"sm_{sm}" for sm in served_sms(n.variant, t.sms)))
     return ", ".join(parts)
 
 

@@ -21,7 +21,7 @@ README "Wheel rejection codes"):
 - ``glibc-too-old``: manylinux tags, and official ``linux_*`` wheels built on Ubuntu 22.04 (from
   2.8.0.post1) need glibc 2.35.
 - ``gpu-code-missing``: the wheel has no code for a visible GPU (2.7.x wheels were built with CUDA 12.4:
-  no sm_100 / sm_120).
+  no sm_100 / sm_120); of mixed GPUs, only those the variant runs on count (``served_sms``).
 - ``driver-too-old``: the driver must support the CUDA major the wheel was built with (minor-version
   compatibility covers the minor). Not where the driver is too old for torch's own CUDA: that blocks
   every variant (check's finding, the plan's blocker), and the wheel named is the one that fits after.
@@ -56,6 +56,17 @@ REJECTION_CODES: Mapping[str, str] = code_registry.codes("rejection")  # public 
 @lru_cache(maxsize=4096)
 def gpu_runs(archs: tuple[str, ...], sm: int) -> bool:
     return runs_on(archs, sm) != "no"
+
+
+@lru_cache(maxsize=256)
+def served_sms(variant: Variant, sms: tuple[int, ...]) -> tuple[int, ...]:
+    """The GPUs a wheel of ``variant`` must carry code for: those the variant runs on at all. A GPU it
+    never runs on (FA2 on a V100 beside an H100) is no reason to prefer a source build, which cannot give
+    it code either; check's gpu-unsupported says so. Where it runs on none of them, all (the plan is
+    unsupported, and every wheel still shows what it lacks)."""
+    info = knowledge.variant_info(variant)
+    runs = tuple(sm for sm in sms if info.gpu_fit(divmod(sm, 10)) != "unsupported")
+    return runs or sms
 
 
 def variant_driver_min(variant: Variant | None) -> tuple[int, int] | None:
@@ -111,7 +122,11 @@ def machine_codes(entry: IndexEntry, t: Target) -> list[str]:
         if entry.abi is not None and t.abi is not None and t.os == "linux" and entry.abi != t.abi:
             codes.append("abi-mismatch")
     # GPU code and driver
-    if entry.archs is not None and t.sms and not all(gpu_runs(entry.archs, sm) for sm in t.sms):
+    if (
+        entry.archs is not None
+        and t.sms
+        and not all(gpu_runs(entry.archs, sm) for sm in served_sms(n.variant, t.sms))
+    ):
         codes.append("gpu-code-missing")
     # A driver too old for torch's own CUDA is the machine's problem, not the wheel's (check's driver-too-old
     # blocks every variant there): the wheel that fits once the driver is upgraded is still the one to name.

@@ -161,6 +161,21 @@ def test_arch_missing_for_blackwell_in_a_27_build():
     assert report.exit_code() == 1  # installed and broken: counts
 
 
+def test_no_arch_missing_for_a_gpu_the_variant_never_runs_on():
+    # An H100 beside a V100: no FA2 build has sm_70 code, so "--from-source --arch 70" would be a false fix
+    h100 = {"name": "NVIDIA H100 80GB HBM3", "capability": "9.0", "memory_gb": 80}
+    v100 = {"name": "Tesla V100-SXM2-32GB", "capability": "7.0", "memory_gb": 32}
+    env = target_env(
+        "h100",
+        gpus=[h100, v100],
+        installed={"flash-attn": {"version": "2.8.3", "import_ok": True, "archs": ["sm_80", "sm_90"]}},
+    )
+    report = run_checks(env)
+    assert "flash-attn-arch-missing" not in codes(report)
+    assert "gpu-unsupported" in codes(report, Status.FAIL, "fa2")  # the V100 is still named
+    assert report.verdicts["fa2"].verdict is Verdict.READY
+
+
 def test_ptx_only_is_a_warning():
     env = target_env(
         "rtx4090", installed={"flash-attn": {"version": "2.8.3", "import_ok": True, "archs": ["compute_80"]}}

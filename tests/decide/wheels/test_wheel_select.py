@@ -203,6 +203,23 @@ def test_a_rocm_plan_says_once_that_there_are_no_wheels(index: WheelIndex) -> No
     ]
 
 
+def test_a_gpu_the_variant_never_runs_on_does_not_turn_a_wheel_into_a_build(index: WheelIndex) -> None:
+    # An H100 beside a V100: FA2 runs on the H100 only, and a source build cannot add sm_70 code (FA2 has
+    # none), so the wheel with sm_90 code serves this machine exactly as a build would.
+    v100 = {"name": "Tesla V100-SXM2-32GB", "capability": "7.0", "memory_gb": 32}
+    env = machine("h100", gpus=[GPU["h100"], v100])
+    plan = make_plan(env, "fa2", index)
+    assert plan.action == "wheel", plan.reasons
+    assert plan.wheel == make_plan(machine("h100"), "fa2", index).wheel
+    assert any("V100" in r and "sm80+" in r for r in plan.reasons), plan.reasons
+    # on the V100 alone FA2 still stands unsupported, and every wheel still lacks its code
+    alone = machine("h100", gpus=[v100])
+    assert make_plan(alone, "fa2", index).action == "unsupported"
+    assert all(
+        "gpu-code-missing" in codes for _e, codes in select_wheels(alone, "fa2", index).unsorted_misses
+    )
+
+
 def test_build_plan_carries_the_build_blockers(index: WheelIndex) -> None:
     env = machine("h100", torch="2.11.0+cu130", glibc="2.39", nvcc=None)
     plan = make_plan(env, "fa2", index)
