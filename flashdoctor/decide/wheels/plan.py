@@ -93,6 +93,8 @@ def make_plan(
     if python_floor and sel.best is None:
         return _python_floor_unsupported(vv, variant, index, sel)
     notes = assumption_notes(t)
+    if t.musl:
+        notes.insert(0, MUSL_NOTE)
     # Mixed GPUs, one of which the variant never runs on (otherwise it is unsupported above): say so.
     notes.extend(
         f"{f.message}; {info.short} runs on the other GPUs only"
@@ -271,6 +273,10 @@ def _distinct_refs(entries: Iterable[IndexEntry], best: WheelRef) -> tuple[Wheel
     return tuple(out)
 
 
+MUSL_NOTE = (
+    "this Linux has musl libc, not glibc (Alpine): every FlashAttention wheel is built for glibc and does "
+    "not load here; use a glibc-based image (Debian, Ubuntu), or build from source"
+)
 _HINT_ORDER = (
     "version-excluded",
     "required-by-installed",

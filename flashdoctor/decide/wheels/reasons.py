@@ -135,6 +135,8 @@ def mm_text(mm: tuple[int, int] | None) -> str:
 def _platform_text(t: Target) -> str:
     if t.platforms is None:
         return "an unknown platform"
+    if t.musl:
+        return f"{t.arch} Linux with musl libc (no glibc)"
     if t.os == "linux":
         return f"linux_{t.arch}" + (f" (glibc {mm_text(t.glibc)})" if t.glibc else "")
     return ", ".join(sorted(p for p in t.platforms if p != "any"))

@@ -3,6 +3,7 @@ Environment, with ``None`` for what is unknown (a rule whose input is unknown do
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,6 +37,7 @@ class Target:
     driver_cuda: tuple[int, int] | None
     unknowns: tuple[str, ...]  # environment facts the selection had to assume
     required: tuple[Required, ...] = ()  # what installed distributions require of FlashAttention
+    musl: bool = False  # a Linux without glibc (Alpine): only musllinux wheels load there
 
     def required_of(self, dist: str) -> tuple[Required, ...]:
         """What installed distributions require of this FlashAttention distribution."""
@@ -88,6 +90,20 @@ def linux_platforms(arch: str, glibc: tuple[int, int] | None) -> list[str]:
     return out
 
 
+def musllinux_platforms(arch: str, musl: tuple[int, int] | None) -> list[str]:
+    """Platform tags a musl Linux accepts (PEP 656 musllinux_1_N), newest first; musl unknown: any. No
+    linux_* tag: pip would take one, but every linux_* FlashAttention wheel is a glibc build."""
+    newest = musl[1] if musl is not None and musl[0] == 1 else 9
+    return [f"musllinux_1_{m}_{arch}" for m in range(newest, -1, -1)]
+
+
+def is_musl(env: Environment) -> bool:
+    """A Linux without glibc: a musllinux platform tag, or ``"glibc": null`` (the probe on Alpine)."""
+    if env.os != "linux" or env.platform is None:
+        return False
+    return env.platform.startswith("musllinux_") or (env.known("glibc") and env.glibc is None)
+
+
 @lru_cache(maxsize=64)
 def python_pairs(py: tuple[int, int], abi: str) -> frozenset[tuple[str, str]]:
     """The (interpreter, abi) pairs packaging.tags accepts for this CPython (its own tag rules: abi3 for
@@ -118,6 +134,10 @@ def target_of(env: Environment) -> Target:
     if env.platform is None:
         platforms = None
         unknowns.append("platform")
+    elif os_ == "linux" and arch and is_musl(env):
+        glibc = None
+        tag = re.match(r"musllinux_(\d+)_(\d+)_", env.platform)
+        platforms = musllinux_platforms(arch, (int(tag[1]), int(tag[2])) if tag else None)
     elif os_ == "linux" and arch:
         if glibc is None:
             unknowns.append("glibc")
@@ -167,4 +187,5 @@ def target_of(env: Environment) -> Target:
         driver_cuda=dc,
         unknowns=tuple(unknowns),
         required=required_of(env),
+        musl=is_musl(env),
     )

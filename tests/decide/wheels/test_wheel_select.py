@@ -234,6 +234,27 @@ def test_hint_for_another_python(index: WheelIndex) -> None:
     assert any(r.startswith("official wheels exist for cp312 with this torch and CUDA") for r in plan.reasons)
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"glibc": None},  # what --save-target writes on Alpine: a Linux without glibc
+        {"glibc": None, "platform": "musllinux_1_2_x86_64"},  # the platform's own wheel tag (PEP 656)
+        {"platform": "musllinux_1_2_x86_64"},
+    ],
+    ids=["glibc-null", "musllinux-null", "musllinux"],
+)
+def test_a_musl_linux_gets_no_glibc_wheel(index: WheelIndex, spec: dict[str, Any]) -> None:
+    env = machine("a100", **spec)
+    plan = make_plan(env, "fa2", index)
+    assert plan.action != "wheel", plan.wheel
+    sel = select_wheels(env, "fa2", index)
+    assert all("platform-mismatch" in codes for _e, codes in sel.unsorted_misses)
+    rejected = "\n".join(r for rej in plan.rejected for r in rej.reasons)
+    assert "musl" in rejected
+    assert not any("glibc unknown" in r for r in plan.reasons)
+    assert any(r.startswith("this Linux has musl libc, not glibc") for r in plan.reasons)
+
+
 def test_hint_for_an_old_glibc(index: WheelIndex) -> None:
     # torch 2.8 wheels: 2.8.3/2.8.3.post1 built on Ubuntu 22.04, the v2.7.3 and v2.8.1 additions assumed so
     plan = make_plan(machine("a100", glibc="2.31"), "fa2", index)
