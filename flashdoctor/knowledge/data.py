@@ -21,11 +21,21 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key[:100]!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def strict_json(text: str | bytes) -> Any:
     """json.loads for a document a user hands flashdoctor: NaN, Infinity and -Infinity (which Python's
     reader takes, and no JSON reader does) are refused with a ValueError, so that no document read from
-    one can make flashdoctor print JSON that is not JSON."""
-    return json.loads(text, parse_constant=_no_constant)
+    one can make flashdoctor print JSON that is not JSON; so is an object that names a key twice (Python
+    keeps the last, other readers the first: which one was meant is not known)."""
+    return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
 
 
 def read_capped(path: str, limit: int, what: str, error: Callable[[str], Exception]) -> bytes:

@@ -100,6 +100,18 @@ def test_bad_bytes_and_bad_json_say_why() -> None:
     assert inputs.parse_json(b'\xef\xbb\xbf{"a": 1}', "x") == {"a": 1}  # a UTF-8 BOM is fine
 
 
+def test_a_key_given_twice_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Python's reader keeps the last of two "python" keys, so a spec pasted together from two machines
+    was judged as one of them without a word (last wins in one reader, first in another)."""
+    spec = tmp_path / "dup.json"
+    spec.write_text('{"python": "3.12", "platform": "linux_x86_64", "gpus": [], "python": "3.11"}')
+    code, err = run_main(["wheels", "--target", str(spec)], capsys)
+    assert code == 2
+    assert f"target spec {spec} is not valid JSON: the key 'python' appears twice in one object" in err
+    with pytest.raises(UsageError, match="the key 'name' appears twice"):
+        inputs.parse_json(b'{"gpus": [{"name": "a", "name": "b"}]}', "target spec t.json")
+
+
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_not_json(constant: str) -> None:
     """Python's json reader takes them; a spec with "memory_gb": NaN then made check --json print NaN,

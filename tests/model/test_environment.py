@@ -84,6 +84,10 @@ def test_load_target_errors(tmp_path):  # type: ignore[no-untyped-def]
     nan.write_text('{"gpus": [{"memory_gb": Infinity}]}')
     with pytest.raises(TargetSpecError, match="not valid JSON: Infinity is not a JSON number"):
         load_target(str(nan))
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"torch": "2.8.0+cu128", "torch": "2.5.1+rocm6.2"}')
+    with pytest.raises(TargetSpecError, match="not valid JSON: the key 'torch' appears twice in one object"):
+        load_target(str(twice))
 
 
 @pytest.mark.parametrize("path", sorted(TARGETS.glob("*.json")), ids=lambda p: p.stem)
