@@ -4,6 +4,8 @@ source. Every other knowledge module reads through :func:`load_data`; nothing he
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
@@ -21,6 +23,20 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"{text[:40]} is too large for a number")
+    return number
+
+
+def _integer(text: str) -> int:
+    number = int(text)
+    if abs(number) > sys.float_info.max:  # no count of anything; and float() of it raises OverflowError
+        raise ValueError(f"{text[:40]}... is too large for a number")
+    return number
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -33,9 +49,17 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def strict_json(text: str | bytes) -> Any:
     """json.loads for a document a user hands flashdoctor: NaN, Infinity and -Infinity (which Python's
     reader takes, and no JSON reader does) are refused with a ValueError, so that no document read from
-    one can make flashdoctor print JSON that is not JSON; so is an object that names a key twice (Python
+    one can make flashdoctor print JSON that is not JSON; so is a number too large for a float (1e400,
+    which Python's reader makes Infinity, or an integer of 400 digits, which float() cannot take); so is
+    an object that names a key twice (Python
     keeps the last, other readers the first: which one was meant is not known)."""
-    return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    return json.loads(
+        text,
+        parse_constant=_no_constant,
+        parse_float=_finite,
+        parse_int=_integer,
+        object_pairs_hook=_unique_keys,
+    )
 
 
 def read_capped(path: str, limit: int, what: str, error: Callable[[str], Exception]) -> bytes:

@@ -100,6 +100,27 @@ def test_bad_bytes_and_bad_json_say_why() -> None:
     assert inputs.parse_json(b'\xef\xbb\xbf{"a": 1}', "x") == {"a": 1}  # a UTF-8 BOM is fine
 
 
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1.5e99999"])
+def test_a_number_too_large_for_a_float_is_not_json_infinity(number: str) -> None:
+    """Python's reader turns 1e400 into inf without a word: "memory_gb": 1e400 then made check --json print
+    Infinity, as NaN and Infinity once did."""
+    with pytest.raises(UsageError, match=rf"target spec t.json is not valid JSON: {number} is too large"):
+        inputs.parse_json(f'{{"memory_gb": {number}}}'.encode(), "target spec t.json")
+    assert inputs.parse_json(b'{"memory_gb": 1e300}', "x") == {"memory_gb": 1e300}
+
+
+def test_an_integer_too_large_for_a_float_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 400-digit "memory_gb" crashed check (OverflowError: int too large to convert to float)."""
+    spec = tmp_path / "big.json"
+    spec.write_text('{"python": "3.12", "torch": null, "memory_gb": 1' + "0" * 400 + "}")
+    code, err = run_main(["check", "--target", str(spec)], capsys)
+    assert code == 2
+    assert "is not valid JSON: 1000" in err and "is too large for a number" in err
+    assert inputs.parse_json(b'{"cpus": 4096}', "x") == {"cpus": 4096}
+
+
 def test_a_key_given_twice_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Python's reader keeps the last of two "python" keys, so a spec pasted together from two machines
     was judged as one of them without a word (last wins in one reader, first in another)."""
