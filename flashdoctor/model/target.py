@@ -59,7 +59,8 @@ def _normalised(spec: Mapping[str, Any]) -> dict[str, Any]:
         for g in gpus:
             cap = g.get("capability") if isinstance(g, dict) else None
             if isinstance(cap, (int, float)) and not isinstance(cap, bool):
-                g = {**g, "capability": f"{float(cap):.1f}"}
+                # 9 is "9.0"; a float as written (9.05 stays "9.05", which the schema refuses, not 9.0)
+                g = {**g, "capability": f"{cap}.0" if isinstance(cap, int) else repr(cap)}
             fixed.append(g)
         out["gpus"] = fixed
     return out

@@ -143,6 +143,21 @@ def test_numbers_are_read_as_versions():
     env = environment_from_target({"python": 3.12, "gpus": [{"capability": 9}], "torch": "2.8.0+cu128"})
     assert env.python == "3.12" and env.python_abi == "cp312"
     assert env.gpus[0].capability == "9.0"
+    assert environment_from_target({"gpus": [{"capability": 8.6}]}).gpus[0].capability == "8.6"
+
+
+@pytest.mark.parametrize(
+    "capability",
+    [
+        "9.10",  # was sm_100 (9 * 10 + 10): a Hopper typo judged as a Blackwell
+        9.05,  # was rounded to 9.0 or 9.1 without a word
+        1e300,  # was a 300-digit capability
+        "999.0",
+    ],
+)
+def test_a_capability_is_major_dot_one_minor_digit(capability):  # type: ignore[no-untyped-def]
+    with pytest.raises(TargetSpecError, match=r"'gpus\[0\]\.capability' must be a compute capability"):
+        environment_from_target({"gpus": [{"capability": capability}]})
 
 
 SPECS = [
