@@ -23,10 +23,23 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _finite(text: str) -> float:
-    number = float(text)
+class WrittenFloat(float):
+    """A JSON number with a fraction or exponent, keeping the text it was written as: where a version is
+    read from a number, "python": 3.10 is "3.10" (``text``), not the float's "3.1"."""
+
+    text: str
+
+
+def written(number: object) -> str:
+    """A JSON number as the user wrote it (strict_json keeps the text of one with a fraction)."""
+    return number.text if isinstance(number, WrittenFloat) else str(number)
+
+
+def _finite(text: str) -> WrittenFloat:
+    number = WrittenFloat(text)
     if math.isinf(number):
         raise ValueError(f"{text[:40]} is too large for a number")
+    number.text = text
     return number
 
 

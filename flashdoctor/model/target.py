@@ -16,7 +16,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from flashdoctor.knowledge.data import read_capped, strict_json
+from flashdoctor.knowledge.data import read_capped, strict_json, written
 from flashdoctor.knowledge.drivers import driver_max_cuda
 from flashdoctor.knowledge.schemas import error_expect, error_key, first_error, load_schema
 from flashdoctor.knowledge.torch_builds import cxx11abi_from_version, pypi_default_cuda
@@ -52,7 +52,7 @@ def _normalised(spec: Mapping[str, Any]) -> dict[str, Any]:
     for key in _NUMBER_AS_TEXT:
         val = out.get(key)
         if isinstance(val, (int, float)) and not isinstance(val, bool):
-            out[key] = str(val)
+            out[key] = written(val)  # as written: 3.10 is "3.10", not the float's "3.1"
     gpus = out.get("gpus")
     if isinstance(gpus, list):
         fixed = []
@@ -60,7 +60,7 @@ def _normalised(spec: Mapping[str, Any]) -> dict[str, Any]:
             cap = g.get("capability") if isinstance(g, dict) else None
             if isinstance(cap, (int, float)) and not isinstance(cap, bool):
                 # 9 is "9.0"; a float as written (9.05 stays "9.05", which the schema refuses, not 9.0)
-                g = {**g, "capability": f"{cap}.0" if isinstance(cap, int) else repr(cap)}
+                g = {**g, "capability": f"{cap}.0" if isinstance(cap, int) else written(cap)}
             fixed.append(g)
         out["gpus"] = fixed
     return out

@@ -146,6 +146,16 @@ def test_numbers_are_read_as_versions():
     assert environment_from_target({"gpus": [{"capability": 8.6}]}).gpus[0].capability == "8.6"
 
 
+def test_a_version_written_as_a_number_keeps_its_trailing_zero(tmp_path):  # type: ignore[no-untyped-def]
+    # JSON's 3.10 is the float 3.1: read back from the float, Python 3.10 was judged as Python 3.1
+    # ("Python 3.1 < 3.9": unsupported), torch 2.10 as torch 2.1 and glibc 2.40 as glibc 2.4.
+    spec = tmp_path / "numbers.json"
+    spec.write_text('{"python": 3.10, "torch": 2.10, "glibc": 2.40, "gpus": [{"capability": 12.0}]}')
+    env = load_target(str(spec))
+    assert (env.python, env.python_abi, env.torch, env.glibc) == ("3.10", "cp310", "2.10", "2.40")
+    assert env.gpus[0].capability == "12.0"
+
+
 @pytest.mark.parametrize(
     "capability",
     [
