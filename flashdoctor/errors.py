@@ -53,6 +53,7 @@ DEPENDENCY_MODULES = {
     "packaging": "packaging",
     "pynvml": "nvidia-ml-py",
     "requests": "requests",
+    "urllib3": "urllib3",
     "rich": "rich",
     "jsonschema": "jsonschema",
     "platformdirs": "platformdirs",
