@@ -75,7 +75,31 @@ def resolve_plan(
     plan = select_plan(env, variant, version_spec=spec, **selection)
     if lock:
         return with_local_build(plan, env, houses)
-    return resolve_local(plan, env, houses, cache, spec, reviewed=bool(selection["plan_file"]))
+    plan_file = selection["plan_file"]
+    if plan_file and plan.action == "wheel":
+        plan = fit_here(env, plan, plan_file, selection["index_path"], selection["environ"])
+    return resolve_local(plan, env, houses, cache, spec, reviewed=bool(plan_file))
+
+
+def fit_here(
+    env: Environment, plan: Plan, plan_file: str, index_path: str | None, environ: Mapping[str, str]
+) -> Plan:
+    """`install --plan FILE`: the reviewed wheel plan for this machine (decide.wheels.refit_plan), with
+    this machine's blockers; refused before anything is downloaded, naming each mismatch, when its wheel
+    does not fit here (exit 1, as for a plan in which no wheel fits)."""
+    from flashdoctor.decide.wheels import refit_plan
+
+    assert plan.wheel is not None
+    name = plan.wheel.filename
+    index = inputs.load_wheel_index(index_path, environ, keep=name.__eq__)
+    plan, misses = refit_plan(env, plan, index)
+    if misses:
+        raise FlashdoctorError(
+            f"plan {plan_file}: {name} does not fit this machine: {'; '.join(misses)}",
+            hint="nothing was downloaded or installed; plan for this machine with "
+            f"`flashdoctor install --{plan.variant} --dry-run --json`",
+        )
+    return plan
 
 
 # -- where wheels come from -----------------------------------------------------------------------------

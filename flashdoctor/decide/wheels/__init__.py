@@ -17,7 +17,7 @@ from flashdoctor.decide.wheels.location import (
     locate_index,
 )
 from flashdoctor.decide.wheels.parse import WheelName, WheelNameError, parse_wheel_name
-from flashdoctor.decide.wheels.plan import make_plan
+from flashdoctor.decide.wheels.plan import make_plan, refit_plan
 from flashdoctor.decide.wheels.select import (
     REJECTION_CODES,
     Selection,
@@ -44,6 +44,7 @@ __all__ = [
     "make_plan",
     "parse_version_spec",
     "parse_wheel_name",
+    "refit_plan",
     "select_wheels",
     "stale_index_finding",
 ]

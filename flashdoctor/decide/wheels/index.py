@@ -349,6 +349,20 @@ def index_from_document(
     )
 
 
+def entry_for(index: WheelIndex, ref: WheelRef) -> IndexEntry:
+    """The index's entry for a planned wheel (the same URL, else the same file name); for a wheel the index
+    does not list (a local build, a plan made with another index) one that holds only what its name says,
+    so that the selector's rules judge it by that alone."""
+    same = [e for e in index.entries if e.filename == ref.filename]
+    found = next((e for e in same if e.url == ref.url), same[0] if same else None)
+    if found is not None:
+        return found
+    src = SourceInfo(ref.source, "plan", 0, ref.source.startswith("community:"), None)
+    url = ref.url.replace("{", "%7B").replace("}", "%7D")  # a URL, not a template
+    raw = {"filename": ref.filename, "source": src.name, "evidence": "", "sha256": ref.sha256, "url": url}
+    return _entry(raw, {src.name: src}, lambda: f"wheel {ref.filename}", {})
+
+
 def _spec(raw: dict[str, Any], key: str, where: str) -> SpecifierSet | None:
     if key not in raw:
         return None

@@ -4,6 +4,7 @@ build, or nothing because the machine rules the variant out), and what would mak
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -11,7 +12,7 @@ from packaging.version import Version
 from flashdoctor import knowledge
 from flashdoctor.decide.checks import SDPA, run_checks
 from flashdoctor.decide.checks.verdicts import ROCM_BUILD
-from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
+from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex, entry_for
 from flashdoctor.decide.wheels.origin import NO_DIGEST, evidence_reason, wheel_origin
 from flashdoctor.decide.wheels.reasons import (
     assumption_notes,
@@ -22,7 +23,14 @@ from flashdoctor.decide.wheels.reasons import (
     required_passed_over,
     torch_api_passed_over,
 )
-from flashdoctor.decide.wheels.select import Selection, parse_version_spec, preference_key, select_wheels
+from flashdoctor.decide.wheels.rules import machine_codes
+from flashdoctor.decide.wheels.select import (
+    Selection,
+    parse_version_spec,
+    preference_key,
+    reason_text,
+    select_wheels,
+)
 from flashdoctor.decide.wheels.target import target_of
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.knowledge.versions import parse_version
@@ -107,7 +115,7 @@ def make_plan(
         notes.append(next(n for n in env.notes if n.startswith(ABI_NOTE)))
     if cuda_inferred(env):
         notes.append(next(n for n in env.notes if n.startswith(CUDA_NOTE)))
-    blockers = tuple(c for c in vv.blockers if c in ("driver-too-old",))
+    blockers = wheel_blockers(vv)
     if sel.best is not None:
         best = sel.best
         siblings = python_siblings(sel.fits, best) if t.python is None else []
@@ -183,6 +191,26 @@ def make_plan(
         ),
         blockers=build_blockers,
     )
+
+
+def wheel_blockers(vv: VariantVerdict) -> tuple[str, ...]:
+    """The check codes that keep a wheel plan from installing: a driver too old for torch's own CUDA (the
+    wheel named is the one that fits after the upgrade)."""
+    return tuple(c for c in vv.blockers if c in ("driver-too-old",))
+
+
+def refit_plan(env: Environment, plan: Plan, index: WheelIndex) -> tuple[Plan, tuple[str, ...]]:
+    """A reviewed wheel plan (install --plan FILE, perhaps made on another machine) for this machine: the
+    plan with this machine's blockers (make_plan's for a wheel plan; the file's own are not trusted), and
+    why its wheel does not fit here, each as the selector words a rejection ("code: sentence"; empty: it
+    fits). Only what the wheel was built for is weighed (rules.machine_codes, on its index entry, else on
+    what its name says): its version, source or yanked state were the reviewer's choice, and where torch is
+    no CUDA build there is no torch CUDA to compare (the install's import check decides)."""
+    assert plan.wheel is not None
+    report = run_checks(env, source="plan", wheel_finder=lambda _e, _v: None)
+    entry, t = entry_for(index, plan.wheel), target_of(env)
+    misses = tuple(reason_text(c, entry, t) for c in machine_codes(entry, t) if c != "no-cuda-torch")
+    return replace(plan, blockers=wheel_blockers(report.verdicts[plan.variant])), misses
 
 
 def _python_floor_unsupported(

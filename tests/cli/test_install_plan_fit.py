@@ -1,0 +1,62 @@
+"""`install --plan FILE` on a machine the plan was not made on: the plan's wheel is judged again with this
+machine's facts (the selector's rules) and refused, before anything is downloaded, when it does not fit; the
+plan's blockers are worked out here, not read from the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_install_cli import fd, pip_list
+from tests.support.install_helpers import FaultServer, make_wheel, sha256_of
+from tests.support.paths import TARGETS
+
+pytestmark = pytest.mark.system
+
+
+def write_plan(tmp: Path, filename: str, url: str, sha256: str | None = None) -> str:
+    wheel = {"filename": filename, "url": url, "sha256": sha256, "source": "official", "version": "2.8.3"}
+    doc = {"action": "wheel", "variant": "fa2", "wheel": wheel, "reasons": [], "blockers": []}
+    p = tmp / "plan.json"
+    p.write_text(json.dumps(doc))
+    return str(p)
+
+
+def test_a_plan_for_another_torch_is_refused_naming_each_mismatch(tmp_path: Path) -> None:
+    # made on a torch 2.8 + CUDA 12 machine; tests/targets/h100.json runs torch 2.11 + CUDA 13.0
+    name = "flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp311-cp311-linux_x86_64.whl"
+    plan = write_plan(tmp_path, name, "https://example.invalid/" + name)
+    r = fd("install", "--plan", plan, "--target", str(TARGETS / "h100.json"), "--dry-run", "--json")
+    assert r.returncode == 1 and r.stdout == "", r.stdout + r.stderr
+    assert f"{name} does not fit this machine" in r.stderr
+    for why in ("python-mismatch: built for cp311-cp311, this is Python 3.12",
+                "torch-mismatch: built for torch 2.8, this is torch 2.11",
+                "cuda-mismatch: built for CUDA 12, torch uses CUDA 13.0"):  # fmt: skip
+        assert why in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_plans_blockers_are_those_of_this_machine(tmp_path: Path) -> None:
+    # the file says nothing blocks it; here the driver (CUDA 11.4) is too old for torch's own CUDA 12.8
+    name = "flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
+    plan = write_plan(tmp_path, name, "https://example.invalid/" + name)
+    r = fd("install", "--plan", plan, "--target", str(TARGETS / "old-driver.json"), "--dry-run", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["wheel"]["filename"] == name and doc["blockers"] == ["driver-too-old"]
+
+
+@pytest.mark.slow
+def test_a_wheel_for_another_python_is_refused_before_the_download(
+    fresh_venv: Path, server: FaultServer, tmp_path: Path
+) -> None:
+    w = make_wheel(tmp_path / "w", version="2.8.3+cu12torch2.13cxx11abiTRUE", tag="cp39-cp39-linux_x86_64")
+    url = server.add("/" + w.name, w.read_bytes())
+    plan = write_plan(tmp_path, w.name, url, sha256_of(w))
+    r = fd("install", "--plan", plan, "--python", str(fresh_venv), "--yes")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "python-mismatch: built for cp39-cp39" in r.stderr and "nothing was downloaded" in r.stderr
+    assert server.hits("/" + w.name) == 0
+    assert "flash-attn" not in pip_list(fresh_venv)
