@@ -104,10 +104,10 @@ class FetchOptions:
 
 
 def known_verification(ref: WheelRef, opts: FetchOptions) -> Verification:
-    """Where the digest ``ref`` carries came from (a flashdoctor build's record, the wheel index, a plan
-    file); "recorded" when it carries none."""
-    if ref.sha256 and ref.source == "wheelhouse":  # a flashdoctor build: its build.json recorded the digest
-        return published("build-record")
+    """Where the digest ``ref`` carries came from (a plan file, a flashdoctor build's record, the wheel
+    index); "recorded" when it carries none. A plan file's digest is the file's, whatever source it names."""
+    if ref.sha256 and ref.source == "wheelhouse" and opts.digest_from != "plan-file":
+        return published("build-record")  # a flashdoctor build: its build.json recorded the digest
     return published(opts.digest_from) if ref.sha256 else recorded()
 
 

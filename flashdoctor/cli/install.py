@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -53,8 +52,6 @@ def _fetch(opts: dict[str, Any], progress: bool) -> tuple[FetchOptions, list[Whe
             "flashdoctor: another process is downloading this wheel; waiting for it", err=True
         ),
     )
-    if opts.get("plan_file"):  # a digest in a --plan file is named as coming from it
-        fetch = dataclasses.replace(fetch, digest_from="plan-file")
     return fetch, houses
 
 
@@ -217,7 +214,7 @@ def install(variant: Variant, **opts: Any) -> int:
             "--source/--ref/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads/--no-* need --from-source"
         )
     else:
-        plan, notes = service.resolve_plan(env, variant, houses, cache=fetch.cache, **_selection(opts))
+        plan, notes, fetch = service.resolve_plan(env, variant, houses, fetch, **_selection(opts))
     if dry_run or plan.action != "wheel" or plan.blockers:
         return _show_plan(plan, notes, source, opts)
     py = python or sys.executable  # python is None only with --target, which never gets here
@@ -297,7 +294,7 @@ def lock(variant: Variant, **opts: Any) -> int:
     python = machine(opts["python"], opts["target"], err=opts["as_json"] or not opts["output"])
     fetch, houses = _fetch(opts, progress=not opts["as_json"])
     env, source = resolve_environment(python, opts["target"], import_tests=False)
-    plan, _notes = service.resolve_plan(env, variant, houses, lock=True, **_selection(opts))
+    plan, _notes, fetch = service.resolve_plan(env, variant, houses, fetch, lock=True, **_selection(opts))
     result = service.lock(
         plan,
         env,

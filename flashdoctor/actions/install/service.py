@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
     from packaging.specifiers import SpecifierSet
 
-    from flashdoctor.actions.cache import WheelCache
     from flashdoctor.actions.fetch import FetchOptions
     from flashdoctor.actions.install.lock import LockEntry
     from flashdoctor.actions.net.download import Progress
@@ -59,26 +58,34 @@ def resolve_plan(
     env: Environment,
     variant: Variant,
     houses: list[Wheelhouse],
+    fetch: FetchOptions,
     *,
     version_spec: str | None,
-    cache: WheelCache | None = None,
     lock: bool = False,
     **selection: Any,
-) -> tuple[Plan, list[str]]:
+) -> tuple[Plan, list[str], FetchOptions]:
     """select_plan, then what is already here (prepare.resolve_local: a wheel in a wheelhouse or the
     cache, a local build that serves this machine); ``lock`` keeps the planned wheel (a reviewed plan).
-    The notes say why the local builds that do not serve this machine were passed over."""
+    The notes say why the local builds that do not serve this machine were passed over; ``fetch`` comes
+    back saying where the planned sha256 came from: a plan file's own wheel carries the file's digest
+    (whatever source the file names), a local build that replaced a reviewed "build" plan its build's
+    record (fetch.known_verification)."""
     from flashdoctor.actions.install.prepare import resolve_local, with_local_build
     from flashdoctor.decide.wheels import parse_version_spec
 
     spec = parse_version_spec(version_spec)
     plan = select_plan(env, variant, version_spec=spec, **selection)
-    if lock:
-        return with_local_build(plan, env, houses)
     plan_file = selection["plan_file"]
-    if plan_file and plan.action == "wheel":
-        plan = fit_here(env, plan, plan_file, selection["index_path"], selection["environ"])
-    return resolve_local(plan, env, houses, cache, spec, reviewed=bool(plan_file))
+    reviewed = plan.wheel if plan_file and plan.action == "wheel" else None
+    if lock:
+        plan, notes = with_local_build(plan, env, houses)
+    else:
+        if reviewed is not None:
+            plan = fit_here(env, plan, plan_file, selection["index_path"], selection["environ"])
+        plan, notes = resolve_local(plan, env, houses, fetch.cache, spec, reviewed=bool(plan_file))
+    if reviewed is not None and plan.wheel is reviewed:
+        fetch = replace(fetch, digest_from="plan-file")
+    return plan, notes, fetch
 
 
 def fit_here(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.install_helpers import FaultServer, make_wheel, sha256_of
+from tests.support.install_helpers import H100_BUILD, FaultServer, make_wheel, sha256_of, write_manifest
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.system
@@ -43,3 +43,41 @@ def test_a_digest_from_a_plan_file_is_named_for_it(server: FaultServer, tmp_path
     verification = json.loads(p.stdout)["entries"][0]["verification"]
     assert verification["digest_from"] == "plan-file"
     assert verification["text"] == "sha256 matches the published digest (the plan file)"
+
+
+@pytest.mark.slow
+def test_a_plan_files_wheelhouse_wheel_is_not_worded_as_a_builds_record(tmp_path: Path) -> None:
+    """A plan file may say "source": "wheelhouse" of any wheel; its digest was still the plan file's
+    (build.json was never read), and is named so. A reviewed "build" plan that a local build in --wheelhouse
+    replaces keeps its build's record: that digest does come from build.json."""
+    from flashdoctor.model.install import DIGEST_BUILD_RECORD, DIGEST_PUBLISHED
+
+    w = make_wheel(
+        tmp_path / "loose", version="2.8.3.post2+fd.sm90.hd128.bf16", tag="cp312-cp312-linux_x86_64"
+    )
+    wheel = {"filename": w.name, "url": w.resolve().as_uri(), "sha256": sha256_of(w), "source": "wheelhouse",
+             "version": "2.8.3.post2"}  # fmt: skip
+    plan = {"action": "wheel", "variant": "fa2", "wheel": wheel, "reasons": []}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    h100 = str(ROOT / "tests/targets/h100.json")
+
+    def lock(plan_file: Path, *extra: str) -> dict[str, object]:
+        p = subprocess.run(
+            [sys.executable, "-m", "flashdoctor", "lock", "--plan", str(plan_file), "--target", h100,
+             *extra, "--json"],
+            capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stdout + p.stderr
+        entry: dict[str, object] = json.loads(p.stdout)["entries"][0]
+        return entry
+
+    entry = lock(tmp_path / "plan.json")
+    assert entry["sha256_check"] == DIGEST_PUBLISHED  # was "... flashdoctor's record of the build"
+    # the reviewed "build" plan, turned into the local build of a wheelhouse
+    wh = tmp_path / "wh" / "5f1c0ffee0ddba11"
+    built = make_wheel(wh, version="2.8.3.post2+fd.sm90.hd128.bf16", tag="cp312-cp312-linux_x86_64")
+    write_manifest(built, H100_BUILD)
+    (tmp_path / "build.json").write_text(json.dumps({"action": "build", "variant": "fa2", "reasons": []}))
+    entry = lock(tmp_path / "build.json", "--wheelhouse", str(tmp_path / "wh"))
+    assert entry["sha256_check"] == DIGEST_BUILD_RECORD
