@@ -136,6 +136,19 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, stale_after: 
     path.parent.mkdir(parents=True, exist_ok=True)
     if stale_after is not None:
         _remove_stale_temps(path, stale_after)
+    tmp = write_temp(path, data, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def write_temp(path: Path, data: bytes, mode: int = 0o644) -> Path:
+    """``data`` in a new temporary file beside ``path`` (its directory must exist), on disk, for the caller
+    to rename over ``path`` or remove; nothing is left on failure."""
     fd, tmp = _new_temp(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -143,12 +156,11 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, stale_after: 
             fh.flush()
             os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_dir(path.parent)
+    return tmp
 
 
 def copy_new(src: Path, directory: Path, name: str | None = None, mode: int = 0o644) -> tuple[Path, str]:

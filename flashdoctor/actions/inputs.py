@@ -444,24 +444,53 @@ def write_text(path: str, text: str) -> None:
     leaves it cut short (a lock file's head without its hash line installs nothing, and says nothing) and
     the previous file stays until the new one is complete. Its mode is kept (a new one gets the umask's);
     through a link, the file the link names is replaced. Anything else (a FIFO, /dev/stdout) is written to."""
-    from flashdoctor.actions.cache import atomic_write_bytes  # only when a file is written
+    write_texts({path: text})
 
+
+def write_texts(files: Mapping[str, str]) -> None:
+    """Several files the user named (`lock --format all -o BASE`), as :func:`write_text` writes one, and
+    all or none: every new text is written beside its file first, and only when all are complete are they
+    renamed over their files; on a failure the temporaries are removed and every file is as it was. What
+    is not a regular file (a FIFO, /dev/stdout) is written to after the renames."""
+    from flashdoctor.actions.cache import fsync_dir, write_temp  # only when a file is written
+
+    temps: list[tuple[Path, Path, str]] = []  # (temporary, the file it replaces, its name as given)
+    parents: dict[Path, None] = {}
+    direct: list[tuple[str, str]] = []
+    path = ""
     try:
         try:
-            st: os.stat_result | None = os.stat(path)
-        except FileNotFoundError:
-            st = None
-        if st is not None and not stat.S_ISREG(st.st_mode):
+            for path, text in files.items():
+                try:
+                    st: os.stat_result | None = os.stat(path)
+                except FileNotFoundError:
+                    st = None
+                if st is not None and not stat.S_ISREG(st.st_mode):
+                    direct.append((path, text))
+                    continue
+                if st is not None:
+                    mode = stat.S_IMODE(st.st_mode)
+                else:
+                    umask = os.umask(0o022)
+                    os.umask(umask)
+                    mode = 0o666 & ~umask
+                real = Path(os.path.realpath(path))
+                real.parent.mkdir(parents=True, exist_ok=True)
+                temps.append((write_temp(real, text.encode("utf-8"), mode=mode), real, path))
+            while temps:
+                tmp, real, path = temps[0]
+                os.replace(tmp, real)
+                temps.pop(0)
+                parents[real.parent] = None
+        finally:
+            for tmp, _real, _path in temps:  # not renamed: the files stay as they were
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+        for parent in parents:
+            fsync_dir(parent)
+        for path, text in direct:
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text)
-            return
-        if st is not None:
-            mode = stat.S_IMODE(st.st_mode)
-        else:
-            umask = os.umask(0o022)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        atomic_write_bytes(Path(os.path.realpath(path)), text.encode("utf-8"), mode=mode)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 

@@ -329,6 +329,5 @@ def lock(
     entry = LockEntry(plan.variant, ref, ref.sha256, sha_from, verification, removed, digest_from)
     exports = {f: FORMATS[f].text([entry], env, source) for f in dict.fromkeys(formats)}
     outputs = lock_outputs(output, list(exports))
-    for f, path in outputs.items():
-        inputs.write_text(path, exports[f])
+    inputs.write_texts({path: exports[f] for f, path in outputs.items()})  # all of them, or none
     return LockResult(entry, lock_text([entry], env, source), output, exports, outputs)

@@ -180,3 +180,35 @@ def test_a_lock_that_cannot_be_written_whole_leaves_the_previous_one(tmp_path: P
     r = subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True, env=child_env())
     assert r.returncode == 0, r.stderr
     assert sha256_of(w) in out.read_text()
+
+
+def test_lock_format_all_on_a_full_disk_replaces_none_of_the_set(tmp_path: Path) -> None:
+    """`lock --format all -o BASE` wrote BASE.txt, BASE.pyproject.toml and BASE.Dockerfile one after
+    another: a disk that filled up (RLIMIT_FSIZE) at the second left the first replaced and the others as
+    they were, a set that no longer matches. Now every file is written beside itself first, and they are
+    renamed only when all are complete: on a failure the previous set stays whole and no temporary is left."""
+    w = make_wheel(tmp_path / "w", version=V_GOOD, tag="py3-none-any", requires=())
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(plan_for("https://example.invalid/" + w.name, w, V_GOOD).to_json()))
+    cmd = [*lock_h100_cmd(plan), "--format", "all"]
+    exports = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True,
+                                        env=child_env(), check=True).stdout)["exports"]  # fmt: skip
+    limit = len(exports["requirements"].encode())  # the first fits, a longer one does not
+    assert max(len(t.encode()) for t in exports.values()) > limit
+    out = tmp_path / "out"
+    out.mkdir()
+    previous = {s: f"# last week's {s}\n" for s in (".txt", ".pyproject.toml", ".Dockerfile")}
+    for suffix, text in previous.items():
+        (out / ("flash" + suffix)).write_text(text)
+
+    def full_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    r = subprocess.run([*cmd, "-o", str(out / "flash")], capture_output=True, text=True, env=child_env(),
+                       preexec_fn=full_disk)  # fmt: skip
+    assert r.returncode == 2 and "cannot write" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"flash" + s: t for s, t in previous.items()}
+    r = subprocess.run([*cmd, "-o", str(out / "flash")], capture_output=True, text=True, env=child_env())
+    assert r.returncode == 0, r.stderr
+    assert (out / "flash.txt").read_text() == exports["requirements"]
+    assert (out / "flash.Dockerfile").read_text() == exports["dockerfile"]
