@@ -10,8 +10,9 @@ issue thread). Tailoring its fix with this machine's facts then gives advice for
 - or the log's own facts agree with the machine: the same torch version and two more facts (the build
   its label names (+cu124, +cpu), its Python, GPU, nvcc or driver; one released torch is on many machines, and
   so is one Python), or this Python environment's own directory
-  in the log's paths; and no fact disagrees (another torch, Python, OS, CUDA driver, or a
-  GPU older than Ampere named in a log while every GPU here is Ampere or newer).
+  in the log's paths; and no fact disagrees (another torch, Python, OS, CUDA driver, a
+  GPU older than Ampere named in a log while every GPU here is Ampere or newer, or a GPU the log ran on
+  while this machine has no NVIDIA GPU).
 
 Otherwise the fix is tailored from what the log reveals (torch.__version__ lines, wheel names, paths,
 nvcc -V, nvidia-smi) and says so: "for the machine in this log (torch 2.1.2, cp310): ...".
@@ -228,6 +229,18 @@ def _os_of(env: Environment) -> str | None:
     return "windows" if plat.startswith("win") else "macos" if plat.startswith("macosx") else "linux"
 
 
+def _no_gpu(env: Environment) -> bool:
+    """This machine has no NVIDIA GPU: no driver and none listed (a ROCm torch's GPUs are not listed)."""
+    return (
+        env.known("gpus")
+        and not env.gpus
+        and env.known("driver")
+        and env.driver is None
+        and not env.torch_hip
+        and "+rocm" not in (env.torch or "")
+    )
+
+
 def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, here: bool) -> Origin:
     """Use ``env`` for this log's fixes? ``text_low`` is the lower-cased log (for this environment's
     directory in its paths)."""
@@ -269,6 +282,9 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
     logged = log.gpu
     if logged is not None and ccs and logged.cc not in ccs:
         differs.append(f"{log.gpu_name or 'a GPU'} (sm_{logged.sm}) in the log, {names} here")
+    if _no_gpu(env) and (logged is not None or log.old_gpu):
+        gpu = "a GPU older than Ampere" if logged is None else f"{log.gpu_name or 'a GPU'} (sm_{logged.sm})"
+        differs.append(f"{gpu} in the log, no NVIDIA GPU here")
     if differs:
         return Origin(False, "differs: " + "; ".join(differs))
     prefix = env_prefix(env)

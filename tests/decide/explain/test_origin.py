@@ -347,3 +347,27 @@ def test_another_gpu_in_the_log_means_another_machine_and_the_fix_is_for_the_log
     # On an H100 with that torch the log is this machine's: its fix is sized to it (MAX_JOBS).
     here = explain_bytes(log.replace("2.8.0+cu128", "2.11.0+cu130").encode(), target_env("h100"))
     assert here.origin.use_machine and "FLASH_ATTN_CUDA_ARCHS=90 MAX_JOBS=" in here.diagnoses[0].fix
+
+
+def test_a_gpu_in_the_log_means_another_machine_where_this_one_has_no_gpu() -> None:
+    # A login node without a GPU, its shared environment in a compute node's log: the log ran on a GPU, so
+    # the login node's memory and CPUs (MAX_JOBS=1) are not the log's machine's.
+    log = (
+        '  File "/home/ana/envs/fa/lib/python3.11/site-packages/flash_attn/__init__.py", line 3\n'
+        "UserWarning: NVIDIA GeForce RTX 5090 with CUDA capability sm_120 is not compatible with the current"
+        " PyTorch installation.\n" + KILLED
+    )
+    env = target_env("cpu-box", python_executable="/home/ana/envs/fa/bin/python")
+    expl = explain_bytes(log.encode(), env)
+    assert not expl.origin.use_machine, expl.origin.reason
+    assert "NVIDIA GeForce RTX 5090 (sm_120) in the log, no NVIDIA GPU here" in expl.origin.reason
+    assert all("MAX_JOBS=1" not in d.fix and "this machine" not in d.fix for d in expl.diagnoses)
+    # FlashAttention's own refusal ran on a GPU too.
+    old = "RuntimeError: FlashAttention only supports Ampere GPUs or newer.\n" + log.split("\n", 1)[0]
+    assert (
+        "a GPU older than Ampere in the log, no NVIDIA GPU here"
+        in explain_bytes(old.encode(), env).origin.reason
+    )
+    # A ROCm machine has GPUs NVML does not list: its log is not told apart by that.
+    rocm = target_env("rocm-mi300", python_executable="/home/ana/envs/fa/bin/python", python="3.11")
+    assert "no NVIDIA GPU" not in explain_bytes(log.encode(), rocm).origin.reason
