@@ -95,7 +95,7 @@ class LogMachine:
         )
 
     def label(self) -> str:
-        """ "torch 2.1.2, cp310, Linux" - the facts a reader recognises the machine by."""
+        """ "torch 2.1.2, cp310, driver 535.104.05, Linux" - the facts a reader recognises the machine by."""
         parts = []
         if self.torch or self.torch_mm_only:
             parts.append(f"torch {self.torch or self.torch_mm_only}")
@@ -103,6 +103,8 @@ class LogMachine:
             parts.append(self.cp)
         if self.nvcc:
             parts.append(f"nvcc {self.nvcc}")
+        if self.driver:  # a fix may name it (driver-too-old), and it may be all the log shows
+            parts.append(f"driver {self.driver}")
         if self.os:
             parts.append({"linux": "Linux", "windows": "Windows", "macos": "macOS"}[self.os])
         if self.gpu is not None and self.gpu.sm is not None:

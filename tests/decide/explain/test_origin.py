@@ -371,3 +371,17 @@ def test_a_gpu_in_the_log_means_another_machine_where_this_one_has_no_gpu() -> N
     # A ROCm machine has GPUs NVML does not list: its log is not told apart by that.
     rocm = target_env("rocm-mi300", python_executable="/home/ana/envs/fa/bin/python", python="3.11")
     assert "no NVIDIA GPU" not in explain_bytes(log.encode(), rocm).origin.reason
+
+
+def test_a_fix_from_the_logs_driver_alone_says_which_machine_it_is_for() -> None:
+    # nvidia-smi's header and the error, nothing else: the fix names the log's driver, so it says whose.
+    log = (
+        "| NVIDIA-SMI 535.104.05             Driver Version: 535.104.05   CUDA Version: 12.2     |\n"
+        "RuntimeError: The NVIDIA driver on your system is too old (found version 12020).\n"
+    )
+    for env in (target_env("h100"), None):
+        expl = explain_bytes(log.encode(), env)
+        assert expl.machine == "the machine in this log (driver 535.104.05)", expl.machine
+        assert expl.diagnoses[0].fix.startswith(
+            "For the machine in this log (driver 535.104.05): Driver 535.104.05 supports CUDA up to 12.2"
+        ), expl.diagnoses[0].fix
