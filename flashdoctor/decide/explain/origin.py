@@ -292,7 +292,7 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
     prefix = env_prefix(env)
     # As the log may write it: with slashes, backslashes, or doubled backslashes (a repr of a Windows path).
     spellings = {prefix, prefix.replace("/", "\\"), prefix.replace("/", "\\\\")} if prefix else set()
-    if any(p.lower().encode("utf-8", errors="replace") in text_low for p in spellings):
+    if any(_names_directory(text_low, p.lower().encode("utf-8", errors="replace")) for p in spellings):
         return Origin(True, f"agrees: this Python environment ({prefix}) is in the log")
     if (
         log.torch
@@ -312,6 +312,13 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
             "but nothing else the log shows names this machine (--here says it does)",
         )
     return Origin(False, "unknown: the log does not show that it comes from this machine")
+
+
+def _names_directory(text_low: bytes, directory: bytes) -> bool:
+    """``directory`` is in the text as a whole directory name: /home/ana/fa in /home/ana/fa/lib/..., not in
+    /home/ana/fa-old/lib/... nor /data/home/ana/fa/... (other environments)."""
+    pattern = rb"(?<![\w.-])" + re.escape(directory) + rb"(?![\w-]|\.\w)"
+    return re.search(pattern, text_low) is not None
 
 
 def _and(items: list[str]) -> str:

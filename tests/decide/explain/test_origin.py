@@ -385,3 +385,15 @@ def test_a_fix_from_the_logs_driver_alone_says_which_machine_it_is_for() -> None
         assert expl.diagnoses[0].fix.startswith(
             "For the machine in this log (driver 535.104.05): Driver 535.104.05 supports CUDA up to 12.2"
         ), expl.diagnoses[0].fix
+
+
+def test_another_environment_whose_directory_starts_like_this_ones_is_not_this_one() -> None:
+    # /home/ana/fa is this environment; /home/ana/fa-old (another venv, another torch) is not.
+    env = target_env("h100", python_executable="/home/ana/fa/bin/python")
+    log = TORCH_SYMBOL.replace("/home/u/venv/lib/python3.10", "/home/ana/fa-old/lib/python3.12").replace(
+        "cpython-310", "cpython-312"
+    )
+    expl = explain_bytes(log.encode(), env, wheel_finder=lambda e, v: "never-used.whl")
+    assert not expl.origin.use_machine, expl.origin.reason
+    assert "never-used" not in expl.diagnoses[0].fix and "2.11.0" not in expl.diagnoses[0].fix
+    assert explain_bytes(log.replace("fa-old", "fa").encode(), env).origin.use_machine
