@@ -11,8 +11,8 @@ issue thread). Tailoring its fix with this machine's facts then gives advice for
   its label names (+cu124, +cpu), its Python, GPU, nvcc or driver; one released torch is on many machines, and
   so is one Python), or this Python environment's own directory
   in the log's paths; and no fact disagrees (another torch, Python, OS, CUDA driver, a
-  GPU older than Ampere named in a log while every GPU here is Ampere or newer, or a GPU the log ran on
-  while this machine has no NVIDIA GPU).
+  GPU older than Ampere named in a log while every GPU here is Ampere or newer, a GPU the log ran on
+  that no GPU here is (by architecture, then by name), or one while this machine has no NVIDIA GPU).
 
 Otherwise the fix is tailored from what the log reveals (torch.__version__ lines, wheel names, paths,
 nvcc -V, nvidia-smi) and says so: "for the machine in this log (torch 2.1.2, cp310): ...".
@@ -231,6 +231,16 @@ def _os_of(env: Environment) -> str | None:
     return "windows" if plat.startswith("win") else "macos" if plat.startswith("macosx") else "linux"
 
 
+def _gpu_name(name: str) -> str:
+    return " ".join(name.lower().removeprefix("nvidia ").split())
+
+
+def _same_gpu(name: str, cc: tuple[int, int] | None, env: Environment) -> bool:
+    """A GPU here of that compute capability has that name (torch and NVML name a GPU alike); a GPU
+    here with no name may be it."""
+    return any(g.cc == cc and (g.name is None or _gpu_name(g.name) == _gpu_name(name)) for g in env.gpus)
+
+
 def _no_gpu(env: Environment) -> bool:
     """This machine has no NVIDIA GPU: no driver and none listed (a ROCm torch's GPUs are not listed)."""
     return (
@@ -284,6 +294,9 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
     logged = log.gpu
     if logged is not None and ccs and logged.cc not in ccs:
         differs.append(f"{log.gpu_name or 'a GPU'} (sm_{logged.sm}) in the log, {names} here")
+    elif logged is not None and log.gpu_name and ccs and not _same_gpu(log.gpu_name, logged.cc, env):
+        # one architecture, another GPU (an H100's log on an H200, an RTX 4090's on an L40S)
+        differs.append(f"{log.gpu_name} (sm_{logged.sm}) in the log, {names} here")
     if _no_gpu(env) and (logged is not None or log.old_gpu):
         gpu = "a GPU older than Ampere" if logged is None else f"{log.gpu_name or 'a GPU'} (sm_{logged.sm})"
         differs.append(f"{gpu} in the log, no NVIDIA GPU here")

@@ -397,3 +397,23 @@ def test_another_environment_whose_directory_starts_like_this_ones_is_not_this_o
     assert not expl.origin.use_machine, expl.origin.reason
     assert "never-used" not in expl.diagnoses[0].fix and "2.11.0" not in expl.diagnoses[0].fix
     assert explain_bytes(log.replace("fa-old", "fa").encode(), env).origin.use_machine
+
+
+def test_another_gpu_of_the_same_architecture_means_another_machine() -> None:
+    # An H100's log with the H200 target's torch and Python: both GPUs are sm_90, but the log's is not this
+    # machine's (the reason said "NVIDIA H100 80GB HBM3 (sm_90) in the log and here", and the fixes named
+    # the H200 machine's memory and wheel).
+    log = (
+        "torch.__version__  = 2.9.1+cu128\nPython 3.12.3\n"
+        + NO_CODE.replace("the smoke", "smoke")
+        + "\n"
+        + KILLED
+    )
+    expl = explain_bytes(log.encode(), target_env("h200"), bundled_finder())
+    assert not expl.origin.use_machine, expl.origin.reason
+    assert "NVIDIA H100 80GB HBM3 (sm_90) in the log, NVIDIA H200 here" in expl.origin.reason
+    assert all("240 GB" not in d.fix and "this machine" not in d.fix for d in expl.diagnoses)
+    # The same GPU named as NVML names it: this machine's.
+    assert explain_bytes(
+        log.replace("H100 80GB HBM3", "H200").encode(), target_env("h200")
+    ).origin.use_machine
