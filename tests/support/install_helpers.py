@@ -7,6 +7,7 @@ import base64
 import contextlib
 import hashlib
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -117,7 +118,9 @@ HTML_PAGE = b"<!DOCTYPE html><html><head><title>Error</title></head><body><h1>Si
 
 
 class FaultServer:
-    def __init__(self) -> None:
+    """``tls`` (a server context, tests/support/tls.py) serves HTTPS instead."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._stop = threading.Event()
@@ -132,12 +135,15 @@ class FaultServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.scheme = "https" if tls else "http"
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def add(self, path: str, body: bytes = b"", script: list[str] | None = None, **kw: object) -> str:
         self.routes[path] = Route(body=body, script=list(script or ["ok"]), **kw)  # type: ignore[arg-type]

@@ -149,7 +149,8 @@ class Watch:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def add(self, sock: socket.socket | None) -> None:
+    def add(self, conn_sock: object) -> None:
+        sock = _base_socket(conn_sock)
         if sock is not None:
             with self._lock:
                 if self.fired:
@@ -199,12 +200,22 @@ class Watch:
         )
 
 
+def _base_socket(sock: object) -> socket.socket | None:
+    """The OS socket under a connection's ``sock``: through an https:// proxy urllib3 speaks TLS inside TLS
+    with an SSLTransport, which is no socket and holds the one under it as ``.socket``."""
+    for _ in range(4):
+        if sock is None or isinstance(sock, socket.socket):
+            return sock
+        sock = getattr(sock, "socket", None)
+    return None
+
+
 def _shutdown(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the base method: an SSLSocket's would unwrap
 
 
-def _register(sock: socket.socket | None) -> None:
+def _register(sock: object) -> None:
     w = getattr(_ACTIVE, "watch", None)
     if w is not None:
         w.add(sock)
@@ -536,7 +547,7 @@ def raw_chunks(resp: requests.Response, chunk_size: int) -> Iterator[bytes]:
         raise requests.exceptions.SSLError(exc) from None
 
 
-def _response_socket(resp: requests.Response) -> socket.socket | None:
+def _response_socket(resp: requests.Response) -> object:
     conn = getattr(resp.raw, "connection", None) or getattr(resp.raw, "_connection", None)
     return getattr(conn, "sock", None)
 

@@ -8,7 +8,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,11 @@ import pytest
 from flashdoctor.actions.net.download import DownloadPolicy, download
 from flashdoctor.actions.net.errors import OFFLINE_HINT, DownloadError, RefusedURL, TooLarge
 from flashdoctor.actions.net.http import Http, HttpPolicy
+from tests.actions.net.connect_proxy import Proxy, connect_proxy
 from tests.support.install_helpers import FaultServer, make_wheel
 from tests.support.loopback import Response, serve
 from tests.support.paths import ROOT
+from tests.support.tls import CA
 
 pytestmark = pytest.mark.system
 
@@ -189,3 +193,65 @@ def test_a_ca_bundle_that_is_not_there_is_a_usage_error_naming_it(
         Http(HttpPolicy(retries=0)).get(s.base.replace("http://", "https://") + "/x")
     assert f"${var}" in exc.value.message and "corp-ca.pem" in exc.value.message
     assert exc.value.return_code == 2 and exc.value.hint
+
+
+# -- deadlines through a proxy (HTTPS_PROXY) -----------------------------------------------------------
+@pytest.fixture
+def proxied_tls_server(
+    tls_ca: CA, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[tuple[FaultServer, Proxy]]:
+    """An HTTPS FaultServer reached through a loopback CONNECT proxy named by HTTPS_PROXY: an http:// one,
+    or an https:// one (``request.param`` "https": TLS to the proxy, then TLS to the server inside it)."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_ca.bundle))
+    server = FaultServer(tls=tls_ca.server_context())
+    try:
+        with connect_proxy(tls_ca.server_context() if request.param == "https" else None) as proxy:
+            monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+            yield server, proxy
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[threading.ExceptHookArgs]:
+    """What a thread died of (the watchdog's thread included): its traceback would be printed."""
+    seen: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", seen.append)
+    return seen
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("proxied_tls_server", ["http", "https"], indirect=True)
+@pytest.mark.parametrize(
+    ("script", "reason"),
+    [("trickle:0.3", "stalled"), ("headers-trickle:0.2", "overall deadline")],
+    ids=["stalled-body", "trickling-headers"],
+)
+def test_deadlines_hold_through_a_proxy(
+    proxied_tls_server: tuple[FaultServer, Proxy],
+    thread_errors: list[threading.ExceptHookArgs],
+    script: str,
+    reason: str,
+    tmp_path: Path,
+) -> None:
+    """With HTTPS_PROXY=https://... urllib3 speaks TLS inside TLS through an object that is no socket: the
+    watchdog's shutdown of it raised TypeError in the watchdog's thread (a traceback on stderr) and no
+    deadline was enforced, so a stalling server behind the proxy held the download for as long as it
+    liked. The same stalling server is cut off as it is without a proxy, through either kind of proxy."""
+    server, proxy = proxied_tls_server
+    wheel = make_wheel(tmp_path / "w", pad_bytes=100_000)
+    url = server.add("/w.whl", wheel.read_bytes(), script=[script])
+    policy = DownloadPolicy(
+        read_timeout=5, retries=1, backoff=0.01, stall_window=1.5, stall_min_bytes=1024, deadline=4.0
+    )
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError) as exc:
+        download(url, tmp_path / "x.part", policy=policy)
+    assert time.monotonic() - t0 < 8
+    assert reason in exc.value.message, exc.value.message
+    assert proxy.tunnels and set(proxy.tunnels) == {f"127.0.0.1:{server.port}"}  # it went through the proxy
+    assert thread_errors == []
