@@ -7,12 +7,14 @@ Policy (README "Downloads"):
   same rule before it is followed.
 - GITHUB_TOKEN goes only to ``token_hosts`` (github.com, api.github.com) by that host, over https, never
   with a URL that carries its own credentials, never across a redirect to another host, never printed.
-- Timeouts: connect, read (per socket read), a stall deadline (fewer than ``stall_min_bytes`` in
-  ``stall_window`` seconds once the body flows) and an overall deadline for the whole fetch, retries
-  included. A watchdog thread enforces the last two by shutting the socket down, so a server that sends a
-  byte every 20 s (which no read timeout catches) fails in bounded time, with the reason.
+- Timeouts: connect, read (per socket read), a header deadline (the status line and headers complete
+  within ``header_timeout`` seconds of the request: of each redirect hop's), a stall deadline (fewer than
+  ``stall_min_bytes`` in ``stall_window`` seconds once the body flows) and an overall deadline for the whole
+  fetch, retries included. A watchdog thread enforces the last three by shutting the socket down, so a
+  server that sends a byte every 20 s (which no read timeout catches), headers or body, fails in bounded
+  time, with the reason.
 - Retries (bounded, exponential back-off, Retry-After honoured up to ``backoff_max``) for connection
-  errors, timeouts, stalls, bodies cut short and HTTP 429/5xx. Never for other 4xx, TLS failures,
+  errors, timeouts, headers past their deadline, stalls, bodies cut short and HTTP 429/5xx. Never for other 4xx, TLS failures,
   redirect loops or policy refusals. A host name that does not resolve is answered at once (OfflineError,
   with the wheelhouse route in the hint): retrying DNS on an offline machine only wastes the user's time.
 - Pages and JSON documents are read whole but bounded (``max_page_bytes``); the pages read inside
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import logging
 import socket
 import threading
 import time
@@ -59,6 +62,7 @@ T = TypeVar("T")
 class HttpPolicy:
     connect_timeout: float = 15.0
     read_timeout: float = 60.0  # one socket read
+    header_timeout: float = 60.0  # the whole status line and headers, from the request
     retries: int = 4  # attempts after the first
     backoff: float = 1.0  # first wait in seconds; doubles each retry
     backoff_max: float = 20.0  # also the most a Retry-After is honoured
@@ -123,15 +127,17 @@ _ACTIVE = threading.local()
 
 
 class Watch:
-    """Enforces the overall deadline and the stall deadline of one attempt by shutting its sockets down."""
+    """Enforces the overall, header and stall deadlines of one attempt by shutting its sockets down."""
 
-    def __init__(self, deadline_s: float, window: float, min_bytes: int) -> None:
+    def __init__(self, deadline_s: float, window: float, min_bytes: int, header_s: float) -> None:
         self.t0 = time.monotonic()
         self.deadline_s = deadline_s
+        self.header_s = header_s
         self.window = window
         self.min_bytes = min_bytes
         self.received = 0
-        self.fired: str | None = None  # "deadline" | "stall"
+        self.fired: str | None = None  # "deadline" | "headers" | "stall"
+        self._request_t0 = self.t0  # the latest request (a redirect hop's) or connection
         self._body_t0: float | None = None
         self._samples: deque[tuple[float, int]] = deque()
         self._socks: list[socket.socket] = []
@@ -157,6 +163,9 @@ class Watch:
                     _shutdown(sock)
                 self._socks.append(sock)
 
+    def request_started(self) -> None:
+        self._request_t0 = time.monotonic()
+
     def body_started(self) -> None:
         self._body_t0 = time.monotonic()
 
@@ -164,13 +173,16 @@ class Watch:
         self.received += n
 
     def _run(self) -> None:
-        tick = max(0.05, min(0.5, self.window / 5))
+        tick = max(0.05, min(0.5, self.window / 5, self.header_s / 5))
         while not self._stop.wait(tick):
             now = time.monotonic()
             if now - self.t0 >= self.deadline_s:
                 self._fire("deadline")
                 return
             if self._body_t0 is None:
+                if now - self._request_t0 >= self.header_s:
+                    self._fire("headers")
+                    return
                 continue
             self._samples.append((now, self.received))
             if now - self._body_t0 < self.window:
@@ -194,6 +206,8 @@ class Watch:
                 f"{self.received} bytes arrived in this attempt",
                 hint="a very slow or stuck server or proxy; try again later, or use a mirror or --wheelhouse",
             )
+        if self.fired == "headers":
+            return Retryable(f"the server did not finish its response headers within {self.header_s:g} s")
         return Retryable(
             f"the server sent less than {self.min_bytes} bytes in {self.window:.0f} s (stalled; "
             f"{self.received} bytes in this attempt)"
@@ -210,15 +224,29 @@ def _base_socket(sock: object) -> socket.socket | None:
     return None
 
 
+class _QuietOnceCut(logging.Filter):
+    """urllib3 logs "Failed to parse headers" with a traceback (printed by Python's last-resort handler)
+    for the head of a response the watchdog cut short; the cut is reported as the deadline it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        w = getattr(_ACTIVE, "watch", None)
+        return w is None or not w.fired
+
+
+logging.getLogger("urllib3.connection").addFilter(_QuietOnceCut())
+
+
 def _shutdown(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the base method: an SSLSocket's would unwrap
 
 
 def _register(sock: object) -> None:
+    """A connection made or a request about to be sent: watched, and the header deadline starts again."""
     w = getattr(_ACTIVE, "watch", None)
     if w is not None:
         w.add(sock)
+        w.request_started()
 
 
 class _WatchedHTTPConnection(HTTPConnection):
@@ -409,7 +437,7 @@ class Http:
         self, target: Target, headers: Mapping[str, str], remaining: float, shown: str
     ) -> Iterator[tuple[requests.Response, Watch]]:
         p = self.policy
-        with Watch(remaining, p.stall_window, p.stall_min_bytes) as watch:
+        with Watch(remaining, p.stall_window, p.stall_min_bytes, p.header_timeout) as watch:
             try:
                 h = {**self.headers_for(target), **headers}
                 timeout = (min(p.connect_timeout, remaining), p.read_timeout)

@@ -46,18 +46,51 @@ def test_a_trickling_body_fails_in_bounded_time_and_says_why(server: FaultServer
 
 @pytest.mark.slow
 def test_the_overall_deadline_covers_retries_and_slow_headers(server: FaultServer, tmp_path: Path) -> None:
-    """Headers trickling in (before any body) are bounded by the overall deadline."""
+    """Each attempt at headers trickling in is cut by the header deadline; all of them together by the
+    overall deadline (the third attempt runs into it)."""
     url = server.add("/slow.whl", script=["headers-trickle:0.2"])
-    policy = DownloadPolicy(read_timeout=5, retries=3, backoff=0.01, deadline=2.0)
+    policy = DownloadPolicy(read_timeout=5, header_timeout=0.8, retries=3, backoff=0.01, deadline=2.0)
     t0 = time.monotonic()
     with pytest.raises(DownloadError, match=r"overall deadline"):
         download(url, tmp_path / "x.part", policy=policy)
     assert time.monotonic() - t0 < 6
+    assert server.hits("/slow.whl") == 3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_headers_that_never_finish_are_given_up_on_and_retried(
+    server: FaultServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that sends its headers a byte at a time: no read times out, and the stall deadline started
+    only once the body flowed, so each wheel download was held for the overall deadline (an hour; a page
+    for 120 s). Now the headers must be complete within header_timeout of the request: each attempt is cut
+    there and retried, and the error says why. A slow but steady body is not bound by it."""
+    url = server.add("/slow.whl", script=["headers-trickle:0.2"])
+    policy = DownloadPolicy(read_timeout=5, header_timeout=1, retries=1, backoff=0.01)
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError) as exc:
+        download(url, tmp_path / "x.part", policy=policy)
+    assert time.monotonic() - t0 < 5
+    assert exc.value.message.endswith(
+        "failed after 2 attempts: the server did not finish its response headers within 1 s"
+    ), exc.value.message
+    assert server.hits("/slow.whl") == 2 and not (tmp_path / "x.part").exists()
+    # urllib3's "Failed to parse headers" (with a traceback, on stderr) for the head that was cut short
+    assert not [r for r in caplog.records if r.name.startswith("urllib3")]
+    with pytest.raises(DownloadError, match=r"did not finish its response headers within 1 s"):
+        Http(HttpPolicy(read_timeout=5, header_timeout=1, retries=0)).get(url)
+    # 5 blocks of 64 KiB, 0.4 s apart: 1.6 s in all, past header_timeout, and complete
+    wheel = make_wheel(tmp_path / "w", pad_bytes=5 * 65536 - 2000)
+    steady = server.add("/steady.whl", wheel.read_bytes(), delay_per_chunk=0.4)
+    res = download(steady, tmp_path / "y.part", policy=policy)
+    assert res.size == wheel.stat().st_size and res.attempts == 1
 
 
 def test_the_default_policy_bounds_a_stalled_download() -> None:
     p = DownloadPolicy()
     assert p.stall_window <= 60 and p.stall_min_bytes >= 1024 and p.deadline <= 4 * 3600
+    assert p.header_timeout <= p.read_timeout  # headers a byte at a time: no longer than a silent server
     # a byte every 20 s is < stall_min_bytes per window: each attempt ends after ~stall_window
     worst = (p.retries + 1) * (p.stall_window + 1) + p.retries * p.backoff_max
     assert worst < 300
