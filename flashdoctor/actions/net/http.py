@@ -21,7 +21,8 @@ Policy (README "Downloads"):
   :meth:`Http.budget` (a wheel source's listing) are bounded together too. A redirect's body is never
   read (its connection is closed).
 - Proxies, .netrc and REQUESTS_CA_BUNDLE from the environment (requests' ``trust_env``); a CA bundle
-  named there that does not exist is a usage error (exit 2) before anything is sent.
+  named there that does not exist, or a SOCKS proxy without PySocks, is a usage error (exit 2) before
+  anything is sent.
   A mirror's own credentials (.netrc, user:password in the URL) follow a redirect only on the same host and
   port (or from http to https), as requests has them.
 """
@@ -422,6 +423,26 @@ class Http:
                 "bundled certificates",
             )
 
+    def _check_proxy(self, url: str) -> None:
+        """UsageError when the proxy the environment names for ``url`` is a SOCKS one and PySocks (which
+        requests needs for it, and flashdoctor does not install) is missing: requests raises InvalidSchema
+        at every fetch, which said nothing of the proxy."""
+        import importlib.util
+        import os
+
+        proxies = self.session.merge_environment_settings(url, {}, None, None, None)["proxies"]
+        proxy = requests.utils.select_proxy(url, proxies) or ""
+        if not proxy.lower().startswith("socks") or importlib.util.find_spec("socks") is not None:
+            return
+        names = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+        var = next((f"${v}" for v in names if os.environ.get(v) == proxy), "the proxy setting")
+        raise UsageError(
+            f"{var}={redact(proxy)} names a SOCKS proxy: requests needs PySocks for it, and it is not "
+            "installed where flashdoctor runs",
+            hint="install it there (pip install 'requests[socks]'), name an HTTP proxy instead "
+            "(HTTPS_PROXY=http://HOST:PORT), or exempt the host with NO_PROXY",
+        )
+
     def redact(self, text: str) -> str:
         return redact_text(text, (self.token,))
 
@@ -468,6 +489,7 @@ class Http:
         shown = redact(url)
         if target.scheme == "https":
             self._check_ca_bundle(target.url)
+        self._check_proxy(target.url)
         budget = p.deadline if deadline is None else deadline
         start = time.monotonic()
         attempts = 0

@@ -4,6 +4,7 @@ same policy, and a machine without network answered at once (issue 16)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -288,3 +289,26 @@ def test_deadlines_hold_through_a_proxy(
     assert reason in exc.value.message, exc.value.message
     assert proxy.tunnels and set(proxy.tunnels) == {f"127.0.0.1:{server.port}"}  # it went through the proxy
     assert thread_errors == []
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("socks") is not None, reason="PySocks is installed: requests can use SOCKS"
+)
+@pytest.mark.parametrize("var", ["ALL_PROXY", "https_proxy"])
+def test_a_socks_proxy_without_pysocks_is_a_usage_error_naming_it(
+    var: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests needs PySocks for a SOCKS proxy, and flashdoctor does not install it: ALL_PROXY=socks5://...
+    ended every fetch in "cannot fetch URL: InvalidSchema" (exit 4), no hint. Now exit 2, naming the
+    variable (its credentials hidden) and the ways out, before anything is sent."""
+    from flashdoctor.errors import UsageError
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv(var, "socks5h://user:s3cret@127.0.0.1:9")
+    with pytest.raises(UsageError) as exc:
+        Http(HttpPolicy(retries=0)).get("https://127.0.0.1:9/simple/flash-attn/")
+    assert f"${var}=socks5h://" in exc.value.message and "s3cret" not in exc.value.message
+    assert "PySocks" in exc.value.message and exc.value.return_code == 2
+    assert exc.value.hint and "requests[socks]" in exc.value.hint and "NO_PROXY" in exc.value.hint
