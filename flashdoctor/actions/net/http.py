@@ -142,6 +142,7 @@ class Watch:
         self._body_t0: float | None = None
         self._samples: deque[tuple[float, int]] = deque()
         self._socks: list[socket.socket] = []
+        self._dups: list[socket.socket] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flashdoctor-http-watch", daemon=True)
@@ -155,6 +156,8 @@ class Watch:
         _ACTIVE.watch = None
         self._stop.set()
         self._thread.join(timeout=5)
+        for d in self._dups:
+            d.close()
 
     def add(self, conn_sock: object) -> None:
         sock = _base_socket(conn_sock)
@@ -163,6 +166,14 @@ class Watch:
                 if self.fired:
                     _shutdown(sock)
                 self._socks.append(sock)
+
+    def add_new(self, sock: socket.socket) -> None:
+        """A connection's socket as soon as it exists, before a proxy's CONNECT answer and the TLS
+        handshakes: a duplicate (wrapping in TLS detaches the object from its descriptor; shutting the
+        duplicate down ends the connection), closed with the watch."""
+        dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        self._dups.append(dup)
+        self.add(dup)
 
     def request_started(self) -> None:
         self._request_t0 = time.monotonic()
@@ -250,7 +261,17 @@ def _register(sock: object) -> None:
         w.request_started()
 
 
+def _register_new(sock: socket.socket) -> socket.socket:
+    w = getattr(_ACTIVE, "watch", None)
+    if w is not None:
+        w.add_new(sock)
+    return sock
+
+
 class _WatchedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _register_new(super()._new_conn())
+
     def connect(self) -> None:
         super().connect()
         _register(self.sock)
@@ -261,6 +282,9 @@ class _WatchedHTTPConnection(HTTPConnection):
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _register_new(super()._new_conn())
+
     def connect(self) -> None:
         super().connect()
         _register(self.sock)

@@ -21,7 +21,9 @@ class Proxy:
 
 
 @contextmanager
-def connect_proxy(tls: ssl.SSLContext | None = None) -> Iterator[Proxy]:
+def connect_proxy(tls: ssl.SSLContext | None = None, dribble: float | None = None) -> Iterator[Proxy]:
+    """``dribble``: answer each CONNECT with a status line, then header lines a byte every that many seconds
+    that never end (a stuck proxy)."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
     proxy = Proxy(f"{'https' if tls else 'http'}://127.0.0.1:{listener.getsockname()[1]}")
@@ -47,6 +49,11 @@ def connect_proxy(tls: ssl.SSLContext | None = None) -> Iterator[Proxy]:
                 client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
                 return
             proxy.tunnels.append(target)
+            if dribble is not None:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n")
+                while not stop.wait(dribble):
+                    client.sendall(b"X")
+                return
             upstream = socket.create_connection(("127.0.0.1", int(port)), timeout=5)
             open_socks.append(upstream)
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")

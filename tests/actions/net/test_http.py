@@ -312,3 +312,33 @@ def test_a_socks_proxy_without_pysocks_is_a_usage_error_naming_it(
     assert f"${var}=socks5h://" in exc.value.message and "s3cret" not in exc.value.message
     assert "PySocks" in exc.value.message and exc.value.return_code == 2
     assert exc.value.hint and "requests[socks]" in exc.value.hint and "NO_PROXY" in exc.value.hint
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+# urllib3 leaves the TLS socket to an https:// proxy unclosed when the CONNECT fails (collected later)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("proxy_tls", [False, True], ids=["http-proxy", "https-proxy"])
+def test_a_proxy_that_never_finishes_its_connect_answer_is_cut_off(
+    proxy_tls: bool,
+    tls_ca: CA,
+    monkeypatch: pytest.MonkeyPatch,
+    thread_errors: list[threading.ExceptHookArgs],
+    tmp_path: Path,
+) -> None:
+    """The watchdog saw a connection only once it was made: a proxy answering CONNECT a byte at a time
+    (within every read timeout) held the fetch past every deadline. The connection's socket is watched
+    from the moment it exists now."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_ca.bundle))
+    with connect_proxy(tls_ca.server_context() if proxy_tls else None, dribble=0.2) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        policy = DownloadPolicy(read_timeout=5, header_timeout=1, retries=1, backoff=0.01, deadline=30)
+        t0 = time.monotonic()
+        with pytest.raises(DownloadError, match=r"did not finish its response headers within 1 s"):
+            download("https://127.0.0.1:9/w.whl", tmp_path / "x.part", policy=policy)
+        assert time.monotonic() - t0 < 5
+    assert proxy.tunnels == ["127.0.0.1:9", "127.0.0.1:9"]
+    assert thread_errors == []
