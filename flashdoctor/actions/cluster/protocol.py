@@ -30,6 +30,7 @@ from typing import Protocol
 
 from flashdoctor.actions.cluster.launch import LaunchInfo
 from flashdoctor.decide.cluster import Gathered, JoinInfo, RankResult
+from flashdoctor.errors import missing_dependency
 from flashdoctor.knowledge.data import strict_json
 
 
@@ -106,12 +107,15 @@ class _Worker(threading.Thread):
         try:
             self.result = self._work()
         except Exception as exc:  # a bug in one rank must not stall the others: report it
+            missing = missing_dependency(exc)  # this rank's Python lacks a dependency: say which, and how
             tb = traceback.extract_tb(exc.__traceback__)
             where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
             self.result = RankResult(
                 rank=self._rank,
                 exit_code=1,
-                error=f"unexpected error {type(exc).__name__}: {exc}{where} (a flashdoctor bug)",
+                error=f"{missing.message} ({missing.hint})"
+                if missing is not None
+                else f"unexpected error {type(exc).__name__}: {exc}{where} (a flashdoctor bug)",
             )
         finally:
             self.finished.set()

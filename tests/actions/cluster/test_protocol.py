@@ -360,3 +360,19 @@ def test_an_oversized_join_announcement_is_read_as_unreadable() -> None:
     c.join()
     g = c.gathered
     assert g is not None and 1 in g.joins and g.joins[1].host is None
+
+
+def test_a_rank_missing_a_dependency_says_which_not_a_bug() -> None:
+    # Seen on the GPU machine: ranks started with a PYTHONPATH that lacked platformdirs reported
+    # "unexpected error ModuleNotFoundError ... (a flashdoctor bug)" instead of the missing dependency.
+    def lacks_platformdirs() -> RankResult:
+        raise ModuleNotFoundError("No module named 'platformdirs'", name="platformdirs")
+
+    c = Cluster(2)
+    c.start(0)
+    c.start(1, lacks_platformdirs)
+    c.join()
+    res = c.gathered.results[1] if c.gathered else None
+    assert res is not None and res.error is not None
+    assert "flashdoctor's dependency platformdirs is not installed in" in res.error
+    assert "pip install platformdirs" in res.error and "a flashdoctor bug" not in res.error
