@@ -65,7 +65,8 @@ run() {  # run NAME PYTHONPATH [extra flashdoctor args...]
     local dir="$OUT/$name"
     rm -rf "$dir" && mkdir -p "$dir"
     local t0=$SECONDS
-    PYTHONPATH="$pypath" timeout "$RUN_TIMEOUT" "$PY" -m torch.distributed.run --standalone --nproc-per-node "$NPROC" \
+    # the caller's PYTHONPATH stays after the run's own (flashdoctor's dependencies where python3 lacks them)
+    PYTHONPATH="$pypath${PYTHONPATH:+:$PYTHONPATH}" timeout "$RUN_TIMEOUT" "$PY" -m torch.distributed.run --standalone --nproc-per-node "$NPROC" \
         scripts/rank_exit.py "$dir/rc" \
         "$PY" -m flashdoctor check --distributed "${SMOKE[@]}" --rank-timeout $((RUN_TIMEOUT - 40)) \
         --output "$dir/cluster.json" "$@" \
