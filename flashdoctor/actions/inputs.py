@@ -21,7 +21,8 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from flashdoctor.decide.wheels.index import MAX_INDEX_BYTES, Keep
 from flashdoctor.errors import UsageError
-from flashdoctor.knowledge.data import strict_json
+from flashdoctor.knowledge.data import JSON_MAX_DEPTH
+from flashdoctor.knowledge.data import parse_json as data_parse_json
 from flashdoctor.model.target import MAX_BYTES as TARGET_SPEC_MAX_BYTES
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 TARGET_MAX_BYTES = TARGET_SPEC_MAX_BYTES  # 1 MiB: a target spec is a few KiB
 PLAN_MAX_BYTES = 1 * MiB  # a plan is a few KiB
 INDEX_MAX_BYTES = MAX_INDEX_BYTES  # 64 MiB: the bundled index is ~2 MiB
-JSON_MAX_DEPTH = 64  # the deepest document flashdoctor reads nests 5 levels
 # Beyond this, explain reads the head and the tail of a log (a build log of a few hundred MB takes ~25 s
 # to scan whole; 32 MiB, ~2 s): the head is its first eighth (the command, the versions), the tail the
 # rest (the errors are at the end; ninja stops at the first failed job).
@@ -112,39 +112,10 @@ def _written_to(data: bytes, path: str, what: str, st: os.stat_result) -> None:
         raise UsageError(f"{what} {path} is a FIFO with nothing written to it")
 
 
-def _depth_ok(doc: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    while stack:
-        obj, depth = stack.pop()
-        if isinstance(obj, (dict, list)):
-            if depth > limit:
-                return False
-            values = obj.values() if isinstance(obj, dict) else obj
-            stack.extend((v, depth + 1) for v in values if isinstance(v, (dict, list)))
-    return True
-
-
 def parse_json(data: bytes, where: str, max_depth: int = JSON_MAX_DEPTH) -> Any:
-    """A JSON document from untrusted bytes: UTF-8 (a leading BOM allowed), nested at most
-    ``max_depth`` levels. ``where`` names it in the messages ("target spec FILE")."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"{where} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
-    deep = f"{where} is nested too deeply (more than {max_depth} levels)"
-    try:
-        doc = strict_json(text.removeprefix("\ufeff"))
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    except RecursionError:
-        raise UsageError(deep) from None
-    except ValueError as exc:  # NaN / Infinity, or an integer of more digits than Python converts
-        raise UsageError(f"{where} is not valid JSON: {exc}") from None
-    if not _depth_ok(doc, max_depth):
-        raise UsageError(deep)
-    return doc
+    """A JSON document from untrusted bytes (knowledge.data.parse_json): UTF-8 (a leading BOM allowed),
+    nested at most ``max_depth`` levels. ``where`` names it in the messages ("target spec FILE")."""
+    return data_parse_json(data, where, UsageError, max_depth)
 
 
 def read_json(path: str, what: str, max_bytes: int, max_depth: int = JSON_MAX_DEPTH) -> Any:
@@ -154,11 +125,11 @@ def read_json(path: str, what: str, max_bytes: int, max_depth: int = JSON_MAX_DE
 # -- the typed inputs ---------------------------------------------------------------------------------
 def load_target(path: str) -> Environment:
     """``--target FILE``: a target spec (README "Target spec") as an Environment."""
-    from flashdoctor.model.target import TargetSpecError, environment_from_target
+    from flashdoctor.model.target import TargetSpecError, target_from_bytes
 
-    spec = read_json(path, "target spec", TARGET_MAX_BYTES)
+    data = read_bytes(path, "target spec", TARGET_MAX_BYTES)
     try:
-        return environment_from_target(spec)
+        return target_from_bytes(data, f"target spec {path}")
     except TargetSpecError as exc:
         raise UsageError(str(exc)) from None
 

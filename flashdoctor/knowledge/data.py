@@ -75,6 +75,47 @@ def strict_json(text: str | bytes) -> Any:
     )
 
 
+JSON_MAX_DEPTH = 64  # the deepest document flashdoctor reads nests 5 levels
+
+
+def _depth_ok(doc: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        obj, depth = stack.pop()
+        if isinstance(obj, (dict, list)):
+            if depth > limit:
+                return False
+            values = obj.values() if isinstance(obj, dict) else obj
+            stack.extend((v, depth + 1) for v in values if isinstance(v, (dict, list)))
+    return True
+
+
+def parse_json(
+    data: bytes, where: str, error: Callable[[str], Exception], max_depth: int = JSON_MAX_DEPTH
+) -> Any:
+    """A JSON document from untrusted bytes (:func:`strict_json`): UTF-8 (a leading BOM allowed), nested
+    at most ``max_depth`` levels. Each problem is ``error`` with one line naming ``where`` ("target spec
+    FILE") and what is wrong. The one reader of every JSON file a user hands flashdoctor."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{where} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    deep = f"{where} is nested too deeply (more than {max_depth} levels)"
+    try:
+        doc = strict_json(text.removeprefix("\ufeff"))
+    except json.JSONDecodeError as exc:
+        raise error(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise error(deep) from None
+    except ValueError as exc:  # NaN / Infinity, or an integer of more digits than Python converts
+        raise error(f"{where} is not valid JSON: {exc}") from None
+    if not _depth_ok(doc, max_depth):
+        raise error(deep)
+    return doc
+
+
 def read_capped(path: str, limit: int, what: str, error: Callable[[str], Exception]) -> bytes:
     """The bytes of a data file flashdoctor is handed (a target spec, a wheel index), at most ``limit``
     (whole MiB): ``error`` with one line saying why it cannot be read or that it is too large to be a

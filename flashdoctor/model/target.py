@@ -8,7 +8,6 @@ PyTorch's own builds tell (a note says so)."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from flashdoctor.knowledge.data import read_capped, strict_json, written
+from flashdoctor.knowledge.data import parse_json, read_capped, written
 from flashdoctor.knowledge.drivers import driver_max_cuda
 from flashdoctor.knowledge.schemas import error_expect, error_key, first_error, load_schema
 from flashdoctor.knowledge.torch_builds import cxx11abi_from_version, pypi_default_cuda
@@ -265,19 +264,15 @@ def abi_inferred(env: Environment) -> bool:
     return any(n.startswith(ABI_NOTE) for n in env.notes)
 
 
+def target_from_bytes(data: bytes, where: str) -> Environment:
+    """A target spec file's bytes as an Environment, read as every JSON file a user hands flashdoctor is
+    (knowledge.data.parse_json: a UTF-8 BOM allowed, no key twice, bounded depth). ``where`` names it in
+    the messages. Raises TargetSpecError. The CLI's ``--target`` (actions.inputs) reads through this too."""
+    return environment_from_target(parse_json(data, where, TargetSpecError))
+
+
 def load_target(path: str) -> Environment:
     """Read a target spec file. Raises TargetSpecError (a user error) on any problem."""
-    data = read_capped(path, MAX_BYTES, "target spec", TargetSpecError)
-    try:
-        spec = strict_json(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise TargetSpecError(f"target spec {path} is not UTF-8 text (byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise TargetSpecError(
-            f"target spec {path} is not valid JSON: {exc.msg} at line {exc.lineno}"
-        ) from None
-    except RecursionError:
-        raise TargetSpecError(f"target spec {path} is nested too deeply to be a target spec") from None
-    except ValueError as exc:  # NaN / Infinity (strict_json), or an integer too long to convert
-        raise TargetSpecError(f"target spec {path} is not valid JSON: {exc}") from None
-    return environment_from_target(spec)
+    return target_from_bytes(
+        read_capped(path, MAX_BYTES, "target spec", TargetSpecError), f"target spec {path}"
+    )

@@ -330,3 +330,50 @@ def test_the_index_named_by_the_environment_is_bounded_too(
     monkeypatch.setenv("FLASHDOCTOR_WHEELS_INDEX", str(nested))
     code, err = run_main(["install", "--dry-run", "--target", H100], capsys)
     assert code == 2 and "is nested too deeply (more than 64 levels)" in err
+
+
+# The CLI's reader of --target (inputs.load_target) and the cluster rank's (model.target.load_target, for
+# FLASHDOCTOR_TARGET) are one reader: the same bytes give the same environment or the same refusal.
+_SPEC = b'{"python": "3.12", "platform": "linux_x86_64", "torch": "2.8.0+cu128"}'
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _SPEC,
+        b"\xef\xbb\xbf" + _SPEC,  # a UTF-8 BOM (Notepad, PowerShell's Out-File -Encoding utf8)
+        b'{"python": "3.12", "python": "3.11"}',
+        b'{"memory_gb": NaN}',
+        b'{"memory_gb": 1e400}',
+        b'{"torch": "caf\xe9"}',
+        b"{not json",
+        b"[]",
+        b'{"gpus": ' + b"[" * 100 + b"]" * 100 + b"}",
+        b'{"gpus": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"torch": 2}',
+    ],
+    ids=["spec", "bom", "twice", "nan", "huge", "latin1", "syntax", "list", "deep", "deeper", "bad-key"],
+)
+def test_both_target_readers_give_the_same_answer(tmp_path: Path, data: bytes) -> None:
+    from flashdoctor.model import target
+
+    path = tmp_path / "t.json"
+    path.write_bytes(data)
+    answers = []
+    for read in (inputs.load_target, target.load_target):
+        try:
+            answers.append(read(str(path)))
+        except (UsageError, target.TargetSpecError) as exc:
+            answers.append(str(exc))
+    assert answers[0] == answers[1]
+
+
+def test_both_target_readers_refuse_more_than_a_mebibyte(tmp_path: Path) -> None:
+    from flashdoctor.model import target
+
+    path = tmp_path / "big.json"
+    path.write_bytes(b"{}" + b" " * (1 << 20))
+    with pytest.raises(UsageError, match="1 MiB"):
+        inputs.load_target(str(path))
+    with pytest.raises(target.TargetSpecError, match="1 MiB"):
+        target.load_target(str(path))
