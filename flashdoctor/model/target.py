@@ -98,7 +98,20 @@ def validate_target(spec: Any) -> dict[str, Any]:
         raise TargetSpecError("target spec: nested too deeply to be a target spec") from None
     if error is not None:
         raise TargetSpecError(_message(error, doc))
+    _same_python(doc.get("python"), doc.get("python_abi"))
     return doc
+
+
+def _same_python(python: str | None, abi: str | None) -> None:
+    """A CPython ABI tag (cp312, cp313t) is of one Python: of another than 'python' it would make every
+    wheel a misfit without a word. The schema states each key's form and cannot relate two values."""
+    tag = re.fullmatch(r"cp(\d+)[a-z]*", abi or "")
+    if python is None or tag is None or tag[1] == python.replace(".", ""):
+        return
+    raise TargetSpecError(
+        f"target spec: 'python_abi' {abi!r} is not an ABI of Python {python}: give the ABI of that Python "
+        "(cp312, or cp313t for a free-threaded 3.13) or leave 'python_abi' out to derive it"
+    )
 
 
 def _gpu(i: int, raw: Mapping[str, Any]) -> GPU:

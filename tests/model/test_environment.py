@@ -40,6 +40,27 @@ def test_a_rocm_label_derives_torch_hip():
 
 
 @pytest.mark.parametrize(
+    ("python", "abi"), [("3.12", "cp313t"), ("3.13", "cp312"), (3.1, "cp310"), ("3.10", "cp31")]
+)
+def test_a_python_abi_of_another_python_is_refused(python: object, abi: str) -> None:
+    """ "python": "3.12" with "python_abi": "cp313t" was taken silently, and no wheel fitted either."""
+    with pytest.raises(TargetSpecError) as exc:
+        environment_from_target({"python": python, "python_abi": abi})
+    assert str(exc.value) == (
+        f"target spec: 'python_abi' {abi!r} is not an ABI of Python {python}: give the ABI of that Python "
+        "(cp312, or cp313t for a free-threaded 3.13) or leave 'python_abi' out to derive it"
+    )
+
+
+@pytest.mark.parametrize(
+    ("python", "abi"),
+    [("3.13", "cp313t"), ("3.12", "cp312"), ("3.10", "cp310"), ("3.12", "abi3"), (None, "cp313")],
+)
+def test_a_python_abi_of_its_python_is_taken(python: object, abi: str) -> None:
+    assert environment_from_target({"python": python, "python_abi": abi}).python_abi == abi
+
+
+@pytest.mark.parametrize(
     ("spec", "key"),
     [
         ({"python": "three"}, "python"),
