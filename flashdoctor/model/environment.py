@@ -223,6 +223,12 @@ class Environment:
         return major_minor(self.torch)
 
     @property
+    def torch_xpu(self) -> bool:
+        """An Intel XPU build of torch (``2.5.1+xpu``): torch.version.cuda is None there, as on a CPU build."""
+        v = self.torch_version
+        return v is not None and v.local == "xpu"
+
+    @property
     def torch_cuda_mm(self) -> tuple[int, int] | None:
         return major_minor(self.torch_cuda)
 

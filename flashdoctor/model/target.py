@@ -226,7 +226,7 @@ def environment_from_target(spec: Mapping[str, Any]) -> Environment:
             if m:
                 values["torch_cuda"] = f"{m.group(1)}.{m.group(2)}"
                 unknown.discard("torch_cuda")
-            elif local.local == "cpu" or rocm:
+            elif local.local in ("cpu", "xpu") or rocm:  # an XPU build has no CUDA either
                 values["torch_cuda"] = None
                 unknown.discard("torch_cuda")
         elif local is not None and (cuda := pypi_default_cuda(values["torch"], values.get("platform"))):

@@ -172,7 +172,9 @@ def check_torch(env: Environment) -> list[Finding]:
             finding(
                 "torch-cpu-only",
                 serious,
-                f"torch {env.torch} is a CPU-only build: FlashAttention needs a CUDA build of torch",
+                f"torch {env.torch} is "
+                + ("an Intel XPU build (no CUDA)" if env.torch_xpu else "a CPU-only build")
+                + ": FlashAttention needs a CUDA build of torch",
                 fix=pytorch_cuda_index(env.driver_cuda, env.torch, env),
             )
         ]

@@ -74,15 +74,15 @@ def make_plan(
         v = parse_version(inst.version)
         if spec is None or (v is not None and spec.contains(Version(v.public), prereleases=True)):
             return Plan("none", variant, reasons=(*vv.reasons, "nothing to do"))
-    if t.torch_state in ("missing", "cpu"):
+    if t.torch_state in ("missing", "cpu", "xpu"):
         fix = next(
             (f.fix for f in report.findings if f.code in ("torch-missing", "torch-cpu-only") and f.fix), None
         )
-        why = (
-            "torch is not installed"
-            if t.torch_state == "missing"
-            else f"torch {env.torch} is a CPU-only build"
-        )
+        why = {
+            "missing": "torch is not installed",
+            "cpu": f"torch {env.torch} is a CPU-only build",
+            "xpu": f"torch {env.torch} is an Intel XPU build (no CUDA)",
+        }[t.torch_state]
         return Plan(
             "unsupported",
             variant,

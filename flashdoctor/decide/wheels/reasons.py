@@ -43,6 +43,7 @@ def reason_text(code: str, entry: IndexEntry, t: Target, spec: SpecifierSet | No
             "missing": "torch is not installed",
             "cpu": "torch is a CPU-only build",
             "rocm": "torch is a ROCm build",
+            "xpu": "torch is an Intel XPU build",
         }
         msg = f"{what.get(t.torch_state, 'torch is unusable')}; this wheel needs a CUDA build of torch"
     elif code == "torch-mismatch":

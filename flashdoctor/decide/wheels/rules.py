@@ -102,7 +102,7 @@ def machine_codes(entry: IndexEntry, t: Target) -> list[str]:
         elif t.glibc is not None and entry.glibc is not None and entry.glibc > t.glibc:
             codes.append("glibc-too-old")
     # torch, CUDA, ABI
-    if t.torch_state in ("missing", "cpu", "rocm"):
+    if t.torch_state in ("missing", "cpu", "rocm", "xpu"):
         codes.append("no-cuda-torch")
     elif t.torch_state == "cuda":
         if n.torch is not None:

@@ -27,7 +27,7 @@ class Target:
     python: Version | None
     pairs: frozenset[tuple[str, str]] | None  # supported (interpreter, abi)
     platforms: frozenset[str] | None  # supported platform tags, "any" included
-    torch_state: str  # "cuda" | "unknown" | "missing" | "cpu" | "rocm"
+    torch_state: str  # "cuda" | "unknown" | "missing" | "cpu" | "rocm" | "xpu"
     torch_mm: tuple[int, int] | None
     torch_version: Version | None  # public
     torch_build: TorchBuild | None  # the build (release, nightly, pre-release or vendor); None: unknown
@@ -157,6 +157,8 @@ def target_of(env: Environment) -> Target:
         state = "missing"
     elif env.torch_hip:
         state = "rocm"
+    elif env.torch_xpu:
+        state = "xpu"
     elif env.known("torch_cuda") and env.torch_cuda is None:
         state = "cpu"
     else:

@@ -470,3 +470,11 @@ def test_a_build_this_nvcc_cannot_compile_for_the_gpu_is_not_called_ready_to_bui
     assert any(f"needs nvcc ≥ {needs}" in r for r in fa2.reasons)
     ok = run_checks(one_gpu(capability, "2.11.0+cu130", "13.0", nvcc="13.0"))
     assert "nvcc-too-old" not in ok.verdicts["fa2"].blockers
+
+
+def test_an_intel_xpu_torch_is_no_cuda_torch_in_its_own_words() -> None:
+    """ "torch": "2.5.1+xpu" beside an NVIDIA GPU was a CUDA torch of unknown CUDA: check said torch-ok."""
+    env = target_env("h100").replace(torch="2.5.1+xpu", torch_cuda=None)
+    f = next(f for f in run_checks(env).findings if f.code == "torch-cpu-only")
+    assert f.message.startswith("torch 2.5.1+xpu is an Intel XPU build (no CUDA)"), f.message
+    assert f.fix and "torch==2.5.1 --index-url https://download.pytorch.org/whl/cu" in f.fix

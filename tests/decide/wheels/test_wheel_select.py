@@ -193,6 +193,21 @@ def test_a_rocm_torch_named_only_by_its_version_gets_no_cuda_wheel(index: WheelI
     assert any("ROCm" in r for r in plan.reasons)
 
 
+def test_an_intel_xpu_torch_gets_no_cuda_wheel(index: WheelIndex) -> None:
+    # torch.version.cuda is None on an XPU build; the NVIDIA GPU beside it does not make it a CUDA torch
+    env = machine("h100", torch="2.5.1+xpu")
+    assert env.torch_cuda is None and env.known("torch_cuda")
+    assert target_of(env).torch_state == "xpu"
+    plan = make_plan(env, "fa2", index)
+    assert plan.action == "unsupported" and plan.wheel is None
+    assert plan.reasons[0].startswith("torch 2.5.1+xpu is an Intel XPU build (no CUDA)"), plan.reasons
+    assert not any("CPU-only" in r for r in plan.reasons)
+    entry = next(e for e in index.entries if e.name.dist == "flash-attn")
+    assert reason_text("no-cuda-torch", entry, target_of(env)).startswith(
+        "no-cuda-torch: torch is an Intel XPU build;"
+    )
+
+
 def test_a_rocm_plan_says_once_that_there_are_no_wheels(index: WheelIndex) -> None:
     mi300x = {"name": "AMD Instinct MI300X", "capability": "9.4"}
     env = machine("h100", torch="2.5.1+rocm6.2", torch_hip="6.2", driver=None, gpus=[mi300x])
