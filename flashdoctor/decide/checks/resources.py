@@ -83,6 +83,16 @@ def check_platform(env: Environment) -> list[Finding]:
                 fix="Use PyTorch SDPA on MPS, or a Linux CUDA machine.",
             )
         )
+    if env.platform == "win_arm64":
+        out.append(
+            finding(
+                "platform-unsupported",
+                Status.FAIL,
+                "Windows on ARM64 has no CUDA (NVIDIA ships none for it, and PyTorch's win_arm64 builds are "
+                "CPU-only): FlashAttention cannot run here",
+                fix="Use PyTorch SDPA, or a Linux or Windows x86_64 CUDA machine.",
+            )
+        )
     if env.os == "linux" and env.known("glibc") and env.glibc:
         g = parse_version(env.glibc)
         if g is not None and g < parse_version(OFFICIAL_WHEEL_GLIBC):  # type: ignore[operator]

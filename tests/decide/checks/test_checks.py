@@ -478,3 +478,15 @@ def test_an_intel_xpu_torch_is_no_cuda_torch_in_its_own_words() -> None:
     f = next(f for f in run_checks(env).findings if f.code == "torch-cpu-only")
     assert f.message.startswith("torch 2.5.1+xpu is an Intel XPU build (no CUDA)"), f.message
     assert f.fix and "torch==2.5.1 --index-url https://download.pytorch.org/whl/cu" in f.fix
+
+
+def test_windows_on_arm64_has_no_cuda() -> None:
+    """win_arm64 with an NVIDIA GPU was planned a build, with only platform-mismatch rejections: NVIDIA
+    ships no CUDA for Windows on ARM64, so nothing can run there."""
+    env = target_env("h100").replace(platform="win_arm64", glibc=None)
+    report = run_checks(env)
+    f = next(f for f in report.findings if f.code == "platform-unsupported")
+    assert f.status is Status.FAIL and f.message.startswith("Windows on ARM64 has no CUDA"), f.message
+    assert all(v.verdict is Verdict.UNSUPPORTED for v in report.verdicts.values())
+    amd64 = run_checks(target_env("h100").replace(platform="win_amd64", glibc=None))
+    assert not any(f.code == "platform-unsupported" for f in amd64.findings)

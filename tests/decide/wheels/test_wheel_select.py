@@ -208,6 +208,13 @@ def test_an_intel_xpu_torch_gets_no_cuda_wheel(index: WheelIndex) -> None:
     )
 
 
+def test_windows_on_arm64_plans_nothing_and_says_there_is_no_cuda(index: WheelIndex) -> None:
+    env = machine("h100", platform="win_arm64", glibc=None)
+    plan = make_plan(env, "fa2", index)
+    assert plan.action == "unsupported", plan
+    assert any(r.startswith("Windows on ARM64 has no CUDA") for r in plan.reasons), plan.reasons
+
+
 def test_a_rocm_plan_says_once_that_there_are_no_wheels(index: WheelIndex) -> None:
     mi300x = {"name": "AMD Instinct MI300X", "capability": "9.4"}
     env = machine("h100", torch="2.5.1+rocm6.2", torch_hip="6.2", driver=None, gpus=[mi300x])
