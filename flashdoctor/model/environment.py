@@ -249,6 +249,13 @@ class Environment:
         return None
 
     @property
+    def musl(self) -> bool:
+        """A Linux without glibc (Alpine): a musllinux platform tag, or ``"glibc": null`` (the probe there)."""
+        if self.os != "linux" or self.platform is None:
+            return False
+        return self.platform.startswith("musllinux_") or (self.known("glibc") and self.glibc is None)
+
+    @property
     def machine(self) -> str | None:
         if self.platform is None:
             return None

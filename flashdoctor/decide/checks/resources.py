@@ -93,6 +93,18 @@ def check_platform(env: Environment) -> list[Finding]:
                 fix="Use PyTorch SDPA, or a Linux or Windows x86_64 CUDA machine.",
             )
         )
+    if env.musl:
+        out.append(
+            finding(
+                "libc-musl",
+                Status.FAIL,
+                "this Linux has musl libc, not glibc (Alpine): no compiled FlashAttention wheel loads here, and a source "
+                "build fails: NVIDIA ships no CUDA toolkit (nvcc, the CUDA runtime) for musl, nor PyPI a CUDA torch",
+                evidence=f"platform {env.platform}" + ("" if env.glibc else ", no glibc"),
+                fix="Use a glibc-based image (Debian, Ubuntu: e.g. nvidia/cuda:12.8.1-cudnn-devel-ubuntu22.04 "
+                "or pytorch/pytorch), then flashdoctor install.",
+            )
+        )
     if env.os == "linux" and env.known("glibc") and env.glibc:
         g = parse_version(env.glibc)
         if g is not None and g < parse_version(OFFICIAL_WHEEL_GLIBC):  # type: ignore[operator]

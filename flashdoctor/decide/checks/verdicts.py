@@ -31,6 +31,7 @@ BUILD_BLOCKERS = {
     "host-compiler-unsupported",
     "cuda-home-mismatch",
     "disk-low",
+    "libc-musl",
 }
 # Variant findings whose fix installs or builds that variant: pointless where the variant cannot run.
 INSTALL_FIX_CODES = frozenset(

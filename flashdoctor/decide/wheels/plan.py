@@ -303,7 +303,8 @@ def _distinct_refs(entries: Iterable[IndexEntry], best: WheelRef) -> tuple[Wheel
 
 MUSL_NOTE = (
     "this Linux has musl libc, not glibc (Alpine): every FlashAttention wheel is built for glibc and does "
-    "not load here; use a glibc-based image (Debian, Ubuntu), or build from source"
+    "not load here, and a source build needs a CUDA toolkit, which NVIDIA ships for glibc only (libc-musl); "
+    "use a glibc-based image (Debian, Ubuntu)"
 )
 _HINT_ORDER = (
     "version-excluded",

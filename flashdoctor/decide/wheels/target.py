@@ -97,13 +97,6 @@ def musllinux_platforms(arch: str, musl: tuple[int, int] | None) -> list[str]:
     return [f"musllinux_1_{m}_{arch}" for m in range(newest, -1, -1)]
 
 
-def is_musl(env: Environment) -> bool:
-    """A Linux without glibc: a musllinux platform tag, or ``"glibc": null`` (the probe on Alpine)."""
-    if env.os != "linux" or env.platform is None:
-        return False
-    return env.platform.startswith("musllinux_") or (env.known("glibc") and env.glibc is None)
-
-
 @lru_cache(maxsize=64)
 def python_pairs(py: tuple[int, int], abi: str) -> frozenset[tuple[str, str]]:
     """The (interpreter, abi) pairs packaging.tags accepts for this CPython (its own tag rules: abi3 for
@@ -134,7 +127,7 @@ def target_of(env: Environment) -> Target:
     if env.platform is None:
         platforms = None
         unknowns.append("platform")
-    elif os_ == "linux" and arch and is_musl(env):
+    elif os_ == "linux" and arch and env.musl:
         glibc = None
         tag = re.match(r"musllinux_(\d+)_(\d+)_", env.platform)
         platforms = musllinux_platforms(arch, (int(tag[1]), int(tag[2])) if tag else None)
@@ -189,5 +182,5 @@ def target_of(env: Environment) -> Target:
         driver_cuda=dc,
         unknowns=tuple(unknowns),
         required=required_of(env),
-        musl=is_musl(env),
+        musl=env.musl,
     )

@@ -490,3 +490,17 @@ def test_windows_on_arm64_has_no_cuda() -> None:
     assert all(v.verdict is Verdict.UNSUPPORTED for v in report.verdicts.values())
     amd64 = run_checks(target_env("h100").replace(platform="win_amd64", glibc=None))
     assert not any(f.code == "platform-unsupported" for f in amd64.findings)
+
+
+@pytest.mark.parametrize("spec", [{"glibc": None}, {"platform": "musllinux_1_2_x86_64"}], ids=["null", "tag"])
+def test_a_musl_linux_is_told_that_a_source_build_cannot_work(spec: dict[str, object]) -> None:
+    """On Alpine check said only "no prebuilt wheel fits" and pointed at a source build, which fails there:
+    NVIDIA ships CUDA for glibc only."""
+    report = run_checks(target_env("h100").replace(**spec))
+    f = next(f for f in report.findings if f.code == "libc-musl")
+    assert f.status is Status.FAIL
+    assert "musl" in f.message and "no CUDA toolkit" in f.message, f.message
+    assert f.fix and "glibc-based image" in f.fix
+    fa2 = report.verdicts["fa2"]
+    assert fa2.verdict is Verdict.BUILDABLE and "libc-musl" in fa2.blockers
+    assert not any(f.code == "libc-musl" for f in run_checks(target_env("h100")).findings)
