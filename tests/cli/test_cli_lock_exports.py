@@ -20,12 +20,12 @@ from flashdoctor.actions.install.lock import FORMATS, LockEntry
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.plan import WheelRef
 from tests.cli.test_install_cli import write_plan
-from tests.support.install_helpers import lock_h100_cmd, make_wheel, sha256_of
+from tests.support.install_helpers import H100_V, lock_h100_cmd, make_wheel, sha256_of
 from tests.support.venvs import child_env
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
-V = "2.8.3+cu12torch2.13cxx11abiTRUE"
+V = H100_V  # locked for tests/targets/h100.json: the wheel must fit it
 PUBLISHED = "sha256 matches the published digest"
 RECORDED = "sha256 recorded (no published digest)"
 

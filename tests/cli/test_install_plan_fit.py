@@ -60,3 +60,48 @@ def test_a_wheel_for_another_python_is_refused_before_the_download(
     assert "python-mismatch: built for cp39-cp39" in r.stderr and "nothing was downloaded" in r.stderr
     assert server.hits("/" + w.name) == 0
     assert "flash-attn" not in pip_list(fresh_venv)
+
+
+# -- lock --plan: judged against the machine it locks for ---------------------------------------------------
+H100_FIT = "2.8.3+cu13torch2.11cxx11abiTRUE"  # tests/targets/h100.json: torch 2.11 + CUDA 13.0, Python 3.12
+
+
+@pytest.mark.slow
+def test_lock_refuses_a_wheel_that_does_not_fit_this_machine_before_the_download(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """No --target: the lock is for this machine (the interpreter that runs flashdoctor, Python 3.11 and
+    a CPU torch here); a wheel for Python 3.9 is refused as install refuses it, nothing fetched or written."""
+    w = make_wheel(tmp_path / "w", version="2.8.3+cu12torch2.13cxx11abiTRUE", tag="cp39-cp39-linux_x86_64")
+    url = server.add("/" + w.name, w.read_bytes())
+    plan = write_plan(tmp_path, w.name, url)  # no digest: the lock would download it to hash it
+    out = tmp_path / "flash.lock"
+    r = fd("lock", "--plan", plan, "-o", str(out))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{w.name} does not fit this machine" in r.stderr and "nothing was downloaded" in r.stderr
+    assert "python-mismatch: built for cp39-cp39" in r.stderr and "--target" in r.stderr
+    assert server.hits("/" + w.name) == 0 and not out.exists()
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_lock_for_another_machine_judges_the_wheel_against_its_target(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """A Docker build host locks for the GPU machine it builds for: with --target its spec decides, not the
+    build host (Python 3.11, CPU torch here). Its wheel is locked; this machine's wheel is refused for it."""
+    h100 = str(TARGETS / "h100.json")
+    there = make_wheel(tmp_path / "there", version=H100_FIT, tag="cp312-cp312-linux_x86_64")
+    url = server.add("/" + there.name, there.read_bytes())
+    r = fd("lock", "--plan", write_plan(tmp_path, there.name, url), "--target", h100, "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["entries"][0]["sha256"] == sha256_of(there)
+    here = make_wheel(tmp_path / "here", version="2.8.3+cu12torch2.13cxx11abiTRUE")  # cp311: this machine's
+    url = server.add("/" + here.name, here.read_bytes())
+    r = fd("lock", "--plan", write_plan(tmp_path, here.name, url), "--target", h100, "--json")
+    assert r.returncode == 1 and r.stdout == "", r.stdout + r.stderr
+    for why in ("python-mismatch: built for cp311-cp311, this is Python 3.12",
+                "torch-mismatch: built for torch 2.13, this is torch 2.11",
+                "cuda-mismatch: built for CUDA 12, torch uses CUDA 13.0"):  # fmt: skip
+        assert why in r.stderr
+    assert server.hits("/" + here.name) == 0

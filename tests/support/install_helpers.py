@@ -67,8 +67,15 @@ def make_wheel(
     return path
 
 
+# A wheel that fits tests/targets/h100.json (torch 2.11 + CUDA 13.0, Python 3.12): `lock --plan` for it
+# judges the plan's wheel against that target (make_wheel(dir, version=H100_V, tag=H100_TAG)).
+H100_V = "2.8.3+cu13torch2.11cxx11abiTRUE"
+H100_TAG = "cp312-cp312-linux_x86_64"
+
+
 def lock_h100_cmd(plan: Path) -> list[str]:
-    """`flashdoctor lock --plan PLAN --target h100.json` in a child interpreter (add -o, --format ...)."""
+    """`flashdoctor lock --plan PLAN --target h100.json` in a child interpreter (add -o, --format ...); the
+    plan's wheel must fit h100.json (H100_V, H100_TAG, or a py3-none-any wheel of H100_V)."""
     from tests.support.paths import TARGETS
 
     return [

@@ -77,11 +77,11 @@ def resolve_plan(
     plan = select_plan(env, variant, version_spec=spec, **selection)
     plan_file = selection["plan_file"]
     reviewed = plan.wheel if plan_file and plan.action == "wheel" else None
+    if reviewed is not None:
+        plan = fit_here(env, plan, plan_file, selection["index_path"], selection["environ"], lock=lock)
     if lock:
         plan, notes = with_local_build(plan, env, houses)
     else:
-        if reviewed is not None:
-            plan = fit_here(env, plan, plan_file, selection["index_path"], selection["environ"])
         plan, notes = resolve_local(plan, env, houses, fetch.cache, spec, reviewed=bool(plan_file))
     if reviewed is not None and plan.wheel is reviewed:
         fetch = replace(fetch, digest_from="plan-file")
@@ -89,11 +89,17 @@ def resolve_plan(
 
 
 def fit_here(
-    env: Environment, plan: Plan, plan_file: str, index_path: str | None, environ: Mapping[str, str]
+    env: Environment,
+    plan: Plan,
+    plan_file: str,
+    index_path: str | None,
+    environ: Mapping[str, str],
+    lock: bool = False,
 ) -> Plan:
-    """`install --plan FILE`: the reviewed wheel plan for this machine (decide.wheels.refit_plan), with
-    this machine's blockers; refused before anything is downloaded, naming each mismatch, when its wheel
-    does not fit here (exit 1, as for a plan in which no wheel fits)."""
+    """`install --plan FILE` and `lock --plan FILE`: the reviewed wheel plan for ``env`` (this machine, or
+    the --target it is planned or locked for; decide.wheels.refit_plan), with its blockers; refused before
+    anything is downloaded, naming each mismatch, when its wheel does not fit there (exit 1, as for a plan
+    in which no wheel fits)."""
     from flashdoctor.decide.wheels import refit_plan
 
     assert plan.wheel is not None
@@ -104,7 +110,10 @@ def fit_here(
         raise FlashdoctorError(
             f"plan {plan_file}: {name} does not fit this machine: {'; '.join(misses)}",
             hint="nothing was downloaded or installed; plan for this machine with "
-            f"`flashdoctor install --{plan.variant} --dry-run --json`",
+            f"`flashdoctor install --{plan.variant} --dry-run --json`"
+            if not lock
+            else "nothing was downloaded or written; to lock for the machine the plan was made for, describe "
+            "it with --target FILE (docs/target-spec.md) or name its interpreter with --python PATH",
         )
     return plan
 

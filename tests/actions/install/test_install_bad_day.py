@@ -31,7 +31,7 @@ from tests.actions.install.test_install_e2e import (
     tree_digest,
 )
 from tests.actions.install.test_install_hostile import fd_install, init_py, write_plan
-from tests.support.install_helpers import lock_h100_cmd, make_wheel, sha256_of
+from tests.support.install_helpers import H100_V, lock_h100_cmd, make_wheel, sha256_of
 from tests.support.venvs import child_env
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -157,9 +157,9 @@ def test_a_lock_that_cannot_be_written_whole_leaves_the_previous_one(tmp_path: P
     test_disk_full_during_the_backup) half-way through the new text: the old code truncated FILE first,
     so it reported the failure and left a lock cut short (its head only: `pip install --require-hashes -r`
     then installs nothing and succeeds) where a good one was. Now the file is replaced whole, or not at all."""
-    w = make_wheel(tmp_path / "w", version=V_GOOD, tag="py3-none-any", requires=())
+    w = make_wheel(tmp_path / "w", version=H100_V, tag="py3-none-any", requires=())  # fits h100.json
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps(plan_for("https://example.invalid/" + w.name, w, V_GOOD).to_json()))
+    plan.write_text(json.dumps(plan_for("https://example.invalid/" + w.name, w, H100_V).to_json()))
     out = tmp_path / "flash.lock.txt"
     previous = "flash-attn @ https://example.invalid/old.whl \\\n    --hash=sha256:" + "0" * 64 + "\n"
     out.write_text(previous)
@@ -187,9 +187,9 @@ def test_lock_format_all_on_a_full_disk_replaces_none_of_the_set(tmp_path: Path)
     another: a disk that filled up (RLIMIT_FSIZE) at the second left the first replaced and the others as
     they were, a set that no longer matches. Now every file is written beside itself first, and they are
     renamed only when all are complete: on a failure the previous set stays whole and no temporary is left."""
-    w = make_wheel(tmp_path / "w", version=V_GOOD, tag="py3-none-any", requires=())
+    w = make_wheel(tmp_path / "w", version=H100_V, tag="py3-none-any", requires=())  # fits h100.json
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps(plan_for("https://example.invalid/" + w.name, w, V_GOOD).to_json()))
+    plan.write_text(json.dumps(plan_for("https://example.invalid/" + w.name, w, H100_V).to_json()))
     cmd = [*lock_h100_cmd(plan), "--format", "all"]
     exports = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True,
                                         env=child_env(), check=True).stdout)["exports"]  # fmt: skip

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.install_helpers import FaultServer, make_wheel, sha256_of
+from tests.support.install_helpers import H100_TAG, H100_V, FaultServer, make_wheel, sha256_of
 from tests.support.paths import ROOT, TARGETS
 
-V = "2.8.3+cu12torch2.13cxx11abiTRUE"
+V = H100_V  # locked for tests/targets/h100.json: the wheel must fit it
 
 
 def _lock(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +41,7 @@ def test_a_mirror_lock_names_the_mirror_when_the_wheel_is_already_cached(
     """A plan with the index's sha256, locked against an --index-url mirror: the first run downloads
     from the mirror and writes the mirror's URL. The second found the wheel in the cache by its digest
     and wrote the upstream URL (github.com) instead, which an air-gapped machine cannot reach."""
-    w = make_wheel(tmp_path / "w", version=V)
+    w = make_wheel(tmp_path / "w", version=V, tag=H100_TAG)
     server.add(f"/files/{w.name}", w.read_bytes())
     server.add("/simple/flash-attn/", f'<a href="../../files/{w.name}">{w.name}</a>'.encode())
     plan = _plan(tmp_path, w, sha256_of(w))
@@ -58,8 +58,10 @@ def test_a_lock_pins_what_its_url_serves_not_a_wheelhouse_copy(server: FaultServ
     """No published digest, and a wheel of that name in --wheelhouse (a local rebuild): the lock wrote
     the served URL with the digest of the wheelhouse file, so `pip install --require-hashes` fails on
     every machine that fetches the URL."""
-    served = make_wheel(tmp_path / "served", version=V)
-    local = make_wheel(tmp_path / "house", version=V, files={"flash_attn/__init__.py": "# rebuilt\n"})
+    served = make_wheel(tmp_path / "served", version=V, tag=H100_TAG)
+    local = make_wheel(
+        tmp_path / "house", version=V, tag=H100_TAG, files={"flash_attn/__init__.py": "# rebuilt\n"}
+    )
     assert served.name == local.name and sha256_of(served) != sha256_of(local)
     server.add(f"/files/{served.name}", served.read_bytes())
     plan = _plan(tmp_path, served, None)

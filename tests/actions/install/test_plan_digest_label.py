@@ -11,16 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.install_helpers import H100_BUILD, FaultServer, make_wheel, sha256_of, write_manifest
+from tests.support.install_helpers import (
+    H100_BUILD,
+    H100_TAG,
+    H100_V,
+    FaultServer,
+    make_wheel,
+    sha256_of,
+    write_manifest,
+)
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.system
 
-V = "2.8.3+cu12torch2.13cxx11abiTRUE"
+V = H100_V  # locked for tests/targets/h100.json: the wheel must fit it
 
 
 def test_a_digest_from_a_plan_file_is_named_for_it(server: FaultServer, tmp_path: Path) -> None:
-    w = make_wheel(tmp_path / "w", version=V)
+    w = make_wheel(tmp_path / "w", version=V, tag=H100_TAG)
     server.add(f"/files/{w.name}", w.read_bytes())
     server.add("/simple/flash-attn/", f'<a href="../../files/{w.name}">{w.name}</a>'.encode())  # no #sha256
     url = f"https://github.com/Dao-AILab/flash-attention/releases/download/v2.8.3/{w.name}"  # not contacted

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.install_helpers import make_wheel, sha256_of
+from tests.support.install_helpers import H100_TAG, H100_V, make_wheel, sha256_of
 from tests.support.loopback import Response, Server
 from tests.support.paths import ROOT
 from tests.support.tls import CA
@@ -22,13 +22,13 @@ from tests.support.tls import CA
 pytestmark = pytest.mark.system
 
 SECRET = "s3cr3t-LOCK-99"
-V = "2.8.3+cu12torch2.13cxx11abiTRUE"
+V = H100_V  # locked for tests/targets/h100.json: the wheel must fit it
 
 
 def _run(
     tls_server: Server, tls_ca: CA, tmp_path: Path, *extra: str
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
-    w = make_wheel(tmp_path / "w", version=V)
+    w = make_wheel(tmp_path / "w", version=V, tag=H100_TAG)
     digest = sha256_of(w)
     tls_server.route(f"/files/{w.name}", Response(200, w.read_bytes()))
     page = f'<a href="../../files/{w.name}#sha256={digest}">{w.name}</a>'  # the #sha256 page route
