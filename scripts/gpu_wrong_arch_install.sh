@@ -10,10 +10,13 @@
 #  1. flashdoctor in its own venv, installed with pip from this checkout (as the README has it)
 #  2. scripts/gpu_build_sm110.sh: an FA2 wheel for Jetson Thor (sm_110 SASS only); it imports on the H100,
 #     and none of its kernels can run there
-#  3. a fresh venv V that sees the machine's torch, with einops; a plan (install --plan) naming that wheel by
-#     a file:// URL and its sha256, as a colleague's plan from a Thor would
+#  3. a fresh venv V that sees the machine's torch, with einops; a plan (install --plan) naming a copy of that
+#     wheel outside the wheelhouse (no build.json beside it: judged by its name only, which fits) by a
+#     file:// URL and its sha256, as a colleague's wheel from a Thor sent by itself would be; and plan-recorded
+#     naming the wheelhouse's own file, whose build.json says sm_110
 #  4. install --plan --yes into V, human output then --json: expected rolled-back (exit 5), the smoke test
-#     named; V's files and `pip list` compared with those before
+#     named; then plan-recorded: expected refused before the install (exit 1, "by its build.json"); V's files
+#     and `pip list` compared with those before after each
 #  5. check --python V (fa2 not installed) and explain on the install's output
 set -uo pipefail
 # shellcheck source=scripts/gpu_common.sh
@@ -36,7 +39,9 @@ step "3. venv V and the plan"
 fresh_venv "$WORK/V"
 V="$WORK/V/bin/python"
 "$V" -m pip install -q einops 2>&1 | tail -2
-"$PY" - "$WHEEL" "$WORK/plan.json" <<'PY'
+mkdir -p "$WORK/loose" && cp "$WHEEL" "$WORK/loose/"
+write_plan() {  # write_plan WHEEL PLAN
+"$PY" - "$1" "$2" <<'PY'
 import hashlib, json, pathlib, sys
 from packaging.utils import parse_wheel_filename
 w = pathlib.Path(sys.argv[1])
@@ -46,8 +51,11 @@ plan = {"schema": "flashdoctor/plan/1", "action": "wheel", "variant": "fa2",
                   "version": str(parse_wheel_filename(w.name)[1])},
         "reasons": ["a plan from a Jetson Thor: FA2 built for sm_110 only"]}
 pathlib.Path(sys.argv[2]).write_text(json.dumps(plan, indent=1))
-print(plan["wheel"]["filename"], plan["wheel"]["sha256"][:16])
+print(sys.argv[2], plan["wheel"]["url"], plan["wheel"]["sha256"][:16])
 PY
+}
+write_plan "$WORK/loose/$(basename "$WHEEL")" "$WORK/plan.json"
+write_plan "$WHEEL" "$WORK/plan-recorded.json"
 state() {  # every file of V with its digest, and pip's view; the install lock stays by design (docs/wheelhouse.md)
     (cd "$WORK/V" && find . -type f ! -name '*.pyc' ! -path ./.flashdoctor-install.lock -print0 | sort -z \
         | xargs -0 sha256sum) > "$1.files"
@@ -69,7 +77,10 @@ for s in d.get("steps", []):
     print(f"  {s['name']:<14} {'ok ' if s['ok'] else 'FAIL'} {s['seconds']:8.2f} s  {s['detail'][:200]}")
 PY
 state "$WORK/after-json"
-for s in after-human after-json; do
+timed "install-recorded" "${FD[@]}" install --plan "$WORK/plan-recorded.json" --python "$V" --yes > "$OUT/install-recorded.txt" 2>&1
+echo "exit $? (expected 1: refused by its build.json)"; cat "$OUT/install-recorded.txt"
+state "$WORK/after-recorded"
+for s in after-human after-json after-recorded; do
     if cmp -s "$WORK/before.files" "$WORK/$s.files" && cmp -s "$WORK/before.pip" "$WORK/$s.pip"; then
         echo "$s: V's $(wc -l < "$WORK/before.files") files and pip list are as before"
     else

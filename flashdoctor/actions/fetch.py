@@ -160,6 +160,11 @@ def _checked(
     return Artifact(path, digest, origin, sha_from, info, url or str(path), ref, verification=verification)
 
 
+def local_file(ref: WheelRef) -> Path | None:
+    """The file a ``file:`` URL names (a wheelhouse's build, a plan's local wheel); None for other URLs."""
+    return Path(unquote(urlsplit(ref.url).path)) if ref.url.startswith("file:") else None
+
+
 def obtain(
     ref: WheelRef,
     opts: FetchOptions,
@@ -174,8 +179,8 @@ def obtain(
     the URL pip will fetch and the digest of what it serves: a wheelhouse file of that name (a local
     rebuild, perhaps) is not what the URL serves, and with an --index-url the mirror is asked for its URL
     even when the cache holds the file."""
-    if ref.url.startswith("file:"):
-        p = Path(unquote(urlsplit(ref.url).path))
+    p = local_file(ref)
+    if p is not None:
         if not p.is_file():
             raise DownloadError(f"{p} does not exist")
         return _checked(p, ref, "local", _local(ref, opts), url=str(p), stage=stage)

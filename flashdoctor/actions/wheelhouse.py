@@ -286,6 +286,13 @@ def _read_manifest(path: Path) -> BuiltWheel | None:
     return BuiltWheel(whl, fp, sha if isinstance(sha, str) else "", m)
 
 
+def recorded_build(wheel: Path) -> BuiltWheel | None:
+    """The build whose build.json sits beside ``wheel`` and names it (a wheel `flashdoctor build` stored),
+    else None."""
+    bw = _read_manifest(wheel.parent / MANIFEST)
+    return bw if bw is not None and bw.path.name == wheel.name else None
+
+
 class Wheelhouse:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_install_cli import fd, pip_list
-from tests.support.install_helpers import FaultServer, make_wheel, sha256_of
+from tests.support.install_helpers import H100_BUILD, FaultServer, make_wheel, sha256_of, write_manifest
 from tests.support.paths import TARGETS
 
 pytestmark = pytest.mark.system
@@ -105,3 +105,66 @@ def test_lock_for_another_machine_judges_the_wheel_against_its_target(
                 "cuda-mismatch: built for CUDA 12, torch uses CUDA 13.0"):  # fmt: skip
         assert why in r.stderr
     assert server.hits("/" + here.name) == 0
+
+
+# -- a local build: judged by what its build.json records, not by its name ---------------------------------
+LOCAL = "2.8.3.post2+fd.sm110.hd128.bf16"  # a local label: the name says nothing of torch, CUDA or GPUs
+
+
+def local_plan(tmp_path: Path, fingerprint: dict[str, object], tag: str) -> tuple[str, Path]:
+    """A plan naming a build `flashdoctor build` stored in a wheelhouse (its file:// URL, build.json beside
+    it), as a colleague's `install --dry-run --json` on the machine it was built for prints it."""
+    w = make_wheel(tmp_path / "wh" / "0123456789abcdef", version=LOCAL, tag=tag)
+    write_manifest(w, fingerprint)
+    wheel = {"filename": w.name, "url": w.resolve().as_uri(), "sha256": sha256_of(w), "source": "wheelhouse",
+             "version": "2.8.3.post2"}  # fmt: skip
+    p = tmp_path / "plan.json"
+    p.write_text(json.dumps({"action": "wheel", "variant": "fa2", "wheel": wheel, "reasons": []}))
+    return str(p), w
+
+
+def test_a_local_build_for_other_gpus_is_refused_by_its_build_record(tmp_path: Path) -> None:
+    """A Jetson Thor build (sm_110 only) planned on an H100: its name fits (cp312, linux_x86_64), its
+    build.json says it has no code for the H100. It was installed and rolled back after the smoke test."""
+    thor = {**H100_BUILD, "archs": [110], "profile": "fd.sm110.hd128.bf16"}
+    plan, w = local_plan(tmp_path, thor, "cp312-cp312-linux_x86_64")
+    for cmd in ("install", "lock"):
+        extra = ("--dry-run",) if cmd == "install" else ()
+        r = fd(cmd, "--plan", plan, "--target", str(TARGETS / "h100.json"), *extra, "--json")
+        assert r.returncode == 1 and r.stdout == "", (cmd, r.stdout + r.stderr)
+        assert f"{w.name} does not fit this machine (by its build.json)" in r.stderr, r.stderr
+        assert "has no code for GPU 0 NVIDIA H100 80GB HBM3 (sm_90) (built for sm_110)" in r.stderr
+    # the same build on the GPUs it was built for is planned as before
+    thor_target = {**json.loads((TARGETS / "h100.json").read_text()), "gpus": [
+        {"name": "NVIDIA Jetson AGX Thor", "capability": "11.0"}]}  # fmt: skip
+    (tmp_path / "thor.json").write_text(json.dumps(thor_target))
+    r = fd("install", "--plan", plan, "--target", str(tmp_path / "thor.json"), "--dry-run", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["wheel"]["filename"] == w.name, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_a_local_build_for_another_torch_is_refused_before_the_install(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
+    """Without a GPU nothing rolled it back: a build for torch 2.12 (which its name does not say) installed
+    into this torch 2.13 and stayed. Its build.json says so, and nothing is installed."""
+    from flashdoctor.actions.wheelhouse import environment_facts
+    from flashdoctor.probe import probe_environment
+
+    env = probe_environment(python=str(fresh_venv), import_tests=False)
+    facts = {**environment_facts(env), "torch": "2.12"}
+    fp = {
+        "variant": "fa2",
+        "version": "2.8.3.post2",
+        **facts,
+        "archs": [110],
+        "profile": "fd.sm110.hd128.bf16",
+    }
+    plan, w = local_plan(tmp_path, fp, f"{env.python_abi}-{env.python_abi}-{env.platform}")
+    before = pip_list(fresh_venv)
+    r = fd("install", "--plan", plan, "--python", str(fresh_venv), "--yes")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"built against torch 2.12, this torch is {environment_facts(env)['torch']}" in r.stderr, r.stderr
+    assert f"{w.name} does not fit this machine (by its build.json)" in r.stderr
+    assert "nothing was downloaded or installed" in r.stderr
+    assert pip_list(fresh_venv) == before and "flash-attn" not in before

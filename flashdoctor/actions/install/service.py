@@ -99,16 +99,26 @@ def fit_here(
     """`install --plan FILE` and `lock --plan FILE`: the reviewed wheel plan for ``env`` (this machine, or
     the --target it is planned or locked for; decide.wheels.refit_plan), with its blockers; refused before
     anything is downloaded, naming each mismatch, when its wheel does not fit there (exit 1, as for a plan
-    in which no wheel fits)."""
+    in which no wheel fits). A wheel `flashdoctor build` made (its build.json beside the file the plan names)
+    is judged by what that records, as install judges a local build (actions.wheelhouse.serves), not by
+    its name, which says nothing of torch, CUDA or the GPUs it has code for."""
+    from flashdoctor.actions.fetch import local_file
+    from flashdoctor.actions.wheelhouse import Request, recorded_build, serves
     from flashdoctor.decide.wheels import refit_plan
 
-    assert plan.wheel is not None
-    name = plan.wheel.filename
+    wheel = plan.wheel
+    assert wheel is not None
+    name = wheel.filename
     index = inputs.load_wheel_index(index_path, environ, keep=name.__eq__)
     plan, misses = refit_plan(env, plan, index)
+    path, by = local_file(wheel), ""
+    built = recorded_build(path) if path is not None else None
+    if built is not None:
+        misses = tuple(serves(built.fingerprint, Request.for_environment(env, plan.variant)))
+        by = " (by its build.json)"
     if misses:
         raise FlashdoctorError(
-            f"plan {plan_file}: {name} does not fit this machine: {'; '.join(misses)}",
+            f"plan {plan_file}: {name} does not fit this machine{by}: {'; '.join(misses)}",
             hint="nothing was downloaded or installed; plan for this machine with "
             f"`flashdoctor install --{plan.variant} --dry-run --json`"
             if not lock
