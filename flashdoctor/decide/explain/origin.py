@@ -49,6 +49,9 @@ _GUESS = re.compile(
 )
 # "torch 2.6.0-cu126": a local label written with a dash.
 _DASH_LABEL = re.compile(r"-(cu\d+|cpu|rocm[\d.]+)$")
+# python.exe in an environment's own folder (a conda environment, a python.org install on Windows).
+_WINDOWS_PYTHON = re.compile(r"python[\d.]*w?\.exe", re.IGNORECASE)
+_WINDOWS_DRIVE = re.compile(r"[A-Za-z]:/")
 # A Python environment directory this generic says nothing about whose it is.
 _GENERIC_PREFIXES = {"/usr", "/usr/local", "/opt/conda", "/root", "/opt", "/", ""}
 
@@ -212,13 +215,21 @@ def _same_version(logged: str, actual: str | None) -> bool:
 
 
 def env_prefix(env: Environment) -> str | None:
-    """The Python environment directory of the probed interpreter (…/venv for …/venv/bin/python), when
-    it is specific enough to identify this machine in a log's paths."""
+    """The Python environment directory of the probed interpreter (…/venv for …/venv/bin/python and
+    …\\venv\\Scripts\\python.exe; the folder of python.exe itself for a conda environment or a python.org
+    install on Windows), when it is specific enough to identify this machine in a log's paths."""
     exe = (env.python_executable or "").replace("\\", "/") if env.known("python_executable") else ""
     parts = exe.rsplit("/", 2)
-    if len(parts) < 3 or parts[1].lower() not in ("bin", "scripts"):
+    if len(parts) < 3:
         return None
-    prefix = parts[0].rstrip("/")
+    if parts[1].lower() in ("bin", "scripts"):
+        prefix = parts[0].rstrip("/")
+    elif _WINDOWS_PYTHON.fullmatch(parts[2]) and _WINDOWS_DRIVE.match(exe):
+        prefix = f"{parts[0]}/{parts[1]}"
+        if prefix.count("/") < 3:  # C:\Python312, C:\Program Files\Python312: an installer's default
+            return None
+    else:
+        return None
     if prefix in _GENERIC_PREFIXES or prefix.count("/") < 2:
         return None
     return prefix

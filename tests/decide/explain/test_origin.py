@@ -142,6 +142,44 @@ def test_this_windows_python_environment_in_the_log_means_this_machine() -> None
     assert explain_bytes(repr_log.encode(), env).origin.use_machine
 
 
+# A conda environment and a python.org install on Windows keep python.exe in the environment's own folder
+# (no Scripts\\): their logs never named this machine by path (env_prefix knew only Scripts\\ and bin/).
+WINDOWS_CONDA = "C:\\Users\\ana\\miniconda3\\envs\\fa\\python.exe"
+WINDOWS_PYTHON_ORG = "C:\\Users\\ana\\AppData\\Local\\Programs\\Python\\Python312\\python.exe"
+WINDOWS_IMPORT = (
+    "Traceback (most recent call last):\n"
+    '  File "C:\\Users\\ana\\train.py", line 4, in <module>\n'
+    "    from flash_attn import flash_attn_func\n"
+    '  File "{site}\\flash_attn\\__init__.py", line 3, in <module>\n'
+    "    from flash_attn.flash_attn_interface import (\n"
+    '  File "{site}\\flash_attn\\flash_attn_interface.py", line 15, in <module>\n'
+    "    import flash_attn_2_cuda as flash_attn_gpu\n"
+    "ImportError: DLL load failed while importing flash_attn_2_cuda: The specified procedure could not be found.\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("exe", "site"),
+    [
+        (WINDOWS_CONDA, "C:\\Users\\ana\\miniconda3\\envs\\fa\\Lib\\site-packages"),
+        (
+            WINDOWS_PYTHON_ORG,
+            "c:\\users\\ana\\appdata\\local\\programs\\python\\python312\\lib\\site-packages",
+        ),
+    ],
+)
+def test_a_windows_environment_with_python_exe_in_its_own_folder_is_found_in_its_log(
+    exe: str, site: str
+) -> None:
+    env = target_env("h100", platform="win_amd64", python_executable=exe)
+    expl = explain_bytes(WINDOWS_IMPORT.format(site=site).encode(), env)
+    assert expl.origin.use_machine, expl.origin.reason
+    assert exe.rsplit("\\", 1)[0].replace("\\", "/") in expl.origin.reason
+    # Another conda environment of the same installation is not this one.
+    other = site.replace("envs\\fa", "envs\\fa-old").replace("python312", "python311")
+    assert not explain_bytes(WINDOWS_IMPORT.format(site=other).encode(), env).origin.use_machine
+
+
 def test_a_generic_interpreter_path_identifies_no_machine() -> None:
     assert env_prefix(Environment(python_executable="/usr/bin/python3")) is None
     assert env_prefix(Environment(python_executable="/opt/conda/bin/python")) is None
@@ -150,6 +188,14 @@ def test_a_generic_interpreter_path_identifies_no_machine() -> None:
         env_prefix(Environment(python_executable="C:\\Users\\me\\venv\\Scripts\\python.exe"))
         == "C:/Users/me/venv"
     )
+    assert env_prefix(Environment(python_executable=WINDOWS_CONDA)) == "C:/Users/ana/miniconda3/envs/fa"
+    assert env_prefix(Environment(python_executable=WINDOWS_PYTHON_ORG)) == (
+        "C:/Users/ana/AppData/Local/Programs/Python/Python312"
+    )
+    # An installation for all users is on many machines.
+    assert env_prefix(Environment(python_executable="C:\\Python312\\python.exe")) is None
+    assert env_prefix(Environment(python_executable="C:\\Program Files\\Python312\\python.exe")) is None
+    assert env_prefix(Environment(python_executable="C:\\ProgramData\\miniconda3\\python.exe")) is None
 
 
 def test_a_log_from_another_machine_gets_a_fix_for_that_machine_and_says_so() -> None:
