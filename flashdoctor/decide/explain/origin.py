@@ -265,8 +265,8 @@ def _no_gpu(env: Environment) -> bool:
 
 
 def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, here: bool) -> Origin:
-    """Use ``env`` for this log's fixes? ``text_low`` is the lower-cased log (for this environment's
-    directory in its paths)."""
+    """Use ``env`` for this log's fixes? ``text_low`` is the log lower-cased with ASCII rules, as bytes.lower
+    does (for this environment's directory in its paths)."""
     if env is None:
         return Origin(False, "no machine")
     if here:
@@ -316,7 +316,8 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
     prefix = env_prefix(env)
     # As the log may write it: with slashes, backslashes, or doubled backslashes (a repr of a Windows path).
     spellings = {prefix, prefix.replace("/", "\\"), prefix.replace("/", "\\\\")} if prefix else set()
-    if any(_names_directory(text_low, p.lower().encode("utf-8", errors="replace")) for p in spellings):
+    # Lower-cased as the log was, with ASCII rules (C:\\Users\\Özgür stays Özgür in both).
+    if any(_names_directory(text_low, p.encode("utf-8", errors="replace").lower()) for p in spellings):
         return Origin(True, f"agrees: this Python environment ({prefix}) is in the log")
     if (
         log.torch

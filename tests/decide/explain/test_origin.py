@@ -180,6 +180,20 @@ def test_a_windows_environment_with_python_exe_in_its_own_folder_is_found_in_its
     assert not explain_bytes(WINDOWS_IMPORT.format(site=other).encode(), env).origin.use_machine
 
 
+def test_a_user_name_with_a_non_ascii_capital_is_found_in_the_log() -> None:
+    # The environment's directory was lower-cased with Unicode rules ("özgür"), the log with ASCII ones
+    # ("Özgür" stays): this machine's own log never matched.
+    env = target_env(
+        "h100", platform="win_amd64", python_executable="C:\\Users\\Özgür\\venv\\Scripts\\python.exe"
+    )
+    log = WINDOWS_IMPORT.format(site="C:\\Users\\Özgür\\venv\\Lib\\site-packages")
+    expl = explain_bytes(log.encode(), env)
+    assert expl.origin.use_machine and "C:/Users/Özgür/venv" in expl.origin.reason, expl.origin.reason
+    linux = target_env("h100", python_executable="/home/Åsa/fa/bin/python")
+    log = TORCH_SYMBOL.replace("/home/u/venv/lib/python3.10", "/home/Åsa/fa/lib/python3.12")
+    assert explain_bytes(log.replace("cpython-310", "cpython-312").encode(), linux).origin.use_machine
+
+
 def test_a_generic_interpreter_path_identifies_no_machine() -> None:
     assert env_prefix(Environment(python_executable="/usr/bin/python3")) is None
     assert env_prefix(Environment(python_executable="/opt/conda/bin/python")) is None
