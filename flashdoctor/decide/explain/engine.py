@@ -28,6 +28,7 @@ from flashdoctor.decide.explain.origin import LogMachine, Origin, decide_origin,
 from flashdoctor.decide.explain.resemble import Resemblance, resemble
 from flashdoctor.decide.explain.scan import (
     KEYWORD_LINE_BUDGET,
+    MACHINE_WINDOW,
     PROSE_MAX,
     Hit,
     LogContexts,
@@ -68,7 +69,6 @@ Releases = Mapping[Version, tuple[int, int]]
 # Loads that table at its first use (reading the wheel index costs ~0.25 s: only a bare build failure needs it)
 ReleaseTable = Callable[[], Releases | None]
 YIELD_MARGIN = 0.05  # a consequence ranks at least this far below the code it yields to
-MACHINE_WINDOW = 1 << 20  # bytes at each end of a log read for what it says about its machine
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ How a log is read (designed for 10 MB in well under a second, see scripts/bench_
    PROSE_MAX is also read with every long line joined to the next (unwrap: once with a space, as a
    word wrap leaves it, once without, as a terminal cuts), so a keyword or message cut in two by
    a reflow is found; what the log's own lines say comes first.
-4. Facts (the torch version setup.py printed, ...) are read by the same scan. Contexts (is this a build?
+4. Facts (the torch version setup.py printed, ...) are read by the same scan, and a fact keyword the budget
+   retired is also looked for backwards from the log's end, as many lines again (a second machine's torch
+   near the end of a long log makes the fact unknown, as in a short one). Contexts (is this a build?
    Windows? ROCm? FA3?) are decided on first use with bytes.find.
 """
 
@@ -35,6 +37,9 @@ from flashdoctor.model.environment import Environment
 
 KEYWORD_LINE_BUDGET = 300  # candidate lines one keyword may contribute before it is retired (see line_cost)
 FACT_LINE_BUDGET = 64  # the same for a keyword only facts use (a fact is settled in the first lines)
+# Bytes at each end of a log read for what it says about its machine: a fact keyword its budget retired has
+# its last FACT_LINE_BUDGET lines in the log's last MACHINE_WINDOW read too (a second machine near the end).
+MACHINE_WINDOW = 1 << 20
 LINE_COST_UNIT = 1024  # a candidate line this long costs a keyword's budget one line (see line_cost)
 # Keywords outside ASCII (a report's prose in Chinese) slow the trie walk over every byte by ~15%: they
 # are looked for in logs up to this size (a report in prose is short; a 10 MB build log is not prose).
@@ -391,6 +396,19 @@ def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
     fact_values: dict[str, set[str]] = {}
     fact_rank: dict[str, int] = {}
     budget = {kw: KEYWORD_LINE_BUDGET if kw in by_kw else FACT_LINE_BUDGET for kw in [*by_kw, *fact_by_kw]}
+    retired: dict[bytes, int] = {}  # fact keyword -> where its budget ran out
+
+    def read_facts(kw: bytes, line: str) -> None:
+        for name in fact_by_kw.get(kw, ()):
+            fact = kb.facts[name]
+            for rank, pattern in enumerate(fact.patterns[: fact_rank.get(name, len(fact.patterns) - 1) + 1]):
+                fm = pattern.search(line)
+                value = fact.value(fm) if fm is not None else None
+                if value:
+                    if rank < fact_rank.get(name, len(fact.patterns)):
+                        fact_values[name], fact_rank[name] = set(), rank
+                    fact_values[name].add(value)
+                    break
 
     def sig_done(sig: Signature) -> bool:
         if sig.condition:
@@ -432,6 +450,8 @@ def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
             cost = line_cost(end - start + sum(e - s for s, e in after))
             for kw in present:
                 budget[kw] -= cost
+                if budget[kw] <= 0 and kw in fact_by_kw:
+                    retired[kw] = end
             done: set[str] = set()
             for kw in present:
                 for sig in by_kw.get(kw, ()):
@@ -450,20 +470,10 @@ def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
                         conditional.setdefault(sig.id, []).append(hit)
                     else:
                         hits[sig.id] = hit
-                for name in fact_by_kw.get(kw, ()):
+                if kw in fact_by_kw:
                     if line is None:
                         line = decode(data[start:end])
-                    fact = kb.facts[name]
-                    for rank, pattern in enumerate(
-                        fact.patterns[: fact_rank.get(name, len(fact.patterns) - 1) + 1]
-                    ):
-                        fm = pattern.search(line)
-                        value = fact.value(fm) if fm is not None else None
-                        if value:
-                            if rank < fact_rank.get(name, len(fact.patterns)):
-                                fact_values[name], fact_rank[name] = set(), rank
-                            fact_values[name].add(value)
-                            break
+                    read_facts(kw, line)
         if pos >= size:
             break
         # Retire keywords with nothing left to find. Rebuilding the regex costs ~5 ms and a wasted
@@ -472,9 +482,30 @@ def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
             live = [kw for kw in live if alive(kw)]
             rx = trie_regex(live)
             dead_hits = 0
+    for kw, retired_end in retired.items():
+        _read_last_lines(data, low, kw, max(retired_end, size - MACHINE_WINDOW), read_facts)
     facts = {name: next(iter(values)) for name, values in fact_values.items() if len(values) == 1}
     ambiguous = frozenset(name for name, values in fact_values.items() if len(values) > 1)
     return Scan(hits=hits, facts=facts, conditional=conditional, cut=frozenset(cut), ambiguous=ambiguous)
+
+
+def _read_last_lines(data: bytes, low: bytes, kw: bytes, lo: int, read: Callable[[bytes, str], None]) -> None:
+    """Read the last lines holding ``kw`` that start after ``lo``, last first, for FACT_LINE_BUDGET (what the
+    forward scan spends on a fact keyword, see line_cost)."""
+    hi, spent = len(low), 0
+    while spent < FACT_LINE_BUDGET:
+        pos = low.rfind(kw, lo, hi)
+        if pos < 0:
+            return
+        start = low.rfind(b"\n", 0, pos) + 1
+        end = low.find(b"\n", pos)
+        end = len(low) if end < 0 else end
+        hi = start
+        if end - start > LONG_LINE:  # no line breaks to speak of: look around this keyword only
+            start, end = max(start, pos - LONG_LINE_WINDOW), min(end, pos + len(kw) + LONG_LINE_WINDOW)
+            hi = pos
+        spent += line_cost(end - start)
+        read(kw, decode(data[start:end]))
 
 
 # -- a log whose every long line was wrapped ----------------------------------------------------------

@@ -302,6 +302,32 @@ def test_two_machines_torch_in_long_lines_tell_nothing_either() -> None:
     assert "2.13.0" not in expl.diagnoses[0].fix and "2.1.2" not in expl.diagnoses[0].fix
 
 
+def test_a_second_machine_near_the_end_of_a_long_log_is_seen() -> None:
+    # Node a (this machine's torch and Python) logs hundreds of lines naming them; node b, another machine,
+    # names its own only before it fails at the end. Facts were read from the first lines holding their
+    # keyword only, so the log was judged node a's, this machine's.
+    steps = [f"node-a: step {i}: loss 1.25, python 3.12.3, torch 2.11.0+cu130" for i in range(400)]
+    log = "\n".join(
+        [
+            "node-a: torch.__version__  = 2.11.0+cu130",
+            "node-a: Python 3.12.3",
+            "node-a: GPU 0: NVIDIA H100 80GB HBM3 (sm_90)",
+            *steps,
+            "node-b: torch.__version__  = 2.1.2+cu121",
+            "node-b: Python 3.10.12",
+            KILLED,
+        ]
+    )
+    expl = explain_bytes(log.encode(), target_env("h100"))
+    assert not expl.origin.use_machine, expl.origin.reason
+    assert "MAX_JOBS=8" not in expl.diagnoses[0].fix and "torch" not in expl.machine
+    # The same log from one machine only is still this machine's.
+    one = explain_bytes(
+        log.replace("2.1.2+cu121", "2.11.0+cu130").replace("3.10.12", "3.12.3").encode(), target_env("h100")
+    )
+    assert one.origin.use_machine, one.origin.reason
+
+
 def test_decide_origin_without_a_machine_or_with_here() -> None:
     shown = LogMachine(torch="2.1.2", python="3.10", os="linux")
     assert decide_origin(None, shown, b"", here=True).use_machine is False
