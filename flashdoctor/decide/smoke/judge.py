@@ -30,6 +30,7 @@ from flashdoctor.model.cases import (
     backend_kind,
     backend_title,
 )
+from flashdoctor.model.environment import GPU, TARGET_KEYS, Environment
 from flashdoctor.model.findings import Finding, Status
 from flashdoctor.model.smoke import (
     BackendInfo,
@@ -220,13 +221,28 @@ _FIX = {
 }
 
 
-def _explained_fix(error: str | None, default: str | None) -> str | None:
-    """The failure-log engine's reading of an error (what `flashdoctor explain` says), else ``default``."""
+def _this_machine(log: EventLog, python: str) -> Environment:
+    """What the smoke knows of the machine it ran on: the interpreter, its torch and the GPUs it used; the
+    rest unknown (nothing here probes)."""
+    known: dict[str, Any] = {"python_executable": python}
+    if log.torch is not None:
+        known["torch"] = log.torch.get("version")
+        known["torch_cuda"] = log.torch.get("cuda")
+        known["torch_hip"] = log.torch.get("hip")
+    gpus = [g for g in log.gpus.values() if g.index is not None]
+    if gpus:
+        known["gpus"] = tuple(GPU(g.index, g.name, g.capability, g.memory_gb) for g in gpus)
+    return Environment(**known, unknown=frozenset(k for k in TARGET_KEYS if k not in known))
+
+
+def _explained_fix(error: str | None, default: str | None, machine: Environment) -> str | None:
+    """The failure-log engine's reading of an error (what `flashdoctor explain` says), else ``default``.
+    The error is this machine's own (``machine``: what the smoke knows of it)."""
     if not error:
         return default
     from flashdoctor.decide.explain import explain_text
 
-    diags = explain_text(error)
+    diags = explain_text(error, machine, here=True)
     if not diags:
         return default
     return f"[{diags[0].code}] {diags[0].message}. {diags[0].fix}"
@@ -241,7 +257,12 @@ def _subject(backend: str, gpu: GpuInfo | None) -> str:
 
 
 def _backend_findings(
-    backend: str, info: BackendInfo, gpu: GpuInfo, rows: list[CaseResult], profiled: bool
+    backend: str,
+    info: BackendInfo,
+    gpu: GpuInfo,
+    rows: list[CaseResult],
+    profiled: bool,
+    machine: Environment,
 ) -> list[Finding]:
     findings: list[Finding] = []
     label, _ = version_label(backend, info.version)
@@ -275,7 +296,7 @@ def _backend_findings(
                 status,
                 msg,
                 evidence=first.error,
-                fix=_explained_fix(first.error, _FIX.get(code))
+                fix=_explained_fix(first.error, _FIX.get(code), machine)
                 if code in ("smoke-error", "smoke-crash")
                 else _FIX.get(code),
                 variant=_variant_of(backend),
@@ -437,6 +458,7 @@ def judge_smoke(events: Sequence[dict[str, Any]], run: RunInfo, *, cases: Sequen
     torch_version = None if log.torch is None else log.torch.get("version")
     import_s = None if log.torch is None else log.torch.get("import_s")
     not_run = log.not_run(python)
+    machine = _this_machine(log, python)
     if not_run is not None and not_run[0] == "torch-failed":  # a failure, not a skip
         findings.append(
             Finding(
@@ -483,6 +505,7 @@ def judge_smoke(events: Sequence[dict[str, Any]], run: RunInfo, *, cases: Sequen
                     fix=_explained_fix(
                         info.import_error,
                         "Run `flashdoctor explain` on the error, or `flashdoctor check` for the mismatch.",
+                        machine,
                     ),
                     variant=_variant_of(b),
                     subject=b,
@@ -517,7 +540,7 @@ def judge_smoke(events: Sequence[dict[str, Any]], run: RunInfo, *, cases: Sequen
             rows = [r for r in results if r.gpu == gpu.index and r.backend == b]
             if rows:
                 profiled = any((gpu.index, b, r.case.name) in log.kernels for r in rows)
-                findings.extend(_backend_findings(b, infos[b], gpu, rows, profiled))
+                findings.extend(_backend_findings(b, infos[b], gpu, rows, profiled, machine))
     for (gpu_index, b), crashes in log.crashes.items():
         for crash in crashes:
             if any(

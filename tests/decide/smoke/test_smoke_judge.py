@@ -522,6 +522,34 @@ def test_import_failures() -> None:
     assert not [x for x in r.results if x.backend in ("fa2", "fa3")]
 
 
+def test_the_explained_fix_of_a_smoke_error_is_for_this_machine() -> None:
+    # The smoke ran here, on the GPU its events name: the engine's fix is this machine's, not "For the
+    # machine in this log (NVIDIA GeForce RTX 5090 (sm_120))" as for a log pasted from elsewhere.
+    ev = [e for e in base_events() if e["event"] != "gpu"]
+    ev.append({"event": "gpu", "gpu": 0, "name": "NVIDIA GeForce RTX 5090", "capability": "12.0"})
+    ev.append({"event": "case_start", "gpu": 0, "backend": "sdpa-cudnn", "case": "seed", "phase": "check"})
+    error = (
+        "NVIDIA GeForce RTX 5090 with CUDA capability sm_120 is not compatible with the current PyTorch "
+        "installation.\nRuntimeError: CUDA error: no kernel image is available for execution on the device"
+    )
+    ev.append(
+        {
+            "event": "result",
+            "gpu": 0,
+            "backend": "sdpa-cudnn",
+            "case": "seed",
+            "ok": False,
+            "phase": "forward",
+            "error_type": "RuntimeError",
+            "error": error,
+        }
+    )
+    r = judge(ev, backends=("sdpa-math", "sdpa-cudnn"))
+    fix = next(f.fix for f in r.findings if f.code == "smoke-error")
+    assert fix is not None and fix.startswith("[gpu-unsupported]"), fix
+    assert "in this log" not in fix and "sm_120" in fix, fix
+
+
 def test_requested_variant_missing_fails_unrequested_does_not() -> None:
     ev = base_events() + ok_case("sdpa-math", "seed", 0.49, 1.5, ["softmax"])
     assert judge(ev, backends=("sdpa-math", "fa2")).exit_code() == 0
