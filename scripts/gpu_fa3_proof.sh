@@ -28,7 +28,8 @@ mkdir -p "$WH/$ID" && cp .carry/fa3wheel/* "$WH/$ID/"
 
 step "1. smoke with FA2 and FA3 minimal builds together, on the freshly started machine"
 fresh_venv "$WORK/S"
-"$WORK/S/bin/python" -m pip install -q --no-deps --no-index "$FA2" "$FA3" 2>&1 | tail -2
+# shellcheck disable=SC2046  # the builds carried (FA2's may be absent: then FA3 alone)
+"$WORK/S/bin/python" -m pip install -q --no-deps --no-index $(printf '%s ' "$FA2" "$FA3") 2>&1 | tail -2
 timed "smoke-fa2-fa3" "${FD[@]}" smoke --python "$WORK/S/bin/python" > "$OUT/smoke-both.txt" 2>&1
 echo "exit $?"; cat "$OUT/smoke-both.txt"
 
