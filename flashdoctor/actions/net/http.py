@@ -22,7 +22,7 @@ Policy (README "Downloads"):
   read (its connection is closed).
 - Proxies, .netrc and REQUESTS_CA_BUNDLE from the environment (requests' ``trust_env``); a CA bundle
   named there that does not exist, or a SOCKS proxy without PySocks, is a usage error (exit 2) before
-  anything is sent.
+  anything is sent. The deadlines hold through every kind of proxy (http://, https://, SOCKS).
   A mirror's own credentials (.netrc, user:password in the URL) follow a redirect only on the same host and
   port (or from http to https), as requests has them.
 """
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import logging
 import socket
 import threading
@@ -305,6 +306,68 @@ class _HTTPSPool(HTTPSConnectionPool):
 _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
+@functools.cache
+def _socks_pools() -> dict[str, type[HTTPConnectionPool]]:
+    """urllib3's SOCKS connections (PySocks is there: Http._check_proxy saw to it), watched like the others.
+    PySocks connects to the proxy and speaks SOCKS to it in one call (socks.create_connection), out of the
+    watchdog's reach: a proxy answering a byte at a time held a fetch past every deadline. The same steps
+    here, with the socket watched before it connects; failures raised as urllib3 raises them."""
+    import socks  # type: ignore[import-untyped,unused-ignore]
+    from urllib3.contrib.socks import SOCKSConnection
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    class Plain(_WatchedHTTPConnection, SOCKSConnection):
+        def _new_conn(self) -> socket.socket:
+            o = self._socks_options
+            proxy_host = (o["proxy_host"] or "").strip("[]")
+            try:
+                err: OSError = OSError("the proxy's address resolves to nothing")
+                for family, kind, proto, _, _ in socket.getaddrinfo(
+                    proxy_host, o["proxy_port"], 0, socket.SOCK_STREAM
+                ):
+                    sock = socks.socksocket(family, kind, proto)
+                    try:
+                        for opt in self.socket_options or ():
+                            sock.setsockopt(*opt)
+                        if isinstance(self.timeout, (int, float)):
+                            sock.settimeout(self.timeout)
+                        sock.set_proxy(
+                            o["socks_version"],
+                            proxy_host,
+                            o["proxy_port"],
+                            o["rdns"],
+                            o["username"],
+                            o["password"],
+                        )
+                        if self.source_address:
+                            sock.bind(self.source_address)
+                        _register_new(sock)
+                        sock.connect((self.host.strip("[]"), self.port))
+                        return sock  # type: ignore[no-any-return]
+                    except OSError as e:  # socks.ProxyError is one
+                        sock.close()
+                        err = e
+                raise err
+            except OSError as e:
+                cause = getattr(e, "socket_err", None) or e
+                if isinstance(cause, TimeoutError):
+                    raise ConnectTimeoutError(
+                        self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+                    ) from e
+                raise NewConnectionError(self, f"Failed to establish a new connection: {cause}") from e
+
+    class Tls(Plain, HTTPSConnection):
+        pass
+
+    class PlainPool(HTTPConnectionPool):
+        ConnectionCls = Plain
+
+    class TlsPool(HTTPSConnectionPool):
+        ConnectionCls = Tls
+
+    return {"http": PlainPool, "https": TlsPool}
+
+
 class _Adapter(HTTPAdapter):
     """requests' adapter with connections the watchdog can reach."""
 
@@ -314,8 +377,7 @@ class _Adapter(HTTPAdapter):
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not proxy.lower().startswith("socks"):  # SOCKS managers bring their own connection classes
-            manager.pool_classes_by_scheme = _POOLS
+        manager.pool_classes_by_scheme = _socks_pools() if proxy.lower().startswith("socks") else _POOLS
         return manager
 
 

@@ -1,6 +1,7 @@
 """A real HTTP CONNECT proxy on 127.0.0.1 for the deadline tests: it tunnels to loopback ports only, and
 with ``tls`` it is an https:// proxy (the client speaks TLS to the proxy, then TLS to the server inside
-it: what urllib3 does for HTTPS_PROXY=https://...)."""
+it: what urllib3 does for HTTPS_PROXY=https://...). With ``socks`` it is a SOCKS5 proxy instead (no
+authentication, CONNECT only: what requests speaks with PySocks for ALL_PROXY=socks5h://...)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,16 @@ class Proxy:
 
 
 @contextmanager
-def connect_proxy(tls: ssl.SSLContext | None = None, dribble: float | None = None) -> Iterator[Proxy]:
+def connect_proxy(
+    tls: ssl.SSLContext | None = None, dribble: float | None = None, socks: bool = False
+) -> Iterator[Proxy]:
     """``dribble``: answer each CONNECT with a status line, then header lines a byte every that many seconds
-    that never end (a stuck proxy)."""
+    that never end (a stuck proxy); a SOCKS5 one with the start of its reply, then the longest address
+    there is, a byte at a time."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
-    proxy = Proxy(f"{'https' if tls else 'http'}://127.0.0.1:{listener.getsockname()[1]}")
+    scheme = "socks5h" if socks else "https" if tls else "http"
+    proxy = Proxy(f"{scheme}://127.0.0.1:{listener.getsockname()[1]}")
     stop = threading.Event()
     open_socks: list[socket.socket] = []
 
@@ -37,26 +42,20 @@ def connect_proxy(tls: ssl.SSLContext | None = None, dribble: float | None = Non
                 client.settimeout(5)
                 client = tls.wrap_socket(client, server_side=True)
                 open_socks.append(client)
-            head = b""
-            while b"\r\n\r\n" not in head and len(head) < 65536:
-                data = client.recv(4096)
-                if not data:
-                    return
-                head += data
-            method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            host, _, port = target.rpartition(":")
-            if method != "CONNECT" or host not in ("127.0.0.1", "localhost"):
-                client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            target = _socks5_request(client) if socks else _connect_request(client)
+            host, _, port = (target or "").rpartition(":")
+            if host not in ("127.0.0.1", "localhost"):
+                client.sendall(_SOCKS5_REFUSED if socks else _CONNECT_REFUSED)
                 return
             proxy.tunnels.append(target)
             if dribble is not None:
-                client.sendall(b"HTTP/1.1 200 Connection established\r\n")
+                client.sendall(_SOCKS5_ENDLESS if socks else b"HTTP/1.1 200 Connection established\r\n")
                 while not stop.wait(dribble):
                     client.sendall(b"X")
                 return
             upstream = socket.create_connection(("127.0.0.1", int(port)), timeout=5)
             open_socks.append(upstream)
-            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            client.sendall(_SOCKS5_GRANTED if socks else b"HTTP/1.1 200 Connection established\r\n\r\n")
             client.settimeout(None)
             other = {client: upstream, upstream: client}
             while not stop.is_set():
@@ -91,3 +90,49 @@ def connect_proxy(tls: ssl.SSLContext | None = None, dribble: float | None = Non
         for s in open_socks:
             with contextlib.suppress(OSError):
                 s.close()
+
+
+_CONNECT_REFUSED = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+# SOCKS5 replies (RFC 1928): version, status, reserved, address type, address, port
+_SOCKS5_GRANTED = b"\x05\x00\x00\x01" + bytes(6)
+_SOCKS5_REFUSED = b"\x05\x02\x00\x01" + bytes(6)  # not allowed by the rule set
+_SOCKS5_ENDLESS = b"\x05\x00\x00\x03\xff"  # a domain-name address of 255 bytes, to follow
+
+
+def _connect_request(client: socket.socket) -> str | None:
+    """host:port of an HTTP CONNECT request, None for another method."""
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < 65536:
+        data = client.recv(4096)
+        if not data:
+            raise ConnectionError("the client left")
+        head += data
+    method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+    return target if method == "CONNECT" else None
+
+
+def _socks5_request(client: socket.socket) -> str | None:
+    """host:port of a SOCKS5 CONNECT request (after the greeting, answered with "no authentication"),
+    None for another command."""
+
+    def read(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            more = client.recv(n - len(data))
+            if not more:
+                raise ConnectionError("the client left")
+            data += more
+        return data
+
+    _, methods = read(2)
+    read(methods)
+    client.sendall(b"\x05\x00")
+    _, command, _, kind = read(4)
+    if kind == 1:
+        host = socket.inet_ntop(socket.AF_INET, read(4))
+    elif kind == 4:
+        host = socket.inet_ntop(socket.AF_INET6, read(16))
+    else:
+        host = read(read(1)[0]).decode("idna")
+    port = int.from_bytes(read(2), "big")
+    return f"{host}:{port}" if command == 1 else None
