@@ -41,7 +41,9 @@ INDEX_MAX_BYTES = MAX_INDEX_BYTES  # 64 MiB: the bundled index is ~2 MiB
 # rest (the errors are at the end; ninja stops at the first failed job).
 LOG_WINDOW_BYTES = 32 * MiB
 LOG_HEAD_SHARE = 8
-LOG_STREAM_MAX_BYTES = 16 * GiB  # a piped "log" longer than this is an endless stream
+# A piped "log" longer than this is an endless stream (`yes | flashdoctor explain -`): a few times the
+# largest real build logs (hundreds of MB), a few seconds of reading (16 GiB took about a minute).
+LOG_STREAM_MAX_BYTES = 1 * GiB
 BINARY_SNIFF_BYTES = 64 * KiB
 _CHUNK = 1 * MiB
 # Control bytes that text logs carry (tab, newlines, form feed, backspace, ESC of colour codes).

@@ -5,6 +5,7 @@ rows 10, 12, 14): endless streams, FIFOs, deep nesting, non-UTF-8 bytes -> exit 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import json
 import os
@@ -258,6 +259,26 @@ def test_log_from_a_pipe_is_read_in_linear_time() -> None:
     assert log.skipped is not None and len(log.data) <= inputs.LOG_WINDOW_BYTES
     assert len(log.data) + log.skipped.bytes == total and log.skipped.lines > 0
     assert elapsed < 30, f"{elapsed:.1f} s for 600 MB"  # ~1 s idle; the old loop took 49-150 s
+
+
+@pytest.mark.slow  # ~4 s: it reads a GiB from the pipe
+@pytest.mark.timeout(180)
+def test_an_endless_pipe_is_cut_off_in_seconds() -> None:
+    """`yes | flashdoctor explain -` was cut off only at 16 GiB, about a minute of reading (more on a busy
+    machine). The bound is 1 GiB now: a few times the largest real build logs (hundreds of MB), seconds of
+    reading (the 600 MB of the test above take about a second)."""
+    r, w = os.pipe()
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError), os.fdopen(w, "wb") as fh:
+            while True:
+                fh.write(b"y\n" * (1 << 19))
+
+    threading.Thread(target=feed, daemon=True).start()
+    t0 = time.monotonic()
+    with os.fdopen(r, "rb") as fh, pytest.raises(UsageError, match="more than 1 GiB without an end"):
+        inputs.read_log("-", fh, False)
+    assert time.monotonic() - t0 < 20
 
 
 def test_binary_and_endless_logs(monkeypatch: pytest.MonkeyPatch) -> None:
