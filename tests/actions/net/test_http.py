@@ -403,3 +403,21 @@ def test_deadlines_hold_through_a_socks_proxy(
     assert reason in exc.value.message, exc.value.message
     assert proxy.tunnels == [f"127.0.0.1:{server.port}"] * 2  # both attempts went through the proxy
     assert thread_errors == []
+
+
+def test_a_ctrl_c_after_the_watchdog_fired_is_not_turned_into_a_retry(server: FaultServer) -> None:
+    """A Ctrl-C arriving once the watchdog had cut a stalled attempt was turned into that attempt's
+    retryable error: the fetch went on with the next attempt instead of stopping."""
+    url = server.add("/stall.json", b"{}" * 50_000, script=["trickle:0.3"])
+    http = Http(HttpPolicy(retries=2, backoff=0.01, stall_window=0.5, stall_min_bytes=1024), {})
+
+    def receive(resp: object, watch: object) -> None:
+        t0 = time.monotonic()
+        while not getattr(watch, "fired") and time.monotonic() - t0 < 10:
+            time.sleep(0.05)
+        assert getattr(watch, "fired"), "the watchdog never fired"
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        http.fetch(url, receive, what="page")
+    assert server.hits("/stall.json") == 1
