@@ -552,7 +552,9 @@ class Http:
                     watch.add(_response_socket(resp))
                     watch.body_started()
                     yield resp, watch
-            except Exception:  # a Ctrl-C (KeyboardInterrupt) is the user's, never an attempt's failure to retry
+            except (
+                Exception
+            ):  # a Ctrl-C (KeyboardInterrupt) is the user's, never an attempt's failure to retry
                 if watch.fired:
                     raise watch.error(shown) from None
                 raise

@@ -19,7 +19,7 @@ import pytest
 
 from flashdoctor.actions.net.download import DownloadPolicy, download
 from flashdoctor.actions.net.errors import OFFLINE_HINT, DownloadError, RefusedURL, TooLarge
-from flashdoctor.actions.net.http import Http, HttpPolicy
+from flashdoctor.actions.net.http import Http, HttpPolicy, Watch
 from tests.actions.net.connect_proxy import Proxy, connect_proxy
 from tests.support.install_helpers import FaultServer, make_wheel
 from tests.support.loopback import Response, serve
@@ -411,11 +411,11 @@ def test_a_ctrl_c_after_the_watchdog_fired_is_not_turned_into_a_retry(server: Fa
     url = server.add("/stall.json", b"{}" * 50_000, script=["trickle:0.3"])
     http = Http(HttpPolicy(retries=2, backoff=0.01, stall_window=0.5, stall_min_bytes=1024), {})
 
-    def receive(resp: object, watch: object) -> None:
+    def receive(resp: object, watch: Watch) -> None:
         t0 = time.monotonic()
-        while not getattr(watch, "fired") and time.monotonic() - t0 < 10:
+        while not watch.fired and time.monotonic() - t0 < 10:
             time.sleep(0.05)
-        assert getattr(watch, "fired"), "the watchdog never fired"
+        assert watch.fired, "the watchdog never fired"
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
