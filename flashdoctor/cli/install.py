@@ -60,6 +60,11 @@ def _selection(opts: dict[str, Any]) -> dict[str, Any]:
     return {**{k: opts[k] for k in keys}, "environ": os.environ}
 
 
+def _machine(opts: dict[str, Any]) -> str:
+    """The machine a plan is judged for, in words: this one, or the one --target describes."""
+    return f"the machine of --target {opts['target']}" if opts["target"] else "this machine"
+
+
 def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Plan | int:
     """`install --from-source`: build (or find built) the wheel, show the outcome; its Plan, or the exit
     code when there is nothing to install."""
@@ -214,7 +219,9 @@ def install(variant: Variant, **opts: Any) -> int:
             "--source/--ref/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads/--no-* need --from-source"
         )
     else:
-        plan, notes, fetch = service.resolve_plan(env, variant, houses, fetch, **_selection(opts))
+        plan, notes, fetch = service.resolve_plan(
+            env, variant, houses, fetch, machine=_machine(opts), **_selection(opts)
+        )
     if dry_run or plan.action != "wheel" or plan.blockers:
         return _show_plan(plan, notes, source, opts)
     py = python or sys.executable  # python is None only with --target, which never gets here
@@ -294,7 +301,9 @@ def lock(variant: Variant, **opts: Any) -> int:
     python = machine(opts["python"], opts["target"], err=opts["as_json"] or not opts["output"])
     fetch, houses = _fetch(opts, progress=not opts["as_json"])
     env, source = resolve_environment(python, opts["target"], import_tests=False)
-    plan, _notes, fetch = service.resolve_plan(env, variant, houses, fetch, lock=True, **_selection(opts))
+    plan, _notes, fetch = service.resolve_plan(
+        env, variant, houses, fetch, lock=True, machine=_machine(opts), **_selection(opts)
+    )
     result = service.lock(
         plan,
         env,

@@ -30,7 +30,7 @@ def test_a_plan_for_another_torch_is_refused_naming_each_mismatch(tmp_path: Path
     plan = write_plan(tmp_path, name, "https://example.invalid/" + name)
     r = fd("install", "--plan", plan, "--target", str(TARGETS / "h100.json"), "--dry-run", "--json")
     assert r.returncode == 1 and r.stdout == "", r.stdout + r.stderr
-    assert f"{name} does not fit this machine" in r.stderr
+    assert f"{name} does not fit the machine of --target {TARGETS / 'h100.json'}" in r.stderr
     for why in ("python-mismatch: built for cp311-cp311, this is Python 3.12",
                 "torch-mismatch: built for torch 2.8, this is torch 2.11",
                 "cuda-mismatch: built for CUDA 12, torch uses CUDA 13.0"):  # fmt: skip
@@ -132,7 +132,10 @@ def test_a_local_build_for_other_gpus_is_refused_by_its_build_record(tmp_path: P
         extra = ("--dry-run",) if cmd == "install" else ()
         r = fd(cmd, "--plan", plan, "--target", str(TARGETS / "h100.json"), *extra, "--json")
         assert r.returncode == 1 and r.stdout == "", (cmd, r.stdout + r.stderr)
-        assert f"{w.name} does not fit this machine (by its build.json)" in r.stderr, r.stderr
+        assert (
+            f"{w.name} does not fit the machine of --target {TARGETS / 'h100.json'} (by its build.json)"
+            in (r.stderr)
+        ), r.stderr
         assert "has no code for GPU 0 NVIDIA H100 80GB HBM3 (sm_90) (built for sm_110)" in r.stderr
     # the same build on the GPUs it was built for is planned as before
     thor_target = {**json.loads((TARGETS / "h100.json").read_text()), "gpus": [

@@ -62,6 +62,7 @@ def resolve_plan(
     *,
     version_spec: str | None,
     lock: bool = False,
+    machine: str = "this machine",
     **selection: Any,
 ) -> tuple[Plan, list[str], FetchOptions]:
     """select_plan, then what is already here (prepare.resolve_local: a wheel in a wheelhouse or the
@@ -78,7 +79,9 @@ def resolve_plan(
     plan_file = selection["plan_file"]
     reviewed = plan.wheel if plan_file and plan.action == "wheel" else None
     if reviewed is not None:
-        plan = fit_here(env, plan, plan_file, selection["index_path"], selection["environ"], lock=lock)
+        plan = fit_here(
+            env, plan, plan_file, selection["index_path"], selection["environ"], lock=lock, machine=machine
+        )
     if lock:
         plan, notes = with_local_build(plan, env, houses)
     else:
@@ -95,13 +98,15 @@ def fit_here(
     index_path: str | None,
     environ: Mapping[str, str],
     lock: bool = False,
+    machine: str = "this machine",
 ) -> Plan:
     """`install --plan FILE` and `lock --plan FILE`: the reviewed wheel plan for ``env`` (this machine, or
     the --target it is planned or locked for; decide.wheels.refit_plan), with its blockers; refused before
     anything is downloaded, naming each mismatch, when its wheel does not fit there (exit 1, as for a plan
     in which no wheel fits). A wheel `flashdoctor build` made (its build.json beside the file the plan names)
     is judged by what that records, as install judges a local build (actions.wheelhouse.serves), not by
-    its name, which says nothing of torch, CUDA or the GPUs it has code for."""
+    its name, which says nothing of torch, CUDA or the GPUs it has code for. ``machine``: ``env``'s machine
+    in words, for the message ("this machine", or the one --target describes)."""
     from flashdoctor.actions.fetch import local_file
     from flashdoctor.actions.wheelhouse import Request, recorded_build, serves
     from flashdoctor.decide.wheels import refit_plan
@@ -118,7 +123,7 @@ def fit_here(
         by = " (by its build.json)"
     if misses:
         raise FlashdoctorError(
-            f"plan {plan_file}: {name} does not fit this machine{by}: {'; '.join(misses)}",
+            f"plan {plan_file}: {name} does not fit {machine}{by}: {'; '.join(misses)}",
             hint="nothing was downloaded or installed; plan for this machine with "
             f"`flashdoctor install --{plan.variant} --dry-run --json`"
             if not lock
