@@ -72,6 +72,15 @@ def check_resources(env: Environment) -> list[Finding]:
     return out
 
 
+# Windows platforms (Python's platform tag) without CUDA, and why.
+_NO_CUDA_WINDOWS = {
+    "win_arm64": "Windows on ARM64 has no CUDA (NVIDIA ships none for it, and PyTorch's win_arm64 builds are "
+    "CPU-only)",
+    "win32": "32-bit Windows has no CUDA (NVIDIA's CUDA 12 and later ship no 32-bit toolkit, and PyTorch "
+    "publishes no win32 builds)",
+}
+
+
 def check_platform(env: Environment) -> list[Finding]:
     out = []
     if env.os == "macos":
@@ -83,13 +92,12 @@ def check_platform(env: Environment) -> list[Finding]:
                 fix="Use PyTorch SDPA on MPS, or a Linux CUDA machine.",
             )
         )
-    if env.platform == "win_arm64":
+    if env.platform in _NO_CUDA_WINDOWS:
         out.append(
             finding(
                 "platform-unsupported",
                 Status.FAIL,
-                "Windows on ARM64 has no CUDA (NVIDIA ships none for it, and PyTorch's win_arm64 builds are "
-                "CPU-only): FlashAttention cannot run here",
+                f"{_NO_CUDA_WINDOWS[env.platform]}: FlashAttention cannot run here",
                 fix="Use PyTorch SDPA, or a Linux or Windows x86_64 CUDA machine.",
             )
         )

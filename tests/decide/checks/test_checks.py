@@ -480,13 +480,17 @@ def test_an_intel_xpu_torch_is_no_cuda_torch_in_its_own_words() -> None:
     assert f.fix and "torch==2.5.1 --index-url https://download.pytorch.org/whl/cu" in f.fix
 
 
-def test_windows_on_arm64_has_no_cuda() -> None:
-    """win_arm64 with an NVIDIA GPU was planned a build, with only platform-mismatch rejections: NVIDIA
-    ships no CUDA for Windows on ARM64, so nothing can run there."""
-    env = target_env("h100").replace(platform="win_arm64", glibc=None)
+@pytest.mark.parametrize(
+    ("platform", "said"),
+    [("win_arm64", "Windows on ARM64 has no CUDA"), ("win32", "32-bit Windows has no CUDA")],
+)
+def test_windows_on_arm64_has_no_cuda(platform: str, said: str) -> None:
+    """win_arm64 (and 32-bit Windows) with an NVIDIA GPU was planned a build, with only platform-mismatch
+    rejections: there is no CUDA for either, so nothing can run there."""
+    env = target_env("h100").replace(platform=platform, glibc=None)
     report = run_checks(env)
     f = next(f for f in report.findings if f.code == "platform-unsupported")
-    assert f.status is Status.FAIL and f.message.startswith("Windows on ARM64 has no CUDA"), f.message
+    assert f.status is Status.FAIL and f.message.startswith(said), f.message
     assert all(v.verdict is Verdict.UNSUPPORTED for v in report.verdicts.values())
     amd64 = run_checks(target_env("h100").replace(platform="win_amd64", glibc=None))
     assert not any(f.code == "platform-unsupported" for f in amd64.findings)
