@@ -159,6 +159,8 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
     driver = _driver_from_files()
     gpus: list[GPU] = []
     migs: list[tuple[GPU, str | None]] = []
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    names_migs = visible is not None and "MIG-" in visible.upper()  # MIG devices matter only then
     driver_cuda: str | None = None
     try:
         import pynvml
@@ -210,7 +212,8 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
                                 uuid=uuid,
                             )
                         )
-                        migs.extend(_mig_devices(pynvml, h, gpus[-1]))
+                        if names_migs:
+                            migs.extend(_mig_devices(pynvml, h, gpus[-1]))
                     except pynvml.NVMLError as exc:
                         r.notes.append(f"NVML GPU {i}: {exc}")
             finally:
@@ -227,7 +230,6 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
     r.values["driver_cuda"] = driver_cuda
     if driver_cuda is None and "driver" in r.unknown:
         r.unknown.add("driver_cuda")
-    visible = environ.get("CUDA_VISIBLE_DEVICES")
     legacy = {name: mig for mig, name in migs if name is not None}
     r.values["gpus"] = tuple(visible_filter(gpus, visible, [mig for mig, _ in migs], legacy))
     if visible is not None:
