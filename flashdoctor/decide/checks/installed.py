@@ -68,7 +68,8 @@ def _check_one_install(
     label = f"{inst.dist} {inst.version or '?'}"
     if inst.local_label and inst.local_label.startswith("fd."):
         label += f" (flashdoctor build profile {inst.local_label[3:]})"
-    out: list[Finding] = _duplicate_metadata(inst, label, flag)
+    dup = _duplicate_metadata(inst, label, flag)  # said first, whatever else is found
+    out: list[Finding] = []
     if inst.import_ok is False:
         err = (inst.import_error or "").strip()
         last = err.splitlines()[-1] if err else "no output"
@@ -90,7 +91,7 @@ def _check_one_install(
                 fix=fix or f"flashdoctor install {flag}",  # replaces it with a build that matches this torch
             )
         )
-        return out
+        return dup + out
     out.extend(_torch_api(env, inst, label, flag))
     out.extend(_outside_required(env, inst, label, flag))
     if inst.archs is not None and env.known("gpus"):
@@ -115,7 +116,7 @@ def _check_one_install(
                         fix=f"flashdoctor install {flag} --from-source --arch {g.sm}",
                     )
                 )
-    if all(f.code == "flash-attn-duplicate-metadata" for f in out):
+    if not out:
         how = "imports" if inst.import_ok else "import not tested"
         archs = f"; code for {', '.join(sort_archs(inst.archs))}" if inst.archs else ""
         out.append(
@@ -127,7 +128,7 @@ def _check_one_install(
                 evidence=inst.extension_path,
             )
         )
-    return out
+    return dup + out
 
 
 def _duplicate_metadata(inst: FlashInstall, label: str, flag: str) -> list[Finding]:
