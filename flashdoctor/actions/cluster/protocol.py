@@ -293,7 +293,8 @@ def _coordinate(
     # started with another WORLD_SIZE, or as a rank already taken (counted now, not at the roster, so that
     # one that came later is counted too).
     counted = store.add(keys.joined, 0)
-    extra_joins = max(0, counted - sum(1 for r in range(world) if store.check([keys.join(r)])))
+    # join keys are never removed: of ranks 0..world-1 only the missing ones can have set theirs since
+    extra_joins = max(0, counted - len(joined) - sum(1 for r in missing if store.check([keys.join(r)])))
     participants = sorted({0} | {r for r in joined if r not in unfinished})
     store.set(
         keys.plan, json.dumps({"participants": participants, "unfinished": unfinished, "missing": missing})
