@@ -342,8 +342,11 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
 def _names_directory(text_low: bytes, directory: bytes) -> bool:
     """``directory`` is in the text as a whole directory name: /home/ana/fa in /home/ana/fa/lib/..., not in
     /home/ana/fa-old/lib/... nor /data/home/ana/fa/... (other environments)."""
-    pattern = rb"(?<![\w.-])" + re.escape(directory) + rb"(?![\w-]|\.\w)"
-    return re.search(pattern, text_low) is not None
+    first = text_low.find(directory)  # a literal find first: the lookbehind regex alone tries every byte
+    if first < 0:
+        return False
+    pattern = re.compile(rb"(?<![\w.-])" + re.escape(directory) + rb"(?![\w-]|\.\w)")
+    return pattern.search(text_low, first) is not None  # the lookbehind still sees the bytes before ``first``
 
 
 def _and(items: list[str]) -> str:
