@@ -495,12 +495,19 @@ class Http:
         tok = (self.environ.get("GITHUB_TOKEN") or "").strip()
         return tok or None
 
-    def _check_ca_bundle(self, url: str) -> None:
+    def _check_environment(self, url: str, https: bool) -> None:
+        """What the environment sets for ``url`` (proxies, CA bundle: requests' own reading of it, once),
+        checked before anything is sent: the CA bundle (https only), then the proxy."""
+        settings = self.session.merge_environment_settings(url, {}, None, None, None)
+        if https:
+            self._check_ca_bundle(settings["verify"])
+        self._check_proxy(url, settings["proxies"])
+
+    def _check_ca_bundle(self, verify: object) -> None:
         """UsageError when the environment names a CA bundle that is not there (requests raises a bare
         OSError for it, at every https request)."""
         import os
 
-        verify = self.session.merge_environment_settings(url, {}, None, None, None)["verify"]
         if isinstance(verify, str) and not os.path.exists(verify):
             var = "REQUESTS_CA_BUNDLE" if os.environ.get("REQUESTS_CA_BUNDLE") else "CURL_CA_BUNDLE"
             raise UsageError(
@@ -509,14 +516,13 @@ class Http:
                 "bundled certificates",
             )
 
-    def _check_proxy(self, url: str) -> None:
+    def _check_proxy(self, url: str, proxies: Mapping[str, str]) -> None:
         """UsageError when the proxy the environment names for ``url`` is a SOCKS one and PySocks (which
         requests needs for it, and flashdoctor does not install) is missing: requests raises InvalidSchema
         at every fetch, which said nothing of the proxy."""
         import importlib.util
         import os
 
-        proxies = self.session.merge_environment_settings(url, {}, None, None, None)["proxies"]
         proxy = requests.utils.select_proxy(url, proxies) or ""
         if not proxy.lower().startswith("socks") or importlib.util.find_spec("socks") is not None:
             return
@@ -575,9 +581,7 @@ class Http:
         p = self.policy
         target = check_url(url, p.allow_http)
         shown = redact(url)
-        if target.scheme == "https":
-            self._check_ca_bundle(target.url)
-        self._check_proxy(target.url)
+        self._check_environment(target.url, target.scheme == "https")
         budget = p.deadline if deadline is None else deadline
         start = time.monotonic()
         attempts = 0
