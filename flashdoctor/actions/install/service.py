@@ -77,17 +77,15 @@ def resolve_plan(
     spec = parse_version_spec(version_spec)
     plan = select_plan(env, variant, version_spec=spec, **selection)
     plan_file = selection["plan_file"]
-    reviewed = plan.wheel if plan_file and plan.action == "wheel" else None
-    if reviewed is not None:
+    if plan_file and plan.action == "wheel":  # a reviewed wheel: resolve_local keeps it, with its digest
         plan = fit_here(
             env, plan, plan_file, selection["index_path"], selection["environ"], lock=lock, machine=machine
         )
+        fetch = replace(fetch, digest_from="plan-file")
     if lock:
         plan, notes = with_local_build(plan, env, houses)
     else:
         plan, notes = resolve_local(plan, env, houses, fetch.cache, spec, reviewed=bool(plan_file))
-    if reviewed is not None and plan.wheel is reviewed:
-        fetch = replace(fetch, digest_from="plan-file")
     return plan, notes, fetch
 
 
