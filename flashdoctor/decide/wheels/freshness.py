@@ -8,7 +8,7 @@ import datetime
 from typing import Any
 
 from flashdoctor.decide.checks.common import finding
-from flashdoctor.decide.wheels.location import CLOCK_SLACK_DAYS, IndexLocation
+from flashdoctor.decide.wheels.location import IndexLocation, after_today
 from flashdoctor.model.findings import Finding, Status
 
 STALE_AFTER_DAYS = 60
@@ -21,9 +21,10 @@ def index_age(location: IndexLocation, today: datetime.date) -> int | None:
     return location.age_days(today)
 
 
-def _trusted(age: int | None, max_days: int) -> bool:
-    """Whether an index of this age is fresh: dated, at most ``max_days`` old, and not from the future."""
-    return age is not None and -CLOCK_SLACK_DAYS <= age <= max_days
+def _trusted(location: IndexLocation, age: int | None, today: datetime.date, max_days: int) -> bool:
+    """Whether an index of this age is fresh: dated, at most ``max_days`` old, and not from the future
+    (location.after_today, the rule that also passes over a refreshed index dated after today)."""
+    return age is not None and age <= max_days and not after_today(location.date, today)
 
 
 def index_info(
@@ -38,7 +39,7 @@ def index_info(
         "date": location.date,
         "age_days": age,
         "source": location.kind,
-        "stale": not _trusted(age, max_days),
+        "stale": not _trusted(location, age, today, max_days),
         "stale_after_days": max_days,
     }
 
@@ -50,7 +51,7 @@ def stale_index_finding(
     ``today`` (by more than CLOCK_SLACK_DAYS), or when a refreshed index was passed over because it is
     dated after today (``location.ahead``); None when it is fresh enough."""
     age = index_age(location, today)
-    if _trusted(age, max_days):
+    if _trusted(location, age, today, max_days):
         return None if location.ahead is None else _ahead_finding(location, location.ahead, today)
     which = {
         "explicit": "given with --index",
