@@ -115,6 +115,7 @@ class VariantInfo:
     rocm: bool
     rocm_note: str | None
     needs_driver_cuda: tuple[int, int] | None
+    glibc_only: str | None  # why it cannot work on musl though its own wheel installs there (FA4)
     conflicts: tuple[Conflict, ...]
     raw: dict[str, Any]
 
@@ -260,6 +261,7 @@ def variant_info(name: Variant) -> VariantInfo:
         rocm=bool(raw["rocm"]),
         rocm_note=raw.get("rocm_note"),
         needs_driver_cuda=_cc(raw["needs_driver_cuda"]) if raw.get("needs_driver_cuda") else None,
+        glibc_only=raw["glibc_only"]["why"] if raw.get("glibc_only") else None,
         conflicts=tuple(
             Conflict(c["variant"], SpecifierSet(c["versions"]), c["why"], c["fix"])
             for c in raw.get("conflicts", ())

@@ -77,6 +77,11 @@ def _hard_reasons(variant: Variant, ctx: _Ctx) -> list[str]:
         hard.append(next(f.message for f in ctx.bad(variant, {"gpu-unsupported"})))
     if env.torch_hip and not knowledge.variant_info(variant).rocm:
         hard.append(f"{knowledge.variant_info(variant).title} has no ROCm support")
+    if env.musl and (glibc_only := knowledge.variant_info(variant).glibc_only):
+        dist = knowledge.variant_info(variant).dist
+        hard.append(
+            f"this Linux has musl libc, not glibc: {dist} {glibc_only}, so it cannot be installed here"
+        )
     return hard
 
 
@@ -91,7 +96,8 @@ def verdict_for(
 
     hard = _hard_reasons(variant, ctx)
     if hard:
-        others = [v for v in VARIANTS if v != variant and not _hard_reasons(v, ctx)]
+        # On musl no variant is an alternative: FA2/FA3 are "buildable" there only with libc-musl as blocker.
+        others = [v for v in VARIANTS if v != variant and not _hard_reasons(v, ctx) and not env.musl]
         alt = f" or {'/'.join(knowledge.variant_info(v).short for v in others)}" if others else ""
         return VariantVerdict(
             variant,

@@ -9,7 +9,7 @@ from flashdoctor.decide.explain import run_checks
 from flashdoctor.model.environment import GPU, FlashInstall
 from flashdoctor.model.findings import Status, Verdict
 from flashdoctor.model.target import environment_from_target
-from tests.support.targets import one_gpu, target_env
+from tests.support.targets import bundled_finder, one_gpu, target_env
 
 
 def codes(report, status=None, variant="any"):  # type: ignore[no-untyped-def]
@@ -508,3 +508,21 @@ def test_a_musl_linux_is_told_that_a_source_build_cannot_work(spec: dict[str, ob
     fa2 = report.verdicts["fa2"]
     assert fa2.verdict is Verdict.BUILDABLE and "libc-musl" in fa2.blockers
     assert not any(f.code == "libc-musl" for f in run_checks(target_env("h100")).findings)
+
+
+@pytest.mark.parametrize("spec", [{"glibc": None}, {"platform": "musllinux_1_2_x86_64"}], ids=["null", "tag"])
+def test_fa4_on_a_musl_linux_is_unsupported(spec: dict[str, object]) -> None:
+    """FA4's own wheel is pure Python, so on Alpine check called it installable; but it needs
+    nvidia-cutlass-dsl, whose wheels are built for glibc (manylinux) only: the install cannot work there."""
+    report = run_checks(target_env("h100").replace(**spec), wheel_finder=bundled_finder())
+    fa4 = report.verdicts["fa4"]
+    assert fa4.verdict is Verdict.UNSUPPORTED, fa4
+    assert "libc-musl" in fa4.blockers
+    assert any("nvidia-cutlass-dsl" in r and "glibc" in r for r in fa4.reasons), fa4.reasons
+    # no variant works on musl: the fix offers none (FA2/FA3 are blocked there by libc-musl too)
+    assert fa4.fix == "Use PyTorch SDPA (torch.nn.functional.scaled_dot_product_attention).", fa4.fix
+    missing = next(f for f in report.findings if f.code == "flash-attn-missing" and f.variant == "fa4")
+    assert missing.fix and "install --fa4" not in missing.fix, missing.fix
+    assert run_checks(target_env("h100"), wheel_finder=bundled_finder()).verdicts["fa4"].verdict is not (
+        Verdict.UNSUPPORTED
+    )

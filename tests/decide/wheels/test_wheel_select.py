@@ -277,6 +277,15 @@ def test_a_musl_linux_gets_no_glibc_wheel(index: WheelIndex, spec: dict[str, Any
     assert any(r.startswith("this Linux has musl libc, not glibc") for r in plan.reasons)
 
 
+def test_fa4_on_a_musl_linux_plans_no_wheel(index: WheelIndex) -> None:
+    """flash_attn_4's py3-none-any wheel passes the tag check on musl, but its dependency nvidia-cutlass-dsl
+    ships manylinux wheels only: install --fa4 planned a wheel whose install could not work."""
+    plan = make_plan(machine("h100", glibc=None, platform="musllinux_1_2_x86_64"), "fa4", index)
+    assert plan.action == "unsupported", plan
+    assert "libc-musl" in plan.blockers
+    assert make_plan(machine("h100"), "fa4", index).action == "wheel"
+
+
 def test_hint_for_an_old_glibc(index: WheelIndex) -> None:
     # torch 2.8 wheels: 2.8.3/2.8.3.post1 built on Ubuntu 22.04, the v2.7.3 and v2.8.1 additions assumed so
     plan = make_plan(machine("a100", glibc="2.31"), "fa2", index)
