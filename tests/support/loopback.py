@@ -1,5 +1,6 @@
 """A real HTTP server on 127.0.0.1 for tests: routes map a path (with query) to a list of canned
-responses, served in order (the last one repeats), and every request is recorded with its headers.
+responses, served in order (the last one repeats), and every request is recorded with its headers;
+``require(authorization)`` answers 401 to a request without that Authorization header.
 ``serve(tls=context)`` serves HTTPS instead (tests/support/tls.py makes a self-signed CA for it)."""
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ class Server:
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         self.base = ""
+        self.authorization: str | None = None  # set: any other Authorization header gets 401
+
+    def require(self, authorization: str) -> None:
+        """Answer 401 to every request whose Authorization header is not ``authorization``."""
+        self.authorization = authorization
 
     def route(self, path: str, *responses: Response) -> None:
         self.routes[path] = list(responses)
@@ -65,7 +71,10 @@ def serve(tls: ssl.SSLContext | None = None) -> Iterator[Server]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             state.requests.append(Recorded(self.path, dict(self.headers.items())))
-            resp = state._next(self.path)
+            if state.authorization is not None and self.headers.get("Authorization") != state.authorization:
+                resp = Response(401, "unauthorized", {"Content-Type": "text/plain"})
+            else:
+                resp = state._next(self.path)
             body, ctype = resp.payload()
             self.send_response(resp.status)
             self.send_header("Content-Type", ctype)

@@ -24,7 +24,8 @@ Policy (README "Downloads"):
   named there that does not exist, or a SOCKS proxy without PySocks, is a usage error (exit 2) before
   anything is sent. The deadlines hold through every kind of proxy (http://, https://, SOCKS).
   A mirror's own credentials (.netrc, user:password in the URL) follow a redirect only on the same host and
-  port (or from http to https), as requests has them.
+  port (or from http to https), as requests has them. Where both give some for a host, the URL's win, as
+  pip has them (requests prefers .netrc's): the user who wrote them into --index-url meant them.
 """
 
 from __future__ import annotations
@@ -404,10 +405,23 @@ class _Session(requests.Session):
             resp.raw.close()
         return target
 
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        # requests takes .netrc's credentials for the host before the URL's user:password; pip the URL's.
+        if request.auth is None and self.auth is None and request.url:
+            own = requests.utils.get_auth_from_url(request.url)
+            if any(own):
+                request.auth = own
+        return super().prepare_request(request)
+
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         # requests strips Authorization on a change of host, port or scheme (then adds .netrc's for the new
-        # host): a mirror's own credentials follow a redirect on its host. The bearer token has its own rule.
+        # host): a mirror's own credentials follow a redirect on its host, and there .netrc's do not replace
+        # the URL's (prepare_request). The bearer token has its own rule.
+        before = prepared_request.headers.get("Authorization")
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        strip = self.should_strip_auth(response.request.url, prepared_request.url)  # type: ignore[no-untyped-call]
+        if before is not None and not strip:
+            prepared_request.headers["Authorization"] = before
         auth = prepared_request.headers.get("Authorization")
         if prepared_request.url and isinstance(auth, str) and auth.startswith("Bearer "):
             try:
