@@ -109,24 +109,33 @@ def _new_temp(directory: Path, name: str) -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
-def _remove_stale_temps(path: Path, max_age_s: float) -> None:
-    """Remove the temporaries :func:`_new_temp` made for ``path`` (``.<name>.<mkstemp's 8 characters>.tmp``)
-    that are older than ``max_age_s``: left by a writer killed before its rename (a write takes seconds).
-    A link of that name is removed, never followed; a file of another user, a directory or another name is
-    left alone."""
-    ours = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}\.tmp")
+def remove_stale(directory: Path, max_age_s: float, match: Callable[[str], object] = bool) -> list[str]:
+    """Remove what writers killed midway left in ``directory`` under the names ``match`` accepts: this
+    user's regular files not written to for ``max_age_s`` (a write takes seconds: one going on now is
+    younger), and links of such a name, whatever their age (removed, never followed: flashdoctor makes
+    none there). A directory, another user's file or anything else is left alone. Returns the names removed."""
     try:
-        names = [n for n in os.listdir(path.parent) if ours.fullmatch(n)]
+        names = [n for n in os.listdir(directory) if match(n)]
     except OSError:
-        return
+        return []
+    removed: list[str] = []
     now = time.time()
     for name in names:
-        p = path.parent / name
+        p = directory / name
         with contextlib.suppress(OSError):
             st = os.lstat(p)
-            mine = stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid())
-            if mine and now - st.st_mtime > max_age_s:
+            mine = stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+            if stat.S_ISLNK(st.st_mode) or (mine and now - st.st_mtime > max_age_s):
                 p.unlink()
+                removed.append(name)
+    return removed
+
+
+def _remove_stale_temps(path: Path, max_age_s: float) -> None:
+    """Remove the temporaries :func:`_new_temp` made for ``path`` (``.<name>.<mkstemp's 8 characters>.tmp``)
+    that :func:`remove_stale` finds stale: left by a writer killed before its rename."""
+    ours = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}\.tmp")
+    remove_stale(path.parent, max_age_s, ours.fullmatch)
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, stale_after: float | None = None) -> None:
@@ -333,24 +342,9 @@ class WheelCache:
         return CacheEntry(final, sha256.lower())
 
     def clean_stale_tmp(self, max_age_s: float = STALE_TMP_S) -> list[str]:
-        """Remove partial downloads (and their records) nobody resumed for ``max_age_s``; links and
-        other things that are not ours are removed too, never followed. Returns the names removed."""
-        d = self.root / "tmp"
-        removed: list[str] = []
-        try:
-            entries = list(d.iterdir())
-        except OSError:
-            return removed
-        now = time.time()
-        for p in entries:
-            with contextlib.suppress(OSError):
-                st = os.lstat(p)
-                if stat.S_ISDIR(st.st_mode):
-                    continue
-                if stat.S_ISLNK(st.st_mode) or now - st.st_mtime > max_age_s:
-                    p.unlink()
-                    removed.append(p.name)
-        return removed
+        """Remove partial downloads (and their records) nobody resumed for ``max_age_s``, and links, never
+        followed (:func:`remove_stale`). Returns the names removed."""
+        return remove_stale(self.root / "tmp", max_age_s)
 
     def open_part(self, key: str, resume: bool) -> tuple[Path, bool]:
         """The partial download for ``key``, ready for the downloader: the existing one when ``resume``
