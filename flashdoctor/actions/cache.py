@@ -18,8 +18,9 @@ mid-download leaves at most a ``tmp/*.part``, which the next download of that UR
 server's ETag / Last-Modified still match and it is a regular file this user owns) or discards; one
 nobody resumed for a week is removed by the next download (``clean_stale_tmp``).
 
-A writer killed between its temporary and the rename leaves the temporary (``.<name>.<8 chars>.tmp``); a
-writer given ``stale_after`` (the refreshed wheel index) removes those of its file older than that first.
+A writer killed between its temporary and the rename leaves the temporary (``.<name>.<8 chars>.tmp``); the
+next write of that file (whoever writes it: the refreshed index, a build.json, a lock file the user names)
+removes those a day old first (``_new_temp``).
 
 Every file is created by the process that writes it (O_EXCL, O_NOFOLLOW, or mkstemp in the destination
 directory), so a link planted under a name flashdoctor will use is removed or refused, never followed.
@@ -104,7 +105,11 @@ def fsync_dir(path: Path) -> None:
 
 def _new_temp(directory: Path, name: str) -> tuple[int, Path]:
     """A new file for ``name`` in ``directory``: mkstemp (O_CREAT|O_EXCL, mode 0600), so a file or a link
-    planted under a predictable temporary name is never opened, let alone followed."""
+    planted under a predictable temporary name is never opened, let alone followed. The temporaries of
+    ``name`` a writer killed before its rename left there (``.<name>.<mkstemp's 8 characters>.tmp``, stale
+    after ``STALE_WRITE_S``: see :func:`remove_stale`) are removed first, whoever writes the file."""
+    ours = re.compile(re.escape(f".{name}.") + r"[a-z0-9_]{8}\.tmp")
+    remove_stale(directory, STALE_WRITE_S, ours.fullmatch)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     return fd, Path(tmp)
 
@@ -131,20 +136,9 @@ def remove_stale(directory: Path, max_age_s: float, match: Callable[[str], objec
     return removed
 
 
-def _remove_stale_temps(path: Path, max_age_s: float) -> None:
-    """Remove the temporaries :func:`_new_temp` made for ``path`` (``.<name>.<mkstemp's 8 characters>.tmp``)
-    that :func:`remove_stale` finds stale: left by a writer killed before its rename."""
-    ours = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}\.tmp")
-    remove_stale(path.parent, max_age_s, ours.fullmatch)
-
-
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, stale_after: float | None = None) -> None:
-    """Write ``data`` to ``path`` through a new temporary file in the same directory and a rename.
-    ``stale_after`` (seconds; for a file in flashdoctor's own directories): first remove the temporaries
-    of ``path`` that old, which writers killed mid-write left."""
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` through a new temporary file in the same directory and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if stale_after is not None:
-        _remove_stale_temps(path, stale_after)
     tmp = write_temp(path, data, mode)
     try:
         os.replace(tmp, path)

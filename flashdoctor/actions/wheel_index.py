@@ -5,8 +5,7 @@ only when named) through its kind (flashdoctor.actions.net.sources) and flashdoc
 rebuilds the index with the same rules as the committed one (flashdoctor.decide.wheels.builder), keeps
 what the index in use knew of each file that the publisher does not say (digests, the torch a wheel was
 built against: decide.wheels.digests.carry_known) and the entries of the sources it did not read, checks
-the result against the schema, and writes it atomically to ``<cache>/index/wheels_index.json`` (removing
-the temporaries of a refresh killed mid-write)
+the result against the schema, and writes it atomically to ``<cache>/index/wheels_index.json``
 (``$FLASHDOCTOR_CACHE_DIR``, else platformdirs' user cache dir). Later runs use it while its data are
 newer than the bundled index's and not dated after today (:func:`current_index`, decide.wheels.location).
 """
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flashdoctor.actions.cache import STALE_WRITE_S, atomic_write_bytes, cache_root
+from flashdoctor.actions.cache import atomic_write_bytes, cache_root
 from flashdoctor.decide.wheels.freshness import stale_index_finding
 from flashdoctor.decide.wheels.location import (
     INDEX_FILENAME,
@@ -205,8 +204,7 @@ def refresh_index(
     if set(taken) >= {n for n, c in config.items() if not c.get("opt_in")}:
         doc["built_from"] = "live"
     path = refreshed_index_path(env)
-    # a refresh killed mid-write left its temporary: the next one removes it (after a day: not one being written)
-    atomic_write_bytes(path, builder.dump_index(doc).encode("utf-8"), stale_after=STALE_WRITE_S)
+    atomic_write_bytes(path, builder.dump_index(doc).encode("utf-8"))
     by_source: dict[str, int] = {}
     for w in doc["wheels"]:
         by_source[w["source"]] = by_source.get(w["source"], 0) + 1

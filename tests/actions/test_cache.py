@@ -26,7 +26,7 @@ def test_a_link_under_a_writes_temporary_name_is_removed_at_any_age(tmp_path: Pa
     outside.write_text("mine")
     link = tmp_path / ".wheels_index.json.link0123.tmp"
     link.symlink_to(outside)
-    atomic_write_bytes(target, b"{}", stale_after=86400.0)
+    atomic_write_bytes(target, b"{}")
     assert not os.path.lexists(link) and outside.read_text() == "mine"
 
 
@@ -45,3 +45,31 @@ def test_a_partial_download_of_another_user_is_left_alone(tmp_path: Path) -> Non
     os.chown(theirs, OTHER_UID, OTHER_UID)
     assert cache.clean_stale_tmp() == [mine.name]
     assert theirs.exists() and not mine.exists()
+
+
+def plant_temps(target: Path) -> tuple[Path, Path]:
+    """A temporary of ``target`` a killed writer left two days ago, and one of a write going on now."""
+    old, busy = (target.with_name(f".{target.name}.{k}.tmp") for k in ("old01234", "busy0123"))
+    for p in (old, busy):
+        p.write_bytes(b"cut short")
+    age(old, 2 * 86400)
+    return old, busy
+
+
+def test_every_atomic_write_removes_the_stale_temporaries_of_its_file(tmp_path: Path) -> None:
+    """Only the refreshed index's writer swept them: a build.json, a backup's manifest, a URL record kept
+    a killed write's temporary for ever."""
+    target = tmp_path / "build.json"
+    old, busy = plant_temps(target)
+    atomic_write_bytes(target, b"{}")
+    assert not old.exists() and busy.exists() and target.read_bytes() == b"{}"
+
+
+def test_a_file_the_user_names_removes_the_stale_temporaries_of_its_file(tmp_path: Path) -> None:
+    """`lock -o`, `--save-target`, `--json-out`: written through the same temporaries, never swept."""
+    from flashdoctor.actions.inputs import write_text
+
+    target = tmp_path / "flash.lock"
+    old, busy = plant_temps(target)
+    write_text(str(target), "lock\n")
+    assert not old.exists() and busy.exists() and target.read_text() == "lock\n"
