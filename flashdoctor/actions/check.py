@@ -137,16 +137,15 @@ class CheckResult:
 def with_index_freshness(report: CheckReport, environ: Mapping[str, str]) -> CheckReport:
     """``report`` with the wheel index in use under ``extra["index"]`` and, when it is older than 60 days,
     the ``wheel-index-stale`` warning (decide.wheels.freshness); as it is when there is no index."""
-    from flashdoctor.actions.wheel_index import current_index, today_of
+    from flashdoctor.actions.wheel_index import index_status, today_of
     from flashdoctor.decide.wheels import WheelIndexError
-    from flashdoctor.decide.wheels.freshness import index_info, stale_index_finding
+    from flashdoctor.decide.wheels.freshness import index_info
 
+    today = today_of(environ)
     try:
-        location = current_index(None, environ)
+        location, stale = index_status(None, environ, today)
     except WheelIndexError:
         return report  # no index at all: inputs.wheel_finder said so
-    today = today_of(environ)
-    stale = stale_index_finding(location, today)
     return dataclasses.replace(
         report,
         findings=report.findings if stale is None else (*report.findings, stale),

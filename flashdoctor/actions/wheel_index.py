@@ -43,14 +43,17 @@ def refreshed_index_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def current_index(
-    index_path: str | None = None, environ: Mapping[str, str] | None = None, dated: bool = True
+    index_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    dated: bool = True,
+    today: datetime.date | None = None,
 ) -> IndexLocation:
     """The index in use: ``--index FILE``, $FLASHDOCTOR_WHEELS_INDEX, the refreshed one while newer than
-    the bundled one and not dated after today (:func:`today_of`), else the bundled one (``.describe()``
-    says which, for people). ``dated=False``: a caller that needs only the path (locate_index reads no
-    date unless two indexes must be compared)."""
-    today = today_of(environ)
-    return locate_index(index_path, environ, refreshed_index_path(environ), dated=dated, today=today)
+    the bundled one and not dated after ``today`` (default :func:`today_of` ``environ``), else the bundled
+    one (``.describe()`` says which, for people). ``dated=False``: a caller that needs only the path
+    (locate_index reads no date unless two indexes must be compared)."""
+    day = today_of(environ) if today is None else today
+    return locate_index(index_path, environ, refreshed_index_path(environ), dated=dated, today=day)
 
 
 def today_of(environ: Mapping[str, str] | None = None) -> datetime.date:
@@ -70,9 +73,10 @@ def index_status(
     today: datetime.date | None = None,
 ) -> tuple[IndexLocation, Finding | None]:
     """The index in use and, when it is older than 60 days, the ``wheel-index-stale`` finding for
-    ``check`` (decide.wheels.freshness). ``today``: default :func:`today_of` ``environ``."""
-    location = current_index(index_path, environ)
-    day = today or today_of(environ)
+    ``check`` (decide.wheels.freshness). ``today`` (default :func:`today_of` ``environ``) both picks the
+    index (a refreshed one dated after it is passed over) and judges its age."""
+    day = today_of(environ) if today is None else today
+    location = current_index(index_path, environ, today=day)
     return location, stale_index_finding(location, day)
 
 

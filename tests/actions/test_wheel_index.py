@@ -553,3 +553,20 @@ def test_a_source_that_lists_no_wheel_keeps_its_entries_and_says_so(
     assert human.returncode == 0, human.stderr
     assert f"! community:kingbri1: listed no wheel file; its {len(had)} entries" in human.stdout
     assert "✓ community:bdashore3: 1 wheel file(s) listed" in human.stdout
+
+
+def test_index_status_picks_and_judges_the_index_by_the_same_day(tmp_path: Path) -> None:
+    """index_status(today=...) picked the index by $FLASHDOCTOR_TODAY and judged it by ``today``: a refreshed
+    index of 2027-03-01, after the environment's day but not after the one given, was passed over for the
+    bundled one, which was then judged stale on 2027-03-01."""
+    import datetime
+
+    env = {"FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache"), "FLASHDOCTOR_TODAY": "2027-01-01"}
+    refreshed = tmp_path / "cache" / "index" / "wheels_index.json"
+    refreshed.parent.mkdir(parents=True)
+    refreshed.write_text(json.dumps({"generated": "2027-03-01", "wheels": []}))
+    location, stale = index_status(None, env, datetime.date(2027, 3, 1))
+    assert (location.kind, location.path, stale) == ("refreshed", refreshed, None)
+    location, stale = index_status(None, env)  # the environment's day: passed over, and said
+    assert (location.kind, location.ahead is not None) == ("bundled", True)
+    assert stale is not None and "after today (2027-01-01)" in stale.message
