@@ -147,15 +147,24 @@ def refresh_index(
     today: str | None = None,
     max_pages: int = 50,
     on_source: Callable[[str], None] | None = None,
+    max_bytes: int | None = None,
 ) -> RefreshResult:
     """Rebuild the wheel index from the live sources into flashdoctor's cache (see the module's doc).
 
     ``only``: the sources to read (default: every source that is not ``opt_in``); ``rewrites``: where
     each public endpoint is reached (loopback mirrors in tests); ``on_source``: called with each source's
-    name before it is read (progress). Network failures raise NetworkError; a digest that changed since
+    name before it is read (progress); ``max_bytes``: what the listings of all sources may add up to
+    (default MAX_REFRESH_BYTES; each source's are bounded on their own too, MAX_SOURCE_BYTES). Network
+    failures (TooLarge past a bound) raise NetworkError; a digest that changed since
     the index in use, or an index the schema refuses, raise UsageError; nothing is written then."""
     from flashdoctor.actions.net.http import TOKEN_HOSTS, Http, HttpPolicy
-    from flashdoctor.actions.net.sources import GITHUB_API, SourceContext, live_rows, wheel_sources
+    from flashdoctor.actions.net.sources import (
+        GITHUB_API,
+        MAX_REFRESH_BYTES,
+        SourceContext,
+        live_rows,
+        wheel_sources,
+    )
     from flashdoctor.actions.net.urls import host_entry
     from flashdoctor.decide.wheels import builder
     from flashdoctor.decide.wheels.digests import DigestConflict
@@ -172,11 +181,17 @@ def refresh_index(
         http = Http(HttpPolicy(token_hosts=TOKEN_HOSTS | hosts), environ)
     ctx = SourceContext(http, dict(rewrites or {}), max_pages=max_pages)
     listed: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    hint = "a real refresh of every source reads a few tens of MB: the servers (or the --mirror) send something else"
     try:
-        for name in names:
-            if on_source is not None:
-                on_source(name)
-            listed[name] = live_rows(ctx, [name], fetched, config)
+        with http.budget(
+            MAX_REFRESH_BYTES if max_bytes is None else max_bytes,
+            "wheels --refresh, all its sources together",
+            hint,
+        ):
+            for name in names:
+                if on_source is not None:
+                    on_source(name)
+                listed[name] = live_rows(ctx, [name], fetched, config)
     finally:
         if own_http:
             http.close()

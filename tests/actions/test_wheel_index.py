@@ -570,3 +570,22 @@ def test_index_status_picks_and_judges_the_index_by_the_same_day(tmp_path: Path)
     location, stale = index_status(None, env)  # the environment's day: passed over, and said
     assert (location.kind, location.ahead is not None) == ("bundled", True)
     assert stale is not None and "after today (2027-01-01)" in stale.message
+
+
+def test_the_sources_of_a_refresh_together_are_bounded_too(gh: Server, other: Server, tmp_path: Path) -> None:
+    """Each source's pages were bounded (64 MiB) but not all of them together: hostile mirrors made one
+    refresh read 64 MiB per source. Here each source's pages (3 MiB) are within its bound and the
+    refresh's total (here 5 MiB, MAX_REFRESH_BYTES by default) is reached at the second source."""
+    serve_everything(gh, other)
+    big = b"[" + b" " * (3 << 20) + b"]"  # a JSON list of no release
+    gh.route(releases_path(OFFICIAL), Response(200, big))
+    gh.route(releases_path("mjun0812/flash-attention-prebuild-wheels"), Response(200, big))
+    env = env_for(tmp_path)
+    with pytest.raises(NetworkError) as exc:
+        refresh_index(
+            ["official", "community:mjun0812", "pypi"],
+            environ=env, rewrites=rewrites(gh, other), today="2027-03-01", max_bytes=5 << 20,
+        )  # fmt: skip
+    assert "wheels --refresh, all its sources together: its pages add up to more than 5 MiB" in str(exc.value)
+    assert not other.hits("/pypi/flash-attn-4/json")  # the sources after it are never read
+    assert not (tmp_path / "cache" / "index").exists()

@@ -439,20 +439,26 @@ class _Budget:
     limit: int
     what: str
     hint: str | None = None
+    outer: _Budget | None = None  # the budget around this one: what is read here counts there too
     used: int = 0
 
     def spend(self, n: int, url: str) -> None:
         self.check(n, url)
-        self.used += n
+        b: _Budget | None = self
+        while b is not None:
+            b.used += n
+            b = b.outer
 
     def check(self, more: int, url: str) -> None:
-        """TooLarge when ``more`` bytes on top of those read would pass the limit."""
+        """TooLarge when ``more`` bytes on top of those read would pass this limit or one around it."""
         if self.used + more > self.limit:
             raise TooLarge(
                 f"{self.what}: its pages add up to more than {_size(self.limit)} (at {redact(url)}); "
                 "refusing to read more",
                 hint=self.hint,
             )
+        if self.outer is not None:
+            self.outer.check(more, url)
 
 
 def _size(n: int) -> str:
@@ -480,8 +486,10 @@ class Http:
     @contextlib.contextmanager
     def budget(self, limit: int, what: str, hint: str | None = None) -> Iterator[None]:
         """Bound the pages :meth:`get` reads inside this block to ``limit`` bytes in all (each is still
-        bounded by ``max_page_bytes``), every attempt's bytes counted: past it, TooLarge names ``what``."""
-        outer, self._budget = self._budget, _Budget(limit, what, hint)
+        bounded by ``max_page_bytes``), every attempt's bytes counted: past it, TooLarge names ``what``.
+        Inside another such block, both bounds hold (a listing's pages count towards the whole refresh's)."""
+        outer = self._budget
+        self._budget = _Budget(limit, what, hint, outer)
         try:
             yield
         finally:

@@ -27,6 +27,10 @@ HUGGINGFACE = "https://huggingface.co"
 # HTTP client): the largest real one, the official releases in GitHub's API (~4,300 assets of ~2 KB), is
 # about 10 MB. A server that pages on without end is refused here, not after 50 pages of 32 MiB.
 MAX_SOURCE_BYTES = 64 << 20
+# What a refresh's listings may add up to, all its sources together: with 11 sources read by default (15
+# named), 64 MiB each would let hostile mirrors make one refresh read up to 960 MiB; a real refresh of every
+# source reads a few tens of MB.
+MAX_REFRESH_BYTES = 128 << 20
 
 Row = dict[str, Any]  # a listing-shaped row (flashdoctor.decide.wheels.builder.entry_from_row reads it)
 
