@@ -13,6 +13,7 @@ newer than the bundled index's and not dated after today (:func:`current_index`,
 from __future__ import annotations
 
 import datetime
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,13 +204,8 @@ def refresh_index(
     previous, carried_from = (None, None) if found is None else found
     # A source that listed no wheel where the index in use has entries of it (a broken or emptied mirror, a
     # listing cut short upstream) does not erase them: its entries are kept as they were, and said.
-    unlisted: dict[str, int] = {}
-    for name, (got, _inputs) in listed.items():
-        had = (
-            0 if previous is None else sum(1 for w in previous.get("wheels") or () if w.get("source") == name)
-        )
-        if not got and had:
-            unlisted[name] = had
+    had = Counter(w.get("source") for w in (previous or {}).get("wheels") or ())
+    unlisted = {name: had[name] for name, (got, _inputs) in listed.items() if not got and had[name]}
     taken = [n for n in names if n not in unlisted]
     rows = [r for n in taken for r in listed[n][0]]
     inputs = [i for n in taken for i in listed[n][1]]
@@ -224,9 +220,7 @@ def refresh_index(
         doc["built_from"] = "live"
     path = refreshed_index_path(env)
     atomic_write_bytes(path, builder.dump_index(doc).encode("utf-8"))
-    by_source: dict[str, int] = {}
-    for w in doc["wheels"]:
-        by_source[w["source"]] = by_source.get(w["source"], 0) + 1
+    by_source = Counter(str(w["source"]) for w in doc["wheels"])
     return RefreshResult(
         path=path,
         generated=str(doc["generated"]),
