@@ -119,6 +119,11 @@ def visible_filter(
     ]
 
 
+def _nvml_str(value: object) -> str:
+    """A string NVML gave: bytes from old nvidia-ml-py versions, str from newer ones."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _mig_devices(pynvml: Any, handle: Any, gpu: GPU) -> list[tuple[GPU, str | None]]:
     """The MIG devices of a GPU in MIG mode (none for one without MIG: NVML says "not supported"), each
     the GPU itself (index, capability) with the device's name, memory and MIG-UUID, and its pre-R470 name
@@ -145,9 +150,9 @@ def _mig_devices(pynvml: Any, handle: Any, gpu: GPU) -> list[tuple[GPU, str | No
             legacy = None
         mig = dataclasses.replace(
             gpu,
-            name=name.decode() if isinstance(name, bytes) else str(name),
+            name=_nvml_str(name),
             memory_gb=round(mem, 1),
-            uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
+            uuid=_nvml_str(uuid),
         )
         out.append((mig, legacy))
     return out
@@ -177,8 +182,7 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
             try:
                 if driver is None:
                     try:
-                        d = pynvml.nvmlSystemGetDriverVersion()
-                        driver = d.decode() if isinstance(d, bytes) else str(d)
+                        driver = _nvml_str(pynvml.nvmlSystemGetDriverVersion())
                     except pynvml.NVMLError as exc:
                         r.notes.append(f"NVML driver version: {exc}")
                         r.unknown.add("driver")
@@ -197,12 +201,10 @@ def probe_nvidia(environ: Mapping[str, str]) -> Probed:
                 for i in range(count):
                     try:
                         h = pynvml.nvmlDeviceGetHandleByIndex(i)
-                        name = pynvml.nvmlDeviceGetName(h)
-                        name = name.decode() if isinstance(name, bytes) else str(name)
+                        name = _nvml_str(pynvml.nvmlDeviceGetName(h))
                         major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(h)
                         mem = pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30
-                        uuid = pynvml.nvmlDeviceGetUUID(h)
-                        uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+                        uuid = _nvml_str(pynvml.nvmlDeviceGetUUID(h))
                         gpus.append(
                             GPU(
                                 index=i,

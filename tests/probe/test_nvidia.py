@@ -199,3 +199,18 @@ def test_a_pre_r470_mig_name_without_the_instance_ids_leaves_the_gpus_unknown(
     r = system.probe_nvidia({"CUDA_VISIBLE_DEVICES": f"MIG-{H100[3]}/7/0"})
     assert "gpus" in r.unknown
     assert any("MIG-GPU-" in n and "instance" in n for n in r.notes), r.notes
+
+
+def test_an_old_nvml_answering_bytes_gives_the_same_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old nvidia-ml-py versions return the driver version, names and uuids as bytes: the GPUs and MIG
+    devices probed are the ones a newer (str) NVML gives."""
+    migs = {0: [("NVIDIA H100 80GB HBM3 MIG 1g.10gb", 9.8, MIG_A)]}
+    FakeNVML([H100], migs=migs).install(monkeypatch)
+    env = {"CUDA_VISIBLE_DEVICES": MIG_A}
+    want = system.probe_nvidia(env).values
+    for name in ("nvmlSystemGetDriverVersion", "nvmlDeviceGetName", "nvmlDeviceGetUUID"):
+        answer = getattr(pynvml, name)
+        monkeypatch.setattr(pynvml, name, lambda *a, answer=answer: answer(*a).encode())
+    got = system.probe_nvidia(env).values
+    assert got == want
+    assert want["driver"] == "570.86.15" and [g.uuid for g in want["gpus"]] == [MIG_A]
