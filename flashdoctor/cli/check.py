@@ -12,6 +12,7 @@ from flashdoctor.cli.options import (
     Seconds,
     announce_machine,
     combine,
+    declared,
     document,
     examples,
     json_option,
@@ -66,14 +67,17 @@ distributed_options = combine(
     ),
     output_option("With --distributed: rank 0 also writes the JSON cluster report to FILE."),
 )
+# The options above that mean something only with --distributed: read from the group, so that one added
+# to it is refused without --distributed too, not ignored in silence.
+CLUSTER_ONLY = tuple(p for p in declared(distributed_options) if p.name != "distributed")
 
 
 def _refuse_cluster_options(ctx: click.Context) -> None:
     """The options of --distributed given without it: a usage error, not silently ignored."""
     given = [
-        "--timeout" if name == "legacy_join_timeout" else f"--{name.replace('_', '-')}"
-        for name in ("target_for_rank", "output", "join_timeout", "rank_timeout", "legacy_join_timeout")
-        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        p.opts[-1]
+        for p in CLUSTER_ONLY
+        if p.name and ctx.get_parameter_source(p.name) is not click.core.ParameterSource.DEFAULT
     ]
     if given:
         raise UsageError(f"{', '.join(given)}: options of --distributed (a cluster preflight) only")

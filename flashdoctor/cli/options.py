@@ -40,6 +40,11 @@ def combine(*decorators: Decorator) -> Decorator:
     return apply
 
 
+def declared(group: Decorator) -> list[click.Parameter]:
+    """The parameters a group of options (``combine``) declares, in the order written."""
+    return click.command()(group(lambda **_: None)).params
+
+
 def examples(*lines: str) -> str:
     """A click epilog: an "Examples:" block, kept as written (click's \\b marker stops rewrapping)."""
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)

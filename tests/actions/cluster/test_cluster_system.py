@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
 from flashdoctor.cli import main
+from flashdoctor.cli.check import CLUSTER_ONLY
 from flashdoctor.knowledge.schemas import schema_validator
 from tests.support.hung_python import gone, hung_python, started
 from tests.support.paths import ROOT, SCRIPTS
@@ -330,21 +332,29 @@ def test_distributed_without_a_launcher(
     assert code == 2 and "--distributed needs a launcher" in err and "torchrun --nproc-per-node" in err
 
 
-@pytest.mark.parametrize(
-    ("args", "named"),
-    [
-        (["--target-for-rank", "1=x.json"], "--target-for-rank"),
-        (["-o", "report.json"], "--output"),
-        (["--join-timeout", "5"], "--join-timeout"),  # was ignored in silence
-        (["--rank-timeout", "5"], "--rank-timeout"),
-        (["--timeout", "5"], "--timeout"),
-    ],
-)
+@pytest.mark.parametrize("option", CLUSTER_ONLY, ids=lambda p: p.opts[-1])
 def test_cluster_options_need_distributed(
-    no_launcher: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], named: str
+    no_launcher: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    option: click.Option,
 ) -> None:
+    """Every option of the cluster group, as declared (a new one too), is a usage error without
+    --distributed, named as the user wrote it (--join-timeout was once ignored in silence)."""
+    no_launcher.chdir(tmp_path)  # -o 5 writes nowhere
+    args = [option.opts[-1]] if option.is_flag else [option.opts[-1], "5"]
     code, err = run_main(["check", *args], capsys)
-    assert code == 2 and f"{named}: options of --distributed" in err and "warning" not in err
+    assert code == 2 and f"{option.opts[-1]}: options of --distributed" in err and "warning" not in err
+
+
+def test_the_cluster_group_is_what_check_declares() -> None:
+    from flashdoctor.cli.check import check
+
+    declared = {p.name: p.opts for p in check.params}
+    assert {p.name: p.opts for p in CLUSTER_ONLY}.items() <= declared.items()
+    assert {"target_for_rank", "output", "join_timeout", "rank_timeout", "legacy_join_timeout"} <= {
+        p.name for p in CLUSTER_ONLY
+    }
 
 
 def test_bad_target_for_rank(no_launcher: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
