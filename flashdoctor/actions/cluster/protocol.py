@@ -26,7 +26,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from flashdoctor.actions.cluster.launch import LaunchInfo
 from flashdoctor.decide.cluster import Gathered, JoinInfo, RankResult
@@ -124,42 +124,45 @@ class _Worker(threading.Thread):
 # The most a rank's result may take (a real one is 5-10 KB, a few 100 KB at most): rank 0 reads no more
 # from any rank, over gloo or from the store.
 MAX_RESULT_BYTES = 4 * 1024 * 1024
+_T = TypeVar("_T")
 
 
 def _payload(result: RankResult | None) -> bytes:
     return b"" if result is None else json.dumps(result.to_json()).encode()
 
 
-def _decode(raw: bytes, rank: int, size: int | None = None) -> RankResult | None:
-    """What rank ``rank`` sent (None: nothing), ``size`` bytes (``raw``'s when not given; b"" when it was
-    too large to send): another flashdoctor, a bug or anyone who can write to the store may send
-    anything, which then is that rank's error, not rank 0's crash (or its memory)."""
-    size = len(raw) if size is None else size
+def _read(raw: bytes, size: int, from_json: Callable[[Any], _T]) -> _T | str:
+    """What a rank put in the store or sent (``size`` bytes, ``raw``), read by ``from_json``; or why it cannot
+    be read: over MAX_RESULT_BYTES, not UTF-8 or JSON, nested too deeply, or not what ``from_json`` takes.
+    Another flashdoctor, a bug or anyone who can write to the store may send anything: that rank's error,
+    not rank 0's crash (or its memory)."""
     if size > MAX_RESULT_BYTES:
-        return RankResult(
-            rank=rank,
-            exit_code=1,
-            error=f"its result is {size:,} bytes, over the {MAX_RESULT_BYTES // 2**20} MiB "
-            f"({MAX_RESULT_BYTES:,} bytes) rank 0 reads from a rank: not sent",
+        return (
+            f"its result is {size:,} bytes, over the {MAX_RESULT_BYTES // 2**20} MiB "
+            f"({MAX_RESULT_BYTES:,} bytes) rank 0 reads from a rank: not sent"
         )
-    if not raw:
-        return None
     try:
-        return RankResult.from_json(strict_json(raw))
+        return from_json(strict_json(raw))
     except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON (a ValueError), no rank, too deep
         why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
-        return RankResult(rank=rank, exit_code=1, error=f"sent a result rank 0 cannot read: {why}")
+        return f"sent a result rank 0 cannot read: {why}"
+
+
+def _decode(raw: bytes, rank: int, size: int | None = None) -> RankResult | None:
+    """What rank ``rank`` sent (None: nothing), ``size`` bytes (``raw``'s when not given; b"" when it was
+    too large to send); what cannot be read is that rank's error."""
+    size = len(raw) if size is None else size
+    if not raw and size <= MAX_RESULT_BYTES:
+        return None
+    got = _read(raw, size, RankResult.from_json)
+    return RankResult(rank=rank, exit_code=1, error=got) if isinstance(got, str) else got
 
 
 def _join(raw: bytes, rank: int) -> JoinInfo:
     """A rank's join announcement; an unreadable one (or one over the result bound: a real one is a few
     hundred bytes) names only the rank."""
-    if len(raw) > MAX_RESULT_BYTES:
-        return JoinInfo(rank=rank)
-    try:
-        return JoinInfo.from_json(strict_json(raw))
-    except (ValueError, RecursionError):
-        return JoinInfo(rank=rank)
+    got = _read(raw, len(raw), JoinInfo.from_json)
+    return JoinInfo(rank=rank) if isinstance(got, str) else got
 
 
 class SessionError(Exception):
