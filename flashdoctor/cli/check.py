@@ -181,8 +181,7 @@ def _render(
             click.echo(line, err=as_json)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
-            smoke = None if result.smoke is None else result.smoke.to_json()
-            reasons = github.exit_reasons(report, code, strict=strict, require=require, smoke=smoke)
+            reasons = github.exit_reasons(report, code, strict=strict, require=require)
             error = github.append_summary(summary, github.summary_markdown(report, code, reasons))
             if error:
                 echo(f"flashdoctor: cannot append to GITHUB_STEP_SUMMARY: {error}", err=True)

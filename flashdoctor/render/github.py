@@ -42,10 +42,13 @@ def _not_ready(report: CheckReport, require: Iterable[str]) -> list[tuple[str, s
     return out
 
 
+def _smoke(report: CheckReport) -> Mapping[str, Any]:
+    """The smoke test's report, as JSON (``check --smoke`` puts it under extra["smoke"]); {} without one."""
+    return report.extra.get("smoke") or {}
+
+
 def _smoke_findings(report: CheckReport) -> list[dict[str, Any]]:
-    """The smoke test's findings (``check --smoke``: its report is under extra["smoke"], as JSON)."""
-    smoke = report.extra.get("smoke") or {}
-    return list(smoke.get("findings") or [])
+    return list(_smoke(report).get("findings") or [])
 
 
 def annotation_lines(report: CheckReport, require: Iterable[str] = ()) -> list[str]:
@@ -70,9 +73,8 @@ def exit_reasons(
     *,
     strict: bool = False,
     require: Iterable[str] = (),
-    smoke: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Why `check` exits ``exit_code``, one sentence each (empty for 0)."""
+    """Why `check` exits ``exit_code``, one sentence each (empty for 0); the smoke test's from the report."""
     if exit_code == 0:
         return []
     reasons = [
@@ -85,7 +87,8 @@ def exit_reasons(
     warned = [f.code for f in report.findings if f.status is Status.WARN]
     if strict and warned:
         reasons.append(f"--strict and {len(warned)} warning(s): {', '.join(dict.fromkeys(warned))}")
-    if smoke is not None and smoke.get("exit_code"):
+    smoke = _smoke(report)
+    if smoke.get("exit_code"):
         codes = [f["code"] for f in smoke.get("findings") or [] if f.get("status") == Status.FAIL.value]
         reasons.append(
             f"the smoke test {smoke.get('status', 'failed')} (exit code {smoke['exit_code']})"

@@ -34,7 +34,7 @@ def test_a_failed_smoke_test_is_an_error_annotation_that_says_what_failed() -> N
         "reference (max error 0.5) — fix: Reinstall the variant",
         "::warning title=flashdoctor smoke-no-kernel-proof (fa3)::no FA3 kernel seen",
     ]
-    reasons = github.exit_reasons(report, 1, smoke=smoke)
+    reasons = github.exit_reasons(report, 1)  # the smoke report is read where the annotations read it
     assert reasons == ["the smoke test failed (exit code 1): smoke-numerics"]
     assert "- the smoke test failed (exit code 1): smoke-numerics" in github.summary_markdown(
         report, 1, reasons
