@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from packaging.utils import parse_wheel_filename  # noqa: E402
 
+from flashdoctor.actions.inputs import load_target  # noqa: E402
 from flashdoctor.decide.wheels import index as index_mod  # noqa: E402
 from flashdoctor.decide.wheels import make_plan, select_wheels  # noqa: E402
 from flashdoctor.decide.wheels.select import supported_tags  # noqa: E402
-from flashdoctor.model.target import load_target  # noqa: E402
 
 TARGETS = ("h100", "a100", "rtx4090", "b200", "rtx5090", "jetson-orin")
 GOAL_MS = 100.0

@@ -15,7 +15,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from flashdoctor.knowledge.data import parse_json, read_capped, written
+from flashdoctor.knowledge.data import parse_json, written
 from flashdoctor.knowledge.drivers import driver_max_cuda
 from flashdoctor.knowledge.schemas import error_expect, error_key, first_error, load_schema
 from flashdoctor.knowledge.torch_builds import cxx11abi_from_version, pypi_default_cuda
@@ -280,12 +280,6 @@ def abi_inferred(env: Environment) -> bool:
 def target_from_bytes(data: bytes, where: str) -> Environment:
     """A target spec file's bytes as an Environment, read as every JSON file a user hands flashdoctor is
     (knowledge.data.parse_json: a UTF-8 BOM allowed, no key twice, bounded depth). ``where`` names it in
-    the messages. Raises TargetSpecError. The CLI's ``--target`` (actions.inputs) reads through this too."""
+    the messages. Raises TargetSpecError. The file itself is read in one place, actions.inputs.load_target
+    (bounded, never waiting on a FIFO), for ``--target`` and a cluster rank's target alike."""
     return environment_from_target(parse_json(data, where, TargetSpecError))
-
-
-def load_target(path: str) -> Environment:
-    """Read a target spec file. Raises TargetSpecError (a user error) on any problem."""
-    return target_from_bytes(
-        read_capped(path, MAX_BYTES, "target spec", TargetSpecError), f"target spec {path}"
-    )

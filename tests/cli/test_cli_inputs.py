@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -353,8 +354,8 @@ def test_the_index_named_by_the_environment_is_bounded_too(
     assert code == 2 and "is nested too deeply (more than 64 levels)" in err
 
 
-# The CLI's reader of --target (inputs.load_target) and the cluster rank's (model.target.load_target, for
-# FLASHDOCTOR_TARGET) are one reader: the same bytes give the same environment or the same refusal.
+# One reader of a target file, for --target and a cluster rank's FLASHDOCTOR_TARGET alike
+# (inputs.load_target): the same bytes give the same environment or the same refusal.
 _SPEC = b'{"python": "3.12", "platform": "linux_x86_64", "torch": "2.8.0+cu128"}'
 
 
@@ -372,29 +373,41 @@ _SPEC = b'{"python": "3.12", "platform": "linux_x86_64", "torch": "2.8.0+cu128"}
         b'{"gpus": ' + b"[" * 100 + b"]" * 100 + b"}",
         b'{"gpus": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
         b'{"torch": 2}',
+        b"{}" + b" " * (1 << 20),
     ],
-    ids=["spec", "bom", "twice", "nan", "huge", "latin1", "syntax", "list", "deep", "deeper", "bad-key"],
+    ids=[
+        "spec",
+        "bom",
+        "twice",
+        "nan",
+        "huge",
+        "latin1",
+        "syntax",
+        "list",
+        "deep",
+        "deeper",
+        "bad-key",
+        "big",
+    ],
 )
-def test_both_target_readers_give_the_same_answer(tmp_path: Path, data: bytes) -> None:
-    from flashdoctor.model import target
+def test_a_ranks_target_reads_as_check_target_does(tmp_path: Path, data: bytes) -> None:
+    from flashdoctor.actions.cluster.launch import LaunchInfo
+    from flashdoctor.actions.cluster.rank import RankOptions, run_rank
 
     path = tmp_path / "t.json"
     path.write_bytes(data)
-    answers = []
-    for read in (inputs.load_target, target.load_target):
-        try:
-            answers.append(read(str(path)))
-        except (UsageError, target.TargetSpecError) as exc:
-            answers.append(str(exc))
-    assert answers[0] == answers[1]
+    try:
+        want: Any = inputs.load_target(str(path)).python
+    except UsageError as exc:
+        want = exc.message
+    launch = LaunchInfo("torchrun", 0, 1, 0, 0, 1, "127.0.0.1", 29500, agent_store=True, run_id="t.0")
+    res = run_rank(launch, RankOptions(target=str(path)), {}, "n1", gpu_count=lambda e: 0)
+    got = res.check["environment"].get("python") if res.check is not None else res.error
+    assert got == want
 
 
-def test_both_target_readers_refuse_more_than_a_mebibyte(tmp_path: Path) -> None:
-    from flashdoctor.model import target
-
+def test_a_target_spec_is_refused_over_a_mebibyte(tmp_path: Path) -> None:
     path = tmp_path / "big.json"
     path.write_bytes(b"{}" + b" " * (1 << 20))
     with pytest.raises(UsageError, match="1 MiB"):
         inputs.load_target(str(path))
-    with pytest.raises(target.TargetSpecError, match="1 MiB"):
-        target.load_target(str(path))

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from flashdoctor.knowledge.schemas import schema_validator
-from flashdoctor.model.target import TargetSpecError, environment_from_target, load_target
+from flashdoctor.model.environment import Environment
+from flashdoctor.model.target import TargetSpecError, environment_from_target, target_from_bytes
 from tests.support.paths import TARGETS
 
 
@@ -90,25 +91,20 @@ def test_bad_specs_name_the_key(spec, key):  # type: ignore[no-untyped-def]
     assert key in str(exc.value)
 
 
-def test_load_target_errors(tmp_path):  # type: ignore[no-untyped-def]
-    with pytest.raises(TargetSpecError, match="cannot read"):
-        load_target(str(tmp_path / "nope.json"))
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
+def parse(data: bytes) -> Environment:
+    """A target spec file's bytes, parsed (actions.inputs.load_target reads the file)."""
+    return target_from_bytes(data, "target spec t.json")
+
+
+def test_target_spec_errors() -> None:
     with pytest.raises(TargetSpecError, match="not valid JSON"):
-        load_target(str(bad))
-    lst = tmp_path / "list.json"
-    lst.write_text("[]")
+        parse(b"{not json")
     with pytest.raises(TargetSpecError, match="JSON object"):
-        load_target(str(lst))
-    nan = tmp_path / "nan.json"  # the cluster rank's reader (FLASHDOCTOR_TARGET) refuses it too
-    nan.write_text('{"gpus": [{"memory_gb": Infinity}]}')
+        parse(b"[]")
     with pytest.raises(TargetSpecError, match="not valid JSON: Infinity is not a JSON number"):
-        load_target(str(nan))
-    twice = tmp_path / "twice.json"
-    twice.write_text('{"torch": "2.8.0+cu128", "torch": "2.5.1+rocm6.2"}')
+        parse(b'{"gpus": [{"memory_gb": Infinity}]}')
     with pytest.raises(TargetSpecError, match="not valid JSON: the key 'torch' appears twice in one object"):
-        load_target(str(twice))
+        parse(b'{"torch": "2.8.0+cu128", "torch": "2.5.1+rocm6.2"}')
 
 
 @pytest.mark.parametrize("path", sorted(TARGETS.glob("*.json")), ids=lambda p: p.stem)
@@ -167,12 +163,10 @@ def test_numbers_are_read_as_versions():
     assert environment_from_target({"gpus": [{"capability": 8.6}]}).gpus[0].capability == "8.6"
 
 
-def test_a_version_written_as_a_number_keeps_its_trailing_zero(tmp_path):  # type: ignore[no-untyped-def]
+def test_a_version_written_as_a_number_keeps_its_trailing_zero() -> None:
     # JSON's 3.10 is the float 3.1: read back from the float, Python 3.10 was judged as Python 3.1
     # ("Python 3.1 < 3.9": unsupported), torch 2.10 as torch 2.1 and glibc 2.40 as glibc 2.4.
-    spec = tmp_path / "numbers.json"
-    spec.write_text('{"python": 3.10, "torch": 2.10, "glibc": 2.40, "gpus": [{"capability": 12.0}]}')
-    env = load_target(str(spec))
+    env = parse(b'{"python": 3.10, "torch": 2.10, "glibc": 2.40, "gpus": [{"capability": 12.0}]}')
     assert (env.python, env.python_abi, env.torch, env.glibc) == ("3.10", "cp310", "2.10", "2.40")
     assert env.gpus[0].capability == "12.0"
 
@@ -325,17 +319,9 @@ def test_an_explicit_cxx11abi_wins_and_is_not_noted():
     assert unknown.cxx11abi is None and unknown.notes == ()
 
 
-# -- reading the file: bounded, UTF-8, not too deep (a one-line error, exit 2) ----------------------------
-def test_load_target_refuses_hostile_files(tmp_path):  # type: ignore[no-untyped-def]
-    deep = tmp_path / "deep.json"
-    deep.write_text('{"gpus": ' + "[" * 100_000 + "]" * 100_000 + "}")
+# -- parsing the file: UTF-8, not too deep (a one-line error, exit 2); its size: tests/cli/test_cli_inputs.py --
+def test_target_from_bytes_refuses_hostile_files() -> None:
     with pytest.raises(TargetSpecError, match="nested too deeply"):
-        load_target(str(deep))
-    latin = tmp_path / "latin1.json"
-    latin.write_bytes('{"name": "caf\xe9"}'.encode("latin-1"))
+        parse(b'{"gpus": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
     with pytest.raises(TargetSpecError, match="not UTF-8"):
-        load_target(str(latin))
-    big = tmp_path / "big.json"
-    big.write_text("{}" + " " * (1 << 20))
-    with pytest.raises(TargetSpecError, match="larger than"):
-        load_target(str(big))
+        parse('{"name": "caf\xe9"}'.encode("latin-1"))

@@ -19,7 +19,6 @@ from flashdoctor.decide.cluster import RankResult
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.model.environment import Environment
-from flashdoctor.model.target import TargetSpecError, load_target
 
 if TYPE_CHECKING:
     from flashdoctor.decide.checks import WheelFinder
@@ -130,10 +129,12 @@ def run_rank(
     rank_environ = dict(environ)
     try:
         if target:
+            from flashdoctor.actions.inputs import load_target
+
             try:
                 env, assignment = _target_gpu(load_target(target), launch.local_rank)
-            except TargetSpecError as exc:
-                return failed(str(exc), source=f"target:{target}")
+            except UsageError as exc:
+                return failed(exc.message, source=f"target:{target}")
             source = f"target:{target}"
         else:
             assignment = assign_device(

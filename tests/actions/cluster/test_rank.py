@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -138,6 +140,31 @@ def test_an_unreadable_target_is_the_ranks_error_not_a_crash(tmp_path: Path) -> 
         launch(1), RankOptions(target=str(tmp_path / "nope.json")), {}, "n1", gpu_count=lambda e: 0
     )
     assert res.exit_code == 1 and res.error is not None and "cannot read target spec" in res.error
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_without_a_writer_as_the_target_is_the_ranks_error_not_a_hang(tmp_path: Path) -> None:
+    """A rank's target (FLASHDOCTOR_TARGET, --target-for-rank) was opened with a plain open(): a FIFO that
+    nobody writes to blocked the rank for ever (rank 0 then reported it unfinished, after --rank-timeout).
+    It is read as `check --target` reads one: at once, and the rank says why."""
+    fifo = tmp_path / "spec.fifo"
+    os.mkfifo(fifo)
+    results: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: results.append(
+            run_rank(launch(1), RankOptions(), {"FLASHDOCTOR_TARGET": str(fifo)}, "n1", gpu_count=lambda e: 0)
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # blocked in open(): a writer's open (and close) lets it go
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+        pytest.fail("the rank blocked opening a FIFO without a writer")
+    (res,) = results
+    assert res.exit_code == 1 and res.source == f"target:{fifo}"
+    assert res.error == f"target spec {fifo} is a FIFO with nothing written to it"
 
 
 def test_a_probe_usage_error_is_the_ranks_error() -> None:

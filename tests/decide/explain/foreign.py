@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from flashdoctor.decide.explain import explain_bytes
 from flashdoctor.model.environment import Environment
-from tests.support.paths import DATA, TARGETS
+from tests.support.paths import DATA
 
 CASES = DATA / "explain_eval" / "cases.json"
 
@@ -120,11 +120,10 @@ def main() -> int:
     ap.add_argument("--show", type=int, default=5)
     ap.add_argument("--no-probe", action="store_true", help="only the h100 target")
     args = ap.parse_args()
-    from flashdoctor.model.target import load_target
-    from tests.support.targets import bundled_finder
+    from tests.support.targets import bundled_finder, target_env
 
     finder = bundled_finder()
-    envs = {"h100 target": load_target(str(TARGETS / "h100.json"))}
+    envs = {"h100 target": target_env("h100")}
     if not args.no_probe:
         from flashdoctor.probe import probe_environment
 
