@@ -312,10 +312,10 @@ def _skipped(head: bytes, middle: _Breaks, newline: bytes) -> Skipped:
     return Skipped(after_line=lines.count, lines=middle.count, bytes=middle.bytes)
 
 
-def _tail_window(fh: IO[bytes], first: bytes, name: str, window: int) -> Log:
-    """Read ``fh`` to its end, keeping the head (whole lines of the first ``window // 8`` bytes) and the
-    last bytes up to ``window``, counting the lines of the middle: linear in the stream (a deque of
-    chunks, each byte copied once) and bounded in memory."""
+def _tail_window(fh: IO[bytes], first: bytes, name: str, window: int, size: int | None) -> Log:
+    """Read ``fh`` to its end (a regular file up to its ``size``), keeping the head (whole lines of the
+    first ``window // 8`` bytes) and the last bytes up to ``window``, counting the lines of the middle:
+    linear in the stream (a deque of chunks, each byte copied once) and bounded in memory."""
     newline = _newline(first)
     head = _whole_lines(first[: window // LOG_HEAD_SHARE], newline)
     keep = window - window // LOG_HEAD_SHARE
@@ -324,11 +324,11 @@ def _tail_window(fh: IO[bytes], first: bytes, name: str, window: int) -> Log:
     tail: collections.deque[bytes] = collections.deque([rest] if rest else [])
     kept, total = len(rest), len(first)
     while True:
-        chunk = fh.read(_CHUNK)
+        chunk = fh.read(_CHUNK if size is None else min(_CHUNK, max(0, size - total)))
         if not chunk:
             break
         total += len(chunk)
-        if total > LOG_STREAM_MAX_BYTES:
+        if size is None and total > LOG_STREAM_MAX_BYTES:
             raise UsageError(
                 f"{name}: more than {_size(LOG_STREAM_MAX_BYTES)} without an end - an endless stream, not a log"
             )
@@ -355,48 +355,28 @@ def read_log(path: str | None, stdin: IO[bytes], stdin_is_tty: bool, window: int
                 "give a log file, or pipe one in",
                 hint="flashdoctor explain build.log   |   pip install flash-attn 2>&1 | flashdoctor explain -",
             )
-        return _read_log_stream(stdin, "<stdin>", window)
+        return _read_log(stdin, "<stdin>", window, None)
     fh, st = _open(path, "log")
     with fh:
         try:
-            if not stat.S_ISREG(st.st_mode):
-                log = _read_log_stream(fh, path, window)
-                _written_to(log.data, path, "log", st)
-                return log
-            first = fh.read(BINARY_SNIFF_BYTES)
-            if _looks_binary(first):
-                raise _not_text(path)
-            fh.seek(0)  # one buffer for the log, not the sample and the rest joined
-            if st.st_size <= window:
-                return Log(fh.read(window), path)
-            newline = _newline(first)
-            head = _whole_lines(fh.read(window // LOG_HEAD_SHARE), newline)
-            keep = window - window // LOG_HEAD_SHARE
-            region = st.st_size - keep - len(newline)  # the tail and the code unit before it
-            fh.seek(region)
-            last = fh.read(st.st_size - region)
-            start = region + _tail_start(last, region, keep, newline)
-            middle = _Breaks(newline)
-            fh.seek(len(head))
-            while middle.bytes < start - len(head):
-                chunk = fh.read(min(_CHUNK, start - len(head) - middle.bytes))
-                if not chunk:  # the file was cut short while read
-                    break
-                middle.feed(chunk)
-            return Log(head + last[start - region :], path, _skipped(head, middle, newline))
+            log = _read_log(fh, path, window, st.st_size if stat.S_ISREG(st.st_mode) else None)
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    _written_to(log.data, path, "log", st)
+    return log
 
 
-def _read_log_stream(fh: IO[bytes], name: str, window: int) -> Log:
+def _read_log(fh: IO[bytes], name: str, window: int, size: int | None) -> Log:
+    """The log in ``fh``, read as a stream (one reader for a file, a pipe, a FIFO and a device): ``size``
+    is a regular file's (read up to it, however long); None for a stream, which is cut off as endless
+    past LOG_STREAM_MAX_BYTES."""
     first = fh.read(BINARY_SNIFF_BYTES)
     if _looks_binary(first):
         raise _not_text(name)
-    more = _read_stream(fh, window - len(first))
-    data = first + more
+    data = first + _read_stream(fh, window - len(first))
     if len(data) <= window:
         return Log(data, name)
-    return _tail_window(fh, data, name, window)
+    return _tail_window(fh, data, name, window, size)
 
 
 # -- output files the user names -------------------------------------------------------------------------
