@@ -17,7 +17,7 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, AnyStr, NamedTuple
 
 from flashdoctor.decide.wheels.index import MAX_INDEX_BYTES, Keep
 from flashdoctor.errors import UsageError
@@ -259,33 +259,41 @@ class Log(NamedTuple):
     skipped: Skipped | None = None
 
 
-def _newline(head: bytes) -> bytes:
-    """A line break in the log's encoding (judged on its head, as the engine judges it)."""
+def _codec(head: bytes) -> str | None:
+    """The log's UTF-16 codec with its byte order (judged on its head, as the engine judges it), or None
+    for a log of single-byte line breaks (UTF-8, ASCII)."""
     from flashdoctor.decide.explain.scan import utf16
 
     codec = utf16(head)
     if codec == "utf-16":  # the byte-order mark says which
         codec = "utf-16-be" if head.startswith(b"\xfe\xff") else "utf-16-le"
-    return "\n".encode(codec or "ascii")
+    return codec
 
 
 class _Breaks:
     """Line breaks counted over consecutive chunks of a log, as scan.normalise reads them ("\\r\\n", a
-    lone "\\r", "\\n"), in the log's encoding: the lines of a part that is not read."""
+    lone "\\r", "\\n"): the lines of a part that is not read. A UTF-16 log is counted on its decoded
+    text (a chunk may end inside a character; the byte pair of a break may sit across two characters):
+    decoding is C-fast, and counting its code units as bytes was slower still."""
 
-    def __init__(self, newline: bytes) -> None:
-        codec = {b"\n\0": "utf-16-le", b"\0\n": "utf-16-be"}.get(newline)
+    def __init__(self, codec: str | None) -> None:
         self.decoder = codecs.getincrementaldecoder(codec)(errors="replace") if codec else None
         self.count = self.bytes = 0
         self.cr = False
 
     def feed(self, chunk: bytes) -> None:
         self.bytes += len(chunk)
-        data = self.decoder.decode(chunk).encode("utf-8") if self.decoder else chunk
+        if self.decoder is None:
+            self._lines(chunk, b"\r", b"\n")
+        else:
+            self._lines(self.decoder.decode(chunk), "\r", "\n")
+
+    def _lines(self, data: AnyStr, cr: AnyStr, lf: AnyStr) -> None:
         if data:
-            self.count += data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
-            self.count -= self.cr and data.startswith(b"\n")
-            self.cr = data.endswith(b"\r")
+            self.count += data.count(lf) - (self.cr and data.startswith(lf))
+            if cr in data:  # found at memchr's speed; most logs have none, and counting is a slower pass
+                self.count += data.count(cr) - data.count(cr + lf)
+            self.cr = data.endswith(cr)
 
 
 def _whole_lines(head: bytes, newline: bytes) -> bytes:
@@ -304,10 +312,10 @@ def _tail_start(region: bytes, offset: int, keep: int, newline: bytes) -> int:
     return i + len(newline) if region.startswith(newline, i) else i
 
 
-def _skipped(head: bytes, middle: _Breaks, newline: bytes) -> Skipped:
+def _skipped(head: bytes, middle: _Breaks, codec: str | None) -> Skipped:
     from flashdoctor.decide.explain import Skipped
 
-    lines = _Breaks(newline)
+    lines = _Breaks(codec)
     lines.feed(head)
     return Skipped(after_line=lines.count, lines=middle.count, bytes=middle.bytes)
 
@@ -316,10 +324,11 @@ def _tail_window(fh: IO[bytes], first: bytes, name: str, window: int, size: int 
     """Read ``fh`` to its end (a regular file up to its ``size``), keeping the head (whole lines of the
     first ``window // 8`` bytes) and the last bytes up to ``window``, counting the lines of the middle:
     linear in the stream (a deque of chunks, each byte copied once) and bounded in memory."""
-    newline = _newline(first)
+    codec = _codec(first)
+    newline = "\n".encode(codec or "ascii")
     head = _whole_lines(first[: window // LOG_HEAD_SHARE], newline)
     keep = window - window // LOG_HEAD_SHARE
-    middle = _Breaks(newline)
+    middle = _Breaks(codec)
     rest = first[len(head) :]
     tail: collections.deque[bytes] = collections.deque([rest] if rest else [])
     kept, total = len(rest), len(first)
@@ -340,7 +349,7 @@ def _tail_window(fh: IO[bytes], first: bytes, name: str, window: int, size: int 
     last = b"".join(tail)
     start = _tail_start(last, total - len(last), keep, newline)
     middle.feed(last[:start])
-    return Log(head + last[start:], name, _skipped(head, middle, newline))
+    return Log(head + last[start:], name, _skipped(head, middle, codec))
 
 
 def read_log(path: str | None, stdin: IO[bytes], stdin_is_tty: bool, window: int | None = None) -> Log:

@@ -197,6 +197,25 @@ def test_a_long_logs_middle_is_skipped_and_its_lines_keep_their_numbers(
     assert (200_001, UNDEF) in [(k.line, k.text) for k in expl.key_lines]
 
 
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("source", ["file", "pipe"])
+def test_a_utf16_logs_middle_counts_breaks_not_byte_pairs_across_characters(
+    tmp_path: Path, codec: str, source: str
+) -> None:
+    # Gurmukhi beside CJK ("\u0a41\u4e00\u0a41") holds the bytes of a UTF-16 line break across two
+    # characters in either byte order ("\n\0" in LE, "\0\n" in BE): not a break of the log.
+    text = (
+        "".join(f"line {i:08d} \u0a41\u4e00\u0a41\u0d41\u4e00\u0d41\n" for i in range(1, 100_001))
+        + UNDEF
+        + "\n"
+    )
+    got = _read(tmp_path, text.encode(codec), source, 1 << 20)
+    assert got.skipped is not None
+    expl = explain_bytes(got.data, skipped=got.skipped)
+    assert [(d.code, d.line) for d in expl.diagnoses][:1] == [("torch-abi-mismatch", 100_001)]
+    assert expl.lines == 100_001
+
+
 @pytest.mark.parametrize("shift", range(16))
 def test_the_tail_may_start_anywhere_in_a_line(tmp_path: Path, shift: int) -> None:
     # Windows one byte apart put the tail's first byte on every byte of a "\r\n" line (15 bytes).
