@@ -269,6 +269,19 @@ def _search(
     return (None if m is None else (line, m)), False
 
 
+def line_around(low: bytes, start: int, end: int) -> tuple[int, int, bool]:
+    """The line of ``low`` that holds the keyword at ``start:end``: from after the line break before it to
+    the next one (or the log's end). A line longer than LONG_LINE (no line breaks to speak of) is cut to
+    LONG_LINE_WINDOW bytes on each side of the keyword, and the flag says so (a caller's next search then
+    goes on from the keyword, not from the line's end)."""
+    first = low.rfind(b"\n", 0, start) + 1
+    last = low.find(b"\n", end)
+    last = len(low) if last < 0 else last
+    if last - first > LONG_LINE:
+        return max(first, start - LONG_LINE_WINDOW), min(last, end + LONG_LINE_WINDOW), True
+    return first, last, False
+
+
 # -- contexts -------------------------------------------------------------------------------------
 class LogContexts:
     """Whether the log shows a context (a build, Windows, ROCm, FA3, ...), decided on first use.
@@ -305,11 +318,7 @@ class LogContexts:
                 return True
             spent = 0
             while spent < KEYWORD_LINE_BUDGET:
-                start = low.rfind(b"\n", 0, pos) + 1
-                end = low.find(b"\n", pos)
-                end = len(low) if end < 0 else end
-                if end - start > LONG_LINE:  # no line breaks to speak of: look around the keyword
-                    start, end = max(start, pos - LONG_LINE_WINDOW), min(end, pos + LONG_LINE_WINDOW)
+                start, end, _ = line_around(low, pos, pos + len(kw))
                 spent += line_cost(end - start)
                 if ctx.pattern.search(decode(self._data[start:end])):
                     return True
@@ -431,15 +440,8 @@ def scan(data: bytes, low: bytes, kb: Knowledge) -> Scan:
         m = rx.search(low, pos)
         if m is None:
             break
-        start = low.rfind(b"\n", 0, m.start()) + 1
-        end = low.find(b"\n", m.end())
-        if end < 0:
-            end = size
-        pos = end + 1
-        if end - start > LONG_LINE:  # no line breaks to speak of: look around this keyword only
-            start = max(start, m.start() - LONG_LINE_WINDOW)
-            end = min(end, m.end() + LONG_LINE_WINDOW)
-            pos = m.end()
+        start, end, long = line_around(low, m.start(), m.end())
+        pos = m.end() if long else end + 1
         seg = low[start:end]
         present = [kw for kw in live if kw in seg and alive(kw)]
         if not present:
@@ -497,13 +499,8 @@ def _read_last_lines(data: bytes, low: bytes, kw: bytes, lo: int, read: Callable
         pos = low.rfind(kw, lo, hi)
         if pos < 0:
             return
-        start = low.rfind(b"\n", 0, pos) + 1
-        end = low.find(b"\n", pos)
-        end = len(low) if end < 0 else end
-        hi = start
-        if end - start > LONG_LINE:  # no line breaks to speak of: look around this keyword only
-            start, end = max(start, pos - LONG_LINE_WINDOW), min(end, pos + len(kw) + LONG_LINE_WINDOW)
-            hi = pos
+        start, end, long = line_around(low, pos, pos + len(kw))
+        hi = pos if long else start
         spent += line_cost(end - start)
         read(kw, decode(data[start:end]))
 
