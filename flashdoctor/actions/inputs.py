@@ -352,40 +352,43 @@ def _tail_window(fh: IO[bytes], first: bytes, name: str, window: int, size: int 
     return Log(head + last[start:], name, _skipped(head, middle, codec))
 
 
-def read_log(path: str | None, stdin: IO[bytes], stdin_is_tty: bool, window: int | None = None) -> Log:
+def read_log(path: str | None, stdin: IO[bytes] | None, stdin_is_tty: bool, window: int | None = None) -> Log:
     """explain's log: its bytes, a name for it and what was skipped. Longer than ``window`` (default
     LOG_WINDOW_BYTES), only its head and its tail are read: the middle is read only to count its lines
     (a regular file's too, so the evidence has its line number in the whole log). ``None`` or "-" read
-    ``stdin``. Binary data, endless streams and files that cannot be read are UsageErrors."""
+    ``stdin`` (None: it is closed). Binary data, endless streams and files that cannot be read are
+    UsageErrors."""
     window = LOG_WINDOW_BYTES if window is None else window
     if path is None or path == "-":
-        if path is None and stdin_is_tty:
+        if stdin is None or (path is None and stdin_is_tty):
             raise UsageError(
-                "give a log file, or pipe one in",
+                ("standard input is closed: " if stdin is None else "") + "give a log file, or pipe one in",
                 hint="flashdoctor explain build.log   |   pip install flash-attn 2>&1 | flashdoctor explain -",
             )
-        return _read_log(stdin, "<stdin>", window, None)
+        return _read_log(contextlib.nullcontext(stdin), "<stdin>", window, None)
     fh, st = _open(path, "log")
-    with fh:
-        try:
-            log = _read_log(fh, path, window, st.st_size if stat.S_ISREG(st.st_mode) else None)
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    log = _read_log(fh, path, window, st.st_size if stat.S_ISREG(st.st_mode) else None)
     _written_to(log.data, path, "log", st)
     return log
 
 
-def _read_log(fh: IO[bytes], name: str, window: int, size: int | None) -> Log:
-    """The log in ``fh``, read as a stream (one reader for a file, a pipe, a FIFO and a device): ``size``
-    is a regular file's (read up to it, however long); None for a stream, which is cut off as endless
-    past LOG_STREAM_MAX_BYTES."""
-    first = fh.read(BINARY_SNIFF_BYTES)
-    if _looks_binary(first):
-        raise _not_text(name)
-    data = first + _read_stream(fh, window - len(first))
-    if len(data) <= window:
-        return Log(data, name)
-    return _tail_window(fh, data, name, window, size)
+def _read_log(
+    opened: contextlib.AbstractContextManager[IO[bytes]], name: str, window: int, size: int | None
+) -> Log:
+    """The log in ``opened`` (closed after, unless it is stdin), read as a stream: one reader for a file,
+    a pipe, a FIFO and a device. ``size`` is a regular file's (read up to it, however long); None for a
+    stream, which is cut off as endless past LOG_STREAM_MAX_BYTES. A read error is a UsageError naming it."""
+    with opened as fh:
+        try:
+            first = fh.read(BINARY_SNIFF_BYTES)
+            if _looks_binary(first):
+                raise _not_text(name)
+            data = first + _read_stream(fh, window - len(first))
+            if len(data) <= window:
+                return Log(data, name)
+            return _tail_window(fh, data, name, window, size)
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
 # -- output files the user names -------------------------------------------------------------------------

@@ -55,7 +55,10 @@ def explain(log: str | None, **opts: Any) -> int:
     python, target, verbose, as_json = opts["python"], opts["target"], opts["verbose"], opts["as_json"]
     if opts["no_probe"] and (python or target or opts["here"]):
         raise UsageError("--no-probe excludes --python, --target and --here")
-    data, name, skipped = read_log(log, sys.stdin.buffer, sys.stdin.isatty())
+    stdin = sys.stdin  # None when it is closed (`flashdoctor explain - <&-`)
+    data, name, skipped = read_log(
+        log, None if stdin is None else stdin.buffer, stdin is not None and stdin.isatty()
+    )
     env = None
     if not opts["no_probe"]:
         python = machine(python, target, err=as_json)

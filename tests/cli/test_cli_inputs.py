@@ -360,6 +360,24 @@ def test_explain_refuses_a_log_it_cannot_read_with_exit_2(
             assert code == 2 and message in err and "Traceback" not in err, (log, code, err)
 
 
+def test_explain_refuses_a_standard_input_it_cannot_read_with_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A standard input opened for writing only (`explain - 0>file`) read as a named file that cannot be
+    # read does (exit 2), not as a crash; a closed one (`explain - <&-`: Python's sys.stdin is None) too.
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    with os.fdopen(fd, "rb") as write_only:
+        with pytest.raises(UsageError, match="cannot read <stdin>: Bad file descriptor"):
+            inputs.read_log("-", write_only, False)
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(write_only))
+        code, err = run_main(["explain", "-", "--no-probe"], capsys)
+        assert code == 2 and "cannot read <stdin>" in err and "Traceback" not in err, err
+    monkeypatch.setattr("sys.stdin", None)
+    for args in (["-"], []):
+        code, err = run_main(["explain", *args, "--no-probe"], capsys)
+        assert code == 2 and "standard input is closed" in err and "Traceback" not in err, (args, err)
+
+
 def test_the_index_named_by_the_environment_is_bounded_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
