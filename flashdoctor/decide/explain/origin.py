@@ -52,6 +52,10 @@ _DASH_LABEL = re.compile(r"-(cu\d+|cpu|rocm[\d.]+)$")
 # python.exe in an environment's own folder (a conda environment, a python.org install on Windows).
 _WINDOWS_PYTHON = re.compile(r"python[\d.]*w?\.exe", re.IGNORECASE)
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:/")
+# Folders inside an installation that are not its own environment: a conda (or mamba, pyenv-virtualenv)
+# root keeps its other environments in envs/NAME and the package cache every environment links from in
+# pkgs/, so /home/ana/miniconda3/envs/fa/... is a log of another environment than the base's.
+_NOT_ITS_OWN = rb"[/\\]+(?:envs|pkgs)(?![\w-])"
 # A Python environment directory this generic says nothing about whose it is.
 _GENERIC_PREFIXES = {"/usr", "/usr/local", "/opt/conda", "/root", "/opt", "/", ""}
 
@@ -341,11 +345,12 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
 
 def _names_directory(text_low: bytes, directory: bytes) -> bool:
     """``directory`` is in the text as a whole directory name: /home/ana/fa in /home/ana/fa/lib/..., not in
-    /home/ana/fa-old/lib/... nor /data/home/ana/fa/... (other environments)."""
+    /home/ana/fa-old/lib/... nor /data/home/ana/fa/... (other environments), nor in
+    /home/ana/miniconda3/envs/fa/... or /home/ana/miniconda3/pkgs/... (_NOT_ITS_OWN)."""
     first = text_low.find(directory)  # a literal find first: the lookbehind regex alone tries every byte
     if first < 0:
         return False
-    pattern = re.compile(rb"(?<![\w.-])" + re.escape(directory) + rb"(?![\w-]|\.\w)")
+    pattern = re.compile(rb"(?<![\w.-])" + re.escape(directory) + rb"(?![\w-]|\.\w|" + _NOT_ITS_OWN + rb")")
     return pattern.search(text_low, first) is not None  # the lookbehind still sees the bytes before ``first``
 
 

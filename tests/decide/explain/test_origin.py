@@ -180,6 +180,48 @@ def test_a_windows_environment_with_python_exe_in_its_own_folder_is_found_in_its
     assert not explain_bytes(WINDOWS_IMPORT.format(site=other).encode(), env).origin.use_machine
 
 
+BASE_SITE = "/home/ana/miniconda3/lib/python3.12/site-packages"
+
+
+@pytest.mark.parametrize(
+    ("exe", "other"),
+    [
+        # A sub-environment of this base install: conda's ROOT/envs/NAME.
+        ("/home/ana/miniconda3/bin/python", "/home/ana/miniconda3/envs/fa/lib/python3.12/site-packages"),
+        # The package cache every environment of the installation links from (ROOT/pkgs).
+        ("/home/ana/miniconda3/bin/python", "/home/ana/miniconda3/pkgs/flash-attn-2.8.3-py312/site-packages"),
+        # pyenv-virtualenv keeps its environments under the version's envs/ too.
+        ("/home/ana/.pyenv/versions/3.12.3/bin/python", "/home/ana/.pyenv/versions/3.12.3/envs/fa/lib/x"),
+    ],
+)
+def test_an_environment_inside_this_ones_envs_folder_is_not_this_one(exe: str, other: str) -> None:
+    # The base install /home/ana/miniconda3 "was in" every log of its sub-environments, and their fixes
+    # were tailored with the base's torch, Python and wheel.
+    env = target_env("h100", python_executable=exe)
+    log = TORCH_SYMBOL.replace("/home/u/venv/lib/python3.10/site-packages", other).replace(
+        "cpython-310", "cpython-312"
+    )
+    expl = explain_bytes(log.encode(), env, wheel_finder=lambda e, v: "never-used.whl")
+    assert not expl.origin.use_machine, expl.origin.reason
+    assert "never-used" not in expl.diagnoses[0].fix
+    # The base's own site-packages is the base.
+    own = log.replace(other, exe.rsplit("/", 2)[0] + "/lib/python3.12/site-packages")
+    assert explain_bytes(own.encode(), env).origin.use_machine
+    # And so is a log that shows both: the base's own path names it.
+    assert explain_bytes((own + "\n" + log).encode(), env).origin.use_machine
+
+
+def test_a_windows_conda_base_does_not_own_its_sub_environments_logs() -> None:
+    base = "C:\\Users\\ana\\miniconda3\\python.exe"
+    env = target_env("h100", platform="win_amd64", python_executable=base)
+    sub = WINDOWS_IMPORT.format(site="C:\\Users\\ana\\miniconda3\\envs\\fa\\Lib\\site-packages")
+    assert not explain_bytes(sub.encode(), env).origin.use_machine
+    # A repr of the path doubles its backslashes.
+    assert not explain_bytes(sub.replace("\\", "\\\\").encode(), env).origin.use_machine
+    own = WINDOWS_IMPORT.format(site="C:\\Users\\ana\\miniconda3\\Lib\\site-packages")
+    assert explain_bytes(own.encode(), env).origin.use_machine
+
+
 def test_a_user_name_with_a_non_ascii_capital_is_found_in_the_log() -> None:
     # The environment's directory was lower-cased with Unicode rules ("özgür"), the log with ASCII ones
     # ("Özgür" stays): this machine's own log never matched.
