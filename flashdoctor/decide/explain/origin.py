@@ -22,6 +22,7 @@ Nothing here touches the system: it compares values.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
@@ -56,6 +57,10 @@ _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:/")
 # root keeps its other environments in envs/NAME and the package cache every environment links from in
 # pkgs/, so /home/ana/miniconda3/envs/fa/... is a log of another environment than the base's.
 _NOT_ITS_OWN = rb"[/\\]+(?:envs|pkgs)(?![\w-])"
+# The code pages a Windows log of a non-ASCII directory is saved in besides UTF-8: the console's OEM code page
+# (437 in the US, 850 in Western Europe: cmd.exe's and Windows PowerShell's redirections) and the ANSI one
+# (1252: Notepad's "ANSI", Python's locale encoding). A log is read as bytes, so José is 0x82 or 0xE9 there.
+_WINDOWS_CODECS = ("cp1252", "cp437", "cp850")
 # A Python environment directory this generic says nothing about whose it is.
 _GENERIC_PREFIXES = {"/usr", "/usr/local", "/opt/conda", "/root", "/opt", "/", ""}
 
@@ -318,10 +323,7 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
     if differs:
         return Origin(False, "differs: " + "; ".join(differs))
     prefix = env_prefix(env)
-    # As the log may write it: with slashes, backslashes, or doubled backslashes (a repr of a Windows path).
-    spellings = {prefix, prefix.replace("/", "\\"), prefix.replace("/", "\\\\")} if prefix else set()
-    # Lower-cased as the log was, with ASCII rules (C:\\Users\\Özgür stays Özgür in both).
-    if any(_names_directory(text_low, p.encode("utf-8", errors="replace").lower()) for p in spellings):
+    if prefix and _names_any(text_low, _spellings(prefix)):
         return Origin(True, f"agrees: this Python environment ({prefix}) is in the log")
     if (
         log.torch
@@ -341,6 +343,36 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
             "but nothing else the log shows names this machine (--here says it does)",
         )
     return Origin(False, "unknown: the log does not show that it comes from this machine")
+
+
+def _spellings(prefix: str) -> set[bytes]:
+    """The bytes ``prefix`` may be in a log of this machine, lower-cased as the log was (with ASCII rules,
+    as bytes.lower does: C:\\Users\\Özgür stays Özgür in both): with slashes, backslashes, or doubled
+    backslashes (a repr of a Windows path). A Windows path also in each code page a Windows console or
+    editor saves a log in (_WINDOWS_CODECS) that can write it (one that cannot writes "?", which names no
+    directory for sure)."""
+    windows = _WINDOWS_DRIVE.match(prefix) is not None
+    texts = {prefix.replace("/", sep) for sep in ("/", "\\", "\\\\")}
+    out = {t.encode("utf-8", errors="replace").lower() for t in texts}
+    for codec in _WINDOWS_CODECS if windows and not prefix.isascii() else ():
+        for t in texts:
+            with contextlib.suppress(UnicodeEncodeError):
+                out.add(t.encode(codec).lower())
+    return out
+
+
+def _names_any(text_low: bytes, spellings: set[bytes]) -> bool:
+    """One of ``spellings`` is in the text as a whole directory name. Its spellings in the code pages share
+    the ASCII head before the first non-ASCII byte (c:\\users\\jos): one look for it in a 10 MB log, not
+    one per code page, where the text does not hold it."""
+    seen: dict[bytes, bool] = {}
+    for spelling in spellings:
+        head = spelling[: next((i for i, b in enumerate(spelling) if b >= 0x80), len(spelling))]
+        if head not in seen:
+            seen[head] = head in text_low
+        if seen[head] and _names_directory(text_low, spelling):
+            return True
+    return False
 
 
 def _names_directory(text_low: bytes, directory: bytes) -> bool:

@@ -236,6 +236,23 @@ def test_a_user_name_with_a_non_ascii_capital_is_found_in_the_log() -> None:
     assert explain_bytes(log.replace("cpython-310", "cpython-312").encode(), linux).origin.use_machine
 
 
+@pytest.mark.parametrize("codec", ["utf-8", "cp1252", "cp437", "cp850"])
+def test_a_windows_log_in_a_console_code_page_names_a_non_ascii_user_directory(codec: str) -> None:
+    # A log redirected from cmd.exe or Windows PowerShell is in the console's code page (cp437, cp850) or
+    # the ANSI one (cp1252): "José" is the byte 0x82 or 0xE9 there, and only the UTF-8 spelling was looked
+    # for, so this machine's own log never named it.
+    env = target_env(
+        "h100", platform="win_amd64", python_executable="C:\\Users\\José\\venv\\Scripts\\python.exe"
+    )
+    site = "C:\\Users\\José\\venv\\Lib\\site-packages"
+    expl = explain_bytes(WINDOWS_IMPORT.format(site=site).encode(codec), env)
+    assert expl.origin.use_machine and "C:/Users/José/venv" in expl.origin.reason, expl.origin.reason
+    # Another user's directory, in any of these code pages, is not this one.
+    for other in ("Jose", "Josè", "Josée", "JoséA"):
+        log = WINDOWS_IMPORT.format(site=site.replace("José", other)).encode(codec)
+        assert not explain_bytes(log, env).origin.use_machine, (other, codec)
+
+
 def test_a_generic_interpreter_path_identifies_no_machine() -> None:
     assert env_prefix(Environment(python_executable="/usr/bin/python3")) is None
     assert env_prefix(Environment(python_executable="/opt/conda/bin/python")) is None
