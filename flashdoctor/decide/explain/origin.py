@@ -348,11 +348,13 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
 def _spellings(prefix: str) -> set[bytes]:
     """The bytes ``prefix`` may be in a log of this machine, lower-cased as the log was (with ASCII rules,
     as bytes.lower does: C:\\Users\\Özgür stays Özgür in both): with slashes, backslashes, or doubled
-    backslashes (a repr of a Windows path). A Windows path also in each code page a Windows console or
+    backslashes (a repr of a Windows path). A Windows path also as os.path.normcase writes it (lower-cased
+    with Unicode rules: c:\\users\\özgür), and in each code page a Windows console or
     editor saves a log in (_WINDOWS_CODECS) that can write it (one that cannot writes "?", which names no
     directory for sure)."""
     windows = _WINDOWS_DRIVE.match(prefix) is not None
-    texts = {prefix.replace("/", sep) for sep in ("/", "\\", "\\\\")}
+    names = {prefix, prefix.lower()} if windows else {prefix}  # Windows paths ignore case; Linux ones do not
+    texts = {n.replace("/", sep) for n in names for sep in ("/", "\\", "\\\\")}
     out = {t.encode("utf-8", errors="replace").lower() for t in texts}
     for codec in _WINDOWS_CODECS if windows and not prefix.isascii() else ():
         for t in texts:

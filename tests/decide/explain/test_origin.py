@@ -253,6 +253,21 @@ def test_a_windows_log_in_a_console_code_page_names_a_non_ascii_user_directory(c
         assert not explain_bytes(log, env).origin.use_machine, (other, codec)
 
 
+def test_a_windows_path_lower_cased_by_normcase_still_names_its_directory() -> None:
+    # os.path.normcase lower-cases with Unicode rules ("c:\\users\\özgür\\venv"); the log was lower-cased
+    # with ASCII ones, so "Özgür" (0xC3 0x96) never met "özgür" (0xC3 0xB6).
+    env = target_env(
+        "h100", platform="win_amd64", python_executable="C:\\Users\\Özgür\\venv\\Scripts\\python.exe"
+    )
+    log = WINDOWS_IMPORT.format(site="c:\\users\\özgür\\venv\\lib\\site-packages")
+    assert explain_bytes(log.encode(), env).origin.use_machine
+    assert explain_bytes(log.encode("cp1252"), env).origin.use_machine
+    # Linux paths are case-sensitive: /home/åsa is not /home/Åsa.
+    linux = target_env("h100", python_executable="/home/Åsa/fa/bin/python")
+    other = TORCH_SYMBOL.replace("/home/u/venv/lib/python3.10", "/home/åsa/fa/lib/python3.12")
+    assert not explain_bytes(other.replace("cpython-310", "cpython-312").encode(), linux).origin.use_machine
+
+
 def test_a_generic_interpreter_path_identifies_no_machine() -> None:
     assert env_prefix(Environment(python_executable="/usr/bin/python3")) is None
     assert env_prefix(Environment(python_executable="/opt/conda/bin/python")) is None
