@@ -379,12 +379,15 @@ def _names_any(text_low: bytes, spellings: set[bytes]) -> bool:
 
 def _names_directory(text_low: bytes, directory: bytes) -> bool:
     """``directory`` is in the text as a whole directory name: /home/ana/fa in /home/ana/fa/lib/..., not in
-    /home/ana/fa-old/lib/... nor /data/home/ana/fa/... (other environments), nor in
+    /home/ana/fa-old/lib/..., /home/ana/faé/... (a non-ASCII byte goes on the name) nor /data/home/ana/fa/...
+    (other environments), nor in
     /home/ana/miniconda3/envs/fa/... or /home/ana/miniconda3/pkgs/... (_NOT_ITS_OWN)."""
     first = text_low.find(directory)  # a literal find first: the lookbehind regex alone tries every byte
     if first < 0:
         return False
-    pattern = re.compile(rb"(?<![\w.-])" + re.escape(directory) + rb"(?![\w-]|\.\w|" + _NOT_ITS_OWN + rb")")
+    pattern = re.compile(
+        rb"(?<![\w.-])" + re.escape(directory) + rb"(?![\w\x80-\xff-]|\.\w|" + _NOT_ITS_OWN + rb")"
+    )
     return pattern.search(text_low, first) is not None  # the lookbehind still sees the bytes before ``first``
 
 

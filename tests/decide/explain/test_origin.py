@@ -559,6 +559,14 @@ def test_another_environment_whose_directory_starts_like_this_ones_is_not_this_o
     assert explain_bytes(log.replace("fa-old", "fa").encode(), env).origin.use_machine
 
 
+@pytest.mark.parametrize("other", ["/home/ana/faé", "/home/ana/fa€"])
+def test_a_directory_whose_name_goes_on_in_a_non_ascii_letter_is_not_this_one(other: str) -> None:
+    # /home/ana/faé is another environment than /home/ana/fa: only an ASCII letter after the name counted.
+    env = target_env("h100", python_executable="/home/ana/fa/bin/python")
+    log = TORCH_SYMBOL.replace("/home/u/venv/lib/python3.10", other + "/lib/python3.12")
+    assert not explain_bytes(log.replace("cpython-310", "cpython-312").encode(), env).origin.use_machine
+
+
 def test_another_gpu_of_the_same_architecture_means_another_machine() -> None:
     # An H100's log with the H200 target's torch and Python: both GPUs are sm_90, but the log's is not this
     # machine's (the reason said "NVIDIA H100 80GB HBM3 (sm_90) in the log and here", and the fixes named
