@@ -155,6 +155,8 @@ def _decode(raw: bytes, rank: int, size: int | None = None) -> RankResult | None
     if not raw and size <= MAX_RESULT_BYTES:
         return None
     got = _read(raw, size, RankResult.from_json)
+    if not isinstance(got, str) and got.rank != rank:  # filed under one rank, read as another's
+        got = f"sent a result that says it is rank {got.rank}"
     return RankResult(rank=rank, exit_code=1, error=got) if isinstance(got, str) else got
 
 

@@ -259,6 +259,19 @@ def test_an_unreadable_result_is_that_ranks_error(sent: bytes) -> None:
     assert c.outcomes == {0: 1, 1: 1}
 
 
+def test_a_result_that_claims_another_ranks_number_is_the_senders_error() -> None:
+    # Rank 1's slot held {"rank": 0, ...}: it was filed under rank 1 but read as rank 0's, so the report
+    # showed rank 0 twice and rank 1 never. A result is the sender's; one that says otherwise is its error.
+    c = Cluster(2, collective=ThreadGroup(sent={1: b'{"rank": 0, "exit_code": 0}'}))
+    c.start(0)
+    c.start(1)
+    c.join()
+    res = c.gathered.results[1] if c.gathered else None
+    assert res is not None and res.rank == 1 and res.exit_code == 1
+    assert res.error is not None and "says it is rank 0" in res.error
+    assert c.outcomes == {0: 1, 1: 1}
+
+
 def big(rank: int) -> Callable[[], RankResult]:
     """A rank whose result is some MB (a broken rank)."""
     return lambda: RankResult(rank=rank, error="x" * (MAX_RESULT_BYTES + 1))
