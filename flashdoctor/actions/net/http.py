@@ -25,7 +25,10 @@ Policy (README "Downloads"):
   anything is sent. The deadlines hold through every kind of proxy (http://, https://, SOCKS).
   A mirror's own credentials (.netrc, user:password in the URL) follow a redirect only on the same host and
   port (or from http to https), as requests has them. Where both give some for a host, the URL's win, as
-  pip has them (requests prefers .netrc's): the user who wrote them into --index-url meant them.
+  pip has them (requests prefers .netrc's): the user who wrote them into --index-url meant them. As pip
+  does, the URL's are remembered for its host and port and sent to later URLs there that carry none (a
+  mirror's absolute links), .netrc's first where it has some; over http to https, never the other way, never
+  to another host or port, never on a redirect to one.
 """
 
 from __future__ import annotations
@@ -390,6 +393,7 @@ class _Session(requests.Session):
         self.policy = policy
         self.max_redirects = policy.max_redirects
         self.trust_env = True  # proxies, .netrc, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+        self._remembered: dict[str, tuple[str, str]] = {}  # scheme://host:port -> a URL's user:password
         adapter = _Adapter()
         self.mount("http://", adapter)
         self.mount("https://", adapter)
@@ -411,7 +415,22 @@ class _Session(requests.Session):
             own = requests.utils.get_auth_from_url(request.url)
             if any(own):
                 request.auth = own
-        return super().prepare_request(request)
+                self._remembered.pop(_origin(request.url), None)  # the latest for an origin is last
+                self._remembered[_origin(request.url)] = own
+        prepared = super().prepare_request(request)
+        if prepared.url and "Authorization" not in prepared.headers:
+            # As pip: a URL without credentials of its own (a mirror page's absolute link) gets those last
+            # used on its host and port (or on http://host for https://host), .netrc's first where it has some.
+            remembered = self._remembered_for(prepared.url)
+            if remembered is not None:
+                prepared.prepare_auth(remembered)
+        return prepared
+
+    def _remembered_for(self, url: str) -> tuple[str, str] | None:
+        for origin, auth in reversed(self._remembered.items()):
+            if not self.should_strip_auth(origin, url):  # type: ignore[no-untyped-call]
+                return auth
+        return None
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         # requests strips Authorization on a change of host, port or scheme (then adds .netrc's for the new
@@ -463,6 +482,16 @@ class _Budget:
 
 def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of ``url``, without its credentials: where they were given."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme.lower()}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 # -- the client -------------------------------------------------------------------------------------

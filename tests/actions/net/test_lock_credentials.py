@@ -26,12 +26,14 @@ V = H100_V  # locked for tests/targets/h100.json: the wheel must fit it
 
 
 def _run(
-    tls_server: Server, tls_ca: CA, tmp_path: Path, *extra: str
+    tls_server: Server, tls_ca: CA, tmp_path: Path, *extra: str, link: str | None = None
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``link``: the page's href for the wheel ({name} filled in); default relative, with its #sha256."""
     w = make_wheel(tmp_path / "w", version=V, tag=H100_TAG)
     digest = sha256_of(w)
     tls_server.route(f"/files/{w.name}", Response(200, w.read_bytes()))
-    page = f'<a href="../../files/{w.name}#sha256={digest}">{w.name}</a>'  # the #sha256 page route
+    href = (link or f"../../files/{{name}}#sha256={digest}").format(name=w.name)
+    page = f'<a href="{href}">{w.name}</a>'  # the #sha256 page route
     tls_server.route("/simple/flash-attn/", Response(200, page))
     plan = {
         "schema": "flashdoctor/plan/1",
@@ -56,6 +58,7 @@ def _run(
     }
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         env.pop(var, None)
+    tls_server.require("Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode())
     index_url = f"https://user:{SECRET}@127.0.0.1:{tls_server.base.rsplit(':', 1)[1]}/simple"
     args = ["lock", "--plan", str(tmp_path / "plan.json"), "--target", str(ROOT / "tests/targets/h100.json")]
     p = subprocess.run(
@@ -97,3 +100,18 @@ def test_lock_to_stdout_and_json_print_no_credentials(tls_server: Server, tls_ca
     entry = doc["entries"][0]
     assert entry["url"] == f"https://127.0.0.1:{port}/files/{w.name}"
     assert entry["credentials_removed"] is True
+
+
+def test_an_absolute_link_without_userinfo_on_the_mirror_is_fetched_with_its_credentials(
+    tls_server: Server, tls_ca: CA, tmp_path: Path
+) -> None:
+    """Nexus, Artifactory and devpi link files with absolute URLs without userinfo: the mirror's
+    credentials go there too (its host and port), as pip sends them; the page lists no digest, so lock
+    downloads the wheel to hash it. Nothing written or printed holds them."""
+    out = tmp_path / "flash.lock"
+    link = tls_server.base + "/files/{name}"
+    p, w = _run(tls_server, tls_ca, tmp_path, "-o", str(out), "--json", link=link)
+    assert [r.path for r in tls_server.requests] == ["/simple/flash-attn/", f"/files/{w.name}"]
+    assert json.loads(p.stdout)["entries"][0]["url"] == tls_server.base + f"/files/{w.name}"
+    written = [f for f in tmp_path.rglob("*") if f.is_file() and SECRET.encode() in f.read_bytes()]
+    assert not written

@@ -1,0 +1,78 @@
+"""A mirror's credentials (user:password in --index-url) on the links of its own pages.
+
+Nexus, Artifactory and devpi link their wheels with absolute URLs that carry no userinfo
+(``https://mirror.example/repository/pypi/packages/.../x.whl``). pip remembers the credentials it used on a
+host and port and sends them to later URLs there; flashdoctor sent them only where the URL carried them,
+so the wheel download answered 401. They go to the same host and port now (http to https too), never to
+another host or port, never across a redirect to another host, and are never written."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from flashdoctor.actions.cache import WheelCache
+from flashdoctor.actions.fetch import FetchOptions, obtain
+from flashdoctor.actions.net.download import DownloadPolicy
+from flashdoctor.actions.net.http import Http, HttpPolicy
+from flashdoctor.model.plan import WheelRef
+from tests.support.install_helpers import make_wheel, sha256_of
+from tests.support.loopback import Response, Server, serve
+
+pytestmark = pytest.mark.system
+
+SECRET = "s3cr3t-MIRROR-41"
+BASIC = "Basic " + base64.b64encode(f"u:{SECRET}".encode()).decode()
+FAST = DownloadPolicy(connect_timeout=2, read_timeout=2, retries=0, backoff=0.01, backoff_max=0.05)
+
+
+def with_userinfo(base: str) -> str:
+    return base.replace("http://", f"http://u:{SECRET}@")
+
+
+def test_an_absolute_link_on_the_mirrors_host_gets_its_credentials(mirror: Server, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "w")
+    mirror.require(BASIC)
+    mirror.route(f"/packages/ab/{wheel.name}", Response(200, wheel.read_bytes()))
+    link = f"{mirror.base}/packages/ab/{wheel.name}#sha256={sha256_of(wheel)}"  # absolute, no userinfo
+    mirror.route("/simple/flash-attn/", Response(200, f'<a href="{link}">{wheel.name}</a>'))
+    ref = WheelRef(
+        wheel.name, "https://github.com/x/y/releases/download/v1/" + wheel.name, None, "official", "1"
+    )
+    opts = FetchOptions(WheelCache(tmp_path / "c"), FAST, index_url=with_userinfo(mirror.base) + "/simple")
+    art = obtain(ref, opts, {}, "flash-attn")
+    assert art.sha256 == sha256_of(wheel)
+    assert [(r.path, r.headers.get("Authorization")) for r in mirror.requests] == [
+        ("/simple/flash-attn/", BASIC),
+        (f"/packages/ab/{wheel.name}", BASIC),
+    ]
+    assert SECRET not in repr(art)
+    assert not [p for p in (tmp_path / "c").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+
+
+def test_they_go_to_no_other_host_or_port_nor_across_a_redirect(mirror: Server) -> None:
+    """127.0.0.1:PORT remembered: localhost:PORT (another host name), 127.0.0.1:OTHER (another port) and
+    a redirect from the mirror to another port get nothing; a later request to the mirror does."""
+    with serve() as other:
+        mirror.route("/simple/", Response(200, "<html></html>"))
+        mirror.route("/away", Response(302, "", {"Location": other.base + "/x"}))
+        mirror.route("/here", Response(301, "", {"Location": "/simple/"}))
+        other.route("/x", Response(200, "x"))
+        localhost = mirror.base.replace("127.0.0.1", "localhost")
+        with Http(HttpPolicy(retries=0), {}) as http:
+            http.get(with_userinfo(mirror.base) + "/simple/")
+            http.get(localhost + "/simple/")
+            http.get(other.base + "/x")
+            http.get(mirror.base + "/away")
+            http.get(mirror.base + "/here")
+        seen = [(r.path, r.headers.get("Authorization")) for r in mirror.requests]
+        assert seen == [
+            ("/simple/", BASIC),
+            ("/simple/", None),  # localhost: another host name
+            ("/away", BASIC),
+            ("/here", BASIC),
+            ("/simple/", BASIC),  # a redirect on the same host and port keeps them
+        ]
+        assert [r.headers.get("Authorization") for r in other.requests] == [None, None]
