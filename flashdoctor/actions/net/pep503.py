@@ -20,6 +20,7 @@ from packaging.utils import canonicalize_name
 
 from flashdoctor.actions.net.errors import DownloadError
 from flashdoctor.actions.net.http import Http, Page
+from flashdoctor.actions.net.urls import redact
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 # PEP 691: ask for JSON, accept the HTML form (PEP 503) that most indexes still serve.
@@ -136,10 +137,10 @@ def _parse_json(body: bytes | str, page_url: str) -> list[IndexFile]:
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError):
-        raise NotAnIndexPage(f"{page_url}: the page is not valid JSON") from None
+        raise NotAnIndexPage(f"{redact(page_url)}: the page is not valid JSON") from None
     files = doc.get("files") if isinstance(doc, dict) else None
     if not isinstance(files, list):
-        raise NotAnIndexPage(f"{page_url}: a JSON answer without a 'files' list (not a PEP 691 page)")
+        raise NotAnIndexPage(f"{redact(page_url)}: a JSON answer without a 'files' list (not a PEP 691 page)")
     out = []
     for f in files[:MAX_FILES]:
         if not isinstance(f, dict) or not isinstance(f.get("url"), str) or not f["url"]:

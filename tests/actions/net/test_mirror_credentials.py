@@ -17,6 +17,7 @@ from flashdoctor.actions.cache import WheelCache
 from flashdoctor.actions.fetch import FetchOptions, obtain
 from flashdoctor.actions.net.download import DownloadPolicy
 from flashdoctor.actions.net.http import Http, HttpPolicy
+from flashdoctor.actions.net.pep503 import NotAnIndexPage
 from flashdoctor.model.plan import WheelRef
 from tests.support.install_helpers import make_wheel, sha256_of
 from tests.support.loopback import Response, Server, serve
@@ -76,3 +77,25 @@ def test_they_go_to_no_other_host_or_port_nor_across_a_redirect(mirror: Server) 
             ("/simple/", BASIC),  # a redirect on the same host and port keeps them
         ]
         assert [r.headers.get("Authorization") for r in other.requests] == [None, None]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Response(200, "{not json", {"Content-Type": "application/vnd.pypi.simple.v1+json"}),
+        Response(200, {"meta": {}}),  # JSON, but no 'files' list
+    ],
+)
+def test_a_broken_page_of_the_mirror_is_named_without_its_credentials(
+    mirror: Server, tmp_path: Path, answer: Response
+) -> None:
+    """The message named the page by the URL it was fetched with, user:password included: install puts
+    it in its result (`error`, the fetch step: JSON and the install log)."""
+    mirror.route("/simple/flash-attn/", answer)
+    name = "flash_attn-2.8.3-cp311-cp311-linux_x86_64.whl"
+    ref = WheelRef(name, "https://github.com/x/y/releases/download/v1/" + name, None, "official", "1")
+    opts = FetchOptions(WheelCache(tmp_path / "c"), FAST, index_url=with_userinfo(mirror.base) + "/simple")
+    with pytest.raises(NotAnIndexPage) as exc:
+        obtain(ref, opts, {}, "flash-attn")
+    assert SECRET not in exc.value.message + (exc.value.hint or "")
+    assert f"***@127.0.0.1:{mirror.base.rsplit(':', 1)[1]}/simple/flash-attn/" in exc.value.message
