@@ -40,6 +40,7 @@ from flashdoctor.actions.net.http import (
     HttpPolicy,
     Retryable,
     Watch,
+    credentials_hint,
     raw_chunks,
     retry_after,
 )
@@ -226,7 +227,7 @@ def _receive(
         if status == 404:
             hint = "the file is gone from the server or the index is stale; try another --index-url or a --wheelhouse"
         elif status in (401, 403):
-            hint = "the server wants credentials; for GitHub set GITHUB_TOKEN (it is never printed)"
+            hint = credentials_hint(shown, policy.token_hosts)
         raise DownloadError(f"HTTP {status} {resp.reason} for {shown}", hint=hint)
     if status not in (200, 206):
         raise DownloadError(f"unexpected HTTP {status} {resp.reason} for {shown}")

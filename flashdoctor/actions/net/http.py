@@ -53,7 +53,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from flashdoctor import __version__
 from flashdoctor.actions.net.errors import OFFLINE_HINT, DownloadError, OfflineError, TooLarge
-from flashdoctor.actions.net.urls import Target, check_url, redact, redact_text, token_allowed
+from flashdoctor.actions.net.urls import Target, check_url, host_entry, redact, redact_text, token_allowed
 from flashdoctor.errors import UsageError
 
 # GITHUB_TOKEN goes to these hosts only (exact match). Release assets are served from
@@ -777,6 +777,19 @@ def _name_not_resolved(exc: BaseException) -> bool:
     return False
 
 
+def credentials_hint(url: str, token_hosts: frozenset[str]) -> str:
+    """What to do about a 401/403 from ``url``: GitHub takes GITHUB_TOKEN, a mirror its own credentials."""
+    with contextlib.suppress(DownloadError):
+        host = host_entry(url)
+        if host in token_hosts or host.rsplit(":", 1)[0] in token_hosts:
+            return "the server wants credentials; for GitHub set GITHUB_TOKEN (it is never printed)"
+        return (
+            f"the server wants credentials: give them in the URL (https://USER:PASSWORD@{host}/...: they go "
+            f"to that host and port only, and are never printed) or in a ~/.netrc entry for {host.rsplit(':', 1)[0]}"
+        )
+    return "the server wants credentials (in the URL, or a ~/.netrc entry for its host)"
+
+
 def _tls_error(exc: Exception, shown: str) -> DownloadError:
     return DownloadError(
         f"TLS failure for {shown}: {describe(exc)}",
@@ -816,6 +829,7 @@ __all__ = [
     "Page",
     "Retryable",
     "Watch",
+    "credentials_hint",
     "describe",
     "raw_chunks",
     "retry_after",

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 from packaging.utils import canonicalize_name
 
 from flashdoctor.actions.net.errors import DownloadError
-from flashdoctor.actions.net.http import Http, Page
+from flashdoctor.actions.net.http import Http, Page, credentials_hint
 from flashdoctor.actions.net.urls import redact
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -175,7 +175,8 @@ def read_page(http: Http, page_url: str) -> tuple[Page, list[IndexFile]]:
     if page.status == 404:
         raise ProjectNotFound(f"{page.shown}: not found on the index (HTTP 404)")
     if page.status != 200:
-        raise DownloadError(f"HTTP {page.status} {page.reason} for {page.shown}")
+        hint = credentials_hint(page.shown, http.policy.token_hosts) if page.status in (401, 403) else None
+        raise DownloadError(f"HTTP {page.status} {page.reason} for {page.shown}", hint=hint)
     return page, parse_project_page(page.body, page.url, page.content_type)
 
 

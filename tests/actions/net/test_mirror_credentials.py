@@ -15,7 +15,7 @@ import pytest
 
 from flashdoctor.actions.cache import WheelCache
 from flashdoctor.actions.fetch import FetchOptions, obtain
-from flashdoctor.actions.net.download import DownloadPolicy
+from flashdoctor.actions.net.download import DownloadError, DownloadPolicy
 from flashdoctor.actions.net.http import Http, HttpPolicy
 from flashdoctor.actions.net.pep503 import NotAnIndexPage
 from flashdoctor.model.plan import WheelRef
@@ -99,3 +99,19 @@ def test_a_broken_page_of_the_mirror_is_named_without_its_credentials(
         obtain(ref, opts, {}, "flash-attn")
     assert SECRET not in exc.value.message + (exc.value.hint or "")
     assert f"***@127.0.0.1:{mirror.base.rsplit(':', 1)[1]}/simple/flash-attn/" in exc.value.message
+
+
+def test_a_mirror_that_answers_401_is_told_how_to_give_it_credentials(mirror: Server, tmp_path: Path) -> None:
+    """A 401 from a mirror said "for GitHub set GITHUB_TOKEN" (the wheel) or nothing (its page); it says
+    how to give the mirror its credentials now, once (no retry), exit 4 as every download failure."""
+    mirror.require(BASIC)
+    name = "flash_attn-2.8.3-cp311-cp311-linux_x86_64.whl"
+    ref = WheelRef(name, f"{mirror.base}/packages/{name}", "a" * 64, "official", "1")
+    for index_url in (None, mirror.base + "/simple"):
+        opts = FetchOptions(WheelCache(tmp_path / "c"), FAST, index_url=index_url)
+        with pytest.raises(DownloadError) as exc:
+            obtain(ref, opts, {}, "flash-attn")
+        assert exc.value.message.startswith("HTTP 401 Unauthorized for ") and exc.value.return_code == 4
+        assert "GITHUB_TOKEN" not in (exc.value.hint or "")
+        assert ".netrc" in (exc.value.hint or "") and "USER:PASSWORD@" in (exc.value.hint or "")
+    assert [r.path for r in mirror.requests] == [f"/packages/{name}", "/simple/flash-attn/"]
