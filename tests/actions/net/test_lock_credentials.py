@@ -79,6 +79,7 @@ def _check_lock_text(text: str, wheel: Path, port: str) -> None:
     assert "removed" in text and "netrc" in text and "keyring" in text and "PIP_INDEX_URL" in text
 
 
+@pytest.mark.slow  # 2-3 s: lock in a subprocess over TLS
 def test_lock_to_a_file_writes_no_credentials(tls_server: Server, tls_ca: CA, tmp_path: Path) -> None:
     out = tmp_path / "flash.lock"
     p, w = _run(tls_server, tls_ca, tmp_path, "-o", str(out))
@@ -86,6 +87,7 @@ def test_lock_to_a_file_writes_no_credentials(tls_server: Server, tls_ca: CA, tm
     assert "credentials" in p.stdout + p.stderr  # the terminal is told too
 
 
+@pytest.mark.slow  # 2-3 s: lock in a subprocess over TLS
 def test_lock_to_stdout_and_json_print_no_credentials(tls_server: Server, tls_ca: CA, tmp_path: Path) -> None:
     p, w = _run(tls_server, tls_ca, tmp_path, "--format", "all")
     port = tls_server.base.rsplit(":", 1)[1]
