@@ -85,8 +85,43 @@ def pytorch_cuda_index(
     if fitting:
         best = max(fitting, key=lambda c: major_minor(c) or (0, 0))
         return f"{pip} --force-reinstall torch=={public} --index-url {PYTORCH_INDEX}/{_tag(best)}"
-    # This torch has no build the driver runs: the newest torch on the index the driver runs.
+    # This torch has no build the driver runs: an older torch, named (pip would take the newest on the
+    # driver's index without saying it is older), from the newest CUDA it is published for that the driver runs.
+    older = older_torch_for_driver(driver_cuda, torch)
+    if older is not None:
+        minor, cuda = older
+        spec = shlex.quote(f"torch=={minor}.*")
+        return f"{pip} --force-reinstall {spec} --index-url {PYTORCH_INDEX}/{_tag(cuda)}"
     return f"{pip} --force-reinstall torch --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
+
+
+def older_torch_for_driver(driver_cuda: str | None, torch: str | None) -> tuple[str, str] | None:
+    """Where the installed ``torch``'s minor has no CUDA build this driver runs: the newest older torch minor
+    that has one, and that build's CUDA (None: this torch has such a build, or none is tabulated)."""
+    dc, mm = major_minor(driver_cuda), major_minor(torch) if torch else None
+    if dc is None or mm is None:
+        return None
+    best: tuple[tuple[int, int], str, str] | None = None
+    for rel in knowledge.load_data("torch_builds")["releases"]:
+        rm = major_minor(rel["torch"])
+        runs = [c for c in rel["cuda"] if (m := major_minor(c)) is not None and m <= dc]
+        if rm is None or not runs:
+            continue
+        if rm >= mm:
+            return None  # this torch (or a newer one) has a build the driver runs: not a downgrade
+        cuda = max(runs, key=lambda c: major_minor(c) or (0, 0))
+        if best is None or rm > best[0]:
+            best = (rm, rel["torch"], cuda)
+    return (best[1], best[2]) if best is not None else None
+
+
+def _older_note(env: Environment) -> str:
+    older = older_torch_for_driver(env.driver_cuda, env.torch)
+    if older is None:
+        return ""
+    mm = major_minor(env.torch)
+    yours = f"{mm[0]}.{mm[1]}" if mm else env.torch
+    return f" (torch {older[0]}, older than your {yours}: the driver upgrade keeps yours)"
 
 
 def check_driver(env: Environment) -> list[Finding]:
@@ -111,7 +146,9 @@ def check_driver(env: Environment) -> list[Finding]:
                 Status.FAIL,
                 f"Driver {env.driver} supports CUDA {env.driver_cuda}, torch needs CUDA {env.torch_cuda}",
                 evidence=evidence,
-                fix=f"Upgrade the NVIDIA driver to ≥ {need}, or install a torch built for CUDA {dc[0]}.x: "
+                fix=f"Upgrade the NVIDIA driver to ≥ {need}, or install a torch built for CUDA {dc[0]}.x"
+                + _older_note(env)
+                + ": "
                 + pytorch_cuda_index(env.driver_cuda, env.torch, env),
             )
         ]

@@ -382,8 +382,12 @@ def test_torch_cpu_only_fix_reinstalls_the_same_version_from_the_drivers_index()
         ("13.0", "2.8.0+cpu", "pip install --force-reinstall torch==2.8.0 --index-url https://download.pytorch.org/whl/cu129"),
         ("12.6", "2.8.0+cpu", "pip install --force-reinstall torch==2.8.0 --index-url https://download.pytorch.org/whl/cu126"),
         ("12.8", "2.6.0", "pip install --force-reinstall torch==2.6.0 --index-url https://download.pytorch.org/whl/cu126"),
-        # torch 2.8 has no build for a CUDA 12.4 driver: the newest torch on the index it runs
-        ("12.4", "2.8.0+cu128", "pip install --force-reinstall torch --index-url https://download.pytorch.org/whl/cu124"),
+        # torch 2.8 has no build for a CUDA 12.4 driver: the newest older torch that has one, named
+        # (2.7, whose cu118 build a 12.4 driver runs: the least step back, not 2.6 on the cu124 index)
+        ("12.4", "2.8.0+cu128", "pip install --force-reinstall 'torch==2.7.*' --index-url https://download.pytorch.org/whl/cu118"),
+        ("12.5", "2.9.0+cu128", "pip install --force-reinstall 'torch==2.7.*' --index-url https://download.pytorch.org/whl/cu118"),
+        # nothing tabulated runs on the driver: the newest torch on the oldest index (minor-version compatibility)
+        ("11.4", "2.8.0+cu128", "pip install --force-reinstall torch --index-url https://download.pytorch.org/whl/cu118"),
         # a release torch_builds.json does not tabulate: the same version from the driver's index
         ("12.1", "2.3.1+cpu", "pip install --force-reinstall torch==2.3.1 --index-url https://download.pytorch.org/whl/cu121"),
         # a nightly comes from the nightly index
@@ -392,6 +396,15 @@ def test_torch_cpu_only_fix_reinstalls_the_same_version_from_the_drivers_index()
 )  # fmt: skip
 def test_pytorch_cuda_index(driver_cuda: str, torch: str | None, command: str) -> None:
     assert pytorch_cuda_index(driver_cuda, torch) == command
+
+
+def test_a_driver_too_old_for_any_build_of_this_torch_says_the_fix_is_an_older_torch() -> None:
+    # The fix read "install a torch built for CUDA 12.x: pip install --force-reinstall torch --index-url
+    # .../cu124": pip then took torch 2.6 in place of 2.9, and nothing said it was older.
+    env = target_env("h100").replace(torch="2.9.0+cu130", torch_cuda="13.0", driver="550.54", driver_cuda="12.4")
+    (f,) = [f for f in run_checks(env).findings if f.code == "driver-too-old"]
+    assert f.fix is not None and "(torch 2.7, older than your 2.9: the driver upgrade keeps yours)" in f.fix
+    assert "'torch==2.7.*' --index-url https://download.pytorch.org/whl/cu118" in f.fix
 
 
 def test_torch_commands_use_the_target_interpreter() -> None:
