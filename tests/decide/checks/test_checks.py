@@ -401,7 +401,9 @@ def test_pytorch_cuda_index(driver_cuda: str, torch: str | None, command: str) -
 def test_a_driver_too_old_for_any_build_of_this_torch_says_the_fix_is_an_older_torch() -> None:
     # The fix read "install a torch built for CUDA 12.x: pip install --force-reinstall torch --index-url
     # .../cu124": pip then took torch 2.6 in place of 2.9, and nothing said it was older.
-    env = target_env("h100").replace(torch="2.9.0+cu130", torch_cuda="13.0", driver="550.54", driver_cuda="12.4")
+    env = target_env("h100").replace(
+        torch="2.9.0+cu130", torch_cuda="13.0", driver="550.54", driver_cuda="12.4"
+    )
     (f,) = [f for f in run_checks(env).findings if f.code == "driver-too-old"]
     assert f.fix is not None and "(torch 2.7, older than your 2.9: the driver upgrade keeps yours)" in f.fix
     assert "'torch==2.7.*' --index-url https://download.pytorch.org/whl/cu118" in f.fix
