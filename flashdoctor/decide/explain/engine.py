@@ -32,6 +32,7 @@ from flashdoctor.decide.explain.scan import (
     PROSE_MAX,
     Hit,
     LogContexts,
+    Scan,
     match_naive,
     normalise,
     scan,
@@ -49,11 +50,13 @@ __all__ = [
     "Diagnosis",
     "Explanation",
     "KeyLine",
+    "LogReading",
     "explain_bytes",
     "explain_text",
     "find_key_lines",
     "match_naive",
     "normalise",
+    "read_log",
 ]
 
 EVIDENCE_MAX = 400  # characters of evidence kept around the match
@@ -290,8 +293,37 @@ def version_skew(
     )
 
 
+@dataclass(frozen=True)
+class LogReading:
+    """What a log says whichever machine reads it (read_log): its normalised bytes, the keyword scan and
+    the machine the log shows. Read-only once made: explain_bytes copies what it changes."""
+
+    data: bytes
+    low: bytes
+    found: Scan
+    shown: LogMachine
+
+
+def read_log(data: bytes) -> LogReading:
+    """The machine-independent part of explain_bytes (most of its cost: the keyword scan)."""
+    data = normalise(bytes(data))
+    low = data.lower()  # ASCII-only lower-casing: offsets stay valid
+    kb = knowledge()
+    found = scan(data, low, kb)
+    if len(data) <= PROSE_MAX:  # a report someone pasted (a build log is not reflowed)
+        found = scan_unwrapped(data, kb, found)
+    # What the log says about its own machine: contexts read from the log alone (from its head and
+    # tail: a machine's paths and names show there, and a 10 MB log is not searched once per keyword).
+    head_tail = (
+        low if len(low) <= 2 * MACHINE_WINDOW else low[:MACHINE_WINDOW] + b"\n" + low[-MACHINE_WINDOW:]
+    )
+    return LogReading(
+        data, low, found, read_machine(found.facts, LogContexts(head_tail, head_tail, kb, None))
+    )
+
+
 def explain_bytes(
-    data: bytes,
+    data: bytes | LogReading,
     env: Environment | None = None,
     wheel_finder: WheelFinder | None = None,
     key_lines: bool | None = None,
@@ -315,19 +347,13 @@ def explain_bytes(
     (the wheel index's decide.wheels.index.release_torch), called only for a bare build failure; with it,
     one of a release far older than the log's torch is named as such (basis "versions").
 
-    ``skipped``: ``data`` is the head and the tail of a longer log; its lines are numbered as in that log."""
-    data = normalise(bytes(data))
-    low = data.lower()  # ASCII-only lower-casing: offsets stay valid
+    ``skipped``: ``data`` is the head and the tail of a longer log; its lines are numbered as in that log.
+
+    ``data`` may be a log already read (read_log): one reading explained for several machines gives what
+    its bytes give for each."""
+    reading = data if isinstance(data, LogReading) else read_log(data)
+    data, low, found, shown = reading.data, reading.low, reading.found, reading.shown
     kb = knowledge()
-    found = scan(data, low, kb)
-    if len(data) <= PROSE_MAX:  # a report someone pasted (a build log is not reflowed)
-        found = scan_unwrapped(data, kb, found)
-    # What the log says about its own machine: contexts read from the log alone (from its head and
-    # tail: a machine's paths and names show there, and a 10 MB log is not searched once per keyword).
-    head_tail = (
-        low if len(low) <= 2 * MACHINE_WINDOW else low[:MACHINE_WINDOW] + b"\n" + low[-MACHINE_WINDOW:]
-    )
-    shown: LogMachine = read_machine(found.facts, LogContexts(head_tail, head_tail, kb, None))
     origin = decide_origin(env, shown, low, here)
     machine = env if origin.use_machine else None
     contexts = LogContexts(data, low, kb, machine)

@@ -509,3 +509,21 @@ def test_flashdoctors_own_no_code_for_this_gpu_messages_are_recognised():
         "flash_attn-2.8.3+fd.sm110-cp312-cp312-linux_x86_64.whl has no code for sm_90 (built for sm_110)",
     ):
         assert [d.code for d in explain_text(line)][:1] == ["gpu-unsupported"], line
+
+
+def test_one_reading_of_a_log_explained_for_several_machines_is_explain_bytes_for_each():
+    # The evaluation measures read a log once and explain it for every target (read_log, then explain_bytes of the reading):
+    # that must give what explain_bytes gives, whichever machine came before (the reading is shared).
+    from flashdoctor.decide.explain.engine import read_log
+    from tests.decide.explain.foreign import tune_cases
+    from tests.support.targets import bundled_finder
+
+    finder = bundled_finder()
+    machines = [target_env("h100"), None, target_env("cpu-box"), target_env("h100")]
+    for case in tune_cases()[::20]:  # five logs of different failures (each costs ~15 explains)
+        data = str(case["log"]).encode("utf-8")
+        reading = read_log(data)
+        for env in machines:
+            for here in (False, True):
+                got = explain_bytes(reading, env, finder, here=here)
+                assert got == explain_bytes(data, env, finder, here=here), (case["id"], here)
