@@ -6,7 +6,8 @@ copied to a backup directory with its sha256 and a ``manifest.json``. If flashdo
 before it restores or discards the backup, the next install into that environment finds it
 (``find_interrupted``) and restores it first. Restoring means: uninstall the new distribution (and any dependency the
 install added), delete what the new wheel created where nothing was before, copy the saved files back
-(each through a temporary name and a rename), and check every restored file's sha256 and the
+(each through a temporary name and a rename), remove the directories a pip killed or interrupted mid-way
+left next to the saved ones (its ``~lash_attn`` stash, ``pip_stashes``), and check every restored file's sha256 and the
 distribution's version in the target interpreter.
 
 A file-level backup restores the previous state even when its wheel is nowhere to be found (a source
@@ -38,6 +39,10 @@ from flashdoctor.errors import InstallError
 from flashdoctor.probe.state import TargetState, read_state
 
 OWNER = "owner.json"
+# pip moves a directory it uninstalls aside under a name next to it, "~" and these characters in place of
+# the name's first ones (pip's AdjacentTempDirectory.LEADING_CHARS: "flash_attn" -> "~lash_attn"), and
+# deletes it once the install is done; a pip killed (or interrupted by Ctrl-C) in between leaves it there.
+PIP_STASH_LEAD = "-~.=%0123456789"
 UNOWNED_STALE_S = 86400.0  # an incomplete backup that names no environment (an older flashdoctor's)
 
 
@@ -283,6 +288,9 @@ def restore(
             continue
         if _sha(f.path) != f.sha256:
             problems.append(f"{f.path} does not match its backup after the restore")
+    for stash in pip_stashes(backup):
+        shutil.rmtree(stash, ignore_errors=True)
+        notes.append(f"removed {stash}, left by a pip that was interrupted")
     state = read_state(installer.python, environ, (backup.dist,))
     now = state.dist(backup.dist)
     version = now.version if now else None
@@ -297,6 +305,54 @@ def restore(
         if a in state.dists:
             problems.append(f"{a}, added by the install, is still installed")
     return RestoreResult(ok=not problems, version=version, problems=tuple(problems), log=tuple(notes))
+
+
+def _is_stash_name(stash: str, name: str) -> bool:
+    """Whether ``stash`` is a name pip gives ``name`` while it uninstalls it (see PIP_STASH_LEAD)."""
+    if not stash.startswith("~") or stash == name:
+        return False
+    for k in range(1, len(stash)):
+        head, tail = stash[1:k], stash[k:]
+        if all(c in PIP_STASH_LEAD for c in head) and (
+            tail == name or (len(stash) == len(name) and name.endswith(tail))
+        ):
+            return True
+    return False
+
+
+def pip_stashes(backup: Backup) -> list[str]:
+    """The directories an interrupted pip left next to the backed-up ones: named as pip names a stash of
+    one of them, and holding nothing but files the backup holds (at their stashed place), so that none
+    of another's is ever removed."""
+    saved = {f.path for f in backup.files}
+    if len(saved) < 2:
+        return []
+    top = os.path.commonpath(list(saved))
+    dirs: set[str] = set()
+    for p in saved:
+        d = os.path.dirname(p)
+        while len(d) > len(top) and d.startswith(top):
+            dirs.add(d)
+            d = os.path.dirname(d)
+    found = []
+    for d in sorted(dirs):
+        parent, name = os.path.split(d)
+        try:
+            entries = [e for e in os.scandir(parent) if _is_stash_name(e.name, name)]
+        except OSError:
+            continue
+        for e in entries:
+            if not e.is_dir(follow_symlinks=False):
+                continue
+            held = [
+                os.path.join(d, os.path.relpath(os.path.join(w, f), e.path))
+                for w, _dirs, files in os.walk(e.path)
+                if "__pycache__" not in Path(w).relative_to(e.path).parts
+                for f in files
+            ]
+            if held and all(h in saved for h in held):
+                found.append(e.path)
+    return found
 
 
 def same_version(a: str | None, b: str | None) -> bool:

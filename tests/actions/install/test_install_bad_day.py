@@ -70,6 +70,32 @@ def test_a_restore_killed_after_its_uninstall_is_finished_by_the_next_install(
     assert not root.exists()
 
 
+def _signal_pip_half_way(
+    py: Path, tmp: Path, cache_dir: Path, sig: signal.Signals
+) -> tuple[dict[str, str], list[str], subprocess.Popen[str], str]:
+    """Install V_OLD, then start `flashdoctor install` of a big V_GOOD and send ``sig`` to its process
+    group (flashdoctor and its pip) once pip has moved the old version aside. Returns the tree digest and
+    the names in site-packages before, the process (ended) and its stderr."""
+    old = make_wheel(tmp / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)})
+    assert _install(py, old, V_OLD, tmp, cache_root=cache_dir / "wheels").status == "installed"
+    site = site_packages(py)
+    before, names = tree_digest(site), sorted(p.name for p in site.iterdir())
+    new = make_wheel(tmp / "new", version=V_GOOD, pad_bytes=40_000_000)  # pip takes a while to write it
+    p = fd_install(write_plan(tmp / "plan.json", new, V_GOOD), py, cache_dir, start_new_session=True)
+    old_info = site / f"flash_attn-{V_OLD}.dist-info"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and p.poll() is None and old_info.exists():
+            time.sleep(0.002)
+        os.killpg(p.pid, sig)
+        _out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+    return before, names, p, err
+
+
 def test_pip_killed_half_way_through_the_install_is_undone_by_the_next_install(
     fresh_venv: Path, tmp_path: Path
 ) -> None:
@@ -79,24 +105,10 @@ def test_pip_killed_half_way_through_the_install_is_undone_by_the_next_install(
     install fails its import check and rolls back to "not installed"). Now it is restored first."""
     cache_dir = tmp_path / "fdc"
     ctx_cache = {"cache_root": cache_dir / "wheels"}
-    old = make_wheel(tmp_path / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)})
-    assert _install(fresh_venv, old, V_OLD, tmp_path, **ctx_cache).status == "installed"
     site = site_packages(fresh_venv)
-    before = tree_digest(site)
-    new = make_wheel(tmp_path / "new", version=V_GOOD, pad_bytes=40_000_000)  # pip takes a while to write it
-    p = fd_install(
-        write_plan(tmp_path / "plan.json", new, V_GOOD), fresh_venv, cache_dir, start_new_session=True
-    )
-    old_info = site / f"flash_attn-{V_OLD}.dist-info"
-    deadline = time.monotonic() + 60
+    before, _names, _p, _out = _signal_pip_half_way(fresh_venv, tmp_path, cache_dir, signal.SIGKILL)
     try:
-        while time.monotonic() < deadline and p.poll() is None and old_info.exists():
-            time.sleep(0.002)
-    finally:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.communicate()
-    try:
-        assert not old_info.exists(), "pip never began the install"
+        assert not (site / f"flash_attn-{V_OLD}.dist-info").exists(), "pip never began the install"
         assert "flash-attn" not in pip_list(fresh_venv)  # killed between the old version and the new
         again = make_wheel(tmp_path / "again", version=V_NEXT, files={"flash_attn/__init__.py": BAD_IMPORT})
         res = _install(fresh_venv, again, V_NEXT, tmp_path, **ctx_cache)
@@ -104,9 +116,10 @@ def test_pip_killed_half_way_through_the_install_is_undone_by_the_next_install(
         assert res.status == "rolled-back" and res.previous == V_OLD, (res.warnings, res.previous)
         assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
         assert tree_digest(site) == before
+        assert not list(site.glob("~lash_attn*"))  # pip's stash of the old version, removed by the restore
         assert not list((cache_dir / "wheels" / "backups").iterdir())
     finally:
-        for stash in site.glob("~lash_attn*"):  # pip's own leftovers of the kill (not flashdoctor's)
+        for stash in site.glob("~lash_attn*"):
             shutil.rmtree(stash, ignore_errors=True)
 
 
@@ -212,3 +225,24 @@ def test_lock_format_all_on_a_full_disk_replaces_none_of_the_set(tmp_path: Path)
     assert r.returncode == 0, r.stderr
     assert (out / "flash.txt").read_text() == exports["requirements"]
     assert (out / "flash.Dockerfile").read_text() == exports["dockerfile"]
+
+
+def test_ctrl_c_while_pip_replaces_the_old_version_restores_it_and_exits_130(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C in the terminal (SIGINT to the whole process group) while pip is half-way through
+    replacing the old flash-attn: flashdoctor restored the old version and exited 130, but pip's stash of
+    it (``~lash_attn/``, ``~lash_attn-<old>.dist-info/``) stayed in site-packages, and every later pip
+    warned "Ignoring invalid distribution ~lash-attn". The restore removes it now."""
+    cache_dir = tmp_path / "fdc"
+    site = site_packages(fresh_venv)
+    before, names, p, err = _signal_pip_half_way(fresh_venv, tmp_path, cache_dir, signal.SIGINT)
+    try:
+        assert p.returncode == 130, (p.returncode, err[-2000:])
+        assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
+        assert tree_digest(site) == before
+        assert sorted(p.name for p in site.iterdir()) == names  # no stash of pip's left behind
+        assert not list((cache_dir / "wheels" / "backups").iterdir())
+    finally:
+        for stash in site.glob("~lash_attn*"):
+            shutil.rmtree(stash, ignore_errors=True)
