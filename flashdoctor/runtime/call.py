@@ -176,10 +176,11 @@ def flash_attention(
             out = kernels.run(name, q, k, v, causal, dropout_p, scale, attn_mask)
         except torch.cuda.OutOfMemoryError:
             raise
-        except RuntimeError as exc:
+        except Exception as exc:
             if name == FALLBACK:
                 raise
             # The knowledge said yes but this torch/kernel build said no: remember, warn once, go on.
+            # Not only RuntimeError: FA4's wrapper refuses with assert, others with ValueError/TypeError.
             state.record_failure(name, _failure_key(call))
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             state.log_once(

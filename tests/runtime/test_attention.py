@@ -39,8 +39,8 @@ from flashdoctor.attention import (
     select_backend,
     unpad_sequence_length,
 )
+from flashdoctor.runtime import availability, dispatch, kernels, state
 from flashdoctor.runtime import call as runtime_call
-from flashdoctor.runtime import dispatch, kernels, state
 from flashdoctor.runtime import module as runtime_module
 from tests.support.runtime_fakes import FA3_LABEL, fa3_minimal_build_fixture, pretend_h100  # noqa: F401 (a fixture)
 
@@ -586,6 +586,42 @@ def test_a_backend_that_torch_refuses_falls_back_once_with_its_reason(
     assert len(failed) == 1 and ("No available kernel" in failed[0] or "No viable backend" in failed[0])
     assert any(m.startswith("FlashAttention: using sdpa-cudnn") for m in messages)
     assert backend_usage() == {"sdpa-flash": 2}
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        AssertionError("Unsupported compute capability. Supported: 9.x, 10.x, 11.x"),  # FA4's asserts
+        ValueError("head_dim_v must be divisible by 8"),
+        TypeError("flash_attn_func() got an unexpected keyword argument 'softmax_scale'"),
+    ],
+)
+def test_a_flash_kernel_refusing_with_another_exception_falls_back_too(
+    fa3_minimal_build: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    refusal: Exception,
+) -> None:
+    """A flash-attn build refuses calls the knowledge admits with whatever its Python wrapper raises:
+    FA4's interface asserts (AssertionError), others raise ValueError, or TypeError for a version whose
+    signature differs. That is a
+    refusal like torch's RuntimeError: the call goes to the next backend instead of crashing the model."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise refusal
+
+    monkeypatch.setattr(fa3_minimal_build, "flash_attn_func", refuse)
+    availability.import_backend.cache_clear()
+    caplog.set_level(logging.WARNING, logger="flashdoctor.attention")
+    q = torch.randn(2, 16, 4, 128, dtype=torch.bfloat16)
+    assert select_backend(q, q, q).backend == "fa3"
+    out = flash_attention(q, q, q)
+    flash_attention(q, q, q)
+    torch.testing.assert_close(out.float(), reference(q.float(), q.float(), q.float()), atol=2e-2, rtol=2e-2)
+    assert backend_usage() == {"sdpa-flash": 2}
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("FlashAttention: fa3 failed") and str(refusal) in line
+    assert select_backend(q, q, q).backend == "sdpa-flash"  # remembered for this kind of call
 
 
 def test_dropout_with_a_forced_backend_that_cannot_take_it_still_computes(pretend_h100: None) -> None:

@@ -110,7 +110,7 @@ def test_gpu_runtime_fa3_proof_logic_on_a_stand_in_fa3_build(
     # (the real build segfaults there; the stand-in raises).
     monkeypatch.setattr(dispatch, "build_coverage", lambda variant, version: None)
     runtime_call._decide_cached.cache_clear()
-    with pytest.raises(SystemError, match=r"segfault: no kernel for torch\.float16"):
+    with pytest.raises(BaseException, match=r"segfault: no kernel for torch\.float16"):
         script.run_checks(torch.device("cpu"))
     runtime_call._decide_cached.cache_clear()
 

@@ -4,8 +4,9 @@ A real module (``flash_attn_interface``, FA3's import path and calling conventio
 (out, lse)) and its real dist-info (``flash_attn_3-3.0.0+fd.sm90.hd128.bf16...``: the profile label the
 dispatcher reads) on sys.path. It computes attention with torch ops under the kernel name the profiler
 shows for FA3's forward on an H100. For a dtype or head dim the build lacks, the real build crashes the
-process (issue 16: fp16 on a bf16-only build segfaulted); the stand-in raises SystemError, which
-flash_attention does not catch, so a test that calls into a missing kernel fails.
+process (issue 16: fp16 on a bf16-only build segfaulted); the stand-in raises ``Segfault``, a
+BaseException that flash_attention (which falls back on any Exception a kernel raises) does not catch, so
+a test that calls into a missing kernel fails.
 
 Only what cannot exist here is faked: the GPU in the call's description and torch's SDPA flags (cuDNN has
 no CPU kernel, so it is reported off).
@@ -36,9 +37,13 @@ from torch.profiler import record_function
 calls = []
 
 
+class Segfault(BaseException):  # what the real build does there: no exception handler sees it
+    pass
+
+
 def flash_attn_func(q, k, v, softmax_scale=None, causal=False, **kw):
     if q.dtype != torch.bfloat16 or q.shape[-1] > 128 or q.shape[-1] <= 96:
-        raise SystemError("segfault: no kernel for %s head dim %d in this build" % (q.dtype, q.shape[-1]))
+        raise Segfault("segfault: no kernel for %s head dim %d in this build" % (q.dtype, q.shape[-1]))
     calls.append((q.dtype, q.shape[-1], causal))
     with record_function({FA3_FWD_KERNEL!r}):
         out = torch.nn.functional.scaled_dot_product_attention(
