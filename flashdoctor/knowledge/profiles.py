@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from flashdoctor.errors import UsageError
+from flashdoctor.knowledge.archs import runs_on
 
 BuildVariant = Literal["fa2", "fa3"]
 DTYPES = ("fp16", "bf16")
@@ -209,9 +210,13 @@ class BuildCoverage:
     kernels: tuple[int, ...]  # the version's head-dim kernels
     dtypes: tuple[str, ...] | None  # None = every dtype of the variant
     disabled: tuple[str, ...]
+    archs: tuple[int, ...] = ()  # the label's archs (SASS only, no PTX); () = not said
 
-    def missing(self, head_dim: int, dtype: str) -> str | None:
-        """Why this build has no kernel for (head_dim, dtype), e.g. "fp16"; None when it has one."""
+    def missing(self, head_dim: int, dtype: str, sm: int | None = None) -> str | None:
+        """Why this build has no kernel for (head_dim, dtype) on a GPU of compute capability `sm`, e.g.
+        "fp16" or "sm_90"; None when it has one."""
+        if sm is not None and self.archs and runs_on([f"sm_{a}" for a in self.archs], sm) == "no":
+            return f"sm_{sm}"
         if self.dtypes is not None and dtype not in self.dtypes:
             return dtype
         if dtype == "fp8" and "fp8" in self.disabled:
@@ -253,4 +258,5 @@ def build_coverage(variant: str, version: str | None) -> BuildCoverage | None:
         kernels=head_dim_kernels(bv, str(v)),
         dtypes=dtypes,
         disabled=info.disabled,
+        archs=info.archs,
     )

@@ -165,7 +165,8 @@ def build_reason(name: str, version: str | None, call: AttentionCall) -> str | N
     coverage = build_coverage(spec.variant, version)
     if coverage is None:
         return None
-    missing = coverage.missing(call.head_dim, call.dtype)
+    sm = None if call.capability is None or call.rocm else call.capability[0] * 10 + call.capability[1]
+    missing = coverage.missing(call.head_dim, call.dtype, sm)
     if missing is None and call.grad and "backward" in coverage.disabled:
         missing = "the backward pass"
     if missing is None:

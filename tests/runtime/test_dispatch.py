@@ -337,6 +337,23 @@ def test_a_build_without_its_backward_pass_is_skipped_when_gradients_are_needed(
     )
 
 
+def test_a_build_without_code_for_this_gpu_is_not_usable_here() -> None:
+    """A minimal build carries its archs in its label (SASS only, no PTX): an sm_80 FA2 build copied to an
+    H100 imports, but every launch answers "no kernel image is available". The dispatcher and
+    FLASH_AVAILABLE (backend_statuses) must not call it usable there; sm_80 code runs on sm_86/sm_89."""
+    versions = {"fa2": "2.8.3+fd.sm80.hd128.bf16"}
+    order = ("fa2", "sdpa-flash")
+    on_h100 = decide(call(H100, d=128), ALL, order, versions=versions)
+    assert on_h100.backend == "sdpa-flash"
+    assert dict(on_h100.rejected)["fa2"] == "sm_90 not compiled in this build (fd.sm80.hd128.bf16)"
+    assert decide(call((8, 6), d=128), ALL, order, versions=versions).backend == "fa2"
+    assert decide(call(A100, d=128), ALL, order, versions=versions).backend == "fa2"
+    status = {s.name: s for s in backend_statuses("cuda", H100, ALL, versions)}["fa2"]
+    assert not status.usable and status.why_not == "sm_90 not compiled in this build (fd.sm80.hd128.bf16)"
+    # A label without archs, and upstream wheels, say nothing about them.
+    assert decide(call(H100, d=128), ALL, order, versions={"fa2": "2.8.3"}).backend == "fa2"
+
+
 def test_backend_statuses_show_the_installed_builds_profile() -> None:
     versions = {"fa3": FA3_MINIMAL, "fa2": "2.8.3.post2+fd.sm90.hd64.hd128.fp16", "sdpa-cudnn": "2.11.0"}
     available = {**ALL, "fa4": "flash_attn.cute is not installed"}
