@@ -148,6 +148,11 @@ def _main(argv: Sequence[str] | None, *, as_module: bool) -> None:
         _annotate(f"flashdoctor: error: {exc.format_message()}", code)
         sys.exit(code)
     except (KeyboardInterrupt, click.exceptions.Abort) as exc:
+        # A target script that no caller owned yet (the signal landed as it started) is stopped too:
+        # it runs in a session of its own, out of the terminal's reach.
+        from flashdoctor.probe.interpreter import stop_started
+
+        stop_started()
         # click turns a KeyboardInterrupt (and so a Terminated) into Abort, the interrupt its cause
         if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
             echo("\nflashdoctor: terminated (SIGTERM)", err=True)

@@ -31,10 +31,11 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any, Literal
 
 from flashdoctor.probe.system import signal_name
@@ -249,20 +250,56 @@ def start(
 ) -> subprocess.Popen[bytes]:
     """Start ``python ARGS`` in a session of its own (stdin closed). Raises TargetScriptError
     (no-interpreter) when ``python`` cannot be started."""
-    try:
-        proc = subprocess.Popen(
-            [python, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            env=dict(environ),
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise TargetScriptError(python, what, "no-interpreter", exc.strerror or str(exc)) from None
-    with _STARTED_LOCK:
-        _STARTED.add(proc)
+    with _interrupts_held():
+        try:
+            proc = subprocess.Popen(
+                [python, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                env=dict(environ),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise TargetScriptError(python, what, "no-interpreter", exc.strerror or str(exc)) from None
+        with _STARTED_LOCK:
+            _STARTED.add(proc)
     return proc
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """In the main thread, a Ctrl-C or SIGTERM (a Python handler's) that arrives inside the block is raised
+    at its end. Raised inside subprocess.Popen after the fork, it lost the child's pid: the child, in a
+    session of its own, outlived flashdoctor. Held at the level of Python's handlers, not blocked (a
+    blocked signal stays blocked in the child). Another thread: nothing to hold (signals reach the main
+    thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    active = True
+    previous: dict[int, Callable[[int, FrameType | None], Any]] = {}
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if active:
+            held.append(signum)
+        else:  # arrived while the handlers were being put back
+            previous[signum](signum, frame)
+
+    for sig in (_signal.SIGINT, _signal.SIGTERM):
+        handler = _signal.getsignal(sig)
+        if callable(handler):  # SIG_DFL, SIG_IGN and a C handler are left as they are
+            previous[sig] = handler
+            _signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        active = False
+        for signum, handler in previous.items():
+            _signal.signal(signum, handler)
+        if held:
+            previous[held[0]](held[0], None)
 
 
 # Every target script started and not yet reaped: a Ctrl-C or SIGTERM that reaches the main thread while
@@ -368,6 +405,9 @@ class Launched:
             self._proc = start(python, args, environ, stdout=self._out, stderr=self._err, what=what)
         except TargetScriptError as exc:
             self._start_error = exc.detail
+        except BaseException:  # Ctrl-C as it started: no caller will finish or cancel (stop_started stops it)
+            self._stack.close()
+            raise
 
     def finish(self) -> TargetRun:
         """Wait for the process (to ``timeout`` after its start) and read what it wrote."""

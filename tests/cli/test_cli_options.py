@@ -363,6 +363,34 @@ def test_sigterm_and_ctrl_c_stop_the_probe_and_exit_at_once(
     assert gone(child), "the probe's interpreter outlived flashdoctor"  # killed and reaped by flashdoctor
 
 
+@pytest.mark.system
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_as_the_probe_starts_stops_it_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sig: int, code: int
+) -> None:
+    """`check` starts the environment probe before the code that would cancel it on Ctrl-C: a signal that
+    landed as it started (the child running, not yet handed back) exited 130 or 143 and left the probe's
+    interpreter running in a session of its own. Now every target script still running is stopped on the
+    way out."""
+    from flashdoctor.probe import interpreter
+
+    hang, _ = hung_python(tmp_path)
+    real, children = subprocess.Popen, []
+
+    def popen_then_signal(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        proc = real(*args, **kwargs)  # type: ignore[call-overload]
+        children.append(proc.pid)
+        signal.raise_signal(sig)  # the signal lands as the probe starts
+        return proc
+
+    monkeypatch.setenv("FLASHDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(interpreter.subprocess, "Popen", popen_then_signal)
+    rc, _, err = run_main(["check", "--python", str(hang)], capsys)
+    assert rc == code and "Traceback" not in err, err
+    assert children and gone(children[0]), "the probe's interpreter outlived flashdoctor"
+
+
 def test_an_output_file_that_cannot_be_written_is_refused_before_the_run(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

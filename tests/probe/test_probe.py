@@ -595,3 +595,42 @@ def test_two_metadata_folders_of_one_flash_attn_are_a_warning_naming_the_stale_o
         "flash_attn-2.7.4.dist-info" in found[0].message and "flash_attn-2.8.3.dist-info" in found[0].message
     )
     assert found[0].fix and f"rm -r {stale}" in found[0].fix and "2.8.3.dist-info" not in found[0].fix
+
+
+@pytest.mark.system
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_a_target_script_starts_leaves_no_child_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: str
+) -> None:
+    """Ctrl-C (or SIGTERM) that reached the main thread inside subprocess.Popen, after the fork and before
+    the child was recorded, lost its pid: `check --python HANG` interrupted at that moment exited 130 and
+    left the probe (in a session of its own, out of reach of the terminal) running. Now the signal waits
+    until the child is recorded, and is raised then: stop_started (what Ctrl-C runs) stops it."""
+    import signal
+
+    from flashdoctor.errors import Terminated
+    from flashdoctor.probe import interpreter
+    from tests.support.hung_python import gone, hung_python, started
+
+    hang, pidfile = hung_python(tmp_path)
+    real = subprocess.Popen
+
+    def popen_then_signal(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        proc = real(*args, **kwargs)  # type: ignore[call-overload]
+        signal.raise_signal(getattr(signal, sig))  # the signal lands here, the child already running
+        return proc
+
+    def terminated(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)  # what flashdoctor's main() installs
+    monkeypatch.setattr(interpreter.subprocess, "Popen", popen_then_signal)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            interpreter.start(str(hang), [], os.environ)
+        child = started(pidfile)
+        interpreter.stop_started()
+        assert gone(child), "the child outlived the Ctrl-C"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
