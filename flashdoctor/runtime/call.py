@@ -72,6 +72,9 @@ def describe_call(
         mask=mask,
         rocm=availability.is_rocm() and q.device.type == "cuda",
         grad=torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad),
+        # As torch's SDPA: warn_only=True keeps the fast (non-deterministic) flash backward.
+        deterministic=torch.are_deterministic_algorithms_enabled()
+        and not torch.is_deterministic_algorithms_warn_only_enabled(),
     )
 
 
@@ -173,7 +176,7 @@ def flash_attention(
     scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(q.shape[-1])
     for name in decision.candidates:
         try:
-            out = kernels.run(name, q, k, v, causal, dropout_p, scale, attn_mask)
+            out = kernels.run(name, q, k, v, causal, dropout_p, scale, attn_mask, call.deterministic)
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as exc:

@@ -21,13 +21,23 @@ from flashdoctor.knowledge.backends import RUNTIME_BACKENDS, RUNTIME_FALLBACK
 from flashdoctor.knowledge.fields import FieldsJson
 from flashdoctor.knowledge.profiles import build_coverage
 from flashdoctor.knowledge.variants import Variant
-from flashdoctor.knowledge.versions import major_minor
+from flashdoctor.knowledge.versions import major_minor, parse_version
 
 #: Every backend name, best-known first. "sdpa" is the fallback that always works.
 BACKENDS: tuple[str, ...] = RUNTIME_BACKENDS
 FALLBACK = RUNTIME_FALLBACK
 #: The flash-class backends (everything but the fallback): what FLASH_AVAILABLE is about.
 FLASH_BACKENDS: tuple[str, ...] = tuple(b for b in BACKENDS if b != FALLBACK)
+
+
+@dataclass(frozen=True)
+class DeterministicLimit:
+    """Calls a backend has no deterministic backward for; it applies when every condition given holds."""
+
+    why: str
+    capabilities: tuple[tuple[int, int], ...] = ()
+    below_version: str | None = None
+    head_dim_above: int | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class BackendSpec:
     native_gqa: bool
     native_gqa_min_torch: str | None
     rocm: bool
+    deterministic: bool = True
+    deterministic_limits: tuple[DeterministicLimit, ...] = ()
 
     @property
     def is_fallback(self) -> bool:
@@ -91,6 +103,16 @@ def backend_spec(name: str) -> BackendSpec:
         native_gqa=bool(raw.get("native_gqa", True)),
         native_gqa_min_torch=raw.get("native_gqa_min_torch"),
         rocm=rocm,
+        deterministic=bool(raw["deterministic"]),
+        deterministic_limits=tuple(
+            DeterministicLimit(
+                why=limit["why"],
+                capabilities=tuple(major_minor(c) or (0, 0) for c in limit.get("capabilities", ())),
+                below_version=limit.get("below_version"),
+                head_dim_above=limit.get("head_dim_above"),
+            )
+            for limit in raw.get("deterministic_limits", ())
+        ),
     )
 
 
@@ -117,6 +139,7 @@ class AttentionCall:
     mask: bool = False
     rocm: bool = False
     grad: bool = False  # a backward pass will follow (autograd records the call)
+    deterministic: bool = False  # torch.use_deterministic_algorithms(True), not warn_only
 
     @property
     def sm(self) -> str:
@@ -149,6 +172,36 @@ def _variant_gpu_reason(variant: Variant, cc: tuple[int, int]) -> str | None:
     if info.gpu_fit(cc) == "unsupported":
         sms = ", ".join(f"sm_{a}{b}" for a, b in info.supported)
         return f"{info.title} does not run on sm_{cc[0]}{cc[1]} (it targets {sms})"
+    return None
+
+
+DETERMINISTIC = "torch.use_deterministic_algorithms(True)"
+
+
+def _limit_applies(limit: DeterministicLimit, call: AttentionCall, version: str | None) -> bool:
+    if limit.capabilities and call.capability not in limit.capabilities:
+        return False
+    if limit.head_dim_above is not None and call.head_dim <= limit.head_dim_above:
+        return False
+    if limit.below_version is not None:
+        installed, below = parse_version(version), parse_version(limit.below_version)
+        if installed is None or below is None or installed >= below:
+            return False
+    return True
+
+
+def deterministic_reason(name: str, call: AttentionCall, version: str | None = None) -> str | None:
+    """Why `name` cannot run `call` in torch's deterministic mode, or None (data/attention_backends.json
+    'deterministic'): a backend torch itself refuses there (cuDNN attention), or, when a backward
+    follows, one whose backward has no deterministic kernel for this call."""
+    spec = backend_spec(name)
+    if not call.deterministic:
+        return None
+    if not spec.deterministic:
+        return f"{DETERMINISTIC}: this kernel is not deterministic (torch skips it too)"
+    for limit in spec.deterministic_limits if call.grad else ():
+        if _limit_applies(limit, call, version):
+            return f"{DETERMINISTIC}: {limit.why}"
     return None
 
 
@@ -216,6 +269,9 @@ def why_not(
         return (
             "causal with seq_q != seq_k (FlashAttention aligns the causal mask bottom-right, SDPA top-left)"
         )
+    det = deterministic_reason(name, call, (versions or {}).get(name))
+    if det is not None:
+        return det
     if available is None or name not in available:
         return "not probed"
     if available[name] is None and versions:

@@ -124,9 +124,12 @@ def run(
     dropout_p: float,
     scale: float,
     attn_mask: Tensor | None,
+    deterministic: bool = False,
 ) -> Tensor:
     """Attention on backend `name`; (batch, seq, heads, head_dim) in and out. Raises RuntimeError
-    when the backend refuses the call (the caller falls back)."""
+    when the backend refuses the call (the caller falls back). `deterministic`: torch is in
+    deterministic mode, so a flash-attn function is asked for its deterministic backward (torch's
+    own SDPA kernels read the mode themselves)."""
     spec = dispatch.backend_spec(name)
     d_v = v.shape[-1]
     if spec.head_dim_multiple > 1 and q.shape[-1] % spec.head_dim_multiple:
@@ -138,10 +141,10 @@ def run(
         fn = availability.import_backend(name)[0]
         assert fn is not None, name  # decide() only picks importable backends
         q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-        if spec.dropout:
-            out = fn(q, k, v, dropout_p=dropout_p, softmax_scale=scale, causal=causal)
-        else:
-            out = fn(q, k, v, softmax_scale=scale, causal=causal)
+        extra: dict[str, Any] = {"dropout_p": dropout_p} if spec.dropout else {}
+        if deterministic and spec.deterministic:
+            extra["deterministic"] = True
+        out = fn(q, k, v, softmax_scale=scale, causal=causal, **extra)
         if isinstance(out, (tuple, list)):  # FA4 always, FA3 in some versions: (out, lse)
             out = out[0]
     else:

@@ -772,3 +772,41 @@ def test_threads_recording_failures_while_others_decide_do_not_break_a_call(pret
     for t in workers:
         t.join(timeout=60)
     assert sum(backend_usage().values()) == 200
+
+
+@pytest.fixture(name="deterministic")
+def deterministic_fixture() -> Any:
+    """torch.use_deterministic_algorithms(True) for one test, then torch's settings as they were."""
+    was = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was[0], warn_only=was[1])
+
+
+def test_deterministic_mode_asks_flash_kernels_for_their_deterministic_backward(
+    fa3_minimal_build: Any, deterministic: None
+) -> None:
+    q = torch.randn(2, 16, 4, 128, dtype=torch.bfloat16, requires_grad=True)
+    flash_attention(q, q, q).float().sum().backward()
+    assert backend_usage(reset=True) == {"fa3": 1}
+    assert fa3_minimal_build.kwargs[-1]["deterministic"] is True
+    torch.use_deterministic_algorithms(False)
+    flash_attention(q, q, q)
+    assert "deterministic" not in fa3_minimal_build.kwargs[-1]  # as before: the kernel's own default
+
+
+def test_deterministic_mode_skips_cudnn_as_torch_does_without_a_failure(
+    pretend_h100: None, deterministic: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flashdoctor.attention")
+    q = torch.randn(2, 6, 4, 16, dtype=torch.bfloat16, requires_grad=True)
+    decision = select_backend(q, q, q)
+    assert (
+        decision.backend == "sdpa-flash"
+        and "sdpa-cudnn: torch.use_deterministic_algorithms" in decision.reason
+    )
+    flash_attention(q, q, q).sum().backward()
+    assert backend_usage() == {"sdpa-flash": 1}
+    assert not [r for r in caplog.records if "failed" in r.getMessage()]

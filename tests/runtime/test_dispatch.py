@@ -373,3 +373,26 @@ def test_backend_statuses_show_the_installed_builds_profile() -> None:
     # On a GPU the build does not run on, the reason stays the GPU's.
     b200 = {s.name: s for s in backend_statuses("cuda", B200, ALL, versions)}["fa3"]
     assert not b200.usable and b200.why_not == "FlashAttention-3 does not run on sm_100 (it targets sm_90)"
+
+
+def test_deterministic_mode_skips_what_torch_skips_and_backwards_that_cannot_be_deterministic() -> None:
+    """torch.use_deterministic_algorithms(True): torch refuses cuDNN attention (check_cudnn_deterministic);
+    FA3 has no deterministic backward for head dims over 192; FA4 none on sm_12x, nor on sm_90 before
+    4.0.0b5. Those are skipped with the reason; the rest run their deterministic backward."""
+    det = call(deterministic=True, grad=True)
+    assert decide(det, ALL).backend == "fa3"
+    assert decide(det, {**ALL, "fa3": "not installed"}).backend == "fa4"
+    no_cudnn = decide(det, TORCH_ONLY)
+    assert no_cudnn.backend == "sdpa-flash"
+    assert dict(no_cudnn.rejected)["sdpa-cudnn"].startswith("torch.use_deterministic_algorithms(True)")
+    assert decide(call(), TORCH_ONLY).backend == "sdpa-cudnn"  # only in deterministic mode
+    assert decide(call(deterministic=True), TORCH_ONLY).backend == "sdpa-flash"  # torch refuses it even then
+    wide = decide(call(d=256, deterministic=True, grad=True), ALL)
+    assert "head dims over 192" in dict(wide.rejected)["fa3"] and wide.backend == "fa4"
+    assert decide(call(d=256, deterministic=True), ALL).backend == "fa3"  # the forward alone is fine
+    assert decide(call(d=192, deterministic=True, grad=True), ALL).backend == "fa3"
+    fa4_only = {**ALL, "fa3": "x", "sdpa-cudnn": "x", "fa2": "x", "sdpa-flash": "x"}
+    assert decide(det, fa4_only, versions={"fa4": "4.0.0b4"}).backend == "sdpa"
+    assert decide(det, fa4_only, versions={"fa4": "4.0.0b5"}).backend == "fa4"
+    rtx = call(RTX5090, deterministic=True, grad=True)
+    assert "sm_12" in str(why_not("fa4", rtx, ALL)) and why_not("fa4", call(RTX5090), ALL) is None

@@ -1,7 +1,7 @@
 """A stand-in for an installed FA3 minimal build, for the runtime's CPU tests.
 
 A real module (``flash_attn_interface``, FA3's import path and calling convention, returning
-(out, lse)) and its real dist-info (``flash_attn_3-3.0.0+fd.sm90.hd128.bf16...``: the profile label the
+(out, lse), recording the calls and their keyword arguments) and its real dist-info (``flash_attn_3-3.0.0+fd.sm90.hd128.bf16...``: the profile label the
 dispatcher reads) on sys.path. It computes attention with torch ops under the kernel name the profiler
 shows for FA3's forward on an H100. For a dtype or head dim the build lacks, the real build crashes the
 process (issue 16: fp16 on a bf16-only build segfaulted); the stand-in raises ``Segfault``, a
@@ -35,6 +35,7 @@ import torch
 from torch.profiler import record_function
 
 calls = []
+kwargs = []  # the keyword arguments of each call past softmax_scale and causal (deterministic=, ...)
 
 
 class Segfault(BaseException):  # what the real build does there: no exception handler sees it
@@ -45,6 +46,7 @@ def flash_attn_func(q, k, v, softmax_scale=None, causal=False, **kw):
     if q.dtype != torch.bfloat16 or q.shape[-1] > 128 or q.shape[-1] <= 96:
         raise Segfault("segfault: no kernel for %s head dim %d in this build" % (q.dtype, q.shape[-1]))
     calls.append((q.dtype, q.shape[-1], causal))
+    kwargs.append(dict(kw))
     with record_function({FA3_FWD_KERNEL!r}):
         out = torch.nn.functional.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal, scale=softmax_scale,
