@@ -486,6 +486,13 @@ def test_flash_attention_validates_its_inputs() -> None:
         flash_attention(q, q.double(), q)
     with pytest.raises(ValueError, match="dropout_p"):
         flash_attention(q, q, q, dropout_p=1.0)
+    # Zero-sized heads or head dims: a clear error naming the shapes, not a ZeroDivisionError.
+    with pytest.raises(ValueError, match=r"k/v have 0 heads.*\(2, 4, 0, 8\)"):
+        flash_attention(q, q[:, :, :0], q[:, :, :0])
+    with pytest.raises(ValueError, match=r"head_dim 0.*\(2, 4, 4, 0\)"):
+        flash_attention(q[..., :0], q[..., :0], q[..., :0])
+    with pytest.raises(ValueError, match="k/v have 0 heads"):
+        select_backend(q, q[:, :, :0], q[:, :, :0])
 
 
 def test_backend_override_by_argument_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
