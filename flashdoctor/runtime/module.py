@@ -281,6 +281,8 @@ def replace_with_flash_attention(
     logged as "Replaced <name> with FlashAttention". A module that cannot be taken over without
     dropping behaviour is left as it is: a subclass with its own forward, and (logged with the
     reason) a parametrized or pruned weight, hooks, or a forward set on the instance.
+    A module that is already a ``FlashAttention`` (a second call) is not replaced again: ``backend``,
+    when given, becomes its backend; without it, it is left as it is. Either is logged.
 
     Eval runs the flash kernel too (the default, ``native_fast_path=False``).
     ``nn.TransformerEncoderLayer`` has a fused inference path (``torch._transformer_encoder_layer_fwd``)
@@ -336,7 +338,15 @@ def replace_with_flash_attention(
             isinstance(getattr(layer, "self_attn", None), FlashAttention) for layer in module.layers
         ):
             module.use_nested_tensor = False
-    if not replaced and not kept:
+    new_ids = {id(m) for m in done.values()}
+    already = [
+        (name or "model", m)
+        for name, m in model.named_modules()
+        if isinstance(m, FlashAttention) and id(m) not in new_ids
+    ]
+    for name, module in already:
+        _update_replaced(name, module, order)
+    if not replaced and not kept and not already:
         state.logger.info(
             "replace_with_flash_attention: no nn.MultiheadAttention found in %s", type(model).__name__
         )
@@ -348,8 +358,31 @@ def replace_with_flash_attention(
     return model, replaced
 
 
+def _update_replaced(name: str, module: FlashAttention, order: tuple[str, ...] | None) -> None:
+    """A module replaced earlier (a second replace_with_flash_attention): `order`, when given, is its
+    backend from now on; without it, it is left as it is. Either is logged."""
+    if order is None:
+        state.logger.info(
+            "replace_with_flash_attention: %s is already a FlashAttention (nothing to replace; "
+            "pass backend= to change its backend)",
+            name,
+        )
+        return
+    module.backend = order
+    state.logger.info(
+        "replace_with_flash_attention: %s is already a FlashAttention; its backend is now %s",
+        name,
+        ",".join(order),
+    )
+    _log_plan(module)
+
+
 def _log_replacement(name: str, module: FlashAttention) -> None:
     state.logger.info(state.REPLACED_MESSAGE.format(name=name))
+    _log_plan(module)
+
+
+def _log_plan(module: FlashAttention) -> None:
     # Say up front what the module will run on its own device and dtype (a plain self-attention call).
     weight = module.in_proj_weight if module.in_proj_weight is not None else module.q_proj_weight
     if weight is None or weight.device.type == "meta":

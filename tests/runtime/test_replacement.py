@@ -122,3 +122,31 @@ def test_a_bare_module_it_cannot_take_over_is_returned_as_it_is(
     assert same is mha and names == []
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("replace_with_flash_attention: kept model") and why in m for m in messages)
+
+
+def test_replacing_again_sets_the_backend_of_modules_already_replaced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A second replace_with_flash_attention (say with another backend=) found no nn.MultiheadAttention,
+    changed nothing and said "no nn.MultiheadAttention found": the model's modules are already
+    FlashAttention. backend= now applies to them; without it, the log says they are already replaced."""
+    caplog.set_level(logging.INFO, logger="flashdoctor.attention")
+    model = nn.Sequential(nn.MultiheadAttention(E, H, batch_first=True), nn.Linear(E, E))
+    model, names = replace_with_flash_attention(model, backend="fa2")
+    assert names == ["0"] and isinstance(model[0], FlashAttention) and model[0].backend == ("fa2",)
+    caplog.clear()
+    model, names = replace_with_flash_attention(model, backend="sdpa")
+    assert names == [] and model[0].backend == ("sdpa",)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("no nn.MultiheadAttention found" in m for m in messages)
+    assert "replace_with_flash_attention: 0 is already a FlashAttention; its backend is now sdpa" in messages
+    caplog.clear()
+    model, names = replace_with_flash_attention(model)
+    assert names == [] and model[0].backend == ("sdpa",)  # no backend given: left as it is
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == (
+        "replace_with_flash_attention: 0 is already a FlashAttention (nothing to replace; "
+        "pass backend= to change its backend)"
+    )
+    bare, names = replace_with_flash_attention(model[0], backend="fa3")
+    assert bare is model[0] and names == [] and bare.backend == ("fa3",)
