@@ -6,7 +6,7 @@ copied to a backup directory with its sha256 and a ``manifest.json``. If flashdo
 before it restores or discards the backup, the next install into that environment finds it
 (``find_interrupted``) and restores it first. Restoring means: uninstall the new distribution (and any dependency the
 install added), delete what the new wheel created where nothing was before, copy the saved files back
-(each through a temporary name and a rename), remove the directories a pip killed or interrupted mid-way
+(each through a temporary name and a rename; a copy that fails part-way, on a full disk, is removed), remove the directories a pip killed or interrupted mid-way
 left next to the saved ones (its ``~lash_attn`` stash, ``pip_stashes``), and check every restored file's sha256 and the
 distribution's version in the target interpreter.
 
@@ -277,14 +277,16 @@ def restore(
         shutil.rmtree(d, ignore_errors=True)
     for f in backup.files:
         dst = Path(f.path)
+        tmp = dst.with_name(f".{dst.name}.fd-restore")
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(f".{dst.name}.fd-restore")
             shutil.copy2(backup.root / f.stored, tmp)
             os.chmod(tmp, f.mode)
             os.replace(tmp, dst)
         except OSError as exc:
             problems.append(f"cannot restore {f.path}: {exc.strerror or exc}")
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a copy cut short (a full disk) is not left in the target
             continue
         if _sha(f.path) != f.sha256:
             problems.append(f"{f.path} does not match its backup after the restore")

@@ -246,3 +246,46 @@ def test_ctrl_c_while_pip_replaces_the_old_version_restores_it_and_exits_130(
     finally:
         for stash in site.glob("~lash_attn*"):
             shutil.rmtree(stash, ignore_errors=True)
+
+
+def test_a_restore_on_a_full_disk_leaves_no_temporary_in_site_packages(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
+    """An interrupted install's recovery on a disk that fills up (RLIMIT_FSIZE, as in
+    test_disk_full_during_the_backup) while it copies a 300 kB file of the old version back: the copy
+    failed part-way and its temporary ``.<name>.fd-restore`` stayed in site-packages, where a user who
+    repairs by hand keeps it. Now the temporary is removed with the failure; the backup is kept, and the
+    next install (with room) restores the old version whole."""
+    cache = tmp_path / "fdc" / "wheels"
+    old = make_wheel(
+        tmp_path / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)}, pad_bytes=300_000
+    )
+    assert _install(fresh_venv, old, V_OLD, tmp_path, cache_root=cache).status == "installed"
+    site = site_packages(fresh_venv)
+    good = make_wheel(tmp_path / "good", version=V_GOOD)
+    state = read_state(str(fresh_venv), dict(os.environ), ("flash-attn",))
+    root = cache / "backups" / "20260101-000000-1"
+    root.mkdir(parents=True)
+    make_backup(state, "flash-attn", inspect_wheel(good), root, environment=state.prefix)
+    r = subprocess.run([str(fresh_venv), "-m", "pip", "-q", "install", "--no-deps", "--force-reinstall",
+                        str(good)], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr  # and killed before its import check: the backup is an orphan
+
+    def full_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    plan = write_plan(tmp_path / "plan.json", good, V_GOOD)
+    p = fd_install(plan, fresh_venv, cache.parent, preexec_fn=full_disk)
+    out, err = p.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    doc = json.loads(out)
+    assert doc["status"] == "restore-failed" and "File too large" in doc["message"], doc
+    assert [x.name for x in site.rglob("*.fd-restore")] == []  # the partial copy is not left behind
+    assert root.is_dir()  # kept for the next try
+    p = fd_install(plan, fresh_venv, cache.parent)
+    out, err = p.communicate(timeout=120)
+    doc = json.loads(out)
+    assert [(s["name"], s["ok"]) for s in doc["steps"]][:1] == [("recover", True)], doc
+    assert doc["status"] == "installed" and doc["previous"] == V_OLD, doc
+    assert [x.name for x in site.rglob("*.fd-restore")] == []
+    assert not root.exists()
