@@ -153,6 +153,27 @@ def with_index_freshness(report: CheckReport, environ: Mapping[str, str]) -> Che
     )
 
 
+def with_interrupted_installs(
+    report: CheckReport, env: Environment, environ: Mapping[str, str]
+) -> CheckReport:
+    """``report`` with an ``install-interrupted`` warning for each install into the checked environment
+    that was killed between its backup and its verification or restore (its complete backup is still in
+    the cache, and its process is gone). Read without the install lock (``check`` takes none): a missing
+    or unreadable backup is no finding; one whose install still runs is none either."""
+    if env.prefix is None:
+        return report  # a target spec: not this machine's environment
+    from flashdoctor.actions.cache import WheelCache, default_cache_root
+    from flashdoctor.actions.install.rollback import find_interrupted, install_running
+    from flashdoctor.decide.checks.installed import install_interrupted
+
+    found = [
+        install_interrupted(b.dist, b.version, b.installing, str(b.root))
+        for b in find_interrupted(WheelCache(default_cache_root(environ)).backups(), env.prefix)
+        if not install_running(b)
+    ]
+    return dataclasses.replace(report, findings=(*report.findings, *found)) if found else report
+
+
 def run_check(
     *,
     python: str | None,
@@ -194,6 +215,7 @@ def run_check(
         raise
     report = run_checks(env, source=source, wheel_finder=inputs.wheel_finder(environ, say))
     report = with_index_freshness(report, environ)
+    report = with_interrupted_installs(report, env, environ)
     if save_target:
         inputs.write_json(save_target, env.to_target())
     code = report.exit_code(strict=strict, require=require)

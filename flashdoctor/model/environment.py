@@ -206,6 +206,7 @@ class Environment:
     dependents: tuple[Dependent, ...] = ()  # what installed distributions require of FlashAttention
     env_manager: str | None = None  # "pip" | "uv" | "conda"
     python_executable: str | None = None
+    prefix: str | None = None  # the target interpreter's sys.prefix (probed only; not in a target spec)
     unknown: frozenset[str] = field(default_factory=frozenset)
     notes: tuple[str, ...] = ()  # what the probes could not find out, and why
 

@@ -120,7 +120,7 @@ def import_test(python: str, dist: str, environ: Mapping[str, str]) -> ImportRes
 
 def _from_interp(data: dict[str, Any]) -> Probed:
     r = Probed(notes=list(data.get("notes", [])))
-    for k in ("python", "python_abi", "platform", "glibc", "env_manager", "python_executable"):
+    for k in ("python", "python_abi", "platform", "glibc", "env_manager", "python_executable", "prefix"):
         r.values[k] = data.get(k)
     t = data.get("torch") or {}
     if not t.get("installed"):

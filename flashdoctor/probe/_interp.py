@@ -49,6 +49,7 @@ if sys.platform.startswith("linux") and not out["glibc"]:
 
 # -- environment manager ------------------------------------------------------------------------
 prefix = sys.prefix
+out["prefix"] = prefix  # names the environment (an install's lock and backups)
 manager = None
 cfg = os.path.join(prefix, "pyvenv.cfg")
 if os.path.isdir(os.path.join(prefix, "conda-meta")):

@@ -7,12 +7,13 @@ import os
 import shlex
 from collections.abc import Callable
 
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from flashdoctor import knowledge
 from flashdoctor.decide.checks.common import finding, gpu_groups
 from flashdoctor.knowledge.archs import runs_on, sort_archs
-from flashdoctor.knowledge.variants import VARIANTS
+from flashdoctor.knowledge.variants import DIST_VARIANT, VARIANTS
 from flashdoctor.knowledge.versions import parse_version
 from flashdoctor.model.environment import Environment, FlashInstall
 from flashdoctor.model.findings import Finding, Status
@@ -129,6 +130,23 @@ def _check_one_install(
             )
         )
     return dup + out
+
+
+def install_interrupted(dist: str, previous: str | None, installing: str | None, backup: str) -> Finding:
+    """An install of ``dist`` into the checked environment killed after its backup (in ``backup``) and
+    before it verified ``installing`` or restored ``previous``: the next install restores it first."""
+    variant = DIST_VARIANT.get(canonicalize_name(dist))
+    flag = knowledge.variant_info(variant).cli_flag if variant else ""
+    was = f"{dist} {previous}" if previous else f"{dist} not installed"
+    return finding(
+        "install-interrupted",
+        Status.WARN,
+        f"an install of {dist} {installing or '?'} into this environment was killed before it was verified:"
+        f" {installing or 'the new version'} is in place unverified ({was} before it)",
+        evidence=backup,
+        variant=variant,
+        fix=f"flashdoctor install {flag}".rstrip() + f": it restores the previous version first ({was})",
+    )
 
 
 def _duplicate_metadata(inst: FlashInstall, label: str, flag: str) -> list[Finding]:

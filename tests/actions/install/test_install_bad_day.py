@@ -8,6 +8,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from flashdoctor.actions.install.executor import execute
 from flashdoctor.actions.install.rollback import make_backup
 from flashdoctor.actions.wheelfile import inspect_wheel
+from flashdoctor.knowledge.schemas import schema_validator
 from flashdoctor.model.install import InstallResult
 from flashdoctor.probe.state import read_state
 from tests.actions.install.test_install_e2e import (
@@ -123,6 +125,26 @@ def test_pip_killed_half_way_through_the_install_is_undone_by_the_next_install(
             shutil.rmtree(stash, ignore_errors=True)
 
 
+def _kill_in_its_import_check(py: Path, site: Path, tmp: Path, cache_dir: Path) -> None:
+    """Start `flashdoctor install` of a V_GOOD whose import hangs through ``py`` and SIGKILL it (and its
+    process group) in the import check: V_GOOD is in place, unverified, and its backup an orphan."""
+    hangs = make_wheel(
+        tmp / "hangs",
+        version=V_GOOD,
+        files={"flash_attn/__init__.py": init_py(V_GOOD, "import time\ntime.sleep(120)\n")},
+    )
+    p = fd_install(write_plan(tmp / "plan.json", hangs, V_GOOD), py, cache_dir, start_new_session=True)
+    new_info = site / f"flash_attn-{V_GOOD}.dist-info" / "RECORD"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and p.poll() is None and not new_info.exists():
+            time.sleep(0.05)
+        time.sleep(0.5)  # into the import check, which hangs
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+
+
 def test_an_install_killed_through_a_linked_path_is_recovered_through_the_real_one(
     fresh_venv: Path, tmp_path: Path
 ) -> None:
@@ -139,23 +161,7 @@ def test_an_install_killed_through_a_linked_path_is_recovered_through_the_real_o
     old = make_wheel(tmp_path / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)})
     assert _install(fresh_venv, old, V_OLD, tmp_path, **ctx_cache).status == "installed"
     before = tree_digest(site_packages(fresh_venv))
-    hangs = make_wheel(
-        tmp_path / "hangs",
-        version=V_GOOD,
-        files={"flash_attn/__init__.py": init_py(V_GOOD, "import time\ntime.sleep(120)\n")},
-    )
-    p = fd_install(
-        write_plan(tmp_path / "plan.json", hangs, V_GOOD), linked_py, cache_dir, start_new_session=True
-    )
-    new_info = site_packages(fresh_venv) / f"flash_attn-{V_GOOD}.dist-info" / "RECORD"
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline and p.poll() is None and not new_info.exists():
-            time.sleep(0.05)
-        time.sleep(0.5)  # into the import check, which hangs
-    finally:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.communicate()
+    _kill_in_its_import_check(linked_py, site_packages(fresh_venv), tmp_path, cache_dir)
     assert pip_list(fresh_venv)["flash-attn"] == norm(V_GOOD)  # unverified, unrestored
     bad = make_wheel(tmp_path / "bad", version=V_NEXT, files={"flash_attn/__init__.py": BAD_IMPORT})
     res = _install(fresh_venv, bad, V_NEXT, tmp_path, **ctx_cache)
@@ -289,3 +295,35 @@ def test_a_restore_on_a_full_disk_leaves_no_temporary_in_site_packages(
     assert doc["status"] == "installed" and doc["previous"] == V_OLD, doc
     assert [x.name for x in site.rglob("*.fd-restore")] == []
     assert not root.exists()
+
+
+def test_check_reports_an_install_that_was_killed(fresh_venv: Path, tmp_path: Path) -> None:
+    """SIGKILL an install in its import check: the new, unverified flash-attn stays in place until the
+    next `install` restores the previous version, and `flashdoctor check` said nothing of it (a user who
+    never ran `install` again kept it). Now check reports ``install-interrupted`` (a warning) with the fix,
+    in its JSON too; with the backup restored and gone, the finding is gone."""
+    cache_dir = tmp_path / "fdc"
+    old = make_wheel(tmp_path / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)})
+    assert _install(fresh_venv, old, V_OLD, tmp_path, cache_root=cache_dir / "wheels").status == "installed"
+    check = [sys.executable, "-m", "flashdoctor", "check", "--json", "--no-import-test", "--python",
+             str(fresh_venv)]  # fmt: skip
+    env = child_env(FLASHDOCTOR_CACHE_DIR=str(cache_dir))
+    r = subprocess.run(check, capture_output=True, text=True, env=env, timeout=120)
+    assert "install-interrupted" not in [f["code"] for f in json.loads(r.stdout)["findings"]], r.stderr
+    _kill_in_its_import_check(fresh_venv, site_packages(fresh_venv), tmp_path, cache_dir)
+    assert pip_list(fresh_venv)["flash-attn"] == norm(V_GOOD)  # unverified, unrestored
+    r = subprocess.run(check, capture_output=True, text=True, env=env, timeout=120)
+    doc = json.loads(r.stdout)
+    schema_validator("check-report.schema.json").validate(doc)
+    found = [f for f in doc["findings"] if f["code"] == "install-interrupted"]
+    assert len(found) == 1 and found[0]["status"] == "warn", doc["findings"]
+    assert V_GOOD in found[0]["message"] and V_OLD in found[0]["message"], found
+    assert found[0]["fix"].startswith("flashdoctor install --fa2"), found
+    assert "restores" in found[0]["fix"], found
+    human = subprocess.run(check[:4] + check[5:], capture_output=True, text=True, env=env, timeout=120)
+    assert "killed before it was verified" in human.stdout, human.stdout
+    bad = make_wheel(tmp_path / "bad", version=V_NEXT, files={"flash_attn/__init__.py": BAD_IMPORT})
+    res = _install(fresh_venv, bad, V_NEXT, tmp_path, cache_root=cache_dir / "wheels")
+    assert [s.name for s in res.steps][:1] == ["recover"] and res.previous == V_OLD, res
+    r = subprocess.run(check, capture_output=True, text=True, env=env, timeout=120)
+    assert "install-interrupted" not in [f["code"] for f in json.loads(r.stdout)["findings"]]

@@ -460,3 +460,16 @@ def test_an_early_state_is_used_only_when_readable(tmp_path: Path) -> None:
     assert _early_state(done(stale)) is stale and not stale.is_current()  # re-read under the lock
     assert _early_state(done(None, RuntimeError("the target died"))) is None
     assert _early_state(None) is None
+
+
+def test_a_backup_whose_process_runs_is_not_an_interrupted_install(tmp_path: Path) -> None:
+    """check reads backups without the install lock: one made by a live process is an install running."""
+    import os
+
+    from flashdoctor.actions.install.rollback import Backup, install_running
+
+    def backup(pid: int | None) -> Backup:
+        return Backup("flash-attn", "2.7.4", tmp_path, (), (), (), pid=pid)
+
+    assert install_running(backup(os.getpid()))
+    assert not install_running(backup(None)) and not install_running(backup(0))

@@ -541,3 +541,14 @@ def test_fa4_on_a_musl_linux_is_unsupported(spec: dict[str, object]) -> None:
     assert run_checks(target_env("h100"), wheel_finder=bundled_finder()).verdicts["fa4"].verdict is not (
         Verdict.UNSUPPORTED
     )
+
+
+def test_install_interrupted_names_both_versions_and_the_install_that_restores() -> None:
+    from flashdoctor.decide.checks.installed import install_interrupted
+
+    f = install_interrupted("flash-attn", "2.7.4", "2.8.3", "/cache/backups/x")
+    assert f.code == "install-interrupted" and f.status is Status.WARN and f.variant == "fa2"
+    assert "2.8.3 is in place unverified" in f.message and "flash-attn 2.7.4 before it" in f.message
+    assert f.fix == "flashdoctor install --fa2: it restores the previous version first (flash-attn 2.7.4)"
+    fresh = install_interrupted("flash-attn-4", None, "4.0.0b1", "/cache/backups/y")
+    assert fresh.variant == "fa4" and "flash-attn-4 not installed" in (fresh.fix or ""), fresh
