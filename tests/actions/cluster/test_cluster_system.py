@@ -280,13 +280,18 @@ def test_without_rank_zero_every_rank_gives_up_and_says_why() -> None:
 @pytest.mark.slow
 def test_missing_and_hung_ranks_are_named_within_the_bounds(tmp_path: Path) -> None:
     # 4 of 5 ranks start (rank 0 hosts the store itself: no torchrun agent); rank 4 never comes, and
-    # rank 2's probe hangs: its target spec is a FIFO nobody writes, so reading it blocks forever.
+    # rank 2's probe hangs: its target spec is a FIFO whose writer (this test) holds it open and never
+    # writes, so reading it blocks forever (a FIFO with no writer at all is refused at once: test_rank.py).
     fifo = tmp_path / "never-written.json"
     os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # O_RDWR: a writer without waiting for a reader
     args = ["--timeout", "3", "--rank-timeout", "3", "--json", "--target-for-rank", f"2={fifo}"]
     t0 = time.monotonic()
-    procs = launch_env_ranks([0, 1, 2, 3], 5, free_port(), args, {"LOCAL_WORLD_SIZE": "5"})
-    results = finish(procs, 60)
+    try:
+        procs = launch_env_ranks([0, 1, 2, 3], 5, free_port(), args, {"LOCAL_WORLD_SIZE": "5"})
+        results = finish(procs, 60)
+    finally:
+        os.close(writer)
     elapsed = time.monotonic() - t0
     assert [rc for rc, _, _ in results] == [1, 1, 1, 1]  # the hung rank exits too
     assert elapsed < 45  # 3 s + 3 s bounds + start-up on a loaded 2-core box; never a hang
