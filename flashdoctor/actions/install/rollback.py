@@ -338,8 +338,8 @@ def _is_stash_name(stash: str, name: str) -> bool:
 
 def pip_stashes(backup: Backup) -> list[str]:
     """The directories an interrupted pip left next to the backed-up ones: named as pip names a stash of
-    one of them, and holding nothing but files the backup holds (at their stashed place), so that none
-    of another's is ever removed."""
+    one of them, and holding nothing but files the backup holds (at their stashed place), or nothing at
+    all, so that none of another's is ever removed."""
     saved = {f.path for f in backup.files}
     if len(saved) < 2:
         return []
@@ -366,7 +366,9 @@ def pip_stashes(backup: Backup) -> list[str]:
                 if "__pycache__" not in Path(w).relative_to(e.path).parts
                 for f in files
             ]
-            if held and all(h in saved for h in held):
+            # empty (files aside that Python writes, in __pycache__): pip made it, then was stopped before
+            # it renamed the old directory into it
+            if all(h in saved for h in held):
                 found.append(e.path)
     return found
 

@@ -18,6 +18,7 @@ from flashdoctor.actions.install.prepare import (
     smoke_outcome,
     with_local_build,
 )
+from flashdoctor.actions.install.rollback import Backup, SavedFile, pip_stashes
 from flashdoctor.actions.net.download import NotAWheelError
 from flashdoctor.actions.net.simple_index import parse_simple_page
 from flashdoctor.actions.wheelfile import inspect_wheel, missing_requirements, torch_conflict
@@ -473,3 +474,34 @@ def test_a_backup_whose_process_runs_is_not_an_interrupted_install(tmp_path: Pat
 
     assert install_running(backup(os.getpid()))
     assert not install_running(backup(None)) and not install_running(backup(0))
+
+
+def _stash_backup(site: Path) -> Backup:
+    files = [
+        site / "flash_attn" / "__init__.py",
+        site / "flash_attn" / "layers" / "rotary.py",
+        site / "flash_attn-2.8.2.dist-info" / "METADATA",
+    ]
+    saved = tuple(SavedFile(str(p), f"f{i}", "0" * 64, 0o644) for i, p in enumerate(files))
+    return Backup(
+        dist="flash-attn", version="2.8.2", root=site / "backup", files=saved, new_paths=(), new_dirs=()
+    )
+
+
+def test_pip_stashes_of_an_interrupted_pip_are_found_even_empty_and_never_anothers(tmp_path: Path) -> None:
+    # pip makes its stash directory first and renames the old one into it later: killed between the
+    # two, it leaves an EMPTY ~lash_attn, which the restore kept (a flaky leftover under load).
+    site = tmp_path / "site-packages"
+    (site / "flash_attn" / "layers").mkdir(parents=True)
+    empty = site / "~lash_attn"
+    (empty / "__pycache__").mkdir(parents=True)
+    (empty / "__pycache__" / "x.pyc").write_bytes(b"")
+    full = site / "flash_attn" / "~ayers"
+    full.mkdir()
+    (full / "rotary.py").write_text("")
+    other = site / "~ther"  # a stash name of nothing backed up
+    other.mkdir()
+    foreign = site / "~~ash_attn"  # holds a file the backup does not: someone else's
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert sorted(pip_stashes(_stash_backup(site))) == sorted([str(empty), str(full)])
