@@ -5,16 +5,19 @@
     every rank      done/<r> = its result when its work is finished
     rank 0          waits up to --rank-timeout for the joined ranks' results; publishes ``plan``
                     (participants = the ranks that finished; the rest are unfinished)
-    participants    gather the results to rank 0 over a collective (gloo), rank 0 builds and prints
-                    the report, publishes ``outcome`` and broadcasts the exit code
+    participants    form a collective (gloo); rank 0 reads the results from the store, builds and
+                    prints the report, publishes ``outcome`` and broadcasts the exit code
     the others      a rank that joined late or did not finish reads that from roster / plan and
                     exits 1 on its own; no rank waits without a bound
 
 The store says *who* is there (``torch.distributed``'s own env:// rendezvous blocks until everybody
-has joined and cannot name the absent); the collective carries the data. The results also sit in the
-store, so a failed gloo gather (a firewall between nodes, the wrong interface) still yields a report,
-with a warning. This module does not import torch: it is run against any object with the Store
-methods below (torch's TCPStore in production, an in-process store in tests).
+has joined and cannot name the absent) and holds the results. Rank 0 receives nothing over gloo: gloo
+aborts the whole receiving process (std::terminate) when a message is longer than the buffer posted for
+it, so a rank that sends other sizes than it announced (another flashdoctor, a bug, anyone who can join)
+would end rank 0 with no report for anyone. The collective only carries rank 0's exit code out, and tells
+whether gloo works between the nodes: when it fails (a firewall, the wrong interface) the report warns and
+the outcome goes through the store. This module does not import torch: it is run against any object with
+the Store methods below (torch's TCPStore in production, an in-process store in tests).
 """
 
 from __future__ import annotations
@@ -47,13 +50,7 @@ class Store(Protocol):
 
 
 class Collective(Protocol):
-    """A process group over the participants (index 0 = rank 0)."""
-
-    def gather(self, payload: bytes, limit: int) -> list[tuple[int, bytes]] | None:
-        """Every participant's (size, payload), in participant order, on index 0; None elsewhere. The sizes
-        go first: a payload over ``limit`` bytes is not sent (every participant sees the same sizes, so
-        each skips it alike), and index 0 gets its size with b""."""
-        ...
+    """A process group over the participants (index 0 = rank 0), through which index 0 only sends."""
 
     def broadcast(self, code: int | None) -> int:
         """Index 0's exit code, on every participant."""
@@ -122,7 +119,7 @@ class _Worker(threading.Thread):
 
 
 # The most a rank's result may take (a real one is 5-10 KB, a few 100 KB at most): rank 0 reads no more
-# from any rank, over gloo or from the store.
+# from any rank's store copy, and a rank posts no more.
 MAX_RESULT_BYTES = 4 * 1024 * 1024
 _T = TypeVar("_T")
 
@@ -223,7 +220,7 @@ class _Session:
             return
 
     def wait_outcome_and_leave(self) -> int | None:
-        """For a rank outside the gather (late, unfinished, failed collective): rank 0's outcome
+        """For a rank outside the collective (late, unfinished, or it failed): rank 0's outcome
         from the store, bounded by the time rank 0 may still need (its collective's timeout)."""
         if not self.wait_key(self.keys.outcome, 2 * self.t.join_s + 10):
             return None
@@ -305,27 +302,19 @@ def _coordinate(
         keys.plan, json.dumps({"participants": participants, "unfinished": unfinished, "missing": missing})
     )
 
-    # 3. gather over the collective; the store copies are the fallback.
-    own = worker.result if posted else None
+    # 3. the results from the store; the collective only to send the outcome (rank 0 receives nothing over it).
     results: dict[int, RankResult] = {}
+    for r in participants:
+        if store.check([keys.done(r)]):
+            res = _decode(store.get(keys.done(r)), r)
+            if res is not None:
+                results[r] = res
     transport, transport_error = "gloo", None
     coll: Collective | None = None
     try:
         coll = open_collective(0, len(participants))
-        raw = coll.gather(_payload(own), MAX_RESULT_BYTES) or []
-        for r, (size, payload) in zip(participants, raw):
-            res = _decode(payload, r, size)
-            if res is not None:
-                results[r] = res
     except Exception as exc:
         transport, transport_error = "store", f"{type(exc).__name__}: {exc}"[:2000]
-        coll = None
-        results = {}
-        for r in participants:
-            if store.check([keys.done(r)]):
-                res = _decode(store.get(keys.done(r)), r)
-                if res is not None:
-                    results[r] = res
     code = finish(
         Gathered(
             joins=joins,
@@ -342,7 +331,7 @@ def _coordinate(
     if coll is not None:
         with contextlib.suppress(Exception):  # the others fall back to the store's copy
             coll.broadcast(code)
-    # After a failed gather the others may still sit in theirs until the collective's timeout
+    # After a failed collective the others may still sit in theirs until the collective's timeout
     # (--timeout) before they read the outcome from the store: wait for them that long, since a
     # self-hosted store goes away with rank 0.
     s.leave(code, bound=None if coll is not None else t.join_s + EXIT_BARRIER_S)
@@ -394,13 +383,12 @@ def _follow(s: _Session, worker: _Worker, open_collective: CollectiveFactory) ->
         )
     try:
         coll = open_collective(list(participants).index(r), len(participants))
-        coll.gather(_payload(worker.result), MAX_RESULT_BYTES)
         code = coll.broadcast(None)
     except Exception:
-        # The collective failed: rank 0 reads the results from the store and publishes the outcome there.
+        # The collective failed: rank 0 publishes the outcome in the store too.
         got = s.wait_outcome_and_leave()
         if got is None:
-            raise SessionError("the gather failed and rank 0 published no outcome") from None
+            raise SessionError("the collective failed and rank 0 published no outcome") from None
         return got
     s.leave(code)
     _close(coll)

@@ -72,8 +72,9 @@ def connect_store(launch: LaunchInfo, timeout_s: float) -> Any:
 
 
 class GlooCollective:
-    """A gloo process group over the participants, carrying byte payloads as uint8 tensors (the
-    ``*_object`` collectives would need numpy and pickle; JSON bytes need neither)."""
+    """A gloo process group over the participants: rank 0 broadcasts the exit code. It receives nothing
+    over it (gloo aborts a process sent more bytes than it posted a buffer for): the results are read
+    from the store."""
 
     def __init__(self, store: Any, prefix: str, index: int, size: int, timeout_s: float) -> None:
         self.dist = import_dist()
@@ -89,25 +90,6 @@ class GlooCollective:
             world_size=size,
             timeout=datetime.timedelta(seconds=timeout_s),
         )
-
-    def gather(self, payload: bytes, limit: int) -> list[tuple[int, bytes]] | None:
-        """The sizes over all_gather, then each payload point to point, exactly its bytes: a gather pads
-        every buffer to the largest, so one rank's big payload cost rank 0 that much for every rank."""
-        torch, dist = self.torch, self.dist
-        n = torch.tensor([len(payload)], dtype=torch.int64)
-        sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(self.size)]
-        dist.all_gather(sizes, n)
-        lengths = [int(s.item()) for s in sizes]
-        if self.index != 0:
-            if 0 < len(payload) <= limit:
-                dist.send(torch.frombuffer(bytearray(payload), dtype=torch.uint8), dst=0)
-            return None
-        bufs = {i: bytearray(ln) for i, ln in enumerate(lengths) if i > 0 and 0 < ln <= limit}
-        works = [dist.irecv(torch.frombuffer(b, dtype=torch.uint8), src=i) for i, b in bufs.items()]
-        for work in works:
-            work.wait()
-        own = payload if len(payload) <= limit else b""
-        return [(lengths[0], own)] + [(ln, bytes(bufs.get(i, b""))) for i, ln in enumerate(lengths) if i > 0]
 
     def broadcast(self, code: int | None) -> int:
         torch = self.torch

@@ -97,7 +97,7 @@ class Gathered:
     results: Mapping[int, RankResult]
     missing: tuple[int, ...] = ()  # never joined within --timeout
     unfinished: tuple[int, ...] = ()  # joined, sent no result within --rank-timeout
-    transport: str = "gloo"  # "gloo" | "store" (the gloo gather failed; the store's copies were read)
+    transport: str = "gloo"  # "gloo" | "store" (the gloo group failed; results: the store either way)
     transport_error: str | None = None
     extra_joins: int = 0  # processes that joined beyond ranks 0..world-1, or as a rank already taken
 

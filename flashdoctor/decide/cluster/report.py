@@ -96,7 +96,7 @@ class ClusterReport:
     ranks: tuple[RankEntry, ...]
     drift: tuple[Drift, ...]
     findings: tuple[Finding, ...]
-    transport: str  # "gloo", or "store" when the gloo gather failed and the store copies were used
+    transport: str  # "gloo", or "store" when the ranks' gloo group failed (results: always the store)
     timeouts: dict[str, float] = field(default_factory=dict)
     smoke: bool = False
 
@@ -354,7 +354,7 @@ def build_cluster_report(
             Finding(
                 "cluster-gloo-failed",
                 Status.WARN,
-                "the gloo gather over torch.distributed failed; the ranks' results were read from the rendezvous store",
+                "the ranks' gloo group over torch.distributed failed; the outcome went through the rendezvous store",
                 evidence=gathered.transport_error,
                 fix="Check that the nodes reach each other on the interface gloo picks (GLOO_SOCKET_IFNAME).",
             )

@@ -471,6 +471,26 @@ def test_a_rank_leaves_no_probe_running(tmp_path: Path, how: str) -> None:
     assert gone(child), "the probe's interpreter outlived the rank"
 
 
+def three_ranks_with_rank_one_running(script: str) -> list[subprocess.Popen[str]]:
+    """Ranks 0 and 2 as the CLI, rank 1 as ``script`` (the CLI with some part replaced), all with --json."""
+    port = free_port()
+    args = ["--join-timeout", "10", "--json"]
+    procs = launch_env_ranks([0, 2], 3, port, args)
+    env = base_env()
+    env.update(RANK="1", WORLD_SIZE="3", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    procs.insert(
+        1,
+        subprocess.Popen(
+            [sys.executable, "-c", script, "check", "--distributed", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+    )
+    return procs
+
+
 # A rank whose work returns a result of some MB (a broken rank; a hostile one sends what it likes): the CLI
 # run as a rank, with only its work replaced.
 OVERSIZED_RANK = (
@@ -488,31 +508,60 @@ OVERSIZED_RANK = (
 @pytest.mark.slow
 def test_an_oversized_result_is_that_ranks_error_not_rank_zeros_memory() -> None:
     # The gloo gather padded every rank's buffer to the largest payload: one rank's 5 MB made rank 0 hold
-    # 5 MB for every rank of the world. Now the sizes come first and no rank sends more than the limit.
-    port = free_port()
-    args = ["--join-timeout", "10", "--json"]
-    procs = launch_env_ranks([0, 2], 3, port, args)
-    env = base_env()
-    env.update(RANK="1", WORLD_SIZE="3", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    procs.insert(
-        1,
-        subprocess.Popen(
-            [sys.executable, "-c", OVERSIZED_RANK, "check", "--distributed", *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        ),
-    )
+    # 5 MB for every rank of the world. Now no rank posts more than the limit, and rank 0 reads no more.
+    procs = three_ranks_with_rank_one_running(OVERSIZED_RANK)
     t0 = time.monotonic()
     results = finish(procs, 60)
     assert [rc for rc, _, _ in results] == [1, 1, 1], results[0][2][-2000:] + results[1][2][-2000:]
     assert time.monotonic() - t0 < 45  # nobody waited for the bytes that were never sent
     doc = json.loads(results[0][1])
     validate(doc)
-    assert doc["transport"] == "gloo"  # the others' results still came over gloo
+    assert doc["transport"] == "gloo"  # the gloo group still formed
     assert [r["status"] for r in doc["ranks"]] == ["ok", "error", "ok"]
     err = doc["ranks"][1]["error"]
     assert "5,000,2" in err and "over the 4 MiB" in err and "x" * 100 not in err
     errors = [f for f in doc["findings"] if f["code"] == "cluster-rank-error"]
     assert [f["subject"] for f in errors] == ["rank 1"]
+
+
+# A rank that speaks another wire format (another flashdoctor version, a bug, anyone who can join the
+# rendezvous): its store copy is not a result, and as soon as the gloo group is formed it announces 4 KB
+# (the size exchange of an older gather), then sends rank 0 twice as many bytes.
+LYING_RANK = (
+    "import sys\n"
+    "import flashdoctor.actions.cluster.protocol as protocol\n"
+    "import flashdoctor.actions.cluster.torch_glue as glue\n"
+    "def post_done(self, worker):\n"
+    "    self.store.set(self.keys.done(self.launch.rank), '[2, \"another format\"]')\n"
+    "    self.store.add(self.keys.finished, 1)\n"
+    "protocol._Session.post_done = post_done\n"
+    "formed = glue.GlooCollective.__init__\n"
+    "def lie(self, *args):\n"
+    "    formed(self, *args)\n"
+    "    torch, dist = self.torch, self.dist\n"
+    "    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(self.size)]\n"
+    "    dist.all_gather(sizes, torch.tensor([4096], dtype=torch.int64))\n"
+    "    dist.send(torch.zeros(8192, dtype=torch.uint8), dst=0)\n"
+    "glue.GlooCollective.__init__ = lie\n"
+    "from flashdoctor.cli import main\n"
+    "main(sys.argv[1:])\n"
+)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.system
+@pytest.mark.slow
+def test_a_rank_that_sends_another_size_than_it_announced_is_that_ranks_error() -> None:
+    # gloo aborts the receiving process (std::terminate) on a message longer than the buffer it posted:
+    # rank 0 died, and nobody got a report. Rank 0 now posts no receive over gloo: results come from the store.
+    procs = three_ranks_with_rank_one_running(LYING_RANK)
+    results = finish(procs, 70)
+    assert results[0][0] == 1, results[0][2][-2000:]
+    assert "terminate called" not in results[0][2]
+    assert [rc for rc, _, _ in results] == [1, 1, 1], results[1][2][-2000:]
+    doc = json.loads(results[0][1])
+    validate(doc)
+    assert doc["transport"] == "gloo"  # the group still formed and carried the outcome
+    assert [r["status"] for r in doc["ranks"]] == ["ok", "error", "ok"]
+    assert "sent a result rank 0 cannot read" in doc["ranks"][1]["error"]
+    assert [f["subject"] for f in doc["findings"] if f["code"] == "cluster-rank-error"] == ["rank 1"]
