@@ -195,7 +195,7 @@ def install(variant: Variant, **opts: Any) -> int:
     target, dry_run = opts["target"], opts["dry_run"]
     if target and not dry_run:
         raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
-    python = opts["python"] = machine(opts["python"], target, err=opts["as_json"])
+    python = opts["python"] = machine(opts["python"], target, err=opts["as_json"], acts=not dry_run)
     # The probes (subprocesses of the target, NVML) start first and run while the install machinery is
     # imported; for a small wheel these fixed costs are most of what flashdoctor adds to a bare pip.
     read_state = not dry_run and opts["yes"] and not opts["from_source"]

@@ -98,10 +98,14 @@ _MACHINE = "flashdoctor.machine"
 AS_MODULE = "as_module"  # key of the context's obj: flashdoctor runs as `python -m flashdoctor`
 
 
-def machine(python: str | None, target: str | None, *, err: bool, announce: bool = True) -> str | None:
+def machine(
+    python: str | None, target: str | None, *, err: bool, announce: bool = True, acts: bool = False
+) -> str | None:
     """The interpreter this command works on (actions.check.choose_python), remembered for the JSON
     document's ``interpreter`` field and, unless ``announce`` is False, named on the first line of the
-    output (``err``: on standard error, where standard output is a document). None with --target."""
+    output (``err``: on standard error, where standard output is a document). None with --target.
+    A path that links to a venv's python but runs as the base Python (probe.default_python.LinkedVenv)
+    is warned about on standard error; a command that ``acts`` on the environment (install) refuses it."""
     from flashdoctor.actions.check import choose_python
 
     ctx = click.get_current_context()
@@ -121,6 +125,14 @@ def machine(python: str | None, target: str | None, *, err: bool, announce: bool
     ctx.meta[_MACHINE] = (info, line)
     if announce:
         announce_machine(err)
+    linked = None if chosen is None else chosen.linked_venv
+    if chosen is not None and linked is not None:
+        message = linked.message(chosen.path)
+        if acts:
+            raise UsageError(f"{message}, or {linked.base} to install into the base Python itself")
+        from flashdoctor.render.text import echo_wrapped
+
+        echo_wrapped(f"flashdoctor: warning: {message}", err=True)
     return None if chosen is None else chosen.path
 
 

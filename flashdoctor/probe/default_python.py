@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,9 +50,18 @@ class Interpreter:
     def describe(self) -> str:
         return f"{self.path} ({self.why})"
 
+    @property
+    def linked_venv(self) -> LinkedVenv | None:
+        """The venv this path links to without running as it (see LinkedVenv)."""
+        return linked_venv(self.path)
+
     def to_json(self) -> dict[str, str]:
-        """The ``interpreter`` field of a JSON document."""
-        return {"path": self.path, "reason": self.reason, "why": self.why}
+        """The ``interpreter`` field of a JSON document (``linked_venv`` only where there is one)."""
+        out = {"path": self.path, "reason": self.reason, "why": self.why}
+        linked = self.linked_venv
+        if linked is not None:
+            out["linked_venv"] = linked.prefix
+        return out
 
 
 def _is_exe(p: Path) -> bool:
@@ -91,15 +100,27 @@ def _is_venv(prefix: Path) -> bool:
 MAX_LINKS = 40  # as the kernel's own limit on a chain of symbolic links
 
 
+def _link_chain(python: Path) -> Iterator[Path]:
+    """``python``, then each link it goes through, one at a time (at most MAX_LINKS of them)."""
+    cur = python
+    for _ in range(MAX_LINKS + 1):
+        yield cur
+        if not cur.is_symlink():
+            return
+        try:
+            target = Path(os.readlink(cur))
+        except OSError:
+            return
+        cur = target if target.is_absolute() else cur.parent / target
+
+
 def _is_own(python: Path, own_prefix: Path, own_executable: Path) -> bool:
     """Whether running ``python`` runs flashdoctor's own environment. A venv's python is a link to the
     base interpreter, so resolving it to the end says nothing about which environment it starts: the
     chain is followed one link at a time, and the first link that lies in a virtual environment decides
     (Python finds its pyvenv.cfg next to the path it was started by, before resolving links)."""
     own_venv = _is_venv(own_prefix)
-    seen = 0
-    cur = python
-    while seen < MAX_LINKS:
+    for cur in _link_chain(python):
         prefix = _prefix_of(cur)
         if _same(prefix, own_prefix):
             return True
@@ -108,13 +129,37 @@ def _is_own(python: Path, own_prefix: Path, own_executable: Path) -> bool:
         if not cur.is_symlink():
             # a base interpreter: flashdoctor's own only when flashdoctor runs in it (not in a venv)
             return not own_venv and _same(cur, own_executable)
-        try:
-            target = Path(os.readlink(cur))
-        except OSError:
-            return False
-        cur = target if target.is_absolute() else cur.parent / target
-        seen += 1
     return False
+
+
+@dataclass(frozen=True)
+class LinkedVenv:
+    """A python path outside any venv that links to a venv's python (~/bin/py -> ~/venvs/x/bin/python):
+    Python looks for pyvenv.cfg only next to the path it was started by, so it runs as the base
+    interpreter (as ``~/bin/py -m pip`` installs into the base), not as the venv."""
+
+    prefix: str  # the venv it links to
+    python: str  # that venv's python (the link in the chain that lies in it)
+    base: str  # the interpreter it runs as (the chain resolved to the end)
+
+    def message(self, path: str) -> str:
+        return (
+            f"{path} runs as the base Python {self.base}, not as the virtual environment it links to "
+            f"({self.prefix}): Python finds a venv next to the path it is started by, not next to a "
+            f"link's target; pass {self.python} to work on that environment"
+        )
+
+
+def linked_venv(python: str) -> LinkedVenv | None:
+    """The venv ``python`` links to while not running as it (see LinkedVenv), else None."""
+    chain = iter(_link_chain(Path(python)))
+    if _is_venv(_prefix_of(next(chain))):
+        return None  # started by a path in a venv: it runs as that venv
+    for cur in chain:
+        prefix = _prefix_of(cur)
+        if _is_venv(prefix):
+            return LinkedVenv(str(prefix), str(cur), os.path.realpath(python))
+    return None
 
 
 def _own_has_torch() -> bool:
