@@ -266,6 +266,30 @@ def test_slurm_tasks_without_torchrun() -> None:
 @pytest.mark.timeout(60)
 @pytest.mark.system
 @pytest.mark.slow
+def test_every_rank_reports_an_install_that_was_killed(tmp_path: Path) -> None:
+    """A complete backup of the ranks' environment whose install is gone (killed before it verified or
+    restored): a plain `check` reports ``install-interrupted``; each rank's check did not."""
+    from flashdoctor.actions.cache import WheelCache, default_cache_root
+    from flashdoctor.actions.install.rollback import Backup
+
+    extra = {"FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    root = WheelCache(default_cache_root(extra)).backups() / "20260101-000000-1"
+    root.mkdir(parents=True)
+    left = Backup("flash-attn", "2.8.2", root, (), (), (), environment=sys.prefix, installing="2.8.3")
+    (root / "manifest.json").write_text(json.dumps(left.to_json()))
+    procs = launch_env_ranks([0, 1], 2, free_port(), ["--json", "--no-import-test"], extra)
+    results = finish(procs, 45)
+    assert [rc for rc, _, _ in results] == [0, 0], results[0][2][-2000:]
+    doc = json.loads(results[0][1])
+    validate(doc)
+    for rank in doc["ranks"]:
+        codes = [f["code"] for f in rank["check"]["findings"]]
+        assert codes.count("install-interrupted") == 1, (rank["rank"], codes)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.system
+@pytest.mark.slow
 def test_without_rank_zero_every_rank_gives_up_and_says_why() -> None:
     port = free_port()
     results = finish(launch_env_ranks([1, 2], 3, port, ["--timeout", "2"]), 45)
