@@ -152,9 +152,10 @@ def run_rank(
     report = run_checks(
         env, source=source, wheel_finder=wheel_finder(rank_environ) if finder is None else finder()
     )
-    from flashdoctor.actions.check import with_interrupted_installs
+    from flashdoctor.actions.check import with_index_freshness, with_interrupted_installs
 
-    report = with_interrupted_installs(report, env, rank_environ)  # as a plain `check` (none for a target)
+    # as a plain `check`: the index's age, and installs killed part-way (none for a target)
+    report = with_interrupted_installs(with_index_freshness(report, rank_environ), env, rank_environ)
     doc = report_to_json(report, strict=opts.strict, require=opts.require)
     code = report.exit_code(strict=opts.strict, require=opts.require)
     # A target's GPU is the spec's, not a device of this node: no device to own (or to share).

@@ -115,6 +115,16 @@ def test_target_for_rank_replaces_the_probe() -> None:
     assert res.check is not None and res.check["environment"]["driver"] == "470.182.03"
 
 
+def test_a_stale_wheel_index_is_reported_by_the_rank_as_by_check() -> None:
+    """A plain `check` warns of a wheel index older than 60 days (``wheel-index-stale``) and names the
+    index in its report; each rank's check said neither."""
+    opts = RankOptions(target=str(TARGETS / "h100.json"))
+    res = run_rank(launch(1), opts, {"FLASHDOCTOR_TODAY": "2099-01-01"}, "n1", gpu_count=lambda e: 0)
+    assert res.check is not None
+    assert "wheel-index-stale" in [f["code"] for f in res.check["findings"]], res.check["findings"]
+    assert res.check["index"]["stale"] is True
+
+
 def test_flashdoctor_target_env_var_per_rank() -> None:
     res = run_rank(
         launch(0),
