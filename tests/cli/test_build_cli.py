@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_sdist import make_fake_sdist
+from tests.support.hung_python import gone, interrupted, started
 from tests.support.paths import ROOT, TARGETS
 
 
@@ -204,3 +206,33 @@ def test_install_from_source_stops_at_preflight_on_a_cpu_torch(tmp_path: Path) -
     assert p.returncode == 2 and "need --from-source" in p.stderr
     p = fd("install", "--fa4", "--from-source", "--yes")
     assert p.returncode == 2 and "nothing to build" in p.stderr
+
+
+@pytest.mark.system
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_compiler_runs_stops_it_and_exits_at_once(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    """Ctrl-C or SIGTERM to flashdoctor alone while pip's build runs a compiler that never ends: the
+    build runs in a session of its own; pip and the compiler are stopped, the exit at once."""
+    archive = make_fake_sdist(tmp_path)
+    pidfile = tmp_path / "cc.pid"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FAKE_HANG": str(pidfile)}
+    env["FLASHDOCTOR_CACHE_DIR"] = str(tmp_path / "cache")
+    cmd = [sys.executable, "-m", "flashdoctor", "build", "--source", str(archive), "--arch", "90"]
+    proc = subprocess.Popen(
+        [*cmd, "--ignore-preflight", "--work-dir", str(tmp_path / "w"), "--log", str(tmp_path / "b.log")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+        text=True,
+        start_new_session=True,
+    )
+    compiler = started(pidfile, within=120)
+    err = interrupted(proc, sig)
+    assert proc.returncode == code and "Traceback" not in err, err
+    assert gone(compiler), "the compiler outlived flashdoctor"

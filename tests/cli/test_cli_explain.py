@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -15,6 +17,7 @@ from click.testing import CliRunner
 from flashdoctor.cli import cli, main
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.schemas import load_schema
+from tests.support.hung_python import interrupted
 from tests.support.paths import DATA, ROOT, TARGETS
 
 SAMPLES = DATA / "explain"
@@ -248,3 +251,31 @@ def test_a_bare_build_failure_of_an_old_release_is_named_from_the_index(
     assert "wheels up to torch 2.3" in first["message"] and "flash-attn==2.8.3" in first["fix"]
     human = run("explain", str(log), "--no-probe").stdout
     assert "versions: flash-attn 2.5.8 and torch 2.6.0+cu124 in the log" in " ".join(human.split())
+
+
+@pytest.mark.system
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_explain_reads_a_stdin_that_never_ends_exits_at_once(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    """`tail -f build.log | flashdoctor explain -`: the log never ends; Ctrl-C or SIGTERM exits at once."""
+    fifo = tmp_path / "log"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR)  # held open: the reader never sees an end
+    try:
+        with open(fifo, "rb") as stdin:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flashdoctor", "explain", "-", "--no-probe"],
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                text=True,
+                start_new_session=True,
+            )
+        os.write(writer, b"building wheel for flash-attn (setup.py) ...\n")
+        time.sleep(2)  # into the read
+        err = interrupted(proc, sig)
+    finally:
+        os.close(writer)
+    assert proc.returncode == code and "Traceback" not in err, err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from flashdoctor.knowledge.schemas import schema_validator
+from tests.support.hung_python import gone, interrupted, started
 from tests.support.smoke_fakes import REPO, runner_env, write_fakes
 
 pytestmark = pytest.mark.system
@@ -187,3 +190,36 @@ def test_flashdoctor_never_imports_torch_itself() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=runner_env(), timeout=60
     )
     assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+@pytest.mark.parametrize("command", ["smoke", "bench"])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_runner_hangs_stops_it_and_exits_at_once(
+    tmp_path: Path, command: str, sig: signal.Signals, code: int
+) -> None:
+    """Ctrl-C or SIGTERM while `smoke` or `bench` waits on its runner (here stuck in a kernel call): the
+    runner runs in a session of its own, out of the terminal's reach. It is stopped, the exit at once."""
+    root = write_fakes(tmp_path / "fakes", fa2="hang")
+    pidfile = tmp_path / "runner.pid"
+    env = {**runner_env(root), "FAKE_HANG_PID": str(pidfile), "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "c")}
+    args = (
+        ["--device", "cpu", "--variant", "fa2"]
+        if command == "smoke"
+        else ["--device", "cpu", "--backend", "fa2"]
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flashdoctor", command, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+        text=True,
+        start_new_session=True,
+    )
+    runner = started(pidfile, within=120)
+    err = interrupted(proc, sig)
+    assert proc.returncode == code and "Traceback" not in err, err
+    assert gone(runner), "the runner outlived flashdoctor"

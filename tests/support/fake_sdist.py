@@ -1,5 +1,6 @@
 """A tiny sdist shaped like FA2 whose setup.py prints ninja-style lines and builds a real wheel with
-setuptools (no compiler): drives the real pip, the real runner and the wheelhouse end to end."""
+setuptools (no compiler): drives the real pip, the real runner and the wheelhouse end to end. FAKE_FAIL
+makes its "compiler" fail; FAKE_HANG=FILE makes it write its pid to FILE and never end."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ if "bdist_wheel" in sys.argv:
         print("csrc/flash_attn/src/flash_fwd_kernel.h(42): error: expected a \\";\\"", file=sys.stderr, flush=True)
         print("  ninja: build stopped: subcommand failed.", flush=True)
         sys.exit(1)
+    if os.environ.get("FAKE_HANG"):  # a compiler that never ends: its pid in the file FAKE_HANG names
+        with open(os.environ["FAKE_HANG"], "w") as fh:
+            fh.write(str(os.getpid()))
+        os.execvp("sleep", ["sleep", "300"])
     print("  [3/3] c++ -shared flash_api.o a.o -o flash_attn_2_cuda.so", flush=True)
 setup(name="flash_attn", version=version + ("+" + local if local else ""), packages=["flash_attn"])
 """

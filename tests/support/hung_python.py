@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -41,3 +42,15 @@ def gone(pid: int, within: float = 5.0) -> bool:
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     return False
+
+
+def interrupted(proc: subprocess.Popen[str], sig: int, within: float = 30.0) -> str:
+    """Send ``sig`` to ``proc`` (a flashdoctor command) and wait for it to exit (bounded: one still
+    running after ``within`` seconds is killed, with its process group); its stderr."""
+    proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=within)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()

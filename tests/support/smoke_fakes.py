@@ -141,7 +141,8 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, max_se
 BODIES = {
     "good": "pass",
     "segfault": "import ctypes; ctypes.string_at(0)",
-    "hang": "import time; time.sleep(600)",
+    # FAKE_HANG_PID=FILE: the hung runner's pid is written there
+    "hang": "import os, time; p = os.environ.get('FAKE_HANG_PID'); p and open(p, 'w').write(str(os.getpid())); time.sleep(600)",
     "fp32-out": "return attend(q, k, v, causal)[0].float()",  # right values, the wrong dtype
 }
 

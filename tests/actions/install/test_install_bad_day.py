@@ -73,11 +73,12 @@ def test_a_restore_killed_after_its_uninstall_is_finished_by_the_next_install(
 
 
 def _signal_pip_half_way(
-    py: Path, tmp: Path, cache_dir: Path, sig: signal.Signals
+    py: Path, tmp: Path, cache_dir: Path, sig: signal.Signals, *, group: bool = True
 ) -> tuple[dict[str, str], list[str], subprocess.Popen[str], str]:
     """Install V_OLD, then start `flashdoctor install` of a big V_GOOD and send ``sig`` to its process
-    group (flashdoctor and its pip) once pip has moved the old version aside. Returns the tree digest and
-    the names in site-packages before, the process (ended) and its stderr."""
+    group (flashdoctor and its pip; or, not ``group``, to flashdoctor alone, as `timeout` and `docker stop`
+    do) once pip has moved the old version aside. Returns the tree digest and the names in site-packages
+    before, the process (ended) and its stderr."""
     old = make_wheel(tmp / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)})
     assert _install(py, old, V_OLD, tmp, cache_root=cache_dir / "wheels").status == "installed"
     site = site_packages(py)
@@ -89,7 +90,10 @@ def _signal_pip_half_way(
     try:
         while time.monotonic() < deadline and p.poll() is None and old_info.exists():
             time.sleep(0.002)
-        os.killpg(p.pid, sig)
+        if group:
+            os.killpg(p.pid, sig)
+        else:
+            p.send_signal(sig)
         _out, err = p.communicate(timeout=120)
     finally:
         if p.poll() is None:
@@ -233,18 +237,25 @@ def test_lock_format_all_on_a_full_disk_replaces_none_of_the_set(tmp_path: Path)
     assert (out / "flash.Dockerfile").read_text() == exports["dockerfile"]
 
 
+@pytest.mark.parametrize(
+    ("sig", "group", "code"),
+    [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)],
+    ids=["ctrl-c", "sigterm"],
+)
 def test_ctrl_c_while_pip_replaces_the_old_version_restores_it_and_exits_130(
-    fresh_venv: Path, tmp_path: Path
+    fresh_venv: Path, tmp_path: Path, sig: signal.Signals, group: bool, code: int
 ) -> None:
     """Ctrl-C in the terminal (SIGINT to the whole process group) while pip is half-way through
     replacing the old flash-attn: flashdoctor restored the old version and exited 130, but pip's stash of
     it (``~lash_attn/``, ``~lash_attn-<old>.dist-info/``) stayed in site-packages, and every later pip
-    warned "Ignoring invalid distribution ~lash-attn". The restore removes it now."""
+    warned "Ignoring invalid distribution ~lash-attn". The restore removes it now. SIGTERM to flashdoctor
+    alone (`timeout`, `docker stop`: pip gets no signal of its own) stops pip, restores the same and
+    exits 143."""
     cache_dir = tmp_path / "fdc"
     site = site_packages(fresh_venv)
-    before, names, p, err = _signal_pip_half_way(fresh_venv, tmp_path, cache_dir, signal.SIGINT)
+    before, names, p, err = _signal_pip_half_way(fresh_venv, tmp_path, cache_dir, sig, group=group)
     try:
-        assert p.returncode == 130, (p.returncode, err[-2000:])
+        assert p.returncode == code and "Traceback" not in err, (p.returncode, err[-2000:])
         assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
         assert tree_digest(site) == before
         assert sorted(p.name for p in site.iterdir()) == names  # no stash of pip's left behind
