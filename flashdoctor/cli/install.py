@@ -195,7 +195,11 @@ def install(variant: Variant, **opts: Any) -> int:
     target, dry_run = opts["target"], opts["dry_run"]
     if target and not dry_run:
         raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
-    python = opts["python"] = machine(opts["python"], target, err=opts["as_json"], acts=not dry_run)
+    # A --python link that runs as the base Python is refused only when named (the user meant the venv);
+    # the default interpreter found so (a Docker image's python3 linked into a venv) is what the user's
+    # own python3 runs: it is warned about and installed into.
+    named = opts["python"] is not None
+    python = opts["python"] = machine(opts["python"], target, err=opts["as_json"], acts=named and not dry_run)
     # The probes (subprocesses of the target, NVML) start first and run while the install machinery is
     # imported; for a small wheel these fixed costs are most of what flashdoctor adds to a bare pip.
     read_state = not dry_run and opts["yes"] and not opts["from_source"]

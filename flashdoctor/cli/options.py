@@ -105,7 +105,8 @@ def machine(
     document's ``interpreter`` field and, unless ``announce`` is False, named on the first line of the
     output (``err``: on standard error, where standard output is a document). None with --target.
     A path that links to a venv's python but runs as the base Python (probe.default_python.LinkedVenv)
-    is warned about on standard error; a command that ``acts`` on the environment (install) refuses it."""
+    is warned about on standard error; a command that ``acts`` on the environment (install, given the path
+    with --python) refuses it."""
     from flashdoctor.actions.check import choose_python
 
     ctx = click.get_current_context()
