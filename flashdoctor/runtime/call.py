@@ -147,6 +147,25 @@ def log_decision(call: AttentionCall, decision: Decision) -> None:
         state.log_once(logging.WARNING, f"{state.NOT_AVAILABLE_MESSAGE}: {decision.reason}")
 
 
+def _key_fields(call: AttentionCall) -> tuple[object, ...]:
+    """The kind of call (`_failure_key`) as plain values, for `_decide_and_log`."""
+    key = _failure_key(call)
+    return tuple(getattr(key, f.name) for f in dataclasses.fields(key))
+
+
+@torch.compiler.assume_constant_result
+def _decide_and_log(fields: tuple[object, ...], backend: str | Sequence[str] | None) -> Decision:
+    """decide() and log_decision() for the kind of call `fields` describes. Under torch.compile this
+    runs once, when the graph is traced, and its decision is part of the graph: its locks, log lines
+    and data-file reads never run inside it (they would break the graph on every call). Plain values
+    in, because dynamo hands such a function its arguments as constants (a dataclass does not survive
+    that)."""
+    call = AttentionCall(*fields)  # type: ignore[arg-type]
+    decision = decide(call, backend)
+    log_decision(call, decision)
+    return decision
+
+
 def flash_attention(
     q: Tensor,
     k: Tensor,
@@ -175,8 +194,7 @@ def flash_attention(
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     call = describe_call(q, k, v, causal, dropout_p, attn_mask is not None)
-    decision = decide(call, backend)
-    log_decision(call, decision)
+    decision = _decide_and_log(_key_fields(call), backend)
     scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(q.shape[-1])
     for name in decision.candidates:
         try:
@@ -196,6 +214,7 @@ def flash_attention(
                 f"({first}); trying the next backend",
             )
             continue
-        state.count_use(name)
+        if not torch.compiler.is_compiling():
+            state.count_use(name)
         return out
     raise AssertionError("unreachable: the fallback either returns or raises")  # pragma: no cover

@@ -84,6 +84,11 @@ def _supports_enable_gqa() -> bool:
     return v is not None and v.release[:2] >= (2, 5)
 
 
+@torch.compiler.assume_constant_result
+def _backend_spec(name: str) -> dispatch.BackendSpec:
+    return dispatch.backend_spec(name)
+
+
 # -- running one backend ------------------------------------------------------------------------------
 def _sdpa_forced(
     sdpa_backend: str,
@@ -130,7 +135,7 @@ def run(
     when the backend refuses the call (the caller falls back). `deterministic`: torch is in
     deterministic mode, so a flash-attn function is asked for its deterministic backward (torch's
     own SDPA kernels read the mode themselves)."""
-    spec = dispatch.backend_spec(name)
+    spec = _backend_spec(name)
     d_v = v.shape[-1]
     if spec.head_dim_multiple > 1 and q.shape[-1] % spec.head_dim_multiple:
         # Zero columns change neither q·k nor the kept output columns; the scale stays the original's.

@@ -1,0 +1,73 @@
+"""The runtime under torch.compile, on the real CPU torch: the call path compiles into one graph.
+
+``fullgraph=True`` turns any graph break into an error, so each test fails where the call path does
+something dynamo cannot trace (a lock, logging, a data-file read); the outputs are compared with the
+uncompiled call's, over the shape changes that make dynamo recompile with dynamic shapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
+    import torch
+
+from torch import nn
+
+from flashdoctor.attention import (
+    NOT_AVAILABLE_MESSAGE,
+    FlashAttention,
+    backend_usage,
+    flash_attention,
+    replace_with_flash_attention,
+)
+
+SHAPES = [(2, 16), (2, 16), (3, 16), (2, 24), (2, 40)]  # (batch, seq): the same, then new ones
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo() -> Iterator[None]:
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+class _Causal(nn.Module):
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return flash_attention(q, k, v, causal=True) * 2
+
+
+def test_compiled_flash_attention_is_one_graph_logs_once_and_computes_the_same(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = _Causal()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    with caplog.at_level(logging.INFO, logger="flashdoctor.attention"):
+        for batch, seq in SHAPES:
+            q, k, v = (torch.randn(batch, seq, 4, 8) for _ in range(3))
+            torch.testing.assert_close(compiled(q, k, v), model(q, k, v))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(NOT_AVAILABLE_MESSAGE)]
+    assert len(lines) == 1, lines
+    # Only the uncompiled calls are counted: a compiled graph runs no Python to count with.
+    assert backend_usage() == {"sdpa": len(SHAPES)}
+
+
+@pytest.mark.slow
+def test_compiled_flash_attention_module_and_replaced_encoder_are_one_graph_each() -> None:
+    layer = nn.TransformerEncoderLayer(32, 4, dropout=0.0, batch_first=True)
+    encoder, replaced = replace_with_flash_attention(
+        nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    )
+    assert replaced == ["layers.0.self_attn", "layers.1.self_attn"]
+    for model in (FlashAttention(32, 4), encoder.eval()):
+        torch._dynamo.reset()
+        compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+        for batch, seq in SHAPES:
+            x = torch.randn(batch, seq, 32)
+            with torch.no_grad():
+                torch.testing.assert_close(compiled(x), model(x))
