@@ -106,5 +106,9 @@ def _isolate(
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    # A test that ran the CLI's Ctrl-C path in this process left "stopping" set (the process was leaving)
+    from flashdoctor.probe import interpreter
+
+    interpreter._STOPPING.clear()
     if request.node.get_closest_marker("system") is None:
         refuse_system(monkeypatch)

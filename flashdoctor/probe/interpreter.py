@@ -263,7 +263,12 @@ def start(
         except OSError as exc:
             raise TargetScriptError(python, what, "no-interpreter", exc.strerror or str(exc)) from None
         with _STARTED_LOCK:
-            _STARTED.add(proc)
+            late = _STOPPING.is_set()
+            if not late:
+                _STARTED.add(proc)
+        if late:  # started by a worker after Ctrl-C/SIGTERM stopped the others: the exit would wait for it
+            stop(proc)
+            raise TargetScriptError(python, what, "signal", "flashdoctor is stopping", signal="SIGKILL")
     return proc
 
 
@@ -307,6 +312,9 @@ def _interrupts_held() -> Iterator[None]:
 # for each to time out (INTERP_TIMEOUT) and the child, in a session of its own, would outlive us.
 _STARTED: set[subprocess.Popen[bytes]] = set()
 _STARTED_LOCK = threading.Lock()
+# Set by stop_started (the process is leaving): a worker that starts a script after it stops that script
+# at once, or leaving would join that worker for the script's whole timeout (INTERP_TIMEOUT).
+_STOPPING = threading.Event()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -328,8 +336,10 @@ def _forget(proc: subprocess.Popen[bytes]) -> None:
 
 
 def stop_started() -> None:
-    """Stop every target script this process started that is still running."""
+    """Stop every target script this process started that is still running, and any started from now on
+    (only called as the process leaves: Ctrl-C, SIGTERM, a cluster rank's end)."""
     with _STARTED_LOCK:
+        _STOPPING.set()
         procs = list(_STARTED)
     for proc in procs:
         stop(proc)

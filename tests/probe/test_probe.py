@@ -634,3 +634,25 @@ def test_a_signal_while_a_target_script_starts_leaves_no_child_behind(
         assert gone(child), "the child outlived the Ctrl-C"
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.system
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+def test_a_script_a_worker_starts_after_the_stop_is_stopped_at_once(tmp_path: Path) -> None:
+    """stop_started (Ctrl-C, SIGTERM) stopped the scripts running then; a worker thread that started
+    another just after (the import test, once the environment probe answered) left it running, and
+    leaving joined that worker for the script's whole timeout. A start after the stop is stopped at once."""
+    from flashdoctor.probe import interpreter
+    from tests.support.hung_python import gone, hung_python
+
+    hang, pidfile = hung_python(tmp_path)
+    interpreter.stop_started()
+    before = set(interpreter._STARTED)
+    t0 = time.monotonic()
+    with pytest.raises(interpreter.TargetScriptError) as err:
+        interpreter.start(str(hang), [], os.environ)
+    assert time.monotonic() - t0 < 5 and err.value.detail == "flashdoctor is stopping"
+    text = pidfile.read_text().strip() if pidfile.exists() else ""
+    if text:  # it may have been killed before it wrote its pid
+        assert gone(int(text))
+    assert set(interpreter._STARTED) <= before  # nothing left recorded (or running) from this start
