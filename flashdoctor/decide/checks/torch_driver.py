@@ -8,6 +8,7 @@ satisfied"), from the PyTorch index whose CUDA the driver runs and that publishe
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 
 from flashdoctor import knowledge
 from flashdoctor.decide.checks.common import finding, has_gpu
@@ -53,29 +54,61 @@ def pip_install(env: Environment | None = None) -> str:
     return f"{shlex.quote(exe)} -m pip install" if exe else "pip install"
 
 
+@dataclass(frozen=True)
+class TorchForDriver:
+    """A command that installs a CUDA build of torch a driver runs, and ``older``: the older torch minor
+    it installs in place of the user's (None: the user's own version, or no torch installed)."""
+
+    command: str
+    older: str | None = None
+
+    def older_note(self, torch: str | None) -> str:
+        """ " (torch 2.7, older than your 2.9: …)" where the command steps back, else ""."""
+        if self.older is None:
+            return ""
+        mm = major_minor(torch)
+        yours = f"{mm[0]}.{mm[1]}" if mm else torch
+        return f" (torch {self.older}, older than your {yours}: the driver upgrade keeps yours)"
+
+
 def pytorch_cuda_index(
     driver_cuda: str | None, torch: str | None = None, env: Environment | None = None
 ) -> str:
+    """The command of :func:`torch_for_driver`."""
+    return torch_for_driver(driver_cuda, torch, env).command
+
+
+def torch_for_driver(
+    driver_cuda: str | None, torch: str | None = None, env: Environment | None = None
+) -> TorchForDriver:
     """A command that installs a CUDA build of torch this driver runs.
 
     Without ``torch`` (none installed): ``pip install torch --index-url …/cuXYZ``. With the installed
     ``torch`` version: a reinstall of that same version from the index of the newest CUDA that version
-    is published for and the driver runs; where none is, a reinstall of the newest torch on the index the
-    driver runs. Pre-releases come from the nightly index."""
+    is published for and the driver runs; where none is, the newest older torch minor that has such a
+    build, pinned and named (``older``: pip would take the newest on the driver's index without saying it
+    is older); where none is tabulated, the newest torch on the index the driver runs. Pre-releases come
+    from the nightly index."""
     pip = pip_install(env)
     if torch is None:
-        return f"{pip} torch --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
+        return TorchForDriver(f"{pip} torch --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}")
     v = parse_version(torch)
     if v is None:
-        return f"{pip} --force-reinstall torch --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
+        return TorchForDriver(
+            f"{pip} --force-reinstall torch --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
+        )
     if v.is_prerelease:
         tag = _index_for_driver(driver_cuda)
-        return f"{pip} --force-reinstall --pre torch --index-url {PYTORCH_INDEX}/nightly/{tag}"
+        return TorchForDriver(
+            f"{pip} --force-reinstall --pre torch --index-url {PYTORCH_INDEX}/nightly/{tag}"
+        )
     public = v.public
     mm = major_minor(public)
     cudas = _release_cudas(mm) if mm is not None else None
-    if cudas is None:  # not tabulated: the driver's index, same version
-        return f"{pip} --force-reinstall torch=={public} --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
+    if mm is None or cudas is None:  # not tabulated: the driver's index, same version
+        return TorchForDriver(
+            f"{pip} --force-reinstall torch=={public} --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
+        )
     dc = major_minor(driver_cuda)
     if dc is None:  # no driver to fit: the newest CUDA of this release that a known index serves
         known = {t["cuda"] for t in knowledge.load_data("cuda_drivers")["pytorch_indexes"]}
@@ -84,44 +117,34 @@ def pytorch_cuda_index(
         fitting = [c for c in cudas if (m := major_minor(c)) is not None and m <= dc]
     if fitting:
         best = max(fitting, key=lambda c: major_minor(c) or (0, 0))
-        return f"{pip} --force-reinstall torch=={public} --index-url {PYTORCH_INDEX}/{_tag(best)}"
-    # This torch has no build the driver runs: an older torch, named (pip would take the newest on the
-    # driver's index without saying it is older), from the newest CUDA it is published for that the driver runs.
-    older = older_torch_for_driver(driver_cuda, torch)
+        return TorchForDriver(
+            f"{pip} --force-reinstall torch=={public} --index-url {PYTORCH_INDEX}/{_tag(best)}"
+        )
+    assert dc is not None  # without a driver every tabulated CUDA fits
+    older = _older_torch(dc, mm)
     if older is not None:
         minor, cuda = older
         spec = shlex.quote(f"torch=={minor}.*")
-        return f"{pip} --force-reinstall {spec} --index-url {PYTORCH_INDEX}/{_tag(cuda)}"
-    return f"{pip} --force-reinstall torch --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
+        return TorchForDriver(
+            f"{pip} --force-reinstall {spec} --index-url {PYTORCH_INDEX}/{_tag(cuda)}", minor
+        )
+    return TorchForDriver(
+        f"{pip} --force-reinstall torch --index-url {PYTORCH_INDEX}/{_index_for_driver(driver_cuda)}"
+    )
 
 
-def older_torch_for_driver(driver_cuda: str | None, torch: str | None) -> tuple[str, str] | None:
-    """Where the installed ``torch``'s minor has no CUDA build this driver runs: the newest older torch minor
-    that has one, and that build's CUDA (None: this torch has such a build, or none is tabulated)."""
-    dc, mm = major_minor(driver_cuda), major_minor(torch) if torch else None
-    if dc is None or mm is None:
-        return None
+def _older_torch(dc: tuple[int, int], mm: tuple[int, int]) -> tuple[str, str] | None:
+    """The newest torch minor older than ``mm`` with a CUDA build a driver of CUDA ``dc`` runs, and that
+    build's newest such CUDA (None: none is tabulated)."""
     best: tuple[tuple[int, int], str, str] | None = None
     for rel in knowledge.load_data("torch_builds")["releases"]:
         rm = major_minor(rel["torch"])
         runs = [c for c in rel["cuda"] if (m := major_minor(c)) is not None and m <= dc]
-        if rm is None or not runs:
+        if rm is None or rm >= mm or not runs:
             continue
-        if rm >= mm:
-            return None  # this torch (or a newer one) has a build the driver runs: not a downgrade
-        cuda = max(runs, key=lambda c: major_minor(c) or (0, 0))
         if best is None or rm > best[0]:
-            best = (rm, rel["torch"], cuda)
+            best = (rm, rel["torch"], max(runs, key=lambda c: major_minor(c) or (0, 0)))
     return (best[1], best[2]) if best is not None else None
-
-
-def _older_note(env: Environment) -> str:
-    older = older_torch_for_driver(env.driver_cuda, env.torch)
-    if older is None:
-        return ""
-    mm = major_minor(env.torch)
-    yours = f"{mm[0]}.{mm[1]}" if mm else env.torch
-    return f" (torch {older[0]}, older than your {yours}: the driver upgrade keeps yours)"
 
 
 def check_driver(env: Environment) -> list[Finding]:
@@ -140,6 +163,7 @@ def check_driver(env: Environment) -> list[Finding]:
         f"driver {env.driver} supports CUDA ≤ {env.driver_cuda}; torch {env.torch} uses CUDA {env.torch_cuda}"
     )
     if dc[0] < tc[0]:
+        for_driver = torch_for_driver(env.driver_cuda, env.torch, env)
         return [
             finding(
                 "driver-too-old",
@@ -147,9 +171,7 @@ def check_driver(env: Environment) -> list[Finding]:
                 f"Driver {env.driver} supports CUDA {env.driver_cuda}, torch needs CUDA {env.torch_cuda}",
                 evidence=evidence,
                 fix=f"Upgrade the NVIDIA driver to ≥ {need}, or install a torch built for CUDA {dc[0]}.x"
-                + _older_note(env)
-                + ": "
-                + pytorch_cuda_index(env.driver_cuda, env.torch, env),
+                + f"{for_driver.older_note(env.torch)}: {for_driver.command}",
             )
         ]
     if dc < tc:
@@ -212,7 +234,16 @@ def check_torch(env: Environment) -> list[Finding]:
                 f"torch {env.torch} is "
                 + ("an Intel XPU build (no CUDA)" if env.torch_xpu else "a CPU-only build")
                 + ": FlashAttention needs a CUDA build of torch",
-                fix=pytorch_cuda_index(env.driver_cuda, env.torch, env),
+                fix=_cuda_torch_fix(env),
             )
         ]
     return [finding("torch-ok", Status.OK, f"torch {env.torch} (CUDA {env.torch_cuda or '?'}, {abi})")]
+
+
+def _cuda_torch_fix(env: Environment) -> str:
+    """The fix of a CPU-only (or XPU) torch: its CUDA build for this driver, or, where that version has none
+    the driver runs, the older torch that does, named."""
+    for_driver = torch_for_driver(env.driver_cuda, env.torch, env)
+    if for_driver.older is None:
+        return for_driver.command
+    return f"Install a CUDA build of torch{for_driver.older_note(env.torch)}: {for_driver.command}"

@@ -409,6 +409,38 @@ def test_a_driver_too_old_for_any_build_of_this_torch_says_the_fix_is_an_older_t
     assert "'torch==2.7.*' --index-url https://download.pytorch.org/whl/cu118" in f.fix
 
 
+@pytest.mark.parametrize(
+    ("torch", "torch_cuda", "note"),
+    [
+        ("2.9.0+cu130", "13.0", " (torch 2.7, older than your 2.9"),
+        # the command keeps the version (not tabulated) or takes the nightly index: no step back to name
+        ("2.14.0+cu126", "12.6", None),
+        ("2.8.0.dev20250601+cu126", "12.6", None),
+    ],
+)
+def test_the_older_torch_note_and_the_command_are_one_decision(
+    torch: str, torch_cuda: str, note: str | None
+) -> None:
+    # The note was worked out apart from the command: "(torch 2.7, older than your 2.14 …): pip install
+    # --force-reinstall torch==2.14.0 …", or with a nightly's --pre command.
+    env = target_env("h100").replace(torch=torch, torch_cuda=torch_cuda, driver="520.61", driver_cuda="11.8")
+    (f,) = [f for f in run_checks(env).findings if f.code == "driver-too-old"]
+    assert f.fix is not None
+    if note is None:
+        assert "older than your" not in f.fix
+    else:
+        assert note in f.fix and "'torch==2.7.*' --index-url https://download.pytorch.org/whl/cu118" in f.fix
+
+
+def test_a_cpu_torch_whose_version_has_no_build_for_the_driver_names_the_older_one() -> None:
+    env = target_env("h100").replace(torch="2.8.0+cpu", torch_cuda=None, driver="520.61", driver_cuda="11.8")
+    (f,) = [f for f in run_checks(env).findings if f.code == "torch-cpu-only"]
+    assert f.fix is not None and f.fix.startswith(
+        "Install a CUDA build of torch (torch 2.7, older than your 2.8"
+    )
+    assert f.fix.endswith("'torch==2.7.*' --index-url https://download.pytorch.org/whl/cu118")
+
+
 def test_torch_commands_use_the_target_interpreter() -> None:
     env = target_env("h100-cpu-torch", python_executable="/home/me/my env/bin/python")
     assert pytorch_cuda_index("13.0", "2.13.0+cpu", env).startswith(
