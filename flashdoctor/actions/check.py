@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from flashdoctor.actions.smoke import SmokeReport
+    from flashdoctor.decide.checks import WheelFinder
     from flashdoctor.model.findings import CheckReport
     from flashdoctor.probe.default_python import Interpreter
     from flashdoctor.probe.interpreter import Launched
@@ -134,6 +135,19 @@ class CheckResult:
     smoke: SmokeReport | None = None
 
 
+def checked(
+    env: Environment, source: str, wheel_finder: WheelFinder | None, environ: Mapping[str, str]
+) -> CheckReport:
+    """The check pipeline of ``check`` and of each rank of ``check --distributed``: the checks and verdicts
+    (prebuilt wheels from ``wheel_finder`` count as "installable"), then the wheel index's age, then
+    installs killed part-way (none for a target spec)."""
+    from flashdoctor.decide.explain import run_checks
+
+    report = run_checks(env, source=source, wheel_finder=wheel_finder)
+    report = with_index_freshness(report, environ)
+    return with_interrupted_installs(report, env, environ)
+
+
 def with_index_freshness(report: CheckReport, environ: Mapping[str, str]) -> CheckReport:
     """``report`` with the wheel index in use under ``extra["index"]`` and, when it is older than 60 days,
     the ``wheel-index-stale`` warning (decide.wheels.freshness); as it is when there is no index."""
@@ -196,7 +210,6 @@ def run_check(
     launched = launch_probe(python, target, environ)  # first: it runs while what follows is imported
     try:
         from flashdoctor.actions import inputs
-        from flashdoctor.decide.explain import run_checks
 
         if launched is not None:
             inputs.read_wheel_index_ahead(environ)  # while the probe runs
@@ -213,9 +226,7 @@ def run_check(
         if launched is not None:
             launched.cancel()
         raise
-    report = run_checks(env, source=source, wheel_finder=inputs.wheel_finder(environ, say))
-    report = with_index_freshness(report, environ)
-    report = with_interrupted_installs(report, env, environ)
+    report = checked(env, source, inputs.wheel_finder(environ, say), environ)
     if save_target:
         inputs.write_json(save_target, env.to_target())
     code = report.exit_code(strict=strict, require=require)

@@ -116,7 +116,6 @@ def run_rank(
 ) -> RankResult:
     """Check this rank. Errors a user can act on become the rank's ``error`` (rank 0 reports them);
     anything else propagates (the caller turns it into an error result too)."""
-    from flashdoctor.decide.explain import run_checks
     from flashdoctor.model.findings import report_to_json
 
     t0 = clock()
@@ -146,16 +145,13 @@ def run_rank(
             source = "probe"
     except UsageError as exc:
         return failed(exc.message)
-    # The same verdicts as a plain `check`: prebuilt wheels from the index count ("installable").
+    # The same pipeline as a plain `check`: prebuilt wheels from the index count ("installable"), the
+    # index's age, installs killed part-way (none for a target).
+    from flashdoctor.actions.check import checked
     from flashdoctor.actions.inputs import wheel_finder
 
-    report = run_checks(
-        env, source=source, wheel_finder=wheel_finder(rank_environ) if finder is None else finder()
-    )
-    from flashdoctor.actions.check import with_index_freshness, with_interrupted_installs
-
-    # as a plain `check`: the index's age, and installs killed part-way (none for a target)
-    report = with_interrupted_installs(with_index_freshness(report, rank_environ), env, rank_environ)
+    wheels = wheel_finder(rank_environ) if finder is None else finder()
+    report = checked(env, source, wheels, rank_environ)
     doc = report_to_json(report, strict=opts.strict, require=opts.require)
     code = report.exit_code(strict=opts.strict, require=opts.require)
     # A target's GPU is the spec's, not a device of this node: no device to own (or to share).
