@@ -118,49 +118,55 @@ class _Worker(threading.Thread):
             self.finished.set()
 
 
-# The most a rank's result may take (a real one is 5-10 KB, a few 100 KB at most): rank 0 reads no more
-# from any rank's store copy, and a rank posts no more.
+# The most a rank's result (or join announcement) may take (a real one is 5-10 KB, a few 100 KB at most):
+# a rank posts no more, and rank 0 parses no more (store.get has read the whole value by then).
 MAX_RESULT_BYTES = 4 * 1024 * 1024
-_T = TypeVar("_T")
+
+
+class _Ranked(Protocol):
+    @property
+    def rank(self) -> int: ...
+
+
+_T = TypeVar("_T", bound=_Ranked)
 
 
 def _payload(result: RankResult | None) -> bytes:
     return b"" if result is None else json.dumps(result.to_json()).encode()
 
 
-def _read(raw: bytes, size: int, from_json: Callable[[Any], _T]) -> _T | str:
-    """What a rank put in the store or sent (``size`` bytes, ``raw``), read by ``from_json``; or why it cannot
-    be read: over MAX_RESULT_BYTES, not UTF-8 or JSON, nested too deeply, or not what ``from_json`` takes.
-    Another flashdoctor, a bug or anyone who can write to the store may send anything: that rank's error,
-    not rank 0's crash (or its memory)."""
-    if size > MAX_RESULT_BYTES:
+def _read(raw: bytes, rank: int, from_json: Callable[[Any], _T]) -> _T | str:
+    """What rank ``rank`` put in the store (``raw``), read by ``from_json``; or why it cannot be taken: over
+    MAX_RESULT_BYTES, not UTF-8 or JSON, nested too deeply, not what ``from_json`` takes, or naming another
+    rank than the one it was filed under. Another flashdoctor, a bug or anyone who can write to the store
+    may send anything: that rank's error, not rank 0's crash (or its memory), nor another rank's entry."""
+    if len(raw) > MAX_RESULT_BYTES:
         return (
-            f"its result is {size:,} bytes, over the {MAX_RESULT_BYTES // 2**20} MiB "
+            f"its result is {len(raw):,} bytes, over the {MAX_RESULT_BYTES // 2**20} MiB "
             f"({MAX_RESULT_BYTES:,} bytes) rank 0 reads from a rank: not sent"
         )
     try:
-        return from_json(strict_json(raw))
+        got = from_json(strict_json(raw))
     except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON (a ValueError), no rank, too deep
         why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
         return f"sent a result rank 0 cannot read: {why}"
+    if got.rank != rank:  # filed under one rank, read as another's
+        return f"sent a result that says it is rank {got.rank}"
+    return got
 
 
-def _decode(raw: bytes, rank: int, size: int | None = None) -> RankResult | None:
-    """What rank ``rank`` sent (None: nothing), ``size`` bytes (``raw``'s when not given; b"" when it was
-    too large to send); what cannot be read is that rank's error."""
-    size = len(raw) if size is None else size
-    if not raw and size <= MAX_RESULT_BYTES:
+def _decode(raw: bytes, rank: int) -> RankResult | None:
+    """What rank ``rank`` put in the store (None: nothing); what cannot be read is that rank's error."""
+    if not raw:
         return None
-    got = _read(raw, size, RankResult.from_json)
-    if not isinstance(got, str) and got.rank != rank:  # filed under one rank, read as another's
-        got = f"sent a result that says it is rank {got.rank}"
+    got = _read(raw, rank, RankResult.from_json)
     return RankResult(rank=rank, exit_code=1, error=got) if isinstance(got, str) else got
 
 
 def _join(raw: bytes, rank: int) -> JoinInfo:
-    """A rank's join announcement; an unreadable one (or one over the result bound: a real one is a few
-    hundred bytes) names only the rank."""
-    got = _read(raw, len(raw), JoinInfo.from_json)
+    """Rank ``rank``'s join announcement; one that cannot be read (over the result bound: a real one is a
+    few hundred bytes) or names another rank names only the rank."""
+    got = _read(raw, rank, JoinInfo.from_json)
     return JoinInfo(rank=rank) if isinstance(got, str) else got
 
 

@@ -81,8 +81,6 @@ class GlooCollective:
         import torch
 
         self.torch = torch
-        self.index = index
-        self.size = size
         self.dist.init_process_group(
             backend="gloo",
             store=self.dist.PrefixStore(prefix, store),

@@ -563,7 +563,7 @@ LYING_RANK = (
     "def lie(self, *args):\n"
     "    formed(self, *args)\n"
     "    torch, dist = self.torch, self.dist\n"
-    "    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(self.size)]\n"
+    "    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(dist.get_world_size())]\n"
     "    dist.all_gather(sizes, torch.tensor([4096], dtype=torch.int64))\n"
     "    dist.send(torch.zeros(8192, dtype=torch.uint8), dst=0)\n"
     "glue.GlooCollective.__init__ = lie\n"

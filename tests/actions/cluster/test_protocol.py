@@ -380,6 +380,19 @@ def test_an_oversized_join_announcement_is_read_as_unreadable() -> None:
     assert g is not None and 1 in g.joins and g.joins[1].host is None
 
 
+def test_a_join_announcement_that_names_another_rank_names_only_the_rank_it_was_filed_under() -> None:
+    # A result filed under one rank that named another was refused, but a join announcement was taken as
+    # the rank it named: rank 1's entry in the report said rank 3, with rank 3's host.
+    c = Cluster(2, finish_code=0)
+    keys = Keys("test.0")
+    c.store.set(keys.join(1), json.dumps({"rank": 3, "host": "elsewhere"}))
+    c.store.add(keys.joined, 1)
+    c.start(0)
+    c.join()
+    g = c.gathered
+    assert g is not None and g.joins[1].rank == 1 and g.joins[1].host is None
+
+
 def test_a_rank_missing_a_dependency_says_which_not_a_bug() -> None:
     # Seen on the GPU machine: ranks started with a PYTHONPATH that lacked platformdirs reported
     # "unexpected error ModuleNotFoundError ... (a flashdoctor bug)" instead of the missing dependency.
