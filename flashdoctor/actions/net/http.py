@@ -53,7 +53,15 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from flashdoctor import __version__
 from flashdoctor.actions.net.errors import OFFLINE_HINT, DownloadError, OfflineError, TooLarge
-from flashdoctor.actions.net.urls import Target, check_url, host_entry, redact, redact_text, token_allowed
+from flashdoctor.actions.net.urls import (
+    Target,
+    check_url,
+    parse,
+    redact,
+    redact_text,
+    token_allowed,
+    token_host,
+)
 from flashdoctor.errors import UsageError
 
 # GITHUB_TOKEN goes to these hosts only (exact match). Release assets are served from
@@ -778,16 +786,23 @@ def _name_not_resolved(exc: BaseException) -> bool:
 
 
 def credentials_hint(url: str, token_hosts: frozenset[str]) -> str:
-    """What to do about a 401/403 from ``url``: GitHub takes GITHUB_TOKEN, a mirror its own credentials."""
-    with contextlib.suppress(DownloadError):
-        host = host_entry(url)
-        if host in token_hosts or host.rsplit(":", 1)[0] in token_hosts:
-            return "the server wants credentials; for GitHub set GITHUB_TOKEN (it is never printed)"
+    """What to do about a 401/403 from ``url`` (as shown: credentials as ***): GitHub takes GITHUB_TOKEN, a
+    mirror its own credentials; ones the URL already carried were refused."""
+    try:
+        t = parse(url)
+    except DownloadError:
+        return "the server wants credentials (in the URL, or a ~/.netrc entry for its host)"
+    if t.userinfo:
         return (
-            f"the server wants credentials: give them in the URL (https://USER:PASSWORD@{host}/...: they go "
-            f"to that host and port only, and are never printed) or in a ~/.netrc entry for {host.rsplit(':', 1)[0]}"
+            f"the server refused the credentials given in the URL: check the user name and password "
+            f"(percent-encode '@', ':' and '/' in them), or the ~/.netrc entry for {t.host}"
         )
-    return "the server wants credentials (in the URL, or a ~/.netrc entry for its host)"
+    if token_host(t, token_hosts):
+        return "the server wants credentials; for GitHub set GITHUB_TOKEN (it is never printed)"
+    return (
+        f"the server wants credentials: give them in the URL ({t.scheme}://USER:PASSWORD@{t.netloc}/...: they "
+        f"go to that host and port only, and are never printed) or in a ~/.netrc entry for {t.host}"
+    )
 
 
 def _tls_error(exc: Exception, shown: str) -> DownloadError:

@@ -138,6 +138,11 @@ def token_allowed(target: Target, token_hosts: Iterable[str]) -> bool:
     not carry credentials of its own."""
     if target.userinfo or not (target.scheme == "https" or is_loopback(target.host)):
         return False
+    return token_host(target, token_hosts)
+
+
+def token_host(target: Target, token_hosts: Iterable[str]) -> bool:
+    """Whether ``target``'s host is one of ``token_hosts`` ("host", or "host:port" for that port only)."""
     hosts = set(token_hosts)
     return target.host in hosts or (target.port is not None and f"{target.host}:{target.port}" in hosts)
 

@@ -82,3 +82,40 @@ def test_one_redactor_for_urls_and_free_text() -> None:
     out = redact_text(text + " ghp_TOKEN123", secrets=["ghp_TOKEN123", None, ""])
     assert "SECRET" not in out and "abc" not in out and "ghp_TOKEN123" not in out
     assert "https://***@m.example/simple" in out and "X-Amz-Signature=REDACTED&y=2" in out
+
+
+@pytest.mark.parametrize(
+    ("url", "wanted", "unwanted"),
+    [
+        # an IPv6 mirror: an unbracketed host in the example URL, and without a port ".netrc entry for :"
+        (
+            "https://[::1]:8443/simple/",
+            ("https://USER:PASSWORD@[::1]:8443/", "~/.netrc entry for ::1"),
+            ("@::1",),
+        ),
+        ("https://[::1]/simple/", ("https://USER:PASSWORD@[::1]/", "~/.netrc entry for ::1"), ("@::1",)),
+        # a plain http mirror (--allow-http): the example URL said https://
+        (
+            "http://mirror.lan:8080/simple/",
+            ("http://USER:PASSWORD@mirror.lan:8080/", "entry for mirror.lan"),
+            (),
+        ),
+        # the URL already carried credentials (shown ***:***@): "give them in the URL" said nothing useful
+        (
+            "https://***:***@mirror.lan/simple/",
+            ("refused the credentials given", "~/.netrc entry for mirror.lan"),
+            ("give them in the URL",),
+        ),
+        ("https://github.com/x/y.whl", ("GITHUB_TOKEN",), ("USER:PASSWORD",)),
+        ("https://127.0.0.1:9443/x.whl", ("GITHUB_TOKEN",), ()),  # a "host:port" entry
+        ("https://127.0.0.1:9444/x.whl", ("USER:PASSWORD@127.0.0.1:9444",), ("GITHUB_TOKEN",)),
+    ],
+)
+def test_credentials_hint_names_the_mirror_as_it_was_reached(
+    url: str, wanted: tuple[str, ...], unwanted: tuple[str, ...]
+) -> None:
+    from flashdoctor.actions.net.http import credentials_hint
+
+    hint = credentials_hint(url, frozenset({"github.com", "127.0.0.1:9443"}))
+    assert all(w in hint for w in wanted), hint
+    assert not any(u in hint for u in unwanted), hint
