@@ -377,17 +377,28 @@ def _names_any(text_low: bytes, spellings: set[bytes]) -> bool:
     return False
 
 
+# A byte that goes on a directory's name: an ASCII letter, digit, _ or -, or any non-ASCII byte (a letter in
+# UTF-8 or a code page), except a code page's typographic quote (cp1252 0x91-0x94, ‘’“”) standing at the
+# name's edge: an opening one after no name byte, a closing one before none ("“C:\Users\ana\venv”"). In
+# cp437/cp850 the same bytes are æÆôö, so one inside a name (0x94 then "\lib") still goes on it. (UTF-8's
+# typographic quotes are ASCII ones by now: scan.normalise.)
+_NAME_BYTE = rb"[\w\x80-\xff-]"
+_QUOTE = rb"[\x91-\x94]"
+_EDGE = rb"[^\w.\x80-\xff/\\-]"  # no part of a path
+_BEFORE = rb"(?:(?<![\w.\x80-\xff-])|(?<=^" + _QUOTE + rb")|(?<=" + _EDGE + _QUOTE + rb"))"
+_AFTER = rb"(?!(?!" + _QUOTE + rb"(?:" + _EDGE + rb"|$))" + _NAME_BYTE + rb"|\.\w|" + _NOT_ITS_OWN + rb")"
+
+
 def _names_directory(text_low: bytes, directory: bytes) -> bool:
     """``directory`` is in the text as a whole directory name: /home/ana/fa in /home/ana/fa/lib/..., not in
-    /home/ana/fa-old/lib/..., /home/ana/faé/... (a non-ASCII byte goes on the name) nor /data/home/ana/fa/...
+    /home/ana/fa-old/lib/..., /home/ana/faé/... or /dataé/home/ana/fa/... (a non-ASCII byte goes on the name,
+    on either side: _NAME_BYTE, but a code page's typographic quote around it is none) nor /data/home/ana/fa/...
     (other environments), nor in
     /home/ana/miniconda3/envs/fa/... or /home/ana/miniconda3/pkgs/... (_NOT_ITS_OWN)."""
     first = text_low.find(directory)  # a literal find first: the lookbehind regex alone tries every byte
     if first < 0:
         return False
-    pattern = re.compile(
-        rb"(?<![\w.-])" + re.escape(directory) + rb"(?![\w\x80-\xff-]|\.\w|" + _NOT_ITS_OWN + rb")"
-    )
+    pattern = re.compile(_BEFORE + re.escape(directory) + _AFTER)
     return pattern.search(text_low, first) is not None  # the lookbehind still sees the bytes before ``first``
 
 

@@ -567,6 +567,29 @@ def test_a_directory_whose_name_goes_on_in_a_non_ascii_letter_is_not_this_one(ot
     assert not explain_bytes(log.replace("cpython-310", "cpython-312").encode(), env).origin.use_machine
 
 
+@pytest.mark.parametrize("codec", ["utf-8", "cp1252"])
+def test_a_directory_whose_name_a_non_ascii_letter_goes_before_is_not_this_one(codec: str) -> None:
+    # /dataé/home/ana/fa is another environment than /home/ana/fa: a non-ASCII byte after the name made
+    # it another name, one before it did not.
+    env = target_env("h100", python_executable="/home/ana/fa/bin/python")
+    log = TORCH_SYMBOL.replace("/home/u/venv/lib/python3.10", "/dataé/home/ana/fa/lib/python3.12")
+    assert not explain_bytes(log.replace("cpython-310", "cpython-312").encode(codec), env).origin.use_machine
+
+
+@pytest.mark.parametrize("quotes", ["“”", "‘’"])
+def test_a_directory_in_a_code_pages_typographic_quotes_is_named(quotes: str) -> None:
+    # A cp1252 closing quote (0x94) right after the name went on it as a letter would: "“/home/ana/fa”" in a
+    # log saved as "ANSI" no longer named /home/ana/fa. Quotes around the name are no part of it.
+    env = target_env("h100", python_executable="/home/ana/fa/bin/python")
+    log = f"{TORCH_SYMBOL.replace('cpython-310', 'cpython-312')}\nthe environment is {quotes[0]}/home/ana/fa{quotes[1]}"
+    assert explain_bytes(log.encode("cp1252"), env).origin.use_machine, quotes
+    # In cp437 the same byte is ö: /home/ana/faö/lib is another directory.
+    other = TORCH_SYMBOL.replace("/home/u/venv/lib/python3.10", "/home/ana/faö/lib/python3.12")
+    assert not explain_bytes(
+        other.replace("cpython-310", "cpython-312").encode("cp437"), env
+    ).origin.use_machine
+
+
 def test_another_gpu_of_the_same_architecture_means_another_machine() -> None:
     # An H100's log with the H200 target's torch and Python: both GPUs are sm_90, but the log's is not this
     # machine's (the reason said "NVIDIA H100 80GB HBM3 (sm_90) in the log and here", and the fixes named
