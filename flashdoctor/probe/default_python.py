@@ -158,7 +158,9 @@ def linked_venv(python: str) -> LinkedVenv | None:
     for cur in chain:
         prefix = _prefix_of(cur)
         if _is_venv(prefix):
-            return LinkedVenv(str(prefix), str(cur), os.path.realpath(python))
+            # real paths (a relative link gives x/bin/../venv), but the venv's python kept as the link it is
+            python_in = os.path.join(os.path.realpath(cur.parent), cur.name)
+            return LinkedVenv(os.path.realpath(prefix), python_in, os.path.realpath(python))
     return None
 
 

@@ -104,3 +104,17 @@ def test_python_dash_m_names_its_interpreter(tmp_path: Path) -> None:
     assert (got.path, got.reason) == (str(user), "python -m")
     assert got.to_json() == {"path": str(user), "reason": "python -m", "why": got.why}
     assert "python -m flashdoctor" in got.describe()
+
+
+def test_a_relative_link_to_a_venv_names_it_by_its_real_path(tmp_path: Path) -> None:
+    # ~/x/bin/py -> ../venv/bin/python3 gave the public JSON field linked_venv as "<tmp>/x/bin/../venv".
+    from flashdoctor.probe.default_python import linked_venv
+
+    base = _base(tmp_path / "usr")
+    _venv(tmp_path / "x" / "venv", base)
+    link = tmp_path / "x" / "bin" / "py"
+    link.parent.mkdir()
+    link.symlink_to("../venv/bin/python3")
+    got = linked_venv(str(link))
+    real = os.path.realpath(tmp_path)
+    assert got is not None and (got.prefix, got.python) == (f"{real}/x/venv", f"{real}/x/venv/bin/python3")
