@@ -384,4 +384,9 @@ def same_version(a: str | None, b: str | None) -> bool:
 
 
 def discard(backup: Backup) -> None:
+    """Remove ``backup``: its manifest first, so that a discard killed part-way leaves an incomplete
+    backup (``clean_incomplete`` removes it), never a manifest over missing files (an interrupted install,
+    restored from what is left)."""
+    with contextlib.suppress(OSError):
+        (backup.root / "manifest.json").unlink()
     shutil.rmtree(backup.root, ignore_errors=True)

@@ -505,3 +505,33 @@ def test_pip_stashes_of_an_interrupted_pip_are_found_even_empty_and_never_anothe
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     assert sorted(pip_stashes(_stash_backup(site))) == sorted([str(empty), str(full)])
+
+
+@pytest.mark.system
+def test_a_discard_killed_part_way_leaves_no_manifest(tmp_path: Path) -> None:
+    """``discard`` removed the backup in directory order: killed part-way (here: SIGKILL the moment it
+    starts removing the tree), manifest.json outlived files/ and read as an interrupted install, whose
+    "restore" from an incomplete backup would follow. Now the manifest goes first."""
+    import subprocess
+    import sys
+
+    from flashdoctor.actions.install.rollback import find_interrupted
+
+    root = tmp_path / "backups" / "20260101-000000-1"
+    (root / "files").mkdir(parents=True)
+    (root / "files" / "000000").write_text("old")
+    b = Backup("flash-attn", "2.7.4", root, (SavedFile("/x/a.py", "files/000000", "0" * 64, 0o644),), (), (),
+               environment=str(tmp_path / "env"))  # fmt: skip
+    (root / "manifest.json").write_text(json.dumps(b.to_json()))
+    assert [x.root for x in find_interrupted(tmp_path / "backups", str(tmp_path / "env"))] == [root]
+    killed_in_rmtree = (
+        "import os, signal, sys\n"
+        "sys.addaudithook(lambda ev, _a: ev == 'shutil.rmtree' and os.kill(os.getpid(), signal.SIGKILL))\n"
+        "from pathlib import Path\n"
+        "from flashdoctor.actions.install.rollback import Backup, discard\n"
+        "discard(Backup.from_manifest(Path(sys.argv[1])))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", killed_in_rmtree, str(root)], capture_output=True, timeout=60)
+    assert r.returncode == -9, r.stderr
+    assert not (root / "manifest.json").exists()
+    assert find_interrupted(tmp_path / "backups", str(tmp_path / "env")) == []
