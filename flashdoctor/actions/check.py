@@ -172,19 +172,20 @@ def with_interrupted_installs(
 ) -> CheckReport:
     """``report`` with an ``install-interrupted`` warning for each install into the checked environment
     that was killed between its backup and its verification or restore (its complete backup is still in
-    the cache, and its process is gone). Read without the install lock (``check`` takes none): a missing
-    or unreadable backup is no finding; one whose install still runs is none either."""
+    the cache, and no install into it holds its lock). Read without waiting for the install lock (``check``
+    takes none): a missing or unreadable backup is no finding; while an install runs, none is (its own
+    backup is there, and it restores the orphans first)."""
     if env.prefix is None:
         return report  # a target spec: not this machine's environment
     from flashdoctor.actions.cache import WheelCache, default_cache_root
-    from flashdoctor.actions.install.rollback import find_interrupted, install_running
+    from flashdoctor.actions.install.envlock import install_running
+    from flashdoctor.actions.install.rollback import find_interrupted
     from flashdoctor.decide.checks.installed import install_interrupted
 
-    found = [
-        install_interrupted(b.dist, b.version, b.installing, str(b.root))
-        for b in find_interrupted(WheelCache(default_cache_root(environ)).backups(), env.prefix)
-        if not install_running(b)
-    ]
+    backups = find_interrupted(WheelCache(default_cache_root(environ)).backups(), env.prefix)
+    if not backups or install_running(env.prefix):
+        return report
+    found = [install_interrupted(b.dist, b.version, b.installing, str(b.root)) for b in backups]
     return dataclasses.replace(report, findings=(*report.findings, *found)) if found else report
 
 

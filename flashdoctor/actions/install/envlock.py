@@ -58,6 +58,29 @@ def lock_candidates(prefix: str) -> list[Path]:
     return [Path(prefix) / LOCK_NAME, fallback_lock_path(prefix)]
 
 
+def _file_lock(path: Path) -> FileLock:
+    return FileLock(str(path), mode=0o664)
+
+
+def install_running(prefix: str) -> bool:
+    """Whether an install into the environment at ``prefix`` holds its lock now, for a reader that takes
+    none (``check``): the one answer on any host that shares the environment, whatever the install's pid.
+    Asked without waiting, only of a lock file that exists (none is created); one that cannot be opened
+    (another's, a read-only prefix) says nothing."""
+    for path in lock_candidates(prefix):
+        if not path.is_file():
+            continue
+        lk = _file_lock(path)
+        try:
+            took = acquire(lk, 0)
+        except OSError:
+            continue
+        if not took:
+            return True
+        lk.release()
+    return False
+
+
 @contextlib.contextmanager
 def environment_lock(
     prefix: str, on_wait: Callable[[], None] | None = None, timeout: float = LOCK_TIMEOUT
@@ -72,7 +95,7 @@ def environment_lock(
             except OSError as exc:
                 last = exc
                 continue
-        lk = FileLock(str(path), mode=0o664)
+        lk = _file_lock(path)
         try:
             took = acquire(lk, timeout, on_wait)
         except OSError as exc:  # read-only prefix, not a directory: the next candidate

@@ -211,20 +211,6 @@ def find_interrupted(backups: Path, environment: str) -> list[Backup]:
     return found
 
 
-def install_running(backup: Backup) -> bool:
-    """Whether the install that made ``backup`` may still be running (its process exists), for a reader
-    that does not hold the environment's lock (``check``). A pid reused since counts as running."""
-    if not isinstance(backup.pid, int) or backup.pid <= 0:
-        return False
-    try:
-        os.kill(backup.pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # another user's process
-    return True
-
-
 def same_environment(recorded: object, environment: str) -> bool:
     """Whether a backup's recorded environment is ``environment``: one directory, whatever path reached it
     (sys.prefix keeps the path the interpreter was started by, so a venv reached through a symlink once

@@ -463,17 +463,39 @@ def test_an_early_state_is_used_only_when_readable(tmp_path: Path) -> None:
     assert _early_state(None) is None
 
 
-def test_a_backup_whose_process_runs_is_not_an_interrupted_install(tmp_path: Path) -> None:
-    """check reads backups without the install lock: one made by a live process is an install running."""
+def test_an_install_runs_while_its_environment_lock_is_held_whatever_its_pid(tmp_path: Path) -> None:
+    """check reads backups without the install lock, and asked whether the install that made one still
+    runs by its pid: a pid reused since (here: this test's own), or one of another host sharing the venv
+    and cache, or of another pid namespace, read as running, and a killed install went unreported. Now
+    the environment's lock answers it, asked without waiting: held, the install runs (no finding)."""
+    import dataclasses
     import os
 
-    from flashdoctor.actions.install.rollback import Backup, install_running
+    from flashdoctor.actions.cache import default_cache_root
+    from flashdoctor.actions.check import with_interrupted_installs
+    from flashdoctor.actions.install.envlock import environment_lock
+    from flashdoctor.model.findings import CheckReport
+    from tests.support.targets import target_env
 
-    def backup(pid: int | None) -> Backup:
-        return Backup("flash-attn", "2.7.4", tmp_path, (), (), (), pid=pid)
+    prefix = tmp_path / "env"
+    prefix.mkdir()
+    environ = {"FLASHDOCTOR_CACHE_DIR": str(tmp_path / "fdc")}
+    root = WheelCache(default_cache_root(environ)).backups() / "20260101-000000-1"
+    root.mkdir(parents=True)
+    b = Backup(
+        "flash-attn", "2.7.4", root, (), (), (), environment=str(prefix), pid=os.getpid(), installing="2.8.3"
+    )
+    (root / "manifest.json").write_text(json.dumps(b.to_json()))
+    env = dataclasses.replace(target_env("h100"), prefix=str(prefix))
+    report = CheckReport(env, "probe", (), {})
 
-    assert install_running(backup(os.getpid()))
-    assert not install_running(backup(None)) and not install_running(backup(0))
+    def codes() -> list[str]:
+        return [f.code for f in with_interrupted_installs(report, env, environ).findings]
+
+    assert codes() == ["install-interrupted"]  # its pid is alive, but no install holds the lock
+    with environment_lock(str(prefix)):
+        assert codes() == []
+    assert codes() == ["install-interrupted"]
 
 
 def _stash_backup(site: Path) -> Backup:
