@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from flashdoctor.actions.fetch import FetchOptions
     from flashdoctor.actions.wheelhouse import Wheelhouse
     from flashdoctor.model.environment import Environment
+    from flashdoctor.model.install import InstallResult
     from flashdoctor.model.plan import Plan
 
 
@@ -223,9 +224,32 @@ def install(variant: Variant, **opts: Any) -> int:
             "--source/--ref/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads/--no-* need --from-source"
         )
     else:
-        plan, notes, fetch = service.resolve_plan(
+        plan, notes, planned = service.resolve_plan(
             env, variant, houses, fetch, machine=_machine(opts), **_selection(opts)
         )
+        if not dry_run and (plan.action != "wheel" or plan.blockers):
+            # Nothing to install, yet an install killed after its backup may have left its unverified
+            # version in place (check: install-interrupted): restore it, and plan again for what is back.
+            failed, restored = service.recover(
+                variant,
+                python=python or sys.executable,
+                env=env,
+                fetch=fetch,
+                environ=os.environ,
+                on_wait=_say,
+            )
+            if failed is not None:
+                return _show_result(failed, opts)
+            for w in restored:
+                _say(w)
+            if restored:
+                from flashdoctor.actions.check import resolve_environment
+
+                env, source = resolve_environment(python, None, import_tests=True)
+                plan, notes, planned = service.resolve_plan(
+                    env, variant, houses, fetch, machine=_machine(opts), **_selection(opts)
+                )
+        fetch = planned
     if dry_run or plan.action != "wheel" or plan.blockers:
         return _show_plan(plan, notes, source, opts)
     py = python or sys.executable  # python is None only with --target, which never gets here
@@ -244,9 +268,18 @@ def install(variant: Variant, **opts: Any) -> int:
         smoke=not opts["no_smoke"],
         install_deps=not opts["no_deps"],
         environ=os.environ,
-        on_wait=lambda msg: echo(f"flashdoctor: {msg}", err=True),
+        on_wait=_say,
         early_state=early.state,
     )
+    return _show_result(result, opts)
+
+
+def _say(message: str) -> None:
+    echo(f"flashdoctor: {message}", err=True)
+
+
+def _show_result(result: InstallResult, opts: dict[str, Any]) -> int:
+    """An install's result (JSON, or the human report) and its exit code."""
     if opts["as_json"]:
         from flashdoctor.model.envelope import INSTALL_SCHEMA_ID
         from flashdoctor.render.json import emit

@@ -115,19 +115,40 @@ def execute(plan: Plan, ctx: InstallContext) -> InstallResult:
     # The state names the environment (its prefix holds the lock); read ahead, it is trusted only if
     # nothing was installed or removed by the time the lock is held.
     state = _early_state(ctx.early_state) or read_state(ctx.python, ctx.environ, (dist,))
-
-    def on_wait() -> None:
-        if ctx.on_wait is not None:
-            ctx.on_wait("another flashdoctor install into this environment is running; waiting for it")
-
     # The private directory the wheel is copied into (0700, this process's): what pip installs.
     with (
-        environment_lock(state.prefix, on_wait=on_wait),
+        environment_lock(state.prefix, on_wait=_on_wait(ctx)),
         tempfile.TemporaryDirectory(prefix="flashdoctor-install-") as stage,
     ):
         if not state.is_current():
             state = read_state(ctx.python, ctx.environ, (dist,))
         return _locked(plan, ctx, state, Path(stage))
+
+
+def _on_wait(ctx: InstallContext) -> Callable[[], None]:
+    def on_wait() -> None:
+        if ctx.on_wait is not None:
+            ctx.on_wait("another flashdoctor install into this environment is running; waiting for it")
+
+    return on_wait
+
+
+def recover_interrupted(
+    ctx: InstallContext, variant: Variant, prefix: str
+) -> tuple[InstallResult | None, list[str]]:
+    """For an install whose plan installs nothing (the variant imports, or cannot run here): restore what
+    installs into the environment at ``prefix`` killed after their backup replaced, under its lock, as
+    ``execute`` does first. The warnings saying what was restored (none: nothing was interrupted), and
+    the ``restore-failed`` result when a restore fails."""
+    if not find_interrupted(ctx.fetch.cache.backups(), prefix):
+        return None, []
+    warnings: list[str] = []
+    with environment_lock(prefix, on_wait=_on_wait(ctx)):
+        found = find_interrupted(ctx.fetch.cache.backups(), prefix)  # another install may have done it
+        if not found:
+            return None, []
+        failed = _recover(found, ctx, _Steps(), _log_path(ctx), warnings, variant, VARIANT_DIST[variant])
+    return failed, warnings
 
 
 def _locked(plan: Plan, ctx: InstallContext, state: TargetState, stage: Path) -> InstallResult:

@@ -23,12 +23,13 @@ if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 
     from flashdoctor.actions.fetch import FetchOptions
+    from flashdoctor.actions.install.executor import InstallContext
     from flashdoctor.actions.install.lock import LockEntry
     from flashdoctor.actions.net.download import Progress
     from flashdoctor.actions.source_build.api import BuildOptions
     from flashdoctor.actions.wheelhouse import Wheelhouse
     from flashdoctor.model.build import BuildOutcome, BuildProgress
-    from flashdoctor.model.install import InstallResult
+    from flashdoctor.model.install import InstallResult, SmokeHook
     from flashdoctor.probe.state import TargetState
 
 
@@ -190,21 +191,55 @@ def install(
     early_state: Future[TargetState] | None,
 ) -> InstallResult:
     """Carry out a wheel plan: verified, import-checked and smoke-tested, or rolled back."""
-    from flashdoctor.actions.install.executor import InstallContext, execute
+    from flashdoctor.actions.install.executor import execute
     from flashdoctor.actions.install.prepare import smoke_hook
 
-    ctx = InstallContext(
+    hook = smoke_hook() if smoke else None
+    return execute(plan, _context(python, env, fetch, environ, on_wait, hook, install_deps, early_state))
+
+
+def recover(
+    variant: Variant,
+    *,
+    python: str,
+    env: Environment,
+    fetch: FetchOptions,
+    environ: Mapping[str, str],
+    on_wait: Callable[[str], None],
+) -> tuple[InstallResult | None, list[str]]:
+    """Before an install whose plan installs nothing: restore what an install into ``python``'s environment
+    killed after its backup replaced (executor.recover_interrupted); nothing without a probed prefix."""
+    from flashdoctor.actions.install.executor import recover_interrupted
+
+    if env.prefix is None:
+        return None, []
+    ctx = _context(python, env, fetch, environ, on_wait, None, True, None)
+    return recover_interrupted(ctx, variant, env.prefix)
+
+
+def _context(
+    python: str,
+    env: Environment,
+    fetch: FetchOptions,
+    environ: Mapping[str, str],
+    on_wait: Callable[[str], None],
+    smoke: SmokeHook | None,
+    install_deps: bool,
+    early_state: Future[TargetState] | None,
+) -> InstallContext:
+    from flashdoctor.actions.install.executor import InstallContext
+
+    return InstallContext(
         python=python,
         environ=environ,
         fetch=fetch,
         env=env,
-        smoke=smoke_hook() if smoke else None,
+        smoke=smoke,
         install_deps=install_deps,
         log_dir=fetch.cache.root.parent / "logs",
         on_wait=on_wait,
         early_state=early_state,
     )
-    return execute(plan, ctx)
 
 
 # -- source builds (`build` and `install --from-source`) -------------------------------------------------

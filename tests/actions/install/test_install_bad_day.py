@@ -129,14 +129,17 @@ def test_pip_killed_half_way_through_the_install_is_undone_by_the_next_install(
             shutil.rmtree(stash, ignore_errors=True)
 
 
-def _kill_in_its_import_check(py: Path, site: Path, tmp: Path, cache_dir: Path) -> None:
-    """Start `flashdoctor install` of a V_GOOD whose import hangs through ``py`` and SIGKILL it (and its
-    process group) in the import check: V_GOOD is in place, unverified, and its backup an orphan."""
-    hangs = make_wheel(
-        tmp / "hangs",
-        version=V_GOOD,
-        files={"flash_attn/__init__.py": init_py(V_GOOD, "import time\ntime.sleep(120)\n")},
-    )
+def _kill_in_its_import_check(
+    py: Path, site: Path, tmp: Path, cache_dir: Path, while_: Path | None = None
+) -> None:
+    """Start `flashdoctor install` of a V_GOOD whose import hangs through ``py`` (``while_``: while that
+    file exists) and SIGKILL it (and its process group) in the import check: V_GOOD is in place,
+    unverified, and its backup an orphan."""
+    hang = "import time\ntime.sleep(120)\n"
+    if while_ is not None:
+        while_.touch()
+        hang = f"import os, time\nwhile os.path.exists({str(while_)!r}):\n    time.sleep(0.05)\n"
+    hangs = make_wheel(tmp / "hangs", version=V_GOOD, files={"flash_attn/__init__.py": init_py(V_GOOD, hang)})
     p = fd_install(write_plan(tmp / "plan.json", hangs, V_GOOD), py, cache_dir, start_new_session=True)
     new_info = site / f"flash_attn-{V_GOOD}.dist-info" / "RECORD"
     deadline = time.monotonic() + 60
@@ -338,3 +341,33 @@ def test_check_reports_an_install_that_was_killed(fresh_venv: Path, tmp_path: Pa
     assert [s.name for s in res.steps][:1] == ["recover"] and res.previous == V_OLD, res
     r = subprocess.run(check, capture_output=True, text=True, env=env, timeout=120)
     assert "install-interrupted" not in [f["code"] for f in json.loads(r.stdout)["findings"]]
+
+
+def test_install_as_check_advises_restores_a_killed_install_even_with_nothing_to_install(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
+    """check's ``install-interrupted`` advises `flashdoctor install --fa2`, which "restores the previous
+    version first"; but only an install of a wheel restored it (under its lock, in the executor). A plan
+    that installs nothing (the unverified version imports: "none"; or, as here on a CPU, "unsupported")
+    returned with the plan: the backup stayed and check warned for ever. Now install restores it first,
+    says so, and plans for what is back."""
+    cache_dir = tmp_path / "fdc"
+    old = make_wheel(tmp_path / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)})
+    assert _install(fresh_venv, old, V_OLD, tmp_path, cache_root=cache_dir / "wheels").status == "installed"
+    before = tree_digest(site_packages(fresh_venv))
+    hangs = tmp_path / "hangs-while"
+    _kill_in_its_import_check(fresh_venv, site_packages(fresh_venv), tmp_path, cache_dir, while_=hangs)
+    hangs.unlink()  # V_GOOD imports now
+    assert pip_list(fresh_venv)["flash-attn"] == norm(V_GOOD)  # unverified, unrestored
+    env = child_env(FLASHDOCTOR_CACHE_DIR=str(cache_dir))
+    fd = [sys.executable, "-m", "flashdoctor"]
+    r = subprocess.run([*fd, "install", "--fa2", "--yes", "--python", str(fresh_venv)], capture_output=True,
+                       text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "what it replaced was restored first" in r.stderr, (r.stdout, r.stderr)
+    assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
+    assert tree_digest(site_packages(fresh_venv)) == before
+    assert not list((cache_dir / "wheels" / "backups").iterdir())
+    check = [*fd, "check", "--json", "--no-import-test", "--python", str(fresh_venv)]
+    r = subprocess.run(check, capture_output=True, text=True, env=env, timeout=120)
+    assert "install-interrupted" not in [f["code"] for f in json.loads(r.stdout)["findings"]], r.stdout
