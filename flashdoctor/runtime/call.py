@@ -17,7 +17,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from flashdoctor.runtime import availability, dispatch, kernels, state
+from flashdoctor.runtime import availability, compat, dispatch, kernels, state
 from flashdoctor.runtime.dispatch import FALLBACK, AttentionCall, Decision
 
 
@@ -153,7 +153,7 @@ def _key_fields(call: AttentionCall) -> tuple[object, ...]:
     return tuple(getattr(key, f.name) for f in dataclasses.fields(key))
 
 
-@torch.compiler.assume_constant_result
+@compat.assume_constant_result
 def _decide_and_log(fields: tuple[object, ...], backend: str | Sequence[str] | None) -> Decision:
     """decide() and log_decision() for the kind of call `fields` describes. Under torch.compile this
     runs once, when the graph is traced, and its decision is part of the graph: its locks, log lines
@@ -214,7 +214,7 @@ def flash_attention(
                 f"({first}); trying the next backend",
             )
             continue
-        if not torch.compiler.is_compiling():
+        if not compat.is_compiling():
             state.count_use(name)
         return out
     raise AssertionError("unreachable: the fallback either returns or raises")  # pragma: no cover

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flashdoctor.runtime import availability, dispatch
+from flashdoctor.runtime import availability, compat, dispatch
 
 
 # -- padding -------------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ def _supports_enable_gqa() -> bool:
     return v is not None and v.release[:2] >= (2, 5)
 
 
-@torch.compiler.assume_constant_result
+@compat.assume_constant_result
 def _backend_spec(name: str) -> dispatch.BackendSpec:
     return dispatch.backend_spec(name)
 

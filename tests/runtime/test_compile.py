@@ -7,6 +7,7 @@ uncompiled call's, over the shape changes that make dynamo recompile with dynami
 
 from __future__ import annotations
 
+import importlib
 import logging
 import warnings
 from collections.abc import Iterator
@@ -71,3 +72,38 @@ def test_compiled_flash_attention_module_and_replaced_encoder_are_one_graph_each
             x = torch.randn(batch, seq, 32)
             with torch.no_grad():
                 torch.testing.assert_close(compiled(x), model(x))
+
+
+@pytest.mark.parametrize("dynamo_too", [False, True], ids=["torch-2.1", "no-dynamo-helper"])
+def test_the_call_path_works_on_a_torch_without_the_newer_compiler_helpers(
+    monkeypatch: pytest.MonkeyPatch, dynamo_too: bool
+) -> None:
+    """torch.compiler.is_compiling is new in 2.3 (and torch.compiler in 2.1): without them the runtime
+    imports and a call returns its result, instead of an AttributeError after the kernel ran."""
+    from flashdoctor.runtime import call, compat, kernels
+
+    def reload_runtime() -> None:
+        for module in (compat, kernels, call):
+            importlib.reload(module)
+
+    monkeypatch.delattr(torch.compiler, "is_compiling", raising=False)
+    monkeypatch.delattr(torch.compiler, "assume_constant_result", raising=False)
+    older = []  # torch 2.1/2.2's own torch._dynamo.is_compiling (2.13's calls the one deleted above)
+    if dynamo_too:
+        monkeypatch.delattr(torch._dynamo, "is_compiling", raising=False)
+    else:
+        monkeypatch.setattr(torch._dynamo, "is_compiling", lambda: bool(older.append(1)))
+    try:
+        reload_runtime()
+        assert compat.is_compiling() is False
+        q, k, v = (torch.randn(2, 8, 4, 16) for _ in range(3))
+        expected = torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
+        ).transpose(1, 2)
+        torch.testing.assert_close(call.flash_attention(q, k, v, causal=True), expected)
+        torch.testing.assert_close(flash_attention(q, k, v, causal=True), expected)
+        assert backend_usage() == {"sdpa": 2}
+        assert len(older) == (0 if dynamo_too else 3)
+    finally:
+        monkeypatch.undo()
+        reload_runtime()
