@@ -196,9 +196,11 @@ def flash_attention(
     call = describe_call(q, k, v, causal, dropout_p, attn_mask is not None)
     decision = _decide_and_log(_key_fields(call), backend)
     scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(q.shape[-1])
+    # Only a backward has anything to make deterministic; FA2 before 2.4.1 raises TypeError on the keyword.
+    deterministic_backward = call.deterministic and call.grad
     for name in decision.candidates:
         try:
-            out = kernels.run(name, q, k, v, causal, dropout_p, scale, attn_mask, call.deterministic)
+            out = kernels.run(name, q, k, v, causal, dropout_p, scale, attn_mask, deterministic_backward)
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as exc:

@@ -133,8 +133,8 @@ def run(
 ) -> Tensor:
     """Attention on backend `name`; (batch, seq, heads, head_dim) in and out. Raises RuntimeError
     when the backend refuses the call (the caller falls back). `deterministic`: torch is in
-    deterministic mode, so a flash-attn function is asked for its deterministic backward (torch's
-    own SDPA kernels read the mode themselves)."""
+    deterministic mode and a backward follows, so a flash-attn function is asked for its deterministic
+    backward (torch's own SDPA kernels read the mode themselves)."""
     spec = _backend_spec(name)
     d_v = v.shape[-1]
     if spec.head_dim_multiple > 1 and q.shape[-1] % spec.head_dim_multiple:

@@ -799,6 +799,11 @@ def test_deterministic_mode_asks_flash_kernels_for_their_deterministic_backward(
     flash_attention(q, q, q).float().sum().backward()
     assert backend_usage(reset=True) == {"fa3": 1}
     assert fa3_minimal_build.kwargs[-1]["deterministic"] is True
+    # Inference: no backward to make deterministic, and FA2 before 2.4.1 raises TypeError on the keyword.
+    with torch.no_grad():
+        flash_attention(q, q, q)
+    assert "deterministic" not in fa3_minimal_build.kwargs[-1]
+    assert backend_usage(reset=True) == {"fa3": 1}
     torch.use_deterministic_algorithms(False)
     flash_attention(q, q, q)
     assert "deterministic" not in fa3_minimal_build.kwargs[-1]  # as before: the kernel's own default
