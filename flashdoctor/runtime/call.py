@@ -57,6 +57,13 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
         raise ValueError(f"q, k, v are on different devices: {q.device}, {k.device}, {v.device}")
 
 
+@compat.assume_constant_result
+def _deterministic_warn_only() -> bool:
+    # Dynamo cannot trace this torch function (it returns a bool, not a tensor): under torch.compile it is
+    # read once, at trace time, like the decision it feeds.
+    return torch.is_deterministic_algorithms_warn_only_enabled()
+
+
 def describe_call(
     q: Tensor, k: Tensor, v: Tensor, causal: bool = False, dropout_p: float = 0.0, mask: bool = False
 ) -> AttentionCall:
@@ -77,8 +84,7 @@ def describe_call(
         rocm=availability.is_rocm() and q.device.type == "cuda",
         grad=torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad),
         # As torch's SDPA: warn_only=True keeps the fast (non-deterministic) flash backward.
-        deterministic=torch.are_deterministic_algorithms_enabled()
-        and not torch.is_deterministic_algorithms_warn_only_enabled(),
+        deterministic=torch.are_deterministic_algorithms_enabled() and not _deterministic_warn_only(),
     )
 
 
