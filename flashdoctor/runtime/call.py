@@ -200,7 +200,11 @@ def flash_attention(
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     call = describe_call(q, k, v, causal, dropout_p, attn_mask is not None)
-    decision = _decide_and_log(_key_fields(call), backend)
+    if compat.is_compiling():
+        decision = _decide_and_log(_key_fields(call), backend)
+    else:  # the plain route: _decide_and_log's plain values and rebuilt call cost as much as the decision
+        decision = decide(call, backend)
+        log_decision(call, decision)
     scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(q.shape[-1])
     # Only a backward has anything to make deterministic; FA2 before 2.4.1 raises TypeError on the keyword.
     deterministic_backward = call.deterministic and call.grad

@@ -72,6 +72,20 @@ def test_compiled_flash_attention_in_deterministic_mode_is_one_graph() -> None:
         torch.use_deterministic_algorithms(was[0], warn_only=was[1])
 
 
+def test_uncompiled_calls_decide_without_the_trace_time_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The constant-result route (plain values, a rebuilt AttentionCall: ~2x the decision's cost) is for
+    tracing only; an uncompiled call takes decide() and log_decision() directly."""
+    from flashdoctor.runtime import call
+
+    def traced_only(*args: object) -> None:
+        raise AssertionError("_decide_and_log ran outside torch.compile")
+
+    monkeypatch.setattr(call, "_decide_and_log", traced_only)
+    q = torch.randn(1, 4, 2, 8)
+    flash_attention(q, q, q)
+    assert backend_usage() == {"sdpa": 1}
+
+
 @pytest.mark.slow
 def test_compiled_flash_attention_module_and_replaced_encoder_are_one_graph_each() -> None:
     layer = nn.TransformerEncoderLayer(32, 4, dropout=0.0, batch_first=True)
