@@ -57,6 +57,11 @@ def _dist_version(variant: str) -> str | None:
     return None
 
 
+#: The function import_backend() found per backend: what a call runs, read without the cache's wrapper
+#: (torch.compile would trace into import_backend's body, its data-file read and imports).
+IMPORTED: dict[str, Callable[..., Any]] = {}
+
+
 @cache
 def import_backend(name: str) -> tuple[Callable[..., Any] | None, str | None, str | None]:
     """(function, why not, version) for a flash-attn backend; imported once per process."""
@@ -82,6 +87,7 @@ def import_backend(name: str) -> tuple[Callable[..., Any] | None, str | None, st
         if fn is None:
             errors.append(f"{module_name} has no {spec.function}")
             continue
+        IMPORTED[name] = fn
         return fn, None, _dist_version(spec.variant) if spec.variant else None
     return None, "; ".join(errors) or "not installed", None
 

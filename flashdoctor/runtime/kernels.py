@@ -102,16 +102,22 @@ def _sdpa_forced(
 ) -> Tensor:
     """SDPA restricted to one backend. When torch refuses it, it warns its reasons and raises
     "No available kernel": the reasons go into the RuntimeError, which flash_attention() turns into
-    a fallback and one log line. Other warnings are re-emitted unchanged."""
+    a fallback and one log line. Other warnings are re-emitted unchanged. While torch.compile traces, the
+    warnings are left alone (dynamo cannot trace catch_warnings; a compiled kernel does not fall back)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    def forced() -> Tensor:
+        with sdpa_kernel(getattr(SDPBackend, sdpa_backend)):
+            return F.scaled_dot_product_attention(
+                q, k, v, dropout_p=dropout_p, is_causal=causal, scale=scale, **kwargs
+            )
+
+    if compat.is_compiling():
+        return forced()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with sdpa_kernel(getattr(SDPBackend, sdpa_backend)):
-                out = F.scaled_dot_product_attention(
-                    q, k, v, dropout_p=dropout_p, is_causal=causal, scale=scale, **kwargs
-                )
+            out = forced()
         except RuntimeError as exc:
             reasons = "; ".join(dict.fromkeys(str(w.message).strip() for w in caught))
             raise RuntimeError(f"{str(exc).strip()} {reasons}".strip()) from exc
@@ -143,8 +149,7 @@ def run(
         k = pad_sequence_length(k, spec.head_dim_multiple, dim=-1)[0]
         v = pad_sequence_length(v, spec.head_dim_multiple, dim=-1)[0]
     if spec.kind == "flash-attn":
-        fn = availability.import_backend(name)[0]
-        assert fn is not None, name  # decide() only picks importable backends
+        fn = availability.IMPORTED[name]  # decide() only picks backends import_backend() imported
         q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
         extra: dict[str, Any] = {"dropout_p": dropout_p} if spec.dropout else {}
         if deterministic and spec.deterministic:

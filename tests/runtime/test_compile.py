@@ -27,6 +27,7 @@ from flashdoctor.attention import (
     flash_attention,
     replace_with_flash_attention,
 )
+from tests.support.runtime_fakes import fa3_minimal_build_fixture, pretend_h100  # noqa: F401 (a fixture)
 
 SHAPES = [(2, 16), (2, 16), (3, 16), (2, 24), (2, 40)]  # (batch, seq): the same, then new ones
 
@@ -135,3 +136,22 @@ def test_the_call_path_works_on_a_torch_without_the_newer_compiler_helpers(
     finally:
         monkeypatch.undo()
         reload_runtime()
+
+
+@pytest.mark.parametrize(("backend", "head_dim"), [("sdpa-flash", 8), ("fa3", 128)])
+def test_compiled_call_on_a_gpu_kernel_is_one_graph(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, backend: str, head_dim: int
+) -> None:
+    """The GPU paths, compiled with fullgraph: an H100 without flash-attn runs SDPA's flash kernel, forced
+    (sdpa_kernel, the warnings torch gives for refusing it caught), here on torch's CPU kernels; one with
+    an FA3 build runs its function, found by import_backend (the stand-in build)."""
+    if backend == "fa3":
+        request.getfixturevalue("fa3_minimal_build")
+    else:
+        pretend_h100(monkeypatch, cudnn="disabled")
+    model = _Causal()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    for batch, seq in SHAPES[:3]:
+        q, k, v = (torch.randn(batch, seq, 4, head_dim, dtype=torch.bfloat16) for _ in range(3))
+        torch.testing.assert_close(compiled(q, k, v), model(q, k, v))
+    assert backend_usage() == {backend: 3}
