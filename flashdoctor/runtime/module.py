@@ -72,6 +72,10 @@ class FlashAttention(nn.MultiheadAttention):
         )
         self.backend = dispatch.parse_order(backend) if backend is not None else None
 
+    #: Made by replace_with_flash_attention: a later call's backend= applies to it (not to one the model
+    #: built itself with its own backend).
+    _replaced: bool = False
+
     @classmethod
     def from_multihead_attention(
         cls, mha: nn.MultiheadAttention, backend: str | Sequence[str] | None = None
@@ -282,7 +286,8 @@ def replace_with_flash_attention(
     dropping behaviour is left as it is: a subclass with its own forward, and (logged with the
     reason) a parametrized or pruned weight, hooks, or a forward set on the instance.
     A module that is already a ``FlashAttention`` (a second call) is not replaced again: ``backend``,
-    when given, becomes its backend; without it, it is left as it is. Either is logged.
+    when given, becomes its backend; without it, it is left as it is. A ``FlashAttention`` the model
+    built itself (not made by this function) keeps its own backend. Each is logged.
 
     Eval runs the flash kernel too (the default, ``native_fast_path=False``).
     ``nn.TransformerEncoderLayer`` has a fused inference path (``torch._transformer_encoder_layer_fwd``)
@@ -305,7 +310,7 @@ def replace_with_flash_attention(
         assert isinstance(model, nn.MultiheadAttention)
         if _kept("model", model):
             return model, []
-        new = FlashAttention.from_multihead_attention(model, backend=order)
+        new = _replacement(model, order)
         _log_replacement("model", new)
         return new, ["model"]
     replaced: list[str] = []
@@ -326,7 +331,7 @@ def replace_with_flash_attention(
             if id(child) in kept or _kept(name, child):
                 kept.add(id(child))
                 continue
-            new = FlashAttention.from_multihead_attention(child, backend=order)
+            new = _replacement(child, order)
             done[id(child)] = new
             setattr(parent, child_name, new)
             replaced.append(name)
@@ -358,9 +363,23 @@ def replace_with_flash_attention(
     return model, replaced
 
 
+def _replacement(mha: nn.MultiheadAttention, order: tuple[str, ...] | None) -> FlashAttention:
+    new = FlashAttention.from_multihead_attention(mha, backend=order)
+    new._replaced = True
+    return new
+
+
 def _update_replaced(name: str, module: FlashAttention, order: tuple[str, ...] | None) -> None:
     """A module replaced earlier (a second replace_with_flash_attention): `order`, when given, is its
-    backend from now on; without it, it is left as it is. Either is logged."""
+    backend from now on; without it, it is left as it is. A FlashAttention the model built itself keeps
+    its own backend. Each is logged."""
+    if not module._replaced:
+        state.logger.info(
+            "replace_with_flash_attention: %s is a FlashAttention the model built (backend %s); left as it is",
+            name,
+            ",".join(module.backend) if module.backend else "auto",
+        )
+        return
     if order is None:
         state.logger.info(
             "replace_with_flash_attention: %s is already a FlashAttention (nothing to replace; "

@@ -150,3 +150,23 @@ def test_replacing_again_sets_the_backend_of_modules_already_replaced(
     )
     bare, names = replace_with_flash_attention(model[0], backend="fa3")
     assert bare is model[0] and names == [] and bare.backend == ("fa3",)
+
+
+def test_replacing_again_leaves_flash_attention_the_user_built_with_its_own_backend(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """backend= of a second call is for the modules replace_with_flash_attention made; it overwrote the
+    backend of every FlashAttention, also one the model builds itself with its own backend=."""
+    caplog.set_level(logging.INFO, logger="flashdoctor.attention")
+    model = nn.Sequential(FlashAttention(E, H, backend="fa2"), nn.MultiheadAttention(E, H, batch_first=True))
+    model, names = replace_with_flash_attention(model, backend="sdpa")
+    assert names == ["1"] and model[0].backend == ("fa2",) and model[1].backend == ("sdpa",)
+    model, names = replace_with_flash_attention(model, backend="sdpa-flash")
+    assert names == [] and model[0].backend == ("fa2",) and model[1].backend == ("sdpa-flash",)
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        "replace_with_flash_attention: 0 is a FlashAttention the model built (backend fa2); left as it is"
+        in messages
+    )
+    bare, names = replace_with_flash_attention(model[0], backend="fa3")
+    assert bare is model[0] and names == [] and bare.backend == ("fa2",)
