@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_sdist import make_fake_sdist
-from tests.support.hung_python import gone, interrupted, started
+from tests.support.hung_python import gone, signal_while_child_runs
 from tests.support.paths import ROOT, TARGETS
 
 
@@ -222,17 +222,7 @@ def test_a_signal_while_the_compiler_runs_stops_it_and_exits_at_once(
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FAKE_HANG": str(pidfile)}
     env["FLASHDOCTOR_CACHE_DIR"] = str(tmp_path / "cache")
     cmd = [sys.executable, "-m", "flashdoctor", "build", "--source", str(archive), "--arch", "90"]
-    proc = subprocess.Popen(
-        [*cmd, "--ignore-preflight", "--work-dir", str(tmp_path / "w"), "--log", str(tmp_path / "b.log")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=ROOT,
-        text=True,
-        start_new_session=True,
-    )
-    compiler = started(pidfile, within=120)
-    err = interrupted(proc, sig)
+    argv = [*cmd, "--ignore-preflight", "--work-dir", str(tmp_path / "w"), "--log", str(tmp_path / "b.log")]
+    proc, err, compiler = signal_while_child_runs(argv, env, ROOT, pidfile, sig)
     assert proc.returncode == code and "Traceback" not in err, err
     assert gone(compiler), "the compiler outlived flashdoctor"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flashdoctor.knowledge.schemas import schema_validator
-from tests.support.hung_python import gone, interrupted, started
+from tests.support.hung_python import gone, signal_while_child_runs
 from tests.support.smoke_fakes import REPO, runner_env, write_fakes
 
 pytestmark = pytest.mark.system
@@ -209,17 +209,7 @@ def test_a_signal_while_the_runner_hangs_stops_it_and_exits_at_once(
         if command == "smoke"
         else ["--device", "cpu", "--backend", "fa2"]
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flashdoctor", command, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=REPO,
-        text=True,
-        start_new_session=True,
-    )
-    runner = started(pidfile, within=120)
-    err = interrupted(proc, sig)
+    argv = [sys.executable, "-m", "flashdoctor", command, *args]
+    proc, err, runner = signal_while_child_runs(argv, env, REPO, pidfile, sig)
     assert proc.returncode == code and "Traceback" not in err, err
     assert gone(runner), "the runner outlived flashdoctor"

@@ -54,3 +54,22 @@ def interrupted(proc: subprocess.Popen[str], sig: int, within: float = 30.0) -> 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
+
+
+def signal_while_child_runs(
+    argv: list[str], env: dict[str, str], cwd: Path, pidfile: Path, sig: int
+) -> tuple[subprocess.Popen[str], str, int]:
+    """Start the flashdoctor command ``argv`` (in a session of its own, so that the test can kill it all),
+    wait until the child it runs writes ``pidfile``, send ``sig``: the command, its stderr, the child's pid."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        text=True,
+        start_new_session=True,
+    )
+    child = started(pidfile, within=120)
+    return proc, interrupted(proc, sig), child
