@@ -17,6 +17,7 @@ The markers are declared in pyproject.toml ([tool.pytest.ini_options], --strict-
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 from hypothesis import settings
@@ -94,6 +95,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 no_gpu, checked = _no_gpu_reason(), True
             if no_gpu:
                 item.add_marker(pytest.mark.skip(reason=no_gpu))
+
+
+# Started in the background of a non-interactive shell (`.ci/run &`), the suite inherits SIGINT ignored, and
+# so would every flashdoctor it starts (an ignored signal stays ignored across exec): the Ctrl-C tests need
+# what a terminal gives. A handler, unlike SIG_IGN, is reset to the default in a child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
