@@ -18,7 +18,7 @@ import pkgutil, importlib, sys, json
 import flashdoctor
 # attention and the torch side of the runtime import torch by design (runtime.dispatch and
 # runtime.state stay light); _interp is a script run inside the target interpreter.
-torch_side = {"attention", "runtime.availability", "runtime.call", "runtime.kernels", "runtime.module"}
+torch_side = {"attention", "runtime.availability", "runtime.call", "runtime.compat", "runtime.kernels", "runtime.module"}
 skip = {"flashdoctor." + n for n in torch_side} | {"flashdoctor.__main__", "flashdoctor.probe._interp"}
 names = sorted(m.name for m in pkgutil.walk_packages(flashdoctor.__path__, "flashdoctor.") if m.name not in skip)
 loaded = {}
