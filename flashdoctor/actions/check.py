@@ -177,6 +177,8 @@ def with_interrupted_installs(
     backup is there, and it restores the orphans first)."""
     if env.prefix is None:
         return report  # a target spec: not this machine's environment
+    from packaging.utils import canonicalize_name
+
     from flashdoctor.actions.cache import WheelCache, default_cache_root
     from flashdoctor.actions.install.envlock import install_running
     from flashdoctor.actions.install.rollback import find_interrupted
@@ -185,7 +187,13 @@ def with_interrupted_installs(
     backups = find_interrupted(WheelCache(default_cache_root(environ)).backups(), env.prefix)
     if not backups or install_running(env.prefix):
         return report
-    found = [install_interrupted(b.dist, b.version, b.installing, str(b.root)) for b in backups]
+
+    def now(dist: str) -> str | None:
+        return next(
+            (i.version for i in env.installed if canonicalize_name(i.dist) == canonicalize_name(dist)), None
+        )
+
+    found = [install_interrupted(b.dist, b.version, b.installing, str(b.root), now(b.dist)) for b in backups]
     return dataclasses.replace(report, findings=(*report.findings, *found)) if found else report
 
 

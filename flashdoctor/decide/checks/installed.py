@@ -132,17 +132,26 @@ def _check_one_install(
     return dup + out
 
 
-def install_interrupted(dist: str, previous: str | None, installing: str | None, backup: str) -> Finding:
+def install_interrupted(
+    dist: str, previous: str | None, installing: str | None, backup: str, now: str | None
+) -> Finding:
     """An install of ``dist`` into the checked environment killed after its backup (in ``backup``) and
-    before it verified ``installing`` or restored ``previous``: the next install restores it first."""
+    before it verified ``installing`` or restored ``previous``; ``now``: the version installed now (None:
+    none). Killed during pip, the old version, none or a part may be there: the message says which is;
+    the next install restores ``previous`` first."""
     variant = DIST_VARIANT.get(canonicalize_name(dist))
     flag = knowledge.variant_info(variant).cli_flag if variant else ""
     was = f"{dist} {previous}" if previous else f"{dist} not installed"
+    new = parse_version(installing)
+    if new is not None and parse_version(now) == new:
+        state = f"{installing} is in place unverified"
+    else:
+        state = f"{dist} {now} is installed now" if now else f"{dist} is not installed now"
+    of = f"{dist} {installing}" if installing else dist
     return finding(
         "install-interrupted",
         Status.WARN,
-        f"an install of {dist} {installing or '?'} into this environment was killed before it was verified:"
-        f" {installing or 'the new version'} is in place unverified ({was} before it)",
+        f"an install of {of} into this environment was killed before it was verified: {state} ({was} before it)",
         evidence=backup,
         variant=variant,
         fix=f"flashdoctor install {flag}".rstrip() + f": it restores the previous version first ({was})",

@@ -578,9 +578,17 @@ def test_fa4_on_a_musl_linux_is_unsupported(spec: dict[str, object]) -> None:
 def test_install_interrupted_names_both_versions_and_the_install_that_restores() -> None:
     from flashdoctor.decide.checks.installed import install_interrupted
 
-    f = install_interrupted("flash-attn", "2.7.4", "2.8.3", "/cache/backups/x")
+    f = install_interrupted("flash-attn", "2.7.4", "2.8.3", "/cache/backups/x", "2.8.3")
     assert f.code == "install-interrupted" and f.status is Status.WARN and f.variant == "fa2"
     assert "2.8.3 is in place unverified" in f.message and "flash-attn 2.7.4 before it" in f.message
     assert f.fix == "flashdoctor install --fa2: it restores the previous version first (flash-attn 2.7.4)"
-    fresh = install_interrupted("flash-attn-4", None, "4.0.0b1", "/cache/backups/y")
+    # Killed during pip: what is there now is said, not assumed (it said "2.8.3 is in place", or "? …")
+    mid = install_interrupted("flash-attn", "2.7.4", "2.8.3", "/cache/backups/x", "2.7.4")
+    assert "flash-attn 2.7.4 is installed now" in mid.message and "in place" not in mid.message
+    gone = install_interrupted("flash-attn", "2.7.4", None, "/cache/backups/x", None)
+    assert (
+        "an install of flash-attn into" in gone.message and "flash-attn is not installed now" in gone.message
+    )
+    assert "?" not in gone.message
+    fresh = install_interrupted("flash-attn-4", None, "4.0.0b1", "/cache/backups/y", None)
     assert fresh.variant == "fa4" and "flash-attn-4 not installed" in (fresh.fix or ""), fresh
