@@ -211,7 +211,8 @@ def test_install_from_source_stops_at_preflight_on_a_cpu_torch(tmp_path: Path) -
 @pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+# Ctrl-C only: SIGTERM takes the same exit path (the CLI's and smoke/bench's signal tests cover it)
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130)])
 def test_a_signal_while_the_compiler_runs_stops_it_and_exits_at_once(
     tmp_path: Path, sig: signal.Signals, code: int
 ) -> None:
