@@ -42,7 +42,8 @@ from flashdoctor.attention import (
 from flashdoctor.runtime import availability, dispatch, kernels, state
 from flashdoctor.runtime import call as runtime_call
 from flashdoctor.runtime import module as runtime_module
-from tests.support.runtime_fakes import FA3_LABEL, fa3_minimal_build_fixture, pretend_h100  # noqa: F401 (a fixture)
+from tests.support.runtime_fakes import FA3_LABEL, fa3_minimal_build_fixture, installed_on_h100, pretend_h100  # noqa: F401 (a fixture)
+from tests.support.smoke_fakes import write_site
 
 TOL = {"atol": 1e-10, "rtol": 1e-9}  # float64: both sides compute the same math
 
@@ -822,3 +823,67 @@ def test_deterministic_mode_skips_cudnn_as_torch_does_without_a_failure(
     flash_attention(q, q, q).sum().backward()
     assert backend_usage() == {"sdpa-flash": 1}
     assert not [r for r in caplog.records if "failed" in r.getMessage()]
+
+
+# flash_attn_func's keywords past causal: 2.4.1 added deterministic= ("Implement deterministic backward").
+FA2_SIGNATURE = """
+_fake = flash_attn_func
+calls = []  # the deterministic= each call got (None: the signature has no such keyword)
+
+
+def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, {keywords}):
+    calls.append({deterministic})
+    return _fake(q, k, v, dropout_p, softmax_scale, causal)
+"""
+BEFORE_2_4_1 = {
+    "keywords": "window_size=(-1, -1), alibi_slopes=None, return_attn_probs=False",
+    "deterministic": "None",
+}
+FROM_2_4_1 = {
+    "keywords": "window_size=(-1, -1), alibi_slopes=None, deterministic=False, return_attn_probs=False",
+    "deterministic": "deterministic",
+}
+
+
+@pytest.mark.parametrize(
+    ("version", "signature"),
+    [
+        ("2.3.6", BEFORE_2_4_1),
+        ("2.4.0.post1", BEFORE_2_4_1),
+        ("2.4.1", FROM_2_4_1),
+        ("2.8.3.post1", FROM_2_4_1),
+    ],
+)
+def test_deterministic_mode_never_calls_an_fa2_without_the_deterministic_keyword(
+    version: str,
+    signature: dict[str, str],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    deterministic: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An installed FA2 (a stand-in with that release's signature and dist-info version) on an H100 where FA2
+    is the first flash-attn build: before 2.4.1 the decision skips it for a call that needs gradients, with
+    the reason, and it is never called; it was called with deterministic=True, raised TypeError, was
+    remembered as failed and logged a warning. From 2.4.1 it runs with deterministic=True."""
+    site = write_site(tmp_path / "site", fa2_version=version)
+    with (site / "flash_attn" / "__init__.py").open("a") as fh:
+        fh.write(FA2_SIGNATURE.format(**signature))
+    caplog.set_level(logging.INFO, logger="flashdoctor.attention")
+    with installed_on_h100(site, monkeypatch):
+        assert availability.import_backend("fa2")[1:] == (None, version)
+        stand_in = sys.modules["flash_attn"]
+        q = torch.randn(2, 16, 4, 64, dtype=torch.bfloat16, requires_grad=True)
+        decision = select_backend(q, q, q)
+        flash_attention(q, q, q).float().sum().backward()
+        if signature is FROM_2_4_1:
+            assert decision.backend == "fa2" and stand_in.calls == [True]
+            assert backend_usage(reset=True) == {"fa2": 1}
+        else:
+            assert decision.backend == "sdpa-flash" and stand_in.calls == []
+            assert "fa2: torch.use_deterministic_algorithms(True): FA2 before 2.4.1" in decision.reason
+            assert backend_usage(reset=True) == {"sdpa-flash": 1}
+            with torch.no_grad():  # no backward: it runs, called as outside the mode
+                flash_attention(q, q, q)
+            assert stand_in.calls == [None] and backend_usage(reset=True) == {"fa2": 1}
+        assert not [r for r in caplog.records if "failed" in r.getMessage()]

@@ -396,3 +396,36 @@ def test_deterministic_mode_skips_what_torch_skips_and_backwards_that_cannot_be_
     assert decide(det, fa4_only, versions={"fa4": "4.0.0b5"}).backend == "fa4"
     rtx = call(RTX5090, deterministic=True, grad=True)
     assert "sm_12" in str(why_not("fa4", rtx, ALL)) and why_not("fa4", call(RTX5090), ALL) is None
+
+
+@pytest.mark.parametrize(
+    ("version", "keyword"),
+    [
+        ("2.3.6", False),
+        ("2.4.0.post1", False),
+        ("2.4.0+cu122torch2.1cxx11abiFALSE", False),
+        ("2.4.1", True),
+        ("2.8.3.post1", True),
+        ("2.8.3.post2+fd.sm90.hd128.bf16", True),
+    ],
+)
+def test_deterministic_mode_skips_an_fa2_before_2_4_1_instead_of_calling_it(
+    version: str, keyword: bool
+) -> None:
+    """FA2 before 2.4.1 has no deterministic= argument (nor a deterministic backward): in deterministic mode
+    with gradients the decision skips it with that reason. It was picked, called with deterministic=True,
+    raised TypeError and only then fell back."""
+    fa2_only = {**ALL, "fa3": "x", "sdpa-cudnn": "x", "fa4": "x", "sdpa-flash": "x"}
+    det = call(d=128, deterministic=True, grad=True)
+    decision = decide(det, fa2_only, versions={"fa2": version})
+    if keyword:
+        assert decision.backend == "fa2"
+    else:
+        assert decision.backend == "sdpa"
+        assert dict(decision.rejected)["fa2"] == (
+            "torch.use_deterministic_algorithms(True): FA2 before 2.4.1 has no deterministic backward "
+            "(flash_attn_func takes no deterministic=)"
+        )
+    # Without a backward, or without the mode, every version runs (it is called without the keyword).
+    assert decide(call(d=128, deterministic=True), fa2_only, versions={"fa2": version}).backend == "fa2"
+    assert decide(call(d=128, grad=True), fa2_only, versions={"fa2": version}).backend == "fa2"

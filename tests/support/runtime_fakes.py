@@ -14,6 +14,7 @@ no CPU kernel, so it is reported off).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,17 +79,12 @@ def pretend_h100(monkeypatch: pytest.MonkeyPatch, cudnn: str | None = None) -> N
     )
 
 
-@pytest.fixture(name="fa3_minimal_build")
-def fa3_minimal_build_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """An H100 with torch and an installed FA3 minimal build (head dim 128, bf16): the stand-in on
-    sys.path, CPU calls described as an H100's; yields the imported module (its ``calls`` list)."""
-    root = tmp_path / "site"
-    root.mkdir()
-    (root / "flash_attn_interface.py").write_text(FAKE_FA3)
-    dist = root / f"flash_attn_3-{FA3_MINIMAL}.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: flash_attn_3\nVersion: {FA3_MINIMAL}\n")
-    monkeypatch.syspath_prepend(str(root))
+@contextlib.contextmanager
+def installed_on_h100(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An H100 with torch and the flash-attn builds installed in `site` (a site directory: put on sys.path,
+    imported afresh, forgotten after): CPU calls described as an H100's, SDPA flash on, SDPA cuDNN off (it
+    has no CPU kernel)."""
+    monkeypatch.syspath_prepend(str(site))
     availability.import_backend.cache_clear()
     describe_as_h100(monkeypatch)
 
@@ -101,9 +97,25 @@ def fa3_minimal_build_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         }
 
     monkeypatch.setattr(availability, "availability", found)
-    assert availability.import_backend("fa3")[1:] == (None, FA3_MINIMAL)
     try:
-        yield sys.modules["flash_attn_interface"]
+        yield
     finally:
         availability.import_backend.cache_clear()
-        sys.modules.pop("flash_attn_interface", None)
+        tops = {p.name.removesuffix(".py") for p in site.iterdir() if not p.name.endswith(".dist-info")}
+        for name in [m for m in sys.modules if m.split(".")[0] in tops]:
+            del sys.modules[name]
+
+
+@pytest.fixture(name="fa3_minimal_build")
+def fa3_minimal_build_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """An H100 with torch and an installed FA3 minimal build (head dim 128, bf16): the stand-in on
+    sys.path, CPU calls described as an H100's; yields the imported module (its ``calls`` list)."""
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "flash_attn_interface.py").write_text(FAKE_FA3)
+    dist = root / f"flash_attn_3-{FA3_MINIMAL}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: flash_attn_3\nVersion: {FA3_MINIMAL}\n")
+    with installed_on_h100(root, monkeypatch):
+        assert availability.import_backend("fa3")[1:] == (None, FA3_MINIMAL)
+        yield sys.modules["flash_attn_interface"]
