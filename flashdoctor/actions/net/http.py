@@ -27,8 +27,8 @@ Policy (README "Downloads"):
   port (or from http to https), as requests has them. Where both give some for a host, the URL's win, as
   pip has them (requests prefers .netrc's): the user who wrote them into --index-url meant them. As pip
   does, the URL's are remembered for its host and port and sent to later URLs there that carry none (a
-  mirror's absolute links), .netrc's first where it has some; over http to https, never the other way, never
-  to another host or port, never on a redirect to one.
+  mirror's absolute links), before .netrc's (pip's order: the URL's own, the index URL's, .netrc's); over
+  http to https, never the other way, never to another host or port, never on a redirect to one.
 """
 
 from __future__ import annotations
@@ -418,21 +418,19 @@ class _Session(requests.Session):
         return target
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
-        # requests takes .netrc's credentials for the host before the URL's user:password; pip the URL's.
-        if request.auth is None and self.auth is None and request.url:
+        # pip's order (network/auth.py, MultiDomainBasicAuth._get_new_credentials): the URL's own
+        # user:password, then the index URL's (those last given on its host and port, or on http://host for
+        # https://host: a mirror page's absolute link), then .netrc's. requests alone puts .netrc's first.
+        asked = CaseInsensitiveDict(request.headers or {})
+        if request.auth is None and self.auth is None and request.url and "Authorization" not in asked:
             own = requests.utils.get_auth_from_url(request.url)
             if any(own):
                 request.auth = own
                 self._remembered.pop(_origin(request.url), None)  # the latest for an origin is last
                 self._remembered[_origin(request.url)] = own
-        prepared = super().prepare_request(request)
-        if prepared.url and "Authorization" not in prepared.headers:
-            # As pip: a URL without credentials of its own (a mirror page's absolute link) gets those last
-            # used on its host and port (or on http://host for https://host), .netrc's first where it has some.
-            remembered = self._remembered_for(prepared.url)
-            if remembered is not None:
-                prepared.prepare_auth(remembered)
-        return prepared
+            else:
+                request.auth = self._remembered_for(request.url)  # None: requests adds .netrc's
+        return super().prepare_request(request)
 
     def _remembered_for(self, url: str) -> tuple[str, str] | None:
         for origin, auth in reversed(self._remembered.items()):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from flashdoctor.actions.cache import WheelCache
-from flashdoctor.actions.fetch import FetchOptions, obtain
+from flashdoctor.actions.fetch import Artifact, FetchOptions, obtain
 from flashdoctor.actions.net.download import DownloadError, DownloadPolicy
 from flashdoctor.actions.net.http import Http, HttpPolicy
 from flashdoctor.actions.net.pep503 import NotAnIndexPage
@@ -33,11 +33,14 @@ def with_userinfo(base: str) -> str:
     return base.replace("http://", f"http://u:{SECRET}@")
 
 
-def test_an_absolute_link_on_the_mirrors_host_gets_its_credentials(mirror: Server, tmp_path: Path) -> None:
+def obtain_by_an_absolute_link(mirror: Server, tmp_path: Path) -> Artifact:
+    """A wheel obtained through the mirror as index (--index-url with u:SECRET, the only credentials it
+    takes), its page linking it by an absolute URL on the mirror's host that carries no userinfo (Nexus,
+    Artifactory, devpi); both requests checked to have carried them."""
     wheel = make_wheel(tmp_path / "w")
     mirror.require(BASIC)
     mirror.route(f"/packages/ab/{wheel.name}", Response(200, wheel.read_bytes()))
-    link = f"{mirror.base}/packages/ab/{wheel.name}#sha256={sha256_of(wheel)}"  # absolute, no userinfo
+    link = f"{mirror.base}/packages/ab/{wheel.name}#sha256={sha256_of(wheel)}"
     mirror.route("/simple/flash-attn/", Response(200, f'<a href="{link}">{wheel.name}</a>'))
     ref = WheelRef(
         wheel.name, "https://github.com/x/y/releases/download/v1/" + wheel.name, None, "official", "1"
@@ -49,6 +52,11 @@ def test_an_absolute_link_on_the_mirrors_host_gets_its_credentials(mirror: Serve
         ("/simple/flash-attn/", BASIC),
         (f"/packages/ab/{wheel.name}", BASIC),
     ]
+    return art
+
+
+def test_an_absolute_link_on_the_mirrors_host_gets_its_credentials(mirror: Server, tmp_path: Path) -> None:
+    art = obtain_by_an_absolute_link(mirror, tmp_path)
     assert SECRET not in repr(art)
     assert not [p for p in (tmp_path / "c").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
 
@@ -115,3 +123,23 @@ def test_a_mirror_that_answers_401_is_told_how_to_give_it_credentials(mirror: Se
         assert "GITHUB_TOKEN" not in (exc.value.hint or "")
         assert ".netrc" in (exc.value.hint or "") and "USER:PASSWORD@" in (exc.value.hint or "")
     assert [r.path for r in mirror.requests] == [f"/packages/{name}", "/simple/flash-attn/"]
+
+
+def test_an_absolute_link_gets_the_index_urls_credentials_before_netrcs(
+    mirror: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip (network/auth.py, MultiDomainBasicAuth._get_new_credentials) takes a URL's own credentials,
+    then its index URL's, then ~/.netrc's, then the keyring's. flashdoctor sent ~/.netrc's to a mirror's
+    absolute link before the ones the user wrote into --index-url: a ~/.netrc entry for the host with other
+    credentials (an old token, another account) made the wheel answer 401. The index URL's go first now."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".netrc").write_text("machine 127.0.0.1 login netrc-user password netrc-pw\n")
+    (home / ".netrc").chmod(0o600)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("NETRC", raising=False)
+    obtain_by_an_absolute_link(mirror, tmp_path)
+    with Http(HttpPolicy(retries=0), {}) as http:  # with nothing remembered, ~/.netrc's still go
+        http.get(mirror.base + "/simple/flash-attn/")
+    netrc_basic = "Basic " + base64.b64encode(b"netrc-user:netrc-pw").decode()
+    assert mirror.requests[-1].headers.get("Authorization") == netrc_basic

@@ -152,16 +152,16 @@ def test_credentials_in_the_url_win_over_netrc_as_pip_has_them(
 ) -> None:
     """With user:password in the URL and other credentials for the same host in .netrc, requests sent
     .netrc's (it prefers them to the URL's) where pip sends the URL's: a mirror that takes only the ones
-    the user wrote into --index-url answered 401, also after a redirect on its host. The URL's go now;
-    .netrc's still go where the URL has none, and to no other host after a redirect."""
+    the user wrote into --index-url answered 401, also after a redirect on its host. The URL's go now, and
+    to later URLs on its host and port that carry none (before .netrc's, as pip); .netrc's go where neither
+    gives any, and to no other host after a redirect."""
     from flashdoctor.actions.net.http import Http, HttpPolicy
 
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-pw\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    # u:pw, netrc-user:netrc-pw
-    url_basic, netrc_basic = "Basic dTpwdw==", "Basic bmV0cmMtdXNlcjpuZXRyYy1wdw=="
+    url_basic = "Basic dTpwdw=="  # u:pw (the server takes no other)
     mirror.require(url_basic)
     mirror.route("/simple/flash-attn", Response(301, "", {"Location": "/simple/flash-attn/"}))
     mirror.route("/simple/flash-attn/", Response(200, "<html></html>"))
@@ -170,13 +170,14 @@ def test_credentials_in_the_url_win_over_netrc_as_pip_has_them(
     with Http(HttpPolicy(retries=0), {}) as http:
         page = http.get(mirror.base.replace("http://", "http://u:pw@") + "/simple/flash-attn")
         assert page.status == 200, [(r.path, r.headers.get("Authorization")) for r in mirror.requests]
-        assert http.get(mirror.base + "/simple/flash-attn/").status == 401  # .netrc's, as before
+        # a URL without its own: the index URL's, remembered for the host and port, before .netrc's (as pip)
+        assert http.get(mirror.base + "/simple/flash-attn/").status == 200
         http.get(mirror.base.replace("http://", "http://u:pw@") + "/away")
     auth = [(r.path, r.headers.get("Authorization", "")) for r in mirror.requests]
     assert auth == [
         ("/simple/flash-attn", url_basic),
         ("/simple/flash-attn/", url_basic),
-        ("/simple/flash-attn/", netrc_basic),
+        ("/simple/flash-attn/", url_basic),
         ("/away", url_basic),
         ("/simple/flash-attn/", ""),  # localhost: another host; neither the URL's nor 127.0.0.1's .netrc
     ]
