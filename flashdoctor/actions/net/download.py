@@ -159,7 +159,8 @@ def download(
             return h
 
         def receive(resp: requests.Response, watch: Watch) -> None:
-            _receive(resp, watch, dest, st, policy, shown, validators, progress, name, on_validators)
+            sent = client.session.credentials_sent
+            _receive(resp, watch, dest, st, policy, shown, validators, progress, name, sent, on_validators)
             st.final_url = redact(resp.url)
 
         _, attempts = client.fetch(url, receive, headers=headers, deadline=policy.deadline)
@@ -212,6 +213,7 @@ def _receive(
     validators: dict[str, str],
     progress: Progress | None,
     name: str,
+    sent: Callable[[requests.PreparedRequest], str | None],  # the session's credentials_sent
     on_validators: Callable[[dict[str, str]], None] | None = None,
 ) -> None:
     status = resp.status_code
@@ -227,7 +229,7 @@ def _receive(
         if status == 404:
             hint = "the file is gone from the server or the index is stale; try another --index-url or a --wheelhouse"
         elif status in (401, 403):
-            hint = credentials_hint(shown, policy.token_hosts)
+            hint = credentials_hint(shown, policy.token_hosts, sent(resp.request))
         raise DownloadError(f"HTTP {status} {resp.reason} for {shown}", hint=hint)
     if status not in (200, 206):
         raise DownloadError(f"unexpected HTTP {status} {resp.reason} for {shown}")

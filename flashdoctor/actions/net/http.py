@@ -107,6 +107,9 @@ class Page:
     reason: str
     headers: CaseInsensitiveDict[str]
     body: bytes
+    credentials: str | None = (
+        None  # where the user:password sent for it came from (_Session.credentials_sent)
+    )
 
     @property
     def content_type(self) -> str:
@@ -432,6 +435,19 @@ class _Session(requests.Session):
                 request.auth = self._remembered_for(request.url)  # None: requests adds .netrc's
         return super().prepare_request(request)
 
+    def credentials_sent(self, request: requests.PreparedRequest) -> str | None:
+        """Where the user:password sent with ``request`` came from: "url" (its own), "index" (remembered
+        from a URL given earlier on its host and port: the index URL's), "netrc", or None (none sent)."""
+        auth = request.headers.get("Authorization")
+        if not isinstance(auth, str) or not auth.startswith("Basic ") or not request.url:
+            return None
+        if any(requests.utils.get_auth_from_url(request.url)):
+            return "url"
+        remembered = self._remembered_for(request.url)
+        if remembered is not None and auth == requests.auth._basic_auth_str(*remembered):
+            return "index"
+        return "netrc"
+
     def _remembered_for(self, url: str) -> tuple[str, str] | None:
         for origin, auth in reversed(self._remembered.items()):
             if not self.should_strip_auth(origin, url):  # type: ignore[no-untyped-call]
@@ -723,7 +739,8 @@ class Http:
                 if budget is not None:
                     budget.spend(len(chunk), url)
                 chunks.append(chunk)
-            return Page(resp.url, resp.status_code, resp.reason or "", resp.headers, b"".join(chunks))
+            sent = self.session.credentials_sent(resp.request)
+            return Page(resp.url, resp.status_code, resp.reason or "", resp.headers, b"".join(chunks), sent)
 
         page, _ = self.fetch(url, receive, headers=h, deadline=self.policy.page_deadline, what="request")
         return page
@@ -783,18 +800,24 @@ def _name_not_resolved(exc: BaseException) -> bool:
     return False
 
 
-def credentials_hint(url: str, token_hosts: frozenset[str]) -> str:
+def credentials_hint(url: str, token_hosts: frozenset[str], sent: str | None = None) -> str:
     """What to do about a 401/403 from ``url`` (as shown: credentials as ***): GitHub takes GITHUB_TOKEN, a
-    mirror its own credentials; ones the URL already carried were refused."""
+    mirror its own credentials; ones that were sent (the URL's, ``sent``: see _Session.credentials_sent)
+    were refused."""
     try:
         t = parse(url)
     except DownloadError:
         return "the server wants credentials (in the URL, or a ~/.netrc entry for its host)"
+    check = "check the user name and password (percent-encode '@', ':' and '/' in them)"
     if t.userinfo:
+        return f"the server refused the credentials given in the URL: {check}, or the ~/.netrc entry for {t.host}"
+    if sent == "index":
         return (
-            f"the server refused the credentials given in the URL: check the user name and password "
-            f"(percent-encode '@', ':' and '/' in them), or the ~/.netrc entry for {t.host}"
+            f"the server refused the credentials remembered from the index URL for {t.netloc} (sent, as pip "
+            f"sends them, to the index's host and port; never printed): {check} in --index-url"
         )
+    if sent == "netrc":
+        return f"the server refused the credentials of the ~/.netrc entry for {t.host}: check that entry"
     if token_host(t, token_hosts):
         return "the server wants credentials; for GitHub set GITHUB_TOKEN (it is never printed)"
     return (

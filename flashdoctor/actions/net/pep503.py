@@ -175,7 +175,11 @@ def read_page(http: Http, page_url: str) -> tuple[Page, list[IndexFile]]:
     if page.status == 404:
         raise ProjectNotFound(f"{page.shown}: not found on the index (HTTP 404)")
     if page.status != 200:
-        hint = credentials_hint(page.shown, http.policy.token_hosts) if page.status in (401, 403) else None
+        hint = (
+            credentials_hint(page.shown, http.policy.token_hosts, page.credentials)
+            if page.status in (401, 403)
+            else None
+        )
         raise DownloadError(f"HTTP {page.status} {page.reason} for {page.shown}", hint=hint)
     return page, parse_project_page(page.body, page.url, page.content_type)
 

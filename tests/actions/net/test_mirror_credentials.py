@@ -17,7 +17,7 @@ from flashdoctor.actions.cache import WheelCache
 from flashdoctor.actions.fetch import Artifact, FetchOptions, obtain
 from flashdoctor.actions.net.download import DownloadError, DownloadPolicy
 from flashdoctor.actions.net.http import Http, HttpPolicy
-from flashdoctor.actions.net.pep503 import NotAnIndexPage
+from flashdoctor.actions.net.pep503 import NotAnIndexPage, read_page
 from flashdoctor.model.plan import WheelRef
 from tests.support.install_helpers import make_wheel, sha256_of
 from tests.support.loopback import Response, Server, serve
@@ -143,3 +143,46 @@ def test_an_absolute_link_gets_the_index_urls_credentials_before_netrcs(
         http.get(mirror.base + "/simple/flash-attn/")
     netrc_basic = "Basic " + base64.b64encode(b"netrc-user:netrc-pw").decode()
     assert mirror.requests[-1].headers.get("Authorization") == netrc_basic
+
+
+def test_a_link_that_refuses_the_index_urls_credentials_is_told_so(mirror: Server, tmp_path: Path) -> None:
+    """The index URL's credentials, remembered and sent to a link on its host, refused (401): the hint
+    said "give them in the URL (USER:PASSWORD@...)" as if none had been given. It says the server refused
+    the ones remembered from the index URL now (never printing them), for a wheel and for a page."""
+    name = "flash_attn-2.8.3-cp311-cp311-linux_x86_64.whl"
+    link = f"{mirror.base}/packages/ab/{name}#sha256={'a' * 64}"
+    mirror.route("/simple/flash-attn/", Response(200, f'<a href="{link}">{name}</a>'))
+    mirror.route(f"/packages/ab/{name}", Response(401, "unauthorized", {"Content-Type": "text/plain"}))
+    mirror.route("/other/flash-attn/", Response(401, "unauthorized", {"Content-Type": "text/plain"}))
+    ref = WheelRef(name, "https://github.com/x/y/releases/download/v1/" + name, None, "official", "1")
+    opts = FetchOptions(WheelCache(tmp_path / "c"), FAST, index_url=with_userinfo(mirror.base) + "/simple")
+    with pytest.raises(DownloadError) as wheel:
+        obtain(ref, opts, {}, "flash-attn")
+    with Http(HttpPolicy(retries=0), {}) as http:
+        read_page(http, with_userinfo(mirror.base) + "/simple/flash-attn/")
+        with pytest.raises(DownloadError) as page:
+            read_page(http, mirror.base + "/other/flash-attn/")
+    assert [r.headers.get("Authorization") for r in mirror.requests] == [BASIC] * 4
+    for exc in (wheel.value, page.value):
+        hint = exc.hint or ""
+        assert exc.message.startswith("HTTP 401 Unauthorized for ") and exc.return_code == 4
+        assert "refused the credentials remembered from the index URL" in hint, hint
+        assert "USER:PASSWORD@" not in hint and SECRET not in exc.message + hint
+
+
+def test_a_server_that_refuses_the_netrc_entry_is_told_so(
+    mirror: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ~/.netrc entry for the host, sent and refused: the hint said to give credentials in the URL or in a
+    ~/.netrc entry, as if there were none. It names the entry that was refused now."""
+    (tmp_path / ".netrc").write_text("machine 127.0.0.1 login netrc-user password netrc-pw\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    mirror.require(BASIC)
+    with Http(HttpPolicy(retries=0), {}) as http, pytest.raises(DownloadError) as exc:
+        read_page(http, mirror.base + "/simple/flash-attn/")
+    assert mirror.requests[0].headers.get("Authorization", "").startswith("Basic ")
+    hint = exc.value.hint or ""
+    assert "refused the credentials of the ~/.netrc entry for 127.0.0.1" in hint, hint
+    assert "USER:PASSWORD@" not in hint and "netrc-pw" not in exc.value.message + hint
