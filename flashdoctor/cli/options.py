@@ -128,7 +128,7 @@ def machine(
         announce_machine(err)
     linked = None if chosen is None else chosen.linked_venv
     if chosen is not None and linked is not None:
-        message = linked.message(chosen.path)
+        message = linked.message(chosen.path, chosen.reason)
         if acts:
             raise UsageError(f"{message}, or {linked.base} to install into the base Python itself")
         from flashdoctor.render.text import echo_wrapped

@@ -142,11 +142,20 @@ class LinkedVenv:
     python: str  # that venv's python (the link in the chain that lies in it)
     base: str  # the interpreter it runs as (the chain resolved to the end)
 
-    def message(self, path: str) -> str:
+    def message(self, path: str, reason: str = "--python") -> str:
+        """The warning for ``path``, chosen for ``reason`` (a key of WHY), with the advice that fits it: a
+        --python value to pass instead, or (run as ``path -m flashdoctor``, nothing passed) the python to
+        run flashdoctor with."""
+        if reason == "python -m":
+            advice = f"run flashdoctor with the venv's own python ({self.python} -m flashdoctor ...)"
+        elif reason == "--python":
+            advice = f"pass {self.python}"
+        else:
+            advice = f"pass --python {self.python}"
         return (
             f"{path} runs as the base Python {self.base}, not as the virtual environment it links to "
             f"({self.prefix}): Python finds a venv next to the path it is started by, not next to a "
-            f"link's target; pass {self.python} to work on that environment"
+            f"link's target; {advice} to work on that environment"
         )
 
 

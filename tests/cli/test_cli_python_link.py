@@ -16,6 +16,8 @@ from click.testing import CliRunner
 
 from flashdoctor.cli import cli, main
 from flashdoctor.knowledge.schemas import schema_validator
+from tests.support.paths import ROOT
+from tests.support.venvs import site_packages
 
 pytestmark = pytest.mark.system
 
@@ -78,3 +80,41 @@ def test_the_venvs_own_python_draws_no_warning(linked: tuple[Path, Path]) -> Non
     _link, venv = linked
     r = _run("check", "--python", str(venv / "bin" / "python"), "--no-import-test", "--json")
     assert "base Python" not in r.stderr
+
+
+@pytest.mark.slow
+def test_run_as_python_dash_m_through_the_link_says_how_to_run_flashdoctor_in_the_venv(
+    linked: tuple[Path, Path],
+) -> None:
+    """`~/bin/py -m flashdoctor check`: the link is the interpreter flashdoctor runs in, given with no
+    --python, yet the warning said "pass <venv>/bin/python" (there was nothing to pass). It says to run
+    flashdoctor with the venv's own python now. flashdoctor and its dependencies reach the base Python the
+    link runs as through PYTHONPATH (they are not installed there)."""
+    link, venv = linked
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONHOME")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(site_packages(Path(sys.executable)))])
+    p = subprocess.run(
+        [str(link), "-m", "flashdoctor", "check", "--no-import-test", "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    said = _said(p.stderr)
+    assert f"{link} runs as the base Python" in said, said
+    assert (
+        f"run flashdoctor with the venv's own python ({venv / 'bin' / 'python'} -m flashdoctor ...)" in said
+    )
+    assert "pass " not in said
+    assert json.loads(p.stdout)["interpreter"]["reason"] == "python -m"
+
+
+def test_a_default_python_on_path_that_is_such_a_link_is_told_to_pass_python(
+    linked: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The first python3 on PATH is such a link (an image's): the advice named the venv's python to
+    "pass" without saying as what; it says --python now."""
+    _link, venv = linked
+    (tmp_path / "python3").symlink_to(venv / "bin" / "python")
+    env = {"PATH": str(tmp_path), "VIRTUAL_ENV": None, "CONDA_PREFIX": None}
+    r = CliRunner().invoke(cli, ["check", "--no-import-test", "--json"], env=env, catch_exceptions=False)
+    said = _said(r.stderr)
+    assert f"{tmp_path / 'python3'} runs as the base Python" in said, said
+    assert f"pass --python {venv / 'bin' / 'python'} to work on that environment" in said
