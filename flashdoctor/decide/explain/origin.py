@@ -26,7 +26,10 @@ import contextlib
 import re
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
+from flashdoctor.decide.explain.scan import normalise, trie_regex
+from flashdoctor.knowledge.code_pages import code_page_families
 from flashdoctor.knowledge.versions import parse_version
 from flashdoctor.model.environment import GPU, TARGET_KEYS, Environment
 from flashdoctor.model.fields import FieldsJson
@@ -57,10 +60,6 @@ _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:/")
 # root keeps its other environments in envs/NAME and the package cache every environment links from in
 # pkgs/, so /home/ana/miniconda3/envs/fa/... is a log of another environment than the base's.
 _NOT_ITS_OWN = rb"[/\\]+(?:envs|pkgs)(?![\w-])"
-# The code pages a Windows log of a non-ASCII directory is saved in besides UTF-8: the console's OEM code page
-# (437 in the US, 850 in Western Europe: cmd.exe's and Windows PowerShell's redirections) and the ANSI one
-# (1252: Notepad's "ANSI", Python's locale encoding). A log is read as bytes, so José is 0x82 or 0xE9 there.
-_WINDOWS_CODECS = ("cp1252", "cp437", "cp850")
 # A Python environment directory this generic says nothing about whose it is.
 _GENERIC_PREFIXES = {"/usr", "/usr/local", "/opt/conda", "/root", "/opt", "/", ""}
 
@@ -345,36 +344,54 @@ def decide_origin(env: Environment | None, log: LogMachine, text_low: bytes, her
     return Origin(False, "unknown: the log does not show that it comes from this machine")
 
 
-def _spellings(prefix: str) -> set[bytes]:
+@lru_cache(maxsize=16)
+def _spellings(prefix: str) -> frozenset[bytes]:
     """The bytes ``prefix`` may be in a log of this machine, lower-cased as the log was (with ASCII rules,
     as bytes.lower does: C:\\Users\\Özgür stays Özgür in both): with slashes, backslashes, or doubled
     backslashes (a repr of a Windows path). A Windows path also as os.path.normcase writes it (lower-cased
-    with Unicode rules: c:\\users\\özgür), and in each code page a Windows console or
-    editor saves a log in (_WINDOWS_CODECS) that can write it (one that cannot writes "?", which names no
-    directory for sure)."""
+    with Unicode rules: c:\\users\\özgür), and a non-ASCII one as a Windows machine writes it besides in
+    UTF-8 (_in_code_pages). Each also as scan.normalise left it in the log (a no-break space a space)."""
     windows = _WINDOWS_DRIVE.match(prefix) is not None
     names = {prefix, prefix.lower()} if windows else {prefix}  # Windows paths ignore case; Linux ones do not
     texts = {n.replace("/", sep) for n in names for sep in ("/", "\\", "\\\\")}
-    out = {t.encode("utf-8", errors="replace").lower() for t in texts}
-    for codec in _WINDOWS_CODECS if windows and not prefix.isascii() else ():
-        for t in texts:
+    out = {t.encode("utf-8", errors="replace") for t in texts}
+    for text in texts if windows and not prefix.isascii() else ():
+        out |= _in_code_pages(text)
+    out |= {normalise(spelling) for spelling in out}  # as the log was: no-break spaces, curly quotes...
+    return frozenset(spelling.lower() for spelling in out)
+
+
+def _in_code_pages(text: str) -> set[bytes]:
+    """``text`` as a Windows machine of each locale family (knowledge.code_pages) writes it in a log: in each
+    of its code pages (a console's redirection, Notepad's "ANSI"; Иван is C8 E2 E0 ED in cp1251), and as one
+    of its consoles or tools shows it having decoded its bytes in one of them, or in UTF-8, with another
+    (Иван written in cp866, read in cp1251: "€ў\\xa0\\xad"; 张三 in UTF-8 read in cp936: "寮犱笁"), saved then
+    as UTF-8. One machine has one OEM and one ANSI code page, so each family's own, not across families:
+    a few dozen spellings, not every pair of every code page. A code page that cannot write or read the
+    text gives none ("?" names no directory for sure)."""
+    out: set[bytes] = set()
+    for family in code_page_families():
+        written = {"utf-8": text.encode("utf-8")}
+        for codec in family.codecs:
             with contextlib.suppress(UnicodeEncodeError):
-                out.add(t.encode(codec).lower())
+                written[codec] = text.encode(codec)
+        out.update(raw for codec, raw in written.items() if codec != "utf-8")
+        for codec, raw in written.items():
+            for reader in family.codecs:
+                if reader != codec:
+                    with contextlib.suppress(UnicodeDecodeError):
+                        out.add(raw.decode(reader).encode("utf-8"))
     return out
 
 
-def _names_any(text_low: bytes, spellings: set[bytes]) -> bool:
-    """One of ``spellings`` is in the text as a whole directory name. Its spellings in the code pages share
-    the ASCII head before the first non-ASCII byte (c:\\users\\jos): one look for it in a 10 MB log, not
-    one per code page, where the text does not hold it."""
-    seen: dict[bytes, bool] = {}
-    for spelling in spellings:
-        head = spelling[: next((i for i, b in enumerate(spelling) if b >= 0x80), len(spelling))]
-        if head not in seen:
-            seen[head] = head in text_low
-        if seen[head] and _names_directory(text_low, spelling):
-            return True
-    return False
+def _names_any(text_low: bytes, spellings: frozenset[bytes]) -> bool:
+    """One of ``spellings`` is in the text as a whole directory name (_names_directory). They share a few
+    ASCII heads, the bytes before the first non-ASCII one (c:\\users\\ for every code page's C:\\Users\\Иван):
+    one literal look for each in a 10 MB log, and where it is there one regex of every spelling (a trie)
+    tried at each place it is: the work grows with the log, not with the number of spellings."""
+    heads = {s[: next((i for i, b in enumerate(s) if b >= 0x80), len(s))] for s in spellings}
+    found = [head for head in heads if head in text_low]
+    return bool(found) and _names_directory(text_low, spellings, found)
 
 
 # A byte that goes on a directory's name: an ASCII letter, digit, _ or -, or any non-ASCII byte (a letter in
@@ -389,17 +406,25 @@ _BEFORE = rb"(?:(?<![\w.\x80-\xff-])|(?<=^" + _QUOTE + rb")|(?<=" + _EDGE + _QUO
 _AFTER = rb"(?!(?!" + _QUOTE + rb"(?:" + _EDGE + rb"|$))" + _NAME_BYTE + rb"|\.\w|" + _NOT_ITS_OWN + rb")"
 
 
-def _names_directory(text_low: bytes, directory: bytes) -> bool:
-    """``directory`` is in the text as a whole directory name: /home/ana/fa in /home/ana/fa/lib/..., not in
-    /home/ana/fa-old/lib/..., /home/ana/faé/... or /dataé/home/ana/fa/... (a non-ASCII byte goes on the name,
-    on either side: _NAME_BYTE, but a code page's typographic quote around it is none) nor /data/home/ana/fa/...
-    (other environments), nor in
-    /home/ana/miniconda3/envs/fa/... or /home/ana/miniconda3/pkgs/... (_NOT_ITS_OWN)."""
-    first = text_low.find(directory)  # a literal find first: the lookbehind regex alone tries every byte
-    if first < 0:
-        return False
-    pattern = re.compile(_BEFORE + re.escape(directory) + _AFTER)
-    return pattern.search(text_low, first) is not None  # the lookbehind still sees the bytes before ``first``
+def _names_directory(text_low: bytes, directories: frozenset[bytes], heads: list[bytes]) -> bool:
+    """One of ``directories`` is in the text as a whole directory name, at a place where one of ``heads``
+    (their beginnings) is: /home/ana/fa in /home/ana/fa/lib/..., not in /home/ana/fa-old/lib/...,
+    /home/ana/faé/... or /dataé/home/ana/fa/... (a non-ASCII byte goes on the name, on either side:
+    _NAME_BYTE, but a code page's typographic quote around it is none) nor /data/home/ana/fa/... (other
+    environments), nor in /home/ana/miniconda3/envs/fa/... or /home/ana/miniconda3/pkgs/... (_NOT_ITS_OWN)."""
+    pattern = _directory_pattern(directories)
+    for head in heads:
+        at = text_low.find(head)  # a literal find first: the lookbehind regex alone tries every byte
+        while at >= 0:
+            if pattern.match(text_low, at):  # the lookbehind still sees the bytes before ``at``
+                return True
+            at = text_low.find(head, at + 1)
+    return False
+
+
+@lru_cache(maxsize=16)  # one machine's spellings, for every log explained with it
+def _directory_pattern(directories: frozenset[bytes]) -> re.Pattern[bytes]:
+    return re.compile(_BEFORE + b"(?:" + trie_regex(directories).pattern + b")" + _AFTER)
 
 
 def _and(items: list[str]) -> str:

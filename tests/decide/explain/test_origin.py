@@ -253,6 +253,84 @@ def test_a_windows_log_in_a_console_code_page_names_a_non_ascii_user_directory(c
         assert not explain_bytes(log, env).origin.use_machine, (other, codec)
 
 
+# A user directory of each code-page family (flashdoctor/data/code_pages.json), with two other users' of it.
+FAMILY_NAMES = {
+    "cp1250": ("Łukasz", ("Lukasz", "Łukaszek")),  # Central European (ANSI)
+    "cp852": ("Łukasz", ("Lukasz", "Łukaszek")),  # Central European (OEM)
+    "cp1251": ("Иван", ("Ivan", "Иванна")),  # Cyrillic (ANSI)
+    "cp866": ("Иван", ("Ivan", "Иванна")),  # Cyrillic (OEM)
+    "cp932": ("田中", ("山田", "田中太")),  # Japanese
+    "cp936": ("张三", ("张四", "张三丰")),  # Simplified Chinese
+    "cp949": ("민수", ("민호", "민수아")),  # Korean
+    "cp950": ("陳大文", ("陳小文", "陳大文華")),  # Traditional Chinese
+}
+
+
+@pytest.mark.parametrize("codec", sorted(FAMILY_NAMES))
+def test_a_windows_log_in_another_locales_code_page_names_its_user_directory(codec: str) -> None:
+    # A Polish, Russian, Japanese, Chinese or Korean machine's console and editor save a log in its own
+    # code page: only cp1252, cp437 and cp850 were tried, so this machine's own log never named C:\Users\Иван.
+    name, others = FAMILY_NAMES[codec]
+    env = target_env(
+        "h100", platform="win_amd64", python_executable=f"C:\\Users\\{name}\\venv\\Scripts\\python.exe"
+    )
+    site = f"C:\\Users\\{name}\\venv\\Lib\\site-packages"
+    expl = explain_bytes(WINDOWS_IMPORT.format(site=site).encode(codec), env)
+    assert expl.origin.use_machine and f"C:/Users/{name}/venv" in expl.origin.reason, expl.origin.reason
+    # Another user's directory, and an unrelated one, are not this one.
+    for other in (*others, "ana"):
+        log = WINDOWS_IMPORT.format(site=site.replace(name, other)).encode(codec)
+        assert not explain_bytes(log, env).origin.use_machine, (other, codec)
+
+
+# What a console or a tool shows when it decodes a program's output with another code page than the one it
+# was written in (the machine's OEM one for its ANSI one, or either for UTF-8), saved then as UTF-8: the
+# user directory is mojibake ("╨Ш╨▓╨░╨╜" for Иван). UTF-8 read as Big5 (cp950) is mostly not even
+# decodable, so the Traditional Chinese family is tested in its own code page only (above).
+MOJIBAKE = [
+    ("Łukasz", "cp852", "cp1250"),
+    ("Łukasz", "cp1250", "cp852"),
+    ("Łukasz", "utf-8", "cp852"),
+    ("Иван", "cp866", "cp1251"),
+    ("Иван", "cp1251", "cp866"),
+    ("Иван", "utf-8", "cp866"),
+    ("José", "utf-8", "cp1252"),
+    ("José", "cp850", "cp1252"),
+    ("田中", "utf-8", "cp932"),
+    ("张三", "utf-8", "cp936"),
+    ("민수", "utf-8", "cp949"),
+]
+
+
+@pytest.mark.parametrize(("name", "written", "read"), MOJIBAKE)
+def test_a_user_directory_decoded_with_another_code_page_is_still_found(
+    name: str, written: str, read: str
+) -> None:
+    env = target_env(
+        "h100", platform="win_amd64", python_executable=f"C:\\Users\\{name}\\venv\\Scripts\\python.exe"
+    )
+    site = f"C:\\Users\\{name}\\venv\\Lib\\site-packages"
+
+    def shown(text: str) -> bytes:
+        return text.encode(written).decode(read).encode("utf-8")
+
+    log = shown(WINDOWS_IMPORT.format(site=site))
+    assert name.encode(written).decode(read).encode() in log  # the name is mojibake in the log
+    expl = explain_bytes(log, env)
+    assert expl.origin.use_machine and f"C:/Users/{name}/venv" in expl.origin.reason, expl.origin.reason
+    # Other users' directories shown the same way, and an unrelated one, are not this one.
+    others = next((o for n, o in FAMILY_NAMES.values() if n == name), ("Jose", "Josée"))
+    checked = []
+    for other in (*others, "ana"):
+        try:
+            log = shown(WINDOWS_IMPORT.format(site=site.replace(name, other)))
+        except UnicodeError:  # not decodable that way: no such log
+            continue
+        assert not explain_bytes(log, env).origin.use_machine, (other, written, read)
+        checked.append(other)
+    assert len(checked) >= 2, checked  # another user of the family, not only "ana"
+
+
 def test_a_windows_path_lower_cased_by_normcase_still_names_its_directory() -> None:
     # os.path.normcase lower-cases with Unicode rules ("c:\\users\\özgür\\venv"); the log was lower-cased
     # with ASCII ones, so "Özgür" (0xC3 0x96) never met "özgür" (0xC3 0xB6).
