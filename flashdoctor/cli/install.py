@@ -32,6 +32,8 @@ from flashdoctor.model.install import LOCK_FORMS
 from flashdoctor.render.text import clean, echo
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from flashdoctor.actions.fetch import FetchOptions
     from flashdoctor.actions.wheelhouse import Wheelhouse
     from flashdoctor.model.environment import Environment
@@ -104,8 +106,11 @@ def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Pl
     return outcome.exit_code if plan is None else plan
 
 
-def _show_plan(plan: Plan, notes: list[str], source: str, opts: dict[str, Any]) -> int:
-    """The plan (--dry-run, no wheel to install, or a wheel the machine blocks) and its exit code."""
+def _show_plan(
+    plan: Plan, notes: list[str], source: str, opts: dict[str, Any], restored: Sequence[str] = ()
+) -> int:
+    """The plan (--dry-run, no wheel to install, or a wheel the machine blocks) and its exit code.
+    ``restored``: what the recovery of an interrupted install put back first (service.recover)."""
     dry_run = opts["dry_run"]
     code = plan_exit_code(plan, dry_run)
     if opts["as_json"]:
@@ -115,13 +120,22 @@ def _show_plan(plan: Plan, notes: list[str], source: str, opts: dict[str, Any]) 
         doc = plan.to_json()
         if notes:
             doc["wheelhouse_notes"] = notes
+        if restored:
+            doc["restored"] = list(restored)
         emit(document(doc, command="install", exit_code=code, schema=PLAN_SCHEMA_ID))
     else:
         from flashdoctor.render.console import make_console
         from flashdoctor.render.wheels import render_plan
 
         console = make_console()
-        render_plan(plan, console, source=source, dry_run=dry_run, verbose=bool(opts.get("verbose")))
+        render_plan(
+            plan,
+            console,
+            source=source,
+            dry_run=dry_run,
+            verbose=bool(opts.get("verbose")),
+            restored=restored,
+        )
         for n in notes:
             console.print(f"  wheelhouse: {n}", markup=False)
     if not dry_run and plan.action == "build":
@@ -210,6 +224,7 @@ def install(variant: Variant, **opts: Any) -> int:
     fetch, houses = _fetch(opts, progress=not opts["as_json"])
     env, source = early.environment()
     notes: list[str] = []
+    restored: list[str] = []  # what the recovery of an interrupted install put back
     if opts["from_source"]:
         service.check_buildable(variant)
         local, notes = service.local_build_for_source(
@@ -230,7 +245,7 @@ def install(variant: Variant, **opts: Any) -> int:
         if not dry_run and (plan.action != "wheel" or plan.blockers):
             # Nothing to install, yet an install killed after its backup may have left its unverified
             # version in place (check: install-interrupted): restore it, and plan again for what is back.
-            failed, restored = service.recover(
+            failed, warnings, restored = service.recover(
                 variant,
                 python=python or sys.executable,
                 env=env,
@@ -240,7 +255,7 @@ def install(variant: Variant, **opts: Any) -> int:
             )
             if failed is not None:
                 return _show_result(failed, opts)
-            for w in restored:
+            for w in warnings:
                 _say(w)
             if restored:
                 from flashdoctor.actions.check import resolve_environment
@@ -251,7 +266,7 @@ def install(variant: Variant, **opts: Any) -> int:
                 )
         fetch = planned
     if dry_run or plan.action != "wheel" or plan.blockers:
-        return _show_plan(plan, notes, source, opts)
+        return _show_plan(plan, notes, source, opts, restored)
     py = python or sys.executable  # python is None only with --target, which never gets here
     if not opts["yes"]:
         if not sys.stdin.isatty():

@@ -76,10 +76,17 @@ def _print_miss(console: Console, label: str, source: str | None, reasons: Seque
 
 # -- install --dry-run ----------------------------------------------------------------------------------
 def render_plan(
-    plan: Plan, console: Console, source: str = "probe", dry_run: bool = True, verbose: bool = False
+    plan: Plan,
+    console: Console,
+    source: str = "probe",
+    dry_run: bool = True,
+    verbose: bool = False,
+    restored: Sequence[str] = (),
 ) -> None:
     """The install plan; ``dry_run`` False when `install` stopped at a plan with no wheel to install.
-    The wheel's source is one plain line; the index's evidence for it only with ``verbose`` (-v)."""
+    The wheel's source is one plain line; the index's evidence for it only with ``verbose`` (-v).
+    ``restored``: what `install` put back of an interrupted install before it planned (then the plan
+    ends with that, not "nothing was changed")."""
     info = variant_info(plan.variant)
     src = "" if source == "probe" else f" [dim]({escape(source)})[/]"
     style = ACTION_STYLE[plan.action]
@@ -126,7 +133,10 @@ def render_plan(
                 "rejection[/]",
                 hang=2,
             )
-    console.print("[dim]nothing was changed" + (" (dry run)" if dry_run else "") + "[/]")
+    if restored:
+        print_markup(console, f"{escape('; '.join(restored))}; nothing else was changed", hang=2)
+    else:
+        console.print("[dim]nothing was changed" + (" (dry run)" if dry_run else "") + "[/]")
 
 
 # -- wheels -----------------------------------------------------------------------------------------------

@@ -135,20 +135,23 @@ def _on_wait(ctx: InstallContext) -> Callable[[], None]:
 
 def recover_interrupted(
     ctx: InstallContext, variant: Variant, prefix: str
-) -> tuple[InstallResult | None, list[str]]:
+) -> tuple[InstallResult | None, list[str], list[str]]:
     """For an install whose plan installs nothing (the variant imports, or cannot run here): restore what
     installs into the environment at ``prefix`` killed after their backup replaced, under its lock, as
-    ``execute`` does first. The warnings saying what was restored (none: nothing was interrupted), and
-    the ``restore-failed`` result when a restore fails."""
+    ``execute`` does first. The warnings saying what was done (none: nothing was interrupted), what was
+    restored into the environment (each its ``recover`` step's detail: "flash-attn 2.8.2 restored from
+    BACKUP"; none where a backup was only found stale), and the ``restore-failed`` result when a restore
+    fails."""
     if not find_interrupted(ctx.fetch.cache.backups(), prefix):
-        return None, []
+        return None, [], []
     warnings: list[str] = []
+    steps = _Steps()
     with environment_lock(prefix, on_wait=_on_wait(ctx)):
         found = find_interrupted(ctx.fetch.cache.backups(), prefix)  # another install may have done it
         if not found:
-            return None, []
-        failed = _recover(found, ctx, _Steps(), _log_path(ctx), warnings, variant, VARIANT_DIST[variant])
-    return failed, warnings
+            return None, [], []
+        failed = _recover(found, ctx, steps, _log_path(ctx), warnings, variant, VARIANT_DIST[variant])
+    return failed, warnings, [s.detail for s in steps.done if s.name == "recover" and s.ok]
 
 
 def _locked(plan: Plan, ctx: InstallContext, state: TargetState, stage: Path) -> InstallResult:

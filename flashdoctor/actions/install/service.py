@@ -206,13 +206,14 @@ def recover(
     fetch: FetchOptions,
     environ: Mapping[str, str],
     on_wait: Callable[[str], None],
-) -> tuple[InstallResult | None, list[str]]:
+) -> tuple[InstallResult | None, list[str], list[str]]:
     """Before an install whose plan installs nothing: restore what an install into ``python``'s environment
-    killed after its backup replaced (executor.recover_interrupted); nothing without a probed prefix."""
+    killed after its backup replaced (executor.recover_interrupted: the failure, the warnings, what was
+    restored); nothing without a probed prefix."""
     from flashdoctor.actions.install.executor import recover_interrupted
 
     if env.prefix is None:
-        return None, []
+        return None, [], []
     ctx = _context(python, env, fetch, environ, on_wait, None, True, None)
     return recover_interrupted(ctx, variant, env.prefix)
 

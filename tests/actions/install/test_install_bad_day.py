@@ -343,14 +343,17 @@ def test_check_reports_an_install_that_was_killed(fresh_venv: Path, tmp_path: Pa
     assert "install-interrupted" not in [f["code"] for f in json.loads(r.stdout)["findings"]]
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["human", "json"])
 def test_install_as_check_advises_restores_a_killed_install_even_with_nothing_to_install(
-    fresh_venv: Path, tmp_path: Path
+    fresh_venv: Path, tmp_path: Path, as_json: bool
 ) -> None:
     """check's ``install-interrupted`` advises `flashdoctor install --fa2`, which "restores the previous
     version first"; but only an install of a wheel restored it (under its lock, in the executor). A plan
     that installs nothing (the unverified version imports: "none"; or, as here on a CPU, "unsupported")
     returned with the plan: the backup stayed and check warned for ever. Now install restores it first,
-    says so, and plans for what is back."""
+    says so, and plans for what is back. The plan it then prints ended "nothing was changed" (and its
+    JSON said nothing of the restore) although the restore had just changed the environment: it says what
+    was restored now (``restored`` in the JSON)."""
     cache_dir = tmp_path / "fdc"
     old = make_wheel(tmp_path / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)})
     assert _install(fresh_venv, old, V_OLD, tmp_path, cache_root=cache_dir / "wheels").status == "installed"
@@ -361,10 +364,21 @@ def test_install_as_check_advises_restores_a_killed_install_even_with_nothing_to
     assert pip_list(fresh_venv)["flash-attn"] == norm(V_GOOD)  # unverified, unrestored
     env = child_env(FLASHDOCTOR_CACHE_DIR=str(cache_dir))
     fd = [sys.executable, "-m", "flashdoctor"]
-    r = subprocess.run([*fd, "install", "--fa2", "--yes", "--python", str(fresh_venv)], capture_output=True,
-                       text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+    json_flag = ["--json"] if as_json else []
+    r = subprocess.run([*fd, "install", "--fa2", "--yes", *json_flag, "--python", str(fresh_venv)],
+                       capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
     assert "Traceback" not in r.stderr, r.stderr
     assert "what it replaced was restored first" in r.stderr, (r.stdout, r.stderr)
+    restored = f"flash-attn {V_OLD} restored"
+    if as_json:
+        doc = json.loads(r.stdout)
+        schema_validator("plan.schema.json").validate(doc)
+        assert doc["action"] == "unsupported" and len(doc["restored"]) == 1, doc
+        assert doc["restored"][0].startswith(restored), doc["restored"]
+    else:
+        text = " ".join(r.stdout.split())  # wrapped to the terminal's width
+        assert "nothing was changed" not in text, r.stdout
+        assert text.endswith("nothing else was changed") and f"{restored} from" in text, r.stdout
     assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
     assert tree_digest(site_packages(fresh_venv)) == before
     assert not list((cache_dir / "wheels" / "backups").iterdir())
