@@ -247,9 +247,11 @@ def start(
     stdout: IO[bytes] | int | None = subprocess.DEVNULL,
     stderr: IO[bytes] | int | None = subprocess.DEVNULL,
     what: str = "a script",
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``python ARGS`` in a session of its own (stdin closed). Raises TargetScriptError
-    (no-interpreter) when ``python`` cannot be started."""
+    """Start ``python ARGS`` in a session of its own (stdin closed), recorded for stop_started: the one
+    way flashdoctor starts a child that runs long (a target script, the smoke runner, a build's pip).
+    Raises TargetScriptError (no-interpreter) when ``python`` cannot be started."""
     with _interrupts_held():
         try:
             proc = subprocess.Popen(
@@ -258,6 +260,7 @@ def start(
                 stdout=stdout,
                 stderr=stderr,
                 env=dict(environ),
+                cwd=cwd,
                 start_new_session=True,
             )
         except OSError as exc:
@@ -318,7 +321,8 @@ _STOPPING = threading.Event()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Kill a started process and everything in its session, and reap it."""
+    """Kill a started process and everything in its session, and reap it (and close the pipes it was
+    started with: a build's output, of no more use; one stopped by stop_started has no other owner)."""
     if proc.returncode is None:  # never signal a reaped pid: it may be another process's now
         try:
             os.killpg(proc.pid, _signal.SIGKILL)
@@ -326,6 +330,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
     proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
     _forget(proc)
 
 

@@ -607,33 +607,13 @@ def test_a_signal_while_a_target_script_starts_leaves_no_child_behind(
     the child was recorded, lost its pid: `check --python HANG` interrupted at that moment exited 130 and
     left the probe (in a session of its own, out of reach of the terminal) running. Now the signal waits
     until the child is recorded, and is raised then: stop_started (what Ctrl-C runs) stops it."""
-    import signal
-
-    from flashdoctor.errors import Terminated
     from flashdoctor.probe import interpreter
-    from tests.support.hung_python import gone, hung_python, started
+    from tests.support.hung_python import stopped_after_a_signal_as_it_starts
 
-    hang, pidfile = hung_python(tmp_path)
-    real = subprocess.Popen
+    def start(hang: Path) -> object:
+        return interpreter.start(str(hang), [], os.environ)
 
-    def popen_then_signal(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
-        proc = real(*args, **kwargs)  # type: ignore[call-overload]
-        signal.raise_signal(getattr(signal, sig))  # the signal lands here, the child already running
-        return proc
-
-    def terminated(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, terminated)  # what flashdoctor's main() installs
-    monkeypatch.setattr(interpreter.subprocess, "Popen", popen_then_signal)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            interpreter.start(str(hang), [], os.environ)
-        child = started(pidfile)
-        interpreter.stop_started()
-        assert gone(child), "the child outlived the Ctrl-C"
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    assert stopped_after_a_signal_as_it_starts(tmp_path, monkeypatch, sig, start), "the child outlived it"
 
 
 @pytest.mark.system

@@ -3,11 +3,15 @@ in a session of its own, so a test can see whether flashdoctor stops it or leave
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 
 def hung_python(directory: Path) -> tuple[Path, Path]:
@@ -73,3 +77,44 @@ def signal_while_child_runs(
     )
     child = started(pidfile, within=120)
     return proc, interrupted(proc, sig), child
+
+
+@contextlib.contextmanager
+def signal_inside_popen(monkeypatch: pytest.MonkeyPatch, sig: str) -> Iterator[None]:
+    """Inside the block, every subprocess.Popen raises ``sig`` (SIGINT or SIGTERM) in this process right
+    after its child is started: the moment a Ctrl-C could land between the fork and the caller holding the
+    child. SIGTERM raises Terminated, as under flashdoctor's main()."""
+    from flashdoctor.errors import Terminated
+
+    real = subprocess.Popen
+
+    def popen_then_signal(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        proc = real(*args, **kwargs)  # type: ignore[call-overload]
+        signal.raise_signal(getattr(signal, sig))  # the signal lands here, the child already running
+        return proc
+
+    def terminated(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)  # what flashdoctor's main() installs
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(subprocess, "Popen", popen_then_signal)
+            yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stopped_after_a_signal_as_it_starts(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, sig: str, start: Callable[[Path], object]
+) -> bool:
+    """``start(python)`` starts the hung interpreter of ``directory``, and ``sig`` lands inside its Popen:
+    whether the child is gone once stop_started (what flashdoctor's exit on Ctrl-C/SIGTERM runs) has run."""
+    from flashdoctor.probe import interpreter
+
+    hang, pidfile = hung_python(directory)
+    with signal_inside_popen(monkeypatch, sig), pytest.raises(KeyboardInterrupt):
+        start(hang)
+    child = started(pidfile)
+    interpreter.stop_started()
+    return gone(child)

@@ -7,6 +7,7 @@ flashdoctor.decide.explain (data/signatures.json), tailored with the build's MAX
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import signal
@@ -21,6 +22,8 @@ from flashdoctor.decide.explain import Diagnosis, explain_text
 from flashdoctor.errors import UsageError
 from flashdoctor.model.build import BuildProgress, FirstError, RunResult
 from flashdoctor.model.environment import Environment
+from flashdoctor.probe.interpreter import TargetScriptError, stop
+from flashdoctor.probe.interpreter import start as start_child
 
 # ninja's default status line, "[3/8] /usr/local/cuda/bin/nvcc ... -c .../flash_fwd_hdim128_bf16_sm80.cu ..."
 _NINJA = re.compile(r"^\s*\[(\d+)/(\d+)\]\s*(.*)$")
@@ -159,27 +162,28 @@ def run_build(
                 log.write(f"# {k}={env[k]}\n")
         log.flush()
         try:
-            proc = subprocess.Popen(
-                list(cmd),
-                cwd=str(cwd),
-                env=dict(env),
+            # The one guarded start (a Ctrl-C as it starts is raised once the child is recorded, and
+            # stop_started stops it), in a session of its own: we stop the whole tree (pip, ninja, nvcc).
+            proc = start_child(
+                cmd[0],
+                cmd[1:],
+                env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                errors="replace",
-                bufsize=1,
-                start_new_session=os.name
-                != "nt",  # Ctrl-C: we stop the whole tree (pip, ninja, nvcc) ourselves
+                what="the build",
+                cwd=cwd,
             )
-        except OSError as exc:
-            log.write(f"cannot start {cmd[0]}: {exc}\n")
-            return RunResult(127, 0.0, log_path, 0, 0, (), FirstError(1, f"cannot start {cmd[0]}: {exc}"))
+        except TargetScriptError as exc:
+            log.write(f"cannot start {cmd[0]}: {exc.detail}\n")
+            return RunResult(
+                127, 0.0, log_path, 0, 0, (), FirstError(1, f"cannot start {cmd[0]}: {exc.detail}")
+            )
         progress.started(expected_steps)
         rc: int | None = None
+        assert proc.stdout is not None
+        out = io.TextIOWrapper(proc.stdout, errors="replace")  # the locale's encoding, as text=True read it
         try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
+            for line in out:
                 log.write(line)
                 log.flush()
                 step = parse_ninja_line(line)
@@ -194,10 +198,8 @@ def run_build(
             log.write("\n[flashdoctor: interrupted]\n")
             raise
         finally:
-            if proc.poll() is None:
-                _stop(proc)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            _stop(proc)  # once it has exited: only reaped and forgotten
+            out.close()
             progress.finished(rc == 0, clock() - start)
     seconds = clock() - start
     if rc == 0:
@@ -232,18 +234,16 @@ def _open_log(path: Path) -> int:
     return fd
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if os.name == "nt":  # no process groups: stop pip, ninja is its child
-        proc.terminate()
-        proc.wait()
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the build and its session: SIGTERM first (pip removes its temporary directories), then what
+    is left after 10 s is killed and the build reaped and forgotten by interpreter.stop."""
+    if proc.poll() is None:
+        if os.name == "nt":  # no process groups: stop pip, ninja is its child
+            proc.terminate()
+            proc.wait()
+        else:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+    stop(proc)

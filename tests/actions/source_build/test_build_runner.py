@@ -3,6 +3,7 @@ that prints ninja-style lines and fails like nvcc does."""
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -256,3 +257,22 @@ def test_the_log_is_never_written_through_a_link_and_a_bad_log_is_a_usage_error(
     log.write_text("an earlier build's log\n")
     assert run_build(cmd, {}, tmp_path, log).ok
     assert "an earlier build" not in log.read_text() and "[1/1]" in log.read_text()
+
+
+@pytest.mark.system
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_build_starts_leaves_no_child_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: str
+) -> None:
+    """`flashdoctor build` started pip with a subprocess.Popen of its own, outside the guard the target
+    scripts' start has: Ctrl-C (or SIGTERM) that reached the main thread inside Popen, after the fork and
+    before run_build held the child, lost its pid, and the build (in a session of its own, out of the
+    terminal's reach) outlived flashdoctor. It starts through interpreter.start now: the signal is raised
+    once the child is recorded, and stop_started (what Ctrl-C and SIGTERM run) stops it."""
+    from tests.support.hung_python import stopped_after_a_signal_as_it_starts
+
+    def start(hang: Path) -> object:
+        return run_build([str(hang), "-m", "pip", "wheel", "."], {}, tmp_path, tmp_path / "b.log")
+
+    assert stopped_after_a_signal_as_it_starts(tmp_path, monkeypatch, sig, start), "the build outlived it"
