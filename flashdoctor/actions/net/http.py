@@ -396,6 +396,11 @@ class _Adapter(HTTPAdapter):
         return manager
 
 
+def _as_given(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """An ``auth`` that keeps the request's own Authorization header (requests adds .netrc's only without one)."""
+    return request
+
+
 class _Session(requests.Session):
     """requests' Session with the policy applied to every redirect hop."""
 
@@ -425,7 +430,11 @@ class _Session(requests.Session):
         # user:password, then the index URL's (those last given on its host and port, or on http://host for
         # https://host: a mirror page's absolute link), then .netrc's. requests alone puts .netrc's first.
         asked = CaseInsensitiveDict(request.headers or {})
-        if request.auth is None and self.auth is None and request.url and "Authorization" not in asked:
+        if request.auth is None and self.auth is None and "Authorization" in asked:
+            # a header given for this request (GITHUB_TOKEN's Bearer) is what goes: requests would add a
+            # .netrc entry for the host over it
+            request.auth = _as_given
+        elif request.auth is None and self.auth is None and request.url:
             own = requests.utils.get_auth_from_url(request.url)
             if any(own):
                 request.auth = own

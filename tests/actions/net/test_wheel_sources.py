@@ -121,6 +121,22 @@ def test_github_releases_follow_pages_with_the_token(gh: Server) -> None:
         assert req.headers["User-Agent"].startswith("flashdoctor/")
 
 
+def test_the_token_wins_over_a_netrc_entry_for_its_host(
+    gh: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GITHUB_TOKEN, given for this run, went out replaced by a ~/.netrc entry for the same host: requests adds
+    .netrc's credentials to any request without ``auth`` and they overwrite an Authorization header (a stale
+    entry answered 401, and the hint blamed the token)."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login old-user password old-pw\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    releases(gh, OFFICIAL)
+    assert [r.headers["Authorization"] for r in gh.requests] == [f"Bearer {TOKEN}"] * 2
+    releases(gh, OFFICIAL, token=None)  # no token: the .netrc entry is what there is (as before)
+    assert gh.requests[-1].headers["Authorization"].startswith("Basic ")
+
+
 def test_no_token_no_authorization_header(gh: Server) -> None:
     releases(gh, OFFICIAL, token=None)
     assert all("Authorization" not in r.headers for r in gh.requests)
