@@ -31,14 +31,13 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any, Literal
 
-from flashdoctor.probe.system import signal_name
+from flashdoctor.probe.system import interrupts_held, signal_name
 
 FailureKind = Literal["no-interpreter", "signal", "timeout", "exit", "bad-output", "unsupported"]
 
@@ -250,9 +249,10 @@ def start(
     cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``python ARGS`` in a session of its own (stdin closed), recorded for stop_started: the one
-    way flashdoctor starts a child that runs long (a target script, the smoke runner, a build's pip).
-    Raises TargetScriptError (no-interpreter) when ``python`` cannot be started."""
-    with _interrupts_held():
+    way flashdoctor starts a child that runs long out of the terminal's reach (a target script, the smoke
+    runner, a build's pip; a command in our process group, install's pip or git, runs through
+    system.run_process). Raises TargetScriptError (no-interpreter) when ``python`` cannot be started."""
+    with interrupts_held():
         try:
             proc = subprocess.Popen(
                 [python, *args],
@@ -273,41 +273,6 @@ def start(
             stop(proc)
             raise TargetScriptError(python, what, "signal", "flashdoctor is stopping", signal="SIGKILL")
     return proc
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """In the main thread, a Ctrl-C or SIGTERM (a Python handler's) that arrives inside the block is raised
-    at its end. Raised inside subprocess.Popen after the fork, it lost the child's pid: the child, in a
-    session of its own, outlived flashdoctor. Held at the level of Python's handlers, not blocked (a
-    blocked signal stays blocked in the child). Another thread: nothing to hold (signals reach the main
-    thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    active = True
-    previous: dict[int, Callable[[int, FrameType | None], Any]] = {}
-
-    def hold(signum: int, frame: FrameType | None) -> None:
-        if active:
-            held.append(signum)
-        else:  # arrived while the handlers were being put back
-            previous[signum](signum, frame)
-
-    for sig in (_signal.SIGINT, _signal.SIGTERM):
-        handler = _signal.getsignal(sig)
-        if callable(handler):  # SIG_DFL, SIG_IGN and a C handler are left as they are
-            previous[sig] = handler
-            _signal.signal(sig, hold)
-    try:
-        yield
-    finally:
-        active = False
-        for signum, handler in previous.items():
-            _signal.signal(signum, handler)
-        if held:
-            previous[held[0]](held[0], None)
 
 
 # Every target script started and not yet reaped: a Ctrl-C or SIGTERM that reaches the main thread while

@@ -14,9 +14,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from flashdoctor.model.environment import GPU, Nvcc
@@ -43,20 +45,80 @@ def signal_name(rc: int | None) -> str | None:
         return f"signal {-rc}"
 
 
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """In the main thread, a Ctrl-C or SIGTERM (a Python handler's) that arrives inside the block is raised
+    at its end. Raised inside subprocess.Popen after the fork, it lost the child's pid: the child outlived
+    flashdoctor (one in a session of its own out of the terminal's reach; pip in our process group still,
+    on a SIGTERM to flashdoctor alone). Held at the level of Python's handlers, not blocked (a blocked
+    signal stays blocked in the child). Another thread: nothing to hold (signals reach the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    active = True
+    previous: dict[int, Callable[[int, FrameType | None], Any]] = {}
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if active:
+            held.append(signum)
+        else:  # arrived while the handlers were being put back
+            previous[signum](signum, frame)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if callable(handler):  # SIG_DFL, SIG_IGN and a C handler are left as they are
+            previous[sig] = handler
+            signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        active = False
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            previous[held[0]](held[0], None)
+
+
+def run_process(
+    cmd: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = SUBPROCESS_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """subprocess.run of ``cmd`` (stdin closed, output captured as text), raising as it does (OSError,
+    TimeoutExpired), but the one way a command that runs in flashdoctor's process group starts: under
+    interrupts_held, so that a Ctrl-C or SIGTERM cannot lose it as it starts, and on any exception (a
+    timeout, Ctrl-C, SIGTERM) killed and reaped before the exception goes on (an install's restore must
+    not race a pip still running; subprocess.run does not wait after a KeyboardInterrupt)."""
+    proc: subprocess.Popen[str] | None = None
+    try:
+        with interrupts_held():  # a signal here is raised once proc holds the child
+            proc = subprocess.Popen(
+                list(cmd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                env=dict(env) if env is not None else None,
+            )
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc is not None:
+            if proc.returncode is None:
+                proc.kill()
+            proc.wait()
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def run(
     cmd: list[str], env: Mapping[str, str] | None = None, timeout: float = SUBPROCESS_TIMEOUT
 ) -> tuple[int, str, str]:
-    """Run a command; a missing executable or a timeout is a result (rc 127 / 124), never an exception."""
+    """Run a command (run_process); a missing executable or a timeout is a result (rc 127 / 124), never an
+    exception."""
     try:
-        p = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-        )
+        p = run_process(cmd, env, timeout)
     except FileNotFoundError:
         return 127, "", f"{cmd[0]}: not found"
     except PermissionError as exc:

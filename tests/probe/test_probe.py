@@ -617,6 +617,55 @@ def test_a_signal_while_a_target_script_starts_leaves_no_child_behind(
 
 
 @pytest.mark.system
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_a_command_starts_leaves_no_child_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: str
+) -> None:
+    """system.run (install's pip, nvcc, git) started its command with subprocess.run, outside the guard the
+    target scripts' start has: a SIGTERM to flashdoctor alone (a cancelled CI job, `kill PID`) or a Ctrl-C
+    that reached the main thread inside Popen, after the fork, lost the child, and pip went on changing the
+    environment after flashdoctor had exited. Now the signal is raised once the child is held, and run
+    stops and reaps it before the signal goes on."""
+    from flashdoctor.probe.system import run
+    from tests.support.hung_python import gone, hung_python, signal_inside_popen
+
+    hang, _ = hung_python(tmp_path)
+    with signal_inside_popen(monkeypatch, sig) as children, pytest.raises(KeyboardInterrupt):
+        run([str(hang)], timeout=60)
+    assert len(children) == 1
+    assert gone(children[0].pid), "the command outlived the signal"
+
+
+@pytest.mark.system
+def test_a_ctrl_c_while_a_command_runs_stops_and_reaps_it_before_going_on(tmp_path: Path) -> None:
+    """Ctrl-C while system.run waited on its command (install's pip): subprocess.run killed the child but,
+    for a KeyboardInterrupt, did not wait for it, so the install's restore could start while pip was still
+    alive (and it stayed a zombie). Now run has reaped it when the KeyboardInterrupt reaches its caller."""
+    import signal
+    import threading
+
+    from flashdoctor.probe.system import run
+    from tests.support.hung_python import gone, hung_python, started
+
+    hang, pidfile = hung_python(tmp_path)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def interrupt() -> None:
+        started(pidfile)
+        signal.pthread_kill(main, signal.SIGINT)  # to flashdoctor alone: the child gets nothing
+
+    ctrl_c = threading.Thread(target=interrupt)
+    ctrl_c.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run([str(hang)], timeout=60)
+    finally:
+        ctrl_c.join()
+    assert gone(int(pidfile.read_text()), within=0.5), "the command was still there (alive or unreaped)"
+
+
+@pytest.mark.system
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
 def test_a_script_a_worker_starts_after_the_stop_is_stopped_at_once(tmp_path: Path) -> None:
     """stop_started (Ctrl-C, SIGTERM) stopped the scripts running then; a worker thread that started

@@ -80,16 +80,19 @@ def signal_while_child_runs(
 
 
 @contextlib.contextmanager
-def signal_inside_popen(monkeypatch: pytest.MonkeyPatch, sig: str) -> Iterator[None]:
+def signal_inside_popen(monkeypatch: pytest.MonkeyPatch, sig: str) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Inside the block, every subprocess.Popen raises ``sig`` (SIGINT or SIGTERM) in this process right
     after its child is started: the moment a Ctrl-C could land between the fork and the caller holding the
-    child. SIGTERM raises Terminated, as under flashdoctor's main()."""
+    child. SIGTERM raises Terminated, as under flashdoctor's main(). The block gets the children started,
+    so that a test can see what became of one that was never returned to its caller."""
     from flashdoctor.errors import Terminated
 
     real = subprocess.Popen
+    children: list[subprocess.Popen[bytes]] = []
 
     def popen_then_signal(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
         proc = real(*args, **kwargs)  # type: ignore[call-overload]
+        children.append(proc)
         signal.raise_signal(getattr(signal, sig))  # the signal lands here, the child already running
         return proc
 
@@ -100,7 +103,7 @@ def signal_inside_popen(monkeypatch: pytest.MonkeyPatch, sig: str) -> Iterator[N
     try:
         with monkeypatch.context() as m:
             m.setattr(subprocess, "Popen", popen_then_signal)
-            yield
+            yield children
     finally:
         signal.signal(signal.SIGTERM, previous)
 

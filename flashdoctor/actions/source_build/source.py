@@ -31,6 +31,7 @@ from flashdoctor.actions.net.pep503 import SIMPLE_JSON, ProjectNotFound, fetch_p
 from flashdoctor.actions.net.urls import check_url, parse, redact, redact_text
 from flashdoctor.errors import NetworkError, UsageError
 from flashdoctor.model.verification import Verification, published, recorded
+from flashdoctor.probe.system import run, run_process
 
 if TYPE_CHECKING:
     from flashdoctor.actions.net.download import DownloadPolicy
@@ -306,7 +307,7 @@ def git_clone(
     ]  # fmt: skip
     env = {**(os.environ if environ is None else environ), "GIT_TERMINAL_PROMPT": "0"}
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
+        p = run_process(cmd, env, timeout=1800)  # stopped, not lost, on Ctrl-C or SIGTERM
     except FileNotFoundError:
         raise UsageError(
             "git is not installed: cannot clone the FA3 sources", hint="install git, or pass a checkout"
@@ -321,10 +322,7 @@ def git_clone(
     if url.lower().startswith(("http://", "https://")) and parse(url).userinfo:
         # git wrote the URL, user:password included, into the clone's .git/config: keep it without them
         # (the clone is reused, never fetched again).
-        subprocess.run(
-            ["git", "-C", str(dest), "remote", "set-url", "origin", redact(url, drop_userinfo=True)],
-            capture_output=True, text=True, timeout=60, env=env,
-        )  # fmt: skip
+        run(["git", "-C", str(dest), "remote", "set-url", "origin", redact(url, drop_userinfo=True)], env, 60)
 
 
 def _password(url: str) -> str | None:

@@ -409,6 +409,29 @@ def test_a_clone_killed_half_way_is_not_taken_for_a_checkout(tmp_path: Path) -> 
     assert tree.version == "3.0.0"
 
 
+@pytest.mark.system
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_git_clone_starts_leaves_no_git_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: str
+) -> None:
+    """git_clone (up to 30 minutes) started git with a subprocess.run of its own, outside the guard the
+    target scripts' start has: a SIGTERM to flashdoctor alone or a Ctrl-C that reached the main thread
+    inside Popen, after the fork, lost git, which went on cloning after flashdoctor had exited. It runs
+    through system.run now: the signal is raised once git is held, and git is stopped and reaped first."""
+    from flashdoctor.actions.source_build.source import git_clone
+    from tests.support.hung_python import gone, hung_python, signal_inside_popen
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    hang, _ = hung_python(bin_dir)
+    hang.rename(bin_dir / "git")
+    environ = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    with signal_inside_popen(monkeypatch, sig) as children, pytest.raises(KeyboardInterrupt):
+        git_clone("https://127.0.0.1:9/fa.git", "v3.0.0", tmp_path / "clone", environ)
+    assert len(children) == 1
+    assert gone(children[0].pid), "git outlived the signal"
+
+
 # -- the build outcome says which verification happened ----------------------------------------------
 @pytest.mark.system
 @pytest.mark.parametrize("hashed", [False, True])
