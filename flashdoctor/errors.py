@@ -61,6 +61,12 @@ DEPENDENCY_MODULES = {
 }
 
 
+def own_pip_install(dist: str) -> str:
+    """The command that installs ``dist`` where flashdoctor runs: its own interpreter's pip, not the first
+    ``pip`` on PATH (flashdoctor usually lives in an environment of its own: README, "Set-up")."""
+    return f"{sys.executable} -m pip install {dist}"
+
+
 def missing_dependency(exc: BaseException) -> UsageError | None:
     """The error to print when ``exc`` is the import of one of flashdoctor's dependencies failing."""
     name = exc.name if isinstance(exc, ModuleNotFoundError) else None
@@ -69,5 +75,5 @@ def missing_dependency(exc: BaseException) -> UsageError | None:
         return None
     return UsageError(
         f"flashdoctor's dependency {dist} is not installed in {sys.executable}",
-        hint=f"{sys.executable} -m pip install {dist} (or reinstall flashdoctor without --no-deps)",
+        hint=f"{own_pip_install(dist)} (or reinstall flashdoctor without --no-deps)",
     )

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from flashdoctor.decide.smoke.bench import BenchReport
-from flashdoctor.errors import UsageError
+from flashdoctor.errors import UsageError, own_pip_install
 
 
 def _pyplot() -> Any:
@@ -18,7 +18,7 @@ def _pyplot() -> Any:
     except ImportError:
         raise UsageError(
             "--plot needs matplotlib, which is not installed",
-            hint="pip install 'flashdoctor[plot]' (or pip install matplotlib)",
+            hint=own_pip_install("matplotlib"),
         ) from None
     return plt
 
