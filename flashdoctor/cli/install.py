@@ -68,6 +68,13 @@ def _machine(opts: dict[str, Any]) -> str:
     return f"the machine of --target {opts['target']}" if opts["target"] else "this machine"
 
 
+# install has no --ignore-preflight (the other build options are build's: docs/build.md); a wheel build
+# stores is one the next install finds in the wheelhouse
+FROM_SOURCE_PAST_PREFLIGHT = (
+    "flashdoctor build --ignore-preflight with the same options, then flashdoctor install --yes"
+)
+
+
 def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Plan | int:
     """`install --from-source`: build (or find built) the wheel, show the outcome; its Plan, or the exit
     code when there is nothing to install."""
@@ -99,9 +106,9 @@ def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Pl
 
             emit(document(outcome_to_json(outcome), command="install", exit_code=outcome.exit_code))
         else:
-            render_outcome(outcome, console, verbose=True)
+            render_outcome(outcome, console, verbose=True, past_preflight=FROM_SOURCE_PAST_PREFLIGHT)
         return outcome.exit_code
-    render_outcome(outcome, console)
+    render_outcome(outcome, console, past_preflight=FROM_SOURCE_PAST_PREFLIGHT)
     plan = plan_from_build(outcome, variant)
     return outcome.exit_code if plan is None else plan
 

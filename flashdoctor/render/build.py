@@ -106,7 +106,14 @@ def render_findings(outcome: BuildOutcome, console: Console, verbose: bool = Fal
         )
 
 
-def render_outcome(outcome: BuildOutcome, console: Console, verbose: bool = False) -> None:
+# The way past a blocking preflight, as the command that ran it words it: `build`'s own option, or, from
+# `install --from-source` (which has no such option), that build first and then the install.
+PAST_PREFLIGHT = "--ignore-preflight"
+
+
+def render_outcome(
+    outcome: BuildOutcome, console: Console, verbose: bool = False, past_preflight: str = PAST_PREFLIGHT
+) -> None:
     if outcome.plan is not None and (outcome.status in ("planned", "blocked") or verbose):
         render_plan(outcome.plan, console, outcome.command)
     render_findings(outcome, console, verbose)
@@ -124,7 +131,7 @@ def render_outcome(outcome: BuildOutcome, console: Console, verbose: bool = Fals
     if outcome.status == "blocked":
         print_markup(
             console,
-            "[red]✗ not started[/]: fix the blocking preflight findings above (or --ignore-preflight).",
+            f"[red]✗ not started[/]: fix the blocking preflight findings above (or {escape(past_preflight)}).",
         )
     elif outcome.status == "cached" and outcome.wheel is not None:
         print_markup(

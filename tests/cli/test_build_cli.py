@@ -202,6 +202,11 @@ def test_install_from_source_stops_at_preflight_on_a_cpu_torch(tmp_path: Path) -
     )
     assert p.returncode == 1, p.stdout + p.stderr
     assert "torch-cpu-only" in p.stdout and "not started" in p.stdout
+    # install has no --ignore-preflight: the way past the preflight is build's (its hint named the option
+    # as install's, and following it was "No such option")
+    said = " ".join(p.stdout.split())
+    assert "(or --ignore-preflight)" not in said
+    assert "flashdoctor build --ignore-preflight" in said and "then flashdoctor install" in said
     p = fd("install", "--head-dims", "128", "--yes")
     assert p.returncode == 2 and "need --from-source" in p.stderr
     p = fd("install", "--fa4", "--from-source", "--yes")
