@@ -360,6 +360,9 @@ def test_wheels_refresh_usage_errors(tmp_path: Path) -> None:
     ):
         r = cli(env, "wheels", *args)
         assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
+    # the example as written: the error printer's URL redactor made it https://pypi.org=https//pypi.example
+    r = cli(env, "wheels", "--refresh", "--mirror", "https://pypi.org")
+    assert "e.g. https://pypi.org=https://pypi.example" in r.stderr, r.stderr
     assert not (tmp_path / "cache").exists()
 
 

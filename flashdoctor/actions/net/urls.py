@@ -169,11 +169,16 @@ def redact(url: str, *, drop_userinfo: bool = False) -> str:
         parts = urlsplit(shown)
         host = parts.hostname or ""
         port = parts.port
+        # an empty port is kept as written (requests drops it): `https://a=https://b`, an example of
+        # --mirror PUBLIC=URL, is read as one URL whose host is `a=https`
+        empty_port = urlsplit(url).netloc.endswith(":")
     except (ValueError, TypeError):
         return redact_text(str(url))[:200] if isinstance(url, str) else "<unparsable URL>"
     netloc = f"[{host}]" if ":" in host else host
     if port:
         netloc += f":{port}"
+    elif empty_port:
+        netloc += ":"
     if "@" in parts.netloc and not drop_userinfo:
         netloc = "***@" + netloc
     query = parts.query

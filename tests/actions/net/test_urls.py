@@ -76,6 +76,8 @@ def test_one_redactor_for_urls_and_free_text() -> None:
         "https://***@host.example/simple?token=REDACTED&x=1"
     )
     assert redact("https://127.0.0.1:8443\\@github.com/x.whl").startswith("https://127.0.0.1:8443/")
+    # nothing secret, nothing dropped: an empty port's colon stays (it printed https://a=https//b)
+    assert redact("https://pypi.org=https://pypi.example") == "https://pypi.org=https://pypi.example"
     text = (
         "pip install --index-url https://user:SECRET@m.example/simple x; https://h/a?X-Amz-Signature=abc&y=2"
     )
