@@ -322,7 +322,7 @@ def _show_result(result: InstallResult, opts: dict[str, Any]) -> int:
 @click.command(
     epilog=examples(
         "flashdoctor lock --fa2 -o requirements-flash.txt",
-        "pip install --require-hashes -r requirements-flash.txt    # the same wheel, without flashdoctor",
+        "pip install --no-deps --require-hashes -r requirements-flash.txt   # the same wheel, without flashdoctor",
         "flashdoctor lock --format uv           # a pyproject.toml dependency with its #sha256, for uv",
         "flashdoctor lock --format dockerfile   # a RUN line for a Dockerfile",
         "flashdoctor lock --format all -o flash # flash.txt, flash.pyproject.toml, flash.Dockerfile",
@@ -349,7 +349,7 @@ def _show_result(result: InstallResult, opts: dict[str, Any]) -> int:
 @json_option("Print the locked entry, and each format's text, as JSON.", frame=False)
 def lock(variant: Variant, **opts: Any) -> int:
     """Pin the planned wheel by its exact URL and sha256, so that it installs the same without
-    flashdoctor: a requirements line for `pip install --require-hashes -r FILE`, a pyproject.toml
+    flashdoctor: a requirements line for `pip install --no-deps --require-hashes -r FILE`, a pyproject.toml
     dependency for uv, or a Dockerfile RUN line. Each says whether the sha256 matches a published
     digest or was recorded from the download."""
     from flashdoctor.actions.check import resolve_environment

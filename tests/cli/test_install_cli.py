@@ -239,7 +239,10 @@ def test_two_installs_at_once(fresh_venv: Path, server: FaultServer, tmp_path: P
 def test_lock_replays_with_a_bare_pip_require_hashes(
     fresh_venv: Path, server: FaultServer, tmp_path: Path
 ) -> None:
-    w = make_wheel(tmp_path / "w", version=V)
+    # a dependency besides torch, as flash-attn has einops: the command the file names ran pip with
+    # dependencies, which --require-hashes refuses unpinned ("all requirements must have their versions
+    # pinned with ==") or cannot find (here: no index)
+    w = make_wheel(tmp_path / "w", version=V, requires=("torch", "fdtestdep"))
     url = server.add("/" + w.name, w.read_bytes())  # pip takes the wheel's name from the URL
     plan = write_plan(tmp_path, url, w, sha=False)  # the index has no sha256: computed from the download
     out = tmp_path / "flash.lock"
@@ -250,10 +253,13 @@ def test_lock_replays_with_a_bare_pip_require_hashes(
     assert "sha256 recorded (no published digest)" in text and "publishes no sha256" in text
     assert "verified" not in text
     assert "(sha256 recorded (no published digest))" in r.stdout
+    said = next(line for line in text.splitlines() if "Reproduce without flashdoctor:" in line)
+    command = said.partition("pip ")[2].replace("THIS_FILE", str(out)).split()
     p = subprocess.run(
-        [str(fresh_venv), "-m", "pip", "install", "--require-hashes", "-r", str(out)],
+        [str(fresh_venv), "-m", "pip", *command],
         capture_output=True,
         text=True,
+        env={**os.environ, "PIP_NO_INDEX": "1"},
     )
     assert p.returncode == 0, p.stdout + p.stderr
     assert pip_list(fresh_venv)["flash-attn"] == str(Version(V))

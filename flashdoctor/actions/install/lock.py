@@ -3,7 +3,7 @@
     flash-attn @ https://github.com/.../flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl \\
         --hash=sha256:<64 hex>
 
-`pip install --require-hashes -r FILE` then installs exactly that file or fails. The same pin also comes as
+`pip install --no-deps --require-hashes -r FILE` then installs exactly that file or fails. The same pin also comes as
 
 - ``uv``: a pyproject.toml dependency, ``"flash-attn @ URL#sha256=<64 hex>"``. uv refuses a fragment in a
   ``[tool.uv.sources]`` url (so a source entry cannot carry the digest), and takes the PEP 508 direct
@@ -166,8 +166,9 @@ FORMATS: dict[str, LockForm] = {
     "requirements": LockForm(
         ".txt",
         (
-            "Reproduce without flashdoctor:  pip install --require-hashes -r THIS_FILE",
-            "(flashdoctor itself installs with --no-deps so that torch is never touched; add --no-deps to match it.)",
+            "Reproduce without flashdoctor:  pip install --no-deps --require-hashes -r THIS_FILE",
+            "(--no-deps, as flashdoctor installs: torch is never touched, and pip would refuse the wheel's other",
+            "dependencies, which carry no hash here; install missing ones, e.g. einops, before.)",
         ),
         _requirements_body,
     ),

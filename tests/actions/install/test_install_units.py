@@ -245,7 +245,7 @@ def test_lock_text() -> None:
     text = lock_text([LockEntry("fa2", ref, "ab" * 32, "computed")], h100(), "probe")
     lines = text.splitlines()
     assert lines[-2] == f"flash-attn @ {ref.url} \\" and lines[-1] == f"    --hash=sha256:{'ab' * 32}"
-    assert "pip install --require-hashes -r" in text and "publishes no sha256" in text
+    assert "pip install --no-deps --require-hashes -r" in text and "publishes no sha256" in text
     assert "sha256 recorded (no published digest)" in text and "verified" not in text
     published = lock_text([LockEntry("fa2", ref, "ab" * 32, "index")], h100(), "probe")
     assert "sha256 matches the published digest" in published
