@@ -143,7 +143,10 @@ def _main(argv: Sequence[str] | None, *, as_module: bool) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        # click's message quotes what was given (a path, an extra argument): shown as text (render.text.echo)
+        shown = io.StringIO()
+        exc.show(file=shown)
+        echo(shown.getvalue().rstrip("\n"), err=True)
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
         _annotate(f"flashdoctor: error: {exc.format_message()}", code)
         sys.exit(code)

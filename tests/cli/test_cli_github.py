@@ -119,3 +119,22 @@ def test_a_logs_lines_shown_by_explain_are_never_run_as_workflow_commands(tmp_pa
     assert "##[add-mask]NVIDIA" in gha(tmp_path, "explain", str(log), "--no-probe")[0].stdout  # shown
     p, _ = gha(tmp_path, "explain", str(log), "--no-probe", "--json")
     assert json.loads(p.stdout)["diagnoses"] and workflow_commands(p.stdout) == []
+
+
+def test_a_usage_error_from_click_quotes_its_value_as_text(tmp_path: Path) -> None:
+    """click's own usage errors (a -o FILE that cannot be written, an extra argument) quote what was given:
+    a path or a value from a workflow's expression. Printed as click printed it, a newline in it started a
+    line the runner ran (`::add-mask::NVIDIA` hid "NVIDIA" in the rest of the job's log) and an OSC
+    sequence reached the terminal; now it is text, like every other error (exit 2 and an annotation)."""
+    hostile = "x\n::add-mask::NVIDIA\x1b]0;pwned\x07"
+    for args in (
+        ("smoke", "-o", str(tmp_path / hostile / "report.json")),  # BadParameter: not a writable directory
+        ("check", hostile),  # "Got unexpected extra argument"
+    ):
+        p, _ = gha(tmp_path, *args)
+        assert p.returncode == 2, (args, p.stderr)
+        assert "\x1b" not in p.stderr and "\x07" not in p.stderr, (args, p.stderr)
+        assert "␛]0;pwned␇" in p.stderr, (args, p.stderr)  # shown, as a symbol each
+        commands = workflow_commands(p.stdout) + workflow_commands(p.stderr)
+        assert all(name == "stop-commands" for name, _, _ in commands[:-1]), (args, commands)
+        assert commands[-1][:2] == ("error", "title=flashdoctor (exit code 2)"), (args, commands)
