@@ -2,7 +2,7 @@
 replies, index entries, target specs, logs, file names) reach a terminal only through :func:`clean`.
 Every C0/C1 control character but newline and tab is shown as a visible symbol, so a string cannot clear
 the screen, set the window title or write the clipboard (OSC 52); nor can it reorder what the reader sees
-(Unicode's bidi overrides and isolates).
+(Unicode's bidi overrides and isolates), nor stop the output (a lone surrogate, which no stream can encode).
 
 Also the width policy and the one word wrapper (render.console wraps styled text with the same one):
 
@@ -35,13 +35,17 @@ BIDI_CONTROLS = (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _CONTROLS: dict[int, str] = {c: chr(0x2400 + c) for c in range(0x20) if c not in (0x09, 0x0A)}
 _CONTROLS[0x7F] = "\u2421"
 _CONTROLS.update({c: "\ufffd" for c in (*range(0x80, 0xA0), *BIDI_CONTROLS)})
+# Half a UTF-16 pair (JSON's "\ud800", an undecodable byte of a file name): no UTF-8 stream or file can
+# write it (a C.UTF-8 locale's stdout, the step summary raised UnicodeEncodeError) -> U+FFFD too.
+_CONTROLS.update({c: "\ufffd" for c in range(0xD800, 0xE000)})
 
 DEFAULT_WIDTH = 80  # off a terminal, without COLUMNS
 MIN_WIDTH = 20  # narrower than this, wrapping helps nobody
 
 
 def clean(text: str) -> str:
-    """``text`` safe for a terminal: control characters (but newline and tab) made visible."""
+    """``text`` safe for a terminal: control characters (but newline and tab) made visible, lone
+    surrogates U+FFFD."""
     return text.translate(_CONTROLS)
 
 

@@ -46,6 +46,31 @@ def test_clean_shows_every_control_character_and_keeps_text() -> None:
     assert clean("a\tb\nc") == "a\tb\nc"
     assert clean(EVIL) == "␛]0;pwned␛\\␛]52;c;ZXZpbA==␛\\␛[2J␇\ufffd31m"
     assert all(clean(chr(c)) != chr(c) for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if c not in (9, 10))
+    assert clean("a\ud800b\udcffc") == "a\ufffdb\ufffdc"  # half a UTF-16 pair: no stream can write it
+
+
+@pytest.mark.system
+def test_a_lone_surrogate_in_a_target_spec_is_shown_not_a_crash(tmp_path: Path) -> None:
+    """JSON may escape half a UTF-16 pair ("\\ud800": valid JSON, a str no UTF-8 stream can write). In a
+    GPU name it made the human report crash (exit 3, a C or C.UTF-8 locale's stdout) and, in GitHub
+    Actions, the step summary's write (any locale); now it is shown as U+FFFD, as an undecodable byte is."""
+    spec = json.loads((TARGETS / "t4.json").read_text())
+    spec["gpus"][0]["name"] = "Tesla T4 \ud800"
+    target = tmp_path / "surrogate.json"
+    target.write_text(json.dumps(spec), encoding="utf-8")  # ensure_ascii: written as the escape "\ud800"
+    summary = tmp_path / "summary.md"
+    for extra in ({}, {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}):
+        env = dict(os.environ, PYTHONPATH=str(ROOT), LC_ALL="C.UTF-8", **extra)
+        env.pop("PYTHONIOENCODING", None)
+        p = subprocess.run(
+            [sys.executable, "-m", "flashdoctor", "check", "--target", str(target)],
+            capture_output=True,
+            timeout=120,
+            env=env,
+        )
+        assert p.returncode == 0, (extra, p.stderr.decode(errors="replace"))
+        assert "Tesla T4 \ufffd".encode() in p.stdout, extra
+    assert "Tesla T4 \ufffd" in summary.read_text(encoding="utf-8")
 
 
 def test_console_keeps_rich_styling_and_defuses_untrusted_text() -> None:
