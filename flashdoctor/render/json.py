@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -38,9 +39,17 @@ def dumps(doc: Any, indent: int = 2, ensure_ascii: bool = True) -> str:
     return text if ensure_ascii else text.translate(_RAW_CONTROLS)
 
 
+# One write of a document larger than a pipe holds, to a pipe whose reader has gone (`| head -c 10`), is
+# accepted in part, and io's buffered writer reports it done: the document cut, exit 0. Written a buffer at
+# a time, every part is written whole or the write raises (BrokenPipeError: exit 1, click's convention).
+_CHUNK = io.DEFAULT_BUFFER_SIZE
+
+
 def emit(doc: Mapping[str, Any], indent: int = 2, ensure_ascii: bool = True) -> None:
     """Print a document (already in its envelope) on standard output: valid JSON and nothing else."""
-    click.echo(dumps(doc, indent=indent, ensure_ascii=ensure_ascii))
+    text = dumps(doc, indent=indent, ensure_ascii=ensure_ascii) + "\n"
+    for start in range(0, len(text), _CHUNK):
+        click.echo(text[start : start + _CHUNK], nl=False)
 
 
 __all__ = ["document", "dumps", "emit"]
