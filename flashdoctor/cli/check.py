@@ -128,7 +128,9 @@ def _distributed_check(opts: dict[str, Any], as_json: bool, verbose: bool, join_
             from flashdoctor.render.cluster import render_cluster
             from flashdoctor.render.console import make_console
 
-            render_cluster(report, make_console(), strict=opts["strict"], verbose=verbose)
+            # every rank's GPU names, versions and paths: shown in a CI log, never run (as in _render)
+            with commands_paused():
+                render_cluster(report, make_console(), strict=opts["strict"], verbose=verbose)
 
     code = run_distributed_check(
         rank_opts,

@@ -19,8 +19,9 @@ import pytest
 from flashdoctor.cli import main
 from flashdoctor.cli.check import CLUSTER_ONLY
 from flashdoctor.knowledge.schemas import schema_validator
+from tests.github_action.runner import workflow_commands
 from tests.support.hung_python import gone, hung_python, started
-from tests.support.paths import ROOT, SCRIPTS
+from tests.support.paths import ROOT, SCRIPTS, TARGETS
 
 RANK_EXIT = str(SCRIPTS / "rank_exit.py")
 LAUNCHER_VARS = (
@@ -589,3 +590,23 @@ def test_a_rank_that_sends_another_size_than_it_announced_is_that_ranks_error() 
     assert [r["status"] for r in doc["ranks"]] == ["ok", "error", "ok"]
     assert "sent a result rank 0 cannot read" in doc["ranks"][1]["error"]
     assert [f["subject"] for f in doc["findings"] if f["code"] == "cluster-rank-error"] == ["rank 1"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.system
+@pytest.mark.slow
+def test_the_cluster_report_in_github_actions_runs_no_workflow_command(tmp_path: Path) -> None:
+    """A rank's GPU name is untrusted text (its machine, or its target spec). check frames its human report
+    in GitHub Actions; the cluster report was printed unframed, so `##[add-mask]NVIDIA` in a GPU name hid
+    "NVIDIA" in the rest of the job's log. Now it is shown, and nothing but the frame is run."""
+    spec = json.loads((TARGETS / "h100.json").read_text())
+    spec["gpus"][0]["name"] = "NVIDIA H100 ##[add-mask]NVIDIA"
+    target = tmp_path / "hostile.json"
+    target.write_text(json.dumps(spec), encoding="utf-8")
+    extra = {"GITHUB_ACTIONS": "true"}
+    procs = launch_env_ranks([0], 1, free_port(), ["--target", str(target), "--no-import-test"], extra)
+    ((rc, out, err),) = finish(procs, 120)
+    assert rc == 0, err
+    assert "##[add-mask]NVIDIA" in out  # shown
+    commands = workflow_commands(out) + workflow_commands(err)
+    assert [name for name, _, _ in commands] == ["stop-commands"], commands
