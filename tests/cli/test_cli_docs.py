@@ -76,3 +76,33 @@ def test_every_docs_page_the_docs_and_the_data_cite_exists() -> None:
         if not (ROOT / ref).exists()
     )
     assert missing == []
+
+
+def test_every_flashdoctor_command_the_docs_and_the_data_name_has_options_that_exist() -> None:
+    """A fix or a page that tells the user to run ``flashdoctor CMD --opt`` names an option CMD has: explain's
+    fixes said ``install --{variant} --wheel FILE``, which install refuses (No such option: --wheel)."""
+    from flashdoctor.cli import cli
+
+    opts = {
+        name: {"--help"} | {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+        for name, cmd in cli.commands.items()
+    }
+    # the command's own tokens: up to a bracket, a pipe, `&&`, a comma, a semicolon, a comment or a quote
+    command = re.compile(r"\bflashdoctor ([a-z][\w-]*)([^`\n\"'()|;&,#]*)")
+    texts = [
+        *_pages(),
+        ROOT / "action.yml",
+        *sorted((ROOT / "flashdoctor" / "data").glob("*.json")),
+        *sorted((ROOT / "flashdoctor").rglob("*.py")),
+    ]
+    unknown = sorted(
+        f"{path.relative_to(ROOT)}: flashdoctor {m[1]} {opt}"
+        for path in texts
+        if path.name != "CHANGELOG.md"
+        for m in command.finditer(path.read_text(encoding="utf-8"))
+        if m[1] in opts
+        for opt in re.findall(r"(?<![\w-])--[a-z{][\w{}-]*", m[2])
+        if "{" not in (named := opt.replace("{variant}", "fa2"))
+        and named not in opts[m[1]]  # f-string: skipped
+    )
+    assert unknown == []
