@@ -83,6 +83,8 @@ def pinned_spec(case: dict[str, Any]) -> str | None:
 
 class InProcess:
     pinned = False
+    #: every entry's verdict (``-v``'s "why was the expected wheel not chosen"): a second selection per case
+    details = True
 
     def __init__(self, index_path: str | None) -> None:
         self.plan_mod = _first_module(_PLAN_MODULES, ("make_plan", "load_index", "select_wheels"))
@@ -107,6 +109,8 @@ class InProcess:
         plan = self.plan_mod.make_plan(env, variant, self.index, spec, allow_community=community)
         data = plan.to_json()
         out = _outcome_from_json(data)
+        if not self.details:
+            return out
         try:
             sel = self.plan_mod.select_wheels(env, variant, self.index, allow_community=community)
             out.fits = [e.filename for e in sel.fits]
@@ -343,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"in-process selector unavailable ({exc}); using the CLI", file=sys.stderr)
             runner = ViaCli(code, index_path, sys.executable)
     runner.pinned = args.pinned
+    if isinstance(runner, InProcess):
+        runner.details = args.verbose
     names = runner.filenames()
 
     results = []

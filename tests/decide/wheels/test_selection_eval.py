@@ -124,6 +124,7 @@ def test_the_selector_keeps_its_score_on_real_environments(evaluator: ModuleType
     size, floor, known_unsafe = FLOORS[name]
     assert len(cases) == size
     runner = evaluator.InProcess(str(ROOT / "wheels_index.json"))
+    runner.details = False  # the score only
     names = runner.filenames()
     verdicts = {c["id"]: evaluator.judge(c, runner.run(c), names) for c in cases}
     right = sum(v.right for v in verdicts.values())
@@ -154,9 +155,10 @@ def test_no_environment_source_is_in_two_sets() -> None:
 PINNED_FLOOR = 121
 
 
-@pytest.mark.slow  # 4 s: a plan for each of 145 environments
+@pytest.mark.slow  # 6 s: a plan for each of 145 environments
 def test_with_the_pinned_release_the_selector_finds_the_confirmed_copy(evaluator: ModuleType) -> None:
     runner = evaluator.InProcess(str(ROOT / "wheels_index.json"))
+    runner.details = False  # the score only
     runner.pinned = True
     names = runner.filenames()
     right, unsafe = 0, set()
