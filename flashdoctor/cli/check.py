@@ -139,6 +139,7 @@ def _distributed_check(opts: dict[str, Any], as_json: bool, verbose: bool, join_
         environ=os.environ,
         show=show,
         document=enveloped,
+        say=lambda message: echo(message, err=True),
     )
     # Leave at once, without interpreter teardown: torchrun stops the other ranks as soon as one
     # exits non-zero, and a stop that lands in a rank's teardown (Python has dropped its signal

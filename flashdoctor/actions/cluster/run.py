@@ -63,10 +63,13 @@ def run_distributed_check(
     show: Callable[[ClusterReport, dict[str, Any]], None],
     smoke_runner: SmokeRunner | None = None,
     document: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    say: Callable[[str], None] = _stderr,
 ) -> int:
     """Run this rank's part of the cluster preflight; rank 0 hands the report to ``show`` (the CLI
     renders it) and writes ``output``: the report as ``document`` makes it (the CLI's result envelope, so
-    the file is the document ``--json`` prints). Returns the exit code every rank agrees on."""
+    the file is the document ``--json`` prints). ``say`` prints a message (the CLI's, which shows control
+    characters as symbols: a message may quote MASTER_ADDR or a path). Returns the exit code every rank
+    agrees on."""
     launch = launch_from_environ(environ)  # UsageError: no launcher
     if opts.smoke and smoke_runner is None:
         smoke_runner = default_smoke_runner(opts.require or None)
@@ -81,7 +84,7 @@ def run_distributed_check(
     try:
         store = torch_glue.connect_store(launch, timeouts.join_s)
     except torch_glue.StoreUnreachable as exc:
-        _say(launch, str(exc))
+        _say(launch, str(exc), say)
         return EXIT_FAILED
     join = JoinInfo(
         rank=launch.rank,
@@ -119,7 +122,7 @@ def run_distributed_check(
             try:
                 write_json(output, doc)  # whole or not at all
             except UsageError as exc:
-                _say(launch, exc.message)
+                _say(launch, exc.message, say)
         show(report, doc)
         sys.stdout.flush()
         return int(doc["exit_code"])
@@ -129,7 +132,7 @@ def run_distributed_check(
             launch, store, join, work, open_collective, finish, timeouts, on_outcome=_keep_outcome_on_sigterm
         )
     except SessionError as exc:
-        _say(launch, str(exc))
+        _say(launch, str(exc), say)
         code = EXIT_FAILED
     finally:
         # The rank's probe and smoke test run in sessions of their own, which no launcher's stop or

@@ -610,3 +610,19 @@ def test_the_cluster_report_in_github_actions_runs_no_workflow_command(tmp_path:
     assert "##[add-mask]NVIDIA" in out  # shown
     commands = workflow_commands(out) + workflow_commands(err)
     assert [name for name, _, _ in commands] == ["stop-commands"], commands
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.system
+@pytest.mark.slow
+def test_a_rank_message_shows_control_characters_of_master_addr_as_symbols() -> None:
+    """A rank's own messages (no store, a failed -o write, a session error) were printed raw: a MASTER_ADDR
+    with an OSC sequence retitled the terminal (and in GitHub Actions a newline could start a workflow
+    command). They now go through the CLI's printer, as every other message."""
+    env = base_env()
+    addr = "bad\x1b]0;x\x07host"
+    env.update(RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", MASTER_ADDR=addr, MASTER_PORT=str(free_port()))
+    p = subprocess.run([*FD, "--join-timeout", "1"], env=env, capture_output=True, text=True, timeout=50)
+    assert p.returncode == 1, p.stderr
+    assert "no rendezvous store at bad" in p.stderr
+    assert "\x1b" not in p.stderr and "\x07" not in p.stderr, repr(p.stderr)
