@@ -171,3 +171,57 @@ def test_a_local_build_for_another_torch_is_refused_before_the_install(
     assert f"{w.name} does not fit this machine (by its build.json)" in r.stderr
     assert "nothing was downloaded or installed" in r.stderr
     assert pip_list(fresh_venv) == before and "flash-attn" not in before
+
+
+# -- a plan that installs nothing: what it found must hold where it is replayed -----------------------------
+def none_plan(tmp_path: Path) -> tuple[str, str]:
+    """`install --dry-run --json` on a machine (tests/targets/h100.json) with flash-attn 2.7.4.post1: plan
+    'none'. Returns the plan file and that machine's target spec."""
+    spec = {**json.loads((TARGETS / "h100.json").read_text()), "installed": {"flash-attn": "2.7.4.post1"}}
+    there = tmp_path / "there.json"
+    there.write_text(json.dumps(spec))
+    r = fd("install", "--target", str(there), "--dry-run", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["action"] == "none", r.stdout + r.stderr
+    (tmp_path / "plan.json").write_text(r.stdout)
+    return str(tmp_path / "plan.json"), str(there)
+
+
+def test_a_none_plan_replayed_where_flash_attn_is_missing_is_refused(tmp_path: Path) -> None:
+    """It printed the other machine's "flash-attn 2.7.4.post1 installed" as if true here, and exit 0."""
+    plan, _there = none_plan(tmp_path)
+    h100 = str(TARGETS / "h100.json")
+    for cmd, extra in (("install", ("--dry-run",)), ("lock", ())):
+        r = fd(cmd, "--plan", plan, "--target", h100, *extra, "--json")
+        assert r.returncode == 1 and r.stdout == "", (cmd, r.stdout + r.stderr)
+        assert (
+            f"the plan does not hold on the machine of --target {h100}: it is 'none' because flash-attn "
+            f"2.7.4.post1 installed; on the machine of --target {h100} flash-attn is not installed"
+            in r.stderr
+        ), r.stderr
+        assert "nothing to lock" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_none_plan_replayed_where_it_holds_says_whose_reasons_they_are(tmp_path: Path) -> None:
+    plan, there = none_plan(tmp_path)
+    r = fd("install", "--plan", plan, "--target", there, "--dry-run", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["action"] == "none" and doc["reasons"][:2] == [
+        f"flash-attn 2.7.4.post1 is installed on the machine of --target {there}, as the plan says; the other "
+        "reasons are the plan file's",
+        "flash-attn 2.7.4.post1 installed",
+    ]
+
+
+def test_a_build_plan_is_refused_where_a_wheel_fits(tmp_path: Path) -> None:
+    """`lock --plan` of a build plan said "nothing to lock" with the other machine's reasons as its hint."""
+    r = fd("install", "--target", str(TARGETS / "h100.json"), "--dry-run", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["action"] == "build", r.stdout + r.stderr
+    (tmp_path / "plan.json").write_text(r.stdout)
+    a100 = str(TARGETS / "a100.json")
+    r = fd("lock", "--plan", str(tmp_path / "plan.json"), "--target", a100)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert (
+        f"it is 'build' because no prebuilt wheel fits this machine; on the machine of --target {a100} the "
+        "plan is 'wheel' (flash_attn-" in r.stderr
+    ), r.stderr

@@ -87,7 +87,14 @@ def plan_from_json(doc: Any, where: str = "plan") -> Plan:
             source=raw.get("source") or "plan",
             version=raw["version"],
         )
-    return Plan(action=doc["action"], variant=variant, wheel=wheel, reasons=tuple(doc.get("reasons") or ()))
+    installed = doc.get("installed")  # a "none" plan's: what replay_premise checks here
+    return Plan(
+        action=doc["action"],
+        variant=variant,
+        wheel=wheel,
+        reasons=tuple(doc.get("reasons") or ()),
+        extra={"installed": installed} if installed is not None else {},
+    )
 
 
 def _already_here(ref: WheelRef, wheelhouses: list[Wheelhouse], cache: WheelCache | None) -> str | None:

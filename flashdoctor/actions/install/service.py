@@ -78,10 +78,11 @@ def resolve_plan(
     spec = parse_version_spec(version_spec)
     plan = select_plan(env, variant, version_spec=spec, **selection)
     plan_file = selection["plan_file"]
-    if plan_file and plan.action == "wheel":  # a reviewed wheel: resolve_local keeps it, with its digest
+    if plan_file:  # a reviewed plan: its wheel, or what it found, must hold here
         plan = fit_here(
             env, plan, plan_file, selection["index_path"], selection["environ"], lock=lock, machine=machine
         )
+    if plan_file and plan.action == "wheel":  # a reviewed wheel: resolve_local keeps it, with its digest
         fetch = replace(fetch, digest_from="plan-file")
     if lock:
         plan, notes = with_local_build(plan, env, houses)
@@ -104,25 +105,31 @@ def fit_here(
     anything is downloaded, naming each mismatch, when its wheel does not fit there (exit 1, as for a plan
     in which no wheel fits). A wheel `flashdoctor build` made (its build.json beside the file the plan names)
     is judged by what that records, as install judges a local build (actions.wheelhouse.serves), not by
-    its name, which says nothing of torch, CUDA or the GPUs it has code for. ``machine``: ``env``'s machine
-    in words, for the message ("this machine", or the one --target describes)."""
+    its name, which says nothing of torch, CUDA or the GPUs it has code for. A plan that installs nothing
+    (none, build, unsupported) is refused the same way when what it found does not hold there
+    (decide.wheels.replay_premise: "none" made where flash-attn is installed, replayed where it is not).
+    ``machine``: ``env``'s machine in words, for the message ("this machine", or the one --target
+    describes)."""
     from flashdoctor.actions.fetch import local_file
     from flashdoctor.actions.wheelhouse import Request, recorded_build, serves
-    from flashdoctor.decide.wheels import refit_plan
+    from flashdoctor.decide.wheels import refit_plan, replay_premise
 
     wheel = plan.wheel
-    assert wheel is not None
-    name = wheel.filename
-    index = inputs.load_wheel_index(index_path, environ, keep=name.__eq__)
-    plan, misses = refit_plan(env, plan, index)
-    path, by = local_file(wheel), ""
-    built = recorded_build(path) if path is not None else None
-    if built is not None:
-        misses = tuple(serves(built.fingerprint, Request.for_environment(env, plan.variant)))
-        by = " (by its build.json)"
+    if wheel is None:
+        plan, misses = replay_premise(env, plan, inputs.load_wheel_index(index_path, environ), machine)
+        what = f"the plan does not hold on {machine}"
+    else:
+        index = inputs.load_wheel_index(index_path, environ, keep=wheel.filename.__eq__)
+        plan, misses = refit_plan(env, plan, index)
+        path, by = local_file(wheel), ""
+        built = recorded_build(path) if path is not None else None
+        if built is not None:
+            misses = tuple(serves(built.fingerprint, Request.for_environment(env, plan.variant)))
+            by = " (by its build.json)"
+        what = f"{wheel.filename} does not fit {machine}{by}"
     if misses:
         raise FlashdoctorError(
-            f"plan {plan_file}: {name} does not fit {machine}{by}: {'; '.join(misses)}",
+            f"plan {plan_file}: {what}: {'; '.join(misses)}",
             hint="nothing was downloaded or installed; plan for this machine with "
             f"`flashdoctor install --{plan.variant} --dry-run --json`"
             if not lock

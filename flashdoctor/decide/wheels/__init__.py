@@ -17,7 +17,7 @@ from flashdoctor.decide.wheels.location import (
     locate_index,
 )
 from flashdoctor.decide.wheels.parse import WheelName, WheelNameError, parse_wheel_name
-from flashdoctor.decide.wheels.plan import make_plan, refit_plan
+from flashdoctor.decide.wheels.plan import make_plan, refit_plan, replay_premise
 from flashdoctor.decide.wheels.select import (
     REJECTION_CODES,
     Selection,
@@ -45,6 +45,7 @@ __all__ = [
     "parse_version_spec",
     "parse_wheel_name",
     "refit_plan",
+    "replay_premise",
     "select_wheels",
     "stale_index_finding",
 ]

@@ -73,7 +73,10 @@ def make_plan(
     if vv.verdict is Verdict.READY and inst is not None and not outside:
         v = parse_version(inst.version)
         if spec is None or (v is not None and spec.contains(Version(v.public), prereleases=True)):
-            return Plan("none", variant, reasons=(*vv.reasons, "nothing to do"))
+            installed = {"dist": inst.dist, "version": inst.version}  # what a replay checks (replay_premise)
+            return Plan(
+                "none", variant, reasons=(*vv.reasons, "nothing to do"), extra={"installed": installed}
+            )
     if t.torch_state in ("missing", "cpu", "xpu"):
         fix = next(
             (f.fix for f in report.findings if f.code in ("torch-missing", "torch-cpu-only") and f.fix), None
@@ -211,6 +214,44 @@ def refit_plan(env: Environment, plan: Plan, index: WheelIndex) -> tuple[Plan, t
     entry, t = entry_for(index, plan.wheel), target_of(env)
     misses = tuple(reason_text(c, entry, t) for c in machine_codes(entry, t) if c != "no-cuda-torch")
     return replace(plan, blockers=wheel_blockers(report.verdicts[plan.variant])), misses
+
+
+def replay_premise(
+    env: Environment, plan: Plan, index: WheelIndex, machine: str = "this machine"
+) -> tuple[Plan, tuple[str, ...]]:
+    """A reviewed plan that installs nothing (none, build, unsupported: install/lock --plan FILE, perhaps
+    made on another machine), as refit_plan judges a wheel plan: its premise holds when make_plan decides
+    the same action for ``env`` and, for ``none``, the version the plan found installed (its
+    ``installed``) is the one installed here. Returns the plan, its reasons led by one saying that they
+    are the plan file's and that the premise holds on ``machine``, and what does not hold (empty: it
+    holds), each naming what the plan assumed and what ``machine`` has."""
+    here = make_plan(env, plan.variant, index)
+    dist = knowledge.variant_info(plan.variant).dist
+    inst = env.installed_variant(plan.variant)
+    have = f"{dist} {inst.version} is installed" if inst is not None else f"{dist} is not installed"
+    planned = plan.extra.get("installed") or {}
+    assumed = (
+        f"{dist} {planned['version']} installed"
+        if planned.get("version")
+        else (plan.reasons[0] if plan.reasons else "")
+    )
+    was = f"it is {plan.action!r}" + (f" because {assumed}" if assumed else "")
+    if here.action != plan.action:
+        state = f"{have}, and " if "none" in (plan.action, here.action) else ""
+        why = f" ({here.reasons[0]})" if here.reasons else ""
+        return plan, (f"{was}; on {machine} {state}the plan is {here.action!r}{why}",)
+    if (
+        plan.action == "none"
+        and planned.get("version")
+        and (inst is None or inst.version != planned["version"])
+    ):
+        return plan, (f"{was}; on {machine} {have}",)
+    holds = (
+        f"{have} on {machine}, as the plan says"
+        if plan.action == "none"
+        else (f"the plan for {machine} is {plan.action!r} too")
+    )
+    return replace(plan, reasons=(f"{holds}; the other reasons are the plan file's", *plan.reasons)), ()
 
 
 def _python_floor_unsupported(

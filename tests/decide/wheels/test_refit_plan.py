@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flashdoctor.decide.wheels import load_index, make_plan, refit_plan
+from flashdoctor.decide.wheels import load_index, make_plan, refit_plan, replay_premise
 from flashdoctor.decide.wheels.index import WheelIndex
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.plan import Plan, WheelRef
@@ -91,3 +91,42 @@ def test_a_cpu_torch_is_left_to_the_import_check(index: WheelIndex) -> None:
     """Where torch is no CUDA build there is no torch CUDA to compare: the install's import check decides."""
     plan = reviewed("flash_attn-2.8.3+cu12torch2.9cxx11abiTRUE-cp312-cp312-linux_x86_64.whl")
     assert refit_plan(machine(torch="2.9.0+cpu", driver=None, gpus=[]), plan, index)[1] == ()
+
+
+# -- a plan that installs nothing: what it found must hold here (replay_premise) ---------------------------
+def test_a_none_plan_from_a_machine_with_flash_attn_does_not_hold_where_it_is_missing(
+    index: WheelIndex,
+) -> None:
+    there = make_plan(machine(installed={"flash-attn": "2.7.4.post1"}), "fa2", index)
+    assert there.action == "none" and there.extra["installed"]["version"] == "2.7.4.post1"
+    _plan, misses = replay_premise(machine(), there, index)
+    assert misses == (
+        "it is 'none' because flash-attn 2.7.4.post1 installed; on this machine flash-attn is not "
+        f"installed, and the plan is 'wheel' ({make_plan(machine(), 'fa2', index).reasons[0]})",
+    )
+
+
+def test_a_none_plan_does_not_hold_where_another_version_is_installed(index: WheelIndex) -> None:
+    there = make_plan(machine(installed={"flash-attn": "2.7.4.post1"}), "fa2", index)
+    here = machine(installed={"flash-attn": "2.8.3"})
+    assert make_plan(here, "fa2", index).action == "none"  # nothing to do here either, for another version
+    _plan, misses = replay_premise(here, there, index, "the machine of --target x.json")
+    assert misses == (
+        "it is 'none' because flash-attn 2.7.4.post1 installed; on the machine of --target x.json "
+        "flash-attn 2.8.3 is installed",
+    )
+
+
+def test_a_plan_that_holds_says_its_reasons_are_the_plan_files(index: WheelIndex) -> None:
+    there = make_plan(machine(installed={"flash-attn": "2.7.4.post1"}), "fa2", index)
+    plan, misses = replay_premise(machine(installed={"flash-attn": "2.7.4.post1"}), there, index)
+    assert misses == () and plan.reasons == (
+        "flash-attn 2.7.4.post1 is installed on this machine, as the plan says; the other reasons are the "
+        "plan file's",
+        *there.reasons,
+    )
+    build = Plan("build", "fa2", reasons=("no prebuilt wheel fits this machine",))
+    _plan, misses = replay_premise(machine(), build, index)  # a wheel fits here: the build was for elsewhere
+    assert len(misses) == 1 and misses[0].startswith(
+        "it is 'build' because no prebuilt wheel fits this machine; on this machine the plan is 'wheel' ("
+    )
