@@ -120,6 +120,37 @@ def test_no_torch_without_build_isolation_is_this_environment_not_isolation():
     assert codes(f"{err}\n{hint}")[:1] == ["build-isolation"]
 
 
+def _backend_log(site: str, err: str) -> str:
+    """pip's output of a failed metadata step, piped (`pip install flash-attn 2>&1 | flashdoctor explain -`:
+    the command line is not in it), the build backend running from ``site``."""
+    return "\n".join(
+        [
+            "  Preparing metadata (pyproject.toml): finished with status 'error'",
+            "  error: subprocess-exited-with-error",
+            f'        File "{site}/setuptools/build_meta.py", line 380, in prepare_metadata_for_build_wheel',
+            "          self.run_setup()",
+            '        File "<string>", line 12, in <module>',
+            f"      {err}",
+            "error: metadata-generation-failed",
+        ]
+    )
+
+
+def test_a_backend_run_from_the_environments_own_site_packages_is_a_build_without_isolation():
+    """Made with --no-build-isolation in a venv without packaging (stop 42): the traceback runs from the
+    venv's setuptools, so the build saw the environment; build-isolation came first all the same."""
+    err = "ModuleNotFoundError: No module named 'packaging'"
+    own = "/home/u/venv/lib/python3.11/site-packages"
+    assert codes(_backend_log(own, err))[:1] == ["missing-build-deps"]
+    assert codes(_backend_log(own, "ModuleNotFoundError: No module named 'torch'"))[:1] == [
+        "missing-build-deps"
+    ]
+    isolated = "/tmp/pip-build-env-orsiyy4c/overlay/lib/python3.11/site-packages"
+    assert codes(_backend_log(isolated, err))[:1] == ["build-isolation"]
+    uv = "/home/u/.cache/uv/builds-v0/.tmpAbCd12/lib/python3.11/site-packages"
+    assert codes(_backend_log(uv, err))[:1] == ["build-isolation"]
+
+
 def test_setup_requires_that_cannot_be_fetched_is_a_missing_build_dependency():
     log = "ERROR: Could not find a version that satisfies the requirement psutil (from versions: none)"
     assert codes(log) == ["missing-build-deps"]
