@@ -558,3 +558,24 @@ def test_one_reading_of_a_log_explained_for_several_machines_is_explain_bytes_fo
             for here in (False, True):
                 got = explain_bytes(reading, env, finder, here=here)
                 assert got == explain_bytes(data, env, finder, here=here), (case["id"], here)
+
+
+def test_a_cpu_torch_build_without_isolation_is_not_told_to_turn_isolation_off():
+    """The fix for a CPU torch doing the build ended "use --no-build-isolation" also for a build that ran
+    without isolation (stop 42: README's `pip install flash-attn --no-build-isolation 2>&1 | flashdoctor
+    explain -`, run for real in a venv with the CPU torch; its lines, the paths shortened)."""
+
+    def log(site: str) -> str:
+        return (
+            "  × Preparing metadata (pyproject.toml) did not run successfully.\n"
+            "      torch.__version__  = 2.13.0+cpu\n"
+            f'        File "{site}/setuptools/build_meta.py", line 380, in prepare_metadata_for_build_wheel\n'
+            "      OSError: CUDA_HOME environment variable is not set. Please set it to your CUDA install root.\n"
+        )
+
+    own = explain_text(log("/home/u/venv/lib/python3.11/site-packages"))
+    assert own[0].code == "no-cuda-device"
+    assert "--no-build-isolation" not in own[0].fix and "CUDA build of torch" in own[0].fix
+    isolated = explain_text(log("/tmp/pip-build-env-orsiyy4c/overlay/lib/python3.11/site-packages"))
+    assert isolated[0].code == "no-cuda-device"
+    assert "use --no-build-isolation" in isolated[0].fix  # where isolation was on, the advice stands
