@@ -81,14 +81,20 @@ def interrupts_held() -> Iterator[None]:
 
 
 def run_process(
-    cmd: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = SUBPROCESS_TIMEOUT
+    cmd: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = SUBPROCESS_TIMEOUT,
+    own_group: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """subprocess.run of ``cmd`` (stdin closed, output captured as text), raising as it does (OSError,
-    TimeoutExpired), but the one way a command that runs in flashdoctor's process group starts: under
-    interrupts_held, so that a Ctrl-C or SIGTERM cannot lose it as it starts, and on any exception (a
-    timeout, Ctrl-C, SIGTERM) killed and reaped before the exception goes on (an install's restore must
-    not race a pip still running; subprocess.run does not wait after a KeyboardInterrupt)."""
+    TimeoutExpired), but the one way such a command starts: under interrupts_held, so that a Ctrl-C or
+    SIGTERM in the main thread cannot lose it as it starts, and on any exception (a timeout, Ctrl-C,
+    SIGTERM) killed and reaped before the exception goes on (an install's restore must not race a pip still
+    running; subprocess.run does not wait after a KeyboardInterrupt). ``own_group``: in a session of its
+    own (POSIX), and then the whole group is killed, what the command started too (git clone's submodule
+    clones); otherwise it stays in flashdoctor's process group and only the command is killed."""
     proc: subprocess.Popen[str] | None = None
+    group = own_group and hasattr(os, "killpg")
     try:
         with interrupts_held():  # a signal here is raised once proc holds the child
             proc = subprocess.Popen(
@@ -99,12 +105,19 @@ def run_process(
                 text=True,
                 errors="replace",
                 env=dict(env) if env is not None else None,
+                start_new_session=group,
             )
         out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        if proc is not None and proc.returncode is None:  # not reaped: its pid is still its own
+            if group:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        raise
     finally:
         if proc is not None:
-            if proc.returncode is None:
-                proc.kill()
             proc.wait()
             for pipe in (proc.stdout, proc.stderr):
                 if pipe is not None:

@@ -307,7 +307,8 @@ def git_clone(
     ]  # fmt: skip
     env = {**(os.environ if environ is None else environ), "GIT_TERMINAL_PROMPT": "0"}
     try:
-        p = run_process(cmd, env, timeout=1800)  # stopped, not lost, on Ctrl-C or SIGTERM
+        # stopped, not lost, on Ctrl-C or SIGTERM; with the submodule clones it started (its own group)
+        p = run_process(cmd, env, timeout=1800, own_group=True)
     except FileNotFoundError:
         raise UsageError(
             "git is not installed: cannot clone the FA3 sources", hint="install git, or pass a checkout"
