@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -68,11 +69,14 @@ def _machine(opts: dict[str, Any]) -> str:
     return f"the machine of --target {opts['target']}" if opts["target"] else "this machine"
 
 
-# install has no --ignore-preflight (the other build options are build's: docs/build.md); a wheel build
-# stores is one the next install finds in the wheelhouse
-FROM_SOURCE_PAST_PREFLIGHT = (
-    "flashdoctor build --ignore-preflight with the same options, then flashdoctor install --yes"
-)
+def _past_preflight(variant: Variant, wheelhouse: str | None) -> str:
+    """install has no --ignore-preflight (the other build options are build's: docs/build.md); a wheel
+    build stores is one the next install of the same variant finds in the same wheelhouse."""
+    where = f" --wheelhouse {shlex.quote(wheelhouse)}" if wheelhouse else ""
+    return (
+        f"flashdoctor build --{variant} --ignore-preflight with the same options, "
+        f"then flashdoctor install --{variant}{where} --yes"
+    )
 
 
 def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Plan | int:
@@ -100,15 +104,16 @@ def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Pl
         plan_only=opts["dry_run"],
         probe_tools=not opts["target"],
     )
+    past = _past_preflight(variant, opts["wheelhouse"])
     if opts["dry_run"]:
         if opts["as_json"]:
             from flashdoctor.render.json import emit
 
             emit(document(outcome_to_json(outcome), command="install", exit_code=outcome.exit_code))
         else:
-            render_outcome(outcome, console, verbose=True, past_preflight=FROM_SOURCE_PAST_PREFLIGHT)
+            render_outcome(outcome, console, verbose=True, past_preflight=past)
         return outcome.exit_code
-    render_outcome(outcome, console, past_preflight=FROM_SOURCE_PAST_PREFLIGHT)
+    render_outcome(outcome, console, past_preflight=past)
     plan = plan_from_build(outcome, variant)
     return outcome.exit_code if plan is None else plan
 

@@ -197,16 +197,23 @@ def test_install_from_source_stops_at_preflight_on_a_cpu_torch(tmp_path: Path) -
         str(archive),
         "--arch",
         "90",
+        "--wheelhouse",
+        str(tmp_path / "my wheels"),
         "--yes",
-        env={"FLASHDOCTOR_CACHE_DIR": str(tmp_path)},
+        env={"FLASHDOCTOR_CACHE_DIR": str(tmp_path), "COLUMNS": "1000"},  # a long path is not folded
     )
     assert p.returncode == 1, p.stdout + p.stderr
     assert "torch-cpu-only" in p.stdout and "not started" in p.stdout
     # install has no --ignore-preflight: the way past the preflight is build's (its hint named the option
-    # as install's, and following it was "No such option")
+    # as install's, and following it was "No such option"); the install it names is of the same variant
+    # from the same wheelhouse (a bare `install --yes` installs FA2's prebuilt wheel from the cache)
     said = " ".join(p.stdout.split())
     assert "(or --ignore-preflight)" not in said
-    assert "flashdoctor build --ignore-preflight" in said and "then flashdoctor install" in said
+    assert "flashdoctor build --fa2 --ignore-preflight" in said
+    assert f"then flashdoctor install --fa2 --wheelhouse '{tmp_path / 'my wheels'}' --yes" in said
+    p = fd("install", "--fa3", "--from-source", "--dry-run", env={"FLASHDOCTOR_CACHE_DIR": str(tmp_path)})
+    said = " ".join(p.stdout.split())
+    assert "flashdoctor build --fa3 --ignore-preflight" in said and "install --fa3 --yes" in said, said
     p = fd("install", "--head-dims", "128", "--yes")
     assert p.returncode == 2 and "need --from-source" in p.stderr
     p = fd("install", "--fa4", "--from-source", "--yes")
