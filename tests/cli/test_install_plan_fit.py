@@ -225,3 +225,17 @@ def test_a_build_plan_is_refused_where_a_wheel_fits(tmp_path: Path) -> None:
         f"it is 'build' because no prebuilt wheel fits this machine; on the machine of --target {a100} the "
         "plan is 'wheel' (flash_attn-" in r.stderr
     ), r.stderr
+
+
+def test_a_build_plan_made_with_a_version_is_judged_with_that_version(tmp_path: Path) -> None:
+    """A plan made with `--version '>=2.9'` (no wheel of it: build) was judged on replay by a plan made
+    without it, where a wheel fits, and refused on the very machine it was made for (review, stop 42)."""
+    a100 = str(TARGETS / "a100.json")
+    r = fd("install", "--fa2", "--target", a100, "--version", ">=2.9", "--dry-run", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["action"] == "build", r.stdout + r.stderr
+    (tmp_path / "plan.json").write_text(r.stdout)
+    args = ["--plan", str(tmp_path / "plan.json"), "--target", a100, "--version", ">=2.9", "--dry-run"]
+    r = fd("install", "--fa2", *args)
+    assert "does not hold" not in r.stderr, r.stderr
+    said = " ".join(r.stdout.split())
+    assert f"the plan for the machine of --target {a100} is 'build' too" in said, r.stdout

@@ -80,7 +80,15 @@ def resolve_plan(
     plan_file = selection["plan_file"]
     if plan_file:  # a reviewed plan: its wheel, or what it found, must hold here
         plan = fit_here(
-            env, plan, plan_file, selection["index_path"], selection["environ"], lock=lock, machine=machine
+            env,
+            plan,
+            plan_file,
+            selection["index_path"],
+            selection["environ"],
+            lock=lock,
+            machine=machine,
+            version_spec=spec,
+            allow_community=bool(selection.get("allow_community")),
         )
     if plan_file and plan.action == "wheel":  # a reviewed wheel: resolve_local keeps it, with its digest
         fetch = replace(fetch, digest_from="plan-file")
@@ -99,6 +107,8 @@ def fit_here(
     environ: Mapping[str, str],
     lock: bool = False,
     machine: str = "this machine",
+    version_spec: SpecifierSet | None = None,
+    allow_community: bool = False,
 ) -> Plan:
     """`install --plan FILE` and `lock --plan FILE`: the reviewed wheel plan for ``env`` (this machine, or
     the --target it is planned or locked for; decide.wheels.refit_plan), with its blockers; refused before
@@ -109,14 +119,16 @@ def fit_here(
     (none, build, unsupported) is refused the same way when what it found does not hold there
     (decide.wheels.replay_premise: "none" made where flash-attn is installed, replayed where it is not).
     ``machine``: ``env``'s machine in words, for the message ("this machine", or the one --target
-    describes)."""
+    describes); ``version_spec`` and ``allow_community``: the replay's selection (`--version`,
+    `--allow-community`), which a plan made with them is judged by."""
     from flashdoctor.actions.fetch import local_file
     from flashdoctor.actions.wheelhouse import Request, recorded_build, serves
     from flashdoctor.decide.wheels import refit_plan, replay_premise
 
     wheel = plan.wheel
     if wheel is None:
-        plan, misses = replay_premise(env, plan, inputs.load_wheel_index(index_path, environ), machine)
+        index = inputs.load_wheel_index(index_path, environ)
+        plan, misses = replay_premise(env, plan, index, machine, version_spec, allow_community)
         what = f"the plan does not hold on {machine}"
     else:
         index = inputs.load_wheel_index(index_path, environ, keep=wheel.filename.__eq__)

@@ -217,15 +217,21 @@ def refit_plan(env: Environment, plan: Plan, index: WheelIndex) -> tuple[Plan, t
 
 
 def replay_premise(
-    env: Environment, plan: Plan, index: WheelIndex, machine: str = "this machine"
+    env: Environment,
+    plan: Plan,
+    index: WheelIndex,
+    machine: str = "this machine",
+    version_spec: SpecifierSet | None = None,
+    allow_community: bool = False,
 ) -> tuple[Plan, tuple[str, ...]]:
     """A reviewed plan that installs nothing (none, build, unsupported: install/lock --plan FILE, perhaps
     made on another machine), as refit_plan judges a wheel plan: its premise holds when make_plan decides
     the same action for ``env`` and, for ``none``, the version the plan found installed (its
     ``installed``) is the one installed here. Returns the plan, its reasons led by one saying that they
     are the plan file's and that the premise holds on ``machine``, and what does not hold (empty: it
-    holds), each naming what the plan assumed and what ``machine`` has."""
-    here = make_plan(env, plan.variant, index)
+    holds), each naming what the plan assumed and what ``machine`` has. ``version_spec`` and
+    ``allow_community`` select as the plan was made (a plan file does not record them: the replay's own)."""
+    here = make_plan(env, plan.variant, index, version_spec=version_spec, allow_community=allow_community)
     dist = knowledge.variant_info(plan.variant).dist
     inst = env.installed_variant(plan.variant)
     have = f"{dist} {inst.version} is installed" if inst is not None else f"{dist} is not installed"
