@@ -27,7 +27,7 @@ from flashdoctor.cli.options import (
     variant_options,
     verbose_option,
 )
-from flashdoctor.errors import UsageError
+from flashdoctor.errors import FlashdoctorError, UsageError
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.model.install import LOCK_FORMS
 from flashdoctor.render.text import clean, echo
@@ -251,10 +251,18 @@ def install(variant: Variant, **opts: Any) -> int:
             "--source/--ref/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads/--no-* need --from-source"
         )
     else:
-        plan, notes, planned = service.resolve_plan(
-            env, variant, houses, fetch, machine=_machine(opts), **_selection(opts)
-        )
-        if not dry_run and (plan.action != "wheel" or plan.blockers):
+        refused: FlashdoctorError | None = None
+        try:
+            plan, notes, planned = service.resolve_plan(
+                env, variant, houses, fetch, machine=_machine(opts), **_selection(opts)
+            )
+        except FlashdoctorError as exc:
+            if dry_run or not opts["plan_file"]:
+                raise
+            # a reviewed plan refused for what is installed here, which may be an interrupted install's
+            # leftover: recover first, then judge the plan again by what is back
+            refused = exc
+        if refused is not None or (not dry_run and (plan.action != "wheel" or plan.blockers)):
             # Nothing to install, yet an install killed after its backup may have left its unverified
             # version in place (check: install-interrupted): restore it, and plan again for what is back.
             failed, warnings, restored = service.recover(
@@ -276,6 +284,8 @@ def install(variant: Variant, **opts: Any) -> int:
                 plan, notes, planned = service.resolve_plan(
                     env, variant, houses, fetch, machine=_machine(opts), **_selection(opts)
                 )
+            elif refused is not None:
+                raise refused
         fetch = planned
     if dry_run or plan.action != "wheel" or plan.blockers:
         return _show_plan(plan, notes, source, opts, restored)

@@ -385,3 +385,34 @@ def test_install_as_check_advises_restores_a_killed_install_even_with_nothing_to
     check = [*fd, "check", "--json", "--no-import-test", "--python", str(fresh_venv)]
     r = subprocess.run(check, capture_output=True, text=True, env=env, timeout=120)
     assert "install-interrupted" not in [f["code"] for f in json.loads(r.stdout)["findings"]], r.stdout
+
+
+def test_a_replayed_plan_refused_for_an_interrupted_installs_leftover_still_restores_it(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
+    """`install --plan FILE` of a `none` plan judges what is installed here: an install killed before it was
+    verified left its version in place, so the plan was refused for the leftover, before the recovery that
+    every other install runs (review, stop 42). The leftover is restored first now, and the plan judged
+    by what is back (on this CPU machine it still does not hold: its own plan is `unsupported`)."""
+    cache_dir = tmp_path / "fdc"
+    old = make_wheel(tmp_path / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)})
+    assert _install(fresh_venv, old, V_OLD, tmp_path, cache_root=cache_dir / "wheels").status == "installed"
+    hangs = tmp_path / "hangs-while"
+    _kill_in_its_import_check(fresh_venv, site_packages(fresh_venv), tmp_path, cache_dir, while_=hangs)
+    hangs.unlink()
+    assert pip_list(fresh_venv)["flash-attn"] == norm(V_GOOD)  # unverified, unrestored
+    env = child_env(FLASHDOCTOR_CACHE_DIR=str(cache_dir))
+    fd = [sys.executable, "-m", "flashdoctor"]
+    r = subprocess.run([*fd, "install", "--fa2", "--dry-run", "--json", "--python", str(fresh_venv)],
+                       capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    plan = json.loads(r.stdout)
+    plan.update(action="none", wheel=None, installed={"dist": "flash-attn", "version": V_OLD}, blockers=[])
+    (tmp_path / "none.json").write_text(json.dumps(plan))
+    r = subprocess.run([*fd, "install", "--fa2", "--plan", str(tmp_path / "none.json"), "--yes", "--python",
+                        str(fresh_venv)], capture_output=True, text=True, env=env, timeout=120,
+                       stdin=subprocess.DEVNULL)  # fmt: skip
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "what it replaced was restored first" in r.stderr, (r.stdout, r.stderr)
+    assert r.returncode == 1 and "the plan does not hold on this machine" in r.stderr, r.stderr
+    assert pip_list(fresh_venv)["flash-attn"] == norm(V_OLD)
+    assert not list((cache_dir / "wheels" / "backups").iterdir())
