@@ -145,28 +145,28 @@ def test_two_installs_with_different_caches_serialise(fresh_venv: Path, tmp_path
     bad = make_wheel(
         tmp_path / "bad",
         version=V_OLD,
-        files={"flash_attn/__init__.py": "import time\ntime.sleep(2)\n" + BAD_IMPORT},
+        # long enough for B to start and reach the lock while A checks its import, on a loaded machine too
+        files={"flash_attn/__init__.py": "import time\ntime.sleep(6)\n" + BAD_IMPORT},
     )
     good = make_wheel(tmp_path / "good", version=V_GOOD)
     plan_a = write_plan(tmp_path / "a.json", bad, V_OLD)
     plan_b = write_plan(tmp_path / "b.json", good, V_GOOD)
     site = site_packages(fresh_venv)
-    for run in range(1):
-        reset_flash(fresh_venv)
-        a = fd_install(plan_a, fresh_venv, tmp_path / f"cache-a{run}")
-        deadline = time.monotonic() + 60
-        while not any(site.glob(f"flash_attn-{V_OLD}.dist-info")) and a.poll() is None:
-            assert time.monotonic() < deadline, "A never installed its wheel"
-            time.sleep(0.02)
-        b = fd_install(plan_b, fresh_venv, tmp_path / f"cache-b{run}")
-        out_a, err_a = a.communicate(timeout=120)
-        out_b, err_b = b.communicate(timeout=120)
-        final = pip_list(fresh_venv).get("flash-attn")
-        assert final == norm(V_GOOD), f"run {run}: flash-attn {final}; A: {out_a[-600:]}; B: {out_b[-300:]}"
-        assert can_import(fresh_venv) == (True, V_GOOD)
-        assert a.returncode == 5 and json.loads(out_a)["status"] == "rolled-back", (out_a, err_a)
-        assert b.returncode == 0, (out_b, err_b)
-        assert "another flashdoctor install into this environment is running" in err_b, err_b
+    reset_flash(fresh_venv)
+    a = fd_install(plan_a, fresh_venv, tmp_path / "cache-a")
+    deadline = time.monotonic() + 60
+    while not any(site.glob(f"flash_attn-{V_OLD}.dist-info")) and a.poll() is None:
+        assert time.monotonic() < deadline, "A never installed its wheel"
+        time.sleep(0.02)
+    b = fd_install(plan_b, fresh_venv, tmp_path / "cache-b")
+    out_a, err_a = a.communicate(timeout=120)
+    out_b, err_b = b.communicate(timeout=120)
+    final = pip_list(fresh_venv).get("flash-attn")
+    assert final == norm(V_GOOD), f"flash-attn {final}; A: {out_a[-600:]}; B: {out_b[-300:]}"
+    assert can_import(fresh_venv) == (True, V_GOOD)
+    assert a.returncode == 5 and json.loads(out_a)["status"] == "rolled-back", (out_a, err_a)
+    assert b.returncode == 0, (out_b, err_b)
+    assert "another flashdoctor install into this environment is running" in err_b, err_b
     assert (fresh_venv.parent.parent / LOCK_NAME).is_file()  # the lock is the environment's
 
 

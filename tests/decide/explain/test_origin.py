@@ -263,6 +263,12 @@ FAMILY_NAMES = {
     "cp936": ("张三", ("张四", "张三丰")),  # Simplified Chinese
     "cp949": ("민수", ("민호", "민수아")),  # Korean
     "cp950": ("陳大文", ("陳小文", "陳大文華")),  # Traditional Chinese
+    "cp1254": ("Çağrı", ("Cagri", "Çağrıcan")),  # Turkish (ANSI)
+    "cp857": ("Çağrı", ("Cagri", "Çağrıcan")),  # Turkish (OEM)
+    "cp1253": ("Γιάννης", ("Γιάννη", "Γιάννηςκ")),  # Greek (ANSI)
+    "cp737": ("Γιάννης", ("Γιάννη", "Γιάννηςκ")),  # Greek (OEM)
+    "cp1257": ("Jānis", ("Janis", "Jānisa")),  # Baltic (ANSI)
+    "cp775": ("Jānis", ("Janis", "Jānisa")),  # Baltic (OEM)
 }
 
 
