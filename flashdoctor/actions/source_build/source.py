@@ -323,7 +323,16 @@ def git_clone(
     if url.lower().startswith(("http://", "https://")) and parse(url).userinfo:
         # git wrote the URL, user:password included, into the clone's .git/config: keep it without them
         # (the clone is reused, never fetched again).
-        run(["git", "-C", str(dest), "remote", "set-url", "origin", redact(url, drop_userinfo=True)], env, 60)
+        rc, _out, err = run(
+            ["git", "-C", str(dest), "remote", "set-url", "origin", redact(url, drop_userinfo=True)], env, 60
+        )
+        if rc != 0:  # the password would stay in .git/config: keep no such clone
+            shutil.rmtree(dest, ignore_errors=True)
+            detail = redact_text(err.strip()[-300:], [_password(url)])
+            raise NetworkError(
+                f"git clone {shown}: the credentials could not be removed from the clone's .git/config "
+                f"(git remote set-url: {detail or f'exit {rc}'}), so the clone was removed"
+            )
 
 
 def _password(url: str) -> str | None:

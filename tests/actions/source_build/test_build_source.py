@@ -510,3 +510,31 @@ def test_unpack_refuses_an_archive_that_inflates_past_its_bounds(
     assert not (tmp_path / "d2").exists() or not any((tmp_path / "d2").rglob("*"))
     ok = _tar_gz(tmp_path / "ok.tar.gz", {f"p/{i}": bytes(10_000) for i in range(50)})
     assert unpack(ok, tmp_path / "d3") == tmp_path / "d3" / "p"
+
+
+@pytest.mark.system
+def test_a_clone_whose_credentials_cannot_be_removed_is_not_kept(tmp_path: Path) -> None:
+    """git writes a URL's user:password into the clone's .git/config; `git remote set-url` removes them. Its
+    failure was ignored, and the password stayed on disk in a clone that is reused (review, stop 42)."""
+    from flashdoctor.actions.source_build.source import git_clone
+    from flashdoctor.errors import NetworkError
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    git = bin_dir / "git"
+    git.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        '  *" clone "*) for a; do url=$dest; dest=$a; done; mkdir -p "$dest/.git";'
+        ' echo "url = $url" > "$dest/.git/config"; exit 0 ;;\n'
+        '  *"set-url"*) echo "error: could not lock config file .git/config" >&2; exit 255 ;;\n'
+        "esac\nexit 1\n"
+    )
+    git.chmod(0o755)
+    environ = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    dest = tmp_path / "clone"
+    with pytest.raises(NetworkError) as exc:
+        git_clone("https://user:s3cret@127.0.0.1:9/fa.git", "v3.0.0", dest, environ)
+    assert "could not be removed" in exc.value.message and "could not lock config file" in exc.value.message
+    assert "s3cret" not in exc.value.message
+    assert not dest.exists()
