@@ -79,17 +79,23 @@ def resolve_plan(
     plan = select_plan(env, variant, version_spec=spec, **selection)
     plan_file = selection["plan_file"]
     if plan_file:  # a reviewed plan: its wheel, or what it found, must hold here
-        plan = fit_here(
-            env,
-            plan,
-            plan_file,
-            selection["index_path"],
-            selection["environ"],
-            lock=lock,
-            machine=machine,
-            version_spec=spec,
-            allow_community=bool(selection.get("allow_community")),
-        )
+        try:
+            plan = fit_here(
+                env,
+                plan,
+                plan_file,
+                selection["index_path"],
+                selection["environ"],
+                lock=lock,
+                machine=machine,
+                version_spec=spec,
+                allow_community=bool(selection.get("allow_community")),
+            )
+        except FlashdoctorError:
+            # A reviewed "build" stands where a wheelhouse holds a build that serves this machine: what
+            # the plan asked for is there (built here, say), whatever this machine's own plan would be.
+            if plan.action != "build" or with_local_build(plan, env, houses)[0].action != "wheel":
+                raise
     if plan_file and plan.action == "wheel":  # a reviewed wheel: resolve_local keeps it, with its digest
         fetch = replace(fetch, digest_from="plan-file")
     if lock:
