@@ -208,7 +208,12 @@ def test_install_without_dry_run_never_says_dry_run(tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
     plan.write_text(
         json.dumps(
-            {"action": "unsupported", "variant": "fa2", "wheel": None, "reasons": ["no NVIDIA GPU is visible"]}
+            {
+                "action": "unsupported",
+                "variant": "fa2",
+                "wheel": None,
+                "reasons": ["no NVIDIA GPU is visible"],
+            }
         )
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
