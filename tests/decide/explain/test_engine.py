@@ -585,3 +585,32 @@ def test_a_cpu_torch_build_without_isolation_is_not_told_to_turn_isolation_off()
     isolated = explain_text(log("/tmp/pip-build-env-orsiyy4c/overlay/lib/python3.11/site-packages"))
     assert isolated[0].code == "no-cuda-device"
     assert "use --no-build-isolation" in isolated[0].fix  # where isolation was on, the advice stands
+
+
+def test_a_build_killed_with_max_jobs_set_is_not_told_to_set_the_same_max_jobs():
+    """A build that ran out of memory with MAX_JOBS=4 on its command line was told
+    "MAX_JOBS=<free GB / 9, e.g. 4> NVCC_THREADS=2 pip install flash-attn --no-build-isolation": the command
+    that had just failed (stop 42 audit; dev2's fa-2051, a server that froze with MAX_JOBS=4)."""
+
+    def log(command: str) -> str:
+        return (
+            f"$ {command}\n"
+            "Building wheels for collected packages: flash-attn\n"
+            "  Building wheel for flash-attn (setup.py) ... error\n"
+            "  [5/49] /usr/local/cuda/bin/nvcc -c flash_fwd_hdim128_fp16_sm80.cu -o flash_fwd_hdim128_fp16_sm80.o\n"
+            "  Killed\n"
+            "  ninja: build stopped: subcommand failed.\n"
+        )
+
+    for command in (
+        "MAX_JOBS=4 pip install flash-attn --no-build-isolation",
+        "MAX_JOBS=4 NVCC_THREADS=2 python -m pip install flash-attn --no-build-isolation",
+        "export MAX_JOBS=4 && uv pip install flash-attn --no-build-isolation",
+        "MAX_JOBS=4 python setup.py install",
+    ):
+        set_ = explain_text(log(command))
+        assert set_[0].code == "build-oom", command
+        assert "e.g. 4" not in set_[0].fix and "MAX_JOBS set" in set_[0].fix, command
+    unset = explain_text(log("pip install flash-attn --no-build-isolation"))
+    assert unset[0].code == "build-oom"
+    assert "e.g. 4" in unset[0].fix  # without MAX_JOBS in the log, the general advice stands
