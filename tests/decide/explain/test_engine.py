@@ -614,3 +614,23 @@ def test_a_build_killed_with_max_jobs_set_is_not_told_to_set_the_same_max_jobs()
     unset = explain_text(log("pip install flash-attn --no-build-isolation"))
     assert unset[0].code == "build-oom"
     assert "e.g. 4" in unset[0].fix  # without MAX_JOBS in the log, the general advice stands
+
+
+def test_a_windows_build_without_nvcc_or_cuda_home_gets_windows_advice():
+    """A Windows log that lacks nvcc or CUDA_HOME and does not name torch's CUDA was told to "export
+    CUDA_HOME=<its directory, e.g. /usr/local/cuda-12.8>" and to "use a -devel image": a Linux shell's
+    command and a Linux container's tag (stop 42 audit; dev2's fa-948 and dev4's open-sora-237)."""
+    head = (
+        "(venv) PS C:\\Users\\ana\\proj> pip install flash-attn --no-build-isolation\n"
+        "  Building wheel for flash-attn (setup.py) ... error\n"
+        '      File "C:\\Users\\ana\\proj\\venv\\Lib\\site-packages\\torch\\utils\\cpp_extension.py", line 2035\n'
+    )
+    for last, code in (
+        ("  'nvcc' is not recognized as an internal or external command,", "nvcc-missing"),
+        ("      OSError: CUDA_HOME environment variable is not set. Please set it to your CUDA install root.",
+         "cuda-home-missing"),
+    ):  # fmt: skip
+        got = explain_text(head + last + "\n")
+        assert got[0].code == code
+        assert "Windows" in got[0].fix and "MSVC" in got[0].fix, got[0].fix
+        assert "export " not in got[0].fix and "/usr/local" not in got[0].fix and "-devel" not in got[0].fix
