@@ -634,3 +634,29 @@ def test_a_windows_build_without_nvcc_or_cuda_home_gets_windows_advice():
         assert got[0].code == code
         assert "Windows" in got[0].fix and "MSVC" in got[0].fix, got[0].fix
         assert "export " not in got[0].fix and "/usr/local" not in got[0].fix and "-devel" not in got[0].fix
+
+
+WINDOWS_CUDA_HOME_LOG = (
+    "(venv) PS C:\\Users\\ana\\proj> pip install flash-attn --no-build-isolation\n"
+    "  Building wheel for flash-attn (setup.py) ... error\n"
+    '      File "C:\\Users\\ana\\proj\\venv\\Lib\\site-packages\\torch\\utils\\cpp_extension.py", line 2035\n'
+    "      OSError: CUDA_HOME environment variable is not set. Please set it to your CUDA install root.\n"
+)
+
+
+def test_a_probed_windows_machine_gets_its_own_toolkit_and_wheel_facts_in_windows_shell_words():
+    """On a probed Windows machine cuda-home-missing gave the one Windows alternative before the machine's:
+    "Install a prebuilt wheel (flashdoctor install ...)" where the wheel selector had found none, and never
+    the toolkit the probe found; the machine's alternatives said `export CUDA_HOME=`, a Linux shell's
+    command (stop 42 audit)."""
+    toolkit = "C:\\Program Files\\NVIDIA GPU Computing Toolkit\\CUDA\\v13.0"
+    found = target_env("h100", platform="win_amd64", cuda_home=toolkit, cuda_home_headers=True)
+    bare = target_env("h100", platform="win_amd64", cuda_home=None, nvccs=[])
+    for env, finder, start, named in (
+        (found, None, "This machine's toolkit", toolkit),
+        (found, lambda e, v: None, "No prebuilt wheel fits", toolkit),
+        (bare, lambda e, v: None, "No prebuilt wheel fits", "CUDA 13.0 toolkit"),
+    ):
+        fix = explain_text(WINDOWS_CUDA_HOME_LOG, env, wheel_finder=finder, here=True)[0].fix
+        assert fix.startswith(start) and named in fix and "$env:CUDA_HOME" in fix, fix
+        assert "export " not in fix and "/usr/local" not in fix, fix
