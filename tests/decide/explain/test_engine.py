@@ -660,3 +660,27 @@ def test_a_probed_windows_machine_gets_its_own_toolkit_and_wheel_facts_in_window
         fix = explain_text(WINDOWS_CUDA_HOME_LOG, env, wheel_finder=finder, here=True)[0].fix
         assert fix.startswith(start) and named in fix and "$env:CUDA_HOME" in fix, fix
         assert "export " not in fix and "/usr/local" not in fix, fix
+
+
+def test_windows_logs_get_windows_words_for_cuda_home_and_cmake_advice():
+    """cuda-home-question and cmake-no-cuda-compiler said `export CUDA_HOME=/usr/local/cuda-12.x` and `export
+    CUDACXX=<toolkit>/bin/nvcc` to a Windows log, where cmd and PowerShell have no `export` (stop 42 audit)."""
+    question = (
+        "How to set the CUDA_HOME on Windows? pip install flash-attn fails in (venv) PS C:\\Users\\ana\\proj>,\n"
+        "the toolkit is in C:\\Program Files\\NVIDIA GPU Computing Toolkit\\CUDA\\v12.4\n"
+    )
+    cmake = (
+        "-- Building for: Visual Studio 17 2022\n"
+        "-- The CXX compiler identification is MSVC 19.38.33130.0\n"
+        "-- Check for working CXX compiler: C:/Program Files/Microsoft Visual Studio/2022/BuildTools/VC/Tools/"
+        "MSVC/14.38.33130/bin/Hostx64/x64/cl.exe - skipped\n"
+        "CMake Error at CMakeLists.txt:2 (project):\n"
+        "  No CMAKE_CUDA_COMPILER could be found.\n"
+    )
+    for log, code, var in ((question, "cuda-home-missing", "CUDA_HOME"), (cmake, "nvcc-missing", "CUDACXX")):
+        got = explain_text(log)
+        assert got[0].code == code
+        assert f"$env:{var}" in got[0].fix, got[0].fix
+        assert "export " not in got[0].fix and "/usr/local" not in got[0].fix, got[0].fix
+    linux = explain_text(cmake.replace("cl.exe", "c++").replace("C:/", "/").replace("MSVC", "GNU"))
+    assert "export CUDACXX=" in linux[0].fix  # a Linux log keeps the Linux advice
