@@ -684,3 +684,19 @@ def test_windows_logs_get_windows_words_for_cuda_home_and_cmake_advice():
         assert "export " not in got[0].fix and "/usr/local" not in got[0].fix, got[0].fix
     linux = explain_text(cmake.replace("cl.exe", "c++").replace("C:/", "/").replace("MSVC", "GNU"))
     assert "export CUDACXX=" in linux[0].fix  # a Linux log keeps the Linux advice
+
+
+def test_torch_saying_it_used_max_jobs_counts_as_max_jobs_set():
+    """torch's own "Using envvar MAX_JOBS (4) as the number of workers..." shows the build ran with MAX_JOBS
+    set, yet build-oom still advised "MAX_JOBS=<free GB / 9, e.g. 4>" when the command line was not in
+    the log (a pip log piped in; stop 42 audit)."""
+    log = (
+        "  Building wheel for flash-attn (setup.py) ... error\n"
+        "  Using envvar MAX_JOBS (4) as the number of workers...\n"
+        "  [5/49] /usr/local/cuda/bin/nvcc -c flash_fwd_hdim128_fp16_sm80.cu -o flash_fwd_hdim128_fp16_sm80.o\n"
+        "  Killed\n"
+        "  ninja: build stopped: subcommand failed.\n"
+    )
+    got = explain_text(log)
+    assert got[0].code == "build-oom"
+    assert "e.g. 4" not in got[0].fix and "MAX_JOBS set" in got[0].fix, got[0].fix
