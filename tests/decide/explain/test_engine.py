@@ -700,3 +700,20 @@ def test_torch_saying_it_used_max_jobs_counts_as_max_jobs_set():
     got = explain_text(log)
     assert got[0].code == "build-oom"
     assert "e.g. 4" not in got[0].fix and "MAX_JOBS set" in got[0].fix, got[0].fix
+
+
+def test_a_probed_windows_machine_without_a_fitting_wheel_is_not_told_to_install_one_for_missing_nvcc():
+    """nvcc-missing on a probed Windows machine gave "install a community wheel built for your Python, torch
+    and CUDA" first where the wheel selector had found none (stop 42, found beside the cuda-home-missing fix)."""
+    log = (
+        "(venv) PS C:\\Users\\ana\\proj> pip install flash-attn --no-build-isolation\n"
+        "  Building wheel for flash-attn (setup.py) ... error\n"
+        "  'nvcc' is not recognized as an internal or external command,\n"
+    )
+    env = target_env("h100", platform="win_amd64", cuda_home=None, nvccs=[])
+    fix = explain_text(log, env, wheel_finder=lambda e, v: None, here=True)[0].fix
+    assert (
+        fix.startswith("No prebuilt wheel fits") and "CUDA 13.0 toolkit" in fix and "$env:CUDA_HOME" in fix
+    ), fix
+    assert "community wheel" not in explain_text(log, env, wheel_finder=lambda e, v: None, here=True)[0].fix
+    assert "community wheel" in explain_text(log, env, here=True)[0].fix  # no wheel lookup: the advice stands
