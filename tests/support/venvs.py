@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ensurepip
 import functools
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from tests.support.install_helpers import FaultServer
 from tests.support.paths import ROOT as REPO
@@ -39,19 +42,31 @@ def _venv_python(d: Path) -> Path:
 def torch_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real venv with the CPU torch==2.13.0 (pinned: an open range would download GBs), shared by
     the session. Tests reset flash-attn state with ``fresh_venv``. --no-compile: byte-compiling torch's
-    thousands of modules is most of the install time, and nothing here imports torch."""
+    thousands of modules is most of the install time, and nothing here imports torch.
+
+    One pip run makes it what ``python -m venv`` then ``pip install torch`` make (the same packages and
+    versions, pip included): the venv is created without pip and this process's pip (``--python``, pip >=
+    22.3) installs ensurepip's own pip (its bundled wheel, as ``venv`` does) with torch. ensurepip's
+    byte-compiling pip install and a second pip start cost about 3 s of CPU and 5 s of wall per worker."""
+    if Version(version("pip")) < Version("22.3"):
+        pytest.fail(f"the test environment's pip {version('pip')} has no --python: pip install -U pip")
     d = tmp_path_factory.mktemp("venv") / "env"
-    subprocess.run([sys.executable, "-m", "venv", str(d)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(d)], check=True)
     py = _venv_python(d)
+    bundled = Path(ensurepip.__file__).parent / "_bundled"
     r = subprocess.run(
         [
-            str(py),
+            sys.executable,
             "-m",
             "pip",
+            "--python",
+            str(py),
             "install",
             "-q",
             "--no-compile",
             "--disable-pip-version-check",
+            *(["--find-links", str(bundled)] if bundled.is_dir() else []),
+            f"pip=={ensurepip.version()}",
             "torch==2.13.0",
         ],
         capture_output=True,
