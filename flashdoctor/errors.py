@@ -34,6 +34,11 @@ class FlashdoctorError(Exception):
         return f"flashdoctor: error: {self.message}" + (f"\n  hint: {self.hint}" if self.hint else "")
 
 
+class PlanDoesNotHold(FlashdoctorError):
+    """`install --plan FILE` / `lock --plan FILE`: the reviewed plan does not hold on the machine it is
+    replayed on (its wheel does not fit, or what it found is not what is there); exit 1."""
+
+
 class UsageError(FlashdoctorError):
     return_code = EXIT_USAGE
 

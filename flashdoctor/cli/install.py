@@ -27,7 +27,7 @@ from flashdoctor.cli.options import (
     variant_options,
     verbose_option,
 )
-from flashdoctor.errors import FlashdoctorError, UsageError
+from flashdoctor.errors import PlanDoesNotHold, UsageError
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.model.install import LOCK_FORMS
 from flashdoctor.render.text import clean, echo
@@ -69,13 +69,15 @@ def _machine(opts: dict[str, Any]) -> str:
     return f"the machine of --target {opts['target']}" if opts["target"] else "this machine"
 
 
-def _past_preflight(variant: Variant, wheelhouse: str | None) -> str:
+def _past_preflight(variant: Variant, wheelhouse: str | None, python: str | None) -> str:
     """install has no --ignore-preflight (the other build options are build's: docs/build.md); a wheel
-    build stores is one the next install of the same variant finds in the same wheelhouse."""
+    build stores is one the next install of the same variant into the same interpreter finds in the same
+    wheelhouse."""
     where = f" --wheelhouse {shlex.quote(wheelhouse)}" if wheelhouse else ""
+    into = f" --python {shlex.quote(python)}" if python else ""
     return (
         f"flashdoctor build --{variant} --ignore-preflight with the same options, "
-        f"then flashdoctor install --{variant}{where} --yes"
+        f"then flashdoctor install --{variant}{into}{where} --yes"
     )
 
 
@@ -104,7 +106,7 @@ def _from_source(env: Environment, variant: Variant, opts: dict[str, Any]) -> Pl
         plan_only=opts["dry_run"],
         probe_tools=not opts["target"],
     )
-    past = _past_preflight(variant, opts["wheelhouse"])
+    past = _past_preflight(variant, opts["wheelhouse"], opts["python"])
     if opts["dry_run"]:
         if opts["as_json"]:
             from flashdoctor.render.json import emit
@@ -251,13 +253,13 @@ def install(variant: Variant, **opts: Any) -> int:
             "--source/--ref/--arch/--head-dims/--dtypes/--max-jobs/--nvcc-threads/--no-* need --from-source"
         )
     else:
-        refused: FlashdoctorError | None = None
+        refused: PlanDoesNotHold | None = None
         try:
             plan, notes, planned = service.resolve_plan(
                 env, variant, houses, fetch, machine=_machine(opts), **_selection(opts)
             )
-        except FlashdoctorError as exc:
-            if dry_run or not opts["plan_file"]:
+        except PlanDoesNotHold as exc:
+            if dry_run:
                 raise
             # a reviewed plan refused for what is installed here, which may be an interrupted install's
             # leftover: recover first, then judge the plan again by what is back

@@ -210,10 +210,16 @@ def test_install_from_source_stops_at_preflight_on_a_cpu_torch(tmp_path: Path) -
     said = " ".join(p.stdout.split())
     assert "(or --ignore-preflight)" not in said
     assert "flashdoctor build --fa2 --ignore-preflight" in said
-    assert f"then flashdoctor install --fa2 --wheelhouse '{tmp_path / 'my wheels'}' --yes" in said
+    assert (
+        f"then flashdoctor install --fa2 --python {sys.executable} --wheelhouse '{tmp_path / 'my wheels'}' --yes"
+        in said
+    )
     p = fd("install", "--fa3", "--from-source", "--dry-run", env={"FLASHDOCTOR_CACHE_DIR": str(tmp_path)})
     said = " ".join(p.stdout.split())
-    assert "flashdoctor build --fa3 --ignore-preflight" in said and "install --fa3 --yes" in said, said
+    assert (
+        "flashdoctor build --fa3 --ignore-preflight" in said
+        and f"install --fa3 --python {sys.executable} --yes" in said
+    ), said
     p = fd("install", "--head-dims", "128", "--yes")
     assert p.returncode == 2 and "need --from-source" in p.stderr
     p = fd("install", "--fa4", "--from-source", "--yes")

@@ -314,6 +314,10 @@ def test_offline_install_of_a_local_build_from_the_wheelhouse(fresh_venv: Path, 
     doc = json.loads(r.stdout)
     assert doc["action"] == "wheel" and doc["wheel"]["source"] == "wheelhouse"
     assert any("built against torch 2.11" in n for n in doc["wheelhouse_notes"])
+    # the local build stands in for the reviewed "build" only within the replay's --version (review, stop 42)
+    r = fd("install", "--plan", plan, "--python", str(fresh_venv), "--wheelhouse", str(wh), "--version",
+           "==2.7.4", "--dry-run", "--json")  # fmt: skip
+    assert r.returncode == 1 and "does not hold" in r.stderr and not r.stdout, r.stdout + r.stderr
     r = fd("install", "--plan", plan, "--python", str(fresh_venv), "--wheelhouse", str(wh), "--yes", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ensurepip
 import functools
 import os
 import shutil
@@ -38,6 +37,20 @@ def _venv_python(d: Path) -> Path:
     return d / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def _one_pip_run() -> list[str] | None:
+    """pip's arguments that install ensurepip's own pip from its bundled wheel (as ``venv`` does), or None
+    where that cannot be done here: a pip without --python (< 22.3), or a Python whose ensurepip has no
+    bundled wheels (Debian's and Fedora's read them from elsewhere): then the venv is made as before."""
+    try:
+        import ensurepip
+    except ImportError:
+        return None
+    bundled = Path(ensurepip.__file__).parent / "_bundled"
+    if Version(version("pip")) < Version("22.3") or not any(bundled.glob("pip-*.whl")):
+        return None
+    return ["--find-links", str(bundled), f"pip=={ensurepip.version()}"]
+
+
 @pytest.fixture(scope="session")
 def torch_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real venv with the CPU torch==2.13.0 (pinned: an open range would download GBs), shared by
@@ -48,30 +61,22 @@ def torch_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     versions, pip included): the venv is created without pip and this process's pip (``--python``, pip >=
     22.3) installs ensurepip's own pip (its bundled wheel, as ``venv`` does) with torch. ensurepip's
     byte-compiling pip install and a second pip start cost about 3 s of CPU and 5 s of wall per worker."""
-    if Version(version("pip")) < Version("22.3"):
-        pytest.fail(f"the test environment's pip {version('pip')} has no --python: pip install -U pip")
     d = tmp_path_factory.mktemp("venv") / "env"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(d)], check=True)
-    py = _venv_python(d)
-    bundled = Path(ensurepip.__file__).parent / "_bundled"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(py),
-            "install",
-            "-q",
-            "--no-compile",
-            "--disable-pip-version-check",
-            *(["--find-links", str(bundled)] if bundled.is_dir() else []),
-            f"pip=={ensurepip.version()}",
-            "torch==2.13.0",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    install = ["install", "-q", "--no-compile", "--disable-pip-version-check"]
+    one_run = _one_pip_run()
+    if one_run is not None:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(d)], check=True)
+        py = _venv_python(d)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(py), *install, *one_run, "torch==2.13.0"],
+            capture_output=True,
+            text=True,
+        )
+    if one_run is None or r.returncode != 0:  # what `python -m venv` then `pip install torch` make
+        shutil.rmtree(d, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(d)], check=True)
+        py = _venv_python(d)
+        r = subprocess.run([str(py), "-m", "pip", *install, "torch==2.13.0"], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(
             f"cannot install torch==2.13.0 into a test venv (offline, no local wheel?): {r.stderr[-500:]}"

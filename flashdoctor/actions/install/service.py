@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from flashdoctor.actions import inputs
-from flashdoctor.errors import FlashdoctorError, UsageError
+from flashdoctor.errors import FlashdoctorError, PlanDoesNotHold, UsageError
 from flashdoctor.knowledge.variants import VARIANT_DIST, Variant, variant_info
 from flashdoctor.model.environment import Environment
 from flashdoctor.model.plan import Plan
@@ -91,10 +91,17 @@ def resolve_plan(
                 version_spec=spec,
                 allow_community=bool(selection.get("allow_community")),
             )
-        except FlashdoctorError:
-            # A reviewed "build" stands where a wheelhouse holds a build that serves this machine: what
-            # the plan asked for is there (built here, say), whatever this machine's own plan would be.
-            if plan.action != "build" or with_local_build(plan, env, houses)[0].action != "wheel":
+        except PlanDoesNotHold:
+            # A reviewed "build" stands where a wheelhouse holds a build that serves this machine (within
+            # --version): what the plan asked for is there (built here, say), whatever this machine's own
+            # plan would be.
+            if plan.action != "build":
+                raise
+            if lock:
+                local, _ = with_local_build(plan, env, houses)
+            else:
+                local, _ = resolve_local(plan, env, houses, versions=spec, reviewed=True)
+            if local.action != "wheel":
                 raise
     if plan_file and plan.action == "wheel":  # a reviewed wheel: resolve_local keeps it, with its digest
         fetch = replace(fetch, digest_from="plan-file")
@@ -146,10 +153,11 @@ def fit_here(
             by = " (by its build.json)"
         what = f"{wheel.filename} does not fit {machine}{by}"
     if misses:
-        raise FlashdoctorError(
+        raise PlanDoesNotHold(
             f"plan {plan_file}: {what}: {'; '.join(misses)}",
             hint="nothing was downloaded or installed; plan for this machine with "
-            f"`flashdoctor install --{plan.variant} --dry-run --json`"
+            f"`flashdoctor install --{plan.variant} --dry-run --json` (a plan made with --version or "
+            "--allow-community is replayed with the same ones: a plan file does not record them)"
             if not lock
             else "nothing was downloaded or written; to lock for the machine the plan was made for, describe "
             "it with --target FILE (docs/target-spec.md) or name its interpreter with --python PATH",

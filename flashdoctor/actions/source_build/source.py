@@ -307,8 +307,9 @@ def git_clone(
     ]  # fmt: skip
     env = {**(os.environ if environ is None else environ), "GIT_TERMINAL_PROMPT": "0"}
     try:
-        # stopped, not lost, on Ctrl-C or SIGTERM; with the submodule clones it started (its own group)
-        p = run_process(cmd, env, timeout=1800, own_group=True)
+        # stopped, not lost, on Ctrl-C or SIGTERM; with the submodule clones it started (a group of its own:
+        # a session, so not over ssh, whose prompts for a passphrase or a new host key need the terminal)
+        p = run_process(cmd, env, timeout=1800, own_group=not _over_ssh(url))
     except FileNotFoundError:
         raise UsageError(
             "git is not installed: cannot clone the FA3 sources", hint="install git, or pass a checkout"
@@ -333,6 +334,14 @@ def git_clone(
                 f"git clone {shown}: the credentials could not be removed from the clone's .git/config "
                 f"(git remote set-url: {detail or f'exit {rc}'}), so the clone was removed"
             )
+
+
+def _over_ssh(url: str) -> bool:
+    """ssh:// or scp-like user@host:path (check_git_url lets only these, https/http and local paths by)."""
+    if url.lower().startswith("ssh://"):
+        return True
+    host, colon, _path = url.split("/", 1)[0].partition(":")
+    return "://" not in url and bool(colon) and len(host) > 1  # C:/x is a Windows path
 
 
 def _password(url: str) -> str | None:
@@ -391,7 +400,11 @@ def resolve_fa3(
             partial = dest.with_name(key + ".partial")
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(partial, ignore_errors=True)
-            git_clone(source, ref, partial, environ, allow_http)
+            try:
+                git_clone(source, ref, partial, environ, allow_http)
+            except BaseException:  # a clone stopped half-way may hold the URL's password in .git/config
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
             shutil.rmtree(dest, ignore_errors=True)
             os.replace(partial, dest)
         return fa3_tree(dest, f"git:{redact_text(source)}@{ref}")  # the origin is shown and stored

@@ -10,6 +10,7 @@ import os
 import subprocess
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -538,3 +539,43 @@ def test_a_clone_whose_credentials_cannot_be_removed_is_not_kept(tmp_path: Path)
     assert "could not be removed" in exc.value.message and "could not lock config file" in exc.value.message
     assert "s3cret" not in exc.value.message
     assert not dest.exists()
+
+
+@pytest.mark.system
+def test_a_clone_stopped_half_way_leaves_no_credentials_behind(tmp_path: Path) -> None:
+    """A Ctrl-C while git cloned `https://USER:PASS@host/...` left the half-made clone, its .git/config holding
+    the password, in flashdoctor's cache until a later run with the same source (review, stop 42)."""
+    import signal
+    import threading
+
+    from flashdoctor.actions.source_build.source import resolve_fa3
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    git = bin_dir / "git"
+    git.write_text(
+        "#!/bin/sh\n"
+        'for a; do url=$dest; dest=$a; done; mkdir -p "$dest/.git"; echo "url = $url" > "$dest/.git/config"\n'
+        "exec sleep 300\n"
+    )
+    git.chmod(0o755)
+    environ = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    cache = tmp_path / "cache"
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def ctrl_c() -> None:
+        deadline = time.monotonic() + 60
+        while not list(cache.glob("git/*.partial/.git/config")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    sender = threading.Thread(target=ctrl_c)
+    sender.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            resolve_fa3("https://user:s3cret@127.0.0.1:9/fa.git", "v3.0.0", cache, environ=environ)
+    finally:
+        sender.join()
+    left = [p for p in cache.rglob("*") if p.is_file() and "s3cret" in p.read_text(errors="replace")]
+    assert left == []
