@@ -717,3 +717,15 @@ def test_a_probed_windows_machine_without_a_fitting_wheel_is_not_told_to_install
     ), fix
     assert "community wheel" not in explain_text(log, env, wheel_finder=lambda e, v: None, here=True)[0].fix
     assert "community wheel" in explain_text(log, env, here=True)[0].fix  # no wheel lookup: the advice stands
+
+
+def test_a_linux_log_that_lists_a_windows_wheel_tag_gets_linux_advice():
+    """pip -v lists the tags of every wheel it skips: a Linux log with `win_amd64` in such a line was read as
+    a Windows log, and its CUDA_HOME fix came in PowerShell words (review, stop 42)."""
+    log = (
+        "  Skipping link: none of the wheel's tags (cp310-cp310-win_amd64) are compatible\n"
+        '        File "/home/u/venv/lib/python3.10/site-packages/torch/utils/cpp_extension.py", line 1\n'
+        "      OSError: CUDA_HOME environment variable is not set. Please set it to your CUDA install root.\n"
+    )
+    d = next(d for d in explain_text(log) if d.code == "cuda-home-missing")
+    assert "$env:" not in d.fix and "MSVC" not in d.fix, d.fix
