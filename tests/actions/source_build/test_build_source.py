@@ -513,6 +513,17 @@ def test_unpack_refuses_an_archive_that_inflates_past_its_bounds(
     assert unpack(ok, tmp_path / "d3") == tmp_path / "d3" / "p"
 
 
+def git_on_path(tmp_path: Path, body: str) -> dict[str, str]:
+    """An environment whose PATH starts with a `git` that runs the sh script ``body`` (the clone's
+    destination is its last argument, the URL the one before)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    git = bin_dir / "git"
+    git.write_text("#!/bin/sh\n" + body)
+    git.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
 @pytest.mark.system
 def test_a_clone_whose_credentials_cannot_be_removed_is_not_kept(tmp_path: Path) -> None:
     """git writes a URL's user:password into the clone's .git/config; `git remote set-url` removes them. Its
@@ -520,19 +531,14 @@ def test_a_clone_whose_credentials_cannot_be_removed_is_not_kept(tmp_path: Path)
     from flashdoctor.actions.source_build.source import git_clone
     from flashdoctor.errors import NetworkError
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    git = bin_dir / "git"
-    git.write_text(
-        "#!/bin/sh\n"
+    environ = git_on_path(
+        tmp_path,
         'case "$*" in\n'
         '  *" clone "*) for a; do url=$dest; dest=$a; done; mkdir -p "$dest/.git";'
         ' echo "url = $url" > "$dest/.git/config"; exit 0 ;;\n'
         '  *"set-url"*) echo "error: could not lock config file .git/config" >&2; exit 255 ;;\n'
-        "esac\nexit 1\n"
+        "esac\nexit 1\n",
     )
-    git.chmod(0o755)
-    environ = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     dest = tmp_path / "clone"
     with pytest.raises(NetworkError) as exc:
         git_clone("https://user:s3cret@127.0.0.1:9/fa.git", "v3.0.0", dest, environ)
@@ -550,16 +556,11 @@ def test_a_clone_stopped_half_way_leaves_no_credentials_behind(tmp_path: Path) -
 
     from flashdoctor.actions.source_build.source import resolve_fa3
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    git = bin_dir / "git"
-    git.write_text(
-        "#!/bin/sh\n"
+    environ = git_on_path(
+        tmp_path,
         'for a; do url=$dest; dest=$a; done; mkdir -p "$dest/.git"; echo "url = $url" > "$dest/.git/config"\n'
-        "exec sleep 300\n"
+        "exec sleep 300\n",
     )
-    git.chmod(0o755)
-    environ = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     cache = tmp_path / "cache"
     main = threading.main_thread().ident
     assert main is not None
