@@ -151,7 +151,7 @@ def test_a_backend_run_from_the_environments_own_site_packages_is_a_build_withou
     assert codes(_backend_log(uv, err))[:1] == ["build-isolation"]
     # review: uv 0.1 built in ~/.cache/uv/.tmpXXXX/.venv (read as the environment's own); a system Python's
     # dist-packages (Debian, NGC containers) was not read as the environment's own
-    old_uv = "/root/.cache/uv/.tmpsCJzgg/.venv/lib/python3.11/site-packages"
+    old_uv = "/home/u/.cache/uv/.tmpsCJzgg/.venv/lib/python3.11/site-packages"
     assert codes(_backend_log(old_uv, err))[:1] == ["build-isolation"]
     system = "/usr/local/lib/python3.10/dist-packages"
     assert codes(_backend_log(system, err))[:1] == ["missing-build-deps"]
