@@ -78,6 +78,7 @@ def resolve_plan(
     spec = parse_version_spec(version_spec)
     plan = select_plan(env, variant, version_spec=spec, **selection)
     plan_file = selection["plan_file"]
+    refused: PlanDoesNotHold | None = None
     if plan_file:  # a reviewed plan: its wheel, or what it found, must hold here
         try:
             plan = fit_here(
@@ -91,24 +92,21 @@ def resolve_plan(
                 version_spec=spec,
                 allow_community=bool(selection.get("allow_community")),
             )
-        except PlanDoesNotHold:
-            # A reviewed "build" stands where a wheelhouse holds a build that serves this machine (within
-            # --version): what the plan asked for is there (built here, say), whatever this machine's own
-            # plan would be.
+        except PlanDoesNotHold as exc:
             if plan.action != "build":
                 raise
-            if lock:
-                local, _ = with_local_build(plan, env, houses)
-            else:
-                local, _ = resolve_local(plan, env, houses, versions=spec, reviewed=True)
-            if local.action != "wheel":
-                raise
+            # A reviewed "build" stands where a wheelhouse holds a build that serves this machine (within
+            # --version): what the plan asked for is there (built here, say), whatever this machine's own
+            # plan would be. The local resolution below decides.
+            refused = exc
     if plan_file and plan.action == "wheel":  # a reviewed wheel: resolve_local keeps it, with its digest
         fetch = replace(fetch, digest_from="plan-file")
     if lock:
         plan, notes = with_local_build(plan, env, houses)
     else:
         plan, notes = resolve_local(plan, env, houses, fetch.cache, spec, reviewed=bool(plan_file))
+    if refused is not None and plan.action != "wheel":
+        raise refused
     return plan, notes, fetch
 
 
