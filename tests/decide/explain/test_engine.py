@@ -729,3 +729,18 @@ def test_a_linux_log_that_lists_a_windows_wheel_tag_gets_linux_advice():
     )
     d = next(d for d in explain_text(log) if d.code == "cuda-home-missing")
     assert "$env:" not in d.fix and "MSVC" not in d.fix, d.fix
+
+
+def test_a_probed_windows_machine_where_a_wheel_fits_is_told_that_first():
+    """On a probed Windows machine where a wheel fits, nvcc-missing gave the generic "Windows has no official
+    flash-attn wheels: install a community wheel built for your Python, torch and CUDA" before "No build
+    needed: <wheel> fits this machine" (stop 43)."""
+    env = target_env("h100", platform="win_amd64")
+    wheel = "flash_attn-2.8.3+cu128torch2.8-cp312-cp312-win_amd64.whl"
+    log = WINDOWS_CUDA_HOME_LOG.replace(
+        "OSError: CUDA_HOME environment variable is not set. Please set it to your CUDA install root.",
+        "'nvcc' is not recognized as an internal or external command,",
+    )
+    got = explain_text(log, env, wheel_finder=lambda e, v: wheel, here=True)
+    assert got[0].code == "nvcc-missing"
+    assert got[0].fix.startswith(f"No build needed: {wheel} fits this machine"), got[0].fix
