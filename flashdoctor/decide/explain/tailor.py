@@ -18,6 +18,7 @@ Nothing here touches the system.
 from __future__ import annotations
 
 import dataclasses
+import re
 import string
 from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
@@ -58,6 +59,10 @@ MACHINE_FIELDS = frozenset(
         "pytorch_index", "cuda_home_hint",
     }
 )  # fmt: skip
+
+# A CUDA toolkit's own directory: /usr/local/cuda-12.8, /opt/cuda, or Windows' ...\\CUDA\\v12.8.
+_BIN = re.compile(r"[/\\]bin[/\\]")
+_TOOLKIT_DIR = re.compile(r"(?:cuda[^/\\]*|[/\\]cuda[/\\]v\d+\.\d+)$", re.IGNORECASE)
 
 # MAX_JOBS above this much memory (at BUILD_GB_PER_JOB each) is flagged when the machine is unknown.
 UNKNOWN_MACHINE_BUILD_GB = 128.0
@@ -286,16 +291,22 @@ class Tailor:
             )
         if key == "cuda_home_hint":
             # A toolkit root to export as CUDA_HOME: the probed CUDA_HOME when it has the headers, else
-            # a toolkit directory among the nvccs found (the parent of nvcc on PATH may be /usr/local).
+            # a toolkit directory among the nvccs found (the parent of nvcc on PATH may be /usr/local),
+            # else the Windows toolkit the log's paths show (C:\\...\\CUDA\\v12.8).
             if self._known("cuda_home") and env.cuda_home and env.cuda_home_headers:
                 return env.cuda_home
-            roots = [
-                n.path.replace("\\", "/").rsplit("/bin/", 1)[0]
-                for n in env.nvccs
-                if "/bin/" in n.path.replace("\\", "/")
-            ]
-            toolkits = [r for r in roots if "cuda" in r.rsplit("/", 1)[-1].lower() and r != env.cuda_home]
-            return toolkits[0] if self._known("nvccs") and toolkits else None
+            roots = (
+                [_BIN.split(n.path)[0] for n in env.nvccs if _BIN.search(n.path)]
+                if self._known("nvccs")
+                else []
+            )
+            toolkits = [r for r in roots if _TOOLKIT_DIR.search(r) and r != env.cuda_home]
+            if toolkits:
+                return toolkits[0]
+            logged = self.facts.get("cuda_home_log")  # a Windows path: never a Linux machine's hint
+            if logged and (not self._known("platform") or (env.platform or "").startswith("win")):
+                return re.sub(r"[/\\]+", r"\\", logged)  # C:/..., C:\\... (a repr): C:\...
+            return None
         return None
 
     # -- templates ----------------------------------------------------------------------------

@@ -744,3 +744,46 @@ def test_a_probed_windows_machine_where_a_wheel_fits_is_told_that_first():
     got = explain_text(log, env, wheel_finder=lambda e, v: wheel, here=True)
     assert got[0].code == "nvcc-missing"
     assert got[0].fix.startswith(f"No build needed: {wheel} fits this machine"), got[0].fix
+
+
+WINDOWS_TOOLKIT = "C:\\Program Files\\NVIDIA GPU Computing Toolkit\\CUDA\\v12.8"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        WINDOWS_TOOLKIT + "\\bin\\nvcc.exe",
+        '"' + WINDOWS_TOOLKIT + '\\bin\\nvcc.exe"',
+        WINDOWS_TOOLKIT.replace("\\", "/") + "/bin/nvcc.exe",
+        repr(WINDOWS_TOOLKIT + "\\bin\\nvcc.exe"),  # a Python repr doubles each backslash
+        "-I" + WINDOWS_TOOLKIT + "\\include",
+        '/LIBPATH:"' + WINDOWS_TOOLKIT + '\\lib\\x64"',
+    ],
+)
+def test_a_windows_logs_toolkit_path_is_the_cuda_home_its_fix_names(path: str):
+    """A Windows log that shows its toolkit (C:\\Program Files\\NVIDIA GPU Computing Toolkit\\CUDA\\v12.8) got
+    no CUDA_HOME from it, and with forward slashes was not even read as a Windows log (export
+    CUDA_HOME=<its directory>) (stop 43)."""
+    log = (
+        "Building wheel for flash-attn (setup.py) ... error\n"
+        "torch.__version__  = 2.7.1+cu128\n"
+        f"  {path}\n"
+        "OSError: CUDA_HOME environment variable is not set. Please set it to your CUDA install root.\n"
+    )
+    got = explain_text(log)
+    assert got[0].code == "cuda-home-missing"
+    assert f"set CUDA_HOME={WINDOWS_TOOLKIT})" in got[0].fix, got[0].fix
+    assert f'$env:CUDA_HOME = "{WINDOWS_TOOLKIT}"' in got[0].fix, got[0].fix
+    assert "export " not in got[0].fix and "/usr/local" not in got[0].fix, got[0].fix
+
+
+def test_a_probed_windows_machines_toolkit_without_cuda_home_is_its_cuda_home_hint():
+    """The toolkit a probe of a Windows machine found (nvcc under ...\\CUDA\\v12.8\\bin, CUDA_HOME not set) was no
+    CUDA_HOME hint: its directory's name (v12.8) does not say "cuda" (stop 43)."""
+    nvcc = WINDOWS_TOOLKIT + "\\bin\\nvcc.exe"
+    env = target_env(
+        "h100", platform="win_amd64", cuda_home=None, nvcc="12.8", nvcc_path=nvcc,
+        nvccs=[{"path": nvcc, "version": "12.8"}],
+    )  # fmt: skip
+    fix = explain_text(WINDOWS_CUDA_HOME_LOG, env, here=True)[0].fix
+    assert fix.startswith("This machine's toolkit") and f"set CUDA_HOME={WINDOWS_TOOLKIT})" in fix, fix

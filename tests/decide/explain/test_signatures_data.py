@@ -211,7 +211,8 @@ def test_keywords_are_lowercase_literals_and_few() -> None:
     # ONNX exporters' three messages; "onnx" alone would sit on every nvcc line's -DONNX_NAMESPACE):
     # 0.888-0.907 s against 0.890-0.923 s with the 526, four runs each, side by side, alternating (session 35).
     # 532 with "flash-attn is not compatible with CPU" (keyword "cpu"): 0.887-0.893 s against 0.882-0.904 s.
-    assert len(scanned) < 535
+    # 535 with "gpu computing toolkit" (stop 43: a Windows toolkit path for nvcc_log and cuda_home_log).
+    assert len(scanned) < 536
     assert len(contexts) < 170
     # A keyword that starts with a space makes every space in a log a candidate: the trie walks far slower.
     assert not [w for w in scanned if w[:1].isspace()]
