@@ -250,7 +250,7 @@ def start(
 ) -> subprocess.Popen[bytes]:
     """Start ``python ARGS`` in a session of its own (stdin closed), recorded for stop_started: the one
     way flashdoctor starts a child that runs long out of the terminal's reach (a target script, the smoke
-    runner, a build's pip; a command in our process group, install's pip or git, runs through
+    runner, a build's pip; a command whose output is captured, install's pip or git, runs through
     system.run_process). Raises TargetScriptError (no-interpreter) when ``python`` cannot be started."""
     with interrupts_held():
         try:

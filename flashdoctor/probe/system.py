@@ -49,7 +49,7 @@ def signal_name(rc: int | None) -> str | None:
 def interrupts_held() -> Iterator[None]:
     """In the main thread, a Ctrl-C or SIGTERM (a Python handler's) that arrives inside the block is raised
     at its end. Raised inside subprocess.Popen after the fork, it lost the child's pid: the child outlived
-    flashdoctor (one in a session of its own out of the terminal's reach; pip in our process group still,
+    flashdoctor (one in a session of its own out of the terminal's reach; one in our process group still,
     on a SIGTERM to flashdoctor alone). Held at the level of Python's handlers, not blocked (a blocked
     signal stays blocked in the child). Another thread: nothing to hold (signals reach the main thread only)."""
     if threading.current_thread() is not threading.main_thread():
@@ -91,8 +91,9 @@ def run_process(
     SIGTERM in the main thread cannot lose it as it starts, and on any exception (a timeout, Ctrl-C,
     SIGTERM) killed and reaped before the exception goes on (an install's restore must not race a pip still
     running; subprocess.run does not wait after a KeyboardInterrupt). ``own_group``: in a session of its
-    own (POSIX), and then the whole group is killed, what the command started too (git clone's submodule
-    clones); otherwise it stays in flashdoctor's process group and only the command is killed."""
+    own (POSIX), and then the whole group is killed, what the command started too (install's pip and the
+    build backend it runs, git clone's submodule clones); otherwise it stays in flashdoctor's process group
+    and only the command is killed."""
     proc: subprocess.Popen[str] | None = None
     group = own_group and hasattr(os, "killpg")
     try:
@@ -126,12 +127,15 @@ def run_process(
 
 
 def run(
-    cmd: list[str], env: Mapping[str, str] | None = None, timeout: float = SUBPROCESS_TIMEOUT
+    cmd: list[str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = SUBPROCESS_TIMEOUT,
+    own_group: bool = False,
 ) -> tuple[int, str, str]:
-    """Run a command (run_process); a missing executable or a timeout is a result (rc 127 / 124), never an
-    exception."""
+    """Run a command (run_process, ``own_group`` as there); a missing executable or a timeout is a result
+    (rc 127 / 124), never an exception."""
     try:
-        p = run_process(cmd, env, timeout)
+        p = run_process(cmd, env, timeout, own_group)
     except FileNotFoundError:
         return 127, "", f"{cmd[0]}: not found"
     except PermissionError as exc:

@@ -693,34 +693,14 @@ def test_a_signal_stops_what_a_command_in_its_own_group_started(tmp_path: Path) 
     """git clone --recurse-submodules clones CUTLASS in a child of its own: a SIGTERM to flashdoctor alone
     (a cancelled CI job) killed git and left the submodule clone running, writing into the directory that
     the failure path removes. A command run with own_group is stopped with everything it started."""
-    import signal
-    import threading
-
     from flashdoctor.errors import Terminated
     from flashdoctor.probe.system import run_process
-    from tests.support.hung_python import gone, hung_python, started
+    from tests.support.hung_python import gone, hung_python, sigterm_once_started
 
     hang, pidfile = hung_python(tmp_path)
     script = tmp_path / "parent.sh"
     script.write_text(f'#!/bin/sh\n"{hang}" &\nwait\n')  # the hung child is the command's child
     script.chmod(0o755)
-    main = threading.main_thread().ident
-    assert main is not None
-
-    def terminated(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    def stop() -> None:
-        started(pidfile)
-        signal.pthread_kill(main, signal.SIGTERM)
-
-    previous = signal.signal(signal.SIGTERM, terminated)  # what flashdoctor's main() installs
-    sender = threading.Thread(target=stop)
-    sender.start()
-    try:
-        with pytest.raises(Terminated):
-            run_process([str(script)], timeout=60, own_group=True)
-    finally:
-        sender.join()
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_once_started(pidfile), pytest.raises(Terminated):
+        run_process([str(script)], timeout=60, own_group=True)
     assert gone(int(pidfile.read_text()), within=5), "what the command started outlived it"

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,6 +78,33 @@ def signal_while_child_runs(
     )
     child = started(pidfile, within=120)
     return proc, interrupted(proc, sig), child
+
+
+@contextlib.contextmanager
+def sigterm_once_started(pidfile: Path) -> Iterator[None]:
+    """Inside the block, a SIGTERM reaches this process's main thread alone (as `kill PID` or a cancelled CI
+    job sends it: the children get nothing) once the child that writes ``pidfile`` runs; it raises
+    Terminated, as under flashdoctor's main()."""
+    from flashdoctor.errors import Terminated
+
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def terminated(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    def stop() -> None:
+        started(pidfile)
+        signal.pthread_kill(main, signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, terminated)  # what flashdoctor's main() installs
+    sender = threading.Thread(target=stop)
+    sender.start()
+    try:
+        yield
+    finally:
+        sender.join()
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -119,7 +119,10 @@ def constraints_text(state: TargetState, everything: bool = False, exclude: Sequ
 def run_installer(cmd: list[str], environ: Mapping[str, str], log: Path | None = None) -> tuple[int, str]:
     env = dict(environ)
     env.setdefault("PIP_NO_INPUT", "1")
-    rc, out, err = run(cmd, env=env, timeout=PIP_TIMEOUT)
+    # In a session of its own, stopped as a group: a SIGTERM to flashdoctor alone or a timeout stops what pip
+    # started too (a build backend compiling an sdist, nvcc), before the restore; a terminal's Ctrl-C reaches
+    # flashdoctor, which stops the group. It needs no terminal: stdin is closed and PIP_NO_INPUT is set.
+    rc, out, err = run(cmd, env=env, timeout=PIP_TIMEOUT, own_group=True)
     # credentials in an --index-url (and a token) never reach the log or the result
     text = redact_text((out + ("\n" if out and err else "") + err).strip(), (environ.get("GITHUB_TOKEN"),))
     if log is not None:

@@ -4,6 +4,7 @@ simple-index parsing, wheel metadata checks. No processes, no network."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -557,3 +558,36 @@ def test_a_discard_killed_part_way_leaves_no_manifest(tmp_path: Path) -> None:
     assert r.returncode == -9, r.stderr
     assert not (root / "manifest.json").exists()
     assert find_interrupted(tmp_path / "backups", str(tmp_path / "env")) == []
+
+
+@pytest.mark.system
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+def test_a_sigterm_stops_what_pip_started_before_the_restore(tmp_path: Path) -> None:
+    """install's pip stayed in flashdoctor's process group and only pip was killed: on a SIGTERM to
+    flashdoctor alone (a cancelled CI job, `kill PID`, `docker stop`) what pip had started (a PEP 517 build
+    backend compiling an sdist, nvcc and ninja under it) lived on and wrote into the environment after the
+    restore. Here a stand-in pip starts a child that writes a marker after a delay: it is killed before
+    run_installer hands the SIGTERM on (the restore's turn), and the marker is never written."""
+    import sys
+    import time
+
+    from flashdoctor.actions.install.pip import run_installer
+    from flashdoctor.errors import Terminated
+    from tests.support.hung_python import gone, sigterm_once_started
+
+    pidfile, marker = tmp_path / "backend.pid", tmp_path / "written-after-the-restore"
+    backend = f"import time; time.sleep(1.5); open({str(marker)!r}, 'w').close()"
+    pip = tmp_path / "pip.py"  # pip, with the build backend it started
+    pip.write_text(
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {backend!r}])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(300)\n"
+    )
+    t0 = time.monotonic()
+    with sigterm_once_started(pidfile), pytest.raises(Terminated):  # to flashdoctor alone, as `kill PID`
+        run_installer([sys.executable, str(pip)], dict(os.environ))
+    assert gone(int(pidfile.read_text()), within=5), "what pip started outlived it"
+    time.sleep(max(0.0, 2.5 - (time.monotonic() - t0)))
+    assert not marker.exists()
