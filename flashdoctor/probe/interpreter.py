@@ -252,26 +252,37 @@ def start(
     way flashdoctor starts a child that runs long out of the terminal's reach (a target script, the smoke
     runner, a build's pip; a command whose output is captured, install's pip or git, runs through
     system.run_process). Raises TargetScriptError (no-interpreter) when ``python`` cannot be started."""
+    global _STARTING
+    stopping = TargetScriptError(python, what, "signal", "flashdoctor is stopping", signal="SIGKILL")
     with interrupts_held():
-        try:
-            proc = subprocess.Popen(
-                [python, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                env=dict(environ),
-                cwd=cwd,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise TargetScriptError(python, what, "no-interpreter", exc.strerror or str(exc)) from None
         with _STARTED_LOCK:
-            late = _STOPPING.is_set()
-            if not late:
-                _STARTED.add(proc)
-        if late:  # started by a worker after Ctrl-C/SIGTERM stopped the others: the exit would wait for it
-            stop(proc)
-            raise TargetScriptError(python, what, "signal", "flashdoctor is stopping", signal="SIGKILL")
+            if _STOPPING.is_set():  # a worker after Ctrl-C/SIGTERM stopped the others: the exit would wait
+                raise stopping
+            _STARTING += 1
+        try:
+            try:
+                proc = subprocess.Popen(
+                    [python, *args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stderr,
+                    env=dict(environ),
+                    cwd=cwd,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise TargetScriptError(python, what, "no-interpreter", exc.strerror or str(exc)) from None
+            with _STARTED_LOCK:
+                late = _STOPPING.is_set()
+                if not late:
+                    _STARTED.add(proc)
+            if late:  # stop_started came while Popen ran (in a worker): it waits for this stop
+                stop(proc)
+                raise stopping
+        finally:
+            with _STARTED_LOCK:
+                _STARTING -= 1
+                _STARTED_CHANGED.notify_all()
     return proc
 
 
@@ -280,9 +291,14 @@ def start(
 # for each to time out (INTERP_TIMEOUT) and the child, in a session of its own, would outlive us.
 _STARTED: set[subprocess.Popen[bytes]] = set()
 _STARTED_LOCK = threading.Lock()
-# Set by stop_started (the process is leaving): a worker that starts a script after it stops that script
-# at once, or leaving would join that worker for the script's whole timeout (INTERP_TIMEOUT).
+# Set by stop_started (the process is leaving): a worker starts no script after it (leaving would join that
+# worker for the script's whole timeout, INTERP_TIMEOUT), and one inside Popen then stops its child itself.
 _STOPPING = threading.Event()
+# Starts in flight (inside Popen: the child may run, its pid not yet known), each in a worker thread; a
+# cluster rank leaves by os._exit without joining its threads, so stop_started waits for them.
+_STARTING = 0
+_STARTED_CHANGED = threading.Condition(_STARTED_LOCK)
+START_WAIT = 10.0  # the most stop_started waits for them (a Popen returns within milliseconds)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -309,12 +325,16 @@ def _forget(proc: subprocess.Popen[bytes]) -> None:
 
 def stop_started() -> None:
     """Stop every target script this process started that is still running, and any started from now on
-    (only called as the process leaves: Ctrl-C, SIGTERM, a cluster rank's end)."""
+    (only called as the process leaves: Ctrl-C, SIGTERM, a cluster rank's end). One a worker thread is
+    starting at this moment is stopped by that worker before this returns (bounded by START_WAIT): a
+    caller that leaves by os._exit next joins no thread."""
     with _STARTED_LOCK:
         _STOPPING.set()
         procs = list(_STARTED)
     for proc in procs:
         stop(proc)
+    with _STARTED_CHANGED:
+        _STARTED_CHANGED.wait_for(lambda: _STARTING == 0, timeout=START_WAIT)
 
 
 @contextlib.contextmanager

@@ -704,3 +704,42 @@ def test_a_signal_stops_what_a_command_in_its_own_group_started(tmp_path: Path) 
     with sigterm_once_started(pidfile), pytest.raises(Terminated):
         run_process([str(script)], timeout=60, own_group=True)
     assert gone(int(pidfile.read_text()), within=5), "what the command started outlived it"
+
+
+@pytest.mark.system
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+def test_a_script_a_worker_is_starting_when_the_process_leaves_is_stopped_first(tmp_path: Path) -> None:
+    """A cluster rank leaves with stop_started() and then os._exit (its launcher's SIGTERM, or its end),
+    without joining the daemon thread that runs its probes. A worker inside subprocess.Popen at that moment
+    (the child forked, Popen not yet returned) had recorded nothing: stop_started missed it, the worker
+    never reached its own late stop, and the probe, in a session of its own, outlived the rank. Now
+    stop_started waits for the starts in flight, so the child is stopped before the process leaves."""
+    import subprocess
+    import sys
+
+    from tests.support.hung_python import gone, hung_python
+
+    hang, pidfile = hung_python(tmp_path)
+    rank = f"""
+import os, subprocess, threading, time
+from flashdoctor.probe import interpreter
+from tests.support.hung_python import started
+
+real = subprocess.Popen
+
+def slow_to_return(*args, **kwargs):  # the child runs; the worker is not back from Popen yet
+    proc = real(*args, **kwargs)
+    time.sleep(3)
+    return proc
+
+subprocess.Popen = slow_to_return
+worker = threading.Thread(target=interpreter.start, args=({str(hang)!r}, [], os.environ), daemon=True)
+worker.start()
+started(__import__("pathlib").Path({str(pidfile)!r}))
+interpreter.stop_started()
+os._exit(0)
+"""
+    r = subprocess.run([sys.executable, "-c", rank], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert gone(int(pidfile.read_text()), within=0.5), "the probe outlived the process that started it"
