@@ -37,7 +37,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from flashdoctor.probe.system import interrupts_held, signal_name
+from flashdoctor.probe.system import interrupts_held, signal_name, spawn, stop_process
 
 FailureKind = Literal["no-interpreter", "signal", "timeout", "exit", "bad-output", "unsupported"]
 
@@ -261,15 +261,7 @@ def start(
             _STARTING += 1
         try:
             try:
-                proc = subprocess.Popen(
-                    [python, *args],
-                    stdin=subprocess.DEVNULL,
-                    stdout=stdout,
-                    stderr=stderr,
-                    env=dict(environ),
-                    cwd=cwd,
-                    start_new_session=True,
-                )
+                proc = spawn([python, *args], environ, own_group=True, stdout=stdout, stderr=stderr, cwd=cwd)
             except OSError as exc:
                 raise TargetScriptError(python, what, "no-interpreter", exc.strerror or str(exc)) from None
             with _STARTED_LOCK:
@@ -304,16 +296,7 @@ START_WAIT = 10.0  # the most stop_started waits for them (a Popen returns withi
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """Kill a started process and everything in its session, and reap it (and close the pipes it was
     started with: a build's output, of no more use; one stopped by stop_started has no other owner)."""
-    if proc.returncode is None:  # never signal a reaped pid: it may be another process's now
-        try:
-            os.killpg(proc.pid, _signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-    proc.wait()
-    for pipe in (proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
+    stop_process(proc, own_group=True)
     _forget(proc)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 from flashdoctor.model.environment import GPU, Nvcc
 
@@ -80,6 +80,50 @@ def interrupts_held() -> Iterator[None]:
             previous[held[0]](held[0], None)
 
 
+def spawn(
+    cmd: Sequence[str],
+    env: Mapping[str, str] | None,
+    *,
+    own_group: bool,
+    stdout: IO[Any] | int | None,
+    stderr: IO[Any] | int | None,
+    cwd: str | os.PathLike[str] | None = None,
+    text: bool = False,
+) -> subprocess.Popen[Any]:
+    """Start ``cmd`` with stdin closed, in a session of its own with ``own_group`` (POSIX): the one Popen of
+    run_process and interpreter.start, each of which calls it under interrupts_held and ends the child with
+    stop_process. ``text``: its pipes read as text, bad bytes replaced."""
+    return subprocess.Popen(
+        list(cmd),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        text=text,
+        errors="replace" if text else None,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        start_new_session=own_group and hasattr(os, "killpg"),
+    )
+
+
+def stop_process(proc: subprocess.Popen[Any], own_group: bool) -> None:
+    """Kill a child spawn started (with everything in its session for ``own_group``) unless it is reaped
+    already (its pid may be another process's now), reap it and close its pipes."""
+    if proc.returncode is None:  # never signal a reaped pid: it may be another process's now
+        killed = False
+        if own_group and hasattr(os, "killpg"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = True
+        if not killed:  # the command alone, or a group it cannot signal whole
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def run_process(
     cmd: Sequence[str],
     env: Mapping[str, str] | None = None,
@@ -95,34 +139,15 @@ def run_process(
     build backend it runs, git clone's submodule clones); otherwise it stays in flashdoctor's process group
     and only the command is killed."""
     proc: subprocess.Popen[str] | None = None
-    group = own_group and hasattr(os, "killpg")
     try:
         with interrupts_held():  # a signal here is raised once proc holds the child
-            proc = subprocess.Popen(
-                list(cmd),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                env=dict(env) if env is not None else None,
-                start_new_session=group,
+            proc = spawn(
+                cmd, env, own_group=own_group, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
         out, err = proc.communicate(timeout=timeout)
-    except BaseException:
-        if proc is not None and proc.returncode is None:  # not reaped: its pid is still its own
-            if group:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                proc.kill()
-        raise
     finally:
-        if proc is not None:
-            proc.wait()
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+        if proc is not None:  # killed (an exception) unless communicate reaped it
+            stop_process(proc, own_group)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

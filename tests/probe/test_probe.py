@@ -743,3 +743,21 @@ os._exit(0)
     r = subprocess.run([sys.executable, "-c", rank], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert gone(int(pidfile.read_text()), within=0.5), "the probe outlived the process that started it"
+
+
+@pytest.mark.system
+def test_a_script_is_stopped_where_there_are_no_process_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """interpreter.stop called os.killpg unguarded: where os has none (Windows) a timed-out script or a
+    Ctrl-C raised AttributeError and left the script running. The one stop of run_process and
+    interpreter.start kills the process itself there, as run_process always did."""
+    from flashdoctor.probe import interpreter
+    from tests.support.hung_python import hung_python, started
+
+    hang, pidfile = hung_python(tmp_path)
+    proc = interpreter.start(str(hang), [], os.environ)
+    started(pidfile)
+    monkeypatch.delattr(os, "killpg")
+    interpreter.stop(proc)
+    assert proc.returncode is not None and proc not in interpreter._STARTED
