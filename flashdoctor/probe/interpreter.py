@@ -282,7 +282,8 @@ def start(
 # worker threads wait on them (probe_environment's pool) stops them all, or leaving the pool would wait
 # for each to time out (INTERP_TIMEOUT) and the child, in a session of its own, would outlive us.
 _STARTED: set[subprocess.Popen[bytes]] = set()
-_STARTED_LOCK = threading.Lock()
+# Re-entrant: a cluster rank's SIGTERM handler calls stop_started in the main thread, which may be holding it.
+_STARTED_LOCK = threading.RLock()
 # Set by stop_started (the process is leaving): a worker starts no script after it (leaving would join that
 # worker for the script's whole timeout, INTERP_TIMEOUT), and one inside Popen then stops its child itself.
 _STOPPING = threading.Event()

@@ -746,6 +746,36 @@ os._exit(0)
 
 
 @pytest.mark.system
+def test_a_sigterm_handler_that_stops_the_started_scripts_can_land_while_their_lock_is_held() -> None:
+    """A cluster rank's SIGTERM handler (_keep_outcome_on_sigterm) calls stop_started, and Python runs a
+    handler in the main thread between two bytecodes: landing while the main thread held the lock of the
+    started scripts (forgetting a reaped script, stop_started at the rank's end), the handler waited for a
+    lock its own thread held, and the rank hung until its launcher killed it. Now the handler goes on."""
+    import subprocess
+    import sys
+
+    rank = """
+import os, signal, time
+from flashdoctor.probe import interpreter
+
+def handler(signum, frame):
+    interpreter.stop_started()
+    os._exit(7)
+
+signal.signal(signal.SIGTERM, handler)
+with interpreter._STARTED_LOCK:  # where _forget and stop_started hold it
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.5)
+os._exit(0)
+"""
+    try:
+        r = subprocess.run([sys.executable, "-c", rank], capture_output=True, text=True, timeout=10, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the SIGTERM handler waited for the lock its own thread held")
+    assert r.returncode == 7, r.stderr
+
+
+@pytest.mark.system
 def test_a_script_is_stopped_where_there_are_no_process_groups(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
