@@ -787,3 +787,60 @@ def test_a_probed_windows_machines_toolkit_without_cuda_home_is_its_cuda_home_hi
     )  # fmt: skip
     fix = explain_text(WINDOWS_CUDA_HOME_LOG, env, here=True)[0].fix
     assert fix.startswith("This machine's toolkit") and f"set CUDA_HOME={WINDOWS_TOOLKIT})" in fix, fix
+
+
+CUDA_HOME_UNSET = (
+    "      OSError: CUDA_HOME environment variable is not set. Please set it to your CUDA install root.\n"
+)
+WIN_WHEEL = "flash_attn-2.7.4.post1-cp310-cp310-win_amd64.whl"
+TORCH_WIN_URL = "https://download.pytorch.org/whl/cu124/torch-2.6.0%2Bcu124-cp310-cp310-win_amd64.whl"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"  Downloading {TORCH_WIN_URL} (2529.6 MB)",
+        f"  Downloading {WIN_WHEEL} (150.2 MB)",
+        f"  Using cached {WIN_WHEEL} (150.2 MB)",
+        f"Processing ./{WIN_WHEEL}",
+        "ERROR: HTTP error 404 while getting https://github.com/oobabooga/flash-attention/releases/download/v2.5.6/"
+        "flash_attn-2.5.6+cu118torch2.2.0cxx11abiFALSE-cp311-cp311-win_amd64.whl",
+        "  Created wheel for xformers: filename=xformers-0.0.29-cp310-cp310-win_amd64.whl size=9 sha256=00ab",
+        "  Guessing wheel URL:  https://github.com/Dao-AILab/flash-attention/releases/download/v2.7.4/"
+        "flash_attn-2.7.4+cu12torch2.6cxx11abiFALSE-cp310-cp310-win_amd64.whl",
+    ],
+)
+def test_a_windows_wheel_the_platform_took_makes_a_windows_log(line: str) -> None:
+    """pip downloads (or fails to), uses from its cache, processes or builds a win_amd64 wheel only on Windows
+    (it refuses another platform's wheel before any of these lines), and setup.py guesses one only there: such a
+    log with no other sign of Windows was read as OS-unknown, and its CUDA_HOME fix said `export CUDA_HOME=...`."""
+    expl = explain_bytes(f"{line}\n{CUDA_HOME_UNSET}".encode(), None)
+    assert "Windows" in expl.machine, expl.machine
+    d = next(d for d in expl.diagnoses if d.code == "cuda-home-missing")
+    assert "$env:CUDA_HOME" in d.fix and "export " not in d.fix, d.fix
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # a Linux user trying a Windows wheel, pip -v's skipped links, uv's hint, an index page's list
+        f"ERROR: {WIN_WHEEL} is not a supported wheel on this platform.",
+        f"ERROR: {TORCH_WIN_URL} is not a supported wheel on this platform.",
+        "  Skipping link: none of the wheel's tags (cp310-cp310-win_amd64) are compatible (run pip debug --verbose"
+        " to show compatible tags): https://example.org/flash_attn-2.7.4-cp310-cp310-win_amd64.whl",
+        "ERROR: Ignored the following versions that require a different python version: 2.7.4 (win_amd64.whl)",
+        "  hint: Wheels are available for `flash-attn` (v2.7.4) on the following platform: `win_amd64`",
+        f"    {TORCH_WIN_URL}",
+        "Successfully installed flash-attn-2.7.4.post1",
+        # the other way round: a Windows user trying a Linux wheel is not on Linux
+        "ERROR: flash_attn-2.8.3+cu12torch2.6cxx11abiFALSE-cp311-cp311-linux_x86_64.whl is not a supported wheel"
+        " on this platform.",
+        "ERROR: flash_attn-2.8.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl is not a supported"
+        " wheel on this platform.",
+    ],
+)
+def test_a_wheel_tag_the_platform_did_not_take_tells_no_os(line: str) -> None:
+    expl = explain_bytes(f"{line}\n{CUDA_HOME_UNSET}".encode(), None)
+    assert not any(os in expl.machine for os in ("Windows", "Linux")), expl.machine
+    d = next(d for d in expl.diagnoses if d.code == "cuda-home-missing")
+    assert "$env:" not in d.fix and "MSVC" not in d.fix, d.fix

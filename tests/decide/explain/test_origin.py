@@ -401,6 +401,11 @@ def test_a_log_from_another_machine_gets_a_fix_for_that_machine_and_says_so() ->
             + KILLED,
             "a GPU older than Ampere in the log, NVIDIA H100 80GB HBM3 here",
         ),
+        # pip downloaded a Windows wheel: it takes only its own platform's (stop 43)
+        (
+            "  Downloading flash_attn-2.7.4.post1-cp310-cp310-win_amd64.whl (150.2 MB)\n" + KILLED,
+            "windows in the log, linux here",
+        ),
         # Python's own build line on Windows, with no drive path
         (
             "Python version: 3.12.9 (tags/v3.12.9:fdb8142, Feb  4 2025) [MSC v.1942 64 bit (AMD64)]\n"
