@@ -52,8 +52,10 @@ def test_dry_run_json_plan_for_a_target() -> None:
     assert r.return_value == 0
     doc = json.loads(r.stdout)
     plan_fields = {"action", "variant", "wheel", "alternatives", "rejected", "reasons", "blockers", "origin"}
+    plan_fields.add("selection")  # what the plan was made with (docs/json.md, "Install plan")
     envelope = {"schema", "command", "status", "exit_code", "interpreter"}
     assert set(doc) == plan_fields | envelope  # + the result envelope
+    assert doc["selection"] == {"version": None, "allow_community": False, "index": None}
     assert (doc["schema"], doc["command"], doc["status"], doc["exit_code"]) == (
         "flashdoctor/plan/1",
         "install",

@@ -11,7 +11,7 @@ import pytest
 
 from tests.cli.test_install_cli import fd, pip_list
 from tests.support.install_helpers import H100_BUILD, FaultServer, make_wheel, sha256_of, write_manifest
-from tests.support.paths import TARGETS
+from tests.support.paths import ROOT, TARGETS
 
 pytestmark = pytest.mark.system
 
@@ -239,3 +239,120 @@ def test_a_build_plan_made_with_a_version_is_judged_with_that_version(tmp_path: 
     assert "does not hold" not in r.stderr, r.stderr
     said = " ".join(r.stdout.split())
     assert f"the plan for the machine of --target {a100} is 'build' too" in said, r.stdout
+
+
+# -- the selection a plan was made with: recorded in it, and replayed with it (stop 43) ---------------------
+def versioned_build_plan(tmp_path: Path) -> tuple[str, str]:
+    """`install --version '>=2.9' --dry-run --json` for the A100 of tests/targets/a100.json: no wheel of
+    it, so 'build' (without --version a wheel fits there). Returns the plan file and the target."""
+    a100 = str(TARGETS / "a100.json")
+    r = fd("install", "--fa2", "--target", a100, "--version", ">=2.9", "--dry-run", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["action"] == "build", r.stdout + r.stderr
+    (tmp_path / "plan.json").write_text(r.stdout)
+    return str(tmp_path / "plan.json"), a100
+
+
+def test_a_plan_records_its_selection_and_a_replay_uses_it(tmp_path: Path) -> None:
+    """A plan file did not record its --version: replayed without it, on the very machine it was made for,
+    the plan was judged by the newest release (a wheel fits) and refused, and the hint asked for the
+    options again."""
+    plan, a100 = versioned_build_plan(tmp_path)
+    assert json.loads(Path(plan).read_text())["selection"] == {
+        "version": ">=2.9",
+        "allow_community": False,
+        "index": None,
+    }
+    r = fd("install", "--fa2", "--plan", plan, "--target", a100, "--dry-run", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["reasons"][0].startswith(f"the plan for the machine of --target {a100} is 'build' too")
+    assert doc["selection"]["version"] == ">=2.9"
+    r = fd("lock", "--plan", plan, "--target", a100)
+    assert "does not hold" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_an_option_given_on_replay_wins_and_the_report_names_the_plans(tmp_path: Path) -> None:
+    plan, a100 = versioned_build_plan(tmp_path)
+    # a --version given here selects: a wheel below 2.9 fits, so the plan is refused, saying so
+    r = fd("install", "--fa2", "--plan", plan, "--target", a100, "--version", "<2.9", "--dry-run")
+    assert r.returncode == 1, r.stdout + r.stderr
+    said = " ".join(r.stderr.split())
+    assert "the plan is 'wheel'" in said, said
+    assert "the plan was made with --version >=2.9; --version <2.9 given here selects instead" in said
+    assert "Traceback" not in said
+    # one that agrees with the plan's holds, with the same note among its reasons
+    r = fd("install", "--fa2", "--plan", plan, "--target", a100, "--version", ">=3", "--dry-run", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    reasons = json.loads(r.stdout)["reasons"]
+    assert "the plan was made with --version >=2.9; --version >=3 given here selects instead" in reasons
+    # --allow-community given to a plan made without it (H100: a community wheel fits, no official one)
+    h100 = str(TARGETS / "h100.json")
+    r = fd("install", "--target", h100, "--dry-run", "--json")
+    assert json.loads(r.stdout)["action"] == "build", r.stdout + r.stderr
+    (tmp_path / "h100.json").write_text(r.stdout)
+    r = fd(
+        "install", "--plan", str(tmp_path / "h100.json"), "--target", h100, "--allow-community", "--dry-run"
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    said = " ".join(r.stderr.split())
+    assert "the plan was made without --allow-community; --allow-community given here selects too" in said
+
+
+def test_a_plans_index_is_recorded_and_never_read_on_replay(server: FaultServer, tmp_path: Path) -> None:
+    """The index a plan names may be a file of another machine, or anything a plan's author wrote: the
+    replay selects from its own index (--index, else flashdoctor's), says that it differs, and reads
+    nothing the plan names."""
+    index = tmp_path / "index.json"
+    index.write_bytes((ROOT / "wheels_index.json").read_bytes())
+    a100 = str(TARGETS / "a100.json")
+    r = fd("install", "--target", a100, "--index", str(index), "--version", ">=2.9", "--dry-run", "--json")
+    doc = json.loads(r.stdout)
+    assert doc["action"] == "build" and doc["selection"]["index"] == str(index), r.stdout + r.stderr
+    doc["selection"]["index"] = url = server.add("/index.json", b"{}")
+    (tmp_path / "plan.json").write_text(json.dumps(doc))
+    r = fd("install", "--plan", str(tmp_path / "plan.json"), "--target", a100, "--dry-run", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    reasons = json.loads(r.stdout)["reasons"]
+    assert (
+        f"the plan was made with the wheel index {url}; this replay selects from flashdoctor's own index "
+        "(a plan's index is never read: give it with --index)" in reasons
+    ), reasons
+    assert server.hits("/index.json") == 0
+
+
+@pytest.mark.parametrize(
+    ("selection", "said"),
+    [
+        ("2.8", "'selection' must be an object with version, allow_community and index"),
+        ({"version": "not a spec"}, "'selection.version': 'not a spec' is not a version specifier"),
+        ({"version": 2.8}, "'selection.version' must be a version specifier or null"),
+        ({"allow_community": "yes"}, "'selection.allow_community' must be true or false"),
+        ({"index": ["a"]}, "'selection.index' must be a file name (at most 4096 characters, no control"),
+        ({"index": "/x\nflashdoctor: ok"}, "'selection.index' must be a file name (at most 4096"),
+    ],
+)
+def test_a_bad_selection_is_a_usage_error_naming_the_field(
+    tmp_path: Path, selection: object, said: str
+) -> None:
+    (tmp_path / "plan.json").write_text(
+        json.dumps({"action": "build", "variant": "fa2", "selection": selection})
+    )
+    r = fd(
+        "install", "--plan", str(tmp_path / "plan.json"), "--target", str(TARGETS / "a100.json"), "--dry-run"
+    )
+    assert r.returncode == 2 and said in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_wheel_plans_selection_is_printed_back_and_not_used(tmp_path: Path) -> None:
+    """A wheel plan's wheel is the reviewer's choice: a --version given on replay does not rewrite the
+    selection it was made with (the wheel is not selected again)."""
+    name = "flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
+    plan = write_plan(tmp_path, name, "https://example.invalid/" + name)
+    made = {"version": "==2.8.3", "allow_community": False, "index": None}
+    doc = json.loads(Path(plan).read_text())
+    Path(plan).write_text(json.dumps({**doc, "selection": made}))
+    old_driver = str(TARGETS / "old-driver.json")
+    r = fd("install", "--plan", plan, "--target", old_driver, "--version", "<2.8", "--dry-run", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["wheel"]["filename"] == name and doc["selection"] == made

@@ -21,6 +21,7 @@ from packaging.specifiers import SpecifierSet
 from flashdoctor.actions.cache import WheelCache
 from flashdoctor.actions.wheelhouse import BuiltWheel, Request, Wheelhouse, best
 from flashdoctor.decide.wheels.parse import WheelNameError, parse_wheel_name
+from flashdoctor.decide.wheels.select import parse_version_spec
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.profiles import parse_archs, parse_dtypes, parse_head_dims
 from flashdoctor.knowledge.schemas import error_expect, error_key, first_error, missing_property
@@ -88,12 +89,22 @@ def plan_from_json(doc: Any, where: str = "plan") -> Plan:
             version=raw["version"],
         )
     installed = doc.get("installed")  # a "none" plan's: what replay_premise checks here
+    extra: dict[str, Any] = {"installed": installed} if installed is not None else {}
+    selection = doc.get("selection")  # what it was made with: what a replay selects with (replay_selection)
+    if selection is not None:
+        try:
+            parse_version_spec(selection.get("version"))
+        except UsageError as exc:
+            raise UsageError(
+                f"{where}: 'selection.version': {exc.message.removeprefix('--version ')}"
+            ) from None
+        extra["selection"] = selection
     return Plan(
         action=doc["action"],
         variant=variant,
         wheel=wheel,
         reasons=tuple(doc.get("reasons") or ()),
-        extra={"installed": installed} if installed is not None else {},
+        extra=extra,
     )
 
 

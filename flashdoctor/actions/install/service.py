@@ -49,10 +49,12 @@ def select_plan(
         from flashdoctor.actions.install.prepare import load_plan
 
         return load_plan(plan_file)
-    from flashdoctor.decide.wheels import make_plan
+    from flashdoctor.decide.wheels import make_plan, selection_json
 
     index = inputs.load_wheel_index(index_path, environ)
-    return make_plan(env, variant, index, version_spec=version_spec, allow_community=allow_community)
+    plan = make_plan(env, variant, index, version_spec=version_spec, allow_community=allow_community)
+    made_with = selection_json(version_spec, allow_community, inputs.user_index_path(index_path, environ))
+    return replace(plan, extra={**plan.extra, "selection": made_with})
 
 
 def resolve_plan(
@@ -73,13 +75,21 @@ def resolve_plan(
     (whatever source the file names), a local build that replaced a reviewed "build" plan its build's
     record (fetch.known_verification)."""
     from flashdoctor.actions.install.prepare import resolve_local, with_local_build
-    from flashdoctor.decide.wheels import parse_version_spec
+    from flashdoctor.decide.wheels import parse_version_spec, replay_selection, selection_json
 
     spec = parse_version_spec(version_spec)
     plan = select_plan(env, variant, version_spec=spec, **selection)
     plan_file = selection["plan_file"]
     refused: PlanDoesNotHold | None = None
     if plan_file:  # a reviewed plan: its wheel, or what it found, must hold here
+        community = bool(selection.get("allow_community"))
+        replayed: tuple[str, ...] = ()
+        if plan.wheel is None:  # what it found is found again as it was made, unless given otherwise
+            index_here = inputs.user_index_path(selection["index_path"], selection["environ"])
+            recorded = plan.extra.get("selection") or {}
+            spec, community, replayed = replay_selection(recorded, spec, community, index_here)
+            made_with = selection_json(spec, community, index_here)
+            plan = replace(plan, extra={**plan.extra, "selection": made_with})
         try:
             plan = fit_here(
                 env,
@@ -90,7 +100,8 @@ def resolve_plan(
                 lock=lock,
                 machine=machine,
                 version_spec=spec,
-                allow_community=bool(selection.get("allow_community")),
+                allow_community=community,
+                notes=replayed,
             )
         except PlanDoesNotHold as exc:
             if plan.action != "build":
@@ -120,6 +131,7 @@ def fit_here(
     machine: str = "this machine",
     version_spec: SpecifierSet | None = None,
     allow_community: bool = False,
+    notes: Sequence[str] = (),
 ) -> Plan:
     """`install --plan FILE` and `lock --plan FILE`: the reviewed wheel plan for ``env`` (this machine, or
     the --target it is planned or locked for; decide.wheels.refit_plan), with its blockers; refused before
@@ -130,8 +142,10 @@ def fit_here(
     (none, build, unsupported) is refused the same way when what it found does not hold there
     (decide.wheels.replay_premise: "none" made where flash-attn is installed, replayed where it is not).
     ``machine``: ``env``'s machine in words, for the message ("this machine", or the one --target
-    describes); ``version_spec`` and ``allow_community``: the replay's selection (`--version`,
-    `--allow-community`), which a plan made with them is judged by."""
+    describes); ``version_spec`` and ``allow_community``: the selection a plan that installs nothing is
+    judged by (decide.wheels.replay_selection: the plan's recorded ones, unless the replay gives its own),
+    and ``notes`` what that says of it (an option given here that the plan was not made with, another
+    index), added to its reasons, or to the refusal."""
     from flashdoctor.actions.fetch import local_file
     from flashdoctor.actions.wheelhouse import Request, recorded_build, serves
     from flashdoctor.decide.wheels import refit_plan, replay_premise
@@ -141,6 +155,10 @@ def fit_here(
         index = inputs.load_wheel_index(index_path, environ)
         plan, misses = replay_premise(env, plan, index, machine, version_spec, allow_community)
         what = f"the plan does not hold on {machine}"
+        if notes and misses:
+            misses = (*misses[:-1], f"{misses[-1]} ({'; '.join(notes)})")
+        elif notes:
+            plan = replace(plan, reasons=(*plan.reasons[:1], *notes, *plan.reasons[1:]))
     else:
         index = inputs.load_wheel_index(index_path, environ, keep=wheel.filename.__eq__)
         plan, misses = refit_plan(env, plan, index)
@@ -154,8 +172,8 @@ def fit_here(
         raise PlanDoesNotHold(
             f"plan {plan_file}: {what}: {'; '.join(misses)}",
             hint="nothing was downloaded or installed; plan for this machine with "
-            f"`flashdoctor install --{plan.variant} --dry-run --json` (a plan made with --version or "
-            "--allow-community is replayed with the same ones: a plan file does not record them)"
+            f"`flashdoctor install --{plan.variant} --dry-run --json` (a plan is replayed with the "
+            "--version and --allow-community its `selection` records, unless given here)"
             if not lock
             else "nothing was downloaded or written; to lock for the machine the plan was made for, describe "
             "it with --target FILE (docs/target-spec.md) or name its interpreter with --python PATH",

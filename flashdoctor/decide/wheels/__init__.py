@@ -17,7 +17,13 @@ from flashdoctor.decide.wheels.location import (
     locate_index,
 )
 from flashdoctor.decide.wheels.parse import WheelName, WheelNameError, parse_wheel_name
-from flashdoctor.decide.wheels.plan import make_plan, refit_plan, replay_premise
+from flashdoctor.decide.wheels.plan import (
+    make_plan,
+    refit_plan,
+    replay_premise,
+    replay_selection,
+    selection_json,
+)
 from flashdoctor.decide.wheels.select import (
     REJECTION_CODES,
     Selection,
@@ -46,6 +52,8 @@ __all__ = [
     "parse_wheel_name",
     "refit_plan",
     "replay_premise",
+    "replay_selection",
     "select_wheels",
+    "selection_json",
     "stale_index_finding",
 ]

@@ -3,8 +3,9 @@ build, or nothing because the machine rules the variant out), and what would mak
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -230,7 +231,8 @@ def replay_premise(
     ``installed``) is the one installed here. Returns the plan, its reasons led by one saying that they
     are the plan file's and that the premise holds on ``machine``, and what does not hold (empty: it
     holds), each naming what the plan assumed and what ``machine`` has. ``version_spec`` and
-    ``allow_community`` select as the plan was made (a plan file does not record them: the replay's own)."""
+    ``allow_community`` select as the plan was made (replay_selection: the plan's recorded ones, unless
+    the replay gives its own)."""
     here = make_plan(env, plan.variant, index, version_spec=version_spec, allow_community=allow_community)
     dist = knowledge.variant_info(plan.variant).dist
     inst = env.installed_variant(plan.variant)
@@ -258,6 +260,52 @@ def replay_premise(
         else (f"the plan for {machine} is {plan.action!r} too")
     )
     return replace(plan, reasons=(f"{holds}; the other reasons are the plan file's", *plan.reasons)), ()
+
+
+def selection_json(
+    version_spec: SpecifierSet | None, allow_community: bool, index: str | None
+) -> dict[str, Any]:
+    """A plan's ``selection``: the options that shaped it (--version, --allow-community, and the user's
+    wheel index, --index or $FLASHDOCTOR_WHEELS_INDEX, as named; None: flashdoctor's own), which a replay
+    of the plan selects with (replay_selection)."""
+    return {
+        "version": str(version_spec) if version_spec is not None else None,
+        "allow_community": allow_community,
+        "index": index,
+    }
+
+
+def replay_selection(
+    recorded: Mapping[str, Any], version_spec: SpecifierSet | None, allow_community: bool, index: str | None
+) -> tuple[SpecifierSet | None, bool, tuple[str, ...]]:
+    """The --version and --allow-community a reviewed plan (install/lock --plan FILE) is replayed with:
+    those it records (its ``selection``, selection_json; a plan written before it recorded them: none)
+    where the replay gives none; where it gives one, that one, with a note saying the plan was made with
+    another. The plan's index is never read (it names a file of the machine the plan was made on, or
+    whatever its author wrote): the replay selects from its own (``index``), with a note when that is not
+    the one the plan names. Returns the version spec, allow_community and the notes."""
+    notes: list[str] = []
+    spec = version_spec
+    if "version" in recorded:
+        made = parse_version_spec(recorded["version"])
+        if version_spec is None:
+            spec = made
+        elif made != version_spec:
+            was = f"with --version {made}" if made is not None else "without --version"
+            notes.append(f"the plan was made {was}; --version {version_spec} given here selects instead")
+    if allow_community and recorded.get("allow_community") is False:
+        notes.append("the plan was made without --allow-community; --allow-community given here selects too")
+    if "index" in recorded and recorded["index"] != index:
+        own = "flashdoctor's own index"
+        here = f"the wheel index {index}" if index else own
+        if recorded["index"]:
+            notes.append(
+                f"the plan was made with the wheel index {recorded['index']}; this replay selects from "
+                f"{here} (a plan's index is never read: give it with --index)"
+            )
+        else:
+            notes.append(f"the plan was made with {own}; this replay selects from {here}")
+    return spec, allow_community or recorded.get("allow_community") is True, tuple(notes)
 
 
 def _python_floor_unsupported(
