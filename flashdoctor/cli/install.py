@@ -224,6 +224,12 @@ def install(variant: Variant, **opts: Any) -> int:
     target, dry_run = opts["target"], opts["dry_run"]
     if target and not dry_run:
         raise UsageError("--target describes another machine: flashdoctor can only --dry-run for it")
+    if opts["plan_file"] and opts["from_source"]:
+        raise UsageError(
+            "--plan installs exactly the plan it names; --from-source builds a new wheel: give one of them",
+            hint="a reviewed 'build' plan is carried out by `flashdoctor install --from-source` (or "
+            "`flashdoctor build`) without --plan",
+        )
     # A --python link that runs as the base Python is refused only when named (the user meant the venv);
     # the default interpreter found so (a Docker image's python3 linked into a venv) is what the user's
     # own python3 runs: it is warned about and installed into.

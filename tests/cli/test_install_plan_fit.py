@@ -356,3 +356,12 @@ def test_a_wheel_plans_selection_is_printed_back_and_not_used(tmp_path: Path) ->
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)
     assert doc["wheel"]["filename"] == name and doc["selection"] == made
+
+
+def test_a_plan_is_not_silently_passed_over_by_from_source(tmp_path: Path) -> None:
+    """`install --plan FILE --from-source` did not read the plan: it planned (with --yes: built and
+    installed) a new source build instead of the reviewed plan, exit 0."""
+    plan = write_plan(tmp_path, "flash_attn-2.8.3-cp312-cp312-linux_x86_64.whl", "https://example.invalid/x")
+    r = fd("install", "--plan", plan, "--from-source", "--target", str(TARGETS / "h100.json"), "--dry-run")
+    assert r.returncode == 2 and not r.stdout, r.stdout + r.stderr
+    assert "--plan installs exactly the plan it names; --from-source builds a new wheel" in r.stderr
