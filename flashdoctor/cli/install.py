@@ -24,6 +24,7 @@ from flashdoctor.cli.options import (
     selection_options,
     source_build_options,
     target_option,
+    variant_given,
     variant_options,
     verbose_option,
 )
@@ -61,7 +62,7 @@ def _fetch(opts: dict[str, Any], progress: bool) -> tuple[FetchOptions, list[Whe
 
 def _selection(opts: dict[str, Any]) -> dict[str, Any]:
     keys = ("plan_file", "version_spec", "allow_community", "index_path")
-    return {**{k: opts[k] for k in keys}, "environ": os.environ}
+    return {**{k: opts[k] for k in keys}, "environ": os.environ, "variant_flag": variant_given()}
 
 
 def _machine(opts: dict[str, Any]) -> str:

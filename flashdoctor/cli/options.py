@@ -291,6 +291,13 @@ def variant_options(variants: Sequence[Variant] = VARIANTS, default: Variant = "
     return decorate
 
 
+def variant_given() -> Variant | None:
+    """The variant flag given on the command line (variant_options), None where none was: the command's
+    ``variant`` is then its default."""
+    chosen = click.get_current_context().meta.get(_VARIANT_FLAGS, ())
+    return chosen[0] if chosen else None
+
+
 # -- wheel selection ---------------------------------------------------------------------------------------
 selection_options = combine(
     click.option(

@@ -365,3 +365,17 @@ def test_a_plan_is_not_silently_passed_over_by_from_source(tmp_path: Path) -> No
     r = fd("install", "--plan", plan, "--from-source", "--target", str(TARGETS / "h100.json"), "--dry-run")
     assert r.returncode == 2 and not r.stdout, r.stdout + r.stderr
     assert "--plan installs exactly the plan it names; --from-source builds a new wheel" in r.stderr
+
+
+def test_a_variant_flag_that_is_not_the_plans_is_a_usage_error(tmp_path: Path) -> None:
+    """`install --fa3 --plan FILE` of a FA2 plan passed over --fa3 and installed (locked) FA2; a plan
+    given with its own variant's flag, or none, is read as before."""
+    name = "flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
+    plan = write_plan(tmp_path, name, "https://example.invalid/" + name)
+    old_driver = str(TARGETS / "old-driver.json")
+    for cmd, extra in (("install", ("--dry-run",)), ("lock", ())):
+        r = fd(cmd, "--fa3", "--plan", plan, "--target", old_driver, *extra)
+        assert r.returncode == 2 and "plan:" not in r.stdout, (cmd, r.stdout + r.stderr)
+        assert f"plan {plan} is for fa2, and --fa3 was given" in r.stderr, r.stderr
+    r = fd("install", "--fa2", "--plan", plan, "--target", old_driver, "--dry-run", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["variant"] == "fa2", r.stdout + r.stderr

@@ -66,6 +66,7 @@ def resolve_plan(
     version_spec: str | None,
     lock: bool = False,
     machine: str = "this machine",
+    variant_flag: Variant | None = None,
     **selection: Any,
 ) -> tuple[Plan, list[str], FetchOptions]:
     """select_plan, then what is already here (prepare.resolve_local: a wheel in a wheelhouse or the
@@ -73,13 +74,20 @@ def resolve_plan(
     The notes say why the local builds that do not serve this machine were passed over; ``fetch`` comes
     back saying where the planned sha256 came from: a plan file's own wheel carries the file's digest
     (whatever source the file names), a local build that replaced a reviewed "build" plan its build's
-    record (fetch.known_verification)."""
+    record (fetch.known_verification). ``variant_flag``: the variant flag given, which a plan file must be
+    for (a usage error otherwise: its wheel is of its own variant)."""
     from flashdoctor.actions.install.prepare import resolve_local, with_local_build
     from flashdoctor.decide.wheels import parse_version_spec, replay_selection, selection_json
 
     spec = parse_version_spec(version_spec)
     plan = select_plan(env, variant, version_spec=spec, **selection)
     plan_file = selection["plan_file"]
+    if plan_file and variant_flag is not None and plan.variant != variant_flag:
+        raise UsageError(
+            f"plan {plan_file} is for {plan.variant}, and --{variant_flag} was given",
+            hint=f"give --{plan.variant} (or no variant flag) to carry out this plan, or plan for "
+            f"{variant_flag} with `flashdoctor install --{variant_flag} --dry-run --json`",
+        )
     refused: PlanDoesNotHold | None = None
     if plan_file:  # a reviewed plan: its wheel, or what it found, must hold here
         community = bool(selection.get("allow_community"))
