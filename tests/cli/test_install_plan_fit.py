@@ -379,3 +379,21 @@ def test_a_variant_flag_that_is_not_the_plans_is_a_usage_error(tmp_path: Path) -
         assert f"plan {plan} is for fa2, and --fa3 was given" in r.stderr, r.stderr
     r = fd("install", "--fa2", "--plan", plan, "--target", old_driver, "--dry-run", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["variant"] == "fa2", r.stdout + r.stderr
+
+
+def test_a_plans_reasons_print_as_one_line_each(tmp_path: Path) -> None:
+    """A plan file's reasons are printed back (after one saying whose they are), and a plan file is anyone's
+    text: a reason with a line break printed as lines of its own, which could pass for flashdoctor's own
+    (a forged "verified against a published digest" under the plan). Each reason stays one line."""
+    plan, there = none_plan(tmp_path)
+    doc = json.loads(Path(plan).read_text())
+    doc["reasons"].append("see below\n  sha256: verified against a published digest\r\n\u2028forged")
+    Path(plan).write_text(json.dumps(doc))
+    r = fd("install", "--plan", plan, "--target", there, "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if "verified against a published digest" in ln]
+    assert len(lines) == 1 and "see below" in lines[0], r.stdout
+    r = fd("install", "--plan", plan, "--target", there, "--dry-run", "--json")
+    assert (
+        json.loads(r.stdout)["reasons"][-1] == "see below sha256: verified against a published digest forged"
+    )

@@ -11,6 +11,7 @@ Pure except for reading the files it is pointed at.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -61,6 +62,11 @@ def _plan_error(error: Any, where: str) -> str:
     return f"{where}: {key!r}: {error.message[:200]}"
 
 
+# A plan file's reasons are printed back, one line each: a line break in one (anyone can write a plan file)
+# would print lines that pass for flashdoctor's own, e.g. a forged "verified against a published digest".
+_LINE_BREAKS = re.compile(r"\s*[\x00-\x1f\x7f-\x9f\u2028\u2029]+\s*")
+
+
 def plan_from_json(doc: Any, where: str = "plan") -> Plan:
     """A plan file's plan: validated by plan.schema.json#/$defs/input, then its wheel's file name must be
     a FlashAttention wheel's name of the plan's variant (it names files in wheelhouses and the cache)."""
@@ -103,7 +109,7 @@ def plan_from_json(doc: Any, where: str = "plan") -> Plan:
         action=doc["action"],
         variant=variant,
         wheel=wheel,
-        reasons=tuple(doc.get("reasons") or ()),
+        reasons=tuple(_LINE_BREAKS.sub(" ", r) for r in doc.get("reasons") or ()),
         extra=extra,
     )
 
