@@ -14,7 +14,12 @@ entities, as in a page's source or an API's HTML body), ``nbsp`` (every space a 
 ``zwsp`` (a zero-width space after every underscore: a page's soft breaks in long names); a prefix a
 tool writes before every line: ``quote`` (a Markdown quote), ``rank`` (torchrun's "[rank0]: "),
 ``gha`` (a GitHub Actions timestamp), ``docker`` (a BuildKit step and its seconds), ``ray`` (a Ray actor's
-"(Name pid=N) "), ``k8s`` (kubectl logs --prefix's "[pod/name/container] ").
+"(Name pid=N) "), ``k8s`` (kubectl logs --prefix's "[pod/name/container] "); how people name things:
+``names`` (every name of FlashAttention in prose or a message -- FlashAttention, Flash Attention, flash attn,
+FA2, FlashAttention-2 ... -- replaced by another spelling of the same variant, never FA2 by FA3; a module,
+a path, a requirement or a symbol that code reads is left as it is), ``quotes`` (typographic quotes: ' and "
+become ‘ ’ and “ ”, as a word processor or a web page writes them) and ``swapquotes`` (' and " swapped, as
+another language's or tool's repr writes them).
 
     python scripts/eval_robustness.py [--change NAME ...] [--json] [-v]
 """
@@ -56,6 +61,72 @@ def _hard_wrap(text: str, width: int) -> str:
     return "\n".join(out)
 
 
+# The spellings of one variant's name, in the order ``names`` rotates through them: a name in the log is
+# replaced by the next spelling of its own variant (and the next occurrence by the one after), so the
+# change is deterministic and every spelling is used.
+SPELLINGS: dict[str, tuple[str, ...]] = {
+    "any": (
+        "flash_attn",
+        "FlashAttention",
+        "flash-attn",
+        "Flash Attention",
+        "flashattn",
+        "Flash-Attention",
+        "flash attn",
+        "flash-attention",
+    ),
+    "2": (
+        "FlashAttention2",
+        "FA2",
+        "FlashAttention-2",
+        "flash_attn_2",
+        "Flash Attention 2",
+        "FA-2",
+        "flash attention v2",
+        "flash_attention_2",
+    ),
+    "3": ("FA3", "FlashAttention-3", "flash_attn_3", "FlashAttention3", "FA-3", "Flash Attention 3"),
+}
+# A name in prose: not part of an identifier, a path, a module, a wheel file or a requirement, and not
+# quoted (a quoted name is what code reads). flash_attn and flash-attn are also the module and the
+# distribution, so they count only where a word follows them and no import, install or pip verb precedes.
+_NAME = re.compile(
+    r"(?<![\w./\\'\"`‘’“”=#-])(?:"
+    r"(?P<three>Flash[ -]?Attention[ -]?(?:v|-)?3|(?-i:FA)-?3)"
+    r"|(?P<two>Flash[ -]?Attention[ -]?(?:v|-)?2(?:\.0)?|(?-i:FA)-?2)"
+    r"|(?P<any>Flash[ -]?Attention|flash attn|flashattn"
+    r"|(?<!import )(?<!from )(?<!install )(?<!named )(?<!for )flash[-_]attn(?= [a-z]))"
+    r")(?![\w/\\'\"`‘’“”=<>~!-]|\.\w)",
+    re.IGNORECASE,
+)
+
+
+def _rename(text: str) -> str:
+    seen = {"any": 0, "2": 0, "3": 0}
+
+    def one(m: re.Match[str]) -> str:
+        variant = "3" if m.group("three") else "2" if m.group("two") else "any"
+        names = [n for n in SPELLINGS[variant] if n.lower() != m.group(0).lower()]
+        seen[variant] += 1
+        return names[(seen[variant] - 1) % len(names)]
+
+    return _NAME.sub(one, text)
+
+
+def _smart_quotes(text: str) -> str:
+    """' and " as a word processor writes them: closing after a word character, else opening."""
+    out = []
+    for i, ch in enumerate(text):
+        after_word = i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_.)]")
+        if ch == "'":
+            out.append("’" if after_word else "‘")
+        elif ch == '"':
+            out.append("”" if after_word else "“")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 CHANGES: dict[str, Callable[[str], str]] = {
     "wrap80": lambda t: _word_wrap(t, 80),
     "hard100": lambda t: _hard_wrap(t, 100),
@@ -77,6 +148,9 @@ CHANGES: dict[str, Callable[[str], str]] = {
     "docker": lambda t: "\n".join(f"#12 {10 + 0.37 * i:.3f} {ln}" for i, ln in enumerate(t.splitlines())),
     "ray": lambda t: "\n".join(f"(RayWorkerWrapper pid=2931625) {ln}" for ln in t.splitlines()),
     "k8s": lambda t: "\n".join(f"[pod/train-0/trainer] {ln}" for ln in t.splitlines()),
+    "names": _rename,
+    "quotes": _smart_quotes,
+    "swapquotes": lambda t: t.translate(str.maketrans({"'": '"', '"': "'"})),
 }
 
 

@@ -37,3 +37,18 @@ def test_a_web_pages_text_or_a_tools_line_prefix_keeps_the_diagnosis() -> None:
     for change in changes:
         assert res[change]["logs"] >= 120, res[change]
         assert res[change]["lost"] == [], res[change]
+
+
+def test_renaming_touches_only_the_names_in_prose() -> None:
+    rob = load_script("eval_robustness")
+    rename = rob.CHANGES["names"]
+    assert (
+        rename("RuntimeError: FlashAttention is not installed.")
+        == "RuntimeError: flash_attn is not installed."
+    )
+    # FA2 stays FA2 (another spelling), FA3 stays FA3; a module, a path, a requirement, a URL are code's.
+    assert rename("FA2 and FA3") == "FlashAttention2 and FlashAttention-3"
+    kept = "No module named 'flash_attn' flash_attn_2_cuda flash_attn/ops flash-attn==2.5.8 #flashattention-2"
+    assert rename(kept) == kept
+    assert rob.CHANGES["quotes"]("named 'flash_attn' can't") == "named ‘flash_attn’ can’t"
+    assert rob.CHANGES["swapquotes"]("'a' \"b\"") == "\"a\" 'b'"
