@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from flashdoctor.decide.explain import explain_text
+from flashdoctor.knowledge.signatures import knowledge
 
 DLL = "ImportError: DLL load failed while importing flash_attn_2_cuda: "
 
@@ -670,3 +671,88 @@ def test_a_2x_name_undefined_where_the_log_installs_1x_is_the_api_not_a_missing_
     assert codes(log)[0] == "flash-attn-api-mismatch"
     # Without 1.x in the log, a guarded import that failed still reads as flash-attn missing.
     assert codes(log.split("\n", 1)[1])[0] == "flash-attn-missing"
+
+
+# The library's name as people, libraries and translations write it (stop 43): the signatures were written
+# from one log's spelling ("flash_attn is not installed" was read, "FlashAttention is not installed" not).
+@pytest.mark.parametrize(
+    "name",
+    [
+        "FlashAttention",
+        "flash_attn",
+        "flash-attn",
+        "Flash Attention",
+        "flashattn",
+        "Flash-Attention",
+        "FlashAttention2",
+        "FlashAttention-2",
+        "Flash Attention 2",
+        "flash_attn_2",
+        "FA2",
+        "FA-3",
+    ],
+)
+def test_not_installed_under_any_of_its_names_is_the_missing_package(name: str) -> None:
+    assert codes(f"RuntimeError: {name} is not installed. pip install flash-attn")[0] == "flash-attn-missing"
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "RuntimeError: flash_attn is only supported on CUDA 11.6 and above.  Note: make sure nvcc has a "
+        "supported version by running nvcc -V.",
+        "RuntimeError: Flash Attention is only supported on CUDA 11 and above",
+    ],
+)
+def test_the_nvcc_floor_under_another_name_is_nvcc(log: str) -> None:
+    assert codes(log)[0] == "nvcc-too-old"
+
+
+@pytest.mark.parametrize("name", ["FlashAttention", "flash_attn", "Flash-Attention"])
+def test_torch_not_compiled_with_it_under_another_name_is_the_torch_build(name: str) -> None:
+    assert codes(f"UserWarning: 1Torch was not compiled with {name}.")[0] == "torch-sdpa-flash-unavailable"
+
+
+@pytest.mark.parametrize(
+    ("log", "code"),
+    [
+        (
+            "ImportError: FA2 has been toggled on, but it cannot be used due to the following error: you need "
+            "FlashAttention package version to be greater or equal than 2.1.0. Detected version 2.0.4.",
+            "flash-attn-api-mismatch",
+        ),
+        (
+            "ImportError: FlashAttention-2 has been toggled on, but it cannot be used due to the following "
+            "error: the package flash-attn seems to be not installed.",
+            "flash-attn-missing",
+        ),
+        ("ValueError: LLaDAModelLM does not support FA2 yet.", "model-unsupported"),
+        (
+            "报错直接就是ChatGLMForConditionalGeneration doesn't support FlashAttention2 yet..",
+            "model-unsupported",
+        ),
+        (
+            "Warning: import flash_attn rms_norm fail, please install flash_attn layer_norm to get higher "
+            "efficiency",
+            "extension-not-built",
+        ),
+        ("import flash_attn fail, please install flash-attn to get higher efficiency", "flash-attn-missing"),
+        (
+            "`Qwen2_5_VLVisionAttention` with flash_attn has no `is_causal` attribute",
+            "caller-integration-bug",
+        ),
+    ],
+)
+def test_a_librarys_message_with_the_name_spelled_another_way_keeps_its_cause(log: str, code: str) -> None:
+    assert codes(log)[0] == code
+
+
+@pytest.mark.parametrize(
+    "log", ["flash_attn is not installed!", "flash-attn is not installed, falling back to sdpa"]
+)
+def test_a_notice_that_it_is_not_installed_stays_a_notice_under_any_name(log: str) -> None:
+    # A notice (a "!" or a fallback after it) is the weak reading, whatever the spelling: "Flash Attn is not
+    # installed!" was read as the notice, "flash_attn is not installed!" as the cause, which outranked the
+    # cause of a log that prints the notice on the way (a GPU FlashAttention does not support).
+    notice = next(s for s in knowledge().signatures if s.id == "fa-not-installed-notice")
+    assert [d.confidence for d in explain_text(log)] == [notice.confidence]
