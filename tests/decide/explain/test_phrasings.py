@@ -4,10 +4,13 @@ unrecognised or misread before; the negatives keep the same words in logs that a
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from flashdoctor.decide.explain import explain_text
 from flashdoctor.knowledge.signatures import knowledge
+from tests.support.paths import load_script
 
 DLL = "ImportError: DLL load failed while importing flash_attn_2_cuda: "
 
@@ -756,3 +759,32 @@ def test_a_notice_that_it_is_not_installed_stays_a_notice_under_any_name(log: st
     # cause of a log that prints the notice on the way (a GPU FlashAttention does not support).
     notice = next(s for s in knowledge().signatures if s.id == "fa-not-installed-notice")
     assert [d.confidence for d in explain_text(log)] == [notice.confidence]
+
+
+def test_every_example_is_read_under_every_spelling_of_its_variant() -> None:
+    # Each signature example that names the library in prose, renamed to each spelling of the same variant
+    # (eval_robustness's names), is still read by its signature (with its keywords: the prefilter).
+    rob = load_script("eval_robustness")
+    missed = set()
+    for sig in knowledge().signatures:
+        for example in sig.examples:
+            for variant, names in rob.SPELLINGS.items():
+                for name in names:
+
+                    def spell(m: re.Match[str], variant: str = variant, name: str = name) -> str:
+                        own = "3" if m.group("three") else "2" if m.group("two") else "any"
+                        return name if own == variant else m.group(0)
+
+                    renamed = rob._NAME.sub(spell, example)
+                    if not (sig.search(renamed) and any(k in renamed.lower().encode() for k in sig.keywords)):
+                        missed.add(sig.id)
+    # Left as they are: their keyword is the library's one spelling (the prefilter's vocabulary is kept
+    # deliberate, test_signatures_data), or a name the variant's list does not hold (FA2 in a sentence).
+    assert missed == {
+        "caller-has-bug-with-flash-stated",
+        "library-disables-fa-for-gpu",
+        "library-flash-attn-range",
+        "no-wheel-stated",
+        "torch-sdpa-not-compiled",
+        "xformers-capability",
+    }
