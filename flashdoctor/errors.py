@@ -12,11 +12,17 @@ EXIT_NETWORK = 4  # a download failed (after retries)
 EXIT_INSTALL = 5  # an install or build failed; the environment was restored
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM: `timeout`, `docker stop`, a CI job cancelled
+EXIT_HUNG_UP = 129  # 128 + SIGHUP: the terminal went away (a closed ssh session)
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, as Ctrl-C is: everything that cleans up after Ctrl-C (an
-    install's rollback, a build's process group, a probe's child in its own session) does so after it."""
+    """SIGTERM (or SIGHUP), raised where the program is, as Ctrl-C is: everything that cleans up after
+    Ctrl-C (an install's rollback, a build's process group, a probe's child in its own session, install's
+    pip in its own) does so after it."""
+
+    def __init__(self, signame: str = "SIGTERM") -> None:
+        super().__init__(signame)
+        self.signame = signame
 
 
 class FlashdoctorError(Exception):

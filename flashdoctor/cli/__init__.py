@@ -28,6 +28,7 @@ from flashdoctor.cli.options import AS_MODULE, examples, refuse_empty_values
 from flashdoctor.cli.smoke import bench, smoke
 from flashdoctor.cli.wheels import wheels
 from flashdoctor.errors import (
+    EXIT_HUNG_UP,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
@@ -103,7 +104,12 @@ def _replace_unencodable() -> None:
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+    raise Terminated(signal.Signals(signum).name)
+
+
+# Raised as Terminated: SIGTERM, and SIGHUP (the terminal closed: Python's default would end the process at
+# once, and install's pip, in a session of its own, would go on changing the environment).
+_TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def main(argv: Sequence[str] | None = None, *, as_module: bool = False) -> None:
@@ -112,15 +118,19 @@ def main(argv: Sequence[str] | None = None, *, as_module: bool = False) -> None:
     default would end the process at once: an install half done, a probe's child left running).
     ``as_module``: run as ``python -m flashdoctor`` (that Python is the default target: cli.options.machine)."""
     _replace_unencodable()
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread (an embedding program): its handler stays
-        previous = None
+    previous = {}
+    for signum in _TERMINATING:
+        if signum == getattr(signal, "SIGHUP", None) and signal.getsignal(signum) == signal.SIG_IGN:
+            continue  # started under nohup: a hang-up is to be ignored
+        try:
+            previous[signum] = signal.signal(signum, _raise_terminated)
+        except ValueError:  # not the main thread (an embedding program): its handlers stay
+            break
     try:
         _main(argv, as_module=as_module)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _annotate(text: str, code: int) -> None:
@@ -157,9 +167,11 @@ def _main(argv: Sequence[str] | None, *, as_module: bool) -> None:
 
         stop_started()
         # click turns a KeyboardInterrupt (and so a Terminated) into Abort, the interrupt its cause
-        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
-            echo("\nflashdoctor: terminated (SIGTERM)", err=True)
-            sys.exit(EXIT_TERMINATED)
+        term = exc if isinstance(exc, Terminated) else exc.__cause__
+        if isinstance(term, Terminated):
+            hung_up = term.signame == "SIGHUP"
+            echo(f"\nflashdoctor: {'hung up' if hung_up else 'terminated'} ({term.signame})", err=True)
+            sys.exit(EXIT_HUNG_UP if hung_up else EXIT_TERMINATED)
         echo("\nflashdoctor: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except FlashdoctorError as exc:

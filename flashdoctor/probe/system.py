@@ -45,6 +45,10 @@ def signal_name(rc: int | None) -> str | None:
         return f"signal {-rc}"
 
 
+# What interrupts_held holds: Ctrl-C, and what the CLI raises as Terminated (SIGTERM, SIGHUP).
+_HELD = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
     """In the main thread, a Ctrl-C or SIGTERM (a Python handler's) that arrives inside the block is raised
@@ -65,7 +69,7 @@ def interrupts_held() -> Iterator[None]:
         else:  # arrived while the handlers were being put back
             previous[signum](signum, frame)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _HELD:
         handler = signal.getsignal(sig)
         if callable(handler):  # SIG_DFL, SIG_IGN and a C handler are left as they are
             previous[sig] = handler

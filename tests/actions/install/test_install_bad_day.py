@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -76,9 +77,11 @@ def _signal_pip_half_way(
     py: Path, tmp: Path, cache_dir: Path, sig: signal.Signals, *, group: bool = True
 ) -> tuple[dict[str, str], list[str], subprocess.Popen[str], str]:
     """Install V_OLD, then start `flashdoctor install` of a big V_GOOD and send ``sig`` to its process
-    group (flashdoctor and its pip; or, not ``group``, to flashdoctor alone, as `timeout` and `docker stop`
-    do) once pip has moved the old version aside. Returns the tree digest and the names in site-packages
-    before, the process (ended) and its stderr."""
+    group (what a terminal's Ctrl-C or hang-up reaches; pip runs in a session of its own, which flashdoctor
+    stops; for SIGKILL, which flashdoctor cannot handle, pip's session too: both killed at once) or, not
+    ``group``, to flashdoctor alone (as `timeout` and `docker stop` do) once pip has moved the old version
+    aside. Returns the tree digest and the names in site-packages before, the process (ended) and its
+    stderr."""
     old = make_wheel(tmp / "old", version=V_OLD, files={"flash_attn/__init__.py": init_py(V_OLD)})
     assert _install(py, old, V_OLD, tmp, cache_root=cache_dir / "wheels").status == "installed"
     site = site_packages(py)
@@ -91,7 +94,12 @@ def _signal_pip_half_way(
         while time.monotonic() < deadline and p.poll() is None and old_info.exists():
             time.sleep(0.002)
         if group:
+            children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
+            pips = [int(c) for c in children.read_text().split()] if children.exists() else []
             os.killpg(p.pid, sig)
+            for pip in pips if sig == signal.SIGKILL else ():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pip, sig)
         else:
             p.send_signal(sig)
         _out, err = p.communicate(timeout=120)
@@ -242,8 +250,8 @@ def test_lock_format_all_on_a_full_disk_replaces_none_of_the_set(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("sig", "group", "code"),
-    [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)],
-    ids=["ctrl-c", "sigterm"],
+    [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143), (signal.SIGHUP, True, 129)],
+    ids=["ctrl-c", "sigterm", "sighup"],
 )
 def test_ctrl_c_while_pip_replaces_the_old_version_restores_it_and_exits_130(
     fresh_venv: Path, tmp_path: Path, sig: signal.Signals, group: bool, code: int
@@ -253,7 +261,8 @@ def test_ctrl_c_while_pip_replaces_the_old_version_restores_it_and_exits_130(
     it (``~lash_attn/``, ``~lash_attn-<old>.dist-info/``) stayed in site-packages, and every later pip
     warned "Ignoring invalid distribution ~lash-attn". The restore removes it now. SIGTERM to flashdoctor
     alone (`timeout`, `docker stop`: pip gets no signal of its own) stops pip, restores the same and
-    exits 143."""
+    exits 143. A terminal's hang-up (SIGHUP to the group: a closed ssh session) ended flashdoctor at once,
+    with no restore, and pip, in a session of its own, went on; it is cleaned up as SIGTERM is, exit 129."""
     cache_dir = tmp_path / "fdc"
     site = site_packages(fresh_venv)
     before, names, p, err = _signal_pip_half_way(fresh_venv, tmp_path, cache_dir, sig, group=group)
