@@ -13,14 +13,28 @@ and records, for every symbol of libc10 and libc10_cuda that not every release e
 symbol named in an ``undefined symbol`` line of the tuning logs, the releases that export it. Symbols that
 spell a std::string (``__cxx11`` or ``Ss``) are left out: which releases export them depends on the C++ ABI
 of the build, which the cxx11-abi signatures read from the name itself.
+
+``--across-minors SRC`` measures instead whether a FlashAttention 2 extension built against one torch
+release loads on the later ones (data/torch_builds.json ``abi_across_minors``, written by hand from its
+table): SRC is an unpacked flash-attn sdist (its csrc/flash_attn/flash_api.cpp, the host unit) and
+``--wheels`` the torch wheels as above (their headers are used too; a C++17 g++ and CUDA's headers at
+$CUDA_HOME/include are needed). The unit is compiled against each release's headers (the CUDAExtension
+defines, the CXX11 ABI), and the torch symbols it imports (nm -u; libstdc++'s std:: symbols left out) are
+looked up in every later release's exports; the table says, per pair, "ok" or the symbols gone. The
+kernel units import only what their launch templates' C10_CUDA_CHECK does; compile one with nvcc and
+pass its object with ``--extra-object VERSION=FILE`` to add its imports to that release's.
+
+    python scripts/measure_torch_symbols.py --wheels wheels --across-minors flash_attn-2.8.3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
+import sysconfig
 import tempfile
 import zipfile
 from pathlib import Path
@@ -41,10 +55,10 @@ def nm_exports(lib: Path) -> set[str]:
     return {line.split()[-1] for line in out.stdout.splitlines() if line.strip()}
 
 
-def from_wheel(wheel: Path) -> dict[str, set[str]]:
+def from_wheel(wheel: Path, libs: tuple[str, ...] = LIBS) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
-        for lib in LIBS:
+        for lib in libs:
             name = f"torch/lib/lib{lib}.so"
             if name in zf.namelist():
                 found[lib] = nm_exports(Path(zf.extract(name, tmp)))
@@ -80,13 +94,79 @@ def logged_symbols(folder: Path) -> set[str]:
     return found
 
 
+STD = ("_ZNSt", "_ZNKSt", "_ZSt", "_ZTVSt", "_ZTISt", "_ZTSSt", "_ZNSs", "_ZNKSs")  # libstdc++'s
+
+
+def host_unit_imports(src: Path, wheel: Path, tmp: Path) -> set[str]:
+    """The undefined symbols of flash-attn's host unit compiled against ``wheel``'s torch headers."""
+    with zipfile.ZipFile(wheel) as zf:
+        for name in zf.namelist():
+            if name.startswith("torch/include/"):
+                zf.extract(name, tmp)
+    inc = tmp / "torch" / "include"
+    py_inc = sysconfig.get_paths()["include"]
+    cuda = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
+    obj = tmp / "flash_api.o"
+    defines = [
+        "-D_GLIBCXX_USE_CXX11_ABI=1",
+        "-DTORCH_API_INCLUDE_EXTENSION_H",
+        "-DTORCH_EXTENSION_NAME=flash_attn_2_cuda",
+        '-DPYBIND11_COMPILER_TYPE="_gcc"',
+        '-DPYBIND11_STDLIB="_libstdcpp"',
+        '-DPYBIND11_BUILD_ABI="_cxxabi1018"',
+    ]
+    includes = ["csrc/flash_attn", "csrc/flash_attn/src", "csrc/cutlass/include"]
+    includes += [str(inc), str(inc / "torch/csrc/api/include"), str(cuda), py_inc]
+    cmd = ["g++", "-c", "-O1", "-std=c++17", "-fPIC", "-w", *defines, *(f"-I{i}" for i in includes)]
+    subprocess.run([*cmd, "csrc/flash_attn/flash_api.cpp", "-o", str(obj)], cwd=src, check=True)
+    return undefined(obj)
+
+
+def undefined(obj: Path) -> set[str]:
+    out = subprocess.run(
+        ["nm", "-u", "--format=just-symbols", str(obj)], capture_output=True, text=True, check=True
+    )
+    return set(out.stdout.split())
+
+
+def across_minors(src: Path, wheels: dict[str, Path], extra: dict[str, Path]) -> None:
+    """Print, per release built against, which later releases export every torch symbol it imports."""
+    versions = sorted(wheels, key=version_key)
+    every = {v: set().union(*from_wheel(wheels[v], (*LIBS, "torch")).values()) for v in versions}
+    known = set().union(*every.values())
+    for i, built in enumerate(versions):
+        with tempfile.TemporaryDirectory() as tmp:
+            imports = host_unit_imports(src, wheels[built], Path(tmp))
+        if built in extra:
+            imports |= undefined(extra[built])
+        torch_syms = {s for s in imports if s in known and not s.startswith(STD)}
+        row = []
+        for on in versions[i:]:
+            gone = sorted(torch_syms - every[on])
+            demangled = subprocess.run(
+                ["c++filt"], input="\n".join(gone), capture_output=True, text=True
+            ).stdout
+            row.append(f"{on}: " + ("ok" if not gone else "; ".join(demangled.split("\n")[:3])))
+        print(f"built against {built} ({len(torch_syms)} torch symbols): " + " | ".join(row))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--wheels", type=Path, help="folders <version>/torch-*.whl")
     ap.add_argument("--syms", type=Path, help="folders <version>/<lib>.syms (nm -D --defined-only names)")
     ap.add_argument("--logs", type=Path, default=Path("tests/data/explain_eval"))
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument(
+        "--across-minors", type=Path, metavar="SRC", help="an unpacked flash-attn sdist (see above)"
+    )
+    ap.add_argument("--extra-object", action="append", default=[], metavar="VERSION=FILE")
     args = ap.parse_args()
+    if args.across_minors is not None:
+        found = {p.name: sorted(p.glob("torch-*.whl")) for p in sorted(args.wheels.iterdir()) if p.is_dir()}
+        torch_wheels = {v: w[0] for v, w in found.items() if w and "+cpu" not in w[0].name}
+        extra = dict((v, Path(f)) for v, f in (e.split("=", 1) for e in args.extra_object))
+        across_minors(args.across_minors, torch_wheels, extra)
+        return
     exports: dict[str, dict[str, set[str]]] = {}
     if args.syms is not None:
         for folder in sorted(p for p in args.syms.iterdir() if p.is_dir()):

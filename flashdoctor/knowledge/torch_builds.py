@@ -157,3 +157,29 @@ def measured_patches() -> dict[tuple[int, int], tuple[int, ...]]:
             mm = (v.release[0], v.release[1])
             out[mm] = tuple(sorted({*out.get(mm, ()), v.release[2]}))
     return out
+
+
+@dataclass(frozen=True)
+class AcrossMinors:
+    """Which later torch minors a wheel built against a minor loads on (data/torch_builds.json
+    ``abi_across_minors``), for the variants measured; ``breaks``: (built, on) -> the first symbol gone."""
+
+    variants: frozenset[str]
+    loads_on: dict[tuple[int, int], frozenset[tuple[int, int]]]
+    breaks: dict[tuple[tuple[int, int], tuple[int, int]], str]
+
+
+@cache
+def across_minors() -> AcrossMinors:
+    block = load_data("torch_builds")["abi_across_minors"]
+
+    def mm(text: str) -> tuple[int, int]:
+        out = major_minor(text)
+        assert out is not None, text  # the schema's pattern
+        return out
+
+    return AcrossMinors(
+        frozenset(block["variants"]),
+        {mm(e["built"]): frozenset(mm(o) for o in e["on"]) for e in block["loads_on"]},
+        {(mm(b["built"]), mm(b["on"])): b["symbol"] for b in block["breaks"]},
+    )

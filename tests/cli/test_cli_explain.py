@@ -75,13 +75,24 @@ def test_fixes_name_the_wheel_the_selector_picks_for_the_target(tmp_path: Path):
     a100 = json.loads(run("explain", a100_log, "--target", target("a100"), "--json").stdout)["diagnoses"][0]
     assert a100["code"] == "torch-abi-mismatch"
     assert "+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl" in a100["fix"]
-    # torch 2.11 has no official FA2 wheel: the fix says to rebuild instead of naming one.
+    # torch 2.11 has no FA2 wheel of its own: the official torch 2.10 one, which loads there (measured), and
+    # the fix does not call it a wheel built for torch 2.11.
     (tmp_path / "h").mkdir()
     h100_log = _with_first_line(
         tmp_path / "h", "import-undefined-symbol.log", "PyTorch version: 2.11.0+cu130"
     )
     h100 = json.loads(run("explain", h100_log, "--target", target("h100"), "--json").stdout)["diagnoses"][0]
-    assert "No prebuilt flash-attn wheel fits" in h100["fix"] and "--from-source" in h100["fix"]
+    assert "that fits torch 2.11" in h100["fix"] and "+cu13torch2.10cxx11abiTRUE-cp312" in h100["fix"], h100[
+        "fix"
+    ]
+    # torch 2.13 has none that loads: the fix says to rebuild instead of naming one.
+    (tmp_path / "n").mkdir()
+    spec = {**json.loads((TARGETS / "h100.json").read_text()), "torch": "2.13.0+cu130"}
+    (tmp_path / "n" / "t.json").write_text(json.dumps(spec))
+    new_log = _with_first_line(tmp_path / "n", "import-undefined-symbol.log", "PyTorch version: 2.13.0+cu130")
+    newer = json.loads(run("explain", new_log, "--target", str(tmp_path / "n" / "t.json"), "--json").stdout)
+    assert "No prebuilt flash-attn wheel fits" in newer["diagnoses"][0]["fix"], newer["diagnoses"][0]["fix"]
+    assert "--from-source" in newer["diagnoses"][0]["fix"]
     # A torch 2.8 log explained against the h100 target: the fix is for the log's machine, and says so.
     other = json.loads(run("explain", a100_log, "--target", target("h100"), "--json").stdout)["diagnoses"][0]
     assert other["fix"].startswith("For the machine in this log (torch 2.8.0+cu128, cp312, Linux):")

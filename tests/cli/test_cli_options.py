@@ -100,7 +100,9 @@ def test_variant_and_backend_names_are_read_in_any_case(capsys: pytest.CaptureFi
     """Users write FA2 / FA3 (as the docs title them); `check --require FA2` was a usage error (exit 2)
     and so was the Action's `require: FA2`. Every option that takes variant names reads them in any case
     and hands the command the registry's spelling."""
-    code, _, err = run_main(["check", "--target", H100, "--require", "FA2"], capsys)
+    code, _, err = run_main(
+        ["check", "--target", str(TARGETS / "h100-torch213.json"), "--require", "FA2"], capsys
+    )
     assert code == 1 and "--require fa2: fa2 is buildable, not ready" in err, err
     takes_variants = [
         (name, p)

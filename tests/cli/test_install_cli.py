@@ -332,15 +332,18 @@ def test_offline_install_of_a_local_build_from_the_wheelhouse(fresh_venv: Path, 
 
 @pytest.mark.slow
 def test_gpu_machine_plan_with_the_real_selector_uses_the_local_build(tmp_path: Path) -> None:
-    """The H100 of the GPU machine (tests/targets/h100.json: torch 2.11, no official wheel): the selector
-    plans a build, and a fingerprinted local build in --wheelhouse turns it into an offline wheel install."""
+    """The H100 of the GPU machine (tests/targets/h100.json: torch 2.11, no official wheel of its own): the
+    selector plans the official torch 2.10 wheel (it loads on 2.11, measured), and a fingerprinted local build
+    for this very torch in --wheelhouse comes before any download: an offline wheel install."""
     targets = TARGETS
     wh = tmp_path / "wh" / "5f1c0ffee0ddba11"
     w = make_wheel(wh, version="2.8.3.post2+fd.sm90.hd128.bf16", tag="cp312-cp312-linux_x86_64")
     write_manifest(w, H100_BUILD)
     base = ["install", "--fa2", "--target", str(targets / "h100.json"), "--dry-run", "--json"]
     r = fd(*base)
-    assert r.returncode == 0 and json.loads(r.stdout)["action"] == "build"
+    assert r.returncode == 0 and json.loads(r.stdout)["wheel"]["filename"].endswith(
+        "+cu13torch2.10cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
+    )
     r = fd(*base, "--wheelhouse", str(tmp_path / "wh"))
     doc = json.loads(r.stdout)
     assert r.returncode == 0 and doc["action"] == "wheel", r.stdout + r.stderr
@@ -349,6 +352,11 @@ def test_gpu_machine_plan_with_the_real_selector_uses_the_local_build(tmp_path: 
         and doc["wheel"]["source"] == "wheelhouse"
         and doc["wheel"]["sha256"] == sha256_of(w)
     )
+    # The selector's origin was the index wheel's ("GitHub release v2.8.3 of Dao-AILab/flash-attention
+    # (official)", digest "from flashdoctor's wheel index"), and it was printed for the local build.
+    assert "origin" not in doc, doc["origin"]
+    human = fd(*base[:-1], "--wheelhouse", str(tmp_path / "wh")).stdout
+    assert "GitHub release" not in human and "source: wheelhouse" in human, human
     r = fd(
         "install",
         "--fa2",

@@ -215,7 +215,7 @@ def test_a_none_plan_replayed_where_it_holds_says_whose_reasons_they_are(tmp_pat
 
 def test_a_build_plan_is_refused_where_a_wheel_fits(tmp_path: Path) -> None:
     """`lock --plan` of a build plan said "nothing to lock" with the other machine's reasons as its hint."""
-    r = fd("install", "--target", str(TARGETS / "h100.json"), "--dry-run", "--json")
+    r = fd("install", "--target", str(TARGETS / "h100-torch213.json"), "--dry-run", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["action"] == "build", r.stdout + r.stderr
     (tmp_path / "plan.json").write_text(r.stdout)
     a100 = str(TARGETS / "a100.json")
@@ -285,8 +285,8 @@ def test_an_option_given_on_replay_wins_and_the_report_names_the_plans(tmp_path:
     assert r.returncode == 0, r.stdout + r.stderr
     reasons = json.loads(r.stdout)["reasons"]
     assert "the plan was made with --version >=2.9; --version >=3 given here selects instead" in reasons
-    # --allow-community given to a plan made without it (H100: a community wheel fits, no official one)
-    h100 = str(TARGETS / "h100.json")
+    # --allow-community given to a plan made without it (torch 2.13: a community wheel fits, no official one)
+    h100 = str(TARGETS / "h100-torch213.json")
     r = fd("install", "--target", h100, "--dry-run", "--json")
     assert json.loads(r.stdout)["action"] == "build", r.stdout + r.stderr
     (tmp_path / "h100.json").write_text(r.stdout)

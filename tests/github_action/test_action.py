@@ -50,7 +50,9 @@ def test_every_input_is_used_and_every_output_is_set(tmp_path: Path) -> None:
 
 def test_a_required_variant_that_is_not_ready_fails_the_job_and_says_why(tmp_path: Path) -> None:
     run = run_action(
-        {"install": "false", "target": str(TARGETS / "h100.json"), "require": "fa2"}, tmp_path, _environ()
+        {"install": "false", "target": str(TARGETS / "h100-torch213.json"), "require": "fa2"},
+        tmp_path,
+        _environ(),
     )
     assert run.failed and run.outputs["exit-code"] == "1"
     verdicts = json.loads(run.outputs["verdicts"])
@@ -67,7 +69,7 @@ def test_a_required_variant_that_is_not_ready_fails_the_job_and_says_why(tmp_pat
 def test_required_variants_are_read_in_any_case(tmp_path: Path) -> None:
     # Before: `require: FA2` (as the docs title the variants) was bad input, exit code 2.
     run = run_action(
-        {"install": "false", "target": str(TARGETS / "h100.json"), "require": "FA2, Fa3"},
+        {"install": "false", "target": str(TARGETS / "h100-torch213.json"), "require": "FA2, Fa3"},
         tmp_path,
         _environ(),
     )

@@ -167,6 +167,7 @@ def resolve_local(
         plan,
         action="wheel",
         wheel=found.ref(),
+        origin=None,  # the selector's was the index wheel's: its release, its digest's source
         alternatives=alternatives,
         reasons=(*plan.reasons, _local_reason(found, instead)),
     ), notes

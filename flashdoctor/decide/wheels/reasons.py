@@ -23,9 +23,11 @@ from flashdoctor.decide.wheels.target import Target
 from flashdoctor.decide.wheels.torchbuild import (
     EXACT,
     NIGHTLY,
+    OTHER_MINOR,
     OTHER_PATCH,
     UNKNOWN,
-    build_class,
+    fit_class,
+    minor_break,
     nightly_break,
     patches_measured,
     torch_build,
@@ -49,6 +51,9 @@ def reason_text(code: str, entry: IndexEntry, t: Target, spec: SpecifierSet | No
     elif code == "torch-mismatch":
         if n.torch is not None:
             msg = f"built for torch {n.torch_text}, this is torch {mm_text(t.torch_mm)}"
+            gone = minor_break(n.torch, t.torch_mm) if t.torch_mm is not None else None
+            if gone is not None:
+                msg += f" (it imports {gone}, which torch {mm_text(t.torch_mm)} no longer exports: measured)"
         else:
             msg = f"serves torch {entry.torch_spec} (LibTorch stable ABI), this is torch {t.torch_version}"
     elif code == "torch-build-mismatch":
@@ -173,7 +178,7 @@ def entry_notes(e: IndexEntry, variant: Variant, t: Target | None = None) -> lis
             "treated as a CXX11-ABI wheel (inferred from setup.py)"
         )
     if e.name.torch is not None and t is not None and t.torch_build is not None:
-        cls = build_class(e.torch_build, t.torch_build)
+        cls = fit_class(e.name.variant or "", e.name.torch, e.torch_build, t.torch_mm, t.torch_build)
         if cls == EXACT and not t.torch_build.is_release:
             if e.torch_build == t.torch_build.text:
                 same = ""
@@ -197,6 +202,13 @@ def entry_notes(e: IndexEntry, variant: Variant, t: Target | None = None) -> lis
             out.append(
                 f"built against torch {e.torch_build}, another patch than this torch {t.torch_build.text}: "
                 f"{why}; no wheel built against {t.torch_build.text} fits"
+            )
+        elif cls == OTHER_MINOR:
+            out.append(
+                f"built against torch {e.name.torch_text}, an earlier minor than this torch {t.torch_build.text}: "
+                f"torch {mm_text(t.torch_mm)} still exports every torch symbol FlashAttention's extension built "
+                f"against {e.name.torch_text} imports (measured on PyTorch's wheels), so it loads; no wheel built "
+                f"for torch {mm_text(t.torch_mm)} fits"
             )
         elif cls == NIGHTLY:
             b = torch_build(e.torch_build)

@@ -4,8 +4,10 @@ formatted here (reasons.py words them).
 Matching rules (facts.md, "FA2" / "FA3" / "Wheels in the wild"; each code is public: data/codes.json,
 README "Wheel rejection codes"):
 
-- ``torch-mismatch``: an FA2 (or torch-labelled) wheel must match torch's major.minor exactly — a wheel
-  for another minor fails with ``undefined symbol: _ZN3c10...``. FA3 stable-ABI wheels (no torch in
+- ``torch-mismatch``: an FA2 (or torch-labelled) wheel must match torch's major.minor — a wheel for
+  another minor fails with ``undefined symbol: _ZN3c10...`` — except an FA2 wheel of an earlier minor
+  whose torch symbols a later minor still exports (measured: built against 2.10, it loads on 2.11 and
+  2.12; torchbuild.fit_class, data/torch_builds.json ``abi_across_minors``). FA3 stable-ABI wheels (no torch in
   the name) serve torch >= 2.9 (hopper/setup.py TORCH_TARGET_VERSION).
 - ``torch-build-mismatch``: the wheel was compiled against another build of torch's major.minor whose
   symbols this torch lacks: a nightly from before a recorded symbol change (torch-2.3 wheels built on
@@ -44,7 +46,7 @@ from flashdoctor import knowledge
 from flashdoctor.decide.wheels.index import IndexEntry, WheelIndex
 from flashdoctor.decide.wheels.parse import manylinux_glibc, platform_arch
 from flashdoctor.decide.wheels.target import Target
-from flashdoctor.decide.wheels.torchbuild import build_class
+from flashdoctor.decide.wheels.torchbuild import fit_class
 from flashdoctor.knowledge import codes as code_registry
 from flashdoctor.knowledge.archs import runs_on
 from flashdoctor.knowledge.variants import TorchApiFloor, Variant
@@ -106,9 +108,11 @@ def machine_codes(entry: IndexEntry, t: Target) -> list[str]:
         codes.append("no-cuda-torch")
     elif t.torch_state == "cuda":
         if n.torch is not None:
-            if t.torch_mm is not None and n.torch != t.torch_mm:
+            if fit_class(n.variant or "", n.torch, entry.torch_build, t.torch_mm, t.torch_build) is not None:
+                pass
+            elif t.torch_mm is not None and n.torch != t.torch_mm:
                 codes.append("torch-mismatch")
-            elif build_class(entry.torch_build, t.torch_build) is None:
+            else:
                 codes.append("torch-build-mismatch")
         elif entry.torch_spec is not None and t.torch_version is not None:
             if not entry.torch_spec.contains(t.torch_version, prereleases=True):

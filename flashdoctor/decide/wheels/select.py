@@ -40,7 +40,7 @@ from flashdoctor.decide.wheels.rules import (
     version_ranks,
 )
 from flashdoctor.decide.wheels.target import Target, supported_tags, target_of
-from flashdoctor.decide.wheels.torchbuild import EXACT, UNKNOWN, build_class
+from flashdoctor.decide.wheels.torchbuild import EXACT, UNKNOWN, fit_class
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.model.environment import Environment
@@ -81,7 +81,7 @@ def preference_key(entry: IndexEntry, t: Target) -> tuple[object, ...]:
     """Sort key, best first when sorted ascending."""
     build = build_rank(entry, t)
     return (
-        max(build - UNKNOWN, 0),  # another patch, then a nightly, after the rest
+        max(build - UNKNOWN, 0),  # another patch, then a nightly, then an earlier minor, after the rest
         1 if entry.claim else 0,
         1 if entry.superseded_by else 0,
         1 if torch_api_short(entry, t) else 0,
@@ -105,9 +105,10 @@ def build_rank(entry: IndexEntry, t: Target) -> int:
     """How the torch the wheel was built against fits torch's (torchbuild.build_class; 0 is best).
     Wheels without torch in their name (FA3 on the stable ABI, FA4) do not depend on it: they rank as
     built against this very torch."""
-    if entry.name.torch is None:
+    n = entry.name
+    if n.torch is None:
         return EXACT
-    cls = build_class(entry.torch_build, t.torch_build)
+    cls = fit_class(n.variant or "", n.torch, entry.torch_build, t.torch_mm, t.torch_build)
     return UNKNOWN if cls is None else cls
 
 

@@ -13,6 +13,11 @@ symbols (data/torch_builds.json ``abi_across_builds``):
 - one built against a *nightly* of the minor fits a release, ranked after every release-built wheel,
   unless the data records a break: a nightly older than a symbol change (torch-2.3 wheels built on
   nightlies before 2024-02-08 import c10::cuda::SetDevice(int), which 2.3's releases do not export).
+- a wheel built against an *earlier minor* fits a release of a later one only where every torch symbol
+  the extension imports is still exported there (measured for FA2: built against 2.10, it loads on 2.11
+  and 2.12; not on 2.13, nor 2.9 on 2.10: data/torch_builds.json ``abi_across_minors``), and only one
+  built against a release (or an unrecorded build) of its minor; it ranks after every wheel of the
+  torch's own minor.
 - a *pre-release, nightly or vendor* torch (NGC's ``2.1.0a0+32f93b1``, ``2.8.0.dev20250319``, Jetson's
   ``2.0.0+nv23.05``) is its own cell: release wheels do not fit it ("compile from source",
   maintainer in #836, #709), so only a wheel built against that very build fits - or against the nightly
@@ -29,7 +34,13 @@ from functools import lru_cache
 
 from packaging.version import InvalidVersion, Version
 
-from flashdoctor.knowledge.torch_builds import NightlyBreak, measured_patches, nightly_breaks, vendor_builds
+from flashdoctor.knowledge.torch_builds import (
+    NightlyBreak,
+    across_minors,
+    measured_patches,
+    nightly_breaks,
+    vendor_builds,
+)
 
 # Local labels of PyTorch's own builds: the CUDA / CPU / ROCm / XPU flavour of one release.
 _OWN_LABEL = re.compile(r"^(cu\d+|cpu|rocm[\d.]+|xpu)$")
@@ -113,7 +124,7 @@ def torch_build(text: str | None) -> TorchBuild | None:
 # Fit classes of a wheel's build torch on the torch at hand, best first (ranks of the preference key).
 # Another release patch fits (data: the patches export the same symbols) but ranks after the exact one:
 # the conservative order, which the confirmed environments also favour.
-EXACT, UNKNOWN, OTHER_PATCH, NIGHTLY = 0, 1, 2, 3
+EXACT, UNKNOWN, OTHER_PATCH, NIGHTLY, OTHER_MINOR = 0, 1, 2, 3, 4
 
 
 def build_class(built: str | None, t: TorchBuild | None) -> int | None:
@@ -131,6 +142,35 @@ def build_class(built: str | None, t: TorchBuild | None) -> int | None:
     if b.mm != t.mm or t.patch is None or b.patch is None:
         return UNKNOWN
     return EXACT if b.patch == t.patch else OTHER_PATCH
+
+
+def fit_class(
+    variant: str,
+    wheel_mm: tuple[int, int],
+    built: str | None,
+    t_mm: tuple[int, int] | None,
+    t: TorchBuild | None,
+) -> int | None:
+    """How a ``variant`` wheel for torch minor ``wheel_mm``, built against ``built``, fits the torch of minor
+    ``t_mm`` whose build is ``t`` (None: unknown): the classes above (build_class for the same minor, or
+    an unknown minor; OTHER_MINOR for an earlier minor whose extensions load on a release of ``t_mm``,
+    measured: data/torch_builds.json ``abi_across_minors``), or None when it does not fit."""
+    if t_mm is None or wheel_mm == t_mm:
+        return build_class(built, t)
+    across = across_minors()
+    if t is None or not t.is_release or variant not in across.variants:
+        return None
+    if t_mm not in across.loads_on.get(wheel_mm, ()):
+        return None
+    b = torch_build(built)
+    if b is not None and (not b.is_release or b.mm != wheel_mm):  # measured on releases only
+        return None
+    return OTHER_MINOR
+
+
+def minor_break(wheel_mm: tuple[int, int], t_mm: tuple[int, int]) -> str | None:
+    """The torch symbol measured gone from minor ``t_mm`` for an extension built against ``wheel_mm``."""
+    return across_minors().breaks.get((wheel_mm, t_mm))
 
 
 def patches_measured(b: TorchBuild, t: TorchBuild) -> bool:

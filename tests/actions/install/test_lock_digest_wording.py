@@ -27,8 +27,10 @@ def test_a_locked_local_build_is_not_said_to_match_a_published_digest(tmp_path: 
                    tag="cp312-cp312-linux_x86_64")  # fmt: skip
     write_manifest(w, H100_BUILD)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    # --version: the release only the local build is of (an index wheel would be locked instead: lock keeps
+    # the selector's wheel, a public URL, and turns only a "build" plan into a local build)
     base = [sys.executable, "-m", "flashdoctor", "lock", "--fa2", "--target", str(TARGETS / "h100.json"),
-            "--wheelhouse", str(tmp_path / "wh")]  # fmt: skip
+            "--wheelhouse", str(tmp_path / "wh"), "--version", "==2.8.3.post2"]  # fmt: skip
     out = tmp_path / "flash.txt"
     for extra in (["--json"], ["-o", str(out)]):
         p = subprocess.run(

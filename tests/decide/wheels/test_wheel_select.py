@@ -167,7 +167,7 @@ def test_exact_sha256_is_carried_from_the_listing(index: WheelIndex) -> None:
 
 # -- the plan's other actions -------------------------------------------------------------------------
 def test_no_wheel_means_a_build_and_says_what_would_fit(index: WheelIndex) -> None:
-    env = machine("h100", torch="2.11.0+cu130", glibc="2.39", nvcc="13.0")
+    env = machine("h100", torch="2.13.0+cu130", glibc="2.39", nvcc="13.0")
     plan = make_plan(env, "fa2", index)
     assert plan.action == "build"
     assert plan.wheel is None
@@ -243,7 +243,7 @@ def test_a_gpu_the_variant_never_runs_on_does_not_turn_a_wheel_into_a_build(inde
 
 
 def test_build_plan_carries_the_build_blockers(index: WheelIndex) -> None:
-    env = machine("h100", torch="2.11.0+cu130", glibc="2.39", nvcc=None)
+    env = machine("h100", torch="2.13.0+cu130", glibc="2.39", nvcc=None)
     plan = make_plan(env, "fa2", index)
     assert plan.action == "build"
     assert "nvcc-missing" in plan.blockers
@@ -457,7 +457,8 @@ def test_a_false_label_alone_serves_a_cxx11_torch(index: WheelIndex) -> None:
 # -- every rejection reason ----------------------------------------------------------------------------
 REASONS = [
     ("torch-mismatch", machine("a100"), "flash_attn-2.8.3.post1+cu12torch2.7cxx11abiTRUE-cp312-cp312-linux_x86_64.whl",
-     {}, "torch-mismatch: built for torch 2.7, this is torch 2.8"),
+     {}, "torch-mismatch: built for torch 2.7, this is torch 2.8 (it imports c10::cuda::SetDevice(signed char), "
+     "which torch 2.8 no longer exports: measured)"),
     ("torch-mismatch stable ABI", machine("h100"), "flash_attn_3-3.0.0-cp39-abi3-manylinux_2_28_x86_64.whl",
      {"cuda": "12.8"}, "torch-mismatch: serves torch >=2.9 (LibTorch stable ABI), this is torch 2.8.0"),
     ("cuda-mismatch", machine("a100", python="3.10", torch="2.5.1+cu118", cxx11abi=False),
@@ -626,3 +627,56 @@ def test_a_driver_too_old_for_torch_itself_blocks_the_machine_and_the_plan_still
     for variant in ("fa2", "fa4"):
         plan = make_plan(env, variant, index)
         assert plan.action == "wheel" and "driver-too-old" in plan.blockers, (variant, plan.reasons)
+
+
+# -- a wheel of an earlier torch minor (data/torch_builds.json abi_across_minors) ------------------------
+OFFICIAL_210 = "flash_attn-2.8.3+cu13torch2.10cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
+
+
+@pytest.mark.parametrize("torch", ["2.11.0+cu130", "2.12.0+cu130", "2.12"])
+def test_a_torch_210_wheel_serves_211_and_212_where_none_of_their_own_fits(
+    index: WheelIndex, torch: str
+) -> None:
+    """Every torch symbol FA2's extension built against 2.10 imports is exported by 2.11 and 2.12 (measured):
+    a torch 2.11 user was sent to a source build of hours although the official 2.10 wheel loads (a thread
+    confirmed it on torch 2.11.0+cu130)."""
+    plan = make_plan(machine("h100", torch=torch, glibc="2.39", nvcc="13.0"), "fa2", index)
+    assert plan.action == "wheel" and plan.wheel is not None and plan.wheel.filename == OFFICIAL_210
+    assert any("an earlier minor than this torch" in r and "measured" in r for r in plan.reasons), (
+        plan.reasons
+    )
+
+
+def test_a_wheel_of_the_torchs_own_minor_comes_before_one_of_an_earlier_minor(index: WheelIndex) -> None:
+    env = machine("h100", torch="2.11.0+cu130", glibc="2.39", nvcc="13.0")
+    plan = make_plan(env, "fa2", index, allow_community=True)
+    assert plan.wheel is not None and "torch2.11" in plan.wheel.filename, plan.wheel
+
+
+def test_a_break_between_minors_is_named_in_the_rejection(index: WheelIndex) -> None:
+    t = target_of(machine("h100", torch="2.13.0+cu130", glibc="2.39", nvcc="13.0"))
+    e = entry(index, OFFICIAL_210)
+    assert evaluate(e, t) == ("torch-mismatch",)
+    assert "materialize_cow_storage" in reason_text("torch-mismatch", e, t)
+    t = target_of(machine("h100", torch="2.10.0+cu130", glibc="2.39", nvcc="13.0"))
+    e = entry(index, "flash_attn-2.8.3+cu13torch2.9cxx11abiTRUE-cp312-cp312-linux_x86_64.whl", tag="v2.8.3")
+    assert evaluate(e, t) == ("torch-mismatch",)  # 2.9's c10_cuda_check_implementation is gone from 2.10
+    assert "c10_cuda_check_implementation" in reason_text("torch-mismatch", e, t)
+
+
+@pytest.mark.parametrize("torch", ["2.11.0.dev20260110+cu130", "2.11.0a0+abcdef0"])
+def test_a_nightly_or_vendor_torch_of_a_later_minor_gets_no_earlier_minors_wheel(
+    index: WheelIndex, torch: str
+) -> None:
+    """The measurement is of releases: a nightly or vendor torch is its own cell as ever."""
+    t = target_of(machine("h100", torch=torch, glibc="2.39", nvcc="13.0"))
+    assert evaluate(entry(index, OFFICIAL_210), t) == ("torch-mismatch",)
+
+
+def test_only_a_wheel_built_against_a_release_of_its_minor_crosses(index: WheelIndex) -> None:
+    from dataclasses import replace
+
+    t = target_of(machine("h100", torch="2.11.0+cu130", glibc="2.39", nvcc="13.0"))
+    e = entry(index, OFFICIAL_210)
+    assert evaluate(replace(e, torch_build="2.10.0"), t) == ()
+    assert evaluate(replace(e, torch_build="2.10.0.dev20251001"), t) == ("torch-mismatch",)
