@@ -95,6 +95,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 no_gpu, checked = _no_gpu_reason(), True
             if no_gpu:
                 item.add_marker(pytest.mark.skip(reason=no_gpu))
+    # The modules with a slow test run first, each kept whole (its module fixtures are made once per worker, as
+    # before): the end of the run is then short tests, which the two workers share out (--dist worksteal in
+    # addopts), not one worker alone on the GPU script's 20 s while the other waits (docs/testing.md).
+    slow_modules = {
+        getattr(item, "module", None) for item in items if item.get_closest_marker("slow") is not None
+    }
+    items.sort(key=lambda item: getattr(item, "module", None) not in slow_modules)
 
 
 # Started in the background of a non-interactive shell (`.ci/run &`), the suite inherits SIGINT ignored, and

@@ -82,6 +82,21 @@ def test_fixtures_that_fetch_mark_their_tests_network(request: pytest.FixtureReq
             assert item.get_closest_marker("slow") is not None, item.nodeid
 
 
+def test_the_modules_with_a_slow_test_run_first_each_whole(request: pytest.FixtureRequest) -> None:
+    """The run ends on short tests that both workers share (worksteal), not on one worker alone in a slow test
+    that collection order put last; each module stays whole, so its module fixtures are made once per worker."""
+    addopts = request.config.getini("addopts")
+    assert "--dist" in addopts and addopts[addopts.index("--dist") + 1] == "worksteal"
+    modules = [getattr(item, "module", None) for item in request.session.items]
+    slow = {
+        m for m, item in zip(modules, request.session.items) if item.get_closest_marker("slow") is not None
+    }
+    runs = [m for i, m in enumerate(modules) if i == 0 or m is not modules[i - 1]]
+    assert len(runs) == len(set(runs)), "a module's tests were split"
+    kinds = [m in slow for m in runs]
+    assert kinds == sorted(kinds, reverse=True), "a module without a slow test ran before one with"
+
+
 @pytest.mark.parametrize(
     ("markexpr", "unit_tier"),
     [
