@@ -51,7 +51,7 @@ def reason_text(code: str, entry: IndexEntry, t: Target, spec: SpecifierSet | No
     elif code == "torch-mismatch":
         if n.torch is not None:
             msg = f"built for torch {n.torch_text}, this is torch {mm_text(t.torch_mm)}"
-            gone = minor_break(n.torch, t.torch_mm) if t.torch_mm is not None else None
+            gone = minor_break(n.variant or "", n.torch, t.torch_mm) if t.torch_mm is not None else None
             if gone is not None:
                 msg += f" (it imports {gone}, which torch {mm_text(t.torch_mm)} no longer exports: measured)"
         else:

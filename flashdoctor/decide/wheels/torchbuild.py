@@ -168,9 +168,11 @@ def fit_class(
     return OTHER_MINOR
 
 
-def minor_break(wheel_mm: tuple[int, int], t_mm: tuple[int, int]) -> str | None:
-    """The torch symbol measured gone from minor ``t_mm`` for an extension built against ``wheel_mm``."""
-    return across_minors().breaks.get((wheel_mm, t_mm))
+def minor_break(variant: str, wheel_mm: tuple[int, int], t_mm: tuple[int, int]) -> str | None:
+    """The torch symbol measured gone from minor ``t_mm`` for a ``variant`` extension built against
+    ``wheel_mm`` (None: not measured, e.g. for another variant)."""
+    across = across_minors()
+    return across.breaks.get((wheel_mm, t_mm)) if variant in across.variants else None
 
 
 def patches_measured(b: TorchBuild, t: TorchBuild) -> bool:
