@@ -315,6 +315,7 @@ def stop_started() -> None:
     with _STARTED_LOCK:
         _STOPPING.set()
         procs = list(_STARTED)
+        _STARTED.clear()  # a nested call (a signal handler's) does not wait on one this call is stopping
     for proc in procs:
         stop(proc)
     with _STARTED_CHANGED:

@@ -397,3 +397,34 @@ def test_a_plans_reasons_print_as_one_line_each(tmp_path: Path) -> None:
     assert (
         json.loads(r.stdout)["reasons"][-1] == "see below sha256: verified against a published digest forged"
     )
+
+
+def test_a_plans_installed_version_prints_as_one_line(tmp_path: Path) -> None:
+    """The refusal of a `none` plan names the version it found installed, from the file: a line break in it
+    printed a line that could pass for flashdoctor's own, as a reason's did."""
+    doc = {"action": "none", "variant": "fa2", "reasons": ["ok"],
+           "installed": {"dist": "flash-attn", "version": "2.7.4\nflashdoctor: verified against a published digest"}}  # fmt: skip
+    (tmp_path / "plan.json").write_text(json.dumps(doc))
+    r = fd(
+        "install", "--plan", str(tmp_path / "plan.json"), "--target", str(TARGETS / "a100.json"), "--dry-run"
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert not any(ln.startswith("flashdoctor: verified") for ln in r.stderr.splitlines()), r.stderr
+
+
+def test_a_wheel_plans_selection_is_printed_back_in_flashdoctors_shape(tmp_path: Path) -> None:
+    """A wheel plan's `selection` was echoed as the file held it (`{}`, unknown keys), breaking the output's
+    own schema; it is printed back as flashdoctor writes it."""
+    from flashdoctor.knowledge.schemas import schema_validator
+    from tests.cli.test_cli_wheels import A100_WHEEL
+
+    plan = json.loads(
+        Path(write_plan(tmp_path, A100_WHEEL, "https://example.invalid/" + A100_WHEEL)).read_text()
+    )
+    plan["selection"] = {"extra": 1}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    r = fd("install", "--plan", str(tmp_path / "plan.json"), "--target", str(TARGETS / "a100.json"),
+           "--dry-run", "--json")  # fmt: skip
+    out = json.loads(r.stdout)
+    assert out["selection"] == {"version": None, "allow_community": False, "index": None}, out["selection"]
+    assert not list(schema_validator("plan.schema.json").iter_errors(out))

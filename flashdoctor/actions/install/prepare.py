@@ -22,6 +22,7 @@ from packaging.specifiers import SpecifierSet
 from flashdoctor.actions.cache import WheelCache
 from flashdoctor.actions.wheelhouse import BuiltWheel, Request, Wheelhouse, best
 from flashdoctor.decide.wheels.parse import WheelNameError, parse_wheel_name
+from flashdoctor.decide.wheels.plan import selection_json
 from flashdoctor.decide.wheels.select import parse_version_spec
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.profiles import parse_archs, parse_dtypes, parse_head_dims
@@ -94,17 +95,22 @@ def plan_from_json(doc: Any, where: str = "plan") -> Plan:
             source=raw.get("source") or "plan",
             version=raw["version"],
         )
-    installed = doc.get("installed")  # a "none" plan's: what replay_premise checks here
-    extra: dict[str, Any] = {"installed": installed} if installed is not None else {}
+    installed = doc.get("installed")  # a "none" plan's: what replay_premise checks here (and prints)
+    extra: dict[str, Any] = {}
+    if installed is not None:
+        extra["installed"] = {k: _LINE_BREAKS.sub(" ", v) for k, v in installed.items()}
     selection = doc.get("selection")  # what it was made with: what a replay selects with (replay_selection)
     if selection is not None:
         try:
-            parse_version_spec(selection.get("version"))
+            spec = parse_version_spec(selection.get("version"))
         except UsageError as exc:
             raise UsageError(
                 f"{where}: 'selection.version': {exc.message.removeprefix('--version ')}"
             ) from None
-        extra["selection"] = selection
+        # printed back with the plan: in the shape flashdoctor writes it (plan.schema.json), not as given
+        extra["selection"] = selection_json(
+            spec, selection.get("allow_community") is True, selection.get("index")
+        )
     return Plan(
         action=doc["action"],
         variant=variant,

@@ -296,7 +296,7 @@ class Tailor:
             if self._known("cuda_home") and env.cuda_home and env.cuda_home_headers:
                 return env.cuda_home
             roots = (
-                [_BIN.split(n.path)[0] for n in env.nvccs if _BIN.search(n.path)]
+                [n.path[: list(_BIN.finditer(n.path))[-1].start()] for n in env.nvccs if _BIN.search(n.path)]
                 if self._known("nvccs")
                 else []
             )

@@ -777,6 +777,19 @@ def test_a_windows_logs_toolkit_path_is_the_cuda_home_its_fix_names(path: str):
     assert "export " not in got[0].fix and "/usr/local" not in got[0].fix, got[0].fix
 
 
+def test_a_toolkit_under_a_bin_directory_is_still_the_cuda_home_hint():
+    """The toolkit root is what comes before nvcc's own bin/: cut at the first /bin/ (stop 43's rewrite),
+    /sw/bin/cuda-12.4/bin/nvcc gave /sw, no toolkit, and no hint."""
+    log = "OSError: CUDA_HOME environment variable is not set. Please set it to your CUDA install root."
+    env = environment_from_target(
+        {
+            "nvcc": "12.4", "nvcc_path": "/sw/bin/cuda-12.4/bin/nvcc", "cuda_home": None, "torch": "2.6.0+cu124",
+            "nvccs": [{"path": "/sw/bin/cuda-12.4/bin/nvcc", "version": "12.4"}],
+        }
+    )  # fmt: skip
+    assert "export CUDA_HOME=/sw/bin/cuda-12.4" in explain_text(log, env, here=True)[0].fix
+
+
 def test_a_probed_windows_machines_toolkit_without_cuda_home_is_its_cuda_home_hint():
     """The toolkit a probe of a Windows machine found (nvcc under ...\\CUDA\\v12.8\\bin, CUDA_HOME not set) was no
     CUDA_HOME hint: its directory's name (v12.8) does not say "cuda" (stop 43)."""
