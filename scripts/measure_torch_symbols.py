@@ -162,6 +162,8 @@ def main() -> None:
     ap.add_argument("--extra-object", action="append", default=[], metavar="VERSION=FILE")
     args = ap.parse_args()
     if args.across_minors is not None:
+        if args.wheels is None:
+            ap.error("--across-minors needs --wheels (the torch wheels to compile against and check)")
         found = {p.name: sorted(p.glob("torch-*.whl")) for p in sorted(args.wheels.iterdir()) if p.is_dir()}
         torch_wheels = {v: w[0] for v, w in found.items() if w and "+cpu" not in w[0].name}
         extra = dict((v, Path(f)) for v, f in (e.split("=", 1) for e in args.extra_object))

@@ -213,7 +213,9 @@ def serves(fp: Fingerprint, req: Request) -> list[str]:
     if req.torch is None:
         why.append("this environment has no torch")
     elif fp.torch != req.torch:
-        why.append(f"built against torch {fp.torch}, this torch is {req.torch} (the minor must match)")
+        why.append(
+            f"built against torch {fp.torch}, this torch is {req.torch} (a local build is matched on its exact torch minor)"
+        )
     if fp.cuda != req.cuda:
         why.append(
             f"built for CUDA {fp.cuda or 'none'}, this torch has CUDA {req.cuda or 'none'} (the major must match)"

@@ -165,8 +165,10 @@ class AcrossMinors:
     ``abi_across_minors``), for the variants measured; ``breaks``: (built, on) -> the first symbol gone."""
 
     variants: frozenset[str]
+    platforms: frozenset[str]  # "linux_x86_64": where the torch wheels measured run
     loads_on: dict[tuple[int, int], frozenset[tuple[int, int]]]
     breaks: dict[tuple[tuple[int, int], tuple[int, int]], str]
+    measured_versions: tuple[str, ...]  # the flash-attn versions whose sources were measured
 
 
 @cache
@@ -180,6 +182,8 @@ def across_minors() -> AcrossMinors:
 
     return AcrossMinors(
         frozenset(block["variants"]),
+        frozenset(block["platforms"]),
         {mm(e["built"]): frozenset(mm(o) for o in e["on"]) for e in block["loads_on"]},
         {(mm(b["built"]), mm(b["on"])): b["symbol"] for b in block["breaks"]},
+        tuple(block["measured"]["flash_attn"]),
     )

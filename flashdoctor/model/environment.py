@@ -220,7 +220,8 @@ class Environment:
 
     @property
     def torch_mm(self) -> tuple[int, int] | None:
-        """torch major.minor, which FA2 wheels must match exactly."""
+        """torch major.minor, which FA2 wheels must match (but where measured: data/torch_builds.json
+        ``abi_across_minors``)."""
         return major_minor(self.torch)
 
     @property

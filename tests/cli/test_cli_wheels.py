@@ -208,8 +208,13 @@ def test_coverage() -> None:
 
     c = cell("linux_x86_64", "2.8", "12.8", "3.12")
     assert c["official"] and c["best_official"] == A100_WHEEL
-    assert not cell("linux_x86_64", "2.11", "13.0", "3.12")["official"]  # official wheels stop at torch 2.10
-    assert cell("linux_x86_64", "2.11", "13.0", "3.12")["any"]
+    # official wheels stop at torch 2.10, whose wheels load on 2.11 and 2.12 (measured), not on 2.13
+    assert cell("linux_x86_64", "2.11", "13.0", "3.12")["best_official"].endswith(
+        "+cu13torch2.10cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
+    )
+    assert not cell("linux_x86_64", "2.13", "13.0", "3.12")["official"]
+    assert cell("linux_x86_64", "2.13", "13.0", "3.12")["any"]
+    assert not cell("linux_aarch64", "2.11", "13.0", "3.12")["official"]  # measured on x86_64 only
     assert cell("linux_aarch64", "2.8", "12.8", "3.12")["official"]
     assert not cell("linux_aarch64", "2.8", "12.8", "3.11")[
         "official"

@@ -357,6 +357,7 @@ def test_gpu_machine_plan_with_the_real_selector_uses_the_local_build(tmp_path: 
     assert "origin" not in doc, doc["origin"]
     human = fd(*base[:-1], "--wheelhouse", str(tmp_path / "wh")).stdout
     assert "GitHub release" not in human and "source: wheelhouse" in human, human
+    assert "source: official" not in human and "evidence:" not in human, human
     r = fd(
         "install",
         "--fa2",

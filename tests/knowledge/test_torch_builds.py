@@ -54,3 +54,20 @@ def test_the_plan_says_which_container_a_vendor_build_is() -> None:
     assert plan.action == "wheel", plan.reasons
     assert plan.wheel is not None and "torch2.3cxx11abiTRUE" in plan.wheel.filename
     assert any("NGC PyTorch 24.02" in r for r in plan.reasons), plan.reasons
+
+
+def test_the_minors_a_wheel_loads_on_are_later_measured_ones_and_none_is_also_a_break() -> None:
+    """fit_class trusts abi_across_minors as it stands: a hand edit listing an earlier minor, a minor never
+    measured, or a pair that is also a recorded break would be taken silently."""
+    from flashdoctor.knowledge.torch_builds import across_minors
+    from flashdoctor.knowledge.versions import major_minor
+
+    block = load_data("torch_builds")["abi_across_minors"]
+    measured = {major_minor(v) for v in block["measured"]["torch"]}
+    across = across_minors()
+    for built, on in across.loads_on.items():
+        assert built in measured and on <= measured, (built, on)
+        assert all(o > built for o in on), (built, on)
+        assert not any((built, o) in across.breaks for o in on), (built, on)
+    for built, on in across.breaks:
+        assert built in measured and on in measured and on > built, (built, on)

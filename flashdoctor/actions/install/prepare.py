@@ -21,6 +21,7 @@ from packaging.specifiers import SpecifierSet
 
 from flashdoctor.actions.cache import WheelCache
 from flashdoctor.actions.wheelhouse import BuiltWheel, Request, Wheelhouse, best
+from flashdoctor.decide.wheels.origin import NO_DIGEST, evidence_reason
 from flashdoctor.decide.wheels.parse import WheelNameError, parse_wheel_name
 from flashdoctor.decide.wheels.plan import selection_json
 from flashdoctor.decide.wheels.select import parse_version_spec
@@ -169,13 +170,18 @@ def resolve_local(
         return plan, notes
     instead = "instead of a download" if plan.action == "wheel" else "instead of a build"
     alternatives = (plan.wheel, *plan.alternatives) if plan.wheel is not None else plan.alternatives
+    # the replaced index wheel's provenance (its source's evidence, "no published digest") is not the local
+    # build's: dropped with its origin; the rest says why that wheel fit and what came instead of it
+    theirs = set()
+    if plan.origin is not None and plan.wheel is not None:
+        theirs = {evidence_reason(plan.wheel.source, plan.origin.evidence or ""), f"sha256: {NO_DIGEST}"}
     return replace(
         plan,
         action="wheel",
         wheel=found.ref(),
         origin=None,  # the selector's was the index wheel's: its release, its digest's source
         alternatives=alternatives,
-        reasons=(*plan.reasons, _local_reason(found, instead)),
+        reasons=(*(r for r in plan.reasons if r not in theirs), _local_reason(found, instead)),
     ), notes
 
 

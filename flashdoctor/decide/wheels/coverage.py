@@ -16,7 +16,7 @@ from flashdoctor.decide.wheels.select import (
     preference_key,
     target_of,
 )
-from flashdoctor.knowledge.torch_builds import torch_pip_cxx11abi
+from flashdoctor.knowledge.torch_builds import across_minors, torch_pip_cxx11abi
 from flashdoctor.knowledge.variants import DEFAULT_VARIANT, Variant
 from flashdoctor.model.environment import Environment
 
@@ -96,7 +96,13 @@ def coverage(index: WheelIndex, variant: Variant = DEFAULT_VARIANT) -> dict[str,
             t = target_of(cell_environment(platform, torch, cuda, py))
             mm = (int(torch.split(".")[0]), int(torch.split(".")[1]))
             fits: list[IndexEntry] = []
-            for groups in (buckets.get(mm, {}), buckets.get(None, {})):
+            # an earlier minor whose wheels load on this one (measured: torchbuild.fit_class) too
+            earlier = [b for b, on in across_minors().loads_on.items() if mm in on]
+            for groups in (
+                buckets.get(mm, {}),
+                buckets.get(None, {}),
+                *(buckets.get(b, {}) for b in earlier),
+            ):
                 for group in groups.values():
                     if machine_codes(group[0], t):
                         continue

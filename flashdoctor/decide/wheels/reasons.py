@@ -32,7 +32,7 @@ from flashdoctor.decide.wheels.torchbuild import (
     patches_measured,
     torch_build,
 )
-from flashdoctor.knowledge.torch_builds import vendor_builds
+from flashdoctor.knowledge.torch_builds import across_minors, vendor_builds
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.model.requirements import required_text
 
@@ -178,7 +178,9 @@ def entry_notes(e: IndexEntry, variant: Variant, t: Target | None = None) -> lis
             "treated as a CXX11-ABI wheel (inferred from setup.py)"
         )
     if e.name.torch is not None and t is not None and t.torch_build is not None:
-        cls = fit_class(e.name.variant or "", e.name.torch, e.torch_build, t.torch_mm, t.torch_build)
+        cls = fit_class(
+            e.name.variant or "", e.name.torch, e.torch_build, t.torch_mm, t.torch_build, t.platform
+        )
         if cls == EXACT and not t.torch_build.is_release:
             if e.torch_build == t.torch_build.text:
                 same = ""
@@ -204,11 +206,26 @@ def entry_notes(e: IndexEntry, variant: Variant, t: Target | None = None) -> lis
                 f"{why}; no wheel built against {t.torch_build.text} fits"
             )
         elif cls == OTHER_MINOR:
+            measured = across_minors().measured_versions
+            hedge = []
+            if e.torch_build is None:
+                hedge.append(
+                    f"the torch it was built against is not recorded (a {e.name.torch_text} nightly was not measured)"
+                )
+            if str(e.version) not in measured:
+                hedge.append(
+                    f"flash-attn {e.version} was not among the versions measured ({', '.join(measured)})"
+                )
             out.append(
                 f"built against torch {e.name.torch_text}, an earlier minor than this torch {t.torch_build.text}: "
                 f"torch {mm_text(t.torch_mm)} still exports every torch symbol FlashAttention's extension built "
-                f"against {e.name.torch_text} imports (measured on PyTorch's wheels), so it loads; no wheel built "
-                f"for torch {mm_text(t.torch_mm)} fits"
+                f"against a {e.name.torch_text} release imports (measured on PyTorch's Linux x86_64 wheels), so it "
+                + (
+                    "should load, " + "; ".join(hedge) + " — the install's import check and smoke test tell"
+                    if hedge
+                    else "loads"
+                )
+                + f"; no wheel built for torch {mm_text(t.torch_mm)} fits"
             )
         elif cls == NIGHTLY:
             b = torch_build(e.torch_build)

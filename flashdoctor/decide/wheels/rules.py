@@ -108,7 +108,10 @@ def machine_codes(entry: IndexEntry, t: Target) -> list[str]:
         codes.append("no-cuda-torch")
     elif t.torch_state == "cuda":
         if n.torch is not None:
-            if fit_class(n.variant or "", n.torch, entry.torch_build, t.torch_mm, t.torch_build) is not None:
+            if (
+                fit_class(n.variant or "", n.torch, entry.torch_build, t.torch_mm, t.torch_build, t.platform)
+                is not None
+            ):
                 pass
             elif t.torch_mm is not None and n.torch != t.torch_mm:
                 codes.append("torch-mismatch")

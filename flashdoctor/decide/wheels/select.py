@@ -108,7 +108,7 @@ def build_rank(entry: IndexEntry, t: Target) -> int:
     n = entry.name
     if n.torch is None:
         return EXACT
-    cls = fit_class(n.variant or "", n.torch, entry.torch_build, t.torch_mm, t.torch_build)
+    cls = fit_class(n.variant or "", n.torch, entry.torch_build, t.torch_mm, t.torch_build, t.platform)
     return UNKNOWN if cls is None else cls
 
 

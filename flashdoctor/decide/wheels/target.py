@@ -39,6 +39,11 @@ class Target:
     required: tuple[Required, ...] = ()  # what installed distributions require of FlashAttention
     musl: bool = False  # a Linux without glibc (Alpine): only musllinux wheels load there
 
+    @property
+    def platform(self) -> str | None:
+        """ "linux_x86_64", "win_amd64"-like name of the OS and CPU (None: not both known)."""
+        return f"{self.os}_{self.arch}" if self.os and self.arch else None
+
     def required_of(self, dist: str) -> tuple[Required, ...]:
         """What installed distributions require of this FlashAttention distribution."""
         return of_dist(self.required, dist)

@@ -150,15 +150,17 @@ def fit_class(
     built: str | None,
     t_mm: tuple[int, int] | None,
     t: TorchBuild | None,
+    platform: str | None = None,
 ) -> int | None:
     """How a ``variant`` wheel for torch minor ``wheel_mm``, built against ``built``, fits the torch of minor
     ``t_mm`` whose build is ``t`` (None: unknown): the classes above (build_class for the same minor, or
     an unknown minor; OTHER_MINOR for an earlier minor whose extensions load on a release of ``t_mm``,
-    measured: data/torch_builds.json ``abi_across_minors``), or None when it does not fit."""
+    measured: data/torch_builds.json ``abi_across_minors``, on its platforms: ``platform`` is the torch's,
+    "linux_x86_64"), or None when it does not fit."""
     if t_mm is None or wheel_mm == t_mm:
         return build_class(built, t)
     across = across_minors()
-    if t is None or not t.is_release or variant not in across.variants:
+    if t is None or not t.is_release or variant not in across.variants or platform not in across.platforms:
         return None
     if t_mm not in across.loads_on.get(wheel_mm, ()):
         return None

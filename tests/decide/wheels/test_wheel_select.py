@@ -683,3 +683,30 @@ def test_only_a_wheel_built_against_a_release_of_its_minor_crosses(index: WheelI
     e = entry(index, OFFICIAL_210)
     assert evaluate(replace(e, torch_build="2.10.0"), t) == ()
     assert evaluate(replace(e, torch_build="2.10.0.dev20251001"), t) == ("torch-mismatch",)
+
+
+def test_the_coverage_grid_counts_a_measured_earlier_minors_wheel(index: WheelIndex) -> None:
+    """`wheels --coverage` looked only at wheels named for the cell's own minor, and said torch 2.11 / CUDA 13 /
+    cp312 on Linux had no official wheel while install picked one there."""
+    from flashdoctor.decide.wheels.coverage import coverage
+
+    cell = next(
+        c for c in coverage(index)["linux_x86_64"] if (c.torch, c.cuda, c.python) == ("2.11", "13.0", "3.12")
+    )
+    assert cell.official and cell.official[0] == OFFICIAL_210, cell
+
+
+def test_an_earlier_minors_wheel_crosses_only_where_it_was_measured(index: WheelIndex) -> None:
+    """Measured on PyTorch's Linux x86_64 wheels: a Windows or aarch64 torch of a later minor gets no
+    earlier minor's wheel; an entry whose build torch is unrecorded, or a release not measured, crosses with
+    its plan saying so."""
+    from flashdoctor.decide.wheels.torchbuild import OTHER_MINOR, fit_class, torch_build
+
+    t = torch_build("2.12.0")
+    assert fit_class("fa2", (2, 10), None, (2, 12), t, "linux_x86_64") == OTHER_MINOR
+    for platform in ("windows_amd64", "linux_aarch64", None):
+        assert fit_class("fa2", (2, 10), None, (2, 12), t, platform) is None, platform
+    plan = make_plan(machine("h100", torch="2.12.0+cu126", glibc="2.39", nvcc="12.6"), "fa2", index)
+    assert plan.wheel is not None and "torch2.10" in plan.wheel.filename
+    note = next(r for r in plan.reasons if "an earlier minor" in r)
+    assert "should load" in note and "not recorded" in note, note
