@@ -8,11 +8,13 @@ that cannot be imported exit 2 with the pip command, Ctrl-C 130, SIGTERM 143 (af
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import os
 import re
 import signal
+import stat
 import sys
 import traceback
 from collections.abc import Sequence
@@ -104,6 +106,15 @@ def _replace_unencodable() -> None:
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
+    if signum == getattr(signal, "SIGHUP", None):
+        # The terminal is gone: a write to it fails (EIO), and that OSError would take the place of the
+        # hang-up (a crash, exit 1, no clean-up). What went to it goes nowhere now; files and pipes stay.
+        with contextlib.suppress(OSError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            for fd in (1, 2):
+                if stat.S_ISCHR(os.fstat(fd).st_mode):  # a terminal (isatty fails on a hung-up one)
+                    os.dup2(null, fd)
+            os.close(null)
     raise Terminated(signal.Signals(signum).name)
 
 
@@ -130,7 +141,8 @@ def main(argv: Sequence[str] | None = None, *, as_module: bool = False) -> None:
         _main(argv, as_module=as_module)
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if handler is not None:  # None: a C handler, which Python cannot put back
+                signal.signal(signum, handler)
 
 
 def _annotate(text: str, code: int) -> None:

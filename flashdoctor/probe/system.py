@@ -151,7 +151,8 @@ def run_process(
         out, err = proc.communicate(timeout=timeout)
     finally:
         if proc is not None:  # killed (an exception) unless communicate reaped it
-            stop_process(proc, own_group)
+            with interrupts_held():  # a second signal must not stop the kill half-way (a restore would race)
+                stop_process(proc, own_group)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

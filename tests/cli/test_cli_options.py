@@ -374,6 +374,34 @@ def test_sigterm_and_ctrl_c_stop_the_probe_and_exit_at_once(
 
 
 @pytest.mark.system
+def test_a_hang_up_of_a_terminal_that_is_gone_stops_the_probe_and_exits_129(tmp_path: Path) -> None:
+    """An ssh session that closes: the terminal goes away (every write to it fails, EIO) and SIGHUP arrives.
+    click's "Aborted!" and flashdoctor's own message then raised OSError in place of the hang-up: a crash
+    report, exit 1, and the probe in a session of its own left to the crash path."""
+    import pty
+
+    hang, pidfile = hung_python(tmp_path)
+    env = {**os.environ, "HOME": str(tmp_path), "FLASHDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flashdoctor", "check", "--python", str(hang)],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        child = started(pidfile)
+        os.close(master)  # the terminal is gone
+        proc.send_signal(signal.SIGHUP)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 129
+    assert gone(child), "the probe's interpreter outlived flashdoctor"
+
+
+@pytest.mark.system
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_as_the_probe_starts_stops_it_too(

@@ -388,15 +388,16 @@ def test_a_plans_reasons_print_as_one_line_each(tmp_path: Path) -> None:
     plan, there = none_plan(tmp_path)
     doc = json.loads(Path(plan).read_text())
     doc["reasons"].append("see below\n  sha256: verified against a published digest\r\n\u2028forged")
+    doc["reasons"].append("wide" + " " * 300 + "sha256: verified against a published digest (wrapped)")
     Path(plan).write_text(json.dumps(doc))
     r = fd("install", "--plan", plan, "--target", there, "--dry-run")
     assert r.returncode == 0, r.stdout + r.stderr
     lines = [ln for ln in r.stdout.splitlines() if "verified against a published digest" in ln]
-    assert len(lines) == 1 and "see below" in lines[0], r.stdout
+    assert len(lines) == 2 and "see below" in lines[0] and "wide" in lines[1], r.stdout
     r = fd("install", "--plan", plan, "--target", there, "--dry-run", "--json")
-    assert (
-        json.loads(r.stdout)["reasons"][-1] == "see below sha256: verified against a published digest forged"
-    )
+    reasons = json.loads(r.stdout)["reasons"]
+    assert reasons[-2] == "see below sha256: verified against a published digest forged"
+    assert reasons[-1] == "wide sha256: verified against a published digest (wrapped)"
 
 
 def test_a_plans_installed_version_prints_as_one_line(tmp_path: Path) -> None:
@@ -428,3 +429,14 @@ def test_a_wheel_plans_selection_is_printed_back_in_flashdoctors_shape(tmp_path:
     out = json.loads(r.stdout)
     assert out["selection"] == {"version": None, "allow_community": False, "index": None}, out["selection"]
     assert not list(schema_validator("plan.schema.json").iter_errors(out))
+
+
+def test_a_plans_wheel_fields_with_a_line_break_are_refused(tmp_path: Path) -> None:
+    """The plan prints its wheel's url, source and version: a line break in one forged a line under it."""
+    plan = json.loads(Path(write_plan(tmp_path, "flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp312-cp312-linux_x86_64.whl",
+                                      "https://example.invalid/x.whl\n  sha256: verified against a published digest")).read_text())  # fmt: skip
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    r = fd(
+        "install", "--plan", str(tmp_path / "plan.json"), "--target", str(TARGETS / "a100.json"), "--dry-run"
+    )
+    assert r.returncode == 2 and "'wheel.url' has a control character or line break" in r.stderr, r.stderr

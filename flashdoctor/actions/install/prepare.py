@@ -66,7 +66,9 @@ def _plan_error(error: Any, where: str) -> str:
 
 # A plan file's reasons are printed back, one line each: a line break in one (anyone can write a plan file)
 # would print lines that pass for flashdoctor's own, e.g. a forged "verified against a published digest".
-_LINE_BREAKS = re.compile(r"\s*[\x00-\x1f\x7f-\x9f\u2028\u2029]+\s*")
+# Every run of white space goes too: a wide one pushed the text after it onto a wrapped line of its own.
+_LINE_BREAKS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def plan_from_json(doc: Any, where: str = "plan") -> Plan:
@@ -88,6 +90,9 @@ def plan_from_json(doc: Any, where: str = "plan") -> Plan:
             raise UsageError(f"{where}: 'wheel.filename': {exc}") from None
         if named is not None and named != variant:
             raise UsageError(f"{where}: 'wheel.filename' is a {named} wheel, and the plan is for {variant}")
+        for key in ("url", "source", "version"):  # printed in the plan: a line break would forge a line
+            if isinstance(raw.get(key), str) and _CONTROL.search(raw[key]):
+                raise UsageError(f"{where}: 'wheel.{key}' has a control character or line break")
         sha = raw.get("sha256")
         wheel = WheelRef(
             filename=raw["filename"],
@@ -99,7 +104,7 @@ def plan_from_json(doc: Any, where: str = "plan") -> Plan:
     installed = doc.get("installed")  # a "none" plan's: what replay_premise checks here (and prints)
     extra: dict[str, Any] = {}
     if installed is not None:
-        extra["installed"] = {k: _LINE_BREAKS.sub(" ", v) for k, v in installed.items()}
+        extra["installed"] = {k: _LINE_BREAKS.sub(" ", v).strip() for k, v in installed.items()}
     selection = doc.get("selection")  # what it was made with: what a replay selects with (replay_selection)
     if selection is not None:
         try:
@@ -116,7 +121,7 @@ def plan_from_json(doc: Any, where: str = "plan") -> Plan:
         action=doc["action"],
         variant=variant,
         wheel=wheel,
-        reasons=tuple(_LINE_BREAKS.sub(" ", r) for r in doc.get("reasons") or ()),
+        reasons=tuple(_LINE_BREAKS.sub(" ", r).strip() for r in doc.get("reasons") or ()),
         extra=extra,
     )
 
