@@ -17,6 +17,7 @@ from flashdoctor.decide.wheels.rules import (
     refused_by,
     served_sms,
     torch_api_short,
+    torch_fit,
     variant_driver_min,
 )
 from flashdoctor.decide.wheels.target import Target
@@ -26,7 +27,6 @@ from flashdoctor.decide.wheels.torchbuild import (
     OTHER_MINOR,
     OTHER_PATCH,
     UNKNOWN,
-    fit_class,
     minor_break,
     nightly_break,
     patches_measured,
@@ -178,9 +178,7 @@ def entry_notes(e: IndexEntry, variant: Variant, t: Target | None = None) -> lis
             "treated as a CXX11-ABI wheel (inferred from setup.py)"
         )
     if e.name.torch is not None and t is not None and t.torch_build is not None:
-        cls = fit_class(
-            e.name.variant or "", e.name.torch, e.torch_build, t.torch_mm, t.torch_build, t.platform
-        )
+        cls = torch_fit(e, t)
         if cls == EXACT and not t.torch_build.is_release:
             if e.torch_build == t.torch_build.text:
                 same = ""

@@ -86,6 +86,16 @@ def evaluate(
     return (*machine_codes(entry, t), *policy_codes(entry, spec, allow_community, t))
 
 
+def torch_fit(entry: IndexEntry, t: Target) -> int | None:
+    """How the torch a torch-labelled wheel was built against fits this torch (torchbuild.fit_class: its
+    classes, best first), or None when it does not fit; the one call of the rules, the ranking and the
+    plan's notes."""
+    n = entry.name
+    if n.torch is None:
+        return None
+    return fit_class(n.variant or "", n.torch, entry.torch_build, t.torch_mm, t.torch_build, t.platform)
+
+
 def machine_codes(entry: IndexEntry, t: Target) -> list[str]:
     """The codes that depend only on what the wheel was built for (its ``build_signature``)."""
     codes: list[str] = []
@@ -108,15 +118,9 @@ def machine_codes(entry: IndexEntry, t: Target) -> list[str]:
         codes.append("no-cuda-torch")
     elif t.torch_state == "cuda":
         if n.torch is not None:
-            if (
-                fit_class(n.variant or "", n.torch, entry.torch_build, t.torch_mm, t.torch_build, t.platform)
-                is not None
-            ):
-                pass
-            elif t.torch_mm is not None and n.torch != t.torch_mm:
-                codes.append("torch-mismatch")
-            else:
-                codes.append("torch-build-mismatch")
+            if torch_fit(entry, t) is None:
+                other_minor = t.torch_mm is not None and n.torch != t.torch_mm
+                codes.append("torch-mismatch" if other_minor else "torch-build-mismatch")
         elif entry.torch_spec is not None and t.torch_version is not None:
             if not entry.torch_spec.contains(t.torch_version, prereleases=True):
                 codes.append("torch-mismatch")

@@ -37,10 +37,11 @@ from flashdoctor.decide.wheels.rules import (
     machine_codes,
     policy_codes,
     torch_api_short,
+    torch_fit,
     version_ranks,
 )
 from flashdoctor.decide.wheels.target import Target, supported_tags, target_of
-from flashdoctor.decide.wheels.torchbuild import EXACT, UNKNOWN, fit_class
+from flashdoctor.decide.wheels.torchbuild import EXACT, UNKNOWN
 from flashdoctor.errors import UsageError
 from flashdoctor.knowledge.variants import Variant
 from flashdoctor.model.environment import Environment
@@ -105,10 +106,9 @@ def build_rank(entry: IndexEntry, t: Target) -> int:
     """How the torch the wheel was built against fits torch's (torchbuild.build_class; 0 is best).
     Wheels without torch in their name (FA3 on the stable ABI, FA4) do not depend on it: they rank as
     built against this very torch."""
-    n = entry.name
-    if n.torch is None:
+    if entry.name.torch is None:
         return EXACT
-    cls = fit_class(n.variant or "", n.torch, entry.torch_build, t.torch_mm, t.torch_build, t.platform)
+    cls = torch_fit(entry, t)
     return UNKNOWN if cls is None else cls
 
 
